@@ -1,0 +1,4 @@
+//! Code both daemons need and nothing else: the framing of internal RPC messages.
+//! Keep this crate thin: no protocol logic, no I/O policy beyond reading and writing frames.
+
+pub mod frame;

@@ -1,0 +1,128 @@
+//! The sending side of Raft RPC: one lazily (re)connected TCP stream per target node.
+//! A failed exchange drops the connection; the next RPC reconnects. Every exchange is
+//! bounded by openraft's per-RPC time limit.
+
+use std::time::Duration;
+
+use common::frame;
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use openraft::{BasicNode, RaftTypeConfig};
+use tokio::io::BufReader;
+use tokio::net::TcpStream;
+
+use super::rpc::{self, RaftReply, RaftRequest, MAX_FRAME_BYTES};
+
+/// Makes one [`TcpNetwork`] per target, addressed by the node's `BasicNode::addr`.
+#[derive(Debug, Clone, Default)]
+pub struct TcpNetworkFactory;
+
+impl<C> RaftNetworkFactory<C> for TcpNetworkFactory
+where
+    C: RaftTypeConfig<NodeId = u64, Node = BasicNode>,
+{
+    type Network = TcpNetwork;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> Self::Network {
+        TcpNetwork { target, addr: node.addr.clone(), stream: None }
+    }
+}
+
+/// The connection to one target node.
+#[derive(Debug)]
+pub struct TcpNetwork {
+    target: u64,
+    addr: String,
+    stream: Option<BufReader<TcpStream>>,
+}
+
+/// Why an exchange failed, before mapping into openraft's error types.
+enum ExchangeError {
+    Unreachable(std::io::Error),
+    Network(String),
+}
+
+impl TcpNetwork {
+    async fn exchange<C>(&mut self, req: &RaftRequest<C>, ttl: Duration) -> Result<RaftReply<C>, ExchangeError>
+    where
+        C: RaftTypeConfig<NodeId = u64>,
+    {
+        let body = rpc::encode(req).map_err(|e| ExchangeError::Network(e.to_string()))?;
+        let result = tokio::time::timeout(ttl, async {
+            if self.stream.is_none() {
+                let s = TcpStream::connect(&self.addr).await.map_err(ExchangeError::Unreachable)?;
+                s.set_nodelay(true).map_err(ExchangeError::Unreachable)?;
+                self.stream = Some(BufReader::new(s));
+            }
+            let stream = self.stream.as_mut().expect("connected");
+            frame::write(stream, &body).await.map_err(|e| ExchangeError::Network(e.to_string()))?;
+            let reply =
+                frame::read(stream, MAX_FRAME_BYTES).await.map_err(|e| ExchangeError::Network(e.to_string()))?;
+            rpc::decode::<RaftReply<C>>(&reply).map_err(|e| ExchangeError::Network(e.to_string()))
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(ExchangeError::Network(format!("rpc to node {} timed out after {ttl:?}", self.target)))
+        });
+        if result.is_err() {
+            self.stream = None;
+        }
+        result
+    }
+
+    fn map_err<E: std::error::Error>(&self, e: ExchangeError) -> RPCError<u64, BasicNode, E> {
+        match e {
+            ExchangeError::Unreachable(io) => RPCError::Unreachable(Unreachable::new(&io)),
+            ExchangeError::Network(msg) => RPCError::Network(NetworkError::new(&std::io::Error::other(msg))),
+        }
+    }
+
+    fn unexpected<E: std::error::Error>(&self) -> RPCError<u64, BasicNode, E> {
+        RPCError::Network(NetworkError::new(&std::io::Error::other("reply does not match request")))
+    }
+}
+
+impl<C> RaftNetwork<C> for TcpNetwork
+where
+    C: RaftTypeConfig<NodeId = u64, Node = BasicNode>,
+{
+    async fn append_entries(
+        &mut self,
+        req: AppendEntriesRequest<C>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        match self.exchange::<C>(&RaftRequest::AppendEntries(req), option.hard_ttl()).await {
+            Ok(RaftReply::AppendEntries(r)) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+            Ok(_) => Err(self.unexpected()),
+            Err(e) => Err(self.map_err(e)),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        req: InstallSnapshotRequest<C>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<u64>, RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>> {
+        match self.exchange::<C>(&RaftRequest::InstallSnapshot(req), option.hard_ttl()).await {
+            Ok(RaftReply::InstallSnapshot(r)) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+            Ok(_) => Err(self.unexpected()),
+            Err(e) => Err(self.map_err(e)),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        req: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        match self.exchange::<C>(&RaftRequest::Vote(req), option.hard_ttl()).await {
+            Ok(RaftReply::Vote(r)) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+            Ok(_) => Err(self.unexpected()),
+            Err(e) => Err(self.map_err(e)),
+        }
+    }
+}

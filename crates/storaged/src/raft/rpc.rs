@@ -1,0 +1,52 @@
+//! The Raft RPC messages exchanged between storage nodes, and their encoding into frames.
+//! Pure data: no sockets here.
+
+use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use openraft::RaftTypeConfig;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// Largest RPC frame a node accepts: bounds memory per connection.
+pub const MAX_FRAME_BYTES: u32 = 64 << 20;
+
+/// A request from one Raft node to another.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub enum RaftRequest<C: RaftTypeConfig> {
+    AppendEntries(AppendEntriesRequest<C>),
+    Vote(VoteRequest<C::NodeId>),
+    InstallSnapshot(InstallSnapshotRequest<C>),
+}
+
+/// The answer to a [`RaftRequest`], carrying the remote Raft's own error if it failed.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub enum RaftReply<C: RaftTypeConfig> {
+    AppendEntries(Result<AppendEntriesResponse<C::NodeId>, RaftError<C::NodeId>>),
+    Vote(Result<VoteResponse<C::NodeId>, RaftError<C::NodeId>>),
+    InstallSnapshot(Result<InstallSnapshotResponse<C::NodeId>, RaftError<C::NodeId, InstallSnapshotError>>),
+}
+
+/// A message could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+#[error("rpc codec: {0}")]
+pub struct CodecError(#[from] bincode::Error);
+
+/// Encode a message body (framing is added by `common::frame`).
+pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
+    Ok(bincode::serialize(msg)?)
+}
+
+/// Decode a message body, bounded by the frame it came in.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    use bincode::Options;
+    Ok(bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .allow_trailing_bytes()
+        .with_limit(u64::from(MAX_FRAME_BYTES))
+        .deserialize(bytes)?)
+}

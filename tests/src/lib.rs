@@ -1,0 +1,7 @@
+//! Helpers for the whole-system tests. Nothing here is product code: `kv` is a minimal
+//! replicated key-value state machine that exercises `raftlog` under openraft, and
+//! `control` is the tiny protocol the test harness uses to drive test nodes.
+
+pub mod control;
+pub mod kv;
+pub mod payload;
