@@ -1,7 +1,7 @@
 //! [`Log`]: the public, non-generic handle on one log directory. Appends go to the writer
 //! thread; reads go straight to the files through the shared index.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -178,5 +178,13 @@ impl Log {
     /// `(first readable index, last id)`.
     pub fn bounds(&self) -> (u64, Option<RecordId>) {
         self.view().bounds()
+    }
+
+    /// Where the record of `index` lives: `(segment file, byte offset, frame length)`.
+    /// For diagnostics and tools; the bytes there are only meaningful once verified.
+    pub fn locate(&self, index: u64) -> Option<(PathBuf, u64, usize)> {
+        let shared = &self.inner.shared;
+        let (_, off, len, _, slot) = shared.index.read().expect("index lock").locate(index)?;
+        Some((shared.segment_path(slot), off, len))
     }
 }
