@@ -185,6 +185,7 @@ fn vote_is_durable_and_torn_meta_slot_falls_back() {
     rt.block_on(log.update_meta(move |m| m.vote = Some(v1))).unwrap();
     rt.block_on(log.update_meta(move |m| m.vote = Some(v2))).unwrap();
     drop(log);
+    let meta = dir.path().join("meta");
     let bytes = std::fs::read(&meta).unwrap();
     let seq = |k: usize| u64::from_le_bytes(bytes[k * 4096 + 16..k * 4096 + 24].try_into().unwrap());
     let newest = if seq(0) > seq(1) { 0 } else { 1 };
