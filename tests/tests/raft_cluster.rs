@@ -1,0 +1,165 @@
+//! Three `raft-node` processes on loopback: elect a leader, replicate 10,000 entries, SIGKILL
+//! the leader, elect a new one, keep writing, restart the old leader, and check that all
+//! three raftlogs hold identical entries.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use raftlog::{Log, Options};
+use tests::control::{call, ControlReply, ControlRequest, NodeStatus};
+
+struct Cluster {
+    dirs: Vec<PathBuf>,
+    raft: Vec<String>,
+    control: Vec<String>,
+    children: Vec<Option<Child>>,
+    _tmp: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Cluster {
+    fn new(n: usize) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs = (1..=n).map(|i| tmp.path().join(format!("node{i}"))).collect();
+        let raft = (0..n).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+        let control = (0..n).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+        let mut c = Cluster { dirs, raft, control, children: (0..n).map(|_| None).collect(), _tmp: tmp };
+        for i in 0..n {
+            c.start(i);
+        }
+        c
+    }
+
+    fn start(&mut self, i: usize) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_raft-node"));
+        cmd.arg("--id").arg((i + 1).to_string());
+        cmd.arg("--dir").arg(&self.dirs[i]);
+        cmd.arg("--raft").arg(&self.raft[i]).arg("--control").arg(&self.control[i]);
+        for (k, addr) in self.raft.iter().enumerate() {
+            cmd.arg("--peer").arg(format!("{}={addr}", k + 1));
+        }
+        self.children[i] = Some(cmd.spawn().unwrap());
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.children[i].take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.children.len() {
+            self.kill(i);
+        }
+    }
+}
+
+async fn status(addr: &str) -> Option<NodeStatus> {
+    match tokio::time::timeout(Duration::from_secs(2), call(addr, &ControlRequest::Status)).await {
+        Ok(Ok(ControlReply::Status(s))) => Some(s),
+        _ => None,
+    }
+}
+
+/// Wait (bounded) until `pred` holds for the statuses of the nodes in `alive`.
+async fn wait_for(c: &Cluster, alive: &[usize], what: &str, pred: impl Fn(&[NodeStatus]) -> bool) -> Vec<NodeStatus> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut all = Vec::new();
+        for i in alive {
+            if let Some(s) = status(&c.control[*i]).await {
+                all.push(s);
+            }
+        }
+        if all.len() == alive.len() && pred(&all) {
+            return all;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}: {all:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn agreed_leader(all: &[NodeStatus]) -> Option<u64> {
+    let l = all[0].leader?;
+    all.iter().all(|s| s.leader == Some(l) && s.term == all[0].term).then_some(l)
+}
+
+async fn write(c: &Cluster, leader: u64, first_key: u64, count: u64) -> u64 {
+    let req = ControlRequest::Write { first_key, count, value_len: 200, concurrency: 256 };
+    match call(&c.control[leader as usize - 1], &req).await.unwrap() {
+        ControlReply::Written { last_index } => last_index,
+        other => panic!("write via node {leader}: {other:?}"),
+    }
+}
+
+fn log_entries(dir: &Path) -> Vec<(raftlog::RecordId, Vec<u8>)> {
+    let log = Log::open(dir, Options::default()).unwrap();
+    let (first, last) = log.bounds();
+    let last = last.expect("log holds entries").index;
+    (first..=last)
+        .map(|i| {
+            let r = log.read(i).unwrap().unwrap_or_else(|| panic!("entry {i} missing in {}", dir.display()));
+            (r.header.id, r.payload().to_vec())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_replicate_survive_leader_kill_and_agree() {
+    let mut c = Cluster::new(3);
+    let all = [0usize, 1, 2];
+    // Nodes need a moment to listen; initialization is retried until it is accepted.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match call(&c.control[0], &ControlRequest::Initialize).await {
+            Ok(ControlReply::Ok) => break,
+            other => assert!(Instant::now() < deadline, "initialize: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let st = wait_for(&c, &all, "a leader", |s| agreed_leader(s).is_some()).await;
+    let leader = agreed_leader(&st).unwrap();
+    eprintln!("leader elected: node {leader}");
+
+    let last = write(&c, leader, 0, 10_000).await;
+    let st = wait_for(&c, &all, "10,000 entries applied everywhere", |s| {
+        s.iter().all(|n| n.applied_count == 10_000 && n.applied_index >= Some(last))
+    })
+    .await;
+    assert!(st.iter().all(|n| n.digest == st[0].digest), "replicas diverge: {st:?}");
+
+    let old = leader as usize - 1;
+    c.kill(old);
+    let rest: Vec<usize> = all.iter().copied().filter(|i| *i != old).collect();
+    let st = wait_for(&c, &rest, "a new leader", |s| agreed_leader(s).is_some_and(|l| l != leader)).await;
+    let new_leader = agreed_leader(&st).unwrap();
+    eprintln!("node {leader} killed; new leader: node {new_leader}");
+
+    let last = write(&c, new_leader, 10_000, 2_000).await;
+    c.start(old);
+    let st = wait_for(&c, &all, "12,000 entries applied on all three", |s| {
+        s.iter().all(|n| n.applied_count == 12_000 && n.applied_index >= Some(last))
+    })
+    .await;
+    assert!(st.iter().all(|n| n.digest == st[0].digest), "replicas diverge: {st:?}");
+
+    for i in all {
+        c.kill(i);
+    }
+    let logs: Vec<_> = c.dirs.iter().map(|d| log_entries(d)).collect();
+    assert!(logs[0].len() > 12_000, "log holds {} entries", logs[0].len());
+    for (k, l) in logs.iter().enumerate().skip(1) {
+        assert_eq!(l.len(), logs[0].len(), "node {} log length", k + 1);
+        for (a, b) in logs[0].iter().zip(l) {
+            assert_eq!(a, b, "node {} differs from node 1 at {}", k + 1, a.0.index);
+        }
+    }
+}
