@@ -1,1 +1,7 @@
-//! placeholder
+//! Benchmark harnesses. Each benchmark runs our component and its peer (a real server or a
+//! physical baseline) side by side in one invocation and reports ours/peer ratios, because
+//! absolute figures on shared machines are noise.
+
+pub mod closed_loop;
+pub mod raw_log;
+pub mod sinks;

@@ -1,7 +1,10 @@
 //! Helpers for the whole-system tests. Nothing here is product code: `kv` is a minimal
 //! replicated key-value state machine that exercises `raftlog` under openraft, and
-//! `control` is the tiny protocol the test harness uses to drive test nodes.
+//! `control` is the tiny protocol the test harness uses to drive test nodes, and
+//! `cluster` starts and watches a local cluster of them.
 
+pub mod cluster;
 pub mod control;
 pub mod kv;
+pub mod node;
 pub mod payload;

@@ -2,95 +2,12 @@
 //! the leader, elect a new one, keep writing, restart the old leader, and check that all
 //! three raftlogs hold identical entries.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use raftlog::{Log, Options};
-use tests::control::{call, ControlReply, ControlRequest, NodeStatus};
-
-struct Cluster {
-    dirs: Vec<PathBuf>,
-    raft: Vec<String>,
-    control: Vec<String>,
-    children: Vec<Option<Child>>,
-    _tmp: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-impl Cluster {
-    fn new(n: usize) -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let dirs = (1..=n).map(|i| tmp.path().join(format!("node{i}"))).collect();
-        let raft = (0..n).map(|_| format!("127.0.0.1:{}", free_port())).collect();
-        let control = (0..n).map(|_| format!("127.0.0.1:{}", free_port())).collect();
-        let mut c = Cluster { dirs, raft, control, children: (0..n).map(|_| None).collect(), _tmp: tmp };
-        for i in 0..n {
-            c.start(i);
-        }
-        c
-    }
-
-    fn start(&mut self, i: usize) {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_raft-node"));
-        cmd.arg("--id").arg((i + 1).to_string());
-        cmd.arg("--dir").arg(&self.dirs[i]);
-        cmd.arg("--raft").arg(&self.raft[i]).arg("--control").arg(&self.control[i]);
-        for (k, addr) in self.raft.iter().enumerate() {
-            cmd.arg("--peer").arg(format!("{}={addr}", k + 1));
-        }
-        self.children[i] = Some(cmd.spawn().unwrap());
-    }
-
-    fn kill(&mut self, i: usize) {
-        if let Some(mut c) = self.children[i].take() {
-            c.kill().unwrap();
-            c.wait().unwrap();
-        }
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for i in 0..self.children.len() {
-            self.kill(i);
-        }
-    }
-}
-
-async fn status(addr: &str) -> Option<NodeStatus> {
-    match tokio::time::timeout(Duration::from_secs(2), call(addr, &ControlRequest::Status)).await {
-        Ok(Ok(ControlReply::Status(s))) => Some(s),
-        _ => None,
-    }
-}
-
-/// Wait (bounded) until `pred` holds for the statuses of the nodes in `alive`.
-async fn wait_for(c: &Cluster, alive: &[usize], what: &str, pred: impl Fn(&[NodeStatus]) -> bool) -> Vec<NodeStatus> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let mut all = Vec::new();
-        for i in alive {
-            if let Some(s) = status(&c.control[*i]).await {
-                all.push(s);
-            }
-        }
-        if all.len() == alive.len() && pred(&all) {
-            return all;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}: {all:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn agreed_leader(all: &[NodeStatus]) -> Option<u64> {
-    let l = all[0].leader?;
-    all.iter().all(|s| s.leader == Some(l) && s.term == all[0].term).then_some(l)
-}
+use tests::cluster::{agreed_leader, wait_for, Cluster};
+use tests::control::{call, ControlReply, ControlRequest};
 
 async fn write(c: &Cluster, leader: u64, first_key: u64, count: u64) -> u64 {
     let req = ControlRequest::Write { first_key, count, value_len: 200, concurrency: 256 };
@@ -114,7 +31,8 @@ fn log_entries(dir: &Path) -> Vec<(raftlog::RecordId, Vec<u8>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_processes_replicate_survive_leader_kill_and_agree() {
-    let mut c = Cluster::new(3);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = Cluster::new(tmp.path(), 3, env!("CARGO_BIN_EXE_raft-node"), &[]);
     let all = [0usize, 1, 2];
     // Nodes need a moment to listen; initialization is retried until it is accepted.
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -19,9 +19,11 @@ impl StoreBuilder<KvConfig, RaftLogStore<KvConfig>, KvStateMachine, tempfile::Te
 }
 
 #[test]
-fn openraft_storage_suite() -> Result<(), StorageError<u64>> {
-    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("info").try_init();
-    Suite::test_all(Builder)
+fn openraft_storage_suite() {
+    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn").try_init();
+    if let Err(e) = Suite::test_all(Builder) {
+        panic!("openraft storage suite failed: {e}");
+    }
 }
 
 fn entry(term: u64, index: u64, value: &[u8]) -> Entry<KvConfig> {

@@ -80,6 +80,7 @@ impl Log {
         let shared = Arc::new(Shared { dir: dir.clone(), opts: opts.clone(), index: RwLock::new(index) });
         let mut slots = SlotPool::new(rec.files, rec.free, rec.next_seq);
         slots.start_preparer(dir.clone(), opts.segment_bytes).map_err(|e| Error::io(&dir, e))?;
+        slots.prepare_ahead();
         let efd = Arc::new(EventFd::new().map_err(|e| Error::io(&dir, e))?);
         let (tx, rx) = mpsc::channel();
         let init =

@@ -75,6 +75,20 @@ impl SlotPool {
         Ok(())
     }
 
+    /// Ask the preparer for a spare now if no free slot is waiting, so the first rollover
+    /// (or the first append of a fresh log) does not wait for a zero-fill.
+    pub fn prepare_ahead(&mut self) {
+        if self.free.is_empty() && !self.prep_outstanding {
+            if let Some(tx) = &self.prep_tx {
+                let next = self.next_slot;
+                self.next_slot += 1;
+                if tx.send(next).is_ok() {
+                    self.prep_outstanding = true;
+                }
+            }
+        }
+    }
+
     /// The open file of `slot`.
     pub fn file(&self, slot: u32) -> Arc<File> {
         self.files.get(&slot).expect("slot file is open").clone()
@@ -115,15 +129,7 @@ impl SlotPool {
             self.files.insert(slot, Arc::new(file));
             slot
         };
-        if self.free.is_empty() && !self.prep_outstanding {
-            if let Some(tx) = &self.prep_tx {
-                let next = self.next_slot;
-                self.next_slot += 1;
-                if tx.send(next).is_ok() {
-                    self.prep_outstanding = true;
-                }
-            }
-        }
+        self.prepare_ahead();
         Ok(SpareSegment { slot })
     }
 }

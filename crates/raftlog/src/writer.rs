@@ -60,6 +60,8 @@ const TAG_CONTROL: u64 = 4 << TAG_SHIFT;
 const ID_MASK: u64 = (1 << TAG_SHIFT) - 1;
 /// Requests taken from the channel per loop turn: bounds the staging work between reaps.
 const DRAIN_MAX: usize = 4096;
+/// fdatasync batches in flight at once.
+const SYNCS_IN_FLIGHT_MAX: usize = 4;
 /// Bytes per zeroing write when truncating.
 const ZERO_CHUNK: usize = 1 << 20;
 
@@ -120,7 +122,9 @@ pub(crate) struct Writer {
     unsynced: Vec<DurableCallback>,
     unsynced_next: u64,
     dirty: Vec<u32>,
-    sync: Option<SyncBatch>,
+    /// Sync batches in flight, oldest first; completed strictly in this order.
+    syncs: VecDeque<(u64, SyncBatch)>,
+    next_sync: u64,
     active: Option<Active>,
     /// Index the next appended entry must have; `None` for a log that never held one.
     next_index: Option<u64>,
@@ -162,7 +166,8 @@ impl Writer {
             unsynced: Vec::new(),
             unsynced_next: 0,
             dirty: Vec::new(),
-            sync: None,
+            syncs: VecDeque::new(),
+            next_sync: 0,
             active: init.active.map(|(slot, seq, next_index, pos)| Active { slot, seq, next_index, pos }),
             next_index: init.next_index,
             durable_next,
@@ -215,14 +220,14 @@ impl Writer {
     }
 
     fn is_idle(&self) -> bool {
-        self.inflight.is_empty() && self.unsynced.is_empty() && self.sync.is_none()
+        self.inflight.is_empty() && self.unsynced.is_empty() && self.syncs.is_empty()
     }
 
     fn on_completion(&mut self, ud: u64, res: i32) {
         match ud & !ID_MASK {
             TAG_EVENTFD => self.on_eventfd(res),
             TAG_WRITE => self.on_write(ud & ID_MASK, res),
-            TAG_SYNC => self.on_sync(res),
+            TAG_SYNC => self.on_sync(ud & ID_MASK, res),
             other => unreachable!("completion with unknown tag {other:#x}"),
         }
     }
@@ -302,7 +307,7 @@ impl Writer {
         for cb in self.unsynced.drain(..) {
             cb(Err(io::Error::other(why.clone())));
         }
-        if let Some(batch) = self.sync.take() {
+        for (_, batch) in self.syncs.drain(..) {
             for cb in batch.callbacks {
                 cb(Err(io::Error::other(why.clone())));
             }
@@ -528,11 +533,17 @@ impl Writer {
         }
     }
 
+    /// Issue one fdatasync per dirty file for every published, unsynced append. Up to
+    /// [`SYNCS_IN_FLIGHT_MAX`] batches may be in flight, so appends that arrive while a sync
+    /// runs do not wait for it to finish before their own sync starts; completions are still
+    /// reported strictly in batch order.
     fn maybe_sync(&mut self) {
-        if self.sync.is_some() || self.unsynced.is_empty() {
+        if self.syncs.len() >= SYNCS_IN_FLIGHT_MAX || self.unsynced.is_empty() {
             return;
         }
         let slots: Vec<u32> = std::mem::take(&mut self.dirty);
+        let id = self.next_sync;
+        self.next_sync += 1;
         let mut batch = SyncBatch {
             left: 0,
             callbacks: std::mem::take(&mut self.unsynced),
@@ -543,28 +554,34 @@ impl Writer {
             let entry = opcode::Fsync::new(types::Fd(self.slots.file(slot).as_raw_fd()))
                 .flags(types::FsyncFlags::DATASYNC)
                 .build()
-                .user_data(TAG_SYNC);
+                .user_data(TAG_SYNC | id);
             // SAFETY: fsync references no user memory; the file stays open in the pool.
             match unsafe { uring::push(&mut self.ring, &entry) } {
                 Ok(()) => batch.left += 1,
                 Err(e) => batch.error = Some(e),
             }
         }
-        if batch.left == 0 {
-            self.complete_sync(batch);
-        } else {
-            self.sync = Some(batch);
-        }
+        self.syncs.push_back((id, batch));
+        self.complete_synced_in_order();
     }
 
-    fn on_sync(&mut self, res: i32) {
-        let batch = self.sync.as_mut().expect("sync completion with a batch in flight");
+    fn on_sync(&mut self, id: u64, res: i32) {
+        let batch = self
+            .syncs
+            .iter_mut()
+            .find(|(b, _)| *b == id)
+            .map(|(_, b)| b)
+            .expect("sync completion for a batch in flight");
         if res < 0 && batch.error.is_none() {
             batch.error = Some(io::Error::from_raw_os_error(-res));
         }
         batch.left -= 1;
-        if batch.left == 0 {
-            let batch = self.sync.take().expect("batch");
+        self.complete_synced_in_order();
+    }
+
+    fn complete_synced_in_order(&mut self) {
+        while self.syncs.front().is_some_and(|(_, b)| b.left == 0) {
+            let (_, batch) = self.syncs.pop_front().expect("front");
             self.complete_sync(batch);
         }
     }
@@ -744,16 +761,8 @@ impl Writer {
             }
             freed
         };
-        if freed.is_empty() {
-            return Ok(());
-        }
-        let zeros = vec![0u8; SEGMENT_HEADER_LEN];
-        let fds: Vec<types::Fd> = freed.iter().map(|s| types::Fd(self.slots.file(*s).as_raw_fd())).collect();
-        let writes: Vec<_> = fds.iter().map(|fd| (*fd, 0u64, &zeros[..])).collect();
-        if let Err(e) = self.run_control(&writes, &fds) {
-            self.poison(format!("freeing purged segments failed: {e}"));
-            return Err(Error::io(self.path_of(freed[0]), e));
-        }
+        // Freed segments keep their headers: recovery drops segments wholly below the
+        // durable purge point, and a slot is only reused after that point was written.
         for slot in freed {
             self.slots.release(slot);
         }

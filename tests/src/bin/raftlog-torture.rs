@@ -56,7 +56,7 @@ fn main() -> anyhow::Result<()> {
         log.append_blocking(entries, Box::new(move |r| drop(tx.send(r.map(|()| last)))))?;
         next += n;
         batch_no += 1;
-        if batch_no % 500 == 0 && next > KEEP {
+        if batch_no.is_multiple_of(500) && next > KEEP {
             let upto = next - KEEP;
             rt.block_on(log.purge(RecordId { term: 1, node: 1, index: upto }))?;
         }
