@@ -36,6 +36,10 @@ pub enum EntryKind {
     Normal = 1,
     /// A membership change, bincode-encoded.
     Membership = 2,
+    /// Not an entry: written when the log goes idle, at the position where the next record
+    /// will go, to carry the durable hint of the last batch (nothing else would prove that
+    /// batch was durable). The next append overwrites it; the index never lists it.
+    Marker = 3,
 }
 
 impl EntryKind {
@@ -44,6 +48,7 @@ impl EntryKind {
             0 => Some(Self::Blank),
             1 => Some(Self::Normal),
             2 => Some(Self::Membership),
+            3 => Some(Self::Marker),
             _ => None,
         }
     }

@@ -20,7 +20,7 @@ use crate::error::Error;
 use crate::index::Seg;
 use crate::meta::{self, Meta, MetaState, META_SLOT_LEN};
 use crate::options::Options;
-use crate::record::{self, Invalid, RecordId, RECORD_ALIGN};
+use crate::record::{self, EntryKind, Invalid, RecordId, RECORD_ALIGN};
 use crate::segment::{parse_slot_file_name, slot_file_name, SegmentHeader, SEGMENT_HEADER_LEN};
 use crate::uring;
 
@@ -62,6 +62,8 @@ struct Scan {
     stop_reason: String,
     /// Highest durable hint of any valid record.
     max_hint: u64,
+    /// Scanning stopped at a valid marker for the next index.
+    clean_marker: bool,
 }
 
 impl Scan {
@@ -77,14 +79,28 @@ fn read_all(path: &Path) -> Result<Vec<u8>, Error> {
 }
 
 fn scan(slot: u32, header: SegmentHeader, buf: &[u8], opts: &Options) -> Scan {
-    let mut s =
-        Scan { slot, header, offsets: Vec::new(), last: None, stop: 0, stop_reason: String::new(), max_hint: 0 };
+    let mut s = Scan {
+        slot,
+        header,
+        offsets: Vec::new(),
+        last: None,
+        stop: 0,
+        stop_reason: String::new(),
+        max_hint: 0,
+        clean_marker: false,
+    };
     let mut pos = SEGMENT_HEADER_LEN;
     // Bounded: every iteration advances `pos` by at least one header.
     loop {
         let expected = s.next_index();
         match record::decode(&buf[pos.min(buf.len())..], header.seq, opts.max_payload_bytes) {
-            Ok(h) if h.id.index == expected => {
+            Ok(h) if h.kind == EntryKind::Marker && h.id.index == expected => {
+                s.max_hint = s.max_hint.max(h.durable_hint);
+                s.stop_reason = "end of data (marker)".into();
+                s.clean_marker = true;
+                break;
+            }
+            Ok(h) if h.id.index == expected && h.kind != EntryKind::Marker => {
                 s.offsets.push(pos as u32);
                 s.last = Some(h.id);
                 s.max_hint = s.max_hint.max(h.durable_hint);
@@ -125,9 +141,11 @@ fn later_proof_in(buf: &[u8], from: usize, seq: u64, index: u64, opts: &Options)
 
 /// End of the bytes after `stop` that belong to this life of the segment (a torn record or
 /// records of an unacknowledged batch). Records of earlier lives never validate and stay.
-fn same_life_garbage_end(buf: &[u8], stop: usize, seq: u64, opts: &Options) -> usize {
+fn same_life_garbage_end(buf: &[u8], stop: usize, seq: u64, clean_marker: bool, opts: &Options) -> usize {
     let mut end = 0;
-    if let Some(head) = buf.get(stop..stop + record::HEADER_LEN) {
+    if clean_marker {
+        // A valid marker at the stop is the tail's own evidence, not garbage.
+    } else if let Some(head) = buf.get(stop..stop + record::HEADER_LEN) {
         let dirty = head.iter().any(|b| *b != 0);
         let stale = matches!(record::decode(&buf[stop..], seq, opts.max_payload_bytes), Err(Invalid::StaleSegment));
         if dirty && !stale {
@@ -241,7 +259,7 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered, Error> {
             });
         }
         // Torn tail: zero whatever garbage follows, free later segments.
-        let garbage_end = same_life_garbage_end(&buf, stop, scans[k].header.seq, opts);
+        let garbage_end = same_life_garbage_end(&buf, stop, scans[k].header.seq, scans[k].clean_marker, opts);
         if garbage_end > stop {
             torn_tail = Some((path.clone(), stop as u64));
             zero_tail = Some((scans[k].slot, stop as u64, garbage_end as u64));

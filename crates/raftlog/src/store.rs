@@ -63,6 +63,9 @@ where
     let payload = match record.header.kind {
         EntryKind::Blank => EntryPayload::Blank,
         EntryKind::Normal => EntryPayload::Normal(C::D::decode(record.payload())?),
+        EntryKind::Marker => {
+            return Err(Error::Invalid(format!("index {} points at a marker, not an entry", record.header.id.index)));
+        }
         EntryKind::Membership => {
             let m: Membership<u64, C::Node> = bincode::deserialize(record.payload())
                 .map_err(|e| Error::Invalid(format!("membership decode at {}: {e}", record.header.id.index)))?;

@@ -57,6 +57,7 @@ const TAG_EVENTFD: u64 = 1 << TAG_SHIFT;
 const TAG_WRITE: u64 = 2 << TAG_SHIFT;
 const TAG_SYNC: u64 = 3 << TAG_SHIFT;
 const TAG_CONTROL: u64 = 4 << TAG_SHIFT;
+const TAG_MARKER: u64 = 5 << TAG_SHIFT;
 const ID_MASK: u64 = (1 << TAG_SHIFT) - 1;
 /// Requests taken from the channel per loop turn: bounds the staging work between reaps.
 const DRAIN_MAX: usize = 4096;
@@ -136,6 +137,10 @@ pub(crate) struct Writer {
     meta_file: File,
     poisoned: Option<String>,
     shutdown: bool,
+    /// The marker record being written, owned here until its completion is reaped.
+    marker_buf: Option<Vec<u8>>,
+    /// Durable hint carried by the last marker written.
+    marker_hint: u64,
 }
 
 /// State recovered by `open`, handed to the writer.
@@ -177,6 +182,8 @@ impl Writer {
             meta_file: init.meta_file,
             poisoned: None,
             shutdown: false,
+            marker_buf: None,
+            marker_hint: durable_next,
         })
     }
 
@@ -200,7 +207,8 @@ impl Writer {
         loop {
             self.start_queued();
             self.maybe_sync();
-            if self.shutdown && self.queue.is_empty() && self.is_idle() {
+            self.maybe_mark();
+            if self.shutdown && self.queue.is_empty() && self.is_idle() && self.marker_buf.is_none() {
                 break;
             }
             if let Err(e) = self.ring.submit_and_wait(1) {
@@ -228,6 +236,7 @@ impl Writer {
             TAG_EVENTFD => self.on_eventfd(res),
             TAG_WRITE => self.on_write(ud & ID_MASK, res),
             TAG_SYNC => self.on_sync(ud & ID_MASK, res),
+            TAG_MARKER => self.on_marker(res),
             other => unreachable!("completion with unknown tag {other:#x}"),
         }
     }
@@ -258,6 +267,11 @@ impl Writer {
     }
 
     fn start_queued(&mut self) {
+        // A marker write covers the place of the next record: nothing else may write there
+        // (or truncate) until it has completed.
+        if self.marker_buf.is_some() {
+            return;
+        }
         while let Some(front) = self.queue.front() {
             let is_append = matches!(front, Request::Append { .. });
             if !is_append && !self.is_idle() {
@@ -602,6 +616,48 @@ impl Writer {
         }
     }
 
+    /// When the log has gone idle with durable entries that no later record vouches for,
+    /// write a marker at the tail carrying the durable hint. Not synced: it is evidence for
+    /// recovery (corruption in the last batch is then detected rather than taken for a torn
+    /// write), not a durability point, so it costs no fdatasync.
+    fn maybe_mark(&mut self) {
+        if self.marker_buf.is_some()
+            || self.poisoned.is_some()
+            || !self.queue.is_empty()
+            || !self.is_idle()
+            || self.durable_next <= self.marker_hint
+        {
+            return;
+        }
+        let Some(a) = self.active else { return };
+        if a.next_index != self.durable_next || a.pos + record::HEADER_LEN as u64 > self.shared.opts.segment_bytes {
+            return;
+        }
+        let mut buf = Vec::with_capacity(record::HEADER_LEN);
+        let id = RecordId { term: 0, node: 0, index: a.next_index };
+        record::encode(&mut buf, a.seq, id, self.durable_next, EntryKind::Marker, &[]);
+        let entry = opcode::Write::new(types::Fd(self.slots.file(a.slot).as_raw_fd()), buf.as_ptr(), buf.len() as u32)
+            .offset(a.pos)
+            .build()
+            .user_data(TAG_MARKER);
+        // SAFETY: `buf`'s heap allocation moves into `self.marker_buf` unchanged and is only
+        // dropped in `on_marker`, after this write's completion is reaped.
+        match unsafe { uring::push(&mut self.ring, &entry) } {
+            Ok(()) => {
+                self.marker_buf = Some(buf);
+                self.marker_hint = self.durable_next;
+            }
+            Err(e) => self.poison(format!("cannot submit marker write: {e}")),
+        }
+    }
+
+    fn on_marker(&mut self, res: i32) {
+        let buf = self.marker_buf.take().expect("marker completion with a marker in flight");
+        if let Err(e) = uring::check_full_write(res, buf.len()) {
+            self.poison(format!("marker write failed: {e}"));
+        }
+    }
+
     // ---- control operations (run only when idle) --------------------------------------
 
     /// Run write/fsync entries synchronously on the main ring, keeping the eventfd armed.
@@ -690,7 +746,9 @@ impl Writer {
                 freed.push(seg.slot);
             } else {
                 let (off, _) = seg.locate(index).expect("located");
-                zero_ranges.push((seg.slot, off, seg.end));
+                // Include a marker that may sit just past the last record.
+                let marker_end = (seg.end + record::HEADER_LEN as u64).min(self.shared.opts.segment_bytes);
+                zero_ranges.push((seg.slot, off, marker_end));
             }
             let new_last = if index == 0 || index <= idx.first_readable() {
                 idx.purged

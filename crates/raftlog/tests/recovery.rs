@@ -51,6 +51,24 @@ fn read_at(path: &Path, offset: u64, len: usize) -> Vec<u8> {
     buf
 }
 
+/// Model records that were written but never synced: frame `range` right after entry
+/// `after`, with a durable hint claiming only entries up to `after` durable. Returns the
+/// segment file and the offset of the first of them.
+fn write_unsynced(log: Log, after: u64, range: std::ops::Range<u64>) -> (std::path::PathBuf, u64) {
+    let (path, offset, len) = log.locate(after).unwrap();
+    drop(log);
+    let header = read_at(&path, 0, raftlog::segment::SEGMENT_HEADER_LEN);
+    let seq = raftlog::segment::SegmentHeader::decode(&header).unwrap().seq;
+    let mut batch = Vec::new();
+    for i in range {
+        let e = entry(i);
+        raftlog::record::encode(&mut batch, seq, e.id, after + 1, e.kind, &e.payload);
+    }
+    let tail = offset + len as u64;
+    write_at(&path, tail, &batch);
+    (path, tail)
+}
+
 /// A log of 200 entries over several segments; returns where entry `victim` lives.
 fn build(dir: &Path, victim: u64) -> (std::path::PathBuf, u64, usize) {
     let log = Log::open(dir, opts()).unwrap();
@@ -101,8 +119,11 @@ fn record_cut_short_in_the_middle_is_corruption() {
 #[test]
 fn torn_final_record_is_truncated_and_the_log_stays_usable() {
     let dir = tempfile::tempdir().unwrap();
-    let (path, offset, len) = build(dir.path(), 199);
-    // The final write reached the disk only partly.
+    let log = Log::open(dir.path(), opts()).unwrap();
+    append_durable(&log, 0..199);
+    // The final write (entry 199, never acknowledged) reached the disk only partly.
+    let (path, offset) = write_unsynced(log, 198, 199..200);
+    let len = raftlog::record::frame_len(payload(199).len());
     let mut tail = read_at(&path, offset, len);
     for b in &mut tail[len / 3..] {
         *b = 0xEE;
@@ -123,25 +144,41 @@ fn torn_final_record_is_truncated_and_the_log_stays_usable() {
 }
 
 #[test]
+fn damage_in_the_last_acknowledged_batch_is_corruption() {
+    // Nothing is appended after the last batch, so only the idle marker vouches for it.
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), opts()).unwrap();
+    append_durable(&log, 0..25);
+    let (path, offset, _) = log.locate(22).unwrap();
+    drop(log);
+    write_at(&path, offset + 80, &[0xAB; 8]);
+    let err = Log::open(dir.path(), opts()).err().expect("must not open");
+    assert!(matches!(&err, Error::Corrupt { path: p, offset: o, .. } if *o == offset && *p == path), "{err}");
+}
+
+#[test]
 fn unacknowledged_batch_after_a_torn_record_is_discarded_not_reported() {
-    // Records written in the same (never synced) batch after a torn one carry durable hints
-    // below the torn index, so they prove nothing and the tail is cut at the torn record.
+    // Model a batch that was written but never synced: records 20..25 framed with a durable
+    // hint of 20 (only 0..20 known durable), the first of them torn.
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path(), opts()).unwrap();
     append_durable(&log, 0..20);
-    // One batch of 5 entries, acknowledged (we cannot write unsynced from outside), then
-    // damage its first record: its later siblings have hints of at most 20.
-    append_durable(&log, 20..25);
-    let (path, offset, _) = log.locate(20).unwrap();
-    drop(log);
-    write_at(&path, offset + 80, &[0xAB; 8]);
+    let (path, tail) = write_unsynced(log, 19, 20..25);
+    write_at(&path, tail + 80, &[0xAB; 8]);
     let log = Log::open(dir.path(), opts()).unwrap();
-    assert_eq!(log.open_report().torn_tail, Some((path, offset)));
+    assert_eq!(log.open_report().torn_tail, Some((path.clone(), tail)));
     assert_eq!(log.bounds().1.unwrap().index, 19);
     assert_entries(&log, 0..20);
     for i in 20..25 {
         assert!(log.read(i).unwrap().is_none(), "entry {i} must be gone");
     }
+    // The discarded records were zeroed: appending shorter entries and reopening does not
+    // resurrect any of them.
+    append_durable(&log, 20..22);
+    drop(log);
+    let log = Log::open(dir.path(), opts()).unwrap();
+    assert_eq!(log.bounds().1.unwrap().index, 21);
+    assert_entries(&log, 0..22);
 }
 
 #[test]
