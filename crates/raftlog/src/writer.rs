@@ -831,6 +831,7 @@ impl Writer {
         }
         self.next_index = Some(index);
         self.durable_next = self.durable_next.min(index);
+        self.marker_hint = self.marker_hint.min(index);
         Ok(())
     }
 
