@@ -1,0 +1,96 @@
+//! Message file writes through io_uring.
+//!
+//! Writes are queued during an apply batch and flushed together: every file of the batch
+//! is written into `tmp/` with one ring submission and then renamed into place (the
+//! Maildir delivery protocol), so a reader never sees a partial message. No fsync here:
+//! the Raft log is the durability point until a checkpoint syncs the filesystem.
+
+use std::fs::OpenOptions;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+
+use io_uring::{opcode, types, IoUring};
+
+/// Files written per ring submission, at most.
+const BATCH_MAX: usize = 128;
+
+/// One queued file: written to `tmp`, then renamed to `dest`.
+struct Pending {
+    tmp: PathBuf,
+    dest: PathBuf,
+    data: Vec<u8>,
+}
+
+/// Queued message files and the ring that writes them.
+pub struct FileWriter {
+    ring: IoUring,
+    pending: Vec<Pending>,
+}
+
+impl FileWriter {
+    pub fn new() -> io::Result<Self> {
+        Ok(Self { ring: IoUring::new(BATCH_MAX as u32)?, pending: Vec::new() })
+    }
+
+    /// Queue `data` to appear at `dest` after being written at `tmp`.
+    pub fn queue(&mut self, tmp: PathBuf, dest: PathBuf, data: Vec<u8>) {
+        self.pending.push(Pending { tmp, dest, data });
+    }
+
+    /// Whether anything is queued.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Write and rename every queued file.
+    pub fn flush(&mut self) -> io::Result<()> {
+        let pending = std::mem::take(&mut self.pending);
+        for chunk in pending.chunks(BATCH_MAX) {
+            self.write_chunk(chunk)?;
+        }
+        Ok(())
+    }
+
+    fn write_chunk(&mut self, chunk: &[Pending]) -> io::Result<()> {
+        let files = chunk
+            .iter()
+            .map(|p| OpenOptions::new().write(true).create(true).truncate(true).open(&p.tmp))
+            .collect::<io::Result<Vec<_>>>()?;
+        for (k, (p, f)) in chunk.iter().zip(&files).enumerate() {
+            let len = u32::try_from(p.data.len()).map_err(|_| io::Error::other("message too large"))?;
+            let e = opcode::Write::new(types::Fd(f.as_raw_fd()), p.data.as_ptr(), len)
+                .offset(0)
+                .build()
+                .user_data(k as u64);
+            // SAFETY: `chunk` (and so every buffer) and `files` outlive this function, which
+            // reaps all completions below before returning.
+            unsafe { self.ring.submission().push(&e).map_err(|_| io::Error::other("ring full"))? };
+        }
+        let mut results = vec![None; chunk.len()];
+        let mut left = chunk.len();
+        while left > 0 {
+            self.ring.submit_and_wait(1)?;
+            for cqe in self.ring.completion() {
+                let k = cqe.user_data() as usize;
+                assert!(k < results.len() && results[k].is_none(), "unexpected completion {k}");
+                results[k] = Some(cqe.result());
+                left -= 1;
+            }
+        }
+        for (p, res) in chunk.iter().zip(results) {
+            let res = res.expect("all reaped");
+            if res < 0 {
+                return Err(io::Error::from_raw_os_error(-res));
+            }
+            if res as usize != p.data.len() {
+                return Err(io::Error::new(io::ErrorKind::WriteZero, "short message write"));
+            }
+        }
+        drop(files);
+        for p in chunk {
+            std::fs::rename(&p.tmp, &p.dest)?;
+        }
+        Ok(())
+    }
+}

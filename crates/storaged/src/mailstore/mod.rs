@@ -1,0 +1,12 @@
+//! The mail store of a group: operations, validated names, Maildir++ trees with rkyv
+//! indexes, and the deterministic apply that turns log entries into files.
+
+pub mod fileio;
+pub mod index;
+pub mod names;
+pub mod ops;
+pub mod store;
+
+pub use names::{Layout, MailboxName, UserName};
+pub use ops::{FlagMode, MailOp, MailRequest, MailResponse, OpId};
+pub use store::{Store, StoreError};

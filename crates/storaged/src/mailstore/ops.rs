@@ -1,0 +1,185 @@
+//! Mail operations: the payload of every Raft log entry of a mailhost group, and what
+//! applying one returns. Everything a replica needs to apply an operation identically is
+//! in the operation itself (including the internal date, chosen by the proposer), so the
+//! result depends only on the log.
+
+use serde::{Deserialize, Serialize};
+
+/// Client-chosen id of an operation: a retried operation carries the same id and is
+/// applied at most once.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+#[rkyv(derive(Debug, PartialEq, Eq, Hash))]
+pub struct OpId(pub [u8; 16]);
+
+impl OpId {
+    /// Id derived from content: sha256 of the parts, truncated to 128 bits.
+    pub fn digest(parts: &[&[u8]]) -> Self {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        for p in parts {
+            h.update((p.len() as u64).to_le_bytes());
+            h.update(p);
+        }
+        let d = h.finalize();
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&d[..16]);
+        Self(id)
+    }
+}
+
+/// IMAP system flags as bits; keywords travel separately.
+pub mod flag {
+    pub const SEEN: u8 = 1;
+    pub const ANSWERED: u8 = 2;
+    pub const FLAGGED: u8 = 4;
+    pub const DELETED: u8 = 8;
+    pub const DRAFT: u8 = 16;
+    /// All flags with their Maildir info letters, in the order Maildir requires (ASCII).
+    pub const LETTERS: [(u8, char); 5] = [(DRAFT, 'D'), (FLAGGED, 'F'), (ANSWERED, 'R'), (SEEN, 'S'), (DELETED, 'T')];
+}
+
+/// How a STORE changes flags.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
+pub enum FlagMode {
+    Set,
+    Add,
+    Remove,
+}
+
+/// One mail operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub enum MailOp {
+    /// Deliver one message to the INBOX of each recipient (LMTP/SMTP).
+    Deliver {
+        recipients: Vec<String>,
+        internal_date: i64,
+        message: Vec<u8>,
+    },
+    /// Add a message to a mailbox (IMAP APPEND).
+    Append {
+        user: String,
+        mailbox: String,
+        flags: u8,
+        keywords: Vec<String>,
+        internal_date: i64,
+        message: Vec<u8>,
+    },
+    /// Change flags of messages; with `unchanged_since`, messages modified later are left
+    /// alone (CONDSTORE).
+    Store {
+        user: String,
+        mailbox: String,
+        uids: Vec<u32>,
+        mode: FlagMode,
+        flags: u8,
+        keywords: Vec<String>,
+        unchanged_since: Option<u64>,
+    },
+    /// Remove messages.
+    Expunge {
+        user: String,
+        mailbox: String,
+        uids: Vec<u32>,
+    },
+    /// Copy messages to another mailbox of the same user.
+    Copy {
+        user: String,
+        from: String,
+        to: String,
+        uids: Vec<u32>,
+    },
+    /// Move messages to another mailbox of the same user.
+    Move {
+        user: String,
+        from: String,
+        to: String,
+        uids: Vec<u32>,
+    },
+    CreateMailbox {
+        user: String,
+        mailbox: String,
+    },
+    DeleteMailbox {
+        user: String,
+        mailbox: String,
+    },
+    RenameMailbox {
+        user: String,
+        from: String,
+        to: String,
+    },
+    Subscribe {
+        user: String,
+        mailbox: String,
+        subscribed: bool,
+    },
+    /// Remove a user and all their mail.
+    DeleteUser {
+        user: String,
+    },
+}
+
+/// A log entry payload: an operation and its id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct MailRequest {
+    pub op_id: OpId,
+    pub op: MailOp,
+}
+
+/// What applying an operation produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MailResponse {
+    /// Per recipient, in order: `Ok((uidvalidity, uid))` or why it was not delivered.
+    Delivered(Vec<Result<(u32, u32), String>>),
+    /// The new message's UIDVALIDITY and UID.
+    Appended { uid_validity: u32, uid: u32 },
+    /// UIDs copied/moved and the UIDs they got in the target (COPYUID).
+    Copied { uid_validity: u32, pairs: Vec<(u32, u32)> },
+    /// STORE: UIDs that were changed and those skipped by `unchanged_since`.
+    Stored { changed: Vec<u32>, skipped: Vec<u32> },
+    /// Done, nothing to report.
+    Done,
+    /// The operation could not be applied (bad name, no such mailbox, ...); nothing changed.
+    Rejected(String),
+    /// Blank or membership entry.
+    None,
+}
+
+/// Render system flags as Maildir info letters (`DFRST` order).
+pub fn info_letters(flags: u8) -> String {
+    flag::LETTERS.iter().filter(|(bit, _)| flags & bit != 0).map(|(_, c)| *c).collect()
+}
+
+/// Parse Maildir info letters back into system flags; unknown letters are ignored.
+pub fn parse_info_letters(info: &str) -> u8 {
+    info.chars().fold(0, |acc, c| acc | flag::LETTERS.iter().find(|(_, l)| *l == c).map_or(0, |(b, _)| *b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn letters_roundtrip_in_maildir_order() {
+        assert_eq!(info_letters(flag::SEEN | flag::DRAFT | flag::DELETED), "DST");
+        for f in 0..32u8 {
+            assert_eq!(parse_info_letters(&info_letters(f)), f);
+        }
+    }
+}

@@ -1,0 +1,696 @@
+//! The Maildir store: applies mail operations deterministically to per-user Maildir++
+//! trees and their indexes.
+//!
+//! Determinism: UIDVALIDITY, UIDs, MODSEQs and file names come only from the operation and
+//! its log index (`R<index>_<n>` in every file name, the group name as host part), never
+//! from this replica's clock or randomness, so replicas hold identical trees.
+//!
+//! Durability: message files are written without fsync and indexes are kept in memory
+//! between checkpoints. A checkpoint flushes indexes, syncs the filesystem, and only then
+//! records the last applied log id. After a crash the store reopens at its last checkpoint
+//! and openraft re-applies the log from there; re-applying is idempotent (per-mailbox
+//! `applied_index`, deterministic file names, tolerant renames and unlinks). The log must
+//! not be purged past the last checkpoint: snapshots checkpoint first.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use openraft::{BasicNode, LogId, StoredMembership};
+use serde::{Deserialize, Serialize};
+
+use super::fileio::FileWriter;
+use super::index::{MailboxIndex, MessageMeta, INDEX_FILE};
+use super::names::{Layout, MailboxName, UserName};
+use super::ops::{info_letters, FlagMode, MailOp, MailRequest, MailResponse, OpId};
+
+/// Operations remembered for idempotency.
+pub const DEDUP_MAX: usize = 100_000;
+/// Largest message the store accepts.
+pub const MESSAGE_MAX: usize = 64 << 20;
+/// Mailbox indexes kept in memory when clean; dirty ones stay until the next checkpoint.
+const CLEAN_CACHE_MAX: usize = 4096;
+const STATE_FILE: &str = "sm.state";
+
+/// What the store persists besides the trees, written at each checkpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StoreState {
+    pub last_applied: Option<LogId<u64>>,
+    pub membership: StoredMembership<u64, BasicNode>,
+    pub dedup: Vec<(OpId, u64, MailResponse)>,
+}
+
+type BoxKey = (UserName, MailboxName);
+
+/// The state machine's data.
+pub struct Store {
+    layout: Layout,
+    group: String,
+    boxes: HashMap<BoxKey, MailboxIndex>,
+    dirty: BTreeSet<BoxKey>,
+    dedup: HashMap<OpId, (u64, MailResponse)>,
+    dedup_order: VecDeque<OpId>,
+    pub last_applied: Option<LogId<u64>>,
+    pub membership: StoredMembership<u64, BasicNode>,
+    files: FileWriter,
+    /// Entries applied since the last checkpoint.
+    pub unchecked: u64,
+}
+
+/// Store errors (I/O on the trees; the operations themselves report `Rejected`).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{context}: {source}")]
+    Io { context: String, source: io::Error },
+    #[error(transparent)]
+    Index(#[from] super::index::IndexError),
+    #[error("state file: {0}")]
+    State(String),
+}
+
+fn io_ctx(context: impl Into<String>) -> impl FnOnce(io::Error) -> StoreError {
+    let context = context.into();
+    move |source| StoreError::Io { context, source }
+}
+
+/// UIDVALIDITY for a mailbox created by log entry `index`: nonzero, changes with the entry.
+fn uid_validity_for(index: u64) -> u32 {
+    (index % u64::from(u32::MAX - 1)) as u32 + 1
+}
+
+/// Remove a file, treating "already gone" as success (re-applied operations).
+fn remove_if_present(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+fn create_maildir(dir: &Path, is_folder: bool) -> io::Result<()> {
+    for sub in ["cur", "new", "tmp"] {
+        fs::create_dir_all(dir.join(sub))?;
+    }
+    if is_folder {
+        fs::write(dir.join("maildirfolder"), b"")?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Open the store rooted at `root` for group `group`, at its last checkpoint.
+    pub fn open(root: impl Into<PathBuf>, group: &str) -> Result<Self, StoreError> {
+        let layout = Layout::new(root);
+        fs::create_dir_all(layout.root().join("users")).map_err(io_ctx("create store root"))?;
+        let state = Self::read_state(layout.root())?;
+        let mut store = Self {
+            layout,
+            group: group.to_string(),
+            boxes: HashMap::new(),
+            dirty: BTreeSet::new(),
+            dedup: HashMap::new(),
+            dedup_order: VecDeque::new(),
+            last_applied: state.last_applied,
+            membership: state.membership,
+            files: FileWriter::new().map_err(io_ctx("io_uring"))?,
+            unchecked: 0,
+        };
+        for (id, index, resp) in state.dedup {
+            store.remember(id, index, resp);
+        }
+        Ok(store)
+    }
+
+    fn read_state(root: &Path) -> Result<StoreState, StoreError> {
+        let path = root.join(STATE_FILE);
+        match fs::read(&path) {
+            Ok(bytes) => {
+                if bytes.len() < 4 {
+                    return Err(StoreError::State("truncated".into()));
+                }
+                let (crc, body) = bytes.split_at(4);
+                if crc32c::crc32c(body).to_le_bytes() != crc {
+                    return Err(StoreError::State("checksum mismatch".into()));
+                }
+                bincode::deserialize(body).map_err(|e| StoreError::State(e.to_string()))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(StoreState::default()),
+            Err(e) => Err(io_ctx("read state")(e)),
+        }
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    fn remember(&mut self, id: OpId, index: u64, resp: MailResponse) {
+        if self.dedup.insert(id, (index, resp)).is_none() {
+            self.dedup_order.push_back(id);
+        }
+        while self.dedup_order.len() > DEDUP_MAX {
+            if let Some(old) = self.dedup_order.pop_front() {
+                self.dedup.remove(&old);
+            }
+        }
+    }
+
+    /// Apply the operation of log entry `index`.
+    pub fn apply(&mut self, index: u64, req: &MailRequest) -> Result<MailResponse, StoreError> {
+        if let Some((_, resp)) = self.dedup.get(&req.op_id) {
+            return Ok(resp.clone());
+        }
+        let resp = self.apply_op(index, &req.op)?;
+        self.remember(req.op_id, index, resp.clone());
+        self.unchecked += 1;
+        Ok(resp)
+    }
+
+    /// Make every queued message file visible. Call before answering clients.
+    pub fn flush_files(&mut self) -> Result<(), StoreError> {
+        self.files.flush().map_err(io_ctx("write message files"))
+    }
+
+    fn apply_op(&mut self, index: u64, op: &MailOp) -> Result<MailResponse, StoreError> {
+        // Operations that rename or unlink need earlier files of this batch on disk.
+        if !matches!(op, MailOp::Deliver { .. } | MailOp::Append { .. }) {
+            self.flush_files()?;
+        }
+        macro_rules! names {
+            ($user:expr, $mailbox:expr) => {
+                match (UserName::parse($user), MailboxName::parse($mailbox)) {
+                    (Ok(u), Ok(m)) => (u, m),
+                    (Err(e), _) | (_, Err(e)) => return Ok(MailResponse::Rejected(e.to_string())),
+                }
+            };
+        }
+        match op {
+            MailOp::Deliver { recipients, internal_date, message } => {
+                let mut out = Vec::with_capacity(recipients.len());
+                // A user named twice gets one copy; both positions report it.
+                let mut done: HashMap<UserName, Result<(u32, u32), String>> = HashMap::new();
+                for (k, rcpt) in recipients.iter().enumerate() {
+                    out.push(match UserName::parse(rcpt) {
+                        Ok(user) => {
+                            if let Some(r) = done.get(&user) {
+                                r.clone()
+                            } else {
+                                self.ensure_inbox(&user, index)?;
+                                let inbox = MailboxName::inbox();
+                                let r = self.add_message(&user, &inbox, index, k, 0, &[], *internal_date, message);
+                                done.insert(user, r.clone());
+                                r
+                            }
+                        }
+                        Err(e) => Err(e.to_string()),
+                    });
+                }
+                Ok(MailResponse::Delivered(out))
+            }
+            MailOp::Append { user, mailbox, flags, keywords, internal_date, message } => {
+                let (u, m) = names!(user, mailbox);
+                if m.is_inbox() {
+                    self.ensure_inbox(&u, index)?;
+                }
+                Ok(match self.add_message(&u, &m, index, 0, *flags, keywords, *internal_date, message) {
+                    Ok((uid_validity, uid)) => MailResponse::Appended { uid_validity, uid },
+                    Err(e) => MailResponse::Rejected(e),
+                })
+            }
+            MailOp::Store { user, mailbox, uids, mode, flags, keywords, unchanged_since } => {
+                let (u, m) = names!(user, mailbox);
+                self.store_flags(&u, &m, index, uids, *mode, *flags, keywords, *unchanged_since)
+            }
+            MailOp::Expunge { user, mailbox, uids } => {
+                let (u, m) = names!(user, mailbox);
+                self.expunge(&u, &m, index, uids)
+            }
+            MailOp::Copy { user, from, to, uids } | MailOp::Move { user, from, to, uids } => {
+                let (u, src) = names!(user, from);
+                let (_, dst) = names!(user, to);
+                let resp = self.copy(&u, &src, &dst, index, uids)?;
+                if matches!(op, MailOp::Move { .. }) {
+                    if let MailResponse::Copied { pairs, .. } = &resp {
+                        let moved: Vec<u32> = pairs.iter().map(|(s, _)| *s).collect();
+                        self.expunge(&u, &src, index, &moved)?;
+                    }
+                }
+                Ok(resp)
+            }
+            MailOp::CreateMailbox { user, mailbox } => {
+                let (u, m) = names!(user, mailbox);
+                self.create_mailbox(&u, &m, index)
+            }
+            MailOp::DeleteMailbox { user, mailbox } => {
+                let (u, m) = names!(user, mailbox);
+                self.delete_mailbox(&u, &m)
+            }
+            MailOp::RenameMailbox { user, from, to } => {
+                let (u, src) = names!(user, from);
+                let (_, dst) = names!(user, to);
+                self.rename_mailbox(&u, &src, &dst)
+            }
+            MailOp::Subscribe { user, mailbox, subscribed } => {
+                let (u, m) = names!(user, mailbox);
+                self.subscribe(&u, &m, *subscribed)
+            }
+            MailOp::DeleteUser { user } => {
+                let u = match UserName::parse(user) {
+                    Ok(u) => u,
+                    Err(e) => return Ok(MailResponse::Rejected(e.to_string())),
+                };
+                self.boxes.retain(|(bu, _), _| *bu != u);
+                self.dirty.retain(|(bu, _)| *bu != u);
+                match fs::remove_dir_all(self.layout.user_dir(&u)) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_ctx("delete user")(e)),
+                    _ => {}
+                }
+                Ok(MailResponse::Done)
+            }
+        }
+    }
+
+    // ---- mailbox state ------------------------------------------------------------------
+
+    /// The index of a mailbox, loaded from disk if needed; `None` if it does not exist.
+    fn mailbox(&mut self, user: &UserName, mailbox: &MailboxName) -> Result<Option<&mut MailboxIndex>, StoreError> {
+        let key = (user.clone(), mailbox.clone());
+        if !self.boxes.contains_key(&key) {
+            let path = self.layout.mailbox_dir(user, mailbox).join(INDEX_FILE);
+            if !path.exists() {
+                return Ok(None);
+            }
+            self.evict_clean();
+            let idx = MailboxIndex::load(&path)?;
+            self.boxes.insert(key.clone(), idx);
+        }
+        Ok(self.boxes.get_mut(&key))
+    }
+
+    fn evict_clean(&mut self) {
+        if self.boxes.len() < CLEAN_CACHE_MAX {
+            return;
+        }
+        let dirty = &self.dirty;
+        let victims: Vec<BoxKey> =
+            self.boxes.keys().filter(|k| !dirty.contains(*k)).take(CLEAN_CACHE_MAX / 4).cloned().collect();
+        for k in victims {
+            self.boxes.remove(&k);
+        }
+    }
+
+    fn ensure_inbox(&mut self, user: &UserName, index: u64) -> Result<(), StoreError> {
+        let inbox = MailboxName::inbox();
+        if self.mailbox(user, &inbox)?.is_some() {
+            return Ok(());
+        }
+        create_maildir(&self.layout.maildir(user), false).map_err(io_ctx("create Maildir"))?;
+        self.boxes.insert((user.clone(), inbox.clone()), MailboxIndex::new(uid_validity_for(index), index));
+        self.dirty.insert((user.clone(), inbox));
+        Ok(())
+    }
+
+    fn message_path(&self, user: &UserName, mailbox: &MailboxName, m: &MessageMeta) -> PathBuf {
+        let dir = self.layout.mailbox_dir(user, mailbox);
+        if m.in_cur {
+            dir.join("cur").join(format!("{}:2,{}", m.base, info_letters(m.flags)))
+        } else {
+            dir.join("new").join(&m.base)
+        }
+    }
+
+    /// Find a message file by its base name when the index's idea of its path is stale
+    /// (a rename applied before a crash, replayed after).
+    fn find_by_base(dir: &Path, base: &str) -> Option<PathBuf> {
+        for sub in ["new", "cur"] {
+            let Ok(entries) = fs::read_dir(dir.join(sub)) else { continue };
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                if name == base || name.strip_prefix(base).is_some_and(|rest| rest.starts_with(":2,")) {
+                    return Some(e.path());
+                }
+            }
+        }
+        None
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn add_message(
+        &mut self,
+        user: &UserName,
+        mailbox: &MailboxName,
+        index: u64,
+        n: usize,
+        flags: u8,
+        keywords: &[String],
+        internal_date: i64,
+        message: &[u8],
+    ) -> Result<(u32, u32), String> {
+        if message.len() > MESSAGE_MAX {
+            return Err("message too large".into());
+        }
+        let group = self.group.clone();
+        let base = format!("{internal_date}.R{index}_{n}.{group},S={}", message.len());
+        let dir = self.layout.mailbox_dir(user, mailbox);
+        let idx = match self.mailbox(user, mailbox) {
+            Ok(Some(idx)) => idx,
+            Ok(None) => return Err(format!("no mailbox {mailbox}")),
+            Err(e) => return Err(e.to_string()),
+        };
+        if idx.applied_index >= index {
+            // Replayed after a crash: the message is already there.
+            return idx
+                .messages
+                .iter()
+                .find(|m| m.base == base)
+                .map(|m| (idx.uid_validity, m.uid))
+                .ok_or_else(|| "already applied".into());
+        }
+        let uid = idx.uid_next;
+        idx.uid_next += 1;
+        idx.highest_modseq += 1;
+        idx.applied_index = index;
+        let meta = MessageMeta {
+            uid,
+            base: base.clone(),
+            in_cur: flags != 0,
+            flags,
+            keywords: keywords.to_vec(),
+            size: message.len() as u64,
+            internal_date,
+            modseq: idx.highest_modseq,
+        };
+        let uid_validity = idx.uid_validity;
+        idx.messages.push(meta.clone());
+        self.dirty.insert((user.clone(), mailbox.clone()));
+        let dest = self.message_path(user, mailbox, &meta);
+        self.files.queue(dir.join("tmp").join(&base), dest, message.to_vec());
+        Ok((uid_validity, uid))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn store_flags(
+        &mut self,
+        user: &UserName,
+        mailbox: &MailboxName,
+        index: u64,
+        uids: &[u32],
+        mode: FlagMode,
+        flags: u8,
+        keywords: &[String],
+        unchanged_since: Option<u64>,
+    ) -> Result<MailResponse, StoreError> {
+        let dir = self.layout.mailbox_dir(user, mailbox);
+        let Some(idx) = self.mailbox(user, mailbox)? else {
+            return Ok(MailResponse::Rejected(format!("no mailbox {mailbox}")));
+        };
+        if idx.applied_index >= index {
+            return Ok(MailResponse::Stored { changed: Vec::new(), skipped: Vec::new() });
+        }
+        idx.applied_index = index;
+        let (mut changed, mut skipped, mut renames) = (Vec::new(), Vec::new(), Vec::new());
+        let mut modseq = idx.highest_modseq;
+        for uid in uids {
+            let Some(pos) = idx.position(*uid) else { continue };
+            let m = &mut idx.messages[pos];
+            if unchanged_since.is_some_and(|since| m.modseq > since) {
+                skipped.push(*uid);
+                continue;
+            }
+            let new_flags = match mode {
+                FlagMode::Set => flags,
+                FlagMode::Add => m.flags | flags,
+                FlagMode::Remove => m.flags & !flags,
+            };
+            let mut new_kw = match mode {
+                FlagMode::Set => keywords.to_vec(),
+                FlagMode::Add => m.keywords.iter().chain(keywords).cloned().collect(),
+                FlagMode::Remove => m.keywords.iter().filter(|k| !keywords.contains(k)).cloned().collect(),
+            };
+            new_kw.sort();
+            new_kw.dedup();
+            if new_flags == m.flags && new_kw == m.keywords && m.in_cur {
+                continue;
+            }
+            let old = m.clone();
+            modseq += 1;
+            m.flags = new_flags;
+            m.keywords = new_kw;
+            m.in_cur = true;
+            m.modseq = modseq;
+            renames.push((old, m.clone()));
+            changed.push(*uid);
+        }
+        idx.highest_modseq = modseq;
+        self.dirty.insert((user.clone(), mailbox.clone()));
+        for (old, new) in renames {
+            let from = self.message_path(user, mailbox, &old);
+            let to = self.message_path(user, mailbox, &new);
+            if from == to {
+                continue;
+            }
+            let from = if from.exists() { Some(from) } else { Self::find_by_base(&dir, &old.base) };
+            if let Some(from) = from {
+                fs::rename(&from, &to).map_err(io_ctx("rename message"))?;
+            }
+        }
+        Ok(MailResponse::Stored { changed, skipped })
+    }
+
+    fn expunge(
+        &mut self,
+        user: &UserName,
+        mailbox: &MailboxName,
+        index: u64,
+        uids: &[u32],
+    ) -> Result<MailResponse, StoreError> {
+        let dir = self.layout.mailbox_dir(user, mailbox);
+        let Some(idx) = self.mailbox(user, mailbox)? else {
+            return Ok(MailResponse::Rejected(format!("no mailbox {mailbox}")));
+        };
+        if idx.applied_index > index {
+            return Ok(MailResponse::Done);
+        }
+        idx.applied_index = index;
+        let wanted: BTreeSet<u32> = uids.iter().copied().collect();
+        let (gone, kept): (Vec<MessageMeta>, Vec<MessageMeta>) =
+            idx.messages.drain(..).partition(|m| wanted.contains(&m.uid));
+        idx.messages = kept;
+        if !gone.is_empty() {
+            idx.highest_modseq += 1;
+        }
+        self.dirty.insert((user.clone(), mailbox.clone()));
+        for m in gone {
+            let path = self.message_path(user, mailbox, &m);
+            remove_if_present(&path).map_err(io_ctx("expunge"))?;
+            if let Some(other) = Self::find_by_base(&dir, &m.base) {
+                remove_if_present(&other).map_err(io_ctx("expunge"))?;
+            }
+        }
+        Ok(MailResponse::Done)
+    }
+
+    fn copy(
+        &mut self,
+        user: &UserName,
+        src: &MailboxName,
+        dst: &MailboxName,
+        index: u64,
+        uids: &[u32],
+    ) -> Result<MailResponse, StoreError> {
+        let Some(src_idx) = self.mailbox(user, src)? else {
+            return Ok(MailResponse::Rejected(format!("no mailbox {src}")));
+        };
+        let wanted: BTreeSet<u32> = uids.iter().copied().collect();
+        let msgs: Vec<MessageMeta> = src_idx.messages.iter().filter(|m| wanted.contains(&m.uid)).cloned().collect();
+        let src_dir = self.layout.mailbox_dir(user, src);
+        let dst_dir = self.layout.mailbox_dir(user, dst);
+        let group = self.group.clone();
+        let paths: Vec<PathBuf> = msgs.iter().map(|m| self.message_path(user, src, m)).collect();
+        let Some(dst_idx) = self.mailbox(user, dst)? else {
+            return Ok(MailResponse::Rejected(format!("no mailbox {dst}")));
+        };
+        let uid_validity = dst_idx.uid_validity;
+        if dst_idx.applied_index >= index {
+            // Replay: recover the pairs from the deterministic names.
+            let pairs = msgs
+                .iter()
+                .enumerate()
+                .filter_map(|(k, m)| {
+                    let prefix = format!("{}.R{index}_{k}.{group},", m.internal_date);
+                    dst_idx.messages.iter().find(|d| d.base.starts_with(&prefix)).map(|d| (m.uid, d.uid))
+                })
+                .collect();
+            return Ok(MailResponse::Copied { uid_validity, pairs });
+        }
+        dst_idx.applied_index = index;
+        let mut pairs = Vec::new();
+        let mut links = Vec::new();
+        for (k, (m, from)) in msgs.iter().zip(paths).enumerate() {
+            let uid = dst_idx.uid_next;
+            dst_idx.uid_next += 1;
+            dst_idx.highest_modseq += 1;
+            let mut copy = m.clone();
+            copy.uid = uid;
+            copy.base = format!("{}.R{index}_{k}.{group},S={}", m.internal_date, m.size);
+            copy.in_cur = true;
+            copy.modseq = dst_idx.highest_modseq;
+            dst_idx.messages.push(copy.clone());
+            pairs.push((m.uid, uid));
+            links.push((from, m.base.clone(), copy));
+        }
+        self.dirty.insert((user.clone(), dst.clone()));
+        for (from, base, copy) in links {
+            let to = self.message_path(user, dst, &copy);
+            let from = if from.exists() { Some(from) } else { Self::find_by_base(&src_dir, &base) };
+            let Some(from) = from else { continue };
+            match fs::hard_link(&from, &to) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                other => other.map_err(io_ctx("copy message"))?,
+            }
+        }
+        let _ = dst_dir;
+        Ok(MailResponse::Copied { uid_validity, pairs })
+    }
+
+    fn create_mailbox(
+        &mut self,
+        user: &UserName,
+        mailbox: &MailboxName,
+        index: u64,
+    ) -> Result<MailResponse, StoreError> {
+        if mailbox.is_inbox() {
+            self.ensure_inbox(user, index)?;
+            return Ok(MailResponse::Done);
+        }
+        self.ensure_inbox(user, index)?;
+        if self.mailbox(user, mailbox)?.is_some() {
+            return Ok(MailResponse::Rejected(format!("mailbox {mailbox} exists")));
+        }
+        create_maildir(&self.layout.mailbox_dir(user, mailbox), true).map_err(io_ctx("create mailbox"))?;
+        self.boxes.insert((user.clone(), mailbox.clone()), MailboxIndex::new(uid_validity_for(index), index));
+        self.dirty.insert((user.clone(), mailbox.clone()));
+        Ok(MailResponse::Done)
+    }
+
+    fn delete_mailbox(&mut self, user: &UserName, mailbox: &MailboxName) -> Result<MailResponse, StoreError> {
+        if mailbox.is_inbox() {
+            return Ok(MailResponse::Rejected("INBOX cannot be deleted".into()));
+        }
+        if self.mailbox(user, mailbox)?.is_none() {
+            return Ok(MailResponse::Rejected(format!("no mailbox {mailbox}")));
+        }
+        let key = (user.clone(), mailbox.clone());
+        self.boxes.remove(&key);
+        self.dirty.remove(&key);
+        fs::remove_dir_all(self.layout.mailbox_dir(user, mailbox)).map_err(io_ctx("delete mailbox"))?;
+        Ok(MailResponse::Done)
+    }
+
+    fn rename_mailbox(
+        &mut self,
+        user: &UserName,
+        src: &MailboxName,
+        dst: &MailboxName,
+    ) -> Result<MailResponse, StoreError> {
+        if src.is_inbox() || dst.is_inbox() {
+            return Ok(MailResponse::Rejected("renaming INBOX is not supported".into()));
+        }
+        if self.mailbox(user, src)?.is_none() {
+            return Ok(MailResponse::Rejected(format!("no mailbox {src}")));
+        }
+        if self.mailbox(user, dst)?.is_some() {
+            return Ok(MailResponse::Rejected(format!("mailbox {dst} exists")));
+        }
+        // Persist pending index changes first: the directory moves under them.
+        self.write_dirty_indexes()?;
+        let from = self.layout.mailbox_dir(user, src);
+        let to = self.layout.mailbox_dir(user, dst);
+        fs::rename(&from, &to).map_err(io_ctx("rename mailbox"))?;
+        // Children move with their parent (Maildir++ keeps them as sibling directories).
+        let prefix = format!("{}/", src.as_str());
+        let children: Vec<BoxKey> =
+            self.boxes.keys().filter(|(u, m)| u == user && m.as_str().starts_with(&prefix)).cloned().collect();
+        let idx = self.boxes.remove(&(user.clone(), src.clone()));
+        if let Some(idx) = idx {
+            self.boxes.insert((user.clone(), dst.clone()), idx);
+        }
+        for (u, child) in children {
+            let renamed = format!("{}/{}", dst.as_str(), &child.as_str()[prefix.len()..]);
+            if let Ok(new) = MailboxName::parse(&renamed) {
+                let (a, b) = (self.layout.mailbox_dir(&u, &child), self.layout.mailbox_dir(&u, &new));
+                fs::rename(a, b).map_err(io_ctx("rename child mailbox"))?;
+                if let Some(idx) = self.boxes.remove(&(u.clone(), child)) {
+                    self.boxes.insert((u.clone(), new), idx);
+                }
+            }
+        }
+        Ok(MailResponse::Done)
+    }
+
+    fn subscribe(&mut self, user: &UserName, mailbox: &MailboxName, on: bool) -> Result<MailResponse, StoreError> {
+        let path = self.layout.maildir(user).join("subscriptions");
+        let current = fs::read_to_string(&path).unwrap_or_default();
+        let mut names: BTreeSet<String> = current.lines().filter(|l| !l.is_empty()).map(str::to_string).collect();
+        if on {
+            names.insert(mailbox.as_str().to_string());
+        } else {
+            names.remove(mailbox.as_str());
+        }
+        fs::create_dir_all(self.layout.maildir(user)).map_err(io_ctx("subscriptions"))?;
+        let body: String = names.into_iter().map(|n| n + "\n").collect();
+        fs::write(&path, body).map_err(io_ctx("subscriptions"))?;
+        Ok(MailResponse::Done)
+    }
+
+    // ---- checkpoints ----------------------------------------------------------------------
+
+    fn write_dirty_indexes(&mut self) -> Result<(), StoreError> {
+        self.flush_files()?;
+        let dirty = std::mem::take(&mut self.dirty);
+        for key in dirty {
+            let Some(idx) = self.boxes.get(&key) else { continue };
+            let dir = self.layout.mailbox_dir(&key.0, &key.1);
+            if !dir.exists() {
+                continue;
+            }
+            let tmp = dir.join("tmp").join(INDEX_FILE);
+            self.files.queue(tmp, dir.join(INDEX_FILE), idx.encode());
+        }
+        self.flush_files()
+    }
+
+    /// Make everything applied so far durable and record it as the restart point.
+    pub fn checkpoint(&mut self) -> Result<(), StoreError> {
+        self.write_dirty_indexes()?;
+        let root = fs::File::open(self.layout.root()).map_err(io_ctx("open store root"))?;
+        // SAFETY: plain syscall on a valid descriptor.
+        if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&root)) } != 0 {
+            return Err(io_ctx("syncfs")(io::Error::last_os_error()));
+        }
+        let state = StoreState {
+            last_applied: self.last_applied,
+            membership: self.membership.clone(),
+            dedup: self.dedup_order.iter().map(|id| (*id, self.dedup[id].0, self.dedup[id].1.clone())).collect(),
+        };
+        let body = bincode::serialize(&state).map_err(|e| StoreError::State(e.to_string()))?;
+        let mut bytes = crc32c::crc32c(&body).to_le_bytes().to_vec();
+        bytes.extend_from_slice(&body);
+        let tmp = self.layout.root().join("sm.state.tmp");
+        fs::write(&tmp, &bytes).map_err(io_ctx("write state"))?;
+        fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io_ctx("sync state"))?;
+        fs::rename(&tmp, self.layout.root().join(STATE_FILE)).map_err(io_ctx("install state"))?;
+        root.sync_all().map_err(io_ctx("sync store root"))?;
+        self.unchecked = 0;
+        Ok(())
+    }
+
+    /// Index of one mailbox (for tests, IMAP and tools).
+    pub fn mailbox_index(
+        &mut self,
+        user: &UserName,
+        mailbox: &MailboxName,
+    ) -> Result<Option<MailboxIndex>, StoreError> {
+        Ok(self.mailbox(user, mailbox)?.cloned())
+    }
+}

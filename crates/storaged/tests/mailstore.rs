@@ -1,0 +1,190 @@
+//! The Maildir state machine without Raft: determinism, idempotent replay after a crash,
+//! flags in file names, copy/move/expunge, mailbox operations and hostile names.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use storaged::mailstore::ops::flag;
+use storaged::mailstore::{FlagMode, MailOp, MailRequest, MailResponse, MailboxName, OpId, Store, UserName};
+
+fn req(n: u64, op: MailOp) -> MailRequest {
+    MailRequest { op_id: OpId::digest(&[&n.to_le_bytes()]), op }
+}
+
+fn deliver(n: u64, to: &[&str]) -> MailRequest {
+    let message = format!("Message-ID: <m{n}@test>\r\nSubject: {n}\r\n\r\nbody {n}\r\n").into_bytes();
+    req(
+        n,
+        MailOp::Deliver {
+            recipients: to.iter().map(|s| s.to_string()).collect(),
+            internal_date: 1_700_000_000 + n as i64,
+            message,
+        },
+    )
+}
+
+/// Every file under `root` with its contents.
+fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(p.strip_prefix(root).unwrap().display().to_string(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn workload() -> Vec<MailRequest> {
+    let u = |s: &str| s.to_string();
+    let mut ops = Vec::new();
+    for n in 0..20 {
+        ops.push(deliver(n, &["alice", "bob"]));
+    }
+    ops.push(req(100, MailOp::CreateMailbox { user: u("alice"), mailbox: u("Archive/2024") }));
+    ops.push(req(
+        101,
+        MailOp::Store {
+            user: u("alice"),
+            mailbox: u("INBOX"),
+            uids: vec![1, 2, 3],
+            mode: FlagMode::Add,
+            flags: flag::SEEN | flag::FLAGGED,
+            keywords: vec![u("$Work")],
+            unchanged_since: None,
+        },
+    ));
+    ops.push(req(102, MailOp::Copy { user: u("alice"), from: u("INBOX"), to: u("Archive/2024"), uids: vec![2, 4] }));
+    ops.push(req(103, MailOp::Move { user: u("alice"), from: u("INBOX"), to: u("Archive/2024"), uids: vec![5] }));
+    ops.push(req(104, MailOp::Expunge { user: u("bob"), mailbox: u("INBOX"), uids: vec![1, 7] }));
+    ops.push(req(105, MailOp::Subscribe { user: u("alice"), mailbox: u("Archive/2024"), subscribed: true }));
+    ops.push(deliver(200, &["alice"]));
+    ops
+}
+
+fn apply_all(store: &mut Store, ops: &[MailRequest], from_index: u64) -> Vec<MailResponse> {
+    let out = ops.iter().enumerate().map(|(k, r)| store.apply(from_index + k as u64, r).unwrap()).collect();
+    store.flush_files().unwrap();
+    out
+}
+
+#[test]
+fn replicas_applying_the_same_log_hold_identical_trees() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut sa = Store::open(a.path(), "hermes").unwrap();
+    let mut sb = Store::open(b.path(), "hermes").unwrap();
+    let ra = apply_all(&mut sa, &workload(), 10);
+    let rb = apply_all(&mut sb, &workload(), 10);
+    assert_eq!(ra, rb);
+    sa.checkpoint().unwrap();
+    sb.checkpoint().unwrap();
+    let ta = tree(a.path());
+    assert_eq!(ta, tree(b.path()));
+    // Flags are in the Maildir info, the copy and move landed, the expunge removed files.
+    let alice_inbox: Vec<&String> = ta.keys().filter(|k| k.starts_with("users/alice/Maildir/cur/")).collect();
+    assert_eq!(alice_inbox.len(), 3, "{alice_inbox:?}");
+    assert!(alice_inbox.iter().all(|k| k.ends_with(":2,FS")));
+    let archive: Vec<&String> = ta.keys().filter(|k| k.starts_with("users/alice/Maildir/.Archive.2024/cur/")).collect();
+    assert_eq!(archive.len(), 3);
+    assert!(ta.contains_key("users/alice/Maildir/.Archive.2024/maildirfolder"));
+    assert_eq!(ta.keys().filter(|k| k.starts_with("users/bob/Maildir/new/")).count(), 18);
+    assert_eq!(ta["users/alice/Maildir/subscriptions"], b"Archive/2024\n");
+    let mut s = sa;
+    let idx = s.mailbox_index(&UserName::parse("alice").unwrap(), &MailboxName::inbox()).unwrap().unwrap();
+    assert_eq!(idx.uid_next, 22);
+    assert!(idx.position(5).is_none(), "moved message left INBOX");
+    assert_eq!(idx.messages[0].keywords, vec!["$Work".to_string()]);
+}
+
+#[test]
+fn replay_after_a_crash_is_idempotent() {
+    // Reference: apply everything once.
+    let reference = tempfile::tempdir().unwrap();
+    let mut s = Store::open(reference.path(), "hermes").unwrap();
+    let expected = apply_all(&mut s, &workload(), 10);
+    s.checkpoint().unwrap();
+
+    // Crash at every point: checkpoint after `cut` entries, apply the rest, "crash"
+    // (drop without checkpoint), reopen and replay everything after the checkpoint.
+    let ops = workload();
+    for cut in [0usize, 5, 20, 22, 24] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path(), "hermes").unwrap();
+        apply_all(&mut s, &ops[..cut], 10);
+        s.checkpoint().unwrap();
+        apply_all(&mut s, &ops[cut..], 10 + cut as u64);
+        drop(s);
+        let mut s = Store::open(dir.path(), "hermes").unwrap();
+        let replayed = apply_all(&mut s, &ops[cut..], 10 + cut as u64);
+        assert_eq!(replayed, expected[cut..], "cut {cut}");
+        s.checkpoint().unwrap();
+        assert_eq!(tree(dir.path()), tree(reference.path()), "cut {cut}");
+    }
+}
+
+#[test]
+fn a_repeated_operation_id_is_applied_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open(dir.path(), "hermes").unwrap();
+    let d = deliver(1, &["carol"]);
+    let first = s.apply(5, &d).unwrap();
+    let again = s.apply(9, &d).unwrap();
+    assert_eq!(first, again);
+    s.checkpoint().unwrap();
+    assert_eq!(tree(dir.path()).keys().filter(|k| k.contains("/new/")).count(), 1);
+    // The memory of it survives a restart.
+    drop(s);
+    let mut s = Store::open(dir.path(), "hermes").unwrap();
+    assert_eq!(s.apply(12, &d).unwrap(), first);
+}
+
+#[test]
+fn hostile_names_never_touch_paths_outside_the_users_maildir() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let store_root = dir.path().join("store");
+    let mut s = Store::open(&store_root, "hermes").unwrap();
+    let u = |s: &str| s.to_string();
+    let bad_users = ["../outside", "a/b", "..", "x\0y", "x\ny", ".hidden", "/etc"];
+    for (k, user) in bad_users.iter().enumerate() {
+        let r = s.apply(k as u64, &deliver(k as u64, &[user])).unwrap();
+        assert!(matches!(&r, MailResponse::Delivered(v) if v[0].is_err()), "{user:?}: {r:?}");
+        let r = s
+            .apply(100 + k as u64, &req(100 + k as u64, MailOp::CreateMailbox { user: u(user), mailbox: u("x") }))
+            .unwrap();
+        assert!(matches!(r, MailResponse::Rejected(_)), "{user:?}");
+    }
+    let bad_boxes = ["../../outside", "a/../../b", "..", ".", "a.b", "x\0y", "x\ry", "/abs", "a//b"];
+    for (k, mailbox) in bad_boxes.iter().enumerate() {
+        let n = 200 + k as u64;
+        let r = s.apply(n, &req(n, MailOp::CreateMailbox { user: u("dave"), mailbox: u(mailbox) })).unwrap();
+        assert!(matches!(r, MailResponse::Rejected(_)), "{mailbox:?}: {r:?}");
+        let r = s
+            .apply(
+                n + 50,
+                &req(
+                    n + 50,
+                    MailOp::Append {
+                        user: u("dave"),
+                        mailbox: u(mailbox),
+                        flags: 0,
+                        keywords: vec![],
+                        internal_date: 0,
+                        message: b"x".to_vec(),
+                    },
+                ),
+            )
+            .unwrap();
+        assert!(matches!(r, MailResponse::Rejected(_)), "{mailbox:?}: {r:?}");
+    }
+    s.checkpoint().unwrap();
+    assert!(std::fs::read_dir(&outside).unwrap().next().is_none(), "something was written outside");
+    let all = tree(&store_root);
+    assert!(all.keys().all(|k| k == "sm.state" || k.starts_with("users/")), "{all:?}");
+}
