@@ -8,11 +8,15 @@ use crate::control::{ControlReply, ControlRequest, NodeStatus, MAX_CONTROL_FRAME
 use crate::kv::{KvConfig, KvStateMachine, KvWrite};
 use anyhow::Context;
 use clap::Parser;
+use common::auth::ClusterKey;
 use common::frame;
 use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
 use raftlog::{Log, Options, RaftLogStore};
 use storaged::raft::{serve, TcpNetworkFactory};
 use tokio::net::{TcpListener, TcpStream};
+
+/// The one Raft group of a test cluster.
+const GROUP: &str = "test";
 
 /// Command line of a node.
 #[derive(Parser, Debug)]
@@ -61,10 +65,12 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let log = Log::open(&args.dir, Options::default())?;
     eprintln!("node {}: opened log: {:?}", args.id, log.open_report());
     let sm = KvStateMachine::default();
-    let raft =
-        Raft::new(args.id, Arc::new(config), TcpNetworkFactory, RaftLogStore::<KvConfig>::new(log), sm.clone()).await?;
+    let key = ClusterKey::from_secret("test cluster key");
+    let network = TcpNetworkFactory::new(GROUP, key.clone());
+    let raft = Raft::new(args.id, Arc::new(config), network, RaftLogStore::<KvConfig>::new(log), sm.clone()).await?;
     let raft_listener = TcpListener::bind(&args.raft).await?;
-    tokio::spawn(serve(raft_listener, raft.clone()));
+    let groups = Arc::new(std::collections::HashMap::from([(GROUP.to_string(), raft.clone())]));
+    tokio::spawn(serve(raft_listener, groups, key));
     let node = Arc::new(Node { id: args.id, raft, sm, members });
     let control = TcpListener::bind(&args.control).await?;
     loop {

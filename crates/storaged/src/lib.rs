@@ -1,5 +1,11 @@
-//! `storaged`: a storage node. So far it holds the Raft transport that every group on the
-//! node uses; the Maildir state machine and protocol servers arrive with later issues.
+//! `storaged`: a storage node. It hosts replicas of one or more mailhost groups; each group
+//! is an openraft instance on a `raftlog` log with the Maildir store as its state machine.
+//! Mail arrives over LMTP on the group leader and is acknowledged once committed.
 
+pub mod config;
+pub mod group;
+pub mod lmtp;
 pub mod mailstore;
+pub mod node;
 pub mod raft;
+pub mod users;

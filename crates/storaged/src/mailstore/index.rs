@@ -57,7 +57,13 @@ impl MailboxIndex {
     /// A new, empty mailbox created by log entry `index` (whose own effects on the mailbox,
     /// such as a first delivery, are still to be applied).
     pub fn new(uid_validity: u32, index: u64) -> Self {
-        Self { uid_validity, uid_next: 1, highest_modseq: 1, applied_index: index.saturating_sub(1), messages: Vec::new() }
+        Self {
+            uid_validity,
+            uid_next: 1,
+            highest_modseq: 1,
+            applied_index: index.saturating_sub(1),
+            messages: Vec::new(),
+        }
     }
 
     /// Position of `uid` in `messages`.

@@ -5,6 +5,7 @@ pub mod fileio;
 pub mod index;
 pub mod names;
 pub mod ops;
+pub mod snapshot;
 pub mod store;
 
 pub use names::{Layout, MailboxName, UserName};

@@ -1,10 +1,10 @@
-//! The sending side of Raft RPC: one lazily (re)connected TCP stream per target node.
-//! A failed exchange drops the connection; the next RPC reconnects. Every exchange is
-//! bounded by openraft's per-RPC time limit.
+//! The sending side of Raft RPC: one lazily (re)connected, authenticated TCP stream per
+//! target node and group. A failed exchange drops the connection; the next RPC reconnects.
+//! Every exchange is bounded by openraft's per-RPC time limit.
 
 use std::time::Duration;
 
-use common::frame;
+use common::auth::{Channel, ClusterKey};
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -15,11 +15,21 @@ use openraft::{BasicNode, RaftTypeConfig};
 use tokio::io::BufReader;
 use tokio::net::TcpStream;
 
-use super::rpc::{self, RaftReply, RaftRequest, MAX_FRAME_BYTES};
+use super::rpc::{self, GroupRequest, RaftReply, RaftRequest, MAX_FRAME_BYTES};
 
-/// Makes one [`TcpNetwork`] per target, addressed by the node's `BasicNode::addr`.
-#[derive(Debug, Clone, Default)]
-pub struct TcpNetworkFactory;
+/// Makes one [`TcpNetwork`] per target, addressed by the node's `BasicNode::addr`, for
+/// the Raft group `group`.
+#[derive(Debug, Clone)]
+pub struct TcpNetworkFactory {
+    group: String,
+    key: ClusterKey,
+}
+
+impl TcpNetworkFactory {
+    pub fn new(group: impl Into<String>, key: ClusterKey) -> Self {
+        Self { group: group.into(), key }
+    }
+}
 
 impl<C> RaftNetworkFactory<C> for TcpNetworkFactory
 where
@@ -28,16 +38,17 @@ where
     type Network = TcpNetwork;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> Self::Network {
-        TcpNetwork { target, addr: node.addr.clone(), stream: None }
+        TcpNetwork { target, addr: node.addr.clone(), group: self.group.clone(), key: self.key.clone(), stream: None }
     }
 }
 
 /// The connection to one target node.
-#[derive(Debug)]
 pub struct TcpNetwork {
     target: u64,
     addr: String,
-    stream: Option<BufReader<TcpStream>>,
+    group: String,
+    key: ClusterKey,
+    stream: Option<(BufReader<TcpStream>, Channel)>,
 }
 
 /// Why an exchange failed, before mapping into openraft's error types.
@@ -47,21 +58,24 @@ enum ExchangeError {
 }
 
 impl TcpNetwork {
-    async fn exchange<C>(&mut self, req: &RaftRequest<C>, ttl: Duration) -> Result<RaftReply<C>, ExchangeError>
+    async fn exchange<C>(&mut self, request: RaftRequest<C>, ttl: Duration) -> Result<RaftReply<C>, ExchangeError>
     where
         C: RaftTypeConfig<NodeId = u64>,
     {
-        let body = rpc::encode(req).map_err(|e| ExchangeError::Network(e.to_string()))?;
+        let msg = GroupRequest { group: self.group.clone(), request };
+        let body = rpc::encode(&msg).map_err(|e| ExchangeError::Network(e.to_string()))?;
         let result = tokio::time::timeout(ttl, async {
             if self.stream.is_none() {
                 let s = TcpStream::connect(&self.addr).await.map_err(ExchangeError::Unreachable)?;
                 s.set_nodelay(true).map_err(ExchangeError::Unreachable)?;
-                self.stream = Some(BufReader::new(s));
+                let mut s = BufReader::new(s);
+                let ch =
+                    Channel::connect(&mut s, &self.key).await.map_err(|e| ExchangeError::Network(e.to_string()))?;
+                self.stream = Some((s, ch));
             }
-            let stream = self.stream.as_mut().expect("connected");
-            frame::write(stream, &body).await.map_err(|e| ExchangeError::Network(e.to_string()))?;
-            let reply =
-                frame::read(stream, MAX_FRAME_BYTES).await.map_err(|e| ExchangeError::Network(e.to_string()))?;
+            let (stream, ch) = self.stream.as_mut().expect("connected");
+            ch.write(stream, &body).await.map_err(|e| ExchangeError::Network(e.to_string()))?;
+            let reply = ch.read(stream, MAX_FRAME_BYTES).await.map_err(|e| ExchangeError::Network(e.to_string()))?;
             rpc::decode::<RaftReply<C>>(&reply).map_err(|e| ExchangeError::Network(e.to_string()))
         })
         .await
@@ -95,7 +109,7 @@ where
         req: AppendEntriesRequest<C>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        match self.exchange::<C>(&RaftRequest::AppendEntries(req), option.hard_ttl()).await {
+        match self.exchange::<C>(RaftRequest::AppendEntries(req), option.hard_ttl()).await {
             Ok(RaftReply::AppendEntries(r)) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
             Ok(_) => Err(self.unexpected()),
             Err(e) => Err(self.map_err(e)),
@@ -107,7 +121,7 @@ where
         req: InstallSnapshotRequest<C>,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<u64>, RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>> {
-        match self.exchange::<C>(&RaftRequest::InstallSnapshot(req), option.hard_ttl()).await {
+        match self.exchange::<C>(RaftRequest::InstallSnapshot(req), option.hard_ttl()).await {
             Ok(RaftReply::InstallSnapshot(r)) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
             Ok(_) => Err(self.unexpected()),
             Err(e) => Err(self.map_err(e)),
@@ -119,7 +133,7 @@ where
         req: VoteRequest<u64>,
         option: RPCOption,
     ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        match self.exchange::<C>(&RaftRequest::Vote(req), option.hard_ttl()).await {
+        match self.exchange::<C>(RaftRequest::Vote(req), option.hard_ttl()).await {
             Ok(RaftReply::Vote(r)) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
             Ok(_) => Err(self.unexpected()),
             Err(e) => Err(self.map_err(e)),

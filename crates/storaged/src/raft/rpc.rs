@@ -22,6 +22,14 @@ pub enum RaftRequest<C: RaftTypeConfig> {
     InstallSnapshot(InstallSnapshotRequest<C>),
 }
 
+/// A request addressed to one Raft group of the receiving node.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct GroupRequest<C: RaftTypeConfig> {
+    pub group: String,
+    pub request: RaftRequest<C>,
+}
+
 /// The answer to a [`RaftRequest`], carrying the remote Raft's own error if it failed.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(bound = "")]
@@ -29,6 +37,8 @@ pub enum RaftReply<C: RaftTypeConfig> {
     AppendEntries(Result<AppendEntriesResponse<C::NodeId>, RaftError<C::NodeId>>),
     Vote(Result<VoteResponse<C::NodeId>, RaftError<C::NodeId>>),
     InstallSnapshot(Result<InstallSnapshotResponse<C::NodeId>, RaftError<C::NodeId, InstallSnapshotError>>),
+    /// The receiving node does not serve that group.
+    NoSuchGroup(String),
 }
 
 /// A message could not be encoded or decoded.

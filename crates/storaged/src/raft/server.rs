@@ -1,50 +1,67 @@
-//! The receiving side of Raft RPC: accept connections and hand each request to the local
-//! `Raft`. One task per connection, requests answered in order; a malformed frame closes
-//! the connection (the sender reconnects), it never reaches Raft.
+//! The receiving side of Raft RPC: accept connections, authenticate them with the cluster
+//! key, and hand each request to the local `Raft` of the group it names. One task per
+//! connection, requests answered in order; a frame that fails authentication or decoding
+//! closes the connection and never reaches Raft.
 
-use common::frame::{self, FrameError};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use common::auth::{Channel, ClusterKey};
+use common::frame::FrameError;
 use openraft::{BasicNode, Raft, RaftTypeConfig};
 use tokio::io::BufReader;
 use tokio::net::{TcpListener, TcpStream};
 
-use super::rpc::{self, RaftReply, RaftRequest, MAX_FRAME_BYTES};
+use super::rpc::{self, GroupRequest, RaftReply, RaftRequest, MAX_FRAME_BYTES};
+
+/// The groups this node serves, by name.
+pub type Groups<C> = Arc<HashMap<String, Raft<C>>>;
 
 /// Serve Raft RPCs arriving on `listener` until the listener fails.
-pub async fn serve<C>(listener: TcpListener, raft: Raft<C>) -> std::io::Result<()>
+pub async fn serve<C>(listener: TcpListener, groups: Groups<C>, key: ClusterKey) -> std::io::Result<()>
 where
     C: RaftTypeConfig<NodeId = u64, Node = BasicNode>,
 {
     loop {
         let (stream, peer) = listener.accept().await?;
-        let raft = raft.clone();
+        let groups = groups.clone();
+        let key = key.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve_conn(stream, raft).await {
-                tracing::debug!(%peer, error = %e, "raft rpc connection ended");
+            match serve_conn(stream, groups, key).await {
+                Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    tracing::warn!(%peer, error = %e, "refused raft rpc connection");
+                }
+                Err(e) => tracing::debug!(%peer, error = %e, "raft rpc connection ended"),
+                Ok(()) => {}
             }
         });
     }
 }
 
-async fn serve_conn<C>(stream: TcpStream, raft: Raft<C>) -> Result<(), FrameError>
+async fn serve_conn<C>(stream: TcpStream, groups: Groups<C>, key: ClusterKey) -> Result<(), FrameError>
 where
     C: RaftTypeConfig<NodeId = u64, Node = BasicNode>,
 {
     stream.set_nodelay(true)?;
     let mut stream = BufReader::new(stream);
+    let mut ch = Channel::accept(&mut stream, &key).await?;
     loop {
-        let body = match frame::read(&mut stream, MAX_FRAME_BYTES).await {
+        let body = match ch.read(&mut stream, MAX_FRAME_BYTES).await {
             Ok(b) => b,
             Err(FrameError::Closed) => return Ok(()),
             Err(e) => return Err(e),
         };
-        let req: RaftRequest<C> =
+        let msg: GroupRequest<C> =
             rpc::decode(&body).map_err(|e| FrameError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
-        let reply: RaftReply<C> = match req {
-            RaftRequest::AppendEntries(r) => RaftReply::AppendEntries(raft.append_entries(r).await),
-            RaftRequest::Vote(r) => RaftReply::Vote(raft.vote(r).await),
-            RaftRequest::InstallSnapshot(r) => RaftReply::InstallSnapshot(raft.install_snapshot(r).await),
+        let reply: RaftReply<C> = match groups.get(&msg.group) {
+            None => RaftReply::NoSuchGroup(msg.group),
+            Some(raft) => match msg.request {
+                RaftRequest::AppendEntries(r) => RaftReply::AppendEntries(raft.append_entries(r).await),
+                RaftRequest::Vote(r) => RaftReply::Vote(raft.vote(r).await),
+                RaftRequest::InstallSnapshot(r) => RaftReply::InstallSnapshot(raft.install_snapshot(r).await),
+            },
         };
         let out = rpc::encode(&reply).map_err(|e| FrameError::Io(std::io::Error::other(e)))?;
-        frame::write(&mut stream, &out).await?;
+        ch.write(&mut stream, &out).await?;
     }
 }

@@ -1,0 +1,176 @@
+//! The storaged TOML configuration, validated at load: every group this node serves lists
+//! it as a member, names are sane, limits are bounded.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Configuration errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Addresses this node listens on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    /// Internal Raft RPC (authenticated with the cluster key).
+    pub raft: String,
+    /// LMTP delivery.
+    pub lmtp: String,
+}
+
+/// Protocol limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub message_max_bytes: usize,
+    pub recipients_max: usize,
+    /// Concurrent LMTP connections.
+    pub connections_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { message_max_bytes: 32 << 20, recipients_max: 100, connections_max: 1024 }
+    }
+}
+
+/// Raft timing and log compaction.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftTuning {
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+    /// Build a snapshot after this many entries since the last one.
+    pub snapshot_every: u64,
+    /// Entries kept in the log behind a snapshot (for followers that lag a little).
+    pub keep_logs: u64,
+}
+
+impl Default for RaftTuning {
+    fn default() -> Self {
+        Self {
+            heartbeat_ms: 150,
+            election_min_ms: 1000,
+            election_max_ms: 2000,
+            snapshot_every: 20_000,
+            keep_logs: 2_000,
+        }
+    }
+}
+
+/// One member of a group.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    pub id: u64,
+    pub raft: String,
+    pub lmtp: String,
+}
+
+/// A Raft group (a mailhost).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    pub name: String,
+    pub members: Vec<Member>,
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub node_id: u64,
+    pub data_dir: PathBuf,
+    /// The shared secret of the cluster, or a file holding it (preferred).
+    pub cluster_key: Option<String>,
+    pub cluster_key_file: Option<PathBuf>,
+    /// `address [group]` per line: the users this node accepts mail for.
+    pub users_file: Option<PathBuf>,
+    pub listen: Listen,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub raft: RaftTuning,
+    pub groups: Vec<GroupConfig>,
+}
+
+fn valid_group_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+impl Config {
+    /// Read and validate the file at `path`; relative paths in it are relative to its directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let mut cfg: Config =
+            toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut cfg.cluster_key_file, &mut cfg.users_file].into_iter().flatten() {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        if cfg.data_dir.is_relative() {
+            cfg.data_dir = base.join(&cfg.data_dir);
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.groups.is_empty() {
+            return bad("no groups".into());
+        }
+        let mut names = BTreeSet::new();
+        for g in &self.groups {
+            if !valid_group_name(&g.name) {
+                return bad(format!("group name {:?}: use a-z, 0-9 and '-'", g.name));
+            }
+            if !names.insert(&g.name) {
+                return bad(format!("group {} listed twice", g.name));
+            }
+            if !g.members.iter().any(|m| m.id == self.node_id) {
+                return bad(format!("node {} is not a member of group {}", self.node_id, g.name));
+            }
+            let ids: BTreeSet<u64> = g.members.iter().map(|m| m.id).collect();
+            if ids.len() != g.members.len() {
+                return bad(format!("group {} lists a member id twice", g.name));
+            }
+        }
+        if self.cluster_key.is_none() == self.cluster_key_file.is_none() {
+            return bad("set exactly one of cluster_key and cluster_key_file".into());
+        }
+        if self.limits.message_max_bytes > crate::mailstore::store::MESSAGE_MAX {
+            return bad(format!("limits.message_max_bytes above {}", crate::mailstore::store::MESSAGE_MAX));
+        }
+        if self.raft.election_min_ms <= self.raft.heartbeat_ms || self.raft.election_max_ms <= self.raft.election_min_ms
+        {
+            return bad("raft: need heartbeat < election_min < election_max".into());
+        }
+        Ok(())
+    }
+
+    /// The cluster secret.
+    pub fn cluster_secret(&self) -> Result<String, ConfigError> {
+        match (&self.cluster_key, &self.cluster_key_file) {
+            (Some(k), None) => Ok(k.clone()),
+            (None, Some(p)) => {
+                std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.clone(), source })
+            }
+            _ => Err(ConfigError::Invalid("cluster key".into())),
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! One mailhost group on this node: its raftlog, Maildir state machine and openraft
+//! instance, plus the background checkpoint task.
+
+pub mod sm;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::auth::ClusterKey;
+use openraft::{BasicNode, Config as RaftConfig, Raft, SnapshotPolicy};
+use raftlog::{Log, Options, RaftLogStore};
+
+pub use sm::{MailConfig, MailStateMachine};
+
+use crate::config::{Config, GroupConfig, Member};
+use crate::raft::TcpNetworkFactory;
+
+/// How often dirty state is checkpointed when the group is not busy enough to do it itself.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Errors opening a group.
+#[derive(Debug, thiserror::Error)]
+pub enum GroupError {
+    #[error("group {group}: log: {source}")]
+    Log { group: String, source: raftlog::Error },
+    #[error("group {group}: store: {source}")]
+    Store { group: String, source: crate::mailstore::StoreError },
+    #[error("group {group}: raft: {reason}")]
+    Raft { group: String, reason: String },
+}
+
+/// A running group replica.
+pub struct Group {
+    pub name: String,
+    pub raft: Raft<MailConfig>,
+    pub sm: MailStateMachine,
+    pub members: BTreeMap<u64, Member>,
+}
+
+impl Group {
+    /// Open (or create) this node's replica of `gcfg` under `cfg.data_dir`, and start Raft.
+    pub async fn open(cfg: &Config, gcfg: &GroupConfig, key: ClusterKey) -> Result<Arc<Self>, GroupError> {
+        let name = gcfg.name.clone();
+        let dir = cfg.data_dir.join(&name);
+        let log = Log::open(dir.join("raft"), Options::default())
+            .map_err(|source| GroupError::Log { group: name.clone(), source })?;
+        tracing::info!(group = %name, report = ?log.open_report(), "raft log opened");
+        let fresh = log.bounds().1.is_none() && log.meta().vote.is_none();
+        let sm =
+            MailStateMachine::open(&dir, &name).map_err(|source| GroupError::Store { group: name.clone(), source })?;
+        let raft_cfg = RaftConfig {
+            cluster_name: name.clone(),
+            heartbeat_interval: cfg.raft.heartbeat_ms,
+            election_timeout_min: cfg.raft.election_min_ms,
+            election_timeout_max: cfg.raft.election_max_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.raft.snapshot_every),
+            max_in_snapshot_log_to_keep: cfg.raft.keep_logs,
+            purge_batch_size: 256,
+            ..RaftConfig::default()
+        }
+        .validate()
+        .map_err(|e| GroupError::Raft { group: name.clone(), reason: e.to_string() })?;
+        let network = TcpNetworkFactory::new(&name, key);
+        let raft =
+            Raft::new(cfg.node_id, Arc::new(raft_cfg), network, RaftLogStore::<MailConfig>::new(log), sm.clone())
+                .await
+                .map_err(|e| GroupError::Raft { group: name.clone(), reason: e.to_string() })?;
+        let members: BTreeMap<u64, Member> = gcfg.members.iter().map(|m| (m.id, m.clone())).collect();
+        // A brand-new group is initialized by its lowest-numbered member, once.
+        if fresh && members.keys().next() == Some(&cfg.node_id) {
+            let voters: BTreeMap<u64, BasicNode> =
+                members.iter().map(|(id, m)| (*id, BasicNode { addr: m.raft.clone() })).collect();
+            if let Err(e) = raft.initialize(voters).await {
+                tracing::info!(group = %name, error = %e, "initialize skipped");
+            }
+        }
+        let group = Arc::new(Self { name, raft, sm, members });
+        tokio::spawn(checkpoint_loop(group.sm.clone(), group.name.clone()));
+        Ok(group)
+    }
+
+    /// Whether node `id` (this node) is the group's leader right now.
+    pub fn is_leader(&self, id: u64) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(id)
+    }
+
+    /// LMTP address of the current leader, if one is known.
+    pub fn leader_lmtp(&self) -> Option<String> {
+        let leader = self.raft.metrics().borrow().current_leader?;
+        self.member_lmtp(leader)
+    }
+
+    /// LMTP address of member `id`.
+    pub fn member_lmtp(&self, id: u64) -> Option<String> {
+        self.members.get(&id).map(|m| m.lmtp.clone())
+    }
+
+    /// The group's data directory under `data_dir`.
+    pub fn dir(data_dir: &Path, name: &str) -> std::path::PathBuf {
+        data_dir.join(name)
+    }
+}
+
+async fn checkpoint_loop(sm: MailStateMachine, group: String) {
+    let mut tick = tokio::time::interval(CHECKPOINT_INTERVAL);
+    loop {
+        tick.tick().await;
+        let store = sm.store();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut s = store.lock().expect("store lock");
+            if s.unchecked > 0 {
+                s.checkpoint()
+            } else {
+                Ok(())
+            }
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(%group, error = %e, "checkpoint failed"),
+            Err(e) => tracing::error!(%group, error = %e, "checkpoint task panicked"),
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! The openraft state machine of a mailhost group: applies committed entries to the
+//! [`Store`], checkpoints, and builds/installs snapshots as archive files.
+//!
+//! Directory layout of a group: `mail/` (the store tree), `snapshots/` (`current.snap`
+//! and `current.meta` for the newest built or installed snapshot, `incoming-*.snap` while
+//! receiving). Store I/O is blocking and runs under `block_in_place`.
+
+// openraft's StorageError is large; it is the trait's error type, not ours to box.
+#![allow(clippy::result_large_err)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    BasicNode, Entry, EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError,
+    StoredMembership,
+};
+use serde::{Deserialize, Serialize};
+use tokio::fs::File;
+
+use crate::mailstore::snapshot;
+use crate::mailstore::{MailRequest, MailResponse, Store};
+
+/// Entries applied between automatic checkpoints.
+pub const CHECKPOINT_EVERY: u64 = 2000;
+
+openraft::declare_raft_types!(
+    /// Raft types of a mailhost group.
+    pub MailConfig:
+        D = MailRequest,
+        R = MailResponse,
+        NodeId = u64,
+        Node = BasicNode,
+        Entry = Entry<MailConfig>,
+        SnapshotData = File,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredSnapshotMeta {
+    meta: SnapshotMeta<u64, BasicNode>,
+}
+
+/// Shared handle on a group's store.
+#[derive(Clone)]
+pub struct MailStateMachine {
+    store: Arc<Mutex<Store>>,
+    group_dir: PathBuf,
+    group: String,
+    incoming_seq: Arc<AtomicU64>,
+}
+
+fn sm_err(e: impl std::fmt::Display) -> StorageError<u64> {
+    StorageIOError::write_state_machine(&std::io::Error::other(e.to_string())).into()
+}
+
+fn snap_err(e: impl std::fmt::Display) -> StorageError<u64> {
+    StorageIOError::read_snapshot(None, &std::io::Error::other(e.to_string())).into()
+}
+
+impl MailStateMachine {
+    /// Open the state machine of group `group` under `group_dir`.
+    pub fn open(group_dir: &Path, group: &str) -> Result<Self, crate::mailstore::StoreError> {
+        let mail = group_dir.join("mail");
+        let old = group_dir.join("mail.old");
+        // An install interrupted between its two renames left the old tree aside.
+        if !mail.exists() && old.exists() {
+            let _ = std::fs::rename(&old, &mail);
+        }
+        let _ = std::fs::remove_dir_all(&old);
+        let _ = std::fs::remove_dir_all(group_dir.join("mail.incoming"));
+        std::fs::create_dir_all(group_dir.join("snapshots"))
+            .map_err(|source| crate::mailstore::StoreError::Io { context: "snapshots dir".into(), source })?;
+        let store = Store::open(&mail, group)?;
+        Ok(Self {
+            store: Arc::new(Mutex::new(store)),
+            group_dir: group_dir.to_path_buf(),
+            group: group.to_string(),
+            incoming_seq: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// The store, for readers (IMAP, tests) and the checkpoint task.
+    pub fn store(&self) -> Arc<Mutex<Store>> {
+        self.store.clone()
+    }
+
+    fn snap_path(&self) -> PathBuf {
+        self.group_dir.join("snapshots").join("current.snap")
+    }
+
+    fn meta_path(&self) -> PathBuf {
+        self.group_dir.join("snapshots").join("current.meta")
+    }
+
+    fn save_current(&self, meta: &SnapshotMeta<u64, BasicNode>, archive: &Path) -> std::io::Result<()> {
+        std::fs::rename(archive, self.snap_path())?;
+        let bytes = bincode::serialize(&StoredSnapshotMeta { meta: meta.clone() }).map_err(std::io::Error::other)?;
+        let tmp = self.meta_path().with_extension("tmp");
+        std::fs::write(&tmp, bytes)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(tmp, self.meta_path())?;
+        std::fs::File::open(self.group_dir.join("snapshots"))?.sync_all()
+    }
+
+    fn load_current_meta(&self) -> Option<SnapshotMeta<u64, BasicNode>> {
+        let bytes = std::fs::read(self.meta_path()).ok()?;
+        bincode::deserialize::<StoredSnapshotMeta>(&bytes).ok().map(|s| s.meta)
+    }
+}
+
+impl RaftSnapshotBuilder<MailConfig> for MailStateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<MailConfig>, StorageError<u64>> {
+        let (meta, path) = tokio::task::block_in_place(|| -> Result<_, StorageError<u64>> {
+            let mut store = self.store.lock().expect("store lock");
+            store.checkpoint().map_err(sm_err)?;
+            let last = store.last_applied;
+            let meta = SnapshotMeta {
+                last_log_id: last,
+                last_membership: store.membership.clone(),
+                snapshot_id: format!("{}-{}", self.group, last.map_or(0, |l| l.index)),
+            };
+            let tmp = self.group_dir.join("snapshots").join("building.snap");
+            snapshot::build(store.layout().root(), &tmp).map_err(sm_err)?;
+            drop(store);
+            self.save_current(&meta, &tmp).map_err(sm_err)?;
+            Ok((meta, self.snap_path()))
+        })?;
+        tracing::info!(group = %self.group, snapshot = %meta.snapshot_id, "snapshot built");
+        let file = File::open(path).await.map_err(snap_err)?;
+        Ok(Snapshot { meta, snapshot: Box::new(file) })
+    }
+}
+
+impl RaftStateMachine<MailConfig> for MailStateMachine {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, BasicNode>), StorageError<u64>> {
+        let store = self.store.lock().expect("store lock");
+        Ok((store.last_applied, store.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<MailResponse>, StorageError<u64>>
+    where
+        I: IntoIterator<Item = Entry<MailConfig>> + Send,
+    {
+        let entries: Vec<_> = entries.into_iter().collect();
+        tokio::task::block_in_place(|| {
+            let mut store = self.store.lock().expect("store lock");
+            let mut out = Vec::with_capacity(entries.len());
+            for entry in entries {
+                let index = entry.log_id.index;
+                let resp = match &entry.payload {
+                    EntryPayload::Blank => MailResponse::None,
+                    EntryPayload::Normal(req) => store.apply(index, req).map_err(sm_err)?,
+                    EntryPayload::Membership(m) => {
+                        store.membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                        MailResponse::None
+                    }
+                };
+                store.last_applied = Some(entry.log_id);
+                out.push(resp);
+            }
+            store.flush_files().map_err(sm_err)?;
+            if store.unchecked >= CHECKPOINT_EVERY {
+                store.checkpoint().map_err(sm_err)?;
+            }
+            Ok(out)
+        })
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<File>, StorageError<u64>> {
+        let n = self.incoming_seq.fetch_add(1, Ordering::Relaxed);
+        let path = self.group_dir.join("snapshots").join(format!("incoming-{n}.snap"));
+        let file =
+            File::options().read(true).write(true).create(true).truncate(true).open(path).await.map_err(snap_err)?;
+        Ok(Box::new(file))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, BasicNode>,
+        snapshot: Box<File>,
+    ) -> Result<(), StorageError<u64>> {
+        let n = self.incoming_seq.load(Ordering::Relaxed).saturating_sub(1);
+        let incoming = self.group_dir.join("snapshots").join(format!("incoming-{n}.snap"));
+        let mut file = *snapshot;
+        tokio::io::AsyncWriteExt::flush(&mut file).await.map_err(snap_err)?;
+        file.sync_all().await.map_err(snap_err)?;
+        drop(file);
+        tokio::task::block_in_place(|| -> Result<(), StorageError<u64>> {
+            let staged = self.group_dir.join("mail.incoming");
+            let _ = std::fs::remove_dir_all(&staged);
+            snapshot::install(&incoming, &staged).map_err(snap_err)?;
+            let mut store = self.store.lock().expect("store lock");
+            let mail = self.group_dir.join("mail");
+            let old = self.group_dir.join("mail.old");
+            std::fs::rename(&mail, &old).map_err(snap_err)?;
+            std::fs::rename(&staged, &mail).map_err(snap_err)?;
+            let mut fresh = Store::open(&mail, &self.group).map_err(snap_err)?;
+            fresh.last_applied = meta.last_log_id;
+            fresh.membership = meta.last_membership.clone();
+            fresh.checkpoint().map_err(snap_err)?;
+            *store = fresh;
+            drop(store);
+            let _ = std::fs::remove_dir_all(&old);
+            self.save_current(meta, &incoming).map_err(snap_err)?;
+            Ok(())
+        })?;
+        tracing::info!(group = %self.group, snapshot = %meta.snapshot_id, "snapshot installed");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<MailConfig>>, StorageError<u64>> {
+        let Some(meta) = self.load_current_meta() else { return Ok(None) };
+        match File::open(self.snap_path()).await {
+            Ok(file) => Ok(Some(Snapshot { meta, snapshot: Box::new(file) })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(snap_err(e)),
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! LMTP delivery (RFC 2033): the pure protocol session and the server that runs it.
+
+pub mod server;
+pub mod session;
+
+pub use server::serve;

@@ -1,0 +1,253 @@
+//! The LMTP server: bounded line reading, one task per connection, and delivery through
+//! the Raft group of each recipient. A recipient gets `250` only after its group
+//! committed and applied the delivery.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use super::session::{Action, Context, Envelope, Limits, Session};
+use crate::mailstore::{MailOp, MailRequest, MailResponse, OpId, UserName};
+use crate::node::Node;
+
+/// Longest command line.
+const COMMAND_LINE_MAX: usize = 2048;
+/// Idle time before a connection is dropped.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Longest wait for a group to commit a delivery.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serve LMTP on `listener` until it fails.
+pub async fn serve(listener: TcpListener, node: Arc<Node>) -> std::io::Result<()> {
+    let slots = Arc::new(Semaphore::new(node.limits.connections_max));
+    loop {
+        let (stream, peer) = listener.accept().await?;
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "LMTP connection limit reached");
+            let mut stream = stream;
+            let _ = stream.write_all(b"421 4.3.2 too many connections\r\n").await;
+            continue;
+        };
+        let node = node.clone();
+        tokio::spawn(async move {
+            if let Err(e) = handle(stream, node).await {
+                tracing::debug!(%peer, error = %e, "LMTP connection ended");
+            }
+            drop(permit);
+        });
+    }
+}
+
+enum Line {
+    Complete(Vec<u8>),
+    TooLong,
+    Eof,
+}
+
+/// Read one line of at most `max` bytes (line ending stripped; bare LF accepted).
+async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R, max: usize) -> std::io::Result<Line> {
+    let mut out = Vec::new();
+    loop {
+        let buf = r.fill_buf().await?;
+        if buf.is_empty() {
+            return Ok(if out.is_empty() { Line::Eof } else { Line::Complete(out) });
+        }
+        let (take, done) = match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        if out.len() + take > max + 2 {
+            // Skip the rest of the over-long line, bounded by reading it in pieces.
+            r.consume(take);
+            if done {
+                return Ok(Line::TooLong);
+            }
+            loop {
+                let buf = r.fill_buf().await?;
+                if buf.is_empty() {
+                    return Ok(Line::TooLong);
+                }
+                match buf.iter().position(|b| *b == b'\n') {
+                    Some(i) => {
+                        r.consume(i + 1);
+                        return Ok(Line::TooLong);
+                    }
+                    None => {
+                        let n = buf.len();
+                        r.consume(n);
+                    }
+                }
+            }
+        }
+        out.extend_from_slice(&buf[..take]);
+        r.consume(take);
+        if done {
+            out.pop();
+            if out.last() == Some(&b'\r') {
+                out.pop();
+            }
+            return Ok(Line::Complete(out));
+        }
+    }
+}
+
+struct ConnContext<'a> {
+    node: &'a Node,
+}
+
+impl Context for ConnContext<'_> {
+    fn resolve(&self, address: &str) -> Option<(UserName, String)> {
+        self.node.users.resolve(address).filter(|(_, g)| self.node.groups.contains_key(g))
+    }
+
+    fn not_leader(&self, group: &str) -> Option<String> {
+        let g = self.node.groups.get(group)?;
+        if g.is_leader(self.node.id) {
+            return None;
+        }
+        Some(match g.leader_lmtp() {
+            Some(addr) => format!("leader is {addr}"),
+            None => "no leader elected yet, retry shortly".into(),
+        })
+    }
+}
+
+async fn handle(stream: TcpStream, node: Arc<Node>) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = BufReader::new(rd);
+    let limits = Limits { message_max: node.limits.message_max_bytes, recipients_max: node.limits.recipients_max };
+    let mut session = Session::new(node.host.clone(), limits);
+    wr.write_all(format!("{}\r\n", session.greeting()).as_bytes()).await?;
+    // Data lines may be long (no line limit beyond the message limit); commands are short.
+    loop {
+        let max = if session.in_data() { limits.message_max } else { COMMAND_LINE_MAX };
+        let line = match tokio::time::timeout(IDLE_TIMEOUT, read_line(&mut rd, max)).await {
+            Err(_) => {
+                wr.write_all(b"421 4.4.2 idle too long\r\n").await?;
+                return Ok(());
+            }
+            Ok(line) => line?,
+        };
+        let actions = match line {
+            Line::Eof => return Ok(()),
+            Line::TooLong if !session.in_data() => vec![Action::Reply("500 5.5.2 line too long".into())],
+            Line::TooLong => session.data_line(&vec![b'x'; limits.message_max + 1]),
+            Line::Complete(l) if session.in_data() => session.data_line(&l),
+            Line::Complete(l) => session.command(&l, &ConnContext { node: &node }),
+        };
+        let mut out = Vec::new();
+        let mut close = false;
+        for action in actions {
+            match action {
+                Action::Reply(r) => {
+                    out.extend_from_slice(r.as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                }
+                Action::Deliver(env) => {
+                    for r in deliver(&node, env).await {
+                        out.extend_from_slice(r.as_bytes());
+                        out.extend_from_slice(b"\r\n");
+                    }
+                }
+                Action::Close => close = true,
+            }
+        }
+        // Replies go out per input line; pipelined commands are simply read in order.
+        if !out.is_empty() {
+            wr.write_all(&out).await?;
+        }
+        if close {
+            return Ok(());
+        }
+    }
+}
+
+/// Deliver `env` through each recipient's group; one reply line per recipient, in order.
+async fn deliver(node: &Node, env: Envelope) -> Vec<String> {
+    let started = Instant::now();
+    let mut message = format!("Return-Path: <{}>\r\n", env.from).into_bytes();
+    message.extend_from_slice(&env.data);
+    let internal_date =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let mut by_group: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (k, r) in env.recipients.iter().enumerate() {
+        by_group.entry(r.group.as_str()).or_default().push(k);
+    }
+    let mut replies = vec![String::new(); env.recipients.len()];
+    for (group_name, idxs) in by_group {
+        let users: Vec<String> = idxs.iter().map(|k| env.recipients[*k].user.as_str().to_string()).collect();
+        let mut parts: Vec<&[u8]> = vec![env.from.as_bytes(), &message];
+        parts.extend(users.iter().map(|u| u.as_bytes()));
+        let op_id = OpId::digest(&parts);
+        let req = MailRequest {
+            op_id,
+            op: MailOp::Deliver { recipients: users.clone(), internal_date, message: message.clone() },
+        };
+        let Some(group) = node.groups.get(group_name) else { continue };
+        let result = tokio::time::timeout(COMMIT_TIMEOUT, group.raft.client_write(req)).await;
+        for (pos, k) in idxs.iter().enumerate() {
+            let addr = &env.recipients[*k].address;
+            replies[*k] = match &result {
+                Ok(Ok(resp)) => match &resp.data {
+                    MailResponse::Delivered(rs) => match rs.get(pos) {
+                        Some(Ok((_, uid))) => {
+                            tracing::info!(
+                                user = %users[pos],
+                                group = %group_name,
+                                size = message.len(),
+                                index = resp.log_id.index,
+                                latency_ms = started.elapsed().as_millis() as u64,
+                                "delivered"
+                            );
+                            format!("250 2.0.0 <{addr}> delivered (uid {uid})")
+                        }
+                        Some(Err(e)) => format!("550 5.1.1 <{addr}> {e}"),
+                        None => format!("451 4.3.0 <{addr}> internal error"),
+                    },
+                    other => format!("451 4.3.0 <{addr}> unexpected result {other:?}"),
+                },
+                Ok(Err(e)) => match e.forward_to_leader() {
+                    Some(f) => {
+                        let hint = f.leader_id.and_then(|id| group.member_lmtp(id)).map_or_else(
+                            || "no leader elected yet, retry shortly".to_string(),
+                            |a| format!("leader is {a}"),
+                        );
+                        format!("451 4.3.0 <{addr}> not the leader for mailhost {group_name}; {hint}")
+                    }
+                    None => {
+                        tracing::warn!(group = %group_name, error = %e, "delivery failed");
+                        format!("451 4.3.0 <{addr}> temporary failure, try again later")
+                    }
+                },
+                Err(_) => {
+                    tracing::warn!(group = %group_name, "delivery timed out");
+                    format!("451 4.4.7 <{addr}> delivery timed out, try again later")
+                }
+            };
+        }
+    }
+    replies
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn line_reader_bounds_lines() {
+        let input = b"short\r\nbare lf\n".to_vec();
+        let long = [vec![b'a'; 5000], b"\r\nnext\r\n".to_vec()].concat();
+        let mut r = BufReader::new(&input[..]);
+        assert!(matches!(read_line(&mut r, 100).await.unwrap(), Line::Complete(l) if l == b"short"));
+        assert!(matches!(read_line(&mut r, 100).await.unwrap(), Line::Complete(l) if l == b"bare lf"));
+        assert!(matches!(read_line(&mut r, 100).await.unwrap(), Line::Eof));
+        let mut r = BufReader::with_capacity(64, &long[..]);
+        assert!(matches!(read_line(&mut r, 100).await.unwrap(), Line::TooLong));
+        assert!(matches!(read_line(&mut r, 100).await.unwrap(), Line::Complete(l) if l == b"next"));
+    }
+}

@@ -1,0 +1,364 @@
+//! The LMTP protocol state machine (RFC 2033): command lines and data lines in, reply
+//! lines and actions out. No I/O: the server feeds it lines and carries out its actions.
+//! One command table, one dispatcher.
+
+use crate::mailstore::UserName;
+
+/// Protocol limits of a session.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub message_max: usize,
+    pub recipients_max: usize,
+}
+
+/// An accepted recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    pub address: String,
+    pub user: UserName,
+    pub group: String,
+}
+
+/// A message ready for delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub from: String,
+    pub recipients: Vec<Recipient>,
+    pub data: Vec<u8>,
+}
+
+/// What the server must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Send this reply line (CRLF is added by the server).
+    Reply(String),
+    /// Deliver and then send one reply per recipient, in order.
+    Deliver(Envelope),
+    /// Close the connection after the replies.
+    Close,
+}
+
+/// What the session needs to know about the world when handling a command.
+pub trait Context {
+    /// The user and group an address delivers to, if it is local.
+    fn resolve(&self, address: &str) -> Option<(UserName, String)>;
+    /// `None` if this node can take deliveries for `group` now, else where to go instead.
+    fn not_leader(&self, group: &str) -> Option<String>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Fresh,
+    Greeted,
+    Data,
+}
+
+/// One LMTP session.
+#[derive(Debug)]
+pub struct Session {
+    host: String,
+    limits: Limits,
+    phase: Phase,
+    from: Option<String>,
+    recipients: Vec<Recipient>,
+    data: Vec<u8>,
+    oversize: bool,
+}
+
+type Handler = fn(&mut Session, &str, &dyn Context) -> Vec<Action>;
+
+/// The command table: verb → handler.
+const COMMANDS: &[(&str, Handler)] = &[
+    ("LHLO", Session::lhlo),
+    ("MAIL", Session::mail),
+    ("RCPT", Session::rcpt),
+    ("DATA", Session::data),
+    ("RSET", Session::rset),
+    ("NOOP", Session::noop),
+    ("QUIT", Session::quit),
+    ("VRFY", Session::vrfy),
+    ("HELO", Session::not_lmtp),
+    ("EHLO", Session::not_lmtp),
+];
+
+fn reply(s: impl Into<String>) -> Vec<Action> {
+    vec![Action::Reply(s.into())]
+}
+
+/// `<addr>` with optional parameters after it; the address may be empty (`<>`).
+fn parse_path(arg: &str, keyword: &str) -> Option<(String, Vec<String>)> {
+    let rest = arg.get(..keyword.len()).filter(|k| k.eq_ignore_ascii_case(keyword)).map(|_| &arg[keyword.len()..])?;
+    let rest = rest.trim_start();
+    let rest = rest.strip_prefix('<')?;
+    let end = rest.find('>')?;
+    let addr = rest[..end].trim().to_string();
+    if addr.chars().any(|c| c.is_control() || c == ' ') || addr.len() > 320 {
+        return None;
+    }
+    let params = rest[end + 1..].split_whitespace().map(str::to_string).collect();
+    Some((addr, params))
+}
+
+impl Session {
+    pub fn new(host: impl Into<String>, limits: Limits) -> Self {
+        Self {
+            host: host.into(),
+            limits,
+            phase: Phase::Fresh,
+            from: None,
+            recipients: Vec::new(),
+            data: Vec::new(),
+            oversize: false,
+        }
+    }
+
+    /// The greeting line.
+    pub fn greeting(&self) -> String {
+        format!("220 {} LMTP ready", self.host)
+    }
+
+    /// Whether the server should feed data lines (after `354`).
+    pub fn in_data(&self) -> bool {
+        self.phase == Phase::Data
+    }
+
+    /// Handle one command line (without its line ending).
+    pub fn command(&mut self, line: &[u8], ctx: &dyn Context) -> Vec<Action> {
+        debug_assert!(!self.in_data());
+        let Ok(line) = std::str::from_utf8(line) else {
+            return reply("500 5.5.2 command is not valid UTF-8");
+        };
+        let (verb, arg) = match line.find(' ') {
+            Some(i) => (&line[..i], line[i + 1..].trim()),
+            None => (line.trim(), ""),
+        };
+        match COMMANDS.iter().find(|(v, _)| v.eq_ignore_ascii_case(verb)) {
+            Some((_, handler)) => handler(self, arg, ctx),
+            None => reply("500 5.5.2 command not recognized"),
+        }
+    }
+
+    /// Handle one data line (without its line ending). Returns actions at the final `.`.
+    pub fn data_line(&mut self, line: &[u8]) -> Vec<Action> {
+        debug_assert!(self.in_data());
+        if line == b"." {
+            self.phase = Phase::Greeted;
+            let recipients = std::mem::take(&mut self.recipients);
+            let data = std::mem::take(&mut self.data);
+            let from = self.from.take().unwrap_or_default();
+            if std::mem::take(&mut self.oversize) {
+                return recipients
+                    .iter()
+                    .map(|r| {
+                        Action::Reply(format!(
+                            "552 5.3.4 <{}> message exceeds {} bytes",
+                            r.address, self.limits.message_max
+                        ))
+                    })
+                    .collect();
+            }
+            return vec![Action::Deliver(Envelope { from, recipients, data })];
+        }
+        let line = line.strip_prefix(b".").filter(|_| line.starts_with(b"..")).unwrap_or(line);
+        if self.oversize || self.data.len() + line.len() + 2 > self.limits.message_max {
+            self.oversize = true;
+            self.data = Vec::new();
+            return Vec::new();
+        }
+        self.data.extend_from_slice(line);
+        self.data.extend_from_slice(b"\r\n");
+        Vec::new()
+    }
+
+    fn lhlo(&mut self, arg: &str, _: &dyn Context) -> Vec<Action> {
+        if arg.is_empty() {
+            return reply("501 5.5.4 LHLO needs a host name");
+        }
+        self.reset();
+        self.phase = Phase::Greeted;
+        [
+            format!("250-{}", self.host),
+            "250-PIPELINING".into(),
+            "250-ENHANCEDSTATUSCODES".into(),
+            "250-8BITMIME".into(),
+            format!("250 SIZE {}", self.limits.message_max),
+        ]
+        .into_iter()
+        .map(Action::Reply)
+        .collect()
+    }
+
+    fn mail(&mut self, arg: &str, _: &dyn Context) -> Vec<Action> {
+        if self.phase != Phase::Greeted {
+            return reply("503 5.5.1 send LHLO first");
+        }
+        if self.from.is_some() {
+            return reply("503 5.5.1 nested MAIL command");
+        }
+        let Some((from, params)) = parse_path(arg, "FROM:") else {
+            return reply("501 5.5.4 syntax: MAIL FROM:<address>");
+        };
+        for p in &params {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            if k.eq_ignore_ascii_case("SIZE") {
+                match v.parse::<usize>() {
+                    Ok(n) if n > self.limits.message_max => {
+                        return reply(format!("552 5.3.4 message exceeds {} bytes", self.limits.message_max))
+                    }
+                    Ok(_) => {}
+                    Err(_) => return reply("501 5.5.4 bad SIZE"),
+                }
+            } else if k.eq_ignore_ascii_case("BODY") {
+                if !(v.eq_ignore_ascii_case("8BITMIME") || v.eq_ignore_ascii_case("7BIT")) {
+                    return reply("501 5.5.4 bad BODY");
+                }
+            } else {
+                return reply(format!("555 5.5.4 unsupported parameter {k}"));
+            }
+        }
+        self.from = Some(from);
+        reply("250 2.1.0 sender ok")
+    }
+
+    fn rcpt(&mut self, arg: &str, ctx: &dyn Context) -> Vec<Action> {
+        if self.from.is_none() {
+            return reply("503 5.5.1 need MAIL first");
+        }
+        let Some((addr, params)) = parse_path(arg, "TO:") else {
+            return reply("501 5.5.4 syntax: RCPT TO:<address>");
+        };
+        if !params.is_empty() {
+            return reply("555 5.5.4 RCPT parameters are not supported");
+        }
+        if self.recipients.len() >= self.limits.recipients_max {
+            return reply("452 4.5.3 too many recipients");
+        }
+        match ctx.resolve(&addr) {
+            Some((user, group)) => {
+                if let Some(hint) = ctx.not_leader(&group) {
+                    return reply(format!("451 4.3.0 <{addr}> not the leader for mailhost {group}; {hint}"));
+                }
+                self.recipients.push(Recipient { address: addr, user, group });
+                reply("250 2.1.5 recipient ok")
+            }
+            None => reply(format!("550 5.1.1 <{addr}> no such user here")),
+        }
+    }
+
+    fn data(&mut self, arg: &str, _: &dyn Context) -> Vec<Action> {
+        if !arg.is_empty() {
+            return reply("501 5.5.4 DATA takes no arguments");
+        }
+        if self.from.is_none() || self.recipients.is_empty() {
+            return reply("503 5.5.1 need MAIL and RCPT first");
+        }
+        self.phase = Phase::Data;
+        self.data.clear();
+        reply("354 go ahead, end with <CRLF>.<CRLF>")
+    }
+
+    fn reset(&mut self) {
+        self.from = None;
+        self.recipients.clear();
+        self.data.clear();
+        self.oversize = false;
+    }
+
+    fn rset(&mut self, _: &str, _: &dyn Context) -> Vec<Action> {
+        self.reset();
+        reply("250 2.0.0 reset")
+    }
+
+    fn noop(&mut self, _: &str, _: &dyn Context) -> Vec<Action> {
+        reply("250 2.0.0 ok")
+    }
+
+    fn quit(&mut self, _: &str, _: &dyn Context) -> Vec<Action> {
+        vec![Action::Reply(format!("221 2.0.0 {} closing", self.host)), Action::Close]
+    }
+
+    fn vrfy(&mut self, _: &str, _: &dyn Context) -> Vec<Action> {
+        reply("252 2.5.0 cannot verify, send mail")
+    }
+
+    fn not_lmtp(&mut self, _: &str, _: &dyn Context) -> Vec<Action> {
+        reply("500 5.5.1 this is LMTP: use LHLO")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Ctx {
+        leader: bool,
+    }
+
+    impl Context for Ctx {
+        fn resolve(&self, address: &str) -> Option<(UserName, String)> {
+            address.starts_with("user").then(|| (UserName::parse(address).unwrap(), "g".into()))
+        }
+        fn not_leader(&self, _: &str) -> Option<String> {
+            (!self.leader).then(|| "leader is 127.0.0.1:2402".into())
+        }
+    }
+
+    fn replies(actions: &[Action]) -> Vec<String> {
+        actions.iter().filter_map(|a| if let Action::Reply(r) = a { Some(r.clone()) } else { None }).collect()
+    }
+
+    fn first_code(actions: &[Action]) -> &str {
+        match &actions[0] {
+            Action::Reply(r) => &r[..3],
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn full_transaction_with_dot_stuffing() {
+        let ctx = Ctx { leader: true };
+        let mut s = Session::new("h", Limits { message_max: 1000, recipients_max: 2 });
+        assert_eq!(first_code(&s.command(b"MAIL FROM:<a@b>", &ctx)), "503");
+        assert_eq!(replies(&s.command(b"LHLO client", &ctx)).last().unwrap(), "250 SIZE 1000");
+        assert_eq!(first_code(&s.command(b"mail from:<a@b> SIZE=10 BODY=8BITMIME", &ctx)), "250");
+        assert_eq!(first_code(&s.command(b"RCPT TO:<user1@x>", &ctx)), "250");
+        assert_eq!(first_code(&s.command(b"RCPT TO:<nobody@x>", &ctx)), "550");
+        assert_eq!(first_code(&s.command(b"RCPT TO:<user2@x>", &ctx)), "250");
+        assert_eq!(first_code(&s.command(b"RCPT TO:<user3@x>", &ctx)), "452");
+        assert_eq!(first_code(&s.command(b"DATA", &ctx)), "354");
+        assert!(s.data_line(b"Subject: hi").is_empty());
+        assert!(s.data_line(b"").is_empty());
+        assert!(s.data_line(b"..leading dot").is_empty());
+        let out = s.data_line(b".");
+        let Action::Deliver(env) = &out[0] else { panic!("{out:?}") };
+        assert_eq!(env.data, b"Subject: hi\r\n\r\n.leading dot\r\n");
+        assert_eq!(env.recipients.len(), 2);
+        assert_eq!(env.from, "a@b");
+        assert!(!s.in_data());
+    }
+
+    #[test]
+    fn errors_limits_and_leadership() {
+        let ctx = Ctx { leader: true };
+        let mut s = Session::new("h", Limits { message_max: 10, recipients_max: 5 });
+        assert_eq!(first_code(&s.command(b"EHLO x", &ctx)), "500");
+        assert_eq!(first_code(&s.command(b"BOGUS", &ctx)), "500");
+        assert_eq!(first_code(&s.command(b"\xff\xfe", &ctx)), "500");
+        assert_eq!(first_code(&s.command(b"LHLO", &ctx)), "501");
+        s.command(b"LHLO x", &ctx);
+        assert_eq!(first_code(&s.command(b"MAIL FROM:<a@b> SIZE=11", &ctx)), "552");
+        assert_eq!(first_code(&s.command(b"MAIL FROM:a@b", &ctx)), "501");
+        assert_eq!(first_code(&s.command(b"DATA", &ctx)), "503");
+        s.command(b"MAIL FROM:<>", &ctx);
+        s.command(b"RCPT TO:<user1@x>", &ctx);
+        s.command(b"DATA", &ctx);
+        s.data_line(b"0123456789abcdef");
+        let out = s.data_line(b".");
+        assert_eq!(first_code(&out), "552");
+        let follower = Ctx { leader: false };
+        s.command(b"MAIL FROM:<a@b>", &follower);
+        let r = s.command(b"RCPT TO:<user1@x>", &follower);
+        assert!(replies(&r)[0].starts_with("451 4.3.0") && replies(&r)[0].contains("127.0.0.1:2402"));
+        assert_eq!(s.command(b"QUIT", &ctx).last(), Some(&Action::Close));
+    }
+}

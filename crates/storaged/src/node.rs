@@ -1,0 +1,80 @@
+//! A storage node: the groups it serves, its users, and its listeners. Built from a
+//! [`Config`]; `main` only parses arguments and calls [`run`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use common::auth::ClusterKey;
+use tokio::net::TcpListener;
+
+use crate::config::{Config, Limits};
+use crate::group::Group;
+use crate::users::UserDb;
+
+/// What connection handlers need.
+pub struct Node {
+    pub id: u64,
+    pub host: String,
+    pub groups: HashMap<String, Arc<Group>>,
+    pub users: UserDb,
+    pub limits: Limits,
+}
+
+/// Start everything the configuration describes and serve until a listener fails.
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    let key = ClusterKey::from_secret(&cfg.cluster_secret()?);
+    let group_names: Vec<String> = cfg.groups.iter().map(|g| g.name.clone()).collect();
+    let users = match &cfg.users_file {
+        Some(path) => {
+            let default = (group_names.len() == 1).then(|| group_names[0].as_str());
+            UserDb::load(path, &group_names, default)?
+        }
+        None => {
+            tracing::warn!("no users_file: accepting mail for any valid user name into group {}", group_names[0]);
+            UserDb::open(&group_names[0])
+        }
+    };
+    tracing::info!(node = cfg.node_id, users = users.len(), groups = ?group_names, "starting storaged");
+    let raft_listener = TcpListener::bind(&cfg.listen.raft).await?;
+    let lmtp_listener = TcpListener::bind(&cfg.listen.lmtp).await?;
+    let mut groups = HashMap::new();
+    let mut rafts = HashMap::new();
+    for gcfg in &cfg.groups {
+        let g = Group::open(&cfg, gcfg, key.clone()).await?;
+        rafts.insert(g.name.clone(), g.raft.clone());
+        groups.insert(g.name.clone(), g);
+    }
+    let raft_server = tokio::spawn(crate::raft::serve(raft_listener, Arc::new(rafts), key));
+    let node = Arc::new(Node {
+        id: cfg.node_id,
+        host: format!("storaged-{}", cfg.node_id),
+        groups,
+        users,
+        limits: cfg.limits.clone(),
+    });
+    let lmtp_server = tokio::spawn(crate::lmtp::serve(lmtp_listener, node.clone()));
+    tokio::select! {
+        r = raft_server => r??,
+        r = lmtp_server => r??,
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down: checkpointing");
+            for g in node.groups.values() {
+                let store = g.sm.store();
+                let r = tokio::task::spawn_blocking(move || store.lock().expect("store lock").checkpoint()).await?;
+                if let Err(e) = r {
+                    tracing::error!(group = %g.name, error = %e, "final checkpoint failed");
+                }
+                let _ = g.raft.shutdown().await;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,71 @@
+//! The users this node accepts mail for and the group each lives in, from a plain file:
+//! one `address [group]` per line, `#` comments. A stand-in for the directory that frontd
+//! brings later; the file is read once at start.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::mailstore::UserName;
+
+/// Address → (user, group).
+#[derive(Debug, Clone, Default)]
+pub struct UserDb {
+    users: HashMap<String, (UserName, String)>,
+    /// When no users file is configured: accept any valid name into this group.
+    open_group: Option<String>,
+}
+
+/// A users file problem.
+#[derive(Debug, thiserror::Error)]
+pub enum UserDbError {
+    #[error("users file: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("users file line {line}: {reason}")]
+    Bad { line: usize, reason: String },
+}
+
+impl UserDb {
+    /// Load `path`; `default_group` applies to lines without a group.
+    pub fn load(path: &Path, groups: &[String], default_group: Option<&str>) -> Result<Self, UserDbError> {
+        let text = std::fs::read_to_string(path)?;
+        let mut users = HashMap::new();
+        for (n, raw) in text.lines().enumerate() {
+            let line = raw.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let mut parts = line.split_whitespace();
+            let addr = parts.next().expect("non-empty line");
+            let user = UserName::parse(addr).map_err(|e| UserDbError::Bad { line: n + 1, reason: e.to_string() })?;
+            let group = match parts.next().or(default_group) {
+                Some(g) if groups.iter().any(|x| x == g) => g.to_string(),
+                Some(g) => return Err(UserDbError::Bad { line: n + 1, reason: format!("unknown group {g}") }),
+                None => return Err(UserDbError::Bad { line: n + 1, reason: "no group".into() }),
+            };
+            users.insert(user.as_str().to_string(), (user, group));
+        }
+        Ok(Self { users, open_group: None })
+    }
+
+    /// Accept every syntactically valid user into `group` (no users file).
+    pub fn open(group: &str) -> Self {
+        Self { users: HashMap::new(), open_group: Some(group.to_string()) }
+    }
+
+    /// The user and group for an address.
+    pub fn resolve(&self, address: &str) -> Option<(UserName, String)> {
+        let user = UserName::parse(address).ok()?;
+        if let Some(found) = self.users.get(user.as_str()) {
+            return Some(found.clone());
+        }
+        self.open_group.as_ref().map(|g| (user, g.clone()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+}
