@@ -58,6 +58,9 @@ impl Group {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.raft.snapshot_every),
             max_in_snapshot_log_to_keep: cfg.raft.keep_logs,
             purge_batch_size: 256,
+            // Installing a snapshot unpacks the whole tree when the last chunk arrives.
+            install_snapshot_timeout: 30_000,
+            snapshot_max_chunk_size: 1 << 20,
             ..RaftConfig::default()
         }
         .validate()

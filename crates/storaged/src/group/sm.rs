@@ -155,10 +155,14 @@ impl RaftStateMachine<MailConfig> for MailStateMachine {
             for entry in entries {
                 let index = entry.log_id.index;
                 let resp = match &entry.payload {
-                    EntryPayload::Blank => MailResponse::None,
+                    EntryPayload::Blank => {
+                        store.unchecked += 1;
+                        MailResponse::None
+                    }
                     EntryPayload::Normal(req) => store.apply(index, req).map_err(sm_err)?,
                     EntryPayload::Membership(m) => {
                         store.membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                        store.unchecked += 1;
                         MailResponse::None
                     }
                 };

@@ -1,0 +1,98 @@
+//! Three storaged processes, one group, real LMTP clients (Python's smtplib.LMTP):
+//! deliveries survive a leader SIGKILL exactly once on every replica, replicas end up
+//! byte-identical, and a replica that missed purged entries catches up by snapshot.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{message_ids, run_load, tree, Cluster};
+
+const USERS: usize = 50;
+
+/// Wait until all replicas hold identical trees.
+fn wait_converged(c: &Cluster, nodes: &[usize], within: Duration) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let deadline = Instant::now() + within;
+    loop {
+        let trees: Vec<_> = nodes.iter().map(|i| tree(&c.mail_dir(*i))).collect();
+        if trees.windows(2).all(|w| w[0] == w[1]) && !trees[0].is_empty() {
+            return trees.into_iter().next().unwrap();
+        }
+        if Instant::now() > deadline {
+            for (k, t) in trees.iter().enumerate().skip(1) {
+                let a: Vec<_> = trees[0].keys().filter(|p| t.get(*p) != trees[0].get(*p)).take(5).collect();
+                let b: Vec<_> = t.keys().filter(|p| !trees[0].contains_key(*p)).take(5).collect();
+                eprintln!("replica {} differs: {a:?} / only there: {b:?}", nodes[k] + 1);
+            }
+            for i in nodes {
+                let log = c.node_log(*i);
+                let tail: Vec<&str> = log.lines().filter(|l| !l.contains(" delivered")).collect();
+                eprintln!("--- node {} log tail:\n{}", i + 1, tail[tail.len().saturating_sub(15)..].join("\n"));
+            }
+            panic!("replicas did not converge");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn check_exactly_once(
+    t: &std::collections::BTreeMap<String, Vec<u8>>,
+    acked: &serde_json::Value,
+    sent: std::ops::Range<u64>,
+) {
+    let mut total = 0;
+    for u in 0..USERS {
+        let user = format!("user{u}@example.edu");
+        let ids = message_ids(t, &user);
+        for (id, n) in &ids {
+            assert_eq!(*n, 1, "{id} stored {n} times for {user}");
+            let num: u64 = id.trim_start_matches("<msg-").split('@').next().unwrap().parse().unwrap();
+            assert!(sent.contains(&num), "{id} was never sent");
+        }
+        for id in acked["acked"][&user].as_array().into_iter().flatten() {
+            assert!(ids.contains_key(id.as_str().unwrap()), "acknowledged {id} missing for {user}");
+            total += 1;
+        }
+    }
+    assert!(total > 0);
+}
+
+#[test]
+fn deliveries_survive_leader_kill_and_a_lagging_replica_catches_up_by_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    // KEEP_TEST_DIR=1 keeps the cluster's files for inspection.
+    let tmp_path = if std::env::var_os("KEEP_TEST_DIR").is_some() { tmp.keep() } else { tmp.path().to_path_buf() };
+    eprintln!("cluster files under {}", tmp_path.display());
+    let mut c = Cluster::start(&tmp_path, 3, USERS, "snapshot_every = 1000\nkeep_logs = 200");
+    c.wait_leader(Duration::from_secs(30));
+
+    // Phase 1: 5,000 deliveries from 16 concurrent clients; kill the leader midway.
+    let mut killed = None;
+    let servers = c.lmtp.clone();
+    let result = run_load(&servers, 0, 5000, 16, |n| {
+        if n >= 2000 && killed.is_none() {
+            let leader = c.find_leader().expect("a leader while delivering");
+            eprintln!("killing leader node {} after {n} deliveries", leader + 1);
+            c.kill(leader);
+            killed = Some(leader);
+        }
+    });
+    assert!(result["failed"].as_array().unwrap().is_empty(), "undelivered: {}", result["failed"]);
+    let killed = killed.expect("the leader was killed");
+    c.start_node(killed);
+    let t = wait_converged(&c, &[0, 1, 2], Duration::from_secs(120));
+    check_exactly_once(&t, &result, 0..5000);
+
+    // Phase 2: one replica down while 2,000 more arrive and the log is purged past it.
+    let lagging = (killed + 1) % 3;
+    c.kill(lagging);
+    let up: Vec<usize> = (0..3).filter(|i| *i != lagging).collect();
+    let servers: Vec<String> = up.iter().map(|i| c.lmtp[*i].clone()).collect();
+    let result2 = run_load(&servers, 5000, 2000, 16, |_| {});
+    assert!(result2["failed"].as_array().unwrap().is_empty(), "undelivered: {}", result2["failed"]);
+    c.start_node(lagging);
+    let t = wait_converged(&c, &[0, 1, 2], Duration::from_secs(120));
+    check_exactly_once(&t, &result2, 0..7000);
+    check_exactly_once(&t, &result, 0..7000);
+    assert!(c.node_log(lagging).contains("snapshot installed"), "node {} caught up without a snapshot", lagging + 1);
+}

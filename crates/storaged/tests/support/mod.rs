@@ -1,0 +1,233 @@
+//! A local storaged cluster for tests: configs on free loopback ports, real `storaged`
+//! processes (killed with their parent), and tree comparison helpers.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Cluster {
+    pub root: PathBuf,
+    pub lmtp: Vec<String>,
+    children: Vec<Option<Child>>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Cluster {
+    /// Write configs for `n` nodes of group "hermes" with `users` users and start them.
+    pub fn start(root: &Path, n: usize, users: usize, raft_extra: &str) -> Self {
+        let raft: Vec<String> = (0..n).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+        let lmtp: Vec<String> = (0..n).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+        let members: String = (0..n)
+            .map(|i| format!("  {{ id = {}, raft = \"{}\", lmtp = \"{}\" }},\n", i + 1, raft[i], lmtp[i]))
+            .collect();
+        let users_txt: String = (0..users).map(|u| format!("user{u}@example.edu\n")).collect();
+        std::fs::write(root.join("users.txt"), users_txt).unwrap();
+        std::fs::write(root.join("cluster.key"), "test cluster secret\n").unwrap();
+        for i in 0..n {
+            let cfg = format!(
+                "node_id = {id}\ndata_dir = \"data{id}\"\ncluster_key_file = \"cluster.key\"\nusers_file = \"users.txt\"\n\
+                 [listen]\nraft = \"{raft}\"\nlmtp = \"{lmtp}\"\n[raft]\n{raft_extra}\n[[groups]]\nname = \"hermes\"\nmembers = [\n{members}]\n",
+                id = i + 1,
+                raft = raft[i],
+                lmtp = lmtp[i],
+            );
+            std::fs::write(root.join(format!("node{}.toml", i + 1)), cfg).unwrap();
+        }
+        let mut c = Cluster { root: root.to_path_buf(), lmtp, children: (0..n).map(|_| None).collect() };
+        for i in 0..n {
+            c.start_node(i);
+        }
+        c
+    }
+
+    pub fn start_node(&mut self, i: usize) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.root.join(format!("node{}.log", i + 1)))
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_storaged"));
+        cmd.arg("--config").arg(self.root.join(format!("node{}.toml", i + 1)));
+        cmd.env("RUST_LOG", "info,openraft=error");
+        cmd.stdout(Stdio::null()).stderr(log);
+        // SAFETY: prctl is async-signal-safe; the child dies with the test.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        self.children[i] = Some(cmd.spawn().unwrap());
+    }
+
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.children[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stop node `i` cleanly (SIGTERM: it checkpoints first).
+    pub fn stop(&mut self, i: usize) {
+        if let Some(mut c) = self.children[i].take() {
+            // SAFETY: sending a signal to our own child.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+
+    pub fn mail_dir(&self, i: usize) -> PathBuf {
+        self.root.join(format!("data{}", i + 1)).join("hermes").join("mail")
+    }
+
+    pub fn node_log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.root.join(format!("node{}.log", i + 1))).unwrap_or_default()
+    }
+
+    /// Index of the node whose LMTP accepts a recipient now (the leader), if any.
+    pub fn find_leader(&self) -> Option<usize> {
+        (0..self.lmtp.len()).find(|i| self.children[*i].is_some() && lmtp_accepts(&self.lmtp[*i]))
+    }
+
+    /// Wait (bounded) for a leader.
+    pub fn wait_leader(&self, within: Duration) -> usize {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(l) = self.find_leader() {
+                return l;
+            }
+            assert!(Instant::now() < deadline, "no leader elected");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.children.len() {
+            self.kill(i);
+        }
+    }
+}
+
+/// Does the LMTP server at `addr` accept a recipient (is it the leader)?
+pub fn lmtp_accepts(addr: &str) -> bool {
+    let Ok(s) = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2)) else { return false };
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    let mut read_reply = |r: &mut BufReader<TcpStream>| -> Option<String> {
+        loop {
+            line.clear();
+            r.read_line(&mut line).ok()?;
+            if line.len() < 4 {
+                return None;
+            }
+            if line.as_bytes()[3] == b' ' {
+                return Some(line.clone());
+            }
+        }
+    };
+    read_reply(&mut r);
+    for cmd in ["LHLO probe\r\n", "MAIL FROM:<probe@test>\r\n"] {
+        if w.write_all(cmd.as_bytes()).is_err() || read_reply(&mut r).is_none() {
+            return false;
+        }
+    }
+    if w.write_all(b"RCPT TO:<user0@example.edu>\r\n").is_err() {
+        return false;
+    }
+    let ok = read_reply(&mut r).is_some_and(|l| l.starts_with("250"));
+    let _ = w.write_all(b"QUIT\r\n");
+    ok
+}
+
+/// Every file under `root` (relative path → contents), except Maildir `tmp/` scratch
+/// files, which a crash may leave behind.
+pub fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if !p.ends_with("tmp") {
+                    stack.push(p);
+                }
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                out.insert(p.strip_prefix(root).unwrap().display().to_string(), bytes);
+            }
+        }
+    }
+    out
+}
+
+/// Message-IDs of every message file of `user` in a replica's tree, with multiplicity.
+pub fn message_ids(tree: &BTreeMap<String, Vec<u8>>, user: &str) -> BTreeMap<String, usize> {
+    let prefix = format!("users/{user}/Maildir/");
+    let mut out = BTreeMap::new();
+    for (path, bytes) in tree {
+        let Some(rest) = path.strip_prefix(&prefix) else { continue };
+        if !(rest.starts_with("new/") || rest.starts_with("cur/")) {
+            continue;
+        }
+        let text = String::from_utf8_lossy(bytes);
+        let id = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Message-ID: "))
+            .unwrap_or_else(|| panic!("{path} has no Message-ID"))
+            .trim()
+            .to_string();
+        *out.entry(id).or_insert(0) += 1;
+    }
+    out
+}
+
+/// Run the Python LMTP load client; `on_progress` sees each progress count.
+pub fn run_load(
+    servers: &[String],
+    first: u64,
+    count: u64,
+    threads: usize,
+    mut on_progress: impl FnMut(u64),
+) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/lmtp_load.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .arg("--servers")
+        .arg(servers.join(","))
+        .arg("--first")
+        .arg(first.to_string())
+        .arg("--count")
+        .arg(count.to_string())
+        .arg("--threads")
+        .arg(threads.to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut result = None;
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        if let Some(n) = line.strip_prefix("progress ") {
+            on_progress(n.parse().unwrap());
+        } else if line.starts_with('{') {
+            result = Some(serde_json::from_str(&line).unwrap());
+        }
+    }
+    assert!(child.wait().unwrap().success(), "load client failed");
+    result.expect("load client printed its result")
+}
