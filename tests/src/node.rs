@@ -66,7 +66,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     eprintln!("node {}: opened log: {:?}", args.id, log.open_report());
     let sm = KvStateMachine::default();
     let key = ClusterKey::from_secret("test cluster key");
-    let network = TcpNetworkFactory::new(GROUP, key.clone());
+    let network = TcpNetworkFactory::new(GROUP, args.id, key.clone());
     let raft = Raft::new(args.id, Arc::new(config), network, RaftLogStore::<KvConfig>::new(log), sm.clone()).await?;
     let raft_listener = TcpListener::bind(&args.raft).await?;
     let groups = Arc::new(std::collections::HashMap::from([(GROUP.to_string(), raft.clone())]));

@@ -65,7 +65,7 @@ impl Group {
         }
         .validate()
         .map_err(|e| GroupError::Raft { group: name.clone(), reason: e.to_string() })?;
-        let network = TcpNetworkFactory::new(&name, key);
+        let network = TcpNetworkFactory::new(&name, cfg.node_id, key);
         let raft =
             Raft::new(cfg.node_id, Arc::new(raft_cfg), network, RaftLogStore::<MailConfig>::new(log), sm.clone())
                 .await

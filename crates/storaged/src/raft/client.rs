@@ -22,12 +22,14 @@ use super::rpc::{self, GroupRequest, RaftReply, RaftRequest, MAX_FRAME_BYTES};
 #[derive(Debug, Clone)]
 pub struct TcpNetworkFactory {
     group: String,
+    from: u64,
     key: ClusterKey,
 }
 
 impl TcpNetworkFactory {
-    pub fn new(group: impl Into<String>, key: ClusterKey) -> Self {
-        Self { group: group.into(), key }
+    /// Client side for group `group` on node `from`.
+    pub fn new(group: impl Into<String>, from: u64, key: ClusterKey) -> Self {
+        Self { group: group.into(), from, key }
     }
 }
 
@@ -38,7 +40,17 @@ where
     type Network = TcpNetwork;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> Self::Network {
-        TcpNetwork { target, addr: node.addr.clone(), group: self.group.clone(), key: self.key.clone(), stream: None }
+        TcpNetwork {
+            target,
+            addr: node.addr.clone(),
+            group: self.group.clone(),
+            from: self.from,
+            // Each client is one ordered stream of requests to its target.
+            session: rand::random(),
+            seq: 0,
+            key: self.key.clone(),
+            stream: None,
+        }
     }
 }
 
@@ -47,6 +59,9 @@ pub struct TcpNetwork {
     target: u64,
     addr: String,
     group: String,
+    from: u64,
+    session: u64,
+    seq: u64,
     key: ClusterKey,
     stream: Option<(BufReader<TcpStream>, Channel)>,
 }
@@ -62,7 +77,9 @@ impl TcpNetwork {
     where
         C: RaftTypeConfig<NodeId = u64>,
     {
-        let msg = GroupRequest { group: self.group.clone(), request };
+        self.seq += 1;
+        let msg =
+            GroupRequest { group: self.group.clone(), from: self.from, session: self.session, seq: self.seq, request };
         let body = rpc::encode(&msg).map_err(|e| ExchangeError::Network(e.to_string()))?;
         let result = tokio::time::timeout(ttl, async {
             if self.stream.is_none() {

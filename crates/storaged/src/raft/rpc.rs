@@ -23,10 +23,19 @@ pub enum RaftRequest<C: RaftTypeConfig> {
 }
 
 /// A request addressed to one Raft group of the receiving node.
+///
+/// `from`, `session` and `seq` order the requests of one sender: a sender sends one request
+/// at a time per target, and a request that times out is abandoned, not retried on the same
+/// connection. The receiver processes requests of one (group, sender, session) strictly in
+/// `seq` order and drops any that arrive after a later one was processed, so an abandoned
+/// request still queued in a dead connection can never be applied out of order.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct GroupRequest<C: RaftTypeConfig> {
     pub group: String,
+    pub from: u64,
+    pub session: u64,
+    pub seq: u64,
     pub request: RaftRequest<C>,
 }
 

@@ -17,17 +17,48 @@ use super::rpc::{self, GroupRequest, RaftReply, RaftRequest, MAX_FRAME_BYTES};
 /// The groups this node serves, by name.
 pub type Groups<C> = Arc<HashMap<String, Raft<C>>>;
 
+/// Per (group, sender, client session): the last request sequence processed. The async
+/// mutex also serializes processing of one client's requests across its connections.
+/// Bounded: the oldest sessions are forgotten first.
+#[derive(Default)]
+struct Order {
+    streams: HashMap<(String, u64, u64), Arc<tokio::sync::Mutex<u64>>>,
+    age: std::collections::VecDeque<(String, u64, u64)>,
+}
+
+/// Client sessions remembered per node, across all groups and senders.
+const ORDER_STREAMS_MAX: usize = 4096;
+
+impl Order {
+    fn stream(&mut self, key: (String, u64, u64)) -> Arc<tokio::sync::Mutex<u64>> {
+        if let Some(s) = self.streams.get(&key) {
+            return s.clone();
+        }
+        if self.age.len() >= ORDER_STREAMS_MAX {
+            if let Some(old) = self.age.pop_front() {
+                self.streams.remove(&old);
+            }
+        }
+        self.age.push_back(key.clone());
+        self.streams.entry(key).or_default().clone()
+    }
+}
+
+type SharedOrder = Arc<std::sync::Mutex<Order>>;
+
 /// Serve Raft RPCs arriving on `listener` until the listener fails.
 pub async fn serve<C>(listener: TcpListener, groups: Groups<C>, key: ClusterKey) -> std::io::Result<()>
 where
     C: RaftTypeConfig<NodeId = u64, Node = BasicNode>,
 {
+    let order: SharedOrder = Arc::default();
     loop {
         let (stream, peer) = listener.accept().await?;
         let groups = groups.clone();
         let key = key.clone();
+        let order = order.clone();
         tokio::spawn(async move {
-            match serve_conn(stream, groups, key).await {
+            match serve_conn(stream, groups, key, order).await {
                 Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                     tracing::warn!(%peer, error = %e, "refused raft rpc connection");
                 }
@@ -38,7 +69,12 @@ where
     }
 }
 
-async fn serve_conn<C>(stream: TcpStream, groups: Groups<C>, key: ClusterKey) -> Result<(), FrameError>
+async fn serve_conn<C>(
+    stream: TcpStream,
+    groups: Groups<C>,
+    key: ClusterKey,
+    order: SharedOrder,
+) -> Result<(), FrameError>
 where
     C: RaftTypeConfig<NodeId = u64, Node = BasicNode>,
 {
@@ -53,6 +89,14 @@ where
         };
         let msg: GroupRequest<C> =
             rpc::decode(&body).map_err(|e| FrameError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+        let slot = order.lock().expect("order lock").stream((msg.group.clone(), msg.from, msg.session));
+        let mut last = slot.lock().await;
+        if msg.seq <= *last {
+            // Abandoned by its sender and overtaken by a later request: never apply it.
+            tracing::debug!(group = %msg.group, from = msg.from, seq = msg.seq, "dropping stale raft request");
+            return Ok(());
+        }
+        *last = msg.seq;
         let reply: RaftReply<C> = match groups.get(&msg.group) {
             None => RaftReply::NoSuchGroup(msg.group),
             Some(raft) => match msg.request {
@@ -61,6 +105,7 @@ where
                 RaftRequest::InstallSnapshot(r) => RaftReply::InstallSnapshot(raft.install_snapshot(r).await),
             },
         };
+        drop(last);
         let out = rpc::encode(&reply).map_err(|e| FrameError::Io(std::io::Error::other(e)))?;
         ch.write(&mut stream, &out).await?;
     }

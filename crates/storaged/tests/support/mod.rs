@@ -57,7 +57,7 @@ impl Cluster {
             .unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_storaged"));
         cmd.arg("--config").arg(self.root.join(format!("node{}.toml", i + 1)));
-        cmd.env("RUST_LOG", "info,openraft=error");
+        cmd.env("RUST_LOG", std::env::var("NODE_LOG").unwrap_or_else(|_| "info,openraft=error".into()));
         cmd.stdout(Stdio::null()).stderr(log);
         // SAFETY: prctl is async-signal-safe; the child dies with the test.
         unsafe {
