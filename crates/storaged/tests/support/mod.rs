@@ -24,6 +24,11 @@ fn free_port() -> u16 {
 impl Cluster {
     /// Write configs for `n` nodes of group "hermes" with `users` users and start them.
     pub fn start(root: &Path, n: usize, users: usize, raft_extra: &str) -> Self {
+        Self::start_with(root, n, users, raft_extra, "")
+    }
+
+    /// As [`Cluster::start`], with extra `[limits]` settings.
+    pub fn start_with(root: &Path, n: usize, users: usize, raft_extra: &str, limits: &str) -> Self {
         let raft: Vec<String> = (0..n).map(|_| format!("127.0.0.1:{}", free_port())).collect();
         let lmtp: Vec<String> = (0..n).map(|_| format!("127.0.0.1:{}", free_port())).collect();
         let members: String = (0..n)
@@ -35,7 +40,7 @@ impl Cluster {
         for i in 0..n {
             let cfg = format!(
                 "node_id = {id}\ndata_dir = \"data{id}\"\ncluster_key_file = \"cluster.key\"\nusers_file = \"users.txt\"\n\
-                 [listen]\nraft = \"{raft}\"\nlmtp = \"{lmtp}\"\n[raft]\n{raft_extra}\n[[groups]]\nname = \"hermes\"\nmembers = [\n{members}]\n",
+                 [listen]\nraft = \"{raft}\"\nlmtp = \"{lmtp}\"\n[limits]\n{limits}\n[raft]\n{raft_extra}\n[[groups]]\nname = \"hermes\"\nmembers = [\n{members}]\n",
                 id = i + 1,
                 raft = raft[i],
                 lmtp = lmtp[i],
@@ -230,4 +235,44 @@ pub fn run_load(
     }
     assert!(child.wait().unwrap().success(), "load client failed");
     result.expect("load client printed its result")
+}
+
+/// A minimal LMTP client speaking raw lines, for tests that need exact bytes.
+pub struct Lmtp {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+}
+
+impl Lmtp {
+    pub fn connect(addr: &str) -> Self {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let w = s.try_clone().unwrap();
+        let mut c = Lmtp { r: BufReader::new(s), w };
+        assert!(c.reply().starts_with("220"));
+        c
+    }
+
+    /// Read one (possibly multi-line) reply; returns its last line.
+    pub fn reply(&mut self) -> String {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            self.r.read_line(&mut line).unwrap();
+            assert!(line.len() >= 4, "short reply {line:?}");
+            if line.as_bytes()[3] == b' ' {
+                return line.trim_end().to_string();
+            }
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.w.write_all(bytes).unwrap();
+    }
+
+    /// Send a command line and read its reply.
+    pub fn cmd(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.reply()
+    }
 }
