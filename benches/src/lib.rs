@@ -3,5 +3,6 @@
 //! absolute figures on shared machines are noise.
 
 pub mod closed_loop;
+pub mod lmtp_load;
 pub mod raw_log;
 pub mod sinks;

@@ -18,7 +18,7 @@ use crate::config::{Config, GroupConfig, Member};
 use crate::raft::TcpNetworkFactory;
 
 /// How often dirty state is checkpointed when the group is not busy enough to do it itself.
-const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Errors opening a group.
 #[derive(Debug, thiserror::Error)]

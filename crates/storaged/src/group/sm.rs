@@ -24,7 +24,7 @@ use crate::mailstore::snapshot;
 use crate::mailstore::{MailRequest, MailResponse, Store};
 
 /// Entries applied between automatic checkpoints.
-pub const CHECKPOINT_EVERY: u64 = 2000;
+pub const CHECKPOINT_EVERY: u64 = 20_000;
 
 openraft::declare_raft_types!(
     /// Raft types of a mailhost group.

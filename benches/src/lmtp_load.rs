@@ -1,0 +1,126 @@
+//! A closed-loop LMTP load generator: `senders` threads, each with one persistent LMTP
+//! connection, deliver messages of a fixed size to random users and time each delivery from
+//! `MAIL` to the final reply. Any reply other than 250 counts as an error.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// The outcome of one run.
+#[derive(Debug, Clone)]
+pub struct LmtpStats {
+    pub delivered: u64,
+    pub errors: u64,
+    pub elapsed: Duration,
+    pub p50_us: u64,
+    pub p99_us: u64,
+}
+
+impl LmtpStats {
+    pub fn per_sec(&self) -> f64 {
+        self.delivered as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+struct Conn {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+}
+
+impl Conn {
+    fn open(addr: &str) -> std::io::Result<Self> {
+        let s = TcpStream::connect(addr)?;
+        s.set_nodelay(true)?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let w = s.try_clone()?;
+        let mut c = Conn { r: BufReader::new(s), w };
+        c.reply()?;
+        c.w.write_all(b"LHLO bench\r\n")?;
+        c.reply()?;
+        Ok(c)
+    }
+
+    fn reply(&mut self) -> std::io::Result<String> {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if self.r.read_line(&mut line)? == 0 {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed"));
+            }
+            if line.len() < 4 || line.as_bytes()[3] == b' ' {
+                return Ok(line);
+            }
+        }
+    }
+
+    fn deliver(&mut self, rcpt: &str, body: &[u8]) -> std::io::Result<bool> {
+        let mut out = format!("MAIL FROM:<bench@example.org>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n").into_bytes();
+        self.w.write_all(&out)?;
+        let ok = self.reply()?.starts_with("250") & self.reply()?.starts_with("250") & self.reply()?.starts_with("354");
+        out.clear();
+        out.extend_from_slice(body);
+        out.extend_from_slice(b".\r\n");
+        self.w.write_all(&out)?;
+        Ok(self.reply()?.starts_with("250") && ok)
+    }
+}
+
+/// A message of about `size` bytes; lines never start with a dot.
+pub fn message(n: u64, size: usize) -> Vec<u8> {
+    let mut m = format!("From: bench@example.org\r\nSubject: bench {n}\r\nMessage-ID: <bench-{n}@example.org>\r\n\r\n")
+        .into_bytes();
+    while m.len() + 78 <= size {
+        m.extend_from_slice(&[b'x'; 76]);
+        m.extend_from_slice(b"\r\n");
+    }
+    m
+}
+
+/// Run `senders` closed-loop senders against the LMTP server at `addr` for `duration`.
+pub fn run(addr: &str, senders: usize, users: usize, size: usize, duration: Duration) -> LmtpStats {
+    let start = Instant::now();
+    let deadline = start + duration;
+    let threads: Vec<_> = (0..senders)
+        .map(|t| {
+            let addr = addr.to_string();
+            std::thread::spawn(move || {
+                let mut lat = Vec::new();
+                let mut errors = 0u64;
+                let mut conn = Conn::open(&addr).ok();
+                let mut n = t as u64;
+                while Instant::now() < deadline {
+                    let Some(c) = conn.as_mut() else {
+                        errors += 1;
+                        std::thread::sleep(Duration::from_millis(50));
+                        conn = Conn::open(&addr).ok();
+                        continue;
+                    };
+                    let rcpt = format!("user{}@example.edu", n % users as u64);
+                    let body = message(n + (start.elapsed().as_nanos() as u64) * 1000, size);
+                    let t0 = Instant::now();
+                    match c.deliver(&rcpt, &body) {
+                        Ok(true) => lat.push(t0.elapsed().as_micros() as u64),
+                        Ok(false) => errors += 1,
+                        Err(_) => {
+                            errors += 1;
+                            conn = None;
+                        }
+                    }
+                    n += senders as u64;
+                }
+                (lat, errors)
+            })
+        })
+        .collect();
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    for t in threads {
+        let (l, e) = t.join().expect("sender thread");
+        lat.extend(l);
+        errors += e;
+    }
+    let elapsed = start.elapsed();
+    lat.sort_unstable();
+    let pct = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(0);
+    LmtpStats { delivered: lat.len() as u64, errors, elapsed, p50_us: pct(0.5), p99_us: pct(0.99) }
+}
