@@ -92,7 +92,6 @@ pub fn run(sink: Box<dyn DurableSink>, appenders: usize, entry_bytes: usize, dur
     let mut lat: Vec<u64> = clients.into_iter().flat_map(|c| c.join().expect("client thread")).collect();
     let elapsed = start.elapsed();
     prop.join().expect("proposer thread");
-    lat.sort_unstable();
-    let pct = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(0);
-    RunStats { entries: lat.len() as u64, elapsed, p50_us: pct(0.50), p99_us: pct(0.99) }
+    let (p50_us, p99_us) = crate::stats::p50_p99(&mut lat);
+    RunStats { entries: lat.len() as u64, elapsed, p50_us, p99_us }
 }

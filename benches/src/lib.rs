@@ -6,3 +6,4 @@ pub mod closed_loop;
 pub mod lmtp_load;
 pub mod raw_log;
 pub mod sinks;
+pub mod stats;

@@ -120,7 +120,6 @@ pub fn run(addr: &str, senders: usize, users: usize, size: usize, duration: Dura
         errors += e;
     }
     let elapsed = start.elapsed();
-    lat.sort_unstable();
-    let pct = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(0);
-    LmtpStats { delivered: lat.len() as u64, errors, elapsed, p50_us: pct(0.5), p99_us: pct(0.99) }
+    let (p50_us, p99_us) = crate::stats::p50_p99(&mut lat);
+    LmtpStats { delivered: lat.len() as u64, errors, elapsed, p50_us, p99_us }
 }
