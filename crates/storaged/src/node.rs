@@ -59,8 +59,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         _ = shutdown_signal() => {
             tracing::info!("shutting down: checkpointing");
             for g in node.groups.values() {
-                let store = g.sm.store();
-                let r = tokio::task::spawn_blocking(move || store.lock().expect("store lock").checkpoint()).await?;
+                let sm = g.sm.clone();
+                let r = tokio::task::spawn_blocking(move || sm.checkpoint_if_dirty()).await?;
                 if let Err(e) = r {
                     tracing::error!(group = %g.name, error = %e, "final checkpoint failed");
                 }

@@ -188,3 +188,26 @@ fn hostile_names_never_touch_paths_outside_the_users_maildir() {
     let all = tree(&store_root);
     assert!(all.keys().all(|k| k == "sm.state" || k.starts_with("users/")), "{all:?}");
 }
+
+#[test]
+fn operations_applied_while_a_checkpoint_syncs_are_replayed_after_a_crash() {
+    let reference = tempfile::tempdir().unwrap();
+    let mut s = Store::open(reference.path(), "hermes").unwrap();
+    let expected = apply_all(&mut s, &workload(), 10);
+    s.checkpoint().unwrap();
+
+    let ops = workload();
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open(dir.path(), "hermes").unwrap();
+    apply_all(&mut s, &ops[..12], 10);
+    let pending = s.prepare_checkpoint().unwrap();
+    // Applying continues while the filesystem sync runs...
+    apply_all(&mut s, &ops[12..], 22);
+    pending.finish().unwrap();
+    // ...and the process dies before the next checkpoint.
+    drop(s);
+    let mut s = Store::open(dir.path(), "hermes").unwrap();
+    assert_eq!(apply_all(&mut s, &ops[12..], 22), expected[12..]);
+    s.checkpoint().unwrap();
+    assert_eq!(tree(dir.path()), tree(reference.path()));
+}

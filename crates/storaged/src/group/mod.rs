@@ -110,16 +110,8 @@ async fn checkpoint_loop(sm: MailStateMachine, group: String) {
     let mut tick = tokio::time::interval(CHECKPOINT_INTERVAL);
     loop {
         tick.tick().await;
-        let store = sm.store();
-        let result = tokio::task::spawn_blocking(move || {
-            let mut s = store.lock().expect("store lock");
-            if s.unchecked > 0 {
-                s.checkpoint()
-            } else {
-                Ok(())
-            }
-        })
-        .await;
+        let sm2 = sm.clone();
+        let result = tokio::task::spawn_blocking(move || sm2.checkpoint_if_dirty()).await;
         match result {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(%group, error = %e, "checkpoint failed"),

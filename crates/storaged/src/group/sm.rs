@@ -23,9 +23,6 @@ use tokio::fs::File;
 use crate::mailstore::snapshot;
 use crate::mailstore::{MailRequest, MailResponse, Store};
 
-/// Entries applied between automatic checkpoints.
-pub const CHECKPOINT_EVERY: u64 = 20_000;
-
 openraft::declare_raft_types!(
     /// Raft types of a mailhost group.
     pub MailConfig:
@@ -47,6 +44,8 @@ struct StoredSnapshotMeta {
 #[derive(Clone)]
 pub struct MailStateMachine {
     store: Arc<Mutex<Store>>,
+    /// Serializes checkpoints so they finish in the order they were prepared.
+    checkpointing: Arc<Mutex<()>>,
     group_dir: PathBuf,
     group: String,
     incoming_seq: Arc<AtomicU64>,
@@ -76,6 +75,7 @@ impl MailStateMachine {
         let store = Store::open(&mail, group)?;
         Ok(Self {
             store: Arc::new(Mutex::new(store)),
+            checkpointing: Arc::new(Mutex::new(())),
             group_dir: group_dir.to_path_buf(),
             group: group.to_string(),
             incoming_seq: Arc::new(AtomicU64::new(0)),
@@ -85,6 +85,25 @@ impl MailStateMachine {
     /// The store, for readers (IMAP, tests) and the checkpoint task.
     pub fn store(&self) -> Arc<Mutex<Store>> {
         self.store.clone()
+    }
+
+    /// Checkpoint if anything was applied since the last one; the filesystem sync runs
+    /// without holding the store. Blocking.
+    pub fn checkpoint_if_dirty(&self) -> Result<(), crate::mailstore::StoreError> {
+        let _order = self.checkpointing.lock().expect("checkpoint lock");
+        let pending = {
+            let mut store = self.store.lock().expect("store lock");
+            if store.unchecked == 0 {
+                return Ok(());
+            }
+            store.prepare_checkpoint()?
+        };
+        let result = pending.finish();
+        if result.is_err() {
+            // Try again next time.
+            self.store.lock().expect("store lock").unchecked += 1;
+        }
+        result
     }
 
     fn snap_path(&self) -> PathBuf {
@@ -114,6 +133,7 @@ impl MailStateMachine {
 impl RaftSnapshotBuilder<MailConfig> for MailStateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<MailConfig>, StorageError<u64>> {
         let (meta, path) = tokio::task::block_in_place(|| -> Result<_, StorageError<u64>> {
+            let _order = self.checkpointing.lock().expect("checkpoint lock");
             let mut store = self.store.lock().expect("store lock");
             store.checkpoint().map_err(sm_err)?;
             let last = store.last_applied;
@@ -122,9 +142,15 @@ impl RaftSnapshotBuilder<MailConfig> for MailStateMachine {
                 last_membership: store.membership.clone(),
                 snapshot_id: format!("{}-{}", self.group, last.map_or(0, |l| l.index)),
             };
-            let tmp = self.group_dir.join("snapshots").join("building.snap");
-            snapshot::build(store.layout().root(), &tmp).map_err(sm_err)?;
+            // Only the hard-link mirror is made under the lock; archiving it (which reads
+            // every byte) happens while the store keeps applying.
+            let staging = self.group_dir.join("snapshots").join("staging");
+            let _ = std::fs::remove_dir_all(&staging);
+            snapshot::link_tree(store.layout().root(), &staging).map_err(sm_err)?;
             drop(store);
+            let tmp = self.group_dir.join("snapshots").join("building.snap");
+            snapshot::build(&staging, &tmp).map_err(sm_err)?;
+            let _ = std::fs::remove_dir_all(&staging);
             self.save_current(&meta, &tmp).map_err(sm_err)?;
             Ok((meta, self.snap_path()))
         })?;
@@ -170,9 +196,6 @@ impl RaftStateMachine<MailConfig> for MailStateMachine {
                 out.push(resp);
             }
             store.flush_files().map_err(sm_err)?;
-            if store.unchecked >= CHECKPOINT_EVERY {
-                store.checkpoint().map_err(sm_err)?;
-            }
             Ok(out)
         })
     }
@@ -204,6 +227,8 @@ impl RaftStateMachine<MailConfig> for MailStateMachine {
             let staged = self.group_dir.join("mail.incoming");
             let _ = std::fs::remove_dir_all(&staged);
             snapshot::install(&incoming, &staged).map_err(snap_err)?;
+            // No checkpoint of the old tree may finish into the new one.
+            let _order = self.checkpointing.lock().expect("checkpoint lock");
             let mut store = self.store.lock().expect("store lock");
             let mail = self.group_dir.join("mail");
             let old = self.group_dir.join("mail.old");

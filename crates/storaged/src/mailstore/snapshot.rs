@@ -68,6 +68,21 @@ fn record_header(kind: u8, path: &[u8], len: u64) -> Vec<u8> {
     h
 }
 
+/// Mirror the tree under `root` into `dest` (which must not exist) with hard links: cheap
+/// (no data is copied) and a stable view, because the store never modifies a file in place
+/// (message files, indexes and state are replaced by rename).
+pub fn link_tree(root: &Path, dest: &Path) -> Result<(), SnapshotError> {
+    fs::create_dir(dest)?;
+    for (rel, is_dir) in walk(root)? {
+        if is_dir {
+            fs::create_dir_all(dest.join(&rel))?;
+        } else {
+            fs::hard_link(root.join(&rel), dest.join(&rel))?;
+        }
+    }
+    Ok(())
+}
+
 /// Write an archive of everything under `root` to `out`.
 pub fn build(root: &Path, out: &Path) -> Result<(), SnapshotError> {
     let mut w = BufWriter::new(File::create(out)?);

@@ -43,6 +43,31 @@ pub struct StoreState {
 
 type BoxKey = (UserName, MailboxName);
 
+/// A checkpoint whose state is captured but not yet durable.
+pub struct PendingCheckpoint {
+    root: PathBuf,
+    body: Vec<u8>,
+}
+
+impl PendingCheckpoint {
+    /// Sync the filesystem, then durably record the captured state as the restart point.
+    /// Checkpoints must finish in the order they were prepared (callers serialize them).
+    pub fn finish(self) -> Result<(), StoreError> {
+        let root = fs::File::open(&self.root).map_err(io_ctx("open store root"))?;
+        // SAFETY: plain syscall on a valid descriptor.
+        if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&root)) } != 0 {
+            return Err(io_ctx("syncfs")(io::Error::last_os_error()));
+        }
+        let mut bytes = crc32c::crc32c(&self.body).to_le_bytes().to_vec();
+        bytes.extend_from_slice(&self.body);
+        let tmp = self.root.join("sm.state.tmp");
+        fs::write(&tmp, &bytes).map_err(io_ctx("write state"))?;
+        fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io_ctx("sync state"))?;
+        fs::rename(&tmp, self.root.join(STATE_FILE)).map_err(io_ctx("install state"))?;
+        root.sync_all().map_err(io_ctx("sync store root"))
+    }
+}
+
 /// The state machine's data.
 pub struct Store {
     layout: Layout,
@@ -639,7 +664,11 @@ impl Store {
         }
         fs::create_dir_all(self.layout.maildir(user)).map_err(io_ctx("subscriptions"))?;
         let body: String = names.into_iter().map(|n| n + "\n").collect();
-        fs::write(&path, body).map_err(io_ctx("subscriptions"))?;
+        // Replaced by rename, never rewritten in place (snapshots hard-link the tree).
+        let tmp = self.layout.maildir(user).join("tmp").join("subscriptions");
+        fs::create_dir_all(self.layout.maildir(user).join("tmp")).map_err(io_ctx("subscriptions"))?;
+        fs::write(&tmp, body).map_err(io_ctx("subscriptions"))?;
+        fs::rename(&tmp, &path).map_err(io_ctx("subscriptions"))?;
         Ok(MailResponse::Done)
     }
 
@@ -662,27 +691,23 @@ impl Store {
 
     /// Make everything applied so far durable and record it as the restart point.
     pub fn checkpoint(&mut self) -> Result<(), StoreError> {
+        self.prepare_checkpoint()?.finish()
+    }
+
+    /// The part of a checkpoint that needs the store: write the dirty indexes and capture
+    /// the state to record. The slow part, [`PendingCheckpoint::finish`], runs without the
+    /// store, while applying goes on: it records only what was captured here, and anything
+    /// applied later is replayed from the log after a crash.
+    pub fn prepare_checkpoint(&mut self) -> Result<PendingCheckpoint, StoreError> {
         self.write_dirty_indexes()?;
-        let root = fs::File::open(self.layout.root()).map_err(io_ctx("open store root"))?;
-        // SAFETY: plain syscall on a valid descriptor.
-        if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&root)) } != 0 {
-            return Err(io_ctx("syncfs")(io::Error::last_os_error()));
-        }
         let state = StoreState {
             last_applied: self.last_applied,
             membership: self.membership.clone(),
             dedup: self.dedup_order.iter().map(|id| (*id, self.dedup[id].0, self.dedup[id].1.clone())).collect(),
         };
         let body = bincode::serialize(&state).map_err(|e| StoreError::State(e.to_string()))?;
-        let mut bytes = crc32c::crc32c(&body).to_le_bytes().to_vec();
-        bytes.extend_from_slice(&body);
-        let tmp = self.layout.root().join("sm.state.tmp");
-        fs::write(&tmp, &bytes).map_err(io_ctx("write state"))?;
-        fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io_ctx("sync state"))?;
-        fs::rename(&tmp, self.layout.root().join(STATE_FILE)).map_err(io_ctx("install state"))?;
-        root.sync_all().map_err(io_ctx("sync store root"))?;
         self.unchecked = 0;
-        Ok(())
+        Ok(PendingCheckpoint { root: self.layout.root().to_path_buf(), body })
     }
 
     /// Index of one mailbox (for tests, IMAP and tools).
