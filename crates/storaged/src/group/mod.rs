@@ -4,7 +4,6 @@
 pub mod sm;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -98,11 +97,6 @@ impl Group {
     /// LMTP address of member `id`.
     pub fn member_lmtp(&self, id: u64) -> Option<String> {
         self.members.get(&id).map(|m| m.lmtp.clone())
-    }
-
-    /// The group's data directory under `data_dir`.
-    pub fn dir(data_dir: &Path, name: &str) -> std::path::PathBuf {
-        data_dir.join(name)
     }
 }
 
