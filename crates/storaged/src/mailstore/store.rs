@@ -104,11 +104,12 @@ fn uid_validity_for(index: u64) -> u32 {
     (index % u64::from(u32::MAX - 1)) as u32 + 1
 }
 
-/// Remove a file, treating "already gone" as success (re-applied operations).
-fn remove_if_present(path: &Path) -> io::Result<()> {
+/// Remove a file; `Ok(false)` if it was already gone (re-applied operations).
+fn remove_if_present(path: &Path) -> io::Result<bool> {
     match fs::remove_file(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        other => other,
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
@@ -507,9 +508,12 @@ impl Store {
         self.dirty.insert((user.clone(), mailbox.clone()));
         for m in gone {
             let path = self.message_path(user, mailbox, &m);
-            remove_if_present(&path).map_err(io_ctx("expunge"))?;
-            if let Some(other) = Self::find_by_base(&dir, &m.base) {
-                remove_if_present(&other).map_err(io_ctx("expunge"))?;
+            // Only a replay after a crash can find the file elsewhere (a rename applied
+            // after the last checkpoint); search the directory only then.
+            if !remove_if_present(&path).map_err(io_ctx("expunge"))? {
+                if let Some(other) = Self::find_by_base(&dir, &m.base) {
+                    remove_if_present(&other).map_err(io_ctx("expunge"))?;
+                }
             }
         }
         Ok(MailResponse::Done)
@@ -529,7 +533,6 @@ impl Store {
         let wanted: BTreeSet<u32> = uids.iter().copied().collect();
         let msgs: Vec<MessageMeta> = src_idx.messages.iter().filter(|m| wanted.contains(&m.uid)).cloned().collect();
         let src_dir = self.layout.mailbox_dir(user, src);
-        let dst_dir = self.layout.mailbox_dir(user, dst);
         let group = self.group.clone();
         let paths: Vec<PathBuf> = msgs.iter().map(|m| self.message_path(user, src, m)).collect();
         let Some(dst_idx) = self.mailbox(user, dst)? else {
@@ -574,7 +577,6 @@ impl Store {
                 other => other.map_err(io_ctx("copy message"))?,
             }
         }
-        let _ = dst_dir;
         Ok(MailResponse::Copied { uid_validity, pairs })
     }
 
