@@ -15,7 +15,7 @@ use openraft::{BasicNode, RaftTypeConfig};
 use tokio::io::BufReader;
 use tokio::net::TcpStream;
 
-use super::rpc::{self, GroupRequest, RaftReply, RaftRequest, MAX_FRAME_BYTES};
+use super::rpc::{self, GroupReply, GroupRequest, RaftReply, RaftRequest, MAX_FRAME_BYTES};
 
 /// Makes one [`TcpNetwork`] per target, addressed by the node's `BasicNode::addr`, for
 /// the Raft group `group`.
@@ -78,29 +78,40 @@ impl TcpNetwork {
         C: RaftTypeConfig<NodeId = u64>,
     {
         self.seq += 1;
-        let msg =
-            GroupRequest { group: self.group.clone(), from: self.from, session: self.session, seq: self.seq, request };
+        let seq = self.seq;
+        let msg = GroupRequest { group: self.group.clone(), from: self.from, session: self.session, seq, request };
         let body = rpc::encode(&msg).map_err(|e| ExchangeError::Network(e.to_string()))?;
+        // The connection is taken out for the exchange and put back only after a complete,
+        // matching reply. openraft may drop this future at its own deadline; the connection
+        // then goes with it, so an unread reply can never answer the next request.
+        let mut conn = self.stream.take();
         let result = tokio::time::timeout(ttl, async {
-            if self.stream.is_none() {
+            if conn.is_none() {
                 let s = TcpStream::connect(&self.addr).await.map_err(ExchangeError::Unreachable)?;
                 s.set_nodelay(true).map_err(ExchangeError::Unreachable)?;
                 let mut s = BufReader::new(s);
                 let ch =
                     Channel::connect(&mut s, &self.key).await.map_err(|e| ExchangeError::Network(e.to_string()))?;
-                self.stream = Some((s, ch));
+                conn = Some((s, ch));
             }
-            let (stream, ch) = self.stream.as_mut().expect("connected");
+            let (stream, ch) = conn.as_mut().expect("connected");
             ch.write(stream, &body).await.map_err(|e| ExchangeError::Network(e.to_string()))?;
             let reply = ch.read(stream, MAX_FRAME_BYTES).await.map_err(|e| ExchangeError::Network(e.to_string()))?;
-            rpc::decode::<RaftReply<C>>(&reply).map_err(|e| ExchangeError::Network(e.to_string()))
+            let reply = rpc::decode::<GroupReply<C>>(&reply).map_err(|e| ExchangeError::Network(e.to_string()))?;
+            if reply.seq != seq {
+                return Err(ExchangeError::Network(format!(
+                    "reply to request {} received for request {seq}",
+                    reply.seq
+                )));
+            }
+            Ok(reply.reply)
         })
         .await
         .unwrap_or_else(|_| {
             Err(ExchangeError::Network(format!("rpc to node {} timed out after {ttl:?}", self.target)))
         });
-        if result.is_err() {
-            self.stream = None;
+        if result.is_ok() {
+            self.stream = conn;
         }
         result
     }
@@ -155,5 +166,62 @@ where
             Ok(_) => Err(self.unexpected()),
             Err(e) => Err(self.map_err(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group::MailConfig;
+    use openraft::Vote;
+    use tokio::net::TcpListener;
+
+    /// A peer that answers each vote request with the request's `seq` as the term, the
+    /// first one only after `first_delay`.
+    async fn slow_first_peer(listener: TcpListener, key: ClusterKey, first_delay: Duration) {
+        let mut first = true;
+        loop {
+            let (s, _) = listener.accept().await.unwrap();
+            let mut s = BufReader::new(s);
+            let mut ch = Channel::accept(&mut s, &key).await.unwrap();
+            while let Ok(body) = ch.read(&mut s, MAX_FRAME_BYTES).await {
+                let req: GroupRequest<MailConfig> = rpc::decode(&body).unwrap();
+                if std::mem::take(&mut first) {
+                    tokio::time::sleep(first_delay).await;
+                }
+                let reply = RaftReply::<MailConfig>::Vote(Ok(VoteResponse {
+                    vote: Vote::new(req.seq, 9),
+                    vote_granted: true,
+                    last_log_id: None,
+                }));
+                if ch.write(&mut s, &rpc::encode(&GroupReply { seq: req.seq, reply }).unwrap()).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_exchange_never_lends_its_reply_to_the_next_request() {
+        let key = ClusterKey::from_secret("test secret");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(slow_first_peer(listener, key.clone(), Duration::from_millis(300)));
+        let mut factory = TcpNetworkFactory::new("g", 1, key);
+        let mut net =
+            <TcpNetworkFactory as RaftNetworkFactory<MailConfig>>::new_client(&mut factory, 9, &BasicNode { addr })
+                .await;
+        let req = VoteRequest { vote: Vote::new(1, 1), last_log_id: None };
+        let option = RPCOption::new(Duration::from_secs(5));
+        // The caller gives up first (as openraft's own deadline does), dropping the future.
+        let cancelled = tokio::time::timeout(
+            Duration::from_millis(50),
+            RaftNetwork::<MailConfig>::vote(&mut net, req.clone(), option.clone()),
+        )
+        .await;
+        assert!(cancelled.is_err(), "the first exchange should still be waiting");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let second = RaftNetwork::<MailConfig>::vote(&mut net, req, option).await.expect("second exchange");
+        assert_eq!(second.vote.leader_id().term, 2, "the second request got the first one's reply");
     }
 }

@@ -50,6 +50,15 @@ pub enum RaftReply<C: RaftTypeConfig> {
     NoSuchGroup(String),
 }
 
+/// The answer to the [`GroupRequest`] with the same `seq`. The sender checks `seq`, so a
+/// reply can never be taken for the answer to a different request.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct GroupReply<C: RaftTypeConfig> {
+    pub seq: u64,
+    pub reply: RaftReply<C>,
+}
+
 /// A message could not be encoded or decoded.
 #[derive(Debug, thiserror::Error)]
 #[error("rpc codec: {0}")]

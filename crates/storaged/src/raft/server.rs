@@ -12,7 +12,7 @@ use openraft::{BasicNode, Raft, RaftTypeConfig};
 use tokio::io::BufReader;
 use tokio::net::{TcpListener, TcpStream};
 
-use super::rpc::{self, GroupRequest, RaftReply, RaftRequest, MAX_FRAME_BYTES};
+use super::rpc::{self, GroupReply, GroupRequest, RaftReply, RaftRequest, MAX_FRAME_BYTES};
 
 /// The groups this node serves, by name.
 pub type Groups<C> = Arc<HashMap<String, Raft<C>>>;
@@ -106,7 +106,8 @@ where
             },
         };
         drop(last);
-        let out = rpc::encode(&reply).map_err(|e| FrameError::Io(std::io::Error::other(e)))?;
+        let out =
+            rpc::encode(&GroupReply { seq: msg.seq, reply }).map_err(|e| FrameError::Io(std::io::Error::other(e)))?;
         ch.write(&mut stream, &out).await?;
     }
 }
