@@ -25,6 +25,61 @@ pub struct Listen {
     pub raft: String,
     /// LMTP delivery.
     pub lmtp: String,
+    /// POP3 (optional).
+    #[serde(default)]
+    pub pop3: Option<String>,
+}
+
+/// Login policy of the mail access protocols.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// The identity front nodes log in with on behalf of users (SASL PLAIN authzid).
+    pub proxy_user: Option<String>,
+    /// Its password hash, `{SCHEME}value`.
+    pub proxy_password: Option<String>,
+    /// Networks from which passwords may be sent without TLS.
+    pub plaintext_networks: Vec<String>,
+    /// Delay before answering a failed login.
+    pub failure_delay_ms: u64,
+    /// Failed logins per client address and minute before it is refused.
+    pub failures_max: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            proxy_user: None,
+            proxy_password: None,
+            plaintext_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            failure_delay_ms: 2000,
+            failures_max: 10,
+        }
+    }
+}
+
+impl AuthConfig {
+    /// The authenticator this policy describes.
+    pub fn authenticator(&self) -> Result<crate::auth::Authenticator, ConfigError> {
+        use crate::auth::{Authenticator, Network, PasswordHash, Policy, ProxyCredential};
+        let bad = |m: String| ConfigError::Invalid(format!("auth: {m}"));
+        let proxy = match (&self.proxy_user, &self.proxy_password) {
+            (None, None) => None,
+            (Some(user), Some(hash)) => Some(ProxyCredential {
+                user: user.clone(),
+                password: PasswordHash::parse(hash).map_err(|e| bad(e.to_string()))?,
+            }),
+            _ => return Err(bad("set both proxy_user and proxy_password, or neither".into())),
+        };
+        let networks =
+            self.plaintext_networks.iter().map(|n| n.parse::<Network>()).collect::<Result<Vec<_>, _>>().map_err(bad)?;
+        let policy = Policy {
+            failure_delay: std::time::Duration::from_millis(self.failure_delay_ms),
+            failures_max: self.failures_max,
+            window: std::time::Duration::from_secs(60),
+        };
+        Ok(Authenticator::new(proxy, networks, policy))
+    }
 }
 
 /// Protocol limits.
@@ -94,13 +149,15 @@ pub struct Config {
     /// The shared secret of the cluster, or a file holding it (preferred).
     pub cluster_key: Option<String>,
     pub cluster_key_file: Option<PathBuf>,
-    /// `address [group]` per line: the users this node accepts mail for.
+    /// `address [group] [{SCHEME}hash]` per line: the users this node accepts mail for.
     pub users_file: Option<PathBuf>,
     pub listen: Listen,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
     pub raft: RaftTuning,
+    #[serde(default)]
+    pub auth: AuthConfig,
     pub groups: Vec<GroupConfig>,
 }
 
@@ -156,6 +213,7 @@ impl Config {
         if self.limits.message_max_bytes > crate::mailstore::store::MESSAGE_MAX {
             return bad(format!("limits.message_max_bytes above {}", crate::mailstore::store::MESSAGE_MAX));
         }
+        self.auth.authenticator()?;
         if self.raft.election_min_ms <= self.raft.heartbeat_ms || self.raft.election_max_ms <= self.raft.election_min_ms
         {
             return bad("raft: need heartbeat < election_min < election_max".into());

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use common::auth::ClusterKey;
 use tokio::net::TcpListener;
 
+use crate::auth::Authenticator;
 use crate::config::{Config, Limits};
 use crate::group::Group;
 use crate::users::UserDb;
@@ -17,6 +18,7 @@ pub struct Node {
     pub host: String,
     pub groups: HashMap<String, Arc<Group>>,
     pub users: UserDb,
+    pub auth: Authenticator,
     pub limits: Limits,
 }
 
@@ -37,6 +39,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     tracing::info!(node = cfg.node_id, users = users.len(), groups = ?group_names, "starting storaged");
     let raft_listener = TcpListener::bind(&cfg.listen.raft).await?;
     let lmtp_listener = TcpListener::bind(&cfg.listen.lmtp).await?;
+    let pop3_listener = match &cfg.listen.pop3 {
+        Some(addr) => Some(TcpListener::bind(addr).await?),
+        None => None,
+    };
     let mut groups = HashMap::new();
     let mut rafts = HashMap::new();
     for gcfg in &cfg.groups {
@@ -50,12 +56,23 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         host: format!("storaged-{}", cfg.node_id),
         groups,
         users,
+        auth: cfg.auth.authenticator()?,
         limits: cfg.limits.clone(),
     });
     let lmtp_server = tokio::spawn(crate::lmtp::serve(lmtp_listener, node.clone()));
+    let pop3_server = tokio::spawn({
+        let node = node.clone();
+        async move {
+            match pop3_listener {
+                Some(l) => crate::pop3::serve(l, node).await,
+                None => std::future::pending().await,
+            }
+        }
+    });
     tokio::select! {
         r = raft_server => r??,
         r = lmtp_server => r??,
+        r = pop3_server => r??,
         _ = shutdown_signal() => {
             tracing::info!("shutting down: checkpointing");
             for g in node.groups.values() {

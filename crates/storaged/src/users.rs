@@ -1,16 +1,26 @@
-//! The users this node accepts mail for and the group each lives in, from a plain file:
-//! one `address [group]` per line, `#` comments. A stand-in for the directory that frontd
-//! brings later; the file is read once at start.
+//! The users this node accepts mail for, the group each lives in and their password hash,
+//! from a plain file: one `address [group] [{SCHEME}hash]` per line, `#` comments. A
+//! stand-in for the directory that frontd brings later; the file is read once at start.
+//! A user without a hash receives mail but cannot log in.
 
 use std::collections::HashMap;
 use std::path::Path;
 
+use crate::auth::PasswordHash;
 use crate::mailstore::UserName;
 
-/// Address → (user, group).
+/// One user's entry.
+#[derive(Debug, Clone)]
+struct Entry {
+    user: UserName,
+    group: String,
+    password: Option<PasswordHash>,
+}
+
+/// Address → user, group and password.
 #[derive(Debug, Clone, Default)]
 pub struct UserDb {
-    users: HashMap<String, (UserName, String)>,
+    users: HashMap<String, Entry>,
     /// When no users file is configured: accept any valid name into this group.
     open_group: Option<String>,
 }
@@ -36,13 +46,25 @@ impl UserDb {
             }
             let mut parts = line.split_whitespace();
             let addr = parts.next().expect("non-empty line");
-            let user = UserName::parse(addr).map_err(|e| UserDbError::Bad { line: n + 1, reason: e.to_string() })?;
-            let group = match parts.next().or(default_group) {
+            let bad = |reason: String| UserDbError::Bad { line: n + 1, reason };
+            let user = UserName::parse(addr).map_err(|e| bad(e.to_string()))?;
+            let mut group = None;
+            let mut password = None;
+            for field in parts {
+                if field.starts_with('{') {
+                    password = Some(PasswordHash::parse(field).map_err(|e| bad(e.to_string()))?);
+                } else if group.is_none() {
+                    group = Some(field);
+                } else {
+                    return Err(bad(format!("unexpected field {field:?}")));
+                }
+            }
+            let group = match group.or(default_group) {
                 Some(g) if groups.iter().any(|x| x == g) => g.to_string(),
-                Some(g) => return Err(UserDbError::Bad { line: n + 1, reason: format!("unknown group {g}") }),
-                None => return Err(UserDbError::Bad { line: n + 1, reason: "no group".into() }),
+                Some(g) => return Err(bad(format!("unknown group {g}"))),
+                None => return Err(bad("no group".into())),
             };
-            users.insert(user.as_str().to_string(), (user, group));
+            users.insert(user.as_str().to_string(), Entry { user, group, password });
         }
         Ok(Self { users, open_group: None })
     }
@@ -56,9 +78,14 @@ impl UserDb {
     pub fn resolve(&self, address: &str) -> Option<(UserName, String)> {
         let user = UserName::parse(address).ok()?;
         if let Some(found) = self.users.get(user.as_str()) {
-            return Some(found.clone());
+            return Some((found.user.clone(), found.group.clone()));
         }
         self.open_group.as_ref().map(|g| (user, g.clone()))
+    }
+
+    /// The password hash of a listed user (none: the user cannot log in).
+    pub fn password(&self, user: &UserName) -> Option<&PasswordHash> {
+        self.users.get(user.as_str())?.password.as_ref()
     }
 
     pub fn len(&self) -> usize {

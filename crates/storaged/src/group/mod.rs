@@ -1,6 +1,7 @@
 //! One mailhost group on this node: its raftlog, Maildir state machine and openraft
 //! instance, plus the background checkpoint task.
 
+pub mod access;
 pub mod sm;
 
 use std::collections::BTreeMap;

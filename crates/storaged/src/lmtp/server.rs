@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 
 use super::session::{Action, Context, Envelope, Limits, Session};
+use crate::line::{read_line_within, Line};
 use crate::mailstore::{MailOp, MailRequest, MailResponse, OpId, UserName};
 use crate::node::Node;
 
@@ -23,76 +23,11 @@ const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serve LMTP on `listener` until it fails.
 pub async fn serve(listener: TcpListener, node: Arc<Node>) -> std::io::Result<()> {
-    let slots = Arc::new(Semaphore::new(node.limits.connections_max));
-    loop {
-        let (stream, peer) = listener.accept().await?;
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "LMTP connection limit reached");
-            let mut stream = stream;
-            let _ = stream.write_all(b"421 4.3.2 too many connections\r\n").await;
-            continue;
-        };
-        let node = node.clone();
-        tokio::spawn(async move {
-            if let Err(e) = handle(stream, node).await {
-                tracing::debug!(%peer, error = %e, "LMTP connection ended");
-            }
-            drop(permit);
-        });
-    }
-}
-
-enum Line {
-    Complete(Vec<u8>),
-    TooLong,
-    Eof,
-}
-
-/// Read one line of at most `max` bytes (line ending stripped; bare LF accepted).
-async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R, max: usize) -> std::io::Result<Line> {
-    let mut out = Vec::new();
-    loop {
-        let buf = r.fill_buf().await?;
-        if buf.is_empty() {
-            return Ok(if out.is_empty() { Line::Eof } else { Line::Complete(out) });
-        }
-        let (take, done) = match buf.iter().position(|b| *b == b'\n') {
-            Some(i) => (i + 1, true),
-            None => (buf.len(), false),
-        };
-        if out.len() + take > max + 2 {
-            // Skip the rest of the over-long line, bounded by reading it in pieces.
-            r.consume(take);
-            if done {
-                return Ok(Line::TooLong);
-            }
-            loop {
-                let buf = r.fill_buf().await?;
-                if buf.is_empty() {
-                    return Ok(Line::TooLong);
-                }
-                match buf.iter().position(|b| *b == b'\n') {
-                    Some(i) => {
-                        r.consume(i + 1);
-                        return Ok(Line::TooLong);
-                    }
-                    None => {
-                        let n = buf.len();
-                        r.consume(n);
-                    }
-                }
-            }
-        }
-        out.extend_from_slice(&buf[..take]);
-        r.consume(take);
-        if done {
-            out.pop();
-            if out.last() == Some(&b'\r') {
-                out.pop();
-            }
-            return Ok(Line::Complete(out));
-        }
-    }
+    let max = node.limits.connections_max;
+    crate::accept::serve(listener, max, "LMTP", b"421 4.3.2 too many connections\r\n", move |stream, _| {
+        handle(stream, node.clone())
+    })
+    .await
 }
 
 struct ConnContext<'a> {
@@ -126,14 +61,11 @@ async fn handle(stream: TcpStream, node: Arc<Node>) -> std::io::Result<()> {
     // Data lines may be long (no line limit beyond the message limit); commands are short.
     loop {
         let max = if session.in_data() { limits.message_max } else { COMMAND_LINE_MAX };
-        let line = match tokio::time::timeout(IDLE_TIMEOUT, read_line(&mut rd, max)).await {
-            Err(_) => {
+        let actions = match read_line_within(&mut rd, max, IDLE_TIMEOUT).await? {
+            Line::Idle => {
                 wr.write_all(b"421 4.4.2 idle too long\r\n").await?;
                 return Ok(());
             }
-            Ok(line) => line?,
-        };
-        let actions = match line {
             Line::Eof => return Ok(()),
             Line::TooLong if !session.in_data() => vec![Action::Reply("500 5.5.2 line too long".into())],
             Line::TooLong => session.data_line(&vec![b'x'; limits.message_max + 1]),
@@ -232,22 +164,4 @@ async fn deliver(node: &Node, env: Envelope) -> Vec<String> {
         }
     }
     replies
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn line_reader_bounds_lines() {
-        let input = b"short\r\nbare lf\n".to_vec();
-        let long = [vec![b'a'; 5000], b"\r\nnext\r\n".to_vec()].concat();
-        let mut r = BufReader::new(&input[..]);
-        assert!(matches!(read_line(&mut r, 100).await.unwrap(), Line::Complete(l) if l == b"short"));
-        assert!(matches!(read_line(&mut r, 100).await.unwrap(), Line::Complete(l) if l == b"bare lf"));
-        assert!(matches!(read_line(&mut r, 100).await.unwrap(), Line::Eof));
-        let mut r = BufReader::with_capacity(64, &long[..]);
-        assert!(matches!(read_line(&mut r, 100).await.unwrap(), Line::TooLong));
-        assert!(matches!(read_line(&mut r, 100).await.unwrap(), Line::Complete(l) if l == b"next"));
-    }
 }

@@ -712,6 +712,19 @@ impl Store {
         Ok(PendingCheckpoint { root: self.layout.root().to_path_buf(), body })
     }
 
+    /// Where the file of message `uid` is now. Readers open it without holding the store;
+    /// a flag change may rename it meanwhile, so they ask again when it has moved.
+    pub fn message_file(
+        &mut self,
+        user: &UserName,
+        mailbox: &MailboxName,
+        uid: u32,
+    ) -> Result<Option<PathBuf>, StoreError> {
+        let Some(b) = self.mailbox(user, mailbox)? else { return Ok(None) };
+        let Some(m) = b.position(uid).map(|p| b.messages[p].clone()) else { return Ok(None) };
+        Ok(Some(self.message_path(user, mailbox, &m)))
+    }
+
     /// Index of one mailbox (for tests, IMAP and tools).
     pub fn mailbox_index(
         &mut self,

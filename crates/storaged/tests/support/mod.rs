@@ -14,7 +14,17 @@ use std::time::{Duration, Instant};
 pub struct Cluster {
     pub root: PathBuf,
     pub lmtp: Vec<String>,
+    pub pop3: Vec<String>,
     children: Vec<Option<Child>>,
+}
+
+/// The proxy credential front nodes would use.
+pub const PROXY_USER: &str = "frontd";
+pub const PROXY_PASSWORD: &str = "proxy secret";
+
+/// The password of user number `u`.
+pub fn password(u: usize) -> String {
+    format!("pw-user{u}")
 }
 
 fn free_port() -> u16 {
@@ -31,23 +41,27 @@ impl Cluster {
     pub fn start_with(root: &Path, n: usize, users: usize, raft_extra: &str, limits: &str) -> Self {
         let raft: Vec<String> = (0..n).map(|_| format!("127.0.0.1:{}", free_port())).collect();
         let lmtp: Vec<String> = (0..n).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+        let pop3: Vec<String> = (0..n).map(|_| format!("127.0.0.1:{}", free_port())).collect();
         let members: String = (0..n)
             .map(|i| format!("  {{ id = {}, raft = \"{}\", lmtp = \"{}\" }},\n", i + 1, raft[i], lmtp[i]))
             .collect();
-        let users_txt: String = (0..users).map(|u| format!("user{u}@example.edu\n")).collect();
+        let users_txt: String = (0..users).map(|u| format!("user{u}@example.edu {{PLAIN}}{}\n", password(u))).collect();
         std::fs::write(root.join("users.txt"), users_txt).unwrap();
         std::fs::write(root.join("cluster.key"), "test cluster secret\n").unwrap();
         for i in 0..n {
             let cfg = format!(
                 "node_id = {id}\ndata_dir = \"data{id}\"\ncluster_key_file = \"cluster.key\"\nusers_file = \"users.txt\"\n\
-                 [listen]\nraft = \"{raft}\"\nlmtp = \"{lmtp}\"\n[limits]\n{limits}\n[raft]\n{raft_extra}\n[[groups]]\nname = \"hermes\"\nmembers = [\n{members}]\n",
+                 [listen]\nraft = \"{raft}\"\nlmtp = \"{lmtp}\"\npop3 = \"{pop3}\"\n[limits]\n{limits}\n[raft]\n{raft_extra}\n\
+                 [auth]\nproxy_user = \"{PROXY_USER}\"\nproxy_password = \"{{PLAIN}}{PROXY_PASSWORD}\"\nfailure_delay_ms = 100\n\
+                 [[groups]]\nname = \"hermes\"\nmembers = [\n{members}]\n",
                 id = i + 1,
                 raft = raft[i],
                 lmtp = lmtp[i],
+                pop3 = pop3[i],
             );
             std::fs::write(root.join(format!("node{}.toml", i + 1)), cfg).unwrap();
         }
-        let mut c = Cluster { root: root.to_path_buf(), lmtp, children: (0..n).map(|_| None).collect() };
+        let mut c = Cluster { root: root.to_path_buf(), lmtp, pop3, children: (0..n).map(|_| None).collect() };
         for i in 0..n {
             c.start_node(i);
         }

@@ -1,0 +1,233 @@
+//! Login for the mail access protocols (POP3 now, IMAP next): checks a user's password, or
+//! a proxy credential acting for a user (the front node logs in as its proxy identity with
+//! the user as SASL authorization identity, Dovecot's master-user pattern), and throttles
+//! failures per client address. Never logs a password or a hash.
+
+pub mod limiter;
+pub mod password;
+pub mod sasl;
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+pub use limiter::{Limiter, Policy};
+pub use password::{PasswordError, PasswordHash};
+pub use sasl::{PlainCredentials, SaslError};
+
+use crate::mailstore::UserName;
+use crate::users::UserDb;
+
+/// A successful login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Login {
+    pub user: UserName,
+    pub group: String,
+    /// Logged in by the proxy credential on the user's behalf.
+    pub via_proxy: bool,
+}
+
+/// Why a login was refused. The texts are safe to show to the client: they never say
+/// whether the user exists.
+#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
+pub enum LoginError {
+    #[error("authentication failed")]
+    Failed,
+    #[error("too many failed logins from your address, try again later")]
+    Throttled,
+    #[error("plaintext authentication is not allowed without TLS")]
+    NeedsTls,
+}
+
+/// An IP network in CIDR form (`127.0.0.0/8`, `::1/128`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl std::str::FromStr for Network {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (addr, prefix) = s.split_once('/').unwrap_or((s, ""));
+        let addr: IpAddr = addr.parse().map_err(|_| format!("bad network address {addr:?}"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix =
+            if prefix.is_empty() { max } else { prefix.parse().map_err(|_| format!("bad prefix in {s:?}"))? };
+        if prefix > max {
+            return Err(format!("prefix too long in {s:?}"));
+        }
+        Ok(Self { addr, prefix })
+    }
+}
+
+impl Network {
+    /// Whether `ip` is inside this network.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        let (a, b, bits) = match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(i)) => (u128::from(u32::from(n)), u128::from(u32::from(i)), 32),
+            (IpAddr::V6(n), IpAddr::V6(i)) => (u128::from(n), u128::from(i), 128),
+            _ => return false,
+        };
+        let shift = bits - u32::from(self.prefix);
+        shift >= bits || (a >> shift) == (b >> shift)
+    }
+}
+
+/// The proxy identity the front nodes log in with.
+#[derive(Debug, Clone)]
+pub struct ProxyCredential {
+    pub user: String,
+    pub password: PasswordHash,
+}
+
+/// Checks credentials and throttles failures.
+#[derive(Debug)]
+pub struct Authenticator {
+    proxy: Option<ProxyCredential>,
+    plaintext_networks: Vec<Network>,
+    limiter: Limiter,
+    /// Verified against when the user is unknown, so timing does not reveal it.
+    decoy: PasswordHash,
+}
+
+impl Authenticator {
+    pub fn new(proxy: Option<ProxyCredential>, plaintext_networks: Vec<Network>, policy: Policy) -> Self {
+        Self { proxy, plaintext_networks, limiter: Limiter::new(policy), decoy: PasswordHash::sha512_crypt("decoy") }
+    }
+
+    /// Whether a client at `peer` may send a password on a connection without TLS.
+    pub fn plaintext_allowed(&self, peer: IpAddr, tls: bool) -> bool {
+        tls || self.plaintext_networks.iter().any(|n| n.contains(peer))
+    }
+
+    /// Check `creds` against `users` (blocking: hashing is deliberately slow).
+    pub fn check(&self, users: &UserDb, creds: &PlainCredentials) -> Result<Login, LoginError> {
+        let acting_for = (!creds.authzid.is_empty() && creds.authzid != creds.authcid).then_some(&creds.authzid);
+        if let Some(target) = acting_for {
+            let Some(proxy) = self.proxy.as_ref().filter(|p| p.user == creds.authcid) else {
+                self.decoy.verify(&creds.password);
+                return Err(LoginError::Failed);
+            };
+            if !proxy.password.verify(&creds.password) {
+                return Err(LoginError::Failed);
+            }
+            let (user, group) = users.resolve(target).ok_or(LoginError::Failed)?;
+            return Ok(Login { user, group, via_proxy: true });
+        }
+        let found = users.resolve(&creds.authcid).and_then(|(u, g)| users.password(&u).map(|p| (u, g, p.clone())));
+        match found {
+            Some((user, group, hash)) if hash.verify(&creds.password) => Ok(Login { user, group, via_proxy: false }),
+            Some(_) => Err(LoginError::Failed),
+            None => {
+                self.decoy.verify(&creds.password);
+                Err(LoginError::Failed)
+            }
+        }
+    }
+
+    /// A full login attempt from `peer`: policy, throttling, check, and the failure delay.
+    pub async fn login(
+        &self,
+        users: &UserDb,
+        peer: IpAddr,
+        tls: bool,
+        creds: &PlainCredentials,
+    ) -> Result<Login, LoginError> {
+        if !self.plaintext_allowed(peer, tls) {
+            return Err(LoginError::NeedsTls);
+        }
+        if !self.limiter.allowed(peer, Instant::now()) {
+            tokio::time::sleep(self.limiter.policy().failure_delay).await;
+            return Err(LoginError::Throttled);
+        }
+        let result = tokio::task::block_in_place(|| self.check(users, creds));
+        match &result {
+            Ok(login) => {
+                self.limiter.succeeded(peer);
+                tracing::info!(user = %login.user.as_str(), %peer, proxy = login.via_proxy, "login");
+            }
+            Err(_) => {
+                self.limiter.failed(peer, Instant::now());
+                tracing::info!(authcid = %creds.authcid, %peer, "login failed");
+                tokio::time::sleep(self.limiter.policy().failure_delay).await;
+            }
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn users() -> UserDb {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users");
+        std::fs::write(
+            &path,
+            "alice@example.edu g {PLAIN}alice-pw\nbob@example.edu g\ncarol@example.edu {PLAIN}carol-pw\n",
+        )
+        .unwrap();
+        UserDb::load(&path, &["g".to_string()], Some("g")).unwrap()
+    }
+
+    fn creds(z: &str, c: &str, p: &str) -> PlainCredentials {
+        PlainCredentials { authzid: z.into(), authcid: c.into(), password: p.into() }
+    }
+
+    fn auth() -> Authenticator {
+        let proxy =
+            ProxyCredential { user: "frontd".into(), password: PasswordHash::parse("{PLAIN}proxy-pw").unwrap() };
+        Authenticator::new(Some(proxy), vec!["127.0.0.0/8".parse().unwrap()], Policy::default())
+    }
+
+    #[test]
+    fn users_log_in_with_their_own_password_only() {
+        let (a, u) = (auth(), users());
+        assert_eq!(
+            a.check(&u, &creds("", "alice@example.edu", "alice-pw")).unwrap().user.as_str(),
+            "alice@example.edu"
+        );
+        assert_eq!(a.check(&u, &creds("", "Alice@Example.edu", "alice-pw")).map(|l| l.via_proxy), Ok(false));
+        assert_eq!(a.check(&u, &creds("", "alice@example.edu", "carol-pw")), Err(LoginError::Failed));
+        assert_eq!(a.check(&u, &creds("", "bob@example.edu", "")), Err(LoginError::Failed), "no hash: no login");
+        assert_eq!(a.check(&u, &creds("", "nobody@example.edu", "x")), Err(LoginError::Failed));
+        assert!(a.check(&u, &creds("alice@example.edu", "alice@example.edu", "alice-pw")).is_ok());
+    }
+
+    #[test]
+    fn only_the_proxy_credential_may_act_for_another_user() {
+        let (a, u) = (auth(), users());
+        let l = a.check(&u, &creds("bob@example.edu", "frontd", "proxy-pw")).unwrap();
+        assert_eq!((l.user.as_str(), l.via_proxy), ("bob@example.edu", true));
+        assert_eq!(a.check(&u, &creds("bob@example.edu", "frontd", "wrong")), Err(LoginError::Failed));
+        assert_eq!(a.check(&u, &creds("bob@example.edu", "alice@example.edu", "alice-pw")), Err(LoginError::Failed));
+        assert_eq!(a.check(&u, &creds("nobody@example.edu", "frontd", "proxy-pw")), Err(LoginError::Failed));
+        let no_proxy = Authenticator::new(None, vec![], Policy::default());
+        assert_eq!(no_proxy.check(&u, &creds("bob@example.edu", "frontd", "proxy-pw")), Err(LoginError::Failed));
+    }
+
+    #[test]
+    fn networks_match_by_prefix() {
+        let n: Network = "10.1.0.0/16".parse().unwrap();
+        assert!(n.contains("10.1.200.3".parse().unwrap()));
+        assert!(!n.contains("10.2.0.1".parse().unwrap()));
+        assert!(n.contains("::ffff:10.1.0.9".parse().unwrap()));
+        let v6: Network = "::1".parse().unwrap();
+        assert!(v6.contains("::1".parse().unwrap()));
+        assert!(!v6.contains("::2".parse().unwrap()));
+        let all: Network = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("203.0.113.5".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<Network>().is_err());
+        assert!("nonsense".parse::<Network>().is_err());
+        let a = auth();
+        assert!(a.plaintext_allowed("127.0.0.1".parse().unwrap(), false));
+        assert!(!a.plaintext_allowed("192.0.2.1".parse().unwrap(), false));
+        assert!(a.plaintext_allowed("192.0.2.1".parse().unwrap(), true));
+    }
+}

@@ -1,0 +1,177 @@
+//! The POP3 server: one task per connection, bounded line reading, logins through the
+//! node's authenticator, and maildrop reads and deletions on the user's group leader.
+//! Deletions are expunged through the group's Raft log before QUIT is answered `+OK`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::session::{transmit, Action, DropEntry, Offer, Session, COMMAND_LINE_MAX};
+use crate::auth::{LoginError, PlainCredentials};
+use crate::group::access::AccessError;
+use crate::group::Group;
+use crate::line::{read_line_within, Line};
+use crate::mailstore::{MailOp, MailResponse, MailboxName, OpId, UserName};
+use crate::node::Node;
+
+/// RFC 1939 §3: the autologout timer is at least 10 minutes.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Serve POP3 on `listener` until it fails.
+pub async fn serve(listener: TcpListener, node: Arc<Node>) -> std::io::Result<()> {
+    let max = node.limits.connections_max;
+    crate::accept::serve(listener, max, "POP3", b"-ERR [SYS/TEMP] too many connections\r\n", move |stream, peer| {
+        handle(stream, peer, node.clone())
+    })
+    .await
+}
+
+/// The logged-in user and the group holding their mail.
+struct Mailbox {
+    group: Arc<Group>,
+    user: UserName,
+}
+
+/// Unique-id listing of a message: UIDVALIDITY and UID, the same on every replica.
+fn uidl(uid_validity: u32, uid: u32) -> String {
+    format!("{uid_validity:08x}{uid:08x}")
+}
+
+async fn handle(stream: TcpStream, peer: SocketAddr, node: Arc<Node>) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = BufReader::new(rd);
+    let offer = Offer { starttls: false, plaintext_auth: node.auth.plaintext_allowed(peer.ip(), false) };
+    let mut session = Session::new(node.host.clone(), offer);
+    let mut mailbox: Option<Mailbox> = None;
+    wr.write_all(format!("{}\r\n", session.greeting()).as_bytes()).await?;
+    loop {
+        let line = match read_line_within(&mut rd, COMMAND_LINE_MAX, IDLE_TIMEOUT).await? {
+            Line::Idle => {
+                wr.write_all(b"-ERR autologout: idle too long\r\n").await?;
+                return Ok(());
+            }
+            Line::Eof => return Ok(()),
+            Line::TooLong => {
+                wr.write_all(b"-ERR line too long\r\n").await?;
+                continue;
+            }
+            Line::Complete(l) => l,
+        };
+        if let Some(m) = &mailbox {
+            // Reads are served by the leader only; a deposed leader's view may be stale.
+            if !m.group.is_leader(node.id) {
+                wr.write_all(b"-ERR [SYS/TEMP] the mailhost moved to another node; reconnect\r\n").await?;
+                return Ok(());
+            }
+        }
+        let mut out = Vec::new();
+        let mut queue: std::collections::VecDeque<Action> = session.line(&line).into();
+        while let Some(action) = queue.pop_front() {
+            match action {
+                Action::Reply(r) => {
+                    out.extend_from_slice(r.as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                }
+                Action::Authenticate(creds) => {
+                    let result = login(&node, peer, &creds).await;
+                    let actions = match result {
+                        Ok((m, entries)) => {
+                            mailbox = Some(m);
+                            session.logged_in(entries)
+                        }
+                        Err((code, why)) => session.login_failed(code, &why),
+                    };
+                    queue.extend(actions);
+                }
+                Action::Send { uid, top } => {
+                    let m = mailbox.as_ref().expect("Send only after login");
+                    let read =
+                        tokio::task::block_in_place(|| m.group.read_message(&m.user, &MailboxName::inbox(), uid));
+                    match read {
+                        Ok(Some(bytes)) => {
+                            out.extend_from_slice(format!("+OK {} octets\r\n", bytes.len()).as_bytes());
+                            out.extend_from_slice(&transmit(&bytes, top));
+                        }
+                        Ok(None) => out.extend_from_slice(b"-ERR message was expunged by another session\r\n"),
+                        Err(e) => {
+                            tracing::error!(user = %m.user.as_str(), uid, error = %e, "POP3 read failed");
+                            out.extend_from_slice(b"-ERR [SYS/TEMP] cannot read the message now\r\n");
+                        }
+                    }
+                    // Messages can be large: send each as it is read.
+                    wr.write_all(&out).await?;
+                    out.clear();
+                }
+                Action::Commit(uids) => {
+                    let m = mailbox.as_ref().expect("Commit only after login");
+                    out.extend_from_slice(commit(&node, m, uids).await.as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                    wr.write_all(&out).await?;
+                    return Ok(());
+                }
+                Action::StartTls => out.extend_from_slice(b"-ERR STLS not available\r\n"),
+                Action::Close => {
+                    wr.write_all(&out).await?;
+                    return Ok(());
+                }
+            }
+        }
+        if !out.is_empty() {
+            wr.write_all(&out).await?;
+        }
+    }
+}
+
+/// Check a login and open the user's maildrop; `Err((response code, text))` if refused.
+async fn login(
+    node: &Node,
+    peer: SocketAddr,
+    creds: &PlainCredentials,
+) -> Result<(Mailbox, Vec<DropEntry>), (&'static str, String)> {
+    let login = node.auth.login(&node.users, peer.ip(), false, creds).await.map_err(|e| match e {
+        LoginError::Failed | LoginError::NeedsTls => ("AUTH", e.to_string()),
+        LoginError::Throttled => ("LOGIN-DELAY", e.to_string()),
+    })?;
+    let Some(group) = node.groups.get(&login.group).cloned() else {
+        return Err(("SYS/PERM", format!("mailhost {} is not served here", login.group)));
+    };
+    if !group.is_leader(node.id) {
+        let hint = group.leader().map_or("no leader elected yet".to_string(), |id| format!("its leader is node {id}"));
+        return Err(("SYS/TEMP", format!("this node does not lead mailhost {}; {hint}", login.group)));
+    }
+    let index = tokio::task::block_in_place(|| group.mailbox_index(&login.user, &MailboxName::inbox()));
+    let entries = match index {
+        Ok(Some(idx)) => idx
+            .messages
+            .iter()
+            .map(|m| DropEntry { uid: m.uid, size: m.size, uidl: uidl(idx.uid_validity, m.uid) })
+            .collect(),
+        Ok(None) => Vec::new(),
+        Err(e) => {
+            tracing::error!(user = %login.user.as_str(), error = %e, "POP3 cannot open maildrop");
+            return Err(("SYS/TEMP", "cannot open the maildrop now".into()));
+        }
+    };
+    Ok((Mailbox { group, user: login.user }, entries))
+}
+
+/// Expunge the messages marked for deletion; the reply line for QUIT.
+async fn commit(node: &Node, m: &Mailbox, uids: Vec<u32>) -> String {
+    let n = uids.len();
+    let nonce: [u8; 16] = rand::random();
+    let op_id = OpId::digest(&[b"pop3-quit", m.user.as_str().as_bytes(), &nonce]);
+    let op = MailOp::Expunge { user: m.user.as_str().to_string(), mailbox: "INBOX".into(), uids };
+    match m.group.propose(op_id, op).await {
+        Ok(MailResponse::Rejected(why)) => format!("-ERR deletions not made: {why}"),
+        Ok(_) => format!("+OK {} signing off ({n} messages deleted)", node.host),
+        Err(AccessError::NotLeader { .. }) => "-ERR [SYS/TEMP] the mailhost moved; deletions not made".into(),
+        Err(e) => {
+            tracing::error!(user = %m.user.as_str(), error = %e, "POP3 deletions not committed");
+            "-ERR [SYS/TEMP] deletions not committed; messages kept".into()
+        }
+    }
+}
