@@ -28,6 +28,9 @@ pub struct Listen {
     /// POP3 (optional).
     #[serde(default)]
     pub pop3: Option<String>,
+    /// IMAP (optional).
+    #[serde(default)]
+    pub imap: Option<String>,
 }
 
 /// Login policy of the mail access protocols.

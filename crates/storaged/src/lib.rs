@@ -6,6 +6,7 @@ pub mod accept;
 pub mod auth;
 pub mod config;
 pub mod group;
+pub mod imap;
 pub mod line;
 pub mod lmtp;
 pub mod mailstore;

@@ -20,6 +20,8 @@ pub struct Node {
     pub users: UserDb,
     pub auth: Authenticator,
     pub limits: Limits,
+    /// Set when the node begins to shut down; long-lived sessions say BYE.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// Start everything the configuration describes and serve until a listener fails.
@@ -39,10 +41,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     tracing::info!(node = cfg.node_id, users = users.len(), groups = ?group_names, "starting storaged");
     let raft_listener = TcpListener::bind(&cfg.listen.raft).await?;
     let lmtp_listener = TcpListener::bind(&cfg.listen.lmtp).await?;
-    let pop3_listener = match &cfg.listen.pop3 {
-        Some(addr) => Some(TcpListener::bind(addr).await?),
-        None => None,
-    };
+    let pop3_listener = bind_optional(cfg.listen.pop3.as_deref()).await?;
+    let imap_listener = bind_optional(cfg.listen.imap.as_deref()).await?;
     let mut groups = HashMap::new();
     let mut rafts = HashMap::new();
     for gcfg in &cfg.groups {
@@ -58,23 +58,19 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         users,
         auth: cfg.auth.authenticator()?,
         limits: cfg.limits.clone(),
+        stopping: tokio::sync::watch::Sender::new(false),
     });
     let lmtp_server = tokio::spawn(crate::lmtp::serve(lmtp_listener, node.clone()));
-    let pop3_server = tokio::spawn({
-        let node = node.clone();
-        async move {
-            match pop3_listener {
-                Some(l) => crate::pop3::serve(l, node).await,
-                None => std::future::pending().await,
-            }
-        }
-    });
+    let pop3_server = tokio::spawn(serve_optional(pop3_listener, node.clone(), crate::pop3::serve));
+    let imap_server = tokio::spawn(serve_optional(imap_listener, node.clone(), crate::imap::serve));
     tokio::select! {
         r = raft_server => r??,
         r = lmtp_server => r??,
         r = pop3_server => r??,
+        r = imap_server => r??,
         _ = shutdown_signal() => {
             tracing::info!("shutting down: checkpointing");
+            node.stopping.send_replace(true);
             for g in node.groups.values() {
                 let sm = g.sm.clone();
                 let r = tokio::task::spawn_blocking(move || sm.checkpoint_if_dirty()).await?;
@@ -86,6 +82,25 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+async fn bind_optional(addr: Option<&str>) -> std::io::Result<Option<TcpListener>> {
+    match addr {
+        Some(a) => TcpListener::bind(a).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Run `serve` on `listener` if there is one; otherwise never finish.
+async fn serve_optional<F, Fut>(listener: Option<TcpListener>, node: Arc<Node>, serve: F) -> std::io::Result<()>
+where
+    F: FnOnce(TcpListener, Arc<Node>) -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<()>>,
+{
+    match listener {
+        Some(l) => serve(l, node).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn shutdown_signal() {

@@ -5,41 +5,12 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{password, Cluster, Lmtp, PROXY_PASSWORD, PROXY_USER};
+use support::{deliver, login_args, password, py_json, Cluster, PROXY_PASSWORD, PROXY_USER};
 
 fn pop3_client(args: &[&str]) -> serde_json::Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/pop3_client.py");
-    let out = Command::new("python3").arg(script).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "pop3 client {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(out.stdout.split(|b| *b == b'\n').rfind(|l| !l.is_empty()).unwrap()).unwrap()
-}
-
-fn deliver(lmtp: &str, to: &str, message: &[u8]) {
-    let mut c = Lmtp::connect(lmtp);
-    assert!(c.cmd("LHLO test").starts_with("250"));
-    assert!(c.cmd("MAIL FROM:<sender@example.org>").starts_with("250"));
-    assert!(c.cmd(&format!("RCPT TO:<{to}>")).starts_with("250"));
-    assert!(c.cmd("DATA").starts_with("354"));
-    let mut data = Vec::new();
-    for line in message.split_inclusive(|b| *b == b'\n') {
-        if line.starts_with(b".") {
-            data.push(b'.');
-        }
-        data.extend_from_slice(line);
-    }
-    data.extend_from_slice(b".\r\n");
-    c.send(&data);
-    let reply = c.reply();
-    assert!(reply.starts_with("250"), "{reply}");
+    py_json("pop3_client.py", args)
 }
 
 #[test]
@@ -62,27 +33,17 @@ fn pop3_sessions_read_and_delete_and_uidls_survive_failover() {
 
     let pw = password(1);
     let other_pw = password(2);
-    let mut args = vec![
-        "scenario",
-        "--server",
-        &c.pop3[leader],
-        "--user",
-        user,
-        "--password",
-        &pw,
-        "--other-user",
-        "user2@example.edu",
-        "--other-password",
-        &other_pw,
-        "--proxy-user",
-        PROXY_USER,
-        "--proxy-password",
-        PROXY_PASSWORD,
-    ];
+    let mut args = vec!["scenario".to_string()];
+    args.extend(login_args(&c.pop3[leader], 1));
+    args.extend(
+        ["--other-user", "user2@example.edu", "--other-password", &other_pw, "--proxy-user", PROXY_USER]
+            .map(str::to_string),
+    );
+    args.extend(["--proxy-password".to_string(), PROXY_PASSWORD.to_string()]);
     for f in &files {
-        args.extend(["--message", f.as_str()]);
+        args.extend(["--message".to_string(), f.clone()]);
     }
-    let remaining = pop3_client(&args)["uidl"].clone();
+    let remaining = pop3_client(&args.iter().map(String::as_str).collect::<Vec<_>>())["uidl"].clone();
     assert_eq!(remaining.as_array().unwrap().len(), 3);
 
     // A follower does not serve mail: it says so with a temporary-failure code.

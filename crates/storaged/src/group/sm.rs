@@ -49,6 +49,8 @@ pub struct MailStateMachine {
     group_dir: PathBuf,
     group: String,
     incoming_seq: Arc<AtomicU64>,
+    /// Bumped (to the last applied index) whenever applied state changes; sessions wait on it.
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 fn sm_err(e: impl std::fmt::Display) -> StorageError<u64> {
@@ -79,7 +81,13 @@ impl MailStateMachine {
             group_dir: group_dir.to_path_buf(),
             group: group.to_string(),
             incoming_seq: Arc::new(AtomicU64::new(0)),
+            changes: Arc::new(tokio::sync::watch::Sender::new(0)),
         })
+    }
+
+    /// A receiver that sees every change of the applied state (for IMAP IDLE).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// The store, for readers (IMAP, tests) and the checkpoint task.
@@ -196,6 +204,7 @@ impl RaftStateMachine<MailConfig> for MailStateMachine {
                 out.push(resp);
             }
             store.flush_files().map_err(sm_err)?;
+            self.changes.send_replace(store.last_applied.map_or(0, |l| l.index));
             Ok(out)
         })
     }
@@ -241,6 +250,7 @@ impl RaftStateMachine<MailConfig> for MailStateMachine {
             *store = fresh;
             drop(store);
             let _ = std::fs::remove_dir_all(&old);
+            self.changes.send_replace(meta.last_log_id.map_or(0, |l| l.index));
             self.save_current(meta, &incoming).map_err(snap_err)?;
             Ok(())
         })?;

@@ -725,6 +725,35 @@ impl Store {
         Ok(Some(self.message_path(user, mailbox, &m)))
     }
 
+    /// The mailboxes of `user` (INBOX first if it exists), from the tree on disk.
+    pub fn mailboxes(&self, user: &UserName) -> Vec<MailboxName> {
+        let root = self.layout.maildir(user);
+        let mut out = Vec::new();
+        // Indexes reach the disk only at checkpoints; the Maildir directories are immediate.
+        if root.join("cur").is_dir() {
+            out.push(MailboxName::inbox());
+        }
+        let mut others: Vec<MailboxName> = fs::read_dir(&root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let dotted = name.strip_prefix('.')?;
+                e.path().join("maildirfolder").exists().then(|| MailboxName::parse(&dotted.replace('.', "/")).ok())?
+            })
+            .collect();
+        others.sort();
+        out.extend(others);
+        out
+    }
+
+    /// The mailbox names `user` subscribed to.
+    pub fn subscriptions(&self, user: &UserName) -> Vec<String> {
+        let path = self.layout.maildir(user).join("subscriptions");
+        fs::read_to_string(path).unwrap_or_default().lines().filter(|l| !l.is_empty()).map(str::to_string).collect()
+    }
+
     /// Index of one mailbox (for tests, IMAP and tools).
     pub fn mailbox_index(
         &mut self,

@@ -15,6 +15,7 @@ pub struct Cluster {
     pub root: PathBuf,
     pub lmtp: Vec<String>,
     pub pop3: Vec<String>,
+    pub imap: Vec<String>,
     children: Vec<Option<Child>>,
 }
 
@@ -42,6 +43,7 @@ impl Cluster {
         let raft: Vec<String> = (0..n).map(|_| format!("127.0.0.1:{}", free_port())).collect();
         let lmtp: Vec<String> = (0..n).map(|_| format!("127.0.0.1:{}", free_port())).collect();
         let pop3: Vec<String> = (0..n).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+        let imap: Vec<String> = (0..n).map(|_| format!("127.0.0.1:{}", free_port())).collect();
         let members: String = (0..n)
             .map(|i| format!("  {{ id = {}, raft = \"{}\", lmtp = \"{}\" }},\n", i + 1, raft[i], lmtp[i]))
             .collect();
@@ -51,17 +53,18 @@ impl Cluster {
         for i in 0..n {
             let cfg = format!(
                 "node_id = {id}\ndata_dir = \"data{id}\"\ncluster_key_file = \"cluster.key\"\nusers_file = \"users.txt\"\n\
-                 [listen]\nraft = \"{raft}\"\nlmtp = \"{lmtp}\"\npop3 = \"{pop3}\"\n[limits]\n{limits}\n[raft]\n{raft_extra}\n\
+                 [listen]\nraft = \"{raft}\"\nlmtp = \"{lmtp}\"\npop3 = \"{pop3}\"\nimap = \"{imap}\"\n[limits]\n{limits}\n[raft]\n{raft_extra}\n\
                  [auth]\nproxy_user = \"{PROXY_USER}\"\nproxy_password = \"{{PLAIN}}{PROXY_PASSWORD}\"\nfailure_delay_ms = 100\n\
                  [[groups]]\nname = \"hermes\"\nmembers = [\n{members}]\n",
                 id = i + 1,
                 raft = raft[i],
                 lmtp = lmtp[i],
                 pop3 = pop3[i],
+                imap = imap[i],
             );
             std::fs::write(root.join(format!("node{}.toml", i + 1)), cfg).unwrap();
         }
-        let mut c = Cluster { root: root.to_path_buf(), lmtp, pop3, children: (0..n).map(|_| None).collect() };
+        let mut c = Cluster { root: root.to_path_buf(), lmtp, pop3, imap, children: (0..n).map(|_| None).collect() };
         for i in 0..n {
             c.start_node(i);
         }
@@ -289,4 +292,44 @@ impl Lmtp {
         self.send(format!("{line}\r\n").as_bytes());
         self.reply()
     }
+}
+
+/// Run a Python client script from `tests/py` and parse the JSON of its last output line.
+pub fn py_json(script: &str, args: &[&str]) -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py").join(script);
+    let out = Command::new("python3").arg(path).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{script} {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(out.stdout.split(|b| *b == b'\n').rfind(|l| !l.is_empty()).unwrap()).unwrap()
+}
+
+/// The arguments that log a client script in as `user` with its password.
+pub fn login_args(server: &str, user: usize) -> Vec<String> {
+    ["--server", server, "--user", &format!("user{user}@example.edu"), "--password", &password(user)]
+        .map(str::to_string)
+        .to_vec()
+}
+
+/// Deliver `message` (CRLF lines) to `to` over LMTP, dot-stuffed.
+pub fn deliver(lmtp: &str, to: &str, message: &[u8]) {
+    let mut c = Lmtp::connect(lmtp);
+    assert!(c.cmd("LHLO test").starts_with("250"));
+    assert!(c.cmd("MAIL FROM:<sender@example.org>").starts_with("250"));
+    assert!(c.cmd(&format!("RCPT TO:<{to}>")).starts_with("250"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    let mut data = Vec::new();
+    for line in message.split_inclusive(|b| *b == b'\n') {
+        if line.starts_with(b".") {
+            data.push(b'.');
+        }
+        data.extend_from_slice(line);
+    }
+    data.extend_from_slice(b".\r\n");
+    c.send(&data);
+    let reply = c.reply();
+    assert!(reply.starts_with("250"), "{reply}");
 }

@@ -1,0 +1,96 @@
+//! What an IMAP session needs from the mail store, as a trait: reads of the user's group
+//! and proposals through its log. The server implements it over a [`Group`] (reads on the
+//! leader, writes through Raft); tests implement it over a plain [`Store`].
+
+use std::sync::{Arc, Mutex};
+
+use crate::group::access::AccessError;
+use crate::group::Group;
+use crate::mailstore::index::MailboxIndex;
+use crate::mailstore::{MailOp, MailResponse, MailboxName, OpId, Store, UserName};
+
+/// The store as one user's session sees it.
+#[allow(async_fn_in_trait)]
+pub trait Backend {
+    fn mailboxes(&self, user: &UserName) -> Vec<MailboxName>;
+    fn subscriptions(&self, user: &UserName) -> Vec<String>;
+    fn index(&self, user: &UserName, mailbox: &MailboxName) -> Result<Option<MailboxIndex>, String>;
+    fn message(&self, user: &UserName, mailbox: &MailboxName, uid: u32) -> Result<Option<Vec<u8>>, String>;
+    /// Commit `op`; `Err` means it was not (or may not have been) applied.
+    async fn propose(&self, op_id: OpId, op: MailOp) -> Result<MailResponse, String>;
+}
+
+/// The server's backend: a group this node leads.
+pub struct GroupBackend(pub Arc<Group>);
+
+impl Backend for GroupBackend {
+    fn mailboxes(&self, user: &UserName) -> Vec<MailboxName> {
+        let store = self.0.sm.store();
+        let store = store.lock().expect("store lock");
+        store.mailboxes(user)
+    }
+
+    fn subscriptions(&self, user: &UserName) -> Vec<String> {
+        let store = self.0.sm.store();
+        let store = store.lock().expect("store lock");
+        store.subscriptions(user)
+    }
+
+    fn index(&self, user: &UserName, mailbox: &MailboxName) -> Result<Option<MailboxIndex>, String> {
+        tokio::task::block_in_place(|| self.0.mailbox_index(user, mailbox)).map_err(|e| e.to_string())
+    }
+
+    fn message(&self, user: &UserName, mailbox: &MailboxName, uid: u32) -> Result<Option<Vec<u8>>, String> {
+        tokio::task::block_in_place(|| self.0.read_message(user, mailbox, uid)).map_err(|e| e.to_string())
+    }
+
+    async fn propose(&self, op_id: OpId, op: MailOp) -> Result<MailResponse, String> {
+        self.0.propose(op_id, op).await.map_err(|e| match e {
+            AccessError::NotLeader { .. } => "the mailhost moved to another node".to_string(),
+            other => other.to_string(),
+        })
+    }
+}
+
+/// A backend over a store without replication, applying proposals at once (tests, tools).
+pub struct StoreBackend {
+    pub store: Mutex<Store>,
+    next_index: Mutex<u64>,
+}
+
+impl StoreBackend {
+    pub fn new(store: Store) -> Self {
+        Self { store: Mutex::new(store), next_index: Mutex::new(1) }
+    }
+}
+
+impl Backend for StoreBackend {
+    fn mailboxes(&self, user: &UserName) -> Vec<MailboxName> {
+        self.store.lock().expect("store").mailboxes(user)
+    }
+
+    fn subscriptions(&self, user: &UserName) -> Vec<String> {
+        self.store.lock().expect("store").subscriptions(user)
+    }
+
+    fn index(&self, user: &UserName, mailbox: &MailboxName) -> Result<Option<MailboxIndex>, String> {
+        self.store.lock().expect("store").mailbox_index(user, mailbox).map_err(|e| e.to_string())
+    }
+
+    fn message(&self, user: &UserName, mailbox: &MailboxName, uid: u32) -> Result<Option<Vec<u8>>, String> {
+        let path = self.store.lock().expect("store").message_file(user, mailbox, uid).map_err(|e| e.to_string())?;
+        path.map(|p| std::fs::read(p).map_err(|e| e.to_string())).transpose()
+    }
+
+    async fn propose(&self, op_id: OpId, op: MailOp) -> Result<MailResponse, String> {
+        let index = {
+            let mut n = self.next_index.lock().expect("index");
+            *n += 1;
+            *n
+        };
+        let mut store = self.store.lock().expect("store");
+        let resp = store.apply(index, &crate::mailstore::MailRequest { op_id, op }).map_err(|e| e.to_string())?;
+        store.flush_files().map_err(|e| e.to_string())?;
+        Ok(resp)
+    }
+}

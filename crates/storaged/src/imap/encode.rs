@@ -1,0 +1,92 @@
+//! IMAP response syntax: strings as atoms, quoted strings or literals as their bytes
+//! require, flag lists, and dates. Pure functions over byte buffers.
+
+use crate::mailstore::ops::flag;
+
+/// Append `s` as an IMAP string: quoted when it is short, 7-bit text without CR/LF/NUL,
+/// else a literal.
+pub fn string(out: &mut Vec<u8>, s: &[u8]) {
+    let quotable = s.len() <= 1024 && s.iter().all(|b| (0x01..0x80).contains(b) && *b != b'\r' && *b != b'\n');
+    if quotable {
+        out.push(b'"');
+        for b in s {
+            if *b == b'"' || *b == b'\\' {
+                out.push(b'\\');
+            }
+            out.push(*b);
+        }
+        out.push(b'"');
+    } else {
+        literal(out, s);
+    }
+}
+
+/// Append `s` as a literal.
+pub fn literal(out: &mut Vec<u8>, s: &[u8]) {
+    out.extend_from_slice(format!("{{{}}}\r\n", s.len()).as_bytes());
+    out.extend_from_slice(s);
+}
+
+/// Append `s` as an nstring: `NIL` when absent.
+pub fn nstring(out: &mut Vec<u8>, s: Option<&[u8]>) {
+    match s {
+        Some(s) => string(out, s),
+        None => out.extend_from_slice(b"NIL"),
+    }
+}
+
+/// Append a mailbox name (an astring: quoted, or a literal when needed).
+pub fn mailbox(out: &mut Vec<u8>, name: &str) {
+    string(out, name.as_bytes());
+}
+
+/// The flag list of a message: system flags then keywords.
+pub fn flags(flags: u8, keywords: &[String]) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for (bit, name) in [
+        (flag::SEEN, "\\Seen"),
+        (flag::ANSWERED, "\\Answered"),
+        (flag::FLAGGED, "\\Flagged"),
+        (flag::DELETED, "\\Deleted"),
+        (flag::DRAFT, "\\Draft"),
+    ] {
+        if flags & bit != 0 {
+            parts.push(name);
+        }
+    }
+    parts.extend(keywords.iter().map(String::as_str));
+    format!("({})", parts.join(" "))
+}
+
+/// An internal date (seconds since the epoch, UTC) as `"dd-Mon-yyyy hh:mm:ss +0000"`.
+pub fn internal_date(secs: i64) -> String {
+    let dt = chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default();
+    format!("\"{}\"", dt.format("%d-%b-%Y %H:%M:%S +0000"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[u8]) -> String {
+        let mut out = Vec::new();
+        string(&mut out, v);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn strings_are_quoted_or_literal_as_needed() {
+        assert_eq!(s(b"Sent"), "\"Sent\"");
+        assert_eq!(s(b"a \"b\" \\c"), "\"a \\\"b\\\" \\\\c\"");
+        assert_eq!(s(b"two\r\nlines"), "{10}\r\ntwo\r\nlines");
+        assert_eq!(s("K\u{e4}se".as_bytes()), "{5}\r\nK\u{e4}se");
+        assert_eq!(s(b""), "\"\"");
+    }
+
+    #[test]
+    fn flags_and_dates_render() {
+        assert_eq!(flags(flag::SEEN | flag::DELETED, &["$Junk".into()]), "(\\Seen \\Deleted $Junk)");
+        assert_eq!(flags(0, &[]), "()");
+        assert_eq!(internal_date(0), "\"01-Jan-1970 00:00:00 +0000\"");
+    }
+}

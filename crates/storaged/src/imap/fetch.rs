@@ -1,0 +1,266 @@
+//! FETCH data of one message: body sections (`HEADER`, `TEXT`, `HEADER.FIELDS[.NOT]`, MIME
+//! part numbers and their `MIME` headers, partial ranges) cut from the raw bytes, and the
+//! ENVELOPE built from the parsed header (mail-parser). Pure: bytes in, response bytes out.
+
+use mail_parser::{Address, MessageParser, PartType};
+
+use super::encode;
+
+/// Which part of a message a `BODY[...]` item names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Section {
+    /// `BODY[]`: the whole message.
+    Full,
+    /// `BODY[p.HEADER]` (`part` empty: the message's own header).
+    Header(Vec<u32>),
+    /// `BODY[p.HEADER.FIELDS (...)]` or `.NOT`.
+    HeaderFields { part: Vec<u32>, names: Vec<String>, not: bool },
+    /// `BODY[p.TEXT]`.
+    Text(Vec<u32>),
+    /// `BODY[1.2]`: a MIME part's body.
+    Part(Vec<u32>),
+    /// `BODY[1.2.MIME]`: a MIME part's header.
+    Mime(Vec<u32>),
+}
+
+/// Split at the blank line ending the header: `(header incl. blank line, body)`.
+fn split_header(msg: &[u8]) -> (&[u8], &[u8]) {
+    let mut i = 0;
+    while i < msg.len() {
+        let end = msg[i..].iter().position(|b| *b == b'\n').map_or(msg.len(), |p| i + p + 1);
+        let line = &msg[i..end];
+        if line == b"\r\n" || line == b"\n" {
+            return (&msg[..end], &msg[end..]);
+        }
+        i = end;
+    }
+    (msg, &msg[msg.len()..])
+}
+
+/// Header lines (with their continuation lines) whose field name is (not) in `names`,
+/// followed by the blank line.
+fn header_fields(header: &[u8], names: &[String], not: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut keep = false;
+    for line in header.split_inclusive(|b| *b == b'\n') {
+        if line == b"\r\n" || line == b"\n" {
+            break;
+        }
+        if !matches!(line.first(), Some(b' ' | b'\t')) {
+            let name = line.split(|b| *b == b':').next().unwrap_or_default();
+            let name = String::from_utf8_lossy(name);
+            let listed = names.iter().any(|n| n.eq_ignore_ascii_case(name.trim()));
+            keep = listed != not;
+        }
+        if keep {
+            out.extend_from_slice(line);
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// `(header, body)` byte ranges of MIME part `path` (1-based numbers), if it exists.
+fn part_range(msg: &[u8], path: &[u32]) -> Option<(std::ops::Range<usize>, std::ops::Range<usize>)> {
+    let parsed = MessageParser::default().parse(msg)?;
+    let mut id = 0usize;
+    for (depth, n) in path.iter().enumerate() {
+        let part = parsed.parts.get(id)?;
+        match &part.body {
+            PartType::Multipart(children) => id = *children.get((*n as usize).checked_sub(1)?)? as usize,
+            // A single-part body is its own part 1 (only at the top of the path).
+            _ if *n == 1 && depth == 0 => id = 0,
+            _ => return None,
+        }
+    }
+    let part = parsed.parts.get(id)?;
+    let (h, b, e) = (part.offset_header as usize, part.offset_body as usize, part.offset_end as usize);
+    if id == 0 {
+        // Part 1 of a single-part message is its body; its MIME header is the message's.
+        let (header, _) = split_header(msg);
+        return Some((0..header.len(), header.len()..msg.len()));
+    }
+    (h <= b && b <= e && e <= msg.len()).then_some((h..b, b..e))
+}
+
+/// The bytes `section` names, or `None` if that part does not exist.
+pub fn section(msg: &[u8], section: &Section) -> Option<Vec<u8>> {
+    let (header, body) = split_header(msg);
+    Some(match section {
+        Section::Full => msg.to_vec(),
+        Section::Header(p) if p.is_empty() => header.to_vec(),
+        Section::Text(p) if p.is_empty() => body.to_vec(),
+        Section::HeaderFields { part, names, not } if part.is_empty() => header_fields(header, names, *not),
+        Section::Part(p) => {
+            let (_, b) = part_range(msg, p)?;
+            msg[b].to_vec()
+        }
+        Section::Mime(p) => {
+            let (h, _) = part_range(msg, p)?;
+            msg[h].to_vec()
+        }
+        // HEADER/TEXT of an encapsulated message part.
+        Section::Header(p) | Section::Text(p) | Section::HeaderFields { part: p, .. } => {
+            let (_, b) = part_range(msg, p)?;
+            let inner = &msg[b];
+            let sub = match section {
+                Section::Header(_) => Section::Header(vec![]),
+                Section::Text(_) => Section::Text(vec![]),
+                Section::HeaderFields { names, not, .. } => {
+                    Section::HeaderFields { part: vec![], names: names.clone(), not: *not }
+                }
+                _ => unreachable!("matched above"),
+            };
+            return self::section(inner, &sub);
+        }
+    })
+}
+
+/// Apply a `<offset.length>` partial range.
+pub fn partial(bytes: Vec<u8>, range: Option<(u32, u32)>) -> Vec<u8> {
+    match range {
+        None => bytes,
+        Some((offset, len)) => {
+            let start = (offset as usize).min(bytes.len());
+            let end = start.saturating_add(len as usize).min(bytes.len());
+            bytes[start..end].to_vec()
+        }
+    }
+}
+
+/// The unfolded raw value of the first header field `name`.
+fn raw_header(header: &[u8], name: &str) -> Option<Vec<u8>> {
+    let mut value: Option<Vec<u8>> = None;
+    for line in header.split_inclusive(|b| *b == b'\n') {
+        let is_cont = matches!(line.first(), Some(b' ' | b'\t'));
+        if let Some(v) = value.as_mut() {
+            if is_cont {
+                v.extend_from_slice(line.trim_ascii_end());
+                continue;
+            }
+            break;
+        }
+        if is_cont {
+            continue;
+        }
+        if let Some(colon) = line.iter().position(|b| *b == b':') {
+            if String::from_utf8_lossy(&line[..colon]).trim().eq_ignore_ascii_case(name) {
+                value = Some(line[colon + 1..].trim_ascii().to_vec());
+            }
+        }
+    }
+    value
+}
+
+fn addresses(out: &mut Vec<u8>, addr: Option<&Address<'_>>) {
+    let list: Vec<_> = match addr {
+        Some(Address::List(l)) => l.iter().collect(),
+        Some(Address::Group(g)) => g.iter().flat_map(|g| g.addresses.iter()).collect(),
+        None => Vec::new(),
+    };
+    if list.is_empty() {
+        out.extend_from_slice(b"NIL");
+        return;
+    }
+    out.push(b'(');
+    for a in list {
+        let email = a.address.as_deref().unwrap_or("");
+        let (local, host) = email.rsplit_once('@').unwrap_or((email, ""));
+        out.push(b'(');
+        encode::nstring(out, a.name.as_deref().map(str::as_bytes));
+        out.extend_from_slice(b" NIL ");
+        encode::nstring(out, Some(local.as_bytes()));
+        out.push(b' ');
+        encode::nstring(out, (!host.is_empty()).then_some(host.as_bytes()));
+        out.push(b')');
+    }
+    out.push(b')');
+}
+
+/// The ENVELOPE structure of a message (RFC 3501 §7.4.2).
+pub fn envelope(msg: &[u8]) -> Vec<u8> {
+    let (header, _) = split_header(msg);
+    let parsed = MessageParser::default().parse_headers(msg);
+    let mut out = b"(".to_vec();
+    encode::nstring(&mut out, raw_header(header, "Date").as_deref());
+    out.push(b' ');
+    encode::nstring(&mut out, raw_header(header, "Subject").as_deref());
+    let p = parsed.as_ref();
+    let from = p.and_then(|m| m.from());
+    for (k, addr) in [
+        from,
+        p.and_then(|m| m.sender()).or(from),
+        p.and_then(|m| m.reply_to()).or(from),
+        p.and_then(|m| m.to()),
+        p.and_then(|m| m.cc()),
+        p.and_then(|m| m.bcc()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let _ = k;
+        out.push(b' ');
+        addresses(&mut out, addr);
+    }
+    out.push(b' ');
+    encode::nstring(&mut out, raw_header(header, "In-Reply-To").as_deref());
+    out.push(b' ');
+    encode::nstring(&mut out, raw_header(header, "Message-ID").as_deref());
+    out.push(b')');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SIMPLE: &[u8] = b"From: Ann <ann@example.org>\r\nTo: bob@example.edu\r\nSubject: hi\r\n there\r\n\
+Message-ID: <1@x>\r\n\r\nbody line\r\n";
+
+    const MULTI: &[u8] = b"From: ann@example.org\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\npreamble\r\n--b\r\nContent-Type: text/plain\r\n\r\n\
+first part\r\n--b\r\nContent-Type: application/octet-stream\r\n\r\nsecond\r\n--b--\r\n";
+
+    fn text(v: Option<Vec<u8>>) -> String {
+        String::from_utf8(v.expect("section exists")).unwrap()
+    }
+
+    #[test]
+    fn header_text_and_fields() {
+        assert!(text(section(SIMPLE, &Section::Header(vec![]))).ends_with("<1@x>\r\n\r\n"));
+        assert_eq!(text(section(SIMPLE, &Section::Text(vec![]))), "body line\r\n");
+        let f = Section::HeaderFields { part: vec![], names: vec!["subject".into(), "TO".into()], not: false };
+        assert_eq!(text(section(SIMPLE, &f)), "To: bob@example.edu\r\nSubject: hi\r\n there\r\n\r\n");
+        let f = Section::HeaderFields { part: vec![], names: vec!["subject".into()], not: true };
+        assert!(!text(section(SIMPLE, &f)).contains("Subject"));
+        assert_eq!(text(section(SIMPLE, &Section::Part(vec![1]))), "body line\r\n");
+        assert_eq!(section(SIMPLE, &Section::Part(vec![2])), None);
+    }
+
+    #[test]
+    fn mime_parts_by_number() {
+        assert!(text(section(MULTI, &Section::Part(vec![1]))).starts_with("first part"));
+        assert!(text(section(MULTI, &Section::Part(vec![2]))).starts_with("second"));
+        assert!(text(section(MULTI, &Section::Mime(vec![2]))).contains("application/octet-stream"));
+        assert_eq!(section(MULTI, &Section::Part(vec![3])), None);
+        assert_eq!(section(MULTI, &Section::Part(vec![1, 1, 1])), None);
+    }
+
+    #[test]
+    fn partial_ranges_clamp() {
+        assert_eq!(partial(b"0123456789".to_vec(), Some((2, 3))), b"234");
+        assert_eq!(partial(b"0123".to_vec(), Some((2, 100))), b"23");
+        assert_eq!(partial(b"0123".to_vec(), Some((9, 1))), b"");
+    }
+
+    #[test]
+    fn envelope_fields() {
+        let e = String::from_utf8(envelope(SIMPLE)).unwrap();
+        assert!(e.starts_with("(NIL \"hi there\" ((\"Ann\" NIL \"ann\" \"example.org\"))"), "{e}");
+        assert!(e.contains("((NIL NIL \"bob\" \"example.edu\"))"), "{e}");
+        assert!(e.ends_with(" NIL \"<1@x>\")"), "{e}");
+        // Garbage never panics.
+        let _ = envelope(b"\xff\xfe:::\r\n\r\n");
+        let _ = envelope(b"");
+    }
+}

@@ -1,0 +1,14 @@
+//! IMAP access to a user's mailboxes. The command parser is imap-codec's; the pieces
+//! here are pure (response syntax, the selected-mailbox view, FETCH sections, SEARCH) plus
+//! the session dispatcher over a [`backend::Backend`] and the TCP server at the edge.
+
+pub mod backend;
+pub mod encode;
+pub mod fetch;
+pub mod framing;
+pub mod search;
+pub mod server;
+pub mod session;
+pub mod view;
+
+pub use server::serve;

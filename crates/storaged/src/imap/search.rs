@@ -1,0 +1,240 @@
+//! SEARCH evaluation and sequence-set resolution over a selected mailbox. Keys that need
+//! the message text load it at most once per message. Pure.
+
+use imap_codec::imap_types::search::SearchKey;
+use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
+
+use crate::mailstore::index::MessageMeta;
+use crate::mailstore::ops::flag;
+
+/// Whether `n` is in `set`, where `*` stands for `max`.
+pub fn in_set(set: &SequenceSet, n: u32, max: u32) -> bool {
+    let value = |v: &SeqOrUid| match v {
+        SeqOrUid::Value(x) => x.get(),
+        SeqOrUid::Asterisk => max,
+    };
+    set.0.as_ref().iter().any(|s| match s {
+        Sequence::Single(v) => value(v) == n,
+        Sequence::Range(a, b) => {
+            let (a, b) = (value(a), value(b));
+            (a.min(b)..=a.max(b)).contains(&n)
+        }
+    })
+}
+
+/// The `(seq, uid)` pairs a set names: by sequence number or, with `uid`, by UID.
+/// An empty mailbox makes `*` name nothing.
+pub fn resolve(set: &SequenceSet, uid: bool, uids: &[u32]) -> Vec<(u32, u32)> {
+    let Some(&last_uid) = uids.last() else { return Vec::new() };
+    let max = if uid { last_uid } else { uids.len() as u32 };
+    uids.iter()
+        .enumerate()
+        .map(|(i, u)| (i as u32 + 1, *u))
+        .filter(|(seq, u)| in_set(set, if uid { *u } else { *seq }, max))
+        .collect()
+}
+
+/// One message as SEARCH sees it.
+pub struct Candidate<'m> {
+    pub seq: u32,
+    pub meta: &'m MessageMeta,
+    pub max_seq: u32,
+    pub max_uid: u32,
+}
+
+/// The message text, loaded on first use.
+pub struct Text<'f> {
+    load: &'f mut dyn FnMut() -> Option<Vec<u8>>,
+    bytes: Option<Option<Vec<u8>>>,
+}
+
+impl<'f> Text<'f> {
+    pub fn new(load: &'f mut dyn FnMut() -> Option<Vec<u8>>) -> Self {
+        Self { load, bytes: None }
+    }
+
+    fn get(&mut self) -> Option<&[u8]> {
+        if self.bytes.is_none() {
+            self.bytes = Some((self.load)());
+        }
+        self.bytes.as_ref().and_then(|b| b.as_deref())
+    }
+}
+
+fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
+    if needle.is_empty() {
+        return true;
+    }
+    let needle: Vec<u8> = needle.to_ascii_lowercase();
+    hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(&needle))
+}
+
+fn split(msg: &[u8]) -> (&[u8], &[u8]) {
+    let at = msg
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
+        .or_else(|| msg.windows(2).position(|w| w == b"\n\n").map(|p| p + 2));
+    match at {
+        Some(p) => (&msg[..p], &msg[p..]),
+        None => (msg, &msg[msg.len()..]),
+    }
+}
+
+/// Whether some header field `name` contains `value` (case-insensitive; unfolded).
+fn header_has(msg: &[u8], name: &[u8], value: &[u8]) -> bool {
+    let (header, _) = split(msg);
+    let mut current: Option<Vec<u8>> = None;
+    let mut found = false;
+    let mut check = |v: &Option<Vec<u8>>| {
+        if let Some(v) = v {
+            found |= contains_ci(v, value);
+        }
+    };
+    for line in header.split_inclusive(|b| *b == b'\n') {
+        if matches!(line.first(), Some(b' ' | b'\t')) {
+            if let Some(v) = current.as_mut() {
+                v.extend_from_slice(line.trim_ascii_end());
+            }
+            continue;
+        }
+        check(&current);
+        current = None;
+        if let Some(colon) = line.iter().position(|b| *b == b':') {
+            if line[..colon].trim_ascii().eq_ignore_ascii_case(name) {
+                current = Some(line[colon + 1..].trim_ascii().to_vec());
+            }
+        }
+    }
+    check(&current);
+    found
+}
+
+fn date_of(secs: i64) -> chrono::NaiveDate {
+    chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default().date_naive()
+}
+
+fn sent_date(msg: &[u8]) -> Option<chrono::NaiveDate> {
+    let parsed = mail_parser::MessageParser::default().parse_headers(msg)?;
+    let d = parsed.date()?;
+    date_of(d.to_timestamp()).into()
+}
+
+/// Whether message `c` matches `key`.
+pub fn matches(key: &SearchKey<'_>, c: &Candidate<'_>, text: &mut Text<'_>) -> bool {
+    let m = c.meta;
+    let has = |bit: u8| m.flags & bit != 0;
+    let body_has = |text: &mut Text<'_>, needle: &[u8], whole: bool| {
+        text.get().is_some_and(|msg| {
+            let hay = if whole { msg } else { split(msg).1 };
+            contains_ci(hay, needle)
+        })
+    };
+    match key {
+        SearchKey::All => true,
+        SearchKey::And(keys) => keys.as_ref().iter().all(|k| matches(k, c, text)),
+        SearchKey::Or(a, b) => matches(a, c, text) || matches(b, c, text),
+        SearchKey::Not(k) => !matches(k, c, text),
+        SearchKey::SequenceSet(set) => in_set(set, c.seq, c.max_seq),
+        SearchKey::Uid(set) => in_set(set, m.uid, c.max_uid),
+        SearchKey::Answered => has(flag::ANSWERED),
+        SearchKey::Unanswered => !has(flag::ANSWERED),
+        SearchKey::Deleted => has(flag::DELETED),
+        SearchKey::Undeleted => !has(flag::DELETED),
+        SearchKey::Draft => has(flag::DRAFT),
+        SearchKey::Undraft => !has(flag::DRAFT),
+        SearchKey::Flagged => has(flag::FLAGGED),
+        SearchKey::Unflagged => !has(flag::FLAGGED),
+        SearchKey::Seen => has(flag::SEEN),
+        SearchKey::Unseen => !has(flag::SEEN),
+        // No session ever sees a message as recent (RFC 9051 drops \Recent).
+        SearchKey::Recent | SearchKey::New => false,
+        SearchKey::Old => true,
+        SearchKey::Keyword(k) => m.keywords.iter().any(|x| x.eq_ignore_ascii_case(k.as_ref())),
+        SearchKey::Unkeyword(k) => !m.keywords.iter().any(|x| x.eq_ignore_ascii_case(k.as_ref())),
+        SearchKey::Larger(n) => m.size > u64::from(*n),
+        SearchKey::Smaller(n) => m.size < u64::from(*n),
+        SearchKey::Before(d) => date_of(m.internal_date) < *d.as_ref(),
+        SearchKey::On(d) => date_of(m.internal_date) == *d.as_ref(),
+        SearchKey::Since(d) => date_of(m.internal_date) >= *d.as_ref(),
+        SearchKey::SentBefore(d) => text.get().and_then(sent_date).is_some_and(|s| s < *d.as_ref()),
+        SearchKey::SentOn(d) => text.get().and_then(sent_date).is_some_and(|s| s == *d.as_ref()),
+        SearchKey::SentSince(d) => text.get().and_then(sent_date).is_some_and(|s| s >= *d.as_ref()),
+        SearchKey::Bcc(v) => text.get().is_some_and(|t| header_has(t, b"Bcc", v.as_ref())),
+        SearchKey::Cc(v) => text.get().is_some_and(|t| header_has(t, b"Cc", v.as_ref())),
+        SearchKey::From(v) => text.get().is_some_and(|t| header_has(t, b"From", v.as_ref())),
+        SearchKey::To(v) => text.get().is_some_and(|t| header_has(t, b"To", v.as_ref())),
+        SearchKey::Subject(v) => text.get().is_some_and(|t| header_has(t, b"Subject", v.as_ref())),
+        SearchKey::Header(name, v) => text.get().is_some_and(|t| header_has(t, name.as_ref(), v.as_ref())),
+        SearchKey::Body(v) => body_has(text, v.as_ref(), false),
+        SearchKey::Text(v) => body_has(text, v.as_ref(), true),
+        SearchKey::ModSequence { modseq, .. } => m.modseq >= *modseq,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imap_codec::imap_types::core::Vec1;
+    use std::num::NonZeroU32;
+
+    fn set(parts: Vec<Sequence>) -> SequenceSet {
+        SequenceSet(Vec1::try_from(parts).unwrap())
+    }
+
+    fn v(n: u32) -> SeqOrUid {
+        SeqOrUid::Value(NonZeroU32::new(n).unwrap())
+    }
+
+    #[test]
+    fn sets_resolve_by_number_and_uid() {
+        let uids = [3, 7, 9, 20];
+        let s = set(vec![Sequence::Single(v(2)), Sequence::Range(v(4), SeqOrUid::Asterisk)]);
+        assert_eq!(resolve(&s, false, &uids), vec![(2, 7), (4, 20)]);
+        let s = set(vec![Sequence::Range(v(8), SeqOrUid::Asterisk)]);
+        assert_eq!(resolve(&s, true, &uids), vec![(3, 9), (4, 20)]);
+        // `*:5` equals `5:*`; a UID range past the last UID still names the last message.
+        assert_eq!(resolve(&set(vec![Sequence::Range(SeqOrUid::Asterisk, v(30))]), true, &uids), vec![(4, 20)]);
+        assert!(resolve(&s, true, &[]).is_empty());
+    }
+
+    fn meta(uid: u32, flags: u8) -> MessageMeta {
+        MessageMeta {
+            uid,
+            base: String::new(),
+            in_cur: false,
+            flags,
+            keywords: vec!["$Work".into()],
+            size: 100,
+            internal_date: 86_400 * 365,
+            modseq: 1,
+        }
+    }
+
+    #[test]
+    fn keys_match_flags_text_and_combinations() {
+        let m = meta(5, flag::SEEN);
+        let c = Candidate { seq: 1, meta: &m, max_seq: 1, max_uid: 5 };
+        let msg =
+            b"From: Ann <ann@example.org>\r\nSubject: Quarterly\r\n report\r\n\r\nThe Budget is attached\r\n".to_vec();
+        let mut loads = 0;
+        let mut load = || {
+            loads += 1;
+            Some(msg.clone())
+        };
+        let mut t = Text::new(&mut load);
+        let a = |s: &str| imap_codec::imap_types::core::AString::try_from(s.to_string()).unwrap();
+        assert!(matches(&SearchKey::Seen, &c, &mut t));
+        assert!(!matches(&SearchKey::Unseen, &c, &mut t));
+        assert!(matches(&SearchKey::Subject(a("quarterly REPORT")), &c, &mut t));
+        assert!(matches(&SearchKey::From(a("ann@example")), &c, &mut t));
+        assert!(matches(&SearchKey::Body(a("budget")), &c, &mut t));
+        assert!(!matches(&SearchKey::Body(a("quarterly")), &c, &mut t), "BODY does not search the header");
+        assert!(matches(&SearchKey::Text(a("quarterly")), &c, &mut t));
+        let not_seen = SearchKey::Not(Box::new(SearchKey::Seen));
+        assert!(matches(&SearchKey::Or(Box::new(not_seen), Box::new(SearchKey::Larger(50))), &c, &mut t));
+        assert!(!matches(&SearchKey::Smaller(50), &c, &mut t));
+        drop(t);
+        assert_eq!(loads, 1, "the text is loaded once");
+    }
+}

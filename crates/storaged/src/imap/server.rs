@@ -1,0 +1,259 @@
+//! The IMAP server: one task per connection; command framing with literals (bounded:
+//! a literal over the limit is refused before it is read), logins through the node's
+//! authenticator, IDLE woken by the group's change notifications, and `BYE` when this
+//! node stops leading the user's mailhost.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use imap_codec::decode::Decoder;
+use imap_codec::CommandCodec;
+use tokio::io::{AsyncBufRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::backend::GroupBackend;
+use super::framing::{literal_suffix, tag_of};
+use super::session::{Offer, Outcome, Session};
+use crate::auth::{LoginError, PlainCredentials};
+use crate::group::Group;
+use crate::line::{read_line_within, Line};
+use crate::node::Node;
+
+/// Longest command line between literals.
+const COMMAND_LINE_MAX: usize = 64 * 1024;
+/// RFC 3501 §5.4: the autologout timer is at least 30 minutes.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(31 * 60);
+/// How often an idling session checks that its node still leads the mailhost.
+const LEADER_CHECK: Duration = Duration::from_secs(1);
+
+/// Serve IMAP on `listener` until it fails.
+pub async fn serve(listener: TcpListener, node: Arc<Node>) -> std::io::Result<()> {
+    let max = node.limits.connections_max;
+    crate::accept::serve(listener, max, "IMAP", b"* BYE [UNAVAILABLE] too many connections\r\n", move |stream, peer| {
+        handle(stream, peer, node.clone())
+    })
+    .await
+}
+
+/// One complete command, or why there is none.
+enum Input {
+    Command(Vec<u8>),
+    /// Answer this and read on.
+    Refused(Vec<u8>),
+    Closed,
+}
+
+/// Read one command with its literals, sending continuation requests for synchronizing
+/// literals. `limit` bounds the whole command.
+async fn read_command<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin>(
+    rd: &mut R,
+    wr: &mut W,
+    limit: usize,
+) -> std::io::Result<Input> {
+    let mut buf = Vec::new();
+    loop {
+        let line = match read_line_within(rd, COMMAND_LINE_MAX, IDLE_TIMEOUT).await? {
+            Line::Eof => return Ok(Input::Closed),
+            Line::Idle => {
+                wr.write_all(b"* BYE autologout: idle too long\r\n").await?;
+                return Ok(Input::Closed);
+            }
+            Line::TooLong => return Ok(Input::Refused(b"* BAD command line too long\r\n".to_vec())),
+            Line::Complete(l) => l,
+        };
+        let first_line = buf.is_empty();
+        buf.extend_from_slice(&line);
+        buf.extend_from_slice(b"\r\n");
+        let tag = tag_of(if first_line { &line } else { &buf }).unwrap_or("*").to_string();
+        let Some((n, non_sync)) = literal_suffix(&line) else { return Ok(Input::Command(buf)) };
+        if buf.len() as u64 + n > limit as u64 {
+            if non_sync {
+                // The client sends it anyway: read and drop it, bounded by its announced size.
+                let mut rest = n;
+                let mut sink = [0u8; 8192];
+                while rest > 0 {
+                    let k = rd.read(&mut sink[..rest.min(8192) as usize]).await?;
+                    if k == 0 {
+                        return Ok(Input::Closed);
+                    }
+                    rest -= k as u64;
+                }
+                // What follows the literal belongs to the refused command.
+                let _ = read_line_within(rd, COMMAND_LINE_MAX, IDLE_TIMEOUT).await?;
+            }
+            return Ok(Input::Refused(format!("{tag} NO [TOOBIG] literal exceeds {limit} bytes\r\n").into_bytes()));
+        }
+        if !non_sync {
+            wr.write_all(b"+ go ahead\r\n").await?;
+            wr.flush().await?;
+        }
+        let start = buf.len();
+        buf.resize(start + n as usize, 0);
+        rd.read_exact(&mut buf[start..]).await?;
+    }
+}
+
+async fn handle(stream: TcpStream, peer: SocketAddr, node: Arc<Node>) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = BufReader::new(rd);
+    let append_limit = u32::try_from(node.limits.message_max_bytes).unwrap_or(u32::MAX);
+    let offer = Offer { starttls: false, plaintext_auth: node.auth.plaintext_allowed(peer.ip(), false), append_limit };
+    let mut session: Session<GroupBackend> = Session::new(offer);
+    let mut group: Option<Arc<Group>> = None;
+    wr.write_all(format!("{}\r\n", session.greeting()).as_bytes()).await?;
+    let limit = node.limits.message_max_bytes + COMMAND_LINE_MAX;
+    loop {
+        let bytes = match read_command(&mut rd, &mut wr, limit).await? {
+            Input::Closed => return Ok(()),
+            Input::Refused(reply) => {
+                wr.write_all(&reply).await?;
+                continue;
+            }
+            Input::Command(b) => b,
+        };
+        if let Some(g) = &group {
+            if !g.is_leader(node.id) {
+                wr.write_all(b"* BYE [UNAVAILABLE] the mailhost moved to another node; reconnect\r\n").await?;
+                return Ok(());
+            }
+        }
+        let (out, outcome) = match CommandCodec::default().decode(&bytes) {
+            Ok((_, cmd)) => session.command(cmd).await,
+            Err(e) => {
+                tracing::debug!(error = ?e, command = %String::from_utf8_lossy(&bytes[..bytes.len().min(200)]), "IMAP syntax error");
+                let tag = tag_of(&bytes).unwrap_or("*");
+                (format!("{tag} BAD syntax error in command\r\n").into_bytes(), Outcome::Continue)
+            }
+        };
+        wr.write_all(&out).await?;
+        let mut outcome = outcome;
+        // Follow-ups (login checks, SASL continuation) may chain.
+        loop {
+            match outcome {
+                Outcome::Continue => break,
+                Outcome::Logout => return Ok(()),
+                Outcome::StartTls => {
+                    wr.write_all(b"* BYE TLS is not configured\r\n").await?;
+                    return Ok(());
+                }
+                Outcome::SaslContinue { tag } => {
+                    wr.write_all(b"+ \r\n").await?;
+                    let reply = match read_line_within(&mut rd, 4096, IDLE_TIMEOUT).await? {
+                        Line::Complete(l) => session.sasl_response(&tag, &l),
+                        Line::TooLong => session.sasl_response(&tag, b"!"),
+                        Line::Eof | Line::Idle => return Ok(()),
+                    };
+                    wr.write_all(&reply.0).await?;
+                    outcome = reply.1;
+                }
+                Outcome::Login { tag, creds } => {
+                    let (bytes, next) = login(&node, peer, &mut session, &mut group, &tag, &creds).await;
+                    wr.write_all(&bytes).await?;
+                    outcome = next;
+                }
+                Outcome::Idle { tag } => {
+                    let g = group.clone().expect("IDLE only after login");
+                    if !idle(&mut rd, &mut wr, &mut session, &g, &node, &tag).await? {
+                        return Ok(());
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn login(
+    node: &Node,
+    peer: SocketAddr,
+    session: &mut Session<GroupBackend>,
+    group: &mut Option<Arc<Group>>,
+    tag: &str,
+    creds: &PlainCredentials,
+) -> (Vec<u8>, Outcome) {
+    let login = match node.auth.login(&node.users, peer.ip(), false, creds).await {
+        Ok(l) => l,
+        Err(e) => {
+            let code = match e {
+                LoginError::Failed => "AUTHENTICATIONFAILED",
+                LoginError::Throttled => "UNAVAILABLE",
+                LoginError::NeedsTls => "PRIVACYREQUIRED",
+            };
+            return session.login_failed(tag, code, &e.to_string());
+        }
+    };
+    let Some(g) = node.groups.get(&login.group).cloned() else {
+        return session.login_failed(tag, "UNAVAILABLE", &format!("mailhost {} is not served here", login.group));
+    };
+    if !g.is_leader(node.id) {
+        let hint = g.leader().map_or("no leader elected yet".to_string(), |id| format!("its leader is node {id}"));
+        return session.login_failed(
+            tag,
+            "UNAVAILABLE",
+            &format!("this node does not lead mailhost {}; {hint}", g.name),
+        );
+    }
+    *group = Some(g.clone());
+    session.logged_in(tag, login.user, GroupBackend(g)).await
+}
+
+/// Run IDLE until `DONE`; `Ok(false)` if the connection must close.
+async fn idle<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin>(
+    rd: &mut R,
+    wr: &mut W,
+    session: &mut Session<GroupBackend>,
+    group: &Group,
+    node: &Node,
+    tag: &str,
+) -> std::io::Result<bool> {
+    let mut changes = group.sm.subscribe();
+    changes.mark_unchanged();
+    let mut stopping = node.stopping.subscribe();
+    if *stopping.borrow_and_update() {
+        wr.write_all(b"* BYE [UNAVAILABLE] server shutting down\r\n").await?;
+        return Ok(false);
+    }
+    wr.write_all(b"+ idling\r\n").await?;
+    wr.flush().await?;
+    let mut tick = tokio::time::interval(LEADER_CHECK);
+    let done = loop {
+        tokio::select! {
+            line = read_line_within(rd, 64, IDLE_TIMEOUT) => break line?,
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return Ok(false);
+                }
+                let out = session.poll();
+                wr.write_all(&out).await?;
+                wr.flush().await?;
+            }
+            _ = stopping.changed() => {
+                wr.write_all(b"* BYE [UNAVAILABLE] server shutting down\r\n").await?;
+                return Ok(false);
+            }
+            _ = tick.tick() => {
+                if !group.is_leader(node.id) {
+                    wr.write_all(b"* BYE [UNAVAILABLE] the mailhost moved to another node; reconnect\r\n").await?;
+                    return Ok(false);
+                }
+            }
+        }
+    };
+    match done {
+        Line::Complete(l) if l.eq_ignore_ascii_case(b"DONE") => {
+            wr.write_all(&session.idle_done(tag)).await?;
+            Ok(true)
+        }
+        Line::Complete(_) | Line::TooLong => {
+            wr.write_all(format!("{tag} BAD expected DONE\r\n").as_bytes()).await?;
+            Ok(true)
+        }
+        Line::Eof => Ok(false),
+        Line::Idle => {
+            wr.write_all(b"* BYE autologout: idle too long\r\n").await?;
+            Ok(false)
+        }
+    }
+}

@@ -1,0 +1,984 @@
+//! The IMAP session: state (not authenticated, authenticated, selected), one dispatcher
+//! over imap-codec's parsed commands, and every mutation proposed through the backend
+//! before its tagged OK. Response bytes out; the server owns the socket, TLS, literals and
+//! the IDLE wait, and handles logins for it (see [`Outcome`]).
+
+use imap_codec::imap_types::command::{Command, CommandBody};
+use imap_codec::imap_types::core::Vec1;
+use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
+use imap_codec::imap_types::fetch::{Macro, MacroOrMessageDataItemNames, MessageDataItemName, Section as ImapSection};
+use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
+use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
+use imap_codec::imap_types::search::SearchKey;
+use imap_codec::imap_types::sequence::SequenceSet;
+use imap_codec::imap_types::status::StatusDataItemName;
+
+use super::backend::Backend;
+use super::encode;
+use super::fetch::{self, Section};
+use super::search::{self, Candidate, Text};
+use super::view::{Sync, View};
+use crate::auth::sasl::{self, PlainCredentials};
+use crate::mailstore::index::MailboxIndex;
+use crate::mailstore::ops::flag;
+use crate::mailstore::{FlagMode, MailOp, MailResponse, MailboxName, OpId, UserName};
+
+/// Mailboxes every user has, created on first login, with their SPECIAL-USE attribute.
+pub const SPECIAL_USE: &[(&str, &str)] =
+    &[("Sent", "\\Sent"), ("Drafts", "\\Drafts"), ("Trash", "\\Trash"), ("Junk", "\\Junk"), ("Archive", "\\Archive")];
+
+/// What the server must do after a command's response bytes are sent.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Continue,
+    /// Close the connection (after LOGOUT's responses).
+    Logout,
+    /// Check these credentials and call [`Session::logged_in`] or [`Session::login_failed`].
+    Login {
+        tag: String,
+        creds: PlainCredentials,
+    },
+    /// Send `+ ` and feed the next line to [`Session::sasl_response`].
+    SaslContinue {
+        tag: String,
+    },
+    /// Send `+ idling`, then [`Session::poll`] on changes until `DONE` ([`Session::idle_done`]).
+    Idle {
+        tag: String,
+    },
+    /// Send the OK already in the response, then start TLS.
+    StartTls,
+}
+
+/// What this connection offers.
+#[derive(Debug, Clone, Copy)]
+pub struct Offer {
+    pub starttls: bool,
+    pub plaintext_auth: bool,
+    pub append_limit: u32,
+}
+
+/// One IMAP session over backend `B` (known once logged in).
+pub struct Session<B> {
+    offer: Offer,
+    user: Option<UserName>,
+    backend: Option<B>,
+    view: Option<View>,
+    nonce: [u8; 16],
+    ops: u64,
+}
+
+type Reply = (Vec<u8>, Outcome);
+
+fn line(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(s.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+fn tagged(tag: &str, status: &str, text: &str) -> Reply {
+    (format!("{tag} {status} {text}\r\n").into_bytes(), Outcome::Continue)
+}
+
+fn mailbox_name(m: &Mailbox<'_>) -> Result<MailboxName, String> {
+    let raw = match m {
+        Mailbox::Inbox => "INBOX".to_string(),
+        Mailbox::Other(o) => {
+            String::from_utf8(o.as_ref().to_vec()).map_err(|_| "mailbox name is not UTF-8".to_string())?
+        }
+    };
+    MailboxName::parse(&raw).map_err(|e| format!("invalid mailbox name: {e}"))
+}
+
+fn flags_of(list: &[Flag<'_>]) -> (u8, Vec<String>) {
+    let mut bits = 0;
+    let mut keywords = Vec::new();
+    for f in list {
+        match f {
+            Flag::Seen => bits |= flag::SEEN,
+            Flag::Answered => bits |= flag::ANSWERED,
+            Flag::Flagged => bits |= flag::FLAGGED,
+            Flag::Deleted => bits |= flag::DELETED,
+            Flag::Draft => bits |= flag::DRAFT,
+            Flag::Keyword(k) => keywords.push(k.as_ref().to_string()),
+            // Unknown system flags (\Recent, extensions) cannot be stored.
+            Flag::Extension(_) => {}
+        }
+    }
+    (bits, keywords)
+}
+
+/// Match `name` against a LIST pattern (`*` anything, `%` anything but `/`).
+fn list_match(pattern: &[u8], name: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => name.is_empty(),
+        Some((b'*', rest)) => (0..=name.len()).any(|i| list_match(rest, &name[i..])),
+        Some((b'%', rest)) => {
+            let limit = name.iter().position(|b| *b == b'/').unwrap_or(name.len());
+            (0..=limit).any(|i| list_match(rest, &name[i..]))
+        }
+        Some((p, rest)) => name.first().is_some_and(|n| n.eq_ignore_ascii_case(p)) && list_match(rest, &name[1..]),
+    }
+}
+
+fn fetch_section(s: &Option<ImapSection<'_>>) -> Section {
+    let part = |p: &Option<imap_codec::imap_types::fetch::Part>| -> Vec<u32> {
+        p.as_ref().map(|p| p.0.as_ref().iter().map(|n| n.get()).collect()).unwrap_or_default()
+    };
+    let names = |v: &Vec1<imap_codec::imap_types::core::AString<'_>>| -> Vec<String> {
+        v.as_ref().iter().map(|a| String::from_utf8_lossy(a.as_ref()).into_owned()).collect()
+    };
+    match s {
+        None => Section::Full,
+        Some(ImapSection::Header(p)) => Section::Header(part(p)),
+        Some(ImapSection::Text(p)) => Section::Text(part(p)),
+        Some(ImapSection::HeaderFields(p, v)) => Section::HeaderFields { part: part(p), names: names(v), not: false },
+        Some(ImapSection::HeaderFieldsNot(p, v)) => Section::HeaderFields { part: part(p), names: names(v), not: true },
+        Some(ImapSection::Part(p)) => Section::Part(part(&Some(p.clone()))),
+        Some(ImapSection::Mime(p)) => Section::Mime(part(&Some(p.clone()))),
+    }
+}
+
+/// The `BODY[...]` label of a section as FETCH responses repeat it.
+fn section_label(s: &Section) -> String {
+    let p = |v: &Vec<u32>| v.iter().map(u32::to_string).collect::<Vec<_>>().join(".");
+    let dot = |v: &Vec<u32>, what: &str| if v.is_empty() { what.to_string() } else { format!("{}.{what}", p(v)) };
+    match s {
+        Section::Full => String::new(),
+        Section::Header(v) => dot(v, "HEADER"),
+        Section::Text(v) => dot(v, "TEXT"),
+        Section::Part(v) => p(v),
+        Section::Mime(v) => dot(v, "MIME"),
+        Section::HeaderFields { part, names, not } => {
+            let what = if *not { "HEADER.FIELDS.NOT" } else { "HEADER.FIELDS" };
+            format!(
+                "{} ({})",
+                dot(part, what),
+                names.iter().map(|n| n.to_ascii_uppercase()).collect::<Vec<_>>().join(" ")
+            )
+        }
+    }
+}
+
+impl<B: Backend> Session<B> {
+    pub fn new(offer: Offer) -> Self {
+        Self { offer, user: None, backend: None, view: None, nonce: rand::random(), ops: 0 }
+    }
+
+    pub fn greeting(&self) -> String {
+        format!("* OK [CAPABILITY {}] storaged IMAP ready", self.capabilities())
+    }
+
+    /// TLS is now active.
+    pub fn tls_started(&mut self) {
+        self.offer.starttls = false;
+        self.offer.plaintext_auth = true;
+    }
+
+    fn capabilities(&self) -> String {
+        let mut caps = vec!["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS"];
+        caps.extend(["MOVE", "UNSELECT", "SPECIAL-USE", "CHILDREN"]);
+        if self.user.is_none() {
+            if self.offer.starttls {
+                caps.push("STARTTLS");
+            }
+            caps.push(if self.offer.plaintext_auth { "AUTH=PLAIN" } else { "LOGINDISABLED" });
+        }
+        let mut s = caps.join(" ");
+        s.push_str(&format!(" APPENDLIMIT={}", self.offer.append_limit));
+        s
+    }
+
+    fn op_id(&mut self) -> OpId {
+        self.ops += 1;
+        OpId::digest(&[b"imap", &self.nonce, &self.ops.to_le_bytes()])
+    }
+
+    fn user(&self) -> &UserName {
+        self.user.as_ref().expect("authenticated")
+    }
+
+    fn backend(&self) -> &B {
+        self.backend.as_ref().expect("authenticated")
+    }
+
+    /// Credentials were accepted: `backend` serves `user` from now on. Creates INBOX and
+    /// the special-use mailboxes on first login.
+    pub async fn logged_in(&mut self, tag: &str, user: UserName, backend: B) -> Reply {
+        let existing = backend.mailboxes(&user);
+        for name in std::iter::once("INBOX").chain(SPECIAL_USE.iter().map(|(n, _)| *n)) {
+            if !existing.iter().any(|m| m.as_str() == name) {
+                let op = MailOp::CreateMailbox { user: user.as_str().to_string(), mailbox: name.to_string() };
+                if let Err(e) = backend.propose(self.op_id(), op).await {
+                    return tagged(tag, "NO", &format!("[UNAVAILABLE] cannot prepare mailboxes: {e}"));
+                }
+            }
+        }
+        self.user = Some(user);
+        self.backend = Some(backend);
+        let text = format!("[CAPABILITY {}] logged in", self.capabilities());
+        tagged(tag, "OK", &text)
+    }
+
+    pub fn login_failed(&mut self, tag: &str, code: &str, why: &str) -> Reply {
+        tagged(tag, "NO", &format!("[{code}] {why}"))
+    }
+
+    /// The line after `+ ` of AUTHENTICATE PLAIN.
+    pub fn sasl_response(&mut self, tag: &str, line: &[u8]) -> Reply {
+        match sasl::decode_plain(&String::from_utf8_lossy(line)) {
+            Ok(creds) => (Vec::new(), Outcome::Login { tag: tag.to_string(), creds }),
+            Err(sasl::SaslError::Cancelled) => tagged(tag, "BAD", "authentication cancelled"),
+            Err(e) => tagged(tag, "NO", &format!("[AUTHENTICATIONFAILED] {e}")),
+        }
+    }
+
+    /// Untagged updates for the selected mailbox (IDLE, after a change notification).
+    pub fn poll(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.sync(&mut out, Sync::Full);
+        out
+    }
+
+    pub fn idle_done(&mut self, tag: &str) -> Vec<u8> {
+        let mut out = self.poll();
+        line(&mut out, &format!("{tag} OK IDLE terminated"));
+        out
+    }
+
+    fn sync(&mut self, out: &mut Vec<u8>, mode: Sync) {
+        let (Some(view), Some(backend), Some(user)) = (self.view.as_mut(), self.backend.as_ref(), self.user.as_ref())
+        else {
+            return;
+        };
+        match backend.index(user, &view.mailbox) {
+            Ok(Some(idx)) => {
+                for l in view.sync(&idx, mode) {
+                    line(out, &l);
+                }
+            }
+            Ok(None) => {
+                // Deleted or renamed by another session.
+                line(out, "* BYE [UNAVAILABLE] the selected mailbox no longer exists");
+            }
+            Err(e) => tracing::warn!(error = %e, "IMAP sync failed"),
+        }
+    }
+
+    /// Handle one parsed command.
+    pub async fn command(&mut self, cmd: Command<'_>) -> Reply {
+        let tag = cmd.tag.as_ref().to_string();
+        let authenticated = self.user.is_some();
+        let selected = self.view.is_some();
+        let needs_auth = !matches!(
+            cmd.body,
+            CommandBody::Capability
+                | CommandBody::Noop
+                | CommandBody::Logout
+                | CommandBody::Login { .. }
+                | CommandBody::Authenticate { .. }
+                | CommandBody::StartTLS
+                | CommandBody::Id { .. }
+        );
+        if needs_auth && !authenticated {
+            return tagged(&tag, "BAD", "log in first");
+        }
+        let needs_select = matches!(
+            cmd.body,
+            CommandBody::Check
+                | CommandBody::Close
+                | CommandBody::Unselect
+                | CommandBody::Expunge
+                | CommandBody::ExpungeUid { .. }
+                | CommandBody::Search { .. }
+                | CommandBody::Fetch { .. }
+                | CommandBody::Store { .. }
+                | CommandBody::Copy { .. }
+                | CommandBody::Move { .. }
+        );
+        if needs_select && !selected {
+            return tagged(&tag, "BAD", "select a mailbox first");
+        }
+        let mut out = Vec::new();
+        let (status, text, outcome) = match self.dispatch(&tag, cmd.body, &mut out).await {
+            Ok((text, outcome)) => ("OK", text, outcome),
+            Err(Refusal::No(text)) => ("NO", text, Outcome::Continue),
+            Err(Refusal::Bad(text)) => ("BAD", text, Outcome::Continue),
+        };
+        if matches!(outcome, Outcome::Continue | Outcome::Logout | Outcome::StartTls) {
+            line(&mut out, &format!("{tag} {status} {text}"));
+        }
+        (out, outcome)
+    }
+
+    async fn dispatch(
+        &mut self,
+        tag: &str,
+        body: CommandBody<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(String, Outcome), Refusal> {
+        let done = |t: &str| Ok((t.to_string(), Outcome::Continue));
+        match body {
+            CommandBody::Capability => {
+                line(out, &format!("* CAPABILITY {}", self.capabilities()));
+                done("CAPABILITY completed")
+            }
+            CommandBody::Noop | CommandBody::Check => {
+                self.sync(out, Sync::Full);
+                done("completed")
+            }
+            CommandBody::Logout => {
+                line(out, "* BYE logging out");
+                Ok(("LOGOUT completed".into(), Outcome::Logout))
+            }
+            CommandBody::StartTLS => {
+                if !self.offer.starttls || self.user.is_some() {
+                    return Err(Refusal::Bad("STARTTLS not available".into()));
+                }
+                Ok(("begin TLS negotiation now".into(), Outcome::StartTls))
+            }
+            CommandBody::Login { username, password } => {
+                if self.user.is_some() {
+                    return Err(Refusal::Bad("already logged in".into()));
+                }
+                if !self.offer.plaintext_auth {
+                    return Err(Refusal::No("[PRIVACYREQUIRED] LOGIN needs TLS".into()));
+                }
+                let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+                let creds = PlainCredentials {
+                    authzid: String::new(),
+                    authcid: text(username.as_ref()),
+                    password: text(password.declassify().as_ref()),
+                };
+                Ok((String::new(), Outcome::Login { tag: tag.to_string(), creds }))
+            }
+            CommandBody::Authenticate { mechanism, initial_response } => {
+                if self.user.is_some() {
+                    return Err(Refusal::Bad("already logged in".into()));
+                }
+                if !matches!(mechanism, imap_codec::imap_types::auth::AuthMechanism::Plain) {
+                    return Err(Refusal::No("unsupported mechanism".into()));
+                }
+                if !self.offer.plaintext_auth {
+                    return Err(Refusal::No("[PRIVACYREQUIRED] AUTHENTICATE needs TLS".into()));
+                }
+                match initial_response {
+                    None => Ok((String::new(), Outcome::SaslContinue { tag: tag.to_string() })),
+                    Some(raw) => match sasl::parse_plain(raw.declassify()) {
+                        Ok(creds) => Ok((String::new(), Outcome::Login { tag: tag.to_string(), creds })),
+                        Err(e) => Err(Refusal::No(format!("[AUTHENTICATIONFAILED] {e}"))),
+                    },
+                }
+            }
+            CommandBody::Id { .. } => {
+                line(out, "* ID (\"name\" \"storaged\")");
+                done("ID completed")
+            }
+            CommandBody::Namespace => {
+                line(out, "* NAMESPACE ((\"\" \"/\")) NIL NIL");
+                done("NAMESPACE completed")
+            }
+            CommandBody::Enable { .. } => {
+                // No extension that needs enabling is offered yet.
+                line(out, "* ENABLED");
+                done("ENABLE completed")
+            }
+            CommandBody::Select { mailbox, .. } => self.select(&mailbox, false, out),
+            CommandBody::Examine { mailbox, .. } => self.select(&mailbox, true, out),
+            CommandBody::Create { mailbox } => {
+                let name = mailbox_name(&mailbox).map_err(Refusal::No)?;
+                let op = MailOp::CreateMailbox { user: self.user().as_str().into(), mailbox: name.as_str().into() };
+                self.simple_op(op, if name.is_inbox() { Some("[ALREADYEXISTS] INBOX exists") } else { None }).await?;
+                done("CREATE completed")
+            }
+            CommandBody::Delete { mailbox } => {
+                let name = mailbox_name(&mailbox).map_err(Refusal::No)?;
+                if self.view.as_ref().is_some_and(|v| v.mailbox == name) {
+                    self.view = None;
+                }
+                let op = MailOp::DeleteMailbox { user: self.user().as_str().into(), mailbox: name.as_str().into() };
+                self.simple_op(op, None).await?;
+                done("DELETE completed")
+            }
+            CommandBody::Rename { from, to } => {
+                let (from, to) = (mailbox_name(&from).map_err(Refusal::No)?, mailbox_name(&to).map_err(Refusal::No)?);
+                let op = MailOp::RenameMailbox {
+                    user: self.user().as_str().into(),
+                    from: from.as_str().into(),
+                    to: to.as_str().into(),
+                };
+                self.simple_op(op, None).await?;
+                done("RENAME completed")
+            }
+            CommandBody::Subscribe { mailbox } => self.subscribe(&mailbox, true).await,
+            CommandBody::Unsubscribe { mailbox } => self.subscribe(&mailbox, false).await,
+            CommandBody::List { reference, mailbox_wildcard } => self.list(&reference, &mailbox_wildcard, false, out),
+            CommandBody::Lsub { reference, mailbox_wildcard } => self.list(&reference, &mailbox_wildcard, true, out),
+            CommandBody::Status { mailbox, item_names } => self.status(&mailbox, &item_names, out),
+            CommandBody::Append { mailbox, flags, date, message } => {
+                self.append(&mailbox, &flags, date, message, out).await
+            }
+            CommandBody::Close => {
+                if let Some(v) = self.view.take() {
+                    if !v.read_only {
+                        let deleted = self.deleted_uids(&v, None);
+                        if !deleted.is_empty() {
+                            let op = MailOp::Expunge {
+                                user: self.user().as_str().into(),
+                                mailbox: v.mailbox.as_str().into(),
+                                uids: deleted,
+                            };
+                            self.propose(op).await?;
+                        }
+                    }
+                }
+                done("CLOSE completed")
+            }
+            CommandBody::Unselect => {
+                self.view = None;
+                done("UNSELECT completed")
+            }
+            CommandBody::Expunge => self.expunge(None, out).await,
+            CommandBody::ExpungeUid { sequence_set } => self.expunge(Some(&sequence_set), out).await,
+            CommandBody::Search { charset, criteria, uid } => {
+                if let Some(c) = charset {
+                    let name = match &c {
+                        imap_codec::imap_types::core::Charset::Atom(a) => a.as_ref().to_string(),
+                        imap_codec::imap_types::core::Charset::Quoted(q) => q.as_ref().to_string(),
+                    };
+                    if !(name.eq_ignore_ascii_case("UTF-8") || name.eq_ignore_ascii_case("US-ASCII")) {
+                        return Err(Refusal::No("[BADCHARSET (UTF-8 US-ASCII)] unsupported charset".into()));
+                    }
+                }
+                self.search(criteria.as_ref(), uid, out)
+            }
+            CommandBody::Fetch { sequence_set, macro_or_item_names, uid, .. } => {
+                self.fetch(&sequence_set, macro_or_item_names, uid, out).await
+            }
+            CommandBody::Store { sequence_set, kind, response, flags, uid, .. } => {
+                self.store(&sequence_set, kind, response, &flags, uid, out).await
+            }
+            CommandBody::Copy { sequence_set, mailbox, uid } => {
+                self.copy(&sequence_set, &mailbox, uid, false, out).await
+            }
+            CommandBody::Move { sequence_set, mailbox, uid } => {
+                self.copy(&sequence_set, &mailbox, uid, true, out).await
+            }
+            CommandBody::Idle => Ok((String::new(), Outcome::Idle { tag: tag.to_string() })),
+            other => Err(Refusal::Bad(format!("{} is not supported", other.name()))),
+        }
+    }
+}
+
+impl<B: Backend> Session<B> {
+    async fn propose(&mut self, op: MailOp) -> Result<MailResponse, Refusal> {
+        let id = self.op_id();
+        match self.backend().propose(id, op).await {
+            Ok(MailResponse::Rejected(why)) => Err(Refusal::No(why)),
+            Ok(r) => Ok(r),
+            Err(e) => Err(Refusal::No(format!("[UNAVAILABLE] not committed: {e}"))),
+        }
+    }
+
+    /// Propose `op`; refuse with `pre_check` (if given) without proposing.
+    async fn simple_op(&mut self, op: MailOp, pre_check: Option<&str>) -> Result<(), Refusal> {
+        if let Some(why) = pre_check {
+            return Err(Refusal::No(why.to_string()));
+        }
+        self.propose(op).await.map(|_| ())
+    }
+
+    async fn subscribe(&mut self, mailbox: &Mailbox<'_>, on: bool) -> Result<(String, Outcome), Refusal> {
+        let name = mailbox_name(mailbox).map_err(Refusal::No)?;
+        let op = MailOp::Subscribe { user: self.user().as_str().into(), mailbox: name.as_str().into(), subscribed: on };
+        self.propose(op).await?;
+        Ok((if on { "SUBSCRIBE completed" } else { "UNSUBSCRIBE completed" }.into(), Outcome::Continue))
+    }
+
+    fn index_of(&self, name: &MailboxName) -> Result<MailboxIndex, Refusal> {
+        match self.backend().index(self.user(), name) {
+            Ok(Some(idx)) => Ok(idx),
+            Ok(None) => Err(Refusal::No(format!("[NONEXISTENT] no mailbox {name}"))),
+            Err(e) => Err(Refusal::No(format!("[UNAVAILABLE] {e}"))),
+        }
+    }
+
+    fn select(
+        &mut self,
+        mailbox: &Mailbox<'_>,
+        read_only: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(String, Outcome), Refusal> {
+        // A failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1).
+        self.view = None;
+        let name = mailbox_name(mailbox).map_err(Refusal::No)?;
+        let idx = self.index_of(&name)?;
+        let (view, lines) = View::open(name, read_only, &idx);
+        for l in lines {
+            line(out, &l);
+        }
+        self.view = Some(view);
+        let mode = if read_only { "[READ-ONLY] EXAMINE" } else { "[READ-WRITE] SELECT" };
+        Ok((format!("{mode} completed"), Outcome::Continue))
+    }
+
+    fn list(
+        &mut self,
+        reference: &Mailbox<'_>,
+        pattern: &ListMailbox<'_>,
+        lsub: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(String, Outcome), Refusal> {
+        let verb = if lsub { "LSUB" } else { "LIST" };
+        let pattern: &[u8] = match pattern {
+            ListMailbox::Token(t) => t.as_ref(),
+            ListMailbox::String(s) => s.as_ref(),
+        };
+        let reference = match reference {
+            Mailbox::Inbox => "INBOX".to_string(),
+            Mailbox::Other(o) => String::from_utf8_lossy(o.as_ref()).into_owned(),
+        };
+        if pattern.is_empty() {
+            line(out, &format!("* {verb} (\\Noselect) \"/\" \"\""));
+            return Ok((format!("{verb} completed"), Outcome::Continue));
+        }
+        let full = [reference.as_bytes(), pattern].concat();
+        let names = self.backend().mailboxes(self.user());
+        let subscribed = self.backend().subscriptions(self.user());
+        for name in &names {
+            let n = name.as_str();
+            let matched = list_match(&full, n.as_bytes())
+                || (name.is_inbox() && list_match(&full.to_ascii_uppercase(), b"INBOX"));
+            if !matched || (lsub && !subscribed.iter().any(|s| s == n)) {
+                continue;
+            }
+            let prefix = format!("{n}/");
+            let children = names.iter().any(|m| m.as_str().starts_with(&prefix));
+            let mut attrs = vec![if children { "\\HasChildren" } else { "\\HasNoChildren" }];
+            if let Some((_, special)) = SPECIAL_USE.iter().find(|(s, _)| *s == n) {
+                attrs.push(special);
+            }
+            if !lsub && subscribed.iter().any(|s| s == n) {
+                attrs.push("\\Subscribed");
+            }
+            let mut l = format!("* {verb} ({}) \"/\" ", attrs.join(" ")).into_bytes();
+            encode::mailbox(&mut l, n);
+            out.extend_from_slice(&l);
+            out.extend_from_slice(b"\r\n");
+        }
+        Ok((format!("{verb} completed"), Outcome::Continue))
+    }
+
+    fn status(
+        &mut self,
+        mailbox: &Mailbox<'_>,
+        items: &[StatusDataItemName],
+        out: &mut Vec<u8>,
+    ) -> Result<(String, Outcome), Refusal> {
+        let name = mailbox_name(mailbox).map_err(Refusal::No)?;
+        let idx = self.index_of(&name)?;
+        let mut parts = Vec::new();
+        for item in items {
+            match item {
+                StatusDataItemName::Messages => parts.push(format!("MESSAGES {}", idx.messages.len())),
+                StatusDataItemName::Recent => parts.push("RECENT 0".into()),
+                StatusDataItemName::UidNext => parts.push(format!("UIDNEXT {}", idx.uid_next)),
+                StatusDataItemName::UidValidity => parts.push(format!("UIDVALIDITY {}", idx.uid_validity)),
+                StatusDataItemName::Unseen => {
+                    parts.push(format!("UNSEEN {}", idx.messages.iter().filter(|m| m.flags & flag::SEEN == 0).count()))
+                }
+                StatusDataItemName::Deleted => parts
+                    .push(format!("DELETED {}", idx.messages.iter().filter(|m| m.flags & flag::DELETED != 0).count())),
+                other => return Err(Refusal::Bad(format!("unsupported STATUS item {other:?}"))),
+            }
+        }
+        let mut l = b"* STATUS ".to_vec();
+        encode::mailbox(&mut l, name.as_str());
+        l.extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
+        out.extend_from_slice(&l);
+        Ok(("STATUS completed".into(), Outcome::Continue))
+    }
+
+    async fn append(
+        &mut self,
+        mailbox: &Mailbox<'_>,
+        flags: &[Flag<'_>],
+        date: Option<imap_codec::imap_types::datetime::DateTime>,
+        message: LiteralOrLiteral8<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(String, Outcome), Refusal> {
+        let name = mailbox_name(mailbox).map_err(Refusal::No)?;
+        let data: &[u8] = match &message {
+            LiteralOrLiteral8::Literal(l) => l.data(),
+            LiteralOrLiteral8::Literal8(l) => &l.data,
+        };
+        if data.len() > self.offer.append_limit as usize {
+            return Err(Refusal::No(format!("[TOOBIG] message exceeds {} bytes", self.offer.append_limit)));
+        }
+        if self.backend().index(self.user(), &name).ok().flatten().is_none() {
+            return Err(Refusal::No(format!("[TRYCREATE] no mailbox {name}")));
+        }
+        let (bits, keywords) = flags_of(flags);
+        let internal_date = match date {
+            Some(d) => d.as_ref().timestamp(),
+            None => {
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+            }
+        };
+        let op = MailOp::Append {
+            user: self.user().as_str().into(),
+            mailbox: name.as_str().into(),
+            flags: bits,
+            keywords,
+            internal_date,
+            message: data.to_vec(),
+        };
+        let resp = self.propose(op).await?;
+        if self.view.as_ref().is_some_and(|v| v.mailbox == name) {
+            self.sync(out, Sync::NoExpunge);
+        }
+        match resp {
+            MailResponse::Appended { uid_validity, uid } => {
+                Ok((format!("[APPENDUID {uid_validity} {uid}] APPEND completed"), Outcome::Continue))
+            }
+            _ => Ok(("APPEND completed".into(), Outcome::Continue)),
+        }
+    }
+
+    fn deleted_uids(&self, view: &View, within: Option<&SequenceSet>) -> Vec<u32> {
+        let Ok(Some(idx)) = self.backend().index(self.user(), &view.mailbox) else { return Vec::new() };
+        let max_uid = idx.messages.last().map_or(0, |m| m.uid);
+        idx.messages
+            .iter()
+            .filter(|m| m.flags & flag::DELETED != 0)
+            .filter(|m| within.is_none_or(|set| search::in_set(set, m.uid, max_uid)))
+            .map(|m| m.uid)
+            .collect()
+    }
+
+    async fn expunge(&mut self, within: Option<&SequenceSet>, out: &mut Vec<u8>) -> Result<(String, Outcome), Refusal> {
+        let view = self.view.as_ref().expect("selected");
+        if view.read_only {
+            return Err(Refusal::No("[READ-ONLY] mailbox is read-only".into()));
+        }
+        let uids = self.deleted_uids(view, within);
+        if !uids.is_empty() {
+            let op = MailOp::Expunge { user: self.user().as_str().into(), mailbox: view.mailbox.as_str().into(), uids };
+            self.propose(op).await?;
+        }
+        self.sync(out, Sync::Full);
+        Ok(("EXPUNGE completed".into(), Outcome::Continue))
+    }
+
+    fn search(
+        &mut self,
+        criteria: &[SearchKey<'_>],
+        uid: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(String, Outcome), Refusal> {
+        self.sync(out, if uid { Sync::Full } else { Sync::NoExpunge });
+        let view = self.view.as_ref().expect("selected");
+        let idx = self.index_of(&view.mailbox)?;
+        let by_uid: std::collections::HashMap<u32, &crate::mailstore::index::MessageMeta> =
+            idx.messages.iter().map(|m| (m.uid, m)).collect();
+        let max_seq = view.exists() as u32;
+        let max_uid = view.uids().last().copied().unwrap_or(0);
+        let mut hits = Vec::new();
+        for (i, u) in view.uids().iter().enumerate() {
+            // Expunged meanwhile (not yet announced): it matches nothing.
+            let Some(meta) = by_uid.get(u) else { continue };
+            let c = Candidate { seq: i as u32 + 1, meta, max_seq, max_uid };
+            let (user, mbox, backend) = (self.user.as_ref().expect("user"), &view.mailbox, self.backend());
+            let mut load = || backend.message(user, mbox, *u).ok().flatten();
+            let mut text = Text::new(&mut load);
+            if criteria.iter().all(|k| search::matches(k, &c, &mut text)) {
+                hits.push(if uid { *u } else { c.seq });
+            }
+        }
+        let list: Vec<String> = hits.iter().map(u32::to_string).collect();
+        line(out, &format!("* SEARCH{}{}", if list.is_empty() { "" } else { " " }, list.join(" ")));
+        Ok(("SEARCH completed".into(), Outcome::Continue))
+    }
+}
+
+/// One FETCH data item, resolved from imap-codec's names.
+enum Item {
+    Uid,
+    Flags,
+    InternalDate,
+    Size,
+    Envelope,
+    /// `BODY[...]`/`BINARY`-less sections; `label` is what the response repeats.
+    Section {
+        section: Section,
+        partial: Option<(u32, u32)>,
+        peek: bool,
+        label: String,
+    },
+}
+
+fn items_of(names: MacroOrMessageDataItemNames<'_>) -> Result<Vec<Item>, Refusal> {
+    let names = match names {
+        MacroOrMessageDataItemNames::Macro(m) => {
+            let mut v =
+                vec![MessageDataItemName::Flags, MessageDataItemName::InternalDate, MessageDataItemName::Rfc822Size];
+            if matches!(m, Macro::All | Macro::Full) {
+                v.push(MessageDataItemName::Envelope);
+            }
+            if matches!(m, Macro::Full) {
+                v.push(MessageDataItemName::Body);
+            }
+            v
+        }
+        MacroOrMessageDataItemNames::MessageDataItemNames(v) => v,
+    };
+    let mut items = Vec::new();
+    for n in names {
+        items.push(match n {
+            MessageDataItemName::Uid => Item::Uid,
+            MessageDataItemName::Flags => Item::Flags,
+            MessageDataItemName::InternalDate => Item::InternalDate,
+            MessageDataItemName::Rfc822Size => Item::Size,
+            MessageDataItemName::Envelope => Item::Envelope,
+            MessageDataItemName::Rfc822 => {
+                Item::Section { section: Section::Full, partial: None, peek: false, label: "RFC822".into() }
+            }
+            MessageDataItemName::Rfc822Header => Item::Section {
+                section: Section::Header(vec![]),
+                partial: None,
+                peek: true,
+                label: "RFC822.HEADER".into(),
+            },
+            MessageDataItemName::Rfc822Text => Item::Section {
+                section: Section::Text(vec![]),
+                partial: None,
+                peek: false,
+                label: "RFC822.TEXT".into(),
+            },
+            MessageDataItemName::BodyExt { section, partial, peek } => {
+                let section = fetch_section(&section);
+                let label = match partial {
+                    Some((o, _)) => format!("BODY[{}]<{o}>", section_label(&section)),
+                    None => format!("BODY[{}]", section_label(&section)),
+                };
+                Item::Section { section, partial: partial.map(|(o, l)| (o, l.get())), peek, label }
+            }
+            other => return Err(Refusal::Bad(format!("FETCH {other:?} is not supported yet"))),
+        });
+    }
+    Ok(items)
+}
+
+impl<B: Backend> Session<B> {
+    async fn fetch(
+        &mut self,
+        set: &SequenceSet,
+        names: MacroOrMessageDataItemNames<'_>,
+        uid: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(String, Outcome), Refusal> {
+        let mut items = items_of(names)?;
+        if uid && !items.iter().any(|i| matches!(i, Item::Uid)) {
+            items.insert(0, Item::Uid);
+        }
+        self.sync(out, if uid { Sync::Full } else { Sync::NoExpunge });
+        let view = self.view.as_ref().expect("selected");
+        let targets = search::resolve(set, uid, view.uids());
+        if targets.is_empty() && !uid {
+            return Err(Refusal::Bad("no such message".into()));
+        }
+        // Reading a body without PEEK sets \Seen, committed before the data is sent.
+        let sets_seen = !view.read_only && items.iter().any(|i| matches!(i, Item::Section { peek: false, .. }));
+        if sets_seen {
+            let idx = self.index_of(&view.mailbox)?;
+            let unseen: Vec<u32> = targets
+                .iter()
+                .filter(|(_, u)| idx.messages.iter().any(|m| m.uid == *u && m.flags & flag::SEEN == 0))
+                .map(|(_, u)| *u)
+                .collect();
+            if !unseen.is_empty() {
+                let op = MailOp::Store {
+                    user: self.user().as_str().into(),
+                    mailbox: view.mailbox.as_str().into(),
+                    uids: unseen,
+                    mode: FlagMode::Add,
+                    flags: flag::SEEN,
+                    keywords: vec![],
+                    unchanged_since: None,
+                };
+                self.propose(op).await?;
+                if !items.iter().any(|i| matches!(i, Item::Flags)) {
+                    items.push(Item::Flags);
+                }
+            }
+        }
+        let view = self.view.as_ref().expect("selected");
+        let idx = self.index_of(&view.mailbox)?;
+        let mut missing = false;
+        let mut reported = Vec::new();
+        for (seq, u) in targets {
+            let Some(meta) = idx.messages.iter().find(|m| m.uid == u) else {
+                missing = true;
+                continue;
+            };
+            let needs_text = items.iter().any(|i| matches!(i, Item::Section { .. } | Item::Envelope));
+            let text = if needs_text {
+                match self.backend().message(self.user(), &view.mailbox, u) {
+                    Ok(Some(t)) => Some(t),
+                    _ => {
+                        missing = true;
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
+            let mut resp = format!("* {seq} FETCH (").into_bytes();
+            for (k, item) in items.iter().enumerate() {
+                if k > 0 {
+                    resp.push(b' ');
+                }
+                match item {
+                    Item::Uid => resp.extend_from_slice(format!("UID {u}").as_bytes()),
+                    Item::Flags => {
+                        resp.extend_from_slice(
+                            format!("FLAGS {}", encode::flags(meta.flags, &meta.keywords)).as_bytes(),
+                        );
+                        reported.push(meta.clone());
+                    }
+                    Item::InternalDate => resp.extend_from_slice(
+                        format!("INTERNALDATE {}", encode::internal_date(meta.internal_date)).as_bytes(),
+                    ),
+                    Item::Size => resp.extend_from_slice(format!("RFC822.SIZE {}", meta.size).as_bytes()),
+                    Item::Envelope => {
+                        resp.extend_from_slice(b"ENVELOPE ");
+                        resp.extend_from_slice(&fetch::envelope(text.as_deref().unwrap_or_default()));
+                    }
+                    Item::Section { section, partial, label, .. } => {
+                        resp.extend_from_slice(label.as_bytes());
+                        resp.push(b' ');
+                        match fetch::section(text.as_deref().unwrap_or_default(), section) {
+                            Some(bytes) => encode::literal(&mut resp, &fetch::partial(bytes, *partial)),
+                            None => resp.extend_from_slice(b"NIL"),
+                        }
+                    }
+                }
+            }
+            resp.extend_from_slice(b")\r\n");
+            out.extend_from_slice(&resp);
+        }
+        let view = self.view.as_mut().expect("selected");
+        for m in &reported {
+            view.reported(m);
+        }
+        if missing {
+            return Ok(("[EXPUNGEISSUED] some messages were expunged meanwhile".into(), Outcome::Continue));
+        }
+        Ok(("FETCH completed".into(), Outcome::Continue))
+    }
+
+    async fn store(
+        &mut self,
+        set: &SequenceSet,
+        kind: StoreType,
+        response: StoreResponse,
+        flags: &[Flag<'_>],
+        uid: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(String, Outcome), Refusal> {
+        let view = self.view.as_ref().expect("selected");
+        if view.read_only {
+            return Err(Refusal::No("[READ-ONLY] mailbox is read-only".into()));
+        }
+        let targets = search::resolve(set, uid, view.uids());
+        let (bits, keywords) = flags_of(flags);
+        let mode = match kind {
+            StoreType::Replace => FlagMode::Set,
+            StoreType::Add => FlagMode::Add,
+            StoreType::Remove => FlagMode::Remove,
+        };
+        if !targets.is_empty() {
+            let op = MailOp::Store {
+                user: self.user().as_str().into(),
+                mailbox: view.mailbox.as_str().into(),
+                uids: targets.iter().map(|(_, u)| *u).collect(),
+                mode,
+                flags: bits,
+                keywords,
+                unchanged_since: None,
+            };
+            self.propose(op).await?;
+        }
+        let view = self.view.as_ref().expect("selected");
+        let idx = self.index_of(&view.mailbox)?;
+        let mut reported = Vec::new();
+        for (seq, u) in &targets {
+            let Some(m) = idx.messages.iter().find(|m| m.uid == *u) else { continue };
+            reported.push(m.clone());
+            if response == StoreResponse::Answer {
+                let uid_part = if uid { format!("UID {u} ") } else { String::new() };
+                line(out, &format!("* {seq} FETCH ({uid_part}FLAGS {})", encode::flags(m.flags, &m.keywords)));
+            }
+        }
+        // .SILENT still tells about changes made by others; ours are known now.
+        let view = self.view.as_mut().expect("selected");
+        for m in &reported {
+            view.reported(m);
+        }
+        self.sync(out, if uid { Sync::Full } else { Sync::NoExpunge });
+        Ok(("STORE completed".into(), Outcome::Continue))
+    }
+
+    async fn copy(
+        &mut self,
+        set: &SequenceSet,
+        mailbox: &Mailbox<'_>,
+        uid: bool,
+        moving: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(String, Outcome), Refusal> {
+        let to = mailbox_name(mailbox).map_err(Refusal::No)?;
+        let view = self.view.as_ref().expect("selected");
+        if moving && view.read_only {
+            return Err(Refusal::No("[READ-ONLY] mailbox is read-only".into()));
+        }
+        if self.backend().index(self.user(), &to).ok().flatten().is_none() {
+            return Err(Refusal::No(format!("[TRYCREATE] no mailbox {to}")));
+        }
+        let uids: Vec<u32> = search::resolve(set, uid, view.uids()).into_iter().map(|(_, u)| u).collect();
+        let verb = if moving { "MOVE" } else { "COPY" };
+        if uids.is_empty() {
+            return Ok((format!("{verb} completed (no messages)"), Outcome::Continue));
+        }
+        let (user, from) = (self.user().as_str().to_string(), view.mailbox.as_str().to_string());
+        let op = if moving {
+            MailOp::Move { user, from, to: to.as_str().into(), uids }
+        } else {
+            MailOp::Copy { user, from, to: to.as_str().into(), uids }
+        };
+        let resp = self.propose(op).await?;
+        let code = match resp {
+            MailResponse::Copied { uid_validity, pairs } if !pairs.is_empty() => {
+                let src: Vec<String> = pairs.iter().map(|p| p.0.to_string()).collect();
+                let dst: Vec<String> = pairs.iter().map(|p| p.1.to_string()).collect();
+                format!("[COPYUID {uid_validity} {} {}] ", src.join(","), dst.join(","))
+            }
+            _ => String::new(),
+        };
+        if moving {
+            // RFC 6851: COPYUID goes in an untagged OK before the EXPUNGEs.
+            if !code.is_empty() {
+                line(out, &format!("* OK {}moved", code));
+            }
+            self.sync(out, Sync::Full);
+            return Ok(("MOVE completed".into(), Outcome::Continue));
+        }
+        self.sync(out, if uid { Sync::Full } else { Sync::NoExpunge });
+        Ok((format!("{code}COPY completed"), Outcome::Continue))
+    }
+}
+
+/// Why a command did not succeed.
+enum Refusal {
+    No(String),
+    Bad(String),
+}

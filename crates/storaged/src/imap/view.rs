@@ -1,0 +1,160 @@
+//! A session's view of its selected mailbox: the message sequence numbers it has told the
+//! client about, and the flags it last reported. Other sessions and deliveries change the
+//! mailbox underneath; [`View::sync`] turns the difference into the untagged responses the
+//! client must see, and expunges are reported only where RFC 3501 §7.4.1 allows, so sequence
+//! numbers stay stable in between. Pure.
+
+use std::collections::HashMap;
+
+use super::encode;
+use crate::mailstore::index::{MailboxIndex, MessageMeta};
+use crate::mailstore::MailboxName;
+
+/// The selected mailbox as the client knows it.
+#[derive(Debug)]
+pub struct View {
+    pub mailbox: MailboxName,
+    pub read_only: bool,
+    pub uid_validity: u32,
+    pub uid_next: u32,
+    /// UIDs by sequence number (index + 1), as last told to the client.
+    uids: Vec<u32>,
+    /// Flags last reported, by UID.
+    known: HashMap<u32, (u8, Vec<String>)>,
+}
+
+/// Which updates a sync may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sync {
+    /// After NOOP, IDLE, CHECK, EXPUNGE and UID commands: everything, expunges included.
+    Full,
+    /// After FETCH, STORE, SEARCH by sequence number: no expunges (numbers must not shift).
+    NoExpunge,
+}
+
+impl View {
+    /// A new view of `index`; returns it and the SELECT/EXAMINE untagged responses.
+    pub fn open(mailbox: MailboxName, read_only: bool, index: &MailboxIndex) -> (Self, Vec<String>) {
+        let uids: Vec<u32> = index.messages.iter().map(|m| m.uid).collect();
+        let known = index.messages.iter().map(|m| (m.uid, (m.flags, m.keywords.clone()))).collect();
+        let first_unseen = index.messages.iter().position(|m| m.flags & crate::mailstore::ops::flag::SEEN == 0);
+        let mut out = vec![
+            format!("* {} EXISTS", uids.len()),
+            "* 0 RECENT".to_string(),
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)".to_string(),
+            if read_only {
+                "* OK [PERMANENTFLAGS ()] read-only".to_string()
+            } else {
+                "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] flags permitted".to_string()
+            },
+            format!("* OK [UIDVALIDITY {}] UIDs valid", index.uid_validity),
+            format!("* OK [UIDNEXT {}] predicted next UID", index.uid_next),
+            format!("* OK [HIGHESTMODSEQ {}] highest", index.highest_modseq.max(1)),
+        ];
+        if let Some(p) = first_unseen {
+            out.push(format!("* OK [UNSEEN {}] first unseen", p + 1));
+        }
+        let view = Self { mailbox, read_only, uid_validity: index.uid_validity, uid_next: index.uid_next, uids, known };
+        (view, out)
+    }
+
+    pub fn exists(&self) -> usize {
+        self.uids.len()
+    }
+
+    pub fn uids(&self) -> &[u32] {
+        &self.uids
+    }
+
+    /// Sequence number of `uid`, if the client knows it.
+    pub fn seq_of(&self, uid: u32) -> Option<usize> {
+        self.uids.binary_search(&uid).ok().map(|i| i + 1)
+    }
+
+    /// Bring the view up to date with `index`, returning the untagged responses.
+    pub fn sync(&mut self, index: &MailboxIndex, mode: Sync) -> Vec<String> {
+        let mut out = Vec::new();
+        let live: HashMap<u32, &MessageMeta> = index.messages.iter().map(|m| (m.uid, m)).collect();
+        if mode == Sync::Full {
+            // Highest first, so each number is still valid when announced.
+            for seq in (1..=self.uids.len()).rev() {
+                let uid = self.uids[seq - 1];
+                if !live.contains_key(&uid) {
+                    out.push(format!("* {seq} EXPUNGE"));
+                    self.uids.remove(seq - 1);
+                    self.known.remove(&uid);
+                }
+            }
+        }
+        for (pos, uid) in self.uids.iter().enumerate() {
+            let Some(m) = live.get(uid) else { continue };
+            let now = (m.flags, m.keywords.clone());
+            if self.known.get(uid) != Some(&now) {
+                out.push(format!("* {} FETCH (UID {uid} FLAGS {})", pos + 1, encode::flags(m.flags, &m.keywords)));
+                self.known.insert(*uid, now);
+            }
+        }
+        let last = self.uids.last().copied().unwrap_or(0);
+        let new: Vec<&MessageMeta> = index.messages.iter().filter(|m| m.uid > last).collect();
+        if !new.is_empty() {
+            for m in new {
+                self.uids.push(m.uid);
+                self.known.insert(m.uid, (m.flags, m.keywords.clone()));
+            }
+            out.push(format!("* {} EXISTS", self.uids.len()));
+        }
+        self.uid_next = index.uid_next;
+        out
+    }
+
+    /// Record that flags of `uid` were just reported to the client (by FETCH/STORE).
+    pub fn reported(&mut self, m: &MessageMeta) {
+        self.known.insert(m.uid, (m.flags, m.keywords.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(uids: &[(u32, u8)]) -> MailboxIndex {
+        let mut idx = MailboxIndex::new(7, 1);
+        for (uid, flags) in uids {
+            idx.messages.push(MessageMeta {
+                uid: *uid,
+                base: format!("m{uid}"),
+                in_cur: false,
+                flags: *flags,
+                keywords: vec![],
+                size: 10,
+                internal_date: 0,
+                modseq: 1,
+            });
+        }
+        idx.uid_next = uids.last().map_or(1, |u| u.0 + 1);
+        idx
+    }
+
+    #[test]
+    fn expunges_wait_for_a_full_sync_and_count_down() {
+        let (mut v, open) = View::open(MailboxName::inbox(), false, &index(&[(1, 0), (2, 0), (3, 0), (4, 1)]));
+        assert!(open.contains(&"* 4 EXISTS".to_string()));
+        assert!(open.contains(&"* OK [UNSEEN 1] first unseen".to_string()));
+        let after = index(&[(1, 0), (3, 0), (5, 0)]);
+        // During FETCH/STORE/SEARCH: only the new message, numbers unchanged.
+        assert_eq!(v.sync(&after, Sync::NoExpunge), vec!["* 5 EXISTS"]);
+        assert_eq!(v.seq_of(4), Some(4));
+        // NOOP: the expunges, highest first, then nothing new.
+        assert_eq!(v.sync(&after, Sync::Full), vec!["* 4 EXPUNGE", "* 2 EXPUNGE"]);
+        assert_eq!(v.uids(), &[1, 3, 5]);
+        assert!(v.sync(&after, Sync::Full).is_empty());
+    }
+
+    #[test]
+    fn flag_changes_by_others_are_reported_once() {
+        let (mut v, _) = View::open(MailboxName::inbox(), false, &index(&[(1, 0), (2, 0)]));
+        let changed = index(&[(1, 0), (2, crate::mailstore::ops::flag::SEEN)]);
+        assert_eq!(v.sync(&changed, Sync::NoExpunge), vec!["* 2 FETCH (UID 2 FLAGS (\\Seen))"]);
+        assert!(v.sync(&changed, Sync::NoExpunge).is_empty());
+    }
+}
