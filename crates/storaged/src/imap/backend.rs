@@ -20,6 +20,28 @@ pub trait Backend {
     async fn propose(&self, op_id: OpId, op: MailOp) -> Result<MailResponse, String>;
 }
 
+impl<T: Backend> Backend for Arc<T> {
+    fn mailboxes(&self, user: &UserName) -> Vec<MailboxName> {
+        (**self).mailboxes(user)
+    }
+
+    fn subscriptions(&self, user: &UserName) -> Vec<String> {
+        (**self).subscriptions(user)
+    }
+
+    fn index(&self, user: &UserName, mailbox: &MailboxName) -> Result<Option<MailboxIndex>, String> {
+        (**self).index(user, mailbox)
+    }
+
+    fn message(&self, user: &UserName, mailbox: &MailboxName, uid: u32) -> Result<Option<Vec<u8>>, String> {
+        (**self).message(user, mailbox, uid)
+    }
+
+    async fn propose(&self, op_id: OpId, op: MailOp) -> Result<MailResponse, String> {
+        (**self).propose(op_id, op).await
+    }
+}
+
 /// The server's backend: a group this node leads.
 pub struct GroupBackend(pub Arc<Group>);
 

@@ -2,7 +2,7 @@
 //! part numbers and their `MIME` headers, partial ranges) cut from the raw bytes, and the
 //! ENVELOPE built from the parsed header (mail-parser). Pure: bytes in, response bytes out.
 
-use mail_parser::{Address, MessageParser, PartType};
+use mail_parser::{Address, ContentType, Message, MessageParser, MimeHeaders, PartType};
 
 use super::encode;
 
@@ -210,6 +210,132 @@ pub fn envelope(msg: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Nesting beyond this is answered with a flat text part (bounds the recursion).
+const STRUCTURE_DEPTH_MAX: usize = 32;
+
+fn params(out: &mut Vec<u8>, ct: Option<&ContentType<'_>>) {
+    let attrs = ct.and_then(|c| c.attributes()).unwrap_or_default();
+    if attrs.is_empty() {
+        out.extend_from_slice(b"NIL");
+        return;
+    }
+    out.push(b'(');
+    for (k, a) in attrs.iter().enumerate() {
+        if k > 0 {
+            out.push(b' ');
+        }
+        encode::string(out, a.name.as_bytes());
+        out.push(b' ');
+        encode::string(out, a.value.as_bytes());
+    }
+    out.push(b')');
+}
+
+/// Extension data shared by single and multi parts: disposition, language, location.
+fn extension_tail(out: &mut Vec<u8>, part: &mail_parser::MessagePart<'_>) {
+    out.push(b' ');
+    match part.content_disposition() {
+        Some(d) => {
+            out.push(b'(');
+            encode::string(out, d.ctype().as_bytes());
+            out.push(b' ');
+            params(out, Some(d));
+            out.push(b')');
+        }
+        None => out.extend_from_slice(b"NIL"),
+    }
+    out.push(b' ');
+    match part.content_language().as_text() {
+        Some(l) => encode::string(out, l.as_bytes()),
+        None => out.extend_from_slice(b"NIL"),
+    }
+    out.push(b' ');
+    encode::nstring(out, part.content_location().map(str::as_bytes));
+}
+
+fn structure(parsed: &Message<'_>, raw: &[u8], id: usize, ext: bool, depth: usize, out: &mut Vec<u8>) {
+    let Some(part) = parsed.parts.get(id) else {
+        out.extend_from_slice(b"NIL");
+        return;
+    };
+    let (b, e) = (part.offset_body as usize, (part.offset_end as usize).min(raw.len()));
+    let body = raw.get(b.min(e)..e).unwrap_or_default();
+    if let (PartType::Multipart(children), true) = (&part.body, depth < STRUCTURE_DEPTH_MAX) {
+        if !children.is_empty() {
+            out.push(b'(');
+            for c in children {
+                structure(parsed, raw, *c as usize, ext, depth + 1, out);
+            }
+            out.push(b' ');
+            let subtype = part.content_type().and_then(|c| c.subtype()).unwrap_or("mixed");
+            encode::string(out, subtype.as_bytes());
+            if ext {
+                out.push(b' ');
+                params(out, part.content_type());
+                extension_tail(out, part);
+            }
+            out.push(b')');
+            return;
+        }
+    }
+    let ct = part.content_type();
+    let ctype = ct.map_or("text", |c| c.ctype());
+    let subtype = ct.and_then(|c| c.subtype()).unwrap_or("plain");
+    out.push(b'(');
+    encode::string(out, ctype.as_bytes());
+    out.push(b' ');
+    encode::string(out, subtype.as_bytes());
+    out.push(b' ');
+    if ct.is_none() {
+        out.extend_from_slice(b"(\"charset\" \"us-ascii\")");
+    } else {
+        params(out, ct);
+    }
+    out.push(b' ');
+    encode::nstring(out, part.content_id().map(str::as_bytes));
+    out.push(b' ');
+    encode::nstring(out, part.content_description().map(str::as_bytes));
+    out.push(b' ');
+    encode::string(out, part.content_transfer_encoding().unwrap_or("7bit").as_bytes());
+    out.extend_from_slice(format!(" {}", body.len()).as_bytes());
+    let lines = body.iter().filter(|c| **c == b'\n').count();
+    if ctype.eq_ignore_ascii_case("message") && subtype.eq_ignore_ascii_case("rfc822") && depth < STRUCTURE_DEPTH_MAX {
+        out.push(b' ');
+        out.extend_from_slice(&envelope(body));
+        out.push(b' ');
+        bodystructure_at(body, ext, depth + 1, out);
+        out.extend_from_slice(format!(" {lines}").as_bytes());
+    } else if ctype.eq_ignore_ascii_case("text") {
+        out.extend_from_slice(format!(" {lines}").as_bytes());
+    }
+    if ext {
+        out.extend_from_slice(b" NIL");
+        extension_tail(out, part);
+    }
+    out.push(b')');
+}
+
+fn bodystructure_at(msg: &[u8], ext: bool, depth: usize, out: &mut Vec<u8>) {
+    match MessageParser::default().parse(msg) {
+        Some(parsed) => structure(&parsed, msg, 0, ext, depth, out),
+        None => {
+            let (_, body) = split_header(msg);
+            let lines = body.iter().filter(|c| **c == b'\n').count();
+            out.extend_from_slice(
+                format!("(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" {} {lines})", body.len())
+                    .as_bytes(),
+            );
+        }
+    }
+}
+
+/// BODYSTRUCTURE (`extensible`) or BODY of a message (RFC 3501 §7.4.2).
+pub fn bodystructure(msg: &[u8], extensible: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    bodystructure_at(msg, extensible, 0, &mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,6 +370,30 @@ first part\r\n--b\r\nContent-Type: application/octet-stream\r\n\r\nsecond\r\n--b
         assert!(text(section(MULTI, &Section::Mime(vec![2]))).contains("application/octet-stream"));
         assert_eq!(section(MULTI, &Section::Part(vec![3])), None);
         assert_eq!(section(MULTI, &Section::Part(vec![1, 1, 1])), None);
+    }
+
+    #[test]
+    fn body_structures() {
+        let s = String::from_utf8(bodystructure(SIMPLE, true)).unwrap();
+        assert_eq!(s, "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 11 1 NIL NIL NIL NIL)");
+        let s = String::from_utf8(bodystructure(MULTI, false)).unwrap();
+        assert!(s.starts_with("((\"text\" \"plain\" NIL NIL NIL \"7bit\" "), "{s}");
+        assert!(s.contains("(\"application\" \"octet-stream\" NIL NIL NIL \"7bit\" "), "{s}");
+        assert!(s.ends_with(" \"mixed\")"), "{s}");
+        let s = String::from_utf8(bodystructure(MULTI, true)).unwrap();
+        assert!(s.ends_with(" \"mixed\" (\"boundary\" \"b\") NIL NIL NIL)"), "{s}");
+        let nested = [b"Content-Type: message/rfc822\r\n\r\n".as_slice(), SIMPLE].concat();
+        let s = String::from_utf8(bodystructure(&nested, false)).unwrap();
+        assert!(s.starts_with("(\"message\" \"rfc822\" NIL NIL NIL \"7bit\" "), "{s}");
+        assert!(s.contains("\"<1@x>\") (\"text\" \"plain\""), "{s}");
+        // Deep nesting and garbage stay bounded and never panic.
+        let mut deep = b"x".to_vec();
+        for _ in 0..200 {
+            deep = [b"Content-Type: message/rfc822\r\n\r\n".as_slice(), &deep].concat();
+        }
+        let _ = bodystructure(&deep, true);
+        let _ = bodystructure(b"", true);
+        let _ = bodystructure(b"\xff\r\n\r\n", false);
     }
 
     #[test]

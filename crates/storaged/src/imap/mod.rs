@@ -12,3 +12,6 @@ pub mod session;
 pub mod view;
 
 pub use server::serve;
+
+#[cfg(test)]
+mod session_tests;

@@ -7,8 +7,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use imap_codec::decode::Decoder;
-use imap_codec::CommandCodec;
 use tokio::io::{AsyncBufRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -119,14 +117,7 @@ async fn handle(stream: TcpStream, peer: SocketAddr, node: Arc<Node>) -> std::io
                 return Ok(());
             }
         }
-        let (out, outcome) = match CommandCodec::default().decode(&bytes) {
-            Ok((_, cmd)) => session.command(cmd).await,
-            Err(e) => {
-                tracing::debug!(error = ?e, command = %String::from_utf8_lossy(&bytes[..bytes.len().min(200)]), "IMAP syntax error");
-                let tag = tag_of(&bytes).unwrap_or("*");
-                (format!("{tag} BAD syntax error in command\r\n").into_bytes(), Outcome::Continue)
-            }
-        };
+        let (out, outcome) = session.input(&bytes).await;
         wr.write_all(&out).await?;
         let mut outcome = outcome;
         // Follow-ups (login checks, SASL continuation) may chain.

@@ -264,6 +264,18 @@ impl<B: Backend> Session<B> {
         }
     }
 
+    /// Handle one complete command as read from the client (literals included).
+    pub async fn input(&mut self, bytes: &[u8]) -> Reply {
+        use imap_codec::decode::Decoder;
+        match imap_codec::CommandCodec::default().decode(bytes) {
+            Ok((b"", cmd)) => self.command(cmd).await,
+            _ => {
+                let tag = super::framing::tag_of(bytes).unwrap_or("*");
+                tagged(tag, "BAD", "syntax error in command")
+            }
+        }
+    }
+
     /// Handle one parsed command.
     pub async fn command(&mut self, cmd: Command<'_>) -> Reply {
         let tag = cmd.tag.as_ref().to_string();
@@ -707,6 +719,8 @@ enum Item {
     InternalDate,
     Size,
     Envelope,
+    /// BODYSTRUCTURE (`true`) or BODY.
+    Structure(bool),
     /// `BODY[...]`/`BINARY`-less sections; `label` is what the response repeats.
     Section {
         section: Section,
@@ -739,6 +753,8 @@ fn items_of(names: MacroOrMessageDataItemNames<'_>) -> Result<Vec<Item>, Refusal
             MessageDataItemName::InternalDate => Item::InternalDate,
             MessageDataItemName::Rfc822Size => Item::Size,
             MessageDataItemName::Envelope => Item::Envelope,
+            MessageDataItemName::BodyStructure => Item::Structure(true),
+            MessageDataItemName::Body => Item::Structure(false),
             MessageDataItemName::Rfc822 => {
                 Item::Section { section: Section::Full, partial: None, peek: false, label: "RFC822".into() }
             }
@@ -820,7 +836,8 @@ impl<B: Backend> Session<B> {
                 missing = true;
                 continue;
             };
-            let needs_text = items.iter().any(|i| matches!(i, Item::Section { .. } | Item::Envelope));
+            let needs_text =
+                items.iter().any(|i| matches!(i, Item::Section { .. } | Item::Envelope | Item::Structure(_)));
             let text = if needs_text {
                 match self.backend().message(self.user(), &view.mailbox, u) {
                     Ok(Some(t)) => Some(t),
@@ -852,6 +869,10 @@ impl<B: Backend> Session<B> {
                     Item::Envelope => {
                         resp.extend_from_slice(b"ENVELOPE ");
                         resp.extend_from_slice(&fetch::envelope(text.as_deref().unwrap_or_default()));
+                    }
+                    Item::Structure(ext) => {
+                        resp.extend_from_slice(if *ext { b"BODYSTRUCTURE " } else { b"BODY " });
+                        resp.extend_from_slice(&fetch::bodystructure(text.as_deref().unwrap_or_default(), *ext));
                     }
                     Item::Section { section, partial, label, .. } => {
                         resp.extend_from_slice(label.as_bytes());

@@ -1,0 +1,275 @@
+//! The IMAP session without sockets: commands as bytes in, responses out, over a real
+//! store (no replication). Grouped by what RFC 3501/9051 require.
+
+use std::sync::Arc;
+
+use super::backend::{Backend, StoreBackend};
+use super::session::{Offer, Outcome, Session};
+use crate::mailstore::{MailOp, MailboxName, OpId, Store, UserName};
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    backend: Arc<StoreBackend>,
+}
+
+const USER: &str = "alice@example.edu";
+
+fn harness() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("mail"), "g").unwrap();
+    Harness { _dir: dir, backend: Arc::new(StoreBackend::new(store)) }
+}
+
+fn offer() -> Offer {
+    Offer { starttls: false, plaintext_auth: true, append_limit: 1 << 20 }
+}
+
+impl Harness {
+    async fn session(&self) -> Session<Arc<StoreBackend>> {
+        let mut s = Session::new(offer());
+        let (out, outcome) = s.input(b"a0 LOGIN alice@example.edu secret\r\n").await;
+        assert!(out.is_empty());
+        let Outcome::Login { tag, creds } = outcome else { panic!("{outcome:?}") };
+        assert_eq!((creds.authcid.as_str(), creds.password.as_str()), (USER, "secret"));
+        let (out, _) = s.logged_in(&tag, UserName::parse(USER).unwrap(), self.backend.clone()).await;
+        assert!(text(&out).starts_with("a0 OK [CAPABILITY"), "{}", text(&out));
+        s
+    }
+
+    async fn deliver(&self, body: &str) {
+        let op = MailOp::Deliver { recipients: vec![USER.into()], internal_date: 1_700_000_000, message: body.into() };
+        self.backend.propose(OpId::digest(&[body.as_bytes()]), op).await.unwrap();
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+async fn run(s: &mut Session<Arc<StoreBackend>>, cmd: &str) -> String {
+    let (out, outcome) = s.input(format!("{cmd}\r\n").as_bytes()).await;
+    assert!(matches!(outcome, Outcome::Continue | Outcome::Logout), "{cmd}: {outcome:?}");
+    text(&out)
+}
+
+fn tagged_status(out: &str, tag: &str) -> String {
+    out.lines().find(|l| l.starts_with(&format!("{tag} "))).unwrap_or_else(|| panic!("no {tag} in {out}")).to_string()
+}
+
+#[tokio::test]
+async fn rfc3501_6_1_any_state_and_not_authenticated() {
+    let mut s: Session<Arc<StoreBackend>> = Session::new(offer());
+    let out = run(&mut s, "c1 CAPABILITY").await;
+    assert!(out.contains("IMAP4rev1") && out.contains("AUTH=PLAIN") && out.contains("IDLE"), "{out}");
+    assert!(run(&mut s, "c2 NOOP").await.starts_with("c2 OK"));
+    for cmd in ["c3 SELECT INBOX", "c4 LIST \"\" *", "c5 FETCH 1 FLAGS", "c6 APPEND INBOX {1+}\r\nx"] {
+        assert!(tagged_status(&run(&mut s, cmd).await, cmd.split(' ').next().unwrap()).contains("BAD"), "{cmd}");
+    }
+    let mut closed: Session<Arc<StoreBackend>> = Session::new(Offer { plaintext_auth: false, ..offer() });
+    assert!(run(&mut closed, "c7 CAPABILITY").await.contains("LOGINDISABLED"));
+    assert!(run(&mut closed, "c8 LOGIN a b").await.starts_with("c8 NO [PRIVACYREQUIRED]"));
+    let out = run(&mut s, "c9 LOGOUT").await;
+    assert!(out.starts_with("* BYE") && out.contains("c9 OK"));
+}
+
+#[tokio::test]
+async fn authenticate_plain_with_and_without_initial_response() {
+    let mut s: Session<Arc<StoreBackend>> = Session::new(offer());
+    // "\0alice@example.edu\0pw" in base64.
+    let (_, outcome) = s.input(b"x1 AUTHENTICATE PLAIN AGFsaWNlQGV4YW1wbGUuZWR1AHB3\r\n").await;
+    assert!(matches!(outcome, Outcome::Login { ref tag, ref creds } if tag == "x1" && creds.authcid == USER));
+    let (_, outcome) = s.input(b"x2 AUTHENTICATE PLAIN\r\n").await;
+    assert_eq!(outcome, Outcome::SaslContinue { tag: "x2".into() });
+    let (out, _) = s.sasl_response("x2", b"*");
+    assert!(text(&out).starts_with("x2 BAD"));
+    let (out, _) = s.sasl_response("x2", b"not base64!");
+    assert!(text(&out).starts_with("x2 NO [AUTHENTICATIONFAILED]"));
+    let (out, _) = s.input(b"x3 AUTHENTICATE CRAM-MD5\r\n").await;
+    assert!(text(&out).starts_with("x3 NO"));
+}
+
+#[tokio::test]
+async fn first_login_creates_inbox_and_special_use_mailboxes() {
+    let h = harness();
+    let mut s = h.session().await;
+    let out = run(&mut s, "l1 LIST \"\" *").await;
+    for (name, attr) in [
+        ("INBOX", ""),
+        ("Sent", "\\Sent"),
+        ("Drafts", "\\Drafts"),
+        ("Trash", "\\Trash"),
+        ("Junk", "\\Junk"),
+        ("Archive", "\\Archive"),
+    ] {
+        assert!(out.lines().any(|l| l.ends_with(&format!("\"{name}\"")) && l.contains(attr)), "{name}: {out}");
+    }
+    assert!(run(&mut s, "l2 LIST \"\" \"\"").await.starts_with("* LIST (\\Noselect) \"/\" \"\""));
+    // A second session does not create them again.
+    let mut again = h.session().await;
+    assert!(run(&mut again, "l3 LIST \"\" %").await.lines().filter(|l| l.starts_with("* LIST")).count() == 6);
+}
+
+#[tokio::test]
+async fn rfc3501_6_3_mailbox_management() {
+    let h = harness();
+    let mut s = h.session().await;
+    assert!(run(&mut s, "m1 CREATE Work").await.starts_with("m1 OK"));
+    assert!(run(&mut s, "m2 CREATE Work/2026").await.starts_with("m2 OK"));
+    assert!(run(&mut s, "m3 CREATE Work").await.starts_with("m3 NO"));
+    assert!(run(&mut s, "m4 CREATE INBOX").await.starts_with("m4 NO"));
+    let out = run(&mut s, "m5 LIST \"\" Work%").await;
+    assert!(out.contains("(\\HasChildren) \"/\" \"Work\"") && !out.contains("2026"), "{out}");
+    assert!(run(&mut s, "m6 LIST Work/ %").await.contains("\"Work/2026\""));
+    assert!(run(&mut s, "m7 RENAME Work/2026 Work/2027").await.starts_with("m7 OK"));
+    assert!(run(&mut s, "m8 DELETE Work/2027").await.starts_with("m8 OK"));
+    assert!(run(&mut s, "m9 DELETE INBOX").await.starts_with("m9 NO"));
+    assert!(run(&mut s, "n1 SUBSCRIBE Work").await.starts_with("n1 OK"));
+    assert!(run(&mut s, "n2 LSUB \"\" *").await.contains("\"Work\""));
+    assert!(run(&mut s, "n3 UNSUBSCRIBE Work").await.starts_with("n3 OK"));
+    assert!(!run(&mut s, "n4 LSUB \"\" *").await.contains("\"Work\""));
+    for evil in ["../x", "a/../../b", ".hidden", "a//b"] {
+        assert!(run(&mut s, &format!("e1 CREATE \"{evil}\"")).await.starts_with("e1 NO"), "{evil}");
+    }
+    let out = run(&mut s, "s1 STATUS Work (MESSAGES UIDNEXT UIDVALIDITY UNSEEN)").await;
+    assert!(out.starts_with("* STATUS \"Work\" (MESSAGES 0 UIDNEXT 1 UIDVALIDITY "), "{out}");
+    assert!(run(&mut s, "s2 STATUS Nope (MESSAGES)").await.starts_with("s2 NO"));
+}
+
+#[tokio::test]
+async fn rfc3501_6_3_11_append_and_select() {
+    let h = harness();
+    let mut s = h.session().await;
+    let out = run(
+        &mut s,
+        "p1 APPEND INBOX (\\Seen $Work) \"14-Mar-2025 15:09:26 +0100\" {21+}\r\nSubject: hi\r\n\r\nbody\r\n",
+    )
+    .await;
+    assert!(out.starts_with("p1 OK [APPENDUID "), "{out}");
+    assert!(run(&mut s, "p2 APPEND Nope {1+}\r\nx").await.starts_with("p2 NO [TRYCREATE]"));
+    let mut small = Session::<Arc<StoreBackend>>::new(Offer { append_limit: 4, ..offer() });
+    let (_, o) = small.input(b"q LOGIN alice@example.edu x\r\n").await;
+    let Outcome::Login { tag, .. } = o else { panic!() };
+    small.logged_in(&tag, UserName::parse(USER).unwrap(), h.backend.clone()).await;
+    assert!(run(&mut small, "p3 APPEND INBOX {10+}\r\n0123456789").await.starts_with("p3 NO [TOOBIG]"));
+    let out = run(&mut s, "p4 SELECT INBOX").await;
+    assert!(out.contains("* 1 EXISTS") && out.contains("[UIDVALIDITY ") && out.contains("p4 OK [READ-WRITE]"), "{out}");
+    let out = run(&mut s, "p5 FETCH 1 (FLAGS INTERNALDATE RFC822.SIZE)").await;
+    assert!(
+        out.contains("FLAGS (\\Seen $Work)")
+            && out.contains("\"14-Mar-2025 14:09:26 +0000\"")
+            && out.contains("RFC822.SIZE 21"),
+        "{out}"
+    );
+    let out = run(&mut s, "p6 EXAMINE INBOX").await;
+    assert!(out.contains("p6 OK [READ-ONLY]"));
+    assert!(run(&mut s, "p7 STORE 1 +FLAGS (\\Flagged)").await.starts_with("p7 NO [READ-ONLY]"));
+    // A failed SELECT leaves nothing selected.
+    assert!(run(&mut s, "p8 SELECT Nope").await.starts_with("p8 NO"));
+    assert!(run(&mut s, "p9 FETCH 1 FLAGS").await.starts_with("p9 BAD"));
+}
+
+#[tokio::test]
+async fn rfc3501_7_4_1_updates_from_other_sessions() {
+    let h = harness();
+    h.deliver("Subject: one\r\n\r\n1\r\n").await;
+    h.deliver("Subject: two\r\n\r\n2\r\n").await;
+    let mut a = h.session().await;
+    let mut b = h.session().await;
+    run(&mut a, "a1 SELECT INBOX").await;
+    run(&mut b, "b1 SELECT INBOX").await;
+    assert!(run(&mut b, "b2 STORE 1 +FLAGS.SILENT (\\Deleted)").await.starts_with("b2 OK"));
+    assert!(run(&mut b, "b3 EXPUNGE").await.contains("* 1 EXPUNGE"));
+    h.deliver("Subject: three\r\n\r\n3\r\n").await;
+    // During FETCH: the new message, but no EXPUNGE: message 1 keeps its number.
+    let out = run(&mut a, "a2 FETCH 2 (UID)").await;
+    assert!(out.contains("* 3 EXISTS") && !out.contains("EXPUNGE"), "{out}");
+    assert!(out.contains("* 2 FETCH (UID 2)"), "{out}");
+    // FETCH of the expunged message, not yet announced: no data, still OK.
+    let out = run(&mut a, "a3 FETCH 1 (BODY.PEEK[])").await;
+    assert!(!out.contains("* 1 FETCH") && tagged_status(&out, "a3").starts_with("a3 OK"), "{out}");
+    // NOOP announces it; numbers shift afterwards.
+    let out = run(&mut a, "a4 NOOP").await;
+    assert!(out.contains("* 1 EXPUNGE"), "{out}");
+    assert!(run(&mut a, "a5 FETCH 1 (UID)").await.contains("* 1 FETCH (UID 2)"));
+    // Flag changes by others arrive as FETCH FLAGS.
+    run(&mut b, "b4 STORE 1 +FLAGS (\\Flagged)").await;
+    assert!(run(&mut a, "a6 NOOP").await.contains("* 1 FETCH (UID 2 FLAGS (\\Flagged))"));
+}
+
+#[tokio::test]
+async fn rfc3501_6_4_fetch_store_search_copy_move_expunge() {
+    let h = harness();
+    h.deliver("From: Ann <ann@example.org>\r\nSubject: Budget\r\n\r\nnumbers inside\r\n").await;
+    h.deliver("From: bob@example.org\r\nSubject: Lunch\r\n\r\nnoon?\r\n").await;
+    let mut s = h.session().await;
+    run(&mut s, "f0 SELECT INBOX").await;
+    let out = run(&mut s, "f1 FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])").await;
+    assert!(out.contains("BODY[HEADER.FIELDS (SUBJECT)] {19}\r\nSubject: Budget\r\n\r\n"), "{out}");
+    let out = run(&mut s, "f2 FETCH 1:* (FLAGS)").await;
+    assert!(out.contains("* 1 FETCH (FLAGS ())") && out.contains("* 2 FETCH (FLAGS ())"), "{out}");
+    let out = run(&mut s, "f3 FETCH 1 (BODY[TEXT])").await;
+    assert!(out.contains("BODY[TEXT] {16}\r\nnumbers inside\r\n") && out.contains("FLAGS (\\Seen)"), "{out}");
+    let out = run(&mut s, "f4 UID FETCH 2 (FLAGS)").await;
+    assert!(out.contains("* 2 FETCH (UID 2 FLAGS ())"), "{out}");
+    let out = run(&mut s, "f5 FETCH 1 (ENVELOPE)").await;
+    assert!(out.contains("ENVELOPE (NIL \"Budget\" ((\"Ann\" NIL \"ann\" \"example.org\"))"), "{out}");
+    assert!(run(&mut s, "f6 FETCH 1 (BODY.PEEK[3])").await.contains("BODY[3] NIL"));
+    assert!(run(&mut s, "f7 FETCH 1 (BODY.PEEK[]<0.4>)").await.contains("BODY[]<0> {4}\r\nFrom"));
+
+    assert_eq!(tagged_status(&run(&mut s, "g1 SEARCH UNSEEN").await, "g1"), "g1 OK SEARCH completed");
+    assert!(run(&mut s, "g2 SEARCH UNSEEN").await.contains("* SEARCH 2\r\n"));
+    assert!(run(&mut s, "g3 SEARCH FROM ann SUBJECT budget").await.contains("* SEARCH 1\r\n"));
+    assert!(run(&mut s, "g4 UID SEARCH OR SEEN BODY noon").await.contains("* SEARCH 1 2\r\n"));
+    assert!(run(&mut s, "g5 SEARCH CHARSET UTF-8 TEXT NOON").await.contains("* SEARCH 2\r\n"));
+    assert!(run(&mut s, "g6 SEARCH CHARSET KOI8-R ALL").await.contains("g6 NO [BADCHARSET"));
+    assert!(run(&mut s, "g7 SEARCH 2:* NOT SEEN").await.contains("* SEARCH 2\r\n"));
+
+    let out = run(&mut s, "h1 STORE 2 +FLAGS (\\Answered $Later)").await;
+    assert!(out.contains("* 2 FETCH (FLAGS (\\Answered $Later))"), "{out}");
+    let out = run(&mut s, "h2 STORE 2 -FLAGS.SILENT ($Later)").await;
+    assert!(!out.contains("FETCH") && out.contains("h2 OK"), "{out}");
+    assert!(run(&mut s, "h3 UID STORE 2 FLAGS (\\Draft)").await.contains("* 2 FETCH (UID 2 FLAGS (\\Draft))"));
+
+    let out = run(&mut s, "i1 COPY 1:2 Archive").await;
+    assert!(out.contains("i1 OK [COPYUID ") && out.contains(" 1,2 1,2]"), "{out}");
+    assert!(run(&mut s, "i2 COPY 1 Nope").await.starts_with("i2 NO [TRYCREATE]"));
+    let out = run(&mut s, "i3 UID MOVE 2 Trash").await;
+    assert!(out.contains("* OK [COPYUID ") && out.contains("* 2 EXPUNGE") && out.contains("i3 OK"), "{out}");
+    run(&mut s, "j1 STORE 1 +FLAGS (\\Deleted)").await;
+    let out = run(&mut s, "j2 UID EXPUNGE 5").await;
+    assert!(!out.contains("EXPUNGE\r\n* ") && !out.contains("* 1 EXPUNGE"), "UID EXPUNGE outside the set: {out}");
+    assert!(run(&mut s, "j3 EXPUNGE").await.contains("* 1 EXPUNGE"));
+    assert!(run(&mut s, "j4 CLOSE").await.starts_with("j4 OK"));
+    assert!(run(&mut s, "j5 FETCH 1 FLAGS").await.starts_with("j5 BAD"));
+    let idx =
+        h.backend.index(&UserName::parse(USER).unwrap(), &MailboxName::parse("Archive").unwrap()).unwrap().unwrap();
+    assert_eq!(idx.messages.len(), 2);
+}
+
+#[tokio::test]
+async fn malformed_commands_get_bad_and_never_panic() {
+    let h = harness();
+    let mut s = h.session().await;
+    run(&mut s, "z0 SELECT INBOX").await;
+    for (cmd, want) in [
+        ("z1 FROBNICATE", "z1 BAD"),
+        ("z2 FETCH", "z2 BAD"),
+        ("z3 FETCH 1 (NOSUCHITEM)", "z3 BAD"),
+        ("z4 FETCH 0 FLAGS", "z4 BAD"),
+        ("z5 FETCH 99 FLAGS", "z5 BAD"),
+        ("z6 STORE 1 +FLAGS", "z6 BAD"),
+        ("z7 SEARCH", "z7 BAD"),
+        ("z8 SELECT", "z8 BAD"),
+        ("z9 LOGIN again", "z9 BAD"),
+        ("* NOOP", "* BAD"),
+        ("", "* BAD"),
+        ("y1 FETCH 1:4294967295 FLAGS", "y1 "),
+        ("y2 SEARCH UID 1:*,*:1,999999999", "y2 OK"),
+        ("y3 SEARCH NOT NOT NOT NOT ALL", "y3 OK"),
+    ] {
+        let out = run(&mut s, cmd).await;
+        assert!(out.lines().any(|l| l.starts_with(want)), "{cmd:?}: {out}");
+    }
+    let (out, _) = s.input(b"\xff\xfe garbage\r\n").await;
+    assert!(text(&out).starts_with("* BAD"));
+}
