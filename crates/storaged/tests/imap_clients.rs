@@ -1,0 +1,136 @@
+//! Independent IMAP clients against a real storaged group: mbsync (isync) syncs a
+//! 1,000-message mailbox down, pushes flag changes, a deletion and a new message up, and
+//! syncs again, twice, without duplicates; curl fetches a message by UID.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use support::{password, Cluster, Lmtp};
+
+const MESSAGES: usize = 1000;
+
+fn deliver_many(lmtp: &str, to: &str, n: usize) {
+    let mut c = Lmtp::connect(lmtp);
+    assert!(c.cmd("LHLO test").starts_with("250"));
+    for k in 0..n {
+        assert!(c.cmd("MAIL FROM:<sender@example.org>").starts_with("250"));
+        assert!(c.cmd(&format!("RCPT TO:<{to}>")).starts_with("250"));
+        assert!(c.cmd("DATA").starts_with("354"));
+        c.send(
+            format!("From: sender@example.org\r\nSubject: message {k}\r\nMessage-ID: <m{k}@example.org>\r\n\r\nbody {k}\r\n.\r\n")
+                .as_bytes(),
+        );
+        let r = c.reply();
+        assert!(r.starts_with("250"), "{r}");
+    }
+}
+
+/// Message files of a Maildir folder (`cur` and `new`).
+fn maildir_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    ["cur", "new"]
+        .iter()
+        .flat_map(|sub| std::fs::read_dir(dir.join(sub)).into_iter().flatten().flatten().map(|e| e.path()))
+        .collect()
+}
+
+fn message_id(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines().find_map(|l| l.strip_prefix("Message-ID: ")).unwrap_or_else(|| panic!("{path:?}")).trim().to_string()
+}
+
+fn mbsync(rc: &Path) {
+    let out = Command::new("mbsync").arg("-c").arg(rc).arg("-a").output().unwrap();
+    assert!(
+        out.status.success(),
+        "mbsync failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn mbsync_and_curl_interoperate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = Cluster::start(tmp.path(), 3, 4, "");
+    let leader = c.wait_leader(Duration::from_secs(30));
+    let user = "user1@example.edu";
+    deliver_many(&c.lmtp[leader], user, MESSAGES);
+
+    let (host, port) = c.imap[leader].rsplit_once(':').unwrap();
+    let local = tmp.path().join("local");
+    std::fs::create_dir_all(&local).unwrap();
+    let rc = tmp.path().join("mbsyncrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "IMAPAccount test\nHost {host}\nPort {port}\nUser {user}\nPass {pw}\nSSLType None\nAuthMechs PLAIN LOGIN\n\n\
+             IMAPStore remote\nAccount test\n\n\
+             MaildirStore local\nPath {l}/\nInbox {l}/INBOX\nSubFolders Verbatim\n\n\
+             Channel sync\nFar :remote:\nNear :local:\nPatterns INBOX Archive\nCreate Near\nSync All\nExpunge Both\nSyncState *\n",
+            pw = password(1),
+            l = local.display()
+        ),
+    )
+    .unwrap();
+
+    // Down: every message exactly once.
+    mbsync(&rc);
+    let inbox = local.join("INBOX");
+    let files = maildir_files(&inbox);
+    assert_eq!(files.len(), MESSAGES);
+    let ids: BTreeSet<String> = files.iter().map(|p| message_id(p)).collect();
+    assert_eq!(ids.len(), MESSAGES, "duplicates after the first sync");
+
+    // Up: flag two messages, delete one, add one.
+    let mut sorted = files.clone();
+    sorted.sort();
+    for p in &sorted[..2] {
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        let base = name.split(":2,").next().unwrap().to_string();
+        std::fs::rename(p, inbox.join("cur").join(format!("{base}:2,FS"))).unwrap();
+    }
+    let deleted_id = message_id(&sorted[2]);
+    std::fs::remove_file(&sorted[2]).unwrap();
+    std::fs::write(
+        inbox.join("new").join("1700000000.local.host"),
+        "From: user1@example.edu\r\nSubject: written offline\r\nMessage-ID: <offline@example.edu>\r\n\r\nhi\r\n",
+    )
+    .unwrap();
+    mbsync(&rc);
+    mbsync(&rc);
+
+    let files = maildir_files(&inbox);
+    let ids: Vec<String> = files.iter().map(|p| message_id(p)).collect();
+    let unique: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(ids.len(), MESSAGES, "local count after syncing up twice");
+    assert_eq!(unique.len(), ids.len(), "local duplicates");
+    assert!(unique.contains(&"<offline@example.edu>".to_string()));
+    assert!(!unique.contains(&deleted_id));
+
+    // The server holds the same set, with the flags that went up.
+    let tree = support::tree(&c.mail_dir(leader));
+    let server = support::message_ids(&tree, user);
+    assert_eq!(server.len(), MESSAGES, "server message count");
+    assert!(server.values().all(|n| *n == 1), "server duplicates");
+    assert!(server.contains_key("<offline@example.edu>") && !server.contains_key(&deleted_id));
+    let flagged = tree
+        .keys()
+        .filter(|p| p.starts_with(&format!("users/{user}/Maildir/cur/")) && p.ends_with(":2,FS"))
+        .count();
+    assert_eq!(flagged, 2, "flags did not go up");
+
+    // curl: fetch one message by UID over IMAP.
+    let url = format!("imap://{}/INBOX;UID=5", c.imap[leader]);
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "20", "--user", &format!("{user}:{}", password(1)), &url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "curl failed: {}", String::from_utf8_lossy(&out.stderr));
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(body.contains("Subject: message 4") && body.contains("body 4"), "{body}");
+    c.kill(leader);
+}
