@@ -4,6 +4,9 @@
 
 pub mod closed_loop;
 pub mod lmtp_load;
+pub mod paired;
+pub mod peers;
+pub mod procs;
 pub mod raw_log;
 pub mod sinks;
 pub mod stats;

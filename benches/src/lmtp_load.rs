@@ -65,6 +65,28 @@ impl Conn {
     }
 }
 
+/// Deliver `per_user` messages of about `size` bytes to each of `users` users, one
+/// connection; the subjects are `message {k}`. Fails on the first refused delivery.
+pub fn fill(addr: &str, users: usize, per_user: usize, size: usize) -> std::io::Result<()> {
+    let mut c = Conn::open(addr)?;
+    for u in 0..users {
+        for k in 0..per_user {
+            let mut body = format!(
+                "From: bench@example.org\r\nSubject: message {k}\r\nMessage-ID: <fill-{u}-{k}@example.org>\r\n\r\n"
+            )
+            .into_bytes();
+            while body.len() + 78 <= size {
+                body.extend_from_slice(&[b'y'; 76]);
+                body.extend_from_slice(b"\r\n");
+            }
+            if !c.deliver(&format!("user{u}@example.edu"), &body)? {
+                return Err(std::io::Error::other(format!("delivery to user{u} refused")));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A message of about `size` bytes; lines never start with a dot.
 pub fn message(n: u64, size: usize) -> Vec<u8> {
     let mut m = format!("From: bench@example.org\r\nSubject: bench {n}\r\nMessage-ID: <bench-{n}@example.org>\r\n\r\n")

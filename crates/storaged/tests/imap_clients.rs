@@ -117,10 +117,8 @@ fn mbsync_and_curl_interoperate() {
     assert_eq!(server.len(), MESSAGES, "server message count");
     assert!(server.values().all(|n| *n == 1), "server duplicates");
     assert!(server.contains_key("<offline@example.edu>") && !server.contains_key(&deleted_id));
-    let flagged = tree
-        .keys()
-        .filter(|p| p.starts_with(&format!("users/{user}/Maildir/cur/")) && p.ends_with(":2,FS"))
-        .count();
+    let flagged =
+        tree.keys().filter(|p| p.starts_with(&format!("users/{user}/Maildir/cur/")) && p.ends_with(":2,FS")).count();
     assert_eq!(flagged, 2, "flags did not go up");
 
     // curl: fetch one message by UID over IMAP.

@@ -1,5 +1,6 @@
-//! `tools`: `mailctl` and `aoectl`.
-//!
-//! Not implemented yet (issues 3 and 8). This crate is an empty member of the workspace so
-//! the layout matches the architecture; it exports nothing and must not be used as if it
-//! worked.
+//! Tools for operators and tests. Now: `imap-load`, an IMAP load generator that can target
+//! any server (ours or a peer such as Dovecot). `mailctl` (issue 8) and `aoectl` (issue 3)
+//! are not implemented yet.
+
+pub mod imap_client;
+pub mod imap_load;

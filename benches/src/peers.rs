@@ -1,0 +1,94 @@
+//! The servers a benchmark compares: a 3-replica storaged group and a Dovecot instance,
+//! each in its own directory on loopback ports, with the same users and password.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use anyhow::bail;
+
+use crate::procs::{free_port, spawn, Procs};
+
+/// The password every benchmark user has on both servers.
+pub const PASSWORD: &str = "bench-pw";
+
+/// Addresses of one storaged node.
+pub struct Node {
+    pub pid: u32,
+    pub lmtp: String,
+    pub imap: String,
+}
+
+/// Start a 3-node storaged group serving `users` users (`user{n}@example.edu`).
+pub fn start_storaged(dir: &Path, users: usize, procs: &mut Procs) -> anyhow::Result<Vec<Node>> {
+    let bin = std::env::current_exe()?.with_file_name("storaged");
+    if !bin.exists() {
+        bail!("{} missing: cargo build --release -p storaged", bin.display());
+    }
+    let port = |_| format!("127.0.0.1:{}", free_port());
+    let raft: Vec<String> = (0..3).map(port).collect();
+    let lmtp: Vec<String> = (0..3).map(port).collect();
+    let imap: Vec<String> = (0..3).map(port).collect();
+    let members: String =
+        (0..3).map(|i| format!("  {{ id = {}, raft = \"{}\", lmtp = \"{}\" }},\n", i + 1, raft[i], lmtp[i])).collect();
+    let users_txt: String = (0..users).map(|u| format!("user{u}@example.edu {{PLAIN}}{PASSWORD}\n")).collect();
+    std::fs::write(dir.join("users.txt"), users_txt)?;
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        let cfg = format!(
+            "node_id = {id}\ndata_dir = \"data{id}\"\ncluster_key = \"bench\"\nusers_file = \"users.txt\"\n\
+             [listen]\nraft = \"{r}\"\nlmtp = \"{l}\"\nimap = \"{m}\"\n[limits]\nconnections_max = 4096\n\
+             [[groups]]\nname = \"bench\"\nmembers = [\n{members}]\n",
+            id = i + 1,
+            r = raft[i],
+            l = lmtp[i],
+            m = imap[i]
+        );
+        let path = dir.join(format!("node{}.toml", i + 1));
+        std::fs::write(&path, cfg)?;
+        let log = std::fs::File::create(dir.join(format!("node{}.log", i + 1)))?;
+        let child = spawn(
+            Command::new(&bin).arg("--config").arg(&path).env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(log),
+        )?;
+        nodes.push(Node { pid: child.id(), lmtp: lmtp[i].clone(), imap: imap[i].clone() });
+        procs.0.push(child);
+    }
+    Ok(nodes)
+}
+
+/// A running Dovecot.
+pub struct Dovecot {
+    pub pid: u32,
+    pub lmtp: String,
+    pub imap: String,
+}
+
+/// Start Dovecot (Debian's 2.3) with LMTP and IMAP into one Maildir per user, default
+/// fsync settings, every user with [`PASSWORD`].
+pub fn start_dovecot(dir: &Path, procs: &mut Procs) -> anyhow::Result<Dovecot> {
+    let (lmtp_port, imap_port) = (free_port(), free_port());
+    let mail = dir.join("mail");
+    std::fs::create_dir_all(&mail)?;
+    std::fs::create_dir_all(dir.join("run"))?;
+    Command::new("chown").arg("-R").arg("mail:mail").arg(&mail).status()?;
+    let conf = format!(
+        "protocols = lmtp imap\nlisten = 127.0.0.1\nbase_dir = {d}/run\nstate_dir = {d}/state\nlog_path = {d}/dovecot.log\n\
+         ssl = no\nfirst_valid_uid = 8\npostmaster_address = postmaster@example.edu\n\
+         disable_plaintext_auth = no\nauth_mechanisms = plain login\n\
+         default_process_limit = 2000\ndefault_client_limit = 4000\n\
+         mail_location = maildir:{m}/%u/Maildir\n\
+         userdb {{\n  driver = static\n  args = uid=mail gid=mail home={m}/%u\n}}\n\
+         passdb {{\n  driver = static\n  args = password={PASSWORD}\n}}\n\
+         service lmtp {{\n  inet_listener lmtp {{\n    address = 127.0.0.1\n    port = {lmtp_port}\n  }}\n}}\n\
+         service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {imap_port}\n  }}\n  \
+           inet_listener imaps {{\n    port = 0\n  }}\n  service_count = 0\n  process_min_avail = 2\n}}\n\
+         service imap {{\n  process_limit = 2000\n}}\nprotocol imap {{\n  mail_max_userip_connections = 2000\n}}\n\
+         service anvil {{\n  chroot =\n}}\n",
+        d = dir.display(),
+        m = mail.display()
+    );
+    std::fs::write(dir.join("dovecot.conf"), conf)?;
+    let child = spawn(Command::new("/usr/sbin/dovecot").arg("-F").arg("-c").arg(dir.join("dovecot.conf")))?;
+    let pid = child.id();
+    procs.0.push(child);
+    Ok(Dovecot { pid, lmtp: format!("127.0.0.1:{lmtp_port}"), imap: format!("127.0.0.1:{imap_port}") })
+}

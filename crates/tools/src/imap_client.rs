@@ -1,0 +1,113 @@
+//! A minimal blocking IMAP client for load generation: send a tagged command, read
+//! untagged data (including literals) up to the tagged status. Every read is bounded by a
+//! timeout and every literal by a size limit.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// Largest literal accepted in a response.
+const LITERAL_MAX: usize = 64 << 20;
+
+/// One connection.
+pub struct Client {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+    tag: u64,
+}
+
+/// A command's result: the tagged status (`OK`/`NO`/`BAD`) and the bytes before it.
+pub struct Answer {
+    pub status: String,
+    /// The tagged line after the tag.
+    pub text: String,
+    pub data: Vec<u8>,
+}
+
+impl Answer {
+    pub fn ok(&self) -> bool {
+        self.status == "OK"
+    }
+}
+
+impl Client {
+    /// Connect and read the greeting.
+    pub fn connect(addr: &str) -> std::io::Result<Self> {
+        let s = TcpStream::connect(addr)?;
+        s.set_nodelay(true)?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let w = s.try_clone()?;
+        let mut c = Self { r: BufReader::new(s), w, tag: 0 };
+        let mut greeting = String::new();
+        c.r.read_line(&mut greeting)?;
+        if !greeting.starts_with("* OK") {
+            return Err(std::io::Error::other(format!("greeting: {greeting}")));
+        }
+        Ok(c)
+    }
+
+    fn read_response(&mut self, tag: &str) -> std::io::Result<Answer> {
+        let mut data = Vec::new();
+        loop {
+            let mut line = Vec::new();
+            if self.r.read_until(b'\n', &mut line)? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            if line.starts_with(tag.as_bytes()) && line.get(tag.len()) == Some(&b' ') {
+                let rest = String::from_utf8_lossy(&line[tag.len() + 1..]).into_owned();
+                let status = rest.split_whitespace().next().unwrap_or("").to_string();
+                return Ok(Answer { status, text: rest.trim_end().to_string(), data });
+            }
+            // A line ending in {n} announces n bytes of literal data.
+            let trimmed = line.strip_suffix(b"\r\n").unwrap_or(&line);
+            data.extend_from_slice(&line);
+            if let Some(open) = trimmed.strip_suffix(b"}").and_then(|t| t.iter().rposition(|b| *b == b'{')) {
+                let n: usize = std::str::from_utf8(&trimmed[open + 1..trimmed.len() - 1])
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .filter(|n| *n <= LITERAL_MAX)
+                    .ok_or_else(|| std::io::Error::other("bad literal"))?;
+                let start = data.len();
+                data.resize(start + n, 0);
+                self.r.read_exact(&mut data[start..])?;
+            }
+        }
+    }
+
+    /// Run one command line (without tag and CRLF).
+    pub fn command(&mut self, cmd: &str) -> std::io::Result<Answer> {
+        self.tag += 1;
+        let tag = format!("t{}", self.tag);
+        self.w.write_all(format!("{tag} {cmd}\r\n").as_bytes())?;
+        self.read_response(&tag)
+    }
+
+    /// APPEND `message` to `mailbox` with a synchronizing literal.
+    pub fn append(&mut self, mailbox: &str, flags: &str, message: &[u8]) -> std::io::Result<Answer> {
+        self.tag += 1;
+        let tag = format!("t{}", self.tag);
+        self.w.write_all(format!("{tag} APPEND {mailbox} ({flags}) {{{}}}\r\n", message.len()).as_bytes())?;
+        let mut line = String::new();
+        self.r.read_line(&mut line)?;
+        if !line.starts_with('+') {
+            let status = line.split_whitespace().nth(1).unwrap_or("BAD").to_string();
+            return Ok(Answer { status, text: line.trim_end().to_string(), data: vec![] });
+        }
+        self.w.write_all(message)?;
+        self.w.write_all(b"\r\n")?;
+        self.read_response(&tag)
+    }
+
+    /// Start IDLE; returns once the server sent its continuation.
+    pub fn idle(&mut self) -> std::io::Result<()> {
+        self.tag += 1;
+        self.w.write_all(format!("t{} IDLE\r\n", self.tag).as_bytes())?;
+        let mut line = String::new();
+        self.r.read_line(&mut line)?;
+        if line.starts_with('+') {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(format!("IDLE refused: {line}")))
+        }
+    }
+}
