@@ -31,6 +31,20 @@ pub struct Listen {
     /// IMAP (optional).
     #[serde(default)]
     pub imap: Option<String>,
+    /// IMAP over implicit TLS (optional; needs `[tls]`).
+    #[serde(default)]
+    pub imaps: Option<String>,
+    /// POP3 over implicit TLS (optional; needs `[tls]`).
+    #[serde(default)]
+    pub pop3s: Option<String>,
+}
+
+/// The certificate the mail access protocols present (STARTTLS, STLS, implicit TLS).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 /// Login policy of the mail access protocols.
@@ -161,6 +175,7 @@ pub struct Config {
     pub raft: RaftTuning,
     #[serde(default)]
     pub auth: AuthConfig,
+    pub tls: Option<TlsConfig>,
     pub groups: Vec<GroupConfig>,
 }
 
@@ -177,7 +192,8 @@ impl Config {
         let mut cfg: Config =
             toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut cfg.cluster_key_file, &mut cfg.users_file].into_iter().flatten() {
+        let tls_files = cfg.tls.as_mut().map(|t| [&mut t.cert_file, &mut t.key_file]).into_iter().flatten();
+        for p in [&mut cfg.cluster_key_file, &mut cfg.users_file].into_iter().flatten().chain(tls_files) {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -217,6 +233,9 @@ impl Config {
             return bad(format!("limits.message_max_bytes above {}", crate::mailstore::store::MESSAGE_MAX));
         }
         self.auth.authenticator()?;
+        if self.tls.is_none() && (self.listen.imaps.is_some() || self.listen.pop3s.is_some()) {
+            return bad("listen.imaps/pop3s need a [tls] section".into());
+        }
         if self.raft.election_min_ms <= self.raft.heartbeat_ms || self.raft.election_max_ms <= self.raft.election_min_ms
         {
             return bad("raft: need heartbeat < election_min < election_max".into());

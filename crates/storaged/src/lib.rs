@@ -13,4 +13,5 @@ pub mod mailstore;
 pub mod node;
 pub mod pop3;
 pub mod raft;
+pub mod tls;
 pub mod users;

@@ -20,6 +20,8 @@ pub struct Node {
     pub users: UserDb,
     pub auth: Authenticator,
     pub limits: Limits,
+    /// The certificate for STARTTLS/STLS and implicit TLS, if configured.
+    pub tls: Option<crate::tls::Tls>,
     /// Set when the node begins to shut down; long-lived sessions say BYE.
     pub stopping: tokio::sync::watch::Sender<bool>,
 }
@@ -43,6 +45,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let lmtp_listener = TcpListener::bind(&cfg.listen.lmtp).await?;
     let pop3_listener = bind_optional(cfg.listen.pop3.as_deref()).await?;
     let imap_listener = bind_optional(cfg.listen.imap.as_deref()).await?;
+    let imaps_listener = bind_optional(cfg.listen.imaps.as_deref()).await?;
+    let pop3s_listener = bind_optional(cfg.listen.pop3s.as_deref()).await?;
+    let tls = match &cfg.tls {
+        Some(t) => Some(crate::tls::Tls::load(&t.cert_file, &t.key_file)?),
+        None => None,
+    };
     let mut groups = HashMap::new();
     let mut rafts = HashMap::new();
     for gcfg in &cfg.groups {
@@ -58,16 +66,23 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         users,
         auth: cfg.auth.authenticator()?,
         limits: cfg.limits.clone(),
+        tls,
         stopping: tokio::sync::watch::Sender::new(false),
     });
     let lmtp_server = tokio::spawn(crate::lmtp::serve(lmtp_listener, node.clone()));
-    let pop3_server = tokio::spawn(serve_optional(pop3_listener, node.clone(), crate::pop3::serve));
-    let imap_server = tokio::spawn(serve_optional(imap_listener, node.clone(), crate::imap::serve));
+    let pop3_server = tokio::spawn(serve_optional(pop3_listener, node.clone(), |l, n| crate::pop3::serve(l, n, false)));
+    let pop3s_server =
+        tokio::spawn(serve_optional(pop3s_listener, node.clone(), |l, n| crate::pop3::serve(l, n, true)));
+    let imap_server = tokio::spawn(serve_optional(imap_listener, node.clone(), |l, n| crate::imap::serve(l, n, false)));
+    let imaps_server =
+        tokio::spawn(serve_optional(imaps_listener, node.clone(), |l, n| crate::imap::serve(l, n, true)));
     tokio::select! {
         r = raft_server => r??,
         r = lmtp_server => r??,
         r = pop3_server => r??,
         r = imap_server => r??,
+        r = pop3s_server => r??,
+        r = imaps_server => r??,
         _ = shutdown_signal() => {
             tracing::info!("shutting down: checkpointing");
             node.stopping.send_replace(true);

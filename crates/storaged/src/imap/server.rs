@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::backend::GroupBackend;
@@ -17,6 +17,7 @@ use crate::auth::{LoginError, PlainCredentials};
 use crate::group::Group;
 use crate::line::{read_line_within, Line};
 use crate::node::Node;
+use crate::tls::Conn;
 
 /// Longest command line between literals.
 const COMMAND_LINE_MAX: usize = 64 * 1024;
@@ -25,11 +26,12 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(31 * 60);
 /// How often an idling session checks that its node still leads the mailhost.
 const LEADER_CHECK: Duration = Duration::from_secs(1);
 
-/// Serve IMAP on `listener` until it fails.
-pub async fn serve(listener: TcpListener, node: Arc<Node>) -> std::io::Result<()> {
+/// Serve IMAP on `listener` until it fails; with `implicit_tls` (port 993 style) every
+/// connection starts with a TLS handshake.
+pub async fn serve(listener: TcpListener, node: Arc<Node>, implicit_tls: bool) -> std::io::Result<()> {
     let max = node.limits.connections_max;
     crate::accept::serve(listener, max, "IMAP", b"* BYE [UNAVAILABLE] too many connections\r\n", move |stream, peer| {
-        handle(stream, peer, node.clone())
+        handle(stream, peer, node.clone(), implicit_tls)
     })
     .await
 }
@@ -92,62 +94,93 @@ async fn read_command<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin>(
     }
 }
 
-async fn handle(stream: TcpStream, peer: SocketAddr, node: Arc<Node>) -> std::io::Result<()> {
-    stream.set_nodelay(true)?;
-    let (rd, mut wr) = stream.into_split();
-    let mut rd = BufReader::new(rd);
+/// Per-connection state that survives a STARTTLS upgrade.
+struct State {
+    session: Session<GroupBackend>,
+    group: Option<Arc<Group>>,
+}
+
+/// How a connection's command loop ended.
+enum End {
+    Closed,
+    /// STARTTLS was answered OK: upgrade, then go on with the same state.
+    StartTls,
+}
+
+async fn handle(stream: TcpStream, peer: SocketAddr, node: Arc<Node>, implicit_tls: bool) -> std::io::Result<()> {
+    let mut conn = Conn::open(stream, node.tls.as_ref(), implicit_tls).await?;
     let append_limit = u32::try_from(node.limits.message_max_bytes).unwrap_or(u32::MAX);
-    let offer = Offer { starttls: false, plaintext_auth: node.auth.plaintext_allowed(peer.ip(), false), append_limit };
-    let mut session: Session<GroupBackend> = Session::new(offer);
-    let mut group: Option<Arc<Group>> = None;
-    wr.write_all(format!("{}\r\n", session.greeting()).as_bytes()).await?;
+    let offer = Offer {
+        starttls: node.tls.is_some() && !conn.tls,
+        plaintext_auth: node.auth.plaintext_allowed(peer.ip(), conn.tls),
+        append_limit,
+    };
+    let mut state = State { session: Session::new(offer), group: None };
+    conn.wr.write_all(format!("{}\r\n", state.session.greeting()).as_bytes()).await?;
+    loop {
+        match commands(&mut conn, &mut state, peer, &node).await? {
+            End::Closed => return Ok(()),
+            End::StartTls => {
+                let tls = node.tls.as_ref().expect("STARTTLS is offered only with TLS configured");
+                match conn.start_tls(tls).await? {
+                    Some(upgraded) => conn = upgraded,
+                    None => return Ok(()),
+                }
+                state.session.tls_started();
+            }
+        }
+    }
+}
+
+/// Read and answer commands until the connection ends or asks for TLS.
+async fn commands(conn: &mut Conn, state: &mut State, peer: SocketAddr, node: &Node) -> std::io::Result<End> {
     let limit = node.limits.message_max_bytes + COMMAND_LINE_MAX;
     loop {
-        let bytes = match read_command(&mut rd, &mut wr, limit).await? {
-            Input::Closed => return Ok(()),
+        let bytes = match read_command(&mut conn.rd, &mut conn.wr, limit).await? {
+            Input::Closed => return Ok(End::Closed),
             Input::Refused(reply) => {
-                wr.write_all(&reply).await?;
+                conn.wr.write_all(&reply).await?;
                 continue;
             }
             Input::Command(b) => b,
         };
-        if let Some(g) = &group {
+        if let Some(g) = &state.group {
             if !g.is_leader(node.id) {
-                wr.write_all(b"* BYE [UNAVAILABLE] the mailhost moved to another node; reconnect\r\n").await?;
-                return Ok(());
+                conn.wr.write_all(b"* BYE [UNAVAILABLE] the mailhost moved to another node; reconnect\r\n").await?;
+                return Ok(End::Closed);
             }
         }
-        let (out, outcome) = session.input(&bytes).await;
-        wr.write_all(&out).await?;
+        let (out, outcome) = state.session.input(&bytes).await;
+        conn.wr.write_all(&out).await?;
         let mut outcome = outcome;
         // Follow-ups (login checks, SASL continuation) may chain.
         loop {
             match outcome {
                 Outcome::Continue => break,
-                Outcome::Logout => return Ok(()),
+                Outcome::Logout => return Ok(End::Closed),
                 Outcome::StartTls => {
-                    wr.write_all(b"* BYE TLS is not configured\r\n").await?;
-                    return Ok(());
+                    conn.wr.flush().await?;
+                    return Ok(End::StartTls);
                 }
                 Outcome::SaslContinue { tag } => {
-                    wr.write_all(b"+ \r\n").await?;
-                    let reply = match read_line_within(&mut rd, 4096, IDLE_TIMEOUT).await? {
-                        Line::Complete(l) => session.sasl_response(&tag, &l),
-                        Line::TooLong => session.sasl_response(&tag, b"!"),
-                        Line::Eof | Line::Idle => return Ok(()),
+                    conn.wr.write_all(b"+ \r\n").await?;
+                    let reply = match read_line_within(&mut conn.rd, 4096, IDLE_TIMEOUT).await? {
+                        Line::Complete(l) => state.session.sasl_response(&tag, &l),
+                        Line::TooLong => state.session.sasl_response(&tag, b"!"),
+                        Line::Eof | Line::Idle => return Ok(End::Closed),
                     };
-                    wr.write_all(&reply.0).await?;
+                    conn.wr.write_all(&reply.0).await?;
                     outcome = reply.1;
                 }
                 Outcome::Login { tag, creds } => {
-                    let (bytes, next) = login(&node, peer, &mut session, &mut group, &tag, &creds).await;
-                    wr.write_all(&bytes).await?;
+                    let (bytes, next) = login(node, peer, conn.tls, state, &tag, &creds).await;
+                    conn.wr.write_all(&bytes).await?;
                     outcome = next;
                 }
                 Outcome::Idle { tag } => {
-                    let g = group.clone().expect("IDLE only after login");
-                    if !idle(&mut rd, &mut wr, &mut session, &g, &node, &tag).await? {
-                        return Ok(());
+                    let g = state.group.clone().expect("IDLE only after login");
+                    if !idle(&mut conn.rd, &mut conn.wr, &mut state.session, &g, node, &tag).await? {
+                        return Ok(End::Closed);
                     }
                     break;
                 }
@@ -159,12 +192,13 @@ async fn handle(stream: TcpStream, peer: SocketAddr, node: Arc<Node>) -> std::io
 async fn login(
     node: &Node,
     peer: SocketAddr,
-    session: &mut Session<GroupBackend>,
-    group: &mut Option<Arc<Group>>,
+    tls: bool,
+    state: &mut State,
     tag: &str,
     creds: &PlainCredentials,
 ) -> (Vec<u8>, Outcome) {
-    let login = match node.auth.login(&node.users, peer.ip(), false, creds).await {
+    let session = &mut state.session;
+    let login = match node.auth.login(&node.users, peer.ip(), tls, creds).await {
         Ok(l) => l,
         Err(e) => {
             let code = match e {
@@ -186,7 +220,7 @@ async fn login(
             &format!("this node does not lead mailhost {}; {hint}", g.name),
         );
     }
-    *group = Some(g.clone());
+    state.group = Some(g.clone());
     session.logged_in(tag, login.user, GroupBackend(g)).await
 }
 

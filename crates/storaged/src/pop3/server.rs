@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::session::{transmit, Action, DropEntry, Offer, Session, COMMAND_LINE_MAX};
@@ -16,15 +16,17 @@ use crate::group::Group;
 use crate::line::{read_line_within, Line};
 use crate::mailstore::{MailOp, MailResponse, MailboxName, OpId, UserName};
 use crate::node::Node;
+use crate::tls::Conn;
 
 /// RFC 1939 §3: the autologout timer is at least 10 minutes.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// Serve POP3 on `listener` until it fails.
-pub async fn serve(listener: TcpListener, node: Arc<Node>) -> std::io::Result<()> {
+/// Serve POP3 on `listener` until it fails; with `implicit_tls` (port 995 style) every
+/// connection starts with a TLS handshake.
+pub async fn serve(listener: TcpListener, node: Arc<Node>, implicit_tls: bool) -> std::io::Result<()> {
     let max = node.limits.connections_max;
     crate::accept::serve(listener, max, "POP3", b"-ERR [SYS/TEMP] too many connections\r\n", move |stream, peer| {
-        handle(stream, peer, node.clone())
+        handle(stream, peer, node.clone(), implicit_tls)
     })
     .await
 }
@@ -40,36 +42,67 @@ fn uidl(uid_validity: u32, uid: u32) -> String {
     format!("{uid_validity:08x}{uid:08x}")
 }
 
-async fn handle(stream: TcpStream, peer: SocketAddr, node: Arc<Node>) -> std::io::Result<()> {
-    stream.set_nodelay(true)?;
-    let (rd, mut wr) = stream.into_split();
-    let mut rd = BufReader::new(rd);
-    let offer = Offer { starttls: false, plaintext_auth: node.auth.plaintext_allowed(peer.ip(), false) };
-    let mut session = Session::new(node.host.clone(), offer);
-    let mut mailbox: Option<Mailbox> = None;
-    wr.write_all(format!("{}\r\n", session.greeting()).as_bytes()).await?;
+/// Per-connection state that survives an STLS upgrade.
+struct State {
+    session: Session,
+    mailbox: Option<Mailbox>,
+}
+
+/// How a connection's command loop ended.
+enum End {
+    Closed,
+    /// STLS was answered `+OK`: upgrade, then go on with the same state.
+    StartTls,
+}
+
+async fn handle(stream: TcpStream, peer: SocketAddr, node: Arc<Node>, implicit_tls: bool) -> std::io::Result<()> {
+    let mut conn = Conn::open(stream, node.tls.as_ref(), implicit_tls).await?;
+    let offer = Offer {
+        starttls: node.tls.is_some() && !conn.tls,
+        plaintext_auth: node.auth.plaintext_allowed(peer.ip(), conn.tls),
+    };
+    let mut state = State { session: Session::new(node.host.clone(), offer), mailbox: None };
+    conn.wr.write_all(format!("{}\r\n", state.session.greeting()).as_bytes()).await?;
     loop {
-        let line = match read_line_within(&mut rd, COMMAND_LINE_MAX, IDLE_TIMEOUT).await? {
+        match commands(&mut conn, &mut state, peer, &node).await? {
+            End::Closed => return Ok(()),
+            End::StartTls => {
+                let tls = node.tls.as_ref().expect("STLS is offered only with TLS configured");
+                match conn.start_tls(tls).await? {
+                    Some(upgraded) => conn = upgraded,
+                    None => return Ok(()),
+                }
+                state.session.tls_started();
+            }
+        }
+    }
+}
+
+/// Read and answer commands until the connection ends or asks for TLS.
+async fn commands(conn: &mut Conn, state: &mut State, peer: SocketAddr, node: &Node) -> std::io::Result<End> {
+    let (rd, wr) = (&mut conn.rd, &mut conn.wr);
+    loop {
+        let line = match read_line_within(rd, COMMAND_LINE_MAX, IDLE_TIMEOUT).await? {
             Line::Idle => {
                 wr.write_all(b"-ERR autologout: idle too long\r\n").await?;
-                return Ok(());
+                return Ok(End::Closed);
             }
-            Line::Eof => return Ok(()),
+            Line::Eof => return Ok(End::Closed),
             Line::TooLong => {
                 wr.write_all(b"-ERR line too long\r\n").await?;
                 continue;
             }
             Line::Complete(l) => l,
         };
-        if let Some(m) = &mailbox {
+        if let Some(m) = &state.mailbox {
             // Reads are served by the leader only; a deposed leader's view may be stale.
             if !m.group.is_leader(node.id) {
                 wr.write_all(b"-ERR [SYS/TEMP] the mailhost moved to another node; reconnect\r\n").await?;
-                return Ok(());
+                return Ok(End::Closed);
             }
         }
         let mut out = Vec::new();
-        let mut queue: std::collections::VecDeque<Action> = session.line(&line).into();
+        let mut queue: std::collections::VecDeque<Action> = state.session.line(&line).into();
         while let Some(action) = queue.pop_front() {
             match action {
                 Action::Reply(r) => {
@@ -77,18 +110,17 @@ async fn handle(stream: TcpStream, peer: SocketAddr, node: Arc<Node>) -> std::io
                     out.extend_from_slice(b"\r\n");
                 }
                 Action::Authenticate(creds) => {
-                    let result = login(&node, peer, &creds).await;
-                    let actions = match result {
+                    let actions = match login(node, peer, conn.tls, &creds).await {
                         Ok((m, entries)) => {
-                            mailbox = Some(m);
-                            session.logged_in(entries)
+                            state.mailbox = Some(m);
+                            state.session.logged_in(entries)
                         }
-                        Err((code, why)) => session.login_failed(code, &why),
+                        Err((code, why)) => state.session.login_failed(code, &why),
                     };
                     queue.extend(actions);
                 }
                 Action::Send { uid, top } => {
-                    let m = mailbox.as_ref().expect("Send only after login");
+                    let m = state.mailbox.as_ref().expect("Send only after login");
                     let read =
                         tokio::task::block_in_place(|| m.group.read_message(&m.user, &MailboxName::inbox(), uid));
                     match read {
@@ -107,16 +139,21 @@ async fn handle(stream: TcpStream, peer: SocketAddr, node: Arc<Node>) -> std::io
                     out.clear();
                 }
                 Action::Commit(uids) => {
-                    let m = mailbox.as_ref().expect("Commit only after login");
-                    out.extend_from_slice(commit(&node, m, uids).await.as_bytes());
+                    let m = state.mailbox.as_ref().expect("Commit only after login");
+                    out.extend_from_slice(commit(node, m, uids).await.as_bytes());
                     out.extend_from_slice(b"\r\n");
                     wr.write_all(&out).await?;
-                    return Ok(());
+                    return Ok(End::Closed);
                 }
-                Action::StartTls => out.extend_from_slice(b"-ERR STLS not available\r\n"),
+                Action::StartTls => {
+                    out.extend_from_slice(b"+OK begin TLS negotiation\r\n");
+                    wr.write_all(&out).await?;
+                    wr.flush().await?;
+                    return Ok(End::StartTls);
+                }
                 Action::Close => {
                     wr.write_all(&out).await?;
-                    return Ok(());
+                    return Ok(End::Closed);
                 }
             }
         }
@@ -130,9 +167,10 @@ async fn handle(stream: TcpStream, peer: SocketAddr, node: Arc<Node>) -> std::io
 async fn login(
     node: &Node,
     peer: SocketAddr,
+    tls: bool,
     creds: &PlainCredentials,
 ) -> Result<(Mailbox, Vec<DropEntry>), (&'static str, String)> {
-    let login = node.auth.login(&node.users, peer.ip(), false, creds).await.map_err(|e| match e {
+    let login = node.auth.login(&node.users, peer.ip(), tls, creds).await.map_err(|e| match e {
         LoginError::Failed | LoginError::NeedsTls => ("AUTH", e.to_string()),
         LoginError::Throttled => ("LOGIN-DELAY", e.to_string()),
     })?;

@@ -16,6 +16,9 @@ pub struct Cluster {
     pub lmtp: Vec<String>,
     pub pop3: Vec<String>,
     pub imap: Vec<String>,
+    /// Implicit-TLS ports (only with [`Cluster::start_tls`]).
+    pub imaps: Vec<String>,
+    pub pop3s: Vec<String>,
     children: Vec<Option<Child>>,
 }
 
@@ -40,10 +43,38 @@ impl Cluster {
 
     /// As [`Cluster::start`], with extra `[limits]` settings.
     pub fn start_with(root: &Path, n: usize, users: usize, raft_extra: &str, limits: &str) -> Self {
+        Self::start_opts(root, n, users, raft_extra, limits, false)
+    }
+
+    /// A cluster that requires TLS for every password (no plaintext networks), with a
+    /// self-signed certificate for 127.0.0.1 in `root/cert.pem` and implicit-TLS ports.
+    pub fn start_tls(root: &Path, n: usize, users: usize) -> Self {
+        let status = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+            .arg(root.join("key.pem"))
+            .arg("-out")
+            .arg(root.join("cert.pem"))
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "openssl could not make a test certificate");
+        Self::start_opts(root, n, users, "", "", true)
+    }
+
+    fn start_opts(root: &Path, n: usize, users: usize, raft_extra: &str, limits: &str, tls: bool) -> Self {
         let raft: Vec<String> = (0..n).map(|_| format!("127.0.0.1:{}", free_port())).collect();
         let lmtp: Vec<String> = (0..n).map(|_| format!("127.0.0.1:{}", free_port())).collect();
         let pop3: Vec<String> = (0..n).map(|_| format!("127.0.0.1:{}", free_port())).collect();
         let imap: Vec<String> = (0..n).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+        let ports = |on: bool| -> Vec<String> {
+            if on {
+                (0..n).map(|_| format!("127.0.0.1:{}", free_port())).collect()
+            } else {
+                Vec::new()
+            }
+        };
+        let (imaps, pop3s) = (ports(tls), ports(tls));
         let members: String = (0..n)
             .map(|i| format!("  {{ id = {}, raft = \"{}\", lmtp = \"{}\" }},\n", i + 1, raft[i], lmtp[i]))
             .collect();
@@ -51,11 +82,15 @@ impl Cluster {
         std::fs::write(root.join("users.txt"), users_txt).unwrap();
         std::fs::write(root.join("cluster.key"), "test cluster secret\n").unwrap();
         for i in 0..n {
+            let tls_cfg = if tls { "[tls]\ncert_file = \"cert.pem\"\nkey_file = \"key.pem\"\n" } else { "" };
+            let tls_listen =
+                if tls { format!("imaps = \"{}\"\npop3s = \"{}\"\n", imaps[i], pop3s[i]) } else { String::new() };
+            let plaintext = if tls { "plaintext_networks = []\n" } else { "" };
             let cfg = format!(
                 "node_id = {id}\ndata_dir = \"data{id}\"\ncluster_key_file = \"cluster.key\"\nusers_file = \"users.txt\"\n\
-                 [listen]\nraft = \"{raft}\"\nlmtp = \"{lmtp}\"\npop3 = \"{pop3}\"\nimap = \"{imap}\"\n[limits]\n{limits}\n[raft]\n{raft_extra}\n\
-                 [auth]\nproxy_user = \"{PROXY_USER}\"\nproxy_password = \"{{PLAIN}}{PROXY_PASSWORD}\"\nfailure_delay_ms = 100\n\
-                 [[groups]]\nname = \"hermes\"\nmembers = [\n{members}]\n",
+                 [listen]\nraft = \"{raft}\"\nlmtp = \"{lmtp}\"\npop3 = \"{pop3}\"\nimap = \"{imap}\"\n{tls_listen}[limits]\n{limits}\n[raft]\n{raft_extra}\n\
+                 [auth]\nproxy_user = \"{PROXY_USER}\"\nproxy_password = \"{{PLAIN}}{PROXY_PASSWORD}\"\nfailure_delay_ms = 100\n{plaintext}\
+                 {tls_cfg}[[groups]]\nname = \"hermes\"\nmembers = [\n{members}]\n",
                 id = i + 1,
                 raft = raft[i],
                 lmtp = lmtp[i],
@@ -64,7 +99,15 @@ impl Cluster {
             );
             std::fs::write(root.join(format!("node{}.toml", i + 1)), cfg).unwrap();
         }
-        let mut c = Cluster { root: root.to_path_buf(), lmtp, pop3, imap, children: (0..n).map(|_| None).collect() };
+        let mut c = Cluster {
+            root: root.to_path_buf(),
+            lmtp,
+            pop3,
+            imap,
+            imaps,
+            pop3s,
+            children: (0..n).map(|_| None).collect(),
+        };
         for i in 0..n {
             c.start_node(i);
         }

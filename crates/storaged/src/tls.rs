@@ -1,0 +1,145 @@
+//! TLS for the mail access protocols (rustls with the ring provider): the server
+//! configuration loaded from PEM files, and a connection stream that starts plain or
+//! encrypted and can be upgraded in place (STARTTLS/STLS). Never logs key material.
+
+use std::io;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncWrite, BufReader, ReadBuf, ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+/// Why the TLS configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("certificate file {path}: {reason}")]
+    Cert { path: String, reason: String },
+    #[error("key file {path}: {reason}")]
+    Key { path: String, reason: String },
+    #[error("TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+/// A loaded server certificate and key.
+#[derive(Clone)]
+pub struct Tls {
+    acceptor: TlsAcceptor,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls(..)")
+    }
+}
+
+impl Tls {
+    /// Load a PEM certificate chain and private key.
+    pub fn load(cert: &Path, key: &Path) -> Result<Self, TlsError> {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .and_then(|it| it.collect::<Result<_, _>>())
+            .map_err(|e| TlsError::Cert { path: cert.display().to_string(), reason: e.to_string() })?;
+        if certs.is_empty() {
+            return Err(TlsError::Cert { path: cert.display().to_string(), reason: "no certificate".into() });
+        }
+        let key = PrivateKeyDer::from_pem_file(key)
+            .map_err(|e| TlsError::Key { path: key.display().to_string(), reason: e.to_string() })?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)?;
+        Ok(Self { acceptor: TlsAcceptor::from(Arc::new(config)) })
+    }
+
+    /// Run the server side of a TLS handshake on `tcp`.
+    pub async fn accept(&self, tcp: TcpStream) -> io::Result<Stream> {
+        Ok(Stream::Tls(Box::new(self.acceptor.accept(tcp).await?)))
+    }
+}
+
+/// A client connection, plain or encrypted.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Self::Tls(_))
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// A connection split for reading (buffered) and writing at once, as IDLE needs.
+pub struct Conn {
+    pub rd: BufReader<ReadHalf<Stream>>,
+    pub wr: WriteHalf<Stream>,
+    pub tls: bool,
+}
+
+impl Conn {
+    /// A fresh connection: with `implicit_tls` and a certificate, after the handshake.
+    pub async fn open(tcp: TcpStream, tls: Option<&Tls>, implicit_tls: bool) -> io::Result<Self> {
+        tcp.set_nodelay(true)?;
+        Ok(Self::new(match (tls, implicit_tls) {
+            (Some(tls), true) => tls.accept(tcp).await?,
+            _ => Stream::Plain(tcp),
+        }))
+    }
+
+    pub fn new(stream: Stream) -> Self {
+        let tls = stream.is_tls();
+        let (r, w) = tokio::io::split(stream);
+        Self { rd: BufReader::new(r), wr: w, tls }
+    }
+
+    /// Upgrade a plain connection after STARTTLS/STLS was answered. `Ok(None)` when the
+    /// client sent more bytes before the handshake: they were written without TLS and must
+    /// not be taken as commands (plaintext command injection), so the connection is closed.
+    pub async fn start_tls(self, tls: &Tls) -> io::Result<Option<Self>> {
+        if !self.rd.buffer().is_empty() {
+            return Ok(None);
+        }
+        match self.rd.into_inner().unsplit(self.wr) {
+            Stream::Plain(tcp) => Ok(Some(Self::new(tls.accept(tcp).await?))),
+            Stream::Tls(_) => Err(io::Error::other("TLS is already active")),
+        }
+    }
+}
