@@ -3,6 +3,7 @@
 //! committed and applied; reads never block the apply path for longer than a lookup.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::Group;
@@ -31,7 +32,11 @@ pub enum AccessError {
 
 impl Group {
     /// A copy of a mailbox's index, or `None` if the mailbox does not exist. Blocking.
-    pub fn mailbox_index(&self, user: &UserName, mailbox: &MailboxName) -> Result<Option<MailboxIndex>, StoreError> {
+    pub fn mailbox_index(
+        &self,
+        user: &UserName,
+        mailbox: &MailboxName,
+    ) -> Result<Option<Arc<MailboxIndex>>, StoreError> {
         let store = self.sm.store();
         let mut store = store.lock().expect("store lock");
         store.mailbox_index(user, mailbox)

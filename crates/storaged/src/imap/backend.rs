@@ -14,7 +14,7 @@ use crate::mailstore::{MailOp, MailResponse, MailboxName, OpId, Store, UserName}
 pub trait Backend {
     fn mailboxes(&self, user: &UserName) -> Vec<MailboxName>;
     fn subscriptions(&self, user: &UserName) -> Vec<String>;
-    fn index(&self, user: &UserName, mailbox: &MailboxName) -> Result<Option<MailboxIndex>, String>;
+    fn index(&self, user: &UserName, mailbox: &MailboxName) -> Result<Option<Arc<MailboxIndex>>, String>;
     fn message(&self, user: &UserName, mailbox: &MailboxName, uid: u32) -> Result<Option<Vec<u8>>, String>;
     /// Commit `op`; `Err` means it was not (or may not have been) applied.
     async fn propose(&self, op_id: OpId, op: MailOp) -> Result<MailResponse, String>;
@@ -29,7 +29,7 @@ impl<T: Backend> Backend for Arc<T> {
         (**self).subscriptions(user)
     }
 
-    fn index(&self, user: &UserName, mailbox: &MailboxName) -> Result<Option<MailboxIndex>, String> {
+    fn index(&self, user: &UserName, mailbox: &MailboxName) -> Result<Option<Arc<MailboxIndex>>, String> {
         (**self).index(user, mailbox)
     }
 
@@ -58,7 +58,7 @@ impl Backend for GroupBackend {
         store.subscriptions(user)
     }
 
-    fn index(&self, user: &UserName, mailbox: &MailboxName) -> Result<Option<MailboxIndex>, String> {
+    fn index(&self, user: &UserName, mailbox: &MailboxName) -> Result<Option<Arc<MailboxIndex>>, String> {
         tokio::task::block_in_place(|| self.0.mailbox_index(user, mailbox)).map_err(|e| e.to_string())
     }
 
@@ -95,7 +95,7 @@ impl Backend for StoreBackend {
         self.store.lock().expect("store").subscriptions(user)
     }
 
-    fn index(&self, user: &UserName, mailbox: &MailboxName) -> Result<Option<MailboxIndex>, String> {
+    fn index(&self, user: &UserName, mailbox: &MailboxName) -> Result<Option<Arc<MailboxIndex>>, String> {
         self.store.lock().expect("store").mailbox_index(user, mailbox).map_err(|e| e.to_string())
     }
 

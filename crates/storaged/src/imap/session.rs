@@ -506,7 +506,7 @@ impl<B: Backend> Session<B> {
         Ok((if on { "SUBSCRIBE completed" } else { "UNSUBSCRIBE completed" }.into(), Outcome::Continue))
     }
 
-    fn index_of(&self, name: &MailboxName) -> Result<MailboxIndex, Refusal> {
+    fn index_of(&self, name: &MailboxName) -> Result<std::sync::Arc<MailboxIndex>, Refusal> {
         match self.backend().index(self.user(), name) {
             Ok(Some(idx)) => Ok(idx),
             Ok(None) => Err(Refusal::No(format!("[NONEXISTENT] no mailbox {name}"))),
@@ -808,7 +808,7 @@ impl<B: Backend> Session<B> {
             let idx = self.index_of(&view.mailbox)?;
             let unseen: Vec<u32> = targets
                 .iter()
-                .filter(|(_, u)| idx.messages.iter().any(|m| m.uid == *u && m.flags & flag::SEEN == 0))
+                .filter(|(_, u)| idx.position(*u).is_some_and(|p| idx.messages[p].flags & flag::SEEN == 0))
                 .map(|(_, u)| *u)
                 .collect();
             if !unseen.is_empty() {
@@ -832,7 +832,7 @@ impl<B: Backend> Session<B> {
         let mut missing = false;
         let mut reported = Vec::new();
         for (seq, u) in targets {
-            let Some(meta) = idx.messages.iter().find(|m| m.uid == u) else {
+            let Some(meta) = idx.position(u).map(|p| &idx.messages[p]) else {
                 missing = true;
                 continue;
             };
@@ -933,7 +933,7 @@ impl<B: Backend> Session<B> {
         let idx = self.index_of(&view.mailbox)?;
         let mut reported = Vec::new();
         for (seq, u) in &targets {
-            let Some(m) = idx.messages.iter().find(|m| m.uid == *u) else { continue };
+            let Some(m) = idx.position(*u).map(|p| &idx.messages[p]) else { continue };
             reported.push(m.clone());
             if response == StoreResponse::Answer {
                 let uid_part = if uid { format!("UID {u} ") } else { String::new() };

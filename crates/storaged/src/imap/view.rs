@@ -21,6 +21,10 @@ pub struct View {
     uids: Vec<u32>,
     /// Flags last reported, by UID.
     known: HashMap<u32, (u8, Vec<String>)>,
+    /// The mailbox's `applied_index` when last synced: unchanged means nothing to report.
+    seen_applied: u64,
+    /// Expunges seen but not yet reported.
+    held_back: bool,
 }
 
 /// Which updates a sync may send.
@@ -54,7 +58,16 @@ impl View {
         if let Some(p) = first_unseen {
             out.push(format!("* OK [UNSEEN {}] first unseen", p + 1));
         }
-        let view = Self { mailbox, read_only, uid_validity: index.uid_validity, uid_next: index.uid_next, uids, known };
+        let view = Self {
+            mailbox,
+            read_only,
+            uid_validity: index.uid_validity,
+            uid_next: index.uid_next,
+            uids,
+            known,
+            seen_applied: index.applied_index,
+            held_back: false,
+        };
         (view, out)
     }
 
@@ -74,6 +87,11 @@ impl View {
     /// Bring the view up to date with `index`, returning the untagged responses.
     pub fn sync(&mut self, index: &MailboxIndex, mode: Sync) -> Vec<String> {
         let mut out = Vec::new();
+        // Every change to a mailbox moves its applied index (and our own changes are
+        // reported as they are made), so an unmoved index needs no work.
+        if index.applied_index == self.seen_applied && index.uid_validity == self.uid_validity && !self.held_back {
+            return out;
+        }
         let live: HashMap<u32, &MessageMeta> = index.messages.iter().map(|m| (m.uid, m)).collect();
         if mode == Sync::Full {
             // Highest first, so each number is still valid when announced.
@@ -104,6 +122,9 @@ impl View {
             out.push(format!("* {} EXISTS", self.uids.len()));
         }
         self.uid_next = index.uid_next;
+        self.seen_applied = index.applied_index;
+        // Expunges held back now must be reported at the next full sync.
+        self.held_back = mode == Sync::NoExpunge && self.uids.iter().any(|u| !live.contains_key(u));
         out
     }
 
@@ -132,6 +153,8 @@ mod tests {
             });
         }
         idx.uid_next = uids.last().map_or(1, |u| u.0 + 1);
+        // As the store does: every different content comes with a different applied index.
+        idx.applied_index = uids.iter().map(|(u, f)| u64::from(*u) * 31 + u64::from(*f)).sum();
         idx
     }
 

@@ -16,6 +16,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use openraft::{BasicNode, LogId, StoredMembership};
 use serde::{Deserialize, Serialize};
@@ -72,7 +73,8 @@ impl PendingCheckpoint {
 pub struct Store {
     layout: Layout,
     group: String,
-    boxes: HashMap<BoxKey, MailboxIndex>,
+    /// Copy-on-write: readers get an `Arc` snapshot; applying clones only a shared index.
+    boxes: HashMap<BoxKey, Arc<MailboxIndex>>,
     dirty: BTreeSet<BoxKey>,
     dedup: HashMap<OpId, (u64, MailResponse)>,
     dedup_order: VecDeque<OpId>,
@@ -307,9 +309,9 @@ impl Store {
             }
             self.evict_clean();
             let idx = MailboxIndex::load(&path)?;
-            self.boxes.insert(key.clone(), idx);
+            self.boxes.insert(key.clone(), Arc::new(idx));
         }
-        Ok(self.boxes.get_mut(&key))
+        Ok(self.boxes.get_mut(&key).map(Arc::make_mut))
     }
 
     fn evict_clean(&mut self) {
@@ -330,7 +332,7 @@ impl Store {
             return Ok(());
         }
         create_maildir(&self.layout.maildir(user), false).map_err(io_ctx("create Maildir"))?;
-        self.boxes.insert((user.clone(), inbox.clone()), MailboxIndex::new(uid_validity_for(index), index));
+        self.boxes.insert((user.clone(), inbox.clone()), Arc::new(MailboxIndex::new(uid_validity_for(index), index)));
         self.dirty.insert((user.clone(), inbox));
         Ok(())
     }
@@ -595,7 +597,7 @@ impl Store {
             return Ok(MailResponse::Rejected(format!("mailbox {mailbox} exists")));
         }
         create_maildir(&self.layout.mailbox_dir(user, mailbox), true).map_err(io_ctx("create mailbox"))?;
-        self.boxes.insert((user.clone(), mailbox.clone()), MailboxIndex::new(uid_validity_for(index), index));
+        self.boxes.insert((user.clone(), mailbox.clone()), Arc::new(MailboxIndex::new(uid_validity_for(index), index)));
         self.dirty.insert((user.clone(), mailbox.clone()));
         Ok(MailResponse::Done)
     }
@@ -759,7 +761,11 @@ impl Store {
         &mut self,
         user: &UserName,
         mailbox: &MailboxName,
-    ) -> Result<Option<MailboxIndex>, StoreError> {
-        Ok(self.mailbox(user, mailbox)?.cloned())
+    ) -> Result<Option<Arc<MailboxIndex>>, StoreError> {
+        let key = (user.clone(), mailbox.clone());
+        if !self.boxes.contains_key(&key) && self.mailbox(user, mailbox)?.is_none() {
+            return Ok(None);
+        }
+        Ok(self.boxes.get(&key).cloned())
     }
 }
