@@ -120,6 +120,17 @@ fn sent_date(msg: &[u8]) -> Option<chrono::NaiveDate> {
     date_of(d.to_timestamp()).into()
 }
 
+/// Whether `key` has a MODSEQ criterion anywhere (RFC 7162).
+pub fn uses_modseq(key: &SearchKey<'_>) -> bool {
+    match key {
+        SearchKey::ModSequence { .. } => true,
+        SearchKey::And(keys) => keys.as_ref().iter().any(uses_modseq),
+        SearchKey::Or(a, b) => uses_modseq(a) || uses_modseq(b),
+        SearchKey::Not(k) => uses_modseq(k),
+        _ => false,
+    }
+}
+
 /// Whether message `c` matches `key`.
 pub fn matches(key: &SearchKey<'_>, c: &Candidate<'_>, text: &mut Text<'_>) -> bool {
     let m = c.meta;

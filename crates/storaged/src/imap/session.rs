@@ -66,6 +66,8 @@ pub struct Session<B> {
     view: Option<View>,
     nonce: [u8; 16],
     ops: u64,
+    /// CONDSTORE is enabled (ENABLE, SELECT (CONDSTORE), or a CONDSTORE-only item used).
+    condstore: bool,
 }
 
 type Reply = (Vec<u8>, Outcome);
@@ -161,7 +163,7 @@ fn section_label(s: &Section) -> String {
 
 impl<B: Backend> Session<B> {
     pub fn new(offer: Offer) -> Self {
-        Self { offer, user: None, backend: None, view: None, nonce: rand::random(), ops: 0 }
+        Self { offer, user: None, backend: None, view: None, nonce: rand::random(), ops: 0, condstore: false }
     }
 
     pub fn greeting(&self) -> String {
@@ -176,7 +178,7 @@ impl<B: Backend> Session<B> {
 
     fn capabilities(&self) -> String {
         let mut caps = vec!["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS"];
-        caps.extend(["MOVE", "UNSELECT", "SPECIAL-USE", "CHILDREN"]);
+        caps.extend(["MOVE", "UNSELECT", "SPECIAL-USE", "CHILDREN", "CONDSTORE"]);
         if self.user.is_none() {
             if self.offer.starttls {
                 caps.push("STARTTLS");
@@ -389,13 +391,20 @@ impl<B: Backend> Session<B> {
                 line(out, "* NAMESPACE ((\"\" \"/\")) NIL NIL");
                 done("NAMESPACE completed")
             }
-            CommandBody::Enable { .. } => {
-                // No extension that needs enabling is offered yet.
-                line(out, "* ENABLED");
+            CommandBody::Enable { capabilities } => {
+                use imap_codec::imap_types::extensions::enable::CapabilityEnable;
+                let mut enabled = Vec::new();
+                for c in capabilities.as_ref() {
+                    if matches!(c, CapabilityEnable::CondStore) && !self.condstore {
+                        self.enable_condstore();
+                        enabled.push("CONDSTORE");
+                    }
+                }
+                line(out, &format!("* ENABLED{}{}", if enabled.is_empty() { "" } else { " " }, enabled.join(" ")));
                 done("ENABLE completed")
             }
-            CommandBody::Select { mailbox, .. } => self.select(&mailbox, false, out),
-            CommandBody::Examine { mailbox, .. } => self.select(&mailbox, true, out),
+            CommandBody::Select { mailbox, parameters } => self.select(&mailbox, false, &parameters, out),
+            CommandBody::Examine { mailbox, parameters } => self.select(&mailbox, true, &parameters, out),
             CommandBody::Create { mailbox } => {
                 let name = mailbox_name(&mailbox).map_err(Refusal::No)?;
                 let op = MailOp::CreateMailbox { user: self.user().as_str().into(), mailbox: name.as_str().into() };
@@ -463,11 +472,21 @@ impl<B: Backend> Session<B> {
                 }
                 self.search(criteria.as_ref(), uid, out)
             }
-            CommandBody::Fetch { sequence_set, macro_or_item_names, uid, .. } => {
-                self.fetch(&sequence_set, macro_or_item_names, uid, out).await
+            CommandBody::Fetch { sequence_set, macro_or_item_names, uid, modifiers } => {
+                use imap_codec::imap_types::command::FetchModifier;
+                let mut changed_since = None;
+                for m in &modifiers {
+                    match m {
+                        FetchModifier::ChangedSince(n) => changed_since = Some(n.get()),
+                        FetchModifier::Vanished => return Err(Refusal::Bad("VANISHED needs QRESYNC".into())),
+                    }
+                }
+                self.fetch(&sequence_set, macro_or_item_names, uid, changed_since, out).await
             }
-            CommandBody::Store { sequence_set, kind, response, flags, uid, .. } => {
-                self.store(&sequence_set, kind, response, &flags, uid, out).await
+            CommandBody::Store { sequence_set, kind, response, flags, uid, modifiers } => {
+                use imap_codec::imap_types::command::StoreModifier;
+                let unchanged_since = modifiers.iter().map(|StoreModifier::UnchangedSince(n)| *n).next();
+                self.store(&sequence_set, kind, response, &flags, uid, unchanged_since, out).await
             }
             CommandBody::Copy { sequence_set, mailbox, uid } => {
                 self.copy(&sequence_set, &mailbox, uid, false, out).await
@@ -514,17 +533,33 @@ impl<B: Backend> Session<B> {
         }
     }
 
+    fn enable_condstore(&mut self) {
+        self.condstore = true;
+        if let Some(v) = self.view.as_mut() {
+            v.condstore = true;
+        }
+    }
+
     fn select(
         &mut self,
         mailbox: &Mailbox<'_>,
         read_only: bool,
+        parameters: &[imap_codec::imap_types::command::SelectParameter],
         out: &mut Vec<u8>,
     ) -> Result<(String, Outcome), Refusal> {
+        use imap_codec::imap_types::command::SelectParameter;
         // A failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1).
         self.view = None;
+        for p in parameters {
+            match p {
+                SelectParameter::CondStore => self.condstore = true,
+                SelectParameter::QResync { .. } => return Err(Refusal::Bad("QRESYNC is not supported".into())),
+            }
+        }
         let name = mailbox_name(mailbox).map_err(Refusal::No)?;
         let idx = self.index_of(&name)?;
-        let (view, lines) = View::open(name, read_only, &idx);
+        let (mut view, lines) = View::open(name, read_only, &idx);
+        view.condstore = self.condstore;
         for l in lines {
             line(out, &l);
         }
@@ -597,6 +632,10 @@ impl<B: Backend> Session<B> {
                 StatusDataItemName::UidValidity => parts.push(format!("UIDVALIDITY {}", idx.uid_validity)),
                 StatusDataItemName::Unseen => {
                     parts.push(format!("UNSEEN {}", idx.messages.iter().filter(|m| m.flags & flag::SEEN == 0).count()))
+                }
+                StatusDataItemName::HighestModSeq => {
+                    self.enable_condstore();
+                    parts.push(format!("HIGHESTMODSEQ {}", idx.highest_modseq.max(1)))
                 }
                 StatusDataItemName::Deleted => parts
                     .push(format!("DELETED {}", idx.messages.iter().filter(|m| m.flags & flag::DELETED != 0).count())),
@@ -687,6 +726,9 @@ impl<B: Backend> Session<B> {
         uid: bool,
         out: &mut Vec<u8>,
     ) -> Result<(String, Outcome), Refusal> {
+        if criteria.iter().any(search::uses_modseq) {
+            self.enable_condstore();
+        }
         self.sync(out, if uid { Sync::Full } else { Sync::NoExpunge });
         let view = self.view.as_ref().expect("selected");
         let idx = self.index_of(&view.mailbox)?;
@@ -695,6 +737,7 @@ impl<B: Backend> Session<B> {
         let max_seq = view.exists() as u32;
         let max_uid = view.uids().last().copied().unwrap_or(0);
         let mut hits = Vec::new();
+        let mut max_modseq = 0;
         for (i, u) in view.uids().iter().enumerate() {
             // Expunged meanwhile (not yet announced): it matches nothing.
             let Some(meta) = by_uid.get(u) else { continue };
@@ -704,10 +747,17 @@ impl<B: Backend> Session<B> {
             let mut text = Text::new(&mut load);
             if criteria.iter().all(|k| search::matches(k, &c, &mut text)) {
                 hits.push(if uid { *u } else { c.seq });
+                max_modseq = max_modseq.max(meta.modseq);
             }
         }
         let list: Vec<String> = hits.iter().map(u32::to_string).collect();
-        line(out, &format!("* SEARCH{}{}", if list.is_empty() { "" } else { " " }, list.join(" ")));
+        // RFC 7162 §3.1.5: a MODSEQ criterion adds the highest mod-sequence of the matches.
+        let modseq = if criteria.iter().any(search::uses_modseq) && !hits.is_empty() {
+            format!(" (MODSEQ {max_modseq})")
+        } else {
+            String::new()
+        };
+        line(out, &format!("* SEARCH{}{}{modseq}", if list.is_empty() { "" } else { " " }, list.join(" ")));
         Ok(("SEARCH completed".into(), Outcome::Continue))
     }
 }
@@ -719,6 +769,7 @@ enum Item {
     InternalDate,
     Size,
     Envelope,
+    ModSeq,
     /// BODYSTRUCTURE (`true`) or BODY.
     Structure(bool),
     /// `BODY[...]`/`BINARY`-less sections; `label` is what the response repeats.
@@ -753,6 +804,7 @@ fn items_of(names: MacroOrMessageDataItemNames<'_>) -> Result<Vec<Item>, Refusal
             MessageDataItemName::InternalDate => Item::InternalDate,
             MessageDataItemName::Rfc822Size => Item::Size,
             MessageDataItemName::Envelope => Item::Envelope,
+            MessageDataItemName::ModSeq => Item::ModSeq,
             MessageDataItemName::BodyStructure => Item::Structure(true),
             MessageDataItemName::Body => Item::Structure(false),
             MessageDataItemName::Rfc822 => {
@@ -790,17 +842,29 @@ impl<B: Backend> Session<B> {
         set: &SequenceSet,
         names: MacroOrMessageDataItemNames<'_>,
         uid: bool,
+        changed_since: Option<u64>,
         out: &mut Vec<u8>,
     ) -> Result<(String, Outcome), Refusal> {
         let mut items = items_of(names)?;
         if uid && !items.iter().any(|i| matches!(i, Item::Uid)) {
             items.insert(0, Item::Uid);
         }
+        // RFC 7162 §3.1: CHANGEDSINCE and MODSEQ turn CONDSTORE on; MODSEQ is then reported.
+        if changed_since.is_some() || items.iter().any(|i| matches!(i, Item::ModSeq)) {
+            self.enable_condstore();
+        }
+        if changed_since.is_some() && !items.iter().any(|i| matches!(i, Item::ModSeq)) {
+            items.push(Item::ModSeq);
+        }
         self.sync(out, if uid { Sync::Full } else { Sync::NoExpunge });
         let view = self.view.as_ref().expect("selected");
-        let targets = search::resolve(set, uid, view.uids());
+        let mut targets = search::resolve(set, uid, view.uids());
         if targets.is_empty() && !uid {
             return Err(Refusal::Bad("no such message".into()));
+        }
+        if let Some(since) = changed_since {
+            let idx = self.index_of(&view.mailbox)?;
+            targets.retain(|(_, u)| idx.position(*u).is_some_and(|p| idx.messages[p].modseq > since));
         }
         // Reading a body without PEEK sets \Seen, committed before the data is sent.
         let sets_seen = !view.read_only && items.iter().any(|i| matches!(i, Item::Section { peek: false, .. }));
@@ -866,6 +930,7 @@ impl<B: Backend> Session<B> {
                         format!("INTERNALDATE {}", encode::internal_date(meta.internal_date)).as_bytes(),
                     ),
                     Item::Size => resp.extend_from_slice(format!("RFC822.SIZE {}", meta.size).as_bytes()),
+                    Item::ModSeq => resp.extend_from_slice(format!("MODSEQ ({})", meta.modseq).as_bytes()),
                     Item::Envelope => {
                         resp.extend_from_slice(b"ENVELOPE ");
                         resp.extend_from_slice(&fetch::envelope(text.as_deref().unwrap_or_default()));
@@ -897,6 +962,7 @@ impl<B: Backend> Session<B> {
         Ok(("FETCH completed".into(), Outcome::Continue))
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn store(
         &mut self,
         set: &SequenceSet,
@@ -904,8 +970,12 @@ impl<B: Backend> Session<B> {
         response: StoreResponse,
         flags: &[Flag<'_>],
         uid: bool,
+        unchanged_since: Option<u64>,
         out: &mut Vec<u8>,
     ) -> Result<(String, Outcome), Refusal> {
+        if unchanged_since.is_some() {
+            self.enable_condstore();
+        }
         let view = self.view.as_ref().expect("selected");
         if view.read_only {
             return Err(Refusal::No("[READ-ONLY] mailbox is read-only".into()));
@@ -917,6 +987,7 @@ impl<B: Backend> Session<B> {
             StoreType::Add => FlagMode::Add,
             StoreType::Remove => FlagMode::Remove,
         };
+        let mut skipped = Vec::new();
         if !targets.is_empty() {
             let op = MailOp::Store {
                 user: self.user().as_str().into(),
@@ -925,19 +996,34 @@ impl<B: Backend> Session<B> {
                 mode,
                 flags: bits,
                 keywords,
-                unchanged_since: None,
+                unchanged_since,
             };
-            self.propose(op).await?;
+            if let MailResponse::Stored { skipped: s, .. } = self.propose(op).await? {
+                skipped = s;
+            }
         }
         let view = self.view.as_ref().expect("selected");
         let idx = self.index_of(&view.mailbox)?;
         let mut reported = Vec::new();
+        let mut modified = Vec::new();
         for (seq, u) in &targets {
+            if skipped.contains(u) {
+                modified.push(if uid { *u } else { *seq });
+                continue;
+            }
             let Some(m) = idx.position(*u).map(|p| &idx.messages[p]) else { continue };
             reported.push(m.clone());
-            if response == StoreResponse::Answer {
+            // With CONDSTORE the new MODSEQ is reported even for .SILENT (RFC 7162 §3.2).
+            if response == StoreResponse::Answer || self.condstore {
                 let uid_part = if uid { format!("UID {u} ") } else { String::new() };
-                line(out, &format!("* {seq} FETCH ({uid_part}FLAGS {})", encode::flags(m.flags, &m.keywords)));
+                let flags_part = if response == StoreResponse::Answer {
+                    format!(" FLAGS {}", encode::flags(m.flags, &m.keywords))
+                } else {
+                    String::new()
+                };
+                let modseq = if self.condstore { format!(" MODSEQ ({})", m.modseq) } else { String::new() };
+                let body = format!("{uid_part}{}{modseq}", flags_part.trim_start());
+                line(out, &format!("* {seq} FETCH ({})", body.trim()));
             }
         }
         // .SILENT still tells about changes made by others; ours are known now.
@@ -946,6 +1032,10 @@ impl<B: Backend> Session<B> {
             view.reported(m);
         }
         self.sync(out, if uid { Sync::Full } else { Sync::NoExpunge });
+        if !modified.is_empty() {
+            let list: Vec<String> = modified.iter().map(u32::to_string).collect();
+            return Ok((format!("[MODIFIED {}] conditional STORE failed for some", list.join(",")), Outcome::Continue));
+        }
         Ok(("STORE completed".into(), Outcome::Continue))
     }
 

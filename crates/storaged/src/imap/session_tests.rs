@@ -273,3 +273,39 @@ async fn malformed_commands_get_bad_and_never_panic() {
     let (out, _) = s.input(b"\xff\xfe garbage\r\n").await;
     assert!(text(&out).starts_with("* BAD"));
 }
+
+#[tokio::test]
+async fn rfc7162_condstore() {
+    let h = harness();
+    h.deliver("Subject: one\r\n\r\n1\r\n").await;
+    h.deliver("Subject: two\r\n\r\n2\r\n").await;
+    let mut s = h.session().await;
+    assert!(run(&mut s, "k0 CAPABILITY").await.contains("CONDSTORE"));
+    assert!(run(&mut s, "k1 ENABLE CONDSTORE").await.contains("* ENABLED CONDSTORE"));
+    let out = run(&mut s, "k2 SELECT INBOX").await;
+    let highest: u64 = out
+        .split("[HIGHESTMODSEQ ")
+        .nth(1)
+        .and_then(|r| r.split(']').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    let out = run(&mut s, "k3 FETCH 1:* (MODSEQ)").await;
+    assert!(out.contains("* 1 FETCH (MODSEQ (") && out.contains("* 2 FETCH (MODSEQ ("), "{out}");
+    // A STORE raises the message's mod-sequence above the mailbox's old highest.
+    let out = run(&mut s, "k4 STORE 1 +FLAGS.SILENT (\\Seen)").await;
+    assert!(out.contains("* 1 FETCH (MODSEQ ("), "{out}");
+    let out = run(&mut s, &format!("k5 FETCH 1:* (FLAGS) (CHANGEDSINCE {highest})")).await;
+    assert!(out.contains("* 1 FETCH (FLAGS (\\Seen) MODSEQ (") && !out.contains("* 2 FETCH"), "{out}");
+    // UNCHANGEDSINCE below the current mod-sequence fails for that message only.
+    let out = run(&mut s, &format!("k6 STORE 1,2 (UNCHANGEDSINCE {highest}) +FLAGS (\\Flagged)")).await;
+    assert!(out.contains("k6 OK [MODIFIED 1]") && out.contains("* 2 FETCH (FLAGS (\\Flagged) MODSEQ ("), "{out}");
+    assert!(run(&mut s, "k7 SEARCH FLAGGED").await.contains("* SEARCH 2\r\n"));
+    let out = run(&mut s, &format!("k8 SEARCH MODSEQ {}", highest + 1)).await;
+    assert!(out.contains("* SEARCH 1 2 (MODSEQ "), "{out}");
+    assert!(run(&mut s, "k9 STATUS INBOX (HIGHESTMODSEQ)").await.contains("HIGHESTMODSEQ "));
+    // Another session's flag change arrives with its MODSEQ.
+    let mut other = h.session().await;
+    run(&mut other, "o1 SELECT INBOX").await;
+    run(&mut other, "o2 STORE 2 -FLAGS (\\Flagged)").await;
+    assert!(run(&mut s, "k10 NOOP").await.contains("* 2 FETCH (UID 2 FLAGS () MODSEQ ("));
+}

@@ -25,6 +25,8 @@ pub struct View {
     seen_applied: u64,
     /// Expunges seen but not yet reported.
     held_back: bool,
+    /// Report MODSEQ with flag changes (CONDSTORE enabled).
+    pub condstore: bool,
 }
 
 /// Which updates a sync may send.
@@ -67,6 +69,7 @@ impl View {
             known,
             seen_applied: index.applied_index,
             held_back: false,
+            condstore: false,
         };
         (view, out)
     }
@@ -108,7 +111,12 @@ impl View {
             let Some(m) = live.get(uid) else { continue };
             let now = (m.flags, m.keywords.clone());
             if self.known.get(uid) != Some(&now) {
-                out.push(format!("* {} FETCH (UID {uid} FLAGS {})", pos + 1, encode::flags(m.flags, &m.keywords)));
+                let modseq = if self.condstore { format!(" MODSEQ ({})", m.modseq) } else { String::new() };
+                out.push(format!(
+                    "* {} FETCH (UID {uid} FLAGS {}{modseq})",
+                    pos + 1,
+                    encode::flags(m.flags, &m.keywords)
+                ));
                 self.known.insert(*uid, now);
             }
         }
