@@ -23,6 +23,22 @@ pub enum Section {
     Mime(Vec<u32>),
 }
 
+/// Parse with mail-parser, treating a panic inside it as unparseable input: a hostile
+/// message must never take a session down (its 0.11 line has a debug assertion that
+/// crafted MIME trips, found by our fuzz test).
+pub fn parse_guarded(msg: &[u8], headers_only: bool) -> Option<Message<'_>> {
+    std::panic::catch_unwind(|| {
+        let parser = MessageParser::default();
+        if headers_only {
+            parser.parse_headers(msg)
+        } else {
+            parser.parse(msg)
+        }
+    })
+    .ok()
+    .flatten()
+}
+
 /// Split at the blank line ending the header: `(header incl. blank line, body)`.
 fn split_header(msg: &[u8]) -> (&[u8], &[u8]) {
     let mut i = 0;
@@ -62,7 +78,7 @@ fn header_fields(header: &[u8], names: &[String], not: bool) -> Vec<u8> {
 
 /// `(header, body)` byte ranges of MIME part `path` (1-based numbers), if it exists.
 fn part_range(msg: &[u8], path: &[u32]) -> Option<(std::ops::Range<usize>, std::ops::Range<usize>)> {
-    let parsed = MessageParser::default().parse(msg)?;
+    let parsed = parse_guarded(msg, false)?;
     let mut id = 0usize;
     for (depth, n) in path.iter().enumerate() {
         let part = parsed.parts.get(id)?;
@@ -180,7 +196,7 @@ fn addresses(out: &mut Vec<u8>, addr: Option<&Address<'_>>) {
 /// The ENVELOPE structure of a message (RFC 3501 §7.4.2).
 pub fn envelope(msg: &[u8]) -> Vec<u8> {
     let (header, _) = split_header(msg);
-    let parsed = MessageParser::default().parse_headers(msg);
+    let parsed = parse_guarded(msg, true);
     let mut out = b"(".to_vec();
     encode::nstring(&mut out, raw_header(header, "Date").as_deref());
     out.push(b' ');
@@ -316,7 +332,7 @@ fn structure(parsed: &Message<'_>, raw: &[u8], id: usize, ext: bool, depth: usiz
 }
 
 fn bodystructure_at(msg: &[u8], ext: bool, depth: usize, out: &mut Vec<u8>) {
-    match MessageParser::default().parse(msg) {
+    match parse_guarded(msg, false) {
         Some(parsed) => structure(&parsed, msg, 0, ext, depth, out),
         None => {
             let (_, body) = split_header(msg);

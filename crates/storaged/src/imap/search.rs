@@ -115,7 +115,7 @@ fn date_of(secs: i64) -> chrono::NaiveDate {
 }
 
 fn sent_date(msg: &[u8]) -> Option<chrono::NaiveDate> {
-    let parsed = mail_parser::MessageParser::default().parse_headers(msg)?;
+    let parsed = super::fetch::parse_guarded(msg, true)?;
     let d = parsed.date()?;
     date_of(d.to_timestamp()).into()
 }
