@@ -121,8 +121,7 @@ async fn commands(conn: &mut Conn, state: &mut State, peer: SocketAddr, node: &N
                 }
                 Action::Send { uid, top } => {
                     let m = state.mailbox.as_ref().expect("Send only after login");
-                    let read =
-                        tokio::task::block_in_place(|| m.group.read_message(&m.user, &MailboxName::inbox(), uid));
+                    let read = m.group.read_message(&m.user, &MailboxName::inbox(), uid);
                     match read {
                         Ok(Some(bytes)) => {
                             out.extend_from_slice(format!("+OK {} octets\r\n", bytes.len()).as_bytes());
@@ -181,7 +180,7 @@ async fn login(
         let hint = group.leader().map_or("no leader elected yet".to_string(), |id| format!("its leader is node {id}"));
         return Err(("SYS/TEMP", format!("this node does not lead mailhost {}; {hint}", login.group)));
     }
-    let index = tokio::task::block_in_place(|| group.mailbox_index(&login.user, &MailboxName::inbox()));
+    let index = group.mailbox_index(&login.user, &MailboxName::inbox());
     let entries = match index {
         Ok(Some(idx)) => idx
             .messages
