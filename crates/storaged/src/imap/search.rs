@@ -22,6 +22,19 @@ pub fn in_set(set: &SequenceSet, n: u32, max: u32) -> bool {
     })
 }
 
+/// Whether a set of message sequence numbers names a number beyond `exists` (or any
+/// number at all in an empty mailbox): RFC 9051 §6.4 answers that with BAD.
+pub fn names_missing_seq(set: &SequenceSet, exists: u32) -> bool {
+    let beyond = |v: &SeqOrUid| match v {
+        SeqOrUid::Value(x) => x.get() > exists,
+        SeqOrUid::Asterisk => exists == 0,
+    };
+    set.0.as_ref().iter().any(|s| match s {
+        Sequence::Single(v) => beyond(v),
+        Sequence::Range(a, b) => beyond(a) || beyond(b),
+    })
+}
+
 /// The `(seq, uid)` pairs a set names: by sequence number or, with `uid`, by UID.
 /// An empty mailbox makes `*` name nothing.
 pub fn resolve(set: &SequenceSet, uid: bool, uids: &[u32]) -> Vec<(u32, u32)> {

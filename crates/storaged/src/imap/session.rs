@@ -695,6 +695,15 @@ impl<B: Backend> Session<B> {
         }
     }
 
+    /// BAD for message numbers the client was never told about (UID sets are lenient).
+    fn check_seq_set(&self, set: &SequenceSet, uid: bool) -> Result<(), Refusal> {
+        let exists = self.view.as_ref().map_or(0, |v| v.exists()) as u32;
+        if !uid && search::names_missing_seq(set, exists) {
+            return Err(Refusal::Bad(format!("no such message (mailbox has {exists})")));
+        }
+        Ok(())
+    }
+
     fn deleted_uids(&self, view: &View, within: Option<&SequenceSet>) -> Vec<u32> {
         let Ok(Some(idx)) = self.backend().index(self.user(), &view.mailbox) else { return Vec::new() };
         let max_uid = idx.messages.last().map_or(0, |m| m.uid);
@@ -857,11 +866,9 @@ impl<B: Backend> Session<B> {
             items.push(Item::ModSeq);
         }
         self.sync(out, if uid { Sync::Full } else { Sync::NoExpunge });
+        self.check_seq_set(set, uid)?;
         let view = self.view.as_ref().expect("selected");
         let mut targets = search::resolve(set, uid, view.uids());
-        if targets.is_empty() && !uid {
-            return Err(Refusal::Bad("no such message".into()));
-        }
         if let Some(since) = changed_since {
             let idx = self.index_of(&view.mailbox)?;
             targets.retain(|(_, u)| idx.position(*u).is_some_and(|p| idx.messages[p].modseq > since));
@@ -976,6 +983,7 @@ impl<B: Backend> Session<B> {
         if unchanged_since.is_some() {
             self.enable_condstore();
         }
+        self.check_seq_set(set, uid)?;
         let view = self.view.as_ref().expect("selected");
         if view.read_only {
             return Err(Refusal::No("[READ-ONLY] mailbox is read-only".into()));
@@ -1048,6 +1056,7 @@ impl<B: Backend> Session<B> {
         out: &mut Vec<u8>,
     ) -> Result<(String, Outcome), Refusal> {
         let to = mailbox_name(mailbox).map_err(Refusal::No)?;
+        self.check_seq_set(set, uid)?;
         let view = self.view.as_ref().expect("selected");
         if moving && view.read_only {
             return Err(Refusal::No("[READ-ONLY] mailbox is read-only".into()));

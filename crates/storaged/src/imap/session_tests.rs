@@ -309,3 +309,36 @@ async fn rfc7162_condstore() {
     run(&mut other, "o2 STORE 2 -FLAGS (\\Flagged)").await;
     assert!(run(&mut s, "k10 NOOP").await.contains("* 2 FETCH (UID 2 FLAGS () MODSEQ ("));
 }
+
+#[tokio::test]
+async fn rfc3501_6_3_5_rename_inbox_moves_its_messages() {
+    let h = harness();
+    h.deliver("Subject: one\r\n\r\n1\r\n").await;
+    h.deliver("Subject: two\r\n\r\n2\r\n").await;
+    let mut s = h.session().await;
+    assert!(run(&mut s, "r1 RENAME INBOX Old").await.starts_with("r1 OK"));
+    assert!(run(&mut s, "r2 SELECT INBOX").await.contains("* 0 EXISTS"));
+    let out = run(&mut s, "r3 SELECT Old").await;
+    assert!(out.contains("* 2 EXISTS"), "{out}");
+    assert!(run(&mut s, "r4 FETCH 2 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])").await.contains("Subject: two"));
+    assert!(run(&mut s, "r5 RENAME INBOX Old").await.starts_with("r5 NO"), "target exists");
+    h.deliver("Subject: three\r\n\r\n3\r\n").await;
+    assert!(run(&mut s, "r6 STATUS INBOX (MESSAGES)").await.contains("MESSAGES 1"));
+}
+
+#[tokio::test]
+async fn rfc9051_6_4_message_numbers_beyond_exists_are_bad() {
+    let h = harness();
+    h.deliver("Subject: one\r\n\r\n1\r\n").await;
+    let mut s = h.session().await;
+    run(&mut s, "q0 SELECT INBOX").await;
+    for cmd in ["q1 FETCH 2 FLAGS", "q2 STORE 1:3 +FLAGS (\\Seen)", "q3 COPY 5 Archive", "q4 MOVE 2:* Trash"] {
+        assert!(tagged_status(&run(&mut s, cmd).await, &cmd[..2]).starts_with(&format!("{} BAD", &cmd[..2])), "{cmd}");
+    }
+    // UID sets name what exists and ignore the rest.
+    assert!(run(&mut s, "q5 UID FETCH 1:99 (FLAGS)").await.contains("q5 OK"));
+    assert!(run(&mut s, "q6 UID COPY 50 Archive").await.contains("q6 OK"));
+    assert!(run(&mut s, "q7 FETCH 1:* (FLAGS)").await.contains("q7 OK"));
+    run(&mut s, "q8 SELECT Archive").await;
+    assert!(run(&mut s, "q9 FETCH * FLAGS").await.contains("q9 BAD"), "* in an empty mailbox");
+}

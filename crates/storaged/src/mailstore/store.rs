@@ -275,6 +275,9 @@ impl Store {
             MailOp::RenameMailbox { user, from, to } => {
                 let (u, src) = names!(user, from);
                 let (_, dst) = names!(user, to);
+                if src.is_inbox() && !dst.is_inbox() {
+                    return self.rename_inbox(&u, &dst, index);
+                }
                 self.rename_mailbox(&u, &src, &dst)
             }
             MailOp::Subscribe { user, mailbox, subscribed } => {
@@ -653,6 +656,33 @@ impl Store {
                     self.boxes.insert((u.clone(), new), idx);
                 }
             }
+        }
+        Ok(MailResponse::Done)
+    }
+
+    /// RFC 3501 §6.3.5: renaming INBOX moves all its messages to a new mailbox and leaves
+    /// INBOX empty. Replay-safe: a target created by this very entry (its UIDVALIDITY says
+    /// so) is reused, and copy/expunge skip work their mailboxes already applied.
+    fn rename_inbox(&mut self, user: &UserName, dst: &MailboxName, index: u64) -> Result<MailResponse, StoreError> {
+        let inbox = MailboxName::inbox();
+        let Some(uids) = self.mailbox(user, &inbox)?.map(|b| b.messages.iter().map(|m| m.uid).collect::<Vec<_>>())
+        else {
+            return Ok(MailResponse::Rejected("no INBOX".into()));
+        };
+        match self.mailbox(user, dst)?.map(|b| b.uid_validity) {
+            Some(v) if v != uid_validity_for(index) => {
+                return Ok(MailResponse::Rejected(format!("mailbox {dst} exists")))
+            }
+            Some(_) => {}
+            None => {
+                if let MailResponse::Rejected(why) = self.create_mailbox(user, dst, index)? {
+                    return Ok(MailResponse::Rejected(why));
+                }
+            }
+        }
+        if let MailResponse::Copied { pairs, .. } = self.copy(user, &inbox, dst, index, &uids)? {
+            let moved: Vec<u32> = pairs.iter().map(|(s, _)| *s).collect();
+            self.expunge(user, &inbox, index, &moved)?;
         }
         Ok(MailResponse::Done)
     }
