@@ -64,6 +64,30 @@ pub fn internal_date(secs: i64) -> String {
     format!("\"{}\"", dt.format("%d-%b-%Y %H:%M:%S +0000"))
 }
 
+/// A sorted list of UIDs as a compact set: `1:3,7,9:10`.
+pub fn uid_set(uids: &[u32]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < uids.len() {
+        let start = uids[i];
+        let mut end = start;
+        while i + 1 < uids.len() && uids[i + 1] == end + 1 {
+            i += 1;
+            end = uids[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}:{end}"));
+        }
+        i += 1;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,6 +105,13 @@ mod tests {
         assert_eq!(s(b"two\r\nlines"), "{10}\r\ntwo\r\nlines");
         assert_eq!(s("K\u{e4}se".as_bytes()), "{5}\r\nK\u{e4}se");
         assert_eq!(s(b""), "\"\"");
+    }
+
+    #[test]
+    fn uid_sets_compress_runs() {
+        assert_eq!(uid_set(&[1, 2, 3, 7, 9, 10]), "1:3,7,9:10");
+        assert_eq!(uid_set(&[4]), "4");
+        assert_eq!(uid_set(&[]), "");
     }
 
     #[test]

@@ -68,6 +68,8 @@ pub struct Session<B> {
     ops: u64,
     /// CONDSTORE is enabled (ENABLE, SELECT (CONDSTORE), or a CONDSTORE-only item used).
     condstore: bool,
+    /// QRESYNC is enabled (only by ENABLE).
+    qresync: bool,
 }
 
 type Reply = (Vec<u8>, Outcome);
@@ -107,6 +109,21 @@ fn flags_of(list: &[Flag<'_>]) -> (u8, Vec<String>) {
         }
     }
     (bits, keywords)
+}
+
+/// UIDs expunged after `modseq`, within `known` if given. Without tombstones that old, every
+/// UID below UIDNEXT that is not present is reported (RFC 7162 allows reporting more).
+fn vanished_since(idx: &MailboxIndex, modseq: u64, known: Option<&SequenceSet>) -> Vec<u32> {
+    let max_uid = idx.uid_next.saturating_sub(1);
+    let within = |u: u32| known.is_none_or(|set| search::in_set(set, u, max_uid));
+    match idx.vanished_since(modseq) {
+        Some(uids) => uids.into_iter().filter(|u| within(*u)).collect(),
+        None => {
+            // Bounded by UIDNEXT and, for huge gaps, by what the client says it knows.
+            let present: std::collections::HashSet<u32> = idx.messages.iter().map(|m| m.uid).collect();
+            (1..=max_uid).filter(|u| !present.contains(u) && within(*u)).take(1_000_000).collect()
+        }
+    }
 }
 
 /// Match `name` against a LIST pattern (`*` anything, `%` anything but `/`).
@@ -163,7 +180,16 @@ fn section_label(s: &Section) -> String {
 
 impl<B: Backend> Session<B> {
     pub fn new(offer: Offer) -> Self {
-        Self { offer, user: None, backend: None, view: None, nonce: rand::random(), ops: 0, condstore: false }
+        Self {
+            offer,
+            user: None,
+            backend: None,
+            view: None,
+            nonce: rand::random(),
+            ops: 0,
+            condstore: false,
+            qresync: false,
+        }
     }
 
     pub fn greeting(&self) -> String {
@@ -178,7 +204,7 @@ impl<B: Backend> Session<B> {
 
     fn capabilities(&self) -> String {
         let mut caps = vec!["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS"];
-        caps.extend(["MOVE", "UNSELECT", "SPECIAL-USE", "CHILDREN", "CONDSTORE"]);
+        caps.extend(["MOVE", "UNSELECT", "SPECIAL-USE", "CHILDREN", "CONDSTORE", "QRESYNC"]);
         if self.user.is_none() {
             if self.offer.starttls {
                 caps.push("STARTTLS");
@@ -395,9 +421,22 @@ impl<B: Backend> Session<B> {
                 use imap_codec::imap_types::extensions::enable::CapabilityEnable;
                 let mut enabled = Vec::new();
                 for c in capabilities.as_ref() {
-                    if matches!(c, CapabilityEnable::CondStore) && !self.condstore {
-                        self.enable_condstore();
-                        enabled.push("CONDSTORE");
+                    match c {
+                        CapabilityEnable::CondStore if !self.condstore => {
+                            self.enable_condstore();
+                            enabled.push("CONDSTORE");
+                        }
+                        // imap-codec names QRESYNC only as an "other" capability (via Display).
+                        other if other.to_string().eq_ignore_ascii_case("QRESYNC") && !self.qresync => {
+                            // QRESYNC implies CONDSTORE (RFC 7162 §3.2.3).
+                            self.enable_condstore();
+                            self.qresync = true;
+                            if let Some(v) = self.view.as_mut() {
+                                v.qresync = true;
+                            }
+                            enabled.push("QRESYNC");
+                        }
+                        _ => {}
                     }
                 }
                 line(out, &format!("* ENABLED{}{}", if enabled.is_empty() { "" } else { " " }, enabled.join(" ")));
@@ -475,10 +514,23 @@ impl<B: Backend> Session<B> {
             CommandBody::Fetch { sequence_set, macro_or_item_names, uid, modifiers } => {
                 use imap_codec::imap_types::command::FetchModifier;
                 let mut changed_since = None;
+                let mut vanished = false;
                 for m in &modifiers {
                     match m {
                         FetchModifier::ChangedSince(n) => changed_since = Some(n.get()),
-                        FetchModifier::Vanished => return Err(Refusal::Bad("VANISHED needs QRESYNC".into())),
+                        FetchModifier::Vanished => vanished = true,
+                    }
+                }
+                if vanished {
+                    // RFC 7162 §3.2.6: UID FETCH only, with CHANGEDSINCE, after ENABLE QRESYNC.
+                    let (true, true, Some(since)) = (self.qresync, uid, changed_since) else {
+                        return Err(Refusal::Bad("VANISHED needs QRESYNC, UID FETCH and CHANGEDSINCE".into()));
+                    };
+                    let view = self.view.as_ref().expect("selected");
+                    let idx = self.index_of(&view.mailbox)?;
+                    let gone = vanished_since(&idx, since, Some(&sequence_set));
+                    if !gone.is_empty() {
+                        line(out, &format!("* VANISHED (EARLIER) {}", encode::uid_set(&gone)));
                     }
                 }
                 self.fetch(&sequence_set, macro_or_item_names, uid, changed_since, out).await
@@ -550,18 +602,37 @@ impl<B: Backend> Session<B> {
         use imap_codec::imap_types::command::SelectParameter;
         // A failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1).
         self.view = None;
+        let mut resync = None;
         for p in parameters {
             match p {
                 SelectParameter::CondStore => self.condstore = true,
-                SelectParameter::QResync { .. } => return Err(Refusal::Bad("QRESYNC is not supported".into())),
+                SelectParameter::QResync { .. } if !self.qresync => {
+                    return Err(Refusal::Bad("ENABLE QRESYNC first".into()));
+                }
+                SelectParameter::QResync { uid_validity, mod_sequence_value, known_uids, .. } => {
+                    resync = Some((uid_validity.get(), mod_sequence_value.get(), known_uids.clone()));
+                }
             }
         }
         let name = mailbox_name(mailbox).map_err(Refusal::No)?;
         let idx = self.index_of(&name)?;
         let (mut view, lines) = View::open(name, read_only, &idx);
         view.condstore = self.condstore;
+        view.qresync = self.qresync;
         for l in lines {
             line(out, &l);
+        }
+        if let Some((uid_validity, modseq, known)) = resync.filter(|r| r.0 == idx.uid_validity) {
+            // RFC 7162 §3.2.5: what vanished and what changed since the client's modseq.
+            let vanished = vanished_since(&idx, modseq, known.as_ref());
+            if !vanished.is_empty() {
+                line(out, &format!("* VANISHED (EARLIER) {}", encode::uid_set(&vanished)));
+            }
+            let _ = uid_validity;
+            for (k, m) in idx.messages.iter().enumerate().filter(|(_, m)| m.modseq > modseq) {
+                let flags = encode::flags(m.flags, &m.keywords);
+                line(out, &format!("* {} FETCH (UID {} FLAGS {flags} MODSEQ ({}))", k + 1, m.uid, m.modseq));
+            }
         }
         self.view = Some(view);
         let mode = if read_only { "[READ-ONLY] EXAMINE" } else { "[READ-WRITE] SELECT" };

@@ -342,3 +342,44 @@ async fn rfc9051_6_4_message_numbers_beyond_exists_are_bad() {
     run(&mut s, "q8 SELECT Archive").await;
     assert!(run(&mut s, "q9 FETCH * FLAGS").await.contains("q9 BAD"), "* in an empty mailbox");
 }
+
+#[tokio::test]
+async fn rfc7162_qresync() {
+    let h = harness();
+    for k in 0..5 {
+        h.deliver(&format!("Subject: m{k}\r\n\r\n{k}\r\n")).await;
+    }
+    let mut s = h.session().await;
+    assert!(run(&mut s, "v0 CAPABILITY").await.contains("QRESYNC"));
+    assert!(run(&mut s, "v1 SELECT INBOX (QRESYNC (1 1))").await.starts_with("v1 BAD"), "needs ENABLE");
+    assert!(run(&mut s, "v2 ENABLE QRESYNC").await.contains("* ENABLED QRESYNC"));
+    let out = run(&mut s, "v3 SELECT INBOX").await;
+    let field = |out: &str, name: &str| -> u64 {
+        out.split(&format!("[{name} ")).nth(1).and_then(|r| r.split(']').next()).and_then(|n| n.parse().ok()).unwrap()
+    };
+    let (uv, modseq) = (field(&out, "UIDVALIDITY"), field(&out, "HIGHESTMODSEQ"));
+    // Another session expunges UIDs 2 and 4 and flags UID 5.
+    let mut other = h.session().await;
+    run(&mut other, "o1 SELECT INBOX").await;
+    run(&mut other, "o2 STORE 2,4 +FLAGS.SILENT (\\Deleted)").await;
+    run(&mut other, "o3 EXPUNGE").await;
+    run(&mut other, "o4 UID STORE 5 +FLAGS (\\Flagged)").await;
+    // With QRESYNC enabled, expunges arrive as VANISHED, not EXPUNGE.
+    let out = run(&mut s, "v4 NOOP").await;
+    assert!(out.contains("* VANISHED 2,4") && !out.contains("EXPUNGE"), "{out}");
+    // A reconnecting client learns what vanished and what changed since its modseq.
+    let mut again = h.session().await;
+    run(&mut again, "w0 ENABLE QRESYNC").await;
+    let out = run(&mut again, &format!("w1 SELECT INBOX (QRESYNC ({uv} {modseq}))")).await;
+    assert!(out.contains("* VANISHED (EARLIER) 2,4"), "{out}");
+    assert!(out.contains("* 3 FETCH (UID 5 FLAGS (\\Flagged) MODSEQ ("), "{out}");
+    assert!(!out.contains("UID 1 FLAGS"), "unchanged messages are not resent: {out}");
+    // A wrong UIDVALIDITY gets a plain SELECT.
+    let out = run(&mut again, &format!("w2 SELECT INBOX (QRESYNC ({} {modseq}))", uv + 1)).await;
+    assert!(!out.contains("VANISHED") && out.contains("w2 OK"), "{out}");
+    let out = run(&mut again, &format!("w3 UID FETCH 1:* (FLAGS) (CHANGEDSINCE {modseq} VANISHED)")).await;
+    assert!(out.contains("* VANISHED (EARLIER) 2,4") && out.contains("UID 5"), "{out}");
+    assert!(run(&mut again, &format!("w4 FETCH 1:* (FLAGS) (CHANGEDSINCE {modseq} VANISHED)"))
+        .await
+        .contains("w4 BAD"));
+}

@@ -27,6 +27,8 @@ pub struct View {
     held_back: bool,
     /// Report MODSEQ with flag changes (CONDSTORE enabled).
     pub condstore: bool,
+    /// Report expunges as VANISHED (QRESYNC enabled, RFC 7162 §3.2.10).
+    pub qresync: bool,
 }
 
 /// Which updates a sync may send.
@@ -70,6 +72,7 @@ impl View {
             seen_applied: index.applied_index,
             held_back: false,
             condstore: false,
+            qresync: false,
         };
         (view, out)
     }
@@ -97,14 +100,23 @@ impl View {
         }
         let live: HashMap<u32, &MessageMeta> = index.messages.iter().map(|m| (m.uid, m)).collect();
         if mode == Sync::Full {
+            let mut vanished = Vec::new();
             // Highest first, so each number is still valid when announced.
             for seq in (1..=self.uids.len()).rev() {
                 let uid = self.uids[seq - 1];
                 if !live.contains_key(&uid) {
-                    out.push(format!("* {seq} EXPUNGE"));
+                    if self.qresync {
+                        vanished.push(uid);
+                    } else {
+                        out.push(format!("* {seq} EXPUNGE"));
+                    }
                     self.uids.remove(seq - 1);
                     self.known.remove(&uid);
                 }
+            }
+            if !vanished.is_empty() {
+                vanished.reverse();
+                out.push(format!("* VANISHED {}", encode::uid_set(&vanished)));
             }
         }
         for (pos, uid) in self.uids.iter().enumerate() {

@@ -12,7 +12,11 @@ use rkyv::rancor;
 
 /// File name of the index inside a mailbox directory.
 pub const INDEX_FILE: &str = "mailstore.index";
-const MAGIC: &[u8; 8] = b"MSIDX001";
+const MAGIC: &[u8; 8] = b"MSIDX002";
+/// The format before expunge tombstones; still read, written as the current format.
+const MAGIC_V1: &[u8; 8] = b"MSIDX001";
+/// Tombstones kept per mailbox; older ones are summarized by `vanished_floor`.
+pub const VANISHED_MAX: usize = 50_000;
 /// Bytes before the archive: magic, crc32c, 4 bytes padding (keeps the archive 16-aligned).
 const PREFIX_LEN: usize = 16;
 
@@ -42,6 +46,22 @@ pub struct MailboxIndex {
     pub applied_index: u64,
     /// Messages in UID order.
     pub messages: Vec<MessageMeta>,
+    /// Expunged messages as `(uid, modseq of the expunge)`, oldest first, at most
+    /// [`VANISHED_MAX`] (QRESYNC answers "what vanished since modseq N" from these).
+    pub vanished: Vec<(u32, u64)>,
+    /// Highest modseq of tombstones dropped for the bound: a client that last synced
+    /// before it cannot be told precisely and gets every UID that is not present.
+    pub vanished_floor: u64,
+}
+
+/// The version-1 layout (no tombstones), for reading old index files.
+#[derive(rkyv::Archive, rkyv::Deserialize)]
+struct MailboxIndexV1 {
+    uid_validity: u32,
+    uid_next: u32,
+    highest_modseq: u64,
+    applied_index: u64,
+    messages: Vec<MessageMeta>,
 }
 
 /// Index errors.
@@ -63,7 +83,31 @@ impl MailboxIndex {
             highest_modseq: 1,
             applied_index: index.saturating_sub(1),
             messages: Vec::new(),
+            vanished: Vec::new(),
+            vanished_floor: 0,
         }
+    }
+
+    /// Record that `uids` were expunged at `modseq`, keeping the tombstones bounded.
+    pub fn record_vanished(&mut self, uids: impl IntoIterator<Item = u32>, modseq: u64) {
+        self.vanished.extend(uids.into_iter().map(|u| (u, modseq)));
+        if self.vanished.len() > VANISHED_MAX {
+            let drop = self.vanished.len() - VANISHED_MAX;
+            self.vanished_floor = self.vanished_floor.max(self.vanished[drop - 1].1);
+            self.vanished.drain(..drop);
+        }
+    }
+
+    /// UIDs expunged after `modseq`; `None` when tombstones that old were dropped (the
+    /// caller must then assume every absent UID may have vanished).
+    pub fn vanished_since(&self, modseq: u64) -> Option<Vec<u32>> {
+        if modseq < self.vanished_floor {
+            return None;
+        }
+        let mut uids: Vec<u32> = self.vanished.iter().filter(|(_, m)| *m > modseq).map(|(u, _)| *u).collect();
+        uids.sort_unstable();
+        uids.dedup();
+        Some(uids)
     }
 
     /// Position of `uid` in `messages`.
@@ -91,7 +135,7 @@ impl MailboxIndex {
         let map =
             unsafe { memmap2::Mmap::map(&file) }.map_err(|source| IndexError::Io { path: name.clone(), source })?;
         let corrupt = |reason: &str| IndexError::Corrupt { path: name.clone(), reason: reason.into() };
-        if map.len() < PREFIX_LEN || &map[..8] != MAGIC {
+        if map.len() < PREFIX_LEN || (&map[..8] != MAGIC && &map[..8] != MAGIC_V1) {
             return Err(corrupt("bad magic"));
         }
         let archive = &map[PREFIX_LEN..];
@@ -100,6 +144,19 @@ impl MailboxIndex {
             return Err(corrupt("checksum mismatch"));
         }
         // The map is page-aligned and the prefix is 16 bytes, so the archive is aligned.
+        if &map[..8] == MAGIC_V1 {
+            let v1 = rkyv::from_bytes::<MailboxIndexV1, rancor::Error>(archive).map_err(|e| corrupt(&e.to_string()))?;
+            return Ok(Self {
+                uid_validity: v1.uid_validity,
+                uid_next: v1.uid_next,
+                highest_modseq: v1.highest_modseq,
+                applied_index: v1.applied_index,
+                messages: v1.messages,
+                vanished: Vec::new(),
+                // Nothing is known about earlier expunges.
+                vanished_floor: v1.highest_modseq,
+            });
+        }
         rkyv::from_bytes::<Self, rancor::Error>(archive).map_err(|e| corrupt(&e.to_string()))
     }
 }
@@ -130,5 +187,42 @@ mod tests {
         bytes[last] ^= 1;
         std::fs::write(&path, bytes).unwrap();
         assert!(matches!(MailboxIndex::load(&path), Err(IndexError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn tombstones_are_bounded_and_answer_since() {
+        let mut idx = MailboxIndex::new(7, 3);
+        idx.record_vanished([5, 6], 10);
+        idx.record_vanished([2], 12);
+        assert_eq!(idx.vanished_since(9), Some(vec![2, 5, 6]));
+        assert_eq!(idx.vanished_since(10), Some(vec![2]));
+        idx.record_vanished(100..(100 + VANISHED_MAX as u32), 20);
+        assert_eq!(idx.vanished.len(), VANISHED_MAX);
+        assert_eq!(idx.vanished_since(11), None, "tombstones of modseq 12 were dropped");
+        assert_eq!(idx.vanished_since(12).map(|v| v.len()), Some(VANISHED_MAX));
+    }
+
+    #[test]
+    fn version_1_files_still_load() {
+        #[derive(rkyv::Archive, rkyv::Serialize)]
+        struct V1 {
+            uid_validity: u32,
+            uid_next: u32,
+            highest_modseq: u64,
+            applied_index: u64,
+            messages: Vec<MessageMeta>,
+        }
+        let v1 = V1 { uid_validity: 9, uid_next: 4, highest_modseq: 8, applied_index: 3, messages: vec![] };
+        let archive = rkyv::to_bytes::<rancor::Error>(&v1).unwrap();
+        let mut bytes = MAGIC_V1.to_vec();
+        bytes.extend_from_slice(&crc32c::crc32c(&archive).to_le_bytes());
+        bytes.extend_from_slice(&[0u8; 4]);
+        bytes.extend_from_slice(&archive);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(INDEX_FILE);
+        std::fs::write(&path, bytes).unwrap();
+        let idx = MailboxIndex::load(&path).unwrap();
+        assert_eq!((idx.uid_validity, idx.uid_next, idx.vanished_floor), (9, 4, 8));
+        assert_eq!(idx.vanished_since(7), None);
     }
 }

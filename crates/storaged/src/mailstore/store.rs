@@ -509,6 +509,8 @@ impl Store {
         idx.messages = kept;
         if !gone.is_empty() {
             idx.highest_modseq += 1;
+            let modseq = idx.highest_modseq;
+            idx.record_vanished(gone.iter().map(|m| m.uid), modseq);
         }
         self.dirty.insert((user.clone(), mailbox.clone()));
         for m in gone {
