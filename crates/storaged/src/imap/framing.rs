@@ -27,6 +27,22 @@ pub fn tag_of(line: &[u8]) -> Option<&str> {
     valid.then(|| std::str::from_utf8(tag).ok()).flatten()
 }
 
+/// ESEARCH (RFC 4731) return options of a `[UID] SEARCH RETURN (...)` command, which the
+/// parser does not know: the command without them, and the options (upper case; an empty
+/// list means `ALL`). `None` for any other command.
+pub fn split_search_return(bytes: &[u8]) -> Option<(Vec<u8>, Vec<String>)> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let (tag, rest) = text.split_once(' ')?;
+    let upper = rest.to_ascii_uppercase();
+    let prefix = ["UID SEARCH RETURN (", "SEARCH RETURN ("].into_iter().find(|p| upper.starts_with(p))?;
+    let after = &rest[prefix.len()..];
+    let close = after.find(')')?;
+    let options: Vec<String> = after[..close].split_whitespace().map(|o| o.to_ascii_uppercase()).collect();
+    let verb = &rest[..prefix.len() - "RETURN (".len()];
+    let remainder = after[close + 1..].trim_start();
+    Some((format!("{tag} {verb}{remainder}").into_bytes(), options))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -40,6 +56,19 @@ mod tests {
         assert_eq!(literal_suffix(b"a X {}"), None);
         assert_eq!(literal_suffix(b"a X {1a}"), None);
         assert_eq!(literal_suffix(b"a X {99999999999999999999999}"), None);
+    }
+
+    #[test]
+    fn search_return_options_are_split_off() {
+        let (cmd, opts) = split_search_return(b"a1 UID SEARCH RETURN (MIN count) UNSEEN\r\n").unwrap();
+        assert_eq!(
+            (cmd.as_slice(), opts),
+            (&b"a1 UID SEARCH UNSEEN\r\n"[..], vec!["MIN".to_string(), "COUNT".to_string()])
+        );
+        let (cmd, opts) = split_search_return(b"a2 search return () ALL\r\n").unwrap();
+        assert_eq!((cmd.as_slice(), opts.len()), (&b"a2 search ALL\r\n"[..], 0));
+        assert!(split_search_return(b"a3 SEARCH UNSEEN\r\n").is_none());
+        assert!(split_search_return(b"a4 SEARCH RETURN (MIN UNSEEN\r\n").is_none());
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub struct Session<B> {
     condstore: bool,
     /// QRESYNC is enabled (only by ENABLE).
     qresync: bool,
+    /// ESEARCH return options of the SEARCH being handled, with its tag.
+    search_return: Option<(String, Vec<String>)>,
 }
 
 type Reply = (Vec<u8>, Outcome);
@@ -109,6 +111,29 @@ fn flags_of(list: &[Flag<'_>]) -> (u8, Vec<String>) {
         }
     }
     (bits, keywords)
+}
+
+/// An ESEARCH response (RFC 4731) for `hits` (ascending), with the requested options.
+fn esearch(tag: &str, uid: bool, options: &[String], hits: &[u32], modseq: Option<u64>) -> String {
+    let mut out = format!("* ESEARCH (TAG \"{tag}\"){}", if uid { " UID" } else { "" });
+    let all = options.is_empty();
+    let wants = |o: &str| options.iter().any(|x| x == o);
+    if let (Some(min), true) = (hits.first(), wants("MIN")) {
+        out.push_str(&format!(" MIN {min}"));
+    }
+    if let (Some(max), true) = (hits.last(), wants("MAX")) {
+        out.push_str(&format!(" MAX {max}"));
+    }
+    if wants("COUNT") {
+        out.push_str(&format!(" COUNT {}", hits.len()));
+    }
+    if (all || wants("ALL")) && !hits.is_empty() {
+        out.push_str(&format!(" ALL {}", encode::uid_set(hits)));
+    }
+    if let Some(m) = modseq {
+        out.push_str(&format!(" MODSEQ {m}"));
+    }
+    out
 }
 
 /// UIDs expunged after `modseq`, within `known` if given. Without tombstones that old, every
@@ -189,6 +214,7 @@ impl<B: Backend> Session<B> {
             ops: 0,
             condstore: false,
             qresync: false,
+            search_return: None,
         }
     }
 
@@ -204,7 +230,7 @@ impl<B: Backend> Session<B> {
 
     fn capabilities(&self) -> String {
         let mut caps = vec!["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS"];
-        caps.extend(["MOVE", "UNSELECT", "SPECIAL-USE", "CHILDREN", "CONDSTORE", "QRESYNC"]);
+        caps.extend(["MOVE", "UNSELECT", "SPECIAL-USE", "CHILDREN", "CONDSTORE", "QRESYNC", "ESEARCH"]);
         if self.user.is_none() {
             if self.offer.starttls {
                 caps.push("STARTTLS");
@@ -295,6 +321,18 @@ impl<B: Backend> Session<B> {
     /// Handle one complete command as read from the client (literals included).
     pub async fn input(&mut self, bytes: &[u8]) -> Reply {
         use imap_codec::decode::Decoder;
+        let rewritten;
+        let mut bytes = bytes;
+        self.search_return = None;
+        if let Some((cmd, options)) = super::framing::split_search_return(bytes) {
+            let tag = super::framing::tag_of(&cmd).unwrap_or("*").to_string();
+            if let Some(bad) = options.iter().find(|o| !["MIN", "MAX", "ALL", "COUNT"].contains(&o.as_str())) {
+                return tagged(&tag, "BAD", &format!("unsupported SEARCH RETURN option {bad}"));
+            }
+            self.search_return = Some((tag, options));
+            rewritten = cmd;
+            bytes = &rewritten;
+        }
         match imap_codec::CommandCodec::default().decode(bytes) {
             Ok((b"", cmd)) => self.command(cmd).await,
             _ => {
@@ -837,6 +875,10 @@ impl<B: Backend> Session<B> {
         } else {
             String::new()
         };
+        if let Some((tag, options)) = self.search_return.take() {
+            line(out, &esearch(&tag, uid, &options, &hits, (!modseq.is_empty()).then_some(max_modseq)));
+            return Ok(("SEARCH completed".into(), Outcome::Continue));
+        }
         line(out, &format!("* SEARCH{}{}{modseq}", if list.is_empty() { "" } else { " " }, list.join(" ")));
         Ok(("SEARCH completed".into(), Outcome::Continue))
     }

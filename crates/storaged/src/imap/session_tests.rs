@@ -383,3 +383,23 @@ async fn rfc7162_qresync() {
         .await
         .contains("w4 BAD"));
 }
+
+#[tokio::test]
+async fn rfc4731_esearch() {
+    let h = harness();
+    for k in 0..5 {
+        h.deliver(&format!("Subject: m{k}\r\n\r\n{k}\r\n")).await;
+    }
+    let mut s = h.session().await;
+    assert!(run(&mut s, "e0 CAPABILITY").await.contains("ESEARCH"));
+    run(&mut s, "e1 SELECT INBOX").await;
+    run(&mut s, "e2 STORE 2 +FLAGS (\\Seen)").await;
+    let out = run(&mut s, "e3 SEARCH RETURN (MIN MAX COUNT) UNSEEN").await;
+    assert!(out.contains("* ESEARCH (TAG \"e3\") MIN 1 MAX 5 COUNT 4\r\n"), "{out}");
+    let out = run(&mut s, "e4 UID SEARCH RETURN () UNSEEN").await;
+    assert!(out.contains("* ESEARCH (TAG \"e4\") UID ALL 1,3:5\r\n"), "{out}");
+    let out = run(&mut s, "e5 SEARCH RETURN (COUNT) DELETED").await;
+    assert!(out.contains("* ESEARCH (TAG \"e5\") COUNT 0\r\n"), "{out}");
+    assert!(run(&mut s, "e6 SEARCH RETURN (SAVE) ALL").await.starts_with("e6 BAD"));
+    assert!(run(&mut s, "e7 SEARCH UNSEEN").await.contains("* SEARCH 1 3 4 5\r\n"), "plain SEARCH unchanged");
+}
