@@ -1,5 +1,6 @@
 //! The IMAP server: one task per connection; command framing with literals (bounded:
-//! a literal over the limit is refused before it is read), logins through the node's
+//! a literal over the limit is refused before it is read; only an authenticated APPEND may
+//! be large), logins through the node's
 //! authenticator, IDLE woken by the group's change notifications, and `BYE` when this
 //! node stops leading the user's mailhost.
 
@@ -36,6 +37,29 @@ pub async fn serve(listener: TcpListener, node: Arc<Node>, implicit_tls: bool) -
     .await
 }
 
+/// How large a command may grow with its literals: only APPEND carries a message, and
+/// nothing large is buffered for a client that has not logged in.
+struct CommandLimits {
+    authenticated: bool,
+    append: usize,
+    other: usize,
+}
+
+/// Commands other than APPEND (and every command before login): names, search strings,
+/// SASL data fit easily.
+const SMALL_COMMAND_MAX: usize = 64 * 1024;
+
+impl CommandLimits {
+    fn for_command(&self, first_line: &[u8]) -> usize {
+        let verb = first_line.split(|b| *b == b' ').nth(1).unwrap_or_default();
+        if self.authenticated && verb.eq_ignore_ascii_case(b"APPEND") {
+            self.append
+        } else {
+            self.other
+        }
+    }
+}
+
 /// One complete command, or why there is none.
 enum Input {
     Command(Vec<u8>),
@@ -45,12 +69,13 @@ enum Input {
 }
 
 /// Read one command with its literals, sending continuation requests for synchronizing
-/// literals. `limit` bounds the whole command.
+/// literals. `limits` bounds the whole command by what its first line says it is.
 async fn read_command<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin>(
     rd: &mut R,
     wr: &mut W,
-    limit: usize,
+    limits: &CommandLimits,
 ) -> std::io::Result<Input> {
+    let mut limit = limits.other;
     let mut buf = Vec::new();
     loop {
         let line = match read_line_within(rd, COMMAND_LINE_MAX, IDLE_TIMEOUT).await? {
@@ -63,6 +88,9 @@ async fn read_command<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin>(
             Line::Complete(l) => l,
         };
         let first_line = buf.is_empty();
+        if first_line {
+            limit = limits.for_command(&line);
+        }
         buf.extend_from_slice(&line);
         buf.extend_from_slice(b"\r\n");
         let tag = tag_of(if first_line { &line } else { &buf }).unwrap_or("*").to_string();
@@ -134,9 +162,13 @@ async fn handle(stream: TcpStream, peer: SocketAddr, node: Arc<Node>, implicit_t
 
 /// Read and answer commands until the connection ends or asks for TLS.
 async fn commands(conn: &mut Conn, state: &mut State, peer: SocketAddr, node: &Node) -> std::io::Result<End> {
-    let limit = node.limits.message_max_bytes + COMMAND_LINE_MAX;
     loop {
-        let bytes = match read_command(&mut conn.rd, &mut conn.wr, limit).await? {
+        let limits = CommandLimits {
+            authenticated: state.group.is_some(),
+            append: node.limits.message_max_bytes + COMMAND_LINE_MAX,
+            other: SMALL_COMMAND_MAX,
+        };
+        let bytes = match read_command(&mut conn.rd, &mut conn.wr, &limits).await? {
             Input::Closed => return Ok(End::Closed),
             Input::Refused(reply) => {
                 conn.wr.write_all(&reply).await?;
@@ -280,5 +312,39 @@ async fn idle<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin>(
             wr.write_all(b"* BYE autologout: idle too long\r\n").await?;
             Ok(false)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn read(input: &[u8], limits: &CommandLimits) -> (Input, Vec<u8>) {
+        let mut rd = tokio::io::BufReader::new(input);
+        let mut wr = Vec::new();
+        let got = read_command(&mut rd, &mut wr, limits).await.unwrap();
+        (got, wr)
+    }
+
+    #[tokio::test]
+    async fn literals_are_bounded_by_command_and_login_state() {
+        let anon = CommandLimits { authenticated: false, append: 1 << 20, other: 100 };
+        let user = CommandLimits { authenticated: true, ..anon };
+        // Before login even APPEND is small; after login APPEND may be large, LOGIN may not.
+        let (got, wr) = read(b"a APPEND INBOX {500}\r\n", &anon).await;
+        assert!(matches!(got, Input::Refused(ref r) if r.starts_with(b"a NO [TOOBIG]")) && wr.is_empty());
+        let msg = [b"a APPEND INBOX {500}\r\n".as_slice(), &[b'x'; 500], b"\r\n"].concat();
+        let (got, wr) = read(&msg, &user).await;
+        assert!(matches!(got, Input::Command(ref c) if c.len() == msg.len()) && wr == b"+ go ahead\r\n");
+        let (got, _) = read(b"b LOGIN {500}\r\n", &user).await;
+        assert!(matches!(got, Input::Refused(ref r) if r.starts_with(b"b NO [TOOBIG]")));
+        // A non-synchronizing literal over the limit is read and dropped, then refused.
+        let big = [b"c LOGIN {300+}\r\n".as_slice(), &[b'y'; 300], b" pw\r\nd NOOP\r\n"].concat();
+        let mut rd = tokio::io::BufReader::new(big.as_slice());
+        let mut wr = Vec::new();
+        let got = read_command(&mut rd, &mut wr, &anon).await.unwrap();
+        assert!(matches!(got, Input::Refused(ref r) if r.starts_with(b"c NO [TOOBIG]")));
+        let next = read_command(&mut rd, &mut wr, &anon).await.unwrap();
+        assert!(matches!(next, Input::Command(ref c) if c == b"d NOOP\r\n"), "the stream stays in sync");
     }
 }
