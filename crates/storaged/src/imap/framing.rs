@@ -43,6 +43,106 @@ pub fn split_search_return(bytes: &[u8]) -> Option<(Vec<u8>, Vec<String>)> {
     Some((format!("{tag} {verb}{remainder}").into_bytes(), options))
 }
 
+/// LIST-EXTENDED (RFC 5258) and LIST-STATUS (RFC 5819) options, which the parser does not
+/// know: selection options before the reference, return options after the pattern.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ListOptions {
+    /// Upper-case selection options (`SUBSCRIBED`, `SPECIAL-USE`, `RECURSIVEMATCH`, ...).
+    pub select: Vec<String>,
+    /// Upper-case return options other than STATUS.
+    pub ret: Vec<String>,
+    /// STATUS items requested with `RETURN (STATUS (...))`.
+    pub status: Vec<String>,
+}
+
+/// Split a parenthesized list at the start of `text` into its top-level items (nested
+/// lists stay as one item); returns the items and the rest after the closing paren.
+fn paren_items(text: &str) -> Option<(Vec<String>, &str)> {
+    let inner = text.strip_prefix('(')?;
+    let (mut depth, mut items, mut cur) = (0usize, Vec::new(), String::new());
+    for (i, c) in inner.char_indices() {
+        match c {
+            '(' => {
+                depth += 1;
+                cur.push(c);
+            }
+            ')' if depth == 0 => {
+                if !cur.trim().is_empty() {
+                    items.push(cur.trim().to_string());
+                }
+                return Some((items, &inner[i + 1..]));
+            }
+            ')' => {
+                depth -= 1;
+                cur.push(c);
+            }
+            ' ' if depth == 0 => {
+                if !cur.trim().is_empty() {
+                    items.push(cur.trim().to_string());
+                }
+                cur.clear();
+            }
+            _ => cur.push(c),
+        }
+    }
+    None
+}
+
+/// The LIST command without its extended options, and the options; `None` for a plain
+/// LIST or another command. `Err` carries a reason for BAD.
+pub fn split_list_extended(bytes: &[u8]) -> Option<Result<(Vec<u8>, ListOptions), String>> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let (tag, rest) = text.split_once(' ')?;
+    if !rest.get(..5)?.eq_ignore_ascii_case("LIST ") {
+        return None;
+    }
+    let mut args = rest[5..].trim_end_matches(['\r', '\n']).trim_start().to_string();
+    let mut opts = ListOptions::default();
+    let mut extended = false;
+    if args.starts_with('(') {
+        let (items, after) = match paren_items(&args) {
+            Some(x) => x,
+            None => return Some(Err("unbalanced selection options".into())),
+        };
+        opts.select = items.iter().map(|i| i.to_ascii_uppercase()).collect();
+        args = after.trim_start().to_string();
+        extended = true;
+    }
+    let upper = args.to_ascii_uppercase();
+    if let Some(at) = upper.rfind(" RETURN (") {
+        let (items, after) = match paren_items(&args[at + 8..]) {
+            Some(x) => x,
+            None => return Some(Err("unbalanced return options".into())),
+        };
+        if !after.trim().is_empty() {
+            return Some(Err("text after the return options".into()));
+        }
+        let mut items = items.into_iter();
+        while let Some(item) = items.next() {
+            let up = item.to_ascii_uppercase();
+            if up == "STATUS" {
+                match items.next().as_deref().and_then(paren_items) {
+                    Some((names, rest)) if rest.trim().is_empty() && !names.is_empty() => {
+                        opts.status = names.iter().map(|n| n.to_ascii_uppercase()).collect();
+                    }
+                    _ => return Some(Err("STATUS needs a list of items".into())),
+                }
+            } else {
+                opts.ret.push(up);
+            }
+        }
+        args.truncate(at);
+        extended = true;
+    }
+    if !extended {
+        return None;
+    }
+    if args.trim_end().ends_with(')') {
+        return Some(Err("multiple LIST patterns are not supported".into()));
+    }
+    Some(Ok((format!("{tag} LIST {args}\r\n").into_bytes(), opts)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,6 +169,25 @@ mod tests {
         assert_eq!((cmd.as_slice(), opts.len()), (&b"a2 search ALL\r\n"[..], 0));
         assert!(split_search_return(b"a3 SEARCH UNSEEN\r\n").is_none());
         assert!(split_search_return(b"a4 SEARCH RETURN (MIN UNSEEN\r\n").is_none());
+    }
+
+    #[test]
+    fn list_extended_options_are_split_off() {
+        let (cmd, o) =
+            split_list_extended(b"a LIST (SUBSCRIBED) \"\" \"*\" RETURN (STATUS (MESSAGES UNSEEN) CHILDREN)\r\n")
+                .unwrap()
+                .unwrap();
+        assert_eq!(cmd, b"a LIST \"\" \"*\"\r\n");
+        assert_eq!(o.select, vec!["SUBSCRIBED"]);
+        assert_eq!(o.ret, vec!["CHILDREN"]);
+        assert_eq!(o.status, vec!["MESSAGES", "UNSEEN"]);
+        let (cmd, o) = split_list_extended(b"b list \"\" % return (special-use)\r\n").unwrap().unwrap();
+        assert_eq!((cmd.as_slice(), o.ret), (&b"b LIST \"\" %\r\n"[..], vec!["SPECIAL-USE".to_string()]));
+        assert!(split_list_extended(b"c LIST \"\" *\r\n").is_none());
+        assert!(split_list_extended(b"d LSUB \"\" *\r\n").is_none());
+        assert!(split_list_extended(b"e LIST (SUBSCRIBED \"\" *\r\n").unwrap().is_err());
+        assert!(split_list_extended(b"f LIST () \"\" (a b)\r\n").unwrap().is_err());
+        assert!(split_list_extended(b"g LIST \"\" * RETURN (STATUS)\r\n").unwrap().is_err());
     }
 
     #[test]

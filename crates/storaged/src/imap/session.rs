@@ -72,6 +72,8 @@ pub struct Session<B> {
     qresync: bool,
     /// ESEARCH return options of the SEARCH being handled, with its tag.
     search_return: Option<(String, Vec<String>)>,
+    /// LIST-EXTENDED options of the LIST being handled.
+    list_options: Option<super::framing::ListOptions>,
 }
 
 type Reply = (Vec<u8>, Outcome);
@@ -111,6 +113,29 @@ fn flags_of(list: &[Flag<'_>]) -> (u8, Vec<String>) {
         }
     }
     (bits, keywords)
+}
+
+/// A `* STATUS` line for `items` (upper-case names) of a mailbox.
+fn status_line(name: &MailboxName, idx: &MailboxIndex, items: &[&str]) -> Result<Vec<u8>, String> {
+    let count = |bit: u8, set: bool| idx.messages.iter().filter(|m| (m.flags & bit != 0) == set).count();
+    let mut parts = Vec::new();
+    for item in items {
+        parts.push(match *item {
+            "MESSAGES" => format!("MESSAGES {}", idx.messages.len()),
+            "RECENT" => "RECENT 0".to_string(),
+            "UIDNEXT" => format!("UIDNEXT {}", idx.uid_next),
+            "UIDVALIDITY" => format!("UIDVALIDITY {}", idx.uid_validity),
+            "UNSEEN" => format!("UNSEEN {}", count(flag::SEEN, false)),
+            "HIGHESTMODSEQ" => format!("HIGHESTMODSEQ {}", idx.highest_modseq.max(1)),
+            "DELETED" => format!("DELETED {}", count(flag::DELETED, true)),
+            "SIZE" => format!("SIZE {}", idx.messages.iter().map(|m| m.size).sum::<u64>()),
+            other => return Err(format!("unsupported STATUS item {other}")),
+        });
+    }
+    let mut l = b"* STATUS ".to_vec();
+    encode::mailbox(&mut l, name.as_str());
+    l.extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
+    Ok(l)
 }
 
 /// An ESEARCH response (RFC 4731) for `hits` (ascending), with the requested options.
@@ -215,6 +240,7 @@ impl<B: Backend> Session<B> {
             condstore: false,
             qresync: false,
             search_return: None,
+            list_options: None,
         }
     }
 
@@ -231,6 +257,7 @@ impl<B: Backend> Session<B> {
     fn capabilities(&self) -> String {
         let mut caps = vec!["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS"];
         caps.extend(["MOVE", "UNSELECT", "SPECIAL-USE", "CHILDREN", "CONDSTORE", "QRESYNC", "ESEARCH"]);
+        caps.extend(["LIST-EXTENDED", "LIST-STATUS"]);
         if self.user.is_none() {
             if self.offer.starttls {
                 caps.push("STARTTLS");
@@ -332,6 +359,17 @@ impl<B: Backend> Session<B> {
             self.search_return = Some((tag, options));
             rewritten = cmd;
             bytes = &rewritten;
+        }
+        self.list_options = None;
+        let list_rewritten;
+        match super::framing::split_list_extended(bytes) {
+            Some(Ok((cmd, options))) => {
+                self.list_options = Some(options);
+                list_rewritten = cmd;
+                bytes = &list_rewritten;
+            }
+            Some(Err(why)) => return tagged(super::framing::tag_of(bytes).unwrap_or("*"), "BAD", &why),
+            None => {}
         }
         match imap_codec::CommandCodec::default().decode(bytes) {
             Ok((b"", cmd)) => self.command(cmd).await,
@@ -697,6 +735,13 @@ impl<B: Backend> Session<B> {
             line(out, &format!("* {verb} (\\Noselect) \"/\" \"\""));
             return Ok((format!("{verb} completed"), Outcome::Continue));
         }
+        let options = if lsub { None } else { self.list_options.take() };
+        let opt = |list: fn(&super::framing::ListOptions) -> &Vec<String>, o: &str| {
+            options.as_ref().is_some_and(|x| list(x).iter().any(|v| v == o))
+        };
+        let only_subscribed = lsub || opt(|o| &o.select, "SUBSCRIBED");
+        let only_special = opt(|o| &o.select, "SPECIAL-USE");
+        let status_items: Vec<String> = options.as_ref().map(|o| o.status.clone()).unwrap_or_default();
         let full = [reference.as_bytes(), pattern].concat();
         let names = self.backend().mailboxes(self.user());
         let subscribed = self.backend().subscriptions(self.user());
@@ -704,7 +749,8 @@ impl<B: Backend> Session<B> {
             let n = name.as_str();
             let matched = list_match(&full, n.as_bytes())
                 || (name.is_inbox() && list_match(&full.to_ascii_uppercase(), b"INBOX"));
-            if !matched || (lsub && !subscribed.iter().any(|s| s == n)) {
+            let special = SPECIAL_USE.iter().any(|(s, _)| *s == n);
+            if !matched || (only_subscribed && !subscribed.iter().any(|s| s == n)) || (only_special && !special) {
                 continue;
             }
             let prefix = format!("{n}/");
@@ -720,6 +766,13 @@ impl<B: Backend> Session<B> {
             encode::mailbox(&mut l, n);
             out.extend_from_slice(&l);
             out.extend_from_slice(b"\r\n");
+            // RFC 5819: the STATUS of each listed mailbox follows its LIST line.
+            if !status_items.is_empty() {
+                if let Ok(idx) = self.index_of(name) {
+                    let items: Vec<&str> = status_items.iter().map(String::as_str).collect();
+                    out.extend_from_slice(&status_line(name, &idx, &items).map_err(Refusal::Bad)?);
+                }
+            }
         }
         Ok((format!("{verb} completed"), Outcome::Continue))
     }
@@ -732,29 +785,23 @@ impl<B: Backend> Session<B> {
     ) -> Result<(String, Outcome), Refusal> {
         let name = mailbox_name(mailbox).map_err(Refusal::No)?;
         let idx = self.index_of(&name)?;
-        let mut parts = Vec::new();
-        for item in items {
-            match item {
-                StatusDataItemName::Messages => parts.push(format!("MESSAGES {}", idx.messages.len())),
-                StatusDataItemName::Recent => parts.push("RECENT 0".into()),
-                StatusDataItemName::UidNext => parts.push(format!("UIDNEXT {}", idx.uid_next)),
-                StatusDataItemName::UidValidity => parts.push(format!("UIDVALIDITY {}", idx.uid_validity)),
-                StatusDataItemName::Unseen => {
-                    parts.push(format!("UNSEEN {}", idx.messages.iter().filter(|m| m.flags & flag::SEEN == 0).count()))
-                }
-                StatusDataItemName::HighestModSeq => {
-                    self.enable_condstore();
-                    parts.push(format!("HIGHESTMODSEQ {}", idx.highest_modseq.max(1)))
-                }
-                StatusDataItemName::Deleted => parts
-                    .push(format!("DELETED {}", idx.messages.iter().filter(|m| m.flags & flag::DELETED != 0).count())),
-                other => return Err(Refusal::Bad(format!("unsupported STATUS item {other:?}"))),
-            }
+        let names: Vec<&str> = items
+            .iter()
+            .map(|item| match item {
+                StatusDataItemName::Messages => "MESSAGES",
+                StatusDataItemName::Recent => "RECENT",
+                StatusDataItemName::UidNext => "UIDNEXT",
+                StatusDataItemName::UidValidity => "UIDVALIDITY",
+                StatusDataItemName::Unseen => "UNSEEN",
+                StatusDataItemName::HighestModSeq => "HIGHESTMODSEQ",
+                StatusDataItemName::Deleted => "DELETED",
+                _ => "?",
+            })
+            .collect();
+        if names.contains(&"HIGHESTMODSEQ") {
+            self.enable_condstore();
         }
-        let mut l = b"* STATUS ".to_vec();
-        encode::mailbox(&mut l, name.as_str());
-        l.extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
-        out.extend_from_slice(&l);
+        out.extend_from_slice(&status_line(&name, &idx, &names).map_err(Refusal::Bad)?);
         Ok(("STATUS completed".into(), Outcome::Continue))
     }
 

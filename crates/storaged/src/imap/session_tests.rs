@@ -403,3 +403,32 @@ async fn rfc4731_esearch() {
     assert!(run(&mut s, "e6 SEARCH RETURN (SAVE) ALL").await.starts_with("e6 BAD"));
     assert!(run(&mut s, "e7 SEARCH UNSEEN").await.contains("* SEARCH 1 3 4 5\r\n"), "plain SEARCH unchanged");
 }
+
+#[tokio::test]
+async fn rfc5258_rfc5819_list_extended_and_status() {
+    let h = harness();
+    h.deliver("Subject: one\r\n\r\n1\r\n").await;
+    let mut s = h.session().await;
+    let caps = run(&mut s, "x0 CAPABILITY").await;
+    assert!(caps.contains("LIST-EXTENDED") && caps.contains("LIST-STATUS"), "{caps}");
+    run(&mut s, "x1 CREATE Work").await;
+    run(&mut s, "x2 SUBSCRIBE Work").await;
+    let out = run(&mut s, "x3 LIST (SUBSCRIBED) \"\" \"*\"").await;
+    let lists: Vec<&str> = out.lines().filter(|l| l.starts_with("* LIST")).collect();
+    assert_eq!(lists.len(), 1, "{out}");
+    assert!(lists[0].contains("\\Subscribed") && lists[0].ends_with("\"Work\""), "{out}");
+    let out = run(&mut s, "x4 LIST (SPECIAL-USE) \"\" \"*\" RETURN (SPECIAL-USE)").await;
+    assert_eq!(out.lines().filter(|l| l.starts_with("* LIST")).count(), 5, "{out}");
+    assert!(!out.contains("\"Work\"") && !out.contains("\"INBOX\""), "{out}");
+    let out = run(&mut s, "x5 LIST \"\" \"INBOX\" RETURN (STATUS (MESSAGES UNSEEN UIDNEXT))").await;
+    assert!(
+        out.contains(
+            "* LIST (\\HasNoChildren) \"/\" \"INBOX\"\r\n* STATUS \"INBOX\" (MESSAGES 1 UNSEEN 1 UIDNEXT 2)\r\n"
+        ),
+        "{out}"
+    );
+    assert!(run(&mut s, "x6 LIST \"\" * RETURN (STATUS (BOGUS))").await.contains("x6 BAD"));
+    assert!(run(&mut s, "x7 LIST (SUBSCRIBED \"\" *").await.starts_with("x7 BAD"));
+    // Plain LIST is unchanged.
+    assert_eq!(run(&mut s, "x8 LIST \"\" *").await.lines().filter(|l| l.starts_with("* LIST")).count(), 7);
+}
