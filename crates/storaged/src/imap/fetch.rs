@@ -132,6 +132,67 @@ pub fn section(msg: &[u8], section: &Section) -> Option<Vec<u8>> {
     })
 }
 
+/// A part whose Content-Transfer-Encoding BINARY cannot decode (RFC 3516 `UNKNOWN-CTE`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct UnknownCte(pub String);
+
+/// Decode quoted-printable (RFC 2045 §6.7): `=XX` escapes and soft line breaks.
+fn decode_quoted_printable(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len());
+    let mut i = 0;
+    while i < data.len() {
+        match data[i] {
+            b'=' if data[i + 1..].starts_with(b"\r\n") => i += 3,
+            b'=' if data[i + 1..].starts_with(b"\n") => i += 2,
+            b'=' if i + 2 < data.len() && data[i + 1].is_ascii_hexdigit() && data[i + 2].is_ascii_hexdigit() => {
+                match std::str::from_utf8(&data[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b'=');
+                        i += 1;
+                    }
+                }
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The decoded content of MIME part `path` for `BINARY[path]`: its body with the
+/// Content-Transfer-Encoding removed (not charset-converted). `Ok(None)` if there is no
+/// such part. An empty path names the whole message, unchanged.
+pub fn binary(msg: &[u8], path: &[u32]) -> Result<Option<Vec<u8>>, UnknownCte> {
+    use base64::Engine;
+    if path.is_empty() {
+        return Ok(Some(msg.to_vec()));
+    }
+    let Some((h, b)) = part_range(msg, path) else { return Ok(None) };
+    let header = &msg[h];
+    let body = &msg[b];
+    let cte = raw_header(header, "Content-Transfer-Encoding")
+        .map(|v| String::from_utf8_lossy(&v).trim().to_ascii_lowercase())
+        .unwrap_or_else(|| "7bit".into());
+    match cte.as_str() {
+        "7bit" | "8bit" | "binary" => Ok(Some(body.to_vec())),
+        "quoted-printable" => Ok(Some(decode_quoted_printable(body))),
+        "base64" => {
+            let clean: Vec<u8> = body.iter().copied().filter(|c| !c.is_ascii_whitespace()).collect();
+            base64::engine::general_purpose::STANDARD
+                .decode(&clean)
+                .map(Some)
+                .map_err(|_| UnknownCte("malformed base64".into()))
+        }
+        other => Err(UnknownCte(other.to_string())),
+    }
+}
+
 /// Apply a `<offset.length>` partial range.
 pub fn partial(bytes: Vec<u8>, range: Option<(u32, u32)>) -> Vec<u8> {
     match range {
@@ -410,6 +471,21 @@ first part\r\n--b\r\nContent-Type: application/octet-stream\r\n\r\nsecond\r\n--b
         let _ = bodystructure(&deep, true);
         let _ = bodystructure(b"", true);
         let _ = bodystructure(b"\xff\r\n\r\n", false);
+    }
+
+    #[test]
+    fn binary_decodes_transfer_encodings() {
+        // The CRLF before a boundary belongs to the boundary (RFC 2046 §5.1.1).
+        assert_eq!(binary(MULTI, &[2]).unwrap().unwrap(), b"second");
+        let b64 = b"Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
+Content-Transfer-Encoding: base64\r\n\r\nAAEC\r\nAwQF\r\n--b\r\n\
+Content-Transfer-Encoding: quoted-printable\r\n\r\ncaf=C3=A9 soft=\r\nbreak\r\n--b\r\n\
+Content-Transfer-Encoding: x-uuencode\r\n\r\nbegin\r\n--b--\r\n";
+        assert_eq!(binary(b64, &[1]).unwrap().unwrap(), vec![0, 1, 2, 3, 4, 5]);
+        assert_eq!(binary(b64, &[2]).unwrap().unwrap(), "caf\u{e9} softbreak".as_bytes());
+        assert_eq!(binary(b64, &[3]), Err(UnknownCte("x-uuencode".into())));
+        assert_eq!(binary(b64, &[4]), Ok(None));
+        assert_eq!(decode_quoted_printable(b"a=ZZb="), b"a=ZZb=");
     }
 
     #[test]

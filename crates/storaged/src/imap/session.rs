@@ -257,7 +257,7 @@ impl<B: Backend> Session<B> {
     fn capabilities(&self) -> String {
         let mut caps = vec!["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS"];
         caps.extend(["MOVE", "UNSELECT", "SPECIAL-USE", "CHILDREN", "CONDSTORE", "QRESYNC", "ESEARCH"]);
-        caps.extend(["LIST-EXTENDED", "LIST-STATUS"]);
+        caps.extend(["LIST-EXTENDED", "LIST-STATUS", "BINARY"]);
         if self.user.is_none() {
             if self.offer.starttls {
                 caps.push("STARTTLS");
@@ -939,6 +939,15 @@ enum Item {
     Size,
     Envelope,
     ModSeq,
+    /// `BINARY[part]<partial>` (RFC 3516): the part with its transfer encoding removed.
+    Binary {
+        part: Vec<u32>,
+        partial: Option<(u32, u32)>,
+        peek: bool,
+    },
+    BinarySize {
+        part: Vec<u32>,
+    },
     /// BODYSTRUCTURE (`true`) or BODY.
     Structure(bool),
     /// `BODY[...]`/`BINARY`-less sections; `label` is what the response repeats.
@@ -974,6 +983,14 @@ fn items_of(names: MacroOrMessageDataItemNames<'_>) -> Result<Vec<Item>, Refusal
             MessageDataItemName::Rfc822Size => Item::Size,
             MessageDataItemName::Envelope => Item::Envelope,
             MessageDataItemName::ModSeq => Item::ModSeq,
+            MessageDataItemName::Binary { section, partial, peek } => Item::Binary {
+                part: section.iter().map(|n| n.get()).collect(),
+                partial: partial.map(|(o, l)| (o, l.get())),
+                peek,
+            },
+            MessageDataItemName::BinarySize { section } => {
+                Item::BinarySize { part: section.iter().map(|n| n.get()).collect() }
+            }
             MessageDataItemName::BodyStructure => Item::Structure(true),
             MessageDataItemName::Body => Item::Structure(false),
             MessageDataItemName::Rfc822 => {
@@ -999,7 +1016,6 @@ fn items_of(names: MacroOrMessageDataItemNames<'_>) -> Result<Vec<Item>, Refusal
                 };
                 Item::Section { section, partial: partial.map(|(o, l)| (o, l.get())), peek, label }
             }
-            other => return Err(Refusal::Bad(format!("FETCH {other:?} is not supported yet"))),
         });
     }
     Ok(items)
@@ -1034,7 +1050,8 @@ impl<B: Backend> Session<B> {
             targets.retain(|(_, u)| idx.position(*u).is_some_and(|p| idx.messages[p].modseq > since));
         }
         // Reading a body without PEEK sets \Seen, committed before the data is sent.
-        let sets_seen = !view.read_only && items.iter().any(|i| matches!(i, Item::Section { peek: false, .. }));
+        let sets_seen = !view.read_only
+            && items.iter().any(|i| matches!(i, Item::Section { peek: false, .. } | Item::Binary { peek: false, .. }));
         if sets_seen {
             let idx = self.index_of(&view.mailbox)?;
             let unseen: Vec<u32> = targets
@@ -1067,8 +1084,16 @@ impl<B: Backend> Session<B> {
                 missing = true;
                 continue;
             };
-            let needs_text =
-                items.iter().any(|i| matches!(i, Item::Section { .. } | Item::Envelope | Item::Structure(_)));
+            let needs_text = items.iter().any(|i| {
+                matches!(
+                    i,
+                    Item::Section { .. }
+                        | Item::Envelope
+                        | Item::Structure(_)
+                        | Item::Binary { .. }
+                        | Item::BinarySize { .. }
+                )
+            });
             let text = if needs_text {
                 match self.backend().message(self.user(), &view.mailbox, u) {
                     Ok(Some(t)) => Some(t),
@@ -1101,6 +1126,36 @@ impl<B: Backend> Session<B> {
                     Item::Envelope => {
                         resp.extend_from_slice(b"ENVELOPE ");
                         resp.extend_from_slice(&fetch::envelope(text.as_deref().unwrap_or_default()));
+                    }
+                    Item::Binary { part, partial, .. } => {
+                        let label = part.iter().map(u32::to_string).collect::<Vec<_>>().join(".");
+                        let origin = partial.map(|(o, _)| format!("<{o}>")).unwrap_or_default();
+                        resp.extend_from_slice(format!("BINARY[{label}]{origin} ").as_bytes());
+                        match fetch::binary(text.as_deref().unwrap_or_default(), part) {
+                            Ok(Some(bytes)) => {
+                                let bytes = fetch::partial(bytes, *partial);
+                                if bytes.contains(&0) {
+                                    resp.push(b'~');
+                                }
+                                encode::literal(&mut resp, &bytes);
+                            }
+                            Ok(None) => resp.extend_from_slice(b"NIL"),
+                            Err(fetch::UnknownCte(cte)) => {
+                                return Err(Refusal::No(format!("[UNKNOWN-CTE] cannot decode {cte}")));
+                            }
+                        }
+                    }
+                    Item::BinarySize { part } => {
+                        let label = part.iter().map(u32::to_string).collect::<Vec<_>>().join(".");
+                        match fetch::binary(text.as_deref().unwrap_or_default(), part) {
+                            Ok(Some(bytes)) => {
+                                resp.extend_from_slice(format!("BINARY.SIZE[{label}] {}", bytes.len()).as_bytes())
+                            }
+                            Ok(None) => resp.extend_from_slice(format!("BINARY.SIZE[{label}] 0").as_bytes()),
+                            Err(fetch::UnknownCte(cte)) => {
+                                return Err(Refusal::No(format!("[UNKNOWN-CTE] cannot decode {cte}")));
+                            }
+                        }
                     }
                     Item::Structure(ext) => {
                         resp.extend_from_slice(if *ext { b"BODYSTRUCTURE " } else { b"BODY " });

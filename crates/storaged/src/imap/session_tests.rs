@@ -432,3 +432,24 @@ async fn rfc5258_rfc5819_list_extended_and_status() {
     // Plain LIST is unchanged.
     assert_eq!(run(&mut s, "x8 LIST \"\" *").await.lines().filter(|l| l.starts_with("* LIST")).count(), 7);
 }
+
+#[tokio::test]
+async fn rfc3516_binary() {
+    let h = harness();
+    h.deliver(
+        "Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n\
+         --b\r\nContent-Transfer-Encoding: base64\r\n\r\nAAECAw==\r\n--b\r\nContent-Transfer-Encoding: x-weird\r\n\r\nz\r\n--b--\r\n",
+    )
+    .await;
+    let mut s = h.session().await;
+    assert!(run(&mut s, "y0 CAPABILITY").await.contains("BINARY"));
+    run(&mut s, "y1 SELECT INBOX").await;
+    let out = run(&mut s, "y2 FETCH 1 (BINARY.PEEK[2] BINARY.SIZE[2])").await;
+    assert!(out.contains("BINARY[2] ~{4}\r\n\0\x01\x02\x03 BINARY.SIZE[2] 4)"), "{out:?}");
+    let out = run(&mut s, "y3 FETCH 1 (BINARY.PEEK[1]<0.3>)").await;
+    assert!(out.contains("BINARY[1]<0> {3}\r\nhel)"), "{out:?}");
+    assert!(!run(&mut s, "y4 FETCH 1 (FLAGS)").await.contains("\\Seen"), "PEEK leaves \\Seen alone");
+    assert!(run(&mut s, "y5 FETCH 1 (BINARY[3])").await.contains("y5 NO [UNKNOWN-CTE]"));
+    assert!(run(&mut s, "y6 FETCH 1 (BINARY[1])").await.contains("\\Seen"), "BINARY without PEEK sets \\Seen");
+    assert!(run(&mut s, "y7 FETCH 1 (BINARY.PEEK[9])").await.contains("BINARY[9] NIL"));
+}
