@@ -23,9 +23,19 @@ fn imap_client(args: &[&str]) -> serde_json::Value {
 
 /// Start an idling client; returns once it is idling.
 fn start_idle(kind: &str, server: &str, user: &str, pw: &str) -> (Child, BufReader<std::process::ChildStdout>) {
+    start_idle_for(kind, "exists", server, user, pw)
+}
+
+fn start_idle_for(
+    kind: &str,
+    want: &str,
+    server: &str,
+    user: &str,
+    pw: &str,
+) -> (Child, BufReader<std::process::ChildStdout>) {
     let mut child = Command::new("python3")
         .arg(script())
-        .args([kind, "--server", server, "--user", user, "--password", pw, "--wait", "30"])
+        .args([kind, "--want", want, "--server", server, "--user", user, "--password", pw, "--wait", "30"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -65,6 +75,12 @@ fn imaplib_scenario_idle_and_failover() {
     let woke = finish(child, out);
     assert!(woke["exists"].as_u64().is_some(), "IDLE was not woken: {woke}");
     eprintln!("IDLE woke after {} ms", woke["waited_ms"]);
+    // ... and by a flag change made in another session.
+    let (child, out) = start_idle_for("idle", "fetch", &c.imap[leader], user, &pw);
+    assert_eq!(imap_client(&["flag", "--server", &c.imap[leader], "--user", user, "--password", &pw])["ok"], true);
+    let woke = finish(child, out);
+    assert!(woke["exists"].as_u64().is_some(), "IDLE was not woken by a flag change: {woke}");
+    eprintln!("IDLE woke after {} ms for a flag change", woke["waited_ms"]);
     deliver(&c.lmtp[leader], user, b"From: a@example.org\r\nSubject: second\r\n\r\nhello\r\n");
     let before = imap_client(&["state", "--server", &c.imap[leader], "--user", user, "--password", &pw]);
     assert_eq!(before["uids"].as_array().unwrap().len(), 2);

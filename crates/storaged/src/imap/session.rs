@@ -676,8 +676,11 @@ impl<B: Backend> Session<B> {
         out: &mut Vec<u8>,
     ) -> Result<(String, Outcome), Refusal> {
         use imap_codec::imap_types::command::SelectParameter;
-        // A failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1).
-        self.view = None;
+        // A failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1); leaving one says so
+        // before anything about the next (RFC 7162 §3.2.11, RFC 9051 [CLOSED]).
+        if self.view.take().is_some() {
+            line(out, "* OK [CLOSED] previous mailbox closed");
+        }
         let mut resync = None;
         for p in parameters {
             match p {

@@ -161,10 +161,11 @@ async fn rfc3501_6_3_11_append_and_select() {
         "{out}"
     );
     let out = run(&mut s, "p6 EXAMINE INBOX").await;
-    assert!(out.contains("p6 OK [READ-ONLY]"));
+    assert!(out.starts_with("* OK [CLOSED]") && out.contains("p6 OK [READ-ONLY]"), "{out}");
     assert!(run(&mut s, "p7 STORE 1 +FLAGS (\\Flagged)").await.starts_with("p7 NO [READ-ONLY]"));
     // A failed SELECT leaves nothing selected.
-    assert!(run(&mut s, "p8 SELECT Nope").await.starts_with("p8 NO"));
+    let out = run(&mut s, "p8 SELECT Nope").await;
+    assert!(out.starts_with("* OK [CLOSED]") && tagged_status(&out, "p8").starts_with("p8 NO"), "{out}");
     assert!(run(&mut s, "p9 FETCH 1 FLAGS").await.starts_with("p9 BAD"));
 }
 

@@ -8,6 +8,8 @@
             a delivery made meanwhile; prints JSON {"exists": n, "waited_ms": ms}.
   state:    print JSON {"uidvalidity", "uids", "flags"} of INBOX.
   bye:      select INBOX, IDLE, print "idling" and wait for the server to say BYE or drop.
+  flag:     select INBOX and set \Flagged on message 1.
+  (idle with --want fetch waits for a FETCH, i.e. a flag change, instead of an EXISTS.)
 """
 import argparse
 import email
@@ -205,7 +207,11 @@ def idle_session(a, want_bye):
                 print(json.dumps({"bye": True, "line": line.decode().strip()}))
                 return
             mm = re.match(rb"\* (\d+) EXISTS", line)
-            if mm and int(mm.group(1)) > exists and not want_bye:
+            woke = mm and int(mm.group(1)) > exists
+            if a.want == "fetch":
+                mm = re.match(rb"\* (\d+) FETCH .*Flagged", line)
+                woke = mm is not None
+            if woke and not want_bye:
                 waited = int((time.time() - start) * 1000)
                 m.send(b"DONE\r\n")
                 while not m.readline().startswith(tag.encode()):
@@ -219,7 +225,8 @@ def idle_session(a, want_bye):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("command", choices=["scenario", "idle", "state", "bye"])
+    ap.add_argument("command", choices=["scenario", "idle", "state", "bye", "flag"])
+    ap.add_argument("--want", choices=["exists", "fetch"], default="exists")
     ap.add_argument("--server", required=True)
     ap.add_argument("--user", required=True)
     ap.add_argument("--password", required=True)
@@ -231,6 +238,13 @@ def main():
         scenario(a)
     elif a.command == "state":
         state(a)
+    elif a.command == "flag":
+        m = connect(a.server)
+        ok(m.login(a.user, a.password))
+        ok(m.select("INBOX"))
+        ok(m.store("1", "+FLAGS", r"(\Flagged)"))
+        m.logout()
+        print(json.dumps({"ok": True}))
     else:
         idle_session(a, a.command == "bye")
 
