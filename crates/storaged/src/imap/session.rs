@@ -762,7 +762,9 @@ impl<B: Backend> Session<B> {
             if let Some((_, special)) = SPECIAL_USE.iter().find(|(s, _)| *s == n) {
                 attrs.push(special);
             }
-            if !lsub && subscribed.iter().any(|s| s == n) {
+            // RFC 5258 §3: \Subscribed only when the client asked about subscriptions.
+            let asked = opt(|o| &o.select, "SUBSCRIBED") || opt(|o| &o.ret, "SUBSCRIBED");
+            if !lsub && asked && subscribed.iter().any(|s| s == n) {
                 attrs.push("\\Subscribed");
             }
             let mut l = format!("* {verb} ({}) \"/\" ", attrs.join(" ")).into_bytes();

@@ -430,8 +430,13 @@ async fn rfc5258_rfc5819_list_extended_and_status() {
     );
     assert!(run(&mut s, "x6 LIST \"\" * RETURN (STATUS (BOGUS))").await.contains("x6 BAD"));
     assert!(run(&mut s, "x7 LIST (SUBSCRIBED \"\" *").await.starts_with("x7 BAD"));
-    // Plain LIST is unchanged.
-    assert_eq!(run(&mut s, "x8 LIST \"\" *").await.lines().filter(|l| l.starts_with("* LIST")).count(), 7);
+    // Plain LIST is unchanged and says nothing about subscriptions.
+    let out = run(&mut s, "x8 LIST \"\" *").await;
+    assert_eq!(out.lines().filter(|l| l.starts_with("* LIST")).count(), 7);
+    assert!(!out.contains("\\Subscribed"), "{out}");
+    assert!(run(&mut s, "x9 LIST \"\" Work RETURN (SUBSCRIBED)")
+        .await
+        .contains("(\\HasNoChildren \\Subscribed) \"/\" \"Work\""));
 }
 
 #[tokio::test]
