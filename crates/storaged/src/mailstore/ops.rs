@@ -133,6 +133,26 @@ pub enum MailOp {
     DeleteUser {
         user: String,
     },
+    /// Import messages exactly as another mailhost held them (moving a user between
+    /// groups): the mailbox keeps its UIDVALIDITY and every message its UID, flags,
+    /// keywords and internal date, so clients need not resynchronize. Sent in batches in
+    /// UID order; UIDs not above the mailbox's last are skipped (a retried batch).
+    ImportMessages {
+        user: String,
+        mailbox: String,
+        uid_validity: u32,
+        messages: Vec<ImportedMessage>,
+    },
+}
+
+/// One message of an [`MailOp::ImportMessages`] batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct ImportedMessage {
+    pub uid: u32,
+    pub flags: u8,
+    pub keywords: Vec<String>,
+    pub internal_date: i64,
+    pub data: Vec<u8>,
 }
 
 /// A log entry payload: an operation and its id.
@@ -155,6 +175,8 @@ pub enum MailResponse {
     Stored { changed: Vec<u32>, skipped: Vec<u32> },
     /// Done, nothing to report.
     Done,
+    /// ImportMessages: how many messages of the batch were added (retried ones are not).
+    Imported { uid_validity: u32, count: u32 },
     /// The operation could not be applied (bad name, no such mailbox, ...); nothing changed.
     Rejected(String),
     /// Blank or membership entry.

@@ -280,6 +280,10 @@ impl Store {
                 }
                 self.rename_mailbox(&u, &src, &dst)
             }
+            MailOp::ImportMessages { user, mailbox, uid_validity, messages } => {
+                let (u, m) = names!(user, mailbox);
+                self.import(&u, &m, index, *uid_validity, messages)
+            }
             MailOp::Subscribe { user, mailbox, subscribed } => {
                 let (u, m) = names!(user, mailbox);
                 self.subscribe(&u, &m, *subscribed)
@@ -660,6 +664,78 @@ impl Store {
             }
         }
         Ok(MailResponse::Done)
+    }
+
+    /// Add imported messages with their own UIDs (see [`MailOp::ImportMessages`]).
+    fn import(
+        &mut self,
+        user: &UserName,
+        mailbox: &MailboxName,
+        index: u64,
+        uid_validity: u32,
+        messages: &[super::ops::ImportedMessage],
+    ) -> Result<MailResponse, StoreError> {
+        if uid_validity == 0 {
+            return Ok(MailResponse::Rejected("UIDVALIDITY 0 is not valid".into()));
+        }
+        if messages.iter().any(|m| m.data.len() > MESSAGE_MAX || m.uid == 0) {
+            return Ok(MailResponse::Rejected("message too large or UID 0".into()));
+        }
+        if messages.windows(2).any(|w| w[0].uid >= w[1].uid) {
+            return Ok(MailResponse::Rejected("imported messages must be in ascending UID order".into()));
+        }
+        if self.mailbox(user, mailbox)?.is_none() {
+            if mailbox.is_inbox() {
+                self.ensure_inbox(user, index)?;
+            } else if let MailResponse::Rejected(why) = self.create_mailbox(user, mailbox, index)? {
+                return Ok(MailResponse::Rejected(why));
+            }
+        }
+        let group = self.group.clone();
+        let dir = self.layout.mailbox_dir(user, mailbox);
+        let idx = self.mailbox(user, mailbox)?.expect("mailbox exists now");
+        if idx.applied_index >= index {
+            return Ok(MailResponse::Imported { uid_validity: idx.uid_validity, count: 0 });
+        }
+        if idx.uid_validity != uid_validity {
+            if !idx.messages.is_empty() {
+                return Ok(MailResponse::Rejected(format!("{mailbox} holds messages of another UIDVALIDITY")));
+            }
+            // An empty mailbox (say, an INBOX made by a first login) takes the imported one.
+            idx.uid_validity = uid_validity;
+        }
+        idx.applied_index = index;
+        let mut files = Vec::new();
+        for (k, m) in messages.iter().enumerate() {
+            if m.uid < idx.uid_next {
+                continue;
+            }
+            let base = format!("{}.R{index}_{k}.{group},S={}", m.internal_date, m.data.len());
+            let mut keywords = m.keywords.clone();
+            keywords.sort();
+            keywords.dedup();
+            idx.highest_modseq += 1;
+            let meta = MessageMeta {
+                uid: m.uid,
+                base: base.clone(),
+                in_cur: m.flags != 0 || !keywords.is_empty(),
+                flags: m.flags,
+                keywords,
+                size: m.data.len() as u64,
+                internal_date: m.internal_date,
+                modseq: idx.highest_modseq,
+            };
+            idx.uid_next = m.uid + 1;
+            idx.messages.push(meta.clone());
+            files.push((base, meta, &m.data));
+        }
+        let count = files.len() as u32;
+        self.dirty.insert((user.clone(), mailbox.clone()));
+        for (base, meta, data) in files {
+            let dest = self.message_path(user, mailbox, &meta);
+            self.files.queue(dir.join("tmp").join(&base), dest, data.clone());
+        }
+        Ok(MailResponse::Imported { uid_validity, count })
     }
 
     /// RFC 3501 §6.3.5: renaming INBOX moves all its messages to a new mailbox and leaves
