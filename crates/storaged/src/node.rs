@@ -17,7 +17,8 @@ pub struct Node {
     pub id: u64,
     pub host: String,
     pub groups: HashMap<String, Arc<Group>>,
-    pub users: UserDb,
+    /// The users file as last loaded; SIGHUP reloads it (a bad file keeps the old one).
+    pub users: std::sync::RwLock<Arc<UserDb>>,
     pub auth: Authenticator,
     pub limits: Limits,
     /// The certificate for STARTTLS/STLS and implicit TLS, if configured.
@@ -30,16 +31,10 @@ pub struct Node {
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let key = ClusterKey::from_secret(&cfg.cluster_secret()?);
     let group_names: Vec<String> = cfg.groups.iter().map(|g| g.name.clone()).collect();
-    let users = match &cfg.users_file {
-        Some(path) => {
-            let default = (group_names.len() == 1).then(|| group_names[0].as_str());
-            UserDb::load(path, &group_names, default)?
-        }
-        None => {
-            tracing::warn!("no users_file: accepting mail for any valid user name into group {}", group_names[0]);
-            UserDb::open(&group_names[0])
-        }
-    };
+    if cfg.users_file.is_none() {
+        tracing::warn!("no users_file: accepting mail for any valid user name into group {}", group_names[0]);
+    }
+    let users = load_users(&cfg)?;
     tracing::info!(node = cfg.node_id, users = users.len(), groups = ?group_names, "starting storaged");
     let raft_listener = TcpListener::bind(&cfg.listen.raft).await?;
     let lmtp_listener = TcpListener::bind(&cfg.listen.lmtp).await?;
@@ -63,12 +58,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         id: cfg.node_id,
         host: format!("storaged-{}", cfg.node_id),
         groups,
-        users,
+        users: std::sync::RwLock::new(Arc::new(users)),
         auth: cfg.auth.authenticator()?,
         limits: cfg.limits.clone(),
         tls,
         stopping: tokio::sync::watch::Sender::new(false),
     });
+    tokio::spawn(reload_users_on_hangup(cfg.clone(), node.clone()));
     let lmtp_server = tokio::spawn(crate::lmtp::serve(lmtp_listener, node.clone()));
     let pop3_server = tokio::spawn(serve_optional(pop3_listener, node.clone(), |l, n| crate::pop3::serve(l, n, false)));
     let pop3s_server =
@@ -97,6 +93,41 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+impl Node {
+    /// The current user database.
+    pub fn users(&self) -> Arc<UserDb> {
+        self.users.read().expect("users lock").clone()
+    }
+}
+
+fn load_users(cfg: &Config) -> Result<UserDb, crate::users::UserDbError> {
+    let group_names: Vec<String> = cfg.groups.iter().map(|g| g.name.clone()).collect();
+    match &cfg.users_file {
+        Some(path) => {
+            let default = (group_names.len() == 1).then(|| group_names[0].as_str());
+            UserDb::load(path, &group_names, default)
+        }
+        None => Ok(UserDb::open(&group_names[0])),
+    }
+}
+
+/// On SIGHUP, read the users file again; keep serving the old one if the new one is bad.
+async fn reload_users_on_hangup(cfg: Config, node: Arc<Node>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot watch SIGHUP: the users file will not be reloaded");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match load_users(&cfg) {
+            Ok(db) => {
+                tracing::info!(users = db.len(), "users file reloaded");
+                *node.users.write().expect("users lock") = Arc::new(db);
+            }
+            Err(e) => tracing::error!(error = %e, "users file not reloaded; keeping the previous one"),
+        }
+    }
 }
 
 async fn bind_optional(addr: Option<&str>) -> std::io::Result<Option<TcpListener>> {

@@ -1,6 +1,6 @@
 //! The users this node accepts mail for, the group each lives in and their password hash,
 //! from a plain file: one `address [group] [{SCHEME}hash]` per line, `#` comments. A
-//! stand-in for the directory that frontd brings later; the file is read once at start.
+//! stand-in for the directory that frontd brings later; read at start and on SIGHUP.
 //! A user without a hash receives mail but cannot log in.
 
 use std::collections::HashMap;

@@ -76,3 +76,32 @@ fn a_resent_delivery_is_stored_once() {
     assert!(text.starts_with("Return-Path: <sender@example.org>\r\n"), "{text}");
     assert!(text.contains("\r\n.dot-stuffed line\r\n"), "dot-unstuffed: {text}");
 }
+
+#[test]
+fn the_users_file_is_reloaded_on_sighup_and_a_bad_one_is_ignored() {
+    let (tmp, c) = start();
+    let rcpt = |to: &str| {
+        let mut s = Lmtp::connect(&c.lmtp[0]);
+        s.cmd("LHLO test");
+        s.cmd("MAIL FROM:<a@b>");
+        s.cmd(&format!("RCPT TO:<{to}>"))
+    };
+    assert!(rcpt("newcomer@example.edu").starts_with("550"));
+    let users = tmp.path().join("users.txt");
+    let mut text = std::fs::read_to_string(&users).unwrap();
+    text.push_str("newcomer@example.edu\n");
+    std::fs::write(&users, &text).unwrap();
+    c.signal(0, libc::SIGHUP);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !rcpt("newcomer@example.edu").starts_with("250") {
+        assert!(std::time::Instant::now() < deadline, "users file not reloaded");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A broken file is refused; the node keeps the users it had.
+    std::fs::write(&users, "bad/../user@example.edu\n").unwrap();
+    c.signal(0, libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(c.node_log(0).contains("users file not reloaded"));
+    assert!(rcpt("newcomer@example.edu").starts_with("250"));
+    assert!(rcpt("user0@example.edu").starts_with("250"));
+}

@@ -230,7 +230,7 @@ async fn login(
     creds: &PlainCredentials,
 ) -> (Vec<u8>, Outcome) {
     let session = &mut state.session;
-    let login = match node.auth.login(&node.users, peer.ip(), tls, creds).await {
+    let login = match node.auth.login(&node.users(), peer.ip(), tls, creds).await {
         Ok(l) => l,
         Err(e) => {
             let code = match e {

@@ -36,7 +36,7 @@ struct ConnContext<'a> {
 
 impl Context for ConnContext<'_> {
     fn resolve(&self, address: &str) -> Option<(UserName, String)> {
-        self.node.users.resolve(address).filter(|(_, g)| self.node.groups.contains_key(g))
+        self.node.users().resolve(address).filter(|(_, g)| self.node.groups.contains_key(g))
     }
 
     fn not_leader(&self, group: &str) -> Option<String> {

@@ -169,7 +169,7 @@ async fn login(
     tls: bool,
     creds: &PlainCredentials,
 ) -> Result<(Mailbox, Vec<DropEntry>), (&'static str, String)> {
-    let login = node.auth.login(&node.users, peer.ip(), tls, creds).await.map_err(|e| match e {
+    let login = node.auth.login(&node.users(), peer.ip(), tls, creds).await.map_err(|e| match e {
         LoginError::Failed | LoginError::NeedsTls => ("AUTH", e.to_string()),
         LoginError::Throttled => ("LOGIN-DELAY", e.to_string()),
     })?;

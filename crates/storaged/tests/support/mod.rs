@@ -143,6 +143,13 @@ impl Cluster {
         }
     }
 
+    /// Send `signal` to node `i`.
+    pub fn signal(&self, i: usize, signal: i32) {
+        let c = self.children[i].as_ref().expect("node running");
+        // SAFETY: sending a signal to our own child.
+        unsafe { libc::kill(c.id() as i32, signal) };
+    }
+
     /// Stop node `i` cleanly (SIGTERM: it checkpoints first).
     pub fn stop(&mut self, i: usize) {
         if let Some(mut c) = self.children[i].take() {
