@@ -1,8 +1,10 @@
-//! Failed-login throttling per client address: every failure is answered only after a
-//! delay, and an address with too many recent failures is refused outright until its
-//! window passes. The table is bounded; the oldest addresses are forgotten first.
+//! Failed-login throttling per key (a client address, or an account name): every failure
+//! is answered only after a delay, and a key with too many recent failures is refused
+//! outright until its window passes. The table is bounded; the oldest keys are forgotten
+//! first.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -32,14 +34,14 @@ struct Record {
     since: Instant,
 }
 
-/// Per-address failure counts.
+/// Per-key failure counts (by default per client address).
 #[derive(Debug)]
-pub struct Limiter {
+pub struct Limiter<K = IpAddr> {
     policy: Policy,
-    table: Mutex<(HashMap<IpAddr, Record>, VecDeque<IpAddr>)>,
+    table: Mutex<(HashMap<K, Record>, VecDeque<K>)>,
 }
 
-impl Limiter {
+impl<K: Hash + Eq + Clone> Limiter<K> {
     pub fn new(policy: Policy) -> Self {
         Self { policy, table: Mutex::new((HashMap::new(), VecDeque::new())) }
     }
@@ -48,20 +50,20 @@ impl Limiter {
         self.policy
     }
 
-    /// Whether `ip` may try to log in now.
-    pub fn allowed(&self, ip: IpAddr, now: Instant) -> bool {
+    /// Whether `key` may try to log in now.
+    pub fn allowed(&self, key: &K, now: Instant) -> bool {
         let table = self.table.lock().expect("limiter lock");
-        match table.0.get(&ip) {
+        match table.0.get(key) {
             Some(r) if now.duration_since(r.since) < self.policy.window => r.failures < self.policy.failures_max,
             _ => true,
         }
     }
 
-    /// Record a failed attempt from `ip`.
-    pub fn failed(&self, ip: IpAddr, now: Instant) {
+    /// Record a failed attempt for `key`.
+    pub fn failed(&self, key: &K, now: Instant) {
         let mut guard = self.table.lock().expect("limiter lock");
         let (map, order) = &mut *guard;
-        match map.get_mut(&ip) {
+        match map.get_mut(key) {
             Some(r) if now.duration_since(r.since) < self.policy.window => r.failures += 1,
             Some(r) => *r = Record { failures: 1, since: now },
             None => {
@@ -70,17 +72,17 @@ impl Limiter {
                         map.remove(&old);
                     }
                 }
-                order.push_back(ip);
-                map.insert(ip, Record { failures: 1, since: now });
+                order.push_back(key.clone());
+                map.insert(key.clone(), Record { failures: 1, since: now });
             }
         }
     }
 
-    /// Forget `ip`'s failures after a successful login.
-    pub fn succeeded(&self, ip: IpAddr) {
+    /// Forget `key`'s failures after a successful login.
+    pub fn succeeded(&self, key: &K) {
         let mut guard = self.table.lock().expect("limiter lock");
-        if guard.0.remove(&ip).is_some() {
-            guard.1.retain(|x| *x != ip);
+        if guard.0.remove(key).is_some() {
+            guard.1.retain(|x| x != key);
         }
     }
 }
@@ -92,29 +94,29 @@ mod tests {
     #[test]
     fn an_address_is_refused_after_its_failures_until_the_window_passes() {
         let policy = Policy { failure_delay: Duration::ZERO, failures_max: 3, window: Duration::from_secs(60) };
-        let l = Limiter::new(policy);
+        let l: Limiter = Limiter::new(policy);
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         let t0 = Instant::now();
         for _ in 0..3 {
-            assert!(l.allowed(a, t0));
-            l.failed(a, t0);
+            assert!(l.allowed(&a, t0));
+            l.failed(&a, t0);
         }
-        assert!(!l.allowed(a, t0 + Duration::from_secs(1)));
-        assert!(l.allowed(b, t0), "other addresses are not affected");
-        assert!(l.allowed(a, t0 + Duration::from_secs(61)));
-        l.failed(a, t0 + Duration::from_secs(61));
-        assert!(l.allowed(a, t0 + Duration::from_secs(62)), "a new window starts counting afresh");
-        l.succeeded(a);
-        assert!(l.allowed(a, t0 + Duration::from_secs(62)));
+        assert!(!l.allowed(&a, t0 + Duration::from_secs(1)));
+        assert!(l.allowed(&b, t0), "other addresses are not affected");
+        assert!(l.allowed(&a, t0 + Duration::from_secs(61)));
+        l.failed(&a, t0 + Duration::from_secs(61));
+        assert!(l.allowed(&a, t0 + Duration::from_secs(62)), "a new window starts counting afresh");
+        l.succeeded(&a);
+        assert!(l.allowed(&a, t0 + Duration::from_secs(62)));
     }
 
     #[test]
     fn the_table_stays_bounded() {
-        let l = Limiter::new(Policy::default());
+        let l: Limiter = Limiter::new(Policy::default());
         let t0 = Instant::now();
         for i in 0..(TRACKED_MAX as u32 + 100) {
-            l.failed(IpAddr::from(i.to_be_bytes()), t0);
+            l.failed(&IpAddr::from(i.to_be_bytes()), t0);
         }
         let t = l.table.lock().unwrap();
         assert_eq!(t.0.len(), TRACKED_MAX);

@@ -1,7 +1,8 @@
 //! Login for the mail access protocols (POP3 now, IMAP next): checks a user's password, or
 //! a proxy credential acting for a user (the front node logs in as its proxy identity with
 //! the user as SASL authorization identity, Dovecot's master-user pattern), and throttles
-//! failures per client address. Never logs a password or a hash.
+//! failures per client address and per account (against guessing spread over many
+//! addresses). Never logs a password or a hash.
 
 pub mod limiter;
 pub mod password;
@@ -91,13 +92,24 @@ pub struct Authenticator {
     proxy: Option<ProxyCredential>,
     plaintext_networks: Vec<Network>,
     limiter: Limiter,
+    /// Failures per account name, with a window of their own.
+    accounts: Limiter<String>,
     /// Verified against when the user is unknown, so timing does not reveal it.
     decoy: PasswordHash,
 }
 
 impl Authenticator {
     pub fn new(proxy: Option<ProxyCredential>, plaintext_networks: Vec<Network>, policy: Policy) -> Self {
-        Self { proxy, plaintext_networks, limiter: Limiter::new(policy), decoy: PasswordHash::sha512_crypt("decoy") }
+        // An account may see more failures than one address (its user mistyping on several
+        // devices) before it is locked for the window.
+        let account_policy = Policy { failures_max: policy.failures_max.saturating_mul(3), ..policy };
+        Self {
+            proxy,
+            plaintext_networks,
+            limiter: Limiter::new(policy),
+            accounts: Limiter::new(account_policy),
+            decoy: PasswordHash::sha512_crypt("decoy"),
+        }
     }
 
     /// Whether a client at `peer` may send a password on a connection without TLS.
@@ -141,18 +153,24 @@ impl Authenticator {
         if !self.plaintext_allowed(peer, tls) {
             return Err(LoginError::NeedsTls);
         }
-        if !self.limiter.allowed(peer, Instant::now()) {
+        // The account being logged into: the authorization identity of a proxy login (so a
+        // failing proxy attempt never locks the proxy identity itself), else the user.
+        let target = if creds.authzid.is_empty() { &creds.authcid } else { &creds.authzid };
+        let account = target.to_ascii_lowercase();
+        if !self.limiter.allowed(&peer, Instant::now()) || !self.accounts.allowed(&account, Instant::now()) {
             tokio::time::sleep(self.limiter.policy().failure_delay).await;
             return Err(LoginError::Throttled);
         }
         let result = tokio::task::block_in_place(|| self.check(users, creds));
         match &result {
             Ok(login) => {
-                self.limiter.succeeded(peer);
+                self.limiter.succeeded(&peer);
+                self.accounts.succeeded(&account);
                 tracing::info!(user = %login.user.as_str(), %peer, proxy = login.via_proxy, "login");
             }
             Err(_) => {
-                self.limiter.failed(peer, Instant::now());
+                self.limiter.failed(&peer, Instant::now());
+                self.accounts.failed(&account, Instant::now());
                 tracing::info!(authcid = %creds.authcid, %peer, "login failed");
                 tokio::time::sleep(self.limiter.policy().failure_delay).await;
             }
@@ -210,6 +228,30 @@ mod tests {
         assert_eq!(a.check(&u, &creds("nobody@example.edu", "frontd", "proxy-pw")), Err(LoginError::Failed));
         let no_proxy = Authenticator::new(None, vec![], Policy::default());
         assert_eq!(no_proxy.check(&u, &creds("bob@example.edu", "frontd", "proxy-pw")), Err(LoginError::Failed));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_account_is_throttled_across_addresses() {
+        let policy = Policy {
+            failure_delay: std::time::Duration::ZERO,
+            failures_max: 1,
+            window: std::time::Duration::from_secs(60),
+        };
+        let a = Authenticator::new(None, vec!["0.0.0.0/0".parse().unwrap()], policy);
+        let u = users();
+        // Three wrong passwords from three addresses (each address allows one failure).
+        for k in 1..=3u8 {
+            let ip = IpAddr::from([192, 0, 2, k]);
+            assert_eq!(a.login(&u, ip, false, &creds("", "alice@example.edu", "bad")).await, Err(LoginError::Failed));
+        }
+        // The account is now locked for the window, from anywhere, even with the password.
+        let fresh = IpAddr::from([198, 51, 100, 1]);
+        assert_eq!(
+            a.login(&u, fresh, false, &creds("", "Alice@example.edu", "alice-pw")).await,
+            Err(LoginError::Throttled)
+        );
+        // Other accounts are not affected.
+        assert!(a.login(&u, fresh, false, &creds("", "carol@example.edu", "carol-pw")).await.is_ok());
     }
 
     #[test]
