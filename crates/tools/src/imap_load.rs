@@ -11,6 +11,7 @@ use rand::Rng;
 use serde::Serialize;
 
 use crate::imap_client::Client;
+use crate::stats::p50_p99;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -84,12 +85,6 @@ fn track_exists(data: &[u8], mut exists: u32) -> u32 {
         }
     }
     exists
-}
-
-fn p50_p99(lat: &mut [u64]) -> (u64, u64) {
-    lat.sort_unstable();
-    let pct = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(0);
-    (pct(0.50), pct(0.99))
 }
 
 /// One session's samples: per command, latencies, errors and the first refusal.

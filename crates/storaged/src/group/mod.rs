@@ -86,12 +86,12 @@ impl Group {
 
     /// Whether node `id` (this node) is the group's leader right now.
     pub fn is_leader(&self, id: u64) -> bool {
-        self.raft.metrics().borrow().current_leader == Some(id)
+        self.leader() == Some(id)
     }
 
     /// LMTP address of the current leader, if one is known.
     pub fn leader_lmtp(&self) -> Option<String> {
-        let leader = self.raft.metrics().borrow().current_leader?;
+        let leader = self.leader()?;
         self.member_lmtp(leader)
     }
 

@@ -5,6 +5,7 @@
 use mail_parser::{Address, ContentType, Message, MessageParser, MimeHeaders, PartType};
 
 use super::encode;
+use super::header::split as split_header;
 
 /// Which part of a message a `BODY[...]` item names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,20 +38,6 @@ pub fn parse_guarded(msg: &[u8], headers_only: bool) -> Option<Message<'_>> {
     })
     .ok()
     .flatten()
-}
-
-/// Split at the blank line ending the header: `(header incl. blank line, body)`.
-fn split_header(msg: &[u8]) -> (&[u8], &[u8]) {
-    let mut i = 0;
-    while i < msg.len() {
-        let end = msg[i..].iter().position(|b| *b == b'\n').map_or(msg.len(), |p| i + p + 1);
-        let line = &msg[i..end];
-        if line == b"\r\n" || line == b"\n" {
-            return (&msg[..end], &msg[end..]);
-        }
-        i = end;
-    }
-    (msg, &msg[msg.len()..])
 }
 
 /// Header lines (with their continuation lines) whose field name is (not) in `names`,
@@ -207,26 +194,7 @@ pub fn partial(bytes: Vec<u8>, range: Option<(u32, u32)>) -> Vec<u8> {
 
 /// The unfolded raw value of the first header field `name`.
 fn raw_header(header: &[u8], name: &str) -> Option<Vec<u8>> {
-    let mut value: Option<Vec<u8>> = None;
-    for line in header.split_inclusive(|b| *b == b'\n') {
-        let is_cont = matches!(line.first(), Some(b' ' | b'\t'));
-        if let Some(v) = value.as_mut() {
-            if is_cont {
-                v.extend_from_slice(line.trim_ascii_end());
-                continue;
-            }
-            break;
-        }
-        if is_cont {
-            continue;
-        }
-        if let Some(colon) = line.iter().position(|b| *b == b':') {
-            if String::from_utf8_lossy(&line[..colon]).trim().eq_ignore_ascii_case(name) {
-                value = Some(line[colon + 1..].trim_ascii().to_vec());
-            }
-        }
-    }
-    value
+    super::header::values(header, name.as_bytes()).into_iter().next()
 }
 
 fn addresses(out: &mut Vec<u8>, addr: Option<&Address<'_>>) {
@@ -264,18 +232,14 @@ pub fn envelope(msg: &[u8]) -> Vec<u8> {
     encode::nstring(&mut out, raw_header(header, "Subject").as_deref());
     let p = parsed.as_ref();
     let from = p.and_then(|m| m.from());
-    for (k, addr) in [
+    for addr in [
         from,
         p.and_then(|m| m.sender()).or(from),
         p.and_then(|m| m.reply_to()).or(from),
         p.and_then(|m| m.to()),
         p.and_then(|m| m.cc()),
         p.and_then(|m| m.bcc()),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let _ = k;
+    ] {
         out.push(b' ');
         addresses(&mut out, addr);
     }

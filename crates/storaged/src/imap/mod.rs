@@ -6,6 +6,7 @@ pub mod backend;
 pub mod encode;
 pub mod fetch;
 pub mod framing;
+pub mod header;
 pub mod search;
 pub mod server;
 pub mod session;

@@ -82,45 +82,9 @@ fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(&needle))
 }
 
-fn split(msg: &[u8]) -> (&[u8], &[u8]) {
-    let at = msg
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| p + 4)
-        .or_else(|| msg.windows(2).position(|w| w == b"\n\n").map(|p| p + 2));
-    match at {
-        Some(p) => (&msg[..p], &msg[p..]),
-        None => (msg, &msg[msg.len()..]),
-    }
-}
-
 /// Whether some header field `name` contains `value` (case-insensitive; unfolded).
 fn header_has(msg: &[u8], name: &[u8], value: &[u8]) -> bool {
-    let (header, _) = split(msg);
-    let mut current: Option<Vec<u8>> = None;
-    let mut found = false;
-    let mut check = |v: &Option<Vec<u8>>| {
-        if let Some(v) = v {
-            found |= contains_ci(v, value);
-        }
-    };
-    for line in header.split_inclusive(|b| *b == b'\n') {
-        if matches!(line.first(), Some(b' ' | b'\t')) {
-            if let Some(v) = current.as_mut() {
-                v.extend_from_slice(line.trim_ascii_end());
-            }
-            continue;
-        }
-        check(&current);
-        current = None;
-        if let Some(colon) = line.iter().position(|b| *b == b':') {
-            if line[..colon].trim_ascii().eq_ignore_ascii_case(name) {
-                current = Some(line[colon + 1..].trim_ascii().to_vec());
-            }
-        }
-    }
-    check(&current);
-    found
+    super::header::values(super::header::split(msg).0, name).iter().any(|v| contains_ci(v, value))
 }
 
 fn date_of(secs: i64) -> chrono::NaiveDate {
@@ -150,7 +114,7 @@ pub fn matches(key: &SearchKey<'_>, c: &Candidate<'_>, text: &mut Text<'_>) -> b
     let has = |bit: u8| m.flags & bit != 0;
     let body_has = |text: &mut Text<'_>, needle: &[u8], whole: bool| {
         text.get().is_some_and(|msg| {
-            let hay = if whole { msg } else { split(msg).1 };
+            let hay = if whole { msg } else { super::header::split(msg).1 };
             contains_ci(hay, needle)
         })
     };

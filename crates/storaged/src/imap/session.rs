@@ -701,13 +701,12 @@ impl<B: Backend> Session<B> {
         for l in lines {
             line(out, &l);
         }
-        if let Some((uid_validity, modseq, known)) = resync.filter(|r| r.0 == idx.uid_validity) {
+        if let Some((_, modseq, known)) = resync.filter(|r| r.0 == idx.uid_validity) {
             // RFC 7162 §3.2.5: what vanished and what changed since the client's modseq.
             let vanished = vanished_since(&idx, modseq, known.as_ref());
             if !vanished.is_empty() {
                 line(out, &format!("* VANISHED (EARLIER) {}", encode::uid_set(&vanished)));
             }
-            let _ = uid_validity;
             for (k, m) in idx.messages.iter().enumerate().filter(|(_, m)| m.modseq > modseq) {
                 let flags = encode::flags(m.flags, &m.keywords);
                 line(out, &format!("* {} FETCH (UID {} FLAGS {flags} MODSEQ ({}))", k + 1, m.uid, m.modseq));
@@ -902,15 +901,13 @@ impl<B: Backend> Session<B> {
         self.sync(out, if uid { Sync::Full } else { Sync::NoExpunge });
         let view = self.view.as_ref().expect("selected");
         let idx = self.index_of(&view.mailbox)?;
-        let by_uid: std::collections::HashMap<u32, &crate::mailstore::index::MessageMeta> =
-            idx.messages.iter().map(|m| (m.uid, m)).collect();
         let max_seq = view.exists() as u32;
         let max_uid = view.uids().last().copied().unwrap_or(0);
         let mut hits = Vec::new();
         let mut max_modseq = 0;
         for (i, u) in view.uids().iter().enumerate() {
             // Expunged meanwhile (not yet announced): it matches nothing.
-            let Some(meta) = by_uid.get(u) else { continue };
+            let Some(meta) = idx.position(*u).map(|p| &idx.messages[p]) else { continue };
             let c = Candidate { seq: i as u32 + 1, meta, max_seq, max_uid };
             let (user, mbox, backend) = (self.user.as_ref().expect("user"), &view.mailbox, self.backend());
             let mut load = || backend.message(user, mbox, *u).ok().flatten();
@@ -1050,38 +1047,40 @@ impl<B: Backend> Session<B> {
         self.check_seq_set(set, uid)?;
         let view = self.view.as_ref().expect("selected");
         let mut targets = search::resolve(set, uid, view.uids());
+        // One snapshot of the index serves the whole FETCH unless \Seen has to be set first.
+        let mut idx = self.index_of(&view.mailbox)?;
         if let Some(since) = changed_since {
-            let idx = self.index_of(&view.mailbox)?;
             targets.retain(|(_, u)| idx.position(*u).is_some_and(|p| idx.messages[p].modseq > since));
         }
         // Reading a body without PEEK sets \Seen, committed before the data is sent.
         let sets_seen = !view.read_only
             && items.iter().any(|i| matches!(i, Item::Section { peek: false, .. } | Item::Binary { peek: false, .. }));
-        if sets_seen {
-            let idx = self.index_of(&view.mailbox)?;
-            let unseen: Vec<u32> = targets
+        let unseen: Vec<u32> = if sets_seen {
+            targets
                 .iter()
                 .filter(|(_, u)| idx.position(*u).is_some_and(|p| idx.messages[p].flags & flag::SEEN == 0))
                 .map(|(_, u)| *u)
-                .collect();
-            if !unseen.is_empty() {
-                let op = MailOp::Store {
-                    user: self.user().as_str().into(),
-                    mailbox: view.mailbox.as_str().into(),
-                    uids: unseen,
-                    mode: FlagMode::Add,
-                    flags: flag::SEEN,
-                    keywords: vec![],
-                    unchanged_since: None,
-                };
-                self.propose(op).await?;
-                if !items.iter().any(|i| matches!(i, Item::Flags)) {
-                    items.push(Item::Flags);
-                }
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if !unseen.is_empty() {
+            let op = MailOp::Store {
+                user: self.user().as_str().into(),
+                mailbox: view.mailbox.as_str().into(),
+                uids: unseen,
+                mode: FlagMode::Add,
+                flags: flag::SEEN,
+                keywords: vec![],
+                unchanged_since: None,
+            };
+            self.propose(op).await?;
+            if !items.iter().any(|i| matches!(i, Item::Flags)) {
+                items.push(Item::Flags);
             }
+            idx = self.index_of(&self.view.as_ref().expect("selected").mailbox)?;
         }
         let view = self.view.as_ref().expect("selected");
-        let idx = self.index_of(&view.mailbox)?;
         let mut missing = false;
         let mut reported = Vec::new();
         for (seq, u) in targets {

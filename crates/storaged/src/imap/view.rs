@@ -98,13 +98,14 @@ impl View {
         if index.applied_index == self.seen_applied && index.uid_validity == self.uid_validity && !self.held_back {
             return out;
         }
-        let live: HashMap<u32, &MessageMeta> = index.messages.iter().map(|m| (m.uid, m)).collect();
+        // Messages are in UID order: look them up by binary search, no per-sync table.
+        let live = |uid: &u32| index.position(*uid).map(|p| &index.messages[p]);
         if mode == Sync::Full {
             let mut vanished = Vec::new();
             // Highest first, so each number is still valid when announced.
             for seq in (1..=self.uids.len()).rev() {
                 let uid = self.uids[seq - 1];
-                if !live.contains_key(&uid) {
+                if live(&uid).is_none() {
                     if self.qresync {
                         vanished.push(uid);
                     } else {
@@ -120,7 +121,7 @@ impl View {
             }
         }
         for (pos, uid) in self.uids.iter().enumerate() {
-            let Some(m) = live.get(uid) else { continue };
+            let Some(m) = live(uid) else { continue };
             let now = (m.flags, m.keywords.clone());
             if self.known.get(uid) != Some(&now) {
                 let modseq = if self.condstore { format!(" MODSEQ ({})", m.modseq) } else { String::new() };
@@ -144,7 +145,7 @@ impl View {
         self.uid_next = index.uid_next;
         self.seen_applied = index.applied_index;
         // Expunges held back now must be reported at the next full sync.
-        self.held_back = mode == Sync::NoExpunge && self.uids.iter().any(|u| !live.contains_key(u));
+        self.held_back = mode == Sync::NoExpunge && self.uids.iter().any(|u| live(u).is_none());
         out
     }
 
