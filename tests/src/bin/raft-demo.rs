@@ -29,17 +29,23 @@ async fn main() -> anyhow::Result<()> {
     let st = wait_for(&c, &[0, 1, 2], "a leader", |s| agreed_leader(s).is_some()).await;
     println!("3 nodes up, data under {}; leader is node {:?}. Ctrl-C stops.", root.display(), agreed_leader(&st));
     let mut key = st.iter().map(|s| s.applied_count).max().unwrap_or(0);
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    use tokio::signal::unix::{signal, SignalKind};
+    // Streams made once keep a signal that arrives while the loop is busy polling nodes;
+    // a fresh `ctrl_c()` per iteration would miss it.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            _ = int.recv() => break,
             _ = term.recv() => break,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
         let mut leader = None;
+        let mut up = 0;
         for (i, addr) in c.control.iter().enumerate() {
             match status(addr).await {
                 Some(s) => {
+                    up += 1;
                     leader = leader.or(s.leader);
                     println!(
                         "node {}: term {} leader {:?} last log {:?} applied {:?} digest {:08x}",
@@ -53,6 +59,11 @@ async fn main() -> anyhow::Result<()> {
                 }
                 None => println!("node {}: down", i + 1),
             }
+        }
+        if up == 0 {
+            // A terminal's Ctrl-C reaches the nodes too; nothing is left to watch.
+            println!("all nodes are down");
+            break;
         }
         if let Some(l) = leader {
             let req = ControlRequest::Write { first_key: key, count: 500, value_len: 256, concurrency: 64 };
