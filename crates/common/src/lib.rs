@@ -1,6 +1,14 @@
-//! Code both daemons need and nothing else: the framing and authentication of internal
-//! RPC messages.
-//! Keep this crate thin: no protocol logic, no I/O policy beyond reading and writing frames.
+//! Code both daemons (`storaged` and `frontd`) need: internal RPC framing, the edges of the
+//! text protocols (bounded line reading, TLS, the accept loop), credentials (password
+//! hashes, SASL PLAIN, failure throttling, client networks) and the directory of users.
+//! Nothing protocol- or storage-specific lives here: no IMAP, no Raft, no Maildir.
 
+pub mod accept;
 pub mod auth;
 pub mod frame;
+pub mod line;
+pub mod limiter;
+pub mod network;
+pub mod password;
+pub mod sasl;
+pub mod tls;

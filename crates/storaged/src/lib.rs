@@ -2,16 +2,15 @@
 //! is an openraft instance on a `raftlog` log with the Maildir store as its state machine.
 //! Mail arrives over LMTP on the group leader and is acknowledged once committed.
 
-pub mod accept;
 pub mod auth;
 pub mod config;
 pub mod group;
 pub mod imap;
-pub mod line;
 pub mod lmtp;
 pub mod mailstore;
 pub mod node;
 pub mod pop3;
 pub mod raft;
-pub mod tls;
 pub mod users;
+
+pub use common::{accept, line, tls};
