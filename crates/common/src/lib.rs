@@ -5,9 +5,10 @@
 
 pub mod accept;
 pub mod auth;
+pub mod directory;
 pub mod frame;
-pub mod line;
 pub mod limiter;
+pub mod line;
 pub mod network;
 pub mod password;
 pub mod sasl;

@@ -1,24 +1,62 @@
 //! Stored password hashes in the `{SCHEME}value` form Dovecot and OpenLDAP use, and their
 //! verification. Never logs or returns a password; comparisons are constant-time.
 
+use base64::Engine;
+use sha1::Sha1;
+use sha2::{Digest as _, Sha256, Sha512};
 use subtle::ConstantTimeEq;
+
+/// The digest of a `{SHA}`/`{SSHA*}` hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Digest {
+    Sha1,
+    Sha256,
+    Sha512,
+}
+
+impl Digest {
+    fn len(self) -> usize {
+        match self {
+            Self::Sha1 => 20,
+            Self::Sha256 => 32,
+            Self::Sha512 => 64,
+        }
+    }
+
+    fn hash(self, password: &[u8], salt: &[u8]) -> Vec<u8> {
+        match self {
+            Self::Sha1 => Sha1::new().chain_update(password).chain_update(salt).finalize().to_vec(),
+            Self::Sha256 => Sha256::new().chain_update(password).chain_update(salt).finalize().to_vec(),
+            Self::Sha512 => Sha512::new().chain_update(password).chain_update(salt).finalize().to_vec(),
+        }
+    }
+}
 
 /// A stored credential.
 #[derive(Clone, PartialEq, Eq)]
 pub enum PasswordHash {
     /// `{PLAIN}secret`: for tests and throwaway setups only.
     Plain(String),
-    /// `{SHA512-CRYPT}$6$salt$hash` (glibc crypt, Dovecot's default scheme).
-    Sha512Crypt(String),
+    /// `{SHA512-CRYPT}$6$...`, `{SHA256-CRYPT}$5$...` or `{CRYPT}` with either (glibc
+    /// crypt; SHA512-CRYPT is Dovecot's default scheme).
+    Crypt(String),
+    /// `{SHA}`, `{SSHA}`, `{SSHA256}`, `{SSHA512}` (OpenLDAP's slappasswd): base64 of the
+    /// digest of password + salt, followed by the salt (empty for `{SHA}`).
+    Salted { digest: Digest, hash: Vec<u8>, salt: Vec<u8> },
+    /// `{ARGON2}`, `{ARGON2I}`, `{ARGON2ID}` with a PHC string (`$argon2id$v=19$...`).
+    Argon2(String),
 }
 
 impl std::fmt::Debug for PasswordHash {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the secret, not even the hash.
-        match self {
-            Self::Plain(_) => f.write_str("PasswordHash::Plain(..)"),
-            Self::Sha512Crypt(_) => f.write_str("PasswordHash::Sha512Crypt(..)"),
-        }
+        let scheme = match self {
+            Self::Plain(_) => "Plain",
+            Self::Crypt(_) => "Crypt",
+            Self::Salted { .. } => "Salted",
+            Self::Argon2(_) => "Argon2",
+        };
+        write!(f, "PasswordHash::{scheme}(..)")
     }
 }
 
@@ -27,7 +65,7 @@ impl std::fmt::Debug for PasswordHash {
 pub enum PasswordError {
     #[error("password hash needs a {{SCHEME}} prefix")]
     NoScheme,
-    #[error("unsupported password scheme {0}; use SHA512-CRYPT (or PLAIN for tests)")]
+    #[error("unsupported password scheme {0}; use SHA512-CRYPT, SSHA512, ARGON2ID (or PLAIN for tests)")]
     Scheme(String),
     #[error("malformed {0} hash")]
     Malformed(&'static str),
@@ -38,13 +76,36 @@ impl PasswordHash {
     pub fn parse(s: &str) -> Result<Self, PasswordError> {
         let rest = s.strip_prefix('{').ok_or(PasswordError::NoScheme)?;
         let (scheme, value) = rest.split_once('}').ok_or(PasswordError::NoScheme)?;
+        let salted = |digest: Digest, salt_allowed: bool, name: &'static str| {
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(value.trim())
+                .map_err(|_| PasswordError::Malformed(name))?;
+            let n = digest.len();
+            if raw.len() < n || (!salt_allowed && raw.len() != n) {
+                return Err(PasswordError::Malformed(name));
+            }
+            Ok(Self::Salted { digest, hash: raw[..n].to_vec(), salt: raw[n..].to_vec() })
+        };
+        let crypt = |name: &'static str| {
+            let ok = (value.starts_with("$6$") || value.starts_with("$5$")) && value.split('$').count() >= 4;
+            if ok {
+                Ok(Self::Crypt(value.to_string()))
+            } else {
+                Err(PasswordError::Malformed(name))
+            }
+        };
         match scheme.to_ascii_uppercase().as_str() {
             "PLAIN" | "CLEARTEXT" => Ok(Self::Plain(value.to_string())),
-            "SHA512-CRYPT" | "CRYPT" if value.starts_with("$6$") => {
-                if value.split('$').count() < 4 {
-                    return Err(PasswordError::Malformed("SHA512-CRYPT"));
-                }
-                Ok(Self::Sha512Crypt(value.to_string()))
+            "SHA512-CRYPT" => crypt("SHA512-CRYPT"),
+            "SHA256-CRYPT" => crypt("SHA256-CRYPT"),
+            "CRYPT" => crypt("CRYPT (only $5$ and $6$ are supported)"),
+            "SHA" => salted(Digest::Sha1, false, "SHA"),
+            "SSHA" => salted(Digest::Sha1, true, "SSHA"),
+            "SSHA256" => salted(Digest::Sha256, true, "SSHA256"),
+            "SSHA512" => salted(Digest::Sha512, true, "SSHA512"),
+            "ARGON2" | "ARGON2I" | "ARGON2ID" => {
+                argon2::password_hash::PasswordHash::new(value).map_err(|_| PasswordError::Malformed("ARGON2"))?;
+                Ok(Self::Argon2(value.to_string()))
             }
             other => Err(PasswordError::Scheme(other.to_string())),
         }
@@ -53,14 +114,40 @@ impl PasswordHash {
     /// Hash `password` with SHA512-CRYPT and a random salt (for tools and tests).
     pub fn sha512_crypt(password: &str) -> Self {
         let params = sha_crypt::Sha512Params::new(5000).expect("valid rounds");
-        Self::Sha512Crypt(sha_crypt::sha512_simple(password, &params).expect("crypt"))
+        Self::Crypt(sha_crypt::sha512_simple(password, &params).expect("crypt"))
+    }
+
+    /// The `{SCHEME}value` text of this hash, as stored in a directory.
+    pub fn to_stored(&self) -> String {
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+        match self {
+            Self::Plain(p) => format!("{{PLAIN}}{p}"),
+            Self::Crypt(c) => format!("{{CRYPT}}{c}"),
+            Self::Salted { digest, hash, salt } => {
+                let scheme = match (digest, salt.is_empty()) {
+                    (Digest::Sha1, true) => "SHA",
+                    (Digest::Sha1, false) => "SSHA",
+                    (Digest::Sha256, _) => "SSHA256",
+                    (Digest::Sha512, _) => "SSHA512",
+                };
+                format!("{{{scheme}}}{}", b64(&[hash.as_slice(), salt.as_slice()].concat()))
+            }
+            Self::Argon2(a) => format!("{{ARGON2}}{a}"),
+        }
     }
 
     /// Whether `password` matches.
     pub fn verify(&self, password: &str) -> bool {
         match self {
             Self::Plain(stored) => bool::from(stored.as_bytes().ct_eq(password.as_bytes())),
-            Self::Sha512Crypt(stored) => sha_crypt::sha512_check(password, stored).is_ok(),
+            Self::Crypt(stored) if stored.starts_with("$5$") => sha_crypt::sha256_check(password, stored).is_ok(),
+            Self::Crypt(stored) => sha_crypt::sha512_check(password, stored).is_ok(),
+            Self::Salted { digest, hash, salt } => bool::from(digest.hash(password.as_bytes(), salt).ct_eq(hash)),
+            Self::Argon2(stored) => {
+                use argon2::password_hash::PasswordVerifier;
+                argon2::password_hash::PasswordHash::new(stored)
+                    .is_ok_and(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+            }
         }
     }
 }
@@ -76,16 +163,55 @@ mod tests {
         assert!(!p.verify("s3cre"));
         assert!(!p.verify(""));
         let h = PasswordHash::sha512_crypt("pw one");
-        let PasswordHash::Sha512Crypt(text) = &h else { panic!() };
+        let PasswordHash::Crypt(text) = &h else { panic!() };
         let p = PasswordHash::parse(&format!("{{SHA512-CRYPT}}{text}")).unwrap();
         assert!(p.verify("pw one"));
         assert!(!p.verify("pw two"));
     }
 
     #[test]
+    fn openldap_and_dovecot_schemes_verify() {
+        // Salted SHA: digest(password + salt) + salt, base64.
+        for (scheme, digest) in [("SSHA", Digest::Sha1), ("SSHA256", Digest::Sha256), ("SSHA512", Digest::Sha512)] {
+            let salt = b"saltsalt";
+            let stored = [digest.hash(b"pw one", salt), salt.to_vec()].concat();
+            let text = format!("{{{scheme}}}{}", base64::engine::general_purpose::STANDARD.encode(&stored));
+            let p = PasswordHash::parse(&text).unwrap();
+            assert!(p.verify("pw one"), "{scheme}");
+            assert!(!p.verify("pw two"), "{scheme}");
+            assert_eq!(p.to_stored(), text);
+        }
+        // "secret" as `slappasswd -h {SSHA}` printed it.
+        let ssha = PasswordHash::parse("{SSHA}uWHa1HtmZdpPYQlf+oTmm+fyVuwsan3w").unwrap();
+        assert!(ssha.verify("secret") && !ssha.verify("secreT"));
+        // {SHA} of "secret" as slappasswd -h {SHA} prints it.
+        let sha = PasswordHash::parse("{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=").unwrap();
+        assert!(sha.verify("secret") && !sha.verify("Secret"));
+        // glibc crypt(3) SHA-256 and SHA-512, as `openssl passwd -5/-6 -salt saltstring` prints them.
+        let c5 = PasswordHash::parse("{CRYPT}$5$saltstring$5B8vYYiY.CVt1RlTTf8KbXBH3hsxY/GNooZaBBGWEc5").unwrap();
+        assert!(c5.verify("Hello world!"));
+        let c6 = PasswordHash::parse(
+            "{CRYPT}$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEdFCoEOfaS35inz1",
+        )
+        .unwrap();
+        assert!(c6.verify("Hello world!") && !c6.verify("Hello world"));
+        // Argon2id PHC string, as `argon2 somesaltsalt -id -t 2 -m 16 -p 1 -e` prints it.
+        let a = PasswordHash::parse(
+            "{ARGON2ID}$argon2id$v=19$m=65536,t=2,p=1$c29tZXNhbHRzYWx0$Zt72hmN2tp7WAUKEVrazetzpi/UbMW3ckl5gMwyN5Eg",
+        )
+        .unwrap();
+        assert!(a.verify("password") && !a.verify("passwort"));
+    }
+
+    #[test]
     fn bad_hashes_are_refused_and_never_printed() {
+        assert!(PasswordHash::parse("{SSHA}bm90LWxvbmctZW5vdWdo").is_err(), "shorter than a SHA-1 digest");
+        assert!(PasswordHash::parse("{SHA}5en6G6MezRroT3XKqkdPOmY/BfQAAAA=").is_err(), "SHA has no salt");
+        assert!(PasswordHash::parse("{CRYPT}abJnggxhB/yWI").is_err(), "DES crypt is refused");
+        assert!(PasswordHash::parse("{ARGON2}nonsense").is_err());
         assert_eq!(PasswordHash::parse("secret"), Err(PasswordError::NoScheme));
         assert!(matches!(PasswordHash::parse("{MD5}x"), Err(PasswordError::Scheme(_))));
+        assert!(!format!("{:?}", PasswordHash::sha512_crypt("hunter2")).contains('$'));
         assert!(PasswordHash::parse("{SHA512-CRYPT}$6$").is_err());
         assert!(!format!("{:?}", PasswordHash::parse("{PLAIN}hunter2").unwrap()).contains("hunter2"));
     }

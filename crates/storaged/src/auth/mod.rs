@@ -9,9 +9,9 @@ pub use common::{limiter, password, sasl};
 use std::net::IpAddr;
 use std::time::Instant;
 
+pub use common::network::Network;
 pub use limiter::{Limiter, Policy};
 pub use password::{PasswordError, PasswordHash};
-pub use common::network::Network;
 pub use sasl::{PlainCredentials, SaslError};
 
 use crate::mailstore::UserName;

@@ -1,0 +1,192 @@
+//! One directory account, built from qmail-ldap attributes the same way for both backends.
+//! Holds no I/O. Never prints the password hash.
+
+use std::collections::HashMap;
+
+use crate::password::PasswordHash;
+
+/// Attribute name (lower case) → values, as an LDAP entry or LDIF record carries them.
+pub type Attributes = HashMap<String, Vec<String>>;
+
+/// qmail-ldap `accountStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountStatus {
+    /// Logs in and receives mail (also when the attribute is absent, as in qmail-ldap).
+    Active,
+    /// Receives mail but may not log in.
+    NoAccess,
+    /// Neither logs in nor receives mail, for now: deliveries get a temporary failure.
+    Disabled,
+    /// Gone: deliveries get a permanent failure.
+    Deleted,
+}
+
+/// A directory user.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Account {
+    /// Where the entry lives (LDAP DN; for bind authentication and for messages).
+    pub dn: String,
+    /// The primary address (`mail`), lower case: the mailbox's name.
+    pub mail: String,
+    /// `mailAlternateAddress` values, lower case: more addresses of the same mailbox.
+    pub alternates: Vec<String>,
+    /// `uid`, lower case: an alternative login name.
+    pub uid: Option<String>,
+    /// `mailHost`: the group that owns the mailbox; `None` if the entry names none.
+    pub mail_host: Option<String>,
+    pub status: AccountStatus,
+    pub password: Option<PasswordHash>,
+    /// `mailQuotaSize` in bytes.
+    pub quota_size_bytes: Option<u64>,
+    /// `mailQuotaCount` in messages.
+    pub quota_count: Option<u64>,
+    /// `mailSizeMax`: the largest message this user accepts, in bytes.
+    pub message_size_max_bytes: Option<u64>,
+    /// `mailForwardingAddress` values.
+    pub forwarding: Vec<String>,
+    /// `deliveryMode` values, lower case (`forwardonly`, `nombox`, `noforward`, ...).
+    pub delivery_modes: Vec<String>,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("dn", &self.dn)
+            .field("mail", &self.mail)
+            .field("alternates", &self.alternates)
+            .field("uid", &self.uid)
+            .field("mail_host", &self.mail_host)
+            .field("status", &self.status)
+            .field("password", &self.password.as_ref().map(|_| ".."))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why an entry is not a usable account.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum AttributeError {
+    #[error("{dn}: no mail attribute")]
+    NoMail { dn: String },
+    #[error("{dn}: attribute {attribute}: {reason}")]
+    Bad { dn: String, attribute: &'static str, reason: String },
+}
+
+impl Account {
+    /// Build an account from an entry's attributes (names in any case).
+    pub fn from_attributes(dn: &str, attrs: &Attributes) -> Result<Self, AttributeError> {
+        // Attribute names are case-insensitive; one entry may spell a name several ways.
+        let get = |name: &str| -> Vec<&String> {
+            let mut keys: Vec<&String> = attrs.keys().filter(|k| k.eq_ignore_ascii_case(name)).collect();
+            keys.sort();
+            keys.into_iter().flat_map(|k| &attrs[k]).collect()
+        };
+        let first = |name: &str| get(name).first().map(|s| s.trim().to_string());
+        let lower_all = |name: &str| get(name).iter().map(|s| s.trim().to_lowercase()).collect();
+        let bad =
+            |attribute: &'static str, reason: String| AttributeError::Bad { dn: dn.to_string(), attribute, reason };
+        let number = |attribute: &'static str| -> Result<Option<u64>, AttributeError> {
+            first(attribute)
+                .map(|v| v.parse::<u64>().map_err(|_| bad(attribute, format!("{v:?} is not a number"))))
+                .transpose()
+        };
+        let mail =
+            first("mail").map(|m| m.to_lowercase()).ok_or_else(|| AttributeError::NoMail { dn: dn.to_string() })?;
+        let status = match first("accountStatus").map(|s| s.to_ascii_lowercase()).as_deref() {
+            None | Some("active") => AccountStatus::Active,
+            Some("noaccess") => AccountStatus::NoAccess,
+            Some("disabled") => AccountStatus::Disabled,
+            Some("deleted") => AccountStatus::Deleted,
+            Some(other) => return Err(bad("accountStatus", format!("unknown value {other:?}"))),
+        };
+        let password = first("userPassword")
+            .map(|p| PasswordHash::parse(&p).map_err(|e| bad("userPassword", e.to_string())))
+            .transpose()?;
+        Ok(Self {
+            dn: dn.to_string(),
+            mail,
+            alternates: lower_all("mailAlternateAddress"),
+            uid: first("uid").map(|u| u.to_lowercase()),
+            mail_host: first("mailHost").filter(|h| !h.is_empty()),
+            status,
+            password,
+            quota_size_bytes: number("mailQuotaSize")?,
+            quota_count: number("mailQuotaCount")?,
+            message_size_max_bytes: number("mailSizeMax")?,
+            forwarding: get("mailForwardingAddress").iter().map(|s| s.trim().to_string()).collect(),
+            delivery_modes: lower_all("deliveryMode"),
+        })
+    }
+
+    /// Whether the account may log in to read mail.
+    pub fn may_log_in(&self) -> bool {
+        self.status == AccountStatus::Active
+    }
+
+    /// Every address that delivers to this account.
+    pub fn addresses(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.mail.as_str()).chain(self.alternates.iter().map(String::as_str))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attrs(pairs: &[(&str, &str)]) -> Attributes {
+        let mut a = Attributes::new();
+        for (k, v) in pairs {
+            a.entry(k.to_string()).or_default().push(v.to_string());
+        }
+        a
+    }
+
+    #[test]
+    fn qmail_ldap_attributes_make_an_account() {
+        let a = Account::from_attributes(
+            "uid=alice,ou=people,dc=example,dc=edu",
+            &attrs(&[
+                ("mail", "Alice@Example.edu"),
+                ("MailAlternateAddress", "a.smith@example.edu"),
+                ("mailAlternateAddress", "alice@mail.example.edu"),
+                ("uid", "alice"),
+                ("mailHost", "hermes"),
+                ("userPassword", "{PLAIN}pw"),
+                ("mailQuotaSize", "1048576"),
+                ("mailSizeMax", "20000"),
+                ("deliveryMode", "noforward"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(a.mail, "alice@example.edu");
+        let mut addresses: Vec<_> = a.addresses().collect();
+        addresses.sort();
+        assert_eq!(addresses, ["a.smith@example.edu", "alice@example.edu", "alice@mail.example.edu"]);
+        assert_eq!(a.mail_host.as_deref(), Some("hermes"));
+        assert_eq!((a.status, a.may_log_in()), (AccountStatus::Active, true));
+        assert_eq!((a.quota_size_bytes, a.quota_count, a.message_size_max_bytes), (Some(1048576), None, Some(20000)));
+        assert!(a.password.unwrap().verify("pw"));
+        assert!(!format!(
+            "{:?}",
+            Account::from_attributes("x", &attrs(&[("mail", "m@x"), ("userPassword", "{PLAIN}s3cr3t")])).unwrap()
+        )
+        .contains("s3cr3t"));
+    }
+
+    #[test]
+    fn status_and_bad_values() {
+        for (value, status, login) in [
+            ("disabled", AccountStatus::Disabled, false),
+            ("DELETED", AccountStatus::Deleted, false),
+            ("noaccess", AccountStatus::NoAccess, false),
+        ] {
+            let a = Account::from_attributes("x", &attrs(&[("mail", "m@x"), ("accountStatus", value)])).unwrap();
+            assert_eq!((a.status, a.may_log_in()), (status, login));
+        }
+        assert!(Account::from_attributes("x", &attrs(&[("mail", "m@x"), ("accountStatus", "maybe")])).is_err());
+        assert!(Account::from_attributes("x", &attrs(&[("mail", "m@x"), ("mailQuotaSize", "lots")])).is_err());
+        assert_eq!(
+            Account::from_attributes("x", &attrs(&[("uid", "u")])),
+            Err(AttributeError::NoMail { dn: "x".into() })
+        );
+    }
+}
