@@ -38,6 +38,34 @@ pub enum LoginError {
     NeedsTls,
 }
 
+/// What a front node says about the session it forwards (IMAP `ID` fields, POP3
+/// `XCLIENT`). Anyone may send these; they count only for a login with the proxy
+/// credential, which may act for any user anyway.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProxyHints {
+    /// The group the directory names for the user (its `mailHost`).
+    pub mailhost: Option<String>,
+    /// The client's address as the front node saw it.
+    pub client_ip: Option<IpAddr>,
+}
+
+impl ProxyHints {
+    /// Longest hint value kept.
+    const VALUE_LEN_MAX: usize = 255;
+
+    /// Record one `name`/`value` pair (names case-insensitive; unknown names ignored).
+    pub fn set(&mut self, name: &str, value: &str) {
+        if value.len() > Self::VALUE_LEN_MAX {
+            return;
+        }
+        match name.to_ascii_lowercase().as_str() {
+            "x-mailhost" | "mailhost" => self.mailhost = Some(value.to_string()),
+            "x-originating-ip" | "addr" => self.client_ip = value.parse().ok(),
+            _ => {}
+        }
+    }
+}
+
 /// The proxy identity the front nodes log in with.
 #[derive(Debug, Clone)]
 pub struct ProxyCredential {
@@ -77,7 +105,7 @@ impl Authenticator {
     }
 
     /// Check `creds` against `users` (blocking: hashing is deliberately slow).
-    pub fn check(&self, users: &UserDb, creds: &PlainCredentials) -> Result<Login, LoginError> {
+    pub fn check(&self, users: &UserDb, hints: &ProxyHints, creds: &PlainCredentials) -> Result<Login, LoginError> {
         let acting_for = (!creds.authzid.is_empty() && creds.authzid != creds.authcid).then_some(&creds.authzid);
         if let Some(target) = acting_for {
             let Some(proxy) = self.proxy.as_ref().filter(|p| p.user == creds.authcid) else {
@@ -86,6 +114,11 @@ impl Authenticator {
             };
             if !proxy.password.verify(&creds.password) {
                 return Err(LoginError::Failed);
+            }
+            // The front node routed by the directory's mailHost; its word decides the group.
+            if let Some(group) = &hints.mailhost {
+                let user = UserName::parse(target).map_err(|_| LoginError::Failed)?;
+                return Ok(Login { user, group: group.clone(), via_proxy: true });
             }
             let (user, group) = users.resolve(target).ok_or(LoginError::Failed)?;
             return Ok(Login { user, group, via_proxy: true });
@@ -107,6 +140,7 @@ impl Authenticator {
         users: &UserDb,
         peer: IpAddr,
         tls: bool,
+        hints: &ProxyHints,
         creds: &PlainCredentials,
     ) -> Result<Login, LoginError> {
         if !self.plaintext_allowed(peer, tls) {
@@ -120,12 +154,13 @@ impl Authenticator {
             tokio::time::sleep(self.limiter.policy().failure_delay).await;
             return Err(LoginError::Throttled);
         }
-        let result = tokio::task::block_in_place(|| self.check(users, creds));
+        let result = tokio::task::block_in_place(|| self.check(users, hints, creds));
         match &result {
             Ok(login) => {
                 self.limiter.succeeded(&peer);
                 self.accounts.succeeded(&account);
-                tracing::info!(user = %login.user.as_str(), %peer, proxy = login.via_proxy, "login");
+                let client = if login.via_proxy { hints.client_ip } else { None };
+                tracing::info!(user = %login.user.as_str(), %peer, proxy = login.via_proxy, client = ?client, "login");
             }
             Err(_) => {
                 self.limiter.failed(&peer, Instant::now());
@@ -153,6 +188,8 @@ mod tests {
         UserDb::load(&path, &["g".to_string()], Some("g")).unwrap()
     }
 
+    const NO_HINTS: ProxyHints = ProxyHints { mailhost: None, client_ip: None };
+
     fn creds(z: &str, c: &str, p: &str) -> PlainCredentials {
         PlainCredentials { authzid: z.into(), authcid: c.into(), password: p.into() }
     }
@@ -167,26 +204,43 @@ mod tests {
     fn users_log_in_with_their_own_password_only() {
         let (a, u) = (auth(), users());
         assert_eq!(
-            a.check(&u, &creds("", "alice@example.edu", "alice-pw")).unwrap().user.as_str(),
+            a.check(&u, &NO_HINTS, &creds("", "alice@example.edu", "alice-pw")).unwrap().user.as_str(),
             "alice@example.edu"
         );
-        assert_eq!(a.check(&u, &creds("", "Alice@Example.edu", "alice-pw")).map(|l| l.via_proxy), Ok(false));
-        assert_eq!(a.check(&u, &creds("", "alice@example.edu", "carol-pw")), Err(LoginError::Failed));
-        assert_eq!(a.check(&u, &creds("", "bob@example.edu", "")), Err(LoginError::Failed), "no hash: no login");
-        assert_eq!(a.check(&u, &creds("", "nobody@example.edu", "x")), Err(LoginError::Failed));
-        assert!(a.check(&u, &creds("alice@example.edu", "alice@example.edu", "alice-pw")).is_ok());
+        assert_eq!(a.check(&u, &NO_HINTS, &creds("", "Alice@Example.edu", "alice-pw")).map(|l| l.via_proxy), Ok(false));
+        assert_eq!(a.check(&u, &NO_HINTS, &creds("", "alice@example.edu", "carol-pw")), Err(LoginError::Failed));
+        assert_eq!(
+            a.check(&u, &NO_HINTS, &creds("", "bob@example.edu", "")),
+            Err(LoginError::Failed),
+            "no hash: no login"
+        );
+        assert_eq!(a.check(&u, &NO_HINTS, &creds("", "nobody@example.edu", "x")), Err(LoginError::Failed));
+        assert!(a.check(&u, &NO_HINTS, &creds("alice@example.edu", "alice@example.edu", "alice-pw")).is_ok());
     }
 
     #[test]
     fn only_the_proxy_credential_may_act_for_another_user() {
         let (a, u) = (auth(), users());
-        let l = a.check(&u, &creds("bob@example.edu", "frontd", "proxy-pw")).unwrap();
+        let l = a.check(&u, &NO_HINTS, &creds("bob@example.edu", "frontd", "proxy-pw")).unwrap();
         assert_eq!((l.user.as_str(), l.via_proxy), ("bob@example.edu", true));
-        assert_eq!(a.check(&u, &creds("bob@example.edu", "frontd", "wrong")), Err(LoginError::Failed));
-        assert_eq!(a.check(&u, &creds("bob@example.edu", "alice@example.edu", "alice-pw")), Err(LoginError::Failed));
-        assert_eq!(a.check(&u, &creds("nobody@example.edu", "frontd", "proxy-pw")), Err(LoginError::Failed));
+        assert_eq!(a.check(&u, &NO_HINTS, &creds("bob@example.edu", "frontd", "wrong")), Err(LoginError::Failed));
+        assert_eq!(
+            a.check(&u, &NO_HINTS, &creds("bob@example.edu", "alice@example.edu", "alice-pw")),
+            Err(LoginError::Failed)
+        );
+        assert_eq!(a.check(&u, &NO_HINTS, &creds("nobody@example.edu", "frontd", "proxy-pw")), Err(LoginError::Failed));
+        // The proxy's mailHost decides the group; the same hint from a user counts for nothing.
+        let hints = ProxyHints { mailhost: Some("apollo".into()), client_ip: None };
+        let l = a.check(&u, &hints, &creds("bob@example.edu", "frontd", "proxy-pw")).unwrap();
+        assert_eq!((l.user.as_str(), l.group.as_str()), ("bob@example.edu", "apollo"));
+        let l = a.check(&u, &hints, &creds("", "alice@example.edu", "alice-pw")).unwrap();
+        assert_eq!(l.group, "g");
+        assert!(a.check(&u, &hints, &creds("../etc", "frontd", "proxy-pw")).is_err());
         let no_proxy = Authenticator::new(None, vec![], Policy::default());
-        assert_eq!(no_proxy.check(&u, &creds("bob@example.edu", "frontd", "proxy-pw")), Err(LoginError::Failed));
+        assert_eq!(
+            no_proxy.check(&u, &NO_HINTS, &creds("bob@example.edu", "frontd", "proxy-pw")),
+            Err(LoginError::Failed)
+        );
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -201,16 +255,19 @@ mod tests {
         // Three wrong passwords from three addresses (each address allows one failure).
         for k in 1..=3u8 {
             let ip = IpAddr::from([192, 0, 2, k]);
-            assert_eq!(a.login(&u, ip, false, &creds("", "alice@example.edu", "bad")).await, Err(LoginError::Failed));
+            assert_eq!(
+                a.login(&u, ip, false, &NO_HINTS, &creds("", "alice@example.edu", "bad")).await,
+                Err(LoginError::Failed)
+            );
         }
         // The account is now locked for the window, from anywhere, even with the password.
         let fresh = IpAddr::from([198, 51, 100, 1]);
         assert_eq!(
-            a.login(&u, fresh, false, &creds("", "Alice@example.edu", "alice-pw")).await,
+            a.login(&u, fresh, false, &NO_HINTS, &creds("", "Alice@example.edu", "alice-pw")).await,
             Err(LoginError::Throttled)
         );
         // Other accounts are not affected.
-        assert!(a.login(&u, fresh, false, &creds("", "carol@example.edu", "carol-pw")).await.is_ok());
+        assert!(a.login(&u, fresh, false, &NO_HINTS, &creds("", "carol@example.edu", "carol-pw")).await.is_ok());
     }
 
     #[test]

@@ -229,8 +229,9 @@ async fn login(
     tag: &str,
     creds: &PlainCredentials,
 ) -> (Vec<u8>, Outcome) {
+    let hints = state.session.proxy_hints().clone();
     let session = &mut state.session;
-    let login = match node.auth.login(&node.users(), peer.ip(), tls, creds).await {
+    let login = match node.auth.login(&node.users(), peer.ip(), tls, &hints, creds).await {
         Ok(l) => l,
         Err(e) => {
             let code = match e {

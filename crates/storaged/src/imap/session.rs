@@ -19,6 +19,7 @@ use super::fetch::{self, Section};
 use super::search::{self, Candidate, Text};
 use super::view::{Sync, View};
 use crate::auth::sasl::{self, PlainCredentials};
+use crate::auth::ProxyHints;
 use crate::mailstore::index::MailboxIndex;
 use crate::mailstore::ops::flag;
 use crate::mailstore::{FlagMode, MailOp, MailResponse, MailboxName, OpId, UserName};
@@ -74,9 +75,14 @@ pub struct Session<B> {
     search_return: Option<(String, Vec<String>)>,
     /// LIST-EXTENDED options of the LIST being handled.
     list_options: Option<super::framing::ListOptions>,
+    /// What a front node said in `ID` about the session it forwards.
+    hints: ProxyHints,
 }
 
 type Reply = (Vec<u8>, Outcome);
+
+/// ID fields looked at (RFC 2971 allows 30).
+const ID_FIELDS_MAX: usize = 30;
 
 fn line(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
@@ -241,7 +247,13 @@ impl<B: Backend> Session<B> {
             qresync: false,
             search_return: None,
             list_options: None,
+            hints: ProxyHints::default(),
         }
+    }
+
+    /// What a front node said about this session (see [`ProxyHints`]).
+    pub fn proxy_hints(&self) -> &ProxyHints {
+        &self.hints
     }
 
     pub fn greeting(&self) -> String {
@@ -485,7 +497,14 @@ impl<B: Backend> Session<B> {
                     },
                 }
             }
-            CommandBody::Id { .. } => {
+            CommandBody::Id { parameters } => {
+                // A front node passes the user's mailHost and address here before logging in.
+                if self.user.is_none() {
+                    for (name, value) in parameters.iter().flatten().take(ID_FIELDS_MAX) {
+                        let value = value.0.as_ref().map(|v| String::from_utf8_lossy(v.as_ref()).into_owned());
+                        self.hints.set(&String::from_utf8_lossy(name.as_ref()), value.as_deref().unwrap_or(""));
+                    }
+                }
                 line(out, "* ID (\"name\" \"storaged\")");
                 done("ID completed")
             }

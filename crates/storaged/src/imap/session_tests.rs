@@ -459,3 +459,16 @@ async fn rfc3516_binary() {
     assert!(run(&mut s, "y6 FETCH 1 (BINARY[1])").await.contains("\\Seen"), "BINARY without PEEK sets \\Seen");
     assert!(run(&mut s, "y7 FETCH 1 (BINARY.PEEK[9])").await.contains("BINARY[9] NIL"));
 }
+
+#[tokio::test]
+async fn id_fields_of_a_front_node_are_kept_before_login_only() {
+    let h = harness();
+    let mut s: Session<Arc<StoreBackend>> = Session::new(offer());
+    let out = run(&mut s, r#"i1 ID ("x-originating-ip" "192.0.2.9" "x-mailhost" "apollo" "name" "frontd")"#).await;
+    assert!(out.contains("i1 OK"), "{out}");
+    assert_eq!(s.proxy_hints().mailhost.as_deref(), Some("apollo"));
+    assert_eq!(s.proxy_hints().client_ip, Some("192.0.2.9".parse().unwrap()));
+    let mut s = h.session().await;
+    run(&mut s, r#"i2 ID ("x-mailhost" "zeus")"#).await;
+    assert_eq!(s.proxy_hints().mailhost, None, "ID after login changes nothing");
+}

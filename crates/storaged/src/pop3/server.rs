@@ -10,7 +10,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::session::{transmit, Action, DropEntry, Offer, Session, COMMAND_LINE_MAX};
-use crate::auth::{LoginError, PlainCredentials};
+use crate::auth::{LoginError, PlainCredentials, ProxyHints};
 use crate::group::access::AccessError;
 use crate::group::Group;
 use crate::line::{read_line_within, Line};
@@ -110,7 +110,8 @@ async fn commands(conn: &mut Conn, state: &mut State, peer: SocketAddr, node: &N
                     out.extend_from_slice(b"\r\n");
                 }
                 Action::Authenticate(creds) => {
-                    let actions = match login(node, peer, conn.tls, &creds).await {
+                    let hints = state.session.proxy_hints().clone();
+                    let actions = match login(node, peer, conn.tls, &hints, &creds).await {
                         Ok((m, entries)) => {
                             state.mailbox = Some(m);
                             state.session.logged_in(entries)
@@ -167,9 +168,10 @@ async fn login(
     node: &Node,
     peer: SocketAddr,
     tls: bool,
+    hints: &ProxyHints,
     creds: &PlainCredentials,
 ) -> Result<(Mailbox, Vec<DropEntry>), (&'static str, String)> {
-    let login = node.auth.login(&node.users(), peer.ip(), tls, creds).await.map_err(|e| match e {
+    let login = node.auth.login(&node.users(), peer.ip(), tls, hints, creds).await.map_err(|e| match e {
         LoginError::Failed | LoginError::NeedsTls => ("AUTH", e.to_string()),
         LoginError::Throttled => ("LOGIN-DELAY", e.to_string()),
     })?;

@@ -4,6 +4,7 @@
 //! send a message, commit deletions). One command table, one dispatcher.
 
 use crate::auth::sasl::{self, PlainCredentials, SaslError};
+use crate::auth::ProxyHints;
 
 /// One message of the maildrop as the session sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +66,8 @@ pub struct Session {
     host: String,
     offer: Offer,
     phase: Phase,
+    /// What a front node said with `XCLIENT` about the session it forwards.
+    hints: ProxyHints,
 }
 
 type Handler = fn(&mut Session, &str) -> Vec<Action>;
@@ -77,6 +80,7 @@ const COMMANDS: &[(&str, Handler)] = &[
     ("AUTH", Session::auth),
     ("STLS", Session::stls),
     ("APOP", Session::apop),
+    ("XCLIENT", Session::xclient),
     ("STAT", Session::stat),
     ("LIST", Session::list),
     ("UIDL", Session::uidl),
@@ -101,7 +105,12 @@ fn err(s: impl Into<String>) -> Vec<Action> {
 
 impl Session {
     pub fn new(host: impl Into<String>, offer: Offer) -> Self {
-        Self { host: host.into(), offer, phase: Phase::Authorization { user: None } }
+        Self { host: host.into(), offer, phase: Phase::Authorization { user: None }, hints: ProxyHints::default() }
+    }
+
+    /// What a front node said about this session (see [`ProxyHints`]).
+    pub fn proxy_hints(&self) -> &ProxyHints {
+        &self.hints
     }
 
     /// The greeting line.
@@ -278,6 +287,20 @@ impl Session {
         }
         self.offer.starttls = false;
         vec![Action::StartTls]
+    }
+
+    /// `XCLIENT NAME=value ...` (as Dovecot's POP3 proxy sends it): a front node passes the
+    /// user's mailHost (`MAILHOST`) and address (`ADDR`) before it logs in for the user.
+    fn xclient(&mut self, arg: &str) -> Vec<Action> {
+        if let Some(e) = self.not_in_authorization() {
+            return e;
+        }
+        const FIELDS_MAX: usize = 16;
+        for field in arg.split_whitespace().take(FIELDS_MAX) {
+            let Some((name, value)) = field.split_once('=') else { return err("XCLIENT expects NAME=value") };
+            self.hints.set(name, value);
+        }
+        ok("XCLIENT accepted")
     }
 
     fn apop(&mut self, _: &str) -> Vec<Action> {
@@ -463,6 +486,18 @@ mod tests {
         assert_eq!((c.authcid.as_str(), c.password.as_str()), ("alice@example.edu", "secret pw"));
         assert!(first(&s.logged_in(entries())).starts_with("+OK maildrop has 3 messages (600 octets)"));
         s
+    }
+
+    #[test]
+    fn xclient_records_the_front_nodes_hints_before_login_only() {
+        let mut s = Session::new("h", Offer { starttls: false, plaintext_auth: true });
+        assert!(first(&s.line(b"XCLIENT MAILHOST=apollo ADDR=192.0.2.7 LOGIN=x")).starts_with("+OK"));
+        assert_eq!(s.proxy_hints().mailhost.as_deref(), Some("apollo"));
+        assert_eq!(s.proxy_hints().client_ip, Some("192.0.2.7".parse().unwrap()));
+        assert!(first(&s.line(b"XCLIENT nonsense")).starts_with("-ERR"));
+        let mut s = logged_in();
+        assert!(first(&s.line(b"XCLIENT MAILHOST=zeus")).starts_with("-ERR"));
+        assert_eq!(s.proxy_hints().mailhost, None);
     }
 
     #[test]
