@@ -130,6 +130,13 @@ impl Conn {
         Self { rd: BufReader::new(r), wr: w, tls }
     }
 
+    /// The whole stream again, with the bytes read ahead but not yet consumed (a client's
+    /// pipelined commands), for a proxy that hands the connection on.
+    pub fn into_parts(self) -> (Stream, Vec<u8>) {
+        let pending = self.rd.buffer().to_vec();
+        (self.rd.into_inner().unsplit(self.wr), pending)
+    }
+
     /// Upgrade a plain connection after STARTTLS/STLS was answered. `Ok(None)` when the
     /// client sent more bytes before the handshake: they were written without TLS and must
     /// not be taken as commands (plaintext command injection), so the connection is closed.

@@ -1,5 +1,14 @@
-//! `frontd`: the stateless front node (SMTP, IMAP/POP3 login proxy, directory routing).
-//!
-//! Not implemented yet (issues 6 and 7). This crate is an empty member of the workspace so
-//! the layout matches the architecture; it exports nothing and must not be used as if it
-//! worked.
+//! `frontd`: a front node. Users connect here, never to a storage node: frontd checks their
+//! login against the directory, finds the Raft group that owns their mailbox (the
+//! directory's `mailHost`) and that group's leader, logs in there with the proxy
+//! credential for the user, and splices the session through. Stateless: run as many as
+//! needed behind one name.
+
+pub mod backend;
+pub mod cluster;
+pub mod config;
+pub mod imap;
+pub mod login;
+pub mod pop3;
+pub mod server;
+pub mod splice;

@@ -1,0 +1,277 @@
+//! Logging in on a storage node for a user: find the group's leader (the last one seen,
+//! then the member a refusal names, then the others, for a bounded time), connect, pass
+//! the user's mailHost and address (IMAP `ID`, POP3 `XCLIENT`), and authenticate with the
+//! proxy credential acting for the user (SASL PLAIN authorization identity). Returns the
+//! connected stream for splicing; never falls back to another group.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::line::Line;
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use crate::cluster::{ClusterMap, Protocol};
+
+/// Longest line read from a storage node during the login dialogue.
+const LINE_MAX: usize = 16 * 1024;
+/// Lines read while waiting for one tagged reply (untagged data before it is skipped).
+const LINES_MAX: usize = 64;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const DIALOGUE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause between rounds over all members while a group elects a leader.
+const ROUND_PAUSE: Duration = Duration::from_millis(250);
+
+/// The proxy identity and how long to look for a leader.
+#[derive(Clone)]
+pub struct ProxyCredential {
+    pub user: String,
+    pub password: String,
+    pub route_timeout: Duration,
+}
+
+impl std::fmt::Debug for ProxyCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyCredential").field("user", &self.user).finish_non_exhaustive()
+    }
+}
+
+/// A logged-in backend connection.
+#[derive(Debug)]
+pub struct Backend {
+    pub stream: TcpStream,
+    /// Bytes the node sent after its success line (normally none).
+    pub pending: Vec<u8>,
+    /// The success line without its tag: `OK [CAPABILITY ...] ...` or `+OK ...`.
+    pub reply: String,
+    pub member: u64,
+}
+
+/// Why no backend session could be made.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum RouteError {
+    /// The user's mailHost is not in the cluster map: an operator error.
+    #[error("mailhost {0} is not served by this cluster")]
+    UnknownGroup(String),
+    /// No member would take the login in time (no leader, nodes down).
+    #[error("mailhost {0} is temporarily unavailable")]
+    Unavailable(String),
+    /// A storage node refused the proxy login itself (misconfigured proxy credential).
+    #[error("storage node refused the proxy login: {0}")]
+    Refused(String),
+}
+
+/// What one attempt at one member gave.
+enum Attempt {
+    Ok(Backend),
+    /// Not the leader; maybe the refusal named the member that is.
+    NotLeader(Option<u64>),
+    Down(String),
+    Refused(String),
+}
+
+/// The leader a refusal names (`... its leader is node 3`).
+fn leader_hint(text: &str) -> Option<u64> {
+    let rest = &text[text.find("leader is node ")? + "leader is node ".len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// SASL PLAIN initial response for the proxy acting for `user`.
+fn sasl_plain(proxy: &ProxyCredential, user: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}\0{}\0{}", proxy.user, proxy.password))
+}
+
+/// Log `user` (the account's primary address) in on a leader of `group`.
+pub async fn open(
+    cluster: &ClusterMap,
+    proxy: &ProxyCredential,
+    protocol: Protocol,
+    group: &str,
+    user: &str,
+    client_ip: std::net::IpAddr,
+) -> Result<Backend, RouteError> {
+    let deadline = Instant::now() + proxy.route_timeout;
+    let mut hint = None;
+    let mut last_problem = String::new();
+    loop {
+        let candidates = cluster.candidates(group, protocol, hint);
+        if candidates.is_empty() {
+            return Err(RouteError::UnknownGroup(group.to_string()));
+        }
+        let mut redirected = false;
+        for member in candidates {
+            let addr = member.address(protocol).expect("candidates serve the protocol");
+            let attempt =
+                tokio::time::timeout(DIALOGUE_TIMEOUT, attempt(addr, protocol, proxy, group, user, client_ip))
+                    .await
+                    .unwrap_or_else(|_| Attempt::Down("no answer in time".into()));
+            match attempt {
+                Attempt::Ok(mut backend) => {
+                    backend.member = member.id;
+                    cluster.set_leader(group, member.id);
+                    return Ok(backend);
+                }
+                Attempt::Refused(why) => return Err(RouteError::Refused(why)),
+                Attempt::NotLeader(Some(id)) if id != member.id && hint != Some(id) => {
+                    hint = Some(id);
+                    redirected = true;
+                    break;
+                }
+                Attempt::NotLeader(_) => last_problem = format!("node {} is not the leader", member.id),
+                Attempt::Down(why) => last_problem = format!("node {} ({addr}): {why}", member.id),
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(group, last_problem, "no leader found in time");
+            return Err(RouteError::Unavailable(group.to_string()));
+        }
+        if !redirected {
+            tokio::time::sleep(ROUND_PAUSE).await;
+        }
+    }
+}
+
+async fn attempt(
+    addr: &str,
+    protocol: Protocol,
+    proxy: &ProxyCredential,
+    group: &str,
+    user: &str,
+    client_ip: std::net::IpAddr,
+) -> Attempt {
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Attempt::Down(e.to_string()),
+        Err(_) => return Attempt::Down("connect timed out".into()),
+    };
+    let _ = stream.set_nodelay(true);
+    let mut conn = BufReader::new(stream);
+    let result = match protocol {
+        Protocol::Imap => imap_dialogue(&mut conn, proxy, group, user, client_ip).await,
+        Protocol::Pop3 => pop3_dialogue(&mut conn, proxy, group, user, client_ip).await,
+        Protocol::Lmtp => unreachable!("LMTP sessions are not proxied"),
+    };
+    match result {
+        Ok(Ok(reply)) => {
+            let pending = conn.buffer().to_vec();
+            Attempt::Ok(Backend { stream: conn.into_inner(), pending, reply, member: 0 })
+        }
+        Ok(Err(refusal)) => refusal,
+        Err(e) => Attempt::Down(e.to_string()),
+    }
+}
+
+async fn read_line(conn: &mut BufReader<TcpStream>) -> std::io::Result<String> {
+    match common::line::read_line(conn, LINE_MAX).await? {
+        Line::Complete(line) => Ok(String::from_utf8_lossy(&line).into_owned()),
+        _ => Err(std::io::Error::other("connection closed or line too long")),
+    }
+}
+
+/// Read lines until one starts with `tag `; returns the rest after the tag.
+async fn tagged(conn: &mut BufReader<TcpStream>, tag: &str) -> std::io::Result<String> {
+    for _ in 0..LINES_MAX {
+        let line = read_line(conn).await?;
+        if let Some(rest) = line.strip_prefix(tag).and_then(|r| r.strip_prefix(' ')) {
+            return Ok(rest.to_string());
+        }
+    }
+    Err(std::io::Error::other("no tagged reply"))
+}
+
+/// Quote an IMAP string (the values are addresses and group names: no CR/LF).
+fn quoted(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// What a refusal means: `UNAVAILABLE`/`SYS/TEMP` not-leader answers redirect; anything
+/// else is the node refusing the proxy credential.
+fn refusal(text: &str) -> Attempt {
+    let temporary = ["[UNAVAILABLE]", "[SYS/TEMP]"].iter().any(|c| text.contains(c));
+    if temporary {
+        Attempt::NotLeader(leader_hint(text))
+    } else {
+        Attempt::Refused(text.to_string())
+    }
+}
+
+async fn imap_dialogue(
+    conn: &mut BufReader<TcpStream>,
+    proxy: &ProxyCredential,
+    group: &str,
+    user: &str,
+    client_ip: std::net::IpAddr,
+) -> std::io::Result<Result<String, Attempt>> {
+    let greeting = read_line(conn).await?;
+    if !greeting.starts_with("* OK") {
+        return Ok(Err(Attempt::Down(format!("greeting {greeting:?}"))));
+    }
+    let id = format!(
+        "P1 ID ({} {} {} {})\r\n",
+        quoted("x-originating-ip"),
+        quoted(&client_ip.to_string()),
+        quoted("x-mailhost"),
+        quoted(group)
+    );
+    conn.get_mut().write_all(id.as_bytes()).await?;
+    let reply = tagged(conn, "P1").await?;
+    if !reply.starts_with("OK") {
+        return Ok(Err(Attempt::Down(format!("ID refused: {reply}"))));
+    }
+    let auth = format!("P2 AUTHENTICATE PLAIN {}\r\n", sasl_plain(proxy, user));
+    conn.get_mut().write_all(auth.as_bytes()).await?;
+    let reply = tagged(conn, "P2").await?;
+    if reply.starts_with("OK") {
+        return Ok(Ok(reply));
+    }
+    Ok(Err(refusal(&reply)))
+}
+
+async fn pop3_dialogue(
+    conn: &mut BufReader<TcpStream>,
+    proxy: &ProxyCredential,
+    group: &str,
+    user: &str,
+    client_ip: std::net::IpAddr,
+) -> std::io::Result<Result<String, Attempt>> {
+    let greeting = read_line(conn).await?;
+    if !greeting.starts_with("+OK") {
+        return Ok(Err(Attempt::Down(format!("greeting {greeting:?}"))));
+    }
+    conn.get_mut().write_all(format!("XCLIENT ADDR={client_ip} MAILHOST={group}\r\n").as_bytes()).await?;
+    let reply = read_line(conn).await?;
+    if !reply.starts_with("+OK") {
+        return Ok(Err(Attempt::Down(format!("XCLIENT refused: {reply}"))));
+    }
+    conn.get_mut().write_all(format!("AUTH PLAIN {}\r\n", sasl_plain(proxy, user)).as_bytes()).await?;
+    let reply = read_line(conn).await?;
+    if reply.starts_with("+OK") {
+        return Ok(Ok(reply));
+    }
+    Ok(Err(refusal(&reply)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_name_the_leader() {
+        assert_eq!(
+            leader_hint("NO [UNAVAILABLE] this node does not lead mailhost hermes; its leader is node 3"),
+            Some(3)
+        );
+        assert_eq!(leader_hint("-ERR [SYS/TEMP] no leader elected yet"), None);
+        assert!(matches!(refusal("NO [UNAVAILABLE] x; its leader is node 12"), Attempt::NotLeader(Some(12))));
+        assert!(matches!(refusal("NO [AUTHENTICATIONFAILED] authentication failed"), Attempt::Refused(_)));
+        assert!(!format!(
+            "{:?}",
+            ProxyCredential { user: "f".into(), password: "s3cret".into(), route_timeout: Duration::ZERO }
+        )
+        .contains("s3cret"));
+    }
+}

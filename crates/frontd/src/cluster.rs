@@ -1,0 +1,126 @@
+//! The cluster map: which storage nodes serve each mailhost group, on which addresses, and
+//! which member was last seen leading it. Knows nothing of protocols beyond their names;
+//! never invents a group: an unknown mailHost is the caller's operator error to report.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::config::GroupSection;
+
+/// A protocol a storage node serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Imap,
+    Pop3,
+    Lmtp,
+}
+
+/// One storage node in a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub id: u64,
+    pub imap: Option<String>,
+    pub pop3: Option<String>,
+    pub lmtp: Option<String>,
+}
+
+impl Member {
+    pub fn address(&self, protocol: Protocol) -> Option<&str> {
+        match protocol {
+            Protocol::Imap => self.imap.as_deref(),
+            Protocol::Pop3 => self.pop3.as_deref(),
+            Protocol::Lmtp => self.lmtp.as_deref(),
+        }
+    }
+}
+
+/// Groups by (lower-case) name, with the last leader seen for each.
+#[derive(Debug)]
+pub struct ClusterMap {
+    groups: HashMap<String, Vec<Member>>,
+    leaders: Mutex<HashMap<String, u64>>,
+}
+
+impl ClusterMap {
+    pub fn new(groups: &[GroupSection]) -> Self {
+        let groups = groups
+            .iter()
+            .map(|g| {
+                let members = g
+                    .members
+                    .iter()
+                    .map(|m| Member { id: m.id, imap: m.imap.clone(), pop3: m.pop3.clone(), lmtp: m.lmtp.clone() })
+                    .collect();
+                (g.name.to_ascii_lowercase(), members)
+            })
+            .collect();
+        Self { groups, leaders: Mutex::new(HashMap::new()) }
+    }
+
+    /// The canonical name of a group, if the map has it.
+    pub fn group_name(&self, mail_host: &str) -> Option<String> {
+        let key = mail_host.to_ascii_lowercase();
+        self.groups.contains_key(&key).then_some(key)
+    }
+
+    /// The members of `group` that serve `protocol`, in the order to try them: the hinted
+    /// member, then the last leader seen, then the rest in configuration order.
+    pub fn candidates(&self, group: &str, protocol: Protocol, hint: Option<u64>) -> Vec<Member> {
+        let Some(members) = self.groups.get(group) else { return Vec::new() };
+        let leader = self.leaders.lock().expect("leaders lock").get(group).copied();
+        let mut ordered: Vec<Member> = members.iter().filter(|m| m.address(protocol).is_some()).cloned().collect();
+        let rank = |m: &Member| {
+            if Some(m.id) == hint {
+                0
+            } else if Some(m.id) == leader {
+                1
+            } else {
+                2
+            }
+        };
+        ordered.sort_by_key(rank);
+        ordered
+    }
+
+    /// Remember that `id` leads `group` now.
+    pub fn set_leader(&self, group: &str, id: u64) {
+        self.leaders.lock().expect("leaders lock").insert(group.to_string(), id);
+    }
+
+    pub fn group_names(&self) -> impl Iterator<Item = &str> {
+        self.groups.keys().map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MemberSection;
+
+    fn map() -> ClusterMap {
+        let member = |id, imap: bool| MemberSection {
+            id,
+            imap: imap.then(|| format!("127.0.0.1:{}", 1000 + id)),
+            pop3: Some(format!("127.0.0.1:{}", 2000 + id)),
+            lmtp: None,
+        };
+        ClusterMap::new(&[GroupSection {
+            name: "Hermes".into(),
+            members: vec![member(1, true), member(2, false), member(3, true)],
+        }])
+    }
+
+    #[test]
+    fn candidates_put_the_hint_and_the_known_leader_first() {
+        let m = map();
+        assert_eq!(m.group_name("HERMES").as_deref(), Some("hermes"));
+        assert_eq!(m.group_name("apollo"), None);
+        let ids = |v: Vec<Member>| v.into_iter().map(|m| m.id).collect::<Vec<_>>();
+        assert_eq!(ids(m.candidates("hermes", Protocol::Imap, None)), [1, 3], "node 2 has no IMAP");
+        m.set_leader("hermes", 3);
+        assert_eq!(ids(m.candidates("hermes", Protocol::Pop3, None)), [3, 1, 2]);
+        assert_eq!(ids(m.candidates("hermes", Protocol::Pop3, Some(2))), [2, 3, 1]);
+        assert!(m.candidates("apollo", Protocol::Imap, None).is_empty());
+        assert!(m.candidates("hermes", Protocol::Lmtp, None).is_empty());
+    }
+}

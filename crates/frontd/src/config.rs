@@ -1,0 +1,307 @@
+//! The frontd TOML configuration, validated at load: listeners, TLS files, the directory,
+//! the proxy credential for the storage nodes, login policy and the cluster map (which
+//! storage nodes serve which mailhost group). Secrets may come from files.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::directory::LdapConfig;
+use serde::Deserialize;
+
+/// Configuration errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Where frontd listens; every listener is optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    pub imap: Option<String>,
+    pub imaps: Option<String>,
+    pub pop3: Option<String>,
+    pub pop3s: Option<String>,
+}
+
+/// The certificate clients see (STARTTLS, STLS, implicit TLS); re-read on SIGHUP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// An LDAP directory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LdapSection {
+    pub url: String,
+    pub base: String,
+    pub bind_dn: Option<String>,
+    pub bind_password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub starttls: bool,
+    pub ca_file: Option<PathBuf>,
+    pub user_filter: Option<String>,
+    #[serde(default)]
+    pub bind_auth: bool,
+    #[serde(default = "default_cache_ttl_s")]
+    pub cache_ttl_s: u64,
+    #[serde(default = "default_ldap_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_ldap_connections")]
+    pub connections: usize,
+}
+
+fn default_cache_ttl_s() -> u64 {
+    30
+}
+fn default_ldap_timeout_ms() -> u64 {
+    5000
+}
+fn default_ldap_connections() -> usize {
+    4
+}
+
+/// The directory: an LDIF file or an LDAP server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectorySection {
+    pub ldif: Option<PathBuf>,
+    pub ldap: Option<LdapSection>,
+}
+
+/// How frontd logs in on the storage nodes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendSection {
+    /// The proxy identity the storage nodes accept (their `auth.proxy_user`).
+    pub proxy_user: String,
+    /// Its password in clear (the storage nodes keep only a hash), or in a file.
+    pub proxy_password: Option<String>,
+    pub proxy_password_file: Option<PathBuf>,
+    /// How long to look for a group's leader before a temporary failure.
+    #[serde(default = "default_route_timeout_ms")]
+    pub route_timeout_ms: u64,
+}
+
+fn default_route_timeout_ms() -> u64 {
+    10_000
+}
+
+/// Login policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// Networks from which passwords may be sent without TLS.
+    pub plaintext_networks: Vec<String>,
+    pub failure_delay_ms: u64,
+    /// Failed logins per client address per minute (per account: three times as many).
+    pub failures_max: u32,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        Self {
+            plaintext_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            failure_delay_ms: 2000,
+            failures_max: 10,
+        }
+    }
+}
+
+/// One storage node's addresses within a group.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberSection {
+    pub id: u64,
+    pub imap: Option<String>,
+    pub pop3: Option<String>,
+    pub lmtp: Option<String>,
+}
+
+/// A mailhost group and its members.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupSection {
+    pub name: String,
+    pub members: Vec<MemberSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Client connections per listener at once.
+    pub connections_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { connections_max: 10_000 }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The name in greetings.
+    #[serde(default = "default_host")]
+    pub host: String,
+    #[serde(default)]
+    pub listen: Listen,
+    pub tls: Option<TlsFiles>,
+    pub directory: DirectorySection,
+    pub backend: BackendSection,
+    #[serde(default)]
+    pub auth: AuthSection,
+    #[serde(default)]
+    pub limits: Limits,
+    pub groups: Vec<GroupSection>,
+}
+
+fn default_host() -> String {
+    "frontd".into()
+}
+
+fn read_secret(path: &Path) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+    Ok(text.trim_end_matches(['\r', '\n']).to_string())
+}
+
+impl Config {
+    /// Read and validate `path`; relative paths inside are relative to its directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let mut cfg: Config =
+            toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        cfg.resolve_paths(base);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let Some(t) = &mut self.tls {
+            fix(&mut t.cert_file);
+            fix(&mut t.key_file);
+        }
+        if let Some(p) = &mut self.directory.ldif {
+            fix(p);
+        }
+        if let Some(l) = &mut self.directory.ldap {
+            l.bind_password_file.iter_mut().for_each(fix);
+            l.ca_file.iter_mut().for_each(fix);
+        }
+        self.backend.proxy_password_file.iter_mut().for_each(fix);
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |s: String| Err(ConfigError::Invalid(s));
+        match (&self.directory.ldif, &self.directory.ldap) {
+            (Some(_), None) | (None, Some(_)) => {}
+            _ => return invalid("[directory] needs exactly one of ldif = \"file\" or [directory.ldap]".into()),
+        }
+        if self.backend.proxy_password.is_some() == self.backend.proxy_password_file.is_some() {
+            return invalid("[backend] needs exactly one of proxy_password or proxy_password_file".into());
+        }
+        if (self.listen.imaps.is_some() || self.listen.pop3s.is_some()) && self.tls.is_none() {
+            return invalid("implicit TLS listeners need [tls]".into());
+        }
+        if self.groups.is_empty() {
+            return invalid("no [[groups]]: frontd has nowhere to route users".into());
+        }
+        for (i, g) in self.groups.iter().enumerate() {
+            if self.groups[..i].iter().any(|o| o.name.eq_ignore_ascii_case(&g.name)) {
+                return invalid(format!("group {} listed twice", g.name));
+            }
+            if g.members.is_empty() {
+                return invalid(format!("group {} has no members", g.name));
+            }
+        }
+        for n in &self.auth.plaintext_networks {
+            n.parse::<common::network::Network>().map_err(ConfigError::Invalid)?;
+        }
+        Ok(())
+    }
+
+    /// The proxy password, from the file if configured there.
+    pub fn proxy_password(&self) -> Result<String, ConfigError> {
+        match (&self.backend.proxy_password, &self.backend.proxy_password_file) {
+            (Some(p), _) => Ok(p.clone()),
+            (None, Some(f)) => read_secret(f),
+            (None, None) => Err(ConfigError::Invalid("no proxy password".into())),
+        }
+    }
+
+    /// The LDAP settings, if the directory is LDAP.
+    pub fn ldap(&self) -> Result<Option<LdapConfig>, ConfigError> {
+        let Some(l) = &self.directory.ldap else { return Ok(None) };
+        let mut c = LdapConfig::new(&l.url, &l.base);
+        c.bind_dn = l.bind_dn.clone();
+        c.bind_password = l.bind_password_file.as_deref().map(read_secret).transpose()?;
+        c.starttls = l.starttls;
+        c.ca_file = l.ca_file.clone();
+        if let Some(f) = &l.user_filter {
+            c.user_filter = f.clone();
+        }
+        c.bind_auth = l.bind_auth;
+        c.cache_ttl = Duration::from_secs(l.cache_ttl_s);
+        c.timeout = Duration::from_millis(l.timeout_ms);
+        c.connections = l.connections.clamp(1, 64);
+        Ok(Some(c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [listen]
+        imap = "127.0.0.1:1143"
+        [directory]
+        ldif = "users.ldif"
+        [backend]
+        proxy_user = "frontd"
+        proxy_password = "pw"
+        [[groups]]
+        name = "hermes"
+        members = [{ id = 1, imap = "127.0.0.1:2143" }]
+    "#;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("frontd.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(&path)
+    }
+
+    #[test]
+    fn a_minimal_config_loads_with_paths_relative_to_it() {
+        let c = load(MINIMAL).unwrap();
+        assert!(c.directory.ldif.unwrap().ends_with("users.ldif"));
+        assert_eq!(c.auth.failures_max, 10);
+    }
+
+    #[test]
+    fn mistakes_are_refused() {
+        assert!(load(&MINIMAL.replace("ldif = \"users.ldif\"", "")).is_err(), "no directory");
+        assert!(load(&MINIMAL.replace("proxy_password = \"pw\"", "")).is_err(), "no proxy password");
+        assert!(load(&MINIMAL.replace("imap = \"127.0.0.1:1143\"", "imaps = \"127.0.0.1:1993\"")).is_err(), "TLS");
+        assert!(load(&MINIMAL.replace("members = [{ id = 1, imap = \"127.0.0.1:2143\" }]", "members = []")).is_err());
+        assert!(load(&format!("{MINIMAL}\n[auth]\nplaintext_networks = [\"nonsense\"]\n")).is_err());
+        assert!(load(&format!("{MINIMAL}\nbogus = 1\n")).is_err(), "unknown keys");
+    }
+}

@@ -1,0 +1,408 @@
+//! The I/O edge of frontd: listeners, TLS (reloaded on SIGHUP), the per-connection loops
+//! that feed the pure pre-login state machines, and the hand-over to a storage node once
+//! a login succeeds. Holds no mail state; any number of fronts may run side by side.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use common::directory::{Directory, LdapDirectory, LdifDirectory};
+use common::limiter::Policy;
+use common::line::{read_line_within, Line};
+use common::sasl::PlainCredentials;
+use common::tls::{Conn, Stream, Tls};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::backend::{self, Backend, ProxyCredential};
+use crate::cluster::{ClusterMap, Protocol};
+use crate::config::{Config, ConfigError, TlsFiles};
+use crate::login::{Gate, Refusal};
+use crate::{imap, pop3, splice};
+
+/// How long a client may take to log in.
+const LOGIN_TIME_MAX: Duration = Duration::from_secs(180);
+/// Commands a client may send before logging in.
+const PREAUTH_COMMANDS_MAX: usize = 64;
+/// Longest IMAP command line before login.
+const IMAP_LINE_MAX: usize = 8 * 1024;
+/// How often the storage nodes' IMAP capabilities are re-read.
+const CAPABILITY_REFRESH: Duration = Duration::from_secs(60);
+
+/// Why frontd could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("directory: {0}")]
+    Directory(String),
+    #[error(transparent)]
+    Tls(#[from] common::tls::TlsError),
+    #[error("listen on {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
+}
+
+/// Everything a connection needs.
+pub struct Front {
+    pub host: String,
+    pub gate: Gate,
+    pub cluster: ClusterMap,
+    pub proxy: ProxyCredential,
+    tls_files: Option<TlsFiles>,
+    tls: RwLock<Option<Arc<Tls>>>,
+    /// The storage nodes' IMAP capabilities (without TLS/AUTH items).
+    node_capabilities: RwLock<String>,
+}
+
+impl Front {
+    pub fn new(cfg: &Config) -> Result<Self, StartError> {
+        let directory = match (&cfg.directory.ldif, cfg.ldap()?) {
+            (Some(path), _) => {
+                Directory::Ldif(Arc::new(LdifDirectory::open(path).map_err(|e| StartError::Directory(e.to_string()))?))
+            }
+            (None, Some(ldap)) => {
+                Directory::Ldap(Arc::new(LdapDirectory::new(ldap).map_err(|e| StartError::Directory(e.to_string()))?))
+            }
+            (None, None) => unreachable!("validated: one directory"),
+        };
+        let networks = cfg
+            .auth
+            .plaintext_networks
+            .iter()
+            .map(|n| n.parse().map_err(ConfigError::Invalid))
+            .collect::<Result<Vec<_>, _>>()?;
+        let policy = Policy {
+            failure_delay: Duration::from_millis(cfg.auth.failure_delay_ms),
+            failures_max: cfg.auth.failures_max,
+            window: Duration::from_secs(60),
+        };
+        let tls = match &cfg.tls {
+            Some(files) => Some(Arc::new(Tls::load(&files.cert_file, &files.key_file)?)),
+            None => None,
+        };
+        Ok(Self {
+            host: cfg.host.clone(),
+            gate: Gate::new(directory, networks, policy),
+            cluster: ClusterMap::new(&cfg.groups),
+            proxy: ProxyCredential {
+                user: cfg.backend.proxy_user.clone(),
+                password: cfg.proxy_password()?,
+                route_timeout: Duration::from_millis(cfg.backend.route_timeout_ms),
+            },
+            tls_files: cfg.tls.clone(),
+            tls: RwLock::new(tls),
+            node_capabilities: RwLock::new(String::new()),
+        })
+    }
+
+    fn tls(&self) -> Option<Arc<Tls>> {
+        self.tls.read().expect("tls lock").clone()
+    }
+
+    /// Re-read the certificate and key (SIGHUP); a bad pair is refused and the old stays.
+    pub fn reload_tls(&self) {
+        let Some(files) = &self.tls_files else { return };
+        match Tls::load(&files.cert_file, &files.key_file) {
+            Ok(tls) => {
+                *self.tls.write().expect("tls lock") = Some(Arc::new(tls));
+                tracing::info!("TLS certificate reloaded");
+            }
+            Err(e) => tracing::error!(error = %e, "TLS certificate not reloaded; keeping the old one"),
+        }
+    }
+
+    /// Ask any storage node for its IMAP capabilities.
+    pub async fn learn_capabilities(&self) {
+        for group in self.cluster.group_names() {
+            for member in self.cluster.candidates(group, Protocol::Imap, None) {
+                let Some(addr) = member.address(Protocol::Imap) else { continue };
+                if let Ok(Some(caps)) = tokio::time::timeout(Duration::from_secs(2), greeting_of(addr)).await {
+                    *self.node_capabilities.write().expect("caps lock") = caps;
+                    return;
+                }
+            }
+        }
+        tracing::warn!("no storage node answered for its IMAP capabilities");
+    }
+
+    fn node_capabilities(&self) -> String {
+        self.node_capabilities.read().expect("caps lock").clone()
+    }
+
+    /// Route a checked account: its group's leader, logged in for it.
+    async fn route(
+        &self,
+        protocol: Protocol,
+        mail: &str,
+        mail_host: Option<&str>,
+        peer: SocketAddr,
+    ) -> Result<Backend, Refusal> {
+        let temporary = || Refusal::Unavailable("your mailbox is temporarily unavailable, try again later".into());
+        let Some(host) = mail_host else {
+            tracing::error!(user = mail, "directory entry has no mailHost; fix the directory");
+            return Err(temporary());
+        };
+        let Some(group) = self.cluster.group_name(host) else {
+            tracing::error!(
+                user = mail,
+                mail_host = host,
+                "mailHost names no group of this cluster; fix the directory or the cluster map"
+            );
+            return Err(temporary());
+        };
+        backend::open(&self.cluster, &self.proxy, protocol, &group, mail, peer.ip()).await.map_err(|e| {
+            tracing::error!(user = mail, group, error = %e, "cannot open the user's mailhost");
+            temporary()
+        })
+    }
+}
+
+async fn greeting_of(addr: &str) -> Option<String> {
+    let mut s = TcpStream::connect(addr).await.ok()?;
+    let mut buf = vec![0u8; 4096];
+    let mut got = 0;
+    while !buf[..got].contains(&b'\n') && got < buf.len() {
+        let n = s.read(&mut buf[got..]).await.ok()?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    let _ = s.write_all(b"x LOGOUT\r\n").await;
+    imap::greeting_capabilities(&String::from_utf8_lossy(&buf[..got]))
+}
+
+/// Start every configured listener and serve until SIGTERM or SIGINT.
+pub async fn run(cfg: Config) -> Result<(), StartError> {
+    let front = Arc::new(Front::new(&cfg)?);
+    front.learn_capabilities().await;
+    let max = cfg.limits.connections_max;
+    let bind = |addr: &String| {
+        let addr = addr.clone();
+        async move { TcpListener::bind(&addr).await.map_err(|source| StartError::Listen { addr, source }) }
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    for (addr, protocol, implicit) in [
+        (&cfg.listen.imap, Protocol::Imap, false),
+        (&cfg.listen.imaps, Protocol::Imap, true),
+        (&cfg.listen.pop3, Protocol::Pop3, false),
+        (&cfg.listen.pop3s, Protocol::Pop3, true),
+    ] {
+        let Some(addr) = addr else { continue };
+        let listener = bind(addr).await?;
+        tracing::info!(%addr, ?protocol, implicit_tls = implicit, "listening");
+        let front = front.clone();
+        let busy: &'static [u8] = if protocol == Protocol::Imap {
+            b"* BYE [UNAVAILABLE] too many connections\r\n"
+        } else {
+            b"-ERR [SYS/TEMP] too many connections\r\n"
+        };
+        let name = if protocol == Protocol::Imap { "IMAP" } else { "POP3" };
+        tasks.spawn(common::accept::serve(listener, max, name, busy, move |stream, peer| {
+            let front = front.clone();
+            async move {
+                match protocol {
+                    Protocol::Imap => imap_connection(stream, peer, front, implicit).await,
+                    _ => pop3_connection(stream, peer, front, implicit).await,
+                }
+            }
+        }));
+    }
+    let refresher = front.clone();
+    tasks.spawn(async move {
+        loop {
+            tokio::time::sleep(CAPABILITY_REFRESH).await;
+            refresher.learn_capabilities().await;
+        }
+    });
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).expect("SIGHUP handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    loop {
+        tokio::select! {
+            _ = hup.recv() => front.reload_tls(),
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            Some(done) = tasks.join_next() => {
+                if let Ok(Err(e)) = done {
+                    tracing::error!(error = %e, "listener failed");
+                }
+            }
+        }
+    }
+    tracing::info!("frontd stopping");
+    Ok(())
+}
+
+/// Hand a logged-in client over to its storage node: pending bytes first, then splice
+/// (plain) or copy (TLS) until either side closes.
+async fn hand_over(conn: Conn, backend: Backend) -> std::io::Result<()> {
+    let (stream, client_pending) = conn.into_parts();
+    let Backend { stream: mut node, pending: node_pending, .. } = backend;
+    splice::forward_pending(&mut node, &client_pending).await?;
+    match stream {
+        Stream::Plain(mut client) => {
+            if !node_pending.is_empty() {
+                client.write_all(&node_pending).await?;
+            }
+            splice::splice(client, node).await?;
+        }
+        Stream::Tls(mut client) => {
+            if !node_pending.is_empty() {
+                client.write_all(&node_pending).await?;
+            }
+            splice::copy(&mut client, &mut node).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Check credentials and route; `Ok(backend)` or the refusal to tell the client.
+async fn login(
+    front: &Front,
+    protocol: Protocol,
+    peer: SocketAddr,
+    tls: bool,
+    creds: &PlainCredentials,
+) -> Result<Backend, Refusal> {
+    let account = front.gate.login(peer.ip(), tls, creds).await?;
+    front.route(protocol, &account.mail, account.mail_host.as_deref(), peer).await
+}
+
+/// Read one IMAP command with its literals; `None` when the client is gone.
+async fn read_imap_command(conn: &mut Conn) -> std::io::Result<Option<Result<Vec<u8>, Vec<u8>>>> {
+    let mut buf = Vec::new();
+    loop {
+        let line = match read_line_within(&mut conn.rd, IMAP_LINE_MAX, LOGIN_TIME_MAX).await? {
+            Line::Complete(l) => l,
+            Line::TooLong => return Ok(Some(Err(b"* BAD command line too long\r\n".to_vec()))),
+            Line::Eof | Line::Idle => return Ok(None),
+        };
+        buf.extend_from_slice(&line);
+        buf.extend_from_slice(b"\r\n");
+        match imap::framing(&buf) {
+            imap::Framing::Complete => return Ok(Some(Ok(buf))),
+            imap::Framing::Incomplete => {}
+            imap::Framing::Bad { tag } => {
+                let tag = tag.unwrap_or_else(|| "*".into());
+                return Ok(Some(Err(format!("{tag} BAD syntax error in command\r\n").into_bytes())));
+            }
+            imap::Framing::Literal { length, sync } => {
+                if length > imap::LITERAL_BYTES_MAX {
+                    if !sync {
+                        // The client sends the bytes anyway; they cannot be told apart from commands.
+                        return Ok(None);
+                    }
+                    return Ok(Some(Err(b"* BAD literal too large before login\r\n".to_vec())));
+                }
+                if sync {
+                    conn.wr.write_all(b"+ go ahead\r\n").await?;
+                }
+                let mut literal = vec![0u8; length as usize];
+                tokio::time::timeout(LOGIN_TIME_MAX, conn.rd.read_exact(&mut literal))
+                    .await
+                    .map_err(|_| std::io::Error::other("literal timed out"))??;
+                buf.extend_from_slice(&literal);
+            }
+        }
+    }
+}
+
+async fn imap_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    front: Arc<Front>,
+    implicit_tls: bool,
+) -> std::io::Result<()> {
+    let tls = front.tls();
+    let mut conn = Conn::open(stream, tls.as_deref(), implicit_tls).await?;
+    let offer = imap::Offer {
+        starttls: tls.is_some() && !conn.tls,
+        plaintext_auth: front.gate.plaintext_allowed(peer.ip(), conn.tls),
+    };
+    let mut session = imap::PreAuth::new(offer, &front.node_capabilities());
+    conn.wr.write_all(&session.greeting(&front.host)).await?;
+    for _ in 0..PREAUTH_COMMANDS_MAX {
+        let command = match read_imap_command(&mut conn).await? {
+            None => return Ok(()),
+            Some(Err(reply)) => {
+                conn.wr.write_all(&reply).await?;
+                continue;
+            }
+            Some(Ok(c)) => c,
+        };
+        let mut step = session.input(&command);
+        if let imap::Step::SaslContinue { tag } = &step {
+            conn.wr.write_all(b"+ \r\n").await?;
+            step = match read_line_within(&mut conn.rd, IMAP_LINE_MAX, LOGIN_TIME_MAX).await? {
+                Line::Complete(l) => session.sasl_response(tag, &l),
+                Line::TooLong => session.sasl_response(tag, b"!"),
+                Line::Eof | Line::Idle => return Ok(()),
+            };
+        }
+        match step {
+            imap::Step::Reply(b) => conn.wr.write_all(&b).await?,
+            imap::Step::Close(b) => return conn.wr.write_all(&b).await,
+            imap::Step::StartTls(b) => {
+                conn.wr.write_all(&b).await?;
+                let tls = tls.as_ref().expect("STARTTLS is offered only with TLS");
+                let Some(upgraded) = conn.start_tls(tls).await? else { return Ok(()) };
+                conn = upgraded;
+                session.tls_started(front.gate.plaintext_allowed(peer.ip(), true));
+            }
+            imap::Step::SaslContinue { .. } => unreachable!("handled above"),
+            imap::Step::Login { tag, creds } => match login(&front, Protocol::Imap, peer, conn.tls, &creds).await {
+                Ok(backend) => {
+                    conn.wr.write_all(&session.login_succeeded(&tag, &backend.reply)).await?;
+                    return hand_over(conn, backend).await;
+                }
+                Err(refusal) => conn.wr.write_all(&session.login_failed(&tag, &refusal)).await?,
+            },
+        }
+    }
+    conn.wr.write_all(b"* BYE too many commands without logging in\r\n").await
+}
+
+async fn pop3_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    front: Arc<Front>,
+    implicit_tls: bool,
+) -> std::io::Result<()> {
+    let tls = front.tls();
+    let mut conn = Conn::open(stream, tls.as_deref(), implicit_tls).await?;
+    let offer = pop3::Offer {
+        starttls: tls.is_some() && !conn.tls,
+        plaintext_auth: front.gate.plaintext_allowed(peer.ip(), conn.tls),
+    };
+    let mut session = pop3::PreAuth::new(offer);
+    conn.wr.write_all(&session.greeting(&front.host)).await?;
+    for _ in 0..PREAUTH_COMMANDS_MAX {
+        let line = match read_line_within(&mut conn.rd, pop3::LINE_MAX, LOGIN_TIME_MAX).await? {
+            Line::Complete(l) => l,
+            Line::TooLong => {
+                conn.wr.write_all(b"-ERR line too long\r\n").await?;
+                continue;
+            }
+            Line::Eof | Line::Idle => return Ok(()),
+        };
+        match session.line(&line) {
+            pop3::Step::Reply(b) => conn.wr.write_all(&b).await?,
+            pop3::Step::Close(b) => return conn.wr.write_all(&b).await,
+            pop3::Step::StartTls(b) => {
+                conn.wr.write_all(&b).await?;
+                let tls = tls.as_ref().expect("STLS is offered only with TLS");
+                let Some(upgraded) = conn.start_tls(tls).await? else { return Ok(()) };
+                conn = upgraded;
+                session.tls_started(front.gate.plaintext_allowed(peer.ip(), true));
+            }
+            pop3::Step::Login(creds) => match login(&front, Protocol::Pop3, peer, conn.tls, &creds).await {
+                Ok(backend) => {
+                    conn.wr.write_all(format!("{}\r\n", backend.reply).as_bytes()).await?;
+                    return hand_over(conn, backend).await;
+                }
+                Err(refusal) => conn.wr.write_all(&session.login_failed(&refusal)).await?,
+            },
+        }
+    }
+    conn.wr.write_all(b"-ERR too many commands without logging in\r\n").await
+}
