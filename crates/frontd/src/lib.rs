@@ -5,6 +5,7 @@
 //! needed behind one name.
 
 pub mod backend;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod imap;

@@ -3,6 +3,7 @@
 //! Mail arrives over LMTP on the group leader and is acknowledged once committed.
 
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod group;
 pub mod imap;

@@ -1,0 +1,42 @@
+//! The `storaged` command line: arguments, logging, and the daemon's run. The binary's
+//! `main` calls [`main`]; the whole-system tests build the same entry point into their own
+//! binary of the same name.
+
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(version, about = "storage node: Raft-replicated Maildir store with LMTP delivery")]
+struct Args {
+    /// Path of the TOML configuration.
+    #[arg(long, short)]
+    config: std::path::PathBuf,
+}
+
+/// Parse the command line and run the daemon until it is stopped.
+#[tokio::main]
+pub async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,openraft=warn".into()),
+        )
+        .init();
+    let args = Args::parse();
+    raise_open_file_limit();
+    let cfg = crate::config::Config::load(&args.config)?;
+    crate::node::run(cfg).await
+}
+
+/// Every connection is a file descriptor: use the hard limit, not the (often 1024) soft one.
+fn raise_open_file_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                tracing::warn!("cannot raise the open file limit");
+            }
+        }
+    }
+}

@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Log in through frontd with Python's imaplib/poplib (independent client implementations)
+and report what the session saw, as one JSON line.
+
+  imap: login (LOGIN, or AUTHENTICATE PLAIN with --sasl), capabilities before and after,
+        SELECT INBOX, the subjects there; {"ok", "error", "caps_pre", "caps_post",
+        "exists", "subjects"}.
+  pop3: USER/PASS, STAT, the subjects; {"ok", "error", "count", "subjects"}.
+  hold: log in over IMAP, print "ready", then wait (bounded) until the server ends the
+        session; {"ended": how, "waited_ms"}.
+"""
+import argparse
+import email
+import imaplib
+import json
+import poplib
+import sys
+import time
+
+
+def subjects_of(raw_messages):
+    return sorted(email.message_from_bytes(m).get("Subject", "") for m in raw_messages)
+
+
+def imap(args):
+    host, port = args.server.rsplit(":", 1)
+    c = imaplib.IMAP4(host, int(port), timeout=30)
+    caps_pre = sorted(c.capabilities)
+    try:
+        if args.sasl:
+            c.authenticate("PLAIN", lambda _: ("\0%s\0%s" % (args.user, args.password)).encode())
+        else:
+            c.login(args.user, args.password)
+    except imaplib.IMAP4.error as e:
+        return {"ok": False, "error": str(e)}
+    typ, data = c.capability()
+    caps_post = sorted(data[0].decode().split())
+    typ, data = c.select("INBOX")
+    exists = int(data[0])
+    raw = []
+    if exists:
+        typ, data = c.fetch("1:*", "(BODY.PEEK[HEADER])")
+        raw = [part[1] for part in data if isinstance(part, tuple)]
+    c.logout()
+    return {"ok": True, "error": "", "caps_pre": caps_pre, "caps_post": caps_post, "exists": exists,
+            "subjects": subjects_of(raw)}
+
+
+def pop3(args):
+    host, port = args.server.rsplit(":", 1)
+    c = poplib.POP3(host, int(port), timeout=30)
+    try:
+        c.user(args.user)
+        c.pass_(args.password)
+    except poplib.error_proto as e:
+        return {"ok": False, "error": e.args[0].decode(errors="replace")}
+    count, _size = c.stat()
+    raw = [b"\r\n".join(c.retr(i + 1)[1]) for i in range(count)]
+    c.quit()
+    return {"ok": True, "error": "", "count": count, "subjects": subjects_of(raw)}
+
+
+def hold(args):
+    host, port = args.server.rsplit(":", 1)
+    c = imaplib.IMAP4(host, int(port), timeout=60)
+    c.login(args.user, args.password)
+    c.select("INBOX")
+    print("ready", flush=True)
+    start = time.monotonic()
+    how = "timeout"
+    while time.monotonic() - start < 50:
+        try:
+            typ, _ = c.noop()
+            if typ != "OK":
+                how = "refused"
+                break
+        except imaplib.IMAP4.abort as e:
+            how = "bye" if "BYE" in str(e) or "UNAVAILABLE" in str(e) else "closed"
+            break
+        except (OSError, EOFError):
+            how = "closed"
+            break
+        time.sleep(0.2)
+    return {"ended": how, "waited_ms": int((time.monotonic() - start) * 1000)}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("mode", choices=["imap", "pop3", "hold"])
+    p.add_argument("--server", required=True)
+    p.add_argument("--user", required=True)
+    p.add_argument("--password", required=True)
+    p.add_argument("--sasl", action="store_true")
+    args = p.parse_args()
+    result = {"imap": imap, "pop3": pop3, "hold": hold}[args.mode](args)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

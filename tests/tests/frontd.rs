@@ -1,0 +1,158 @@
+//! frontd in front of a real storaged cluster with a real directory: logins are checked
+//! against OpenLDAP (`slapd` with the qmail-ldap schema) or an LDIF file, each user lands
+//! on their own mailhost group, disabled users and unknown mailhosts are refused the way
+//! clients understand, injection in user names finds nobody, directory changes and
+//! outages are followed, and a dead leader is replaced on reconnect. Clients are Python's
+//! imaplib and poplib.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::*;
+
+const INJECTIONS: [&str; 7] = ["*", "*)(uid=*", "alice)(uid=*", "\\00", "al*", "*)(|(mail=*", "alice\\2a"];
+
+fn ldap_directory(root: &Path, slapd: &Slapd) -> String {
+    std::fs::write(root.join("ldap.pw"), format!("{LDAP_BIND_PASSWORD}\n")).unwrap();
+    format!(
+        "[directory.ldap]\nurl = \"{}\"\nbase = \"dc=example,dc=edu\"\nbind_dn = \"{LDAP_BIND_DN}\"\n\
+         bind_password_file = \"ldap.pw\"\ncache_ttl_s = 1\ntimeout_ms = 2000\n",
+        slapd.url
+    )
+}
+
+fn subjects(v: &serde_json::Value) -> Vec<String> {
+    v["subjects"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+}
+
+fn assert_refused(v: &serde_json::Value, code: &str, why: &str) {
+    assert_eq!(v["ok"], false, "{why}: {v}");
+    assert!(v["error"].as_str().unwrap().contains(code), "{why}: expected {code}: {v}");
+}
+
+/// The checks both directory backends must pass.
+fn users_land_on_their_own_mailhost(front: &Front) {
+    let alice = imap_login(&front.imap, "alice@example.edu", "alice-pw");
+    assert_eq!(alice["ok"], true, "{alice}");
+    assert_eq!(subjects(&alice), ["for alice"], "alice sees her own mail on hermes");
+    let by_uid = client(&["imap", "--server", &front.imap, "--user", "alice", "--password", "alice-pw", "--sasl"]);
+    assert_eq!(subjects(&by_uid), ["for alice"], "uid login with AUTHENTICATE PLAIN: {by_uid}");
+
+    // Before login the front offers what the node offers after it (plus its own AUTH).
+    let caps = |key: &str| -> Vec<String> {
+        alice[key].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_ascii_uppercase()).collect()
+    };
+    let pre = caps("caps_pre");
+    for cap in caps("caps_post") {
+        assert!(pre.contains(&cap), "{cap} missing before login: {pre:?}");
+    }
+    assert!(pre.iter().any(|c| c == "AUTH=PLAIN"), "{pre:?}");
+
+    // bob (a {CRYPT} SHA-512 hash) lives on apollo; POP3 shows his mail, not alice's.
+    let bob = client(&["pop3", "--server", &front.pop3, "--user", "bob@example.edu", "--password", "bob-pw"]);
+    assert_eq!(bob["ok"], true, "{bob}");
+    assert_eq!(subjects(&bob), ["for bob"]);
+
+    assert_refused(&imap_login(&front.imap, "alice@example.edu", "bob-pw"), "AUTHENTICATIONFAILED", "wrong password");
+    assert_refused(&imap_login(&front.imap, "carol@example.edu", "carol-pw"), "CONTACTADMIN", "disabled account");
+    let carol = client(&["pop3", "--server", &front.pop3, "--user", "carol", "--password", "carol-pw"]);
+    assert_refused(&carol, "[AUTH]", "disabled account over POP3");
+    assert_refused(&imap_login(&front.imap, "dave@example.edu", "dave-pw"), "UNAVAILABLE", "mailHost no group serves");
+    assert!(front.log_text().contains("mailHost names no group"), "the operator error is logged");
+    // SASL PLAIN carries any bytes to the lookup (LOGIN would need quoting first).
+    for name in INJECTIONS {
+        let v = client(&["imap", "--server", &front.imap, "--user", name, "--password", "alice-pw", "--sasl"]);
+        assert_refused(&v, "AUTHENTICATIONFAILED", name);
+    }
+}
+
+#[test]
+fn ldap_directory_routes_users_and_follows_changes_and_outages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let mut slapd = Slapd::start(root);
+    let storage = Storage::start(root);
+    storage.deliver("alice@example.edu", "for alice");
+    storage.deliver("bob@example.edu", "for bob");
+    let front = Front::start(root, &storage, &ldap_directory(root, &slapd));
+
+    users_land_on_their_own_mailhost(&front);
+
+    // alice moves to apollo in the directory: new sessions go there after the cache TTL.
+    slapd
+        .modify("dn: uid=alice,ou=people,dc=example,dc=edu\nchangetype: modify\nreplace: mailHost\nmailHost: apollo\n");
+    std::thread::sleep(Duration::from_millis(1500));
+    let moved = imap_login(&front.imap, "alice", "alice-pw");
+    assert_eq!((moved["ok"].clone(), moved["exists"].clone()), (true.into(), 0.into()), "alice on apollo: {moved}");
+
+    // The directory goes away: temporary failures, and frontd keeps running.
+    slapd.stop();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_refused(&imap_login(&front.imap, "alice", "alice-pw"), "UNAVAILABLE", "LDAP down (IMAP)");
+    let bob = client(&["pop3", "--server", &front.pop3, "--user", "bob", "--password", "bob-pw"]);
+    assert_refused(&bob, "SYS/TEMP", "LDAP down (POP3)");
+    slapd.restart();
+    let back = imap_login(&front.imap, "alice", "alice-pw");
+    assert_eq!(back["ok"], true, "after the directory returns: {back}");
+}
+
+#[test]
+fn ldif_directory_routes_users_and_follows_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let storage = Storage::start(root);
+    storage.deliver("alice@example.edu", "for alice");
+    storage.deliver("bob@example.edu", "for bob");
+    let ldif = std::fs::read_to_string(fixture("users.ldif")).unwrap();
+    std::fs::write(root.join("users.ldif"), &ldif).unwrap();
+    let front = Front::start(root, &storage, "[directory]\nldif = \"users.ldif\"\n");
+
+    users_land_on_their_own_mailhost(&front);
+
+    std::fs::write(root.join("users.ldif"), ldif.replacen("mailHost: hermes", "mailHost: apollo", 1)).unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    let moved = imap_login(&front.imap, "alice", "alice-pw");
+    assert_eq!((moved["ok"].clone(), moved["exists"].clone()), (true.into(), 0.into()), "alice on apollo: {moved}");
+}
+
+#[test]
+fn a_dead_leader_drops_the_session_and_a_reconnect_lands_on_the_new_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let mut storage = Storage::start(root);
+    storage.deliver("alice@example.edu", "before failover");
+    let ldif = std::fs::read_to_string(fixture("users.ldif")).unwrap();
+    std::fs::write(root.join("users.ldif"), &ldif).unwrap();
+    let front = Front::start(root, &storage, "[directory]\nldif = \"users.ldif\"\n");
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/front_client.py");
+    let mut hold = Command::new("python3")
+        .arg(script)
+        .args(["hold", "--server", &front.imap, "--user", "alice", "--password", "alice-pw"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(hold.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+
+    let leader = storage.leader_for("alice@example.edu");
+    storage.kill(leader);
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    let ended: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert!(["bye", "closed"].contains(&ended["ended"].as_str().unwrap()), "session not ended: {ended}");
+    hold.wait().unwrap();
+
+    // A new session finds the new leader; mail committed before the failover is there.
+    let again = imap_login(&front.imap, "alice@example.edu", "alice-pw");
+    assert_eq!(again["ok"], true, "{again}");
+    assert_eq!(subjects(&again), ["before failover"]);
+    let new_leader = storage.leader_for("alice@example.edu");
+    assert_ne!(new_leader, leader);
+}

@@ -1,0 +1,364 @@
+//! The pieces of a whole system for the frontd tests, each a real process killed with the
+//! test: an OpenLDAP `slapd` on a loopback port loaded with `fixtures/ldap/users.ldif`, a
+//! storaged cluster of three nodes serving the mailhosts "hermes" and "apollo", and
+//! `frontd` in front of them; plus the Python client and LMTP delivery helpers.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const GROUPS: [&str; 2] = ["hermes", "apollo"];
+pub const PROXY_USER: &str = "frontd";
+pub const PROXY_PASSWORD: &str = "proxy secret";
+/// The service account frontd searches the directory as.
+pub const LDAP_BIND_DN: &str = "cn=frontd,dc=example,dc=edu";
+pub const LDAP_BIND_PASSWORD: &str = "frontd-ldap-pw";
+
+pub fn free_addr() -> String {
+    format!("127.0.0.1:{}", TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port())
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/ldap").join(name)
+}
+
+/// Start `cmd` as a child that dies with the test process.
+fn spawn(mut cmd: Command, log: &Path) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    cmd.stdout(Stdio::null()).stderr(log);
+    // SAFETY: prctl is async-signal-safe; the child dies with the test.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn().unwrap()
+}
+
+fn stop(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// Wait (bounded) until something listens on `addr`.
+pub fn wait_listening(addr: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "{what} does not listen on {addr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A real OpenLDAP server with the qmail-ldap schema and the fixture users.
+pub struct Slapd {
+    root: PathBuf,
+    pub url: String,
+    addr: String,
+    child: Option<Child>,
+}
+
+impl Slapd {
+    pub fn start(root: &Path) -> Self {
+        let root = root.join("slapd");
+        std::fs::create_dir_all(root.join("db")).unwrap();
+        let conf = format!(
+            "include /etc/ldap/schema/core.schema\ninclude /etc/ldap/schema/cosine.schema\n\
+             include /etc/ldap/schema/inetorgperson.schema\ninclude /etc/ldap/schema/nis.schema\n\
+             include {schema}\npidfile {root}/slapd.pid\nmodulepath /usr/lib/ldap\nmoduleload back_mdb\n\
+             database mdb\nmaxsize 104857600\nsuffix \"dc=example,dc=edu\"\nrootdn \"cn=admin,dc=example,dc=edu\"\n\
+             rootpw admin-pw\ndirectory {root}/db\nindex objectClass,mail,mailAlternateAddress,uid eq\n\
+             access to attrs=userPassword by dn.exact=\"{LDAP_BIND_DN}\" read by anonymous auth by * none\n\
+             access to * by * read\n",
+            schema = fixture("qmail.schema").display(),
+            root = root.display(),
+        );
+        std::fs::write(root.join("slapd.conf"), conf).unwrap();
+        let out = Command::new("slapadd")
+            .arg("-f")
+            .arg(root.join("slapd.conf"))
+            .arg("-l")
+            .arg(fixture("users.ldif"))
+            .output()
+            .expect("slapadd (install slapd: scripts/install-test-deps)");
+        assert!(out.status.success(), "slapadd: {}", String::from_utf8_lossy(&out.stderr));
+        let addr = free_addr();
+        let mut s = Self { url: format!("ldap://{addr}"), addr, root, child: None };
+        s.restart();
+        s
+    }
+
+    /// Start (again) on the same port with the same data.
+    pub fn restart(&mut self) {
+        let mut cmd = Command::new("slapd");
+        cmd.arg("-h").arg(format!("{}/", self.url)).arg("-f").arg(self.root.join("slapd.conf")).args(["-d", "0"]);
+        self.child = Some(spawn(cmd, &self.root.join("slapd.log")));
+        wait_listening(&self.addr, "slapd");
+    }
+
+    pub fn stop(&mut self) {
+        stop(&mut self.child);
+    }
+
+    /// Apply an LDIF change as the directory administrator.
+    pub fn modify(&self, ldif: &str) {
+        let mut child = Command::new("ldapmodify")
+            .args(["-x", "-H", &self.url, "-D", "cn=admin,dc=example,dc=edu", "-w", "admin-pw"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(ldif.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "ldapmodify: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Three storaged nodes, each holding a replica of both groups.
+pub struct Storage {
+    root: PathBuf,
+    pub lmtp: Vec<String>,
+    pub imap: Vec<String>,
+    pub pop3: Vec<String>,
+    children: Vec<Option<Child>>,
+}
+
+impl Storage {
+    pub fn start(root: &Path) -> Self {
+        let n = 3;
+        let addrs = || (0..n).map(|_| free_addr()).collect::<Vec<_>>();
+        let (raft, lmtp, imap, pop3) = (addrs(), addrs(), addrs(), addrs());
+        let members: String = (0..n)
+            .map(|i| format!("  {{ id = {}, raft = \"{}\", lmtp = \"{}\" }},\n", i + 1, raft[i], lmtp[i]))
+            .collect();
+        let groups: String =
+            GROUPS.iter().map(|g| format!("[[groups]]\nname = \"{g}\"\nmembers = [\n{members}]\n")).collect();
+        // Deliveries in these tests go straight to storaged over LMTP, which needs to know
+        // each recipient's group; logins come through frontd and the directory.
+        std::fs::write(root.join("users.txt"), "alice@example.edu hermes\nbob@example.edu apollo\n").unwrap();
+        for i in 0..n {
+            let cfg = format!(
+                "node_id = {id}\ndata_dir = \"data{id}\"\ncluster_key = \"front tests\"\nusers_file = \"users.txt\"\n\
+                 [listen]\nraft = \"{r}\"\nlmtp = \"{l}\"\nimap = \"{im}\"\npop3 = \"{p}\"\n\
+                 [auth]\nproxy_user = \"{PROXY_USER}\"\nproxy_password = \"{{PLAIN}}{PROXY_PASSWORD}\"\nfailure_delay_ms = 100\n{groups}",
+                id = i + 1,
+                r = raft[i],
+                l = lmtp[i],
+                im = imap[i],
+                p = pop3[i],
+            );
+            std::fs::write(root.join(format!("node{}.toml", i + 1)), cfg).unwrap();
+        }
+        let mut s = Self { root: root.to_path_buf(), lmtp, imap, pop3, children: (0..n).map(|_| None).collect() };
+        for i in 0..n {
+            s.start_node(i);
+        }
+        s
+    }
+
+    pub fn start_node(&mut self, i: usize) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_storaged"));
+        cmd.arg("--config").arg(self.root.join(format!("node{}.toml", i + 1)));
+        cmd.env("RUST_LOG", "info,openraft=error");
+        self.children[i] = Some(spawn(cmd, &self.root.join(format!("node{}.log", i + 1))));
+    }
+
+    pub fn kill(&mut self, i: usize) {
+        stop(&mut self.children[i]);
+    }
+
+    /// frontd's `[[groups]]`: every node serves both groups.
+    pub fn front_groups(&self) -> String {
+        let members: String = (0..self.imap.len())
+            .map(|i| {
+                format!(
+                    "  {{ id = {}, imap = \"{}\", pop3 = \"{}\", lmtp = \"{}\" }},\n",
+                    i + 1,
+                    self.imap[i],
+                    self.pop3[i],
+                    self.lmtp[i]
+                )
+            })
+            .collect();
+        GROUPS.iter().map(|g| format!("[[groups]]\nname = \"{g}\"\nmembers = [\n{members}]\n")).collect()
+    }
+
+    /// The node leading the group `to` lives in (its LMTP accepts `to`), waiting if needed.
+    pub fn leader_for(&self, to: &str) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let up = (0..self.lmtp.len()).filter(|i| self.children[*i].is_some());
+            if let Some(i) = up.into_iter().find(|i| rcpt(&self.lmtp[*i], to).starts_with("250")) {
+                return i;
+            }
+            assert!(Instant::now() < deadline, "no leader accepts {to}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Deliver a message with `subject` to `to` on its group's leader.
+    pub fn deliver(&self, to: &str, subject: &str) {
+        let l = self.leader_for(to);
+        let mut c = Lmtp::connect(&self.lmtp[l]);
+        assert!(c.cmd("LHLO test").starts_with("250"));
+        assert!(c.cmd("MAIL FROM:<sender@example.org>").starts_with("250"));
+        let r = c.cmd(&format!("RCPT TO:<{to}>"));
+        assert!(r.starts_with("250"), "{r}");
+        assert!(c.cmd("DATA").starts_with("354"));
+        c.send(format!("From: sender@example.org\r\nTo: {to}\r\nSubject: {subject}\r\n\r\nhello\r\n.\r\n").as_bytes());
+        let r = c.reply();
+        assert!(r.starts_with("250"), "{r}");
+    }
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            stop(c);
+        }
+    }
+}
+
+fn rcpt(lmtp: &str, to: &str) -> String {
+    if TcpStream::connect(lmtp).is_err() {
+        return String::new();
+    }
+    let mut c = Lmtp::connect(lmtp);
+    c.cmd("LHLO probe");
+    c.cmd("MAIL FROM:<probe@example.org>");
+    c.cmd(&format!("RCPT TO:<{to}>"))
+}
+
+/// A minimal LMTP client (the storaged tests check LMTP itself with smtplib).
+pub struct Lmtp {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+}
+
+impl Lmtp {
+    pub fn connect(addr: &str) -> Self {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut c = Self { r: BufReader::new(s.try_clone().unwrap()), w: s };
+        c.reply();
+        c
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.w.write_all(bytes).unwrap();
+    }
+
+    pub fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            if self.r.read_line(&mut line).unwrap_or(0) == 0 {
+                return all;
+            }
+            all.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                return all;
+            }
+        }
+    }
+
+    pub fn cmd(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.reply()
+    }
+}
+
+/// A running frontd.
+pub struct Front {
+    pub imap: String,
+    pub pop3: String,
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Front {
+    /// Start frontd with `directory` (a `[directory]` TOML section) in front of `storage`.
+    pub fn start(root: &Path, storage: &Storage, directory: &str) -> Self {
+        let (imap, pop3) = (free_addr(), free_addr());
+        let cfg = format!(
+            "host = \"front.example.edu\"\n[listen]\nimap = \"{imap}\"\npop3 = \"{pop3}\"\n{directory}\n\
+             [backend]\nproxy_user = \"{PROXY_USER}\"\nproxy_password = \"{PROXY_PASSWORD}\"\nroute_timeout_ms = 20000\n\
+             [auth]\nfailure_delay_ms = 50\nfailures_max = 50\n{}",
+            storage.front_groups()
+        );
+        let path = root.join("frontd.toml");
+        std::fs::write(&path, cfg).unwrap();
+        let log = root.join("frontd.log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_frontd"));
+        cmd.arg("--config").arg(&path).env("RUST_LOG", "info");
+        let child = Some(spawn(cmd, &log));
+        wait_listening(&imap, "frontd");
+        Self { imap, pop3, child, log }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Front {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}
+
+/// Run `tests/py/front_client.py` and parse its JSON line.
+pub fn client(args: &[&str]) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/front_client.py");
+    let out = Command::new("python3").arg(script).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "front_client {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(out.stdout.split(|b| *b == b'\n').rfind(|l| !l.is_empty()).unwrap()).unwrap()
+}
+
+/// Log in over IMAP through `server` and report (see the script).
+pub fn imap_login(server: &str, user: &str, password: &str) -> serde_json::Value {
+    client(&["imap", "--server", server, "--user", user, "--password", password])
+}
+
+/// Raw exchange: send `lines` and collect what comes back until the connection is idle.
+pub fn raw(server: &str, lines: &[&[u8]]) -> String {
+    let mut s = TcpStream::connect(server).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut read_some = |s: &mut TcpStream, out: &mut Vec<u8>| {
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+    };
+    read_some(&mut s, &mut out);
+    for line in lines {
+        s.write_all(line).unwrap();
+        read_some(&mut s, &mut out);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
