@@ -156,3 +156,93 @@ fn a_dead_leader_drops_the_session_and_a_reconnect_lands_on_the_new_one() {
     let new_leader = storage.leader_for("alice@example.edu");
     assert_ne!(new_leader, leader);
 }
+
+/// Message-IDs of the messages in a Maildir folder (`cur` and `new`).
+fn maildir_ids(dir: &Path) -> Vec<String> {
+    ["cur", "new"]
+        .iter()
+        .flat_map(|sub| std::fs::read_dir(dir.join(sub)).into_iter().flatten().flatten())
+        .map(|e| {
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            text.lines().find_map(|l| l.strip_prefix("Message-ID: ")).unwrap_or_default().trim().to_string()
+        })
+        .collect()
+}
+
+fn mbsync(rc: &Path) {
+    let out = Command::new("mbsync").arg("-c").arg(rc).arg("-a").output().unwrap();
+    let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "mbsync failed:\n{text}");
+}
+
+#[test]
+fn imaplib_scenario_and_mbsync_pass_through_the_proxy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let storage = Storage::start(root);
+    let users: String = (1..=2)
+        .map(|u| {
+            format!(
+                "dn: uid=user{u},dc=example,dc=edu\nobjectClass: qmailUser\nuid: user{u}\nmail: user{u}@example.edu\n\
+                 mailHost: hermes\nuserPassword: {{PLAIN}}pw-user{u}\n\n"
+            )
+        })
+        .collect();
+    std::fs::write(root.join("users.ldif"), users).unwrap();
+    let front = Front::start(root, &storage, "[directory]\nldif = \"users.ldif\"\n");
+
+    // The storaged interop scenario, unchanged, against the front.
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/storaged/tests/py/imap_client.py");
+    let out = Command::new("python3")
+        .arg(scenario)
+        .args(["scenario", "--server", &front.imap, "--user", "user1@example.edu", "--password", "pw-user1"])
+        .args(["--other-user", "user2@example.edu", "--other-password", "pw-user2"])
+        .output()
+        .unwrap();
+    let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "imaplib scenario through frontd:\n{text}");
+
+    // mbsync: 1,000 messages down, changes up, twice more, no duplicates.
+    const MESSAGES: usize = 1000;
+    let subjects: Vec<String> = (0..MESSAGES).map(|k| format!("message {k}")).collect();
+    storage.deliver_many("user2@example.edu", &subjects);
+    let (host, port) = front.imap.rsplit_once(':').unwrap();
+    let local = root.join("local");
+    std::fs::create_dir_all(&local).unwrap();
+    let rc = root.join("mbsyncrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "IMAPAccount test\nHost {host}\nPort {port}\nUser user2@example.edu\nPass pw-user2\nSSLType None\n\
+             AuthMechs PLAIN LOGIN\n\nIMAPStore remote\nAccount test\n\n\
+             MaildirStore local\nPath {l}/\nInbox {l}/INBOX\nSubFolders Verbatim\n\n\
+             Channel sync\nFar :remote:\nNear :local:\nPatterns INBOX\nCreate Near\nSync All\nExpunge Both\nSyncState *\n",
+            l = local.display()
+        ),
+    )
+    .unwrap();
+    mbsync(&rc);
+    let inbox = local.join("INBOX");
+    let ids = maildir_ids(&inbox);
+    assert_eq!(ids.len(), MESSAGES);
+    assert_eq!(ids.iter().collect::<std::collections::BTreeSet<_>>().len(), MESSAGES, "duplicates");
+    let first = ["cur", "new"]
+        .iter()
+        .flat_map(|sub| std::fs::read_dir(inbox.join(sub)).unwrap().flatten())
+        .next()
+        .unwrap()
+        .path();
+    std::fs::remove_file(&first).unwrap();
+    std::fs::write(
+        inbox.join("new").join("1700000000.local.host"),
+        "From: user2@example.edu\r\nSubject: written offline\r\nMessage-ID: <offline@example.edu>\r\n\r\nhi\r\n",
+    )
+    .unwrap();
+    mbsync(&rc);
+    mbsync(&rc);
+    let ids = maildir_ids(&inbox);
+    assert_eq!(ids.len(), MESSAGES, "one deleted, one added");
+    assert!(ids.iter().any(|id| id == "<offline@example.edu>"));
+    let server = imap_login(&front.imap, "user2@example.edu", "pw-user2");
+    assert_eq!(server["exists"], MESSAGES, "the server holds the same count: {server}");
+}

@@ -151,7 +151,11 @@ impl Storage {
             GROUPS.iter().map(|g| format!("[[groups]]\nname = \"{g}\"\nmembers = [\n{members}]\n")).collect();
         // Deliveries in these tests go straight to storaged over LMTP, which needs to know
         // each recipient's group; logins come through frontd and the directory.
-        std::fs::write(root.join("users.txt"), "alice@example.edu hermes\nbob@example.edu apollo\n").unwrap();
+        std::fs::write(
+            root.join("users.txt"),
+            "alice@example.edu hermes\nbob@example.edu apollo\nuser1@example.edu hermes\nuser2@example.edu hermes\n",
+        )
+        .unwrap();
         for i in 0..n {
             let cfg = format!(
                 "node_id = {id}\ndata_dir = \"data{id}\"\ncluster_key = \"front tests\"\nusers_file = \"users.txt\"\n\
@@ -214,16 +218,28 @@ impl Storage {
 
     /// Deliver a message with `subject` to `to` on its group's leader.
     pub fn deliver(&self, to: &str, subject: &str) {
+        self.deliver_many(to, &[subject.to_string()]);
+    }
+
+    /// Deliver one message per subject to `to`, over one LMTP session.
+    pub fn deliver_many(&self, to: &str, subjects: &[String]) {
         let l = self.leader_for(to);
         let mut c = Lmtp::connect(&self.lmtp[l]);
         assert!(c.cmd("LHLO test").starts_with("250"));
-        assert!(c.cmd("MAIL FROM:<sender@example.org>").starts_with("250"));
-        let r = c.cmd(&format!("RCPT TO:<{to}>"));
-        assert!(r.starts_with("250"), "{r}");
-        assert!(c.cmd("DATA").starts_with("354"));
-        c.send(format!("From: sender@example.org\r\nTo: {to}\r\nSubject: {subject}\r\n\r\nhello\r\n.\r\n").as_bytes());
-        let r = c.reply();
-        assert!(r.starts_with("250"), "{r}");
+        for (k, subject) in subjects.iter().enumerate() {
+            assert!(c.cmd("MAIL FROM:<sender@example.org>").starts_with("250"));
+            let r = c.cmd(&format!("RCPT TO:<{to}>"));
+            assert!(r.starts_with("250"), "{r}");
+            assert!(c.cmd("DATA").starts_with("354"));
+            c.send(
+                format!(
+                    "From: sender@example.org\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <m{k}.{l}@example.org>\r\n\r\nhello\r\n.\r\n"
+                )
+                .as_bytes(),
+            );
+            let r = c.reply();
+            assert!(r.starts_with("250"), "{r}");
+        }
     }
 }
 
