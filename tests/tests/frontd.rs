@@ -246,3 +246,49 @@ fn imaplib_scenario_and_mbsync_pass_through_the_proxy() {
     let server = imap_login(&front.imap, "user2@example.edu", "pw-user2");
     assert_eq!(server["exists"], MESSAGES, "the server holds the same count: {server}");
 }
+
+/// The PEM certificate `addr` presents.
+fn server_certificate(addr: &str) -> String {
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let code = format!("import ssl; print(ssl.get_server_certificate(('{host}', {port})))");
+    let out = Command::new("python3").args(["-c", &code]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn tls_is_required_for_passwords_and_certificates_reload_on_sighup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let storage = Storage::start(root);
+    let ldif = std::fs::read_to_string(fixture("users.ldif")).unwrap();
+    std::fs::write(root.join("users.ldif"), &ldif).unwrap();
+    let front = Front::start_tls(root, &storage, "[directory]\nldif = \"users.ldif\"\n");
+
+    // The storaged TLS checks, unchanged, against the front: no password before TLS,
+    // STARTTLS/STLS and implicit TLS work, plaintext pipelined after STARTTLS is dropped.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/storaged/tests/py/tls_client.py");
+    let ca = root.join("cert.pem");
+    let out = Command::new("python3")
+        .arg(script)
+        .args(["--imap", &front.imap, "--imaps", &front.imaps, "--pop3", &front.pop3, "--pop3s", &front.pop3s])
+        .arg("--ca")
+        .arg(&ca)
+        .args(["--user", "alice@example.edu", "--password", "alice-pw"])
+        .output()
+        .unwrap();
+    let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "TLS checks through frontd:\n{text}");
+
+    // A new certificate in place and SIGHUP: new connections get it.
+    let before = server_certificate(&front.imaps);
+    assert_eq!(before.trim(), std::fs::read_to_string(&ca).unwrap().trim());
+    make_certificate(root);
+    front.signal(libc::SIGHUP);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while server_certificate(&front.imaps) == before {
+        assert!(std::time::Instant::now() < deadline, "certificate not reloaded");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(server_certificate(&front.imaps).trim(), std::fs::read_to_string(&ca).unwrap().trim());
+}

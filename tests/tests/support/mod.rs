@@ -304,18 +304,55 @@ impl Lmtp {
 pub struct Front {
     pub imap: String,
     pub pop3: String,
+    /// Implicit-TLS listeners (only with [`Front::start_tls`]).
+    pub imaps: String,
+    pub pop3s: String,
     child: Option<Child>,
     pub log: PathBuf,
 }
 
+/// Make a self-signed certificate for 127.0.0.1 at `root/cert.pem` and `root/key.pem`.
+pub fn make_certificate(root: &Path) {
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(root.join("key.pem"))
+        .arg("-out")
+        .arg(root.join("cert.pem"))
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "openssl could not make a test certificate");
+}
+
 impl Front {
-    /// Start frontd with `directory` (a `[directory]` TOML section) in front of `storage`.
+    /// Start frontd with `directory` (a `[directory]` TOML section) in front of `storage`;
+    /// passwords without TLS are fine from loopback.
     pub fn start(root: &Path, storage: &Storage, directory: &str) -> Self {
-        let (imap, pop3) = (free_addr(), free_addr());
+        Self::start_opts(root, storage, directory, false)
+    }
+
+    /// As [`Front::start`] with a fresh self-signed certificate, implicit-TLS listeners,
+    /// and no network where passwords may travel without TLS.
+    pub fn start_tls(root: &Path, storage: &Storage, directory: &str) -> Self {
+        make_certificate(root);
+        Self::start_opts(root, storage, directory, true)
+    }
+
+    fn start_opts(root: &Path, storage: &Storage, directory: &str, tls: bool) -> Self {
+        let (imap, pop3, imaps, pop3s) = (free_addr(), free_addr(), free_addr(), free_addr());
+        let tls_cfg = if tls {
+            format!(
+                "imaps = \"{imaps}\"\npop3s = \"{pop3s}\"\n[tls]\ncert_file = \"cert.pem\"\nkey_file = \"key.pem\"\n"
+            )
+        } else {
+            String::new()
+        };
+        let plaintext = if tls { "plaintext_networks = []\n" } else { "" };
         let cfg = format!(
-            "host = \"front.example.edu\"\n[listen]\nimap = \"{imap}\"\npop3 = \"{pop3}\"\n{directory}\n\
+            "host = \"front.example.edu\"\n[listen]\nimap = \"{imap}\"\npop3 = \"{pop3}\"\n{tls_cfg}{directory}\n\
              [backend]\nproxy_user = \"{PROXY_USER}\"\nproxy_password = \"{PROXY_PASSWORD}\"\nroute_timeout_ms = 20000\n\
-             [auth]\nfailure_delay_ms = 50\nfailures_max = 50\n{}",
+             [auth]\nfailure_delay_ms = 50\nfailures_max = 50\n{plaintext}{}",
             storage.front_groups()
         );
         let path = root.join("frontd.toml");
@@ -325,11 +362,18 @@ impl Front {
         cmd.arg("--config").arg(&path).env("RUST_LOG", "info");
         let child = Some(spawn(cmd, &log));
         wait_listening(&imap, "frontd");
-        Self { imap, pop3, child, log }
+        Self { imap, pop3, imaps, pop3s, child, log }
     }
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Send `signal` to frontd.
+    pub fn signal(&self, signal: i32) {
+        let c = self.child.as_ref().expect("frontd running");
+        // SAFETY: sending a signal to our own child.
+        unsafe { libc::kill(c.id() as i32, signal) };
     }
 }
 
