@@ -292,3 +292,51 @@ fn tls_is_required_for_passwords_and_certificates_reload_on_sighup() {
     }
     assert_eq!(server_certificate(&front.imaps).trim(), std::fs::read_to_string(&ca).unwrap().trim());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deliveries_are_routed_by_mailhost_to_each_groups_leader() {
+    use common::directory::{Directory, LdifDirectory};
+    use frontd::delivery::Router;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let mut storage = Storage::start(root);
+    std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
+    let directory = Directory::Ldif(std::sync::Arc::new(LdifDirectory::open(&root.join("users.ldif")).unwrap()));
+    let cluster = std::sync::Arc::new(frontd::cluster::ClusterMap::new(&storage.group_sections()));
+    let router = Router::new(directory, cluster, Duration::from_secs(30));
+    let front = Front::start(root, &storage, "[directory]\nldif = \"users.ldif\"\n");
+    let message = |subject: &str| format!("From: s@example.org\r\nSubject: {subject}\r\n\r\n.hello\r\n").into_bytes();
+    let codes = |replies: &[String]| replies.iter().map(|r| r[..3].to_string()).collect::<Vec<_>>();
+
+    let to: Vec<String> = [
+        "alice@example.edu",
+        "A.Smith@Example.EDU",
+        "alice+lists@example.edu",
+        "bob@example.edu",
+        "nobody@example.edu",
+        "carol@example.edu",
+        "dave@example.edu",
+        "*@example.edu",
+    ]
+    .map(str::to_string)
+    .to_vec();
+    let replies = router.deliver("s@example.org", &to, &message("routed")).await;
+    assert_eq!(codes(&replies), ["250", "250", "250", "250", "550", "450", "451", "550"], "{replies:#?}");
+    // Three addresses of one mailbox: one copy; bob's on apollo.
+    assert_eq!(subjects(&imap_login(&front.imap, "alice", "alice-pw")), ["routed"]);
+    assert_eq!(subjects(&imap_login(&front.imap, "bob", "bob-pw")), ["routed"]);
+
+    // bob's mailSizeMax refuses a big message for him only.
+    let big = [message("big"), vec![b'x'; 150_000], b"\r\n".to_vec()].concat();
+    let replies = router.deliver("s@example.org", &["bob@example.edu".into(), "alice@example.edu".into()], &big).await;
+    assert_eq!(codes(&replies), ["552", "250"], "{replies:#?}");
+
+    // hermes loses its leader: the router finds the new one.
+    let leader = storage.leader_for("alice@example.edu");
+    storage.kill(leader);
+    let replies = router.deliver("s@example.org", &["a.smith@example.edu".into()], &message("after failover")).await;
+    assert_eq!(codes(&replies), ["250"], "{replies:#?}");
+    let alice = imap_login(&front.imap, "alice", "alice-pw");
+    assert_eq!(subjects(&alice), ["after failover", "big", "routed"], "{alice}");
+}

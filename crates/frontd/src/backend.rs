@@ -11,13 +11,13 @@ use common::line::Line;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use crate::cluster::{ClusterMap, Protocol};
+use crate::cluster::{ClusterMap, Member, Protocol};
 
 /// Longest line read from a storage node during the login dialogue.
 const LINE_MAX: usize = 16 * 1024;
 /// Lines read while waiting for one tagged reply (untagged data before it is skipped).
 const LINES_MAX: usize = 64;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const DIALOGUE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause between rounds over all members while a group elects a leader.
 const ROUND_PAUSE: Duration = Duration::from_millis(250);
@@ -62,8 +62,8 @@ pub enum RouteError {
 }
 
 /// What one attempt at one member gave.
-enum Attempt {
-    Ok(Backend),
+pub enum Attempt<T> {
+    Ok(T),
     /// Not the leader; maybe the refusal named the member that is.
     NotLeader(Option<u64>),
     Down(String),
@@ -82,16 +82,22 @@ fn sasl_plain(proxy: &ProxyCredential, user: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(format!("{user}\0{}\0{}", proxy.user, proxy.password))
 }
 
-/// Log `user` (the account's primary address) in on a leader of `group`.
-pub async fn open(
+/// Run `try_member` on members of `group` that serve `protocol` until one is the leader
+/// and succeeds (each try within `attempt_timeout`), for at most `timeout`: the member a refusal names first, then the last
+/// leader seen, then the rest, in rounds with a pause while an election runs.
+pub async fn with_leader<T, F, Fut>(
     cluster: &ClusterMap,
-    proxy: &ProxyCredential,
-    protocol: Protocol,
     group: &str,
-    user: &str,
-    client_ip: std::net::IpAddr,
-) -> Result<Backend, RouteError> {
-    let deadline = Instant::now() + proxy.route_timeout;
+    protocol: Protocol,
+    timeout: Duration,
+    attempt_timeout: Duration,
+    mut try_member: F,
+) -> Result<T, RouteError>
+where
+    F: FnMut(Member) -> Fut,
+    Fut: std::future::Future<Output = Attempt<T>>,
+{
+    let deadline = Instant::now() + timeout;
     let mut hint = None;
     let mut last_problem = String::new();
     loop {
@@ -101,25 +107,23 @@ pub async fn open(
         }
         let mut redirected = false;
         for member in candidates {
-            let addr = member.address(protocol).expect("candidates serve the protocol");
-            let attempt =
-                tokio::time::timeout(DIALOGUE_TIMEOUT, attempt(addr, protocol, proxy, group, user, client_ip))
-                    .await
-                    .unwrap_or_else(|_| Attempt::Down("no answer in time".into()));
+            let id = member.id;
+            let attempt = tokio::time::timeout(attempt_timeout, try_member(member))
+                .await
+                .unwrap_or_else(|_| Attempt::Down("no answer in time".into()));
             match attempt {
-                Attempt::Ok(mut backend) => {
-                    backend.member = member.id;
-                    cluster.set_leader(group, member.id);
-                    return Ok(backend);
+                Attempt::Ok(value) => {
+                    cluster.set_leader(group, id);
+                    return Ok(value);
                 }
                 Attempt::Refused(why) => return Err(RouteError::Refused(why)),
-                Attempt::NotLeader(Some(id)) if id != member.id && hint != Some(id) => {
-                    hint = Some(id);
+                Attempt::NotLeader(Some(leader)) if leader != id && hint != Some(leader) => {
+                    hint = Some(leader);
                     redirected = true;
                     break;
                 }
-                Attempt::NotLeader(_) => last_problem = format!("node {} is not the leader", member.id),
-                Attempt::Down(why) => last_problem = format!("node {} ({addr}): {why}", member.id),
+                Attempt::NotLeader(_) => last_problem = format!("node {id} is not the leader"),
+                Attempt::Down(why) => last_problem = format!("node {id}: {why}"),
             }
             if Instant::now() >= deadline {
                 break;
@@ -135,6 +139,30 @@ pub async fn open(
     }
 }
 
+/// Log `user` (the account's primary address) in on a leader of `group`.
+pub async fn open(
+    cluster: &ClusterMap,
+    proxy: &ProxyCredential,
+    protocol: Protocol,
+    group: &str,
+    user: &str,
+    client_ip: std::net::IpAddr,
+) -> Result<Backend, RouteError> {
+    with_leader(cluster, group, protocol, proxy.route_timeout, DIALOGUE_TIMEOUT, |member| async move {
+        let addr = member.address(protocol).expect("candidates serve the protocol");
+        match attempt(addr, protocol, proxy, group, user, client_ip).await {
+            Attempt::Ok(mut backend) => {
+                backend.member = member.id;
+                Attempt::Ok(backend)
+            }
+            Attempt::NotLeader(h) => Attempt::NotLeader(h),
+            Attempt::Down(why) => Attempt::Down(format!("{addr}: {why}")),
+            Attempt::Refused(why) => Attempt::Refused(why),
+        }
+    })
+    .await
+}
+
 async fn attempt(
     addr: &str,
     protocol: Protocol,
@@ -142,7 +170,7 @@ async fn attempt(
     group: &str,
     user: &str,
     client_ip: std::net::IpAddr,
-) -> Attempt {
+) -> Attempt<Backend> {
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Attempt::Down(e.to_string()),
@@ -190,7 +218,7 @@ fn quoted(s: &str) -> String {
 
 /// What a refusal means: `UNAVAILABLE`/`SYS/TEMP` not-leader answers redirect; anything
 /// else is the node refusing the proxy credential.
-fn refusal(text: &str) -> Attempt {
+fn refusal<T>(text: &str) -> Attempt<T> {
     let temporary = ["[UNAVAILABLE]", "[SYS/TEMP]"].iter().any(|c| text.contains(c));
     if temporary {
         Attempt::NotLeader(leader_hint(text))
@@ -205,7 +233,7 @@ async fn imap_dialogue(
     group: &str,
     user: &str,
     client_ip: std::net::IpAddr,
-) -> std::io::Result<Result<String, Attempt>> {
+) -> std::io::Result<Result<String, Attempt<Backend>>> {
     let greeting = read_line(conn).await?;
     if !greeting.starts_with("* OK") {
         return Ok(Err(Attempt::Down(format!("greeting {greeting:?}"))));
@@ -237,7 +265,7 @@ async fn pop3_dialogue(
     group: &str,
     user: &str,
     client_ip: std::net::IpAddr,
-) -> std::io::Result<Result<String, Attempt>> {
+) -> std::io::Result<Result<String, Attempt<Backend>>> {
     let greeting = read_line(conn).await?;
     if !greeting.starts_with("+OK") {
         return Ok(Err(Attempt::Down(format!("greeting {greeting:?}"))));
@@ -266,8 +294,8 @@ mod tests {
             Some(3)
         );
         assert_eq!(leader_hint("-ERR [SYS/TEMP] no leader elected yet"), None);
-        assert!(matches!(refusal("NO [UNAVAILABLE] x; its leader is node 12"), Attempt::NotLeader(Some(12))));
-        assert!(matches!(refusal("NO [AUTHENTICATIONFAILED] authentication failed"), Attempt::Refused(_)));
+        assert!(matches!(refusal::<()>("NO [UNAVAILABLE] x; its leader is node 12"), Attempt::NotLeader(Some(12))));
+        assert!(matches!(refusal::<()>("NO [AUTHENTICATIONFAILED] authentication failed"), Attempt::Refused(_)));
         assert!(!format!(
             "{:?}",
             ProxyCredential { user: "f".into(), password: "s3cret".into(), route_timeout: Duration::ZERO }

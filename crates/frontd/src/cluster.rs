@@ -87,6 +87,11 @@ impl ClusterMap {
         self.leaders.lock().expect("leaders lock").insert(group.to_string(), id);
     }
 
+    /// The member of `group` whose `protocol` address is `addr`.
+    pub fn member_by_address(&self, group: &str, protocol: Protocol, addr: &str) -> Option<u64> {
+        self.groups.get(group)?.iter().find(|m| m.address(protocol) == Some(addr)).map(|m| m.id)
+    }
+
     pub fn group_names(&self) -> impl Iterator<Item = &str> {
         self.groups.keys().map(String::as_str)
     }

@@ -8,6 +8,7 @@ pub mod backend;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod delivery;
 pub mod imap;
 pub mod login;
 pub mod pop3;

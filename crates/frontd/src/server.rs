@@ -46,7 +46,7 @@ pub enum StartError {
 pub struct Front {
     pub host: String,
     pub gate: Gate,
-    pub cluster: ClusterMap,
+    pub cluster: Arc<ClusterMap>,
     pub proxy: ProxyCredential,
     tls_files: Option<TlsFiles>,
     tls: RwLock<Option<Arc<Tls>>>,
@@ -83,7 +83,7 @@ impl Front {
         Ok(Self {
             host: cfg.host.clone(),
             gate: Gate::new(directory, networks, policy),
-            cluster: ClusterMap::new(&cfg.groups),
+            cluster: Arc::new(ClusterMap::new(&cfg.groups)),
             proxy: ProxyCredential {
                 user: cfg.backend.proxy_user.clone(),
                 password: cfg.proxy_password()?,

@@ -170,8 +170,8 @@ fn pop3_lmtp_and_sasl_survive_random_lines() {
 
     struct Local;
     impl Context for Local {
-        fn resolve(&self, address: &str) -> Option<(UserName, String)> {
-            UserName::parse(address).ok().map(|u| (u, "g".into()))
+        fn resolve(&self, address: &str, mailhost: Option<&str>) -> Option<(UserName, String)> {
+            UserName::parse(address).ok().map(|u| (u, mailhost.unwrap_or("g").into()))
         }
         fn not_leader(&self, _: &str) -> Option<String> {
             None

@@ -203,6 +203,19 @@ impl Storage {
         GROUPS.iter().map(|g| format!("[[groups]]\nname = \"{g}\"\nmembers = [\n{members}]\n")).collect()
     }
 
+    /// The cluster map frontd would be configured with.
+    pub fn group_sections(&self) -> Vec<frontd::config::GroupSection> {
+        let members: Vec<frontd::config::MemberSection> = (0..self.imap.len())
+            .map(|i| frontd::config::MemberSection {
+                id: i as u64 + 1,
+                imap: Some(self.imap[i].clone()),
+                pop3: Some(self.pop3[i].clone()),
+                lmtp: Some(self.lmtp[i].clone()),
+            })
+            .collect();
+        GROUPS.iter().map(|g| frontd::config::GroupSection { name: g.to_string(), members: members.clone() }).collect()
+    }
+
     /// The node leading the group `to` lives in (its LMTP accepts `to`), waiting if needed.
     pub fn leader_for(&self, to: &str) -> usize {
         let deadline = Instant::now() + Duration::from_secs(60);

@@ -35,7 +35,10 @@ struct ConnContext<'a> {
 }
 
 impl Context for ConnContext<'_> {
-    fn resolve(&self, address: &str) -> Option<(UserName, String)> {
+    fn resolve(&self, address: &str, mailhost: Option<&str>) -> Option<(UserName, String)> {
+        if let Some(group) = mailhost.filter(|g| self.node.groups.contains_key(*g)) {
+            return Some((UserName::parse(address).ok()?, group.to_string()));
+        }
         self.node.users().resolve(address).filter(|(_, g)| self.node.groups.contains_key(g))
     }
 

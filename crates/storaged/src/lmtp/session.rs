@@ -40,8 +40,10 @@ pub enum Action {
 
 /// What the session needs to know about the world when handling a command.
 pub trait Context {
-    /// The user and group an address delivers to, if it is local.
-    fn resolve(&self, address: &str) -> Option<(UserName, String)>;
+    /// The user and group an address delivers to, if it is local. `mailhost` is the group
+    /// a front node's directory lookup named (`RCPT ... XMAILHOST=`): it decides when this
+    /// node serves that group.
+    fn resolve(&self, address: &str, mailhost: Option<&str>) -> Option<(UserName, String)>;
     /// `None` if this node can take deliveries for `group` now, else where to go instead.
     fn not_leader(&self, group: &str) -> Option<String>;
 }
@@ -181,6 +183,7 @@ impl Session {
             "250-PIPELINING".into(),
             "250-ENHANCEDSTATUSCODES".into(),
             "250-8BITMIME".into(),
+            "250-XMAILHOST".into(),
             format!("250 SIZE {}", self.limits.message_max),
         ]
         .into_iter()
@@ -227,13 +230,17 @@ impl Session {
         let Some((addr, params)) = parse_path(arg, "TO:") else {
             return reply("501 5.5.4 syntax: RCPT TO:<address>");
         };
-        if !params.is_empty() {
-            return reply("555 5.5.4 RCPT parameters are not supported");
+        let mut mailhost = None;
+        for p in &params {
+            match p.split_once('=') {
+                Some((k, v)) if k.eq_ignore_ascii_case("XMAILHOST") && !v.is_empty() => mailhost = Some(v),
+                _ => return reply(format!("555 5.5.4 unsupported RCPT parameter {p}")),
+            }
         }
         if self.recipients.len() >= self.limits.recipients_max {
             return reply("452 4.5.3 too many recipients");
         }
-        match ctx.resolve(&addr) {
+        match ctx.resolve(&addr, mailhost) {
             Some((user, group)) => {
                 if let Some(hint) = ctx.not_leader(&group) {
                     return reply(format!("451 4.3.0 <{addr}> not the leader for mailhost {group}; {hint}"));
@@ -295,8 +302,9 @@ mod tests {
     }
 
     impl Context for Ctx {
-        fn resolve(&self, address: &str) -> Option<(UserName, String)> {
-            address.starts_with("user").then(|| (UserName::parse(address).unwrap(), "g".into()))
+        fn resolve(&self, address: &str, mailhost: Option<&str>) -> Option<(UserName, String)> {
+            let group = mailhost.unwrap_or("g").to_string();
+            address.starts_with("user").then(|| (UserName::parse(address).unwrap(), group))
         }
         fn not_leader(&self, _: &str) -> Option<String> {
             (!self.leader).then(|| "leader is 127.0.0.1:2402".into())
@@ -319,11 +327,14 @@ mod tests {
         let ctx = Ctx { leader: true };
         let mut s = Session::new("h", Limits { message_max: 1000, recipients_max: 2 });
         assert_eq!(first_code(&s.command(b"MAIL FROM:<a@b>", &ctx)), "503");
-        assert_eq!(replies(&s.command(b"LHLO client", &ctx)).last().unwrap(), "250 SIZE 1000");
+        let lhlo = replies(&s.command(b"LHLO client", &ctx));
+        assert_eq!(lhlo.last().unwrap(), "250 SIZE 1000");
+        assert!(lhlo.contains(&"250-XMAILHOST".to_string()));
         assert_eq!(first_code(&s.command(b"mail from:<a@b> SIZE=10 BODY=8BITMIME", &ctx)), "250");
         assert_eq!(first_code(&s.command(b"RCPT TO:<user1@x>", &ctx)), "250");
         assert_eq!(first_code(&s.command(b"RCPT TO:<nobody@x>", &ctx)), "550");
-        assert_eq!(first_code(&s.command(b"RCPT TO:<user2@x>", &ctx)), "250");
+        assert_eq!(first_code(&s.command(b"RCPT TO:<user2@x> NOTIFY=NEVER", &ctx)), "555");
+        assert_eq!(first_code(&s.command(b"RCPT TO:<user2@x> XMAILHOST=apollo", &ctx)), "250");
         assert_eq!(first_code(&s.command(b"RCPT TO:<user3@x>", &ctx)), "452");
         assert_eq!(first_code(&s.command(b"DATA", &ctx)), "354");
         assert!(s.data_line(b"Subject: hi").is_empty());
@@ -333,6 +344,7 @@ mod tests {
         let Action::Deliver(env) = &out[0] else { panic!("{out:?}") };
         assert_eq!(env.data, b"Subject: hi\r\n\r\n.leading dot\r\n");
         assert_eq!(env.recipients.len(), 2);
+        assert_eq!(env.recipients[1].group, "apollo", "a front's XMAILHOST names the group");
         assert_eq!(env.from, "a@b");
         assert!(!s.in_data());
     }

@@ -1,0 +1,267 @@
+//! Routing deliveries (the library the SMTP listeners use): each recipient is resolved in
+//! the directory (primary or alternate address, any case, `user+tag@` as `user@`), checked
+//! (status, `mailSizeMax`), grouped by `mailHost`, and delivered over LMTP to each group's
+//! leader as the account's primary address, with the group named (`XMAILHOST=`). The result
+//! is one SMTP-style reply per recipient, in order: `250` only once the storage group has
+//! committed the message. Never delivers to a group the directory did not name.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::directory::{Account, AccountStatus, Directory, Purpose};
+use common::line::Line;
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use crate::backend::{self, Attempt, RouteError};
+use crate::cluster::{ClusterMap, Protocol};
+
+/// Longest reply line read from a storage node.
+const REPLY_LINE_MAX: usize = 4096;
+/// Lines of one multi-line reply at most.
+const REPLY_LINES_MAX: usize = 32;
+
+/// Where a recipient's mail goes, or the reply that refuses it.
+#[derive(Debug, Clone)]
+pub enum Resolution {
+    Local { account: Arc<Account>, group: String },
+    Refused(String),
+}
+
+/// Delivers messages to the storage groups.
+#[derive(Debug)]
+pub struct Router {
+    directory: Directory,
+    cluster: Arc<ClusterMap>,
+    route_timeout: Duration,
+}
+
+impl Router {
+    pub fn new(directory: Directory, cluster: Arc<ClusterMap>, route_timeout: Duration) -> Self {
+        Self { directory, cluster, route_timeout }
+    }
+
+    /// Resolve one recipient address (RCPT time: unknown users get `550 5.1.1`).
+    pub async fn resolve(&self, address: &str) -> Resolution {
+        let refuse = |r: String| Resolution::Refused(r);
+        let account = match self.directory.lookup(address, Purpose::Delivery).await {
+            Ok(Some(a)) => a,
+            Ok(None) => return refuse(format!("550 5.1.1 <{address}> no such user")),
+            Err(e) => {
+                tracing::warn!(address, error = %e, "recipient lookup failed");
+                return refuse(format!("451 4.4.3 <{address}> directory unavailable, try again later"));
+            }
+        };
+        match account.status {
+            AccountStatus::Active | AccountStatus::NoAccess => {}
+            AccountStatus::Disabled => {
+                return refuse(format!("450 4.2.1 <{address}> mailbox disabled, try again later"))
+            }
+            AccountStatus::Deleted => return refuse(format!("550 5.2.1 <{address}> mailbox deleted")),
+        }
+        let Some(host) = account.mail_host.as_deref() else {
+            tracing::error!(user = %account.mail, "directory entry has no mailHost; fix the directory");
+            return refuse(format!("451 4.3.0 <{address}> mailbox temporarily unavailable"));
+        };
+        let Some(group) = self.cluster.group_name(host) else {
+            tracing::error!(user = %account.mail, mail_host = host, "mailHost names no group of this cluster; fix the directory or the cluster map");
+            return refuse(format!("451 4.3.0 <{address}> mailbox temporarily unavailable"));
+        };
+        Resolution::Local { account, group }
+    }
+
+    /// Deliver `message` (CRLF lines, not dot-stuffed) from `from` to `recipients`; one
+    /// reply per recipient, in order. Addresses of one mailbox get one copy.
+    pub async fn deliver(&self, from: &str, recipients: &[String], message: &[u8]) -> Vec<String> {
+        let mut replies: Vec<Option<String>> = vec![None; recipients.len()];
+        // group → mailbox → the recipient indexes it answers for.
+        let mut by_group: BTreeMap<String, BTreeMap<String, Vec<usize>>> = BTreeMap::new();
+        for (i, address) in recipients.iter().enumerate() {
+            match self.resolve(address).await {
+                Resolution::Refused(r) => replies[i] = Some(r),
+                Resolution::Local { account, .. }
+                    if account.message_size_max_bytes.is_some_and(|max| message.len() as u64 > max) =>
+                {
+                    replies[i] = Some(format!("552 5.3.4 <{address}> message too big for this recipient"));
+                }
+                Resolution::Local { account, group } => {
+                    by_group.entry(group).or_default().entry(account.mail.clone()).or_default().push(i);
+                }
+            }
+        }
+        let stuffed = dot_stuff(message);
+        for (group, mailboxes) in by_group {
+            let boxes: Vec<String> = mailboxes.keys().cloned().collect();
+            let answers = self.deliver_to_group(&group, from, &boxes, &stuffed).await;
+            for (mailbox, answer) in boxes.iter().zip(answers) {
+                for i in &mailboxes[mailbox] {
+                    replies[*i] = Some(answer.clone());
+                }
+            }
+        }
+        replies.into_iter().map(|r| r.expect("every recipient answered")).collect()
+    }
+
+    /// One LMTP transaction on `group`'s leader; one reply per mailbox.
+    async fn deliver_to_group(&self, group: &str, from: &str, mailboxes: &[String], stuffed: &[u8]) -> Vec<String> {
+        // Time to move the message at a modest 1 MB/s, plus the commit.
+        let attempt_timeout = Duration::from_secs(30) + Duration::from_micros(stuffed.len() as u64);
+        let result =
+            backend::with_leader(&self.cluster, group, Protocol::Lmtp, self.route_timeout, attempt_timeout, |member| {
+                let cluster = &self.cluster;
+                async move {
+                    let addr = member.lmtp.clone().expect("candidates serve LMTP");
+                    match lmtp_transaction(&addr, group, from, mailboxes, stuffed).await {
+                        Ok(outcome) => outcome.map_hint(|a| cluster.member_by_address(group, Protocol::Lmtp, &a)),
+                        Err(e) => Attempt::Down(format!("{addr}: {e}")),
+                    }
+                }
+            })
+            .await;
+        match result {
+            Ok(replies) => replies,
+            Err(e) => {
+                if matches!(e, RouteError::UnknownGroup(_) | RouteError::Refused(_)) {
+                    tracing::error!(group, error = %e, "delivery refused by the cluster map or the storage node");
+                }
+                let text = format!("451 4.3.0 mailhost {group} temporarily unavailable, try again later");
+                vec![text; mailboxes.len()]
+            }
+        }
+    }
+}
+
+/// What an LMTP transaction gave before it is mapped onto [`Attempt`].
+enum LmtpOutcome {
+    Done(Vec<String>),
+    /// `451 ... not the leader ...; leader is ADDR` (the address, if named).
+    NotLeader(Option<String>),
+}
+
+impl LmtpOutcome {
+    fn map_hint(self, id_of: impl Fn(String) -> Option<u64>) -> Attempt<Vec<String>> {
+        match self {
+            Self::Done(r) => Attempt::Ok(r),
+            Self::NotLeader(addr) => Attempt::NotLeader(addr.and_then(id_of)),
+        }
+    }
+}
+
+/// Prefix lines that start with `.` and end the data with `CRLF.CRLF` (RFC 5321 4.5.2).
+pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 5);
+    for line in message.split_inclusive(|b| *b == b'\n') {
+        if line.starts_with(b".") {
+            out.push(b'.');
+        }
+        out.extend_from_slice(line);
+    }
+    if !out.is_empty() && !out.ends_with(b"\r\n") {
+        if out.ends_with(b"\n") {
+            out.pop();
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+async fn reply(conn: &mut BufReader<TcpStream>) -> std::io::Result<String> {
+    let mut last = String::new();
+    for _ in 0..REPLY_LINES_MAX {
+        let Line::Complete(line) = common::line::read_line(conn, REPLY_LINE_MAX).await? else {
+            return Err(std::io::Error::other("connection closed"));
+        };
+        last = String::from_utf8_lossy(&line).into_owned();
+        if last.as_bytes().get(3) != Some(&b'-') {
+            return Ok(last);
+        }
+    }
+    Err(std::io::Error::other(format!("reply longer than {REPLY_LINES_MAX} lines: {last}")))
+}
+
+async fn command(conn: &mut BufReader<TcpStream>, line: &str) -> std::io::Result<String> {
+    conn.get_mut().write_all(format!("{line}\r\n").as_bytes()).await?;
+    reply(conn).await
+}
+
+/// `leader is ADDR` in a not-the-leader reply.
+fn leader_address(reply: &str) -> Option<String> {
+    let rest = &reply[reply.find("leader is ")? + "leader is ".len()..];
+    let addr: String = rest.chars().take_while(|c| !c.is_whitespace() && *c != ';').collect();
+    (!addr.is_empty()).then_some(addr)
+}
+
+async fn lmtp_transaction(
+    addr: &str,
+    group: &str,
+    from: &str,
+    mailboxes: &[String],
+    stuffed: &[u8],
+) -> std::io::Result<LmtpOutcome> {
+    let stream = tokio::time::timeout(backend::CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| std::io::Error::other("connect timed out"))??;
+    stream.set_nodelay(true)?;
+    let mut conn = BufReader::new(stream);
+    let greeting = reply(&mut conn).await?;
+    if !greeting.starts_with("220") {
+        return Err(std::io::Error::other(format!("greeting {greeting}")));
+    }
+    let lhlo = command(&mut conn, "LHLO frontd").await?;
+    if !lhlo.starts_with("250") {
+        return Err(std::io::Error::other(format!("LHLO: {lhlo}")));
+    }
+    let mail = command(&mut conn, &format!("MAIL FROM:<{from}>")).await?;
+    if !mail.starts_with("250") {
+        let _ = command(&mut conn, "QUIT").await;
+        return Ok(LmtpOutcome::Done(vec![mail; mailboxes.len()]));
+    }
+    let mut replies: Vec<Option<String>> = vec![None; mailboxes.len()];
+    for (i, mailbox) in mailboxes.iter().enumerate() {
+        let r = command(&mut conn, &format!("RCPT TO:<{mailbox}> XMAILHOST={group}")).await?;
+        if r.starts_with("451") && r.contains("not the leader") {
+            let _ = command(&mut conn, "QUIT").await;
+            return Ok(LmtpOutcome::NotLeader(leader_address(&r)));
+        }
+        if !r.starts_with("250") {
+            replies[i] = Some(r);
+        }
+    }
+    let accepted = replies.iter().filter(|r| r.is_none()).count();
+    if accepted > 0 {
+        let data = command(&mut conn, "DATA").await?;
+        if !data.starts_with("354") {
+            return Ok(LmtpOutcome::Done(replies.into_iter().map(|r| r.unwrap_or_else(|| data.clone())).collect()));
+        }
+        conn.get_mut().write_all(stuffed).await?;
+        // LMTP: one reply per accepted recipient, in RCPT order.
+        for slot in replies.iter_mut().filter(|r| r.is_none()) {
+            *slot = Some(reply(&mut conn).await?);
+        }
+    }
+    let _ = command(&mut conn, "QUIT").await;
+    Ok(LmtpOutcome::Done(replies.into_iter().map(|r| r.expect("every mailbox answered")).collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_stuffing_and_termination() {
+        assert_eq!(dot_stuff(b"a\r\n.b\r\n..c\r\n"), b"a\r\n..b\r\n...c\r\n.\r\n");
+        assert_eq!(dot_stuff(b"no newline"), b"no newline\r\n.\r\n");
+        assert_eq!(dot_stuff(b"bare lf\n"), b"bare lf\r\n.\r\n");
+        assert_eq!(dot_stuff(b""), b".\r\n");
+        assert_eq!(dot_stuff(b".\r\n"), b"..\r\n.\r\n", "a lone dot never ends the data early");
+    }
+
+    #[test]
+    fn not_leader_replies_name_the_leader() {
+        let r = "451 4.3.0 <a@b> not the leader for mailhost hermes; leader is 127.0.0.1:2401";
+        assert_eq!(leader_address(r).as_deref(), Some("127.0.0.1:2401"));
+        assert_eq!(leader_address("451 4.3.0 <a@b> not the leader; no leader elected yet, retry shortly"), None);
+    }
+}
