@@ -32,6 +32,11 @@ impl Digest {
     }
 }
 
+/// The most memory an Argon2 hash may ask for per check (256 MiB), in KiB.
+const ARGON2_MEMORY_KIB_MAX: u32 = 256 * 1024;
+/// The most Argon2 passes per check.
+const ARGON2_PASSES_MAX: u32 = 16;
+
 /// A stored credential.
 #[derive(Clone, PartialEq, Eq)]
 pub enum PasswordHash {
@@ -104,7 +109,13 @@ impl PasswordHash {
             "SSHA256" => salted(Digest::Sha256, true, "SSHA256"),
             "SSHA512" => salted(Digest::Sha512, true, "SSHA512"),
             "ARGON2" | "ARGON2I" | "ARGON2ID" => {
-                argon2::password_hash::PasswordHash::new(value).map_err(|_| PasswordError::Malformed("ARGON2"))?;
+                let phc =
+                    argon2::password_hash::PasswordHash::new(value).map_err(|_| PasswordError::Malformed("ARGON2"))?;
+                let params = argon2::Params::try_from(&phc).map_err(|_| PasswordError::Malformed("ARGON2"))?;
+                // A hash names the memory and time its check takes: bound both.
+                if params.m_cost() > ARGON2_MEMORY_KIB_MAX || params.t_cost() > ARGON2_PASSES_MAX {
+                    return Err(PasswordError::Malformed("ARGON2 (cost above the limit)"));
+                }
                 Ok(Self::Argon2(value.to_string()))
             }
             other => Err(PasswordError::Scheme(other.to_string())),
@@ -209,6 +220,11 @@ mod tests {
         assert!(PasswordHash::parse("{SHA}5en6G6MezRroT3XKqkdPOmY/BfQAAAA=").is_err(), "SHA has no salt");
         assert!(PasswordHash::parse("{CRYPT}abJnggxhB/yWI").is_err(), "DES crypt is refused");
         assert!(PasswordHash::parse("{ARGON2}nonsense").is_err());
+        assert!(
+            PasswordHash::parse("{ARGON2ID}$argon2id$v=19$m=4194304,t=2,p=1$c29tZXNhbHRzYWx0$Zt72hmN2tp7WAUKEVrazetzpi/UbMW3ckl5gMwyN5Eg")
+                .is_err(),
+            "4 GiB per check is refused"
+        );
         assert_eq!(PasswordHash::parse("secret"), Err(PasswordError::NoScheme));
         assert!(matches!(PasswordHash::parse("{MD5}x"), Err(PasswordError::Scheme(_))));
         assert!(!format!("{:?}", PasswordHash::sha512_crypt("hunter2")).contains('$'));

@@ -1,0 +1,158 @@
+//! Randomized robustness of what frontd parses from strangers and from files (a seeded,
+//! repeatable pass that runs with the ordinary tests): the pre-login IMAP and POP3 state
+//! machines and IMAP framing, LDIF, directory attributes, lookup keys, password hashes and
+//! SASL PLAIN. Every input gets an answer; none may panic. `FUZZ_SEED` and `FUZZ_ROUNDS`
+//! override the defaults; the seed is printed so a failure can be replayed.
+
+use common::directory::{lookup_key, parse_ldif, Account, Attributes, Purpose};
+use common::password::PasswordHash;
+use frontd::{imap, pop3};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const IMAP_TOKENS: &[&str] = &[
+    "LOGIN",
+    "AUTHENTICATE",
+    "PLAIN",
+    "CAPABILITY",
+    "NOOP",
+    "LOGOUT",
+    "STARTTLS",
+    "ID",
+    "NIL",
+    "SELECT",
+    "INBOX",
+    "(",
+    ")",
+    "\"",
+    "\\",
+    "{5}",
+    "{5+}",
+    "{0}",
+    "{4294967295}",
+    "*",
+    "=",
+    "AGFsaWNlAHB3",
+    "\r\n",
+    "\0",
+    "~{3}",
+];
+const POP_TOKENS: &[&str] =
+    &["USER", "PASS", "AUTH", "PLAIN", "STLS", "CAPA", "NOOP", "QUIT", "=", "*", "AGJvYgBwdw=="];
+const LDIF_TOKENS: &[&str] = &[
+    "dn: ",
+    "objectClass: qmailUser",
+    "mail: ",
+    "mail:: ",
+    "mailAlternateAddress: ",
+    "mailHost: ",
+    "uid: ",
+    "accountStatus: ",
+    "userPassword: {SSHA}",
+    "userPassword:: ",
+    "mailSizeMax: ",
+    "changetype: modify",
+    "version: 1",
+    "#",
+    " ",
+    "\n",
+    "\r\n",
+    ":<",
+    "a@b",
+    "hermes",
+    "disabled",
+    "=",
+    "//8=",
+];
+
+fn seed() -> u64 {
+    let s = std::env::var("FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
+    eprintln!("FUZZ_SEED={s}");
+    s
+}
+
+fn rounds(default: usize) -> usize {
+    std::env::var("FUZZ_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+}
+
+/// Grammar tokens with random damage: random bytes, spaces, truncation.
+fn shaped(rng: &mut StdRng, tokens: &[&str], pieces_max: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for _ in 0..rng.gen_range(0..pieces_max) {
+        match rng.gen_range(0..10) {
+            0 => out.extend((0..rng.gen_range(1..8)).map(|_| rng.gen::<u8>())),
+            1 => out.push(b' '),
+            _ => out.extend_from_slice(tokens[rng.gen_range(0..tokens.len())].as_bytes()),
+        }
+        if rng.gen_range(0..4) == 0 {
+            out.push(b' ');
+        }
+    }
+    if rng.gen_range(0..6) == 0 && !out.is_empty() {
+        out.truncate(rng.gen_range(0..out.len()));
+    }
+    out
+}
+
+#[test]
+fn pre_login_imap_answers_everything() {
+    let mut rng = StdRng::seed_from_u64(seed());
+    for _ in 0..rounds(20_000) {
+        let offer = imap::Offer { starttls: rng.gen(), plaintext_auth: rng.gen() };
+        let mut s = imap::PreAuth::new(offer, "IMAP4rev1 IDLE AUTH=PLAIN STARTTLS");
+        let mut line = format!("t{} ", rng.gen_range(0..100)).into_bytes();
+        line.extend(shaped(&mut rng, IMAP_TOKENS, 10));
+        line.extend_from_slice(b"\r\n");
+        // Framing first, as the server does; then the command, whatever framing said.
+        let _ = imap::framing(&line);
+        match s.input(&line) {
+            imap::Step::Reply(b) | imap::Step::Close(b) | imap::Step::StartTls(b) => {
+                assert!(b.ends_with(b"\r\n"), "{line:?} got {b:?}");
+            }
+            imap::Step::SaslContinue { tag } => {
+                let _ = s.sasl_response(&tag, &shaped(&mut rng, IMAP_TOKENS, 4));
+            }
+            imap::Step::Login { creds, .. } => assert!(creds.authcid.len() <= line.len()),
+        }
+    }
+}
+
+#[test]
+fn pre_login_pop3_answers_everything() {
+    let mut rng = StdRng::seed_from_u64(seed());
+    for _ in 0..rounds(20_000) {
+        let mut s = pop3::PreAuth::new(pop3::Offer { starttls: rng.gen(), plaintext_auth: rng.gen() });
+        for _ in 0..rng.gen_range(1..4) {
+            match s.line(&shaped(&mut rng, POP_TOKENS, 6)) {
+                pop3::Step::Reply(b) | pop3::Step::Close(b) | pop3::Step::StartTls(b) => {
+                    assert!(b.starts_with(b"+") || b.starts_with(b"-ERR"), "{b:?}");
+                }
+                pop3::Step::Login(_) => {}
+            }
+        }
+    }
+}
+
+#[test]
+fn directory_inputs_parse_or_fail_cleanly() {
+    let mut rng = StdRng::seed_from_u64(seed());
+    for _ in 0..rounds(20_000) {
+        let text = String::from_utf8_lossy(&shaped(&mut rng, LDIF_TOKENS, 24)).into_owned();
+        if let Ok(records) = parse_ldif(&text) {
+            for r in records {
+                let _ = Account::from_attributes(&r.dn, &r.attrs);
+            }
+        }
+        let word = String::from_utf8_lossy(&shaped(&mut rng, LDIF_TOKENS, 3)).into_owned();
+        let _ = lookup_key(&word, Purpose::Delivery);
+        let _ = lookup_key(&word, Purpose::Login);
+        let schemes = ["{SSHA}", "{SSHA512}", "{SHA}", "{CRYPT}", "{ARGON2}", "{PLAIN}", "{SHA512-CRYPT}"];
+        if let Ok(h) = PasswordHash::parse(&format!("{}{word}", schemes[rng.gen_range(0..schemes.len())])) {
+            let _ = h.verify("x");
+        }
+        let mut attrs = Attributes::new();
+        attrs.insert("mail".into(), vec![word.clone()]);
+        attrs.insert("mailquotasize".into(), vec![word]);
+        let _ = Account::from_attributes("x", &attrs);
+    }
+}
