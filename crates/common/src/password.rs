@@ -128,6 +128,13 @@ impl PasswordHash {
         Self::Crypt(sha_crypt::sha512_simple(password, &params).expect("crypt"))
     }
 
+    /// Hash `password` as `{SSHA}`/`{SSHA256}`/`{SSHA512}` with a random 8-byte salt
+    /// (what slappasswd makes; for tools and tests).
+    pub fn salted(digest: Digest, password: &str) -> Self {
+        let salt: [u8; 8] = rand::random();
+        Self::Salted { digest, hash: digest.hash(password.as_bytes(), &salt), salt: salt.to_vec() }
+    }
+
     /// The `{SCHEME}value` text of this hash, as stored in a directory.
     pub fn to_stored(&self) -> String {
         let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
@@ -191,6 +198,8 @@ mod tests {
             assert!(p.verify("pw one"), "{scheme}");
             assert!(!p.verify("pw two"), "{scheme}");
             assert_eq!(p.to_stored(), text);
+            let made = PasswordHash::salted(digest, "pw three");
+            assert!(PasswordHash::parse(&made.to_stored()).unwrap().verify("pw three"), "{scheme}");
         }
         // "secret" as `slappasswd -h {SSHA}` printed it.
         let ssha = PasswordHash::parse("{SSHA}uWHa1HtmZdpPYQlf+oTmm+fyVuwsan3w").unwrap();

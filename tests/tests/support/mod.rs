@@ -1,7 +1,8 @@
 //! The pieces of a whole system for the frontd tests, each a real process killed with the
 //! test: an OpenLDAP `slapd` on a loopback port loaded with `fixtures/ldap/users.ldif`, a
 //! storaged cluster of three nodes serving the mailhosts "hermes" and "apollo", and
-//! `frontd` in front of them; plus the Python client and LMTP delivery helpers.
+//! `frontd` in front of them (slapd is `tests::slapd`); plus the Python client and LMTP
+//! delivery helpers.
 
 #![allow(dead_code)]
 
@@ -12,23 +13,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub use tests::slapd::{fixture, Slapd, LDAP_BIND_DN, LDAP_BIND_PASSWORD};
+
 pub const GROUPS: [&str; 2] = ["hermes", "apollo"];
 pub const PROXY_USER: &str = "frontd";
 pub const PROXY_PASSWORD: &str = "proxy secret";
-/// The service account frontd searches the directory as.
-pub const LDAP_BIND_DN: &str = "cn=frontd,dc=example,dc=edu";
-pub const LDAP_BIND_PASSWORD: &str = "frontd-ldap-pw";
 
 pub fn free_addr() -> String {
     format!("127.0.0.1:{}", TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port())
 }
 
-pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/ldap").join(name)
-}
-
 /// Start `cmd` as a child that dies with the test process.
-fn spawn(mut cmd: Command, log: &Path) -> Child {
+pub fn spawn(mut cmd: Command, log: &Path) -> Child {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
     cmd.stdout(Stdio::null()).stderr(log);
     // SAFETY: prctl is async-signal-safe; the child dies with the test.
@@ -56,77 +52,6 @@ pub fn wait_listening(addr: &str, what: &str) {
     while TcpStream::connect(addr).is_err() {
         assert!(Instant::now() < deadline, "{what} does not listen on {addr}");
         std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A real OpenLDAP server with the qmail-ldap schema and the fixture users.
-pub struct Slapd {
-    root: PathBuf,
-    pub url: String,
-    addr: String,
-    child: Option<Child>,
-}
-
-impl Slapd {
-    pub fn start(root: &Path) -> Self {
-        let root = root.join("slapd");
-        std::fs::create_dir_all(root.join("db")).unwrap();
-        let conf = format!(
-            "include /etc/ldap/schema/core.schema\ninclude /etc/ldap/schema/cosine.schema\n\
-             include /etc/ldap/schema/inetorgperson.schema\ninclude /etc/ldap/schema/nis.schema\n\
-             include {schema}\npidfile {root}/slapd.pid\nmodulepath /usr/lib/ldap\nmoduleload back_mdb\n\
-             database mdb\nmaxsize 104857600\nsuffix \"dc=example,dc=edu\"\nrootdn \"cn=admin,dc=example,dc=edu\"\n\
-             rootpw admin-pw\ndirectory {root}/db\nindex objectClass,mail,mailAlternateAddress,uid eq\n\
-             access to attrs=userPassword by dn.exact=\"{LDAP_BIND_DN}\" read by anonymous auth by * none\n\
-             access to * by * read\n",
-            schema = fixture("qmail.schema").display(),
-            root = root.display(),
-        );
-        std::fs::write(root.join("slapd.conf"), conf).unwrap();
-        let out = Command::new("slapadd")
-            .arg("-f")
-            .arg(root.join("slapd.conf"))
-            .arg("-l")
-            .arg(fixture("users.ldif"))
-            .output()
-            .expect("slapadd (install slapd: scripts/install-test-deps)");
-        assert!(out.status.success(), "slapadd: {}", String::from_utf8_lossy(&out.stderr));
-        let addr = free_addr();
-        let mut s = Self { url: format!("ldap://{addr}"), addr, root, child: None };
-        s.restart();
-        s
-    }
-
-    /// Start (again) on the same port with the same data.
-    pub fn restart(&mut self) {
-        let mut cmd = Command::new("slapd");
-        cmd.arg("-h").arg(format!("{}/", self.url)).arg("-f").arg(self.root.join("slapd.conf")).args(["-d", "0"]);
-        self.child = Some(spawn(cmd, &self.root.join("slapd.log")));
-        wait_listening(&self.addr, "slapd");
-    }
-
-    pub fn stop(&mut self) {
-        stop(&mut self.child);
-    }
-
-    /// Apply an LDIF change as the directory administrator.
-    pub fn modify(&self, ldif: &str) {
-        let mut child = Command::new("ldapmodify")
-            .args(["-x", "-H", &self.url, "-D", "cn=admin,dc=example,dc=edu", "-w", "admin-pw"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(ldif.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "ldapmodify: {}", String::from_utf8_lossy(&out.stderr));
-    }
-}
-
-impl Drop for Slapd {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
