@@ -18,8 +18,13 @@ pub struct Node {
     pub imap: String,
 }
 
-/// Start a 3-node storaged group serving `users` users (`user{n}@example.edu`).
+/// Start a 3-node storaged group "bench" serving `users` users (`user{n}@example.edu`).
 pub fn start_storaged(dir: &Path, users: usize, procs: &mut Procs) -> anyhow::Result<Vec<Node>> {
+    start_storaged_with(dir, users, "", procs)
+}
+
+/// As [`start_storaged`], with `extra` TOML sections (`[auth]`, ...) in every node's config.
+pub fn start_storaged_with(dir: &Path, users: usize, extra: &str, procs: &mut Procs) -> anyhow::Result<Vec<Node>> {
     let bin = std::env::current_exe()?.with_file_name("storaged");
     if !bin.exists() {
         bail!("{} missing: cargo build --release -p storaged", bin.display());
@@ -36,7 +41,7 @@ pub fn start_storaged(dir: &Path, users: usize, procs: &mut Procs) -> anyhow::Re
     for i in 0..3 {
         let cfg = format!(
             "node_id = {id}\ndata_dir = \"data{id}\"\ncluster_key = \"bench\"\nusers_file = \"users.txt\"\n\
-             [listen]\nraft = \"{r}\"\nlmtp = \"{l}\"\nimap = \"{m}\"\n[limits]\nconnections_max = 4096\n\
+             [listen]\nraft = \"{r}\"\nlmtp = \"{l}\"\nimap = \"{m}\"\n[limits]\nconnections_max = 4096\n{extra}\n\
              [[groups]]\nname = \"bench\"\nmembers = [\n{members}]\n",
             id = i + 1,
             r = raft[i],

@@ -117,9 +117,17 @@ impl LdapDirectory {
     }
 
     async fn connect(&self) -> Result<Ldap, DirectoryError> {
-        let (conn, mut ldap) = LdapConnAsync::with_settings(self.settings.clone(), &self.config.url)
+        // Our own socket, for TCP_NODELAY: a search is a small request waiting for a small
+        // answer, and Nagle's algorithm would hold requests back for the peer's ACK.
+        let tcp = tokio::time::timeout(self.config.timeout, tokio::net::TcpStream::connect(host_port(&self.config.url)?))
             .await
+            .map_err(|_| unavailable("connect", "timed out"))?
             .map_err(|e| unavailable("connect", e))?;
+        tcp.set_nodelay(true).map_err(|e| unavailable("connect", e))?;
+        let std = tcp.into_std().map_err(|e| unavailable("connect", e))?;
+        let settings = self.settings.clone().set_std_stream(ldap3::StdStream::Tcp(std));
+        let (conn, mut ldap) =
+            LdapConnAsync::with_settings(settings, &self.config.url).await.map_err(|e| unavailable("connect", e))?;
         ldap3::drive!(conn);
         ldap.with_timeout(self.config.timeout);
         Ok(ldap)
@@ -225,6 +233,24 @@ impl LdapDirectory {
     }
 }
 
+/// `host:port` of an `ldap://` or `ldaps://` URL (ports 389 and 636 by default).
+fn host_port(url: &str) -> Result<String, DirectoryError> {
+    let bad = || DirectoryError::Unavailable(format!("bad LDAP URL {url:?}"));
+    let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
+    let default_port = match scheme.to_ascii_lowercase().as_str() {
+        "ldap" => 389,
+        "ldaps" => 636,
+        _ => return Err(bad()),
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() {
+        return Err(bad());
+    }
+    let has_port = authority.rsplit_once(':').is_some_and(|(_, p)| p.chars().all(|c| c.is_ascii_digit()))
+        && !authority.ends_with(']');
+    Ok(if has_port { authority.to_string() } else { format!("{authority}:{default_port}") })
+}
+
 fn tls_config(ca_file: &std::path::Path) -> Result<rustls::ClientConfig, DirectoryError> {
     let bad = |e: &dyn std::fmt::Display| unavailable(&format!("CA file {}", ca_file.display()), e);
     let mut roots = rustls::RootCertStore::empty();
@@ -252,6 +278,16 @@ mod tests {
             "(&(objectClass=qmailUser)(|(mail=a\\5cb@x)(mailAlternateAddress=a\\5cb@x)))"
         );
         assert!(!d.filter("\0@x", Purpose::Delivery).contains('\0'));
+    }
+
+    #[test]
+    fn urls_give_host_and_port() {
+        assert_eq!(host_port("ldap://127.0.0.1:3890/").unwrap(), "127.0.0.1:3890");
+        assert_eq!(host_port("ldaps://ldap.example.edu").unwrap(), "ldap.example.edu:636");
+        assert_eq!(host_port("LDAP://[::1]/").unwrap(), "[::1]:389");
+        assert_eq!(host_port("ldap://[::1]:10389").unwrap(), "[::1]:10389");
+        assert!(host_port("http://x").is_err());
+        assert!(host_port("ldap://").is_err());
     }
 
     #[tokio::test]
