@@ -43,6 +43,9 @@ pub struct Slapd {
     root: PathBuf,
     pub url: String,
     addr: String,
+    /// `ldaps://` URL and the CA file clients trust (only with [`Slapd::start_tls`]).
+    pub ldaps_url: Option<String>,
+    pub ca_file: Option<PathBuf>,
     child: Option<Child>,
 }
 
@@ -54,6 +57,16 @@ impl Slapd {
 
     /// slapd loaded with the entries of `ldif` (under `dc=example,dc=edu`).
     pub fn start_with(root: &Path, ldif: &Path) -> Self {
+        Self::start_opts(root, ldif, false)
+    }
+
+    /// slapd with the fixture users, a self-signed certificate for 127.0.0.1, StartTLS on
+    /// the `ldap://` port and an `ldaps://` port.
+    pub fn start_tls(root: &Path) -> Self {
+        Self::start_opts(root, &fixture("users.ldif"), true)
+    }
+
+    fn start_opts(root: &Path, ldif: &Path, tls: bool) -> Self {
         let root = root.join("slapd");
         std::fs::create_dir_all(root.join("db")).unwrap();
         let conf = format!(
@@ -67,6 +80,24 @@ impl Slapd {
             schema = fixture("qmail.schema").display(),
             root = root.display(),
         );
+        let conf = if tls {
+            let status = Command::new("openssl")
+                .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
+                // An end-entity certificate (rustls refuses a CA certificate as a server's).
+                .args(["-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE"])
+                .arg("-keyout")
+                .arg(root.join("key.pem"))
+                .arg("-out")
+                .arg(root.join("cert.pem"))
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success(), "openssl could not make a certificate for slapd");
+            let r = root.display();
+            format!("TLSCertificateFile {r}/cert.pem\nTLSCertificateKeyFile {r}/key.pem\n{conf}")
+        } else {
+            conf
+        };
         std::fs::write(root.join("slapd.conf"), conf).unwrap();
         let out = Command::new("slapadd")
             .arg("-f")
@@ -77,7 +108,9 @@ impl Slapd {
             .expect("slapadd (install slapd: scripts/install-test-deps)");
         assert!(out.status.success(), "slapadd: {}", String::from_utf8_lossy(&out.stderr));
         let addr = free_addr();
-        let mut s = Self { url: format!("ldap://{addr}"), addr, root, child: None };
+        let ldaps_url = tls.then(|| format!("ldaps://{}", free_addr()));
+        let ca_file = tls.then(|| root.join("cert.pem"));
+        let mut s = Self { url: format!("ldap://{addr}"), addr, ldaps_url, ca_file, root, child: None };
         s.restart();
         s
     }
@@ -86,7 +119,11 @@ impl Slapd {
     pub fn restart(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.root.join("slapd.log")).unwrap();
         let mut cmd = Command::new("slapd");
-        cmd.arg("-h").arg(format!("{}/", self.url)).arg("-f").arg(self.root.join("slapd.conf")).args(["-d", "0"]);
+        let urls = match &self.ldaps_url {
+            Some(ldaps) => format!("{}/ {ldaps}/", self.url),
+            None => format!("{}/", self.url),
+        };
+        cmd.arg("-h").arg(urls).arg("-f").arg(self.root.join("slapd.conf")).args(["-d", "0"]);
         cmd.stdout(Stdio::null()).stderr(log);
         // SAFETY: prctl is async-signal-safe; slapd dies with its owner.
         unsafe {
@@ -125,4 +162,3 @@ impl Drop for Slapd {
         self.stop();
     }
 }
-

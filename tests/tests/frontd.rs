@@ -340,3 +340,36 @@ async fn deliveries_are_routed_by_mailhost_to_each_groups_leader() {
     let alice = imap_login(&front.imap, "alice", "alice-pw");
     assert_eq!(subjects(&alice), ["after failover", "big", "routed"], "{alice}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ldap_over_starttls_and_ldaps_with_bind_authentication() {
+    use common::directory::{Directory, LdapConfig, LdapDirectory, Purpose};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let slapd = Slapd::start_tls(tmp.path());
+    let config = |url: &str, starttls: bool, bind_auth: bool| {
+        let mut c = LdapConfig::new(url, "dc=example,dc=edu");
+        c.starttls = starttls;
+        c.ca_file = slapd.ca_file.clone();
+        c.bind_auth = bind_auth;
+        c.bind_dn = Some(LDAP_BIND_DN.into());
+        c.bind_password = Some(LDAP_BIND_PASSWORD.into());
+        c
+    };
+    let ldaps = slapd.ldaps_url.clone().unwrap();
+    for (url, starttls) in [(slapd.url.as_str(), true), (ldaps.as_str(), false)] {
+        for bind_auth in [false, true] {
+            let d = Directory::Ldap(std::sync::Arc::new(LdapDirectory::new(config(url, starttls, bind_auth)).unwrap()));
+            let bob = d.lookup("bob", Purpose::Login).await.unwrap().expect("bob over TLS");
+            assert_eq!(bob.mail_host.as_deref(), Some("apollo"));
+            assert!(d.verify_password(&bob, "bob-pw").await.unwrap(), "{url} bind_auth={bind_auth}");
+            assert!(!d.verify_password(&bob, "alice-pw").await.unwrap(), "{url} bind_auth={bind_auth}");
+            assert!(!d.verify_password(&bob, "").await.unwrap(), "an empty password is no password");
+        }
+    }
+    // A server whose certificate we do not trust is unavailable, not "no such user".
+    let mut untrusted = config(&ldaps, false, false);
+    untrusted.ca_file = None;
+    let d = LdapDirectory::new(untrusted).unwrap();
+    assert!(matches!(d.lookup("bob", Purpose::Login).await, Err(common::directory::DirectoryError::Unavailable(_))));
+}

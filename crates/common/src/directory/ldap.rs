@@ -119,10 +119,11 @@ impl LdapDirectory {
     async fn connect(&self) -> Result<Ldap, DirectoryError> {
         // Our own socket, for TCP_NODELAY: a search is a small request waiting for a small
         // answer, and Nagle's algorithm would hold requests back for the peer's ACK.
-        let tcp = tokio::time::timeout(self.config.timeout, tokio::net::TcpStream::connect(host_port(&self.config.url)?))
-            .await
-            .map_err(|_| unavailable("connect", "timed out"))?
-            .map_err(|e| unavailable("connect", e))?;
+        let tcp =
+            tokio::time::timeout(self.config.timeout, tokio::net::TcpStream::connect(host_port(&self.config.url)?))
+                .await
+                .map_err(|_| unavailable("connect", "timed out"))?
+                .map_err(|e| unavailable("connect", e))?;
         tcp.set_nodelay(true).map_err(|e| unavailable("connect", e))?;
         let std = tcp.into_std().map_err(|e| unavailable("connect", e))?;
         let settings = self.settings.clone().set_std_stream(ldap3::StdStream::Tcp(std));
