@@ -373,3 +373,64 @@ async fn ldap_over_starttls_and_ldaps_with_bind_authentication() {
     let d = LdapDirectory::new(untrusted).unwrap();
     assert!(matches!(d.lookup("bob", Purpose::Login).await, Err(common::directory::DirectoryError::Unavailable(_))));
 }
+
+/// An IMAP connection logged in as `user` through `server` (raw lines), or the refusal.
+fn raw_login(server: &str, user: &str, password: &str) -> Result<std::net::TcpStream, String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(server).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let mut read_until = |s: &mut std::net::TcpStream, got: &mut Vec<u8>, what: &[&[u8]]| loop {
+        if what.iter().any(|w| got.windows(w.len()).any(|x| x == *w)) {
+            return;
+        }
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    };
+    read_until(&mut s, &mut got, &[b"\r\n"]);
+    if got.starts_with(b"* BYE") {
+        return Err(String::from_utf8_lossy(&got).into_owned());
+    }
+    s.write_all(format!("a LOGIN {user} {password}\r\n").as_bytes()).unwrap();
+    read_until(&mut s, &mut got, &[b"a OK", b"a NO", b"a BAD"]);
+    let text = String::from_utf8_lossy(&got).into_owned();
+    if text.contains("a OK") {
+        Ok(s)
+    } else {
+        Err(text)
+    }
+}
+
+#[test]
+fn sessions_are_capped_per_user_and_connections_per_address() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let storage = Storage::start(root);
+    std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
+    let limits = "sessions_per_user_max = 2\nconnections_per_address_max = 4";
+    let front = Front::start_with_limits(root, &storage, "[directory]\nldif = \"users.ldif\"\n", limits);
+
+    let first = raw_login(&front.imap, "alice", "alice-pw").expect("first session");
+    let _second = raw_login(&front.imap, "alice@example.edu", "alice-pw").expect("second session");
+    let third = raw_login(&front.imap, "alice", "alice-pw").expect_err("a third session is over the limit");
+    assert!(third.contains("a NO [LIMIT]"), "{third}");
+    let _bob = raw_login(&front.imap, "bob", "bob-pw").expect("other users are not affected");
+    drop(first);
+    // The freed slot is given back when frontd sees the session end.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let _again = loop {
+        match raw_login(&front.imap, "alice", "alice-pw") {
+            Ok(s) => break s,
+            Err(e) => assert!(std::time::Instant::now() < deadline, "slot not freed: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Alice twice and bob are connected from 127.0.0.1; a fourth connection fits, a fifth
+    // is refused by the address limit before any login.
+    let _bob2 = raw_login(&front.imap, "bob", "bob-pw").expect("fourth connection");
+    let over = raw_login(&front.imap, "bob", "bob-pw").expect_err("over the address limit");
+    assert!(over.starts_with("* BYE [UNAVAILABLE] too many connections from your address"), "{over}");
+}

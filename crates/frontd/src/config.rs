@@ -139,11 +139,15 @@ pub struct GroupSection {
 pub struct Limits {
     /// Client connections per listener at once.
     pub connections_max: usize,
+    /// Connections from one client address at once (all listeners together).
+    pub connections_per_address_max: usize,
+    /// Logged-in sessions of one user at once (IMAP and POP3 together).
+    pub sessions_per_user_max: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { connections_max: 10_000 }
+        Self { connections_max: 10_000, connections_per_address_max: 200, sessions_per_user_max: 50 }
     }
 }
 

@@ -201,6 +201,7 @@ impl PreAuth {
             Refusal::Throttled | Refusal::Unavailable(_) => "UNAVAILABLE",
             Refusal::NeedsTls => "PRIVACYREQUIRED",
             Refusal::Disabled => "CONTACTADMIN",
+            Refusal::TooManySessions => "LIMIT",
         };
         tagged(tag, "NO", &format!("[{code}] {refusal}"))
     }

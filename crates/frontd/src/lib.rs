@@ -13,4 +13,5 @@ pub mod imap;
 pub mod login;
 pub mod pop3;
 pub mod server;
+pub mod sessions;
 pub mod splice;

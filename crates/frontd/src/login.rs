@@ -25,6 +25,8 @@ pub enum Refusal {
     NeedsTls,
     #[error("account disabled; contact your administrator")]
     Disabled,
+    #[error("too many sessions for this account; close some and retry")]
+    TooManySessions,
     /// The directory or the mailhost cannot be reached now; the client should retry.
     #[error("{0}")]
     Unavailable(String),

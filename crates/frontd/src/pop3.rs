@@ -165,6 +165,7 @@ impl PreAuth {
         let code = match refusal {
             Refusal::Failed | Refusal::NeedsTls | Refusal::Disabled => "AUTH",
             Refusal::Throttled => "LOGIN-DELAY",
+            Refusal::TooManySessions => "IN-USE",
             Refusal::Unavailable(_) => "SYS/TEMP",
         };
         format!("-ERR [{code}] {refusal}\r\n").into_bytes()

@@ -2,7 +2,7 @@
 //! that feed the pure pre-login state machines, and the hand-over to a storage node once
 //! a login succeeds. Holds no mail state; any number of fronts may run side by side.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ use crate::backend::{self, Backend, ProxyCredential};
 use crate::cluster::{ClusterMap, Protocol};
 use crate::config::{Config, ConfigError, TlsFiles};
 use crate::login::{Gate, Refusal};
+use crate::sessions::{SessionCounts, Slot};
 use crate::{imap, pop3, splice};
 
 /// How long a client may take to log in.
@@ -52,6 +53,8 @@ pub struct Front {
     tls: RwLock<Option<Arc<Tls>>>,
     /// The storage nodes' IMAP capabilities (without TLS/AUTH items).
     node_capabilities: RwLock<String>,
+    per_address: Arc<SessionCounts<IpAddr>>,
+    per_user: Arc<SessionCounts<String>>,
 }
 
 impl Front {
@@ -92,6 +95,8 @@ impl Front {
             tls_files: cfg.tls.clone(),
             tls: RwLock::new(tls),
             node_capabilities: RwLock::new(String::new()),
+            per_address: SessionCounts::new(cfg.limits.connections_per_address_max.max(1)),
+            per_user: SessionCounts::new(cfg.limits.sessions_per_user_max.max(1)),
         })
     }
 
@@ -172,6 +177,14 @@ async fn greeting_of(addr: &str) -> Option<String> {
     imap::greeting_capabilities(&String::from_utf8_lossy(&buf[..got]))
 }
 
+/// The line for a client whose address has too many connections open.
+fn busy_address(protocol: Protocol) -> &'static [u8] {
+    match protocol {
+        Protocol::Imap => b"* BYE [UNAVAILABLE] too many connections from your address\r\n",
+        _ => b"-ERR [SYS/TEMP] too many connections from your address\r\n",
+    }
+}
+
 /// Start every configured listener and serve until SIGTERM or SIGINT.
 pub async fn run(cfg: Config) -> Result<(), StartError> {
     let front = Arc::new(Front::new(&cfg)?);
@@ -201,6 +214,12 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         tasks.spawn(common::accept::serve(listener, max, name, busy, move |stream, peer| {
             let front = front.clone();
             async move {
+                let Some(_address_slot) = front.per_address.try_acquire(peer.ip()) else {
+                    tracing::warn!(%peer, "connection limit of the address reached");
+                    let mut stream = stream;
+                    let _ = stream.write_all(busy_address(protocol)).await;
+                    return Ok(());
+                };
                 match protocol {
                     Protocol::Imap => imap_connection(stream, peer, front, implicit).await,
                     _ => pop3_connection(stream, peer, front, implicit).await,
@@ -256,16 +275,22 @@ async fn hand_over(conn: Conn, backend: Backend) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Check credentials and route; `Ok(backend)` or the refusal to tell the client.
+/// Check credentials, take a session slot of the user and route; the backend and the slot
+/// (held for the session's life), or the refusal to tell the client.
 async fn login(
     front: &Front,
     protocol: Protocol,
     peer: SocketAddr,
     tls: bool,
     creds: &PlainCredentials,
-) -> Result<Backend, Refusal> {
+) -> Result<(Backend, Slot<String>), Refusal> {
     let account = front.gate.login(peer.ip(), tls, creds).await?;
-    front.route(protocol, &account.mail, account.mail_host.as_deref(), peer).await
+    let Some(slot) = front.per_user.try_acquire(account.mail.clone()) else {
+        tracing::warn!(user = %account.mail, %peer, "session limit of the user reached");
+        return Err(Refusal::TooManySessions);
+    };
+    let backend = front.route(protocol, &account.mail, account.mail_host.as_deref(), peer).await?;
+    Ok((backend, slot))
 }
 
 /// Read one IMAP command with its literals; `None` when the client is gone.
@@ -351,7 +376,7 @@ async fn imap_connection(
             }
             imap::Step::SaslContinue { .. } => unreachable!("handled above"),
             imap::Step::Login { tag, creds } => match login(&front, Protocol::Imap, peer, conn.tls, &creds).await {
-                Ok(backend) => {
+                Ok((backend, _user_slot)) => {
                     conn.wr.write_all(&session.login_succeeded(&tag, &backend.reply)).await?;
                     return hand_over(conn, backend).await;
                 }
@@ -396,7 +421,7 @@ async fn pop3_connection(
                 session.tls_started(front.gate.plaintext_allowed(peer.ip(), true));
             }
             pop3::Step::Login(creds) => match login(&front, Protocol::Pop3, peer, conn.tls, &creds).await {
-                Ok(backend) => {
+                Ok((backend, _user_slot)) => {
                     conn.wr.write_all(format!("{}\r\n", backend.reply).as_bytes()).await?;
                     return hand_over(conn, backend).await;
                 }

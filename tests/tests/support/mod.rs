@@ -267,17 +267,22 @@ impl Front {
     /// Start frontd with `directory` (a `[directory]` TOML section) in front of `storage`;
     /// passwords without TLS are fine from loopback.
     pub fn start(root: &Path, storage: &Storage, directory: &str) -> Self {
-        Self::start_opts(root, storage, directory, false)
+        Self::start_opts(root, storage, directory, false, "")
+    }
+
+    /// As [`Front::start`] with a `[limits]` section.
+    pub fn start_with_limits(root: &Path, storage: &Storage, directory: &str, limits: &str) -> Self {
+        Self::start_opts(root, storage, directory, false, &format!("[limits]\n{limits}\n"))
     }
 
     /// As [`Front::start`] with a fresh self-signed certificate, implicit-TLS listeners,
     /// and no network where passwords may travel without TLS.
     pub fn start_tls(root: &Path, storage: &Storage, directory: &str) -> Self {
         make_certificate(root);
-        Self::start_opts(root, storage, directory, true)
+        Self::start_opts(root, storage, directory, true, "")
     }
 
-    fn start_opts(root: &Path, storage: &Storage, directory: &str, tls: bool) -> Self {
+    fn start_opts(root: &Path, storage: &Storage, directory: &str, tls: bool, extra: &str) -> Self {
         let (imap, pop3, imaps, pop3s) = (free_addr(), free_addr(), free_addr(), free_addr());
         let tls_cfg = if tls {
             format!(
@@ -290,7 +295,7 @@ impl Front {
         let cfg = format!(
             "host = \"front.example.edu\"\n[listen]\nimap = \"{imap}\"\npop3 = \"{pop3}\"\n{tls_cfg}{directory}\n\
              [backend]\nproxy_user = \"{PROXY_USER}\"\nproxy_password = \"{PROXY_PASSWORD}\"\nroute_timeout_ms = 20000\n\
-             [auth]\nfailure_delay_ms = 50\nfailures_max = 50\n{plaintext}{}",
+             [auth]\nfailure_delay_ms = 50\nfailures_max = 50\n{plaintext}{extra}{}",
             storage.front_groups()
         );
         let path = root.join("frontd.toml");
