@@ -82,6 +82,22 @@ fn ldap_directory_routes_users_and_follows_changes_and_outages() {
 
     users_land_on_their_own_mailhost(&front);
 
+    // An alternate address (any case) delivers to the same mailbox, found through LDAP.
+    let ldap = common::directory::LdapConfig {
+        bind_dn: Some(LDAP_BIND_DN.into()),
+        bind_password: Some(LDAP_BIND_PASSWORD.into()),
+        ..common::directory::LdapConfig::new(&slapd.url, "dc=example,dc=edu")
+    };
+    let directory =
+        common::directory::Directory::Ldap(std::sync::Arc::new(common::directory::LdapDirectory::new(ldap).unwrap()));
+    let cluster = std::sync::Arc::new(frontd::cluster::ClusterMap::new(&storage.group_sections()));
+    let router = frontd::delivery::Router::new(directory, cluster, Duration::from_secs(30));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let message = b"From: s@example.org\r\nSubject: via alias\r\n\r\nhi\r\n";
+    let replies = runtime.block_on(router.deliver("s@example.org", &["A.Smith@example.EDU".into()], message));
+    assert!(replies[0].starts_with("250"), "{replies:?}");
+    assert_eq!(subjects(&imap_login(&front.imap, "alice", "alice-pw")), ["for alice", "via alias"]);
+
     // alice moves to apollo in the directory: new sessions go there after the cache TTL.
     slapd
         .modify("dn: uid=alice,ou=people,dc=example,dc=edu\nchangetype: modify\nreplace: mailHost\nmailHost: apollo\n");
