@@ -332,19 +332,28 @@ async fn read_imap_command(conn: &mut Conn) -> std::io::Result<Option<Result<Vec
     }
 }
 
+/// A new client connection (after the handshake with implicit TLS), the certificate in
+/// force for it, and what it may do: (STARTTLS offered, passwords allowed).
+async fn open(
+    stream: TcpStream,
+    peer: SocketAddr,
+    front: &Front,
+    implicit_tls: bool,
+) -> std::io::Result<(Conn, Option<Arc<Tls>>, (bool, bool))> {
+    let tls = front.tls();
+    let conn = Conn::open(stream, tls.as_deref(), implicit_tls).await?;
+    let offer = (tls.is_some() && !conn.tls, front.gate.plaintext_allowed(peer.ip(), conn.tls));
+    Ok((conn, tls, offer))
+}
+
 async fn imap_connection(
     stream: TcpStream,
     peer: SocketAddr,
     front: Arc<Front>,
     implicit_tls: bool,
 ) -> std::io::Result<()> {
-    let tls = front.tls();
-    let mut conn = Conn::open(stream, tls.as_deref(), implicit_tls).await?;
-    let offer = imap::Offer {
-        starttls: tls.is_some() && !conn.tls,
-        plaintext_auth: front.gate.plaintext_allowed(peer.ip(), conn.tls),
-    };
-    let mut session = imap::PreAuth::new(offer, &front.node_capabilities());
+    let (mut conn, tls, (starttls, plaintext_auth)) = open(stream, peer, &front, implicit_tls).await?;
+    let mut session = imap::PreAuth::new(imap::Offer { starttls, plaintext_auth }, &front.node_capabilities());
     conn.wr.write_all(&session.greeting(&front.host)).await?;
     for _ in 0..PREAUTH_COMMANDS_MAX {
         let command = match read_imap_command(&mut conn).await? {
@@ -393,13 +402,8 @@ async fn pop3_connection(
     front: Arc<Front>,
     implicit_tls: bool,
 ) -> std::io::Result<()> {
-    let tls = front.tls();
-    let mut conn = Conn::open(stream, tls.as_deref(), implicit_tls).await?;
-    let offer = pop3::Offer {
-        starttls: tls.is_some() && !conn.tls,
-        plaintext_auth: front.gate.plaintext_allowed(peer.ip(), conn.tls),
-    };
-    let mut session = pop3::PreAuth::new(offer);
+    let (mut conn, tls, (starttls, plaintext_auth)) = open(stream, peer, &front, implicit_tls).await?;
+    let mut session = pop3::PreAuth::new(pop3::Offer { starttls, plaintext_auth });
     conn.wr.write_all(&session.greeting(&front.host)).await?;
     for _ in 0..PREAUTH_COMMANDS_MAX {
         let line = match read_line_within(&mut conn.rd, pop3::LINE_MAX, LOGIN_TIME_MAX).await? {
