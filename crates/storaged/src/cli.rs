@@ -1,6 +1,6 @@
 //! The `storaged` command line: arguments, logging, and the daemon's run. The binary's
 //! `main` calls [`main`]; the whole-system tests build the same entry point into their own
-//! binary of the same name.
+//! binary of the same name, and `mailctl` runs it as a subcommand ([`run_from`]).
 
 use clap::Parser;
 
@@ -13,18 +13,31 @@ struct Args {
 }
 
 /// Parse the command line and run the daemon until it is stopped.
-#[tokio::main]
-pub async fn main() -> anyhow::Result<()> {
+pub fn main() -> anyhow::Result<()> {
+    run_from(std::env::args_os())
+}
+
+/// Run the daemon with these arguments (the first is the program name): for a multi-call
+/// binary such as `mailctl`, which starts the daemons as its own subcommands.
+pub fn run_from<I, T>(args: I) -> anyhow::Result<()>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let args = Args::parse_from(args);
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,openraft=warn".into()),
         )
         .init();
-    let args = Args::parse();
     raise_open_file_limit();
     let cfg = crate::config::Config::load(&args.config)?;
-    crate::node::run(cfg).await
+    runtime()?.block_on(crate::node::run(cfg))
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()
 }
 
 /// Every connection is a file descriptor: use the hard limit, not the (often 1024) soft one.

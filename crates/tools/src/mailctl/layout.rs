@@ -1,0 +1,276 @@
+//! The files of a local cluster made by `mailctl up`: where every listener is (derived from
+//! one port base, kept in the data directory because Raft remembers member addresses),
+//! the secrets (cluster key, proxy password, demo passwords; created once, mode 0600),
+//! the demo directory, a private CA with a certificate for localhost, and the daemons'
+//! TOML. Writes files only; starts nothing.
+
+use std::fmt::Write as _;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use common::password::{Digest, PasswordHash};
+use rand::distributions::{Alphanumeric, DistString};
+
+/// The mailhosts (Raft groups) of the local cluster; every node serves both.
+pub const GROUPS: [&str; 2] = ["hermes", "apollo"];
+/// Storage nodes.
+pub const NODES: usize = 3;
+/// The demo users: address, mailhost.
+pub const DEMO_USERS: [(&str, &str); 3] =
+    [("alice@example.edu", "hermes"), ("bob@example.edu", "apollo"), ("carol@example.edu", "hermes")];
+
+/// A demo user and the password to show.
+#[derive(Debug, Clone)]
+pub struct DemoUser {
+    pub mail: String,
+    pub password: String,
+    pub mail_host: String,
+}
+
+/// Where a local cluster lives and listens.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub dir: PathBuf,
+    pub port_base: u16,
+}
+
+/// The storage node protocols with their port offsets.
+#[derive(Debug, Clone, Copy)]
+pub enum NodePort {
+    Raft = 7100,
+    Lmtp = 2400,
+    Imap = 1430,
+    Pop3 = 1100,
+}
+
+impl Layout {
+    /// The layout of `dir`: the port base it was made with, or `port_base` for a new one.
+    pub fn open(dir: &Path, port_base: u16) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let dir = std::fs::canonicalize(dir)?;
+        let saved = dir.join("port-base");
+        let port_base = match std::fs::read_to_string(&saved) {
+            Ok(text) => {
+                let kept: u16 = text.trim().parse().with_context(|| format!("{} is damaged", saved.display()))?;
+                if kept != port_base {
+                    eprintln!("note: {} was set up with --port-base {kept}; using it", dir.display());
+                }
+                kept
+            }
+            Err(_) => {
+                if u32::from(port_base) + 7100 + NODES as u32 > 65_535 || port_base < 1024 {
+                    bail!("--port-base must be between 1024 and {}", 65_535 - 7100 - NODES);
+                }
+                std::fs::write(&saved, format!("{port_base}\n"))?;
+                port_base
+            }
+        };
+        Ok(Self { dir, port_base })
+    }
+
+    fn addr(&self, offset: u32) -> String {
+        format!("127.0.0.1:{}", u32::from(self.port_base) + offset)
+    }
+
+    pub fn front_imap(&self) -> String {
+        self.addr(143)
+    }
+    pub fn front_imaps(&self) -> String {
+        self.addr(993)
+    }
+    pub fn front_pop3(&self) -> String {
+        self.addr(110)
+    }
+    pub fn front_pop3s(&self) -> String {
+        self.addr(995)
+    }
+
+    /// Node `i` (1-based) listening for `port`.
+    pub fn node(&self, i: usize, port: NodePort) -> String {
+        self.addr(port as u32 + i as u32)
+    }
+
+    /// Every address the cluster listens on, for a check before starting.
+    pub fn all_addresses(&self) -> Vec<String> {
+        let mut all = vec![self.front_imap(), self.front_imaps(), self.front_pop3(), self.front_pop3s()];
+        for i in 1..=NODES {
+            for p in [NodePort::Raft, NodePort::Lmtp, NodePort::Imap, NodePort::Pop3] {
+                all.push(self.node(i, p));
+            }
+        }
+        all
+    }
+
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    pub fn log_dir(&self) -> PathBuf {
+        self.dir.join("logs")
+    }
+
+    pub fn node_config(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("node{i}.toml"))
+    }
+
+    pub fn front_config(&self) -> PathBuf {
+        self.dir.join("frontd.toml")
+    }
+
+    /// Write whatever is missing (secrets, directory, certificates) and every config.
+    pub fn prepare(&self) -> anyhow::Result<Vec<DemoUser>> {
+        std::fs::create_dir_all(self.log_dir())?;
+        self.secret("cluster.key", 32)?;
+        let proxy_password = self.secret("proxy.pw", 24)?;
+        let users = self.demo_users()?;
+        if !self.dir.join("cert.pem").exists() {
+            self.write_certificates()?;
+        }
+        let proxy_hash = PasswordHash::salted(Digest::Sha512, &proxy_password).to_stored();
+        let groups = |member: &dyn Fn(usize) -> String| -> String {
+            let members: String = (1..=NODES).map(|i| format!("  {},\n", member(i))).collect();
+            GROUPS.iter().map(|g| format!("[[groups]]\nname = \"{g}\"\nmembers = [\n{members}]\n")).collect()
+        };
+        let storage_groups = groups(&|i| {
+            format!(
+                "{{ id = {i}, raft = \"{}\", lmtp = \"{}\" }}",
+                self.node(i, NodePort::Raft),
+                self.node(i, NodePort::Lmtp)
+            )
+        });
+        for i in 1..=NODES {
+            let cfg = format!(
+                "# made by mailctl up; rewritten on every start\nnode_id = {i}\ndata_dir = \"data{i}\"\n\
+                 cluster_key_file = \"cluster.key\"\n[listen]\nraft = \"{}\"\nlmtp = \"{}\"\nimap = \"{}\"\npop3 = \"{}\"\n\
+                 [auth]\nproxy_user = \"frontd\"\nproxy_password = \"{proxy_hash}\"\n{storage_groups}",
+                self.node(i, NodePort::Raft),
+                self.node(i, NodePort::Lmtp),
+                self.node(i, NodePort::Imap),
+                self.node(i, NodePort::Pop3),
+            );
+            write_private(&self.node_config(i), &cfg)?;
+        }
+        let front_groups = groups(&|i| {
+            format!(
+                "{{ id = {i}, imap = \"{}\", pop3 = \"{}\", lmtp = \"{}\" }}",
+                self.node(i, NodePort::Imap),
+                self.node(i, NodePort::Pop3),
+                self.node(i, NodePort::Lmtp)
+            )
+        });
+        let front = format!(
+            "# made by mailctl up; rewritten on every start\nhost = \"localhost\"\n[listen]\nimap = \"{}\"\nimaps = \"{}\"\n\
+             pop3 = \"{}\"\npop3s = \"{}\"\n[tls]\ncert_file = \"cert.pem\"\nkey_file = \"key.pem\"\n\
+             [directory]\nldif = \"users.ldif\"\n[backend]\nproxy_user = \"frontd\"\nproxy_password_file = \"proxy.pw\"\n\
+             [auth]\nfailure_delay_ms = 1000\n{front_groups}",
+            self.front_imap(),
+            self.front_imaps(),
+            self.front_pop3(),
+            self.front_pop3s(),
+        );
+        write_private(&self.front_config(), &front)?;
+        Ok(users)
+    }
+
+    /// A random secret kept in `name` (made on first use).
+    fn secret(&self, name: &str, len: usize) -> anyhow::Result<String> {
+        let path = self.dir.join(name);
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            return Ok(text.trim().to_string());
+        }
+        let value = Alphanumeric.sample_string(&mut rand::thread_rng(), len);
+        write_private(&path, &format!("{value}\n"))?;
+        Ok(value)
+    }
+
+    /// The demo users and their passwords (`demo-passwords`), and `users.ldif` for them.
+    fn demo_users(&self) -> anyhow::Result<Vec<DemoUser>> {
+        let path = self.dir.join("demo-passwords");
+        let mut users = Vec::new();
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+                let mut parts = line.split_whitespace();
+                let (Some(mail), Some(password), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
+                    bail!("{} is damaged: {line:?}", path.display());
+                };
+                users.push(DemoUser { mail: mail.into(), password: password.into(), mail_host: host.into() });
+            }
+            return Ok(users);
+        }
+        let mut text = String::from("# the demo users of mailctl up: address password mailhost\n");
+        let mut ldif = String::from(
+            "# The directory of the local cluster (frontd re-reads it when it changes).\n\
+             dn: dc=example,dc=edu\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: Example\n\n",
+        );
+        for (mail, host) in DEMO_USERS {
+            let password = Alphanumeric.sample_string(&mut rand::thread_rng(), 12);
+            let uid = mail.split('@').next().expect("address");
+            let hash = PasswordHash::salted(Digest::Sha512, &password).to_stored();
+            writeln!(text, "{mail} {password} {host}")?;
+            write!(
+                ldif,
+                "dn: uid={uid},dc=example,dc=edu\nobjectClass: inetOrgPerson\nobjectClass: qmailUser\nuid: {uid}\n\
+                 cn: {uid}\nsn: {uid}\nmail: {mail}\nmailHost: {host}\naccountStatus: active\nuserPassword: {hash}\n\n"
+            )?;
+            users.push(DemoUser { mail: mail.into(), password, mail_host: host.into() });
+        }
+        write_private(&self.dir.join("users.ldif"), &ldif)?;
+        write_private(&path, &text)?;
+        Ok(users)
+    }
+
+    /// A private CA (`ca.pem`, for clients to trust) and a certificate for localhost and
+    /// 127.0.0.1 signed by it (`cert.pem`, `key.pem`).
+    fn write_certificates(&self) -> anyhow::Result<()> {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate()?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(DnType::CommonName, "mailstore local CA");
+        let ca_cert = ca_params.self_signed(&ca_key)?;
+        let issuer = Issuer::new(ca_params, ca_key);
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+        params.distinguished_name.push(DnType::CommonName, "localhost");
+        let cert = params.signed_by(&key, &issuer)?;
+        std::fs::write(self.ca_file(), ca_cert.pem())?;
+        std::fs::write(self.dir.join("cert.pem"), cert.pem())?;
+        write_private(&self.dir.join("key.pem"), &key.serialize_pem())?;
+        Ok(())
+    }
+}
+
+/// Write `text` to `path`, readable by the owner only.
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_layout_keeps_its_port_base_and_secrets() {
+        let tmp = tempfile::tempdir().unwrap();
+        let l = Layout::open(tmp.path(), 20000).unwrap();
+        assert_eq!(l.front_imap(), "127.0.0.1:20143");
+        assert_eq!(l.node(2, NodePort::Lmtp), "127.0.0.1:22402");
+        let users = l.prepare().unwrap();
+        assert_eq!(users.len(), DEMO_USERS.len());
+        let again = Layout::open(tmp.path(), 30000).unwrap();
+        assert_eq!(again.port_base, 20000, "Raft remembers member addresses: the base stays");
+        let same = again.prepare().unwrap();
+        assert_eq!(
+            users.iter().map(|u| &u.password).collect::<Vec<_>>(),
+            same.iter().map(|u| &u.password).collect::<Vec<_>>()
+        );
+        let ldif = std::fs::read_to_string(tmp.path().join("users.ldif")).unwrap();
+        assert!(ldif.contains("mailHost: apollo") && !ldif.contains(&users[0].password), "hashes only");
+        let mode = std::fs::metadata(tmp.path().join("proxy.pw")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "secrets are private");
+        assert!(Layout::open(&tmp.path().join("x"), 65000).is_err());
+    }
+}

@@ -1,0 +1,7 @@
+//! `mailctl`: run and administer a cluster. `up` starts a whole local cluster on loopback
+//! from one command (three storaged nodes serving two mailhosts, one frontd, an LDIF
+//! directory with demo users, a private CA and certificate) using the real daemons as
+//! separate processes (`mailctl storaged ...` and `mailctl frontd ...` run their code).
+
+pub mod layout;
+pub mod up;

@@ -1,0 +1,213 @@
+//! `mailctl up`: prepare the layout, start three storaged nodes and one frontd as child
+//! processes (this same binary, `mailctl storaged|frontd --config ...`), wait until every
+//! mailhost has a leader, deliver a welcome message to each demo user on the first run,
+//! print how to connect, and on Ctrl-C (or SIGTERM) stop the daemons cleanly (SIGTERM,
+//! then SIGKILL after a grace period). A daemon that dies is reported, not restarted.
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use common::directory::{Directory, LdifDirectory};
+use frontd::cluster::ClusterMap;
+use frontd::config::{GroupSection, MemberSection};
+use frontd::delivery::Router;
+
+use super::layout::{DemoUser, Layout, NodePort, GROUPS, NODES};
+
+/// How long the cluster may take to elect leaders and accept mail.
+const READY_TIME_MAX: Duration = Duration::from_secs(90);
+/// How long daemons get to stop after SIGTERM.
+const STOP_GRACE: Duration = Duration::from_secs(15);
+
+/// A daemon this command started.
+struct Daemon {
+    name: String,
+    child: Child,
+    exited: bool,
+}
+
+/// The daemons; whatever happens, they are stopped when this is dropped.
+struct Daemons(Vec<Daemon>);
+
+impl Daemons {
+    fn start(&mut self, name: &str, kind: &str, config: PathBuf, logs: &std::path::Path) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(logs.join(format!("{name}.log")))?;
+        let mut cmd = Command::new(std::env::current_exe()?);
+        cmd.arg(kind).arg("--config").arg(config).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+        // Own process group: the terminal's Ctrl-C reaches mailctl only, which then stops
+        // the daemons in order. PDEATHSIG: they die with mailctl if it is killed.
+        cmd.process_group(0);
+        // SAFETY: prctl is async-signal-safe and only sets this child's death signal.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().with_context(|| format!("starting {name}"))?;
+        self.0.push(Daemon { name: name.to_string(), child, exited: false });
+        Ok(())
+    }
+
+    /// Report daemons that exited since the last look.
+    fn reap(&mut self) {
+        for d in self.0.iter_mut().filter(|d| !d.exited) {
+            if let Ok(Some(status)) = d.child.try_wait() {
+                d.exited = true;
+                eprintln!("mailctl: {} exited ({status}); see its log", d.name);
+            }
+        }
+    }
+
+    /// SIGTERM to all, wait, SIGKILL what is left.
+    fn stop(&mut self) {
+        for d in self.0.iter().filter(|d| !d.exited) {
+            // SAFETY: signalling our own child by its pid.
+            unsafe { libc::kill(d.child.id() as i32, libc::SIGTERM) };
+        }
+        let deadline = Instant::now() + STOP_GRACE;
+        for d in self.0.iter_mut().filter(|d| !d.exited) {
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = d.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if d.child.try_wait().ok().flatten().is_none() {
+                eprintln!("mailctl: {} did not stop in time; killing it", d.name);
+                let _ = d.child.kill();
+                let _ = d.child.wait();
+            }
+            d.exited = true;
+        }
+    }
+}
+
+impl Drop for Daemons {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The cluster map frontd is configured with, for the welcome deliveries.
+fn cluster_map(layout: &Layout) -> ClusterMap {
+    let members: Vec<MemberSection> = (1..=NODES)
+        .map(|i| MemberSection {
+            id: i as u64,
+            imap: Some(layout.node(i, NodePort::Imap)),
+            pop3: Some(layout.node(i, NodePort::Pop3)),
+            lmtp: Some(layout.node(i, NodePort::Lmtp)),
+        })
+        .collect();
+    let groups: Vec<GroupSection> =
+        GROUPS.iter().map(|g| GroupSection { name: g.to_string(), members: members.clone() }).collect();
+    ClusterMap::new(&groups)
+}
+
+fn welcome(user: &DemoUser) -> Vec<u8> {
+    format!(
+        "From: mailctl <postmaster@example.edu>\r\nTo: {mail}\r\nSubject: Welcome to your mailstore\r\n\
+         Message-ID: <welcome.{mail}>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
+         Hello {mail},\r\n\r\nthis message is stored on mailhost \"{host}\": a Raft group of three storage nodes.\r\n\
+         It was acknowledged only once a majority of them had it.\r\n",
+        mail = user.mail,
+        host = user.mail_host
+    )
+    .into_bytes()
+}
+
+/// Deliver the welcome messages, retrying while the groups elect leaders.
+async fn deliver_welcome(layout: &Layout, users: &[DemoUser]) -> anyhow::Result<()> {
+    let directory = Directory::Ldif(Arc::new(LdifDirectory::open(&layout.dir.join("users.ldif"))?));
+    let router = Router::new(directory, Arc::new(cluster_map(layout)), READY_TIME_MAX);
+    for user in users {
+        let replies = router.deliver("postmaster@example.edu", std::slice::from_ref(&user.mail), &welcome(user)).await;
+        if !replies[0].starts_with("250") {
+            bail!("welcome message to {} not delivered: {}", user.mail, replies[0]);
+        }
+    }
+    Ok(())
+}
+
+/// Wait until frontd accepts connections.
+fn wait_listening(addr: &str, deadline: Instant) -> anyhow::Result<()> {
+    while std::net::TcpStream::connect(addr).is_err() {
+        if Instant::now() > deadline {
+            bail!("nothing listens on {addr}; see the logs");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+fn print_banner(layout: &Layout, users: &[DemoUser]) {
+    let ca = layout.ca_file();
+    println!("mailstore is up: 3 storage nodes serving mailhosts {}, 1 front node", GROUPS.join(" and "));
+    println!("  data and configs: {}", layout.dir.display());
+    println!("  logs:             {}", layout.log_dir().display());
+    println!("  IMAP  {}  (STARTTLS)     IMAPS {}", layout.front_imap(), layout.front_imaps());
+    println!("  POP3  {}  (STLS)         POP3S {}", layout.front_pop3(), layout.front_pop3s());
+    println!("  TLS certificate for localhost/127.0.0.1, signed by the local CA {}", ca.display());
+    println!("  users (password, mailhost):");
+    for u in users {
+        println!("    {:<20} {:<14} {}", u.mail, u.password, u.mail_host);
+    }
+    if let Some(u) = users.first() {
+        println!("  try:");
+        println!(
+            "    curl --cacert {} --user '{}:{}' 'imaps://{}/INBOX;UID=1'",
+            ca.display(),
+            u.mail,
+            u.password,
+            layout.front_imaps()
+        );
+    }
+    println!("Ctrl-C stops everything.");
+}
+
+/// Run `mailctl up`.
+pub fn run(dir: &std::path::Path, port_base: u16) -> anyhow::Result<()> {
+    let layout = Layout::open(dir, port_base)?;
+    let users = layout.prepare()?;
+    if let Some(busy) = layout.all_addresses().into_iter().find(|a| std::net::TcpListener::bind(a).is_err()) {
+        bail!("{busy} is in use (another mailctl up?); stop it or choose another --port-base");
+    }
+    let mut daemons = Daemons(Vec::new());
+    for i in 1..=NODES {
+        daemons.start(&format!("storaged{i}"), "storaged", layout.node_config(i), &layout.log_dir())?;
+    }
+    daemons.start("frontd", "frontd", layout.front_config(), &layout.log_dir())?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let deadline = Instant::now() + READY_TIME_MAX;
+    wait_listening(&layout.front_imap(), deadline)?;
+    let marker = layout.dir.join("welcome-sent");
+    if !marker.exists() {
+        runtime.block_on(deliver_welcome(&layout, &users))?;
+        std::fs::write(&marker, "")?;
+    }
+    print_banner(&layout, &users);
+
+    runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                _ = term.recv() => break,
+                _ = tick.tick() => daemons.reap(),
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    eprintln!("mailctl: stopping the daemons");
+    daemons.stop();
+    eprintln!("mailctl: stopped");
+    Ok(())
+}
