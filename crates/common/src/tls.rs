@@ -112,6 +112,9 @@ pub struct Conn {
     pub rd: BufReader<ReadHalf<Stream>>,
     pub wr: WriteHalf<Stream>,
     pub tls: bool,
+    /// The negotiated TLS version and cipher suite (`TLSv1_3 TLS13_AES_256_GCM_SHA384`),
+    /// for trace headers and logs.
+    pub tls_info: Option<String>,
 }
 
 impl Conn {
@@ -126,8 +129,17 @@ impl Conn {
 
     pub fn new(stream: Stream) -> Self {
         let tls = stream.is_tls();
+        let tls_info = match &stream {
+            Stream::Tls(s) => {
+                let conn = s.get_ref().1;
+                let version = conn.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default();
+                let suite = conn.negotiated_cipher_suite().map(|c| format!("{:?}", c.suite())).unwrap_or_default();
+                Some(format!("{version} {suite}"))
+            }
+            Stream::Plain(_) => None,
+        };
         let (r, w) = tokio::io::split(stream);
-        Self { rd: BufReader::new(r), wr: w, tls }
+        Self { rd: BufReader::new(r), wr: w, tls, tls_info }
     }
 
     /// The whole stream again, with the bytes read ahead but not yet consumed (a client's

@@ -27,6 +27,38 @@ pub struct Listen {
     pub imaps: Option<String>,
     pub pop3: Option<String>,
     pub pop3s: Option<String>,
+    /// SMTP for the Internet (MX, port 25 style): no AUTH.
+    pub smtp: Option<String>,
+    /// Submission with STARTTLS (587 style): AUTH required.
+    pub submission: Option<String>,
+    /// Submission over implicit TLS (465 style).
+    pub submissions: Option<String>,
+}
+
+/// SMTP policy shared by the SMTP listeners.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpSection {
+    /// Domains whose users live here; anything else is relaying (refused for now).
+    pub local_domains: Vec<String>,
+    /// Domains collapsed into another before lookup (`mail.example.edu` → `example.edu`).
+    pub domain_aliases: std::collections::BTreeMap<String, String>,
+    pub message_max_bytes: usize,
+    pub recipients_max: usize,
+    /// MX only: wait this long before the greeting; clients that talk first are dropped.
+    pub greet_delay_ms: u64,
+}
+
+impl Default for SmtpSection {
+    fn default() -> Self {
+        Self {
+            local_domains: Vec::new(),
+            domain_aliases: Default::default(),
+            message_max_bytes: 36 << 20,
+            recipients_max: 100,
+            greet_delay_ms: 0,
+        }
+    }
 }
 
 /// The certificate clients see (STARTTLS, STLS, implicit TLS); re-read on SIGHUP.
@@ -167,6 +199,8 @@ pub struct Config {
     pub auth: AuthSection,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub smtp: SmtpSection,
     pub groups: Vec<GroupSection>,
 }
 
@@ -220,8 +254,14 @@ impl Config {
         if self.backend.proxy_password.is_some() == self.backend.proxy_password_file.is_some() {
             return invalid("[backend] needs exactly one of proxy_password or proxy_password_file".into());
         }
-        if (self.listen.imaps.is_some() || self.listen.pop3s.is_some()) && self.tls.is_none() {
+        if (self.listen.imaps.is_some() || self.listen.pop3s.is_some() || self.listen.submissions.is_some())
+            && self.tls.is_none()
+        {
             return invalid("implicit TLS listeners need [tls]".into());
+        }
+        let smtp_listeners = [&self.listen.smtp, &self.listen.submission, &self.listen.submissions];
+        if smtp_listeners.iter().any(|l| l.is_some()) && self.smtp.local_domains.is_empty() {
+            return invalid("SMTP listeners need [smtp] local_domains".into());
         }
         if self.groups.is_empty() {
             return invalid("no [[groups]]: frontd has nowhere to route users".into());

@@ -1,5 +1,6 @@
-//! `frontd`: a front node. Users connect here, never to a storage node: frontd checks their
-//! login against the directory, finds the Raft group that owns their mailbox (the
+//! `frontd`: a front node. Users connect here, never to a storage node: mail arrives over
+//! SMTP and is delivered to the owning group; for IMAP/POP3 frontd checks the login
+//! against the directory, finds the Raft group that owns their mailbox (the
 //! directory's `mailHost`) and that group's leader, logs in there with the proxy
 //! credential for the user, and splices the session through. Stateless: run as many as
 //! needed behind one name.
@@ -14,4 +15,5 @@ pub mod login;
 pub mod pop3;
 pub mod server;
 pub mod sessions;
+pub mod smtp;
 pub mod splice;

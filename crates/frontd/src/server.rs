@@ -16,10 +16,12 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::backend::{self, Backend, ProxyCredential};
 use crate::cluster::{ClusterMap, Protocol};
-use crate::config::{Config, ConfigError, TlsFiles};
+use crate::config::{Config, ConfigError, SmtpSection, TlsFiles};
+use crate::delivery::Router;
 use crate::login::{Gate, Refusal};
 use crate::sessions::{SessionCounts, Slot};
-use crate::{imap, pop3, splice};
+use crate::smtp::session::Mode;
+use crate::{imap, pop3, smtp, splice};
 
 /// How long a client may take to log in.
 const LOGIN_TIME_MAX: Duration = Duration::from_secs(180);
@@ -49,6 +51,9 @@ pub struct Front {
     pub gate: Gate,
     pub cluster: Arc<ClusterMap>,
     pub proxy: ProxyCredential,
+    /// Deliveries to the groups (SMTP).
+    pub router: Router,
+    pub smtp: SmtpSection,
     tls_files: Option<TlsFiles>,
     tls: RwLock<Option<Arc<Tls>>>,
     /// The storage nodes' IMAP capabilities (without TLS/AUTH items).
@@ -83,10 +88,14 @@ impl Front {
             Some(files) => Some(Arc::new(Tls::load(&files.cert_file, &files.key_file)?)),
             None => None,
         };
+        let cluster = Arc::new(ClusterMap::new(&cfg.groups));
+        let route_timeout = Duration::from_millis(cfg.backend.route_timeout_ms);
         Ok(Self {
             host: cfg.host.clone(),
+            router: Router::new(directory.clone(), cluster.clone(), route_timeout),
+            smtp: cfg.smtp.clone(),
             gate: Gate::new(directory, networks, policy),
-            cluster: Arc::new(ClusterMap::new(&cfg.groups)),
+            cluster,
             proxy: ProxyCredential {
                 user: cfg.backend.proxy_user.clone(),
                 password: cfg.proxy_password()?,
@@ -100,8 +109,13 @@ impl Front {
         })
     }
 
-    fn tls(&self) -> Option<Arc<Tls>> {
+    pub fn tls(&self) -> Option<Arc<Tls>> {
         self.tls.read().expect("tls lock").clone()
+    }
+
+    /// Whether a certificate is configured.
+    pub fn has_tls(&self) -> bool {
+        self.tls_files.is_some()
     }
 
     /// Re-read the certificate and key (SIGHUP); a bad pair is refused and the old stays.
@@ -177,11 +191,39 @@ async fn greeting_of(addr: &str) -> Option<String> {
     imap::greeting_capabilities(&String::from_utf8_lossy(&buf[..got]))
 }
 
-/// The line for a client whose address has too many connections open.
-fn busy_address(protocol: Protocol) -> &'static [u8] {
-    match protocol {
-        Protocol::Imap => b"* BYE [UNAVAILABLE] too many connections from your address\r\n",
-        _ => b"-ERR [SYS/TEMP] too many connections from your address\r\n",
+/// A client-facing protocol.
+#[derive(Debug, Clone, Copy)]
+enum Service {
+    Imap,
+    Pop3,
+    Smtp(Mode),
+}
+
+impl Service {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Imap => "IMAP",
+            Self::Pop3 => "POP3",
+            Self::Smtp(_) => "SMTP",
+        }
+    }
+
+    /// The line for a client over the listener's connection limit.
+    fn busy_line(self) -> &'static [u8] {
+        match self {
+            Self::Imap => b"* BYE [UNAVAILABLE] too many connections\r\n",
+            Self::Pop3 => b"-ERR [SYS/TEMP] too many connections\r\n",
+            Self::Smtp(_) => b"421 4.3.2 too many connections, try later\r\n",
+        }
+    }
+
+    /// The line for a client whose address has too many connections open.
+    fn busy_address_line(self) -> &'static [u8] {
+        match self {
+            Self::Imap => b"* BYE [UNAVAILABLE] too many connections from your address\r\n",
+            Self::Pop3 => b"-ERR [SYS/TEMP] too many connections from your address\r\n",
+            Self::Smtp(_) => b"421 4.7.0 too many connections from your address\r\n",
+        }
     }
 }
 
@@ -195,34 +237,32 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         async move { TcpListener::bind(&addr).await.map_err(|source| StartError::Listen { addr, source }) }
     };
     let mut tasks = tokio::task::JoinSet::new();
-    for (addr, protocol, implicit) in [
-        (&cfg.listen.imap, Protocol::Imap, false),
-        (&cfg.listen.imaps, Protocol::Imap, true),
-        (&cfg.listen.pop3, Protocol::Pop3, false),
-        (&cfg.listen.pop3s, Protocol::Pop3, true),
+    for (addr, service, implicit) in [
+        (&cfg.listen.imap, Service::Imap, false),
+        (&cfg.listen.imaps, Service::Imap, true),
+        (&cfg.listen.pop3, Service::Pop3, false),
+        (&cfg.listen.pop3s, Service::Pop3, true),
+        (&cfg.listen.smtp, Service::Smtp(Mode::Mx), false),
+        (&cfg.listen.submission, Service::Smtp(Mode::Submission), false),
+        (&cfg.listen.submissions, Service::Smtp(Mode::Submission), true),
     ] {
         let Some(addr) = addr else { continue };
         let listener = bind(addr).await?;
-        tracing::info!(%addr, ?protocol, implicit_tls = implicit, "listening");
+        tracing::info!(%addr, ?service, implicit_tls = implicit, "listening");
         let front = front.clone();
-        let busy: &'static [u8] = if protocol == Protocol::Imap {
-            b"* BYE [UNAVAILABLE] too many connections\r\n"
-        } else {
-            b"-ERR [SYS/TEMP] too many connections\r\n"
-        };
-        let name = if protocol == Protocol::Imap { "IMAP" } else { "POP3" };
-        tasks.spawn(common::accept::serve(listener, max, name, busy, move |stream, peer| {
+        tasks.spawn(common::accept::serve(listener, max, service.name(), service.busy_line(), move |stream, peer| {
             let front = front.clone();
             async move {
                 let Some(_address_slot) = front.per_address.try_acquire(peer.ip()) else {
                     tracing::warn!(%peer, "connection limit of the address reached");
                     let mut stream = stream;
-                    let _ = stream.write_all(busy_address(protocol)).await;
+                    let _ = stream.write_all(service.busy_address_line()).await;
                     return Ok(());
                 };
-                match protocol {
-                    Protocol::Imap => imap_connection(stream, peer, front, implicit).await,
-                    _ => pop3_connection(stream, peer, front, implicit).await,
+                match service {
+                    Service::Imap => imap_connection(stream, peer, front, implicit).await,
+                    Service::Pop3 => pop3_connection(stream, peer, front, implicit).await,
+                    Service::Smtp(mode) => smtp::server::connection(stream, peer, front, mode, implicit).await,
                 }
             }
         }));

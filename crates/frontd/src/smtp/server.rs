@@ -1,0 +1,204 @@
+//! The I/O edge of SMTP: greeting (with the MX greet delay: early talkers are dropped),
+//! bounded command and DATA line reading, STARTTLS, and carrying out the session's steps
+//! (password checks through the login gate, recipient lookups and deliveries through the
+//! router). Adds the `Received:` trace header, with TLS details, to every message.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::tls::Conn;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::session::{Mode, Session, Settings, Step};
+use crate::server::Front;
+
+/// RFC 5321 4.5.3.2: a server waits at least 5 minutes for a command.
+const COMMAND_IDLE: Duration = Duration::from_secs(300);
+/// RFC 5321 4.5.3.2.6: 10 minutes for the end of DATA... per line here.
+const DATA_IDLE: Duration = Duration::from_secs(600);
+/// Longest command line kept (RFC 5321: 512; AUTH responses may be longer).
+const COMMAND_LINE_MAX: usize = 4096;
+/// DATA is read in lines of at most this many bytes (longer ones arrive in pieces).
+const DATA_PIECE_MAX: usize = 64 * 1024;
+/// Commands per connection.
+const COMMANDS_MAX: usize = 100_000;
+
+/// One line with its terminator, at most `max` bytes (a longer line comes in pieces);
+/// `None` at end of input.
+async fn read_raw<R: AsyncBufRead + Unpin>(r: &mut R, max: usize) -> std::io::Result<Option<Vec<u8>>> {
+    let mut out = Vec::new();
+    loop {
+        let buf = r.fill_buf().await?;
+        if buf.is_empty() {
+            return Ok((!out.is_empty()).then_some(out));
+        }
+        let room = max - out.len();
+        let (take, done) = match buf.iter().take(room).position(|b| *b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (buf.len().min(room), out.len() + buf.len().min(room) >= max),
+        };
+        out.extend_from_slice(&buf[..take]);
+        r.consume(take);
+        if done {
+            return Ok(Some(out));
+        }
+    }
+}
+
+async fn read_within<R: AsyncBufRead + Unpin>(
+    r: &mut R,
+    max: usize,
+    idle: Duration,
+) -> std::io::Result<Option<Vec<u8>>> {
+    tokio::time::timeout(idle, read_raw(r, max)).await.unwrap_or(Ok(None))
+}
+
+fn settings(front: &Front, mode: Mode) -> Settings {
+    let smtp = &front.smtp;
+    Settings {
+        host: front.host.clone(),
+        mode,
+        message_max_bytes: smtp.message_max_bytes,
+        recipients_max: smtp.recipients_max,
+        tls_configured: front.has_tls(),
+        local_domains: smtp.local_domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
+        domain_aliases: smtp
+            .domain_aliases
+            .iter()
+            .map(|(a, d)| (a.to_ascii_lowercase(), d.to_ascii_lowercase()))
+            .collect(),
+    }
+}
+
+/// The `Received:` header for a message.
+fn received(session: &Session, peer: SocketAddr, conn: &Conn, host: &str, recipients: &[String]) -> String {
+    let helo = session.helo().unwrap_or("unknown").replace(|c: char| c.is_control() || c == '(' || c == ')', "");
+    let protocol = match (conn.tls, session.account().is_some()) {
+        (true, true) => "ESMTPSA",
+        (true, false) => "ESMTPS",
+        (false, true) => "ESMTPA",
+        (false, false) => "ESMTP",
+    };
+    let tls = conn.tls_info.as_ref().map(|t| format!("\r\n\t(using {t})")).unwrap_or_default();
+    let id: u64 = rand::random();
+    let to = if recipients.len() == 1 { format!("\r\n\tfor <{}>", recipients[0]) } else { String::new() };
+    let date = chrono::Utc::now().to_rfc2822();
+    format!(
+        "Received: from {helo} ([{}]){tls}\r\n\tby {host} (frontd) with {protocol} id {id:016x}{to};\r\n\t{date}\r\n",
+        peer.ip()
+    )
+}
+
+/// Serve one SMTP connection on a listener of `mode`.
+pub async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    front: Arc<Front>,
+    mode: Mode,
+    implicit_tls: bool,
+) -> std::io::Result<()> {
+    let tls = front.tls();
+    let mut conn = Conn::open(stream, tls.as_deref(), implicit_tls).await?;
+    let greet_delay = Duration::from_millis(front.smtp.greet_delay_ms);
+    if mode == Mode::Mx && !greet_delay.is_zero() {
+        // A client that talks before the greeting is not speaking SMTP as it should.
+        if let Ok(Ok(early)) = tokio::time::timeout(greet_delay, conn.rd.fill_buf()).await {
+            if !early.is_empty() {
+                tracing::info!(%peer, "SMTP client talked before the greeting");
+                return conn.wr.write_all(b"554 5.5.0 you talked before the greeting\r\n").await;
+            }
+            return Ok(());
+        }
+    }
+    let mut session = Session::new(settings(&front, mode), conn.tls);
+    conn.wr.write_all(format!("{}\r\n", session.greeting()).as_bytes()).await?;
+    for _ in 0..COMMANDS_MAX {
+        let Some(line) = read_within(&mut conn.rd, COMMAND_LINE_MAX, COMMAND_IDLE).await? else {
+            return Ok(());
+        };
+        if line.len() >= COMMAND_LINE_MAX && !line.ends_with(b"\n") {
+            // Skip the rest of the over-long line, then refuse it.
+            while let Some(rest) = read_within(&mut conn.rd, COMMAND_LINE_MAX, COMMAND_IDLE).await? {
+                if rest.ends_with(b"\n") {
+                    break;
+                }
+            }
+            conn.wr.write_all(b"500 5.5.2 line too long\r\n").await?;
+            continue;
+        }
+        let mut step = session.command(&line);
+        loop {
+            step = match step {
+                Step::Reply(text) => {
+                    conn.wr.write_all(format!("{text}\r\n").as_bytes()).await?;
+                    break;
+                }
+                Step::Close(text) => return conn.wr.write_all(format!("{text}\r\n").as_bytes()).await,
+                Step::StartTls(text) => {
+                    conn.wr.write_all(format!("{text}\r\n").as_bytes()).await?;
+                    let tls = tls.as_ref().expect("STARTTLS is offered only with TLS");
+                    let Some(upgraded) = conn.start_tls(tls).await? else { return Ok(()) };
+                    conn = upgraded;
+                    session.tls_started();
+                    break;
+                }
+                Step::AuthChallenge(text) => {
+                    conn.wr.write_all(format!("{text}\r\n").as_bytes()).await?;
+                    let Some(line) = read_within(&mut conn.rd, COMMAND_LINE_MAX, COMMAND_IDLE).await? else {
+                        return Ok(());
+                    };
+                    session.auth_line(&line)
+                }
+                Step::Authenticate(creds) => {
+                    let result = front.gate.login(peer.ip(), conn.tls, &creds).await;
+                    session.authenticated(result)
+                }
+                Step::Resolve(address) => {
+                    let resolution = front.router.resolve(&address).await;
+                    session.resolved(&address, resolution)
+                }
+                Step::Data(text) => {
+                    conn.wr.write_all(format!("{text}\r\n").as_bytes()).await?;
+                    loop {
+                        let Some(raw) = read_within(&mut conn.rd, DATA_PIECE_MAX, DATA_IDLE).await? else {
+                            return Ok(());
+                        };
+                        if let Some(next) = session.data_line(&raw) {
+                            break next;
+                        }
+                    }
+                }
+                Step::Chunk { size, last } => {
+                    let mut bytes = Vec::new();
+                    let limit = front.smtp.message_max_bytes as u64 + 1;
+                    // Read the whole chunk (the stream must stay in step); keep at most the limit.
+                    let mut left = size as u64;
+                    while left > 0 {
+                        let take = left.min(64 * 1024);
+                        let mut piece = Vec::new();
+                        let n = (&mut conn.rd).take(take).read_to_end(&mut piece).await?;
+                        if n == 0 {
+                            return Ok(());
+                        }
+                        if (bytes.len() as u64) < limit {
+                            bytes.extend_from_slice(&piece);
+                        }
+                        left -= n as u64;
+                    }
+                    session.chunk(&bytes, last)
+                }
+                Step::Deliver => {
+                    let envelope = session.envelope();
+                    let header = received(&session, peer, &conn, &front.host, &envelope.recipients);
+                    let message = [header.as_bytes(), &envelope.message].concat();
+                    let replies = front.router.deliver(&envelope.from, &envelope.recipients, &message).await;
+                    tracing::info!(%peer, from = %envelope.from, recipients = envelope.recipients.len(), group = %envelope.group, reply = %replies.first().map(String::as_str).unwrap_or(""), "SMTP message");
+                    session.delivered(&replies)
+                }
+            };
+        }
+    }
+    conn.wr.write_all(b"421 4.7.0 too many commands\r\n").await
+}

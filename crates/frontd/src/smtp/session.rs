@@ -1,0 +1,613 @@
+//! The SMTP protocol state machine (RFC 5321 with PIPELINING, SIZE, 8BITMIME, SMTPUTF8,
+//! ENHANCEDSTATUSCODES, STARTTLS, AUTH PLAIN/LOGIN, CHUNKING), pure: command lines in,
+//! replies and requests out. Commands are parsed by `smtp-proto`; what needs the world
+//! (recipient lookups, password checks, delivery) is asked of the server as a [`Step`] and
+//! answered back. One command table, one dispatcher. Never an open relay: a recipient is
+//! accepted only if the directory knows it.
+
+use std::borrow::Cow;
+
+use base64::Engine;
+use common::directory::Account;
+use common::sasl::{self, PlainCredentials};
+use smtp_proto::Request;
+
+use super::body::{Body, Finished};
+use crate::delivery::Resolution;
+use crate::login::Refusal;
+
+/// Which listener a session is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Port 25: mail from the Internet; no AUTH.
+    Mx,
+    /// Ports 587/465: users' own mail; AUTH first.
+    Submission,
+}
+
+/// The listener's settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub host: String,
+    pub mode: Mode,
+    pub message_max_bytes: usize,
+    pub recipients_max: usize,
+    /// A certificate is configured (STARTTLS can be offered).
+    pub tls_configured: bool,
+    /// Domains whose users live here (lower case); mail for any other domain is relaying.
+    pub local_domains: Vec<String>,
+    /// `(alias, domain)`: recipient domains collapsed before lookup.
+    pub domain_aliases: Vec<(String, String)>,
+}
+
+/// What the server must do next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Write this reply and read the next command.
+    Reply(String),
+    /// Write this reply, then run the TLS handshake.
+    StartTls(String),
+    /// Write this reply and close.
+    Close(String),
+    /// Write this `334` challenge and hand the next line to [`Session::auth_line`].
+    AuthChallenge(String),
+    /// Check these credentials, then call [`Session::authenticated`].
+    Authenticate(PlainCredentials),
+    /// Look this recipient up, then call [`Session::resolved`].
+    Resolve(String),
+    /// Write this `354` and hand DATA lines to [`Session::data_line`].
+    Data(String),
+    /// Read exactly `size` bytes and hand them to [`Session::chunk`].
+    Chunk { size: usize, last: bool },
+    /// Deliver [`Session::envelope`], then call [`Session::delivered`].
+    Deliver,
+}
+
+/// A complete message to deliver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub from: String,
+    /// Recipients as the client gave them (domain aliases collapsed).
+    pub recipients: Vec<String>,
+    /// The group every recipient lives on.
+    pub group: String,
+    pub message: Vec<u8>,
+}
+
+#[derive(Debug)]
+enum AuthState {
+    None,
+    /// AUTH PLAIN without an initial response.
+    Plain,
+    LoginUser,
+    LoginPassword(String),
+}
+
+/// One SMTP session.
+#[derive(Debug)]
+pub struct Session {
+    settings: Settings,
+    tls: bool,
+    helo: Option<String>,
+    account: Option<std::sync::Arc<Account>>,
+    from: Option<String>,
+    recipients: Vec<String>,
+    group: Option<String>,
+    body: Option<Body>,
+    message: Option<Vec<u8>>,
+    auth: AuthState,
+}
+
+type Handler = fn(&mut Session, Request<Cow<'_, str>>) -> Step;
+
+/// The command table: verb → handler.
+const COMMANDS: &[(&str, Handler)] = &[
+    ("EHLO", Session::ehlo),
+    ("HELO", Session::ehlo),
+    ("LHLO", Session::not_lmtp),
+    ("STARTTLS", Session::starttls),
+    ("AUTH", Session::auth),
+    ("MAIL", Session::mail),
+    ("RCPT", Session::rcpt),
+    ("DATA", Session::data),
+    ("BDAT", Session::bdat),
+    ("RSET", Session::rset),
+    ("NOOP", Session::noop),
+    ("VRFY", Session::vrfy),
+    ("EXPN", Session::vrfy),
+    ("HELP", Session::help),
+    ("QUIT", Session::quit),
+    ("ETRN", Session::not_implemented),
+    ("ATRN", Session::not_implemented),
+    ("BURL", Session::not_implemented),
+];
+
+fn reply(s: impl Into<String>) -> Step {
+    Step::Reply(s.into())
+}
+
+impl Session {
+    pub fn new(settings: Settings, tls: bool) -> Self {
+        Self {
+            settings,
+            tls,
+            helo: None,
+            account: None,
+            from: None,
+            recipients: Vec::new(),
+            group: None,
+            body: None,
+            message: None,
+            auth: AuthState::None,
+        }
+    }
+
+    pub fn greeting(&self) -> String {
+        format!("220 {} ESMTP ready", self.settings.host)
+    }
+
+    /// The HELO/EHLO name the client gave.
+    pub fn helo(&self) -> Option<&str> {
+        self.helo.as_deref()
+    }
+
+    /// The authenticated user, if any.
+    pub fn account(&self) -> Option<&Account> {
+        self.account.as_deref()
+    }
+
+    /// TLS is now active: the session starts over (RFC 3207 4.2).
+    pub fn tls_started(&mut self) {
+        let settings = self.settings.clone();
+        *self = Self::new(settings, true);
+    }
+
+    fn reset_transaction(&mut self) {
+        self.from = None;
+        self.recipients.clear();
+        self.group = None;
+        self.body = None;
+        self.message = None;
+    }
+
+    /// Handle one command line (with its line ending).
+    pub fn command(&mut self, line: &[u8]) -> Step {
+        if !matches!(self.auth, AuthState::None) {
+            return self.auth_line(line);
+        }
+        let mut with_lf = line.to_vec();
+        if !with_lf.ends_with(b"\n") {
+            with_lf.push(b'\n');
+        }
+        match Request::parse(&mut with_lf.iter()) {
+            Ok(request) => {
+                let verb = request.name();
+                let handler =
+                    COMMANDS.iter().find(|(v, _)| *v == verb).map(|(_, h)| *h).expect("every request has a verb");
+                handler(self, request)
+            }
+            Err(smtp_proto::Error::UnknownCommand) => reply("500 5.5.1 command unrecognized"),
+            Err(smtp_proto::Error::InvalidSenderAddress) => reply("501 5.1.7 bad sender address syntax"),
+            Err(smtp_proto::Error::InvalidRecipientAddress) => reply("501 5.1.3 bad recipient address syntax"),
+            Err(smtp_proto::Error::UnsupportedParameter { param }) => {
+                reply(format!("555 5.5.4 unsupported parameter {}", param.chars().take(64).collect::<String>()))
+            }
+            Err(smtp_proto::Error::InvalidParameter { param }) => reply(format!("501 5.5.4 invalid value for {param}")),
+            Err(smtp_proto::Error::SyntaxError { syntax }) => reply(format!("501 5.5.2 syntax: {syntax}")),
+            Err(_) => reply("500 5.5.2 syntax error"),
+        }
+    }
+
+    fn ehlo(&mut self, request: Request<Cow<'_, str>>) -> Step {
+        let (host, extended) = match request {
+            Request::Ehlo { host } => (host, true),
+            Request::Helo { host } => (host, false),
+            _ => unreachable!("table"),
+        };
+        self.reset_transaction();
+        self.helo = Some(host.chars().take(255).collect());
+        let name = &self.settings.host;
+        if !extended {
+            return reply(format!("250 {name}"));
+        }
+        let mut lines = vec![
+            name.clone(),
+            "PIPELINING".into(),
+            format!("SIZE {}", self.settings.message_max_bytes),
+            "8BITMIME".into(),
+            "SMTPUTF8".into(),
+            "ENHANCEDSTATUSCODES".into(),
+            "CHUNKING".into(),
+        ];
+        if self.settings.tls_configured && !self.tls {
+            lines.push("STARTTLS".into());
+        }
+        if self.settings.mode == Mode::Submission && self.tls && self.account.is_none() {
+            lines.push("AUTH PLAIN LOGIN".into());
+        }
+        let n = lines.len();
+        let text: Vec<String> = lines
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| format!("250{}{l}", if i + 1 == n { ' ' } else { '-' }))
+            .collect();
+        reply(text.join("\r\n"))
+    }
+
+    fn not_lmtp(&mut self, _: Request<Cow<'_, str>>) -> Step {
+        reply("500 5.5.1 this is SMTP: use EHLO")
+    }
+
+    fn starttls(&mut self, _: Request<Cow<'_, str>>) -> Step {
+        if self.tls || !self.settings.tls_configured {
+            return reply("503 5.5.1 TLS not available");
+        }
+        Step::StartTls("220 2.0.0 ready to start TLS".into())
+    }
+
+    fn auth(&mut self, request: Request<Cow<'_, str>>) -> Step {
+        let Request::Auth { mechanism, initial_response } = request else { unreachable!("table") };
+        if self.settings.mode != Mode::Submission {
+            return reply("503 5.5.1 AUTH is for the submission port");
+        }
+        if !self.tls {
+            return reply("538 5.7.11 encryption required: STARTTLS first");
+        }
+        if self.account.is_some() {
+            return reply("503 5.5.1 already authenticated");
+        }
+        if self.from.is_some() {
+            return reply("503 5.5.1 AUTH not allowed during a transaction");
+        }
+        let decode = |s: &str| base64::engine::general_purpose::STANDARD.decode(s.trim()).ok();
+        match mechanism {
+            smtp_proto::AUTH_PLAIN if initial_response.is_empty() => {
+                self.auth = AuthState::Plain;
+                Step::AuthChallenge("334 ".into())
+            }
+            smtp_proto::AUTH_PLAIN => self.plain_response(&initial_response),
+            smtp_proto::AUTH_LOGIN if initial_response.is_empty() => {
+                self.auth = AuthState::LoginUser;
+                Step::AuthChallenge("334 VXNlcm5hbWU6".into())
+            }
+            smtp_proto::AUTH_LOGIN => match decode(&initial_response).and_then(|u| String::from_utf8(u).ok()) {
+                Some(user) => {
+                    self.auth = AuthState::LoginPassword(user);
+                    Step::AuthChallenge("334 UGFzc3dvcmQ6".into())
+                }
+                None => reply("501 5.5.2 bad base64"),
+            },
+            _ => reply("504 5.5.4 mechanism not supported; use PLAIN or LOGIN"),
+        }
+    }
+
+    fn plain_response(&mut self, b64: &str) -> Step {
+        self.auth = AuthState::None;
+        match sasl::decode_plain(b64) {
+            Ok(creds) => Step::Authenticate(creds),
+            Err(sasl::SaslError::Cancelled) => reply("501 5.0.0 authentication cancelled"),
+            Err(e) => reply(format!("501 5.5.2 {e}")),
+        }
+    }
+
+    /// A line answering a `334` challenge.
+    pub fn auth_line(&mut self, line: &[u8]) -> Step {
+        let text = String::from_utf8_lossy(line).trim_end().to_string();
+        if text == "*" {
+            self.auth = AuthState::None;
+            return reply("501 5.0.0 authentication cancelled");
+        }
+        let decoded =
+            || base64::engine::general_purpose::STANDARD.decode(&text).ok().and_then(|b| String::from_utf8(b).ok());
+        match std::mem::replace(&mut self.auth, AuthState::None) {
+            AuthState::None => reply("503 5.5.1 no authentication in progress"),
+            AuthState::Plain => self.plain_response(&text),
+            AuthState::LoginUser => match decoded() {
+                Some(user) => {
+                    self.auth = AuthState::LoginPassword(user);
+                    Step::AuthChallenge("334 UGFzc3dvcmQ6".into())
+                }
+                None => reply("501 5.5.2 bad base64"),
+            },
+            AuthState::LoginPassword(user) => match decoded() {
+                Some(password) => {
+                    Step::Authenticate(PlainCredentials { authzid: String::new(), authcid: user, password })
+                }
+                None => reply("501 5.5.2 bad base64"),
+            },
+        }
+    }
+
+    /// The outcome of [`Step::Authenticate`].
+    pub fn authenticated(&mut self, result: Result<std::sync::Arc<Account>, Refusal>) -> Step {
+        match result {
+            Ok(account) => {
+                self.account = Some(account);
+                reply("235 2.7.0 authentication successful")
+            }
+            Err(Refusal::Unavailable(why)) => reply(format!("454 4.7.0 {why}")),
+            Err(Refusal::Throttled | Refusal::TooManySessions) => reply("454 4.7.0 too many attempts, try later"),
+            Err(Refusal::Disabled) => reply("535 5.7.8 account disabled"),
+            Err(Refusal::NeedsTls) => reply("538 5.7.11 encryption required"),
+            Err(Refusal::Failed) => reply("535 5.7.8 authentication failed"),
+        }
+    }
+
+    fn mail(&mut self, request: Request<Cow<'_, str>>) -> Step {
+        let Request::Mail { from } = request else { unreachable!("table") };
+        if self.helo.is_none() {
+            return reply("503 5.5.1 say EHLO first");
+        }
+        if self.from.is_some() {
+            return reply("503 5.5.1 nested MAIL command");
+        }
+        if from.size > self.settings.message_max_bytes {
+            return reply(format!(
+                "552 5.3.4 message size exceeds the limit of {} bytes",
+                self.settings.message_max_bytes
+            ));
+        }
+        let address = from.address.to_lowercase();
+        if self.settings.mode == Mode::Submission {
+            let Some(account) = &self.account else { return reply("530 5.7.0 authentication required") };
+            // Users send as themselves: the envelope sender is one of their addresses.
+            if !account.addresses().any(|a| a == address) {
+                return reply(format!("553 5.7.1 <{}> is not one of your addresses", from.address));
+            }
+        }
+        self.from = Some(from.address.into_owned());
+        reply("250 2.1.0 sender ok")
+    }
+
+    /// The recipient domain with configured aliases collapsed.
+    fn canonical(&self, address: &str) -> String {
+        let Some((local, domain)) = address.rsplit_once('@') else { return address.to_string() };
+        match self.settings.domain_aliases.iter().find(|(alias, _)| alias.eq_ignore_ascii_case(domain)) {
+            Some((_, target)) => format!("{local}@{target}"),
+            None => address.to_string(),
+        }
+    }
+
+    fn rcpt(&mut self, request: Request<Cow<'_, str>>) -> Step {
+        let Request::Rcpt { to } = request else { unreachable!("table") };
+        if self.from.is_none() {
+            return reply("503 5.5.1 need MAIL first");
+        }
+        if self.recipients.len() >= self.settings.recipients_max {
+            return reply("452 4.5.3 too many recipients");
+        }
+        let address = self.canonical(&to.address);
+        let domain = address.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();
+        if !self.settings.local_domains.contains(&domain) {
+            // Remote delivery (the outbound queue) is not built yet: refused for everyone,
+            // which also makes this never an open relay.
+            return reply(format!("554 5.7.1 <{address}> relay access denied"));
+        }
+        Step::Resolve(address)
+    }
+
+    /// The outcome of [`Step::Resolve`].
+    pub fn resolved(&mut self, address: &str, resolution: Resolution) -> Step {
+        match resolution {
+            Resolution::Refused(text) => reply(text),
+            Resolution::Local { group, .. } => {
+                // One transaction, one mailhost: a commit is all or nothing, so the reply to
+                // DATA is true for every recipient. Others come in the next transaction.
+                if self.group.as_ref().is_some_and(|g| *g != group) {
+                    return reply(format!(
+                        "452 4.5.3 <{address}> is on another mailhost; send it in a new transaction"
+                    ));
+                }
+                self.group = Some(group);
+                self.recipients.push(address.to_string());
+                reply("250 2.1.5 recipient ok")
+            }
+        }
+    }
+
+    fn data(&mut self, _: Request<Cow<'_, str>>) -> Step {
+        if self.from.is_none() || self.recipients.is_empty() {
+            return reply("503 5.5.1 need MAIL and RCPT first");
+        }
+        self.body = Some(Body::new(self.settings.message_max_bytes));
+        Step::Data("354 3.0.0 go ahead, end with <CRLF>.<CRLF>".into())
+    }
+
+    /// One DATA line (with its line ending).
+    pub fn data_line(&mut self, raw: &[u8]) -> Option<Step> {
+        let finished = self.body.as_mut().expect("data_line only in DATA").data_line(raw)?;
+        Some(self.finished(finished))
+    }
+
+    fn finished(&mut self, finished: Finished) -> Step {
+        self.body = None;
+        match finished {
+            Finished::Message(m) => {
+                self.message = Some(m);
+                Step::Deliver
+            }
+            Finished::TooBig => {
+                self.reset_transaction();
+                reply(format!("552 5.3.4 message exceeds the limit of {} bytes", self.settings.message_max_bytes))
+            }
+            Finished::BareLineEnding => {
+                self.reset_transaction();
+                reply("550 5.6.11 bare CR or LF in the message: use CRLF line endings")
+            }
+        }
+    }
+
+    fn bdat(&mut self, request: Request<Cow<'_, str>>) -> Step {
+        let Request::Bdat { chunk_size, is_last } = request else { unreachable!("table") };
+        if self.from.is_none() || self.recipients.is_empty() {
+            // The chunk still follows and must be read and dropped.
+            self.body = None;
+            return Step::Chunk { size: chunk_size, last: is_last };
+        }
+        if self.body.is_none() {
+            self.body = Some(Body::new(self.settings.message_max_bytes));
+        }
+        Step::Chunk { size: chunk_size, last: is_last }
+    }
+
+    /// The bytes of a BDAT chunk (dropped if there is no transaction).
+    pub fn chunk(&mut self, bytes: &[u8], last: bool) -> Step {
+        let Some(body) = self.body.as_mut() else {
+            return reply("503 5.5.1 need MAIL and RCPT first");
+        };
+        match body.chunk(bytes, last) {
+            None => reply(format!("250 2.0.0 {} octets received", bytes.len())),
+            Some(finished) => self.finished(finished),
+        }
+    }
+
+    /// The message to deliver after [`Step::Deliver`].
+    pub fn envelope(&self) -> Envelope {
+        Envelope {
+            from: self.from.clone().unwrap_or_default(),
+            recipients: self.recipients.clone(),
+            group: self.group.clone().unwrap_or_default(),
+            message: self.message.clone().unwrap_or_default(),
+        }
+    }
+
+    /// The per-recipient replies of the delivery; the reply to DATA/BDAT.
+    pub fn delivered(&mut self, replies: &[String]) -> Step {
+        self.reset_transaction();
+        let ok = replies.iter().filter(|r| r.starts_with('2')).count();
+        if ok == replies.len() {
+            return reply("250 2.0.0 message accepted for delivery");
+        }
+        if ok > 0 {
+            // One group commits all or nothing; a partial answer means the directory changed
+            // between RCPT and DATA. The committed copies stand.
+            return reply("250 2.0.0 message accepted for some recipients; others refused it");
+        }
+        reply(replies.first().cloned().unwrap_or_else(|| "451 4.3.0 delivery failed".into()))
+    }
+
+    fn rset(&mut self, _: Request<Cow<'_, str>>) -> Step {
+        self.reset_transaction();
+        reply("250 2.0.0 reset")
+    }
+
+    fn noop(&mut self, _: Request<Cow<'_, str>>) -> Step {
+        reply("250 2.0.0 ok")
+    }
+
+    fn vrfy(&mut self, _: Request<Cow<'_, str>>) -> Step {
+        reply("252 2.5.0 cannot verify; send mail and see")
+    }
+
+    fn help(&mut self, _: Request<Cow<'_, str>>) -> Step {
+        reply("214 2.0.0 see RFC 5321")
+    }
+
+    fn quit(&mut self, _: Request<Cow<'_, str>>) -> Step {
+        Step::Close(format!("221 2.0.0 {} closing", self.settings.host))
+    }
+
+    fn not_implemented(&mut self, _: Request<Cow<'_, str>>) -> Step {
+        reply("502 5.5.1 command not implemented")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(mode: Mode) -> Settings {
+        Settings {
+            host: "mx.example.edu".into(),
+            mode,
+            message_max_bytes: 1000,
+            recipients_max: 3,
+            tls_configured: true,
+            local_domains: vec!["example.edu".into()],
+            domain_aliases: vec![("mail.example.edu".into(), "example.edu".into())],
+        }
+    }
+
+    fn text(step: Step) -> String {
+        match step {
+            Step::Reply(t) | Step::Close(t) | Step::StartTls(t) | Step::AuthChallenge(t) | Step::Data(t) => t,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn local(group: &str) -> Resolution {
+        let mut attrs = common::directory::Attributes::new();
+        attrs.insert("mail".into(), vec!["x@example.edu".into()]);
+        Resolution::Local {
+            account: std::sync::Arc::new(Account::from_attributes("x", &attrs).unwrap()),
+            group: group.into(),
+        }
+    }
+
+    #[test]
+    fn an_mx_transaction_on_one_mailhost() {
+        let mut s = Session::new(settings(Mode::Mx), false);
+        assert!(text(s.command(b"MAIL FROM:<a@b>\r\n")).starts_with("503"), "EHLO first");
+        let ehlo = text(s.command(b"EHLO client.example.org\r\n"));
+        assert!(ehlo.contains("STARTTLS") && ehlo.contains("250-CHUNKING") && !ehlo.contains("AUTH"), "{ehlo}");
+        assert!(text(s.command(b"AUTH PLAIN AGEAYg==\r\n")).starts_with("503"), "no AUTH on MX");
+        assert!(text(s.command(b"MAIL FROM:<a@b.org> SIZE=5000\r\n")).starts_with("552"));
+        assert!(text(s.command(b"MAIL FROM:<a@b.org> BODY=8BITMIME\r\n")).starts_with("250"));
+        assert!(text(s.command(b"RCPT TO:<x@remote.org>\r\n")).starts_with("554 5.7.1"), "no relaying");
+        assert_eq!(s.command(b"RCPT TO:<alice@Mail.Example.edu>\r\n"), Step::Resolve("alice@example.edu".into()));
+        assert!(text(s.resolved("alice@example.edu", local("hermes"))).starts_with("250"));
+        assert_eq!(s.command(b"RCPT TO:<bob@example.edu>\r\n"), Step::Resolve("bob@example.edu".into()));
+        assert!(text(s.resolved("bob@example.edu", local("apollo"))).starts_with("452 4.5.3"), "other mailhost");
+        assert!(text(s.command(b"DATA\r\n")).starts_with("354"));
+        assert_eq!(s.data_line(b"Subject: hi\r\n"), None);
+        assert_eq!(s.data_line(b".\r\n"), Some(Step::Deliver));
+        let env = s.envelope();
+        assert_eq!(
+            (env.recipients, env.group, env.message),
+            (vec!["alice@example.edu".to_string()], "hermes".to_string(), b"Subject: hi\r\n".to_vec())
+        );
+        assert!(text(s.delivered(&["250 2.1.5 ok".into()])).starts_with("250"));
+        assert!(text(s.command(b"RCPT TO:<alice@example.edu>\r\n")).starts_with("503"), "transaction over");
+        assert!(matches!(s.command(b"QUIT\r\n"), Step::Close(_)));
+    }
+
+    #[test]
+    fn submission_needs_tls_and_auth_and_the_users_own_sender() {
+        let mut s = Session::new(settings(Mode::Submission), false);
+        assert!(!text(s.command(b"EHLO c\r\n")).contains("AUTH"), "no AUTH before TLS");
+        assert!(text(s.command(b"AUTH PLAIN AGEAYg==\r\n")).starts_with("538"));
+        assert!(matches!(s.command(b"STARTTLS\r\n"), Step::StartTls(_)));
+        s.tls_started();
+        assert!(text(s.command(b"EHLO c\r\n")).contains("250 AUTH PLAIN LOGIN"));
+        assert!(text(s.command(b"MAIL FROM:<x@example.edu>\r\n")).starts_with("530"));
+        assert_eq!(text(s.command(b"AUTH LOGIN\r\n")), "334 VXNlcm5hbWU6");
+        assert_eq!(text(s.command(b"eEBleGFtcGxlLmVkdQ==\r\n")), "334 UGFzc3dvcmQ6");
+        let Step::Authenticate(creds) = s.command(b"cHc=\r\n") else { panic!() };
+        assert_eq!((creds.authcid.as_str(), creds.password.as_str()), ("x@example.edu", "pw"));
+        assert!(text(s.authenticated(Err(Refusal::Failed))).starts_with("535"));
+        assert_eq!(s.command(b"AUTH PLAIN AHhAZXhhbXBsZS5lZHUAcHc=\r\n"), Step::Authenticate(creds.clone()));
+        let Resolution::Local { account, .. } = local("hermes") else { unreachable!() };
+        assert!(text(s.authenticated(Ok(account))).starts_with("235"));
+        assert!(text(s.command(b"MAIL FROM:<someone.else@example.edu>\r\n")).starts_with("553"), "forged sender");
+        assert!(text(s.command(b"MAIL FROM:<X@example.edu>\r\n")).starts_with("250"));
+    }
+
+    #[test]
+    fn bdat_and_bad_input() {
+        let mut s = Session::new(settings(Mode::Mx), false);
+        text(s.command(b"EHLO c\r\n"));
+        assert_eq!(s.command(b"BDAT 5 LAST\r\n"), Step::Chunk { size: 5, last: true });
+        assert!(text(s.chunk(b"hello", true)).starts_with("503"), "a chunk without a transaction is dropped");
+        text(s.command(b"MAIL FROM:<>\r\n"));
+        s.command(b"RCPT TO:<a@example.edu>\r\n");
+        s.resolved("a@example.edu", local("g"));
+        assert_eq!(s.command(b"BDAT 3\r\n"), Step::Chunk { size: 3, last: false });
+        assert!(text(s.chunk(b"a\nb", false)).starts_with("250"));
+        s.command(b"BDAT 2 LAST\r\n");
+        assert_eq!(s.chunk(b"c\n", true), Step::Deliver);
+        assert_eq!(s.envelope().message, b"a\r\nbc\r\n");
+        for junk in [&b"\xff\xfe\r\n"[..], b"MAIL FROM:<<<\r\n", b"RCPT\r\n", b"\r\n", b"BDAT x\r\n"] {
+            assert!(text(s.command(junk)).starts_with('5'), "{junk:?}");
+        }
+    }
+}
