@@ -242,6 +242,10 @@ impl Lmtp {
 pub struct Front {
     pub imap: String,
     pub pop3: String,
+    /// SMTP for the Internet (no AUTH; a 300 ms greet delay) and submission (STARTTLS
+    /// and AUTH; usable only with [`Front::start_tls`]).
+    pub smtp: String,
+    pub submission: String,
     /// Implicit-TLS listeners (only with [`Front::start_tls`]).
     pub imaps: String,
     pub pop3s: String,
@@ -267,23 +271,38 @@ impl Front {
     /// Start frontd with `directory` (a `[directory]` TOML section) in front of `storage`;
     /// passwords without TLS are fine from loopback.
     pub fn start(root: &Path, storage: &Storage, directory: &str) -> Self {
-        Self::start_opts(root, storage, directory, false, "")
+        Self::start_opts(root, storage, directory, false, true, "")
+    }
+
+    /// As [`Front::start`] with a certificate (STARTTLS, implicit TLS, SMTP AUTH), still
+    /// allowing passwords without TLS from loopback.
+    pub fn start_with_certificate(root: &Path, storage: &Storage, directory: &str) -> Self {
+        make_certificate(root);
+        Self::start_opts(root, storage, directory, true, true, "")
     }
 
     /// As [`Front::start`] with a `[limits]` section.
     pub fn start_with_limits(root: &Path, storage: &Storage, directory: &str, limits: &str) -> Self {
-        Self::start_opts(root, storage, directory, false, &format!("[limits]\n{limits}\n"))
+        Self::start_opts(root, storage, directory, false, true, &format!("[limits]\n{limits}\n"))
     }
 
     /// As [`Front::start`] with a fresh self-signed certificate, implicit-TLS listeners,
     /// and no network where passwords may travel without TLS.
     pub fn start_tls(root: &Path, storage: &Storage, directory: &str) -> Self {
         make_certificate(root);
-        Self::start_opts(root, storage, directory, true, "")
+        Self::start_opts(root, storage, directory, true, false, "")
     }
 
-    fn start_opts(root: &Path, storage: &Storage, directory: &str, tls: bool, extra: &str) -> Self {
+    fn start_opts(
+        root: &Path,
+        storage: &Storage,
+        directory: &str,
+        tls: bool,
+        plaintext_loopback: bool,
+        extra: &str,
+    ) -> Self {
         let (imap, pop3, imaps, pop3s) = (free_addr(), free_addr(), free_addr(), free_addr());
+        let (smtp, submission) = (free_addr(), free_addr());
         let tls_cfg = if tls {
             format!(
                 "imaps = \"{imaps}\"\npop3s = \"{pop3s}\"\n[tls]\ncert_file = \"cert.pem\"\nkey_file = \"key.pem\"\n"
@@ -291,9 +310,13 @@ impl Front {
         } else {
             String::new()
         };
-        let plaintext = if tls { "plaintext_networks = []\n" } else { "" };
+        // With a certificate, passwords need TLS unless loopback is allowed explicitly.
+        let plaintext = if tls && !plaintext_loopback { "plaintext_networks = []\n" } else { "" };
         let cfg = format!(
-            "host = \"front.example.edu\"\n[listen]\nimap = \"{imap}\"\npop3 = \"{pop3}\"\n{tls_cfg}{directory}\n\
+            "host = \"front.example.edu\"\n[listen]\nimap = \"{imap}\"\npop3 = \"{pop3}\"\nsmtp = \"{smtp}\"\n\
+             submission = \"{submission}\"\n{tls_cfg}{directory}\n\
+             [smtp]\nlocal_domains = [\"example.edu\"]\ngreet_delay_ms = 300\nmessage_max_bytes = 1000000\n\
+             domain_aliases = {{ \"mail.example.edu\" = \"example.edu\" }}\n\
              [backend]\nproxy_user = \"{PROXY_USER}\"\nproxy_password = \"{PROXY_PASSWORD}\"\nroute_timeout_ms = 20000\n\
              [auth]\nfailure_delay_ms = 50\nfailures_max = 50\n{plaintext}{extra}{}",
             storage.front_groups()
@@ -305,7 +328,7 @@ impl Front {
         cmd.arg("--config").arg(&path).env("RUST_LOG", "info");
         let child = Some(spawn(cmd, &log));
         wait_listening(&imap, "frontd");
-        Self { imap, pop3, imaps, pop3s, child, log }
+        Self { imap, pop3, smtp, submission, imaps, pop3s, child, log }
     }
 
     pub fn log_text(&self) -> String {

@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""Send one message with Python's smtplib (an independent SMTP client) and report, as one
+JSON line: {"ok": bool, "refused": {rcpt: [code, text]}, "error": str, "code": int}.
+
+  --server HOST:PORT  --from ADDR  --to ADDR [--to ADDR ...]  --subject TEXT
+  [--starttls --ca FILE] [--user U --password P]
+"""
+import argparse
+import json
+import smtplib
+import ssl
+import sys
+from email.message import EmailMessage
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--server", required=True)
+    p.add_argument("--from", dest="sender", required=True)
+    p.add_argument("--to", action="append", required=True)
+    p.add_argument("--subject", required=True)
+    p.add_argument("--starttls", action="store_true")
+    p.add_argument("--ca")
+    p.add_argument("--user")
+    p.add_argument("--password")
+    a = p.parse_args()
+    host, port = a.server.rsplit(":", 1)
+    msg = EmailMessage()
+    msg["From"] = a.sender
+    msg["To"] = ", ".join(a.to)
+    msg["Subject"] = a.subject
+    msg.set_content("hello from smtplib\n.leading dot line\n")
+    result = {"ok": False, "refused": {}, "error": "", "code": 0}
+    try:
+        with smtplib.SMTP(host, int(port), timeout=30) as s:
+            s.ehlo("smtplib.example.org")
+            if a.starttls:
+                s.starttls(context=ssl.create_default_context(cafile=a.ca))
+                s.ehlo("smtplib.example.org")
+            if a.user:
+                s.login(a.user, a.password)
+            refused = s.send_message(msg, from_addr=a.sender, to_addrs=a.to)
+            result["ok"] = True
+            result["refused"] = {k: [v[0], v[1].decode(errors="replace")] for k, v in refused.items()}
+    except smtplib.SMTPRecipientsRefused as e:
+        result["refused"] = {k: [v[0], v[1].decode(errors="replace")] for k, v in e.recipients.items()}
+        result["error"] = "all recipients refused"
+    except smtplib.SMTPResponseException as e:
+        result["code"] = e.smtp_code
+        result["error"] = e.smtp_error.decode(errors="replace")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

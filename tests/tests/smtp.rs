@@ -1,0 +1,254 @@
+//! SMTP through frontd into a real storaged cluster, with independent clients (swaks,
+//! Python's smtplib) and raw sockets: every `250` message is readable over IMAP exactly
+//! once; no relaying without a local recipient; an authenticated user cannot forge another
+//! sender; smuggling variants give one message or a refusal, never two; early talkers are
+//! dropped.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use support::*;
+
+fn smtplib(args: &[&str]) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/smtp_client.py");
+    let out = Command::new("python3").arg(script).args(args).output().unwrap();
+    assert!(out.status.success(), "smtp_client {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(out.stdout.split(|b| *b == b'\n').rfind(|l| !l.is_empty()).unwrap()).unwrap()
+}
+
+fn swaks(args: &[&str]) -> (bool, String) {
+    let out =
+        Command::new("swaks").args(args).args(["--timeout", "30"]).output().expect("swaks (scripts/install-test-deps)");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+fn subjects(user: &str, password: &str, front: &Front) -> Vec<String> {
+    let v = imap_login(&front.imap, user, password);
+    assert_eq!(v["ok"], true, "{v}");
+    v["subjects"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+}
+
+/// The whole text of INBOX message `n` of `user` (via curl, another client).
+fn message_text(front: &Front, user: &str, password: &str, uid: u32) -> String {
+    let url = format!("imap://{}/INBOX;UID={uid}", front.imap);
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "20", "--user", &format!("{user}:{password}"), &url])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn smtp_clients_deliver_and_every_accepted_message_is_read_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let storage = Storage::start(root);
+    std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
+    let front = Front::start_with_certificate(root, &storage, "[directory]\nldif = \"users.ldif\"\n");
+    wait_listening(&front.smtp, "frontd SMTP");
+    let ca = root.join("cert.pem");
+    let ca = ca.to_str().unwrap();
+
+    // swaks to the MX, pipelining, through a domain alias.
+    let (ok, log) = swaks(
+        &["--server", &front.smtp, "--from", "ann@example.org", "--to", "Alice@mail.example.edu"]
+            .into_iter()
+            .chain(["--header", "Subject: swaks mx", "--pipeline"])
+            .collect::<Vec<_>>(),
+    );
+    assert!(ok, "{log}");
+    // swaks on submission: STARTTLS, AUTH PLAIN, to a user on the other mailhost.
+    let (ok, log) = swaks(&[
+        "--server",
+        &front.submission,
+        "--tls",
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        "alice@example.edu",
+        "--auth-password",
+        "alice-pw",
+        "--from",
+        "alice@example.edu",
+        "--to",
+        "bob@example.edu",
+        "--header",
+        "Subject: swaks submission",
+    ]);
+    assert!(ok, "{log}");
+    // smtplib to two mailhosts at once: one is accepted, the other told to come back (452).
+    let r = smtplib(&[
+        "--server",
+        &front.smtp,
+        "--from",
+        "ann@example.org",
+        "--to",
+        "alice@example.edu",
+        "--to",
+        "bob@example.edu",
+        "--subject",
+        "smtplib two hosts",
+    ]);
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["refused"]["bob@example.edu"][0], 452, "{r}");
+    let r = smtplib(&[
+        "--server",
+        &front.smtp,
+        "--from",
+        "ann@example.org",
+        "--to",
+        "bob@example.edu",
+        "--subject",
+        "smtplib two hosts",
+    ]);
+    assert_eq!(r["ok"], true, "{r}");
+
+    assert_eq!(subjects("alice", "alice-pw", &front), ["smtplib two hosts", "swaks mx"]);
+    assert_eq!(subjects("bob", "bob-pw", &front), ["smtplib two hosts", "swaks submission"]);
+    let text = message_text(&front, "bob", "bob-pw", 1);
+    assert!(
+        text.contains("\r\nReceived: from ") && text.contains("with ESMTPSA") && text.contains("using TLSv1_3"),
+        "{text}"
+    );
+    let text = message_text(&front, "alice", "alice-pw", 2);
+    assert!(text.contains("\r\n.leading dot line\r\n"), "dot-stuffing round trip: {text}");
+
+    // No relaying: not from the Internet, not for an authenticated user (no outbound yet).
+    let r = smtplib(&[
+        "--server",
+        &front.smtp,
+        "--from",
+        "ann@example.org",
+        "--to",
+        "someone@example.org",
+        "--subject",
+        "relay",
+    ]);
+    assert_eq!(r["refused"]["someone@example.org"][0], 554, "{r}");
+    let auth = ["--starttls", "--ca", ca, "--user", "alice@example.edu", "--password", "alice-pw"];
+    let r = smtplib(
+        &[
+            &[
+                "--server",
+                &front.submission,
+                "--from",
+                "alice@example.edu",
+                "--to",
+                "x@example.org",
+                "--subject",
+                "relay",
+            ][..],
+            &auth,
+        ]
+        .concat(),
+    );
+    assert_eq!(r["refused"]["x@example.org"][0], 554, "{r}");
+    // No forged senders, no AUTH without TLS, unknown local users refused.
+    let r = smtplib(
+        &[
+            &[
+                "--server",
+                &front.submission,
+                "--from",
+                "bob@example.edu",
+                "--to",
+                "alice@example.edu",
+                "--subject",
+                "forged",
+            ][..],
+            &auth,
+        ]
+        .concat(),
+    );
+    assert_eq!(r["code"], 553, "{r}");
+    let (ok, log) = swaks(&[
+        "--server",
+        &front.submission,
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        "alice@example.edu",
+        "--auth-password",
+        "alice-pw",
+        "--from",
+        "alice@example.edu",
+        "--to",
+        "bob@example.edu",
+    ]);
+    assert!(!ok && !log.contains("235 2.7.0"), "AUTH without TLS: {log}");
+    let r = smtplib(&[
+        "--server",
+        &front.smtp,
+        "--from",
+        "ann@example.org",
+        "--to",
+        "nobody@example.edu",
+        "--subject",
+        "x",
+    ]);
+    assert_eq!(r["refused"]["nobody@example.edu"][0], 550, "{r}");
+    assert_eq!(subjects("alice", "alice-pw", &front).len(), 2, "nothing refused arrived");
+    assert_eq!(subjects("bob", "bob-pw", &front).len(), 2);
+}
+
+/// Talk SMTP on a raw socket: send `bytes` after the greeting, wait, return the replies.
+fn raw_smtp(addr: &str, bytes: &[u8]) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"220"), "{}", String::from_utf8_lossy(&buf[..n]));
+    s.write_all(bytes).unwrap();
+    let mut out = Vec::new();
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn smuggling_gives_one_message_or_a_refusal_never_two() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let storage = Storage::start(root);
+    std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
+    let front = Front::start(root, &storage, "[directory]\nldif = \"users.ldif\"\n");
+    wait_listening(&front.smtp, "frontd SMTP");
+
+    let separators: [&[u8]; 8] =
+        [b"\n.\n", b"\n.\r\n", b"\r.\r\n", b"\r\n.\r", b"\r\n.\n", b"\r.\r", b"\n.\r", b"\r\n\x00.\r\n"];
+    for (k, sep) in separators.iter().enumerate() {
+        let mut session = format!(
+            "EHLO smuggler.example.org\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<alice@example.edu>\r\nDATA\r\n\
+             Subject: outer {k}\r\n\r\nhello"
+        )
+        .into_bytes();
+        session.extend_from_slice(sep);
+        session.extend_from_slice(
+            format!("MAIL FROM:<evil@example.org>\r\nRCPT TO:<bob@example.edu>\r\nDATA\r\nSubject: smuggled {k}\r\n\r\nx\r\n").as_bytes(),
+        );
+        session.extend_from_slice(b"\r\n.\r\nQUIT\r\n");
+        let replies = raw_smtp(&front.smtp, &session);
+        let finals: Vec<&str> =
+            replies.lines().filter(|l| l.starts_with("250 2.0.0") || l.starts_with("550 5.6.11")).collect();
+        assert_eq!(finals.len(), 1, "separator {sep:?}: {replies}");
+    }
+    // bob got nothing; alice got no message whose own subject is "smuggled".
+    assert!(subjects("bob", "bob-pw", &front).is_empty());
+    assert!(subjects("alice", "alice-pw", &front).iter().all(|s| !s.starts_with("smuggled")));
+
+    // A client talking before the greeting is dropped.
+    let mut s = std::net::TcpStream::connect(&front.smtp).unwrap();
+    s.write_all(b"EHLO early\r\n").unwrap();
+    let mut reply = String::new();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.read_to_string(&mut reply);
+    assert!(reply.starts_with("554 5.5.0"), "{reply}");
+}
