@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[allow(unused_imports)] // each test file uses a different part
 pub use tests::slapd::{fixture, Slapd, LDAP_BIND_DN, LDAP_BIND_PASSWORD};
 
 pub const GROUPS: [&str; 2] = ["hermes", "apollo"];
