@@ -252,3 +252,26 @@ fn smuggling_gives_one_message_or_a_refusal_never_two() {
     let _ = s.read_to_string(&mut reply);
     assert!(reply.starts_with("554 5.5.0"), "{reply}");
 }
+
+#[test]
+fn smtp_source_sessions_deliver_each_message_exactly_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let storage = Storage::start(root);
+    std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
+    let front = Front::start(root, &storage, "[directory]\nldif = \"users.ldif\"\n");
+    wait_listening(&front.smtp, "frontd SMTP");
+    storage.leader_for("alice@example.edu");
+
+    // Postfix's load generator: 16 concurrent sessions, 300 messages of 4 KiB.
+    const MESSAGES: usize = 300;
+    let out = Command::new("smtp-source")
+        .args(["-s", "16", "-m", &MESSAGES.to_string(), "-l", "4096", "-f", "load@example.org", "-t", "alice@example.edu"])
+        .arg(&front.smtp)
+        .output()
+        .expect("smtp-source (postfix; scripts/install-test-deps)");
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && errors.trim().is_empty(), "smtp-source: {errors}");
+    let alice = imap_login(&front.imap, "alice", "alice-pw");
+    assert_eq!(alice["exists"], MESSAGES, "every accepted message once: {}", alice["exists"]);
+}
