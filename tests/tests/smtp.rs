@@ -266,7 +266,18 @@ fn smtp_source_sessions_deliver_each_message_exactly_once() {
     // Postfix's load generator: 16 concurrent sessions, 300 messages of 4 KiB.
     const MESSAGES: usize = 300;
     let out = Command::new("smtp-source")
-        .args(["-s", "16", "-m", &MESSAGES.to_string(), "-l", "4096", "-f", "load@example.org", "-t", "alice@example.edu"])
+        .args([
+            "-s",
+            "16",
+            "-m",
+            &MESSAGES.to_string(),
+            "-l",
+            "4096",
+            "-f",
+            "load@example.org",
+            "-t",
+            "alice@example.edu",
+        ])
         .arg(&front.smtp)
         .output()
         .expect("smtp-source (postfix; scripts/install-test-deps)");

@@ -1,6 +1,7 @@
 //! The README's first command, as a user runs it: `mailctl up` starts a local cluster with
 //! the real daemons, prints how to connect, and the welcome message can be read over IMAPS
-//! with Python's imaplib and with curl, trusting the printed CA; Ctrl-C stops every daemon;
+//! with Python's imaplib and with curl, trusting the printed CA; swaks sends through
+//! submission (STARTTLS, AUTH) and the recipient reads it; Ctrl-C stops every daemon;
 //! a second `up` on the same directory comes back with the same mail and no second welcome.
 
 use std::io::{BufRead, BufReader};
@@ -125,6 +126,26 @@ fn up_serves_the_welcome_message_and_stops_on_ctrl_c() {
         .unwrap();
     let body = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && body.contains("Subject: Welcome to your mailstore"), "curl: {body}");
+
+    // The printed swaks line: alice sends to bob through submission; bob reads it.
+    let swaks = lines.iter().find_map(|l| l.trim().strip_prefix("swaks ")).expect("a swaks line").to_string();
+    let mut args: Vec<String> = swaks.split_whitespace().map(|a| a.trim_matches('\'').to_string()).collect();
+    args.extend(["--header".into(), "Subject: hello bob".into(), "--timeout".into(), "30".into()]);
+    let out = Command::new("swaks").args(&args).output().expect("swaks (scripts/install-test-deps)");
+    assert!(out.status.success(), "swaks: {}", String::from_utf8_lossy(&out.stdout));
+    let bob = std::fs::read_to_string(dir.join("demo-passwords")).unwrap();
+    let bob = bob
+        .lines()
+        .find_map(|l| l.strip_prefix("bob@example.edu "))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        imaplib_subjects(&layout.front_imaps(), &ca, "bob@example.edu", &bob),
+        "Welcome to your mailstore|hello bob"
+    );
 
     interrupt(child);
     assert!(std::net::TcpStream::connect(layout.front_imap()).is_err(), "frontd still listens after Ctrl-C");

@@ -60,6 +60,7 @@ impl Layout {
             }
             Err(_) => {
                 if u32::from(port_base) + 7100 + NODES as u32 > 65_535 || port_base < 1024 {
+                    // (the lowest listener is base + 25)
                     bail!("--port-base must be between 1024 and {}", 65_535 - 7100 - NODES);
                 }
                 std::fs::write(&saved, format!("{port_base}\n"))?;
@@ -85,6 +86,15 @@ impl Layout {
     pub fn front_pop3s(&self) -> String {
         self.addr(995)
     }
+    pub fn front_smtp(&self) -> String {
+        self.addr(25)
+    }
+    pub fn front_submission(&self) -> String {
+        self.addr(587)
+    }
+    pub fn front_submissions(&self) -> String {
+        self.addr(465)
+    }
 
     /// Node `i` (1-based) listening for `port`.
     pub fn node(&self, i: usize, port: NodePort) -> String {
@@ -93,7 +103,15 @@ impl Layout {
 
     /// Every address the cluster listens on, for a check before starting.
     pub fn all_addresses(&self) -> Vec<String> {
-        let mut all = vec![self.front_imap(), self.front_imaps(), self.front_pop3(), self.front_pop3s()];
+        let mut all = vec![
+            self.front_imap(),
+            self.front_imaps(),
+            self.front_pop3(),
+            self.front_pop3s(),
+            self.front_smtp(),
+            self.front_submission(),
+            self.front_submissions(),
+        ];
         for i in 1..=NODES {
             for p in [NodePort::Raft, NodePort::Lmtp, NodePort::Imap, NodePort::Pop3] {
                 all.push(self.node(i, p));
@@ -161,13 +179,17 @@ impl Layout {
         });
         let front = format!(
             "# made by mailctl up; rewritten on every start\nhost = \"localhost\"\n[listen]\nimap = \"{}\"\nimaps = \"{}\"\n\
-             pop3 = \"{}\"\npop3s = \"{}\"\n[tls]\ncert_file = \"cert.pem\"\nkey_file = \"key.pem\"\n\
+             pop3 = \"{}\"\npop3s = \"{}\"\nsmtp = \"{}\"\nsubmission = \"{}\"\nsubmissions = \"{}\"\n\
+             [tls]\ncert_file = \"cert.pem\"\nkey_file = \"key.pem\"\n\
              [directory]\nldif = \"users.ldif\"\n[backend]\nproxy_user = \"frontd\"\nproxy_password_file = \"proxy.pw\"\n\
-             [auth]\nfailure_delay_ms = 1000\n{front_groups}",
+             [auth]\nfailure_delay_ms = 1000\n[smtp]\nlocal_domains = [\"example.edu\"]\n{front_groups}",
             self.front_imap(),
             self.front_imaps(),
             self.front_pop3(),
             self.front_pop3s(),
+            self.front_smtp(),
+            self.front_submission(),
+            self.front_submissions(),
         );
         write_private(&self.front_config(), &front)?;
         Ok(users)

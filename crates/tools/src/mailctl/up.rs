@@ -153,6 +153,12 @@ fn print_banner(layout: &Layout, users: &[DemoUser]) {
     println!("  logs:             {}", layout.log_dir().display());
     println!("  IMAP  {}  (STARTTLS)     IMAPS {}", layout.front_imap(), layout.front_imaps());
     println!("  POP3  {}  (STLS)         POP3S {}", layout.front_pop3(), layout.front_pop3s());
+    println!(
+        "  SMTP  {}  (MX, no AUTH)   submission {} (STARTTLS)   submissions {}",
+        layout.front_smtp(),
+        layout.front_submission(),
+        layout.front_submissions()
+    );
     println!("  TLS certificate for localhost/127.0.0.1, signed by the local CA {}", ca.display());
     println!("  users (password, mailhost):");
     for u in users {
@@ -166,6 +172,13 @@ fn print_banner(layout: &Layout, users: &[DemoUser]) {
             u.mail,
             u.password,
             layout.front_imaps()
+        );
+        println!(
+            "    swaks --server {} --tls --auth PLAIN --auth-user {} --auth-password '{}' --from {} --to bob@example.edu",
+            layout.front_submission(),
+            u.mail,
+            u.password,
+            u.mail
         );
     }
     println!("Ctrl-C stops everything.");
