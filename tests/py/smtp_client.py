@@ -23,6 +23,7 @@ def main():
     p.add_argument("--ca")
     p.add_argument("--user")
     p.add_argument("--password")
+    p.add_argument("--source", help="local address to connect from (127.0.0.2, ...)")
     a = p.parse_args()
     host, port = a.server.rsplit(":", 1)
     msg = EmailMessage()
@@ -32,7 +33,8 @@ def main():
     msg.set_content("hello from smtplib\n.leading dot line\n")
     result = {"ok": False, "refused": {}, "error": "", "code": 0}
     try:
-        with smtplib.SMTP(host, int(port), timeout=30) as s:
+        source = (a.source, 0) if a.source else None
+        with smtplib.SMTP(host, int(port), timeout=30, source_address=source) as s:
             s.ehlo("smtplib.example.org")
             if a.starttls:
                 s.starttls(context=ssl.create_default_context(cafile=a.ca))

@@ -286,3 +286,87 @@ fn smtp_source_sessions_deliver_each_message_exactly_once() {
     let alice = imap_login(&front.imap, "alice", "alice-pw");
     assert_eq!(alice["exists"], MESSAGES, "every accepted message once: {}", alice["exists"]);
 }
+
+/// A real DNS blocklist server (Debian's rbldnsd) on loopback, listing `listed`.
+struct Rbldnsd {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Rbldnsd {
+    fn start(root: &Path, zone: &str, listed: &str) -> Self {
+        let dir = root.join("rbldnsd");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("list"), format!(":127.0.0.2:Listed in the test blocklist\n{listed}\n")).unwrap();
+        let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("rbldnsd")
+            .args(["-n", "-b", &format!("127.0.0.1/{port}"), "-r"])
+            .arg(&dir)
+            .arg(format!("{zone}:ip4set:list"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("rbldnsd (scripts/install-test-deps)");
+        std::thread::sleep(Duration::from_millis(300));
+        Self { child, addr: format!("127.0.0.1:{port}") }
+    }
+}
+
+impl Drop for Rbldnsd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn blocklists_ip_rules_and_deny_patterns_guard_the_mx() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let rbl = Rbldnsd::start(root, "bl.test", "127.0.0.1");
+    let storage = Storage::start(root);
+    std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
+    let smtp = format!(
+        "dnsbl_zones = [\"bl.test\"]\ndns_servers = [\"{}\"]\nhelo_deny = [\"*.dynamic.example.net\"]\n\
+         mail_from_deny = [\"*@spam.example\"]\n\
+         [[smtp.rules]]\nnetwork = \"127.0.0.3\"\naction = \"deny\"\n\
+         [[smtp.rules]]\nnetwork = \"127.0.0.4\"\naction = \"allow\"\ngreet_delay_ms = 0\n",
+        rbl.addr
+    );
+    let options = FrontOptions { smtp, ..FrontOptions::default() };
+    let front = Front::start_opts(root, &storage, "[directory]\nldif = \"users.ldif\"\n", options);
+    wait_listening(&front.smtp, "frontd SMTP");
+    storage.leader_for("alice@example.edu");
+    let send = |source: &str, from: &str, subject: &str| {
+        smtplib(&[
+            "--server",
+            &front.smtp,
+            "--source",
+            source,
+            "--from",
+            from,
+            "--to",
+            "alice@example.edu",
+            "--subject",
+            subject,
+        ])
+    };
+
+    // 127.0.0.1 is listed: refused with the list's reason; 127.0.0.2 is not.
+    let listed = send("127.0.0.1", "ann@example.org", "from a listed host");
+    assert_eq!(listed["code"], 554, "{listed}");
+    assert!(
+        listed["error"].as_str().unwrap().contains("bl.test")
+            && listed["error"].as_str().unwrap().contains("Listed in the test blocklist"),
+        "{listed}"
+    );
+    assert_eq!(send("127.0.0.2", "ann@example.org", "from a clean host")["ok"], true);
+    // An IP rule denies 127.0.0.3; another lets 127.0.0.4 in without the greet delay.
+    let denied = send("127.0.0.3", "ann@example.org", "from a denied network");
+    assert_eq!(denied["code"], 554, "{denied}");
+    assert!(denied["error"].as_str().unwrap().contains("denied"), "{denied}");
+    assert_eq!(send("127.0.0.4", "ann@example.org", "from an allowed network")["ok"], true);
+    // A denied sender pattern.
+    assert_eq!(send("127.0.0.2", "bulk@SPAM.example", "spam")["code"], 550);
+    assert_eq!(subjects("alice", "alice-pw", &front), ["from a clean host", "from an allowed network"]);
+}

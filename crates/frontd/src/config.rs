@@ -47,6 +47,31 @@ pub struct SmtpSection {
     pub recipients_max: usize,
     /// MX only: wait this long before the greeting; clients that talk first are dropped.
     pub greet_delay_ms: u64,
+    /// MX only: DNS blocklists asked about every client (`zen.spamhaus.org` style zones).
+    pub dnsbl_zones: Vec<String>,
+    /// Resolvers for the blocklists, `IP:port` (the system's when empty).
+    pub dns_servers: Vec<String>,
+    /// MX only: HELO/EHLO names refused (`*` wildcards).
+    pub helo_deny: Vec<String>,
+    /// MX only: envelope senders refused (`*` wildcards).
+    pub mail_from_deny: Vec<String>,
+    /// MX only: per-network rules; the first whose network holds the client decides.
+    pub rules: Vec<RuleSection>,
+}
+
+/// One IP rule of the MX.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSection {
+    /// `10.0.0.0/8`, `192.0.2.7`, `::1/128`.
+    pub network: String,
+    /// `allow` or `deny`.
+    pub action: String,
+    /// Do not ask the blocklists about these clients.
+    #[serde(default)]
+    pub skip_dnsbl: bool,
+    /// A greet delay of their own.
+    pub greet_delay_ms: Option<u64>,
 }
 
 impl Default for SmtpSection {
@@ -57,6 +82,11 @@ impl Default for SmtpSection {
             message_max_bytes: 36 << 20,
             recipients_max: 100,
             greet_delay_ms: 0,
+            dnsbl_zones: Vec::new(),
+            dns_servers: Vec::new(),
+            helo_deny: Vec::new(),
+            mail_from_deny: Vec::new(),
+            rules: Vec::new(),
         }
     }
 }

@@ -54,6 +54,7 @@ pub struct Front {
     /// Deliveries to the groups (SMTP).
     pub router: Router,
     pub smtp: SmtpSection,
+    pub smtp_policy: crate::smtp::policy::Policy,
     tls_files: Option<TlsFiles>,
     tls: RwLock<Option<Arc<Tls>>>,
     /// The storage nodes' IMAP capabilities (without TLS/AUTH items).
@@ -94,6 +95,7 @@ impl Front {
             host: cfg.host.clone(),
             router: Router::new(directory.clone(), cluster.clone(), route_timeout),
             smtp: cfg.smtp.clone(),
+            smtp_policy: crate::smtp::policy::Policy::new(&cfg.smtp)?,
             gate: Gate::new(directory, networks, policy),
             cluster,
             proxy: ProxyCredential {

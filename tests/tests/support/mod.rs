@@ -268,40 +268,50 @@ pub fn make_certificate(root: &Path) {
     assert!(status.success(), "openssl could not make a test certificate");
 }
 
+/// How to start a [`Front`] beyond the defaults.
+#[derive(Debug, Default)]
+pub struct FrontOptions {
+    /// A fresh self-signed certificate, implicit-TLS listeners, SMTP AUTH.
+    pub tls: bool,
+    /// With `tls`: still allow passwords without TLS from loopback.
+    pub plaintext_loopback: bool,
+    /// More keys of `[smtp]` (and `[[smtp.rules]]` tables after them).
+    pub smtp: String,
+    /// More sections at the end (`[limits]`, ...).
+    pub extra: String,
+}
+
 impl Front {
     /// Start frontd with `directory` (a `[directory]` TOML section) in front of `storage`;
     /// passwords without TLS are fine from loopback.
     pub fn start(root: &Path, storage: &Storage, directory: &str) -> Self {
-        Self::start_opts(root, storage, directory, false, true, "")
+        Self::start_opts(root, storage, directory, FrontOptions::default())
     }
 
     /// As [`Front::start`] with a certificate (STARTTLS, implicit TLS, SMTP AUTH), still
     /// allowing passwords without TLS from loopback.
     pub fn start_with_certificate(root: &Path, storage: &Storage, directory: &str) -> Self {
-        make_certificate(root);
-        Self::start_opts(root, storage, directory, true, true, "")
+        let options = FrontOptions { tls: true, plaintext_loopback: true, ..FrontOptions::default() };
+        Self::start_opts(root, storage, directory, options)
     }
 
     /// As [`Front::start`] with a `[limits]` section.
     pub fn start_with_limits(root: &Path, storage: &Storage, directory: &str, limits: &str) -> Self {
-        Self::start_opts(root, storage, directory, false, true, &format!("[limits]\n{limits}\n"))
+        let options = FrontOptions { extra: format!("[limits]\n{limits}\n"), ..FrontOptions::default() };
+        Self::start_opts(root, storage, directory, options)
     }
 
     /// As [`Front::start`] with a fresh self-signed certificate, implicit-TLS listeners,
     /// and no network where passwords may travel without TLS.
     pub fn start_tls(root: &Path, storage: &Storage, directory: &str) -> Self {
-        make_certificate(root);
-        Self::start_opts(root, storage, directory, true, false, "")
+        Self::start_opts(root, storage, directory, FrontOptions { tls: true, ..FrontOptions::default() })
     }
 
-    fn start_opts(
-        root: &Path,
-        storage: &Storage,
-        directory: &str,
-        tls: bool,
-        plaintext_loopback: bool,
-        extra: &str,
-    ) -> Self {
+    pub fn start_opts(root: &Path, storage: &Storage, directory: &str, options: FrontOptions) -> Self {
+        let FrontOptions { tls, plaintext_loopback, smtp: smtp_extra, extra } = options;
+        if tls {
+            make_certificate(root);
+        }
         let (imap, pop3, imaps, pop3s) = (free_addr(), free_addr(), free_addr(), free_addr());
         let (smtp, submission) = (free_addr(), free_addr());
         let tls_cfg = if tls {
@@ -317,7 +327,7 @@ impl Front {
             "host = \"front.example.edu\"\n[listen]\nimap = \"{imap}\"\npop3 = \"{pop3}\"\nsmtp = \"{smtp}\"\n\
              submission = \"{submission}\"\n{tls_cfg}{directory}\n\
              [smtp]\nlocal_domains = [\"example.edu\"]\ngreet_delay_ms = 300\nmessage_max_bytes = 1000000\n\
-             domain_aliases = {{ \"mail.example.edu\" = \"example.edu\" }}\n\
+             domain_aliases = {{ \"mail.example.edu\" = \"example.edu\" }}\n{smtp_extra}\n\
              [backend]\nproxy_user = \"{PROXY_USER}\"\nproxy_password = \"{PROXY_PASSWORD}\"\nroute_timeout_ms = 20000\n\
              [auth]\nfailure_delay_ms = 50\nfailures_max = 50\n{plaintext}{extra}{}",
             storage.front_groups()

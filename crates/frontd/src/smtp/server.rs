@@ -69,6 +69,8 @@ fn settings(front: &Front, mode: Mode) -> Settings {
             .iter()
             .map(|(a, d)| (a.to_ascii_lowercase(), d.to_ascii_lowercase()))
             .collect(),
+        helo_deny: smtp.helo_deny.clone(),
+        mail_from_deny: smtp.mail_from_deny.clone(),
     }
 }
 
@@ -101,7 +103,19 @@ pub async fn connection(
 ) -> std::io::Result<()> {
     let tls = front.tls();
     let mut conn = Conn::open(stream, tls.as_deref(), implicit_tls).await?;
-    let greet_delay = Duration::from_millis(front.smtp.greet_delay_ms);
+    let admission = front.smtp_policy.admission(peer.ip());
+    if mode == Mode::Mx {
+        let refusal = match admission.refuse {
+            Some(r) => Some(r),
+            None if admission.check_dnsbl => front.smtp_policy.dnsbl(peer.ip()).await,
+            None => None,
+        };
+        if let Some(reply) = refusal {
+            tracing::info!(%peer, reply, "SMTP client refused");
+            return conn.wr.write_all(format!("{reply}\r\n").as_bytes()).await;
+        }
+    }
+    let greet_delay = admission.greet_delay;
     if mode == Mode::Mx && !greet_delay.is_zero() {
         // A client that talks before the greeting is not speaking SMTP as it should.
         if let Ok(Ok(early)) = tokio::time::timeout(greet_delay, conn.rd.fill_buf()).await {

@@ -13,6 +13,7 @@ use common::sasl::{self, PlainCredentials};
 use smtp_proto::Request;
 
 use super::body::{Body, Finished};
+use super::policy::wildcard;
 use crate::delivery::Resolution;
 use crate::login::Refusal;
 
@@ -38,6 +39,9 @@ pub struct Settings {
     pub local_domains: Vec<String>,
     /// `(alias, domain)`: recipient domains collapsed before lookup.
     pub domain_aliases: Vec<(String, String)>,
+    /// MX: refused HELO names and envelope senders (`*` wildcards).
+    pub helo_deny: Vec<String>,
+    pub mail_from_deny: Vec<String>,
 }
 
 /// What the server must do next.
@@ -205,6 +209,10 @@ impl Session {
             _ => unreachable!("table"),
         };
         self.reset_transaction();
+        if self.settings.mode == Mode::Mx && self.settings.helo_deny.iter().any(|p| wildcard(p, &host)) {
+            self.helo = None;
+            return reply(format!("550 5.7.1 HELO {} refused", host.chars().take(64).collect::<String>()));
+        }
         self.helo = Some(host.chars().take(255).collect());
         let name = &self.settings.host;
         if !extended {
@@ -348,6 +356,9 @@ impl Session {
             ));
         }
         let address = from.address.to_lowercase();
+        if self.settings.mode == Mode::Mx && self.settings.mail_from_deny.iter().any(|p| wildcard(p, &address)) {
+            return reply(format!("550 5.7.1 sender <{}> refused", from.address));
+        }
         if self.settings.mode == Mode::Submission {
             let Some(account) = &self.account else { return reply("530 5.7.0 authentication required") };
             // Users send as themselves: the envelope sender is one of their addresses.
@@ -525,6 +536,8 @@ mod tests {
             tls_configured: true,
             local_domains: vec!["example.edu".into()],
             domain_aliases: vec![("mail.example.edu".into(), "example.edu".into())],
+            helo_deny: vec!["*.dynamic.example.net".into()],
+            mail_from_deny: vec!["*@spam.example".into()],
         }
     }
 
@@ -552,6 +565,10 @@ mod tests {
         assert!(ehlo.contains("STARTTLS") && ehlo.contains("250-CHUNKING") && !ehlo.contains("AUTH"), "{ehlo}");
         assert!(text(s.command(b"AUTH PLAIN AGEAYg==\r\n")).starts_with("503"), "no AUTH on MX");
         assert!(text(s.command(b"MAIL FROM:<a@b.org> SIZE=5000\r\n")).starts_with("552"));
+        assert!(text(s.command(b"MAIL FROM:<x@SPAM.example>\r\n")).starts_with("550 5.7.1"), "denied sender");
+        assert!(text(s.command(b"HELO h1.dynamic.example.net\r\n")).starts_with("550 5.7.1"), "denied HELO");
+        assert!(text(s.command(b"MAIL FROM:<a@b.org>\r\n")).starts_with("503"), "a refused HELO is no HELO");
+        text(s.command(b"EHLO client.example.org\r\n"));
         assert!(text(s.command(b"MAIL FROM:<a@b.org> BODY=8BITMIME\r\n")).starts_with("250"));
         assert!(text(s.command(b"RCPT TO:<x@remote.org>\r\n")).starts_with("554 5.7.1"), "no relaying");
         assert_eq!(s.command(b"RCPT TO:<alice@Mail.Example.edu>\r\n"), Step::Resolve("alice@example.edu".into()));
