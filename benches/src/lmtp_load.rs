@@ -1,6 +1,7 @@
-//! A closed-loop LMTP load generator: `senders` threads, each with one persistent LMTP
+//! A closed-loop LMTP or SMTP load generator: `senders` threads, each with one persistent
 //! connection, deliver messages of a fixed size to random users and time each delivery from
-//! `MAIL` to the final reply. Any reply other than 250 counts as an error.
+//! `MAIL` to the final reply. Any reply other than 250 counts as an error. (With one
+//! recipient per message the two protocols differ only in `LHLO`/`EHLO`.)
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -27,15 +28,26 @@ struct Conn {
     w: TcpStream,
 }
 
+/// Which protocol to speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Lmtp,
+    Smtp,
+}
+
 impl Conn {
     fn open(addr: &str) -> std::io::Result<Self> {
+        Self::open_as(addr, Dialect::Lmtp)
+    }
+
+    fn open_as(addr: &str, dialect: Dialect) -> std::io::Result<Self> {
         let s = TcpStream::connect(addr)?;
         s.set_nodelay(true)?;
         s.set_read_timeout(Some(Duration::from_secs(60)))?;
         let w = s.try_clone()?;
         let mut c = Conn { r: BufReader::new(s), w };
         c.reply()?;
-        c.w.write_all(b"LHLO bench\r\n")?;
+        c.w.write_all(if dialect == Dialect::Lmtp { b"LHLO bench\r\n" } else { b"EHLO bench\r\n" })?;
         c.reply()?;
         Ok(c)
     }
@@ -100,6 +112,11 @@ pub fn message(n: u64, size: usize) -> Vec<u8> {
 
 /// Run `senders` closed-loop senders against the LMTP server at `addr` for `duration`.
 pub fn run(addr: &str, senders: usize, users: usize, size: usize, duration: Duration) -> LmtpStats {
+    run_as(addr, Dialect::Lmtp, senders, users, size, duration)
+}
+
+/// As [`run`], speaking `dialect`.
+pub fn run_as(addr: &str, dialect: Dialect, senders: usize, users: usize, size: usize, duration: Duration) -> LmtpStats {
     let start = Instant::now();
     let deadline = start + duration;
     let threads: Vec<_> = (0..senders)
@@ -108,13 +125,13 @@ pub fn run(addr: &str, senders: usize, users: usize, size: usize, duration: Dura
             std::thread::spawn(move || {
                 let mut lat = Vec::new();
                 let mut errors = 0u64;
-                let mut conn = Conn::open(&addr).ok();
+                let mut conn = Conn::open_as(&addr, dialect).ok();
                 let mut n = t as u64;
                 while Instant::now() < deadline {
                     let Some(c) = conn.as_mut() else {
                         errors += 1;
                         std::thread::sleep(Duration::from_millis(50));
-                        conn = Conn::open(&addr).ok();
+                        conn = Conn::open_as(&addr, dialect).ok();
                         continue;
                     };
                     let rcpt = format!("user{}@example.edu", n % users as u64);

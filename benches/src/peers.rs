@@ -97,3 +97,79 @@ pub fn start_dovecot(dir: &Path, procs: &mut Procs) -> anyhow::Result<Dovecot> {
     procs.0.push(child);
     Ok(Dovecot { pid, lmtp: format!("127.0.0.1:{lmtp_port}"), imap: format!("127.0.0.1:{imap_port}") })
 }
+
+/// A running Postfix instance.
+pub struct Postfix {
+    pub smtp: String,
+}
+
+/// Start Postfix (Debian's 3.7) as its own instance in `dir`: an SMTP listener on loopback
+/// relaying every `example.edu` recipient over LMTP to `lmtp` (Dovecot), the classic
+/// Postfix+Dovecot pair. Its `250` means "in Postfix's queue" (one fsync'd copy); delivery
+/// to Dovecot follows asynchronously.
+pub fn start_postfix(dir: &Path, lmtp: &str, procs: &mut Procs) -> anyhow::Result<Postfix> {
+    let port = free_port();
+    let etc = dir.join("etc");
+    let queue = dir.join("queue");
+    let data = dir.join("data");
+    for d in [&etc, &queue, &data] {
+        std::fs::create_dir_all(d)?;
+    }
+    let owned = ["active", "bounce", "corrupt", "defer", "deferred", "flush", "hold", "incoming", "private", "saved", "trace"];
+    for d in owned {
+        std::fs::create_dir_all(queue.join(d))?;
+        Command::new("chown").arg("postfix").arg(queue.join(d)).status()?;
+    }
+    std::fs::create_dir_all(queue.join("pid"))?;
+    for d in ["maildrop", "public"] {
+        std::fs::create_dir_all(queue.join(d))?;
+        Command::new("chown").arg("postfix:postdrop").arg(queue.join(d)).status()?;
+    }
+    Command::new("chown").arg("postfix").arg(&data).status()?;
+    let main = format!(
+        "compatibility_level = 3.6\nqueue_directory = {q}\ndata_directory = {data}\nmail_owner = postfix\n\
+         setgid_group = postdrop\ninet_interfaces = 127.0.0.1\ninet_protocols = ipv4\nmyhostname = bench.example.edu\n\
+         mydestination =\nmynetworks = 127.0.0.0/8\nalias_maps =\nalias_database =\n\
+         virtual_mailbox_domains = example.edu\nvirtual_transport = lmtp:inet:{lmtp}\n\
+         smtpd_recipient_restrictions = permit_mynetworks, reject\nmaillog_file_prefixes = {d}\n\
+         maillog_file = {d}/maillog\ndefault_process_limit = 200\nlmtp_destination_concurrency_limit = 32\n",
+        q = queue.display(),
+        data = data.display(),
+        d = dir.display(),
+    );
+    std::fs::write(etc.join("main.cf"), main)?;
+    let services = [
+        ("cleanup", "unix", "n", "-", "0"),
+        ("qmgr", "unix", "n", "300", "1"),
+        ("rewrite", "unix", "-", "-", "-"),
+        ("bounce", "unix", "-", "-", "0"),
+        ("defer", "unix", "-", "-", "0"),
+        ("trace", "unix", "-", "-", "0"),
+        ("verify", "unix", "-", "-", "1"),
+        ("proxymap", "unix", "-", "-", "-"),
+        ("smtp", "unix", "-", "-", "-"),
+        ("showq", "unix", "n", "-", "-"),
+        ("error", "unix", "-", "-", "-"),
+        ("retry", "unix", "-", "-", "-"),
+        ("discard", "unix", "-", "-", "-"),
+        ("lmtp", "unix", "-", "-", "-"),
+        ("anvil", "unix", "-", "-", "1"),
+        ("scache", "unix", "-", "-", "1"),
+        ("postlog", "unix-dgram", "n", "-", "1"),
+    ];
+    let mut master = format!("127.0.0.1:{port} inet n - n - - smtpd\n");
+    for (name, kind, private, wakeup, limit) in services {
+        let program = match name {
+            "rewrite" => "trivial-rewrite",
+            "defer" | "trace" => "bounce",
+            "retry" => "error",
+            "postlog" => "postlogd",
+            other => other,
+        };
+        master.push_str(&format!("{name} {kind} {private} - n {wakeup} {limit} {program}\n"));
+    }
+    std::fs::write(etc.join("master.cf"), master)?;
+    let child = spawn(Command::new("/usr/lib/postfix/sbin/master").arg("-c").arg(&etc).arg("-d").current_dir(&queue))?;
+    procs.0.push(child);
+    Ok(Postfix { smtp: format!("127.0.0.1:{port}") })
+}
