@@ -116,7 +116,14 @@ pub fn run(addr: &str, senders: usize, users: usize, size: usize, duration: Dura
 }
 
 /// As [`run`], speaking `dialect`.
-pub fn run_as(addr: &str, dialect: Dialect, senders: usize, users: usize, size: usize, duration: Duration) -> LmtpStats {
+pub fn run_as(
+    addr: &str,
+    dialect: Dialect,
+    senders: usize,
+    users: usize,
+    size: usize,
+    duration: Duration,
+) -> LmtpStats {
     let start = Instant::now();
     let deadline = start + duration;
     let threads: Vec<_> = (0..senders)

@@ -115,7 +115,8 @@ pub fn start_postfix(dir: &Path, lmtp: &str, procs: &mut Procs) -> anyhow::Resul
     for d in [&etc, &queue, &data] {
         std::fs::create_dir_all(d)?;
     }
-    let owned = ["active", "bounce", "corrupt", "defer", "deferred", "flush", "hold", "incoming", "private", "saved", "trace"];
+    let owned =
+        ["active", "bounce", "corrupt", "defer", "deferred", "flush", "hold", "incoming", "private", "saved", "trace"];
     for d in owned {
         std::fs::create_dir_all(queue.join(d))?;
         Command::new("chown").arg("postfix").arg(queue.join(d)).status()?;

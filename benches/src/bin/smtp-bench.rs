@@ -102,7 +102,12 @@ fn main() -> anyhow::Result<()> {
     )?;
     let log = std::fs::File::create(ours_dir.join("frontd.log"))?;
     procs.0.push(spawn(
-        Command::new(&frontd).arg("--config").arg(ours_dir.join("frontd.toml")).env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(log),
+        Command::new(&frontd)
+            .arg("--config")
+            .arg(ours_dir.join("frontd.toml"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log),
     )?);
 
     // The peer: Postfix in front of Dovecot.
@@ -145,7 +150,10 @@ fn main() -> anyhow::Result<()> {
         let m = args.source_messages;
         let ours = smtp_source(&front_smtp, n, m, size)?;
         let peer = smtp_source(&postfix.smtp, n, m, size)?;
-        println!("\nsmtp-source -s {n} -m {m} -l {size}: ours {ours:.0} msg/s, Postfix+Dovecot {peer:.0} msg/s, ratio {:.2}", ours / peer);
+        println!(
+            "\nsmtp-source -s {n} -m {m} -l {size}: ours {ours:.0} msg/s, Postfix+Dovecot {peer:.0} msg/s, ratio {:.2}",
+            ours / peer
+        );
     }
     Ok(())
 }

@@ -89,6 +89,56 @@ pub fn parse_ldif(text: &str) -> Result<Vec<LdifRecord>, LdifError> {
     Ok(records)
 }
 
+/// Attribute spellings to write (records keep names in lower case), in the order written.
+const KNOWN_ATTRIBUTES: &[&str] = &[
+    "objectClass",
+    "uid",
+    "cn",
+    "sn",
+    "mail",
+    "mailAlternateAddress",
+    "mailHost",
+    "accountStatus",
+    "userPassword",
+    "mailQuotaSize",
+    "mailQuotaCount",
+    "mailSizeMax",
+    "mailForwardingAddress",
+    "deliveryMode",
+];
+
+/// Write records as content LDIF (the inverse of [`parse_ldif`]): known attributes first
+/// in their usual spelling, the rest sorted; values that LDIF cannot carry plainly (leading
+/// space, `:` or `<`, trailing space, non-ASCII, control characters) in base64.
+pub fn write_ldif(records: &[LdifRecord]) -> String {
+    let plain = |v: &str| {
+        !(v.starts_with([' ', ':', '<']) || v.ends_with(' ') || v.chars().any(|c| !c.is_ascii() || c.is_control()))
+    };
+    let line = |out: &mut String, name: &str, value: &str| {
+        if plain(value) {
+            out.push_str(&format!("{name}: {value}\n"));
+        } else {
+            out.push_str(&format!("{name}:: {}\n", base64::engine::general_purpose::STANDARD.encode(value)));
+        }
+    };
+    let mut out = String::new();
+    for record in records {
+        line(&mut out, "dn", &record.dn);
+        let mut names: Vec<&String> = record.attrs.keys().collect();
+        let rank = |n: &str| KNOWN_ATTRIBUTES.iter().position(|k| k.eq_ignore_ascii_case(n)).unwrap_or(usize::MAX);
+        names.sort_by(|a, b| rank(a).cmp(&rank(b)).then(a.cmp(b)));
+        for name in names {
+            let spelled =
+                KNOWN_ATTRIBUTES.iter().find(|k| k.eq_ignore_ascii_case(name)).copied().unwrap_or(name.as_str());
+            for value in &record.attrs[name] {
+                line(&mut out, spelled, value);
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// `name: value`, `name:: base64` (options such as `;lang-en` dropped).
 fn attribute_line(n: usize, line: &str) -> Result<(String, String), LdifError> {
     let (name, rest) = line.split_once(':').ok_or_else(|| syntax(n, "expected name: value"))?;
@@ -298,6 +348,20 @@ mod tests {
         std::fs::write(&path, SAMPLE.replace("mailHost: apollo", "mailHost: hermes")).unwrap();
         std::thread::sleep(CHANGE_CHECK_INTERVAL);
         assert_eq!(d.lookup("bob@example.edu", Purpose::Login).unwrap().mail_host.as_deref(), Some("hermes"));
+    }
+
+    #[test]
+    fn written_ldif_reads_back_the_same() {
+        let mut records = parse_ldif(SAMPLE).unwrap();
+        records[2].attrs.insert("cn".into(), vec![" Bob Jönsson".into()]);
+        let text = write_ldif(&records);
+        assert!(text.contains("objectClass: qmailUser\n") && text.contains("mailHost: apollo\n"), "{text}");
+        assert!(text.contains("cn:: "), "non-ASCII and a leading space go in base64: {text}");
+        let again = parse_ldif(&text).unwrap();
+        assert_eq!(
+            again.iter().map(|r| (&r.dn, &r.attrs)).collect::<Vec<_>>(),
+            records.iter().map(|r| (&r.dn, &r.attrs)).collect::<Vec<_>>()
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::sync::Arc;
 pub use account::{Account, AccountStatus, AttributeError, Attributes};
 pub use cache::TtlCache;
 pub use ldap::{LdapConfig, LdapDirectory};
-pub use ldif::{parse_ldif, LdifDirectory, LdifError, LdifRecord};
+pub use ldif::{parse_ldif, write_ldif, LdifDirectory, LdifError, LdifRecord};
 
 /// Why the directory could not answer.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
