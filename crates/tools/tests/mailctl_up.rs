@@ -90,7 +90,7 @@ fn imaplib_subjects(addr: &str, ca: &std::path::Path, user: &str, password: &str
          m = imaplib.IMAP4_SSL('{host}', {port}, ssl_context=ssl.create_default_context(cafile='{ca}'))\n\
          m.login('{user}', '{password}')\n\
          typ, data = m.select('INBOX')\n\
-         typ, parts = m.fetch('1:*', '(BODY.PEEK[HEADER])')\n\
+         typ, parts = m.fetch('1:*', '(BODY.PEEK[HEADER])') if int(data[0]) else ('OK', [])\n\
          print('|'.join(email.message_from_bytes(p[1]).get('Subject') for p in parts if isinstance(p, tuple)))\n\
          m.logout()\n",
         ca = ca.display()
@@ -146,6 +146,16 @@ fn up_serves_the_welcome_message_and_stops_on_ctrl_c() {
         imaplib_subjects(&layout.front_imaps(), &ca, "bob@example.edu", &bob),
         "Welcome to your mailstore|hello bob"
     );
+
+    // `mailctl user add` edits the running cluster's directory; frontd picks it up.
+    let out = Command::new(env!("CARGO_BIN_EXE_mailctl"))
+        .args(["user", "add", "erin@example.edu", "--mailhost", "apollo", "--password", "erin-pw", "--ldif"])
+        .arg(dir.join("users.ldif"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "mailctl user add: {}", String::from_utf8_lossy(&out.stderr));
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(imaplib_subjects(&layout.front_imaps(), &ca, "erin", "erin-pw"), "", "a new, empty mailbox");
 
     interrupt(child);
     assert!(std::net::TcpStream::connect(layout.front_imap()).is_err(), "frontd still listens after Ctrl-C");

@@ -2,6 +2,8 @@
 //! from one command (three storaged nodes serving two mailhosts, one frontd, an LDIF
 //! directory with demo users, a private CA and certificate) using the real daemons as
 //! separate processes (`mailctl storaged ...` and `mailctl frontd ...` run their code).
+//! `user` manages the users of an LDIF directory (or prints the LDIF for an LDAP one).
 
 pub mod layout;
 pub mod up;
+pub mod users;

@@ -1,0 +1,202 @@
+//! `mailctl user add|passwd|show|disable|enable|list`: users of an LDIF directory, edited in
+//! place (written to a temporary file and renamed, so a reading frontd sees the old file or
+//! the new one, never half of one; frontd re-reads it within a second). With `--print-ldif`
+//! nothing is written and the change is printed as LDIF for an LDAP server (`ldapmodify`).
+//! Passwords are stored as `{SSHA512}` hashes and shown only when generated.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use common::directory::{parse_ldif, write_ldif, Account, Attributes, LdifRecord};
+use common::password::{Digest, PasswordHash};
+use rand::distributions::{Alphanumeric, DistString};
+
+/// Read the records of `path`.
+pub fn load(path: &Path) -> anyhow::Result<Vec<LdifRecord>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(parse_ldif(&text)?)
+}
+
+/// Write `records` to `path` atomically.
+pub fn store(path: &Path, records: &[LdifRecord]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("ldif.tmp");
+    let text = format!("# edited by mailctl; frontd re-reads this file when it changes\n{}", write_ldif(records));
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+fn is_user(r: &LdifRecord) -> bool {
+    r.attrs.get("objectclass").is_some_and(|c| c.iter().any(|c| c.eq_ignore_ascii_case("qmailUser")))
+}
+
+/// The user record that `address` (primary, alias or uid) names.
+fn find<'a>(records: &'a mut [LdifRecord], address: &str) -> anyhow::Result<&'a mut LdifRecord> {
+    let key = address.to_lowercase();
+    let names = |r: &LdifRecord| -> Vec<String> {
+        ["mail", "mailalternateaddress", "uid"]
+            .iter()
+            .flat_map(|a| r.attrs.get(*a).cloned().unwrap_or_default())
+            .map(|v| v.to_lowercase())
+            .collect()
+    };
+    records
+        .iter_mut()
+        .find(|r| is_user(r) && names(r).contains(&key))
+        .with_context(|| format!("no user {address} in the directory"))
+}
+
+fn set(attrs: &mut Attributes, name: &str, value: &str) {
+    attrs.insert(name.to_ascii_lowercase(), vec![value.to_string()]);
+}
+
+/// One line per user: address, mailhost, status, aliases.
+pub fn list(path: &Path) -> anyhow::Result<Vec<String>> {
+    let records = load(path)?;
+    let mut lines = Vec::new();
+    for r in records.iter().filter(|r| is_user(r)) {
+        let a = Account::from_attributes(&r.dn, &r.attrs)?;
+        lines.push(format!(
+            "{:<32} {:<12} {:<9} {}",
+            a.mail,
+            a.mail_host.as_deref().unwrap_or("-"),
+            format!("{:?}", a.status).to_lowercase(),
+            a.alternates.join(",")
+        ));
+    }
+    Ok(lines)
+}
+
+/// The entry of one user as LDIF, without the password hash.
+pub fn show(path: &Path, address: &str) -> anyhow::Result<String> {
+    let mut records = load(path)?;
+    let mut record = find(&mut records, address)?.clone();
+    if record.attrs.contains_key("userpassword") {
+        set(&mut record.attrs, "userPassword", "(hidden)");
+    }
+    Ok(write_ldif(&[record]))
+}
+
+/// What a change did: the LDIF that expresses it, and a generated password to show.
+pub struct Change {
+    pub ldif: String,
+    pub generated_password: Option<String>,
+}
+
+fn password_or_generated(password: Option<&str>) -> (String, Option<String>) {
+    match password {
+        Some(p) => (p.to_string(), None),
+        None => {
+            let p = Alphanumeric.sample_string(&mut rand::thread_rng(), 14);
+            (p.clone(), Some(p))
+        }
+    }
+}
+
+/// Add a user; `base` is the DN the entry goes under (`dc=example,dc=edu`).
+pub fn add(
+    path: &Path,
+    address: &str,
+    mail_host: &str,
+    aliases: &[String],
+    password: Option<&str>,
+    base: &str,
+    write: bool,
+) -> anyhow::Result<Change> {
+    let address = address.to_lowercase();
+    let Some((local, _domain)) = address.split_once('@') else { bail!("{address} is not an address") };
+    let mut records = load(path)?;
+    for name in std::iter::once(&address).chain(aliases) {
+        if find(&mut records, name).is_ok() {
+            bail!("{name} already belongs to a user");
+        }
+    }
+    let (password, generated_password) = password_or_generated(password);
+    let mut attrs = Attributes::new();
+    attrs.insert("objectclass".into(), vec!["inetOrgPerson".into(), "qmailUser".into()]);
+    for (name, value) in [("uid", local), ("cn", local), ("sn", local), ("mail", &address), ("mailHost", mail_host)] {
+        set(&mut attrs, name, value);
+    }
+    set(&mut attrs, "accountStatus", "active");
+    set(&mut attrs, "userPassword", &PasswordHash::salted(Digest::Sha512, &password).to_stored());
+    if !aliases.is_empty() {
+        attrs.insert("mailalternateaddress".into(), aliases.iter().map(|a| a.to_lowercase()).collect());
+    }
+    let record = LdifRecord { dn: format!("uid={local},{base}"), attrs, line: 0 };
+    Account::from_attributes(&record.dn, &record.attrs)?;
+    let ldif = write_ldif(std::slice::from_ref(&record));
+    if write {
+        records.push(record);
+        store(path, &records)?;
+    }
+    Ok(Change { ldif, generated_password })
+}
+
+/// Replace one attribute of a user.
+fn modify(path: &Path, address: &str, attribute: &str, value: &str, write: bool) -> anyhow::Result<String> {
+    let mut records = load(path)?;
+    let record = find(&mut records, address)?;
+    set(&mut record.attrs, attribute, value);
+    Account::from_attributes(&record.dn, &record.attrs)?;
+    let dn = record.dn.clone();
+    if write {
+        store(path, &records)?;
+    }
+    Ok(format!("dn: {dn}\nchangetype: modify\nreplace: {attribute}\n{attribute}: {value}\n-\n"))
+}
+
+/// Set a user's password (generated when `password` is `None`).
+pub fn passwd(path: &Path, address: &str, password: Option<&str>, write: bool) -> anyhow::Result<Change> {
+    let (password, generated_password) = password_or_generated(password);
+    let hash = PasswordHash::salted(Digest::Sha512, &password).to_stored();
+    let ldif = modify(path, address, "userPassword", &hash, write)?;
+    Ok(Change { ldif, generated_password })
+}
+
+/// Set a user's `accountStatus` (`active`, `disabled`, ...).
+pub fn set_status(path: &Path, address: &str, status: &str, write: bool) -> anyhow::Result<Change> {
+    Ok(Change { ldif: modify(path, address, "accountStatus", status, write)?, generated_password: None })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::directory::{AccountStatus, LdifDirectory, Purpose};
+
+    #[test]
+    fn users_are_added_changed_and_read_by_the_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("users.ldif");
+        std::fs::write(&path, "dn: dc=example,dc=edu\nobjectClass: dcObject\ndc: example\n\n").unwrap();
+        let added =
+            add(&path, "Dana@example.edu", "hermes", &["d.x@example.edu".into()], None, "dc=example,dc=edu", true)
+                .unwrap();
+        let password = added.generated_password.unwrap();
+        assert!(added.ldif.contains("dn: uid=dana,dc=example,dc=edu") && !added.ldif.contains(&password));
+        assert!(
+            add(&path, "x@example.edu", "hermes", &["D.X@example.edu".into()], Some("p"), "dc=e", true).is_err(),
+            "alias taken"
+        );
+
+        let dir = LdifDirectory::open(&path).unwrap();
+        let dana = dir.lookup("d.x@example.edu", Purpose::Delivery).unwrap();
+        assert_eq!(dana.mail_host.as_deref(), Some("hermes"));
+        assert!(dana.password.as_ref().unwrap().verify(&password));
+
+        passwd(&path, "dana", Some("new secret"), true).unwrap();
+        set_status(&path, "dana@example.edu", "disabled", true).unwrap();
+        let dir = LdifDirectory::open(&path).unwrap();
+        let dana = dir.lookup("dana@example.edu", Purpose::Login).unwrap();
+        assert!(dana.password.as_ref().unwrap().verify("new secret"));
+        assert_eq!(dana.status, AccountStatus::Disabled);
+        assert!(show(&path, "dana").unwrap().contains("userPassword: (hidden)"));
+        assert!(list(&path).unwrap()[0].starts_with("dana@example.edu"));
+        assert!(set_status(&path, "dana", "sleepy", true).is_err(), "invalid values are refused");
+
+        // --print-ldif: the change as LDIF, the file untouched.
+        let before = std::fs::read_to_string(&path).unwrap();
+        let change = set_status(&path, "dana", "active", false).unwrap();
+        assert!(change.ldif.contains("changetype: modify\nreplace: accountStatus\naccountStatus: active"));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
+    }
+}
