@@ -1,4 +1,5 @@
-//! `aoe`: ATA over Ethernet codec, target and initiator.
-//!
-//! Not implemented yet (issue 3). This crate is an empty member of the workspace so the
-//! layout matches the architecture; it exports nothing and must not be used as if it worked.
+//! `aoe`: ATA over Ethernet (protocol revision 11). Now: the codec (`codec`), pure and
+//! fuzzed. The target and the initiator (issue 3) are not written yet; nothing here does
+//! I/O.
+
+pub mod codec;
