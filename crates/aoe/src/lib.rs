@@ -1,5 +1,9 @@
-//! `aoe`: ATA over Ethernet (protocol revision 11). Now: the codec (`codec`), pure and
-//! fuzzed. The target and the initiator (issue 3) are not written yet; nothing here does
-//! I/O.
+//! `aoe`: ATA over Ethernet (protocol revision 11): the codec (`codec`, pure and fuzzed),
+//! IDENTIFY DEVICE data (`identify`), raw Ethernet sockets (`packet`) and the initiator
+//! (`initiator`: discovery, ATA with retransmission). The target (issue 3) is not written
+//! yet.
 
 pub mod codec;
+pub mod identify;
+pub mod initiator;
+pub mod packet;

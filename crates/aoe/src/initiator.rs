@@ -1,0 +1,328 @@
+//! The AoE initiator: discovery by broadcast Query Config, and ATA commands to one target
+//! with up to the target's buffer count in flight, retransmitted with a fresh tag after an
+//! RTT-based timeout (smoothed RTT plus four deviations, Jacobson/Karels), a bounded number
+//! of times. Large reads and writes are split into commands of at most the sectors one
+//! frame can carry (the target's sector count and the interface MTU).
+
+use std::collections::HashMap;
+use std::io;
+use std::time::{Duration, Instant};
+
+use crate::codec::ata::{op, status};
+use crate::codec::{AtaCmd, Body, ConfigCmd, ConfigSub, Frame, Header, MacAddr, CMD_ATA, CMD_CONFIG, SECTOR_BYTES};
+use crate::identify::{self, Identity};
+use crate::packet::PacketSocket;
+
+/// Retransmissions of one command before the target is declared unreachable.
+const RETRIES_MAX: u32 = 8;
+const RTO_MIN: Duration = Duration::from_millis(10);
+const RTO_MAX: Duration = Duration::from_secs(2);
+const RTO_INITIAL: Duration = Duration::from_millis(200);
+/// The largest Ethernet frame we receive (jumbo).
+const FRAME_MAX: usize = 9216;
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InitiatorError {
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    #[error("target {0}.{1} does not answer")]
+    TimedOut(u16, u8),
+    #[error("AoE error {0:?}")]
+    Aoe(crate::codec::ErrorCode),
+    #[error("ATA error {error:#04x} (status {status:#04x})")]
+    Ata { status: u8, error: u8 },
+    #[error("{0}")]
+    Protocol(String),
+}
+
+impl InitiatorError {
+    /// The target aborted the command (ATA ABRT): it does not support it.
+    pub fn is_abort(&self) -> bool {
+        matches!(self, Self::Ata { error, .. } if error & status::ABRT != 0)
+    }
+}
+
+type Result<T> = std::result::Result<T, InitiatorError>;
+
+/// A target found by discovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetInfo {
+    pub mac: MacAddr,
+    pub major: u16,
+    pub minor: u8,
+    pub buffer_count: u16,
+    pub firmware: u16,
+    pub sector_count: u8,
+    pub config: Vec<u8>,
+}
+
+fn random_tag_base() -> u32 {
+    // Tags only need to differ from recent ones; the clock's low bits vary per run.
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+    nanos.rotate_left(16)
+}
+
+/// Ask every target on the wire (shelf 0xffff, slot 0xff) and collect answers for `wait`.
+pub fn discover(sock: &PacketSocket, wait: Duration) -> io::Result<Vec<TargetInfo>> {
+    let tag = random_tag_base();
+    let query = Frame {
+        header: Header {
+            dst: MacAddr::BROADCAST,
+            src: sock.mac,
+            version: 1,
+            response: false,
+            error: None,
+            major: Header::ANY_MAJOR,
+            minor: Header::ANY_MINOR,
+            command: CMD_CONFIG,
+            tag,
+        },
+        body: Body::Config(ConfigCmd {
+            buffer_count: 0,
+            firmware: 0,
+            sector_count: 0,
+            aoe_version: 0,
+            sub: ConfigSub::Read,
+            config: &[],
+        }),
+    };
+    sock.send(&query.to_bytes())?;
+    let deadline = Instant::now() + wait;
+    let mut found: Vec<TargetInfo> = Vec::new();
+    let mut buf = vec![0u8; FRAME_MAX];
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        let Some(n) = sock.recv(&mut buf, left)? else { break };
+        let Ok(frame) = Frame::parse(&buf[..n]) else { continue };
+        let (h, Body::Config(c)) = (frame.header, frame.body) else { continue };
+        if !h.response || h.tag != tag || h.error.is_some() {
+            continue;
+        }
+        let info = TargetInfo {
+            mac: h.src,
+            major: h.major,
+            minor: h.minor,
+            buffer_count: c.buffer_count,
+            firmware: c.firmware,
+            sector_count: c.sector_count,
+            config: c.config.to_vec(),
+        };
+        if !found.iter().any(|t| t.mac == info.mac && t.major == info.major && t.minor == info.minor) {
+            found.push(info);
+        }
+    }
+    Ok(found)
+}
+
+/// One ATA command to run.
+#[derive(Debug, Clone)]
+struct Request {
+    cmd: u8,
+    lba: u64,
+    count: u8,
+    write: bool,
+    data: Vec<u8>,
+}
+
+/// A command's answer: ATA status, error register and data.
+#[derive(Debug, Clone)]
+struct Response {
+    status: u8,
+    error: u8,
+    data: Vec<u8>,
+}
+
+/// A command in flight.
+struct InFlight {
+    index: usize,
+    sent: Instant,
+    retries: u32,
+}
+
+/// Talks ATA to one target.
+pub struct Initiator<'s> {
+    sock: &'s PacketSocket,
+    pub target: TargetInfo,
+    next_tag: u32,
+    srtt: Option<Duration>,
+    rttvar: Duration,
+    /// Sectors per command: the target's count, bounded by what the MTU carries.
+    pub max_sectors: u8,
+    /// Commands in flight at most: the target's buffer count (at least 1).
+    pub depth: usize,
+}
+
+impl<'s> Initiator<'s> {
+    pub fn new(sock: &'s PacketSocket, target: TargetInfo) -> Self {
+        let by_mtu =
+            sock.mtu.saturating_sub(crate::codec::HEADER_LEN + crate::codec::ata::ATA_HEADER_LEN) / SECTOR_BYTES;
+        let max_sectors = (target.sector_count as usize).min(by_mtu).clamp(1, 255) as u8;
+        let depth = usize::from(target.buffer_count).max(1);
+        Self { sock, target, next_tag: random_tag_base(), srtt: None, rttvar: Duration::ZERO, max_sectors, depth }
+    }
+
+    /// The current retransmission timeout.
+    pub fn rto(&self) -> Duration {
+        match self.srtt {
+            None => RTO_INITIAL,
+            Some(srtt) => (srtt + 4 * self.rttvar).clamp(RTO_MIN, RTO_MAX),
+        }
+    }
+
+    fn sample_rtt(&mut self, rtt: Duration) {
+        match self.srtt {
+            None => {
+                self.srtt = Some(rtt);
+                self.rttvar = rtt / 2;
+            }
+            Some(srtt) => {
+                let diff = if srtt > rtt { srtt - rtt } else { rtt - srtt };
+                self.rttvar = (self.rttvar * 3 + diff) / 4;
+                self.srtt = Some((srtt * 7 + rtt) / 8);
+            }
+        }
+    }
+
+    fn send(&mut self, req: &Request) -> io::Result<u32> {
+        let tag = self.next_tag;
+        self.next_tag = self.next_tag.wrapping_add(1);
+        let frame = Frame {
+            header: Header {
+                dst: self.target.mac,
+                src: self.sock.mac,
+                version: 1,
+                response: false,
+                error: None,
+                major: self.target.major,
+                minor: self.target.minor,
+                command: CMD_ATA,
+                tag,
+            },
+            body: Body::Ata(AtaCmd {
+                extended: true,
+                device: false,
+                asynchronous: false,
+                write: req.write,
+                err_feature: 0,
+                sector_count: req.count,
+                cmd_status: req.cmd,
+                lba: req.lba,
+                data: &req.data,
+            }),
+        };
+        self.sock.send(&frame.to_bytes())?;
+        Ok(tag)
+    }
+
+    /// Run `requests`, at most `depth` in flight; answers in request order.
+    fn run(&mut self, requests: &[Request]) -> Result<Vec<Response>> {
+        let mut answers: Vec<Option<Response>> = vec![None; requests.len()];
+        let mut flight: HashMap<u32, InFlight> = HashMap::new();
+        let mut next = 0;
+        let mut buf = vec![0u8; FRAME_MAX];
+        while answers.iter().any(Option::is_none) {
+            while flight.len() < self.depth && next < requests.len() {
+                let tag = self.send(&requests[next])?;
+                flight.insert(tag, InFlight { index: next, sent: Instant::now(), retries: 0 });
+                next += 1;
+            }
+            // Retransmit what timed out, under a fresh tag (a late answer to the old tag is
+            // then recognizably stale).
+            let rto = self.rto();
+            let expired: Vec<u32> = flight.iter().filter(|(_, f)| f.sent.elapsed() >= rto).map(|(t, _)| *t).collect();
+            for old in expired {
+                let f = flight.remove(&old).expect("expired tag in flight");
+                if f.retries >= RETRIES_MAX {
+                    return Err(InitiatorError::TimedOut(self.target.major, self.target.minor));
+                }
+                let tag = self.send(&requests[f.index])?;
+                flight.insert(tag, InFlight { index: f.index, sent: Instant::now(), retries: f.retries + 1 });
+            }
+            let Some(n) = self.sock.recv(&mut buf, self.rto().min(Duration::from_millis(50)))? else { continue };
+            let Ok(frame) = Frame::parse(&buf[..n]) else { continue };
+            let h = frame.header;
+            if !h.response || h.src != self.target.mac || h.major != self.target.major || h.minor != self.target.minor {
+                continue;
+            }
+            let Some(f) = flight.remove(&h.tag) else { continue };
+            if f.retries == 0 {
+                self.sample_rtt(f.sent.elapsed());
+            }
+            if let Some(e) = h.error {
+                return Err(InitiatorError::Aoe(e));
+            }
+            let Body::Ata(a) = frame.body else { return Err(InitiatorError::Protocol("answer is not ATA".into())) };
+            answers[f.index] = Some(Response { status: a.cmd_status, error: a.err_feature, data: a.data.to_vec() });
+        }
+        let answers: Vec<Response> = answers.into_iter().map(|a| a.expect("all answered")).collect();
+        if let Some(bad) = answers.iter().find(|r| r.status & status::ERR != 0) {
+            return Err(InitiatorError::Ata { status: bad.status, error: bad.error });
+        }
+        Ok(answers)
+    }
+
+    /// IDENTIFY DEVICE.
+    pub fn identify(&mut self) -> Result<Identity> {
+        let req = Request { cmd: op::IDENTIFY_DEVICE, lba: 0, count: 1, write: false, data: Vec::new() };
+        let answer = self.run(&[req])?.remove(0);
+        identify::parse(&answer.data).ok_or_else(|| InitiatorError::Protocol("short IDENTIFY data".into()))
+    }
+
+    /// Read `sectors` sectors from `lba`.
+    pub fn read(&mut self, lba: u64, sectors: u64) -> Result<Vec<u8>> {
+        let step = u64::from(self.max_sectors);
+        let requests: Vec<Request> = (0..sectors)
+            .step_by(step as usize)
+            .map(|off| Request {
+                cmd: op::READ_SECTORS_EXT,
+                lba: lba + off,
+                count: step.min(sectors - off) as u8,
+                write: false,
+                data: Vec::new(),
+            })
+            .collect();
+        let mut out = Vec::with_capacity(sectors as usize * SECTOR_BYTES);
+        for (req, answer) in requests.iter().zip(self.run(&requests)?) {
+            let want = usize::from(req.count) * SECTOR_BYTES;
+            if answer.data.len() < want {
+                return Err(InitiatorError::Protocol(format!("short read at LBA {}", req.lba)));
+            }
+            out.extend_from_slice(&answer.data[..want]);
+        }
+        Ok(out)
+    }
+
+    /// Write `data` (whole sectors) at `lba`.
+    pub fn write(&mut self, lba: u64, data: &[u8]) -> Result<()> {
+        if data.len() % SECTOR_BYTES != 0 {
+            return Err(InitiatorError::Protocol("writes are whole 512-byte sectors".into()));
+        }
+        let chunk = usize::from(self.max_sectors) * SECTOR_BYTES;
+        let requests: Vec<Request> = data
+            .chunks(chunk)
+            .enumerate()
+            .map(|(i, c)| Request {
+                cmd: op::WRITE_SECTORS_EXT,
+                lba: lba + (i * usize::from(self.max_sectors)) as u64,
+                count: (c.len() / SECTOR_BYTES) as u8,
+                write: true,
+                data: c.to_vec(),
+            })
+            .collect();
+        self.run(&requests).map(|_| ())
+    }
+
+    /// FLUSH CACHE EXT (FLUSH CACHE for targets that abort the EXT form, as vblade does):
+    /// everything written before is durable when this returns, if the target is honest.
+    pub fn flush(&mut self) -> Result<()> {
+        let ext = Request { cmd: op::FLUSH_CACHE_EXT, lba: 0, count: 0, write: false, data: Vec::new() };
+        match self.run(&[ext]) {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_abort() => {
+                let plain = Request { cmd: op::FLUSH_CACHE, lba: 0, count: 0, write: false, data: Vec::new() };
+                self.run(&[plain]).map(|_| ())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! `aoectl`: talk to ATA-over-Ethernet targets from this host. Needs root (raw sockets).
+//!
+//! `aoectl -i eth1 discover` · `aoectl -i eth1 identify 7.3` · `aoectl -i eth1 read 7.3
+//! --lba 0 --sectors 8 --out f` · `aoectl -i eth1 write 7.3 --lba 0 --in f` ·
+//! `aoectl -i eth1 flush 7.3`
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use aoe::initiator::{discover, Initiator, TargetInfo};
+use aoe::packet::PacketSocket;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(version, about = "ATA over Ethernet initiator")]
+struct Args {
+    /// The network interface the targets are on.
+    #[arg(long, short)]
+    interface: String,
+    /// How long discovery listens for answers.
+    #[arg(long, default_value_t = 1000)]
+    wait_ms: u64,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// List the targets that answer a broadcast Query Config.
+    Discover,
+    /// IDENTIFY DEVICE of SHELF.SLOT.
+    Identify { target: String },
+    /// Read sectors to a file (or stdout with --out -).
+    Read {
+        target: String,
+        #[arg(long)]
+        lba: u64,
+        #[arg(long)]
+        sectors: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write a file (whole sectors) at an LBA.
+    Write {
+        target: String,
+        #[arg(long)]
+        lba: u64,
+        #[arg(long = "in")]
+        input: PathBuf,
+    },
+    /// FLUSH CACHE EXT: make earlier writes durable.
+    Flush { target: String },
+}
+
+fn find(sock: &PacketSocket, wait: Duration, name: &str) -> anyhow::Result<TargetInfo> {
+    let (shelf, slot) = name.split_once('.').context("targets are SHELF.SLOT, e.g. 7.3")?;
+    let (shelf, slot): (u16, u8) = (shelf.parse()?, slot.parse()?);
+    let found = discover(sock, wait)?;
+    match found.into_iter().find(|t| t.major == shelf && t.minor == slot) {
+        Some(t) => Ok(t),
+        None => bail!("no target {shelf}.{slot} answered"),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let sock = PacketSocket::open(&args.interface).with_context(|| format!("raw socket on {}", args.interface))?;
+    let wait = Duration::from_millis(args.wait_ms);
+    match args.command {
+        Cmd::Discover => {
+            for t in discover(&sock, wait)? {
+                println!(
+                    "{}.{} {} buffers {} sectors {} firmware {:#06x} config {:?}",
+                    t.major,
+                    t.minor,
+                    t.mac,
+                    t.buffer_count,
+                    t.sector_count,
+                    t.firmware,
+                    String::from_utf8_lossy(&t.config)
+                );
+            }
+        }
+        Cmd::Identify { target } => {
+            let id = Initiator::new(&sock, find(&sock, wait, &target)?).identify()?;
+            println!("model {:?} serial {:?} firmware {:?}", id.model, id.serial, id.firmware);
+            println!("sectors {} bytes {} lba48 {}", id.sectors, id.sectors * 512, id.lba48);
+        }
+        Cmd::Read { target, lba, sectors, out } => {
+            let data = Initiator::new(&sock, find(&sock, wait, &target)?).read(lba, sectors)?;
+            if out.as_os_str() == "-" {
+                use std::io::Write;
+                std::io::stdout().write_all(&data)?;
+            } else {
+                std::fs::write(&out, data)?;
+            }
+        }
+        Cmd::Write { target, lba, input } => {
+            let data = std::fs::read(&input)?;
+            Initiator::new(&sock, find(&sock, wait, &target)?).write(lba, &data)?;
+        }
+        Cmd::Flush { target } => Initiator::new(&sock, find(&sock, wait, &target)?).flush()?,
+    }
+    Ok(())
+}
