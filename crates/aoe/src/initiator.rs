@@ -176,7 +176,7 @@ impl<'s> Initiator<'s> {
                 self.rttvar = rtt / 2;
             }
             Some(srtt) => {
-                let diff = if srtt > rtt { srtt - rtt } else { rtt - srtt };
+                let diff = srtt.abs_diff(rtt);
                 self.rttvar = (self.rttvar * 3 + diff) / 4;
                 self.srtt = Some((srtt * 7 + rtt) / 8);
             }
@@ -294,7 +294,7 @@ impl<'s> Initiator<'s> {
 
     /// Write `data` (whole sectors) at `lba`.
     pub fn write(&mut self, lba: u64, data: &[u8]) -> Result<()> {
-        if data.len() % SECTOR_BYTES != 0 {
+        if !data.len().is_multiple_of(SECTOR_BYTES) {
             return Err(InitiatorError::Protocol("writes are whole 512-byte sectors".into()));
         }
         let chunk = usize::from(self.max_sectors) * SECTOR_BYTES;
