@@ -217,10 +217,11 @@ impl<'s> Initiator<'s> {
     /// Run `requests`, at most `depth` in flight; answers in request order.
     fn run(&mut self, requests: &[Request]) -> Result<Vec<Response>> {
         let mut answers: Vec<Option<Response>> = vec![None; requests.len()];
+        let mut unanswered = requests.len();
         let mut flight: HashMap<u32, InFlight> = HashMap::new();
         let mut next = 0;
         let mut buf = vec![0u8; FRAME_MAX];
-        while answers.iter().any(Option::is_none) {
+        while unanswered > 0 {
             while flight.len() < self.depth && next < requests.len() {
                 let tag = self.send(&requests[next])?;
                 flight.insert(tag, InFlight { index: next, sent: Instant::now(), retries: 0 });
@@ -253,6 +254,7 @@ impl<'s> Initiator<'s> {
             }
             let Body::Ata(a) = frame.body else { return Err(InitiatorError::Protocol("answer is not ATA".into())) };
             answers[f.index] = Some(Response { status: a.cmd_status, error: a.err_feature, data: a.data.to_vec() });
+            unanswered -= 1;
         }
         let answers: Vec<Response> = answers.into_iter().map(|a| a.expect("all answered")).collect();
         if let Some(bad) = answers.iter().find(|r| r.status & status::ERR != 0) {

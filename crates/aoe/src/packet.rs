@@ -78,6 +78,11 @@ impl PacketSocket {
         Ok(Self { fd, mac, mtu, ifindex })
     }
 
+    /// The socket's descriptor (for io_uring submissions).
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+
     /// Send one frame (padded to Ethernet's 60-byte minimum).
     pub fn send(&self, frame: &[u8]) -> io::Result<()> {
         let mut padded;

@@ -21,6 +21,9 @@ struct Args {
     /// How long discovery listens for answers.
     #[arg(long, default_value_t = 1000)]
     wait_ms: u64,
+    /// Commands in flight at most (default: the target's buffer count).
+    #[arg(long)]
+    depth: Option<usize>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -63,6 +66,14 @@ fn find(sock: &PacketSocket, wait: Duration, name: &str) -> anyhow::Result<Targe
     }
 }
 
+fn initiator<'s>(sock: &'s PacketSocket, target: TargetInfo, depth: Option<usize>) -> Initiator<'s> {
+    let mut i = Initiator::new(sock, target);
+    if let Some(d) = depth {
+        i.depth = d.clamp(1, i.depth);
+    }
+    i
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let sock = PacketSocket::open(&args.interface).with_context(|| format!("raw socket on {}", args.interface))?;
@@ -83,12 +94,12 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Cmd::Identify { target } => {
-            let id = Initiator::new(&sock, find(&sock, wait, &target)?).identify()?;
+            let id = initiator(&sock, find(&sock, wait, &target)?, args.depth).identify()?;
             println!("model {:?} serial {:?} firmware {:?}", id.model, id.serial, id.firmware);
             println!("sectors {} bytes {} lba48 {}", id.sectors, id.sectors * 512, id.lba48);
         }
         Cmd::Read { target, lba, sectors, out } => {
-            let data = Initiator::new(&sock, find(&sock, wait, &target)?).read(lba, sectors)?;
+            let data = initiator(&sock, find(&sock, wait, &target)?, args.depth).read(lba, sectors)?;
             if out.as_os_str() == "-" {
                 use std::io::Write;
                 std::io::stdout().write_all(&data)?;
@@ -98,9 +109,9 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Write { target, lba, input } => {
             let data = std::fs::read(&input)?;
-            Initiator::new(&sock, find(&sock, wait, &target)?).write(lba, &data)?;
+            initiator(&sock, find(&sock, wait, &target)?, args.depth).write(lba, &data)?;
         }
-        Cmd::Flush { target } => Initiator::new(&sock, find(&sock, wait, &target)?).flush()?,
+        Cmd::Flush { target } => initiator(&sock, find(&sock, wait, &target)?, args.depth).flush()?,
     }
     Ok(())
 }
