@@ -45,6 +45,36 @@ impl InitiatorError {
 
 type Result<T> = std::result::Result<T, InitiatorError>;
 
+/// What [`Initiator::bench`] runs.
+#[derive(Debug, Clone)]
+pub struct BenchLoad {
+    pub write: bool,
+    pub random: bool,
+    pub block_sectors: u32,
+    pub span_sectors: u64,
+    pub duration: Duration,
+}
+
+/// What a bench run did.
+#[derive(Debug, Clone)]
+pub struct BenchStats {
+    pub bytes: u64,
+    /// Whole blocks completed.
+    pub blocks: u64,
+    pub elapsed: Duration,
+    pub retransmits: u64,
+}
+
+impl BenchStats {
+    pub fn mb_per_sec(&self) -> f64 {
+        self.bytes as f64 / 1e6 / self.elapsed.as_secs_f64()
+    }
+
+    pub fn blocks_per_sec(&self) -> f64 {
+        self.blocks as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
 /// A target found by discovery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetInfo {
@@ -312,6 +342,103 @@ impl<'s> Initiator<'s> {
             })
             .collect();
         self.run(&requests).map(|_| ())
+    }
+
+    /// Keep `depth` commands in flight for `duration`: blocks of `block_sectors` (split into
+    /// commands of at most `max_sectors`), sequential from 0 or at random block-aligned
+    /// LBAs below `span_sectors`, reads or writes. `progress` is called about once a second
+    /// with the bytes done so far.
+    pub fn bench(&mut self, load: &BenchLoad, mut progress: impl FnMut(u64)) -> Result<BenchStats> {
+        let block = u64::from(load.block_sectors.max(1));
+        let span_blocks = (load.span_sectors / block).max(1);
+        let per_cmd = u64::from(self.max_sectors);
+        let payload = vec![0x5au8; (per_cmd as usize) * SECTOR_BYTES];
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next_block = 0u64;
+        // Commands of blocks not yet sent: (block id, lba, sectors).
+        let mut queue: std::collections::VecDeque<(u64, u64, u8)> = std::collections::VecDeque::new();
+        let mut remaining: HashMap<u64, u32> = HashMap::new();
+        let mut flight: HashMap<u32, (u64, u64, u8, Instant, u32)> = HashMap::new();
+        let (mut bytes, mut blocks, mut retransmits) = (0u64, 0u64, 0u64);
+        let start = Instant::now();
+        let mut last_progress = start;
+        let mut buf = vec![0u8; FRAME_MAX];
+        let cmd = if load.write { op::WRITE_SECTORS_EXT } else { op::READ_SECTORS_EXT };
+        let request = |lba: u64, sectors: u8| Request {
+            cmd,
+            lba,
+            count: sectors,
+            write: load.write,
+            data: if load.write { payload[..usize::from(sectors) * SECTOR_BYTES].to_vec() } else { Vec::new() },
+        };
+        while start.elapsed() < load.duration || !flight.is_empty() {
+            let sending = start.elapsed() < load.duration;
+            while sending && flight.len() < self.depth {
+                if queue.is_empty() {
+                    let b = if load.random {
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        rng % span_blocks
+                    } else {
+                        next_block % span_blocks
+                    };
+                    let id = next_block;
+                    next_block += 1;
+                    let mut off = 0;
+                    let mut parts = 0;
+                    while off < block {
+                        let n = per_cmd.min(block - off);
+                        queue.push_back((id, b * block + off, n as u8));
+                        off += n;
+                        parts += 1;
+                    }
+                    remaining.insert(id, parts);
+                }
+                let (id, lba, n) = queue.pop_front().expect("queued");
+                let tag = self.send(&request(lba, n))?;
+                flight.insert(tag, (id, lba, n, Instant::now(), 0));
+            }
+            let rto = self.rto();
+            let expired: Vec<u32> = flight.iter().filter(|(_, f)| f.3.elapsed() >= rto).map(|(t, _)| *t).collect();
+            for old in expired {
+                let (id, lba, n, _, tries) = flight.remove(&old).expect("in flight");
+                if tries >= RETRIES_MAX {
+                    return Err(InitiatorError::TimedOut(self.target.major, self.target.minor));
+                }
+                retransmits += 1;
+                let tag = self.send(&request(lba, n))?;
+                flight.insert(tag, (id, lba, n, Instant::now(), tries + 1));
+            }
+            if last_progress.elapsed() >= Duration::from_secs(1) {
+                progress(bytes);
+                last_progress = Instant::now();
+            }
+            let Some(len) = self.sock.recv(&mut buf, rto.min(Duration::from_millis(20)))? else { continue };
+            let Ok(frame) = Frame::parse(&buf[..len]) else { continue };
+            let h = frame.header;
+            if !h.response || h.src != self.target.mac {
+                continue;
+            }
+            let Some((id, _, n, sent, tries)) = flight.remove(&h.tag) else { continue };
+            if tries == 0 {
+                self.sample_rtt(sent.elapsed());
+            }
+            match (h.error, frame.body) {
+                (None, Body::Ata(a)) if a.cmd_status & status::ERR == 0 => {}
+                (Some(e), _) => return Err(InitiatorError::Aoe(e)),
+                (None, Body::Ata(a)) => return Err(InitiatorError::Ata { status: a.cmd_status, error: a.err_feature }),
+                _ => return Err(InitiatorError::Protocol("answer is not ATA".into())),
+            }
+            bytes += u64::from(n) * SECTOR_BYTES as u64;
+            let left = remaining.get_mut(&id).expect("block counted");
+            *left -= 1;
+            if *left == 0 {
+                remaining.remove(&id);
+                blocks += 1;
+            }
+        }
+        Ok(BenchStats { bytes, blocks, elapsed: start.elapsed(), retransmits })
     }
 
     /// FLUSH CACHE EXT (FLUSH CACHE for targets that abort the EXT form, as vblade does):

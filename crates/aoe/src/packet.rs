@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use crate::codec::{MacAddr, ETHERTYPE_AOE};
 
+/// Socket send and receive buffer size asked for.
+const SOCKET_BUFFER_BYTES: libc::c_int = 8 << 20;
+
 /// A bound raw socket.
 #[derive(Debug)]
 pub struct PacketSocket {
@@ -74,6 +77,18 @@ impl PacketSocket {
         // SAFETY: `addr` is a valid sockaddr_ll of `len` bytes for the duration of the call.
         if unsafe { libc::bind(fd.as_raw_fd(), (&addr as *const libc::sockaddr_ll).cast(), len) } < 0 {
             return Err(io::Error::last_os_error());
+        }
+        // Many requests in flight arrive in bursts; the default socket buffers (about 200 KiB,
+        // a few dozen jumbo frames) would drop some. FORCE works as root; else the capped size.
+        let bytes: libc::c_int = SOCKET_BUFFER_BYTES;
+        for (force, plain) in [(libc::SO_RCVBUFFORCE, libc::SO_RCVBUF), (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF)] {
+            let size = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            let ptr = (&bytes as *const libc::c_int).cast();
+            // SAFETY: setsockopt reads one int from `ptr` during the call.
+            if unsafe { libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, force, ptr, size) } != 0 {
+                // SAFETY: as above.
+                unsafe { libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, plain, ptr, size) };
+            }
         }
         Ok(Self { fd, mac, mtu, ifindex })
     }

@@ -5,4 +5,5 @@
 pub mod imap_client;
 pub mod imap_load;
 pub mod mailctl;
+pub mod netns;
 pub mod stats;

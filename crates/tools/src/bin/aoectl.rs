@@ -8,7 +8,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use aoe::initiator::{discover, Initiator, TargetInfo};
+use aoe::initiator::{discover, BenchLoad, Initiator, TargetInfo};
+
+/// The depth shown in progress lines.
+fn init_depth(depth: Option<usize>) -> String {
+    depth.map_or_else(|| "target's".to_string(), |d| d.to_string())
+}
 use aoe::packet::PacketSocket;
 use clap::{Parser, Subcommand};
 
@@ -54,6 +59,21 @@ enum Cmd {
     },
     /// FLUSH CACHE EXT: make earlier writes durable.
     Flush { target: String },
+    /// Load a target: sequential or random reads or writes of a block size at a depth.
+    Bench {
+        target: String,
+        #[arg(long, value_parser = ["read", "write"])]
+        op: String,
+        #[arg(long, value_parser = ["seq", "rand"])]
+        pattern: String,
+        #[arg(long, default_value_t = 4096)]
+        block_bytes: u32,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Print one JSON line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn find(sock: &PacketSocket, wait: Duration, name: &str) -> anyhow::Result<TargetInfo> {
@@ -112,6 +132,47 @@ fn main() -> anyhow::Result<()> {
             initiator(&sock, find(&sock, wait, &target)?, args.depth).write(lba, &data)?;
         }
         Cmd::Flush { target } => initiator(&sock, find(&sock, wait, &target)?, args.depth).flush()?,
+        Cmd::Bench { target, op, pattern, block_bytes, seconds, json } => {
+            if block_bytes == 0 || block_bytes % 512 != 0 {
+                bail!("--block-bytes is a multiple of 512");
+            }
+            let mut init = initiator(&sock, find(&sock, wait, &target)?, args.depth);
+            let sectors = init.identify()?.sectors;
+            let load = BenchLoad {
+                write: op == "write",
+                random: pattern == "rand",
+                block_sectors: block_bytes / 512,
+                span_sectors: sectors,
+                duration: Duration::from_secs_f64(seconds),
+            };
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("template"));
+            let started = std::time::Instant::now();
+            let stats = init.bench(&load, |bytes| {
+                let rate = bytes as f64 / 1e6 / started.elapsed().as_secs_f64();
+                bar.set_message(format!(
+                    "{op} {pattern} {block_bytes} B depth {}: {rate:.1} MB/s",
+                    init_depth(args.depth)
+                ));
+                bar.tick();
+            })?;
+            bar.finish_and_clear();
+            if json {
+                println!(
+                    "{{\"mb_per_sec\": {:.3}, \"iops\": {:.1}, \"retransmits\": {}}}",
+                    stats.mb_per_sec(),
+                    stats.blocks_per_sec(),
+                    stats.retransmits
+                );
+            } else {
+                println!(
+                    "{op} {pattern} {block_bytes} B: {:.1} MB/s, {:.0} IOPS, {} retransmits",
+                    stats.mb_per_sec(),
+                    stats.blocks_per_sec(),
+                    stats.retransmits
+                );
+            }
+        }
     }
     Ok(())
 }

@@ -6,35 +6,20 @@
 
 use std::process::{Child, Command};
 
-/// Two namespaces joined by a veth pair; removed on drop.
-pub struct Wire {
-    pub target_ns: String,
-    pub initiator_ns: String,
-}
-
-pub fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("ip (iproute2)");
-    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
+/// The two namespaces and their veth pair (standard 1500-byte MTU).
+pub struct Wire(tools::netns::Wire);
 
 impl Wire {
     pub fn new(tag: &str) -> Self {
-        let w = Self { target_ns: format!("aoeT{tag}"), initiator_ns: format!("aoeI{tag}") };
-        let (t, i) = (w.target_ns.as_str(), w.initiator_ns.as_str());
-        ip(&["netns", "add", t]);
-        ip(&["netns", "add", i]);
-        ip(&["link", "add", "aoe-t", "netns", t, "type", "veth", "peer", "name", "aoe-i", "netns", i]);
-        ip(&["-n", t, "link", "set", "aoe-t", "up"]);
-        ip(&["-n", i, "link", "set", "aoe-i", "up"]);
-        w
+        Self(tools::netns::Wire::new(tag, 1500).expect("network namespaces (root, iproute2)"))
     }
 }
 
-impl Drop for Wire {
-    fn drop(&mut self) {
-        for ns in [&self.target_ns, &self.initiator_ns] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
+impl std::ops::Deref for Wire {
+    type Target = tools::netns::Wire;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }
 
