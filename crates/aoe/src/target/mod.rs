@@ -1,0 +1,7 @@
+//! The AoE target. Now: `handler`, the pure decision for each request (what to answer,
+//! what to read, write or flush), with the protocol's rules on versions, addressing, Mac
+//! Mask Lists, reservations, ranges and read-only exports; and `server`, the io_uring loop
+//! that carries the decisions out on a raw Ethernet socket and the exported files.
+
+pub mod handler;
+pub mod server;

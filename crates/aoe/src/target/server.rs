@@ -1,0 +1,372 @@
+//! The target's I/O: one io_uring drives both the raw Ethernet socket and the exported
+//! files. `buffer_count` receives are always posted (the queue depth advertised to
+//! initiators); each request is decided by the pure handler and then answered at once or
+//! after a read, write or `fdatasync` submitted to the same ring, so many requests are in
+//! flight together. Every buffer given to the kernel is owned by a slot of the in-flight
+//! table and neither moved nor freed until its completion is reaped.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use io_uring::{opcode, squeue, types, IoUring};
+
+use super::handler::{config_announcement, decide, done_reply, read_reply, Decision, ExportConfig, ExportState};
+use crate::codec::ata::ATA_HEADER_LEN;
+use crate::codec::{AtaCmd, Frame, Header, MacAddr, CMD_CONFIG, HEADER_LEN, SECTOR_BYTES};
+use crate::packet::PacketSocket;
+
+/// The largest frame received (jumbo frames).
+const FRAME_MAX: usize = 9216;
+/// Completion tags: the kind in the top byte, the slot below.
+const KIND_RECV: u64 = 1 << 56;
+const KIND_SEND: u64 = 2 << 56;
+const KIND_DISK: u64 = 3 << 56;
+const KIND_TICK: u64 = 4 << 56;
+const SLOT_MASK: u64 = (1 << 56) - 1;
+
+/// One export to serve.
+#[derive(Debug, Clone)]
+pub struct ExportSpec {
+    pub major: u16,
+    pub minor: u8,
+    pub path: PathBuf,
+    pub read_only: bool,
+}
+
+/// How to run a target.
+#[derive(Debug, Clone)]
+pub struct TargetOptions {
+    pub interface: String,
+    pub exports: Vec<ExportSpec>,
+    /// Requests taken at once (advertised; at least 64).
+    pub buffer_count: u16,
+}
+
+struct Export {
+    cfg: ExportConfig,
+    state: ExportState,
+    file: File,
+}
+
+/// A disk operation in flight with its answer: the disk part (read, write, fdatasync) is
+/// linked to the send of the success reply, so the kernel sends it as soon as the disk is
+/// done, without a trip through this loop. A failed or short disk part cancels the linked
+/// send, and the loop sends an error reply instead.
+struct DiskOp {
+    export: usize,
+    request: Header,
+    ata: OwnedAta,
+    /// Data to write (empty for reads and flushes).
+    buffer: Vec<u8>,
+    is_read: bool,
+    /// The success reply; a read's data lands in it at [`DATA_OFFSET`].
+    frame: Vec<u8>,
+    /// Completions still due (disk and send).
+    pending: u8,
+}
+
+/// Where an ATA response's data starts in its frame.
+const DATA_OFFSET: usize = HEADER_LEN + ATA_HEADER_LEN;
+/// Completion tag of a send linked to a disk operation.
+const KIND_LINKED_SEND: u64 = 5 << 56;
+
+/// The fields of an ATA request needed to answer it after the disk (no borrowed data).
+#[derive(Clone)]
+struct OwnedAta {
+    extended: bool,
+    device: bool,
+    asynchronous: bool,
+    write: bool,
+    err_feature: u8,
+    sector_count: u8,
+    cmd_status: u8,
+    lba: u64,
+}
+
+impl OwnedAta {
+    fn of(a: &AtaCmd<'_>) -> Self {
+        Self {
+            extended: a.extended,
+            device: a.device,
+            asynchronous: a.asynchronous,
+            write: a.write,
+            err_feature: a.err_feature,
+            sector_count: a.sector_count,
+            cmd_status: a.cmd_status,
+            lba: a.lba,
+        }
+    }
+
+    /// The bytes the command reads or writes.
+    fn sectors_bytes(&self) -> usize {
+        self.borrowed().sectors() as usize * SECTOR_BYTES
+    }
+
+    fn borrowed(&self) -> AtaCmd<'static> {
+        AtaCmd {
+            extended: self.extended,
+            device: self.device,
+            asynchronous: self.asynchronous,
+            write: self.write,
+            err_feature: self.err_feature,
+            sector_count: self.sector_count,
+            cmd_status: self.cmd_status,
+            lba: self.lba,
+            data: &[],
+        }
+    }
+}
+
+/// Serve `options` until `stop` is set.
+pub fn run(options: &TargetOptions, stop: Arc<AtomicBool>) -> io::Result<()> {
+    let sock = PacketSocket::open(&options.interface)?;
+    let max_sectors = (sock.mtu.saturating_sub(HEADER_LEN + ATA_HEADER_LEN) / SECTOR_BYTES).clamp(1, 255) as u8;
+    let buffer_count = options.buffer_count.max(64);
+    let mut exports = Vec::new();
+    for spec in &options.exports {
+        let file =
+            OpenOptions::new().read(true).write(!spec.read_only).custom_flags(libc::O_CLOEXEC).open(&spec.path)?;
+        let bytes = file.metadata()?.len();
+        exports.push(Export {
+            cfg: ExportConfig {
+                major: spec.major,
+                minor: spec.minor,
+                sectors: bytes / SECTOR_BYTES as u64,
+                read_only: spec.read_only,
+                buffer_count,
+                max_sectors,
+                firmware: 0x0001,
+                model: "mailstore AoE target".into(),
+            },
+            state: ExportState::default(),
+            file,
+        });
+    }
+    let mut ring = IoUring::new(u32::from(buffer_count) * 4)?;
+    let fd = types::Fd(sock.raw_fd());
+    // Receive buffers: one per advertised buffer, reposted after each frame.
+    let mut recv_bufs: Vec<Vec<u8>> = (0..buffer_count).map(|_| vec![0u8; FRAME_MAX]).collect();
+    let mut sends: HashMap<u64, Vec<u8>> = HashMap::new();
+    let mut disk: HashMap<u64, DiskOp> = HashMap::new();
+    let mut next_slot: u64 = 0;
+    let recv_entry = |bufs: &mut Vec<Vec<u8>>, i: usize| -> squeue::Entry {
+        opcode::Recv::new(fd, bufs[i].as_mut_ptr(), FRAME_MAX as u32).build().user_data(KIND_RECV | i as u64)
+    };
+    for i in 0..recv_bufs.len() {
+        let e = recv_entry(&mut recv_bufs, i);
+        // SAFETY: recv_bufs[i] lives, unmoved (the Vec of Vecs is never resized), until
+        // this function returns, after the ring is dropped.
+        unsafe { push(&mut ring, &e)? };
+    }
+    // Announce every export (an unsolicited Query Config response to the broadcast address).
+    for e in &exports {
+        let hello = Header {
+            dst: MacAddr::BROADCAST,
+            src: sock.mac,
+            version: 1,
+            response: false,
+            error: None,
+            major: e.cfg.major,
+            minor: e.cfg.minor,
+            command: CMD_CONFIG,
+            tag: 0,
+        };
+        let mut frame = config_announcement(&e.cfg, &e.state, sock.mac, &hello);
+        frame[0..6].copy_from_slice(&MacAddr::BROADCAST.0);
+        sock.send(&frame)?;
+    }
+    let tick = types::Timespec::new().nsec(100_000_000);
+    // One timeout at a time wakes the loop to look at `stop` when the wire is quiet.
+    let mut tick_armed = false;
+    while !stop.load(Ordering::Relaxed) {
+        if !tick_armed {
+            let t = opcode::Timeout::new(&tick).build().user_data(KIND_TICK);
+            // SAFETY: `tick` outlives the ring loop.
+            unsafe { push(&mut ring, &t)? };
+            tick_armed = true;
+        }
+        ring.submit_and_wait(1)?;
+        let completions: Vec<(u64, i32)> = ring.completion().map(|c| (c.user_data(), c.result())).collect();
+        for (ud, res) in completions {
+            let (kind, slot) = (ud & !SLOT_MASK, ud & SLOT_MASK);
+            match kind {
+                KIND_TICK => tick_armed = false,
+                KIND_SEND => {
+                    sends.remove(&slot);
+                }
+                KIND_RECV => {
+                    let i = slot as usize;
+                    if res > 0 {
+                        let n = res as usize;
+                        let mut out = Vec::new();
+                        let mut fresh = Vec::new();
+                        handle(&recv_bufs[i][..n], &mut exports, sock.mac, &mut out, &mut fresh);
+                        for mut op in fresh {
+                            next_slot += 1;
+                            let export = &exports[op.export];
+                            let ata = op.ata.borrowed();
+                            op.frame = if op.is_read {
+                                let zeros = vec![0u8; op.ata.sectors_bytes()];
+                                read_reply(&op.request, sock.mac, &export.cfg, &ata, &zeros)
+                            } else {
+                                done_reply(&op.request, sock.mac, &export.cfg, &ata, true)
+                            };
+                            let disk_op = disk_entry(&mut op, &exports)
+                                .flags(squeue::Flags::IO_LINK)
+                                .user_data(KIND_DISK | next_slot);
+                            let send = opcode::Send::new(fd, op.frame.as_ptr(), op.frame.len() as u32)
+                                .build()
+                                .user_data(KIND_LINKED_SEND | next_slot);
+                            disk.insert(next_slot, op);
+                            // SAFETY: the op's buffers (heap allocations that do not move when
+                            // the op moves into the table) are kept by `disk` until both
+                            // completions are reaped.
+                            unsafe { push_linked(&mut ring, &disk_op, &send)? };
+                        }
+                        for frame in out {
+                            next_slot += 1;
+                            let e = opcode::Send::new(fd, frame.as_ptr(), frame.len() as u32)
+                                .build()
+                                .user_data(KIND_SEND | next_slot);
+                            sends.insert(next_slot, frame);
+                            // SAFETY: the frame's heap buffer is owned by `sends` until its completion.
+                            unsafe { push(&mut ring, &e)? };
+                        }
+                    }
+                    let e = recv_entry(&mut recv_bufs, i);
+                    // SAFETY: as above, recv_bufs[i] stays put.
+                    unsafe { push(&mut ring, &e)? };
+                }
+                KIND_DISK | KIND_LINKED_SEND => {
+                    let Some(op) = disk.get_mut(&slot) else { continue };
+                    op.pending -= 1;
+                    if kind == KIND_DISK {
+                        let want = if op.is_read { op.frame.len() - DATA_OFFSET } else { op.buffer.len() };
+                        let ok = res >= 0 && res as usize == want;
+                        if !ok {
+                            // The linked send is cancelled; answer with an error instead.
+                            let export = &exports[op.export];
+                            let frame = done_reply(&op.request, sock.mac, &export.cfg, &op.ata.borrowed(), false);
+                            next_slot += 1;
+                            let e = opcode::Send::new(fd, frame.as_ptr(), frame.len() as u32)
+                                .build()
+                                .user_data(KIND_SEND | next_slot);
+                            sends.insert(next_slot, frame);
+                            // SAFETY: owned by `sends` until its completion.
+                            unsafe { push(&mut ring, &e)? };
+                        }
+                    }
+                    if op.pending == 0 {
+                        disk.remove(&slot);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The submission entry of a disk operation (read, write, or fdatasync for a flush).
+fn disk_entry(op: &mut DiskOp, exports: &[Export]) -> squeue::Entry {
+    let fd = types::Fd(exports[op.export].file.as_raw_fd());
+    let offset = op.ata.lba * SECTOR_BYTES as u64;
+    if !op.is_read && op.buffer.is_empty() {
+        opcode::Fsync::new(fd).flags(types::FsyncFlags::DATASYNC).build()
+    } else if op.is_read {
+        let data = &mut op.frame[DATA_OFFSET..];
+        opcode::Read::new(fd, data.as_mut_ptr(), data.len() as u32).offset(offset).build()
+    } else {
+        opcode::Write::new(fd, op.buffer.as_ptr(), op.buffer.len() as u32).offset(offset).build()
+    }
+}
+
+/// Decide on one received frame for every export it addresses.
+fn handle(bytes: &[u8], exports: &mut [Export], mac: MacAddr, out: &mut Vec<Vec<u8>>, fresh: &mut Vec<DiskOp>) {
+    let Ok(frame) = Frame::parse(bytes) else { return };
+    for (i, e) in exports.iter_mut().enumerate() {
+        match decide(&e.cfg, &mut e.state, mac, &frame) {
+            Decision::Drop => {}
+            Decision::Reply(r) => out.push(r),
+            Decision::Read { request, ata, lba, sectors } => {
+                let ata = OwnedAta { lba, ..OwnedAta::of(&ata) };
+                let _ = sectors;
+                fresh.push(DiskOp {
+                    export: i,
+                    request,
+                    ata,
+                    buffer: Vec::new(),
+                    is_read: true,
+                    frame: Vec::new(),
+                    pending: 2,
+                });
+            }
+            Decision::Write { request, ata, lba, data } => {
+                let ata = OwnedAta { lba, ..OwnedAta::of(&ata) };
+                fresh.push(DiskOp {
+                    export: i,
+                    request,
+                    ata,
+                    buffer: data.to_vec(),
+                    is_read: false,
+                    frame: Vec::new(),
+                    pending: 2,
+                });
+            }
+            Decision::Flush { request, ata } => {
+                fresh.push(DiskOp {
+                    export: i,
+                    request,
+                    ata: OwnedAta::of(&ata),
+                    buffer: Vec::new(),
+                    is_read: false,
+                    frame: Vec::new(),
+                    pending: 2,
+                });
+            }
+        }
+    }
+}
+
+/// Push two entries as one link (the second runs only if the first succeeds), making
+/// room first so the pair is never split across submissions.
+///
+/// # Safety
+/// As for [`push`], for both entries.
+unsafe fn push_linked(ring: &mut IoUring, first: &squeue::Entry, second: &squeue::Entry) -> io::Result<()> {
+    for _ in 0..1024 {
+        let mut sq = ring.submission();
+        if sq.capacity() - sq.len() >= 2 {
+            // SAFETY: forwarded from the caller; two free slots hold both entries.
+            unsafe {
+                sq.push(first).map_err(|_| io::Error::other("submission queue full"))?;
+                sq.push(second).map_err(|_| io::Error::other("submission queue full"))?;
+            }
+            return Ok(());
+        }
+        drop(sq);
+        ring.submit()?;
+    }
+    Err(io::Error::other("io_uring submission queue stays full"))
+}
+
+/// Push one entry, submitting when the queue is full.
+///
+/// # Safety
+/// Every buffer the entry points to must stay valid and unmoved until its completion.
+unsafe fn push(ring: &mut IoUring, entry: &squeue::Entry) -> io::Result<()> {
+    for _ in 0..1024 {
+        // SAFETY: forwarded from the caller.
+        if unsafe { ring.submission().push(entry) }.is_ok() {
+            return Ok(());
+        }
+        ring.submit()?;
+    }
+    Err(io::Error::other("io_uring submission queue stays full"))
+}
