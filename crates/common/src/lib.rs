@@ -5,6 +5,7 @@
 
 pub mod accept;
 pub mod auth;
+pub mod daemon;
 pub mod directory;
 pub mod frame;
 pub mod limiter;

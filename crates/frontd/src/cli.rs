@@ -25,15 +25,8 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     let args = Args::parse_from(args);
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+    common::daemon::init_logging("info");
     let cfg = crate::config::Config::load(&args.config)?;
-    runtime()?.block_on(crate::server::run(cfg))?;
+    common::daemon::runtime()?.block_on(crate::server::run(cfg))?;
     Ok(())
-}
-
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()
 }

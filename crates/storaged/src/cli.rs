@@ -25,19 +25,10 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     let args = Args::parse_from(args);
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,openraft=warn".into()),
-        )
-        .init();
+    common::daemon::init_logging("info,openraft=warn");
     raise_open_file_limit();
     let cfg = crate::config::Config::load(&args.config)?;
-    runtime()?.block_on(crate::node::run(cfg))
-}
-
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+    common::daemon::runtime()?.block_on(crate::node::run(cfg))
 }
 
 /// Every connection is a file descriptor: use the hard limit, not the (often 1024) soft one.
