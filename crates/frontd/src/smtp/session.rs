@@ -95,6 +95,8 @@ pub struct Session {
     helo: Option<String>,
     account: Option<std::sync::Arc<Account>>,
     from: Option<String>,
+    /// The size the client declared with `MAIL ... SIZE=` (0: none).
+    declared_size: usize,
     recipients: Vec<String>,
     group: Option<String>,
     body: Option<Body>,
@@ -138,6 +140,7 @@ impl Session {
             helo: None,
             account: None,
             from: None,
+            declared_size: 0,
             recipients: Vec::new(),
             group: None,
             body: None,
@@ -168,6 +171,7 @@ impl Session {
 
     fn reset_transaction(&mut self) {
         self.from = None;
+        self.declared_size = 0;
         self.recipients.clear();
         self.group = None;
         self.body = None;
@@ -366,6 +370,7 @@ impl Session {
                 return reply(format!("553 5.7.1 <{}> is not one of your addresses", from.address));
             }
         }
+        self.declared_size = from.size;
         self.from = Some(from.address.into_owned());
         reply("250 2.1.0 sender ok")
     }
@@ -401,6 +406,15 @@ impl Session {
     pub fn resolved(&mut self, address: &str, resolution: Resolution) -> Step {
         match resolution {
             Resolution::Refused(text) => reply(text),
+            Resolution::Local { account, .. }
+                if account.message_size_max_bytes.is_some_and(|max| self.declared_size as u64 > max) =>
+            {
+                // The recipient's own limit (mailSizeMax), known before the data is sent.
+                reply(format!(
+                    "552 5.3.4 <{address}> accepts messages of at most {} bytes",
+                    account.message_size_max_bytes.unwrap_or(0)
+                ))
+            }
             Resolution::Local { group, .. } => {
                 // One transaction, one mailhost: a commit is all or nothing, so the reply to
                 // DATA is true for every recipient. Others come in the next transaction.
@@ -607,6 +621,25 @@ mod tests {
         assert!(text(s.authenticated(Ok(account))).starts_with("235"));
         assert!(text(s.command(b"MAIL FROM:<someone.else@example.edu>\r\n")).starts_with("553"), "forged sender");
         assert!(text(s.command(b"MAIL FROM:<X@example.edu>\r\n")).starts_with("250"));
+    }
+
+    #[test]
+    fn a_recipients_size_limit_applies_to_the_declared_size() {
+        let mut s = Session::new(settings(Mode::Mx), false);
+        text(s.command(b"EHLO c\r\n"));
+        let mut attrs = common::directory::Attributes::new();
+        attrs.insert("mail".into(), vec!["small@example.edu".into()]);
+        attrs.insert("mailsizemax".into(), vec!["500".into()]);
+        let small = || Resolution::Local {
+            account: std::sync::Arc::new(Account::from_attributes("x", &attrs).unwrap()),
+            group: "g".into(),
+        };
+        text(s.command(b"MAIL FROM:<a@b.org> SIZE=900\r\n"));
+        assert!(text(s.resolved("small@example.edu", small())).starts_with("552 5.3.4"));
+        assert!(text(s.resolved("x@example.edu", local("g"))).starts_with("250"), "others take it");
+        text(s.command(b"RSET\r\n"));
+        text(s.command(b"MAIL FROM:<a@b.org> SIZE=400\r\n"));
+        assert!(text(s.resolved("small@example.edu", small())).starts_with("250"));
     }
 
     #[test]
