@@ -450,3 +450,27 @@ fn sessions_are_capped_per_user_and_connections_per_address() {
     let over = raw_login(&front.imap, "bob", "bob-pw").expect_err("over the address limit");
     assert!(over.starts_with("* BYE [UNAVAILABLE] too many connections from your address"), "{over}");
 }
+
+#[test]
+fn a_front_started_before_its_storage_nodes_still_offers_their_capabilities() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let mut storage = Storage::start(root);
+    for i in 0..3 {
+        storage.kill(i);
+    }
+    std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
+    let front = Front::start(root, &storage, "[directory]\nldif = \"users.ldif\"\n");
+    // The nodes come back a moment after a client has connected.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut raw = std::net::TcpStream::connect(&front.imap).unwrap();
+    for i in 0..3 {
+        storage.start_node(i);
+    }
+    use std::io::Read;
+    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut greeting = [0u8; 1024];
+    let n = raw.read(&mut greeting).unwrap();
+    let greeting = String::from_utf8_lossy(&greeting[..n]);
+    assert!(greeting.contains(" IDLE ") && greeting.contains(" MOVE "), "the nodes' list, not a short one: {greeting}");
+}

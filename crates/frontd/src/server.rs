@@ -31,6 +31,8 @@ const PREAUTH_COMMANDS_MAX: usize = 64;
 const IMAP_LINE_MAX: usize = 8 * 1024;
 /// How often the storage nodes' IMAP capabilities are re-read.
 const CAPABILITY_REFRESH: Duration = Duration::from_secs(60);
+/// How long a client's greeting may wait for the first node to tell its capabilities.
+const CAPABILITY_WAIT_MAX: Duration = Duration::from_secs(5);
 
 /// Why frontd could not start.
 #[derive(Debug, thiserror::Error)]
@@ -132,21 +134,35 @@ impl Front {
         }
     }
 
-    /// Ask any storage node for its IMAP capabilities.
-    pub async fn learn_capabilities(&self) {
+    /// Ask any storage node for its IMAP capabilities; whether one answered.
+    pub async fn learn_capabilities(&self) -> bool {
         for group in self.cluster.group_names() {
             for member in self.cluster.candidates(group, Protocol::Imap, None) {
                 let Some(addr) = member.address(Protocol::Imap) else { continue };
                 if let Ok(Some(caps)) = tokio::time::timeout(Duration::from_secs(2), greeting_of(addr)).await {
                     *self.node_capabilities.write().expect("caps lock") = caps;
-                    return;
+                    return true;
                 }
             }
         }
         tracing::warn!("no storage node answered for its IMAP capabilities");
+        false
     }
 
-    fn node_capabilities(&self) -> String {
+    /// The nodes' capabilities; asked for now (bounded) if no node has answered yet, so a
+    /// client never sees a shorter list than the node it will be handed to.
+    async fn node_capabilities(&self) -> String {
+        let known = self.node_capabilities.read().expect("caps lock").clone();
+        if !known.is_empty() {
+            return known;
+        }
+        let deadline = tokio::time::Instant::now() + CAPABILITY_WAIT_MAX;
+        while tokio::time::Instant::now() < deadline {
+            if tokio::time::timeout_at(deadline, self.learn_capabilities()).await == Ok(true) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         self.node_capabilities.read().expect("caps lock").clone()
     }
 
@@ -232,7 +248,6 @@ impl Service {
 /// Start every configured listener and serve until SIGTERM or SIGINT.
 pub async fn run(cfg: Config) -> Result<(), StartError> {
     let front = Arc::new(Front::new(&cfg)?);
-    front.learn_capabilities().await;
     let max = cfg.limits.connections_max;
     let bind = |addr: &String| {
         let addr = addr.clone();
@@ -271,9 +286,11 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     }
     let refresher = front.clone();
     tasks.spawn(async move {
+        let mut known = refresher.learn_capabilities().await;
         loop {
-            tokio::time::sleep(CAPABILITY_REFRESH).await;
-            refresher.learn_capabilities().await;
+            // Until a node has answered, ask every second; then refresh now and then.
+            tokio::time::sleep(if known { CAPABILITY_REFRESH } else { Duration::from_secs(1) }).await;
+            known = refresher.learn_capabilities().await || known;
         }
     });
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).expect("SIGHUP handler");
@@ -395,7 +412,7 @@ async fn imap_connection(
     implicit_tls: bool,
 ) -> std::io::Result<()> {
     let (mut conn, tls, (starttls, plaintext_auth)) = open(stream, peer, &front, implicit_tls).await?;
-    let mut session = imap::PreAuth::new(imap::Offer { starttls, plaintext_auth }, &front.node_capabilities());
+    let mut session = imap::PreAuth::new(imap::Offer { starttls, plaintext_auth }, &front.node_capabilities().await);
     conn.wr.write_all(&session.greeting(&front.host)).await?;
     for _ in 0..PREAUTH_COMMANDS_MAX {
         let command = match read_imap_command(&mut conn).await? {
