@@ -174,3 +174,25 @@ pub fn start_postfix(dir: &Path, lmtp: &str, procs: &mut Procs) -> anyhow::Resul
     procs.0.push(child);
     Ok(Postfix { smtp: format!("127.0.0.1:{port}") })
 }
+
+/// The `frontd` binary built next to this benchmark.
+pub fn frontd_binary() -> anyhow::Result<std::path::PathBuf> {
+    let bin = std::env::current_exe()?.with_file_name("frontd");
+    if !bin.exists() {
+        bail!("{} missing: cargo build --release -p frontd", bin.display());
+    }
+    Ok(bin)
+}
+
+/// Start `frontd` on `dir/frontd.toml`, appending its log to `dir/frontd.log`.
+pub fn spawn_frontd(bin: &Path, dir: &Path) -> anyhow::Result<std::process::Child> {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("frontd.log"))?;
+    spawn(
+        Command::new(bin)
+            .arg("--config")
+            .arg(dir.join("frontd.toml"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log),
+    )
+}

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use benches::lmtp_load::fill;
 use benches::paired::{median_by, paired};
-use benches::peers::{start_storaged_with, PASSWORD};
-use benches::procs::{free_port, spawn, Procs};
+use benches::peers::{frontd_binary, spawn_frontd, start_storaged_with, PASSWORD};
+use benches::procs::{free_port, Procs};
 use clap::Parser;
 use common::password::{Digest, PasswordHash};
 use tests::slapd::{Slapd, LDAP_BIND_DN, LDAP_BIND_PASSWORD};
@@ -111,10 +111,7 @@ fn main() -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&args.dir);
     std::fs::create_dir_all(&args.dir)?;
     let dir = std::fs::canonicalize(&args.dir)?;
-    let frontd = std::env::current_exe()?.with_file_name("frontd");
-    if !frontd.exists() {
-        bail!("{} missing: cargo build --release -p frontd", frontd.display());
-    }
+    let frontd = frontd_binary()?;
     let mut procs = Procs::default();
 
     let ldif = dir.join("users.ldif");
@@ -138,17 +135,7 @@ fn main() -> anyhow::Result<()> {
         slapd.url
     );
     std::fs::write(dir.join("frontd.toml"), cfg)?;
-    let start_front = || -> anyhow::Result<std::process::Child> {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("frontd.log"))?;
-        spawn(
-            std::process::Command::new(&frontd)
-                .arg("--config")
-                .arg(dir.join("frontd.toml"))
-                .env("RUST_LOG", "warn")
-                .stdout(std::process::Stdio::null())
-                .stderr(log),
-        )
-    };
+    let start_front = || spawn_frontd(&frontd, &dir);
     let mut front = start_front()?;
 
     eprintln!("filling {} mailboxes with {} messages each", args.sessions, args.messages);

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use benches::lmtp_load::{run_as, Dialect, LmtpStats};
 use benches::paired::{median_by, paired};
-use benches::peers::{start_dovecot, start_postfix, start_storaged};
-use benches::procs::{free_port, spawn, Procs};
+use benches::peers::{frontd_binary, spawn_frontd, start_dovecot, start_postfix, start_storaged};
+use benches::procs::{free_port, Procs};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -73,10 +73,7 @@ fn main() -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&args.dir);
     std::fs::create_dir_all(&args.dir)?;
     let dir = std::fs::canonicalize(&args.dir)?;
-    let frontd = std::env::current_exe()?.with_file_name("frontd");
-    if !frontd.exists() {
-        bail!("{} missing: cargo build --release -p frontd", frontd.display());
-    }
+    let frontd = frontd_binary()?;
     let mut procs = Procs::default();
 
     // Ours: three storaged nodes and frontd with an LDIF directory.
@@ -100,15 +97,7 @@ fn main() -> anyhow::Result<()> {
              [[groups]]\nname = \"bench\"\nmembers = [\n{members}]\n"
         ),
     )?;
-    let log = std::fs::File::create(ours_dir.join("frontd.log"))?;
-    procs.0.push(spawn(
-        Command::new(&frontd)
-            .arg("--config")
-            .arg(ours_dir.join("frontd.toml"))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log),
-    )?);
+    procs.0.push(spawn_frontd(&frontd, &ours_dir)?);
 
     // The peer: Postfix in front of Dovecot.
     let dv_dir = dir.join("dovecot");

@@ -146,12 +146,13 @@ pub fn discover(sock: &PacketSocket, wait: Duration) -> io::Result<Vec<TargetInf
 
 /// One ATA command to run.
 #[derive(Debug, Clone)]
-struct Request {
+struct Request<'d> {
     cmd: u8,
     lba: u64,
     count: u8,
     write: bool,
-    data: Vec<u8>,
+    /// Data to write, borrowed from the caller (never copied per command).
+    data: &'d [u8],
 }
 
 /// A command's answer: ATA status, error register and data.
@@ -213,7 +214,7 @@ impl<'s> Initiator<'s> {
         }
     }
 
-    fn send(&mut self, req: &Request) -> io::Result<u32> {
+    fn send(&mut self, req: &Request<'_>) -> io::Result<u32> {
         let tag = self.next_tag;
         self.next_tag = self.next_tag.wrapping_add(1);
         let frame = Frame {
@@ -237,7 +238,7 @@ impl<'s> Initiator<'s> {
                 sector_count: req.count,
                 cmd_status: req.cmd,
                 lba: req.lba,
-                data: &req.data,
+                data: req.data,
             }),
         };
         self.sock.send(&frame.to_bytes())?;
@@ -245,7 +246,7 @@ impl<'s> Initiator<'s> {
     }
 
     /// Run `requests`, at most `depth` in flight; answers in request order.
-    fn run(&mut self, requests: &[Request]) -> Result<Vec<Response>> {
+    fn run(&mut self, requests: &[Request<'_>]) -> Result<Vec<Response>> {
         let mut answers: Vec<Option<Response>> = vec![None; requests.len()];
         let mut unanswered = requests.len();
         let mut flight: HashMap<u32, InFlight> = HashMap::new();
@@ -295,7 +296,7 @@ impl<'s> Initiator<'s> {
 
     /// IDENTIFY DEVICE.
     pub fn identify(&mut self) -> Result<Identity> {
-        let req = Request { cmd: op::IDENTIFY_DEVICE, lba: 0, count: 1, write: false, data: Vec::new() };
+        let req = Request { cmd: op::IDENTIFY_DEVICE, lba: 0, count: 1, write: false, data: &[] };
         let answer = self.run(&[req])?.remove(0);
         identify::parse(&answer.data).ok_or_else(|| InitiatorError::Protocol("short IDENTIFY data".into()))
     }
@@ -310,7 +311,7 @@ impl<'s> Initiator<'s> {
                 lba: lba + off,
                 count: step.min(sectors - off) as u8,
                 write: false,
-                data: Vec::new(),
+                data: &[],
             })
             .collect();
         let mut out = Vec::with_capacity(sectors as usize * SECTOR_BYTES);
@@ -338,7 +339,7 @@ impl<'s> Initiator<'s> {
                 lba: lba + (i * usize::from(self.max_sectors)) as u64,
                 count: (c.len() / SECTOR_BYTES) as u8,
                 write: true,
-                data: c.to_vec(),
+                data: c,
             })
             .collect();
         self.run(&requests).map(|_| ())
@@ -369,7 +370,7 @@ impl<'s> Initiator<'s> {
             lba,
             count: sectors,
             write: load.write,
-            data: if load.write { payload[..usize::from(sectors) * SECTOR_BYTES].to_vec() } else { Vec::new() },
+            data: if load.write { &payload[..usize::from(sectors) * SECTOR_BYTES] } else { &[] },
         };
         while start.elapsed() < load.duration || !flight.is_empty() {
             let sending = start.elapsed() < load.duration;
@@ -444,11 +445,11 @@ impl<'s> Initiator<'s> {
     /// FLUSH CACHE EXT (FLUSH CACHE for targets that abort the EXT form, as vblade does):
     /// everything written before is durable when this returns, if the target is honest.
     pub fn flush(&mut self) -> Result<()> {
-        let ext = Request { cmd: op::FLUSH_CACHE_EXT, lba: 0, count: 0, write: false, data: Vec::new() };
+        let ext = Request { cmd: op::FLUSH_CACHE_EXT, lba: 0, count: 0, write: false, data: &[] };
         match self.run(&[ext]) {
             Ok(_) => Ok(()),
             Err(e) if e.is_abort() => {
-                let plain = Request { cmd: op::FLUSH_CACHE, lba: 0, count: 0, write: false, data: Vec::new() };
+                let plain = Request { cmd: op::FLUSH_CACHE, lba: 0, count: 0, write: false, data: &[] };
                 self.run(&[plain]).map(|_| ())
             }
             Err(e) => Err(e),
