@@ -13,23 +13,10 @@ use std::time::Duration;
 
 use support::*;
 
-fn smtplib(args: &[&str]) -> serde_json::Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/smtp_client.py");
-    let out = Command::new("python3").arg(script).args(args).output().unwrap();
-    assert!(out.status.success(), "smtp_client {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(out.stdout.split(|b| *b == b'\n').rfind(|l| !l.is_empty()).unwrap()).unwrap()
-}
-
 fn swaks(args: &[&str]) -> (bool, String) {
     let out =
         Command::new("swaks").args(args).args(["--timeout", "30"]).output().expect("swaks (scripts/install-test-deps)");
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
-}
-
-fn subjects(user: &str, password: &str, front: &Front) -> Vec<String> {
-    let v = imap_login(&front.imap, user, password);
-    assert_eq!(v["ok"], true, "{v}");
-    v["subjects"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
 }
 
 /// The whole text of INBOX message `n` of `user` (via curl, another client).
@@ -107,8 +94,8 @@ fn smtp_clients_deliver_and_every_accepted_message_is_read_once() {
     ]);
     assert_eq!(r["ok"], true, "{r}");
 
-    assert_eq!(subjects("alice", "alice-pw", &front), ["smtplib two hosts", "swaks mx"]);
-    assert_eq!(subjects("bob", "bob-pw", &front), ["smtplib two hosts", "swaks submission"]);
+    assert_eq!(inbox_subjects(&front, "alice", "alice-pw"), ["smtplib two hosts", "swaks mx"]);
+    assert_eq!(inbox_subjects(&front, "bob", "bob-pw"), ["smtplib two hosts", "swaks submission"]);
     let text = message_text(&front, "bob", "bob-pw", 1);
     assert!(
         text.contains("\r\nReceived: from ") && text.contains("with ESMTPSA") && text.contains("using TLSv1_3"),
@@ -191,8 +178,8 @@ fn smtp_clients_deliver_and_every_accepted_message_is_read_once() {
         "x",
     ]);
     assert_eq!(r["refused"]["nobody@example.edu"][0], 550, "{r}");
-    assert_eq!(subjects("alice", "alice-pw", &front).len(), 2, "nothing refused arrived");
-    assert_eq!(subjects("bob", "bob-pw", &front).len(), 2);
+    assert_eq!(inbox_subjects(&front, "alice", "alice-pw").len(), 2, "nothing refused arrived");
+    assert_eq!(inbox_subjects(&front, "bob", "bob-pw").len(), 2);
 }
 
 /// Talk SMTP on a raw socket: send `bytes` after the greeting, wait, return the replies.
@@ -241,8 +228,8 @@ fn smuggling_gives_one_message_or_a_refusal_never_two() {
         assert_eq!(finals.len(), 1, "separator {sep:?}: {replies}");
     }
     // bob got nothing; alice got no message whose own subject is "smuggled".
-    assert!(subjects("bob", "bob-pw", &front).is_empty());
-    assert!(subjects("alice", "alice-pw", &front).iter().all(|s| !s.starts_with("smuggled")));
+    assert!(inbox_subjects(&front, "bob", "bob-pw").is_empty());
+    assert!(inbox_subjects(&front, "alice", "alice-pw").iter().all(|s| !s.starts_with("smuggled")));
 
     // A client talking before the greeting is dropped.
     let mut s = std::net::TcpStream::connect(&front.smtp).unwrap();
@@ -368,5 +355,5 @@ fn blocklists_ip_rules_and_deny_patterns_guard_the_mx() {
     assert_eq!(send("127.0.0.4", "ann@example.org", "from an allowed network")["ok"], true);
     // A denied sender pattern.
     assert_eq!(send("127.0.0.2", "bulk@SPAM.example", "spam")["code"], 550);
-    assert_eq!(subjects("alice", "alice-pw", &front), ["from a clean host", "from an allowed network"]);
+    assert_eq!(inbox_subjects(&front, "alice", "alice-pw"), ["from a clean host", "from an allowed network"]);
 }

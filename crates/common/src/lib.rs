@@ -1,9 +1,11 @@
 //! Code both daemons (`storaged` and `frontd`) need: internal RPC framing, the edges of the
 //! text protocols (bounded line reading, TLS, the accept loop), credentials (password
-//! hashes, SASL PLAIN, failure throttling, client networks) and the directory of users.
+//! hashes, SASL PLAIN, failure throttling, client networks), the directory of users and
+//! the storage nodes' admin protocol (status and the outbound queue).
 //! Nothing protocol- or storage-specific lives here: no IMAP, no Raft, no Maildir.
 
 pub mod accept;
+pub mod admin;
 pub mod auth;
 pub mod daemon;
 pub mod directory;

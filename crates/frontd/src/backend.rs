@@ -181,7 +181,7 @@ async fn attempt(
     let result = match protocol {
         Protocol::Imap => imap_dialogue(&mut conn, proxy, group, user, client_ip).await,
         Protocol::Pop3 => pop3_dialogue(&mut conn, proxy, group, user, client_ip).await,
-        Protocol::Lmtp => unreachable!("LMTP sessions are not proxied"),
+        Protocol::Lmtp | Protocol::Admin => unreachable!("only IMAP and POP3 sessions are proxied"),
     };
     match result {
         Ok(Ok(reply)) => {

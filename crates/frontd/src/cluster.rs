@@ -13,6 +13,8 @@ pub enum Protocol {
     Imap,
     Pop3,
     Lmtp,
+    /// The admin protocol (status, outbound queue).
+    Admin,
 }
 
 /// One storage node in a group.
@@ -22,6 +24,7 @@ pub struct Member {
     pub imap: Option<String>,
     pub pop3: Option<String>,
     pub lmtp: Option<String>,
+    pub admin: Option<String>,
 }
 
 impl Member {
@@ -30,6 +33,7 @@ impl Member {
             Protocol::Imap => self.imap.as_deref(),
             Protocol::Pop3 => self.pop3.as_deref(),
             Protocol::Lmtp => self.lmtp.as_deref(),
+            Protocol::Admin => self.admin.as_deref(),
         }
     }
 }
@@ -49,7 +53,13 @@ impl ClusterMap {
                 let members = g
                     .members
                     .iter()
-                    .map(|m| Member { id: m.id, imap: m.imap.clone(), pop3: m.pop3.clone(), lmtp: m.lmtp.clone() })
+                    .map(|m| Member {
+                        id: m.id,
+                        imap: m.imap.clone(),
+                        pop3: m.pop3.clone(),
+                        lmtp: m.lmtp.clone(),
+                        admin: m.admin.clone(),
+                    })
                     .collect();
                 (g.name.to_ascii_lowercase(), members)
             })
@@ -108,6 +118,7 @@ mod tests {
             imap: imap.then(|| format!("127.0.0.1:{}", 1000 + id)),
             pop3: Some(format!("127.0.0.1:{}", 2000 + id)),
             lmtp: None,
+            admin: None,
         };
         ClusterMap::new(&[GroupSection {
             name: "Hermes".into(),

@@ -72,6 +72,9 @@ pub struct RuleSection {
     pub skip_dnsbl: bool,
     /// A greet delay of their own.
     pub greet_delay_ms: Option<u64>,
+    /// These clients may send to remote domains without AUTH (needs `[queue]`).
+    #[serde(default)]
+    pub relay: bool,
 }
 
 impl Default for SmtpSection {
@@ -186,6 +189,56 @@ pub struct MemberSection {
     pub imap: Option<String>,
     pub pop3: Option<String>,
     pub lmtp: Option<String>,
+    /// The node's admin listener (status, outbound queue).
+    pub admin: Option<String>,
+}
+
+/// The outbound queue: mail that cannot be delivered at once (recipients on several
+/// mailhosts, a mailhost down, remote domains) is queued on a storage group and delivered
+/// by the queue runner of any front.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueSection {
+    /// The cluster secret, to speak the storage nodes' admin protocol.
+    pub cluster_key_file: PathBuf,
+    /// Groups whose queues this front fills and runs, in order of preference (all if empty).
+    pub groups: Vec<String>,
+    /// A message not delivered after this long is bounced.
+    pub lifetime_s: u64,
+    /// Retries back off exponentially from `retry_min_s` to `retry_max_s`.
+    pub retry_min_s: u64,
+    pub retry_max_s: u64,
+    /// How long a runner holds the messages it took before another may try them.
+    pub lease_s: u32,
+    /// How often the runner asks each queue for due messages.
+    pub poll_ms: u64,
+    /// Run the queue runner in this front (at least one front must).
+    pub runner: bool,
+    /// Next hops for remote domains, `domain = "host:port"`; `"*"` sends everything else
+    /// to one smarthost. Domains without a route go to their MX hosts.
+    pub routes: std::collections::BTreeMap<String, String>,
+    /// The port of MX hosts.
+    pub mx_port: u16,
+    /// Outbound connections to one domain at once.
+    pub domain_connections_max: usize,
+}
+
+impl Default for QueueSection {
+    fn default() -> Self {
+        Self {
+            cluster_key_file: PathBuf::new(),
+            groups: Vec::new(),
+            lifetime_s: 5 * 24 * 3600,
+            retry_min_s: 60,
+            retry_max_s: 3600,
+            lease_s: 300,
+            poll_ms: 1000,
+            runner: true,
+            routes: Default::default(),
+            mx_port: 25,
+            domain_connections_max: 4,
+        }
+    }
 }
 
 /// A mailhost group and its members.
@@ -231,6 +284,7 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub smtp: SmtpSection,
+    pub queue: Option<QueueSection>,
     pub groups: Vec<GroupSection>,
 }
 
@@ -273,6 +327,9 @@ impl Config {
             l.ca_file.iter_mut().for_each(fix);
         }
         self.backend.proxy_password_file.iter_mut().for_each(fix);
+        if let Some(q) = &mut self.queue {
+            fix(&mut q.cluster_key_file);
+        }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -304,6 +361,27 @@ impl Config {
                 return invalid(format!("group {} has no members", g.name));
             }
         }
+        if let Some(q) = &self.queue {
+            if q.cluster_key_file.as_os_str().is_empty() {
+                return invalid("[queue] needs cluster_key_file".into());
+            }
+            for g in &q.groups {
+                if !self.groups.iter().any(|o| o.name.eq_ignore_ascii_case(g)) {
+                    return invalid(format!("[queue] group {g} is not in [[groups]]"));
+                }
+            }
+            let queue_groups = self.queue_groups();
+            for g in self.groups.iter().filter(|g| queue_groups.contains(&g.name.to_ascii_lowercase())) {
+                if g.members.iter().all(|m| m.admin.is_none()) {
+                    return invalid(format!("[queue] group {} has no member with an admin address", g.name));
+                }
+            }
+            if q.retry_min_s == 0 || q.retry_max_s < q.retry_min_s || q.lease_s == 0 || q.poll_ms == 0 {
+                return invalid("[queue] needs 0 < retry_min_s <= retry_max_s, lease_s > 0, poll_ms > 0".into());
+            }
+        } else if self.smtp.rules.iter().any(|r| r.relay) {
+            return invalid("[smtp] rules with relay = true need a [queue]".into());
+        }
         for n in &self.auth.plaintext_networks {
             n.parse::<common::network::Network>().map_err(ConfigError::Invalid)?;
         }
@@ -317,6 +395,20 @@ impl Config {
             (None, Some(f)) => read_secret(f),
             (None, None) => Err(ConfigError::Invalid("no proxy password".into())),
         }
+    }
+
+    /// The groups whose queues this front uses, lower case, in order of preference.
+    pub fn queue_groups(&self) -> Vec<String> {
+        match &self.queue {
+            None => Vec::new(),
+            Some(q) if q.groups.is_empty() => self.groups.iter().map(|g| g.name.to_ascii_lowercase()).collect(),
+            Some(q) => q.groups.iter().map(|g| g.to_ascii_lowercase()).collect(),
+        }
+    }
+
+    /// The cluster secret for the admin protocol, if a queue is configured.
+    pub fn cluster_secret(&self) -> Result<Option<String>, ConfigError> {
+        self.queue.as_ref().map(|q| read_secret(&q.cluster_key_file)).transpose()
     }
 
     /// The LDAP settings, if the directory is LDAP.

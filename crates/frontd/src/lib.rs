@@ -3,7 +3,8 @@
 //! against the directory, finds the Raft group that owns their mailbox (the
 //! directory's `mailHost`) and that group's leader, logs in there with the proxy
 //! credential for the user, and splices the session through. Stateless: run as many as
-//! needed behind one name.
+//! needed behind one name. Mail that cannot be delivered at once goes onto a storage
+//! group's replicated queue, which any front's runner delivers (locally or outbound).
 
 pub mod backend;
 pub mod cli;
@@ -12,7 +13,9 @@ pub mod config;
 pub mod delivery;
 pub mod imap;
 pub mod login;
+pub mod outbound;
 pub mod pop3;
+pub mod queue;
 pub mod server;
 pub mod sessions;
 pub mod smtp;

@@ -54,7 +54,10 @@ pub struct Front {
     pub cluster: Arc<ClusterMap>,
     pub proxy: ProxyCredential,
     /// Deliveries to the groups (SMTP).
-    pub router: Router,
+    pub router: Arc<Router>,
+    /// The outbound queue, if configured.
+    pub queue: Option<Arc<crate::queue::QueueClient>>,
+    queue_runner: Option<Arc<crate::queue::runner::Runner>>,
     pub smtp: SmtpSection,
     pub smtp_policy: crate::smtp::policy::Policy,
     tls_files: Option<TlsFiles>,
@@ -93,9 +96,32 @@ impl Front {
         };
         let cluster = Arc::new(ClusterMap::new(&cfg.groups));
         let route_timeout = Duration::from_millis(cfg.backend.route_timeout_ms);
+        let router = Arc::new(Router::new(directory.clone(), cluster.clone(), route_timeout));
+        let queue = cfg.cluster_secret()?.map(|secret| {
+            Arc::new(crate::queue::QueueClient::new(
+                cluster.clone(),
+                common::auth::ClusterKey::from_secret(&secret),
+                cfg.queue_groups(),
+                route_timeout,
+            ))
+        });
+        let queue_runner = match (&queue, &cfg.queue) {
+            (Some(client), Some(settings)) if settings.runner => Some(Arc::new(crate::queue::runner::Runner {
+                queue: client.clone(),
+                router: router.clone(),
+                outbound: Arc::new(crate::outbound::Outbound::new(&cfg.host, settings, &cfg.smtp.dns_servers)?),
+                settings: settings.clone(),
+                local_domains: cfg.smtp.local_domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
+                host: cfg.host.clone(),
+                holder: format!("{}-{:08x}", cfg.host, rand::random::<u32>()),
+            })),
+            _ => None,
+        };
         Ok(Self {
             host: cfg.host.clone(),
-            router: Router::new(directory.clone(), cluster.clone(), route_timeout),
+            router,
+            queue,
+            queue_runner,
             smtp: cfg.smtp.clone(),
             smtp_policy: crate::smtp::policy::Policy::new(&cfg.smtp)?,
             gate: Gate::new(directory, networks, policy),
@@ -283,6 +309,13 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
                 }
             }
         }));
+    }
+    if let Some(runner) = front.queue_runner.clone() {
+        tracing::info!(groups = ?front.queue.as_ref().map(|q| q.groups().to_vec()), "queue runner started");
+        tasks.spawn(async move {
+            runner.run().await;
+            Ok(())
+        });
     }
     let refresher = front.clone();
     tasks.spawn(async move {

@@ -37,6 +37,9 @@ pub struct Listen {
     /// POP3 over implicit TLS (optional; needs `[tls]`).
     #[serde(default)]
     pub pop3s: Option<String>,
+    /// The admin protocol (status, outbound queue; authenticated with the cluster key).
+    #[serde(default)]
+    pub admin: Option<String>,
 }
 
 /// The certificate the mail access protocols present (STARTTLS, STLS, implicit TLS).

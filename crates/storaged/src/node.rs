@@ -42,6 +42,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let imap_listener = bind_optional(cfg.listen.imap.as_deref()).await?;
     let imaps_listener = bind_optional(cfg.listen.imaps.as_deref()).await?;
     let pop3s_listener = bind_optional(cfg.listen.pop3s.as_deref()).await?;
+    let admin_listener = bind_optional(cfg.listen.admin.as_deref()).await?;
     let tls = match &cfg.tls {
         Some(t) => Some(crate::tls::Tls::load(&t.cert_file, &t.key_file)?),
         None => None,
@@ -53,7 +54,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         rafts.insert(g.name.clone(), g.raft.clone());
         groups.insert(g.name.clone(), g);
     }
-    let raft_server = tokio::spawn(crate::raft::serve(raft_listener, Arc::new(rafts), key));
+    let raft_server = tokio::spawn(crate::raft::serve(raft_listener, Arc::new(rafts), key.clone()));
     let node = Arc::new(Node {
         id: cfg.node_id,
         host: format!("storaged-{}", cfg.node_id),
@@ -72,8 +73,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let imap_server = tokio::spawn(serve_optional(imap_listener, node.clone(), |l, n| crate::imap::serve(l, n, false)));
     let imaps_server =
         tokio::spawn(serve_optional(imaps_listener, node.clone(), |l, n| crate::imap::serve(l, n, true)));
+    let admin_server =
+        tokio::spawn(serve_optional(admin_listener, node.clone(), move |l, n| crate::admin::serve(l, n, key)));
     tokio::select! {
         r = raft_server => r??,
+        r = admin_server => r??,
         r = lmtp_server => r??,
         r = pop3_server => r??,
         r = imap_server => r??,

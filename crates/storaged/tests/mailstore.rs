@@ -64,6 +64,35 @@ fn workload() -> Vec<MailRequest> {
     ops.push(req(104, MailOp::Expunge { user: u("bob"), mailbox: u("INBOX"), uids: vec![1, 7] }));
     ops.push(req(105, MailOp::Subscribe { user: u("alice"), mailbox: u("Archive/2024"), subscribed: true }));
     ops.push(deliver(200, &["alice"]));
+    // The outbound queue lives in the same state: ids are log indexes (from 10, see apply_all).
+    let queued = 10 + ops.len() as u64;
+    ops.push(req(
+        300,
+        MailOp::Enqueue {
+            sender: u("alice@example.edu"),
+            recipients: vec![u("b@remote.test"), u("c@remote.test")],
+            created_s: 1_700_000_000,
+            message: b"Subject: queued\r\n\r\nhi\r\n".to_vec(),
+        },
+    ));
+    ops.push(req(301, MailOp::QueueClaim { holder: u("runner"), now_s: 1_700_000_000, lease_s: 60, max: 8 }));
+    ops.push(req(
+        302,
+        MailOp::QueueRecord {
+            id: queued,
+            holder: u("runner"),
+            delivered: vec![u("b@remote.test")],
+            failed: vec![],
+            retry_at_s: 1_700_000_100,
+            error: Some(u("451 4.4.1 try later")),
+        },
+    ));
+    let dropped = 10 + ops.len() as u64;
+    ops.push(req(
+        303,
+        MailOp::Enqueue { sender: u(""), recipients: vec![u("d@remote.test")], created_s: 1, message: b"x".to_vec() },
+    ));
+    ops.push(req(304, MailOp::QueueDelete { ids: vec![dropped] }));
     ops
 }
 
@@ -99,6 +128,11 @@ fn replicas_applying_the_same_log_hold_identical_trees() {
     assert_eq!(idx.uid_next, 22);
     assert!(idx.position(5).is_none(), "moved message left INBOX");
     assert_eq!(idx.messages[0].keywords, vec!["$Work".to_string()]);
+    let queue: Vec<_> = s.queue().items().cloned().collect();
+    assert_eq!(queue.len(), 1, "the deleted message left");
+    assert_eq!(queue[0].pending().collect::<Vec<_>>(), ["c@remote.test"]);
+    assert_eq!((queue[0].attempts, queue[0].next_attempt_s, queue[0].lease.clone()), (1, 1_700_000_100, None));
+    assert_eq!(ta.keys().filter(|k| k.starts_with("queue/")).count(), 1, "one body on disk");
 }
 
 #[test]
@@ -112,7 +146,7 @@ fn replay_after_a_crash_is_idempotent() {
     // Crash at every point: checkpoint after `cut` entries, apply the rest, "crash"
     // (drop without checkpoint), reopen and replay everything after the checkpoint.
     let ops = workload();
-    for cut in [0usize, 5, 20, 22, 24] {
+    for cut in [0usize, 5, 20, 22, 24, 27, 29] {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(dir.path(), "hermes").unwrap();
         apply_all(&mut s, &ops[..cut], 10);

@@ -157,6 +157,44 @@ fn up_serves_the_welcome_message_and_stops_on_ctrl_c() {
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(imaplib_subjects(&layout.front_imaps(), &ca, "erin", "erin-pw"), "", "a new, empty mailbox");
 
+    // `mailctl status`: both groups with a leader and three members each.
+    let front_config = dir.join("frontd.toml");
+    let mailctl = |args: &[&str]| {
+        let out =
+            Command::new(env!("CARGO_BIN_EXE_mailctl")).args(args).arg("--config").arg(&front_config).output().unwrap();
+        assert!(out.status.success(), "mailctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let status = mailctl(&["status"]);
+    for group in ["hermes", "apollo"] {
+        assert!(status.contains(&format!("group {group}: leader node ")), "{status}");
+    }
+    assert_eq!(status.matches("(leader)").count(), 2, "{status}");
+    assert!(!status.contains("DOWN"), "{status}");
+
+    // Mail to a domain nobody serves waits in the queue; `mailctl queue` shows and drops it.
+    let to_remote: Vec<String> = args
+        .iter()
+        .map(|a| if a == "bob@example.edu" { "someone@nowhere.invalid".to_string() } else { a.clone() })
+        .collect();
+    let out = Command::new("swaks").args(&to_remote).output().unwrap();
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && log.contains("queued as "), "swaks: {log}");
+    let list = mailctl(&["queue", "list"]);
+    let id = list
+        .lines()
+        .find(|l| l.contains("someone@nowhere.invalid"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("not queued: {list}"))
+        .to_string();
+    let show = mailctl(&["queue", "show", &id]);
+    assert!(
+        show.contains("recipient: <someone@nowhere.invalid> pending") && show.contains("Subject: hello bob"),
+        "{show}"
+    );
+    mailctl(&["queue", "delete", &id]);
+    assert_eq!(mailctl(&["queue", "list"]), "queue is empty\n");
+
     interrupt(child);
     assert!(std::net::TcpStream::connect(layout.front_imap()).is_err(), "frontd still listens after Ctrl-C");
     for i in 1..=3 {

@@ -62,14 +62,20 @@ pub struct Storage {
     pub lmtp: Vec<String>,
     pub imap: Vec<String>,
     pub pop3: Vec<String>,
+    /// Admin listeners (status, outbound queue), keyed with [`CLUSTER_KEY`].
+    pub admin: Vec<String>,
     children: Vec<Option<Child>>,
 }
+
+/// The cluster secret of the test storage nodes (also in `cluster.key` of their root).
+pub const CLUSTER_KEY: &str = "front tests";
 
 impl Storage {
     pub fn start(root: &Path) -> Self {
         let n = 3;
         let addrs = || (0..n).map(|_| free_addr()).collect::<Vec<_>>();
-        let (raft, lmtp, imap, pop3) = (addrs(), addrs(), addrs(), addrs());
+        let (raft, lmtp, imap, pop3, admin) = (addrs(), addrs(), addrs(), addrs(), addrs());
+        std::fs::write(root.join("cluster.key"), CLUSTER_KEY).unwrap();
         let members: String = (0..n)
             .map(|i| format!("  {{ id = {}, raft = \"{}\", lmtp = \"{}\" }},\n", i + 1, raft[i], lmtp[i]))
             .collect();
@@ -84,18 +90,20 @@ impl Storage {
         .unwrap();
         for i in 0..n {
             let cfg = format!(
-                "node_id = {id}\ndata_dir = \"data{id}\"\ncluster_key = \"front tests\"\nusers_file = \"users.txt\"\n\
-                 [listen]\nraft = \"{r}\"\nlmtp = \"{l}\"\nimap = \"{im}\"\npop3 = \"{p}\"\n\
+                "node_id = {id}\ndata_dir = \"data{id}\"\ncluster_key_file = \"cluster.key\"\nusers_file = \"users.txt\"\n\
+                 [listen]\nraft = \"{r}\"\nlmtp = \"{l}\"\nimap = \"{im}\"\npop3 = \"{p}\"\nadmin = \"{a}\"\n\
                  [auth]\nproxy_user = \"{PROXY_USER}\"\nproxy_password = \"{{PLAIN}}{PROXY_PASSWORD}\"\nfailure_delay_ms = 100\n{groups}",
                 id = i + 1,
                 r = raft[i],
                 l = lmtp[i],
                 im = imap[i],
                 p = pop3[i],
+                a = admin[i],
             );
             std::fs::write(root.join(format!("node{}.toml", i + 1)), cfg).unwrap();
         }
-        let mut s = Self { root: root.to_path_buf(), lmtp, imap, pop3, children: (0..n).map(|_| None).collect() };
+        let mut s =
+            Self { root: root.to_path_buf(), lmtp, imap, pop3, admin, children: (0..n).map(|_| None).collect() };
         for i in 0..n {
             s.start_node(i);
         }
@@ -113,16 +121,27 @@ impl Storage {
         stop(&mut self.children[i]);
     }
 
+    /// The cluster key file the nodes use (for a front's `[queue]`).
+    pub fn key_file(&self) -> PathBuf {
+        self.root.join("cluster.key")
+    }
+
+    /// Whether node `i` is running.
+    pub fn is_up(&self, i: usize) -> bool {
+        self.children[i].is_some()
+    }
+
     /// frontd's `[[groups]]`: every node serves both groups.
     pub fn front_groups(&self) -> String {
         let members: String = (0..self.imap.len())
             .map(|i| {
                 format!(
-                    "  {{ id = {}, imap = \"{}\", pop3 = \"{}\", lmtp = \"{}\" }},\n",
+                    "  {{ id = {}, imap = \"{}\", pop3 = \"{}\", lmtp = \"{}\", admin = \"{}\" }},\n",
                     i + 1,
                     self.imap[i],
                     self.pop3[i],
-                    self.lmtp[i]
+                    self.lmtp[i],
+                    self.admin[i]
                 )
             })
             .collect();
@@ -137,6 +156,7 @@ impl Storage {
                 imap: Some(self.imap[i].clone()),
                 pop3: Some(self.pop3[i].clone()),
                 lmtp: Some(self.lmtp[i].clone()),
+                admin: Some(self.admin[i].clone()),
             })
             .collect();
         GROUPS.iter().map(|g| frontd::config::GroupSection { name: g.to_string(), members: members.clone() }).collect()
@@ -279,6 +299,8 @@ pub struct FrontOptions {
     pub smtp: String,
     /// More sections at the end (`[limits]`, ...).
     pub extra: String,
+    /// Keys of a `[queue]` section (the cluster key file is added); `None`: no queue.
+    pub queue: Option<String>,
 }
 
 impl Front {
@@ -308,7 +330,10 @@ impl Front {
     }
 
     pub fn start_opts(root: &Path, storage: &Storage, directory: &str, options: FrontOptions) -> Self {
-        let FrontOptions { tls, plaintext_loopback, smtp: smtp_extra, extra } = options;
+        let FrontOptions { tls, plaintext_loopback, smtp: smtp_extra, extra, queue } = options;
+        let queue = queue
+            .map(|q| format!("[queue]\ncluster_key_file = \"{}\"\n{q}\n", storage.key_file().display()))
+            .unwrap_or_default();
         if tls {
             make_certificate(root);
         }
@@ -329,7 +354,7 @@ impl Front {
              [smtp]\nlocal_domains = [\"example.edu\"]\ngreet_delay_ms = 300\nmessage_max_bytes = 1000000\n\
              domain_aliases = {{ \"mail.example.edu\" = \"example.edu\" }}\n{smtp_extra}\n\
              [backend]\nproxy_user = \"{PROXY_USER}\"\nproxy_password = \"{PROXY_PASSWORD}\"\nroute_timeout_ms = 20000\n\
-             [auth]\nfailure_delay_ms = 50\nfailures_max = 50\n{plaintext}{extra}{}",
+             [auth]\nfailure_delay_ms = 50\nfailures_max = 50\n{plaintext}{extra}{queue}{}",
             storage.front_groups()
         );
         let path = root.join("frontd.toml");
@@ -371,6 +396,21 @@ pub fn client(args: &[&str]) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(out.stdout.split(|b| *b == b'\n').rfind(|l| !l.is_empty()).unwrap()).unwrap()
+}
+
+/// Send one message with `tests/py/smtp_client.py` (Python's smtplib) and parse its report.
+pub fn smtplib(args: &[&str]) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/smtp_client.py");
+    let out = Command::new("python3").arg(script).args(args).output().unwrap();
+    assert!(out.status.success(), "smtp_client {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(out.stdout.split(|b| *b == b'\n').rfind(|l| !l.is_empty()).unwrap()).unwrap()
+}
+
+/// The subjects in `user`'s INBOX, read over IMAP through `front`.
+pub fn inbox_subjects(front: &Front, user: &str, password: &str) -> Vec<String> {
+    let v = imap_login(&front.imap, user, password);
+    assert_eq!(v["ok"], true, "{v}");
+    v["subjects"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
 }
 
 /// Log in over IMAP through `server` and report (see the script).

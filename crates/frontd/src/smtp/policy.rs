@@ -1,6 +1,7 @@
 //! Who may talk to the MX and what they may say, in the spirit of tcpserver's rules file
 //! and the RBL checks of the campus exchangers: IP rules (the first rule whose network
-//! holds the client decides: deny, or allow with its own greet delay and DNSBL skip), DNS
+//! holds the client decides: deny, or allow with its own greet delay, DNSBL skip and
+//! relay permission), DNS
 //! blocklists looked up with hickory (a listed client is refused with the list's reason),
 //! and HELO and MAIL FROM deny patterns (`*` wildcards). A blocklist that cannot be asked
 //! does not refuse anyone (it is logged): a DNS outage must not stop mail.
@@ -25,6 +26,7 @@ pub struct Rule {
     pub deny: bool,
     pub skip_dnsbl: bool,
     pub greet_delay: Option<Duration>,
+    pub relay: bool,
 }
 
 /// What the rules say about a client address.
@@ -34,6 +36,8 @@ pub struct Admission {
     pub refuse: Option<String>,
     pub greet_delay: Duration,
     pub check_dnsbl: bool,
+    /// The client may send to remote domains without AUTH.
+    pub relay: bool,
 }
 
 /// The MX policy.
@@ -107,6 +111,7 @@ impl Policy {
                     deny,
                     skip_dnsbl: r.skip_dnsbl,
                     greet_delay: r.greet_delay_ms.map(Duration::from_millis),
+                    relay: r.relay && !deny,
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -126,6 +131,7 @@ impl Policy {
             refuse: rule.filter(|r| r.deny).map(|_| format!("554 5.7.1 access from [{ip}] is denied")),
             greet_delay: rule.and_then(|r| r.greet_delay).unwrap_or(self.greet_delay),
             check_dnsbl: !rule.is_some_and(|r| r.skip_dnsbl),
+            relay: rule.is_some_and(|r| r.relay),
         }
     }
 
@@ -157,7 +163,7 @@ impl Policy {
 }
 
 /// A resolver on the configured servers (`host:port`), or the system's.
-fn resolver(servers: &[String]) -> Result<TokioResolver, ConfigError> {
+pub(crate) fn resolver(servers: &[String]) -> Result<TokioResolver, ConfigError> {
     let bad = |e: &dyn std::fmt::Display| ConfigError::Invalid(format!("DNS resolver: {e}"));
     let mut builder = if servers.is_empty() {
         TokioResolver::builder_tokio().map_err(|e| bad(&e))?
@@ -214,6 +220,7 @@ mod tests {
             action: action.into(),
             skip_dnsbl: skip,
             greet_delay_ms: delay,
+            relay: false,
         };
         let smtp = SmtpSection {
             greet_delay_ms: 500,

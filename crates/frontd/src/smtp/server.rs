@@ -11,7 +11,7 @@ use common::tls::Conn;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::session::{Mode, Session, Settings, Step};
+use super::session::{Envelope, Mode, Session, Settings, Step};
 use crate::server::Front;
 
 /// RFC 5321 4.5.3.2: a server waits at least 5 minutes for a command.
@@ -55,7 +55,7 @@ async fn read_within<R: AsyncBufRead + Unpin>(
     tokio::time::timeout(idle, read_raw(r, max)).await.unwrap_or(Ok(None))
 }
 
-fn settings(front: &Front, mode: Mode) -> Settings {
+fn settings(front: &Front, mode: Mode, relay: bool) -> Settings {
     let smtp = &front.smtp;
     Settings {
         host: front.host.clone(),
@@ -71,6 +71,8 @@ fn settings(front: &Front, mode: Mode) -> Settings {
             .collect(),
         helo_deny: smtp.helo_deny.clone(),
         mail_from_deny: smtp.mail_from_deny.clone(),
+        queue: front.queue.is_some(),
+        relay,
     }
 }
 
@@ -91,6 +93,36 @@ fn received(session: &Session, peer: SocketAddr, conn: &Conn, host: &str, recipi
         "Received: from {helo} ([{}]){tls}\r\n\tby {host} (frontd) with {protocol} id {id:016x}{to};\r\n\t{date}\r\n",
         peer.ip()
     )
+}
+
+/// Deliver a finished transaction: straight to its one mailhost when it can (falling back
+/// to the queue when that mailhost is down), otherwise onto the queue. One reply per
+/// recipient of [`Envelope::all_recipients`].
+async fn deliver(front: &Front, envelope: &Envelope, message: &[u8]) -> Vec<String> {
+    let all = envelope.all_recipients();
+    if envelope.direct() {
+        let replies = front.router.deliver(&envelope.from, &envelope.recipients, message).await;
+        let temporary = replies.iter().all(|r| r.starts_with('4'));
+        if !(temporary && front.queue.is_some()) {
+            return replies;
+        }
+        tracing::info!(group = ?envelope.group, reply = %replies[0], "mailhost unavailable: queueing the message");
+    }
+    let Some(queue) = &front.queue else {
+        // The session accepts several mailhosts or remote recipients only with a queue.
+        return vec!["451 4.3.0 no queue for this message, try again later".into(); all.len()];
+    };
+    match queue.enqueue(&envelope.from, &all, message).await {
+        Ok((group, id)) => vec![format!("250 2.0.0 queued as {group}/{id}"); all.len()],
+        Err(e @ crate::queue::QueueError::Refused { .. }) => {
+            tracing::warn!(error = %e, "queue refused a message");
+            vec![format!("452 4.3.1 queue refused the message: {e}"); all.len()]
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no queue group took the message");
+            vec!["451 4.3.0 mail system temporarily unavailable, try again later".into(); all.len()]
+        }
+    }
 }
 
 /// Serve one SMTP connection on a listener of `mode`.
@@ -126,7 +158,7 @@ pub async fn connection(
             return Ok(());
         }
     }
-    let mut session = Session::new(settings(&front, mode), conn.tls);
+    let mut session = Session::new(settings(&front, mode, admission.relay), conn.tls);
     conn.wr.write_all(format!("{}\r\n", session.greeting()).as_bytes()).await?;
     for _ in 0..COMMANDS_MAX {
         let Some(line) = read_within(&mut conn.rd, COMMAND_LINE_MAX, COMMAND_IDLE).await? else {
@@ -205,10 +237,11 @@ pub async fn connection(
                 }
                 Step::Deliver => {
                     let envelope = session.envelope();
-                    let header = received(&session, peer, &conn, &front.host, &envelope.recipients);
+                    let all = envelope.all_recipients();
+                    let header = received(&session, peer, &conn, &front.host, &all);
                     let message = [header.as_bytes(), &envelope.message].concat();
-                    let replies = front.router.deliver(&envelope.from, &envelope.recipients, &message).await;
-                    tracing::info!(%peer, from = %envelope.from, recipients = envelope.recipients.len(), group = %envelope.group, reply = %replies.first().map(String::as_str).unwrap_or(""), "SMTP message");
+                    let replies = deliver(&front, &envelope, &message).await;
+                    tracing::info!(%peer, from = %envelope.from, recipients = all.len(), group = ?envelope.group, reply = %replies.first().map(String::as_str).unwrap_or(""), "SMTP message");
                     session.delivered(&replies)
                 }
             };

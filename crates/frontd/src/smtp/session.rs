@@ -42,6 +42,11 @@ pub struct Settings {
     /// MX: refused HELO names and envelope senders (`*` wildcards).
     pub helo_deny: Vec<String>,
     pub mail_from_deny: Vec<String>,
+    /// An outbound queue exists: remote recipients (for those who may relay) and
+    /// transactions spanning several mailhosts are accepted and queued.
+    pub queue: bool,
+    /// This client may relay without AUTH (an IP rule says so).
+    pub relay: bool,
 }
 
 /// What the server must do next.
@@ -71,11 +76,25 @@ pub enum Step {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
     pub from: String,
-    /// Recipients as the client gave them (domain aliases collapsed).
+    /// Local recipients as the client gave them (domain aliases collapsed).
     pub recipients: Vec<String>,
-    /// The group every recipient lives on.
-    pub group: String,
+    /// The group every local recipient lives on; `None` if they live on several.
+    pub group: Option<String>,
+    /// Recipients in remote domains (only accepted where relaying is allowed).
+    pub remote: Vec<String>,
     pub message: Vec<u8>,
+}
+
+impl Envelope {
+    /// Whether the message can go straight to one group (otherwise it is queued).
+    pub fn direct(&self) -> bool {
+        self.remote.is_empty() && self.group.is_some()
+    }
+
+    /// Every recipient, local first.
+    pub fn all_recipients(&self) -> Vec<String> {
+        self.recipients.iter().chain(&self.remote).cloned().collect()
+    }
 }
 
 #[derive(Debug)]
@@ -98,7 +117,9 @@ pub struct Session {
     /// The size the client declared with `MAIL ... SIZE=` (0: none).
     declared_size: usize,
     recipients: Vec<String>,
-    group: Option<String>,
+    remote: Vec<String>,
+    /// The group of the local recipients; `Some(None)` once they span several.
+    group: Option<Option<String>>,
     body: Option<Body>,
     message: Option<Vec<u8>>,
     auth: AuthState,
@@ -142,6 +163,7 @@ impl Session {
             from: None,
             declared_size: 0,
             recipients: Vec::new(),
+            remote: Vec::new(),
             group: None,
             body: None,
             message: None,
@@ -173,6 +195,7 @@ impl Session {
         self.from = None;
         self.declared_size = 0;
         self.recipients.clear();
+        self.remote.clear();
         self.group = None;
         self.body = None;
         self.message = None;
@@ -389,15 +412,22 @@ impl Session {
         if self.from.is_none() {
             return reply("503 5.5.1 need MAIL first");
         }
-        if self.recipients.len() >= self.settings.recipients_max {
+        if self.recipients.len() + self.remote.len() >= self.settings.recipients_max {
             return reply("452 4.5.3 too many recipients");
         }
         let address = self.canonical(&to.address);
         let domain = address.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();
         if !self.settings.local_domains.contains(&domain) {
-            // Remote delivery (the outbound queue) is not built yet: refused for everyone,
-            // which also makes this never an open relay.
-            return reply(format!("554 5.7.1 <{address}> relay access denied"));
+            // Relaying: only for authenticated users and clients an IP rule trusts, and only
+            // through the queue. Never an open relay.
+            let may_relay = self.account.is_some() || self.settings.relay;
+            if !(self.settings.queue && may_relay) || domain.is_empty() {
+                return reply(format!("554 5.7.1 <{address}> relay access denied"));
+            }
+            if !self.remote.iter().any(|r| r.eq_ignore_ascii_case(&address)) {
+                self.remote.push(address);
+            }
+            return reply("250 2.1.5 recipient ok (remote, will be queued)");
         }
         Step::Resolve(address)
     }
@@ -416,14 +446,19 @@ impl Session {
                 ))
             }
             Resolution::Local { group, .. } => {
-                // One transaction, one mailhost: a commit is all or nothing, so the reply to
-                // DATA is true for every recipient. Others come in the next transaction.
-                if self.group.as_ref().is_some_and(|g| *g != group) {
-                    return reply(format!(
-                        "452 4.5.3 <{address}> is on another mailhost; send it in a new transaction"
-                    ));
+                // One mailhost: delivered in one commit, so the reply to DATA is true for
+                // every recipient. Several: queued (one commit too), or, without a queue,
+                // the others come in the next transaction.
+                match &self.group {
+                    Some(Some(g)) if *g != group && !self.settings.queue => {
+                        return reply(format!(
+                            "452 4.5.3 <{address}> is on another mailhost; send it in a new transaction"
+                        ));
+                    }
+                    Some(Some(g)) if *g != group => self.group = Some(None),
+                    Some(_) => {}
+                    None => self.group = Some(Some(group)),
                 }
-                self.group = Some(group);
                 self.recipients.push(address.to_string());
                 reply("250 2.1.5 recipient ok")
             }
@@ -431,7 +466,7 @@ impl Session {
     }
 
     fn data(&mut self, _: Request<Cow<'_, str>>) -> Step {
-        if self.from.is_none() || self.recipients.is_empty() {
+        if self.from.is_none() || self.recipients.is_empty() && self.remote.is_empty() {
             return reply("503 5.5.1 need MAIL and RCPT first");
         }
         self.body = Some(Body::new(self.settings.message_max_bytes));
@@ -464,7 +499,7 @@ impl Session {
 
     fn bdat(&mut self, request: Request<Cow<'_, str>>) -> Step {
         let Request::Bdat { chunk_size, is_last } = request else { unreachable!("table") };
-        if self.from.is_none() || self.recipients.is_empty() {
+        if self.from.is_none() || self.recipients.is_empty() && self.remote.is_empty() {
             // The chunk still follows and must be read and dropped.
             self.body = None;
             return Step::Chunk { size: chunk_size, last: is_last };
@@ -491,7 +526,8 @@ impl Session {
         Envelope {
             from: self.from.clone().unwrap_or_default(),
             recipients: self.recipients.clone(),
-            group: self.group.clone().unwrap_or_default(),
+            group: self.group.clone().flatten(),
+            remote: self.remote.clone(),
             message: self.message.clone().unwrap_or_default(),
         }
     }
@@ -501,6 +537,9 @@ impl Session {
         self.reset_transaction();
         let ok = replies.iter().filter(|r| r.starts_with('2')).count();
         if ok == replies.len() {
+            if let Some(queued) = replies.iter().find(|r| r.contains(" queued as ")) {
+                return reply(queued.clone());
+            }
             return reply("250 2.0.0 message accepted for delivery");
         }
         if ok > 0 {
@@ -552,6 +591,8 @@ mod tests {
             domain_aliases: vec![("mail.example.edu".into(), "example.edu".into())],
             helo_deny: vec!["*.dynamic.example.net".into()],
             mail_from_deny: vec!["*@spam.example".into()],
+            queue: false,
+            relay: false,
         }
     }
 
@@ -595,7 +636,7 @@ mod tests {
         let env = s.envelope();
         assert_eq!(
             (env.recipients, env.group, env.message),
-            (vec!["alice@example.edu".to_string()], "hermes".to_string(), b"Subject: hi\r\n".to_vec())
+            (vec!["alice@example.edu".to_string()], Some("hermes".to_string()), b"Subject: hi\r\n".to_vec())
         );
         assert!(text(s.delivered(&["250 2.1.5 ok".into()])).starts_with("250"));
         assert!(text(s.command(b"RCPT TO:<alice@example.edu>\r\n")).starts_with("503"), "transaction over");
@@ -621,6 +662,38 @@ mod tests {
         assert!(text(s.authenticated(Ok(account))).starts_with("235"));
         assert!(text(s.command(b"MAIL FROM:<someone.else@example.edu>\r\n")).starts_with("553"), "forged sender");
         assert!(text(s.command(b"MAIL FROM:<X@example.edu>\r\n")).starts_with("250"));
+        assert!(text(s.command(b"RCPT TO:<y@remote.org>\r\n")).starts_with("554 5.7.1"), "no queue, no relay");
+    }
+
+    #[test]
+    fn with_a_queue_users_and_trusted_networks_relay_and_mailhosts_mix() {
+        let queued = |mode, relay| Session::new(Settings { queue: true, relay, ..settings(mode) }, true);
+        // The MX relays for nobody but trusted networks, queue or not.
+        let mut mx = queued(Mode::Mx, false);
+        text(mx.command(b"EHLO c\r\n"));
+        text(mx.command(b"MAIL FROM:<a@b.org>\r\n"));
+        assert!(text(mx.command(b"RCPT TO:<y@remote.org>\r\n")).starts_with("554 5.7.1"));
+        mx.command(b"RCPT TO:<alice@example.edu>\r\n");
+        assert!(text(mx.resolved("alice@example.edu", local("hermes"))).starts_with("250"));
+        mx.command(b"RCPT TO:<bob@example.edu>\r\n");
+        assert!(text(mx.resolved("bob@example.edu", local("apollo"))).starts_with("250"), "several mailhosts");
+        assert_eq!(mx.command(b"DATA\r\n"), Step::Data("354 3.0.0 go ahead, end with <CRLF>.<CRLF>".into()));
+        assert_eq!(mx.data_line(b"x\r\n"), None);
+        assert_eq!(mx.data_line(b".\r\n"), Some(Step::Deliver));
+        let env = mx.envelope();
+        assert_eq!((env.group.clone(), env.remote.len(), env.direct()), (None, 0, false), "queued, not direct");
+
+        let mut trusted = queued(Mode::Mx, true);
+        text(trusted.command(b"EHLO c\r\n"));
+        text(trusted.command(b"MAIL FROM:<a@b.org>\r\n"));
+        assert!(text(trusted.command(b"RCPT TO:<y@Remote.org>\r\n")).starts_with("250"));
+        assert!(text(trusted.command(b"RCPT TO:<y@remote.org>\r\n")).starts_with("250"));
+        let r = text(trusted.command(b"RCPT TO:<nodomain>\r\n"));
+        assert!(r.starts_with("554") || r.starts_with("501"), "no domain, no relay: {r}");
+        assert!(matches!(trusted.command(b"DATA\r\n"), Step::Data(_)), "remote recipients alone suffice");
+        trusted.data_line(b".\r\n");
+        let env = trusted.envelope();
+        assert_eq!(env.all_recipients(), vec!["y@Remote.org".to_string()], "one copy per address");
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! The mail store of a group: operations, validated names, Maildir++ trees with rkyv
-//! indexes, and the deterministic apply that turns log entries into files.
+//! indexes, the outbound queue, and the deterministic apply that turns log entries into
+//! files.
 
 pub mod fileio;
 pub mod index;
 pub mod names;
 pub mod ops;
+pub mod queue;
 pub mod snapshot;
 pub mod store;
 

@@ -143,6 +143,38 @@ pub enum MailOp {
         uid_validity: u32,
         messages: Vec<ImportedMessage>,
     },
+    /// Put a message on the group's outbound queue (its id is this entry's log index).
+    Enqueue {
+        sender: String,
+        recipients: Vec<String>,
+        created_s: i64,
+        message: Vec<u8>,
+    },
+    /// Lease due queued messages to a runner.
+    QueueClaim {
+        holder: String,
+        now_s: i64,
+        lease_s: u32,
+        max: u32,
+    },
+    /// Record a delivery attempt of a queued message.
+    QueueRecord {
+        id: u64,
+        holder: String,
+        delivered: Vec<String>,
+        failed: Vec<(String, String)>,
+        retry_at_s: i64,
+        error: Option<String>,
+    },
+    /// Drop queued messages undelivered.
+    QueueDelete {
+        ids: Vec<u64>,
+    },
+    /// Make queued messages (all if `ids` is empty) due now.
+    QueueFlush {
+        ids: Vec<u64>,
+        now_s: i64,
+    },
 }
 
 /// One message of an [`MailOp::ImportMessages`] batch.
@@ -177,6 +209,10 @@ pub enum MailResponse {
     Done,
     /// ImportMessages: how many messages of the batch were added (retried ones are not).
     Imported { uid_validity: u32, count: u32 },
+    /// Enqueue: the queued message's id.
+    Queued { id: u64 },
+    /// QueueClaim: the messages now leased to the runner.
+    Claimed(Vec<common::admin::QueueItem>),
     /// The operation could not be applied (bad name, no such mailbox, ...); nothing changed.
     Rejected(String),
     /// Blank or membership entry.

@@ -25,6 +25,7 @@ use super::fileio::FileWriter;
 use super::index::{MailboxIndex, MessageMeta, INDEX_FILE};
 use super::names::{Layout, MailboxName, UserName};
 use super::ops::{info_letters, FlagMode, MailOp, MailRequest, MailResponse, OpId};
+use super::queue::Queue;
 
 /// Operations remembered for idempotency.
 pub const DEDUP_MAX: usize = 100_000;
@@ -40,6 +41,16 @@ pub struct StoreState {
     pub last_applied: Option<LogId<u64>>,
     pub membership: StoredMembership<u64, BasicNode>,
     pub dedup: Vec<(OpId, u64, MailResponse)>,
+    /// The outbound queue's envelopes (bodies are files under `queue/`).
+    pub queue: Vec<common::admin::QueueItem>,
+}
+
+/// The state file as written before the queue existed.
+#[derive(Deserialize)]
+struct StoreStateV1 {
+    last_applied: Option<LogId<u64>>,
+    membership: StoredMembership<u64, BasicNode>,
+    dedup: Vec<(OpId, u64, MailResponse)>,
 }
 
 type BoxKey = (UserName, MailboxName);
@@ -81,6 +92,7 @@ pub struct Store {
     pub last_applied: Option<LogId<u64>>,
     pub membership: StoredMembership<u64, BasicNode>,
     files: FileWriter,
+    queue: Queue,
     /// Entries applied since the last checkpoint.
     pub unchecked: u64,
 }
@@ -131,6 +143,7 @@ impl Store {
         let layout = Layout::new(root);
         fs::create_dir_all(layout.root().join("users")).map_err(io_ctx("create store root"))?;
         let state = Self::read_state(layout.root())?;
+        let root = layout.root().to_path_buf();
         let mut store = Self {
             layout,
             group: group.to_string(),
@@ -141,6 +154,7 @@ impl Store {
             last_applied: state.last_applied,
             membership: state.membership,
             files: FileWriter::new().map_err(io_ctx("io_uring"))?,
+            queue: Queue::open(&root, state.queue).map_err(io_ctx("open queue"))?,
             unchecked: 0,
         };
         for (id, index, resp) in state.dedup {
@@ -160,7 +174,16 @@ impl Store {
                 if crc32c::crc32c(body).to_le_bytes() != crc {
                     return Err(StoreError::State("checksum mismatch".into()));
                 }
-                bincode::deserialize(body).map_err(|e| StoreError::State(e.to_string()))
+                bincode::deserialize(body)
+                    .or_else(|_| {
+                        bincode::deserialize::<StoreStateV1>(body).map(|v1| StoreState {
+                            last_applied: v1.last_applied,
+                            membership: v1.membership,
+                            dedup: v1.dedup,
+                            queue: Vec::new(),
+                        })
+                    })
+                    .map_err(|e| StoreError::State(e.to_string()))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(StoreState::default()),
             Err(e) => Err(io_ctx("read state")(e)),
@@ -200,7 +223,17 @@ impl Store {
 
     fn apply_op(&mut self, index: u64, op: &MailOp) -> Result<MailResponse, StoreError> {
         // Operations that rename or unlink need earlier files of this batch on disk.
-        if !matches!(op, MailOp::Deliver { .. } | MailOp::Append { .. }) {
+        let touches_files = !matches!(
+            op,
+            MailOp::Deliver { .. }
+                | MailOp::Append { .. }
+                | MailOp::Enqueue { .. }
+                | MailOp::QueueClaim { .. }
+                | MailOp::QueueRecord { .. }
+                | MailOp::QueueFlush { .. }
+                | MailOp::QueueDelete { .. }
+        );
+        if touches_files {
             self.flush_files()?;
         }
         macro_rules! names {
@@ -301,7 +334,40 @@ impl Store {
                 }
                 Ok(MailResponse::Done)
             }
+            MailOp::Enqueue { sender, recipients, created_s, message } => {
+                if message.len() > MESSAGE_MAX {
+                    return Ok(MailResponse::Rejected(format!("message above {MESSAGE_MAX} bytes")));
+                }
+                Ok(
+                    match self.queue.enqueue(index, sender, recipients, *created_s, message).map_err(io_ctx("queue"))? {
+                        Ok(id) => MailResponse::Queued { id },
+                        Err(refusal) => MailResponse::Rejected(refusal.to_string()),
+                    },
+                )
+            }
+            MailOp::QueueClaim { holder, now_s, lease_s, max } => {
+                Ok(MailResponse::Claimed(self.queue.claim(holder, *now_s, *lease_s, *max)))
+            }
+            MailOp::QueueRecord { id, holder, delivered, failed, retry_at_s, error } => {
+                self.queue
+                    .record(*id, holder, delivered, failed, *retry_at_s, error.as_deref())
+                    .map_err(io_ctx("queue"))?;
+                Ok(MailResponse::Done)
+            }
+            MailOp::QueueDelete { ids } => {
+                self.queue.delete(ids).map_err(io_ctx("queue"))?;
+                Ok(MailResponse::Done)
+            }
+            MailOp::QueueFlush { ids, now_s } => {
+                self.queue.flush(ids, *now_s);
+                Ok(MailResponse::Done)
+            }
         }
+    }
+
+    /// The outbound queue (envelopes; bodies through [`Queue::body_path`]).
+    pub fn queue(&self) -> &Queue {
+        &self.queue
     }
 
     // ---- mailbox state ------------------------------------------------------------------
@@ -816,6 +882,7 @@ impl Store {
             last_applied: self.last_applied,
             membership: self.membership.clone(),
             dedup: self.dedup_order.iter().map(|id| (*id, self.dedup[id].0, self.dedup[id].1.clone())).collect(),
+            queue: self.queue.items().cloned().collect(),
         };
         let body = bincode::serialize(&state).map_err(|e| StoreError::State(e.to_string()))?;
         self.unchecked = 0;

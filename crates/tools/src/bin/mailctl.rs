@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use tools::mailctl::admin::{Admin, QueueId};
 
 #[derive(Parser, Debug)]
 #[command(version, about = "run and administer a mailstore cluster")]
@@ -33,6 +34,20 @@ enum Cmd {
         print_ldif: bool,
         #[command(subcommand)]
         action: UserAction,
+    },
+    /// Groups, members, leaders, log indexes, lag, disk use, users and queue per group.
+    Status {
+        /// A front's configuration (lists the nodes and the cluster key).
+        #[arg(long, default_value = "mailctl-data/frontd.toml")]
+        config: PathBuf,
+    },
+    /// The outbound queue.
+    Queue {
+        /// A front's configuration (lists the nodes and the cluster key).
+        #[arg(long, default_value = "mailctl-data/frontd.toml", global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: QueueAction,
     },
     /// Run a storage node (how `up` starts them): `mailctl storaged --config FILE`.
     #[command(hide = true, disable_help_flag = true)]
@@ -79,6 +94,58 @@ enum UserAction {
     Enable { address: String },
 }
 
+#[derive(Subcommand, Debug)]
+enum QueueAction {
+    /// Every queued message: id, size, age, attempts, sender, pending recipients.
+    List,
+    /// One message: envelope, each recipient's state, the message header.
+    Show { id: QueueId },
+    /// Try messages now (all of them without ids).
+    Flush { ids: Vec<QueueId> },
+    /// Drop messages without delivering them (no bounce).
+    Delete {
+        #[arg(required = true)]
+        ids: Vec<QueueId>,
+    },
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
+fn status(config: &std::path::Path) -> anyhow::Result<()> {
+    let admin = Admin::open(config)?;
+    let nodes = runtime()?.block_on(admin.status());
+    print!("{}", tools::mailctl::admin::render_status(&nodes));
+    if nodes.iter().all(|(_, _, s)| s.is_err()) {
+        anyhow::bail!("no storage node answered");
+    }
+    Ok(())
+}
+
+fn queue(config: &std::path::Path, action: QueueAction) -> anyhow::Result<()> {
+    use tools::mailctl::admin::{render_item, render_queue};
+    let admin = Admin::open(config)?;
+    let rt = runtime()?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+    match action {
+        QueueAction::List => print!("{}", render_queue(&rt.block_on(admin.queue_list())?, now)),
+        QueueAction::Show { id } => {
+            let (item, body) = rt.block_on(admin.queue_show(&id))?;
+            print!("{}", render_item(&id.group, &item, body.as_deref()));
+        }
+        QueueAction::Flush { ids } => {
+            rt.block_on(admin.queue_flush(&ids))?;
+            println!("flushed");
+        }
+        QueueAction::Delete { ids } => {
+            rt.block_on(admin.queue_delete(&ids))?;
+            println!("deleted {} message(s)", ids.len());
+        }
+    }
+    Ok(())
+}
+
 fn user(ldif: &std::path::Path, print_ldif: bool, action: UserAction) -> anyhow::Result<()> {
     use tools::mailctl::users;
     let write = !print_ldif;
@@ -113,6 +180,8 @@ fn main() -> anyhow::Result<()> {
     match Args::parse().command {
         Cmd::User { ldif, print_ldif, action } => user(&ldif, print_ldif, action),
         Cmd::Up { dir, port_base } => tools::mailctl::up::run(&dir, port_base),
+        Cmd::Status { config } => status(&config),
+        Cmd::Queue { config, action } => queue(&config, action),
         Cmd::Storaged { args } => storaged::cli::run_from(std::iter::once("storaged".to_string()).chain(args)),
         Cmd::Frontd { args } => frontd::cli::run_from(std::iter::once("frontd".to_string()).chain(args)),
     }

@@ -39,6 +39,7 @@ pub struct Layout {
 #[derive(Debug, Clone, Copy)]
 pub enum NodePort {
     Raft = 7100,
+    Admin = 7200,
     Lmtp = 2400,
     Imap = 1430,
     Pop3 = 1100,
@@ -59,9 +60,9 @@ impl Layout {
                 kept
             }
             Err(_) => {
-                if u32::from(port_base) + 7100 + NODES as u32 > 65_535 || port_base < 1024 {
+                if u32::from(port_base) + 7200 + NODES as u32 > 65_535 || port_base < 1024 {
                     // (the lowest listener is base + 25)
-                    bail!("--port-base must be between 1024 and {}", 65_535 - 7100 - NODES);
+                    bail!("--port-base must be between 1024 and {}", 65_535 - 7200 - NODES);
                 }
                 std::fs::write(&saved, format!("{port_base}\n"))?;
                 port_base
@@ -113,7 +114,7 @@ impl Layout {
             self.front_submissions(),
         ];
         for i in 1..=NODES {
-            for p in [NodePort::Raft, NodePort::Lmtp, NodePort::Imap, NodePort::Pop3] {
+            for p in [NodePort::Raft, NodePort::Admin, NodePort::Lmtp, NodePort::Imap, NodePort::Pop3] {
                 all.push(self.node(i, p));
             }
         }
@@ -160,9 +161,10 @@ impl Layout {
         for i in 1..=NODES {
             let cfg = format!(
                 "# made by mailctl up; rewritten on every start\nnode_id = {i}\ndata_dir = \"data{i}\"\n\
-                 cluster_key_file = \"cluster.key\"\n[listen]\nraft = \"{}\"\nlmtp = \"{}\"\nimap = \"{}\"\npop3 = \"{}\"\n\
-                 [auth]\nproxy_user = \"frontd\"\nproxy_password = \"{proxy_hash}\"\n{storage_groups}",
+                 cluster_key_file = \"cluster.key\"\n[listen]\nraft = \"{}\"\nadmin = \"{}\"\nlmtp = \"{}\"\nimap = \"{}\"\n\
+                 pop3 = \"{}\"\n[auth]\nproxy_user = \"frontd\"\nproxy_password = \"{proxy_hash}\"\n{storage_groups}",
                 self.node(i, NodePort::Raft),
+                self.node(i, NodePort::Admin),
                 self.node(i, NodePort::Lmtp),
                 self.node(i, NodePort::Imap),
                 self.node(i, NodePort::Pop3),
@@ -171,10 +173,11 @@ impl Layout {
         }
         let front_groups = groups(&|i| {
             format!(
-                "{{ id = {i}, imap = \"{}\", pop3 = \"{}\", lmtp = \"{}\" }}",
+                "{{ id = {i}, imap = \"{}\", pop3 = \"{}\", lmtp = \"{}\", admin = \"{}\" }}",
                 self.node(i, NodePort::Imap),
                 self.node(i, NodePort::Pop3),
-                self.node(i, NodePort::Lmtp)
+                self.node(i, NodePort::Lmtp),
+                self.node(i, NodePort::Admin)
             )
         });
         let front = format!(
@@ -182,7 +185,8 @@ impl Layout {
              pop3 = \"{}\"\npop3s = \"{}\"\nsmtp = \"{}\"\nsubmission = \"{}\"\nsubmissions = \"{}\"\n\
              [tls]\ncert_file = \"cert.pem\"\nkey_file = \"key.pem\"\n\
              [directory]\nldif = \"users.ldif\"\n[backend]\nproxy_user = \"frontd\"\nproxy_password_file = \"proxy.pw\"\n\
-             [auth]\nfailure_delay_ms = 1000\n[smtp]\nlocal_domains = [\"example.edu\"]\n{front_groups}",
+             [auth]\nfailure_delay_ms = 1000\n[smtp]\nlocal_domains = [\"example.edu\"]\n\
+             [queue]\ncluster_key_file = \"cluster.key\"\n{front_groups}",
             self.front_imap(),
             self.front_imaps(),
             self.front_pop3(),

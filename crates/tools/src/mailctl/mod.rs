@@ -2,8 +2,10 @@
 //! from one command (three storaged nodes serving two mailhosts, one frontd, an LDIF
 //! directory with demo users, a private CA and certificate) using the real daemons as
 //! separate processes (`mailctl storaged ...` and `mailctl frontd ...` run their code).
-//! `user` manages the users of an LDIF directory (or prints the LDIF for an LDAP one).
+//! `user` manages the users of an LDIF directory (or prints the LDIF for an LDAP one);
+//! `status` and `queue` ask the storage nodes over their admin protocol.
 
+pub mod admin;
 pub mod layout;
 pub mod up;
 pub mod users;

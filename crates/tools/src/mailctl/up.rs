@@ -103,6 +103,7 @@ fn cluster_map(layout: &Layout) -> ClusterMap {
             imap: Some(layout.node(i, NodePort::Imap)),
             pop3: Some(layout.node(i, NodePort::Pop3)),
             lmtp: Some(layout.node(i, NodePort::Lmtp)),
+            admin: Some(layout.node(i, NodePort::Admin)),
         })
         .collect();
     let groups: Vec<GroupSection> =

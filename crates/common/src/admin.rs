@@ -1,0 +1,259 @@
+//! The admin protocol of storage nodes: what front nodes and `mailctl` ask a node (status,
+//! the outbound queue of a group), as messages and one authenticated client. Pure data
+//! plus a small client; the server side lives in `storaged`. Every message travels in a
+//! cluster-key [`Channel`] frame, so only holders of the cluster secret may speak it.
+//!
+//! Never carries passwords or other secrets; a message body is the only bulk payload.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::io::BufReader;
+use tokio::net::TcpStream;
+
+use crate::auth::{Channel, ClusterKey};
+use crate::frame::FrameError;
+
+/// Largest admin frame: one queued message (64 MiB at most) plus its envelope.
+pub const FRAME_MAX_BYTES: u32 = 65 << 20;
+
+/// Where one recipient of a queued message stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecipientState {
+    Pending,
+    Delivered,
+    /// Permanently refused (or expired); the text is the reply that says why.
+    Failed(String),
+}
+
+/// One recipient of a queued message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedRecipient {
+    pub address: String,
+    pub state: RecipientState,
+}
+
+/// A queued message's envelope and delivery state (its body is read separately).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueItem {
+    /// Unique within the group (the log index that queued it).
+    pub id: u64,
+    /// Envelope sender; empty for bounces (the null sender).
+    pub sender: String,
+    pub recipients: Vec<QueuedRecipient>,
+    /// Unix seconds when the message was queued.
+    pub created_s: i64,
+    pub attempts: u32,
+    /// Unix seconds of the next attempt.
+    pub next_attempt_s: i64,
+    /// The last temporary failure, for operators.
+    pub last_error: Option<String>,
+    pub size_bytes: u64,
+    /// The runner that holds it now, and until when (unix seconds).
+    pub lease: Option<(String, i64)>,
+}
+
+impl QueueItem {
+    /// Recipients still waiting for delivery.
+    pub fn pending(&self) -> impl Iterator<Item = &str> {
+        self.recipients.iter().filter(|r| r.state == RecipientState::Pending).map(|r| r.address.as_str())
+    }
+}
+
+/// What one delivery attempt of a queued message achieved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptOutcome {
+    pub delivered: Vec<String>,
+    /// `(recipient, reply)`: refused for good.
+    pub failed: Vec<(String, String)>,
+    /// Recipients still pending get another attempt at this time (unix seconds).
+    pub retry_at_s: i64,
+    /// Why the pending ones were not delivered.
+    pub error: Option<String>,
+}
+
+/// One Raft group as a node sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupStatus {
+    pub name: String,
+    pub leader: Option<u64>,
+    pub term: u64,
+    pub last_log_index: Option<u64>,
+    pub snapshot_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    /// Leader only: per follower, the index it has replicated up to.
+    pub replication: Vec<(u64, Option<u64>)>,
+    pub disk_bytes: u64,
+    pub users: u64,
+    pub queued: u64,
+}
+
+/// One node's answer to [`AdminRequest::Status`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub node_id: u64,
+    pub groups: Vec<GroupStatus>,
+}
+
+/// A request to a storage node. Queue requests name the group whose queue they touch and
+/// must reach its leader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminRequest {
+    Status,
+    /// Queue a message; the reply comes once the queue entry is committed.
+    Enqueue {
+        group: String,
+        op_id: [u8; 16],
+        sender: String,
+        recipients: Vec<String>,
+        message: Vec<u8>,
+    },
+    /// Lease up to `max` messages that are due, for `lease_s` seconds, to `holder`.
+    Claim {
+        group: String,
+        holder: String,
+        lease_s: u32,
+        max: u32,
+    },
+    /// The body of a queued message.
+    Read {
+        group: String,
+        id: u64,
+    },
+    /// Record the outcome of an attempt.
+    Record {
+        group: String,
+        id: u64,
+        holder: String,
+        outcome: AttemptOutcome,
+    },
+    List {
+        group: String,
+    },
+    /// Drop messages from the queue without delivering them.
+    Delete {
+        group: String,
+        ids: Vec<u64>,
+    },
+    /// Make messages due now (all of them if `ids` is empty).
+    Flush {
+        group: String,
+        ids: Vec<u64>,
+    },
+}
+
+/// A node's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminReply {
+    Status(NodeStatus),
+    Queued {
+        id: u64,
+    },
+    Items(Vec<QueueItem>),
+    Message(Option<Vec<u8>>),
+    Done,
+    /// Ask the leader instead (its node id, if known).
+    NotLeader {
+        leader: Option<u64>,
+    },
+    NoSuchGroup,
+    /// The request was understood and refused (queue full, bad address, ...).
+    Refused(String),
+    /// The node could not do it now (commit timed out, I/O error); try again.
+    Failed(String),
+}
+
+/// Admin client errors.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{addr}: {source}")]
+    Connect { addr: String, source: std::io::Error },
+    #[error("{addr}: {source}")]
+    Frame { addr: String, source: FrameError },
+    #[error("{addr}: bad message: {reason}")]
+    Codec { addr: String, reason: String },
+    #[error("{addr}: no answer within {timeout_ms} ms")]
+    Timeout { addr: String, timeout_ms: u64 },
+}
+
+/// Encode a message for a frame.
+pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+    bincode::serialize(msg).expect("admin messages serialize")
+}
+
+/// Decode a message from a frame, bounded by the frame's size.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, bincode::Error> {
+    use bincode::Options;
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .allow_trailing_bytes()
+        .with_limit(u64::from(FRAME_MAX_BYTES))
+        .deserialize(bytes)
+}
+
+/// One authenticated connection to a node's admin listener.
+pub struct AdminClient {
+    addr: String,
+    conn: BufReader<TcpStream>,
+    channel: Channel,
+}
+
+impl AdminClient {
+    /// Connect and authenticate within `timeout`.
+    pub async fn connect(addr: &str, key: &ClusterKey, timeout: std::time::Duration) -> Result<Self, AdminError> {
+        let timed_out = || AdminError::Timeout { addr: addr.to_string(), timeout_ms: timeout.as_millis() as u64 };
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(|source| AdminError::Connect { addr: addr.to_string(), source })?;
+        stream.set_nodelay(true).map_err(|source| AdminError::Connect { addr: addr.to_string(), source })?;
+        let mut conn = BufReader::new(stream);
+        let channel = tokio::time::timeout(timeout, Channel::connect(&mut conn, key))
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(|source| AdminError::Frame { addr: addr.to_string(), source })?;
+        Ok(Self { addr: addr.to_string(), conn, channel })
+    }
+
+    /// Send `request` and wait at most `timeout` for the answer.
+    pub async fn call(
+        &mut self,
+        request: &AdminRequest,
+        timeout: std::time::Duration,
+    ) -> Result<AdminReply, AdminError> {
+        let addr = self.addr.clone();
+        let exchange = async {
+            self.channel.write(&mut self.conn, &encode(request)).await?;
+            self.channel.read(&mut self.conn, FRAME_MAX_BYTES).await
+        };
+        let body = tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| AdminError::Timeout { addr: addr.clone(), timeout_ms: timeout.as_millis() as u64 })?
+            .map_err(|source| AdminError::Frame { addr: addr.clone(), source })?;
+        decode(&body).map_err(|e| AdminError::Codec { addr, reason: e.to_string() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_roundtrip_and_garbage_is_an_error() {
+        let r = AdminRequest::Enqueue {
+            group: "hermes".into(),
+            op_id: [7; 16],
+            sender: "a@b".into(),
+            recipients: vec!["c@d".into()],
+            message: b"x".to_vec(),
+        };
+        assert_eq!(decode::<AdminRequest>(&encode(&r)).unwrap(), r);
+        assert!(decode::<AdminRequest>(&[0xff; 3]).is_err());
+        // A length prefix claiming 2^60 bytes is refused, not allocated.
+        let mut huge = encode(&AdminRequest::Read { group: "g".into(), id: 1 });
+        huge[0] = 1;
+        huge[4..12].copy_from_slice(&(1u64 << 60).to_le_bytes());
+        assert!(decode::<AdminRequest>(&huge).is_err());
+    }
+}

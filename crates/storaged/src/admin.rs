@@ -1,0 +1,197 @@
+//! The admin listener: answers [`AdminRequest`]s from front nodes and `mailctl` over a
+//! cluster-key channel — node and group status, and the outbound queue of each group.
+//! Queue changes go through the group's Raft log like mail; this module never touches the
+//! store's files except to read a queued body. Requests are answered one at a time per
+//! connection; a frame that fails authentication or decoding closes the connection.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use common::admin::{self, AdminReply, AdminRequest, GroupStatus, NodeStatus};
+use common::auth::{Channel, ClusterKey};
+use common::frame::FrameError;
+use tokio::io::BufReader;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::group::access::AccessError;
+use crate::group::Group;
+use crate::mailstore::{MailOp, MailResponse, OpId};
+use crate::node::Node;
+
+/// Admin connections served at once; more wait in the listen backlog.
+const CONNECTIONS_MAX: usize = 64;
+/// Directory entries a disk-usage walk visits at most (status stays cheap on huge groups).
+const DU_ENTRIES_MAX: usize = 1_000_000;
+
+/// Serve admin requests on `listener` until it fails.
+pub async fn serve(listener: TcpListener, node: Arc<Node>, key: ClusterKey) -> std::io::Result<()> {
+    let slots = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
+    loop {
+        let permit = slots.clone().acquire_owned().await.expect("semaphore never closed");
+        let (stream, peer) = listener.accept().await?;
+        let node = node.clone();
+        let key = key.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_conn(stream, &node, &key).await {
+                tracing::debug!(%peer, error = %e, "admin connection ended");
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_conn(stream: TcpStream, node: &Node, key: &ClusterKey) -> Result<(), FrameError> {
+    stream.set_nodelay(true)?;
+    let mut stream = BufReader::new(stream);
+    let mut ch = Channel::accept(&mut stream, key).await?;
+    loop {
+        let body = match ch.read(&mut stream, admin::FRAME_MAX_BYTES).await {
+            Ok(b) => b,
+            Err(FrameError::Closed) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let request: AdminRequest = admin::decode(&body)
+            .map_err(|e| FrameError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+        let reply = handle(node, request).await;
+        ch.write(&mut stream, &admin::encode(&reply)).await?;
+    }
+}
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Answer one request.
+pub async fn handle(node: &Node, request: AdminRequest) -> AdminReply {
+    if let AdminRequest::Status = request {
+        return AdminReply::Status(status(node).await);
+    }
+    let group_name = match &request {
+        AdminRequest::Status => unreachable!("answered above"),
+        AdminRequest::Enqueue { group, .. }
+        | AdminRequest::Claim { group, .. }
+        | AdminRequest::Read { group, .. }
+        | AdminRequest::Record { group, .. }
+        | AdminRequest::List { group }
+        | AdminRequest::Delete { group, .. }
+        | AdminRequest::Flush { group, .. } => group.clone(),
+    };
+    let Some(group) = node.groups.get(&group_name) else { return AdminReply::NoSuchGroup };
+    if !group.is_leader(node.id) {
+        return AdminReply::NotLeader { leader: group.leader() };
+    }
+    let (op_id, op) = match request {
+        AdminRequest::Status => unreachable!("answered above"),
+        AdminRequest::Read { id, .. } => return read_body(group, id).await,
+        AdminRequest::List { .. } => {
+            let store = group.sm.store();
+            let items = store.lock().expect("store lock").queue().items().cloned().collect();
+            return AdminReply::Items(items);
+        }
+        AdminRequest::Enqueue { op_id, sender, recipients, message, .. } => {
+            (OpId(op_id), MailOp::Enqueue { sender, recipients, created_s: now_s(), message })
+        }
+        // A claim is a fresh decision each time: never deduplicated.
+        AdminRequest::Claim { holder, lease_s, max, .. } => {
+            (OpId(rand::random()), MailOp::QueueClaim { holder, now_s: now_s(), lease_s, max })
+        }
+        AdminRequest::Record { id, holder, outcome, .. } => (
+            OpId(rand::random()),
+            MailOp::QueueRecord {
+                id,
+                holder,
+                delivered: outcome.delivered,
+                failed: outcome.failed,
+                retry_at_s: outcome.retry_at_s,
+                error: outcome.error,
+            },
+        ),
+        AdminRequest::Delete { ids, .. } => (OpId(rand::random()), MailOp::QueueDelete { ids }),
+        AdminRequest::Flush { ids, .. } => (OpId(rand::random()), MailOp::QueueFlush { ids, now_s: now_s() }),
+    };
+    match group.propose(op_id, op).await {
+        Ok(MailResponse::Queued { id }) => AdminReply::Queued { id },
+        Ok(MailResponse::Claimed(items)) => AdminReply::Items(items),
+        Ok(MailResponse::Rejected(why)) => AdminReply::Refused(why),
+        Ok(_) => AdminReply::Done,
+        Err(AccessError::NotLeader { leader, .. }) => AdminReply::NotLeader { leader },
+        Err(e) => AdminReply::Failed(e.to_string()),
+    }
+}
+
+async fn read_body(group: &Group, id: u64) -> AdminReply {
+    let path = {
+        let store = group.sm.store();
+        let store = store.lock().expect("store lock");
+        store.queue().body_path(id)
+    };
+    let Some(path) = path else { return AdminReply::Message(None) };
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => AdminReply::Message(Some(bytes)),
+        // Delivered and removed since the lookup.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => AdminReply::Message(None),
+        Err(e) => AdminReply::Failed(format!("queued message {id}: {e}")),
+    }
+}
+
+async fn status(node: &Node) -> NodeStatus {
+    let mut groups = Vec::with_capacity(node.groups.len());
+    let mut names: Vec<&String> = node.groups.keys().collect();
+    names.sort();
+    for name in names {
+        let g = &node.groups[name];
+        let m = g.raft.metrics().borrow().clone();
+        let root = g.sm.store().lock().expect("store lock").layout().root().to_path_buf();
+        let queued = g.sm.store().lock().expect("store lock").queue().len() as u64;
+        let group_dir = root.parent().map(Path::to_path_buf).unwrap_or_else(|| root.clone());
+        let (disk_bytes, users) =
+            tokio::task::spawn_blocking(move || (disk_usage(&group_dir), count_dirs(&root.join("users"))))
+                .await
+                .unwrap_or((0, 0));
+        groups.push(GroupStatus {
+            name: name.clone(),
+            leader: m.current_leader,
+            term: m.current_term,
+            last_log_index: m.last_log_index,
+            snapshot_index: m.snapshot.map(|l| l.index),
+            applied_index: m.last_applied.map(|l| l.index),
+            voters: m.membership_config.voter_ids().collect(),
+            learners: m.membership_config.membership().learner_ids().collect(),
+            replication: m
+                .replication
+                .as_ref()
+                .map(|r| r.iter().map(|(id, log)| (*id, log.map(|l| l.index))).collect())
+                .unwrap_or_default(),
+            disk_bytes,
+            users,
+            queued,
+        });
+    }
+    NodeStatus { node_id: node.id, groups }
+}
+
+/// Bytes of the regular files under `dir` (bounded walk).
+fn disk_usage(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    let mut visited = 0;
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            visited += 1;
+            if visited > DU_ENTRIES_MAX {
+                return total;
+            }
+            match e.metadata() {
+                Ok(md) if md.is_dir() => stack.push(e.path()),
+                Ok(md) => total += md.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+fn count_dirs(dir: &Path) -> u64 {
+    std::fs::read_dir(dir).map(|it| it.flatten().filter(|e| e.path().is_dir()).count() as u64).unwrap_or(0)
+}

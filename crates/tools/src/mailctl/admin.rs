@@ -1,0 +1,300 @@
+//! `mailctl status` and `mailctl queue`: the admin protocol of the storage nodes, spoken
+//! with the cluster key to the nodes a front's configuration lists (its `[[groups]]`
+//! with `admin` addresses, and its `[queue]` key file). Prints for people; never prints
+//! the key or message bodies beyond their header.
+
+use std::fmt::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use common::admin::{AdminClient, AdminReply, AdminRequest, NodeStatus, QueueItem, RecipientState};
+use common::auth::ClusterKey;
+use frontd::cluster::ClusterMap;
+use frontd::config::Config;
+use frontd::queue::QueueClient;
+
+/// How long to wait for one node.
+const NODE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Header bytes of a queued message `queue show` prints at most.
+const SHOW_HEADER_MAX: usize = 8192;
+
+/// The cluster as one front sees it.
+pub struct Admin {
+    cfg: Config,
+    key: ClusterKey,
+    queue: QueueClient,
+}
+
+impl Admin {
+    /// From a front's configuration; the key from its `[queue]`, else `cluster.key` beside it.
+    pub fn open(front_config: &Path) -> anyhow::Result<Self> {
+        let cfg = Config::load(front_config).with_context(|| format!("reading {}", front_config.display()))?;
+        let secret = match cfg.cluster_secret()? {
+            Some(s) => s,
+            None => {
+                let path = front_config.parent().unwrap_or(Path::new(".")).join("cluster.key");
+                std::fs::read_to_string(&path).with_context(|| format!("no [queue] and no {}", path.display()))?
+            }
+        };
+        let key = ClusterKey::from_secret(&secret);
+        let cluster = Arc::new(ClusterMap::new(&cfg.groups));
+        let groups = match cfg.queue_groups() {
+            g if g.is_empty() => cfg.groups.iter().map(|g| g.name.to_ascii_lowercase()).collect(),
+            g => g,
+        };
+        let queue = QueueClient::new(cluster, key.clone(), groups, Duration::from_secs(10));
+        Ok(Self { cfg, key, queue })
+    }
+
+    /// Every node's status (a node that does not answer is reported as such).
+    pub async fn status(&self) -> Vec<(u64, String, Result<NodeStatus, String>)> {
+        let mut nodes: Vec<(u64, String)> = self
+            .cfg
+            .groups
+            .iter()
+            .flat_map(|g| g.members.iter().filter_map(|m| Some((m.id, m.admin.clone()?))))
+            .collect();
+        nodes.sort();
+        nodes.dedup();
+        let mut out = Vec::new();
+        for (id, addr) in nodes {
+            let answer = async {
+                let mut c = AdminClient::connect(&addr, &self.key, NODE_TIMEOUT).await.map_err(|e| e.to_string())?;
+                match c.call(&AdminRequest::Status, NODE_TIMEOUT).await.map_err(|e| e.to_string())? {
+                    AdminReply::Status(s) => Ok(s),
+                    other => Err(format!("unexpected answer {other:?}")),
+                }
+            }
+            .await;
+            out.push((id, addr, answer));
+        }
+        out
+    }
+
+    /// Every queued message of every queue group.
+    pub async fn queue_list(&self) -> anyhow::Result<Vec<(String, QueueItem)>> {
+        let mut all = Vec::new();
+        for group in self.queue.groups() {
+            match self.queue.call(group, AdminRequest::List { group: group.clone() }).await? {
+                AdminReply::Items(items) => all.extend(items.into_iter().map(|i| (group.clone(), i))),
+                other => bail!("queue of {group}: unexpected answer {other:?}"),
+            }
+        }
+        Ok(all)
+    }
+
+    /// One queued message and its header.
+    pub async fn queue_show(&self, id: &QueueId) -> anyhow::Result<(QueueItem, Option<Vec<u8>>)> {
+        let item = self
+            .queue_list()
+            .await?
+            .into_iter()
+            .find(|(g, i)| *g == id.group && i.id == id.id)
+            .map(|(_, i)| i)
+            .with_context(|| format!("no queued message {id}"))?;
+        let body = match self.queue.call(&id.group, AdminRequest::Read { group: id.group.clone(), id: id.id }).await? {
+            AdminReply::Message(m) => m,
+            other => bail!("unexpected answer {other:?}"),
+        };
+        Ok((item, body))
+    }
+
+    /// Make messages due now: the given ones, or all of every queue.
+    pub async fn queue_flush(&self, ids: &[QueueId]) -> anyhow::Result<()> {
+        for group in self.queue.groups() {
+            let mine: Vec<u64> = ids.iter().filter(|i| i.group == *group).map(|i| i.id).collect();
+            if !ids.is_empty() && mine.is_empty() {
+                continue;
+            }
+            self.expect_done(group, AdminRequest::Flush { group: group.clone(), ids: mine }).await?;
+        }
+        Ok(())
+    }
+
+    /// Drop messages undelivered.
+    pub async fn queue_delete(&self, ids: &[QueueId]) -> anyhow::Result<()> {
+        for group in self.queue.groups() {
+            let mine: Vec<u64> = ids.iter().filter(|i| i.group == *group).map(|i| i.id).collect();
+            if !mine.is_empty() {
+                self.expect_done(group, AdminRequest::Delete { group: group.clone(), ids: mine }).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn expect_done(&self, group: &str, request: AdminRequest) -> anyhow::Result<()> {
+        match self.queue.call(group, request).await? {
+            AdminReply::Done => Ok(()),
+            other => bail!("queue of {group}: unexpected answer {other:?}"),
+        }
+    }
+}
+
+/// A queued message's name: `GROUP/ID`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueId {
+    pub group: String,
+    pub id: u64,
+}
+
+impl std::str::FromStr for QueueId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (g, id) = s.split_once('/').ok_or_else(|| format!("{s:?}: expected GROUP/ID, as `queue list` shows"))?;
+        let id = id.parse().map_err(|_| format!("{s:?}: the ID is a number"))?;
+        Ok(Self { group: g.to_ascii_lowercase(), id })
+    }
+}
+
+impl std::fmt::Display for QueueId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.group, self.id)
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// The status table: per group, its leader and each member's view.
+pub fn render_status(nodes: &[(u64, String, Result<NodeStatus, String>)]) -> String {
+    let mut out = String::new();
+    let mut groups: Vec<String> = nodes
+        .iter()
+        .filter_map(|(_, _, s)| s.as_ref().ok())
+        .flat_map(|s| s.groups.iter().map(|g| g.name.clone()))
+        .collect();
+    groups.sort();
+    groups.dedup();
+    for (id, addr, s) in nodes {
+        if let Err(e) = s {
+            let _ = writeln!(out, "node {id} ({addr}): DOWN: {e}");
+        }
+    }
+    for name in groups {
+        let views: Vec<(u64, &common::admin::GroupStatus)> = nodes
+            .iter()
+            .filter_map(|(id, _, s)| {
+                s.as_ref().ok().and_then(|s| s.groups.iter().find(|g| g.name == name)).map(|g| (*id, g))
+            })
+            .collect();
+        let leader = views.iter().find_map(|(_, g)| g.leader);
+        let leader_view = views.iter().find(|(id, _)| Some(*id) == leader).map(|(_, g)| *g);
+        let head = leader_view.and_then(|g| g.last_log_index).unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "group {name}: leader {}  term {}  voters {:?}{}  users {}  queued {}",
+            leader.map_or("none".to_string(), |l| format!("node {l}")),
+            views.iter().map(|(_, g)| g.term).max().unwrap_or(0),
+            leader_view.map(|g| g.voters.clone()).unwrap_or_default(),
+            leader_view
+                .filter(|g| !g.learners.is_empty())
+                .map(|g| format!("  learners {:?}", g.learners))
+                .unwrap_or_default(),
+            leader_view.map_or(0, |g| g.users),
+            leader_view.map_or(0, |g| g.queued),
+        );
+        let _ = writeln!(
+            out,
+            "  {:<6} {:>10} {:>10} {:>10} {:>8} {:>10}",
+            "node", "last log", "applied", "snapshot", "lag", "disk"
+        );
+        for (id, g) in &views {
+            let applied = g.applied_index.unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "  {:<6} {:>10} {:>10} {:>10} {:>8} {:>10}{}",
+                id,
+                g.last_log_index.map_or("-".into(), |i| i.to_string()),
+                g.applied_index.map_or("-".into(), |i| i.to_string()),
+                g.snapshot_index.map_or("-".into(), |i| i.to_string()),
+                head.saturating_sub(applied),
+                human_bytes(g.disk_bytes),
+                if Some(*id) == leader { "  (leader)" } else { "" }
+            );
+        }
+    }
+    out
+}
+
+/// `queue list` lines.
+pub fn render_queue(items: &[(String, QueueItem)], now_s: i64) -> String {
+    if items.is_empty() {
+        return "queue is empty\n".into();
+    }
+    let mut out = String::new();
+    for (group, i) in items {
+        let pending: Vec<&str> = i.pending().collect();
+        let _ = writeln!(
+            out,
+            "{group}/{}  {}  age {}s  attempts {}  next in {}s  <{}> -> {}{}",
+            i.id,
+            human_bytes(i.size_bytes),
+            now_s - i.created_s,
+            i.attempts,
+            (i.next_attempt_s - now_s).max(0),
+            i.sender,
+            pending.join(", "),
+            i.last_error.as_ref().map(|e| format!("\n    last error: {e}")).unwrap_or_default()
+        );
+    }
+    out
+}
+
+/// `queue show` text.
+pub fn render_item(group: &str, item: &QueueItem, body: Option<&[u8]>) -> String {
+    let mut out = format!(
+        "id: {group}/{}\nsender: <{}>\nsize: {}\nqueued at: {}\nattempts: {}\nnext attempt: {}\n",
+        item.id,
+        item.sender,
+        human_bytes(item.size_bytes),
+        item.created_s,
+        item.attempts,
+        item.next_attempt_s
+    );
+    if let Some(e) = &item.last_error {
+        let _ = writeln!(out, "last error: {e}");
+    }
+    if let Some((holder, until)) = &item.lease {
+        let _ = writeln!(out, "leased to: {holder} until {until}");
+    }
+    for r in &item.recipients {
+        let state = match &r.state {
+            RecipientState::Pending => "pending".to_string(),
+            RecipientState::Delivered => "delivered".to_string(),
+            RecipientState::Failed(why) => format!("failed: {why}"),
+        };
+        let _ = writeln!(out, "recipient: <{}> {state}", r.address);
+    }
+    if let Some(body) = body {
+        let end = body.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(body.len()).min(SHOW_HEADER_MAX);
+        let _ = write!(out, "\n{}\n", String::from_utf8_lossy(&body[..end]));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_ids_parse() {
+        assert_eq!("Hermes/42".parse::<QueueId>(), Ok(QueueId { group: "hermes".into(), id: 42 }));
+        assert!("42".parse::<QueueId>().is_err());
+        assert!("hermes/x".parse::<QueueId>().is_err());
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+    }
+}

@@ -1,0 +1,247 @@
+//! The replicated outbound queue, end to end with real processes and real peers: Postfix's
+//! `smtp-sink` stands for remote mail systems, Python's smtplib for clients. Mail for a
+//! remote domain waits in the queue while its server is down and arrives once when it
+//! returns; a transaction spanning two mailhosts is queued and read once by each user; a
+//! permanent refusal comes back to the sender as a DSN; killing the queue group's leader
+//! during a burst loses and duplicates nothing.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::admin::{AdminReply, AdminRequest, QueueItem};
+use frontd::cluster::ClusterMap;
+use frontd::queue::QueueClient;
+use support::*;
+
+/// A Postfix `smtp-sink` on loopback: accepts everything (dumping each message to a file
+/// in its directory), or refuses every recipient with `refuse`.
+struct Sink {
+    addr: String,
+    dir: PathBuf,
+    child: Child,
+}
+
+impl Sink {
+    fn start(root: &Path, name: &str, addr: &str, refuse: Option<&str>) -> Self {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        // smtp-sink drops to `nobody` (required as root), who must reach and fill the dump dir.
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o711)).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let mut cmd = Command::new("smtp-sink");
+        cmd.args(["-u", "nobody", "-d"]).arg(format!("{}/%M.", dir.display()));
+        if let Some(reply) = refuse {
+            cmd.args(["-f", "RCPT", "-B", reply]);
+        }
+        cmd.args([addr, "64"]);
+        let child = spawn(cmd, &root.join(format!("{name}.log")));
+        wait_listening(addr, "smtp-sink");
+        Self { addr: addr.to_string(), dir, child }
+    }
+
+    /// The messages received, as text.
+    fn messages(&self) -> Vec<String> {
+        let mut out: Vec<String> = std::fs::read_dir(&self.dir)
+            .unwrap()
+            .flatten()
+            .map(|e| String::from_utf8_lossy(&std::fs::read(e.path()).unwrap()).into_owned())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// How many received messages have this subject.
+    fn count(&self, subject: &str) -> usize {
+        let line = format!("\nSubject: {subject}\n");
+        self.messages().iter().filter(|m| m.replace("\r\n", "\n").contains(&line)).count()
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Wait (bounded) until `done` holds.
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Every queued message of both groups, asked of the leaders over the admin protocol.
+fn queued(storage: &Storage) -> Vec<QueueItem> {
+    let key = common::auth::ClusterKey::from_secret(CLUSTER_KEY);
+    let cluster = Arc::new(ClusterMap::new(&storage.group_sections()));
+    let groups: Vec<String> = GROUPS.iter().map(|g| g.to_string()).collect();
+    let client = QueueClient::new(cluster, key, groups.clone(), Duration::from_secs(30));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut all = Vec::new();
+    for g in groups {
+        match rt.block_on(client.call(&g, AdminRequest::List { group: g.clone() })).unwrap() {
+            AdminReply::Items(items) => all.extend(items),
+            other => panic!("{other:?}"),
+        }
+    }
+    all
+}
+
+fn queue_settings(routes: &BTreeMap<&str, String>) -> String {
+    let routes: Vec<String> = routes.iter().map(|(d, a)| format!("\"{d}\" = \"{a}\"")).collect();
+    format!("retry_min_s = 1\nretry_max_s = 2\npoll_ms = 200\nlease_s = 30\nroutes = {{ {} }}", routes.join(", "))
+}
+
+#[test]
+fn remote_mail_waits_for_its_server_and_arrives_once_and_refusals_bounce() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let storage = Storage::start(root);
+    std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
+    let (remote, refusing) = (free_addr(), free_addr());
+    let _refusing = Sink::start(root, "refusing", &refusing, Some("550 5.1.1 no such user here"));
+    let routes = BTreeMap::from([("remote.test", remote.clone()), ("bounce.test", refusing.clone())]);
+    let options = FrontOptions {
+        tls: true,
+        plaintext_loopback: true,
+        queue: Some(queue_settings(&routes)),
+        ..FrontOptions::default()
+    };
+    let front = Front::start_opts(root, &storage, "[directory]\nldif = \"users.ldif\"\n", options);
+    wait_listening(&front.submission, "frontd submission");
+    let ca = root.join("cert.pem");
+    let auth = ["--starttls", "--ca", ca.to_str().unwrap(), "--user", "alice@example.edu", "--password", "alice-pw"];
+    let submit = |to: &[&str], subject: &str| {
+        let mut args = vec!["--server", front.submission.as_str(), "--from", "alice@example.edu", "--subject", subject];
+        for t in to {
+            args.extend(["--to", t]);
+        }
+        args.extend(auth);
+        let r = smtplib(&args);
+        assert_eq!((r["ok"].as_bool(), r["refused"].as_object().map(|o| o.len())), (Some(true), Some(0)), "{r}");
+    };
+
+    // The remote server is down: the message is queued (250) and stays, with the reason.
+    submit(&["friend@remote.test"], "outbound one");
+    wait_for("a failed attempt", Duration::from_secs(30), || {
+        queued(&storage)
+            .iter()
+            .any(|i| i.attempts >= 2 && i.last_error.as_deref().is_some_and(|e| e.contains("<friend@remote.test>")))
+    });
+
+    // Two mailhosts in one transaction (MX, no AUTH): queued, then each user reads it once.
+    let r = smtplib(&[
+        "--server",
+        &front.smtp,
+        "--from",
+        "ann@example.org",
+        "--to",
+        "alice@example.edu",
+        "--to",
+        "bob@example.edu",
+        "--subject",
+        "two mailhosts",
+    ]);
+    assert_eq!(r["refused"].as_object().map(|o| o.len()), Some(0), "{r}");
+    wait_for("both copies", Duration::from_secs(30), || {
+        inbox_subjects(&front, "alice", "alice-pw").contains(&"two mailhosts".to_string())
+            && inbox_subjects(&front, "bob", "bob-pw").contains(&"two mailhosts".to_string())
+    });
+
+    // A permanent refusal comes back to the sender as a delivery status notification.
+    submit(&["ghost@bounce.test"], "to a ghost");
+    wait_for("the bounce", Duration::from_secs(30), || {
+        inbox_subjects(&front, "alice", "alice-pw").contains(&"Undelivered Mail Returned to Sender".to_string())
+    });
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "20", "--user", "alice:alice-pw"])
+        .arg(format!("imap://{}/INBOX;UID=2", front.imap))
+        .output()
+        .unwrap();
+    let bounce = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        bounce.contains("Final-Recipient: rfc822; ghost@bounce.test") && bounce.contains("Status: 5.1.1"),
+        "{bounce}"
+    );
+    assert!(bounce.contains("Subject: to a ghost"), "the original's header comes back: {bounce}");
+
+    // The remote server returns: the waiting message arrives, once, and leaves the queue.
+    let sink = Sink::start(root, "remote", &remote, None);
+    wait_for("the queued message at the sink", Duration::from_secs(30), || sink.count("outbound one") == 1);
+    wait_for("an empty queue", Duration::from_secs(30), || queued(&storage).is_empty());
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(sink.count("outbound one"), 1, "delivered exactly once");
+    let text = sink.messages().concat();
+    assert!(text.contains("X-Rcpt-Args: <friend@remote.test>") && text.contains("X-Mail-Args: <alice@example.edu>"));
+    assert_eq!(inbox_subjects(&front, "alice", "alice-pw").iter().filter(|s| *s == "two mailhosts").count(), 1);
+    assert_eq!(inbox_subjects(&front, "bob", "bob-pw").iter().filter(|s| *s == "two mailhosts").count(), 1);
+    let _ = sink.addr.len();
+}
+
+#[test]
+fn killing_the_queue_leader_during_a_burst_loses_and_duplicates_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let mut storage = Storage::start(root);
+    std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
+    let remote = free_addr();
+    let sink = Sink::start(root, "remote", &remote, None);
+    let options = FrontOptions {
+        // Loopback clients may relay through the MX (an IP rule), so the burst needs no AUTH.
+        smtp: "[[smtp.rules]]\nnetwork = \"127.0.0.0/8\"\naction = \"allow\"\nrelay = true\ngreet_delay_ms = 0\n"
+            .into(),
+        queue: Some(queue_settings(&BTreeMap::from([("remote.test", remote.clone())]))),
+        ..FrontOptions::default()
+    };
+    let front = Front::start_opts(root, &storage, "[directory]\nldif = \"users.ldif\"\n", options);
+    wait_listening(&front.smtp, "frontd SMTP");
+    // The queue group is the first in preference: hermes. Find its leader by LMTP.
+    let leader = storage.leader_for("alice@example.edu");
+
+    let total = 40;
+    let mut acked = Vec::new();
+    for k in 0..total {
+        if k == 12 {
+            storage.kill(leader);
+        }
+        let subject = format!("burst {k}");
+        let r = smtplib(&[
+            "--server",
+            &front.smtp,
+            "--from",
+            "ann@example.org",
+            "--to",
+            "r@remote.test",
+            "--subject",
+            &subject,
+        ]);
+        if r["ok"] == true && r["refused"].as_object().is_some_and(|o| o.is_empty()) {
+            acked.push(subject);
+        }
+    }
+    eprintln!("burst: {} of {total} acknowledged across the failover", acked.len());
+    assert!(acked.len() >= total / 2, "most of the burst is accepted across the failover: {}", acked.len());
+    storage.start_node(leader);
+    wait_for("every acknowledged message at the sink", Duration::from_secs(120), || {
+        acked.iter().all(|s| sink.count(s) >= 1)
+    });
+    wait_for("an empty queue", Duration::from_secs(60), || queued(&storage).is_empty());
+    std::thread::sleep(Duration::from_secs(3));
+    for k in 0..total {
+        let subject = format!("burst {k}");
+        let n = sink.count(&subject);
+        assert!(n <= 1, "{subject} delivered {n} times");
+        if acked.contains(&subject) {
+            assert_eq!(n, 1, "{subject} was acknowledged and lost");
+        }
+    }
+}
