@@ -110,10 +110,14 @@ fn remote_mail_waits_for_its_server_and_arrives_once_and_refusals_bounce() {
     let (remote, refusing) = (free_addr(), free_addr());
     let _refusing = Sink::start(root, "refusing", &refusing, Some("550 5.1.1 no such user here"));
     let routes = BTreeMap::from([("remote.test", remote.clone()), ("bounce.test", refusing.clone())]);
+    // dave's mailHost, zeus, has no running node: his mail must wait in the queue.
+    let zeus = format!("[[groups]]\nname = \"zeus\"\nmembers = [{{ id = 9, lmtp = \"{}\" }}]\n", free_addr());
     let options = FrontOptions {
         tls: true,
         plaintext_loopback: true,
-        queue: Some(queue_settings(&routes)),
+        queue: Some(format!("{}\ngroups = [\"hermes\", \"apollo\"]", queue_settings(&routes))),
+        route_timeout_ms: Some(3000),
+        groups: zeus,
         ..FrontOptions::default()
     };
     let front = Front::start_opts(root, &storage, "[directory]\nldif = \"users.ldif\"\n", options);
@@ -157,6 +161,22 @@ fn remote_mail_waits_for_its_server_and_arrives_once_and_refusals_bounce() {
             && inbox_subjects(&front, "bob", "bob-pw").contains(&"two mailhosts".to_string())
     });
 
+    // A mailhost that is down: the message is queued (250), not refused, and waits.
+    let r = smtplib(&[
+        "--server",
+        &front.smtp,
+        "--from",
+        "ann@example.org",
+        "--to",
+        "dave@example.edu",
+        "--subject",
+        "to zeus",
+    ]);
+    assert_eq!((r["ok"].as_bool(), r["refused"].as_object().map(|o| o.len())), (Some(true), Some(0)), "{r}");
+    wait_for("dave's message retried", Duration::from_secs(30), || {
+        queued(&storage).iter().any(|i| i.pending().any(|p| p == "dave@example.edu") && i.attempts >= 2)
+    });
+
     // A permanent refusal comes back to the sender as a delivery status notification.
     submit(&["ghost@bounce.test"], "to a ghost");
     wait_for("the bounce", Duration::from_secs(30), || {
@@ -177,7 +197,11 @@ fn remote_mail_waits_for_its_server_and_arrives_once_and_refusals_bounce() {
     // The remote server returns: the waiting message arrives, once, and leaves the queue.
     let sink = Sink::start(root, "remote", &remote, None);
     wait_for("the queued message at the sink", Duration::from_secs(30), || sink.count("outbound one") == 1);
-    wait_for("an empty queue", Duration::from_secs(30), || queued(&storage).is_empty());
+    let only_dave = || {
+        let q = queued(&storage);
+        q.len() == 1 && q[0].pending().collect::<Vec<_>>() == ["dave@example.edu"]
+    };
+    wait_for("a queue holding only dave's message", Duration::from_secs(30), only_dave);
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(sink.count("outbound one"), 1, "delivered exactly once");
     let text = sink.messages().concat();

@@ -101,6 +101,8 @@ fn smtp_clients_deliver_and_every_accepted_message_is_read_once() {
         text.contains("\r\nReceived: from ") && text.contains("with ESMTPSA") && text.contains("using TLSv1_3"),
         "{text}"
     );
+    let text = message_text(&front, "alice", "alice-pw", 1);
+    assert!(text.contains("\r\nTo: Alice@example.edu\r\n"), "the domain alias is collapsed in the header: {text}");
     let text = message_text(&front, "alice", "alice-pw", 2);
     assert!(text.contains("\r\n.leading dot line\r\n"), "dot-stuffing round trip: {text}");
 

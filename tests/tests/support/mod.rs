@@ -301,6 +301,10 @@ pub struct FrontOptions {
     pub extra: String,
     /// Keys of a `[queue]` section (the cluster key file is added); `None`: no queue.
     pub queue: Option<String>,
+    /// `[backend] route_timeout_ms` (20 s if not given).
+    pub route_timeout_ms: Option<u64>,
+    /// More `[[groups]]` tables, before the storage cluster's.
+    pub groups: String,
 }
 
 impl Front {
@@ -330,7 +334,9 @@ impl Front {
     }
 
     pub fn start_opts(root: &Path, storage: &Storage, directory: &str, options: FrontOptions) -> Self {
-        let FrontOptions { tls, plaintext_loopback, smtp: smtp_extra, extra, queue } = options;
+        let FrontOptions { tls, plaintext_loopback, smtp: smtp_extra, extra, queue, route_timeout_ms, groups } =
+            options;
+        let route_timeout_ms = route_timeout_ms.unwrap_or(20_000);
         let queue = queue
             .map(|q| format!("[queue]\ncluster_key_file = \"{}\"\n{q}\n", storage.key_file().display()))
             .unwrap_or_default();
@@ -353,8 +359,8 @@ impl Front {
              submission = \"{submission}\"\n{tls_cfg}{directory}\n\
              [smtp]\nlocal_domains = [\"example.edu\"]\ngreet_delay_ms = 300\nmessage_max_bytes = 1000000\n\
              domain_aliases = {{ \"mail.example.edu\" = \"example.edu\" }}\n{smtp_extra}\n\
-             [backend]\nproxy_user = \"{PROXY_USER}\"\nproxy_password = \"{PROXY_PASSWORD}\"\nroute_timeout_ms = 20000\n\
-             [auth]\nfailure_delay_ms = 50\nfailures_max = 50\n{plaintext}{extra}{queue}{}",
+             [backend]\nproxy_user = \"{PROXY_USER}\"\nproxy_password = \"{PROXY_PASSWORD}\"\nroute_timeout_ms = {route_timeout_ms}\n\
+             [auth]\nfailure_delay_ms = 50\nfailures_max = 50\n{plaintext}{extra}{queue}{groups}{}",
             storage.front_groups()
         );
         let path = root.join("frontd.toml");

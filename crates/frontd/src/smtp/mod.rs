@@ -1,9 +1,13 @@
 //! SMTP for the Internet (MX, port 25) and for users (submission, 587/465): the strict
 //! body assembly (`body`), the protocol state machine (`session`), the MX policy (IP
-//! rules, DNS blocklists, deny patterns: `policy`) and the I/O edge (`server`). Local recipients are delivered through [`crate::delivery::Router`]; the
-//! `250` to DATA is sent only once the owning group has committed the message.
+//! rules, DNS blocklists, deny patterns: `policy`), domain-alias rewriting of address
+//! headers (`rewrite`) and the I/O edge (`server`). Local recipients on one mailhost are
+//! delivered through [`crate::delivery::Router`] and the `250` to DATA is sent only once
+//! the owning group has committed the message; anything else goes onto the replicated
+//! queue ([`crate::queue`]) and `250` means the queue entry is committed.
 
 pub mod body;
 pub mod policy;
+pub mod rewrite;
 pub mod server;
 pub mod session;

@@ -239,7 +239,9 @@ pub async fn connection(
                     let envelope = session.envelope();
                     let all = envelope.all_recipients();
                     let header = received(&session, peer, &conn, &front.host, &all);
-                    let message = [header.as_bytes(), &envelope.message].concat();
+                    let aliases = &session.settings().domain_aliases;
+                    let body = super::rewrite::collapse_aliases(&envelope.message, aliases);
+                    let message = [header.as_bytes(), body.as_deref().unwrap_or(&envelope.message)].concat();
                     let replies = deliver(&front, &envelope, &message).await;
                     tracing::info!(%peer, from = %envelope.from, recipients = all.len(), group = ?envelope.group, reply = %replies.first().map(String::as_str).unwrap_or(""), "SMTP message");
                     session.delivered(&replies)

@@ -171,6 +171,10 @@ impl Session {
         }
     }
 
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
     pub fn greeting(&self) -> String {
         format!("220 {} ESMTP ready", self.settings.host)
     }
@@ -382,7 +386,8 @@ impl Session {
                 self.settings.message_max_bytes
             ));
         }
-        let address = from.address.to_lowercase();
+        let sender = self.canonical(&from.address);
+        let address = sender.to_lowercase();
         if self.settings.mode == Mode::Mx && self.settings.mail_from_deny.iter().any(|p| wildcard(p, &address)) {
             return reply(format!("550 5.7.1 sender <{}> refused", from.address));
         }
@@ -394,7 +399,7 @@ impl Session {
             }
         }
         self.declared_size = from.size;
-        self.from = Some(from.address.into_owned());
+        self.from = Some(sender);
         reply("250 2.1.0 sender ok")
     }
 
