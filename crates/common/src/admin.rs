@@ -89,6 +89,36 @@ pub struct GroupStatus {
     pub queued: u64,
 }
 
+/// One message of a mailbox as a move copies it (its bytes are fetched separately).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageSummary {
+    pub uid: u32,
+    pub flags: u8,
+    pub keywords: Vec<String>,
+    pub internal_date: i64,
+    pub modseq: u64,
+    pub size_bytes: u64,
+}
+
+/// One mailbox of a user, everything a move must preserve but the bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailboxSummary {
+    pub name: String,
+    pub uid_validity: u32,
+    pub uid_next: u32,
+    pub highest_modseq: u64,
+    pub subscribed: bool,
+    pub messages: Vec<MessageSummary>,
+}
+
+/// A user's mail on one group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserMail {
+    /// `active`, `frozen` or `moved to GROUP`.
+    pub state: String,
+    pub mailboxes: Vec<MailboxSummary>,
+}
+
 /// One node's answer to [`AdminRequest::Status`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeStatus {
@@ -141,6 +171,58 @@ pub enum AdminRequest {
         group: String,
         ids: Vec<u64>,
     },
+    /// Commit a mail operation (bincode of storaged's `MailOp`) as is: the moves' imports,
+    /// freezes and deletions. The answer is `Applied` with the bincode of its result.
+    Propose {
+        group: String,
+        op_id: [u8; 16],
+        op: Vec<u8>,
+    },
+    /// A user's mailboxes with every message's UID, flags and MODSEQ.
+    UserMail {
+        group: String,
+        user: String,
+    },
+    /// The bytes of messages (fewer than asked when they exceed the frame budget).
+    FetchMessages {
+        group: String,
+        user: String,
+        mailbox: String,
+        uids: Vec<u32>,
+    },
+    /// Add node `id` (reached at `raft`) to the group: as a learner until it has caught up,
+    /// then as a voter.
+    AddNode {
+        group: String,
+        id: u64,
+        raft: String,
+    },
+    /// Remove node `id` from the group's voters (and learners).
+    RemoveNode {
+        group: String,
+        id: u64,
+    },
+}
+
+impl AdminRequest {
+    /// The group a request is about (`None`: the node itself).
+    pub fn group(&self) -> Option<&str> {
+        match self {
+            AdminRequest::Status => None,
+            AdminRequest::Enqueue { group, .. }
+            | AdminRequest::Claim { group, .. }
+            | AdminRequest::Read { group, .. }
+            | AdminRequest::Record { group, .. }
+            | AdminRequest::List { group }
+            | AdminRequest::Delete { group, .. }
+            | AdminRequest::Flush { group, .. }
+            | AdminRequest::Propose { group, .. }
+            | AdminRequest::UserMail { group, .. }
+            | AdminRequest::FetchMessages { group, .. }
+            | AdminRequest::AddNode { group, .. }
+            | AdminRequest::RemoveNode { group, .. } => Some(group),
+        }
+    }
 }
 
 /// A node's answer.
@@ -152,6 +234,11 @@ pub enum AdminReply {
     },
     Items(Vec<QueueItem>),
     Message(Option<Vec<u8>>),
+    /// The bincode of the operation's result.
+    Applied(Vec<u8>),
+    UserMail(UserMail),
+    /// `(uid, bytes)`; `None` for a message expunged meanwhile.
+    Messages(Vec<(u32, Option<Vec<u8>>)>),
     Done,
     /// Ask the leader instead (its node id, if known).
     NotLeader {

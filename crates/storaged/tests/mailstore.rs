@@ -252,6 +252,7 @@ fn imported(uid: u32, flags: u8, text: &str) -> storaged::mailstore::ops::Import
         flags,
         keywords: vec!["$Moved".into()],
         internal_date: 1_600_000_000 + i64::from(uid),
+        modseq: 0,
         data: format!("Message-ID: <{text}@old-host>\r\n\r\n{text}\r\n").into_bytes(),
     }
 }
@@ -311,4 +312,72 @@ fn imports_keep_uidvalidity_uids_and_flags_and_replay_cleanly() {
     assert_eq!(store.apply(10, &replay).unwrap(), MailResponse::Imported { uid_validity: 777, count: 0 });
     store.checkpoint().unwrap();
     assert_eq!(mail(a.path()), before);
+}
+
+#[test]
+fn a_moved_mailbox_keeps_its_modseqs_and_a_frozen_user_gets_temporary_refusals() {
+    use storaged::mailstore::ops::{is_move_refusal, ImportedMessage, FROZEN_REPLY};
+    use storaged::mailstore::{FlagState, UserState};
+    let u = |s: &str| s.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open(dir.path(), "apollo").unwrap();
+    let msg = |uid: u32, modseq: u64| ImportedMessage {
+        uid,
+        flags: 0,
+        keywords: vec![],
+        internal_date: 1_600_000_000,
+        modseq,
+        data: format!("Subject: {uid}\r\n\r\nx\r\n").into_bytes(),
+    };
+    let import = MailOp::ImportMessages {
+        user: u("dan"),
+        mailbox: u("Archive"),
+        uid_validity: 4242,
+        messages: vec![msg(3, 5), msg(9, 7), msg(11, 8)],
+    };
+    assert_eq!(s.apply(10, &req(1, import)).unwrap(), MailResponse::Imported { uid_validity: 4242, count: 3 });
+    let sync = MailOp::SyncMailbox {
+        user: u("dan"),
+        mailbox: u("Archive"),
+        uid_validity: 4242,
+        uid_next: 40,
+        highest_modseq: 30,
+        states: vec![FlagState { uid: 3, flags: flag::SEEN, keywords: vec![u("$Done")], modseq: 29 }],
+        expunged: vec![9],
+    };
+    assert_eq!(s.apply(11, &req(2, sync)).unwrap(), MailResponse::Done);
+    s.flush_files().unwrap();
+    let dan = UserName::parse("dan").unwrap();
+    let idx = s.mailbox_index(&dan, &MailboxName::parse("Archive").unwrap()).unwrap().unwrap();
+    assert_eq!((idx.uid_validity, idx.uid_next, idx.highest_modseq), (4242, 40, 30));
+    let kept: Vec<(u32, u8, u64)> = idx.messages.iter().map(|m| (m.uid, m.flags, m.modseq)).collect();
+    assert_eq!(kept, vec![(3, flag::SEEN, 29), (11, 0, 8)], "the source's flags and MODSEQs, 9 expunged");
+    assert_eq!(idx.vanished, vec![(9, 30)]);
+
+    let append = |n: u64| {
+        req(
+            n,
+            MailOp::Append {
+                user: u("dan"),
+                mailbox: u("INBOX"),
+                flags: 0,
+                keywords: vec![],
+                internal_date: 1,
+                message: b"x".to_vec(),
+            },
+        )
+    };
+    let set = |n: u64, state: UserState| req(n, MailOp::SetUserState { user: u("dan"), state });
+    s.apply(12, &set(3, UserState::Frozen)).unwrap();
+    assert_eq!(s.apply(13, &append(4)).unwrap(), MailResponse::Rejected(FROZEN_REPLY.into()));
+    let MailResponse::Delivered(d) = s.apply(14, &deliver(5, &["dan", "erin"])).unwrap() else { panic!() };
+    assert!(matches!(&d[0], Err(e) if is_move_refusal(e)) && d[1].is_ok(), "{d:?}");
+    s.apply(15, &set(6, UserState::MovedTo(u("zeus")))).unwrap();
+    assert!(matches!(s.apply(16, &append(7)).unwrap(), MailResponse::Rejected(e) if e.contains("zeus")));
+    s.checkpoint().unwrap();
+    drop(s);
+    let mut s = Store::open(dir.path(), "apollo").unwrap();
+    assert_eq!(s.user_state("dan"), UserState::MovedTo(u("zeus")), "the state survives a restart");
+    s.apply(17, &set(8, UserState::Active)).unwrap();
+    assert!(matches!(s.apply(18, &append(9)).unwrap(), MailResponse::Appended { .. }));
 }

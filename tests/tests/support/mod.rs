@@ -59,11 +59,14 @@ pub fn wait_listening(addr: &str, what: &str) {
 /// Three storaged nodes, each holding a replica of both groups.
 pub struct Storage {
     root: PathBuf,
+    pub raft: Vec<String>,
     pub lmtp: Vec<String>,
     pub imap: Vec<String>,
     pub pop3: Vec<String>,
     /// Admin listeners (status, outbound queue), keyed with [`CLUSTER_KEY`].
     pub admin: Vec<String>,
+    /// TOML added to every node's configuration.
+    tuning: String,
     children: Vec<Option<Child>>,
 }
 
@@ -72,15 +75,15 @@ pub const CLUSTER_KEY: &str = "front tests";
 
 impl Storage {
     pub fn start(root: &Path) -> Self {
+        Self::start_with(root, "")
+    }
+
+    /// Three nodes with `tuning` (TOML sections such as `[raft]`) in every configuration.
+    pub fn start_with(root: &Path, tuning: &str) -> Self {
         let n = 3;
         let addrs = || (0..n).map(|_| free_addr()).collect::<Vec<_>>();
         let (raft, lmtp, imap, pop3, admin) = (addrs(), addrs(), addrs(), addrs(), addrs());
         std::fs::write(root.join("cluster.key"), CLUSTER_KEY).unwrap();
-        let members: String = (0..n)
-            .map(|i| format!("  {{ id = {}, raft = \"{}\", lmtp = \"{}\" }},\n", i + 1, raft[i], lmtp[i]))
-            .collect();
-        let groups: String =
-            GROUPS.iter().map(|g| format!("[[groups]]\nname = \"{g}\"\nmembers = [\n{members}]\n")).collect();
         // Deliveries in these tests go straight to storaged over LMTP, which needs to know
         // each recipient's group; logins come through frontd and the directory.
         std::fs::write(
@@ -88,26 +91,56 @@ impl Storage {
             "alice@example.edu hermes\nbob@example.edu apollo\nuser1@example.edu hermes\nuser2@example.edu hermes\n",
         )
         .unwrap();
+        let mut s = Self {
+            root: root.to_path_buf(),
+            raft,
+            lmtp,
+            imap,
+            pop3,
+            admin,
+            tuning: tuning.to_string(),
+            children: (0..n).map(|_| None).collect(),
+        };
         for i in 0..n {
-            let cfg = format!(
-                "node_id = {id}\ndata_dir = \"data{id}\"\ncluster_key_file = \"cluster.key\"\nusers_file = \"users.txt\"\n\
-                 [listen]\nraft = \"{r}\"\nlmtp = \"{l}\"\nimap = \"{im}\"\npop3 = \"{p}\"\nadmin = \"{a}\"\n\
-                 [auth]\nproxy_user = \"{PROXY_USER}\"\nproxy_password = \"{{PLAIN}}{PROXY_PASSWORD}\"\nfailure_delay_ms = 100\n{groups}",
-                id = i + 1,
-                r = raft[i],
-                l = lmtp[i],
-                im = imap[i],
-                p = pop3[i],
-                a = admin[i],
-            );
-            std::fs::write(root.join(format!("node{}.toml", i + 1)), cfg).unwrap();
+            s.write_config(i, &GROUPS);
         }
-        let mut s =
-            Self { root: root.to_path_buf(), lmtp, imap, pop3, admin, children: (0..n).map(|_| None).collect() };
         for i in 0..n {
             s.start_node(i);
         }
         s
+    }
+
+    /// Node `i`'s configuration: a member of `groups`, which list every node known so far.
+    fn write_config(&self, i: usize, groups: &[&str]) {
+        let members: String = (0..self.raft.len())
+            .map(|k| format!("  {{ id = {}, raft = \"{}\", lmtp = \"{}\" }},\n", k + 1, self.raft[k], self.lmtp[k]))
+            .collect();
+        let groups: String =
+            groups.iter().map(|g| format!("[[groups]]\nname = \"{g}\"\nmembers = [\n{members}]\n")).collect();
+        let cfg = format!(
+            "node_id = {id}\ndata_dir = \"data{id}\"\ncluster_key_file = \"cluster.key\"\nusers_file = \"users.txt\"\n\
+             [listen]\nraft = \"{r}\"\nlmtp = \"{l}\"\nimap = \"{im}\"\npop3 = \"{p}\"\nadmin = \"{a}\"\n\
+             [auth]\nproxy_user = \"{PROXY_USER}\"\nproxy_password = \"{{PLAIN}}{PROXY_PASSWORD}\"\nfailure_delay_ms = 100\n{t}\n{groups}",
+            id = i + 1,
+            r = self.raft[i],
+            l = self.lmtp[i],
+            im = self.imap[i],
+            p = self.pop3[i],
+            a = self.admin[i],
+            t = self.tuning,
+        );
+        std::fs::write(self.root.join(format!("node{}.toml", i + 1)), cfg).unwrap();
+    }
+
+    /// Configure (not start) one more node serving `groups`; its index (its id is one more).
+    pub fn add_node(&mut self, groups: &[&str]) -> usize {
+        let i = self.raft.len();
+        for list in [&mut self.raft, &mut self.lmtp, &mut self.imap, &mut self.pop3, &mut self.admin] {
+            list.push(free_addr());
+        }
+        self.children.push(None);
+        self.write_config(i, groups);
+        i
     }
 
     pub fn start_node(&mut self, i: usize) {
@@ -391,25 +424,43 @@ impl Drop for Front {
     }
 }
 
-/// Run `tests/py/front_client.py` and parse its JSON line.
-pub fn client(args: &[&str]) -> serde_json::Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/front_client.py");
-    let out = Command::new("python3").arg(script).args(args).output().unwrap();
+/// Run `tests/py/SCRIPT` with `args` and parse the JSON of its last output line.
+pub fn python_json<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(script: &str, args: &[S]) -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("py").join(script);
+    let out = Command::new("python3").arg(path).args(args).output().unwrap();
     assert!(
         out.status.success(),
-        "front_client {args:?} failed:\n{}\n{}",
+        "{script} {args:?} failed:\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(out.stdout.split(|b| *b == b'\n').rfind(|l| !l.is_empty()).unwrap()).unwrap()
 }
 
+/// Run `tests/py/front_client.py` and parse its JSON line.
+pub fn client(args: &[&str]) -> serde_json::Value {
+    python_json("front_client.py", args)
+}
+
 /// Send one message with `tests/py/smtp_client.py` (Python's smtplib) and parse its report.
 pub fn smtplib(args: &[&str]) -> serde_json::Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/smtp_client.py");
-    let out = Command::new("python3").arg(script).args(args).output().unwrap();
-    assert!(out.status.success(), "smtp_client {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(out.stdout.split(|b| *b == b'\n').rfind(|l| !l.is_empty()).unwrap()).unwrap()
+    python_json("smtp_client.py", args)
+}
+
+/// Send one message from `ann@example.org` to `to` through the MX at `smtp` (smtplib);
+/// whether every recipient was accepted.
+pub fn mx_send(smtp: &str, to: &str, subject: &str) -> bool {
+    let r = smtplib(&["--server", smtp, "--from", "ann@example.org", "--to", to, "--subject", subject]);
+    r["ok"] == true && r["refused"].as_object().is_some_and(|o| o.is_empty())
+}
+
+/// Wait (bounded) until `done` holds.
+pub fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 /// The subjects in `user`'s INBOX, read over IMAP through `front`.

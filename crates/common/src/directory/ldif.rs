@@ -261,6 +261,14 @@ impl LdifDirectory {
         }
     }
 
+    /// Every account, once each, in address order.
+    pub fn accounts(&self) -> Vec<Arc<Account>> {
+        self.refresh();
+        let index = self.index.read().expect("ldif lock").clone();
+        let mut seen = std::collections::BTreeSet::new();
+        index.by_address.values().filter(|a| seen.insert(a.dn.clone())).cloned().collect()
+    }
+
     /// The account for a lookup key (see [`super::lookup_key`]).
     pub fn lookup(&self, key: &str, purpose: Purpose) -> Option<Arc<Account>> {
         self.refresh();

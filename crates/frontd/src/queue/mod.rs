@@ -55,8 +55,12 @@ impl QueueClient {
             AdminRequest::Enqueue { message, .. } => message.len(),
             _ => 0,
         };
-        // Time to move the message at a modest 1 MB/s, plus the commit.
-        let attempt_timeout = Duration::from_secs(30) + Duration::from_micros(size as u64);
+        let attempt_timeout = match &request {
+            // A new node catches up (the node gives up after 9 minutes).
+            AdminRequest::AddNode { .. } => Duration::from_secs(600),
+            // Time to move the message at a modest 1 MB/s, plus the commit.
+            _ => Duration::from_secs(30) + Duration::from_micros(size as u64),
+        };
         let request = &request;
         let result = backend::with_leader(
             &self.cluster,

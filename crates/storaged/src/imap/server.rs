@@ -177,8 +177,8 @@ async fn commands(conn: &mut Conn, state: &mut State, peer: SocketAddr, node: &N
             Input::Command(b) => b,
         };
         if let Some(g) = &state.group {
-            if !g.is_leader(node.id) {
-                conn.wr.write_all(b"* BYE [UNAVAILABLE] the mailhost moved to another node; reconnect\r\n").await?;
+            if let Some(bye) = gone_away(g, node, state.session.logged_in_user()) {
+                conn.wr.write_all(bye).await?;
                 return Ok(End::Closed);
             }
         }
@@ -257,6 +257,20 @@ async fn login(
     session.logged_in(tag, login.user, GroupBackend(g)).await
 }
 
+/// The `BYE` for a session whose mail is no longer served here: this node stopped leading
+/// the group, or the user's mailbox moved to another mailhost.
+fn gone_away(group: &Group, node: &Node, user: Option<&crate::mailstore::UserName>) -> Option<&'static [u8]> {
+    if !group.is_leader(node.id) {
+        return Some(b"* BYE [UNAVAILABLE] the mailhost moved to another node; reconnect\r\n");
+    }
+    let user = user?;
+    let moved = matches!(
+        group.sm.store().lock().expect("store lock").user_state(user.as_str()),
+        crate::mailstore::UserState::MovedTo(_)
+    );
+    moved.then_some(b"* BYE [UNAVAILABLE] your mailbox moved to another mailhost; reconnect\r\n")
+}
+
 /// Run IDLE until `DONE`; `Ok(false)` if the connection must close.
 async fn idle<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin>(
     rd: &mut R,
@@ -292,8 +306,8 @@ async fn idle<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin>(
                 return Ok(false);
             }
             _ = tick.tick() => {
-                if !group.is_leader(node.id) {
-                    wr.write_all(b"* BYE [UNAVAILABLE] the mailhost moved to another node; reconnect\r\n").await?;
+                if let Some(bye) = gone_away(group, node, session.logged_in_user()) {
+                    wr.write_all(bye).await?;
                     return Ok(false);
                 }
             }

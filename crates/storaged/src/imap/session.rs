@@ -290,6 +290,11 @@ impl<B: Backend> Session<B> {
         self.user.as_ref().expect("authenticated")
     }
 
+    /// The logged-in user, if any.
+    pub fn logged_in_user(&self) -> Option<&UserName> {
+        self.user.as_ref()
+    }
+
     fn backend(&self) -> &B {
         self.backend.as_ref().expect("authenticated")
     }

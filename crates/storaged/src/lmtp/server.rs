@@ -141,6 +141,9 @@ async fn deliver(node: &Node, env: Envelope) -> Vec<String> {
                             );
                             format!("250 2.0.0 <{addr}> delivered (uid {uid})")
                         }
+                        Some(Err(e)) if crate::mailstore::ops::is_move_refusal(e) => {
+                            format!("451 4.2.1 <{addr}> {e}")
+                        }
                         Some(Err(e)) => format!("550 5.1.1 <{addr}> {e}"),
                         None => format!("451 4.3.0 <{addr}> internal error"),
                     },

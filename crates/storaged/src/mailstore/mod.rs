@@ -11,5 +11,5 @@ pub mod snapshot;
 pub mod store;
 
 pub use names::{Layout, MailboxName, UserName};
-pub use ops::{FlagMode, MailOp, MailRequest, MailResponse, OpId};
+pub use ops::{FlagMode, FlagState, MailOp, MailRequest, MailResponse, OpId, UserState};
 pub use store::{Store, StoreError};

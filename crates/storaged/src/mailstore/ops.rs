@@ -25,6 +25,25 @@ use serde::{Deserialize, Serialize};
 #[rkyv(derive(Debug, PartialEq, Eq, Hash))]
 pub struct OpId(pub [u8; 16]);
 
+impl MailOp {
+    /// The user whose mail a write changes (deliveries name several and are checked per
+    /// recipient; the move's own imports and queue operations are exempt).
+    pub fn written_user(&self) -> Option<&str> {
+        match self {
+            MailOp::Append { user, .. }
+            | MailOp::Store { user, .. }
+            | MailOp::Expunge { user, .. }
+            | MailOp::Copy { user, .. }
+            | MailOp::Move { user, .. }
+            | MailOp::CreateMailbox { user, .. }
+            | MailOp::DeleteMailbox { user, .. }
+            | MailOp::RenameMailbox { user, .. }
+            | MailOp::Subscribe { user, .. } => Some(user),
+            _ => None,
+        }
+    }
+}
+
 impl OpId {
     /// Id derived from content: sha256 of the parts, truncated to 128 bits.
     pub fn digest(parts: &[&[u8]]) -> Self {
@@ -143,6 +162,23 @@ pub enum MailOp {
         uid_validity: u32,
         messages: Vec<ImportedMessage>,
     },
+    /// Make the imported copy of a mailbox match its source exactly: flags, keywords and
+    /// MODSEQs of the listed messages, expunge the listed UIDs, and raise UIDNEXT and
+    /// HIGHESTMODSEQ to the source's (the catch-up steps of a move).
+    SyncMailbox {
+        user: String,
+        mailbox: String,
+        uid_validity: u32,
+        uid_next: u32,
+        highest_modseq: u64,
+        states: Vec<FlagState>,
+        expunged: Vec<u32>,
+    },
+    /// Freeze a user's mail during a move, mark it moved, or make it active again.
+    SetUserState {
+        user: String,
+        state: UserState,
+    },
     /// Put a message on the group's outbound queue (its id is this entry's log index).
     Enqueue {
         sender: String,
@@ -184,7 +220,38 @@ pub struct ImportedMessage {
     pub flags: u8,
     pub keywords: Vec<String>,
     pub internal_date: i64,
+    /// The MODSEQ it had at the source (0: give it a new one).
+    pub modseq: u64,
     pub data: Vec<u8>,
+}
+
+/// A message's flags as [`MailOp::SyncMailbox`] sets them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct FlagState {
+    pub uid: u32,
+    pub flags: u8,
+    pub keywords: Vec<String>,
+    pub modseq: u64,
+}
+
+/// Whether a user's mail may change on this group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub enum UserState {
+    Active,
+    /// A move is in its final catch-up: changes wait (temporary failures).
+    Frozen,
+    /// The user lives on this mailhost now; the copy here awaits deletion.
+    MovedTo(String),
+}
+
+/// What a frozen user's writes are told (a temporary failure: clients and MTAs retry).
+pub const FROZEN_REPLY: &str = "mailbox is being moved to another mailhost; try again shortly";
+/// The start of what a moved user's writes are told.
+pub const MOVED_REPLY: &str = "mailbox moved to mailhost";
+
+/// Whether a refusal of a write means "try again" (a move in progress or done).
+pub fn is_move_refusal(text: &str) -> bool {
+    text == FROZEN_REPLY || text.starts_with(MOVED_REPLY)
 }
 
 /// A log entry payload: an operation and its id.

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::fileio::FileWriter;
 use super::index::{MailboxIndex, MessageMeta, INDEX_FILE};
 use super::names::{Layout, MailboxName, UserName};
-use super::ops::{info_letters, FlagMode, MailOp, MailRequest, MailResponse, OpId};
+use super::ops::{info_letters, FlagMode, FlagState, MailOp, MailRequest, MailResponse, OpId, UserState};
 use super::queue::Queue;
 
 /// Operations remembered for idempotency.
@@ -43,6 +43,17 @@ pub struct StoreState {
     pub dedup: Vec<(OpId, u64, MailResponse)>,
     /// The outbound queue's envelopes (bodies are files under `queue/`).
     pub queue: Vec<common::admin::QueueItem>,
+    /// Users frozen or moved away by a move (absent: active).
+    pub user_states: Vec<(String, UserState)>,
+}
+
+/// The state file as written before user states existed.
+#[derive(Deserialize)]
+struct StoreStateV2 {
+    last_applied: Option<LogId<u64>>,
+    membership: StoredMembership<u64, BasicNode>,
+    dedup: Vec<(OpId, u64, MailResponse)>,
+    queue: Vec<common::admin::QueueItem>,
 }
 
 /// The state file as written before the queue existed.
@@ -93,6 +104,8 @@ pub struct Store {
     pub membership: StoredMembership<u64, BasicNode>,
     files: FileWriter,
     queue: Queue,
+    /// Users a move froze or moved away; everyone else is active.
+    user_states: HashMap<String, UserState>,
     /// Entries applied since the last checkpoint.
     pub unchecked: u64,
 }
@@ -155,6 +168,7 @@ impl Store {
             membership: state.membership,
             files: FileWriter::new().map_err(io_ctx("io_uring"))?,
             queue: Queue::open(&root, state.queue).map_err(io_ctx("open queue"))?,
+            user_states: state.user_states.into_iter().collect(),
             unchecked: 0,
         };
         for (id, index, resp) in state.dedup {
@@ -176,11 +190,21 @@ impl Store {
                 }
                 bincode::deserialize(body)
                     .or_else(|_| {
+                        bincode::deserialize::<StoreStateV2>(body).map(|v2| StoreState {
+                            last_applied: v2.last_applied,
+                            membership: v2.membership,
+                            dedup: v2.dedup,
+                            queue: v2.queue,
+                            user_states: Vec::new(),
+                        })
+                    })
+                    .or_else(|_| {
                         bincode::deserialize::<StoreStateV1>(body).map(|v1| StoreState {
                             last_applied: v1.last_applied,
                             membership: v1.membership,
                             dedup: v1.dedup,
                             queue: Vec::new(),
+                            user_states: Vec::new(),
                         })
                     })
                     .map_err(|e| StoreError::State(e.to_string()))
@@ -232,9 +256,13 @@ impl Store {
                 | MailOp::QueueRecord { .. }
                 | MailOp::QueueFlush { .. }
                 | MailOp::QueueDelete { .. }
+                | MailOp::SetUserState { .. }
         );
         if touches_files {
             self.flush_files()?;
+        }
+        if let Some(refusal) = op.written_user().and_then(|u| self.move_refusal(u)) {
+            return Ok(MailResponse::Rejected(refusal));
         }
         macro_rules! names {
             ($user:expr, $mailbox:expr) => {
@@ -251,6 +279,9 @@ impl Store {
                 let mut done: HashMap<UserName, Result<(u32, u32), String>> = HashMap::new();
                 for (k, rcpt) in recipients.iter().enumerate() {
                     out.push(match UserName::parse(rcpt) {
+                        Ok(user) if self.move_refusal(user.as_str()).is_some() => {
+                            Err(self.move_refusal(user.as_str()).expect("checked"))
+                        }
                         Ok(user) => {
                             if let Some(r) = done.get(&user) {
                                 r.clone()
@@ -334,6 +365,21 @@ impl Store {
                 }
                 Ok(MailResponse::Done)
             }
+            MailOp::SyncMailbox { user, mailbox, uid_validity, uid_next, highest_modseq, states, expunged } => {
+                let (u, m) = names!(user, mailbox);
+                self.sync_mailbox(&u, &m, index, *uid_validity, *uid_next, *highest_modseq, states, expunged)
+            }
+            MailOp::SetUserState { user, state } => {
+                let u = match UserName::parse(user) {
+                    Ok(u) => u,
+                    Err(e) => return Ok(MailResponse::Rejected(e.to_string())),
+                };
+                match state {
+                    UserState::Active => self.user_states.remove(u.as_str()),
+                    other => self.user_states.insert(u.as_str().to_string(), other.clone()),
+                };
+                Ok(MailResponse::Done)
+            }
             MailOp::Enqueue { sender, recipients, created_s, message } => {
                 if message.len() > MESSAGE_MAX {
                     return Ok(MailResponse::Rejected(format!("message above {MESSAGE_MAX} bytes")));
@@ -363,6 +409,32 @@ impl Store {
                 Ok(MailResponse::Done)
             }
         }
+    }
+
+    /// Why writes to `user`'s mail are refused now (a move froze it or moved it away).
+    pub fn move_refusal(&self, user: &str) -> Option<String> {
+        match self.user_states.get(user)? {
+            UserState::Active => None,
+            UserState::Frozen => Some(super::ops::FROZEN_REPLY.to_string()),
+            UserState::MovedTo(group) => Some(format!("{} {group}", super::ops::MOVED_REPLY)),
+        }
+    }
+
+    /// A user's state here.
+    pub fn user_state(&self, user: &str) -> UserState {
+        self.user_states.get(user).cloned().unwrap_or(UserState::Active)
+    }
+
+    /// The users this group holds mail for (directory names under `users/`).
+    pub fn users(&self) -> Vec<UserName> {
+        let mut out: Vec<UserName> = fs::read_dir(self.layout.root().join("users"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| UserName::parse(&e.file_name().into_string().ok()?).ok())
+            .collect();
+        out.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        out
     }
 
     /// The outbound queue (envelopes; bodies through [`Queue::body_path`]).
@@ -544,18 +616,107 @@ impl Store {
         }
         idx.highest_modseq = modseq;
         self.dirty.insert((user.clone(), mailbox.clone()));
+        self.rename_files(user, mailbox, &dir, renames)?;
+        Ok(MailResponse::Stored { changed, skipped })
+    }
+
+    /// Give message files the names their new flags call for.
+    fn rename_files(
+        &self,
+        user: &UserName,
+        mailbox: &MailboxName,
+        dir: &Path,
+        renames: Vec<(MessageMeta, MessageMeta)>,
+    ) -> Result<(), StoreError> {
         for (old, new) in renames {
             let from = self.message_path(user, mailbox, &old);
             let to = self.message_path(user, mailbox, &new);
             if from == to {
                 continue;
             }
-            let from = if from.exists() { Some(from) } else { Self::find_by_base(&dir, &old.base) };
+            let from = if from.exists() { Some(from) } else { Self::find_by_base(dir, &old.base) };
             if let Some(from) = from {
                 fs::rename(&from, &to).map_err(io_ctx("rename message"))?;
             }
         }
-        Ok(MailResponse::Stored { changed, skipped })
+        Ok(())
+    }
+
+    /// Remove the files of expunged messages.
+    fn remove_files(
+        &self,
+        user: &UserName,
+        mailbox: &MailboxName,
+        dir: &Path,
+        gone: Vec<MessageMeta>,
+    ) -> Result<(), StoreError> {
+        for m in gone {
+            let path = self.message_path(user, mailbox, &m);
+            // Only a replay after a crash can find the file elsewhere (a rename applied
+            // after the last checkpoint); search the directory only then.
+            if !remove_if_present(&path).map_err(io_ctx("expunge"))? {
+                if let Some(other) = Self::find_by_base(dir, &m.base) {
+                    remove_if_present(&other).map_err(io_ctx("expunge"))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// See [`MailOp::SyncMailbox`].
+    #[allow(clippy::too_many_arguments)]
+    fn sync_mailbox(
+        &mut self,
+        user: &UserName,
+        mailbox: &MailboxName,
+        index: u64,
+        uid_validity: u32,
+        uid_next: u32,
+        highest_modseq: u64,
+        states: &[FlagState],
+        expunged: &[u32],
+    ) -> Result<MailResponse, StoreError> {
+        let dir = self.layout.mailbox_dir(user, mailbox);
+        let Some(idx) = self.mailbox(user, mailbox)? else {
+            return Ok(MailResponse::Rejected(format!("no mailbox {mailbox}")));
+        };
+        if idx.uid_validity != uid_validity {
+            return Ok(MailResponse::Rejected(format!("{mailbox} has another UIDVALIDITY")));
+        }
+        if idx.applied_index >= index {
+            return Ok(MailResponse::Done);
+        }
+        idx.applied_index = index;
+        let mut renames = Vec::new();
+        for s in states {
+            let Some(pos) = idx.position(s.uid) else { continue };
+            let m = &mut idx.messages[pos];
+            let mut keywords = s.keywords.clone();
+            keywords.sort();
+            keywords.dedup();
+            if m.flags == s.flags && m.keywords == keywords && m.modseq == s.modseq {
+                continue;
+            }
+            let old = m.clone();
+            m.in_cur = m.in_cur || s.flags != 0 || !keywords.is_empty();
+            m.flags = s.flags;
+            m.keywords = keywords;
+            m.modseq = s.modseq;
+            renames.push((old, m.clone()));
+        }
+        let wanted: BTreeSet<u32> = expunged.iter().copied().collect();
+        let (gone, kept): (Vec<MessageMeta>, Vec<MessageMeta>) =
+            idx.messages.drain(..).partition(|m| wanted.contains(&m.uid));
+        idx.messages = kept;
+        if !gone.is_empty() {
+            idx.record_vanished(gone.iter().map(|m| m.uid), highest_modseq);
+        }
+        idx.uid_next = idx.uid_next.max(uid_next);
+        idx.highest_modseq = idx.highest_modseq.max(highest_modseq);
+        self.dirty.insert((user.clone(), mailbox.clone()));
+        self.rename_files(user, mailbox, &dir, renames)?;
+        self.remove_files(user, mailbox, &dir, gone)?;
+        Ok(MailResponse::Done)
     }
 
     fn expunge(
@@ -583,16 +744,7 @@ impl Store {
             idx.record_vanished(gone.iter().map(|m| m.uid), modseq);
         }
         self.dirty.insert((user.clone(), mailbox.clone()));
-        for m in gone {
-            let path = self.message_path(user, mailbox, &m);
-            // Only a replay after a crash can find the file elsewhere (a rename applied
-            // after the last checkpoint); search the directory only then.
-            if !remove_if_present(&path).map_err(io_ctx("expunge"))? {
-                if let Some(other) = Self::find_by_base(&dir, &m.base) {
-                    remove_if_present(&other).map_err(io_ctx("expunge"))?;
-                }
-            }
-        }
+        self.remove_files(user, mailbox, &dir, gone)?;
         Ok(MailResponse::Done)
     }
 
@@ -750,7 +902,9 @@ impl Store {
         if messages.windows(2).any(|w| w[0].uid >= w[1].uid) {
             return Ok(MailResponse::Rejected("imported messages must be in ascending UID order".into()));
         }
-        if self.mailbox(user, mailbox)?.is_none() {
+        // A mailbox this operation creates takes the imported UIDVALIDITY below.
+        let created = self.mailbox(user, mailbox)?.is_none();
+        if created {
             if mailbox.is_inbox() {
                 self.ensure_inbox(user, index)?;
             } else if let MailResponse::Rejected(why) = self.create_mailbox(user, mailbox, index)? {
@@ -760,7 +914,7 @@ impl Store {
         let group = self.group.clone();
         let dir = self.layout.mailbox_dir(user, mailbox);
         let idx = self.mailbox(user, mailbox)?.expect("mailbox exists now");
-        if idx.applied_index >= index {
+        if idx.applied_index >= index && !created {
             return Ok(MailResponse::Imported { uid_validity: idx.uid_validity, count: 0 });
         }
         if idx.uid_validity != uid_validity {
@@ -780,7 +934,9 @@ impl Store {
             let mut keywords = m.keywords.clone();
             keywords.sort();
             keywords.dedup();
-            idx.highest_modseq += 1;
+            // A move keeps the source's MODSEQ; a plain import gets a new one.
+            let modseq = if m.modseq > 0 { m.modseq } else { idx.highest_modseq + 1 };
+            idx.highest_modseq = idx.highest_modseq.max(modseq);
             let meta = MessageMeta {
                 uid: m.uid,
                 base: base.clone(),
@@ -789,7 +945,7 @@ impl Store {
                 keywords,
                 size: m.data.len() as u64,
                 internal_date: m.internal_date,
-                modseq: idx.highest_modseq,
+                modseq,
             };
             idx.uid_next = m.uid + 1;
             idx.messages.push(meta.clone());
@@ -883,6 +1039,12 @@ impl Store {
             membership: self.membership.clone(),
             dedup: self.dedup_order.iter().map(|id| (*id, self.dedup[id].0, self.dedup[id].1.clone())).collect(),
             queue: self.queue.items().cloned().collect(),
+            user_states: {
+                let mut v: Vec<(String, UserState)> =
+                    self.user_states.iter().map(|(u, s)| (u.clone(), s.clone())).collect();
+                v.sort_by(|a, b| a.0.cmp(&b.0));
+                v
+            },
         };
         let body = bincode::serialize(&state).map_err(|e| StoreError::State(e.to_string()))?;
         self.unchecked = 0;

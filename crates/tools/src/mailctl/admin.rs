@@ -48,6 +48,24 @@ impl Admin {
         Ok(Self { cfg, key, queue })
     }
 
+    /// Send `request` to `group`'s leader.
+    pub async fn call(&self, group: &str, request: AdminRequest) -> anyhow::Result<AdminReply> {
+        Ok(self.queue.call(group, request).await?)
+    }
+
+    pub fn has_group(&self, group: &str) -> bool {
+        self.cfg.groups.iter().any(|g| g.name.eq_ignore_ascii_case(group))
+    }
+
+    pub fn group_names(&self) -> Vec<String> {
+        self.cfg.groups.iter().map(|g| g.name.to_ascii_lowercase()).collect()
+    }
+
+    /// The front's LDIF directory file, if it uses one.
+    pub fn ldif(&self) -> Option<&Path> {
+        self.cfg.directory.ldif.as_deref()
+    }
+
     /// Every node's status (a node that does not answer is reported as such).
     pub async fn status(&self) -> Vec<(u64, String, Result<NodeStatus, String>)> {
         let mut nodes: Vec<(u64, String)> = self

@@ -6,6 +6,8 @@
 //! `status` and `queue` ask the storage nodes over their admin protocol.
 
 pub mod admin;
+pub mod cli;
 pub mod layout;
+pub mod mover;
 pub mod up;
 pub mod users;

@@ -158,6 +158,11 @@ pub fn set_status(path: &Path, address: &str, status: &str, write: bool) -> anyh
     Ok(Change { ldif: modify(path, address, "accountStatus", status, write)?, generated_password: None })
 }
 
+/// Point a user at another mailhost (`mailHost`), as the last step of a move.
+pub fn set_mailhost(path: &Path, address: &str, mail_host: &str, write: bool) -> anyhow::Result<Change> {
+    Ok(Change { ldif: modify(path, address, "mailHost", mail_host, write)?, generated_password: None })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,6 @@
 //! The admin listener: answers [`AdminRequest`]s from front nodes and `mailctl` over a
-//! cluster-key channel — node and group status, and the outbound queue of each group.
+//! cluster-key channel — node and group status, the outbound queue of each group, the
+//! reads and operations of user moves, and membership changes (`membership`).
 //! Queue changes go through the group's Raft log like mail; this module never touches the
 //! store's files except to read a queued body. Requests are answered one at a time per
 //! connection; a frame that fails authentication or decoding closes the connection.
@@ -7,7 +8,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use common::admin::{self, AdminReply, AdminRequest, GroupStatus, NodeStatus};
+use common::admin::{
+    self, AdminReply, AdminRequest, GroupStatus, MailboxSummary, MessageSummary, NodeStatus, UserMail,
+};
 use common::auth::{Channel, ClusterKey};
 use common::frame::FrameError;
 use tokio::io::BufReader;
@@ -15,8 +18,10 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::group::access::AccessError;
 use crate::group::Group;
-use crate::mailstore::{MailOp, MailResponse, OpId};
+use crate::mailstore::{MailOp, MailResponse, MailboxName, OpId, UserName, UserState};
 use crate::node::Node;
+
+mod membership;
 
 /// Admin connections served at once; more wait in the listen backlog.
 const CONNECTIONS_MAX: usize = 64;
@@ -63,18 +68,8 @@ fn now_s() -> i64 {
 
 /// Answer one request.
 pub async fn handle(node: &Node, request: AdminRequest) -> AdminReply {
-    if let AdminRequest::Status = request {
+    let Some(group_name) = request.group().map(str::to_string) else {
         return AdminReply::Status(status(node).await);
-    }
-    let group_name = match &request {
-        AdminRequest::Status => unreachable!("answered above"),
-        AdminRequest::Enqueue { group, .. }
-        | AdminRequest::Claim { group, .. }
-        | AdminRequest::Read { group, .. }
-        | AdminRequest::Record { group, .. }
-        | AdminRequest::List { group }
-        | AdminRequest::Delete { group, .. }
-        | AdminRequest::Flush { group, .. } => group.clone(),
     };
     let Some(group) = node.groups.get(&group_name) else { return AdminReply::NoSuchGroup };
     if !group.is_leader(node.id) {
@@ -88,6 +83,14 @@ pub async fn handle(node: &Node, request: AdminRequest) -> AdminReply {
             let items = store.lock().expect("store lock").queue().items().cloned().collect();
             return AdminReply::Items(items);
         }
+        AdminRequest::UserMail { user, .. } => return user_mail(group, &user),
+        AdminRequest::FetchMessages { user, mailbox, uids, .. } => return fetch(group, &user, &mailbox, &uids),
+        AdminRequest::AddNode { id, raft, .. } => return membership::add_node(group, id, raft).await,
+        AdminRequest::RemoveNode { id, .. } => return membership::remove_node(group, id).await,
+        AdminRequest::Propose { op_id, op, .. } => match admin::decode::<MailOp>(&op) {
+            Ok(op) => (OpId(op_id), op),
+            Err(e) => return AdminReply::Refused(format!("not a mail operation: {e}")),
+        },
         AdminRequest::Enqueue { op_id, sender, recipients, message, .. } => {
             (OpId(op_id), MailOp::Enqueue { sender, recipients, created_s: now_s(), message })
         }
@@ -109,7 +112,18 @@ pub async fn handle(node: &Node, request: AdminRequest) -> AdminReply {
         AdminRequest::Delete { ids, .. } => (OpId(rand::random()), MailOp::QueueDelete { ids }),
         AdminRequest::Flush { ids, .. } => (OpId(rand::random()), MailOp::QueueFlush { ids, now_s: now_s() }),
     };
+    let raw = matches!(
+        op,
+        MailOp::ImportMessages { .. }
+            | MailOp::SyncMailbox { .. }
+            | MailOp::SetUserState { .. }
+            | MailOp::DeleteUser { .. }
+            | MailOp::DeleteMailbox { .. }
+            | MailOp::CreateMailbox { .. }
+            | MailOp::Subscribe { .. }
+    );
     match group.propose(op_id, op).await {
+        Ok(resp) if raw => AdminReply::Applied(admin::encode(&resp)),
         Ok(MailResponse::Queued { id }) => AdminReply::Queued { id },
         Ok(MailResponse::Claimed(items)) => AdminReply::Items(items),
         Ok(MailResponse::Rejected(why)) => AdminReply::Refused(why),
@@ -117,6 +131,71 @@ pub async fn handle(node: &Node, request: AdminRequest) -> AdminReply {
         Err(AccessError::NotLeader { leader, .. }) => AdminReply::NotLeader { leader },
         Err(e) => AdminReply::Failed(e.to_string()),
     }
+}
+
+/// Frame budget for message bytes in one answer.
+const FETCH_BYTES_MAX: u64 = 16 << 20;
+
+fn user_mail(group: &Group, user: &str) -> AdminReply {
+    let Ok(user) = UserName::parse(user) else { return AdminReply::Refused(format!("bad user name {user:?}")) };
+    let store = group.sm.store();
+    let mut store = store.lock().expect("store lock");
+    let state = match store.user_state(user.as_str()) {
+        UserState::Active => "active".to_string(),
+        UserState::Frozen => "frozen".to_string(),
+        UserState::MovedTo(g) => format!("moved to {g}"),
+    };
+    let subscribed = store.subscriptions(&user);
+    let mut mailboxes = Vec::new();
+    for name in store.mailboxes(&user) {
+        let idx = match store.mailbox_index(&user, &name) {
+            Ok(Some(idx)) => idx,
+            Ok(None) => continue,
+            Err(e) => return AdminReply::Failed(e.to_string()),
+        };
+        mailboxes.push(MailboxSummary {
+            name: name.as_str().to_string(),
+            uid_validity: idx.uid_validity,
+            uid_next: idx.uid_next,
+            highest_modseq: idx.highest_modseq,
+            subscribed: subscribed.iter().any(|s| s == name.as_str()),
+            messages: idx
+                .messages
+                .iter()
+                .map(|m| MessageSummary {
+                    uid: m.uid,
+                    flags: m.flags,
+                    keywords: m.keywords.clone(),
+                    internal_date: m.internal_date,
+                    modseq: m.modseq,
+                    size_bytes: m.size,
+                })
+                .collect(),
+        });
+    }
+    AdminReply::UserMail(UserMail { state, mailboxes })
+}
+
+fn fetch(group: &Group, user: &str, mailbox: &str, uids: &[u32]) -> AdminReply {
+    let (Ok(user), Ok(mailbox)) = (UserName::parse(user), MailboxName::parse(mailbox)) else {
+        return AdminReply::Refused("bad user or mailbox name".into());
+    };
+    let mut out = Vec::new();
+    let mut bytes = 0u64;
+    for uid in uids {
+        let read = tokio::task::block_in_place(|| group.read_message(&user, &mailbox, *uid));
+        match read {
+            Ok(data) => {
+                bytes += data.as_ref().map_or(0, |d| d.len() as u64);
+                out.push((*uid, data));
+            }
+            Err(e) => return AdminReply::Failed(e.to_string()),
+        }
+        if bytes >= FETCH_BYTES_MAX {
+            break;
+        }
+    }
+    AdminReply::Messages(out)
 }
 
 async fn read_body(group: &Group, id: u64) -> AdminReply {

@@ -1,0 +1,308 @@
+//! The `mailctl` command line: argument parsing and dispatch to the `mailctl` modules.
+//! The binary (and the test crate's copy of it) only calls [`run_from`].
+
+use std::path::PathBuf;
+
+use super::admin::{Admin, QueueId};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(version, about = "run and administer a mailstore cluster")]
+struct Args {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Start a local cluster on loopback (3 storage nodes, 2 mailhosts, 1 front node) and
+    /// run it until Ctrl-C.
+    Up {
+        /// Data, configs, secrets and logs.
+        #[arg(long, default_value = "mailctl-data")]
+        dir: PathBuf,
+        /// Listeners are at this base + 143 (IMAP), 993, 110, 995 and internal ports above.
+        #[arg(long, default_value_t = 10000)]
+        port_base: u16,
+    },
+    /// Users of an LDIF directory (frontd re-reads it); --print-ldif for LDAP.
+    User {
+        /// The directory file.
+        #[arg(long, default_value = "mailctl-data/users.ldif", global = true)]
+        ldif: PathBuf,
+        /// Print the change as LDIF (for ldapmodify) instead of editing the file.
+        #[arg(long, global = true)]
+        print_ldif: bool,
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// Groups, members, leaders, log indexes, lag, disk use, users and queue per group.
+    Status {
+        /// A front's configuration (lists the nodes and the cluster key).
+        #[arg(long, default_value = "mailctl-data/frontd.toml")]
+        config: PathBuf,
+    },
+    /// The outbound queue.
+    Queue {
+        /// A front's configuration (lists the nodes and the cluster key).
+        #[arg(long, default_value = "mailctl-data/frontd.toml", global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: QueueAction,
+    },
+    /// Move a user's mail to another mailhost, online (see `mailctl move --help`).
+    Move {
+        /// The user (address or uid).
+        user: Option<String>,
+        /// The mailhost (group) to move to.
+        target: Option<String>,
+        /// A front's configuration (lists the nodes, the cluster key and the LDIF directory).
+        #[arg(long, default_value = "mailctl-data/frontd.toml")]
+        config: PathBuf,
+        /// Keep the source copy this long after the flip, then delete it.
+        #[arg(long, default_value_t = 3600)]
+        grace_s: u64,
+        /// Undo an unfinished move: unfreeze the source, delete the partial copy on TARGET.
+        #[arg(long)]
+        rollback: bool,
+        /// Finish an interrupted move's last step: delete the source copy on mailhost TARGET
+        /// (the old one) of a user the directory already places elsewhere.
+        #[arg(long)]
+        cleanup: bool,
+        /// Print bytes per mailhost and the moves that would even them out; move nothing.
+        #[arg(long)]
+        plan: bool,
+    },
+    /// Raft membership of a group: replace a dead node without losing quorum.
+    Group {
+        /// A front's configuration (lists the nodes and the cluster key).
+        #[arg(long, default_value = "mailctl-data/frontd.toml", global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: GroupAction,
+    },
+    /// Run a storage node (how `up` starts them): `mailctl storaged --config FILE`.
+    #[command(hide = true, disable_help_flag = true)]
+    Storaged {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run a front node (how `up` starts them): `mailctl frontd --config FILE`.
+    #[command(hide = true, disable_help_flag = true)]
+    Frontd {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum UserAction {
+    /// Every user: address, mailhost, status, aliases.
+    List,
+    /// One user's entry (the password hash hidden).
+    Show { address: String },
+    /// A new user; a password is generated and shown unless --password is given.
+    Add {
+        address: String,
+        #[arg(long)]
+        mailhost: String,
+        #[arg(long = "alias")]
+        aliases: Vec<String>,
+        #[arg(long)]
+        password: Option<String>,
+        /// Where the entry goes.
+        #[arg(long, default_value = "dc=example,dc=edu")]
+        base: String,
+    },
+    /// A new password (generated and shown unless --password is given).
+    Passwd {
+        address: String,
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// Refuse logins and deliveries (temporarily) for a user.
+    Disable { address: String },
+    /// Undo `disable`.
+    Enable { address: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum GroupAction {
+    /// Add node ID (its storaged already running with this group in its configuration):
+    /// it joins as a learner, catches up (by snapshot if needed), then votes.
+    AddNode {
+        group: String,
+        id: u64,
+        /// The node's Raft address.
+        #[arg(long)]
+        raft: String,
+    },
+    /// Take node ID out of the group's voters (a dead node, or one being retired).
+    RemoveNode { group: String, id: u64 },
+}
+
+#[derive(Subcommand, Debug)]
+enum QueueAction {
+    /// Every queued message: id, size, age, attempts, sender, pending recipients.
+    List,
+    /// One message: envelope, each recipient's state, the message header.
+    Show { id: QueueId },
+    /// Try messages now (all of them without ids).
+    Flush { ids: Vec<QueueId> },
+    /// Drop messages without delivering them (no bounce).
+    Delete {
+        #[arg(required = true)]
+        ids: Vec<QueueId>,
+    },
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
+fn status(config: &std::path::Path) -> anyhow::Result<()> {
+    let admin = Admin::open(config)?;
+    let nodes = runtime()?.block_on(admin.status());
+    print!("{}", super::admin::render_status(&nodes));
+    if nodes.iter().all(|(_, _, s)| s.is_err()) {
+        anyhow::bail!("no storage node answered");
+    }
+    Ok(())
+}
+
+fn queue(config: &std::path::Path, action: QueueAction) -> anyhow::Result<()> {
+    use super::admin::{render_item, render_queue};
+    let admin = Admin::open(config)?;
+    let rt = runtime()?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+    match action {
+        QueueAction::List => print!("{}", render_queue(&rt.block_on(admin.queue_list())?, now)),
+        QueueAction::Show { id } => {
+            let (item, body) = rt.block_on(admin.queue_show(&id))?;
+            print!("{}", render_item(&id.group, &item, body.as_deref()));
+        }
+        QueueAction::Flush { ids } => {
+            rt.block_on(admin.queue_flush(&ids))?;
+            println!("flushed");
+        }
+        QueueAction::Delete { ids } => {
+            rt.block_on(admin.queue_delete(&ids))?;
+            println!("deleted {} message(s)", ids.len());
+        }
+    }
+    Ok(())
+}
+
+fn group(config: &std::path::Path, action: GroupAction) -> anyhow::Result<()> {
+    use common::admin::{AdminReply, AdminRequest};
+    let admin = Admin::open(config)?;
+    let (group, request) = match action {
+        GroupAction::AddNode { group, id, raft } => {
+            let g = group.to_ascii_lowercase();
+            (group, AdminRequest::AddNode { group: g, id, raft })
+        }
+        GroupAction::RemoveNode { group, id } => {
+            let g = group.to_ascii_lowercase();
+            (group, AdminRequest::RemoveNode { group: g, id })
+        }
+    };
+    match runtime()?.block_on(admin.call(&group.to_ascii_lowercase(), request))? {
+        AdminReply::Done => {
+            println!("group {group}: membership changed");
+            Ok(())
+        }
+        other => anyhow::bail!("group {group}: {other:?}"),
+    }
+}
+
+/// What `mailctl move` was asked.
+struct MoveArgs {
+    user: Option<String>,
+    target: Option<String>,
+    grace_s: u64,
+    rollback: bool,
+    cleanup: bool,
+    plan: bool,
+}
+
+fn move_user(config: &std::path::Path, a: MoveArgs) -> anyhow::Result<()> {
+    use super::mover;
+    let admin = Admin::open(config)?;
+    let ldif = admin
+        .ldif()
+        .map(std::path::Path::to_path_buf)
+        .context("moves need the front's LDIF directory ([directory] ldif)")?;
+    let rt = runtime()?;
+    if a.plan {
+        let (per_group, moves) = rt.block_on(mover::plan(&admin, &ldif))?;
+        for (g, bytes) in per_group {
+            println!("{g}: {bytes} bytes");
+        }
+        for (user, from, to, bytes) in moves {
+            println!("mailctl move {user} {to}    # from {from}, {bytes} bytes");
+        }
+        return Ok(());
+    }
+    let (Some(user), Some(target)) = (a.user, a.target) else {
+        anyhow::bail!("usage: mailctl move USER TARGET_MAILHOST")
+    };
+    if a.rollback {
+        rt.block_on(mover::rollback(&admin, &ldif, &user, &target))?;
+        println!("rolled back: {user} stays where the directory says; the copy on {target} is deleted");
+    } else if a.cleanup {
+        let report = rt.block_on(mover::cleanup_moved(&admin, &ldif, &user, &target))?;
+        println!("{report}");
+    } else {
+        let grace = std::time::Duration::from_secs(a.grace_s);
+        let report = rt.block_on(mover::move_user(&admin, &ldif, &user, &target, grace))?;
+        println!("{report}");
+    }
+    Ok(())
+}
+
+fn user(ldif: &std::path::Path, print_ldif: bool, action: UserAction) -> anyhow::Result<()> {
+    use super::users;
+    let write = !print_ldif;
+    let change = match action {
+        UserAction::List => {
+            users::list(ldif)?.iter().for_each(|l| println!("{l}"));
+            return Ok(());
+        }
+        UserAction::Show { address } => {
+            print!("{}", users::show(ldif, &address)?);
+            return Ok(());
+        }
+        UserAction::Add { address, mailhost, aliases, password, base } => {
+            users::add(ldif, &address, &mailhost, &aliases, password.as_deref(), &base, write)?
+        }
+        UserAction::Passwd { address, password } => users::passwd(ldif, &address, password.as_deref(), write)?,
+        UserAction::Disable { address } => users::set_status(ldif, &address, "disabled", write)?,
+        UserAction::Enable { address } => users::set_status(ldif, &address, "active", write)?,
+    };
+    if print_ldif {
+        print!("{}", change.ldif);
+    } else {
+        println!("{} updated", ldif.display());
+    }
+    if let Some(p) = change.generated_password {
+        println!("password: {p}");
+    }
+    Ok(())
+}
+
+/// Parse `args` (the program name first) and run the command.
+pub fn run_from(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
+    match Args::parse_from(args).command {
+        Cmd::User { ldif, print_ldif, action } => user(&ldif, print_ldif, action),
+        Cmd::Up { dir, port_base } => super::up::run(&dir, port_base),
+        Cmd::Status { config } => status(&config),
+        Cmd::Queue { config, action } => queue(&config, action),
+        Cmd::Move { user, target, config, grace_s, rollback, cleanup, plan } => {
+            move_user(&config, MoveArgs { user, target, grace_s, rollback, cleanup, plan })
+        }
+        Cmd::Group { config, action } => group(&config, action),
+        Cmd::Storaged { args } => storaged::cli::run_from(std::iter::once("storaged".to_string()).chain(args)),
+        Cmd::Frontd { args } => frontd::cli::run_from(std::iter::once("frontd".to_string()).chain(args)),
+    }
+}

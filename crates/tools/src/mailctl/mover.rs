@@ -1,0 +1,427 @@
+//! `mailctl move USER TARGET`: an online move of one user's mail to another mailhost.
+//!
+//! 1. **Bulk copy** while the user keeps working: every mailbox is imported on the target
+//!    in UID order with its UIDVALIDITY, UIDs, flags, keywords, internal dates and MODSEQs.
+//! 2. **Catch-up** rounds copy what arrived meanwhile and make flags, expunges, UIDNEXT and
+//!    HIGHESTMODSEQ match (`SyncMailbox`), until a round finds little to do.
+//! 3. **Freeze**: the source refuses the user's writes with a temporary failure (MTAs and
+//!    the front's queue retry deliveries; IMAP clients get `NO` and retry), a final
+//!    catch-up, then the **flip**: the target is made active, the directory's `mailHost`
+//!    names the target, and the source marks the user moved (open sessions get `BYE`
+//!    and reconnect through the front to the target).
+//! 4. After the **grace period** the source copy is deleted.
+//!
+//! Every step is idempotent, so an interrupted move is resumed by running it again;
+//! `--rollback` before the flip unfreezes the source and deletes the partial copy. It
+//! never deletes the source before the directory names the target.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use common::admin::{AdminReply, AdminRequest, MailboxSummary, UserMail};
+use common::directory::{LdifDirectory, Purpose};
+use indicatif::{ProgressBar, ProgressStyle};
+use storaged::mailstore::ops::ImportedMessage;
+use storaged::mailstore::{FlagState, MailOp, MailResponse, UserState};
+
+use super::admin::Admin;
+
+/// Messages per import at most, and bytes (the frame and a commit stay small).
+const BATCH_MESSAGES_MAX: usize = 256;
+const BATCH_BYTES_MAX: u64 = 8 << 20;
+/// Catch-up rounds before freezing at most; a round with fewer new messages than
+/// `CALM_MESSAGES` ends them early.
+const CATCH_UP_ROUNDS_MAX: usize = 5;
+const CALM_MESSAGES: u64 = 20;
+
+/// What a move did.
+#[derive(Debug, Default, Clone)]
+pub struct MoveReport {
+    pub user: String,
+    pub source: String,
+    pub target: String,
+    pub messages: u64,
+    pub bytes: u64,
+    pub bulk: Duration,
+    /// Of those, copied by the bulk copy (the first round).
+    pub bulk_messages: u64,
+    pub bulk_bytes: u64,
+    pub catch_up_rounds: usize,
+    pub freeze: Duration,
+    pub source_deleted: bool,
+}
+
+impl std::fmt::Display for MoveReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = self.bulk.as_secs_f64().max(1e-6);
+        let (rate, per_s) = (self.bulk_bytes as f64 / secs / 1e6, self.bulk_messages as f64 / secs);
+        write!(
+            f,
+            "moved {} from {} to {}: {} messages, {} bytes; bulk copy {:.2} s ({rate:.2} MB/s, {per_s:.0} messages/s); {} catch-up round(s); freeze window {} ms; source copy {}",
+            self.user,
+            self.source,
+            self.target,
+            self.messages,
+            self.bytes,
+            secs,
+            self.catch_up_rounds,
+            self.freeze.as_millis(),
+            if self.source_deleted { "deleted" } else { "kept" }
+        )
+    }
+}
+
+/// Counts of one copy round.
+#[derive(Debug, Default, Clone, Copy)]
+struct Copied {
+    messages: u64,
+    bytes: u64,
+}
+
+impl Admin {
+    async fn user_mail(&self, group: &str, user: &str) -> anyhow::Result<UserMail> {
+        match self.call(group, AdminRequest::UserMail { group: group.into(), user: user.into() }).await? {
+            AdminReply::UserMail(m) => Ok(m),
+            other => bail!("{group}: unexpected answer {other:?}"),
+        }
+    }
+
+    /// Commit `op` on `group`; a refusal is an error.
+    async fn apply(&self, group: &str, op: MailOp) -> anyhow::Result<MailResponse> {
+        let op_id: [u8; 16] = rand::random();
+        let request = AdminRequest::Propose { group: group.into(), op_id, op: common::admin::encode(&op) };
+        match self.call(group, request).await? {
+            AdminReply::Applied(bytes) => match common::admin::decode::<MailResponse>(&bytes)? {
+                MailResponse::Rejected(why) => bail!("{group} refused {}: {why}", op_name(&op)),
+                resp => Ok(resp),
+            },
+            AdminReply::Refused(why) => bail!("{group} refused {}: {why}", op_name(&op)),
+            other => bail!("{group}: unexpected answer {other:?}"),
+        }
+    }
+
+    async fn fetch(
+        &self,
+        group: &str,
+        user: &str,
+        mailbox: &str,
+        uids: &[u32],
+    ) -> anyhow::Result<Vec<(u32, Option<Vec<u8>>)>> {
+        let request = AdminRequest::FetchMessages {
+            group: group.into(),
+            user: user.into(),
+            mailbox: mailbox.into(),
+            uids: uids.to_vec(),
+        };
+        match self.call(group, request).await? {
+            AdminReply::Messages(m) if !m.is_empty() || uids.is_empty() => Ok(m),
+            other => bail!("{group}: unexpected answer {other:?}"),
+        }
+    }
+}
+
+fn op_name(op: &MailOp) -> &'static str {
+    match op {
+        MailOp::ImportMessages { .. } => "an import",
+        MailOp::SyncMailbox { .. } => "a mailbox sync",
+        MailOp::SetUserState { .. } => "a user state change",
+        MailOp::DeleteUser { .. } => "the deletion",
+        MailOp::DeleteMailbox { .. } => "a mailbox deletion",
+        _ => "an operation",
+    }
+}
+
+/// The user's primary address and current mailhost, from the LDIF directory.
+fn locate(ldif: &Path, address: &str) -> anyhow::Result<(String, String)> {
+    let dir = LdifDirectory::open(ldif).with_context(|| format!("reading {}", ldif.display()))?;
+    let key = common::directory::lookup_key(address, Purpose::Login)
+        .with_context(|| format!("{address:?} is not a user name"))?;
+    let account =
+        dir.lookup(&key, Purpose::Login).with_context(|| format!("no user {address} in {}", ldif.display()))?;
+    let host = account.mail_host.clone().with_context(|| format!("{address} has no mailHost"))?;
+    Ok((account.mail.to_lowercase(), host.to_lowercase()))
+}
+
+/// One round: copy what the target lacks, then make every mailbox's state match.
+async fn copy_round(
+    admin: &Admin,
+    user: &str,
+    source: &str,
+    target: &str,
+    bar: &ProgressBar,
+) -> anyhow::Result<Copied> {
+    let src = admin.user_mail(source, user).await?;
+    let tgt = admin.user_mail(target, user).await?;
+    let mut existing: BTreeMap<String, MailboxSummary> =
+        tgt.mailboxes.into_iter().map(|m| (m.name.clone(), m)).collect();
+    let mut copied = Copied::default();
+    for mb in &src.mailboxes {
+        let mut have = existing.remove(&mb.name);
+        if have.as_ref().is_some_and(|t| t.uid_validity != mb.uid_validity && !t.messages.is_empty()) {
+            // Deleted and created again on the source since the last round.
+            admin.apply(target, MailOp::DeleteMailbox { user: user.into(), mailbox: mb.name.clone() }).await?;
+            have = None;
+        }
+        let start = have.as_ref().map_or(0, |t| t.uid_next);
+        let todo: Vec<_> = mb.messages.iter().filter(|m| m.uid >= start).collect();
+        bar.inc_length(todo.iter().map(|m| m.size_bytes).sum());
+        if todo.is_empty() && have.is_none() {
+            // An empty mailbox still has to exist, with its UIDVALIDITY.
+            import(admin, target, user, mb, Vec::new()).await?;
+        }
+        for batch in batches(&todo) {
+            let uids: Vec<u32> = batch.iter().map(|m| m.uid).collect();
+            let mut bodies = BTreeMap::new();
+            let mut left = uids.as_slice();
+            while !left.is_empty() {
+                let got = admin.fetch(source, user, &mb.name, left).await?;
+                let n = got.len();
+                bodies.extend(got);
+                left = &left[n..];
+            }
+            let messages: Vec<ImportedMessage> = batch
+                .iter()
+                .filter_map(|m| {
+                    let data = bodies.remove(&m.uid).flatten()?; // expunged meanwhile
+                    Some(ImportedMessage {
+                        uid: m.uid,
+                        flags: m.flags,
+                        keywords: m.keywords.clone(),
+                        internal_date: m.internal_date,
+                        modseq: m.modseq,
+                        data,
+                    })
+                })
+                .collect();
+            let bytes: u64 = messages.iter().map(|m| m.data.len() as u64).sum();
+            copied.messages += messages.len() as u64;
+            copied.bytes += bytes;
+            import(admin, target, user, mb, messages).await?;
+            bar.inc(batch.iter().map(|m| m.size_bytes).sum());
+            bar.set_message(format!("{} {} messages", mb.name, copied.messages));
+        }
+        // Flags, keywords and MODSEQs of the messages the target had, and expunges.
+        let states: Vec<FlagState> = match &have {
+            None => Vec::new(),
+            Some(t) => {
+                let theirs: BTreeMap<u32, _> = t.messages.iter().map(|m| (m.uid, m)).collect();
+                mb.messages
+                    .iter()
+                    .filter(|m| {
+                        theirs
+                            .get(&m.uid)
+                            .is_some_and(|o| o.flags != m.flags || o.keywords != m.keywords || o.modseq != m.modseq)
+                    })
+                    .map(|m| FlagState { uid: m.uid, flags: m.flags, keywords: m.keywords.clone(), modseq: m.modseq })
+                    .collect()
+            }
+        };
+        let present: std::collections::BTreeSet<u32> = mb.messages.iter().map(|m| m.uid).collect();
+        let expunged: Vec<u32> =
+            have.iter().flat_map(|t| t.messages.iter().map(|m| m.uid)).filter(|u| !present.contains(u)).collect();
+        admin
+            .apply(
+                target,
+                MailOp::SyncMailbox {
+                    user: user.into(),
+                    mailbox: mb.name.clone(),
+                    uid_validity: mb.uid_validity,
+                    uid_next: mb.uid_next,
+                    highest_modseq: mb.highest_modseq,
+                    states,
+                    expunged,
+                },
+            )
+            .await?;
+        if mb.subscribed != have.as_ref().is_some_and(|t| t.subscribed) {
+            let op = MailOp::Subscribe { user: user.into(), mailbox: mb.name.clone(), subscribed: mb.subscribed };
+            admin.apply(target, op).await?;
+        }
+    }
+    // Mailboxes deleted on the source since an earlier round.
+    for gone in existing.keys().filter(|n| n.as_str() != "INBOX") {
+        admin.apply(target, MailOp::DeleteMailbox { user: user.into(), mailbox: gone.clone() }).await?;
+    }
+    Ok(copied)
+}
+
+async fn import(
+    admin: &Admin,
+    target: &str,
+    user: &str,
+    mb: &MailboxSummary,
+    messages: Vec<ImportedMessage>,
+) -> anyhow::Result<()> {
+    let op =
+        MailOp::ImportMessages { user: user.into(), mailbox: mb.name.clone(), uid_validity: mb.uid_validity, messages };
+    admin.apply(target, op).await.map(drop)
+}
+
+/// Split messages into import batches bounded in count and bytes.
+fn batches<'a, T: HasSize>(items: &'a [&'a T]) -> Vec<&'a [&'a T]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, m) in items.iter().enumerate() {
+        if i > start && (i - start >= BATCH_MESSAGES_MAX || bytes + m.size() > BATCH_BYTES_MAX) {
+            out.push(&items[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += m.size();
+    }
+    if start < items.len() {
+        out.push(&items[start..]);
+    }
+    out
+}
+
+trait HasSize {
+    fn size(&self) -> u64;
+}
+
+impl HasSize for common::admin::MessageSummary {
+    fn size(&self) -> u64 {
+        self.size_bytes
+    }
+}
+
+/// Move `address` to mailhost `target`, updating the LDIF directory `ldif`.
+pub async fn move_user(
+    admin: &Admin,
+    ldif: &Path,
+    address: &str,
+    target: &str,
+    grace: Duration,
+) -> anyhow::Result<MoveReport> {
+    let target = target.to_lowercase();
+    let (user, source) = locate(ldif, address)?;
+    let mut report =
+        MoveReport { user: user.clone(), source: source.clone(), target: target.clone(), ..MoveReport::default() };
+    if !admin.has_group(&target) {
+        bail!("no mailhost {target} in the cluster map");
+    }
+    if source == target {
+        bail!("{user} already lives on {target} (to finish an interrupted move's cleanup, run `mailctl move --cleanup {user} OLD_MAILHOST`)");
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}")
+            .expect("valid template"),
+    );
+    let started = Instant::now();
+    let mut copied = copy_round(admin, &user, &source, &target, &bar).await?;
+    report.bulk = started.elapsed();
+    (report.bulk_messages, report.bulk_bytes) = (copied.messages, copied.bytes);
+    for round in 1..=CATCH_UP_ROUNDS_MAX {
+        report.catch_up_rounds = round;
+        let c = copy_round(admin, &user, &source, &target, &bar).await?;
+        copied.messages += c.messages;
+        copied.bytes += c.bytes;
+        if c.messages < CALM_MESSAGES {
+            break;
+        }
+    }
+    // Freeze, last catch-up, flip.
+    admin.apply(&source, MailOp::SetUserState { user: user.clone(), state: UserState::Frozen }).await?;
+    let frozen = Instant::now();
+    let flip = async {
+        let c = copy_round(admin, &user, &source, &target, &bar).await?;
+        copied.messages += c.messages;
+        copied.bytes += c.bytes;
+        admin.apply(&target, MailOp::SetUserState { user: user.clone(), state: UserState::Active }).await?;
+        super::users::set_mailhost(ldif, &user, &target, true)?;
+        admin
+            .apply(&source, MailOp::SetUserState { user: user.clone(), state: UserState::MovedTo(target.clone()) })
+            .await?;
+        anyhow::Ok(())
+    };
+    if let Err(e) = flip.await {
+        bar.abandon();
+        return Err(e.context(format!(
+            "the move stopped while {user} was frozen on {source}; run it again to finish, or --rollback"
+        )));
+    }
+    report.freeze = frozen.elapsed();
+    bar.finish_and_clear();
+    report.messages = copied.messages;
+    report.bytes = copied.bytes;
+    tokio::time::sleep(grace).await;
+    cleanup(admin, &user, &source, &target).await?;
+    report.source_deleted = true;
+    Ok(report)
+}
+
+/// Delete the source copy of a user whose move flipped to `target`.
+pub async fn cleanup(admin: &Admin, user: &str, source: &str, target: &str) -> anyhow::Result<()> {
+    let src = admin.user_mail(source, user).await?;
+    if src.state != format!("moved to {target}") {
+        bail!("{user} on {source} is {}, not moved to {target}: not deleting it", src.state);
+    }
+    admin.apply(source, MailOp::DeleteUser { user: user.into() }).await.map(drop)
+}
+
+/// `--cleanup`: delete the copy on `old` of a user the directory already places elsewhere.
+pub async fn cleanup_moved(admin: &Admin, ldif: &Path, address: &str, old: &str) -> anyhow::Result<String> {
+    let old = old.to_lowercase();
+    let (user, now) = locate(ldif, address)?;
+    if now == old {
+        bail!("{user} still lives on {old}");
+    }
+    cleanup(admin, &user, &old, &now).await?;
+    Ok(format!("deleted the copy of {user} on {old} (it lives on {now})"))
+}
+
+/// Undo an unfinished move: unfreeze the source and delete the partial target copy. Refused
+/// once the directory names the target (move the user back instead).
+pub async fn rollback(admin: &Admin, ldif: &Path, address: &str, target: &str) -> anyhow::Result<()> {
+    let target = target.to_lowercase();
+    let (user, source) = locate(ldif, address)?;
+    if source == target {
+        bail!("{user} already lives on {target}: move it back instead");
+    }
+    admin.apply(&source, MailOp::SetUserState { user: user.clone(), state: UserState::Active }).await?;
+    admin.apply(&target, MailOp::DeleteUser { user: user.clone() }).await?;
+    Ok(())
+}
+
+/// Per group, the bytes of its users' mail, and moves that would even them out.
+pub async fn plan(
+    admin: &Admin,
+    ldif: &Path,
+) -> anyhow::Result<(BTreeMap<String, u64>, Vec<(String, String, String, u64)>)> {
+    let dir = LdifDirectory::open(ldif).with_context(|| format!("reading {}", ldif.display()))?;
+    let mut per_group: BTreeMap<String, u64> = admin.group_names().into_iter().map(|g| (g, 0)).collect();
+    let mut users: Vec<(String, String, u64)> = Vec::new();
+    for account in dir.accounts() {
+        let Some(host) = account.mail_host.as_deref().map(str::to_lowercase) else { continue };
+        if !per_group.contains_key(&host) {
+            continue;
+        }
+        let mail = admin.user_mail(&host, &account.mail.to_lowercase()).await?;
+        let bytes: u64 = mail.mailboxes.iter().flat_map(|m| &m.messages).map(|m| m.size_bytes).sum();
+        *per_group.get_mut(&host).expect("known") += bytes;
+        users.push((account.mail.to_lowercase(), host, bytes));
+    }
+    // Greedy: move the user that best narrows the gap between the fullest and emptiest group.
+    let mut load = per_group.clone();
+    let mut moves = Vec::new();
+    users.sort_by_key(|u| std::cmp::Reverse(u.2));
+    for _ in 0..users.len() {
+        let (Some((hi, hi_b)), Some((lo, lo_b))) = (
+            load.iter().max_by_key(|e| e.1).map(|(g, b)| (g.clone(), *b)),
+            load.iter().min_by_key(|e| e.1).map(|(g, b)| (g.clone(), *b)),
+        ) else {
+            break;
+        };
+        let gap = hi_b - lo_b;
+        let Some(pos) = users.iter().position(|u| u.1 == hi && u.2 > 0 && u.2 < gap) else { break };
+        let (user, from, bytes) = users.remove(pos);
+        *load.get_mut(&from).expect("known") -= bytes;
+        *load.get_mut(&lo).expect("known") += bytes;
+        moves.push((user, from, lo, bytes));
+    }
+    Ok((per_group, moves))
+}

@@ -1,0 +1,306 @@
+//! `mailctl move`: a user moves between mailhosts while mail arrives over SMTP and an IMAP
+//! client (Python's imaplib, through frontd) keeps changing flags. Afterwards every
+//! acknowledged message and flag change is on the target exactly once, UIDVALIDITY and
+//! UIDs are unchanged, a QRESYNC client that synced before the move is told only of real
+//! changes, and the source copy is gone after the grace period. Also: `mailctl group
+//! remove-node` / `add-node` replace a dead node while the group keeps serving.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::*;
+
+fn move_client(args: &[String]) -> Value {
+    python_json("move_client.py", args)
+}
+
+fn mailctl(root: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mailctl"))
+        .args(args)
+        .arg("--config")
+        .arg(root.join("frontd.toml"))
+        .output()
+        .unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+fn queue_is_empty(root: &Path) -> bool {
+    let (ok, out) = mailctl(root, &["queue", "list"]);
+    ok && out.contains("queue is empty")
+}
+
+#[test]
+fn a_user_moves_online_keeping_uids_flags_and_modseqs_and_losing_nothing() {
+    let seeded: usize = std::env::var("MOVE_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(600);
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let storage = Storage::start(root);
+    std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
+    let options = FrontOptions {
+        queue: Some("retry_min_s = 1\nretry_max_s = 2\npoll_ms = 200\nlease_s = 30".into()),
+        ..FrontOptions::default()
+    };
+    let front = Front::start_opts(root, &storage, "[directory]\nldif = \"users.ldif\"\n", options);
+    wait_listening(&front.smtp, "frontd SMTP");
+    let subjects: Vec<String> = (0..seeded).map(|k| format!("seed {k}")).collect();
+    storage.deliver_many("alice@example.edu", &subjects);
+    let login = ["--server", front.imap.as_str(), "--user", "alice", "--password", "alice-pw"];
+    let with_login = |cmd: &str, extra: &[&str]| -> Vec<String> {
+        std::iter::once(cmd).chain(login).chain(extra.iter().copied()).map(str::to_string).collect()
+    };
+    move_client(&with_login("prepare", &[]));
+    let before = move_client(&with_login("state", &[]));
+    let inbox_uv = before["INBOX"]["uidvalidity"].as_u64().unwrap();
+    let inbox_modseq = before["INBOX"]["highestmodseq"].as_u64().unwrap();
+    assert!(inbox_modseq > 0, "CONDSTORE is on: {}", before["INBOX"]);
+
+    // The user keeps working: flag changes over IMAP, deliveries over SMTP.
+    let stop = root.join("stop");
+    let out = root.join("workload.json");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/move_client.py");
+    let mut workload = Command::new("python3")
+        .arg(&script)
+        .args(with_login("workload", &["--stop", stop.to_str().unwrap(), "--out", out.to_str().unwrap()]))
+        .spawn()
+        .unwrap();
+    let smtp = front.smtp.clone();
+    let deliveries = std::thread::spawn(move || {
+        let mut acked = Vec::new();
+        for k in 0..25 {
+            let subject = format!("during {k}");
+            if mx_send(&smtp, "alice@example.edu", &subject) {
+                acked.push(subject);
+            }
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        acked
+    });
+    std::thread::sleep(Duration::from_millis(500));
+
+    let (ok, report) = mailctl(root, &["move", "alice@example.edu", "apollo", "--grace-s", "2"]);
+    assert!(ok, "mailctl move: {report}");
+    eprintln!("{report}");
+    assert!(report.contains("freeze window") && report.contains("source copy deleted"), "{report}");
+
+    let acked_mail = deliveries.join().unwrap();
+    std::fs::write(&stop, b"").unwrap();
+    assert!(workload.wait().unwrap().success());
+    let flags: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    wait_for("the queue to drain", Duration::from_secs(60), || queue_is_empty(root));
+
+    // The directory names apollo; the source copy is gone from every hermes replica.
+    assert!(std::fs::read_to_string(root.join("users.ldif")).unwrap().contains("mailHost: apollo"));
+    for i in 1..=3 {
+        let src = root.join(format!("data{i}/hermes/mail/users/alice@example.edu"));
+        assert!(!src.exists(), "{} still exists after the grace period", src.display());
+    }
+    let after = move_client(&with_login("state", &[]));
+
+    // Every mailbox kept its UIDVALIDITY and every message its UID.
+    for (name, b) in before.as_object().unwrap() {
+        let a = &after[name];
+        assert_eq!(a["uidvalidity"], b["uidvalidity"], "{name}");
+        let uids = |v: &Value| {
+            v["messages"].as_array().unwrap().iter().map(|m| m[0].as_u64().unwrap()).collect::<BTreeSet<_>>()
+        };
+        assert_eq!(uids(a).intersection(&uids(b)).count(), uids(b).len(), "{name}: UIDs lost or renumbered");
+        if name != "INBOX" {
+            assert_eq!(a["messages"], b["messages"], "{name}: untouched folder, same flags and MODSEQs");
+        }
+    }
+    // Every acknowledged message exactly once.
+    let inbox_subjects: Vec<String> =
+        after["INBOX"]["subjects"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect();
+    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+    for s in &inbox_subjects {
+        *count.entry(s.as_str()).or_default() += 1;
+    }
+    assert!(
+        count.values().all(|n| *n == 1),
+        "duplicates: {:?}",
+        count.iter().filter(|(_, n)| **n > 1).collect::<Vec<_>>()
+    );
+    for s in &acked_mail {
+        assert_eq!(count.get(s.as_str()), Some(&1), "acknowledged {s} lost");
+    }
+    eprintln!("{} of 25 deliveries acknowledged during the move", acked_mail.len());
+    // Every acknowledged flag change is there.
+    let kw_of: BTreeMap<u64, Vec<String>> = after["INBOX"]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (m[0].as_u64().unwrap(), m[1].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_string()).collect())
+        })
+        .collect();
+    let acked_flags = flags["acked"].as_array().unwrap();
+    assert!(!acked_flags.is_empty(), "the IMAP client changed flags during the move");
+    for change in acked_flags {
+        let (uid, kw) = (change[0].as_u64().unwrap(), change[1].as_str().unwrap());
+        assert!(kw_of.get(&uid).is_some_and(|k| k.iter().any(|f| f == kw)), "acknowledged {kw} on {uid} lost");
+    }
+    eprintln!("{} flag changes acknowledged during the move", acked_flags.len());
+
+    // QRESYNC from before the workload: only messages that really changed are reported.
+    let q = move_client(&with_login(
+        "qresync",
+        &["--uidvalidity", &inbox_uv.to_string(), "--modseq", &inbox_modseq.to_string()],
+    ));
+    let touched: BTreeSet<u64> = flags["tried"].as_array().unwrap().iter().map(|u| u.as_u64().unwrap()).collect();
+    let old_uids: BTreeSet<u64> =
+        before["INBOX"]["messages"].as_array().unwrap().iter().map(|m| m[0].as_u64().unwrap()).collect();
+    let spurious: Vec<u64> = q["changed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_u64().unwrap())
+        .filter(|u| old_uids.contains(u) && !touched.contains(u))
+        .collect();
+    assert!(spurious.is_empty(), "QRESYNC reports unchanged messages as changed: {spurious:?}");
+    assert!(q["vanished"].as_array().unwrap().is_empty(), "nothing was expunged: {q}");
+}
+
+#[test]
+fn a_dead_node_is_replaced_by_remove_node_and_add_node_while_the_group_serves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    // Frequent snapshots and a short log: the new node must catch up from a snapshot.
+    let mut storage = Storage::start_with(root, "[raft]\nsnapshot_every = 40\nkeep_logs = 5\n");
+    std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
+    let _front = Front::start_opts(
+        root,
+        &storage,
+        "[directory]\nldif = \"users.ldif\"\n",
+        FrontOptions { queue: Some(String::new()), ..FrontOptions::default() },
+    );
+    let batch = |storage: &Storage, from: usize| {
+        let subjects: Vec<String> = (from..from + 50).map(|k| format!("m{k}")).collect();
+        storage.deliver_many("alice@example.edu", &subjects);
+    };
+    batch(&storage, 0);
+
+    // Node 3 dies for good; the group goes on with two of three, then drops it.
+    storage.kill(2);
+    batch(&storage, 50);
+    let (ok, out) = mailctl(root, &["group", "remove-node", "hermes", "3"]);
+    assert!(ok, "remove-node: {out}");
+    batch(&storage, 100);
+
+    // A fresh node 4 joins: learner, snapshot, voter.
+    let fresh = storage.add_node(&GROUPS);
+    storage.start_node(fresh);
+    let raft = storage.raft[fresh].clone();
+    let (ok, out) = mailctl(root, &["group", "add-node", "hermes", "4", "--raft", &raft]);
+    assert!(ok, "add-node: {out}");
+    batch(&storage, 150);
+    let (ok, status) = mailctl(root, &["status"]);
+    assert!(ok && status.contains("voters [1, 2, 4]"), "{status}");
+    let log = std::fs::read_to_string(root.join("node4.log")).unwrap();
+    assert!(log.contains("snapshot"), "node 4 caught up from a snapshot: {log}");
+
+    // Node 4 holds every message and votes: with node 2 gone too, 1 and 4 are a quorum.
+    let alice = |i: usize| root.join(format!("data{i}/hermes/mail/users/alice@example.edu/Maildir"));
+    let files = |i: usize| {
+        ["new", "cur"].iter().flat_map(|d| std::fs::read_dir(alice(i).join(d)).into_iter().flatten().flatten()).count()
+    };
+    wait_for("node 4 to hold all 200 messages", Duration::from_secs(60), || files(4) == 200);
+    storage.kill(1);
+    batch(&storage, 200);
+    wait_for("node 4 to hold all 250 messages", Duration::from_secs(60), || files(4) == 250);
+    assert_eq!(files(1), 250);
+}
+
+/// Message files of `user` on mailhost `group`, on the replica with the most.
+fn files_on(root: &Path, group: &str, user: &str) -> usize {
+    (1..=3)
+        .map(|i| {
+            let maildir = root.join(format!("data{i}/{group}/mail/users/{user}/Maildir"));
+            ["new", "cur"]
+                .iter()
+                .flat_map(|d| std::fs::read_dir(maildir.join(d)).into_iter().flatten().flatten())
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Start `mailctl move` and kill the target group's leader, then the mover, mid-copy.
+fn interrupted_move(root: &Path, storage: &mut Storage, user: &str, target: &str, target_user: &str) {
+    let mut mover = Command::new(env!("CARGO_BIN_EXE_mailctl"))
+        .args(["move", user, target, "--grace-s", "0", "--config"])
+        .arg(root.join("frontd.toml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the copy to start", Duration::from_secs(60), || files_on(root, target, user) >= 200);
+    let leader = storage.leader_for(target_user);
+    storage.kill(leader);
+    let copied = files_on(root, target, user);
+    wait_for("the copy to go on under a new leader", Duration::from_secs(60), || {
+        files_on(root, target, user) >= copied + 300
+    });
+    assert!(mover.try_wait().unwrap().is_none(), "the mover finished before it could be interrupted");
+    mover.kill().unwrap();
+    mover.wait().unwrap();
+    storage.start_node(leader);
+}
+
+#[test]
+fn an_interrupted_move_resumes_or_rolls_back_and_the_user_is_never_split() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let mut storage = Storage::start(root);
+    std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
+    let front = Front::start_opts(
+        root,
+        &storage,
+        "[directory]\nldif = \"users.ldif\"\n",
+        FrontOptions { queue: Some(String::new()), ..FrontOptions::default() },
+    );
+    let seeded = 2000;
+    let subjects: Vec<String> = (0..seeded).map(|k| format!("seed {k}")).collect();
+    storage.deliver_many("alice@example.edu", &subjects);
+    let login = ["--server", front.imap.as_str(), "--user", "alice", "--password", "alice-pw"];
+    let state = || {
+        let args: Vec<String> = std::iter::once("state").chain(login).map(str::to_string).collect();
+        move_client(&args)
+    };
+    let before = state();
+
+    // Interrupted hermes → apollo, then resumed: the move completes, nothing lost or doubled.
+    interrupted_move(root, &mut storage, "alice@example.edu", "apollo", "bob@example.edu");
+    let ldif = || std::fs::read_to_string(root.join("users.ldif")).unwrap();
+    assert!(ldif().contains("mailHost: hermes"), "not flipped before the final step");
+    let (ok, out) = mailctl(root, &["move", "alice@example.edu", "apollo", "--grace-s", "0"]);
+    assert!(ok, "resume: {out}");
+    assert!(
+        ldif().contains("uid: alice") && ldif().matches("mailHost: apollo").count() == 2,
+        "alice (and bob) on apollo"
+    );
+    let after = state();
+    assert_eq!(after["INBOX"]["uidvalidity"], before["INBOX"]["uidvalidity"]);
+    assert_eq!(
+        after["INBOX"]["messages"], before["INBOX"]["messages"],
+        "every message once, same UIDs, flags, MODSEQs"
+    );
+    wait_for("the source copy to go", Duration::from_secs(30), || files_on(root, "hermes", "alice@example.edu") == 0);
+
+    // Interrupted apollo → hermes, then rolled back: alice is whole on apollo, hermes empty.
+    interrupted_move(root, &mut storage, "alice@example.edu", "hermes", "alice@example.edu");
+    let (ok, out) = mailctl(root, &["move", "--rollback", "alice@example.edu", "hermes"]);
+    assert!(ok, "rollback: {out}");
+    wait_for("the partial copy to go", Duration::from_secs(30), || files_on(root, "hermes", "alice@example.edu") == 0);
+    let rolled = state();
+    assert_eq!(rolled["INBOX"]["messages"], before["INBOX"]["messages"], "whole on the source after a rollback");
+    // And it takes mail again (the freeze, if the mover got that far, is lifted).
+    assert!(mx_send(&front.smtp, "alice@example.edu", "after rollback"));
+    wait_for("the new message", Duration::from_secs(30), || {
+        inbox_subjects(&front, "alice", "alice-pw").iter().any(|s| s == "after rollback")
+    });
+}
