@@ -69,7 +69,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let network = TcpNetworkFactory::new(GROUP, args.id, key.clone());
     let raft = Raft::new(args.id, Arc::new(config), network, RaftLogStore::<KvConfig>::new(log), sm.clone()).await?;
     let raft_listener = TcpListener::bind(&args.raft).await?;
-    let groups = Arc::new(std::collections::HashMap::from([(GROUP.to_string(), raft.clone())]));
+    let groups = Arc::new(std::sync::RwLock::new(std::collections::HashMap::from([(GROUP.to_string(), raft.clone())])));
     tokio::spawn(serve(raft_listener, groups, key));
     let node = Arc::new(Node { id: args.id, raft, sm, members });
     let control = TcpListener::bind(&args.control).await?;

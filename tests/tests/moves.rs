@@ -36,7 +36,9 @@ fn queue_is_empty(root: &Path) -> bool {
 
 #[test]
 fn a_user_moves_online_keeping_uids_flags_and_modseqs_and_losing_nothing() {
-    let seeded: usize = std::env::var("MOVE_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(600);
+    // The acceptance size; MOVE_MESSAGES and MOVE_BODY_BYTES change it for measurements.
+    let env = |name: &str, default: usize| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    let (seeded, body_bytes) = (env("MOVE_MESSAGES", 5000), env("MOVE_BODY_BYTES", 0));
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let storage = Storage::start(root);
@@ -48,7 +50,7 @@ fn a_user_moves_online_keeping_uids_flags_and_modseqs_and_losing_nothing() {
     let front = Front::start_opts(root, &storage, "[directory]\nldif = \"users.ldif\"\n", options);
     wait_listening(&front.smtp, "frontd SMTP");
     let subjects: Vec<String> = (0..seeded).map(|k| format!("seed {k}")).collect();
-    storage.deliver_many("alice@example.edu", &subjects);
+    storage.deliver_sized("alice@example.edu", &subjects, body_bytes);
     let login = ["--server", front.imap.as_str(), "--user", "alice", "--password", "alice-pw"];
     let with_login = |cmd: &str, extra: &[&str]| -> Vec<String> {
         std::iter::once(cmd).chain(login).chain(extra.iter().copied()).map(str::to_string).collect()
@@ -178,18 +180,19 @@ fn a_dead_node_is_replaced_by_remove_node_and_add_node_while_the_group_serves() 
         "[directory]\nldif = \"users.ldif\"\n",
         FrontOptions { queue: Some(String::new()), ..FrontOptions::default() },
     );
-    let batch = |storage: &Storage, from: usize| {
-        let subjects: Vec<String> = (from..from + 50).map(|k| format!("m{k}")).collect();
+    let batch = |storage: &Storage, from: usize, n: usize| {
+        let subjects: Vec<String> = (from..from + n).map(|k| format!("m{k}")).collect();
         storage.deliver_many("alice@example.edu", &subjects);
     };
-    batch(&storage, 0);
+    // More entries than one purge batch (256): the log's head is gone by the time node 4 asks.
+    batch(&storage, 0, 300);
 
     // Node 3 dies for good; the group goes on with two of three, then drops it.
     storage.kill(2);
-    batch(&storage, 50);
+    batch(&storage, 300, 50);
     let (ok, out) = mailctl(root, &["group", "remove-node", "hermes", "3"]);
     assert!(ok, "remove-node: {out}");
-    batch(&storage, 100);
+    batch(&storage, 350, 50);
 
     // A fresh node 4 joins: learner, snapshot, voter.
     let fresh = storage.add_node(&GROUPS);
@@ -197,22 +200,22 @@ fn a_dead_node_is_replaced_by_remove_node_and_add_node_while_the_group_serves() 
     let raft = storage.raft[fresh].clone();
     let (ok, out) = mailctl(root, &["group", "add-node", "hermes", "4", "--raft", &raft]);
     assert!(ok, "add-node: {out}");
-    batch(&storage, 150);
+    batch(&storage, 400, 50);
     let (ok, status) = mailctl(root, &["status"]);
     assert!(ok && status.contains("voters [1, 2, 4]"), "{status}");
     let log = std::fs::read_to_string(root.join("node4.log")).unwrap();
-    assert!(log.contains("snapshot"), "node 4 caught up from a snapshot: {log}");
+    assert!(log.contains("snapshot installed"), "node 4 caught up from a snapshot: {status}\n{log}");
 
     // Node 4 holds every message and votes: with node 2 gone too, 1 and 4 are a quorum.
     let alice = |i: usize| root.join(format!("data{i}/hermes/mail/users/alice@example.edu/Maildir"));
     let files = |i: usize| {
         ["new", "cur"].iter().flat_map(|d| std::fs::read_dir(alice(i).join(d)).into_iter().flatten().flatten()).count()
     };
-    wait_for("node 4 to hold all 200 messages", Duration::from_secs(60), || files(4) == 200);
+    wait_for("node 4 to hold all 450 messages", Duration::from_secs(60), || files(4) == 450);
     storage.kill(1);
-    batch(&storage, 200);
-    wait_for("node 4 to hold all 250 messages", Duration::from_secs(60), || files(4) == 250);
-    assert_eq!(files(1), 250);
+    batch(&storage, 450, 50);
+    wait_for("node 4 to hold all 500 messages", Duration::from_secs(60), || files(4) == 500);
+    assert_eq!(files(1), 500);
 }
 
 /// Message files of `user` on mailhost `group`, on the replica with the most.
@@ -303,4 +306,47 @@ fn an_interrupted_move_resumes_or_rolls_back_and_the_user_is_never_split() {
     wait_for("the new message", Duration::from_secs(30), || {
         inbox_subjects(&front, "alice", "alice-pw").iter().any(|s| s == "after rollback")
     });
+}
+
+#[test]
+fn a_new_mailhost_is_created_at_runtime_and_survives_restarts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let mut storage = Storage::start(root);
+    std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
+    // The front already routes zeus (dave's mailHost) to the three nodes, which lack it.
+    let options =
+        FrontOptions { queue: Some(String::new()), groups: storage.front_group("zeus"), ..FrontOptions::default() };
+    let front = Front::start_opts(root, &storage, "[directory]\nldif = \"users.ldif\"\n", options);
+    wait_listening(&front.smtp, "frontd SMTP");
+    let members: Vec<String> = (0..3).map(|i| format!("{},{},{}", i + 1, storage.raft[i], storage.lmtp[i])).collect();
+    let mut args = vec!["group", "add", "zeus"];
+    for m in &members {
+        args.extend(["--member", m.as_str()]);
+    }
+    let (ok, out) = mailctl(root, &args);
+    assert!(ok && out.contains("group zeus created"), "{out}");
+    let (ok, out) = mailctl(root, &args);
+    assert!(ok, "adding it again changes nothing: {out}");
+
+    assert!(mx_send(&front.smtp, "dave@example.edu", "hello zeus"));
+    wait_for("dave's mail", Duration::from_secs(30), || {
+        inbox_subjects(&front, "dave", "dave-pw").contains(&"hello zeus".to_string())
+    });
+    // Every node restarts: zeus comes back with them, and its mail.
+    for i in 0..3 {
+        storage.kill(i);
+    }
+    for i in 0..3 {
+        storage.start_node(i);
+    }
+    wait_for("zeus to take mail again", Duration::from_secs(60), || {
+        mx_send(&front.smtp, "dave@example.edu", "after restart")
+    });
+    wait_for("both messages", Duration::from_secs(60), || {
+        let s = inbox_subjects(&front, "dave", "dave-pw");
+        s.contains(&"hello zeus".to_string()) && s.contains(&"after restart".to_string())
+    });
+    let (ok, status) = mailctl(root, &["status"]);
+    assert!(ok && status.contains("group zeus: leader node "), "{status}");
 }

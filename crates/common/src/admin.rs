@@ -202,13 +202,27 @@ pub enum AdminRequest {
         group: String,
         id: u64,
     },
+    /// Start serving a new group on this node (sent to every member); the lowest-numbered
+    /// member initializes it. Remembered across restarts.
+    CreateGroup {
+        group: String,
+        members: Vec<GroupMember>,
+    },
+}
+
+/// A member of a group being created: its node id, Raft and LMTP addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupMember {
+    pub id: u64,
+    pub raft: String,
+    pub lmtp: String,
 }
 
 impl AdminRequest {
-    /// The group a request is about (`None`: the node itself).
+    /// The existing group a request is about (`None`: the node itself).
     pub fn group(&self) -> Option<&str> {
         match self {
-            AdminRequest::Status => None,
+            AdminRequest::Status | AdminRequest::CreateGroup { .. } => None,
             AdminRequest::Enqueue { group, .. }
             | AdminRequest::Claim { group, .. }
             | AdminRequest::Read { group, .. }

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Configuration errors.
 #[derive(Debug, thiserror::Error)]
@@ -144,7 +144,7 @@ impl Default for RaftTuning {
 }
 
 /// One member of a group.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Member {
     pub id: u64,
@@ -153,7 +153,7 @@ pub struct Member {
 }
 
 /// A Raft group (a mailhost).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupConfig {
     pub name: String,
@@ -182,7 +182,7 @@ pub struct Config {
     pub groups: Vec<GroupConfig>,
 }
 
-fn valid_group_name(name: &str) -> bool {
+pub fn valid_group_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')

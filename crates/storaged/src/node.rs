@@ -2,21 +2,37 @@
 //! [`Config`]; `main` only parses arguments and calls [`run`].
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use common::auth::ClusterKey;
 use tokio::net::TcpListener;
 
 use crate::auth::Authenticator;
+use crate::config::GroupConfig;
 use crate::config::{Config, Limits};
 use crate::group::Group;
+use crate::raft::Groups;
 use crate::users::UserDb;
+
+/// Groups created at runtime (`mailctl group add`), kept here so a restart opens them too.
+const ADDED_GROUPS_FILE: &str = "groups.added.toml";
+
+/// The file listing groups created at runtime.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct AddedGroups {
+    #[serde(default)]
+    groups: Vec<GroupConfig>,
+}
 
 /// What connection handlers need.
 pub struct Node {
     pub id: u64,
     pub host: String,
-    pub groups: HashMap<String, Arc<Group>>,
+    /// The groups this node serves; `mailctl group add` adds to it at runtime.
+    groups: RwLock<HashMap<String, Arc<Group>>>,
+    rafts: Groups<crate::group::MailConfig>,
+    cfg: Config,
+    key: ClusterKey,
     /// The users file as last loaded; SIGHUP reloads it (a bad file keeps the old one).
     pub users: std::sync::RwLock<Arc<UserDb>>,
     pub auth: Authenticator,
@@ -28,8 +44,13 @@ pub struct Node {
 }
 
 /// Start everything the configuration describes and serve until a listener fails.
-pub async fn run(cfg: Config) -> anyhow::Result<()> {
+pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
     let key = ClusterKey::from_secret(&cfg.cluster_secret()?);
+    for added in load_added_groups(&cfg)? {
+        if !cfg.groups.iter().any(|g| g.name == added.name) {
+            cfg.groups.push(added);
+        }
+    }
     let group_names: Vec<String> = cfg.groups.iter().map(|g| g.name.clone()).collect();
     if cfg.users_file.is_none() {
         tracing::warn!("no users_file: accepting mail for any valid user name into group {}", group_names[0]);
@@ -54,11 +75,15 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         rafts.insert(g.name.clone(), g.raft.clone());
         groups.insert(g.name.clone(), g);
     }
-    let raft_server = tokio::spawn(crate::raft::serve(raft_listener, Arc::new(rafts), key.clone()));
+    let rafts: Groups<crate::group::MailConfig> = Arc::new(RwLock::new(rafts));
+    let raft_server = tokio::spawn(crate::raft::serve(raft_listener, rafts.clone(), key.clone()));
     let node = Arc::new(Node {
         id: cfg.node_id,
         host: format!("storaged-{}", cfg.node_id),
-        groups,
+        groups: RwLock::new(groups),
+        rafts,
+        cfg: cfg.clone(),
+        key: key.clone(),
         users: std::sync::RwLock::new(Arc::new(users)),
         auth: cfg.auth.authenticator()?,
         limits: cfg.limits.clone(),
@@ -86,7 +111,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         _ = shutdown_signal() => {
             tracing::info!("shutting down: checkpointing");
             node.stopping.send_replace(true);
-            for g in node.groups.values() {
+            for g in node.all_groups() {
                 let sm = g.sm.clone();
                 let r = tokio::task::spawn_blocking(move || sm.checkpoint_if_dirty()).await?;
                 if let Err(e) = r {
@@ -100,10 +125,76 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 }
 
 impl Node {
+    /// The group named `name`, if this node serves it.
+    pub fn group(&self, name: &str) -> Option<Arc<Group>> {
+        self.groups.read().expect("groups lock").get(name).cloned()
+    }
+
+    pub fn serves(&self, name: &str) -> bool {
+        self.groups.read().expect("groups lock").contains_key(name)
+    }
+
+    /// Every group this node serves, by name.
+    pub fn all_groups(&self) -> Vec<Arc<Group>> {
+        let mut all: Vec<Arc<Group>> = self.groups.read().expect("groups lock").values().cloned().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// Start serving a new group (`mailctl group add`): open its replica here, remember it
+    /// across restarts; its lowest-numbered member initializes it. Idempotent.
+    pub async fn create_group(&self, gcfg: GroupConfig) -> Result<(), String> {
+        if self.serves(&gcfg.name) {
+            return Ok(());
+        }
+        if !crate::config::valid_group_name(&gcfg.name) {
+            return Err(format!("group name {:?}: use a-z, 0-9 and '-'", gcfg.name));
+        }
+        if !gcfg.members.iter().any(|m| m.id == self.id) {
+            return Err(format!("node {} is not a member of {}", self.id, gcfg.name));
+        }
+        let ids: std::collections::BTreeSet<u64> = gcfg.members.iter().map(|m| m.id).collect();
+        if ids.len() != gcfg.members.len() {
+            return Err("a member id is listed twice".into());
+        }
+        let mut added = load_added_groups(&self.cfg).map_err(|e| e.to_string())?;
+        if !added.iter().any(|g| g.name == gcfg.name) {
+            added.push(gcfg.clone());
+            save_added_groups(&self.cfg, added).map_err(|e| format!("saving {ADDED_GROUPS_FILE}: {e}"))?;
+        }
+        let group = Group::open(&self.cfg, &gcfg, self.key.clone()).await.map_err(|e| e.to_string())?;
+        tracing::info!(group = %gcfg.name, members = ?ids, "group created");
+        self.rafts.write().expect("groups lock").insert(group.name.clone(), group.raft.clone());
+        self.groups.write().expect("groups lock").insert(group.name.clone(), group);
+        Ok(())
+    }
+
     /// The current user database.
     pub fn users(&self) -> Arc<UserDb> {
         self.users.read().expect("users lock").clone()
     }
+}
+
+fn load_added_groups(cfg: &Config) -> anyhow::Result<Vec<GroupConfig>> {
+    let path = cfg.data_dir.join(ADDED_GROUPS_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            Ok(toml::from_str::<AddedGroups>(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?.groups)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(anyhow::anyhow!("{}: {e}", path.display())),
+    }
+}
+
+fn save_added_groups(cfg: &Config, groups: Vec<GroupConfig>) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir)?;
+    let path = cfg.data_dir.join(ADDED_GROUPS_FILE);
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, toml::to_string(&AddedGroups { groups })?)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(&cfg.data_dir)?.sync_all()?;
+    Ok(())
 }
 
 fn load_users(cfg: &Config) -> Result<UserDb, crate::users::UserDbError> {

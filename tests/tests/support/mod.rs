@@ -166,6 +166,11 @@ impl Storage {
 
     /// frontd's `[[groups]]`: every node serves both groups.
     pub fn front_groups(&self) -> String {
+        GROUPS.iter().map(|g| self.front_group(g)).collect()
+    }
+
+    /// One frontd `[[groups]]` table: `name` served by every node.
+    pub fn front_group(&self, name: &str) -> String {
         let members: String = (0..self.imap.len())
             .map(|i| {
                 format!(
@@ -178,7 +183,7 @@ impl Storage {
                 )
             })
             .collect();
-        GROUPS.iter().map(|g| format!("[[groups]]\nname = \"{g}\"\nmembers = [\n{members}]\n")).collect()
+        format!("[[groups]]\nname = \"{name}\"\nmembers = [\n{members}]\n")
     }
 
     /// The cluster map frontd would be configured with.
@@ -215,6 +220,13 @@ impl Storage {
 
     /// Deliver one message per subject to `to`, over one LMTP session.
     pub fn deliver_many(&self, to: &str, subjects: &[String]) {
+        self.deliver_sized(to, subjects, 0);
+    }
+
+    /// As [`Storage::deliver_many`], each body padded with `body_bytes` more bytes.
+    pub fn deliver_sized(&self, to: &str, subjects: &[String], body_bytes: usize) {
+        let line = "The quick brown fox jumps over the lazy dog, again and again and again.\r\n";
+        let padding = line.repeat(body_bytes / line.len());
         let l = self.leader_for(to);
         let mut c = Lmtp::connect(&self.lmtp[l]);
         assert!(c.cmd("LHLO test").starts_with("250"));
@@ -225,7 +237,7 @@ impl Storage {
             assert!(c.cmd("DATA").starts_with("354"));
             c.send(
                 format!(
-                    "From: sender@example.org\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <m{k}.{l}@example.org>\r\n\r\nhello\r\n.\r\n"
+                    "From: sender@example.org\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <m{k}.{l}@example.org>\r\n\r\nhello\r\n{padding}.\r\n"
                 )
                 .as_bytes(),
             );

@@ -68,15 +68,24 @@ fn now_s() -> i64 {
 
 /// Answer one request.
 pub async fn handle(node: &Node, request: AdminRequest) -> AdminReply {
+    if let AdminRequest::CreateGroup { group, members } = request {
+        let members =
+            members.into_iter().map(|m| crate::config::Member { id: m.id, raft: m.raft, lmtp: m.lmtp }).collect();
+        return match node.create_group(crate::config::GroupConfig { name: group, members }).await {
+            Ok(()) => AdminReply::Done,
+            Err(why) => AdminReply::Refused(why),
+        };
+    }
     let Some(group_name) = request.group().map(str::to_string) else {
         return AdminReply::Status(status(node).await);
     };
-    let Some(group) = node.groups.get(&group_name) else { return AdminReply::NoSuchGroup };
+    let Some(group) = node.group(&group_name) else { return AdminReply::NoSuchGroup };
+    let group = &*group;
     if !group.is_leader(node.id) {
         return AdminReply::NotLeader { leader: group.leader() };
     }
     let (op_id, op) = match request {
-        AdminRequest::Status => unreachable!("answered above"),
+        AdminRequest::Status | AdminRequest::CreateGroup { .. } => unreachable!("answered above"),
         AdminRequest::Read { id, .. } => return read_body(group, id).await,
         AdminRequest::List { .. } => {
             let store = group.sm.store();
@@ -214,11 +223,10 @@ async fn read_body(group: &Group, id: u64) -> AdminReply {
 }
 
 async fn status(node: &Node) -> NodeStatus {
-    let mut groups = Vec::with_capacity(node.groups.len());
-    let mut names: Vec<&String> = node.groups.keys().collect();
-    names.sort();
-    for name in names {
-        let g = &node.groups[name];
+    let all = node.all_groups();
+    let mut groups = Vec::with_capacity(all.len());
+    for g in all {
+        let name = &g.name;
         let m = g.raft.metrics().borrow().clone();
         let root = g.sm.store().lock().expect("store lock").layout().root().to_path_buf();
         let queued = g.sm.store().lock().expect("store lock").queue().len() as u64;

@@ -242,7 +242,7 @@ async fn login(
             return session.login_failed(tag, code, &e.to_string());
         }
     };
-    let Some(g) = node.groups.get(&login.group).cloned() else {
+    let Some(g) = node.group(&login.group) else {
         return session.login_failed(tag, "UNAVAILABLE", &format!("mailhost {} is not served here", login.group));
     };
     if !g.is_leader(node.id) {

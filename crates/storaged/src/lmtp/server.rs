@@ -36,14 +36,14 @@ struct ConnContext<'a> {
 
 impl Context for ConnContext<'_> {
     fn resolve(&self, address: &str, mailhost: Option<&str>) -> Option<(UserName, String)> {
-        if let Some(group) = mailhost.filter(|g| self.node.groups.contains_key(*g)) {
+        if let Some(group) = mailhost.filter(|g| self.node.serves(g)) {
             return Some((UserName::parse(address).ok()?, group.to_string()));
         }
-        self.node.users().resolve(address).filter(|(_, g)| self.node.groups.contains_key(g))
+        self.node.users().resolve(address).filter(|(_, g)| self.node.serves(g))
     }
 
     fn not_leader(&self, group: &str) -> Option<String> {
-        let g = self.node.groups.get(group)?;
+        let g = self.node.group(group)?;
         if g.is_leader(self.node.id) {
             return None;
         }
@@ -123,7 +123,7 @@ async fn deliver(node: &Node, env: Envelope) -> Vec<String> {
             op_id,
             op: MailOp::Deliver { recipients: users.clone(), internal_date, message: message.clone() },
         };
-        let Some(group) = node.groups.get(group_name) else { continue };
+        let Some(group) = node.group(group_name) else { continue };
         let result = tokio::time::timeout(COMMIT_TIMEOUT, group.raft.client_write(req)).await;
         for (pos, k) in idxs.iter().enumerate() {
             let addr = &env.recipients[*k].address;

@@ -175,7 +175,7 @@ async fn login(
         LoginError::Failed | LoginError::NeedsTls => ("AUTH", e.to_string()),
         LoginError::Throttled => ("LOGIN-DELAY", e.to_string()),
     })?;
-    let Some(group) = node.groups.get(&login.group).cloned() else {
+    let Some(group) = node.group(&login.group) else {
         return Err(("SYS/PERM", format!("mailhost {} is not served here", login.group)));
     };
     if !group.is_leader(node.id) {

@@ -14,8 +14,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::rpc::{self, GroupReply, GroupRequest, RaftReply, RaftRequest, MAX_FRAME_BYTES};
 
-/// The groups this node serves, by name.
-pub type Groups<C> = Arc<HashMap<String, Raft<C>>>;
+/// The groups this node serves, by name (a group created at runtime is added here).
+pub type Groups<C> = Arc<std::sync::RwLock<HashMap<String, Raft<C>>>>;
 
 /// Per (group, sender, client session): the last request sequence processed. The async
 /// mutex also serializes processing of one client's requests across its connections.
@@ -97,7 +97,8 @@ where
             return Ok(());
         }
         *last = msg.seq;
-        let reply: RaftReply<C> = match groups.get(&msg.group) {
+        let raft = groups.read().expect("groups lock").get(&msg.group).cloned();
+        let reply: RaftReply<C> = match raft {
             None => RaftReply::NoSuchGroup(msg.group),
             Some(raft) => match msg.request {
                 RaftRequest::AppendEntries(r) => RaftReply::AppendEntries(raft.append_entries(r).await),

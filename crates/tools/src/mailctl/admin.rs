@@ -66,6 +66,46 @@ impl Admin {
         self.cfg.directory.ldif.as_deref()
     }
 
+    /// The admin address of node `id`, from any group the front's map lists it in.
+    pub fn node_admin(&self, id: u64) -> Option<String> {
+        self.cfg.groups.iter().flat_map(|g| &g.members).find(|m| m.id == id).and_then(|m| m.admin.clone())
+    }
+
+    /// Send `request` to one node (not routed to a leader).
+    pub async fn call_node(&self, addr: &str, request: &AdminRequest) -> anyhow::Result<AdminReply> {
+        let mut c = AdminClient::connect(addr, &self.key, NODE_TIMEOUT).await?;
+        Ok(c.call(request, NODE_TIMEOUT * 6).await?)
+    }
+
+    /// Create group `name` on its members (each must be in the front's map already, for its
+    /// admin address), then wait until it has elected a leader.
+    pub async fn create_group(&self, name: &str, members: &[common::admin::GroupMember]) -> anyhow::Result<u64> {
+        let request = AdminRequest::CreateGroup { group: name.to_string(), members: members.to_vec() };
+        for m in members {
+            let addr = self
+                .node_admin(m.id)
+                .with_context(|| format!("node {} has no admin address in the front's map", m.id))?;
+            match self.call_node(&addr, &request).await? {
+                AdminReply::Done => {}
+                other => bail!("node {}: {other:?}", m.id),
+            }
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            for (_, _, status) in self.status().await {
+                let leader =
+                    status.ok().and_then(|s| s.groups.into_iter().find(|g| g.name == name)).and_then(|g| g.leader);
+                if let Some(l) = leader {
+                    return Ok(l);
+                }
+            }
+            if std::time::Instant::now() >= deadline {
+                bail!("group {name} elected no leader within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Every node's status (a node that does not answer is reported as such).
     pub async fn status(&self) -> Vec<(u64, String, Result<NodeStatus, String>)> {
         let mut nodes: Vec<(u64, String)> = self

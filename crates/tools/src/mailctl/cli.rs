@@ -129,6 +129,15 @@ enum UserAction {
 
 #[derive(Subcommand, Debug)]
 enum GroupAction {
+    /// Create a new mailhost group on running nodes (each must be in the front's map, for
+    /// its admin address); the nodes remember it across restarts. Add it to the fronts'
+    /// `[[groups]]` to route users to it.
+    Add {
+        name: String,
+        /// `ID,RAFT_ADDR,LMTP_ADDR` of each member (the node's existing listeners).
+        #[arg(long = "member", required = true)]
+        members: Vec<String>,
+    },
     /// Add node ID (its storaged already running with this group in its configuration):
     /// it joins as a learner, catches up (by snapshot if needed), then votes.
     AddNode {
@@ -197,7 +206,24 @@ fn queue(config: &std::path::Path, action: QueueAction) -> anyhow::Result<()> {
 fn group(config: &std::path::Path, action: GroupAction) -> anyhow::Result<()> {
     use common::admin::{AdminReply, AdminRequest};
     let admin = Admin::open(config)?;
+    if let GroupAction::Add { name, members } = &action {
+        let members = members
+            .iter()
+            .map(|m| {
+                let parts: Vec<&str> = m.split(',').collect();
+                let [id, raft, lmtp] = parts[..] else {
+                    anyhow::bail!("--member {m:?}: expected ID,RAFT_ADDR,LMTP_ADDR")
+                };
+                let id = id.parse().with_context(|| format!("--member {m:?}: the id is a number"))?;
+                Ok(common::admin::GroupMember { id, raft: raft.into(), lmtp: lmtp.into() })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let leader = runtime()?.block_on(admin.create_group(&name.to_ascii_lowercase(), &members))?;
+        println!("group {name} created; node {leader} leads it");
+        return Ok(());
+    }
     let (group, request) = match action {
+        GroupAction::Add { .. } => unreachable!("handled above"),
         GroupAction::AddNode { group, id, raft } => {
             let g = group.to_ascii_lowercase();
             (group, AdminRequest::AddNode { group: g, id, raft })
