@@ -40,7 +40,9 @@ fn a_user_moves_online_keeping_uids_flags_and_modseqs_and_losing_nothing() {
     let env = |name: &str, default: usize| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
     let (seeded, body_bytes) = (env("MOVE_MESSAGES", 5000), env("MOVE_BODY_BYTES", 0));
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path();
+    // MOVE_KEEP=1 keeps the logs of a measurement run.
+    let root = if std::env::var_os("MOVE_KEEP").is_some() { tmp.keep() } else { tmp.path().to_path_buf() };
+    let root = root.as_path();
     let storage = Storage::start(root);
     std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
     let options = FrontOptions {

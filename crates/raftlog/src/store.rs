@@ -116,12 +116,28 @@ where
 pub struct RaftLogStore<C> {
     log: Log,
     committed: Option<RecordId>,
+    /// The state machine's durable point (see [`RaftLogStore::with_purge_gate`]).
+    purge_gate: Option<tokio::sync::watch::Receiver<u64>>,
     _config: PhantomData<C>,
 }
 
+/// Longest a purge waits for the state machine to make the purged entries durable; past
+/// it the purge fails (a storage error stops Raft loudly rather than lose entries).
+pub const PURGE_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(600);
+
 impl<C> RaftLogStore<C> {
     pub fn new(log: Log) -> Self {
-        Self { log, committed: None, _config: PhantomData }
+        Self { log, committed: None, purge_gate: None, _config: PhantomData }
+    }
+
+    /// Hold every purge until `durable` (the highest log index the state machine has made
+    /// durable: checkpointed, or installed from a snapshot) reaches the purged entry.
+    /// openraft 0.9 issues the purge that follows a snapshot install without waiting for
+    /// the install; without the gate a crash between the two leaves the log purged past
+    /// everything the state machine kept.
+    pub fn with_purge_gate(mut self, durable: tokio::sync::watch::Receiver<u64>) -> Self {
+        self.purge_gate = Some(durable);
+        self
     }
 
     /// The underlying log.
@@ -237,6 +253,16 @@ where
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
+        if let Some(gate) = &mut self.purge_gate {
+            let index = log_id.index;
+            match tokio::time::timeout(PURGE_WAIT_MAX, gate.wait_for(|durable| *durable >= index)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) | Err(_) => {
+                    let why = format!("purge up to {index}: the state machine never made it durable");
+                    return Err(StorageIOError::write_logs(&std::io::Error::other(why)).into());
+                }
+            }
+        }
         self.log.purge(to_record_id(&log_id)).await.map_err(|e| StorageIOError::write_logs(&e))?;
         Ok(())
     }

@@ -1,7 +1,9 @@
-//! Tools for operators and tests: `mailctl` (`up` runs a local cluster; administration
-//! and moves are issue 8's next slices) and `imap-load`, an IMAP load generator that can
-//! target any server (ours or a peer such as Dovecot). `aoectl` (issue 3) is not written.
+//! Tools for operators and tests: `mailctl` (a local cluster, users, status, the queue,
+//! moves, membership), `chaos` (fault injection with a checker), `imap-load` (an IMAP
+//! load generator for any server), `aoectl` and `aoe-target` (ATA over Ethernet).
 
+pub mod chaos;
+pub mod daemons;
 pub mod imap_client;
 pub mod imap_load;
 pub mod mailctl;

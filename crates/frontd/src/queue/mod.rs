@@ -53,6 +53,7 @@ impl QueueClient {
     pub async fn call(&self, group: &str, request: AdminRequest) -> Result<AdminReply, QueueError> {
         let size = match &request {
             AdminRequest::Enqueue { message, .. } => message.len(),
+            AdminRequest::Propose { op, .. } => op.len(),
             _ => 0,
         };
         let attempt_timeout = match &request {

@@ -103,9 +103,14 @@ pub async fn handle(node: &Node, request: AdminRequest) -> AdminReply {
         AdminRequest::Enqueue { op_id, sender, recipients, message, .. } => {
             (OpId(op_id), MailOp::Enqueue { sender, recipients, created_s: now_s(), message })
         }
-        // A claim is a fresh decision each time: never deduplicated.
+        // A claim is a fresh decision each time: never deduplicated. Nothing due: no entry
+        // (runners poll every second; an idle queue must not grow the log).
         AdminRequest::Claim { holder, lease_s, max, .. } => {
-            (OpId(rand::random()), MailOp::QueueClaim { holder, now_s: now_s(), lease_s, max })
+            let now = now_s();
+            if !group.sm.store().lock().expect("store lock").queue().has_due(now) {
+                return AdminReply::Items(Vec::new());
+            }
+            (OpId(rand::random()), MailOp::QueueClaim { holder, now_s: now, lease_s, max })
         }
         AdminRequest::Record { id, holder, outcome, .. } => (
             OpId(rand::random()),

@@ -50,6 +50,8 @@ impl Group {
         let fresh = log.bounds().1.is_none() && log.meta().vote.is_none();
         let sm =
             MailStateMachine::open(&dir, &name).map_err(|source| GroupError::Store { group: name.clone(), source })?;
+        let purged = log.open_report().purged.map(|r| r.index);
+        sm.reconcile_snapshot(purged).map_err(|source| GroupError::Store { group: name.clone(), source })?;
         let raft_cfg = RaftConfig {
             cluster_name: name.clone(),
             heartbeat_interval: cfg.raft.heartbeat_ms,
@@ -66,10 +68,15 @@ impl Group {
         .validate()
         .map_err(|e| GroupError::Raft { group: name.clone(), reason: e.to_string() })?;
         let network = TcpNetworkFactory::new(&name, cfg.node_id, key);
-        let raft =
-            Raft::new(cfg.node_id, Arc::new(raft_cfg), network, RaftLogStore::<MailConfig>::new(log), sm.clone())
-                .await
-                .map_err(|e| GroupError::Raft { group: name.clone(), reason: e.to_string() })?;
+        let raft = Raft::new(
+            cfg.node_id,
+            Arc::new(raft_cfg),
+            network,
+            RaftLogStore::<MailConfig>::new(log).with_purge_gate(sm.durable()),
+            sm.clone(),
+        )
+        .await
+        .map_err(|e| GroupError::Raft { group: name.clone(), reason: e.to_string() })?;
         let members: BTreeMap<u64, Member> = gcfg.members.iter().map(|m| (m.id, m.clone())).collect();
         // A brand-new group is initialized by its lowest-numbered member, once.
         if fresh && members.keys().next() == Some(&cfg.node_id) {

@@ -49,8 +49,14 @@ pub struct MailStateMachine {
     group_dir: PathBuf,
     group: String,
     incoming_seq: Arc<AtomicU64>,
+    /// The file each snapshot being received is written to, by its descriptor: transfers
+    /// may overlap (a retransmission), and each install must read its own archive.
+    incoming: Arc<Mutex<std::collections::HashMap<std::os::fd::RawFd, PathBuf>>>,
     /// Bumped (to the last applied index) whenever applied state changes; sessions wait on it.
     changes: Arc<tokio::sync::watch::Sender<u64>>,
+    /// The highest log index whose effects are durable (checkpointed or installed); the raft
+    /// log purges nothing above it.
+    durable: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 fn sm_err(e: impl std::fmt::Display) -> StorageError<u64> {
@@ -75,14 +81,55 @@ impl MailStateMachine {
         std::fs::create_dir_all(group_dir.join("snapshots"))
             .map_err(|source| crate::mailstore::StoreError::Io { context: "snapshots dir".into(), source })?;
         let store = Store::open(&mail, group)?;
+        let durable = store.last_applied.map_or(0, |l| l.index);
         Ok(Self {
             store: Arc::new(Mutex::new(store)),
             checkpointing: Arc::new(Mutex::new(())),
             group_dir: group_dir.to_path_buf(),
             group: group.to_string(),
             incoming_seq: Arc::new(AtomicU64::new(0)),
+            incoming: Arc::default(),
             changes: Arc::new(tokio::sync::watch::Sender::new(0)),
+            durable: Arc::new(tokio::sync::watch::Sender::new(durable)),
         })
+    }
+
+    /// Make sure the current snapshot covers the log's purged prefix (`purged`, from the
+    /// raft log). A crash between an installed snapshot's checkpoint and its recording
+    /// leaves the snapshot older than the purged log, which openraft refuses at start: the
+    /// store holds the data (it applied at least that far), so the snapshot is rebuilt from
+    /// it. A store that did not apply the purged entries lost them: refuse to start.
+    /// Blocking; call before Raft starts.
+    pub fn reconcile_snapshot(&self, purged: Option<u64>) -> Result<(), crate::mailstore::StoreError> {
+        let Some(purged) = purged else { return Ok(()) };
+        let current = self.load_current_meta().and_then(|m| m.last_log_id).map(|l| l.index);
+        if current.is_some_and(|c| c >= purged) {
+            return Ok(());
+        }
+        let applied = self.store.lock().expect("store lock").last_applied.map(|l| l.index);
+        if applied.is_none_or(|a| a < purged) {
+            return Err(crate::mailstore::StoreError::State(format!(
+                "the log is purged up to {purged} but the store applied only {applied:?} and the snapshot covers {current:?}: \
+                 this replica lost data; remove its group directory so it catches up from its peers"
+            )));
+        }
+        tracing::warn!(group = %self.group, purged, ?applied, ?current, "snapshot behind the purged log: rebuilding it");
+        self.build_current().map_err(|e| crate::mailstore::StoreError::State(e.to_string()))?;
+        Ok(())
+    }
+
+    /// The durable point, for the raft log's purge gate.
+    pub fn durable(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.durable.subscribe()
+    }
+
+    fn made_durable(&self, applied: Option<LogId<u64>>) {
+        let index = applied.map_or(0, |l| l.index);
+        self.durable.send_if_modified(|d| {
+            let raise = index > *d;
+            *d = (*d).max(index);
+            raise
+        });
     }
 
     /// A receiver that sees every change of the applied state (for IMAP IDLE).
@@ -99,17 +146,18 @@ impl MailStateMachine {
     /// without holding the store. Blocking.
     pub fn checkpoint_if_dirty(&self) -> Result<(), crate::mailstore::StoreError> {
         let _order = self.checkpointing.lock().expect("checkpoint lock");
-        let pending = {
+        let (pending, applied) = {
             let mut store = self.store.lock().expect("store lock");
             if store.unchecked == 0 {
                 return Ok(());
             }
-            store.prepare_checkpoint()?
+            (store.prepare_checkpoint()?, store.last_applied)
         };
         let result = pending.finish();
-        if result.is_err() {
+        match &result {
+            Ok(()) => self.made_durable(applied),
             // Try again next time.
-            self.store.lock().expect("store lock").unchecked += 1;
+            Err(_) => self.store.lock().expect("store lock").unchecked += 1,
         }
         result
     }
@@ -132,6 +180,31 @@ impl MailStateMachine {
         std::fs::File::open(self.group_dir.join("snapshots"))?.sync_all()
     }
 
+    /// Checkpoint the store and archive it as the current snapshot. Blocking.
+    fn build_current(&self) -> Result<(SnapshotMeta<u64, BasicNode>, PathBuf), StorageError<u64>> {
+        let _order = self.checkpointing.lock().expect("checkpoint lock");
+        let mut store = self.store.lock().expect("store lock");
+        store.checkpoint().map_err(sm_err)?;
+        let last = store.last_applied;
+        self.made_durable(last);
+        let meta = SnapshotMeta {
+            last_log_id: last,
+            last_membership: store.membership.clone(),
+            snapshot_id: format!("{}-{}", self.group, last.map_or(0, |l| l.index)),
+        };
+        // Only the hard-link mirror is made under the lock; archiving it (which reads
+        // every byte) happens while the store keeps applying.
+        let staging = self.group_dir.join("snapshots").join("staging");
+        let _ = std::fs::remove_dir_all(&staging);
+        snapshot::link_tree(store.layout().root(), &staging).map_err(sm_err)?;
+        drop(store);
+        let tmp = self.group_dir.join("snapshots").join("building.snap");
+        snapshot::build(&staging, &tmp).map_err(sm_err)?;
+        let _ = std::fs::remove_dir_all(&staging);
+        self.save_current(&meta, &tmp).map_err(sm_err)?;
+        Ok((meta, self.snap_path()))
+    }
+
     fn load_current_meta(&self) -> Option<SnapshotMeta<u64, BasicNode>> {
         let bytes = std::fs::read(self.meta_path()).ok()?;
         bincode::deserialize::<StoredSnapshotMeta>(&bytes).ok().map(|s| s.meta)
@@ -140,28 +213,7 @@ impl MailStateMachine {
 
 impl RaftSnapshotBuilder<MailConfig> for MailStateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<MailConfig>, StorageError<u64>> {
-        let (meta, path) = tokio::task::block_in_place(|| -> Result<_, StorageError<u64>> {
-            let _order = self.checkpointing.lock().expect("checkpoint lock");
-            let mut store = self.store.lock().expect("store lock");
-            store.checkpoint().map_err(sm_err)?;
-            let last = store.last_applied;
-            let meta = SnapshotMeta {
-                last_log_id: last,
-                last_membership: store.membership.clone(),
-                snapshot_id: format!("{}-{}", self.group, last.map_or(0, |l| l.index)),
-            };
-            // Only the hard-link mirror is made under the lock; archiving it (which reads
-            // every byte) happens while the store keeps applying.
-            let staging = self.group_dir.join("snapshots").join("staging");
-            let _ = std::fs::remove_dir_all(&staging);
-            snapshot::link_tree(store.layout().root(), &staging).map_err(sm_err)?;
-            drop(store);
-            let tmp = self.group_dir.join("snapshots").join("building.snap");
-            snapshot::build(&staging, &tmp).map_err(sm_err)?;
-            let _ = std::fs::remove_dir_all(&staging);
-            self.save_current(&meta, &tmp).map_err(sm_err)?;
-            Ok((meta, self.snap_path()))
-        })?;
+        let (meta, path) = tokio::task::block_in_place(|| self.build_current())?;
         tracing::info!(group = %self.group, snapshot = %meta.snapshot_id, "snapshot built");
         let file = File::open(path).await.map_err(snap_err)?;
         Ok(Snapshot { meta, snapshot: Box::new(file) })
@@ -217,7 +269,8 @@ impl RaftStateMachine<MailConfig> for MailStateMachine {
         let n = self.incoming_seq.fetch_add(1, Ordering::Relaxed);
         let path = self.group_dir.join("snapshots").join(format!("incoming-{n}.snap"));
         let file =
-            File::options().read(true).write(true).create(true).truncate(true).open(path).await.map_err(snap_err)?;
+            File::options().read(true).write(true).create(true).truncate(true).open(&path).await.map_err(snap_err)?;
+        self.incoming.lock().expect("incoming lock").insert(std::os::fd::AsRawFd::as_raw_fd(&file), path);
         Ok(Box::new(file))
     }
 
@@ -226,8 +279,10 @@ impl RaftStateMachine<MailConfig> for MailStateMachine {
         meta: &SnapshotMeta<u64, BasicNode>,
         snapshot: Box<File>,
     ) -> Result<(), StorageError<u64>> {
-        let n = self.incoming_seq.load(Ordering::Relaxed).saturating_sub(1);
-        let incoming = self.group_dir.join("snapshots").join(format!("incoming-{n}.snap"));
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&*snapshot);
+        let incoming = self.incoming.lock().expect("incoming lock").remove(&fd).ok_or_else(|| {
+            snap_err(format!("snapshot {} was not received through this state machine", meta.snapshot_id))
+        })?;
         let mut file = *snapshot;
         tokio::io::AsyncWriteExt::flush(&mut file).await.map_err(snap_err)?;
         file.sync_all().await.map_err(snap_err)?;
@@ -248,6 +303,7 @@ impl RaftStateMachine<MailConfig> for MailStateMachine {
             fresh.membership = meta.last_membership.clone();
             fresh.checkpoint().map_err(snap_err)?;
             *store = fresh;
+            self.made_durable(meta.last_log_id);
             drop(store);
             let _ = std::fs::remove_dir_all(&old);
             self.changes.send_replace(meta.last_log_id.map_or(0, |l| l.index));

@@ -133,6 +133,11 @@ impl Queue {
         Ok(Ok(id))
     }
 
+    /// Whether any message is due at `now_s` and not leased (a claim would find it).
+    pub fn has_due(&self, now_s: i64) -> bool {
+        self.items.values().any(|i| i.next_attempt_s <= now_s && i.lease.as_ref().is_none_or(|(_, t)| *t <= now_s))
+    }
+
     /// Lease up to `max` due messages to `holder` until `now_s + lease_s`: oldest due first,
     /// skipping messages another runner holds.
     pub fn claim(&mut self, holder: &str, now_s: i64, lease_s: u32, max: u32) -> Vec<QueueItem> {

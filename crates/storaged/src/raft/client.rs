@@ -11,7 +11,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
     VoteResponse,
 };
-use openraft::{BasicNode, RaftTypeConfig};
+use openraft::{BasicNode, LogId, RaftLogId, RaftTypeConfig};
 use tokio::io::BufReader;
 use tokio::net::TcpStream;
 
@@ -64,6 +64,32 @@ pub struct TcpNetwork {
     seq: u64,
     key: ClusterKey,
     stream: Option<(BufReader<TcpStream>, Channel)>,
+}
+
+/// Bytes of entries one AppendEntries carries at most (at least one entry goes). openraft
+/// gives every AppendEntries one heartbeat interval; a batch of big messages (a move's
+/// imports) must not exceed what crosses the network and the follower's fsync in that time,
+/// or it would be retried forever.
+pub const APPEND_BYTES_BUDGET: u64 = 1 << 20;
+
+/// `req` cut to the byte budget, and the log id of the last entry kept if it was cut.
+fn bounded<C: RaftTypeConfig>(mut req: AppendEntriesRequest<C>) -> (AppendEntriesRequest<C>, Option<LogId<C::NodeId>>) {
+    let mut total = 0u64;
+    let mut keep = req.entries.len();
+    for (i, e) in req.entries.iter().enumerate() {
+        let size = bincode::serialized_size(e).unwrap_or(u64::MAX);
+        if i > 0 && total.saturating_add(size) > APPEND_BYTES_BUDGET {
+            keep = i;
+            break;
+        }
+        total = total.saturating_add(size);
+    }
+    if keep == req.entries.len() {
+        return (req, None);
+    }
+    req.entries.truncate(keep);
+    let last = req.entries.last().map(|e| e.get_log_id().clone());
+    (req, last)
 }
 
 /// Why an exchange failed, before mapping into openraft's error types.
@@ -137,7 +163,12 @@ where
         req: AppendEntriesRequest<C>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        let (req, truncated_at) = bounded(req);
         match self.exchange::<C>(RaftRequest::AppendEntries(req), option.hard_ttl()).await {
+            // Only the first entries went: tell openraft how far the follower really is.
+            Ok(RaftReply::AppendEntries(Ok(AppendEntriesResponse::Success))) if truncated_at.is_some() => {
+                Ok(AppendEntriesResponse::PartialSuccess(truncated_at))
+            }
             Ok(RaftReply::AppendEntries(r)) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
             Ok(_) => Err(self.unexpected()),
             Err(e) => Err(self.map_err(e)),
@@ -199,6 +230,31 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn append_entries_are_cut_to_the_byte_budget_but_never_to_nothing() {
+        use crate::mailstore::{MailOp, MailRequest, OpId};
+        use openraft::{CommittedLeaderId, Entry, EntryPayload};
+        let entry = |index: u64, bytes: usize| Entry::<MailConfig> {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(MailRequest {
+                op_id: OpId([index as u8; 16]),
+                op: MailOp::Deliver { recipients: vec!["a".into()], internal_date: 0, message: vec![b'x'; bytes] },
+            }),
+        };
+        let req = |entries| AppendEntriesRequest::<MailConfig> {
+            vote: Vote::new_committed(1, 1),
+            prev_log_id: None,
+            leader_commit: None,
+            entries,
+        };
+        let (r, cut) = bounded(req(vec![entry(1, 600_000), entry(2, 600_000), entry(3, 10)]));
+        assert_eq!((r.entries.len(), cut.map(|l| l.index)), (1, Some(1)));
+        let (r, cut) = bounded(req(vec![entry(1, 3_000_000), entry(2, 10)]));
+        assert_eq!((r.entries.len(), cut.map(|l| l.index)), (1, Some(1)), "one big entry still goes");
+        let (r, cut) = bounded(req((1..=100).map(|i| entry(i, 1000)).collect()));
+        assert_eq!((r.entries.len(), cut), (100, None), "small batches go whole");
     }
 
     #[tokio::test]

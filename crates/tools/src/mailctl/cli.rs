@@ -82,18 +82,9 @@ enum Cmd {
         #[command(subcommand)]
         action: GroupAction,
     },
-    /// Run a storage node (how `up` starts them): `mailctl storaged --config FILE`.
-    #[command(hide = true, disable_help_flag = true)]
-    Storaged {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
-    /// Run a front node (how `up` starts them): `mailctl frontd --config FILE`.
-    #[command(hide = true, disable_help_flag = true)]
-    Frontd {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    /// The daemons `up` starts (`mailctl storaged|frontd --config FILE`).
+    #[command(flatten)]
+    Daemon(crate::daemons::Daemon),
 }
 
 #[derive(Subcommand, Debug)]
@@ -328,7 +319,6 @@ pub fn run_from(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
             move_user(&config, MoveArgs { user, target, grace_s, rollback, cleanup, plan })
         }
         Cmd::Group { config, action } => group(&config, action),
-        Cmd::Storaged { args } => storaged::cli::run_from(std::iter::once("storaged".to_string()).chain(args)),
-        Cmd::Frontd { args } => frontd::cli::run_from(std::iter::once("frontd".to_string()).chain(args)),
+        Cmd::Daemon(d) => d.run(),
     }
 }

@@ -30,7 +30,7 @@ use super::admin::Admin;
 
 /// Messages per import at most, and bytes (the frame and a commit stay small).
 const BATCH_MESSAGES_MAX: usize = 256;
-const BATCH_BYTES_MAX: u64 = 8 << 20;
+const BATCH_BYTES_MAX: u64 = 2 << 20;
 /// Catch-up rounds before freezing at most; a round with fewer new messages than
 /// `CALM_MESSAGES` ends them early.
 const CATCH_UP_ROUNDS_MAX: usize = 5;
@@ -387,6 +387,32 @@ pub async fn rollback(admin: &Admin, ldif: &Path, address: &str, target: &str) -
     Ok(())
 }
 
+/// A planned move: user, from, to, bytes.
+pub type PlannedMove = (String, String, String, u64);
+
+/// Moves that even out bytes per group, greedily: while some user of the fullest group is
+/// smaller than the gap to the emptiest one, move the largest such user there.
+pub fn propose_moves(per_group: &BTreeMap<String, u64>, mut users: Vec<(String, String, u64)>) -> Vec<PlannedMove> {
+    let mut load = per_group.clone();
+    let mut moves = Vec::new();
+    users.sort_by_key(|u| std::cmp::Reverse(u.2));
+    for _ in 0..users.len() {
+        let (Some((hi, hi_b)), Some((lo, lo_b))) = (
+            load.iter().max_by_key(|e| e.1).map(|(g, b)| (g.clone(), *b)),
+            load.iter().min_by_key(|e| e.1).map(|(g, b)| (g.clone(), *b)),
+        ) else {
+            break;
+        };
+        let gap = hi_b - lo_b;
+        let Some(pos) = users.iter().position(|u| u.1 == hi && u.2 > 0 && u.2 < gap) else { break };
+        let (user, from, bytes) = users.remove(pos);
+        *load.get_mut(&from).expect("known") -= bytes;
+        *load.get_mut(&lo).expect("known") += bytes;
+        moves.push((user, from, lo, bytes));
+    }
+    moves
+}
+
 /// Per group, the bytes of its users' mail, and moves that would even them out.
 pub async fn plan(
     admin: &Admin,
@@ -405,23 +431,33 @@ pub async fn plan(
         *per_group.get_mut(&host).expect("known") += bytes;
         users.push((account.mail.to_lowercase(), host, bytes));
     }
-    // Greedy: move the user that best narrows the gap between the fullest and emptiest group.
-    let mut load = per_group.clone();
-    let mut moves = Vec::new();
-    users.sort_by_key(|u| std::cmp::Reverse(u.2));
-    for _ in 0..users.len() {
-        let (Some((hi, hi_b)), Some((lo, lo_b))) = (
-            load.iter().max_by_key(|e| e.1).map(|(g, b)| (g.clone(), *b)),
-            load.iter().min_by_key(|e| e.1).map(|(g, b)| (g.clone(), *b)),
-        ) else {
-            break;
-        };
-        let gap = hi_b - lo_b;
-        let Some(pos) = users.iter().position(|u| u.1 == hi && u.2 > 0 && u.2 < gap) else { break };
-        let (user, from, bytes) = users.remove(pos);
-        *load.get_mut(&from).expect("known") -= bytes;
-        *load.get_mut(&lo).expect("known") += bytes;
-        moves.push((user, from, lo, bytes));
-    }
+    let moves = propose_moves(&per_group, users);
     Ok((per_group, moves))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plan_evens_out_groups_and_stops_when_no_move_helps() {
+        let per_group: BTreeMap<String, u64> =
+            [("a".to_string(), 100), ("b".to_string(), 10), ("c".to_string(), 0)].into();
+        let users = vec![
+            ("u1".to_string(), "a".to_string(), 60),
+            ("u2".to_string(), "a".to_string(), 30),
+            ("u3".to_string(), "a".to_string(), 10),
+            ("u4".to_string(), "b".to_string(), 10),
+        ];
+        let moves = propose_moves(&per_group, users);
+        assert_eq!(moves[0], ("u1".into(), "a".into(), "c".into(), 60), "the biggest user that fits the gap");
+        let mut load = per_group.clone();
+        for (_, from, to, bytes) in &moves {
+            *load.get_mut(from).unwrap() -= bytes;
+            *load.get_mut(to).unwrap() += bytes;
+        }
+        let spread = load.values().max().unwrap() - load.values().min().unwrap();
+        assert!(spread < 100, "more even than before: {load:?}");
+        assert!(propose_moves(&[("a".to_string(), 5)].into(), vec![("u".into(), "a".into(), 5)]).is_empty());
+    }
 }

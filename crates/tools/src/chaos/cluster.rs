@@ -1,0 +1,240 @@
+//! The chaos cluster's processes: three storage nodes (each in its namespace, serving the
+//! mailhosts `hermes` and `apollo`) and one front in the host namespace with an LDIF
+//! directory of four users and the replicated queue. The harness binary runs the daemons
+//! itself (`chaos storaged|frontd ...`); children die with it.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use super::net::{service_ip, Net};
+
+pub const GROUPS: [&str; 2] = ["hermes", "apollo"];
+/// The users: two per mailhost.
+pub const USERS: [(&str, &str); 4] = [
+    ("u1@chaos.test", "hermes"),
+    ("u2@chaos.test", "hermes"),
+    ("u3@chaos.test", "apollo"),
+    ("u4@chaos.test", "apollo"),
+];
+pub const PASSWORD: &str = "chaos-pw";
+const RAFT_PORT: u16 = 7100;
+const LMTP_PORT: u16 = 2400;
+const IMAP_PORT: u16 = 1430;
+const ADMIN_PORT: u16 = 7200;
+const CLUSTER_KEY: &str = "chaos cluster key";
+const PROXY_PASSWORD: &str = "chaos proxy";
+
+/// A running daemon, restartable.
+struct Daemon {
+    cmd: Vec<String>,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    fn start(&mut self) -> std::io::Result<()> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
+        let mut cmd = Command::new(&self.cmd[0]);
+        cmd.args(&self.cmd[1..]).stdout(Stdio::null()).stderr(log).env("RUST_LOG", "info,openraft=warn");
+        // SAFETY: prctl is async-signal-safe; the daemon dies with the harness.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        self.child = Some(cmd.spawn()?);
+        Ok(())
+    }
+
+    fn signal(&self, sig: i32) {
+        if let Some(c) = &self.child {
+            // SAFETY: a signal to our own child process.
+            unsafe { libc::kill(c.id() as i32, sig) };
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The whole cluster.
+pub struct Cluster {
+    pub net: Net,
+    pub dir: PathBuf,
+    nodes: Vec<Daemon>,
+    front: Daemon,
+    pub front_smtp: String,
+    pub front_imap: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+}
+
+impl Cluster {
+    /// Write the configurations under `dir` and start everything.
+    pub fn start(dir: &Path, exe: &Path, tag: &str) -> anyhow::Result<Self> {
+        let n = 3;
+        let net = Net::build(tag, n)?;
+        std::fs::write(dir.join("cluster.key"), CLUSTER_KEY)?;
+        let addr = |i: usize, port: u16| format!("{}:{port}", service_ip(i));
+        let members: String = (1..=n)
+            .map(|i| {
+                format!("  {{ id = {i}, raft = \"{}\", lmtp = \"{}\" }},\n", addr(i, RAFT_PORT), addr(i, LMTP_PORT))
+            })
+            .collect();
+        let groups: String =
+            GROUPS.iter().map(|g| format!("[[groups]]\nname = \"{g}\"\nmembers = [\n{members}]\n")).collect();
+        let mut nodes = Vec::new();
+        for i in 1..=n {
+            let cfg = format!(
+                "node_id = {i}\ndata_dir = \"data{i}\"\ncluster_key_file = \"cluster.key\"\n\
+                 [listen]\nraft = \"{}\"\nlmtp = \"{}\"\nimap = \"{}\"\nadmin = \"{}\"\n\
+                 [auth]\nproxy_user = \"frontd\"\nproxy_password = \"{{PLAIN}}{PROXY_PASSWORD}\"\n\
+                 plaintext_networks = [\"10.88.0.0/16\"]\nfailure_delay_ms = 100\n\
+                 [raft]\nsnapshot_every = 500\nkeep_logs = 100\n{groups}",
+                addr(i, RAFT_PORT),
+                addr(i, LMTP_PORT),
+                addr(i, IMAP_PORT),
+                addr(i, ADMIN_PORT),
+            );
+            let path = dir.join(format!("node{i}.toml"));
+            std::fs::write(&path, cfg)?;
+            let cmd = ["ip", "netns", "exec", &net.ns(i)]
+                .iter()
+                .map(|s| s.to_string())
+                .chain([exe.display().to_string(), "storaged".into(), "--config".into(), path.display().to_string()])
+                .collect();
+            nodes.push(Daemon { cmd, log: dir.join(format!("node{i}.log")), child: None });
+        }
+        let ldif: String = USERS
+            .iter()
+            .map(|(u, host)| {
+                let local = u.split('@').next().unwrap_or(u);
+                format!(
+                    "dn: uid={local},dc=chaos,dc=test\nobjectClass: qmailUser\nuid: {local}\nmail: {u}\nmailHost: {host}\n\
+                     userPassword: {{PLAIN}}{PASSWORD}\n\n"
+                )
+            })
+            .collect();
+        std::fs::write(dir.join("users.ldif"), ldif)?;
+        std::fs::write(dir.join("proxy.pw"), PROXY_PASSWORD)?;
+        let (smtp, imap) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+        let front_members: String = (1..=n)
+            .map(|i| {
+                format!(
+                    "  {{ id = {i}, imap = \"{}\", lmtp = \"{}\", admin = \"{}\" }},\n",
+                    addr(i, IMAP_PORT),
+                    addr(i, LMTP_PORT),
+                    addr(i, ADMIN_PORT)
+                )
+            })
+            .collect();
+        let front_groups: String =
+            GROUPS.iter().map(|g| format!("[[groups]]\nname = \"{g}\"\nmembers = [\n{front_members}]\n")).collect();
+        let front_cfg = format!(
+            "host = \"front.chaos.test\"\n[listen]\nsmtp = \"{smtp}\"\nimap = \"{imap}\"\n[directory]\nldif = \"users.ldif\"\n\
+             [backend]\nproxy_user = \"frontd\"\nproxy_password_file = \"proxy.pw\"\nroute_timeout_ms = 15000\n\
+             [auth]\nfailure_delay_ms = 10\nfailures_max = 100000\n[limits]\nsessions_per_user_max = 1000\n\
+             [smtp]\nlocal_domains = [\"chaos.test\"]\n\
+             [queue]\ncluster_key_file = \"cluster.key\"\nretry_min_s = 1\nretry_max_s = 4\npoll_ms = 300\nlease_s = 20\n{front_groups}"
+        );
+        let front_path = dir.join("frontd.toml");
+        std::fs::write(&front_path, front_cfg)?;
+        let front = Daemon {
+            cmd: vec![exe.display().to_string(), "frontd".into(), "--config".into(), front_path.display().to_string()],
+            log: dir.join("frontd.log"),
+            child: None,
+        };
+        let mut cluster = Self { net, dir: dir.to_path_buf(), nodes, front, front_smtp: smtp, front_imap: imap };
+        for d in &mut cluster.nodes {
+            d.start()?;
+        }
+        cluster.front.start()?;
+        Ok(cluster)
+    }
+
+    pub fn nodes(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Node `n` (1-based): SIGKILL.
+    pub fn kill(&mut self, n: usize) {
+        self.nodes[n - 1].kill();
+    }
+
+    /// Node `n`: start it again if it is not running.
+    pub fn restart(&mut self, n: usize) -> std::io::Result<()> {
+        if self.nodes[n - 1].child.is_none() {
+            self.nodes[n - 1].start()?;
+        }
+        Ok(())
+    }
+
+    pub fn pause(&self, n: usize) {
+        self.nodes[n - 1].signal(libc::SIGSTOP);
+    }
+
+    pub fn resume(&self, n: usize) {
+        self.nodes[n - 1].signal(libc::SIGCONT);
+    }
+
+    /// Undo every fault: links healed, paused nodes resumed, dead nodes restarted.
+    pub fn heal(&mut self) -> anyhow::Result<()> {
+        self.net.heal()?;
+        for n in 1..=self.nodes.len() {
+            self.resume(n);
+            self.restart(n)?;
+        }
+        Ok(())
+    }
+
+    /// The admin address of node `n`.
+    pub fn admin(&self, n: usize) -> String {
+        format!("{}:{ADMIN_PORT}", service_ip(n))
+    }
+
+    pub fn key(&self) -> common::auth::ClusterKey {
+        common::auth::ClusterKey::from_secret(CLUSTER_KEY)
+    }
+
+    /// The Maildir files of `group` on node `n`: relative path → size.
+    pub fn replica_files(&self, n: usize, group: &str) -> std::collections::BTreeMap<String, u64> {
+        let root = self.dir.join(format!("data{n}/{group}/mail/users"));
+        let mut out = std::collections::BTreeMap::new();
+        let mut stack = vec![root.clone()];
+        while let Some(d) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&d) else { continue };
+            for e in entries.flatten() {
+                let p = e.path();
+                match e.metadata() {
+                    Ok(m) if m.is_dir() && !p.ends_with("tmp") => stack.push(p),
+                    Ok(m) if m.is_dir() => {}
+                    Ok(m) if p.components().any(|c| c.as_os_str() == "cur" || c.as_os_str() == "new") => {
+                        out.insert(p.strip_prefix(&root).unwrap_or(&p).display().to_string(), m.len());
+                    }
+                    _ => {}
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.front.kill();
+        for d in &mut self.nodes {
+            d.signal(libc::SIGCONT);
+            d.kill();
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! The chaos harness: a real cluster (three storage nodes, each in its own network
+//! namespace, and a front), a recorded workload, a seeded nemesis, and a checker that
+//! holds the history to what was acknowledged. `chaos --seed N --duration-s S` runs it;
+//! the same seed replays the same fault schedule. Needs root (namespaces, veth, tc).
+//!
+//! Never touches anything but what it creates: its namespaces, their links, the host ends
+//! of those links in 10.88.0.0/16, and its working directory.
+
+pub mod check;
+pub mod cluster;
+pub mod nemesis;
+pub mod net;
+pub mod workload;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+
+pub use check::Report;
+use workload::History;
+
+/// Wait until the front listens and both groups have a leader.
+fn wait_ready(c: &cluster::Cluster) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let front_up = [&c.front_smtp, &c.front_imap].iter().all(|a| std::net::TcpStream::connect(a.as_str()).is_ok());
+        let leaders = cluster::USERS.iter().all(|(user, _)| workload::login(&c.front_imap, user).is_ok());
+        if front_up && leaders {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!("the cluster did not come up within 60 s (logs in {})", c.dir.display());
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Run the whole thing in `dir` with the daemons of `exe` (`exe storaged|frontd ...`).
+pub fn run(seed: u64, duration: Duration, dir: &Path, exe: &Path) -> anyhow::Result<(Report, usize)> {
+    let tag = format!("ch{}", std::process::id() % 100_000);
+    let mut cluster = cluster::Cluster::start(dir, exe, &tag)?;
+    wait_ready(&cluster)?;
+    let history = History::new();
+    let stop = AtomicBool::new(false);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let (smtp, imap) = (cluster.front_smtp.clone(), cluster.front_imap.clone());
+    let until = Instant::now() + duration;
+    let faults = std::thread::scope(|s| {
+        for worker in 0..2 {
+            let (smtp, stop, history) = (&smtp, &stop, &history);
+            s.spawn(move || workload::deliverer(smtp, seed, worker, stop, history));
+        }
+        s.spawn(|| workload::appender(&imap, seed, &stop, &history));
+        let faults = nemesis::run(&mut cluster, &mut rng, until, &history);
+        let healed = cluster.heal();
+        stop.store(true, Ordering::Relaxed);
+        faults.and_then(|f| healed.map(|()| f))
+    })?;
+    let report = check::check(&cluster, &history);
+    let text: String = history.events().iter().map(|(at, e)| format!("{at:>8} ms {e:?}\n")).collect();
+    std::fs::write(dir.join("history.txt"), text)?;
+    Ok((report, faults))
+}

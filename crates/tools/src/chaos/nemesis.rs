@@ -1,0 +1,82 @@
+//! The nemesis: from a seed, a schedule of faults, one at a time, each held for a few
+//! seconds and then healed — SIGKILL and restart, SIGSTOP and SIGCONT, a node isolated
+//! from its peers (a minority of one), a bridge (two nodes cut from each other, both still
+//! reaching the third), and a lossy, slow link (`tc netem`, or `tbf` where the kernel has
+//! no netem). Every step goes into the
+//! history, so a failing seed can be read and replayed.
+
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::Rng;
+
+use super::cluster::Cluster;
+use super::workload::{Event, History};
+
+/// Longest a fault is held, and the pause between faults.
+const HOLD_MS: std::ops::Range<u64> = 1500..5000;
+const GAP_MS: std::ops::Range<u64> = 300..1500;
+
+fn note(history: &History, what: String) {
+    eprintln!("nemesis: {what}");
+    history.record(Event::Nemesis { what });
+}
+
+/// Inject faults until `until`; how many.
+pub fn run(cluster: &mut Cluster, rng: &mut StdRng, until: Instant, history: &History) -> anyhow::Result<usize> {
+    let n = cluster.nodes();
+    let mut faults = 0;
+    while Instant::now() + Duration::from_millis(HOLD_MS.end) < until {
+        let node = rng.gen_range(1..=n);
+        let others: Vec<usize> = (1..=n).filter(|o| *o != node).collect();
+        let hold = Duration::from_millis(rng.gen_range(HOLD_MS));
+        match rng.gen_range(0..5) {
+            0 => {
+                note(history, format!("kill node {node}"));
+                cluster.kill(node);
+                std::thread::sleep(hold);
+                cluster.restart(node)?;
+                note(history, format!("restart node {node}"));
+            }
+            1 => {
+                note(history, format!("pause node {node}"));
+                cluster.pause(node);
+                std::thread::sleep(hold);
+                cluster.resume(node);
+                note(history, format!("resume node {node}"));
+            }
+            2 => {
+                note(history, format!("isolate node {node} from its peers"));
+                for o in &others {
+                    cluster.net.link_down(node, *o)?;
+                }
+                std::thread::sleep(hold);
+                for o in &others {
+                    cluster.net.link_up(node, *o)?;
+                }
+                note(history, format!("reconnect node {node}"));
+            }
+            3 => {
+                let (a, b) = (others[0], others[1 % others.len()]);
+                note(history, format!("bridge: cut {a}-{b}, node {node} reaches both"));
+                cluster.net.link_down(a, b)?;
+                std::thread::sleep(hold);
+                cluster.net.link_up(a, b)?;
+                note(history, format!("heal {a}-{b}"));
+            }
+            _ => {
+                let peer = others[rng.gen_range(0..others.len())];
+                let loss = rng.gen_range(10..40);
+                let rate_kbit = rng.gen_range(200..2000);
+                let applied = cluster.net.degrade(node, peer, loss, 30, rate_kbit)?;
+                note(history, format!("link {node}-{peer}: {applied}"));
+                std::thread::sleep(hold);
+                cluster.net.restore(node, peer);
+                note(history, format!("link {node}-{peer} clean"));
+            }
+        }
+        faults += 1;
+        std::thread::sleep(Duration::from_millis(rng.gen_range(GAP_MS)));
+    }
+    Ok(faults)
+}

@@ -1,0 +1,195 @@
+//! The chaos workload and its history: SMTP deliveries through the front's MX, IMAP
+//! APPENDs through the front and flag changes on what was appended. Every attempt is
+//! recorded with its outcome; only what the system acknowledged (`250`, `OK [APPENDUID]`,
+//! `OK` to STORE) is promised. Clients are simple and blocking; every wait is bounded.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::cluster::{PASSWORD, USERS};
+use crate::imap_client::Client;
+
+/// One thing that happened.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Deliver { id: String, user: String, acked: bool, reply: String },
+    Append { id: String, user: String, acked: Option<(u32, u32)>, reply: String },
+    Flag { user: String, uid_validity: u32, uid: u32, keyword: String, acked: bool },
+    Nemesis { what: String },
+}
+
+/// Every event with its time since the start.
+pub struct History {
+    start: Instant,
+    events: Mutex<Vec<(u64, Event)>>,
+}
+
+impl History {
+    pub fn new() -> Self {
+        Self { start: Instant::now(), events: Mutex::new(Vec::new()) }
+    }
+
+    pub fn record(&self, e: Event) {
+        let at = self.start.elapsed().as_millis() as u64;
+        self.events.lock().expect("history lock").push((at, e));
+    }
+
+    pub fn events(&self) -> Vec<(u64, Event)> {
+        self.events.lock().expect("history lock").clone()
+    }
+}
+
+impl Default for History {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+const IO_TIMEOUT: Duration = Duration::from_secs(60);
+const REPLY_LINES_MAX: usize = 64;
+
+fn smtp_reply(r: &mut BufReader<TcpStream>) -> std::io::Result<String> {
+    let mut last = String::new();
+    for _ in 0..REPLY_LINES_MAX {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        last = line.trim_end().to_string();
+        if last.as_bytes().get(3) != Some(&b'-') {
+            return Ok(last);
+        }
+    }
+    Ok(last)
+}
+
+/// One SMTP transaction; the reply to the end of data (or the refusal before it).
+fn smtp_send(addr: &str, to: &str, id: &str) -> std::io::Result<String> {
+    let s = TcpStream::connect_timeout(&addr.parse().map_err(std::io::Error::other)?, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(IO_TIMEOUT))?;
+    let mut w = s.try_clone()?;
+    let mut r = BufReader::new(s);
+    let greeting = smtp_reply(&mut r)?;
+    if !greeting.starts_with("220") {
+        return Ok(greeting);
+    }
+    for (cmd, want) in [
+        ("EHLO chaos".to_string(), "250"),
+        ("MAIL FROM:<chaos@example.org>".into(), "250"),
+        (format!("RCPT TO:<{to}>"), "250"),
+        ("DATA".into(), "354"),
+    ] {
+        w.write_all(format!("{cmd}\r\n").as_bytes())?;
+        let reply = smtp_reply(&mut r)?;
+        if !reply.starts_with(want) {
+            return Ok(reply);
+        }
+    }
+    w.write_all(format!("Message-ID: <{id}>\r\nSubject: {id}\r\n\r\nchaos\r\n.\r\n").as_bytes())?;
+    let reply = smtp_reply(&mut r)?;
+    let _ = w.write_all(b"QUIT\r\n");
+    Ok(reply)
+}
+
+/// Deliver messages round-robin to the users until `stop`.
+pub fn deliverer(front_smtp: &str, seed: u64, worker: usize, stop: &AtomicBool, history: &History) {
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let user = USERS[(n as usize + worker) % USERS.len()].0;
+        let id = format!("d{seed}.{worker}.{n}@chaos");
+        n += 1;
+        let (acked, reply) = match smtp_send(front_smtp, user, &id) {
+            Ok(reply) => (reply.starts_with("250"), reply),
+            Err(e) => (false, e.to_string()),
+        };
+        history.record(Event::Deliver { id, user: user.into(), acked, reply });
+        if !acked {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// `[APPENDUID uv uid]` in an APPEND's OK.
+fn appenduid(text: &str) -> Option<(u32, u32)> {
+    let rest = &text[text.find("[APPENDUID ")? + "[APPENDUID ".len()..];
+    let mut parts = rest.split([' ', ']']);
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// `[UIDVALIDITY n]` in a SELECT's responses.
+pub fn uidvalidity(data: &[u8]) -> Option<u32> {
+    let text = String::from_utf8_lossy(data);
+    let rest = &text[text.find("[UIDVALIDITY ")? + "[UIDVALIDITY ".len()..];
+    rest.split(']').next()?.trim().parse().ok()
+}
+
+/// A logged-in connection with INBOX selected.
+pub fn login(front_imap: &str, user: &str) -> std::io::Result<(Client, u32)> {
+    let mut c = Client::connect(front_imap)?;
+    let a = c.command(&format!("LOGIN {user} {PASSWORD}"))?;
+    if !a.ok() {
+        return Err(std::io::Error::other(a.text));
+    }
+    let a = c.command("SELECT INBOX")?;
+    if !a.ok() {
+        return Err(std::io::Error::other(a.text));
+    }
+    Ok((c, uidvalidity(&a.data).unwrap_or(0)))
+}
+
+/// APPEND messages and add a keyword to each, until `stop`.
+pub fn appender(front_imap: &str, seed: u64, stop: &AtomicBool, history: &History) {
+    let mut conns: Vec<Option<(Client, u32)>> = USERS.iter().map(|_| None).collect();
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let k = n as usize % USERS.len();
+        let user = USERS[k].0;
+        let id = format!("a{seed}.{n}@chaos");
+        n += 1;
+        if conns[k].is_none() {
+            match login(front_imap, user) {
+                Ok(c) => conns[k] = Some(c),
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                }
+            }
+        }
+        let (c, _) = conns[k].as_mut().expect("connected");
+        let message = format!("Message-ID: <{id}>\r\nSubject: {id}\r\n\r\nappended\r\n");
+        let answer = c.append("INBOX", "", message.as_bytes());
+        let (acked, reply) = match &answer {
+            Ok(a) if a.ok() => (appenduid(&a.text), a.text.clone()),
+            Ok(a) => (None, a.text.clone()),
+            Err(e) => (None, e.to_string()),
+        };
+        history.record(Event::Append { id: id.clone(), user: user.into(), acked, reply });
+        if answer.is_err() {
+            conns[k] = None;
+            continue;
+        }
+        let Some((uid_validity, uid)) = acked else { continue };
+        let keyword = format!("$k{n}");
+        let stored = c.command(&format!("UID STORE {uid} +FLAGS ({keyword})"));
+        let acked = matches!(&stored, Ok(a) if a.ok());
+        history.record(Event::Flag { user: user.into(), uid_validity, uid, keyword, acked });
+        if stored.is_err() {
+            conns[k] = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_and_select_codes_parse() {
+        assert_eq!(appenduid("OK [APPENDUID 38505 3955] APPEND completed"), Some((38505, 3955)));
+        assert_eq!(appenduid("OK APPEND completed"), None);
+        assert_eq!(uidvalidity(b"* OK [UIDVALIDITY 3857529045] UIDs valid\r\n"), Some(3857529045));
+    }
+}
