@@ -1,7 +1,6 @@
 //! Processes a benchmark starts: free loopback ports, children that die with the
 //! benchmark, and their memory as the kernel accounts it.
 
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
 
@@ -19,7 +18,7 @@ impl Drop for Procs {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    common::testing::free_port()
 }
 
 /// Spawn `cmd` so that it dies with this process.

@@ -1,7 +1,6 @@
 //! A local cluster of `raft-node` processes for tests and the demo: start, kill, restart,
 //! and poll their status through the control protocol with bounded waits.
 
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -20,7 +19,7 @@ pub struct Cluster {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port").local_addr().expect("local addr").port()
+    common::testing::free_port()
 }
 
 impl Cluster {

@@ -4,7 +4,7 @@
 //! (`scripts/install-test-deps` installs them).
 
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -20,7 +20,7 @@ pub fn fixture(name: &str) -> PathBuf {
 }
 
 fn free_addr() -> String {
-    format!("127.0.0.1:{}", TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port())
+    common::testing::free_addr()
 }
 
 fn wait_listening(addr: &str) {

@@ -15,4 +15,5 @@ pub mod line;
 pub mod network;
 pub mod password;
 pub mod sasl;
+pub mod testing;
 pub mod tls;

@@ -14,7 +14,7 @@ use support::{tree, Lmtp};
 const GROUPS: [&str; 2] = ["hermes", "zeus"];
 
 fn free_port() -> String {
-    format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port())
+    common::testing::free_addr()
 }
 
 fn user(group: usize, k: usize) -> String {

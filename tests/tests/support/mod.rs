@@ -7,7 +7,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,7 +21,7 @@ pub const PROXY_USER: &str = "frontd";
 pub const PROXY_PASSWORD: &str = "proxy secret";
 
 pub fn free_addr() -> String {
-    format!("127.0.0.1:{}", TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port())
+    common::testing::free_addr()
 }
 
 /// Start `cmd` as a child that dies with the test process.

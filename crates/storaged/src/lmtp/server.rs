@@ -124,6 +124,17 @@ async fn deliver(node: &Node, env: Envelope) -> Vec<String> {
             op: MailOp::Deliver { recipients: users.clone(), internal_date, message: message.clone() },
         };
         let Some(group) = node.group(group_name) else { continue };
+        // A deliberately broken build for the chaos checker to catch (never in a release):
+        // answer 250 as soon as the leader has the message, before it is committed.
+        #[cfg(feature = "broken-early-ack")]
+        if group.is_leader(node.id) {
+            let raft = group.raft.clone();
+            tokio::spawn(async move { raft.client_write(req).await });
+            for k in &idxs {
+                replies[*k] = format!("250 2.0.0 <{}> accepted (not yet committed)", env.recipients[*k].address);
+            }
+            continue;
+        }
         let result = tokio::time::timeout(COMMIT_TIMEOUT, group.raft.client_write(req)).await;
         for (pos, k) in idxs.iter().enumerate() {
             let addr = &env.recipients[*k].address;

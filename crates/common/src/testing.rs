@@ -1,0 +1,27 @@
+//! Helpers for the tests, benchmarks and harnesses of the daemons (never used by the
+//! daemons themselves): a free loopback port outside the kernel's ephemeral range, so
+//! that an outgoing connection of another process cannot take it between the pick and the
+//! daemon's bind (the classic flake of "bind port 0, close, reuse").
+
+use std::net::TcpListener;
+
+/// Ports picked from here; below the usual ephemeral range (32768–60999).
+const PORTS: std::ops::Range<u16> = 20_000..32_000;
+/// Tries before giving up.
+const TRIES_MAX: usize = 1000;
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    for _ in 0..TRIES_MAX {
+        let port = PORTS.start + (rand::random::<u16>() % (PORTS.end - PORTS.start));
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {PORTS:?} after {TRIES_MAX} tries");
+}
+
+/// `127.0.0.1:PORT` for a [`free_port`].
+pub fn free_addr() -> String {
+    format!("127.0.0.1:{}", free_port())
+}
