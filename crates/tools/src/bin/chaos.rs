@@ -18,6 +18,9 @@ struct Args {
     /// How long to run the workload under faults.
     #[arg(long, default_value_t = 60)]
     duration_s: u64,
+    /// The faults to inject (comma-separated): kill, pause, isolate, bridge, slow.
+    #[arg(long, default_value = "kill,pause,isolate,bridge,slow")]
+    nemesis: String,
     /// Working directory (configs, data, logs, history); a fresh temporary one by default.
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -39,8 +42,18 @@ fn main() -> anyhow::Result<()> {
             tmp.path().to_path_buf()
         }
     };
+    let kinds = args
+        .nemesis
+        .split(',')
+        .map(|k| {
+            tools::chaos::nemesis::KINDS
+                .iter()
+                .position(|n| *n == k.trim())
+                .ok_or_else(|| anyhow::anyhow!("unknown fault {k:?}"))
+        })
+        .collect::<anyhow::Result<Vec<usize>>>()?;
     let exe = std::env::current_exe()?;
-    let (report, faults) = tools::chaos::run(args.seed, Duration::from_secs(args.duration_s), &dir, &exe)?;
+    let (report, faults) = tools::chaos::run(args.seed, Duration::from_secs(args.duration_s), &kinds, &dir, &exe)?;
     println!(
         "seed {}: {} faults; deliveries {}/{} acknowledged, appends {}/{}, flag changes {}; {} messages read back; {} violations",
         args.seed,

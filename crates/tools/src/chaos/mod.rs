@@ -38,7 +38,7 @@ fn wait_ready(c: &cluster::Cluster) -> anyhow::Result<()> {
 }
 
 /// Run the whole thing in `dir` with the daemons of `exe` (`exe storaged|frontd ...`).
-pub fn run(seed: u64, duration: Duration, dir: &Path, exe: &Path) -> anyhow::Result<(Report, usize)> {
+pub fn run(seed: u64, duration: Duration, kinds: &[usize], dir: &Path, exe: &Path) -> anyhow::Result<(Report, usize)> {
     let tag = format!("ch{}", std::process::id() % 100_000);
     let mut cluster = cluster::Cluster::start(dir, exe, &tag)?;
     wait_ready(&cluster)?;
@@ -53,7 +53,7 @@ pub fn run(seed: u64, duration: Duration, dir: &Path, exe: &Path) -> anyhow::Res
             s.spawn(move || workload::deliverer(smtp, seed, worker, stop, history));
         }
         s.spawn(|| workload::appender(&imap, seed, &stop, &history));
-        let faults = nemesis::run(&mut cluster, &mut rng, until, &history);
+        let faults = nemesis::run(&mut cluster, &mut rng, until, kinds, &history);
         let healed = cluster.heal();
         stop.store(true, Ordering::Relaxed);
         faults.and_then(|f| healed.map(|()| f))

@@ -22,15 +22,29 @@ fn note(history: &History, what: String) {
     history.record(Event::Nemesis { what });
 }
 
-/// Inject faults until `until`; how many.
-pub fn run(cluster: &mut Cluster, rng: &mut StdRng, until: Instant, history: &History) -> anyhow::Result<usize> {
+/// The kinds of fault, by name (`--nemesis kill,pause,isolate,bridge,slow`).
+pub const KINDS: [&str; 5] = ["kill", "pause", "isolate", "bridge", "slow"];
+
+/// Inject faults of the `kinds` (indexes into [`KINDS`]) until `until`; how many.
+pub fn run(
+    cluster: &mut Cluster,
+    rng: &mut StdRng,
+    until: Instant,
+    kinds: &[usize],
+    history: &History,
+) -> anyhow::Result<usize> {
     let n = cluster.nodes();
     let mut faults = 0;
     while Instant::now() + Duration::from_millis(HOLD_MS.end) < until {
         let node = rng.gen_range(1..=n);
         let others: Vec<usize> = (1..=n).filter(|o| *o != node).collect();
         let hold = Duration::from_millis(rng.gen_range(HOLD_MS));
-        match rng.gen_range(0..5) {
+        let kind = rng.gen_range(0..5);
+        // Drawn in full either way, so a restricted run keeps the seed's other choices.
+        if !kinds.contains(&kind) {
+            continue;
+        }
+        match kind {
             0 => {
                 note(history, format!("kill node {node}"));
                 cluster.kill(node);
