@@ -233,8 +233,11 @@ async fn status(node: &Node) -> NodeStatus {
     for g in all {
         let name = &g.name;
         let m = g.raft.metrics().borrow().clone();
-        let root = g.sm.store().lock().expect("store lock").layout().root().to_path_buf();
-        let queued = g.sm.store().lock().expect("store lock").queue().len() as u64;
+        let (root, queued) = {
+            let store = g.sm.store();
+            let store = store.lock().expect("store lock");
+            (store.layout().root().to_path_buf(), store.queue().len() as u64)
+        };
         let group_dir = root.parent().map(Path::to_path_buf).unwrap_or_else(|| root.clone());
         let (disk_bytes, users) =
             tokio::task::spawn_blocking(move || (disk_usage(&group_dir), count_dirs(&root.join("users"))))

@@ -279,11 +279,10 @@ impl Store {
                 let mut done: HashMap<UserName, Result<(u32, u32), String>> = HashMap::new();
                 for (k, rcpt) in recipients.iter().enumerate() {
                     out.push(match UserName::parse(rcpt) {
-                        Ok(user) if self.move_refusal(user.as_str()).is_some() => {
-                            Err(self.move_refusal(user.as_str()).expect("checked"))
-                        }
                         Ok(user) => {
-                            if let Some(r) = done.get(&user) {
+                            if let Some(refusal) = self.move_refusal(user.as_str()) {
+                                Err(refusal)
+                            } else if let Some(r) = done.get(&user) {
                                 r.clone()
                             } else {
                                 self.ensure_inbox(&user, index)?;
