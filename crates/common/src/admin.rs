@@ -137,6 +137,7 @@ pub enum AdminRequest {
         op_id: [u8; 16],
         sender: String,
         recipients: Vec<String>,
+        #[serde(with = "serde_bytes")]
         message: Vec<u8>,
     },
     /// Lease up to `max` messages that are due, for `lease_s` seconds, to `holder`.
@@ -176,6 +177,7 @@ pub enum AdminRequest {
     Propose {
         group: String,
         op_id: [u8; 16],
+        #[serde(with = "serde_bytes")]
         op: Vec<u8>,
     },
     /// A user's mailboxes with every message's UID, flags and MODSEQ.
@@ -247,12 +249,12 @@ pub enum AdminReply {
         id: u64,
     },
     Items(Vec<QueueItem>),
-    Message(Option<Vec<u8>>),
+    Message(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
     /// The bincode of the operation's result.
     Applied(Vec<u8>),
     UserMail(UserMail),
     /// `(uid, bytes)`; `None` for a message expunged meanwhile.
-    Messages(Vec<(u32, Option<Vec<u8>>)>),
+    Messages(Vec<(u32, Option<serde_bytes::ByteBuf>)>),
     Done,
     /// Ask the leader instead (its node id, if known).
     NotLeader {

@@ -93,6 +93,18 @@ fn workload() -> Vec<MailRequest> {
         MailOp::Enqueue { sender: u(""), recipients: vec![u("d@remote.test")], created_s: 1, message: b"x".to_vec() },
     ));
     ops.push(req(304, MailOp::QueueDelete { ids: vec![dropped] }));
+    // A message too large for one entry travels as parts (three here), interleaved with
+    // other operations as concurrent proposals would be.
+    let mut big = deliver(400, &["alice", "bob"]);
+    if let MailOp::Deliver { message, .. } = &mut big.op {
+        message.extend((0..600_000u32).map(|i| b'a' + (i % 26) as u8));
+    }
+    let parts = big.into_entries(0x5157, 1_700_000_000_000);
+    assert_eq!(parts.len(), 3);
+    ops.push(parts[0].clone());
+    ops.push(deliver(401, &["bob"]));
+    ops.extend(parts[1..].iter().cloned());
+    ops.push(deliver(402, &["alice"]));
     ops
 }
 
@@ -121,11 +133,21 @@ fn replicas_applying_the_same_log_hold_identical_trees() {
     let archive: Vec<&String> = ta.keys().filter(|k| k.starts_with("users/alice/Maildir/.Archive.2024/cur/")).collect();
     assert_eq!(archive.len(), 3);
     assert!(ta.contains_key("users/alice/Maildir/.Archive.2024/maildirfolder"));
-    assert_eq!(ta.keys().filter(|k| k.starts_with("users/bob/Maildir/new/")).count(), 18);
+    assert_eq!(ta.keys().filter(|k| k.starts_with("users/bob/Maildir/new/")).count(), 20);
+    // The parted message: its parts answer `Staged`, the last one answers for the whole.
+    let n = ra.len();
+    assert_eq!(ra[n - 5], MailResponse::Staged);
+    assert_eq!(ra[n - 3], MailResponse::Staged);
+    assert!(matches!(&ra[n - 2], MailResponse::Delivered(r) if r.len() == 2 && r.iter().all(Result::is_ok)));
+    for user in ["alice", "bob"] {
+        let big = ta.iter().filter(|(k, v)| k.starts_with(&format!("users/{user}/Maildir/new/")) && v.len() > 600_000);
+        assert_eq!(big.count(), 1, "{user} got the parted message once");
+    }
+    assert!(!ta.keys().any(|k| k.starts_with("staging/")), "the checkpoint removed the finished parts");
     assert_eq!(ta["users/alice/Maildir/subscriptions"], b"Archive/2024\n");
     let mut s = sa;
     let idx = s.mailbox_index(&UserName::parse("alice").unwrap(), &MailboxName::inbox()).unwrap().unwrap();
-    assert_eq!(idx.uid_next, 22);
+    assert_eq!(idx.uid_next, 24, "21 deliveries, the parted one and one after it");
     assert!(idx.position(5).is_none(), "moved message left INBOX");
     assert_eq!(idx.messages[0].keywords, vec!["$Work".to_string()]);
     let queue: Vec<_> = s.queue().items().cloned().collect();
@@ -146,7 +168,7 @@ fn replay_after_a_crash_is_idempotent() {
     // Crash at every point: checkpoint after `cut` entries, apply the rest, "crash"
     // (drop without checkpoint), reopen and replay everything after the checkpoint.
     let ops = workload();
-    for cut in [0usize, 5, 20, 22, 24, 27, 29] {
+    for cut in [0usize, 5, 20, 22, 24, 27, 29, 30, 31, 32, 33, 34] {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(dir.path(), "hermes").unwrap();
         apply_all(&mut s, &ops[..cut], 10);

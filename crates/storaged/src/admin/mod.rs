@@ -201,7 +201,7 @@ fn fetch(group: &Group, user: &str, mailbox: &str, uids: &[u32]) -> AdminReply {
         match read {
             Ok(data) => {
                 bytes += data.as_ref().map_or(0, |d| d.len() as u64);
-                out.push((*uid, data));
+                out.push((*uid, data.map(serde_bytes::ByteBuf::from)));
             }
             Err(e) => return AdminReply::Failed(e.to_string()),
         }

@@ -2,9 +2,12 @@
 //! propose operations through its Raft log. A mutation is reported done only once it is
 //! committed and applied; reads never block the apply path for longer than a lookup.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+use openraft::error::ClientWriteError;
 
 use super::Group;
 use crate::mailstore::index::MailboxIndex;
@@ -12,6 +15,9 @@ use crate::mailstore::{MailOp, MailRequest, MailResponse, MailboxName, OpId, Sto
 
 /// Longest wait for an operation to commit.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Parts of a large operation proposed ahead of the oldest one not yet committed: enough
+/// to keep replication busy, few enough that a failed stream wastes little.
+const PARTS_IN_FLIGHT_MAX: usize = 16;
 /// Attempts to open a message file that a concurrent flag change keeps renaming.
 const READ_ATTEMPTS_MAX: usize = 4;
 
@@ -28,6 +34,17 @@ pub enum AccessError {
     Raft(String),
     #[error("operation not committed within {0:?}")]
     Timeout(Duration),
+}
+
+/// What a committed entry produced.
+type ClientWriteResult =
+    Result<openraft::raft::ClientWriteResponse<super::MailConfig>, ClientWriteError<u64, openraft::BasicNode>>;
+
+/// A committed operation: the log index that applied it and what applying it produced.
+#[derive(Debug)]
+pub struct Committed {
+    pub index: u64,
+    pub data: MailResponse,
 }
 
 impl Group {
@@ -70,14 +87,64 @@ impl Group {
 
     /// Commit `op` through the group's log and return what applying it produced.
     pub async fn propose(&self, op_id: OpId, op: MailOp) -> Result<MailResponse, AccessError> {
-        let req = MailRequest { op_id, op };
-        match tokio::time::timeout(COMMIT_TIMEOUT, self.raft.client_write(req)).await {
-            Ok(Ok(resp)) => Ok(resp.data),
-            Ok(Err(e)) => match e.forward_to_leader() {
-                Some(f) => Err(AccessError::NotLeader { group: self.name.clone(), leader: f.leader_id }),
-                None => Err(AccessError::Raft(e.to_string())),
-            },
+        self.write(MailRequest { op_id, op }).await.map(|c| c.data)
+    }
+
+    /// Commit `req` through the group's log: as one entry, or as parts (see
+    /// `mailstore::staging`) if it is large. Returns the log index that applied it and what
+    /// applying it produced.
+    pub async fn write(&self, req: MailRequest) -> Result<Committed, AccessError> {
+        match tokio::time::timeout(COMMIT_TIMEOUT, self.write_entries(req)).await {
+            Ok(r) => r,
             Err(_) => Err(AccessError::Timeout(COMMIT_TIMEOUT)),
+        }
+    }
+
+    async fn write_entries(&self, req: MailRequest) -> Result<Committed, AccessError> {
+        let sent_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        let entries = req.into_entries(rand::random(), i64::try_from(sent_ms).unwrap_or(i64::MAX));
+        let count = entries.len();
+        let mut in_flight = VecDeque::with_capacity(PARTS_IN_FLIGHT_MAX);
+        let mut settled = 0;
+        for entry in entries {
+            // Handed to Raft in order, so the parts are in the log in order (a leader
+            // change in between leaves a gap, which fails the stream).
+            let rx = self.raft.client_write_ff(entry).await.map_err(|e| AccessError::Raft(e.to_string()))?;
+            in_flight.push_back(rx);
+            if in_flight.len() >= PARTS_IN_FLIGHT_MAX {
+                let rx = in_flight.pop_front().expect("in flight");
+                self.settle_part(rx.await)?;
+                settled += 1;
+            }
+        }
+        while in_flight.len() > 1 {
+            let rx = in_flight.pop_front().expect("in flight");
+            self.settle_part(rx.await)?;
+            settled += 1;
+        }
+        debug_assert_eq!(settled + 1, count);
+        let last = in_flight.pop_front().expect("the last entry");
+        self.settle(last.await)
+    }
+
+    /// The outcome of one committed entry.
+    fn settle(&self, r: Result<ClientWriteResult, impl std::fmt::Display>) -> Result<Committed, AccessError> {
+        match r {
+            Ok(Ok(resp)) => Ok(Committed { index: resp.log_id.index, data: resp.data }),
+            Ok(Err(ClientWriteError::ForwardToLeader(f))) => {
+                Err(AccessError::NotLeader { group: self.name.clone(), leader: f.leader_id })
+            }
+            Ok(Err(e)) => Err(AccessError::Raft(e.to_string())),
+            Err(e) => Err(AccessError::Raft(format!("raft stopped: {e}"))),
+        }
+    }
+
+    /// A part other than the last must have been staged.
+    fn settle_part(&self, r: Result<ClientWriteResult, impl std::fmt::Display>) -> Result<(), AccessError> {
+        match self.settle(r)?.data {
+            MailResponse::Staged => Ok(()),
+            MailResponse::Rejected(why) => Err(AccessError::Raft(format!("large operation not staged: {why}"))),
+            other => Err(AccessError::Raft(format!("unexpected answer to a part: {other:?}"))),
         }
     }
 

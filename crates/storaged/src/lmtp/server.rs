@@ -10,6 +10,7 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::session::{Action, Context, Envelope, Limits, Session};
+use crate::group::access::AccessError;
 use crate::line::{read_line_within, Line};
 use crate::mailstore::{MailOp, MailRequest, MailResponse, OpId, UserName};
 use crate::node::Node;
@@ -18,8 +19,6 @@ use crate::node::Node;
 const COMMAND_LINE_MAX: usize = 2048;
 /// Idle time before a connection is dropped.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
-/// Longest wait for a group to commit a delivery.
-const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serve LMTP on `listener` until it fails.
 pub async fn serve(listener: TcpListener, node: Arc<Node>) -> std::io::Result<()> {
@@ -135,18 +134,18 @@ async fn deliver(node: &Node, env: Envelope) -> Vec<String> {
             }
             continue;
         }
-        let result = tokio::time::timeout(COMMIT_TIMEOUT, group.raft.client_write(req)).await;
+        let result = group.write(req).await;
         for (pos, k) in idxs.iter().enumerate() {
             let addr = &env.recipients[*k].address;
             replies[*k] = match &result {
-                Ok(Ok(resp)) => match &resp.data {
+                Ok(committed) => match &committed.data {
                     MailResponse::Delivered(rs) => match rs.get(pos) {
                         Some(Ok((_, uid))) => {
                             tracing::info!(
                                 user = %users[pos],
                                 group = %group_name,
                                 size = message.len(),
-                                index = resp.log_id.index,
+                                index = committed.index,
                                 latency_ms = started.elapsed().as_millis() as u64,
                                 "delivered"
                             );
@@ -160,22 +159,20 @@ async fn deliver(node: &Node, env: Envelope) -> Vec<String> {
                     },
                     other => format!("451 4.3.0 <{addr}> unexpected result {other:?}"),
                 },
-                Ok(Err(e)) => match e.forward_to_leader() {
-                    Some(f) => {
-                        let hint = f.leader_id.and_then(|id| group.member_lmtp(id)).map_or_else(
-                            || "no leader elected yet, retry shortly".to_string(),
-                            |a| format!("leader is {a}"),
-                        );
-                        format!("451 4.3.0 <{addr}> not the leader for mailhost {group_name}; {hint}")
-                    }
-                    None => {
-                        tracing::warn!(group = %group_name, error = %e, "delivery failed");
-                        format!("451 4.3.0 <{addr}> temporary failure, try again later")
-                    }
-                },
-                Err(_) => {
+                Err(AccessError::NotLeader { leader, .. }) => {
+                    let hint = leader.and_then(|id| group.member_lmtp(id)).map_or_else(
+                        || "no leader elected yet, retry shortly".to_string(),
+                        |a| format!("leader is {a}"),
+                    );
+                    format!("451 4.3.0 <{addr}> not the leader for mailhost {group_name}; {hint}")
+                }
+                Err(AccessError::Timeout(_)) => {
                     tracing::warn!(group = %group_name, "delivery timed out");
                     format!("451 4.4.7 <{addr}> delivery timed out, try again later")
+                }
+                Err(e) => {
+                    tracing::warn!(group = %group_name, error = %e, "delivery failed");
+                    format!("451 4.3.0 <{addr}> temporary failure, try again later")
                 }
             };
         }

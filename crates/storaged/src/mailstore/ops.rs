@@ -88,6 +88,7 @@ pub enum MailOp {
     Deliver {
         recipients: Vec<String>,
         internal_date: i64,
+        #[serde(with = "serde_bytes")]
         message: Vec<u8>,
     },
     /// Add a message to a mailbox (IMAP APPEND).
@@ -97,6 +98,7 @@ pub enum MailOp {
         flags: u8,
         keywords: Vec<String>,
         internal_date: i64,
+        #[serde(with = "serde_bytes")]
         message: Vec<u8>,
     },
     /// Change flags of messages; with `unchanged_since`, messages modified later are left
@@ -184,6 +186,7 @@ pub enum MailOp {
         sender: String,
         recipients: Vec<String>,
         created_s: i64,
+        #[serde(with = "serde_bytes")]
         message: Vec<u8>,
     },
     /// Lease due queued messages to a runner.
@@ -211,6 +214,18 @@ pub enum MailOp {
         ids: Vec<u64>,
         now_s: i64,
     },
+    /// One part of an operation too large for one entry (see `mailstore::staging`): the
+    /// bincode encoding of a whole [`MailRequest`], cut at `offset`. The entry holding the
+    /// last part applies the whole request.
+    Part {
+        stream: u64,
+        offset: u64,
+        total: u64,
+        crc32c: u32,
+        sent_ms: i64,
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
 }
 
 /// One message of an [`MailOp::ImportMessages`] batch.
@@ -222,6 +237,7 @@ pub struct ImportedMessage {
     pub internal_date: i64,
     /// The MODSEQ it had at the source (0: give it a new one).
     pub modseq: u64,
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
 }
 
@@ -261,6 +277,45 @@ pub struct MailRequest {
     pub op: MailOp,
 }
 
+impl MailRequest {
+    /// The request as one entry, or (if its encoding is above
+    /// [`staging::PART_BYTES`](super::staging::PART_BYTES)) as parts of stream `stream`
+    /// stamped with the proposer's clock `sent_ms`, to be proposed in order.
+    pub fn into_entries(self, stream: u64, sent_ms: i64) -> Vec<MailRequest> {
+        use super::staging::PART_BYTES;
+        let whole = match bincode::serialize(&self) {
+            Ok(w) if w.len() > PART_BYTES => w,
+            _ => return vec![self],
+        };
+        let crc32c = crc32c::crc32c(&whole);
+        let total = whole.len() as u64;
+        whole
+            .chunks(PART_BYTES)
+            .enumerate()
+            .map(|(k, bytes)| {
+                let offset = (k * PART_BYTES) as u64;
+                MailRequest {
+                    op_id: OpId::digest(&[b"part", &stream.to_le_bytes(), &offset.to_le_bytes()]),
+                    op: MailOp::Part { stream, offset, total, crc32c, sent_ms, bytes: bytes.to_vec() },
+                }
+            })
+            .collect()
+    }
+
+    /// The request whose parts were staged; `None` if they do not decode to one (or
+    /// decode to another part: parts do not nest).
+    pub fn decode_staged(whole: &[u8]) -> Option<MailRequest> {
+        use bincode::Options;
+        let req: MailRequest = bincode::options()
+            .with_fixint_encoding()
+            .allow_trailing_bytes()
+            .with_limit(super::staging::STAGED_MAX_BYTES)
+            .deserialize(whole)
+            .ok()?;
+        (!matches!(req.op, MailOp::Part { .. })).then_some(req)
+    }
+}
+
 /// What applying an operation produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MailResponse {
@@ -284,6 +339,8 @@ pub enum MailResponse {
     Rejected(String),
     /// Blank or membership entry.
     None,
+    /// A part of a large operation was staged; the last part answers for the whole.
+    Staged,
 }
 
 /// Render system flags as Maildir info letters (`DFRST` order).

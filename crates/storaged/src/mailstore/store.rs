@@ -26,6 +26,7 @@ use super::index::{MailboxIndex, MessageMeta, INDEX_FILE};
 use super::names::{Layout, MailboxName, UserName};
 use super::ops::{info_letters, FlagMode, FlagState, MailOp, MailRequest, MailResponse, OpId, UserState};
 use super::queue::Queue;
+use super::staging::{self, PartOutcome, PartRef, StagedStream, Staging};
 
 /// Operations remembered for idempotency.
 pub const DEDUP_MAX: usize = 100_000;
@@ -45,6 +46,18 @@ pub struct StoreState {
     pub queue: Vec<common::admin::QueueItem>,
     /// Users frozen or moved away by a move (absent: active).
     pub user_states: Vec<(String, UserState)>,
+    /// Large operations whose parts are partly applied.
+    pub staging: Vec<StagedStream>,
+}
+
+/// The state file as written before large operations were staged.
+#[derive(Deserialize)]
+struct StoreStateV3 {
+    last_applied: Option<LogId<u64>>,
+    membership: StoredMembership<u64, BasicNode>,
+    dedup: Vec<(OpId, u64, MailResponse)>,
+    queue: Vec<common::admin::QueueItem>,
+    user_states: Vec<(String, UserState)>,
 }
 
 /// The state file as written before user states existed.
@@ -70,6 +83,8 @@ type BoxKey = (UserName, MailboxName);
 pub struct PendingCheckpoint {
     root: PathBuf,
     body: Vec<u8>,
+    /// Staged parts no longer needed once this checkpoint is durable.
+    finished_parts: Vec<PathBuf>,
 }
 
 impl PendingCheckpoint {
@@ -87,7 +102,8 @@ impl PendingCheckpoint {
         fs::write(&tmp, &bytes).map_err(io_ctx("write state"))?;
         fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io_ctx("sync state"))?;
         fs::rename(&tmp, self.root.join(STATE_FILE)).map_err(io_ctx("install state"))?;
-        root.sync_all().map_err(io_ctx("sync store root"))
+        root.sync_all().map_err(io_ctx("sync store root"))?;
+        staging::remove_finished(&self.finished_parts).map_err(io_ctx("remove staged parts"))
     }
 }
 
@@ -104,6 +120,7 @@ pub struct Store {
     pub membership: StoredMembership<u64, BasicNode>,
     files: FileWriter,
     queue: Queue,
+    staging: Staging,
     /// Users a move froze or moved away; everyone else is active.
     user_states: HashMap<String, UserState>,
     /// Entries applied since the last checkpoint.
@@ -168,6 +185,7 @@ impl Store {
             membership: state.membership,
             files: FileWriter::new().map_err(io_ctx("io_uring"))?,
             queue: Queue::open(&root, state.queue).map_err(io_ctx("open queue"))?,
+            staging: Staging::open(&root, state.staging).map_err(io_ctx("open staging"))?,
             user_states: state.user_states.into_iter().collect(),
             unchecked: 0,
         };
@@ -190,12 +208,23 @@ impl Store {
                 }
                 bincode::deserialize(body)
                     .or_else(|_| {
+                        bincode::deserialize::<StoreStateV3>(body).map(|v3| StoreState {
+                            last_applied: v3.last_applied,
+                            membership: v3.membership,
+                            dedup: v3.dedup,
+                            queue: v3.queue,
+                            user_states: v3.user_states,
+                            staging: Vec::new(),
+                        })
+                    })
+                    .or_else(|_| {
                         bincode::deserialize::<StoreStateV2>(body).map(|v2| StoreState {
                             last_applied: v2.last_applied,
                             membership: v2.membership,
                             dedup: v2.dedup,
                             queue: v2.queue,
                             user_states: Vec::new(),
+                            staging: Vec::new(),
                         })
                     })
                     .or_else(|_| {
@@ -205,6 +234,7 @@ impl Store {
                             dedup: v1.dedup,
                             queue: Vec::new(),
                             user_states: Vec::new(),
+                            staging: Vec::new(),
                         })
                     })
                     .map_err(|e| StoreError::State(e.to_string()))
@@ -231,6 +261,21 @@ impl Store {
 
     /// Apply the operation of log entry `index`.
     pub fn apply(&mut self, index: u64, req: &MailRequest) -> Result<MailResponse, StoreError> {
+        if let MailOp::Part { stream, offset, total, crc32c, sent_ms, bytes } = &req.op {
+            // Parts are not remembered for idempotency (the staging table is): they would
+            // crowd whole operations out of the dedup window.
+            self.unchecked += 1;
+            let part =
+                PartRef { stream: *stream, offset: *offset, total: *total, crc32c: *crc32c, sent_ms: *sent_ms, bytes };
+            return match self.staging.apply(part).map_err(io_ctx("staging"))? {
+                PartOutcome::Staged => Ok(MailResponse::Staged),
+                PartOutcome::Refused(why) => Ok(MailResponse::Rejected(why)),
+                PartOutcome::Complete(whole) => match MailRequest::decode_staged(&whole) {
+                    Some(inner) => self.apply(index, &inner),
+                    None => Ok(MailResponse::Rejected("staged operation does not decode".into())),
+                },
+            };
+        }
         if let Some((_, resp)) = self.dedup.get(&req.op_id) {
             return Ok(resp.clone());
         }
@@ -407,6 +452,8 @@ impl Store {
                 self.queue.flush(ids, *now_s);
                 Ok(MailResponse::Done)
             }
+            // `apply` stages parts before they get here.
+            MailOp::Part { .. } => Ok(MailResponse::Rejected("a part cannot be applied on its own".into())),
         }
     }
 
@@ -1044,10 +1091,15 @@ impl Store {
                 v.sort_by(|a, b| a.0.cmp(&b.0));
                 v
             },
+            staging: self.staging.streams(),
         };
         let body = bincode::serialize(&state).map_err(|e| StoreError::State(e.to_string()))?;
         self.unchecked = 0;
-        Ok(PendingCheckpoint { root: self.layout.root().to_path_buf(), body })
+        Ok(PendingCheckpoint {
+            root: self.layout.root().to_path_buf(),
+            body,
+            finished_parts: self.staging.take_finished(),
+        })
     }
 
     /// Where the file of message `uid` is now. Readers open it without holding the store;

@@ -116,7 +116,9 @@ impl Admin {
             uids: uids.to_vec(),
         };
         match self.call(group, request).await? {
-            AdminReply::Messages(m) if !m.is_empty() || uids.is_empty() => Ok(m),
+            AdminReply::Messages(m) if !m.is_empty() || uids.is_empty() => {
+                Ok(m.into_iter().map(|(uid, b)| (uid, b.map(serde_bytes::ByteBuf::into_vec))).collect())
+            }
             other => bail!("{group}: unexpected answer {other:?}"),
         }
     }
