@@ -3,7 +3,10 @@
 JSON line: {"ok": bool, "refused": {rcpt: [code, text]}, "error": str, "code": int}.
 
   --server HOST:PORT  --from ADDR  --to ADDR [--to ADDR ...]  --subject TEXT
-  [--starttls --ca FILE] [--user U --password P]
+  [--starttls --ca FILE] [--user U --password P] [--body-bytes N]
+
+With --body-bytes the body is N bytes of numbered lines "<subject> line <k> xxx...", so a
+receiver can check that the last line arrived.
 """
 import argparse
 import json
@@ -24,17 +27,23 @@ def main():
     p.add_argument("--user")
     p.add_argument("--password")
     p.add_argument("--source", help="local address to connect from (127.0.0.2, ...)")
+    p.add_argument("--body-bytes", type=int, default=0)
     a = p.parse_args()
     host, port = a.server.rsplit(":", 1)
     msg = EmailMessage()
     msg["From"] = a.sender
     msg["To"] = ", ".join(a.to)
     msg["Subject"] = a.subject
-    msg.set_content("hello from smtplib\n.leading dot line\n")
+    if a.body_bytes:
+        line_len = 76
+        lines = [f"{a.subject} line {k:09d} ".ljust(line_len, "x") for k in range(a.body_bytes // (line_len + 1))]
+        msg.set_content("\n".join(lines) + "\n", cte="7bit")
+    else:
+        msg.set_content("hello from smtplib\n.leading dot line\n")
     result = {"ok": False, "refused": {}, "error": "", "code": 0}
     try:
         source = (a.source, 0) if a.source else None
-        with smtplib.SMTP(host, int(port), timeout=30, source_address=source) as s:
+        with smtplib.SMTP(host, int(port), timeout=120, source_address=source) as s:
             s.ehlo("smtplib.example.org")
             if a.starttls:
                 s.starttls(context=ssl.create_default_context(cafile=a.ca))

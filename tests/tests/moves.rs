@@ -19,16 +19,6 @@ fn move_client(args: &[String]) -> Value {
     python_json("move_client.py", args)
 }
 
-fn mailctl(root: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mailctl"))
-        .args(args)
-        .arg("--config")
-        .arg(root.join("frontd.toml"))
-        .output()
-        .unwrap();
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
-}
-
 fn queue_is_empty(root: &Path) -> bool {
     let (ok, out) = mailctl(root, &["queue", "list"]);
     ok && out.contains("queue is empty")

@@ -8,9 +8,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,57 +16,6 @@ use common::admin::{AdminReply, AdminRequest, QueueItem};
 use frontd::cluster::ClusterMap;
 use frontd::queue::QueueClient;
 use support::*;
-
-/// A Postfix `smtp-sink` on loopback: accepts everything (dumping each message to a file
-/// in its directory), or refuses every recipient with `refuse`.
-struct Sink {
-    addr: String,
-    dir: PathBuf,
-    child: Child,
-}
-
-impl Sink {
-    fn start(root: &Path, name: &str, addr: &str, refuse: Option<&str>) -> Self {
-        let dir = root.join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        // smtp-sink drops to `nobody` (required as root), who must reach and fill the dump dir.
-        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o711)).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let mut cmd = Command::new("smtp-sink");
-        cmd.args(["-u", "nobody", "-d"]).arg(format!("{}/%M.", dir.display()));
-        if let Some(reply) = refuse {
-            cmd.args(["-f", "RCPT", "-B", reply]);
-        }
-        cmd.args([addr, "64"]);
-        let child = spawn(cmd, &root.join(format!("{name}.log")));
-        wait_listening(addr, "smtp-sink");
-        Self { addr: addr.to_string(), dir, child }
-    }
-
-    /// The messages received, as text.
-    fn messages(&self) -> Vec<String> {
-        let mut out: Vec<String> = std::fs::read_dir(&self.dir)
-            .unwrap()
-            .flatten()
-            .map(|e| String::from_utf8_lossy(&std::fs::read(e.path()).unwrap()).into_owned())
-            .collect();
-        out.sort();
-        out
-    }
-
-    /// How many received messages have this subject.
-    fn count(&self, subject: &str) -> usize {
-        let line = format!("\nSubject: {subject}\n");
-        self.messages().iter().filter(|m| m.replace("\r\n", "\n").contains(&line)).count()
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Every queued message of both groups, asked of the leaders over the admin protocol.
 fn queued(storage: &Storage) -> Vec<QueueItem> {
@@ -199,7 +146,6 @@ fn remote_mail_waits_for_its_server_and_arrives_once_and_refusals_bounce() {
     assert!(text.contains("X-Rcpt-Args: <friend@remote.test>") && text.contains("X-Mail-Args: <alice@example.edu>"));
     assert_eq!(inbox_subjects(&front, "alice", "alice-pw").iter().filter(|s| *s == "two mailhosts").count(), 1);
     assert_eq!(inbox_subjects(&front, "bob", "bob-pw").iter().filter(|s| *s == "two mailhosts").count(), 1);
-    let _ = sink.addr.len();
 }
 
 #[test]

@@ -82,7 +82,7 @@ impl Default for SmtpSection {
         Self {
             local_domains: Vec::new(),
             domain_aliases: Default::default(),
-            message_max_bytes: 36 << 20,
+            message_max_bytes: 32 << 20,
             recipients_max: 100,
             greet_delay_ms: 0,
             dnsbl_zones: Vec::new(),

@@ -106,6 +106,8 @@ impl AuthConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
+    /// Largest message over LMTP (and IMAP APPEND). The default is frontd's default SMTP
+    /// limit (32 MiB) plus room for the headers the front adds.
     pub message_max_bytes: usize,
     pub recipients_max: usize,
     /// Concurrent LMTP connections.
@@ -114,7 +116,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { message_max_bytes: 32 << 20, recipients_max: 100, connections_max: 1024 }
+        Self { message_max_bytes: 34 << 20, recipients_max: 100, connections_max: 1024 }
     }
 }
 

@@ -399,10 +399,12 @@ impl Front {
         };
         // With a certificate, passwords need TLS unless loopback is allowed explicitly.
         let plaintext = if tls && !plaintext_loopback { "plaintext_networks = []\n" } else { "" };
+        // Small unless a test asks for frontd's own default (or another limit).
+        let size_limit = if smtp_extra.contains("message_max_bytes") { "" } else { "message_max_bytes = 1000000\n" };
         let cfg = format!(
             "host = \"front.example.edu\"\n[listen]\nimap = \"{imap}\"\npop3 = \"{pop3}\"\nsmtp = \"{smtp}\"\n\
              submission = \"{submission}\"\n{tls_cfg}{directory}\n\
-             [smtp]\nlocal_domains = [\"example.edu\"]\ngreet_delay_ms = 300\nmessage_max_bytes = 1000000\n\
+             [smtp]\nlocal_domains = [\"example.edu\"]\ngreet_delay_ms = 300\n{size_limit}\
              domain_aliases = {{ \"mail.example.edu\" = \"example.edu\" }}\n{smtp_extra}\n\
              [backend]\nproxy_user = \"{PROXY_USER}\"\nproxy_password = \"{PROXY_PASSWORD}\"\nroute_timeout_ms = {route_timeout_ms}\n\
              [auth]\nfailure_delay_ms = 50\nfailures_max = 50\n{plaintext}{extra}{queue}{groups}{}",
@@ -507,4 +509,69 @@ pub fn raw(server: &str, lines: &[&[u8]]) -> String {
         read_some(&mut s, &mut out);
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A Postfix `smtp-sink` on loopback: accepts everything (dumping each message to a file
+/// in its directory), or refuses every recipient with `refuse`.
+pub struct Sink {
+    pub addr: String,
+    dir: PathBuf,
+    child: Child,
+}
+
+impl Sink {
+    pub fn start(root: &Path, name: &str, addr: &str, refuse: Option<&str>) -> Self {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        // smtp-sink drops to `nobody` (required as root), who must reach and fill the dump dir.
+        std::fs::set_permissions(root, <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o711))
+            .unwrap();
+        std::fs::set_permissions(&dir, <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o777))
+            .unwrap();
+        let mut cmd = Command::new("smtp-sink");
+        cmd.args(["-u", "nobody", "-d"]).arg(format!("{}/%M.", dir.display()));
+        if let Some(reply) = refuse {
+            cmd.args(["-f", "RCPT", "-B", reply]);
+        }
+        cmd.args([addr, "64"]);
+        let child = spawn(cmd, &root.join(format!("{name}.log")));
+        wait_listening(addr, "smtp-sink");
+        Self { addr: addr.to_string(), dir, child }
+    }
+
+    /// The messages received, as text.
+    pub fn messages(&self) -> Vec<String> {
+        let mut out: Vec<String> = std::fs::read_dir(&self.dir)
+            .unwrap()
+            .flatten()
+            .map(|e| String::from_utf8_lossy(&std::fs::read(e.path()).unwrap()).into_owned())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// How many received messages have this subject.
+    pub fn count(&self, subject: &str) -> usize {
+        let line = format!("\nSubject: {subject}\n");
+        self.messages().iter().filter(|m| m.replace("\r\n", "\n").contains(&line)).count()
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run `mailctl` with the front's configuration in `root`; whether it succeeded, and its
+/// output.
+pub fn mailctl(root: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mailctl"))
+        .args(args)
+        .arg("--config")
+        .arg(root.join("frontd.toml"))
+        .output()
+        .unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
