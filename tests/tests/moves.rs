@@ -342,3 +342,51 @@ fn a_new_mailhost_is_created_at_runtime_and_survives_restarts() {
     let (ok, status) = mailctl(root, &["status"]);
     assert!(ok && status.contains("group zeus: leader node "), "{status}");
 }
+
+#[test]
+fn with_an_ldap_directory_the_move_flips_mail_host_on_the_ldap_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let slapd = Slapd::start(root);
+    let storage = Storage::start(root);
+    std::fs::write(root.join("ldap.pw"), format!("{LDAP_BIND_PASSWORD}\n")).unwrap();
+    std::fs::write(root.join("admin.pw"), "admin-pw\n").unwrap();
+    let directory = format!(
+        "[directory.ldap]\nurl = \"{}\"\nbase = \"dc=example,dc=edu\"\nbind_dn = \"{LDAP_BIND_DN}\"\n\
+         bind_password_file = \"ldap.pw\"\ncache_ttl_s = 1\ntimeout_ms = 2000\n",
+        slapd.url
+    );
+    let front = Front::start_opts(root, &storage, &directory, FrontOptions::default());
+    let subjects: Vec<String> = (0..30).map(|k| format!("ldap {k}")).collect();
+    storage.deliver_many("alice@example.edu", &subjects);
+    let mail_host = || {
+        let out = Command::new("ldapsearch")
+            .args(["-x", "-LLL", "-H", &slapd.url, "-b", "dc=example,dc=edu", "(uid=alice)", "mailHost"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().find_map(|l| l.strip_prefix("mailHost: ").map(str::to_string))
+    };
+    assert_eq!(mail_host().as_deref(), Some("hermes"));
+
+    let (ok, plan) = mailctl(root, &["move", "--plan"]);
+    assert!(ok && plan.contains("hermes:") && plan.contains("apollo:"), "{plan}");
+
+    // The front's search identity may not write: the move stops frozen, with a clear error
+    // naming the way out, and nothing is lost or flipped.
+    let (ok, out) = mailctl(root, &["move", "alice", "apollo", "--grace-s", "1"]);
+    assert!(!ok && out.contains("frozen") && out.contains("mailHost"), "{out}");
+    assert_eq!(mail_host().as_deref(), Some("hermes"));
+
+    // Run again with an identity that may write: the move finishes and the flip is in LDAP.
+    let admin_pw = root.join("admin.pw");
+    let args = ["move", "alice", "apollo", "--grace-s", "1", "--ldap-admin-dn", "cn=admin,dc=example,dc=edu"];
+    let (ok, report) =
+        mailctl(root, &[&args[..], &["--ldap-admin-password-file", admin_pw.to_str().unwrap()]].concat());
+    assert!(ok && report.contains("source copy deleted"), "{report}");
+    assert_eq!(mail_host().as_deref(), Some("apollo"));
+    wait_for("alice's mail through the front, from apollo", Duration::from_secs(30), || {
+        let got = inbox_subjects(&front, "alice", "alice-pw");
+        subjects.iter().all(|s| got.contains(s))
+    });
+    assert!(!root.join("data1/hermes/mail/users/alice@example.edu").exists());
+}

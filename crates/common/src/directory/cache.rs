@@ -45,6 +45,11 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
         assert!(map.len() <= self.entries_max);
     }
 
+    /// Forget everything (after a change this process made itself).
+    pub fn clear(&self) {
+        self.map.lock().expect("cache lock").clear();
+    }
+
     pub fn len(&self) -> usize {
         self.map.lock().expect("cache lock").len()
     }

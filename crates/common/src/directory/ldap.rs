@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
+use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Mod, Scope, SearchEntry};
 use rustls::pki_types::pem::PemObject;
 use tokio::sync::Mutex;
 
@@ -35,6 +36,9 @@ const ATTRIBUTES: &[&str] = &[
 const ENTRIES_MAX: i32 = 2;
 /// Cached answers at most.
 const CACHE_ENTRIES_MAX: usize = 100_000;
+/// Entries [`LdapDirectory::accounts`] lists at most, and its page size.
+const LIST_ENTRIES_MAX: usize = 1_000_000;
+const LIST_PAGE_SIZE: i32 = 500;
 
 /// How to reach and use the directory server.
 #[derive(Debug, Clone)]
@@ -198,16 +202,7 @@ impl LdapDirectory {
         let entries = self.search(&self.filter(key, purpose)).await?;
         let found = match entries.as_slice() {
             [] => None,
-            [entry] => {
-                let mut attrs: Attributes = entry.attrs.clone();
-                for (name, values) in &entry.bin_attrs {
-                    let texts = values.iter().filter_map(|v| String::from_utf8(v.clone()).ok());
-                    attrs.entry(name.clone()).or_default().extend(texts);
-                }
-                let account =
-                    Account::from_attributes(&entry.dn, &attrs).map_err(|e| unavailable("entry unusable", e))?;
-                Some(Arc::new(account))
-            }
+            [entry] => Some(Arc::new(account_of(entry)?)),
             many => {
                 tracing::error!(key, entries = many.len(), "directory: one name matches several entries; refusing");
                 return Err(DirectoryError::Unavailable(format!("{key} matches several directory entries")));
@@ -232,6 +227,79 @@ impl LdapDirectory {
             rc => Err(unavailable("bind", format!("result code {rc} {}", result.text))),
         }
     }
+}
+
+impl LdapDirectory {
+    /// Every mail user, fetched page by page (operators' tools such as `mailctl move
+    /// --plan`; never the lookup path). Entries that are not usable accounts are skipped.
+    pub async fn accounts(&self) -> Result<Vec<Account>, DirectoryError> {
+        let (slot, mut ldap) = self.pooled().await?;
+        let adapters: Vec<Box<dyn Adapter<_, _>>> =
+            vec![Box::new(EntriesOnly::new()), Box::new(PagedResults::new(LIST_PAGE_SIZE))];
+        let result = async {
+            let mut stream = ldap
+                .streaming_search_with(
+                    adapters,
+                    &self.config.base,
+                    Scope::Subtree,
+                    &self.config.user_filter,
+                    ATTRIBUTES,
+                )
+                .await?;
+            let mut out = Vec::new();
+            while let Some(entry) = stream.next().await? {
+                if out.len() >= LIST_ENTRIES_MAX {
+                    break;
+                }
+                match account_of(&SearchEntry::construct(entry)) {
+                    Ok(account) => out.push(account),
+                    Err(e) => tracing::warn!(error = %e, "directory: skipping an unusable entry"),
+                }
+            }
+            stream.finish().await.success()?;
+            Ok::<_, ldap3::LdapError>(out)
+        }
+        .await;
+        if result.is_err() {
+            *self.pool[slot].lock().await = None;
+        }
+        result.map_err(|e| unavailable("list users", e))
+    }
+
+    /// Replace attribute `attr` of entry `dn` with `value`, bound as `admin_dn` on a fresh
+    /// connection (operators' tools: a move flips `mailHost`). The search identity is not
+    /// used: it should not be able to write.
+    pub async fn replace_attribute(
+        &self,
+        admin_dn: &str,
+        admin_password: &str,
+        dn: &str,
+        attr: &str,
+        value: &str,
+    ) -> Result<(), DirectoryError> {
+        let mut ldap = self.connect().await?;
+        let result = async {
+            ldap.simple_bind(admin_dn, admin_password).await?.success()?;
+            let values = std::collections::HashSet::from([value]);
+            ldap.modify(dn, vec![Mod::Replace(attr, values)]).await?.success()?;
+            Ok::<_, ldap3::LdapError>(())
+        }
+        .await;
+        let _ = ldap.unbind().await;
+        result.map_err(|e| unavailable(&format!("set {attr} of {dn}"), e))?;
+        self.cache.clear();
+        Ok(())
+    }
+}
+
+/// The account an entry describes.
+fn account_of(entry: &SearchEntry) -> Result<Account, DirectoryError> {
+    let mut attrs: Attributes = entry.attrs.clone();
+    for (name, values) in &entry.bin_attrs {
+        let texts = values.iter().filter_map(|v| String::from_utf8(v.clone()).ok());
+        attrs.entry(name.clone()).or_default().extend(texts);
+    }
+    Account::from_attributes(&entry.dn, &attrs).map_err(|e| unavailable("entry unusable", e))
 }
 
 /// `host:port` of an `ldap://` or `ldaps://` URL (ports 389 and 636 by default).

@@ -61,9 +61,9 @@ impl Admin {
         self.cfg.groups.iter().map(|g| g.name.to_ascii_lowercase()).collect()
     }
 
-    /// The front's LDIF directory file, if it uses one.
-    pub fn ldif(&self) -> Option<&Path> {
-        self.cfg.directory.ldif.as_deref()
+    /// The front's configuration.
+    pub fn front_config(&self) -> &Config {
+        &self.cfg
     }
 
     /// The admin address of node `id`, from any group the front's map lists it in.

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use super::admin::{Admin, QueueId};
+use super::directory::{LdapAdmin, UserDirectory};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
@@ -73,6 +74,13 @@ enum Cmd {
         /// Print bytes per mailhost and the moves that would even them out; move nothing.
         #[arg(long)]
         plan: bool,
+        /// With an LDAP directory: the identity that may change `mailHost` (the front's
+        /// search identity if not given).
+        #[arg(long)]
+        ldap_admin_dn: Option<String>,
+        /// Its password, in a file.
+        #[arg(long)]
+        ldap_admin_password_file: Option<PathBuf>,
     },
     /// Raft membership of a group: replace a dead node without losing quorum.
     Group {
@@ -241,18 +249,23 @@ struct MoveArgs {
     rollback: bool,
     cleanup: bool,
     plan: bool,
+    ldap_admin: Option<(String, PathBuf)>,
 }
 
 fn move_user(config: &std::path::Path, a: MoveArgs) -> anyhow::Result<()> {
     use super::mover;
     let admin = Admin::open(config)?;
-    let ldif = admin
-        .ldif()
-        .map(std::path::Path::to_path_buf)
-        .context("moves need the front's LDIF directory ([directory] ldif)")?;
+    let ldap_admin = match a.ldap_admin {
+        Some((dn, file)) => {
+            let password = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            Some(LdapAdmin { dn, password: password.trim_end_matches(['\r', '\n']).to_string() })
+        }
+        None => None,
+    };
+    let dir = UserDirectory::of_front(admin.front_config(), ldap_admin)?;
     let rt = runtime()?;
     if a.plan {
-        let (per_group, moves) = rt.block_on(mover::plan(&admin, &ldif))?;
+        let (per_group, moves) = rt.block_on(mover::plan(&admin, &dir))?;
         for (g, bytes) in per_group {
             println!("{g}: {bytes} bytes");
         }
@@ -265,14 +278,14 @@ fn move_user(config: &std::path::Path, a: MoveArgs) -> anyhow::Result<()> {
         anyhow::bail!("usage: mailctl move USER TARGET_MAILHOST")
     };
     if a.rollback {
-        rt.block_on(mover::rollback(&admin, &ldif, &user, &target))?;
+        rt.block_on(mover::rollback(&admin, &dir, &user, &target))?;
         println!("rolled back: {user} stays where the directory says; the copy on {target} is deleted");
     } else if a.cleanup {
-        let report = rt.block_on(mover::cleanup_moved(&admin, &ldif, &user, &target))?;
+        let report = rt.block_on(mover::cleanup_moved(&admin, &dir, &user, &target))?;
         println!("{report}");
     } else {
         let grace = std::time::Duration::from_secs(a.grace_s);
-        let report = rt.block_on(mover::move_user(&admin, &ldif, &user, &target, grace))?;
+        let report = rt.block_on(mover::move_user(&admin, &dir, &user, &target, grace))?;
         println!("{report}");
     }
     Ok(())
@@ -315,8 +328,23 @@ pub fn run_from(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
         Cmd::Up { dir, port_base } => super::up::run(&dir, port_base),
         Cmd::Status { config } => status(&config),
         Cmd::Queue { config, action } => queue(&config, action),
-        Cmd::Move { user, target, config, grace_s, rollback, cleanup, plan } => {
-            move_user(&config, MoveArgs { user, target, grace_s, rollback, cleanup, plan })
+        Cmd::Move {
+            user,
+            target,
+            config,
+            grace_s,
+            rollback,
+            cleanup,
+            plan,
+            ldap_admin_dn,
+            ldap_admin_password_file,
+        } => {
+            let ldap_admin = match (ldap_admin_dn, ldap_admin_password_file) {
+                (Some(dn), Some(file)) => Some((dn, file)),
+                (None, None) => None,
+                _ => anyhow::bail!("--ldap-admin-dn and --ldap-admin-password-file go together"),
+            };
+            move_user(&config, MoveArgs { user, target, grace_s, rollback, cleanup, plan, ldap_admin })
         }
         Cmd::Group { config, action } => group(&config, action),
         Cmd::Daemon(d) => d.run(),

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod directory;
 pub mod layout;
 pub mod mover;
 pub mod up;

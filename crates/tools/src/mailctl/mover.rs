@@ -16,17 +16,16 @@
 //! never deletes the source before the directory names the target.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use common::admin::{AdminReply, AdminRequest, MailboxSummary, UserMail};
-use common::directory::{LdifDirectory, Purpose};
 use indicatif::{ProgressBar, ProgressStyle};
 use storaged::mailstore::ops::ImportedMessage;
 use storaged::mailstore::{FlagState, MailOp, MailResponse, UserState};
 
 use super::admin::Admin;
+use super::directory::UserDirectory;
 
 /// Messages per import at most, and bytes (the frame and a commit stay small).
 const BATCH_MESSAGES_MAX: usize = 256;
@@ -133,17 +132,6 @@ fn op_name(op: &MailOp) -> &'static str {
         MailOp::DeleteMailbox { .. } => "a mailbox deletion",
         _ => "an operation",
     }
-}
-
-/// The user's primary address and current mailhost, from the LDIF directory.
-fn locate(ldif: &Path, address: &str) -> anyhow::Result<(String, String)> {
-    let dir = LdifDirectory::open(ldif).with_context(|| format!("reading {}", ldif.display()))?;
-    let key = common::directory::lookup_key(address, Purpose::Login)
-        .with_context(|| format!("{address:?} is not a user name"))?;
-    let account =
-        dir.lookup(&key, Purpose::Login).with_context(|| format!("no user {address} in {}", ldif.display()))?;
-    let host = account.mail_host.clone().with_context(|| format!("{address} has no mailHost"))?;
-    Ok((account.mail.to_lowercase(), host.to_lowercase()))
 }
 
 /// One round: copy what the target lacks, then make every mailbox's state match.
@@ -290,16 +278,16 @@ impl HasSize for common::admin::MessageSummary {
     }
 }
 
-/// Move `address` to mailhost `target`, updating the LDIF directory `ldif`.
+/// Move `address` to mailhost `target`, flipping its `mailHost` in `dir`.
 pub async fn move_user(
     admin: &Admin,
-    ldif: &Path,
+    dir: &UserDirectory,
     address: &str,
     target: &str,
     grace: Duration,
 ) -> anyhow::Result<MoveReport> {
     let target = target.to_lowercase();
-    let (user, source) = locate(ldif, address)?;
+    let (user, source) = dir.locate(address).await?;
     let mut report =
         MoveReport { user: user.clone(), source: source.clone(), target: target.clone(), ..MoveReport::default() };
     if !admin.has_group(&target) {
@@ -334,7 +322,7 @@ pub async fn move_user(
         copied.messages += c.messages;
         copied.bytes += c.bytes;
         admin.apply(&target, MailOp::SetUserState { user: user.clone(), state: UserState::Active }).await?;
-        super::users::set_mailhost(ldif, &user, &target, true)?;
+        dir.set_mail_host(&user, &target).await?;
         admin
             .apply(&source, MailOp::SetUserState { user: user.clone(), state: UserState::MovedTo(target.clone()) })
             .await?;
@@ -366,9 +354,9 @@ pub async fn cleanup(admin: &Admin, user: &str, source: &str, target: &str) -> a
 }
 
 /// `--cleanup`: delete the copy on `old` of a user the directory already places elsewhere.
-pub async fn cleanup_moved(admin: &Admin, ldif: &Path, address: &str, old: &str) -> anyhow::Result<String> {
+pub async fn cleanup_moved(admin: &Admin, dir: &UserDirectory, address: &str, old: &str) -> anyhow::Result<String> {
     let old = old.to_lowercase();
-    let (user, now) = locate(ldif, address)?;
+    let (user, now) = dir.locate(address).await?;
     if now == old {
         bail!("{user} still lives on {old}");
     }
@@ -378,9 +366,9 @@ pub async fn cleanup_moved(admin: &Admin, ldif: &Path, address: &str, old: &str)
 
 /// Undo an unfinished move: unfreeze the source and delete the partial target copy. Refused
 /// once the directory names the target (move the user back instead).
-pub async fn rollback(admin: &Admin, ldif: &Path, address: &str, target: &str) -> anyhow::Result<()> {
+pub async fn rollback(admin: &Admin, dir: &UserDirectory, address: &str, target: &str) -> anyhow::Result<()> {
     let target = target.to_lowercase();
-    let (user, source) = locate(ldif, address)?;
+    let (user, source) = dir.locate(address).await?;
     if source == target {
         bail!("{user} already lives on {target}: move it back instead");
     }
@@ -418,12 +406,11 @@ pub fn propose_moves(per_group: &BTreeMap<String, u64>, mut users: Vec<(String, 
 /// Per group, the bytes of its users' mail, and moves that would even them out.
 pub async fn plan(
     admin: &Admin,
-    ldif: &Path,
+    dir: &UserDirectory,
 ) -> anyhow::Result<(BTreeMap<String, u64>, Vec<(String, String, String, u64)>)> {
-    let dir = LdifDirectory::open(ldif).with_context(|| format!("reading {}", ldif.display()))?;
     let mut per_group: BTreeMap<String, u64> = admin.group_names().into_iter().map(|g| (g, 0)).collect();
     let mut users: Vec<(String, String, u64)> = Vec::new();
-    for account in dir.accounts() {
+    for account in dir.accounts().await? {
         let Some(host) = account.mail_host.as_deref().map(str::to_lowercase) else { continue };
         if !per_group.contains_key(&host) {
             continue;

@@ -1,0 +1,91 @@
+//! The directory a move reads and flips: the front's LDIF file (edited in place; frontd
+//! re-reads it), or its LDAP server (read with the front's search identity, written with
+//! an administrator's bind, because the search identity should not be able to write).
+//! Owns nothing but that choice; never caches across commands.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use common::directory::{Account, LdapDirectory, LdifDirectory, Purpose};
+
+/// An administrator's LDAP identity for writes.
+pub struct LdapAdmin {
+    pub dn: String,
+    pub password: String,
+}
+
+/// Where users' `mailHost` lives.
+pub enum UserDirectory {
+    Ldif(PathBuf),
+    Ldap { dir: LdapDirectory, admin: Option<LdapAdmin> },
+}
+
+impl UserDirectory {
+    /// The front's directory; `admin` is needed to flip `mailHost` in LDAP (without it,
+    /// the front's own bind identity is tried).
+    pub fn of_front(cfg: &frontd::config::Config, admin: Option<LdapAdmin>) -> anyhow::Result<Self> {
+        if let Some(path) = &cfg.directory.ldif {
+            return Ok(Self::Ldif(path.clone()));
+        }
+        let mut ldap = cfg.ldap()?.context("the front's [directory] has neither ldif nor ldap")?;
+        // Every lookup asks the server: a move must see the current mailHost.
+        ldap.cache_ttl = std::time::Duration::ZERO;
+        ldap.connections = 1;
+        let admin =
+            admin.or_else(|| Some(LdapAdmin { dn: ldap.bind_dn.clone()?, password: ldap.bind_password.clone()? }));
+        Ok(Self::Ldap { dir: LdapDirectory::new(ldap)?, admin })
+    }
+
+    fn ldif_dir(path: &Path) -> anyhow::Result<LdifDirectory> {
+        LdifDirectory::open(path).with_context(|| format!("reading {}", path.display()))
+    }
+
+    async fn account(&self, address: &str) -> anyhow::Result<Account> {
+        let key = common::directory::lookup_key(address, Purpose::Login)
+            .with_context(|| format!("{address:?} is not a user name"))?;
+        match self {
+            Self::Ldif(path) => Ok(Self::ldif_dir(path)?
+                .lookup(&key, Purpose::Login)
+                .with_context(|| format!("no user {address} in {}", path.display()))?
+                .as_ref()
+                .clone()),
+            Self::Ldap { dir, .. } => Ok(dir
+                .lookup(&key, Purpose::Login)
+                .await?
+                .with_context(|| format!("no user {address} in the LDAP directory"))?
+                .as_ref()
+                .clone()),
+        }
+    }
+
+    /// The user's primary address and current mailhost.
+    pub async fn locate(&self, address: &str) -> anyhow::Result<(String, String)> {
+        let account = self.account(address).await?;
+        let host = account.mail_host.clone().with_context(|| format!("{address} has no mailHost"))?;
+        Ok((account.mail.to_lowercase(), host.to_lowercase()))
+    }
+
+    /// Make the directory place `user` on `host`.
+    pub async fn set_mail_host(&self, user: &str, host: &str) -> anyhow::Result<()> {
+        match self {
+            Self::Ldif(path) => super::users::set_mailhost(path, user, host, true).map(drop),
+            Self::Ldap { dir, admin } => {
+                let admin = admin.as_ref().context(
+                    "flipping mailHost in LDAP needs an identity that may write: --ldap-admin-dn and --ldap-admin-password-file",
+                )?;
+                let account = self.account(user).await?;
+                dir.replace_attribute(&admin.dn, &admin.password, &account.dn, "mailHost", host)
+                    .await
+                    .with_context(|| format!("flipping mailHost of {} as {}", account.dn, admin.dn))
+            }
+        }
+    }
+
+    /// Every user the directory lists.
+    pub async fn accounts(&self) -> anyhow::Result<Vec<Account>> {
+        match self {
+            Self::Ldif(path) => Ok(Self::ldif_dir(path)?.accounts().iter().map(|a| a.as_ref().clone()).collect()),
+            Self::Ldap { dir, .. } => Ok(dir.accounts().await?),
+        }
+    }
+}
