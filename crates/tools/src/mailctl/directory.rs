@@ -17,7 +17,7 @@ pub struct LdapAdmin {
 /// Where users' `mailHost` lives.
 pub enum UserDirectory {
     Ldif(PathBuf),
-    Ldap { dir: LdapDirectory, admin: Option<LdapAdmin> },
+    Ldap { dir: Box<LdapDirectory>, admin: Option<LdapAdmin> },
 }
 
 impl UserDirectory {
@@ -33,7 +33,7 @@ impl UserDirectory {
         ldap.connections = 1;
         let admin =
             admin.or_else(|| Some(LdapAdmin { dn: ldap.bind_dn.clone()?, password: ldap.bind_password.clone()? }));
-        Ok(Self::Ldap { dir: LdapDirectory::new(ldap)?, admin })
+        Ok(Self::Ldap { dir: Box::new(LdapDirectory::new(ldap)?), admin })
     }
 
     fn ldif_dir(path: &Path) -> anyhow::Result<LdifDirectory> {
