@@ -19,6 +19,47 @@ fn move_client(args: &[String]) -> Value {
     python_json("move_client.py", args)
 }
 
+/// An IMAP or POP3 session kept open across a move, one line at a time.
+struct LineSession {
+    r: std::io::BufReader<std::net::TcpStream>,
+    w: std::net::TcpStream,
+}
+
+impl LineSession {
+    fn connect(addr: &str) -> Self {
+        let s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut c = Self { r: std::io::BufReader::new(s.try_clone().unwrap()), w: s };
+        c.lines_until(&["* OK", "+OK"]);
+        c
+    }
+
+    /// Lines up to and including the first that starts with one of `ends` (or the end of
+    /// the connection).
+    fn lines_until(&mut self, ends: &[&str]) -> String {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for _ in 0..10_000 {
+            let mut line = String::new();
+            if self.r.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            all.push_str(&line);
+            if ends.iter().any(|e| line.starts_with(e)) {
+                break;
+            }
+        }
+        all
+    }
+
+    fn exchange(&mut self, command: &str, ends: &[&str]) -> String {
+        use std::io::Write;
+        // The server may already have closed the connection; the reply says why.
+        let _ = self.w.write_all(format!("{command}\r\n").as_bytes());
+        self.lines_until(ends)
+    }
+}
+
 fn queue_is_empty(root: &Path) -> bool {
     let (ok, out) = mailctl(root, &["queue", "list"]);
     ok && out.contains("queue is empty")
@@ -367,6 +408,12 @@ fn with_an_ldap_directory_the_move_flips_mail_host_on_the_ldap_server() {
         String::from_utf8_lossy(&out.stdout).lines().find_map(|l| l.strip_prefix("mailHost: ").map(str::to_string))
     };
     assert_eq!(mail_host().as_deref(), Some("hermes"));
+    // Sessions open through the front before the move.
+    let mut imap = LineSession::connect(&front.imap);
+    assert!(imap.exchange("a LOGIN alice alice-pw", &["a "]).contains("a OK"));
+    let mut pop3 = LineSession::connect(&front.pop3);
+    pop3.exchange("USER alice", &["+OK", "-ERR"]);
+    assert!(pop3.exchange("PASS alice-pw", &["+OK", "-ERR"]).starts_with("+OK"));
 
     let (ok, plan) = mailctl(root, &["move", "--plan"]);
     assert!(ok && plan.contains("hermes:") && plan.contains("apollo:"), "{plan}");
@@ -384,6 +431,11 @@ fn with_an_ldap_directory_the_move_flips_mail_host_on_the_ldap_server() {
         mailctl(root, &[&args[..], &["--ldap-admin-password-file", admin_pw.to_str().unwrap()]].concat());
     assert!(ok && report.contains("source copy deleted"), "{report}");
     assert_eq!(mail_host().as_deref(), Some("apollo"));
+    // The sessions opened before the flip are told to reconnect.
+    let bye = imap.exchange("b NOOP", &["b "]);
+    assert!(bye.contains("* BYE [UNAVAILABLE] your mailbox moved"), "{bye}");
+    let err = pop3.exchange("STAT", &["+OK", "-ERR"]);
+    assert!(err.starts_with("-ERR [SYS/TEMP] your mailbox moved"), "{err}");
     wait_for("alice's mail through the front, from apollo", Duration::from_secs(30), || {
         let got = inbox_subjects(&front, "alice", "alice-pw");
         subjects.iter().all(|s| got.contains(s))

@@ -107,6 +107,10 @@ impl Storage {
         for i in 0..n {
             s.start_node(i);
         }
+        // Listening means configured: tests may talk to any node's admin port at once.
+        for addr in &s.admin {
+            wait_listening(addr, "storaged admin");
+        }
         s
     }
 

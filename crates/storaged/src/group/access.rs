@@ -148,6 +148,13 @@ impl Group {
         }
     }
 
+    /// Whether `user`'s mail moved to another mailhost (sessions must end: `BYE`).
+    pub fn user_moved(&self, user: &UserName) -> bool {
+        let store = self.sm.store();
+        let store = store.lock().expect("store lock");
+        matches!(store.user_state(user.as_str()), crate::mailstore::UserState::MovedTo(_))
+    }
+
     /// The current leader's node id, if known.
     pub fn leader(&self) -> Option<u64> {
         self.raft.metrics().borrow().current_leader

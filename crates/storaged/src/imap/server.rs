@@ -263,12 +263,7 @@ fn gone_away(group: &Group, node: &Node, user: Option<&crate::mailstore::UserNam
     if !group.is_leader(node.id) {
         return Some(b"* BYE [UNAVAILABLE] the mailhost moved to another node; reconnect\r\n");
     }
-    let user = user?;
-    let moved = matches!(
-        group.sm.store().lock().expect("store lock").user_state(user.as_str()),
-        crate::mailstore::UserState::MovedTo(_)
-    );
-    moved.then_some(b"* BYE [UNAVAILABLE] your mailbox moved to another mailhost; reconnect\r\n")
+    group.user_moved(user?).then_some(b"* BYE [UNAVAILABLE] your mailbox moved to another mailhost; reconnect\r\n")
 }
 
 /// Run IDLE until `DONE`; `Ok(false)` if the connection must close.

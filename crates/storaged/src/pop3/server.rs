@@ -100,6 +100,12 @@ async fn commands(conn: &mut Conn, state: &mut State, peer: SocketAddr, node: &N
                 wr.write_all(b"-ERR [SYS/TEMP] the mailhost moved to another node; reconnect\r\n").await?;
                 return Ok(End::Closed);
             }
+            // A move flipped the user away: this maildrop is a stale copy (deletions would be
+            // refused anyway); the client reconnects through the front to the new mailhost.
+            if m.group.user_moved(&m.user) {
+                wr.write_all(b"-ERR [SYS/TEMP] your mailbox moved to another mailhost; reconnect\r\n").await?;
+                return Ok(End::Closed);
+            }
         }
         let mut out = Vec::new();
         let mut queue: std::collections::VecDeque<Action> = state.session.line(&line).into();
