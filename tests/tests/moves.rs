@@ -267,7 +267,7 @@ fn files_on(root: &Path, group: &str, user: &str) -> usize {
 
 /// Start `mailctl move` and kill the target group's leader, then the mover, mid-copy.
 fn interrupted_move(root: &Path, storage: &mut Storage, user: &str, target: &str, target_user: &str) {
-    let mut mover = Command::new(env!("CARGO_BIN_EXE_mailctl"))
+    let mut mover = Command::new(env!("CARGO_BIN_EXE_sys-mailctl"))
         .args(["move", user, target, "--grace-s", "0", "--config"])
         .arg(root.join("frontd.toml"))
         .stdout(std::process::Stdio::null())

@@ -148,7 +148,7 @@ impl Storage {
     }
 
     pub fn start_node(&mut self, i: usize) {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_storaged"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sys-storaged"));
         cmd.arg("--config").arg(self.root.join(format!("node{}.toml", i + 1)));
         cmd.env("RUST_LOG", "info,openraft=error");
         self.children[i] = Some(spawn(cmd, &self.root.join(format!("node{}.log", i + 1))));
@@ -417,7 +417,7 @@ impl Front {
         let path = root.join("frontd.toml");
         std::fs::write(&path, cfg).unwrap();
         let log = root.join("frontd.log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_frontd"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sys-frontd"));
         cmd.arg("--config").arg(&path).env("RUST_LOG", "info");
         let child = Some(spawn(cmd, &log));
         wait_listening(&imap, "frontd");
@@ -571,7 +571,7 @@ impl Drop for Sink {
 /// Run `mailctl` with the front's configuration in `root`; whether it succeeded, and its
 /// output.
 pub fn mailctl(root: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mailctl"))
+    let out = Command::new(env!("CARGO_BIN_EXE_sys-mailctl"))
         .args(args)
         .arg("--config")
         .arg(root.join("frontd.toml"))
