@@ -66,7 +66,7 @@ pub fn framing(buf: &[u8]) -> Framing {
 }
 
 /// The tag a command line starts with, if it is a valid one.
-fn tag_of(line: &[u8]) -> Option<String> {
+pub fn tag_of(line: &[u8]) -> Option<String> {
     let end = line.iter().position(|b| *b == b' ').unwrap_or(line.len());
     let tag = &line[..end];
     let valid =

@@ -409,7 +409,8 @@ async fn read_imap_command(conn: &mut Conn) -> std::io::Result<Option<Result<Vec
                         // The client sends the bytes anyway; they cannot be told apart from commands.
                         return Ok(None);
                     }
-                    return Ok(Some(Err(b"* BAD literal too large before login\r\n".to_vec())));
+                    let tag = imap::tag_of(&buf).unwrap_or_else(|| "*".into());
+                    return Ok(Some(Err(format!("{tag} BAD literal too large before login\r\n").into_bytes())));
                 }
                 if sync {
                     conn.wr.write_all(b"+ go ahead\r\n").await?;

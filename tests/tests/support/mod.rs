@@ -164,6 +164,11 @@ impl Storage {
     }
 
     /// Whether node `i` is running.
+    /// Process id of node `i`, if it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.children[i].as_ref().map(Child::id)
+    }
+
     pub fn is_up(&self, i: usize) -> bool {
         self.children[i].is_some()
     }
@@ -424,6 +429,11 @@ impl Front {
         Self { imap, pop3, smtp, submission, imaps, pop3s, child, log }
     }
 
+    /// Process id of frontd.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("frontd runs").id()
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -578,4 +588,15 @@ pub fn mailctl(root: &Path, args: &[&str]) -> (bool, String) {
         .output()
         .unwrap();
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// Peak resident memory (`VmHWM`) of process `pid`, in bytes.
+pub fn peak_rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status");
+    kib * 1024
 }
