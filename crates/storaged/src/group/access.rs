@@ -3,7 +3,6 @@
 //! committed and applied; reads never block the apply path for longer than a lookup.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +10,7 @@ use openraft::error::ClientWriteError;
 
 use super::Group;
 use crate::mailstore::index::MailboxIndex;
+use crate::mailstore::store::StoredMessage;
 use crate::mailstore::{MailOp, MailRequest, MailResponse, MailboxName, OpId, StoreError, UserName};
 
 /// Longest wait for an operation to commit.
@@ -59,14 +59,20 @@ impl Group {
         store.mailbox_index(user, mailbox)
     }
 
-    fn message_file(&self, user: &UserName, mailbox: &MailboxName, uid: u32) -> Result<Option<PathBuf>, StoreError> {
+    fn message_file(
+        &self,
+        user: &UserName,
+        mailbox: &MailboxName,
+        uid: u32,
+    ) -> Result<Option<StoredMessage>, StoreError> {
         let store = self.sm.store();
         let mut store = store.lock().expect("store lock");
         store.message_file(user, mailbox, uid)
     }
 
     /// The bytes of message `uid`, or `None` if it was expunged. Blocking; the file is
-    /// read without holding the store.
+    /// read without holding the store, and checked against its checksum (a corrupt file is
+    /// an error, never served).
     pub fn read_message(
         &self,
         user: &UserName,
@@ -74,8 +80,8 @@ impl Group {
         uid: u32,
     ) -> Result<Option<Vec<u8>>, AccessError> {
         for _ in 0..READ_ATTEMPTS_MAX {
-            let Some(path) = self.message_file(user, mailbox, uid)? else { return Ok(None) };
-            match std::fs::read(&path) {
+            let Some(file) = self.message_file(user, mailbox, uid)? else { return Ok(None) };
+            match file.read() {
                 Ok(bytes) => return Ok(Some(bytes)),
                 // Renamed by a flag change after the lookup: look it up again.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,

@@ -103,8 +103,8 @@ impl Backend for StoreBackend {
     }
 
     fn message(&self, user: &UserName, mailbox: &MailboxName, uid: u32) -> Result<Option<Vec<u8>>, String> {
-        let path = self.store.lock().expect("store").message_file(user, mailbox, uid).map_err(|e| e.to_string())?;
-        path.map(|p| std::fs::read(p).map_err(|e| e.to_string())).transpose()
+        let file = self.store.lock().expect("store").message_file(user, mailbox, uid).map_err(|e| e.to_string())?;
+        file.map(|f| f.read().map_err(|e| e.to_string())).transpose()
     }
 
     async fn propose(&self, op_id: OpId, op: MailOp) -> Result<MailResponse, String> {

@@ -196,6 +196,7 @@ mod tests {
             size: 100,
             internal_date: 86_400 * 365,
             modseq: 1,
+            crc32c: 0,
         }
     }
 

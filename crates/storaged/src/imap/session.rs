@@ -1106,6 +1106,7 @@ impl<B: Backend> Session<B> {
         }
         let view = self.view.as_ref().expect("selected");
         let mut missing = false;
+        let mut unreadable: Option<String> = None;
         let mut reported = Vec::new();
         for (seq, u) in targets {
             let Some(meta) = idx.position(u).map(|p| &idx.messages[p]) else {
@@ -1125,8 +1126,17 @@ impl<B: Backend> Session<B> {
             let text = if needs_text {
                 match self.backend().message(self.user(), &view.mailbox, u) {
                     Ok(Some(t)) => Some(t),
-                    _ => {
+                    Ok(None) => {
                         missing = true;
+                        continue;
+                    }
+                    // Unreadable or corrupt (fails its checksum): nothing of it is sent, and
+                    // the client is told, not led to believe it was expunged.
+                    Err(e) => {
+                        tracing::error!(uid = u, error = %e, "FETCH: message unreadable");
+                        unreadable.get_or_insert(format!(
+                            "[SERVERBUG] message UID {u} cannot be read (the server log says why); nothing of it was sent"
+                        ));
                         continue;
                     }
                 }
@@ -1205,6 +1215,9 @@ impl<B: Backend> Session<B> {
         let view = self.view.as_mut().expect("selected");
         for m in &reported {
             view.reported(m);
+        }
+        if let Some(why) = unreadable {
+            return Err(Refusal::No(why));
         }
         if missing {
             return Ok(("[EXPUNGEISSUED] some messages were expunged meanwhile".into(), Outcome::Continue));

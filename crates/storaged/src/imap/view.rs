@@ -171,6 +171,7 @@ mod tests {
                 size: 10,
                 internal_date: 0,
                 modseq: 1,
+                crc32c: 0,
             });
         }
         idx.uid_next = uids.last().map_or(1, |u| u.0 + 1);

@@ -12,7 +12,9 @@ use rkyv::rancor;
 
 /// File name of the index inside a mailbox directory.
 pub const INDEX_FILE: &str = "mailstore.index";
-const MAGIC: &[u8; 8] = b"MSIDX002";
+const MAGIC: &[u8; 8] = b"MSIDX003";
+/// The format before message checksums; still read, written as the current format.
+const MAGIC_V2: &[u8; 8] = b"MSIDX002";
 /// The format before expunge tombstones; still read, written as the current format.
 const MAGIC_V1: &[u8; 8] = b"MSIDX001";
 /// Tombstones kept per mailbox; older ones are summarized by `vanished_floor`.
@@ -33,6 +35,39 @@ pub struct MessageMeta {
     pub size: u64,
     pub internal_date: i64,
     pub modseq: u64,
+    /// CRC32C of the message file's bytes, checked on every read so corrupt mail is never
+    /// served; 0 for messages indexed before checksums existed (not checked).
+    pub crc32c: u32,
+}
+
+/// [`MessageMeta`] of index versions 1 and 2 (no checksum).
+#[derive(Debug, Clone, rkyv::Archive, rkyv::Deserialize)]
+#[cfg_attr(test, derive(rkyv::Serialize))]
+struct MessageMetaV2 {
+    uid: u32,
+    base: String,
+    in_cur: bool,
+    flags: u8,
+    keywords: Vec<String>,
+    size: u64,
+    internal_date: i64,
+    modseq: u64,
+}
+
+impl From<MessageMetaV2> for MessageMeta {
+    fn from(m: MessageMetaV2) -> Self {
+        Self {
+            uid: m.uid,
+            base: m.base,
+            in_cur: m.in_cur,
+            flags: m.flags,
+            keywords: m.keywords,
+            size: m.size,
+            internal_date: m.internal_date,
+            modseq: m.modseq,
+            crc32c: 0,
+        }
+    }
 }
 
 /// One mailbox.
@@ -61,7 +96,19 @@ struct MailboxIndexV1 {
     uid_next: u32,
     highest_modseq: u64,
     applied_index: u64,
-    messages: Vec<MessageMeta>,
+    messages: Vec<MessageMetaV2>,
+}
+
+/// The version-2 layout (no message checksums), for reading old index files.
+#[derive(rkyv::Archive, rkyv::Deserialize)]
+struct MailboxIndexV2 {
+    uid_validity: u32,
+    uid_next: u32,
+    highest_modseq: u64,
+    applied_index: u64,
+    messages: Vec<MessageMetaV2>,
+    vanished: Vec<(u32, u64)>,
+    vanished_floor: u64,
 }
 
 /// Index errors.
@@ -135,7 +182,8 @@ impl MailboxIndex {
         let map =
             unsafe { memmap2::Mmap::map(&file) }.map_err(|source| IndexError::Io { path: name.clone(), source })?;
         let corrupt = |reason: &str| IndexError::Corrupt { path: name.clone(), reason: reason.into() };
-        if map.len() < PREFIX_LEN || (&map[..8] != MAGIC && &map[..8] != MAGIC_V1) {
+        let magic = map.get(..8).unwrap_or_default();
+        if map.len() < PREFIX_LEN || (magic != MAGIC && magic != MAGIC_V2 && magic != MAGIC_V1) {
             return Err(corrupt("bad magic"));
         }
         let archive = &map[PREFIX_LEN..];
@@ -151,10 +199,22 @@ impl MailboxIndex {
                 uid_next: v1.uid_next,
                 highest_modseq: v1.highest_modseq,
                 applied_index: v1.applied_index,
-                messages: v1.messages,
+                messages: v1.messages.into_iter().map(MessageMeta::from).collect(),
                 vanished: Vec::new(),
                 // Nothing is known about earlier expunges.
                 vanished_floor: v1.highest_modseq,
+            });
+        }
+        if &map[..8] == MAGIC_V2 {
+            let v2 = rkyv::from_bytes::<MailboxIndexV2, rancor::Error>(archive).map_err(|e| corrupt(&e.to_string()))?;
+            return Ok(Self {
+                uid_validity: v2.uid_validity,
+                uid_next: v2.uid_next,
+                highest_modseq: v2.highest_modseq,
+                applied_index: v2.applied_index,
+                messages: v2.messages.into_iter().map(MessageMeta::from).collect(),
+                vanished: v2.vanished,
+                vanished_floor: v2.vanished_floor,
             });
         }
         rkyv::from_bytes::<Self, rancor::Error>(archive).map_err(|e| corrupt(&e.to_string()))
@@ -178,6 +238,7 @@ mod tests {
             size: 10,
             internal_date: 1,
             modseq: 2,
+            crc32c: 7,
         });
         let path = dir.path().join(INDEX_FILE);
         std::fs::write(&path, idx.encode()).unwrap();
@@ -210,9 +271,19 @@ mod tests {
             uid_next: u32,
             highest_modseq: u64,
             applied_index: u64,
-            messages: Vec<MessageMeta>,
+            messages: Vec<MessageMetaV2>,
         }
-        let v1 = V1 { uid_validity: 9, uid_next: 4, highest_modseq: 8, applied_index: 3, messages: vec![] };
+        let old = MessageMetaV2 {
+            uid: 3,
+            base: "b".into(),
+            in_cur: true,
+            flags: 1,
+            keywords: vec![],
+            size: 5,
+            internal_date: 0,
+            modseq: 6,
+        };
+        let v1 = V1 { uid_validity: 9, uid_next: 4, highest_modseq: 8, applied_index: 3, messages: vec![old] };
         let archive = rkyv::to_bytes::<rancor::Error>(&v1).unwrap();
         let mut bytes = MAGIC_V1.to_vec();
         bytes.extend_from_slice(&crc32c::crc32c(&archive).to_le_bytes());
@@ -223,6 +294,7 @@ mod tests {
         std::fs::write(&path, bytes).unwrap();
         let idx = MailboxIndex::load(&path).unwrap();
         assert_eq!((idx.uid_validity, idx.uid_next, idx.vanished_floor), (9, 4, 8));
+        assert_eq!((idx.messages[0].uid, idx.messages[0].modseq, idx.messages[0].crc32c), (3, 6, 0));
         assert_eq!(idx.vanished_since(7), None);
     }
 }

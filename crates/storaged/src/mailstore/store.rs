@@ -107,6 +107,31 @@ impl PendingCheckpoint {
     }
 }
 
+/// Where a message's file is and what its bytes must checksum to.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    pub path: PathBuf,
+    /// 0: indexed before checksums existed, not checked.
+    pub crc32c: u32,
+}
+
+impl StoredMessage {
+    /// The file's bytes, checked against the index: a file that does not match (a flipped
+    /// bit, a torn or truncated write) is an `InvalidData` error and its bytes are never
+    /// returned.
+    pub fn read(&self) -> io::Result<Vec<u8>> {
+        let bytes = fs::read(&self.path)?;
+        if self.crc32c != 0 && crc32c::crc32c(&bytes) != self.crc32c {
+            tracing::error!(path = %self.path.display(), "message file fails its checksum; not serving it");
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("message file {} is corrupt (checksum mismatch)", self.path.display()),
+            ));
+        }
+        Ok(bytes)
+    }
+}
+
 /// The state machine's data.
 pub struct Store {
     layout: Layout,
@@ -598,6 +623,7 @@ impl Store {
             size: message.len() as u64,
             internal_date,
             modseq: idx.highest_modseq,
+            crc32c: crc32c::crc32c(message),
         };
         let uid_validity = idx.uid_validity;
         idx.messages.push(meta.clone());
@@ -992,6 +1018,7 @@ impl Store {
                 size: m.data.len() as u64,
                 internal_date: m.internal_date,
                 modseq,
+                crc32c: crc32c::crc32c(&m.data),
             };
             idx.uid_next = m.uid + 1;
             idx.messages.push(meta.clone());
@@ -1109,10 +1136,10 @@ impl Store {
         user: &UserName,
         mailbox: &MailboxName,
         uid: u32,
-    ) -> Result<Option<PathBuf>, StoreError> {
+    ) -> Result<Option<StoredMessage>, StoreError> {
         let Some(b) = self.mailbox(user, mailbox)? else { return Ok(None) };
         let Some(m) = b.position(uid).map(|p| b.messages[p].clone()) else { return Ok(None) };
-        Ok(Some(self.message_path(user, mailbox, &m)))
+        Ok(Some(StoredMessage { path: self.message_path(user, mailbox, &m), crc32c: m.crc32c }))
     }
 
     /// The mailboxes of `user` (INBOX first if it exists), from the tree on disk.

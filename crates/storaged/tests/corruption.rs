@@ -1,0 +1,79 @@
+//! Corrupt message files are never served: every message's CRC32C is in the mailbox index,
+//! and a file that no longer matches it (a flipped bit, a truncated write) is refused over
+//! IMAP (`NO [SERVERBUG]`) and POP3 (`-ERR`) instead of being sent; intact messages next to
+//! it are still served.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use support::{deliver, password, tree, Cluster};
+
+/// Send `command` and read lines until one starts with `end`; all lines read.
+fn exchange(r: &mut BufReader<TcpStream>, w: &mut TcpStream, command: &str, end: &str) -> String {
+    w.write_all(format!("{command}\r\n").as_bytes()).unwrap();
+    let mut all = String::new();
+    for _ in 0..10_000 {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        all.push_str(&line);
+        if line.starts_with(end) {
+            break;
+        }
+    }
+    all
+}
+
+fn connect(addr: &str) -> (BufReader<TcpStream>, TcpStream) {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut greeting = String::new();
+    r.read_line(&mut greeting).unwrap();
+    (r, s)
+}
+
+#[test]
+fn a_message_file_that_fails_its_checksum_is_refused_not_served() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Cluster::start(tmp.path(), 1, 1, "");
+    c.wait_leader(Duration::from_secs(30));
+    let user = "user0@example.edu";
+    deliver(&c.lmtp[0], user, b"Message-ID: <one@test>\r\nSubject: one\r\n\r\nintact body one\r\n");
+    deliver(&c.lmtp[0], user, b"Message-ID: <two@test>\r\nSubject: two\r\n\r\nsecret body two\r\n");
+
+    // Flip one bit of the second message's file, as a failing disk would.
+    let files = tree(&c.mail_dir(0));
+    let (name, bytes) = files
+        .iter()
+        .find(|(k, v)| k.contains("/new/") && String::from_utf8_lossy(v).contains("secret body two"))
+        .expect("the second message's file");
+    let mut bad = bytes.clone();
+    let at = bad.len() - 6;
+    bad[at] ^= 0x01;
+    std::fs::write(c.mail_dir(0).join(name), &bad).unwrap();
+
+    let (mut r, mut w) = connect(&c.imap[0]);
+    let login = exchange(&mut r, &mut w, &format!("a1 LOGIN {user} {}", password(0)), "a1 ");
+    assert!(login.contains("a1 OK"), "{login}");
+    assert!(exchange(&mut r, &mut w, "a2 SELECT INBOX", "a2 ").contains("a2 OK"));
+    let good = exchange(&mut r, &mut w, "a3 FETCH 1 BODY.PEEK[]", "a3 ");
+    assert!(good.contains("intact body one") && good.contains("a3 OK"), "{good}");
+    let refused = exchange(&mut r, &mut w, "a4 FETCH 2 BODY.PEEK[]", "a4 ");
+    assert!(refused.contains("a4 NO [SERVERBUG]"), "{refused}");
+    assert!(!refused.contains("body two") && !refused.contains("bodx two"), "corrupt bytes sent: {refused}");
+    exchange(&mut r, &mut w, "a5 LOGOUT", "a5 ");
+
+    let (mut r, mut w) = connect(&c.pop3[0]);
+    exchange(&mut r, &mut w, &format!("USER {user}"), "+OK");
+    assert!(exchange(&mut r, &mut w, &format!("PASS {}", password(0)), "").starts_with("+OK"));
+    let good = exchange(&mut r, &mut w, "RETR 1", ".\r");
+    assert!(good.starts_with("+OK") && good.contains("intact body one"), "{good}");
+    let refused = exchange(&mut r, &mut w, "RETR 2", "");
+    assert!(refused.starts_with("-ERR"), "{refused}");
+    assert!(c.node_log(0).contains("fails its checksum"), "the corruption is logged");
+}
