@@ -13,6 +13,18 @@ use tokio::net::TcpStream;
 use crate::auth::{Channel, ClusterKey};
 use crate::frame::FrameError;
 
+/// How a storage node says that a user's mail moved to another mailhost (group), in LMTP
+/// replies and login refusals: `... mailbox moved to mailhost apollo`.
+pub const MOVED_REPLY: &str = "mailbox moved to mailhost";
+
+/// The mailhost a [`MOVED_REPLY`] names, if `text` carries one.
+pub fn moved_target(text: &str) -> Option<&str> {
+    let rest = &text[text.find(MOVED_REPLY)? + MOVED_REPLY.len()..];
+    let name = rest.strip_prefix(' ')?;
+    let end = name.find(|c: char| !(c.is_ascii_alphanumeric() || "-_.".contains(c))).unwrap_or(name.len());
+    (end > 0).then(|| &name[..end])
+}
+
 /// Largest admin frame: one queued message (64 MiB at most) plus its envelope.
 pub const FRAME_MAX_BYTES: u32 = 65 << 20;
 
@@ -340,6 +352,14 @@ impl AdminClient {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_moved_reply_names_its_target() {
+        assert_eq!(moved_target("451 4.2.1 <a@b> mailbox moved to mailhost apollo"), Some("apollo"));
+        assert_eq!(moved_target("NO [UNAVAILABLE] mailbox moved to mailhost h-2.x; reconnect"), Some("h-2.x"));
+        assert_eq!(moved_target("mailbox moved to mailhost "), None);
+        assert_eq!(moved_target("451 4.3.0 temporary failure"), None);
+    }
     use super::*;
 
     #[test]

@@ -1,9 +1,16 @@
 //! Helpers for the tests, benchmarks and harnesses of the daemons (never used by the
 //! daemons themselves): a free loopback port outside the kernel's ephemeral range, so
 //! that an outgoing connection of another process cannot take it between the pick and the
-//! daemon's bind (the classic flake of "bind port 0, close, reuse").
+//! daemon's bind (the classic flake of "bind port 0, close, reuse"), and never the same
+//! port twice in one process (tests running in parallel pick ports before their daemons
+//! bind them).
 
+use std::collections::HashSet;
 use std::net::TcpListener;
+use std::sync::Mutex;
+
+/// Ports this process has handed out.
+static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
 
 /// Ports picked from here; below the usual ephemeral range (32768–60999).
 const PORTS: std::ops::Range<u16> = 20_000..32_000;
@@ -14,7 +21,10 @@ const TRIES_MAX: usize = 1000;
 pub fn free_port() -> u16 {
     for _ in 0..TRIES_MAX {
         let port = PORTS.start + (rand::random::<u16>() % (PORTS.end - PORTS.start));
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        let mut handed_out = HANDED_OUT.lock().expect("port set lock");
+        let handed_out = handed_out.get_or_insert_with(HashSet::new);
+        if !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.insert(port);
             return port;
         }
     }

@@ -59,6 +59,9 @@ pub enum RouteError {
     /// A storage node refused the proxy login itself (misconfigured proxy credential).
     #[error("storage node refused the proxy login: {0}")]
     Refused(String),
+    /// The user's mail moved to this mailhost (the directory answer was stale).
+    #[error("the mailbox moved to mailhost {0}")]
+    Moved(String),
 }
 
 /// What one attempt at one member gave.
@@ -68,6 +71,8 @@ pub enum Attempt<T> {
     NotLeader(Option<u64>),
     Down(String),
     Refused(String),
+    /// The user's mail moved to this mailhost.
+    Moved(String),
 }
 
 /// The leader a refusal names (`... its leader is node 3`).
@@ -117,6 +122,7 @@ where
                     return Ok(value);
                 }
                 Attempt::Refused(why) => return Err(RouteError::Refused(why)),
+                Attempt::Moved(target) => return Err(RouteError::Moved(target)),
                 Attempt::NotLeader(Some(leader)) if leader != id && hint != Some(leader) => {
                     hint = Some(leader);
                     redirected = true;
@@ -158,6 +164,7 @@ pub async fn open(
             Attempt::NotLeader(h) => Attempt::NotLeader(h),
             Attempt::Down(why) => Attempt::Down(format!("{addr}: {why}")),
             Attempt::Refused(why) => Attempt::Refused(why),
+            Attempt::Moved(target) => Attempt::Moved(target),
         }
     })
     .await
@@ -219,6 +226,9 @@ fn quoted(s: &str) -> String {
 /// What a refusal means: `UNAVAILABLE`/`SYS/TEMP` not-leader answers redirect; anything
 /// else is the node refusing the proxy credential.
 fn refusal<T>(text: &str) -> Attempt<T> {
+    if let Some(target) = common::admin::moved_target(text) {
+        return Attempt::Moved(target.to_string());
+    }
     let temporary = ["[UNAVAILABLE]", "[SYS/TEMP]"].iter().any(|c| text.contains(c));
     if temporary {
         Attempt::NotLeader(leader_hint(text))
@@ -296,6 +306,11 @@ mod tests {
         assert_eq!(leader_hint("-ERR [SYS/TEMP] no leader elected yet"), None);
         assert!(matches!(refusal::<()>("NO [UNAVAILABLE] x; its leader is node 12"), Attempt::NotLeader(Some(12))));
         assert!(matches!(refusal::<()>("NO [AUTHENTICATIONFAILED] authentication failed"), Attempt::Refused(_)));
+        let moved = refusal::<()>("NO [UNAVAILABLE] mailbox moved to mailhost apollo");
+        assert!(matches!(moved, Attempt::Moved(t) if t == "apollo"));
+        assert!(
+            matches!(refusal::<()>("-ERR [SYS/TEMP] mailbox moved to mailhost zeus-2"), Attempt::Moved(t) if t == "zeus-2")
+        );
         assert!(!format!(
             "{:?}",
             ProxyCredential { user: "f".into(), password: "s3cret".into(), route_timeout: Duration::ZERO }

@@ -91,7 +91,23 @@ impl Router {
             }
         }
         let stuffed = dot_stuff(message);
+        // Mailboxes whose group said they moved (the directory answer was stale): tried once
+        // more on the group named, so the mail does not wait for a retry.
+        let mut moved: BTreeMap<String, BTreeMap<String, Vec<usize>>> = BTreeMap::new();
         for (group, mailboxes) in by_group {
+            let boxes: Vec<String> = mailboxes.keys().cloned().collect();
+            let answers = self.deliver_to_group(&group, from, &boxes, &stuffed).await;
+            for (mailbox, answer) in boxes.iter().zip(answers) {
+                if let Some(target) = self.moved_elsewhere(&answer, &group) {
+                    moved.entry(target).or_default().insert(mailbox.clone(), mailboxes[mailbox].clone());
+                }
+                for i in &mailboxes[mailbox] {
+                    replies[*i] = Some(answer.clone());
+                }
+            }
+        }
+        for (group, mailboxes) in moved {
+            tracing::info!(group, mailboxes = mailboxes.len(), "mailboxes moved; delivering to their new mailhost");
             let boxes: Vec<String> = mailboxes.keys().cloned().collect();
             let answers = self.deliver_to_group(&group, from, &boxes, &stuffed).await;
             for (mailbox, answer) in boxes.iter().zip(answers) {
@@ -101,6 +117,16 @@ impl Router {
             }
         }
         replies.into_iter().map(|r| r.expect("every recipient answered")).collect()
+    }
+
+    /// The group a temporary "moved" refusal from `group` names, if it is another group of
+    /// this cluster.
+    fn moved_elsewhere(&self, answer: &str, group: &str) -> Option<String> {
+        if !answer.starts_with("451") {
+            return None;
+        }
+        let target = self.cluster.group_name(common::admin::moved_target(answer)?)?;
+        (target != group).then_some(target)
     }
 
     /// One LMTP transaction on `group`'s leader; one reply per mailbox.

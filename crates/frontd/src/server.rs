@@ -14,7 +14,7 @@ use common::tls::{Conn, Stream, Tls};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::backend::{self, Backend, ProxyCredential};
+use crate::backend::{self, Backend, ProxyCredential, RouteError};
 use crate::cluster::{ClusterMap, Protocol};
 use crate::config::{Config, ConfigError, SmtpSection, TlsFiles};
 use crate::delivery::Router;
@@ -213,7 +213,19 @@ impl Front {
             );
             return Err(temporary());
         };
-        backend::open(&self.cluster, &self.proxy, protocol, &group, mail, peer.ip()).await.map_err(|e| {
+        let opened = match backend::open(&self.cluster, &self.proxy, protocol, &group, mail, peer.ip()).await {
+            // The directory answer predates a move (a cache, a replica): follow the node's
+            // word once, to a mailhost of this cluster.
+            Err(RouteError::Moved(target)) => match self.cluster.group_name(&target) {
+                Some(moved) if moved != group => {
+                    tracing::info!(user = mail, from = group, to = moved, "the mailbox moved; following it");
+                    backend::open(&self.cluster, &self.proxy, protocol, &moved, mail, peer.ip()).await
+                }
+                _ => Err(RouteError::Moved(target)),
+            },
+            other => other,
+        };
+        opened.map_err(|e| {
             tracing::error!(user = mail, group, error = %e, "cannot open the user's mailhost");
             temporary()
         })

@@ -154,11 +154,15 @@ impl Group {
         }
     }
 
-    /// Whether `user`'s mail moved to another mailhost (sessions must end: `BYE`).
-    pub fn user_moved(&self, user: &UserName) -> bool {
+    /// The mailhost `user`'s mail moved to, if it did (sessions must end: `BYE`; logins are
+    /// refused with the target named, so a front can go there at once).
+    pub fn moved_to(&self, user: &UserName) -> Option<String> {
         let store = self.sm.store();
         let store = store.lock().expect("store lock");
-        matches!(store.user_state(user.as_str()), crate::mailstore::UserState::MovedTo(_))
+        match store.user_state(user.as_str()) {
+            crate::mailstore::UserState::MovedTo(target) => Some(target),
+            _ => None,
+        }
     }
 
     /// The current leader's node id, if known.

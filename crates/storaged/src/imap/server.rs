@@ -253,6 +253,10 @@ async fn login(
             &format!("this node does not lead mailhost {}; {hint}", g.name),
         );
     }
+    if let Some(target) = g.moved_to(&login.user) {
+        let why = format!("{} {target}", crate::mailstore::ops::MOVED_REPLY);
+        return session.login_failed(tag, "UNAVAILABLE", &why);
+    }
     state.group = Some(g.clone());
     session.logged_in(tag, login.user, GroupBackend(g)).await
 }
@@ -263,7 +267,10 @@ fn gone_away(group: &Group, node: &Node, user: Option<&crate::mailstore::UserNam
     if !group.is_leader(node.id) {
         return Some(b"* BYE [UNAVAILABLE] the mailhost moved to another node; reconnect\r\n");
     }
-    group.user_moved(user?).then_some(b"* BYE [UNAVAILABLE] your mailbox moved to another mailhost; reconnect\r\n")
+    group
+        .moved_to(user?)
+        .is_some()
+        .then_some(b"* BYE [UNAVAILABLE] your mailbox moved to another mailhost; reconnect\r\n")
 }
 
 /// Run IDLE until `DONE`; `Ok(false)` if the connection must close.

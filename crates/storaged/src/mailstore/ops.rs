@@ -262,8 +262,8 @@ pub enum UserState {
 
 /// What a frozen user's writes are told (a temporary failure: clients and MTAs retry).
 pub const FROZEN_REPLY: &str = "mailbox is being moved to another mailhost; try again shortly";
-/// The start of what a moved user's writes are told.
-pub const MOVED_REPLY: &str = "mailbox moved to mailhost";
+/// The start of what a moved user's writes are told (followed by the target mailhost).
+pub use common::admin::MOVED_REPLY;
 
 /// Whether a refusal of a write means "try again" (a move in progress or done).
 pub fn is_move_refusal(text: &str) -> bool {

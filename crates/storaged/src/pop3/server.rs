@@ -102,7 +102,7 @@ async fn commands(conn: &mut Conn, state: &mut State, peer: SocketAddr, node: &N
             }
             // A move flipped the user away: this maildrop is a stale copy (deletions would be
             // refused anyway); the client reconnects through the front to the new mailhost.
-            if m.group.user_moved(&m.user) {
+            if m.group.moved_to(&m.user).is_some() {
                 wr.write_all(b"-ERR [SYS/TEMP] your mailbox moved to another mailhost; reconnect\r\n").await?;
                 return Ok(End::Closed);
             }
@@ -187,6 +187,9 @@ async fn login(
     if !group.is_leader(node.id) {
         let hint = group.leader().map_or("no leader elected yet".to_string(), |id| format!("its leader is node {id}"));
         return Err(("SYS/TEMP", format!("this node does not lead mailhost {}; {hint}", login.group)));
+    }
+    if let Some(target) = group.moved_to(&login.user) {
+        return Err(("SYS/TEMP", format!("{} {target}", crate::mailstore::ops::MOVED_REPLY)));
     }
     let index = group.mailbox_index(&login.user, &MailboxName::inbox());
     let entries = match index {
