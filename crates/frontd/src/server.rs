@@ -291,6 +291,9 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         let addr = addr.clone();
         async move { TcpListener::bind(&addr).await.map_err(|source| StartError::Listen { addr, source }) }
     };
+    // Registered before anything is served: a signal must never meet the default action.
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).expect("SIGHUP handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
     let mut tasks = tokio::task::JoinSet::new();
     for (addr, service, implicit) in [
         (&cfg.listen.imap, Service::Imap, false),
@@ -338,8 +341,6 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
             known = refresher.learn_capabilities().await || known;
         }
     });
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).expect("SIGHUP handler");
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
     loop {
         tokio::select! {
             _ = hup.recv() => front.reload_tls(),

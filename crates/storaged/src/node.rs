@@ -57,6 +57,8 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
     }
     let users = load_users(&cfg)?;
     tracing::info!(node = cfg.node_id, users = users.len(), groups = ?group_names, "starting storaged");
+    // Registered before anything listens: a SIGHUP must never meet the default action (exit).
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
     let raft_listener = TcpListener::bind(&cfg.listen.raft).await?;
     let lmtp_listener = TcpListener::bind(&cfg.listen.lmtp).await?;
     let pop3_listener = bind_optional(cfg.listen.pop3.as_deref()).await?;
@@ -90,7 +92,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         tls,
         stopping: tokio::sync::watch::Sender::new(false),
     });
-    tokio::spawn(reload_users_on_hangup(cfg.clone(), node.clone()));
+    tokio::spawn(reload_users_on_hangup(hangups, cfg.clone(), node.clone()));
     let lmtp_server = tokio::spawn(crate::lmtp::serve(lmtp_listener, node.clone()));
     let pop3_server = tokio::spawn(serve_optional(pop3_listener, node.clone(), |l, n| crate::pop3::serve(l, n, false)));
     let pop3s_server =
@@ -209,8 +211,8 @@ fn load_users(cfg: &Config) -> Result<UserDb, crate::users::UserDbError> {
 }
 
 /// On SIGHUP, read the users file again; keep serving the old one if the new one is bad.
-async fn reload_users_on_hangup(cfg: Config, node: Arc<Node>) {
-    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+async fn reload_users_on_hangup(hangups: std::io::Result<tokio::signal::unix::Signal>, cfg: Config, node: Arc<Node>) {
+    let Ok(mut hup) = hangups else {
         tracing::warn!("cannot watch SIGHUP: the users file will not be reloaded");
         return;
     };

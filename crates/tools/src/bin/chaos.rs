@@ -18,9 +18,12 @@ struct Args {
     /// How long to run the workload under faults.
     #[arg(long, default_value_t = 60)]
     duration_s: u64,
-    /// The faults to inject (comma-separated): kill, pause, isolate, bridge, slow.
-    #[arg(long, default_value = "kill,pause,isolate,bridge,slow")]
+    /// The faults to inject (comma-separated): kill, pause, isolate, bridge, slow, split.
+    #[arg(long, default_value = "kill,pause,isolate,bridge,slow,split")]
     nemesis: String,
+    /// Storage nodes: 3 or 5 (every group on every node); two fronts either way.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
     /// Working directory (configs, data, logs, history); a fresh temporary one by default.
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -53,7 +56,13 @@ fn main() -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<Vec<usize>>>()?;
     let exe = std::env::current_exe()?;
-    let (report, faults) = tools::chaos::run(args.seed, Duration::from_secs(args.duration_s), &kinds, &dir, &exe)?;
+    let plan = tools::chaos::Plan {
+        seed: args.seed,
+        duration: Duration::from_secs(args.duration_s),
+        kinds,
+        nodes: args.nodes,
+    };
+    let (report, faults) = tools::chaos::run(&plan, &dir, &exe)?;
     println!(
         "seed {}: {} faults; deliveries {}/{} acknowledged, appends {}/{}, flag changes {}; {} messages read back; {} violations",
         args.seed,
@@ -71,7 +80,13 @@ fn main() -> anyhow::Result<()> {
             println!("VIOLATION: {v}");
         }
         let kept = dir.join("history.txt");
-        println!("history: {} (replay: chaos --seed {} --duration-s {})", kept.display(), args.seed, args.duration_s);
+        println!(
+            "history: {} (replay: chaos --seed {} --duration-s {} --nodes {})",
+            kept.display(),
+            args.seed,
+            args.duration_s,
+            args.nodes
+        );
         // Exit without dropping the temporary directory: the logs and history stay.
         std::process::exit(1);
     }

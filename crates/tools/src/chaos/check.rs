@@ -144,7 +144,7 @@ pub fn check(cluster: &Cluster, history: &History) -> Report {
         return report;
     }
     for (user, _) in USERS {
-        let (uid_validity, seen) = match read_inbox(&cluster.front_imap, user) {
+        let (uid_validity, seen) = match read_inbox(&cluster.front_imap[super::cluster::FRONTS - 1], user) {
             Ok(v) => v,
             Err(why) => {
                 report.violations.push(why);

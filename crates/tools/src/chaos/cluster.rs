@@ -70,19 +70,26 @@ pub struct Cluster {
     pub net: Net,
     pub dir: PathBuf,
     nodes: Vec<Daemon>,
-    front: Daemon,
-    pub front_smtp: String,
-    pub front_imap: String,
+    fronts: Vec<Daemon>,
+    /// SMTP and IMAP listeners of each front (all fronts share the map and the queue).
+    pub front_smtp: Vec<String>,
+    pub front_imap: Vec<String>,
 }
+
+/// Fronts a chaos cluster runs.
+pub const FRONTS: usize = 2;
+/// Storage node counts a chaos cluster can have (every group has every node).
+pub const NODE_COUNTS: [usize; 2] = [3, 5];
 
 fn free_port() -> u16 {
     common::testing::free_port()
 }
 
 impl Cluster {
-    /// Write the configurations under `dir` and start everything.
-    pub fn start(dir: &Path, exe: &Path, tag: &str) -> anyhow::Result<Self> {
-        let n = 3;
+    /// Write the configurations under `dir` and start everything: `n` storage nodes (one of
+    /// [`NODE_COUNTS`]) and [`FRONTS`] fronts.
+    pub fn start(dir: &Path, exe: &Path, tag: &str, n: usize) -> anyhow::Result<Self> {
+        anyhow::ensure!(NODE_COUNTS.contains(&n), "a chaos cluster has 3 or 5 storage nodes");
         let net = Net::build(tag, n)?;
         std::fs::write(dir.join("cluster.key"), CLUSTER_KEY)?;
         let addr = |i: usize, port: u16| format!("{}:{port}", service_ip(i));
@@ -127,7 +134,6 @@ impl Cluster {
             .collect();
         std::fs::write(dir.join("users.ldif"), ldif)?;
         std::fs::write(dir.join("proxy.pw"), PROXY_PASSWORD)?;
-        let (smtp, imap) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
         let front_members: String = (1..=n)
             .map(|i| {
                 format!(
@@ -140,25 +146,38 @@ impl Cluster {
             .collect();
         let front_groups: String =
             GROUPS.iter().map(|g| format!("[[groups]]\nname = \"{g}\"\nmembers = [\n{front_members}]\n")).collect();
-        let front_cfg = format!(
-            "host = \"front.chaos.test\"\n[listen]\nsmtp = \"{smtp}\"\nimap = \"{imap}\"\n[directory]\nldif = \"users.ldif\"\n\
+        let (mut fronts, mut front_smtp, mut front_imap) = (Vec::new(), Vec::new(), Vec::new());
+        for f in 1..=FRONTS {
+            let (smtp, imap) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+            let front_cfg = format!(
+            "host = \"front{f}.chaos.test\"\n[listen]\nsmtp = \"{smtp}\"\nimap = \"{imap}\"\n[directory]\nldif = \"users.ldif\"\n\
              [backend]\nproxy_user = \"frontd\"\nproxy_password_file = \"proxy.pw\"\nroute_timeout_ms = 15000\n\
              [auth]\nfailure_delay_ms = 10\nfailures_max = 100000\n[limits]\nsessions_per_user_max = 1000\n\
              [smtp]\nlocal_domains = [\"chaos.test\"]\n\
              [queue]\ncluster_key_file = \"cluster.key\"\nretry_min_s = 1\nretry_max_s = 4\npoll_ms = 300\nlease_s = 20\n{front_groups}"
         );
-        let front_path = dir.join("frontd.toml");
-        std::fs::write(&front_path, front_cfg)?;
-        let front = Daemon {
-            cmd: vec![exe.display().to_string(), "frontd".into(), "--config".into(), front_path.display().to_string()],
-            log: dir.join("frontd.log"),
-            child: None,
-        };
-        let mut cluster = Self { net, dir: dir.to_path_buf(), nodes, front, front_smtp: smtp, front_imap: imap };
+            let front_path = dir.join(format!("frontd{f}.toml"));
+            std::fs::write(&front_path, front_cfg)?;
+            fronts.push(Daemon {
+                cmd: vec![
+                    exe.display().to_string(),
+                    "frontd".into(),
+                    "--config".into(),
+                    front_path.display().to_string(),
+                ],
+                log: dir.join(format!("frontd{f}.log")),
+                child: None,
+            });
+            front_smtp.push(smtp);
+            front_imap.push(imap);
+        }
+        let mut cluster = Self { net, dir: dir.to_path_buf(), nodes, fronts, front_smtp, front_imap };
         for d in &mut cluster.nodes {
             d.start()?;
         }
-        cluster.front.start()?;
+        for f in &mut cluster.fronts {
+            f.start()?;
+        }
         Ok(cluster)
     }
 
@@ -231,7 +250,9 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        self.front.kill();
+        for f in &mut self.fronts {
+            f.kill();
+        }
         for d in &mut self.nodes {
             d.signal(libc::SIGCONT);
             d.kill();

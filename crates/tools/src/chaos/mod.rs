@@ -1,5 +1,5 @@
-//! The chaos harness: a real cluster (three storage nodes, each in its own network
-//! namespace, and a front), a recorded workload, a seeded nemesis, and a checker that
+//! The chaos harness: a real cluster (three or five storage nodes, each in its own network
+//! namespace, and two fronts), a recorded workload, a seeded nemesis, and a checker that
 //! holds the history to what was acknowledged. `chaos --seed N --duration-s S` runs it;
 //! the same seed replays the same fault schedule. Needs root (namespaces, veth, tc).
 //!
@@ -21,12 +21,13 @@ use rand::SeedableRng;
 pub use check::Report;
 use workload::History;
 
-/// Wait until the front listens and both groups have a leader.
+/// Wait until the fronts listen and both groups have a leader.
 fn wait_ready(c: &cluster::Cluster) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let front_up = [&c.front_smtp, &c.front_imap].iter().all(|a| std::net::TcpStream::connect(a.as_str()).is_ok());
-        let leaders = cluster::USERS.iter().all(|(user, _)| workload::login(&c.front_imap, user).is_ok());
+        let front_up =
+            c.front_smtp.iter().chain(&c.front_imap).all(|a| std::net::TcpStream::connect(a.as_str()).is_ok());
+        let leaders = cluster::USERS.iter().all(|(user, _)| workload::login(&c.front_imap[0], user).is_ok());
         if front_up && leaders {
             return Ok(());
         }
@@ -37,10 +38,22 @@ fn wait_ready(c: &cluster::Cluster) -> anyhow::Result<()> {
     }
 }
 
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub seed: u64,
+    pub duration: Duration,
+    /// Indexes into [`nemesis::KINDS`].
+    pub kinds: Vec<usize>,
+    /// Storage nodes (3 or 5).
+    pub nodes: usize,
+}
+
 /// Run the whole thing in `dir` with the daemons of `exe` (`exe storaged|frontd ...`).
-pub fn run(seed: u64, duration: Duration, kinds: &[usize], dir: &Path, exe: &Path) -> anyhow::Result<(Report, usize)> {
+pub fn run(plan: &Plan, dir: &Path, exe: &Path) -> anyhow::Result<(Report, usize)> {
+    let (seed, duration, kinds) = (plan.seed, plan.duration, plan.kinds.as_slice());
     let tag = format!("ch{}", std::process::id() % 100_000);
-    let mut cluster = cluster::Cluster::start(dir, exe, &tag)?;
+    let mut cluster = cluster::Cluster::start(dir, exe, &tag, plan.nodes)?;
     wait_ready(&cluster)?;
     let history = History::new();
     let stop = AtomicBool::new(false);
@@ -48,11 +61,12 @@ pub fn run(seed: u64, duration: Duration, kinds: &[usize], dir: &Path, exe: &Pat
     let (smtp, imap) = (cluster.front_smtp.clone(), cluster.front_imap.clone());
     let until = Instant::now() + duration;
     let faults = std::thread::scope(|s| {
-        for worker in 0..2 {
-            let (smtp, stop, history) = (&smtp, &stop, &history);
+        // One deliverer per front; the appender uses the first front, the checker the last.
+        for worker in 0..cluster::FRONTS {
+            let (smtp, stop, history) = (&smtp[worker], &stop, &history);
             s.spawn(move || workload::deliverer(smtp, seed, worker, stop, history));
         }
-        s.spawn(|| workload::appender(&imap, seed, &stop, &history));
+        s.spawn(|| workload::appender(&imap[0], seed, &stop, &history));
         let faults = nemesis::run(&mut cluster, &mut rng, until, kinds, &history);
         let healed = cluster.heal();
         stop.store(true, Ordering::Relaxed);

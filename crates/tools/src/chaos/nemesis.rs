@@ -1,13 +1,15 @@
 //! The nemesis: from a seed, a schedule of faults, one at a time, each held for a few
 //! seconds and then healed — SIGKILL and restart, SIGSTOP and SIGCONT, a node isolated
 //! from its peers (a minority of one), a bridge (two nodes cut from each other, both still
-//! reaching the third), and a lossy, slow link (`tc netem`, or `tbf` where the kernel has
+//! reaching the third), a majority/minority split (the node and, with five nodes, one more
+//! cut from the rest), and a lossy, slow link (`tc netem`, or `tbf` where the kernel has
 //! no netem). Every step goes into the
 //! history, so a failing seed can be read and replayed.
 
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use rand::Rng;
 
 use super::cluster::Cluster;
@@ -22,8 +24,8 @@ fn note(history: &History, what: String) {
     history.record(Event::Nemesis { what });
 }
 
-/// The kinds of fault, by name (`--nemesis kill,pause,isolate,bridge,slow`).
-pub const KINDS: [&str; 5] = ["kill", "pause", "isolate", "bridge", "slow"];
+/// The kinds of fault, by name (`--nemesis kill,pause,isolate,bridge,slow,split`).
+pub const KINDS: [&str; 6] = ["kill", "pause", "isolate", "bridge", "slow", "split"];
 
 /// Inject faults of the `kinds` (indexes into [`KINDS`]) until `until`; how many.
 pub fn run(
@@ -39,7 +41,7 @@ pub fn run(
         let node = rng.gen_range(1..=n);
         let others: Vec<usize> = (1..=n).filter(|o| *o != node).collect();
         let hold = Duration::from_millis(rng.gen_range(HOLD_MS));
-        let kind = rng.gen_range(0..5);
+        let kind = rng.gen_range(0..KINDS.len());
         // Drawn in full either way, so a restricted run keeps the seed's other choices.
         if !kinds.contains(&kind) {
             continue;
@@ -77,6 +79,25 @@ pub fn run(
                 std::thread::sleep(hold);
                 cluster.net.link_up(a, b)?;
                 note(history, format!("heal {a}-{b}"));
+            }
+            5 => {
+                // A minority of n/2 nodes (the drawn node first) against the majority.
+                let mut minority = vec![node];
+                minority.extend(others.choose_multiple(rng, n / 2 - 1).copied());
+                let majority: Vec<usize> = (1..=n).filter(|o| !minority.contains(o)).collect();
+                note(history, format!("split: {minority:?} | {majority:?}"));
+                for a in &minority {
+                    for b in &majority {
+                        cluster.net.link_down(*a, *b)?;
+                    }
+                }
+                std::thread::sleep(hold);
+                for a in &minority {
+                    for b in &majority {
+                        cluster.net.link_up(*a, *b)?;
+                    }
+                }
+                note(history, format!("heal split {minority:?} | {majority:?}"));
             }
             _ => {
                 let peer = others[rng.gen_range(0..others.len())];
