@@ -17,6 +17,11 @@ use crate::frame::FrameError;
 /// replies and login refusals: `... mailbox moved to mailhost apollo`.
 pub const MOVED_REPLY: &str = "mailbox moved to mailhost";
 
+/// The refusal naming `target` as the mailhost a user's mail moved to.
+pub fn moved_reply(target: &str) -> String {
+    format!("{MOVED_REPLY} {target}")
+}
+
 /// The mailhost a [`MOVED_REPLY`] names, if `text` carries one.
 pub fn moved_target(text: &str) -> Option<&str> {
     let rest = &text[text.find(MOVED_REPLY)? + MOVED_REPLY.len()..];

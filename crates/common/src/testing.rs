@@ -5,12 +5,12 @@
 //! port twice in one process (tests running in parallel pick ports before their daemons
 //! bind them).
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::sync::Mutex;
 
 /// Ports this process has handed out.
-static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
 
 /// Ports picked from here; below the usual ephemeral range (32768–60999).
 const PORTS: std::ops::Range<u16> = 20_000..32_000;
@@ -22,7 +22,6 @@ pub fn free_port() -> u16 {
     for _ in 0..TRIES_MAX {
         let port = PORTS.start + (rand::random::<u16>() % (PORTS.end - PORTS.start));
         let mut handed_out = HANDED_OUT.lock().expect("port set lock");
-        let handed_out = handed_out.get_or_insert_with(HashSet::new);
         if !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
             handed_out.insert(port);
             return port;

@@ -109,27 +109,22 @@ impl Group {
     async fn write_entries(&self, req: MailRequest) -> Result<Committed, AccessError> {
         let sent_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
         let entries = req.into_entries(rand::random(), i64::try_from(sent_ms).unwrap_or(i64::MAX));
-        let count = entries.len();
         let mut in_flight = VecDeque::with_capacity(PARTS_IN_FLIGHT_MAX);
-        let mut settled = 0;
         for entry in entries {
             // Handed to Raft in order, so the parts are in the log in order (a leader
             // change in between leaves a gap, which fails the stream).
             let rx = self.raft.client_write_ff(entry).await.map_err(|e| AccessError::Raft(e.to_string()))?;
             in_flight.push_back(rx);
             if in_flight.len() >= PARTS_IN_FLIGHT_MAX {
-                let rx = in_flight.pop_front().expect("in flight");
-                self.settle_part(rx.await)?;
-                settled += 1;
+                let part = in_flight.pop_front().expect("in flight");
+                self.settle_part(part.await)?;
             }
         }
-        while in_flight.len() > 1 {
-            let rx = in_flight.pop_front().expect("in flight");
-            self.settle_part(rx.await)?;
-            settled += 1;
+        // Every entry but the last is a part; the last answers for the whole request.
+        let last = in_flight.pop_back().expect("at least one entry");
+        while let Some(part) = in_flight.pop_front() {
+            self.settle_part(part.await)?;
         }
-        debug_assert_eq!(settled + 1, count);
-        let last = in_flight.pop_front().expect("the last entry");
         self.settle(last.await)
     }
 

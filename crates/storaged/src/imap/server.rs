@@ -254,8 +254,7 @@ async fn login(
         );
     }
     if let Some(target) = g.moved_to(&login.user) {
-        let why = format!("{} {target}", crate::mailstore::ops::MOVED_REPLY);
-        return session.login_failed(tag, "UNAVAILABLE", &why);
+        return session.login_failed(tag, "UNAVAILABLE", &common::admin::moved_reply(&target));
     }
     state.group = Some(g.clone());
     session.logged_in(tag, login.user, GroupBackend(g)).await

@@ -283,10 +283,12 @@ impl MailRequest {
     /// stamped with the proposer's clock `sent_ms`, to be proposed in order.
     pub fn into_entries(self, stream: u64, sent_ms: i64) -> Vec<MailRequest> {
         use super::staging::PART_BYTES;
-        let whole = match bincode::serialize(&self) {
-            Ok(w) if w.len() > PART_BYTES => w,
-            _ => return vec![self],
-        };
+        // Sizing is cheap (byte fields count as one length); most requests stop here
+        // without being encoded.
+        if bincode::serialized_size(&self).map_or(true, |n| n <= PART_BYTES as u64) {
+            return vec![self];
+        }
+        let Ok(whole) = bincode::serialize(&self) else { return vec![self] };
         let crc32c = crc32c::crc32c(&whole);
         let total = whole.len() as u64;
         whole

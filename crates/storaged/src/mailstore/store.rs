@@ -487,7 +487,7 @@ impl Store {
         match self.user_states.get(user)? {
             UserState::Active => None,
             UserState::Frozen => Some(super::ops::FROZEN_REPLY.to_string()),
-            UserState::MovedTo(group) => Some(format!("{} {group}", super::ops::MOVED_REPLY)),
+            UserState::MovedTo(group) => Some(common::admin::moved_reply(group)),
         }
     }
 

@@ -189,7 +189,7 @@ async fn login(
         return Err(("SYS/TEMP", format!("this node does not lead mailhost {}; {hint}", login.group)));
     }
     if let Some(target) = group.moved_to(&login.user) {
-        return Err(("SYS/TEMP", format!("{} {target}", crate::mailstore::ops::MOVED_REPLY)));
+        return Err(("SYS/TEMP", common::admin::moved_reply(&target)));
     }
     let index = group.mailbox_index(&login.user, &MailboxName::inbox());
     let entries = match index {
