@@ -1,4 +1,4 @@
-//! The cargo-fuzz corpus of the codec (`fuzz/corpus/codec`) as a regression test: every
+//! The cargo-fuzz corpus of the codec (`fuzz/corpus/aoe_codec` at the workspace root) as a regression test: every
 //! file parses or fails cleanly, what parses round-trips, and the hand-made seeds parse
 //! the way their names say.
 
@@ -6,7 +6,7 @@ use aoe::codec::{Body, Frame, ParseError};
 
 #[test]
 fn the_fuzz_corpus_parses_or_fails_cleanly() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/codec");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/aoe_codec");
     let mut seen = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();

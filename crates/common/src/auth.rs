@@ -155,8 +155,7 @@ impl Channel {
         if len > max_len {
             return Err(FrameError::TooLarge { len: u64::from(len), max: max_len });
         }
-        let mut buf = vec![0u8; len as usize + TAG_LEN];
-        r.read_exact(&mut buf).await?;
+        let mut buf = crate::frame::read_exactly(r, len as usize + TAG_LEN).await?;
         let (payload, got) = buf.split_at(len as usize);
         let want = tag(&self.key, self.recv_dir(), self.recv_seq, payload);
         // Constant-time comparison through the MAC crate is not needed for a truncated tag

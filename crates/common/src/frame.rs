@@ -57,12 +57,31 @@ pub async fn read<R: AsyncReadExt + Unpin>(r: &mut R, max_len: u32) -> Result<Ve
         return Err(FrameError::TooLarge { len: u64::from(len), max: max_len });
     }
     let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
-    let mut payload = vec![0u8; len as usize];
-    r.read_exact(&mut payload).await?;
+    let payload = read_exactly(r, len as usize).await?;
     if crc32c::crc32c(&payload) != crc {
         return Err(FrameError::Checksum);
     }
     Ok(payload)
+}
+
+/// Bytes of a frame allocated before any of them arrive; larger frames grow as the bytes
+/// come, so a peer announcing a large frame and sending nothing holds little memory.
+const EAGER_BYTES_MAX: usize = 1 << 20;
+
+/// Read exactly `n` bytes (a frame's body, whose length was already checked against its
+/// limit).
+pub async fn read_exactly<R: AsyncReadExt + Unpin>(r: &mut R, n: usize) -> Result<Vec<u8>, FrameError> {
+    if n <= EAGER_BYTES_MAX {
+        let mut buf = vec![0u8; n];
+        r.read_exact(&mut buf).await?;
+        return Ok(buf);
+    }
+    let mut buf = Vec::with_capacity(EAGER_BYTES_MAX);
+    (&mut *r).take(n as u64).read_to_end(&mut buf).await?;
+    if buf.len() != n {
+        return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+    }
+    Ok(buf)
 }
 
 #[cfg(test)]
@@ -78,6 +97,13 @@ mod tests {
         assert_eq!(read(&mut r, 100).await.unwrap(), b"hello");
         assert_eq!(read(&mut r, 100).await.unwrap(), b"");
         assert!(matches!(read(&mut r, 100).await, Err(FrameError::Closed)));
+        // A large frame cut short is an error, not a short payload.
+        let mut big = Vec::new();
+        encode(&vec![7u8; 3 << 20], &mut big).unwrap();
+        let mut whole = &big[..];
+        assert_eq!(read(&mut whole, 4 << 20).await.unwrap().len(), 3 << 20);
+        let mut cut = &big[..big.len() - 1];
+        assert!(matches!(read(&mut cut, 4 << 20).await, Err(FrameError::Io(_))));
 
         let mut r = &buf[..];
         assert!(matches!(read(&mut r, 4).await, Err(FrameError::TooLarge { len: 5, max: 4 })));

@@ -36,6 +36,9 @@ impl Digest {
 const ARGON2_MEMORY_KIB_MAX: u32 = 256 * 1024;
 /// The most Argon2 passes per check.
 const ARGON2_PASSES_MAX: u32 = 16;
+/// Most SHA-crypt rounds a stored hash may ask for (glibc's default is 5,000; a hash
+/// asking for the format's maximum, 999,999,999, would take minutes per login attempt).
+const CRYPT_ROUNDS_MAX: u64 = 1_000_000;
 
 /// A stored credential.
 #[derive(Clone, PartialEq, Eq)]
@@ -93,7 +96,9 @@ impl PasswordHash {
         };
         let crypt = |name: &'static str| {
             let ok = (value.starts_with("$6$") || value.starts_with("$5$")) && value.split('$').count() >= 4;
-            if ok {
+            let rounds = value.split('$').nth(2).and_then(|f| f.strip_prefix("rounds="));
+            let rounds_ok = rounds.is_none_or(|r| r.parse::<u64>().is_ok_and(|r| r <= CRYPT_ROUNDS_MAX));
+            if ok && rounds_ok {
                 Ok(Self::Crypt(value.to_string()))
             } else {
                 Err(PasswordError::Malformed(name))
@@ -158,8 +163,7 @@ impl PasswordHash {
     pub fn verify(&self, password: &str) -> bool {
         match self {
             Self::Plain(stored) => bool::from(stored.as_bytes().ct_eq(password.as_bytes())),
-            Self::Crypt(stored) if stored.starts_with("$5$") => sha_crypt::sha256_check(password, stored).is_ok(),
-            Self::Crypt(stored) => sha_crypt::sha512_check(password, stored).is_ok(),
+            Self::Crypt(stored) => crypt_matches(password, stored),
             Self::Salted { digest, hash, salt } => bool::from(digest.hash(password.as_bytes(), salt).ct_eq(hash)),
             Self::Argon2(stored) => {
                 use argon2::password_hash::PasswordVerifier;
@@ -168,6 +172,37 @@ impl PasswordHash {
             }
         }
     }
+}
+
+/// The SHA-crypt (`$5$`/`$6$`) check, done by encoding the computed hash and comparing
+/// text, never by decoding the stored hash: sha-crypt 0.5's `sha256_check` panics on a
+/// stored hash that is not valid crypt base64 (found by fuzzing the directory inputs).
+fn crypt_matches(password: &str, stored: &str) -> bool {
+    let mut fields = stored.split('$');
+    let (Some(""), Some(id)) = (fields.next(), fields.next()) else { return false };
+    let mut next = fields.next();
+    let rounds = match next.and_then(|f| f.strip_prefix("rounds=")) {
+        Some(r) => {
+            next = fields.next();
+            match r.parse::<usize>() {
+                Ok(r) => r,
+                Err(_) => return false,
+            }
+        }
+        None => 5000,
+    };
+    let (Some(salt), Some(hash), None) = (next, fields.next(), fields.next()) else { return false };
+    let (password, salt) = (password.as_bytes(), salt.as_bytes());
+    let computed = match id {
+        "5" => {
+            sha_crypt::Sha256Params::new(rounds).ok().and_then(|p| sha_crypt::sha256_crypt_b64(password, salt, &p).ok())
+        }
+        "6" => {
+            sha_crypt::Sha512Params::new(rounds).ok().and_then(|p| sha_crypt::sha512_crypt_b64(password, salt, &p).ok())
+        }
+        _ => None,
+    };
+    computed.is_some_and(|c| bool::from(c.as_bytes().ct_eq(hash.as_bytes())))
 }
 
 #[cfg(test)]
@@ -185,6 +220,23 @@ mod tests {
         let p = PasswordHash::parse(&format!("{{SHA512-CRYPT}}{text}")).unwrap();
         assert!(p.verify("pw one"));
         assert!(!p.verify("pw two"));
+    }
+
+    #[test]
+    fn crypt_rounds_are_bounded() {
+        let cheap = sha_crypt::sha512_simple("pw", &sha_crypt::Sha512Params::new(10_000).unwrap()).unwrap();
+        assert!(PasswordHash::parse(&format!("{{CRYPT}}{cheap}")).unwrap().verify("pw"));
+        let cheap256 = sha_crypt::sha256_simple("pw", &sha_crypt::Sha256Params::new(5000).unwrap()).unwrap();
+        assert!(PasswordHash::parse(&format!("{{CRYPT}}{cheap256}")).unwrap().verify("pw"));
+        assert!(!PasswordHash::parse(&format!("{{CRYPT}}{cheap256}")).unwrap().verify("pw2"));
+        // Malformed hashes (sha-crypt's own check panicked on the `$5$` ones) just fail.
+        for stored in ["$5$salt$hash", "$5$salt$!!!!", "$6$salt$hash", "$5$rounds=5000$s$", "$6$s$h$extra"] {
+            assert!(!PasswordHash::parse(&format!("{{CRYPT}}{stored}")).unwrap().verify("pw"), "{stored}");
+        }
+        for rounds in ["999999999", "1000001", "x", ""] {
+            let stored = format!("{{SHA512-CRYPT}}$6$rounds={rounds}$salt$hash");
+            assert!(PasswordHash::parse(&stored).is_err(), "{stored}");
+        }
     }
 
     #[test]

@@ -88,6 +88,7 @@ impl Group {
         }
         let group = Arc::new(Self { name, raft, sm, members });
         tokio::spawn(checkpoint_loop(group.sm.clone(), group.name.clone()));
+        tokio::spawn(exit_when_fatal(group.raft.clone(), group.name.clone()));
         Ok(group)
     }
 
@@ -105,6 +106,32 @@ impl Group {
     /// LMTP address of member `id`.
     pub fn member_lmtp(&self, id: u64) -> Option<String> {
         self.members.get(&id).map(|m| m.lmtp.clone())
+    }
+}
+
+/// The exit status of a node whose group stopped on a storage error (`EX_IOERR`).
+pub const EXIT_GROUP_FAILED: i32 = 74;
+
+/// A group whose Raft stopped on a fatal error (a storage error: disk full, EIO, a corrupt
+/// record) takes the node down, loudly: a node that goes on serving its other groups while
+/// one silently stopped is worse than one that restarts from its durable state (its
+/// supervisor restarts it; recovery replays the log onto the last checkpoint). A normal
+/// shutdown is not fatal.
+async fn exit_when_fatal(raft: Raft<MailConfig>, group: String) {
+    let mut metrics = raft.metrics();
+    loop {
+        let fatal = match &metrics.borrow_and_update().running_state {
+            Err(openraft::error::Fatal::Stopped) => return,
+            Err(fatal) => Some(fatal.to_string()),
+            Ok(()) => None,
+        };
+        if let Some(fatal) = fatal {
+            tracing::error!(%group, error = %fatal, "raft stopped on a fatal error; the node exits to restart from disk");
+            std::process::exit(EXIT_GROUP_FAILED);
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
     }
 }
 

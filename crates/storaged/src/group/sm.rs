@@ -57,6 +57,10 @@ pub struct MailStateMachine {
     /// The highest log index whose effects are durable (checkpointed or installed); the raft
     /// log purges nothing above it.
     durable: Arc<tokio::sync::watch::Sender<u64>>,
+    /// An apply failed (disk full, EIO): the in-memory store may hold part of an entry
+    /// whose files never reached the disk, so nothing may be checkpointed or snapshotted
+    /// from it again. Raft stops on the error; the node exits and restarts from disk.
+    failed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn sm_err(e: impl std::fmt::Display) -> StorageError<u64> {
@@ -91,6 +95,7 @@ impl MailStateMachine {
             incoming: Arc::default(),
             changes: Arc::new(tokio::sync::watch::Sender::new(0)),
             durable: Arc::new(tokio::sync::watch::Sender::new(durable)),
+            failed: Arc::default(),
         })
     }
 
@@ -146,6 +151,7 @@ impl MailStateMachine {
     /// without holding the store. Blocking.
     pub fn checkpoint_if_dirty(&self) -> Result<(), crate::mailstore::StoreError> {
         let _order = self.checkpointing.lock().expect("checkpoint lock");
+        self.refuse_if_failed()?;
         let (pending, applied) = {
             let mut store = self.store.lock().expect("store lock");
             if store.unchecked == 0 {
@@ -160,6 +166,14 @@ impl MailStateMachine {
             Err(_) => self.store.lock().expect("store lock").unchecked += 1,
         }
         result
+    }
+
+    fn refuse_if_failed(&self) -> Result<(), crate::mailstore::StoreError> {
+        if self.failed.load(Ordering::SeqCst) {
+            let source = std::io::Error::other("an earlier apply failed; the store must be reopened from disk");
+            return Err(crate::mailstore::StoreError::Io { context: "checkpoint".into(), source });
+        }
+        Ok(())
     }
 
     fn snap_path(&self) -> PathBuf {
@@ -183,6 +197,7 @@ impl MailStateMachine {
     /// Checkpoint the store and archive it as the current snapshot. Blocking.
     fn build_current(&self) -> Result<(SnapshotMeta<u64, BasicNode>, PathBuf), StorageError<u64>> {
         let _order = self.checkpointing.lock().expect("checkpoint lock");
+        self.refuse_if_failed().map_err(sm_err)?;
         let mut store = self.store.lock().expect("store lock");
         store.checkpoint().map_err(sm_err)?;
         let last = store.last_applied;
@@ -235,7 +250,7 @@ impl RaftStateMachine<MailConfig> for MailStateMachine {
         I: IntoIterator<Item = Entry<MailConfig>> + Send,
     {
         let entries: Vec<_> = entries.into_iter().collect();
-        tokio::task::block_in_place(|| {
+        let applied = tokio::task::block_in_place(|| {
             let mut store = self.store.lock().expect("store lock");
             let mut out = Vec::with_capacity(entries.len());
             for entry in entries {
@@ -258,7 +273,12 @@ impl RaftStateMachine<MailConfig> for MailStateMachine {
             store.flush_files().map_err(sm_err)?;
             self.changes.send_replace(store.last_applied.map_or(0, |l| l.index));
             Ok(out)
-        })
+        });
+        if let Err(e) = &applied {
+            self.failed.store(true, Ordering::SeqCst);
+            tracing::error!(group = %self.group, error = %e, "apply failed; this replica stops");
+        }
+        applied
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {

@@ -64,7 +64,7 @@ fn main() -> anyhow::Result<()> {
     };
     let (report, faults) = tools::chaos::run(&plan, &dir, &exe)?;
     println!(
-        "seed {}: {} faults; deliveries {}/{} acknowledged, appends {}/{}, flag changes {}; {} messages read back; {} violations",
+        "seed {}: {} faults; deliveries {}/{} acknowledged, appends {}/{}, flag changes {}, expunges {}, moves {}; {} messages read back; {} violations",
         args.seed,
         faults,
         report.deliveries_acked,
@@ -72,6 +72,8 @@ fn main() -> anyhow::Result<()> {
         report.appends_acked,
         report.appends_sent,
         report.flags_acked,
+        report.expunges_acked,
+        report.moves_acked,
         report.messages_read,
         report.violations.len()
     );

@@ -2,8 +2,9 @@
 //! and for the queues to drain, reads every user's INBOX through the front (IMAP on the
 //! leader), compares the replicas' Maildir trees, and holds the history to its promises:
 //! every acknowledged delivery and append present exactly once (an append at the UID it
-//! was acknowledged with, under the same UIDVALIDITY), every acknowledged flag change
-//! applied, nothing present that was never sent, replicas identical.
+//! was acknowledged with, under the same UIDVALIDITY, or where an acknowledged MOVE put it),
+//! acknowledged expunges gone and their UIDs never reused, every acknowledged flag change
+//! applied (and carried by a move), nothing present that was never sent, replicas identical.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::admin::{AdminClient, AdminReply, AdminRequest};
 
 use super::cluster::{Cluster, GROUPS, USERS};
-use super::workload::{login, Event, History};
+use super::workload::{examine, Event, History, ARCHIVE};
 
 /// How long the cluster may take to settle after the last fault.
 const SETTLE: Duration = Duration::from_secs(120);
@@ -24,6 +25,8 @@ pub struct Report {
     pub appends_sent: usize,
     pub appends_acked: usize,
     pub flags_acked: usize,
+    pub expunges_acked: usize,
+    pub moves_acked: usize,
     pub messages_read: usize,
     pub violations: Vec<String>,
 }
@@ -89,14 +92,14 @@ fn settle(cluster: &Cluster) -> Result<(), String> {
     Err(format!("the cluster did not settle within {SETTLE:?}: {last}"))
 }
 
-/// Every message of `user`'s INBOX, and its UIDVALIDITY.
-fn read_inbox(front_imap: &str, user: &str) -> Result<(u32, Vec<Seen>), String> {
-    let (mut c, uid_validity) = login(front_imap, user).map_err(|e| format!("{user}: login: {e}"))?;
+/// Every message of `user`'s `mailbox`, and its UIDVALIDITY.
+fn read_mailbox(front_imap: &str, user: &str, mailbox: &str) -> Result<(u32, Vec<Seen>), String> {
+    let (mut c, uid_validity) = examine(front_imap, user, mailbox).map_err(|e| format!("{user}: {mailbox}: {e}"))?;
     let a = c
         .command("UID FETCH 1:* (UID FLAGS BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
-        .map_err(|e| format!("{user}: fetch: {e}"))?;
+        .map_err(|e| format!("{user}: {mailbox}: fetch: {e}"))?;
     if !a.ok() {
-        return Err(format!("{user}: fetch: {}", a.text));
+        return Err(format!("{user}: {mailbox}: fetch: {}", a.text));
     }
     let text = String::from_utf8_lossy(&a.data);
     let mut out: Vec<Seen> = Vec::new();
@@ -118,6 +121,56 @@ fn read_inbox(front_imap: &str, user: &str) -> Result<(u32, Vec<Seen>), String> 
     Ok((uid_validity, out))
 }
 
+/// One mailbox as read back.
+struct Mailbox {
+    uid_validity: u32,
+    seen: Vec<Seen>,
+}
+
+impl Mailbox {
+    fn with_id(&self, id: &str) -> Vec<&Seen> {
+        self.seen.iter().filter(|s| s.id == id).collect()
+    }
+
+    fn at(&self, uid: u32) -> Option<&Seen> {
+        self.seen.iter().find(|s| s.uid == uid)
+    }
+}
+
+/// What became of an appended message after its append, by what the history says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Kept,
+    Expunged { acked: bool },
+    Moved { acked: Option<(u32, u32)> },
+}
+
+/// A problem with acknowledged append `id` (`uv`/`uid` in INBOX), given what happened to
+/// it later.
+fn appended(inbox: &Mailbox, archive: &Mailbox, id: &str, uv: u32, uid: u32, fate: Fate) -> Option<String> {
+    let in_inbox = inbox.with_id(id);
+    let at_uid = uv == inbox.uid_validity && in_inbox.len() == 1 && in_inbox[0].uid == uid;
+    let in_archive = archive.with_id(id);
+    let ok = match fate {
+        Fate::Kept => at_uid,
+        Fate::Expunged { acked: true } => in_inbox.is_empty() && in_archive.is_empty(),
+        Fate::Expunged { acked: false } => at_uid || in_inbox.is_empty(),
+        Fate::Moved { acked: Some((auv, auid)) } => {
+            in_inbox.is_empty() && auv == archive.uid_validity && in_archive.len() == 1 && in_archive[0].uid == auid
+        }
+        Fate::Moved { acked: None } => at_uid || (in_inbox.is_empty() && in_archive.len() == 1),
+    };
+    let uids = |v: &[&Seen]| v.iter().map(|s| s.uid).collect::<Vec<_>>();
+    (!ok).then(|| {
+        format!(
+            "append {id} acknowledged as {uv}/{uid}, then {fate:?}; found INBOX {:?} (UIDVALIDITY {}), {ARCHIVE} {:?}",
+            uids(&in_inbox),
+            inbox.uid_validity,
+            uids(&in_archive)
+        )
+    })
+}
+
 /// Check the run.
 pub fn check(cluster: &Cluster, history: &History) -> Report {
     let mut report = Report::default();
@@ -136,6 +189,8 @@ pub fn check(cluster: &Cluster, history: &History) -> Report {
                 sent.insert(id.clone());
             }
             Event::Flag { acked: true, .. } => report.flags_acked += 1,
+            Event::Expunge { acked: true, .. } => report.expunges_acked += 1,
+            Event::Move { acked: Some(_), .. } => report.moves_acked += 1,
             _ => {}
         }
     }
@@ -143,51 +198,74 @@ pub fn check(cluster: &Cluster, history: &History) -> Report {
         report.violations.push(why);
         return report;
     }
+    let front = &cluster.front_imap[super::cluster::FRONTS - 1];
     for (user, _) in USERS {
-        let (uid_validity, seen) = match read_inbox(&cluster.front_imap[super::cluster::FRONTS - 1], user) {
-            Ok(v) => v,
-            Err(why) => {
+        let read =
+            |mailbox| read_mailbox(front, user, mailbox).map(|(uid_validity, seen)| Mailbox { uid_validity, seen });
+        let (inbox, archive) = match (read("INBOX"), read(ARCHIVE)) {
+            (Ok(i), Ok(a)) => (i, a),
+            (Err(why), _) | (_, Err(why)) => {
                 report.violations.push(why);
                 continue;
             }
         };
-        report.messages_read += seen.len();
-        let mut by_id: BTreeMap<&str, Vec<&Seen>> = BTreeMap::new();
-        for s in &seen {
-            by_id.entry(s.id.as_str()).or_default().push(s);
-            if !sent.contains(&s.id) {
-                report.violations.push(format!("{user}: uid {} holds {:?}, which was never sent", s.uid, s.id));
+        report.messages_read += inbox.seen.len() + archive.seen.len();
+        let mut copies: BTreeMap<&str, usize> = BTreeMap::new();
+        for (name, mailbox) in [("INBOX", &inbox), (ARCHIVE, &archive)] {
+            for s in &mailbox.seen {
+                *copies.entry(s.id.as_str()).or_default() += 1;
+                if !sent.contains(&s.id) {
+                    report.violations.push(format!("{user}: {name} uid {} holds {:?}, never sent", s.uid, s.id));
+                }
+            }
+            let uids: Vec<u32> = mailbox.seen.iter().map(|s| s.uid).collect();
+            if uids.windows(2).any(|w| w[0] >= w[1]) {
+                report.violations.push(format!("{user}: {name} UIDs not strictly increasing: {uids:?}"));
             }
         }
-        let uids: Vec<u32> = seen.iter().map(|s| s.uid).collect();
-        if uids.windows(2).any(|w| w[0] >= w[1]) {
-            report.violations.push(format!("{user}: UIDs not strictly increasing: {uids:?}"));
+        for (id, n) in &copies {
+            if *n > 1 {
+                report.violations.push(format!("{user}: {id} present {n} times across INBOX and {ARCHIVE}"));
+            }
         }
+        // What happened to each appended INBOX uid after its append.
+        let mut fates: BTreeMap<u32, Fate> = BTreeMap::new();
         for (_, e) in &events {
             match e {
-                Event::Deliver { id, user: u, acked: true, .. } if u == user => {
-                    let n = by_id.get(id.as_str()).map_or(0, Vec::len);
-                    if n != 1 {
-                        report.violations.push(format!("{user}: acknowledged delivery {id} present {n} times"));
-                    }
+                Event::Expunge { user: u, uid, acked } if u == user => {
+                    fates.insert(*uid, Fate::Expunged { acked: *acked });
                 }
-                Event::Append { id, user: u, acked: Some((uv, uid)), .. } if u == user => {
-                    let found = by_id.get(id.as_str()).cloned().unwrap_or_default();
-                    if found.len() != 1 || found[0].uid != *uid || *uv != uid_validity {
-                        report.violations.push(format!(
-                            "{user}: append {id} acknowledged as {uv}/{uid}, found {:?} under UIDVALIDITY {uid_validity}",
-                            found.iter().map(|s| s.uid).collect::<Vec<_>>()
-                        ));
-                    }
-                }
-                Event::Flag { user: u, uid, keyword, acked: true, .. } if u == user => {
-                    let has = seen.iter().any(|s| s.uid == *uid && s.flags.split_whitespace().any(|f| f == keyword));
-                    if !has {
-                        report.violations.push(format!("{user}: acknowledged {keyword} on uid {uid} missing"));
-                    }
+                Event::Move { user: u, uid, acked, .. } if u == user => {
+                    fates.insert(*uid, Fate::Moved { acked: *acked });
                 }
                 _ => {}
             }
+        }
+        for (_, e) in &events {
+            let problem = match e {
+                Event::Deliver { id, user: u, acked: true, .. } if u == user => {
+                    let n = inbox.with_id(id).len();
+                    (n != 1).then(|| format!("acknowledged delivery {id} present {n} times in INBOX"))
+                }
+                Event::Append { id, user: u, acked: Some((uv, uid)), .. } if u == user => {
+                    let fate = fates.get(uid).copied().unwrap_or(Fate::Kept);
+                    appended(&inbox, &archive, id, *uv, *uid, fate)
+                }
+                Event::Flag { user: u, uid, keyword, acked: true, .. } if u == user => {
+                    let has = |s: &Seen| s.flags.split_whitespace().any(|f| f == keyword);
+                    let copy = match fates.get(uid) {
+                        Some(Fate::Moved { acked: Some((_, new)) }) => archive.at(*new),
+                        _ => inbox.at(*uid),
+                    };
+                    copy.filter(|s| !has(s))
+                        .map(|s| format!("acknowledged {keyword} on uid {uid} missing: {:?}", s.flags))
+                }
+                Event::Expunge { user: u, uid, acked: true } if u == user => {
+                    inbox.at(*uid).map(|s| format!("uid {uid} was expunged but holds {:?} (a reused UID)", s.id))
+                }
+                _ => None,
+            };
+            report.violations.extend(problem.map(|p| format!("{user}: {p}")));
         }
     }
     // Replicas hold identical Maildirs (file names carry UIDs' files and flags).

@@ -1,6 +1,7 @@
-//! The chaos cluster's processes: three storage nodes (each in its namespace, serving the
-//! mailhosts `hermes` and `apollo`) and one front in the host namespace with an LDIF
-//! directory of four users and the replicated queue. The harness binary runs the daemons
+//! The chaos cluster's processes: three or five storage nodes (each in its namespace, on
+//! its own small tmpfs so its disk can be filled, serving the mailhosts `hermes` and
+//! `apollo`) and two fronts in the host namespace with an LDIF directory of four users and
+//! the replicated queue. The harness binary runs the daemons
 //! itself (`chaos storaged|frontd ...`); children die with it.
 
 use std::os::unix::process::CommandExt;
@@ -63,7 +64,20 @@ impl Daemon {
             let _ = c.wait();
         }
     }
+
+    /// If the process exited by itself, how (and forget it, so it can be started again).
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().ok()??;
+        self.child = None;
+        Some(status)
+    }
 }
+
+/// Size of each storage node's data filesystem (a tmpfs, so a node's disk can be filled
+/// without touching the host's): room for both groups' preallocated log segments and mail.
+const NODE_DISK_BYTES: u64 = 1 << 30;
+/// The file that fills a node's disk.
+const FILLER: &str = "chaos-filler";
 
 /// The whole cluster.
 pub struct Cluster {
@@ -80,6 +94,14 @@ pub struct Cluster {
 pub const FRONTS: usize = 2;
 /// Storage node counts a chaos cluster can have (every group has every node).
 pub const NODE_COUNTS: [usize; 2] = [3, 5];
+
+fn run(program: &str, args: &[&str]) -> std::io::Result<()> {
+    let out = Command::new(program).args(args).output()?;
+    if !out.status.success() {
+        return Err(std::io::Error::other(format!("{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr))));
+    }
+    Ok(())
+}
 
 fn free_port() -> u16 {
     common::testing::free_port()
@@ -102,6 +124,10 @@ impl Cluster {
             GROUPS.iter().map(|g| format!("[[groups]]\nname = \"{g}\"\nmembers = [\n{members}]\n")).collect();
         let mut nodes = Vec::new();
         for i in 1..=n {
+            let data = dir.join(format!("data{i}"));
+            std::fs::create_dir_all(&data)?;
+            let size = format!("size={NODE_DISK_BYTES}");
+            run("mount", &["-t", "tmpfs", "-o", &size, "chaos-disk", &data.display().to_string()])?;
             let cfg = format!(
                 "node_id = {i}\ndata_dir = \"data{i}\"\ncluster_key_file = \"cluster.key\"\n\
                  [listen]\nraft = \"{}\"\nlmtp = \"{}\"\nimap = \"{}\"\nadmin = \"{}\"\n\
@@ -190,12 +216,47 @@ impl Cluster {
         self.nodes[n - 1].kill();
     }
 
-    /// Node `n`: start it again if it is not running.
+    /// Node `n`: start it again if it is not running (killed, or exited by itself).
     pub fn restart(&mut self, n: usize) -> std::io::Result<()> {
+        let _ = self.nodes[n - 1].exited();
         if self.nodes[n - 1].child.is_none() {
             self.nodes[n - 1].start()?;
         }
         Ok(())
+    }
+
+    /// Nodes whose process ended by itself since the last call, with how.
+    pub fn exits(&mut self) -> Vec<(usize, std::process::ExitStatus)> {
+        let mut out = Vec::new();
+        for (i, d) in self.nodes.iter_mut().enumerate() {
+            if let Some(status) = d.exited() {
+                out.push((i + 1, status));
+            }
+        }
+        out
+    }
+
+    /// Fill node `n`'s disk to the last byte; how many bytes that took.
+    pub fn fill_disk(&self, n: usize) -> std::io::Result<u64> {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.dir.join(format!("data{n}")).join(FILLER))?;
+        let chunk = vec![0u8; 1 << 20];
+        let mut written = 0u64;
+        // Bounded by the filesystem's size; ends at ENOSPC.
+        while written <= NODE_DISK_BYTES {
+            match f.write(&chunk) {
+                Ok(0) => break,
+                Ok(k) => written += k as u64,
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(written)
+    }
+
+    /// Give node `n` its space back.
+    pub fn free_disk(&self, n: usize) {
+        let _ = std::fs::remove_file(self.dir.join(format!("data{n}")).join(FILLER));
     }
 
     pub fn pause(&self, n: usize) {
@@ -210,6 +271,7 @@ impl Cluster {
     pub fn heal(&mut self) -> anyhow::Result<()> {
         self.net.heal()?;
         for n in 1..=self.nodes.len() {
+            self.free_disk(n);
             self.resume(n);
             self.restart(n)?;
         }
@@ -256,6 +318,9 @@ impl Drop for Cluster {
         for d in &mut self.nodes {
             d.signal(libc::SIGCONT);
             d.kill();
+        }
+        for n in 1..=self.nodes.len() {
+            let _ = run("umount", &["-l", &self.dir.join(format!("data{n}")).display().to_string()]);
         }
     }
 }

@@ -2,9 +2,11 @@
 //! seconds and then healed — SIGKILL and restart, SIGSTOP and SIGCONT, a node isolated
 //! from its peers (a minority of one), a bridge (two nodes cut from each other, both still
 //! reaching the third), a majority/minority split (the node and, with five nodes, one more
-//! cut from the rest), and a lossy, slow link (`tc netem`, or `tbf` where the kernel has
-//! no netem). Every step goes into the
-//! history, so a failing seed can be read and replayed.
+//! cut from the rest), a lossy, slow link (`tc netem`, or `tbf` where the kernel has
+//! no netem), a full disk (the node's filesystem filled to the last byte, then freed; a
+//! node that stopped on it is restarted, as its supervisor would), and the fronts cut off
+//! from a node that still reaches its peers. Every step goes into the history, so a
+//! failing seed can be read and replayed.
 
 use std::time::{Duration, Instant};
 
@@ -24,8 +26,8 @@ fn note(history: &History, what: String) {
     history.record(Event::Nemesis { what });
 }
 
-/// The kinds of fault, by name (`--nemesis kill,pause,isolate,bridge,slow,split`).
-pub const KINDS: [&str; 6] = ["kill", "pause", "isolate", "bridge", "slow", "split"];
+/// The kinds of fault, by name (`--nemesis kill,pause,isolate,bridge,slow,split,disk,front`).
+pub const KINDS: [&str; 8] = ["kill", "pause", "isolate", "bridge", "slow", "split", "disk", "front"];
 
 /// Inject faults of the `kinds` (indexes into [`KINDS`]) until `until`; how many.
 pub fn run(
@@ -99,6 +101,24 @@ pub fn run(
                 }
                 note(history, format!("heal split {minority:?} | {majority:?}"));
             }
+            6 => {
+                let bytes = cluster.fill_disk(node)?;
+                note(history, format!("disk of node {node} full ({} MiB filler)", bytes >> 20));
+                std::thread::sleep(hold);
+                cluster.free_disk(node);
+                note(history, format!("disk of node {node} freed"));
+                for (n, status) in cluster.exits() {
+                    note(history, format!("node {n} had stopped ({status}); restart"));
+                    cluster.restart(n)?;
+                }
+            }
+            7 => {
+                note(history, format!("fronts cut off from node {node}"));
+                cluster.net.front_link(node, false)?;
+                std::thread::sleep(hold);
+                cluster.net.front_link(node, true)?;
+                note(history, format!("fronts reach node {node} again"));
+            }
             _ => {
                 let peer = others[rng.gen_range(0..others.len())];
                 let loss = rng.gen_range(10..40);
@@ -111,6 +131,12 @@ pub fn run(
             }
         }
         faults += 1;
+        // A node that stopped by itself under another fault is a finding to record; it is
+        // restarted so the run goes on (the checker still holds it to every promise).
+        for (n, status) in cluster.exits() {
+            note(history, format!("node {n} stopped by itself ({status}); restart"));
+            cluster.restart(n)?;
+        }
         std::thread::sleep(Duration::from_millis(rng.gen_range(GAP_MS)));
     }
     Ok(faults)

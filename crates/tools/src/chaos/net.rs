@@ -148,8 +148,21 @@ impl Net {
         }
     }
 
-    /// Every node-to-node link up and clean.
+    /// Cut (`up` false) or restore the fronts' path to node `n` (the host end of its
+    /// link); the node still reaches its peers.
+    pub fn front_link(&self, n: usize, up: bool) -> std::io::Result<()> {
+        ip(&["link", "set", &format!("{}h{n}", self.tag), if up { "up" } else { "down" }])?;
+        if up {
+            ip(&["route", "replace", &format!("{}/32", service_ip(n)), "via", &format!("10.88.{}.2", 10 + n)])?;
+        }
+        Ok(())
+    }
+
+    /// Every link up and clean.
     pub fn heal(&self) -> std::io::Result<()> {
+        for n in 1..=self.nodes {
+            self.front_link(n, true)?;
+        }
         for a in 1..=self.nodes {
             for b in a + 1..=self.nodes {
                 self.restore(a, b);

@@ -1,7 +1,9 @@
 //! The chaos workload and its history: SMTP deliveries through the front's MX, IMAP
-//! APPENDs through the front and flag changes on what was appended. Every attempt is
-//! recorded with its outcome; only what the system acknowledged (`250`, `OK [APPENDUID]`,
-//! `OK` to STORE) is promised. Clients are simple and blocking; every wait is bounded.
+//! APPENDs through the front, flag changes on what was appended, and then (for some of
+//! those messages) an expunge or a MOVE to `Archive`. Every attempt is recorded with its
+//! outcome; only what the system acknowledged (`250`, `OK [APPENDUID]`, `OK` to STORE and
+//! UID EXPUNGE, `OK [COPYUID]` to MOVE) is promised. Clients are simple and blocking;
+//! every wait is bounded.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -15,10 +17,41 @@ use crate::imap_client::Client;
 /// One thing that happened.
 #[derive(Debug, Clone)]
 pub enum Event {
-    Deliver { id: String, user: String, acked: bool, reply: String },
-    Append { id: String, user: String, acked: Option<(u32, u32)>, reply: String },
-    Flag { user: String, uid_validity: u32, uid: u32, keyword: String, acked: bool },
-    Nemesis { what: String },
+    Deliver {
+        id: String,
+        user: String,
+        acked: bool,
+        reply: String,
+    },
+    Append {
+        id: String,
+        user: String,
+        acked: Option<(u32, u32)>,
+        reply: String,
+    },
+    Flag {
+        user: String,
+        uid_validity: u32,
+        uid: u32,
+        keyword: String,
+        acked: bool,
+    },
+    /// `UID STORE +FLAGS (\Deleted)` and `UID EXPUNGE` of an appended message.
+    Expunge {
+        user: String,
+        uid: u32,
+        acked: bool,
+    },
+    /// `UID MOVE` of an appended message to [`ARCHIVE`]; `acked` holds the COPYUID target.
+    Move {
+        user: String,
+        uid: u32,
+        acked: Option<(u32, u32)>,
+        reply: String,
+    },
+    Nemesis {
+        what: String,
+    },
 }
 
 /// Every event with its time since the start.
@@ -112,11 +145,24 @@ pub fn deliverer(front_smtp: &str, seed: u64, worker: usize, stop: &AtomicBool, 
     }
 }
 
+/// The mailbox appended messages are moved to.
+pub const ARCHIVE: &str = "Archive";
+
 /// `[APPENDUID uv uid]` in an APPEND's OK.
 fn appenduid(text: &str) -> Option<(u32, u32)> {
     let rest = &text[text.find("[APPENDUID ")? + "[APPENDUID ".len()..];
     let mut parts = rest.split([' ', ']']);
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// `(uidvalidity, new uid)` of a one-message `[COPYUID uv old new]`, in the tagged OK or
+/// the untagged OK that RFC 6851 servers send before the expunge.
+fn copyuid(text: &str) -> Option<(u32, u32)> {
+    let rest = &text[text.find("[COPYUID ")? + "[COPYUID ".len()..];
+    let mut parts = rest.split([' ', ']']);
+    let uid_validity = parts.next()?.parse().ok()?;
+    let _old = parts.next()?;
+    Some((uid_validity, parts.next()?.parse().ok()?))
 }
 
 /// `[UIDVALIDITY n]` in a SELECT's responses.
@@ -134,6 +180,20 @@ pub fn login(front_imap: &str, user: &str) -> std::io::Result<(Client, u32)> {
         return Err(std::io::Error::other(a.text));
     }
     let a = c.command("SELECT INBOX")?;
+    if !a.ok() {
+        return Err(std::io::Error::other(a.text));
+    }
+    Ok((c, uidvalidity(&a.data).unwrap_or(0)))
+}
+
+/// A logged-in connection with `mailbox` selected read-only, and its UIDVALIDITY.
+pub fn examine(front_imap: &str, user: &str, mailbox: &str) -> std::io::Result<(Client, u32)> {
+    let mut c = Client::connect(front_imap)?;
+    let a = c.command(&format!("LOGIN {user} {PASSWORD}"))?;
+    if !a.ok() {
+        return Err(std::io::Error::other(a.text));
+    }
+    let a = c.command(&format!("EXAMINE {mailbox}"))?;
     if !a.ok() {
         return Err(std::io::Error::other(a.text));
     }
@@ -178,8 +238,43 @@ pub fn appender(front_imap: &str, seed: u64, stop: &AtomicBool, history: &Histor
         history.record(Event::Flag { user: user.into(), uid_validity, uid, keyword, acked });
         if stored.is_err() {
             conns[k] = None;
+            continue;
+        }
+        // Every fifth message is expunged, every fifth (another) moved; the rest stay.
+        let kept = match n % 5 {
+            1 => expunge(c, user, uid, history),
+            3 => move_to_archive(c, user, uid, history),
+            _ => Ok(()),
+        };
+        if kept.is_err() {
+            conns[k] = None;
         }
     }
+}
+
+fn expunge(c: &mut Client, user: &str, uid: u32, history: &History) -> std::io::Result<()> {
+    let deleted = c.command(&format!("UID STORE {uid} +FLAGS.SILENT (\\Deleted)"));
+    let answer = match deleted {
+        Ok(a) if a.ok() => c.command(&format!("UID EXPUNGE {uid}")),
+        other => other,
+    };
+    let acked = matches!(&answer, Ok(a) if a.ok());
+    history.record(Event::Expunge { user: user.into(), uid, acked });
+    answer.map(drop)
+}
+
+fn move_to_archive(c: &mut Client, user: &str, uid: u32, history: &History) -> std::io::Result<()> {
+    let answer = c.command(&format!("UID MOVE {uid} {ARCHIVE}"));
+    let (acked, reply) = match &answer {
+        Ok(a) if a.ok() => {
+            let all = format!("{}\n{}", String::from_utf8_lossy(&a.data), a.text);
+            (copyuid(&all), a.text.clone())
+        }
+        Ok(a) => (None, a.text.clone()),
+        Err(e) => (None, e.to_string()),
+    };
+    history.record(Event::Move { user: user.into(), uid, acked, reply });
+    answer.map(drop)
 }
 
 #[cfg(test)]
@@ -190,6 +285,8 @@ mod tests {
     fn append_and_select_codes_parse() {
         assert_eq!(appenduid("OK [APPENDUID 38505 3955] APPEND completed"), Some((38505, 3955)));
         assert_eq!(appenduid("OK APPEND completed"), None);
+        assert_eq!(copyuid("* OK [COPYUID 7 12 3] Moved\nOK done"), Some((7, 3)));
+        assert_eq!(copyuid("OK MOVE completed"), None);
         assert_eq!(uidvalidity(b"* OK [UIDVALIDITY 3857529045] UIDs valid\r\n"), Some(3857529045));
     }
 }

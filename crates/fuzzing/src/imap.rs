@@ -1,0 +1,144 @@
+//! IMAP from a client: the front's pre-login state machine, and a logged-in storage-node
+//! session over a real store (with INBOX selected and one message in it), fed commands
+//! framed the way the servers frame them (lines, and literals of the announced length).
+//! Every command gets an answer ending in CRLF.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use storaged::imap::backend::StoreBackend;
+use storaged::imap::framing::{literal_suffix, tag_of};
+use storaged::imap::session::{Offer, Outcome, Session};
+use storaged::mailstore::{Store, UserName};
+
+use crate::input::Cursor;
+
+/// Runs that share one store before it is thrown away (APPENDs make it grow).
+const STORE_RUNS_MAX: u32 = 256;
+/// The append limit the session offers (bounds each literal the fuzzer can add).
+const APPEND_LIMIT: u32 = 1 << 14;
+
+struct Harness {
+    rt: tokio::runtime::Runtime,
+    dir: Option<tempfile::TempDir>,
+    backend: Option<Arc<StoreBackend>>,
+    runs: u32,
+}
+
+thread_local! {
+    static HARNESS: RefCell<Harness> = RefCell::new(Harness {
+        rt: tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime"),
+        dir: None,
+        backend: None,
+        runs: 0,
+    });
+}
+
+fn user() -> UserName {
+    UserName::parse("fuzz@example.edu").expect("valid user")
+}
+
+impl Harness {
+    fn backend(&mut self) -> Arc<StoreBackend> {
+        if self.runs >= STORE_RUNS_MAX {
+            self.backend = None;
+            self.dir = None;
+            self.runs = 0;
+        }
+        self.runs += 1;
+        if let Some(b) = &self.backend {
+            return b.clone();
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path().join("mail"), "g").expect("store");
+        let backend = Arc::new(StoreBackend::new(store));
+        self.dir = Some(dir);
+        self.backend = Some(backend.clone());
+        backend
+    }
+}
+
+/// One command as the storage node's reader assembles it: a line, and while it ends in a
+/// literal, that many bytes and the next line.
+fn next_command(cur: &mut Cursor<'_>) -> Option<Vec<u8>> {
+    let mut buf = Vec::new();
+    loop {
+        let line = cur.line()?;
+        buf.extend_from_slice(line);
+        buf.extend_from_slice(b"\r\n");
+        match literal_suffix(line) {
+            Some((n, _)) if buf.len() as u64 + n <= u64::from(APPEND_LIMIT) => {
+                buf.extend_from_slice(cur.bytes(n as usize));
+            }
+            _ => return Some(buf),
+        }
+    }
+}
+
+fn assert_framed(input: &[u8], out: &[u8]) {
+    assert!(
+        out.is_empty() || out.ends_with(b"\r\n"),
+        "{:?} -> {:?}",
+        String::from_utf8_lossy(input),
+        String::from_utf8_lossy(out)
+    );
+}
+
+/// The front's pre-login machine: greeting to login, STARTTLS and SASL.
+fn pre_login(data: &[u8]) {
+    use frontd::imap::{framing, Offer, PreAuth, Step};
+    let offer = Offer { starttls: data.first().is_some_and(|b| b & 1 == 1), plaintext_auth: true };
+    let mut s = PreAuth::new(offer, "IMAP4rev1 IDLE AUTH=PLAIN STARTTLS");
+    let mut cur = Cursor::new(data);
+    while let Some(cmd) = next_command(&mut cur) {
+        let _ = framing(&cmd);
+        match s.input(&cmd) {
+            Step::Reply(b) | Step::Close(b) | Step::StartTls(b) => assert_framed(&cmd, &b),
+            Step::SaslContinue { tag } => {
+                if let Some(line) = cur.line() {
+                    let _ = s.sasl_response(&tag, line);
+                }
+            }
+            Step::Login { creds, .. } => assert!(creds.authcid.len() <= cmd.len(), "credentials come from input"),
+        }
+    }
+}
+
+pub fn run(data: &[u8]) {
+    pre_login(data);
+    let _ = tag_of(data);
+    HARNESS.with(|h| {
+        let mut h = h.borrow_mut();
+        let backend = h.backend();
+        h.rt.block_on(async {
+            let offer = Offer { starttls: false, plaintext_auth: true, append_limit: APPEND_LIMIT };
+            let mut s: Session<Arc<StoreBackend>> = Session::new(offer);
+            let (out, _) = s.logged_in("a", user(), backend).await;
+            assert!(out.starts_with(b"a OK"), "{}", String::from_utf8_lossy(&out));
+            s.input(b"b APPEND INBOX {46+}\r\nSubject: x\r\nContent-Type: text/plain\r\n\r\nbody\r\n\r\n").await;
+            s.input(b"c SELECT INBOX\r\n").await;
+            let mut cur = Cursor::new(data);
+            while let Some(cmd) = next_command(&mut cur) {
+                let (out, outcome) = s.input(&cmd).await;
+                assert_framed(&cmd, &out);
+                match outcome {
+                    Outcome::Logout => break,
+                    Outcome::SaslContinue { tag } => {
+                        let line = cur.line().unwrap_or_default();
+                        let (out, _) = s.sasl_response(&tag, line);
+                        assert_framed(line, &out);
+                    }
+                    Outcome::Login { tag, .. } => {
+                        let (out, _) = s.login_failed(&tag, "AUTHENTICATIONFAILED", "no");
+                        assert_framed(&cmd, &out);
+                    }
+                    Outcome::Idle { tag } => {
+                        assert_framed(&cmd, &s.poll());
+                        assert_framed(&cmd, &s.idle_done(&tag));
+                    }
+                    Outcome::Continue | Outcome::StartTls => {}
+                }
+            }
+        });
+    });
+}

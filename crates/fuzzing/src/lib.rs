@@ -1,0 +1,29 @@
+//! The fuzz targets' bodies: one module per parser that strangers (or a damaged disk) can
+//! feed, each with `run(&[u8])`. A body panics only when the code under test is wrong: a
+//! panic inside it, a reply that breaks the protocol's framing, or a round trip that does
+//! not hold. `fuzz/` wraps each in a libFuzzer target; `tests/corpus.rs` replays the
+//! corpora with the ordinary tests. Nothing here may touch the network or write outside a
+//! private temporary directory.
+
+pub mod aoe_codec;
+pub mod imap;
+pub mod input;
+pub mod ldif;
+pub mod pop3;
+pub mod raftlog_record;
+pub mod rpc;
+pub mod smtp;
+
+/// A target's body.
+pub type Body = fn(&[u8]);
+
+/// The targets by name (the directory names under `fuzz/corpus/`).
+pub const TARGETS: &[(&str, Body)] = &[
+    ("aoe_codec", aoe_codec::run),
+    ("imap", imap::run),
+    ("ldif", ldif::run),
+    ("pop3", pop3::run),
+    ("raftlog_record", raftlog_record::run),
+    ("rpc", rpc::run),
+    ("smtp", smtp::run),
+];
