@@ -15,6 +15,7 @@
 //! out bytes whose checksum and log id it has not verified.
 
 pub mod error;
+mod faults;
 mod index;
 mod log;
 pub mod meta;

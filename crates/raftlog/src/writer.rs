@@ -468,6 +468,11 @@ impl Writer {
     fn submit_write(&mut self, op_id: u64) -> io::Result<()> {
         let op = self.ops.get(&op_id).expect("op exists");
         let rest = &op.buf[op.done..];
+        // Power loss in the middle of a write (storage-fault tests only): half of it reaches
+        // the file, and the process dies before anything else happens.
+        fail::fail_point!("raftlog::torn-write", |_| {
+            crate::faults::torn_write_and_abort(op.fd.0, op.offset + op.done as u64, rest)
+        });
         let entry = opcode::Write::new(op.fd, rest.as_ptr(), rest.len() as u32)
             .offset(op.offset + op.done as u64)
             .build()
@@ -478,6 +483,7 @@ impl Writer {
     }
 
     fn on_write(&mut self, op_id: u64, res: i32) {
+        let res = crate::faults::eio_at("raftlog::write-eio", res);
         let op = self.ops.get_mut(&op_id).expect("completion for a known op");
         if res < 0 {
             let err = io::Error::from_raw_os_error(-res);
@@ -597,6 +603,7 @@ impl Writer {
     }
 
     fn on_sync(&mut self, id: u64, res: i32) {
+        let res = crate::faults::eio_at("raftlog::sync-eio", res);
         let batch = self
             .syncs
             .iter_mut()

@@ -26,6 +26,9 @@ where
 {
     let args = Args::parse_from(args);
     common::daemon::init_logging("info,openraft=warn");
+    // Storage-fault tests name fail points in FAILPOINTS; a build without the `failpoints`
+    // feature of `fail` (every release build) has none, and this does nothing.
+    let _failpoints = fail::FailScenario::setup();
     raise_open_file_limit();
     let cfg = crate::config::Config::load(&args.config)?;
     common::daemon::runtime()?.block_on(crate::node::run(cfg))

@@ -4,58 +4,9 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::{message_ids, run_load, tree, Cluster};
-
-const USERS: usize = 50;
-
-/// Wait until all replicas hold identical trees.
-fn wait_converged(c: &Cluster, nodes: &[usize], within: Duration) -> std::collections::BTreeMap<String, Vec<u8>> {
-    let deadline = Instant::now() + within;
-    loop {
-        let trees: Vec<_> = nodes.iter().map(|i| tree(&c.mail_dir(*i))).collect();
-        if trees.windows(2).all(|w| w[0] == w[1]) && !trees[0].is_empty() {
-            return trees.into_iter().next().unwrap();
-        }
-        if Instant::now() > deadline {
-            for (k, t) in trees.iter().enumerate().skip(1) {
-                let a: Vec<_> = trees[0].keys().filter(|p| t.get(*p) != trees[0].get(*p)).take(5).collect();
-                let b: Vec<_> = t.keys().filter(|p| !trees[0].contains_key(*p)).take(5).collect();
-                eprintln!("replica {} differs: {a:?} / only there: {b:?}", nodes[k] + 1);
-            }
-            for i in nodes {
-                let log = c.node_log(*i);
-                let tail: Vec<&str> = log.lines().filter(|l| !l.contains(" delivered")).collect();
-                eprintln!("--- node {} log tail:\n{}", i + 1, tail[tail.len().saturating_sub(15)..].join("\n"));
-            }
-            panic!("replicas did not converge");
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-fn check_exactly_once(
-    t: &std::collections::BTreeMap<String, Vec<u8>>,
-    acked: &serde_json::Value,
-    sent: std::ops::Range<u64>,
-) {
-    let mut total = 0;
-    for u in 0..USERS {
-        let user = format!("user{u}@example.edu");
-        let ids = message_ids(t, &user);
-        for (id, n) in &ids {
-            assert_eq!(*n, 1, "{id} stored {n} times for {user}");
-            let num: u64 = id.trim_start_matches("<msg-").split('@').next().unwrap().parse().unwrap();
-            assert!(sent.contains(&num), "{id} was never sent");
-        }
-        for id in acked["acked"][&user].as_array().into_iter().flatten() {
-            assert!(ids.contains_key(id.as_str().unwrap()), "acknowledged {id} missing for {user}");
-            total += 1;
-        }
-    }
-    assert!(total > 0);
-}
+use support::{check_exactly_once, run_load, wait_converged, Cluster, LOAD_USERS as USERS};
 
 #[test]
 fn deliveries_survive_leader_kill_and_a_lagging_replica_catches_up_by_snapshot() {

@@ -77,3 +77,43 @@ fn a_message_file_that_fails_its_checksum_is_refused_not_served() {
     assert!(refused.starts_with("-ERR"), "{refused}");
     assert!(c.node_log(0).contains("fails its checksum"), "the corruption is logged");
 }
+
+/// Reads that fail (`EIO`) or come back with a flipped bit (fail points under the store):
+/// the message is refused over IMAP and POP3, its bytes never sent, and once the disk
+/// behaves again it is served whole.
+#[test]
+fn failed_and_bit_flipped_reads_are_refused_not_served() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = Cluster::start(tmp.path(), 1, 1, "");
+    c.wait_leader(Duration::from_secs(30));
+    let user = "user0@example.edu";
+    deliver(&c.lmtp[0], user, b"Message-ID: <one@test>\r\nSubject: one\r\n\r\nsecret body one\r\n");
+    for (failpoints, logged) in
+        [("mailstore::read-eio=return", "Input/output error"), ("mailstore::read-bitflip=return", "fails its checksum")]
+    {
+        c.stop(0);
+        c.start_node_env(0, &[("FAILPOINTS", failpoints)]);
+        c.wait_leader(Duration::from_secs(30));
+        let (mut r, mut w) = connect(&c.imap[0]);
+        let login = exchange(&mut r, &mut w, &format!("a1 LOGIN {user} {}", password(0)), "a1 ");
+        assert!(login.contains("a1 OK"), "{login}");
+        assert!(exchange(&mut r, &mut w, "a2 SELECT INBOX", "a2 ").contains("a2 OK"));
+        let refused = exchange(&mut r, &mut w, "a3 FETCH 1 BODY.PEEK[]", "a3 ");
+        assert!(refused.contains("a3 NO [SERVERBUG]"), "{failpoints}: {refused}");
+        assert!(!refused.contains("body one"), "{failpoints}: bytes sent: {refused}");
+        let (mut r, mut w) = connect(&c.pop3[0]);
+        exchange(&mut r, &mut w, &format!("USER {user}"), "+OK");
+        assert!(exchange(&mut r, &mut w, &format!("PASS {}", password(0)), "").starts_with("+OK"));
+        let refused = exchange(&mut r, &mut w, "RETR 1", "");
+        assert!(refused.starts_with("-ERR"), "{failpoints}: {refused}");
+        assert!(c.node_log(0).contains(logged), "{failpoints}: the fault is logged");
+    }
+    c.stop(0);
+    c.start_node(0);
+    c.wait_leader(Duration::from_secs(30));
+    let (mut r, mut w) = connect(&c.imap[0]);
+    exchange(&mut r, &mut w, &format!("a1 LOGIN {user} {}", password(0)), "a1 ");
+    exchange(&mut r, &mut w, "a2 SELECT INBOX", "a2 ");
+    let served = exchange(&mut r, &mut w, "a3 FETCH 1 BODY.PEEK[]", "a3 ");
+    assert!(served.contains("secret body one") && served.contains("a3 OK"), "{served}");
+}

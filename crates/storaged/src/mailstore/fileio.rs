@@ -80,6 +80,9 @@ impl FileWriter {
         }
         for (p, res) in chunk.iter().zip(results) {
             let res = res.expect("all reaped");
+            // Storage-fault tests: the disk refused this message file (checked only once
+            // every completion is reaped: the kernel may still read the other buffers).
+            fail::fail_point!("mailstore::write-eio", |_| Err(io::Error::from_raw_os_error(libc::EIO)));
             if res < 0 {
                 return Err(io::Error::from_raw_os_error(-res));
             }

@@ -120,7 +120,20 @@ impl StoredMessage {
     /// bit, a torn or truncated write) is an `InvalidData` error and its bytes are never
     /// returned.
     pub fn read(&self) -> io::Result<Vec<u8>> {
-        let bytes = fs::read(&self.path)?;
+        // Storage-fault tests: a read that fails, or returns a flipped bit.
+        fail::fail_point!("mailstore::read-eio", |_| Err(io::Error::from_raw_os_error(libc::EIO)));
+        let mut bytes = fs::read(&self.path)?;
+        let flip = (|| {
+            fail::fail_point!("mailstore::read-bitflip", |_| true);
+            false
+        })();
+        if let Some(b) = bytes.last_mut().filter(|_| flip) {
+            *b ^= 0x10;
+        }
+        self.check(bytes)
+    }
+
+    fn check(&self, bytes: Vec<u8>) -> io::Result<Vec<u8>> {
         if self.crc32c != 0 && crc32c::crc32c(&bytes) != self.crc32c {
             tracing::error!(path = %self.path.display(), "message file fails its checksum; not serving it");
             return Err(io::Error::new(

@@ -115,6 +115,11 @@ impl Cluster {
     }
 
     pub fn start_node(&mut self, i: usize) {
+        self.start_node_env(i, &[]);
+    }
+
+    /// Start node `i` with extra environment variables (`FAILPOINTS` for storage faults).
+    pub fn start_node_env(&mut self, i: usize, env: &[(&str, &str)]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -123,6 +128,7 @@ impl Cluster {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_storaged"));
         cmd.arg("--config").arg(self.root.join(format!("node{}.toml", i + 1)));
         cmd.env("RUST_LOG", std::env::var("NODE_LOG").unwrap_or_else(|_| "info,openraft=error".into()));
+        cmd.envs(env.iter().copied());
         cmd.stdout(Stdio::null()).stderr(log);
         // SAFETY: prctl is async-signal-safe; the child dies with the test.
         unsafe {
@@ -141,6 +147,21 @@ impl Cluster {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Wait (bounded) for node `i` to exit by itself; how it ended, or `None` if it still
+    /// runs after `within`.
+    pub fn wait_exit(&mut self, i: usize, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            let status = self.children[i].as_mut().expect("node running").try_wait().unwrap();
+            if status.is_some() {
+                self.children[i] = None;
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
     }
 
     /// Send `signal` to node `i`.
@@ -266,6 +287,52 @@ pub fn message_ids(tree: &BTreeMap<String, Vec<u8>>, user: &str) -> BTreeMap<Str
         *out.entry(id).or_insert(0) += 1;
     }
     out
+}
+
+/// Users the Python load client delivers to (`user0..user49`).
+pub const LOAD_USERS: usize = 50;
+
+/// Wait until all replicas hold identical trees.
+pub fn wait_converged(c: &Cluster, nodes: &[usize], within: Duration) -> BTreeMap<String, Vec<u8>> {
+    let deadline = Instant::now() + within;
+    loop {
+        let trees: Vec<_> = nodes.iter().map(|i| tree(&c.mail_dir(*i))).collect();
+        if trees.windows(2).all(|w| w[0] == w[1]) && !trees[0].is_empty() {
+            return trees.into_iter().next().unwrap();
+        }
+        if Instant::now() > deadline {
+            for (k, t) in trees.iter().enumerate().skip(1) {
+                let a: Vec<_> = trees[0].keys().filter(|p| t.get(*p) != trees[0].get(*p)).take(5).collect();
+                let b: Vec<_> = t.keys().filter(|p| !trees[0].contains_key(*p)).take(5).collect();
+                eprintln!("replica {} differs: {a:?} / only there: {b:?}", nodes[k] + 1);
+            }
+            for i in nodes {
+                let log = c.node_log(*i);
+                let tail: Vec<&str> = log.lines().filter(|l| !l.contains(" delivered")).collect();
+                eprintln!("--- node {} log tail:\n{}", i + 1, tail[tail.len().saturating_sub(15)..].join("\n"));
+            }
+            panic!("replicas did not converge");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+pub fn check_exactly_once(t: &BTreeMap<String, Vec<u8>>, acked: &serde_json::Value, sent: std::ops::Range<u64>) {
+    let mut total = 0;
+    for u in 0..LOAD_USERS {
+        let user = format!("user{u}@example.edu");
+        let ids = message_ids(t, &user);
+        for (id, n) in &ids {
+            assert_eq!(*n, 1, "{id} stored {n} times for {user}");
+            let num: u64 = id.trim_start_matches("<msg-").split('@').next().unwrap().parse().unwrap();
+            assert!(sent.contains(&num), "{id} was never sent");
+        }
+        for id in acked["acked"][&user].as_array().into_iter().flatten() {
+            assert!(ids.contains_key(id.as_str().unwrap()), "acknowledged {id} missing for {user}");
+            total += 1;
+        }
+    }
+    assert!(total > 0);
 }
 
 /// Run the Python LMTP load client; `on_progress` sees each progress count.
