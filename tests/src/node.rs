@@ -70,7 +70,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let raft = Raft::new(args.id, Arc::new(config), network, RaftLogStore::<KvConfig>::new(log), sm.clone()).await?;
     let raft_listener = TcpListener::bind(&args.raft).await?;
     let groups = Arc::new(std::sync::RwLock::new(std::collections::HashMap::from([(GROUP.to_string(), raft.clone())])));
-    tokio::spawn(serve(raft_listener, groups, key));
+    tokio::spawn(serve(raft_listener, groups, key, Arc::new(NoMail)));
     let node = Arc::new(Node { id: args.id, raft, sm, members });
     let control = TcpListener::bind(&args.control).await?;
     loop {
@@ -139,4 +139,13 @@ async fn write_many(node: &Node, first_key: u64, count: u64, value_len: usize, c
         }
     }
     ControlReply::Written { last_index }
+}
+
+/// The test cluster keeps key-value pairs, not mail: a peer asking for a message gets none.
+struct NoMail;
+
+impl storaged::raft::MessageFiles for NoMail {
+    fn read(&self, _: &str, _: &str, _: &str, _: u32) -> Result<Option<Vec<u8>>, String> {
+        Ok(None)
+    }
 }

@@ -78,7 +78,6 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         groups.insert(g.name.clone(), g);
     }
     let rafts: Groups<crate::group::MailConfig> = Arc::new(RwLock::new(rafts));
-    let raft_server = tokio::spawn(crate::raft::serve(raft_listener, rafts.clone(), key.clone()));
     let node = Arc::new(Node {
         id: cfg.node_id,
         host: format!("storaged-{}", cfg.node_id),
@@ -92,6 +91,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         tls,
         stopping: tokio::sync::watch::Sender::new(false),
     });
+    let raft_server = tokio::spawn(crate::raft::serve(raft_listener, node.rafts.clone(), key.clone(), node.clone()));
     tokio::spawn(reload_users_on_hangup(hangups, cfg.clone(), node.clone()));
     let lmtp_server = tokio::spawn(crate::lmtp::serve(lmtp_listener, node.clone()));
     let pop3_server = tokio::spawn(serve_optional(pop3_listener, node.clone(), |l, n| crate::pop3::serve(l, n, false)));
@@ -124,6 +124,15 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+impl crate::raft::MessageFiles for Node {
+    fn read(&self, group: &str, user: &str, mailbox: &str, uid: u32) -> Result<Option<Vec<u8>>, String> {
+        let group = self.group(group).ok_or_else(|| format!("this node does not serve {group}"))?;
+        let user = crate::mailstore::UserName::parse(user).map_err(|e| e.to_string())?;
+        let mailbox = crate::mailstore::MailboxName::parse(mailbox).map_err(|e| e.to_string())?;
+        group.read_message(&user, &mailbox, uid).map_err(|e| e.to_string())
+    }
 }
 
 impl Node {

@@ -1,7 +1,8 @@
 //! Corrupt message files are never served: every message's CRC32C is in the mailbox index,
 //! and a file that no longer matches it (a flipped bit, a truncated write) is refused over
 //! IMAP (`NO [SERVERBUG]`) and POP3 (`-ERR`) instead of being sent; intact messages next to
-//! it are still served.
+//! it are still served; and where the group has other replicas, the damaged file is
+//! repaired from a peer's copy.
 
 mod support;
 
@@ -9,7 +10,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use support::{deliver, password, tree, Cluster};
+use support::{deliver, password, tree, wait_converged, Cluster};
 
 /// Send `command` and read lines until one starts with `end`; all lines read.
 fn exchange(r: &mut BufReader<TcpStream>, w: &mut TcpStream, command: &str, end: &str) -> String {
@@ -116,4 +117,40 @@ fn failed_and_bit_flipped_reads_are_refused_not_served() {
     exchange(&mut r, &mut w, "a2 SELECT INBOX", "a2 ");
     let served = exchange(&mut r, &mut w, "a3 FETCH 1 BODY.PEEK[]", "a3 ");
     assert!(served.contains("secret body one") && served.contains("a3 OK"), "{served}");
+}
+
+/// A replica whose copy of a message is damaged fetches a good copy from a peer, checks it
+/// against its own index checksum and puts it in place: the first read is refused, later
+/// reads are served, and the replicas are byte-identical again.
+#[test]
+fn a_damaged_copy_is_repaired_from_a_peer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Cluster::start(tmp.path(), 3, 1, "");
+    let leader = c.wait_leader(Duration::from_secs(30));
+    let user = "user0@example.edu";
+    deliver(&c.lmtp[leader], user, b"Message-ID: <one@test>\r\nSubject: one\r\n\r\nprecious body one\r\n");
+    let converged = wait_converged(&c, &[0, 1, 2], Duration::from_secs(30));
+    let (name, bytes) = converged.iter().find(|(k, _)| k.contains("/new/") || k.contains("/cur/")).expect("the message");
+    let mut bad = bytes.clone();
+    let at = bad.len() - 5;
+    bad[at] ^= 0x04;
+    std::fs::write(c.mail_dir(leader).join(name), &bad).unwrap();
+
+    let (mut r, mut w) = connect(&c.imap[leader]);
+    let login = exchange(&mut r, &mut w, &format!("a1 LOGIN {user} {}", password(0)), "a1 ");
+    assert!(login.contains("a1 OK"), "{login}");
+    assert!(exchange(&mut r, &mut w, "a2 SELECT INBOX", "a2 ").contains("a2 OK"));
+    let refused = exchange(&mut r, &mut w, "a3 FETCH 1 BODY.PEEK[]", "a3 ");
+    assert!(refused.contains("a3 NO [SERVERBUG]"), "{refused}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let served = loop {
+        let answer = exchange(&mut r, &mut w, "a4 FETCH 1 BODY.PEEK[]", "a4 ");
+        if answer.contains("a4 OK") || std::time::Instant::now() > deadline {
+            break answer;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(served.contains("precious body one") && served.contains("a4 OK"), "not repaired: {served}");
+    assert_eq!(&std::fs::read(c.mail_dir(leader).join(name)).unwrap(), bytes, "the file is whole again");
+    assert!(c.node_log(leader).contains("repaired from a peer"), "the repair is logged");
 }

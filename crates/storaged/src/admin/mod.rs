@@ -79,8 +79,8 @@ pub async fn handle(node: &Node, request: AdminRequest) -> AdminReply {
     let Some(group_name) = request.group().map(str::to_string) else {
         return AdminReply::Status(status(node).await);
     };
-    let Some(group) = node.group(&group_name) else { return AdminReply::NoSuchGroup };
-    let group = &*group;
+    let Some(shared) = node.group(&group_name) else { return AdminReply::NoSuchGroup };
+    let group = &*shared;
     if !group.is_leader(node.id) {
         return AdminReply::NotLeader { leader: group.leader() };
     }
@@ -93,7 +93,7 @@ pub async fn handle(node: &Node, request: AdminRequest) -> AdminReply {
             return AdminReply::Items(items);
         }
         AdminRequest::UserMail { user, .. } => return user_mail(group, &user),
-        AdminRequest::FetchMessages { user, mailbox, uids, .. } => return fetch(group, &user, &mailbox, &uids),
+        AdminRequest::FetchMessages { user, mailbox, uids, .. } => return fetch(&shared, &user, &mailbox, &uids),
         AdminRequest::AddNode { id, raft, .. } => return membership::add_node(group, id, raft).await,
         AdminRequest::RemoveNode { id, .. } => return membership::remove_node(group, id).await,
         AdminRequest::Propose { op_id, op, .. } => match admin::decode::<MailOp>(&op) {
@@ -190,7 +190,7 @@ fn user_mail(group: &Group, user: &str) -> AdminReply {
     AdminReply::UserMail(UserMail { state, mailboxes })
 }
 
-fn fetch(group: &Group, user: &str, mailbox: &str, uids: &[u32]) -> AdminReply {
+fn fetch(group: &Arc<Group>, user: &str, mailbox: &str, uids: &[u32]) -> AdminReply {
     let (Ok(user), Ok(mailbox)) = (UserName::parse(user), MailboxName::parse(mailbox)) else {
         return AdminReply::Refused("bad user or mailbox name".into());
     };

@@ -59,7 +59,7 @@ impl Group {
         store.mailbox_index(user, mailbox)
     }
 
-    fn message_file(
+    pub(crate) fn message_file(
         &self,
         user: &UserName,
         mailbox: &MailboxName,
@@ -72,9 +72,9 @@ impl Group {
 
     /// The bytes of message `uid`, or `None` if it was expunged. Blocking; the file is
     /// read without holding the store, and checked against its checksum (a corrupt file is
-    /// an error, never served).
+    /// an error, never served, and is repaired from a peer's copy in the background).
     pub fn read_message(
-        &self,
+        self: &Arc<Self>,
         user: &UserName,
         mailbox: &MailboxName,
         uid: u32,
@@ -85,7 +85,13 @@ impl Group {
                 Ok(bytes) => return Ok(Some(bytes)),
                 // Renamed by a flag change after the lookup: look it up again.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    let damaged = e.kind() == std::io::ErrorKind::InvalidData || e.raw_os_error() == Some(libc::EIO);
+                    if damaged {
+                        self.repair_later(user, mailbox, uid);
+                    }
+                    return Err(e.into());
+                }
             }
         }
         Err(std::io::Error::other(format!("message {uid} keeps moving")).into())

@@ -2,6 +2,7 @@
 //! instance, plus the background checkpoint task.
 
 pub mod access;
+mod repair;
 pub mod sm;
 
 use std::collections::BTreeMap;
@@ -37,6 +38,10 @@ pub struct Group {
     pub raft: Raft<MailConfig>,
     pub sm: MailStateMachine,
     pub members: BTreeMap<u64, Member>,
+    /// This node's id, and the key its RPCs to peers are authenticated with (repairs).
+    node_id: u64,
+    key: ClusterKey,
+    repairs: repair::Repairs,
 }
 
 impl Group {
@@ -67,7 +72,7 @@ impl Group {
         }
         .validate()
         .map_err(|e| GroupError::Raft { group: name.clone(), reason: e.to_string() })?;
-        let network = TcpNetworkFactory::new(&name, cfg.node_id, key);
+        let network = TcpNetworkFactory::new(&name, cfg.node_id, key.clone());
         let raft = Raft::new(
             cfg.node_id,
             Arc::new(raft_cfg),
@@ -86,7 +91,8 @@ impl Group {
                 tracing::info!(group = %name, error = %e, "initialize skipped");
             }
         }
-        let group = Arc::new(Self { name, raft, sm, members });
+        let repairs = repair::Repairs::default();
+        let group = Arc::new(Self { name, raft, sm, members, node_id: cfg.node_id, key, repairs });
         tokio::spawn(checkpoint_loop(group.sm.clone(), group.name.clone()));
         tokio::spawn(exit_when_fatal(group.raft.clone(), group.name.clone()));
         Ok(group)

@@ -6,4 +6,4 @@ pub mod rpc;
 pub mod server;
 
 pub use client::{TcpNetwork, TcpNetworkFactory};
-pub use server::{serve, Groups};
+pub use server::{serve, Groups, MessageFiles};

@@ -20,6 +20,13 @@ pub enum RaftRequest<C: RaftTypeConfig> {
     AppendEntries(AppendEntriesRequest<C>),
     Vote(VoteRequest<C::NodeId>),
     InstallSnapshot(InstallSnapshotRequest<C>),
+    /// Not Raft: the bytes of a message from this node's replica, to repair the sender's
+    /// damaged copy (answered only with bytes that pass this replica's checksum).
+    ReadMessage {
+        user: String,
+        mailbox: String,
+        uid: u32,
+    },
 }
 
 /// A request addressed to one Raft group of the receiving node.
@@ -48,6 +55,8 @@ pub enum RaftReply<C: RaftTypeConfig> {
     InstallSnapshot(Result<InstallSnapshotResponse<C::NodeId>, RaftError<C::NodeId, InstallSnapshotError>>),
     /// The receiving node does not serve that group.
     NoSuchGroup(String),
+    /// The answer to [`RaftRequest::ReadMessage`]: `None` if this replica does not hold it.
+    Message(Result<Option<serde_bytes::ByteBuf>, String>),
 }
 
 /// The answer to the [`GroupRequest`] with the same `seq`. The sender checks `seq`, so a

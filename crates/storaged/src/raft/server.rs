@@ -17,6 +17,12 @@ use super::rpc::{self, GroupReply, GroupRequest, RaftReply, RaftRequest, MAX_FRA
 /// The groups this node serves, by name (a group created at runtime is added here).
 pub type Groups<C> = Arc<std::sync::RwLock<HashMap<String, Raft<C>>>>;
 
+/// Where a peer's request for a message's bytes is answered (a repair of its copy).
+pub trait MessageFiles: Send + Sync + 'static {
+    /// The bytes of message `uid` of this replica, checked against its checksum.
+    fn read(&self, group: &str, user: &str, mailbox: &str, uid: u32) -> Result<Option<Vec<u8>>, String>;
+}
+
 /// Per (group, sender, client session): the last request sequence processed. The async
 /// mutex also serializes processing of one client's requests across its connections.
 /// Bounded: the oldest sessions are forgotten first.
@@ -47,7 +53,12 @@ impl Order {
 type SharedOrder = Arc<std::sync::Mutex<Order>>;
 
 /// Serve Raft RPCs arriving on `listener` until the listener fails.
-pub async fn serve<C>(listener: TcpListener, groups: Groups<C>, key: ClusterKey) -> std::io::Result<()>
+pub async fn serve<C>(
+    listener: TcpListener,
+    groups: Groups<C>,
+    key: ClusterKey,
+    files: Arc<dyn MessageFiles>,
+) -> std::io::Result<()>
 where
     C: RaftTypeConfig<NodeId = u64, Node = BasicNode>,
 {
@@ -57,8 +68,9 @@ where
         let groups = groups.clone();
         let key = key.clone();
         let order = order.clone();
+        let files = files.clone();
         tokio::spawn(async move {
-            match serve_conn(stream, groups, key, order).await {
+            match serve_conn(stream, groups, key, order, files).await {
                 Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                     tracing::warn!(%peer, error = %e, "refused raft rpc connection");
                 }
@@ -74,6 +86,7 @@ async fn serve_conn<C>(
     groups: Groups<C>,
     key: ClusterKey,
     order: SharedOrder,
+    files: Arc<dyn MessageFiles>,
 ) -> Result<(), FrameError>
 where
     C: RaftTypeConfig<NodeId = u64, Node = BasicNode>,
@@ -104,6 +117,13 @@ where
                 RaftRequest::AppendEntries(r) => RaftReply::AppendEntries(raft.append_entries(r).await),
                 RaftRequest::Vote(r) => RaftReply::Vote(raft.vote(r).await),
                 RaftRequest::InstallSnapshot(r) => RaftReply::InstallSnapshot(raft.install_snapshot(r).await),
+                RaftRequest::ReadMessage { user, mailbox, uid } => {
+                    let files = files.clone();
+                    let group = msg.group.clone();
+                    let read = tokio::task::spawn_blocking(move || files.read(&group, &user, &mailbox, uid)).await;
+                    let read = read.unwrap_or_else(|e| Err(format!("read task failed: {e}")));
+                    RaftReply::Message(read.map(|m| m.map(serde_bytes::ByteBuf::from)))
+                }
             },
         };
         drop(last);
