@@ -130,7 +130,8 @@ fn a_damaged_copy_is_repaired_from_a_peer() {
     let user = "user0@example.edu";
     deliver(&c.lmtp[leader], user, b"Message-ID: <one@test>\r\nSubject: one\r\n\r\nprecious body one\r\n");
     let converged = wait_converged(&c, &[0, 1, 2], Duration::from_secs(30));
-    let (name, bytes) = converged.iter().find(|(k, _)| k.contains("/new/") || k.contains("/cur/")).expect("the message");
+    let (name, bytes) =
+        converged.iter().find(|(k, _)| k.contains("/new/") || k.contains("/cur/")).expect("the message");
     let mut bad = bytes.clone();
     let at = bad.len() - 5;
     bad[at] ^= 0x04;

@@ -115,6 +115,12 @@ pub struct StoredMessage {
     pub crc32c: u32,
 }
 
+/// Whether the fail point `mailstore::read-bitflip` fires (storage-fault tests only).
+fn bit_flip_injected() -> bool {
+    fail::fail_point!("mailstore::read-bitflip", |_| true);
+    false
+}
+
 impl StoredMessage {
     /// The file's bytes, checked against the index: a file that does not match (a flipped
     /// bit, a torn or truncated write) is an `InvalidData` error and its bytes are never
@@ -123,11 +129,7 @@ impl StoredMessage {
         // Storage-fault tests: a read that fails, or returns a flipped bit.
         fail::fail_point!("mailstore::read-eio", |_| Err(io::Error::from_raw_os_error(libc::EIO)));
         let mut bytes = fs::read(&self.path)?;
-        let flip = (|| {
-            fail::fail_point!("mailstore::read-bitflip", |_| true);
-            false
-        })();
-        if let Some(b) = bytes.last_mut().filter(|_| flip) {
+        if let Some(b) = bytes.last_mut().filter(|_| bit_flip_injected()) {
             *b ^= 0x10;
         }
         self.check(bytes)

@@ -50,6 +50,8 @@ where
             seq: 0,
             key: self.key.clone(),
             stream: None,
+            append_budget_bytes: APPEND_BYTES_BUDGET,
+            append_unfinished: false,
         }
     }
 }
@@ -64,6 +66,13 @@ pub struct TcpNetwork {
     seq: u64,
     key: ClusterKey,
     stream: Option<(BufReader<TcpStream>, Channel)>,
+    /// Bytes of entries the next AppendEntries may carry: halved after one that did not
+    /// finish in time (a slow or overloaded follower would otherwise be sent the same
+    /// too-large batch forever), doubled back after each that did.
+    append_budget_bytes: u64,
+    /// An AppendEntries is under way; still set at the next call if openraft dropped it
+    /// at its deadline.
+    append_unfinished: bool,
 }
 
 /// Bytes of entries one AppendEntries carries at most (at least one entry goes). openraft
@@ -71,14 +80,19 @@ pub struct TcpNetwork {
 /// imports) must not exceed what crosses the network and the follower's fsync in that time,
 /// or it would be retried forever.
 pub const APPEND_BYTES_BUDGET: u64 = 1 << 20;
+/// The smallest the budget shrinks to after AppendEntries that did not finish in time.
+const APPEND_BYTES_BUDGET_MIN: u64 = 32 << 10;
 
-/// `req` cut to the byte budget, and the log id of the last entry kept if it was cut.
-fn bounded<C: RaftTypeConfig>(mut req: AppendEntriesRequest<C>) -> (AppendEntriesRequest<C>, Option<LogId<C::NodeId>>) {
+/// `req` cut to `budget` bytes, and the log id of the last entry kept if it was cut.
+fn bounded<C: RaftTypeConfig>(
+    mut req: AppendEntriesRequest<C>,
+    budget: u64,
+) -> (AppendEntriesRequest<C>, Option<LogId<C::NodeId>>) {
     let mut total = 0u64;
     let mut keep = req.entries.len();
     for (i, e) in req.entries.iter().enumerate() {
         let size = bincode::serialized_size(e).unwrap_or(u64::MAX);
-        if i > 0 && total.saturating_add(size) > APPEND_BYTES_BUDGET {
+        if i > 0 && total.saturating_add(size) > budget {
             keep = i;
             break;
         }
@@ -163,8 +177,17 @@ where
         req: AppendEntriesRequest<C>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        let (req, truncated_at) = bounded(req);
-        match self.exchange::<C>(RaftRequest::AppendEntries(req), option.hard_ttl()).await {
+        if std::mem::replace(&mut self.append_unfinished, true) {
+            self.append_budget_bytes = (self.append_budget_bytes / 2).max(APPEND_BYTES_BUDGET_MIN);
+        }
+        let (req, truncated_at) = bounded(req, self.append_budget_bytes);
+        let result = self.exchange::<C>(RaftRequest::AppendEntries(req), option.hard_ttl()).await;
+        self.append_unfinished = false;
+        self.append_budget_bytes = match &result {
+            Err(ExchangeError::Network(_)) => (self.append_budget_bytes / 2).max(APPEND_BYTES_BUDGET_MIN),
+            _ => (self.append_budget_bytes * 2).min(APPEND_BYTES_BUDGET),
+        };
+        match result {
             // Only the first entries went: tell openraft how far the follower really is.
             Ok(RaftReply::AppendEntries(Ok(AppendEntriesResponse::Success))) if truncated_at.is_some() => {
                 Ok(AppendEntriesResponse::PartialSuccess(truncated_at))
@@ -249,12 +272,14 @@ mod tests {
             leader_commit: None,
             entries,
         };
-        let (r, cut) = bounded(req(vec![entry(1, 600_000), entry(2, 600_000), entry(3, 10)]));
+        let (r, cut) = bounded(req(vec![entry(1, 600_000), entry(2, 600_000), entry(3, 10)]), APPEND_BYTES_BUDGET);
         assert_eq!((r.entries.len(), cut.map(|l| l.index)), (1, Some(1)));
-        let (r, cut) = bounded(req(vec![entry(1, 3_000_000), entry(2, 10)]));
+        let (r, cut) = bounded(req(vec![entry(1, 3_000_000), entry(2, 10)]), APPEND_BYTES_BUDGET);
         assert_eq!((r.entries.len(), cut.map(|l| l.index)), (1, Some(1)), "one big entry still goes");
-        let (r, cut) = bounded(req((1..=100).map(|i| entry(i, 1000)).collect()));
+        let (r, cut) = bounded(req((1..=100).map(|i| entry(i, 1000)).collect()), APPEND_BYTES_BUDGET);
         assert_eq!((r.entries.len(), cut), (100, None), "small batches go whole");
+        let (r, cut) = bounded(req((1..=100).map(|i| entry(i, 1000)).collect()), APPEND_BYTES_BUDGET_MIN);
+        assert!(r.entries.len() < 40 && cut.is_some(), "a shrunk budget sends fewer: {}", r.entries.len());
     }
 
     #[tokio::test]

@@ -278,6 +278,24 @@ impl Cluster {
         Ok(())
     }
 
+    /// The node that leads `group` now, by its own account (`None` if no node says so).
+    pub fn leader(&self, group: &str) -> Option<usize> {
+        use common::admin::{AdminClient, AdminReply, AdminRequest};
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+        rt.block_on(async {
+            for n in 1..=self.nodes.len() {
+                let timeout = std::time::Duration::from_secs(2);
+                let Ok(mut c) = AdminClient::connect(&self.admin(n), &self.key(), timeout).await else { continue };
+                if let Ok(AdminReply::Status(s)) = c.call(&AdminRequest::Status, timeout).await {
+                    if s.groups.iter().any(|g| g.name == group && g.leader == Some(n as u64)) {
+                        return Some(n);
+                    }
+                }
+            }
+            None
+        })
+    }
+
     /// The admin address of node `n`.
     pub fn admin(&self, n: usize) -> String {
         format!("{}:{ADMIN_PORT}", service_ip(n))

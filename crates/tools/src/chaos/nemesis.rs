@@ -1,6 +1,6 @@
 //! The nemesis: from a seed, a schedule of faults, one at a time, each held for a few
-//! seconds and then healed — SIGKILL and restart, SIGSTOP and SIGCONT, a node isolated
-//! from its peers (a minority of one), a bridge (two nodes cut from each other, both still
+//! seconds and then healed — SIGKILL and restart, SIGSTOP and SIGCONT, a node (half the
+//! time a group's leader) isolated from its peers (a minority of one), a bridge (two nodes cut from each other, both still
 //! reaching the third), a majority/minority split (the node and, with five nodes, one more
 //! cut from the rest), a lossy, slow link (`tc netem`, or `tbf` where the kernel has
 //! no netem), a full disk (the node's filesystem filled to the last byte, then freed; a
@@ -14,7 +14,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use super::cluster::Cluster;
+use super::cluster::{Cluster, GROUPS};
 use super::workload::{Event, History};
 
 /// Longest a fault is held, and the pause between faults.
@@ -64,7 +64,13 @@ pub fn run(
                 note(history, format!("resume node {node}"));
             }
             2 => {
-                note(history, format!("isolate node {node} from its peers"));
+                // Half the time the isolated node is a group's leader (if one is known).
+                let group = GROUPS[rng.gen_range(0..GROUPS.len())];
+                let leader = if rng.gen_bool(0.5) { cluster.leader(group) } else { None };
+                let node = leader.unwrap_or(node);
+                let others: Vec<usize> = (1..=n).filter(|o| *o != node).collect();
+                let role = if leader.is_some() { format!(" (leader of {group})") } else { String::new() };
+                note(history, format!("isolate node {node}{role} from its peers"));
                 for o in &others {
                     cluster.net.link_down(node, *o)?;
                 }

@@ -13,6 +13,24 @@ use crate::netns::ip;
 pub struct Net {
     tag: String,
     pub nodes: usize,
+    /// Held for the run: two runs at once would share the service addresses and routes.
+    _lock: std::fs::File,
+}
+
+/// The lock file that keeps chaos runs on one machine from overlapping.
+const LOCK_PATH: &str = "/run/mailstore-chaos.lock";
+
+/// Take the machine's chaos lock, or say who holds it.
+fn lock() -> std::io::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(LOCK_PATH)?;
+    // SAFETY: flock on a descriptor we own; no memory is involved.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(std::io::Error::other(format!(
+            "another chaos run holds {LOCK_PATH}: runs share 10.88.0.0/16 and cannot overlap"
+        )));
+    }
+    Ok(f)
 }
 
 /// Node `n` (1-based): its service address.
@@ -28,7 +46,7 @@ fn pair_subnet(a: usize, b: usize) -> String {
 impl Net {
     /// Build the namespaces and links for `nodes` nodes.
     pub fn build(tag: &str, nodes: usize) -> std::io::Result<Self> {
-        let net = Self { tag: tag.to_string(), nodes };
+        let net = Self { tag: tag.to_string(), nodes, _lock: lock()? };
         for n in 1..=nodes {
             let ns = net.ns(n);
             ip(&["netns", "add", &ns])?;
