@@ -131,11 +131,8 @@ impl Channel {
             .map_err(|_| FrameError::TooLarge { len: payload.len() as u64, max: u32::MAX })?;
         let t = tag(&self.key, self.send_dir, self.send_seq, payload);
         self.send_seq += 1;
-        let mut buf = Vec::with_capacity(4 + payload.len() + TAG_LEN);
-        buf.extend_from_slice(&len.to_le_bytes());
-        buf.extend_from_slice(payload);
-        buf.extend_from_slice(&t);
-        w.write_all(&buf).await?;
+        // One vectored write, not a copy of the payload into a frame buffer.
+        write_all_vectored(w, &[&len.to_le_bytes(), payload, &t]).await?;
         w.flush().await?;
         Ok(())
     }
@@ -166,6 +163,35 @@ impl Channel {
     }
 }
 
+/// Write all of `parts`, in order, with vectored writes.
+async fn write_all_vectored<W: AsyncWriteExt + Unpin>(w: &mut W, parts: &[&[u8]]) -> std::io::Result<()> {
+    let (mut part, mut offset) = (0usize, 0usize);
+    // Bounded: every pass writes at least one byte or fails.
+    loop {
+        while part < parts.len() && offset == parts[part].len() {
+            (part, offset) = (part + 1, 0);
+        }
+        if part == parts.len() {
+            return Ok(());
+        }
+        let slices: Vec<std::io::IoSlice<'_>> = std::iter::once(std::io::IoSlice::new(&parts[part][offset..]))
+            .chain(parts[part + 1..].iter().map(|p| std::io::IoSlice::new(p)))
+            .collect();
+        let mut n = w.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 {
+            let left = parts[part].len() - offset;
+            if n >= left {
+                (n, part, offset) = (n - left, part + 1, 0);
+            } else {
+                (offset, n) = (offset + n, 0);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +217,34 @@ mod tests {
         forged.extend_from_slice(&[0u8; 16]);
         a.write_all(&forged).await.unwrap();
         assert!(matches!(server.await.unwrap(), Err(FrameError::Checksum)));
+
+        // Frames survive a writer that takes one byte at a time.
+        struct Trickle(Vec<u8>);
+        impl tokio::io::AsyncWrite for Trickle {
+            fn poll_write(
+                mut self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+                buf: &[u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                self.0.extend_from_slice(&buf[..buf.len().min(1)]);
+                std::task::Poll::Ready(Ok(buf.len().min(1)))
+            }
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+            fn poll_shutdown(
+                self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+        }
+        let mut out = Trickle(Vec::new());
+        write_all_vectored(&mut out, &[b"ab", b"", b"cde", b"f"]).await.unwrap();
+        assert_eq!(out.0, b"abcdef");
 
         // A client without the key cannot complete the handshake.
         let (mut a, mut b) = tokio::io::duplex(1 << 16);

@@ -1,5 +1,6 @@
 //! Bounded line reading for the text protocols (LMTP, POP3, IMAP command lines): a line
-//! longer than its limit is skipped in pieces and reported, never buffered whole.
+//! longer than its limit is skipped in pieces and reported, never buffered whole. And the
+//! body of an SMTP/LMTP DATA command read in one pass, bounded the same way.
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
@@ -68,6 +69,103 @@ pub async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R, max: usize) -> std::i
     }
 }
 
+/// The body of a DATA command.
+pub enum Data {
+    /// The lines up to the one holding only `.`, dot-unstuffed, each ending in CRLF (a bare
+    /// LF is taken as a line end).
+    Complete(Vec<u8>),
+    /// The body exceeded its limit; it was read to its end and dropped.
+    TooBig,
+    Eof,
+    /// Nothing arrived within the idle limit.
+    Idle,
+}
+
+/// Read a DATA body (RFC 5321 §4.5.2) of at most `max` bytes, waiting at most `idle` for
+/// each piece of input. One pass over the bytes and one copy, without a buffer or a timer
+/// per line (which cost a storage node a measurable share of its CPU on 64 KiB messages).
+pub async fn read_data<R: AsyncBufRead + Unpin>(
+    r: &mut R,
+    max: usize,
+    idle: std::time::Duration,
+) -> std::io::Result<Data> {
+    let mut body = Body { out: Vec::new(), max, too_big: false };
+    // A line begun in an earlier buffer (kept short: a line too long for the body is only
+    // remembered as "not the end").
+    let mut partial: Vec<u8> = Vec::new();
+    loop {
+        let buf = match tokio::time::timeout(idle, r.fill_buf()).await {
+            Ok(b) => b?,
+            Err(_) => return Ok(Data::Idle),
+        };
+        if buf.is_empty() {
+            return Ok(Data::Eof);
+        }
+        let mut used = 0;
+        let mut done = false;
+        while let Some(i) = buf[used..].iter().position(|b| *b == b'\n') {
+            let end = used + i + 1;
+            done = if partial.is_empty() {
+                body.line(&buf[used..end])
+            } else {
+                partial.extend_from_slice(&buf[used..end]);
+                let d = body.line(&partial);
+                partial.clear();
+                d
+            };
+            used = end;
+            if done {
+                break;
+            }
+        }
+        if !done {
+            partial.extend_from_slice(&buf[used..]);
+            used = buf.len();
+            if partial.len() > max + 2 {
+                body.drop_all();
+                partial.truncate(2);
+                partial[0] = b'x';
+            }
+        }
+        r.consume(used);
+        if done {
+            return Ok(if body.too_big { Data::TooBig } else { Data::Complete(body.out) });
+        }
+    }
+}
+
+/// A DATA body being assembled.
+struct Body {
+    out: Vec<u8>,
+    max: usize,
+    too_big: bool,
+}
+
+impl Body {
+    /// Take one line (with its LF); whether it was the final ".".
+    fn line(&mut self, line: &[u8]) -> bool {
+        let content = line.strip_suffix(b"\n").unwrap_or(line);
+        let content = content.strip_suffix(b"\r").unwrap_or(content);
+        if content == b"." {
+            return true;
+        }
+        let content = content.strip_prefix(b".").unwrap_or(content);
+        if !self.too_big && self.out.len() + content.len() + 2 > self.max {
+            self.drop_all();
+        }
+        if !self.too_big {
+            self.out.extend_from_slice(content);
+            self.out.extend_from_slice(b"\r\n");
+        }
+        false
+    }
+
+    fn drop_all(&mut self) {
+        self.too_big = true;
+        self.out = Vec::new();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,5 +182,34 @@ mod tests {
         let mut r = BufReader::with_capacity(64, &long[..]);
         assert!(matches!(read_line(&mut r, 100).await.unwrap(), Line::TooLong));
         assert!(matches!(read_line(&mut r, 100).await.unwrap(), Line::Complete(l) if l == b"next"));
+    }
+
+    async fn data(input: &[u8], capacity: usize, max: usize) -> (Data, Vec<u8>) {
+        let mut r = BufReader::with_capacity(capacity, input);
+        let d = read_data(&mut r, max, std::time::Duration::from_secs(5)).await.unwrap();
+        let mut rest = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut r, &mut rest).await.unwrap();
+        (d, rest)
+    }
+
+    #[tokio::test]
+    async fn data_bodies_are_unstuffed_bounded_and_end_at_the_dot() {
+        let input = b"Subject: x\r\n\r\n..leading dot\r\nbare lf\n.\r\nQUIT\r\n";
+        // Every buffer size: pieces split anywhere, even between CR and LF.
+        for capacity in 1..input.len() + 1 {
+            let (d, rest) = data(input, capacity, 1000).await;
+            let Data::Complete(body) = d else { panic!("capacity {capacity}: not complete") };
+            assert_eq!(body, b"Subject: x\r\n\r\n.leading dot\r\nbare lf\r\n", "capacity {capacity}");
+            assert_eq!(rest, b"QUIT\r\n", "capacity {capacity}");
+        }
+        let (d, rest) = data(b"0123456789\r\nabc\r\n.\r\nNOOP\r\n", 4, 12).await;
+        assert!(matches!(d, Data::TooBig));
+        assert_eq!(rest, b"NOOP\r\n", "a body over the limit is read to its end");
+        let (d, _) = data(b".\r\n", 7, 12).await;
+        assert!(matches!(d, Data::Complete(b) if b.is_empty()));
+        let (d, _) = data(b"abc\r\n..\r\n", 7, 100).await;
+        assert!(matches!(d, Data::Eof), "no end of data");
+        let (d, _) = data(b"a\r\n .\r\n.x\r\n.\r\n", 3, 100).await;
+        assert!(matches!(d, Data::Complete(b) if b == b"a\r\n .\r\nx\r\n"));
     }
 }

@@ -140,6 +140,18 @@ impl Session {
         }
     }
 
+    /// The whole DATA body as the server read it (`common::line::read_data`: dot-unstuffed,
+    /// CRLF line endings), or `None` if it exceeded the message limit; the actions of the
+    /// final `.`.
+    pub fn data_body(&mut self, body: Option<Vec<u8>>) -> Vec<Action> {
+        debug_assert!(self.in_data());
+        match body {
+            Some(b) if b.len() <= self.limits.message_max => self.data = b,
+            _ => self.oversize = true,
+        }
+        self.data_line(b".")
+    }
+
     /// Handle one data line (without its line ending). Returns actions at the final `.`.
     pub fn data_line(&mut self, line: &[u8]) -> Vec<Action> {
         debug_assert!(self.in_data());
