@@ -1,7 +1,8 @@
 //! The AoE initiator: discovery by broadcast Query Config, and ATA commands to one target
 //! with up to the target's buffer count in flight, retransmitted with a fresh tag after an
-//! RTT-based timeout (smoothed RTT plus four deviations, Jacobson/Karels), a bounded number
-//! of times. Large reads and writes are split into commands of at most the sectors one
+//! RTT-based timeout (smoothed RTT plus four deviations, Jacobson/Karels) that doubles with
+//! each retransmission of a command (a target stalled for longer than a few timeouts, on a
+//! busy machine, is waited for, not given up on), a bounded number of times. Large reads and writes are split into commands of at most the sectors one
 //! frame can carry (the target's sector count and the interface MTU).
 
 use std::collections::HashMap;
@@ -192,6 +193,12 @@ impl<'s> Initiator<'s> {
         Self { sock, target, next_tag: random_tag_base(), srtt: None, rttvar: Duration::ZERO, max_sectors, depth }
     }
 
+    /// How long a command sent `retries` times before waits for its answer: the timeout,
+    /// doubled per retransmission, at most [`RTO_MAX`].
+    pub fn timeout_after(&self, retries: u32) -> Duration {
+        self.rto().saturating_mul(1 << retries.min(16)).min(RTO_MAX)
+    }
+
     /// The current retransmission timeout.
     pub fn rto(&self) -> Duration {
         match self.srtt {
@@ -260,8 +267,11 @@ impl<'s> Initiator<'s> {
             }
             // Retransmit what timed out, under a fresh tag (a late answer to the old tag is
             // then recognizably stale).
-            let rto = self.rto();
-            let expired: Vec<u32> = flight.iter().filter(|(_, f)| f.sent.elapsed() >= rto).map(|(t, _)| *t).collect();
+            let expired: Vec<u32> = flight
+                .iter()
+                .filter(|(_, f)| f.sent.elapsed() >= self.timeout_after(f.retries))
+                .map(|(t, _)| *t)
+                .collect();
             for old in expired {
                 let f = flight.remove(&old).expect("expired tag in flight");
                 if f.retries >= RETRIES_MAX {
@@ -401,7 +411,8 @@ impl<'s> Initiator<'s> {
                 flight.insert(tag, (id, lba, n, Instant::now(), 0));
             }
             let rto = self.rto();
-            let expired: Vec<u32> = flight.iter().filter(|(_, f)| f.3.elapsed() >= rto).map(|(t, _)| *t).collect();
+            let expired: Vec<u32> =
+                flight.iter().filter(|(_, f)| f.3.elapsed() >= self.timeout_after(f.4)).map(|(t, _)| *t).collect();
             for old in expired {
                 let (id, lba, n, _, tries) = flight.remove(&old).expect("in flight");
                 if tries >= RETRIES_MAX {
