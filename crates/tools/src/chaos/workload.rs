@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::cluster::{PASSWORD, USERS};
-use crate::imap_client::Client;
+use crate::imap_client::{Answer, Client};
 
 /// One thing that happened.
 #[derive(Debug, Clone)]
@@ -174,29 +174,20 @@ pub fn uidvalidity(data: &[u8]) -> Option<u32> {
 
 /// A logged-in connection with INBOX selected.
 pub fn login(front_imap: &str, user: &str) -> std::io::Result<(Client, u32)> {
-    let mut c = Client::connect(front_imap)?;
-    let a = c.command(&format!("LOGIN {user} {PASSWORD}"))?;
-    if !a.ok() {
-        return Err(std::io::Error::other(a.text));
-    }
-    let a = c.command("SELECT INBOX")?;
-    if !a.ok() {
-        return Err(std::io::Error::other(a.text));
-    }
-    Ok((c, uidvalidity(&a.data).unwrap_or(0)))
+    open(front_imap, user, "SELECT INBOX")
 }
 
 /// A logged-in connection with `mailbox` selected read-only, and its UIDVALIDITY.
 pub fn examine(front_imap: &str, user: &str, mailbox: &str) -> std::io::Result<(Client, u32)> {
+    open(front_imap, user, &format!("EXAMINE {mailbox}"))
+}
+
+/// Log `user` in and run `select` (a SELECT or EXAMINE); the connection and UIDVALIDITY.
+fn open(front_imap: &str, user: &str, select: &str) -> std::io::Result<(Client, u32)> {
+    let ok = |a: Answer| if a.ok() { Ok(a) } else { Err(std::io::Error::other(a.text)) };
     let mut c = Client::connect(front_imap)?;
-    let a = c.command(&format!("LOGIN {user} {PASSWORD}"))?;
-    if !a.ok() {
-        return Err(std::io::Error::other(a.text));
-    }
-    let a = c.command(&format!("EXAMINE {mailbox}"))?;
-    if !a.ok() {
-        return Err(std::io::Error::other(a.text));
-    }
+    ok(c.command(&format!("LOGIN {user} {PASSWORD}"))?)?;
+    let a = ok(c.command(select)?)?;
     Ok((c, uidvalidity(&a.data).unwrap_or(0)))
 }
 
