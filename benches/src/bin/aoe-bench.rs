@@ -1,7 +1,10 @@
 //! AoE: our target (`aoe-target`, io_uring) vs. vblade, one at a time on the same veth pair
 //! between two namespaces and the same backing file, driven by the same initiator
 //! (`aoectl bench`): sequential 128 KiB reads and writes (MB/s) and random 4 KiB reads and
-//! writes (IOPS) at queue depth 32, paired rounds, median ratios ours/vblade.
+//! writes (IOPS) at queue depth 32, paired rounds, median ratios ours/vblade. Two cache
+//! modes: `page` (both targets use the page cache; the file is cached, so this measures the
+//! network path) and `direct` (both open the file with `O_DIRECT`, vblade's `-d`: every
+//! request goes to the disk, as on a volume larger than memory).
 //!
 //! `cargo build --release -p tools -p benches && target/release/aoe-bench` (root; vblade)
 
@@ -29,6 +32,9 @@ struct Args {
     depth: usize,
     #[arg(long, default_value = "target/bench-aoe")]
     dir: PathBuf,
+    /// Cache modes to run: `page`, `direct` (O_DIRECT for both targets), or both.
+    #[arg(long, value_delimiter = ',', default_value = "page,direct")]
+    modes: Vec<String>,
 }
 
 const WORKLOADS: [(&str, &str, u32); 4] =
@@ -43,15 +49,28 @@ impl Drop for Target {
     }
 }
 
-fn start(ours: bool, wire: &Wire, disk: &std::path::Path, bin: &std::path::Path) -> anyhow::Result<Target> {
+fn start(
+    ours: bool,
+    direct: bool,
+    wire: &Wire,
+    disk: &std::path::Path,
+    bin: &std::path::Path,
+) -> anyhow::Result<Target> {
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", &wire.target_ns]);
     if ours {
         cmd.arg(bin.with_file_name("aoe-target"))
             .args(["-i", "aoe-t", "--export"])
             .arg(format!("7.3={}", disk.display()));
+        if direct {
+            cmd.arg("--direct");
+        }
     } else {
-        cmd.args(["vblade", "7", "3", "aoe-t"]).arg(disk);
+        cmd.arg("vblade");
+        if direct {
+            cmd.arg("-d");
+        }
+        cmd.args(["7", "3", "aoe-t"]).arg(disk);
     }
     let child = spawn(cmd.stdout(Stdio::null()).stderr(Stdio::null()))?;
     std::thread::sleep(Duration::from_millis(500));
@@ -106,36 +125,43 @@ fn main() -> anyhow::Result<()> {
     }
     f.sync_all()?;
     let wire = Wire::new(&format!("b{}", std::process::id()), args.mtu)?;
-    println!(
-        "AoE, veth MTU {}, {} MiB file, depth {}, {} s runs, {} rounds",
-        args.mtu, args.disk_mib, args.depth, args.seconds, args.rounds
-    );
-    println!("| workload | ours | vblade | ratio |");
-    println!("|---|---|---|---|");
-    for (op, pattern, block) in WORKLOADS {
-        let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..args.rounds {
-            let o = {
-                let _t = start(true, &wire, &disk, &aoectl)?;
-                bench(&wire, &aoectl, &args, op, pattern, block)?
-            };
-            let v = {
-                let _t = start(false, &wire, &disk, &aoectl)?;
-                bench(&wire, &aoectl, &args, op, pattern, block)?
-            };
-            let pick = |x: (f64, f64)| if pattern == "seq" { x.0 } else { x.1 };
-            ours.push(pick(o));
-            theirs.push(pick(v));
-            ratios.push(pick(o) / pick(v));
-        }
-        let unit = if pattern == "seq" { "MB/s" } else { "IOPS" };
+    for mode in &args.modes {
+        let direct = match mode.as_str() {
+            "page" => false,
+            "direct" => true,
+            other => bail!("unknown cache mode {other} (page or direct)"),
+        };
         println!(
-            "| {op} {pattern} {} KiB | {:.0} {unit} | {:.0} {unit} | {:.2} |",
-            block / 1024,
-            median(ours),
-            median(theirs),
-            median(ratios)
+            "AoE, veth MTU {}, {} MiB file, {mode} I/O, depth {}, {} s runs, {} rounds",
+            args.mtu, args.disk_mib, args.depth, args.seconds, args.rounds
         );
+        println!("| workload | ours | vblade | ratio |");
+        println!("|---|---|---|---|");
+        for (op, pattern, block) in WORKLOADS {
+            let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..args.rounds {
+                let o = {
+                    let _t = start(true, direct, &wire, &disk, &aoectl)?;
+                    bench(&wire, &aoectl, &args, op, pattern, block)?
+                };
+                let v = {
+                    let _t = start(false, direct, &wire, &disk, &aoectl)?;
+                    bench(&wire, &aoectl, &args, op, pattern, block)?
+                };
+                let pick = |x: (f64, f64)| if pattern == "seq" { x.0 } else { x.1 };
+                ours.push(pick(o));
+                theirs.push(pick(v));
+                ratios.push(pick(o) / pick(v));
+            }
+            let unit = if pattern == "seq" { "MB/s" } else { "IOPS" };
+            println!(
+                "| {op} {pattern} {} KiB | {:.0} {unit} | {:.0} {unit} | {:.2} |",
+                block / 1024,
+                median(ours),
+                median(theirs),
+                median(ratios)
+            );
+        }
     }
     Ok(())
 }

@@ -162,6 +162,38 @@ pub struct GroupConfig {
     pub members: Vec<Member>,
 }
 
+/// Block volumes this node exports over ATA over Ethernet (`[aoe]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AoeConfig {
+    /// The Ethernet interface to serve on (raw sockets: storaged needs CAP_NET_RAW).
+    pub interface: String,
+    /// Requests taken at once, advertised to initiators (at least 64).
+    #[serde(default = "AoeConfig::default_buffer_count")]
+    pub buffer_count: u16,
+    pub exports: Vec<AoeExport>,
+}
+
+impl AoeConfig {
+    fn default_buffer_count() -> u16 {
+        64
+    }
+}
+
+/// One exported volume: shelf.slot → a file or block device.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AoeExport {
+    pub shelf: u16,
+    pub slot: u8,
+    pub path: PathBuf,
+    #[serde(default)]
+    pub read_only: bool,
+    /// Bypass the page cache (`O_DIRECT`).
+    #[serde(default)]
+    pub direct: bool,
+}
+
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -182,6 +214,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub tls: Option<TlsConfig>,
     pub groups: Vec<GroupConfig>,
+    #[serde(default)]
+    pub aoe: Option<AoeConfig>,
 }
 
 pub fn valid_group_name(name: &str) -> bool {
@@ -205,6 +239,11 @@ impl Config {
         }
         if cfg.data_dir.is_relative() {
             cfg.data_dir = base.join(&cfg.data_dir);
+        }
+        for e in cfg.aoe.iter_mut().flat_map(|a| a.exports.iter_mut()) {
+            if e.path.is_relative() {
+                e.path = base.join(&e.path);
+            }
         }
         cfg.validate()?;
         Ok(cfg)
@@ -241,11 +280,43 @@ impl Config {
         if self.tls.is_none() && (self.listen.imaps.is_some() || self.listen.pop3s.is_some()) {
             return bad("listen.imaps/pop3s need a [tls] section".into());
         }
+        if let Some(aoe) = &self.aoe {
+            if aoe.exports.is_empty() {
+                return bad("aoe: no exports".into());
+            }
+            let mut seen = BTreeSet::new();
+            for e in &aoe.exports {
+                if e.shelf == 0xffff || e.slot == 0xff {
+                    return bad(format!("aoe: {}.{} is the broadcast address", e.shelf, e.slot));
+                }
+                if !seen.insert((e.shelf, e.slot)) {
+                    return bad(format!("aoe: {}.{} exported twice", e.shelf, e.slot));
+                }
+            }
+        }
         if self.raft.election_min_ms <= self.raft.heartbeat_ms || self.raft.election_max_ms <= self.raft.election_min_ms
         {
             return bad("raft: need heartbeat < election_min < election_max".into());
         }
         Ok(())
+    }
+
+    /// The AoE target's options, if this node exports volumes.
+    pub fn aoe_target(&self) -> Option<aoe::target::server::TargetOptions> {
+        use aoe::target::server::{ExportSpec, TargetOptions};
+        let a = self.aoe.as_ref()?;
+        let exports = a
+            .exports
+            .iter()
+            .map(|e| ExportSpec {
+                major: e.shelf,
+                minor: e.slot,
+                path: e.path.clone(),
+                read_only: e.read_only,
+                direct: e.direct,
+            })
+            .collect();
+        Some(TargetOptions { interface: a.interface.clone(), exports, buffer_count: a.buffer_count })
     }
 
     /// The cluster secret.
@@ -256,6 +327,43 @@ impl Config {
                 std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.clone(), source })
             }
             _ => Err(ConfigError::Invalid("cluster key".into())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(extra: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        let text = format!(
+            "node_id = 1\ndata_dir = \"data\"\ncluster_key = \"k\"\n[listen]\nraft = \"127.0.0.1:1\"\nlmtp = \"127.0.0.1:2\"\n\
+             [[groups]]\nname = \"hermes\"\nmembers = [{{ id = 1, raft = \"127.0.0.1:1\", lmtp = \"127.0.0.1:2\" }}]\n{extra}"
+        );
+        std::fs::write(&path, text).unwrap();
+        Config::load(&path)
+    }
+
+    #[test]
+    fn aoe_exports_are_validated_and_resolved() {
+        let export = |shelf: u32, slot: u32, more: &str| {
+            format!("[[aoe.exports]]\nshelf = {shelf}\nslot = {slot}\npath = \"vol.img\"\n{more}")
+        };
+        let cfg = load(&format!("[aoe]\ninterface = \"eth1\"\n{}", export(3, 1, "direct = true"))).unwrap();
+        let target = cfg.aoe_target().unwrap();
+        assert_eq!((target.interface.as_str(), target.buffer_count), ("eth1", 64));
+        let e = &target.exports[0];
+        assert!((e.major, e.minor, e.direct, e.read_only) == (3, 1, true, false) && e.path.is_absolute());
+        assert!(load("").unwrap().aoe_target().is_none());
+        for bad in [
+            "[aoe]\ninterface = \"eth1\"\nexports = []\n".to_string(),
+            format!("[aoe]\ninterface = \"eth1\"\n{}", export(0xffff, 1, "")),
+            format!("[aoe]\ninterface = \"eth1\"\n{}", export(3, 0xff, "")),
+            format!("[aoe]\ninterface = \"eth1\"\n{}{}", export(3, 1, ""), export(3, 1, "read_only = true")),
+        ] {
+            assert!(matches!(load(&bad), Err(ConfigError::Invalid(_))), "{bad}");
         }
     }
 }

@@ -102,7 +102,25 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         tokio::spawn(serve_optional(imaps_listener, node.clone(), |l, n| crate::imap::serve(l, n, true)));
     let admin_server =
         tokio::spawn(serve_optional(admin_listener, node.clone(), move |l, n| crate::admin::serve(l, n, key)));
+    // The AoE target runs its own io_uring loop on a thread of its own; it looks at
+    // `aoe_stop` every 100 ms.
+    let aoe_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let aoe_target = match cfg.aoe_target() {
+        Some(options) => {
+            let stop = aoe_stop.clone();
+            tracing::info!(interface = %options.interface, exports = options.exports.len(), "serving AoE");
+            Some(tokio::task::spawn_blocking(move || aoe::target::server::run(&options, stop)))
+        }
+        None => None,
+    };
+    let aoe_server = async move {
+        match aoe_target {
+            Some(t) => t.await?.map_err(|e| anyhow::anyhow!("AoE target: {e}")),
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
+        r = aoe_server => r?,
         r = raft_server => r??,
         r = admin_server => r??,
         r = lmtp_server => r??,
@@ -113,6 +131,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         _ = shutdown_signal() => {
             tracing::info!("shutting down: checkpointing");
             node.stopping.send_replace(true);
+            aoe_stop.store(true, std::sync::atomic::Ordering::Relaxed);
             for g in node.all_groups() {
                 let sm = g.sm.clone();
                 let r = tokio::task::spawn_blocking(move || sm.checkpoint_if_dirty()).await?;

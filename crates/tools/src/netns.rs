@@ -37,6 +37,20 @@ impl Wire {
     }
 }
 
+/// Run `f` on a new thread inside network namespace `ns` (for raw sockets on a wire's end).
+pub fn in_namespace<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    use std::os::fd::AsRawFd;
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+        // SAFETY: setns on an open namespace file; it changes this thread only.
+        assert_eq!(unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns {path}");
+        f()
+    })
+    .join()
+    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
 impl Drop for Wire {
     fn drop(&mut self) {
         for ns in [&self.target_ns, &self.initiator_ns] {

@@ -22,9 +22,12 @@ struct Args {
     /// Requests taken at once (at least 64).
     #[arg(long, default_value_t = 64)]
     buffer_count: u16,
+    /// Open every export with O_DIRECT (no page cache; like vblade's `-d`).
+    #[arg(long)]
+    direct: bool,
 }
 
-fn export(spec: &str) -> anyhow::Result<ExportSpec> {
+fn export(spec: &str, direct: bool) -> anyhow::Result<ExportSpec> {
     let (addr, path) = spec.split_once('=').context("exports are SHELF.SLOT=PATH")?;
     let (shelf, slot) = addr.split_once('.').context("exports are SHELF.SLOT=PATH")?;
     let (path, read_only) = match path.strip_suffix(":ro") {
@@ -35,12 +38,12 @@ fn export(spec: &str) -> anyhow::Result<ExportSpec> {
     if major == 0xffff || minor == 0xff {
         bail!("{major}.{minor} is the broadcast address");
     }
-    Ok(ExportSpec { major, minor, path: PathBuf::from(path), read_only })
+    Ok(ExportSpec { major, minor, path: PathBuf::from(path), read_only, direct })
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let exports = args.exports.iter().map(|e| export(e)).collect::<anyhow::Result<Vec<_>>>()?;
+    let exports = args.exports.iter().map(|e| export(e, args.direct)).collect::<anyhow::Result<Vec<_>>>()?;
     // Block SIGINT and SIGTERM here, before any thread starts (threads inherit the mask);
     // one thread waits for them and sets the flag the ring loop checks every 100 ms.
     let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
