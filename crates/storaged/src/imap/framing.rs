@@ -43,6 +43,100 @@ pub fn split_search_return(bytes: &[u8]) -> Option<(Vec<u8>, Vec<String>)> {
     Some((format!("{tag} {verb}{remainder}").into_bytes(), options))
 }
 
+/// A message number no mailbox reaches: what `$` becomes when the saved result is empty,
+/// so the command names nothing (RFC 5182 §2.1: it succeeds and affects no message).
+pub const SAVED_NOTHING: u32 = u32::MAX;
+
+/// Search keys followed by one string argument: a `$` there is that string, not a set.
+const STRING_KEYS: [&str; 9] = ["BCC", "BODY", "CC", "FROM", "KEYWORD", "SUBJECT", "TEXT", "TO", "UNKEYWORD"];
+/// Atoms, quoted strings and parentheses scanned on one command line.
+const TOKENS_MAX: usize = 4096;
+
+/// The byte ranges of a command line's tokens up to its first literal: atoms and quoted
+/// strings, with each parenthesis a token of its own.
+fn tokens(line: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < line.len() && out.len() < TOKENS_MAX {
+        match line[i] {
+            b' ' => i += 1,
+            b'\r' | b'\n' | b'{' => break,
+            b'(' | b')' => {
+                out.push((i, i + 1));
+                i += 1;
+            }
+            b'"' => {
+                let start = i;
+                i += 1;
+                while i < line.len() && line[i] != b'"' {
+                    i += if line[i] == b'\\' { 2 } else { 1 };
+                }
+                i = (i + 1).min(line.len());
+                out.push((start, i));
+            }
+            _ => {
+                let start = i;
+                while i < line.len() && !b" ()\r\n".contains(&line[i]) {
+                    i += 1;
+                }
+                out.push((start, i));
+            }
+        }
+    }
+    out
+}
+
+/// The command with `$` (RFC 5182: the result the last `SEARCH RETURN (SAVE)` kept) replaced
+/// wherever it stands for a message set: the set of FETCH, STORE, COPY, MOVE and UID
+/// EXPUNGE (`uids` for UID commands, `seqs` otherwise), and a search key (as `UID uids`).
+/// `None` if the command uses no `$`.
+pub fn substitute_saved(bytes: &[u8], uids: &str, seqs: &str) -> Option<Vec<u8>> {
+    let toks = tokens(bytes);
+    let text = |k: usize| toks.get(k).map(|&(a, b)| &bytes[a..b]);
+    let is = |k: usize, word: &str| text(k).is_some_and(|t| t.eq_ignore_ascii_case(word.as_bytes()));
+    let uid = is(1, "UID");
+    let verb = if uid { 2 } else { 1 };
+    let mut replace: Vec<(usize, String)> = Vec::new();
+    if ["FETCH", "STORE", "COPY", "MOVE"].iter().any(|v| is(verb, v)) || (uid && is(verb, "EXPUNGE")) {
+        if text(verb + 1) == Some(b"$") {
+            replace.push((verb + 1, if uid { uids } else { seqs }.to_string()));
+        }
+    } else if is(verb, "SEARCH") {
+        let mut k = verb + 1;
+        if is(k, "RETURN") && text(k + 1) == Some(b"(") {
+            k += 2;
+            while k < toks.len() && text(k) != Some(b")") {
+                k += 1;
+            }
+            k += 1;
+        }
+        if is(k, "CHARSET") {
+            k += 2;
+        }
+        for i in k..toks.len() {
+            if text(i) != Some(b"$") {
+                continue;
+            }
+            let after_string_key =
+                STRING_KEYS.iter().any(|key| is(i - 1, key)) || is(i - 1, "HEADER") || is(i - 2, "HEADER");
+            if is(i - 1, "UID") {
+                replace.push((i, uids.to_string()));
+            } else if !after_string_key {
+                replace.push((i, format!("UID {uids}")));
+            }
+        }
+    }
+    if replace.is_empty() {
+        return None;
+    }
+    let mut out = bytes.to_vec();
+    for (k, with) in replace.into_iter().rev() {
+        let (a, b) = toks[k];
+        out.splice(a..b, with.into_bytes());
+    }
+    Some(out)
+}
+
 /// LIST-EXTENDED (RFC 5258) and LIST-STATUS (RFC 5819) options, which the parser does not
 /// know: selection options before the reference, return options after the pattern.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -188,6 +282,27 @@ mod tests {
         assert!(split_list_extended(b"e LIST (SUBSCRIBED \"\" *\r\n").unwrap().is_err());
         assert!(split_list_extended(b"f LIST () \"\" (a b)\r\n").unwrap().is_err());
         assert!(split_list_extended(b"g LIST \"\" * RETURN (STATUS)\r\n").unwrap().is_err());
+    }
+
+    #[test]
+    fn saved_results_stand_in_for_dollar() {
+        let sub = |cmd: &str| substitute_saved(cmd.as_bytes(), "4:7", "2,5").map(|b| String::from_utf8(b).unwrap());
+        assert_eq!(sub("a FETCH $ (FLAGS)\r\n").as_deref(), Some("a FETCH 2,5 (FLAGS)\r\n"));
+        assert_eq!(sub("a UID FETCH $ (FLAGS)\r\n").as_deref(), Some("a UID FETCH 4:7 (FLAGS)\r\n"));
+        assert_eq!(sub("a uid expunge $\r\n").as_deref(), Some("a uid expunge 4:7\r\n"));
+        assert_eq!(sub("a MOVE $ Trash\r\n").as_deref(), Some("a MOVE 2,5 Trash\r\n"));
+        assert_eq!(sub("a STORE $ +FLAGS (\\Seen)\r\n").as_deref(), Some("a STORE 2,5 +FLAGS (\\Seen)\r\n"));
+        assert_eq!(
+            sub("a SEARCH RETURN (SAVE) CHARSET UTF-8 ($ OR UID $ SUBJECT $) NOT $\r\n").as_deref(),
+            Some("a SEARCH RETURN (SAVE) CHARSET UTF-8 (UID 4:7 OR UID 4:7 SUBJECT $) NOT UID 4:7\r\n")
+        );
+        assert_eq!(sub("a SEARCH HEADER $ $ KEYWORD $\r\n"), None);
+        // Not a set: a mailbox named `$`, a keyword, a quoted string, no `$` at all.
+        assert_eq!(sub("a COPY 1 $\r\n"), None);
+        assert_eq!(sub("a STORE 1 +FLAGS ($)\r\n"), None);
+        assert_eq!(sub("a SEARCH SUBJECT \"$\"\r\n"), None);
+        assert_eq!(sub("a FETCH $1 FLAGS\r\n"), None);
+        assert_eq!(sub("a NOOP\r\n"), None);
     }
 
     #[test]

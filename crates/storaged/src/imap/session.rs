@@ -71,6 +71,11 @@ pub struct Session<B> {
     condstore: bool,
     /// QRESYNC is enabled (only by ENABLE).
     qresync: bool,
+    /// IMAP4rev2 is enabled (RFC 9051 §6.3.1): UTF-8 mailbox names, ESEARCH for every
+    /// SEARCH, no RECENT, SELECT answers with the mailbox's LIST line.
+    rev2: bool,
+    /// The UIDs the last `SEARCH RETURN (SAVE)` kept (RFC 5182), which `$` names.
+    saved: Vec<u32>,
     /// ESEARCH return options of the SEARCH being handled, with its tag.
     search_return: Option<(String, Vec<String>)>,
     /// LIST-EXTENDED options of the LIST being handled.
@@ -93,14 +98,26 @@ fn tagged(tag: &str, status: &str, text: &str) -> Reply {
     (format!("{tag} {status} {text}\r\n").into_bytes(), Outcome::Continue)
 }
 
-fn mailbox_name(m: &Mailbox<'_>) -> Result<MailboxName, String> {
+/// A mailbox name as stored: modified UTF-7 (RFC 3501 §5.1.3), into which an IMAP4rev2
+/// session's UTF-8 names (`utf8`) are converted.
+fn mailbox_name(m: &Mailbox<'_>, utf8: bool) -> Result<MailboxName, String> {
     let raw = match m {
         Mailbox::Inbox => "INBOX".to_string(),
         Mailbox::Other(o) => {
             String::from_utf8(o.as_ref().to_vec()).map_err(|_| "mailbox name is not UTF-8".to_string())?
         }
     };
-    MailboxName::parse(&raw).map_err(|e| format!("invalid mailbox name: {e}"))
+    let stored = if utf8 { super::mutf7::encode(&raw) } else { raw };
+    MailboxName::parse(&stored).map_err(|e| format!("invalid mailbox name: {e}"))
+}
+
+/// A stored name as a session sees it: decoded to UTF-8 for IMAP4rev2 (`utf8`), unless it
+/// is not valid modified UTF-7, when it is shown as stored.
+fn wire_name(stored: &str, utf8: bool) -> std::borrow::Cow<'_, str> {
+    match utf8.then(|| super::mutf7::decode(stored)).flatten() {
+        Some(decoded) => decoded.into(),
+        None => stored.into(),
+    }
 }
 
 fn flags_of(list: &[Flag<'_>]) -> (u8, Vec<String>) {
@@ -121,8 +138,9 @@ fn flags_of(list: &[Flag<'_>]) -> (u8, Vec<String>) {
     (bits, keywords)
 }
 
-/// A `* STATUS` line for `items` (upper-case names) of a mailbox.
-fn status_line(name: &MailboxName, idx: &MailboxIndex, items: &[&str]) -> Result<Vec<u8>, String> {
+/// A `* STATUS` line for `items` (upper-case names) of a mailbox, named as the session
+/// names it.
+fn status_line(name: &str, idx: &MailboxIndex, items: &[&str]) -> Result<Vec<u8>, String> {
     let count = |bit: u8, set: bool| idx.messages.iter().filter(|m| (m.flags & bit != 0) == set).count();
     let mut parts = Vec::new();
     for item in items {
@@ -139,7 +157,7 @@ fn status_line(name: &MailboxName, idx: &MailboxIndex, items: &[&str]) -> Result
         });
     }
     let mut l = b"* STATUS ".to_vec();
-    encode::mailbox(&mut l, name.as_str());
+    encode::mailbox(&mut l, name);
     l.extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
     Ok(l)
 }
@@ -165,6 +183,18 @@ fn esearch(tag: &str, uid: bool, options: &[String], hits: &[u32], modseq: Optio
         out.push_str(&format!(" MODSEQ {m}"));
     }
     out
+}
+
+/// What `SEARCH RETURN (SAVE ...)` keeps of `uids` (ascending): only the lowest and/or
+/// highest when MIN/MAX are asked for without ALL or COUNT (RFC 5182 §2.1), else all.
+fn saved_part(uids: &[u32], options: &[String]) -> Vec<u32> {
+    let wants = |o: &str| options.iter().any(|x| x == o);
+    if (wants("MIN") || wants("MAX")) && !wants("ALL") && !wants("COUNT") {
+        let min = uids.first().copied().filter(|_| wants("MIN"));
+        let max = uids.last().copied().filter(|u| wants("MAX") && min != Some(*u));
+        return min.into_iter().chain(max).collect();
+    }
+    uids.to_vec()
 }
 
 /// UIDs expunged after `modseq`, within `known` if given. Without tombstones that old, every
@@ -245,6 +275,8 @@ impl<B: Backend> Session<B> {
             ops: 0,
             condstore: false,
             qresync: false,
+            rev2: false,
+            saved: Vec::new(),
             search_return: None,
             list_options: None,
             hints: ProxyHints::default(),
@@ -267,9 +299,9 @@ impl<B: Backend> Session<B> {
     }
 
     fn capabilities(&self) -> String {
-        let mut caps = vec!["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS"];
-        caps.extend(["MOVE", "UNSELECT", "SPECIAL-USE", "CHILDREN", "CONDSTORE", "QRESYNC", "ESEARCH"]);
-        caps.extend(["LIST-EXTENDED", "LIST-STATUS", "BINARY"]);
+        let mut caps = vec!["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE"];
+        caps.extend(["UIDPLUS", "MOVE", "UNSELECT", "SPECIAL-USE", "CHILDREN", "CONDSTORE", "QRESYNC", "ESEARCH"]);
+        caps.extend(["SEARCHRES", "LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "BINARY"]);
         if self.user.is_none() {
             if self.offer.starttls {
                 caps.push("STARTTLS");
@@ -370,12 +402,19 @@ impl<B: Backend> Session<B> {
         self.search_return = None;
         if let Some((cmd, options)) = super::framing::split_search_return(bytes) {
             let tag = super::framing::tag_of(&cmd).unwrap_or("*").to_string();
-            if let Some(bad) = options.iter().find(|o| !["MIN", "MAX", "ALL", "COUNT"].contains(&o.as_str())) {
+            if let Some(bad) = options.iter().find(|o| !["MIN", "MAX", "ALL", "COUNT", "SAVE"].contains(&o.as_str())) {
                 return tagged(&tag, "BAD", &format!("unsupported SEARCH RETURN option {bad}"));
             }
             self.search_return = Some((tag, options));
             rewritten = cmd;
             bytes = &rewritten;
+        }
+        let saved_rewritten;
+        if bytes.contains(&b'$') {
+            if let Some(cmd) = self.substitute_saved(bytes) {
+                saved_rewritten = cmd;
+                bytes = &saved_rewritten;
+            }
         }
         self.list_options = None;
         let list_rewritten;
@@ -536,6 +575,10 @@ impl<B: Backend> Session<B> {
                             }
                             enabled.push("QRESYNC");
                         }
+                        other if other.to_string().eq_ignore_ascii_case("IMAP4rev2") && !self.rev2 => {
+                            self.rev2 = true;
+                            enabled.push("IMAP4rev2");
+                        }
                         _ => {}
                     }
                 }
@@ -545,13 +588,17 @@ impl<B: Backend> Session<B> {
             CommandBody::Select { mailbox, parameters } => self.select(&mailbox, false, &parameters, out),
             CommandBody::Examine { mailbox, parameters } => self.select(&mailbox, true, &parameters, out),
             CommandBody::Create { mailbox } => {
-                let name = mailbox_name(&mailbox).map_err(Refusal::No)?;
+                let name = mailbox_name(&mailbox, self.rev2).map_err(Refusal::No)?;
+                if name.is_inbox() {
+                    return Err(Refusal::No("[ALREADYEXISTS] INBOX exists".into()));
+                }
+                self.create_superiors(&name).await?;
                 let op = MailOp::CreateMailbox { user: self.user().as_str().into(), mailbox: name.as_str().into() };
-                self.simple_op(op, if name.is_inbox() { Some("[ALREADYEXISTS] INBOX exists") } else { None }).await?;
+                self.propose(op).await?;
                 done("CREATE completed")
             }
             CommandBody::Delete { mailbox } => {
-                let name = mailbox_name(&mailbox).map_err(Refusal::No)?;
+                let name = mailbox_name(&mailbox, self.rev2).map_err(Refusal::No)?;
                 if self.view.as_ref().is_some_and(|v| v.mailbox == name) {
                     self.view = None;
                 }
@@ -560,13 +607,17 @@ impl<B: Backend> Session<B> {
                 done("DELETE completed")
             }
             CommandBody::Rename { from, to } => {
-                let (from, to) = (mailbox_name(&from).map_err(Refusal::No)?, mailbox_name(&to).map_err(Refusal::No)?);
+                let (from, to) = (
+                    mailbox_name(&from, self.rev2).map_err(Refusal::No)?,
+                    mailbox_name(&to, self.rev2).map_err(Refusal::No)?,
+                );
+                self.create_superiors(&to).await?;
                 let op = MailOp::RenameMailbox {
                     user: self.user().as_str().into(),
                     from: from.as_str().into(),
                     to: to.as_str().into(),
                 };
-                self.simple_op(op, None).await?;
+                self.propose(op).await?;
                 done("RENAME completed")
             }
             CommandBody::Subscribe { mailbox } => self.subscribe(&mailbox, true).await,
@@ -578,6 +629,7 @@ impl<B: Backend> Session<B> {
                 self.append(&mailbox, &flags, date, message, out).await
             }
             CommandBody::Close => {
+                self.saved.clear();
                 if let Some(v) = self.view.take() {
                     if !v.read_only {
                         let deleted = self.deleted_uids(&v, None);
@@ -594,6 +646,7 @@ impl<B: Backend> Session<B> {
                 done("CLOSE completed")
             }
             CommandBody::Unselect => {
+                self.saved.clear();
                 self.view = None;
                 done("UNSELECT completed")
             }
@@ -609,7 +662,12 @@ impl<B: Backend> Session<B> {
                         return Err(Refusal::No("[BADCHARSET (UTF-8 US-ASCII)] unsupported charset".into()));
                     }
                 }
-                self.search(criteria.as_ref(), uid, out)
+                let result = self.search(tag, criteria.as_ref(), uid, out);
+                if result.is_err() && self.search_return.take().is_some_and(|(_, o)| o.iter().any(|x| x == "SAVE")) {
+                    // A failed SEARCH that was to save leaves `$` empty (RFC 5182 §2.1).
+                    self.saved.clear();
+                }
+                result
             }
             CommandBody::Fetch { sequence_set, macro_or_item_names, uid, modifiers } => {
                 use imap_codec::imap_types::command::FetchModifier;
@@ -670,8 +728,30 @@ impl<B: Backend> Session<B> {
         self.propose(op).await.map(|_| ())
     }
 
+    /// Create the missing superiors of `name` (`a` and `a/b` for `a/b/c`), as RFC 3501
+    /// §6.3.3 asks, so every level of a hierarchy a client made is a mailbox it can select.
+    async fn create_superiors(&mut self, name: &MailboxName) -> Result<(), Refusal> {
+        let existing = self.backend().mailboxes(self.user());
+        let levels: Vec<usize> = name.as_str().match_indices('/').map(|(at, _)| at).collect();
+        for at in levels {
+            let parent = &name.as_str()[..at];
+            if parent.eq_ignore_ascii_case("INBOX") || existing.iter().any(|m| m.as_str() == parent) {
+                continue;
+            }
+            let op = MailOp::CreateMailbox { user: self.user().as_str().into(), mailbox: parent.into() };
+            match self.propose(op).await {
+                // Another session made it meanwhile: just as good.
+                Err(Refusal::No(why)) if why.contains("ALREADYEXISTS") => {}
+                other => {
+                    other?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn subscribe(&mut self, mailbox: &Mailbox<'_>, on: bool) -> Result<(String, Outcome), Refusal> {
-        let name = mailbox_name(mailbox).map_err(Refusal::No)?;
+        let name = mailbox_name(mailbox, self.rev2).map_err(Refusal::No)?;
         let op = MailOp::Subscribe { user: self.user().as_str().into(), mailbox: name.as_str().into(), subscribed: on };
         self.propose(op).await?;
         Ok((if on { "SUBSCRIBE completed" } else { "UNSUBSCRIBE completed" }.into(), Outcome::Continue))
@@ -717,13 +797,26 @@ impl<B: Backend> Session<B> {
                 }
             }
         }
-        let name = mailbox_name(mailbox).map_err(Refusal::No)?;
+        self.saved.clear();
+        let name = mailbox_name(mailbox, self.rev2).map_err(Refusal::No)?;
         let idx = self.index_of(&name)?;
         let (mut view, lines) = View::open(name, read_only, &idx);
         view.condstore = self.condstore;
         view.qresync = self.qresync;
         for l in lines {
-            line(out, &l);
+            // IMAP4rev2 has no \Recent and no [UNSEEN] (RFC 9051 §6.3.2).
+            if !(self.rev2 && (l.ends_with(" RECENT") || l.starts_with("* OK [UNSEEN "))) {
+                line(out, &l);
+            }
+        }
+        if self.rev2 {
+            // ... and names the mailbox in a LIST response, as LIST would show it.
+            let names = self.backend().mailboxes(self.user());
+            let mut l =
+                format!("* LIST ({}) \"/\" ", self.list_attributes(&view.mailbox, &names).join(" ")).into_bytes();
+            encode::mailbox(&mut l, &wire_name(view.mailbox.as_str(), true));
+            out.extend_from_slice(&l);
+            out.extend_from_slice(b"\r\n");
         }
         if let Some((_, modseq, known)) = resync.filter(|r| r.0 == idx.uid_validity) {
             // RFC 7162 §3.2.5: what vanished and what changed since the client's modseq.
@@ -768,7 +861,12 @@ impl<B: Backend> Session<B> {
         let only_subscribed = lsub || opt(|o| &o.select, "SUBSCRIBED");
         let only_special = opt(|o| &o.select, "SPECIAL-USE");
         let status_items: Vec<String> = options.as_ref().map(|o| o.status.clone()).unwrap_or_default();
-        let full = [reference.as_bytes(), pattern].concat();
+        let mut full = [reference.as_bytes(), pattern].concat();
+        if self.rev2 {
+            // Stored names are modified UTF-7; so must the pattern be (wildcards are ASCII
+            // and stay as they are).
+            full = super::mutf7::encode(&String::from_utf8_lossy(&full)).into_bytes();
+        }
         let names = self.backend().mailboxes(self.user());
         let subscribed = self.backend().subscriptions(self.user());
         for name in &names {
@@ -779,30 +877,37 @@ impl<B: Backend> Session<B> {
             if !matched || (only_subscribed && !subscribed.iter().any(|s| s == n)) || (only_special && !special) {
                 continue;
             }
-            let prefix = format!("{n}/");
-            let children = names.iter().any(|m| m.as_str().starts_with(&prefix));
-            let mut attrs = vec![if children { "\\HasChildren" } else { "\\HasNoChildren" }];
-            if let Some((_, special)) = SPECIAL_USE.iter().find(|(s, _)| *s == n) {
-                attrs.push(special);
-            }
+            let mut attrs = self.list_attributes(name, &names);
             // RFC 5258 §3: \Subscribed only when the client asked about subscriptions.
             let asked = opt(|o| &o.select, "SUBSCRIBED") || opt(|o| &o.ret, "SUBSCRIBED");
             if !lsub && asked && subscribed.iter().any(|s| s == n) {
                 attrs.push("\\Subscribed");
             }
             let mut l = format!("* {verb} ({}) \"/\" ", attrs.join(" ")).into_bytes();
-            encode::mailbox(&mut l, n);
+            encode::mailbox(&mut l, &wire_name(n, self.rev2));
             out.extend_from_slice(&l);
             out.extend_from_slice(b"\r\n");
             // RFC 5819: the STATUS of each listed mailbox follows its LIST line.
             if !status_items.is_empty() {
                 if let Ok(idx) = self.index_of(name) {
                     let items: Vec<&str> = status_items.iter().map(String::as_str).collect();
-                    out.extend_from_slice(&status_line(name, &idx, &items).map_err(Refusal::Bad)?);
+                    let shown = wire_name(n, self.rev2);
+                    out.extend_from_slice(&status_line(&shown, &idx, &items).map_err(Refusal::Bad)?);
                 }
             }
         }
         Ok((format!("{verb} completed"), Outcome::Continue))
+    }
+
+    /// A mailbox's LIST attributes: children, and its special use.
+    fn list_attributes(&self, name: &MailboxName, all: &[MailboxName]) -> Vec<&'static str> {
+        let prefix = format!("{}/", name.as_str());
+        let children = all.iter().any(|m| m.as_str().starts_with(&prefix));
+        let mut attrs = vec![if children { "\\HasChildren" } else { "\\HasNoChildren" }];
+        if let Some((_, special)) = SPECIAL_USE.iter().find(|(s, _)| *s == name.as_str()) {
+            attrs.push(special);
+        }
+        attrs
     }
 
     fn status(
@@ -811,7 +916,7 @@ impl<B: Backend> Session<B> {
         items: &[StatusDataItemName],
         out: &mut Vec<u8>,
     ) -> Result<(String, Outcome), Refusal> {
-        let name = mailbox_name(mailbox).map_err(Refusal::No)?;
+        let name = mailbox_name(mailbox, self.rev2).map_err(Refusal::No)?;
         let idx = self.index_of(&name)?;
         let names: Vec<&str> = items
             .iter()
@@ -823,13 +928,14 @@ impl<B: Backend> Session<B> {
                 StatusDataItemName::Unseen => "UNSEEN",
                 StatusDataItemName::HighestModSeq => "HIGHESTMODSEQ",
                 StatusDataItemName::Deleted => "DELETED",
+                StatusDataItemName::Size => "SIZE",
                 _ => "?",
             })
             .collect();
         if names.contains(&"HIGHESTMODSEQ") {
             self.enable_condstore();
         }
-        out.extend_from_slice(&status_line(&name, &idx, &names).map_err(Refusal::Bad)?);
+        out.extend_from_slice(&status_line(&wire_name(name.as_str(), self.rev2), &idx, &names).map_err(Refusal::Bad)?);
         Ok(("STATUS completed".into(), Outcome::Continue))
     }
 
@@ -841,7 +947,7 @@ impl<B: Backend> Session<B> {
         message: LiteralOrLiteral8<'_>,
         out: &mut Vec<u8>,
     ) -> Result<(String, Outcome), Refusal> {
-        let name = mailbox_name(mailbox).map_err(Refusal::No)?;
+        let name = mailbox_name(mailbox, self.rev2).map_err(Refusal::No)?;
         let data: &[u8] = match &message {
             LiteralOrLiteral8::Literal(l) => l.data(),
             LiteralOrLiteral8::Literal8(l) => &l.data,
@@ -879,10 +985,23 @@ impl<B: Backend> Session<B> {
         }
     }
 
+    /// The command with `$` replaced by the saved search result, as message numbers or
+    /// UIDs of the messages the client still knows; `None` if it uses no `$`.
+    fn substitute_saved(&self, bytes: &[u8]) -> Option<Vec<u8>> {
+        let view = self.view.as_ref()?;
+        let kept: Vec<(usize, u32)> = self.saved.iter().filter_map(|u| view.seq_of(*u).map(|q| (q, *u))).collect();
+        let nothing = super::framing::SAVED_NOTHING.to_string();
+        let set = |numbers: Vec<u32>| if numbers.is_empty() { nothing.clone() } else { encode::uid_set(&numbers) };
+        let uids = set(kept.iter().map(|k| k.1).collect());
+        let seqs = set(kept.iter().map(|k| k.0 as u32).collect());
+        super::framing::substitute_saved(bytes, &uids, &seqs)
+    }
+
     /// BAD for message numbers the client was never told about (UID sets are lenient).
     fn check_seq_set(&self, set: &SequenceSet, uid: bool) -> Result<(), Refusal> {
         let exists = self.view.as_ref().map_or(0, |v| v.exists()) as u32;
-        if !uid && search::names_missing_seq(set, exists) {
+        let empty_saved = search::in_set(set, super::framing::SAVED_NOTHING, 0) && set.0.as_ref().len() == 1;
+        if !uid && !empty_saved && search::names_missing_seq(set, exists) {
             return Err(Refusal::Bad(format!("no such message (mailbox has {exists})")));
         }
         Ok(())
@@ -915,6 +1034,7 @@ impl<B: Backend> Session<B> {
 
     fn search(
         &mut self,
+        tag: &str,
         criteria: &[SearchKey<'_>],
         uid: bool,
         out: &mut Vec<u8>,
@@ -928,6 +1048,7 @@ impl<B: Backend> Session<B> {
         let max_seq = view.exists() as u32;
         let max_uid = view.uids().last().copied().unwrap_or(0);
         let mut hits = Vec::new();
+        let mut hit_uids = Vec::new();
         let mut max_modseq = 0;
         for (i, u) in view.uids().iter().enumerate() {
             // Expunged meanwhile (not yet announced): it matches nothing.
@@ -938,6 +1059,7 @@ impl<B: Backend> Session<B> {
             let mut text = Text::new(&mut load);
             if criteria.iter().all(|k| search::matches(k, &c, &mut text)) {
                 hits.push(if uid { *u } else { c.seq });
+                hit_uids.push(*u);
                 max_modseq = max_modseq.max(meta.modseq);
             }
         }
@@ -948,7 +1070,17 @@ impl<B: Backend> Session<B> {
         } else {
             String::new()
         };
-        if let Some((tag, options)) = self.search_return.take() {
+        // IMAP4rev2 answers every SEARCH with ESEARCH (RFC 9051 §6.4.4), `ALL` by default.
+        let returned = self.search_return.take().or_else(|| self.rev2.then(|| (tag.to_string(), Vec::new())));
+        if let Some((tag, mut options)) = returned {
+            if let Some(at) = options.iter().position(|o| o == "SAVE") {
+                options.remove(at);
+                self.saved = saved_part(&hit_uids, &options);
+                if options.is_empty() {
+                    // SAVE alone: the result is kept, not sent (RFC 5182 §2.1).
+                    return Ok(("SEARCH completed (result saved)".into(), Outcome::Continue));
+                }
+            }
             line(out, &esearch(&tag, uid, &options, &hits, (!modseq.is_empty()).then_some(max_modseq)));
             return Ok(("SEARCH completed".into(), Outcome::Continue));
         }
@@ -1311,7 +1443,7 @@ impl<B: Backend> Session<B> {
         moving: bool,
         out: &mut Vec<u8>,
     ) -> Result<(String, Outcome), Refusal> {
-        let to = mailbox_name(mailbox).map_err(Refusal::No)?;
+        let to = mailbox_name(mailbox, self.rev2).map_err(Refusal::No)?;
         self.check_seq_set(set, uid)?;
         let view = self.view.as_ref().expect("selected");
         if moving && view.read_only {

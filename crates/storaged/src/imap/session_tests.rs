@@ -401,8 +401,90 @@ async fn rfc4731_esearch() {
     assert!(out.contains("* ESEARCH (TAG \"e4\") UID ALL 1,3:5\r\n"), "{out}");
     let out = run(&mut s, "e5 SEARCH RETURN (COUNT) DELETED").await;
     assert!(out.contains("* ESEARCH (TAG \"e5\") COUNT 0\r\n"), "{out}");
-    assert!(run(&mut s, "e6 SEARCH RETURN (SAVE) ALL").await.starts_with("e6 BAD"));
+    assert!(run(&mut s, "e6 SEARCH RETURN (PARTIAL 1:5) ALL").await.starts_with("e6 BAD"));
     assert!(run(&mut s, "e7 SEARCH UNSEEN").await.contains("* SEARCH 1 3 4 5\r\n"), "plain SEARCH unchanged");
+}
+
+#[tokio::test]
+async fn rfc5182_searchres() {
+    let h = harness();
+    for k in 0..6 {
+        h.deliver(&format!("Subject: m{k}\r\n\r\n{k}\r\n")).await;
+    }
+    let mut s = h.session().await;
+    assert!(run(&mut s, "r0 CAPABILITY").await.contains(" SEARCHRES"));
+    run(&mut s, "r1 SELECT INBOX").await;
+    // `$` before any SAVE names nothing: the command succeeds and affects nothing.
+    let out = run(&mut s, "r2 FETCH $ (FLAGS)").await;
+    assert!(!out.contains("FETCH (") && tagged_status(&out, "r2").starts_with("r2 OK"), "{out}");
+    // SAVE alone sends no ESEARCH; `$` is then the result, by number or by UID.
+    let out = run(&mut s, "r3 SEARCH RETURN (SAVE) OR SUBJECT m1 SUBJECT m4").await;
+    assert!(!out.contains("ESEARCH") && !out.contains("* SEARCH"), "{out}");
+    let out = run(&mut s, "r4 FETCH $ (UID)").await;
+    assert!(out.contains("* 2 FETCH (UID 2)\r\n* 5 FETCH (UID 5)\r\n"), "{out}");
+    run(&mut s, "r5 STORE $ +FLAGS.SILENT (\\Flagged)").await;
+    let out = run(&mut s, "r6 UID SEARCH FLAGGED").await;
+    assert!(out.contains("* SEARCH 2 5\r\n"), "{out}");
+    let out = run(&mut s, "r7 SEARCH $ SUBJECT m4").await;
+    assert!(out.contains("* SEARCH 5\r\n"), "{out}");
+    // With other options, those are answered too; MIN alone saves only the lowest.
+    let out = run(&mut s, "r8 SEARCH RETURN (SAVE MIN) FLAGGED").await;
+    assert!(out.contains("* ESEARCH (TAG \"r8\") MIN 2\r\n"), "{out}");
+    let out = run(&mut s, "r9 UID FETCH $ (FLAGS)").await;
+    assert!(out.contains("* 2 FETCH (UID 2 FLAGS (\\Flagged))") && !out.contains("* 5 FETCH"), "{out}");
+    // Expunged messages leave the saved result.
+    run(&mut s, "r10 SEARCH RETURN (SAVE) FLAGGED").await;
+    run(&mut s, "r11 STORE 2 +FLAGS.SILENT (\\Deleted)").await;
+    run(&mut s, "r12 EXPUNGE").await;
+    let out = run(&mut s, "r13 FETCH $ (UID)").await;
+    assert!(out.contains("* 4 FETCH (UID 5)\r\n") && !out.contains("UID 2"), "{out}");
+    // A new SELECT forgets it.
+    run(&mut s, "r14 SELECT INBOX").await;
+    let out = run(&mut s, "r15 UID FETCH $ (UID)").await;
+    assert!(!out.contains("FETCH (") && tagged_status(&out, "r15").starts_with("r15 OK"), "{out}");
+}
+
+#[tokio::test]
+async fn rfc9051_imap4rev2_enabled() {
+    let h = harness();
+    h.deliver("Subject: one\r\n\r\n1\r\n").await;
+    h.deliver("Subject: two\r\n\r\n2\r\n").await;
+    let mut old = h.session().await;
+    let mut s = h.session().await;
+    let caps = run(&mut s, "v0 CAPABILITY").await;
+    assert!(caps.contains(" IMAP4rev2") && caps.contains("IMAP4rev1") && caps.contains("STATUS=SIZE"), "{caps}");
+    assert!(run(&mut s, "v1 ENABLE IMAP4rev2").await.contains("* ENABLED IMAP4rev2\r\n"));
+    // SELECT: no RECENT, no [UNSEEN], and the mailbox's LIST line.
+    let out = run(&mut s, "v2 SELECT INBOX").await;
+    assert!(!out.contains("RECENT") && !out.contains("[UNSEEN"), "{out}");
+    assert!(out.contains("* LIST (\\HasNoChildren) \"/\" \"INBOX\"\r\n") && out.contains("* 2 EXISTS"), "{out}");
+    // Every SEARCH answers with ESEARCH.
+    let out = run(&mut s, "v3 SEARCH SUBJECT two").await;
+    assert!(out.contains("* ESEARCH (TAG \"v3\") ALL 2\r\n") && !out.contains("* SEARCH"), "{out}");
+    let out = run(&mut s, "v4 UID SEARCH ALL").await;
+    assert!(out.contains("* ESEARCH (TAG \"v4\") UID ALL 1:2\r\n"), "{out}");
+    let out = run(&mut s, "v5 SEARCH DELETED").await;
+    assert!(out.contains("* ESEARCH (TAG \"v5\")\r\n"), "{out}");
+    // Mailbox names are UTF-8 on the wire, modified UTF-7 in the store (and to rev1 clients).
+    assert!(run(&mut s, "v6 CREATE \"Entwürfe/Tom & Jerry\"").await.contains("v6 OK"));
+    let out = run(&mut s, "v7 LIST \"\" \"Entw*\"").await;
+    // The superior was created too (RFC 3501 §6.3.3).
+    assert!(out.contains("* LIST (\\HasChildren) \"/\" {9}\r\nEntwürfe\r\n"), "{out}");
+    assert!(out.contains("\"/\" {21}\r\nEntwürfe/Tom & Jerry\r\n"), "{out}");
+    let listed = run(&mut old, "v8 LIST \"\" \"Entw*\"").await;
+    assert!(listed.contains("\"/\" \"Entw&APw-rfe/Tom &- Jerry\"\r\n"), "{listed}");
+    assert!(listed.contains("\"/\" \"Entw&APw-rfe\"\r\n"), "{listed}");
+    let names = h.backend.mailboxes(&UserName::parse(USER).unwrap());
+    assert!(names.iter().any(|n| n.as_str() == "Entw&APw-rfe/Tom &- Jerry"), "{names:?}");
+    let out = run(&mut s, "v9 STATUS \"Entwürfe/Tom & Jerry\" (MESSAGES SIZE)").await;
+    assert!(out.contains("* STATUS {21}\r\nEntwürfe/Tom & Jerry (MESSAGES 0 SIZE 0)\r\n"), "{out}");
+    let out = run(&mut s, "v10 STATUS INBOX (SIZE DELETED)").await;
+    assert!(out.contains("* STATUS \"INBOX\" (SIZE 38 DELETED 0)\r\n"), "{out}");
+    assert!(run(&mut s, "v11 COPY 1 \"Entwürfe/Tom & Jerry\"").await.contains("v11 OK [COPYUID"));
+    assert!(run(&mut old, "v12 SELECT \"Entw&APw-rfe/Tom &- Jerry\"").await.contains("* 1 EXISTS"));
+    // A rev1 session keeps rev1 behaviour.
+    let out = run(&mut old, "v13 SEARCH ALL").await;
+    assert!(out.contains("* SEARCH 1\r\n"), "{out}");
 }
 
 #[tokio::test]

@@ -3,7 +3,8 @@
 
   scenario: the full session of the interop test: special-use folders exist after the
             first login, create folders, append with flags and dates, search, fetch whole
-            messages and parts, store flags, copy, move, expunge; prints JSON facts.
+            messages and parts, store flags, copy, move, expunge; ENABLE IMAP4rev2 (ESEARCH
+            answers, LIST on SELECT, no RECENT) and a saved result used as `$`; prints JSON facts.
   idle:     select INBOX, IDLE, print "idling" and wait (bounded) for an EXISTS pushed by
             a delivery made meanwhile; prints JSON {"exists": n, "waited_ms": ms}.
   state:    print JSON {"uidvalidity", "uids", "flags"} of INBOX.
@@ -153,6 +154,28 @@ def scenario(a):
         assert typ == "NO", evil
     ok(m.rename("Projects/2026", "Projects/2027"))
     ok(m.delete("Projects/2027"))
+    m.logout()
+
+    # IMAP4rev2 once enabled (RFC 9051) and SEARCHRES (RFC 5182), through imaplib's generic
+    # commands: it knows neither.
+    m = connect(a.server)
+    assert "IMAP4REV2" in m.capabilities and "SEARCHRES" in m.capabilities, m.capabilities
+    ok(m.login(a.user, a.password))
+    typ, data = m.enable("IMAP4rev2")
+    enabled = m.untagged_responses.pop("ENABLED", None)
+    assert typ == "OK" and [e.upper() for e in enabled or []] == [b"IMAP4REV2"], (data, enabled)
+    typ, data = m.select("Archive")
+    assert typ == "OK" and data == [b"1"], data
+    assert "RECENT" not in m.untagged_responses, m.untagged_responses
+    assert [l for l in m.untagged_responses.get("LIST", []) if l.endswith(b'"Archive"')], m.untagged_responses
+    typ, data = m._simple_command("SEARCH", "FLAGGED")
+    esearch = m._untagged_response(typ, data, "ESEARCH")[1]
+    assert typ == "OK" and esearch[0].endswith(b"ALL 1"), esearch
+    assert m.untagged_responses.get("SEARCH") is None, "rev2 answers SEARCH with ESEARCH only"
+    typ, data = m._simple_command("SEARCH", "RETURN", "(SAVE)", "FLAGGED")
+    assert typ == "OK" and "ESEARCH" not in m.untagged_responses, m.untagged_responses
+    data = ok(m.fetch("$", "(FLAGS)"))
+    assert b"\\Flagged" in data[0], data
     m.logout()
 
     # Another user's login cannot see this user's mail; wrong passwords fail.
