@@ -896,6 +896,28 @@ impl<B: Backend> Session<B> {
                 }
             }
         }
+        // A `%` at the end also returns the levels above existing mailboxes that are not
+        // mailboxes themselves (a deleted parent, say): \Noselect, \NonExistent in IMAP4rev2
+        // (RFC 3501 §6.3.8, RFC 9051 §6.3.9).
+        if !only_subscribed && !only_special && full.last() == Some(&b'%') {
+            let existing: std::collections::HashSet<&str> = names.iter().map(MailboxName::as_str).collect();
+            let mut implied = std::collections::BTreeSet::new();
+            for n in &existing {
+                for (at, _) in n.match_indices('/') {
+                    let parent = &n[..at];
+                    if !existing.contains(parent) && list_match(&full, parent.as_bytes()) {
+                        implied.insert(parent);
+                    }
+                }
+            }
+            let attr = if self.rev2 { "\\NonExistent" } else { "\\Noselect" };
+            for parent in implied {
+                let mut l = format!("* {verb} ({attr} \\HasChildren) \"/\" ").into_bytes();
+                encode::mailbox(&mut l, &wire_name(parent, self.rev2));
+                out.extend_from_slice(&l);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
         Ok((format!("{verb} completed"), Outcome::Continue))
     }
 
