@@ -38,7 +38,9 @@ def parse_fetch(data):
         flags = re.search(r"FLAGS \(([^)]*)\)", text)
         modseq = re.search(r"MODSEQ \((\d+)\)", text)
         if uid:
-            out.append([int(uid.group(1)), sorted((flags.group(1) if flags else "").split()),
+            # \Recent belongs to the session that saw a message first, not to the mailbox.
+            kept = [f for f in (flags.group(1) if flags else "").split() if f != "\\Recent"]
+            out.append([int(uid.group(1)), sorted(kept),
                         int(modseq.group(1)) if modseq else 0])
     return sorted(out)
 

@@ -42,6 +42,8 @@ pub struct Group {
     node_id: u64,
     key: ClusterKey,
     repairs: repair::Repairs,
+    /// Which IMAP session first saw each message (`\Recent`), for sessions on this node.
+    pub recent: crate::imap::recent::RecentClaims,
 }
 
 impl Group {
@@ -92,7 +94,8 @@ impl Group {
             }
         }
         let repairs = repair::Repairs::default();
-        let group = Arc::new(Self { name, raft, sm, members, node_id: cfg.node_id, key, repairs });
+        let group =
+            Arc::new(Self { name, raft, sm, members, node_id: cfg.node_id, key, repairs, recent: Default::default() });
         tokio::spawn(checkpoint_loop(group.sm.clone(), group.name.clone()));
         tokio::spawn(exit_when_fatal(group.raft.clone(), group.name.clone()));
         Ok(group)

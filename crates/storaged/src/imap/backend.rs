@@ -18,6 +18,9 @@ pub trait Backend {
     fn message(&self, user: &UserName, mailbox: &MailboxName, uid: u32) -> Result<Option<Vec<u8>>, String>;
     /// Commit `op`; `Err` means it was not (or may not have been) applied.
     async fn propose(&self, op_id: OpId, op: MailOp) -> Result<MailResponse, String>;
+    /// The first UID of `mailbox` no session had claimed as `\Recent`; with `take`, the
+    /// caller claims everything in `index` (see [`super::recent`]).
+    fn claim_recent(&self, user: &UserName, mailbox: &MailboxName, index: &MailboxIndex, take: bool) -> u32;
 }
 
 impl<T: Backend> Backend for Arc<T> {
@@ -39,6 +42,10 @@ impl<T: Backend> Backend for Arc<T> {
 
     async fn propose(&self, op_id: OpId, op: MailOp) -> Result<MailResponse, String> {
         (**self).propose(op_id, op).await
+    }
+
+    fn claim_recent(&self, user: &UserName, mailbox: &MailboxName, index: &MailboxIndex, take: bool) -> u32 {
+        (**self).claim_recent(user, mailbox, index, take)
     }
 }
 
@@ -75,17 +82,22 @@ impl Backend for GroupBackend {
             other => other.to_string(),
         })
     }
+
+    fn claim_recent(&self, user: &UserName, mailbox: &MailboxName, index: &MailboxIndex, take: bool) -> u32 {
+        self.0.recent.claim(user, mailbox, index, take)
+    }
 }
 
 /// A backend over a store without replication, applying proposals at once (tests, tools).
 pub struct StoreBackend {
     pub store: Mutex<Store>,
     next_index: Mutex<u64>,
+    recent: super::recent::RecentClaims,
 }
 
 impl StoreBackend {
     pub fn new(store: Store) -> Self {
-        Self { store: Mutex::new(store), next_index: Mutex::new(1) }
+        Self { store: Mutex::new(store), next_index: Mutex::new(1), recent: Default::default() }
     }
 }
 
@@ -117,5 +129,9 @@ impl Backend for StoreBackend {
         let resp = store.apply(index, &crate::mailstore::MailRequest { op_id, op }).map_err(|e| e.to_string())?;
         store.flush_files().map_err(|e| e.to_string())?;
         Ok(resp)
+    }
+
+    fn claim_recent(&self, user: &UserName, mailbox: &MailboxName, index: &MailboxIndex, take: bool) -> u32 {
+        self.recent.claim(user, mailbox, index, take)
     }
 }

@@ -42,7 +42,15 @@ pub fn mailbox(out: &mut Vec<u8>, name: &str) {
 
 /// The flag list of a message: system flags then keywords.
 pub fn flags(flags: u8, keywords: &[String]) -> String {
+    flags_recent(flags, keywords, false)
+}
+
+/// The flag list of a message, with `\Recent` if it is recent in this session.
+pub fn flags_recent(flags: u8, keywords: &[String], recent: bool) -> String {
     let mut parts: Vec<&str> = Vec::new();
+    if recent {
+        parts.push("\\Recent");
+    }
     for (bit, name) in [
         (flag::SEEN, "\\Seen"),
         (flag::ANSWERED, "\\Answered"),

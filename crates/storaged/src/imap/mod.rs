@@ -8,6 +8,7 @@ pub mod fetch;
 pub mod framing;
 pub mod header;
 pub mod mutf7;
+pub mod recent;
 pub mod search;
 pub mod server;
 pub mod session;

@@ -53,6 +53,8 @@ pub struct Candidate<'m> {
     pub meta: &'m MessageMeta,
     pub max_seq: u32,
     pub max_uid: u32,
+    /// `\Recent` in the searching session.
+    pub recent: bool,
 }
 
 /// The message text, loaded on first use.
@@ -135,9 +137,9 @@ pub fn matches(key: &SearchKey<'_>, c: &Candidate<'_>, text: &mut Text<'_>) -> b
         SearchKey::Unflagged => !has(flag::FLAGGED),
         SearchKey::Seen => has(flag::SEEN),
         SearchKey::Unseen => !has(flag::SEEN),
-        // No session ever sees a message as recent (RFC 9051 drops \Recent).
-        SearchKey::Recent | SearchKey::New => false,
-        SearchKey::Old => true,
+        SearchKey::Recent => c.recent,
+        SearchKey::New => c.recent && !has(flag::SEEN),
+        SearchKey::Old => !c.recent,
         SearchKey::Keyword(k) => m.keywords.iter().any(|x| x.eq_ignore_ascii_case(k.as_ref())),
         SearchKey::Unkeyword(k) => !m.keywords.iter().any(|x| x.eq_ignore_ascii_case(k.as_ref())),
         SearchKey::Larger(n) => m.size > u64::from(*n),
@@ -203,7 +205,7 @@ mod tests {
     #[test]
     fn keys_match_flags_text_and_combinations() {
         let m = meta(5, flag::SEEN);
-        let c = Candidate { seq: 1, meta: &m, max_seq: 1, max_uid: 5 };
+        let c = Candidate { seq: 1, meta: &m, max_seq: 1, max_uid: 5, recent: false };
         let msg =
             b"From: Ann <ann@example.org>\r\nSubject: Quarterly\r\n report\r\n\r\nThe Budget is attached\r\n".to_vec();
         let mut loads = 0;

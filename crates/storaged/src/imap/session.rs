@@ -140,13 +140,14 @@ fn flags_of(list: &[Flag<'_>]) -> (u8, Vec<String>) {
 
 /// A `* STATUS` line for `items` (upper-case names) of a mailbox, named as the session
 /// names it.
-fn status_line(name: &str, idx: &MailboxIndex, items: &[&str]) -> Result<Vec<u8>, String> {
+/// `recent` is how many of its messages no session has claimed yet.
+fn status_line(name: &str, idx: &MailboxIndex, items: &[&str], recent: usize) -> Result<Vec<u8>, String> {
     let count = |bit: u8, set: bool| idx.messages.iter().filter(|m| (m.flags & bit != 0) == set).count();
     let mut parts = Vec::new();
     for item in items {
         parts.push(match *item {
             "MESSAGES" => format!("MESSAGES {}", idx.messages.len()),
-            "RECENT" => "RECENT 0".to_string(),
+            "RECENT" => format!("RECENT {recent}"),
             "UIDNEXT" => format!("UIDNEXT {}", idx.uid_next),
             "UIDVALIDITY" => format!("UIDVALIDITY {}", idx.uid_validity),
             "UNSEEN" => format!("UNSEEN {}", count(flag::SEEN, false)),
@@ -382,7 +383,13 @@ impl<B: Backend> Session<B> {
         };
         match backend.index(user, &view.mailbox) {
             Ok(Some(idx)) => {
-                for l in view.sync(&idx, mode) {
+                // New mail: this session claims what no other session has seen (\Recent).
+                let recent_from = if idx.uid_next > view.uid_next {
+                    backend.claim_recent(user, &view.mailbox, &idx, !view.read_only)
+                } else {
+                    u32::MAX
+                };
+                for l in view.sync(&idx, mode, recent_from) {
                     line(out, &l);
                 }
             }
@@ -577,6 +584,9 @@ impl<B: Backend> Session<B> {
                         }
                         other if other.to_string().eq_ignore_ascii_case("IMAP4rev2") && !self.rev2 => {
                             self.rev2 = true;
+                            if let Some(v) = self.view.as_mut() {
+                                v.recent_flag = false;
+                            }
                             enabled.push("IMAP4rev2");
                         }
                         _ => {}
@@ -800,7 +810,9 @@ impl<B: Backend> Session<B> {
         self.saved.clear();
         let name = mailbox_name(mailbox, self.rev2).map_err(Refusal::No)?;
         let idx = self.index_of(&name)?;
-        let (mut view, lines) = View::open(name, read_only, &idx);
+        let recent_from = self.backend().claim_recent(self.user(), &name, &idx, !read_only);
+        let (mut view, lines) = View::open(name, read_only, &idx, recent_from);
+        view.recent_flag = !self.rev2;
         view.condstore = self.condstore;
         view.qresync = self.qresync;
         for l in lines {
@@ -825,7 +837,7 @@ impl<B: Backend> Session<B> {
                 line(out, &format!("* VANISHED (EARLIER) {}", encode::uid_set(&vanished)));
             }
             for (k, m) in idx.messages.iter().enumerate().filter(|(_, m)| m.modseq > modseq) {
-                let flags = encode::flags(m.flags, &m.keywords);
+                let flags = encode::flags_recent(m.flags, &m.keywords, view.shows_recent(m.uid));
                 line(out, &format!("* {} FETCH (UID {} FLAGS {flags} MODSEQ ({}))", k + 1, m.uid, m.modseq));
             }
         }
@@ -892,7 +904,8 @@ impl<B: Backend> Session<B> {
                 if let Ok(idx) = self.index_of(name) {
                     let items: Vec<&str> = status_items.iter().map(String::as_str).collect();
                     let shown = wire_name(n, self.rev2);
-                    out.extend_from_slice(&status_line(&shown, &idx, &items).map_err(Refusal::Bad)?);
+                    let recent = self.unclaimed_recent(name, &idx);
+                    out.extend_from_slice(&status_line(&shown, &idx, &items, recent).map_err(Refusal::Bad)?);
                 }
             }
         }
@@ -919,6 +932,12 @@ impl<B: Backend> Session<B> {
             }
         }
         Ok((format!("{verb} completed"), Outcome::Continue))
+    }
+
+    /// Messages of a mailbox that no session has claimed as `\Recent` (STATUS RECENT).
+    fn unclaimed_recent(&self, name: &MailboxName, idx: &MailboxIndex) -> usize {
+        let first = self.backend().claim_recent(self.user(), name, idx, false);
+        idx.messages.iter().filter(|m| m.uid >= first).count()
     }
 
     /// A mailbox's LIST attributes: children, and its special use.
@@ -957,7 +976,9 @@ impl<B: Backend> Session<B> {
         if names.contains(&"HIGHESTMODSEQ") {
             self.enable_condstore();
         }
-        out.extend_from_slice(&status_line(&wire_name(name.as_str(), self.rev2), &idx, &names).map_err(Refusal::Bad)?);
+        let recent = self.unclaimed_recent(&name, &idx);
+        let shown = wire_name(name.as_str(), self.rev2);
+        out.extend_from_slice(&status_line(&shown, &idx, &names, recent).map_err(Refusal::Bad)?);
         Ok(("STATUS completed".into(), Outcome::Continue))
     }
 
@@ -1075,7 +1096,7 @@ impl<B: Backend> Session<B> {
         for (i, u) in view.uids().iter().enumerate() {
             // Expunged meanwhile (not yet announced): it matches nothing.
             let Some(meta) = idx.position(*u).map(|p| &idx.messages[p]) else { continue };
-            let c = Candidate { seq: i as u32 + 1, meta, max_seq, max_uid };
+            let c = Candidate { seq: i as u32 + 1, meta, max_seq, max_uid, recent: view.is_recent(*u) };
             let (user, mbox, backend) = (self.user.as_ref().expect("user"), &view.mailbox, self.backend());
             let mut load = || backend.message(user, mbox, *u).ok().flatten();
             let mut text = Text::new(&mut load);
@@ -1306,7 +1327,8 @@ impl<B: Backend> Session<B> {
                     Item::Uid => resp.extend_from_slice(format!("UID {u}").as_bytes()),
                     Item::Flags => {
                         resp.extend_from_slice(
-                            format!("FLAGS {}", encode::flags(meta.flags, &meta.keywords)).as_bytes(),
+                            format!("FLAGS {}", encode::flags_recent(meta.flags, &meta.keywords, view.shows_recent(u)))
+                                .as_bytes(),
                         );
                         reported.push(meta.clone());
                     }
@@ -1435,7 +1457,7 @@ impl<B: Backend> Session<B> {
             if response == StoreResponse::Answer || self.condstore {
                 let uid_part = if uid { format!("UID {u} ") } else { String::new() };
                 let flags_part = if response == StoreResponse::Answer {
-                    format!(" FLAGS {}", encode::flags(m.flags, &m.keywords))
+                    format!(" FLAGS {}", encode::flags_recent(m.flags, &m.keywords, view.shows_recent(*u)))
                 } else {
                     String::new()
                 };

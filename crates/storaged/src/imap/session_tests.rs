@@ -194,7 +194,9 @@ async fn rfc3501_7_4_1_updates_from_other_sessions() {
     assert!(run(&mut a, "a5 FETCH 1 (UID)").await.contains("* 1 FETCH (UID 2)"));
     // Flag changes by others arrive as FETCH FLAGS.
     run(&mut b, "b4 STORE 1 +FLAGS (\\Flagged)").await;
-    assert!(run(&mut a, "a6 NOOP").await.contains("* 1 FETCH (UID 2 FLAGS (\\Flagged))"));
+    // Session a selected first: the messages are \Recent there (RFC 3501 §2.3.2), not in b.
+    assert!(run(&mut a, "a6 NOOP").await.contains("* 1 FETCH (UID 2 FLAGS (\\Recent \\Flagged))"));
+    assert!(run(&mut b, "b5 FETCH 1 (FLAGS)").await.contains("* 1 FETCH (FLAGS (\\Flagged))"));
 }
 
 #[tokio::test]
@@ -202,6 +204,9 @@ async fn rfc3501_6_4_fetch_store_search_copy_move_expunge() {
     let h = harness();
     h.deliver("From: Ann <ann@example.org>\r\nSubject: Budget\r\n\r\nnumbers inside\r\n").await;
     h.deliver("From: bob@example.org\r\nSubject: Lunch\r\n\r\nnoon?\r\n").await;
+    // Another session saw the messages first, so they are not \Recent here (see
+    // rfc3501_2_3_2_recent).
+    run(&mut h.session().await, "f SELECT INBOX").await;
     let mut s = h.session().await;
     run(&mut s, "f0 SELECT INBOX").await;
     let out = run(&mut s, "f1 FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])").await;
@@ -280,6 +285,7 @@ async fn rfc7162_condstore() {
     let h = harness();
     h.deliver("Subject: one\r\n\r\n1\r\n").await;
     h.deliver("Subject: two\r\n\r\n2\r\n").await;
+    run(&mut h.session().await, "k SELECT INBOX").await; // not \Recent in s
     let mut s = h.session().await;
     assert!(run(&mut s, "k0 CAPABILITY").await.contains("CONDSTORE"));
     assert!(run(&mut s, "k1 ENABLE CONDSTORE").await.contains("* ENABLED CONDSTORE"));
@@ -406,6 +412,36 @@ async fn rfc4731_esearch() {
 }
 
 #[tokio::test]
+async fn rfc3501_2_3_2_recent() {
+    let h = harness();
+    h.deliver("Subject: one\r\n\r\n1\r\n").await;
+    h.deliver("Subject: two\r\n\r\n2\r\n").await;
+    let (mut a, mut b, mut c) = (h.session().await, h.session().await, h.session().await);
+    // STATUS and EXAMINE look without claiming.
+    assert!(run(&mut a, "a0 STATUS INBOX (RECENT)").await.contains("(RECENT 2)"));
+    assert!(run(&mut c, "c0 EXAMINE INBOX").await.contains("* 2 RECENT\r\n"));
+    // The first SELECT claims them: recent there only.
+    assert!(run(&mut a, "a1 SELECT INBOX").await.contains("* 2 RECENT\r\n"));
+    assert!(run(&mut b, "b1 SELECT INBOX").await.contains("* 0 RECENT\r\n"));
+    assert!(run(&mut a, "a2 FETCH 1 (FLAGS)").await.contains("* 1 FETCH (FLAGS (\\Recent))"));
+    assert!(run(&mut b, "b2 FETCH 1 (FLAGS)").await.contains("* 1 FETCH (FLAGS ())"));
+    assert!(run(&mut a, "a3 SEARCH RECENT").await.contains("* SEARCH 1 2\r\n"));
+    assert!(run(&mut b, "b3 SEARCH OLD").await.contains("* SEARCH 1 2\r\n"));
+    assert!(run(&mut b, "b4 STATUS INBOX (RECENT)").await.contains("(RECENT 0)"));
+    // New mail goes to the first session told about it, with RECENT after EXISTS.
+    h.deliver("Subject: three\r\n\r\n3\r\n").await;
+    assert!(run(&mut b, "b5 NOOP").await.contains("* 3 EXISTS\r\n* 1 RECENT\r\n"));
+    assert!(run(&mut a, "a4 NOOP").await.contains("* 3 EXISTS\r\n* 2 RECENT\r\n"));
+    run(&mut b, "b6 STORE 3 +FLAGS.SILENT (\\Seen)").await;
+    assert!(run(&mut b, "b7 SEARCH NEW").await.contains("* SEARCH\r\n"));
+    assert!(run(&mut b, "b8 SEARCH RECENT").await.contains("* SEARCH 3\r\n"));
+    assert!(run(&mut a, "a5 SEARCH NEW").await.contains("* SEARCH 1 2\r\n"));
+    // IMAP4rev2 has no \Recent.
+    run(&mut a, "a6 ENABLE IMAP4rev2").await;
+    assert!(run(&mut a, "a7 FETCH 1 (FLAGS)").await.contains("* 1 FETCH (FLAGS ())"));
+}
+
+#[tokio::test]
 async fn rfc5182_searchres() {
     let h = harness();
     for k in 0..6 {
@@ -431,7 +467,7 @@ async fn rfc5182_searchres() {
     let out = run(&mut s, "r8 SEARCH RETURN (SAVE MIN) FLAGGED").await;
     assert!(out.contains("* ESEARCH (TAG \"r8\") MIN 2\r\n"), "{out}");
     let out = run(&mut s, "r9 UID FETCH $ (FLAGS)").await;
-    assert!(out.contains("* 2 FETCH (UID 2 FLAGS (\\Flagged))") && !out.contains("* 5 FETCH"), "{out}");
+    assert!(out.contains("* 2 FETCH (UID 2 FLAGS (\\Recent \\Flagged))") && !out.contains("* 5 FETCH"), "{out}");
     // Expunged messages leave the saved result.
     run(&mut s, "r10 SEARCH RETURN (SAVE) FLAGGED").await;
     run(&mut s, "r11 STORE 2 +FLAGS.SILENT (\\Deleted)").await;

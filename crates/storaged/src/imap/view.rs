@@ -4,7 +4,7 @@
 //! client must see, and expunges are reported only where RFC 3501 §7.4.1 allows, so sequence
 //! numbers stay stable in between. Pure.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use super::encode;
 use crate::mailstore::index::{MailboxIndex, MessageMeta};
@@ -29,6 +29,11 @@ pub struct View {
     pub condstore: bool,
     /// Report expunges as VANISHED (QRESYNC enabled, RFC 7162 §3.2.10).
     pub qresync: bool,
+    /// UIDs that are `\Recent` in this session (it claimed them first; see `recent.rs`).
+    recent: BTreeSet<u32>,
+    /// Show `\Recent` in flag lists and send RECENT with EXISTS (IMAP4rev1; RFC 9051 has
+    /// neither).
+    pub recent_flag: bool,
 }
 
 /// Which updates a sync may send.
@@ -41,14 +46,16 @@ pub enum Sync {
 }
 
 impl View {
-    /// A new view of `index`; returns it and the SELECT/EXAMINE untagged responses.
-    pub fn open(mailbox: MailboxName, read_only: bool, index: &MailboxIndex) -> (Self, Vec<String>) {
+    /// A new view of `index`, in which messages from UID `recent_from` up are recent;
+    /// returns it and the SELECT/EXAMINE untagged responses.
+    pub fn open(mailbox: MailboxName, read_only: bool, index: &MailboxIndex, recent_from: u32) -> (Self, Vec<String>) {
         let uids: Vec<u32> = index.messages.iter().map(|m| m.uid).collect();
+        let recent: BTreeSet<u32> = uids.iter().copied().filter(|u| *u >= recent_from).collect();
         let known = index.messages.iter().map(|m| (m.uid, (m.flags, m.keywords.clone()))).collect();
         let first_unseen = index.messages.iter().position(|m| m.flags & crate::mailstore::ops::flag::SEEN == 0);
         let mut out = vec![
             format!("* {} EXISTS", uids.len()),
-            "* 0 RECENT".to_string(),
+            format!("* {} RECENT", recent.len()),
             "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)".to_string(),
             if read_only {
                 "* OK [PERMANENTFLAGS ()] read-only".to_string()
@@ -73,6 +80,8 @@ impl View {
             held_back: false,
             condstore: false,
             qresync: false,
+            recent,
+            recent_flag: true,
         };
         (view, out)
     }
@@ -85,13 +94,24 @@ impl View {
         &self.uids
     }
 
+    /// Whether `uid` is shown as `\Recent` in this session.
+    pub fn shows_recent(&self, uid: u32) -> bool {
+        self.recent_flag && self.recent.contains(&uid)
+    }
+
+    /// Whether `uid` is recent in this session (SEARCH RECENT, NEW, OLD).
+    pub fn is_recent(&self, uid: u32) -> bool {
+        self.recent.contains(&uid)
+    }
+
     /// Sequence number of `uid`, if the client knows it.
     pub fn seq_of(&self, uid: u32) -> Option<usize> {
         self.uids.binary_search(&uid).ok().map(|i| i + 1)
     }
 
-    /// Bring the view up to date with `index`, returning the untagged responses.
-    pub fn sync(&mut self, index: &MailboxIndex, mode: Sync) -> Vec<String> {
+    /// Bring the view up to date with `index`, returning the untagged responses. New
+    /// messages from UID `recent_from` up are recent in this session.
+    pub fn sync(&mut self, index: &MailboxIndex, mode: Sync, recent_from: u32) -> Vec<String> {
         let mut out = Vec::new();
         // Every change to a mailbox moves its applied index (and our own changes are
         // reported as they are made), so an unmoved index needs no work.
@@ -113,6 +133,7 @@ impl View {
                     }
                     self.uids.remove(seq - 1);
                     self.known.remove(&uid);
+                    self.recent.remove(&uid);
                 }
             }
             if !vanished.is_empty() {
@@ -128,7 +149,7 @@ impl View {
                 out.push(format!(
                     "* {} FETCH (UID {uid} FLAGS {}{modseq})",
                     pos + 1,
-                    encode::flags(m.flags, &m.keywords)
+                    encode::flags_recent(m.flags, &m.keywords, self.recent_flag && self.recent.contains(uid))
                 ));
                 self.known.insert(*uid, now);
             }
@@ -139,8 +160,14 @@ impl View {
             for m in new {
                 self.uids.push(m.uid);
                 self.known.insert(m.uid, (m.flags, m.keywords.clone()));
+                if m.uid >= recent_from {
+                    self.recent.insert(m.uid);
+                }
             }
             out.push(format!("* {} EXISTS", self.uids.len()));
+            if self.recent_flag {
+                out.push(format!("* {} RECENT", self.recent.len()));
+            }
         }
         self.uid_next = index.uid_next;
         self.seen_applied = index.applied_index;
@@ -182,24 +209,27 @@ mod tests {
 
     #[test]
     fn expunges_wait_for_a_full_sync_and_count_down() {
-        let (mut v, open) = View::open(MailboxName::inbox(), false, &index(&[(1, 0), (2, 0), (3, 0), (4, 1)]));
-        assert!(open.contains(&"* 4 EXISTS".to_string()));
+        let (mut v, open) = View::open(MailboxName::inbox(), false, &index(&[(1, 0), (2, 0), (3, 0), (4, 1)]), 4);
+        assert!(open.contains(&"* 4 EXISTS".to_string()) && open.contains(&"* 1 RECENT".to_string()));
         assert!(open.contains(&"* OK [UNSEEN 1] first unseen".to_string()));
         let after = index(&[(1, 0), (3, 0), (5, 0)]);
-        // During FETCH/STORE/SEARCH: only the new message, numbers unchanged.
-        assert_eq!(v.sync(&after, Sync::NoExpunge), vec!["* 5 EXISTS"]);
+        // During FETCH/STORE/SEARCH: only the new message, numbers unchanged; it is recent
+        // here when this session claimed it.
+        assert_eq!(v.sync(&after, Sync::NoExpunge, 5), vec!["* 5 EXISTS", "* 2 RECENT"]);
         assert_eq!(v.seq_of(4), Some(4));
+        assert!(v.shows_recent(5) && v.shows_recent(4) && !v.shows_recent(3));
         // NOOP: the expunges, highest first, then nothing new.
-        assert_eq!(v.sync(&after, Sync::Full), vec!["* 4 EXPUNGE", "* 2 EXPUNGE"]);
+        assert_eq!(v.sync(&after, Sync::Full, 6), vec!["* 4 EXPUNGE", "* 2 EXPUNGE"]);
         assert_eq!(v.uids(), &[1, 3, 5]);
-        assert!(v.sync(&after, Sync::Full).is_empty());
+        assert!(v.sync(&after, Sync::Full, 6).is_empty());
+        assert!(!v.is_recent(4), "an expunged message is no longer recent");
     }
 
     #[test]
     fn flag_changes_by_others_are_reported_once() {
-        let (mut v, _) = View::open(MailboxName::inbox(), false, &index(&[(1, 0), (2, 0)]));
+        let (mut v, _) = View::open(MailboxName::inbox(), false, &index(&[(1, 0), (2, 0)]), 2);
         let changed = index(&[(1, 0), (2, crate::mailstore::ops::flag::SEEN)]);
-        assert_eq!(v.sync(&changed, Sync::NoExpunge), vec!["* 2 FETCH (UID 2 FLAGS (\\Seen))"]);
-        assert!(v.sync(&changed, Sync::NoExpunge).is_empty());
+        assert_eq!(v.sync(&changed, Sync::NoExpunge, 3), vec!["* 2 FETCH (UID 2 FLAGS (\\Recent \\Seen))"]);
+        assert!(v.sync(&changed, Sync::NoExpunge, 3).is_empty());
     }
 }

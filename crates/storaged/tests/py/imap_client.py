@@ -205,7 +205,8 @@ def state(a):
     for d in data:
         d = d.decode() if isinstance(d, bytes) else d[0].decode()
         uids.append(int(re.search(r"UID (\d+)", d).group(1)))
-        flags.append(re.search(r"FLAGS \(([^)]*)\)", d).group(1))
+        # \Recent belongs to the session that saw a message first, not to the mailbox.
+        flags.append(" ".join(f for f in re.search(r"FLAGS \(([^)]*)\)", d).group(1).split() if f != "\\Recent"))
     m.logout()
     print(json.dumps({"uidvalidity": uv, "uids": uids, "flags": flags}))
 
