@@ -2,8 +2,9 @@
 //! files. A few receives are always posted ([`RECVS_POSTED`]; frames beyond them wait in the
 //! socket's buffer, and `buffer_count` — the queue depth advertised to initiators — bounds
 //! the requests in flight, not the receives); each request is decided by the pure handler and then answered at once or
-//! after a read, write or `fdatasync` submitted to the same ring, so many requests are in
-//! flight together. Every buffer given to the kernel is owned by a slot of the in-flight
+//! after a read, direct write or `fdatasync` submitted to the same ring, so many requests
+//! are in flight together (a write to a page-cached export is a memory copy, done inline:
+//! see [`handle`]). Every buffer given to the kernel is owned by a slot of the in-flight
 //! table and neither moved nor freed until its completion is reaped.
 
 use std::collections::HashMap;
