@@ -598,6 +598,15 @@ impl<B: Backend> Session<B> {
             CommandBody::Select { mailbox, parameters } => self.select(&mailbox, false, &parameters, out),
             CommandBody::Examine { mailbox, parameters } => self.select(&mailbox, true, &parameters, out),
             CommandBody::Create { mailbox } => {
+                // `a/b/` declares that names will be made under `a/b`: it creates `a/b`
+                // (RFC 3501 §6.3.3).
+                let mailbox = match &mailbox {
+                    Mailbox::Other(o) if o.as_ref().len() > 1 && o.as_ref().ends_with(b"/") => {
+                        let trimmed = o.as_ref()[..o.as_ref().len() - 1].to_vec();
+                        Mailbox::try_from(trimmed).map_err(|_| Refusal::No("invalid mailbox name".into()))?
+                    }
+                    _ => mailbox.clone(),
+                };
                 let name = mailbox_name(&mailbox, self.rev2).map_err(Refusal::No)?;
                 if name.is_inbox() {
                     return Err(Refusal::No("[ALREADYEXISTS] INBOX exists".into()));

@@ -527,7 +527,7 @@ async fn rfc9051_imap4rev2_enabled() {
 async fn rfc3501_6_3_8_levels_without_a_mailbox_are_listed_noselect() {
     let h = harness();
     let mut s = h.session().await;
-    assert!(run(&mut s, "n1 CREATE Work/2026/Q1").await.contains("n1 OK"));
+    assert!(run(&mut s, "n1 CREATE Work/2026/Q1/").await.contains("n1 OK"), "a trailing separator is dropped");
     let out = run(&mut s, "n2 LIST \"\" Work/%").await;
     assert!(out.contains("* LIST (\\HasChildren) \"/\" \"Work/2026\"\r\n"), "superiors were created: {out}");
     // A deleted parent keeps its children (Maildir++ folders are siblings); `%` still shows
@@ -535,6 +535,7 @@ async fn rfc3501_6_3_8_levels_without_a_mailbox_are_listed_noselect() {
     assert!(run(&mut s, "n3 DELETE Work/2026").await.contains("n3 OK"));
     let out = run(&mut s, "n4 LIST \"\" Work/%").await;
     assert!(out.contains("* LIST (\\Noselect \\HasChildren) \"/\" \"Work/2026\"\r\n"), "{out}");
+    assert!(run(&mut s, "n4a CREATE /").await.contains("n4a NO"));
     let out = run(&mut s, "n5 LIST \"\" Work/*").await;
     assert!(!out.contains("\"Work/2026\"\r\n") && out.contains("\"Work/2026/Q1\"\r\n"), "{out}");
     run(&mut s, "n6 ENABLE IMAP4rev2").await;
