@@ -213,17 +213,46 @@ fn vanished_since(idx: &MailboxIndex, modseq: u64, known: Option<&SequenceSet>) 
     }
 }
 
-/// Match `name` against a LIST pattern (`*` anything, `%` anything but `/`).
+/// Match `name` against a LIST pattern (`*` anything, `%` anything but `/`), ASCII case
+/// insensitively. Not by backtracking, which a pattern of many wildcards turns exponential
+/// (`LIST "" "*****...x"` hung a session: found by the fuzzer): the set of name positions
+/// the pattern so far can reach is carried forward, one pattern byte at a time, so the work
+/// is at most pattern length × name length, and it stops once nothing is reachable.
 fn list_match(pattern: &[u8], name: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => name.is_empty(),
-        Some((b'*', rest)) => (0..=name.len()).any(|i| list_match(rest, &name[i..])),
-        Some((b'%', rest)) => {
-            let limit = name.iter().position(|b| *b == b'/').unwrap_or(name.len());
-            (0..=limit).any(|i| list_match(rest, &name[i..]))
+    let mut reach = vec![false; name.len() + 1];
+    reach[0] = true;
+    let mut prev_wild: Option<u8> = None;
+    for &p in pattern {
+        let wild = matches!(p, b'*' | b'%');
+        // Runs of wildcards match what their widest member matches.
+        if wild && prev_wild.is_some_and(|w| w == b'*' || p == b'%') {
+            continue;
         }
-        Some((p, rest)) => name.first().is_some_and(|n| n.eq_ignore_ascii_case(p)) && list_match(rest, &name[1..]),
+        prev_wild = wild.then_some(p);
+        let mut next = vec![false; name.len() + 1];
+        match p {
+            b'*' | b'%' => {
+                let mut on = false;
+                for j in 0..=name.len() {
+                    if p == b'%' && j > 0 && name[j - 1] == b'/' {
+                        on = false;
+                    }
+                    on |= reach[j];
+                    next[j] = on;
+                }
+            }
+            _ => {
+                for j in 1..=name.len() {
+                    next[j] = reach[j - 1] && name[j - 1].eq_ignore_ascii_case(&p);
+                }
+            }
+        }
+        if !next.iter().any(|r| *r) {
+            return false;
+        }
+        reach = next;
     }
+    reach[name.len()]
 }
 
 fn fetch_section(s: &Option<ImapSection<'_>>) -> Section {
@@ -1542,4 +1571,39 @@ impl<B: Backend> Session<B> {
 enum Refusal {
     No(String),
     Bad(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::list_match;
+
+    #[test]
+    fn list_patterns() {
+        let yes = |p: &str, n: &str| assert!(list_match(p.as_bytes(), n.as_bytes()), "{p} ~ {n}");
+        let no = |p: &str, n: &str| assert!(!list_match(p.as_bytes(), n.as_bytes()), "{p} !~ {n}");
+        yes("*", "a/b/c");
+        yes("%", "abc");
+        no("%", "a/b");
+        yes("a/%", "a/b");
+        no("a/%", "a/b/c");
+        yes("a/*", "a/b/c");
+        yes("*c", "a/b/c");
+        yes("%/%", "x/y");
+        yes("inbox", "INBOX");
+        yes("a%*%c", "a/b/c");
+        no("a%%c", "a/c");
+        yes("", "");
+        no("", "a");
+        no("a?", "ab");
+    }
+
+    #[test]
+    fn many_wildcards_cost_no_more_than_the_name() {
+        // Exponential for a backtracking matcher; a few thousand steps here.
+        let name = "a/".repeat(99) + "b";
+        let pattern = "*%".repeat(5000) + "x";
+        assert!(!list_match(pattern.as_bytes(), name.as_bytes()));
+        let pattern = "%/".repeat(99) + "%" + &"*".repeat(1000);
+        assert!(list_match(pattern.as_bytes(), name.as_bytes()));
+    }
 }
