@@ -52,15 +52,33 @@ const STRING_KEYS: [&str; 9] = ["BCC", "BODY", "CC", "FROM", "KEYWORD", "SUBJECT
 /// Atoms, quoted strings and parentheses scanned on one command line.
 const TOKENS_MAX: usize = 4096;
 
-/// The byte ranges of a command line's tokens up to its first literal: atoms and quoted
-/// strings, with each parenthesis a token of its own.
+/// The length of the literal announced at `at` (`{n}` or `{n+}`, then CRLF): the bytes of
+/// announcement and data together, if all of it is in `bytes`.
+fn literal_at(bytes: &[u8], at: usize) -> Option<usize> {
+    let close = at + bytes[at..].iter().take(22).position(|b| *b == b'}')?;
+    let (n, _) = literal_suffix(&bytes[..=close])?;
+    let data = close + 1 + 2;
+    (bytes.get(close + 1..data) == Some(b"\r\n")).then_some(())?;
+    let end = data.checked_add(usize::try_from(n).ok()?)?;
+    (end <= bytes.len()).then_some(end - at)
+}
+
+/// The byte ranges of a whole command's tokens: atoms, quoted strings and literals (each
+/// one token), with each parenthesis a token of its own. Stops at the end of the command.
 fn tokens(line: &[u8]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < line.len() && out.len() < TOKENS_MAX {
         match line[i] {
             b' ' => i += 1,
-            b'\r' | b'\n' | b'{' => break,
+            b'{' | b'~' if line[i] == b'{' || line.get(i + 1) == Some(&b'{') => {
+                // `~{n}` is a literal8 (RFC 3516).
+                let brace = if line[i] == b'~' { i + 1 } else { i };
+                let Some(len) = literal_at(line, brace) else { break };
+                out.push((i, brace + len));
+                i = brace + len;
+            }
+            b'\r' | b'\n' => break,
             b'(' | b')' => {
                 out.push((i, i + 1));
                 i += 1;
@@ -297,6 +315,16 @@ mod tests {
             Some("a SEARCH RETURN (SAVE) CHARSET UTF-8 (UID 4:7 OR UID 4:7 SUBJECT $) NOT UID 4:7\r\n")
         );
         assert_eq!(sub("a SEARCH HEADER $ $ KEYWORD $\r\n"), None);
+        // After a literal too (the literal's bytes are one token, whatever they hold).
+        assert_eq!(
+            sub("a SEARCH SUBJECT {1}\r\n$ $ NOT $\r\n").as_deref(),
+            Some("a SEARCH SUBJECT {1}\r\n$ UID 4:7 NOT UID 4:7\r\n")
+        );
+        assert_eq!(
+            sub("a SEARCH SUBJECT {3+}\r\n$\r\n $\r\n").as_deref(),
+            Some("a SEARCH SUBJECT {3+}\r\n$\r\n UID 4:7\r\n")
+        );
+        assert_eq!(sub("a SEARCH SUBJECT {99}\r\n$ $\r\n"), None, "a literal longer than the command");
         // Not a set: a mailbox named `$`, a keyword, a quoted string, no `$` at all.
         assert_eq!(sub("a COPY 1 $\r\n"), None);
         assert_eq!(sub("a STORE 1 +FLAGS ($)\r\n"), None);
