@@ -20,6 +20,19 @@ use tools::netns::in_namespace;
 
 const EXPORT_BYTES: usize = 256 << 20;
 
+/// `aoe-target` on the wire's target end with `args` (exports and options).
+fn target(wire: &Wire, args: &[&str]) -> Daemon {
+    Daemon(
+        Command::new("ip")
+            .args(["netns", "exec", &wire.target_ns, env!("CARGO_BIN_EXE_aoe-target"), "-i", "aoe-t"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
 /// Send `frame` and wait (bounded) for a response with its tag; `None` if none came.
 fn exchange(sock: &PacketSocket, frame: &Frame<'_>) -> Option<Vec<u8>> {
     sock.send(&frame.to_bytes()).unwrap();
@@ -63,17 +76,9 @@ fn our_target_serves_our_initiator_correctly_and_survives_hostile_frames() {
     let ro = tmp.path().join("ro.img");
     std::fs::write(&ro, pattern(1 << 20, 3)).unwrap();
     let wire = Wire::new(&format!("t{}", std::process::id()));
-    let _target = Daemon(
-        Command::new("ip")
-            .args(["netns", "exec", &wire.target_ns, env!("CARGO_BIN_EXE_aoe-target"), "-i", "aoe-t"])
-            .arg("--export")
-            .arg(format!("7.3={}", disk.display()))
-            .arg("--export")
-            .arg(format!("7.4={}:ro", ro.display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let _target = target(
+        &wire,
+        &["--export", &format!("7.3={}", disk.display()), "--export", &format!("7.4={}:ro", ro.display())],
     );
     let ns = wire.initiator_ns.clone();
 
@@ -199,16 +204,7 @@ fn a_direct_io_export_round_trips_data() {
     let disk = tmp.path().join("direct.img");
     std::fs::File::create(&disk).unwrap().set_len(BYTES as u64).unwrap();
     let wire = Wire::new(&format!("d{}", std::process::id()));
-    let _target = Daemon(
-        Command::new("ip")
-            .args(["netns", "exec", &wire.target_ns, env!("CARGO_BIN_EXE_aoe-target"), "-i", "aoe-t", "--direct"])
-            .arg("--export")
-            .arg(format!("7.5={}", disk.display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _target = target(&wire, &["--direct", "--export", &format!("7.5={}", disk.display())]);
     let ns = wire.initiator_ns.clone();
     std::thread::sleep(Duration::from_secs(1));
     assert!(aoectl(&ns, &["discover"]).contains("7.5 "));

@@ -220,6 +220,7 @@ fn vanished_since(idx: &MailboxIndex, modseq: u64, known: Option<&SequenceSet>) 
 /// is at most pattern length × name length, and it stops once nothing is reachable.
 fn list_match(pattern: &[u8], name: &[u8]) -> bool {
     let mut reach = vec![false; name.len() + 1];
+    let mut next = vec![false; name.len() + 1];
     reach[0] = true;
     let mut prev_wild: Option<u8> = None;
     for &p in pattern {
@@ -229,7 +230,6 @@ fn list_match(pattern: &[u8], name: &[u8]) -> bool {
             continue;
         }
         prev_wild = wild.then_some(p);
-        let mut next = vec![false; name.len() + 1];
         match p {
             b'*' | b'%' => {
                 let mut on = false;
@@ -242,6 +242,7 @@ fn list_match(pattern: &[u8], name: &[u8]) -> bool {
                 }
             }
             _ => {
+                next[0] = false;
                 for j in 1..=name.len() {
                     next[j] = reach[j - 1] && name[j - 1].eq_ignore_ascii_case(&p);
                 }
@@ -250,7 +251,7 @@ fn list_match(pattern: &[u8], name: &[u8]) -> bool {
         if !next.iter().any(|r| *r) {
             return false;
         }
-        reach = next;
+        std::mem::swap(&mut reach, &mut next);
     }
     reach[name.len()]
 }
