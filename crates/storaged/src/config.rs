@@ -112,11 +112,13 @@ pub struct Limits {
     pub recipients_max: usize,
     /// Concurrent LMTP connections.
     pub connections_max: usize,
+    /// Memory for message headers kept per group for IMAP SEARCH and FETCH (0: none).
+    pub header_cache_bytes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { message_max_bytes: 34 << 20, recipients_max: 100, connections_max: 1024 }
+        Self { message_max_bytes: 34 << 20, recipients_max: 100, connections_max: 1024, header_cache_bytes: 64 << 20 }
     }
 }
 

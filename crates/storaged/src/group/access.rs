@@ -9,7 +9,7 @@ use std::time::Duration;
 use openraft::error::ClientWriteError;
 
 use super::Group;
-use crate::mailstore::index::MailboxIndex;
+use crate::mailstore::index::{MailboxIndex, MessageMeta};
 use crate::mailstore::store::StoredMessage;
 use crate::mailstore::{MailOp, MailRequest, MailResponse, MailboxName, OpId, StoreError, UserName};
 
@@ -95,6 +95,23 @@ impl Group {
             }
         }
         Err(std::io::Error::other(format!("message {uid} keeps moving")).into())
+    }
+
+    /// The header of message `meta` (up to and including the blank line that ends it), from
+    /// memory if this node read it before, else from its checked file. `None` if it was
+    /// expunged. Blocking on a miss.
+    pub fn read_header(
+        self: &Arc<Self>,
+        user: &UserName,
+        mailbox: &MailboxName,
+        meta: &MessageMeta,
+    ) -> Result<Option<Arc<[u8]>>, AccessError> {
+        if let Some(header) = self.headers.get(user.as_str(), meta) {
+            return Ok(Some(header));
+        }
+        let Some(bytes) = self.read_message(user, mailbox, meta.uid)? else { return Ok(None) };
+        let header = crate::imap::header::split(&bytes).0;
+        Ok(Some(self.headers.insert(user.as_str(), meta, header)))
     }
 
     /// Commit `op` through the group's log and return what applying it produced.

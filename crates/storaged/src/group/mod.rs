@@ -2,6 +2,7 @@
 //! instance, plus the background checkpoint task.
 
 pub mod access;
+pub mod header_cache;
 mod repair;
 pub mod sm;
 
@@ -44,6 +45,8 @@ pub struct Group {
     repairs: repair::Repairs,
     /// Which IMAP session first saw each message (`\Recent`), for sessions on this node.
     pub recent: crate::imap::recent::RecentClaims,
+    /// Headers of messages read on this node, for SEARCH and FETCH of header data.
+    headers: header_cache::HeaderCache,
 }
 
 impl Group {
@@ -94,8 +97,17 @@ impl Group {
             }
         }
         let repairs = repair::Repairs::default();
-        let group =
-            Arc::new(Self { name, raft, sm, members, node_id: cfg.node_id, key, repairs, recent: Default::default() });
+        let group = Arc::new(Self {
+            name,
+            raft,
+            sm,
+            members,
+            node_id: cfg.node_id,
+            key,
+            repairs,
+            recent: Default::default(),
+            headers: header_cache::HeaderCache::new(cfg.limits.header_cache_bytes),
+        });
         tokio::spawn(checkpoint_loop(group.sm.clone(), group.name.clone()));
         tokio::spawn(exit_when_fatal(group.raft.clone(), group.name.clone()));
         Ok(group)

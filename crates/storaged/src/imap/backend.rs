@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::group::access::AccessError;
 use crate::group::Group;
-use crate::mailstore::index::MailboxIndex;
+use crate::mailstore::index::{MailboxIndex, MessageMeta};
 use crate::mailstore::{MailOp, MailResponse, MailboxName, OpId, Store, UserName};
 
 /// The store as one user's session sees it.
@@ -16,6 +16,12 @@ pub trait Backend {
     fn subscriptions(&self, user: &UserName) -> Vec<String>;
     fn index(&self, user: &UserName, mailbox: &MailboxName) -> Result<Option<Arc<MailboxIndex>>, String>;
     fn message(&self, user: &UserName, mailbox: &MailboxName, uid: u32) -> Result<Option<Vec<u8>>, String>;
+    /// The header of message `meta` (through the blank line that ends it): what SEARCH on
+    /// header fields and FETCH of ENVELOPE or `BODY[HEADER…]` read.
+    fn header(&self, user: &UserName, mailbox: &MailboxName, meta: &MessageMeta) -> Result<Option<Arc<[u8]>>, String> {
+        let bytes = self.message(user, mailbox, meta.uid)?;
+        Ok(bytes.map(|b| Arc::from(super::header::split(&b).0)))
+    }
     /// Commit `op`; `Err` means it was not (or may not have been) applied.
     async fn propose(&self, op_id: OpId, op: MailOp) -> Result<MailResponse, String>;
     /// The first UID of `mailbox` no session had claimed as `\Recent`; with `take`, the
@@ -38,6 +44,10 @@ impl<T: Backend> Backend for Arc<T> {
 
     fn message(&self, user: &UserName, mailbox: &MailboxName, uid: u32) -> Result<Option<Vec<u8>>, String> {
         (**self).message(user, mailbox, uid)
+    }
+
+    fn header(&self, user: &UserName, mailbox: &MailboxName, meta: &MessageMeta) -> Result<Option<Arc<[u8]>>, String> {
+        (**self).header(user, mailbox, meta)
     }
 
     async fn propose(&self, op_id: OpId, op: MailOp) -> Result<MailResponse, String> {
@@ -74,6 +84,10 @@ impl Backend for GroupBackend {
         // Message files are small and usually in the page cache; a thread hand-off per read
         // (block_in_place) cost more than the read itself under load.
         self.0.read_message(user, mailbox, uid).map_err(|e| e.to_string())
+    }
+
+    fn header(&self, user: &UserName, mailbox: &MailboxName, meta: &MessageMeta) -> Result<Option<Arc<[u8]>>, String> {
+        self.0.read_header(user, mailbox, meta).map_err(|e| e.to_string())
     }
 
     async fn propose(&self, op_id: OpId, op: MailOp) -> Result<MailResponse, String> {

@@ -1,5 +1,8 @@
 //! SEARCH evaluation and sequence-set resolution over a selected mailbox. Keys that need
-//! the message text load it at most once per message. Pure.
+//! the message load at most its header (header keys) or its text (BODY, TEXT), each at most
+//! once per message. Pure.
+
+use std::sync::Arc;
 
 use imap_codec::imap_types::search::SearchKey;
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
@@ -57,22 +60,38 @@ pub struct Candidate<'m> {
     pub recent: bool,
 }
 
-/// The message text, loaded on first use.
+/// Loads a message's header (through its ending blank line) or its whole text.
+pub type Load<'f, T> = &'f mut dyn FnMut() -> Option<T>;
+
+/// The message, loaded on first use: only the header while header keys suffice (it may come
+/// from a cache), the whole text once a BODY or TEXT key needs it.
 pub struct Text<'f> {
-    load: &'f mut dyn FnMut() -> Option<Vec<u8>>,
-    bytes: Option<Option<Vec<u8>>>,
+    load_header: Load<'f, Arc<[u8]>>,
+    load_full: Load<'f, Vec<u8>>,
+    header: Option<Option<Arc<[u8]>>>,
+    full: Option<Option<Vec<u8>>>,
 }
 
 impl<'f> Text<'f> {
-    pub fn new(load: &'f mut dyn FnMut() -> Option<Vec<u8>>) -> Self {
-        Self { load, bytes: None }
+    pub fn new(load_header: Load<'f, Arc<[u8]>>, load_full: Load<'f, Vec<u8>>) -> Self {
+        Self { load_header, load_full, header: None, full: None }
     }
 
-    fn get(&mut self) -> Option<&[u8]> {
-        if self.bytes.is_none() {
-            self.bytes = Some((self.load)());
+    fn full(&mut self) -> Option<&[u8]> {
+        if self.full.is_none() {
+            self.full = Some((self.load_full)());
         }
-        self.bytes.as_ref().and_then(|b| b.as_deref())
+        self.full.as_ref().and_then(|b| b.as_deref())
+    }
+
+    fn header(&mut self) -> Option<&[u8]> {
+        if let Some(Some(full)) = &self.full {
+            return Some(super::header::split(full).0);
+        }
+        if self.header.is_none() {
+            self.header = Some((self.load_header)());
+        }
+        self.header.as_ref().and_then(|b| b.as_deref())
     }
 }
 
@@ -84,9 +103,9 @@ fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(&needle))
 }
 
-/// Whether some header field `name` contains `value` (case-insensitive; unfolded).
-fn header_has(msg: &[u8], name: &[u8], value: &[u8]) -> bool {
-    super::header::values(super::header::split(msg).0, name).iter().any(|v| contains_ci(v, value))
+/// Whether some field `name` of `header` contains `value` (case-insensitive; unfolded).
+fn header_has(header: &[u8], name: &[u8], value: &[u8]) -> bool {
+    super::header::values(header, name).iter().any(|v| contains_ci(v, value))
 }
 
 fn date_of(secs: i64) -> chrono::NaiveDate {
@@ -115,7 +134,7 @@ pub fn matches(key: &SearchKey<'_>, c: &Candidate<'_>, text: &mut Text<'_>) -> b
     let m = c.meta;
     let has = |bit: u8| m.flags & bit != 0;
     let body_has = |text: &mut Text<'_>, needle: &[u8], whole: bool| {
-        text.get().is_some_and(|msg| {
+        text.full().is_some_and(|msg| {
             let hay = if whole { msg } else { super::header::split(msg).1 };
             contains_ci(hay, needle)
         })
@@ -147,15 +166,15 @@ pub fn matches(key: &SearchKey<'_>, c: &Candidate<'_>, text: &mut Text<'_>) -> b
         SearchKey::Before(d) => date_of(m.internal_date) < *d.as_ref(),
         SearchKey::On(d) => date_of(m.internal_date) == *d.as_ref(),
         SearchKey::Since(d) => date_of(m.internal_date) >= *d.as_ref(),
-        SearchKey::SentBefore(d) => text.get().and_then(sent_date).is_some_and(|s| s < *d.as_ref()),
-        SearchKey::SentOn(d) => text.get().and_then(sent_date).is_some_and(|s| s == *d.as_ref()),
-        SearchKey::SentSince(d) => text.get().and_then(sent_date).is_some_and(|s| s >= *d.as_ref()),
-        SearchKey::Bcc(v) => text.get().is_some_and(|t| header_has(t, b"Bcc", v.as_ref())),
-        SearchKey::Cc(v) => text.get().is_some_and(|t| header_has(t, b"Cc", v.as_ref())),
-        SearchKey::From(v) => text.get().is_some_and(|t| header_has(t, b"From", v.as_ref())),
-        SearchKey::To(v) => text.get().is_some_and(|t| header_has(t, b"To", v.as_ref())),
-        SearchKey::Subject(v) => text.get().is_some_and(|t| header_has(t, b"Subject", v.as_ref())),
-        SearchKey::Header(name, v) => text.get().is_some_and(|t| header_has(t, name.as_ref(), v.as_ref())),
+        SearchKey::SentBefore(d) => text.header().and_then(sent_date).is_some_and(|s| s < *d.as_ref()),
+        SearchKey::SentOn(d) => text.header().and_then(sent_date).is_some_and(|s| s == *d.as_ref()),
+        SearchKey::SentSince(d) => text.header().and_then(sent_date).is_some_and(|s| s >= *d.as_ref()),
+        SearchKey::Bcc(v) => text.header().is_some_and(|t| header_has(t, b"Bcc", v.as_ref())),
+        SearchKey::Cc(v) => text.header().is_some_and(|t| header_has(t, b"Cc", v.as_ref())),
+        SearchKey::From(v) => text.header().is_some_and(|t| header_has(t, b"From", v.as_ref())),
+        SearchKey::To(v) => text.header().is_some_and(|t| header_has(t, b"To", v.as_ref())),
+        SearchKey::Subject(v) => text.header().is_some_and(|t| header_has(t, b"Subject", v.as_ref())),
+        SearchKey::Header(name, v) => text.header().is_some_and(|t| header_has(t, name.as_ref(), v.as_ref())),
         SearchKey::Body(v) => body_has(text, v.as_ref(), false),
         SearchKey::Text(v) => body_has(text, v.as_ref(), true),
         SearchKey::ModSequence { modseq, .. } => m.modseq >= *modseq,
@@ -208,24 +227,30 @@ mod tests {
         let c = Candidate { seq: 1, meta: &m, max_seq: 1, max_uid: 5, recent: false };
         let msg =
             b"From: Ann <ann@example.org>\r\nSubject: Quarterly\r\n report\r\n\r\nThe Budget is attached\r\n".to_vec();
-        let mut loads = 0;
+        let (mut header_loads, mut loads) = (0, 0);
+        let mut load_header = || {
+            header_loads += 1;
+            Some(Arc::from(crate::imap::header::split(&msg).0))
+        };
         let mut load = || {
             loads += 1;
             Some(msg.clone())
         };
-        let mut t = Text::new(&mut load);
+        let mut t = Text::new(&mut load_header, &mut load);
         let a = |s: &str| imap_codec::imap_types::core::AString::try_from(s.to_string()).unwrap();
         assert!(matches(&SearchKey::Seen, &c, &mut t));
         assert!(!matches(&SearchKey::Unseen, &c, &mut t));
         assert!(matches(&SearchKey::Subject(a("quarterly REPORT")), &c, &mut t));
         assert!(matches(&SearchKey::From(a("ann@example")), &c, &mut t));
+        assert!(!matches(&SearchKey::Subject(a("budget")), &c, &mut t), "header keys do not search the body");
         assert!(matches(&SearchKey::Body(a("budget")), &c, &mut t));
         assert!(!matches(&SearchKey::Body(a("quarterly")), &c, &mut t), "BODY does not search the header");
         assert!(matches(&SearchKey::Text(a("quarterly")), &c, &mut t));
         let not_seen = SearchKey::Not(Box::new(SearchKey::Seen));
         assert!(matches(&SearchKey::Or(Box::new(not_seen), Box::new(SearchKey::Larger(50))), &c, &mut t));
         assert!(!matches(&SearchKey::Smaller(50), &c, &mut t));
+        assert!(matches(&SearchKey::Subject(a("quarterly")), &c, &mut t), "the header comes from the loaded text");
         drop(t);
-        assert_eq!(loads, 1, "the text is loaded once");
+        assert_eq!((header_loads, loads), (1, 1), "the header and the text are each loaded once");
     }
 }

@@ -3,6 +3,8 @@
 //! before its tagged OK. Response bytes out; the server owns the socket, TLS, literals and
 //! the IDLE wait, and handles logins for it (see [`Outcome`]).
 
+use std::sync::Arc;
+
 use imap_codec::imap_types::command::{Command, CommandBody};
 use imap_codec::imap_types::core::Vec1;
 use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
@@ -1137,8 +1139,9 @@ impl<B: Backend> Session<B> {
             let Some(meta) = idx.position(*u).map(|p| &idx.messages[p]) else { continue };
             let c = Candidate { seq: i as u32 + 1, meta, max_seq, max_uid, recent: view.is_recent(*u) };
             let (user, mbox, backend) = (self.user.as_ref().expect("user"), &view.mailbox, self.backend());
-            let mut load = || backend.message(user, mbox, *u).ok().flatten();
-            let mut text = Text::new(&mut load);
+            let mut load_header = || backend.header(user, mbox, meta).ok().flatten();
+            let mut load_full = || backend.message(user, mbox, *u).ok().flatten();
+            let mut text = Text::new(&mut load_header, &mut load_full);
             if criteria.iter().all(|k| search::matches(k, &c, &mut text)) {
                 hits.push(if uid { *u } else { c.seq });
                 hit_uids.push(*u);
@@ -1197,6 +1200,48 @@ enum Item {
         peek: bool,
         label: String,
     },
+}
+
+/// How much of a message a FETCH item reads, least first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Need {
+    Nothing,
+    /// The header alone (possibly cached): ENVELOPE and the top-level header sections.
+    Header,
+    Full,
+}
+
+impl Item {
+    fn needs(&self) -> Need {
+        match self {
+            Item::Uid | Item::Flags | Item::InternalDate | Item::Size | Item::ModSeq => Need::Nothing,
+            Item::Envelope => Need::Header,
+            Item::Section { section: Section::Header(p) | Section::HeaderFields { part: p, .. }, .. }
+                if p.is_empty() =>
+            {
+                Need::Header
+            }
+            Item::Section { .. } | Item::Structure(_) | Item::Binary { .. } | Item::BinarySize { .. } => Need::Full,
+        }
+    }
+}
+
+/// What a FETCH read of one message: the header suffices when every item is satisfied by
+/// it (header sections give the same bytes whether cut from it or from the whole text).
+enum Loaded {
+    Nothing,
+    Header(Arc<[u8]>),
+    Full(Vec<u8>),
+}
+
+impl Loaded {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Loaded::Nothing => &[],
+            Loaded::Header(h) => h,
+            Loaded::Full(t) => t,
+        }
+    }
 }
 
 fn items_of(names: MacroOrMessageDataItemNames<'_>) -> Result<Vec<Item>, Refusal> {
@@ -1322,24 +1367,20 @@ impl<B: Backend> Session<B> {
         let mut missing = false;
         let mut unreadable: Option<String> = None;
         let mut reported = Vec::new();
+        let need = items.iter().map(Item::needs).max().unwrap_or(Need::Nothing);
         for (seq, u) in targets {
             let Some(meta) = idx.position(u).map(|p| &idx.messages[p]) else {
                 missing = true;
                 continue;
             };
-            let needs_text = items.iter().any(|i| {
-                matches!(
-                    i,
-                    Item::Section { .. }
-                        | Item::Envelope
-                        | Item::Structure(_)
-                        | Item::Binary { .. }
-                        | Item::BinarySize { .. }
-                )
-            });
-            let text = if needs_text {
-                match self.backend().message(self.user(), &view.mailbox, u) {
-                    Ok(Some(t)) => Some(t),
+            let loaded = match need {
+                Need::Nothing => Ok(Some(Loaded::Nothing)),
+                Need::Header => self.backend().header(self.user(), &view.mailbox, meta).map(|h| h.map(Loaded::Header)),
+                Need::Full => self.backend().message(self.user(), &view.mailbox, u).map(|t| t.map(Loaded::Full)),
+            };
+            let text = {
+                match loaded {
+                    Ok(Some(t)) => t,
                     Ok(None) => {
                         missing = true;
                         continue;
@@ -1354,9 +1395,8 @@ impl<B: Backend> Session<B> {
                         continue;
                     }
                 }
-            } else {
-                None
             };
+            let text = text.bytes();
             let mut resp = format!("* {seq} FETCH (").into_bytes();
             for (k, item) in items.iter().enumerate() {
                 if k > 0 {
@@ -1378,13 +1418,13 @@ impl<B: Backend> Session<B> {
                     Item::ModSeq => resp.extend_from_slice(format!("MODSEQ ({})", meta.modseq).as_bytes()),
                     Item::Envelope => {
                         resp.extend_from_slice(b"ENVELOPE ");
-                        resp.extend_from_slice(&fetch::envelope(text.as_deref().unwrap_or_default()));
+                        resp.extend_from_slice(&fetch::envelope(text));
                     }
                     Item::Binary { part, partial, .. } => {
                         let label = part.iter().map(u32::to_string).collect::<Vec<_>>().join(".");
                         let origin = partial.map(|(o, _)| format!("<{o}>")).unwrap_or_default();
                         resp.extend_from_slice(format!("BINARY[{label}]{origin} ").as_bytes());
-                        match fetch::binary(text.as_deref().unwrap_or_default(), part) {
+                        match fetch::binary(text, part) {
                             Ok(Some(bytes)) => {
                                 let bytes = fetch::partial(bytes, *partial);
                                 if bytes.contains(&0) {
@@ -1400,7 +1440,7 @@ impl<B: Backend> Session<B> {
                     }
                     Item::BinarySize { part } => {
                         let label = part.iter().map(u32::to_string).collect::<Vec<_>>().join(".");
-                        match fetch::binary(text.as_deref().unwrap_or_default(), part) {
+                        match fetch::binary(text, part) {
                             Ok(Some(bytes)) => {
                                 resp.extend_from_slice(format!("BINARY.SIZE[{label}] {}", bytes.len()).as_bytes())
                             }
@@ -1412,12 +1452,12 @@ impl<B: Backend> Session<B> {
                     }
                     Item::Structure(ext) => {
                         resp.extend_from_slice(if *ext { b"BODYSTRUCTURE " } else { b"BODY " });
-                        resp.extend_from_slice(&fetch::bodystructure(text.as_deref().unwrap_or_default(), *ext));
+                        resp.extend_from_slice(&fetch::bodystructure(text, *ext));
                     }
                     Item::Section { section, partial, label, .. } => {
                         resp.extend_from_slice(label.as_bytes());
                         resp.push(b' ');
-                        match fetch::section(text.as_deref().unwrap_or_default(), section) {
+                        match fetch::section(text, section) {
                             Some(bytes) => encode::literal(&mut resp, &fetch::partial(bytes, *partial)),
                             None => resp.extend_from_slice(b"NIL"),
                         }

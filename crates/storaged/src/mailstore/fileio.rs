@@ -1,16 +1,19 @@
-//! Message file writes through io_uring.
+//! Message file writes through io_uring, and removals of expunged message files.
 //!
 //! Writes are queued during an apply batch and flushed together: every file of the batch
-//! is written into `tmp/` with one ring submission and then renamed into place (the
-//! Maildir delivery protocol), so a reader never sees a partial message. No fsync here:
-//! the Raft log is the durability point until a checkpoint syncs the filesystem.
+//! is written (into a spare file, see [`super::spare`], or a new file in `tmp/`) with one
+//! ring submission and then renamed into place (the Maildir delivery protocol), so a reader
+//! never sees a partial message. No fsync here: the Raft log is the durability point until
+//! a checkpoint syncs the filesystem.
 
 use std::fs::OpenOptions;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use io_uring::{opcode, types, IoUring};
+
+use super::spare::Spares;
 
 /// Files written per ring submission, at most.
 const BATCH_MAX: usize = 128;
@@ -22,15 +25,22 @@ struct Pending {
     data: Vec<u8>,
 }
 
-/// Queued message files and the ring that writes them.
+/// Queued message files, the ring that writes them, and the spare files they reuse.
 pub struct FileWriter {
     ring: IoUring,
     pending: Vec<Pending>,
+    spares: Spares,
 }
 
 impl FileWriter {
-    pub fn new() -> io::Result<Self> {
-        Ok(Self { ring: IoUring::new(BATCH_MAX as u32)?, pending: Vec::new() })
+    pub fn new(spares: Spares) -> io::Result<Self> {
+        Ok(Self { ring: IoUring::new(BATCH_MAX as u32)?, pending: Vec::new(), spares })
+    }
+
+    /// Remove the message file at `path` (keeping its inode as a spare when it may be);
+    /// `Ok(false)` if it was already gone.
+    pub fn retire(&mut self, path: &Path) -> io::Result<bool> {
+        self.spares.retire(path)
     }
 
     /// Queue `data` to appear at `dest` after being written at `tmp`.
@@ -53,10 +63,16 @@ impl FileWriter {
     }
 
     fn write_chunk(&mut self, chunk: &[Pending]) -> io::Result<()> {
-        let files = chunk
-            .iter()
-            .map(|p| OpenOptions::new().write(true).create(true).truncate(true).open(&p.tmp))
-            .collect::<io::Result<Vec<_>>>()?;
+        let mut written = Vec::with_capacity(chunk.len());
+        let mut files = Vec::with_capacity(chunk.len());
+        for p in chunk {
+            let (path, file) = match self.spares.take() {
+                Some(spare) => spare,
+                None => (p.tmp.clone(), OpenOptions::new().write(true).create(true).truncate(true).open(&p.tmp)?),
+            };
+            written.push(path);
+            files.push(file);
+        }
         for (k, (p, f)) in chunk.iter().zip(&files).enumerate() {
             let len = u32::try_from(p.data.len()).map_err(|_| io::Error::other("message too large"))?;
             let e = opcode::Write::new(types::Fd(f.as_raw_fd()), p.data.as_ptr(), len)
@@ -91,8 +107,8 @@ impl FileWriter {
             }
         }
         drop(files);
-        for p in chunk {
-            std::fs::rename(&p.tmp, &p.dest)?;
+        for (p, from) in chunk.iter().zip(&written) {
+            std::fs::rename(from, &p.dest)?;
         }
         Ok(())
     }

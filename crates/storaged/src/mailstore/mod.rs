@@ -8,6 +8,7 @@ pub mod names;
 pub mod ops;
 pub mod queue;
 pub mod snapshot;
+pub mod spare;
 pub mod staging;
 pub mod store;
 

@@ -26,6 +26,7 @@ use super::index::{MailboxIndex, MessageMeta, INDEX_FILE};
 use super::names::{Layout, MailboxName, UserName};
 use super::ops::{info_letters, FlagMode, FlagState, MailOp, MailRequest, MailResponse, OpId, UserState};
 use super::queue::Queue;
+use super::spare::Spares;
 use super::staging::{self, PartOutcome, PartRef, StagedStream, Staging};
 
 /// Operations remembered for idempotency.
@@ -188,15 +189,6 @@ fn uid_validity_for(index: u64) -> u32 {
     (index % u64::from(u32::MAX - 1)) as u32 + 1
 }
 
-/// Remove a file; `Ok(false)` if it was already gone (re-applied operations).
-fn remove_if_present(path: &Path) -> io::Result<bool> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
 fn create_maildir(dir: &Path, is_folder: bool) -> io::Result<()> {
     for sub in ["cur", "new", "tmp"] {
         fs::create_dir_all(dir.join(sub))?;
@@ -214,6 +206,12 @@ impl Store {
         fs::create_dir_all(layout.root().join("users")).map_err(io_ctx("create store root"))?;
         let state = Self::read_state(layout.root())?;
         let root = layout.root().to_path_buf();
+        // Beside the tree, never in it: snapshots and comparisons see only the tree.
+        let spare_dir = {
+            let mut dir = root.clone().into_os_string();
+            dir.push(".spare");
+            PathBuf::from(dir)
+        };
         let mut store = Self {
             layout,
             group: group.to_string(),
@@ -223,7 +221,8 @@ impl Store {
             dedup_order: VecDeque::new(),
             last_applied: state.last_applied,
             membership: state.membership,
-            files: FileWriter::new().map_err(io_ctx("io_uring"))?,
+            files: FileWriter::new(Spares::open(spare_dir).map_err(io_ctx("open spare files"))?)
+                .map_err(io_ctx("io_uring"))?,
             queue: Queue::open(&root, state.queue).map_err(io_ctx("open queue"))?,
             staging: Staging::open(&root, state.staging).map_err(io_ctx("open staging"))?,
             user_states: state.user_states.into_iter().collect(),
@@ -721,9 +720,15 @@ impl Store {
             if from == to {
                 continue;
             }
-            let from = if from.exists() { Some(from) } else { Self::find_by_base(dir, &old.base) };
-            if let Some(from) = from {
-                fs::rename(&from, &to).map_err(io_ctx("rename message"))?;
+            match fs::rename(&from, &to) {
+                // Only a replay after a crash finds the file under another name (a rename
+                // applied after the last checkpoint); search the directory only then.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    if let Some(from) = Self::find_by_base(dir, &old.base) {
+                        fs::rename(&from, &to).map_err(io_ctx("rename message"))?;
+                    }
+                }
+                other => other.map_err(io_ctx("rename message"))?,
             }
         }
         Ok(())
@@ -731,7 +736,7 @@ impl Store {
 
     /// Remove the files of expunged messages.
     fn remove_files(
-        &self,
+        &mut self,
         user: &UserName,
         mailbox: &MailboxName,
         dir: &Path,
@@ -741,9 +746,9 @@ impl Store {
             let path = self.message_path(user, mailbox, &m);
             // Only a replay after a crash can find the file elsewhere (a rename applied
             // after the last checkpoint); search the directory only then.
-            if !remove_if_present(&path).map_err(io_ctx("expunge"))? {
+            if !self.files.retire(&path).map_err(io_ctx("expunge"))? {
                 if let Some(other) = Self::find_by_base(dir, &m.base) {
-                    remove_if_present(&other).map_err(io_ctx("expunge"))?;
+                    self.files.retire(&other).map_err(io_ctx("expunge"))?;
                 }
             }
         }

@@ -1,0 +1,149 @@
+//! Spare message files: the inodes of expunged messages, kept to be rewritten for new ones.
+//!
+//! Creating a file costs the filesystem an inode allocation and deleting one an inode free;
+//! on ext4 without a journal the allocator also skips every inode freed in the last minutes,
+//! reading each one's on-disk copy to find that out, so a mailbox with steady APPEND and
+//! EXPUNGE traffic made every new message file scan thousands of inodes (a quarter of the CPU
+//! of a loaded node). An expunged file is renamed here instead of unlinked, and a new
+//! message is written into a spare (truncated first) and renamed into its Maildir.
+//!
+//! What this must never do: reuse an inode that is still reachable under another name. A
+//! file with more than one link (a COPY's hard link, or a snapshot's link tree) is unlinked,
+//! never kept; and the spare directory sits outside the store tree, so snapshots, moves and
+//! tree comparisons never see it. A spare's stale bytes are only ever truncated away before
+//! the file is given a name in a user's Maildir.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// Spare files kept per store: enough to absorb a burst of expunges, few enough that the
+/// directory stays small.
+pub const SPARES_MAX: usize = 4096;
+
+/// The spare files of one store, in a directory of their own on the same filesystem.
+pub struct Spares {
+    dir: PathBuf,
+    free: Vec<PathBuf>,
+    next_name: u64,
+}
+
+impl Spares {
+    /// Open (creating) `dir`, keeping the spares a previous run left, up to [`SPARES_MAX`].
+    pub fn open(dir: impl Into<PathBuf>) -> io::Result<Self> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir)?;
+        let mut spares = Self { dir, free: Vec::new(), next_name: 0 };
+        for entry in fs::read_dir(&spares.dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let number = name.to_str().and_then(|n| n.strip_prefix('s')).and_then(|n| n.parse::<u64>().ok());
+            let is_file = entry.file_type()?.is_file();
+            match number {
+                Some(n) if is_file && spares.free.len() < SPARES_MAX => {
+                    spares.next_name = spares.next_name.max(n + 1);
+                    spares.free.push(entry.path());
+                }
+                _ if is_file => fs::remove_file(entry.path())?,
+                _ => fs::remove_dir_all(entry.path())?,
+            }
+        }
+        Ok(spares)
+    }
+
+    /// Retire the message file at `path`: keep its inode as a spare if nothing else links
+    /// to it and there is room, else unlink it. `Ok(false)` if there was no such file.
+    pub fn retire(&mut self, path: &Path) -> io::Result<bool> {
+        let meta = match fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if meta.is_file() && meta.nlink() == 1 && self.free.len() < SPARES_MAX {
+            let spare = self.dir.join(format!("s{}", self.next_name));
+            self.next_name += 1;
+            fs::rename(path, &spare)?;
+            self.free.push(spare);
+            return Ok(true);
+        }
+        match fs::remove_file(path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A spare file opened for writing and truncated to nothing, if one is left.
+    pub fn take(&mut self) -> Option<(PathBuf, fs::File)> {
+        while let Some(path) = self.free.pop() {
+            match fs::OpenOptions::new().write(true).truncate(true).open(&path) {
+                Ok(file) => return Some((path, file)),
+                // Removed behind our back (an operator cleaning up): try the next one.
+                Err(e) => tracing::debug!(path = %path.display(), error = %e, "spare file unusable"),
+            }
+        }
+        None
+    }
+
+    /// Spare files on hand.
+    pub fn len(&self) -> usize {
+        self.free.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.free.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn a_retired_file_is_reused_empty_and_linked_files_are_never_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut spares = Spares::open(tmp.path().join("spare")).unwrap();
+        let a = tmp.path().join("a");
+        fs::write(&a, b"someone's old message").unwrap();
+        assert!(spares.retire(&a).unwrap());
+        assert!(!a.exists());
+        assert_eq!(spares.len(), 1);
+        assert!(!spares.retire(&a).unwrap(), "a missing file is reported, not an error");
+
+        let linked = tmp.path().join("b");
+        fs::write(&linked, b"copied").unwrap();
+        fs::hard_link(&linked, tmp.path().join("b-copy")).unwrap();
+        assert!(spares.retire(&linked).unwrap());
+        assert_eq!(spares.len(), 1, "a file with another link is unlinked, not kept");
+        assert_eq!(fs::read(tmp.path().join("b-copy")).unwrap(), b"copied");
+
+        let (path, mut file) = spares.take().unwrap();
+        assert_eq!(file.metadata().unwrap().len(), 0, "a spare comes back truncated");
+        file.write_all(b"new").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        assert!(spares.take().is_none());
+    }
+
+    #[test]
+    fn reopening_keeps_spares_and_clears_strangers() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("spare");
+        let mut spares = Spares::open(&dir).unwrap();
+        for k in 0..3 {
+            let p = tmp.path().join(format!("m{k}"));
+            fs::write(&p, b"x").unwrap();
+            spares.retire(&p).unwrap();
+        }
+        fs::write(dir.join("stray"), b"?").unwrap();
+        fs::create_dir(dir.join("junk")).unwrap();
+        let mut again = Spares::open(&dir).unwrap();
+        assert_eq!(again.len(), 3);
+        assert!(!dir.join("stray").exists() && !dir.join("junk").exists());
+        let p = tmp.path().join("m9");
+        fs::write(&p, b"x").unwrap();
+        again.retire(&p).unwrap();
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 4, "new names do not collide with kept ones");
+    }
+}
