@@ -8,5 +8,6 @@ pub mod paired;
 pub mod peers;
 pub mod procs;
 pub mod raw_log;
+pub mod scratch_fs;
 pub mod sinks;
 pub mod stats;

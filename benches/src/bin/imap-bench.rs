@@ -40,6 +40,9 @@ struct Args {
     idle: usize,
     #[arg(long, default_value = "target/bench-imap")]
     dir: PathBuf,
+    /// Run in `dir` as it is instead of on a fresh scratch filesystem mounted there.
+    #[arg(long)]
+    plain_dir: bool,
 }
 
 fn raise_open_file_limit() {
@@ -105,8 +108,8 @@ fn idle_kib_per_conn(server: &str, users: usize, n: usize, measure: impl Fn() ->
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     raise_open_file_limit();
-    let _ = std::fs::remove_dir_all(&args.dir);
-    std::fs::create_dir_all(&args.dir)?;
+    // Dropped after every process below has been stopped (declared first, dropped last).
+    let _scratch = benches::scratch_fs::prepare(&args.dir, args.plain_dir)?;
     let dir = std::fs::canonicalize(&args.dir)?;
     let users = args.sessions;
     let mut procs = Procs::default();

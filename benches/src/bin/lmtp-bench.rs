@@ -31,6 +31,9 @@ struct Args {
     sizes: Vec<usize>,
     #[arg(long, default_value = "target/bench-lmtp")]
     dir: PathBuf,
+    /// Run in `dir` as it is instead of on a fresh scratch filesystem mounted there.
+    #[arg(long)]
+    plain_dir: bool,
 }
 
 /// Wait for an LMTP server that accepts a delivery (for our group: the leader).
@@ -52,8 +55,8 @@ fn wait_ready(addrs: &[String]) -> anyhow::Result<String> {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let _ = std::fs::remove_dir_all(&args.dir);
-    std::fs::create_dir_all(&args.dir)?;
+    // Dropped after every process below has been stopped (declared first, dropped last).
+    let _scratch = benches::scratch_fs::prepare(&args.dir, args.plain_dir)?;
     let dir = std::fs::canonicalize(&args.dir)?;
     let mut procs = Procs::default();
     let ours_dir = dir.join("storaged");
