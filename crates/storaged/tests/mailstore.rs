@@ -23,7 +23,8 @@ fn deliver(n: u64, to: &[&str]) -> MailRequest {
     )
 }
 
-/// Every file under `root` with its contents.
+/// Every file under `root` with its contents, but for the store's spare files (a replica's
+/// own business: after a crash they differ, the mail does not).
 fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
@@ -31,7 +32,9 @@ fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
         for e in std::fs::read_dir(&dir).unwrap().flatten() {
             let p = e.path();
             if p.is_dir() {
-                stack.push(p);
+                if !p.ends_with(".spare") {
+                    stack.push(p);
+                }
             } else {
                 out.insert(p.strip_prefix(root).unwrap().display().to_string(), std::fs::read(&p).unwrap());
             }
@@ -402,4 +405,58 @@ fn a_moved_mailbox_keeps_its_modseqs_and_a_frozen_user_gets_temporary_refusals()
     assert_eq!(s.user_state("dan"), UserState::MovedTo(u("zeus")), "the state survives a restart");
     s.apply(17, &set(8, UserState::Active)).unwrap();
     assert!(matches!(s.apply(18, &append(9)).unwrap(), MailResponse::Appended { .. }));
+}
+
+#[test]
+fn a_batch_applies_each_users_request_as_if_alone_and_refuses_a_second_one_of_a_user() {
+    let u = |s: &str| s.to_string();
+    let store_op = |n: u64, user: &str| {
+        req(
+            n,
+            MailOp::Store {
+                user: u(user),
+                mailbox: u("INBOX"),
+                uids: vec![1],
+                mode: FlagMode::Add,
+                flags: flag::SEEN,
+                keywords: vec![],
+                unchanged_since: None,
+            },
+        )
+    };
+    let batch = |n: u64, requests: Vec<MailRequest>| req(n, MailOp::Batch { requests });
+    // The same requests one entry each, and batched: the same answers and the same trees.
+    let setup = [deliver(1, &["alice"]), deliver(2, &["bob"])];
+    let alone = [deliver(3, &["alice"]), deliver(4, &["bob"]), store_op(5, "alice"), store_op(6, "bob")];
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut sa = Store::open(a.path(), "hermes").unwrap();
+    let mut sb = Store::open(b.path(), "hermes").unwrap();
+    apply_all(&mut sa, &setup, 10);
+    apply_all(&mut sb, &setup, 10);
+    let ra = apply_all(&mut sa, &alone, 20);
+    let rb = apply_all(&mut sb, &[batch(90, alone[..2].to_vec()), batch(91, alone[2..].to_vec())], 20);
+    let ok_delivery = |r: &MailResponse| matches!(r, MailResponse::Delivered(v) if v.len() == 1 && v[0].is_ok());
+    assert!(ok_delivery(&ra[0]) && ok_delivery(&ra[1]));
+    let MailResponse::Batch(first) = &rb[0] else { panic!("a batch answers per request: {:?}", rb[0]) };
+    assert!(first.len() == 2 && first.iter().all(ok_delivery), "{first:?}");
+    assert_eq!(rb[1], MailResponse::Batch(ra[2..].to_vec()));
+    let inbox = |s: &mut Store, user: &str| {
+        let idx = s.mailbox_index(&UserName::parse(user).unwrap(), &MailboxName::inbox()).unwrap().unwrap();
+        idx.messages.iter().map(|m| (m.uid, m.flags)).collect::<Vec<_>>()
+    };
+    for user in ["alice", "bob"] {
+        assert_eq!(inbox(&mut sa, user), inbox(&mut sb, user), "{user}");
+    }
+
+    // Two requests of one user in one entry: the second is refused, nothing of it applied.
+    let mut s = sb;
+    let r = apply_all(&mut s, &[batch(92, vec![deliver(7, &["carol"]), deliver(8, &["carol"])])], 30);
+    let MailResponse::Batch(each) = &r[0] else { panic!("{:?}", r[0]) };
+    assert!(ok_delivery(&each[0]));
+    assert!(matches!(&each[1], MailResponse::Rejected(_)), "{:?}", each[1]);
+    assert_eq!(inbox(&mut s, "carol").len(), 1);
+    // Batches do not nest, and operations of several users never join one.
+    let nested = batch(93, vec![batch(94, vec![deliver(9, &["dave"])]), deliver(10, &["alice", "bob"])]);
+    let r = apply_all(&mut s, &[nested], 40);
+    assert!(matches!(&r[0], MailResponse::Batch(v) if v.iter().all(|x| matches!(x, MailResponse::Rejected(_)))));
 }

@@ -131,7 +131,12 @@ impl Group {
 
     async fn write_entries(&self, req: MailRequest) -> Result<Committed, AccessError> {
         let sent_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
-        let entries = req.into_entries(rand::random(), i64::try_from(sent_ms).unwrap_or(i64::MAX));
+        let mut entries = req.into_entries(rand::random(), i64::try_from(sent_ms).unwrap_or(i64::MAX));
+        if let [single] = &entries[..] {
+            if let Some(user) = single.batch_user() {
+                return self.batcher.commit(entries.pop().expect("one entry"), user).await;
+            }
+        }
         let mut in_flight = VecDeque::with_capacity(PARTS_IN_FLIGHT_MAX);
         for entry in entries {
             // Handed to Raft in order, so the parts are in the log in order (a leader

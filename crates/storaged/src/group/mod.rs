@@ -2,6 +2,7 @@
 //! instance, plus the background checkpoint task.
 
 pub mod access;
+mod batch;
 pub mod header_cache;
 mod repair;
 pub mod sm;
@@ -47,6 +48,8 @@ pub struct Group {
     pub recent: crate::imap::recent::RecentClaims,
     /// Headers of messages read on this node, for SEARCH and FETCH of header data.
     headers: header_cache::HeaderCache,
+    /// Where small single-user writes wait to share a log entry.
+    batcher: batch::Batcher,
 }
 
 impl Group {
@@ -97,6 +100,7 @@ impl Group {
             }
         }
         let repairs = repair::Repairs::default();
+        let batcher = batch::Batcher::start(raft.clone(), name.clone());
         let group = Arc::new(Self {
             name,
             raft,
@@ -107,6 +111,7 @@ impl Group {
             repairs,
             recent: Default::default(),
             headers: header_cache::HeaderCache::new(cfg.limits.header_cache_bytes),
+            batcher,
         });
         tokio::spawn(checkpoint_loop(group.sm.clone(), group.name.clone()));
         tokio::spawn(exit_when_fatal(group.raft.clone(), group.name.clone()));

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::names::UserName;
+
 /// Client-chosen id of an operation: a retried operation carries the same id and is
 /// applied at most once.
 #[derive(
@@ -83,6 +85,11 @@ pub enum FlagMode {
 
 /// One mail operation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+// `Batch` holds requests, which hold operations: the derived bounds would be recursive, so
+// the ones its `Vec` needs are spelled out (as in rkyv's `json_like_schema` example).
+#[rkyv(serialize_bounds(__S: rkyv::ser::Writer + rkyv::ser::Allocator, __S::Error: rkyv::rancor::Source))]
+#[rkyv(deserialize_bounds(__D::Error: rkyv::rancor::Source))]
+#[rkyv(bytecheck(bounds(__C: rkyv::validation::ArchiveContext)))]
 pub enum MailOp {
     /// Deliver one message to the INBOX of each recipient (LMTP/SMTP).
     Deliver {
@@ -226,6 +233,12 @@ pub enum MailOp {
         #[serde(with = "serde_bytes")]
         bytes: Vec<u8>,
     },
+    /// Requests of different users committed as one entry (see `group::batch`); each is
+    /// applied as if it were the entry alone, and answered in [`MailResponse::Batch`].
+    Batch {
+        #[rkyv(omit_bounds)]
+        requests: Vec<MailRequest>,
+    },
 }
 
 /// One message of an [`MailOp::ImportMessages`] batch.
@@ -278,6 +291,19 @@ pub struct MailRequest {
 }
 
 impl MailRequest {
+    /// The one user whose mail this request changes, if it may share an entry with other
+    /// users' requests: a single-mailbox change (STORE, APPEND, EXPUNGE) or a delivery to one
+    /// recipient. Two requests of one entry never touch the same user, so each still owns
+    /// its mailboxes' per-entry bookkeeping (UIDs, applied index, file names).
+    pub fn batch_user(&self) -> Option<UserName> {
+        let user = match &self.op {
+            MailOp::Deliver { recipients, .. } if recipients.len() == 1 => &recipients[0],
+            MailOp::Append { user, .. } | MailOp::Store { user, .. } | MailOp::Expunge { user, .. } => user,
+            _ => return None,
+        };
+        UserName::parse(user).ok()
+    }
+
     /// The request as one entry, or (if its encoding is above
     /// [`staging::PART_BYTES`](super::staging::PART_BYTES)) as parts of stream `stream`
     /// stamped with the proposer's clock `sent_ms`, to be proposed in order.
@@ -343,6 +369,8 @@ pub enum MailResponse {
     None,
     /// A part of a large operation was staged; the last part answers for the whole.
     Staged,
+    /// Per request of a [`MailOp::Batch`], in order.
+    Batch(Vec<MailResponse>),
 }
 
 /// Render system flags as Maildir info letters (`DFRST` order).

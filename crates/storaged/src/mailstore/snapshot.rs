@@ -38,7 +38,9 @@ fn invalid(msg: impl Into<String>) -> SnapshotError {
     SnapshotError::Invalid(msg.into())
 }
 
-/// Everything under `root` (relative paths), directories before their contents, sorted.
+/// Everything under `root` (relative paths), directories before their contents, sorted;
+/// never the spare files (see `spare`): they belong to no user, and a snapshot's hard link
+/// to one would be overwritten when the spare is reused.
 fn walk(root: &Path) -> io::Result<Vec<(PathBuf, bool)>> {
     let mut out = Vec::new();
     let mut stack = vec![PathBuf::new()];
@@ -48,6 +50,9 @@ fn walk(root: &Path) -> io::Result<Vec<(PathBuf, bool)>> {
         let mut dirs = Vec::new();
         for e in entries {
             let p = rel.join(e.file_name());
+            if p == Path::new(super::spare::SPARE_DIR) {
+                continue;
+            }
             if e.file_type()?.is_dir() {
                 out.push((p.clone(), true));
                 dirs.push(p);

@@ -9,15 +9,17 @@
 //!
 //! What this must never do: reuse an inode that is still reachable under another name. A
 //! file with more than one link (a COPY's hard link, or a snapshot's link tree) is unlinked,
-//! never kept; and the spare directory sits outside the store tree, so snapshots, moves and
-//! tree comparisons never see it. A spare's stale bytes are only ever truncated away before
-//! the file is given a name in a user's Maildir.
+//! never kept; and the spare directory ([`SPARE_DIR`] at the store root, outside every
+//! user's Maildir) is left out of snapshots, so no snapshot links a spare. A spare's stale
+//! bytes are truncated away before the file is given a name in a user's Maildir.
 
 use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+/// The spare files' directory under a store root.
+pub const SPARE_DIR: &str = ".spare";
 /// Spare files kept per store: enough to absorb a burst of expunges, few enough that the
 /// directory stays small.
 pub const SPARES_MAX: usize = 4096;

@@ -206,12 +206,7 @@ impl Store {
         fs::create_dir_all(layout.root().join("users")).map_err(io_ctx("create store root"))?;
         let state = Self::read_state(layout.root())?;
         let root = layout.root().to_path_buf();
-        // Beside the tree, never in it: snapshots and comparisons see only the tree.
-        let spare_dir = {
-            let mut dir = root.clone().into_os_string();
-            dir.push(".spare");
-            PathBuf::from(dir)
-        };
+        let spare_dir = root.join(super::spare::SPARE_DIR);
         let mut store = Self {
             layout,
             group: group.to_string(),
@@ -315,6 +310,9 @@ impl Store {
                 },
             };
         }
+        if let MailOp::Batch { requests } = &req.op {
+            return self.apply_batch(index, requests);
+        }
         if let Some((_, resp)) = self.dedup.get(&req.op_id) {
             return Ok(resp.clone());
         }
@@ -322,6 +320,23 @@ impl Store {
         self.remember(req.op_id, index, resp.clone());
         self.unchecked += 1;
         Ok(resp)
+    }
+
+    /// Apply the requests of one entry in order. Only requests of distinct users may share
+    /// an entry ([`MailRequest::batch_user`]); any other is refused, on every replica alike,
+    /// rather than applied under an entry index another request already used.
+    fn apply_batch(&mut self, index: u64, requests: &[MailRequest]) -> Result<MailResponse, StoreError> {
+        let mut users = BTreeSet::new();
+        let mut out = Vec::with_capacity(requests.len());
+        for req in requests {
+            let resp = if req.batch_user().is_some_and(|user| users.insert(user)) {
+                self.apply(index, req)?
+            } else {
+                MailResponse::Rejected("operation cannot share a log entry with the others".into())
+            };
+            out.push(resp);
+        }
+        Ok(MailResponse::Batch(out))
     }
 
     /// Make every queued message file visible. Call before answering clients.
@@ -493,6 +508,7 @@ impl Store {
             }
             // `apply` stages parts before they get here.
             MailOp::Part { .. } => Ok(MailResponse::Rejected("a part cannot be applied on its own".into())),
+            MailOp::Batch { .. } => Ok(MailResponse::Rejected("batches do not nest".into())),
         }
     }
 

@@ -248,7 +248,7 @@ pub fn lmtp_accepts(addr: &str) -> bool {
 }
 
 /// Every file under `root` (relative path → contents), except Maildir `tmp/` scratch
-/// files, which a crash may leave behind.
+/// files, which a crash may leave behind, and a replica's own spare files.
 pub fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
@@ -257,7 +257,7 @@ pub fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {
-                if !p.ends_with("tmp") {
+                if !p.ends_with("tmp") && !p.ends_with(".spare") {
                     stack.push(p);
                 }
             } else if let Ok(bytes) = std::fs::read(&p) {

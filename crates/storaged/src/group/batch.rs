@@ -1,0 +1,143 @@
+//! Group commit above Raft: small requests of different users that arrive together are
+//! committed as one log entry ([`MailOp::Batch`]).
+//!
+//! openraft 0.9 appends, replicates and applies every client write as an entry of its own,
+//! and its core waits for each append to reach the log file before it takes the next write;
+//! under load (many IMAP sessions storing flags, many LMTP deliveries) the core's time went
+//! to those waits and commits queued behind them. Here at most [`IN_FLIGHT_MAX`] entries are
+//! uncommitted at once; requests that arrive meanwhile wait and leave together in the next.
+//!
+//! What this must never do: delay a request when no entry is in flight (a lone request goes
+//! at once, as an ordinary entry); put two requests of one user in one entry (the store
+//! refuses that, see [`MailRequest::batch_user`]); queue without bound (senders wait once
+//! [`QUEUE_MAX`] requests are waiting).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use openraft::error::ClientWriteError;
+use openraft::Raft;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use super::access::{AccessError, Committed};
+use super::MailConfig;
+use crate::mailstore::{MailOp, MailRequest, MailResponse, OpId, UserName};
+
+/// Entries of batched requests uncommitted at once: one replicating while the one before
+/// it is applied.
+pub const IN_FLIGHT_MAX: usize = 2;
+/// Requests in one entry at most.
+pub const BATCH_MAX: usize = 64;
+/// Requests waiting for an entry at most.
+pub const QUEUE_MAX: usize = 1024;
+
+type Reply = oneshot::Sender<Result<Committed, AccessError>>;
+
+struct Waiting {
+    req: MailRequest,
+    user: UserName,
+    reply: Reply,
+}
+
+/// The batching front of one group's Raft.
+pub struct Batcher {
+    tx: mpsc::Sender<Waiting>,
+}
+
+impl Batcher {
+    /// Start batching for `raft` (group `group`) on the current runtime.
+    pub fn start(raft: Raft<MailConfig>, group: String) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE_MAX);
+        tokio::spawn(run(raft, group, rx));
+        Self { tx }
+    }
+
+    /// Commit `req`, which changes only `user`'s mail, in the next entry.
+    pub async fn commit(&self, req: MailRequest, user: UserName) -> Result<Committed, AccessError> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || AccessError::Raft("the group is shutting down".into());
+        self.tx.send(Waiting { req, user, reply }).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+async fn run(raft: Raft<MailConfig>, group: String, mut rx: mpsc::Receiver<Waiting>) {
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT_MAX));
+    // A request of a user already in the batch being gathered starts the next one.
+    let mut carried: Option<Waiting> = None;
+    loop {
+        let first = match carried.take() {
+            Some(w) => w,
+            None => match rx.recv().await {
+                Some(w) => w,
+                None => return,
+            },
+        };
+        let slot = slots.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let mut users = BTreeSet::from([first.user.clone()]);
+        let mut batch = vec![first];
+        while batch.len() < BATCH_MAX {
+            match rx.try_recv() {
+                Ok(w) if users.insert(w.user.clone()) => batch.push(w),
+                Ok(w) => {
+                    carried = Some(w);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let (mut requests, replies): (Vec<MailRequest>, Vec<Reply>) =
+            batch.into_iter().map(|w| (w.req, w.reply)).unzip();
+        let entry = if requests.len() == 1 {
+            requests.pop().expect("one request")
+        } else {
+            let ids: Vec<&[u8]> = requests.iter().map(|r| &r.op_id.0[..]).collect();
+            MailRequest { op_id: OpId::digest(&ids), op: MailOp::Batch { requests } }
+        };
+        // Handed to Raft here, in order; committed in a task of its own so the next batch
+        // can gather meanwhile.
+        let committed = raft.client_write_ff(entry).await;
+        let group = group.clone();
+        tokio::spawn(async move {
+            let outcome = match committed {
+                Ok(rx) => rx.await.map_err(|e| AccessError::Raft(format!("raft stopped: {e}"))),
+                Err(fatal) => Err(AccessError::Raft(format!("raft stopped: {fatal}"))),
+            };
+            answer(&group, outcome, replies);
+            drop(slot);
+        });
+    }
+}
+
+type WriteResult = Result<openraft::raft::ClientWriteResponse<MailConfig>, ClientWriteError<u64, openraft::BasicNode>>;
+
+/// Tell every request of an entry what became of it.
+fn answer(group: &str, outcome: Result<WriteResult, AccessError>, replies: Vec<Reply>) {
+    let n = replies.len();
+    let results: Vec<Result<Committed, AccessError>> = match outcome {
+        Ok(Ok(resp)) => {
+            let index = resp.log_id.index;
+            match resp.data {
+                MailResponse::Batch(each) if n > 1 && each.len() == n => {
+                    each.into_iter().map(|data| Ok(Committed { index, data })).collect()
+                }
+                data if n == 1 => vec![Ok(Committed { index, data })],
+                other => (0..n)
+                    .map(|_| Err(AccessError::Raft(format!("a batch of {n} was answered with {other:?}"))))
+                    .collect(),
+            }
+        }
+        Ok(Err(ClientWriteError::ForwardToLeader(f))) => {
+            (0..n).map(|_| Err(AccessError::NotLeader { group: group.to_string(), leader: f.leader_id })).collect()
+        }
+        Ok(Err(e)) => (0..n).map(|_| Err(AccessError::Raft(e.to_string()))).collect(),
+        Err(e) => {
+            let why = e.to_string();
+            (0..n).map(|_| Err(AccessError::Raft(why.clone()))).collect()
+        }
+    };
+    for (reply, result) in replies.into_iter().zip(results) {
+        // The requester may have given up (its timeout); the outcome stands regardless.
+        let _ = reply.send(result);
+    }
+}
