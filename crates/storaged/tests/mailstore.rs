@@ -424,7 +424,7 @@ fn a_batch_applies_each_users_request_as_if_alone_and_refuses_a_second_one_of_a_
             },
         )
     };
-    let batch = |n: u64, requests: Vec<MailRequest>| req(n, MailOp::Batch { requests });
+    let batch = |_n: u64, requests: Vec<MailRequest>| MailRequest::batch(&requests);
     // The same requests one entry each, and batched: the same answers and the same trees.
     let setup = [deliver(1, &["alice"]), deliver(2, &["bob"])];
     let alone = [deliver(3, &["alice"]), deliver(4, &["bob"]), store_op(5, "alice"), store_op(6, "bob")];

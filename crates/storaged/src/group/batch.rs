@@ -21,13 +21,16 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::access::{AccessError, Committed};
 use super::MailConfig;
-use crate::mailstore::{MailOp, MailRequest, MailResponse, OpId, UserName};
+use crate::mailstore::{MailRequest, MailResponse, UserName};
 
 /// Entries of batched requests uncommitted at once: one replicating while the one before
 /// it is applied.
 pub const IN_FLIGHT_MAX: usize = 2;
 /// Requests in one entry at most.
 pub const BATCH_MAX: usize = 64;
+/// Encoded bytes of the requests of one entry at most (a lone request may be larger, up to
+/// the single-entry limit): an entry must cross to a follower within one heartbeat.
+pub const BATCH_BYTES_MAX: u64 = 1 << 20;
 /// Requests waiting for an entry at most.
 pub const QUEUE_MAX: usize = 1024;
 
@@ -37,6 +40,11 @@ struct Waiting {
     req: MailRequest,
     user: UserName,
     reply: Reply,
+}
+
+/// The encoded size of a request, without encoding it (byte fields count as one length).
+fn size_of(req: &MailRequest) -> u64 {
+    bincode::serialized_size(req).unwrap_or(u64::MAX)
 }
 
 /// The batching front of one group's Raft.
@@ -75,25 +83,23 @@ async fn run(raft: Raft<MailConfig>, group: String, mut rx: mpsc::Receiver<Waiti
         };
         let slot = slots.clone().acquire_owned().await.expect("the semaphore is never closed");
         let mut users = BTreeSet::from([first.user.clone()]);
+        let mut bytes = size_of(&first.req);
         let mut batch = vec![first];
         while batch.len() < BATCH_MAX {
-            match rx.try_recv() {
-                Ok(w) if users.insert(w.user.clone()) => batch.push(w),
-                Ok(w) => {
-                    carried = Some(w);
-                    break;
-                }
-                Err(_) => break,
+            let Ok(w) = rx.try_recv() else { break };
+            let size = size_of(&w.req);
+            if users.contains(&w.user) || bytes.saturating_add(size) > BATCH_BYTES_MAX {
+                carried = Some(w);
+                break;
             }
+            users.insert(w.user.clone());
+            bytes += size;
+            batch.push(w);
         }
         let (mut requests, replies): (Vec<MailRequest>, Vec<Reply>) =
             batch.into_iter().map(|w| (w.req, w.reply)).unzip();
-        let entry = if requests.len() == 1 {
-            requests.pop().expect("one request")
-        } else {
-            let ids: Vec<&[u8]> = requests.iter().map(|r| &r.op_id.0[..]).collect();
-            MailRequest { op_id: OpId::digest(&ids), op: MailOp::Batch { requests } }
-        };
+        let entry =
+            if requests.len() == 1 { requests.pop().expect("one request") } else { MailRequest::batch(&requests) };
         // Handed to Raft here, in order; committed in a task of its own so the next batch
         // can gather meanwhile.
         let committed = raft.client_write_ff(entry).await;

@@ -85,11 +85,6 @@ pub enum FlagMode {
 
 /// One mail operation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
-// `Batch` holds requests, which hold operations: the derived bounds would be recursive, so
-// the ones its `Vec` needs are spelled out (as in rkyv's `json_like_schema` example).
-#[rkyv(serialize_bounds(__S: rkyv::ser::Writer + rkyv::ser::Allocator, __S::Error: rkyv::rancor::Source))]
-#[rkyv(deserialize_bounds(__D::Error: rkyv::rancor::Source))]
-#[rkyv(bytecheck(bounds(__C: rkyv::validation::ArchiveContext)))]
 pub enum MailOp {
     /// Deliver one message to the INBOX of each recipient (LMTP/SMTP).
     Deliver {
@@ -234,11 +229,34 @@ pub enum MailOp {
         bytes: Vec<u8>,
     },
     /// Requests of different users committed as one entry (see `group::batch`); each is
-    /// applied as if it were the entry alone, and answered in [`MailResponse::Batch`].
+    /// applied as if it were the entry alone, and answered in [`MailResponse::Batch`]. Each
+    /// is the bincode encoding of a [`MailRequest`], decoded only when applied: decoding an
+    /// entry (or an RPC frame) never recurses into batches, and a batch inside a batch is
+    /// refused, not expanded.
     Batch {
-        #[rkyv(omit_bounds)]
-        requests: Vec<MailRequest>,
+        #[serde(with = "byte_strings")]
+        requests: Vec<Vec<u8>>,
     },
+}
+
+/// Serde for a list of byte strings, each as one byte string (bincode: a length and a copy,
+/// not one call per byte).
+mod byte_strings {
+    use serde::ser::SerializeSeq;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(v.len()))?;
+        for b in v {
+            seq.serialize_element(serde_bytes::Bytes::new(b))?;
+        }
+        seq.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+        let bufs = Vec::<serde_bytes::ByteBuf>::deserialize(d)?;
+        Ok(bufs.into_iter().map(serde_bytes::ByteBuf::into_vec).collect())
+    }
 }
 
 /// One message of an [`MailOp::ImportMessages`] batch.
@@ -328,6 +346,26 @@ impl MailRequest {
                 }
             })
             .collect()
+    }
+
+    /// One entry carrying `requests` (see [`MailOp::Batch`]).
+    pub fn batch(requests: &[MailRequest]) -> MailRequest {
+        let encoded: Vec<Vec<u8>> =
+            requests.iter().map(|r| bincode::serialize(r).expect("a request always encodes")).collect();
+        let ids: Vec<&[u8]> = requests.iter().map(|r| &r.op_id.0[..]).collect();
+        MailRequest { op_id: OpId::digest(&ids), op: MailOp::Batch { requests: encoded } }
+    }
+
+    /// One request of a batch; `None` if it does not decode to one that may be batched
+    /// (parts and batches never are).
+    pub fn decode_batched(bytes: &[u8]) -> Option<MailRequest> {
+        use bincode::Options;
+        let req: MailRequest = bincode::options()
+            .with_fixint_encoding()
+            .with_limit(super::staging::PART_BYTES as u64 + 4096)
+            .deserialize(bytes)
+            .ok()?;
+        req.batch_user().is_some().then_some(req)
     }
 
     /// The request whose parts were staged; `None` if they do not decode to one (or

@@ -325,14 +325,14 @@ impl Store {
     /// Apply the requests of one entry in order. Only requests of distinct users may share
     /// an entry ([`MailRequest::batch_user`]); any other is refused, on every replica alike,
     /// rather than applied under an entry index another request already used.
-    fn apply_batch(&mut self, index: u64, requests: &[MailRequest]) -> Result<MailResponse, StoreError> {
+    fn apply_batch(&mut self, index: u64, requests: &[Vec<u8>]) -> Result<MailResponse, StoreError> {
         let mut users = BTreeSet::new();
         let mut out = Vec::with_capacity(requests.len());
-        for req in requests {
-            let resp = if req.batch_user().is_some_and(|user| users.insert(user)) {
-                self.apply(index, req)?
-            } else {
-                MailResponse::Rejected("operation cannot share a log entry with the others".into())
+        for bytes in requests {
+            let req = MailRequest::decode_batched(bytes);
+            let resp = match req {
+                Some(req) if req.batch_user().is_some_and(|user| users.insert(user)) => self.apply(index, &req)?,
+                _ => MailResponse::Rejected("operation cannot share a log entry with the others".into()),
             };
             out.push(resp);
         }
