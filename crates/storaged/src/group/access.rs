@@ -120,7 +120,8 @@ impl Group {
     }
 
     /// Commit `req` through the group's log: as one entry, or as parts (see
-    /// `mailstore::staging`) if it is large. Returns the log index that applied it and what
+    /// `mailstore::staging`) if it is large; a small single-user write may share its entry
+    /// with other users' (see `batch`). Returns the log index that applied it and what
     /// applying it produced.
     pub async fn write(&self, req: MailRequest) -> Result<Committed, AccessError> {
         match tokio::time::timeout(COMMIT_TIMEOUT, self.write_entries(req)).await {

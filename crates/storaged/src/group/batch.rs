@@ -120,6 +120,8 @@ type WriteResult = Result<openraft::raft::ClientWriteResponse<MailConfig>, Clien
 /// Tell every request of an entry what became of it.
 fn answer(group: &str, outcome: Result<WriteResult, AccessError>, replies: Vec<Reply>) {
     let n = replies.len();
+    // One failure for everyone (`AccessError` is not `Clone`: each gets its own).
+    let all_fail = |error: &dyn Fn() -> AccessError| (0..n).map(|_| Err(error())).collect();
     let results: Vec<Result<Committed, AccessError>> = match outcome {
         Ok(Ok(resp)) => {
             let index = resp.log_id.index;
@@ -128,22 +130,55 @@ fn answer(group: &str, outcome: Result<WriteResult, AccessError>, replies: Vec<R
                     each.into_iter().map(|data| Ok(Committed { index, data })).collect()
                 }
                 data if n == 1 => vec![Ok(Committed { index, data })],
-                other => (0..n)
-                    .map(|_| Err(AccessError::Raft(format!("a batch of {n} was answered with {other:?}"))))
-                    .collect(),
+                other => all_fail(&|| AccessError::Raft(format!("a batch of {n} was answered with {other:?}"))),
             }
         }
         Ok(Err(ClientWriteError::ForwardToLeader(f))) => {
-            (0..n).map(|_| Err(AccessError::NotLeader { group: group.to_string(), leader: f.leader_id })).collect()
+            all_fail(&|| AccessError::NotLeader { group: group.to_string(), leader: f.leader_id })
         }
-        Ok(Err(e)) => (0..n).map(|_| Err(AccessError::Raft(e.to_string()))).collect(),
-        Err(e) => {
-            let why = e.to_string();
-            (0..n).map(|_| Err(AccessError::Raft(why.clone()))).collect()
-        }
+        Ok(Err(e)) => all_fail(&|| AccessError::Raft(e.to_string())),
+        Err(e) => all_fail(&|| AccessError::Raft(e.to_string())),
     };
     for (reply, result) in replies.into_iter().zip(results) {
         // The requester may have given up (its timeout); the outcome stands regardless.
         let _ = reply.send(result);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::raft::ClientWriteResponse;
+    use openraft::{CommittedLeaderId, LogId};
+
+    fn committed(data: MailResponse) -> Result<WriteResult, AccessError> {
+        Ok(Ok(ClientWriteResponse { log_id: LogId::new(CommittedLeaderId::new(1, 1), 7), data, membership: None }))
+    }
+
+    fn replies(n: usize) -> (Vec<Reply>, Vec<oneshot::Receiver<Result<Committed, AccessError>>>) {
+        (0..n).map(|_| oneshot::channel()).unzip()
+    }
+
+    #[test]
+    fn each_request_gets_its_own_answer_or_the_entrys_failure() {
+        let (tx, mut rx) = replies(2);
+        answer("g", committed(MailResponse::Batch(vec![MailResponse::Done, MailResponse::Staged])), tx);
+        let got: Vec<_> = rx.iter_mut().map(|r| r.try_recv().unwrap().unwrap()).collect();
+        assert_eq!((got[0].index, &got[0].data, &got[1].data), (7, &MailResponse::Done, &MailResponse::Staged));
+
+        let (tx, mut rx) = replies(1);
+        answer("g", committed(MailResponse::Done), tx);
+        assert_eq!(rx[0].try_recv().unwrap().unwrap().data, MailResponse::Done, "a lone request is not wrapped");
+
+        let (tx, mut rx) = replies(3);
+        answer("g", committed(MailResponse::Batch(vec![MailResponse::Done])), tx);
+        assert!(rx.iter_mut().all(|r| r.try_recv().unwrap().is_err()), "a short answer fails everyone");
+
+        let (tx, mut rx) = replies(2);
+        let forward = openraft::error::ForwardToLeader::new(3, openraft::BasicNode::default());
+        answer("g", Ok(Err(ClientWriteError::ForwardToLeader(forward))), tx);
+        for r in rx.iter_mut() {
+            assert!(matches!(r.try_recv().unwrap(), Err(AccessError::NotLeader { leader: Some(3), .. })));
+        }
     }
 }
