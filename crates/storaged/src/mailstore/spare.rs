@@ -11,7 +11,8 @@
 //! file with more than one link (a COPY's hard link, or a snapshot's link tree) is unlinked,
 //! never kept; and the spare directory ([`SPARE_DIR`] at the store root, outside every
 //! user's Maildir) is left out of snapshots, so no snapshot links a spare. A spare's stale
-//! bytes are truncated away before the file is given a name in a user's Maildir.
+//! bytes are truncated away when it is retired, so expunged mail does not linger on disk under
+//! a name.
 
 use std::fs;
 use std::io;
@@ -66,6 +67,8 @@ impl Spares {
             let spare = self.dir.join(format!("s{}", self.next_name));
             self.next_name += 1;
             fs::rename(path, &spare)?;
+            // The expunged mail's blocks are freed now, as an unlink would free them.
+            fs::OpenOptions::new().write(true).truncate(true).open(&spare)?;
             self.free.push(spare);
             return Ok(true);
         }
@@ -112,6 +115,8 @@ mod tests {
         assert!(spares.retire(&a).unwrap());
         assert!(!a.exists());
         assert_eq!(spares.len(), 1);
+        let kept: Vec<_> = fs::read_dir(tmp.path().join("spare")).unwrap().flatten().collect();
+        assert_eq!(kept[0].metadata().unwrap().len(), 0, "no expunged bytes stay on disk");
         assert!(!spares.retire(&a).unwrap(), "a missing file is reported, not an error");
 
         let linked = tmp.path().join("b");
