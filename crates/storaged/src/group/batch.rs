@@ -82,11 +82,19 @@ async fn run(raft: Raft<MailConfig>, group: String, mut rx: mpsc::Receiver<Waiti
             },
         };
         let slot = slots.clone().acquire_owned().await.expect("the semaphore is never closed");
+        // Its requester gave up while earlier entries did not commit (no quorum): it was
+        // told the write may not have happened; do not make it happen now.
+        if first.reply.is_closed() {
+            continue;
+        }
         let mut users = BTreeSet::from([first.user.clone()]);
         let mut bytes = size_of(&first.req);
         let mut batch = vec![first];
         while batch.len() < BATCH_MAX {
             let Ok(w) = rx.try_recv() else { break };
+            if w.reply.is_closed() {
+                continue;
+            }
             let size = size_of(&w.req);
             if users.contains(&w.user) || bytes.saturating_add(size) > BATCH_BYTES_MAX {
                 carried = Some(w);
