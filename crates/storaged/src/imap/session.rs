@@ -1378,22 +1378,20 @@ impl<B: Backend> Session<B> {
                 Need::Header => self.backend().header(self.user(), &view.mailbox, meta).map(|h| h.map(Loaded::Header)),
                 Need::Full => self.backend().message(self.user(), &view.mailbox, u).map(|t| t.map(Loaded::Full)),
             };
-            let text = {
-                match loaded {
-                    Ok(Some(t)) => t,
-                    Ok(None) => {
-                        missing = true;
-                        continue;
-                    }
-                    // Unreadable or corrupt (fails its checksum): nothing of it is sent, and
-                    // the client is told, not led to believe it was expunged.
-                    Err(e) => {
-                        tracing::error!(uid = u, error = %e, "FETCH: message unreadable");
-                        unreadable.get_or_insert(format!(
-                            "[SERVERBUG] message UID {u} cannot be read (the server log says why); nothing of it was sent"
-                        ));
-                        continue;
-                    }
+            let text = match loaded {
+                Ok(Some(t)) => t,
+                Ok(None) => {
+                    missing = true;
+                    continue;
+                }
+                // Unreadable or corrupt (fails its checksum): nothing of it is sent, and
+                // the client is told, not led to believe it was expunged.
+                Err(e) => {
+                    tracing::error!(uid = u, error = %e, "FETCH: message unreadable");
+                    unreadable.get_or_insert(format!(
+                        "[SERVERBUG] message UID {u} cannot be read (the server log says why); nothing of it was sent"
+                    ));
+                    continue;
                 }
             };
             let text = text.bytes();

@@ -356,16 +356,15 @@ impl MailRequest {
         MailRequest { op_id: OpId::digest(&ids), op: MailOp::Batch { requests: encoded } }
     }
 
-    /// One request of a batch; `None` if it does not decode to one that may be batched
-    /// (parts and batches never are).
+    /// One request of a batch; `None` if it does not decode (whether it may be batched is
+    /// the caller's [`MailRequest::batch_user`]).
     pub fn decode_batched(bytes: &[u8]) -> Option<MailRequest> {
         use bincode::Options;
-        let req: MailRequest = bincode::options()
+        bincode::options()
             .with_fixint_encoding()
             .with_limit(super::staging::PART_BYTES as u64 + 4096)
             .deserialize(bytes)
-            .ok()?;
-        req.batch_user().is_some().then_some(req)
+            .ok()
     }
 
     /// The request whose parts were staged; `None` if they do not decode to one (or

@@ -45,6 +45,9 @@ impl Spares {
             let is_file = entry.file_type()?.is_file();
             match number {
                 Some(n) if is_file && spares.free.len() < SPARES_MAX => {
+                    // Every spare is empty: one retired by a run that stopped between the
+                    // rename and the truncate is emptied here.
+                    fs::OpenOptions::new().write(true).truncate(true).open(entry.path())?;
                     spares.next_name = spares.next_name.max(n + 1);
                     spares.free.push(entry.path());
                 }
@@ -79,10 +82,10 @@ impl Spares {
         }
     }
 
-    /// A spare file opened for writing and truncated to nothing, if one is left.
+    /// An (empty) spare file opened for writing, if one is left.
     pub fn take(&mut self) -> Option<(PathBuf, fs::File)> {
         while let Some(path) = self.free.pop() {
-            match fs::OpenOptions::new().write(true).truncate(true).open(&path) {
+            match fs::OpenOptions::new().write(true).open(&path) {
                 Ok(file) => return Some((path, file)),
                 // Removed behind our back (an operator cleaning up): try the next one.
                 Err(e) => tracing::debug!(path = %path.display(), error = %e, "spare file unusable"),

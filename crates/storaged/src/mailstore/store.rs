@@ -329,8 +329,7 @@ impl Store {
         let mut users = BTreeSet::new();
         let mut out = Vec::with_capacity(requests.len());
         for bytes in requests {
-            let req = MailRequest::decode_batched(bytes);
-            let resp = match req {
+            let resp = match MailRequest::decode_batched(bytes) {
                 Some(req) if req.batch_user().is_some_and(|user| users.insert(user)) => self.apply(index, &req)?,
                 _ => MailResponse::Rejected("operation cannot share a log entry with the others".into()),
             };
