@@ -7,7 +7,12 @@ pub fn init_logging(default_filter: &str) {
     tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).init();
 }
 
+/// The stack each runtime worker thread gets. Every walk over untrusted structure (MIME,
+/// IMAP commands, directory data) is iterative or bounded in depth by a constant of its
+/// own, and its tests run it on a thread with a quarter of this.
+pub const THREAD_STACK_BYTES: usize = 2 * 1024 * 1024;
+
 /// The runtime a daemon runs on.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+    tokio::runtime::Builder::new_multi_thread().thread_stack_size(THREAD_STACK_BYTES).enable_all().build()
 }

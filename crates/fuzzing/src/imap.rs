@@ -3,60 +3,17 @@
 //! framed the way the servers frame them (lines, and literals of the announced length).
 //! Every command gets an answer ending in CRLF.
 
-use std::cell::RefCell;
 use std::sync::Arc;
 
 use storaged::imap::backend::StoreBackend;
 use storaged::imap::framing::{literal_suffix, tag_of};
 use storaged::imap::session::{Offer, Outcome, Session};
-use storaged::mailstore::{Store, UserName};
 
+use crate::harness::{user, HARNESS};
 use crate::input::Cursor;
 
-/// Runs that share one store before it is thrown away (APPENDs make it grow).
-const STORE_RUNS_MAX: u32 = 256;
 /// The append limit the session offers (bounds each literal the fuzzer can add).
 const APPEND_LIMIT: u32 = 1 << 14;
-
-struct Harness {
-    rt: tokio::runtime::Runtime,
-    dir: Option<tempfile::TempDir>,
-    backend: Option<Arc<StoreBackend>>,
-    runs: u32,
-}
-
-thread_local! {
-    static HARNESS: RefCell<Harness> = RefCell::new(Harness {
-        rt: tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime"),
-        dir: None,
-        backend: None,
-        runs: 0,
-    });
-}
-
-fn user() -> UserName {
-    UserName::parse("fuzz@example.edu").expect("valid user")
-}
-
-impl Harness {
-    fn backend(&mut self) -> Arc<StoreBackend> {
-        if self.runs >= STORE_RUNS_MAX {
-            self.backend = None;
-            self.dir = None;
-            self.runs = 0;
-        }
-        self.runs += 1;
-        if let Some(b) = &self.backend {
-            return b.clone();
-        }
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(dir.path().join("mail"), "g").expect("store");
-        let backend = Arc::new(StoreBackend::new(store));
-        self.dir = Some(dir);
-        self.backend = Some(backend.clone());
-        backend
-    }
-}
 
 /// One command as the storage node's reader assembles it: a line, and while it ends in a
 /// literal, that many bytes and the next line.
@@ -75,7 +32,7 @@ fn next_command(cur: &mut Cursor<'_>) -> Option<Vec<u8>> {
     }
 }
 
-fn assert_framed(input: &[u8], out: &[u8]) {
+pub(crate) fn assert_framed(input: &[u8], out: &[u8]) {
     assert!(
         out.is_empty() || out.ends_with(b"\r\n"),
         "{:?} -> {:?}",

@@ -6,9 +6,11 @@
 //! private temporary directory.
 
 pub mod aoe_codec;
+mod harness;
 pub mod imap;
 pub mod input;
 pub mod ldif;
+pub mod mime;
 pub mod pop3;
 pub mod raftlog_record;
 pub mod rpc;
@@ -22,6 +24,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("aoe_codec", aoe_codec::run),
     ("imap", imap::run),
     ("ldif", ldif::run),
+    ("mime", mime::run),
     ("pop3", pop3::run),
     ("raftlog_record", raftlog_record::run),
     ("rpc", rpc::run),

@@ -2,10 +2,11 @@
 //! part numbers and their `MIME` headers, partial ranges) cut from the raw bytes, and the
 //! ENVELOPE built from the parsed header (mail-parser). Pure: bytes in, response bytes out.
 
-use mail_parser::{Address, ContentType, Message, MessageParser, MimeHeaders, PartType};
+use mail_parser::{Address, ContentType, Message, MessageParser, MimeHeaders};
 
 use super::encode;
 use super::header::split as split_header;
+use super::mime;
 
 /// Which part of a message a `BODY[...]` item names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,25 +66,10 @@ fn header_fields(header: &[u8], names: &[String], not: bool) -> Vec<u8> {
 
 /// `(header, body)` byte ranges of MIME part `path` (1-based numbers), if it exists.
 fn part_range(msg: &[u8], path: &[u32]) -> Option<(std::ops::Range<usize>, std::ops::Range<usize>)> {
-    let parsed = parse_guarded(msg, false)?;
-    let mut id = 0usize;
-    for (depth, n) in path.iter().enumerate() {
-        let part = parsed.parts.get(id)?;
-        match &part.body {
-            PartType::Multipart(children) => id = *children.get((*n as usize).checked_sub(1)?)? as usize,
-            // A single-part body is its own part 1 (only at the top of the path).
-            _ if *n == 1 && depth == 0 => id = 0,
-            _ => return None,
-        }
-    }
-    let part = parsed.parts.get(id)?;
-    let (h, b, e) = (part.offset_header as usize, part.offset_body as usize, part.offset_end as usize);
-    if id == 0 {
-        // Part 1 of a single-part message is its body; its MIME header is the message's.
-        let (header, _) = split_header(msg);
-        return Some((0..header.len(), header.len()..msg.len()));
-    }
-    (h <= b && b <= e && e <= msg.len()).then_some((h..b, b..e))
+    let tree = mime::parse(msg);
+    let id = tree.resolve(path)?;
+    let part = &tree.parts[id];
+    Some((part.header.clone(), part.body.clone()))
 }
 
 /// The bytes `section` names, or `None` if that part does not exist.
@@ -251,9 +237,6 @@ pub fn envelope(msg: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Nesting beyond this is answered with a flat text part (bounds the recursion).
-const STRUCTURE_DEPTH_MAX: usize = 32;
-
 fn params(out: &mut Vec<u8>, ct: Option<&ContentType<'_>>) {
     let attrs = ct.and_then(|c| c.attributes()).unwrap_or_default();
     if attrs.is_empty() {
@@ -294,34 +277,55 @@ fn extension_tail(out: &mut Vec<u8>, part: &mail_parser::MessagePart<'_>) {
     encode::nstring(out, part.content_location().map(str::as_bytes));
 }
 
-fn structure(parsed: &Message<'_>, raw: &[u8], id: usize, ext: bool, depth: usize, out: &mut Vec<u8>) {
-    let Some(part) = parsed.parts.get(id) else {
-        out.extend_from_slice(b"NIL");
-        return;
-    };
-    let (b, e) = (part.offset_body as usize, (part.offset_end as usize).min(raw.len()));
-    let body = raw.get(b.min(e)..e).unwrap_or_default();
-    if let (PartType::Multipart(children), true) = (&part.body, depth < STRUCTURE_DEPTH_MAX) {
-        if !children.is_empty() {
-            out.push(b'(');
-            for c in children {
-                structure(parsed, raw, *c as usize, ext, depth + 1, out);
-            }
-            out.push(b' ');
-            let subtype = part.content_type().and_then(|c| c.subtype()).unwrap_or("mixed");
-            encode::string(out, subtype.as_bytes());
-            if ext {
-                out.push(b' ');
-                params(out, part.content_type());
-                extension_tail(out, part);
-            }
-            out.push(b')');
-            return;
+/// The header fields of one part, as mail-parser reads them (headers only: never recursive).
+fn part_headers(header: &[u8]) -> Option<mail_parser::MessagePart<'_>> {
+    parse_guarded(header, true)?.parts.into_iter().next()
+}
+
+/// An empty text part: what a multipart without parts is given as its one child, since the
+/// grammar needs at least one (as Dovecot does).
+const EMPTY_TEXT: &[u8] = b"(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0)";
+
+/// The structure of part `id`. Recursion follows the tree, whose depth is bounded by
+/// [`mime::DEPTH_MAX`], so the stack use is bounded whatever the input.
+fn structure(tree: &mime::Tree, raw: &[u8], id: usize, ext: bool, out: &mut Vec<u8>) {
+    let part = &tree.parts[id];
+    assert!(part.depth <= mime::DEPTH_MAX, "the MIME tree bounds its depth");
+    let headers = part_headers(&raw[part.header.clone()]);
+    let headers = headers.as_ref();
+    let ct = headers.and_then(|h| h.content_type());
+    let body = &raw[part.body.clone()];
+    if part.kind == mime::Kind::Multipart {
+        out.push(b'(');
+        if part.children.is_empty() {
+            out.extend_from_slice(EMPTY_TEXT);
         }
+        for c in &part.children {
+            structure(tree, raw, *c as usize, ext, out);
+        }
+        out.push(b' ');
+        let subtype = ct.and_then(|c| c.subtype()).unwrap_or("mixed");
+        encode::string(out, subtype.as_bytes());
+        if ext {
+            out.push(b' ');
+            params(out, ct);
+            if let Some(h) = headers {
+                extension_tail(out, h);
+            } else {
+                out.extend_from_slice(b" NIL NIL NIL");
+            }
+        }
+        out.push(b')');
+        return;
     }
-    let ct = part.content_type();
-    let ctype = ct.map_or("text", |c| c.ctype());
-    let subtype = ct.and_then(|c| c.subtype()).unwrap_or("plain");
+    let message = part.kind == mime::Kind::Message;
+    let (ctype, subtype) = match ct {
+        // A multipart or message kept opaque (too deep, or no boundary) is sent as a leaf
+        // of a type whose grammar needs no structure.
+        Some(c) if part.children.is_empty() && is_container_type(c) => ("application", "octet-stream"),
+        Some(c) => (c.ctype(), c.subtype().unwrap_or(if message { "rfc822" } else { "plain" })),
+        None => ("text", "plain"),
+    };
     out.push(b'(');
     encode::string(out, ctype.as_bytes());
     out.push(b' ');
@@ -333,47 +337,44 @@ fn structure(parsed: &Message<'_>, raw: &[u8], id: usize, ext: bool, depth: usiz
         params(out, ct);
     }
     out.push(b' ');
-    encode::nstring(out, part.content_id().map(str::as_bytes));
+    encode::nstring(out, headers.and_then(|h| h.content_id()).map(str::as_bytes));
     out.push(b' ');
-    encode::nstring(out, part.content_description().map(str::as_bytes));
+    encode::nstring(out, headers.and_then(|h| h.content_description()).map(str::as_bytes));
     out.push(b' ');
-    encode::string(out, part.content_transfer_encoding().unwrap_or("7bit").as_bytes());
+    encode::string(out, headers.and_then(|h| h.content_transfer_encoding()).unwrap_or("7bit").as_bytes());
     out.extend_from_slice(format!(" {}", body.len()).as_bytes());
-    let lines = body.iter().filter(|c| **c == b'\n').count();
-    if ctype.eq_ignore_ascii_case("message") && subtype.eq_ignore_ascii_case("rfc822") && depth < STRUCTURE_DEPTH_MAX {
+    let lines = memchr::memchr_iter(b'\n', body).count();
+    if let (true, Some(&child)) = (message, part.children.first()) {
         out.push(b' ');
         out.extend_from_slice(&envelope(body));
         out.push(b' ');
-        bodystructure_at(body, ext, depth + 1, out);
+        structure(tree, raw, child as usize, ext, out);
         out.extend_from_slice(format!(" {lines}").as_bytes());
     } else if ctype.eq_ignore_ascii_case("text") {
         out.extend_from_slice(format!(" {lines}").as_bytes());
     }
     if ext {
         out.extend_from_slice(b" NIL");
-        extension_tail(out, part);
+        match headers {
+            Some(h) => extension_tail(out, h),
+            None => out.extend_from_slice(b" NIL NIL NIL"),
+        }
     }
     out.push(b')');
 }
 
-fn bodystructure_at(msg: &[u8], ext: bool, depth: usize, out: &mut Vec<u8>) {
-    match parse_guarded(msg, false) {
-        Some(parsed) => structure(&parsed, msg, 0, ext, depth, out),
-        None => {
-            let (_, body) = split_header(msg);
-            let lines = body.iter().filter(|c| **c == b'\n').count();
-            out.extend_from_slice(
-                format!("(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" {} {lines})", body.len())
-                    .as_bytes(),
-            );
-        }
-    }
+/// A type the BODYSTRUCTURE grammar gives structure to (`multipart/*`, `message/rfc822`).
+fn is_container_type(ct: &ContentType<'_>) -> bool {
+    ct.ctype().eq_ignore_ascii_case("multipart")
+        || (ct.ctype().eq_ignore_ascii_case("message")
+            && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("rfc822") || s.eq_ignore_ascii_case("global")))
 }
 
 /// BODYSTRUCTURE (`extensible`) or BODY of a message (RFC 3501 §7.4.2).
 pub fn bodystructure(msg: &[u8], extensible: bool) -> Vec<u8> {
+    let tree = mime::parse(msg);
     let mut out = Vec::new();
-    bodystructure_at(msg, extensible, 0, &mut out);
+    structure(&tree, msg, 0, extensible, &mut out);
     out
 }
 
@@ -435,6 +436,55 @@ first part\r\n--b\r\nContent-Type: application/octet-stream\r\n\r\nsecond\r\n--b
         let _ = bodystructure(&deep, true);
         let _ = bodystructure(b"", true);
         let _ = bodystructure(b"\xff\r\n\r\n", false);
+    }
+
+    /// `levels` message/rfc822 parts, each inside the last, around a short text.
+    pub(crate) fn nested_messages(levels: usize) -> Vec<u8> {
+        let mut msg = b"Content-Type: message/rfc822\r\n\r\n".repeat(levels);
+        msg.extend_from_slice(b"Subject: core\r\n\r\ncore text\r\n");
+        msg
+    }
+
+    /// `levels` multiparts, each the only part of the last.
+    pub(crate) fn nested_multiparts(levels: usize) -> Vec<u8> {
+        let mut msg = Vec::new();
+        for k in 0..levels {
+            msg.extend_from_slice(
+                format!("Content-Type: multipart/mixed; boundary=\"b{k}\"\r\n\r\n--b{k}\r\n").as_bytes(),
+            );
+        }
+        msg.extend_from_slice(b"\r\ncore text\r\n");
+        for k in (0..levels).rev() {
+            msg.extend_from_slice(format!("--b{k}--\r\n").as_bytes());
+        }
+        msg
+    }
+
+    /// Every FETCH item over hostile nesting at 10x (and more) the depth bound, on a thread
+    /// with a quarter of the stack the daemons give theirs: nothing may depend on the input
+    /// for its stack use.
+    #[test]
+    fn deep_nesting_is_flattened_on_a_small_stack() {
+        let run = || {
+            for msg in [nested_messages(mime::DEPTH_MAX * 10), nested_messages(500_000), nested_multiparts(50_000)] {
+                let s = String::from_utf8(bodystructure(&msg, true)).unwrap();
+                assert!(s.contains("\"application\" \"octet-stream\""), "the deepest level is opaque");
+                let opens = s.bytes().filter(|b| *b == b'(').count();
+                assert!(
+                    opens < 20 * (mime::DEPTH_MAX + 2),
+                    "bounded output: {opens} parentheses: {}",
+                    &s[..3000.min(s.len())]
+                );
+                let _ = envelope(&msg);
+                assert!(binary(&msg, &[1]).unwrap().is_some());
+                assert!(section(&msg, &Section::Part(vec![1, 1, 1, 1, 1])).is_some());
+                assert!(section(&msg, &Section::Mime(vec![1, 1, 1])).is_some());
+                let deepest = vec![1; mime::DEPTH_MAX + 5];
+                let _ = section(&msg, &Section::Part(deepest));
+            }
+        };
+        let worker = std::thread::Builder::new().stack_size(common::daemon::THREAD_STACK_BYTES / 4).spawn(run).unwrap();
+        worker.join().expect("no overflow, no panic");
     }
 
     #[test]

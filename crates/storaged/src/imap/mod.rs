@@ -7,6 +7,7 @@ pub mod encode;
 pub mod fetch;
 pub mod framing;
 pub mod header;
+pub mod mime;
 pub mod mutf7;
 pub mod recent;
 pub mod search;
