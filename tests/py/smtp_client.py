@@ -3,7 +3,7 @@
 JSON line: {"ok": bool, "refused": {rcpt: [code, text]}, "error": str, "code": int}.
 
   --server HOST:PORT  --from ADDR  --to ADDR [--to ADDR ...]  --subject TEXT
-  [--starttls --ca FILE] [--user U --password P] [--body-bytes N]
+  [--starttls --ca FILE] [--user U --password P] [--body-bytes N | --message-file F]
 
 With --body-bytes the body is N bytes of numbered lines "<subject> line <k> xxx...", so a
 receiver can check that the last line arrived.
@@ -28,6 +28,7 @@ def main():
     p.add_argument("--password")
     p.add_argument("--source", help="local address to connect from (127.0.0.2, ...)")
     p.add_argument("--body-bytes", type=int, default=0)
+    p.add_argument("--message-file", help="send these bytes as they are (--subject unused)")
     a = p.parse_args()
     host, port = a.server.rsplit(":", 1)
     msg = EmailMessage()
@@ -50,7 +51,11 @@ def main():
                 s.ehlo("smtplib.example.org")
             if a.user:
                 s.login(a.user, a.password)
-            refused = s.send_message(msg, from_addr=a.sender, to_addrs=a.to)
+            if a.message_file:
+                with open(a.message_file, "rb") as f:
+                    refused = s.sendmail(a.sender, a.to, f.read())
+            else:
+                refused = s.send_message(msg, from_addr=a.sender, to_addrs=a.to)
             result["ok"] = True
             result["refused"] = {k: [v[0], v[1].decode(errors="replace")] for k, v in refused.items()}
     except smtplib.SMTPRecipientsRefused as e:

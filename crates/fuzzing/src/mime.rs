@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use storaged::imap::backend::StoreBackend;
-use storaged::imap::fetch::{self, Section};
+use storaged::imap::fetch::{self, Section, Source};
 use storaged::imap::mime::{self, Tree};
 use storaged::imap::session::{Offer, Session};
 
@@ -59,9 +59,10 @@ pub fn run(data: &[u8]) {
 }
 
 fn check(msg: &[u8]) {
-    let tree = mime::parse(msg);
-    assert_tree(msg, &tree);
-    for path in paths(&tree) {
+    let source = Source::new(msg);
+    let tree = source.tree();
+    assert_tree(msg, tree);
+    for path in paths(tree) {
         for s in [
             Section::Part(path.clone()),
             Section::Mime(path.clone()),
@@ -69,25 +70,26 @@ fn check(msg: &[u8]) {
             Section::Text(path.clone()),
             Section::HeaderFields { part: path.clone(), names: vec!["subject".into()], not: true },
         ] {
-            let _ = fetch::section(msg, &s);
+            let _ = fetch::section(&source, &s);
         }
-        let _ = fetch::binary(msg, &path);
+        let _ = fetch::binary(&source, &path);
     }
     for ext in [true, false] {
-        assert_balanced(&fetch::bodystructure(msg, ext));
+        assert_balanced(&fetch::bodystructure(&source, ext));
     }
     assert_balanced(&fetch::envelope(msg));
     session(msg);
 }
 
 /// The tree's promises: parts in pre-order, each inside its parent's body, header before
-/// body, nothing outside the message, depth and count bounded.
+/// body, nothing outside the message, line counts right, depth and count bounded.
 fn assert_tree(msg: &[u8], tree: &Tree) {
     assert!(!tree.parts.is_empty() && tree.parts.len() <= mime::PARTS_MAX);
     for (id, part) in tree.parts.iter().enumerate() {
         assert!(part.depth <= mime::DEPTH_MAX);
         assert!(part.header.start <= part.header.end && part.header.end <= part.body.start, "{part:?}");
         assert!(part.body.start <= part.body.end && part.body.end <= msg.len(), "{part:?}");
+        assert_eq!(part.lines, msg[part.body.clone()].iter().filter(|b| **b == b'\n').count(), "{part:?}");
         for &c in &part.children {
             let child = &tree.parts[c as usize];
             assert!(c as usize > id && child.depth == part.depth + 1);

@@ -257,7 +257,7 @@ fn pop3_lmtp_and_sasl_survive_random_lines() {
 
 #[test]
 fn mime_code_survives_random_messages() {
-    use storaged::imap::fetch::{bodystructure, envelope, section, Section};
+    use storaged::imap::fetch::{bodystructure, envelope, section, Section, Source};
     const MIME: &[&str] = &[
         "Content-Type: multipart/mixed; boundary=\"b\"\r\n",
         "Content-Type: message/rfc822\r\n",
@@ -284,7 +284,8 @@ fn mime_code_survives_random_messages() {
                 }
             })
             .collect();
-        let _ = bodystructure(&msg, true);
+        let source = Source::new(&msg);
+        let _ = bodystructure(&source, true);
         let _ = envelope(&msg);
         let part: Vec<u32> = (0..rng.gen_range(0..4)).map(|_| rng.gen_range(0..4)).collect();
         for s in [
@@ -295,7 +296,7 @@ fn mime_code_survives_random_messages() {
             Section::Text(part.clone()),
             Section::HeaderFields { part, names: vec!["subject".into()], not: rng.gen() },
         ] {
-            let _ = section(&msg, &s);
+            let _ = section(&source, &s);
         }
     }
 }

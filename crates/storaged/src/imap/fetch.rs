@@ -64,43 +64,57 @@ fn header_fields(header: &[u8], names: &[String], not: bool) -> Vec<u8> {
     out
 }
 
-/// `(header, body)` byte ranges of MIME part `path` (1-based numbers), if it exists.
-fn part_range(msg: &[u8], path: &[u32]) -> Option<(std::ops::Range<usize>, std::ops::Range<usize>)> {
-    let tree = mime::parse(msg);
-    let id = tree.resolve(path)?;
-    let part = &tree.parts[id];
-    Some((part.header.clone(), part.body.clone()))
+/// One message as FETCH reads it: its bytes, and its MIME tree parsed on first use and
+/// then shared by every item of the command.
+pub struct Source<'m> {
+    raw: &'m [u8],
+    tree: std::cell::OnceCell<mime::Tree>,
+}
+
+impl<'m> Source<'m> {
+    pub fn new(raw: &'m [u8]) -> Self {
+        Self { raw, tree: std::cell::OnceCell::new() }
+    }
+
+    pub fn raw(&self) -> &'m [u8] {
+        self.raw
+    }
+
+    pub fn tree(&self) -> &mime::Tree {
+        self.tree.get_or_init(|| mime::parse(self.raw))
+    }
+
+    /// `(header, body)` of MIME part `path` (1-based numbers), if it exists.
+    fn part(&self, path: &[u32]) -> Option<(&'m [u8], &'m [u8])> {
+        let tree = self.tree();
+        let part = &tree.parts[tree.resolve(path)?];
+        Some((&self.raw[part.header.clone()], &self.raw[part.body.clone()]))
+    }
+}
+
+/// HEADER, TEXT or HEADER.FIELDS of the message `msg` itself.
+fn own_section(msg: &[u8], section: &Section) -> Vec<u8> {
+    let (header, body) = split_header(msg);
+    match section {
+        Section::Header(_) => header.to_vec(),
+        Section::Text(_) => body.to_vec(),
+        Section::HeaderFields { names, not, .. } => header_fields(header, names, *not),
+        Section::Full | Section::Part(_) | Section::Mime(_) => msg.to_vec(),
+    }
 }
 
 /// The bytes `section` names, or `None` if that part does not exist.
-pub fn section(msg: &[u8], section: &Section) -> Option<Vec<u8>> {
-    let (header, body) = split_header(msg);
+pub fn section(msg: &Source<'_>, section: &Section) -> Option<Vec<u8>> {
     Some(match section {
-        Section::Full => msg.to_vec(),
-        Section::Header(p) if p.is_empty() => header.to_vec(),
-        Section::Text(p) if p.is_empty() => body.to_vec(),
-        Section::HeaderFields { part, names, not } if part.is_empty() => header_fields(header, names, *not),
-        Section::Part(p) => {
-            let (_, b) = part_range(msg, p)?;
-            msg[b].to_vec()
+        Section::Full => msg.raw.to_vec(),
+        Section::Part(p) => msg.part(p)?.1.to_vec(),
+        Section::Mime(p) => msg.part(p)?.0.to_vec(),
+        Section::Header(p) | Section::Text(p) | Section::HeaderFields { part: p, .. } if p.is_empty() => {
+            own_section(msg.raw, section)
         }
-        Section::Mime(p) => {
-            let (h, _) = part_range(msg, p)?;
-            msg[h].to_vec()
-        }
-        // HEADER/TEXT of an encapsulated message part.
+        // HEADER/TEXT of an encapsulated message part: of the message that is its body.
         Section::Header(p) | Section::Text(p) | Section::HeaderFields { part: p, .. } => {
-            let (_, b) = part_range(msg, p)?;
-            let inner = &msg[b];
-            let sub = match section {
-                Section::Header(_) => Section::Header(vec![]),
-                Section::Text(_) => Section::Text(vec![]),
-                Section::HeaderFields { names, not, .. } => {
-                    Section::HeaderFields { part: vec![], names: names.clone(), not: *not }
-                }
-                _ => unreachable!("matched above"),
-            };
-            return self::section(inner, &sub);
+            own_section(msg.part(p)?.1, section)
         }
     })
 }
@@ -141,14 +155,12 @@ fn decode_quoted_printable(data: &[u8]) -> Vec<u8> {
 /// The decoded content of MIME part `path` for `BINARY[path]`: its body with the
 /// Content-Transfer-Encoding removed (not charset-converted). `Ok(None)` if there is no
 /// such part. An empty path names the whole message, unchanged.
-pub fn binary(msg: &[u8], path: &[u32]) -> Result<Option<Vec<u8>>, UnknownCte> {
+pub fn binary(msg: &Source<'_>, path: &[u32]) -> Result<Option<Vec<u8>>, UnknownCte> {
     use base64::Engine;
     if path.is_empty() {
-        return Ok(Some(msg.to_vec()));
+        return Ok(Some(msg.raw.to_vec()));
     }
-    let Some((h, b)) = part_range(msg, path) else { return Ok(None) };
-    let header = &msg[h];
-    let body = &msg[b];
+    let Some((header, body)) = msg.part(path) else { return Ok(None) };
     let cte = raw_header(header, "Content-Transfer-Encoding")
         .map(|v| String::from_utf8_lossy(&v).trim().to_ascii_lowercase())
         .unwrap_or_else(|| "7bit".into());
@@ -343,7 +355,7 @@ fn structure(tree: &mime::Tree, raw: &[u8], id: usize, ext: bool, out: &mut Vec<
     out.push(b' ');
     encode::string(out, headers.and_then(|h| h.content_transfer_encoding()).unwrap_or("7bit").as_bytes());
     out.extend_from_slice(format!(" {}", body.len()).as_bytes());
-    let lines = memchr::memchr_iter(b'\n', body).count();
+    let lines = part.lines;
     if let (true, Some(&child)) = (message, part.children.first()) {
         out.push(b' ');
         out.extend_from_slice(&envelope(body));
@@ -371,10 +383,9 @@ fn is_container_type(ct: &ContentType<'_>) -> bool {
 }
 
 /// BODYSTRUCTURE (`extensible`) or BODY of a message (RFC 3501 §7.4.2).
-pub fn bodystructure(msg: &[u8], extensible: bool) -> Vec<u8> {
-    let tree = mime::parse(msg);
+pub fn bodystructure(msg: &Source<'_>, extensible: bool) -> Vec<u8> {
     let mut out = Vec::new();
-    structure(&tree, msg, 0, extensible, &mut out);
+    structure(msg.tree(), msg.raw, 0, extensible, &mut out);
     out
 }
 
@@ -395,37 +406,37 @@ first part\r\n--b\r\nContent-Type: application/octet-stream\r\n\r\nsecond\r\n--b
 
     #[test]
     fn header_text_and_fields() {
-        assert!(text(section(SIMPLE, &Section::Header(vec![]))).ends_with("<1@x>\r\n\r\n"));
-        assert_eq!(text(section(SIMPLE, &Section::Text(vec![]))), "body line\r\n");
+        assert!(text(section(&Source::new(SIMPLE), &Section::Header(vec![]))).ends_with("<1@x>\r\n\r\n"));
+        assert_eq!(text(section(&Source::new(SIMPLE), &Section::Text(vec![]))), "body line\r\n");
         let f = Section::HeaderFields { part: vec![], names: vec!["subject".into(), "TO".into()], not: false };
-        assert_eq!(text(section(SIMPLE, &f)), "To: bob@example.edu\r\nSubject: hi\r\n there\r\n\r\n");
+        assert_eq!(text(section(&Source::new(SIMPLE), &f)), "To: bob@example.edu\r\nSubject: hi\r\n there\r\n\r\n");
         let f = Section::HeaderFields { part: vec![], names: vec!["subject".into()], not: true };
-        assert!(!text(section(SIMPLE, &f)).contains("Subject"));
-        assert_eq!(text(section(SIMPLE, &Section::Part(vec![1]))), "body line\r\n");
-        assert_eq!(section(SIMPLE, &Section::Part(vec![2])), None);
+        assert!(!text(section(&Source::new(SIMPLE), &f)).contains("Subject"));
+        assert_eq!(text(section(&Source::new(SIMPLE), &Section::Part(vec![1]))), "body line\r\n");
+        assert_eq!(section(&Source::new(SIMPLE), &Section::Part(vec![2])), None);
     }
 
     #[test]
     fn mime_parts_by_number() {
-        assert!(text(section(MULTI, &Section::Part(vec![1]))).starts_with("first part"));
-        assert!(text(section(MULTI, &Section::Part(vec![2]))).starts_with("second"));
-        assert!(text(section(MULTI, &Section::Mime(vec![2]))).contains("application/octet-stream"));
-        assert_eq!(section(MULTI, &Section::Part(vec![3])), None);
-        assert_eq!(section(MULTI, &Section::Part(vec![1, 1, 1])), None);
+        assert!(text(section(&Source::new(MULTI), &Section::Part(vec![1]))).starts_with("first part"));
+        assert!(text(section(&Source::new(MULTI), &Section::Part(vec![2]))).starts_with("second"));
+        assert!(text(section(&Source::new(MULTI), &Section::Mime(vec![2]))).contains("application/octet-stream"));
+        assert_eq!(section(&Source::new(MULTI), &Section::Part(vec![3])), None);
+        assert_eq!(section(&Source::new(MULTI), &Section::Part(vec![1, 1, 1])), None);
     }
 
     #[test]
     fn body_structures() {
-        let s = String::from_utf8(bodystructure(SIMPLE, true)).unwrap();
+        let s = String::from_utf8(bodystructure(&Source::new(SIMPLE), true)).unwrap();
         assert_eq!(s, "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 11 1 NIL NIL NIL NIL)");
-        let s = String::from_utf8(bodystructure(MULTI, false)).unwrap();
+        let s = String::from_utf8(bodystructure(&Source::new(MULTI), false)).unwrap();
         assert!(s.starts_with("((\"text\" \"plain\" NIL NIL NIL \"7bit\" "), "{s}");
         assert!(s.contains("(\"application\" \"octet-stream\" NIL NIL NIL \"7bit\" "), "{s}");
         assert!(s.ends_with(" \"mixed\")"), "{s}");
-        let s = String::from_utf8(bodystructure(MULTI, true)).unwrap();
+        let s = String::from_utf8(bodystructure(&Source::new(MULTI), true)).unwrap();
         assert!(s.ends_with(" \"mixed\" (\"boundary\" \"b\") NIL NIL NIL)"), "{s}");
         let nested = [b"Content-Type: message/rfc822\r\n\r\n".as_slice(), SIMPLE].concat();
-        let s = String::from_utf8(bodystructure(&nested, false)).unwrap();
+        let s = String::from_utf8(bodystructure(&Source::new(&nested), false)).unwrap();
         assert!(s.starts_with("(\"message\" \"rfc822\" NIL NIL NIL \"7bit\" "), "{s}");
         assert!(s.contains("\"<1@x>\") (\"text\" \"plain\""), "{s}");
         // Deep nesting and garbage stay bounded and never panic.
@@ -433,9 +444,9 @@ first part\r\n--b\r\nContent-Type: application/octet-stream\r\n\r\nsecond\r\n--b
         for _ in 0..200 {
             deep = [b"Content-Type: message/rfc822\r\n\r\n".as_slice(), &deep].concat();
         }
-        let _ = bodystructure(&deep, true);
-        let _ = bodystructure(b"", true);
-        let _ = bodystructure(b"\xff\r\n\r\n", false);
+        let _ = bodystructure(&Source::new(&deep), true);
+        let _ = bodystructure(&Source::new(b""), true);
+        let _ = bodystructure(&Source::new(b"\xff\r\n\r\n"), false);
     }
 
     /// `levels` message/rfc822 parts, each inside the last, around a short text.
@@ -467,7 +478,7 @@ first part\r\n--b\r\nContent-Type: application/octet-stream\r\n\r\nsecond\r\n--b
     fn deep_nesting_is_flattened_on_a_small_stack() {
         let run = || {
             for msg in [nested_messages(mime::DEPTH_MAX * 10), nested_messages(500_000), nested_multiparts(50_000)] {
-                let s = String::from_utf8(bodystructure(&msg, true)).unwrap();
+                let s = String::from_utf8(bodystructure(&Source::new(&msg), true)).unwrap();
                 assert!(s.contains("\"application\" \"octet-stream\""), "the deepest level is opaque");
                 let opens = s.bytes().filter(|b| *b == b'(').count();
                 assert!(
@@ -476,11 +487,11 @@ first part\r\n--b\r\nContent-Type: application/octet-stream\r\n\r\nsecond\r\n--b
                     &s[..3000.min(s.len())]
                 );
                 let _ = envelope(&msg);
-                assert!(binary(&msg, &[1]).unwrap().is_some());
-                assert!(section(&msg, &Section::Part(vec![1, 1, 1, 1, 1])).is_some());
-                assert!(section(&msg, &Section::Mime(vec![1, 1, 1])).is_some());
+                assert!(binary(&Source::new(&msg), &[1]).unwrap().is_some());
+                assert!(section(&Source::new(&msg), &Section::Part(vec![1, 1, 1, 1, 1])).is_some());
+                assert!(section(&Source::new(&msg), &Section::Mime(vec![1, 1, 1])).is_some());
                 let deepest = vec![1; mime::DEPTH_MAX + 5];
-                let _ = section(&msg, &Section::Part(deepest));
+                let _ = section(&Source::new(&msg), &Section::Part(deepest));
             }
         };
         let worker = std::thread::Builder::new().stack_size(common::daemon::THREAD_STACK_BYTES / 4).spawn(run).unwrap();
@@ -490,15 +501,15 @@ first part\r\n--b\r\nContent-Type: application/octet-stream\r\n\r\nsecond\r\n--b
     #[test]
     fn binary_decodes_transfer_encodings() {
         // The CRLF before a boundary belongs to the boundary (RFC 2046 §5.1.1).
-        assert_eq!(binary(MULTI, &[2]).unwrap().unwrap(), b"second");
+        assert_eq!(binary(&Source::new(MULTI), &[2]).unwrap().unwrap(), b"second");
         let b64 = b"Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
 Content-Transfer-Encoding: base64\r\n\r\nAAEC\r\nAwQF\r\n--b\r\n\
 Content-Transfer-Encoding: quoted-printable\r\n\r\ncaf=C3=A9 soft=\r\nbreak\r\n--b\r\n\
 Content-Transfer-Encoding: x-uuencode\r\n\r\nbegin\r\n--b--\r\n";
-        assert_eq!(binary(b64, &[1]).unwrap().unwrap(), vec![0, 1, 2, 3, 4, 5]);
-        assert_eq!(binary(b64, &[2]).unwrap().unwrap(), "caf\u{e9} softbreak".as_bytes());
-        assert_eq!(binary(b64, &[3]), Err(UnknownCte("x-uuencode".into())));
-        assert_eq!(binary(b64, &[4]), Ok(None));
+        assert_eq!(binary(&Source::new(b64), &[1]).unwrap().unwrap(), vec![0, 1, 2, 3, 4, 5]);
+        assert_eq!(binary(&Source::new(b64), &[2]).unwrap().unwrap(), "caf\u{e9} softbreak".as_bytes());
+        assert_eq!(binary(&Source::new(b64), &[3]), Err(UnknownCte("x-uuencode".into())));
+        assert_eq!(binary(&Source::new(b64), &[4]), Ok(None));
         assert_eq!(decode_quoted_printable(b"a=ZZb="), b"a=ZZb=");
     }
 

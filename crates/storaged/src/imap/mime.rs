@@ -38,6 +38,8 @@ pub struct Part {
     pub header: Range<usize>,
     pub body: Range<usize>,
     pub kind: Kind,
+    /// Line breaks (LF) in the body: what BODYSTRUCTURE reports as its lines.
+    pub lines: usize,
     /// 0 for the message's own entity.
     pub depth: usize,
     /// Indexes into [`Tree::parts`], in order.
@@ -75,22 +77,29 @@ struct Scan<'m> {
     mode: Mode,
     /// False once [`PARTS_MAX`] is reached: delimiters are no longer looked for.
     structured: bool,
+    /// Line breaks before the line being read.
+    newlines: usize,
+    /// Per part: line breaks before its body began.
+    body_newlines: Vec<usize>,
 }
 
 /// The MIME tree of `msg`. Never fails: anything unparseable is a leaf.
 pub fn parse(msg: &[u8]) -> Tree {
     let mut scan = Scan {
         msg,
-        parts: vec![Part { header: 0..0, body: 0..0, kind: Kind::Leaf, depth: 0, children: Vec::new() }],
+        parts: vec![Part { header: 0..0, body: 0..0, kind: Kind::Leaf, lines: 0, depth: 0, children: Vec::new() }],
         stack: Vec::new(),
         current: 0,
         mode: Mode::Header { start: 0 },
         structured: true,
+        newlines: 0,
+        body_newlines: vec![0],
     };
     let mut pos = 0;
     while pos < msg.len() {
         let end = memchr::memchr(b'\n', &msg[pos..]).map_or(msg.len(), |p| pos + p + 1);
         scan.line(pos, end);
+        scan.newlines += usize::from(msg[end - 1] == b'\n');
         pos = end;
     }
     scan.finish();
@@ -126,17 +135,18 @@ impl Scan<'_> {
         })
     }
 
-    /// Where content before the delimiter line at `start` ends: the line break before a
-    /// delimiter belongs to the delimiter (RFC 2046 §5.1.1).
-    fn content_end(&self, start: usize) -> usize {
-        let mut end = start;
+    /// Where content before the delimiter line at `start` ends, and the line breaks before
+    /// that: the line break before a delimiter belongs to the delimiter (RFC 2046 §5.1.1).
+    fn content_end(&self, start: usize) -> (usize, usize) {
+        let (mut end, mut newlines) = (start, self.newlines);
         if end > 0 && self.msg[end - 1] == b'\n' {
             end -= 1;
+            newlines -= 1;
             if end > 0 && self.msg[end - 1] == b'\r' {
                 end -= 1;
             }
         }
-        end
+        (end, newlines)
     }
 
     fn on_delimiter(&mut self, level: usize, close: bool, start: usize, end: usize) {
@@ -146,6 +156,7 @@ impl Scan<'_> {
             let open = self.stack.pop().expect("above level");
             self.end_body(open.part, content_end);
         }
+        let newlines_after = self.newlines + 1;
         let container = self.stack[level].part;
         if close {
             // The epilogue belongs to the multipart's body; no more children.
@@ -154,11 +165,11 @@ impl Scan<'_> {
             self.mode = Mode::Body;
             return;
         }
-        self.start_part(container, end);
+        self.start_part(container, end, newlines_after);
     }
 
-    /// A new child of `parent` whose header begins at `at`.
-    fn start_part(&mut self, parent: usize, at: usize) {
+    /// A new child of `parent` whose header begins at `at`, after `newlines` line breaks.
+    fn start_part(&mut self, parent: usize, at: usize, newlines: usize) {
         if self.parts.len() >= PARTS_MAX {
             // No room for more: the rest of the message is the body of what is open.
             self.structured = false;
@@ -169,7 +180,8 @@ impl Scan<'_> {
         let id = self.parts.len();
         let depth = self.parts[parent].depth + 1;
         debug_assert!(depth <= DEPTH_MAX);
-        self.parts.push(Part { header: at..at, body: at..at, kind: Kind::Leaf, depth, children: Vec::new() });
+        self.parts.push(Part { header: at..at, body: at..at, kind: Kind::Leaf, lines: 0, depth, children: Vec::new() });
+        self.body_newlines.push(newlines);
         self.parts[parent].children.push(id as u32);
         self.current = id;
         self.mode = Mode::Header { start: at };
@@ -180,6 +192,7 @@ impl Scan<'_> {
         let id = self.current;
         self.parts[id].header = header_start..body_start;
         self.parts[id].body = body_start..body_start;
+        self.body_newlines[id] = self.newlines + 1;
         self.mode = Mode::Body;
         if self.parts[id].depth >= DEPTH_MAX {
             return;
@@ -193,7 +206,7 @@ impl Scan<'_> {
             Some(Container::Message) => {
                 self.parts[id].kind = Kind::Message;
                 self.stack.push(Open { part: id, delimiter: None });
-                self.start_part(id, body_start);
+                self.start_part(id, body_start, self.newlines + 1);
             }
             None => {}
         }
@@ -201,7 +214,7 @@ impl Scan<'_> {
 
     /// The part being read (a leaf or a header in progress) ends at `end`, unless it is an
     /// open container, whose end is set when it is popped.
-    fn end_current(&mut self, end: usize) {
+    fn end_current(&mut self, (end, newlines): (usize, usize)) {
         let id = self.current;
         if let Mode::Header { start } = self.mode {
             // A header cut off by a delimiter or the end: no body. A part that had not
@@ -213,25 +226,27 @@ impl Scan<'_> {
             return;
         }
         if !self.stack.iter().any(|o| o.part == id) {
-            self.end_body(id, end);
+            self.end_body(id, (end, newlines));
         }
     }
 
     /// Part `id` ends at `end`. When the line break a delimiter claims was the blank line
     /// after the part's header, the part is a header without a body (RFC 2046 §5.1.1: the
     /// break belongs to the delimiter), so the header ends there too.
-    fn end_body(&mut self, id: usize, end: usize) {
+    fn end_body(&mut self, id: usize, (end, newlines): (usize, usize)) {
         let part = &mut self.parts[id];
         if end < part.body.start {
             part.header.end = end.max(part.header.start);
             part.body = part.header.end..part.header.end;
+            part.lines = 0;
         } else {
             part.body.end = end;
+            part.lines = newlines.saturating_sub(self.body_newlines[id]);
         }
     }
 
     fn finish(&mut self) {
-        let end = self.msg.len();
+        let end = (self.msg.len(), self.newlines);
         self.end_current(end);
         while let Some(open) = self.stack.pop() {
             self.end_body(open.part, end);
@@ -310,6 +325,9 @@ Subject: inner\r\nContent-Type: multipart/alternative; boundary=c\r\n\r\n--c\r\n
         assert_eq!(tree.resolve(&[3]), None);
         assert_eq!(tree.resolve(&[1, 1]), None);
         assert!(MULTI[tree.parts[0].body.clone()].ends_with(b"epilogue\r\n"));
+        for part in &tree.parts {
+            assert_eq!(part.lines, MULTI[part.body.clone()].iter().filter(|b| **b == b'\n').count(), "{part:?}");
+        }
     }
 
     #[test]

@@ -95,12 +95,14 @@ impl<'f> Text<'f> {
     }
 }
 
+/// Whether `hay` contains `needle`, ASCII case-insensitively. Linear in the haystack
+/// (one lowered copy and a memmem search), whatever the needle.
 fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
     if needle.is_empty() {
         return true;
     }
-    let needle: Vec<u8> = needle.to_ascii_lowercase();
-    hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(&needle))
+    let needle = needle.to_ascii_lowercase();
+    memchr::memmem::find(&hay.to_ascii_lowercase(), &needle).is_some()
 }
 
 /// Whether some field `name` of `header` contains `value` (case-insensitive; unfolded).

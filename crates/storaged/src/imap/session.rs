@@ -1395,6 +1395,7 @@ impl<B: Backend> Session<B> {
                 }
             };
             let text = text.bytes();
+            let source = fetch::Source::new(text);
             let mut resp = format!("* {seq} FETCH (").into_bytes();
             for (k, item) in items.iter().enumerate() {
                 if k > 0 {
@@ -1422,7 +1423,7 @@ impl<B: Backend> Session<B> {
                         let label = part.iter().map(u32::to_string).collect::<Vec<_>>().join(".");
                         let origin = partial.map(|(o, _)| format!("<{o}>")).unwrap_or_default();
                         resp.extend_from_slice(format!("BINARY[{label}]{origin} ").as_bytes());
-                        match fetch::binary(text, part) {
+                        match fetch::binary(&source, part) {
                             Ok(Some(bytes)) => {
                                 let bytes = fetch::partial(bytes, *partial);
                                 if bytes.contains(&0) {
@@ -1438,7 +1439,7 @@ impl<B: Backend> Session<B> {
                     }
                     Item::BinarySize { part } => {
                         let label = part.iter().map(u32::to_string).collect::<Vec<_>>().join(".");
-                        match fetch::binary(text, part) {
+                        match fetch::binary(&source, part) {
                             Ok(Some(bytes)) => {
                                 resp.extend_from_slice(format!("BINARY.SIZE[{label}] {}", bytes.len()).as_bytes())
                             }
@@ -1450,12 +1451,12 @@ impl<B: Backend> Session<B> {
                     }
                     Item::Structure(ext) => {
                         resp.extend_from_slice(if *ext { b"BODYSTRUCTURE " } else { b"BODY " });
-                        resp.extend_from_slice(&fetch::bodystructure(text, *ext));
+                        resp.extend_from_slice(&fetch::bodystructure(&source, *ext));
                     }
                     Item::Section { section, partial, label, .. } => {
                         resp.extend_from_slice(label.as_bytes());
                         resp.push(b' ');
-                        match fetch::section(text, section) {
+                        match fetch::section(&source, section) {
                             Some(bytes) => encode::literal(&mut resp, &fetch::partial(bytes, *partial)),
                             None => resp.extend_from_slice(b"NIL"),
                         }

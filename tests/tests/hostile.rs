@@ -1,0 +1,142 @@
+//! What an attacker tried against a running cluster (the hardening issue), end to end with
+//! real processes: each test is one finding, and fails on the code that had it.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// A logged-in IMAP connection that sends one command at a time and reads to its tagged
+/// reply.
+struct Imap {
+    stream: TcpStream,
+    next_tag: u32,
+}
+
+impl Imap {
+    fn login(server: &str, user: &str, password: &str) -> Self {
+        let stream = TcpStream::connect(server).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut imap = Self { stream, next_tag: 1 };
+        let greeting = imap.read_until(b"\r\n");
+        assert!(greeting.starts_with("* OK"), "{greeting}");
+        let reply = imap.command(&format!("LOGIN {user} {password}")).0;
+        assert!(reply.contains(" OK"), "{reply}");
+        imap
+    }
+
+    fn read_until(&mut self, end: &[u8]) -> String {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 65536];
+        while !out.ends_with(end) {
+            let n = self.stream.read(&mut buf).expect("the server answers");
+            assert!(n > 0, "the server closed the connection after {}", String::from_utf8_lossy(&out));
+            out.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Send `command`; everything up to and including its tagged reply, and how long the
+    /// server took.
+    fn command(&mut self, command: &str) -> (String, Duration) {
+        let tag = format!("t{}", self.next_tag);
+        self.next_tag += 1;
+        let started = Instant::now();
+        self.stream.write_all(format!("{tag} {command}\r\n").as_bytes()).unwrap();
+        let mut out = String::new();
+        loop {
+            out.push_str(&self.read_until(b"\r\n"));
+            if let Some(last) = out.trim_end().rsplit("\r\n").next() {
+                if last.starts_with(&format!("{tag} ")) {
+                    return (out, started.elapsed());
+                }
+            }
+        }
+    }
+}
+
+/// `levels` message/rfc822 parts, each inside the last.
+fn nested_messages(levels: usize) -> Vec<u8> {
+    let mut msg = b"From: ann@example.org\r\nTo: alice@example.edu\r\nSubject: nested rfc822\r\n".to_vec();
+    msg.extend_from_slice(&b"Content-Type: message/rfc822\r\n\r\n".repeat(levels));
+    msg.extend_from_slice(b"Subject: core\r\n\r\ncore text\r\n");
+    msg
+}
+
+/// `levels` multiparts, each the only part of the last.
+fn nested_multiparts(levels: usize) -> Vec<u8> {
+    let mut msg = b"From: ann@example.org\r\nTo: alice@example.edu\r\nSubject: nested multipart\r\n".to_vec();
+    for k in 0..levels {
+        msg.extend_from_slice(format!("Content-Type: multipart/mixed; boundary=\"b{k}\"\r\n\r\n--b{k}\r\n").as_bytes());
+    }
+    msg.extend_from_slice(b"\r\ncore text\r\n");
+    for k in (0..levels).rev() {
+        msg.extend_from_slice(format!("--b{k}--\r\n").as_bytes());
+    }
+    msg
+}
+
+/// Finding: one message of 50,000 nested `message/rfc822` parts, accepted by the MX, made
+/// every storage node that served a FETCH of its structure overflow its stack; 50,000
+/// nested multiparts took seconds of CPU per command. Now each command answers at once and
+/// every node stays up.
+#[test]
+fn deeply_nested_mime_from_a_stranger_is_served_flattened_and_no_node_dies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let storage = Storage::start(root);
+    std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
+    let options = FrontOptions { smtp: format!("message_max_bytes = {}", 32 << 20), ..FrontOptions::default() };
+    let front = Front::start_opts(root, &storage, "[directory]\nldif = \"users.ldif\"\n", options);
+    wait_listening(&front.smtp, "frontd MX");
+
+    let messages = [nested_messages(50_000), nested_messages(500_000), nested_multiparts(50_000)];
+    for (k, msg) in messages.iter().enumerate() {
+        let file = root.join(format!("hostile{k}.eml"));
+        std::fs::write(&file, msg).unwrap();
+        let r = smtplib(&[
+            "--server",
+            &front.smtp,
+            "--from",
+            "ann@example.org",
+            "--to",
+            "alice@example.edu",
+            "--subject",
+            "-",
+            "--message-file",
+            file.to_str().unwrap(),
+        ]);
+        assert_eq!(r["ok"], true, "message {k} ({} bytes) accepted by the MX: {r}", msg.len());
+    }
+
+    let mut imap = Imap::login(&front.imap, "alice", "alice-pw");
+    let (selected, _) = imap.command("SELECT INBOX");
+    assert!(selected.contains("* 3 EXISTS"), "{selected}");
+    let mut slowest = Duration::ZERO;
+    for seq in 1..=3 {
+        for items in ["BODYSTRUCTURE", "ENVELOPE", "BINARY.SIZE[1]", "BODY.PEEK[1.1.1.1.1]", "BODY.PEEK[1.1.1.MIME]"] {
+            let (reply, took) = imap.command(&format!("FETCH {seq} ({items})"));
+            assert!(
+                reply.contains(&format!("* {seq} FETCH (")),
+                "{items} of {seq}: {}",
+                &reply[..reply.len().min(500)]
+            );
+            assert!(reply.trim_end().ends_with("OK FETCH completed"), "{items} of {seq}");
+            eprintln!("FETCH {seq} ({items}): {took:?}");
+            slowest = slowest.max(took);
+        }
+        let (structure, _) = imap.command(&format!("FETCH {seq} BODYSTRUCTURE"));
+        assert!(structure.contains("\"application\" \"octet-stream\""), "the deepest level is opaque");
+    }
+    let (found, took) = imap.command("SEARCH TEXT \"core text\"");
+    assert!(found.contains("* SEARCH 1 2 3"), "{found}");
+    slowest = slowest.max(took);
+    eprintln!("slowest command: {slowest:?}");
+    assert!(slowest < Duration::from_secs(1), "a command took {slowest:?}");
+    for i in 0..3 {
+        assert!(storage.is_up(i), "storage node {} died", i + 1);
+    }
+}
