@@ -1,5 +1,9 @@
 //! What every daemon's `main` does before its own work: logging to stderr filtered by
-//! `RUST_LOG` (or a default), and the multi-threaded tokio runtime it runs on.
+//! `RUST_LOG` (or a default), files private to the daemon's user, and the multi-threaded
+//! tokio runtime it runs on.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 /// Log to stderr, filtered by `RUST_LOG`, else by `default_filter`.
 pub fn init_logging(default_filter: &str) {
@@ -15,4 +19,72 @@ pub const THREAD_STACK_BYTES: usize = 2 * 1024 * 1024;
 /// The runtime a daemon runs on.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().thread_stack_size(THREAD_STACK_BYTES).enable_all().build()
+}
+
+/// Everything this process creates from now on is its owner's alone: files 0600 and
+/// directories 0700 (mail, Raft segments, state, keys), as Dovecot keeps a mailbox. Child
+/// processes inherit it.
+pub fn private_files() {
+    // SAFETY: umask only sets this process's file mode creation mask; it cannot fail.
+    unsafe { libc::umask(0o077) };
+}
+
+/// Take away group and other access from `dir` and everything below it, if `dir` itself
+/// still has any (a tree an earlier version, or another umask, left readable): files keep
+/// their owner bits, directories become 0700. Symbolic links are not followed. Iterative,
+/// so any depth is fine. How many entries were changed.
+pub fn tighten_tree(dir: &Path) -> std::io::Result<usize> {
+    let meta = match std::fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    if meta.permissions().mode() & 0o077 == 0 {
+        return Ok(0);
+    }
+    let mut changed = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let meta = std::fs::symlink_metadata(&path)?;
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        let mode = meta.permissions().mode() & 0o7777;
+        let tight = if meta.is_dir() { 0o700 } else { mode & 0o700 };
+        if mode != tight {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(tight))?;
+            changed += 1;
+        }
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&path)? {
+                pending.push(entry?.path());
+            }
+        }
+    }
+    Ok(changed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_readable_tree_is_tightened_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("data");
+        let deep = root.join("g/mail/users/a/Maildir/cur");
+        std::fs::create_dir_all(&deep).unwrap();
+        let file = deep.join("1.msg");
+        std::fs::write(&file, "x").unwrap();
+        for p in [&root, &deep, &file] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        assert!(tighten_tree(&root).unwrap() >= 3);
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&root), 0o700);
+        assert_eq!(mode(&deep), 0o700);
+        assert_eq!(mode(&file), 0o700 & 0o755);
+        assert_eq!(tighten_tree(&root).unwrap(), 0, "a tight tree is not walked again");
+        assert_eq!(tighten_tree(&tmp.path().join("missing")).unwrap(), 0);
+    }
 }

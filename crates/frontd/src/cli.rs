@@ -26,6 +26,7 @@ where
 {
     let args = Args::parse_from(args);
     common::daemon::init_logging("info");
+    common::daemon::private_files();
     let cfg = crate::config::Config::load(&args.config)?;
     common::daemon::runtime()?.block_on(crate::server::run(cfg))?;
     Ok(())

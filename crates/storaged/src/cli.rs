@@ -30,7 +30,12 @@ where
     // feature of `fail` (every release build) has none, and this does nothing.
     let _failpoints = fail::FailScenario::setup();
     raise_open_file_limit();
+    common::daemon::private_files();
     let cfg = crate::config::Config::load(&args.config)?;
+    let tightened = common::daemon::tighten_tree(&cfg.data_dir)?;
+    if tightened > 0 {
+        tracing::warn!(entries = tightened, dir = %cfg.data_dir.display(), "data was readable by others; now owner-only");
+    }
     common::daemon::runtime()?.block_on(crate::node::run(cfg))
 }
 

@@ -100,6 +100,13 @@ fn imaplib_subjects(addr: &str, ca: &std::path::Path, user: &str, password: &str
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+/// Files and directories under `dir` that group or others may read, write or enter.
+fn readable_by_others(dir: &std::path::Path) -> Vec<String> {
+    let out = Command::new("find").arg(dir).args(["-perm", "/077", "-print"]).output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect()
+}
+
 #[test]
 fn up_serves_the_welcome_message_and_stops_on_ctrl_c() {
     let tmp = tempfile::tempdir().unwrap();
@@ -156,6 +163,12 @@ fn up_serves_the_welcome_message_and_stops_on_ctrl_c() {
     assert!(out.status.success(), "mailctl user add: {}", String::from_utf8_lossy(&out.stderr));
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(imaplib_subjects(&layout.front_imaps(), &ca, "erin", "erin-pw"), "", "a new, empty mailbox");
+    let out = Command::new(env!("CARGO_BIN_EXE_mailctl"))
+        .args(["user", "passwd", "erin@example.edu", "--password", "erin-pw2", "--ldif"])
+        .arg(dir.join("users.ldif"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "mailctl user passwd: {}", String::from_utf8_lossy(&out.stderr));
 
     // `mailctl status`: both groups with a leader and three members each.
     let front_config = dir.join("frontd.toml");
@@ -201,6 +214,10 @@ fn up_serves_the_welcome_message_and_stops_on_ctrl_c() {
         let addr = layout.node(i, tools::mailctl::layout::NodePort::Imap);
         assert!(std::net::TcpStream::connect(&addr).is_err(), "storaged {i} still listens after Ctrl-C");
     }
+
+    // Mail, Raft logs, state, keys and the directory with its password hashes are the
+    // owner's alone (the issue found them 0644 in 0755 directories).
+    assert_eq!(readable_by_others(&dir), Vec::<String>::new());
 
     // Again on the same directory: the same mail, no second welcome.
     let (child, _) = up(&dir, base);
