@@ -140,3 +140,24 @@ fn deeply_nested_mime_from_a_stranger_is_served_flattened_and_no_node_dies() {
         assert!(storage.is_up(i), "storage node {} died", i + 1);
     }
 }
+
+/// Finding: a LOGIN name with a line break in it (an IMAP literal may hold one) wrote a
+/// forged line into frontd's log. Now every logged field is escaped.
+#[test]
+fn a_login_name_cannot_forge_a_log_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let storage = Storage::start(root);
+    std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
+    let front = Front::start(root, &storage, "[directory]\nldif = \"users.ldif\"\n");
+    let name = b"mallory\r\nFORGED login accepted user=root";
+    let out = raw(
+        &front.imap,
+        &[format!("a LOGIN {{{}}}\r\n", name.len()).as_bytes(), &[name.as_slice(), b" wrong\r\n"].concat()],
+    );
+    assert!(out.contains("a NO"), "the login is refused: {out}");
+    wait_for("the refusal in the log", Duration::from_secs(10), || front.log_text().contains("login refused"));
+    let log = front.log_text();
+    assert!(!log.lines().any(|l| l.starts_with("FORGED")), "a forged line:\n{log}");
+    assert!(log.contains("mallory\\r\\nFORGED"), "the name is logged, escaped:\n{log}");
+}

@@ -5,10 +5,37 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-/// Log to stderr, filtered by `RUST_LOG`, else by `default_filter`.
+/// Log to stderr, filtered by `RUST_LOG`, else by `default_filter`. Every field and message
+/// is written through [`escape_controls`]: a login name, an envelope address or a remote
+/// server's reply is the stranger's text, and must never start a forged line of its own.
 pub fn init_logging(default_filter: &str) {
+    use tracing_subscriber::field::MakeExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into());
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).init();
+    let fields = tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let raw = format!("{value:?}");
+        let text = escape_controls(&raw);
+        if field.name() == "message" {
+            write!(w, "{text}")
+        } else {
+            write!(w, "{field}={text}")
+        }
+    })
+    .delimited(" ");
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).fmt_fields(fields).init();
+}
+
+/// `text` with every control character (line breaks, escape sequences, NUL) written as a
+/// Rust escape, so a log record stays one line whatever its fields hold. Strings recorded as
+/// field values arrive here already quoted and escaped by `Debug`; values logged with `%`
+/// (Display) and messages arrive raw and are escaped here.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| if c.is_control() { c.escape_default().collect::<String>() } else { c.to_string() })
+        .collect::<String>()
+        .into()
 }
 
 /// The stack each runtime worker thread gets. Every walk over untrusted structure (MIME,
@@ -67,6 +94,13 @@ pub fn tighten_tree(dir: &Path) -> std::io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_never_reach_a_log_line() {
+        assert_eq!(escape_controls("alice"), "alice");
+        assert_eq!(escape_controls("a\r\nb\x1b[31m\0"), "a\\r\\nb\\u{1b}[31m\\u{0}");
+        assert!(!escape_controls("x\u{85}y").contains('\u{85}'));
+    }
 
     #[test]
     fn a_readable_tree_is_tightened_once() {
