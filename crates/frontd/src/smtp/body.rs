@@ -3,7 +3,8 @@
 //! marker is exactly `.` CRLF following a CRLF-terminated line, and a message with any bare
 //! CR or bare LF is refused as a whole at the marker (so `\n.\n`, `\n.\r\n`, `\r.\r\n` and
 //! friends can never end it early and start a second message). BDAT has no marker; its
-//! bare LFs are normalized to CRLF. Sizes are bounded: an over-size body is drained, not
+//! bare LFs and bare CRs are normalized to CRLF (a CR ending one chunk waits for the next),
+//! so no body leaves here with a line ending a lenient receiver could read differently. Sizes are bounded: an over-size body is drained, not
 //! kept.
 
 /// How a finished body came out.
@@ -26,11 +27,13 @@ pub struct Body {
     bare: bool,
     /// The previous DATA line ended with CRLF (or there was none yet).
     after_crlf: bool,
+    /// The last BDAT byte was a CR, whose LF (if any) is in the next chunk.
+    held_cr: bool,
 }
 
 impl Body {
     pub fn new(max_bytes: usize) -> Self {
-        Self { data: Vec::new(), max_bytes, too_big: false, bare: false, after_crlf: true }
+        Self { data: Vec::new(), max_bytes, too_big: false, bare: false, after_crlf: true, held_cr: false }
     }
 
     fn keep(&mut self, bytes: &[u8]) {
@@ -77,12 +80,22 @@ impl Body {
     /// One BDAT chunk; `Some` after the last one.
     pub fn chunk(&mut self, bytes: &[u8], last: bool) -> Option<Finished> {
         let mut normalized = Vec::with_capacity(bytes.len() + 16);
-        for (i, b) in bytes.iter().enumerate() {
-            let prev_cr = if i == 0 { self.data.last() == Some(&b'\r') } else { bytes[i - 1] == b'\r' };
-            if *b == b'\n' && !prev_cr {
-                normalized.push(b'\r');
+        for &b in bytes {
+            if std::mem::take(&mut self.held_cr) {
+                // CRLF, or a bare CR made one.
+                normalized.extend_from_slice(b"\r\n");
+                if b == b'\n' {
+                    continue;
+                }
             }
-            normalized.push(*b);
+            match b {
+                b'\r' => self.held_cr = true,
+                b'\n' => normalized.extend_from_slice(b"\r\n"),
+                _ => normalized.push(b),
+            }
+        }
+        if last && std::mem::take(&mut self.held_cr) {
+            normalized.extend_from_slice(b"\r\n");
         }
         self.keep(&normalized);
         last.then(|| std::mem::replace(self, Self::new(0)).finish())

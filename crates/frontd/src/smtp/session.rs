@@ -471,6 +471,10 @@ impl Session {
     }
 
     fn data(&mut self, _: Request<Cow<'_, str>>) -> Step {
+        if self.body.is_some() {
+            // Between BDAT chunks (RFC 3030 §2: DATA and BDAT never share a transaction).
+            return reply("503 5.5.1 DATA after BDAT: send RSET first");
+        }
         if self.from.is_none() || self.recipients.is_empty() && self.remote.is_empty() {
             return reply("503 5.5.1 need MAIL and RCPT first");
         }
@@ -734,6 +738,16 @@ mod tests {
         s.command(b"BDAT 2 LAST\r\n");
         assert_eq!(s.chunk(b"c\n", true), Step::Deliver);
         assert_eq!(s.envelope().message, b"a\r\nbc\r\n");
+        // Bare CRs become CRLF too, also when a CR ends one chunk; DATA inside BDAT is 503.
+        s.command(b"MAIL FROM:<>\r\n");
+        s.command(b"RCPT TO:<a@example.edu>\r\n");
+        s.resolved("a@example.edu", local("g"));
+        s.command(b"BDAT 4\r\n");
+        assert!(text(s.chunk(b"x\ry\r", false)).starts_with("250"));
+        assert!(text(s.command(b"DATA\r\n")).starts_with("503 5.5.1"), "DATA after BDAT");
+        s.command(b"BDAT 3 LAST\r\n");
+        assert_eq!(s.chunk(b"\nz\r", true), Step::Deliver);
+        assert_eq!(s.envelope().message, b"x\r\ny\r\nz\r\n");
         for junk in [&b"\xff\xfe\r\n"[..], b"MAIL FROM:<<<\r\n", b"RCPT\r\n", b"\r\n", b"BDAT x\r\n"] {
             assert!(text(s.command(junk)).starts_with('5'), "{junk:?}");
         }
