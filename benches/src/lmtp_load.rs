@@ -48,19 +48,40 @@ impl Conn {
         let mut c = Conn { r: BufReader::new(s), w };
         c.reply()?;
         c.w.write_all(if dialect == Dialect::Lmtp { b"LHLO bench\r\n" } else { b"EHLO bench\r\n" })?;
-        c.reply()?;
+        let greeting = c.reply_all()?;
+        // Our storage nodes take mail from cluster members only; a peer (Dovecot) offers no
+        // such AUTH and is used as it is.
+        if greeting.contains(common::lmtp_auth::MECHANISM) {
+            c.w.write_all(format!("AUTH {}\r\n", common::lmtp_auth::MECHANISM).as_bytes())?;
+            let challenge = c.reply()?;
+            let key = common::auth::ClusterKey::from_secret(crate::peers::CLUSTER_SECRET);
+            let answer = common::lmtp_auth::response(&key, challenge.trim().trim_start_matches("334 "))
+                .ok_or_else(|| std::io::Error::other(format!("AUTH: {challenge}")))?;
+            c.w.write_all(format!("{answer}\r\n").as_bytes())?;
+            let done = c.reply()?;
+            if !done.starts_with("235") {
+                return Err(std::io::Error::other(format!("AUTH refused: {done}")));
+            }
+        }
         Ok(c)
     }
 
+    /// The last line of the next reply.
     fn reply(&mut self) -> std::io::Result<String> {
-        let mut line = String::new();
+        Ok(self.reply_all()?.lines().last().unwrap_or_default().to_string())
+    }
+
+    /// Every line of the next reply.
+    fn reply_all(&mut self) -> std::io::Result<String> {
+        let mut all = String::new();
         loop {
-            line.clear();
-            if self.r.read_line(&mut line)? == 0 {
+            let start = all.len();
+            if self.r.read_line(&mut all)? == 0 {
                 return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed"));
             }
+            let line = &all[start..];
             if line.len() < 4 || line.as_bytes()[3] == b' ' {
-                return Ok(line);
+                return Ok(all);
             }
         }
     }

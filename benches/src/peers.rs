@@ -10,6 +10,8 @@ use crate::procs::{free_port, spawn, Procs};
 
 /// The password every benchmark user has on both servers.
 pub const PASSWORD: &str = "bench-pw";
+/// The benchmark cluster's shared secret (what our LMTP and Raft require).
+pub const CLUSTER_SECRET: &str = "bench";
 
 /// Addresses of one storaged node.
 pub struct Node {
@@ -40,7 +42,7 @@ pub fn start_storaged_with(dir: &Path, users: usize, extra: &str, procs: &mut Pr
     let mut nodes = Vec::new();
     for i in 0..3 {
         let cfg = format!(
-            "node_id = {id}\ndata_dir = \"data{id}\"\ncluster_key = \"bench\"\nusers_file = \"users.txt\"\n\
+            "node_id = {id}\ndata_dir = \"data{id}\"\ncluster_key = \"{CLUSTER_SECRET}\"\nusers_file = \"users.txt\"\n\
              [listen]\nraft = \"{r}\"\nlmtp = \"{l}\"\nimap = \"{m}\"\n[limits]\nconnections_max = 4096\n{extra}\n\
              [[groups]]\nname = \"bench\"\nmembers = [\n{members}]\n",
             id = i + 1,

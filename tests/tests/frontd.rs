@@ -91,7 +91,8 @@ fn ldap_directory_routes_users_and_follows_changes_and_outages() {
     let directory =
         common::directory::Directory::Ldap(std::sync::Arc::new(common::directory::LdapDirectory::new(ldap).unwrap()));
     let cluster = std::sync::Arc::new(frontd::cluster::ClusterMap::new(&storage.group_sections()));
-    let router = frontd::delivery::Router::new(directory, cluster, Duration::from_secs(30));
+    let router =
+        frontd::delivery::Router::new(directory, cluster, Some(storage.cluster_key()), Duration::from_secs(30));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let message = b"From: s@example.org\r\nSubject: via alias\r\n\r\nhi\r\n";
     let replies = runtime.block_on(router.deliver("s@example.org", &["A.Smith@example.EDU".into()], message));
@@ -320,7 +321,7 @@ async fn deliveries_are_routed_by_mailhost_to_each_groups_leader() {
     std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
     let directory = Directory::Ldif(std::sync::Arc::new(LdifDirectory::open(&root.join("users.ldif")).unwrap()));
     let cluster = std::sync::Arc::new(frontd::cluster::ClusterMap::new(&storage.group_sections()));
-    let router = Router::new(directory, cluster, Duration::from_secs(30));
+    let router = Router::new(directory, cluster, Some(storage.cluster_key()), Duration::from_secs(30));
     let front = Front::start(root, &storage, "[directory]\nldif = \"users.ldif\"\n");
     let message = |subject: &str| format!("From: s@example.org\r\nSubject: {subject}\r\n\r\n.hello\r\n").into_bytes();
     let codes = |replies: &[String]| replies.iter().map(|r| r[..3].to_string()).collect::<Vec<_>>();

@@ -136,3 +136,115 @@ fn abusive_clients_get_errors_the_daemons_stay_bounded_and_others_are_served() {
     }
     drop(swarm);
 }
+
+/// One abuser's unfinished 32 MiB transaction (DATA without its end, or BDAT chunks
+/// without LAST) from 127.0.0.`source`; the replies it saw.
+async fn unfinished_transaction(source: u8, to: String, bdat: bool) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(mut s) = connect_from_async(source, &to).await else { return "no connection".into() };
+    let mut replies = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    let mut read = async |s: &mut tokio::net::TcpStream, out: &mut Vec<u8>| {
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await {
+            out.extend_from_slice(&buf[..n]);
+        }
+    };
+    read(&mut s, &mut replies).await;
+    let head = b"EHLO abuser.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<alice@example.edu>\r\n";
+    if s.write_all(head).await.is_err() {
+        return String::from_utf8_lossy(&replies).into_owned();
+    }
+    let line = format!("{}\r\n", "x".repeat(1022));
+    let body = line.repeat(1024); // 1 MiB
+    if !bdat {
+        let _ = s.write_all(b"DATA\r\n").await;
+    }
+    for _ in 0..32 {
+        if bdat {
+            let _ = s.write_all(format!("BDAT {}\r\n", body.len()).as_bytes()).await;
+        }
+        if s.write_all(body.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+    // Give the server time to answer what it answers, and keep the transaction open.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    read(&mut s, &mut replies).await;
+    let _hold = s;
+    String::from_utf8_lossy(&replies).into_owned()
+}
+
+async fn connect_from_async(source: u8, to: &str) -> Option<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4().ok()?;
+    socket.bind(SocketAddr::from(([127, 0, 0, source], 0))).ok()?;
+    tokio::time::timeout(Duration::from_secs(5), socket.connect(to.parse().ok()?)).await.ok()?.ok()
+}
+
+/// Finding (hardening): DATA and BDAT bodies were held in memory per connection up to the
+/// message limit with no global bound (20 BDAT sessions took frontd to 770 MB), and a DATA
+/// session sending a line every few minutes was never cut off. Now 50 unfinished 32 MiB
+/// transactions from 5 addresses leave frontd under its bound, a normal client delivers
+/// meanwhile, and a slow sender is cut off after the configured pace.
+#[test]
+fn unfinished_giant_transactions_stay_within_the_body_budget_and_slow_senders_are_cut_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let storage = Storage::start(root);
+    std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
+    let smtp = format!("message_max_bytes = {}\ndata_rate_grace_s = 3\ndata_rate_min_bytes_per_s = 1000", 32 << 20);
+    let options = FrontOptions { smtp, ..FrontOptions::default() };
+    let front = Front::start_opts(root, &storage, "[directory]\nldif = \"users.ldif\"\n", options);
+    wait_listening(&front.smtp, "frontd SMTP");
+
+    // The slow sender: DATA, then a short line a second.
+    let slow_front = front.smtp.clone();
+    let slow = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(&slow_front).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+        s.write_all(b"EHLO slow.example\r\nMAIL FROM:<s@example.org>\r\nRCPT TO:<alice@example.edu>\r\nDATA\r\n")
+            .unwrap();
+        let started = Instant::now();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while started.elapsed() < Duration::from_secs(60) && !String::from_utf8_lossy(&seen).contains("421") {
+            let _ = s.write_all(b"one more line\r\n");
+            let until = Instant::now() + Duration::from_secs(1);
+            while Instant::now() < until {
+                match s.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    Err(_) => {}
+                }
+            }
+        }
+        (String::from_utf8_lossy(&seen).into_owned(), started.elapsed())
+    });
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    std::thread::sleep(Duration::from_millis(400)); // the MX greet delay
+    let abusers: Vec<_> =
+        (0..50).map(|k| rt.spawn(unfinished_transaction(2 + (k % 5) as u8, front.smtp.clone(), k % 2 == 1))).collect();
+    let replies: Vec<String> = rt.block_on(async {
+        let mut out = Vec::new();
+        for a in abusers {
+            out.push(a.await.unwrap());
+        }
+        out
+    });
+    let refused = replies.iter().filter(|r| r.contains("452 4.3.1")).count();
+    eprintln!("{refused} of 50 transactions refused room at once");
+    assert!(refused >= 10, "10 connections per address, 8 transactions allowed: {replies:?}");
+
+    // Meanwhile (the abusers' transactions are still open) a normal client delivers.
+    assert!(mx_send(&front.smtp, "alice@example.edu", "during the giant transactions"));
+    let front_rss = peak_rss_bytes(front.pid());
+    eprintln!("frontd peak RSS {} MiB", front_rss >> 20);
+    assert!(front_rss < FRONT_RSS_MAX_BYTES, "frontd peaked at {front_rss} bytes");
+
+    let (seen, took) = slow.join().unwrap();
+    eprintln!("slow sender cut off after {took:?}: {seen:?}");
+    assert!(seen.contains("421 4.4.2"), "the slow sender is cut off: {seen:?}");
+    assert!(took < Duration::from_secs(20), "cut off after {took:?}");
+    assert!(inbox_subjects(&front, "alice", "alice-pw").contains(&"during the giant transactions".to_string()));
+}

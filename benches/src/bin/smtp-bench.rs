@@ -89,11 +89,12 @@ fn main() -> anyhow::Result<()> {
     let members: String =
         nodes.iter().enumerate().map(|(i, n)| format!("  {{ id = {}, lmtp = \"{}\" }},\n", i + 1, n.lmtp)).collect();
     let front_smtp = format!("127.0.0.1:{}", free_port());
+    std::fs::write(ours_dir.join("cluster.key"), benches::peers::CLUSTER_SECRET)?;
     std::fs::write(
         ours_dir.join("frontd.toml"),
         format!(
             "[listen]\nsmtp = \"{front_smtp}\"\n[directory]\nldif = \"users.ldif\"\n[backend]\nproxy_user = \"frontd\"\n\
-             proxy_password = \"unused\"\n[limits]\nconnections_max = 4096\n[smtp]\nlocal_domains = [\"example.edu\"]\n\
+             proxy_password = \"unused\"\ncluster_key_file = \"cluster.key\"\n[limits]\nconnections_max = 4096\n[smtp]\nlocal_domains = [\"example.edu\"]\n\
              [[groups]]\nname = \"bench\"\nmembers = [\n{members}]\n"
         ),
     )?;

@@ -36,6 +36,12 @@ impl ClusterKey {
     pub fn from_secret(secret: &str) -> Self {
         Self(blake3::derive_key("mailstore 2026 cluster key", secret.trim().as_bytes()))
     }
+
+    /// The key that proves membership on storage-node LMTP (`crate::lmtp_auth`): derived,
+    /// so a client given it for LMTP holds nothing that opens Raft or admin channels.
+    pub fn lmtp_key(&self) -> [u8; 32] {
+        blake3::keyed_hash(&self.0, b"mailstore lmtp auth key").into()
+    }
 }
 
 /// Which end of a channel we are; each direction has its own sequence numbers.

@@ -12,6 +12,7 @@ pub mod directory;
 pub mod frame;
 pub mod limiter;
 pub mod line;
+pub mod lmtp_auth;
 pub mod network;
 pub mod password;
 pub mod sasl;

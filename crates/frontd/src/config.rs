@@ -57,6 +57,18 @@ pub struct SmtpSection {
     pub mail_from_deny: Vec<String>,
     /// MX only: per-network rules; the first whose network holds the client decides.
     pub rules: Vec<RuleSection>,
+    /// Message bodies held in memory by every SMTP connection together (`452 4.3.1` when
+    /// full; big messages leave the last eighth to small ones).
+    pub body_memory_max_bytes: usize,
+    /// ... by the connections of one client address together.
+    pub body_memory_per_address_max_bytes: usize,
+    /// DATA/BDAT transactions one client address may have open at once.
+    pub transactions_per_address_max: usize,
+    /// Longest a DATA/BDAT transfer may take, from `354` (or the first BDAT) to its end.
+    pub data_time_max_s: u64,
+    /// Slowest a transfer may be on average once `data_rate_grace_s` have passed.
+    pub data_rate_min_bytes_per_s: u64,
+    pub data_rate_grace_s: u64,
 }
 
 /// One IP rule of the MX.
@@ -90,6 +102,12 @@ impl Default for SmtpSection {
             helo_deny: Vec::new(),
             mail_from_deny: Vec::new(),
             rules: Vec::new(),
+            body_memory_max_bytes: 128 << 20,
+            body_memory_per_address_max_bytes: 40 << 20,
+            transactions_per_address_max: 8,
+            data_time_max_s: 900,
+            data_rate_min_bytes_per_s: 1024,
+            data_rate_grace_s: 60,
         }
     }
 }
@@ -154,6 +172,9 @@ pub struct BackendSection {
     /// How long to look for a group's leader before a temporary failure.
     #[serde(default = "default_route_timeout_ms")]
     pub route_timeout_ms: u64,
+    /// The storage nodes' shared secret (their `cluster_key_file`): LMTP delivery proves it
+    /// (`AUTH X-MAILSTORE-CLUSTER`), and the queue and admin protocols are keyed with it.
+    pub cluster_key_file: Option<PathBuf>,
 }
 
 fn default_route_timeout_ms() -> u64 {
@@ -327,8 +348,11 @@ impl Config {
             l.ca_file.iter_mut().for_each(fix);
         }
         self.backend.proxy_password_file.iter_mut().for_each(fix);
+        self.backend.cluster_key_file.iter_mut().for_each(fix);
         if let Some(q) = &mut self.queue {
-            fix(&mut q.cluster_key_file);
+            if !q.cluster_key_file.as_os_str().is_empty() {
+                fix(&mut q.cluster_key_file);
+            }
         }
     }
 
@@ -346,9 +370,21 @@ impl Config {
         {
             return invalid("implicit TLS listeners need [tls]".into());
         }
-        let smtp_listeners = [&self.listen.smtp, &self.listen.submission, &self.listen.submissions];
-        if smtp_listeners.iter().any(|l| l.is_some()) && self.smtp.local_domains.is_empty() {
+        if self.smtp_listeners() && self.smtp.local_domains.is_empty() {
             return invalid("SMTP listeners need [smtp] local_domains".into());
+        }
+        let smtp = &self.smtp;
+        if smtp.body_memory_max_bytes < (16 << 20) || smtp.transactions_per_address_max == 0 {
+            return invalid(
+                "[smtp] body_memory_max_bytes must be at least 16 MiB, transactions_per_address_max at least 1".into(),
+            );
+        }
+        if smtp.body_memory_per_address_max_bytes < smtp.message_max_bytes
+            || smtp.body_memory_max_bytes < smtp.body_memory_per_address_max_bytes
+        {
+            return invalid(
+                "[smtp] needs message_max_bytes <= body_memory_per_address_max_bytes <= body_memory_max_bytes".into(),
+            );
         }
         if self.groups.is_empty() {
             return invalid("no [[groups]]: frontd has nowhere to route users".into());
@@ -361,9 +397,14 @@ impl Config {
                 return invalid(format!("group {} has no members", g.name));
             }
         }
+        if self.smtp_listeners() && self.cluster_key_file().is_none() {
+            return invalid(
+                "SMTP listeners deliver over the storage nodes' LMTP: [backend] needs cluster_key_file".into(),
+            );
+        }
         if let Some(q) = &self.queue {
-            if q.cluster_key_file.as_os_str().is_empty() {
-                return invalid("[queue] needs cluster_key_file".into());
+            if self.cluster_key_file().is_none() {
+                return invalid("[queue] needs a cluster key: [backend] cluster_key_file".into());
             }
             for g in &q.groups {
                 if !self.groups.iter().any(|o| o.name.eq_ignore_ascii_case(g)) {
@@ -406,9 +447,21 @@ impl Config {
         }
     }
 
-    /// The cluster secret for the admin protocol, if a queue is configured.
+    /// Whether any SMTP listener is configured (they deliver over LMTP).
+    fn smtp_listeners(&self) -> bool {
+        [&self.listen.smtp, &self.listen.submission, &self.listen.submissions].iter().any(|l| l.is_some())
+    }
+
+    /// The cluster key file: `[backend]`'s, else the one an older configuration names in
+    /// `[queue]`.
+    fn cluster_key_file(&self) -> Option<&Path> {
+        let queue = self.queue.as_ref().map(|q| q.cluster_key_file.as_path()).filter(|p| !p.as_os_str().is_empty());
+        self.backend.cluster_key_file.as_deref().or(queue)
+    }
+
+    /// The storage nodes' shared secret (LMTP, queue and admin protocols), if configured.
     pub fn cluster_secret(&self) -> Result<Option<String>, ConfigError> {
-        self.queue.as_ref().map(|q| read_secret(&q.cluster_key_file)).transpose()
+        self.cluster_key_file().map(read_secret).transpose()
     }
 
     /// The LDAP settings, if the directory is LDAP.

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::auth::ClusterKey;
 use common::directory::{Account, AccountStatus, Directory, Purpose};
 use common::line::Line;
 use tokio::io::{AsyncWriteExt, BufReader};
@@ -34,12 +35,20 @@ pub enum Resolution {
 pub struct Router {
     directory: Directory,
     cluster: Arc<ClusterMap>,
+    /// What the storage nodes' LMTP requires (`AUTH X-MAILSTORE-CLUSTER`); without it every
+    /// delivery is a temporary failure.
+    key: Option<ClusterKey>,
     route_timeout: Duration,
 }
 
 impl Router {
-    pub fn new(directory: Directory, cluster: Arc<ClusterMap>, route_timeout: Duration) -> Self {
-        Self { directory, cluster, route_timeout }
+    pub fn new(
+        directory: Directory,
+        cluster: Arc<ClusterMap>,
+        key: Option<ClusterKey>,
+        route_timeout: Duration,
+    ) -> Self {
+        Self { directory, cluster, key, route_timeout }
     }
 
     /// Resolve one recipient address (RCPT time: unknown users get `550 5.1.1`).
@@ -131,6 +140,16 @@ impl Router {
 
     /// One LMTP transaction on `group`'s leader; one reply per mailbox.
     async fn deliver_to_group(&self, group: &str, from: &str, mailboxes: &[String], stuffed: &[u8]) -> Vec<String> {
+        let Some(key) = &self.key else {
+            tracing::error!(
+                group,
+                "no cluster key: the storage nodes' LMTP cannot be used; set [backend] cluster_key_file"
+            );
+            return vec![
+                format!("451 4.3.0 mailhost {group} temporarily unavailable, try again later");
+                mailboxes.len()
+            ];
+        };
         // Time to move the message at a modest 1 MB/s, plus the commit.
         let attempt_timeout = Duration::from_secs(30) + Duration::from_micros(stuffed.len() as u64);
         let result =
@@ -138,7 +157,7 @@ impl Router {
                 let cluster = &self.cluster;
                 async move {
                     let addr = member.lmtp.clone().expect("candidates serve LMTP");
-                    match lmtp_transaction(&addr, group, from, mailboxes, stuffed).await {
+                    match lmtp_transaction(&addr, key, group, from, mailboxes, stuffed).await {
                         Ok(outcome) => outcome.map_hint(|a| cluster.member_by_address(group, Protocol::Lmtp, &a)),
                         Err(e) => Attempt::Down(format!("{addr}: {e}")),
                     }
@@ -219,8 +238,22 @@ fn leader_address(reply: &str) -> Option<String> {
     (!addr.is_empty()).then_some(addr)
 }
 
+/// Prove this front holds the cluster key (`common::lmtp_auth`).
+async fn authenticate(conn: &mut BufReader<TcpStream>, key: &ClusterKey) -> std::io::Result<()> {
+    let challenge = command(conn, &format!("AUTH {}", common::lmtp_auth::MECHANISM)).await?;
+    let Some(answer) = challenge.strip_prefix("334 ").and_then(|c| common::lmtp_auth::response(key, c)) else {
+        return Err(std::io::Error::other(format!("AUTH: {challenge}")));
+    };
+    let done = command(conn, &answer).await?;
+    if !done.starts_with("235") {
+        return Err(std::io::Error::other(format!("the storage node refused the cluster key: {done}")));
+    }
+    Ok(())
+}
+
 async fn lmtp_transaction(
     addr: &str,
+    key: &ClusterKey,
     group: &str,
     from: &str,
     mailboxes: &[String],
@@ -239,6 +272,7 @@ async fn lmtp_transaction(
     if !lhlo.starts_with("250") {
         return Err(std::io::Error::other(format!("LHLO: {lhlo}")));
     }
+    authenticate(&mut conn, key).await?;
     let mail = command(&mut conn, &format!("MAIL FROM:<{from}>")).await?;
     if !mail.starts_with("250") {
         let _ = command(&mut conn, "QUIT").await;

@@ -65,6 +65,8 @@ pub struct Front {
     /// The storage nodes' IMAP capabilities (without TLS/AUTH items).
     node_capabilities: RwLock<String>,
     per_address: Arc<SessionCounts<IpAddr>>,
+    /// The memory SMTP bodies are held in, shared by every connection.
+    pub body_memory: Arc<crate::smtp::memory::BodyMemory>,
     per_user: Arc<SessionCounts<String>>,
 }
 
@@ -96,14 +98,10 @@ impl Front {
         };
         let cluster = Arc::new(ClusterMap::new(&cfg.groups));
         let route_timeout = Duration::from_millis(cfg.backend.route_timeout_ms);
-        let router = Arc::new(Router::new(directory.clone(), cluster.clone(), route_timeout));
-        let queue = cfg.cluster_secret()?.map(|secret| {
-            Arc::new(crate::queue::QueueClient::new(
-                cluster.clone(),
-                common::auth::ClusterKey::from_secret(&secret),
-                cfg.queue_groups(),
-                route_timeout,
-            ))
+        let key = cfg.cluster_secret()?.map(|secret| common::auth::ClusterKey::from_secret(&secret));
+        let router = Arc::new(Router::new(directory.clone(), cluster.clone(), key.clone(), route_timeout));
+        let queue = key.filter(|_| cfg.queue.is_some()).map(|key| {
+            Arc::new(crate::queue::QueueClient::new(cluster.clone(), key, cfg.queue_groups(), route_timeout))
         });
         let queue_runner = match (&queue, &cfg.queue) {
             (Some(client), Some(settings)) if settings.runner => Some(Arc::new(crate::queue::runner::Runner {
@@ -135,6 +133,11 @@ impl Front {
             tls: RwLock::new(tls),
             node_capabilities: RwLock::new(String::new()),
             per_address: SessionCounts::new(cfg.limits.connections_per_address_max.max(1)),
+            body_memory: crate::smtp::memory::BodyMemory::new(crate::smtp::memory::Limits {
+                total_max_bytes: cfg.smtp.body_memory_max_bytes,
+                per_address_max_bytes: cfg.smtp.body_memory_per_address_max_bytes,
+                transactions_per_address_max: cfg.smtp.transactions_per_address_max,
+            }),
             per_user: SessionCounts::new(cfg.limits.sessions_per_user_max.max(1)),
         })
     }

@@ -9,7 +9,7 @@ use common::directory::{parse_ldif, Account};
 use frontd::delivery::Resolution;
 use frontd::login::Refusal;
 use frontd::smtp::session::{Mode, Session, Settings, Step};
-use storaged::lmtp::session::{Action, Context, Limits, Session as Lmtp};
+use storaged::lmtp::session::{Action, Context, Limits, PeerAuth, Session as Lmtp};
 use storaged::mailstore::UserName;
 
 use crate::input::{lines, Cursor};
@@ -42,6 +42,15 @@ fn smtp(data: &[u8]) {
         mail_from_deny: vec!["*@spam.example".into()],
         queue: data.len().is_multiple_of(3),
         relay: false,
+        // The smallest budget there is, shared by nobody else: its refusals are reachable.
+        memory: Some((
+            frontd::smtp::memory::BodyMemory::new(frontd::smtp::memory::Limits {
+                total_max_bytes: 8 << 20,
+                per_address_max_bytes: 1 << 20,
+                transactions_per_address_max: 1,
+            }),
+            std::net::IpAddr::from([192, 0, 2, 1]),
+        )),
     };
     let mut s = Session::new(settings, false);
     let mut cur = Cursor::new(data);
@@ -129,8 +138,27 @@ impl Context for Local {
     }
 }
 
+/// An LMTP session past `AUTH` (the fuzzer cannot compute the answer; what follows
+/// authentication is what is worth exploring), or a fresh one if the input's first byte is
+/// odd (the unauthenticated state).
+fn lmtp_session(data: &[u8]) -> Lmtp {
+    let key = common::auth::ClusterKey::from_secret("fuzz");
+    let auth = PeerAuth::new(key.clone());
+    let challenge = auth.challenge.clone();
+    let mut s = Lmtp::new("h", Limits { message_max: MESSAGE_MAX_BYTES, recipients_max: RECIPIENTS_MAX }, auth);
+    if data.first().is_some_and(|b| b % 2 == 1) {
+        return s;
+    }
+    s.command(b"LHLO fuzz", &Local);
+    s.command(b"AUTH X-MAILSTORE-CLUSTER", &Local);
+    let answer = common::lmtp_auth::response(&key, &challenge).expect("our challenge is base64");
+    let out = s.command(answer.as_bytes(), &Local);
+    assert!(matches!(&out[..], [Action::Reply(r)] if r.starts_with("235")), "{out:?}");
+    s
+}
+
 fn lmtp(data: &[u8]) {
-    let mut s = Lmtp::new("h", Limits { message_max: MESSAGE_MAX_BYTES, recipients_max: RECIPIENTS_MAX });
+    let mut s = lmtp_session(data);
     for line in lines(data) {
         let actions = if s.in_data() { s.data_line(line) } else { s.command(line, &Local) };
         for a in actions {

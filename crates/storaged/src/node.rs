@@ -53,7 +53,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
     }
     let group_names: Vec<String> = cfg.groups.iter().map(|g| g.name.clone()).collect();
     if cfg.users_file.is_none() {
-        tracing::warn!("no users_file: accepting mail for any valid user name into group {}", group_names[0]);
+        tracing::info!("no users_file: serving only the users the fronts' directory names");
     }
     let users = load_users(&cfg)?;
     tracing::info!(node = cfg.node_id, users = users.len(), groups = ?group_names, "starting storaged");
@@ -155,6 +155,11 @@ impl crate::raft::MessageFiles for Node {
 }
 
 impl Node {
+    /// The cluster's shared secret (what internal listeners such as LMTP require).
+    pub fn cluster_key(&self) -> &ClusterKey {
+        &self.key
+    }
+
     /// The group named `name`, if this node serves it.
     pub fn group(&self, name: &str) -> Option<Arc<Group>> {
         self.groups.read().expect("groups lock").get(name).cloned()
@@ -234,7 +239,7 @@ fn load_users(cfg: &Config) -> Result<UserDb, crate::users::UserDbError> {
             let default = (group_names.len() == 1).then(|| group_names[0].as_str());
             UserDb::load(path, &group_names, default)
         }
-        None => Ok(UserDb::open(&group_names[0])),
+        None => Ok(UserDb::default()),
     }
 }
 

@@ -1,7 +1,10 @@
 //! The users this node accepts mail for, the group each lives in and their password hash,
 //! from a plain file: one `address [group] [{SCHEME}hash]` per line, `#` comments. A
 //! stand-in for the directory that frontd brings later; read at start and on SIGHUP.
-//! A user without a hash receives mail but cannot log in.
+//! A user without a hash receives mail but cannot log in. Without a file the node knows no
+//! user of its own: it serves only those a front's directory names (LMTP `XMAILHOST=` from
+//! an authenticated cluster member, a proxy login with `x-mailhost`), and never makes a
+//! mailbox for a name nobody listed.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -21,8 +24,6 @@ struct Entry {
 #[derive(Debug, Clone, Default)]
 pub struct UserDb {
     users: HashMap<String, Entry>,
-    /// When no users file is configured: accept any valid name into this group.
-    open_group: Option<String>,
 }
 
 /// A users file problem.
@@ -66,21 +67,14 @@ impl UserDb {
             };
             users.insert(user.as_str().to_string(), Entry { user, group, password });
         }
-        Ok(Self { users, open_group: None })
-    }
-
-    /// Accept every syntactically valid user into `group` (no users file).
-    pub fn open(group: &str) -> Self {
-        Self { users: HashMap::new(), open_group: Some(group.to_string()) }
+        Ok(Self { users })
     }
 
     /// The user and group for an address.
     pub fn resolve(&self, address: &str) -> Option<(UserName, String)> {
         let user = UserName::parse(address).ok()?;
-        if let Some(found) = self.users.get(user.as_str()) {
-            return Some((found.user.clone(), found.group.clone()));
-        }
-        self.open_group.as_ref().map(|g| (user, g.clone()))
+        let found = self.users.get(user.as_str())?;
+        Some((found.user.clone(), found.group.clone()))
     }
 
     /// The password hash of a listed user (none: the user cannot log in).

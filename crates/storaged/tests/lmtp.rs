@@ -17,10 +17,11 @@ fn start() -> (tempfile::TempDir, Cluster) {
 #[test]
 fn limits_and_bad_input_get_protocol_errors() {
     let (_tmp, c) = start();
-    let mut s = Lmtp::connect(&c.lmtp[0]);
-    assert!(s.cmd("MAIL FROM:<a@b>").starts_with("503"));
+    let mut s = Lmtp::connect_unauthenticated(&c.lmtp[0]);
+    assert!(s.cmd("MAIL FROM:<a@b>").starts_with("530"), "nothing before AUTH");
     assert!(s.cmd(&format!("LHLO {}", "x".repeat(5000))).starts_with("500 5.5.2"), "over-long line");
     assert!(s.cmd("LHLO test").starts_with("250 SIZE 65536"));
+    assert!(s.authenticate(support::CLUSTER_SECRET).starts_with("235"));
     assert!(s.cmd("MAIL FROM:<a@b> SIZE=100000").starts_with("552"));
     assert!(s.cmd("MAIL FROM:<a@b>").starts_with("250"));
     for hostile in ["../../etc/passwd", "a/b@example.edu", "..@example.edu", "user0@example.edu\0x"] {
@@ -44,6 +45,42 @@ fn limits_and_bad_input_get_protocol_errors() {
     let t = tree(&c.mail_dir(0));
     assert!(t.keys().all(|k| k == "sm.state" || k.starts_with("users/")), "{:?}", t.keys().collect::<Vec<_>>());
     assert!(!t.keys().any(|k| k.contains("/new/")), "nothing was delivered");
+}
+
+/// Finding (hardening): anything that reached a storage node's LMTP delivered to any user
+/// with any sender, and made mailboxes for names no directory knew. Now only a client that
+/// proves it holds the cluster key may deliver, and a bare RCPT for an unlisted name is
+/// refused.
+#[test]
+fn only_cluster_members_deliver_and_only_to_known_users() {
+    let (_tmp, c) = start();
+    let mut stranger = Lmtp::connect_unauthenticated(&c.lmtp[0]);
+    assert!(stranger.cmd("LHLO evil").starts_with("250"));
+    for line in ["MAIL FROM:<x@evil.invalid>", "RCPT TO:<user0@example.edu> XMAILHOST=hermes", "DATA"] {
+        let r = stranger.cmd(line);
+        assert!(r.starts_with("530 5.7.0"), "{line}: {r}");
+    }
+    assert!(stranger.authenticate("a guessed secret").starts_with("535 5.7.8"), "a wrong key");
+    assert!(stranger.authenticate("another guess").starts_with("535 5.7.8"));
+    assert!(stranger.authenticate("a third guess").starts_with("421"), "three failures close");
+
+    let mut front = Lmtp::connect(&c.lmtp[0]);
+    assert!(front.cmd("MAIL FROM:<sender@example.org>").starts_with("250"));
+    let ghost = front.cmd("RCPT TO:<ghost-user@evil.invalid>");
+    assert!(ghost.starts_with("550 5.1.1"), "a name nobody listed: {ghost}");
+    assert!(front.cmd("RCPT TO:<user0@example.edu>").starts_with("250"));
+    assert!(front.cmd("DATA").starts_with("354"));
+    front.send(b"Subject: from a member\r\n\r\nhi\r\n.\r\n");
+    let r = front.reply();
+    assert!(r.starts_with("250"), "{r}");
+    std::thread::sleep(Duration::from_millis(500));
+    let t = tree(&c.mail_dir(0));
+    assert!(
+        !t.keys().any(|k| k.contains("ghost-user")),
+        "no mailbox for the ghost: {:?}",
+        t.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(t.keys().filter(|k| k.contains("user0@example.edu/Maildir/new/")).count(), 1);
 }
 
 #[test]

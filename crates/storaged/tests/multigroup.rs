@@ -105,11 +105,12 @@ fn one_process_hosts_replicas_of_two_groups() {
         let groups: String =
             GROUPS.iter().map(|g| format!("[[groups]]\nname = \"{g}\"\nmembers = [\n{members}]\n")).collect();
         let cfg = format!(
-            "node_id = {id}\ndata_dir = \"data{id}\"\ncluster_key = \"multi\"\nusers_file = \"users.txt\"\n\
+            "node_id = {id}\ndata_dir = \"data{id}\"\ncluster_key = \"{secret}\"\nusers_file = \"users.txt\"\n\
              [listen]\nraft = \"{r}\"\nlmtp = \"{l}\"\n{groups}",
             id = i + 1,
             r = raft[i],
-            l = lmtp[i]
+            l = lmtp[i],
+            secret = support::CLUSTER_SECRET,
         );
         std::fs::write(root.join(format!("node{}.toml", i + 1)), cfg).unwrap();
     }

@@ -158,7 +158,12 @@ impl Storage {
         stop(&mut self.children[i]);
     }
 
-    /// The cluster key file the nodes use (for a front's `[queue]`).
+    /// The cluster key the nodes share.
+    pub fn cluster_key(&self) -> common::auth::ClusterKey {
+        common::auth::ClusterKey::from_secret(CLUSTER_KEY)
+    }
+
+    /// The cluster key file the nodes use (for a front's `[backend]`).
     pub fn key_file(&self) -> PathBuf {
         self.root.join("cluster.key")
     }
@@ -281,11 +286,18 @@ pub struct Lmtp {
 }
 
 impl Lmtp {
+    /// Connected, greeted (`LHLO`) and authenticated with the cluster key, as a front is.
     pub fn connect(addr: &str) -> Self {
         let s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let mut c = Self { r: BufReader::new(s.try_clone().unwrap()), w: s };
         c.reply();
+        c.cmd("LHLO test");
+        let challenge = c.cmd(&format!("AUTH {}", common::lmtp_auth::MECHANISM));
+        let key = common::auth::ClusterKey::from_secret(CLUSTER_KEY);
+        if let Some(answer) = common::lmtp_auth::response(&key, challenge.trim().trim_start_matches("334 ")) {
+            c.cmd(&answer);
+        }
         c
     }
 
@@ -391,9 +403,7 @@ impl Front {
         let FrontOptions { tls, plaintext_loopback, smtp: smtp_extra, extra, queue, route_timeout_ms, groups } =
             options;
         let route_timeout_ms = route_timeout_ms.unwrap_or(20_000);
-        let queue = queue
-            .map(|q| format!("[queue]\ncluster_key_file = \"{}\"\n{q}\n", storage.key_file().display()))
-            .unwrap_or_default();
+        let queue = queue.map(|q| format!("[queue]\n{q}\n")).unwrap_or_default();
         if tls {
             make_certificate(root);
         }
@@ -415,9 +425,10 @@ impl Front {
              submission = \"{submission}\"\n{tls_cfg}{directory}\n\
              [smtp]\nlocal_domains = [\"example.edu\"]\ngreet_delay_ms = 300\n{size_limit}\
              domain_aliases = {{ \"mail.example.edu\" = \"example.edu\" }}\n{smtp_extra}\n\
-             [backend]\nproxy_user = \"{PROXY_USER}\"\nproxy_password = \"{PROXY_PASSWORD}\"\nroute_timeout_ms = {route_timeout_ms}\n\
+             [backend]\nproxy_user = \"{PROXY_USER}\"\nproxy_password = \"{PROXY_PASSWORD}\"\nroute_timeout_ms = {route_timeout_ms}\ncluster_key_file = \"{key}\"\n\
              [auth]\nfailure_delay_ms = 50\nfailures_max = 50\n{plaintext}{extra}{queue}{groups}{}",
-            storage.front_groups()
+            storage.front_groups(),
+            key = storage.key_file().display(),
         );
         let path = root.join("frontd.toml");
         std::fs::write(&path, cfg).unwrap();

@@ -16,6 +16,8 @@ pub enum Finished {
     TooBig,
     /// Bare CR or LF in DATA: refused.
     BareLineEnding,
+    /// The body memory budget had no room for it (`super::memory`): refused for now.
+    NoRoom(super::memory::NoRoom),
 }
 
 /// A body being received.
@@ -24,6 +26,7 @@ pub struct Body {
     data: Vec<u8>,
     max_bytes: usize,
     too_big: bool,
+    no_room: Option<super::memory::NoRoom>,
     bare: bool,
     /// The previous DATA line ended with CRLF (or there was none yet).
     after_crlf: bool,
@@ -33,10 +36,36 @@ pub struct Body {
 
 impl Body {
     pub fn new(max_bytes: usize) -> Self {
-        Self { data: Vec::new(), max_bytes, too_big: false, bare: false, after_crlf: true, held_cr: false }
+        Self {
+            data: Vec::new(),
+            max_bytes,
+            too_big: false,
+            no_room: None,
+            bare: false,
+            after_crlf: true,
+            held_cr: false,
+        }
+    }
+
+    /// Bytes kept so far.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// The memory budget refused to hold more: drop what is kept and everything to come.
+    pub fn no_room(&mut self, why: super::memory::NoRoom) {
+        self.no_room = Some(why);
+        self.data = Vec::new();
     }
 
     fn keep(&mut self, bytes: &[u8]) {
+        if self.no_room.is_some() {
+            return;
+        }
         if self.too_big || self.data.len() + bytes.len() > self.max_bytes {
             self.too_big = true;
             self.data = Vec::new();
@@ -50,6 +79,8 @@ impl Body {
             Finished::BareLineEnding
         } else if self.too_big {
             Finished::TooBig
+        } else if let Some(why) = self.no_room {
+            Finished::NoRoom(why)
         } else {
             Finished::Message(self.data)
         }

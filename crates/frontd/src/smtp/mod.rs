@@ -7,6 +7,8 @@
 //! queue ([`crate::queue`]) and `250` means the queue entry is committed.
 
 pub mod body;
+pub mod memory;
+pub mod pace;
 pub mod policy;
 pub mod rewrite;
 pub mod server;

@@ -5,12 +5,13 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::tls::Conn;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::pace::{self, Pace};
 use super::session::{Envelope, Mode, Session, Settings, Step};
 use crate::server::Front;
 
@@ -47,6 +48,19 @@ async fn read_raw<R: AsyncBufRead + Unpin>(r: &mut R, max: usize) -> std::io::Re
     }
 }
 
+/// A piece of DATA read before the transfer's pace runs out; `None` at end of input or
+/// when the sender is too slow.
+async fn read_paced<R: AsyncBufRead + Unpin>(r: &mut R, max: usize, pace: &Pace) -> std::io::Result<Option<Vec<u8>>> {
+    let deadline = pace.deadline().min(Instant::now() + DATA_IDLE);
+    tokio::time::timeout_at(deadline.into(), read_raw(r, max)).await.unwrap_or(Ok(None))
+}
+
+/// Cut off a sender whose transfer took too long (or ended: then nothing is written).
+async fn too_slow(conn: &mut Conn, peer: SocketAddr) -> std::io::Result<()> {
+    tracing::info!(%peer, "SMTP transfer too slow or too long: connection closed");
+    conn.wr.write_all(b"421 4.4.2 message transfer too slow, closing connection\r\n").await
+}
+
 async fn read_within<R: AsyncBufRead + Unpin>(
     r: &mut R,
     max: usize,
@@ -55,7 +69,7 @@ async fn read_within<R: AsyncBufRead + Unpin>(
     tokio::time::timeout(idle, read_raw(r, max)).await.unwrap_or(Ok(None))
 }
 
-fn settings(front: &Front, mode: Mode, relay: bool) -> Settings {
+fn settings(front: &Front, mode: Mode, relay: bool, peer: std::net::IpAddr) -> Settings {
     let smtp = &front.smtp;
     Settings {
         host: front.host.clone(),
@@ -73,6 +87,7 @@ fn settings(front: &Front, mode: Mode, relay: bool) -> Settings {
         mail_from_deny: smtp.mail_from_deny.clone(),
         queue: front.queue.is_some(),
         relay,
+        memory: Some((front.body_memory.clone(), peer)),
     }
 }
 
@@ -158,7 +173,14 @@ pub async fn connection(
             return Ok(());
         }
     }
-    let mut session = Session::new(settings(&front, mode, admission.relay), conn.tls);
+    let mut session = Session::new(settings(&front, mode, admission.relay, peer.ip()), conn.tls);
+    let pace_limits = pace::Limits {
+        total: Duration::from_secs(front.smtp.data_time_max_s),
+        rate_min_bytes_per_s: front.smtp.data_rate_min_bytes_per_s,
+        grace: Duration::from_secs(front.smtp.data_rate_grace_s),
+    };
+    // The transfer under way (DATA, or BDAT from its first chunk to the last).
+    let mut transfer: Option<Pace> = None;
     conn.wr.write_all(format!("{}\r\n", session.greeting()).as_bytes()).await?;
     for _ in 0..COMMANDS_MAX {
         let Some(line) = read_within(&mut conn.rd, COMMAND_LINE_MAX, COMMAND_IDLE).await? else {
@@ -207,41 +229,62 @@ pub async fn connection(
                 }
                 Step::Data(text) => {
                     conn.wr.write_all(format!("{text}\r\n").as_bytes()).await?;
+                    let mut pace = Pace::new(pace_limits, Instant::now());
                     loop {
-                        let Some(raw) = read_within(&mut conn.rd, DATA_PIECE_MAX, DATA_IDLE).await? else {
-                            return Ok(());
+                        let Some(raw) = read_paced(&mut conn.rd, DATA_PIECE_MAX, &pace).await? else {
+                            return too_slow(&mut conn, peer).await;
                         };
+                        pace.received(raw.len());
                         if let Some(next) = session.data_line(&raw) {
                             break next;
                         }
                     }
                 }
                 Step::Chunk { size, last } => {
-                    let mut bytes = Vec::new();
-                    let limit = front.smtp.message_max_bytes as u64 + 1;
-                    // Read the whole chunk (the stream must stay in step); keep at most the limit.
+                    let pace = transfer.get_or_insert_with(|| Pace::new(pace_limits, Instant::now()));
+                    // Read the whole chunk (the stream must stay in step), in pieces the
+                    // session keeps or drops as they come.
                     let mut left = size as u64;
+                    let mut piece = Vec::with_capacity(DATA_PIECE_MAX);
                     while left > 0 {
-                        let take = left.min(64 * 1024);
-                        let mut piece = Vec::new();
-                        let n = (&mut conn.rd).take(take).read_to_end(&mut piece).await?;
+                        piece.clear();
+                        let take = left.min(DATA_PIECE_MAX as u64);
+                        let mut limited = (&mut conn.rd).take(take);
+                        let read = limited.read_to_end(&mut piece);
+                        let n = match tokio::time::timeout_at(pace.deadline().into(), read).await {
+                            Ok(n) => n?,
+                            Err(_) => return too_slow(&mut conn, peer).await,
+                        };
                         if n == 0 {
                             return Ok(());
                         }
-                        if (bytes.len() as u64) < limit {
-                            bytes.extend_from_slice(&piece);
-                        }
+                        pace.received(n);
+                        session.chunk_piece(&piece);
                         left -= n as u64;
                     }
-                    session.chunk(&bytes, last)
+                    if last {
+                        transfer = None;
+                    }
+                    session.chunk_end(size, last)
                 }
                 Step::Deliver => {
+                    transfer = None;
                     let envelope = session.envelope();
+                    // The trace header's copy and the LMTP client's dot-stuffed one.
+                    let _copies = match session.room_for_copies(2 * envelope.message.len()) {
+                        Ok(room) => room,
+                        Err(refusal) => {
+                            tracing::warn!(%peer, bytes = envelope.message.len(), "no memory to deliver a message");
+                            step = session.delivered(&vec![refusal; envelope.all_recipients().len()]);
+                            continue;
+                        }
+                    };
                     let all = envelope.all_recipients();
                     let header = received(&session, peer, &conn, &front.host, &all);
                     let aliases = &session.settings().domain_aliases;
                     let body = super::rewrite::collapse_aliases(&envelope.message, aliases);
                     let message = [header.as_bytes(), body.as_deref().unwrap_or(&envelope.message)].concat();
+                    drop(body);
                     let replies = deliver(&front, &envelope, &message).await;
                     tracing::info!(%peer, from = %envelope.from, recipients = all.len(), group = ?envelope.group, reply = %replies.first().map(String::as_str).unwrap_or(""), "SMTP message");
                     session.delivered(&replies)

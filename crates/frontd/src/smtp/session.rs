@@ -13,6 +13,7 @@ use common::sasl::{self, PlainCredentials};
 use smtp_proto::Request;
 
 use super::body::{Body, Finished};
+use super::memory::{BodyMemory, Reservation};
 use super::policy::wildcard;
 use crate::delivery::Resolution;
 use crate::login::Refusal;
@@ -47,6 +48,9 @@ pub struct Settings {
     pub queue: bool,
     /// This client may relay without AUTH (an IP rule says so).
     pub relay: bool,
+    /// The memory bodies are held in, and the client's address it is shared by (none:
+    /// bounded by `message_max_bytes` alone, as in tests of the protocol).
+    pub memory: Option<(std::sync::Arc<BodyMemory>, std::net::IpAddr)>,
 }
 
 /// What the server must do next.
@@ -66,7 +70,8 @@ pub enum Step {
     Resolve(String),
     /// Write this `354` and hand DATA lines to [`Session::data_line`].
     Data(String),
-    /// Read exactly `size` bytes and hand them to [`Session::chunk`].
+    /// Read exactly `size` bytes, hand them to [`Session::chunk_piece`] as they come, then
+    /// call [`Session::chunk_end`].
     Chunk { size: usize, last: bool },
     /// Deliver [`Session::envelope`], then call [`Session::delivered`].
     Deliver,
@@ -121,6 +126,10 @@ pub struct Session {
     /// The group of the local recipients; `Some(None)` once they span several.
     group: Option<Option<String>>,
     body: Option<Body>,
+    /// The body's share of the memory budget, kept until the message is delivered.
+    room: Option<Reservation>,
+    /// Why the BDAT chunks being read are dropped, when a transaction was refused room.
+    chunk_refusal: Option<String>,
     message: Option<Vec<u8>>,
     auth: AuthState,
 }
@@ -166,6 +175,8 @@ impl Session {
             remote: Vec::new(),
             group: None,
             body: None,
+            room: None,
+            chunk_refusal: None,
             message: None,
             auth: AuthState::None,
         }
@@ -202,7 +213,28 @@ impl Session {
         self.remote.clear();
         self.group = None;
         self.body = None;
+        self.room = None;
+        self.chunk_refusal = None;
         self.message = None;
+    }
+
+    /// Start a body: a new transaction's share of the memory budget, if there is one.
+    fn begin_body(&mut self) -> Result<(), String> {
+        if let Some((memory, address)) = &self.settings.memory {
+            let room = memory.begin(*address).map_err(|e| format!("452 4.3.1 {e}, try again later"))?;
+            self.room = Some(room);
+        }
+        self.body = Some(Body::new(self.settings.message_max_bytes));
+        Ok(())
+    }
+
+    /// After the body grew: hold room for it, or drop it if the budget has none.
+    fn account_body(&mut self) {
+        let (Some(body), Some(room)) = (self.body.as_mut(), self.room.as_mut()) else { return };
+        if let Err(why) = room.grow_to(body.len()) {
+            body.no_room(why);
+            room.release_bytes();
+        }
     }
 
     /// Handle one command line (with its line ending).
@@ -478,19 +510,31 @@ impl Session {
         if self.from.is_none() || self.recipients.is_empty() && self.remote.is_empty() {
             return reply("503 5.5.1 need MAIL and RCPT first");
         }
-        self.body = Some(Body::new(self.settings.message_max_bytes));
+        if let Err(refusal) = self.begin_body() {
+            return reply(refusal);
+        }
         Step::Data("354 3.0.0 go ahead, end with <CRLF>.<CRLF>".into())
     }
 
     /// One DATA line (with its line ending).
     pub fn data_line(&mut self, raw: &[u8]) -> Option<Step> {
-        let finished = self.body.as_mut().expect("data_line only in DATA").data_line(raw)?;
-        Some(self.finished(finished))
+        let finished = self.body.as_mut().expect("data_line only in DATA").data_line(raw);
+        match finished {
+            Some(f) => Some(self.finished(f)),
+            None => {
+                self.account_body();
+                None
+            }
+        }
     }
 
     fn finished(&mut self, finished: Finished) -> Step {
         self.body = None;
         match finished {
+            Finished::NoRoom(why) => {
+                self.reset_transaction();
+                reply(format!("452 4.3.1 {why}, try again later"))
+            }
             Finished::Message(m) => {
                 self.message = Some(m);
                 Step::Deliver
@@ -513,32 +557,64 @@ impl Session {
             self.body = None;
             return Step::Chunk { size: chunk_size, last: is_last };
         }
-        if self.body.is_none() {
-            self.body = Some(Body::new(self.settings.message_max_bytes));
+        if self.body.is_none() && self.chunk_refusal.is_none() {
+            if let Err(refusal) = self.begin_body() {
+                self.chunk_refusal = Some(refusal);
+            }
         }
         Step::Chunk { size: chunk_size, last: is_last }
     }
 
-    /// The bytes of a BDAT chunk (dropped if there is no transaction).
-    pub fn chunk(&mut self, bytes: &[u8], last: bool) -> Step {
+    /// Bytes of the BDAT chunk being read, as they arrive (dropped if there is no
+    /// transaction).
+    pub fn chunk_piece(&mut self, piece: &[u8]) {
+        if let Some(body) = self.body.as_mut() {
+            let done = body.chunk(piece, false);
+            debug_assert!(done.is_none(), "only the end of the last chunk finishes a body");
+            self.account_body();
+        }
+    }
+
+    /// The BDAT chunk of `size` bytes was read whole.
+    pub fn chunk_end(&mut self, size: usize, last: bool) -> Step {
+        if let Some(refusal) = &self.chunk_refusal {
+            let refusal = refusal.clone();
+            if last {
+                self.reset_transaction();
+            }
+            return reply(refusal);
+        }
         let Some(body) = self.body.as_mut() else {
             return reply("503 5.5.1 need MAIL and RCPT first");
         };
-        match body.chunk(bytes, last) {
-            None => reply(format!("250 2.0.0 {} octets received", bytes.len())),
+        match body.chunk(&[], last) {
+            None => reply(format!("250 2.0.0 {size} octets received")),
             Some(finished) => self.finished(finished),
         }
     }
 
-    /// The message to deliver after [`Step::Deliver`].
-    pub fn envelope(&self) -> Envelope {
+    /// The bytes of a whole BDAT chunk.
+    pub fn chunk(&mut self, bytes: &[u8], last: bool) -> Step {
+        self.chunk_piece(bytes);
+        self.chunk_end(bytes.len(), last)
+    }
+
+    /// The message to deliver after [`Step::Deliver`] (taken: asked for once).
+    pub fn envelope(&mut self) -> Envelope {
         Envelope {
             from: self.from.clone().unwrap_or_default(),
             recipients: self.recipients.clone(),
             group: self.group.clone().flatten(),
             remote: self.remote.clone(),
-            message: self.message.clone().unwrap_or_default(),
+            message: self.message.take().unwrap_or_default(),
         }
+    }
+
+    /// Room in the memory budget for `bytes` of copies a delivery makes; `Err` with the
+    /// reply if there is none (then answer it with [`Session::delivered`]).
+    pub fn room_for_copies(&self, bytes: usize) -> Result<Option<Reservation>, String> {
+        let Some((memory, _)) = &self.settings.memory else { return Ok(None) };
+        memory.for_copies(bytes).map(Some).map_err(|e| format!("452 4.3.1 {e}, try again later"))
     }
 
     /// The per-recipient replies of the delivery; the reply to DATA/BDAT.
@@ -602,6 +678,7 @@ mod tests {
             mail_from_deny: vec!["*@spam.example".into()],
             queue: false,
             relay: false,
+            memory: None,
         }
     }
 

@@ -36,6 +36,11 @@ pub enum LoginError {
     Throttled,
     #[error("plaintext authentication is not allowed without TLS")]
     NeedsTls,
+    /// The proxy credential was right but this node cannot serve the account it acts for
+    /// (a name it cannot use as a mailbox, or no mailhost known for it): an operator's
+    /// problem with that one account, never counted as a guess against the front.
+    #[error("this mailbox cannot be served; contact the postmaster")]
+    Unservable,
 }
 
 /// What a front node says about the session it forwards (IMAP `ID` fields, POP3
@@ -117,10 +122,10 @@ impl Authenticator {
             }
             // The front node routed by the directory's mailHost; its word decides the group.
             if let Some(group) = &hints.mailhost {
-                let user = UserName::parse(target).map_err(|_| LoginError::Failed)?;
+                let user = UserName::parse(target).map_err(|_| LoginError::Unservable)?;
                 return Ok(Login { user, group: group.clone(), via_proxy: true });
             }
-            let (user, group) = users.resolve(target).ok_or(LoginError::Failed)?;
+            let (user, group) = users.resolve(target).ok_or(LoginError::Unservable)?;
             return Ok(Login { user, group, via_proxy: true });
         }
         let found = users.resolve(&creds.authcid).and_then(|(u, g)| users.password(&u).map(|p| (u, g, p.clone())));
@@ -156,6 +161,10 @@ impl Authenticator {
         }
         let result = tokio::task::block_in_place(|| self.check(users, hints, creds));
         match &result {
+            // The proxy proved itself: nothing was guessed, so nothing is counted or delayed.
+            Err(LoginError::Unservable) => {
+                tracing::warn!(account = %target, %peer, "proxy login for an account this node cannot serve");
+            }
             Ok(login) => {
                 self.limiter.succeeded(&peer);
                 self.accounts.succeeded(&account);
@@ -228,14 +237,18 @@ mod tests {
             a.check(&u, &NO_HINTS, &creds("bob@example.edu", "alice@example.edu", "alice-pw")),
             Err(LoginError::Failed)
         );
-        assert_eq!(a.check(&u, &NO_HINTS, &creds("nobody@example.edu", "frontd", "proxy-pw")), Err(LoginError::Failed));
+        assert_eq!(
+            a.check(&u, &NO_HINTS, &creds("nobody@example.edu", "frontd", "proxy-pw")),
+            Err(LoginError::Unservable),
+            "no mailhost named and none listed: no mailbox is made for the name"
+        );
         // The proxy's mailHost decides the group; the same hint from a user counts for nothing.
         let hints = ProxyHints { mailhost: Some("apollo".into()), client_ip: None };
         let l = a.check(&u, &hints, &creds("bob@example.edu", "frontd", "proxy-pw")).unwrap();
         assert_eq!((l.user.as_str(), l.group.as_str()), ("bob@example.edu", "apollo"));
         let l = a.check(&u, &hints, &creds("", "alice@example.edu", "alice-pw")).unwrap();
         assert_eq!(l.group, "g");
-        assert!(a.check(&u, &hints, &creds("../etc", "frontd", "proxy-pw")).is_err());
+        assert_eq!(a.check(&u, &hints, &creds("../etc", "frontd", "proxy-pw")), Err(LoginError::Unservable));
         let no_proxy = Authenticator::new(None, vec![], Policy::default());
         assert_eq!(
             no_proxy.check(&u, &NO_HINTS, &creds("bob@example.edu", "frontd", "proxy-pw")),
@@ -268,6 +281,30 @@ mod tests {
         );
         // Other accounts are not affected.
         assert!(a.login(&u, fresh, false, &NO_HINTS, &creds("", "carol@example.edu", "carol-pw")).await.is_ok());
+    }
+
+    /// Finding (hardening): a directory entry storaged refused (`a,dc=evil@example.edu`)
+    /// counted as the front's failures, and after a dozen tries every login of the mailhost
+    /// was throttled. Now it fails that one login and counts for nothing.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_unservable_account_never_throttles_the_front() {
+        let policy = Policy {
+            failure_delay: std::time::Duration::ZERO,
+            failures_max: 2,
+            window: std::time::Duration::from_secs(60),
+        };
+        let proxy =
+            ProxyCredential { user: "frontd".into(), password: PasswordHash::parse("{PLAIN}proxy-pw").unwrap() };
+        let a = Authenticator::new(Some(proxy), vec!["127.0.0.0/8".parse().unwrap()], policy);
+        let u = users();
+        let front = IpAddr::from([127, 0, 0, 1]);
+        let hints = ProxyHints { mailhost: Some("g".into()), client_ip: None };
+        for _ in 0..20 {
+            let r = a.login(&u, front, false, &hints, &creds("a/../b@example.edu", "frontd", "proxy-pw")).await;
+            assert_eq!(r, Err(LoginError::Unservable));
+        }
+        let ok = a.login(&u, front, false, &hints, &creds("alice@example.edu", "frontd", "proxy-pw")).await;
+        assert!(ok.is_ok(), "the front still logs users in: {ok:?}");
     }
 
     #[test]

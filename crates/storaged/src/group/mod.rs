@@ -4,6 +4,7 @@
 pub mod access;
 mod batch;
 pub mod header_cache;
+pub mod readiness;
 mod repair;
 pub mod sm;
 
@@ -20,6 +21,9 @@ pub use sm::{MailConfig, MailStateMachine};
 use crate::config::{Config, GroupConfig, Member};
 use crate::raft::TcpNetworkFactory;
 
+/// How long a login waits for a leader still applying its log before it is refused
+/// (`[UNAVAILABLE]`, `-ERR [SYS/TEMP]`; the front tries again within its route timeout).
+pub const READ_WAIT_MAX: Duration = Duration::from_secs(3);
 /// How often dirty state is checkpointed when the group is not busy enough to do it itself.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -50,6 +54,8 @@ pub struct Group {
     headers: header_cache::HeaderCache,
     /// Where small single-user writes wait to share a log entry.
     batcher: batch::Batcher,
+    /// What this node must have applied before it serves reads as leader.
+    barrier: readiness::Barrier,
 }
 
 impl Group {
@@ -112,6 +118,7 @@ impl Group {
             recent: Default::default(),
             headers: header_cache::HeaderCache::new(cfg.limits.header_cache_bytes),
             batcher,
+            barrier: readiness::Barrier::default(),
         });
         tokio::spawn(checkpoint_loop(group.sm.clone(), group.name.clone()));
         tokio::spawn(exit_when_fatal(group.raft.clone(), group.name.clone()));
@@ -121,6 +128,52 @@ impl Group {
     /// Whether node `id` (this node) is the group's leader right now.
     pub fn is_leader(&self, id: u64) -> bool {
         self.leader() == Some(id)
+    }
+
+    /// Whether this node may serve reads now (see `readiness`).
+    pub fn read_gate(&self) -> readiness::ReadGate {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let view = readiness::RaftView {
+            term: m.current_term,
+            state: m.state,
+            leader: m.current_leader,
+            last_log_index: m.last_log_index,
+            applied_index: m.last_applied.map(|l| l.index),
+        };
+        self.barrier.gate(self.node_id, view)
+    }
+
+    /// Wait (at most `wait`) until this node may serve reads: `Ready`, or why not.
+    pub async fn readable(&self, wait: Duration) -> readiness::ReadGate {
+        let mut metrics = self.raft.metrics();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let gate = self.read_gate();
+            if !matches!(gate, readiness::ReadGate::CatchingUp { .. }) {
+                return gate;
+            }
+            match tokio::time::timeout_at(deadline, metrics.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return self.read_gate(),
+            }
+        }
+    }
+
+    /// Why reads are not served here, for a client (`None` when they are).
+    pub async fn unreadable_reason(&self, wait: Duration) -> Option<String> {
+        match self.readable(wait).await {
+            readiness::ReadGate::Ready => None,
+            readiness::ReadGate::NotLeader(leader) => Some(format!(
+                "this node does not lead mailhost {}; {}",
+                self.name,
+                leader.map_or("no leader elected yet".to_string(), |id| format!("its leader is node {id}"))
+            )),
+            readiness::ReadGate::CatchingUp { applied_index, needed_index } => Some(format!(
+                "mailhost {} is catching up after a restart or election (applied {applied_index} of {needed_index}); retry shortly",
+                self.name
+            )),
+        }
     }
 
     /// LMTP address of the current leader, if one is known.

@@ -238,6 +238,7 @@ async fn login(
                 LoginError::Failed => "AUTHENTICATIONFAILED",
                 LoginError::Throttled => "UNAVAILABLE",
                 LoginError::NeedsTls => "PRIVACYREQUIRED",
+                LoginError::Unservable => "CONTACTADMIN",
             };
             return session.login_failed(tag, code, &e.to_string());
         }
@@ -245,13 +246,8 @@ async fn login(
     let Some(g) = node.group(&login.group) else {
         return session.login_failed(tag, "UNAVAILABLE", &format!("mailhost {} is not served here", login.group));
     };
-    if !g.is_leader(node.id) {
-        let hint = g.leader().map_or("no leader elected yet".to_string(), |id| format!("its leader is node {id}"));
-        return session.login_failed(
-            tag,
-            "UNAVAILABLE",
-            &format!("this node does not lead mailhost {}; {hint}", g.name),
-        );
+    if let Some(why) = g.unreadable_reason(crate::group::READ_WAIT_MAX).await {
+        return session.login_failed(tag, "UNAVAILABLE", &why);
     }
     if let Some(target) = g.moved_to(&login.user) {
         return session.login_failed(tag, "UNAVAILABLE", &common::admin::moved_reply(&target));

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::session::{Action, Context, Envelope, Limits, Session};
+use super::session::{Action, Context, Envelope, Limits, PeerAuth, Session};
 use crate::group::access::AccessError;
 use crate::line::{read_data, read_line_within, Data, Line};
 use crate::mailstore::{MailOp, MailRequest, MailResponse, OpId, UserName};
@@ -61,7 +61,7 @@ async fn handle(stream: TcpStream, node: Arc<Node>) -> std::io::Result<()> {
     // Message bodies arrive in large pieces; LMTP connections are few (the fronts').
     let mut rd = BufReader::with_capacity(READ_BUFFER_BYTES, rd);
     let limits = Limits { message_max: node.limits.message_max_bytes, recipients_max: node.limits.recipients_max };
-    let mut session = Session::new(node.host.clone(), limits);
+    let mut session = Session::new(node.host.clone(), limits, PeerAuth::new(node.cluster_key().clone()));
     wr.write_all(format!("{}\r\n", session.greeting()).as_bytes()).await?;
     // Data lines may be long (no line limit beyond the message limit); commands are short.
     loop {

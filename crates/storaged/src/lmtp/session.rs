@@ -1,8 +1,16 @@
 //! The LMTP protocol state machine (RFC 2033): command lines and data lines in, reply
 //! lines and actions out. No I/O: the server feeds it lines and carries out its actions.
-//! One command table, one dispatcher.
+//! One command table, one dispatcher. Nothing but `LHLO`, `NOOP`, `RSET`, `QUIT` and
+//! `AUTH` is served before the client proved it holds the cluster key
+//! (`common::lmtp_auth`): this port takes mail only from the cluster's own fronts.
+
+use common::auth::ClusterKey;
+use common::lmtp_auth;
 
 use crate::mailstore::UserName;
+
+/// Failed `AUTH` answers before the connection is closed.
+const AUTH_FAILURES_MAX: u32 = 3;
 
 /// Protocol limits of a session.
 #[derive(Debug, Clone, Copy)]
@@ -52,7 +60,23 @@ pub trait Context {
 enum Phase {
     Fresh,
     Greeted,
+    /// `AUTH` sent its challenge; the next line is the answer.
+    AuthAnswer,
     Data,
+}
+
+/// What proves a client is a cluster member: the key, and this connection's challenge.
+#[derive(Debug, Clone)]
+pub struct PeerAuth {
+    pub key: ClusterKey,
+    pub challenge: String,
+}
+
+impl PeerAuth {
+    /// A fresh challenge for a new connection.
+    pub fn new(key: ClusterKey) -> Self {
+        Self { key, challenge: lmtp_auth::challenge() }
+    }
 }
 
 /// One LMTP session.
@@ -61,6 +85,9 @@ pub struct Session {
     host: String,
     limits: Limits,
     phase: Phase,
+    auth: PeerAuth,
+    authenticated: bool,
+    auth_failures: u32,
     from: Option<String>,
     recipients: Vec<Recipient>,
     data: Vec<u8>,
@@ -72,6 +99,7 @@ type Handler = fn(&mut Session, &str, &dyn Context) -> Vec<Action>;
 /// The command table: verb → handler.
 const COMMANDS: &[(&str, Handler)] = &[
     ("LHLO", Session::lhlo),
+    ("AUTH", Session::auth),
     ("MAIL", Session::mail),
     ("RCPT", Session::rcpt),
     ("DATA", Session::data),
@@ -102,11 +130,14 @@ fn parse_path(arg: &str, keyword: &str) -> Option<(String, Vec<String>)> {
 }
 
 impl Session {
-    pub fn new(host: impl Into<String>, limits: Limits) -> Self {
+    pub fn new(host: impl Into<String>, limits: Limits, auth: PeerAuth) -> Self {
         Self {
             host: host.into(),
             limits,
             phase: Phase::Fresh,
+            auth,
+            authenticated: false,
+            auth_failures: 0,
             from: None,
             recipients: Vec::new(),
             data: Vec::new(),
@@ -130,14 +161,64 @@ impl Session {
         let Ok(line) = std::str::from_utf8(line) else {
             return reply("500 5.5.2 command is not valid UTF-8");
         };
+        if self.phase == Phase::AuthAnswer {
+            return self.auth_answer(line);
+        }
         let (verb, arg) = match line.find(' ') {
             Some(i) => (&line[..i], line[i + 1..].trim()),
             None => (line.trim(), ""),
         };
         match COMMANDS.iter().find(|(v, _)| v.eq_ignore_ascii_case(verb)) {
+            Some((v, _)) if !self.authenticated && Self::needs_auth(v) => {
+                reply(format!("530 5.7.0 authentication required: AUTH {}", lmtp_auth::MECHANISM))
+            }
             Some((_, handler)) => handler(self, arg, ctx),
             None => reply("500 5.5.2 command not recognized"),
         }
+    }
+
+    /// Commands that act on mail, refused until the client proved it is a cluster member.
+    fn needs_auth(verb: &str) -> bool {
+        matches!(verb, "MAIL" | "RCPT" | "DATA" | "VRFY")
+    }
+
+    fn auth(&mut self, arg: &str, _: &dyn Context) -> Vec<Action> {
+        if self.phase != Phase::Greeted {
+            return reply("503 5.5.1 send LHLO first");
+        }
+        if self.authenticated {
+            return reply("503 5.5.1 already authenticated");
+        }
+        if self.from.is_some() {
+            return reply("503 5.5.1 AUTH not permitted during a mail transaction");
+        }
+        let mut words = arg.split_whitespace();
+        if !words.next().is_some_and(|m| m.eq_ignore_ascii_case(lmtp_auth::MECHANISM)) {
+            return reply(format!("504 5.5.4 only AUTH {} is offered", lmtp_auth::MECHANISM));
+        }
+        if words.next().is_some() {
+            return reply("501 5.5.2 this mechanism has no initial response");
+        }
+        self.phase = Phase::AuthAnswer;
+        reply(format!("334 {}", self.auth.challenge))
+    }
+
+    fn auth_answer(&mut self, answer: &str) -> Vec<Action> {
+        self.phase = Phase::Greeted;
+        if answer.trim() == "*" {
+            return reply("501 5.0.0 authentication cancelled");
+        }
+        if lmtp_auth::verify(&self.auth.key, &self.auth.challenge, answer) {
+            self.authenticated = true;
+            return reply("235 2.7.0 cluster member authenticated");
+        }
+        self.auth_failures += 1;
+        // A new challenge for the next try: one challenge, one answer.
+        self.auth.challenge = lmtp_auth::challenge();
+        if self.auth_failures >= AUTH_FAILURES_MAX {
+            return vec![Action::Reply("421 4.7.0 too many failed authentications".into()), Action::Close];
+        }
+        reply("535 5.7.8 authentication failed")
     }
 
     /// The whole DATA body as the server read it (`common::line::read_data`: dot-unstuffed,
@@ -196,6 +277,7 @@ impl Session {
             "250-ENHANCEDSTATUSCODES".into(),
             "250-8BITMIME".into(),
             "250-XMAILHOST".into(),
+            format!("250-AUTH {}", lmtp_auth::MECHANISM),
             format!("250 SIZE {}", self.limits.message_max),
         ]
         .into_iter()
@@ -327,6 +409,19 @@ mod tests {
         actions.iter().filter_map(|a| if let Action::Reply(r) = a { Some(r.clone()) } else { None }).collect()
     }
 
+    /// A session that has greeted and proved it holds the cluster key.
+    fn authenticated(limits: Limits, ctx: &Ctx) -> Session {
+        let key = ClusterKey::from_secret("test cluster");
+        let auth = PeerAuth::new(key.clone());
+        let challenge = auth.challenge.clone();
+        let mut s = Session::new("h", limits, auth);
+        s.command(b"LHLO front", ctx);
+        assert_eq!(replies(&s.command(b"AUTH X-MAILSTORE-CLUSTER", ctx)), [format!("334 {challenge}")]);
+        let answer = lmtp_auth::response(&key, &challenge).unwrap();
+        assert_eq!(first_code(&s.command(answer.as_bytes(), ctx)), "235");
+        s
+    }
+
     fn first_code(actions: &[Action]) -> &str {
         match &actions[0] {
             Action::Reply(r) => &r[..3],
@@ -337,11 +432,11 @@ mod tests {
     #[test]
     fn full_transaction_with_dot_stuffing() {
         let ctx = Ctx { leader: true };
-        let mut s = Session::new("h", Limits { message_max: 1000, recipients_max: 2 });
-        assert_eq!(first_code(&s.command(b"MAIL FROM:<a@b>", &ctx)), "503");
+        let mut s = authenticated(Limits { message_max: 1000, recipients_max: 2 }, &ctx);
         let lhlo = replies(&s.command(b"LHLO client", &ctx));
         assert_eq!(lhlo.last().unwrap(), "250 SIZE 1000");
         assert!(lhlo.contains(&"250-XMAILHOST".to_string()));
+        assert!(lhlo.contains(&"250-AUTH X-MAILSTORE-CLUSTER".to_string()));
         assert_eq!(first_code(&s.command(b"mail from:<a@b> SIZE=10 BODY=8BITMIME", &ctx)), "250");
         assert_eq!(first_code(&s.command(b"RCPT TO:<user1@x>", &ctx)), "250");
         assert_eq!(first_code(&s.command(b"RCPT TO:<nobody@x>", &ctx)), "550");
@@ -364,7 +459,7 @@ mod tests {
     #[test]
     fn errors_limits_and_leadership() {
         let ctx = Ctx { leader: true };
-        let mut s = Session::new("h", Limits { message_max: 10, recipients_max: 5 });
+        let mut s = authenticated(Limits { message_max: 10, recipients_max: 5 }, &ctx);
         assert_eq!(first_code(&s.command(b"EHLO x", &ctx)), "500");
         assert_eq!(first_code(&s.command(b"BOGUS", &ctx)), "500");
         assert_eq!(first_code(&s.command(b"\xff\xfe", &ctx)), "500");
@@ -384,5 +479,47 @@ mod tests {
         let r = s.command(b"RCPT TO:<user1@x>", &follower);
         assert!(replies(&r)[0].starts_with("451 4.3.0") && replies(&r)[0].contains("127.0.0.1:2402"));
         assert_eq!(s.command(b"QUIT", &ctx).last(), Some(&Action::Close));
+    }
+
+    #[test]
+    fn nothing_is_delivered_without_the_cluster_key() {
+        let ctx = Ctx { leader: true };
+        let key = ClusterKey::from_secret("test cluster");
+        let auth = PeerAuth::new(key);
+        let challenge = auth.challenge.clone();
+        let mut s = Session::new("h", Limits { message_max: 100, recipients_max: 5 }, auth);
+        assert_eq!(first_code(&s.command(b"MAIL FROM:<a@b>", &ctx)), "530", "before LHLO");
+        assert_eq!(first_code(&s.command(b"AUTH X-MAILSTORE-CLUSTER", &ctx)), "503", "AUTH needs LHLO");
+        s.command(b"LHLO x", &ctx);
+        for verb in ["MAIL FROM:<a@b>", "RCPT TO:<user1@x> XMAILHOST=g", "DATA", "VRFY user1@x"] {
+            assert_eq!(first_code(&s.command(verb.as_bytes(), &ctx)), "530", "{verb}");
+        }
+        assert_eq!(first_code(&s.command(b"AUTH PLAIN AGEAYg==", &ctx)), "504");
+        assert_eq!(first_code(&s.command(b"AUTH X-MAILSTORE-CLUSTER", &ctx)), "334");
+        assert_eq!(first_code(&s.command(b"*", &ctx)), "501", "cancelled");
+        let wrong = lmtp_auth::response(&ClusterKey::from_secret("guess"), &challenge).unwrap();
+        for k in 1..=3 {
+            assert_eq!(first_code(&s.command(b"AUTH X-MAILSTORE-CLUSTER", &ctx)), "334");
+            let out = s.command(wrong.as_bytes(), &ctx);
+            if k < 3 {
+                assert_eq!(first_code(&out), "535");
+            } else {
+                assert_eq!(first_code(&out), "421");
+                assert_eq!(out.last(), Some(&Action::Close), "the third failure closes");
+            }
+        }
+        assert_eq!(first_code(&s.command(b"MAIL FROM:<a@b>", &ctx)), "530", "still not authenticated");
+    }
+
+    #[test]
+    fn an_answer_is_good_for_its_own_challenge_only() {
+        let ctx = Ctx { leader: true };
+        let key = ClusterKey::from_secret("test cluster");
+        let first = PeerAuth::new(key.clone());
+        let recorded = lmtp_auth::response(&key, &first.challenge).unwrap();
+        let mut s = Session::new("h", Limits { message_max: 100, recipients_max: 5 }, PeerAuth::new(key));
+        s.command(b"LHLO x", &ctx);
+        s.command(b"AUTH X-MAILSTORE-CLUSTER", &ctx);
+        assert_eq!(first_code(&s.command(recorded.as_bytes(), &ctx)), "535", "a replayed answer fails");
     }
 }

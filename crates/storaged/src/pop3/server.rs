@@ -180,13 +180,13 @@ async fn login(
     let login = node.auth.login(&node.users(), peer.ip(), tls, hints, creds).await.map_err(|e| match e {
         LoginError::Failed | LoginError::NeedsTls => ("AUTH", e.to_string()),
         LoginError::Throttled => ("LOGIN-DELAY", e.to_string()),
+        LoginError::Unservable => ("SYS/PERM", e.to_string()),
     })?;
     let Some(group) = node.group(&login.group) else {
         return Err(("SYS/PERM", format!("mailhost {} is not served here", login.group)));
     };
-    if !group.is_leader(node.id) {
-        let hint = group.leader().map_or("no leader elected yet".to_string(), |id| format!("its leader is node {id}"));
-        return Err(("SYS/TEMP", format!("this node does not lead mailhost {}; {hint}", login.group)));
+    if let Some(why) = group.unreadable_reason(crate::group::READ_WAIT_MAX).await {
+        return Err(("SYS/TEMP", why));
     }
     if let Some(target) = group.moved_to(&login.user) {
         return Err(("SYS/TEMP", common::admin::moved_reply(&target)));

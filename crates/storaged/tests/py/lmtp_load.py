@@ -8,7 +8,7 @@ workers. A worker keeps one connection; on a 4xx it follows the "leader is HOST:
 deadline. Prints "progress N" lines and finally one JSON object with the acknowledged
 Message-IDs per user.
 """
-import argparse, json, re, smtplib, sys, threading, time
+import argparse, hmac, json, re, smtplib, sys, threading, time
 
 LEADER = re.compile(rb"leader is ([0-9.]+):([0-9]+)")
 
@@ -19,8 +19,9 @@ def message(i, size):
             + body + ("x" * 76 + "\r\n") * (pad // 78)).encode()
 
 class Worker:
-    def __init__(self, servers):
+    def __init__(self, servers, key):
         self.servers = servers
+        self.key = key
         self.current = 0
         self.conn = None
 
@@ -32,6 +33,11 @@ class Worker:
             host, port = self.servers[self.current % len(self.servers)]
         self.conn = smtplib.LMTP(host, port, timeout=60)
         self.conn.ehlo("loadtest")
+        # The storage node takes mail only from cluster members (AUTH X-MAILSTORE-CLUSTER):
+        # the answer is HMAC-SHA256 of the derived LMTP key over the context and challenge.
+        answer = lambda challenge=None: None if challenge is None else hmac.new(
+            self.key, b"mailstore-lmtp-auth" + challenge, "sha256").hexdigest()
+        self.conn.auth("X-MAILSTORE-CLUSTER", answer)
 
     def close(self):
         if self.conn is not None:
@@ -89,6 +95,7 @@ def main():
     ap.add_argument("--threads", type=int, default=16)
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--deadline", type=float, default=600)
+    ap.add_argument("--lmtp-key", required=True, help="the cluster's derived LMTP key, hex")
     args = ap.parse_args()
     servers = [(h, int(p)) for h, p in (s.rsplit(":", 1) for s in args.servers.split(","))]
     deadline = time.time() + args.deadline
@@ -99,7 +106,7 @@ def main():
     todo = list(range(args.first, args.first + args.count))
 
     def run(worker_no):
-        w = Worker(servers)
+        w = Worker(servers, bytes.fromhex(args.lmtp_key))
         w.current = worker_no
         while True:
             with lock:

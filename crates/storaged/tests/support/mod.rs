@@ -80,7 +80,7 @@ impl Cluster {
             .collect();
         let users_txt: String = (0..users).map(|u| format!("user{u}@example.edu {{PLAIN}}{}\n", password(u))).collect();
         std::fs::write(root.join("users.txt"), users_txt).unwrap();
-        std::fs::write(root.join("cluster.key"), "test cluster secret\n").unwrap();
+        std::fs::write(root.join("cluster.key"), format!("{CLUSTER_SECRET}\n")).unwrap();
         for i in 0..n {
             let tls_cfg = if tls { "[tls]\ncert_file = \"cert.pem\"\nkey_file = \"key.pem\"\n" } else { "" };
             let tls_listen =
@@ -234,16 +234,22 @@ pub fn lmtp_accepts(addr: &str) -> bool {
         }
     };
     read_reply(&mut r);
-    for cmd in ["LHLO probe\r\n", "MAIL FROM:<probe@test>\r\n"] {
-        if w.write_all(cmd.as_bytes()).is_err() || read_reply(&mut r).is_none() {
-            return false;
-        }
-    }
-    if w.write_all(b"RCPT TO:<user0@example.edu>\r\n").is_err() {
+    let mut command = |cmd: &str| -> Option<String> {
+        w.write_all(format!("{cmd}\r\n").as_bytes()).ok()?;
+        read_reply(&mut r)
+    };
+    let Some(challenge) = command("LHLO probe").and_then(|_| command("AUTH X-MAILSTORE-CLUSTER")) else {
+        return false;
+    };
+    let key = common::auth::ClusterKey::from_secret(CLUSTER_SECRET);
+    let Some(answer) = common::lmtp_auth::response(&key, challenge.trim().trim_start_matches("334 ")) else {
+        return false;
+    };
+    if !command(&answer).is_some_and(|l| l.starts_with("235")) || command("MAIL FROM:<probe@test>").is_none() {
         return false;
     }
-    let ok = read_reply(&mut r).is_some_and(|l| l.starts_with("250"));
-    let _ = w.write_all(b"QUIT\r\n");
+    let ok = command("RCPT TO:<user0@example.edu>").is_some_and(|l| l.starts_with("250"));
+    let _ = command("QUIT");
     ok
 }
 
@@ -354,6 +360,8 @@ pub fn run_load(
         .arg(count.to_string())
         .arg("--threads")
         .arg(threads.to_string())
+        .arg("--lmtp-key")
+        .arg(lmtp_key_hex())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -371,6 +379,15 @@ pub fn run_load(
     result.expect("load client printed its result")
 }
 
+/// The test clusters' shared secret.
+pub const CLUSTER_SECRET: &str = "test cluster secret";
+
+/// The derived key a cluster member proves on LMTP, in hex (for the Python client).
+pub fn lmtp_key_hex() -> String {
+    let key = common::auth::ClusterKey::from_secret(CLUSTER_SECRET).lmtp_key();
+    key.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A minimal LMTP client speaking raw lines, for tests that need exact bytes.
 pub struct Lmtp {
     r: BufReader<TcpStream>,
@@ -378,7 +395,27 @@ pub struct Lmtp {
 }
 
 impl Lmtp {
+    /// Connected, greeted (`LHLO`) and authenticated as a cluster member.
     pub fn connect(addr: &str) -> Self {
+        let mut c = Self::connect_unauthenticated(addr);
+        assert!(c.cmd("LHLO test").starts_with("250"));
+        let done = c.authenticate(CLUSTER_SECRET);
+        assert!(done.starts_with("235"), "{done}");
+        c
+    }
+
+    /// `AUTH X-MAILSTORE-CLUSTER` answered with `secret`; the final reply.
+    pub fn authenticate(&mut self, secret: &str) -> String {
+        let challenge = self.cmd(&format!("AUTH {}", common::lmtp_auth::MECHANISM));
+        let key = common::auth::ClusterKey::from_secret(secret);
+        let Some(answer) = common::lmtp_auth::response(&key, challenge.trim_start_matches("334 ")) else {
+            return challenge;
+        };
+        self.cmd(&answer)
+    }
+
+    /// Connected and greeted by the server, nothing more.
+    pub fn connect_unauthenticated(addr: &str) -> Self {
         let s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let w = s.try_clone().unwrap();

@@ -177,10 +177,10 @@ impl Cluster {
             let (smtp, imap) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
             let front_cfg = format!(
             "host = \"front{f}.chaos.test\"\n[listen]\nsmtp = \"{smtp}\"\nimap = \"{imap}\"\n[directory]\nldif = \"users.ldif\"\n\
-             [backend]\nproxy_user = \"frontd\"\nproxy_password_file = \"proxy.pw\"\nroute_timeout_ms = 15000\n\
+             [backend]\nproxy_user = \"frontd\"\nproxy_password_file = \"proxy.pw\"\nroute_timeout_ms = 15000\ncluster_key_file = \"cluster.key\"\n\
              [auth]\nfailure_delay_ms = 10\nfailures_max = 100000\n[limits]\nsessions_per_user_max = 1000\n\
              [smtp]\nlocal_domains = [\"chaos.test\"]\n\
-             [queue]\ncluster_key_file = \"cluster.key\"\nretry_min_s = 1\nretry_max_s = 4\npoll_ms = 300\nlease_s = 20\n{front_groups}"
+             [queue]\nretry_min_s = 1\nretry_max_s = 4\npoll_ms = 300\nlease_s = 20\n{front_groups}"
         );
             let front_path = dir.join(format!("frontd{f}.toml"));
             std::fs::write(&front_path, front_cfg)?;

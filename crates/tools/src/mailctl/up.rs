@@ -126,7 +126,9 @@ fn welcome(user: &DemoUser) -> Vec<u8> {
 /// Deliver the welcome messages, retrying while the groups elect leaders.
 async fn deliver_welcome(layout: &Layout, users: &[DemoUser]) -> anyhow::Result<()> {
     let directory = Directory::Ldif(Arc::new(LdifDirectory::open(&layout.dir.join("users.ldif"))?));
-    let router = Router::new(directory, Arc::new(cluster_map(layout)), READY_TIME_MAX);
+    let secret = std::fs::read_to_string(layout.dir.join("cluster.key")).context("reading cluster.key")?;
+    let key = common::auth::ClusterKey::from_secret(&secret);
+    let router = Router::new(directory, Arc::new(cluster_map(layout)), Some(key), READY_TIME_MAX);
     for user in users {
         let replies = router.deliver("postmaster@example.edu", std::slice::from_ref(&user.mail), &welcome(user)).await;
         if !replies[0].starts_with("250") {
