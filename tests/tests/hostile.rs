@@ -233,3 +233,25 @@ fn reads_after_a_crash_of_every_node_never_go_back_in_time() {
         );
     }
 }
+
+/// Finding: `RCPT TO:<postmaster>` (no domain) was refused and `postmaster@` a local domain
+/// reached nobody, though RFC 5321 §4.5.1 requires both. Now both reach the configured
+/// mailbox.
+#[test]
+fn postmaster_with_or_without_a_domain_is_delivered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let storage = Storage::start(root);
+    std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
+    let options = FrontOptions { smtp: "postmaster = \"alice@example.edu\"".into(), ..FrontOptions::default() };
+    let front = Front::start_opts(root, &storage, "[directory]\nldif = \"users.ldif\"\n", options);
+    wait_listening(&front.smtp, "frontd MX");
+    std::thread::sleep(Duration::from_millis(400)); // the MX greet delay
+    for (to, subject) in [("postmaster", "bare postmaster"), ("PostMaster@example.edu", "domain postmaster")] {
+        assert!(mx_send(&front.smtp, to, subject), "{to}");
+    }
+    let subjects = inbox_subjects(&front, "alice", "alice-pw");
+    for subject in ["bare postmaster", "domain postmaster"] {
+        assert!(subjects.contains(&subject.to_string()), "{subject}: {subjects:?}");
+    }
+}

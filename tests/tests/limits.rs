@@ -191,7 +191,10 @@ fn unfinished_giant_transactions_stay_within_the_body_budget_and_slow_senders_ar
     let root = tmp.path();
     let storage = Storage::start(root);
     std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
-    let smtp = format!("message_max_bytes = {}\ndata_rate_grace_s = 3\ndata_rate_min_bytes_per_s = 1000", 32 << 20);
+    let smtp = format!(
+        "message_max_bytes = {}\ntransactions_per_address_max = 8\ndata_rate_grace_s = 3\ndata_rate_min_bytes_per_s = 1000",
+        32 << 20
+    );
     let options = FrontOptions { smtp, ..FrontOptions::default() };
     let front = Front::start_opts(root, &storage, "[directory]\nldif = \"users.ldif\"\n", options);
     wait_listening(&front.smtp, "frontd SMTP");

@@ -5,6 +5,7 @@
 //! Nothing protocol- or storage-specific lives here: no IMAP, no Raft, no Maildir.
 
 pub mod accept;
+pub mod address;
 pub mod admin;
 pub mod auth;
 pub mod daemon;

@@ -57,6 +57,9 @@ pub struct SmtpSection {
     pub mail_from_deny: Vec<String>,
     /// MX only: per-network rules; the first whose network holds the client decides.
     pub rules: Vec<RuleSection>,
+    /// The mailbox `postmaster` and `postmaster@` each local domain are delivered to
+    /// (RFC 5321 §4.5.1); by default `postmaster@` the first local domain.
+    pub postmaster: Option<String>,
     /// Message bodies held in memory by every SMTP connection together (`452 4.3.1` when
     /// full; big messages leave the last eighth to small ones).
     pub body_memory_max_bytes: usize,
@@ -102,9 +105,10 @@ impl Default for SmtpSection {
             helo_deny: Vec::new(),
             mail_from_deny: Vec::new(),
             rules: Vec::new(),
+            postmaster: None,
             body_memory_max_bytes: 128 << 20,
             body_memory_per_address_max_bytes: 40 << 20,
-            transactions_per_address_max: 8,
+            transactions_per_address_max: 32,
             data_time_max_s: 900,
             data_rate_min_bytes_per_s: 1024,
             data_rate_grace_s: 60,

@@ -42,6 +42,7 @@ fn smtp(data: &[u8]) {
         mail_from_deny: vec!["*@spam.example".into()],
         queue: data.len().is_multiple_of(3),
         relay: false,
+        postmaster: None,
         // The smallest budget there is, shared by nobody else: its refusals are reachable.
         memory: Some((
             frontd::smtp::memory::BodyMemory::new(frontd::smtp::memory::Limits {

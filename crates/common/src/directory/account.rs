@@ -91,6 +91,8 @@ impl Account {
         };
         let mail =
             first("mail").map(|m| m.to_lowercase()).ok_or_else(|| AttributeError::NoMail { dn: dn.to_string() })?;
+        // The primary address names the mailbox and logs in: it must be a plain mailbox.
+        crate::address::validate(&mail).map_err(|e| bad("mail", e.to_string()))?;
         let status = match first("accountStatus").map(|s| s.to_ascii_lowercase()).as_deref() {
             None | Some("active") => AccountStatus::Active,
             Some("noaccess") => AccountStatus::NoAccess,
@@ -188,5 +190,9 @@ mod tests {
             Account::from_attributes("x", &attrs(&[("uid", "u")])),
             Err(AttributeError::NoMail { dn: "x".into() })
         );
+        for bad in ["a,dc=evil@x", "a\nb@x", "a b@x", "nodomain"] {
+            let r = Account::from_attributes("x", &attrs(&[("mail", bad)]));
+            assert!(matches!(r, Err(AttributeError::Bad { attribute: "mail", .. })), "{bad:?}: {r:?}");
+        }
     }
 }

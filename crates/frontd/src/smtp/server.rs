@@ -48,14 +48,24 @@ async fn read_raw<R: AsyncBufRead + Unpin>(r: &mut R, max: usize) -> std::io::Re
     }
 }
 
-/// A piece of DATA read before the transfer's pace runs out; `None` at end of input or
-/// when the sender is too slow.
-async fn read_paced<R: AsyncBufRead + Unpin>(r: &mut R, max: usize, pace: &Pace) -> std::io::Result<Option<Vec<u8>>> {
-    let deadline = pace.deadline().min(Instant::now() + DATA_IDLE);
-    tokio::time::timeout_at(deadline.into(), read_raw(r, max)).await.unwrap_or(Ok(None))
+/// What reading a piece of DATA gave.
+enum Paced {
+    Piece(Vec<u8>),
+    Eof,
+    /// The transfer's pace ran out first (or the idle limit).
+    TooSlow,
 }
 
-/// Cut off a sender whose transfer took too long (or ended: then nothing is written).
+/// A piece of DATA, read before the transfer's pace runs out.
+async fn read_paced<R: AsyncBufRead + Unpin>(r: &mut R, max: usize, pace: &Pace) -> std::io::Result<Paced> {
+    let deadline = pace.deadline().min(Instant::now() + DATA_IDLE);
+    match tokio::time::timeout_at(deadline.into(), read_raw(r, max)).await {
+        Ok(piece) => Ok(piece?.map_or(Paced::Eof, Paced::Piece)),
+        Err(_) => Ok(Paced::TooSlow),
+    }
+}
+
+/// Cut off a sender whose transfer took too long.
 async fn too_slow(conn: &mut Conn, peer: SocketAddr) -> std::io::Result<()> {
     tracing::info!(%peer, "SMTP transfer too slow or too long: connection closed");
     conn.wr.write_all(b"421 4.4.2 message transfer too slow, closing connection\r\n").await
@@ -87,6 +97,7 @@ fn settings(front: &Front, mode: Mode, relay: bool, peer: std::net::IpAddr) -> S
         mail_from_deny: smtp.mail_from_deny.clone(),
         queue: front.queue.is_some(),
         relay,
+        postmaster: smtp.postmaster.clone(),
         memory: Some((front.body_memory.clone(), peer)),
     }
 }
@@ -196,7 +207,12 @@ pub async fn connection(
             conn.wr.write_all(b"500 5.5.2 line too long\r\n").await?;
             continue;
         }
+        let receiving = session.receiving();
         let mut step = session.command(&line);
+        if !receiving {
+            // A new transaction's BDAT chunks get a clock of their own.
+            transfer = None;
+        }
         loop {
             step = match step {
                 Step::Reply(text) => {
@@ -231,8 +247,10 @@ pub async fn connection(
                     conn.wr.write_all(format!("{text}\r\n").as_bytes()).await?;
                     let mut pace = Pace::new(pace_limits, Instant::now());
                     loop {
-                        let Some(raw) = read_paced(&mut conn.rd, DATA_PIECE_MAX, &pace).await? else {
-                            return too_slow(&mut conn, peer).await;
+                        let raw = match read_paced(&mut conn.rd, DATA_PIECE_MAX, &pace).await? {
+                            Paced::Piece(raw) => raw,
+                            Paced::Eof => return Ok(()),
+                            Paced::TooSlow => return too_slow(&mut conn, peer).await,
                         };
                         pace.received(raw.len());
                         if let Some(next) = session.data_line(&raw) {
@@ -262,13 +280,9 @@ pub async fn connection(
                         session.chunk_piece(&piece);
                         left -= n as u64;
                     }
-                    if last {
-                        transfer = None;
-                    }
                     session.chunk_end(size, last)
                 }
                 Step::Deliver => {
-                    transfer = None;
                     let envelope = session.envelope();
                     // The trace header's copy and the LMTP client's dot-stuffed one.
                     let _copies = match session.room_for_copies(2 * envelope.message.len()) {

@@ -48,6 +48,9 @@ pub struct Settings {
     pub queue: bool,
     /// This client may relay without AUTH (an IP rule says so).
     pub relay: bool,
+    /// The mailbox `postmaster` (no domain) and `postmaster@` every local domain reach (RFC
+    /// 5321 §4.5.1); `None`: `postmaster@` the first local domain, as the directory has it.
+    pub postmaster: Option<String>,
     /// The memory bodies are held in, and the client's address it is shared by (none:
     /// bounded by `message_max_bytes` alone, as in tests of the protocol).
     pub memory: Option<(std::sync::Arc<BodyMemory>, std::net::IpAddr)>,
@@ -242,7 +245,7 @@ impl Session {
         if !matches!(self.auth, AuthState::None) {
             return self.auth_line(line);
         }
-        let mut with_lf = line.to_vec();
+        let mut with_lf = self.domainless_postmaster(line).unwrap_or_else(|| line.to_vec());
         if !with_lf.ends_with(b"\n") {
             with_lf.push(b'\n');
         }
@@ -444,6 +447,31 @@ impl Session {
         }
     }
 
+    /// `RCPT TO:<Postmaster>` (RFC 5321 §4.1.1.3: the one path without a domain, which the
+    /// parser does not take) written with the first local domain.
+    fn domainless_postmaster(&self, line: &[u8]) -> Option<Vec<u8>> {
+        const PREFIX: &[u8] = b"RCPT TO:";
+        let head = line.get(..PREFIX.len()).filter(|h| h.eq_ignore_ascii_case(PREFIX))?;
+        let rest = line[head.len()..].trim_ascii_start();
+        let path = rest.get(..b"<postmaster>".len()).filter(|p| p.eq_ignore_ascii_case(b"<postmaster>"))?;
+        let domain = self.settings.local_domains.first()?;
+        Some([PREFIX, format!("<postmaster@{domain}>").as_bytes(), &rest[path.len()..]].concat())
+    }
+
+    /// The mailbox a postmaster address is delivered to (RFC 5321 §4.5.1: `postmaster`
+    /// without a domain, and `postmaster@` each local domain, must be accepted), if
+    /// `address` is one.
+    fn postmaster(&self, address: &str) -> Option<String> {
+        let (local, domain) = address.rsplit_once('@').unwrap_or((address, ""));
+        let local_domain =
+            domain.is_empty() || self.settings.local_domains.iter().any(|d| d.eq_ignore_ascii_case(domain));
+        if !local.eq_ignore_ascii_case("postmaster") || !local_domain {
+            return None;
+        }
+        let first_domain = self.settings.local_domains.first()?;
+        Some(self.settings.postmaster.clone().unwrap_or_else(|| format!("postmaster@{first_domain}")))
+    }
+
     fn rcpt(&mut self, request: Request<Cow<'_, str>>) -> Step {
         let Request::Rcpt { to } = request else { unreachable!("table") };
         if self.from.is_none() {
@@ -453,6 +481,7 @@ impl Session {
             return reply("452 4.5.3 too many recipients");
         }
         let address = self.canonical(&to.address);
+        let address = self.postmaster(&address).unwrap_or(address);
         let domain = address.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();
         if !self.settings.local_domains.contains(&domain) {
             // Relaying: only for authenticated users and clients an IP rule trusts, and only
@@ -563,6 +592,11 @@ impl Session {
             }
         }
         Step::Chunk { size: chunk_size, last: is_last }
+    }
+
+    /// Whether a message body is being received (DATA, or BDAT chunks before the last).
+    pub fn receiving(&self) -> bool {
+        self.body.is_some() || self.chunk_refusal.is_some()
     }
 
     /// Bytes of the BDAT chunk being read, as they arrive (dropped if there is no
@@ -678,6 +712,7 @@ mod tests {
             mail_from_deny: vec!["*@spam.example".into()],
             queue: false,
             relay: false,
+            postmaster: None,
             memory: None,
         }
     }
@@ -712,6 +747,17 @@ mod tests {
         text(s.command(b"EHLO client.example.org\r\n"));
         assert!(text(s.command(b"MAIL FROM:<a@b.org> BODY=8BITMIME\r\n")).starts_with("250"));
         assert!(text(s.command(b"RCPT TO:<x@remote.org>\r\n")).starts_with("554 5.7.1"), "no relaying");
+        assert!(text(s.command(b"RCPT TO:<postmaster@remote.org>\r\n")).starts_with("554 5.7.1"), "not ours");
+        // RFC 5321 §4.5.1: postmaster, with no domain or ours, is always a recipient.
+        assert_eq!(s.command(b"RCPT TO:<Postmaster>\r\n"), Step::Resolve("postmaster@example.edu".into()));
+        let mut pm =
+            Session::new(Settings { postmaster: Some("alice@example.edu".into()), ..settings(Mode::Mx) }, false);
+        text(pm.command(b"EHLO c\r\n"));
+        text(pm.command(b"MAIL FROM:<a@b.org>\r\n"));
+        for to in ["<postmaster>", "<POSTMASTER@example.edu>", "<postmaster@mail.example.edu>"] {
+            let step = pm.command(format!("RCPT TO:{to}\r\n").as_bytes());
+            assert_eq!(step, Step::Resolve("alice@example.edu".into()), "{to}");
+        }
         assert_eq!(s.command(b"RCPT TO:<alice@Mail.Example.edu>\r\n"), Step::Resolve("alice@example.edu".into()));
         assert!(text(s.resolved("alice@example.edu", local("hermes"))).starts_with("250"));
         assert_eq!(s.command(b"RCPT TO:<bob@example.edu>\r\n"), Step::Resolve("bob@example.edu".into()));

@@ -185,7 +185,7 @@ impl Layout {
              pop3 = \"{}\"\npop3s = \"{}\"\nsmtp = \"{}\"\nsubmission = \"{}\"\nsubmissions = \"{}\"\n\
              [tls]\ncert_file = \"cert.pem\"\nkey_file = \"key.pem\"\n\
              [directory]\nldif = \"users.ldif\"\n[backend]\nproxy_user = \"frontd\"\nproxy_password_file = \"proxy.pw\"\ncluster_key_file = \"cluster.key\"\n\
-             [auth]\nfailure_delay_ms = 1000\n[smtp]\nlocal_domains = [\"example.edu\"]\n\
+             [auth]\nfailure_delay_ms = 1000\n[smtp]\nlocal_domains = [\"example.edu\"]\npostmaster = \"alice@example.edu\"\n\
              [queue]\n{front_groups}",
             self.front_imap(),
             self.front_imaps(),

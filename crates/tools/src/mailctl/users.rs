@@ -67,13 +67,15 @@ pub fn list(path: &Path) -> anyhow::Result<Vec<String>> {
     let mut lines = Vec::new();
     for r in records.iter().filter(|r| is_user(r)) {
         let a = Account::from_attributes(&r.dn, &r.attrs)?;
-        lines.push(format!(
+        let line = format!(
             "{:<32} {:<12} {:<9} {}",
             a.mail,
             a.mail_host.as_deref().unwrap_or("-"),
             format!("{:?}", a.status).to_lowercase(),
             a.alternates.join(",")
-        ));
+        );
+        // A directory written by other tools may hold anything: one user, one line.
+        lines.push(common::daemon::escape_controls(&line).into_owned());
     }
     Ok(lines)
 }
@@ -115,7 +117,10 @@ pub fn add(
     write: bool,
 ) -> anyhow::Result<Change> {
     let address = address.to_lowercase();
-    let Some((local, _domain)) = address.split_once('@') else { bail!("{address} is not an address") };
+    for name in std::iter::once(&address).chain(aliases) {
+        common::address::validate(name)?;
+    }
+    let Some((local, _domain)) = address.rsplit_once('@') else { bail!("{address} is not an address") };
     let mut records = load(path)?;
     for name in std::iter::once(&address).chain(aliases) {
         if find(&mut records, name).is_ok() {
@@ -133,7 +138,7 @@ pub fn add(
     if !aliases.is_empty() {
         attrs.insert("mailalternateaddress".into(), aliases.iter().map(|a| a.to_lowercase()).collect());
     }
-    let record = LdifRecord { dn: format!("uid={local},{base}"), attrs, line: 0 };
+    let record = LdifRecord { dn: format!("uid={},{base}", common::address::rdn_escape(local)), attrs, line: 0 };
     Account::from_attributes(&record.dn, &record.attrs)?;
     let ldif = write_ldif(std::slice::from_ref(&record));
     if write {
@@ -193,6 +198,14 @@ mod tests {
             add(&path, "x@example.edu", "hermes", &["D.X@example.edu".into()], Some("p"), "dc=e", true).is_err(),
             "alias taken"
         );
+        // Finding (hardening): `user add 'a,dc=evil@example.edu'` made the DN
+        // `uid=a,dc=evil,dc=example,dc=edu`, and names with line breaks or spaces were kept.
+        for bad in ["a,dc=evil@example.edu", "eve\n@example.edu", "e ve@example.edu", "<e>@example.edu", "eve"] {
+            assert!(add(&path, bad, "hermes", &[], Some("p"), "dc=example,dc=edu", true).is_err(), "{bad:?}");
+        }
+        assert!(add(&path, "f@example.edu", "hermes", &["f\r\n@example.edu".into()], Some("p"), "dc=e", true).is_err());
+        let odd = add(&path, "o=k+1@example.edu", "hermes", &[], Some("p"), "dc=example,dc=edu", true).unwrap();
+        assert!(odd.ldif.contains("dn: uid=o\\3dk\\2b1,dc=example,dc=edu"), "one escaped RDN: {}", odd.ldif);
 
         let dir = LdifDirectory::open(&path).unwrap();
         let dana = dir.lookup("d.x@example.edu", Purpose::Delivery).unwrap();
