@@ -1,6 +1,7 @@
 //! The directory's inputs: LDIF files (the embedded directory), the attribute values an
 //! LDAP server returns (accounts), lookup keys and password hashes. Parsing fails cleanly
-//! or yields accounts whose addresses are lower case.
+//! or yields accounts whose addresses are lower case and plain mailboxes (no control
+//! characters, spaces or `<>`: `common::address`); any value escapes into one RDN.
 
 use common::directory::{lookup_key, parse_ldif, Account, Attributes, Purpose};
 use common::password::PasswordHash;
@@ -11,6 +12,8 @@ pub fn run(data: &[u8]) {
         for r in &records {
             if let Ok(account) = Account::from_attributes(&r.dn, &r.attrs) {
                 assert_eq!(account.mail, account.mail.to_lowercase(), "mail is lower case");
+                let plain = !account.mail.chars().any(|c| c.is_control() || c.is_whitespace() || "<>,".contains(c));
+                assert!(plain, "an accepted mail address is a plain mailbox: {:?}", account.mail);
             }
         }
     }
@@ -26,5 +29,9 @@ pub fn run(data: &[u8]) {
             attrs.insert(name.into(), vec![word.to_string()]);
         }
         let _ = Account::from_attributes(word, &attrs);
+        // An escaped value never ends its RDN early or starts another: every special
+        // character comes out as a hex escape.
+        let escaped = common::address::rdn_escape(word);
+        assert!(!escaped.chars().any(|c| ",+;=<>\"\0".contains(c)), "{word:?} -> {escaped:?}");
     }
 }

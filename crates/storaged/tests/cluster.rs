@@ -49,4 +49,14 @@ fn deliveries_survive_leader_kill_and_a_lagging_replica_catches_up_by_snapshot()
     check_exactly_once(&t, &result2, 0..7000);
     check_exactly_once(&t, &result, 0..7000);
     assert!(c.node_log(lagging).contains("snapshot installed"), "node {} caught up without a snapshot", lagging + 1);
+
+    // Snapshots built, sent and installed, logs purged: every data file is still the
+    // owner's alone (0600 files in 0700 directories).
+    for i in 1..=3 {
+        let data = tmp_path.join(format!("data{i}"));
+        let out = std::process::Command::new("find").arg(&data).args(["-perm", "/077", "-print"]).output().unwrap();
+        assert!(out.status.success());
+        let open = String::from_utf8_lossy(&out.stdout);
+        assert!(open.trim().is_empty(), "open to others under {}:\n{open}", data.display());
+    }
 }
