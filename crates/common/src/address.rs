@@ -23,8 +23,15 @@ pub enum AddressError {
     BadDomain(String),
 }
 
+/// A non-ASCII character an address may hold (RFC 6531): nothing that prints as space or
+/// as nothing (no-break and other spaces, zero-width and direction marks, BOM).
+fn visible_utf8(c: char) -> bool {
+    let invisible = matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{feff}');
+    !c.is_ascii() && !c.is_control() && !c.is_whitespace() && !invisible
+}
+
 fn atext(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || (!c.is_ascii() && !c.is_control())
+    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || visible_utf8(c)
 }
 
 fn label_ok(label: &str) -> bool {
@@ -32,7 +39,7 @@ fn label_ok(label: &str) -> bool {
         && label.len() <= LABEL_MAX
         && !label.starts_with('-')
         && !label.ends_with('-')
-        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || (!c.is_ascii() && !c.is_control()))
+        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || visible_utf8(c))
 }
 
 /// Check `address` is a mailbox (`local@domain`, a dot-atom local part, a host name; UTF-8
@@ -83,6 +90,9 @@ mod tests {
             "a@example..edu",
             "a,dc=evil@example.edu",
             "a\u{0}@example.edu",
+            "alic\u{a0}e@example.edu",
+            "a\u{200b}b@example.edu",
+            "a@exa\u{2028}mple.edu",
         ] {
             assert!(validate(bad).is_err(), "{bad:?}");
         }
