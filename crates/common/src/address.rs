@@ -26,7 +26,8 @@ pub enum AddressError {
 /// A non-ASCII character an address may hold (RFC 6531): nothing that prints as space or
 /// as nothing (no-break and other spaces, zero-width and direction marks, BOM).
 fn visible_utf8(c: char) -> bool {
-    let invisible = matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{feff}');
+    let invisible =
+        matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{feff}');
     !c.is_ascii() && !c.is_control() && !c.is_whitespace() && !invisible
 }
 
