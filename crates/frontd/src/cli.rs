@@ -27,6 +27,7 @@ where
     let args = Args::parse_from(args);
     common::daemon::init_logging("info");
     common::daemon::private_files();
+    common::daemon::return_large_buffers();
     let cfg = crate::config::Config::load(&args.config)?;
     common::daemon::runtime()?.block_on(crate::server::run(cfg))?;
     Ok(())

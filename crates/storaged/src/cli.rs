@@ -31,6 +31,7 @@ where
     let _failpoints = fail::FailScenario::setup();
     raise_open_file_limit();
     common::daemon::private_files();
+    common::daemon::return_large_buffers();
     let cfg = crate::config::Config::load(&args.config)?;
     let tightened = common::daemon::tighten_tree(&cfg.data_dir)?;
     if tightened > 0 {
