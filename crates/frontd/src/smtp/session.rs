@@ -161,6 +161,11 @@ const COMMANDS: &[(&str, Handler)] = &[
     ("BURL", Session::not_implemented),
 ];
 
+/// The reply when the body memory budget has no room (`super::memory`).
+fn no_room(why: super::memory::NoRoom) -> String {
+    format!("452 4.3.1 {why}, try again later")
+}
+
 fn reply(s: impl Into<String>) -> Step {
     Step::Reply(s.into())
 }
@@ -224,7 +229,7 @@ impl Session {
     /// Start a body: a new transaction's share of the memory budget, if there is one.
     fn begin_body(&mut self) -> Result<(), String> {
         if let Some((memory, address)) = &self.settings.memory {
-            let room = memory.begin(*address).map_err(|e| format!("452 4.3.1 {e}, try again later"))?;
+            let room = memory.begin(*address).map_err(no_room)?;
             self.room = Some(room);
         }
         self.body = Some(Body::new(self.settings.message_max_bytes));
@@ -562,7 +567,7 @@ impl Session {
         match finished {
             Finished::NoRoom(why) => {
                 self.reset_transaction();
-                reply(format!("452 4.3.1 {why}, try again later"))
+                reply(no_room(why))
             }
             Finished::Message(m) => {
                 self.message = Some(m);
@@ -648,7 +653,7 @@ impl Session {
     /// reply if there is none (then answer it with [`Session::delivered`]).
     pub fn room_for_copies(&self, bytes: usize) -> Result<Option<Reservation>, String> {
         let Some((memory, _)) = &self.settings.memory else { return Ok(None) };
-        memory.for_copies(bytes).map(Some).map_err(|e| format!("452 4.3.1 {e}, try again later"))
+        memory.for_copies(bytes).map(Some).map_err(no_room)
     }
 
     /// The per-recipient replies of the delivery; the reply to DATA/BDAT.
