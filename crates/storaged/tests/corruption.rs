@@ -2,7 +2,8 @@
 //! and a file that no longer matches it (a flipped bit, a truncated write) is refused over
 //! IMAP (`NO [SERVERBUG]`) and POP3 (`-ERR`) instead of being sent; intact messages next to
 //! it are still served; and where the group has other replicas, the damaged file is
-//! repaired from a peer's copy.
+//! repaired from a peer's copy. A read racing an expunge is not damage: it gets the whole
+//! message or learns it is gone, and never bytes of the message that reuses the file.
 
 mod support;
 
@@ -154,4 +155,36 @@ fn a_damaged_copy_is_repaired_from_a_peer() {
     assert!(served.contains("precious body one") && served.contains("a4 OK"), "not repaired: {served}");
     assert_eq!(&std::fs::read(c.mail_dir(leader).join(name)).unwrap(), bytes, "the file is whole again");
     assert!(c.node_log(leader).contains("repaired from a peer"), "the repair is logged");
+}
+
+/// A FETCH racing an EXPUNGE of the same messages, while another user's deliveries reuse the
+/// expunged files' inodes: every body served is the whole message of its UID, no answer is
+/// `[SERVERBUG]`, and the node never finds a bad checksum or starts a repair.
+#[test]
+fn a_fetch_racing_an_expunge_reads_the_message_or_nothing_never_another() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = Cluster::start(tmp.path(), 1, 2, "");
+    // Every read pauses between opening the file and reading it, so expunges land there.
+    c.stop(0);
+    c.start_node_env(0, &[("FAILPOINTS", "mailstore::read-opened=sleep(3)")]);
+    c.wait_leader(Duration::from_secs(30));
+    let other_password = password(1);
+    let mut args = support::login_args(&c.imap[0], 0);
+    args.extend(
+        ["--other-user", "user1@example.edu", "--other-password", &other_password, "--seconds", "10"]
+            .map(str::to_string),
+    );
+    let r = support::py_json("expunge_race.py", &args.iter().map(String::as_str).collect::<Vec<_>>());
+    eprintln!("{r}");
+    assert_eq!(r["serverbug"], 0, "a racing FETCH was answered [SERVERBUG]: {r}");
+    assert_eq!(r["mismatched"], 0, "a FETCH served bytes that are not the message of its UID: {r}");
+    assert_eq!(r["errors"], 0, "{r}");
+    assert!(
+        r["fetched"].as_u64().unwrap() > 50 && r["expunged"].as_u64().unwrap() > 50,
+        "too little traffic to race: {r}"
+    );
+    let log = c.node_log(0);
+    for sign in ["fails its checksum", "repair"] {
+        assert!(!log.contains(sign), "the node saw damage where there was a race ({sign}):\n{log}");
+    }
 }

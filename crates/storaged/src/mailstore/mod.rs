@@ -7,6 +7,7 @@ pub mod index;
 pub mod names;
 pub mod ops;
 pub mod queue;
+pub mod readers;
 pub mod snapshot;
 pub mod spare;
 pub mod staging;

@@ -26,6 +26,7 @@ use super::index::{MailboxIndex, MessageMeta, INDEX_FILE};
 use super::names::{Layout, MailboxName, UserName};
 use super::ops::{info_letters, FlagMode, FlagState, MailOp, MailRequest, MailResponse, OpId, UserState};
 use super::queue::Queue;
+use super::readers::{ReadLease, Readers};
 use super::spare::Spares;
 use super::staging::{self, PartOutcome, PartRef, StagedStream, Staging};
 
@@ -108,12 +109,14 @@ impl PendingCheckpoint {
     }
 }
 
-/// Where a message's file is and what its bytes must checksum to.
-#[derive(Debug, Clone)]
+/// Where a message's file is and what its bytes must checksum to, with the lease that keeps
+/// the file's inode from being reused for another message while it is read.
+#[derive(Debug)]
 pub struct StoredMessage {
     pub path: PathBuf,
     /// 0: indexed before checksums existed, not checked.
     pub crc32c: u32,
+    _lease: ReadLease,
 }
 
 /// Whether the fail point `mailstore::read-bitflip` fires (storage-fault tests only).
@@ -129,7 +132,11 @@ impl StoredMessage {
     pub fn read(&self) -> io::Result<Vec<u8>> {
         // Storage-fault tests: a read that fails, or returns a flipped bit.
         fail::fail_point!("mailstore::read-eio", |_| Err(io::Error::from_raw_os_error(libc::EIO)));
-        let mut bytes = fs::read(&self.path)?;
+        let mut file = fs::File::open(&self.path)?;
+        // Race tests: a reader that has opened the file and is slow to read it.
+        fail::fail_point!("mailstore::read-opened");
+        let mut bytes = Vec::with_capacity(file.metadata().map_or(0, |m| m.len()).min(1 << 26) as usize);
+        io::Read::read_to_end(&mut file, &mut bytes)?;
         if let Some(b) = bytes.last_mut().filter(|_| bit_flip_injected()) {
             *b ^= 0x10;
         }
@@ -166,6 +173,8 @@ pub struct Store {
     user_states: HashMap<String, UserState>,
     /// Entries applied since the last checkpoint.
     pub unchecked: u64,
+    /// Leases of the readers that may hold message files (see `readers`).
+    readers: Readers,
 }
 
 /// Store errors (I/O on the trees; the operations themselves report `Rejected`).
@@ -207,6 +216,7 @@ impl Store {
         let state = Self::read_state(layout.root())?;
         let root = layout.root().to_path_buf();
         let spare_dir = root.join(super::spare::SPARE_DIR);
+        let readers = Readers::default();
         let mut store = Self {
             layout,
             group: group.to_string(),
@@ -216,12 +226,13 @@ impl Store {
             dedup_order: VecDeque::new(),
             last_applied: state.last_applied,
             membership: state.membership,
-            files: FileWriter::new(Spares::open(spare_dir).map_err(io_ctx("open spare files"))?)
+            files: FileWriter::new(Spares::open(spare_dir, readers.clone()).map_err(io_ctx("open spare files"))?)
                 .map_err(io_ctx("io_uring"))?,
             queue: Queue::open(&root, state.queue).map_err(io_ctx("open queue"))?,
             staging: Staging::open(&root, state.staging).map_err(io_ctx("open staging"))?,
             user_states: state.user_states.into_iter().collect(),
             unchecked: 0,
+            readers,
         };
         for (id, index, resp) in state.dedup {
             store.remember(id, index, resp);
@@ -1165,7 +1176,8 @@ impl Store {
     }
 
     /// Where the file of message `uid` is now. Readers open it without holding the store;
-    /// a flag change may rename it meanwhile, so they ask again when it has moved.
+    /// a flag change may rename it meanwhile, so they ask again when it has moved. The file's
+    /// inode keeps this message's bytes until the returned lease is dropped.
     pub fn message_file(
         &mut self,
         user: &UserName,
@@ -1174,7 +1186,8 @@ impl Store {
     ) -> Result<Option<StoredMessage>, StoreError> {
         let Some(b) = self.mailbox(user, mailbox)? else { return Ok(None) };
         let Some(m) = b.position(uid).map(|p| b.messages[p].clone()) else { return Ok(None) };
-        Ok(Some(StoredMessage { path: self.message_path(user, mailbox, &m), crc32c: m.crc32c }))
+        let lease = self.readers.lease();
+        Ok(Some(StoredMessage { path: self.message_path(user, mailbox, &m), crc32c: m.crc32c, _lease: lease }))
     }
 
     /// The mailboxes of `user` (INBOX first if it exists), from the tree on disk.
