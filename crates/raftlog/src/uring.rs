@@ -1,6 +1,7 @@
-//! Thin, checked helpers over `io-uring`: pushing entries when the queue is full, an
-//! eventfd to wake a ring-bound thread, and a blocking "run these operations" helper for
-//! the rare synchronous paths (segment preparation, truncation, metadata).
+//! The log's io_uring helpers: the workspace's checked `push` and `run` (crate `uring`: every
+//! submitted operation is reaped before its buffers can go, interrupted waits included), an
+//! eventfd to wake a ring-bound thread, and synchronous write/sync for the rare paths
+//! (segment preparation, truncation, metadata).
 //!
 //! Every buffer handed to the kernel stays owned by the caller until its completion has
 //! been reaped; the functions here document which side holds it.
@@ -9,24 +10,9 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use io_uring::{opcode, squeue, types, IoUring};
+use io_uring::{opcode, types, IoUring};
 
-/// Push one submission entry, flushing the queue to the kernel when it is full.
-///
-/// # Safety
-/// The caller guarantees that every buffer the entry points to stays valid and unmoved
-/// until the matching completion is reaped.
-pub(crate) unsafe fn push(ring: &mut IoUring, entry: &squeue::Entry) -> io::Result<()> {
-    // A full queue is drained by submitting; bounded so a wedged ring cannot spin forever.
-    for _ in 0..1024 {
-        // SAFETY: forwarded from the caller's contract on buffer lifetime.
-        if unsafe { ring.submission().push(entry) }.is_ok() {
-            return Ok(());
-        }
-        ring.submit()?;
-    }
-    Err(io::Error::other("io_uring submission queue stays full"))
-}
+pub(crate) use ::uring::{push, run};
 
 /// An eventfd used to wake the writer thread when a request is queued.
 #[derive(Debug)]
@@ -55,43 +41,6 @@ impl EventFd {
     pub fn fd(&self) -> types::Fd {
         types::Fd(self.0.as_raw_fd())
     }
-}
-
-/// Run `entries` to completion on an otherwise idle `ring` and return each result.
-///
-/// The entries must use user data values `base..base + entries.len()`; completions with
-/// other user data (an armed eventfd read) are returned in `others` for the caller.
-///
-/// # Safety
-/// Buffers referenced by `entries` must stay valid until this function returns, which is
-/// after every one of their completions has been reaped.
-pub(crate) unsafe fn run(
-    ring: &mut IoUring,
-    base: u64,
-    entries: &[squeue::Entry],
-    others: &mut Vec<(u64, i32)>,
-) -> io::Result<Vec<i32>> {
-    for e in entries {
-        // SAFETY: buffer lifetime is the caller's contract, held until we return.
-        unsafe { push(ring, e)? };
-    }
-    let mut results = vec![None; entries.len()];
-    let mut left = entries.len();
-    while left > 0 {
-        ring.submit_and_wait(1)?;
-        for cqe in ring.completion() {
-            let ud = cqe.user_data();
-            match ud.checked_sub(base).map(|k| k as usize) {
-                Some(k) if k < results.len() => {
-                    assert!(results[k].is_none(), "duplicate completion");
-                    results[k] = Some(cqe.result());
-                    left -= 1;
-                }
-                _ => others.push((ud, cqe.result())),
-            }
-        }
-    }
-    Ok(results.into_iter().map(|r| r.expect("all reaped")).collect())
 }
 
 /// Turn a completion result for a write of `len` bytes into an error unless it was whole.

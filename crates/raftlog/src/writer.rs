@@ -223,15 +223,8 @@ impl Writer {
             if self.shutdown && self.queue.is_empty() && self.is_idle() && self.marker_buf.is_none() {
                 break;
             }
-            if let Err(e) = self.ring.submit_and_wait(1) {
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                self.poison(format!("io_uring wait failed: {e}"));
-                // Without a working ring nothing can complete; fail everything and stop.
-                self.fail_all_pending();
-                break;
-            }
+            // Interruptions are retried; a broken ring aborts (buffers are in flight).
+            ::uring::wait(&mut self.ring, 1);
             let cqes: Vec<(u64, i32)> = self.ring.completion().map(|c| (c.user_data(), c.result())).collect();
             for (ud, res) in cqes {
                 self.on_completion(ud, res);
@@ -324,27 +317,6 @@ impl Writer {
         tracing::error!(reason = %why, "raftlog poisoned");
         if self.poisoned.is_none() {
             self.poisoned = Some(why);
-        }
-    }
-
-    fn fail_all_pending(&mut self) {
-        let why = self.poisoned.clone().unwrap_or_default();
-        for (_, p) in self.inflight.drain(..) {
-            if let Some(w) = p.written {
-                let _ = w.send(Err(Error::Poisoned(why.clone())));
-            }
-            (p.durable)(Err(io::Error::other(why.clone())));
-        }
-        for cb in self.unsynced.drain(..) {
-            cb(Err(io::Error::other(why.clone())));
-        }
-        for (_, batch) in self.syncs.drain(..) {
-            for cb in batch.callbacks {
-                cb(Err(io::Error::other(why.clone())));
-            }
-        }
-        for req in self.queue.drain(..) {
-            fail_request(req, &why);
         }
     }
 

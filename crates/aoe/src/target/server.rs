@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use io_uring::{opcode, squeue, types, IoUring};
+use uring::{push, push_pair};
 
 use super::aligned::AlignedBuf;
 use super::handler::{config_announcement, decide, done_reply, read_reply, Decision, ExportConfig, ExportState};
@@ -36,6 +37,8 @@ const KIND_RECV: u64 = 1 << 56;
 const KIND_SEND: u64 = 2 << 56;
 const KIND_DISK: u64 = 3 << 56;
 const KIND_TICK: u64 = 4 << 56;
+/// The cancel request that ends a run (see `uring::cancel_and_drain`).
+const KIND_CANCEL: u64 = 6 << 56;
 const SLOT_MASK: u64 = (1 << 56) - 1;
 
 /// One export to serve.
@@ -174,116 +177,131 @@ pub fn run(options: &TargetOptions, stop: Arc<AtomicBool>) -> io::Result<()> {
     let recv_entry = |bufs: &mut Vec<Vec<u8>>, i: usize| -> squeue::Entry {
         opcode::Recv::new(fd, bufs[i].as_mut_ptr(), FRAME_MAX as u32).build().user_data(KIND_RECV | i as u64)
     };
-    for i in 0..recv_bufs.len() {
-        let e = recv_entry(&mut recv_bufs, i);
-        // SAFETY: recv_bufs[i] lives, unmoved (the Vec of Vecs is never resized), until
-        // this function returns, after the ring is dropped.
-        unsafe { push(&mut ring, &e)? };
-    }
-    // Announce every export (an unsolicited Query Config response to the broadcast address).
-    for e in &exports {
-        let hello = Header {
-            dst: MacAddr::BROADCAST,
-            src: sock.mac,
-            version: 1,
-            response: false,
-            error: None,
-            major: e.cfg.major,
-            minor: e.cfg.minor,
-            command: CMD_CONFIG,
-            tag: 0,
-        };
-        let mut frame = config_announcement(&e.cfg, &e.state, sock.mac, &hello);
-        frame[0..6].copy_from_slice(&MacAddr::BROADCAST.0);
-        sock.send(&frame)?;
-    }
+    // Operations submitted and not yet reaped: all are cancelled and reaped before the
+    // buffers they use are dropped, however the loop ends.
+    let mut in_flight: usize = 0;
+    // The wake-up tick's timespec, alive until every operation is reaped.
     let tick = types::Timespec::new().nsec(100_000_000);
-    // One timeout at a time wakes the loop to look at `stop` when the wire is quiet.
-    let mut tick_armed = false;
-    while !stop.load(Ordering::Relaxed) {
-        if !tick_armed {
-            let t = opcode::Timeout::new(&tick).build().user_data(KIND_TICK);
-            // SAFETY: `tick` outlives the ring loop.
-            unsafe { push(&mut ring, &t)? };
-            tick_armed = true;
+    let served = (|| -> io::Result<()> {
+        for i in 0..recv_bufs.len() {
+            let e = recv_entry(&mut recv_bufs, i);
+            // SAFETY: recv_bufs[i] lives, unmoved (the Vec of Vecs is never resized), until
+            // after `cancel_and_drain` reaped every operation.
+            unsafe { push(&mut ring, &e)? };
+            in_flight += 1;
         }
-        ring.submit_and_wait(1)?;
-        let completions: Vec<(u64, i32)> = ring.completion().map(|c| (c.user_data(), c.result())).collect();
-        for (ud, res) in completions {
-            let (kind, slot) = (ud & !SLOT_MASK, ud & SLOT_MASK);
-            match kind {
-                KIND_TICK => tick_armed = false,
-                KIND_SEND => {
-                    sends.remove(&slot);
-                }
-                KIND_RECV => {
-                    let i = slot as usize;
-                    if res > 0 {
-                        let n = res as usize;
-                        let mut out = Vec::new();
-                        let mut fresh = Vec::new();
-                        handle(&recv_bufs[i][..n], &mut exports, sock.mac, &mut out, &mut fresh);
-                        for mut op in fresh {
-                            next_slot += 1;
-                            let export = &exports[op.export];
-                            let ata = op.ata.borrowed();
-                            op.frame = if op.is_read {
-                                read_reply(&op.request, sock.mac, &export.cfg, &ata, &[])
-                            } else {
-                                done_reply(&op.request, sock.mac, &export.cfg, &ata, true)
-                            };
-                            let disk_op = disk_entry(&mut op, &exports)
-                                .flags(squeue::Flags::IO_LINK)
-                                .user_data(KIND_DISK | next_slot);
-                            let send = reply_entry(&mut op, fd).user_data(KIND_LINKED_SEND | next_slot);
-                            disk.insert(next_slot, op);
-                            // SAFETY: the op's buffers and its boxed `sendmsg` arguments (heap
-                            // allocations that do not move when the op moves into the table)
-                            // are kept by `disk` until both completions are reaped.
-                            unsafe { push_linked(&mut ring, &disk_op, &send)? };
+        // Announce every export (an unsolicited Query Config response to the broadcast address).
+        for e in &exports {
+            let hello = Header {
+                dst: MacAddr::BROADCAST,
+                src: sock.mac,
+                version: 1,
+                response: false,
+                error: None,
+                major: e.cfg.major,
+                minor: e.cfg.minor,
+                command: CMD_CONFIG,
+                tag: 0,
+            };
+            let mut frame = config_announcement(&e.cfg, &e.state, sock.mac, &hello);
+            frame[0..6].copy_from_slice(&MacAddr::BROADCAST.0);
+            sock.send(&frame)?;
+        }
+        // One timeout at a time wakes the loop to look at `stop` when the wire is quiet.
+        let mut tick_armed = false;
+        while !stop.load(Ordering::Relaxed) {
+            if !tick_armed {
+                let t = opcode::Timeout::new(&tick).build().user_data(KIND_TICK);
+                // SAFETY: `tick` outlives the drain that reaps this timeout.
+                unsafe { push(&mut ring, &t)? };
+                in_flight += 1;
+                tick_armed = true;
+            }
+            uring::wait(&mut ring, 1);
+            let completions: Vec<(u64, i32)> = ring.completion().map(|c| (c.user_data(), c.result())).collect();
+            for (ud, res) in completions {
+                in_flight -= 1;
+                let (kind, slot) = (ud & !SLOT_MASK, ud & SLOT_MASK);
+                match kind {
+                    KIND_TICK => tick_armed = false,
+                    KIND_SEND => {
+                        sends.remove(&slot);
+                    }
+                    KIND_RECV => {
+                        let i = slot as usize;
+                        if res > 0 {
+                            let n = res as usize;
+                            let mut out = Vec::new();
+                            let mut fresh = Vec::new();
+                            handle(&recv_bufs[i][..n], &mut exports, sock.mac, &mut out, &mut fresh);
+                            for mut op in fresh {
+                                next_slot += 1;
+                                let export = &exports[op.export];
+                                let ata = op.ata.borrowed();
+                                op.frame = if op.is_read {
+                                    read_reply(&op.request, sock.mac, &export.cfg, &ata, &[])
+                                } else {
+                                    done_reply(&op.request, sock.mac, &export.cfg, &ata, true)
+                                };
+                                let disk_op = disk_entry(&mut op, &exports)
+                                    .flags(squeue::Flags::IO_LINK)
+                                    .user_data(KIND_DISK | next_slot);
+                                let send = reply_entry(&mut op, fd).user_data(KIND_LINKED_SEND | next_slot);
+                                disk.insert(next_slot, op);
+                                // SAFETY: the op's buffers and its boxed `sendmsg` arguments (heap
+                                // allocations that do not move when the op moves into the table)
+                                // are kept by `disk` until both completions are reaped.
+                                unsafe { push_pair(&mut ring, &disk_op, &send)? };
+                                in_flight += 2;
+                            }
+                            for frame in out {
+                                next_slot += 1;
+                                let e = opcode::Send::new(fd, frame.as_ptr(), frame.len() as u32)
+                                    .build()
+                                    .user_data(KIND_SEND | next_slot);
+                                sends.insert(next_slot, frame);
+                                // SAFETY: the frame's heap buffer is owned by `sends` until its completion.
+                                unsafe { push(&mut ring, &e)? };
+                                in_flight += 1;
+                            }
                         }
-                        for frame in out {
-                            next_slot += 1;
-                            let e = opcode::Send::new(fd, frame.as_ptr(), frame.len() as u32)
-                                .build()
-                                .user_data(KIND_SEND | next_slot);
-                            sends.insert(next_slot, frame);
-                            // SAFETY: the frame's heap buffer is owned by `sends` until its completion.
-                            unsafe { push(&mut ring, &e)? };
+                        let e = recv_entry(&mut recv_bufs, i);
+                        // SAFETY: as above, recv_bufs[i] stays put.
+                        unsafe { push(&mut ring, &e)? };
+                        in_flight += 1;
+                    }
+                    KIND_DISK | KIND_LINKED_SEND => {
+                        let Some(op) = disk.get_mut(&slot) else { continue };
+                        op.pending -= 1;
+                        if kind == KIND_DISK {
+                            let want = op.buffer.len();
+                            let ok = res >= 0 && res as usize == want;
+                            if !ok {
+                                // The linked send is cancelled; answer with an error instead.
+                                let export = &exports[op.export];
+                                let frame = done_reply(&op.request, sock.mac, &export.cfg, &op.ata.borrowed(), false);
+                                next_slot += 1;
+                                let e = opcode::Send::new(fd, frame.as_ptr(), frame.len() as u32)
+                                    .build()
+                                    .user_data(KIND_SEND | next_slot);
+                                sends.insert(next_slot, frame);
+                                // SAFETY: owned by `sends` until its completion.
+                                unsafe { push(&mut ring, &e)? };
+                                in_flight += 1;
+                            }
+                        }
+                        if op.pending == 0 {
+                            disk.remove(&slot);
                         }
                     }
-                    let e = recv_entry(&mut recv_bufs, i);
-                    // SAFETY: as above, recv_bufs[i] stays put.
-                    unsafe { push(&mut ring, &e)? };
+                    _ => {}
                 }
-                KIND_DISK | KIND_LINKED_SEND => {
-                    let Some(op) = disk.get_mut(&slot) else { continue };
-                    op.pending -= 1;
-                    if kind == KIND_DISK {
-                        let want = op.buffer.len();
-                        let ok = res >= 0 && res as usize == want;
-                        if !ok {
-                            // The linked send is cancelled; answer with an error instead.
-                            let export = &exports[op.export];
-                            let frame = done_reply(&op.request, sock.mac, &export.cfg, &op.ata.borrowed(), false);
-                            next_slot += 1;
-                            let e = opcode::Send::new(fd, frame.as_ptr(), frame.len() as u32)
-                                .build()
-                                .user_data(KIND_SEND | next_slot);
-                            sends.insert(next_slot, frame);
-                            // SAFETY: owned by `sends` until its completion.
-                            unsafe { push(&mut ring, &e)? };
-                        }
-                    }
-                    if op.pending == 0 {
-                        disk.remove(&slot);
-                    }
-                }
-                _ => {}
             }
         }
-    }
-    Ok(())
+        Ok(())
+    })();
+    uring::cancel_and_drain(&mut ring, in_flight, KIND_CANCEL);
+    served
 }
 
 /// The submission entry of a disk operation (read, write, or fdatasync for a flush).
@@ -377,41 +395,4 @@ fn handle(bytes: &[u8], exports: &mut [Export], mac: MacAddr, out: &mut Vec<Vec<
             }
         }
     }
-}
-
-/// Push two entries as one link (the second runs only if the first succeeds), making
-/// room first so the pair is never split across submissions.
-///
-/// # Safety
-/// As for [`push`], for both entries.
-unsafe fn push_linked(ring: &mut IoUring, first: &squeue::Entry, second: &squeue::Entry) -> io::Result<()> {
-    for _ in 0..1024 {
-        let mut sq = ring.submission();
-        if sq.capacity() - sq.len() >= 2 {
-            // SAFETY: forwarded from the caller; two free slots hold both entries.
-            unsafe {
-                sq.push(first).map_err(|_| io::Error::other("submission queue full"))?;
-                sq.push(second).map_err(|_| io::Error::other("submission queue full"))?;
-            }
-            return Ok(());
-        }
-        drop(sq);
-        ring.submit()?;
-    }
-    Err(io::Error::other("io_uring submission queue stays full"))
-}
-
-/// Push one entry, submitting when the queue is full.
-///
-/// # Safety
-/// Every buffer the entry points to must stay valid and unmoved until its completion.
-unsafe fn push(ring: &mut IoUring, entry: &squeue::Entry) -> io::Result<()> {
-    for _ in 0..1024 {
-        // SAFETY: forwarded from the caller.
-        if unsafe { ring.submission().push(entry) }.is_ok() {
-            return Ok(());
-        }
-        ring.submit()?;
-    }
-    Err(io::Error::other("io_uring submission queue stays full"))
 }

@@ -73,29 +73,22 @@ impl FileWriter {
             written.push(path);
             files.push(file);
         }
+        let mut entries = Vec::with_capacity(chunk.len());
         for (k, (p, f)) in chunk.iter().zip(&files).enumerate() {
             let len = u32::try_from(p.data.len()).map_err(|_| io::Error::other("message too large"))?;
-            let e = opcode::Write::new(types::Fd(f.as_raw_fd()), p.data.as_ptr(), len)
-                .offset(0)
-                .build()
-                .user_data(k as u64);
-            // SAFETY: `chunk` (and so every buffer) and `files` outlive this function, which
-            // reaps all completions below before returning.
-            unsafe { self.ring.submission().push(&e).map_err(|_| io::Error::other("ring full"))? };
+            entries.push(
+                opcode::Write::new(types::Fd(f.as_raw_fd()), p.data.as_ptr(), len)
+                    .offset(0)
+                    .build()
+                    .user_data(k as u64),
+            );
         }
-        let mut results = vec![None; chunk.len()];
-        let mut left = chunk.len();
-        while left > 0 {
-            self.ring.submit_and_wait(1)?;
-            for cqe in self.ring.completion() {
-                let k = cqe.user_data() as usize;
-                assert!(k < results.len() && results[k].is_none(), "unexpected completion {k}");
-                results[k] = Some(cqe.result());
-                left -= 1;
-            }
-        }
+        let mut others = Vec::new();
+        // SAFETY: `chunk` (and so every buffer) and `files` outlive the call, which reaps every
+        // completion (retrying interrupted waits) before it returns.
+        let results = unsafe { uring::run(&mut self.ring, 0, &entries, &mut others)? };
+        assert!(others.is_empty(), "the file ring runs nothing else");
         for (p, res) in chunk.iter().zip(results) {
-            let res = res.expect("all reaped");
             // Storage-fault tests: the disk refused this message file (checked only once
             // every completion is reaped: the kernel may still read the other buffers).
             fail::fail_point!("mailstore::write-eio", |_| Err(io::Error::from_raw_os_error(libc::EIO)));
