@@ -341,7 +341,8 @@ fn imports_keep_uidvalidity_uids_and_flags_and_replay_cleanly() {
 
 #[test]
 fn a_moved_mailbox_keeps_its_modseqs_and_a_frozen_user_gets_temporary_refusals() {
-    use storaged::mailstore::ops::{is_move_refusal, ImportedMessage, FROZEN_REPLY};
+    use storaged::mailstore::ops::{ImportedMessage, FROZEN_REPLY};
+    use storaged::mailstore::Rejection;
     use storaged::mailstore::{FlagState, UserState};
     let u = |s: &str| s.to_string();
     let dir = tempfile::tempdir().unwrap();
@@ -394,11 +395,12 @@ fn a_moved_mailbox_keeps_its_modseqs_and_a_frozen_user_gets_temporary_refusals()
     };
     let set = |n: u64, state: UserState| req(n, MailOp::SetUserState { user: u("dan"), state });
     s.apply(12, &set(3, UserState::Frozen)).unwrap();
-    assert_eq!(s.apply(13, &append(4)).unwrap(), MailResponse::Rejected(FROZEN_REPLY.into()));
+    assert_eq!(s.apply(13, &append(4)).unwrap(), MailResponse::Rejected(Rejection::Frozen));
+    assert_eq!(Rejection::Frozen.to_string(), FROZEN_REPLY);
     let MailResponse::Delivered(d) = s.apply(14, &deliver(5, &["dan", "erin"])).unwrap() else { panic!() };
-    assert!(matches!(&d[0], Err(e) if is_move_refusal(e)) && d[1].is_ok(), "{d:?}");
+    assert!(matches!(&d[0], Err(e) if e.is_move()) && d[1].is_ok(), "{d:?}");
     s.apply(15, &set(6, UserState::MovedTo(u("zeus")))).unwrap();
-    assert!(matches!(s.apply(16, &append(7)).unwrap(), MailResponse::Rejected(e) if e.contains("zeus")));
+    assert!(matches!(s.apply(16, &append(7)).unwrap(), MailResponse::Rejected(Rejection::MovedTo(to)) if to == "zeus"));
     s.checkpoint().unwrap();
     drop(s);
     let mut s = Store::open(dir.path(), "apollo").unwrap();

@@ -140,7 +140,7 @@ pub async fn handle(node: &Node, request: AdminRequest) -> AdminReply {
         Ok(resp) if raw => AdminReply::Applied(admin::encode(&resp)),
         Ok(MailResponse::Queued { id }) => AdminReply::Queued { id },
         Ok(MailResponse::Claimed(items)) => AdminReply::Items(items),
-        Ok(MailResponse::Rejected(why)) => AdminReply::Refused(why),
+        Ok(MailResponse::Rejected(why)) => AdminReply::Refused(why.to_string()),
         Ok(_) => AdminReply::Done,
         Err(AccessError::NotLeader { leader, .. }) => AdminReply::NotLeader { leader },
         Err(e) => AdminReply::Failed(e.to_string()),

@@ -30,6 +30,10 @@ pub enum AccessError {
     Store(#[from] StoreError),
     #[error("message file: {0}")]
     Io(#[from] std::io::Error),
+    /// The message's file fails its checksum or the disk cannot read it; a repair from a
+    /// peer's copy is under way.
+    #[error("message UID {uid} is damaged on this replica: {source}")]
+    Corrupt { uid: u32, source: std::io::Error },
     #[error("operation not committed: {0}")]
     Raft(String),
     #[error("operation not committed within {0:?}")]
@@ -89,6 +93,7 @@ impl Group {
                     let damaged = e.kind() == std::io::ErrorKind::InvalidData || e.raw_os_error() == Some(libc::EIO);
                     if damaged {
                         self.repair_later(user, mailbox, uid);
+                        return Err(AccessError::Corrupt { uid, source: e });
                     }
                     return Err(e.into());
                 }

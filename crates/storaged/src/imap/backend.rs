@@ -9,21 +9,57 @@ use crate::group::Group;
 use crate::mailstore::index::{MailboxIndex, MessageMeta};
 use crate::mailstore::{MailOp, MailResponse, MailboxName, OpId, Store, UserName};
 
+/// Why a read or a proposal through the backend failed, as the session must answer it.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// This node no longer leads the user's group: the session must end so the client
+    /// reconnects (through the front) to the new leader.
+    #[error("this node no longer leads the mailhost")]
+    NotLeader { leader: Option<u64> },
+    /// The message's stored copy is damaged here (and is being repaired from a peer).
+    #[error("message UID {uid} cannot be read on this replica")]
+    Corrupt { uid: u32 },
+    /// A transient failure (a commit that timed out, a store I/O error): try again.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<AccessError> for BackendError {
+    fn from(e: AccessError) -> Self {
+        match e {
+            AccessError::NotLeader { leader, .. } => Self::NotLeader { leader },
+            AccessError::Corrupt { uid, .. } => Self::Corrupt { uid },
+            other => Self::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::mailstore::StoreError> for BackendError {
+    fn from(e: crate::mailstore::StoreError) -> Self {
+        Self::Unavailable(e.to_string())
+    }
+}
+
 /// The store as one user's session sees it.
 #[allow(async_fn_in_trait)]
 pub trait Backend {
     fn mailboxes(&self, user: &UserName) -> Vec<MailboxName>;
     fn subscriptions(&self, user: &UserName) -> Vec<String>;
-    fn index(&self, user: &UserName, mailbox: &MailboxName) -> Result<Option<Arc<MailboxIndex>>, String>;
-    fn message(&self, user: &UserName, mailbox: &MailboxName, uid: u32) -> Result<Option<Vec<u8>>, String>;
+    fn index(&self, user: &UserName, mailbox: &MailboxName) -> Result<Option<Arc<MailboxIndex>>, BackendError>;
+    fn message(&self, user: &UserName, mailbox: &MailboxName, uid: u32) -> Result<Option<Vec<u8>>, BackendError>;
     /// The header of message `meta` (through the blank line that ends it): what SEARCH on
     /// header fields and FETCH of ENVELOPE or `BODY[HEADER…]` read.
-    fn header(&self, user: &UserName, mailbox: &MailboxName, meta: &MessageMeta) -> Result<Option<Arc<[u8]>>, String> {
+    fn header(
+        &self,
+        user: &UserName,
+        mailbox: &MailboxName,
+        meta: &MessageMeta,
+    ) -> Result<Option<Arc<[u8]>>, BackendError> {
         let bytes = self.message(user, mailbox, meta.uid)?;
         Ok(bytes.map(|b| Arc::from(super::header::split(&b).0)))
     }
     /// Commit `op`; `Err` means it was not (or may not have been) applied.
-    async fn propose(&self, op_id: OpId, op: MailOp) -> Result<MailResponse, String>;
+    async fn propose(&self, op_id: OpId, op: MailOp) -> Result<MailResponse, BackendError>;
     /// The first UID of `mailbox` no session had claimed as `\Recent`; with `take`, the
     /// caller claims everything in `index` (see [`super::recent`]).
     fn claim_recent(&self, user: &UserName, mailbox: &MailboxName, index: &MailboxIndex, take: bool) -> u32;
@@ -38,19 +74,24 @@ impl<T: Backend> Backend for Arc<T> {
         (**self).subscriptions(user)
     }
 
-    fn index(&self, user: &UserName, mailbox: &MailboxName) -> Result<Option<Arc<MailboxIndex>>, String> {
+    fn index(&self, user: &UserName, mailbox: &MailboxName) -> Result<Option<Arc<MailboxIndex>>, BackendError> {
         (**self).index(user, mailbox)
     }
 
-    fn message(&self, user: &UserName, mailbox: &MailboxName, uid: u32) -> Result<Option<Vec<u8>>, String> {
+    fn message(&self, user: &UserName, mailbox: &MailboxName, uid: u32) -> Result<Option<Vec<u8>>, BackendError> {
         (**self).message(user, mailbox, uid)
     }
 
-    fn header(&self, user: &UserName, mailbox: &MailboxName, meta: &MessageMeta) -> Result<Option<Arc<[u8]>>, String> {
+    fn header(
+        &self,
+        user: &UserName,
+        mailbox: &MailboxName,
+        meta: &MessageMeta,
+    ) -> Result<Option<Arc<[u8]>>, BackendError> {
         (**self).header(user, mailbox, meta)
     }
 
-    async fn propose(&self, op_id: OpId, op: MailOp) -> Result<MailResponse, String> {
+    async fn propose(&self, op_id: OpId, op: MailOp) -> Result<MailResponse, BackendError> {
         (**self).propose(op_id, op).await
     }
 
@@ -75,26 +116,28 @@ impl Backend for GroupBackend {
         store.subscriptions(user)
     }
 
-    fn index(&self, user: &UserName, mailbox: &MailboxName) -> Result<Option<Arc<MailboxIndex>>, String> {
+    fn index(&self, user: &UserName, mailbox: &MailboxName) -> Result<Option<Arc<MailboxIndex>>, BackendError> {
         // An Arc clone under the store lock: cheaper than handing the worker thread off.
-        self.0.mailbox_index(user, mailbox).map_err(|e| e.to_string())
+        Ok(self.0.mailbox_index(user, mailbox)?)
     }
 
-    fn message(&self, user: &UserName, mailbox: &MailboxName, uid: u32) -> Result<Option<Vec<u8>>, String> {
+    fn message(&self, user: &UserName, mailbox: &MailboxName, uid: u32) -> Result<Option<Vec<u8>>, BackendError> {
         // Message files are small and usually in the page cache; a thread hand-off per read
         // (block_in_place) cost more than the read itself under load.
-        self.0.read_message(user, mailbox, uid).map_err(|e| e.to_string())
+        Ok(self.0.read_message(user, mailbox, uid)?)
     }
 
-    fn header(&self, user: &UserName, mailbox: &MailboxName, meta: &MessageMeta) -> Result<Option<Arc<[u8]>>, String> {
-        self.0.read_header(user, mailbox, meta).map_err(|e| e.to_string())
+    fn header(
+        &self,
+        user: &UserName,
+        mailbox: &MailboxName,
+        meta: &MessageMeta,
+    ) -> Result<Option<Arc<[u8]>>, BackendError> {
+        Ok(self.0.read_header(user, mailbox, meta)?)
     }
 
-    async fn propose(&self, op_id: OpId, op: MailOp) -> Result<MailResponse, String> {
-        self.0.propose(op_id, op).await.map_err(|e| match e {
-            AccessError::NotLeader { .. } => "the mailhost moved to another node".to_string(),
-            other => other.to_string(),
-        })
+    async fn propose(&self, op_id: OpId, op: MailOp) -> Result<MailResponse, BackendError> {
+        Ok(self.0.propose(op_id, op).await?)
     }
 
     fn claim_recent(&self, user: &UserName, mailbox: &MailboxName, index: &MailboxIndex, take: bool) -> u32 {
@@ -124,24 +167,24 @@ impl Backend for StoreBackend {
         self.store.lock().expect("store").subscriptions(user)
     }
 
-    fn index(&self, user: &UserName, mailbox: &MailboxName) -> Result<Option<Arc<MailboxIndex>>, String> {
-        self.store.lock().expect("store").mailbox_index(user, mailbox).map_err(|e| e.to_string())
+    fn index(&self, user: &UserName, mailbox: &MailboxName) -> Result<Option<Arc<MailboxIndex>>, BackendError> {
+        Ok(self.store.lock().expect("store").mailbox_index(user, mailbox)?)
     }
 
-    fn message(&self, user: &UserName, mailbox: &MailboxName, uid: u32) -> Result<Option<Vec<u8>>, String> {
-        let file = self.store.lock().expect("store").message_file(user, mailbox, uid).map_err(|e| e.to_string())?;
-        file.map(|f| f.read().map_err(|e| e.to_string())).transpose()
+    fn message(&self, user: &UserName, mailbox: &MailboxName, uid: u32) -> Result<Option<Vec<u8>>, BackendError> {
+        let file = self.store.lock().expect("store").message_file(user, mailbox, uid)?;
+        file.map(|f| f.read().map_err(|_| BackendError::Corrupt { uid })).transpose()
     }
 
-    async fn propose(&self, op_id: OpId, op: MailOp) -> Result<MailResponse, String> {
+    async fn propose(&self, op_id: OpId, op: MailOp) -> Result<MailResponse, BackendError> {
         let index = {
             let mut n = self.next_index.lock().expect("index");
             *n += 1;
             *n
         };
         let mut store = self.store.lock().expect("store");
-        let resp = store.apply(index, &crate::mailstore::MailRequest { op_id, op }).map_err(|e| e.to_string())?;
-        store.flush_files().map_err(|e| e.to_string())?;
+        let resp = store.apply(index, &crate::mailstore::MailRequest { op_id, op })?;
+        store.flush_files()?;
         Ok(resp)
     }
 

@@ -15,7 +15,7 @@ use imap_codec::imap_types::search::SearchKey;
 use imap_codec::imap_types::sequence::SequenceSet;
 use imap_codec::imap_types::status::StatusDataItemName;
 
-use super::backend::Backend;
+use super::backend::{Backend, BackendError};
 use super::encode;
 use super::fetch::{self, Section};
 use super::search::{self, Candidate, Text};
@@ -24,7 +24,7 @@ use crate::auth::sasl::{self, PlainCredentials};
 use crate::auth::ProxyHints;
 use crate::mailstore::index::MailboxIndex;
 use crate::mailstore::ops::flag;
-use crate::mailstore::{FlagMode, MailOp, MailResponse, MailboxName, OpId, UserName};
+use crate::mailstore::{FlagMode, MailOp, MailResponse, MailboxName, OpId, Rejection, UserName};
 
 /// Mailboxes every user has, created on first login, with their SPECIAL-USE attribute.
 pub const SPECIAL_USE: &[(&str, &str)] =
@@ -514,6 +514,14 @@ impl<B: Backend> Session<B> {
             Ok((text, outcome)) => ("OK", text, outcome),
             Err(Refusal::No(text)) => ("NO", text, Outcome::Continue),
             Err(Refusal::Bad(text)) => ("BAD", text, Outcome::Continue),
+            Err(Refusal::Rejected(r)) => {
+                let code = r.imap_code().map(|c| format!("[{c}] ")).unwrap_or_default();
+                ("NO", format!("{code}{r}"), Outcome::Continue)
+            }
+            Err(Refusal::Bye(text)) => {
+                line(&mut out, &format!("* BYE {text}"));
+                ("NO", text, Outcome::Logout)
+            }
         };
         if matches!(outcome, Outcome::Continue | Outcome::Logout | Outcome::StartTls) {
             line(&mut out, &format!("{tag} {status} {text}"));
@@ -765,9 +773,10 @@ impl<B: Backend> Session<B> {
     async fn propose(&mut self, op: MailOp) -> Result<MailResponse, Refusal> {
         let id = self.op_id();
         match self.backend().propose(id, op).await {
-            Ok(MailResponse::Rejected(why)) => Err(Refusal::No(why)),
+            Ok(MailResponse::Rejected(why)) => Err(Refusal::Rejected(why)),
             Ok(r) => Ok(r),
-            Err(e) => Err(Refusal::No(format!("[UNAVAILABLE] not committed: {e}"))),
+            Err(BackendError::Unavailable(e)) => Err(Refusal::No(format!("[UNAVAILABLE] not committed: {e}"))),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -792,7 +801,7 @@ impl<B: Backend> Session<B> {
             let op = MailOp::CreateMailbox { user: self.user().as_str().into(), mailbox: parent.into() };
             match self.propose(op).await {
                 // Another session made it meanwhile: just as good.
-                Err(Refusal::No(why)) if why.contains("ALREADYEXISTS") => {}
+                Err(Refusal::Rejected(Rejection::MailboxExists(_))) => {}
                 other => {
                     other?;
                 }
@@ -812,7 +821,7 @@ impl<B: Backend> Session<B> {
         match self.backend().index(self.user(), name) {
             Ok(Some(idx)) => Ok(idx),
             Ok(None) => Err(Refusal::No(format!("[NONEXISTENT] no mailbox {name}"))),
-            Err(e) => Err(Refusal::No(format!("[UNAVAILABLE] {e}"))),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -1365,7 +1374,7 @@ impl<B: Backend> Session<B> {
         }
         let view = self.view.as_ref().expect("selected");
         let mut missing = false;
-        let mut unreadable: Option<String> = None;
+        let mut unreadable: Option<Refusal> = None;
         let mut reported = Vec::new();
         let need = items.iter().map(Item::needs).max().unwrap_or(Need::Nothing);
         for (seq, u) in targets {
@@ -1384,15 +1393,15 @@ impl<B: Backend> Session<B> {
                     missing = true;
                     continue;
                 }
-                // Unreadable or corrupt (fails its checksum): nothing of it is sent, and
-                // the client is told, not led to believe it was expunged.
-                Err(e) => {
+                // Corrupt (fails its checksum): nothing of it is sent, and the client is
+                // told, not led to believe it was expunged; the other messages still are.
+                Err(e @ BackendError::Corrupt { .. }) => {
                     tracing::error!(uid = u, error = %e, "FETCH: message unreadable");
-                    unreadable.get_or_insert(format!(
-                        "[SERVERBUG] message UID {u} cannot be read (the server log says why); nothing of it was sent"
-                    ));
+                    unreadable.get_or_insert(Refusal::from(e));
                     continue;
                 }
+                // Leadership lost or a transient failure: stop here and say so.
+                Err(e) => return Err(e.into()),
             };
             let text = text.bytes();
             let source = fetch::Source::new(text);
@@ -1470,8 +1479,8 @@ impl<B: Backend> Session<B> {
         for m in &reported {
             view.reported(m);
         }
-        if let Some(why) = unreadable {
-            return Err(Refusal::No(why));
+        if let Some(refusal) = unreadable {
+            return Err(refusal);
         }
         if missing {
             return Ok(("[EXPUNGEISSUED] some messages were expunged meanwhile".into(), Outcome::Continue));
@@ -1611,6 +1620,28 @@ impl<B: Backend> Session<B> {
 enum Refusal {
     No(String),
     Bad(String),
+    /// The store refused the operation: `NO` with the refusal's response code.
+    Rejected(Rejection),
+    /// The session cannot go on here (this node no longer leads the user's mailhost):
+    /// `* BYE` with this text, the tagged `NO`, and the connection closes.
+    Bye(String),
+}
+
+impl From<BackendError> for Refusal {
+    /// A failed read or proposal, as RFC 5530 codes: a damaged copy is `[SERVERBUG]`, a
+    /// lost leadership ends the session with `[UNAVAILABLE]` (the client reconnects to the
+    /// new leader), anything transient is `NO [UNAVAILABLE]`.
+    fn from(e: BackendError) -> Self {
+        match e {
+            BackendError::NotLeader { .. } => {
+                Refusal::Bye("[UNAVAILABLE] this server no longer holds your mailbox; reconnect".into())
+            }
+            BackendError::Corrupt { uid } => Refusal::No(format!(
+                "[SERVERBUG] message UID {uid} cannot be read (the server log says why); nothing of it was sent"
+            )),
+            BackendError::Unavailable(why) => Refusal::No(format!("[UNAVAILABLE] {why}")),
+        }
+    }
 }
 
 #[cfg(test)]

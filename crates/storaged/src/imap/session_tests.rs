@@ -611,3 +611,85 @@ async fn id_fields_of_a_front_node_are_kept_before_login_only() {
     run(&mut s, r#"i2 ID ("x-mailhost" "zeus")"#).await;
     assert_eq!(s.proxy_hints().mailhost, None, "ID after login changes nothing");
 }
+
+/// A backend whose message reads fail the way the test says.
+struct FailingReads {
+    inner: Arc<StoreBackend>,
+    fail: fn(u32) -> super::backend::BackendError,
+}
+
+impl Backend for FailingReads {
+    fn mailboxes(&self, user: &UserName) -> Vec<MailboxName> {
+        self.inner.mailboxes(user)
+    }
+    fn subscriptions(&self, user: &UserName) -> Vec<String> {
+        self.inner.subscriptions(user)
+    }
+    fn index(
+        &self,
+        user: &UserName,
+        mailbox: &MailboxName,
+    ) -> Result<Option<Arc<crate::mailstore::index::MailboxIndex>>, super::backend::BackendError> {
+        self.inner.index(user, mailbox)
+    }
+    fn message(
+        &self,
+        _: &UserName,
+        _: &MailboxName,
+        uid: u32,
+    ) -> Result<Option<Vec<u8>>, super::backend::BackendError> {
+        Err((self.fail)(uid))
+    }
+    async fn propose(
+        &self,
+        op_id: OpId,
+        op: MailOp,
+    ) -> Result<crate::mailstore::MailResponse, super::backend::BackendError> {
+        self.inner.propose(op_id, op).await
+    }
+    fn claim_recent(
+        &self,
+        user: &UserName,
+        mailbox: &MailboxName,
+        index: &crate::mailstore::index::MailboxIndex,
+        take: bool,
+    ) -> u32 {
+        self.inner.claim_recent(user, mailbox, index, take)
+    }
+}
+
+#[tokio::test]
+async fn rfc5530_read_failures_are_answered_by_kind() {
+    use super::backend::BackendError as E;
+    let h = harness();
+    h.deliver("Subject: one\r\n\r\nbody\r\n").await;
+    let cases: [(fn(u32) -> E, &str, bool); 3] = [
+        (|uid| E::Corrupt { uid }, "f NO [SERVERBUG] message UID 1", false),
+        (|_| E::Unavailable("store busy".into()), "f NO [UNAVAILABLE] store busy", false),
+        (|_| E::NotLeader { leader: Some(2) }, "f NO [UNAVAILABLE]", true),
+    ];
+    for (fail, want, bye) in cases {
+        let mut s = Session::new(offer());
+        let (_, outcome) = s.input(b"a0 LOGIN alice@example.edu secret\r\n").await;
+        let Outcome::Login { tag, .. } = outcome else { panic!("{outcome:?}") };
+        let backend = FailingReads { inner: h.backend.clone(), fail };
+        s.logged_in(&tag, UserName::parse(USER).unwrap(), backend).await;
+        assert!(text(&s.input(b"s SELECT INBOX\r\n").await.0).contains("s OK"));
+        let (out, outcome) = s.input(b"f FETCH 1 BODY[]\r\n").await;
+        let out = text(&out);
+        assert!(tagged_status(&out, "f").starts_with(want), "{want}: {out}");
+        assert!(!out.contains("* 1 FETCH"), "nothing of an unreadable message is sent: {out}");
+        assert_eq!(out.contains("* BYE [UNAVAILABLE]"), bye, "{out}");
+        assert_eq!(matches!(outcome, Outcome::Logout), bye, "{outcome:?}");
+    }
+}
+
+#[tokio::test]
+async fn rfc5530_store_refusals_carry_their_codes() {
+    let h = harness();
+    let mut s = h.session().await;
+    assert!(run(&mut s, "c1 CREATE Projects").await.contains("c1 OK"));
+    assert!(tagged_status(&run(&mut s, "c2 CREATE Projects").await, "c2").starts_with("c2 NO [ALREADYEXISTS]"));
+    assert!(tagged_status(&run(&mut s, "c3 DELETE Nowhere").await, "c3").starts_with("c3 NO [NONEXISTENT]"));
+    assert!(tagged_status(&run(&mut s, "c4 DELETE INBOX").await, "c4").starts_with("c4 NO [CANNOT]"));
+}

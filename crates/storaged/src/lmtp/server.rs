@@ -164,10 +164,7 @@ async fn deliver(node: &Node, env: Envelope) -> Vec<String> {
                             );
                             format!("250 2.0.0 <{addr}> delivered (uid {uid})")
                         }
-                        Some(Err(e)) if crate::mailstore::ops::is_move_refusal(e) => {
-                            format!("451 4.2.1 <{addr}> {e}")
-                        }
-                        Some(Err(e)) => format!("550 5.1.1 <{addr}> {e}"),
+                        Some(Err(e)) => refusal_reply(addr, e),
                         None => format!("451 4.3.0 <{addr}> internal error"),
                     },
                     other => format!("451 4.3.0 <{addr}> unexpected result {other:?}"),
@@ -191,4 +188,18 @@ async fn deliver(node: &Node, env: Envelope) -> Vec<String> {
         }
     }
     replies
+}
+
+/// The LMTP reply for one recipient the store refused.
+fn refusal_reply(addr: &str, refusal: &crate::mailstore::Rejection) -> String {
+    use crate::mailstore::Rejection as R;
+    match refusal {
+        R::Frozen | R::MovedTo(_) => format!("451 4.2.1 <{addr}> {refusal}"),
+        R::TooLarge(_) => format!("552 5.3.4 <{addr}> {refusal}"),
+        R::NoMailbox(_) | R::Cannot(_) | R::MailboxExists(_) | R::UidValidityDiffers(_) => {
+            format!("550 5.1.1 <{addr}> {refusal}")
+        }
+        R::Limit(_) => format!("452 4.3.1 <{addr}> {refusal}"),
+        R::Malformed(_) | R::Other(_) => format!("451 4.3.0 <{addr}> {refusal}"),
+    }
 }

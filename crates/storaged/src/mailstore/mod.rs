@@ -8,6 +8,7 @@ pub mod names;
 pub mod ops;
 pub mod queue;
 pub mod readers;
+pub mod rejection;
 pub mod snapshot;
 pub mod spare;
 pub mod staging;
@@ -15,4 +16,5 @@ pub mod store;
 
 pub use names::{Layout, MailboxName, UserName};
 pub use ops::{FlagMode, FlagState, MailOp, MailRequest, MailResponse, OpId, UserState};
+pub use rejection::Rejection;
 pub use store::{Store, StoreError};

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::names::UserName;
+use super::rejection::Rejection;
 
 /// Client-chosen id of an operation: a retried operation carries the same id and is
 /// applied at most once.
@@ -296,11 +297,6 @@ pub const FROZEN_REPLY: &str = "mailbox is being moved to another mailhost; try 
 /// The start of what a moved user's writes are told (followed by the target mailhost).
 pub use common::admin::MOVED_REPLY;
 
-/// Whether a refusal of a write means "try again" (a move in progress or done).
-pub fn is_move_refusal(text: &str) -> bool {
-    text == FROZEN_REPLY || text.starts_with(MOVED_REPLY)
-}
-
 /// A log entry payload: an operation and its id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct MailRequest {
@@ -385,7 +381,7 @@ impl MailRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MailResponse {
     /// Per recipient, in order: `Ok((uidvalidity, uid))` or why it was not delivered.
-    Delivered(Vec<Result<(u32, u32), String>>),
+    Delivered(Vec<Result<(u32, u32), Rejection>>),
     /// The new message's UIDVALIDITY and UID.
     Appended { uid_validity: u32, uid: u32 },
     /// UIDs copied/moved and the UIDs they got in the target (COPYUID).
@@ -401,7 +397,7 @@ pub enum MailResponse {
     /// QueueClaim: the messages now leased to the runner.
     Claimed(Vec<common::admin::QueueItem>),
     /// The operation could not be applied (bad name, no such mailbox, ...); nothing changed.
-    Rejected(String),
+    Rejected(Rejection),
     /// Blank or membership entry.
     None,
     /// A part of a large operation was staged; the last part answers for the whole.

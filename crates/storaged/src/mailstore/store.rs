@@ -27,6 +27,7 @@ use super::names::{Layout, MailboxName, UserName};
 use super::ops::{info_letters, FlagMode, FlagState, MailOp, MailRequest, MailResponse, OpId, UserState};
 use super::queue::Queue;
 use super::readers::{ReadLease, Readers};
+use super::rejection::Rejection;
 use super::spare::Spares;
 use super::staging::{self, PartOutcome, PartRef, StagedStream, Staging};
 
@@ -314,10 +315,10 @@ impl Store {
                 PartRef { stream: *stream, offset: *offset, total: *total, crc32c: *crc32c, sent_ms: *sent_ms, bytes };
             return match self.staging.apply(part).map_err(io_ctx("staging"))? {
                 PartOutcome::Staged => Ok(MailResponse::Staged),
-                PartOutcome::Refused(why) => Ok(MailResponse::Rejected(why)),
+                PartOutcome::Refused(why) => Ok(MailResponse::Rejected(Rejection::Limit(why))),
                 PartOutcome::Complete(whole) => match MailRequest::decode_staged(&whole) {
                     Some(inner) => self.apply(index, &inner),
-                    None => Ok(MailResponse::Rejected("staged operation does not decode".into())),
+                    None => Ok(MailResponse::Rejected(Rejection::Malformed("staged operation does not decode".into()))),
                 },
             };
         }
@@ -342,7 +343,9 @@ impl Store {
         for bytes in requests {
             let resp = match MailRequest::decode_batched(bytes) {
                 Some(req) if req.batch_user().is_some_and(|user| users.insert(user)) => self.apply(index, &req)?,
-                _ => MailResponse::Rejected("operation cannot share a log entry with the others".into()),
+                _ => MailResponse::Rejected(Rejection::Malformed(
+                    "operation cannot share a log entry with the others".into(),
+                )),
             };
             out.push(resp);
         }
@@ -377,7 +380,7 @@ impl Store {
             ($user:expr, $mailbox:expr) => {
                 match (UserName::parse($user), MailboxName::parse($mailbox)) {
                     (Ok(u), Ok(m)) => (u, m),
-                    (Err(e), _) | (_, Err(e)) => return Ok(MailResponse::Rejected(e.to_string())),
+                    (Err(e), _) | (_, Err(e)) => return Ok(MailResponse::Rejected(Rejection::Cannot(e.to_string()))),
                 }
             };
         }
@@ -385,7 +388,7 @@ impl Store {
             MailOp::Deliver { recipients, internal_date, message } => {
                 let mut out = Vec::with_capacity(recipients.len());
                 // A user named twice gets one copy; both positions report it.
-                let mut done: HashMap<UserName, Result<(u32, u32), String>> = HashMap::new();
+                let mut done: HashMap<UserName, Result<(u32, u32), Rejection>> = HashMap::new();
                 for (k, rcpt) in recipients.iter().enumerate() {
                     out.push(match UserName::parse(rcpt) {
                         Ok(user) => {
@@ -401,7 +404,7 @@ impl Store {
                                 r
                             }
                         }
-                        Err(e) => Err(e.to_string()),
+                        Err(e) => Err(Rejection::Cannot(e.to_string())),
                     });
                 }
                 Ok(MailResponse::Delivered(out))
@@ -463,7 +466,7 @@ impl Store {
             MailOp::DeleteUser { user } => {
                 let u = match UserName::parse(user) {
                     Ok(u) => u,
-                    Err(e) => return Ok(MailResponse::Rejected(e.to_string())),
+                    Err(e) => return Ok(MailResponse::Rejected(Rejection::Cannot(e.to_string()))),
                 };
                 self.boxes.retain(|(bu, _), _| *bu != u);
                 self.dirty.retain(|(bu, _)| *bu != u);
@@ -480,7 +483,7 @@ impl Store {
             MailOp::SetUserState { user, state } => {
                 let u = match UserName::parse(user) {
                     Ok(u) => u,
-                    Err(e) => return Ok(MailResponse::Rejected(e.to_string())),
+                    Err(e) => return Ok(MailResponse::Rejected(Rejection::Cannot(e.to_string()))),
                 };
                 match state {
                     UserState::Active => self.user_states.remove(u.as_str()),
@@ -490,12 +493,12 @@ impl Store {
             }
             MailOp::Enqueue { sender, recipients, created_s, message } => {
                 if message.len() > MESSAGE_MAX {
-                    return Ok(MailResponse::Rejected(format!("message above {MESSAGE_MAX} bytes")));
+                    return Ok(MailResponse::Rejected(Rejection::TooLarge(MESSAGE_MAX as u64)));
                 }
                 Ok(
                     match self.queue.enqueue(index, sender, recipients, *created_s, message).map_err(io_ctx("queue"))? {
                         Ok(id) => MailResponse::Queued { id },
-                        Err(refusal) => MailResponse::Rejected(refusal.to_string()),
+                        Err(refusal) => MailResponse::Rejected(Rejection::Limit(refusal.to_string())),
                     },
                 )
             }
@@ -517,17 +520,19 @@ impl Store {
                 Ok(MailResponse::Done)
             }
             // `apply` stages parts before they get here.
-            MailOp::Part { .. } => Ok(MailResponse::Rejected("a part cannot be applied on its own".into())),
-            MailOp::Batch { .. } => Ok(MailResponse::Rejected("batches do not nest".into())),
+            MailOp::Part { .. } => {
+                Ok(MailResponse::Rejected(Rejection::Malformed("a part cannot be applied on its own".into())))
+            }
+            MailOp::Batch { .. } => Ok(MailResponse::Rejected(Rejection::Malformed("batches do not nest".into()))),
         }
     }
 
     /// Why writes to `user`'s mail are refused now (a move froze it or moved it away).
-    pub fn move_refusal(&self, user: &str) -> Option<String> {
+    pub fn move_refusal(&self, user: &str) -> Option<Rejection> {
         match self.user_states.get(user)? {
             UserState::Active => None,
-            UserState::Frozen => Some(super::ops::FROZEN_REPLY.to_string()),
-            UserState::MovedTo(group) => Some(common::admin::moved_reply(group)),
+            UserState::Frozen => Some(Rejection::Frozen),
+            UserState::MovedTo(group) => Some(Rejection::MovedTo(group.clone())),
         }
     }
 
@@ -629,17 +634,17 @@ impl Store {
         keywords: &[String],
         internal_date: i64,
         message: &[u8],
-    ) -> Result<(u32, u32), String> {
+    ) -> Result<(u32, u32), Rejection> {
         if message.len() > MESSAGE_MAX {
-            return Err("message too large".into());
+            return Err(Rejection::TooLarge(MESSAGE_MAX as u64));
         }
         let group = self.group.clone();
         let base = format!("{internal_date}.R{index}_{n}.{group},S={}", message.len());
         let dir = self.layout.mailbox_dir(user, mailbox);
         let idx = match self.mailbox(user, mailbox) {
             Ok(Some(idx)) => idx,
-            Ok(None) => return Err(format!("no mailbox {mailbox}")),
-            Err(e) => return Err(e.to_string()),
+            Ok(None) => return Err(Rejection::NoMailbox(mailbox.to_string())),
+            Err(e) => return Err(Rejection::Other(e.to_string())),
         };
         if idx.applied_index >= index {
             // Replayed after a crash: the message is already there.
@@ -648,7 +653,7 @@ impl Store {
                 .iter()
                 .find(|m| m.base == base)
                 .map(|m| (idx.uid_validity, m.uid))
-                .ok_or_else(|| "already applied".into());
+                .ok_or_else(|| Rejection::Malformed("already applied".into()));
         }
         let uid = idx.uid_next;
         idx.uid_next += 1;
@@ -687,7 +692,7 @@ impl Store {
     ) -> Result<MailResponse, StoreError> {
         let dir = self.layout.mailbox_dir(user, mailbox);
         let Some(idx) = self.mailbox(user, mailbox)? else {
-            return Ok(MailResponse::Rejected(format!("no mailbox {mailbox}")));
+            return Ok(MailResponse::Rejected(Rejection::NoMailbox(mailbox.to_string())));
         };
         if idx.applied_index >= index {
             return Ok(MailResponse::Stored { changed: Vec::new(), skipped: Vec::new() });
@@ -796,10 +801,10 @@ impl Store {
     ) -> Result<MailResponse, StoreError> {
         let dir = self.layout.mailbox_dir(user, mailbox);
         let Some(idx) = self.mailbox(user, mailbox)? else {
-            return Ok(MailResponse::Rejected(format!("no mailbox {mailbox}")));
+            return Ok(MailResponse::Rejected(Rejection::NoMailbox(mailbox.to_string())));
         };
         if idx.uid_validity != uid_validity {
-            return Ok(MailResponse::Rejected(format!("{mailbox} has another UIDVALIDITY")));
+            return Ok(MailResponse::Rejected(Rejection::UidValidityDiffers(mailbox.to_string())));
         }
         if idx.applied_index >= index {
             return Ok(MailResponse::Done);
@@ -846,7 +851,7 @@ impl Store {
     ) -> Result<MailResponse, StoreError> {
         let dir = self.layout.mailbox_dir(user, mailbox);
         let Some(idx) = self.mailbox(user, mailbox)? else {
-            return Ok(MailResponse::Rejected(format!("no mailbox {mailbox}")));
+            return Ok(MailResponse::Rejected(Rejection::NoMailbox(mailbox.to_string())));
         };
         if idx.applied_index > index {
             return Ok(MailResponse::Done);
@@ -875,7 +880,7 @@ impl Store {
         uids: &[u32],
     ) -> Result<MailResponse, StoreError> {
         let Some(src_idx) = self.mailbox(user, src)? else {
-            return Ok(MailResponse::Rejected(format!("no mailbox {src}")));
+            return Ok(MailResponse::Rejected(Rejection::NoMailbox(src.to_string())));
         };
         let wanted: BTreeSet<u32> = uids.iter().copied().collect();
         let msgs: Vec<MessageMeta> = src_idx.messages.iter().filter(|m| wanted.contains(&m.uid)).cloned().collect();
@@ -883,7 +888,7 @@ impl Store {
         let group = self.group.clone();
         let paths: Vec<PathBuf> = msgs.iter().map(|m| self.message_path(user, src, m)).collect();
         let Some(dst_idx) = self.mailbox(user, dst)? else {
-            return Ok(MailResponse::Rejected(format!("no mailbox {dst}")));
+            return Ok(MailResponse::Rejected(Rejection::NoMailbox(dst.to_string())));
         };
         let uid_validity = dst_idx.uid_validity;
         if dst_idx.applied_index >= index {
@@ -939,7 +944,7 @@ impl Store {
         }
         self.ensure_inbox(user, index)?;
         if self.mailbox(user, mailbox)?.is_some() {
-            return Ok(MailResponse::Rejected(format!("mailbox {mailbox} exists")));
+            return Ok(MailResponse::Rejected(Rejection::MailboxExists(mailbox.to_string())));
         }
         create_maildir(&self.layout.mailbox_dir(user, mailbox), true).map_err(io_ctx("create mailbox"))?;
         self.boxes.insert((user.clone(), mailbox.clone()), Arc::new(MailboxIndex::new(uid_validity_for(index), index)));
@@ -949,10 +954,10 @@ impl Store {
 
     fn delete_mailbox(&mut self, user: &UserName, mailbox: &MailboxName) -> Result<MailResponse, StoreError> {
         if mailbox.is_inbox() {
-            return Ok(MailResponse::Rejected("INBOX cannot be deleted".into()));
+            return Ok(MailResponse::Rejected(Rejection::Cannot("INBOX cannot be deleted".into())));
         }
         if self.mailbox(user, mailbox)?.is_none() {
-            return Ok(MailResponse::Rejected(format!("no mailbox {mailbox}")));
+            return Ok(MailResponse::Rejected(Rejection::NoMailbox(mailbox.to_string())));
         }
         let key = (user.clone(), mailbox.clone());
         self.boxes.remove(&key);
@@ -968,13 +973,13 @@ impl Store {
         dst: &MailboxName,
     ) -> Result<MailResponse, StoreError> {
         if src.is_inbox() || dst.is_inbox() {
-            return Ok(MailResponse::Rejected("renaming INBOX is not supported".into()));
+            return Ok(MailResponse::Rejected(Rejection::Cannot("renaming INBOX is not supported".into())));
         }
         if self.mailbox(user, src)?.is_none() {
-            return Ok(MailResponse::Rejected(format!("no mailbox {src}")));
+            return Ok(MailResponse::Rejected(Rejection::NoMailbox(src.to_string())));
         }
         if self.mailbox(user, dst)?.is_some() {
-            return Ok(MailResponse::Rejected(format!("mailbox {dst} exists")));
+            return Ok(MailResponse::Rejected(Rejection::MailboxExists(dst.to_string())));
         }
         // Persist pending index changes first: the directory moves under them.
         self.write_dirty_indexes()?;
@@ -1012,13 +1017,15 @@ impl Store {
         messages: &[super::ops::ImportedMessage],
     ) -> Result<MailResponse, StoreError> {
         if uid_validity == 0 {
-            return Ok(MailResponse::Rejected("UIDVALIDITY 0 is not valid".into()));
+            return Ok(MailResponse::Rejected(Rejection::Malformed("UIDVALIDITY 0 is not valid".into())));
         }
         if messages.iter().any(|m| m.data.len() > MESSAGE_MAX || m.uid == 0) {
-            return Ok(MailResponse::Rejected("message too large or UID 0".into()));
+            return Ok(MailResponse::Rejected(Rejection::Malformed("message too large or UID 0".into())));
         }
         if messages.windows(2).any(|w| w[0].uid >= w[1].uid) {
-            return Ok(MailResponse::Rejected("imported messages must be in ascending UID order".into()));
+            return Ok(MailResponse::Rejected(Rejection::Malformed(
+                "imported messages must be in ascending UID order".into(),
+            )));
         }
         // A mailbox this operation creates takes the imported UIDVALIDITY below.
         let created = self.mailbox(user, mailbox)?.is_none();
@@ -1037,7 +1044,7 @@ impl Store {
         }
         if idx.uid_validity != uid_validity {
             if !idx.messages.is_empty() {
-                return Ok(MailResponse::Rejected(format!("{mailbox} holds messages of another UIDVALIDITY")));
+                return Ok(MailResponse::Rejected(Rejection::UidValidityDiffers(mailbox.to_string())));
             }
             // An empty mailbox (say, an INBOX made by a first login) takes the imported one.
             idx.uid_validity = uid_validity;
@@ -1086,11 +1093,11 @@ impl Store {
         let inbox = MailboxName::inbox();
         let Some(uids) = self.mailbox(user, &inbox)?.map(|b| b.messages.iter().map(|m| m.uid).collect::<Vec<_>>())
         else {
-            return Ok(MailResponse::Rejected("no INBOX".into()));
+            return Ok(MailResponse::Rejected(Rejection::NoMailbox("INBOX".into())));
         };
         match self.mailbox(user, dst)?.map(|b| b.uid_validity) {
             Some(v) if v != uid_validity_for(index) => {
-                return Ok(MailResponse::Rejected(format!("mailbox {dst} exists")))
+                return Ok(MailResponse::Rejected(Rejection::MailboxExists(dst.to_string())))
             }
             Some(_) => {}
             None => {
