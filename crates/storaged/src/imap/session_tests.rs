@@ -663,7 +663,8 @@ async fn rfc5530_read_failures_are_answered_by_kind() {
     use super::backend::BackendError as E;
     let h = harness();
     h.deliver("Subject: one\r\n\r\nbody\r\n").await;
-    let cases: [(fn(u32) -> E, &str, bool); 3] = [
+    type Case = (fn(u32) -> E, &'static str, bool);
+    let cases: [Case; 3] = [
         (|uid| E::Corrupt { uid }, "f NO [SERVERBUG] message UID 1", false),
         (|_| E::Unavailable("store busy".into()), "f NO [UNAVAILABLE] store busy", false),
         (|_| E::NotLeader { leader: Some(2) }, "f NO [UNAVAILABLE]", true),
