@@ -35,7 +35,7 @@ fn deliver(addr: &str, to: &str, message: &[u8]) -> String {
     assert!(s.cmd("DATA").starts_with("354"));
     s.send(message);
     s.send(b".\r\n");
-    s.reply()
+    s.reply_after(message.len())
 }
 
 /// The message files of `user`'s INBOX on replica `i`, by content.

@@ -388,6 +388,9 @@ pub fn lmtp_key_hex() -> String {
     key.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The longest wait for any reply, however small the command.
+const REPLY_WAIT_MIN: Duration = Duration::from_secs(60);
+
 /// A minimal LMTP client speaking raw lines, for tests that need exact bytes.
 pub struct Lmtp {
     r: BufReader<TcpStream>,
@@ -417,7 +420,6 @@ impl Lmtp {
     /// Connected and greeted by the server, nothing more.
     pub fn connect_unauthenticated(addr: &str) -> Self {
         let s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let w = s.try_clone().unwrap();
         let mut c = Lmtp { r: BufReader::new(s), w };
         assert!(c.reply().starts_with("220"));
@@ -426,6 +428,16 @@ impl Lmtp {
 
     /// Read one (possibly multi-line) reply; returns its last line.
     pub fn reply(&mut self) -> String {
+        self.reply_after(0)
+    }
+
+    /// Read the reply to a command that sent `bytes` of data: the wait scales with the work
+    /// (replicating a large message on a loaded machine takes long), so a busy machine does
+    /// not fail the test, while a server that never answers still does.
+    pub fn reply_after(&mut self, bytes: usize) -> String {
+        let per_byte = Duration::from_secs(1).as_secs_f64() / (256.0 * 1024.0);
+        let wait = REPLY_WAIT_MIN + Duration::from_secs_f64(bytes as f64 * per_byte);
+        self.r.get_ref().set_read_timeout(Some(wait)).unwrap();
         let mut line = String::new();
         loop {
             line.clear();
@@ -484,6 +496,6 @@ pub fn deliver(lmtp: &str, to: &str, message: &[u8]) {
     }
     data.extend_from_slice(b".\r\n");
     c.send(&data);
-    let reply = c.reply();
+    let reply = c.reply_after(data.len());
     assert!(reply.starts_with("250"), "{reply}");
 }
