@@ -54,7 +54,7 @@ impl Conn {
         if greeting.contains(common::lmtp_auth::MECHANISM) {
             c.w.write_all(format!("AUTH {}\r\n", common::lmtp_auth::MECHANISM).as_bytes())?;
             let challenge = c.reply()?;
-            let key = common::auth::ClusterKey::from_secret(crate::peers::CLUSTER_SECRET);
+            let key = common::rpc_channel::ClusterKey::from_secret(crate::peers::CLUSTER_SECRET);
             let answer = common::lmtp_auth::response(&key, challenge.trim().trim_start_matches("334 "))
                 .ok_or_else(|| std::io::Error::other(format!("AUTH: {challenge}")))?;
             c.w.write_all(format!("{answer}\r\n").as_bytes())?;

@@ -8,8 +8,8 @@ use crate::control::{ControlReply, ControlRequest, NodeStatus, MAX_CONTROL_FRAME
 use crate::kv::{KvConfig, KvStateMachine, KvWrite};
 use anyhow::Context;
 use clap::Parser;
-use common::auth::ClusterKey;
 use common::frame;
+use common::rpc_channel::ClusterKey;
 use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
 use raftlog::{Log, Options, RaftLogStore};
 use storaged::raft::{serve, TcpNetworkFactory};

@@ -83,13 +83,12 @@ fn ldap_directory_routes_users_and_follows_changes_and_outages() {
     users_land_on_their_own_mailhost(&front);
 
     // An alternate address (any case) delivers to the same mailbox, found through LDAP.
-    let ldap = common::directory::LdapConfig {
+    let ldap = directory::LdapConfig {
         bind_dn: Some(LDAP_BIND_DN.into()),
         bind_password: Some(LDAP_BIND_PASSWORD.into()),
-        ..common::directory::LdapConfig::new(&slapd.url, "dc=example,dc=edu")
+        ..directory::LdapConfig::new(&slapd.url, "dc=example,dc=edu")
     };
-    let directory =
-        common::directory::Directory::Ldap(std::sync::Arc::new(common::directory::LdapDirectory::new(ldap).unwrap()));
+    let directory = directory::Directory::Ldap(std::sync::Arc::new(directory::LdapDirectory::new(ldap).unwrap()));
     let cluster = std::sync::Arc::new(frontd::cluster::ClusterMap::new(&storage.group_sections()));
     let router =
         frontd::delivery::Router::new(directory, cluster, Some(storage.cluster_key()), Duration::from_secs(30));
@@ -312,7 +311,7 @@ fn tls_is_required_for_passwords_and_certificates_reload_on_sighup() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deliveries_are_routed_by_mailhost_to_each_groups_leader() {
-    use common::directory::{Directory, LdifDirectory};
+    use directory::{Directory, LdifDirectory};
     use frontd::delivery::Router;
 
     let tmp = tempfile::tempdir().unwrap();
@@ -360,7 +359,7 @@ async fn deliveries_are_routed_by_mailhost_to_each_groups_leader() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ldap_over_starttls_and_ldaps_with_bind_authentication() {
-    use common::directory::{Directory, LdapConfig, LdapDirectory, Purpose};
+    use directory::{Directory, LdapConfig, LdapDirectory, Purpose};
 
     let tmp = tempfile::tempdir().unwrap();
     let slapd = Slapd::start_tls(tmp.path());
@@ -388,7 +387,7 @@ async fn ldap_over_starttls_and_ldaps_with_bind_authentication() {
     let mut untrusted = config(&ldaps, false, false);
     untrusted.ca_file = None;
     let d = LdapDirectory::new(untrusted).unwrap();
-    assert!(matches!(d.lookup("bob", Purpose::Login).await, Err(common::directory::DirectoryError::Unavailable(_))));
+    assert!(matches!(d.lookup("bob", Purpose::Login).await, Err(directory::DirectoryError::Unavailable(_))));
 }
 
 /// An IMAP connection logged in as `user` through `server` (raw lines), or the refusal.

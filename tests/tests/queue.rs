@@ -19,7 +19,7 @@ use support::*;
 
 /// Every queued message of both groups, asked of the leaders over the admin protocol.
 fn queued(storage: &Storage) -> Vec<QueueItem> {
-    let key = common::auth::ClusterKey::from_secret(CLUSTER_KEY);
+    let key = common::rpc_channel::ClusterKey::from_secret(CLUSTER_KEY);
     let cluster = Arc::new(ClusterMap::new(&storage.group_sections()));
     let groups: Vec<String> = GROUPS.iter().map(|g| g.to_string()).collect();
     let client = QueueClient::new(cluster, key, groups.clone(), Duration::from_secs(30));

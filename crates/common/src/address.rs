@@ -63,11 +63,6 @@ pub fn validate(address: &str) -> Result<(), AddressError> {
     Ok(())
 }
 
-/// `value` escaped for an RDN (RFC 4514 §2.4): `uid=` + this is one RDN whatever it holds.
-pub fn rdn_escape(value: &str) -> std::borrow::Cow<'_, str> {
-    ldap3::dn_escape(value)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,12 +93,5 @@ mod tests {
             assert!(validate(bad).is_err(), "{bad:?}");
         }
         assert!(validate(&format!("{}@example.edu", "a".repeat(65))).is_err());
-    }
-
-    #[test]
-    fn an_rdn_value_cannot_add_an_rdn() {
-        assert_eq!(rdn_escape("a,dc=evil"), "a\\2cdc\\3devil");
-        assert_eq!(rdn_escape("plain"), "plain");
-        assert_eq!(rdn_escape(" #lead"), "\\20#lead");
     }
 }

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::BufReader;
 use tokio::net::TcpStream;
 
-use crate::auth::{Channel, ClusterKey};
 use crate::frame::FrameError;
+use crate::rpc_channel::{Channel, ClusterKey};
 
 /// How a storage node says that a user's mail moved to another mailhost (group), in LMTP
 /// replies and login refusals: `... mailbox moved to mailhost apollo`.

@@ -1,21 +1,20 @@
 //! Code both daemons (`storaged` and `frontd`) need: internal RPC framing, the edges of the
 //! text protocols (bounded line reading, TLS, the accept loop), credentials (password
-//! hashes, SASL PLAIN, failure throttling, client networks), the directory of users and
-//! the storage nodes' admin protocol (status and the outbound queue).
+//! hashes, SASL PLAIN, failure throttling, client networks) and the storage nodes' admin
+//! protocol (status and the outbound queue). The directory of users is crate `directory`.
 //! Nothing protocol- or storage-specific lives here: no IMAP, no Raft, no Maildir.
 
 pub mod accept;
 pub mod address;
 pub mod admin;
-pub mod auth;
 pub mod daemon;
-pub mod directory;
 pub mod frame;
 pub mod limiter;
 pub mod line;
 pub mod lmtp_auth;
 pub mod network;
 pub mod password;
+pub mod rpc_channel;
 pub mod sasl;
 pub mod testing;
 pub mod tls;

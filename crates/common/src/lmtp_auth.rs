@@ -16,7 +16,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::auth::ClusterKey;
+use crate::rpc_channel::ClusterKey;
 
 /// The SASL mechanism name, advertised after `LHLO` as `AUTH X-MAILSTORE-CLUSTER`.
 pub const MECHANISM: &str = "X-MAILSTORE-CLUSTER";

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::directory::LdapConfig;
+use directory::LdapConfig;
 use serde::Deserialize;
 
 /// Configuration errors.

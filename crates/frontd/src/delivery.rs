@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::auth::ClusterKey;
-use common::directory::{Account, AccountStatus, Directory, Purpose};
 use common::line::Line;
+use common::rpc_channel::ClusterKey;
+use directory::{Account, AccountStatus, Directory, Purpose};
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 

@@ -8,11 +8,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::directory::{Account, Directory, DirectoryError, Purpose};
 use common::limiter::{Limiter, Policy};
 use common::network::Network;
 use common::password::PasswordHash;
 use common::sasl::PlainCredentials;
+use directory::{Account, Directory, DirectoryError, Purpose};
 
 /// Why a login was refused; the texts are safe to show to clients.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -121,7 +121,7 @@ impl Gate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use common::directory::LdifDirectory;
+    use directory::LdifDirectory;
 
     fn gate(dir: &std::path::Path) -> Gate {
         let path = dir.join("users.ldif");

@@ -6,11 +6,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use common::directory::{Directory, LdapDirectory, LdifDirectory};
 use common::limiter::Policy;
 use common::line::{read_line_within, Line};
 use common::sasl::PlainCredentials;
 use common::tls::{Conn, Stream, Tls};
+use directory::{Directory, LdapDirectory, LdifDirectory};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -98,7 +98,7 @@ impl Front {
         };
         let cluster = Arc::new(ClusterMap::new(&cfg.groups));
         let route_timeout = Duration::from_millis(cfg.backend.route_timeout_ms);
-        let key = cfg.cluster_secret()?.map(|secret| common::auth::ClusterKey::from_secret(&secret));
+        let key = cfg.cluster_secret()?.map(|secret| common::rpc_channel::ClusterKey::from_secret(&secret));
         let router = Arc::new(Router::new(directory.clone(), cluster.clone(), key.clone(), route_timeout));
         let queue = key.filter(|_| cfg.queue.is_some()).map(|key| {
             Arc::new(crate::queue::QueueClient::new(cluster.clone(), key, cfg.queue_groups(), route_timeout))

@@ -4,8 +4,8 @@
 //! SASL PLAIN. Every input gets an answer; none may panic. `FUZZ_SEED` and `FUZZ_ROUNDS`
 //! override the defaults; the seed is printed so a failure can be replayed.
 
-use common::directory::{lookup_key, parse_ldif, Account, Attributes, Purpose};
 use common::password::PasswordHash;
+use directory::{lookup_key, parse_ldif, Account, Attributes, Purpose};
 use frontd::{imap, pop3};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -3,8 +3,8 @@
 //! or yields accounts whose addresses are lower case and plain mailboxes (no control
 //! characters, spaces or `<>`: `common::address`); any value escapes into one RDN.
 
-use common::directory::{lookup_key, parse_ldif, Account, Attributes, Purpose};
 use common::password::PasswordHash;
+use directory::{lookup_key, parse_ldif, Account, Attributes, Purpose};
 
 pub fn run(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
@@ -31,7 +31,7 @@ pub fn run(data: &[u8]) {
         let _ = Account::from_attributes(word, &attrs);
         // An escaped value never ends its RDN early or starts another: every special
         // character comes out as a hex escape.
-        let escaped = common::address::rdn_escape(word);
+        let escaped = directory::rdn_escape(word);
         assert!(!escaped.chars().any(|c| ",+;=<>\"\0".contains(c)), "{word:?} -> {escaped:?}");
     }
 }

@@ -6,8 +6,8 @@
 use std::cell::RefCell;
 
 use common::admin::{decode as admin_decode, AdminReply, AdminRequest};
-use common::auth::{Channel, ClusterKey};
 use common::frame::FrameError;
+use common::rpc_channel::{Channel, ClusterKey};
 use storaged::group::sm::MailConfig;
 use storaged::raft::rpc::{decode, GroupReply, GroupRequest};
 use tokio::io::AsyncWriteExt;

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use common::directory::{parse_ldif, Account};
+use directory::{parse_ldif, Account};
 use frontd::delivery::Resolution;
 use frontd::login::Refusal;
 use frontd::smtp::session::{Mode, Session, Settings, Step};
@@ -143,7 +143,7 @@ impl Context for Local {
 /// authentication is what is worth exploring), or a fresh one if the input's first byte is
 /// odd (the unauthenticated state).
 fn lmtp_session(data: &[u8]) -> Lmtp {
-    let key = common::auth::ClusterKey::from_secret("fuzz");
+    let key = common::rpc_channel::ClusterKey::from_secret("fuzz");
     let auth = PeerAuth::new(key.clone());
     let challenge = auth.challenge.clone();
     let mut s = Lmtp::new("h", Limits { message_max: MESSAGE_MAX_BYTES, recipients_max: RECIPIENTS_MAX }, auth);

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use common::auth::ClusterKey;
+use common::rpc_channel::ClusterKey;
 use tokio::net::TcpListener;
 
 use crate::auth::Authenticator;

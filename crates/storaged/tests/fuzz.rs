@@ -224,7 +224,7 @@ fn pop3_lmtp_and_sasl_survive_random_lines() {
     let mut rng = StdRng::seed_from_u64(seed());
     let mut pop = Pop3::new("h", PopOffer { starttls: true, plaintext_auth: true });
     // Past AUTH (random lines never compute the answer), where the mail commands are.
-    let key = common::auth::ClusterKey::from_secret("fuzz");
+    let key = common::rpc_channel::ClusterKey::from_secret("fuzz");
     let auth = storaged::lmtp::session::PeerAuth::new(key.clone());
     let answer = common::lmtp_auth::response(&key, &auth.challenge).unwrap();
     let mut lmtp = Lmtp::new("h", Limits { message_max: 4096, recipients_max: 3 }, auth);

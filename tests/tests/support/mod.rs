@@ -159,8 +159,8 @@ impl Storage {
     }
 
     /// The cluster key the nodes share.
-    pub fn cluster_key(&self) -> common::auth::ClusterKey {
-        common::auth::ClusterKey::from_secret(CLUSTER_KEY)
+    pub fn cluster_key(&self) -> common::rpc_channel::ClusterKey {
+        common::rpc_channel::ClusterKey::from_secret(CLUSTER_KEY)
     }
 
     /// The cluster key file the nodes use (for a front's `[backend]`).
@@ -294,7 +294,7 @@ impl Lmtp {
         c.reply();
         c.cmd("LHLO test");
         let challenge = c.cmd(&format!("AUTH {}", common::lmtp_auth::MECHANISM));
-        let key = common::auth::ClusterKey::from_secret(CLUSTER_KEY);
+        let key = common::rpc_channel::ClusterKey::from_secret(CLUSTER_KEY);
         if let Some(answer) = common::lmtp_auth::response(&key, challenge.trim().trim_start_matches("334 ")) {
             c.cmd(&answer);
         }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::admin::{AdminClient, AdminReply, AdminRequest};
-use common::auth::ClusterKey;
+use common::rpc_channel::ClusterKey;
 
 use crate::backend::{self, Attempt};
 use crate::cluster::{ClusterMap, Protocol};

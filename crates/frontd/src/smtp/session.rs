@@ -8,8 +8,8 @@
 use std::borrow::Cow;
 
 use base64::Engine;
-use common::directory::Account;
 use common::sasl::{self, PlainCredentials};
+use directory::Account;
 use smtp_proto::Request;
 
 use super::body::{Body, Finished};
@@ -730,7 +730,7 @@ mod tests {
     }
 
     fn local(group: &str) -> Resolution {
-        let mut attrs = common::directory::Attributes::new();
+        let mut attrs = directory::Attributes::new();
         attrs.insert("mail".into(), vec!["x@example.edu".into()]);
         Resolution::Local {
             account: std::sync::Arc::new(Account::from_attributes("x", &attrs).unwrap()),
@@ -837,7 +837,7 @@ mod tests {
     fn a_recipients_size_limit_applies_to_the_declared_size() {
         let mut s = Session::new(settings(Mode::Mx), false);
         text(s.command(b"EHLO c\r\n"));
-        let mut attrs = common::directory::Attributes::new();
+        let mut attrs = directory::Attributes::new();
         attrs.insert("mail".into(), vec!["small@example.edu".into()]);
         attrs.insert("mailsizemax".into(), vec!["500".into()]);
         let small = || Resolution::Local {

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use common::admin::{
     self, AdminReply, AdminRequest, GroupStatus, MailboxSummary, MessageSummary, NodeStatus, UserMail,
 };
-use common::auth::{Channel, ClusterKey};
 use common::frame::FrameError;
+use common::rpc_channel::{Channel, ClusterKey};
 use tokio::io::BufReader;
 use tokio::net::{TcpListener, TcpStream};
 

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::auth::ClusterKey;
+use common::rpc_channel::ClusterKey;
 use openraft::{BasicNode, Config as RaftConfig, Raft, SnapshotPolicy};
 use raftlog::{Log, Options, RaftLogStore};
 

@@ -13,7 +13,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::auth::Channel;
+use common::rpc_channel::Channel;
 use tokio::io::BufReader;
 use tokio::net::TcpStream;
 

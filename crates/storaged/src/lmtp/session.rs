@@ -4,8 +4,8 @@
 //! `AUTH` is served before the client proved it holds the cluster key
 //! (`common::lmtp_auth`): this port takes mail only from the cluster's own fronts.
 
-use common::auth::ClusterKey;
 use common::lmtp_auth;
+use common::rpc_channel::ClusterKey;
 
 use crate::mailstore::UserName;
 

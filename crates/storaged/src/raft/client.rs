@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use common::auth::{Channel, ClusterKey};
+use common::rpc_channel::{Channel, ClusterKey};
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{

@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use common::auth::{Channel, ClusterKey};
 use common::frame::FrameError;
+use common::rpc_channel::{Channel, ClusterKey};
 use openraft::{BasicNode, Raft, RaftTypeConfig};
 use tokio::io::BufReader;
 use tokio::net::{TcpListener, TcpStream};

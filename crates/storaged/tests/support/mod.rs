@@ -241,7 +241,7 @@ pub fn lmtp_accepts(addr: &str) -> bool {
     let Some(challenge) = command("LHLO probe").and_then(|_| command("AUTH X-MAILSTORE-CLUSTER")) else {
         return false;
     };
-    let key = common::auth::ClusterKey::from_secret(CLUSTER_SECRET);
+    let key = common::rpc_channel::ClusterKey::from_secret(CLUSTER_SECRET);
     let Some(answer) = common::lmtp_auth::response(&key, challenge.trim().trim_start_matches("334 ")) else {
         return false;
     };
@@ -384,7 +384,7 @@ pub const CLUSTER_SECRET: &str = "test cluster secret";
 
 /// The derived key a cluster member proves on LMTP, in hex (for the Python client).
 pub fn lmtp_key_hex() -> String {
-    let key = common::auth::ClusterKey::from_secret(CLUSTER_SECRET).lmtp_key();
+    let key = common::rpc_channel::ClusterKey::from_secret(CLUSTER_SECRET).lmtp_key();
     key.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -410,7 +410,7 @@ impl Lmtp {
     /// `AUTH X-MAILSTORE-CLUSTER` answered with `secret`; the final reply.
     pub fn authenticate(&mut self, secret: &str) -> String {
         let challenge = self.cmd(&format!("AUTH {}", common::lmtp_auth::MECHANISM));
-        let key = common::auth::ClusterKey::from_secret(secret);
+        let key = common::rpc_channel::ClusterKey::from_secret(secret);
         let Some(answer) = common::lmtp_auth::response(&key, challenge.trim_start_matches("334 ")) else {
             return challenge;
         };

@@ -301,8 +301,8 @@ impl Cluster {
         format!("{}:{ADMIN_PORT}", service_ip(n))
     }
 
-    pub fn key(&self) -> common::auth::ClusterKey {
-        common::auth::ClusterKey::from_secret(CLUSTER_KEY)
+    pub fn key(&self) -> common::rpc_channel::ClusterKey {
+        common::rpc_channel::ClusterKey::from_secret(CLUSTER_KEY)
     }
 
     /// The Maildir files of `group` on node `n`: relative path → size.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use common::admin::{AdminClient, AdminReply, AdminRequest, NodeStatus, QueueItem, RecipientState};
-use common::auth::ClusterKey;
+use common::rpc_channel::ClusterKey;
 use frontd::cluster::ClusterMap;
 use frontd::config::Config;
 use frontd::queue::QueueClient;

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use common::directory::{Account, LdapDirectory, LdifDirectory, Purpose};
+use directory::{Account, LdapDirectory, LdifDirectory, Purpose};
 
 /// An administrator's LDAP identity for writes.
 pub struct LdapAdmin {
@@ -41,7 +41,7 @@ impl UserDirectory {
     }
 
     async fn account(&self, address: &str) -> anyhow::Result<Account> {
-        let key = common::directory::lookup_key(address, Purpose::Login)
+        let key = directory::lookup_key(address, Purpose::Login)
             .with_context(|| format!("{address:?} is not a user name"))?;
         match self {
             Self::Ldif(path) => Ok(Self::ldif_dir(path)?

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use common::directory::{Directory, LdifDirectory};
+use directory::{Directory, LdifDirectory};
 use frontd::cluster::ClusterMap;
 use frontd::config::{GroupSection, MemberSection};
 use frontd::delivery::Router;
@@ -127,7 +127,7 @@ fn welcome(user: &DemoUser) -> Vec<u8> {
 async fn deliver_welcome(layout: &Layout, users: &[DemoUser]) -> anyhow::Result<()> {
     let directory = Directory::Ldif(Arc::new(LdifDirectory::open(&layout.dir.join("users.ldif"))?));
     let secret = std::fs::read_to_string(layout.dir.join("cluster.key")).context("reading cluster.key")?;
-    let key = common::auth::ClusterKey::from_secret(&secret);
+    let key = common::rpc_channel::ClusterKey::from_secret(&secret);
     let router = Router::new(directory, Arc::new(cluster_map(layout)), Some(key), READY_TIME_MAX);
     for user in users {
         let replies = router.deliver("postmaster@example.edu", std::slice::from_ref(&user.mail), &welcome(user)).await;

@@ -9,8 +9,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::{bail, Context};
-use common::directory::{parse_ldif, write_ldif, Account, Attributes, LdifRecord};
 use common::password::{Digest, PasswordHash};
+use directory::{parse_ldif, write_ldif, Account, Attributes, LdifRecord};
 use rand::distributions::{Alphanumeric, DistString};
 
 /// Read the records of `path`.
@@ -138,7 +138,7 @@ pub fn add(
     if !aliases.is_empty() {
         attrs.insert("mailalternateaddress".into(), aliases.iter().map(|a| a.to_lowercase()).collect());
     }
-    let record = LdifRecord { dn: format!("uid={},{base}", common::address::rdn_escape(local)), attrs, line: 0 };
+    let record = LdifRecord { dn: format!("uid={},{base}", directory::rdn_escape(local)), attrs, line: 0 };
     Account::from_attributes(&record.dn, &record.attrs)?;
     let ldif = write_ldif(std::slice::from_ref(&record));
     if write {
@@ -182,7 +182,7 @@ pub fn set_mailhost(path: &Path, address: &str, mail_host: &str, write: bool) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use common::directory::{AccountStatus, LdifDirectory, Purpose};
+    use directory::{AccountStatus, LdifDirectory, Purpose};
 
     #[test]
     fn users_are_added_changed_and_read_by_the_directory() {

@@ -1,4 +1,5 @@
-//! The directory of mail users, shared by both daemons: who a login name or a recipient
+//! The directory of mail users, for the front nodes and the tools (storage nodes never
+//! read it: they serve the users a front names): who a login name or a recipient
 //! address is, where their mail lives (`mailHost`, a group name) and whether they may log
 //! in or receive mail. Two backends behind one interface: an LDIF file (the embedded
 //! default, so one machine needs no LDAP server) and an LDAP server with the qmail-ldap
@@ -16,6 +17,11 @@ pub use account::{Account, AccountStatus, AttributeError, Attributes};
 pub use cache::TtlCache;
 pub use ldap::{LdapConfig, LdapDirectory};
 pub use ldif::{parse_ldif, write_ldif, LdifDirectory, LdifError, LdifRecord};
+
+/// `value` escaped for an RDN (RFC 4514 §2.4): `uid=` + this is one RDN whatever it holds.
+pub fn rdn_escape(value: &str) -> std::borrow::Cow<'_, str> {
+    ldap3::dn_escape(value)
+}
 
 /// Why the directory could not answer.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -103,5 +109,17 @@ mod tests {
         assert_eq!(lookup_key("a b@example.edu", Purpose::Login), None);
         assert_eq!(lookup_key("", Purpose::Login), None);
         assert_eq!(lookup_key(&"x".repeat(400), Purpose::Login), None);
+    }
+}
+
+#[cfg(test)]
+mod rdn_tests {
+    use super::rdn_escape;
+
+    #[test]
+    fn an_rdn_value_cannot_add_an_rdn() {
+        assert_eq!(rdn_escape("a,dc=evil"), "a\\2cdc\\3devil");
+        assert_eq!(rdn_escape("plain"), "plain");
+        assert_eq!(rdn_escape(" #lead"), "\\20#lead");
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::password::PasswordHash;
+use common::password::PasswordHash;
 
 /// Attribute name (lower case) → values, as an LDAP entry or LDIF record carries them.
 pub type Attributes = HashMap<String, Vec<String>>;
@@ -92,7 +92,7 @@ impl Account {
         let mail =
             first("mail").map(|m| m.to_lowercase()).ok_or_else(|| AttributeError::NoMail { dn: dn.to_string() })?;
         // The primary address names the mailbox and logs in: it must be a plain mailbox.
-        crate::address::validate(&mail).map_err(|e| bad("mail", e.to_string()))?;
+        common::address::validate(&mail).map_err(|e| bad("mail", e.to_string()))?;
         let status = match first("accountStatus").map(|s| s.to_ascii_lowercase()).as_deref() {
             None | Some("active") => AccountStatus::Active,
             Some("noaccess") => AccountStatus::NoAccess,
