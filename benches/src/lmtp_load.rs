@@ -3,9 +3,10 @@
 //! `MAIL` to the final reply. Any reply other than 250 counts as an error. (With one
 //! recipient per message the two protocols differ only in `LHLO`/`EHLO`.)
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
+
+use smtp_client::blocking::Client;
+use smtp_client::{ClientError, Deadlines, Envelope};
 
 /// The outcome of one run.
 #[derive(Debug, Clone)]
@@ -23,85 +24,52 @@ impl LmtpStats {
     }
 }
 
-struct Conn {
-    r: BufReader<TcpStream>,
-    w: TcpStream,
-}
-
 /// Which protocol to speak.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    Lmtp,
-    Smtp,
-}
+pub use smtp_client::Dialect;
+
+/// One persistent sender connection, through the workspace's SMTP/LMTP client (pipelined
+/// when the server offers it; the body goes out only after `354`).
+struct Conn(Client);
+
+/// Every step of one delivery, at most.
+const DEADLINES: Deadlines =
+    Deadlines { connect: Duration::from_secs(10), reply: Duration::from_secs(60), data_end: Duration::from_secs(60) };
 
 impl Conn {
-    fn open(addr: &str) -> std::io::Result<Self> {
+    fn open(addr: &str) -> Result<Self, ClientError> {
         Self::open_as(addr, Dialect::Lmtp)
     }
 
-    fn open_as(addr: &str, dialect: Dialect) -> std::io::Result<Self> {
-        let s = TcpStream::connect(addr)?;
-        s.set_nodelay(true)?;
-        s.set_read_timeout(Some(Duration::from_secs(60)))?;
-        let w = s.try_clone()?;
-        let mut c = Conn { r: BufReader::new(s), w };
-        c.reply()?;
-        c.w.write_all(if dialect == Dialect::Lmtp { b"LHLO bench\r\n" } else { b"EHLO bench\r\n" })?;
-        let greeting = c.reply_all()?;
+    fn open_as(addr: &str, dialect: Dialect) -> Result<Self, ClientError> {
+        let (mut c, _) = Client::open(addr, DEADLINES)?;
+        let extensions = c.hello(dialect, "bench")?;
         // Our storage nodes take mail from cluster members only; a peer (Dovecot) offers no
         // such AUTH and is used as it is.
-        if greeting.contains(common::lmtp_auth::MECHANISM) {
-            c.w.write_all(format!("AUTH {}\r\n", common::lmtp_auth::MECHANISM).as_bytes())?;
-            let challenge = c.reply()?;
-            let key = common::rpc_channel::ClusterKey::from_secret(crate::peers::CLUSTER_SECRET);
-            let answer = common::lmtp_auth::response(&key, challenge.trim().trim_start_matches("334 "))
-                .ok_or_else(|| std::io::Error::other(format!("AUTH: {challenge}")))?;
-            c.w.write_all(format!("{answer}\r\n").as_bytes())?;
-            let done = c.reply()?;
-            if !done.starts_with("235") {
-                return Err(std::io::Error::other(format!("AUTH refused: {done}")));
-            }
+        if extensions.iter().any(|e| e.contains(common::lmtp_auth::MECHANISM)) {
+            c.authenticate_cluster(&common::rpc_channel::ClusterKey::from_secret(crate::peers::CLUSTER_SECRET))?;
         }
-        Ok(c)
+        Ok(Self(c))
     }
 
-    /// The last line of the next reply.
-    fn reply(&mut self) -> std::io::Result<String> {
-        Ok(self.reply_all()?.lines().last().unwrap_or_default().to_string())
-    }
-
-    /// Every line of the next reply.
-    fn reply_all(&mut self) -> std::io::Result<String> {
-        let mut all = String::new();
-        loop {
-            let start = all.len();
-            if self.r.read_line(&mut all)? == 0 {
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed"));
-            }
-            let line = &all[start..];
-            if line.len() < 4 || line.as_bytes()[3] == b' ' {
-                return Ok(all);
-            }
+    /// Whether the message was delivered (`250`).
+    fn deliver(&mut self, dialect: Dialect, rcpt: &str, body: &[u8]) -> Result<bool, ClientError> {
+        let recipients = [rcpt.to_string()];
+        let envelope =
+            Envelope { from: "bench@example.org", mail_params: "", recipients: &recipients, rcpt_params: "" };
+        let t = self.0.transaction(dialect, &envelope, &smtp_client::dot_stuff(body))?;
+        let delivered = t.per_recipient(dialect).iter().all(|r| r.code == 250);
+        if !delivered {
+            // Leave no half transaction for the next message.
+            self.0.command("RSET")?;
         }
-    }
-
-    fn deliver(&mut self, rcpt: &str, body: &[u8]) -> std::io::Result<bool> {
-        let mut out = format!("MAIL FROM:<bench@example.org>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n").into_bytes();
-        self.w.write_all(&out)?;
-        let ok = self.reply()?.starts_with("250") & self.reply()?.starts_with("250") & self.reply()?.starts_with("354");
-        out.clear();
-        out.extend_from_slice(body);
-        out.extend_from_slice(b".\r\n");
-        self.w.write_all(&out)?;
-        Ok(self.reply()?.starts_with("250") && ok)
+        Ok(delivered)
     }
 }
 
 /// Deliver `per_user` messages of about `size` bytes to each of `users` users, one
 /// connection; the subjects are `message {k}`. Fails on the first refused delivery.
 pub fn fill(addr: &str, users: usize, per_user: usize, size: usize) -> std::io::Result<()> {
-    let mut c = Conn::open(addr)?;
+    let mut c = Conn::open(addr).map_err(std::io::Error::other)?;
     for u in 0..users {
         for k in 0..per_user {
             let mut body = format!(
@@ -112,7 +80,7 @@ pub fn fill(addr: &str, users: usize, per_user: usize, size: usize) -> std::io::
                 body.extend_from_slice(&[b'y'; 76]);
                 body.extend_from_slice(b"\r\n");
             }
-            if !c.deliver(&format!("user{u}@example.edu"), &body)? {
+            if !c.deliver(Dialect::Lmtp, &format!("user{u}@example.edu"), &body).map_err(std::io::Error::other)? {
                 return Err(std::io::Error::other(format!("delivery to user{u} refused")));
             }
         }
@@ -165,7 +133,7 @@ pub fn run_as(
                     let rcpt = format!("user{}@example.edu", n % users as u64);
                     let body = message(n + (start.elapsed().as_nanos() as u64) * 1000, size);
                     let t0 = Instant::now();
-                    match c.deliver(&rcpt, &body) {
+                    match c.deliver(dialect, &rcpt, &body) {
                         Ok(true) => lat.push(t0.elapsed().as_micros() as u64),
                         Ok(false) => errors += 1,
                         Err(_) => {

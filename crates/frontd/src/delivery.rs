@@ -9,19 +9,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::line::Line;
 use common::rpc_channel::ClusterKey;
 use directory::{Account, AccountStatus, Directory, Purpose};
-use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use smtp_client::{dot_stuff, ClientError, Connection, Deadlines, Dialect, Envelope, Reply};
 
 use crate::backend::{self, Attempt, RouteError};
 use crate::cluster::{ClusterMap, Protocol};
 
-/// Longest reply line read from a storage node.
-const REPLY_LINE_MAX: usize = 4096;
-/// Lines of one multi-line reply at most.
-const REPLY_LINES_MAX: usize = 32;
+/// Longest wait for a storage node's reply to one command.
+const LMTP_REPLY_WAIT: Duration = Duration::from_secs(30);
 
 /// Where a recipient's mail goes, or the reply that refuses it.
 #[derive(Debug, Clone)]
@@ -151,15 +147,17 @@ impl Router {
             ];
         };
         // Time to move the message at a modest 1 MB/s, plus the commit.
-        let attempt_timeout = Duration::from_secs(30) + Duration::from_micros(stuffed.len() as u64);
+        let attempt_timeout = LMTP_REPLY_WAIT + Duration::from_micros(stuffed.len() as u64);
+        let deadlines =
+            Deadlines { connect: backend::CONNECT_TIMEOUT, reply: LMTP_REPLY_WAIT, data_end: attempt_timeout };
         let result =
             backend::with_leader(&self.cluster, group, Protocol::Lmtp, self.route_timeout, attempt_timeout, |member| {
                 let cluster = &self.cluster;
                 async move {
                     let addr = member.lmtp.clone().expect("candidates serve LMTP");
-                    match lmtp_transaction(&addr, key, group, from, mailboxes, stuffed).await {
+                    match lmtp_transaction(&addr, key, deadlines, group, from, mailboxes, stuffed).await {
                         Ok(outcome) => outcome.map_hint(|a| cluster.member_by_address(group, Protocol::Lmtp, &a)),
-                        Err(e) => Attempt::Down(format!("{addr}: {e}")),
+                        Err(e) => Attempt::Down(e.to_string()),
                     }
                 }
             })
@@ -193,42 +191,9 @@ impl LmtpOutcome {
     }
 }
 
-/// Prefix lines that start with `.` and end the data with `CRLF.CRLF` (RFC 5321 4.5.2).
-pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 5);
-    for line in message.split_inclusive(|b| *b == b'\n') {
-        if line.starts_with(b".") {
-            out.push(b'.');
-        }
-        out.extend_from_slice(line);
-    }
-    if !out.is_empty() && !out.ends_with(b"\r\n") {
-        if out.ends_with(b"\n") {
-            out.pop();
-        }
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
-    out
-}
-
-async fn reply(conn: &mut BufReader<TcpStream>) -> std::io::Result<String> {
-    let mut last = String::new();
-    for _ in 0..REPLY_LINES_MAX {
-        let Line::Complete(line) = common::line::read_line(conn, REPLY_LINE_MAX).await? else {
-            return Err(std::io::Error::other("connection closed"));
-        };
-        last = String::from_utf8_lossy(&line).into_owned();
-        if last.as_bytes().get(3) != Some(&b'-') {
-            return Ok(last);
-        }
-    }
-    Err(std::io::Error::other(format!("reply longer than {REPLY_LINES_MAX} lines: {last}")))
-}
-
-async fn command(conn: &mut BufReader<TcpStream>, line: &str) -> std::io::Result<String> {
-    conn.get_mut().write_all(format!("{line}\r\n").as_bytes()).await?;
-    reply(conn).await
+/// Whether a storage node's `RCPT` reply says it does not lead the group.
+fn is_not_leader(reply: &Reply) -> bool {
+    reply.code == 451 && reply.message.contains("not the leader")
 }
 
 /// `leader is ADDR` in a not-the-leader reply.
@@ -238,85 +203,33 @@ fn leader_address(reply: &str) -> Option<String> {
     (!addr.is_empty()).then_some(addr)
 }
 
-/// Prove this front holds the cluster key (`common::lmtp_auth`).
-async fn authenticate(conn: &mut BufReader<TcpStream>, key: &ClusterKey) -> std::io::Result<()> {
-    let challenge = command(conn, &format!("AUTH {}", common::lmtp_auth::MECHANISM)).await?;
-    let Some(answer) = challenge.strip_prefix("334 ").and_then(|c| common::lmtp_auth::response(key, c)) else {
-        return Err(std::io::Error::other(format!("AUTH: {challenge}")));
-    };
-    let done = command(conn, &answer).await?;
-    if !done.starts_with("235") {
-        return Err(std::io::Error::other(format!("the storage node refused the cluster key: {done}")));
-    }
-    Ok(())
-}
-
+/// One LMTP transaction with the storage node at `addr`, as a cluster member.
 async fn lmtp_transaction(
     addr: &str,
     key: &ClusterKey,
+    deadlines: Deadlines,
     group: &str,
     from: &str,
     mailboxes: &[String],
     stuffed: &[u8],
-) -> std::io::Result<LmtpOutcome> {
-    let stream = tokio::time::timeout(backend::CONNECT_TIMEOUT, TcpStream::connect(addr))
-        .await
-        .map_err(|_| std::io::Error::other("connect timed out"))??;
-    stream.set_nodelay(true)?;
-    let mut conn = BufReader::new(stream);
-    let greeting = reply(&mut conn).await?;
-    if !greeting.starts_with("220") {
-        return Err(std::io::Error::other(format!("greeting {greeting}")));
+) -> Result<LmtpOutcome, ClientError> {
+    let (mut conn, _) = Connection::open(addr, deadlines).await?;
+    conn.hello(Dialect::Lmtp, "frontd").await?;
+    conn.authenticate_cluster(key).await?;
+    let rcpt_params = format!(" XMAILHOST={group}");
+    let envelope = Envelope { from, mail_params: "", recipients: mailboxes, rcpt_params: &rcpt_params };
+    let t = conn.transaction(Dialect::Lmtp, &envelope, stuffed, is_not_leader).await?;
+    conn.quit().await;
+    if t.stopped {
+        let refusal = t.rcpts.last().expect("stopped at a RCPT");
+        return Ok(LmtpOutcome::NotLeader(leader_address(&refusal.message)));
     }
-    let lhlo = command(&mut conn, "LHLO frontd").await?;
-    if !lhlo.starts_with("250") {
-        return Err(std::io::Error::other(format!("LHLO: {lhlo}")));
-    }
-    authenticate(&mut conn, key).await?;
-    let mail = command(&mut conn, &format!("MAIL FROM:<{from}>")).await?;
-    if !mail.starts_with("250") {
-        let _ = command(&mut conn, "QUIT").await;
-        return Ok(LmtpOutcome::Done(vec![mail; mailboxes.len()]));
-    }
-    let mut replies: Vec<Option<String>> = vec![None; mailboxes.len()];
-    for (i, mailbox) in mailboxes.iter().enumerate() {
-        let r = command(&mut conn, &format!("RCPT TO:<{mailbox}> XMAILHOST={group}")).await?;
-        if r.starts_with("451") && r.contains("not the leader") {
-            let _ = command(&mut conn, "QUIT").await;
-            return Ok(LmtpOutcome::NotLeader(leader_address(&r)));
-        }
-        if !r.starts_with("250") {
-            replies[i] = Some(r);
-        }
-    }
-    let accepted = replies.iter().filter(|r| r.is_none()).count();
-    if accepted > 0 {
-        let data = command(&mut conn, "DATA").await?;
-        if !data.starts_with("354") {
-            return Ok(LmtpOutcome::Done(replies.into_iter().map(|r| r.unwrap_or_else(|| data.clone())).collect()));
-        }
-        conn.get_mut().write_all(stuffed).await?;
-        // LMTP: one reply per accepted recipient, in RCPT order.
-        for slot in replies.iter_mut().filter(|r| r.is_none()) {
-            *slot = Some(reply(&mut conn).await?);
-        }
-    }
-    let _ = command(&mut conn, "QUIT").await;
-    Ok(LmtpOutcome::Done(replies.into_iter().map(|r| r.expect("every mailbox answered")).collect()))
+    Ok(LmtpOutcome::Done(t.per_recipient(Dialect::Lmtp).iter().map(Reply::last_line).collect()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dot_stuffing_and_termination() {
-        assert_eq!(dot_stuff(b"a\r\n.b\r\n..c\r\n"), b"a\r\n..b\r\n...c\r\n.\r\n");
-        assert_eq!(dot_stuff(b"no newline"), b"no newline\r\n.\r\n");
-        assert_eq!(dot_stuff(b"bare lf\n"), b"bare lf\r\n.\r\n");
-        assert_eq!(dot_stuff(b""), b".\r\n");
-        assert_eq!(dot_stuff(b".\r\n"), b"..\r\n.\r\n", "a lone dot never ends the data early");
-    }
 
     #[test]
     fn not_leader_replies_name_the_leader() {

@@ -5,11 +5,12 @@
 //! UID EXPUNGE, `OK [COPYUID]` to MOVE) is promised. Clients are simple and blocking;
 //! every wait is bounded.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use smtp_client::blocking::Client as SmtpClient;
+use smtp_client::{dot_stuff, ClientError, Deadlines, Dialect, Envelope};
 
 use super::cluster::{PASSWORD, USERS};
 use crate::imap_client::{Answer, Client};
@@ -81,50 +82,20 @@ impl Default for History {
     }
 }
 
-const IO_TIMEOUT: Duration = Duration::from_secs(60);
-const REPLY_LINES_MAX: usize = 64;
-
-fn smtp_reply(r: &mut BufReader<TcpStream>) -> std::io::Result<String> {
-    let mut last = String::new();
-    for _ in 0..REPLY_LINES_MAX {
-        let mut line = String::new();
-        if r.read_line(&mut line)? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        last = line.trim_end().to_string();
-        if last.as_bytes().get(3) != Some(&b'-') {
-            return Ok(last);
-        }
-    }
-    Ok(last)
-}
+/// Every step of an SMTP delivery, at most.
+const IO_DEADLINES: Deadlines =
+    Deadlines { connect: Duration::from_secs(5), reply: Duration::from_secs(60), data_end: Duration::from_secs(60) };
 
 /// One SMTP transaction; the reply to the end of data (or the refusal before it).
-fn smtp_send(addr: &str, to: &str, id: &str) -> std::io::Result<String> {
-    let s = TcpStream::connect_timeout(&addr.parse().map_err(std::io::Error::other)?, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(IO_TIMEOUT))?;
-    let mut w = s.try_clone()?;
-    let mut r = BufReader::new(s);
-    let greeting = smtp_reply(&mut r)?;
-    if !greeting.starts_with("220") {
-        return Ok(greeting);
-    }
-    for (cmd, want) in [
-        ("EHLO chaos".to_string(), "250"),
-        ("MAIL FROM:<chaos@example.org>".into(), "250"),
-        (format!("RCPT TO:<{to}>"), "250"),
-        ("DATA".into(), "354"),
-    ] {
-        w.write_all(format!("{cmd}\r\n").as_bytes())?;
-        let reply = smtp_reply(&mut r)?;
-        if !reply.starts_with(want) {
-            return Ok(reply);
-        }
-    }
-    w.write_all(format!("Message-ID: <{id}>\r\nSubject: {id}\r\n\r\nchaos\r\n.\r\n").as_bytes())?;
-    let reply = smtp_reply(&mut r)?;
-    let _ = w.write_all(b"QUIT\r\n");
-    Ok(reply)
+fn smtp_send(addr: &str, to: &str, id: &str) -> Result<String, ClientError> {
+    let (mut c, _) = SmtpClient::open(addr, IO_DEADLINES)?;
+    c.hello(Dialect::Smtp, "chaos")?;
+    let recipients = [to.to_string()];
+    let envelope = Envelope { from: "chaos@example.org", mail_params: "", recipients: &recipients, rcpt_params: "" };
+    let message = format!("Message-ID: <{id}>\r\nSubject: {id}\r\n\r\nchaos\r\n");
+    let t = c.transaction(Dialect::Smtp, &envelope, &dot_stuff(message.as_bytes()))?;
+    c.quit();
+    Ok(t.per_recipient(Dialect::Smtp)[0].last_line())
 }
 
 /// Deliver messages round-robin to the users until `stop`.
