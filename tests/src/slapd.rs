@@ -81,18 +81,8 @@ impl Slapd {
             root = root.display(),
         );
         let conf = if tls {
-            let status = Command::new("openssl")
-                .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
-                // An end-entity certificate (rustls refuses a CA certificate as a server's).
-                .args(["-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE"])
-                .arg("-keyout")
-                .arg(root.join("key.pem"))
-                .arg("-out")
-                .arg(root.join("cert.pem"))
-                .stderr(Stdio::null())
-                .status()
-                .unwrap();
-            assert!(status.success(), "openssl could not make a certificate for slapd");
+            // An end-entity certificate (rustls refuses a CA certificate as a server's).
+            clusterkit::certs::self_signed(&root, &["127.0.0.1"]).unwrap();
             let r = root.display();
             format!("TLSCertificateFile {r}/cert.pem\nTLSCertificateKeyFile {r}/key.pem\n{conf}")
         } else {

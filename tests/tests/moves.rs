@@ -278,7 +278,7 @@ fn interrupted_move(root: &Path, storage: &mut Storage, user: &str, target: &str
     let leader = storage.leader_for(target_user);
     storage.kill(leader);
     let copied = files_on(root, target, user);
-    wait_for("the copy to go on under a new leader", Duration::from_secs(60), || {
+    wait_for("the copy to go on under a new leader", Duration::from_secs(180), || {
         files_on(root, target, user) >= copied + 300
     });
     assert!(mover.try_wait().unwrap().is_none(), "the mover finished before it could be interrupted");

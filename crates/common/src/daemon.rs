@@ -1,9 +1,37 @@
-//! What every daemon's `main` does before its own work: logging to stderr filtered by
-//! `RUST_LOG` (or a default), files private to the daemon's user, and the multi-threaded
-//! tokio runtime it runs on.
+//! What every daemon's `main` does before its own work: its command line (`--config`),
+//! logging to stderr filtered by `RUST_LOG` (or a default), files private to the daemon's
+//! user, and the multi-threaded tokio runtime it runs on.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use clap::{CommandFactory, FromArgMatches, Parser};
+
+/// A daemon's command line: where its configuration is.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct DaemonArgs {
+    /// Path of the TOML configuration.
+    #[arg(long, short)]
+    config: PathBuf,
+}
+
+/// Parse a daemon's command line (`args`, the program name first; `--help` and errors print
+/// and exit as usual), then prepare the process: logging with `log_filter` unless `RUST_LOG`
+/// says otherwise, private files, freed large buffers returned to the kernel. The
+/// configuration file's path.
+pub fn start<I, T>(args: I, about: &'static str, log_filter: &str) -> PathBuf
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let matches = DaemonArgs::command().about(about).get_matches_from(args);
+    let args = DaemonArgs::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    init_logging(log_filter);
+    private_files();
+    return_large_buffers();
+    args.config
+}
 
 /// Log to stderr, filtered by `RUST_LOG`, else by `default_filter`. Every field and message
 /// is written through [`escape_controls`]: a login name, an envelope address or a remote

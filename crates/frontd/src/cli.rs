@@ -2,15 +2,7 @@
 //! `main` calls [`main`]; the whole-system tests build the same entry point into their own
 //! binary of the same name, and `mailctl` runs it as a subcommand ([`run_from`]).
 
-use clap::Parser;
-
-#[derive(Parser, Debug)]
-#[command(version, about = "front node: directory, mailHost routing and the IMAP/POP3 login proxy")]
-struct Args {
-    /// Path of the TOML configuration.
-    #[arg(long, short)]
-    config: std::path::PathBuf,
-}
+const ABOUT: &str = "front node: directory, mailHost routing and the IMAP/POP3 login proxy";
 
 /// Parse the command line and run the daemon until it is stopped.
 pub fn main() -> anyhow::Result<()> {
@@ -24,11 +16,8 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let args = Args::parse_from(args);
-    common::daemon::init_logging("info");
-    common::daemon::private_files();
-    common::daemon::return_large_buffers();
-    let cfg = crate::config::Config::load(&args.config)?;
+    let config = common::daemon::start(args, ABOUT, "info");
+    let cfg = crate::config::Config::load(&config)?;
     common::daemon::runtime()?.block_on(crate::server::run(cfg))?;
     Ok(())
 }

@@ -39,7 +39,8 @@ pub struct Listen {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SmtpSection {
-    /// Domains whose users live here; anything else is relaying (refused for now).
+    /// Domains whose users live here; anything else is relaying, allowed only to
+    /// authenticated users and `rules` with `relay = true` (through the `[queue]`).
     pub local_domains: Vec<String>,
     /// Domains collapsed into another before lookup (`mail.example.edu` → `example.edu`).
     pub domain_aliases: std::collections::BTreeMap<String, String>,

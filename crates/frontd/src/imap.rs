@@ -11,19 +11,13 @@ use imap_codec::CommandCodec;
 
 use common::sasl::{self, PlainCredentials};
 
+pub use crate::login::Offer;
 use crate::login::Refusal;
 
 /// Capabilities the front itself implements before login, whatever the nodes say.
 const FRONT_CAPABILITIES: &[&str] = &["IMAP4rev1", "LITERAL+", "SASL-IR", "ID"];
 /// Longest literal accepted before login (a user name or password).
 pub const LITERAL_BYTES_MAX: u32 = 8 * 1024;
-
-/// What the connection allows.
-#[derive(Debug, Clone, Copy)]
-pub struct Offer {
-    pub starttls: bool,
-    pub plaintext_auth: bool,
-}
 
 /// What the server must do after a command.
 #[derive(Debug, PartialEq, Eq)]

@@ -14,6 +14,15 @@ use common::password::PasswordHash;
 use common::sasl::PlainCredentials;
 use directory::{Account, Directory, DirectoryError, Purpose};
 
+/// What a connection allows before login (IMAP and POP3 alike).
+#[derive(Debug, Clone, Copy)]
+pub struct Offer {
+    /// STARTTLS/STLS is offered (TLS is configured and not yet on).
+    pub starttls: bool,
+    /// Plaintext logins are allowed (TLS is on, or the client is on a plaintext network).
+    pub plaintext_auth: bool,
+}
+
 /// Why a login was refused; the texts are safe to show to clients.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum Refusal {

@@ -4,17 +4,11 @@
 
 use common::sasl::{self, PlainCredentials};
 
+pub use crate::login::Offer;
 use crate::login::Refusal;
 
 /// Longest command line (RFC 2449 allows 255 octets; SASL responses may be longer).
 pub const LINE_MAX: usize = 1024;
-
-/// What the connection allows.
-#[derive(Debug, Clone, Copy)]
-pub struct Offer {
-    pub starttls: bool,
-    pub plaintext_auth: bool,
-}
 
 /// What the server must do after a line.
 #[derive(Debug, PartialEq, Eq)]

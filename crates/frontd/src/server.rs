@@ -462,7 +462,8 @@ async fn imap_connection(
     implicit_tls: bool,
 ) -> std::io::Result<()> {
     let (mut conn, tls, (starttls, plaintext_auth)) = open(stream, peer, &front, implicit_tls).await?;
-    let mut session = imap::PreAuth::new(imap::Offer { starttls, plaintext_auth }, &front.node_capabilities().await);
+    let mut session =
+        imap::PreAuth::new(crate::login::Offer { starttls, plaintext_auth }, &front.node_capabilities().await);
     conn.wr.write_all(&session.greeting(&front.host)).await?;
     for _ in 0..PREAUTH_COMMANDS_MAX {
         let command = match read_imap_command(&mut conn).await? {
@@ -512,7 +513,7 @@ async fn pop3_connection(
     implicit_tls: bool,
 ) -> std::io::Result<()> {
     let (mut conn, tls, (starttls, plaintext_auth)) = open(stream, peer, &front, implicit_tls).await?;
-    let mut session = pop3::PreAuth::new(pop3::Offer { starttls, plaintext_auth });
+    let mut session = pop3::PreAuth::new(crate::login::Offer { starttls, plaintext_auth });
     conn.wr.write_all(&session.greeting(&front.host)).await?;
     for _ in 0..PREAUTH_COMMANDS_MAX {
         let line = match read_line_within(&mut conn.rd, pop3::LINE_MAX, LOGIN_TIME_MAX).await? {

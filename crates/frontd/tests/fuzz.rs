@@ -98,7 +98,7 @@ fn shaped(rng: &mut StdRng, tokens: &[&str], pieces_max: usize) -> Vec<u8> {
 fn pre_login_imap_answers_everything() {
     let mut rng = StdRng::seed_from_u64(seed());
     for _ in 0..rounds(20_000) {
-        let offer = imap::Offer { starttls: rng.gen(), plaintext_auth: rng.gen() };
+        let offer = frontd::login::Offer { starttls: rng.gen(), plaintext_auth: rng.gen() };
         let mut s = imap::PreAuth::new(offer, "IMAP4rev1 IDLE AUTH=PLAIN STARTTLS");
         let mut line = format!("t{} ", rng.gen_range(0..100)).into_bytes();
         line.extend(shaped(&mut rng, IMAP_TOKENS, 10));
@@ -121,7 +121,7 @@ fn pre_login_imap_answers_everything() {
 fn pre_login_pop3_answers_everything() {
     let mut rng = StdRng::seed_from_u64(seed());
     for _ in 0..rounds(20_000) {
-        let mut s = pop3::PreAuth::new(pop3::Offer { starttls: rng.gen(), plaintext_auth: rng.gen() });
+        let mut s = pop3::PreAuth::new(frontd::login::Offer { starttls: rng.gen(), plaintext_auth: rng.gen() });
         for _ in 0..rng.gen_range(1..4) {
             match s.line(&shaped(&mut rng, POP_TOKENS, 6)) {
                 pop3::Step::Reply(b) | pop3::Step::Close(b) | pop3::Step::StartTls(b) => {

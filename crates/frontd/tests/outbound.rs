@@ -4,7 +4,6 @@
 //! message arrives dot-stuffed on the wire and whole after unstuffing.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use common::tls::{Stream, Tls};
@@ -13,17 +12,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
 fn certificate(dir: &Path) -> Tls {
-    let status = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=mx.remote.test"])
-        .arg("-keyout")
-        .arg(dir.join("key.pem"))
-        .arg("-out")
-        .arg(dir.join("cert.pem"))
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    Tls::load(&dir.join("cert.pem"), &dir.join("key.pem")).unwrap()
+    let files = clusterkit::certs::self_signed(dir, &["mx.remote.test"]).unwrap();
+    Tls::load(&files.cert, &files.key).unwrap()
 }
 
 /// What the peer saw.

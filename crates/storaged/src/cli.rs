@@ -2,15 +2,7 @@
 //! `main` calls [`main`]; the whole-system tests build the same entry point into their own
 //! binary of the same name, and `mailctl` runs it as a subcommand ([`run_from`]).
 
-use clap::Parser;
-
-#[derive(Parser, Debug)]
-#[command(version, about = "storage node: Raft-replicated Maildir store with LMTP delivery")]
-struct Args {
-    /// Path of the TOML configuration.
-    #[arg(long, short)]
-    config: std::path::PathBuf,
-}
+const ABOUT: &str = "storage node: Raft-replicated Maildir store with LMTP delivery";
 
 /// Parse the command line and run the daemon until it is stopped.
 pub fn main() -> anyhow::Result<()> {
@@ -24,15 +16,12 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let args = Args::parse_from(args);
-    common::daemon::init_logging("info,openraft=warn");
+    let config = common::daemon::start(args, ABOUT, "info,openraft=warn");
     // Storage-fault tests name fail points in FAILPOINTS; a build without the `failpoints`
     // feature of `fail` (every release build) has none, and this does nothing.
     let _failpoints = fail::FailScenario::setup();
     raise_open_file_limit();
-    common::daemon::private_files();
-    common::daemon::return_large_buffers();
-    let cfg = crate::config::Config::load(&args.config)?;
+    let cfg = crate::config::Config::load(&config)?;
     let tightened = common::daemon::tighten_tree(&cfg.data_dir)?;
     if tightened > 0 {
         tracing::warn!(entries = tightened, dir = %cfg.data_dir.display(), "data was readable by others; now owner-only");

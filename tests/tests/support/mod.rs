@@ -342,16 +342,7 @@ pub struct Front {
 
 /// Make a self-signed certificate for 127.0.0.1 at `root/cert.pem` and `root/key.pem`.
 pub fn make_certificate(root: &Path) {
-    let status = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
-        .arg(root.join("key.pem"))
-        .arg("-out")
-        .arg(root.join("cert.pem"))
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "openssl could not make a test certificate");
+    clusterkit::certs::self_signed(root, &["127.0.0.1"]).unwrap();
 }
 
 /// How to start a [`Front`] beyond the defaults.

@@ -1,4 +1,4 @@
-//! Login for the mail access protocols (POP3 now, IMAP next): checks a user's password, or
+//! Login for the mail access protocols (IMAP and POP3): checks a user's password, or
 //! a proxy credential acting for a user (the front node logs in as its proxy identity with
 //! the user as SASL authorization identity, Dovecot's master-user pattern), and throttles
 //! failures per client address and per account (against guessing spread over many

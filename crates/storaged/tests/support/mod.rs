@@ -49,16 +49,7 @@ impl Cluster {
     /// A cluster that requires TLS for every password (no plaintext networks), with a
     /// self-signed certificate for 127.0.0.1 in `root/cert.pem` and implicit-TLS ports.
     pub fn start_tls(root: &Path, n: usize, users: usize) -> Self {
-        let status = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
-            .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
-            .arg(root.join("key.pem"))
-            .arg("-out")
-            .arg(root.join("cert.pem"))
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "openssl could not make a test certificate");
+        clusterkit::certs::self_signed(root, &["127.0.0.1"]).unwrap();
         Self::start_opts(root, n, users, "", "", true)
     }
 

@@ -249,20 +249,8 @@ impl Layout {
     /// A private CA (`ca.pem`, for clients to trust) and a certificate for localhost and
     /// 127.0.0.1 signed by it (`cert.pem`, `key.pem`).
     fn write_certificates(&self) -> anyhow::Result<()> {
-        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-        let ca_key = KeyPair::generate()?;
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(DnType::CommonName, "mailstore local CA");
-        let ca_cert = ca_params.self_signed(&ca_key)?;
-        let issuer = Issuer::new(ca_params, ca_key);
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
-        params.distinguished_name.push(DnType::CommonName, "localhost");
-        let cert = params.signed_by(&key, &issuer)?;
-        std::fs::write(self.ca_file(), ca_cert.pem())?;
-        std::fs::write(self.dir.join("cert.pem"), cert.pem())?;
-        write_private(&self.dir.join("key.pem"), &key.serialize_pem())?;
+        let files = clusterkit::certs::with_private_ca(&self.dir, "mailstore local CA", &["localhost", "127.0.0.1"])?;
+        debug_assert_eq!(files.ca, self.ca_file());
         Ok(())
     }
 }
