@@ -5,7 +5,7 @@
 //! override the defaults; the seed is printed so a failure can be replayed.
 
 use common::password::PasswordHash;
-use directory::{lookup_key, parse_ldif, Account, Attributes, Purpose};
+use directory::{lookup_key, parse_ldif, Account, AttributeError, Attributes, LdifError, Purpose};
 use frontd::{imap, pop3};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -135,17 +135,40 @@ fn pre_login_pop3_answers_everything() {
 
 #[test]
 fn directory_inputs_parse_or_fail_cleanly() {
+    /// An account the directory accepted has a valid, lower-case primary address.
+    fn check_account(a: &Account) {
+        assert!(common::address::validate(&a.mail).is_ok(), "{:?}", a.mail);
+        assert_eq!(a.mail, a.mail.to_lowercase());
+    }
     let mut rng = StdRng::seed_from_u64(seed());
     for _ in 0..rounds(20_000) {
         let text = String::from_utf8_lossy(&shaped(&mut rng, LDIF_TOKENS, 24)).into_owned();
-        if let Ok(records) = parse_ldif(&text) {
-            for r in records {
-                let _ = Account::from_attributes(&r.dn, &r.attrs);
+        match parse_ldif(&text) {
+            Ok(records) => {
+                for r in records {
+                    if let Ok(a) = Account::from_attributes(&r.dn, &r.attrs) {
+                        check_account(&a);
+                    }
+                }
             }
+            // A file's errors point into it; there is no file here to fail reading.
+            Err(LdifError::Syntax { line, .. }) => {
+                assert!(line >= 1 && line <= text.split('\n').count(), "line {line} of {text:?}")
+            }
+            Err(LdifError::Attribute(_) | LdifError::Duplicate { .. }) => {}
+            Err(e @ (LdifError::Io { .. } | LdifError::TooLarge { .. })) => panic!("{e} from text {text:?}"),
         }
         let word = String::from_utf8_lossy(&shaped(&mut rng, LDIF_TOKENS, 3)).into_owned();
-        let _ = lookup_key(&word, Purpose::Delivery);
-        let _ = lookup_key(&word, Purpose::Login);
+        for purpose in [Purpose::Delivery, Purpose::Login] {
+            if let Some(key) = lookup_key(&word, purpose) {
+                assert!(!key.is_empty() && key.len() <= 320 && key == key.to_lowercase(), "{word:?} -> {key:?}");
+                assert!(!key.chars().any(|c| c.is_control() || c.is_whitespace()), "{word:?} -> {key:?}");
+                if purpose == Purpose::Delivery {
+                    let (local, domain) = key.rsplit_once('@').expect("an address");
+                    assert!(!local.is_empty() && !domain.is_empty() && !local.contains('+'), "{word:?} -> {key:?}");
+                }
+            }
+        }
         let schemes = ["{SSHA}", "{SSHA512}", "{SHA}", "{CRYPT}", "{ARGON2}", "{PLAIN}", "{SHA512-CRYPT}"];
         if let Ok(h) = PasswordHash::parse(&format!("{}{word}", schemes[rng.gen_range(0..schemes.len())])) {
             let _ = h.verify("x");
@@ -153,6 +176,12 @@ fn directory_inputs_parse_or_fail_cleanly() {
         let mut attrs = Attributes::new();
         attrs.insert("mail".into(), vec![word.clone()]);
         attrs.insert("mailquotasize".into(), vec![word]);
-        let _ = Account::from_attributes("x", &attrs);
+        match Account::from_attributes("x", &attrs) {
+            Ok(a) => check_account(&a),
+            Err(AttributeError::Bad { attribute, .. }) => {
+                assert!(["mail", "mailQuotaSize"].contains(&attribute), "{attribute}")
+            }
+            Err(AttributeError::NoMail { .. }) => panic!("the entry has a mail attribute"),
+        }
     }
 }

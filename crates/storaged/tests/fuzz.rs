@@ -234,6 +234,15 @@ fn pop3_lmtp_and_sasl_survive_random_lines() {
     for _ in 0..rounds(5000) {
         let line = shaped_line(&mut rng, POP, false);
         let actions = pop.line(&line);
+        // RFC 1939 §3: a command's answer starts with a status indicator (or, inside AUTH,
+        // the `+ ` continuation of RFC 5034).
+        if let Some(storaged::pop3::session::Action::Reply(first)) = actions.first() {
+            assert!(
+                first.starts_with("+OK") || first.starts_with("-ERR") || first.starts_with("+ "),
+                "{:?} -> {first:?}",
+                String::from_utf8_lossy(&line)
+            );
+        }
         if actions.iter().any(|a| matches!(a, storaged::pop3::session::Action::Authenticate(_))) {
             let entries = vec![DropEntry { uid: 1, size: 10, uidl: "u".into() }];
             if rng.gen_bool(0.5) {
@@ -249,10 +258,21 @@ fn pop3_lmtp_and_sasl_survive_random_lines() {
             pop = Pop3::new("h", PopOffer { starttls: true, plaintext_auth: true });
         }
         let line = shaped_line(&mut rng, LMTP, false);
-        if lmtp.in_data() {
-            lmtp.data_line(&line);
-        } else {
-            lmtp.command(&line, &Local);
+        let actions = if lmtp.in_data() { lmtp.data_line(&line) } else { lmtp.command(&line, &Local) };
+        // RFC 5321 §4.2: three digits (2xx-5xx), then a space or, inside a multi-line reply,
+        // a hyphen.
+        for action in &actions {
+            if let storaged::lmtp::session::Action::Reply(r) = action {
+                let b = r.as_bytes();
+                assert!(
+                    b.len() >= 4
+                        && (b'2'..=b'5').contains(&b[0])
+                        && b[1..3].iter().all(u8::is_ascii_digit)
+                        && matches!(b[3], b' ' | b'-'),
+                    "{:?} -> {r:?}",
+                    String::from_utf8_lossy(&line)
+                );
+            }
         }
         let b64 = String::from_utf8_lossy(&shaped_line(&mut rng, &["AGFAYg==", "=", "*", "!!"], false)).into_owned();
         let _ = storaged::auth::sasl::decode_plain(&b64);
@@ -292,6 +312,7 @@ fn mime_code_survives_random_messages() {
             })
             .collect();
         let source = Source::new(&msg);
+        assert_eq!(section(&source, &Section::Full).as_deref(), Some(&msg[..]), "BODY[] is the whole message");
         let _ = bodystructure(&source, true);
         let _ = envelope(&msg);
         let part: Vec<u32> = (0..rng.gen_range(0..4)).map(|_| rng.gen_range(0..4)).collect();
