@@ -6,6 +6,8 @@ use std::process::{Command, Stdio};
 
 use anyhow::bail;
 
+use clusterkit::storage::{self, Listeners, NodeAddrs};
+
 use crate::procs::{free_port, spawn, Procs};
 
 /// The password every benchmark user has on both servers.
@@ -22,41 +24,39 @@ pub struct Node {
 
 /// Start a 3-node storaged group "bench" serving `users` users (`user{n}@example.edu`).
 pub fn start_storaged(dir: &Path, users: usize, procs: &mut Procs) -> anyhow::Result<Vec<Node>> {
-    start_storaged_with(dir, users, "", procs)
+    start_storaged_with(dir, users, |_| {}, procs)
 }
 
-/// As [`start_storaged`], with `extra` TOML sections (`[auth]`, ...) in every node's config.
-pub fn start_storaged_with(dir: &Path, users: usize, extra: &str, procs: &mut Procs) -> anyhow::Result<Vec<Node>> {
+/// As [`start_storaged`], with every node's configuration adjusted by `tune`.
+pub fn start_storaged_with(
+    dir: &Path,
+    users: usize,
+    tune: impl Fn(&mut storaged::config::Config),
+    procs: &mut Procs,
+) -> anyhow::Result<Vec<Node>> {
     let bin = std::env::current_exe()?.with_file_name("storaged");
     if !bin.exists() {
         bail!("{} missing: cargo build --release -p storaged", bin.display());
     }
-    let port = |_| format!("127.0.0.1:{}", free_port());
-    let raft: Vec<String> = (0..3).map(port).collect();
-    let lmtp: Vec<String> = (0..3).map(port).collect();
-    let imap: Vec<String> = (0..3).map(port).collect();
-    let members: String =
-        (0..3).map(|i| format!("  {{ id = {}, raft = \"{}\", lmtp = \"{}\" }},\n", i + 1, raft[i], lmtp[i])).collect();
+    let specs = NodeAddrs::cluster_on_free_ports(3, Listeners { imap: true, ..Listeners::default() });
+    let groups = [storage::group("bench", &specs)];
     let users_txt: String = (0..users).map(|u| format!("user{u}@example.edu {{PLAIN}}{PASSWORD}\n")).collect();
     std::fs::write(dir.join("users.txt"), users_txt)?;
     let mut nodes = Vec::new();
-    for i in 0..3 {
-        let cfg = format!(
-            "node_id = {id}\ndata_dir = \"data{id}\"\ncluster_key = \"{CLUSTER_SECRET}\"\nusers_file = \"users.txt\"\n\
-             [listen]\nraft = \"{r}\"\nlmtp = \"{l}\"\nimap = \"{m}\"\n[limits]\nconnections_max = 4096\n{extra}\n\
-             [[groups]]\nname = \"bench\"\nmembers = [\n{members}]\n",
-            id = i + 1,
-            r = raft[i],
-            l = lmtp[i],
-            m = imap[i]
-        );
-        let path = dir.join(format!("node{}.toml", i + 1));
-        std::fs::write(&path, cfg)?;
+    for (i, spec) in specs.iter().enumerate() {
+        let mut cfg = storage::node_config(spec, &groups);
+        cfg.cluster_key = Some(CLUSTER_SECRET.into());
+        cfg.users_file = Some("users.txt".into());
+        cfg.limits.connections_max = 4096;
+        tune(&mut cfg);
+        let path = dir.join(storage::file_name(spec.id));
+        storage::write(&path, &cfg)?;
         let log = std::fs::File::create(dir.join(format!("node{}.log", i + 1)))?;
         let child = spawn(
             Command::new(&bin).arg("--config").arg(&path).env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(log),
         )?;
-        nodes.push(Node { pid: child.id(), lmtp: lmtp[i].clone(), imap: imap[i].clone() });
+        let imap = spec.imap.clone().expect("an IMAP listener");
+        nodes.push(Node { pid: child.id(), lmtp: spec.lmtp.clone(), imap });
         procs.0.push(child);
     }
     Ok(nodes)

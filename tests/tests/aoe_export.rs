@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use aoe::initiator::{discover, Initiator};
 use aoe::packet::PacketSocket;
+use clusterkit::storage::{self, Listeners, NodeAddrs};
+use storaged::config::{AoeConfig, AoeExport};
 use tools::netns::{in_namespace, ip, Wire};
 
 #[test]
@@ -22,16 +24,23 @@ fn storaged_serves_its_configured_aoe_exports() {
     let wire = Wire::new(&format!("s{}", std::process::id()), 1500).unwrap();
     // storaged's own listeners are on the target namespace's loopback.
     ip(&["-n", &wire.target_ns, "link", "set", "lo", "up"]).unwrap();
-    std::fs::write(
-        root.join("node.toml"),
-        "node_id = 1\ndata_dir = \"data\"\ncluster_key = \"aoe test\"\n\
-         [listen]\nraft = \"127.0.0.1:7101\"\nlmtp = \"127.0.0.1:7102\"\n\
-         [[groups]]\nname = \"hermes\"\nmembers = [{ id = 1, raft = \"127.0.0.1:7101\", lmtp = \"127.0.0.1:7102\" }]\n\
-         [aoe]\ninterface = \"aoe-t\"\n\
-         [[aoe.exports]]\nshelf = 3\nslot = 1\npath = \"volume.img\"\ndirect = true\n\
-         [[aoe.exports]]\nshelf = 3\nslot = 2\npath = \"frozen.img\"\nread_only = true\n",
-    )
-    .unwrap();
+    let node = NodeAddrs {
+        raft: "127.0.0.1:7101".into(),
+        lmtp: "127.0.0.1:7102".into(),
+        ..NodeAddrs::on_free_ports(1, Listeners::default())
+    };
+    let mut cfg = storage::node_config(&node, &[storage::group("hermes", std::slice::from_ref(&node))]);
+    cfg.cluster_key = Some("aoe test".into());
+    let export = |slot, path: &str| AoeExport { shelf: 3, slot, path: path.into(), read_only: false, direct: false };
+    cfg.aoe = Some(AoeConfig {
+        interface: "aoe-t".into(),
+        buffer_count: 64,
+        exports: vec![
+            AoeExport { direct: true, ..export(1, "volume.img") },
+            AoeExport { read_only: true, ..export(2, "frozen.img") },
+        ],
+    });
+    storage::write(&root.join("node.toml"), &cfg).unwrap();
     let log = std::fs::File::create(root.join("storaged.log")).unwrap();
     let mut storaged = Command::new("ip")
         .args(["netns", "exec", &wire.target_ns, env!("CARGO_BIN_EXE_sys-storaged"), "--config"])

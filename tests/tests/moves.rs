@@ -205,7 +205,10 @@ fn a_dead_node_is_replaced_by_remove_node_and_add_node_while_the_group_serves() 
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     // Frequent snapshots and a short log: the new node must catch up from a snapshot.
-    let mut storage = Storage::start_with(root, "[raft]\nsnapshot_every = 40\nkeep_logs = 5\n");
+    let mut storage = Storage::start_tuned(root, |c| {
+        c.raft.snapshot_every = 40;
+        c.raft.keep_logs = 5;
+    });
     std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
     let _front = Front::start_opts(
         root,

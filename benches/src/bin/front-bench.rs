@@ -118,8 +118,11 @@ fn main() -> anyhow::Result<()> {
     write_ldif(&ldif, args.sessions + args.login_users)?;
     let slapd = Slapd::start_with(&dir, &ldif);
 
-    let auth = "[auth]\nproxy_user = \"frontd\"\nproxy_password = \"{PLAIN}proxy-pw\"\n";
-    let nodes = start_storaged_with(&dir, args.sessions, auth, &mut procs).context("starting storaged")?;
+    let proxy = |c: &mut storaged::config::Config| {
+        c.auth.proxy_user = Some("frontd".into());
+        c.auth.proxy_password = Some("{PLAIN}proxy-pw".into());
+    };
+    let nodes = start_storaged_with(&dir, args.sessions, proxy, &mut procs).context("starting storaged")?;
     let members: String = nodes
         .iter()
         .enumerate()

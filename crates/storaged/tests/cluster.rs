@@ -17,7 +17,10 @@ fn deliveries_survive_leader_kill_and_a_lagging_replica_catches_up_by_snapshot()
     // Concurrent deliveries to different users share log entries (at most one per sender,
     // so phase 2's 2,000 from 16 senders take at least 125): snapshot and purge often
     // enough that the lagging replica is surely left behind the purge point.
-    let mut c = Cluster::start(&tmp_path, 3, USERS, "snapshot_every = 50\nkeep_logs = 10");
+    let mut c = Cluster::start_tuned(&tmp_path, 3, USERS, |c| {
+        c.raft.snapshot_every = 50;
+        c.raft.keep_logs = 10;
+    });
     c.wait_leader(Duration::from_secs(30));
 
     // Phase 1: 5,000 deliveries from 16 concurrent clients; kill the leader midway.

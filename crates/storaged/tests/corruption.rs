@@ -42,7 +42,7 @@ fn connect(addr: &str) -> (BufReader<TcpStream>, TcpStream) {
 #[test]
 fn a_message_file_that_fails_its_checksum_is_refused_not_served() {
     let tmp = tempfile::tempdir().unwrap();
-    let c = Cluster::start(tmp.path(), 1, 1, "");
+    let c = Cluster::start(tmp.path(), 1, 1);
     c.wait_leader(Duration::from_secs(30));
     let user = "user0@example.edu";
     deliver(&c.lmtp[0], user, b"Message-ID: <one@test>\r\nSubject: one\r\n\r\nintact body one\r\n");
@@ -86,7 +86,7 @@ fn a_message_file_that_fails_its_checksum_is_refused_not_served() {
 #[test]
 fn failed_and_bit_flipped_reads_are_refused_not_served() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut c = Cluster::start(tmp.path(), 1, 1, "");
+    let mut c = Cluster::start(tmp.path(), 1, 1);
     c.wait_leader(Duration::from_secs(30));
     let user = "user0@example.edu";
     deliver(&c.lmtp[0], user, b"Message-ID: <one@test>\r\nSubject: one\r\n\r\nsecret body one\r\n");
@@ -126,7 +126,7 @@ fn failed_and_bit_flipped_reads_are_refused_not_served() {
 #[test]
 fn a_damaged_copy_is_repaired_from_a_peer() {
     let tmp = tempfile::tempdir().unwrap();
-    let c = Cluster::start(tmp.path(), 3, 1, "");
+    let c = Cluster::start(tmp.path(), 3, 1);
     let leader = c.wait_leader(Duration::from_secs(30));
     let user = "user0@example.edu";
     deliver(&c.lmtp[leader], user, b"Message-ID: <one@test>\r\nSubject: one\r\n\r\nprecious body one\r\n");
@@ -163,7 +163,7 @@ fn a_damaged_copy_is_repaired_from_a_peer() {
 #[test]
 fn a_fetch_racing_an_expunge_reads_the_message_or_nothing_never_another() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut c = Cluster::start(tmp.path(), 1, 2, "");
+    let mut c = Cluster::start(tmp.path(), 1, 2);
     // Every read pauses between opening the file and reading it, so expunges land there.
     c.stop(0);
     c.start_node_env(0, &[("FAILPOINTS", "mailstore::read-opened=sleep(3)")]);

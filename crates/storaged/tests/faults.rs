@@ -27,7 +27,7 @@ enum Ending {
 /// check how the node ended and that nothing acknowledged was lost. The nodes' logs.
 fn survive(failpoints: &str, ending: Ending) -> String {
     let tmp = tempfile::tempdir().unwrap();
-    let mut c = Cluster::start(tmp.path(), 3, LOAD_USERS, "");
+    let mut c = Cluster::start(tmp.path(), 3, LOAD_USERS);
     let faulty = c.wait_leader(Duration::from_secs(30));
     c.stop(faulty);
     c.start_node_env(faulty, &[("FAILPOINTS", failpoints)]);

@@ -59,7 +59,7 @@ fn imaplib_scenario_idle_and_failover() {
     // KEEP_TEST_DIR=1 keeps the cluster's files for inspection.
     let root = if std::env::var_os("KEEP_TEST_DIR").is_some() { tmp.keep() } else { tmp.path().to_path_buf() };
     eprintln!("cluster files under {}", root.display());
-    let mut c = Cluster::start(&root, 3, 4, "");
+    let mut c = Cluster::start(&root, 3, 4);
     let leader = c.wait_leader(Duration::from_secs(30));
     let (user, pw) = ("user1@example.edu", password(1));
     let other_pw = password(2);

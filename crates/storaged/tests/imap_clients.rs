@@ -55,7 +55,7 @@ fn mbsync(rc: &Path) {
 #[test]
 fn mbsync_and_curl_interoperate() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut c = Cluster::start(tmp.path(), 3, 4, "");
+    let mut c = Cluster::start(tmp.path(), 3, 4);
     let leader = c.wait_leader(Duration::from_secs(30));
     let user = "user1@example.edu";
     deliver_many(&c.lmtp[leader], user, MESSAGES);

@@ -81,7 +81,7 @@ fn wait_inbox(c: &Cluster, nodes: &[usize], user: &str, want: &[Vec<u8>], within
 fn a_message_near_the_size_limit_reaches_every_replica_and_survives_a_leader_kill() {
     let tmp = tempfile::tempdir().unwrap();
     let limit = 32 << 20;
-    let mut c = Cluster::start_with(tmp.path(), 3, 2, "", &format!("message_max_bytes = {limit}"));
+    let mut c = Cluster::start_tuned(tmp.path(), 3, 2, |c| c.limits.message_max_bytes = limit);
     let leader = c.wait_leader(Duration::from_secs(30));
 
     let near_limit = big_message(1, limit - 4096);

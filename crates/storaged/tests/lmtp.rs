@@ -9,7 +9,10 @@ use support::{tree, Cluster, Lmtp};
 
 fn start() -> (tempfile::TempDir, Cluster) {
     let tmp = tempfile::tempdir().unwrap();
-    let c = Cluster::start_with(tmp.path(), 1, 3, "", "message_max_bytes = 65536\nrecipients_max = 2");
+    let c = Cluster::start_tuned(tmp.path(), 1, 3, |c| {
+        c.limits.message_max_bytes = 65536;
+        c.limits.recipients_max = 2;
+    });
     c.wait_leader(Duration::from_secs(30));
     (tmp, c)
 }

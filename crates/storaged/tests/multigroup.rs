@@ -9,13 +9,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use clusterkit::storage::{self, Listeners, NodeAddrs};
 use support::{tree, Lmtp};
 
 const GROUPS: [&str; 2] = ["hermes", "zeus"];
-
-fn free_port() -> String {
-    common::testing::free_addr()
-}
 
 fn user(group: usize, k: usize) -> String {
     format!("{}{k}@example.edu", GROUPS[group])
@@ -95,24 +92,16 @@ fn converged(root: &Path, nodes: &[usize], group: &str) -> std::collections::BTr
 fn one_process_hosts_replicas_of_two_groups() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let raft: Vec<String> = (0..3).map(|_| free_port()).collect();
-    let lmtp: Vec<String> = (0..3).map(|_| free_port()).collect();
-    let members: String =
-        (0..3).map(|i| format!("  {{ id = {}, raft = \"{}\", lmtp = \"{}\" }},\n", i + 1, raft[i], lmtp[i])).collect();
+    let nodes = NodeAddrs::cluster_on_free_ports(3, Listeners::default());
+    let lmtp: Vec<String> = nodes.iter().map(|n| n.lmtp.clone()).collect();
     let users: String = (0..4).flat_map(|k| (0..2).map(move |g| format!("{} {}\n", user(g, k), GROUPS[g]))).collect();
     std::fs::write(root.join("users.txt"), users).unwrap();
-    for i in 0..3 {
-        let groups: String =
-            GROUPS.iter().map(|g| format!("[[groups]]\nname = \"{g}\"\nmembers = [\n{members}]\n")).collect();
-        let cfg = format!(
-            "node_id = {id}\ndata_dir = \"data{id}\"\ncluster_key = \"{secret}\"\nusers_file = \"users.txt\"\n\
-             [listen]\nraft = \"{r}\"\nlmtp = \"{l}\"\n{groups}",
-            id = i + 1,
-            r = raft[i],
-            l = lmtp[i],
-            secret = support::CLUSTER_SECRET,
-        );
-        std::fs::write(root.join(format!("node{}.toml", i + 1)), cfg).unwrap();
+    let groups: Vec<_> = GROUPS.iter().map(|g| storage::group(g, &nodes)).collect();
+    for node in &nodes {
+        let mut cfg = storage::node_config(node, &groups);
+        cfg.cluster_key = Some(support::CLUSTER_SECRET.into());
+        cfg.users_file = Some("users.txt".into());
+        storage::write(&root.join(storage::file_name(node.id)), &cfg).unwrap();
     }
     let mut nodes = Nodes((0..3).map(|i| Some(spawn(root, i))).collect());
     let children = &mut nodes.0;

@@ -16,7 +16,7 @@ fn pop3_client(args: &[&str]) -> serde_json::Value {
 #[test]
 fn pop3_sessions_read_and_delete_and_uidls_survive_failover() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut c = Cluster::start(tmp.path(), 3, 4, "");
+    let mut c = Cluster::start(tmp.path(), 3, 4);
     let leader = c.wait_leader(Duration::from_secs(30));
     let user = "user1@example.edu";
     let mut files = Vec::new();

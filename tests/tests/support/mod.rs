@@ -65,8 +65,8 @@ pub struct Storage {
     pub pop3: Vec<String>,
     /// Admin listeners (status, outbound queue), keyed with [`CLUSTER_KEY`].
     pub admin: Vec<String>,
-    /// TOML added to every node's configuration.
-    tuning: String,
+    /// Applied to every node's configuration.
+    tune: fn(&mut storaged::config::Config),
     children: Vec<Option<Child>>,
 }
 
@@ -75,11 +75,11 @@ pub const CLUSTER_KEY: &str = "front tests";
 
 impl Storage {
     pub fn start(root: &Path) -> Self {
-        Self::start_with(root, "")
+        Self::start_tuned(root, |_| {})
     }
 
-    /// Three nodes with `tuning` (TOML sections such as `[raft]`) in every configuration.
-    pub fn start_with(root: &Path, tuning: &str) -> Self {
+    /// Three nodes, every configuration adjusted by `tune`.
+    pub fn start_tuned(root: &Path, tune: fn(&mut storaged::config::Config)) -> Self {
         let n = 3;
         let addrs = || (0..n).map(|_| free_addr()).collect::<Vec<_>>();
         let (raft, lmtp, imap, pop3, admin) = (addrs(), addrs(), addrs(), addrs(), addrs());
@@ -98,7 +98,7 @@ impl Storage {
             imap,
             pop3,
             admin,
-            tuning: tuning.to_string(),
+            tune,
             children: (0..n).map(|_| None).collect(),
         };
         for i in 0..n {
@@ -116,24 +116,28 @@ impl Storage {
 
     /// Node `i`'s configuration: a member of `groups`, which list every node known so far.
     fn write_config(&self, i: usize, groups: &[&str]) {
-        let members: String = (0..self.raft.len())
-            .map(|k| format!("  {{ id = {}, raft = \"{}\", lmtp = \"{}\" }},\n", k + 1, self.raft[k], self.lmtp[k]))
+        use clusterkit::storage;
+        let nodes: Vec<storage::NodeAddrs> = (0..self.raft.len())
+            .map(|k| storage::NodeAddrs {
+                id: k as u64 + 1,
+                raft: self.raft[k].clone(),
+                lmtp: self.lmtp[k].clone(),
+                imap: Some(self.imap[k].clone()),
+                pop3: Some(self.pop3[k].clone()),
+                imaps: None,
+                pop3s: None,
+                admin: Some(self.admin[k].clone()),
+            })
             .collect();
-        let groups: String =
-            groups.iter().map(|g| format!("[[groups]]\nname = \"{g}\"\nmembers = [\n{members}]\n")).collect();
-        let cfg = format!(
-            "node_id = {id}\ndata_dir = \"data{id}\"\ncluster_key_file = \"cluster.key\"\nusers_file = \"users.txt\"\n\
-             [listen]\nraft = \"{r}\"\nlmtp = \"{l}\"\nimap = \"{im}\"\npop3 = \"{p}\"\nadmin = \"{a}\"\n\
-             [auth]\nproxy_user = \"{PROXY_USER}\"\nproxy_password = \"{{PLAIN}}{PROXY_PASSWORD}\"\nfailure_delay_ms = 100\n{t}\n{groups}",
-            id = i + 1,
-            r = self.raft[i],
-            l = self.lmtp[i],
-            im = self.imap[i],
-            p = self.pop3[i],
-            a = self.admin[i],
-            t = self.tuning,
-        );
-        std::fs::write(self.root.join(format!("node{}.toml", i + 1)), cfg).unwrap();
+        let groups: Vec<_> = groups.iter().map(|g| storage::group(g, &nodes)).collect();
+        let mut cfg = storage::node_config(&nodes[i], &groups);
+        cfg.cluster_key_file = Some("cluster.key".into());
+        cfg.users_file = Some("users.txt".into());
+        cfg.auth.proxy_user = Some(PROXY_USER.into());
+        cfg.auth.proxy_password = Some(format!("{{PLAIN}}{PROXY_PASSWORD}"));
+        cfg.auth.failure_delay_ms = 100;
+        (self.tune)(&mut cfg);
+        storage::write(&self.root.join(storage::file_name(nodes[i].id)), &cfg).unwrap();
     }
 
     /// Configure (not start) one more node serving `groups`; its index (its id is one more).

@@ -35,68 +35,56 @@ fn free_port() -> u16 {
     common::testing::free_port()
 }
 
+use clusterkit::storage::{self, Listeners, NodeAddrs};
+use storaged::config::{Config, TlsConfig};
+
 impl Cluster {
     /// Write configs for `n` nodes of group "hermes" with `users` users and start them.
-    pub fn start(root: &Path, n: usize, users: usize, raft_extra: &str) -> Self {
-        Self::start_with(root, n, users, raft_extra, "")
+    pub fn start(root: &Path, n: usize, users: usize) -> Self {
+        Self::start_tuned(root, n, users, |_| {})
     }
 
-    /// As [`Cluster::start`], with extra `[limits]` settings.
-    pub fn start_with(root: &Path, n: usize, users: usize, raft_extra: &str, limits: &str) -> Self {
-        Self::start_opts(root, n, users, raft_extra, limits, false)
+    /// As [`Cluster::start`], with every node's configuration adjusted by `tune`.
+    pub fn start_tuned(root: &Path, n: usize, users: usize, tune: impl Fn(&mut Config)) -> Self {
+        Self::start_opts(root, n, users, tune, false)
     }
 
     /// A cluster that requires TLS for every password (no plaintext networks), with a
     /// self-signed certificate for 127.0.0.1 in `root/cert.pem` and implicit-TLS ports.
     pub fn start_tls(root: &Path, n: usize, users: usize) -> Self {
         clusterkit::certs::self_signed(root, &["127.0.0.1"]).unwrap();
-        Self::start_opts(root, n, users, "", "", true)
+        Self::start_opts(root, n, users, |_| {}, true)
     }
 
-    fn start_opts(root: &Path, n: usize, users: usize, raft_extra: &str, limits: &str, tls: bool) -> Self {
-        let raft: Vec<String> = (0..n).map(|_| format!("127.0.0.1:{}", free_port())).collect();
-        let lmtp: Vec<String> = (0..n).map(|_| format!("127.0.0.1:{}", free_port())).collect();
-        let pop3: Vec<String> = (0..n).map(|_| format!("127.0.0.1:{}", free_port())).collect();
-        let imap: Vec<String> = (0..n).map(|_| format!("127.0.0.1:{}", free_port())).collect();
-        let ports = |on: bool| -> Vec<String> {
-            if on {
-                (0..n).map(|_| format!("127.0.0.1:{}", free_port())).collect()
-            } else {
-                Vec::new()
-            }
-        };
-        let (imaps, pop3s) = (ports(tls), ports(tls));
-        let members: String = (0..n)
-            .map(|i| format!("  {{ id = {}, raft = \"{}\", lmtp = \"{}\" }},\n", i + 1, raft[i], lmtp[i]))
-            .collect();
+    fn start_opts(root: &Path, n: usize, users: usize, tune: impl Fn(&mut Config), tls: bool) -> Self {
+        let listeners = Listeners { imap: true, pop3: true, implicit_tls: tls, admin: false };
+        let nodes = NodeAddrs::cluster_on_free_ports(n, listeners);
+        let groups = [storage::group("hermes", &nodes)];
         let users_txt: String = (0..users).map(|u| format!("user{u}@example.edu {{PLAIN}}{}\n", password(u))).collect();
         std::fs::write(root.join("users.txt"), users_txt).unwrap();
         std::fs::write(root.join("cluster.key"), format!("{CLUSTER_SECRET}\n")).unwrap();
-        for i in 0..n {
-            let tls_cfg = if tls { "[tls]\ncert_file = \"cert.pem\"\nkey_file = \"key.pem\"\n" } else { "" };
-            let tls_listen =
-                if tls { format!("imaps = \"{}\"\npop3s = \"{}\"\n", imaps[i], pop3s[i]) } else { String::new() };
-            let plaintext = if tls { "plaintext_networks = []\n" } else { "" };
-            let cfg = format!(
-                "node_id = {id}\ndata_dir = \"data{id}\"\ncluster_key_file = \"cluster.key\"\nusers_file = \"users.txt\"\n\
-                 [listen]\nraft = \"{raft}\"\nlmtp = \"{lmtp}\"\npop3 = \"{pop3}\"\nimap = \"{imap}\"\n{tls_listen}[limits]\n{limits}\n[raft]\n{raft_extra}\n\
-                 [auth]\nproxy_user = \"{PROXY_USER}\"\nproxy_password = \"{{PLAIN}}{PROXY_PASSWORD}\"\nfailure_delay_ms = 100\n{plaintext}\
-                 {tls_cfg}[[groups]]\nname = \"hermes\"\nmembers = [\n{members}]\n",
-                id = i + 1,
-                raft = raft[i],
-                lmtp = lmtp[i],
-                pop3 = pop3[i],
-                imap = imap[i],
-            );
-            std::fs::write(root.join(format!("node{}.toml", i + 1)), cfg).unwrap();
+        for node in &nodes {
+            let mut cfg = storage::node_config(node, &groups);
+            cfg.cluster_key_file = Some("cluster.key".into());
+            cfg.users_file = Some("users.txt".into());
+            cfg.auth.proxy_user = Some(PROXY_USER.into());
+            cfg.auth.proxy_password = Some(format!("{{PLAIN}}{PROXY_PASSWORD}"));
+            cfg.auth.failure_delay_ms = 100;
+            if tls {
+                cfg.auth.plaintext_networks = Vec::new();
+                cfg.tls = Some(TlsConfig { cert_file: "cert.pem".into(), key_file: "key.pem".into() });
+            }
+            tune(&mut cfg);
+            storage::write(&root.join(storage::file_name(node.id)), &cfg).unwrap();
         }
+        let all = |f: fn(&NodeAddrs) -> Option<String>| -> Vec<String> { nodes.iter().filter_map(f).collect() };
         let mut c = Cluster {
             root: root.to_path_buf(),
-            lmtp,
-            pop3,
-            imap,
-            imaps,
-            pop3s,
+            lmtp: nodes.iter().map(|n| n.lmtp.clone()).collect(),
+            pop3: all(|n| n.pop3.clone()),
+            imap: all(|n| n.imap.clone()),
+            imaps: all(|n| n.imaps.clone()),
+            pop3s: all(|n| n.pop3s.clone()),
             children: (0..n).map(|_| None).collect(),
         };
         for i in 0..n {

@@ -8,6 +8,8 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use clusterkit::storage::{self, NodeAddrs};
+
 use super::net::{service_ip, Net};
 
 pub const GROUPS: [&str; 2] = ["hermes", "apollo"];
@@ -115,32 +117,35 @@ impl Cluster {
         let net = Net::build(tag, n)?;
         std::fs::write(dir.join("cluster.key"), CLUSTER_KEY)?;
         let addr = |i: usize, port: u16| format!("{}:{port}", service_ip(i));
-        let members: String = (1..=n)
-            .map(|i| {
-                format!("  {{ id = {i}, raft = \"{}\", lmtp = \"{}\" }},\n", addr(i, RAFT_PORT), addr(i, LMTP_PORT))
+        let specs: Vec<NodeAddrs> = (1..=n)
+            .map(|i| NodeAddrs {
+                id: i as u64,
+                raft: addr(i, RAFT_PORT),
+                lmtp: addr(i, LMTP_PORT),
+                imap: Some(addr(i, IMAP_PORT)),
+                pop3: None,
+                imaps: None,
+                pop3s: None,
+                admin: Some(addr(i, ADMIN_PORT)),
             })
             .collect();
-        let groups: String =
-            GROUPS.iter().map(|g| format!("[[groups]]\nname = \"{g}\"\nmembers = [\n{members}]\n")).collect();
+        let groups: Vec<_> = GROUPS.iter().map(|g| storage::group(g, &specs)).collect();
         let mut nodes = Vec::new();
         for i in 1..=n {
             let data = dir.join(format!("data{i}"));
             std::fs::create_dir_all(&data)?;
             let size = format!("size={NODE_DISK_BYTES}");
             run("mount", &["-t", "tmpfs", "-o", &size, "chaos-disk", &data.display().to_string()])?;
-            let cfg = format!(
-                "node_id = {i}\ndata_dir = \"data{i}\"\ncluster_key_file = \"cluster.key\"\n\
-                 [listen]\nraft = \"{}\"\nlmtp = \"{}\"\nimap = \"{}\"\nadmin = \"{}\"\n\
-                 [auth]\nproxy_user = \"frontd\"\nproxy_password = \"{{PLAIN}}{PROXY_PASSWORD}\"\n\
-                 plaintext_networks = [\"10.88.0.0/16\"]\nfailure_delay_ms = 100\n\
-                 [raft]\nsnapshot_every = 500\nkeep_logs = 100\n{groups}",
-                addr(i, RAFT_PORT),
-                addr(i, LMTP_PORT),
-                addr(i, IMAP_PORT),
-                addr(i, ADMIN_PORT),
-            );
-            let path = dir.join(format!("node{i}.toml"));
-            std::fs::write(&path, cfg)?;
+            let mut cfg = storage::node_config(&specs[i - 1], &groups);
+            cfg.cluster_key_file = Some("cluster.key".into());
+            cfg.auth.proxy_user = Some("frontd".into());
+            cfg.auth.proxy_password = Some(format!("{{PLAIN}}{PROXY_PASSWORD}"));
+            cfg.auth.plaintext_networks = vec!["10.88.0.0/16".into()];
+            cfg.auth.failure_delay_ms = 100;
+            cfg.raft.snapshot_every = 500;
+            cfg.raft.keep_logs = 100;
+            let path = dir.join(storage::file_name(i as u64));
+            storage::write(&path, &cfg)?;
             let cmd = ["ip", "netns", "exec", &net.ns(i)]
                 .iter()
                 .map(|s| s.to_string())

@@ -9,6 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use clusterkit::storage::{self, NodeAddrs};
 use common::password::{Digest, PasswordHash};
 use rand::distributions::{Alphanumeric, DistString};
 
@@ -151,25 +152,26 @@ impl Layout {
             let members: String = (1..=NODES).map(|i| format!("  {},\n", member(i))).collect();
             GROUPS.iter().map(|g| format!("[[groups]]\nname = \"{g}\"\nmembers = [\n{members}]\n")).collect()
         };
-        let storage_groups = groups(&|i| {
-            format!(
-                "{{ id = {i}, raft = \"{}\", lmtp = \"{}\" }}",
-                self.node(i, NodePort::Raft),
-                self.node(i, NodePort::Lmtp)
-            )
-        });
-        for i in 1..=NODES {
-            let cfg = format!(
-                "# made by mailctl up; rewritten on every start\nnode_id = {i}\ndata_dir = \"data{i}\"\n\
-                 cluster_key_file = \"cluster.key\"\n[listen]\nraft = \"{}\"\nadmin = \"{}\"\nlmtp = \"{}\"\nimap = \"{}\"\n\
-                 pop3 = \"{}\"\n[auth]\nproxy_user = \"frontd\"\nproxy_password = \"{proxy_hash}\"\n{storage_groups}",
-                self.node(i, NodePort::Raft),
-                self.node(i, NodePort::Admin),
-                self.node(i, NodePort::Lmtp),
-                self.node(i, NodePort::Imap),
-                self.node(i, NodePort::Pop3),
-            );
-            write_private(&self.node_config(i), &cfg)?;
+        let specs: Vec<NodeAddrs> = (1..=NODES)
+            .map(|i| NodeAddrs {
+                id: i as u64,
+                raft: self.node(i, NodePort::Raft),
+                lmtp: self.node(i, NodePort::Lmtp),
+                imap: Some(self.node(i, NodePort::Imap)),
+                pop3: Some(self.node(i, NodePort::Pop3)),
+                imaps: None,
+                pop3s: None,
+                admin: Some(self.node(i, NodePort::Admin)),
+            })
+            .collect();
+        let storage_groups: Vec<_> = GROUPS.iter().map(|g| storage::group(g, &specs)).collect();
+        for spec in &specs {
+            let mut cfg = storage::node_config(spec, &storage_groups);
+            cfg.cluster_key_file = Some("cluster.key".into());
+            cfg.auth.proxy_user = Some("frontd".into());
+            cfg.auth.proxy_password = Some(proxy_hash.clone());
+            storage::write(&self.node_config(spec.id as usize), &cfg)
+                .with_context(|| format!("writing {}", self.node_config(spec.id as usize).display()))?;
         }
         let front_groups = groups(&|i| {
             format!(
