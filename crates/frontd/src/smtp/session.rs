@@ -137,30 +137,6 @@ pub struct Session {
     auth: AuthState,
 }
 
-type Handler = fn(&mut Session, Request<Cow<'_, str>>) -> Step;
-
-/// The command table: verb → handler.
-const COMMANDS: &[(&str, Handler)] = &[
-    ("EHLO", Session::ehlo),
-    ("HELO", Session::ehlo),
-    ("LHLO", Session::not_lmtp),
-    ("STARTTLS", Session::starttls),
-    ("AUTH", Session::auth),
-    ("MAIL", Session::mail),
-    ("RCPT", Session::rcpt),
-    ("DATA", Session::data),
-    ("BDAT", Session::bdat),
-    ("RSET", Session::rset),
-    ("NOOP", Session::noop),
-    ("VRFY", Session::vrfy),
-    ("EXPN", Session::vrfy),
-    ("HELP", Session::help),
-    ("QUIT", Session::quit),
-    ("ETRN", Session::not_implemented),
-    ("ATRN", Session::not_implemented),
-    ("BURL", Session::not_implemented),
-];
-
 /// The reply when the body memory budget has no room (`super::memory`).
 fn no_room(why: super::memory::NoRoom) -> String {
     format!("452 4.3.1 {why}, try again later")
@@ -255,12 +231,7 @@ impl Session {
             with_lf.push(b'\n');
         }
         match Request::parse(&mut with_lf.iter()) {
-            Ok(request) => {
-                let verb = request.name();
-                let handler =
-                    COMMANDS.iter().find(|(v, _)| *v == verb).map(|(_, h)| *h).expect("every request has a verb");
-                handler(self, request)
-            }
+            Ok(request) => self.dispatch(request),
             Err(smtp_proto::Error::UnknownCommand) => reply("500 5.5.1 command unrecognized"),
             Err(smtp_proto::Error::InvalidSenderAddress) => reply("501 5.1.7 bad sender address syntax"),
             Err(smtp_proto::Error::InvalidRecipientAddress) => reply("501 5.1.3 bad recipient address syntax"),
@@ -273,12 +244,34 @@ impl Session {
         }
     }
 
-    fn ehlo(&mut self, request: Request<Cow<'_, str>>) -> Step {
-        let (host, extended) = match request {
-            Request::Ehlo { host } => (host, true),
-            Request::Helo { host } => (host, false),
-            _ => unreachable!("table"),
-        };
+    /// One handler per command: an exhaustive match, so a request smtp-proto adds cannot
+    /// go unanswered.
+    fn dispatch(&mut self, request: Request<Cow<'_, str>>) -> Step {
+        match request {
+            Request::Ehlo { host } => self.ehlo(host, true),
+            Request::Helo { host } => self.ehlo(host, false),
+            Request::Lhlo { .. } => reply("500 5.5.1 this is SMTP: use EHLO"),
+            Request::StartTls => self.starttls(),
+            Request::Auth { mechanism, initial_response } => self.auth(mechanism, initial_response),
+            Request::Mail { from } => self.mail(from),
+            Request::Rcpt { to } => self.rcpt(to),
+            Request::Data => self.data(),
+            Request::Bdat { chunk_size, is_last } => self.bdat(chunk_size, is_last),
+            Request::Rset => {
+                self.reset_transaction();
+                reply("250 2.0.0 reset")
+            }
+            Request::Noop { .. } => reply("250 2.0.0 ok"),
+            Request::Vrfy { .. } | Request::Expn { .. } => reply("252 2.5.0 cannot verify; send mail and see"),
+            Request::Help { .. } => reply("214 2.0.0 see RFC 5321"),
+            Request::Quit => Step::Close(format!("221 2.0.0 {} closing", self.settings.host)),
+            Request::Etrn { .. } | Request::Atrn { .. } | Request::Burl { .. } => {
+                reply("502 5.5.1 command not implemented")
+            }
+        }
+    }
+
+    fn ehlo(&mut self, host: Cow<'_, str>, extended: bool) -> Step {
         self.reset_transaction();
         if self.settings.mode == Mode::Mx && self.settings.helo_deny.iter().any(|p| wildcard(p, &host)) {
             self.helo = None;
@@ -313,19 +306,14 @@ impl Session {
         reply(text.join("\r\n"))
     }
 
-    fn not_lmtp(&mut self, _: Request<Cow<'_, str>>) -> Step {
-        reply("500 5.5.1 this is SMTP: use EHLO")
-    }
-
-    fn starttls(&mut self, _: Request<Cow<'_, str>>) -> Step {
+    fn starttls(&mut self) -> Step {
         if self.tls || !self.settings.tls_configured {
             return reply("503 5.5.1 TLS not available");
         }
         Step::StartTls("220 2.0.0 ready to start TLS".into())
     }
 
-    fn auth(&mut self, request: Request<Cow<'_, str>>) -> Step {
-        let Request::Auth { mechanism, initial_response } = request else { unreachable!("table") };
+    fn auth(&mut self, mechanism: u64, initial_response: Cow<'_, str>) -> Step {
         if self.settings.mode != Mode::Submission {
             return reply("503 5.5.1 AUTH is for the submission port");
         }
@@ -412,8 +400,7 @@ impl Session {
         }
     }
 
-    fn mail(&mut self, request: Request<Cow<'_, str>>) -> Step {
-        let Request::Mail { from } = request else { unreachable!("table") };
+    fn mail(&mut self, from: smtp_proto::MailFrom<Cow<'_, str>>) -> Step {
         if self.helo.is_none() {
             return reply("503 5.5.1 say EHLO first");
         }
@@ -477,8 +464,7 @@ impl Session {
         Some(self.settings.postmaster.clone().unwrap_or_else(|| format!("postmaster@{first_domain}")))
     }
 
-    fn rcpt(&mut self, request: Request<Cow<'_, str>>) -> Step {
-        let Request::Rcpt { to } = request else { unreachable!("table") };
+    fn rcpt(&mut self, to: smtp_proto::RcptTo<Cow<'_, str>>) -> Step {
         if self.from.is_none() {
             return reply("503 5.5.1 need MAIL first");
         }
@@ -536,7 +522,7 @@ impl Session {
         }
     }
 
-    fn data(&mut self, _: Request<Cow<'_, str>>) -> Step {
+    fn data(&mut self) -> Step {
         if self.body.is_some() {
             // Between BDAT chunks (RFC 3030 §2: DATA and BDAT never share a transaction).
             return reply("503 5.5.1 DATA after BDAT: send RSET first");
@@ -584,8 +570,7 @@ impl Session {
         }
     }
 
-    fn bdat(&mut self, request: Request<Cow<'_, str>>) -> Step {
-        let Request::Bdat { chunk_size, is_last } = request else { unreachable!("table") };
+    fn bdat(&mut self, chunk_size: usize, is_last: bool) -> Step {
         if self.from.is_none() || self.recipients.is_empty() && self.remote.is_empty() {
             // The chunk still follows and must be read and dropped.
             self.body = None;
@@ -672,31 +657,6 @@ impl Session {
             return reply("250 2.0.0 message accepted for some recipients; others refused it");
         }
         reply(replies.first().cloned().unwrap_or_else(|| "451 4.3.0 delivery failed".into()))
-    }
-
-    fn rset(&mut self, _: Request<Cow<'_, str>>) -> Step {
-        self.reset_transaction();
-        reply("250 2.0.0 reset")
-    }
-
-    fn noop(&mut self, _: Request<Cow<'_, str>>) -> Step {
-        reply("250 2.0.0 ok")
-    }
-
-    fn vrfy(&mut self, _: Request<Cow<'_, str>>) -> Step {
-        reply("252 2.5.0 cannot verify; send mail and see")
-    }
-
-    fn help(&mut self, _: Request<Cow<'_, str>>) -> Step {
-        reply("214 2.0.0 see RFC 5321")
-    }
-
-    fn quit(&mut self, _: Request<Cow<'_, str>>) -> Step {
-        Step::Close(format!("221 2.0.0 {} closing", self.settings.host))
-    }
-
-    fn not_implemented(&mut self, _: Request<Cow<'_, str>>) -> Step {
-        reply("502 5.5.1 command not implemented")
     }
 }
 
