@@ -119,8 +119,8 @@ fn main() -> anyhow::Result<()> {
     let slapd = Slapd::start_with(&dir, &ldif);
 
     let proxy = |c: &mut storaged::config::Config| {
-        c.auth.proxy_user = Some("frontd".into());
-        c.auth.proxy_password = Some("{PLAIN}proxy-pw".into());
+        c.proxy.user = Some("frontd".into());
+        c.proxy.password = Some("{PLAIN}proxy-pw".into());
     };
     let nodes = start_storaged_with(&dir, args.sessions, proxy, &mut procs).context("starting storaged")?;
     let members: String = nodes

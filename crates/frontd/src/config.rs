@@ -118,12 +118,7 @@ impl Default for SmtpSection {
 }
 
 /// The certificate clients see (STARTTLS, STLS, implicit TLS); re-read on SIGHUP.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsFiles {
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
-}
+pub use common::config::TlsFiles;
 
 /// An LDAP directory.
 #[derive(Debug, Clone, Deserialize)]
@@ -169,7 +164,7 @@ pub struct DirectorySection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendSection {
-    /// The proxy identity the storage nodes accept (their `auth.proxy_user`).
+    /// The proxy identity the storage nodes accept (their `[proxy] user`).
     pub proxy_user: String,
     /// Its password in clear (the storage nodes keep only a hash), or in a file.
     pub proxy_password: Option<String>,
@@ -186,26 +181,8 @@ fn default_route_timeout_ms() -> u64 {
     10_000
 }
 
-/// Login policy.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthSection {
-    /// Networks from which passwords may be sent without TLS.
-    pub plaintext_networks: Vec<String>,
-    pub failure_delay_ms: u64,
-    /// Failed logins per client address per minute (per account: three times as many).
-    pub failures_max: u32,
-}
-
-impl Default for AuthSection {
-    fn default() -> Self {
-        Self {
-            plaintext_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
-            failure_delay_ms: 2000,
-            failures_max: 10,
-        }
-    }
-}
+/// Login policy (`[auth]`, the same section as the storage nodes').
+pub use common::config::LoginPolicy;
 
 /// One storage node's addresses within a group.
 #[derive(Debug, Clone, Deserialize)]
@@ -305,7 +282,7 @@ pub struct Config {
     pub directory: DirectorySection,
     pub backend: BackendSection,
     #[serde(default)]
-    pub auth: AuthSection,
+    pub auth: LoginPolicy,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]

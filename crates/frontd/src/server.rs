@@ -6,7 +6,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use common::limiter::Policy;
 use common::line::{read_line_within, Line};
 use common::sasl::PlainCredentials;
 use common::tls::{Conn, Stream, Tls};
@@ -81,17 +80,8 @@ impl Front {
             }
             (None, None) => unreachable!("validated: one directory"),
         };
-        let networks = cfg
-            .auth
-            .plaintext_networks
-            .iter()
-            .map(|n| n.parse().map_err(ConfigError::Invalid))
-            .collect::<Result<Vec<_>, _>>()?;
-        let policy = Policy {
-            failure_delay: Duration::from_millis(cfg.auth.failure_delay_ms),
-            failures_max: cfg.auth.failures_max,
-            window: Duration::from_secs(60),
-        };
+        let networks = cfg.auth.networks().map_err(ConfigError::Invalid)?;
+        let policy = cfg.auth.throttling();
         let tls = match &cfg.tls {
             Some(files) => Some(Arc::new(Tls::load(&files.cert_file, &files.key_file)?)),
             None => None,

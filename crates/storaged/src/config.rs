@@ -47,66 +47,18 @@ pub struct Listen {
     pub admin: Option<String>,
 }
 
-/// The certificate the mail access protocols present (STARTTLS, STLS, implicit TLS).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
-}
+pub use common::config::{LoginPolicy, TlsFiles};
 
-/// Login policy of the mail access protocols.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The identity front nodes log in with on behalf of users (`[proxy]`): SASL PLAIN with the
+/// user as authorization identity, Dovecot's master-user pattern.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct AuthConfig {
-    /// The identity front nodes log in with on behalf of users (SASL PLAIN authzid).
+pub struct ProxyConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub proxy_user: Option<String>,
+    pub user: Option<String>,
     /// Its password hash, `{SCHEME}value`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub proxy_password: Option<String>,
-    /// Networks from which passwords may be sent without TLS.
-    pub plaintext_networks: Vec<String>,
-    /// Delay before answering a failed login.
-    pub failure_delay_ms: u64,
-    /// Failed logins per client address and minute before it is refused.
-    pub failures_max: u32,
-}
-
-impl Default for AuthConfig {
-    fn default() -> Self {
-        Self {
-            proxy_user: None,
-            proxy_password: None,
-            plaintext_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
-            failure_delay_ms: 2000,
-            failures_max: 10,
-        }
-    }
-}
-
-impl AuthConfig {
-    /// The authenticator this policy describes.
-    pub fn authenticator(&self) -> Result<crate::auth::Authenticator, ConfigError> {
-        use crate::auth::{Authenticator, Network, PasswordHash, Policy, ProxyCredential};
-        let bad = |m: String| ConfigError::Invalid(format!("auth: {m}"));
-        let proxy = match (&self.proxy_user, &self.proxy_password) {
-            (None, None) => None,
-            (Some(user), Some(hash)) => Some(ProxyCredential {
-                user: user.clone(),
-                password: PasswordHash::parse(hash).map_err(|e| bad(e.to_string()))?,
-            }),
-            _ => return Err(bad("set both proxy_user and proxy_password, or neither".into())),
-        };
-        let networks =
-            self.plaintext_networks.iter().map(|n| n.parse::<Network>()).collect::<Result<Vec<_>, _>>().map_err(bad)?;
-        let policy = Policy {
-            failure_delay: std::time::Duration::from_millis(self.failure_delay_ms),
-            failures_max: self.failures_max,
-            window: std::time::Duration::from_secs(60),
-        };
-        Ok(Authenticator::new(proxy, networks, policy))
-    }
+    pub password: Option<String>,
 }
 
 /// Protocol limits.
@@ -223,9 +175,11 @@ pub struct Config {
     #[serde(default)]
     pub raft: RaftTuning,
     #[serde(default)]
-    pub auth: AuthConfig,
+    pub auth: LoginPolicy,
+    #[serde(default)]
+    pub proxy: ProxyConfig,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tls: Option<TlsConfig>,
+    pub tls: Option<TlsFiles>,
     pub groups: Vec<GroupConfig>,
     #[serde(default)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -252,11 +206,27 @@ impl Config {
             listen,
             limits: Limits::default(),
             raft: RaftTuning::default(),
-            auth: AuthConfig::default(),
+            auth: LoginPolicy::default(),
+            proxy: ProxyConfig::default(),
             tls: None,
             groups,
             aoe: None,
         }
+    }
+
+    /// The authenticator of the mail access protocols: `[auth]`'s policy and `[proxy]`.
+    pub fn authenticator(&self) -> Result<crate::auth::Authenticator, ConfigError> {
+        use crate::auth::{Authenticator, PasswordHash, ProxyCredential};
+        let bad = |m: String| ConfigError::Invalid(format!("auth: {m}"));
+        let proxy = match (&self.proxy.user, &self.proxy.password) {
+            (None, None) => None,
+            (Some(user), Some(hash)) => Some(ProxyCredential {
+                user: user.clone(),
+                password: PasswordHash::parse(hash).map_err(|e| bad(e.to_string()))?,
+            }),
+            _ => return Err(bad("[proxy]: set both user and password, or neither".into())),
+        };
+        Ok(Authenticator::new(proxy, self.auth.networks().map_err(bad)?, self.auth.throttling()))
     }
 
     /// The configuration as TOML, as [`Config::load`] reads it back.
@@ -323,7 +293,7 @@ impl Config {
         if self.limits.message_max_bytes > crate::mailstore::store::MESSAGE_MAX {
             return bad(format!("limits.message_max_bytes above {}", crate::mailstore::store::MESSAGE_MAX));
         }
-        self.auth.authenticator()?;
+        self.authenticator()?;
         if self.tls.is_none() && (self.listen.imaps.is_some() || self.listen.pop3s.is_some()) {
             return bad("listen.imaps/pop3s need a [tls] section".into());
         }

@@ -86,7 +86,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         cfg: cfg.clone(),
         key: key.clone(),
         users: std::sync::RwLock::new(Arc::new(users)),
-        auth: cfg.auth.authenticator()?,
+        auth: cfg.authenticator()?,
         limits: cfg.limits.clone(),
         tls,
         stopping: tokio::sync::watch::Sender::new(false),

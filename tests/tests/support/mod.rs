@@ -133,8 +133,8 @@ impl Storage {
         let mut cfg = storage::node_config(&nodes[i], &groups);
         cfg.cluster_key_file = Some("cluster.key".into());
         cfg.users_file = Some("users.txt".into());
-        cfg.auth.proxy_user = Some(PROXY_USER.into());
-        cfg.auth.proxy_password = Some(format!("{{PLAIN}}{PROXY_PASSWORD}"));
+        cfg.proxy.user = Some(PROXY_USER.into());
+        cfg.proxy.password = Some(format!("{{PLAIN}}{PROXY_PASSWORD}"));
         cfg.auth.failure_delay_ms = 100;
         (self.tune)(&mut cfg);
         storage::write(&self.root.join(storage::file_name(nodes[i].id)), &cfg).unwrap();

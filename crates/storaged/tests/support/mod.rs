@@ -36,7 +36,7 @@ fn free_port() -> u16 {
 }
 
 use clusterkit::storage::{self, Listeners, NodeAddrs};
-use storaged::config::{Config, TlsConfig};
+use storaged::config::{Config, TlsFiles};
 
 impl Cluster {
     /// Write configs for `n` nodes of group "hermes" with `users` users and start them.
@@ -67,12 +67,12 @@ impl Cluster {
             let mut cfg = storage::node_config(node, &groups);
             cfg.cluster_key_file = Some("cluster.key".into());
             cfg.users_file = Some("users.txt".into());
-            cfg.auth.proxy_user = Some(PROXY_USER.into());
-            cfg.auth.proxy_password = Some(format!("{{PLAIN}}{PROXY_PASSWORD}"));
+            cfg.proxy.user = Some(PROXY_USER.into());
+            cfg.proxy.password = Some(format!("{{PLAIN}}{PROXY_PASSWORD}"));
             cfg.auth.failure_delay_ms = 100;
             if tls {
                 cfg.auth.plaintext_networks = Vec::new();
-                cfg.tls = Some(TlsConfig { cert_file: "cert.pem".into(), key_file: "key.pem".into() });
+                cfg.tls = Some(TlsFiles { cert_file: "cert.pem".into(), key_file: "key.pem".into() });
             }
             tune(&mut cfg);
             storage::write(&root.join(storage::file_name(node.id)), &cfg).unwrap();

@@ -138,8 +138,8 @@ impl Cluster {
             run("mount", &["-t", "tmpfs", "-o", &size, "chaos-disk", &data.display().to_string()])?;
             let mut cfg = storage::node_config(&specs[i - 1], &groups);
             cfg.cluster_key_file = Some("cluster.key".into());
-            cfg.auth.proxy_user = Some("frontd".into());
-            cfg.auth.proxy_password = Some(format!("{{PLAIN}}{PROXY_PASSWORD}"));
+            cfg.proxy.user = Some("frontd".into());
+            cfg.proxy.password = Some(format!("{{PLAIN}}{PROXY_PASSWORD}"));
             cfg.auth.plaintext_networks = vec!["10.88.0.0/16".into()];
             cfg.auth.failure_delay_ms = 100;
             cfg.raft.snapshot_every = 500;

@@ -168,8 +168,8 @@ impl Layout {
         for spec in &specs {
             let mut cfg = storage::node_config(spec, &storage_groups);
             cfg.cluster_key_file = Some("cluster.key".into());
-            cfg.auth.proxy_user = Some("frontd".into());
-            cfg.auth.proxy_password = Some(proxy_hash.clone());
+            cfg.proxy.user = Some("frontd".into());
+            cfg.proxy.password = Some(proxy_hash.clone());
             storage::write(&self.node_config(spec.id as usize), &cfg)
                 .with_context(|| format!("writing {}", self.node_config(spec.id as usize).display()))?;
         }

@@ -1,0 +1,74 @@
+//! Configuration sections both daemons read, with one set of names and one meaning:
+//! `[tls]` (the certificate clients see) and `[auth]` (the login policy). What this must
+//! never do: accept a key it does not know (a typo in a security setting is an error).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::limiter::Policy;
+use crate::network::Network;
+
+/// The certificate and key clients are shown (STARTTLS, STLS, implicit TLS).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// How logins are policed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginPolicy {
+    /// Networks from which passwords may be sent without TLS.
+    pub plaintext_networks: Vec<String>,
+    /// Delay before answering a failed login.
+    pub failure_delay_ms: u64,
+    /// Failed logins per client address and minute before it is refused (per account:
+    /// three times as many).
+    pub failures_max: u32,
+}
+
+impl Default for LoginPolicy {
+    fn default() -> Self {
+        Self {
+            plaintext_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            failure_delay_ms: 2000,
+            failures_max: 10,
+        }
+    }
+}
+
+/// Failures are counted per minute.
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+impl LoginPolicy {
+    /// The plaintext networks, parsed; the first bad one is the error.
+    pub fn networks(&self) -> Result<Vec<Network>, String> {
+        self.plaintext_networks.iter().map(|n| n.parse::<Network>()).collect()
+    }
+
+    /// The throttling this policy describes.
+    pub fn throttling(&self) -> Policy {
+        Policy {
+            failure_delay: Duration::from_millis(self.failure_delay_ms),
+            failures_max: self.failures_max,
+            window: FAILURE_WINDOW,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_parse_and_nonsense_is_an_error() {
+        assert_eq!(LoginPolicy::default().networks().unwrap().len(), 2);
+        let bad = LoginPolicy { plaintext_networks: vec!["nonsense".into()], ..LoginPolicy::default() };
+        assert!(bad.networks().is_err());
+        assert_eq!(LoginPolicy::default().throttling().failures_max, 10);
+    }
+}
