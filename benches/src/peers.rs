@@ -20,6 +20,8 @@ pub struct Node {
     pub pid: u32,
     pub lmtp: String,
     pub imap: String,
+    /// Every listener, for a front's cluster map (`clusterkit::front::groups`).
+    pub addrs: NodeAddrs,
 }
 
 /// Start a 3-node storaged group "bench" serving `users` users (`user{n}@example.edu`).
@@ -56,7 +58,7 @@ pub fn start_storaged_with(
             Command::new(&bin).arg("--config").arg(&path).env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(log),
         )?;
         let imap = spec.imap.clone().expect("an IMAP listener");
-        nodes.push(Node { pid: child.id(), lmtp: spec.lmtp.clone(), imap });
+        nodes.push(Node { pid: child.id(), lmtp: spec.lmtp.clone(), imap, addrs: spec.clone() });
         procs.0.push(child);
     }
     Ok(nodes)

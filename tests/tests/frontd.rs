@@ -16,13 +16,16 @@ use support::*;
 
 const INJECTIONS: [&str; 7] = ["*", "*)(uid=*", "alice)(uid=*", "\\00", "al*", "*)(|(mail=*", "alice\\2a"];
 
-fn ldap_directory(root: &Path, slapd: &Slapd) -> String {
+fn ldap_directory(root: &Path, slapd: &Slapd) -> frontd::config::DirectorySection {
     std::fs::write(root.join("ldap.pw"), format!("{LDAP_BIND_PASSWORD}\n")).unwrap();
-    format!(
-        "[directory.ldap]\nurl = \"{}\"\nbase = \"dc=example,dc=edu\"\nbind_dn = \"{LDAP_BIND_DN}\"\n\
-         bind_password_file = \"ldap.pw\"\ncache_ttl_s = 1\ntimeout_ms = 2000\n",
-        slapd.url
-    )
+    let ldap = frontd::config::LdapSection {
+        bind_dn: Some(LDAP_BIND_DN.into()),
+        bind_password_file: Some("ldap.pw".into()),
+        cache_ttl_s: 1,
+        timeout_ms: 2000,
+        ..frontd::config::LdapSection::new(slapd.url.clone(), "dc=example,dc=edu")
+    };
+    frontd::config::DirectorySection { ldif: None, ldap: Some(ldap) }
 }
 
 fn subjects(v: &serde_json::Value) -> Vec<String> {
@@ -78,7 +81,7 @@ fn ldap_directory_routes_users_and_follows_changes_and_outages() {
     let storage = Storage::start(root);
     storage.deliver("alice@example.edu", "for alice");
     storage.deliver("bob@example.edu", "for bob");
-    let front = Front::start(root, &storage, &ldap_directory(root, &slapd));
+    let front = Front::start(root, &storage, ldap_directory(root, &slapd));
 
     users_land_on_their_own_mailhost(&front);
 
@@ -125,7 +128,7 @@ fn ldif_directory_routes_users_and_follows_the_file() {
     storage.deliver("bob@example.edu", "for bob");
     let ldif = std::fs::read_to_string(fixture("users.ldif")).unwrap();
     std::fs::write(root.join("users.ldif"), &ldif).unwrap();
-    let front = Front::start(root, &storage, "[directory]\nldif = \"users.ldif\"\n");
+    let front = Front::start(root, &storage, ldif_directory());
 
     users_land_on_their_own_mailhost(&front);
 
@@ -143,7 +146,7 @@ fn a_dead_leader_drops_the_session_and_a_reconnect_lands_on_the_new_one() {
     storage.deliver("alice@example.edu", "before failover");
     let ldif = std::fs::read_to_string(fixture("users.ldif")).unwrap();
     std::fs::write(root.join("users.ldif"), &ldif).unwrap();
-    let front = Front::start(root, &storage, "[directory]\nldif = \"users.ldif\"\n");
+    let front = Front::start(root, &storage, ldif_directory());
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/front_client.py");
     let mut hold = Command::new("python3")
@@ -205,7 +208,7 @@ fn imaplib_scenario_and_mbsync_pass_through_the_proxy() {
         })
         .collect();
     std::fs::write(root.join("users.ldif"), users).unwrap();
-    let front = Front::start(root, &storage, "[directory]\nldif = \"users.ldif\"\n");
+    let front = Front::start(root, &storage, ldif_directory());
 
     // The storaged interop scenario, unchanged, against the front.
     let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/storaged/tests/py/imap_client.py");
@@ -279,7 +282,7 @@ fn tls_is_required_for_passwords_and_certificates_reload_on_sighup() {
     let storage = Storage::start(root);
     let ldif = std::fs::read_to_string(fixture("users.ldif")).unwrap();
     std::fs::write(root.join("users.ldif"), &ldif).unwrap();
-    let front = Front::start_tls(root, &storage, "[directory]\nldif = \"users.ldif\"\n");
+    let front = Front::start_tls(root, &storage, ldif_directory());
 
     // The storaged TLS checks, unchanged, against the front: no password before TLS,
     // STARTTLS/STLS and implicit TLS work, plaintext pipelined after STARTTLS is dropped.
@@ -321,7 +324,7 @@ async fn deliveries_are_routed_by_mailhost_to_each_groups_leader() {
     let directory = Directory::Ldif(std::sync::Arc::new(LdifDirectory::open(&root.join("users.ldif")).unwrap()));
     let cluster = std::sync::Arc::new(frontd::cluster::ClusterMap::new(&storage.group_sections()));
     let router = Router::new(directory, cluster, Some(storage.cluster_key()), Duration::from_secs(30));
-    let front = Front::start(root, &storage, "[directory]\nldif = \"users.ldif\"\n");
+    let front = Front::start(root, &storage, ldif_directory());
     let message = |subject: &str| format!("From: s@example.org\r\nSubject: {subject}\r\n\r\n.hello\r\n").into_bytes();
     let codes = |replies: &[String]| replies.iter().map(|r| r[..3].to_string()).collect::<Vec<_>>();
 
@@ -426,8 +429,16 @@ fn sessions_are_capped_per_user_and_connections_per_address() {
     let root = tmp.path();
     let storage = Storage::start(root);
     std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
-    let limits = "sessions_per_user_max = 2\nconnections_per_address_max = 4";
-    let front = Front::start_with_limits(root, &storage, "[directory]\nldif = \"users.ldif\"\n", limits);
+    let tune: Tune = Box::new(|c| {
+        c.limits.sessions_per_user_max = 2;
+        c.limits.connections_per_address_max = 4;
+    });
+    let front = Front::start_opts(
+        root,
+        &storage,
+        ldif_directory(),
+        FrontOptions { tune: Some(tune), ..FrontOptions::default() },
+    );
 
     let first = raw_login(&front.imap, "alice", "alice-pw").expect("first session");
     let _second = raw_login(&front.imap, "alice@example.edu", "alice-pw").expect("second session");
@@ -460,7 +471,7 @@ fn a_front_started_before_its_storage_nodes_still_offers_their_capabilities() {
         storage.kill(i);
     }
     std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
-    let front = Front::start(root, &storage, "[directory]\nldif = \"users.ldif\"\n");
+    let front = Front::start(root, &storage, ldif_directory());
     // The nodes come back a moment after a client has connected.
     std::thread::sleep(Duration::from_millis(500));
     let mut raw = std::net::TcpStream::connect(&front.imap).unwrap();

@@ -89,8 +89,9 @@ fn deeply_nested_mime_from_a_stranger_is_served_flattened_and_no_node_dies() {
     let root = tmp.path();
     let storage = Storage::start(root);
     std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
-    let options = FrontOptions { smtp: format!("message_max_bytes = {}", 32 << 20), ..FrontOptions::default() };
-    let front = Front::start_opts(root, &storage, "[directory]\nldif = \"users.ldif\"\n", options);
+    let tune: Tune = Box::new(|c| c.smtp.message_max_bytes = 32 << 20);
+    let options = FrontOptions { tune: Some(tune), ..FrontOptions::default() };
+    let front = Front::start_opts(root, &storage, ldif_directory(), options);
     wait_listening(&front.smtp, "frontd MX");
 
     let messages = [nested_messages(50_000), nested_messages(500_000), nested_multiparts(50_000)];
@@ -149,7 +150,7 @@ fn a_login_name_cannot_forge_a_log_line() {
     let root = tmp.path();
     let storage = Storage::start(root);
     std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
-    let front = Front::start(root, &storage, "[directory]\nldif = \"users.ldif\"\n");
+    let front = Front::start(root, &storage, ldif_directory());
     let name = b"mallory\r\nFORGED login accepted user=root";
     let out = raw(
         &front.imap,
@@ -243,8 +244,9 @@ fn postmaster_with_or_without_a_domain_is_delivered() {
     let root = tmp.path();
     let storage = Storage::start(root);
     std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
-    let options = FrontOptions { smtp: "postmaster = \"alice@example.edu\"".into(), ..FrontOptions::default() };
-    let front = Front::start_opts(root, &storage, "[directory]\nldif = \"users.ldif\"\n", options);
+    let tune: Tune = Box::new(|c| c.smtp.postmaster = Some("alice@example.edu".into()));
+    let options = FrontOptions { tune: Some(tune), ..FrontOptions::default() };
+    let front = Front::start_opts(root, &storage, ldif_directory(), options);
     wait_listening(&front.smtp, "frontd MX");
     std::thread::sleep(Duration::from_millis(400)); // the MX greet delay
     for (to, subject) in [("postmaster", "bare postmaster"), ("PostMaster@example.edu", "domain postmaster")] {

@@ -48,13 +48,14 @@ fn a_message_near_the_size_limit_is_delivered_relayed_through_the_queue_and_move
     let options = FrontOptions {
         tls: true,
         plaintext_loopback: true,
-        queue: Some(format!(
-            "retry_min_s = 1\nretry_max_s = 2\npoll_ms = 200\nlease_s = 120\nroutes = {{ \"remote.test\" = \"{remote}\" }}"
-        )),
-        smtp: format!("message_max_bytes = {}", 32 << 20),
+        queue: Some(QueueSection {
+            routes: [("remote.test".to_string(), remote.clone())].into_iter().collect(),
+            ..fast_queue(120)
+        }),
+        tune: Some(Box::new(|c| c.smtp.message_max_bytes = 32 << 20)),
         ..FrontOptions::default()
     };
-    let front = Front::start_opts(root, &storage, "[directory]\nldif = \"users.ldif\"\n", options);
+    let front = Front::start_opts(root, &storage, ldif_directory(), options);
     wait_listening(&front.submission, "frontd submission");
 
     let ca = root.join("cert.pem");

@@ -73,7 +73,7 @@ fn abusive_clients_get_errors_the_daemons_stay_bounded_and_others_are_served() {
     let root = tmp.path();
     let storage = Storage::start(root);
     std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
-    let front = Front::start(root, &storage, "[directory]\nldif = \"users.ldif\"\n");
+    let front = Front::start(root, &storage, ldif_directory());
     wait_listening(&front.smtp, "frontd SMTP");
     assert!(mx_send(&front.smtp, "alice@example.edu", "before the swarm"));
 
@@ -191,12 +191,14 @@ fn unfinished_giant_transactions_stay_within_the_body_budget_and_slow_senders_ar
     let root = tmp.path();
     let storage = Storage::start(root);
     std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
-    let smtp = format!(
-        "message_max_bytes = {}\ntransactions_per_address_max = 8\ndata_rate_grace_s = 3\ndata_rate_min_bytes_per_s = 1000",
-        32 << 20
-    );
-    let options = FrontOptions { smtp, ..FrontOptions::default() };
-    let front = Front::start_opts(root, &storage, "[directory]\nldif = \"users.ldif\"\n", options);
+    let tune: Tune = Box::new(|c| {
+        c.smtp.message_max_bytes = 32 << 20;
+        c.smtp.transactions_per_address_max = 8;
+        c.smtp.data_rate_grace_s = 3;
+        c.smtp.data_rate_min_bytes_per_s = 1000;
+    });
+    let options = FrontOptions { tune: Some(tune), ..FrontOptions::default() };
+    let front = Front::start_opts(root, &storage, ldif_directory(), options);
     wait_listening(&front.smtp, "frontd SMTP");
 
     // The slow sender: DATA, then a short line a second.

@@ -76,11 +76,8 @@ fn a_user_moves_online_keeping_uids_flags_and_modseqs_and_losing_nothing() {
     let root = root.as_path();
     let storage = Storage::start(root);
     std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
-    let options = FrontOptions {
-        queue: Some("retry_min_s = 1\nretry_max_s = 2\npoll_ms = 200\nlease_s = 30".into()),
-        ..FrontOptions::default()
-    };
-    let front = Front::start_opts(root, &storage, "[directory]\nldif = \"users.ldif\"\n", options);
+    let options = FrontOptions { queue: Some(fast_queue(30)), ..FrontOptions::default() };
+    let front = Front::start_opts(root, &storage, ldif_directory(), options);
     wait_listening(&front.smtp, "frontd SMTP");
     let subjects: Vec<String> = (0..seeded).map(|k| format!("seed {k}")).collect();
     storage.deliver_sized("alice@example.edu", &subjects, body_bytes);
@@ -213,8 +210,8 @@ fn a_dead_node_is_replaced_by_remove_node_and_add_node_while_the_group_serves() 
     let _front = Front::start_opts(
         root,
         &storage,
-        "[directory]\nldif = \"users.ldif\"\n",
-        FrontOptions { queue: Some(String::new()), ..FrontOptions::default() },
+        ldif_directory(),
+        FrontOptions { queue: Some(QueueSection::default()), ..FrontOptions::default() },
     );
     let batch = |storage: &Storage, from: usize, n: usize| {
         let subjects: Vec<String> = (from..from + n).map(|k| format!("m{k}")).collect();
@@ -299,8 +296,8 @@ fn an_interrupted_move_resumes_or_rolls_back_and_the_user_is_never_split() {
     let front = Front::start_opts(
         root,
         &storage,
-        "[directory]\nldif = \"users.ldif\"\n",
-        FrontOptions { queue: Some(String::new()), ..FrontOptions::default() },
+        ldif_directory(),
+        FrontOptions { queue: Some(QueueSection::default()), ..FrontOptions::default() },
     );
     let seeded = 2000;
     let subjects: Vec<String> = (0..seeded).map(|k| format!("seed {k}")).collect();
@@ -351,9 +348,10 @@ fn a_new_mailhost_is_created_at_runtime_and_survives_restarts() {
     let mut storage = Storage::start(root);
     std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
     // The front already routes zeus (dave's mailHost) to the three nodes, which lack it.
-    let options =
-        FrontOptions { queue: Some(String::new()), groups: storage.front_group("zeus"), ..FrontOptions::default() };
-    let front = Front::start_opts(root, &storage, "[directory]\nldif = \"users.ldif\"\n", options);
+    let zeus = storage.group_section("zeus");
+    let tune: Tune = Box::new(move |c| c.groups.insert(0, zeus.clone()));
+    let options = FrontOptions { queue: Some(QueueSection::default()), tune: Some(tune), ..FrontOptions::default() };
+    let front = Front::start_opts(root, &storage, ldif_directory(), options);
     wait_listening(&front.smtp, "frontd SMTP");
     let members: Vec<String> = (0..3).map(|i| format!("{},{},{}", i + 1, storage.raft[i], storage.lmtp[i])).collect();
     let mut args = vec!["group", "add", "zeus"];
@@ -395,12 +393,15 @@ fn with_an_ldap_directory_the_move_flips_mail_host_on_the_ldap_server() {
     let storage = Storage::start(root);
     std::fs::write(root.join("ldap.pw"), format!("{LDAP_BIND_PASSWORD}\n")).unwrap();
     std::fs::write(root.join("admin.pw"), "admin-pw\n").unwrap();
-    let directory = format!(
-        "[directory.ldap]\nurl = \"{}\"\nbase = \"dc=example,dc=edu\"\nbind_dn = \"{LDAP_BIND_DN}\"\n\
-         bind_password_file = \"ldap.pw\"\ncache_ttl_s = 120\ntimeout_ms = 2000\n",
-        slapd.url
-    );
-    let front = Front::start_opts(root, &storage, &directory, FrontOptions::default());
+    let ldap = LdapSection {
+        bind_dn: Some(LDAP_BIND_DN.into()),
+        bind_password_file: Some("ldap.pw".into()),
+        cache_ttl_s: 120,
+        timeout_ms: 2000,
+        ..LdapSection::new(slapd.url.clone(), "dc=example,dc=edu")
+    };
+    let directory = DirectorySection { ldif: None, ldap: Some(ldap) };
+    let front = Front::start_opts(root, &storage, directory, FrontOptions::default());
     let subjects: Vec<String> = (0..30).map(|k| format!("ldap {k}")).collect();
     storage.deliver_many("alice@example.edu", &subjects);
     let mail_host = || {

@@ -34,9 +34,8 @@ fn queued(storage: &Storage) -> Vec<QueueItem> {
     all
 }
 
-fn queue_settings(routes: &BTreeMap<&str, String>) -> String {
-    let routes: Vec<String> = routes.iter().map(|(d, a)| format!("\"{d}\" = \"{a}\"")).collect();
-    format!("retry_min_s = 1\nretry_max_s = 2\npoll_ms = 200\nlease_s = 30\nroutes = {{ {} }}", routes.join(", "))
+fn queue_settings(routes: &BTreeMap<&str, String>) -> QueueSection {
+    QueueSection { routes: routes.iter().map(|(d, a)| (d.to_string(), a.clone())).collect(), ..fast_queue(30) }
 }
 
 #[test]
@@ -49,16 +48,18 @@ fn remote_mail_waits_for_its_server_and_arrives_once_and_refusals_bounce() {
     let _refusing = Sink::start(root, "refusing", &refusing, Some("550 5.1.1 no such user here"));
     let routes = BTreeMap::from([("remote.test", remote.clone()), ("bounce.test", refusing.clone())]);
     // dave's mailHost, zeus, has no running node: his mail must wait in the queue.
-    let zeus = format!("[[groups]]\nname = \"zeus\"\nmembers = [{{ id = 9, lmtp = \"{}\" }}]\n", free_addr());
+    let zeus = GroupSection {
+        name: "zeus".into(),
+        members: vec![MemberSection { id: 9, imap: None, pop3: None, lmtp: Some(free_addr()), admin: None }],
+    };
     let options = FrontOptions {
         tls: true,
         plaintext_loopback: true,
-        queue: Some(format!("{}\ngroups = [\"hermes\", \"apollo\"]", queue_settings(&routes))),
+        queue: Some(QueueSection { groups: vec!["hermes".into(), "apollo".into()], ..queue_settings(&routes) }),
         route_timeout_ms: Some(3000),
-        groups: zeus,
-        ..FrontOptions::default()
+        tune: Some(Box::new(move |c| c.groups.insert(0, zeus.clone()))),
     };
-    let front = Front::start_opts(root, &storage, "[directory]\nldif = \"users.ldif\"\n", options);
+    let front = Front::start_opts(root, &storage, ldif_directory(), options);
     wait_listening(&front.submission, "frontd submission");
     let ca = root.join("cert.pem");
     let auth = ["--starttls", "--ca", ca.to_str().unwrap(), "--user", "alice@example.edu", "--password", "alice-pw"];
@@ -158,12 +159,11 @@ fn killing_the_queue_leader_during_a_burst_loses_and_duplicates_nothing() {
     let sink = Sink::start(root, "remote", &remote, None);
     let options = FrontOptions {
         // Loopback clients may relay through the MX (an IP rule), so the burst needs no AUTH.
-        smtp: "[[smtp.rules]]\nnetwork = \"127.0.0.0/8\"\naction = \"allow\"\nrelay = true\ngreet_delay_ms = 0\n"
-            .into(),
+        tune: Some(Box::new(|c| c.smtp.rules.push(rule("127.0.0.0/8", "allow", Some(0), true)))),
         queue: Some(queue_settings(&BTreeMap::from([("remote.test", remote.clone())]))),
         ..FrontOptions::default()
     };
-    let front = Front::start_opts(root, &storage, "[directory]\nldif = \"users.ldif\"\n", options);
+    let front = Front::start_opts(root, &storage, ldif_directory(), options);
     wait_listening(&front.smtp, "frontd SMTP");
     // The queue group is the first in preference: hermes. Find its leader by LMTP.
     let leader = storage.leader_for("alice@example.edu");

@@ -35,7 +35,7 @@ fn smtp_clients_deliver_and_every_accepted_message_is_read_once() {
     let root = tmp.path();
     let storage = Storage::start(root);
     std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
-    let front = Front::start_with_certificate(root, &storage, "[directory]\nldif = \"users.ldif\"\n");
+    let front = Front::start_with_certificate(root, &storage, ldif_directory());
     wait_listening(&front.smtp, "frontd SMTP");
     let ca = root.join("cert.pem");
     let ca = ca.to_str().unwrap();
@@ -208,7 +208,7 @@ fn smuggling_gives_one_message_or_a_refusal_never_two() {
     let root = tmp.path();
     let storage = Storage::start(root);
     std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
-    let front = Front::start(root, &storage, "[directory]\nldif = \"users.ldif\"\n");
+    let front = Front::start(root, &storage, ldif_directory());
     wait_listening(&front.smtp, "frontd SMTP");
 
     let separators: [&[u8]; 8] =
@@ -248,7 +248,7 @@ fn smtp_source_sessions_deliver_each_message_exactly_once() {
     let root = tmp.path();
     let storage = Storage::start(root);
     std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
-    let front = Front::start(root, &storage, "[directory]\nldif = \"users.ldif\"\n");
+    let front = Front::start(root, &storage, ldif_directory());
     wait_listening(&front.smtp, "frontd SMTP");
     storage.leader_for("alice@example.edu");
 
@@ -315,15 +315,17 @@ fn blocklists_ip_rules_and_deny_patterns_guard_the_mx() {
     let rbl = Rbldnsd::start(root, "bl.test", "127.0.0.1");
     let storage = Storage::start(root);
     std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
-    let smtp = format!(
-        "dnsbl_zones = [\"bl.test\"]\ndns_servers = [\"{}\"]\nhelo_deny = [\"*.dynamic.example.net\"]\n\
-         mail_from_deny = [\"*@spam.example\"]\n\
-         [[smtp.rules]]\nnetwork = \"127.0.0.3\"\naction = \"deny\"\n\
-         [[smtp.rules]]\nnetwork = \"127.0.0.4\"\naction = \"allow\"\ngreet_delay_ms = 0\n",
-        rbl.addr
-    );
-    let options = FrontOptions { smtp, ..FrontOptions::default() };
-    let front = Front::start_opts(root, &storage, "[directory]\nldif = \"users.ldif\"\n", options);
+    let dns = rbl.addr.clone();
+    let tune: Tune = Box::new(move |c| {
+        c.smtp.dnsbl_zones = vec!["bl.test".into()];
+        c.smtp.dns_servers = vec![dns.clone()];
+        c.smtp.helo_deny = vec!["*.dynamic.example.net".into()];
+        c.smtp.mail_from_deny = vec!["*@spam.example".into()];
+        c.smtp.rules.push(rule("127.0.0.3", "deny", None, false));
+        c.smtp.rules.push(rule("127.0.0.4", "allow", Some(0), false));
+    });
+    let options = FrontOptions { tune: Some(tune), ..FrontOptions::default() };
+    let front = Front::start_opts(root, &storage, ldif_directory(), options);
     wait_listening(&front.smtp, "frontd SMTP");
     storage.leader_for("alice@example.edu");
     let send = |source: &str, from: &str, subject: &str| {

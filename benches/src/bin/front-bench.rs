@@ -14,7 +14,9 @@ use benches::paired::{median_by, paired};
 use benches::peers::{frontd_binary, spawn_frontd, start_storaged_with, PASSWORD};
 use benches::procs::{free_port, Procs};
 use clap::Parser;
+use clusterkit::front;
 use common::password::{Digest, PasswordHash};
+use frontd::config::{BackendSection, DirectorySection, LdapSection};
 use tests::slapd::{Slapd, LDAP_BIND_DN, LDAP_BIND_PASSWORD};
 use tools::imap_client::Client;
 use tools::imap_load::{run, Load, LoadStats};
@@ -123,21 +125,23 @@ fn main() -> anyhow::Result<()> {
         c.proxy.password = Some("{PLAIN}proxy-pw".into());
     };
     let nodes = start_storaged_with(&dir, args.sessions, proxy, &mut procs).context("starting storaged")?;
-    let members: String = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| format!("  {{ id = {}, imap = \"{}\", lmtp = \"{}\" }},\n", i + 1, n.imap, n.lmtp))
-        .collect();
     std::fs::write(dir.join("ldap.pw"), LDAP_BIND_PASSWORD)?;
     let front_imap = format!("127.0.0.1:{}", free_port());
-    let cfg = format!(
-        "[listen]\nimap = \"{front_imap}\"\n[directory.ldap]\nurl = \"{}\"\nbase = \"dc=example,dc=edu\"\n\
-         bind_dn = \"{LDAP_BIND_DN}\"\nbind_password_file = \"ldap.pw\"\ncache_ttl_s = 600\nconnections = 8\n\
-         [backend]\nproxy_user = \"frontd\"\nproxy_password = \"proxy-pw\"\n[limits]\nconnections_max = 4096\n\
-         [[groups]]\nname = \"bench\"\nmembers = [\n{members}]\n",
-        slapd.url
-    );
-    std::fs::write(dir.join("frontd.toml"), cfg)?;
+    let ldap = LdapSection {
+        bind_dn: Some(LDAP_BIND_DN.into()),
+        bind_password_file: Some("ldap.pw".into()),
+        cache_ttl_s: 600,
+        connections: 8,
+        ..LdapSection::new(slapd.url.clone(), "dc=example,dc=edu")
+    };
+    let mut backend = BackendSection::new("frontd");
+    backend.proxy_password = Some("proxy-pw".into());
+    let addrs: Vec<_> = nodes.iter().map(|n| n.addrs.clone()).collect();
+    let directory = DirectorySection { ldif: None, ldap: Some(ldap) };
+    let mut cfg = front::front_config(directory, backend, front::groups(&["bench"], &addrs));
+    cfg.listen.imap = Some(front_imap.clone());
+    cfg.limits.connections_max = 4096;
+    front::write(&dir.join("frontd.toml"), &cfg)?;
     let start_front = || spawn_frontd(&frontd, &dir);
     let mut front = start_front()?;
 

@@ -19,6 +19,8 @@ use benches::paired::{median_by, paired};
 use benches::peers::{frontd_binary, spawn_frontd, start_dovecot, start_postfix, start_storaged};
 use benches::procs::{free_port, Procs};
 use clap::Parser;
+use clusterkit::front;
+use frontd::config::{BackendSection, DirectorySection};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -86,18 +88,17 @@ fn main() -> anyhow::Result<()> {
         })
         .collect();
     std::fs::write(ours_dir.join("users.ldif"), ldif)?;
-    let members: String =
-        nodes.iter().enumerate().map(|(i, n)| format!("  {{ id = {}, lmtp = \"{}\" }},\n", i + 1, n.lmtp)).collect();
     let front_smtp = format!("127.0.0.1:{}", free_port());
     std::fs::write(ours_dir.join("cluster.key"), benches::peers::CLUSTER_SECRET)?;
-    std::fs::write(
-        ours_dir.join("frontd.toml"),
-        format!(
-            "[listen]\nsmtp = \"{front_smtp}\"\n[directory]\nldif = \"users.ldif\"\n[backend]\nproxy_user = \"frontd\"\n\
-             proxy_password = \"unused\"\ncluster_key_file = \"cluster.key\"\n[limits]\nconnections_max = 4096\n[smtp]\nlocal_domains = [\"example.edu\"]\n\
-             [[groups]]\nname = \"bench\"\nmembers = [\n{members}]\n"
-        ),
-    )?;
+    let addrs: Vec<_> = nodes.iter().map(|n| n.addrs.clone()).collect();
+    let mut backend = BackendSection::new("frontd");
+    backend.proxy_password = Some("unused".into());
+    backend.cluster_key_file = Some("cluster.key".into());
+    let mut cfg = front::front_config(DirectorySection::ldif("users.ldif"), backend, front::groups(&["bench"], &addrs));
+    cfg.listen.smtp = Some(front_smtp.clone());
+    cfg.limits.connections_max = 4096;
+    cfg.smtp.local_domains = vec!["example.edu".into()];
+    front::write(&ours_dir.join("frontd.toml"), &cfg)?;
     procs.0.push(spawn_frontd(&frontd, &ours_dir)?);
 
     // The peer: Postfix in front of Dovecot.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use directory::LdapConfig;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Configuration errors.
 #[derive(Debug, thiserror::Error)]
@@ -20,23 +20,30 @@ pub enum ConfigError {
 }
 
 /// Where frontd listens; every listener is optional.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Listen {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub imap: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub imaps: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pop3: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pop3s: Option<String>,
     /// SMTP for the Internet (MX, port 25 style): no AUTH.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub smtp: Option<String>,
     /// Submission with STARTTLS (587 style): AUTH required.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub submission: Option<String>,
     /// Submission over implicit TLS (465 style).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub submissions: Option<String>,
 }
 
 /// SMTP policy shared by the SMTP listeners.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SmtpSection {
     /// Domains whose users live here; anything else is relaying, allowed only to
@@ -60,6 +67,7 @@ pub struct SmtpSection {
     pub rules: Vec<RuleSection>,
     /// The mailbox `postmaster` and `postmaster@` each local domain are delivered to
     /// (RFC 5321 §4.5.1); by default `postmaster@` the first local domain.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub postmaster: Option<String>,
     /// Message bodies held in memory by every SMTP connection together (`452 4.3.1` when
     /// full; big messages leave the last eighth to small ones).
@@ -76,7 +84,7 @@ pub struct SmtpSection {
 }
 
 /// One IP rule of the MX.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleSection {
     /// `10.0.0.0/8`, `192.0.2.7`, `::1/128`.
@@ -87,6 +95,7 @@ pub struct RuleSection {
     #[serde(default)]
     pub skip_dnsbl: bool,
     /// A greet delay of their own.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub greet_delay_ms: Option<u64>,
     /// These clients may send to remote domains without AUTH (needs `[queue]`).
     #[serde(default)]
@@ -121,16 +130,20 @@ impl Default for SmtpSection {
 pub use common::config::TlsFiles;
 
 /// An LDAP directory.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LdapSection {
     pub url: String,
     pub base: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bind_dn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bind_password_file: Option<PathBuf>,
     #[serde(default)]
     pub starttls: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user_filter: Option<String>,
     #[serde(default)]
     pub bind_auth: bool,
@@ -153,27 +166,32 @@ fn default_ldap_connections() -> usize {
 }
 
 /// The directory: an LDIF file or an LDAP server.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DirectorySection {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ldif: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ldap: Option<LdapSection>,
 }
 
 /// How frontd logs in on the storage nodes.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendSection {
     /// The proxy identity the storage nodes accept (their `[proxy] user`).
     pub proxy_user: String,
     /// Its password in clear (the storage nodes keep only a hash), or in a file.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy_password: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy_password_file: Option<PathBuf>,
     /// How long to look for a group's leader before a temporary failure.
     #[serde(default = "default_route_timeout_ms")]
     pub route_timeout_ms: u64,
     /// The storage nodes' shared secret (their `cluster_key_file`): LMTP delivery proves it
     /// (`AUTH X-MAILSTORE-CLUSTER`), and the queue and admin protocols are keyed with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster_key_file: Option<PathBuf>,
 }
 
@@ -185,21 +203,25 @@ fn default_route_timeout_ms() -> u64 {
 pub use common::config::LoginPolicy;
 
 /// One storage node's addresses within a group.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemberSection {
     pub id: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub imap: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pop3: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub lmtp: Option<String>,
     /// The node's admin listener (status, outbound queue).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub admin: Option<String>,
 }
 
 /// The outbound queue: mail that cannot be delivered at once (recipients on several
 /// mailhosts, a mailhost down, remote domains) is queued on a storage group and delivered
 /// by the queue runner of any front.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueSection {
     /// The cluster secret, to speak the storage nodes' admin protocol.
@@ -245,14 +267,14 @@ impl Default for QueueSection {
 }
 
 /// A mailhost group and its members.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupSection {
     pub name: String,
     pub members: Vec<MemberSection>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Client connections per listener at once.
@@ -270,7 +292,7 @@ impl Default for Limits {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The name in greetings.
@@ -278,6 +300,7 @@ pub struct Config {
     pub host: String,
     #[serde(default)]
     pub listen: Listen,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsFiles>,
     pub directory: DirectorySection,
     pub backend: BackendSection,
@@ -287,12 +310,76 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub smtp: SmtpSection,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub queue: Option<QueueSection>,
     pub groups: Vec<GroupSection>,
 }
 
 fn default_host() -> String {
     "frontd".into()
+}
+
+impl DirectorySection {
+    /// An LDIF file.
+    pub fn ldif(path: impl Into<PathBuf>) -> Self {
+        Self { ldif: Some(path.into()), ldap: None }
+    }
+}
+
+impl LdapSection {
+    /// A server at `url` with entries under `base`, every other setting at its default.
+    pub fn new(url: impl Into<String>, base: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            base: base.into(),
+            bind_dn: None,
+            bind_password_file: None,
+            starttls: false,
+            ca_file: None,
+            user_filter: None,
+            bind_auth: false,
+            cache_ttl_s: default_cache_ttl_s(),
+            timeout_ms: default_ldap_timeout_ms(),
+            connections: default_ldap_connections(),
+        }
+    }
+}
+
+impl BackendSection {
+    /// Logging in as `proxy_user` (its password still to be set), the other settings default.
+    pub fn new(proxy_user: impl Into<String>) -> Self {
+        Self {
+            proxy_user: proxy_user.into(),
+            proxy_password: None,
+            proxy_password_file: None,
+            route_timeout_ms: default_route_timeout_ms(),
+            cluster_key_file: None,
+        }
+    }
+}
+
+impl Config {
+    /// A front with every optional setting at its default (no listeners): what builders
+    /// start from (crate `clusterkit`), so a new setting with a default needs no other edit.
+    pub fn new(directory: DirectorySection, backend: BackendSection, groups: Vec<GroupSection>) -> Self {
+        Self {
+            host: default_host(),
+            listen: Listen::default(),
+            tls: None,
+            directory,
+            backend,
+            auth: LoginPolicy::default(),
+            limits: Limits::default(),
+            smtp: SmtpSection::default(),
+            queue: None,
+            groups,
+        }
+    }
+
+    /// The configuration as TOML, as [`Config::load`] reads it back.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a configuration always serializes")
+    }
 }
 
 fn read_secret(path: &Path) -> Result<String, ConfigError> {

@@ -13,6 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use frontd::config::TlsFiles;
+// The configuration types tests adjust a front with (each test file uses some).
+#[allow(unused_imports)]
+pub use frontd::config::{BackendSection, DirectorySection, GroupSection, LdapSection, MemberSection, QueueSection};
+
 #[allow(unused_imports)] // each test file uses a different part
 pub use tests::slapd::{fixture, Slapd, LDAP_BIND_DN, LDAP_BIND_PASSWORD};
 
@@ -114,11 +119,10 @@ impl Storage {
         s
     }
 
-    /// Node `i`'s configuration: a member of `groups`, which list every node known so far.
-    fn write_config(&self, i: usize, groups: &[&str]) {
-        use clusterkit::storage;
-        let nodes: Vec<storage::NodeAddrs> = (0..self.raft.len())
-            .map(|k| storage::NodeAddrs {
+    /// Every node's listeners.
+    fn node_addrs(&self) -> Vec<clusterkit::storage::NodeAddrs> {
+        (0..self.raft.len())
+            .map(|k| clusterkit::storage::NodeAddrs {
                 id: k as u64 + 1,
                 raft: self.raft[k].clone(),
                 lmtp: self.lmtp[k].clone(),
@@ -128,7 +132,13 @@ impl Storage {
                 pop3s: None,
                 admin: Some(self.admin[k].clone()),
             })
-            .collect();
+            .collect()
+    }
+
+    /// Node `i`'s configuration: a member of `groups`, which list every node known so far.
+    fn write_config(&self, i: usize, groups: &[&str]) {
+        use clusterkit::storage;
+        let nodes = self.node_addrs();
         let groups: Vec<_> = groups.iter().map(|g| storage::group(g, &nodes)).collect();
         let mut cfg = storage::node_config(&nodes[i], &groups);
         cfg.cluster_key_file = Some("cluster.key".into());
@@ -182,40 +192,14 @@ impl Storage {
         self.children[i].is_some()
     }
 
-    /// frontd's `[[groups]]`: every node serves both groups.
-    pub fn front_groups(&self) -> String {
-        GROUPS.iter().map(|g| self.front_group(g)).collect()
-    }
-
-    /// One frontd `[[groups]]` table: `name` served by every node.
-    pub fn front_group(&self, name: &str) -> String {
-        let members: String = (0..self.imap.len())
-            .map(|i| {
-                format!(
-                    "  {{ id = {}, imap = \"{}\", pop3 = \"{}\", lmtp = \"{}\", admin = \"{}\" }},\n",
-                    i + 1,
-                    self.imap[i],
-                    self.pop3[i],
-                    self.lmtp[i],
-                    self.admin[i]
-                )
-            })
-            .collect();
-        format!("[[groups]]\nname = \"{name}\"\nmembers = [\n{members}]\n")
-    }
-
-    /// The cluster map frontd would be configured with.
+    /// The cluster map frontd is configured with: every group served by every node.
     pub fn group_sections(&self) -> Vec<frontd::config::GroupSection> {
-        let members: Vec<frontd::config::MemberSection> = (0..self.imap.len())
-            .map(|i| frontd::config::MemberSection {
-                id: i as u64 + 1,
-                imap: Some(self.imap[i].clone()),
-                pop3: Some(self.pop3[i].clone()),
-                lmtp: Some(self.lmtp[i].clone()),
-                admin: Some(self.admin[i].clone()),
-            })
-            .collect();
-        GROUPS.iter().map(|g| frontd::config::GroupSection { name: g.to_string(), members: members.clone() }).collect()
+        clusterkit::front::groups(&GROUPS, &self.node_addrs())
+    }
+
+    /// One more group `name` served by every node, for a front's cluster map.
+    pub fn group_section(&self, name: &str) -> frontd::config::GroupSection {
+        clusterkit::front::groups(&[name], &self.node_addrs()).remove(0)
     }
 
     /// The node leading the group `to` lives in (its LMTP accepts `to`), waiting if needed.
@@ -349,84 +333,104 @@ pub fn make_certificate(root: &Path) {
     clusterkit::certs::self_signed(root, &["127.0.0.1"]).unwrap();
 }
 
+/// Adjusts a front's configuration (SMTP policy, limits, more groups, ...).
+pub type Tune = Box<dyn Fn(&mut frontd::config::Config)>;
+
 /// How to start a [`Front`] beyond the defaults.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct FrontOptions {
     /// A fresh self-signed certificate, implicit-TLS listeners, SMTP AUTH.
     pub tls: bool,
     /// With `tls`: still allow passwords without TLS from loopback.
     pub plaintext_loopback: bool,
-    /// More keys of `[smtp]` (and `[[smtp.rules]]` tables after them).
-    pub smtp: String,
-    /// More sections at the end (`[limits]`, ...).
-    pub extra: String,
-    /// Keys of a `[queue]` section (the cluster key file is added); `None`: no queue.
-    pub queue: Option<String>,
+    /// Applied last to the configuration.
+    pub tune: Option<Tune>,
+    /// A `[queue]` (its cluster key file is filled in); `None`: no queue.
+    pub queue: Option<QueueSection>,
     /// `[backend] route_timeout_ms` (20 s if not given).
     pub route_timeout_ms: Option<u64>,
-    /// More `[[groups]]` tables, before the storage cluster's.
-    pub groups: String,
+}
+
+/// An SMTP rule for clients in `network`.
+pub fn rule(network: &str, action: &str, greet_delay_ms: Option<u64>, relay: bool) -> frontd::config::RuleSection {
+    frontd::config::RuleSection {
+        network: network.into(),
+        action: action.into(),
+        skip_dnsbl: false,
+        greet_delay_ms,
+        relay,
+    }
+}
+
+/// The LDIF directory `users.ldif` next to the configuration.
+pub fn ldif_directory() -> DirectorySection {
+    DirectorySection::ldif("users.ldif")
+}
+
+/// A queue that retries fast, as tests want: 1-2 s retries, 200 ms polls, `lease_s` leases.
+pub fn fast_queue(lease_s: u32) -> QueueSection {
+    QueueSection { retry_min_s: 1, retry_max_s: 2, poll_ms: 200, lease_s, ..QueueSection::default() }
 }
 
 impl Front {
-    /// Start frontd with `directory` (a `[directory]` TOML section) in front of `storage`;
-    /// passwords without TLS are fine from loopback.
-    pub fn start(root: &Path, storage: &Storage, directory: &str) -> Self {
+    /// Start frontd reading `directory` in front of `storage`; passwords without TLS are fine
+    /// from loopback.
+    pub fn start(root: &Path, storage: &Storage, directory: DirectorySection) -> Self {
         Self::start_opts(root, storage, directory, FrontOptions::default())
     }
 
     /// As [`Front::start`] with a certificate (STARTTLS, implicit TLS, SMTP AUTH), still
     /// allowing passwords without TLS from loopback.
-    pub fn start_with_certificate(root: &Path, storage: &Storage, directory: &str) -> Self {
+    pub fn start_with_certificate(root: &Path, storage: &Storage, directory: DirectorySection) -> Self {
         let options = FrontOptions { tls: true, plaintext_loopback: true, ..FrontOptions::default() };
-        Self::start_opts(root, storage, directory, options)
-    }
-
-    /// As [`Front::start`] with a `[limits]` section.
-    pub fn start_with_limits(root: &Path, storage: &Storage, directory: &str, limits: &str) -> Self {
-        let options = FrontOptions { extra: format!("[limits]\n{limits}\n"), ..FrontOptions::default() };
         Self::start_opts(root, storage, directory, options)
     }
 
     /// As [`Front::start`] with a fresh self-signed certificate, implicit-TLS listeners,
     /// and no network where passwords may travel without TLS.
-    pub fn start_tls(root: &Path, storage: &Storage, directory: &str) -> Self {
+    pub fn start_tls(root: &Path, storage: &Storage, directory: DirectorySection) -> Self {
         Self::start_opts(root, storage, directory, FrontOptions { tls: true, ..FrontOptions::default() })
     }
 
-    pub fn start_opts(root: &Path, storage: &Storage, directory: &str, options: FrontOptions) -> Self {
-        let FrontOptions { tls, plaintext_loopback, smtp: smtp_extra, extra, queue, route_timeout_ms, groups } =
-            options;
-        let route_timeout_ms = route_timeout_ms.unwrap_or(20_000);
-        let queue = queue.map(|q| format!("[queue]\n{q}\n")).unwrap_or_default();
+    pub fn start_opts(root: &Path, storage: &Storage, directory: DirectorySection, options: FrontOptions) -> Self {
+        let FrontOptions { tls, plaintext_loopback, tune, queue, route_timeout_ms } = options;
         if tls {
             make_certificate(root);
         }
         let (imap, pop3, imaps, pop3s) = (free_addr(), free_addr(), free_addr(), free_addr());
         let (smtp, submission) = (free_addr(), free_addr());
-        let tls_cfg = if tls {
-            format!(
-                "imaps = \"{imaps}\"\npop3s = \"{pop3s}\"\n[tls]\ncert_file = \"cert.pem\"\nkey_file = \"key.pem\"\n"
-            )
-        } else {
-            String::new()
-        };
-        // With a certificate, passwords need TLS unless loopback is allowed explicitly.
-        let plaintext = if tls && !plaintext_loopback { "plaintext_networks = []\n" } else { "" };
+        let mut backend = BackendSection::new(PROXY_USER);
+        backend.proxy_password = Some(PROXY_PASSWORD.into());
+        backend.route_timeout_ms = route_timeout_ms.unwrap_or(20_000);
+        backend.cluster_key_file = Some(storage.key_file());
+        let mut cfg = clusterkit::front::front_config(directory, backend, storage.group_sections());
+        cfg.host = "front.example.edu".into();
+        cfg.listen.imap = Some(imap.clone());
+        cfg.listen.pop3 = Some(pop3.clone());
+        cfg.listen.smtp = Some(smtp.clone());
+        cfg.listen.submission = Some(submission.clone());
+        if tls {
+            cfg.listen.imaps = Some(imaps.clone());
+            cfg.listen.pop3s = Some(pop3s.clone());
+            cfg.tls = Some(TlsFiles { cert_file: "cert.pem".into(), key_file: "key.pem".into() });
+            // With a certificate, passwords need TLS unless loopback is allowed explicitly.
+            if !plaintext_loopback {
+                cfg.auth.plaintext_networks = Vec::new();
+            }
+        }
+        cfg.smtp.local_domains = vec!["example.edu".into()];
+        cfg.smtp.greet_delay_ms = 300;
         // Small unless a test asks for frontd's own default (or another limit).
-        let size_limit = if smtp_extra.contains("message_max_bytes") { "" } else { "message_max_bytes = 1000000\n" };
-        let cfg = format!(
-            "host = \"front.example.edu\"\n[listen]\nimap = \"{imap}\"\npop3 = \"{pop3}\"\nsmtp = \"{smtp}\"\n\
-             submission = \"{submission}\"\n{tls_cfg}{directory}\n\
-             [smtp]\nlocal_domains = [\"example.edu\"]\ngreet_delay_ms = 300\n{size_limit}\
-             domain_aliases = {{ \"mail.example.edu\" = \"example.edu\" }}\n{smtp_extra}\n\
-             [backend]\nproxy_user = \"{PROXY_USER}\"\nproxy_password = \"{PROXY_PASSWORD}\"\nroute_timeout_ms = {route_timeout_ms}\ncluster_key_file = \"{key}\"\n\
-             [auth]\nfailure_delay_ms = 50\nfailures_max = 50\n{plaintext}{extra}{queue}{groups}{}",
-            storage.front_groups(),
-            key = storage.key_file().display(),
-        );
+        cfg.smtp.message_max_bytes = 1_000_000;
+        cfg.smtp.domain_aliases.insert("mail.example.edu".into(), "example.edu".into());
+        cfg.auth.failure_delay_ms = 50;
+        cfg.auth.failures_max = 50;
+        cfg.queue = queue.map(|q| QueueSection { cluster_key_file: storage.key_file(), ..q });
+        if let Some(tune) = tune {
+            tune(&mut cfg);
+        }
         let path = root.join("frontd.toml");
-        std::fs::write(&path, cfg).unwrap();
+        clusterkit::front::write(&path, &cfg).unwrap();
         let log = root.join("frontd.log");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sys-frontd"));
         cmd.arg("--config").arg(&path).env("RUST_LOG", "info");

@@ -8,7 +8,9 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use clusterkit::front;
 use clusterkit::storage::{self, NodeAddrs};
+use frontd::config::{BackendSection, DirectorySection, QueueSection};
 
 use super::net::{service_ip, Net};
 
@@ -165,30 +167,33 @@ impl Cluster {
             .collect();
         std::fs::write(dir.join("users.ldif"), ldif)?;
         std::fs::write(dir.join("proxy.pw"), PROXY_PASSWORD)?;
-        let front_members: String = (1..=n)
-            .map(|i| {
-                format!(
-                    "  {{ id = {i}, imap = \"{}\", lmtp = \"{}\", admin = \"{}\" }},\n",
-                    addr(i, IMAP_PORT),
-                    addr(i, LMTP_PORT),
-                    addr(i, ADMIN_PORT)
-                )
-            })
-            .collect();
-        let front_groups: String =
-            GROUPS.iter().map(|g| format!("[[groups]]\nname = \"{g}\"\nmembers = [\n{front_members}]\n")).collect();
+        // The fronts reach the nodes' IMAP, LMTP and admin listeners (no POP3 here).
+        let front_groups = front::groups(&GROUPS, &specs);
         let (mut fronts, mut front_smtp, mut front_imap) = (Vec::new(), Vec::new(), Vec::new());
         for f in 1..=FRONTS {
             let (smtp, imap) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
-            let front_cfg = format!(
-            "host = \"front{f}.chaos.test\"\n[listen]\nsmtp = \"{smtp}\"\nimap = \"{imap}\"\n[directory]\nldif = \"users.ldif\"\n\
-             [backend]\nproxy_user = \"frontd\"\nproxy_password_file = \"proxy.pw\"\nroute_timeout_ms = 15000\ncluster_key_file = \"cluster.key\"\n\
-             [auth]\nfailure_delay_ms = 10\nfailures_max = 100000\n[limits]\nsessions_per_user_max = 1000\n\
-             [smtp]\nlocal_domains = [\"chaos.test\"]\n\
-             [queue]\nretry_min_s = 1\nretry_max_s = 4\npoll_ms = 300\nlease_s = 20\n{front_groups}"
-        );
+            let mut backend = BackendSection::new("frontd");
+            backend.proxy_password_file = Some("proxy.pw".into());
+            backend.route_timeout_ms = 15_000;
+            backend.cluster_key_file = Some("cluster.key".into());
+            let mut cfg = front::front_config(DirectorySection::ldif("users.ldif"), backend, front_groups.clone());
+            cfg.host = format!("front{f}.chaos.test");
+            cfg.listen.smtp = Some(smtp.clone());
+            cfg.listen.imap = Some(imap.clone());
+            cfg.auth.failure_delay_ms = 10;
+            cfg.auth.failures_max = 100_000;
+            cfg.limits.sessions_per_user_max = 1000;
+            cfg.smtp.local_domains = vec!["chaos.test".into()];
+            cfg.queue = Some(QueueSection {
+                cluster_key_file: "cluster.key".into(),
+                retry_min_s: 1,
+                retry_max_s: 4,
+                poll_ms: 300,
+                lease_s: 20,
+                ..QueueSection::default()
+            });
             let front_path = dir.join(format!("frontd{f}.toml"));
-            std::fs::write(&front_path, front_cfg)?;
+            front::write(&front_path, &cfg)?;
             fronts.push(Daemon {
                 cmd: vec![
                     exe.display().to_string(),

@@ -9,8 +9,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use clusterkit::front;
 use clusterkit::storage::{self, NodeAddrs};
 use common::password::{Digest, PasswordHash};
+use frontd::config::{BackendSection, DirectorySection, QueueSection, TlsFiles};
 use rand::distributions::{Alphanumeric, DistString};
 
 /// The mailhosts (Raft groups) of the local cluster; every node serves both.
@@ -148,10 +150,6 @@ impl Layout {
             self.write_certificates()?;
         }
         let proxy_hash = PasswordHash::salted(Digest::Sha512, &proxy_password).to_stored();
-        let groups = |member: &dyn Fn(usize) -> String| -> String {
-            let members: String = (1..=NODES).map(|i| format!("  {},\n", member(i))).collect();
-            GROUPS.iter().map(|g| format!("[[groups]]\nname = \"{g}\"\nmembers = [\n{members}]\n")).collect()
-        };
         let specs: Vec<NodeAddrs> = (1..=NODES)
             .map(|i| NodeAddrs {
                 id: i as u64,
@@ -173,31 +171,28 @@ impl Layout {
             storage::write(&self.node_config(spec.id as usize), &cfg)
                 .with_context(|| format!("writing {}", self.node_config(spec.id as usize).display()))?;
         }
-        let front_groups = groups(&|i| {
-            format!(
-                "{{ id = {i}, imap = \"{}\", pop3 = \"{}\", lmtp = \"{}\", admin = \"{}\" }}",
-                self.node(i, NodePort::Imap),
-                self.node(i, NodePort::Pop3),
-                self.node(i, NodePort::Lmtp),
-                self.node(i, NodePort::Admin)
-            )
-        });
-        let front = format!(
-            "# made by mailctl up; rewritten on every start\nhost = \"localhost\"\n[listen]\nimap = \"{}\"\nimaps = \"{}\"\n\
-             pop3 = \"{}\"\npop3s = \"{}\"\nsmtp = \"{}\"\nsubmission = \"{}\"\nsubmissions = \"{}\"\n\
-             [tls]\ncert_file = \"cert.pem\"\nkey_file = \"key.pem\"\n\
-             [directory]\nldif = \"users.ldif\"\n[backend]\nproxy_user = \"frontd\"\nproxy_password_file = \"proxy.pw\"\ncluster_key_file = \"cluster.key\"\n\
-             [auth]\nfailure_delay_ms = 1000\n[smtp]\nlocal_domains = [\"example.edu\"]\npostmaster = \"alice@example.edu\"\n\
-             [queue]\n{front_groups}",
-            self.front_imap(),
-            self.front_imaps(),
-            self.front_pop3(),
-            self.front_pop3s(),
-            self.front_smtp(),
-            self.front_submission(),
-            self.front_submissions(),
-        );
-        write_private(&self.front_config(), &front)?;
+        let mut backend = BackendSection::new("frontd");
+        backend.proxy_password_file = Some("proxy.pw".into());
+        backend.cluster_key_file = Some("cluster.key".into());
+        let mut front =
+            front::front_config(DirectorySection::ldif("users.ldif"), backend, front::groups(&GROUPS, &specs));
+        front.host = "localhost".into();
+        front.listen = frontd::config::Listen {
+            imap: Some(self.front_imap()),
+            imaps: Some(self.front_imaps()),
+            pop3: Some(self.front_pop3()),
+            pop3s: Some(self.front_pop3s()),
+            smtp: Some(self.front_smtp()),
+            submission: Some(self.front_submission()),
+            submissions: Some(self.front_submissions()),
+        };
+        front.tls = Some(TlsFiles { cert_file: "cert.pem".into(), key_file: "key.pem".into() });
+        front.auth.failure_delay_ms = 1000;
+        front.smtp.local_domains = vec!["example.edu".into()];
+        front.smtp.postmaster = Some("alice@example.edu".into());
+        front.queue = Some(QueueSection { cluster_key_file: "cluster.key".into(), ..QueueSection::default() });
+        front::write(&self.front_config(), &front)
+            .with_context(|| format!("writing {}", self.front_config().display()))?;
         Ok(users)
     }
 
