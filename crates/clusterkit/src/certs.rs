@@ -5,7 +5,6 @@
 //! names, the rest DNS names. What this must never do: make a CA certificate that a server
 //! presents as its own (rustls refuses those).
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
@@ -67,17 +66,14 @@ fn end_entity(names: &[&str]) -> Result<CertificateParams, CertError> {
 }
 
 fn write(path: &Path, pem: &str, private: bool) -> Result<(), CertError> {
-    let err = |source| CertError::Write { path: path.to_path_buf(), source };
-    std::fs::write(path, pem).map_err(err)?;
-    if private {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
-    }
-    Ok(())
+    let written = if private { crate::write_private(path, pem) } else { std::fs::write(path, pem) };
+    written.map_err(|source| CertError::Write { path: path.to_path_buf(), source })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn files_are_pem_and_the_key_is_private() {

@@ -2,7 +2,6 @@
 //! file a front reads. Callers adjust the returned `Config` (listeners, TLS, SMTP policy,
 //! queue) before writing it.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use frontd::config::{BackendSection, Config, DirectorySection, GroupSection, MemberSection};
@@ -31,8 +30,7 @@ pub fn front_config(directory: DirectorySection, backend: BackendSection, groups
 
 /// Write `cfg` to `path`, readable by its owner only (it may hold the proxy password).
 pub fn write(path: &Path, cfg: &Config) -> std::io::Result<()> {
-    std::fs::write(path, cfg.to_toml())?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+    crate::write_private(path, &cfg.to_toml())
 }
 
 #[cfg(test)]

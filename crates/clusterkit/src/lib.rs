@@ -7,3 +7,11 @@
 pub mod certs;
 pub mod front;
 pub mod storage;
+
+/// Write `text` to `path`, readable by its owner only: configurations name secrets' files
+/// and hold password hashes, and keys are secrets.
+pub fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}

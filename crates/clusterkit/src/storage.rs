@@ -2,7 +2,6 @@
 //! member), and the file a node reads. Callers adjust the returned `Config` (auth, limits,
 //! Raft tuning, TLS) before writing it.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use storaged::config::{Config, GroupConfig, Listen, Member};
@@ -82,8 +81,7 @@ pub fn file_name(id: u64) -> String {
 
 /// Write `cfg` to `path`, readable by its owner only (it names secrets' files and hashes).
 pub fn write(path: &Path, cfg: &Config) -> std::io::Result<()> {
-    std::fs::write(path, cfg.to_toml())?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+    crate::write_private(path, &cfg.to_toml())
 }
 
 #[cfg(test)]

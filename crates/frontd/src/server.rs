@@ -445,6 +445,14 @@ async fn open(
     Ok((conn, tls, offer))
 }
 
+/// Answer a STARTTLS/STLS with `reply` and run the handshake; `None` if the handshake failed
+/// (the connection is gone). Offered only when TLS is configured.
+async fn upgrade(mut conn: Conn, reply: &[u8], tls: Option<&Tls>) -> std::io::Result<Option<Conn>> {
+    conn.wr.write_all(reply).await?;
+    let tls = tls.expect("STARTTLS and STLS are offered only with TLS");
+    conn.start_tls(tls).await
+}
+
 async fn imap_connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -477,9 +485,7 @@ async fn imap_connection(
             imap::Step::Reply(b) => conn.wr.write_all(&b).await?,
             imap::Step::Close(b) => return conn.wr.write_all(&b).await,
             imap::Step::StartTls(b) => {
-                conn.wr.write_all(&b).await?;
-                let tls = tls.as_ref().expect("STARTTLS is offered only with TLS");
-                let Some(upgraded) = conn.start_tls(tls).await? else { return Ok(()) };
+                let Some(upgraded) = upgrade(conn, &b, tls.as_deref()).await? else { return Ok(()) };
                 conn = upgraded;
                 session.tls_started(front.gate.plaintext_allowed(peer.ip(), true));
             }
@@ -518,9 +524,7 @@ async fn pop3_connection(
             pop3::Step::Reply(b) => conn.wr.write_all(&b).await?,
             pop3::Step::Close(b) => return conn.wr.write_all(&b).await,
             pop3::Step::StartTls(b) => {
-                conn.wr.write_all(&b).await?;
-                let tls = tls.as_ref().expect("STLS is offered only with TLS");
-                let Some(upgraded) = conn.start_tls(tls).await? else { return Ok(()) };
+                let Some(upgraded) = upgrade(conn, &b, tls.as_deref()).await? else { return Ok(()) };
                 conn = upgraded;
                 session.tls_started(front.gate.plaintext_allowed(peer.ip(), true));
             }
