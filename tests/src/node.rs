@@ -145,7 +145,7 @@ async fn write_many(node: &Node, first_key: u64, count: u64, value_len: usize, c
 struct NoMail;
 
 impl storaged::raft::MessageFiles for NoMail {
-    fn read(&self, _: &str, _: &str, _: &str, _: u32) -> Result<Option<Vec<u8>>, String> {
+    fn read(&self, _: &str, _: &str, _: &str, _: u32) -> Result<Option<Vec<u8>>, storaged::raft::server::ReadError> {
         Ok(None)
     }
 }

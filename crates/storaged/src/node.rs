@@ -146,11 +146,18 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
 }
 
 impl crate::raft::MessageFiles for Node {
-    fn read(&self, group: &str, user: &str, mailbox: &str, uid: u32) -> Result<Option<Vec<u8>>, String> {
-        let group = self.group(group).ok_or_else(|| format!("this node does not serve {group}"))?;
-        let user = crate::mailstore::UserName::parse(user).map_err(|e| e.to_string())?;
-        let mailbox = crate::mailstore::MailboxName::parse(mailbox).map_err(|e| e.to_string())?;
-        group.read_message(&user, &mailbox, uid).map_err(|e| e.to_string())
+    fn read(
+        &self,
+        group: &str,
+        user: &str,
+        mailbox: &str,
+        uid: u32,
+    ) -> Result<Option<Vec<u8>>, crate::raft::server::ReadError> {
+        use crate::raft::server::ReadError;
+        let group = self.group(group).ok_or_else(|| ReadError::NotServed(group.to_string()))?;
+        let user = crate::mailstore::UserName::parse(user).map_err(|e| ReadError::BadName(e.to_string()))?;
+        let mailbox = crate::mailstore::MailboxName::parse(mailbox).map_err(|e| ReadError::BadName(e.to_string()))?;
+        Ok(group.read_message(&user, &mailbox, uid)?)
     }
 }
 

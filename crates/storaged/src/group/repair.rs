@@ -26,6 +26,44 @@ const REPAIRS_MAX: usize = 16;
 /// Longest one peer may take to answer.
 const PEER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why a repair did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum RepairError {
+    #[error("message expunged")]
+    Expunged,
+    #[error("the message predates checksums: no copy can be verified")]
+    Unverifiable,
+    #[error("the message changed during the repair")]
+    Changed,
+    /// Every peer was asked; the last one's problem.
+    #[error("no peer has a good copy ({0})")]
+    NoGoodCopy(String),
+    #[error("store: {0}")]
+    Store(#[from] crate::mailstore::StoreError),
+    #[error("writing the repaired file: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("message file outside a Maildir")]
+    OutsideMaildir,
+    #[error("repair task failed: {0}")]
+    Task(String),
+}
+
+/// Why one peer gave no copy.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("channel: {0}")]
+    Frame(#[from] common::frame::FrameError),
+    #[error("codec: {0}")]
+    Codec(#[from] rpc::CodecError),
+    /// The peer answered with its own error.
+    #[error("{0}")]
+    Remote(String),
+    #[error("unexpected reply {0}")]
+    Unexpected(String),
+}
+
 /// The messages being repaired: (user, mailbox, uid).
 #[derive(Default)]
 pub struct Repairs(Mutex<HashSet<(String, String, u32)>>);
@@ -53,10 +91,10 @@ impl Group {
     }
 
     /// Fetch a good copy from some peer and put it in place; the peer's id.
-    async fn repair(&self, user: &UserName, mailbox: &MailboxName, uid: u32) -> Result<u64, String> {
-        let want = self.message_file(user, mailbox, uid).map_err(|e| e.to_string())?.ok_or("message expunged")?.crc32c;
+    async fn repair(&self, user: &UserName, mailbox: &MailboxName, uid: u32) -> Result<u64, RepairError> {
+        let want = self.message_file(user, mailbox, uid)?.ok_or(RepairError::Expunged)?.crc32c;
         if want == 0 {
-            return Err("the message predates checksums: no copy can be verified".into());
+            return Err(RepairError::Unverifiable);
         }
         let mut last = String::from("no peers");
         for (id, member) in self.members.iter().filter(|(id, _)| **id != self.node_id) {
@@ -83,10 +121,10 @@ impl Group {
             let this = self.sm.clone();
             let placed = tokio::task::spawn_blocking(move || place(&this, &user, &mailbox, uid, &bytes, want))
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| RepairError::Task(e.to_string()))?;
             return placed.map(|()| *id);
         }
-        Err(last)
+        Err(RepairError::NoGoodCopy(last))
     }
 
     /// Ask the member at `raft` for its copy.
@@ -96,10 +134,10 @@ impl Group {
         user: &UserName,
         mailbox: &MailboxName,
         uid: u32,
-    ) -> Result<Option<Vec<u8>>, String> {
-        let stream = TcpStream::connect(raft).await.map_err(|e| e.to_string())?;
+    ) -> Result<Option<Vec<u8>>, PeerError> {
+        let stream = TcpStream::connect(raft).await?;
         let mut stream = BufReader::new(stream);
-        let mut ch = Channel::connect(&mut stream, &self.key).await.map_err(|e| e.to_string())?;
+        let mut ch = Channel::connect(&mut stream, &self.key).await?;
         let request: GroupRequest<MailConfig> = GroupRequest {
             group: self.name.clone(),
             from: self.node_id,
@@ -107,11 +145,12 @@ impl Group {
             seq: 1,
             request: RaftRequest::ReadMessage { user: user.to_string(), mailbox: mailbox.to_string(), uid },
         };
-        ch.write(&mut stream, &rpc::encode(&request).map_err(|e| e.to_string())?).await.map_err(|e| e.to_string())?;
-        let reply = ch.read(&mut stream, MAX_FRAME_BYTES).await.map_err(|e| e.to_string())?;
-        match rpc::decode::<GroupReply<MailConfig>>(&reply).map_err(|e| e.to_string())?.reply {
-            RaftReply::Message(m) => m.map(|m| m.map(serde_bytes::ByteBuf::into_vec)),
-            other => Err(format!("unexpected reply {other:?}")),
+        ch.write(&mut stream, &rpc::encode(&request)?).await?;
+        let reply = ch.read(&mut stream, MAX_FRAME_BYTES).await?;
+        match rpc::decode::<GroupReply<MailConfig>>(&reply)?.reply {
+            // The wire carries the peer's error as text (nodes of other versions agree on it).
+            RaftReply::Message(m) => m.map(|m| m.map(serde_bytes::ByteBuf::into_vec)).map_err(PeerError::Remote),
+            other => Err(PeerError::Unexpected(format!("{other:?}"))),
         }
     }
 }
@@ -126,26 +165,23 @@ fn place(
     uid: u32,
     bytes: &[u8],
     crc32c: u32,
-) -> Result<(), String> {
+) -> Result<(), RepairError> {
     let store = sm.store();
-    let lookup = |store: &mut crate::mailstore::Store| match store
-        .message_file(user, mailbox, uid)
-        .map_err(|e| e.to_string())?
-    {
+    let lookup = |store: &mut crate::mailstore::Store| match store.message_file(user, mailbox, uid)? {
         Some(file) if file.crc32c == crc32c => Ok(file.path),
-        Some(_) => Err("the message changed during the repair".to_string()),
-        None => Err("message expunged during the repair".to_string()),
+        Some(_) => Err(RepairError::Changed),
+        None => Err(RepairError::Expunged),
     };
     let path = lookup(&mut store.lock().expect("store lock"))?;
-    let maildir = path.parent().and_then(|d| d.parent()).ok_or("message file outside a Maildir")?;
+    let maildir = path.parent().and_then(|d| d.parent()).ok_or(RepairError::OutsideMaildir)?;
     let tmp = maildir.join("tmp").join(format!("repair.{uid}.{}", rand::random::<u64>()));
     let written = std::fs::File::create(&tmp).and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_data()));
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
-        return Err(e.to_string());
+        return Err(e.into());
     }
     let mut store = store.lock().expect("store lock");
-    let renamed = lookup(&mut store).and_then(|path| std::fs::rename(&tmp, path).map_err(|e| e.to_string()));
+    let renamed = lookup(&mut store).and_then(|path| Ok(std::fs::rename(&tmp, path)?));
     if renamed.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }

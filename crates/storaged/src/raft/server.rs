@@ -20,7 +20,21 @@ pub type Groups<C> = Arc<std::sync::RwLock<HashMap<String, Raft<C>>>>;
 /// Where a peer's request for a message's bytes is answered (a repair of its copy).
 pub trait MessageFiles: Send + Sync + 'static {
     /// The bytes of message `uid` of this replica, checked against its checksum.
-    fn read(&self, group: &str, user: &str, mailbox: &str, uid: u32) -> Result<Option<Vec<u8>>, String>;
+    fn read(&self, group: &str, user: &str, mailbox: &str, uid: u32) -> Result<Option<Vec<u8>>, ReadError>;
+}
+
+/// Why this replica gave no copy to a peer (sent to it as text: the wire is shared by nodes
+/// of different versions).
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("this node does not serve {0}")]
+    NotServed(String),
+    #[error("{0}")]
+    BadName(String),
+    #[error(transparent)]
+    Access(#[from] crate::group::access::AccessError),
+    #[error("read task failed: {0}")]
+    Task(String),
 }
 
 /// Per (group, sender, client session): the last request sequence processed. The async
@@ -121,8 +135,8 @@ where
                     let files = files.clone();
                     let group = msg.group.clone();
                     let read = tokio::task::spawn_blocking(move || files.read(&group, &user, &mailbox, uid)).await;
-                    let read = read.unwrap_or_else(|e| Err(format!("read task failed: {e}")));
-                    RaftReply::Message(read.map(|m| m.map(serde_bytes::ByteBuf::from)))
+                    let read = read.unwrap_or_else(|e| Err(ReadError::Task(e.to_string())));
+                    RaftReply::Message(read.map(|m| m.map(serde_bytes::ByteBuf::from)).map_err(|e| e.to_string()))
                 }
             },
         };
