@@ -1148,10 +1148,18 @@ impl<B: Backend> Session<B> {
             let Some(meta) = idx.position(*u).map(|p| &idx.messages[p]) else { continue };
             let c = Candidate { seq: i as u32 + 1, meta, max_seq, max_uid, recent: view.is_recent(*u) };
             let (user, mbox, backend) = (self.user.as_ref().expect("user"), &view.mailbox, self.backend());
-            let mut load_header = || backend.header(user, mbox, meta).ok().flatten();
-            let mut load_full = || backend.message(user, mbox, *u).ok().flatten();
+            // A message expunged meanwhile matches nothing; one that cannot be read fails the
+            // SEARCH (as FETCH would), rather than silently not matching.
+            let failed = std::cell::RefCell::new(None);
+            let mut load_header = || keep_read(&failed, backend.header(user, mbox, meta));
+            let mut load_full = || keep_read(&failed, backend.message(user, mbox, *u));
             let mut text = Text::new(&mut load_header, &mut load_full);
-            if criteria.iter().all(|k| search::matches(k, &c, &mut text)) {
+            let matched = criteria.iter().all(|k| search::matches(k, &c, &mut text));
+            if let Some(e) = failed.into_inner() {
+                tracing::error!(uid = u, error = %e, "SEARCH: message unreadable");
+                return Err(e.into());
+            }
+            if matched {
                 hits.push(if uid { *u } else { c.seq });
                 hit_uids.push(*u);
                 max_modseq = max_modseq.max(meta.modseq);
@@ -1614,6 +1622,11 @@ impl<B: Backend> Session<B> {
         self.sync(out, if uid { Sync::Full } else { Sync::NoExpunge });
         Ok((format!("{code}COPY completed"), Outcome::Continue))
     }
+}
+
+/// The bytes a read gave, or `None`; a failed read is kept in `failed` for the caller.
+fn keep_read<T>(failed: &std::cell::RefCell<Option<BackendError>>, read: Result<Option<T>, BackendError>) -> Option<T> {
+    read.map_err(|e| *failed.borrow_mut() = Some(e)).ok().flatten()
 }
 
 /// Why a command did not succeed.

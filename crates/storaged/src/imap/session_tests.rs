@@ -694,3 +694,26 @@ async fn rfc5530_store_refusals_carry_their_codes() {
     assert!(tagged_status(&run(&mut s, "c3 DELETE Nowhere").await, "c3").starts_with("c3 NO [NONEXISTENT]"));
     assert!(tagged_status(&run(&mut s, "c4 DELETE INBOX").await, "c4").starts_with("c4 NO [CANNOT]"));
 }
+
+#[tokio::test]
+async fn a_search_that_cannot_read_a_message_fails_instead_of_missing_it() {
+    use super::backend::BackendError as E;
+    let h = harness();
+    h.deliver("Subject: one\r\n\r\nneedle\r\n").await;
+    let mut s = Session::new(offer());
+    let (_, outcome) = s.input(b"a0 LOGIN alice@example.edu secret\r\n").await;
+    let Outcome::Login { tag, .. } = outcome else { panic!("{outcome:?}") };
+    s.logged_in(
+        &tag,
+        UserName::parse(USER).unwrap(),
+        FailingReads { inner: h.backend.clone(), fail: |uid| E::Corrupt { uid } },
+    )
+    .await;
+    assert!(text(&s.input(b"s SELECT INBOX\r\n").await.0).contains("s OK"));
+    let out = text(&s.input(b"f SEARCH BODY needle\r\n").await.0);
+    assert!(tagged_status(&out, "f").starts_with("f NO [SERVERBUG]"), "{out}");
+    assert!(!out.contains("* SEARCH"), "no answer that leaves the message out: {out}");
+    // Criteria that need no message text still work.
+    let out = text(&s.input(b"g SEARCH ALL\r\n").await.0);
+    assert!(out.contains("* SEARCH 1") && tagged_status(&out, "g").starts_with("g OK"), "{out}");
+}
