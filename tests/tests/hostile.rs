@@ -135,8 +135,11 @@ fn deeply_nested_mime_from_a_stranger_is_served_flattened_and_no_node_dies() {
     let (found, took) = imap.command("SEARCH TEXT \"core text\"");
     assert!(found.contains("* SEARCH 1 2 3"), "{found}");
     slowest = slowest.max(took);
+    // Wall time is the machine's load as much as ours (beside a benchmark one took 2 s), so
+    // the bound only separates "bounded work" from the minutes an unbounded walk took; the
+    // MIME walk's own limits are unit-tested in `storaged::imap::mime`.
     eprintln!("slowest command: {slowest:?}");
-    assert!(slowest < Duration::from_secs(1), "a command took {slowest:?}");
+    assert!(slowest < Duration::from_secs(20), "a command took {slowest:?}");
     for i in 0..3 {
         assert!(storage.is_up(i), "storage node {} died", i + 1);
     }

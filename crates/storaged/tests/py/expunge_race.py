@@ -41,6 +41,14 @@ def connect(server, user, password):
     return m
 
 
+def logout(m):
+    """Log out, ignoring a connection the server already closed."""
+    try:
+        m.logout()
+    except Exception:  # noqa: BLE001
+        pass
+
+
 class Shared:
     def __init__(self):
         self.lock = threading.Lock()
@@ -80,10 +88,7 @@ def writer(a, user, password, shared, record, stop):
     except Exception as e:  # noqa: BLE001 - reported, the test fails on it
         shared.error(f"writer {user}: {e!r}")
     finally:
-        try:
-            m.logout()
-        except Exception:  # noqa: BLE001
-            pass
+        logout(m)
 
 
 def check(owner, shared, uid, body):
@@ -132,10 +137,7 @@ def reader(a, shared, stop):
     except Exception as e:  # noqa: BLE001
         shared.error(f"reader: {e!r}")
     finally:
-        try:
-            m.logout()
-        except Exception:  # noqa: BLE001
-            pass
+        logout(m)
 
 
 def main():
