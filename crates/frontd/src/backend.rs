@@ -185,11 +185,7 @@ async fn attempt(
     };
     let _ = stream.set_nodelay(true);
     let mut conn = BufReader::new(stream);
-    let result = match protocol {
-        Protocol::Imap => imap_dialogue(&mut conn, proxy, group, user, client_ip).await,
-        Protocol::Pop3 => pop3_dialogue(&mut conn, proxy, group, user, client_ip).await,
-        Protocol::Lmtp | Protocol::Admin => unreachable!("only IMAP and POP3 sessions are proxied"),
-    };
+    let result = dialogue(&mut conn, protocol, proxy, group, user, client_ip).await;
     match result {
         Ok(Ok(reply)) => {
             let pending = conn.buffer().to_vec();
@@ -237,60 +233,59 @@ fn refusal<T>(text: &str) -> Attempt<T> {
     }
 }
 
-async fn imap_dialogue(
+/// The proxy login on a storage node: the greeting, one command naming the client and the
+/// group (IMAP `ID`, POP3 `XCLIENT`), then the login as the proxy for `user`. The node's
+/// login reply, or what the attempt means.
+async fn dialogue(
     conn: &mut BufReader<TcpStream>,
+    protocol: Protocol,
     proxy: &ProxyCredential,
     group: &str,
     user: &str,
     client_ip: std::net::IpAddr,
 ) -> std::io::Result<Result<String, Attempt<Backend>>> {
+    let sasl = sasl_plain(proxy, user);
+    let (greeting_ok, ok, steps) = match protocol {
+        Protocol::Imap => {
+            let id = format!(
+                "P1 ID ({} {} {} {})",
+                quoted("x-originating-ip"),
+                quoted(&client_ip.to_string()),
+                quoted("x-mailhost"),
+                quoted(group)
+            );
+            ("* OK", "OK", [(id, Some("P1"), "ID"), (format!("P2 AUTHENTICATE PLAIN {sasl}"), Some("P2"), "login")])
+        }
+        Protocol::Pop3 => (
+            "+OK",
+            "+OK",
+            [
+                (format!("XCLIENT ADDR={client_ip} MAILHOST={group}"), None, "XCLIENT"),
+                (format!("AUTH PLAIN {sasl}"), None, "login"),
+            ],
+        ),
+        Protocol::Lmtp | Protocol::Admin => unreachable!("only IMAP and POP3 sessions are proxied"),
+    };
     let greeting = read_line(conn).await?;
-    if !greeting.starts_with("* OK") {
+    if !greeting.starts_with(greeting_ok) {
         return Ok(Err(Attempt::Down(format!("greeting {greeting:?}"))));
     }
-    let id = format!(
-        "P1 ID ({} {} {} {})\r\n",
-        quoted("x-originating-ip"),
-        quoted(&client_ip.to_string()),
-        quoted("x-mailhost"),
-        quoted(group)
-    );
-    conn.get_mut().write_all(id.as_bytes()).await?;
-    let reply = tagged(conn, "P1").await?;
-    if !reply.starts_with("OK") {
-        return Ok(Err(Attempt::Down(format!("ID refused: {reply}"))));
+    let last = steps.len() - 1;
+    for (k, (command, tag, what)) in steps.into_iter().enumerate() {
+        conn.get_mut().write_all(format!("{command}\r\n").as_bytes()).await?;
+        let reply = match tag {
+            Some(tag) => tagged(conn, tag).await?,
+            None => read_line(conn).await?,
+        };
+        match (reply.starts_with(ok), k == last) {
+            (true, true) => return Ok(Ok(reply)),
+            (true, false) => continue,
+            // A refused login says why (moved, not the leader, bad proxy credential).
+            (false, true) => return Ok(Err(refusal(&reply))),
+            (false, false) => return Ok(Err(Attempt::Down(format!("{what} refused: {reply}")))),
+        }
     }
-    let auth = format!("P2 AUTHENTICATE PLAIN {}\r\n", sasl_plain(proxy, user));
-    conn.get_mut().write_all(auth.as_bytes()).await?;
-    let reply = tagged(conn, "P2").await?;
-    if reply.starts_with("OK") {
-        return Ok(Ok(reply));
-    }
-    Ok(Err(refusal(&reply)))
-}
-
-async fn pop3_dialogue(
-    conn: &mut BufReader<TcpStream>,
-    proxy: &ProxyCredential,
-    group: &str,
-    user: &str,
-    client_ip: std::net::IpAddr,
-) -> std::io::Result<Result<String, Attempt<Backend>>> {
-    let greeting = read_line(conn).await?;
-    if !greeting.starts_with("+OK") {
-        return Ok(Err(Attempt::Down(format!("greeting {greeting:?}"))));
-    }
-    conn.get_mut().write_all(format!("XCLIENT ADDR={client_ip} MAILHOST={group}\r\n").as_bytes()).await?;
-    let reply = read_line(conn).await?;
-    if !reply.starts_with("+OK") {
-        return Ok(Err(Attempt::Down(format!("XCLIENT refused: {reply}"))));
-    }
-    conn.get_mut().write_all(format!("AUTH PLAIN {}\r\n", sasl_plain(proxy, user)).as_bytes()).await?;
-    let reply = read_line(conn).await?;
-    if reply.starts_with("+OK") {
-        return Ok(Ok(reply));
-    }
-    Ok(Err(refusal(&reply)))
+    unreachable!("the last step returns")
 }
 
 #[cfg(test)]
