@@ -10,7 +10,7 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::*;
@@ -267,20 +267,32 @@ fn files_on(root: &Path, group: &str, user: &str) -> usize {
 
 /// Start `mailctl move` and kill the target group's leader, then the mover, mid-copy.
 fn interrupted_move(root: &Path, storage: &mut Storage, user: &str, target: &str, target_user: &str) {
+    // The mover's report, for a failure message (the copy stalling here has been seen).
+    let mover_log = root.join(format!("mover-{target}.log"));
     let mut mover = Command::new(env!("CARGO_BIN_EXE_sys-mailctl"))
         .args(["move", user, target, "--grace-s", "0", "--config"])
         .arg(root.join("frontd.toml"))
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&mover_log).unwrap())
         .spawn()
         .unwrap();
     wait_for("the copy to start", Duration::from_secs(60), || files_on(root, target, user) >= 200);
     let leader = storage.leader_for(target_user);
     storage.kill(leader);
     let copied = files_on(root, target, user);
-    wait_for("the copy to go on under a new leader", Duration::from_secs(180), || {
-        files_on(root, target, user) >= copied + 300
-    });
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while files_on(root, target, user) < copied + 300 {
+        let exited = mover.try_wait().unwrap();
+        if exited.is_some() || Instant::now() > deadline {
+            let log = std::fs::read_to_string(&mover_log).unwrap_or_default();
+            panic!(
+                "the copy did not go on under a new leader ({} of {} files; mover {exited:?}):\n{log}",
+                files_on(root, target, user),
+                copied + 300
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
     assert!(mover.try_wait().unwrap().is_none(), "the mover finished before it could be interrupted");
     mover.kill().unwrap();
     mover.wait().unwrap();
