@@ -5,11 +5,13 @@ and report what the session saw, as one JSON line.
   imap: login (LOGIN, or AUTHENTICATE PLAIN with --sasl), capabilities before and after,
         SELECT INBOX, the subjects there; {"ok", "error", "caps_pre", "caps_post",
         "exists", "subjects"}.
-  pop3: USER/PASS, STAT, the subjects; {"ok", "error", "count", "subjects"}.
+  pop3: USER/PASS (or AUTH PLAIN, its response on a line of its own, with --sasl), STAT,
+        the subjects; {"ok", "error", "count", "subjects"}.
   hold: log in over IMAP, print "ready", then wait (bounded) until the server ends the
         session; {"ended": how, "waited_ms"}.
 """
 import argparse
+import base64
 import email
 import imaplib
 import json
@@ -50,8 +52,12 @@ def pop3(args):
     host, port = args.server.rsplit(":", 1)
     c = poplib.POP3(host, int(port), timeout=30)
     try:
-        c.user(args.user)
-        c.pass_(args.password)
+        if args.sasl:
+            c._shortcmd("AUTH PLAIN")  # "+ ": the response follows on its own line
+            c._shortcmd(base64.b64encode(("\0%s\0%s" % (args.user, args.password)).encode()).decode())
+        else:
+            c.user(args.user)
+            c.pass_(args.password)
     except poplib.error_proto as e:
         return {"ok": False, "error": e.args[0].decode(errors="replace")}
     count, _size = c.stat()

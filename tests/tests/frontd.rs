@@ -59,6 +59,10 @@ fn users_land_on_their_own_mailhost(front: &Front) {
     let bob = client(&["pop3", "--server", &front.pop3, "--user", "bob@example.edu", "--password", "bob-pw"]);
     assert_eq!(bob["ok"], true, "{bob}");
     assert_eq!(subjects(&bob), ["for bob"]);
+    let by_sasl = client(&["pop3", "--server", &front.pop3, "--user", "bob", "--password", "bob-pw", "--sasl"]);
+    assert_eq!(subjects(&by_sasl), ["for bob"], "POP3 AUTH PLAIN with the response on its own line: {by_sasl}");
+    let wrong = client(&["pop3", "--server", &front.pop3, "--user", "bob", "--password", "alice-pw", "--sasl"]);
+    assert_refused(&wrong, "[AUTH]", "wrong password over POP3 SASL");
 
     assert_refused(&imap_login(&front.imap, "alice@example.edu", "bob-pw"), "AUTHENTICATIONFAILED", "wrong password");
     assert_refused(&imap_login(&front.imap, "carol@example.edu", "carol-pw"), "CONTACTADMIN", "disabled account");

@@ -1,6 +1,7 @@
 //! What every daemon's `main` does before its own work: its command line (`--config`),
 //! logging to stderr filtered by `RUST_LOG` (or a default), files private to the daemon's
-//! user, and the multi-threaded tokio runtime it runs on.
+//! user, and the multi-threaded tokio runtime it runs on. A daemon names itself and its
+//! run with [`Daemon`]; [`main`] and [`run_from`] are every daemon's entry points.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,34 @@ struct DaemonArgs {
     /// Path of the TOML configuration.
     #[arg(long, short)]
     config: PathBuf,
+}
+
+/// What a daemon brings to the shared entry points: its `--help` line, its default log
+/// filter, and its run once the process is prepared.
+pub trait Daemon {
+    /// The one line `--help` prints.
+    const ABOUT: &'static str;
+    /// The log filter when `RUST_LOG` is unset.
+    const LOG_FILTER: &'static str;
+    /// Load the configuration at `config` and serve until stopped.
+    fn run(config: &Path) -> anyhow::Result<()>;
+}
+
+/// Parse the process's command line and run daemon `D` until it is stopped.
+pub fn main<D: Daemon>() -> anyhow::Result<()> {
+    run_from::<D, _, _>(std::env::args_os())
+}
+
+/// Run daemon `D` with these arguments (the first is the program name): for a multi-call
+/// binary such as `mailctl`, which starts the daemons as its own subcommands.
+pub fn run_from<D, I, T>(args: I) -> anyhow::Result<()>
+where
+    D: Daemon,
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let config = start(args, D::ABOUT, D::LOG_FILTER);
+    D::run(&config)
 }
 
 /// Parse a daemon's command line (`args`, the program name first; `--help` and errors print

@@ -162,3 +162,37 @@ impl Conn {
         }
     }
 }
+
+/// How a connection's command loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// The client is gone or was sent away.
+    Closed,
+    /// STARTTLS/STLS was answered OK: upgrade, then go on with the same state.
+    StartTls,
+}
+
+/// Run a connection's command loop; each time it ends asking for TLS, upgrade the
+/// connection, tell the state (`tls_started`) and run the loop again on it. A loop asks for
+/// TLS only when `tls` is configured.
+pub async fn serve_with_starttls<S>(
+    mut conn: Conn,
+    tls: Option<&Tls>,
+    state: &mut S,
+    mut commands: impl AsyncFnMut(&mut Conn, &mut S) -> io::Result<End>,
+    tls_started: impl Fn(&mut S),
+) -> io::Result<()> {
+    loop {
+        match commands(&mut conn, state).await? {
+            End::Closed => return Ok(()),
+            End::StartTls => {
+                let tls = tls.expect("STARTTLS/STLS is offered only with TLS configured");
+                match conn.start_tls(tls).await? {
+                    Some(upgraded) => conn = upgraded,
+                    None => return Ok(()),
+                }
+                tls_started(state);
+            }
+        }
+    }
+}

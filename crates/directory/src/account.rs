@@ -8,6 +8,22 @@ use common::password::PasswordHash;
 /// Attribute name (lower case) → values, as an LDAP entry or LDIF record carries them.
 pub type Attributes = HashMap<String, Vec<String>>;
 
+/// The attributes an account is built from, as the directory spells them: what an LDAP
+/// lookup asks for, and the order LDIF is written in.
+pub const ACCOUNT_ATTRIBUTES: &[&str] = &[
+    "uid",
+    "mail",
+    "mailAlternateAddress",
+    "mailHost",
+    "accountStatus",
+    "userPassword",
+    "mailQuotaSize",
+    "mailQuotaCount",
+    "mailSizeMax",
+    "mailForwardingAddress",
+    "deliveryMode",
+];
+
 /// qmail-ldap `accountStatus`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccountStatus {

@@ -18,20 +18,6 @@ use super::account::{Account, Attributes};
 use super::cache::TtlCache;
 use super::{DirectoryError, Purpose};
 
-/// The attributes a lookup asks for.
-const ATTRIBUTES: &[&str] = &[
-    "mail",
-    "mailAlternateAddress",
-    "uid",
-    "mailHost",
-    "accountStatus",
-    "userPassword",
-    "mailQuotaSize",
-    "mailQuotaCount",
-    "mailSizeMax",
-    "mailForwardingAddress",
-    "deliveryMode",
-];
 /// Entries a lookup may return before it is refused as ambiguous.
 const ENTRIES_MAX: i32 = 2;
 /// Cached answers at most.
@@ -173,7 +159,7 @@ impl LdapDirectory {
             let result = ldap
                 .with_timeout(self.config.timeout)
                 .with_search_options(ldap3::SearchOptions::new().sizelimit(ENTRIES_MAX))
-                .search(&self.config.base, Scope::Subtree, filter, ATTRIBUTES)
+                .search(&self.config.base, Scope::Subtree, filter, crate::account::ACCOUNT_ATTRIBUTES)
                 .await;
             match result {
                 Ok(r) => {
@@ -243,7 +229,7 @@ impl LdapDirectory {
                     &self.config.base,
                     Scope::Subtree,
                     &self.config.user_filter,
-                    ATTRIBUTES,
+                    crate::account::ACCOUNT_ATTRIBUTES,
                 )
                 .await?;
             let mut out = Vec::new();

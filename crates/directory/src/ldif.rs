@@ -89,23 +89,14 @@ pub fn parse_ldif(text: &str) -> Result<Vec<LdifRecord>, LdifError> {
     Ok(records)
 }
 
-/// Attribute spellings to write (records keep names in lower case), in the order written.
-const KNOWN_ATTRIBUTES: &[&str] = &[
-    "objectClass",
-    "uid",
-    "cn",
-    "sn",
-    "mail",
-    "mailAlternateAddress",
-    "mailHost",
-    "accountStatus",
-    "userPassword",
-    "mailQuotaSize",
-    "mailQuotaCount",
-    "mailSizeMax",
-    "mailForwardingAddress",
-    "deliveryMode",
-];
+/// Attribute spellings to write (records keep names in lower case), in the order written:
+/// these, then the account's own ([`crate::account::ACCOUNT_ATTRIBUTES`]).
+const LEADING_ATTRIBUTES: &[&str] = &["objectClass", "uid", "cn", "sn"];
+
+/// Every attribute spelling this module knows, in the order written.
+fn known_attributes() -> impl Iterator<Item = &'static str> {
+    LEADING_ATTRIBUTES.iter().chain(crate::account::ACCOUNT_ATTRIBUTES).copied()
+}
 
 /// Write records as content LDIF (the inverse of [`parse_ldif`]): known attributes first
 /// in their usual spelling, the rest sorted; values that LDIF cannot carry plainly (leading
@@ -125,11 +116,10 @@ pub fn write_ldif(records: &[LdifRecord]) -> String {
     for record in records {
         line(&mut out, "dn", &record.dn);
         let mut names: Vec<&String> = record.attrs.keys().collect();
-        let rank = |n: &str| KNOWN_ATTRIBUTES.iter().position(|k| k.eq_ignore_ascii_case(n)).unwrap_or(usize::MAX);
+        let rank = |n: &str| known_attributes().position(|k| k.eq_ignore_ascii_case(n)).unwrap_or(usize::MAX);
         names.sort_by(|a, b| rank(a).cmp(&rank(b)).then(a.cmp(b)));
         for name in names {
-            let spelled =
-                KNOWN_ATTRIBUTES.iter().find(|k| k.eq_ignore_ascii_case(name)).copied().unwrap_or(name.as_str());
+            let spelled = known_attributes().find(|k| k.eq_ignore_ascii_case(name)).unwrap_or(name.as_str());
             for value in &record.attrs[name] {
                 line(&mut out, spelled, value);
             }

@@ -23,22 +23,15 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Listen {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub imap: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub imaps: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub pop3: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub pop3s: Option<String>,
     /// SMTP for the Internet (MX, port 25 style): no AUTH.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub smtp: Option<String>,
     /// Submission with STARTTLS (587 style): AUTH required.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub submission: Option<String>,
     /// Submission over implicit TLS (465 style).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub submissions: Option<String>,
 }
 
@@ -67,7 +60,6 @@ pub struct SmtpSection {
     pub rules: Vec<RuleSection>,
     /// The mailbox `postmaster` and `postmaster@` each local domain are delivered to
     /// (RFC 5321 §4.5.1); by default `postmaster@` the first local domain.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub postmaster: Option<String>,
     /// Message bodies held in memory by every SMTP connection together (`452 4.3.1` when
     /// full; big messages leave the last eighth to small ones).
@@ -95,7 +87,6 @@ pub struct RuleSection {
     #[serde(default)]
     pub skip_dnsbl: bool,
     /// A greet delay of their own.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub greet_delay_ms: Option<u64>,
     /// These clients may send to remote domains without AUTH (needs `[queue]`).
     #[serde(default)]
@@ -135,15 +126,11 @@ pub use common::config::TlsFiles;
 pub struct LdapSection {
     pub url: String,
     pub base: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub bind_dn: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub bind_password_file: Option<PathBuf>,
     #[serde(default)]
     pub starttls: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub user_filter: Option<String>,
     #[serde(default)]
     pub bind_auth: bool,
@@ -169,9 +156,7 @@ fn default_ldap_connections() -> usize {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DirectorySection {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub ldif: Option<PathBuf>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub ldap: Option<LdapSection>,
 }
 
@@ -182,16 +167,13 @@ pub struct BackendSection {
     /// The proxy identity the storage nodes accept (their `[proxy] user`).
     pub proxy_user: String,
     /// Its password in clear (the storage nodes keep only a hash), or in a file.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy_password: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy_password_file: Option<PathBuf>,
     /// How long to look for a group's leader before a temporary failure.
     #[serde(default = "default_route_timeout_ms")]
     pub route_timeout_ms: u64,
     /// The storage nodes' shared secret (their `cluster_key_file`): LMTP delivery proves it
     /// (`AUTH X-MAILSTORE-CLUSTER`), and the queue and admin protocols are keyed with it.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster_key_file: Option<PathBuf>,
 }
 
@@ -207,14 +189,10 @@ pub use common::config::LoginPolicy;
 #[serde(deny_unknown_fields)]
 pub struct MemberSection {
     pub id: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub imap: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub pop3: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub lmtp: Option<String>,
     /// The node's admin listener (status, outbound queue).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub admin: Option<String>,
 }
 
@@ -300,7 +278,6 @@ pub struct Config {
     pub host: String,
     #[serde(default)]
     pub listen: Listen,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsFiles>,
     pub directory: DirectorySection,
     pub backend: BackendSection,
@@ -310,7 +287,6 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub smtp: SmtpSection,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub queue: Option<QueueSection>,
     pub groups: Vec<GroupSection>,
 }

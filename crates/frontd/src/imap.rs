@@ -11,28 +11,15 @@ use imap_codec::CommandCodec;
 
 use common::sasl::{self, PlainCredentials};
 
-pub use crate::login::Offer;
-use crate::login::Refusal;
+pub use crate::login::{Offer, Step};
+use crate::login::{PreLogin, Refusal};
 
 /// Capabilities the front itself implements before login, whatever the nodes say.
 const FRONT_CAPABILITIES: &[&str] = &["IMAP4rev1", "LITERAL+", "SASL-IR", "ID"];
+/// Longest command line before login (literals aside) and longest SASL response line.
+pub const LINE_MAX: usize = 8 * 1024;
 /// Longest literal accepted before login (a user name or password).
 pub const LITERAL_BYTES_MAX: u32 = 8 * 1024;
-
-/// What the server must do after a command.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Step {
-    /// Write these bytes and read the next command.
-    Reply(Vec<u8>),
-    /// Write `+ ` and read one line of SASL response for `tag`.
-    SaslContinue { tag: String },
-    /// Write these bytes, then run the TLS handshake.
-    StartTls(Vec<u8>),
-    /// Write these bytes and close.
-    Close(Vec<u8>),
-    /// Check these credentials; answer `tag` with [`PreAuth::login_failed`] or the node's reply.
-    Login { tag: String, creds: PlainCredentials },
-}
 
 /// How much of a command the buffer holds.
 #[derive(Debug, PartialEq, Eq)]
@@ -92,6 +79,8 @@ pub struct PreAuth {
     offer: Offer,
     /// The storage nodes' capabilities other than TLS/AUTH items.
     node_capabilities: String,
+    /// The tag of the login or SASL exchange in progress.
+    login_tag: String,
 }
 
 fn tagged(tag: &str, status: &str, text: &str) -> Vec<u8> {
@@ -100,7 +89,7 @@ fn tagged(tag: &str, status: &str, text: &str) -> Vec<u8> {
 
 impl PreAuth {
     pub fn new(offer: Offer, node_capabilities: &str) -> Self {
-        Self { offer, node_capabilities: session_capabilities(node_capabilities) }
+        Self { offer, node_capabilities: session_capabilities(node_capabilities), login_tag: String::new() }
     }
 
     pub fn capabilities(&self) -> String {
@@ -112,18 +101,23 @@ impl PreAuth {
         caps.push(if self.offer.plaintext_auth { "AUTH=PLAIN" } else { "LOGINDISABLED" });
         caps.join(" ")
     }
+}
 
-    pub fn greeting(&self, host: &str) -> Vec<u8> {
+impl PreLogin for PreAuth {
+    const SASL_LINE_MAX: usize = LINE_MAX;
+    const TOO_MANY_COMMANDS: &'static [u8] = b"* BYE too many commands without logging in\r\n";
+
+    fn greeting(&self, host: &str) -> Vec<u8> {
         format!("* OK [CAPABILITY {}] {host} IMAP ready\r\n", self.capabilities()).into_bytes()
     }
 
     /// TLS is now active (after STARTTLS).
-    pub fn tls_started(&mut self, plaintext_auth: bool) {
+    fn tls_started(&mut self, plaintext_auth: bool) {
         self.offer = Offer { starttls: false, plaintext_auth };
     }
 
     /// Handle one complete command (see [`framing`]).
-    pub fn input(&mut self, bytes: &[u8]) -> Step {
+    fn input(&mut self, bytes: &[u8]) -> Step {
         let cmd = match CommandCodec::default().decode(bytes) {
             Ok((b"", cmd)) => cmd,
             _ => return Step::Reply(tagged(tag_of(bytes).as_deref().unwrap_or("*"), "BAD", "syntax error in command")),
@@ -161,16 +155,25 @@ impl PreAuth {
                     authcid: text(username.as_ref()),
                     password: text(password.declassify().as_ref()),
                 };
-                Step::Login { tag, creds }
+                {
+                    self.login_tag = tag;
+                    Step::Login(creds)
+                }
             }
             CommandBody::Authenticate { mechanism, initial_response } => {
                 if !matches!(mechanism, AuthMechanism::Plain) {
                     return Step::Reply(tagged(&tag, "NO", "unsupported mechanism; use PLAIN"));
                 }
                 match initial_response {
-                    None => Step::SaslContinue { tag },
+                    None => {
+                        self.login_tag = tag;
+                        Step::SaslContinue
+                    }
                     Some(raw) => match sasl::parse_plain(raw.declassify()) {
-                        Ok(creds) => Step::Login { tag, creds },
+                        Ok(creds) => {
+                            self.login_tag = tag;
+                            Step::Login(creds)
+                        }
                         Err(e) => Step::Reply(tagged(&tag, "NO", &format!("[AUTHENTICATIONFAILED] {e}"))),
                     },
                 }
@@ -180,16 +183,18 @@ impl PreAuth {
     }
 
     /// The client's line after `+ ` of AUTHENTICATE PLAIN.
-    pub fn sasl_response(&mut self, tag: &str, line: &[u8]) -> Step {
+    fn sasl_response(&mut self, line: Option<&[u8]>) -> Step {
+        let tag = &self.login_tag;
+        let Some(line) = line else { return Step::Reply(tagged(tag, "BAD", "SASL response too long")) };
         match sasl::decode_plain(&String::from_utf8_lossy(line)) {
-            Ok(creds) => Step::Login { tag: tag.to_string(), creds },
+            Ok(creds) => Step::Login(creds),
             Err(sasl::SaslError::Cancelled) => Step::Reply(tagged(tag, "BAD", "authentication cancelled")),
             Err(e) => Step::Reply(tagged(tag, "NO", &format!("[AUTHENTICATIONFAILED] {e}"))),
         }
     }
 
     /// The answer to a refused login.
-    pub fn login_failed(&self, tag: &str, refusal: &Refusal) -> Vec<u8> {
+    fn login_failed(&mut self, refusal: &Refusal) -> Vec<u8> {
         let code = match refusal {
             Refusal::Failed => "AUTHENTICATIONFAILED",
             Refusal::Throttled | Refusal::Unavailable(_) => "UNAVAILABLE",
@@ -197,12 +202,12 @@ impl PreAuth {
             Refusal::Disabled => "CONTACTADMIN",
             Refusal::TooManySessions => "LIMIT",
         };
-        tagged(tag, "NO", &format!("[{code}] {refusal}"))
+        tagged(&self.login_tag, "NO", &format!("[{code}] {refusal}"))
     }
 
     /// The node's success line (`OK [CAPABILITY ...] ...`) under the client's tag.
-    pub fn login_succeeded(&self, tag: &str, node_reply: &str) -> Vec<u8> {
-        format!("{tag} {node_reply}\r\n").into_bytes()
+    fn login_succeeded(&mut self, node_reply: &str) -> Vec<u8> {
+        format!("{} {node_reply}\r\n", self.login_tag).into_bytes()
     }
 }
 
@@ -246,15 +251,20 @@ mod tests {
     #[test]
     fn logins_become_credentials() {
         let mut s = session(true);
-        let Step::Login { tag, creds } = s.input(b"a1 LOGIN alice \"pw with space\"\r\n") else { panic!() };
-        assert_eq!((tag.as_str(), creds.authcid.as_str(), creds.password.as_str()), ("a1", "alice", "pw with space"));
+        let Step::Login(creds) = s.input(b"a1 LOGIN alice \"pw with space\"\r\n") else { panic!() };
+        assert_eq!((creds.authcid.as_str(), creds.password.as_str()), ("alice", "pw with space"));
+        assert_eq!(s.login_succeeded("OK [CAPABILITY IMAP4rev1] in"), b"a1 OK [CAPABILITY IMAP4rev1] in\r\n");
         // SASL-IR: base64("\0bob\0pw").
-        let Step::Login { creds, .. } = s.input(b"a2 AUTHENTICATE PLAIN AGJvYgBwdw==\r\n") else { panic!() };
+        let Step::Login(creds) = s.input(b"a2 AUTHENTICATE PLAIN AGJvYgBwdw==\r\n") else { panic!() };
         assert_eq!((creds.authcid.as_str(), creds.password.as_str()), ("bob", "pw"));
-        assert_eq!(s.input(b"a3 AUTHENTICATE PLAIN\r\n"), Step::SaslContinue { tag: "a3".into() });
-        let Step::Login { creds, .. } = s.sasl_response("a3", b"AGJvYgBwdw==") else { panic!() };
+        assert!(s.login_failed(&Refusal::Failed).starts_with(b"a2 NO [AUTHENTICATIONFAILED]"));
+        assert_eq!(s.input(b"a3 AUTHENTICATE PLAIN\r\n"), Step::SaslContinue);
+        let Step::Login(creds) = s.sasl_response(Some(b"AGJvYgBwdw==")) else { panic!() };
         assert_eq!(creds.authcid, "bob");
-        assert!(reply(s.sasl_response("a4", b"*")).starts_with("a4 BAD"));
+        assert_eq!(s.input(b"a4 AUTHENTICATE PLAIN\r\n"), Step::SaslContinue);
+        assert!(reply(s.sasl_response(Some(b"*"))).starts_with("a4 BAD"));
+        assert_eq!(s.input(b"a6 AUTHENTICATE PLAIN\r\n"), Step::SaslContinue);
+        assert!(reply(s.sasl_response(None)).starts_with("a6 BAD"));
         assert!(reply(s.input(b"a5 AUTHENTICATE CRAM-MD5\r\n")).starts_with("a5 NO"));
     }
 
@@ -266,7 +276,7 @@ mod tests {
         assert!(matches!(s.input(b"t1 STARTTLS\r\n"), Step::StartTls(_)));
         s.tls_started(true);
         assert!(reply(s.input(b"t2 STARTTLS\r\n")).starts_with("t2 BAD"));
-        assert!(matches!(s.input(b"a3 LOGIN alice pw\r\n"), Step::Login { .. }));
+        assert!(matches!(s.input(b"a3 LOGIN alice pw\r\n"), Step::Login(_)));
     }
 
     #[test]
@@ -278,8 +288,9 @@ mod tests {
         assert!(reply(s.input(b"x1 FROB\r\n")).starts_with("x1 BAD"));
         assert!(reply(s.input(b"\x00\xff\r\n")).starts_with("* BAD"));
         assert!(matches!(s.input(b"l1 LOGOUT\r\n"), Step::Close(_)));
+        assert!(matches!(s.input(b"a LOGIN alice pw\r\n"), Step::Login(_)));
         assert_eq!(
-            s.login_failed("a", &Refusal::Disabled),
+            s.login_failed(&Refusal::Disabled),
             b"a NO [CONTACTADMIN] account disabled; contact your administrator\r\n"
         );
     }

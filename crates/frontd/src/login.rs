@@ -23,6 +23,43 @@ pub struct Offer {
     pub plaintext_auth: bool,
 }
 
+/// What the front's connection loop must do after a client's input, IMAP and POP3 alike.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Write these bytes and read the next command.
+    Reply(Vec<u8>),
+    /// Write these bytes, then run the TLS handshake.
+    StartTls(Vec<u8>),
+    /// Write these bytes and close.
+    Close(Vec<u8>),
+    /// Write `+ ` and hand the client's next line to [`PreLogin::sasl_response`].
+    SaslContinue,
+    /// Check these credentials; answer with [`PreLogin::login_failed`] or
+    /// [`PreLogin::login_succeeded`].
+    Login(PlainCredentials),
+}
+
+/// A protocol's pure machine before login, as the front's one connection loop drives it:
+/// the loop reads, the machine decides, the loop writes and checks logins.
+pub trait PreLogin {
+    /// Longest line of a SASL response.
+    const SASL_LINE_MAX: usize;
+    /// The last words to a client that sent too many commands without logging in.
+    const TOO_MANY_COMMANDS: &'static [u8];
+    /// The first bytes the client reads.
+    fn greeting(&self, host: &str) -> Vec<u8>;
+    /// Handle one command as the protocol's reader framed it.
+    fn input(&mut self, command: &[u8]) -> Step;
+    /// The client's line after [`Step::SaslContinue`]'s `+ ` (`None`: the line was too long).
+    fn sasl_response(&mut self, line: Option<&[u8]>) -> Step;
+    /// TLS is now active (after STARTTLS/STLS); passwords are allowed if `plaintext_auth`.
+    fn tls_started(&mut self, plaintext_auth: bool);
+    /// The answer to the login in progress, from the storage node's success line.
+    fn login_succeeded(&mut self, node_reply: &str) -> Vec<u8>;
+    /// The answer to the login in progress when it was refused.
+    fn login_failed(&mut self, refusal: &Refusal) -> Vec<u8>;
+}
+
 /// Why a login was refused; the texts are safe to show to clients.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum Refusal {

@@ -1,5 +1,5 @@
 //! `frontd`: a front node. Usage: `frontd --config frontd.toml`.
 
 fn main() -> anyhow::Result<()> {
-    frontd::cli::main()
+    common::daemon::main::<frontd::cli::Frontd>()
 }

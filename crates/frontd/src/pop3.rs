@@ -4,36 +4,18 @@
 
 use common::sasl::{self, PlainCredentials};
 
-pub use crate::login::Offer;
-use crate::login::Refusal;
+pub use crate::login::{Offer, Step};
+use crate::login::{PreLogin, Refusal};
 
 /// Longest command line (RFC 2449 allows 255 octets; SASL responses may be longer).
 pub const LINE_MAX: usize = 1024;
-
-/// What the server must do after a line.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Step {
-    Reply(Vec<u8>),
-    StartTls(Vec<u8>),
-    Close(Vec<u8>),
-    /// Check these credentials, then answer with [`PreAuth::login_failed`] or the node's reply.
-    Login(PlainCredentials),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Phase {
-    Ready {
-        user: Option<String>,
-    },
-    /// `AUTH PLAIN` without an initial response: the next line is the response.
-    SaslPlain,
-}
 
 /// One client connection before login.
 #[derive(Debug)]
 pub struct PreAuth {
     offer: Offer,
-    phase: Phase,
+    /// The name a `USER` gave, for the `PASS` that follows.
+    user: Option<String>,
 }
 
 type Handler = fn(&mut PreAuth, &str) -> Step;
@@ -59,33 +41,7 @@ fn err(s: &str) -> Step {
 
 impl PreAuth {
     pub fn new(offer: Offer) -> Self {
-        Self { offer, phase: Phase::Ready { user: None } }
-    }
-
-    pub fn greeting(&self, host: &str) -> Vec<u8> {
-        format!("+OK {host} POP3 ready\r\n").into_bytes()
-    }
-
-    pub fn tls_started(&mut self, plaintext_auth: bool) {
-        self.offer = Offer { starttls: false, plaintext_auth };
-    }
-
-    /// Handle one line (without its line ending).
-    pub fn line(&mut self, raw: &[u8]) -> Step {
-        let Ok(line) = std::str::from_utf8(raw) else { return err("command is not UTF-8") };
-        if self.phase == Phase::SaslPlain {
-            self.phase = Phase::Ready { user: None };
-            return match sasl::decode_plain(line) {
-                Ok(creds) => Step::Login(creds),
-                Err(sasl::SaslError::Cancelled) => err("authentication cancelled"),
-                Err(e) => err(&format!("[AUTH] {e}")),
-            };
-        }
-        let (verb, arg) = line.split_once(' ').unwrap_or((line, ""));
-        match COMMANDS.iter().find(|(v, _)| v.eq_ignore_ascii_case(verb)) {
-            Some((_, handler)) => handler(self, arg),
-            None => err("unknown command, or log in first"),
-        }
+        Self { offer, user: None }
     }
 
     fn capa(&mut self, _: &str) -> Step {
@@ -108,14 +64,12 @@ impl PreAuth {
         if arg.is_empty() {
             return err("USER needs a name");
         }
-        self.phase = Phase::Ready { user: Some(arg.to_string()) };
+        self.user = Some(arg.to_string());
         ok("send PASS")
     }
 
     fn pass(&mut self, arg: &str) -> Step {
-        let Phase::Ready { user: Some(user) } = std::mem::replace(&mut self.phase, Phase::Ready { user: None }) else {
-            return err("USER first");
-        };
+        let Some(user) = self.user.take() else { return err("USER first") };
         Step::Login(PlainCredentials { authzid: String::new(), authcid: user, password: arg.to_string() })
     }
 
@@ -126,10 +80,7 @@ impl PreAuth {
             Some(m) if !m.eq_ignore_ascii_case("PLAIN") => err("unsupported mechanism; use PLAIN"),
             Some(_) if !self.offer.plaintext_auth => err("[AUTH] use STLS before authenticating"),
             Some(_) => match parts.next() {
-                None => {
-                    self.phase = Phase::SaslPlain;
-                    Step::Reply(b"+ \r\n".to_vec())
-                }
+                None => Step::SaslContinue,
                 Some(initial) => match sasl::decode_plain(initial) {
                     Ok(creds) => Step::Login(creds),
                     Err(e) => err(&format!("[AUTH] {e}")),
@@ -153,9 +104,46 @@ impl PreAuth {
     fn quit(&mut self, _: &str) -> Step {
         Step::Close(b"+OK bye\r\n".to_vec())
     }
+}
+
+impl PreLogin for PreAuth {
+    const SASL_LINE_MAX: usize = LINE_MAX;
+    const TOO_MANY_COMMANDS: &'static [u8] = b"-ERR too many commands without logging in\r\n";
+
+    fn greeting(&self, host: &str) -> Vec<u8> {
+        format!("+OK {host} POP3 ready\r\n").into_bytes()
+    }
+
+    fn tls_started(&mut self, plaintext_auth: bool) {
+        self.offer = Offer { starttls: false, plaintext_auth };
+    }
+
+    /// Handle one line (without its line ending).
+    fn input(&mut self, raw: &[u8]) -> Step {
+        let Ok(line) = std::str::from_utf8(raw) else { return err("command is not UTF-8") };
+        let (verb, arg) = line.split_once(' ').unwrap_or((line, ""));
+        match COMMANDS.iter().find(|(v, _)| v.eq_ignore_ascii_case(verb)) {
+            Some((_, handler)) => handler(self, arg),
+            None => err("unknown command, or log in first"),
+        }
+    }
+
+    fn sasl_response(&mut self, line: Option<&[u8]>) -> Step {
+        let Some(line) = line else { return err("[AUTH] SASL response too long") };
+        match sasl::decode_plain(&String::from_utf8_lossy(line)) {
+            Ok(creds) => Step::Login(creds),
+            Err(sasl::SaslError::Cancelled) => err("authentication cancelled"),
+            Err(e) => err(&format!("[AUTH] {e}")),
+        }
+    }
+
+    /// The node's `+OK` line as it is.
+    fn login_succeeded(&mut self, node_reply: &str) -> Vec<u8> {
+        format!("{node_reply}\r\n").into_bytes()
+    }
 
     /// The answer to a refused login (RFC 2449/3206 response codes).
-    pub fn login_failed(&self, refusal: &Refusal) -> Vec<u8> {
+    fn login_failed(&mut self, refusal: &Refusal) -> Vec<u8> {
         let code = match refusal {
             Refusal::Failed | Refusal::NeedsTls | Refusal::Disabled => "AUTH",
             Refusal::Throttled => "LOGIN-DELAY",
@@ -180,31 +168,31 @@ mod tests {
     #[test]
     fn user_pass_and_auth_plain_become_credentials() {
         let mut s = PreAuth::new(Offer { starttls: false, plaintext_auth: true });
-        assert!(text(s.line(b"PASS x")).starts_with("-ERR"));
-        assert!(text(s.line(b"USER alice")).starts_with("+OK"));
-        let Step::Login(c) = s.line(b"PASS pw with spaces") else { panic!() };
+        assert!(text(s.input(b"PASS x")).starts_with("-ERR"));
+        assert!(text(s.input(b"USER alice")).starts_with("+OK"));
+        let Step::Login(c) = s.input(b"PASS pw with spaces") else { panic!() };
         assert_eq!((c.authcid.as_str(), c.password.as_str()), ("alice", "pw with spaces"));
-        let Step::Login(c) = s.line(b"AUTH PLAIN AGJvYgBwdw==") else { panic!() };
+        let Step::Login(c) = s.input(b"AUTH PLAIN AGJvYgBwdw==") else { panic!() };
         assert_eq!(c.authcid, "bob");
-        assert_eq!(text(s.line(b"AUTH PLAIN")), "+ \r\n");
-        let Step::Login(c) = s.line(b"AGJvYgBwdw==") else { panic!() };
+        assert_eq!(s.input(b"AUTH PLAIN"), Step::SaslContinue);
+        let Step::Login(c) = s.sasl_response(Some(b"AGJvYgBwdw==")) else { panic!() };
         assert_eq!(c.password, "pw");
-        assert!(text(s.line(b"STAT")).starts_with("-ERR"));
-        assert!(matches!(s.line(b"QUIT"), Step::Close(_)));
+        assert!(text(s.input(b"STAT")).starts_with("-ERR"));
+        assert!(matches!(s.input(b"QUIT"), Step::Close(_)));
     }
 
     #[test]
     fn without_tls_only_stls_and_capa_help() {
         let mut s = PreAuth::new(Offer { starttls: true, plaintext_auth: false });
-        let capa = text(s.line(b"CAPA"));
+        let capa = text(s.input(b"CAPA"));
         assert!(capa.contains("STLS\r\n") && !capa.contains("USER\r\n") && capa.ends_with(".\r\n"));
-        assert!(text(s.line(b"USER alice")).starts_with("-ERR [AUTH]"));
-        assert!(text(s.line(b"AUTH PLAIN AGJvYgBwdw==")).starts_with("-ERR [AUTH]"));
-        assert!(matches!(s.line(b"STLS"), Step::StartTls(_)));
+        assert!(text(s.input(b"USER alice")).starts_with("-ERR [AUTH]"));
+        assert!(text(s.input(b"AUTH PLAIN AGJvYgBwdw==")).starts_with("-ERR [AUTH]"));
+        assert!(matches!(s.input(b"STLS"), Step::StartTls(_)));
         s.tls_started(true);
-        assert!(text(s.line(b"STLS")).starts_with("-ERR"));
-        assert!(text(s.line(b"USER alice")).starts_with("+OK"));
-        assert!(text(s.line(b"\xff\xfe")).starts_with("-ERR"));
+        assert!(text(s.input(b"STLS")).starts_with("-ERR"));
+        assert!(text(s.input(b"USER alice")).starts_with("+OK"));
+        assert!(text(s.input(b"\xff\xfe")).starts_with("-ERR"));
         assert_eq!(s.login_failed(&Refusal::Unavailable("x".into())), b"-ERR [SYS/TEMP] x\r\n");
     }
 }

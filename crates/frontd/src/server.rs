@@ -17,7 +17,7 @@ use crate::backend::{self, Backend, ProxyCredential, RouteError};
 use crate::cluster::{ClusterMap, Protocol};
 use crate::config::{Config, ConfigError, SmtpSection, TlsFiles};
 use crate::delivery::Router;
-use crate::login::{Gate, Refusal};
+use crate::login::{Gate, Offer, PreLogin, Refusal, Step};
 use crate::sessions::{SessionCounts, Slot};
 use crate::smtp::session::Mode;
 use crate::{imap, pop3, smtp, splice};
@@ -26,8 +26,6 @@ use crate::{imap, pop3, smtp, splice};
 const LOGIN_TIME_MAX: Duration = Duration::from_secs(180);
 /// Commands a client may send before logging in.
 const PREAUTH_COMMANDS_MAX: usize = 64;
-/// Longest IMAP command line before login.
-const IMAP_LINE_MAX: usize = 8 * 1024;
 /// How often the storage nodes' IMAP capabilities are re-read.
 const CAPABILITY_REFRESH: Duration = Duration::from_secs(60);
 /// How long a client's greeting may wait for the first node to tell its capabilities.
@@ -311,8 +309,15 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
                     return Ok(());
                 };
                 match service {
-                    Service::Imap => imap_connection(stream, peer, front, implicit).await,
-                    Service::Pop3 => pop3_connection(stream, peer, front, implicit).await,
+                    Service::Imap => {
+                        let caps = front.node_capabilities().await;
+                        let session = |offer| imap::PreAuth::new(offer, &caps);
+                        pre_login(stream, peer, &front, implicit, Protocol::Imap, session, read_imap_command).await
+                    }
+                    Service::Pop3 => {
+                        pre_login(stream, peer, &front, implicit, Protocol::Pop3, pop3::PreAuth::new, read_pop3_line)
+                            .await
+                    }
                     Service::Smtp(mode) => smtp::server::connection(stream, peer, front, mode, implicit).await,
                 }
             }
@@ -395,7 +400,7 @@ async fn login(
 async fn read_imap_command(conn: &mut Conn) -> std::io::Result<Option<Result<Vec<u8>, Vec<u8>>>> {
     let mut buf = Vec::new();
     loop {
-        let line = match read_line_within(&mut conn.rd, IMAP_LINE_MAX, LOGIN_TIME_MAX).await? {
+        let line = match read_line_within(&mut conn.rd, imap::LINE_MAX, LOGIN_TIME_MAX).await? {
             Line::Complete(l) => l,
             Line::TooLong => return Ok(Some(Err(b"* BAD command line too long\r\n".to_vec()))),
             Line::Eof | Line::Idle => return Ok(None),
@@ -432,16 +437,19 @@ async fn read_imap_command(conn: &mut Conn) -> std::io::Result<Option<Result<Vec
 }
 
 /// A new client connection (after the handshake with implicit TLS), the certificate in
-/// force for it, and what it may do: (STARTTLS offered, passwords allowed).
+/// force for it, and what it may do before login.
 async fn open(
     stream: TcpStream,
     peer: SocketAddr,
     front: &Front,
     implicit_tls: bool,
-) -> std::io::Result<(Conn, Option<Arc<Tls>>, (bool, bool))> {
+) -> std::io::Result<(Conn, Option<Arc<Tls>>, Offer)> {
     let tls = front.tls();
     let conn = Conn::open(stream, tls.as_deref(), implicit_tls).await?;
-    let offer = (tls.is_some() && !conn.tls, front.gate.plaintext_allowed(peer.ip(), conn.tls));
+    let offer = Offer {
+        starttls: tls.is_some() && !conn.tls,
+        plaintext_auth: front.gate.plaintext_allowed(peer.ip(), conn.tls),
+    };
     Ok((conn, tls, offer))
 }
 
@@ -453,18 +461,23 @@ async fn upgrade(mut conn: Conn, reply: &[u8], tls: Option<&Tls>) -> std::io::Re
     conn.start_tls(tls).await
 }
 
-async fn imap_connection(
+/// An IMAP or POP3 client from its greeting to the hand-over after login: `read` frames the
+/// protocol's commands, the machine `new_session` makes for the connection's offer answers
+/// them; a login that succeeds hands the connection over to the storage node.
+async fn pre_login<P: PreLogin>(
     stream: TcpStream,
     peer: SocketAddr,
-    front: Arc<Front>,
+    front: &Front,
     implicit_tls: bool,
+    protocol: Protocol,
+    new_session: impl FnOnce(Offer) -> P,
+    mut read: impl AsyncFnMut(&mut Conn) -> std::io::Result<Option<Result<Vec<u8>, Vec<u8>>>>,
 ) -> std::io::Result<()> {
-    let (mut conn, tls, (starttls, plaintext_auth)) = open(stream, peer, &front, implicit_tls).await?;
-    let mut session =
-        imap::PreAuth::new(crate::login::Offer { starttls, plaintext_auth }, &front.node_capabilities().await);
+    let (mut conn, tls, offer) = open(stream, peer, front, implicit_tls).await?;
+    let mut session = new_session(offer);
     conn.wr.write_all(&session.greeting(&front.host)).await?;
     for _ in 0..PREAUTH_COMMANDS_MAX {
-        let command = match read_imap_command(&mut conn).await? {
+        let command = match read(&mut conn).await? {
             None => return Ok(()),
             Some(Err(reply)) => {
                 conn.wr.write_all(&reply).await?;
@@ -473,69 +486,40 @@ async fn imap_connection(
             Some(Ok(c)) => c,
         };
         let mut step = session.input(&command);
-        if let imap::Step::SaslContinue { tag } = &step {
+        if let Step::SaslContinue = step {
             conn.wr.write_all(b"+ \r\n").await?;
-            step = match read_line_within(&mut conn.rd, IMAP_LINE_MAX, LOGIN_TIME_MAX).await? {
-                Line::Complete(l) => session.sasl_response(tag, &l),
-                Line::TooLong => session.sasl_response(tag, b"!"),
+            step = match read_line_within(&mut conn.rd, P::SASL_LINE_MAX, LOGIN_TIME_MAX).await? {
+                Line::Complete(l) => session.sasl_response(Some(&l)),
+                Line::TooLong => session.sasl_response(None),
                 Line::Eof | Line::Idle => return Ok(()),
             };
         }
         match step {
-            imap::Step::Reply(b) => conn.wr.write_all(&b).await?,
-            imap::Step::Close(b) => return conn.wr.write_all(&b).await,
-            imap::Step::StartTls(b) => {
+            Step::Reply(b) => conn.wr.write_all(&b).await?,
+            Step::Close(b) => return conn.wr.write_all(&b).await,
+            Step::StartTls(b) => {
                 let Some(upgraded) = upgrade(conn, &b, tls.as_deref()).await? else { return Ok(()) };
                 conn = upgraded;
                 session.tls_started(front.gate.plaintext_allowed(peer.ip(), true));
             }
-            imap::Step::SaslContinue { .. } => unreachable!("handled above"),
-            imap::Step::Login { tag, creds } => match login(&front, Protocol::Imap, peer, conn.tls, &creds).await {
+            Step::SaslContinue => unreachable!("a SASL response is answered, never continued"),
+            Step::Login(creds) => match login(front, protocol, peer, conn.tls, &creds).await {
                 Ok((backend, _user_slot)) => {
-                    conn.wr.write_all(&session.login_succeeded(&tag, &backend.reply)).await?;
-                    return hand_over(conn, backend).await;
-                }
-                Err(refusal) => conn.wr.write_all(&session.login_failed(&tag, &refusal)).await?,
-            },
-        }
-    }
-    conn.wr.write_all(b"* BYE too many commands without logging in\r\n").await
-}
-
-async fn pop3_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    front: Arc<Front>,
-    implicit_tls: bool,
-) -> std::io::Result<()> {
-    let (mut conn, tls, (starttls, plaintext_auth)) = open(stream, peer, &front, implicit_tls).await?;
-    let mut session = pop3::PreAuth::new(crate::login::Offer { starttls, plaintext_auth });
-    conn.wr.write_all(&session.greeting(&front.host)).await?;
-    for _ in 0..PREAUTH_COMMANDS_MAX {
-        let line = match read_line_within(&mut conn.rd, pop3::LINE_MAX, LOGIN_TIME_MAX).await? {
-            Line::Complete(l) => l,
-            Line::TooLong => {
-                conn.wr.write_all(b"-ERR line too long\r\n").await?;
-                continue;
-            }
-            Line::Eof | Line::Idle => return Ok(()),
-        };
-        match session.line(&line) {
-            pop3::Step::Reply(b) => conn.wr.write_all(&b).await?,
-            pop3::Step::Close(b) => return conn.wr.write_all(&b).await,
-            pop3::Step::StartTls(b) => {
-                let Some(upgraded) = upgrade(conn, &b, tls.as_deref()).await? else { return Ok(()) };
-                conn = upgraded;
-                session.tls_started(front.gate.plaintext_allowed(peer.ip(), true));
-            }
-            pop3::Step::Login(creds) => match login(&front, Protocol::Pop3, peer, conn.tls, &creds).await {
-                Ok((backend, _user_slot)) => {
-                    conn.wr.write_all(format!("{}\r\n", backend.reply).as_bytes()).await?;
+                    conn.wr.write_all(&session.login_succeeded(&backend.reply)).await?;
                     return hand_over(conn, backend).await;
                 }
                 Err(refusal) => conn.wr.write_all(&session.login_failed(&refusal)).await?,
             },
         }
     }
-    conn.wr.write_all(b"-ERR too many commands without logging in\r\n").await
+    conn.wr.write_all(P::TOO_MANY_COMMANDS).await
+}
+
+/// Read one POP3 command line; `None` when the client is gone.
+async fn read_pop3_line(conn: &mut Conn) -> std::io::Result<Option<Result<Vec<u8>, Vec<u8>>>> {
+    Ok(match read_line_within(&mut conn.rd, pop3::LINE_MAX, LOGIN_TIME_MAX).await? {
+        Line::Complete(l) => Some(Ok(l)),
+        Line::TooLong => Some(Err(b"-ERR line too long\r\n".to_vec())),
+        Line::Eof | Line::Idle => None,
+    })
 }

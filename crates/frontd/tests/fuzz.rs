@@ -6,6 +6,7 @@
 
 use common::password::PasswordHash;
 use directory::{lookup_key, parse_ldif, Account, AttributeError, Attributes, LdifError, Purpose};
+use frontd::login::{PreLogin, Step};
 use frontd::{imap, pop3};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -94,6 +95,33 @@ fn shaped(rng: &mut StdRng, tokens: &[&str], pieces_max: usize) -> Vec<u8> {
     out
 }
 
+/// Steps `s` with `command` and, if it asks for a SASL response, with a shaped line: every
+/// reply must satisfy `reply_is_well_formed`, and no login may invent a longer name than the
+/// longest line the client sent (`longest`, kept across the session's lines).
+fn step_checked<P: PreLogin>(
+    s: &mut P,
+    command: &[u8],
+    longest: &mut usize,
+    rng: &mut StdRng,
+    tokens: &[&str],
+    reply_is_well_formed: fn(&[u8]) -> bool,
+) {
+    let mut step = s.input(command);
+    *longest = (*longest).max(command.len());
+    if step == Step::SaslContinue {
+        let line = shaped(rng, tokens, 4);
+        *longest = (*longest).max(line.len());
+        step = s.sasl_response(rng.gen::<bool>().then_some(line.as_slice()));
+    }
+    match step {
+        Step::Reply(b) | Step::Close(b) | Step::StartTls(b) => {
+            assert!(reply_is_well_formed(&b), "{command:?} got {b:?}");
+        }
+        Step::SaslContinue => panic!("{command:?}: a SASL response was continued"),
+        Step::Login(creds) => assert!(creds.authcid.len() <= *longest, "{command:?} gave {creds:?}"),
+    }
+}
+
 #[test]
 fn pre_login_imap_answers_everything() {
     let mut rng = StdRng::seed_from_u64(seed());
@@ -105,15 +133,9 @@ fn pre_login_imap_answers_everything() {
         line.extend_from_slice(b"\r\n");
         // Framing first, as the server does; then the command, whatever framing said.
         let _ = imap::framing(&line);
-        match s.input(&line) {
-            imap::Step::Reply(b) | imap::Step::Close(b) | imap::Step::StartTls(b) => {
-                assert!(b.ends_with(b"\r\n"), "{line:?} got {b:?}");
-            }
-            imap::Step::SaslContinue { tag } => {
-                let _ = s.sasl_response(&tag, &shaped(&mut rng, IMAP_TOKENS, 4));
-            }
-            imap::Step::Login { creds, .. } => assert!(creds.authcid.len() <= line.len()),
-        }
+        step_checked(&mut s, &line, &mut 0, &mut rng, IMAP_TOKENS, |b| {
+            b.ends_with(b"\r\n") && (b.starts_with(b"t") || b.starts_with(b"* "))
+        });
     }
 }
 
@@ -122,13 +144,12 @@ fn pre_login_pop3_answers_everything() {
     let mut rng = StdRng::seed_from_u64(seed());
     for _ in 0..rounds(20_000) {
         let mut s = pop3::PreAuth::new(frontd::login::Offer { starttls: rng.gen(), plaintext_auth: rng.gen() });
+        let mut longest = 0;
         for _ in 0..rng.gen_range(1..4) {
-            match s.line(&shaped(&mut rng, POP_TOKENS, 6)) {
-                pop3::Step::Reply(b) | pop3::Step::Close(b) | pop3::Step::StartTls(b) => {
-                    assert!(b.starts_with(b"+") || b.starts_with(b"-ERR"), "{b:?}");
-                }
-                pop3::Step::Login(_) => {}
-            }
+            let line = shaped(&mut rng, POP_TOKENS, 6);
+            step_checked(&mut s, &line, &mut longest, &mut rng, POP_TOKENS, |b| {
+                b.ends_with(b"\r\n") && (b.starts_with(b"+OK") || b.starts_with(b"-ERR"))
+            });
         }
     }
 }

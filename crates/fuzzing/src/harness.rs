@@ -3,7 +3,6 @@
 //! thread.
 
 use std::cell::RefCell;
-use std::sync::Arc;
 
 use storaged::imap::backend::StoreBackend;
 use storaged::mailstore::{Store, UserName};
@@ -14,7 +13,7 @@ const STORE_RUNS_MAX: u32 = 256;
 pub(crate) struct Harness {
     pub rt: tokio::runtime::Runtime,
     dir: Option<tempfile::TempDir>,
-    backend: Option<Arc<StoreBackend>>,
+    backend: Option<StoreBackend>,
     runs: u32,
 }
 
@@ -32,7 +31,7 @@ pub(crate) fn user() -> UserName {
 }
 
 impl Harness {
-    pub fn backend(&mut self) -> Arc<StoreBackend> {
+    pub fn backend(&mut self) -> StoreBackend {
         if self.runs >= STORE_RUNS_MAX {
             self.backend = None;
             self.dir = None;
@@ -44,7 +43,7 @@ impl Harness {
         }
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(dir.path().join("mail"), "g").expect("store");
-        let backend = Arc::new(StoreBackend::new(store));
+        let backend = StoreBackend::new(store);
         self.dir = Some(dir);
         self.backend = Some(backend.clone());
         backend

@@ -3,8 +3,6 @@
 //! framed the way the servers frame them (lines, and literals of the announced length).
 //! Every command gets an answer ending in CRLF.
 
-use std::sync::Arc;
-
 use storaged::imap::backend::StoreBackend;
 use storaged::imap::framing::{literal_suffix, tag_of};
 use storaged::imap::session::{Offer, Outcome, Session};
@@ -44,19 +42,22 @@ pub(crate) fn assert_framed(input: &[u8], out: &[u8]) {
 /// The front's pre-login machine: greeting to login, STARTTLS and SASL.
 fn pre_login(data: &[u8]) {
     use frontd::imap::{framing, Offer, PreAuth, Step};
+    use frontd::login::PreLogin;
     let offer = Offer { starttls: data.first().is_some_and(|b| b & 1 == 1), plaintext_auth: true };
     let mut s = PreAuth::new(offer, "IMAP4rev1 IDLE AUTH=PLAIN STARTTLS");
     let mut cur = Cursor::new(data);
     while let Some(cmd) = next_command(&mut cur) {
         let _ = framing(&cmd);
-        match s.input(&cmd) {
+        let mut step = s.input(&cmd);
+        if step == Step::SaslContinue {
+            let Some(line) = cur.line() else { return };
+            step = s.sasl_response(Some(line));
+            assert_ne!(step, Step::SaslContinue, "a SASL response is answered");
+        }
+        match step {
             Step::Reply(b) | Step::Close(b) | Step::StartTls(b) => assert_framed(&cmd, &b),
-            Step::SaslContinue { tag } => {
-                if let Some(line) = cur.line() {
-                    let _ = s.sasl_response(&tag, line);
-                }
-            }
-            Step::Login { creds, .. } => assert!(creds.authcid.len() <= cmd.len(), "credentials come from input"),
+            Step::SaslContinue => unreachable!("checked above"),
+            Step::Login(creds) => assert!(creds.authcid.len() <= data.len(), "credentials come from input"),
         }
     }
 }
@@ -69,7 +70,7 @@ pub fn run(data: &[u8]) {
         let backend = h.backend();
         h.rt.block_on(async {
             let offer = Offer { starttls: false, plaintext_auth: true, append_limit: APPEND_LIMIT };
-            let mut s: Session<Arc<StoreBackend>> = Session::new(offer);
+            let mut s: Session<StoreBackend> = Session::new(offer);
             let (out, _) = s.logged_in("a", user(), backend).await;
             assert!(out.starts_with(b"a OK"), "{}", String::from_utf8_lossy(&out));
             s.input(b"b APPEND INBOX {46+}\r\nSubject: x\r\nContent-Type: text/plain\r\n\r\nbody\r\n\r\n").await;

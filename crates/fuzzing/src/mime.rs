@@ -7,7 +7,7 @@
 //! the abort.
 
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 
 use storaged::imap::backend::StoreBackend;
 use storaged::imap::fetch::{self, Section, Source};
@@ -153,7 +153,7 @@ fn session(msg: &[u8]) {
         let backend = h.backend();
         h.rt.block_on(async {
             let offer = Offer { starttls: false, plaintext_auth: true, append_limit: MESSAGE_MAX_BYTES as u32 + 2 };
-            let mut s: Session<Arc<StoreBackend>> = Session::new(offer);
+            let mut s: Session<StoreBackend> = Session::new(offer);
             let (out, _) = s.logged_in("a", user(), backend).await;
             assert!(out.starts_with(b"a OK"), "{}", String::from_utf8_lossy(&out));
             let mut append = format!("b APPEND INBOX {{{}+}}\r\n", msg.len()).into_bytes();

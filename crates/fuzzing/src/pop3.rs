@@ -7,13 +7,21 @@ use storaged::pop3::session::{Action, DropEntry, Offer, Session};
 use crate::input::lines;
 
 fn pre_login(data: &[u8]) {
+    use frontd::login::PreLogin;
     use frontd::pop3::{Offer, PreAuth, Step};
     let mut s = PreAuth::new(Offer { starttls: data.len().is_multiple_of(2), plaintext_auth: true });
-    for line in lines(data) {
-        match s.line(line) {
+    let mut lines = lines(data);
+    while let Some(line) = lines.next() {
+        let mut step = s.input(line);
+        if step == Step::SaslContinue {
+            let Some(response) = lines.next() else { return };
+            step = s.sasl_response(Some(response));
+        }
+        match step {
             Step::Reply(b) | Step::Close(b) | Step::StartTls(b) => {
-                assert!(b.starts_with(b"+") || b.starts_with(b"-ERR"), "{b:?}")
+                assert!(b.starts_with(b"+OK") || b.starts_with(b"-ERR"), "{b:?}")
             }
+            Step::SaslContinue => panic!("a SASL response was continued"),
             Step::Login(_) => return,
         }
     }

@@ -26,24 +26,14 @@ pub struct Listen {
     /// LMTP delivery.
     pub lmtp: String,
     /// POP3 (optional).
-    #[serde(default)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub pop3: Option<String>,
     /// IMAP (optional).
-    #[serde(default)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub imap: Option<String>,
     /// IMAP over implicit TLS (optional; needs `[tls]`).
-    #[serde(default)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub imaps: Option<String>,
     /// POP3 over implicit TLS (optional; needs `[tls]`).
-    #[serde(default)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub pop3s: Option<String>,
     /// The admin protocol (status, outbound queue; authenticated with the cluster key).
-    #[serde(default)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub admin: Option<String>,
 }
 
@@ -54,10 +44,8 @@ pub use common::config::{LoginPolicy, TlsFiles};
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProxyConfig {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// Its password hash, `{SCHEME}value`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
 }
 
@@ -162,12 +150,9 @@ pub struct Config {
     pub node_id: u64,
     pub data_dir: PathBuf,
     /// The shared secret of the cluster, or a file holding it (preferred).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster_key: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster_key_file: Option<PathBuf>,
     /// `address [group] [{SCHEME}hash]` per line: the users this node accepts mail for.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub users_file: Option<PathBuf>,
     pub listen: Listen,
     #[serde(default)]
@@ -178,11 +163,8 @@ pub struct Config {
     pub auth: LoginPolicy,
     #[serde(default)]
     pub proxy: ProxyConfig,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsFiles>,
     pub groups: Vec<GroupConfig>,
-    #[serde(default)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub aoe: Option<AoeConfig>,
 }
 

@@ -1,5 +1,5 @@
 //! `storaged`: a storage node. Usage: `storaged --config storaged.toml`.
 
 fn main() -> anyhow::Result<()> {
-    storaged::cli::main()
+    common::daemon::main::<storaged::cli::Storaged>()
 }

@@ -4,8 +4,6 @@
 //! FETCH. Every input gets an answer; none may panic. `FUZZ_SEED` and `FUZZ_ROUNDS`
 //! override the defaults; the seed is printed so a failure can be replayed.
 
-use std::sync::Arc;
-
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use storaged::imap::backend::StoreBackend;
@@ -133,9 +131,9 @@ fn shaped_line(rng: &mut StdRng, tokens: &[&str], tag: bool) -> Vec<u8> {
 async fn imap_session_survives_random_commands() {
     let mut rng = StdRng::seed_from_u64(seed());
     let dir = tempfile::tempdir().unwrap();
-    let backend = Arc::new(StoreBackend::new(Store::open(dir.path().join("mail"), "g").unwrap()));
+    let backend = StoreBackend::new(Store::open(dir.path().join("mail"), "g").unwrap());
     let offer = Offer { starttls: false, plaintext_auth: true, append_limit: 1 << 16 };
-    let mut s: Session<Arc<StoreBackend>> = Session::new(offer);
+    let mut s: Session<StoreBackend> = Session::new(offer);
     let user = UserName::parse("fuzz@example.edu").unwrap();
     let (out, _) = s.logged_in("a", user, backend.clone()).await;
     assert!(out.starts_with(b"a OK"));

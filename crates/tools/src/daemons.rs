@@ -25,8 +25,12 @@ impl Daemon {
     /// Run the daemon until it stops.
     pub fn run(self) -> anyhow::Result<()> {
         match self {
-            Daemon::Storaged { args } => storaged::cli::run_from(std::iter::once("storaged".to_string()).chain(args)),
-            Daemon::Frontd { args } => frontd::cli::run_from(std::iter::once("frontd".to_string()).chain(args)),
+            Daemon::Storaged { args } => common::daemon::run_from::<storaged::cli::Storaged, _, _>(
+                std::iter::once("storaged".to_string()).chain(args),
+            ),
+            Daemon::Frontd { args } => {
+                common::daemon::run_from::<frontd::cli::Frontd, _, _>(std::iter::once("frontd".to_string()).chain(args))
+            }
         }
     }
 }

@@ -2,5 +2,5 @@
 //! start it by path (Cargo names only a package's own binaries to its tests).
 
 fn main() -> anyhow::Result<()> {
-    frontd::cli::main()
+    common::daemon::main::<frontd::cli::Frontd>()
 }

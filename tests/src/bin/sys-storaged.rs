@@ -2,5 +2,5 @@
 //! start it by path (Cargo names only a package's own binaries to its tests).
 
 fn main() -> anyhow::Result<()> {
-    storaged::cli::main()
+    common::daemon::main::<storaged::cli::Storaged>()
 }

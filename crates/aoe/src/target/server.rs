@@ -255,13 +255,7 @@ pub fn run(options: &TargetOptions, stop: Arc<AtomicBool>) -> io::Result<()> {
                                 in_flight += 2;
                             }
                             for frame in out {
-                                next_slot += 1;
-                                let e = opcode::Send::new(fd, frame.as_ptr(), frame.len() as u32)
-                                    .build()
-                                    .user_data(KIND_SEND | next_slot);
-                                sends.insert(next_slot, frame);
-                                // SAFETY: the frame's heap buffer is owned by `sends` until its completion.
-                                unsafe { push(&mut ring, &e)? };
+                                queue_send(&mut ring, fd, frame, &mut sends, &mut next_slot)?;
                                 in_flight += 1;
                             }
                         }
@@ -280,13 +274,7 @@ pub fn run(options: &TargetOptions, stop: Arc<AtomicBool>) -> io::Result<()> {
                                 // The linked send is cancelled; answer with an error instead.
                                 let export = &exports[op.export];
                                 let frame = done_reply(&op.request, sock.mac, &export.cfg, &op.ata.borrowed(), false);
-                                next_slot += 1;
-                                let e = opcode::Send::new(fd, frame.as_ptr(), frame.len() as u32)
-                                    .build()
-                                    .user_data(KIND_SEND | next_slot);
-                                sends.insert(next_slot, frame);
-                                // SAFETY: owned by `sends` until its completion.
-                                unsafe { push(&mut ring, &e)? };
+                                queue_send(&mut ring, fd, frame, &mut sends, &mut next_slot)?;
                                 in_flight += 1;
                             }
                         }
@@ -302,6 +290,23 @@ pub fn run(options: &TargetOptions, stop: Arc<AtomicBool>) -> io::Result<()> {
     })();
     uring::cancel_and_drain(&mut ring, in_flight, KIND_CANCEL);
     served
+}
+
+/// Submit the send of `frame` under a fresh slot; `sends` owns the frame until the send's
+/// completion is reaped.
+fn queue_send(
+    ring: &mut IoUring,
+    fd: types::Fd,
+    frame: Vec<u8>,
+    sends: &mut HashMap<u64, Vec<u8>>,
+    next_slot: &mut u64,
+) -> io::Result<()> {
+    *next_slot += 1;
+    let e = opcode::Send::new(fd, frame.as_ptr(), frame.len() as u32).build().user_data(KIND_SEND | *next_slot);
+    sends.insert(*next_slot, frame);
+    // SAFETY: the frame's heap buffer does not move when its Vec moves into `sends`, which
+    // keeps it until the send's completion is reaped (or the ring is drained at exit).
+    unsafe { push(ring, &e) }
 }
 
 /// The submission entry of a disk operation (read, write, or fdatasync for a flush).

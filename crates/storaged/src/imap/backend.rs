@@ -65,41 +65,6 @@ pub trait Backend {
     fn claim_recent(&self, user: &UserName, mailbox: &MailboxName, index: &MailboxIndex, take: bool) -> u32;
 }
 
-impl<T: Backend> Backend for Arc<T> {
-    fn mailboxes(&self, user: &UserName) -> Vec<MailboxName> {
-        (**self).mailboxes(user)
-    }
-
-    fn subscriptions(&self, user: &UserName) -> Vec<String> {
-        (**self).subscriptions(user)
-    }
-
-    fn index(&self, user: &UserName, mailbox: &MailboxName) -> Result<Option<Arc<MailboxIndex>>, BackendError> {
-        (**self).index(user, mailbox)
-    }
-
-    fn message(&self, user: &UserName, mailbox: &MailboxName, uid: u32) -> Result<Option<Vec<u8>>, BackendError> {
-        (**self).message(user, mailbox, uid)
-    }
-
-    fn header(
-        &self,
-        user: &UserName,
-        mailbox: &MailboxName,
-        meta: &MessageMeta,
-    ) -> Result<Option<Arc<[u8]>>, BackendError> {
-        (**self).header(user, mailbox, meta)
-    }
-
-    async fn propose(&self, op_id: OpId, op: MailOp) -> Result<MailResponse, BackendError> {
-        (**self).propose(op_id, op).await
-    }
-
-    fn claim_recent(&self, user: &UserName, mailbox: &MailboxName, index: &MailboxIndex, take: bool) -> u32 {
-        (**self).claim_recent(user, mailbox, index, take)
-    }
-}
-
 /// The server's backend: a group this node leads.
 pub struct GroupBackend(pub Arc<Group>);
 
@@ -146,15 +111,17 @@ impl Backend for GroupBackend {
 }
 
 /// A backend over a store without replication, applying proposals at once (tests, tools).
+/// Clones share the store, as sessions of one node share its group.
+#[derive(Clone)]
 pub struct StoreBackend {
-    pub store: Mutex<Store>,
-    next_index: Mutex<u64>,
-    recent: super::recent::RecentClaims,
+    pub store: Arc<Mutex<Store>>,
+    next_index: Arc<Mutex<u64>>,
+    recent: Arc<super::recent::RecentClaims>,
 }
 
 impl StoreBackend {
     pub fn new(store: Store) -> Self {
-        Self { store: Mutex::new(store), next_index: Mutex::new(1), recent: Default::default() }
+        Self { store: Arc::new(Mutex::new(store)), next_index: Arc::new(Mutex::new(1)), recent: Default::default() }
     }
 }
 

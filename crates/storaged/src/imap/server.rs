@@ -18,7 +18,7 @@ use crate::auth::{LoginError, PlainCredentials};
 use crate::group::Group;
 use crate::line::{read_line_within, Line};
 use crate::node::Node;
-use crate::tls::Conn;
+use crate::tls::{serve_with_starttls, Conn, End};
 
 /// Longest command line between literals.
 const COMMAND_LINE_MAX: usize = 64 * 1024;
@@ -126,13 +126,8 @@ async fn read_command<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin>(
 struct State {
     session: Session<GroupBackend>,
     group: Option<Arc<Group>>,
-}
-
-/// How a connection's command loop ended.
-enum End {
-    Closed,
-    /// STARTTLS was answered OK: upgrade, then go on with the same state.
-    StartTls,
+    peer: SocketAddr,
+    node: Arc<Node>,
 }
 
 async fn handle(stream: TcpStream, peer: SocketAddr, node: Arc<Node>, implicit_tls: bool) -> std::io::Result<()> {
@@ -143,25 +138,15 @@ async fn handle(stream: TcpStream, peer: SocketAddr, node: Arc<Node>, implicit_t
         plaintext_auth: node.auth.plaintext_allowed(peer.ip(), conn.tls),
         append_limit,
     };
-    let mut state = State { session: Session::new(offer), group: None };
+    let mut state = State { session: Session::new(offer), group: None, peer, node: Arc::clone(&node) };
     conn.wr.write_all(format!("{}\r\n", state.session.greeting()).as_bytes()).await?;
-    loop {
-        match commands(&mut conn, &mut state, peer, &node).await? {
-            End::Closed => return Ok(()),
-            End::StartTls => {
-                let tls = node.tls.as_ref().expect("STARTTLS is offered only with TLS configured");
-                match conn.start_tls(tls).await? {
-                    Some(upgraded) => conn = upgraded,
-                    None => return Ok(()),
-                }
-                state.session.tls_started();
-            }
-        }
-    }
+    serve_with_starttls(conn, node.tls.as_ref(), &mut state, commands, |state| state.session.tls_started()).await
 }
 
 /// Read and answer commands until the connection ends or asks for TLS.
-async fn commands(conn: &mut Conn, state: &mut State, peer: SocketAddr, node: &Node) -> std::io::Result<End> {
+async fn commands(conn: &mut Conn, state: &mut State) -> std::io::Result<End> {
+    let (peer, node) = (state.peer, Arc::clone(&state.node));
+    let node = &*node;
     loop {
         let limits = CommandLimits {
             authenticated: state.group.is_some(),

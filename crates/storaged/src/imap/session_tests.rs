@@ -9,7 +9,7 @@ use crate::mailstore::{MailOp, MailboxName, OpId, Store, UserName};
 
 struct Harness {
     _dir: tempfile::TempDir,
-    backend: Arc<StoreBackend>,
+    backend: StoreBackend,
 }
 
 const USER: &str = "alice@example.edu";
@@ -17,7 +17,7 @@ const USER: &str = "alice@example.edu";
 fn harness() -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("mail"), "g").unwrap();
-    Harness { _dir: dir, backend: Arc::new(StoreBackend::new(store)) }
+    Harness { _dir: dir, backend: StoreBackend::new(store) }
 }
 
 fn offer() -> Offer {
@@ -25,7 +25,7 @@ fn offer() -> Offer {
 }
 
 impl Harness {
-    async fn session(&self) -> Session<Arc<StoreBackend>> {
+    async fn session(&self) -> Session<StoreBackend> {
         let mut s = Session::new(offer());
         let (out, outcome) = s.input(b"a0 LOGIN alice@example.edu secret\r\n").await;
         assert!(out.is_empty());
@@ -46,7 +46,7 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-async fn run(s: &mut Session<Arc<StoreBackend>>, cmd: &str) -> String {
+async fn run(s: &mut Session<StoreBackend>, cmd: &str) -> String {
     let (out, outcome) = s.input(format!("{cmd}\r\n").as_bytes()).await;
     assert!(matches!(outcome, Outcome::Continue | Outcome::Logout), "{cmd}: {outcome:?}");
     text(&out)
@@ -58,14 +58,14 @@ fn tagged_status(out: &str, tag: &str) -> String {
 
 #[tokio::test]
 async fn rfc3501_6_1_any_state_and_not_authenticated() {
-    let mut s: Session<Arc<StoreBackend>> = Session::new(offer());
+    let mut s: Session<StoreBackend> = Session::new(offer());
     let out = run(&mut s, "c1 CAPABILITY").await;
     assert!(out.contains("IMAP4rev1") && out.contains("AUTH=PLAIN") && out.contains("IDLE"), "{out}");
     assert!(run(&mut s, "c2 NOOP").await.starts_with("c2 OK"));
     for cmd in ["c3 SELECT INBOX", "c4 LIST \"\" *", "c5 FETCH 1 FLAGS", "c6 APPEND INBOX {1+}\r\nx"] {
         assert!(tagged_status(&run(&mut s, cmd).await, cmd.split(' ').next().unwrap()).contains("BAD"), "{cmd}");
     }
-    let mut closed: Session<Arc<StoreBackend>> = Session::new(Offer { plaintext_auth: false, ..offer() });
+    let mut closed: Session<StoreBackend> = Session::new(Offer { plaintext_auth: false, ..offer() });
     assert!(run(&mut closed, "c7 CAPABILITY").await.contains("LOGINDISABLED"));
     assert!(run(&mut closed, "c8 LOGIN a b").await.starts_with("c8 NO [PRIVACYREQUIRED]"));
     let out = run(&mut s, "c9 LOGOUT").await;
@@ -74,7 +74,7 @@ async fn rfc3501_6_1_any_state_and_not_authenticated() {
 
 #[tokio::test]
 async fn authenticate_plain_with_and_without_initial_response() {
-    let mut s: Session<Arc<StoreBackend>> = Session::new(offer());
+    let mut s: Session<StoreBackend> = Session::new(offer());
     // "\0alice@example.edu\0pw" in base64.
     let (_, outcome) = s.input(b"x1 AUTHENTICATE PLAIN AGFsaWNlQGV4YW1wbGUuZWR1AHB3\r\n").await;
     assert!(matches!(outcome, Outcome::Login { ref tag, ref creds } if tag == "x1" && creds.authcid == USER));
@@ -146,7 +146,7 @@ async fn rfc3501_6_3_11_append_and_select() {
     .await;
     assert!(out.starts_with("p1 OK [APPENDUID "), "{out}");
     assert!(run(&mut s, "p2 APPEND Nope {1+}\r\nx").await.starts_with("p2 NO [TRYCREATE]"));
-    let mut small = Session::<Arc<StoreBackend>>::new(Offer { append_limit: 4, ..offer() });
+    let mut small = Session::<StoreBackend>::new(Offer { append_limit: 4, ..offer() });
     let (_, o) = small.input(b"q LOGIN alice@example.edu x\r\n").await;
     let Outcome::Login { tag, .. } = o else { panic!() };
     small.logged_in(&tag, UserName::parse(USER).unwrap(), h.backend.clone()).await;
@@ -602,7 +602,7 @@ async fn rfc3516_binary() {
 #[tokio::test]
 async fn id_fields_of_a_front_node_are_kept_before_login_only() {
     let h = harness();
-    let mut s: Session<Arc<StoreBackend>> = Session::new(offer());
+    let mut s: Session<StoreBackend> = Session::new(offer());
     let out = run(&mut s, r#"i1 ID ("x-originating-ip" "192.0.2.9" "x-mailhost" "apollo" "name" "frontd")"#).await;
     assert!(out.contains("i1 OK"), "{out}");
     assert_eq!(s.proxy_hints().mailhost.as_deref(), Some("apollo"));
@@ -614,7 +614,7 @@ async fn id_fields_of_a_front_node_are_kept_before_login_only() {
 
 /// A backend whose message reads fail the way the test says.
 struct FailingReads {
-    inner: Arc<StoreBackend>,
+    inner: StoreBackend,
     fail: fn(u32) -> super::backend::BackendError,
 }
 

@@ -16,7 +16,7 @@ use crate::group::Group;
 use crate::line::{read_line_within, Line};
 use crate::mailstore::{MailOp, MailResponse, MailboxName, OpId, UserName};
 use crate::node::Node;
-use crate::tls::Conn;
+use crate::tls::{serve_with_starttls, Conn, End};
 
 /// RFC 1939 §3: the autologout timer is at least 10 minutes.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -46,13 +46,8 @@ fn uidl(uid_validity: u32, uid: u32) -> String {
 struct State {
     session: Session,
     mailbox: Option<Mailbox>,
-}
-
-/// How a connection's command loop ended.
-enum End {
-    Closed,
-    /// STLS was answered `+OK`: upgrade, then go on with the same state.
-    StartTls,
+    peer: SocketAddr,
+    node: Arc<Node>,
 }
 
 async fn handle(stream: TcpStream, peer: SocketAddr, node: Arc<Node>, implicit_tls: bool) -> std::io::Result<()> {
@@ -61,25 +56,16 @@ async fn handle(stream: TcpStream, peer: SocketAddr, node: Arc<Node>, implicit_t
         starttls: node.tls.is_some() && !conn.tls,
         plaintext_auth: node.auth.plaintext_allowed(peer.ip(), conn.tls),
     };
-    let mut state = State { session: Session::new(node.host.clone(), offer), mailbox: None };
+    let mut state =
+        State { session: Session::new(node.host.clone(), offer), mailbox: None, peer, node: Arc::clone(&node) };
     conn.wr.write_all(format!("{}\r\n", state.session.greeting()).as_bytes()).await?;
-    loop {
-        match commands(&mut conn, &mut state, peer, &node).await? {
-            End::Closed => return Ok(()),
-            End::StartTls => {
-                let tls = node.tls.as_ref().expect("STLS is offered only with TLS configured");
-                match conn.start_tls(tls).await? {
-                    Some(upgraded) => conn = upgraded,
-                    None => return Ok(()),
-                }
-                state.session.tls_started();
-            }
-        }
-    }
+    serve_with_starttls(conn, node.tls.as_ref(), &mut state, commands, |state| state.session.tls_started()).await
 }
 
 /// Read and answer commands until the connection ends or asks for TLS.
-async fn commands(conn: &mut Conn, state: &mut State, peer: SocketAddr, node: &Node) -> std::io::Result<End> {
+async fn commands(conn: &mut Conn, state: &mut State) -> std::io::Result<End> {
+    let (peer, node) = (state.peer, Arc::clone(&state.node));
+    let node = &*node;
     let (rd, wr) = (&mut conn.rd, &mut conn.wr);
     loop {
         let line = match read_line_within(rd, COMMAND_LINE_MAX, IDLE_TIMEOUT).await? {
