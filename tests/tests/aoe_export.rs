@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use aoe::initiator::{discover, Initiator};
 use aoe::packet::PacketSocket;
-use clusterkit::storage::{self, Listeners, NodeAddrs};
+use clusterkit::storage::{self, NodeAddrs};
 use storaged::config::{AoeConfig, AoeExport};
 use tools::netns::{in_namespace, ip, Wire};
 
@@ -22,12 +22,17 @@ fn storaged_serves_its_configured_aoe_exports() {
     let frozen: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
     std::fs::write(root.join("frozen.img"), &frozen).unwrap();
     let wire = Wire::new(&format!("s{}", std::process::id()), 1500).unwrap();
-    // storaged's own listeners are on the target namespace's loopback.
+    // storaged's own listeners are on the target namespace's loopback, where any port is free.
     ip(&["-n", &wire.target_ns, "link", "set", "lo", "up"]).unwrap();
     let node = NodeAddrs {
+        id: 1,
         raft: "127.0.0.1:7101".into(),
         lmtp: "127.0.0.1:7102".into(),
-        ..NodeAddrs::on_free_ports(1, Listeners::default())
+        imap: None,
+        pop3: None,
+        imaps: None,
+        pop3s: None,
+        admin: None,
     };
     let mut cfg = storage::node_config(&node, &[storage::group("hermes", std::slice::from_ref(&node))]);
     cfg.cluster_key = Some("aoe test".into());

@@ -311,7 +311,9 @@ fn an_interrupted_move_resumes_or_rolls_back_and_the_user_is_never_split() {
         ldif_directory(),
         FrontOptions { queue: Some(QueueSection::default()), ..FrontOptions::default() },
     );
-    let seeded = 2000;
+    // Enough that the copy is still running when the test has seen it start and killed a
+    // leader, however the machine schedules it (batches of 256 go at several per second).
+    let seeded = 3000;
     let subjects: Vec<String> = (0..seeded).map(|k| format!("seed {k}")).collect();
     storage.deliver_many("alice@example.edu", &subjects);
     let login = ["--server", front.imap.as_str(), "--user", "alice", "--password", "alice-pw"];

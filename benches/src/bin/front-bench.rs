@@ -138,7 +138,7 @@ fn main() -> anyhow::Result<()> {
     backend.proxy_password = Some("proxy-pw".into());
     let addrs: Vec<_> = nodes.iter().map(|n| n.addrs.clone()).collect();
     let directory = DirectorySection { ldif: None, ldap: Some(ldap) };
-    let mut cfg = front::front_config(directory, backend, front::groups(&["bench"], &addrs));
+    let mut cfg = frontd::config::Config::new(directory, backend, front::groups(&["bench"], &addrs));
     cfg.listen.imap = Some(front_imap.clone());
     cfg.limits.connections_max = 4096;
     front::write(&dir.join("frontd.toml"), &cfg)?;

@@ -94,7 +94,8 @@ fn main() -> anyhow::Result<()> {
     let mut backend = BackendSection::new("frontd");
     backend.proxy_password = Some("unused".into());
     backend.cluster_key_file = Some("cluster.key".into());
-    let mut cfg = front::front_config(DirectorySection::ldif("users.ldif"), backend, front::groups(&["bench"], &addrs));
+    let mut cfg =
+        frontd::config::Config::new(DirectorySection::ldif("users.ldif"), backend, front::groups(&["bench"], &addrs));
     cfg.listen.smtp = Some(front_smtp.clone());
     cfg.limits.connections_max = 4096;
     cfg.smtp.local_domains = vec!["example.edu".into()];

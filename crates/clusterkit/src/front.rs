@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use frontd::config::{BackendSection, Config, DirectorySection, GroupSection, MemberSection};
+use frontd::config::{Config, GroupSection, MemberSection};
 
 use crate::storage::NodeAddrs;
 
@@ -23,11 +23,6 @@ pub fn groups(names: &[&str], nodes: &[NodeAddrs]) -> Vec<GroupSection> {
     names.iter().map(|name| GroupSection { name: name.to_string(), members: members.clone() }).collect()
 }
 
-/// A front reading `directory`, logging in on the nodes with `backend`, routing to `groups`.
-pub fn front_config(directory: DirectorySection, backend: BackendSection, groups: Vec<GroupSection>) -> Config {
-    Config::new(directory, backend, groups)
-}
-
 /// Write `cfg` to `path`, readable by its owner only (it may hold the proxy password).
 pub fn write(path: &Path, cfg: &Config) -> std::io::Result<()> {
     crate::write_private(path, &cfg.to_toml())
@@ -37,7 +32,7 @@ pub fn write(path: &Path, cfg: &Config) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use crate::storage::Listeners;
-    use frontd::config::{QueueSection, RuleSection};
+    use frontd::config::{BackendSection, DirectorySection, QueueSection, RuleSection};
 
     #[test]
     fn a_built_front_configuration_loads_back() {
@@ -51,7 +46,7 @@ mod tests {
         let mut backend = BackendSection::new("frontd");
         backend.proxy_password = Some("pw".into());
         backend.cluster_key_file = Some("cluster.key".into());
-        let mut cfg = front_config(DirectorySection::ldif("users.ldif"), backend, groups(&["hermes", "zeus"], &nodes));
+        let mut cfg = Config::new(DirectorySection::ldif("users.ldif"), backend, groups(&["hermes", "zeus"], &nodes));
         cfg.listen.smtp = Some("127.0.0.1:2525".into());
         cfg.smtp.local_domains = vec!["example.edu".into()];
         cfg.smtp.domain_aliases.insert("mail.example.edu".into(), "example.edu".into());

@@ -15,6 +15,7 @@ pub mod pop3;
 pub mod raftlog_record;
 pub mod rpc;
 pub mod smtp;
+pub mod smtp_reply;
 
 /// A target's body.
 pub type Body = fn(&[u8]);
@@ -29,4 +30,5 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("raftlog_record", raftlog_record::run),
     ("rpc", rpc::run),
     ("smtp", smtp::run),
+    ("smtp_reply", smtp_reply::run),
 ];

@@ -21,7 +21,7 @@ impl common::daemon::Daemon for Storaged {
         if tightened > 0 {
             tracing::warn!(entries = tightened, dir = %cfg.data_dir.display(), "data was readable by others; now owner-only");
         }
-        common::daemon::runtime()?.block_on(crate::node::run(cfg))
+        Ok(common::daemon::runtime()?.block_on(crate::node::run(cfg))?)
     }
 }
 

@@ -2,17 +2,18 @@
 //! [`Config`]; `main` only parses arguments and calls [`run`].
 
 use std::collections::HashMap;
+use std::io;
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use common::rpc_channel::ClusterKey;
 use tokio::net::TcpListener;
 
 use crate::auth::Authenticator;
-use crate::config::GroupConfig;
-use crate::config::{Config, Limits};
-use crate::group::Group;
+use crate::config::{Config, ConfigError, GroupConfig, Limits};
+use crate::group::{Group, GroupError};
 use crate::raft::Groups;
-use crate::users::UserDb;
+use crate::users::{UserDb, UserDbError};
 
 /// Groups created at runtime (`mailctl group add`), kept here so a restart opens them too.
 const ADDED_GROUPS_FILE: &str = "groups.added.toml";
@@ -22,6 +23,40 @@ const ADDED_GROUPS_FILE: &str = "groups.added.toml";
 struct AddedGroups {
     #[serde(default)]
     groups: Vec<GroupConfig>,
+}
+
+/// Why a node cannot start, stopped serving, or refused to create a group.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Users(#[from] UserDbError),
+    #[error(transparent)]
+    Tls(#[from] common::tls::TlsError),
+    #[error("listen on {addr}: {source}")]
+    Listen { addr: String, source: io::Error },
+    #[error(transparent)]
+    Group(#[from] GroupError),
+    #[error("{}: {source}", path.display())]
+    AddedGroups { path: PathBuf, source: io::Error },
+    #[error("{}: {reason}", path.display())]
+    AddedGroupsSyntax { path: PathBuf, reason: String },
+    #[error("group name {0:?}: use a-z, 0-9 and '-'")]
+    BadGroupName(String),
+    #[error("node {node} is not a member of {group}")]
+    NotAMember { node: u64, group: String },
+    #[error("a member id is listed twice")]
+    DuplicateMember,
+    #[error("{service} stopped: {source}")]
+    Stopped { service: &'static str, source: io::Error },
+    #[error("{service} task failed: {source}")]
+    Task { service: &'static str, source: tokio::task::JoinError },
+}
+
+/// A listener task's end as the node's error: it only ends on a failure.
+fn stopped(service: &'static str, end: Result<io::Result<()>, tokio::task::JoinError>) -> Result<(), NodeError> {
+    end.map_err(|source| NodeError::Task { service, source })?.map_err(|source| NodeError::Stopped { service, source })
 }
 
 /// What connection handlers need.
@@ -44,7 +79,7 @@ pub struct Node {
 }
 
 /// Start everything the configuration describes and serve until a listener fails.
-pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
+pub async fn run(mut cfg: Config) -> Result<(), NodeError> {
     let key = ClusterKey::from_secret(&cfg.cluster_secret()?);
     for added in load_added_groups(&cfg)? {
         if !cfg.groups.iter().any(|g| g.name == added.name) {
@@ -59,8 +94,8 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
     tracing::info!(node = cfg.node_id, users = users.len(), groups = ?group_names, "starting storaged");
     // Registered before anything listens: a SIGHUP must never meet the default action (exit).
     let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
-    let raft_listener = TcpListener::bind(&cfg.listen.raft).await?;
-    let lmtp_listener = TcpListener::bind(&cfg.listen.lmtp).await?;
+    let raft_listener = bind(&cfg.listen.raft).await?;
+    let lmtp_listener = bind(&cfg.listen.lmtp).await?;
     let pop3_listener = bind_optional(cfg.listen.pop3.as_deref()).await?;
     let imap_listener = bind_optional(cfg.listen.imap.as_deref()).await?;
     let imaps_listener = bind_optional(cfg.listen.imaps.as_deref()).await?;
@@ -115,28 +150,29 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
     };
     let aoe_server = async move {
         match aoe_target {
-            Some(t) => t.await?.map_err(|e| anyhow::anyhow!("AoE target: {e}")),
+            Some(t) => t.await,
             None => std::future::pending().await,
         }
     };
     tokio::select! {
-        r = aoe_server => r?,
-        r = raft_server => r??,
-        r = admin_server => r??,
-        r = lmtp_server => r??,
-        r = pop3_server => r??,
-        r = imap_server => r??,
-        r = pop3s_server => r??,
-        r = imaps_server => r??,
+        r = aoe_server => stopped("AoE target", r)?,
+        r = raft_server => stopped("Raft listener", r)?,
+        r = admin_server => stopped("admin listener", r)?,
+        r = lmtp_server => stopped("LMTP listener", r)?,
+        r = pop3_server => stopped("POP3 listener", r)?,
+        r = imap_server => stopped("IMAP listener", r)?,
+        r = pop3s_server => stopped("POP3S listener", r)?,
+        r = imaps_server => stopped("IMAPS listener", r)?,
         _ = shutdown_signal() => {
             tracing::info!("shutting down: checkpointing");
             node.stopping.send_replace(true);
             aoe_stop.store(true, std::sync::atomic::Ordering::Relaxed);
             for g in node.all_groups() {
                 let sm = g.sm.clone();
-                let r = tokio::task::spawn_blocking(move || sm.checkpoint_if_dirty()).await?;
-                if let Err(e) = r {
-                    tracing::error!(group = %g.name, error = %e, "final checkpoint failed");
+                match tokio::task::spawn_blocking(move || sm.checkpoint_if_dirty()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::error!(group = %g.name, error = %e, "final checkpoint failed"),
+                    Err(e) => tracing::error!(group = %g.name, error = %e, "final checkpoint failed"),
                 }
                 let _ = g.raft.shutdown().await;
             }
@@ -185,26 +221,26 @@ impl Node {
 
     /// Start serving a new group (`mailctl group add`): open its replica here, remember it
     /// across restarts; its lowest-numbered member initializes it. Idempotent.
-    pub async fn create_group(&self, gcfg: GroupConfig) -> Result<(), String> {
+    pub async fn create_group(&self, gcfg: GroupConfig) -> Result<(), NodeError> {
         if self.serves(&gcfg.name) {
             return Ok(());
         }
         if !crate::config::valid_group_name(&gcfg.name) {
-            return Err(format!("group name {:?}: use a-z, 0-9 and '-'", gcfg.name));
+            return Err(NodeError::BadGroupName(gcfg.name));
         }
         if !gcfg.members.iter().any(|m| m.id == self.id) {
-            return Err(format!("node {} is not a member of {}", self.id, gcfg.name));
+            return Err(NodeError::NotAMember { node: self.id, group: gcfg.name });
         }
         let ids: std::collections::BTreeSet<u64> = gcfg.members.iter().map(|m| m.id).collect();
         if ids.len() != gcfg.members.len() {
-            return Err("a member id is listed twice".into());
+            return Err(NodeError::DuplicateMember);
         }
-        let mut added = load_added_groups(&self.cfg).map_err(|e| e.to_string())?;
+        let mut added = load_added_groups(&self.cfg)?;
         if !added.iter().any(|g| g.name == gcfg.name) {
             added.push(gcfg.clone());
-            save_added_groups(&self.cfg, added).map_err(|e| format!("saving {ADDED_GROUPS_FILE}: {e}"))?;
+            save_added_groups(&self.cfg, added)?;
         }
-        let group = Group::open(&self.cfg, &gcfg, self.key.clone()).await.map_err(|e| e.to_string())?;
+        let group = Group::open(&self.cfg, &gcfg, self.key.clone()).await?;
         tracing::info!(group = %gcfg.name, members = ?ids, "group created");
         self.rafts.write().expect("groups lock").insert(group.name.clone(), group.raft.clone());
         self.groups.write().expect("groups lock").insert(group.name.clone(), group);
@@ -217,26 +253,32 @@ impl Node {
     }
 }
 
-fn load_added_groups(cfg: &Config) -> anyhow::Result<Vec<GroupConfig>> {
+fn load_added_groups(cfg: &Config) -> Result<Vec<GroupConfig>, NodeError> {
     let path = cfg.data_dir.join(ADDED_GROUPS_FILE);
     match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            Ok(toml::from_str::<AddedGroups>(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?.groups)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(anyhow::anyhow!("{}: {e}", path.display())),
+        Ok(text) => match toml::from_str::<AddedGroups>(&text) {
+            Ok(added) => Ok(added.groups),
+            Err(e) => Err(NodeError::AddedGroupsSyntax { path, reason: e.to_string() }),
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(source) => Err(NodeError::AddedGroups { path, source }),
     }
 }
 
-fn save_added_groups(cfg: &Config, groups: Vec<GroupConfig>) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&cfg.data_dir)?;
+/// Write the groups created at runtime, durably (a crash leaves the old file or the new).
+fn save_added_groups(cfg: &Config, groups: Vec<GroupConfig>) -> Result<(), NodeError> {
     let path = cfg.data_dir.join(ADDED_GROUPS_FILE);
+    let text = toml::to_string(&AddedGroups { groups })
+        .map_err(|e| NodeError::AddedGroupsSyntax { path: path.clone(), reason: e.to_string() })?;
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, toml::to_string(&AddedGroups { groups })?)?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
-    std::fs::File::open(&cfg.data_dir)?.sync_all()?;
-    Ok(())
+    let write = || -> io::Result<()> {
+        std::fs::create_dir_all(&cfg.data_dir)?;
+        std::fs::write(&tmp, text)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(&cfg.data_dir)?.sync_all()
+    };
+    write().map_err(|source| NodeError::AddedGroups { path: path.clone(), source })
 }
 
 fn load_users(cfg: &Config) -> Result<UserDb, crate::users::UserDbError> {
@@ -267,9 +309,13 @@ async fn reload_users_on_hangup(hangups: std::io::Result<tokio::signal::unix::Si
     }
 }
 
-async fn bind_optional(addr: Option<&str>) -> std::io::Result<Option<TcpListener>> {
+async fn bind(addr: &str) -> Result<TcpListener, NodeError> {
+    TcpListener::bind(addr).await.map_err(|source| NodeError::Listen { addr: addr.to_string(), source })
+}
+
+async fn bind_optional(addr: Option<&str>) -> Result<Option<TcpListener>, NodeError> {
     match addr {
-        Some(a) => TcpListener::bind(a).await.map(Some),
+        Some(a) => bind(a).await.map(Some),
         None => Ok(None),
     }
 }

@@ -403,7 +403,7 @@ impl Front {
         backend.proxy_password = Some(PROXY_PASSWORD.into());
         backend.route_timeout_ms = route_timeout_ms.unwrap_or(20_000);
         backend.cluster_key_file = Some(storage.key_file());
-        let mut cfg = clusterkit::front::front_config(directory, backend, storage.group_sections());
+        let mut cfg = frontd::config::Config::new(directory, backend, storage.group_sections());
         cfg.host = "front.example.edu".into();
         cfg.listen.imap = Some(imap.clone());
         cfg.listen.pop3 = Some(pop3.clone());

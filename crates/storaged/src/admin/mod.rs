@@ -73,7 +73,7 @@ pub async fn handle(node: &Node, request: AdminRequest) -> AdminReply {
             members.into_iter().map(|m| crate::config::Member { id: m.id, raft: m.raft, lmtp: m.lmtp }).collect();
         return match node.create_group(crate::config::GroupConfig { name: group, members }).await {
             Ok(()) => AdminReply::Done,
-            Err(why) => AdminReply::Refused(why),
+            Err(why) => AdminReply::Refused(why.to_string()),
         };
     }
     let Some(group_name) = request.group().map(str::to_string) else {

@@ -36,24 +36,55 @@ impl Readers {
         ReadLease { readers: self.clone(), epoch }
     }
 
-    /// Close the current epoch and return it: a file retired now may be held by leases of
-    /// this epoch or earlier ones, never by later ones.
-    pub fn seal(&self) -> u64 {
+    /// Close the current epoch: a file retired now may be held by leases of the sealed epoch
+    /// or earlier ones, never by later ones. Also says which epochs are quiet, in the same
+    /// critical section.
+    pub fn seal(&self) -> Sealed {
         let mut e = self.0.lock().expect("readers lock");
-        let sealed = e.current;
+        let stamp = e.current;
         e.current += 1;
-        sealed
+        Sealed { stamp, quiet: Quiet(e.oldest_live()) }
+    }
+
+    /// Which epochs have no live lease left, now.
+    pub fn quiet(&self) -> Quiet {
+        Quiet(self.0.lock().expect("readers lock").oldest_live())
     }
 
     /// Whether every lease of epoch `stamp` or earlier has been dropped.
     pub fn quiet_since(&self, stamp: u64) -> bool {
-        let e = self.0.lock().expect("readers lock");
-        e.live.first_key_value().is_none_or(|(&oldest, _)| oldest > stamp)
+        self.quiet().since(stamp)
     }
 
     /// Live leases (tests and metrics).
     pub fn live(&self) -> usize {
         self.0.lock().expect("readers lock").live.values().sum()
+    }
+}
+
+impl Epochs {
+    fn oldest_live(&self) -> Option<u64> {
+        self.live.first_key_value().map(|(&oldest, _)| oldest)
+    }
+}
+
+/// An epoch closed by [`Readers::seal`], and the leases as they stood then.
+#[derive(Debug, Clone, Copy)]
+pub struct Sealed {
+    /// The stamp for a file retired before the seal.
+    pub stamp: u64,
+    pub quiet: Quiet,
+}
+
+/// Which epochs had no live lease at one moment (the oldest epoch with one, if any). An
+/// epoch quiet then stays quiet: leases are only ever taken in the current epoch.
+#[derive(Debug, Clone, Copy)]
+pub struct Quiet(Option<u64>);
+
+impl Quiet {
+    /// Whether no lease of epoch `stamp` or earlier was live.
+    pub fn since(self, stamp: u64) -> bool {
+        self.0.is_none_or(|oldest| oldest > stamp)
     }
 }
 
@@ -90,7 +121,7 @@ mod tests {
         let readers = Readers::default();
         assert!(readers.quiet_since(0), "no reader at all");
         let early = readers.lease();
-        let stamp = readers.seal();
+        let stamp = readers.seal().stamp;
         let late = readers.lease();
         assert!(!readers.quiet_since(stamp), "a lease from before the retire may hold the file");
         drop(late);
@@ -99,7 +130,7 @@ mod tests {
         drop(early);
         assert!(readers.quiet_since(stamp), "a lease taken after the retire cannot hold the file");
         assert_eq!(readers.live(), 1);
-        let second = readers.seal();
+        let second = readers.seal().stamp;
         assert!(!readers.quiet_since(second), "the later lease holds the next stamp");
         drop(after);
         assert!(readers.quiet_since(second));
@@ -111,7 +142,7 @@ mod tests {
         let readers = Readers::default();
         let a = readers.lease();
         let b = readers.lease();
-        let stamp = readers.seal();
+        let stamp = readers.seal().stamp;
         drop(a);
         assert!(!readers.quiet_since(stamp));
         drop(b);

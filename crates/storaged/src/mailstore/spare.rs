@@ -23,7 +23,7 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::readers::Readers;
+use super::readers::{Quiet, Readers};
 
 /// The spare files' directory under a store root.
 pub const SPARE_DIR: &str = ".spare";
@@ -72,7 +72,6 @@ impl Spares {
     /// reads): keep its inode as a spare if nothing else links to it and there is room, else
     /// unlink it. `Ok(false)` if there was no such file.
     pub fn retire(&mut self, path: &Path) -> io::Result<bool> {
-        self.reclaim()?;
         let meta = match fs::symlink_metadata(path) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
@@ -82,14 +81,11 @@ impl Spares {
             let spare = self.dir.join(format!("s{}", self.next_name));
             self.next_name += 1;
             fs::rename(path, &spare)?;
-            let stamp = self.readers.seal();
-            if self.readers.quiet_since(stamp) {
-                // The expunged mail's blocks are freed now, as an unlink would free them.
-                truncate(&spare)?;
-                self.free.push(spare);
-            } else {
-                self.cooling.push_back((stamp, spare));
-            }
+            let sealed = self.readers.seal();
+            self.cooling.push_back((sealed.stamp, spare));
+            // The expunged mail's blocks are freed as soon as no reader can hold them (at
+            // once, as an unlink would free them, when none could).
+            self.reclaim(sealed.quiet)?;
             return Ok(true);
         }
         match fs::remove_file(path) {
@@ -99,10 +95,11 @@ impl Spares {
         }
     }
 
-    /// Move the cooled spares no reader can hold any more to the free list, emptied.
-    fn reclaim(&mut self) -> io::Result<()> {
+    /// Move the cooled spares no reader could hold when `quiet` was seen to the free list,
+    /// emptied.
+    fn reclaim(&mut self, quiet: Quiet) -> io::Result<()> {
         while let Some((stamp, _)) = self.cooling.front() {
-            if !self.readers.quiet_since(*stamp) {
+            if !quiet.since(*stamp) {
                 break;
             }
             let (_, path) = self.cooling.pop_front().expect("front exists");
@@ -118,7 +115,7 @@ impl Spares {
 
     /// An (empty) spare file no reader can hold, opened for writing, if one is left.
     pub fn take(&mut self) -> Option<(PathBuf, fs::File)> {
-        if let Err(e) = self.reclaim() {
+        if let Err(e) = self.reclaim(self.readers.quiet()) {
             tracing::warn!(error = %e, "cooled spare files could not be emptied; writing new files");
             return None;
         }

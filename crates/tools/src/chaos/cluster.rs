@@ -176,7 +176,8 @@ impl Cluster {
             backend.proxy_password_file = Some("proxy.pw".into());
             backend.route_timeout_ms = 15_000;
             backend.cluster_key_file = Some("cluster.key".into());
-            let mut cfg = front::front_config(DirectorySection::ldif("users.ldif"), backend, front_groups.clone());
+            let mut cfg =
+                frontd::config::Config::new(DirectorySection::ldif("users.ldif"), backend, front_groups.clone());
             cfg.host = format!("front{f}.chaos.test");
             cfg.listen.smtp = Some(smtp.clone());
             cfg.listen.imap = Some(imap.clone());

@@ -17,6 +17,8 @@ use frontd::queue::QueueClient;
 
 /// How long to wait for one node.
 const NODE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a call waits for its group to have a leader (an election takes a few seconds).
+const ROUTE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Header bytes of a queued message `queue show` prints at most.
 const SHOW_HEADER_MAX: usize = 8192;
 
@@ -29,7 +31,14 @@ pub struct Admin {
 
 impl Admin {
     /// From a front's configuration; the key from its `[queue]`, else `cluster.key` beside it.
+    /// A group without a leader for [`ROUTE_TIMEOUT`] fails a call.
     pub fn open(front_config: &Path) -> anyhow::Result<Self> {
+        Self::open_waiting(front_config, ROUTE_TIMEOUT)
+    }
+
+    /// As [`Admin::open`], for work that runs long enough to see leaders change: a call waits
+    /// up to `route_timeout` for its group to have a leader again.
+    pub fn open_waiting(front_config: &Path, route_timeout: Duration) -> anyhow::Result<Self> {
         let cfg = Config::load(front_config).with_context(|| format!("reading {}", front_config.display()))?;
         let secret = match cfg.cluster_secret()? {
             Some(s) => s,
@@ -44,7 +53,7 @@ impl Admin {
             g if g.is_empty() => cfg.groups.iter().map(|g| g.name.to_ascii_lowercase()).collect(),
             g => g,
         };
-        let queue = QueueClient::new(cluster, key.clone(), groups, Duration::from_secs(10));
+        let queue = QueueClient::new(cluster, key.clone(), groups, route_timeout);
         Ok(Self { cfg, key, queue })
     }
 

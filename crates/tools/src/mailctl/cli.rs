@@ -254,7 +254,7 @@ struct MoveArgs {
 
 fn move_user(config: &std::path::Path, a: MoveArgs) -> anyhow::Result<()> {
     use super::mover;
-    let admin = Admin::open(config)?;
+    let admin = Admin::open_waiting(config, mover::LEADER_WAIT)?;
     let ldap_admin = match a.ldap_admin {
         Some((dn, file)) => {
             let password = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;

@@ -175,7 +175,7 @@ impl Layout {
         backend.proxy_password_file = Some("proxy.pw".into());
         backend.cluster_key_file = Some("cluster.key".into());
         let mut front =
-            front::front_config(DirectorySection::ldif("users.ldif"), backend, front::groups(&GROUPS, &specs));
+            frontd::config::Config::new(DirectorySection::ldif("users.ldif"), backend, front::groups(&GROUPS, &specs));
         front.host = "localhost".into();
         front.listen = frontd::config::Listen {
             imap: Some(self.front_imap()),

@@ -29,6 +29,10 @@ use super::directory::UserDirectory;
 
 /// Messages per import at most, and bytes (the frame and a commit stay small).
 const BATCH_MESSAGES_MAX: usize = 256;
+/// How long each step waits for a group without a leader: a copy runs for minutes or
+/// hours, and an election or a node's restart in that time is ordinary, not a reason to stop
+/// (an interrupted move resumes, but only when someone runs it again).
+pub const LEADER_WAIT: Duration = Duration::from_secs(120);
 const BATCH_BYTES_MAX: u64 = 2 << 20;
 /// Catch-up rounds before freezing at most; a round with fewer new messages than
 /// `CALM_MESSAGES` ends them early.
