@@ -30,7 +30,7 @@ def imap(args):
     caps_pre = sorted(c.capabilities)
     try:
         if args.sasl:
-            c.authenticate("PLAIN", lambda _: ("\0%s\0%s" % (args.user, args.password)).encode())
+            c.authenticate("PLAIN", lambda _: ("%s\0%s\0%s" % (args.authzid, args.user, args.password)).encode())
         else:
             c.login(args.user, args.password)
     except imaplib.IMAP4.error as e:
@@ -97,6 +97,7 @@ def main():
     p.add_argument("--user", required=True)
     p.add_argument("--password", required=True)
     p.add_argument("--sasl", action="store_true")
+    p.add_argument("--authzid", default="", help="with --sasl: log in as USER on this user's behalf")
     args = p.parse_args()
     result = {"imap": imap, "pop3": pop3, "hold": hold}[args.mode](args)
     print(json.dumps(result))

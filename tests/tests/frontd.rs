@@ -136,6 +136,30 @@ fn ldif_directory_routes_users_and_follows_the_file() {
 
     users_land_on_their_own_mailhost(&front);
 
+    // Straight at a storage node with the proxy identity and no front to name the mailhost
+    // (an operator, a conformance run): the one group there that holds the user's mail.
+    let direct = |node: usize, user: &str| {
+        let server = &storage.imap[node];
+        client(&[
+            "imap",
+            "--server",
+            server,
+            "--user",
+            PROXY_USER,
+            "--password",
+            PROXY_PASSWORD,
+            "--sasl",
+            "--authzid",
+            user,
+        ])
+    };
+    let alice = direct(storage.leader_for("alice@example.edu"), "alice@example.edu");
+    assert_eq!(subjects(&alice), ["for alice"], "the proxy identity reaches alice's mail on hermes: {alice}");
+    let bob = direct(storage.leader_for("bob@example.edu"), "bob@example.edu");
+    assert_eq!(subjects(&bob), ["for bob"], "and bob's on apollo: {bob}");
+    let nobody = direct(storage.leader_for("alice@example.edu"), "nobody@example.edu");
+    assert_refused(&nobody, "CONTACTADMIN", "no group holds mail for that user");
+
     std::fs::write(root.join("users.ldif"), ldif.replacen("mailHost: hermes", "mailHost: apollo", 1)).unwrap();
     std::thread::sleep(Duration::from_millis(1200));
     let moved = imap_login(&front.imap, "alice", "alice-pw");

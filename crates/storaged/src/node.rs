@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use common::rpc_channel::ClusterKey;
 use tokio::net::TcpListener;
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, Login, LoginError, PlainCredentials, ProxyHints};
 use crate::config::{Config, ConfigError, GroupConfig, Limits};
 use crate::group::{Group, GroupError};
 use crate::raft::Groups;
@@ -245,6 +245,35 @@ impl Node {
         self.rafts.write().expect("groups lock").insert(group.name.clone(), group.raft.clone());
         self.groups.write().expect("groups lock").insert(group.name.clone(), group);
         Ok(())
+    }
+
+    /// Check a login from `peer`. A front names the user's mailhost in its hints; a login
+    /// with the proxy identity but without hints (an operator, or a conformance run, straight
+    /// at the node) is served from the one group here that holds the user's mail.
+    pub async fn authenticate(
+        &self,
+        peer: std::net::IpAddr,
+        tls: bool,
+        hints: &ProxyHints,
+        creds: &PlainCredentials,
+    ) -> Result<Login, LoginError> {
+        let users = self.users();
+        let mut hints = hints.clone();
+        if hints.mailhost.is_none() && !creds.authzid.is_empty() && users.resolve(&creds.authzid).is_none() {
+            hints.mailhost = self.mailhost_holding(&creds.authzid);
+        }
+        self.auth.login(&users, peer, tls, &hints, creds).await
+    }
+
+    /// The one group served here that holds `user`'s mail, if exactly one does.
+    fn mailhost_holding(&self, user: &str) -> Option<String> {
+        let user = crate::mailstore::UserName::parse(user).ok()?;
+        let mut holders =
+            self.all_groups().into_iter().filter(|g| g.sm.store().lock().expect("store lock").holds(&user));
+        match (holders.next(), holders.next()) {
+            (Some(g), None) => Some(g.name.clone()),
+            _ => None,
+        }
     }
 
     /// The current user database.

@@ -216,7 +216,7 @@ async fn login(
 ) -> (Vec<u8>, Outcome) {
     let hints = state.session.proxy_hints().clone();
     let session = &mut state.session;
-    let login = match node.auth.login(&node.users(), peer.ip(), tls, &hints, creds).await {
+    let login = match node.authenticate(peer.ip(), tls, &hints, creds).await {
         Ok(l) => l,
         Err(e) => {
             let code = match e {

@@ -541,6 +541,11 @@ impl Store {
         self.user_states.get(user).cloned().unwrap_or(UserState::Active)
     }
 
+    /// Whether this group holds `user`'s mail (their Maildir exists and they did not move).
+    pub fn holds(&self, user: &UserName) -> bool {
+        !matches!(self.user_state(user.as_str()), UserState::MovedTo(_)) && self.layout.maildir(user).is_dir()
+    }
+
     /// The users this group holds mail for (directory names under `users/`).
     pub fn users(&self) -> Vec<UserName> {
         let mut out: Vec<UserName> = fs::read_dir(self.layout.root().join("users"))

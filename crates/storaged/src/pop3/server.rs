@@ -163,7 +163,7 @@ async fn login(
     hints: &ProxyHints,
     creds: &PlainCredentials,
 ) -> Result<(Mailbox, Vec<DropEntry>), (&'static str, String)> {
-    let login = node.auth.login(&node.users(), peer.ip(), tls, hints, creds).await.map_err(|e| match e {
+    let login = node.authenticate(peer.ip(), tls, hints, creds).await.map_err(|e| match e {
         LoginError::Failed | LoginError::NeedsTls => ("AUTH", e.to_string()),
         LoginError::Throttled => ("LOGIN-DELAY", e.to_string()),
         LoginError::Unservable => ("SYS/PERM", e.to_string()),
