@@ -2,7 +2,7 @@
 //! part numbers and their `MIME` headers, partial ranges) cut from the raw bytes, and the
 //! ENVELOPE built from the parsed header (mail-parser). Pure: bytes in, response bytes out.
 
-use mail_parser::{Address, ContentType, Message, MessageParser, MimeHeaders};
+use mail_parser::{ContentType, Message, MessageParser, MimeHeaders};
 
 use super::encode;
 use super::header::split as split_header;
@@ -123,33 +123,52 @@ pub fn section(msg: &Source<'_>, section: &Section) -> Option<Vec<u8>> {
 #[derive(Debug, PartialEq, Eq)]
 pub struct UnknownCte(pub String);
 
-/// Decode quoted-printable (RFC 2045 §6.7): `=XX` escapes and soft line breaks.
+/// Decode quoted-printable (RFC 2045 §6.7) line by line: whitespace at the end of a line
+/// was added in transport and goes (rule 3); a line ending in `=`, even with whitespace
+/// after it, is a soft line break (rule 5); `=XX` is an octet; a lone `=` stays as it is
+/// (the "robust" decoding §6.7 suggests). Hard line breaks come out as CRLF.
 fn decode_quoted_printable(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len());
+    let mut lines = data.split(|&b| b == b'\n').peekable();
+    while let Some(raw) = lines.next() {
+        let last = lines.peek().is_none();
+        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let line = match line.iter().rposition(|&b| b != b' ' && b != b'\t') {
+            Some(end) => &line[..=end],
+            None => &[][..],
+        };
+        let (text, soft) = match line.strip_suffix(b"=") {
+            Some(text) => (text, true),
+            None => (line, false),
+        };
+        decode_qp_escapes(text, &mut out);
+        if !soft && !last {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out
+}
+
+/// The octets of one quoted-printable line without its break: `=XX` decoded.
+fn decode_qp_escapes(text: &[u8], out: &mut Vec<u8>) {
+    let hex = |b: u8| (b as char).to_digit(16);
     let mut i = 0;
-    while i < data.len() {
-        match data[i] {
-            b'=' if data[i + 1..].starts_with(b"\r\n") => i += 3,
-            b'=' if data[i + 1..].starts_with(b"\n") => i += 2,
-            b'=' if i + 2 < data.len() && data[i + 1].is_ascii_hexdigit() && data[i + 2].is_ascii_hexdigit() => {
-                match std::str::from_utf8(&data[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 3;
-                    }
-                    None => {
-                        out.push(b'=');
-                        i += 1;
-                    }
-                }
-            }
-            b => {
+    while i < text.len() {
+        let escaped = match text.get(i..i + 3) {
+            Some([b'=', hi, lo]) => hex(*hi).zip(hex(*lo)).map(|(hi, lo)| (hi * 16 + lo) as u8),
+            _ => None,
+        };
+        match escaped {
+            Some(b) => {
                 out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(text[i]);
                 i += 1;
             }
         }
     }
-    out
 }
 
 /// The decoded content of MIME part `path` for `BINARY[path]`: its body with the
@@ -195,27 +214,35 @@ fn raw_header(header: &[u8], name: &str) -> Option<Vec<u8>> {
     super::header::values(header, name.as_bytes()).into_iter().next()
 }
 
-fn addresses(out: &mut Vec<u8>, addr: Option<&Address<'_>>) {
-    let list: Vec<_> = match addr {
-        Some(Address::List(l)) => l.iter().collect(),
-        Some(Address::Group(g)) => g.iter().flat_map(|g| g.addresses.iter()).collect(),
-        None => Vec::new(),
-    };
-    if list.is_empty() {
+/// An ENVELOPE address list: `NIL` for no entries, else each mailbox as
+/// `(name route local domain)` and each group between its start and end markers.
+fn addresses(out: &mut Vec<u8>, entries: &[super::address::Entry]) {
+    use super::address::Entry;
+    if entries.is_empty() {
         out.extend_from_slice(b"NIL");
         return;
     }
     out.push(b'(');
-    for a in list {
-        let email = a.address.as_deref().unwrap_or("");
-        let (local, host) = email.rsplit_once('@').unwrap_or((email, ""));
-        out.push(b'(');
-        encode::nstring(out, a.name.as_deref().map(str::as_bytes));
-        out.extend_from_slice(b" NIL ");
-        encode::nstring(out, Some(local.as_bytes()));
-        out.push(b' ');
-        encode::nstring(out, (!host.is_empty()).then_some(host.as_bytes()));
-        out.push(b')');
+    for e in entries {
+        match e {
+            Entry::Mailbox(m) => {
+                out.push(b'(');
+                encode::nstring(out, m.name.as_deref());
+                out.push(b' ');
+                encode::nstring(out, m.route.as_deref());
+                out.push(b' ');
+                encode::nstring(out, Some(&m.local));
+                out.push(b' ');
+                encode::nstring(out, m.domain.as_deref());
+                out.push(b')');
+            }
+            Entry::GroupStart(name) => {
+                out.extend_from_slice(b"(NIL NIL ");
+                encode::nstring(out, Some(name));
+                out.extend_from_slice(b" NIL)");
+            }
+            Entry::GroupEnd => out.extend_from_slice(b"(NIL NIL NIL NIL)"),
+        }
     }
     out.push(b')');
 }
@@ -223,23 +250,19 @@ fn addresses(out: &mut Vec<u8>, addr: Option<&Address<'_>>) {
 /// The ENVELOPE structure of a message (RFC 3501 §7.4.2).
 pub fn envelope(msg: &[u8]) -> Vec<u8> {
     let (header, _) = split_header(msg);
-    let parsed = parse_guarded(msg, true);
+    let field = |name: &str| raw_header(header, name).map(|v| super::address::parse(&v)).unwrap_or_default();
     let mut out = b"(".to_vec();
     encode::nstring(&mut out, raw_header(header, "Date").as_deref());
     out.push(b' ');
     encode::nstring(&mut out, raw_header(header, "Subject").as_deref());
-    let p = parsed.as_ref();
-    let from = p.and_then(|m| m.from());
-    for addr in [
-        from,
-        p.and_then(|m| m.sender()).or(from),
-        p.and_then(|m| m.reply_to()).or(from),
-        p.and_then(|m| m.to()),
-        p.and_then(|m| m.cc()),
-        p.and_then(|m| m.bcc()),
-    ] {
+    let from = field("From");
+    // Sender and Reply-To absent or empty are the From (RFC 3501 §7.4.2).
+    let or_from = |v: Vec<super::address::Entry>| if v.is_empty() { from.clone() } else { v };
+    for list in
+        [from.clone(), or_from(field("Sender")), or_from(field("Reply-To")), field("To"), field("Cc"), field("Bcc")]
+    {
         out.push(b' ');
-        addresses(&mut out, addr);
+        addresses(&mut out, &list);
     }
     out.push(b' ');
     encode::nstring(&mut out, raw_header(header, "In-Reply-To").as_deref());
@@ -510,7 +533,22 @@ Content-Transfer-Encoding: x-uuencode\r\n\r\nbegin\r\n--b--\r\n";
         assert_eq!(binary(&Source::new(b64), &[2]).unwrap().unwrap(), "caf\u{e9} softbreak".as_bytes());
         assert_eq!(binary(&Source::new(b64), &[3]), Err(UnknownCte("x-uuencode".into())));
         assert_eq!(binary(&Source::new(b64), &[4]), Ok(None));
-        assert_eq!(decode_quoted_printable(b"a=ZZb="), b"a=ZZb=");
+    }
+
+    #[test]
+    fn rfc2045_6_7_quoted_printable_drops_transport_whitespace_and_soft_breaks() {
+        // imaptest's fetch-binary-mime-qp part: trailing whitespace goes (rule 3), `=` ends a
+        // soft break even with whitespace after it (rule 5), escapes decode across breaks.
+        let encoded = b"hello  \r\nbar=\r\n\r\nfoo\t=\r\nbar\r\nfoo\t \t= \r\n=62\r\nfoo = \t\r\nbar\r\n\
+foo =\r\n=62\r\nfoo  \r\nbar=\r\n\r\nfoo_bar\r\n";
+        let want = "hello\r\nbar\r\nfoo\tbar\r\nfoo\t \tb\r\nfoo bar\r\nfoo b\r\nfoo\r\nbar\r\nfoo_bar\r\n";
+        assert_eq!(String::from_utf8(decode_quoted_printable(encoded)).unwrap(), want);
+        assert_eq!(decode_quoted_printable(want.as_bytes()).len(), 65, "BINARY.SIZE counts the decoded octets");
+        // Malformed escapes stay as written; a final `=` is a soft break with nothing after.
+        assert_eq!(decode_quoted_printable(b"a=ZZb=4"), b"a=ZZb=4");
+        assert_eq!(decode_quoted_printable(b"a=3Db="), b"a=b");
+        assert_eq!(decode_quoted_printable(b"no newline"), b"no newline");
+        assert_eq!(decode_quoted_printable(b"lf only\nline"), b"lf only\r\nline");
     }
 
     #[test]
@@ -528,6 +566,16 @@ Content-Transfer-Encoding: x-uuencode\r\n\r\nbegin\r\n--b--\r\n";
         assert!(e.ends_with(" NIL \"<1@x>\")"), "{e}");
         // Garbage never panics.
         let _ = envelope(b"\xff\xfe:::\r\n\r\n");
+        let groups =
+            b"From: user@domain (Real Name)\r\nSender: \r\nTo: group: g1@d1.org;\r\nCc: group:;\r\n\r\nbody\r\n";
+        let e = String::from_utf8(envelope(groups)).unwrap();
+        assert_eq!(
+            e,
+            "(NIL NIL ((\"Real Name\" NIL \"user\" \"domain\")) ((\"Real Name\" NIL \"user\" \"domain\")) \
+             ((\"Real Name\" NIL \"user\" \"domain\")) ((NIL NIL \"group\" NIL)(NIL NIL \"g1\" \"d1.org\")(NIL NIL NIL NIL)) \
+             ((NIL NIL \"group\" NIL)(NIL NIL NIL NIL)) NIL NIL NIL)",
+            "RFC 3501 §7.4.2: groups, a comment as the name, an empty Sender is the From"
+        );
         let _ = envelope(b"");
     }
 }

@@ -2,6 +2,7 @@
 //! here are pure (response syntax, the selected-mailbox view, FETCH sections, SEARCH) plus
 //! the session dispatcher over a [`backend::Backend`] and the TCP server at the edge.
 
+pub mod address;
 pub mod backend;
 pub mod encode;
 pub mod fetch;

@@ -110,14 +110,25 @@ fn header_has(header: &[u8], name: &[u8], value: &[u8]) -> bool {
     super::header::values(header, name).iter().any(|v| contains_ci(v, value))
 }
 
+/// Whether some address field `name` of `header` contains `value` (case-insensitive), as
+/// its addresses read without comments (`name <local@domain>`, group names) or as written.
+fn address_has(header: &[u8], name: &[u8], value: &[u8]) -> bool {
+    super::header::values(header, name)
+        .iter()
+        .any(|v| contains_ci(v, value) || contains_ci(&super::address::search_text(&super::address::parse(v)), value))
+}
+
 fn date_of(secs: i64) -> chrono::NaiveDate {
     chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default().date_naive()
 }
 
+/// The day the `Date:` header names, as written there: RFC 3501 §6.4.4 compares SENTBEFORE,
+/// SENTON and SENTSINCE "disregarding time and timezone", so 23:00 +0200 on the 24th is the
+/// 24th, though it is the 24th at 21:00 in UTC.
 fn sent_date(msg: &[u8]) -> Option<chrono::NaiveDate> {
     let parsed = super::fetch::parse_guarded(msg, true)?;
     let d = parsed.date()?;
-    date_of(d.to_timestamp()).into()
+    chrono::NaiveDate::from_ymd_opt(d.year.into(), d.month.into(), d.day.into())
 }
 
 /// Whether `key` has a MODSEQ criterion anywhere (RFC 7162).
@@ -171,10 +182,10 @@ pub fn matches(key: &SearchKey<'_>, c: &Candidate<'_>, text: &mut Text<'_>) -> b
         SearchKey::SentBefore(d) => text.header().and_then(sent_date).is_some_and(|s| s < *d.as_ref()),
         SearchKey::SentOn(d) => text.header().and_then(sent_date).is_some_and(|s| s == *d.as_ref()),
         SearchKey::SentSince(d) => text.header().and_then(sent_date).is_some_and(|s| s >= *d.as_ref()),
-        SearchKey::Bcc(v) => text.header().is_some_and(|t| header_has(t, b"Bcc", v.as_ref())),
-        SearchKey::Cc(v) => text.header().is_some_and(|t| header_has(t, b"Cc", v.as_ref())),
-        SearchKey::From(v) => text.header().is_some_and(|t| header_has(t, b"From", v.as_ref())),
-        SearchKey::To(v) => text.header().is_some_and(|t| header_has(t, b"To", v.as_ref())),
+        SearchKey::Bcc(v) => text.header().is_some_and(|t| address_has(t, b"Bcc", v.as_ref())),
+        SearchKey::Cc(v) => text.header().is_some_and(|t| address_has(t, b"Cc", v.as_ref())),
+        SearchKey::From(v) => text.header().is_some_and(|t| address_has(t, b"From", v.as_ref())),
+        SearchKey::To(v) => text.header().is_some_and(|t| address_has(t, b"To", v.as_ref())),
         SearchKey::Subject(v) => text.header().is_some_and(|t| header_has(t, b"Subject", v.as_ref())),
         SearchKey::Header(name, v) => text.header().is_some_and(|t| header_has(t, name.as_ref(), v.as_ref())),
         SearchKey::Body(v) => body_has(text, v.as_ref(), false),
@@ -254,5 +265,51 @@ mod tests {
         assert!(matches(&SearchKey::Subject(a("quarterly")), &c, &mut t), "the header comes from the loaded text");
         drop(t);
         assert_eq!((header_loads, loads), (1, 1), "the header and the text are each loaded once");
+    }
+
+    #[test]
+    fn rfc3501_6_4_4_sent_dates_are_the_days_written_in_the_date_header() {
+        let m = meta(1, 0);
+        let c = Candidate { seq: 1, meta: &m, max_seq: 1, max_uid: 1, recent: false };
+        // 23:00 +0200 on the 24th is 21:00 UTC on the 24th; 00:30 +0300 on the 25th is the
+        // 24th in UTC: the day written is what counts, not the day in UTC.
+        for (date, day) in [("Sat, 24 Mar 2007 23:00:00 +0200", 24), ("Sun, 25 Mar 2007 00:30:00 +0300", 25)] {
+            let msg = format!("Date: {date}\r\nSubject: x\r\n\r\nbody\r\n").into_bytes();
+            let mut load_header = || Some(Arc::from(crate::imap::header::split(&msg).0));
+            let mut load = || Some(msg.clone());
+            let mut t = Text::new(&mut load_header, &mut load);
+            let on = |d: u32| {
+                imap_codec::imap_types::datetime::NaiveDate::try_from(
+                    chrono::NaiveDate::from_ymd_opt(2007, 3, d).unwrap(),
+                )
+                .unwrap()
+            };
+            assert!(matches(&SearchKey::SentOn(on(day)), &c, &mut t), "{date} is sent on the {day}th");
+            assert!(!matches(&SearchKey::SentOn(on(day - 1)), &c, &mut t), "{date}");
+            assert!(matches(&SearchKey::SentBefore(on(day + 1)), &c, &mut t), "{date}");
+            assert!(!matches(&SearchKey::SentBefore(on(day)), &c, &mut t), "{date}");
+            assert!(matches(&SearchKey::SentSince(on(day)), &c, &mut t), "{date}");
+            assert!(!matches(&SearchKey::SentSince(on(day + 1)), &c, &mut t), "{date}");
+        }
+    }
+
+    #[test]
+    fn rfc3501_6_4_4_address_keys_match_addresses_without_comments_and_group_names() {
+        let m = meta(1, 0);
+        let c = Candidate { seq: 1, meta: &m, max_seq: 1, max_uid: 1, recent: false };
+        let msg = b"From: <user-from (comment)@ (comment) domain.org>\r\n\
+To: groupname: groupuser1@domain.org;, groupname2: groupuser3@domain.org;\r\n\
+Cc: user-cc@domain.org (RealCc)\r\n\r\nbody\r\n"
+            .to_vec();
+        let mut load_header = || Some(Arc::from(crate::imap::header::split(&msg).0));
+        let mut load = || Some(msg.clone());
+        let mut t = Text::new(&mut load_header, &mut load);
+        let a = |s: &str| imap_codec::imap_types::core::AString::try_from(s.to_string()).unwrap();
+        assert!(matches(&SearchKey::From(a("user-from@domain.org")), &c, &mut t), "comments inside the address");
+        assert!(matches(&SearchKey::To(a("groupname2")), &c, &mut t), "a group's name");
+        assert!(matches(&SearchKey::To(a("groupuser3")), &c, &mut t));
+        assert!(!matches(&SearchKey::To(a("groupuser4")), &c, &mut t));
+        assert!(matches(&SearchKey::Cc(a("realcc <user-cc@")), &c, &mut t), "a comment names the mailbox");
+        assert!(!matches(&SearchKey::Bcc(a("user")), &c, &mut t), "no Bcc field");
     }
 }
