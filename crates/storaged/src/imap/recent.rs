@@ -4,7 +4,9 @@
 //! in that session only. Claims live in the serving node's memory, not in the Raft log (a
 //! read must not cost a commit): after a restart or a leader change, a mailbox's first
 //! unclaimed UID starts again at its oldest message still in Maildir `new/`, which is
-//! where Maildir keeps mail no client has looked at. Bounded: beyond [`MAILBOXES_MAX`]
+//! where Maildir keeps mail no client has looked at. A mailbox deleted and created again
+//! under the same name has a new UIDVALIDITY, and its claims start over with it. Bounded:
+//! beyond [`MAILBOXES_MAX`]
 //! mailboxes the table starts over, which only makes some mail recent a second time.
 
 use std::collections::HashMap;
@@ -19,7 +21,8 @@ pub const MAILBOXES_MAX: usize = 100_000;
 /// The claims of one node's sessions.
 #[derive(Debug, Default)]
 pub struct RecentClaims {
-    first_unclaimed: Mutex<HashMap<(UserName, MailboxName), u32>>,
+    /// Per mailbox: the UIDVALIDITY the claim is about, and the first unclaimed UID.
+    first_unclaimed: Mutex<HashMap<(UserName, MailboxName), (u32, u32)>>,
 }
 
 impl RecentClaims {
@@ -31,11 +34,14 @@ impl RecentClaims {
         if table.len() >= MAILBOXES_MAX && !table.contains_key(&(user.clone(), mailbox.clone())) {
             table.clear();
         }
-        let fresh = || index.messages.iter().find(|m| !m.in_cur).map_or(index.uid_next, |m| m.uid);
-        let first = table.entry((user.clone(), mailbox.clone())).or_insert_with(fresh);
-        let before = *first;
+        let fresh = index.messages.iter().find(|m| !m.in_cur).map_or(index.uid_next, |m| m.uid);
+        let entry = table.entry((user.clone(), mailbox.clone())).or_insert((index.uid_validity, fresh));
+        if entry.0 != index.uid_validity {
+            *entry = (index.uid_validity, fresh);
+        }
+        let before = entry.1;
         if take {
-            *first = (*first).max(index.uid_next);
+            entry.1 = entry.1.max(index.uid_next);
         }
         before
     }
@@ -47,7 +53,11 @@ mod tests {
     use crate::mailstore::index::MessageMeta;
 
     fn index(messages: &[(u32, bool)], uid_next: u32) -> MailboxIndex {
-        let mut idx = MailboxIndex::new(1, 1);
+        index_of(1, messages, uid_next)
+    }
+
+    fn index_of(uid_validity: u32, messages: &[(u32, bool)], uid_next: u32) -> MailboxIndex {
+        let mut idx = MailboxIndex::new(uid_validity, 1);
         for (uid, in_cur) in messages {
             idx.messages.push(MessageMeta {
                 uid: *uid,
@@ -77,5 +87,16 @@ mod tests {
         let more = index(&[(1, true), (2, true), (3, false), (4, false), (5, false)], 6);
         assert_eq!(claims.claim(&user, &inbox, &more, true), 5);
         assert_eq!(claims.claim(&user, &MailboxName::parse("Sent").unwrap(), &index(&[], 1), true), 1);
+    }
+
+    #[test]
+    fn rfc3501_2_3_1_1_a_mailbox_created_again_has_recent_mail_again() {
+        let claims = RecentClaims::default();
+        let (user, name) = (UserName::parse("a@example.edu").unwrap(), MailboxName::parse("box").unwrap());
+        assert_eq!(claims.claim(&user, &name, &index_of(7, &[(1, false), (2, false)], 3), true), 1);
+        // Deleted and created again: UIDs start over under a new UIDVALIDITY.
+        let again = index_of(8, &[(1, false), (2, false)], 3);
+        assert_eq!(claims.claim(&user, &name, &again, true), 1, "both messages are recent in the new mailbox");
+        assert_eq!(claims.claim(&user, &name, &again, true), 3, "once");
     }
 }

@@ -1380,6 +1380,12 @@ impl<B: Backend> Session<B> {
             }
             idx = self.index_of(&self.view.as_ref().expect("selected").mailbox)?;
         }
+        if items.iter().any(|i| matches!(i, Item::Flags)) {
+            let shown = targets.iter().filter_map(|(_, u)| idx.position(*u)).flat_map(|p| &idx.messages[p].keywords);
+            for l in self.view.as_mut().expect("selected").announce(shown) {
+                line(out, &l);
+            }
+        }
         let view = self.view.as_ref().expect("selected");
         let mut missing = false;
         let mut unreadable: Option<Refusal> = None;
@@ -1537,8 +1543,12 @@ impl<B: Backend> Session<B> {
                 skipped = s;
             }
         }
+        let idx = self.index_of(&self.view.as_ref().expect("selected").mailbox)?;
+        let shown = targets.iter().filter_map(|(_, u)| idx.position(*u)).flat_map(|p| &idx.messages[p].keywords);
+        for l in self.view.as_mut().expect("selected").announce(shown) {
+            line(out, &l);
+        }
         let view = self.view.as_ref().expect("selected");
-        let idx = self.index_of(&view.mailbox)?;
         let mut reported = Vec::new();
         let mut modified = Vec::new();
         for (seq, u) in &targets {

@@ -717,3 +717,23 @@ async fn a_search_that_cannot_read_a_message_fails_instead_of_missing_it() {
     let out = text(&s.input(b"g SEARCH ALL\r\n").await.0);
     assert!(out.contains("* SEARCH 1") && tagged_status(&out, "g").starts_with("g OK"), "{out}");
 }
+
+#[tokio::test]
+async fn rfc3501_7_2_6_a_new_keyword_is_in_flags_before_any_message_shows_it() {
+    let h = harness();
+    h.deliver("Subject: one\r\n\r\nbody\r\n").await;
+    let mut s = h.session().await;
+    let mut other = h.session().await;
+    run(&mut s, "s1 SELECT INBOX").await;
+    run(&mut other, "o1 SELECT INBOX").await;
+    let out = run(&mut s, "s2 STORE 1 +FLAGS ($hello)").await;
+    let flags = out.find("* FLAGS (").unwrap_or_else(|| panic!("no FLAGS: {out}"));
+    assert!(out[flags..].starts_with("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $hello)"), "{out}");
+    assert!(flags < out.find("* 1 FETCH").expect("the new flags"), "FLAGS first: {out}");
+    // Another session hears of it before the flag change that shows it.
+    let out = run(&mut other, "o2 NOOP").await;
+    assert!(out.find("$hello)\r\n").unwrap() < out.find("* 1 FETCH").unwrap(), "{out}");
+    // And a new SELECT lists it.
+    assert!(run(&mut other, "o3 SELECT INBOX").await.contains("\\Draft $hello)"));
+    assert!(!run(&mut s, "s3 FETCH 1 FLAGS").await.contains("* FLAGS"), "announced once");
+}

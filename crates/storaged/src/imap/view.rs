@@ -34,7 +34,15 @@ pub struct View {
     /// Show `\Recent` in flag lists and send RECENT with EXISTS (IMAP4rev1; RFC 9051 has
     /// neither).
     pub recent_flag: bool,
+    /// Keywords named in the FLAGS the client last heard (RFC 3501 §7.2.6): a keyword must
+    /// be there before any message's flags show it, or clients that trust FLAGS lose it.
+    announced: BTreeSet<String>,
 }
+
+/// Keywords a session announces in FLAGS: past this many, new ones are shown on messages
+/// without growing FLAGS further (a mailbox with a keyword per message must not make every
+/// flag change resend an unbounded list).
+pub const KEYWORDS_ANNOUNCED_MAX: usize = 1024;
 
 /// Which updates a sync may send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,15 +61,18 @@ impl View {
         let recent: BTreeSet<u32> = uids.iter().copied().filter(|u| *u >= recent_from).collect();
         let known = index.messages.iter().map(|m| (m.uid, (m.flags, m.keywords.clone()))).collect();
         let first_unseen = index.messages.iter().position(|m| m.flags & crate::mailstore::ops::flag::SEEN == 0);
+        let mut announced = BTreeSet::new();
+        for k in index.messages.iter().flat_map(|m| &m.keywords) {
+            if announced.len() < KEYWORDS_ANNOUNCED_MAX && !announced.contains(k) {
+                announced.insert(k.clone());
+            }
+        }
+        let [flags, permanent] = flags_lines(&announced, read_only);
         let mut out = vec![
             format!("* {} EXISTS", uids.len()),
             format!("* {} RECENT", recent.len()),
-            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)".to_string(),
-            if read_only {
-                "* OK [PERMANENTFLAGS ()] read-only".to_string()
-            } else {
-                "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] flags permitted".to_string()
-            },
+            flags,
+            permanent,
             format!("* OK [UIDVALIDITY {}] UIDs valid", index.uid_validity),
             format!("* OK [UIDNEXT {}] predicted next UID", index.uid_next),
             format!("* OK [HIGHESTMODSEQ {}] highest", index.highest_modseq.max(1)),
@@ -82,8 +93,15 @@ impl View {
             qresync: false,
             recent,
             recent_flag: true,
+            announced,
         };
         (view, out)
+    }
+
+    /// The FLAGS and PERMANENTFLAGS lines to send before flags that show `keywords`, when
+    /// one of them is new to the client; nothing otherwise.
+    pub fn announce<'k>(&mut self, keywords: impl IntoIterator<Item = &'k String>) -> Vec<String> {
+        announce(&mut self.announced, self.read_only, keywords)
     }
 
     pub fn exists(&self) -> usize {
@@ -145,6 +163,7 @@ impl View {
             let Some(m) = live(uid) else { continue };
             let now = (m.flags, m.keywords.clone());
             if self.known.get(uid) != Some(&now) {
+                out.extend(announce(&mut self.announced, self.read_only, &m.keywords));
                 let modseq = if self.condstore { format!(" MODSEQ ({})", m.modseq) } else { String::new() };
                 out.push(format!(
                     "* {} FETCH (UID {uid} FLAGS {}{modseq})",
@@ -157,6 +176,7 @@ impl View {
         let last = self.uids.last().copied().unwrap_or(0);
         let new: Vec<&MessageMeta> = index.messages.iter().filter(|m| m.uid > last).collect();
         if !new.is_empty() {
+            out.extend(announce(&mut self.announced, self.read_only, new.iter().flat_map(|m| &m.keywords)));
             for m in new {
                 self.uids.push(m.uid);
                 self.known.insert(m.uid, (m.flags, m.keywords.clone()));
@@ -180,6 +200,41 @@ impl View {
     pub fn reported(&mut self, m: &MessageMeta) {
         self.known.insert(m.uid, (m.flags, m.keywords.clone()));
     }
+}
+
+/// Add `keywords` to those `announced`; the FLAGS and PERMANENTFLAGS lines if that grew it.
+fn announce<'k>(
+    announced: &mut BTreeSet<String>,
+    read_only: bool,
+    keywords: impl IntoIterator<Item = &'k String>,
+) -> Vec<String> {
+    let mut grew = false;
+    for k in keywords {
+        if announced.len() < KEYWORDS_ANNOUNCED_MAX && !announced.contains(k) {
+            announced.insert(k.clone());
+            grew = true;
+        }
+    }
+    if grew {
+        flags_lines(announced, read_only).to_vec()
+    } else {
+        Vec::new()
+    }
+}
+
+/// `* FLAGS (...)` and `* OK [PERMANENTFLAGS (...)]` naming the system flags and `keywords`.
+fn flags_lines(keywords: &BTreeSet<String>, read_only: bool) -> [String; 2] {
+    let mut list = String::from("\\Answered \\Flagged \\Deleted \\Seen \\Draft");
+    for k in keywords {
+        list.push(' ');
+        list.push_str(k);
+    }
+    let permanent = if read_only {
+        "* OK [PERMANENTFLAGS ()] read-only".to_string()
+    } else {
+        format!("* OK [PERMANENTFLAGS ({list} \\*)] flags permitted")
+    };
+    [format!("* FLAGS ({list})"), permanent]
 }
 
 #[cfg(test)]
@@ -231,5 +286,21 @@ mod tests {
         let changed = index(&[(1, 0), (2, crate::mailstore::ops::flag::SEEN)]);
         assert_eq!(v.sync(&changed, Sync::NoExpunge, 3), vec!["* 2 FETCH (UID 2 FLAGS (\\Recent \\Seen))"]);
         assert!(v.sync(&changed, Sync::NoExpunge, 3).is_empty());
+    }
+
+    #[test]
+    fn rfc3501_7_2_6_new_keywords_are_announced_in_flags_before_they_are_shown() {
+        let mut idx = index(&[(1, 0)]);
+        idx.messages[0].keywords = vec!["$Old".into()];
+        let (mut v, open) = View::open(MailboxName::inbox(), false, &idx, 2);
+        assert!(open.contains(&"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Old)".to_string()), "{open:?}");
+        let mut changed = idx.clone();
+        changed.messages[0].keywords = vec!["$Old".into(), "$New".into()];
+        changed.applied_index += 1;
+        let out = v.sync(&changed, Sync::NoExpunge, 2);
+        assert_eq!(out[0], "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $New $Old)");
+        assert!(out[1].starts_with("* OK [PERMANENTFLAGS (") && out[1].contains("$New $Old \\*)"), "{out:?}");
+        assert!(out[2].starts_with("* 1 FETCH (UID 1 FLAGS ("), "{out:?}");
+        assert!(v.announce(&vec!["$New".to_string()]).is_empty(), "announced once");
     }
 }
