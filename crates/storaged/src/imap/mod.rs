@@ -12,6 +12,7 @@ pub mod mime;
 pub mod mutf7;
 pub mod recent;
 pub mod search;
+pub mod sendable;
 pub mod server;
 pub mod session;
 pub mod view;

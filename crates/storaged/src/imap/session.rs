@@ -166,7 +166,7 @@ fn status_line(name: &str, idx: &MailboxIndex, items: &[&str], recent: usize) ->
 }
 
 /// An ESEARCH response (RFC 4731) for `hits` (ascending), with the requested options.
-fn esearch(tag: &str, uid: bool, options: &[String], hits: &[u32], modseq: Option<u64>) -> String {
+fn esearch(tag: &str, uid: bool, options: &[String], hits: &[u32], modseqs: Option<&[u64]>) -> String {
     let mut out = format!("* ESEARCH (TAG \"{tag}\"){}", if uid { " UID" } else { "" });
     let all = options.is_empty();
     let wants = |o: &str| options.iter().any(|x| x == o);
@@ -182,7 +182,20 @@ fn esearch(tag: &str, uid: bool, options: &[String], hits: &[u32], modseq: Optio
     if (all || wants("ALL")) && !hits.is_empty() {
         out.push_str(&format!(" ALL {}", encode::uid_set(hits)));
     }
-    if let Some(m) = modseq {
+    // RFC 7162 §3.1.5: the highest mod-sequence of the messages returned, so with MIN and/or
+    // MAX alone only theirs count.
+    let only_ends = !all && !wants("ALL") && !wants("COUNT");
+    let returned = match modseqs {
+        Some(ms) if only_ends => [wants("MIN").then(|| ms.first()), wants("MAX").then(|| ms.last())]
+            .into_iter()
+            .flatten()
+            .flatten()
+            .max()
+            .copied(),
+        Some(ms) => ms.iter().max().copied(),
+        None => None,
+    };
+    if let Some(m) = returned {
         out.push_str(&format!(" MODSEQ {m}"));
     }
     out
@@ -609,13 +622,13 @@ impl<B: Backend> Session<B> {
                 for c in capabilities.as_ref() {
                     match c {
                         CapabilityEnable::CondStore if !self.condstore => {
-                            self.enable_condstore();
+                            self.enable_condstore(out);
                             enabled.push("CONDSTORE");
                         }
                         // imap-codec names QRESYNC only as an "other" capability (via Display).
                         other if other.to_string().eq_ignore_ascii_case("QRESYNC") && !self.qresync => {
                             // QRESYNC implies CONDSTORE (RFC 7162 §3.2.3).
-                            self.enable_condstore();
+                            self.enable_condstore(out);
                             self.qresync = true;
                             if let Some(v) = self.view.as_mut() {
                                 v.qresync = true;
@@ -825,10 +838,18 @@ impl<B: Backend> Session<B> {
         }
     }
 
-    fn enable_condstore(&mut self) {
+    /// CONDSTORE is on from now; the first time, with a mailbox selected, the client learns
+    /// its HIGHESTMODSEQ (RFC 7162 §3.1: a CONDSTORE-enabling command after SELECT).
+    fn enable_condstore(&mut self, out: &mut Vec<u8>) {
+        let first = !self.condstore;
         self.condstore = true;
-        if let Some(v) = self.view.as_mut() {
-            v.condstore = true;
+        let Some(v) = self.view.as_mut() else { return };
+        v.condstore = true;
+        let mailbox = v.mailbox.clone();
+        if first {
+            if let Ok(idx) = self.index_of(&mailbox) {
+                line(out, &format!("* OK [HIGHESTMODSEQ {}] highest", idx.highest_modseq.max(1)));
+            }
         }
     }
 
@@ -1024,7 +1045,7 @@ impl<B: Backend> Session<B> {
             })
             .collect();
         if names.contains(&"HIGHESTMODSEQ") {
-            self.enable_condstore();
+            self.enable_condstore(out);
         }
         let recent = self.unclaimed_recent(&name, &idx);
         let shown = wire_name(name.as_str(), self.rev2);
@@ -1064,7 +1085,7 @@ impl<B: Backend> Session<B> {
             flags: bits,
             keywords,
             internal_date,
-            message: data.to_vec(),
+            message: super::sendable::sendable(data).into_owned(),
         };
         let resp = self.propose(op).await?;
         if self.view.as_ref().is_some_and(|v| v.mailbox == name) {
@@ -1133,7 +1154,7 @@ impl<B: Backend> Session<B> {
         out: &mut Vec<u8>,
     ) -> Result<(String, Outcome), Refusal> {
         if criteria.iter().any(search::uses_modseq) {
-            self.enable_condstore();
+            self.enable_condstore(out);
         }
         self.sync(out, if uid { Sync::Full } else { Sync::NoExpunge });
         let view = self.view.as_ref().expect("selected");
@@ -1142,7 +1163,7 @@ impl<B: Backend> Session<B> {
         let max_uid = view.uids().last().copied().unwrap_or(0);
         let mut hits = Vec::new();
         let mut hit_uids = Vec::new();
-        let mut max_modseq = 0;
+        let mut hit_modseqs = Vec::new();
         for (i, u) in view.uids().iter().enumerate() {
             // Expunged meanwhile (not yet announced): it matches nothing.
             let Some(meta) = idx.position(*u).map(|p| &idx.messages[p]) else { continue };
@@ -1162,15 +1183,15 @@ impl<B: Backend> Session<B> {
             if matched {
                 hits.push(if uid { *u } else { c.seq });
                 hit_uids.push(*u);
-                max_modseq = max_modseq.max(meta.modseq);
+                hit_modseqs.push(meta.modseq);
             }
         }
         let list: Vec<String> = hits.iter().map(u32::to_string).collect();
         // RFC 7162 §3.1.5: a MODSEQ criterion adds the highest mod-sequence of the matches.
-        let modseq = if criteria.iter().any(search::uses_modseq) && !hits.is_empty() {
-            format!(" (MODSEQ {max_modseq})")
-        } else {
-            String::new()
+        let with_modseq = criteria.iter().any(search::uses_modseq);
+        let modseq = match hit_modseqs.iter().max() {
+            Some(max) if with_modseq => format!(" (MODSEQ {max})"),
+            _ => String::new(),
         };
         // IMAP4rev2 answers every SEARCH with ESEARCH (RFC 9051 §6.4.4), `ALL` by default.
         let returned = self.search_return.take().or_else(|| self.rev2.then(|| (tag.to_string(), Vec::new())));
@@ -1183,7 +1204,7 @@ impl<B: Backend> Session<B> {
                     return Ok(("SEARCH completed (result saved)".into(), Outcome::Continue));
                 }
             }
-            line(out, &esearch(&tag, uid, &options, &hits, (!modseq.is_empty()).then_some(max_modseq)));
+            line(out, &esearch(&tag, uid, &options, &hits, with_modseq.then_some(&hit_modseqs[..])));
             return Ok(("SEARCH completed".into(), Outcome::Continue));
         }
         line(out, &format!("* SEARCH{}{}{modseq}", if list.is_empty() { "" } else { " " }, list.join(" ")));
@@ -1338,7 +1359,7 @@ impl<B: Backend> Session<B> {
         }
         // RFC 7162 §3.1: CHANGEDSINCE and MODSEQ turn CONDSTORE on; MODSEQ is then reported.
         if changed_since.is_some() || items.iter().any(|i| matches!(i, Item::ModSeq)) {
-            self.enable_condstore();
+            self.enable_condstore(out);
         }
         if changed_since.is_some() && !items.iter().any(|i| matches!(i, Item::ModSeq)) {
             items.push(Item::ModSeq);
@@ -1514,7 +1535,7 @@ impl<B: Backend> Session<B> {
         out: &mut Vec<u8>,
     ) -> Result<(String, Outcome), Refusal> {
         if unchanged_since.is_some() {
-            self.enable_condstore();
+            self.enable_condstore(out);
         }
         self.check_seq_set(set, uid)?;
         let view = self.view.as_ref().expect("selected");

@@ -737,3 +737,51 @@ async fn rfc3501_7_2_6_a_new_keyword_is_in_flags_before_any_message_shows_it() {
     assert!(run(&mut other, "o3 SELECT INBOX").await.contains("\\Draft $hello)"));
     assert!(!run(&mut s, "s3 FETCH 1 FLAGS").await.contains("* FLAGS"), "announced once");
 }
+
+#[tokio::test]
+async fn rfc3516_4_4_append_of_binary_content_never_puts_nul_in_a_plain_literal() {
+    let h = harness();
+    let mut s = h.session().await;
+    let msg = b"From: user@domain.org\r\nMime-Version: 1.0\r\nContent-Type: application/octet-stream\r\n\
+Content-Transfer-Encoding: binary\r\n\r\n\x00-\xe4\r\n\r\n";
+    let mut cmd = format!("a1 APPEND INBOX ~{{{}+}}\r\n", msg.len()).into_bytes();
+    cmd.extend_from_slice(msg);
+    cmd.extend_from_slice(b"\r\n");
+    let (out, _) = s.input(&cmd).await;
+    assert!(text(&out).starts_with("a1 OK [APPENDUID"), "{}", text(&out));
+    run(&mut s, "a2 SELECT INBOX").await;
+    for c in ["a3 FETCH 1 (BODY.PEEK[1])", "a4 FETCH 1 (BODY.PEEK[])"] {
+        let (out, _) = s.input(format!("{c}\r\n").as_bytes()).await;
+        assert!(!out.contains(&0), "{c}: a NUL in a literal: {}", text(&out));
+        assert!(text(&out).contains("OK FETCH completed"), "{c}");
+    }
+    let (out, _) = s.input(b"a5 FETCH 1 (BINARY.SIZE[1] BINARY.PEEK[1])\r\n").await;
+    let want = [&b"* 1 FETCH (BINARY.SIZE[1] 7 BINARY[1] ~{7}\r\n"[..], b"\x00-\xe4\r\n\r\n)\r\n"].concat();
+    assert!(out.starts_with(&want), "BINARY gives back the octets: {}", text(&out));
+}
+
+#[tokio::test]
+async fn rfc7162_3_1_condstore_enabled_after_select_reports_highestmodseq_and_esearch_modseq_of_returned() {
+    let h = harness();
+    for k in 1..=4 {
+        h.deliver(&format!("Subject: {k}\r\n\r\nbody\r\n")).await;
+    }
+    let mut s = h.session().await;
+    run(&mut s, "s1 SELECT INBOX").await;
+    let out = run(&mut s, "s2 FETCH 1 MODSEQ").await;
+    assert!(out.starts_with("* OK [HIGHESTMODSEQ "), "the first CONDSTORE-enabling command: {out}");
+    assert!(!run(&mut s, "s3 FETCH 1 MODSEQ").await.contains("HIGHESTMODSEQ"), "only the first");
+    let mut modseq = std::collections::HashMap::new();
+    for n in [1, 3, 2, 4] {
+        let out = run(&mut s, &format!("t{n} STORE {n} +FLAGS \\Seen")).await;
+        let m: u64 = out.split("MODSEQ (").nth(1).unwrap().split(')').next().unwrap().parse().unwrap();
+        modseq.insert(n, m);
+    }
+    let esearch = |out: String| out.lines().find(|l| l.starts_with("* ESEARCH")).unwrap().to_string();
+    let min = esearch(run(&mut s, "e1 SEARCH RETURN (MIN) 1:3 MODSEQ \"/flags/\\\\seen\" all 1").await);
+    assert!(min.ends_with(&format!("MIN 1 MODSEQ {}", modseq[&1])), "MIN: the min's modseq: {min}");
+    let max = esearch(run(&mut s, "e2 SEARCH RETURN (MAX) 1:3 MODSEQ \"/flags/\\\\seen\" all 1").await);
+    assert!(max.ends_with(&format!("MAX 3 MODSEQ {}", modseq[&3])), "MAX: the max's modseq: {max}");
+    let all = esearch(run(&mut s, "e3 SEARCH RETURN () 1:3 MODSEQ \"/flags/\\\\seen\" all 1").await);
+    assert!(all.ends_with(&format!("ALL 1:3 MODSEQ {}", modseq[&2])), "ALL: the highest: {all}");
+}

@@ -118,6 +118,10 @@ async fn deliver(node: &Node, env: Envelope) -> Vec<String> {
     let started = Instant::now();
     let mut message = format!("Return-Path: <{}>\r\n", env.from).into_bytes();
     message.extend_from_slice(&env.data);
+    // A stray NUL (SMTP forbids it; strangers send it) would make BODY[] unsendable.
+    if let std::borrow::Cow::Owned(fixed) = crate::imap::sendable::sendable(&message) {
+        message = fixed;
+    }
     let internal_date =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
     let mut by_group: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
