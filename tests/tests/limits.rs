@@ -104,7 +104,15 @@ fn abusive_clients_get_errors_the_daemons_stay_bounded_and_others_are_served() {
 
     // Floods: endless lines and an oversize message, each answered or cut off.
     let (sent, reply) = flood(&front.imap, 1, b"a3 LOGIN ", FLOOD_BYTES, b"\r\n");
-    assert!(reply.contains("BAD") || sent < FLOOD_BYTES, "IMAP endless line: {reply:?} after {sent} bytes");
+    assert!(reply.contains("a3 BAD") || sent < FLOOD_BYTES, "IMAP endless line: {reply:?} after {sent} bytes");
+    // A legal ID of 31 KB (imaptest's) is answered; an over-long line under its tag.
+    let values: Vec<String> = (0..30).map(|k| format!("\"k{k}\" \"{}\"", "v".repeat(1000))).collect();
+    let id = format!("i1 ID ({})\r\n", values.join(" "));
+    let reply = raw(&front.imap, &[id.as_bytes()]);
+    assert!(reply.contains("i1 OK"), "a 31 KB ID before login: {reply}");
+    let too_long = format!("i2 ID (\"k\" \"{}\")\r\n", "v".repeat(100_000));
+    let reply = raw(&front.imap, &[too_long.as_bytes()]);
+    assert!(reply.contains("i2 BAD"), "an over-long line is answered under its tag: {reply}");
     let (sent, reply) = flood(&front.pop3, 1, b"USER ", FLOOD_BYTES, b"\r\n");
     assert!(reply.contains("-ERR") || sent < FLOOD_BYTES, "POP3 endless line: {reply:?} after {sent} bytes");
     std::thread::sleep(Duration::from_millis(400)); // the MX greet delay

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod config;
 pub mod daemon;
 pub mod frame;
+pub mod imap_tag;
 pub mod limiter;
 pub mod line;
 pub mod lmtp_auth;

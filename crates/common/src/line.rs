@@ -4,10 +4,17 @@
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
+/// Bytes of an over-long line kept for the reply (an IMAP tag, an SMTP verb).
+pub const TOO_LONG_HEAD_BYTES: usize = 64;
+
 /// One input line.
 pub enum Line {
     Complete(Vec<u8>),
-    TooLong,
+    /// Longer than allowed and skipped; `head` is its first bytes (at most
+    /// [`TOO_LONG_HEAD_BYTES`]), so that the answer can name the command's tag.
+    TooLong {
+        head: Vec<u8>,
+    },
     Eof,
     /// Nothing arrived within the idle limit.
     Idle,
@@ -36,19 +43,23 @@ pub async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R, max: usize) -> std::i
         };
         if out.len() + take > max + 2 {
             // Skip the rest of the over-long line, bounded by reading it in pieces.
+            let mut head = out;
+            head.truncate(TOO_LONG_HEAD_BYTES);
+            let more = TOO_LONG_HEAD_BYTES - head.len();
+            head.extend_from_slice(&buf[..take.min(more)]);
             r.consume(take);
             if done {
-                return Ok(Line::TooLong);
+                return Ok(Line::TooLong { head });
             }
             loop {
                 let buf = r.fill_buf().await?;
                 if buf.is_empty() {
-                    return Ok(Line::TooLong);
+                    return Ok(Line::TooLong { head });
                 }
                 match buf.iter().position(|b| *b == b'\n') {
                     Some(i) => {
                         r.consume(i + 1);
-                        return Ok(Line::TooLong);
+                        return Ok(Line::TooLong { head });
                     }
                     None => {
                         let n = buf.len();
@@ -180,7 +191,9 @@ mod tests {
         assert!(matches!(read_line(&mut r, 100).await.unwrap(), Line::Complete(l) if l == b"bare lf"));
         assert!(matches!(read_line(&mut r, 100).await.unwrap(), Line::Eof));
         let mut r = BufReader::with_capacity(64, &long[..]);
-        assert!(matches!(read_line(&mut r, 100).await.unwrap(), Line::TooLong));
+        assert!(
+            matches!(read_line(&mut r, 100).await.unwrap(), Line::TooLong { head } if head == [b'a'; TOO_LONG_HEAD_BYTES])
+        );
         assert!(matches!(read_line(&mut r, 100).await.unwrap(), Line::Complete(l) if l == b"next"));
     }
 

@@ -16,8 +16,10 @@ use crate::login::{PreLogin, Refusal};
 
 /// Capabilities the front itself implements before login, whatever the nodes say.
 const FRONT_CAPABILITIES: &[&str] = &["IMAP4rev1", "LITERAL+", "SASL-IR", "ID"];
-/// Longest command line before login (literals aside) and longest SASL response line.
-pub const LINE_MAX: usize = 8 * 1024;
+/// Longest command line before login (literals aside) and longest SASL response line: as
+/// long as the storage nodes take, so that a legal `ID` with long values (imaptest sends
+/// 31 KB) gets through.
+pub const LINE_MAX: usize = 64 * 1024;
 /// Longest literal accepted before login (a user name or password).
 pub const LITERAL_BYTES_MAX: u32 = 8 * 1024;
 
@@ -42,18 +44,11 @@ pub fn framing(buf: &[u8]) -> Framing {
         Err(CommandDecodeError::LiteralFound { length, mode, .. }) => {
             Framing::Literal { length, sync: mode == imap_codec::imap_types::core::LiteralMode::Sync }
         }
-        Err(CommandDecodeError::Failed) => Framing::Bad { tag: tag_of(buf) },
+        Err(CommandDecodeError::Failed) => Framing::Bad { tag: tag_of(buf).map(str::to_string) },
     }
 }
 
-/// The tag a command line starts with, if it is a valid one.
-pub fn tag_of(line: &[u8]) -> Option<String> {
-    let end = line.iter().position(|b| *b == b' ').unwrap_or(line.len());
-    let tag = &line[..end];
-    let valid =
-        !tag.is_empty() && tag.len() <= 64 && tag.iter().all(|b| b.is_ascii_graphic() && !b"(){%*\"\\+]".contains(b));
-    valid.then(|| String::from_utf8_lossy(tag).into_owned())
-}
+pub use common::imap_tag::tag_of;
 
 /// `caps` without what only the connection decides (TLS and authentication items).
 pub fn session_capabilities(caps: &str) -> String {
@@ -120,7 +115,7 @@ impl PreLogin for PreAuth {
     fn input(&mut self, bytes: &[u8]) -> Step {
         let cmd = match CommandCodec::default().decode(bytes) {
             Ok((b"", cmd)) => cmd,
-            _ => return Step::Reply(tagged(tag_of(bytes).as_deref().unwrap_or("*"), "BAD", "syntax error in command")),
+            _ => return Step::Reply(tagged(tag_of(bytes).unwrap_or("*"), "BAD", "syntax error in command")),
         };
         let tag = cmd.tag.as_ref().to_string();
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();

@@ -402,7 +402,10 @@ async fn read_imap_command(conn: &mut Conn) -> std::io::Result<Option<Result<Vec
     loop {
         let line = match read_line_within(&mut conn.rd, imap::LINE_MAX, LOGIN_TIME_MAX).await? {
             Line::Complete(l) => l,
-            Line::TooLong => return Ok(Some(Err(b"* BAD command line too long\r\n".to_vec()))),
+            Line::TooLong { head } => {
+                let first = if buf.is_empty() { head.as_slice() } else { buf.as_slice() };
+                return Ok(Some(Err(common::imap_tag::bad(first, "command line too long"))));
+            }
             Line::Eof | Line::Idle => return Ok(None),
         };
         buf.extend_from_slice(&line);
@@ -420,7 +423,7 @@ async fn read_imap_command(conn: &mut Conn) -> std::io::Result<Option<Result<Vec
                         // The client sends the bytes anyway; they cannot be told apart from commands.
                         return Ok(None);
                     }
-                    let tag = imap::tag_of(&buf).unwrap_or_else(|| "*".into());
+                    let tag = imap::tag_of(&buf).unwrap_or("*");
                     return Ok(Some(Err(format!("{tag} BAD literal too large before login\r\n").into_bytes())));
                 }
                 if sync {
@@ -490,7 +493,7 @@ async fn pre_login<P: PreLogin>(
             conn.wr.write_all(b"+ \r\n").await?;
             step = match read_line_within(&mut conn.rd, P::SASL_LINE_MAX, LOGIN_TIME_MAX).await? {
                 Line::Complete(l) => session.sasl_response(Some(&l)),
-                Line::TooLong => session.sasl_response(None),
+                Line::TooLong { .. } => session.sasl_response(None),
                 Line::Eof | Line::Idle => return Ok(()),
             };
         }
@@ -519,7 +522,7 @@ async fn pre_login<P: PreLogin>(
 async fn read_pop3_line(conn: &mut Conn) -> std::io::Result<Option<Result<Vec<u8>, Vec<u8>>>> {
     Ok(match read_line_within(&mut conn.rd, pop3::LINE_MAX, LOGIN_TIME_MAX).await? {
         Line::Complete(l) => Some(Ok(l)),
-        Line::TooLong => Some(Err(b"-ERR line too long\r\n".to_vec())),
+        Line::TooLong { .. } => Some(Err(b"-ERR line too long\r\n".to_vec())),
         Line::Eof | Line::Idle => None,
     })
 }

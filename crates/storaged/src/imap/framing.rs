@@ -18,14 +18,7 @@ pub fn literal_suffix(line: &[u8]) -> Option<(u64, bool)> {
     std::str::from_utf8(digits).ok()?.parse().ok().map(|n| (n, non_sync))
 }
 
-/// The tag of a command line, if it starts with a valid one (for answering `BAD`).
-pub fn tag_of(line: &[u8]) -> Option<&str> {
-    let end = line.iter().position(|b| *b == b' ').unwrap_or(line.len());
-    let tag = &line[..end];
-    let valid =
-        !tag.is_empty() && tag.len() <= 64 && tag.iter().all(|b| b.is_ascii_graphic() && !b"(){%*\"\\+]".contains(b));
-    valid.then(|| std::str::from_utf8(tag).ok()).flatten()
-}
+pub use common::imap_tag::tag_of;
 
 /// ESEARCH (RFC 4731) return options of a `[UID] SEARCH RETURN (...)` command, which the
 /// parser does not know: the command without them, and the options (upper case; an empty
@@ -165,6 +158,74 @@ pub struct ListOptions {
     pub ret: Vec<String>,
     /// STATUS items requested with `RETURN (STATUS (...))`.
     pub status: Vec<String>,
+    /// Patterns after the first of `LIST ref (p1 p2 ...)` (RFC 5258 §3), unquoted.
+    pub more_patterns: Vec<String>,
+}
+
+/// Selection options RFC 5258 and RFC 6154 define; any other is a BAD command.
+const SELECTION_OPTIONS: &[&str] = &["SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"];
+/// Return options RFC 5258, 5819 and 6154 define (STATUS is taken apart separately).
+const RETURN_OPTIONS: &[&str] = &["SUBSCRIBED", "CHILDREN", "SPECIAL-USE"];
+
+/// The first token of `text` (a quoted string with its quotes, or an atom) and the rest.
+fn astring_token(text: &str) -> Option<(&str, &str)> {
+    if let Some(inner) = text.strip_prefix('"') {
+        let mut escaped = false;
+        for (i, c) in inner.char_indices() {
+            match c {
+                '\\' if !escaped => escaped = true,
+                '"' if !escaped => return Some((&text[..i + 2], &text[i + 2..])),
+                _ => escaped = false,
+            }
+        }
+        return None;
+    }
+    let end = text.find([' ', '(']).unwrap_or(text.len());
+    (end > 0).then(|| (&text[..end], &text[end..]))
+}
+
+/// The text of an astring token: a quoted string unquoted and unescaped, an atom as it is.
+fn astring_text(token: &str) -> String {
+    match token.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(inner) => {
+            let mut out = String::new();
+            let mut chars = inner.chars();
+            while let Some(c) = chars.next() {
+                out.push(if c == '\\' { chars.next().unwrap_or(c) } else { c });
+            }
+            out
+        }
+        None => token.to_string(),
+    }
+}
+
+/// `ref (p1 p2 ...)`: the reference token and the pattern tokens, if `args` has that form.
+fn pattern_list(args: &str) -> Option<Result<(&str, Vec<String>), String>> {
+    let (reference, rest) = astring_token(args.trim_start())?;
+    let rest = rest.trim_start();
+    if !rest.starts_with('(') {
+        return None;
+    }
+    Some(match paren_items(rest) {
+        Some((items, after)) if after.trim().is_empty() && !items.is_empty() => Ok((reference, items)),
+        _ => Err("malformed list of patterns".into()),
+    })
+}
+
+/// RFC 5258 §3: an unknown selection or return option, or RECURSIVEMATCH without an option
+/// it could refine, is a BAD command.
+fn check_list_options(opts: &ListOptions) -> Result<(), String> {
+    if let Some(o) = opts.select.iter().find(|o| !SELECTION_OPTIONS.contains(&o.as_str())) {
+        return Err(format!("unknown selection option {o}"));
+    }
+    let refined = opts.select.iter().any(|o| o == "SUBSCRIBED" || o == "SPECIAL-USE");
+    if opts.select.iter().any(|o| o == "RECURSIVEMATCH") && !refined {
+        return Err("RECURSIVEMATCH needs SUBSCRIBED or SPECIAL-USE".into());
+    }
+    match opts.ret.iter().find(|o| !RETURN_OPTIONS.contains(&o.as_str())) {
+        Some(o) => Err(format!("unknown return option {o}")),
+        None => Ok(()),
+    }
 }
 
 /// Split a parenthesized list at the start of `text` into its top-level items (nested
@@ -172,8 +233,22 @@ pub struct ListOptions {
 fn paren_items(text: &str) -> Option<(Vec<String>, &str)> {
     let inner = text.strip_prefix('(')?;
     let (mut depth, mut items, mut cur) = (0usize, Vec::new(), String::new());
+    let (mut quoted, mut escaped) = (false, false);
     for (i, c) in inner.char_indices() {
+        if quoted {
+            cur.push(c);
+            match c {
+                '\\' if !escaped => escaped = true,
+                '"' if !escaped => quoted = false,
+                _ => escaped = false,
+            }
+            continue;
+        }
         match c {
+            '"' => {
+                quoted = true;
+                cur.push(c);
+            }
             '(' => {
                 depth += 1;
                 cur.push(c);
@@ -246,11 +321,17 @@ pub fn split_list_extended(bytes: &[u8]) -> Option<Result<(Vec<u8>, ListOptions)
         args.truncate(at);
         extended = true;
     }
-    if !extended {
-        return None;
+    match pattern_list(&args) {
+        Some(Ok((reference, patterns))) => {
+            opts.more_patterns = patterns[1..].iter().map(|p| astring_text(p)).collect();
+            args = format!("{reference} {}", patterns[0]);
+        }
+        Some(Err(why)) => return Some(Err(why)),
+        None if !extended => return None,
+        None => {}
     }
-    if args.trim_end().ends_with(')') {
-        return Some(Err("multiple LIST patterns are not supported".into()));
+    if let Err(why) = check_list_options(&opts) {
+        return Some(Err(why));
     }
     Some(Ok((format!("{tag} LIST {args}\r\n").into_bytes(), opts)))
 }
@@ -284,6 +365,23 @@ mod tests {
     }
 
     #[test]
+    fn rfc5258_3_unknown_options_are_bad_and_several_patterns_are_taken() {
+        for bad in [
+            &b"a LIST (imaptest) \"\" \"\"\r\n"[..],
+            b"a LIST (recursivematch) \"\" \"\"\r\n",
+            b"a LIST (recursivematch remote) \"\" \"\"\r\n",
+            b"a LIST \"\" \"\" return (imaptest)\r\n",
+            b"a LIST \"\" (a b\r\n",
+        ] {
+            assert!(split_list_extended(bad).unwrap().is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        assert!(split_list_extended(b"a LIST (subscribed recursivematch) \"\" *\r\n").unwrap().is_ok());
+        assert!(split_list_extended(b"a LIST (remote) \"\" %\r\n").unwrap().is_ok());
+        let (cmd, o) = split_list_extended(b"a LIST \"\" (box/*2 box/test3)\r\n").unwrap().unwrap();
+        assert_eq!((cmd.as_slice(), o.more_patterns), (&b"a LIST \"\" box/*2\r\n"[..], vec!["box/test3".to_string()]));
+    }
+
+    #[test]
     fn list_extended_options_are_split_off() {
         let (cmd, o) =
             split_list_extended(b"a LIST (SUBSCRIBED) \"\" \"*\" RETURN (STATUS (MESSAGES UNSEEN) CHILDREN)\r\n")
@@ -298,7 +396,8 @@ mod tests {
         assert!(split_list_extended(b"c LIST \"\" *\r\n").is_none());
         assert!(split_list_extended(b"d LSUB \"\" *\r\n").is_none());
         assert!(split_list_extended(b"e LIST (SUBSCRIBED \"\" *\r\n").unwrap().is_err());
-        assert!(split_list_extended(b"f LIST () \"\" (a b)\r\n").unwrap().is_err());
+        let (cmd, o) = split_list_extended(b"f LIST () \"\" (a \"b c\" %)\r\n").unwrap().unwrap();
+        assert_eq!((cmd.as_slice(), o.more_patterns), (&b"f LIST \"\" a\r\n"[..], vec!["b c".to_string(), "%".into()]));
         assert!(split_list_extended(b"g LIST \"\" * RETURN (STATUS)\r\n").unwrap().is_err());
     }
 

@@ -84,7 +84,10 @@ async fn read_command<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin>(
                 wr.write_all(b"* BYE autologout: idle too long\r\n").await?;
                 return Ok(Input::Closed);
             }
-            Line::TooLong => return Ok(Input::Refused(b"* BAD command line too long\r\n".to_vec())),
+            Line::TooLong { head } => {
+                let first = if buf.is_empty() { head.as_slice() } else { buf.as_slice() };
+                return Ok(Input::Refused(common::imap_tag::bad(first, "command line too long")));
+            }
             Line::Complete(l) => l,
         };
         let first_line = buf.is_empty();
@@ -183,7 +186,7 @@ async fn commands(conn: &mut Conn, state: &mut State) -> std::io::Result<End> {
                     conn.wr.write_all(b"+ \r\n").await?;
                     let reply = match read_line_within(&mut conn.rd, 4096, IDLE_TIMEOUT).await? {
                         Line::Complete(l) => state.session.sasl_response(&tag, &l),
-                        Line::TooLong => state.session.sasl_response(&tag, b"!"),
+                        Line::TooLong { .. } => state.session.sasl_response(&tag, b"!"),
                         Line::Eof | Line::Idle => return Ok(End::Closed),
                     };
                     conn.wr.write_all(&reply.0).await?;
@@ -300,7 +303,7 @@ async fn idle<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin>(
             wr.write_all(&session.idle_done(tag)).await?;
             Ok(true)
         }
-        Line::Complete(_) | Line::TooLong => {
+        Line::Complete(_) | Line::TooLong { .. } => {
             wr.write_all(format!("{tag} BAD expected DONE\r\n").as_bytes()).await?;
             Ok(true)
         }

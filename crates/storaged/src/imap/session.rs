@@ -30,6 +30,11 @@ use crate::mailstore::{FlagMode, MailOp, MailResponse, MailboxName, OpId, Reject
 pub const SPECIAL_USE: &[(&str, &str)] =
     &[("Sent", "\\Sent"), ("Drafts", "\\Drafts"), ("Trash", "\\Trash"), ("Junk", "\\Junk"), ("Archive", "\\Archive")];
 
+/// The SPECIAL-USE attribute of a mailbox name, if it has one.
+fn special_use_of(name: &str) -> Option<&'static str> {
+    SPECIAL_USE.iter().find(|(n, _)| *n == name).map(|(_, attr)| *attr)
+}
+
 /// What the server must do after a command's response bytes are sent.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -226,49 +231,6 @@ fn vanished_since(idx: &MailboxIndex, modseq: u64, known: Option<&SequenceSet>) 
             (1..=max_uid).filter(|u| !present.contains(u) && within(*u)).take(1_000_000).collect()
         }
     }
-}
-
-/// Match `name` against a LIST pattern (`*` anything, `%` anything but `/`), ASCII case
-/// insensitively. Not by backtracking, which a pattern of many wildcards turns exponential
-/// (`LIST "" "*****...x"` hung a session: found by the fuzzer): the set of name positions
-/// the pattern so far can reach is carried forward, one pattern byte at a time, so the work
-/// is at most pattern length × name length, and it stops once nothing is reachable.
-fn list_match(pattern: &[u8], name: &[u8]) -> bool {
-    let mut reach = vec![false; name.len() + 1];
-    let mut next = vec![false; name.len() + 1];
-    reach[0] = true;
-    let mut prev_wild: Option<u8> = None;
-    for &p in pattern {
-        let wild = matches!(p, b'*' | b'%');
-        // Runs of wildcards match what their widest member matches.
-        if wild && prev_wild.is_some_and(|w| w == b'*' || p == b'%') {
-            continue;
-        }
-        prev_wild = wild.then_some(p);
-        match p {
-            b'*' | b'%' => {
-                let mut on = false;
-                for j in 0..=name.len() {
-                    if p == b'%' && j > 0 && name[j - 1] == b'/' {
-                        on = false;
-                    }
-                    on |= reach[j];
-                    next[j] = on;
-                }
-            }
-            _ => {
-                next[0] = false;
-                for j in 1..=name.len() {
-                    next[j] = reach[j - 1] && name[j - 1].eq_ignore_ascii_case(&p);
-                }
-            }
-        }
-        if !next.iter().any(|r| *r) {
-            return false;
-        }
-        std::mem::swap(&mut reach, &mut next);
-    }
-    reach[name.len()]
 }
 
 fn fetch_section(s: &Option<ImapSection<'_>>) -> Section {
@@ -924,8 +886,9 @@ impl<B: Backend> Session<B> {
         lsub: bool,
         out: &mut Vec<u8>,
     ) -> Result<(String, Outcome), Refusal> {
+        use super::framing::ListOptions;
         let verb = if lsub { "LSUB" } else { "LIST" };
-        let pattern: &[u8] = match pattern {
+        let first: &[u8] = match pattern {
             ListMailbox::Token(t) => t.as_ref(),
             ListMailbox::String(s) => s.as_ref(),
         };
@@ -933,76 +896,77 @@ impl<B: Backend> Session<B> {
             Mailbox::Inbox => "INBOX".to_string(),
             Mailbox::Other(o) => String::from_utf8_lossy(o.as_ref()).into_owned(),
         };
-        if pattern.is_empty() {
+        let options = if lsub { None } else { self.list_options.take() };
+        let more = options.as_ref().map(|o| o.more_patterns.clone()).unwrap_or_default();
+        if first.is_empty() && more.is_empty() {
             line(out, &format!("* {verb} (\\Noselect) \"/\" \"\""));
             return Ok((format!("{verb} completed"), Outcome::Continue));
         }
-        let options = if lsub { None } else { self.list_options.take() };
-        let opt = |list: fn(&super::framing::ListOptions) -> &Vec<String>, o: &str| {
+        let has = |list: fn(&ListOptions) -> &Vec<String>, o: &str| {
             options.as_ref().is_some_and(|x| list(x).iter().any(|v| v == o))
         };
-        let only_subscribed = lsub || opt(|o| &o.select, "SUBSCRIBED");
-        let only_special = opt(|o| &o.select, "SPECIAL-USE");
-        let status_items: Vec<String> = options.as_ref().map(|o| o.status.clone()).unwrap_or_default();
-        let mut full = [reference.as_bytes(), pattern].concat();
-        if self.rev2 {
-            // Stored names are modified UTF-7; so must the pattern be (wildcards are ASCII
-            // and stay as they are).
-            full = super::mutf7::encode(&String::from_utf8_lossy(&full)).into_bytes();
-        }
+        let patterns = std::iter::once(first.to_vec())
+            .chain(more.into_iter().map(String::into_bytes))
+            .filter(|p| !p.is_empty())
+            .map(|p| self.stored_pattern(&reference, &p))
+            .collect();
+        let query = super::list::Query {
+            patterns,
+            lsub,
+            subscribed: has(|o| &o.select, "SUBSCRIBED"),
+            recursive: has(|o| &o.select, "RECURSIVEMATCH"),
+            special_use: has(|o| &o.select, "SPECIAL-USE"),
+            show_subscribed: has(|o| &o.select, "SUBSCRIBED") || has(|o| &o.ret, "SUBSCRIBED"),
+            nonexistent: if self.rev2 { "\\NonExistent" } else { "\\Noselect" },
+        };
         let names = self.backend().mailboxes(self.user());
-        let subscribed = self.backend().subscriptions(self.user());
-        for name in &names {
-            let n = name.as_str();
-            let matched = list_match(&full, n.as_bytes())
-                || (name.is_inbox() && list_match(&full.to_ascii_uppercase(), b"INBOX"));
-            let special = SPECIAL_USE.iter().any(|(s, _)| *s == n);
-            if !matched || (only_subscribed && !subscribed.iter().any(|s| s == n)) || (only_special && !special) {
-                continue;
-            }
-            let mut attrs = self.list_attributes(name, &names);
-            // RFC 5258 §3: \Subscribed only when the client asked about subscriptions.
-            let asked = opt(|o| &o.select, "SUBSCRIBED") || opt(|o| &o.ret, "SUBSCRIBED");
-            if !lsub && asked && subscribed.iter().any(|s| s == n) {
-                attrs.push("\\Subscribed");
-            }
-            let mut l = format!("* {verb} ({}) \"/\" ", attrs.join(" ")).into_bytes();
-            encode::mailbox(&mut l, &wire_name(n, self.rev2));
-            out.extend_from_slice(&l);
-            out.extend_from_slice(b"\r\n");
-            // RFC 5819: the STATUS of each listed mailbox follows its LIST line.
-            if !status_items.is_empty() {
-                if let Ok(idx) = self.index_of(name) {
-                    let items: Vec<&str> = status_items.iter().map(String::as_str).collect();
-                    let shown = wire_name(n, self.rev2);
-                    let recent = self.unclaimed_recent(name, &idx);
-                    out.extend_from_slice(&status_line(&shown, &idx, &items, recent).map_err(Refusal::Bad)?);
-                }
-            }
-        }
-        // A `%` at the end also returns the levels above existing mailboxes that are not
-        // mailboxes themselves (a deleted parent, say): \Noselect, \NonExistent in IMAP4rev2
-        // (RFC 3501 §6.3.8, RFC 9051 §6.3.9).
-        if !only_subscribed && !only_special && full.last() == Some(&b'%') {
-            let existing: std::collections::HashSet<&str> = names.iter().map(MailboxName::as_str).collect();
-            let mut implied = std::collections::BTreeSet::new();
-            for n in &existing {
-                for (at, _) in n.match_indices('/') {
-                    let parent = &n[..at];
-                    if !existing.contains(parent) && list_match(&full, parent.as_bytes()) {
-                        implied.insert(parent);
-                    }
-                }
-            }
-            let attr = if self.rev2 { "\\NonExistent" } else { "\\Noselect" };
-            for parent in implied {
-                let mut l = format!("* {verb} ({attr} \\HasChildren) \"/\" ").into_bytes();
-                encode::mailbox(&mut l, &wire_name(parent, self.rev2));
-                out.extend_from_slice(&l);
-                out.extend_from_slice(b"\r\n");
-            }
+        let subscriptions = self.backend().subscriptions(self.user());
+        let names: Vec<&str> = names.iter().map(MailboxName::as_str).collect();
+        let subscriptions: Vec<&str> = subscriptions.iter().map(String::as_str).collect();
+        let status_items = options.map(|o| o.status).unwrap_or_default();
+        for entry in super::list::select(&query, &names, &subscriptions, special_use_of) {
+            self.list_line(verb, &entry, &status_items, out)?;
         }
         Ok((format!("{verb} completed"), Outcome::Continue))
+    }
+
+    /// Reference and pattern as one pattern over stored names: modified UTF-7 for an
+    /// IMAP4rev2 session (wildcards are ASCII and stay as they are).
+    fn stored_pattern(&self, reference: &str, pattern: &[u8]) -> Vec<u8> {
+        let full = [reference.as_bytes(), pattern].concat();
+        if self.rev2 {
+            super::mutf7::encode(&String::from_utf8_lossy(&full)).into_bytes()
+        } else {
+            full
+        }
+    }
+
+    /// One LIST/LSUB line, its CHILDINFO, and with LIST-STATUS the mailbox's STATUS after it
+    /// (RFC 5819).
+    fn list_line(
+        &self,
+        verb: &str,
+        entry: &super::list::Entry,
+        status_items: &[String],
+        out: &mut Vec<u8>,
+    ) -> Result<(), Refusal> {
+        let mut l = format!("* {verb} ({}) \"/\" ", entry.attrs.join(" ")).into_bytes();
+        encode::mailbox(&mut l, &wire_name(&entry.name, self.rev2));
+        if entry.child_subscribed {
+            l.extend_from_slice(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
+        }
+        out.extend_from_slice(&l);
+        out.extend_from_slice(b"\r\n");
+        if entry.exists && !status_items.is_empty() {
+            let Ok(name) = MailboxName::parse(&entry.name) else { return Ok(()) };
+            if let Ok(idx) = self.index_of(&name) {
+                let items: Vec<&str> = status_items.iter().map(String::as_str).collect();
+                let shown = wire_name(&entry.name, self.rev2);
+                let recent = self.unclaimed_recent(&name, &idx);
+                out.extend_from_slice(&status_line(&shown, &idx, &items, recent).map_err(Refusal::Bad)?);
+            }
+        }
+        Ok(())
     }
 
     /// Messages of a mailbox that no session has claimed as `\Recent` (STATUS RECENT).
@@ -1685,40 +1649,5 @@ impl From<BackendError> for Refusal {
             )),
             BackendError::Unavailable(why) => Refusal::No(format!("[UNAVAILABLE] {why}")),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::list_match;
-
-    #[test]
-    fn list_patterns() {
-        let yes = |p: &str, n: &str| assert!(list_match(p.as_bytes(), n.as_bytes()), "{p} ~ {n}");
-        let no = |p: &str, n: &str| assert!(!list_match(p.as_bytes(), n.as_bytes()), "{p} !~ {n}");
-        yes("*", "a/b/c");
-        yes("%", "abc");
-        no("%", "a/b");
-        yes("a/%", "a/b");
-        no("a/%", "a/b/c");
-        yes("a/*", "a/b/c");
-        yes("*c", "a/b/c");
-        yes("%/%", "x/y");
-        yes("inbox", "INBOX");
-        yes("a%*%c", "a/b/c");
-        no("a%%c", "a/c");
-        yes("", "");
-        no("", "a");
-        no("a?", "ab");
-    }
-
-    #[test]
-    fn many_wildcards_cost_no_more_than_the_name() {
-        // Exponential for a backtracking matcher; a few thousand steps here.
-        let name = "a/".repeat(99) + "b";
-        let pattern = "*%".repeat(5000) + "x";
-        assert!(!list_match(pattern.as_bytes(), name.as_bytes()));
-        let pattern = "%/".repeat(99) + "%" + &"*".repeat(1000);
-        assert!(list_match(pattern.as_bytes(), name.as_bytes()));
     }
 }

@@ -82,7 +82,7 @@ async fn handle(stream: TcpStream, node: Arc<Node>) -> std::io::Result<()> {
                     return Ok(());
                 }
                 Line::Eof => return Ok(()),
-                Line::TooLong => vec![Action::Reply("500 5.5.2 line too long".into())],
+                Line::TooLong { .. } => vec![Action::Reply("500 5.5.2 line too long".into())],
                 Line::Complete(l) => session.command(&l, &ConnContext { node: &node }),
             }
         };

@@ -74,7 +74,7 @@ async fn commands(conn: &mut Conn, state: &mut State) -> std::io::Result<End> {
                 return Ok(End::Closed);
             }
             Line::Eof => return Ok(End::Closed),
-            Line::TooLong => {
+            Line::TooLong { .. } => {
                 wr.write_all(b"-ERR line too long\r\n").await?;
                 continue;
             }
