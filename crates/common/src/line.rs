@@ -177,6 +177,57 @@ impl Body {
     }
 }
 
+/// A line read across cancellations, for `select!` loops that wait on input and on other
+/// events at once (IMAP IDLE): bytes taken from the reader stay here until their line is
+/// complete, so a line split across packets survives any number of wake-ups in between.
+/// Bounded like [`read_line`]: beyond `max` bytes the line is skipped and reported.
+#[derive(Debug)]
+pub struct PartialLine {
+    taken: Vec<u8>,
+    max: usize,
+    /// The line went over `max`; its first bytes are kept in `taken`.
+    overlong: bool,
+}
+
+impl PartialLine {
+    pub fn new(max: usize) -> Self {
+        Self { taken: Vec::new(), max, overlong: false }
+    }
+
+    /// Wait for input and take it; `Some` once a line is complete (or the input ended).
+    /// Cancel-safe: its only wait is `fill_buf`, which takes nothing, and what it takes is
+    /// moved here before it returns.
+    pub async fn read<R: AsyncBufRead + Unpin>(&mut self, r: &mut R) -> std::io::Result<Option<Line>> {
+        let buf = r.fill_buf().await?;
+        if buf.is_empty() {
+            return Ok(Some(Line::Eof));
+        }
+        let (take, done) = match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        if !self.overlong && self.taken.len() + take > self.max + 2 {
+            self.overlong = true;
+            self.taken.truncate(TOO_LONG_HEAD_BYTES);
+        }
+        let room = if self.overlong { TOO_LONG_HEAD_BYTES.saturating_sub(self.taken.len()) } else { take };
+        self.taken.extend_from_slice(&buf[..take.min(room)]);
+        r.consume(take);
+        if !done {
+            return Ok(None);
+        }
+        let mut line = std::mem::take(&mut self.taken);
+        if std::mem::take(&mut self.overlong) {
+            return Ok(Some(Line::TooLong { head: line }));
+        }
+        line.pop();
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        Ok(Some(Line::Complete(line)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,5 +275,29 @@ mod tests {
         assert!(matches!(d, Data::Eof), "no end of data");
         let (d, _) = data(b"a\r\n .\r\n.x\r\n.\r\n", 3, 100).await;
         assert!(matches!(d, Data::Complete(b) if b == b"a\r\n .\r\nx\r\n"));
+    }
+
+    #[tokio::test]
+    async fn a_partial_line_survives_cancelled_reads() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut rd = BufReader::new(server);
+        let mut line = PartialLine::new(10);
+        use tokio::io::AsyncWriteExt;
+        client.write_all(b"DO").await.unwrap();
+        assert!(line.read(&mut rd).await.unwrap().is_none(), "half a line");
+        // A read that is started and dropped (another select! branch won) loses nothing.
+        let cancelled = tokio::time::timeout(std::time::Duration::from_millis(10), line.read(&mut rd)).await;
+        assert!(cancelled.is_err());
+        client.write_all(b"NE\r\n").await.unwrap();
+        assert!(matches!(line.read(&mut rd).await.unwrap(), Some(Line::Complete(l)) if l == b"DONE"));
+        client.write_all(b"0123456789ABCDEF\r\nok\n").await.unwrap();
+        let mut got = None;
+        while got.is_none() {
+            got = line.read(&mut rd).await.unwrap();
+        }
+        assert!(matches!(got, Some(Line::TooLong { head }) if head == b"0123456789ABCDEF\r\n"));
+        assert!(matches!(line.read(&mut rd).await.unwrap(), Some(Line::Complete(l)) if l == b"ok"));
+        drop(client);
+        assert!(matches!(line.read(&mut rd).await.unwrap(), Some(Line::Eof)));
     }
 }

@@ -8,6 +8,7 @@ pub mod encode;
 pub mod fetch;
 pub mod framing;
 pub mod header;
+pub mod idle;
 pub mod list;
 pub mod mime;
 pub mod mutf7;

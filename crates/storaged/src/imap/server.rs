@@ -274,44 +274,25 @@ async fn idle<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin>(
     }
     wr.write_all(b"+ idling\r\n").await?;
     wr.flush().await?;
-    let mut tick = tokio::time::interval(LEADER_CHECK);
-    let done = loop {
-        tokio::select! {
-            line = read_line_within(rd, 64, IDLE_TIMEOUT) => break line?,
-            changed = changes.changed() => {
-                if changed.is_err() {
-                    return Ok(false);
-                }
-                let out = session.poll();
-                wr.write_all(&out).await?;
-                wr.flush().await?;
-            }
-            _ = stopping.changed() => {
-                wr.write_all(b"* BYE [UNAVAILABLE] server shutting down\r\n").await?;
-                return Ok(false);
-            }
-            _ = tick.tick() => {
-                if let Some(bye) = gone_away(group, node, session.logged_in_user()) {
-                    wr.write_all(bye).await?;
-                    return Ok(false);
-                }
-            }
-        }
+    let user = session.logged_in_user().cloned();
+    let events = super::idle::Events {
+        changes: &mut changes,
+        stopping: &mut stopping,
+        poll: || session.poll(),
+        gone: || gone_away(group, node, user.as_ref()),
+        check_every: LEADER_CHECK,
+        timeout: IDLE_TIMEOUT,
     };
-    match done {
-        Line::Complete(l) if l.eq_ignore_ascii_case(b"DONE") => {
+    match super::idle::wait(rd, wr, events).await? {
+        super::idle::IdleEnd::Done => {
             wr.write_all(&session.idle_done(tag)).await?;
             Ok(true)
         }
-        Line::Complete(_) | Line::TooLong { .. } => {
+        super::idle::IdleEnd::NotDone => {
             wr.write_all(format!("{tag} BAD expected DONE\r\n").as_bytes()).await?;
             Ok(true)
         }
-        Line::Eof => Ok(false),
-        Line::Idle => {
-            wr.write_all(b"* BYE autologout: idle too long\r\n").await?;
-            Ok(false)
-        }
+        super::idle::IdleEnd::Closed => Ok(false),
     }
 }
 
