@@ -17,6 +17,7 @@ pub mod search;
 pub mod sendable;
 pub mod server;
 pub mod session;
+pub mod sort;
 pub mod view;
 
 pub use server::serve;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use imap_codec::imap_types::command::{Command, CommandBody};
 use imap_codec::imap_types::core::Vec1;
 use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
+use imap_codec::imap_types::extensions::sort::SortCriterion;
 use imap_codec::imap_types::fetch::{Macro, MacroOrMessageDataItemNames, MessageDataItemName, Section as ImapSection};
 use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
@@ -29,6 +30,28 @@ use crate::mailstore::{FlagMode, MailOp, MailResponse, MailboxName, OpId, Reject
 /// Mailboxes every user has, created on first login, with their SPECIAL-USE attribute.
 pub const SPECIAL_USE: &[(&str, &str)] =
     &[("Sent", "\\Sent"), ("Drafts", "\\Drafts"), ("Trash", "\\Trash"), ("Junk", "\\Junk"), ("Archive", "\\Archive")];
+
+/// One message a search matched.
+struct Hit {
+    seq: u32,
+    uid: u32,
+    modseq: u64,
+}
+
+/// SEARCH, SORT and THREAD take UTF-8 and US-ASCII (RFC 3501 §6.4.4 requires US-ASCII).
+fn check_charset(charset: Option<&imap_codec::imap_types::core::Charset<'_>>) -> Result<(), Refusal> {
+    use imap_codec::imap_types::core::Charset;
+    let Some(c) = charset else { return Ok(()) };
+    let name = match c {
+        Charset::Atom(a) => a.as_ref().to_string(),
+        Charset::Quoted(q) => q.as_ref().to_string(),
+    };
+    if name.eq_ignore_ascii_case("UTF-8") || name.eq_ignore_ascii_case("US-ASCII") {
+        Ok(())
+    } else {
+        Err(Refusal::No("[BADCHARSET (UTF-8 US-ASCII)] unsupported charset".into()))
+    }
+}
 
 /// The SPECIAL-USE attribute of a mailbox name, if it has one.
 fn special_use_of(name: &str) -> Option<&'static str> {
@@ -309,7 +332,7 @@ impl<B: Backend> Session<B> {
     fn capabilities(&self) -> String {
         let mut caps = vec!["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE"];
         caps.extend(["UIDPLUS", "MOVE", "UNSELECT", "SPECIAL-USE", "CHILDREN", "CONDSTORE", "QRESYNC", "ESEARCH"]);
-        caps.extend(["SEARCHRES", "LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "BINARY"]);
+        caps.extend(["SEARCHRES", "LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "BINARY", "SORT", "SORT=DISPLAY"]);
         if self.user.is_none() {
             if self.offer.starttls {
                 caps.push("STARTTLS");
@@ -476,6 +499,7 @@ impl<B: Backend> Session<B> {
                 | CommandBody::Expunge
                 | CommandBody::ExpungeUid { .. }
                 | CommandBody::Search { .. }
+                | CommandBody::Sort { .. }
                 | CommandBody::Fetch { .. }
                 | CommandBody::Store { .. }
                 | CommandBody::Copy { .. }
@@ -687,21 +711,17 @@ impl<B: Backend> Session<B> {
             CommandBody::Expunge => self.expunge(None, out).await,
             CommandBody::ExpungeUid { sequence_set } => self.expunge(Some(&sequence_set), out).await,
             CommandBody::Search { charset, criteria, uid } => {
-                if let Some(c) = charset {
-                    let name = match &c {
-                        imap_codec::imap_types::core::Charset::Atom(a) => a.as_ref().to_string(),
-                        imap_codec::imap_types::core::Charset::Quoted(q) => q.as_ref().to_string(),
-                    };
-                    if !(name.eq_ignore_ascii_case("UTF-8") || name.eq_ignore_ascii_case("US-ASCII")) {
-                        return Err(Refusal::No("[BADCHARSET (UTF-8 US-ASCII)] unsupported charset".into()));
-                    }
-                }
+                check_charset(charset.as_ref())?;
                 let result = self.search(tag, criteria.as_ref(), uid, out);
                 if result.is_err() && self.search_return.take().is_some_and(|(_, o)| o.iter().any(|x| x == "SAVE")) {
                     // A failed SEARCH that was to save leaves `$` empty (RFC 5182 §2.1).
                     self.saved.clear();
                 }
                 result
+            }
+            CommandBody::Sort { sort_criteria, charset, search_criteria, uid } => {
+                check_charset(Some(&charset))?;
+                self.sort(sort_criteria.as_ref(), search_criteria.as_ref(), uid, out)
             }
             CommandBody::Fetch { sequence_set, macro_or_item_names, uid, modifiers } => {
                 use imap_codec::imap_types::command::FetchModifier;
@@ -1110,6 +1130,71 @@ impl<B: Backend> Session<B> {
         Ok(("EXPUNGE completed".into(), Outcome::Continue))
     }
 
+    /// The messages of the selected mailbox (as the client knows them) that match every
+    /// criterion, in mailbox order. A message that cannot be read fails the command (as
+    /// FETCH would) rather than silently not matching.
+    fn matching(&self, criteria: &[SearchKey<'_>], idx: &MailboxIndex) -> Result<Vec<Hit>, Refusal> {
+        let view = self.view.as_ref().expect("selected");
+        let max_seq = view.exists() as u32;
+        let max_uid = view.uids().last().copied().unwrap_or(0);
+        let (user, mbox, backend) = (self.user(), &view.mailbox, self.backend());
+        let mut hits = Vec::new();
+        for (i, u) in view.uids().iter().enumerate() {
+            // Expunged meanwhile (not yet announced): it matches nothing.
+            let Some(meta) = idx.position(*u).map(|p| &idx.messages[p]) else { continue };
+            let c = Candidate { seq: i as u32 + 1, meta, max_seq, max_uid, recent: view.is_recent(*u) };
+            let failed = std::cell::RefCell::new(None);
+            let mut load_header = || keep_read(&failed, backend.header(user, mbox, meta));
+            let mut load_full = || keep_read(&failed, backend.message(user, mbox, *u));
+            let mut text = Text::new(&mut load_header, &mut load_full);
+            let matched = criteria.iter().all(|k| search::matches(k, &c, &mut text));
+            if let Some(e) = failed.into_inner() {
+                tracing::error!(uid = u, error = %e, "SEARCH: message unreadable");
+                return Err(e.into());
+            }
+            if matched {
+                hits.push(Hit { seq: c.seq, uid: *u, modseq: meta.modseq });
+            }
+        }
+        Ok(hits)
+    }
+
+    /// SORT (RFC 5256 §3): the matches ordered by the criteria's keys, from the header cache.
+    fn sort(
+        &mut self,
+        criteria: &[SortCriterion],
+        search_criteria: &[SearchKey<'_>],
+        uid: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(String, Outcome), Refusal> {
+        self.sync(out, if uid { Sync::Full } else { Sync::NoExpunge });
+        let view = self.view.as_ref().expect("selected");
+        let idx = self.index_of(&view.mailbox)?;
+        let hits = self.matching(search_criteria, &idx)?;
+        let with_header = super::sort::needs_header(criteria);
+        let mut keys = Vec::with_capacity(hits.len());
+        for h in &hits {
+            let Some(meta) = idx.position(h.uid).map(|p| &idx.messages[p]) else { continue };
+            let header = if with_header {
+                self.backend()
+                    .header(self.user(), &view.mailbox, meta)?
+                    .unwrap_or_else(|| std::sync::Arc::from(&b""[..]))
+            } else {
+                std::sync::Arc::from(&b""[..])
+            };
+            let size = meta.size;
+            keys.push(
+                criteria.iter().map(|c| super::sort::key_of(&c.key, &header, size, meta.internal_date)).collect(),
+            );
+        }
+        let numbers: Vec<String> = super::sort::order(criteria, &keys)
+            .into_iter()
+            .map(|i| if uid { hits[i].uid } else { hits[i].seq }.to_string())
+            .collect();
+        line(out, &format!("* SORT{}{}", if numbers.is_empty() { "" } else { " " }, numbers.join(" ")));
+        Ok(("SORT completed".into(), Outcome::Continue))
+    }
+
     fn search(
         &mut self,
         tag: &str,
@@ -1121,35 +1206,11 @@ impl<B: Backend> Session<B> {
             self.enable_condstore(out);
         }
         self.sync(out, if uid { Sync::Full } else { Sync::NoExpunge });
-        let view = self.view.as_ref().expect("selected");
-        let idx = self.index_of(&view.mailbox)?;
-        let max_seq = view.exists() as u32;
-        let max_uid = view.uids().last().copied().unwrap_or(0);
-        let mut hits = Vec::new();
-        let mut hit_uids = Vec::new();
-        let mut hit_modseqs = Vec::new();
-        for (i, u) in view.uids().iter().enumerate() {
-            // Expunged meanwhile (not yet announced): it matches nothing.
-            let Some(meta) = idx.position(*u).map(|p| &idx.messages[p]) else { continue };
-            let c = Candidate { seq: i as u32 + 1, meta, max_seq, max_uid, recent: view.is_recent(*u) };
-            let (user, mbox, backend) = (self.user.as_ref().expect("user"), &view.mailbox, self.backend());
-            // A message expunged meanwhile matches nothing; one that cannot be read fails the
-            // SEARCH (as FETCH would), rather than silently not matching.
-            let failed = std::cell::RefCell::new(None);
-            let mut load_header = || keep_read(&failed, backend.header(user, mbox, meta));
-            let mut load_full = || keep_read(&failed, backend.message(user, mbox, *u));
-            let mut text = Text::new(&mut load_header, &mut load_full);
-            let matched = criteria.iter().all(|k| search::matches(k, &c, &mut text));
-            if let Some(e) = failed.into_inner() {
-                tracing::error!(uid = u, error = %e, "SEARCH: message unreadable");
-                return Err(e.into());
-            }
-            if matched {
-                hits.push(if uid { *u } else { c.seq });
-                hit_uids.push(*u);
-                hit_modseqs.push(meta.modseq);
-            }
-        }
+        let idx = self.index_of(&self.view.as_ref().expect("selected").mailbox)?;
+        let matched = self.matching(criteria, &idx)?;
+        let hits: Vec<u32> = matched.iter().map(|h| if uid { h.uid } else { h.seq }).collect();
+        let hit_uids: Vec<u32> = matched.iter().map(|h| h.uid).collect();
+        let hit_modseqs: Vec<u64> = matched.iter().map(|h| h.modseq).collect();
         let list: Vec<String> = hits.iter().map(u32::to_string).collect();
         // RFC 7162 §3.1.5: a MODSEQ criterion adds the highest mod-sequence of the matches.
         let with_modseq = criteria.iter().any(search::uses_modseq);

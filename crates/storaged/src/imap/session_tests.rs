@@ -785,3 +785,26 @@ async fn rfc7162_3_1_condstore_enabled_after_select_reports_highestmodseq_and_es
     let all = esearch(run(&mut s, "e3 SEARCH RETURN () 1:3 MODSEQ \"/flags/\\\\seen\" all 1").await);
     assert!(all.ends_with(&format!("ALL 1:3 MODSEQ {}", modseq[&2])), "ALL: the highest: {all}");
 }
+
+#[tokio::test]
+async fn rfc5256_3_sort_by_subject_size_and_reverse_with_search_criteria() {
+    let h = harness();
+    h.deliver("Subject: Re: b\r\nFrom: zed@x\r\n\r\nbody bigger than the others\r\n").await;
+    h.deliver("Subject: a\r\nFrom: amy@x\r\n\r\nbody\r\n").await;
+    h.deliver("Subject: [list] Fwd: b\r\nFrom: bob@x\r\n\r\nbody\r\n").await;
+    let mut s = h.session().await;
+    run(&mut s, "s1 SELECT INBOX").await;
+    assert!(
+        run(&mut s, "s2 SORT (SUBJECT) US-ASCII ALL").await.starts_with("* SORT 2 1 3\r\n"),
+        "base subjects a, b, b"
+    );
+    assert!(
+        run(&mut s, "s3 SORT (REVERSE SUBJECT) UTF-8 ALL").await.starts_with("* SORT 1 3 2\r\n"),
+        "ties keep mailbox order"
+    );
+    assert!(run(&mut s, "s4 SORT (FROM) UTF-8 ALL").await.starts_with("* SORT 2 3 1\r\n"));
+    assert!(run(&mut s, "s5 SORT (SIZE) UTF-8 SUBJECT b").await.starts_with("* SORT 3 1\r\n"), "only matches");
+    assert!(run(&mut s, "s6 UID SORT (ARRIVAL) UTF-8 ALL").await.starts_with("* SORT 1 2 3\r\n"));
+    assert!(run(&mut s, "s7 SORT (SUBJECT) KOI8-R ALL").await.contains("s7 NO [BADCHARSET"));
+    assert!(run(&mut s, "s8 CAPABILITY").await.contains(" SORT SORT=DISPLAY"));
+}
