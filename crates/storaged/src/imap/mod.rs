@@ -18,6 +18,7 @@ pub mod sendable;
 pub mod server;
 pub mod session;
 pub mod sort;
+pub mod thread;
 pub mod view;
 
 pub use server::serve;

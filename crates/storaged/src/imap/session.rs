@@ -9,6 +9,7 @@ use imap_codec::imap_types::command::{Command, CommandBody};
 use imap_codec::imap_types::core::Vec1;
 use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_codec::imap_types::extensions::sort::SortCriterion;
+use imap_codec::imap_types::extensions::thread::ThreadingAlgorithm;
 use imap_codec::imap_types::fetch::{Macro, MacroOrMessageDataItemNames, MessageDataItemName, Section as ImapSection};
 use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
@@ -333,6 +334,7 @@ impl<B: Backend> Session<B> {
         let mut caps = vec!["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE"];
         caps.extend(["UIDPLUS", "MOVE", "UNSELECT", "SPECIAL-USE", "CHILDREN", "CONDSTORE", "QRESYNC", "ESEARCH"]);
         caps.extend(["SEARCHRES", "LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "BINARY", "SORT", "SORT=DISPLAY"]);
+        caps.extend(["THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES"]);
         if self.user.is_none() {
             if self.offer.starttls {
                 caps.push("STARTTLS");
@@ -500,6 +502,7 @@ impl<B: Backend> Session<B> {
                 | CommandBody::ExpungeUid { .. }
                 | CommandBody::Search { .. }
                 | CommandBody::Sort { .. }
+                | CommandBody::Thread { .. }
                 | CommandBody::Fetch { .. }
                 | CommandBody::Store { .. }
                 | CommandBody::Copy { .. }
@@ -722,6 +725,10 @@ impl<B: Backend> Session<B> {
             CommandBody::Sort { sort_criteria, charset, search_criteria, uid } => {
                 check_charset(Some(&charset))?;
                 self.sort(sort_criteria.as_ref(), search_criteria.as_ref(), uid, out)
+            }
+            CommandBody::Thread { algorithm, charset, search_criteria, uid } => {
+                check_charset(Some(&charset))?;
+                self.thread(&algorithm, search_criteria.as_ref(), uid, out)
             }
             CommandBody::Fetch { sequence_set, macro_or_item_names, uid, modifiers } => {
                 use imap_codec::imap_types::command::FetchModifier;
@@ -1193,6 +1200,50 @@ impl<B: Backend> Session<B> {
             .collect();
         line(out, &format!("* SORT{}{}", if numbers.is_empty() { "" } else { " " }, numbers.join(" ")));
         Ok(("SORT completed".into(), Outcome::Continue))
+    }
+
+    /// THREAD (RFC 5256 §4) over the matches, from the header cache.
+    fn thread(
+        &mut self,
+        algorithm: &ThreadingAlgorithm<'_>,
+        search_criteria: &[SearchKey<'_>],
+        uid: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(String, Outcome), Refusal> {
+        use super::thread::{message_ids, Message};
+        let references = match algorithm {
+            ThreadingAlgorithm::References => true,
+            ThreadingAlgorithm::OrderedSubject => false,
+            ThreadingAlgorithm::Other(a) => {
+                return Err(Refusal::Bad(format!("unknown threading algorithm {}", a.as_ref())))
+            }
+        };
+        self.sync(out, if uid { Sync::Full } else { Sync::NoExpunge });
+        let view = self.view.as_ref().expect("selected");
+        let idx = self.index_of(&view.mailbox)?;
+        let hits = self.matching(search_criteria, &idx)?;
+        let mut messages = Vec::with_capacity(hits.len());
+        for h in &hits {
+            let Some(meta) = idx.position(h.uid).map(|p| &idx.messages[p]) else { continue };
+            let header =
+                self.backend().header(self.user(), &view.mailbox, meta)?.unwrap_or_else(|| Arc::from(&b""[..]));
+            let field = |name: &[u8]| super::header::values(&header, name).into_iter().next().unwrap_or_default();
+            let mut refs = message_ids(&field(b"References"));
+            if refs.is_empty() {
+                refs = message_ids(&field(b"In-Reply-To")).into_iter().take(1).collect();
+            }
+            messages.push(Message {
+                number: if uid { h.uid } else { h.seq },
+                message_id: message_ids(&field(b"Message-ID")).into_iter().next(),
+                references: refs,
+                subject: field(b"Subject"),
+                sent: super::sort::sent_or_arrival(&header, meta.internal_date),
+            });
+        }
+        let list =
+            if references { super::thread::references(&messages) } else { super::thread::ordered_subject(&messages) };
+        line(out, &format!("* THREAD{}{list}", if list.is_empty() { "" } else { " " }));
+        Ok(("THREAD completed".into(), Outcome::Continue))
     }
 
     fn search(

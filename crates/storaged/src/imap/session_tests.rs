@@ -808,3 +808,18 @@ async fn rfc5256_3_sort_by_subject_size_and_reverse_with_search_criteria() {
     assert!(run(&mut s, "s7 SORT (SUBJECT) KOI8-R ALL").await.contains("s7 NO [BADCHARSET"));
     assert!(run(&mut s, "s8 CAPABILITY").await.contains(" SORT SORT=DISPLAY"));
 }
+
+#[tokio::test]
+async fn rfc5256_4_thread_references_and_orderedsubject() {
+    let h = harness();
+    h.deliver("Message-ID: <a@x>\r\nSubject: hello\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\n\r\nbody\r\n").await;
+    h.deliver("Message-ID: <z@x>\r\nSubject: other\r\nDate: Mon, 1 Jan 2024 11:00:00 +0000\r\n\r\nbody\r\n").await;
+    h.deliver("Message-ID: <b@x>\r\nIn-Reply-To: <a@x>\r\nSubject: Re: hello\r\nDate: Mon, 1 Jan 2024 12:00:00 +0000\r\n\r\nbody\r\n").await;
+    let mut s = h.session().await;
+    run(&mut s, "t1 SELECT INBOX").await;
+    assert!(run(&mut s, "t2 THREAD REFERENCES US-ASCII ALL").await.starts_with("* THREAD (1 3)(2)\r\n"));
+    assert!(run(&mut s, "t3 UID THREAD ORDEREDSUBJECT UTF-8 ALL").await.starts_with("* THREAD (1 3)(2)\r\n"));
+    assert!(run(&mut s, "t4 THREAD REFERENCES UTF-8 SUBJECT other").await.starts_with("* THREAD (2)\r\n"));
+    assert!(run(&mut s, "t5 THREAD REFS UTF-8 ALL").await.contains("t5 BAD"));
+    assert!(run(&mut s, "t6 CAPABILITY").await.contains("THREAD=ORDEREDSUBJECT THREAD=REFERENCES"));
+}

@@ -78,8 +78,15 @@ fn strip_leader(s: &str) -> Option<&str> {
 
 /// The base subject of RFC 5256 §2.1, upper-cased for `i;ascii-casemap` comparison.
 pub fn base_subject(decoded: &str) -> String {
+    base_subject_of(decoded).0
+}
+
+/// The base subject, and whether the subject was a reply or forward (a `re:`/`fwd:`
+/// leader, a `(fwd)` trailer or a `[fwd: ...]` wrapper was removed), which THREAD asks.
+pub fn base_subject_of(decoded: &str) -> (String, bool) {
     // (1) White space runs become one space.
     let mut s: String = decoded.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut reply = false;
     loop {
         // (2) Trailing "(fwd)" and white space.
         let mut t = s.as_str();
@@ -87,7 +94,10 @@ pub fn base_subject(decoded: &str) -> String {
             let trimmed = t.trim_end();
             let without = trimmed.len().checked_sub(5).filter(|at| trimmed.is_char_boundary(*at));
             match without {
-                Some(at) if trimmed[at..].eq_ignore_ascii_case("(fwd)") => t = &trimmed[..at],
+                Some(at) if trimmed[at..].eq_ignore_ascii_case("(fwd)") => {
+                    t = &trimmed[..at];
+                    reply = true;
+                }
                 _ => {
                     t = trimmed;
                     break;
@@ -97,6 +107,7 @@ pub fn base_subject(decoded: &str) -> String {
         // (3)-(5) Leaders, and a leading blob when something follows it.
         loop {
             if let Some(after) = strip_leader(t) {
+                reply |= !t.starts_with([' ', '\t']);
                 t = after;
                 continue;
             }
@@ -109,9 +120,10 @@ pub fn base_subject(decoded: &str) -> String {
         let wrapped = t.len() >= 6 && t.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("[fwd:")) && t.ends_with(']');
         if wrapped {
             s = t[5..t.len() - 1].to_string();
+            reply = true;
             continue;
         }
-        return t.to_ascii_uppercase();
+        return (t.to_ascii_uppercase(), reply);
     }
 }
 
@@ -123,7 +135,7 @@ fn first_address(header: &[u8], name: &[u8]) -> Option<Entry> {
 }
 
 /// The sent date of RFC 5256 §2.2 (the Date header in UTC), else the internal date.
-fn sent_or_arrival(hdr: &[u8], internal_date: i64) -> i64 {
+pub fn sent_or_arrival(hdr: &[u8], internal_date: i64) -> i64 {
     let fake = [hdr, b"\r\n"].concat();
     MessageParser::new().parse_headers(&fake).and_then(|m| m.date().map(|d| d.to_timestamp())).unwrap_or(internal_date)
 }
