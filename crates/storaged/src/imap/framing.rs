@@ -27,7 +27,9 @@ pub fn split_search_return(bytes: &[u8]) -> Option<(Vec<u8>, Vec<String>)> {
     let text = std::str::from_utf8(bytes).ok()?;
     let (tag, rest) = text.split_once(' ')?;
     let upper = rest.to_ascii_uppercase();
-    let prefix = ["UID SEARCH RETURN (", "SEARCH RETURN ("].into_iter().find(|p| upper.starts_with(p))?;
+    let prefix = ["UID SEARCH RETURN (", "SEARCH RETURN (", "UID SORT RETURN (", "SORT RETURN ("]
+        .into_iter()
+        .find(|p| upper.starts_with(p))?;
     let after = &rest[prefix.len()..];
     let close = after.find(')')?;
     let options: Vec<String> = after[..close].split_whitespace().map(|o| o.to_ascii_uppercase()).collect();

@@ -4,6 +4,7 @@
 
 pub mod address;
 pub mod backend;
+pub mod context;
 pub mod encode;
 pub mod fetch;
 pub mod framing;

@@ -109,6 +109,8 @@ pub struct Session<B> {
     saved: Vec<u32>,
     /// ESEARCH return options of the SEARCH being handled, with its tag.
     search_return: Option<(String, Vec<String>)>,
+    /// Searches kept up to date (CONTEXT=SEARCH), for the selected mailbox.
+    contexts: Vec<super::context::Context>,
     /// LIST-EXTENDED options of the LIST being handled.
     list_options: Option<super::framing::ListOptions>,
     /// What a front node said in `ID` about the session it forwards.
@@ -207,6 +209,11 @@ fn esearch(tag: &str, uid: bool, options: &[String], hits: &[u32], modseqs: Opti
     }
     if wants("COUNT") {
         out.push_str(&format!(" COUNT {}", hits.len()));
+    }
+    let partial = options.iter().position(|o| o == "PARTIAL").and_then(|at| options.get(at + 1));
+    if let Some(range) = partial.and_then(|r| super::context::parse_partial(r)) {
+        out.push(' ');
+        out.push_str(&super::context::partial(hits, range));
     }
     if (all || wants("ALL")) && !hits.is_empty() {
         out.push_str(&format!(" ALL {}", encode::uid_set(hits)));
@@ -310,6 +317,7 @@ impl<B: Backend> Session<B> {
             rev2: false,
             saved: Vec::new(),
             search_return: None,
+            contexts: Vec::new(),
             list_options: None,
             hints: ProxyHints::default(),
         }
@@ -334,7 +342,7 @@ impl<B: Backend> Session<B> {
         let mut caps = vec!["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE"];
         caps.extend(["UIDPLUS", "MOVE", "UNSELECT", "SPECIAL-USE", "CHILDREN", "CONDSTORE", "QRESYNC", "ESEARCH"]);
         caps.extend(["SEARCHRES", "LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "BINARY", "SORT", "SORT=DISPLAY"]);
-        caps.extend(["THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES"]);
+        caps.extend(["THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "ESORT", "CONTEXT=SEARCH", "PARTIAL"]);
         if self.user.is_none() {
             if self.offer.starttls {
                 caps.push("STARTTLS");
@@ -409,6 +417,32 @@ impl<B: Backend> Session<B> {
     }
 
     fn sync(&mut self, out: &mut Vec<u8>, mode: Sync) {
+        // Kept searches first: their REMOVEFROM numbers are those before expunges are told.
+        if mode == Sync::Full {
+            self.refresh_contexts(out);
+        }
+        self.sync_view(out, mode);
+        self.refresh_contexts(out);
+    }
+
+    /// Bring every kept search up to date (CONTEXT=SEARCH): ADDTO and REMOVEFROM for what
+    /// the mailbox's changes did to its result. A search that cannot run now (a message
+    /// unreadable) is tried again at the next change.
+    fn refresh_contexts(&mut self, out: &mut Vec<u8>) {
+        let Some(view) = self.view.as_ref().filter(|_| !self.contexts.is_empty()) else { return };
+        let Ok(idx) = self.index_of(&view.mailbox) else { return };
+        let mut contexts = std::mem::take(&mut self.contexts);
+        for c in &mut contexts {
+            let Ok(hits) = self.matching(&c.criteria, &idx) else { continue };
+            let view = self.view.as_ref().expect("selected");
+            for l in c.update(hits.iter().map(|h| h.uid).collect(), |u| view.seq_of(u).map(|s| s as u32)) {
+                line(out, &l);
+            }
+        }
+        self.contexts = contexts;
+    }
+
+    fn sync_view(&mut self, out: &mut Vec<u8>, mode: Sync) {
         let (Some(view), Some(backend), Some(user)) = (self.view.as_mut(), self.backend.as_ref(), self.user.as_ref())
         else {
             return;
@@ -441,8 +475,8 @@ impl<B: Backend> Session<B> {
         self.search_return = None;
         if let Some((cmd, options)) = super::framing::split_search_return(bytes) {
             let tag = super::framing::tag_of(&cmd).unwrap_or("*").to_string();
-            if let Some(bad) = options.iter().find(|o| !["MIN", "MAX", "ALL", "COUNT", "SAVE"].contains(&o.as_str())) {
-                return tagged(&tag, "BAD", &format!("unsupported SEARCH RETURN option {bad}"));
+            if let Err(why) = super::context::check_options(&options) {
+                return tagged(&tag, "BAD", &why);
             }
             self.search_return = Some((tag, options));
             rewritten = cmd;
@@ -454,6 +488,14 @@ impl<B: Backend> Session<B> {
                 saved_rewritten = cmd;
                 bytes = &saved_rewritten;
             }
+        }
+        if let Some(tags) = super::context::cancel_update(bytes) {
+            let tag = super::framing::tag_of(bytes).unwrap_or("*").to_string();
+            if self.view.is_none() {
+                return tagged(&tag, "BAD", "select a mailbox first");
+            }
+            self.contexts.retain(|c| !tags.contains(&c.tag));
+            return tagged(&tag, "OK", "CANCELUPDATE completed");
         }
         self.list_options = None;
         let list_rewritten;
@@ -525,6 +567,8 @@ impl<B: Backend> Session<B> {
                 ("NO", text, Outcome::Logout)
             }
         };
+        // This command's own changes reach the searches kept up to date.
+        self.refresh_contexts(&mut out);
         if matches!(outcome, Outcome::Continue | Outcome::Logout | Outcome::StartTls) {
             line(&mut out, &format!("{tag} {status} {text}"));
         }
@@ -662,6 +706,7 @@ impl<B: Backend> Session<B> {
                 let name = mailbox_name(&mailbox, self.rev2).map_err(Refusal::No)?;
                 if self.view.as_ref().is_some_and(|v| v.mailbox == name) {
                     self.view = None;
+                    self.contexts.clear();
                 }
                 let op = MailOp::DeleteMailbox { user: self.user().as_str().into(), mailbox: name.as_str().into() };
                 self.simple_op(op, None).await?;
@@ -691,6 +736,7 @@ impl<B: Backend> Session<B> {
             }
             CommandBody::Close => {
                 self.saved.clear();
+                self.contexts.clear();
                 if let Some(v) = self.view.take() {
                     if !v.read_only {
                         let deleted = self.deleted_uids(&v, None);
@@ -708,6 +754,7 @@ impl<B: Backend> Session<B> {
             }
             CommandBody::Unselect => {
                 self.saved.clear();
+                self.contexts.clear();
                 self.view = None;
                 done("UNSELECT completed")
             }
@@ -852,6 +899,7 @@ impl<B: Backend> Session<B> {
         use imap_codec::imap_types::command::SelectParameter;
         // A failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1); leaving one says so
         // before anything about the next (RFC 7162 §3.2.11, RFC 9051 [CLOSED]).
+        self.contexts.clear();
         if self.view.take().is_some() {
             line(out, "* OK [CLOSED] previous mailbox closed");
         }
@@ -1194,10 +1242,16 @@ impl<B: Backend> Session<B> {
                 criteria.iter().map(|c| super::sort::key_of(&c.key, &header, size, meta.internal_date)).collect(),
             );
         }
-        let numbers: Vec<String> = super::sort::order(criteria, &keys)
+        let sorted: Vec<u32> = super::sort::order(criteria, &keys)
             .into_iter()
-            .map(|i| if uid { hits[i].uid } else { hits[i].seq }.to_string())
+            .map(|i| if uid { hits[i].uid } else { hits[i].seq })
             .collect();
+        // ESORT (RFC 5267 §3): the results as ESEARCH, MIN and MAX the first and last sorted.
+        if let Some((tag, options)) = self.search_return.take() {
+            line(out, &esearch(&tag, uid, &options, &sorted, None));
+            return Ok(("SORT completed".into(), Outcome::Continue));
+        }
+        let numbers: Vec<String> = sorted.iter().map(u32::to_string).collect();
         line(out, &format!("* SORT{}{}", if numbers.is_empty() { "" } else { " " }, numbers.join(" ")));
         Ok(("SORT completed".into(), Outcome::Continue))
     }
@@ -1281,6 +1335,21 @@ impl<B: Backend> Session<B> {
                 }
             }
             line(out, &esearch(&tag, uid, &options, &hits, with_modseq.then_some(&hit_modseqs[..])));
+            if options.iter().any(|o| o == "UPDATE") {
+                if self.contexts.len() >= super::context::CONTEXTS_MAX {
+                    return Ok((
+                        format!("[NOUPDATE \"{tag}\"] SEARCH completed, no more searches kept"),
+                        Outcome::Continue,
+                    ));
+                }
+                use imap_codec::imap_types::ToStatic;
+                self.contexts.push(super::context::Context {
+                    tag,
+                    uid,
+                    criteria: criteria.iter().map(|k| k.to_static()).collect(),
+                    matched: hit_uids.iter().copied().collect(),
+                });
+            }
             return Ok(("SEARCH completed".into(), Outcome::Continue));
         }
         line(out, &format!("* SEARCH{}{}{modseq}", if list.is_empty() { "" } else { " " }, list.join(" ")));

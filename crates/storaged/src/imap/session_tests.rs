@@ -407,7 +407,10 @@ async fn rfc4731_esearch() {
     assert!(out.contains("* ESEARCH (TAG \"e4\") UID ALL 1,3:5\r\n"), "{out}");
     let out = run(&mut s, "e5 SEARCH RETURN (COUNT) DELETED").await;
     assert!(out.contains("* ESEARCH (TAG \"e5\") COUNT 0\r\n"), "{out}");
-    assert!(run(&mut s, "e6 SEARCH RETURN (PARTIAL 1:5) ALL").await.starts_with("e6 BAD"));
+    let out = run(&mut s, "e6 SEARCH RETURN (PARTIAL 2:3) UNSEEN").await;
+    assert!(out.contains("* ESEARCH (TAG \"e6\") PARTIAL (2:3 3:4)\r\n"), "RFC 9394: positions 2-3 of 1,3,4,5: {out}");
+    assert!(run(&mut s, "e6b SEARCH RETURN (PARTIAL 0:5) ALL").await.starts_with("e6b BAD"), "positions start at 1");
+    assert!(run(&mut s, "e6c SEARCH RETURN (FROB) ALL").await.starts_with("e6c BAD"));
     assert!(run(&mut s, "e7 SEARCH UNSEEN").await.contains("* SEARCH 1 3 4 5\r\n"), "plain SEARCH unchanged");
 }
 
@@ -822,4 +825,29 @@ async fn rfc5256_4_thread_references_and_orderedsubject() {
     assert!(run(&mut s, "t4 THREAD REFERENCES UTF-8 SUBJECT other").await.starts_with("* THREAD (2)\r\n"));
     assert!(run(&mut s, "t5 THREAD REFS UTF-8 ALL").await.contains("t5 BAD"));
     assert!(run(&mut s, "t6 CAPABILITY").await.contains("THREAD=ORDEREDSUBJECT THREAD=REFERENCES"));
+}
+
+#[tokio::test]
+async fn rfc5267_4_context_search_updates_and_esort() {
+    let h = harness();
+    for k in 0..4 {
+        h.deliver(&format!("Subject: m{k}\r\n\r\n{k}\r\n")).await;
+    }
+    let mut s = h.session().await;
+    let mut other = h.session().await;
+    run(&mut s, "c1 SELECT INBOX").await;
+    run(&mut other, "o1 SELECT INBOX").await;
+    let out = run(&mut s, "c2 SEARCH RETURN (UPDATE) SEEN").await;
+    assert!(out.contains("* ESEARCH (TAG \"c2\")\r\n"), "{out}");
+    let out = run(&mut s, "c3 STORE 1,3 +FLAGS.SILENT (\\Seen)").await;
+    assert!(out.contains("* ESEARCH (TAG \"c2\") ADDTO (0 1,3)\r\n"), "own changes: {out}");
+    run(&mut other, "o2 STORE 3 +FLAGS.SILENT (\\Deleted)").await;
+    run(&mut other, "o3 EXPUNGE").await;
+    let out = run(&mut s, "c4 NOOP").await;
+    let removed = out.find("REMOVEFROM (0 3)").unwrap_or_else(|| panic!("another session's expunge: {out}"));
+    assert!(removed < out.find("* 3 EXPUNGE").unwrap(), "REMOVEFROM before the expunge renumbers: {out}");
+    assert!(run(&mut s, "c5 CANCELUPDATE \"c2\"").await.starts_with("c5 OK"));
+    assert!(!run(&mut s, "c6 STORE 2 +FLAGS (\\Seen)").await.contains("ADDTO"), "cancelled");
+    let out = run(&mut s, "c7 SORT RETURN (MIN MAX COUNT ALL) (REVERSE SUBJECT) UTF-8 ALL").await;
+    assert!(out.contains("* ESEARCH (TAG \"c7\") MIN 3 MAX 1 COUNT 3 ALL 3,2,1\r\n"), "ESORT in sort order: {out}");
 }
