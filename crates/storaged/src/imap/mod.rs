@@ -3,6 +3,7 @@
 //! the session dispatcher over a [`backend::Backend`] and the TCP server at the edge.
 
 pub mod address;
+pub mod append;
 pub mod backend;
 pub mod context;
 pub mod encode;

@@ -32,6 +32,9 @@ use crate::mailstore::{FlagMode, MailOp, MailResponse, MailboxName, OpId, Reject
 pub const SPECIAL_USE: &[(&str, &str)] =
     &[("Sent", "\\Sent"), ("Drafts", "\\Drafts"), ("Trash", "\\Trash"), ("Junk", "\\Junk"), ("Archive", "\\Archive")];
 
+#[path = "cmd/mod.rs"]
+mod cmd;
+
 /// One message a search matched.
 struct Hit {
     seq: u32,
@@ -134,13 +137,17 @@ fn tagged(tag: &str, status: &str, text: &str) -> Reply {
 /// A mailbox name as stored: modified UTF-7 (RFC 3501 §5.1.3), into which an IMAP4rev2
 /// session's UTF-8 names (`utf8`) are converted.
 fn mailbox_name(m: &Mailbox<'_>, utf8: bool) -> Result<MailboxName, String> {
-    let raw = match m {
-        Mailbox::Inbox => "INBOX".to_string(),
-        Mailbox::Other(o) => {
-            String::from_utf8(o.as_ref().to_vec()).map_err(|_| "mailbox name is not UTF-8".to_string())?
-        }
-    };
-    let stored = if utf8 { super::mutf7::encode(&raw) } else { raw };
+    match m {
+        Mailbox::Inbox => Ok(MailboxName::inbox()),
+        Mailbox::Other(o) => mailbox_name_of(o.as_ref(), utf8),
+    }
+}
+
+/// A mailbox name as the client wrote it, in the stored form: modified UTF-7 from an
+/// IMAP4rev2 (`utf8`) session.
+fn mailbox_name_of(raw: &[u8], utf8: bool) -> Result<MailboxName, String> {
+    let raw = String::from_utf8(raw.to_vec()).map_err(|_| "mailbox name is not UTF-8".to_string())?;
+    let stored = if utf8 && !raw.eq_ignore_ascii_case("INBOX") { super::mutf7::encode(&raw) } else { raw };
     MailboxName::parse(&stored).map_err(|e| format!("invalid mailbox name: {e}"))
 }
 
@@ -343,6 +350,7 @@ impl<B: Backend> Session<B> {
         caps.extend(["UIDPLUS", "MOVE", "UNSELECT", "SPECIAL-USE", "CHILDREN", "CONDSTORE", "QRESYNC", "ESEARCH"]);
         caps.extend(["SEARCHRES", "LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "BINARY", "SORT", "SORT=DISPLAY"]);
         caps.extend(["THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "ESORT", "CONTEXT=SEARCH", "PARTIAL"]);
+        caps.extend(["MULTIAPPEND", "CATENATE"]);
         if self.user.is_none() {
             if self.offer.starttls {
                 caps.push("STARTTLS");
@@ -497,6 +505,13 @@ impl<B: Backend> Session<B> {
             self.contexts.retain(|c| !tags.contains(&c.tag));
             return tagged(&tag, "OK", "CANCELUPDATE completed");
         }
+        if let Some(parsed) = super::append::parse(bytes) {
+            let tag = super::framing::tag_of(bytes).unwrap_or("*").to_string();
+            return match parsed {
+                Ok(a) => self.append_extended(&tag, a).await,
+                Err(why) => tagged(&tag, "BAD", &why),
+            };
+        }
         self.list_options = None;
         let list_rewritten;
         match super::framing::split_list_extended(bytes) {
@@ -554,7 +569,13 @@ impl<B: Backend> Session<B> {
             return tagged(&tag, "BAD", "select a mailbox first");
         }
         let mut out = Vec::new();
-        let (status, text, outcome) = match self.dispatch(&tag, cmd.body, &mut out).await {
+        let result = self.dispatch(&tag, cmd.body, &mut out).await;
+        self.finish(&tag, result, out)
+    }
+
+    /// The tagged answer to a command's `result`, after the untagged `out` it produced.
+    fn finish(&mut self, tag: &str, result: Result<(String, Outcome), Refusal>, mut out: Vec<u8>) -> Reply {
+        let (status, text, outcome) = match result {
             Ok((text, outcome)) => ("OK", text, outcome),
             Err(Refusal::No(text)) => ("NO", text, Outcome::Continue),
             Err(Refusal::Bad(text)) => ("BAD", text, Outcome::Continue),

@@ -15,6 +15,6 @@ pub mod staging;
 pub mod store;
 
 pub use names::{Layout, MailboxName, UserName};
-pub use ops::{FlagMode, FlagState, MailOp, MailRequest, MailResponse, OpId, UserState};
+pub use ops::{FlagMode, FlagState, MailOp, MailRequest, MailResponse, NewMessage, OpId, UserState};
 pub use rejection::Rejection;
 pub use store::{Store, StoreError};

@@ -34,6 +34,7 @@ impl MailOp {
     pub fn written_user(&self) -> Option<&str> {
         match self {
             MailOp::Append { user, .. }
+            | MailOp::AppendMany { user, .. }
             | MailOp::Store { user, .. }
             | MailOp::Expunge { user, .. }
             | MailOp::Copy { user, .. }
@@ -238,6 +239,13 @@ pub enum MailOp {
         #[serde(with = "byte_strings")]
         requests: Vec<Vec<u8>>,
     },
+    /// Add several messages to one mailbox at once (IMAP MULTIAPPEND, RFC 3502): all of them
+    /// are added, or none (the first refusal undoes the ones before it).
+    AppendMany {
+        user: String,
+        mailbox: String,
+        messages: Vec<NewMessage>,
+    },
 }
 
 /// Serde for a list of byte strings, each as one byte string (bincode: a length and a copy,
@@ -269,6 +277,16 @@ pub struct ImportedMessage {
     pub internal_date: i64,
     /// The MODSEQ it had at the source (0: give it a new one).
     pub modseq: u64,
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+}
+
+/// One message of an [`MailOp::AppendMany`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct NewMessage {
+    pub flags: u8,
+    pub keywords: Vec<String>,
+    pub internal_date: i64,
     #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
 }
@@ -398,6 +416,8 @@ pub enum MailResponse {
     Claimed(Vec<common::admin::QueueItem>),
     /// The operation could not be applied (bad name, no such mailbox, ...); nothing changed.
     Rejected(Rejection),
+    /// AppendMany: the mailbox's UIDVALIDITY and the new messages' UIDs, in order.
+    AppendedMany { uid_validity: u32, uids: Vec<u32> },
     /// Blank or membership entry.
     None,
     /// A part of a large operation was staged; the last part answers for the whole.

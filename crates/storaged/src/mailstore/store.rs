@@ -209,6 +209,11 @@ fn create_maildir(dir: &Path, is_folder: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// The Maildir base name of the `n`th message an entry at log `index` adds: the same on
+/// every replica, and how a replay finds what the first apply wrote.
+fn message_base(internal_date: i64, index: u64, n: usize, group: &str, len: usize) -> String {
+    format!("{internal_date}.R{index}_{n}.{group},S={len}")
+}
 impl Store {
     /// Open the store rooted at `root` for group `group`, at its last checkpoint.
     pub fn open(root: impl Into<PathBuf>, group: &str) -> Result<Self, StoreError> {
@@ -363,6 +368,7 @@ impl Store {
             op,
             MailOp::Deliver { .. }
                 | MailOp::Append { .. }
+                | MailOp::AppendMany { .. }
                 | MailOp::Enqueue { .. }
                 | MailOp::QueueClaim { .. }
                 | MailOp::QueueRecord { .. }
@@ -418,6 +424,13 @@ impl Store {
                     Ok((uid_validity, uid)) => MailResponse::Appended { uid_validity, uid },
                     Err(e) => MailResponse::Rejected(e),
                 })
+            }
+            MailOp::AppendMany { user, mailbox, messages } => {
+                let (u, m) = names!(user, mailbox);
+                if m.is_inbox() {
+                    self.ensure_inbox(&u, index)?;
+                }
+                self.append_many(&u, &m, index, messages)
             }
             MailOp::Store { user, mailbox, uids, mode, flags, keywords, unchanged_since } => {
                 let (u, m) = names!(user, mailbox);
@@ -643,8 +656,7 @@ impl Store {
         if message.len() > MESSAGE_MAX {
             return Err(Rejection::TooLarge(MESSAGE_MAX as u64));
         }
-        let group = self.group.clone();
-        let base = format!("{internal_date}.R{index}_{n}.{group},S={}", message.len());
+        let base = message_base(internal_date, index, n, &self.group, message.len());
         let dir = self.layout.mailbox_dir(user, mailbox);
         let idx = match self.mailbox(user, mailbox) {
             Ok(Some(idx)) => idx,
@@ -653,12 +665,14 @@ impl Store {
         };
         if idx.applied_index >= index {
             // Replayed after a crash: the message is already there.
-            return idx
-                .messages
-                .iter()
-                .find(|m| m.base == base)
-                .map(|m| (idx.uid_validity, m.uid))
-                .ok_or_else(|| Rejection::Malformed("already applied".into()));
+            if let Some(m) = idx.messages.iter().find(|m| m.base == base) {
+                return Ok((idx.uid_validity, m.uid));
+            }
+            // Applied by a later entry: this one's is gone (expunged since). The same entry
+            // goes on: the next message of an AppendMany, whose replays `append_many` stops.
+            if idx.applied_index > index {
+                return Err(Rejection::Malformed("already applied".into()));
+            }
         }
         let uid = idx.uid_next;
         idx.uid_next += 1;
@@ -1010,6 +1024,51 @@ impl Store {
             }
         }
         Ok(MailResponse::Done)
+    }
+
+    /// Add `messages` to `mailbox`, all or none: a refusal of one expunges those added before
+    /// it in this operation (every replica does the same, so they stay alike).
+    fn append_many(
+        &mut self,
+        user: &UserName,
+        mailbox: &MailboxName,
+        index: u64,
+        messages: &[super::ops::NewMessage],
+    ) -> Result<MailResponse, StoreError> {
+        // A replay after a crash answers from what the first apply left, and changes nothing
+        // (a rolled-back apply left none of its messages).
+        let group = self.group.clone();
+        if let Some(idx) = self.mailbox(user, mailbox)?.filter(|b| b.applied_index >= index) {
+            let found: Option<Vec<u32>> = messages
+                .iter()
+                .enumerate()
+                .map(|(k, m)| {
+                    let base = message_base(m.internal_date, index, k, &group, m.data.len());
+                    idx.messages.iter().find(|x| x.base == base).map(|x| x.uid)
+                })
+                .collect();
+            return Ok(match found {
+                Some(uids) => MailResponse::AppendedMany { uid_validity: idx.uid_validity, uids },
+                None => MailResponse::Rejected(Rejection::Malformed("already applied".into())),
+            });
+        }
+        let mut uids = Vec::with_capacity(messages.len());
+        let mut validity = 0;
+        for (k, m) in messages.iter().enumerate() {
+            match self.add_message(user, mailbox, index, k, m.flags, &m.keywords, m.internal_date, &m.data) {
+                Ok((v, uid)) => {
+                    validity = v;
+                    uids.push(uid);
+                }
+                Err(why) => {
+                    if !uids.is_empty() {
+                        self.expunge(user, mailbox, index, &uids)?;
+                    }
+                    return Ok(MailResponse::Rejected(why));
+                }
+            }
+        }
+        Ok(MailResponse::AppendedMany { uid_validity: validity, uids })
     }
 
     /// Add imported messages with their own UIDs (see [`MailOp::ImportMessages`]).
