@@ -14,6 +14,7 @@ pub mod idle;
 pub mod list;
 pub mod mime;
 pub mod mutf7;
+pub mod notify;
 pub mod recent;
 pub mod search;
 pub mod sendable;

@@ -114,6 +114,9 @@ pub struct Session<B> {
     search_return: Option<(String, Vec<String>)>,
     /// Searches kept up to date (CONTEXT=SEARCH), for the selected mailbox.
     contexts: Vec<super::context::Context>,
+    /// What NOTIFY watches, and what the client last heard of each watched mailbox.
+    notify: Option<Vec<super::notify::Group>>,
+    notify_seen: cmd::notify::Seen,
     /// LIST-EXTENDED options of the LIST being handled.
     list_options: Option<super::framing::ListOptions>,
     /// What a front node said in `ID` about the session it forwards.
@@ -325,6 +328,8 @@ impl<B: Backend> Session<B> {
             saved: Vec::new(),
             search_return: None,
             contexts: Vec::new(),
+            notify: None,
+            notify_seen: Default::default(),
             list_options: None,
             hints: ProxyHints::default(),
         }
@@ -350,7 +355,7 @@ impl<B: Backend> Session<B> {
         caps.extend(["UIDPLUS", "MOVE", "UNSELECT", "SPECIAL-USE", "CHILDREN", "CONDSTORE", "QRESYNC", "ESEARCH"]);
         caps.extend(["SEARCHRES", "LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "BINARY", "SORT", "SORT=DISPLAY"]);
         caps.extend(["THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "ESORT", "CONTEXT=SEARCH", "PARTIAL"]);
-        caps.extend(["MULTIAPPEND", "CATENATE"]);
+        caps.extend(["MULTIAPPEND", "CATENATE", "NOTIFY"]);
         if self.user.is_none() {
             if self.offer.starttls {
                 caps.push("STARTTLS");
@@ -415,6 +420,7 @@ impl<B: Backend> Session<B> {
     pub fn poll(&mut self) -> Vec<u8> {
         let mut out = Vec::new();
         self.sync(&mut out, Sync::Full);
+        self.notify_poll(&mut out, false);
         out
     }
 
@@ -505,6 +511,10 @@ impl<B: Backend> Session<B> {
             self.contexts.retain(|c| !tags.contains(&c.tag));
             return tagged(&tag, "OK", "CANCELUPDATE completed");
         }
+        if let Some(parsed) = super::notify::parse(bytes) {
+            let tag = super::framing::tag_of(bytes).unwrap_or("*").to_string();
+            return self.notify_command(&tag, parsed);
+        }
         if let Some(parsed) = super::append::parse(bytes) {
             let tag = super::framing::tag_of(bytes).unwrap_or("*").to_string();
             return match parsed {
@@ -588,8 +598,9 @@ impl<B: Backend> Session<B> {
                 ("NO", text, Outcome::Logout)
             }
         };
-        // This command's own changes reach the searches kept up to date.
+        // This command's own changes reach the searches kept up to date, and NOTIFY.
         self.refresh_contexts(&mut out);
+        self.notify_poll(&mut out, false);
         if matches!(outcome, Outcome::Continue | Outcome::Logout | Outcome::StartTls) {
             line(&mut out, &format!("{tag} {status} {text}"));
         }

@@ -2,3 +2,4 @@
 //! `session.rs` (a child of the session module: they see its state, and nothing else does).
 
 mod append;
+pub(super) mod notify;
