@@ -2,4 +2,6 @@
 //! `session.rs` (a child of the session module: they see its state, and nothing else does).
 
 mod append;
+mod fetch;
 pub(super) mod notify;
+pub(super) mod search;
