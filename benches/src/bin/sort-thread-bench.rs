@@ -23,8 +23,8 @@ struct Args {
 
 fn header(k: usize) -> Vec<u8> {
     let thread = k / 10;
-    let parent = if k % 10 == 0 { String::new() } else { format!("References: <m{}@x>\r\n", k - 1) };
-    let re = if k % 10 == 0 { "" } else { "Re: " };
+    let parent = if k.is_multiple_of(10) { String::new() } else { format!("References: <m{}@x>\r\n", k - 1) };
+    let re = if k.is_multiple_of(10) { "" } else { "Re: " };
     format!(
         "Message-ID: <m{k}@x>\r\n{parent}Subject: {re}topic {thread}\r\nFrom: user{} <u{}@example.org>\r\n\
          Date: Mon, {} Jan 2024 10:{:02}:00 +0000\r\n\r\n",
