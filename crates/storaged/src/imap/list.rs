@@ -81,6 +81,16 @@ pub fn list_match(pattern: &[u8], name: &[u8]) -> bool {
     reach[name.len()]
 }
 
+/// The attributes of existing mailbox `name` among `names`: whether it has children, and
+/// its SPECIAL-USE attribute (`special`).
+pub fn attributes(name: &str, names: &BTreeSet<&str>, special: fn(&str) -> Option<&'static str>) -> Vec<&'static str> {
+    let prefix = format!("{name}/");
+    let children = names.range(prefix.as_str()..).next().is_some_and(|c| c.starts_with(&prefix));
+    let mut attrs = vec![if children { "\\HasChildren" } else { "\\HasNoChildren" }];
+    attrs.extend(special(name));
+    attrs
+}
+
 /// The strict ancestors of `name` (`a` and `a/b` of `a/b/c`).
 fn ancestors(name: &str) -> impl Iterator<Item = &str> {
     name.match_indices('/').map(move |(at, _)| &name[..at])
@@ -110,20 +120,10 @@ pub fn select(
 ) -> Vec<Entry> {
     let existing: BTreeSet<&str> = names.iter().copied().collect();
     let subscribed: BTreeSet<&str> = subscriptions.iter().copied().collect();
-    let children = |n: &str| {
-        let prefix = format!("{n}/");
-        existing.range(prefix.as_str()..).next().is_some_and(|c| c.starts_with(&prefix))
-    };
     let mut out: BTreeMap<&str, Entry> = BTreeMap::new();
     let listed = |n: &str, exists: bool| Entry {
         name: n.to_string(),
-        attrs: if exists {
-            let mut a = vec![if children(n) { "\\HasChildren" } else { "\\HasNoChildren" }];
-            a.extend(special(n));
-            a
-        } else {
-            vec![q.nonexistent]
-        },
+        attrs: if exists { attributes(n, &existing, special) } else { vec![q.nonexistent] },
         child_subscribed: false,
         exists,
     };

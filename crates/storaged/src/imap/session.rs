@@ -867,8 +867,9 @@ impl<B: Backend> Session<B> {
         if self.rev2 {
             // ... and names the mailbox in a LIST response, as LIST would show it.
             let names = self.backend().mailboxes(self.user());
-            let mut l =
-                format!("* LIST ({}) \"/\" ", self.list_attributes(&view.mailbox, &names).join(" ")).into_bytes();
+            let names: std::collections::BTreeSet<&str> = names.iter().map(MailboxName::as_str).collect();
+            let attrs = super::list::attributes(view.mailbox.as_str(), &names, special_use_of);
+            let mut l = format!("* LIST ({}) \"/\" ", attrs.join(" ")).into_bytes();
             encode::mailbox(&mut l, &wire_name(view.mailbox.as_str(), true));
             out.extend_from_slice(&l);
             out.extend_from_slice(b"\r\n");
@@ -983,17 +984,6 @@ impl<B: Backend> Session<B> {
     fn unclaimed_recent(&self, name: &MailboxName, idx: &MailboxIndex) -> usize {
         let first = self.backend().claim_recent(self.user(), name, idx, false);
         idx.messages.iter().filter(|m| m.uid >= first).count()
-    }
-
-    /// A mailbox's LIST attributes: children, and its special use.
-    fn list_attributes(&self, name: &MailboxName, all: &[MailboxName]) -> Vec<&'static str> {
-        let prefix = format!("{}/", name.as_str());
-        let children = all.iter().any(|m| m.as_str().starts_with(&prefix));
-        let mut attrs = vec![if children { "\\HasChildren" } else { "\\HasNoChildren" }];
-        if let Some((_, special)) = SPECIAL_USE.iter().find(|(s, _)| *s == name.as_str()) {
-            attrs.push(special);
-        }
-        attrs
     }
 
     fn status(
