@@ -727,7 +727,7 @@ impl<B: Backend> Session<B> {
                     let (true, true, Some(since)) = (self.qresync, uid, changed_since) else {
                         return Err(Refusal::Bad("VANISHED needs QRESYNC, UID FETCH and CHANGEDSINCE".into()));
                     };
-                    let view = self.view.as_ref().expect("selected");
+                    let view = self.selected()?;
                     let idx = self.index_of(&view.mailbox)?;
                     let gone = vanished_since(&idx, since, Some(&sequence_set));
                     if !gone.is_empty() {
@@ -799,6 +799,16 @@ impl<B: Backend> Session<B> {
         let op = MailOp::Subscribe { user: self.user().as_str().into(), mailbox: name.as_str().into(), subscribed: on };
         self.propose(op).await?;
         Ok((if on { "SUBSCRIBE completed" } else { "UNSUBSCRIBE completed" }.into(), Outcome::Continue))
+    }
+
+    /// The selected mailbox's view; commands that need one are refused before they run
+    /// when there is none, so this is BAD only if that check was missed, never a panic.
+    fn selected(&self) -> Result<&View, Refusal> {
+        self.view.as_ref().ok_or_else(|| Refusal::Bad("select a mailbox first".into()))
+    }
+
+    fn selected_mut(&mut self) -> Result<&mut View, Refusal> {
+        self.view.as_mut().ok_or_else(|| Refusal::Bad("select a mailbox first".into()))
     }
 
     fn index_of(&self, name: &MailboxName) -> Result<std::sync::Arc<MailboxIndex>, Refusal> {
@@ -1097,7 +1107,7 @@ impl<B: Backend> Session<B> {
     }
 
     async fn expunge(&mut self, within: Option<&SequenceSet>, out: &mut Vec<u8>) -> Result<(String, Outcome), Refusal> {
-        let view = self.view.as_ref().expect("selected");
+        let view = self.selected()?;
         if view.read_only {
             return Err(Refusal::No("[READ-ONLY] mailbox is read-only".into()));
         }

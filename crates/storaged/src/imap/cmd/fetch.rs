@@ -170,7 +170,7 @@ impl<B: Backend> Session<B> {
         }
         self.sync(out, if uid { Sync::Full } else { Sync::NoExpunge });
         self.check_seq_set(set, uid)?;
-        let view = self.view.as_ref().expect("selected");
+        let view = self.selected()?;
         let mut targets = search::resolve(set, uid, view.uids());
         // One snapshot of the index serves the whole FETCH unless \Seen has to be set first.
         let mut idx = self.index_of(&view.mailbox)?;
@@ -203,15 +203,15 @@ impl<B: Backend> Session<B> {
             if !items.iter().any(|i| matches!(i, Item::Flags)) {
                 items.push(Item::Flags);
             }
-            idx = self.index_of(&self.view.as_ref().expect("selected").mailbox)?;
+            idx = self.index_of(&self.selected()?.mailbox)?;
         }
         if items.iter().any(|i| matches!(i, Item::Flags)) {
             let shown = targets.iter().filter_map(|(_, u)| idx.position(*u)).flat_map(|p| &idx.messages[p].keywords);
-            for l in self.view.as_mut().expect("selected").announce(shown) {
+            for l in self.selected_mut()?.announce(shown) {
                 line(out, &l);
             }
         }
-        let view = self.view.as_ref().expect("selected");
+        let view = self.selected()?;
         let mut missing = false;
         let mut unreadable: Option<Refusal> = None;
         let mut reported = Vec::new();
@@ -314,7 +314,7 @@ impl<B: Backend> Session<B> {
             resp.extend_from_slice(b")\r\n");
             out.extend_from_slice(&resp);
         }
-        let view = self.view.as_mut().expect("selected");
+        let view = self.selected_mut()?;
         for m in &reported {
             view.reported(m);
         }
@@ -342,7 +342,7 @@ impl<B: Backend> Session<B> {
             self.enable_condstore(out);
         }
         self.check_seq_set(set, uid)?;
-        let view = self.view.as_ref().expect("selected");
+        let view = self.selected()?;
         if view.read_only {
             return Err(Refusal::No("[READ-ONLY] mailbox is read-only".into()));
         }
@@ -368,12 +368,12 @@ impl<B: Backend> Session<B> {
                 skipped = s;
             }
         }
-        let idx = self.index_of(&self.view.as_ref().expect("selected").mailbox)?;
+        let idx = self.index_of(&self.selected()?.mailbox)?;
         let shown = targets.iter().filter_map(|(_, u)| idx.position(*u)).flat_map(|p| &idx.messages[p].keywords);
-        for l in self.view.as_mut().expect("selected").announce(shown) {
+        for l in self.selected_mut()?.announce(shown) {
             line(out, &l);
         }
-        let view = self.view.as_ref().expect("selected");
+        let view = self.selected()?;
         let mut reported = Vec::new();
         let mut modified = Vec::new();
         for (seq, u) in &targets {
@@ -397,7 +397,7 @@ impl<B: Backend> Session<B> {
             }
         }
         // .SILENT still tells about changes made by others; ours are known now.
-        let view = self.view.as_mut().expect("selected");
+        let view = self.selected_mut()?;
         for m in &reported {
             view.reported(m);
         }
@@ -419,7 +419,7 @@ impl<B: Backend> Session<B> {
     ) -> Result<(String, Outcome), Refusal> {
         let to = mailbox_name(mailbox, self.rev2).map_err(Refusal::No)?;
         self.check_seq_set(set, uid)?;
-        let view = self.view.as_ref().expect("selected");
+        let view = self.selected()?;
         if moving && view.read_only {
             return Err(Refusal::No("[READ-ONLY] mailbox is read-only".into()));
         }

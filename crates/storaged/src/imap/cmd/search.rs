@@ -100,7 +100,7 @@ impl<B: Backend> Session<B> {
         let mut contexts = std::mem::take(&mut self.contexts);
         for c in &mut contexts {
             let Ok(hits) = self.matching(&c.criteria, &idx) else { continue };
-            let view = self.view.as_ref().expect("selected");
+            let Ok(view) = self.selected() else { break };
             for l in c.update(hits.iter().map(|h| h.uid).collect(), |u| view.seq_of(u).map(|s| s as u32)) {
                 line(out, &l);
             }
@@ -112,7 +112,7 @@ impl<B: Backend> Session<B> {
     /// criterion, in mailbox order. A message that cannot be read fails the command (as
     /// FETCH would) rather than silently not matching.
     fn matching(&self, criteria: &[SearchKey<'_>], idx: &MailboxIndex) -> Result<Vec<Hit>, Refusal> {
-        let view = self.view.as_ref().expect("selected");
+        let view = self.selected()?;
         let max_seq = view.exists() as u32;
         let max_uid = view.uids().last().copied().unwrap_or(0);
         let (user, mbox, backend) = (self.user(), &view.mailbox, self.backend());
@@ -146,7 +146,7 @@ impl<B: Backend> Session<B> {
         out: &mut Vec<u8>,
     ) -> Result<(String, Outcome), Refusal> {
         self.sync(out, if uid { Sync::Full } else { Sync::NoExpunge });
-        let view = self.view.as_ref().expect("selected");
+        let view = self.selected()?;
         let idx = self.index_of(&view.mailbox)?;
         let hits = self.matching(search_criteria, &idx)?;
         let with_header = crate::imap::sort::needs_header(criteria);
@@ -196,7 +196,7 @@ impl<B: Backend> Session<B> {
             }
         };
         self.sync(out, if uid { Sync::Full } else { Sync::NoExpunge });
-        let view = self.view.as_ref().expect("selected");
+        let view = self.selected()?;
         let idx = self.index_of(&view.mailbox)?;
         let hits = self.matching(search_criteria, &idx)?;
         let mut messages = Vec::with_capacity(hits.len());
@@ -237,7 +237,7 @@ impl<B: Backend> Session<B> {
             self.enable_condstore(out);
         }
         self.sync(out, if uid { Sync::Full } else { Sync::NoExpunge });
-        let idx = self.index_of(&self.view.as_ref().expect("selected").mailbox)?;
+        let idx = self.index_of(&self.selected()?.mailbox)?;
         let matched = self.matching(criteria, &idx)?;
         let hits: Vec<u32> = matched.iter().map(|h| if uid { h.uid } else { h.seq }).collect();
         let hit_uids: Vec<u32> = matched.iter().map(|h| h.uid).collect();
