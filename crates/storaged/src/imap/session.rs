@@ -83,20 +83,26 @@ pub struct Session<B> {
     rev2: bool,
     /// The UIDs the last `SEARCH RETURN (SAVE)` kept (RFC 5182), which `$` names.
     saved: Vec<u32>,
-    /// ESEARCH return options of the SEARCH being handled, with its tag.
-    search_return: Option<(String, Vec<String>)>,
     /// Searches kept up to date (CONTEXT=SEARCH), for the selected mailbox.
     contexts: Vec<super::context::Context>,
     /// What NOTIFY watches, and what the client last heard of each watched mailbox.
     notify: Option<Vec<super::notify::Group>>,
     notify_seen: cmd::notify::Seen,
-    /// LIST-EXTENDED options of the LIST being handled.
-    list_options: Option<super::framing::ListOptions>,
     /// What a front node said in `ID` about the session it forwards.
     hints: ProxyHints,
 }
 
 type Reply = (Vec<u8>, Outcome);
+
+/// What the pre-parsers took out of a command before imap-codec parsed the rest (it does not
+/// know these extensions' syntax): options the command runs with, passed down as arguments.
+#[derive(Default)]
+struct Extras {
+    /// ESEARCH/ESORT `RETURN` options, with the command's tag (RFC 4731, 5267).
+    search_return: Option<(String, Vec<String>)>,
+    /// LIST-EXTENDED selection and return options (RFC 5258).
+    list_options: Option<super::framing::ListOptions>,
+}
 
 /// ID fields looked at (RFC 2971 allows 30).
 const ID_FIELDS_MAX: usize = 30;
@@ -246,11 +252,9 @@ impl<B: Backend> Session<B> {
             qresync: false,
             rev2: false,
             saved: Vec::new(),
-            search_return: None,
             contexts: Vec::new(),
             notify: None,
             notify_seen: Default::default(),
-            list_options: None,
             hints: ProxyHints::default(),
         }
     }
@@ -389,13 +393,13 @@ impl<B: Backend> Session<B> {
         use imap_codec::decode::Decoder;
         let rewritten;
         let mut bytes = bytes;
-        self.search_return = None;
+        let mut extras = Extras::default();
         if let Some((cmd, options)) = super::framing::split_search_return(bytes) {
             let tag = super::framing::tag_of(&cmd).unwrap_or("*").to_string();
             if let Err(why) = super::context::check_options(&options) {
                 return tagged(&tag, "BAD", &why);
             }
-            self.search_return = Some((tag, options));
+            extras.search_return = Some((tag, options));
             rewritten = cmd;
             bytes = &rewritten;
         }
@@ -425,11 +429,10 @@ impl<B: Backend> Session<B> {
                 Err(why) => tagged(&tag, "BAD", &why),
             };
         }
-        self.list_options = None;
         let list_rewritten;
         match super::framing::split_list_extended(bytes) {
             Some(Ok((cmd, options))) => {
-                self.list_options = Some(options);
+                extras.list_options = Some(options);
                 list_rewritten = cmd;
                 bytes = &list_rewritten;
             }
@@ -437,7 +440,7 @@ impl<B: Backend> Session<B> {
             None => {}
         }
         match imap_codec::CommandCodec::default().decode(bytes) {
-            Ok((b"", cmd)) => self.command(cmd).await,
+            Ok((b"", cmd)) => self.command(cmd, extras).await,
             _ => {
                 let tag = super::framing::tag_of(bytes).unwrap_or("*");
                 tagged(tag, "BAD", "syntax error in command")
@@ -446,7 +449,7 @@ impl<B: Backend> Session<B> {
     }
 
     /// Handle one parsed command.
-    pub async fn command(&mut self, cmd: Command<'_>) -> Reply {
+    async fn command(&mut self, cmd: Command<'_>, extras: Extras) -> Reply {
         let tag = cmd.tag.as_ref().to_string();
         let authenticated = self.user.is_some();
         let selected = self.view.is_some();
@@ -482,7 +485,7 @@ impl<B: Backend> Session<B> {
             return tagged(&tag, "BAD", "select a mailbox first");
         }
         let mut out = Vec::new();
-        let result = self.dispatch(&tag, cmd.body, &mut out).await;
+        let result = self.dispatch(&tag, cmd.body, extras, &mut out).await;
         self.finish(&tag, result, out)
     }
 
@@ -514,6 +517,7 @@ impl<B: Backend> Session<B> {
         &mut self,
         tag: &str,
         body: CommandBody<'_>,
+        extras: Extras,
         out: &mut Vec<u8>,
     ) -> Result<(String, Outcome), Refusal> {
         let done = |t: &str| Ok((t.to_string(), Outcome::Continue));
@@ -663,8 +667,12 @@ impl<B: Backend> Session<B> {
             }
             CommandBody::Subscribe { mailbox } => self.subscribe(&mailbox, true).await,
             CommandBody::Unsubscribe { mailbox } => self.subscribe(&mailbox, false).await,
-            CommandBody::List { reference, mailbox_wildcard } => self.list(&reference, &mailbox_wildcard, false, out),
-            CommandBody::Lsub { reference, mailbox_wildcard } => self.list(&reference, &mailbox_wildcard, true, out),
+            CommandBody::List { reference, mailbox_wildcard } => {
+                self.list(&reference, &mailbox_wildcard, extras.list_options, false, out)
+            }
+            CommandBody::Lsub { reference, mailbox_wildcard } => {
+                self.list(&reference, &mailbox_wildcard, None, true, out)
+            }
             CommandBody::Status { mailbox, item_names } => self.status(&mailbox, &item_names, out),
             CommandBody::Append { mailbox, flags, date, message } => {
                 self.append(&mailbox, &flags, date, message, out).await
@@ -697,8 +705,9 @@ impl<B: Backend> Session<B> {
             CommandBody::ExpungeUid { sequence_set } => self.expunge(Some(&sequence_set), out).await,
             CommandBody::Search { charset, criteria, uid } => {
                 cmd::search::check_charset(charset.as_ref())?;
-                let result = self.search(tag, criteria.as_ref(), uid, out);
-                if result.is_err() && self.search_return.take().is_some_and(|(_, o)| o.iter().any(|x| x == "SAVE")) {
+                let saves = extras.search_return.as_ref().is_some_and(|(_, o)| o.iter().any(|x| x == "SAVE"));
+                let result = self.search(tag, criteria.as_ref(), uid, extras.search_return, out);
+                if result.is_err() && saves {
                     // A failed SEARCH that was to save leaves `$` empty (RFC 5182 §2.1).
                     self.saved.clear();
                 }
@@ -706,7 +715,7 @@ impl<B: Backend> Session<B> {
             }
             CommandBody::Sort { sort_criteria, charset, search_criteria, uid } => {
                 cmd::search::check_charset(Some(&charset))?;
-                self.sort(sort_criteria.as_ref(), search_criteria.as_ref(), uid, out)
+                self.sort(sort_criteria.as_ref(), search_criteria.as_ref(), uid, extras.search_return, out)
             }
             CommandBody::Thread { algorithm, charset, search_criteria, uid } => {
                 cmd::search::check_charset(Some(&charset))?;
@@ -904,6 +913,7 @@ impl<B: Backend> Session<B> {
         &mut self,
         reference: &Mailbox<'_>,
         pattern: &ListMailbox<'_>,
+        options: Option<super::framing::ListOptions>,
         lsub: bool,
         out: &mut Vec<u8>,
     ) -> Result<(String, Outcome), Refusal> {
@@ -917,7 +927,6 @@ impl<B: Backend> Session<B> {
             Mailbox::Inbox => "INBOX".to_string(),
             Mailbox::Other(o) => String::from_utf8_lossy(o.as_ref()).into_owned(),
         };
-        let options = if lsub { None } else { self.list_options.take() };
         let more = options.as_ref().map(|o| o.more_patterns.clone()).unwrap_or_default();
         if first.is_empty() && more.is_empty() {
             line(out, &format!("* {verb} (\\Noselect) \"/\" \"\""));

@@ -143,6 +143,7 @@ impl<B: Backend> Session<B> {
         criteria: &[SortCriterion],
         search_criteria: &[SearchKey<'_>],
         uid: bool,
+        returned: Option<(String, Vec<String>)>,
         out: &mut Vec<u8>,
     ) -> Result<(String, Outcome), Refusal> {
         self.sync(out, if uid { Sync::Full } else { Sync::NoExpunge });
@@ -170,7 +171,7 @@ impl<B: Backend> Session<B> {
             .map(|i| if uid { hits[i].uid } else { hits[i].seq })
             .collect();
         // ESORT (RFC 5267 §3): the results as ESEARCH, MIN and MAX the first and last sorted.
-        if let Some((tag, options)) = self.search_return.take() {
+        if let Some((tag, options)) = returned {
             line(out, &esearch(&tag, uid, &options, &sorted, None));
             return Ok(("SORT completed".into(), Outcome::Continue));
         }
@@ -231,6 +232,7 @@ impl<B: Backend> Session<B> {
         tag: &str,
         criteria: &[SearchKey<'_>],
         uid: bool,
+        returned: Option<(String, Vec<String>)>,
         out: &mut Vec<u8>,
     ) -> Result<(String, Outcome), Refusal> {
         if criteria.iter().any(search::uses_modseq) {
@@ -250,7 +252,7 @@ impl<B: Backend> Session<B> {
             _ => String::new(),
         };
         // IMAP4rev2 answers every SEARCH with ESEARCH (RFC 9051 §6.4.4), `ALL` by default.
-        let returned = self.search_return.take().or_else(|| self.rev2.then(|| (tag.to_string(), Vec::new())));
+        let returned = returned.or_else(|| self.rev2.then(|| (tag.to_string(), Vec::new())));
         if let Some((tag, mut options)) = returned {
             if let Some(at) = options.iter().position(|o| o == "SAVE") {
                 options.remove(at);
