@@ -15,6 +15,7 @@ pub mod list;
 pub mod mime;
 pub mod mutf7;
 pub mod notify;
+pub mod preparse;
 pub mod recent;
 pub mod search;
 pub mod sendable;

@@ -101,7 +101,7 @@ struct Extras {
     /// ESEARCH/ESORT `RETURN` options, with the command's tag (RFC 4731, 5267).
     search_return: Option<(String, Vec<String>)>,
     /// LIST-EXTENDED selection and return options (RFC 5258).
-    list_options: Option<super::framing::ListOptions>,
+    list_options: Option<super::preparse::ListOptions>,
 }
 
 /// ID fields looked at (RFC 2971 allows 30).
@@ -394,7 +394,7 @@ impl<B: Backend> Session<B> {
         let rewritten;
         let mut bytes = bytes;
         let mut extras = Extras::default();
-        if let Some((cmd, options)) = super::framing::split_search_return(bytes) {
+        if let Some((cmd, options)) = super::preparse::split_search_return(bytes) {
             let tag = super::framing::tag_of(&cmd).unwrap_or("*").to_string();
             if let Err(why) = super::context::check_options(&options) {
                 return tagged(&tag, "BAD", &why);
@@ -430,7 +430,7 @@ impl<B: Backend> Session<B> {
             };
         }
         let list_rewritten;
-        match super::framing::split_list_extended(bytes) {
+        match super::preparse::split_list_extended(bytes) {
             Some(Ok((cmd, options))) => {
                 extras.list_options = Some(options);
                 list_rewritten = cmd;
@@ -913,11 +913,11 @@ impl<B: Backend> Session<B> {
         &mut self,
         reference: &Mailbox<'_>,
         pattern: &ListMailbox<'_>,
-        options: Option<super::framing::ListOptions>,
+        options: Option<super::preparse::ListOptions>,
         lsub: bool,
         out: &mut Vec<u8>,
     ) -> Result<(String, Outcome), Refusal> {
-        use super::framing::ListOptions;
+        use super::preparse::ListOptions;
         let verb = if lsub { "LSUB" } else { "LIST" };
         let first: &[u8] = match pattern {
             ListMailbox::Token(t) => t.as_ref(),
@@ -1087,17 +1087,17 @@ impl<B: Backend> Session<B> {
     fn substitute_saved(&self, bytes: &[u8]) -> Option<Vec<u8>> {
         let view = self.view.as_ref()?;
         let kept: Vec<(usize, u32)> = self.saved.iter().filter_map(|u| view.seq_of(*u).map(|q| (q, *u))).collect();
-        let nothing = super::framing::SAVED_NOTHING.to_string();
+        let nothing = super::preparse::SAVED_NOTHING.to_string();
         let set = |numbers: Vec<u32>| if numbers.is_empty() { nothing.clone() } else { encode::uid_set(&numbers) };
         let uids = set(kept.iter().map(|k| k.1).collect());
         let seqs = set(kept.iter().map(|k| k.0 as u32).collect());
-        super::framing::substitute_saved(bytes, &uids, &seqs)
+        super::preparse::substitute_saved(bytes, &uids, &seqs)
     }
 
     /// BAD for message numbers the client was never told about (UID sets are lenient).
     fn check_seq_set(&self, set: &SequenceSet, uid: bool) -> Result<(), Refusal> {
         let exists = self.view.as_ref().map_or(0, |v| v.exists()) as u32;
-        let empty_saved = search::in_set(set, super::framing::SAVED_NOTHING, 0) && set.0.as_ref().len() == 1;
+        let empty_saved = search::in_set(set, super::preparse::SAVED_NOTHING, 0) && set.0.as_ref().len() == 1;
         if !uid && !empty_saved && search::names_missing_seq(set, exists) {
             return Err(Refusal::Bad(format!("no such message (mailbox has {exists})")));
         }

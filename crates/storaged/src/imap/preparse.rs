@@ -1,0 +1,412 @@
+//! imap-codec's gaps, in one place: the syntax of extensions it does not parse, taken out of
+//! a command before it parses the rest. ESEARCH/ESORT `RETURN` options (RFC 4731, 5267),
+//! SEARCHRES `$` (RFC 5182) and LIST-EXTENDED options and several patterns (RFC 5258) here;
+//! MULTIAPPEND/CATENATE in [`super::append`], NOTIFY in [`super::notify`] and CANCELUPDATE in
+//! [`super::context`], which own their commands' syntax. Pure; each is bounded by the
+//! command line the reader already bounded.
+
+use super::framing::literal_suffix;
+
+/// ESEARCH (RFC 4731) return options of a `[UID] SEARCH RETURN (...)` command, which the
+/// parser does not know: the command without them, and the options (upper case; an empty
+/// list means `ALL`). `None` for any other command.
+pub fn split_search_return(bytes: &[u8]) -> Option<(Vec<u8>, Vec<String>)> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let (tag, rest) = text.split_once(' ')?;
+    let upper = rest.to_ascii_uppercase();
+    let prefix = ["UID SEARCH RETURN (", "SEARCH RETURN (", "UID SORT RETURN (", "SORT RETURN ("]
+        .into_iter()
+        .find(|p| upper.starts_with(p))?;
+    let after = &rest[prefix.len()..];
+    let close = after.find(')')?;
+    let options: Vec<String> = after[..close].split_whitespace().map(|o| o.to_ascii_uppercase()).collect();
+    let verb = &rest[..prefix.len() - "RETURN (".len()];
+    let remainder = after[close + 1..].trim_start();
+    Some((format!("{tag} {verb}{remainder}").into_bytes(), options))
+}
+
+/// A message number no mailbox reaches: what `$` becomes when the saved result is empty,
+/// so the command names nothing (RFC 5182 §2.1: it succeeds and affects no message).
+pub const SAVED_NOTHING: u32 = u32::MAX;
+
+/// Search keys followed by one string argument: a `$` there is that string, not a set.
+const STRING_KEYS: [&str; 9] = ["BCC", "BODY", "CC", "FROM", "KEYWORD", "SUBJECT", "TEXT", "TO", "UNKEYWORD"];
+/// Atoms, quoted strings and parentheses scanned on one command line.
+const TOKENS_MAX: usize = 4096;
+
+/// The length of the literal announced at `at` (`{n}` or `{n+}`, then CRLF): the bytes of
+/// announcement and data together, if all of it is in `bytes`.
+fn literal_at(bytes: &[u8], at: usize) -> Option<usize> {
+    let close = at + bytes[at..].iter().take(22).position(|b| *b == b'}')?;
+    let (n, _) = literal_suffix(&bytes[..=close])?;
+    let data = close + 1 + 2;
+    (bytes.get(close + 1..data) == Some(b"\r\n")).then_some(())?;
+    let end = data.checked_add(usize::try_from(n).ok()?)?;
+    (end <= bytes.len()).then_some(end - at)
+}
+
+/// The byte ranges of a whole command's tokens: atoms, quoted strings and literals (each
+/// one token), with each parenthesis a token of its own. Stops at the end of the command.
+fn tokens(line: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < line.len() && out.len() < TOKENS_MAX {
+        match line[i] {
+            b' ' => i += 1,
+            b'{' | b'~' if line[i] == b'{' || line.get(i + 1) == Some(&b'{') => {
+                // `~{n}` is a literal8 (RFC 3516).
+                let brace = if line[i] == b'~' { i + 1 } else { i };
+                let Some(len) = literal_at(line, brace) else { break };
+                out.push((i, brace + len));
+                i = brace + len;
+            }
+            b'\r' | b'\n' => break,
+            b'(' | b')' => {
+                out.push((i, i + 1));
+                i += 1;
+            }
+            b'"' => {
+                let start = i;
+                i += 1;
+                while i < line.len() && line[i] != b'"' {
+                    i += if line[i] == b'\\' { 2 } else { 1 };
+                }
+                i = (i + 1).min(line.len());
+                out.push((start, i));
+            }
+            _ => {
+                let start = i;
+                while i < line.len() && !b" ()\r\n".contains(&line[i]) {
+                    i += 1;
+                }
+                out.push((start, i));
+            }
+        }
+    }
+    out
+}
+
+/// The command with `$` (RFC 5182: the result the last `SEARCH RETURN (SAVE)` kept) replaced
+/// wherever it stands for a message set: the set of FETCH, STORE, COPY, MOVE and UID
+/// EXPUNGE (`uids` for UID commands, `seqs` otherwise), and a search key (as `UID uids`).
+/// `None` if the command uses no `$`.
+pub fn substitute_saved(bytes: &[u8], uids: &str, seqs: &str) -> Option<Vec<u8>> {
+    let toks = tokens(bytes);
+    let text = |k: usize| toks.get(k).map(|&(a, b)| &bytes[a..b]);
+    let is = |k: usize, word: &str| text(k).is_some_and(|t| t.eq_ignore_ascii_case(word.as_bytes()));
+    let uid = is(1, "UID");
+    let verb = if uid { 2 } else { 1 };
+    let mut replace: Vec<(usize, String)> = Vec::new();
+    if ["FETCH", "STORE", "COPY", "MOVE"].iter().any(|v| is(verb, v)) || (uid && is(verb, "EXPUNGE")) {
+        if text(verb + 1) == Some(b"$") {
+            replace.push((verb + 1, if uid { uids } else { seqs }.to_string()));
+        }
+    } else if is(verb, "SEARCH") {
+        let mut k = verb + 1;
+        if is(k, "RETURN") && text(k + 1) == Some(b"(") {
+            k += 2;
+            while k < toks.len() && text(k) != Some(b")") {
+                k += 1;
+            }
+            k += 1;
+        }
+        if is(k, "CHARSET") {
+            k += 2;
+        }
+        for i in k..toks.len() {
+            if text(i) != Some(b"$") {
+                continue;
+            }
+            let after_string_key =
+                STRING_KEYS.iter().any(|key| is(i - 1, key)) || is(i - 1, "HEADER") || is(i - 2, "HEADER");
+            if is(i - 1, "UID") {
+                replace.push((i, uids.to_string()));
+            } else if !after_string_key {
+                replace.push((i, format!("UID {uids}")));
+            }
+        }
+    }
+    if replace.is_empty() {
+        return None;
+    }
+    let mut out = bytes.to_vec();
+    for (k, with) in replace.into_iter().rev() {
+        let (a, b) = toks[k];
+        out.splice(a..b, with.into_bytes());
+    }
+    Some(out)
+}
+
+/// LIST-EXTENDED (RFC 5258) and LIST-STATUS (RFC 5819) options, which the parser does not
+/// know: selection options before the reference, return options after the pattern.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ListOptions {
+    /// Upper-case selection options (`SUBSCRIBED`, `SPECIAL-USE`, `RECURSIVEMATCH`, ...).
+    pub select: Vec<String>,
+    /// Upper-case return options other than STATUS.
+    pub ret: Vec<String>,
+    /// STATUS items requested with `RETURN (STATUS (...))`.
+    pub status: Vec<String>,
+    /// Patterns after the first of `LIST ref (p1 p2 ...)` (RFC 5258 §3), unquoted.
+    pub more_patterns: Vec<String>,
+}
+
+/// Selection options RFC 5258 and RFC 6154 define; any other is a BAD command.
+const SELECTION_OPTIONS: &[&str] = &["SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"];
+/// Return options RFC 5258, 5819 and 6154 define (STATUS is taken apart separately).
+const RETURN_OPTIONS: &[&str] = &["SUBSCRIBED", "CHILDREN", "SPECIAL-USE"];
+
+/// The first token of `text` (a quoted string with its quotes, or an atom) and the rest.
+fn astring_token(text: &str) -> Option<(&str, &str)> {
+    if let Some(inner) = text.strip_prefix('"') {
+        let mut escaped = false;
+        for (i, c) in inner.char_indices() {
+            match c {
+                '\\' if !escaped => escaped = true,
+                '"' if !escaped => return Some((&text[..i + 2], &text[i + 2..])),
+                _ => escaped = false,
+            }
+        }
+        return None;
+    }
+    let end = text.find([' ', '(']).unwrap_or(text.len());
+    (end > 0).then(|| (&text[..end], &text[end..]))
+}
+
+/// The text of an astring token: a quoted string unquoted and unescaped, an atom as it is.
+fn astring_text(token: &str) -> String {
+    match token.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(inner) => {
+            let mut out = String::new();
+            let mut chars = inner.chars();
+            while let Some(c) = chars.next() {
+                out.push(if c == '\\' { chars.next().unwrap_or(c) } else { c });
+            }
+            out
+        }
+        None => token.to_string(),
+    }
+}
+
+/// `ref (p1 p2 ...)`: the reference token and the pattern tokens, if `args` has that form.
+fn pattern_list(args: &str) -> Option<Result<(&str, Vec<String>), String>> {
+    let (reference, rest) = astring_token(args.trim_start())?;
+    let rest = rest.trim_start();
+    if !rest.starts_with('(') {
+        return None;
+    }
+    Some(match paren_items(rest) {
+        Some((items, after)) if after.trim().is_empty() && !items.is_empty() => Ok((reference, items)),
+        _ => Err("malformed list of patterns".into()),
+    })
+}
+
+/// RFC 5258 §3: an unknown selection or return option, or RECURSIVEMATCH without an option
+/// it could refine, is a BAD command.
+fn check_list_options(opts: &ListOptions) -> Result<(), String> {
+    if let Some(o) = opts.select.iter().find(|o| !SELECTION_OPTIONS.contains(&o.as_str())) {
+        return Err(format!("unknown selection option {o}"));
+    }
+    let refined = opts.select.iter().any(|o| o == "SUBSCRIBED" || o == "SPECIAL-USE");
+    if opts.select.iter().any(|o| o == "RECURSIVEMATCH") && !refined {
+        return Err("RECURSIVEMATCH needs SUBSCRIBED or SPECIAL-USE".into());
+    }
+    match opts.ret.iter().find(|o| !RETURN_OPTIONS.contains(&o.as_str())) {
+        Some(o) => Err(format!("unknown return option {o}")),
+        None => Ok(()),
+    }
+}
+
+/// Split a parenthesized list at the start of `text` into its top-level items (nested
+/// lists stay as one item); returns the items and the rest after the closing paren.
+fn paren_items(text: &str) -> Option<(Vec<String>, &str)> {
+    let inner = text.strip_prefix('(')?;
+    let (mut depth, mut items, mut cur) = (0usize, Vec::new(), String::new());
+    let (mut quoted, mut escaped) = (false, false);
+    for (i, c) in inner.char_indices() {
+        if quoted {
+            cur.push(c);
+            match c {
+                '\\' if !escaped => escaped = true,
+                '"' if !escaped => quoted = false,
+                _ => escaped = false,
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                quoted = true;
+                cur.push(c);
+            }
+            '(' => {
+                depth += 1;
+                cur.push(c);
+            }
+            ')' if depth == 0 => {
+                if !cur.trim().is_empty() {
+                    items.push(cur.trim().to_string());
+                }
+                return Some((items, &inner[i + 1..]));
+            }
+            ')' => {
+                depth -= 1;
+                cur.push(c);
+            }
+            ' ' if depth == 0 => {
+                if !cur.trim().is_empty() {
+                    items.push(cur.trim().to_string());
+                }
+                cur.clear();
+            }
+            _ => cur.push(c),
+        }
+    }
+    None
+}
+
+/// The LIST command without its extended options, and the options; `None` for a plain
+/// LIST or another command. `Err` carries a reason for BAD.
+pub fn split_list_extended(bytes: &[u8]) -> Option<Result<(Vec<u8>, ListOptions), String>> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let (tag, rest) = text.split_once(' ')?;
+    if !rest.get(..5)?.eq_ignore_ascii_case("LIST ") {
+        return None;
+    }
+    let mut args = rest[5..].trim_end_matches(['\r', '\n']).trim_start().to_string();
+    let mut opts = ListOptions::default();
+    let mut extended = false;
+    if args.starts_with('(') {
+        let (items, after) = match paren_items(&args) {
+            Some(x) => x,
+            None => return Some(Err("unbalanced selection options".into())),
+        };
+        opts.select = items.iter().map(|i| i.to_ascii_uppercase()).collect();
+        args = after.trim_start().to_string();
+        extended = true;
+    }
+    let upper = args.to_ascii_uppercase();
+    if let Some(at) = upper.rfind(" RETURN (") {
+        let (items, after) = match paren_items(&args[at + 8..]) {
+            Some(x) => x,
+            None => return Some(Err("unbalanced return options".into())),
+        };
+        if !after.trim().is_empty() {
+            return Some(Err("text after the return options".into()));
+        }
+        let mut items = items.into_iter();
+        while let Some(item) = items.next() {
+            let up = item.to_ascii_uppercase();
+            if up == "STATUS" {
+                match items.next().as_deref().and_then(paren_items) {
+                    Some((names, rest)) if rest.trim().is_empty() && !names.is_empty() => {
+                        opts.status = names.iter().map(|n| n.to_ascii_uppercase()).collect();
+                    }
+                    _ => return Some(Err("STATUS needs a list of items".into())),
+                }
+            } else {
+                opts.ret.push(up);
+            }
+        }
+        args.truncate(at);
+        extended = true;
+    }
+    match pattern_list(&args) {
+        Some(Ok((reference, patterns))) => {
+            opts.more_patterns = patterns[1..].iter().map(|p| astring_text(p)).collect();
+            args = format!("{reference} {}", patterns[0]);
+        }
+        Some(Err(why)) => return Some(Err(why)),
+        None if !extended => return None,
+        None => {}
+    }
+    if let Err(why) = check_list_options(&opts) {
+        return Some(Err(why));
+    }
+    Some(Ok((format!("{tag} LIST {args}\r\n").into_bytes(), opts)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_return_options_are_split_off() {
+        let (cmd, opts) = split_search_return(b"a1 UID SEARCH RETURN (MIN count) UNSEEN\r\n").unwrap();
+        assert_eq!(
+            (cmd.as_slice(), opts),
+            (&b"a1 UID SEARCH UNSEEN\r\n"[..], vec!["MIN".to_string(), "COUNT".to_string()])
+        );
+        let (cmd, opts) = split_search_return(b"a2 search return () ALL\r\n").unwrap();
+        assert_eq!((cmd.as_slice(), opts.len()), (&b"a2 search ALL\r\n"[..], 0));
+        assert!(split_search_return(b"a3 SEARCH UNSEEN\r\n").is_none());
+        assert!(split_search_return(b"a4 SEARCH RETURN (MIN UNSEEN\r\n").is_none());
+    }
+
+    #[test]
+    fn rfc5258_3_unknown_options_are_bad_and_several_patterns_are_taken() {
+        for bad in [
+            &b"a LIST (imaptest) \"\" \"\"\r\n"[..],
+            b"a LIST (recursivematch) \"\" \"\"\r\n",
+            b"a LIST (recursivematch remote) \"\" \"\"\r\n",
+            b"a LIST \"\" \"\" return (imaptest)\r\n",
+            b"a LIST \"\" (a b\r\n",
+        ] {
+            assert!(split_list_extended(bad).unwrap().is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        assert!(split_list_extended(b"a LIST (subscribed recursivematch) \"\" *\r\n").unwrap().is_ok());
+        assert!(split_list_extended(b"a LIST (remote) \"\" %\r\n").unwrap().is_ok());
+        let (cmd, o) = split_list_extended(b"a LIST \"\" (box/*2 box/test3)\r\n").unwrap().unwrap();
+        assert_eq!((cmd.as_slice(), o.more_patterns), (&b"a LIST \"\" box/*2\r\n"[..], vec!["box/test3".to_string()]));
+    }
+
+    #[test]
+    fn list_extended_options_are_split_off() {
+        let (cmd, o) =
+            split_list_extended(b"a LIST (SUBSCRIBED) \"\" \"*\" RETURN (STATUS (MESSAGES UNSEEN) CHILDREN)\r\n")
+                .unwrap()
+                .unwrap();
+        assert_eq!(cmd, b"a LIST \"\" \"*\"\r\n");
+        assert_eq!(o.select, vec!["SUBSCRIBED"]);
+        assert_eq!(o.ret, vec!["CHILDREN"]);
+        assert_eq!(o.status, vec!["MESSAGES", "UNSEEN"]);
+        let (cmd, o) = split_list_extended(b"b list \"\" % return (special-use)\r\n").unwrap().unwrap();
+        assert_eq!((cmd.as_slice(), o.ret), (&b"b LIST \"\" %\r\n"[..], vec!["SPECIAL-USE".to_string()]));
+        assert!(split_list_extended(b"c LIST \"\" *\r\n").is_none());
+        assert!(split_list_extended(b"d LSUB \"\" *\r\n").is_none());
+        assert!(split_list_extended(b"e LIST (SUBSCRIBED \"\" *\r\n").unwrap().is_err());
+        let (cmd, o) = split_list_extended(b"f LIST () \"\" (a \"b c\" %)\r\n").unwrap().unwrap();
+        assert_eq!((cmd.as_slice(), o.more_patterns), (&b"f LIST \"\" a\r\n"[..], vec!["b c".to_string(), "%".into()]));
+        assert!(split_list_extended(b"g LIST \"\" * RETURN (STATUS)\r\n").unwrap().is_err());
+    }
+
+    #[test]
+    fn saved_results_stand_in_for_dollar() {
+        let sub = |cmd: &str| substitute_saved(cmd.as_bytes(), "4:7", "2,5").map(|b| String::from_utf8(b).unwrap());
+        assert_eq!(sub("a FETCH $ (FLAGS)\r\n").as_deref(), Some("a FETCH 2,5 (FLAGS)\r\n"));
+        assert_eq!(sub("a UID FETCH $ (FLAGS)\r\n").as_deref(), Some("a UID FETCH 4:7 (FLAGS)\r\n"));
+        assert_eq!(sub("a uid expunge $\r\n").as_deref(), Some("a uid expunge 4:7\r\n"));
+        assert_eq!(sub("a MOVE $ Trash\r\n").as_deref(), Some("a MOVE 2,5 Trash\r\n"));
+        assert_eq!(sub("a STORE $ +FLAGS (\\Seen)\r\n").as_deref(), Some("a STORE 2,5 +FLAGS (\\Seen)\r\n"));
+        assert_eq!(
+            sub("a SEARCH RETURN (SAVE) CHARSET UTF-8 ($ OR UID $ SUBJECT $) NOT $\r\n").as_deref(),
+            Some("a SEARCH RETURN (SAVE) CHARSET UTF-8 (UID 4:7 OR UID 4:7 SUBJECT $) NOT UID 4:7\r\n")
+        );
+        assert_eq!(sub("a SEARCH HEADER $ $ KEYWORD $\r\n"), None);
+        // After a literal too (the literal's bytes are one token, whatever they hold).
+        assert_eq!(
+            sub("a SEARCH SUBJECT {1}\r\n$ $ NOT $\r\n").as_deref(),
+            Some("a SEARCH SUBJECT {1}\r\n$ UID 4:7 NOT UID 4:7\r\n")
+        );
+        assert_eq!(
+            sub("a SEARCH SUBJECT {3+}\r\n$\r\n $\r\n").as_deref(),
+            Some("a SEARCH SUBJECT {3+}\r\n$\r\n UID 4:7\r\n")
+        );
+        assert_eq!(sub("a SEARCH SUBJECT {99}\r\n$ $\r\n"), None, "a literal longer than the command");
+        // Not a set: a mailbox named `$`, a keyword, a quoted string, no `$` at all.
+        assert_eq!(sub("a COPY 1 $\r\n"), None);
+        assert_eq!(sub("a STORE 1 +FLAGS ($)\r\n"), None);
+        assert_eq!(sub("a SEARCH SUBJECT \"$\"\r\n"), None);
+        assert_eq!(sub("a FETCH $1 FLAGS\r\n"), None);
+        assert_eq!(sub("a NOOP\r\n"), None);
+    }
+}
