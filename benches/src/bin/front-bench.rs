@@ -164,6 +164,7 @@ fn main() -> anyhow::Result<()> {
         server: server.to_string(),
         logins: (0..args.sessions).map(|u| (format!("user{u}@example.edu"), PASSWORD.to_string())).collect(),
         duration: Duration::from_secs_f64(args.seconds),
+        profile: Default::default(),
         append_bytes: args.message_bytes,
     };
     let runs = paired(args.rounds, || run(&load(&front_imap)), || run(&load(&leader.imap)), |s| s.commands_per_sec);

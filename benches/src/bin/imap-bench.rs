@@ -20,7 +20,7 @@ use benches::peers::{start_dovecot, start_storaged, PASSWORD};
 use benches::procs::{pss_kib, tree_pss_kib, Procs};
 use clap::Parser;
 use tools::imap_client::Client;
-use tools::imap_load::{idle_connections, run, Load, LoadStats};
+use tools::imap_load::{idle_connections, run, Load, LoadStats, Profile};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -35,6 +35,9 @@ struct Args {
     messages: usize,
     #[arg(long, default_value_t = 4096)]
     message_bytes: usize,
+    /// The command mix: `mixed` (a mail client's day) or `sort-thread` (a webmail's listing).
+    #[arg(long, value_enum, default_value_t = Profile::Mixed)]
+    profile: Profile,
     /// Idle connections for the memory figure (0: skip).
     #[arg(long, default_value_t = 1000)]
     idle: usize,
@@ -134,6 +137,7 @@ fn main() -> anyhow::Result<()> {
         logins: logins(args.sessions, users),
         duration: Duration::from_secs_f64(args.seconds),
         append_bytes: args.message_bytes,
+        profile: args.profile,
     };
     let runs = paired(args.rounds, || run(&load(&ours)), || run(&load(&dovecot.imap)), |s| s.commands_per_sec);
     let ratio = runs.ratio;

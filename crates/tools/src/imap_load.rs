@@ -21,6 +21,17 @@ pub struct Load {
     pub logins: Vec<(String, String)>,
     pub duration: Duration,
     pub append_bytes: usize,
+    pub profile: Profile,
+}
+
+/// Which commands a session sends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Profile {
+    /// Reads, flag changes, appends and expunges, as a mail client's day.
+    #[default]
+    Mixed,
+    /// A webmail listing folders sorted and threaded (SORT and THREAD with header fetches).
+    SortThread,
 }
 
 /// Figures for one command kind.
@@ -58,16 +69,23 @@ const MIX: &[(&str, u32)] = &[
     ("SELECT", 5),
 ];
 
-fn pick(rng: &mut impl Rng) -> &'static str {
-    let total: u32 = MIX.iter().map(|m| m.1).sum();
+const SORT_THREAD_MIX: &[(&str, u32)] =
+    &[("SORT", 35), ("THREAD", 25), ("FETCH-HEADER", 25), ("SEARCH", 10), ("SELECT", 5)];
+
+fn pick(rng: &mut impl Rng, profile: Profile) -> &'static str {
+    let mix = match profile {
+        Profile::Mixed => MIX,
+        Profile::SortThread => SORT_THREAD_MIX,
+    };
+    let total: u32 = mix.iter().map(|m| m.1).sum();
     let mut x = rng.gen_range(0..total);
-    for (name, w) in MIX {
+    for (name, w) in mix {
         if x < *w {
             return name;
         }
         x -= w;
     }
-    MIX[0].0
+    mix[0].0
 }
 
 fn exists_of(data: &[u8]) -> Option<u32> {
@@ -90,7 +108,15 @@ fn track_exists(data: &[u8], mut exists: u32) -> u32 {
 /// One session's samples: per command, latencies, errors and the first refusal.
 type Samples = BTreeMap<&'static str, (Vec<u64>, u64, Option<String>)>;
 
-fn session(server: &str, user: &str, password: &str, until: Instant, append_bytes: usize) -> Option<Samples> {
+/// What one session runs: against which server, until when, its APPENDs' size and its mix.
+struct Plan {
+    until: Instant,
+    append_bytes: usize,
+    profile: Profile,
+}
+
+fn session(server: &str, user: &str, password: &str, plan: Plan) -> Option<Samples> {
+    let Plan { until, append_bytes, profile } = plan;
     let mut c = Client::connect(server).ok()?;
     if !c.command(&format!("LOGIN \"{user}\" \"{password}\"")).ok()?.ok() {
         return None;
@@ -109,13 +135,21 @@ fn session(server: &str, user: &str, password: &str, until: Instant, append_byte
         m
     };
     while Instant::now() < until {
-        let kind = pick(&mut rng);
+        let kind = pick(&mut rng, profile);
         let n = if exists > 0 { rng.gen_range(1..=exists) } else { 0 };
         let started = Instant::now();
         let ok = match kind {
             "FETCH-HEADER" if n > 0 => c.command(&format!("FETCH {n} (UID FLAGS BODY.PEEK[HEADER])")),
             "FETCH-BODY" if n > 0 => c.command(&format!("FETCH {n} (BODY.PEEK[])")),
             "SEARCH" => c.command(if rng.gen_bool(0.5) { "SEARCH UNSEEN" } else { "SEARCH SUBJECT \"message 7\"" }),
+            "SORT" => {
+                c.command(if rng.gen_bool(0.5) { "SORT (REVERSE DATE) UTF-8 ALL" } else { "SORT (SUBJECT) UTF-8 ALL" })
+            }
+            "THREAD" => c.command(if rng.gen_bool(0.5) {
+                "THREAD REFERENCES UTF-8 ALL"
+            } else {
+                "THREAD ORDEREDSUBJECT UTF-8 ALL"
+            }),
             "STORE" if n > 0 => {
                 let op = if rng.gen_bool(0.5) { "+" } else { "-" };
                 c.command(&format!("STORE {n} {op}FLAGS (\\Seen)"))
@@ -176,8 +210,9 @@ pub fn run(load: &Load) -> LoadStats {
         .iter()
         .cloned()
         .map(|(u, p)| {
-            let (server, size) = (load.server.clone(), load.append_bytes);
-            std::thread::spawn(move || session(&server, &u, &p, until, size))
+            let server = load.server.clone();
+            let plan = Plan { until, append_bytes: load.append_bytes, profile: load.profile };
+            std::thread::spawn(move || session(&server, &u, &p, plan))
         })
         .collect();
     let mut stats = LoadStats::default();

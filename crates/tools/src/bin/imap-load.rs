@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use tools::imap_load::{run, Load};
+use tools::imap_load::{run, Load, Profile};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -22,6 +22,9 @@ struct Args {
     seconds: f64,
     #[arg(long, default_value_t = 4096)]
     append_bytes: usize,
+    /// The command mix.
+    #[arg(long, value_enum, default_value_t = Profile::Mixed)]
+    profile: Profile,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,6 +35,7 @@ fn main() -> anyhow::Result<()> {
         logins,
         duration: Duration::from_secs_f64(a.seconds),
         append_bytes: a.append_bytes,
+        profile: a.profile,
     });
     println!("{}", serde_json::to_string_pretty(&stats)?);
     Ok(())
