@@ -62,8 +62,27 @@ fn pre_login(data: &[u8]) {
     }
 }
 
+/// The pure parsers of header fields and extension syntax on their own (the session below
+/// reaches them too, but only through commands that parse first): they must never panic,
+/// and what they return stays within their bounds.
+fn extension_parsers(data: &[u8]) {
+    use storaged::imap::{address, append, notify, sort, thread};
+    let entries = address::parse(data);
+    assert!(entries.len() <= address::ENTRIES_MAX);
+    let _ = address::search_text(&entries);
+    if let Some(Ok(a)) = append::parse(data) {
+        assert!(a.messages.len() <= append::MESSAGES_MAX);
+    }
+    let _ = append::parse_url(&String::from_utf8_lossy(data));
+    let _ = notify::parse(data);
+    let _ = thread::message_ids(data);
+    let base = sort::base_subject(&sort::decode_words(data));
+    assert!(base.len() <= sort::KEY_MAX_BYTES * 3, "a base subject grew: {}", base.len());
+}
+
 pub fn run(data: &[u8]) {
     pre_login(data);
+    extension_parsers(data);
     let _ = tag_of(data);
     HARNESS.with(|h| {
         let mut h = h.borrow_mut();
