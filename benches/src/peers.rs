@@ -3,10 +3,12 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
 use clusterkit::storage::{self, Listeners, NodeAddrs};
+use tools::imap_client::Client;
 
 use crate::procs::{free_port, spawn, Procs};
 
@@ -199,4 +201,25 @@ pub fn spawn_frontd(bin: &Path, dir: &Path) -> anyhow::Result<std::process::Chil
             .stdout(Stdio::null())
             .stderr(log),
     )
+}
+
+/// Wait until one of `addrs` takes `user0`'s login and SELECT; its address (for our group:
+/// the leader's).
+pub fn imap_ready(addrs: &[String]) -> anyhow::Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        for a in addrs {
+            if let Ok(mut c) = Client::connect(a) {
+                let ok = c.command(&format!("LOGIN user0@example.edu {PASSWORD}")).is_ok_and(|x| x.ok())
+                    && c.command("SELECT INBOX").is_ok_and(|x| x.ok());
+                if ok {
+                    return Ok(a.clone());
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("no IMAP server ready among {addrs:?}");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }

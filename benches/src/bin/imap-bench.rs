@@ -16,10 +16,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use benches::lmtp_load::fill;
 use benches::paired::{median_by, paired};
-use benches::peers::{start_dovecot, start_storaged, PASSWORD};
+use benches::peers::{imap_ready, start_dovecot, start_storaged, PASSWORD};
 use benches::procs::{pss_kib, tree_pss_kib, Procs};
 use clap::Parser;
-use tools::imap_client::Client;
 use tools::imap_load::{idle_connections, run, Load, LoadStats, Profile};
 
 #[derive(Parser, Debug)]
@@ -56,26 +55,6 @@ fn raise_open_file_limit() {
             lim.rlim_cur = lim.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
-    }
-}
-
-/// Wait until `addr` accepts a login and SELECT (for our group: the leader's).
-fn imap_ready(addrs: &[String]) -> anyhow::Result<String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        for a in addrs {
-            if let Ok(mut c) = Client::connect(a) {
-                let ok = c.command(&format!("LOGIN user0@example.edu {PASSWORD}")).is_ok_and(|x| x.ok())
-                    && c.command("SELECT INBOX").is_ok_and(|x| x.ok());
-                if ok {
-                    return Ok(a.clone());
-                }
-            }
-        }
-        if Instant::now() > deadline {
-            bail!("no IMAP server ready among {addrs:?}");
-        }
-        std::thread::sleep(Duration::from_millis(300));
     }
 }
 

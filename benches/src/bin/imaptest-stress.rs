@@ -10,14 +10,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use benches::paired::{median_by, paired};
-use benches::peers::{start_dovecot, start_storaged, PASSWORD};
+use benches::peers::{imap_ready, start_dovecot, start_storaged, PASSWORD};
 use benches::procs::Procs;
 use clap::Parser;
-use tools::imap_client::Client;
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -88,26 +86,6 @@ fn stress(imaptest: &Path, server: &str, args: &Args) -> anyhow::Result<Stress> 
     let commands = total_commands(&text).with_context(|| format!("no totals in imaptest's output:\n{text}"))?;
     let errors = text.lines().filter(|l| l.starts_with("Error:")).map(str::to_string).collect();
     Ok(Stress { commands, per_sec: commands as f64 / args.secs as f64, errors })
-}
-
-/// Wait until one of `addrs` takes a login and SELECT (for our group: the leader).
-fn imap_ready(addrs: &[String]) -> anyhow::Result<String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        for a in addrs {
-            if let Ok(mut c) = Client::connect(a) {
-                let ok = c.command(&format!("LOGIN user0@example.edu {PASSWORD}")).is_ok_and(|x| x.ok())
-                    && c.command("SELECT INBOX").is_ok_and(|x| x.ok());
-                if ok {
-                    return Ok(a.clone());
-                }
-            }
-        }
-        if Instant::now() > deadline {
-            bail!("no IMAP server ready among {addrs:?}");
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
 }
 
 fn main() -> anyhow::Result<()> {

@@ -92,6 +92,9 @@ pub fn check_options(options: &[String]) -> Result<(), String> {
 
 /// `tag CANCELUPDATE "t1" ...` (RFC 5267 §4.2): the tags of the searches to stop updating.
 pub fn cancel_update(bytes: &[u8]) -> Option<Vec<String>> {
+    if !super::preparse::verb_is(bytes, &["CANCELUPDATE"]) {
+        return None;
+    }
     let text = std::str::from_utf8(bytes).ok()?.trim_end();
     let (_, rest) = text.split_once(' ')?;
     let (verb, args) = rest.split_once(' ').unwrap_or((rest, ""));

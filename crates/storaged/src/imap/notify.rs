@@ -161,6 +161,9 @@ fn events(w: &mut Words<'_>) -> Result<Vec<Event>, NotifyError> {
 
 /// `tag NOTIFY ...`; `None` for another command.
 pub fn parse(bytes: &[u8]) -> Option<Result<Notify, NotifyError>> {
+    if !super::preparse::verb_is(bytes, &["NOTIFY"]) {
+        return None;
+    }
     let text = std::str::from_utf8(bytes).ok()?.trim_end();
     let (_, rest) = text.split_once(' ')?;
     let (verb, args) = rest.split_once(' ').unwrap_or((rest, ""));

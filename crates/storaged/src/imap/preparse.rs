@@ -7,10 +7,22 @@
 
 use super::framing::literal_suffix;
 
+/// Whether the command's first word after the tag is one of `verbs` (ASCII, any case):
+/// looked at before anything converts the command (an APPEND may carry 30 MB) to text.
+pub fn verb_is(bytes: &[u8], verbs: &[&str]) -> bool {
+    let line = &bytes[..bytes.iter().position(|b| *b == b'\r' || *b == b'\n').unwrap_or(bytes.len())];
+    let mut words = line.splitn(3, |b| *b == b' ');
+    let _tag = words.next();
+    words.next().is_some_and(|v| verbs.iter().any(|w| v.eq_ignore_ascii_case(w.as_bytes())))
+}
+
 /// ESEARCH (RFC 4731) return options of a `[UID] SEARCH RETURN (...)` command, which the
 /// parser does not know: the command without them, and the options (upper case; an empty
 /// list means `ALL`). `None` for any other command.
 pub fn split_search_return(bytes: &[u8]) -> Option<(Vec<u8>, Vec<String>)> {
+    if !verb_is(bytes, &["SEARCH", "SORT", "UID"]) {
+        return None;
+    }
     let text = std::str::from_utf8(bytes).ok()?;
     let (tag, rest) = text.split_once(' ')?;
     let upper = rest.to_ascii_uppercase();
@@ -267,6 +279,9 @@ fn paren_items(text: &str) -> Option<(Vec<String>, &str)> {
 /// The LIST command without its extended options, and the options; `None` for a plain
 /// LIST or another command. `Err` carries a reason for BAD.
 pub fn split_list_extended(bytes: &[u8]) -> Option<Result<(Vec<u8>, ListOptions), String>> {
+    if !verb_is(bytes, &["LIST"]) {
+        return None;
+    }
     let text = std::str::from_utf8(bytes).ok()?;
     let (tag, rest) = text.split_once(' ')?;
     if !rest.get(..5)?.eq_ignore_ascii_case("LIST ") {
