@@ -9,6 +9,7 @@ pub mod address;
 pub mod admin;
 pub mod config;
 pub mod daemon;
+pub mod deflate;
 pub mod frame;
 pub mod imap_tag;
 pub mod limiter;

@@ -1,6 +1,8 @@
 //! Independent IMAP clients against a real storaged group: mbsync (isync) syncs a
 //! 1,000-message mailbox down, pushes flag changes, a deletion and a new message up, and
-//! syncs again, twice, without duplicates; curl fetches a message by UID.
+//! syncs again, twice, without duplicates (compressed: isync uses COMPRESS=DEFLATE when
+//! offered); curl fetches a message by UID; Python's zlib runs a compressed session and
+//! sends a deflate bomb.
 
 mod support;
 
@@ -130,5 +132,21 @@ fn mbsync_and_curl_interoperate() {
     assert!(out.status.success(), "curl failed: {}", String::from_utf8_lossy(&out.stderr));
     let body = String::from_utf8_lossy(&out.stdout);
     assert!(body.contains("Subject: message 4") && body.contains("body 4"), "{body}");
+
+    // COMPRESS=DEFLATE (RFC 4978) with zlib on the other side: a session runs compressed,
+    // and a deflate bomb ends in BYE [LIMIT] instead of inflating 256 MiB.
+    let login = support::login_args(&c.imap[leader], 1);
+    let mut args = vec!["session"];
+    args.extend(login.iter().map(String::as_str));
+    let r = support::py_json("imap_compress.py", &args);
+    assert_eq!(r["exists"], MESSAGES, "{r}");
+    assert_eq!(r["fetched"], MESSAGES, "{r}");
+    assert_eq!(r["body_ok"], true, "{r}");
+    assert!(r["second_compress"].as_str().unwrap().starts_with("y NO [COMPRESSIONACTIVE]"), "{r}");
+    assert!(r["logout"].as_str().unwrap().starts_with("o OK"), "{r}");
+    args[0] = "bomb";
+    let r = support::py_json("imap_compress.py", &args);
+    assert!(r["last_line"].as_str().unwrap().starts_with("* BYE [LIMIT]"), "{r}");
+    assert_eq!(r["closed"], true, "{r}");
     c.kill(leader);
 }

@@ -74,16 +74,19 @@ where
             }
             _ = stopping.changed() => {
                 wr.write_all(b"* BYE [UNAVAILABLE] server shutting down\r\n").await?;
+                wr.flush().await?;
                 return Ok(IdleEnd::Closed);
             }
             _ = check.tick() => {
                 if let Some(bye) = gone() {
                     wr.write_all(bye).await?;
+                    wr.flush().await?;
                     return Ok(IdleEnd::Closed);
                 }
             }
             () = &mut autologout => {
                 wr.write_all(b"* BYE autologout: idle too long\r\n").await?;
+                wr.flush().await?;
                 return Ok(IdleEnd::Closed);
             }
         }

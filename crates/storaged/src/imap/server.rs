@@ -5,6 +5,7 @@
 //! node stops leading the user's mailhost.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use crate::group::Group;
 use crate::line::{read_line_within, Line};
 use crate::node::Node;
 use crate::tls::{serve_with_starttls, Conn, End};
+use common::deflate::{is_bomb, Deflate, Expansion, Inflate};
 
 /// Longest command line between literals.
 const COMMAND_LINE_MAX: usize = 64 * 1024;
@@ -81,7 +83,7 @@ async fn read_command<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin>(
         let line = match read_line_within(rd, COMMAND_LINE_MAX, IDLE_TIMEOUT).await? {
             Line::Eof => return Ok(Input::Closed),
             Line::Idle => {
-                wr.write_all(b"* BYE autologout: idle too long\r\n").await?;
+                send(wr, b"* BYE autologout: idle too long\r\n").await?;
                 return Ok(Input::Closed);
             }
             Line::TooLong { head } => {
@@ -146,8 +148,84 @@ async fn handle(stream: TcpStream, peer: SocketAddr, node: Arc<Node>, implicit_t
     serve_with_starttls(conn, node.tls.as_ref(), &mut state, commands, |state| state.session.tls_started()).await
 }
 
-/// Read and answer commands until the connection ends or asks for TLS.
+/// How a command loop ended.
+enum LoopEnd {
+    Closed,
+    StartTls,
+    /// COMPRESS was answered OK: go on with both directions compressed.
+    Compress(CompressPermit),
+}
+
+/// Compressed sessions on this process at most: each holds about 300 KiB of codec state.
+const COMPRESSED_SESSIONS_MAX: usize = 1024;
+static COMPRESSED_SESSIONS: AtomicUsize = AtomicUsize::new(0);
+
+/// One of the [`COMPRESSED_SESSIONS_MAX`] compressed sessions, given back on drop.
+struct CompressPermit;
+
+impl CompressPermit {
+    fn take() -> Option<Self> {
+        let taken = COMPRESSED_SESSIONS
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < COMPRESSED_SESSIONS_MAX).then_some(n + 1));
+        taken.is_ok().then_some(CompressPermit)
+    }
+}
+
+impl Drop for CompressPermit {
+    fn drop(&mut self) {
+        COMPRESSED_SESSIONS.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Read and answer commands until the connection ends or asks for TLS; after COMPRESS, on
+/// the compressed streams (RFC 4978) until it ends.
 async fn commands(conn: &mut Conn, state: &mut State) -> std::io::Result<End> {
+    let tls = conn.tls;
+    let permit = match command_loop(&mut conn.rd, &mut conn.wr, tls, state).await? {
+        LoopEnd::Closed => return Ok(End::Closed),
+        LoopEnd::StartTls => return Ok(End::StartTls),
+        LoopEnd::Compress(permit) => permit,
+    };
+    let mut rd = tokio::io::BufReader::new(Inflate::new(&mut conn.rd, Expansion::default()));
+    let mut wr = Deflate::new(&mut conn.wr);
+    let ended = command_loop(&mut rd, &mut wr, tls, state).await;
+    drop(permit);
+    match ended {
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            // A deflate bomb or a corrupt stream: say why before closing (RFC 4978 §4).
+            let why =
+                if is_bomb(&e) { "[LIMIT] compressed input expands too much" } else { "corrupt compressed input" };
+            tracing::info!(peer = %state.peer, error = %e, "IMAP compressed input refused");
+            send(&mut wr, format!("* BYE {why}\r\n").as_bytes()).await?;
+            wr.shutdown().await?;
+            drop(rd);
+            linger(&mut conn.rd).await;
+            Ok(End::Closed)
+        }
+        Err(e) => Err(e),
+        // STARTTLS is refused once logged in, and COMPRESS once compressed.
+        Ok(_) => Ok(End::Closed),
+    }
+}
+
+/// Input discarded after a final `BYE`, so that closing with unread input (which makes the
+/// kernel reset the connection) does not destroy the `BYE` before the client reads it.
+const LINGER_BYTES_MAX: u64 = 1 << 20;
+const LINGER_TIME: Duration = Duration::from_secs(2);
+
+async fn linger<R: tokio::io::AsyncRead + Unpin>(rd: &mut R) {
+    let mut sink = tokio::io::sink();
+    let _ = tokio::time::timeout(LINGER_TIME, tokio::io::copy(&mut rd.take(LINGER_BYTES_MAX), &mut sink)).await;
+}
+
+/// Read and answer commands on one pair of streams until the connection ends, asks for
+/// TLS, or turns on compression.
+async fn command_loop<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin>(
+    rd: &mut R,
+    wr: &mut W,
+    tls: bool,
+    state: &mut State,
+) -> std::io::Result<LoopEnd> {
     let (peer, node) = (state.peer, Arc::clone(&state.node));
     let node = &*node;
     loop {
@@ -156,57 +234,73 @@ async fn commands(conn: &mut Conn, state: &mut State) -> std::io::Result<End> {
             append: node.limits.message_max_bytes + COMMAND_LINE_MAX,
             other: SMALL_COMMAND_MAX,
         };
-        let bytes = match read_command(&mut conn.rd, &mut conn.wr, &limits).await? {
-            Input::Closed => return Ok(End::Closed),
+        let bytes = match read_command(rd, wr, &limits).await? {
+            Input::Closed => return Ok(LoopEnd::Closed),
             Input::Refused(reply) => {
-                conn.wr.write_all(&reply).await?;
+                send(wr, &reply).await?;
                 continue;
             }
             Input::Command(b) => b,
         };
         if let Some(g) = &state.group {
             if let Some(bye) = gone_away(g, node, state.session.logged_in_user()) {
-                conn.wr.write_all(bye).await?;
-                return Ok(End::Closed);
+                send(wr, bye).await?;
+                return Ok(LoopEnd::Closed);
             }
         }
         let (out, outcome) = state.session.input(&bytes).await;
-        conn.wr.write_all(&out).await?;
+        send(wr, &out).await?;
         let mut outcome = outcome;
         // Follow-ups (login checks, SASL continuation) may chain.
         loop {
             match outcome {
                 Outcome::Continue => break,
-                Outcome::Logout => return Ok(End::Closed),
-                Outcome::StartTls => {
-                    conn.wr.flush().await?;
-                    return Ok(End::StartTls);
+                Outcome::Logout => return Ok(LoopEnd::Closed),
+                Outcome::StartTls => return Ok(LoopEnd::StartTls),
+                Outcome::Compress { tag } => {
+                    let Some(permit) = CompressPermit::take() else {
+                        send(
+                            wr,
+                            format!("{tag} NO [LIMIT] too many compressed sessions; go on uncompressed\r\n").as_bytes(),
+                        )
+                        .await?;
+                        break;
+                    };
+                    send(wr, format!("{tag} OK DEFLATE active\r\n").as_bytes()).await?;
+                    state.session.compression_started();
+                    return Ok(LoopEnd::Compress(permit));
                 }
                 Outcome::SaslContinue { tag } => {
-                    conn.wr.write_all(b"+ \r\n").await?;
-                    let reply = match read_line_within(&mut conn.rd, 4096, IDLE_TIMEOUT).await? {
+                    send(wr, b"+ \r\n").await?;
+                    let reply = match read_line_within(rd, 4096, IDLE_TIMEOUT).await? {
                         Line::Complete(l) => state.session.sasl_response(&tag, &l),
                         Line::TooLong { .. } => state.session.sasl_response(&tag, b"!"),
-                        Line::Eof | Line::Idle => return Ok(End::Closed),
+                        Line::Eof | Line::Idle => return Ok(LoopEnd::Closed),
                     };
-                    conn.wr.write_all(&reply.0).await?;
+                    send(wr, &reply.0).await?;
                     outcome = reply.1;
                 }
                 Outcome::Login { tag, creds } => {
-                    let (bytes, next) = login(node, peer, conn.tls, state, &tag, &creds).await;
-                    conn.wr.write_all(&bytes).await?;
+                    let (bytes, next) = login(node, peer, tls, state, &tag, &creds).await;
+                    send(wr, &bytes).await?;
                     outcome = next;
                 }
                 Outcome::Idle { tag } => {
                     let g = state.group.clone().expect("IDLE only after login");
-                    if !idle(&mut conn.rd, &mut conn.wr, &mut state.session, &g, node, &tag).await? {
-                        return Ok(End::Closed);
+                    if !idle(rd, wr, &mut state.session, &g, node, &tag).await? {
+                        return Ok(LoopEnd::Closed);
                     }
                     break;
                 }
             }
         }
     }
+}
+
+/// Write a response and flush it: a compressing or TLS writer holds bytes until flushed.
+async fn send<W: AsyncWrite + Unpin>(wr: &mut W, bytes: &[u8]) -> std::io::Result<()> {
+    wr.write_all(bytes).await?;
+    wr.flush().await
 }
 
 async fn login(
@@ -269,7 +363,7 @@ async fn idle<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin>(
     changes.mark_unchanged();
     let mut stopping = node.stopping.subscribe();
     if *stopping.borrow_and_update() {
-        wr.write_all(b"* BYE [UNAVAILABLE] server shutting down\r\n").await?;
+        send(wr, b"* BYE [UNAVAILABLE] server shutting down\r\n").await?;
         return Ok(false);
     }
     wr.write_all(b"+ idling\r\n").await?;
@@ -285,11 +379,11 @@ async fn idle<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin>(
     };
     match super::idle::wait(rd, wr, events).await? {
         super::idle::IdleEnd::Done => {
-            wr.write_all(&session.idle_done(tag)).await?;
+            send(wr, &session.idle_done(tag)).await?;
             Ok(true)
         }
         super::idle::IdleEnd::NotDone => {
-            wr.write_all(format!("{tag} BAD expected DONE\r\n").as_bytes()).await?;
+            send(wr, format!("{tag} BAD expected DONE\r\n").as_bytes()).await?;
             Ok(true)
         }
         super::idle::IdleEnd::Closed => Ok(false),

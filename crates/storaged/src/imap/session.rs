@@ -56,6 +56,11 @@ pub enum Outcome {
     },
     /// Send the OK already in the response, then start TLS.
     StartTls,
+    /// COMPRESS=DEFLATE (RFC 4978): answer OK and compress from then on
+    /// ([`Session::compression_started`]), or NO if the server has no room for another.
+    Compress {
+        tag: String,
+    },
 }
 
 /// What this connection offers.
@@ -90,6 +95,8 @@ pub struct Session<B> {
     notify_seen: cmd::notify::Seen,
     /// What a front node said in `ID` about the session it forwards.
     hints: ProxyHints,
+    /// Both directions are DEFLATE-compressed (RFC 4978).
+    compressed: bool,
 }
 
 type Reply = (Vec<u8>, Outcome);
@@ -256,6 +263,7 @@ impl<B: Backend> Session<B> {
             notify: None,
             notify_seen: Default::default(),
             hints: ProxyHints::default(),
+            compressed: false,
         }
     }
 
@@ -280,6 +288,9 @@ impl<B: Backend> Session<B> {
         caps.extend(["SEARCHRES", "LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "BINARY", "SORT", "SORT=DISPLAY"]);
         caps.extend(["THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "ESORT", "CONTEXT=SEARCH", "PARTIAL"]);
         caps.extend(["MULTIAPPEND", "CATENATE", "NOTIFY"]);
+        if self.user.is_some() && !self.compressed {
+            caps.push("COMPRESS=DEFLATE");
+        }
         if self.user.is_none() {
             if self.offer.starttls {
                 caps.push("STARTTLS");
@@ -329,6 +340,11 @@ impl<B: Backend> Session<B> {
 
     pub fn login_failed(&mut self, tag: &str, code: &str, why: &str) -> Reply {
         tagged(tag, "NO", &format!("[{code}] {why}"))
+    }
+
+    /// Both directions are compressed from now on.
+    pub fn compression_started(&mut self) {
+        self.compressed = true;
     }
 
     /// The line after `+ ` of AUTHENTICATE PLAIN.
@@ -584,6 +600,11 @@ impl<B: Backend> Session<B> {
                 line(out, "* ID (\"name\" \"storaged\")");
                 done("ID completed")
             }
+            CommandBody::Compress { .. } if self.compressed => {
+                Err(Refusal::No("[COMPRESSIONACTIVE] DEFLATE is already active".into()))
+            }
+            // imap-codec knows only DEFLATE, so a parsed COMPRESS names it.
+            CommandBody::Compress { .. } => Ok((String::new(), Outcome::Compress { tag: tag.to_string() })),
             CommandBody::Namespace => {
                 line(out, "* NAMESPACE ((\"\" \"/\")) NIL NIL");
                 done("NAMESPACE completed")

@@ -897,3 +897,20 @@ async fn rfc5465_notify_reports_other_mailboxes_by_status() {
     other.input(b"o2 APPEND watched {14}\r\nSubject: two\r\n\r\n").await;
     assert!(!run(&mut s, "n6 NOOP").await.contains("STATUS"), "NOTIFY NONE stops it");
 }
+
+#[tokio::test]
+async fn rfc4978_3_compress_after_login_once() {
+    let h = harness();
+    let mut anon: Session<StoreBackend> = Session::new(offer());
+    assert!(!run(&mut anon, "c0 CAPABILITY").await.contains("COMPRESS=DEFLATE"), "offered before login");
+    assert!(run(&mut anon, "c1 COMPRESS DEFLATE").await.starts_with("c1 BAD"));
+    let mut s = h.session().await;
+    assert!(run(&mut s, "c2 CAPABILITY").await.contains("COMPRESS=DEFLATE"));
+    assert!(run(&mut s, "c3 COMPRESS LZW").await.starts_with("c3 BAD"), "unknown algorithms are BAD");
+    // The server answers OK itself (it may refuse for lack of room) and then compresses.
+    let (out, outcome) = s.input(b"c4 COMPRESS DEFLATE\r\n").await;
+    assert!(out.is_empty() && outcome == Outcome::Compress { tag: "c4".into() }, "{outcome:?}");
+    s.compression_started();
+    assert!(!run(&mut s, "c5 CAPABILITY").await.contains("COMPRESS=DEFLATE"));
+    assert!(run(&mut s, "c6 COMPRESS DEFLATE").await.starts_with("c6 NO [COMPRESSIONACTIVE]"));
+}
