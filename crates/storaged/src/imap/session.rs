@@ -321,14 +321,19 @@ impl<B: Backend> Session<B> {
     }
 
     /// Credentials were accepted: `backend` serves `user` from now on. Creates INBOX and
-    /// the special-use mailboxes on first login.
+    /// the special-use mailboxes on first login, subscribed: clients that show only
+    /// subscribed folders (Roundcube, Thunderbird by default) show them from the start.
     pub async fn logged_in(&mut self, tag: &str, user: UserName, backend: B) -> Reply {
         let existing = backend.mailboxes(&user);
         for name in std::iter::once("INBOX").chain(SPECIAL_USE.iter().map(|(n, _)| *n)) {
             if !existing.iter().any(|m| m.as_str() == name) {
-                let op = MailOp::CreateMailbox { user: user.as_str().to_string(), mailbox: name.to_string() };
-                if let Err(e) = backend.propose(self.op_id(), op).await {
-                    return tagged(tag, "NO", &format!("[UNAVAILABLE] cannot prepare mailboxes: {e}"));
+                let (user, mailbox) = (user.as_str().to_string(), name.to_string());
+                let create = MailOp::CreateMailbox { user: user.clone(), mailbox: mailbox.clone() };
+                let subscribe = MailOp::Subscribe { user, mailbox, subscribed: true };
+                for op in [create, subscribe] {
+                    if let Err(e) = backend.propose(self.op_id(), op).await {
+                        return tagged(tag, "NO", &format!("[UNAVAILABLE] cannot prepare mailboxes: {e}"));
+                    }
                 }
             }
         }

@@ -104,9 +104,16 @@ async fn first_login_creates_inbox_and_special_use_mailboxes() {
         assert!(out.lines().any(|l| l.ends_with(&format!("\"{name}\"")) && l.contains(attr)), "{name}: {out}");
     }
     assert!(run(&mut s, "l2 LIST \"\" \"\"").await.starts_with("* LIST (\\Noselect) \"/\" \"\""));
+    // ... subscribed, so that clients listing subscribed folders show them.
+    let lsub = run(&mut s, "l4 LSUB \"\" *").await;
+    assert_eq!(lsub.lines().filter(|l| l.starts_with("* LSUB")).count(), 6, "{lsub}");
+    // An unsubscribed one stays unsubscribed at the next login.
+    assert!(run(&mut s, "l5 UNSUBSCRIBE Junk").await.starts_with("l5 OK"));
     // A second session does not create them again.
     let mut again = h.session().await;
     assert!(run(&mut again, "l3 LIST \"\" %").await.lines().filter(|l| l.starts_with("* LIST")).count() == 6);
+    let lsub = run(&mut again, "l6 LSUB \"\" *").await;
+    assert!(!lsub.contains("Junk") && lsub.contains("Trash"), "{lsub}");
 }
 
 #[tokio::test]
@@ -558,8 +565,11 @@ async fn rfc5258_rfc5819_list_extended_and_status() {
     run(&mut s, "x2 SUBSCRIBE Work").await;
     let out = run(&mut s, "x3 LIST (SUBSCRIBED) \"\" \"*\"").await;
     let lists: Vec<&str> = out.lines().filter(|l| l.starts_with("* LIST")).collect();
-    assert_eq!(lists.len(), 1, "{out}");
-    assert!(lists[0].contains("\\Subscribed") && lists[0].ends_with("\"Work\""), "{out}");
+    // Work and the five special-use mailboxes subscribed at first login (INBOX was made
+    // by the delivery before it).
+    assert_eq!(lists.len(), 6, "{out}");
+    assert!(lists.iter().all(|l| l.contains("\\Subscribed")) && !out.contains("\"INBOX\""), "{out}");
+    assert!(lists.iter().any(|l| l.ends_with("\"Work\"")), "{out}");
     let out = run(&mut s, "x4 LIST (SPECIAL-USE) \"\" \"*\" RETURN (SPECIAL-USE)").await;
     assert_eq!(out.lines().filter(|l| l.starts_with("* LIST")).count(), 5, "{out}");
     assert!(!out.contains("\"Work\"") && !out.contains("\"INBOX\""), "{out}");
