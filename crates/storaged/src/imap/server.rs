@@ -256,6 +256,10 @@ async fn command_loop<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin>(
             match outcome {
                 Outcome::Continue => break,
                 Outcome::Logout => return Ok(LoopEnd::Closed),
+                Outcome::Unauthenticated => {
+                    state.group = None;
+                    break;
+                }
                 Outcome::StartTls => return Ok(LoopEnd::StartTls),
                 Outcome::Compress { tag } => {
                     let Some(permit) = CompressPermit::take() else {

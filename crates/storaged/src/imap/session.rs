@@ -5,12 +5,10 @@
 
 use imap_codec::imap_types::command::{Command, CommandBody};
 use imap_codec::imap_types::core::Vec1;
-use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_codec::imap_types::fetch::Section as ImapSection;
 use imap_codec::imap_types::flag::Flag;
-use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
+use imap_codec::imap_types::mailbox::Mailbox;
 use imap_codec::imap_types::sequence::SequenceSet;
-use imap_codec::imap_types::status::StatusDataItemName;
 
 use super::backend::{Backend, BackendError};
 use super::encode;
@@ -56,6 +54,8 @@ pub enum Outcome {
     },
     /// Send the OK already in the response, then start TLS.
     StartTls,
+    /// UNAUTHENTICATE was answered: the server forgets the login (its group) and reads on.
+    Unauthenticated,
     /// COMPRESS=DEFLATE (RFC 4978): answer OK and compress from then on
     /// ([`Session::compression_started`]), or NO if the server has no room for another.
     Compress {
@@ -100,6 +100,13 @@ pub struct Session<B> {
 }
 
 type Reply = (Vec<u8>, Outcome);
+
+/// What a command comes to: the tagged OK's text and what the server does next, or why not.
+type Answer = Result<(String, Outcome), Refusal>;
+
+fn ok(text: &str) -> Answer {
+    Ok((text.to_string(), Outcome::Continue))
+}
 
 /// What the pre-parsers took out of a command before imap-codec parsed the rest (it does not
 /// know these extensions' syntax): options the command runs with, passed down as arguments.
@@ -165,46 +172,6 @@ fn flags_of(list: &[Flag<'_>]) -> (u8, Vec<String>) {
         }
     }
     (bits, keywords)
-}
-
-/// A `* STATUS` line for `items` (upper-case names) of a mailbox, named as the session
-/// names it.
-/// `recent` is how many of its messages no session has claimed yet.
-fn status_line(name: &str, idx: &MailboxIndex, items: &[&str], recent: usize) -> Result<Vec<u8>, String> {
-    let count = |bit: u8, set: bool| idx.messages.iter().filter(|m| (m.flags & bit != 0) == set).count();
-    let mut parts = Vec::new();
-    for item in items {
-        parts.push(match *item {
-            "MESSAGES" => format!("MESSAGES {}", idx.messages.len()),
-            "RECENT" => format!("RECENT {recent}"),
-            "UIDNEXT" => format!("UIDNEXT {}", idx.uid_next),
-            "UIDVALIDITY" => format!("UIDVALIDITY {}", idx.uid_validity),
-            "UNSEEN" => format!("UNSEEN {}", count(flag::SEEN, false)),
-            "HIGHESTMODSEQ" => format!("HIGHESTMODSEQ {}", idx.highest_modseq.max(1)),
-            "DELETED" => format!("DELETED {}", count(flag::DELETED, true)),
-            "SIZE" => format!("SIZE {}", idx.messages.iter().map(|m| m.size).sum::<u64>()),
-            other => return Err(format!("unsupported STATUS item {other}")),
-        });
-    }
-    let mut l = b"* STATUS ".to_vec();
-    encode::mailbox(&mut l, name);
-    l.extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
-    Ok(l)
-}
-
-/// UIDs expunged after `modseq`, within `known` if given. Without tombstones that old, every
-/// UID below UIDNEXT that is not present is reported (RFC 7162 allows reporting more).
-fn vanished_since(idx: &MailboxIndex, modseq: u64, known: Option<&SequenceSet>) -> Vec<u32> {
-    let max_uid = idx.uid_next.saturating_sub(1);
-    let within = |u: u32| known.is_none_or(|set| search::in_set(set, u, max_uid));
-    match idx.vanished_since(modseq) {
-        Some(uids) => uids.into_iter().filter(|u| within(*u)).collect(),
-        None => {
-            // Bounded by UIDNEXT and, for huge gaps, by what the client says it knows.
-            let present: std::collections::HashSet<u32> = idx.messages.iter().map(|m| m.uid).collect();
-            (1..=max_uid).filter(|u| !present.contains(u) && within(*u)).take(1_000_000).collect()
-        }
-    }
 }
 
 fn fetch_section(s: &Option<ImapSection<'_>>) -> Section {
@@ -287,9 +254,12 @@ impl<B: Backend> Session<B> {
         caps.extend(["UIDPLUS", "MOVE", "UNSELECT", "SPECIAL-USE", "CHILDREN", "CONDSTORE", "QRESYNC", "ESEARCH"]);
         caps.extend(["SEARCHRES", "LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "BINARY", "SORT", "SORT=DISPLAY"]);
         caps.extend(["THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "ESORT", "CONTEXT=SEARCH", "PARTIAL"]);
-        caps.extend(["MULTIAPPEND", "CATENATE", "NOTIFY"]);
+        caps.extend(["MULTIAPPEND", "CATENATE", "NOTIFY", "STATUS=DELETED"]);
         if self.user.is_some() && !self.compressed {
             caps.push("COMPRESS=DEFLATE");
+        }
+        if self.may_unauthenticate() {
+            caps.push("UNAUTHENTICATE");
         }
         if self.user.is_none() {
             if self.offer.starttls {
@@ -320,59 +290,9 @@ impl<B: Backend> Session<B> {
         self.backend.as_ref().expect("authenticated")
     }
 
-    /// Credentials were accepted: `backend` serves `user` from now on. Creates INBOX and
-    /// the special-use mailboxes on first login, subscribed: clients that show only
-    /// subscribed folders (Roundcube, Thunderbird by default) show them from the start.
-    pub async fn logged_in(&mut self, tag: &str, user: UserName, backend: B) -> Reply {
-        let existing = backend.mailboxes(&user);
-        for name in std::iter::once("INBOX").chain(SPECIAL_USE.iter().map(|(n, _)| *n)) {
-            if !existing.iter().any(|m| m.as_str() == name) {
-                let (user, mailbox) = (user.as_str().to_string(), name.to_string());
-                let create = MailOp::CreateMailbox { user: user.clone(), mailbox: mailbox.clone() };
-                let subscribe = MailOp::Subscribe { user, mailbox, subscribed: true };
-                for op in [create, subscribe] {
-                    if let Err(e) = backend.propose(self.op_id(), op).await {
-                        return tagged(tag, "NO", &format!("[UNAVAILABLE] cannot prepare mailboxes: {e}"));
-                    }
-                }
-            }
-        }
-        self.user = Some(user);
-        self.backend = Some(backend);
-        let text = format!("[CAPABILITY {}] logged in", self.capabilities());
-        tagged(tag, "OK", &text)
-    }
-
-    pub fn login_failed(&mut self, tag: &str, code: &str, why: &str) -> Reply {
-        tagged(tag, "NO", &format!("[{code}] {why}"))
-    }
-
     /// Both directions are compressed from now on.
     pub fn compression_started(&mut self) {
         self.compressed = true;
-    }
-
-    /// The line after `+ ` of AUTHENTICATE PLAIN.
-    pub fn sasl_response(&mut self, tag: &str, line: &[u8]) -> Reply {
-        match sasl::decode_plain(&String::from_utf8_lossy(line)) {
-            Ok(creds) => (Vec::new(), Outcome::Login { tag: tag.to_string(), creds }),
-            Err(sasl::SaslError::Cancelled) => tagged(tag, "BAD", "authentication cancelled"),
-            Err(e) => tagged(tag, "NO", &format!("[AUTHENTICATIONFAILED] {e}")),
-        }
-    }
-
-    /// Untagged updates for the selected mailbox (IDLE, after a change notification).
-    pub fn poll(&mut self) -> Vec<u8> {
-        let mut out = Vec::new();
-        self.sync(&mut out, Sync::Full);
-        self.notify_poll(&mut out, false);
-        out
-    }
-
-    pub fn idle_done(&mut self, tag: &str) -> Vec<u8> {
-        let mut out = self.poll();
-        line(&mut out, &format!("{tag} OK IDLE terminated"));
-        out
     }
 
     fn sync(&mut self, out: &mut Vec<u8>, mode: Sync) {
@@ -438,6 +358,13 @@ impl<B: Backend> Session<B> {
             }
             self.contexts.retain(|c| !tags.contains(&c.tag));
             return tagged(&tag, "OK", "CANCELUPDATE completed");
+        }
+        if super::preparse::verb_is(bytes, &["UNAUTHENTICATE"]) {
+            let tag = super::framing::tag_of(bytes).unwrap_or("*").to_string();
+            if bytes.trim_ascii_end().len() != tag.len() + " UNAUTHENTICATE".len() {
+                return tagged(&tag, "BAD", "UNAUTHENTICATE takes no arguments");
+            }
+            return self.unauthenticate(&tag);
         }
         if let Some(parsed) = super::notify::parse(bytes) {
             let tag = super::framing::tag_of(bytes).unwrap_or("*").to_string();
@@ -511,7 +438,7 @@ impl<B: Backend> Session<B> {
     }
 
     /// The tagged answer to a command's `result`, after the untagged `out` it produced.
-    fn finish(&mut self, tag: &str, result: Result<(String, Outcome), Refusal>, mut out: Vec<u8>) -> Reply {
+    fn finish(&mut self, tag: &str, result: Answer, mut out: Vec<u8>) -> Reply {
         let (status, text, outcome) = match result {
             Ok((text, outcome)) => ("OK", text, outcome),
             Err(Refusal::No(text)) => ("NO", text, Outcome::Continue),
@@ -534,255 +461,55 @@ impl<B: Backend> Session<B> {
         (out, outcome)
     }
 
-    async fn dispatch(
-        &mut self,
-        tag: &str,
-        body: CommandBody<'_>,
-        extras: Extras,
-        out: &mut Vec<u8>,
-    ) -> Result<(String, Outcome), Refusal> {
-        let done = |t: &str| Ok((t.to_string(), Outcome::Continue));
+    /// One line per command: each command group's module does the work.
+    async fn dispatch(&mut self, tag: &str, body: CommandBody<'_>, extras: Extras, out: &mut Vec<u8>) -> Answer {
+        use CommandBody as C;
         match body {
-            CommandBody::Capability => {
-                line(out, &format!("* CAPABILITY {}", self.capabilities()));
-                done("CAPABILITY completed")
-            }
-            CommandBody::Noop | CommandBody::Check => {
-                self.sync(out, Sync::Full);
-                done("completed")
-            }
-            CommandBody::Logout => {
-                line(out, "* BYE logging out");
-                Ok(("LOGOUT completed".into(), Outcome::Logout))
-            }
-            CommandBody::StartTLS => {
-                if !self.offer.starttls || self.user.is_some() {
-                    return Err(Refusal::Bad("STARTTLS not available".into()));
-                }
-                Ok(("begin TLS negotiation now".into(), Outcome::StartTls))
-            }
-            CommandBody::Login { username, password } => {
-                if self.user.is_some() {
-                    return Err(Refusal::Bad("already logged in".into()));
-                }
-                if !self.offer.plaintext_auth {
-                    return Err(Refusal::No("[PRIVACYREQUIRED] LOGIN needs TLS".into()));
-                }
-                let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-                let creds = PlainCredentials {
-                    authzid: String::new(),
-                    authcid: text(username.as_ref()),
-                    password: text(password.declassify().as_ref()),
-                };
-                Ok((String::new(), Outcome::Login { tag: tag.to_string(), creds }))
-            }
-            CommandBody::Authenticate { mechanism, initial_response } => {
-                if self.user.is_some() {
-                    return Err(Refusal::Bad("already logged in".into()));
-                }
-                if !matches!(mechanism, imap_codec::imap_types::auth::AuthMechanism::Plain) {
-                    return Err(Refusal::No("unsupported mechanism".into()));
-                }
-                if !self.offer.plaintext_auth {
-                    return Err(Refusal::No("[PRIVACYREQUIRED] AUTHENTICATE needs TLS".into()));
-                }
-                match initial_response {
-                    None => Ok((String::new(), Outcome::SaslContinue { tag: tag.to_string() })),
-                    Some(raw) => match sasl::parse_plain(raw.declassify()) {
-                        Ok(creds) => Ok((String::new(), Outcome::Login { tag: tag.to_string(), creds })),
-                        Err(e) => Err(Refusal::No(format!("[AUTHENTICATIONFAILED] {e}"))),
-                    },
-                }
-            }
-            CommandBody::Id { parameters } => {
-                // A front node passes the user's mailHost and address here before logging in.
-                if self.user.is_none() {
-                    for (name, value) in parameters.iter().flatten().take(ID_FIELDS_MAX) {
-                        let value = value.0.as_ref().map(|v| String::from_utf8_lossy(v.as_ref()).into_owned());
-                        self.hints.set(&String::from_utf8_lossy(name.as_ref()), value.as_deref().unwrap_or(""));
-                    }
-                }
-                line(out, "* ID (\"name\" \"storaged\")");
-                done("ID completed")
-            }
-            CommandBody::Compress { .. } if self.compressed => {
-                Err(Refusal::No("[COMPRESSIONACTIVE] DEFLATE is already active".into()))
-            }
-            // imap-codec knows only DEFLATE, so a parsed COMPRESS names it.
-            CommandBody::Compress { .. } => Ok((String::new(), Outcome::Compress { tag: tag.to_string() })),
-            CommandBody::Namespace => {
-                line(out, "* NAMESPACE ((\"\" \"/\")) NIL NIL");
-                done("NAMESPACE completed")
-            }
-            CommandBody::Enable { capabilities } => {
-                use imap_codec::imap_types::extensions::enable::CapabilityEnable;
-                let mut enabled = Vec::new();
-                for c in capabilities.as_ref() {
-                    match c {
-                        CapabilityEnable::CondStore if !self.condstore => {
-                            self.enable_condstore(out);
-                            enabled.push("CONDSTORE");
-                        }
-                        // imap-codec names QRESYNC only as an "other" capability (via Display).
-                        other if other.to_string().eq_ignore_ascii_case("QRESYNC") && !self.qresync => {
-                            // QRESYNC implies CONDSTORE (RFC 7162 §3.2.3).
-                            self.enable_condstore(out);
-                            self.qresync = true;
-                            if let Some(v) = self.view.as_mut() {
-                                v.qresync = true;
-                            }
-                            enabled.push("QRESYNC");
-                        }
-                        other if other.to_string().eq_ignore_ascii_case("IMAP4rev2") && !self.rev2 => {
-                            self.rev2 = true;
-                            if let Some(v) = self.view.as_mut() {
-                                v.recent_flag = false;
-                            }
-                            enabled.push("IMAP4rev2");
-                        }
-                        _ => {}
-                    }
-                }
-                line(out, &format!("* ENABLED{}{}", if enabled.is_empty() { "" } else { " " }, enabled.join(" ")));
-                done("ENABLE completed")
-            }
-            CommandBody::Select { mailbox, parameters } => self.select(&mailbox, false, &parameters, out),
-            CommandBody::Examine { mailbox, parameters } => self.select(&mailbox, true, &parameters, out),
-            CommandBody::Create { mailbox } => {
-                // `a/b/` declares that names will be made under `a/b`: it creates `a/b`
-                // (RFC 3501 §6.3.3).
-                let mailbox = match &mailbox {
-                    Mailbox::Other(o) if o.as_ref().len() > 1 && o.as_ref().ends_with(b"/") => {
-                        let trimmed = o.as_ref()[..o.as_ref().len() - 1].to_vec();
-                        Mailbox::try_from(trimmed).map_err(|_| Refusal::No("invalid mailbox name".into()))?
-                    }
-                    _ => mailbox.clone(),
-                };
-                let name = mailbox_name(&mailbox, self.rev2).map_err(Refusal::No)?;
-                if name.is_inbox() {
-                    return Err(Refusal::No("[ALREADYEXISTS] INBOX exists".into()));
-                }
-                self.create_superiors(&name).await?;
-                let op = MailOp::CreateMailbox { user: self.user().as_str().into(), mailbox: name.as_str().into() };
-                self.propose(op).await?;
-                done("CREATE completed")
-            }
-            CommandBody::Delete { mailbox } => {
-                let name = mailbox_name(&mailbox, self.rev2).map_err(Refusal::No)?;
-                if self.view.as_ref().is_some_and(|v| v.mailbox == name) {
-                    self.view = None;
-                    self.contexts.clear();
-                }
-                let op = MailOp::DeleteMailbox { user: self.user().as_str().into(), mailbox: name.as_str().into() };
-                self.simple_op(op, None).await?;
-                done("DELETE completed")
-            }
-            CommandBody::Rename { from, to } => {
-                let (from, to) = (
-                    mailbox_name(&from, self.rev2).map_err(Refusal::No)?,
-                    mailbox_name(&to, self.rev2).map_err(Refusal::No)?,
-                );
-                self.create_superiors(&to).await?;
-                let op = MailOp::RenameMailbox {
-                    user: self.user().as_str().into(),
-                    from: from.as_str().into(),
-                    to: to.as_str().into(),
-                };
-                self.propose(op).await?;
-                done("RENAME completed")
-            }
-            CommandBody::Subscribe { mailbox } => self.subscribe(&mailbox, true).await,
-            CommandBody::Unsubscribe { mailbox } => self.subscribe(&mailbox, false).await,
-            CommandBody::List { reference, mailbox_wildcard } => {
+            C::Capability => self.capability(out),
+            C::Noop | C::Check => self.noop(out),
+            C::Logout => self.logout(out),
+            C::StartTLS => self.starttls(),
+            C::Login { username, password } => self.login(tag, username.as_ref(), password.declassify().as_ref()),
+            C::Authenticate { mechanism, initial_response } => self.authenticate(tag, &mechanism, initial_response),
+            C::Id { parameters } => self.id(parameters, out),
+            C::Namespace => self.namespace(out),
+            C::Compress { .. } => self.compress(tag),
+            C::Enable { capabilities } => self.enable(capabilities.as_ref(), out),
+            C::Select { mailbox, parameters } => self.select(&mailbox, false, &parameters, out),
+            C::Examine { mailbox, parameters } => self.select(&mailbox, true, &parameters, out),
+            C::Create { mailbox } => self.create(&mailbox).await,
+            C::Delete { mailbox } => self.delete(&mailbox).await,
+            C::Rename { from, to } => self.rename(&from, &to).await,
+            C::Subscribe { mailbox } => self.subscribe(&mailbox, true).await,
+            C::Unsubscribe { mailbox } => self.subscribe(&mailbox, false).await,
+            C::List { reference, mailbox_wildcard } => {
                 self.list(&reference, &mailbox_wildcard, extras.list_options, false, out)
             }
-            CommandBody::Lsub { reference, mailbox_wildcard } => {
-                self.list(&reference, &mailbox_wildcard, None, true, out)
+            C::Lsub { reference, mailbox_wildcard } => self.list(&reference, &mailbox_wildcard, None, true, out),
+            C::Status { mailbox, item_names } => self.status(&mailbox, &item_names, out),
+            C::Append { mailbox, flags, date, message } => self.append(&mailbox, &flags, date, message, out).await,
+            C::Close => self.close().await,
+            C::Unselect => self.unselect(),
+            C::Expunge => self.expunge(None, out).await,
+            C::ExpungeUid { sequence_set } => self.expunge(Some(&sequence_set), out).await,
+            C::Search { charset, criteria, uid } => {
+                self.search_command(tag, charset, criteria.as_ref(), uid, extras, out)
             }
-            CommandBody::Status { mailbox, item_names } => self.status(&mailbox, &item_names, out),
-            CommandBody::Append { mailbox, flags, date, message } => {
-                self.append(&mailbox, &flags, date, message, out).await
+            C::Sort { sort_criteria, charset, search_criteria, uid } => {
+                self.sort_command(&charset, sort_criteria.as_ref(), search_criteria.as_ref(), uid, extras, out)
             }
-            CommandBody::Close => {
-                self.saved.clear();
-                self.contexts.clear();
-                if let Some(v) = self.view.take() {
-                    if !v.read_only {
-                        let deleted = self.deleted_uids(&v, None);
-                        if !deleted.is_empty() {
-                            let op = MailOp::Expunge {
-                                user: self.user().as_str().into(),
-                                mailbox: v.mailbox.as_str().into(),
-                                uids: deleted,
-                            };
-                            self.propose(op).await?;
-                        }
-                    }
-                }
-                done("CLOSE completed")
+            C::Thread { algorithm, charset, search_criteria, uid } => {
+                self.thread_command(&algorithm, &charset, search_criteria.as_ref(), uid, out)
             }
-            CommandBody::Unselect => {
-                self.saved.clear();
-                self.contexts.clear();
-                self.view = None;
-                done("UNSELECT completed")
+            C::Fetch { sequence_set, macro_or_item_names, uid, modifiers } => {
+                self.fetch_command(&sequence_set, macro_or_item_names, uid, &modifiers, out).await
             }
-            CommandBody::Expunge => self.expunge(None, out).await,
-            CommandBody::ExpungeUid { sequence_set } => self.expunge(Some(&sequence_set), out).await,
-            CommandBody::Search { charset, criteria, uid } => {
-                cmd::search::check_charset(charset.as_ref())?;
-                let saves = extras.search_return.as_ref().is_some_and(|(_, o)| o.iter().any(|x| x == "SAVE"));
-                let result = self.search(tag, criteria.as_ref(), uid, extras.search_return, out);
-                if result.is_err() && saves {
-                    // A failed SEARCH that was to save leaves `$` empty (RFC 5182 §2.1).
-                    self.saved.clear();
-                }
-                result
+            C::Store { sequence_set, kind, response, flags, uid, modifiers } => {
+                self.store(&sequence_set, kind, response, &flags, uid, &modifiers, out).await
             }
-            CommandBody::Sort { sort_criteria, charset, search_criteria, uid } => {
-                cmd::search::check_charset(Some(&charset))?;
-                self.sort(sort_criteria.as_ref(), search_criteria.as_ref(), uid, extras.search_return, out)
-            }
-            CommandBody::Thread { algorithm, charset, search_criteria, uid } => {
-                cmd::search::check_charset(Some(&charset))?;
-                self.thread(&algorithm, search_criteria.as_ref(), uid, out)
-            }
-            CommandBody::Fetch { sequence_set, macro_or_item_names, uid, modifiers } => {
-                use imap_codec::imap_types::command::FetchModifier;
-                let mut changed_since = None;
-                let mut vanished = false;
-                for m in &modifiers {
-                    match m {
-                        FetchModifier::ChangedSince(n) => changed_since = Some(n.get()),
-                        FetchModifier::Vanished => vanished = true,
-                    }
-                }
-                if vanished {
-                    // RFC 7162 §3.2.6: UID FETCH only, with CHANGEDSINCE, after ENABLE QRESYNC.
-                    let (true, true, Some(since)) = (self.qresync, uid, changed_since) else {
-                        return Err(Refusal::Bad("VANISHED needs QRESYNC, UID FETCH and CHANGEDSINCE".into()));
-                    };
-                    let view = self.selected()?;
-                    let idx = self.index_of(&view.mailbox)?;
-                    let gone = vanished_since(&idx, since, Some(&sequence_set));
-                    if !gone.is_empty() {
-                        line(out, &format!("* VANISHED (EARLIER) {}", encode::uid_set(&gone)));
-                    }
-                }
-                self.fetch(&sequence_set, macro_or_item_names, uid, changed_since, out).await
-            }
-            CommandBody::Store { sequence_set, kind, response, flags, uid, modifiers } => {
-                use imap_codec::imap_types::command::StoreModifier;
-                let unchanged_since = modifiers.iter().map(|StoreModifier::UnchangedSince(n)| *n).next();
-                self.store(&sequence_set, kind, response, &flags, uid, unchanged_since, out).await
-            }
-            CommandBody::Copy { sequence_set, mailbox, uid } => {
-                self.copy(&sequence_set, &mailbox, uid, false, out).await
-            }
-            CommandBody::Move { sequence_set, mailbox, uid } => {
-                self.copy(&sequence_set, &mailbox, uid, true, out).await
-            }
-            CommandBody::Idle => Ok((String::new(), Outcome::Idle { tag: tag.to_string() })),
+            C::Copy { sequence_set, mailbox, uid } => self.copy(&sequence_set, &mailbox, uid, false, out).await,
+            C::Move { sequence_set, mailbox, uid } => self.copy(&sequence_set, &mailbox, uid, true, out).await,
+            C::Idle => self.idle(tag),
             other => Err(Refusal::Bad(format!("{} is not supported", other.name()))),
         }
     }
@@ -797,43 +524,6 @@ impl<B: Backend> Session<B> {
             Err(BackendError::Unavailable(e)) => Err(Refusal::No(format!("[UNAVAILABLE] not committed: {e}"))),
             Err(e) => Err(e.into()),
         }
-    }
-
-    /// Propose `op`; refuse with `pre_check` (if given) without proposing.
-    async fn simple_op(&mut self, op: MailOp, pre_check: Option<&str>) -> Result<(), Refusal> {
-        if let Some(why) = pre_check {
-            return Err(Refusal::No(why.to_string()));
-        }
-        self.propose(op).await.map(|_| ())
-    }
-
-    /// Create the missing superiors of `name` (`a` and `a/b` for `a/b/c`), as RFC 3501
-    /// §6.3.3 asks, so every level of a hierarchy a client made is a mailbox it can select.
-    async fn create_superiors(&mut self, name: &MailboxName) -> Result<(), Refusal> {
-        let existing = self.backend().mailboxes(self.user());
-        let levels: Vec<usize> = name.as_str().match_indices('/').map(|(at, _)| at).collect();
-        for at in levels {
-            let parent = &name.as_str()[..at];
-            if parent.eq_ignore_ascii_case("INBOX") || existing.iter().any(|m| m.as_str() == parent) {
-                continue;
-            }
-            let op = MailOp::CreateMailbox { user: self.user().as_str().into(), mailbox: parent.into() };
-            match self.propose(op).await {
-                // Another session made it meanwhile: just as good.
-                Err(Refusal::Rejected(Rejection::MailboxExists(_))) => {}
-                other => {
-                    other?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    async fn subscribe(&mut self, mailbox: &Mailbox<'_>, on: bool) -> Result<(String, Outcome), Refusal> {
-        let name = mailbox_name(mailbox, self.rev2).map_err(Refusal::No)?;
-        let op = MailOp::Subscribe { user: self.user().as_str().into(), mailbox: name.as_str().into(), subscribed: on };
-        self.propose(op).await?;
-        Ok((if on { "SUBSCRIBE completed" } else { "UNSUBSCRIBE completed" }.into(), Outcome::Continue))
     }
 
     /// The selected mailbox's view; commands that need one are refused before they run
@@ -851,260 +541,6 @@ impl<B: Backend> Session<B> {
             Ok(Some(idx)) => Ok(idx),
             Ok(None) => Err(Refusal::No(format!("[NONEXISTENT] no mailbox {name}"))),
             Err(e) => Err(e.into()),
-        }
-    }
-
-    /// CONDSTORE is on from now; the first time, with a mailbox selected, the client learns
-    /// its HIGHESTMODSEQ (RFC 7162 §3.1: a CONDSTORE-enabling command after SELECT).
-    fn enable_condstore(&mut self, out: &mut Vec<u8>) {
-        let first = !self.condstore;
-        self.condstore = true;
-        let Some(v) = self.view.as_mut() else { return };
-        v.condstore = true;
-        let mailbox = v.mailbox.clone();
-        if first {
-            if let Ok(idx) = self.index_of(&mailbox) {
-                line(out, &format!("* OK [HIGHESTMODSEQ {}] highest", idx.highest_modseq.max(1)));
-            }
-        }
-    }
-
-    fn select(
-        &mut self,
-        mailbox: &Mailbox<'_>,
-        read_only: bool,
-        parameters: &[imap_codec::imap_types::command::SelectParameter],
-        out: &mut Vec<u8>,
-    ) -> Result<(String, Outcome), Refusal> {
-        use imap_codec::imap_types::command::SelectParameter;
-        // A failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1); leaving one says so
-        // before anything about the next (RFC 7162 §3.2.11, RFC 9051 [CLOSED]).
-        self.contexts.clear();
-        if self.view.take().is_some() {
-            line(out, "* OK [CLOSED] previous mailbox closed");
-        }
-        let mut resync = None;
-        for p in parameters {
-            match p {
-                SelectParameter::CondStore => self.condstore = true,
-                SelectParameter::QResync { .. } if !self.qresync => {
-                    return Err(Refusal::Bad("ENABLE QRESYNC first".into()));
-                }
-                SelectParameter::QResync { uid_validity, mod_sequence_value, known_uids, .. } => {
-                    resync = Some((uid_validity.get(), mod_sequence_value.get(), known_uids.clone()));
-                }
-            }
-        }
-        self.saved.clear();
-        let name = mailbox_name(mailbox, self.rev2).map_err(Refusal::No)?;
-        let idx = self.index_of(&name)?;
-        let recent_from = self.backend().claim_recent(self.user(), &name, &idx, !read_only);
-        let (mut view, lines) = View::open(name, read_only, &idx, recent_from);
-        view.recent_flag = !self.rev2;
-        view.condstore = self.condstore;
-        view.qresync = self.qresync;
-        for l in lines {
-            // IMAP4rev2 has no \Recent and no [UNSEEN] (RFC 9051 §6.3.2).
-            if !(self.rev2 && (l.ends_with(" RECENT") || l.starts_with("* OK [UNSEEN "))) {
-                line(out, &l);
-            }
-        }
-        if self.rev2 {
-            // ... and names the mailbox in a LIST response, as LIST would show it.
-            let names = self.backend().mailboxes(self.user());
-            let names: std::collections::BTreeSet<&str> = names.iter().map(MailboxName::as_str).collect();
-            let attrs = super::list::attributes(view.mailbox.as_str(), &names, special_use_of);
-            let mut l = format!("* LIST ({}) \"/\" ", attrs.join(" ")).into_bytes();
-            encode::mailbox(&mut l, &wire_name(view.mailbox.as_str(), true));
-            out.extend_from_slice(&l);
-            out.extend_from_slice(b"\r\n");
-        }
-        if let Some((_, modseq, known)) = resync.filter(|r| r.0 == idx.uid_validity) {
-            // RFC 7162 §3.2.5: what vanished and what changed since the client's modseq.
-            let vanished = vanished_since(&idx, modseq, known.as_ref());
-            if !vanished.is_empty() {
-                line(out, &format!("* VANISHED (EARLIER) {}", encode::uid_set(&vanished)));
-            }
-            for (k, m) in idx.messages.iter().enumerate().filter(|(_, m)| m.modseq > modseq) {
-                let flags = encode::flags_recent(m.flags, &m.keywords, view.shows_recent(m.uid));
-                line(out, &format!("* {} FETCH (UID {} FLAGS {flags} MODSEQ ({}))", k + 1, m.uid, m.modseq));
-            }
-        }
-        self.view = Some(view);
-        let mode = if read_only { "[READ-ONLY] EXAMINE" } else { "[READ-WRITE] SELECT" };
-        Ok((format!("{mode} completed"), Outcome::Continue))
-    }
-
-    fn list(
-        &mut self,
-        reference: &Mailbox<'_>,
-        pattern: &ListMailbox<'_>,
-        options: Option<super::preparse::ListOptions>,
-        lsub: bool,
-        out: &mut Vec<u8>,
-    ) -> Result<(String, Outcome), Refusal> {
-        use super::preparse::ListOptions;
-        let verb = if lsub { "LSUB" } else { "LIST" };
-        let first: &[u8] = match pattern {
-            ListMailbox::Token(t) => t.as_ref(),
-            ListMailbox::String(s) => s.as_ref(),
-        };
-        let reference = match reference {
-            Mailbox::Inbox => "INBOX".to_string(),
-            Mailbox::Other(o) => String::from_utf8_lossy(o.as_ref()).into_owned(),
-        };
-        let more = options.as_ref().map(|o| o.more_patterns.clone()).unwrap_or_default();
-        if first.is_empty() && more.is_empty() {
-            line(out, &format!("* {verb} (\\Noselect) \"/\" \"\""));
-            return Ok((format!("{verb} completed"), Outcome::Continue));
-        }
-        let has = |list: fn(&ListOptions) -> &Vec<String>, o: &str| {
-            options.as_ref().is_some_and(|x| list(x).iter().any(|v| v == o))
-        };
-        let patterns = std::iter::once(first.to_vec())
-            .chain(more.into_iter().map(String::into_bytes))
-            .filter(|p| !p.is_empty())
-            .map(|p| self.stored_pattern(&reference, &p))
-            .collect();
-        let query = super::list::Query {
-            patterns,
-            lsub,
-            subscribed: has(|o| &o.select, "SUBSCRIBED"),
-            recursive: has(|o| &o.select, "RECURSIVEMATCH"),
-            special_use: has(|o| &o.select, "SPECIAL-USE"),
-            show_subscribed: has(|o| &o.select, "SUBSCRIBED") || has(|o| &o.ret, "SUBSCRIBED"),
-            nonexistent: if self.rev2 { "\\NonExistent" } else { "\\Noselect" },
-        };
-        let names = self.backend().mailboxes(self.user());
-        let subscriptions = self.backend().subscriptions(self.user());
-        let names: Vec<&str> = names.iter().map(MailboxName::as_str).collect();
-        let subscriptions: Vec<&str> = subscriptions.iter().map(String::as_str).collect();
-        let status_items = options.map(|o| o.status).unwrap_or_default();
-        for entry in super::list::select(&query, &names, &subscriptions, special_use_of) {
-            self.list_line(verb, &entry, &status_items, out)?;
-        }
-        Ok((format!("{verb} completed"), Outcome::Continue))
-    }
-
-    /// Reference and pattern as one pattern over stored names: modified UTF-7 for an
-    /// IMAP4rev2 session (wildcards are ASCII and stay as they are).
-    fn stored_pattern(&self, reference: &str, pattern: &[u8]) -> Vec<u8> {
-        let full = [reference.as_bytes(), pattern].concat();
-        if self.rev2 {
-            super::mutf7::encode(&String::from_utf8_lossy(&full)).into_bytes()
-        } else {
-            full
-        }
-    }
-
-    /// One LIST/LSUB line, its CHILDINFO, and with LIST-STATUS the mailbox's STATUS after it
-    /// (RFC 5819).
-    fn list_line(
-        &self,
-        verb: &str,
-        entry: &super::list::Entry,
-        status_items: &[String],
-        out: &mut Vec<u8>,
-    ) -> Result<(), Refusal> {
-        let mut l = format!("* {verb} ({}) \"/\" ", entry.attrs.join(" ")).into_bytes();
-        encode::mailbox(&mut l, &wire_name(&entry.name, self.rev2));
-        if entry.child_subscribed {
-            l.extend_from_slice(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
-        }
-        out.extend_from_slice(&l);
-        out.extend_from_slice(b"\r\n");
-        if entry.exists && !status_items.is_empty() {
-            let Ok(name) = MailboxName::parse(&entry.name) else { return Ok(()) };
-            if let Ok(idx) = self.index_of(&name) {
-                let items: Vec<&str> = status_items.iter().map(String::as_str).collect();
-                let shown = wire_name(&entry.name, self.rev2);
-                let recent = self.unclaimed_recent(&name, &idx);
-                out.extend_from_slice(&status_line(&shown, &idx, &items, recent).map_err(Refusal::Bad)?);
-            }
-        }
-        Ok(())
-    }
-
-    /// Messages of a mailbox that no session has claimed as `\Recent` (STATUS RECENT).
-    fn unclaimed_recent(&self, name: &MailboxName, idx: &MailboxIndex) -> usize {
-        let first = self.backend().claim_recent(self.user(), name, idx, false);
-        idx.messages.iter().filter(|m| m.uid >= first).count()
-    }
-
-    fn status(
-        &mut self,
-        mailbox: &Mailbox<'_>,
-        items: &[StatusDataItemName],
-        out: &mut Vec<u8>,
-    ) -> Result<(String, Outcome), Refusal> {
-        let name = mailbox_name(mailbox, self.rev2).map_err(Refusal::No)?;
-        let idx = self.index_of(&name)?;
-        let names: Vec<&str> = items
-            .iter()
-            .map(|item| match item {
-                StatusDataItemName::Messages => "MESSAGES",
-                StatusDataItemName::Recent => "RECENT",
-                StatusDataItemName::UidNext => "UIDNEXT",
-                StatusDataItemName::UidValidity => "UIDVALIDITY",
-                StatusDataItemName::Unseen => "UNSEEN",
-                StatusDataItemName::HighestModSeq => "HIGHESTMODSEQ",
-                StatusDataItemName::Deleted => "DELETED",
-                StatusDataItemName::Size => "SIZE",
-                _ => "?",
-            })
-            .collect();
-        if names.contains(&"HIGHESTMODSEQ") {
-            self.enable_condstore(out);
-        }
-        let recent = self.unclaimed_recent(&name, &idx);
-        let shown = wire_name(name.as_str(), self.rev2);
-        out.extend_from_slice(&status_line(&shown, &idx, &names, recent).map_err(Refusal::Bad)?);
-        Ok(("STATUS completed".into(), Outcome::Continue))
-    }
-
-    async fn append(
-        &mut self,
-        mailbox: &Mailbox<'_>,
-        flags: &[Flag<'_>],
-        date: Option<imap_codec::imap_types::datetime::DateTime>,
-        message: LiteralOrLiteral8<'_>,
-        out: &mut Vec<u8>,
-    ) -> Result<(String, Outcome), Refusal> {
-        let name = mailbox_name(mailbox, self.rev2).map_err(Refusal::No)?;
-        let data: &[u8] = match &message {
-            LiteralOrLiteral8::Literal(l) => l.data(),
-            LiteralOrLiteral8::Literal8(l) => &l.data,
-        };
-        if data.len() > self.offer.append_limit as usize {
-            return Err(Refusal::No(format!("[TOOBIG] message exceeds {} bytes", self.offer.append_limit)));
-        }
-        if self.backend().index(self.user(), &name).ok().flatten().is_none() {
-            return Err(Refusal::No(format!("[TRYCREATE] no mailbox {name}")));
-        }
-        let (bits, keywords) = flags_of(flags);
-        let internal_date = match date {
-            Some(d) => d.as_ref().timestamp(),
-            None => {
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
-            }
-        };
-        let op = MailOp::Append {
-            user: self.user().as_str().into(),
-            mailbox: name.as_str().into(),
-            flags: bits,
-            keywords,
-            internal_date,
-            message: super::sendable::sendable(data).into_owned(),
-        };
-        let resp = self.propose(op).await?;
-        if self.view.as_ref().is_some_and(|v| v.mailbox == name) {
-            self.sync(out, Sync::NoExpunge);
-        }
-        match resp {
-            MailResponse::Appended { uid_validity, uid } => {
-                Ok((format!("[APPENDUID {uid_validity} {uid}] APPEND completed"), Outcome::Continue))
-            }
-            _ => Ok(("APPEND completed".into(), Outcome::Continue)),
         }
     }
 
@@ -1128,31 +564,6 @@ impl<B: Backend> Session<B> {
             return Err(Refusal::Bad(format!("no such message (mailbox has {exists})")));
         }
         Ok(())
-    }
-
-    fn deleted_uids(&self, view: &View, within: Option<&SequenceSet>) -> Vec<u32> {
-        let Ok(Some(idx)) = self.backend().index(self.user(), &view.mailbox) else { return Vec::new() };
-        let max_uid = idx.messages.last().map_or(0, |m| m.uid);
-        idx.messages
-            .iter()
-            .filter(|m| m.flags & flag::DELETED != 0)
-            .filter(|m| within.is_none_or(|set| search::in_set(set, m.uid, max_uid)))
-            .map(|m| m.uid)
-            .collect()
-    }
-
-    async fn expunge(&mut self, within: Option<&SequenceSet>, out: &mut Vec<u8>) -> Result<(String, Outcome), Refusal> {
-        let view = self.selected()?;
-        if view.read_only {
-            return Err(Refusal::No("[READ-ONLY] mailbox is read-only".into()));
-        }
-        let uids = self.deleted_uids(view, within);
-        if !uids.is_empty() {
-            let op = MailOp::Expunge { user: self.user().as_str().into(), mailbox: view.mailbox.as_str().into(), uids };
-            self.propose(op).await?;
-        }
-        self.sync(out, Sync::Full);
-        Ok(("EXPUNGE completed".into(), Outcome::Continue))
     }
 }
 

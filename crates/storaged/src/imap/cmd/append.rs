@@ -1,15 +1,79 @@
 //! APPEND with several messages (MULTIAPPEND, RFC 3502) or with CATENATE (RFC 4469): the
 //! pieces joined, URLs resolved to parts of the user's own messages, every message made
 //! sendable, and all of them committed as one operation (APPENDUID with every new UID).
-//! A plain single APPEND stays with the session's parser.
+//! A plain single APPEND (RFC 3501 §6.3.11) comes parsed by imap-codec and is one
+//! `Append` operation.
 
-use super::super::{mailbox_name_of, tagged, Outcome, Refusal, Reply, Session, Sync};
+use super::super::{
+    flags_of, mailbox_name, mailbox_name_of, ok, tagged, Answer, Outcome, Refusal, Reply, Session, Sync,
+};
 use crate::imap::append::{self, Append, Piece};
 use crate::imap::backend::Backend;
 use crate::imap::{encode, fetch, sendable};
 use crate::mailstore::{MailOp, MailResponse, NewMessage};
+use imap_codec::imap_types::datetime::DateTime;
+use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
+use imap_codec::imap_types::flag::Flag;
+use imap_codec::imap_types::mailbox::Mailbox;
 
 impl<B: Backend> Session<B> {
+    /// APPEND of one message, as imap-codec parsed it.
+    pub(in crate::imap::session) async fn append(
+        &mut self,
+        mailbox: &Mailbox<'_>,
+        flags: &[Flag<'_>],
+        date: Option<DateTime>,
+        message: LiteralOrLiteral8<'_>,
+        out: &mut Vec<u8>,
+    ) -> Answer {
+        let name = mailbox_name(mailbox, self.rev2).map_err(Refusal::No)?;
+        let data: &[u8] = match &message {
+            LiteralOrLiteral8::Literal(l) => l.data(),
+            LiteralOrLiteral8::Literal8(l) => &l.data,
+        };
+        self.check_size(data.len())?;
+        self.check_target(&name)?;
+        let (flags, keywords) = flags_of(flags);
+        let op = MailOp::Append {
+            user: self.user().as_str().into(),
+            mailbox: name.as_str().into(),
+            flags,
+            keywords,
+            internal_date: date.map_or_else(now_s, |d| d.as_ref().timestamp()),
+            message: sendable::sendable(data).into_owned(),
+        };
+        let resp = self.propose(op).await?;
+        self.appended_to(&name, out);
+        match resp {
+            MailResponse::Appended { uid_validity, uid } => {
+                Ok((format!("[APPENDUID {uid_validity} {uid}] APPEND completed"), Outcome::Continue))
+            }
+            _ => ok("APPEND completed"),
+        }
+    }
+
+    fn check_size(&self, len: usize) -> Result<(), Refusal> {
+        if len > self.offer.append_limit as usize {
+            return Err(Refusal::No(format!("[TOOBIG] message exceeds {} bytes", self.offer.append_limit)));
+        }
+        Ok(())
+    }
+
+    /// APPEND never creates its mailbox; `[TRYCREATE]` tells the client to (RFC 3501 §6.3.11).
+    fn check_target(&self, name: &crate::mailstore::MailboxName) -> Result<(), Refusal> {
+        if self.backend().index(self.user(), name).ok().flatten().is_none() {
+            return Err(Refusal::No(format!("[TRYCREATE] no mailbox {name}")));
+        }
+        Ok(())
+    }
+
+    /// After an APPEND to the selected mailbox, the new messages' EXISTS (not expunges).
+    fn appended_to(&mut self, name: &crate::mailstore::MailboxName, out: &mut Vec<u8>) {
+        if self.view.as_ref().is_some_and(|v| v.mailbox == *name) {
+            self.sync(out, Sync::NoExpunge);
+        }
+    }
+
     /// The whole command: `tag APPEND ...` parsed by [`append::parse`].
     pub(in crate::imap::session) async fn append_extended(&mut self, tag: &str, a: Append<'_>) -> Reply {
         if self.user.is_none() {
@@ -20,11 +84,9 @@ impl<B: Backend> Session<B> {
         self.finish(tag, result, out)
     }
 
-    async fn append_all(&mut self, a: Append<'_>, out: &mut Vec<u8>) -> Result<(String, Outcome), Refusal> {
+    async fn append_all(&mut self, a: Append<'_>, out: &mut Vec<u8>) -> Answer {
         let name = mailbox_name_of(&a.mailbox, self.rev2).map_err(Refusal::No)?;
-        if self.backend().index(self.user(), &name).ok().flatten().is_none() {
-            return Err(Refusal::No(format!("[TRYCREATE] no mailbox {name}")));
-        }
+        self.check_target(&name)?;
         let mut messages = Vec::with_capacity(a.messages.len());
         for m in &a.messages {
             let mut data = Vec::new();
@@ -33,9 +95,7 @@ impl<B: Backend> Session<B> {
                     Piece::Text(t) => data.extend_from_slice(t),
                     Piece::Url(u) => data.extend_from_slice(&self.resolve_url(u)?),
                 }
-                if data.len() > self.offer.append_limit as usize {
-                    return Err(Refusal::No(format!("[TOOBIG] message exceeds {} bytes", self.offer.append_limit)));
-                }
+                self.check_size(data.len())?;
             }
             let internal_date = match &m.date {
                 Some(d) => parse_date(d).ok_or_else(|| Refusal::Bad(format!("invalid date-time {d:?}")))?,
@@ -46,15 +106,13 @@ impl<B: Backend> Session<B> {
         }
         let op = MailOp::AppendMany { user: self.user().as_str().into(), mailbox: name.as_str().into(), messages };
         let resp = self.propose(op).await?;
-        if self.view.as_ref().is_some_and(|v| v.mailbox == name) {
-            self.sync(out, Sync::NoExpunge);
-        }
+        self.appended_to(&name, out);
         match resp {
             MailResponse::AppendedMany { uid_validity, uids } => Ok((
                 format!("[APPENDUID {uid_validity} {}] APPEND completed", encode::uid_set(&uids)),
                 Outcome::Continue,
             )),
-            _ => Ok(("APPEND completed".into(), Outcome::Continue)),
+            _ => ok("APPEND completed"),
         }
     }
 

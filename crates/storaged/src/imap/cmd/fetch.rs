@@ -10,6 +10,7 @@ use crate::imap::search::{self};
 use crate::imap::view::Sync;
 use crate::mailstore::ops::flag;
 use crate::mailstore::{FlagMode, MailOp, MailResponse};
+use imap_codec::imap_types::command::{FetchModifier, StoreModifier};
 use imap_codec::imap_types::fetch::{Macro, MacroOrMessageDataItemNames, MessageDataItemName};
 use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
 use imap_codec::imap_types::mailbox::Mailbox;
@@ -149,7 +150,39 @@ fn items_of(names: MacroOrMessageDataItemNames<'_>) -> Result<Vec<Item>, Refusal
 }
 
 impl<B: Backend> Session<B> {
-    pub(in crate::imap::session) async fn fetch(
+    /// FETCH with its CONDSTORE/QRESYNC modifiers (RFC 7162 §3.1.4, §3.2.6).
+    pub(in crate::imap::session) async fn fetch_command(
+        &mut self,
+        set: &SequenceSet,
+        names: MacroOrMessageDataItemNames<'_>,
+        uid: bool,
+        modifiers: &[FetchModifier],
+        out: &mut Vec<u8>,
+    ) -> Answer {
+        let mut changed_since = None;
+        let mut vanished = false;
+        for m in modifiers {
+            match m {
+                FetchModifier::ChangedSince(n) => changed_since = Some(n.get()),
+                FetchModifier::Vanished => vanished = true,
+            }
+        }
+        if vanished {
+            // RFC 7162 §3.2.6: UID FETCH only, with CHANGEDSINCE, after ENABLE QRESYNC.
+            let (true, true, Some(since)) = (self.qresync, uid, changed_since) else {
+                return Err(Refusal::Bad("VANISHED needs QRESYNC, UID FETCH and CHANGEDSINCE".into()));
+            };
+            let view = self.selected()?;
+            let idx = self.index_of(&view.mailbox)?;
+            let gone = super::select::vanished_since(&idx, since, Some(set));
+            if !gone.is_empty() {
+                line(out, &format!("* VANISHED (EARLIER) {}", encode::uid_set(&gone)));
+            }
+        }
+        self.fetch(set, names, uid, changed_since, out).await
+    }
+
+    async fn fetch(
         &mut self,
         set: &SequenceSet,
         names: MacroOrMessageDataItemNames<'_>,
@@ -327,6 +360,7 @@ impl<B: Backend> Session<B> {
         Ok(("FETCH completed".into(), Outcome::Continue))
     }
 
+    /// STORE, with UNCHANGEDSINCE (RFC 7162 §3.1.3).
     #[allow(clippy::too_many_arguments)]
     pub(in crate::imap::session) async fn store(
         &mut self,
@@ -335,9 +369,10 @@ impl<B: Backend> Session<B> {
         response: StoreResponse,
         flags: &[Flag<'_>],
         uid: bool,
-        unchanged_since: Option<u64>,
+        modifiers: &[StoreModifier],
         out: &mut Vec<u8>,
-    ) -> Result<(String, Outcome), Refusal> {
+    ) -> Answer {
+        let unchanged_since = modifiers.iter().map(|StoreModifier::UnchangedSince(n)| *n).next();
         if unchanged_since.is_some() {
             self.enable_condstore(out);
         }

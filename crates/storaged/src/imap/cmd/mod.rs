@@ -1,7 +1,16 @@
-//! IMAP commands with a module of their own, as the session's command groups move out of
-//! `session.rs` (a child of the session module: they see its state, and nothing else does).
+//! The IMAP commands, one module per command group; `session.rs` keeps the state, the
+//! pre-parsers' routing and a dispatcher of one line per command. Children of the session
+//! module: they see its state, and nothing else does.
 
+mod any_state;
 mod append;
+mod auth;
+mod enable;
+mod expunge;
 mod fetch;
+mod list;
+mod mailbox;
 pub(super) mod notify;
 pub(super) mod search;
+mod select;
+mod status;

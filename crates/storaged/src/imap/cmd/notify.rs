@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 
-use super::super::{line, status_line, tagged, wire_name, Outcome, Reply, Session};
+use super::super::{line, tagged, wire_name, Outcome, Reply, Session};
+use super::status::status_line;
 use crate::imap::backend::Backend;
 use crate::imap::notify::{status_items, Event, Group, Notify, NotifyError, EVENTS};
 use crate::mailstore::MailboxName;

@@ -8,6 +8,7 @@ use crate::imap::encode;
 use crate::imap::search::{self, Candidate, Text};
 use crate::imap::view::Sync;
 use crate::mailstore::index::MailboxIndex;
+use imap_codec::imap_types::core::Charset;
 use imap_codec::imap_types::extensions::sort::SortCriterion;
 use imap_codec::imap_types::extensions::thread::ThreadingAlgorithm;
 use imap_codec::imap_types::search::SearchKey;
@@ -21,9 +22,7 @@ struct Hit {
 }
 
 /// SEARCH, SORT and THREAD take UTF-8 and US-ASCII (RFC 3501 §6.4.4 requires US-ASCII).
-pub(in crate::imap::session) fn check_charset(
-    charset: Option<&imap_codec::imap_types::core::Charset<'_>>,
-) -> Result<(), Refusal> {
+fn check_charset(charset: Option<&imap_codec::imap_types::core::Charset<'_>>) -> Result<(), Refusal> {
     use imap_codec::imap_types::core::Charset;
     let Some(c) = charset else { return Ok(()) };
     let name = match c {
@@ -138,7 +137,54 @@ impl<B: Backend> Session<B> {
     }
 
     /// SORT (RFC 5256 §3): the matches ordered by the criteria's keys, from the header cache.
-    pub(in crate::imap::session) fn sort(
+    /// SEARCH (RFC 3501 §6.4.4) with ESEARCH RETURN options (RFC 4731) and SAVE (RFC 5182).
+    pub(in crate::imap::session) fn search_command(
+        &mut self,
+        tag: &str,
+        charset: Option<Charset<'_>>,
+        criteria: &[SearchKey<'_>],
+        uid: bool,
+        extras: Extras,
+        out: &mut Vec<u8>,
+    ) -> Answer {
+        check_charset(charset.as_ref())?;
+        let saves = extras.search_return.as_ref().is_some_and(|(_, o)| o.iter().any(|x| x == "SAVE"));
+        let result = self.search(tag, criteria, uid, extras.search_return, out);
+        if result.is_err() && saves {
+            // A failed SEARCH that was to save leaves `$` empty (RFC 5182 §2.1).
+            self.saved.clear();
+        }
+        result
+    }
+
+    /// SORT (RFC 5256 §3) and ESORT (RFC 5267).
+    pub(in crate::imap::session) fn sort_command(
+        &mut self,
+        charset: &Charset<'_>,
+        criteria: &[SortCriterion],
+        search_criteria: &[SearchKey<'_>],
+        uid: bool,
+        extras: Extras,
+        out: &mut Vec<u8>,
+    ) -> Answer {
+        check_charset(Some(charset))?;
+        self.sort(criteria, search_criteria, uid, extras.search_return, out)
+    }
+
+    /// THREAD (RFC 5256 §4).
+    pub(in crate::imap::session) fn thread_command(
+        &mut self,
+        algorithm: &ThreadingAlgorithm<'_>,
+        charset: &Charset<'_>,
+        search_criteria: &[SearchKey<'_>],
+        uid: bool,
+        out: &mut Vec<u8>,
+    ) -> Answer {
+        check_charset(Some(charset))?;
+        self.thread(algorithm, search_criteria, uid, out)
+    }
+
+    fn sort(
         &mut self,
         criteria: &[SortCriterion],
         search_criteria: &[SearchKey<'_>],
@@ -181,7 +227,7 @@ impl<B: Backend> Session<B> {
     }
 
     /// THREAD (RFC 5256 §4) over the matches, from the header cache.
-    pub(in crate::imap::session) fn thread(
+    fn thread(
         &mut self,
         algorithm: &ThreadingAlgorithm<'_>,
         search_criteria: &[SearchKey<'_>],
@@ -227,7 +273,7 @@ impl<B: Backend> Session<B> {
         Ok(("THREAD completed".into(), Outcome::Continue))
     }
 
-    pub(in crate::imap::session) fn search(
+    fn search(
         &mut self,
         tag: &str,
         criteria: &[SearchKey<'_>],
