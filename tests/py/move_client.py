@@ -59,8 +59,26 @@ def prepare(a):
     assert c.expunge()[0] == "OK"
     c.select("Saved")
     assert c.uid("STORE", "1:10", "+FLAGS", r"(\Answered)")[0] == "OK"
+    # METADATA (RFC 5464) of a folder and of the user's server moves too.
+    for mailbox, entries in [("Saved", '/private/comment "kept for later"'),
+                             ('""', '/shared/vendor/test/theme "dark" /private/vendor/test/n "1"')]:
+        typ, data = c._simple_command("SETMETADATA", mailbox, "(%s)" % entries)
+        assert typ == "OK", data
     c.logout()
     print(json.dumps({"ok": True}))
+
+
+# imaplib knows only the commands it was written with.
+imaplib.Commands.setdefault("SETMETADATA", ("AUTH", "SELECTED"))
+imaplib.Commands.setdefault("GETMETADATA", ("AUTH", "SELECTED"))
+
+
+def metadata(c, mailbox):
+    """Every entry of a mailbox ('""' for the server), as the server printed them."""
+    typ, data = c._simple_command("GETMETADATA", "(DEPTH infinity)", mailbox, "(/private /shared)")
+    assert typ == "OK", data
+    typ, lines = c._untagged_response(typ, data, "METADATA")
+    return [l.decode() if isinstance(l, bytes) else repr(l) for l in lines if l]
 
 
 def state(a):
@@ -82,7 +100,9 @@ def state(a):
             entry["subjects"] = sorted(
                 item[1].decode(errors="replace").split(":", 1)[1].strip()
                 for item in data if isinstance(item, tuple))
+        entry["metadata"] = metadata(c, '"%s"' % name)
         out[name] = entry
+    out["server metadata"] = metadata(c, '""')
     c.logout()
     print(json.dumps(out))
 

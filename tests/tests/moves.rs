@@ -133,9 +133,14 @@ fn a_user_moves_online_keeping_uids_flags_and_modseqs_and_losing_nothing() {
     }
     let after = move_client(&with_login("state", &[]));
 
+    // METADATA entries moved, the server's and a folder's.
+    assert_eq!(after["server metadata"], before["server metadata"]);
+    assert!(before["server metadata"].to_string().contains("/shared/vendor/test/theme"), "{before}");
+    assert!(after["Saved"]["metadata"].to_string().contains("kept for later"), "{after}");
     // Every mailbox kept its UIDVALIDITY and every message its UID.
-    for (name, b) in before.as_object().unwrap() {
+    for (name, b) in before.as_object().unwrap().iter().filter(|(n, _)| *n != "server metadata") {
         let a = &after[name];
+        assert_eq!(a["metadata"], b["metadata"], "{name}");
         assert_eq!(a["uidvalidity"], b["uidvalidity"], "{name}");
         let uids = |v: &Value| {
             v["messages"].as_array().unwrap().iter().map(|m| m[0].as_u64().unwrap()).collect::<BTreeSet<_>>()

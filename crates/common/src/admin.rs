@@ -126,6 +126,8 @@ pub struct MailboxSummary {
     pub highest_modseq: u64,
     pub subscribed: bool,
     pub messages: Vec<MessageSummary>,
+    /// Its METADATA entries (RFC 5464), name and value.
+    pub metadata: Vec<(String, serde_bytes::ByteBuf)>,
 }
 
 /// A user's mail on one group.
@@ -134,6 +136,8 @@ pub struct UserMail {
     /// `active`, `frozen` or `moved to GROUP`.
     pub state: String,
     pub mailboxes: Vec<MailboxSummary>,
+    /// The user's server METADATA entries (RFC 5464, mailbox `""`).
+    pub server_metadata: Vec<(String, serde_bytes::ByteBuf)>,
 }
 
 /// One node's answer to [`AdminRequest::Status`].

@@ -113,7 +113,8 @@ pub fn run(data: &[u8]) {
                         assert_framed(&cmd, &s.poll());
                         assert_framed(&cmd, &s.idle_done(&tag));
                     }
-                    Outcome::Continue | Outcome::StartTls => {}
+                    Outcome::Compress { .. } => s.compression_started(),
+                    Outcome::Continue | Outcome::StartTls | Outcome::Unauthenticated => {}
                 }
             }
         });

@@ -84,6 +84,8 @@ pub async fn handle(node: &Node, request: AdminRequest) -> AdminReply {
     if !group.is_leader(node.id) {
         return AdminReply::NotLeader { leader: group.leader() };
     }
+    // A proposed operation is answered with the store's whole response.
+    let raw = matches!(request, AdminRequest::Propose { .. });
     let (op_id, op) = match request {
         AdminRequest::Status | AdminRequest::CreateGroup { .. } => unreachable!("answered above"),
         AdminRequest::Read { id, .. } => return read_body(group, id).await,
@@ -126,16 +128,6 @@ pub async fn handle(node: &Node, request: AdminRequest) -> AdminReply {
         AdminRequest::Delete { ids, .. } => (OpId(rand::random()), MailOp::QueueDelete { ids }),
         AdminRequest::Flush { ids, .. } => (OpId(rand::random()), MailOp::QueueFlush { ids, now_s: now_s() }),
     };
-    let raw = matches!(
-        op,
-        MailOp::ImportMessages { .. }
-            | MailOp::SyncMailbox { .. }
-            | MailOp::SetUserState { .. }
-            | MailOp::DeleteUser { .. }
-            | MailOp::DeleteMailbox { .. }
-            | MailOp::CreateMailbox { .. }
-            | MailOp::Subscribe { .. }
-    );
     match group.propose(op_id, op).await {
         Ok(resp) if raw => AdminReply::Applied(admin::encode(&resp)),
         Ok(MailResponse::Queued { id }) => AdminReply::Queued { id },
@@ -160,6 +152,15 @@ fn user_mail(group: &Group, user: &str) -> AdminReply {
         UserState::MovedTo(g) => format!("moved to {g}"),
     };
     let subscribed = store.subscriptions(&user);
+    // Every entry a move must carry; a damaged file fails the move rather than drop them.
+    let metadata_of = |store: &mut crate::mailstore::Store, mailbox: &str| -> Result<Vec<_>, String> {
+        let entries = store.metadata(&user, mailbox).map_err(|e| e.to_string())?.unwrap_or_default();
+        Ok(entries.iter().map(|(k, v)| (k.to_string(), serde_bytes::ByteBuf::from(v.to_vec()))).collect())
+    };
+    let server_metadata = match metadata_of(&mut store, "") {
+        Ok(m) => m,
+        Err(e) => return AdminReply::Failed(e),
+    };
     let mut mailboxes = Vec::new();
     for name in store.mailboxes(&user) {
         let idx = match store.mailbox_index(&user, &name) {
@@ -167,7 +168,12 @@ fn user_mail(group: &Group, user: &str) -> AdminReply {
             Ok(None) => continue,
             Err(e) => return AdminReply::Failed(e.to_string()),
         };
+        let metadata = match metadata_of(&mut store, name.as_str()) {
+            Ok(m) => m,
+            Err(e) => return AdminReply::Failed(e),
+        };
         mailboxes.push(MailboxSummary {
+            metadata,
             name: name.as_str().to_string(),
             uid_validity: idx.uid_validity,
             uid_next: idx.uid_next,
@@ -187,7 +193,7 @@ fn user_mail(group: &Group, user: &str) -> AdminReply {
                 .collect(),
         });
     }
-    AdminReply::UserMail(UserMail { state, mailboxes })
+    AdminReply::UserMail(UserMail { state, mailboxes, server_metadata })
 }
 
 fn fetch(group: &Arc<Group>, user: &str, mailbox: &str, uids: &[u32]) -> AdminReply {

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use crate::group::access::AccessError;
 use crate::group::Group;
 use crate::mailstore::index::{MailboxIndex, MessageMeta};
+use crate::mailstore::metadata::Entries;
 use crate::mailstore::{MailOp, MailResponse, MailboxName, OpId, Store, UserName};
 
 /// Why a read or a proposal through the backend failed, as the session must answer it.
@@ -58,6 +59,9 @@ pub trait Backend {
         let bytes = self.message(user, mailbox, meta.uid)?;
         Ok(bytes.map(|b| Arc::from(super::header::split(&b).0)))
     }
+    /// The METADATA entries of `mailbox` (the user's server when empty); `None` if the
+    /// mailbox does not exist.
+    fn metadata(&self, user: &UserName, mailbox: &str) -> Result<Option<Entries>, BackendError>;
     /// Commit `op`; `Err` means it was not (or may not have been) applied.
     async fn propose(&self, op_id: OpId, op: MailOp) -> Result<MailResponse, BackendError>;
     /// The first UID of `mailbox` no session had claimed as `\Recent`; with `take`, the
@@ -81,6 +85,11 @@ impl Backend for GroupBackend {
         store.subscriptions(user)
     }
 
+    fn metadata(&self, user: &UserName, mailbox: &str) -> Result<Option<Entries>, BackendError> {
+        let store = self.0.sm.store();
+        let mut store = store.lock().expect("store lock");
+        Ok(store.metadata(user, mailbox)?)
+    }
     fn index(&self, user: &UserName, mailbox: &MailboxName) -> Result<Option<Arc<MailboxIndex>>, BackendError> {
         // An Arc clone under the store lock: cheaper than handing the worker thread off.
         Ok(self.0.mailbox_index(user, mailbox)?)
@@ -136,6 +145,9 @@ impl Backend for StoreBackend {
 
     fn index(&self, user: &UserName, mailbox: &MailboxName) -> Result<Option<Arc<MailboxIndex>>, BackendError> {
         Ok(self.store.lock().expect("store").mailbox_index(user, mailbox)?)
+    }
+    fn metadata(&self, user: &UserName, mailbox: &str) -> Result<Option<Entries>, BackendError> {
+        Ok(self.store.lock().expect("store").metadata(user, mailbox)?)
     }
 
     fn message(&self, user: &UserName, mailbox: &MailboxName, uid: u32) -> Result<Option<Vec<u8>>, BackendError> {

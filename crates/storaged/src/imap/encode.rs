@@ -27,6 +27,17 @@ pub fn literal(out: &mut Vec<u8>, s: &[u8]) {
     out.extend_from_slice(s);
 }
 
+/// Append `s` as a string that may hold NUL (METADATA values, RFC 5464 §5): a literal8
+/// (RFC 3516) when it does, else as [`string`].
+pub fn string8(out: &mut Vec<u8>, s: &[u8]) {
+    if s.contains(&0) {
+        out.extend_from_slice(format!("~{{{}}}\r\n", s.len()).as_bytes());
+        out.extend_from_slice(s);
+    } else {
+        string(out, s);
+    }
+}
+
 /// Append `s` as an nstring: `NIL` when absent.
 pub fn nstring(out: &mut Vec<u8>, s: Option<&[u8]>) {
     match s {

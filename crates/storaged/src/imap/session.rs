@@ -254,7 +254,7 @@ impl<B: Backend> Session<B> {
         caps.extend(["UIDPLUS", "MOVE", "UNSELECT", "SPECIAL-USE", "CHILDREN", "CONDSTORE", "QRESYNC", "ESEARCH"]);
         caps.extend(["SEARCHRES", "LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "BINARY", "SORT", "SORT=DISPLAY"]);
         caps.extend(["THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "ESORT", "CONTEXT=SEARCH", "PARTIAL"]);
-        caps.extend(["MULTIAPPEND", "CATENATE", "NOTIFY", "STATUS=DELETED"]);
+        caps.extend(["MULTIAPPEND", "CATENATE", "NOTIFY", "STATUS=DELETED", "METADATA", "METADATA-SERVER"]);
         if self.user.is_some() && !self.compressed {
             caps.push("COMPRESS=DEFLATE");
         }
@@ -510,6 +510,10 @@ impl<B: Backend> Session<B> {
             C::Copy { sequence_set, mailbox, uid } => self.copy(&sequence_set, &mailbox, uid, false, out).await,
             C::Move { sequence_set, mailbox, uid } => self.copy(&sequence_set, &mailbox, uid, true, out).await,
             C::Idle => self.idle(tag),
+            C::GetMetadata { options, mailbox, entries } => {
+                self.get_metadata(&options, &mailbox, entries.as_ref(), out)
+            }
+            C::SetMetadata { mailbox, entry_values } => self.set_metadata(&mailbox, entry_values.as_ref()).await,
             other => Err(Refusal::Bad(format!("{} is not supported", other.name()))),
         }
     }

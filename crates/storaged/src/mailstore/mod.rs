@@ -4,6 +4,7 @@
 
 pub mod fileio;
 pub mod index;
+pub mod metadata;
 pub mod names;
 pub mod ops;
 pub mod queue;

@@ -42,7 +42,8 @@ impl MailOp {
             | MailOp::CreateMailbox { user, .. }
             | MailOp::DeleteMailbox { user, .. }
             | MailOp::RenameMailbox { user, .. }
-            | MailOp::Subscribe { user, .. } => Some(user),
+            | MailOp::Subscribe { user, .. }
+            | MailOp::SetMetadata { user, .. } => Some(user),
             _ => None,
         }
     }
@@ -246,6 +247,21 @@ pub enum MailOp {
         mailbox: String,
         messages: Vec<NewMessage>,
     },
+    /// Set or remove METADATA entries (RFC 5464) of a mailbox, or of the user's server when
+    /// `mailbox` is empty: all of them, or none if a name is invalid or a bound is reached.
+    SetMetadata {
+        user: String,
+        mailbox: String,
+        entries: Vec<MetadataChange>,
+    },
+}
+
+/// One entry of a [`MailOp::SetMetadata`]: its name and new value (`None` removes it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct MetadataChange {
+    pub name: String,
+    #[serde(with = "serde_bytes")]
+    pub value: Option<Vec<u8>>,
 }
 
 /// Serde for a list of byte strings, each as one byte string (bincode: a length and a copy,

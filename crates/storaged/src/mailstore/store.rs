@@ -23,8 +23,11 @@ use serde::{Deserialize, Serialize};
 
 use super::fileio::FileWriter;
 use super::index::{MailboxIndex, MessageMeta, INDEX_FILE};
+use super::metadata;
 use super::names::{Layout, MailboxName, UserName};
-use super::ops::{info_letters, FlagMode, FlagState, MailOp, MailRequest, MailResponse, OpId, UserState};
+use super::ops::{
+    info_letters, FlagMode, FlagState, MailOp, MailRequest, MailResponse, MetadataChange, OpId, UserState,
+};
 use super::queue::Queue;
 use super::readers::{ReadLease, Readers};
 use super::rejection::Rejection;
@@ -187,6 +190,8 @@ pub enum StoreError {
     Index(#[from] super::index::IndexError),
     #[error("state file: {0}")]
     State(String),
+    #[error(transparent)]
+    Metadata(#[from] metadata::MetadataError),
 }
 
 fn io_ctx(context: impl Into<String>) -> impl FnOnce(io::Error) -> StoreError {
@@ -476,6 +481,7 @@ impl Store {
                 let (u, m) = names!(user, mailbox);
                 self.subscribe(&u, &m, *subscribed)
             }
+            MailOp::SetMetadata { user, mailbox, entries } => self.set_metadata(user, mailbox, entries),
             MailOp::DeleteUser { user } => {
                 let u = match UserName::parse(user) {
                     Ok(u) => u,
@@ -1194,6 +1200,61 @@ impl Store {
         fs::write(&tmp, body).map_err(io_ctx("subscriptions"))?;
         fs::rename(&tmp, &path).map_err(io_ctx("subscriptions"))?;
         Ok(MailResponse::Done)
+    }
+
+    /// Where the METADATA entries of `mailbox` (the user's server when empty) are kept: the
+    /// directory and file name, or `None` if the mailbox does not exist.
+    fn metadata_file(&mut self, user: &UserName, mailbox: &str) -> Result<Option<(PathBuf, &'static str)>, StoreError> {
+        if mailbox.is_empty() {
+            return Ok(Some((self.layout.maildir(user), metadata::SERVER_FILE)));
+        }
+        let Ok(name) = MailboxName::parse(mailbox) else { return Ok(None) };
+        if self.mailbox(user, &name)?.is_none() {
+            return Ok(None);
+        }
+        Ok(Some((self.layout.mailbox_dir(user, &name), metadata::MAILBOX_FILE)))
+    }
+
+    fn set_metadata(
+        &mut self,
+        user: &str,
+        mailbox: &str,
+        changes: &[MetadataChange],
+    ) -> Result<MailResponse, StoreError> {
+        let refuse = |r| Ok(MailResponse::Rejected(r));
+        let user = match UserName::parse(user) {
+            Ok(u) => u,
+            Err(e) => return refuse(Rejection::Cannot(e.to_string())),
+        };
+        let Some((dir, file)) = self.metadata_file(&user, mailbox)? else {
+            return refuse(Rejection::NoMailbox(mailbox.to_string()));
+        };
+        // A damaged file on this replica must not stop the log: its entries are lost here
+        // (the other replicas keep theirs) and the change applies to an empty set.
+        let mut entries = match metadata::Entries::load(&dir.join(file)) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(user = %user.as_str(), mailbox, error = %e, "METADATA file unreadable; starting empty");
+                metadata::Entries::default()
+            }
+        };
+        let changes: Vec<(String, Option<Vec<u8>>)> =
+            changes.iter().map(|c| (c.name.clone(), c.value.clone())).collect();
+        match entries.apply(&changes) {
+            Ok(()) => {}
+            Err(e @ metadata::MetadataError::BadName(_)) => return refuse(Rejection::Cannot(e.to_string())),
+            Err(e) => return refuse(Rejection::Limit(e.to_string())),
+        }
+        fs::create_dir_all(&dir).map_err(io_ctx("metadata"))?;
+        entries.save(&dir, file)?;
+        Ok(MailResponse::Done)
+    }
+
+    /// The METADATA entries of `mailbox` (the user's server when empty); `None` if the
+    /// mailbox does not exist.
+    pub fn metadata(&mut self, user: &UserName, mailbox: &str) -> Result<Option<metadata::Entries>, StoreError> {
+        let Some((dir, file)) = self.metadata_file(user, mailbox)? else { return Ok(None) };
+        Ok(Some(metadata::Entries::load(&dir.join(file))?))
     }
 
     // ---- checkpoints ----------------------------------------------------------------------

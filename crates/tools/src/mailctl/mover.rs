@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use common::admin::{AdminReply, AdminRequest, MailboxSummary, UserMail};
 use indicatif::{ProgressBar, ProgressStyle};
-use storaged::mailstore::ops::ImportedMessage;
+use storaged::mailstore::ops::{ImportedMessage, MetadataChange};
 use storaged::mailstore::{FlagState, MailOp, MailResponse, UserState};
 
 use super::admin::Admin;
@@ -233,12 +233,40 @@ async fn copy_round(
             let op = MailOp::Subscribe { user: user.into(), mailbox: mb.name.clone(), subscribed: mb.subscribed };
             admin.apply(target, op).await?;
         }
+        let theirs = have.as_ref().map_or(&[][..], |t| t.metadata.as_slice());
+        sync_metadata(admin, target, user, &mb.name, &mb.metadata, theirs).await?;
     }
+    sync_metadata(admin, target, user, "", &src.server_metadata, &tgt.server_metadata).await?;
     // Mailboxes deleted on the source since an earlier round.
     for gone in existing.keys().filter(|n| n.as_str() != "INBOX") {
         admin.apply(target, MailOp::DeleteMailbox { user: user.into(), mailbox: gone.clone() }).await?;
     }
     Ok(copied)
+}
+
+/// Make the target's METADATA entries of `mailbox` (`""`: the user's server) equal the
+/// source's: set what differs, remove what the source no longer has.
+async fn sync_metadata(
+    admin: &Admin,
+    target: &str,
+    user: &str,
+    mailbox: &str,
+    ours: &[(String, serde_bytes::ByteBuf)],
+    theirs: &[(String, serde_bytes::ByteBuf)],
+) -> anyhow::Result<()> {
+    let wanted: BTreeMap<&str, &[u8]> = ours.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+    let have: BTreeMap<&str, &[u8]> = theirs.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+    let set = wanted
+        .iter()
+        .filter(|(k, v)| have.get(*k) != Some(*v))
+        .map(|(k, v)| MetadataChange { name: k.to_string(), value: Some(v.to_vec()) });
+    let removed =
+        have.keys().filter(|k| !wanted.contains_key(*k)).map(|k| MetadataChange { name: k.to_string(), value: None });
+    let entries: Vec<MetadataChange> = set.chain(removed).collect();
+    if !entries.is_empty() {
+        admin.apply(target, MailOp::SetMetadata { user: user.into(), mailbox: mailbox.into(), entries }).await?;
+    }
+    Ok(())
 }
 
 async fn import(

@@ -10,6 +10,7 @@ mod expunge;
 mod fetch;
 mod list;
 mod mailbox;
+mod metadata;
 pub(super) mod notify;
 pub(super) mod search;
 mod select;
