@@ -66,7 +66,7 @@ fn pre_login(data: &[u8]) {
 /// reaches them too, but only through commands that parse first): they must never panic,
 /// and what they return stays within their bounds.
 fn extension_parsers(data: &[u8]) {
-    use storaged::imap::{address, append, notify, sort, thread};
+    use storaged::imap::{address, append, notify, preparse, preview, sort, thread};
     let entries = address::parse(data);
     assert!(entries.len() <= address::ENTRIES_MAX);
     let _ = address::search_text(&entries);
@@ -78,6 +78,15 @@ fn extension_parsers(data: &[u8]) {
     let _ = thread::message_ids(data);
     let base = sort::base_subject(&sort::decode_words(data));
     assert!(base.len() <= sort::KEY_MAX_BYTES * 3, "a base subject grew: {}", base.len());
+    if let Some((cmd, _)) = preparse::split_fetch_extras(data) {
+        assert!(cmd.len() <= data.len() + 3, "a FETCH grew when its extras were taken out");
+    }
+    let p = preview::preview(data);
+    assert!(p.chars().count() <= preview::PREVIEW_CHARS_MAX && !p.contains(['\r', '\n']));
+    if let Ok(mut e) = storaged::mailstore::metadata::entry_name(&String::from_utf8_lossy(data)) {
+        e.push('/');
+        assert!(storaged::mailstore::metadata::entry_name(&e).is_err(), "a trailing / is never valid");
+    }
 }
 
 pub fn run(data: &[u8]) {

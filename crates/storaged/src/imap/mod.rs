@@ -16,6 +16,7 @@ pub mod mime;
 pub mod mutf7;
 pub mod notify;
 pub mod preparse;
+pub mod preview;
 pub mod recent;
 pub mod search;
 pub mod sendable;

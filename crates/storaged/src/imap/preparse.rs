@@ -1,6 +1,7 @@
 //! imap-codec's gaps, in one place: the syntax of extensions it does not parse, taken out of
 //! a command before it parses the rest. ESEARCH/ESORT `RETURN` options (RFC 4731, 5267),
-//! SEARCHRES `$` (RFC 5182) and LIST-EXTENDED options and several patterns (RFC 5258) here;
+//! SEARCHRES `$` (RFC 5182), LIST-EXTENDED options and several patterns (RFC 5258) and the
+//! FETCH items of later extensions (PREVIEW, RFC 8970) here;
 //! MULTIAPPEND/CATENATE in [`super::append`], NOTIFY in [`super::notify`] and CANCELUPDATE in
 //! [`super::context`], which own their commands' syntax. Pure; each is bounded by the
 //! command line the reader already bounded.
@@ -35,6 +36,76 @@ pub fn split_search_return(bytes: &[u8]) -> Option<(Vec<u8>, Vec<String>)> {
     let verb = &rest[..prefix.len() - "RETURN (".len()];
     let remainder = after[close + 1..].trim_start();
     Some((format!("{tag} {verb}{remainder}").into_bytes(), options))
+}
+
+/// A FETCH data item imap-codec does not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchExtra {
+    /// `PREVIEW` or `PREVIEW (LAZY)` (RFC 8970).
+    Preview { lazy: bool },
+}
+
+/// The FETCH data items of [`FetchExtra`] taken out of a `[UID] FETCH` command: the command
+/// without them (an item list left empty asks for `UID`, which a FETCH response may always
+/// carry), and the items in the order given. `None` if the command is not a FETCH or has none.
+pub fn split_fetch_extras(bytes: &[u8]) -> Option<(Vec<u8>, Vec<FetchExtra>)> {
+    if !verb_is(bytes, &["FETCH", "UID"]) {
+        return None;
+    }
+    let toks = tokens(bytes);
+    let is =
+        |k: usize, word: &str| toks.get(k).is_some_and(|&(a, b)| bytes[a..b].eq_ignore_ascii_case(word.as_bytes()));
+    let first = if is(1, "UID") && is(2, "FETCH") {
+        4
+    } else if is(1, "FETCH") {
+        3
+    } else {
+        return None;
+    };
+    let (mut extras, mut cut) = (Vec::new(), Vec::new());
+    let listed = is(first, "(");
+    let (mut k, mut depth) = (first + usize::from(listed), usize::from(listed));
+    while k < toks.len() && (depth > 0 || k == first) {
+        if depth == usize::from(listed) && is(k, "PREVIEW") {
+            let lazy = is(k + 1, "(") && is(k + 2, "LAZY") && is(k + 3, ")");
+            let end = if lazy { k + 3 } else { k };
+            extras.push(FetchExtra::Preview { lazy });
+            cut.push((toks[k].0, toks[end].1));
+            k = end + 1;
+            continue;
+        }
+        depth = match &bytes[toks[k].0..toks[k].1] {
+            b"(" => depth + 1,
+            b")" => depth.saturating_sub(1),
+            _ => depth,
+        };
+        k += 1;
+    }
+    if extras.is_empty() {
+        return None;
+    }
+    let start = toks[first].0;
+    if !listed {
+        // A lone item: it becomes UID.
+        return Some(([&bytes[..start], b"UID", &bytes[toks[first].1..]].concat(), extras));
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    for (mut a, mut b) in cut {
+        // Take one space along, so the list stays `(A B)`.
+        if a > at && bytes[a - 1] == b' ' {
+            a -= 1;
+        } else if bytes.get(b) == Some(&b' ') {
+            b += 1;
+        }
+        out.extend_from_slice(&bytes[at..a]);
+        at = b;
+    }
+    out.extend_from_slice(&bytes[at..]);
+    if out[start..].starts_with(b"()") {
+        out.splice(start + 1..start + 1, *b"UID");
+    }
+    Some((out, extras))
 }
 
 /// A message number no mailbox reaches: what `$` becomes when the saved result is empty,
@@ -342,6 +413,24 @@ pub fn split_list_extended(bytes: &[u8]) -> Option<Result<(Vec<u8>, ListOptions)
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rfc8970_preview_items_are_taken_out_of_fetch() {
+        let split = |c: &str| split_fetch_extras(c.as_bytes()).map(|(cmd, x)| (String::from_utf8(cmd).unwrap(), x));
+        let lazy = FetchExtra::Preview { lazy: true };
+        let plain = FetchExtra::Preview { lazy: false };
+        assert_eq!(split("a FETCH 1:* (UID PREVIEW)\r\n"), Some(("a FETCH 1:* (UID)\r\n".into(), vec![plain])));
+        assert_eq!(
+            split("a UID FETCH 1 (PREVIEW (LAZY) BODY.PEEK[HEADER.FIELDS (FROM)] FLAGS) (CHANGEDSINCE 5)\r\n"),
+            Some(("a UID FETCH 1 (BODY.PEEK[HEADER.FIELDS (FROM)] FLAGS) (CHANGEDSINCE 5)\r\n".into(), vec![lazy]))
+        );
+        assert_eq!(split("a FETCH 2 PREVIEW\r\n"), Some(("a FETCH 2 UID\r\n".into(), vec![plain])));
+        assert_eq!(split("a fetch 2 (preview)\r\n"), Some(("a fetch 2 (UID)\r\n".into(), vec![plain])));
+        assert_eq!(split("a FETCH 1 (FLAGS)\r\n"), None);
+        assert_eq!(split("a SEARCH PREVIEW\r\n"), None);
+        // Only at the top of the item list: a header field named PREVIEW stays.
+        assert_eq!(split("a FETCH 1 (BODY[HEADER.FIELDS (PREVIEW)])\r\n"), None);
+    }
+
     use super::*;
 
     #[test]

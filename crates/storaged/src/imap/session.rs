@@ -116,6 +116,8 @@ struct Extras {
     search_return: Option<(String, Vec<String>)>,
     /// LIST-EXTENDED selection and return options (RFC 5258).
     list_options: Option<super::preparse::ListOptions>,
+    /// FETCH items of later extensions (PREVIEW).
+    fetch_extras: Vec<super::preparse::FetchExtra>,
 }
 
 /// ID fields looked at (RFC 2971 allows 30).
@@ -255,6 +257,7 @@ impl<B: Backend> Session<B> {
         caps.extend(["SEARCHRES", "LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "BINARY", "SORT", "SORT=DISPLAY"]);
         caps.extend(["THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "ESORT", "CONTEXT=SEARCH", "PARTIAL"]);
         caps.extend(["MULTIAPPEND", "CATENATE", "NOTIFY", "STATUS=DELETED", "METADATA", "METADATA-SERVER"]);
+        caps.push("PREVIEW");
         if self.user.is_some() && !self.compressed {
             caps.push("COMPRESS=DEFLATE");
         }
@@ -376,6 +379,12 @@ impl<B: Backend> Session<B> {
                 Ok(a) => self.append_extended(&tag, a).await,
                 Err(why) => tagged(&tag, "BAD", &why),
             };
+        }
+        let fetch_rewritten;
+        if let Some((cmd, items)) = super::preparse::split_fetch_extras(bytes) {
+            extras.fetch_extras = items;
+            fetch_rewritten = cmd;
+            bytes = &fetch_rewritten;
         }
         let list_rewritten;
         match super::preparse::split_list_extended(bytes) {
@@ -502,7 +511,7 @@ impl<B: Backend> Session<B> {
                 self.thread_command(&algorithm, &charset, search_criteria.as_ref(), uid, out)
             }
             C::Fetch { sequence_set, macro_or_item_names, uid, modifiers } => {
-                self.fetch_command(&sequence_set, macro_or_item_names, uid, &modifiers, out).await
+                self.fetch_command(&sequence_set, macro_or_item_names, &extras.fetch_extras, uid, &modifiers, out).await
             }
             C::Store { sequence_set, kind, response, flags, uid, modifiers } => {
                 self.store(&sequence_set, kind, response, &flags, uid, &modifiers, out).await

@@ -6,6 +6,7 @@ use super::super::*;
 use crate::imap::backend::{Backend, BackendError};
 use crate::imap::encode;
 use crate::imap::fetch::{self, Section};
+use crate::imap::preparse::FetchExtra;
 use crate::imap::search::{self};
 use crate::imap::view::Sync;
 use crate::mailstore::ops::flag;
@@ -36,6 +37,8 @@ enum Item {
     },
     /// BODYSTRUCTURE (`true`) or BODY.
     Structure(bool),
+    /// PREVIEW (RFC 8970); computed from the text even when LAZY.
+    Preview,
     /// `BODY[...]`/`BINARY`-less sections; `label` is what the response repeats.
     Section {
         section: Section,
@@ -64,7 +67,11 @@ impl Item {
             {
                 Need::Header
             }
-            Item::Section { .. } | Item::Structure(_) | Item::Binary { .. } | Item::BinarySize { .. } => Need::Full,
+            Item::Section { .. }
+            | Item::Structure(_)
+            | Item::Binary { .. }
+            | Item::BinarySize { .. }
+            | Item::Preview => Need::Full,
         }
     }
 }
@@ -155,6 +162,7 @@ impl<B: Backend> Session<B> {
         &mut self,
         set: &SequenceSet,
         names: MacroOrMessageDataItemNames<'_>,
+        extras: &[FetchExtra],
         uid: bool,
         modifiers: &[FetchModifier],
         out: &mut Vec<u8>,
@@ -179,18 +187,19 @@ impl<B: Backend> Session<B> {
                 line(out, &format!("* VANISHED (EARLIER) {}", encode::uid_set(&gone)));
             }
         }
-        self.fetch(set, names, uid, changed_since, out).await
+        let mut items = items_of(names)?;
+        items.extend(extras.iter().map(|FetchExtra::Preview { .. }| Item::Preview));
+        self.fetch(set, items, uid, changed_since, out).await
     }
 
     async fn fetch(
         &mut self,
         set: &SequenceSet,
-        names: MacroOrMessageDataItemNames<'_>,
+        mut items: Vec<Item>,
         uid: bool,
         changed_since: Option<u64>,
         out: &mut Vec<u8>,
-    ) -> Result<(String, Outcome), Refusal> {
-        let mut items = items_of(names)?;
+    ) -> Answer {
         if uid && !items.iter().any(|i| matches!(i, Item::Uid)) {
             items.insert(0, Item::Uid);
         }
@@ -329,6 +338,10 @@ impl<B: Backend> Session<B> {
                                 return Err(Refusal::No(format!("[UNKNOWN-CTE] cannot decode {cte}")));
                             }
                         }
+                    }
+                    Item::Preview => {
+                        resp.extend_from_slice(b"PREVIEW ");
+                        encode::string(&mut resp, crate::imap::preview::preview(text).as_bytes());
                     }
                     Item::Structure(ext) => {
                         resp.extend_from_slice(if *ext { b"BODYSTRUCTURE " } else { b"BODY " });
