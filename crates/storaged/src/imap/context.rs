@@ -1,19 +1,24 @@
-//! CONTEXT=SEARCH (RFC 5267 §4) and PARTIAL results (RFC 9394): searches a client asked to
-//! keep up to date with `RETURN (UPDATE)`, and what each change to the mailbox adds to or
-//! removes from their results (`ESEARCH ... ADDTO` / `REMOVEFROM`). Pure: the session runs
-//! the searches again and hands the results here.
+//! CONTEXT=SEARCH and CONTEXT=SORT (RFC 5267 §4) and PARTIAL results (RFC 9394): searches
+//! and sorts a client asked to keep up to date with `RETURN (UPDATE)`, and what each change
+//! to the mailbox adds to or removes from their results (`ESEARCH ... ADDTO` /
+//! `REMOVEFROM`, with positions in a sorted result). Pure: the session runs the searches
+//! again and hands the results here.
 //!
-//! Bounded: at most [`CONTEXTS_MAX`] searches kept per session; beyond that the client is
-//! told `NOUPDATE` and gets the one result.
+//! Bounded: at most [`CONTEXTS_MAX`] searches kept per session, and a sort only while its
+//! result has at most [`SORT_CONTEXT_MESSAGES_MAX`] messages (each change sorts it again);
+//! beyond that the client is told `NOUPDATE` and gets the one result.
 
 use std::collections::BTreeSet;
 
+use imap_codec::imap_types::extensions::sort::SortCriterion;
 use imap_codec::imap_types::search::SearchKey;
 
 use super::encode;
 
 /// Searches kept up to date per session.
 pub const CONTEXTS_MAX: usize = 8;
+/// Largest sorted result kept up to date.
+pub const SORT_CONTEXT_MESSAGES_MAX: usize = 10_000;
 
 /// One search kept up to date.
 #[derive(Debug)]
@@ -21,16 +26,76 @@ pub struct Context {
     pub tag: String,
     pub uid: bool,
     pub criteria: Vec<SearchKey<'static>>,
+    /// The sort order of a kept SORT; `None` for a SEARCH.
+    pub sort: Option<Vec<SortCriterion>>,
     /// The UIDs the client was last told match.
     pub matched: BTreeSet<u32>,
+    /// The same UIDs in result order (a sort's), which positions count in.
+    pub order: Vec<u32>,
 }
 
 impl Context {
+    /// A search or sort kept up to date, whose result the client was just given (`order`).
+    pub fn new(
+        tag: String,
+        uid: bool,
+        criteria: Vec<SearchKey<'static>>,
+        sort: Option<Vec<SortCriterion>>,
+        order: Vec<u32>,
+    ) -> Self {
+        Self { tag, uid, criteria, sort, matched: order.iter().copied().collect(), order }
+    }
+
+    /// The lines that bring the client from the last result to `now` (UIDs in result order).
+    pub fn refresh(&mut self, now: Vec<u32>, number: impl Fn(u32) -> Option<u32>) -> Vec<String> {
+        if self.sort.is_some() {
+            self.update_sorted(now, number)
+        } else {
+            self.update(now.into_iter().collect(), number)
+        }
+    }
+
+    /// For a sorted result (RFC 5267 §4.4): REMOVEFROM with each removed message's position
+    /// before it goes, last first (so no position moves under the client), then ADDTO with
+    /// each new message's position in the new result, first first. The other messages keep
+    /// their order: sort keys do not change.
+    fn update_sorted(&mut self, now: Vec<u32>, number: impl Fn(u32) -> Option<u32>) -> Vec<String> {
+        let now_set: BTreeSet<u32> = now.iter().copied().collect();
+        let pairs = |list: Vec<(usize, u32)>| -> String {
+            list.into_iter()
+                .filter_map(|(pos, u)| if self.uid { Some(u) } else { number(u) }.map(|n| format!("{pos} {n}")))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let removed: Vec<(usize, u32)> = self
+            .order
+            .iter()
+            .enumerate()
+            .rev()
+            .filter(|(_, u)| !now_set.contains(u))
+            .map(|(i, u)| (i + 1, *u))
+            .collect();
+        let added: Vec<(usize, u32)> =
+            now.iter().enumerate().filter(|(_, u)| !self.matched.contains(u)).map(|(i, u)| (i + 1, *u)).collect();
+        let (removed, added) = (pairs(removed), pairs(added));
+        let uid = if self.uid { " UID" } else { "" };
+        let mut out = Vec::new();
+        if !removed.is_empty() {
+            out.push(format!("* ESEARCH (TAG \"{}\"){uid} REMOVEFROM ({removed})", self.tag));
+        }
+        if !added.is_empty() {
+            out.push(format!("* ESEARCH (TAG \"{}\"){uid} ADDTO ({added})", self.tag));
+        }
+        self.matched = now_set;
+        self.order = now;
+        out
+    }
+
     /// The ESEARCH lines that bring the client from the last result to `now` (UIDs).
     /// `number` gives a message's number as the client knows it (its sequence number, for a
     /// search that returns those; `None` if the client does not know the message).
     /// REMOVEFROM comes first: its numbers are the ones before any expunge is announced.
-    pub fn update(&mut self, now: BTreeSet<u32>, number: impl Fn(u32) -> Option<u32>) -> Vec<String> {
+    fn update(&mut self, now: BTreeSet<u32>, number: impl Fn(u32) -> Option<u32>) -> Vec<String> {
         let as_numbers = |uids: Vec<u32>| {
             let mut n: Vec<u32> = uids.into_iter().filter_map(|u| if self.uid { Some(u) } else { number(u) }).collect();
             n.sort_unstable();
@@ -47,6 +112,7 @@ impl Context {
         if !added.is_empty() {
             out.push(format!("* ESEARCH (TAG \"{}\"){uid} ADDTO (0 {})", self.tag, encode::uid_set(&added)));
         }
+        self.order = now.iter().copied().collect();
         self.matched = now;
         out
     }
@@ -110,16 +176,31 @@ mod tests {
 
     #[test]
     fn rfc5267_4_3_changes_become_addto_and_removefrom() {
-        let mut c = Context { tag: "A1".into(), uid: false, criteria: vec![], matched: BTreeSet::new() };
+        let mut c = Context::new("A1".into(), false, vec![], None, vec![]);
         let seq = |u: u32| Some(u * 10);
-        assert_eq!(c.update([1, 2, 4].into(), seq), ["* ESEARCH (TAG \"A1\") ADDTO (0 10,20,40)"]);
+        assert_eq!(c.refresh(vec![1, 2, 4], seq), ["* ESEARCH (TAG \"A1\") ADDTO (0 10,20,40)"]);
         assert_eq!(
-            c.update([4, 5].into(), seq),
+            c.refresh(vec![4, 5], seq),
             ["* ESEARCH (TAG \"A1\") REMOVEFROM (0 10,20)", "* ESEARCH (TAG \"A1\") ADDTO (0 50)"]
         );
-        assert!(c.update([4, 5].into(), seq).is_empty(), "no change, nothing sent");
-        let mut u = Context { tag: "B".into(), uid: true, criteria: vec![], matched: [7].into() };
-        assert_eq!(u.update([7, 8, 9].into(), |_| None), ["* ESEARCH (TAG \"B\") UID ADDTO (0 8:9)"]);
+        assert!(c.refresh(vec![4, 5], seq).is_empty(), "no change, nothing sent");
+        let mut u = Context::new("B".into(), true, vec![], None, vec![7]);
+        assert_eq!(u.refresh(vec![7, 8, 9], |_| None), ["* ESEARCH (TAG \"B\") UID ADDTO (0 8:9)"]);
+    }
+
+    #[test]
+    fn rfc5267_4_4_sorted_updates_carry_positions() {
+        use imap_codec::imap_types::extensions::sort::SortKey;
+        let by_date = vec![SortCriterion { reverse: false, key: SortKey::Date }];
+        // Sorted result 30, 10, 20; 10 goes, 40 comes between 30 and 20, 50 at the end.
+        let mut c = Context::new("S".into(), true, vec![], Some(by_date), vec![30, 10, 20]);
+        assert_eq!(
+            c.refresh(vec![30, 40, 20, 50], |_| None),
+            ["* ESEARCH (TAG \"S\") UID REMOVEFROM (2 10)", "* ESEARCH (TAG \"S\") UID ADDTO (2 40 4 50)"]
+        );
+        assert!(c.refresh(vec![30, 40, 20, 50], |_| None).is_empty());
+        // Several removals: the later positions first, so each is right when applied.
+        assert_eq!(c.refresh(vec![40], |_| None), ["* ESEARCH (TAG \"S\") UID REMOVEFROM (4 50 3 20 1 30)"]);
     }
 
     #[test]

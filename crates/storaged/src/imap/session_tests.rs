@@ -867,6 +867,17 @@ async fn rfc5267_4_context_search_updates_and_esort() {
     assert!(!run(&mut s, "c6 STORE 2 +FLAGS (\\Seen)").await.contains("ADDTO"), "cancelled");
     let out = run(&mut s, "c7 SORT RETURN (MIN MAX COUNT ALL) (REVERSE SUBJECT) UTF-8 ALL").await;
     assert!(out.contains("* ESEARCH (TAG \"c7\") MIN 3 MAX 1 COUNT 3 ALL 3,2,1\r\n"), "ESORT in sort order: {out}");
+    // CONTEXT=SORT: a kept sort learns where new messages go and which left, by position.
+    let out = run(&mut s, "c8 UID SORT RETURN (ALL UPDATE) (REVERSE SUBJECT) UTF-8 ALL").await;
+    assert!(out.contains("* ESEARCH (TAG \"c8\") UID ALL 4,2,1\r\n"), "{out}");
+    h.deliver("Subject: m9\r\n\r\nnew\r\n").await;
+    h.deliver("Subject: m15\r\n\r\nnew\r\n").await;
+    let out = run(&mut s, "c9 NOOP").await;
+    assert!(out.contains("* ESEARCH (TAG \"c8\") UID ADDTO (1 5 3 6)\r\n"), "m9 first, m15 after m2: {out}");
+    run(&mut other, "o4 UID STORE 2 +FLAGS.SILENT (\\Deleted)").await;
+    run(&mut other, "o5 UID EXPUNGE 2").await;
+    let out = run(&mut s, "c10 NOOP").await;
+    assert!(out.contains("* ESEARCH (TAG \"c8\") UID REMOVEFROM (4 2)\r\n"), "{out}");
 }
 
 #[tokio::test]

@@ -15,6 +15,7 @@ use imap_codec::imap_types::search::SearchKey;
 use std::sync::Arc;
 
 /// One message a search matched.
+#[derive(Debug, Clone, Copy)]
 struct Hit {
     seq: u32,
     uid: u32,
@@ -98,9 +99,13 @@ impl<B: Backend> Session<B> {
         let Ok(idx) = self.index_of(&view.mailbox) else { return };
         let mut contexts = std::mem::take(&mut self.contexts);
         for c in &mut contexts {
-            let Ok(hits) = self.matching(&c.criteria, &idx) else { continue };
+            let hits = match &c.sort {
+                Some(sort) => self.sorted_hits(sort, &c.criteria, &idx),
+                None => self.matching(&c.criteria, &idx),
+            };
+            let Ok(hits) = hits else { continue };
             let Ok(view) = self.selected() else { break };
-            for l in c.update(hits.iter().map(|h| h.uid).collect(), |u| view.seq_of(u).map(|s| s as u32)) {
+            for l in c.refresh(hits.iter().map(|h| h.uid).collect(), |u| view.seq_of(u).map(|s| s as u32)) {
                 line(out, &l);
             }
         }
@@ -136,7 +141,6 @@ impl<B: Backend> Session<B> {
         Ok(hits)
     }
 
-    /// SORT (RFC 5256 §3): the matches ordered by the criteria's keys, from the header cache.
     /// SEARCH (RFC 3501 §6.4.4) with ESEARCH RETURN options (RFC 4731) and SAVE (RFC 5182).
     pub(in crate::imap::session) fn search_command(
         &mut self,
@@ -193,9 +197,35 @@ impl<B: Backend> Session<B> {
         out: &mut Vec<u8>,
     ) -> Result<(String, Outcome), Refusal> {
         self.sync(out, if uid { Sync::Full } else { Sync::NoExpunge });
+        let idx = self.index_of(&self.selected()?.mailbox)?;
+        let ordered = self.sorted_hits(criteria, search_criteria, &idx)?;
+        let sorted: Vec<u32> = ordered.iter().map(|h| if uid { h.uid } else { h.seq }).collect();
+        // ESORT (RFC 5267 §3): the results as ESEARCH, MIN and MAX the first and last sorted.
+        if let Some((tag, options)) = returned {
+            line(out, &esearch(&tag, uid, &options, &sorted, None));
+            if options.iter().any(|o| o == "UPDATE") {
+                let order = ordered.iter().map(|h| h.uid).collect();
+                if let Some(refused) = self.keep_context(&tag, uid, search_criteria, Some(criteria), order) {
+                    return Ok((format!("{refused} SORT completed, not kept up to date"), Outcome::Continue));
+                }
+            }
+            return Ok(("SORT completed".into(), Outcome::Continue));
+        }
+        let numbers: Vec<String> = sorted.iter().map(u32::to_string).collect();
+        line(out, &format!("* SORT{}{}", if numbers.is_empty() { "" } else { " " }, numbers.join(" ")));
+        Ok(("SORT completed".into(), Outcome::Continue))
+    }
+
+    /// The matches of `search_criteria` ordered by the sort criteria's keys (RFC 5256 §3),
+    /// from the header cache.
+    fn sorted_hits(
+        &self,
+        criteria: &[SortCriterion],
+        search_criteria: &[SearchKey<'_>],
+        idx: &MailboxIndex,
+    ) -> Result<Vec<Hit>, Refusal> {
         let view = self.selected()?;
-        let idx = self.index_of(&view.mailbox)?;
-        let hits = self.matching(search_criteria, &idx)?;
+        let hits = self.matching(search_criteria, idx)?;
         let with_header = crate::imap::sort::needs_header(criteria);
         let mut keys = Vec::with_capacity(hits.len());
         for h in &hits {
@@ -212,18 +242,27 @@ impl<B: Backend> Session<B> {
                 criteria.iter().map(|c| crate::imap::sort::key_of(&c.key, &header, size, meta.internal_date)).collect(),
             );
         }
-        let sorted: Vec<u32> = crate::imap::sort::order(criteria, &keys)
-            .into_iter()
-            .map(|i| if uid { hits[i].uid } else { hits[i].seq })
-            .collect();
-        // ESORT (RFC 5267 §3): the results as ESEARCH, MIN and MAX the first and last sorted.
-        if let Some((tag, options)) = returned {
-            line(out, &esearch(&tag, uid, &options, &sorted, None));
-            return Ok(("SORT completed".into(), Outcome::Continue));
+        Ok(crate::imap::sort::order(criteria, &keys).into_iter().map(|i| hits[i]).collect())
+    }
+
+    /// Keep a search or sort up to date (RFC 5267 §4.1); the `[NOUPDATE]` code if it cannot be.
+    fn keep_context(
+        &mut self,
+        tag: &str,
+        uid: bool,
+        criteria: &[SearchKey<'_>],
+        sort: Option<&[SortCriterion]>,
+        order: Vec<u32>,
+    ) -> Option<String> {
+        use crate::imap::context::{Context, CONTEXTS_MAX, SORT_CONTEXT_MESSAGES_MAX};
+        use imap_codec::imap_types::ToStatic;
+        let too_big = sort.is_some() && order.len() > SORT_CONTEXT_MESSAGES_MAX;
+        if self.contexts.len() >= CONTEXTS_MAX || too_big {
+            return Some(format!("[NOUPDATE \"{tag}\"]"));
         }
-        let numbers: Vec<String> = sorted.iter().map(u32::to_string).collect();
-        line(out, &format!("* SORT{}{}", if numbers.is_empty() { "" } else { " " }, numbers.join(" ")));
-        Ok(("SORT completed".into(), Outcome::Continue))
+        let criteria = criteria.iter().map(|k| k.to_static()).collect();
+        self.contexts.push(Context::new(tag.to_string(), uid, criteria, sort.map(<[_]>::to_vec), order));
+        None
     }
 
     /// THREAD (RFC 5256 §4) over the matches, from the header cache.
@@ -310,19 +349,9 @@ impl<B: Backend> Session<B> {
             }
             line(out, &esearch(&tag, uid, &options, &hits, with_modseq.then_some(&hit_modseqs[..])));
             if options.iter().any(|o| o == "UPDATE") {
-                if self.contexts.len() >= crate::imap::context::CONTEXTS_MAX {
-                    return Ok((
-                        format!("[NOUPDATE \"{tag}\"] SEARCH completed, no more searches kept"),
-                        Outcome::Continue,
-                    ));
+                if let Some(refused) = self.keep_context(&tag, uid, criteria, None, hit_uids) {
+                    return Ok((format!("{refused} SEARCH completed, no more searches kept"), Outcome::Continue));
                 }
-                use imap_codec::imap_types::ToStatic;
-                self.contexts.push(crate::imap::context::Context {
-                    tag,
-                    uid,
-                    criteria: criteria.iter().map(|k| k.to_static()).collect(),
-                    matched: hit_uids.iter().copied().collect(),
-                });
             }
             return Ok(("SEARCH completed".into(), Outcome::Continue));
         }
