@@ -45,15 +45,22 @@ fn users_land_on_their_own_mailhost(front: &Front) {
     let by_uid = client(&["imap", "--server", &front.imap, "--user", "alice", "--password", "alice-pw", "--sasl"]);
     assert_eq!(subjects(&by_uid), ["for alice"], "uid login with AUTHENTICATE PLAIN: {by_uid}");
 
-    // Before login the front offers what the node offers after it (plus its own AUTH).
+    // Before login the front offers what the node offers after it (plus its own AUTH),
+    // but COMPRESS, which only a logged-in session may use (RFC 4978 §3).
     let caps = |key: &str| -> Vec<String> {
         alice[key].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_ascii_uppercase()).collect()
     };
-    let pre = caps("caps_pre");
-    for cap in caps("caps_post") {
-        assert!(pre.contains(&cap), "{cap} missing before login: {pre:?}");
+    let (pre, post) = (caps("caps_pre"), caps("caps_post"));
+    assert!(post.iter().any(|c| c == "COMPRESS=DEFLATE") && !pre.iter().any(|c| c == "COMPRESS=DEFLATE"));
+    assert!(!post.iter().any(|c| c == "UNAUTHENTICATE"), "a session the front routed cannot change user: {post:?}");
+    for cap in post.iter().filter(|c| *c != "COMPRESS=DEFLATE") {
+        assert!(pre.contains(cap), "{cap} missing before login: {pre:?}");
     }
     assert!(pre.iter().any(|c| c == "AUTH=PLAIN"), "{pre:?}");
+    // COMPRESS=DEFLATE through the front: its splice carries the compressed stream as is.
+    let script = "../../crates/storaged/tests/py/imap_compress.py";
+    let z = python_json(script, &["session", "--server", &front.imap, "--user", "alice", "--password", "alice-pw"]);
+    assert_eq!((z["exists"].as_u64(), z["fetched"].as_u64(), &z["body_ok"]), (Some(1), Some(1), &true.into()), "{z}");
 
     // bob (a {CRYPT} SHA-512 hash) lives on apollo; POP3 shows his mail, not alice's.
     let bob = client(&["pop3", "--server", &front.pop3, "--user", "bob@example.edu", "--password", "bob-pw"]);

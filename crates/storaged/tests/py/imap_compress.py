@@ -3,7 +3,7 @@
 
   session: log in, COMPRESS DEFLATE, then SELECT, FETCH every message's UID and size,
            APPEND a message (synchronizing literal), see it arrive, refuse a second
-           COMPRESS with [COMPRESSIONACTIVE], LOGOUT; prints JSON facts.
+           COMPRESS with [COMPRESSIONACTIVE], expunge what it appended, LOGOUT; prints JSON.
   bomb:    log in, COMPRESS DEFLATE, send a deflate bomb (--bomb-mib MiB of one byte in
            about a thousandth of that), and read until the server closes; prints JSON with
            the last line the server sent (its BYE).
@@ -93,6 +93,11 @@ def session(a):
     untagged, done = c.command("g", f"UID FETCH {uid} (BODY.PEEK[TEXT])")
     assert done.startswith("g OK"), done
     body_ok = any(b"compressed body line" in l for l in untagged) or b"compressed body line" in c.buf
+    # Leave the mailbox as it was.
+    _, done = c.command("d", f"UID STORE {uid} +FLAGS.SILENT (\\Deleted)")
+    assert done.startswith("d OK"), done
+    _, done = c.command("e", f"UID EXPUNGE {uid}")
+    assert done.startswith("e OK"), done
     _, again = c.command("y", "COMPRESS DEFLATE")
     _, bye = c.command("o", "LOGOUT")
     print(json.dumps({
