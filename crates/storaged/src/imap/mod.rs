@@ -29,4 +29,4 @@ pub mod view;
 pub use server::serve;
 
 #[cfg(test)]
-mod session_tests;
+mod tests;
