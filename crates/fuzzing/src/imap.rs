@@ -78,6 +78,10 @@ fn extension_parsers(data: &[u8]) {
     let _ = thread::message_ids(data);
     let base = sort::base_subject(&sort::decode_words(data));
     assert!(base.len() <= sort::KEY_MAX_BYTES * 3, "a base subject grew: {}", base.len());
+    if let Some((cmd, _)) = preparse::split_status_mailboxid(data) {
+        assert!(cmd.len() <= data.len() + 7, "a STATUS grew when MAILBOXID was taken out");
+    }
+    let _ = preparse::substitute_object_ids(data, |_, id| id.len().to_string());
     if let Some((cmd, _)) = preparse::split_fetch_extras(data) {
         assert!(cmd.len() <= data.len() + 3, "a FETCH grew when its extras were taken out");
     }

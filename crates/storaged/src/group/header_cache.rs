@@ -125,6 +125,7 @@ mod tests {
             internal_date: 0,
             modseq: 1,
             crc32c,
+            email_id: 0,
         }
     }
 

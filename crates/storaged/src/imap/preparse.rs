@@ -43,6 +43,10 @@ pub fn split_search_return(bytes: &[u8]) -> Option<(Vec<u8>, Vec<String>)> {
 pub enum FetchExtra {
     /// `PREVIEW` or `PREVIEW (LAZY)` (RFC 8970).
     Preview { lazy: bool },
+    /// `EMAILID` (RFC 8474).
+    EmailId,
+    /// `THREADID` (RFC 8474).
+    ThreadId,
 }
 
 /// The FETCH data items of [`FetchExtra`] taken out of a `[UID] FETCH` command: the command
@@ -66,12 +70,24 @@ pub fn split_fetch_extras(bytes: &[u8]) -> Option<(Vec<u8>, Vec<FetchExtra>)> {
     let listed = is(first, "(");
     let (mut k, mut depth) = (first + usize::from(listed), usize::from(listed));
     while k < toks.len() && (depth > 0 || k == first) {
-        if depth == usize::from(listed) && is(k, "PREVIEW") {
+        let top = depth == usize::from(listed);
+        if top && is(k, "PREVIEW") {
             let lazy = is(k + 1, "(") && is(k + 2, "LAZY") && is(k + 3, ")");
             let end = if lazy { k + 3 } else { k };
             extras.push(FetchExtra::Preview { lazy });
             cut.push((toks[k].0, toks[end].1));
             k = end + 1;
+            continue;
+        }
+        let id = if is(k, "EMAILID") {
+            Some(FetchExtra::EmailId)
+        } else {
+            is(k, "THREADID").then_some(FetchExtra::ThreadId)
+        };
+        if let Some(id) = id.filter(|_| top) {
+            extras.push(id);
+            cut.push(toks[k]);
+            k += 1;
             continue;
         }
         depth = match &bytes[toks[k].0..toks[k].1] {
@@ -106,6 +122,71 @@ pub fn split_fetch_extras(bytes: &[u8]) -> Option<(Vec<u8>, Vec<FetchExtra>)> {
         out.splice(start + 1..start + 1, *b"UID");
     }
     Some((out, extras))
+}
+
+/// `STATUS mailbox (... MAILBOXID ...)` (RFC 8474 §4): the command without the item, and
+/// whether the item list had nothing else (then it asks for `UIDNEXT`, which the caller
+/// leaves out of its answer). `None` if the command is not a STATUS asking for MAILBOXID.
+pub fn split_status_mailboxid(bytes: &[u8]) -> Option<(Vec<u8>, bool)> {
+    if !verb_is(bytes, &["STATUS"]) {
+        return None;
+    }
+    let toks = tokens(bytes);
+    let at = toks.iter().position(|&(a, b)| bytes[a..b].eq_ignore_ascii_case(b"MAILBOXID"))?;
+    // The item list is the last parenthesized group: the item is inside it.
+    let open = toks[..at].iter().rposition(|&(a, b)| &bytes[a..b] == b"(")?;
+    let close = at + toks[at..].iter().position(|&(a, b)| &bytes[a..b] == b")")?;
+    let others: Vec<&[u8]> =
+        toks[open + 1..close].iter().filter(|t| **t != toks[at]).map(|&(a, b)| &bytes[a..b]).collect();
+    let alone = others.is_empty();
+    let list = if alone { b"UIDNEXT".to_vec() } else { others.join(&b' ') };
+    let cmd = [&bytes[..toks[open].1], &list, &bytes[toks[close].0..]].concat();
+    Some((cmd, alone))
+}
+
+/// A SEARCH (or SORT, THREAD) with `EMAILID id` or `THREADID id` keys (RFC 8474 §6), each
+/// replaced by `UID set`, the set `uids_of(kind, id)` gives (`kind` is `EMAILID` or
+/// `THREADID`, upper case). `None` if the command uses neither key.
+pub fn substitute_object_ids(bytes: &[u8], uids_of: impl Fn(&str, &str) -> String) -> Option<Vec<u8>> {
+    if !verb_is(bytes, &["SEARCH", "SORT", "THREAD", "UID"]) {
+        return None;
+    }
+    let toks = tokens(bytes);
+    let is =
+        |k: usize, word: &str| toks.get(k).is_some_and(|&(a, b)| bytes[a..b].eq_ignore_ascii_case(word.as_bytes()));
+    let verb = if is(1, "UID") { 2 } else { 1 };
+    if !["SEARCH", "SORT", "THREAD"].iter().any(|v| is(verb, v)) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    let mut k = verb + 1;
+    while k + 1 < toks.len() {
+        // A string argument is not a key (`SUBJECT EMAILID`).
+        if STRING_KEYS.iter().any(|w| is(k, w)) {
+            k += 2;
+            continue;
+        }
+        if is(k, "HEADER") {
+            k += 3;
+            continue;
+        }
+        let kind = ["EMAILID", "THREADID"].into_iter().find(|w| is(k, w));
+        if let Some(kind) = kind {
+            let (a, b) = toks[k + 1];
+            let id = String::from_utf8_lossy(&bytes[a..b]).trim_matches('"').to_string();
+            out.extend_from_slice(&bytes[at..toks[k].0]);
+            out.extend_from_slice(format!("UID {}", uids_of(kind, &id)).as_bytes());
+            at = b;
+            k += 2;
+        } else {
+            k += 1;
+        }
+    }
+    (at > 0).then(|| {
+        out.extend_from_slice(&bytes[at..]);
+        out
+    })
 }
 
 /// A message number no mailbox reaches: what `$` becomes when the saved result is empty,
@@ -414,6 +495,31 @@ pub fn split_list_extended(bytes: &[u8]) -> Option<Result<(Vec<u8>, ListOptions)
 #[cfg(test)]
 mod tests {
     #[test]
+    fn rfc8474_status_mailboxid_and_search_by_object_id() {
+        let status =
+            |c: &str| split_status_mailboxid(c.as_bytes()).map(|(c, alone)| (String::from_utf8(c).unwrap(), alone));
+        assert_eq!(
+            status("a STATUS INBOX (MESSAGES MAILBOXID)\r\n"),
+            Some(("a STATUS INBOX (MESSAGES)\r\n".into(), false))
+        );
+        assert_eq!(status("a STATUS \"x y\" (MAILBOXID)\r\n"), Some(("a STATUS \"x y\" (UIDNEXT)\r\n".into(), true)));
+        assert_eq!(status("a STATUS INBOX (MESSAGES)\r\n"), None);
+        let sub = |c: &str| {
+            substitute_object_ids(c.as_bytes(), |kind, id| format!("{}{id}", &kind[..1]))
+                .map(|c| String::from_utf8(c).unwrap())
+        };
+        assert_eq!(sub("a SEARCH EMAILID M12 SEEN\r\n"), Some("a SEARCH UID EM12 SEEN\r\n".into()));
+        assert_eq!(
+            sub("a UID SEARCH OR THREADID T1 emailid \"M2\"\r\n"),
+            Some("a UID SEARCH OR UID TT1 UID EM2\r\n".into())
+        );
+        assert_eq!(sub("a SEARCH SUBJECT EMAILID\r\n"), None, "a key needs its argument");
+        assert_eq!(sub("a SEARCH SUBJECT EMAILID SEEN\r\n"), None, "a string argument is no key");
+        assert_eq!(sub("a FETCH 1 EMAILID\r\n"), None);
+        assert_eq!(sub("a UID FETCH 1:* (EMAILID)\r\n"), None);
+    }
+
+    #[test]
     fn rfc8970_preview_items_are_taken_out_of_fetch() {
         let split = |c: &str| split_fetch_extras(c.as_bytes()).map(|(cmd, x)| (String::from_utf8(cmd).unwrap(), x));
         let lazy = FetchExtra::Preview { lazy: true };
@@ -427,6 +533,10 @@ mod tests {
         assert_eq!(split("a fetch 2 (preview)\r\n"), Some(("a fetch 2 (UID)\r\n".into(), vec![plain])));
         assert_eq!(split("a FETCH 1 (FLAGS)\r\n"), None);
         assert_eq!(split("a SEARCH PREVIEW\r\n"), None);
+        assert_eq!(
+            split("a UID FETCH 1:* (EMAILID THREADID FLAGS)\r\n"),
+            Some(("a UID FETCH 1:* (FLAGS)\r\n".into(), vec![FetchExtra::EmailId, FetchExtra::ThreadId]))
+        );
         // Only at the top of the item list: a header field named PREVIEW stays.
         assert_eq!(split("a FETCH 1 (BODY[HEADER.FIELDS (PREVIEW)])\r\n"), None);
     }

@@ -69,6 +69,7 @@ mod tests {
                 internal_date: 0,
                 modseq: 1,
                 crc32c: 0,
+                email_id: 0,
             });
         }
         idx.uid_next = uid_next;

@@ -231,6 +231,7 @@ mod tests {
             internal_date: 86_400 * 365,
             modseq: 1,
             crc32c: 0,
+            email_id: 0,
         }
     }
 

@@ -116,8 +116,10 @@ struct Extras {
     search_return: Option<(String, Vec<String>)>,
     /// LIST-EXTENDED selection and return options (RFC 5258).
     list_options: Option<super::preparse::ListOptions>,
-    /// FETCH items of later extensions (PREVIEW).
+    /// FETCH items of later extensions (PREVIEW, EMAILID, THREADID).
     fetch_extras: Vec<super::preparse::FetchExtra>,
+    /// STATUS asked for MAILBOXID (`true`: nothing else).
+    status_mailboxid: Option<bool>,
 }
 
 /// ID fields looked at (RFC 2971 allows 30).
@@ -264,7 +266,7 @@ impl<B: Backend> Session<B> {
             "PARTIAL",
         ]);
         caps.extend(["MULTIAPPEND", "CATENATE", "NOTIFY", "STATUS=DELETED", "METADATA", "METADATA-SERVER"]);
-        caps.push("PREVIEW");
+        caps.extend(["PREVIEW", "OBJECTID"]);
         if self.user.is_some() && !self.compressed {
             caps.push("COMPRESS=DEFLATE");
         }
@@ -387,6 +389,17 @@ impl<B: Backend> Session<B> {
                 Err(why) => tagged(&tag, "BAD", &why),
             };
         }
+        let status_rewritten;
+        if let Some((cmd, alone)) = super::preparse::split_status_mailboxid(bytes) {
+            extras.status_mailboxid = Some(alone);
+            status_rewritten = cmd;
+            bytes = &status_rewritten;
+        }
+        let ids_rewritten;
+        if let Some(cmd) = self.substitute_object_ids(bytes) {
+            ids_rewritten = cmd;
+            bytes = &ids_rewritten;
+        }
         let fetch_rewritten;
         if let Some((cmd, items)) = super::preparse::split_fetch_extras(bytes) {
             extras.fetch_extras = items;
@@ -502,7 +515,7 @@ impl<B: Backend> Session<B> {
                 self.list(&reference, &mailbox_wildcard, extras.list_options, false, out)
             }
             C::Lsub { reference, mailbox_wildcard } => self.list(&reference, &mailbox_wildcard, None, true, out),
-            C::Status { mailbox, item_names } => self.status(&mailbox, &item_names, out),
+            C::Status { mailbox, item_names } => self.status(&mailbox, &item_names, extras.status_mailboxid, out),
             C::Append { mailbox, flags, date, message } => self.append(&mailbox, &flags, date, message, out).await,
             C::Close => self.close().await,
             C::Unselect => self.unselect(),
@@ -574,6 +587,29 @@ impl<B: Backend> Session<B> {
         let uids = set(kept.iter().map(|k| k.1).collect());
         let seqs = set(kept.iter().map(|k| k.0 as u32).collect());
         super::preparse::substitute_saved(bytes, &uids, &seqs)
+    }
+
+    /// The command with SEARCH keys `EMAILID id` and `THREADID id` (RFC 8474 §6) turned into
+    /// the UIDs of the selected mailbox they name (none for a THREADID: threads have no id).
+    fn substitute_object_ids(&self, bytes: &[u8]) -> Option<Vec<u8>> {
+        let view = self.view.as_ref()?;
+        if !super::preparse::verb_is(bytes, &["SEARCH", "SORT", "THREAD", "UID"]) {
+            return None;
+        }
+        let idx = self.backend().index(self.user(), &view.mailbox).ok().flatten()?;
+        super::preparse::substitute_object_ids(bytes, |kind, id| {
+            let uids: Vec<u32> = idx
+                .messages
+                .iter()
+                .filter(|m| kind == "EMAILID" && cmd::email_id(m.email_id(idx.uid_validity)) == id)
+                .map(|m| m.uid)
+                .collect();
+            if uids.is_empty() {
+                super::preparse::SAVED_NOTHING.to_string()
+            } else {
+                encode::uid_set(&uids)
+            }
+        })
     }
 
     /// BAD for message numbers the client was never told about (UID sets are lenient).

@@ -254,6 +254,7 @@ mod tests {
                 internal_date: 0,
                 modseq: 1,
                 crc32c: 0,
+                email_id: 0,
             });
         }
         idx.uid_next = uids.last().map_or(1, |u| u.0 + 1);

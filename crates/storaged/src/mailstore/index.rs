@@ -15,7 +15,9 @@ use rkyv::rancor;
 
 /// File name of the index inside a mailbox directory.
 pub const INDEX_FILE: &str = "mailstore.index";
-const MAGIC: &[u8; 8] = b"MSIDX003";
+const MAGIC: &[u8; 8] = b"MSIDX004";
+/// The format before EMAILIDs; still read, written as the current format.
+const MAGIC_V3: &[u8; 8] = b"MSIDX003";
 /// The format before message checksums; still read, written as the current format.
 const MAGIC_V2: &[u8; 8] = b"MSIDX002";
 /// The format before expunge tombstones; still read, written as the current format.
@@ -41,6 +43,59 @@ pub struct MessageMeta {
     /// CRC32C of the message file's bytes, checked on every read so corrupt mail is never
     /// served; 0 for messages indexed before checksums existed (not checked).
     pub crc32c: u32,
+    /// The message's identity across COPY and MOVE (IMAP OBJECTID's EMAILID, RFC 8474):
+    /// given when it is first stored ([`new_email_id`]), kept by copies; 0 for messages
+    /// indexed before (see [`MessageMeta::email_id`]).
+    pub email_id: u64,
+}
+
+/// The EMAILID of the `n`th message stored by log entry `index`: unique within the group,
+/// the top bit clear.
+pub fn new_email_id(index: u64, n: usize) -> u64 {
+    ((index & ((1 << 43) - 1)) << 20) | (n as u64 & ((1 << 20) - 1))
+}
+
+impl MessageMeta {
+    /// The message's EMAILID: the stored one, or for a message indexed before EMAILIDs one
+    /// made of its mailbox's UIDVALIDITY and its UID (top bit set, so never a stored one).
+    pub fn email_id(&self, uid_validity: u32) -> u64 {
+        if self.email_id != 0 {
+            return self.email_id;
+        }
+        (1 << 63) | (u64::from(uid_validity) << 32) | u64::from(self.uid)
+    }
+}
+
+/// [`MessageMeta`] of index version 3 (no EMAILID).
+#[derive(Debug, Clone, rkyv::Archive, rkyv::Deserialize)]
+#[cfg_attr(test, derive(rkyv::Serialize))]
+struct MessageMetaV3 {
+    uid: u32,
+    base: String,
+    in_cur: bool,
+    flags: u8,
+    keywords: Vec<String>,
+    size: u64,
+    internal_date: i64,
+    modseq: u64,
+    crc32c: u32,
+}
+
+impl From<MessageMetaV3> for MessageMeta {
+    fn from(m: MessageMetaV3) -> Self {
+        Self {
+            uid: m.uid,
+            base: m.base,
+            in_cur: m.in_cur,
+            flags: m.flags,
+            keywords: m.keywords,
+            size: m.size,
+            internal_date: m.internal_date,
+            modseq: m.modseq,
+            crc32c: m.crc32c,
+            email_id: 0,
+        }
+    }
 }
 
 /// [`MessageMeta`] of index versions 1 and 2 (no checksum).
@@ -69,6 +124,7 @@ impl From<MessageMetaV2> for MessageMeta {
             internal_date: m.internal_date,
             modseq: m.modseq,
             crc32c: 0,
+            email_id: 0,
         }
     }
 }
@@ -110,6 +166,19 @@ struct MailboxIndexV2 {
     highest_modseq: u64,
     applied_index: u64,
     messages: Vec<MessageMetaV2>,
+    vanished: Vec<(u32, u64)>,
+    vanished_floor: u64,
+}
+
+/// The version-3 layout (no EMAILIDs), for reading old index files.
+#[derive(rkyv::Archive, rkyv::Deserialize)]
+#[cfg_attr(test, derive(rkyv::Serialize))]
+struct MailboxIndexV3 {
+    uid_validity: u32,
+    uid_next: u32,
+    highest_modseq: u64,
+    applied_index: u64,
+    messages: Vec<MessageMetaV3>,
     vanished: Vec<(u32, u64)>,
     vanished_floor: u64,
 }
@@ -220,6 +289,18 @@ impl MailboxIndex {
                 vanished_floor: v2.vanished_floor,
             });
         }
+        if magic == MAGIC_V3 {
+            let v3 = rkyv::from_bytes::<MailboxIndexV3, rancor::Error>(archive).map_err(|e| corrupt(&e.to_string()))?;
+            return Ok(Self {
+                uid_validity: v3.uid_validity,
+                uid_next: v3.uid_next,
+                highest_modseq: v3.highest_modseq,
+                applied_index: v3.applied_index,
+                messages: v3.messages.into_iter().map(MessageMeta::from).collect(),
+                vanished: v3.vanished,
+                vanished_floor: v3.vanished_floor,
+            });
+        }
         rkyv::from_bytes::<Self, rancor::Error>(archive).map_err(|e| corrupt(&e.to_string()))
     }
 
@@ -239,7 +320,7 @@ impl MailboxIndex {
 /// the file's bytes are: the prefix is 16 bytes).
 fn checked_archive(file: &[u8]) -> Result<(&[u8], &[u8]), String> {
     let magic = file.get(..8).unwrap_or_default();
-    if file.len() < PREFIX_LEN || (magic != MAGIC && magic != MAGIC_V2 && magic != MAGIC_V1) {
+    if file.len() < PREFIX_LEN || ![MAGIC, MAGIC_V3, MAGIC_V2, MAGIC_V1].iter().any(|m| magic == *m) {
         return Err("bad magic".into());
     }
     let archive = &file[PREFIX_LEN..];
@@ -268,6 +349,7 @@ mod tests {
             internal_date: 1,
             modseq: 2,
             crc32c: 7,
+            email_id: new_email_id(3, 0),
         });
         let path = dir.path().join(INDEX_FILE);
         std::fs::write(&path, idx.encode()).unwrap();
@@ -290,6 +372,40 @@ mod tests {
         assert_eq!(idx.vanished.len(), VANISHED_MAX);
         assert_eq!(idx.vanished_since(11), None, "tombstones of modseq 12 were dropped");
         assert_eq!(idx.vanished_since(12).map(|v| v.len()), Some(VANISHED_MAX));
+    }
+
+    #[test]
+    fn version_3_files_load_and_their_messages_get_distinct_email_ids() {
+        let old = |uid| MessageMetaV3 {
+            uid,
+            base: format!("b{uid}"),
+            in_cur: true,
+            flags: 1,
+            keywords: vec![],
+            size: 5,
+            internal_date: 0,
+            modseq: 6,
+            crc32c: 9,
+        };
+        let v3 = MailboxIndexV3 {
+            uid_validity: 9,
+            uid_next: 3,
+            highest_modseq: 8,
+            applied_index: 3,
+            messages: vec![old(1), old(2)],
+            vanished: vec![],
+            vanished_floor: 0,
+        };
+        let archive = rkyv::to_bytes::<rancor::Error>(&v3).unwrap();
+        let mut bytes = MAGIC_V3.to_vec();
+        bytes.extend_from_slice(&crc32c::crc32c(&archive).to_le_bytes());
+        bytes.extend_from_slice(&[0u8; 4]);
+        bytes.extend_from_slice(&archive);
+        let idx = MailboxIndex::decode(&bytes, "v3").unwrap();
+        assert_eq!((idx.messages[1].uid, idx.messages[1].crc32c, idx.messages[1].email_id), (2, 9, 0));
+        let ids: Vec<u64> = idx.messages.iter().map(|m| m.email_id(idx.uid_validity)).collect();
+        assert!(ids[0] != ids[1] && ids.iter().all(|i| *i >= 1 << 63), "{ids:?}");
+        assert!(new_email_id(u64::MAX >> 20, (1 << 20) - 1) < 1 << 63, "stored ids never look legacy");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use openraft::{BasicNode, LogId, StoredMembership};
 use serde::{Deserialize, Serialize};
 
 use super::fileio::FileWriter;
-use super::index::{MailboxIndex, MessageMeta, INDEX_FILE};
+use super::index::{new_email_id, MailboxIndex, MessageMeta, INDEX_FILE};
 use super::metadata;
 use super::names::{Layout, MailboxName, UserName};
 use super::ops::{
@@ -694,6 +694,7 @@ impl Store {
             internal_date,
             modseq: idx.highest_modseq,
             crc32c: crc32c::crc32c(message),
+            email_id: new_email_id(index, n),
         };
         let uid_validity = idx.uid_validity;
         idx.messages.push(meta.clone());
@@ -909,6 +910,7 @@ impl Store {
         };
         let wanted: BTreeSet<u32> = uids.iter().copied().collect();
         let msgs: Vec<MessageMeta> = src_idx.messages.iter().filter(|m| wanted.contains(&m.uid)).cloned().collect();
+        let src_uid_validity = src_idx.uid_validity;
         let src_dir = self.layout.mailbox_dir(user, src);
         let group = self.group.clone();
         let paths: Vec<PathBuf> = msgs.iter().map(|m| self.message_path(user, src, m)).collect();
@@ -936,6 +938,9 @@ impl Store {
             dst_idx.uid_next += 1;
             dst_idx.highest_modseq += 1;
             let mut copy = m.clone();
+            // A copy is the same message (RFC 8474 §5.1): same EMAILID, also for one indexed
+            // before EMAILIDs existed, whose id the source mailbox's UIDVALIDITY made.
+            copy.email_id = m.email_id(src_uid_validity);
             copy.uid = uid;
             copy.base = format!("{}.R{index}_{k}.{group},S={}", m.internal_date, m.size);
             copy.in_cur = true;
@@ -1142,6 +1147,7 @@ impl Store {
                 internal_date: m.internal_date,
                 modseq,
                 crc32c: crc32c::crc32c(&m.data),
+                email_id: new_email_id(index, k),
             };
             idx.uid_next = m.uid + 1;
             idx.messages.push(meta.clone());

@@ -39,6 +39,9 @@ enum Item {
     Structure(bool),
     /// PREVIEW (RFC 8970); computed from the text even when LAZY.
     Preview,
+    /// EMAILID and THREADID (RFC 8474); threads have no id here (NIL).
+    EmailId,
+    ThreadId,
     /// `BODY[...]`/`BINARY`-less sections; `label` is what the response repeats.
     Section {
         section: Section,
@@ -60,7 +63,13 @@ enum Need {
 impl Item {
     fn needs(&self) -> Need {
         match self {
-            Item::Uid | Item::Flags | Item::InternalDate | Item::Size | Item::ModSeq => Need::Nothing,
+            Item::Uid
+            | Item::Flags
+            | Item::InternalDate
+            | Item::Size
+            | Item::ModSeq
+            | Item::EmailId
+            | Item::ThreadId => Need::Nothing,
             Item::Envelope => Need::Header,
             Item::Section { section: Section::Header(p) | Section::HeaderFields { part: p, .. }, .. }
                 if p.is_empty() =>
@@ -188,7 +197,11 @@ impl<B: Backend> Session<B> {
             }
         }
         let mut items = items_of(names)?;
-        items.extend(extras.iter().map(|FetchExtra::Preview { .. }| Item::Preview));
+        items.extend(extras.iter().map(|x| match x {
+            FetchExtra::Preview { .. } => Item::Preview,
+            FetchExtra::EmailId => Item::EmailId,
+            FetchExtra::ThreadId => Item::ThreadId,
+        }));
         self.fetch(set, items, uid, changed_since, out).await
     }
 
@@ -339,6 +352,10 @@ impl<B: Backend> Session<B> {
                             }
                         }
                     }
+                    Item::EmailId => resp.extend_from_slice(
+                        format!("EMAILID ({})", email_id(meta.email_id(idx.uid_validity))).as_bytes(),
+                    ),
+                    Item::ThreadId => resp.extend_from_slice(b"THREADID NIL"),
                     Item::Preview => {
                         resp.extend_from_slice(b"PREVIEW ");
                         encode::string(&mut resp, crate::imap::preview::preview(text).as_bytes());
@@ -505,4 +522,9 @@ impl<B: Backend> Session<B> {
         self.sync(out, if uid { Sync::Full } else { Sync::NoExpunge });
         Ok((format!("{code}COPY completed"), Outcome::Continue))
     }
+}
+
+/// An EMAILID as the wire shows it (RFC 8474 §5.1: an objectid, letters and digits).
+pub(in crate::imap::session) fn email_id(id: u64) -> String {
+    format!("M{id:016x}")
 }

@@ -23,7 +23,14 @@ impl<B: Backend> Session<B> {
         self.create_superiors(&name).await?;
         let op = MailOp::CreateMailbox { user: self.user().as_str().into(), mailbox: name.as_str().into() };
         self.propose(op).await?;
-        ok("CREATE completed")
+        // RFC 8474 §4.1: the new mailbox's MAILBOXID in the tagged OK.
+        match self.index_of(&name) {
+            Ok(idx) => Ok((
+                format!("[MAILBOXID ({})] CREATE completed", super::status::mailbox_id(idx.uid_validity)),
+                Outcome::Continue,
+            )),
+            Err(_) => ok("CREATE completed"),
+        }
     }
 
     pub(in crate::imap::session) async fn delete(&mut self, mailbox: &Mailbox<'_>) -> Answer {

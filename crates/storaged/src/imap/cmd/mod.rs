@@ -8,6 +8,7 @@ mod auth;
 mod enable;
 mod expunge;
 mod fetch;
+pub(super) use fetch::email_id;
 mod list;
 mod mailbox;
 mod metadata;

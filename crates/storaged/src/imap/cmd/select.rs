@@ -87,6 +87,7 @@ impl<B: Backend> Session<B> {
                 line(out, &format!("* {} FETCH (UID {} FLAGS {flags} MODSEQ ({}))", k + 1, m.uid, m.modseq));
             }
         }
+        line(out, &format!("* OK [MAILBOXID ({})] Ok", super::status::mailbox_id(idx.uid_validity)));
         self.view = Some(view);
         let mode = if read_only { "[READ-ONLY] EXAMINE" } else { "[READ-WRITE] SELECT" };
         Ok((format!("{mode} completed"), Outcome::Continue))

@@ -27,6 +27,7 @@ pub(in crate::imap::session) fn status_line(
             "HIGHESTMODSEQ" => format!("HIGHESTMODSEQ {}", idx.highest_modseq.max(1)),
             "DELETED" => format!("DELETED {}", count(flag::DELETED, true)),
             "SIZE" => format!("SIZE {}", idx.messages.iter().map(|m| m.size).sum::<u64>()),
+            "MAILBOXID" => format!("MAILBOXID ({})", mailbox_id(idx.uid_validity)),
             other => return Err(format!("unsupported STATUS item {other}")),
         });
     }
@@ -47,11 +48,12 @@ impl<B: Backend> Session<B> {
         &mut self,
         mailbox: &Mailbox<'_>,
         items: &[StatusDataItemName],
+        mailboxid: Option<bool>,
         out: &mut Vec<u8>,
-    ) -> Result<(String, Outcome), Refusal> {
+    ) -> Answer {
         let name = mailbox_name(mailbox, self.rev2).map_err(Refusal::No)?;
         let idx = self.index_of(&name)?;
-        let names: Vec<&str> = items
+        let mut names: Vec<&str> = items
             .iter()
             .map(|item| match item {
                 StatusDataItemName::Messages => "MESSAGES",
@@ -65,6 +67,13 @@ impl<B: Backend> Session<B> {
                 _ => "?",
             })
             .collect();
+        // MAILBOXID (RFC 8474 §4), which the pre-parser took out; alone, the UIDNEXT it
+        // left in its place is not asked for.
+        match mailboxid {
+            Some(true) => names = vec!["MAILBOXID"],
+            Some(false) => names.push("MAILBOXID"),
+            None => {}
+        }
         if names.contains(&"HIGHESTMODSEQ") {
             self.enable_condstore(out);
         }
@@ -73,4 +82,11 @@ impl<B: Backend> Session<B> {
         out.extend_from_slice(&status_line(&shown, &idx, &names, recent).map_err(Refusal::Bad)?);
         Ok(("STATUS completed".into(), Outcome::Continue))
     }
+}
+
+/// A MAILBOXID as the wire shows it (RFC 8474 §4): from the mailbox's UIDVALIDITY, which a
+/// mailbox keeps through RENAME and a move to another mailhost, and which a mailbox made
+/// again under the same name does not share.
+pub(in crate::imap::session) fn mailbox_id(uid_validity: u32) -> String {
+    format!("F{uid_validity:08x}")
 }

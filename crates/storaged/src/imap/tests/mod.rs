@@ -61,9 +61,13 @@ async fn run(s: &mut Session<StoreBackend>, cmd: &str) -> String {
 }
 
 /// Responses of extensions imap-codec does not parse: ESEARCH (RFC 4731), PREVIEW (RFC
-/// 8970), a BINARY partial's origin (RFC 3516).
+/// 8970), a BINARY partial's origin (RFC 3516), OBJECTID's FETCH and STATUS items (RFC 8474).
 fn beyond_grammar(out: &str) -> bool {
-    out.contains("* ESEARCH") || out.contains(" PREVIEW ") || (out.contains("BINARY[") && out.contains("]<"))
+    out.contains("* ESEARCH")
+        || out.contains(" PREVIEW ")
+        || (out.contains("BINARY[") && out.contains("]<"))
+        || out.contains("EMAILID (")
+        || (out.contains("* STATUS") && out.contains("MAILBOXID ("))
 }
 
 fn tagged_status(out: &str, tag: &str) -> String {
@@ -119,6 +123,7 @@ mod rfc5464;
 mod rfc5465;
 mod rfc5530;
 mod rfc7162;
+mod rfc8474;
 mod rfc8970;
 mod rfc9051;
 mod search;

@@ -1,0 +1,63 @@
+//! RFC 8474: OBJECTID (MAILBOXID, EMAILID, THREADID).
+
+use super::*;
+
+/// The id in `[MAILBOXID (id)]` or `MAILBOXID (id)` in `out`.
+fn mailbox_id_in(out: &str) -> String {
+    let at = out.find("MAILBOXID (").unwrap_or_else(|| panic!("no MAILBOXID in {out}")) + "MAILBOXID (".len();
+    out[at..at + out[at..].find(')').unwrap()].to_string()
+}
+
+/// The EMAILIDs in FETCH responses of `out`, in order.
+fn email_ids_in(out: &str) -> Vec<String> {
+    out.match_indices("EMAILID (")
+        .map(|(at, _)| out[at + 9..at + 9 + out[at + 9..].find(')').unwrap()].to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn rfc8474_4_mailboxid_is_stable_across_rename_and_new_for_a_new_mailbox() {
+    let h = harness();
+    let mut s = h.session().await;
+    assert!(run(&mut s, "o0 CAPABILITY").await.contains(" OBJECTID"));
+    let created = mailbox_id_in(&run(&mut s, "o1 CREATE Work").await);
+    assert!(
+        created.starts_with('F') && created.len() > 1 && created.bytes().all(|b| b.is_ascii_alphanumeric()),
+        "{created}"
+    );
+    assert_eq!(mailbox_id_in(&run(&mut s, "o2 STATUS Work (MAILBOXID)").await), created);
+    let out = run(&mut s, "o3 STATUS Work (MESSAGES MAILBOXID)").await;
+    assert!(out.contains("MESSAGES 0") && mailbox_id_in(&out) == created && !out.contains("UIDNEXT"), "{out}");
+    run(&mut s, "o4 RENAME Work Jobs").await;
+    assert_eq!(mailbox_id_in(&run(&mut s, "o5 SELECT Jobs").await), created, "RENAME keeps the MAILBOXID");
+    run(&mut s, "o6 UNSELECT").await;
+    run(&mut s, "o7 DELETE Jobs").await;
+    let again = mailbox_id_in(&run(&mut s, "o8 CREATE Jobs").await);
+    assert_ne!(again, created, "a new mailbox of the same name is another mailbox");
+    let out = run(&mut s, "o9 LIST \"\" Jobs RETURN (STATUS (MAILBOXID))").await;
+    assert_eq!(mailbox_id_in(&out), again, "{out}");
+}
+
+#[tokio::test]
+async fn rfc8474_5_emailid_survives_copy_and_move_and_finds_the_message() {
+    let h = harness();
+    h.deliver("Subject: one\r\n\r\n1\r\n").await;
+    h.deliver("Subject: two\r\n\r\n2\r\n").await;
+    let mut s = h.session().await;
+    run(&mut s, "e0 CREATE Keep").await;
+    run(&mut s, "e1 SELECT INBOX").await;
+    let out = run(&mut s, "e2 FETCH 1:2 (EMAILID THREADID)").await;
+    let ids = email_ids_in(&out);
+    assert!(ids.len() == 2 && ids[0] != ids[1], "{out}");
+    assert!(out.contains("THREADID NIL"), "no thread ids here: {out}");
+    run(&mut s, "e3 COPY 1 Keep").await;
+    run(&mut s, "e4 MOVE 2 Keep").await;
+    let out = run(&mut s, &format!("e5 SEARCH EMAILID {}", ids[0])).await;
+    assert!(out.contains("* SEARCH 1\r\n"), "{out}");
+    assert!(run(&mut s, "e6 SEARCH THREADID T1").await.contains("* SEARCH\r\n"), "no message has a thread id");
+    run(&mut s, "e7 SELECT Keep").await;
+    let out = run(&mut s, "e8 UID FETCH 1:* (EMAILID)").await;
+    assert_eq!(email_ids_in(&out), ids, "COPY and MOVE keep EMAILIDs: {out}");
+    let out = run(&mut s, &format!("e9 UID SEARCH EMAILID {} SUBJECT two", ids[1])).await;
+    assert!(out.contains("* SEARCH 2\r\n"), "{out}");
+}
