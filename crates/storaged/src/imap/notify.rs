@@ -3,9 +3,13 @@
 //! is not selected calls for. Pure; the session keeps the state and looks at the indexes.
 //!
 //! Events served: MessageNew, MessageExpunge and FlagChange (as `* STATUS` for mailboxes
-//! not selected; the selected mailbox reports as it always does). Any other event is refused
-//! with `BADEVENT` naming these, as §3.1 allows. Bounded: at most [`GROUPS_MAX`] event
+//! not selected; the selected mailbox reports as it always does), MailboxName and
+//! SubscriptionChange (as `* LIST`, §5.4–5.5: a mailbox made or subscribed, one gone with
+//! `\NonExistent`, a rename as the old name gone and the new one made). Any other event is
+//! refused with `BADEVENT` naming these, as §3.1 allows. Bounded: at most [`GROUPS_MAX`] event
 //! groups and [`MAILBOXES_MAX`] names in them.
+
+use std::collections::BTreeSet;
 
 /// Event groups one NOTIFY SET may carry.
 pub const GROUPS_MAX: usize = 32;
@@ -13,7 +17,7 @@ pub const GROUPS_MAX: usize = 32;
 pub const MAILBOXES_MAX: usize = 1000;
 
 /// The events this server reports, as `BADEVENT` lists them.
-pub const EVENTS: &str = "MessageNew MessageExpunge FlagChange";
+pub const EVENTS: &str = "MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange";
 
 /// Which mailboxes a group of events is about (RFC 5465 §6).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +37,8 @@ pub enum Event {
     MessageNew,
     MessageExpunge,
     FlagChange,
+    MailboxName,
+    SubscriptionChange,
 }
 
 /// Filter and events (none: `NONE`).
@@ -153,6 +159,8 @@ fn events(w: &mut Words<'_>) -> Result<Vec<Event>, NotifyError> {
             }
             "messageexpunge" => Event::MessageExpunge,
             "flagchange" => Event::FlagChange,
+            "mailboxname" => Event::MailboxName,
+            "subscriptionchange" => Event::SubscriptionChange,
             _ => return Err(NotifyError::BadEvent(name)),
         });
     }
@@ -231,6 +239,12 @@ impl Group {
     }
 }
 
+/// What changed in a set of names (mailboxes, or subscriptions) between two looks: the names
+/// that came, and the names that went, each in name order.
+pub fn name_changes<'a>(before: &'a BTreeSet<String>, now: &'a BTreeSet<String>) -> (Vec<&'a str>, Vec<&'a str>) {
+    (now.difference(before).map(String::as_str).collect(), before.difference(now).map(String::as_str).collect())
+}
+
 /// The STATUS items that report `events` (RFC 5465 §5.2–5.4), in a fixed order.
 pub fn status_items(events: &[Event]) -> Vec<&'static str> {
     let has = |e: Event| events.contains(&e);
@@ -269,9 +283,12 @@ mod tests {
             Notify::Set { status: false, groups: vec![Group { filter: Filter::Personal, events: vec![] }] }
         );
         assert_eq!(
-            parse(b"n4 NOTIFY SET (PERSONAL (MailboxName))\r\n"),
-            Some(Err(NotifyError::BadEvent("MailboxName".into())))
+            parse(b"n4 NOTIFY SET (PERSONAL (MailboxMetadataChange))\r\n"),
+            Some(Err(NotifyError::BadEvent("MailboxMetadataChange".into())))
         );
+        let n = parse(b"n8 NOTIFY SET (PERSONAL (MailboxName SubscriptionChange))\r\n").unwrap().unwrap();
+        let Notify::Set { groups, .. } = n else { panic!("{n:?}") };
+        assert_eq!(groups[0].events, [Event::MailboxName, Event::SubscriptionChange]);
         assert!(matches!(parse(b"n5 NOTIFY SET (NOWHERE (FlagChange))\r\n"), Some(Err(NotifyError::Syntax(_)))));
         assert!(matches!(parse(b"n6 NOTIFY SET\r\n"), Some(Err(NotifyError::Syntax(_)))));
         assert_eq!(parse(b"n7 NOOP\r\n"), None);
