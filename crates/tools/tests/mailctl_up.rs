@@ -7,7 +7,7 @@
 mod up;
 
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tools::mailctl::layout::Layout;
 use up::{free_port_base, interrupt, password_of, up};
@@ -113,7 +113,7 @@ fn up_serves_the_welcome_message_and_stops_on_ctrl_c() {
     // Mail to a domain nobody serves waits in the queue; `mailctl queue` shows and drops it.
     let to_remote: Vec<String> = args
         .iter()
-        .map(|a| if a == "bob@example.edu" { "someone@nowhere.invalid".to_string() } else { a.clone() })
+        .map(|a| if a == "bob@example.edu" { "someone@nowhere.example".to_string() } else { a.clone() })
         .collect();
     let out = Command::new("swaks").args(&to_remote).output().unwrap();
     let log = String::from_utf8_lossy(&out.stdout);
@@ -121,15 +121,21 @@ fn up_serves_the_welcome_message_and_stops_on_ctrl_c() {
     let list = mailctl(&["queue", "list"]);
     let id = list
         .lines()
-        .find(|l| l.contains("someone@nowhere.invalid"))
+        .find(|l| l.contains("someone@nowhere.example"))
         .and_then(|l| l.split_whitespace().next())
         .unwrap_or_else(|| panic!("not queued: {list}"))
         .to_string();
     let show = mailctl(&["queue", "show", &id]);
     assert!(
-        show.contains("recipient: <someone@nowhere.invalid> pending") && show.contains("Subject: hello bob"),
+        show.contains("recipient: <someone@nowhere.example> pending") && show.contains("Subject: hello bob"),
         "{show}"
     );
+    // Its MX was looked up on the loopback resolver the test gave `up`, not the system's.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while up::DNS_QUERIES.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        assert!(Instant::now() < deadline, "no delivery attempt asked the test's DNS server");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     mailctl(&["queue", "delete", &id]);
     assert_eq!(mailctl(&["queue", "list"]), "queue is empty\n");
 

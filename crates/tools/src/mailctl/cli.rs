@@ -26,6 +26,10 @@ enum Cmd {
         /// Listeners are at this base + 143 (IMAP), 993, 110, 995 and internal ports above.
         #[arg(long, default_value_t = 10000)]
         port_base: u16,
+        /// DNS server (IP:port) the front asks for MX records of remote domains, instead of
+        /// the system's resolver; repeatable.
+        #[arg(long = "dns-server", value_name = "IP:PORT")]
+        dns_servers: Vec<std::net::SocketAddr>,
     },
     /// Users of an LDIF directory (frontd re-reads it); --print-ldif for LDAP.
     User {
@@ -325,7 +329,7 @@ fn user(ldif: &std::path::Path, print_ldif: bool, action: UserAction) -> anyhow:
 pub fn run_from(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
     match Args::parse_from(args).command {
         Cmd::User { ldif, print_ldif, action } => user(&ldif, print_ldif, action),
-        Cmd::Up { dir, port_base } => super::up::run(&dir, port_base),
+        Cmd::Up { dir, port_base, dns_servers } => super::up::run(&dir, port_base, &dns_servers),
         Cmd::Status { config } => status(&config),
         Cmd::Queue { config, action } => queue(&config, action),
         Cmd::Move {

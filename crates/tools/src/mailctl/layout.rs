@@ -140,8 +140,9 @@ impl Layout {
         self.dir.join("frontd.toml")
     }
 
-    /// Write whatever is missing (secrets, directory, certificates) and every config.
-    pub fn prepare(&self) -> anyhow::Result<Vec<DemoUser>> {
+    /// Write whatever is missing (secrets, directory, certificates) and every config; the
+    /// front resolves remote domains through `dns_servers` (the system's resolver if none).
+    pub fn prepare(&self, dns_servers: &[std::net::SocketAddr]) -> anyhow::Result<Vec<DemoUser>> {
         std::fs::create_dir_all(self.log_dir())?;
         self.secret("cluster.key", 32)?;
         let proxy_password = self.secret("proxy.pw", 24)?;
@@ -190,6 +191,7 @@ impl Layout {
         front.auth.failure_delay_ms = 1000;
         front.smtp.local_domains = vec!["example.edu".into()];
         front.smtp.postmaster = Some("alice@example.edu".into());
+        front.smtp.dns_servers = dns_servers.iter().map(ToString::to_string).collect();
         front.queue = Some(QueueSection { cluster_key_file: "cluster.key".into(), ..QueueSection::default() });
         front::write(&self.front_config(), &front)
             .with_context(|| format!("writing {}", self.front_config().display()))?;
@@ -269,11 +271,11 @@ mod tests {
         let l = Layout::open(tmp.path(), 20000).unwrap();
         assert_eq!(l.front_imap(), "127.0.0.1:20143");
         assert_eq!(l.node(2, NodePort::Lmtp), "127.0.0.1:22402");
-        let users = l.prepare().unwrap();
+        let users = l.prepare(&[]).unwrap();
         assert_eq!(users.len(), DEMO_USERS.len());
         let again = Layout::open(tmp.path(), 30000).unwrap();
         assert_eq!(again.port_base, 20000, "Raft remembers member addresses: the base stays");
-        let same = again.prepare().unwrap();
+        let same = again.prepare(&[]).unwrap();
         assert_eq!(
             users.iter().map(|u| &u.password).collect::<Vec<_>>(),
             same.iter().map(|u| &u.password).collect::<Vec<_>>()

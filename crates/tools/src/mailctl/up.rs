@@ -188,9 +188,9 @@ fn print_banner(layout: &Layout, users: &[DemoUser]) {
 }
 
 /// Run `mailctl up`.
-pub fn run(dir: &std::path::Path, port_base: u16) -> anyhow::Result<()> {
+pub fn run(dir: &std::path::Path, port_base: u16, dns_servers: &[std::net::SocketAddr]) -> anyhow::Result<()> {
     let layout = Layout::open(dir, port_base)?;
-    let users = layout.prepare()?;
+    let users = layout.prepare(dns_servers)?;
     if let Some(busy) = layout.all_addresses().into_iter().find(|a| std::net::TcpListener::bind(a).is_err()) {
         bail!("{busy} is in use (another mailctl up?); stop it or choose another --port-base");
     }

@@ -37,10 +37,12 @@ impl Drop for Mailctl {
 
 /// Start `mailctl up`; returns it and the lines it printed up to the ready line.
 pub fn up(dir: &std::path::Path, base: u16) -> (Mailctl, Vec<String>) {
+    // The front's MX lookups go to a resolver on loopback, never to the system's.
+    let dns = refusing_dns_server();
     let child = Command::new(env!("CARGO_BIN_EXE_mailctl"))
         .args(["up", "--dir"])
         .arg(dir)
-        .args(["--port-base", &base.to_string()])
+        .args(["--port-base", &base.to_string(), "--dns-server", &dns.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -89,4 +91,39 @@ pub fn password_of(lines: &[String], user: &str) -> String {
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("no password for {user} in {lines:#?}"))
         .to_string()
+}
+
+/// Queries the loopback DNS servers of this test process were asked.
+pub static DNS_QUERIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A DNS server on loopback that answers every query REFUSED: remote domains are then a
+/// temporary failure (mail to them waits in the queue) and no query leaves the machine.
+/// It serves until the test process ends.
+pub fn refusing_dns_server() -> std::net::SocketAddr {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            DNS_QUERIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Some(answer) = refused(&buf[..n]) {
+                let _ = socket.send_to(&answer, from);
+            }
+        }
+    });
+    addr
+}
+
+/// The REFUSED answer to `query`: its header (QR, RD, RA set, RCODE 5) and question only.
+fn refused(query: &[u8]) -> Option<Vec<u8>> {
+    let mut end = 12;
+    while *query.get(end)? != 0 {
+        end += 1 + usize::from(query[end]);
+    }
+    let end = end + 1 + 4;
+    let mut answer = query.get(..end)?.to_vec();
+    answer[2] = 0x80 | (query[2] & 0x01);
+    answer[3] = 0x85;
+    answer[6..12].fill(0);
+    Some(answer)
 }
