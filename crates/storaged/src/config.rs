@@ -61,11 +61,20 @@ pub struct Limits {
     pub connections_max: usize,
     /// Memory for message headers kept per group for IMAP SEARCH and FETCH (0: none).
     pub header_cache_bytes: usize,
+    /// Memory per group for the header fields SORT and THREAD read (0: none): about 450
+    /// bytes a message, so the default keeps a 100,000-message mailbox's whole.
+    pub sort_cache_bytes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { message_max_bytes: 34 << 20, recipients_max: 100, connections_max: 1024, header_cache_bytes: 64 << 20 }
+        Self {
+            message_max_bytes: 34 << 20,
+            recipients_max: 100,
+            connections_max: 1024,
+            header_cache_bytes: 64 << 20,
+            sort_cache_bytes: 64 << 20,
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! 1,000-message mailbox down, pushes flag changes, a deletion and a new message up, and
 //! syncs again, twice, without duplicates (compressed: isync uses COMPRESS=DEFLATE when
 //! offered); curl fetches a message by UID; Python's zlib runs a compressed session and
-//! sends a deflate bomb.
+//! sends a deflate bomb; SORT and THREAD of the 1,000 messages, asked again, read no file.
 
 mod support;
 
@@ -44,6 +44,42 @@ fn message_id(path: &Path) -> String {
     text.lines().find_map(|l| l.strip_prefix("Message-ID: ")).unwrap_or_else(|| panic!("{path:?}")).trim().to_string()
 }
 
+/// A minimal IMAP client for one-line commands: the untagged lines and the tagged one.
+struct RawImap {
+    reader: std::io::BufReader<std::net::TcpStream>,
+    writer: std::net::TcpStream,
+    tag: u32,
+}
+
+impl RawImap {
+    fn login(addr: &str, user: &str, password: &str) -> Self {
+        let stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut imap = Self { reader: std::io::BufReader::new(stream.try_clone().unwrap()), writer: stream, tag: 0 };
+        let mut greeting = String::new();
+        std::io::BufRead::read_line(&mut imap.reader, &mut greeting).unwrap();
+        assert!(imap.command(&format!("LOGIN {user} {password}")).contains(" OK "));
+        assert!(imap.command("SELECT INBOX").contains(" OK "));
+        imap
+    }
+
+    fn command(&mut self, text: &str) -> String {
+        use std::io::{BufRead, Write};
+        self.tag += 1;
+        let tag = format!("r{}", self.tag);
+        write!(self.writer, "{tag} {text}\r\n").unwrap();
+        let mut out = String::new();
+        loop {
+            let mut line = String::new();
+            assert!(self.reader.read_line(&mut line).unwrap() > 0, "closed after {out}");
+            out.push_str(&line);
+            if line.starts_with(&format!("{tag} ")) {
+                return out;
+            }
+        }
+    }
+}
+
 fn mbsync(rc: &Path) {
     let out = Command::new("mbsync").arg("-c").arg(rc).arg("-a").output().unwrap();
     assert!(
@@ -57,7 +93,8 @@ fn mbsync(rc: &Path) {
 #[test]
 fn mbsync_and_curl_interoperate() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut c = Cluster::start(tmp.path(), 3, 4);
+    // No whole headers kept: what SORT and THREAD do not read again comes from the sort cache.
+    let mut c = Cluster::start_tuned(tmp.path(), 3, 4, |cfg| cfg.limits.header_cache_bytes = 0);
     let leader = c.wait_leader(Duration::from_secs(30));
     let user = "user1@example.edu";
     deliver_many(&c.lmtp[leader], user, MESSAGES);
@@ -148,5 +185,28 @@ fn mbsync_and_curl_interoperate() {
     let r = support::py_json("imap_compress.py", &args);
     assert!(r["last_line"].as_str().unwrap().starts_with("* BYE [LIMIT]"), "{r}");
     assert_eq!(r["closed"], true, "{r}");
+
+    // SORT and THREAD a second time read no message file: with every file on the leader
+    // damaged (a read would fail its checksum), they still answer, and the same.
+    let sort = |imap: &mut RawImap| {
+        let first = |out: String| out.lines().next().unwrap_or_default().to_string();
+        let sorted = first(imap.command("UID SORT (SUBJECT REVERSE DATE) UTF-8 ALL"));
+        (sorted, first(imap.command("UID THREAD REFERENCES UTF-8 ALL")))
+    };
+    let mut imap = RawImap::login(&c.imap[leader], user, &password(1));
+    let (sorted, threads) = sort(&mut imap);
+    let numbers = sorted.lines().next().unwrap().split_whitespace().count() - 2;
+    assert!(sorted.starts_with("* SORT ") && numbers == MESSAGES, "{numbers}: {sorted}");
+    assert!(threads.starts_with("* THREAD ("), "{threads}");
+    let damaged = maildir_files(&c.mail_dir(leader).join(format!("users/{user}/Maildir")));
+    assert_eq!(damaged.len(), MESSAGES);
+    for p in &damaged {
+        let mut bytes = std::fs::read(p).unwrap();
+        let last = bytes.len() - 3;
+        bytes[last] ^= 0x20;
+        std::fs::write(p, bytes).unwrap();
+    }
+    assert_eq!(sort(&mut imap), (sorted, threads), "from the sort cache, not the files");
+    assert!(imap.command("UID FETCH 5 (BODY[])").contains("NO [SERVERBUG]"), "the files are damaged indeed");
     c.kill(leader);
 }

@@ -119,6 +119,22 @@ impl Group {
         Ok(Some(self.headers.insert(user.as_str(), meta, header)))
     }
 
+    /// The header fields SORT and THREAD read of `meta` (see [`crate::imap::header::SORT_FIELDS`]):
+    /// kept apart from whole headers, so sorting a mailbox again reads no message file.
+    pub fn read_sort_fields(
+        self: &Arc<Self>,
+        user: &UserName,
+        mailbox: &MailboxName,
+        meta: &MessageMeta,
+    ) -> Result<Option<Arc<[u8]>>, AccessError> {
+        if let Some(fields) = self.sort_fields.get(user.as_str(), meta) {
+            return Ok(Some(fields));
+        }
+        let Some(header) = self.read_header(user, mailbox, meta)? else { return Ok(None) };
+        let fields = crate::imap::header::only_fields(&header, &crate::imap::header::SORT_FIELDS);
+        Ok(Some(self.sort_fields.insert(user.as_str(), meta, &fields)))
+    }
+
     /// Commit `op` through the group's log and return what applying it produced.
     pub async fn propose(&self, op_id: OpId, op: MailOp) -> Result<MailResponse, AccessError> {
         self.write(MailRequest { op_id, op }).await.map(|c| c.data)

@@ -52,6 +52,9 @@ pub struct Group {
     pub recent: crate::imap::recent::RecentClaims,
     /// Headers of messages read on this node, for SEARCH and FETCH of header data.
     headers: header_cache::HeaderCache,
+    /// The fields of those headers SORT and THREAD read (`imap::header::SORT_FIELDS`): a
+    /// fifth of the bytes, so a large mailbox's fit where its whole headers would not.
+    sort_fields: header_cache::HeaderCache,
     /// Where small single-user writes wait to share a log entry.
     batcher: batch::Batcher,
     /// What this node must have applied before it serves reads as leader.
@@ -117,6 +120,7 @@ impl Group {
             repairs,
             recent: Default::default(),
             headers: header_cache::HeaderCache::new(cfg.limits.header_cache_bytes),
+            sort_fields: header_cache::HeaderCache::new(cfg.limits.sort_cache_bytes),
             batcher,
             barrier: readiness::Barrier::default(),
         });

@@ -62,6 +62,17 @@ pub trait Backend {
     /// The METADATA entries of `mailbox` (the user's server when empty); `None` if the
     /// mailbox does not exist.
     fn metadata(&self, user: &UserName, mailbox: &str) -> Result<Option<Entries>, BackendError>;
+    /// The header fields of `meta` that SORT and THREAD read ([`super::header::SORT_FIELDS`]),
+    /// as a header: any field of them reads the same as in the whole header.
+    fn sort_fields(
+        &self,
+        user: &UserName,
+        mailbox: &MailboxName,
+        meta: &MessageMeta,
+    ) -> Result<Option<Arc<[u8]>>, BackendError> {
+        let header = self.header(user, mailbox, meta)?;
+        Ok(header.map(|h| Arc::from(super::header::only_fields(&h, &super::header::SORT_FIELDS))))
+    }
     /// Commit `op`; `Err` means it was not (or may not have been) applied.
     async fn propose(&self, op_id: OpId, op: MailOp) -> Result<MailResponse, BackendError>;
     /// The first UID of `mailbox` no session had claimed as `\Recent`; with `take`, the
@@ -110,6 +121,14 @@ impl Backend for GroupBackend {
         Ok(self.0.read_header(user, mailbox, meta)?)
     }
 
+    fn sort_fields(
+        &self,
+        user: &UserName,
+        mailbox: &MailboxName,
+        meta: &MessageMeta,
+    ) -> Result<Option<Arc<[u8]>>, BackendError> {
+        Ok(self.0.read_sort_fields(user, mailbox, meta)?)
+    }
     async fn propose(&self, op_id: OpId, op: MailOp) -> Result<MailResponse, BackendError> {
         Ok(self.0.propose(op_id, op).await?)
     }

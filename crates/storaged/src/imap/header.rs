@@ -38,6 +38,32 @@ pub fn values(header: &[u8], name: &[u8]) -> Vec<Vec<u8>> {
     out
 }
 
+/// The fields SORT and THREAD read (RFC 5256, RFC 5957).
+pub const SORT_FIELDS: [&[u8]; 8] =
+    [b"Date", b"Subject", b"From", b"To", b"Cc", b"Message-ID", b"References", b"In-Reply-To"];
+
+/// The lines of `header` that belong to `fields` (each field whole, continuation lines
+/// included, in order), then a blank line: what [`values`] finds for those fields is the
+/// same as in the whole header.
+pub fn only_fields(header: &[u8], fields: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut keeping = false;
+    for line in header.split_inclusive(|b| *b == b'\n') {
+        if line == b"\r\n" || line == b"\n" {
+            break;
+        }
+        if !matches!(line.first(), Some(b' ' | b'\t')) {
+            let name = line.iter().position(|b| *b == b':').map(|colon| line[..colon].trim_ascii());
+            keeping = name.is_some_and(|n| fields.iter().any(|f| n.eq_ignore_ascii_case(f)));
+        }
+        if keeping {
+            out.extend_from_slice(line);
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,5 +77,20 @@ mod tests {
         assert_eq!(values(header, b"TO"), vec![b"a".to_vec(), b"b".to_vec()]);
         assert!(values(header, b"Cc").is_empty());
         assert_eq!(split(b"no blank line"), (&b"no blank line"[..], &b""[..]));
+    }
+
+    #[test]
+    fn only_the_sort_fields_are_kept_whole() {
+        let header = b"Received: from x\r\n by y\r\nSubject: long\r\n subject\r\nX-Mailer: m\r\n\
+            References: <a@b>\r\n\t<c@d>\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n\r\n";
+        let kept = only_fields(header, &SORT_FIELDS);
+        assert_eq!(
+            kept,
+            b"Subject: long\r\n subject\r\nReferences: <a@b>\r\n\t<c@d>\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n\r\n"
+        );
+        for f in SORT_FIELDS {
+            assert_eq!(values(&kept, f), values(header, f), "{}", String::from_utf8_lossy(f));
+        }
+        assert_eq!(only_fields(b"X: 1\r\n\r\n", &SORT_FIELDS), b"\r\n");
     }
 }

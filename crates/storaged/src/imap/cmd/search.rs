@@ -232,7 +232,7 @@ impl<B: Backend> Session<B> {
             let Some(meta) = idx.position(h.uid).map(|p| &idx.messages[p]) else { continue };
             let header = if with_header {
                 self.backend()
-                    .header(self.user(), &view.mailbox, meta)?
+                    .sort_fields(self.user(), &view.mailbox, meta)?
                     .unwrap_or_else(|| std::sync::Arc::from(&b""[..]))
             } else {
                 std::sync::Arc::from(&b""[..])
@@ -289,7 +289,7 @@ impl<B: Backend> Session<B> {
         for h in &hits {
             let Some(meta) = idx.position(h.uid).map(|p| &idx.messages[p]) else { continue };
             let header =
-                self.backend().header(self.user(), &view.mailbox, meta)?.unwrap_or_else(|| Arc::from(&b""[..]));
+                self.backend().sort_fields(self.user(), &view.mailbox, meta)?.unwrap_or_else(|| Arc::from(&b""[..]));
             let field = |name: &[u8]| crate::imap::header::values(&header, name).into_iter().next().unwrap_or_default();
             let mut refs = message_ids(&field(b"References"));
             if refs.is_empty() {
