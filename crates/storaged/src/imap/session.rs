@@ -3,6 +3,8 @@
 //! before its tagged OK. Response bytes out; the server owns the socket, TLS, literals and
 //! the IDLE wait, and handles logins for it (see [`Outcome`]).
 
+use std::borrow::Cow;
+
 use imap_codec::imap_types::command::{Command, CommandBody};
 use imap_codec::imap_types::core::Vec1;
 use imap_codec::imap_types::fetch::Section as ImapSection;
@@ -128,6 +130,11 @@ const ID_FIELDS_MAX: usize = 30;
 fn line(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
     out.extend_from_slice(b"\r\n");
+}
+
+/// The tag of a command as read (`*` when it has none), for answers before it is parsed.
+fn tag_of(bytes: &[u8]) -> String {
+    super::framing::tag_of(bytes).unwrap_or("*").to_string()
 }
 
 fn tagged(tag: &str, status: &str, text: &str) -> Reply {
@@ -344,85 +351,82 @@ impl<B: Backend> Session<B> {
     /// Handle one complete command as read from the client (literals included).
     pub async fn input(&mut self, bytes: &[u8]) -> Reply {
         use imap_codec::decode::Decoder;
-        let rewritten;
-        let mut bytes = bytes;
+        let (bytes, extras) = match self.pre_parse(bytes) {
+            Ok(parsed) => parsed,
+            Err(reply) => return reply,
+        };
+        if let Some(reply) = self.own_syntax(&bytes).await {
+            return reply;
+        }
+        match imap_codec::CommandCodec::default().decode(&bytes) {
+            Ok((b"", cmd)) => self.command(cmd, extras).await,
+            _ => tagged(&tag_of(&bytes), "BAD", "syntax error in command"),
+        }
+    }
+
+    /// imap-codec's gaps taken out of a command before it parses the rest (see
+    /// [`super::preparse`]): the command as imap-codec can read it, and what was taken out.
+    fn pre_parse<'a>(&self, bytes: &'a [u8]) -> Result<(Cow<'a, [u8]>, Extras), Reply> {
+        use super::preparse;
+        let mut cmd = Cow::Borrowed(bytes);
         let mut extras = Extras::default();
-        if let Some((cmd, options)) = super::preparse::split_search_return(bytes) {
-            let tag = super::framing::tag_of(&cmd).unwrap_or("*").to_string();
-            if let Err(why) = super::context::check_options(&options) {
-                return tagged(&tag, "BAD", &why);
-            }
+        if let Some((rest, options)) = preparse::split_search_return(&cmd) {
+            let tag = tag_of(&rest);
+            super::context::check_options(&options).map_err(|why| tagged(&tag, "BAD", &why))?;
             extras.search_return = Some((tag, options));
-            rewritten = cmd;
-            bytes = &rewritten;
+            cmd = Cow::Owned(rest);
         }
-        let saved_rewritten;
-        if bytes.contains(&b'$') {
-            if let Some(cmd) = self.substitute_saved(bytes) {
-                saved_rewritten = cmd;
-                bytes = &saved_rewritten;
-            }
+        if let Some(rest) = cmd.contains(&b'$').then(|| self.substitute_saved(&cmd)).flatten() {
+            cmd = Cow::Owned(rest);
         }
-        if let Some(tags) = super::context::cancel_update(bytes) {
-            let tag = super::framing::tag_of(bytes).unwrap_or("*").to_string();
-            if self.view.is_none() {
-                return tagged(&tag, "BAD", "select a mailbox first");
-            }
-            self.contexts.retain(|c| !tags.contains(&c.tag));
-            return tagged(&tag, "OK", "CANCELUPDATE completed");
-        }
-        if super::preparse::verb_is(bytes, &["UNAUTHENTICATE"]) {
-            let tag = super::framing::tag_of(bytes).unwrap_or("*").to_string();
-            if bytes.trim_ascii_end().len() != tag.len() + " UNAUTHENTICATE".len() {
-                return tagged(&tag, "BAD", "UNAUTHENTICATE takes no arguments");
-            }
-            return self.unauthenticate(&tag);
-        }
-        if let Some(parsed) = super::notify::parse(bytes) {
-            let tag = super::framing::tag_of(bytes).unwrap_or("*").to_string();
-            return self.notify_command(&tag, parsed);
-        }
-        if let Some(parsed) = super::append::parse(bytes) {
-            let tag = super::framing::tag_of(bytes).unwrap_or("*").to_string();
-            return match parsed {
-                Ok(a) => self.append_extended(&tag, a).await,
-                Err(why) => tagged(&tag, "BAD", &why),
-            };
-        }
-        let status_rewritten;
-        if let Some((cmd, alone)) = super::preparse::split_status_mailboxid(bytes) {
+        if let Some((rest, alone)) = preparse::split_status_mailboxid(&cmd) {
             extras.status_mailboxid = Some(alone);
-            status_rewritten = cmd;
-            bytes = &status_rewritten;
+            cmd = Cow::Owned(rest);
         }
-        let ids_rewritten;
-        if let Some(cmd) = self.substitute_object_ids(bytes) {
-            ids_rewritten = cmd;
-            bytes = &ids_rewritten;
+        if let Some(rest) = self.substitute_object_ids(&cmd) {
+            cmd = Cow::Owned(rest);
         }
-        let fetch_rewritten;
-        if let Some((cmd, items)) = super::preparse::split_fetch_extras(bytes) {
+        if let Some((rest, items)) = preparse::split_fetch_extras(&cmd) {
             extras.fetch_extras = items;
-            fetch_rewritten = cmd;
-            bytes = &fetch_rewritten;
+            cmd = Cow::Owned(rest);
         }
-        let list_rewritten;
-        match super::preparse::split_list_extended(bytes) {
-            Some(Ok((cmd, options))) => {
+        match preparse::split_list_extended(&cmd) {
+            Some(Ok((rest, options))) => {
                 extras.list_options = Some(options);
-                list_rewritten = cmd;
-                bytes = &list_rewritten;
+                cmd = Cow::Owned(rest);
             }
-            Some(Err(why)) => return tagged(super::framing::tag_of(bytes).unwrap_or("*"), "BAD", &why),
+            Some(Err(why)) => return Err(tagged(&tag_of(&cmd), "BAD", &why)),
             None => {}
         }
-        match imap_codec::CommandCodec::default().decode(bytes) {
-            Ok((b"", cmd)) => self.command(cmd, extras).await,
-            _ => {
-                let tag = super::framing::tag_of(bytes).unwrap_or("*");
-                tagged(tag, "BAD", "syntax error in command")
+        Ok((cmd, extras))
+    }
+
+    /// The commands whose whole syntax is ours (imap-codec does not know them): CANCELUPDATE,
+    /// UNAUTHENTICATE, NOTIFY, and APPEND of several messages or with CATENATE.
+    async fn own_syntax(&mut self, bytes: &[u8]) -> Option<Reply> {
+        if let Some(tags) = super::context::cancel_update(bytes) {
+            if self.view.is_none() {
+                return Some(tagged(&tag_of(bytes), "BAD", "select a mailbox first"));
             }
+            self.contexts.retain(|c| !tags.contains(&c.tag));
+            return Some(tagged(&tag_of(bytes), "OK", "CANCELUPDATE completed"));
         }
+        if super::preparse::verb_is(bytes, &["UNAUTHENTICATE"]) {
+            let tag = tag_of(bytes);
+            if bytes.trim_ascii_end().len() != tag.len() + " UNAUTHENTICATE".len() {
+                return Some(tagged(&tag, "BAD", "UNAUTHENTICATE takes no arguments"));
+            }
+            return Some(self.unauthenticate(&tag));
+        }
+        if let Some(parsed) = super::notify::parse(bytes) {
+            return Some(self.notify_command(&tag_of(bytes), parsed));
+        }
+        let parsed = super::append::parse(bytes)?;
+        let tag = tag_of(bytes);
+        Some(match parsed {
+            Ok(a) => self.append_extended(&tag, a).await,
+            Err(why) => tagged(&tag, "BAD", &why),
+        })
     }
 
     /// Handle one parsed command.
