@@ -81,16 +81,23 @@ impl<B: Backend> Session<B> {
     /// subscribed folders (Roundcube, Thunderbird by default) show them from the start.
     pub async fn logged_in(&mut self, tag: &str, user: UserName, backend: B) -> Reply {
         let existing = backend.mailboxes(&user);
+        // A user who never subscribed to anything (an account made before first logins
+        // subscribed, or whose INBOX a delivery made) gets the standard folders subscribed.
+        let never_subscribed = backend.subscriptions(&user).is_empty();
+        let mut ops = Vec::new();
         for name in std::iter::once("INBOX").chain(SPECIAL_USE.iter().map(|(n, _)| *n)) {
-            if !existing.iter().any(|m| m.as_str() == name) {
-                let (user, mailbox) = (user.as_str().to_string(), name.to_string());
-                let create = MailOp::CreateMailbox { user: user.clone(), mailbox: mailbox.clone() };
-                let subscribe = MailOp::Subscribe { user, mailbox, subscribed: true };
-                for op in [create, subscribe] {
-                    if let Err(e) = backend.propose(self.op_id(), op).await {
-                        return tagged(tag, "NO", &format!("[UNAVAILABLE] cannot prepare mailboxes: {e}"));
-                    }
-                }
+            let (u, mailbox) = (user.as_str().to_string(), name.to_string());
+            let missing = !existing.iter().any(|m| m.as_str() == name);
+            if missing {
+                ops.push(MailOp::CreateMailbox { user: u.clone(), mailbox: mailbox.clone() });
+            }
+            if missing || never_subscribed {
+                ops.push(MailOp::Subscribe { user: u, mailbox, subscribed: true });
+            }
+        }
+        for op in ops {
+            if let Err(e) = backend.propose(self.op_id(), op).await {
+                return tagged(tag, "NO", &format!("[UNAVAILABLE] cannot prepare mailboxes: {e}"));
             }
         }
         self.user = Some(user);

@@ -60,6 +60,15 @@ async fn first_login_creates_inbox_and_special_use_mailboxes() {
     assert!(run(&mut again, "l3 LIST \"\" %").await.lines().filter(|l| l.starts_with("* LIST")).count() == 6);
     let lsub = run(&mut again, "l6 LSUB \"\" *").await;
     assert!(!lsub.contains("Junk") && lsub.contains("Trash"), "{lsub}");
+    // An account without a single subscription (made before first logins subscribed) gets
+    // the standard folders subscribed at its next login.
+    for name in ["INBOX", "Sent", "Drafts", "Trash", "Archive"] {
+        run(&mut again, &format!("l7 UNSUBSCRIBE {name}")).await;
+    }
+    assert!(!run(&mut again, "l8 LSUB \"\" *").await.contains("* LSUB"));
+    let mut third = h.session().await;
+    let lsub = run(&mut third, "l9 LSUB \"\" *").await;
+    assert_eq!(lsub.lines().filter(|l| l.starts_with("* LSUB")).count(), 6, "{lsub}");
 }
 
 #[tokio::test]
