@@ -7,6 +7,8 @@ and report what the session saw, as one JSON line.
         "exists", "subjects"}.
   pop3: USER/PASS (or AUTH PLAIN, its response on a line of its own, with --sasl), STAT,
         the subjects; {"ok", "error", "count", "subjects"}.
+  read: log in over IMAP, the subscribed mailboxes (LSUB), and every message of --mailbox
+        whole; {"ok", "subscribed", "exists", "messages"} (exists -1: no such mailbox).
   hold: log in over IMAP, print "ready", then wait (bounded) until the server ends the
         session; {"ended": how, "waited_ms"}.
 """
@@ -66,6 +68,24 @@ def pop3(args):
     return {"ok": True, "error": "", "count": count, "subjects": subjects_of(raw)}
 
 
+def read(args):
+    host, port = args.server.rsplit(":", 1)
+    c = imaplib.IMAP4(host, int(port), timeout=30)
+    c.login(args.user, args.password)
+    typ, data = c.lsub()
+    subscribed = sorted(d.decode().rsplit(" ", 1)[-1].strip('"') for d in data if d)
+    typ, data = c.select(args.mailbox, readonly=True)
+    if typ != "OK":
+        return {"ok": True, "subscribed": subscribed, "exists": -1, "messages": []}
+    exists = int(data[0])
+    messages = []
+    if exists:
+        typ, data = c.fetch("1:*", "(BODY.PEEK[])")
+        messages = [part[1].decode(errors="replace") for part in data if isinstance(part, tuple)]
+    c.logout()
+    return {"ok": True, "subscribed": subscribed, "exists": exists, "messages": messages}
+
+
 def hold(args):
     host, port = args.server.rsplit(":", 1)
     c = imaplib.IMAP4(host, int(port), timeout=60)
@@ -92,14 +112,15 @@ def hold(args):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["imap", "pop3", "hold"])
+    p.add_argument("mode", choices=["imap", "pop3", "hold", "read"])
     p.add_argument("--server", required=True)
     p.add_argument("--user", required=True)
     p.add_argument("--password", required=True)
     p.add_argument("--sasl", action="store_true")
+    p.add_argument("--mailbox", default="INBOX")
     p.add_argument("--authzid", default="", help="with --sasl: log in as USER on this user's behalf")
     args = p.parse_args()
-    result = {"imap": imap, "pop3": pop3, "hold": hold}[args.mode](args)
+    result = {"imap": imap, "pop3": pop3, "hold": hold, "read": read}[args.mode](args)
     print(json.dumps(result))
 
 

@@ -1,7 +1,7 @@
 //! A real OpenLDAP `slapd` for tests and benchmarks: a throwaway configuration with the
-//! qmail-ldap schema of `fixtures/ldap`, an mdb database loaded with `slapadd`, served on a
-//! free loopback port, killed with its owner. Needs Debian's `slapd` and `ldap-utils`
-//! (`scripts/install-test-deps` installs them).
+//! qmail-ldap schema and ours (`mailstore.schema`) of `fixtures/ldap`, an mdb database
+//! loaded with `slapadd`, served on a free loopback port, killed with its owner. Needs
+//! Debian's `slapd` and `ldap-utils` (`scripts/install-test-deps` installs them).
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -72,12 +72,13 @@ impl Slapd {
         let conf = format!(
             "include /etc/ldap/schema/core.schema\ninclude /etc/ldap/schema/cosine.schema\n\
              include /etc/ldap/schema/inetorgperson.schema\ninclude /etc/ldap/schema/nis.schema\n\
-             include {schema}\npidfile {root}/slapd.pid\nmodulepath /usr/lib/ldap\nmoduleload back_mdb\n\
+             include {schema}\ninclude {ours}\npidfile {root}/slapd.pid\nmodulepath /usr/lib/ldap\nmoduleload back_mdb\n\
              database mdb\nmaxsize 104857600\nsuffix \"dc=example,dc=edu\"\nrootdn \"cn=admin,dc=example,dc=edu\"\n\
              rootpw admin-pw\ndirectory {root}/db\nindex objectClass,mail,mailAlternateAddress,uid eq\n\
              access to attrs=userPassword by dn.exact=\"{LDAP_BIND_DN}\" read by anonymous auth by * none\n\
              access to * by * read\n",
             schema = fixture("qmail.schema").display(),
+            ours = fixture("mailstore.schema").display(),
             root = root.display(),
         );
         let conf = if tls {

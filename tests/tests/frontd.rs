@@ -12,6 +12,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use frontd::delivery::Folder;
 use support::*;
 
 const INJECTIONS: [&str; 7] = ["*", "*)(uid=*", "alice)(uid=*", "\\00", "al*", "*)(|(mail=*", "alice\\2a"];
@@ -108,7 +109,8 @@ fn ldap_directory_routes_users_and_follows_changes_and_outages() {
         frontd::delivery::Router::new(directory, cluster, Some(storage.cluster_key()), Duration::from_secs(30));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let message = b"From: s@example.org\r\nSubject: via alias\r\n\r\nhi\r\n";
-    let replies = runtime.block_on(router.deliver("s@example.org", &["A.Smith@example.EDU".into()], message));
+    let replies =
+        runtime.block_on(router.deliver("s@example.org", &["A.Smith@example.EDU".into()], message, Folder::Inbox));
     assert!(replies[0].starts_with("250"), "{replies:?}");
     assert_eq!(subjects(&imap_login(&front.imap, "alice", "alice-pw")), ["for alice", "via alias"]);
 
@@ -375,7 +377,7 @@ async fn deliveries_are_routed_by_mailhost_to_each_groups_leader() {
     ]
     .map(str::to_string)
     .to_vec();
-    let replies = router.deliver("s@example.org", &to, &message("routed")).await;
+    let replies = router.deliver("s@example.org", &to, &message("routed"), Folder::Inbox).await;
     assert_eq!(codes(&replies), ["250", "250", "250", "250", "550", "450", "451", "550"], "{replies:#?}");
     // Three addresses of one mailbox: one copy; bob's on apollo.
     assert_eq!(subjects(&imap_login(&front.imap, "alice", "alice-pw")), ["routed"]);
@@ -383,13 +385,17 @@ async fn deliveries_are_routed_by_mailhost_to_each_groups_leader() {
 
     // bob's mailSizeMax refuses a big message for him only.
     let big = [message("big"), vec![b'x'; 150_000], b"\r\n".to_vec()].concat();
-    let replies = router.deliver("s@example.org", &["bob@example.edu".into(), "alice@example.edu".into()], &big).await;
+    let replies = router
+        .deliver("s@example.org", &["bob@example.edu".into(), "alice@example.edu".into()], &big, Folder::Inbox)
+        .await;
     assert_eq!(codes(&replies), ["552", "250"], "{replies:#?}");
 
     // hermes loses its leader: the router finds the new one.
     let leader = storage.leader_for("alice@example.edu");
     storage.kill(leader);
-    let replies = router.deliver("s@example.org", &["a.smith@example.edu".into()], &message("after failover")).await;
+    let replies = router
+        .deliver("s@example.org", &["a.smith@example.edu".into()], &message("after failover"), Folder::Inbox)
+        .await;
     assert_eq!(codes(&replies), ["250"], "{replies:#?}");
     let alice = imap_login(&front.imap, "alice", "alice-pw");
     assert_eq!(subjects(&alice), ["after failover", "big", "routed"], "{alice}");

@@ -6,6 +6,7 @@
 
 pub mod certs;
 pub mod front;
+pub mod scanners;
 pub mod storage;
 
 /// Write `text` to `path`, readable by its owner only: configurations name secrets' files

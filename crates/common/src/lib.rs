@@ -17,6 +17,7 @@ pub mod line;
 pub mod lmtp_auth;
 pub mod network;
 pub mod password;
+pub mod refusing_dns;
 pub mod rpc_channel;
 pub mod sasl;
 pub mod testing;

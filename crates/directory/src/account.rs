@@ -22,6 +22,8 @@ pub const ACCOUNT_ATTRIBUTES: &[&str] = &[
     "mailSizeMax",
     "mailForwardingAddress",
     "deliveryMode",
+    "mailSpamPolicy",
+    "mailSpamThreshold",
 ];
 
 /// qmail-ldap `accountStatus`.
@@ -35,6 +37,64 @@ pub enum AccountStatus {
     Disabled,
     /// Gone: deliveries get a permanent failure.
     Deleted,
+}
+
+/// `mailSpamPolicy` (this product's schema extension): what becomes of a user's spam.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpamAction {
+    /// Delivered to INBOX, marked (`X-Spam-Flag: YES`).
+    Tag,
+    /// Delivered to the Junk folder, marked.
+    Junk,
+    /// Kept in the user's quarantine for review.
+    Quarantine,
+    /// Refused at the end of DATA (`550 5.7.1`).
+    Reject,
+}
+
+impl SpamAction {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "tag" => Some(Self::Tag),
+            "junk" => Some(Self::Junk),
+            "quarantine" => Some(Self::Quarantine),
+            "reject" => Some(Self::Reject),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tag => "tag",
+            Self::Junk => "junk",
+            Self::Quarantine => "quarantine",
+            Self::Reject => "reject",
+        }
+    }
+}
+
+/// A user's own spam policy from the directory; what it leaves out, the site decides.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SpamPolicy {
+    pub action: Option<SpamAction>,
+    /// `mailSpamThreshold` (a score such as `6` or `4.5`), in hundredths of a point.
+    pub threshold_centi: Option<i32>,
+}
+
+/// A score written as a decimal (`6`, `-1.5`, `4.25`) in hundredths, within ±10,000 points.
+fn parse_score_centi(text: &str) -> Option<i32> {
+    let text = text.trim();
+    let (neg, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || whole.len() > 5 || frac.len() > 2 || !all_digits(whole) || !all_digits(frac) {
+        return None;
+    }
+    let centi = whole.parse::<i32>().ok()? * 100 + format!("{frac:0<2}").parse::<i32>().ok()?;
+    (centi <= 1_000_000).then_some(if neg { -centi } else { centi })
 }
 
 /// A directory user.
@@ -62,6 +122,8 @@ pub struct Account {
     pub forwarding: Vec<String>,
     /// `deliveryMode` values, lower case (`forwardonly`, `nombox`, `noforward`, ...).
     pub delivery_modes: Vec<String>,
+    /// `mailSpamPolicy` and `mailSpamThreshold`.
+    pub spam: SpamPolicy,
 }
 
 impl std::fmt::Debug for Account {
@@ -132,6 +194,16 @@ impl Account {
             message_size_max_bytes: number("mailSizeMax")?,
             forwarding: get("mailForwardingAddress").iter().map(|s| s.trim().to_string()).collect(),
             delivery_modes: lower_all("deliveryMode"),
+            spam: SpamPolicy {
+                action: first("mailSpamPolicy")
+                    .map(|v| SpamAction::parse(&v).ok_or_else(|| bad("mailSpamPolicy", format!("unknown value {v:?}"))))
+                    .transpose()?,
+                threshold_centi: first("mailSpamThreshold")
+                    .map(|v| {
+                        parse_score_centi(&v).ok_or_else(|| bad("mailSpamThreshold", format!("{v:?} is not a score")))
+                    })
+                    .transpose()?,
+            },
         })
     }
 
@@ -210,5 +282,25 @@ mod tests {
             let r = Account::from_attributes("x", &attrs(&[("mail", bad)]));
             assert!(matches!(r, Err(AttributeError::Bad { attribute: "mail", .. })), "{bad:?}: {r:?}");
         }
+    }
+
+    #[test]
+    fn the_spam_policy_attributes_are_read_and_checked() {
+        let a = Account::from_attributes(
+            "x",
+            &attrs(&[("mail", "a@example.edu"), ("mailSpamPolicy", "Quarantine"), ("mailSpamThreshold", "4.5")]),
+        )
+        .unwrap();
+        assert_eq!(a.spam, SpamPolicy { action: Some(SpamAction::Quarantine), threshold_centi: Some(450) });
+        let none = Account::from_attributes("x", &attrs(&[("mail", "a@example.edu")])).unwrap();
+        assert_eq!(none.spam, SpamPolicy::default());
+        for (score, centi) in [("6", 600), ("-1.5", -150), ("0.05", 5), ("10000", 1_000_000)] {
+            assert_eq!(parse_score_centi(score), Some(centi), "{score}");
+        }
+        for bad in ["", "1e3", "4.555", "nan", "99999999", "--1", "20000"] {
+            assert_eq!(parse_score_centi(bad), None, "{bad:?}");
+        }
+        let r = Account::from_attributes("x", &attrs(&[("mail", "a@example.edu"), ("mailSpamPolicy", "bounce")]));
+        assert!(matches!(r, Err(AttributeError::Bad { attribute: "mailSpamPolicy", .. })), "{r:?}");
     }
 }

@@ -13,7 +13,7 @@ mod ldif;
 
 use std::sync::Arc;
 
-pub use account::{Account, AccountStatus, AttributeError, Attributes};
+pub use account::{Account, AccountStatus, AttributeError, Attributes, SpamAction, SpamPolicy};
 pub use cache::TtlCache;
 pub use ldap::{LdapConfig, LdapDirectory};
 pub use ldif::{parse_ldif, write_ldif, LdifDirectory, LdifError, LdifRecord};

@@ -117,6 +117,78 @@ impl Default for SmtpSection {
     }
 }
 
+/// The scanning stage (`[scan]`): ClamAV and rspamd between the end of DATA and the reply.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScanSection {
+    /// clamd's socket: a path (`/run/clamav/clamd.ctl`) or `host:port`; none: no virus scan.
+    pub clamd: Option<String>,
+    /// rspamd's normal worker, `host:port`; none: no spam score.
+    pub rspamd: Option<String>,
+    /// Longest wait for each scanner's verdict on one message.
+    pub timeout_ms: u64,
+    /// For users whose directory entry names no `mailSpamPolicy`: `tag`, `junk`,
+    /// `quarantine` or `reject`.
+    pub spam_action: String,
+    /// ... no `mailSpamThreshold`: scores at or above it are spam.
+    pub spam_threshold: f64,
+    /// The MX listener.
+    pub mx: ListenerScan,
+    /// Submission (587 and 465); its spam score is recorded, never acted on.
+    pub submission: ListenerScan,
+}
+
+/// What one kind of listener scans for, and what it does when a scanner does not answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenerScan {
+    pub virus: bool,
+    pub spam: bool,
+    /// `tempfail` (`451 4.7.1`, the sender tries later) or `accept` (delivered with a header
+    /// saying it was not scanned).
+    pub unavailable: String,
+}
+
+impl Default for ListenerScan {
+    fn default() -> Self {
+        Self { virus: true, spam: true, unavailable: "tempfail".into() }
+    }
+}
+
+impl Default for ScanSection {
+    fn default() -> Self {
+        Self {
+            clamd: None,
+            rspamd: None,
+            timeout_ms: 30_000,
+            spam_action: "junk".into(),
+            spam_threshold: 6.0,
+            mx: ListenerScan::default(),
+            submission: ListenerScan::default(),
+        }
+    }
+}
+
+impl ScanSection {
+    fn validate(&self) -> Result<(), String> {
+        if directory::SpamAction::parse(&self.spam_action).is_none() {
+            return Err(format!("[scan] spam_action {:?}: tag, junk, quarantine or reject", self.spam_action));
+        }
+        if !(-10_000.0..=10_000.0).contains(&self.spam_threshold) {
+            return Err("[scan] spam_threshold must be a score within +-10000".into());
+        }
+        for (name, l) in [("mx", &self.mx), ("submission", &self.submission)] {
+            if !matches!(l.unavailable.as_str(), "tempfail" | "accept") {
+                return Err(format!("[scan.{name}] unavailable {:?}: tempfail or accept", l.unavailable));
+            }
+        }
+        if self.timeout_ms == 0 {
+            return Err("[scan] timeout_ms must be positive".into());
+        }
+        Ok(())
+    }
+}
+
 /// The certificate clients see (STARTTLS, STLS, implicit TLS); re-read on SIGHUP.
 pub use common::config::TlsFiles;
 
@@ -287,6 +359,8 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub smtp: SmtpSection,
+    #[serde(default)]
+    pub scan: ScanSection,
     pub queue: Option<QueueSection>,
     pub groups: Vec<GroupSection>,
 }
@@ -347,6 +421,7 @@ impl Config {
             auth: LoginPolicy::default(),
             limits: Limits::default(),
             smtp: SmtpSection::default(),
+            scan: ScanSection::default(),
             queue: None,
             groups,
         }
@@ -431,6 +506,7 @@ impl Config {
                 "[smtp] needs message_max_bytes <= body_memory_per_address_max_bytes <= body_memory_max_bytes".into(),
             );
         }
+        self.scan.validate().map_err(ConfigError::Invalid)?;
         if self.groups.is_empty() {
             return invalid("no [[groups]]: frontd has nowhere to route users".into());
         }
@@ -493,7 +569,7 @@ impl Config {
     }
 
     /// Whether any SMTP listener is configured (they deliver over LMTP).
-    fn smtp_listeners(&self) -> bool {
+    pub fn smtp_listeners(&self) -> bool {
         [&self.listen.smtp, &self.listen.submission, &self.listen.submissions].iter().any(|l| l.is_some())
     }
 

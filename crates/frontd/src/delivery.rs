@@ -26,6 +26,36 @@ pub enum Resolution {
     Refused(String),
 }
 
+/// Where in a mailbox a delivery is filed (the scanning stage decides).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Folder {
+    Inbox,
+    /// The user's Junk folder (made with `\Junk` if missing).
+    Junk,
+    /// The user's quarantine.
+    Quarantine,
+}
+
+impl Folder {
+    /// The LMTP `RCPT` parameter naming it (none for INBOX).
+    fn rcpt_param(self) -> &'static str {
+        match self {
+            Folder::Inbox => "",
+            Folder::Junk => " XFOLDER=Junk",
+            Folder::Quarantine => " XFOLDER=Quarantine",
+        }
+    }
+}
+
+/// One message on its way to a group: the envelope sender, where it is filed, and the
+/// dot-stuffed body.
+#[derive(Clone, Copy)]
+struct Parcel<'a> {
+    from: &'a str,
+    folder: Folder,
+    stuffed: &'a [u8],
+}
+
 /// Delivers messages to the storage groups.
 #[derive(Debug)]
 pub struct Router {
@@ -77,8 +107,8 @@ impl Router {
     }
 
     /// Deliver `message` (CRLF lines, not dot-stuffed) from `from` to `recipients`; one
-    /// reply per recipient, in order. Addresses of one mailbox get one copy.
-    pub async fn deliver(&self, from: &str, recipients: &[String], message: &[u8]) -> Vec<String> {
+    /// reply per recipient, in order. Addresses of one mailbox get one copy, filed in `folder`.
+    pub async fn deliver(&self, from: &str, recipients: &[String], message: &[u8], folder: Folder) -> Vec<String> {
         let mut replies: Vec<Option<String>> = vec![None; recipients.len()];
         // group → mailbox → the recipient indexes it answers for.
         let mut by_group: BTreeMap<String, BTreeMap<String, Vec<usize>>> = BTreeMap::new();
@@ -96,12 +126,13 @@ impl Router {
             }
         }
         let stuffed = dot_stuff(message);
+        let parcel = Parcel { from, folder, stuffed: &stuffed };
         // Mailboxes whose group said they moved (the directory answer was stale): tried once
         // more on the group named, so the mail does not wait for a retry.
         let mut moved: BTreeMap<String, BTreeMap<String, Vec<usize>>> = BTreeMap::new();
         for (group, mailboxes) in by_group {
             let boxes: Vec<String> = mailboxes.keys().cloned().collect();
-            let answers = self.deliver_to_group(&group, from, &boxes, &stuffed).await;
+            let answers = self.deliver_to_group(&group, &boxes, parcel).await;
             for (mailbox, answer) in boxes.iter().zip(answers) {
                 if let Some(target) = self.moved_elsewhere(&answer, &group) {
                     moved.entry(target).or_default().insert(mailbox.clone(), mailboxes[mailbox].clone());
@@ -114,7 +145,7 @@ impl Router {
         for (group, mailboxes) in moved {
             tracing::info!(group, mailboxes = mailboxes.len(), "mailboxes moved; delivering to their new mailhost");
             let boxes: Vec<String> = mailboxes.keys().cloned().collect();
-            let answers = self.deliver_to_group(&group, from, &boxes, &stuffed).await;
+            let answers = self.deliver_to_group(&group, &boxes, parcel).await;
             for (mailbox, answer) in boxes.iter().zip(answers) {
                 for i in &mailboxes[mailbox] {
                     replies[*i] = Some(answer.clone());
@@ -135,7 +166,7 @@ impl Router {
     }
 
     /// One LMTP transaction on `group`'s leader; one reply per mailbox.
-    async fn deliver_to_group(&self, group: &str, from: &str, mailboxes: &[String], stuffed: &[u8]) -> Vec<String> {
+    async fn deliver_to_group(&self, group: &str, mailboxes: &[String], parcel: Parcel<'_>) -> Vec<String> {
         let Some(key) = &self.key else {
             tracing::error!(
                 group,
@@ -147,7 +178,7 @@ impl Router {
             ];
         };
         // Time to move the message at a modest 1 MB/s, plus the commit.
-        let attempt_timeout = LMTP_REPLY_WAIT + Duration::from_micros(stuffed.len() as u64);
+        let attempt_timeout = LMTP_REPLY_WAIT + Duration::from_micros(parcel.stuffed.len() as u64);
         let deadlines =
             Deadlines { connect: backend::CONNECT_TIMEOUT, reply: LMTP_REPLY_WAIT, data_end: attempt_timeout };
         let result =
@@ -155,7 +186,7 @@ impl Router {
                 let cluster = &self.cluster;
                 async move {
                     let addr = member.lmtp.clone().expect("candidates serve LMTP");
-                    match lmtp_transaction(&addr, key, deadlines, group, from, mailboxes, stuffed).await {
+                    match lmtp_transaction(&addr, key, deadlines, group, mailboxes, parcel).await {
                         Ok(outcome) => outcome.map_hint(|a| cluster.member_by_address(group, Protocol::Lmtp, &a)),
                         Err(e) => Attempt::Down(e.to_string()),
                     }
@@ -209,16 +240,15 @@ async fn lmtp_transaction(
     key: &ClusterKey,
     deadlines: Deadlines,
     group: &str,
-    from: &str,
     mailboxes: &[String],
-    stuffed: &[u8],
+    parcel: Parcel<'_>,
 ) -> Result<LmtpOutcome, ClientError> {
     let (mut conn, _) = Connection::open(addr, deadlines).await?;
     conn.hello(Dialect::Lmtp, "frontd").await?;
     conn.authenticate_cluster(key).await?;
-    let rcpt_params = format!(" XMAILHOST={group}");
-    let envelope = Envelope { from, mail_params: "", recipients: mailboxes, rcpt_params: &rcpt_params };
-    let t = conn.transaction(Dialect::Lmtp, &envelope, stuffed, is_not_leader).await?;
+    let rcpt_params = format!(" XMAILHOST={group}{}", parcel.folder.rcpt_param());
+    let envelope = Envelope { from: parcel.from, mail_params: "", recipients: mailboxes, rcpt_params: &rcpt_params };
+    let t = conn.transaction(Dialect::Lmtp, &envelope, parcel.stuffed, is_not_leader).await?;
     conn.quit().await;
     if t.stopped {
         let refusal = t.rcpts.last().expect("stopped at a RCPT");

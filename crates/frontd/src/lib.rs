@@ -16,6 +16,7 @@ pub mod login;
 pub mod outbound;
 pub mod pop3;
 pub mod queue;
+pub mod scan;
 pub mod server;
 pub mod sessions;
 pub mod smtp;

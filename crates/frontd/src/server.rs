@@ -57,6 +57,8 @@ pub struct Front {
     queue_runner: Option<Arc<crate::queue::runner::Runner>>,
     pub smtp: SmtpSection,
     pub smtp_policy: crate::smtp::policy::Policy,
+    /// The scanning stage, when a scanner is configured.
+    pub scanner: Option<Arc<crate::scan::Scanner>>,
     tls_files: Option<TlsFiles>,
     tls: RwLock<Option<Arc<Tls>>>,
     /// The storage nodes' IMAP capabilities (without TLS/AUTH items).
@@ -110,6 +112,8 @@ impl Front {
             queue_runner,
             smtp: cfg.smtp.clone(),
             smtp_policy: crate::smtp::policy::Policy::new(&cfg.smtp)?,
+            scanner: (cfg.scan.clamd.is_some() || cfg.scan.rspamd.is_some())
+                .then(|| Arc::new(crate::scan::Scanner::new(&cfg.scan))),
             gate: Gate::new(directory, networks, policy),
             cluster,
             proxy: ProxyCredential {
@@ -322,6 +326,11 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
                 }
             }
         }));
+    }
+    match &front.scanner {
+        Some(scanner) => tracing::info!(scanners = %scanner.describe(), "scanning stage on"),
+        None if cfg.smtp_listeners() => tracing::warn!("no [scan] clamd or rspamd: SMTP mail is delivered unscanned"),
+        None => {}
     }
     if let Some(runner) = front.queue_runner.clone() {
         tracing::info!(groups = ?front.queue.as_ref().map(|q| q.groups().to_vec()), "queue runner started");

@@ -7,6 +7,7 @@
 //! queue ([`crate::queue`]) and `250` means the queue entry is committed.
 
 pub mod body;
+pub mod finish;
 pub mod memory;
 pub mod pace;
 pub mod policy;

@@ -11,8 +11,9 @@ use common::tls::Conn;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::finish::{finish, Client};
 use super::pace::{self, Pace};
-use super::session::{Envelope, Mode, Session, Settings, Step};
+use super::session::{Mode, Session, Settings, Step};
 use crate::server::Front;
 
 /// RFC 5321 4.5.3.2: a server waits at least 5 minutes for a command.
@@ -119,36 +120,6 @@ fn received(session: &Session, peer: SocketAddr, conn: &Conn, host: &str, recipi
         "Received: from {helo} ([{}]){tls}\r\n\tby {host} (frontd) with {protocol} id {id:016x}{to};\r\n\t{date}\r\n",
         peer.ip()
     )
-}
-
-/// Deliver a finished transaction: straight to its one mailhost when it can (falling back
-/// to the queue when that mailhost is down), otherwise onto the queue. One reply per
-/// recipient of [`Envelope::all_recipients`].
-async fn deliver(front: &Front, envelope: &Envelope, message: &[u8]) -> Vec<String> {
-    let all = envelope.all_recipients();
-    if envelope.direct() {
-        let replies = front.router.deliver(&envelope.from, &envelope.recipients, message).await;
-        let temporary = replies.iter().all(|r| r.starts_with('4'));
-        if !(temporary && front.queue.is_some()) {
-            return replies;
-        }
-        tracing::info!(group = ?envelope.group, reply = %replies[0], "mailhost unavailable: queueing the message");
-    }
-    let Some(queue) = &front.queue else {
-        // The session accepts several mailhosts or remote recipients only with a queue.
-        return vec!["451 4.3.0 no queue for this message, try again later".into(); all.len()];
-    };
-    match queue.enqueue(&envelope.from, &all, message).await {
-        Ok((group, id)) => vec![format!("250 2.0.0 queued as {group}/{id}"); all.len()],
-        Err(e @ crate::queue::QueueError::Refused { .. }) => {
-            tracing::warn!(error = %e, "queue refused a message");
-            vec![format!("452 4.3.1 queue refused the message: {e}"); all.len()]
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "no queue group took the message");
-            vec!["451 4.3.0 mail system temporarily unavailable, try again later".into(); all.len()]
-        }
-    }
 }
 
 /// Serve one SMTP connection on a listener of `mode`.
@@ -284,8 +255,8 @@ pub async fn connection(
                 }
                 Step::Deliver => {
                     let envelope = session.envelope();
-                    // The trace header's copy and the LMTP client's dot-stuffed one.
-                    let _copies = match session.room_for_copies(2 * envelope.message.len()) {
+                    // The copy with the trace header, a recipient class's stamped copy, the LMTP dot-stuffed one.
+                    let _copies = match session.room_for_copies(3 * envelope.message.len()) {
                         Ok(room) => room,
                         Err(refusal) => {
                             tracing::warn!(%peer, bytes = envelope.message.len(), "no memory to deliver a message");
@@ -297,9 +268,15 @@ pub async fn connection(
                     let header = received(&session, peer, &conn, &front.host, &all);
                     let aliases = &session.settings().domain_aliases;
                     let body = super::rewrite::collapse_aliases(&envelope.message, aliases);
-                    let message = [header.as_bytes(), body.as_deref().unwrap_or(&envelope.message)].concat();
+                    let client = Client {
+                        mode,
+                        ip: peer.ip(),
+                        helo: session.helo(),
+                        user: session.account().map(|a| a.mail.as_str()),
+                    };
+                    let message = body.as_deref().unwrap_or(&envelope.message);
+                    let replies = finish(&front, client, &envelope, &header, message).await;
                     drop(body);
-                    let replies = deliver(&front, &envelope, &message).await;
                     tracing::info!(%peer, from = %envelope.from, recipients = all.len(), group = ?envelope.group, reply = %replies.first().map(String::as_str).unwrap_or(""), "SMTP message");
                     session.delivered(&replies)
                 }

@@ -656,7 +656,9 @@ impl Session {
             // between RCPT and DATA. The committed copies stand.
             return reply("250 2.0.0 message accepted for some recipients; others refused it");
         }
-        reply(replies.first().cloned().unwrap_or_else(|| "451 4.3.0 delivery failed".into()))
+        // A temporary failure of one recipient must reach the client, or it gives up on all.
+        let answer = replies.iter().find(|r| r.starts_with('4')).or(replies.first());
+        reply(answer.cloned().unwrap_or_else(|| "451 4.3.0 delivery failed".into()))
     }
 }
 

@@ -124,21 +124,27 @@ async fn deliver(node: &Node, env: Envelope) -> Vec<String> {
     }
     let internal_date =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-    let mut by_group: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    // One entry per group and folder.
+    let mut by_group: BTreeMap<(&str, Option<&str>), Vec<usize>> = BTreeMap::new();
     for (k, r) in env.recipients.iter().enumerate() {
-        by_group.entry(r.group.as_str()).or_default().push(k);
+        by_group.entry((r.group.as_str(), r.folder)).or_default().push(k);
     }
     let mut replies = vec![String::new(); env.recipients.len()];
     let size = message.len();
     let groups = by_group.len();
-    for (n, (group_name, idxs)) in by_group.into_iter().enumerate() {
+    for (n, ((group_name, folder), idxs)) in by_group.into_iter().enumerate() {
         let users: Vec<String> = idxs.iter().map(|k| env.recipients[*k].user.as_str().to_string()).collect();
         let mut parts: Vec<&[u8]> = vec![env.from.as_bytes(), &message];
         parts.extend(users.iter().map(|u| u.as_bytes()));
+        parts.extend(folder.map(str::as_bytes));
         let op_id = OpId::digest(&parts);
         // The last group takes the body itself: a 64 KiB copy less per delivery.
         let message = if n + 1 == groups { std::mem::take(&mut message) } else { message.clone() };
-        let req = MailRequest { op_id, op: MailOp::Deliver { recipients: users.clone(), internal_date, message } };
+        let op = match folder {
+            None => MailOp::Deliver { recipients: users.clone(), internal_date, message },
+            Some(f) => MailOp::DeliverInto { recipients: users.clone(), mailbox: f.into(), internal_date, message },
+        };
+        let req = MailRequest { op_id, op };
         let Some(group) = node.group(group_name) else { continue };
         // A deliberately broken build for the chaos checker to catch (never in a release):
         // answer 250 as soon as the leader has the message, before it is committed.

@@ -25,7 +25,14 @@ pub struct Recipient {
     pub address: String,
     pub user: UserName,
     pub group: String,
+    /// The folder a front's scanning stage files this copy in (`RCPT ... XFOLDER=`):
+    /// `Junk` or `Quarantine`; INBOX when none.
+    pub folder: Option<&'static str>,
 }
+
+/// The folders `XFOLDER=` may name: where the scanning stage files spam. Anything else is
+/// Sieve's business, on the storage node.
+const FOLDERS: &[&str] = &["Junk", "Quarantine"];
 
 /// A message ready for delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -277,6 +284,7 @@ impl Session {
             "250-ENHANCEDSTATUSCODES".into(),
             "250-8BITMIME".into(),
             "250-XMAILHOST".into(),
+            "250-XFOLDER".into(),
             format!("250-AUTH {}", lmtp_auth::MECHANISM),
             format!("250 SIZE {}", self.limits.message_max),
         ]
@@ -325,9 +333,16 @@ impl Session {
             return reply("501 5.5.4 syntax: RCPT TO:<address>");
         };
         let mut mailhost = None;
+        let mut folder = None;
         for p in &params {
             match p.split_once('=') {
                 Some((k, v)) if k.eq_ignore_ascii_case("XMAILHOST") && !v.is_empty() => mailhost = Some(v),
+                Some((k, v)) if k.eq_ignore_ascii_case("XFOLDER") => {
+                    match FOLDERS.iter().find(|f| f.eq_ignore_ascii_case(v)) {
+                        Some(f) => folder = Some(*f),
+                        None => return reply(format!("501 5.5.4 XFOLDER names {} only", FOLDERS.join(" or "))),
+                    }
+                }
                 _ => return reply(format!("555 5.5.4 unsupported RCPT parameter {p}")),
             }
         }
@@ -339,7 +354,7 @@ impl Session {
                 if let Some(hint) = ctx.not_leader(&group) {
                     return reply(format!("451 4.3.0 <{addr}> not the leader for mailhost {group}; {hint}"));
                 }
-                self.recipients.push(Recipient { address: addr, user, group });
+                self.recipients.push(Recipient { address: addr, user, group, folder });
                 reply("250 2.1.5 recipient ok")
             }
             None => reply(format!("550 5.1.1 <{addr}> no such user here")),
@@ -427,6 +442,27 @@ mod tests {
             Action::Reply(r) => &r[..3],
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_front_files_a_recipients_copy_in_junk_or_quarantine_only() {
+        let ctx = Ctx { leader: true };
+        let mut s = authenticated(Limits { message_max: 1000, recipients_max: 5 }, &ctx);
+        assert!(replies(&s.command(b"LHLO client", &ctx)).contains(&"250-XFOLDER".to_string()));
+        assert_eq!(first_code(&s.command(b"MAIL FROM:<a@b>", &ctx)), "250");
+        assert_eq!(first_code(&s.command(b"RCPT TO:<user1@x> XMAILHOST=g XFOLDER=junk", &ctx)), "250");
+        assert_eq!(first_code(&s.command(b"RCPT TO:<user2@x> XFOLDER=Quarantine", &ctx)), "250");
+        assert_eq!(first_code(&s.command(b"RCPT TO:<user3@x>", &ctx)), "250");
+        for bad in ["XFOLDER=Sent", "XFOLDER=../INBOX", "XFOLDER="] {
+            let line = format!("RCPT TO:<user3@x> {bad}");
+            assert_eq!(first_code(&s.command(line.as_bytes(), &ctx)), "501", "{bad}");
+        }
+        assert_eq!(first_code(&s.command(b"DATA", &ctx)), "354");
+        assert!(s.data_line(b"x").is_empty());
+        let out = s.data_line(b".");
+        let Action::Deliver(env) = &out[0] else { panic!("{out:?}") };
+        let folders: Vec<_> = env.recipients.iter().map(|r| r.folder).collect();
+        assert_eq!(folders, [Some("Junk"), Some("Quarantine"), None]);
     }
 
     #[test]

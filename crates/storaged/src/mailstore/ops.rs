@@ -254,6 +254,16 @@ pub enum MailOp {
         mailbox: String,
         entries: Vec<MetadataChange>,
     },
+    /// Deliver one message into `mailbox` (made and subscribed if missing) of each
+    /// recipient: where the scanning stage files spam (`Junk`) or holds it (`Quarantine`).
+    /// Last among the variants: entries already in logs keep their encoding.
+    DeliverInto {
+        recipients: Vec<String>,
+        mailbox: String,
+        internal_date: i64,
+        #[serde(with = "serde_bytes")]
+        message: Vec<u8>,
+    },
 }
 
 /// One entry of a [`MailOp::SetMetadata`]: its name and new value (`None` removes it).
@@ -345,7 +355,9 @@ impl MailRequest {
     /// its mailboxes' per-entry bookkeeping (UIDs, applied index, file names).
     pub fn batch_user(&self) -> Option<UserName> {
         let user = match &self.op {
-            MailOp::Deliver { recipients, .. } if recipients.len() == 1 => &recipients[0],
+            MailOp::Deliver { recipients, .. } | MailOp::DeliverInto { recipients, .. } if recipients.len() == 1 => {
+                &recipients[0]
+            }
             MailOp::Append { user, .. } | MailOp::Store { user, .. } | MailOp::Expunge { user, .. } => user,
             _ => return None,
         };

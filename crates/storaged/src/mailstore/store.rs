@@ -372,6 +372,7 @@ impl Store {
         let touches_files = !matches!(
             op,
             MailOp::Deliver { .. }
+                | MailOp::DeliverInto { .. }
                 | MailOp::Append { .. }
                 | MailOp::AppendMany { .. }
                 | MailOp::Enqueue { .. }
@@ -397,29 +398,12 @@ impl Store {
         }
         match op {
             MailOp::Deliver { recipients, internal_date, message } => {
-                let mut out = Vec::with_capacity(recipients.len());
-                // A user named twice gets one copy; both positions report it.
-                let mut done: HashMap<UserName, Result<(u32, u32), Rejection>> = HashMap::new();
-                for (k, rcpt) in recipients.iter().enumerate() {
-                    out.push(match UserName::parse(rcpt) {
-                        Ok(user) => {
-                            if let Some(refusal) = self.move_refusal(user.as_str()) {
-                                Err(refusal)
-                            } else if let Some(r) = done.get(&user) {
-                                r.clone()
-                            } else {
-                                self.ensure_inbox(&user, index)?;
-                                let inbox = MailboxName::inbox();
-                                let r = self.add_message(&user, &inbox, index, k, 0, &[], *internal_date, message);
-                                done.insert(user, r.clone());
-                                r
-                            }
-                        }
-                        Err(e) => Err(Rejection::Cannot(e.to_string())),
-                    });
-                }
-                Ok(MailResponse::Delivered(out))
+                self.deliver(index, recipients, &MailboxName::inbox(), *internal_date, message)
             }
+            MailOp::DeliverInto { recipients, mailbox, internal_date, message } => match MailboxName::parse(mailbox) {
+                Ok(m) => self.deliver(index, recipients, &m, *internal_date, message),
+                Err(e) => Ok(MailResponse::Rejected(Rejection::Cannot(e.to_string()))),
+            },
             MailOp::Append { user, mailbox, flags, keywords, internal_date, message } => {
                 let (u, m) = names!(user, mailbox);
                 if m.is_inbox() {
@@ -609,6 +593,51 @@ impl Store {
         for k in victims {
             self.boxes.remove(&k);
         }
+    }
+
+    /// One message into `mailbox` of each recipient (made and subscribed if missing); one
+    /// result per recipient, in order.
+    fn deliver(
+        &mut self,
+        index: u64,
+        recipients: &[String],
+        mailbox: &MailboxName,
+        internal_date: i64,
+        message: &[u8],
+    ) -> Result<MailResponse, StoreError> {
+        let mut out = Vec::with_capacity(recipients.len());
+        // A user named twice gets one copy; both positions report it.
+        let mut done: HashMap<UserName, Result<(u32, u32), Rejection>> = HashMap::new();
+        for (k, rcpt) in recipients.iter().enumerate() {
+            out.push(match UserName::parse(rcpt) {
+                Ok(user) => {
+                    if let Some(refusal) = self.move_refusal(user.as_str()) {
+                        Err(refusal)
+                    } else if let Some(r) = done.get(&user) {
+                        r.clone()
+                    } else {
+                        self.ensure_mailbox(&user, mailbox, index)?;
+                        let r = self.add_message(&user, mailbox, index, k, 0, &[], internal_date, message);
+                        done.insert(user, r.clone());
+                        r
+                    }
+                }
+                Err(e) => Err(Rejection::Cannot(e.to_string())),
+            });
+        }
+        Ok(MailResponse::Delivered(out))
+    }
+
+    /// Make `mailbox` if the user has none by that name, subscribed (a folder mail arrives
+    /// in must show in every client).
+    fn ensure_mailbox(&mut self, user: &UserName, mailbox: &MailboxName, index: u64) -> Result<(), StoreError> {
+        self.ensure_inbox(user, index)?;
+        if mailbox.is_inbox() || self.mailbox(user, mailbox)?.is_some() {
+            return Ok(());
+        }
+        self.create_mailbox(user, mailbox, index)?;
+        self.subscribe(user, mailbox, true)?;
+        Ok(())
     }
 
     fn ensure_inbox(&mut self, user: &UserName, index: u64) -> Result<(), StoreError> {

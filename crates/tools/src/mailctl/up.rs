@@ -130,7 +130,14 @@ async fn deliver_welcome(layout: &Layout, users: &[DemoUser]) -> anyhow::Result<
     let key = common::rpc_channel::ClusterKey::from_secret(&secret);
     let router = Router::new(directory, Arc::new(cluster_map(layout)), Some(key), READY_TIME_MAX);
     for user in users {
-        let replies = router.deliver("postmaster@example.edu", std::slice::from_ref(&user.mail), &welcome(user)).await;
+        let replies = router
+            .deliver(
+                "postmaster@example.edu",
+                std::slice::from_ref(&user.mail),
+                &welcome(user),
+                frontd::delivery::Folder::Inbox,
+            )
+            .await;
         if !replies[0].starts_with("250") {
             bail!("welcome message to {} not delivered: {}", user.mail, replies[0]);
         }

@@ -151,8 +151,10 @@ def main():
         WebDriverWait(d, 30).until(lambda d: d.find_elements(By.ID, "messagecontframe"))
         frame = d.find_element(By.ID, "messagecontframe")
         d.switch_to.frame(frame)
+        # The frame may reload under us: its body is read afresh each time, in one script.
         body = WebDriverWait(d, 30).until(
-            lambda d: d.find_element(By.TAG_NAME, "body").text if "body of" in d.find_element(By.TAG_NAME, "body").text else None)
+            lambda d: (lambda t: t if t and "body of" in t else None)(
+                d.execute_script("return document.body ? document.body.innerText : ''")))
         facts["read_body"] = body
         d.switch_to.default_content()
 

@@ -38,7 +38,7 @@ impl Drop for Mailctl {
 /// Start `mailctl up`; returns it and the lines it printed up to the ready line.
 pub fn up(dir: &std::path::Path, base: u16) -> (Mailctl, Vec<String>) {
     // The front's MX lookups go to a resolver on loopback, never to the system's.
-    let dns = refusing_dns_server();
+    let dns = dns().addr;
     let child = Command::new(env!("CARGO_BIN_EXE_mailctl"))
         .args(["up", "--dir"])
         .arg(dir)
@@ -93,37 +93,9 @@ pub fn password_of(lines: &[String], user: &str) -> String {
         .to_string()
 }
 
-/// Queries the loopback DNS servers of this test process were asked.
-pub static DNS_QUERIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-/// A DNS server on loopback that answers every query REFUSED: remote domains are then a
-/// temporary failure (mail to them waits in the queue) and no query leaves the machine.
-/// It serves until the test process ends.
-pub fn refusing_dns_server() -> std::net::SocketAddr {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = socket.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 1500];
-        while let Ok((n, from)) = socket.recv_from(&mut buf) {
-            DNS_QUERIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if let Some(answer) = refused(&buf[..n]) {
-                let _ = socket.send_to(&answer, from);
-            }
-        }
-    });
-    addr
-}
-
-/// The REFUSED answer to `query`: its header (QR, RD, RA set, RCODE 5) and question only.
-fn refused(query: &[u8]) -> Option<Vec<u8>> {
-    let mut end = 12;
-    while *query.get(end)? != 0 {
-        end += 1 + usize::from(query[end]);
-    }
-    let end = end + 1 + 4;
-    let mut answer = query.get(..end)?.to_vec();
-    answer[2] = 0x80 | (query[2] & 0x01);
-    answer[3] = 0x85;
-    answer[6..12].fill(0);
-    Some(answer)
+/// The loopback resolver every `mailctl up` of this test process is given: a query it
+/// counts is one that did not leave the machine.
+pub fn dns() -> &'static common::refusing_dns::RefusingDns {
+    static DNS: std::sync::OnceLock<common::refusing_dns::RefusingDns> = std::sync::OnceLock::new();
+    DNS.get_or_init(|| common::refusing_dns::RefusingDns::start().expect("a loopback DNS server"))
 }

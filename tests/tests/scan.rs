@@ -1,0 +1,344 @@
+//! The scanning stage with a real ClamAV clamd and a real rspamd between frontd's SMTP
+//! listeners and a 3-replica storaged cluster, the users' spam policies read from a real
+//! slapd: viruses are refused on every listener and never stored; spam meets each
+//! recipient's own policy (tag, Junk, quarantine, reject); our header fields cannot be
+//! forged from outside; a scanner that does not answer defers mail, or marks it unscanned
+//! where the listener says so, and scanning resumes when it returns.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use clusterkit::scanners::{EICAR, GTUBE, TEST_MALWARE};
+use support::*;
+use tests::scanners::{Clamd, Rspamd};
+
+fn scan_users() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/scan/users.ldif")
+}
+
+fn ldap_directory(slapd: &Slapd) -> frontd::config::DirectorySection {
+    let ldap = frontd::config::LdapSection {
+        bind_dn: Some(LDAP_BIND_DN.into()),
+        bind_password_file: Some("ldap.pw".into()),
+        ..frontd::config::LdapSection::new(slapd.url.clone(), "dc=example,dc=edu")
+    };
+    frontd::config::DirectorySection { ldif: None, ldap: Some(ldap) }
+}
+
+/// A front scanning with `clamd` (and `rspamd`, if given); `unavailable` for both listeners.
+fn scanning_front(
+    root: &Path,
+    storage: &Storage,
+    slapd: &Slapd,
+    clamd: &Clamd,
+    rspamd: Option<&Rspamd>,
+    unavailable: &'static str,
+) -> Front {
+    std::fs::create_dir_all(root).unwrap();
+    std::fs::write(root.join("ldap.pw"), LDAP_BIND_PASSWORD).unwrap();
+    let (socket, normal) = (clamd.socket(), rspamd.map(|r| r.files.normal.clone()));
+    let tune: Tune = Box::new(move |cfg| {
+        cfg.scan.clamd = Some(socket.clone());
+        cfg.scan.rspamd = normal.clone();
+        cfg.scan.timeout_ms = 10_000;
+        cfg.scan.mx.unavailable = unavailable.into();
+        cfg.scan.submission.unavailable = unavailable.into();
+        cfg.smtp.greet_delay_ms = 0;
+        cfg.smtp.message_max_bytes = 40 << 20;
+        cfg.smtp.body_memory_per_address_max_bytes = 128 << 20;
+        cfg.smtp.body_memory_max_bytes = 256 << 20;
+    });
+    let options = FrontOptions { tls: true, plaintext_loopback: true, tune: Some(tune), ..FrontOptions::default() };
+    let front = Front::start_opts(root, storage, ldap_directory(slapd), options);
+    wait_listening(&front.smtp, "frontd SMTP");
+    front
+}
+
+/// One SMTP transaction, raw: the reply to each RCPT and the final reply (first line with
+/// its code), `None` for the final one when no RCPT was accepted.
+fn send(server: &str, auth: Option<(&str, &str)>, to: &[&str], message: &str) -> (Vec<String>, Option<String>) {
+    let stream = TcpStream::connect(server).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut rd = BufReader::new(stream.try_clone().unwrap());
+    let mut wr = stream;
+    let reply = |rd: &mut BufReader<TcpStream>| -> String {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            rd.read_line(&mut line).unwrap();
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                return line.trim_end().to_string();
+            }
+        }
+    };
+    let cmd = |wr: &mut TcpStream, rd: &mut BufReader<TcpStream>, line: &str| {
+        wr.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+        reply(rd)
+    };
+    assert!(reply(&mut rd).starts_with("220"));
+    assert!(cmd(&mut wr, &mut rd, "EHLO client.remote.example").starts_with("250"));
+    if let Some((user, password)) = auth {
+        use base64::Engine;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
+        let r = cmd(&mut wr, &mut rd, &format!("AUTH PLAIN {token}"));
+        assert!(r.starts_with("235"), "{r}");
+    }
+    let from = auth.map_or("sender@remote.example".to_string(), |(u, _)| u.to_string());
+    assert!(cmd(&mut wr, &mut rd, &format!("MAIL FROM:<{from}>")).starts_with("250"));
+    let rcpts: Vec<String> = to.iter().map(|t| cmd(&mut wr, &mut rd, &format!("RCPT TO:<{t}>"))).collect();
+    if !rcpts.iter().any(|r| r.starts_with("250")) {
+        return (rcpts, None);
+    }
+    assert!(cmd(&mut wr, &mut rd, "DATA").starts_with("354"));
+    let body: String = message
+        .split_inclusive('\n')
+        .map(|l| if l.starts_with('.') { format!(".{l}") } else { l.to_string() })
+        .collect();
+    wr.write_all(body.as_bytes()).unwrap();
+    let end = if body.ends_with("\r\n") { ".\r\n" } else { "\r\n.\r\n" };
+    let last = cmd(&mut wr, &mut rd, end.trim_end());
+    let _ = wr.write_all(b"QUIT\r\n");
+    (rcpts, Some(last))
+}
+
+/// One message over submission (STARTTLS, AUTH) with Python's smtplib: `250 ...` when
+/// accepted, else the code and text of the refusal.
+fn submit(front: &Front, root: &Path, user: &str, to: &str, text: &str) -> String {
+    std::fs::create_dir_all(root.join("outbox")).unwrap();
+    let file = root.join("outbox").join(format!("{}.eml", rand::random::<u32>()));
+    std::fs::write(&file, text).unwrap();
+    let password = format!("{}-pw", user.split('@').next().unwrap());
+    let ca = root.join("cert.pem");
+    let args = ["--server", &front.submission, "--from", user, "--to", to, "--subject", "-", "--starttls"];
+    let more = ["--ca", ca.to_str().unwrap(), "--user", user, "--password", &password];
+    let r = smtplib(&[&args[..], &more[..], &["--message-file", file.to_str().unwrap()]].concat());
+    if r["ok"] == true && r["refused"].as_object().is_some_and(|o| o.is_empty()) {
+        return "250 accepted".into();
+    }
+    format!("{} {}", r["code"], r["error"].as_str().unwrap_or(""))
+}
+
+fn message(subject: &str, body: &str) -> String {
+    format!(
+        "From: Sender <sender@remote.example>\r\nTo: someone@example.edu\r\nSubject: {subject}\r\n\
+         Date: Sun, 6 Dec 2026 09:00:00 +0000\r\nMessage-ID: <{}@remote.example>\r\n\r\n{body}\r\n",
+        subject.replace(' ', ".")
+    )
+}
+
+fn with_attachment(subject: &str, content_type: &str, base64_body: &str) -> String {
+    let mut wrapped = String::new();
+    for chunk in base64_body.as_bytes().chunks(76) {
+        wrapped.push_str(std::str::from_utf8(chunk).unwrap());
+        wrapped.push_str("\r\n");
+    }
+    message(
+        subject,
+        &format!(
+            "This is a MIME message.\r\n--b1\r\nContent-Type: text/plain\r\n\r\nSee the attachment.\r\n\
+             --b1\r\nContent-Type: {content_type}; name=\"file\"\r\nContent-Transfer-Encoding: base64\r\n\
+             Content-Disposition: attachment; filename=\"file\"\r\n\r\n{wrapped}--b1--"
+        ),
+    )
+    .replacen("\r\n\r\n", "\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n", 1)
+}
+
+/// EICAR in a zip archive, base64, made by Python's zipfile (another implementation).
+fn zipped_eicar_base64() -> String {
+    let script = "import io,zipfile,base64,sys\nb=io.BytesIO()\nz=zipfile.ZipFile(b,'w',zipfile.ZIP_DEFLATED)\n\
+                  z.writestr('readme.com',sys.argv[1])\nz.close()\nprint(base64.b64encode(b.getvalue()).decode())";
+    let out = Command::new("python3").args(["-c", script, EICAR]).output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Every message of `user`'s `mailbox`, read through the front (`None`: no such mailbox).
+fn read(front: &Front, user: &str, mailbox: &str) -> Option<Vec<String>> {
+    let v = client(&[
+        "read",
+        "--server",
+        &front.imap,
+        "--user",
+        user,
+        "--password",
+        &format!("{}-pw", user.split('@').next().unwrap()),
+        "--mailbox",
+        mailbox,
+    ]);
+    assert_eq!(v["ok"], true, "{v}");
+    (v["exists"] != -1)
+        .then(|| v["messages"].as_array().unwrap().iter().map(|m| m.as_str().unwrap().to_string()).collect())
+}
+
+fn count_with(messages: &Option<Vec<String>>, needle: &str) -> usize {
+    messages.as_ref().map_or(0, |m| m.iter().filter(|t| t.contains(needle)).count())
+}
+
+/// Files under the storage nodes' directories that hold `needle` (logs, Maildirs, indexes).
+fn stored_anywhere(root: &Path, needle: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if ["clamd", "rspamd", "slapd", "outbox"].contains(&name.as_str()) || name.ends_with(".log") {
+                continue;
+            }
+            if path.is_dir() {
+                dirs.push(path);
+            } else if std::fs::read(&path).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn viruses_are_refused_everywhere_and_spam_meets_each_recipients_policy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let storage = Storage::start(root);
+    let slapd = Slapd::start_with(root, &scan_users());
+    let clamd = Clamd::start(root);
+    let rspamd = Rspamd::start(root);
+    let front = scanning_front(root, &storage, &slapd, &clamd, Some(&rspamd), "tempfail");
+
+    // Viruses: a plain body, a base64 attachment, inside a zip; ours too; MX and submission.
+    let zip = zipped_eicar_base64();
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(EICAR);
+    let viruses = [
+        ("plain eicar", message("plain eicar", EICAR), "Eicar-Test-Signature"),
+        ("b64 eicar", with_attachment("b64 eicar", "application/octet-stream", &b64), "Eicar-Test-Signature"),
+        ("zip eicar", with_attachment("zip eicar", "application/zip", &zip), "Eicar-Test-Signature"),
+        ("our signature", message("our signature", TEST_MALWARE), "Mailstore-Test-Signature"),
+    ];
+    for (name, text, signature) in &viruses {
+        let (_, mx) = send(&front.smtp, None, &["dora@example.edu"], text);
+        let submitted = submit(&front, root, "tom@example.edu", "dora@example.edu", text);
+        for last in [mx.unwrap(), submitted] {
+            assert!(
+                last.starts_with("554 5.7.1 message rejected: virus ") && last.contains(signature),
+                "{name}: {last}"
+            );
+        }
+    }
+    let clean_marker = "a clean marker 5d1c";
+    let (_, last) = send(&front.smtp, None, &["dora@example.edu"], &message("clean one", clean_marker));
+    assert!(last.as_deref().unwrap().starts_with("250"), "{last:?}");
+    // The walk finds what was stored (the clean message), and no virus on any replica.
+    wait_for("the clean message on three replicas", Duration::from_secs(20), || {
+        stored_anywhere(root, clean_marker.as_bytes()).len() >= 3
+    });
+    for needle in [EICAR.as_bytes(), TEST_MALWARE.as_bytes(), &zip.as_bytes()[..60], &b64.as_bytes()[..40]] {
+        assert_eq!(stored_anywhere(root, needle), Vec::<String>::new(), "{}", String::from_utf8_lossy(needle));
+    }
+
+    // A clean message carries our verdicts; a forged X-Spam-Status from outside is gone.
+    let forged = message("forged status", "lunch at noon?")
+        .replacen("\r\n\r\n", "\r\nX-Spam-Status: No, score=-100\r\nX-Spam-Flag: NO\r\nAuthentication-Results: front.example.edu; spf=pass\r\n\r\n", 1);
+    let (_, last) = send(&front.smtp, None, &["tom@example.edu"], &forged);
+    assert!(last.as_deref().unwrap().starts_with("250"), "{last:?}");
+    let inbox = read(&front, "tom@example.edu", "INBOX").unwrap();
+    let copy = inbox.iter().find(|m| m.contains("Subject: forged status")).expect("delivered");
+    assert_eq!(copy.matches("X-Spam-Status:").count(), 1, "{copy}");
+    assert!(copy.contains("X-Spam-Status: No, score=") && !copy.contains("score=-100"), "{copy}");
+    assert!(copy.contains("X-Spam-Score: ") && !copy.contains("X-Spam-Flag"), "{copy}");
+    // rspamd runs no SPF/DKIM/DMARC for a client on loopback (its local_addrs): ours says so,
+    // and the sender's "spf=pass" is gone.
+    assert!(
+        copy.contains("X-Virus-Status: Clean") && copy.contains("Authentication-Results: front.example.edu;"),
+        "{copy}"
+    );
+    assert!(!copy.contains("spf=pass") && copy.matches("Authentication-Results:").count() == 1, "{copy}");
+
+    // GTUBE for one user of each policy at once: each copy its own fate, each read once.
+    let gtube = message("gtube all", GTUBE);
+    let (rcpts, last) = send(&front.smtp, None, &["tom@example.edu", "jane@example.edu", "quinn@example.edu"], &gtube);
+    assert!(rcpts.iter().all(|r| r.starts_with("250")), "{rcpts:?}");
+    assert!(last.as_deref().unwrap().starts_with("250"), "{last:?}");
+    let subject = "Subject: gtube all";
+    let tom = read(&front, "tom@example.edu", "INBOX");
+    assert_eq!(count_with(&tom, subject), 1, "tagged in tom's INBOX");
+    let tagged = tom.as_ref().unwrap().iter().find(|m| m.contains(subject)).unwrap();
+    assert!(
+        tagged.contains("X-Spam-Flag: YES")
+            && tagged.contains("X-Spam-Status: Yes, score=")
+            && tagged.contains("GTUBE"),
+        "{tagged}"
+    );
+    assert_eq!(count_with(&read(&front, "tom@example.edu", "Junk"), subject), 0);
+    assert_eq!(count_with(&read(&front, "jane@example.edu", "Junk"), subject), 1, "in jane's Junk");
+    assert_eq!(count_with(&read(&front, "jane@example.edu", "INBOX"), subject), 0);
+    assert_eq!(count_with(&read(&front, "quinn@example.edu", "Quarantine"), subject), 1, "held for quinn");
+    assert_eq!(count_with(&read(&front, "quinn@example.edu", "INBOX"), subject), 0);
+    let v = client(&[
+        "read",
+        "--server",
+        &front.imap,
+        "--user",
+        "jane@example.edu",
+        "--password",
+        "jane-pw",
+        "--mailbox",
+        "Junk",
+    ]);
+    assert!(v["subscribed"].as_array().unwrap().iter().any(|m| m == "Junk"), "Junk made subscribed: {v}");
+    // Rita refuses spam; dora has no policy of her own and gets the site's (Junk).
+    let (_, last) = send(&front.smtp, None, &["rita@example.edu"], &message("gtube rita", GTUBE));
+    assert!(last.as_deref().unwrap().starts_with("550 5.7.1"), "{last:?}");
+    assert_eq!(count_with(&read(&front, "rita@example.edu", "INBOX"), "gtube rita"), 0);
+    let (_, last) = send(&front.smtp, None, &["dora@example.edu"], &message("gtube dora", GTUBE));
+    assert!(last.as_deref().unwrap().starts_with("250"), "{last:?}");
+    assert_eq!(count_with(&read(&front, "dora@example.edu", "Junk"), "gtube dora"), 1);
+    // Submission scores spam but does not act on it: a user's own mail is theirs.
+    let last = submit(&front, root, "tom@example.edu", "dora@example.edu", &message("gtube sent", GTUBE));
+    assert!(last.starts_with("250"), "{last}");
+    let dora = read(&front, "dora@example.edu", "INBOX");
+    assert_eq!(count_with(&dora, "gtube sent"), 1);
+    let sent = dora.unwrap().into_iter().find(|m| m.contains("gtube sent")).unwrap();
+    assert!(!sent.contains("X-Spam-Status") && sent.contains("X-Virus-Status: Clean"), "{sent}");
+    assert!(front.log_text().contains("spam score"), "submission's score recorded");
+}
+
+#[test]
+fn a_silent_scanner_defers_mail_or_marks_it_unscanned_and_scanning_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let storage = Storage::start(root);
+    let slapd = Slapd::start_with(root, &scan_users());
+    let mut clamd = Clamd::start(root);
+    let deferring = scanning_front(root, &storage, &slapd, &clamd, None, "tempfail");
+    let accepting = scanning_front(&root.join("accepting"), &storage, &slapd, &clamd, None, "accept");
+
+    let (_, last) = send(&deferring.smtp, None, &["dora@example.edu"], &message("before", "hello"));
+    assert!(last.as_deref().unwrap().starts_with("250"), "{last:?}");
+    clamd.kill();
+    let (_, last) = send(&deferring.smtp, None, &["dora@example.edu"], &message("while down", "hello"));
+    assert!(last.as_deref().unwrap().starts_with("451 4.7.1"), "{last:?}");
+    let last = submit(&deferring, root, "tom@example.edu", "dora@example.edu", &message("sent while down", "hello"));
+    assert!(last.starts_with("451 4.7.1"), "{last}");
+    let (_, last) = send(&accepting.smtp, None, &["dora@example.edu"], &message("accepted unscanned", "hello"));
+    assert!(last.as_deref().unwrap().starts_with("250"), "{last:?}");
+    // Accepted unscanned is never silent: the copy says so.
+    let inbox = read(&deferring, "dora@example.edu", "INBOX").unwrap();
+    assert_eq!(inbox.iter().filter(|m| m.contains("while down")).count(), 0);
+    let unscanned = inbox.iter().find(|m| m.contains("accepted unscanned")).expect("delivered");
+    assert!(unscanned.contains("X-Virus-Status: Unscanned (cannot connect to clamd"), "{unscanned}");
+    clamd.restart();
+    // The same front scans again, without a restart.
+    let (_, last) = send(&deferring.smtp, None, &["dora@example.edu"], &message("after", EICAR));
+    assert!(last.as_deref().unwrap().starts_with("554 5.7.1"), "{last:?}");
+    let (_, last) = send(&deferring.smtp, None, &["dora@example.edu"], &message("after clean", "hello"));
+    assert!(last.as_deref().unwrap().starts_with("250"), "{last:?}");
+    let inbox = read(&deferring, "dora@example.edu", "INBOX").unwrap();
+    let after = inbox.iter().find(|m| m.contains("after clean")).unwrap();
+    assert!(after.contains("X-Virus-Status: Clean"), "{after}");
+}
