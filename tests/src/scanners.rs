@@ -3,8 +3,6 @@
 //! refusing DNS server on loopback, killed with their owner. Needs Debian's
 //! `clamav-daemon` and `rspamd` (`scripts/install-test-deps` installs them).
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -74,10 +72,7 @@ impl Clamd {
 
     /// Whether it answers `PING`.
     pub fn answers(&self) -> bool {
-        let Ok(mut s) = UnixStream::connect(&self.files.socket) else { return false };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        let mut reply = [0u8; 8];
-        s.write_all(b"zPING\0").is_ok() && s.read(&mut reply).is_ok_and(|n| reply[..n].starts_with(b"PONG"))
+        scanners::clamd_answers(&self.files.socket)
     }
 
     pub fn restart(&mut self) {
@@ -121,12 +116,7 @@ impl Rspamd {
 
     /// Whether the normal worker answers `/ping`.
     pub fn answers(&self) -> bool {
-        let Ok(mut s) = std::net::TcpStream::connect(&self.files.normal) else { return false };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        let mut reply = Vec::new();
-        s.write_all(b"GET /ping HTTP/1.0\r\n\r\n").is_ok()
-            && s.read_to_end(&mut reply).is_ok()
-            && String::from_utf8_lossy(&reply).contains("pong")
+        scanners::rspamd_answers(&self.files.normal)
     }
 
     pub fn restart(&mut self) {

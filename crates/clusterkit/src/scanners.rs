@@ -176,6 +176,26 @@ impl Rspamd {
     }
 }
 
+/// Whether a clamd answers `PING` on `socket`.
+pub fn clamd_answers(socket: &Path) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(socket) else { return false };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+    let mut reply = [0u8; 8];
+    s.write_all(b"zPING\0").is_ok() && s.read(&mut reply).is_ok_and(|n| reply[..n].starts_with(b"PONG"))
+}
+
+/// Whether an rspamd worker answers `/ping` at `addr`.
+pub fn rspamd_answers(addr: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else { return false };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+    let mut reply = Vec::new();
+    s.write_all(b"GET /ping HTTP/1.0\r\n\r\n").is_ok()
+        && s.read_to_end(&mut reply).is_ok()
+        && String::from_utf8_lossy(&reply).contains("pong")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -79,6 +79,16 @@ fn up_serves_the_welcome_message_and_stops_on_ctrl_c() {
         "Welcome to your mailstore|hello bob"
     );
 
+    // `up` runs the scanners (the test machine has them): EICAR over the MX is refused.
+    assert!(lines.iter().any(|l| l.contains("scanning: clamd") && l.contains("and rspamd")), "{lines:#?}");
+    let out = Command::new("swaks")
+        .args(["--server", &layout.front_smtp(), "--from", "x@remote.example", "--to", "bob@example.edu"])
+        .args(["--body", clusterkit::scanners::EICAR, "--timeout", "30"])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success() && log.contains("554 5.7.1 message rejected: virus Eicar"), "swaks: {log}");
+
     // `mailctl user add` edits the running cluster's directory; frontd picks it up.
     let out = Command::new(env!("CARGO_BIN_EXE_mailctl"))
         .args(["user", "add", "erin@example.edu", "--mailhost", "apollo", "--password", "erin-pw", "--ldif"])

@@ -100,6 +100,22 @@ impl Layout {
         self.addr(465)
     }
 
+    /// rspamd's normal worker and controller (when rspamd is installed).
+    pub fn rspamd_normal(&self) -> String {
+        self.addr(333)
+    }
+    pub fn rspamd_controller(&self) -> String {
+        self.addr(334)
+    }
+
+    /// clamd's directory (configuration, signatures, socket) and rspamd's.
+    pub fn clamd_dir(&self) -> PathBuf {
+        self.dir.join("clamd")
+    }
+    pub fn rspamd_dir(&self) -> PathBuf {
+        self.dir.join("rspamd")
+    }
+
     /// Node `i` (1-based) listening for `port`.
     pub fn node(&self, i: usize, port: NodePort) -> String {
         self.addr(port as u32 + i as u32)
@@ -115,6 +131,8 @@ impl Layout {
             self.front_smtp(),
             self.front_submission(),
             self.front_submissions(),
+            self.rspamd_normal(),
+            self.rspamd_controller(),
         ];
         for i in 1..=NODES {
             for p in [NodePort::Raft, NodePort::Admin, NodePort::Lmtp, NodePort::Imap, NodePort::Pop3] {
@@ -142,7 +160,12 @@ impl Layout {
 
     /// Write whatever is missing (secrets, directory, certificates) and every config; the
     /// front resolves remote domains through `dns_servers` (the system's resolver if none).
-    pub fn prepare(&self, dns_servers: &[std::net::SocketAddr]) -> anyhow::Result<Vec<DemoUser>> {
+    /// `scanners`: which of clamd and rspamd the front scans with.
+    pub fn prepare(
+        &self,
+        dns_servers: &[std::net::SocketAddr],
+        scanners: (bool, bool),
+    ) -> anyhow::Result<Vec<DemoUser>> {
         std::fs::create_dir_all(self.log_dir())?;
         self.secret("cluster.key", 32)?;
         let proxy_password = self.secret("proxy.pw", 24)?;
@@ -193,6 +216,8 @@ impl Layout {
         front.smtp.postmaster = Some("alice@example.edu".into());
         front.smtp.dns_servers = dns_servers.iter().map(ToString::to_string).collect();
         front.queue = Some(QueueSection { cluster_key_file: "cluster.key".into(), ..QueueSection::default() });
+        front.scan.clamd = scanners.0.then(|| self.clamd_dir().join("clamd.sock").display().to_string());
+        front.scan.rspamd = scanners.1.then(|| self.rspamd_normal());
         front::write(&self.front_config(), &front)
             .with_context(|| format!("writing {}", self.front_config().display()))?;
         Ok(users)
@@ -271,11 +296,11 @@ mod tests {
         let l = Layout::open(tmp.path(), 20000).unwrap();
         assert_eq!(l.front_imap(), "127.0.0.1:20143");
         assert_eq!(l.node(2, NodePort::Lmtp), "127.0.0.1:22402");
-        let users = l.prepare(&[]).unwrap();
+        let users = l.prepare(&[], (false, false)).unwrap();
         assert_eq!(users.len(), DEMO_USERS.len());
         let again = Layout::open(tmp.path(), 30000).unwrap();
         assert_eq!(again.port_base, 20000, "Raft remembers member addresses: the base stays");
-        let same = again.prepare(&[]).unwrap();
+        let same = again.prepare(&[], (false, false)).unwrap();
         assert_eq!(
             users.iter().map(|u| &u.password).collect::<Vec<_>>(),
             same.iter().map(|u| &u.password).collect::<Vec<_>>()

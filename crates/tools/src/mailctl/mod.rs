@@ -10,5 +10,6 @@ pub mod cli;
 pub mod directory;
 pub mod layout;
 pub mod mover;
+pub mod scanners;
 pub mod up;
 pub mod users;

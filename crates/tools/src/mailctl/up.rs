@@ -31,13 +31,20 @@ struct Daemon {
 }
 
 /// The daemons; whatever happens, they are stopped when this is dropped.
-struct Daemons(Vec<Daemon>);
+pub(super) struct Daemons(Vec<Daemon>);
 
 impl Daemons {
+    /// One of ours: this binary's `kind` subcommand.
     fn start(&mut self, name: &str, kind: &str, config: PathBuf, logs: &std::path::Path) -> anyhow::Result<()> {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(logs.join(format!("{name}.log")))?;
         let mut cmd = Command::new(std::env::current_exe()?);
-        cmd.arg(kind).arg("--config").arg(config).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+        cmd.arg(kind).arg("--config").arg(config);
+        self.spawn(name, cmd, logs)
+    }
+
+    /// Any daemon that stays in the foreground; its output goes to `logs/NAME.log`.
+    pub(super) fn spawn(&mut self, name: &str, mut cmd: Command, logs: &std::path::Path) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(logs.join(format!("{name}.log")))?;
+        cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
         // Own process group: the terminal's Ctrl-C reaches mailctl only, which then stops
         // the daemons in order. PDEATHSIG: they die with mailctl if it is killed.
         cmd.process_group(0);
@@ -68,8 +75,9 @@ impl Daemons {
     /// SIGTERM to all, wait, SIGKILL what is left.
     fn stop(&mut self) {
         for d in self.0.iter().filter(|d| !d.exited) {
-            // SAFETY: signalling our own child by its pid.
-            unsafe { libc::kill(d.child.id() as i32, libc::SIGTERM) };
+            // The whole process group: a daemon with workers of its own (rspamd) stops them.
+            // SAFETY: signalling the process group our own child leads.
+            unsafe { libc::kill(-(d.child.id() as i32), libc::SIGTERM) };
         }
         let deadline = Instant::now() + STOP_GRACE;
         for d in self.0.iter_mut().filter(|d| !d.exited) {
@@ -81,6 +89,8 @@ impl Daemons {
             }
             if d.child.try_wait().ok().flatten().is_none() {
                 eprintln!("mailctl: {} did not stop in time; killing it", d.name);
+                // SAFETY: as above.
+                unsafe { libc::kill(-(d.child.id() as i32), libc::SIGKILL) };
                 let _ = d.child.kill();
                 let _ = d.child.wait();
             }
@@ -156,7 +166,7 @@ fn wait_listening(addr: &str, deadline: Instant) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_banner(layout: &Layout, users: &[DemoUser]) {
+fn print_banner(layout: &Layout, users: &[DemoUser], scanning: &str) {
     let ca = layout.ca_file();
     println!("mailstore is up: 3 storage nodes serving mailhosts {}, 1 front node", GROUPS.join(" and "));
     println!("  data and configs: {}", layout.dir.display());
@@ -169,6 +179,7 @@ fn print_banner(layout: &Layout, users: &[DemoUser]) {
         layout.front_submission(),
         layout.front_submissions()
     );
+    println!("{scanning}");
     println!("  TLS certificate for localhost/127.0.0.1, signed by the local CA {}", ca.display());
     println!("  users (password, mailhost):");
     for u in users {
@@ -197,7 +208,8 @@ fn print_banner(layout: &Layout, users: &[DemoUser]) {
 /// Run `mailctl up`.
 pub fn run(dir: &std::path::Path, port_base: u16, dns_servers: &[std::net::SocketAddr]) -> anyhow::Result<()> {
     let layout = Layout::open(dir, port_base)?;
-    let users = layout.prepare(dns_servers)?;
+    let scanning = super::scanners::Scanning::installed();
+    let users = layout.prepare(dns_servers, (scanning.clamd, scanning.rspamd))?;
     if let Some(busy) = layout.all_addresses().into_iter().find(|a| std::net::TcpListener::bind(a).is_err()) {
         bail!("{busy} is in use (another mailctl up?); stop it or choose another --port-base");
     }
@@ -206,16 +218,19 @@ pub fn run(dir: &std::path::Path, port_base: u16, dns_servers: &[std::net::Socke
         daemons.start(&format!("storaged{i}"), "storaged", layout.node_config(i), &layout.log_dir())?;
     }
     daemons.start("frontd", "frontd", layout.front_config(), &layout.log_dir())?;
+    // Kept to the end: rspamd may resolve through it.
+    let _resolver = scanning.start(&mut daemons, &layout, dns_servers)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let deadline = Instant::now() + READY_TIME_MAX;
     wait_listening(&layout.front_imap(), deadline)?;
+    scanning.wait_ready(&layout, deadline)?;
     let marker = layout.dir.join("welcome-sent");
     if !marker.exists() {
         runtime.block_on(deliver_welcome(&layout, &users))?;
         std::fs::write(&marker, "")?;
     }
-    print_banner(&layout, &users);
+    print_banner(&layout, &users, &scanning.banner());
 
     runtime.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
