@@ -70,6 +70,9 @@ impl fmt::Display for UserName {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MailboxName(String);
 
+/// The quarantine's mailbox name (the front files held spam there: `XFOLDER=Quarantine`).
+pub const QUARANTINE: &str = "Quarantine";
+
 impl MailboxName {
     pub fn parse(raw: &str) -> Result<Self, NameError> {
         if raw.is_empty() {
@@ -104,6 +107,12 @@ impl MailboxName {
 
     pub fn is_inbox(&self) -> bool {
         self.0 == "INBOX"
+    }
+
+    /// The quarantine the scanning stage fills (`Quarantine`): clients take messages out
+    /// of it (a release) or expunge them, but never file one in.
+    pub fn is_quarantine(&self) -> bool {
+        self.0 == QUARANTINE
     }
 
     pub fn as_str(&self) -> &str {

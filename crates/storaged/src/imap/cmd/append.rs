@@ -60,7 +60,12 @@ impl<B: Backend> Session<B> {
     }
 
     /// APPEND never creates its mailbox; `[TRYCREATE]` tells the client to (RFC 3501 §6.3.11).
-    fn check_target(&self, name: &crate::mailstore::MailboxName) -> Result<(), Refusal> {
+    pub(in crate::imap::session) fn check_target(&self, name: &crate::mailstore::MailboxName) -> Result<(), Refusal> {
+        if name.is_quarantine() {
+            return Err(Refusal::No(format!(
+                "[CANNOT] {name} takes no messages from clients; it holds what the scanner held back"
+            )));
+        }
         if self.backend().index(self.user(), name).ok().flatten().is_none() {
             return Err(Refusal::No(format!("[TRYCREATE] no mailbox {name}")));
         }

@@ -488,9 +488,7 @@ impl<B: Backend> Session<B> {
         if moving && view.read_only {
             return Err(Refusal::No("[READ-ONLY] mailbox is read-only".into()));
         }
-        if self.backend().index(self.user(), &to).ok().flatten().is_none() {
-            return Err(Refusal::No(format!("[TRYCREATE] no mailbox {to}")));
-        }
+        self.check_target(&to)?;
         let uids: Vec<u32> = search::resolve(set, uid, view.uids()).into_iter().map(|(_, u)| u).collect();
         let verb = if moving { "MOVE" } else { "COPY" };
         if uids.is_empty() {

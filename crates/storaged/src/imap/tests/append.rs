@@ -27,3 +27,33 @@ async fn rfc3502_multiappend_is_all_or_nothing_and_rfc4469_catenate_joins_parts(
     );
     assert!(run(&mut s, "m6 CAPABILITY").await.contains("MULTIAPPEND CATENATE"));
 }
+
+#[tokio::test]
+async fn the_quarantine_releases_and_expunges_but_takes_nothing_in() {
+    let h = harness();
+    h.deliver("Subject: ham\r\n\r\nhello\r\n").await;
+    let held = "Subject: held\r\n\r\nspam\r\n";
+    let op = MailOp::DeliverInto {
+        recipients: vec![USER.into()],
+        mailbox: "Quarantine".into(),
+        internal_date: 1_700_000_000,
+        message: held.into(),
+    };
+    h.backend.propose(OpId::digest(&[held.as_bytes()]), op).await.unwrap();
+    let mut s = h.session().await;
+    let lsub = run(&mut s, "q0 LSUB \"\" \"*\"").await;
+    assert!(lsub.contains("\"Quarantine\""), "made subscribed by the delivery: {lsub}");
+    let (out, _) = s.input(b"q1 APPEND Quarantine {14}\r\nSubject: x\r\n\r\n\r\n").await;
+    assert!(text(&out).starts_with("q1 NO [CANNOT]"), "{}", text(&out));
+    run(&mut s, "q2 SELECT INBOX").await;
+    for cmd in ["q3 COPY 1 Quarantine", "q4 MOVE 1 Quarantine"] {
+        let out = run(&mut s, cmd).await;
+        assert!(tagged_status(&out, &cmd[..2]).starts_with(&format!("{} NO [CANNOT]", &cmd[..2])), "{out}");
+    }
+    // Out of it is a release; EXPUNGE there deletes.
+    run(&mut s, "q5 SELECT Quarantine").await;
+    let out = run(&mut s, "q6 MOVE 1 INBOX").await;
+    assert!(tagged_status(&out, "q6").starts_with("q6 OK"), "{out}");
+    let out = run(&mut s, "q7 STATUS INBOX (MESSAGES)").await;
+    assert!(out.contains("(MESSAGES 2)"), "{out}");
+}
