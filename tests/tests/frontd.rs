@@ -110,7 +110,7 @@ fn ldap_directory_routes_users_and_follows_changes_and_outages() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let message = b"From: s@example.org\r\nSubject: via alias\r\n\r\nhi\r\n";
     let replies =
-        runtime.block_on(router.deliver("s@example.org", &["A.Smith@example.EDU".into()], message, Folder::Inbox));
+        runtime.block_on(router.deliver("s@example.org", &["A.Smith@example.EDU".into()], &[message], Folder::Inbox));
     assert!(replies[0].starts_with("250"), "{replies:?}");
     assert_eq!(subjects(&imap_login(&front.imap, "alice", "alice-pw")), ["for alice", "via alias"]);
 
@@ -377,7 +377,7 @@ async fn deliveries_are_routed_by_mailhost_to_each_groups_leader() {
     ]
     .map(str::to_string)
     .to_vec();
-    let replies = router.deliver("s@example.org", &to, &message("routed"), Folder::Inbox).await;
+    let replies = router.deliver("s@example.org", &to, &[&message("routed")], Folder::Inbox).await;
     assert_eq!(codes(&replies), ["250", "250", "250", "250", "550", "450", "451", "550"], "{replies:#?}");
     // Three addresses of one mailbox: one copy; bob's on apollo.
     assert_eq!(subjects(&imap_login(&front.imap, "alice", "alice-pw")), ["routed"]);
@@ -386,7 +386,7 @@ async fn deliveries_are_routed_by_mailhost_to_each_groups_leader() {
     // bob's mailSizeMax refuses a big message for him only.
     let big = [message("big"), vec![b'x'; 150_000], b"\r\n".to_vec()].concat();
     let replies = router
-        .deliver("s@example.org", &["bob@example.edu".into(), "alice@example.edu".into()], &big, Folder::Inbox)
+        .deliver("s@example.org", &["bob@example.edu".into(), "alice@example.edu".into()], &[&big], Folder::Inbox)
         .await;
     assert_eq!(codes(&replies), ["552", "250"], "{replies:#?}");
 
@@ -394,7 +394,7 @@ async fn deliveries_are_routed_by_mailhost_to_each_groups_leader() {
     let leader = storage.leader_for("alice@example.edu");
     storage.kill(leader);
     let replies = router
-        .deliver("s@example.org", &["a.smith@example.edu".into()], &message("after failover"), Folder::Inbox)
+        .deliver("s@example.org", &["a.smith@example.edu".into()], &[&message("after failover")], Folder::Inbox)
         .await;
     assert_eq!(codes(&replies), ["250"], "{replies:#?}");
     let alice = imap_login(&front.imap, "alice", "alice-pw");

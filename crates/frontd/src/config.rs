@@ -132,6 +132,9 @@ pub struct ScanSection {
     pub spam_action: String,
     /// ... no `mailSpamThreshold`: scores at or above it are spam.
     pub spam_threshold: f64,
+    /// Larger messages are not scored (marked so): spam is small, and scoring a 30 MiB
+    /// message costs seconds (SpamAssassin's own default limit is 500 KiB).
+    pub spam_max_bytes: usize,
     /// The MX listener.
     pub mx: ListenerScan,
     /// Submission (587 and 465); its spam score is recorded, never acted on.
@@ -163,6 +166,7 @@ impl Default for ScanSection {
             timeout_ms: 30_000,
             spam_action: "junk".into(),
             spam_threshold: 6.0,
+            spam_max_bytes: 8 << 20,
             mx: ListenerScan::default(),
             submission: ListenerScan::default(),
         }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::rpc_channel::ClusterKey;
 use directory::{Account, AccountStatus, Directory, Purpose};
-use smtp_client::{dot_stuff, ClientError, Connection, Deadlines, Dialect, Envelope, Reply};
+use smtp_client::{dot_stuff_parts, ClientError, Connection, Deadlines, Dialect, Envelope, Reply};
 
 use crate::backend::{self, Attempt, RouteError};
 use crate::cluster::{ClusterMap, Protocol};
@@ -108,7 +108,10 @@ impl Router {
 
     /// Deliver `message` (CRLF lines, not dot-stuffed) from `from` to `recipients`; one
     /// reply per recipient, in order. Addresses of one mailbox get one copy, filed in `folder`.
-    pub async fn deliver(&self, from: &str, recipients: &[String], message: &[u8], folder: Folder) -> Vec<String> {
+    /// The message is `parts` one after the other (a header block and the rest, say): they
+    /// are joined only in the dot-stuffed copy the LMTP client sends.
+    pub async fn deliver(&self, from: &str, recipients: &[String], parts: &[&[u8]], folder: Folder) -> Vec<String> {
+        let size: usize = parts.iter().map(|p| p.len()).sum();
         let mut replies: Vec<Option<String>> = vec![None; recipients.len()];
         // group → mailbox → the recipient indexes it answers for.
         let mut by_group: BTreeMap<String, BTreeMap<String, Vec<usize>>> = BTreeMap::new();
@@ -116,7 +119,7 @@ impl Router {
             match self.resolve(address).await {
                 Resolution::Refused(r) => replies[i] = Some(r),
                 Resolution::Local { account, .. }
-                    if account.message_size_max_bytes.is_some_and(|max| message.len() as u64 > max) =>
+                    if account.message_size_max_bytes.is_some_and(|max| size as u64 > max) =>
                 {
                     replies[i] = Some(format!("552 5.3.4 <{address}> message too big for this recipient"));
                 }
@@ -125,7 +128,7 @@ impl Router {
                 }
             }
         }
-        let stuffed = dot_stuff(message);
+        let stuffed = dot_stuff_parts(parts);
         let parcel = Parcel { from, folder, stuffed: &stuffed };
         // Mailboxes whose group said they moved (the directory answer was stale): tried once
         // more on the group named, so the mail does not wait for a retry.

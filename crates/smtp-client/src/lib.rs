@@ -20,7 +20,7 @@ pub mod transaction;
 
 pub use connection::{Connection, Deadlines};
 pub use reply::Reply;
-pub use transaction::{dot_stuff, Dialect, Envelope, Transcript};
+pub use transaction::{dot_stuff, dot_stuff_parts, Dialect, Envelope, Transcript};
 
 /// Why a conversation with a server failed (as opposed to the server refusing something,
 /// which is a [`Reply`]).

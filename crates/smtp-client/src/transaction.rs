@@ -190,12 +190,23 @@ impl Transcript {
 
 /// Prefix lines that start with `.` and end the data with `CRLF.CRLF` (RFC 5321 §4.5.2).
 pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 5);
-    for line in message.split_inclusive(|b| *b == b'\n') {
-        if line.starts_with(b".") {
-            out.push(b'.');
+    dot_stuff_parts(&[message])
+}
+
+/// [`dot_stuff`] of the concatenation of `parts` (a header block and a body, say), made
+/// in one buffer: lines may run across parts.
+pub fn dot_stuff_parts(parts: &[&[u8]]) -> Vec<u8> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut out = Vec::with_capacity(len + len / 64 + 5);
+    let mut line_start = true;
+    for part in parts {
+        for piece in part.split_inclusive(|b| *b == b'\n') {
+            if line_start && piece.starts_with(b".") {
+                out.push(b'.');
+            }
+            out.extend_from_slice(piece);
+            line_start = piece.ends_with(b"\n");
         }
-        out.extend_from_slice(line);
     }
     if !out.is_empty() && !out.ends_with(b"\r\n") {
         if out.ends_with(b"\n") {

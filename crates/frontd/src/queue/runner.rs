@@ -127,7 +127,8 @@ impl Runner {
         for rcpt in pending {
             let domain = rcpt.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();
             if self.local_domains.contains(&domain) {
-                let reply = self.router.deliver(&item.sender, std::slice::from_ref(&rcpt), &body, Folder::Inbox).await;
+                let reply =
+                    self.router.deliver(&item.sender, std::slice::from_ref(&rcpt), &[&body], Folder::Inbox).await;
                 file(rcpt, reply.into_iter().next().unwrap_or_default(), &mut outcome);
             } else {
                 remote.entry(domain).or_default().push(rcpt);

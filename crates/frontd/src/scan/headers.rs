@@ -22,8 +22,29 @@ fn owned(name: &[u8]) -> bool {
 
 /// `message` without the fields this stage owns (borrowed when it had none).
 pub fn strip(message: &[u8]) -> Cow<'_, [u8]> {
+    match kept(message) {
+        None => Cow::Borrowed(message),
+        Some(ranges) => Cow::Owned(ranges.iter().flat_map(|(a, b)| &message[*a..*b]).copied().collect()),
+    }
+}
+
+/// `prefix` then `message` without the fields this stage owns, made in one buffer (the
+/// message may be 32 MiB: no second copy on the way).
+pub fn prefixed_and_stripped(prefix: &[u8], message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(prefix.len() + message.len());
+    out.extend_from_slice(prefix);
+    match kept(message) {
+        None => out.extend_from_slice(message),
+        Some(ranges) => ranges.iter().for_each(|(a, b)| out.extend_from_slice(&message[*a..*b])),
+    }
+    out
+}
+
+/// The byte ranges of `message` to keep, in order; `None` when nothing is to go.
+fn kept(message: &[u8]) -> Option<Vec<(usize, usize)>> {
     let end = header_end(message);
-    let mut fields = Vec::new();
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
+    let mut dropped = false;
     let mut pos = 0;
     // Each field: from its start to the start of the next line that does not fold.
     while pos < end {
@@ -32,21 +53,24 @@ pub fn strip(message: &[u8]) -> Cow<'_, [u8]> {
             next = line_end(message, next, end);
         }
         let name_end = message[pos..next].iter().position(|b| *b == b':').map(|i| pos + i);
-        let drop = name_end.is_some_and(|n| owned(&message[pos..n]));
-        fields.push((pos, next, drop));
+        if name_end.is_some_and(|n| owned(&message[pos..n])) {
+            dropped = true;
+        } else {
+            match ranges.last_mut() {
+                Some(last) if last.1 == pos => last.1 = next,
+                _ => ranges.push((pos, next)),
+            }
+        }
         pos = next;
     }
-    if !fields.iter().any(|f| f.2) {
-        return Cow::Borrowed(message);
+    if !dropped {
+        return None;
     }
-    let mut out = Vec::with_capacity(message.len());
-    for (start, stop, drop) in fields {
-        if !drop {
-            out.extend_from_slice(&message[start..stop]);
-        }
+    match ranges.last_mut() {
+        Some(last) if last.1 == end => last.1 = message.len(),
+        _ => ranges.push((end, message.len())),
     }
-    out.extend_from_slice(&message[end..]);
-    Cow::Owned(out)
+    Some(ranges)
 }
 
 /// Where the header section ends: after the line that ends it, at the blank line (or the
@@ -95,6 +119,7 @@ pub enum SpamStamp<'a> {
         spam: bool,
     },
     Unscanned(&'a str),
+    Skipped(&'a str),
     Off,
 }
 
@@ -118,6 +143,7 @@ pub fn render(stamp: &Stamp<'_>) -> String {
             out.push_str(&authentication_results(stamp.host, stamp.envelope_from, report));
         }
         SpamStamp::Unscanned(why) => out.push_str(&format!("X-Spam-Status: Unscanned ({})\r\n", clean(why))),
+        SpamStamp::Skipped(why) => out.push_str(&format!("X-Spam-Status: No (not scored: {})\r\n", clean(why))),
         SpamStamp::Off => {}
     }
     out
@@ -235,6 +261,15 @@ mod tests {
         );
         let clean = b"Subject: hi\r\nX-Spammy: kept\r\n\r\nbody";
         assert!(matches!(strip(clean), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn the_prefixed_copy_is_the_prefix_and_the_stripped_message() {
+        for msg in [&b"X-Spam-Flag: YES\r\nSubject: a\r\n\r\nbody"[..], b"Subject: a\r\n\r\nbody", b"X-Spam: 1"] {
+            let mut expected = b"Received: x\r\n".to_vec();
+            expected.extend_from_slice(&strip(msg));
+            assert_eq!(prefixed_and_stripped(b"Received: x\r\n", msg), expected);
+        }
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub enum VirusResult {
 pub enum SpamResult {
     Scored(SpamReport),
     Unscanned(String),
+    /// Not scored on purpose (a message above `spam_max_bytes`), and why.
+    Skipped(String),
     Off,
 }
 
@@ -81,6 +83,7 @@ pub struct Scanner {
     clamd: Option<Clamd>,
     rspamd: Option<Rspamd>,
     site: SiteSpamPolicy,
+    spam_max_bytes: usize,
     mx: ListenerPolicy,
     submission: ListenerPolicy,
 }
@@ -96,6 +99,7 @@ impl Scanner {
                 action: SpamAction::parse(&section.spam_action).unwrap_or(SpamAction::Junk),
                 threshold_centi: (section.spam_threshold * 100.0).round() as i32,
             },
+            spam_max_bytes: section.spam_max_bytes,
             mx: (&section.mx).into(),
             submission: (&section.submission).into(),
         }
@@ -131,6 +135,9 @@ impl Scanner {
         };
         let spam = async {
             match (&self.rspamd, policy.spam) {
+                (Some(_), true) if message.len() > self.spam_max_bytes => {
+                    SpamResult::Skipped(format!("over {} bytes", self.spam_max_bytes))
+                }
                 (Some(r), true) => match r.check(envelope, message.clone()).await {
                     Ok(report) => SpamResult::Scored(report),
                     Err(e) => SpamResult::Unscanned(e.to_string()),
@@ -141,7 +148,12 @@ impl Scanner {
         let (virus, spam) = tokio::join!(virus, spam);
         let verdict = match virus {
             Err(name) => {
-                let reply = format!("554 5.7.1 message rejected: virus {name}");
+                // Past clamd's limits (files, depth, size) is not a virus, but as unsafe.
+                let reply = if name.starts_with("Heuristics.Limits.Exceeded") {
+                    format!("554 5.7.1 message rejected: too complex to scan ({name})")
+                } else {
+                    format!("554 5.7.1 message rejected: virus {name}")
+                };
                 return Outcome::Refuse { reply, fate: Fate::RejectedVirus(name) };
             }
             Ok(virus) => Verdict { virus, spam, spam_acts: mode == Mode::Mx },
@@ -188,6 +200,7 @@ pub fn stamp(host: &str, envelope_from: &str, verdict: &Verdict, decision: Optio
     let spam = match (&verdict.spam, decision) {
         (SpamResult::Scored(report), Some(d)) => SpamStamp::Scored { report, threshold: d.threshold, spam: d.spam },
         (SpamResult::Unscanned(why), _) if verdict.spam_acts => SpamStamp::Unscanned(why),
+        (SpamResult::Skipped(why), _) if verdict.spam_acts => SpamStamp::Skipped(why),
         _ => SpamStamp::Off,
     };
     headers::render(&Stamp { host, envelope_from, virus, spam })

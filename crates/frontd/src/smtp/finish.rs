@@ -30,9 +30,7 @@ pub struct Client<'a> {
 /// Finish a transaction: `trace` (our `Received:` field) goes on top of `body` (the
 /// message as the client sent it, domain aliases collapsed).
 pub async fn finish(front: &Front, client: Client<'_>, envelope: &Envelope, trace: &str, body: &[u8]) -> Vec<String> {
-    let stripped = scan::headers::strip(body);
-    let message = Bytes::from([trace.as_bytes(), &stripped].concat());
-    drop(stripped);
+    let message = Bytes::from(scan::headers::prefixed_and_stripped(trace.as_bytes(), body));
     let Some(scanner) = &front.scanner else {
         return unscanned(front, envelope, &message).await;
     };
@@ -68,7 +66,7 @@ pub async fn finish(front: &Front, client: Client<'_>, envelope: &Envelope, trac
 async fn unscanned(front: &Front, envelope: &Envelope, message: &[u8]) -> Vec<String> {
     let all = envelope.all_recipients();
     if envelope.direct() {
-        let replies = front.router.deliver(&envelope.from, &envelope.recipients, message, Folder::Inbox).await;
+        let replies = front.router.deliver(&envelope.from, &envelope.recipients, &[message], Folder::Inbox).await;
         if !(replies.iter().all(|r| r.starts_with('4')) && front.queue.is_some()) {
             return no_partial_success(replies);
         }
@@ -115,9 +113,8 @@ async fn file_locally(
     }
     let mut filed = 0;
     for ((folder, stamp), (fate, members)) in classes {
-        let copy = [stamp.as_bytes(), message].concat();
         let recipients: Vec<String> = members.iter().map(|i| envelope.recipients[*i].clone()).collect();
-        let answers = front.router.deliver(&envelope.from, &recipients, &copy, folder).await;
+        let answers = front.router.deliver(&envelope.from, &recipients, &[stamp.as_bytes(), message], folder).await;
         tracing::info!(from = %envelope.from, recipients = recipients.len(), fate = fate.name(), ?folder, reply = %answers[0], "SMTP message filed");
         for (i, answer) in members.iter().zip(answers) {
             filed += usize::from(answer.starts_with('2'));

@@ -255,8 +255,9 @@ pub async fn connection(
                 }
                 Step::Deliver => {
                     let envelope = session.envelope();
-                    // The copy with the trace header, a recipient class's stamped copy, the LMTP dot-stuffed one.
-                    let _copies = match session.room_for_copies(3 * envelope.message.len()) {
+                    // The copy with the trace header (what is scanned), and the LMTP client's
+                    // dot-stuffed one (stamped as it is made).
+                    let _copies = match session.room_for_copies(2 * envelope.message.len()) {
                         Ok(room) => room,
                         Err(refusal) => {
                             tracing::warn!(%peer, bytes = envelope.message.len(), "no memory to deliver a message");

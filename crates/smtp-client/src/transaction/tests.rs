@@ -182,3 +182,13 @@ fn dot_stuffing_and_termination() {
     assert_eq!(dot_stuff(b""), b".\r\n");
     assert_eq!(dot_stuff(b".\r\n"), b"..\r\n.\r\n", "a lone dot never ends the data early");
 }
+
+#[test]
+fn parts_are_stuffed_as_one_message() {
+    let whole = b"X-A: 1\r\n.dot\r\nmid.\r\n.end";
+    for cut in 0..whole.len() {
+        let (a, b) = whole.split_at(cut);
+        assert_eq!(dot_stuff_parts(&[a, b]), dot_stuff(whole), "cut at {cut}");
+    }
+    assert_eq!(dot_stuff_parts(&[b"X-Stamp: y\r\n", b".body\r\n"]), b"X-Stamp: y\r\n..body\r\n.\r\n");
+}

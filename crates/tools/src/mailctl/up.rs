@@ -144,7 +144,7 @@ async fn deliver_welcome(layout: &Layout, users: &[DemoUser]) -> anyhow::Result<
             .deliver(
                 "postmaster@example.edu",
                 std::slice::from_ref(&user.mail),
-                &welcome(user),
+                &[&welcome(user)],
                 frontd::delivery::Folder::Inbox,
             )
             .await;
