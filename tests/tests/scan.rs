@@ -421,3 +421,49 @@ fn hostile_messages_get_a_clear_reply_and_the_stage_stays_up() {
     assert!(peak < 256 << 20, "frontd peaked at {} MiB", peak >> 20);
     eprintln!("frontd peak RSS {} MiB", peak >> 20);
 }
+
+/// Files of `user`'s quarantine in every replica's Maildir under `root`.
+fn held_files(root: &Path, user: &str) -> usize {
+    let mut count = 0;
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let text = path.display().to_string();
+            let folder = path.parent().and_then(|p| p.file_name()).and_then(|n| n.to_str());
+            if text.contains(&format!("/{user}/Maildir/.Quarantine/")) && matches!(folder, Some("cur" | "new")) {
+                count += 1;
+            }
+        }
+    }
+    count
+}
+
+#[test]
+fn quarantined_mail_expires_on_every_replica_after_its_retention() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let storage = Storage::start_tuned(root, |c| {
+        c.quarantine.retention_s = 5;
+        c.quarantine.expire_every_s = 1;
+    });
+    let slapd = Slapd::start_with(root, &scan_users());
+    let clamd = Clamd::start(root);
+    let rspamd = Rspamd::start(root);
+    let front = scanning_front(root, &storage, &slapd, &clamd, Some(&rspamd), "tempfail");
+
+    let (_, last) = send(&front.smtp, None, &["quinn@example.edu"], &message("ham stays", "hello"));
+    assert!(last.as_deref().unwrap().starts_with("250"), "{last:?}");
+    let (_, last) = send(&front.smtp, None, &["quinn@example.edu"], &message("held then gone", GTUBE));
+    assert!(last.as_deref().unwrap().starts_with("250"), "{last:?}");
+    wait_for("the held copy on three replicas", Duration::from_secs(20), || held_files(root, "quinn@example.edu") == 3);
+    assert_eq!(count_with(&read(&front, "quinn@example.edu", "Quarantine"), "held then gone"), 1);
+    // The leaders' expiry, by the time written in the log, removes it everywhere.
+    wait_for("expiry on every replica", Duration::from_secs(60), || held_files(root, "quinn@example.edu") == 0);
+    assert_eq!(read(&front, "quinn@example.edu", "Quarantine").map(|m| m.len()), Some(0));
+    assert_eq!(count_with(&read(&front, "quinn@example.edu", "INBOX"), "ham stays"), 1, "INBOX is not expired");
+}

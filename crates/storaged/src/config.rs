@@ -78,6 +78,22 @@ impl Default for Limits {
     }
 }
 
+/// The quarantine the scanning stage fills (`[quarantine]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuarantineSettings {
+    /// How long a held message is kept (from its delivery) before it is expunged.
+    pub retention_s: u64,
+    /// How often each group's leader proposes the expiry.
+    pub expire_every_s: u64,
+}
+
+impl Default for QuarantineSettings {
+    fn default() -> Self {
+        Self { retention_s: 30 * 86_400, expire_every_s: 3600 }
+    }
+}
+
 /// Raft timing and log compaction.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -169,6 +185,8 @@ pub struct Config {
     #[serde(default)]
     pub raft: RaftTuning,
     #[serde(default)]
+    pub quarantine: QuarantineSettings,
+    #[serde(default)]
     pub auth: LoginPolicy,
     #[serde(default)]
     pub proxy: ProxyConfig,
@@ -197,6 +215,7 @@ impl Config {
             listen,
             limits: Limits::default(),
             raft: RaftTuning::default(),
+            quarantine: QuarantineSettings::default(),
             auth: LoginPolicy::default(),
             proxy: ProxyConfig::default(),
             tls: None,

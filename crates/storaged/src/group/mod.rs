@@ -19,6 +19,7 @@ use raftlog::{Log, Options, RaftLogStore};
 pub use sm::{MailConfig, MailStateMachine};
 
 use crate::config::{Config, GroupConfig, Member};
+use crate::mailstore::{MailOp, MailRequest, OpId};
 use crate::raft::TcpNetworkFactory;
 
 /// How long a login waits for a leader still applying its log before it is refused
@@ -125,6 +126,7 @@ impl Group {
             barrier: readiness::Barrier::default(),
         });
         tokio::spawn(checkpoint_loop(group.sm.clone(), group.name.clone()));
+        tokio::spawn(expire_quarantine_loop(group.clone(), cfg.quarantine.clone()));
         tokio::spawn(exit_when_fatal(group.raft.clone(), group.name.clone()));
         Ok(group)
     }
@@ -214,6 +216,25 @@ async fn exit_when_fatal(raft: Raft<MailConfig>, group: String) {
         }
         if metrics.changed().await.is_err() {
             return;
+        }
+    }
+}
+
+/// While this node leads the group, propose the quarantine's expiry every
+/// `expire_every_s`, with this node's clock as the time every replica expires by.
+async fn expire_quarantine_loop(group: Arc<Group>, settings: crate::config::QuarantineSettings) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(settings.expire_every_s.max(1)));
+    loop {
+        tick.tick().await;
+        if !group.is_leader(group.node_id) {
+            continue;
+        }
+        let now_s =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        let op = MailOp::ExpireQuarantine { now_s, retention_s: settings.retention_s };
+        let op_id = OpId::digest(&[b"expire-quarantine", &now_s.to_le_bytes()]);
+        if let Err(e) = group.write(MailRequest { op_id, op }).await {
+            tracing::warn!(group = %group.name, error = %e, "quarantine expiry not committed; next round retries");
         }
     }
 }

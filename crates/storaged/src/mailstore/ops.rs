@@ -264,6 +264,13 @@ pub enum MailOp {
         #[serde(with = "serde_bytes")]
         message: Vec<u8>,
     },
+    /// Expunge every quarantined message (mailbox `Quarantine`) delivered before
+    /// `now_s - retention_s`. `now_s` is the proposing leader's clock, written in the log:
+    /// every replica expires the same messages, whatever its own clock says.
+    ExpireQuarantine {
+        now_s: i64,
+        retention_s: u64,
+    },
 }
 
 /// One entry of a [`MailOp::SetMetadata`]: its name and new value (`None` removes it).

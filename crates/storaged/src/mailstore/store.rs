@@ -466,6 +466,7 @@ impl Store {
                 self.subscribe(&u, &m, *subscribed)
             }
             MailOp::SetMetadata { user, mailbox, entries } => self.set_metadata(user, mailbox, entries),
+            MailOp::ExpireQuarantine { now_s, retention_s } => self.expire_quarantine(index, *now_s, *retention_s),
             MailOp::DeleteUser { user } => {
                 let u = match UserName::parse(user) {
                     Ok(u) => u,
@@ -593,6 +594,29 @@ impl Store {
         for k in victims {
             self.boxes.remove(&k);
         }
+    }
+
+    /// Expunge quarantined messages delivered before `now_s - retention_s`, for every user
+    /// this group holds (but those frozen by a move: the move carries their quarantine).
+    fn expire_quarantine(&mut self, index: u64, now_s: i64, retention_s: u64) -> Result<MailResponse, StoreError> {
+        let cutoff = now_s.saturating_sub(i64::try_from(retention_s).unwrap_or(i64::MAX));
+        let quarantine = MailboxName::parse(super::names::QUARANTINE).expect("a valid mailbox name");
+        let mut expired = 0;
+        for user in self.users() {
+            if self.move_refusal(user.as_str()).is_some() {
+                continue;
+            }
+            let Some(idx) = self.mailbox(&user, &quarantine)? else { continue };
+            let old: Vec<u32> = idx.messages.iter().filter(|m| m.internal_date < cutoff).map(|m| m.uid).collect();
+            if !old.is_empty() {
+                expired += old.len();
+                self.expunge(&user, &quarantine, index, &old)?;
+            }
+        }
+        if expired > 0 {
+            tracing::info!(index, expired, cutoff, "quarantined messages past their retention expunged");
+        }
+        Ok(MailResponse::Done)
     }
 
     /// One message into `mailbox` of each recipient (made and subscribed if missing); one
