@@ -467,3 +467,75 @@ fn quarantined_mail_expires_on_every_replica_after_its_retention() {
     assert_eq!(read(&front, "quinn@example.edu", "Quarantine").map(|m| m.len()), Some(0));
     assert_eq!(count_with(&read(&front, "quinn@example.edu", "INBOX"), "ham stays"), 1, "INBOX is not expired");
 }
+
+/// The ids `mailctl quarantine list USER` prints.
+fn held_ids(root: &Path, user: &str) -> Vec<u32> {
+    let (ok, out) = mailctl(root, &["quarantine", "list", user]);
+    assert!(ok, "{out}");
+    out.lines().skip(2).filter_map(|l| l.split_whitespace().next()?.parse().ok()).collect()
+}
+
+#[test]
+fn the_postmaster_lists_shows_releases_once_and_deletes_held_mail_which_survives_restarts_and_moves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let mut storage = Storage::start(root);
+    let slapd = Slapd::start_with(root, &scan_users());
+    let clamd = Clamd::start(root);
+    let rspamd = Rspamd::start(root);
+    let front = scanning_front(root, &storage, &slapd, &clamd, Some(&rspamd), "tempfail");
+    for k in 0..3 {
+        let (_, last) = send(&front.smtp, None, &["quinn@example.edu"], &message(&format!("held {k}"), GTUBE));
+        assert!(last.as_deref().unwrap().starts_with("250"), "{last:?}");
+    }
+    let (ok, list) = mailctl(root, &["quarantine", "list", "quinn"]);
+    assert!(ok && list.starts_with("quinn@example.edu: 3 held on hermes"), "{list}");
+    assert!(list.contains("15.00") && list.contains("held 2") && list.contains("sender@remote.example"), "{list}");
+    let ids = held_ids(root, "quinn@example.edu");
+    assert_eq!(ids.len(), 3, "{list}");
+    let (ok, shown) = mailctl(root, &["quarantine", "show", "quinn@example.edu", &ids[0].to_string()]);
+    assert!(ok && shown.contains("X-Spam-Flag: YES") && shown.contains(GTUBE), "{shown}");
+
+    // A release while the mailhost's leader is killed: once, however often it is retried.
+    let leader = storage.leader_for("alice@example.edu");
+    let id = ids[0].to_string();
+    let releasing = {
+        let (root, id) = (root.to_path_buf(), id.clone());
+        std::thread::spawn(move || mailctl(&root, &["quarantine", "release", "quinn@example.edu", &id]))
+    };
+    std::thread::sleep(Duration::from_millis(30));
+    storage.kill(leader);
+    let (first_ok, first) = releasing.join().unwrap();
+    let (again_ok, again) = mailctl(root, &["quarantine", "release", "quinn@example.edu", &id]);
+    assert!(first_ok || again_ok, "{first}\n{again}");
+    storage.start_node(leader);
+    let inbox = read(&front, "quinn@example.edu", "INBOX");
+    let released: usize = (0..3).map(|k| count_with(&inbox, &format!("Subject: held {k}\r\n"))).sum();
+    assert_eq!(released, 1, "released exactly once: {first} / {again}");
+    assert_eq!(held_ids(root, "quinn@example.edu").len(), 2);
+    // Delete one; the other survives a restart of every node and a move to apollo.
+    let (ok, out) = mailctl(root, &["quarantine", "delete", "quinn@example.edu", &ids[1].to_string()]);
+    assert!(ok, "{out}");
+    let (ok, out) = mailctl(root, &["quarantine", "delete", "quinn@example.edu", &ids[1].to_string()]);
+    assert!(!ok && out.contains("no held message"), "{out}");
+    for i in 0..3 {
+        storage.kill(i);
+    }
+    for i in 0..3 {
+        storage.start_node(i);
+    }
+    wait_for("the held message after a restart", Duration::from_secs(60), || {
+        let (ok, out) = mailctl(root, &["quarantine", "list", "quinn@example.edu"]);
+        ok && out.contains("1 held on hermes") && out.contains(&format!("{} ", ids[2]))
+    });
+    let admin_pw = root.join("admin.pw");
+    std::fs::write(&admin_pw, "admin-pw").unwrap();
+    let args = ["move", "quinn", "apollo", "--grace-s", "1", "--ldap-admin-dn", "cn=admin,dc=example,dc=edu"];
+    let (ok, out) = mailctl(root, &[&args[..], &["--ldap-admin-password-file", admin_pw.to_str().unwrap()]].concat());
+    assert!(ok, "move: {out}");
+    wait_for("the held message on apollo", Duration::from_secs(60), || {
+        let (ok, out) = mailctl(root, &["quarantine", "list", "quinn@example.edu"]);
+        // Listed newest first: the release took "held 2", the delete "held 1".
+        ok && out.contains("1 held on apollo") && out.contains("held 0")
+    });
+}

@@ -56,6 +56,14 @@ enum Cmd {
         #[command(subcommand)]
         action: QueueAction,
     },
+    /// What the scanning stage held back for a user (their Quarantine mailbox).
+    Quarantine {
+        /// A front's configuration (lists the nodes, the cluster key and the directory).
+        #[arg(long, default_value = "mailctl-data/frontd.toml", global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: QuarantineAction,
+    },
     /// Move a user's mail to another mailhost, online (see `mailctl move --help`).
     Move {
         /// The user (address or uid).
@@ -167,6 +175,35 @@ enum QueueAction {
         #[arg(required = true)]
         ids: Vec<QueueId>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum QuarantineAction {
+    /// Held messages: id, arrival, spam score, sender, subject.
+    List { user: String },
+    /// One held message, whole.
+    Show { user: String, id: u32 },
+    /// Deliver a held message to the user's INBOX (once, even when retried).
+    Release { user: String, id: u32 },
+    /// Drop a held message.
+    Delete { user: String, id: u32 },
+}
+
+fn quarantine(config: &std::path::Path, action: QuarantineAction) -> anyhow::Result<()> {
+    use super::quarantine as q;
+    let admin = Admin::open_waiting(config, std::time::Duration::from_secs(20))?;
+    let dir = UserDirectory::of_front(admin.front_config(), None)?;
+    let rt = runtime()?;
+    match action {
+        QuarantineAction::List { user } => print!("{}", rt.block_on(q::list(&admin, &dir, &user))?),
+        QuarantineAction::Show { user, id } => {
+            use std::io::Write;
+            std::io::stdout().write_all(&rt.block_on(q::show(&admin, &dir, &user, id))?)?;
+        }
+        QuarantineAction::Release { user, id } => println!("{}", rt.block_on(q::release(&admin, &dir, &user, id))?),
+        QuarantineAction::Delete { user, id } => println!("{}", rt.block_on(q::delete(&admin, &dir, &user, id))?),
+    }
+    Ok(())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -351,6 +388,7 @@ pub fn run_from(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
             move_user(&config, MoveArgs { user, target, grace_s, rollback, cleanup, plan, ldap_admin })
         }
         Cmd::Group { config, action } => group(&config, action),
+        Cmd::Quarantine { config, action } => quarantine(&config, action),
         Cmd::Daemon(d) => d.run(),
     }
 }

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod directory;
 pub mod layout;
 pub mod mover;
+pub mod quarantine;
 pub mod scanners;
 pub mod up;
 pub mod users;

@@ -84,7 +84,7 @@ struct Copied {
 }
 
 impl Admin {
-    async fn user_mail(&self, group: &str, user: &str) -> anyhow::Result<UserMail> {
+    pub(super) async fn user_mail(&self, group: &str, user: &str) -> anyhow::Result<UserMail> {
         match self.call(group, AdminRequest::UserMail { group: group.into(), user: user.into() }).await? {
             AdminReply::UserMail(m) => Ok(m),
             other => bail!("{group}: unexpected answer {other:?}"),
@@ -93,7 +93,12 @@ impl Admin {
 
     /// Commit `op` on `group`; a refusal is an error.
     async fn apply(&self, group: &str, op: MailOp) -> anyhow::Result<MailResponse> {
-        let op_id: [u8; 16] = rand::random();
+        self.apply_once(group, rand::random(), op).await
+    }
+
+    /// Commit `op` under `op_id`: a retry with the same id is answered from the first
+    /// commit, never applied twice.
+    pub(super) async fn apply_once(&self, group: &str, op_id: [u8; 16], op: MailOp) -> anyhow::Result<MailResponse> {
         let request = AdminRequest::Propose { group: group.into(), op_id, op: common::admin::encode(&op) };
         match self.call(group, request).await? {
             AdminReply::Applied(bytes) => match common::admin::decode::<MailResponse>(&bytes)? {
@@ -105,7 +110,7 @@ impl Admin {
         }
     }
 
-    async fn fetch(
+    pub(super) async fn fetch(
         &self,
         group: &str,
         user: &str,
