@@ -47,6 +47,7 @@ fn scanning_front(
         cfg.scan.rspamd = normal.clone();
         // Generous: the scanners share two cores with everything else in a test run.
         cfg.scan.timeout_ms = 30_000;
+        cfg.scan.report_every_s = 1;
         cfg.scan.mx.unavailable = unavailable.into();
         cfg.scan.submission.unavailable = unavailable.into();
         cfg.smtp.greet_delay_ms = 0;
@@ -307,6 +308,29 @@ fn viruses_are_refused_everywhere_and_spam_meets_each_recipients_policy() {
     let sent = dora.unwrap().into_iter().find(|m| m.contains("gtube sent")).unwrap();
     assert!(!sent.contains("X-Spam-Status") && sent.contains("X-Virus-Status: Clean"), "{sent}");
     assert!(front.log_text().contains("spam score"), "submission's score recorded");
+
+    // Every fate was counted in the cluster's tally: 8 viruses (4 on each listener), 3 clean
+    // copies, the spam's tagged, junk (2), quarantined and rejected copies.
+    let mut fates = String::new();
+    wait_for("the fates reported", Duration::from_secs(30), || {
+        let (ok, out) = mailctl(root, &["report", "fates", "--days", "7"]);
+        fates = out;
+        ok && fates.contains("(16 messages)")
+    });
+    for (fate, n) in
+        [("rejected-virus", 8), ("clean", 3), ("junk", 2), ("tagged", 1), ("quarantined", 1), ("rejected-spam", 1)]
+    {
+        let line =
+            fates.lines().find(|l| l.starts_with(&format!("{fate} "))).unwrap_or_else(|| panic!("{fate}: {fates}"));
+        assert_eq!(line.split_whitespace().nth(1), Some(n.to_string().as_str()), "{fates}");
+    }
+    let (ok, viruses) = mailctl(root, &["report", "viruses", "--days", "30"]);
+    assert!(ok && viruses.contains("(8 messages)"), "{viruses}");
+    let line = |name: &str| {
+        viruses.lines().find(|l| l.starts_with(name)).map(|l| l.split_whitespace().nth(1).unwrap().to_string())
+    };
+    assert_eq!(line("Eicar-Test-Signature").as_deref(), Some("6"), "{viruses}");
+    assert_eq!(line("Mailstore-Test-Signature").as_deref(), Some("2"), "{viruses}");
 }
 
 #[test]

@@ -231,6 +231,17 @@ pub enum AdminRequest {
         group: String,
         members: Vec<GroupMember>,
     },
+    /// Add a front's fate counts to the group's tally: `(day, fate, detail, messages)`
+    /// rows; a retried batch carries the same `op_id` and is counted once.
+    CountFates {
+        group: String,
+        op_id: [u8; 16],
+        counts: Vec<(i64, String, String, u64)>,
+    },
+    /// The group's whole fate tally (answered with `Fates`).
+    Fates {
+        group: String,
+    },
 }
 
 /// A member of a group being created: its node id, Raft and LMTP addresses.
@@ -257,7 +268,9 @@ impl AdminRequest {
             | AdminRequest::UserMail { group, .. }
             | AdminRequest::FetchMessages { group, .. }
             | AdminRequest::AddNode { group, .. }
-            | AdminRequest::RemoveNode { group, .. } => Some(group),
+            | AdminRequest::RemoveNode { group, .. }
+            | AdminRequest::CountFates { group, .. }
+            | AdminRequest::Fates { group } => Some(group),
         }
     }
 }
@@ -286,6 +299,8 @@ pub enum AdminReply {
     Refused(String),
     /// The node could not do it now (commit timed out, I/O error); try again.
     Failed(String),
+    /// `(day, fate, detail, messages)` rows of the fate tally.
+    Fates(Vec<(i64, String, String, u64)>),
 }
 
 /// Admin client errors.

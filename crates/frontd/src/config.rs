@@ -135,6 +135,8 @@ pub struct ScanSection {
     /// Larger messages are not scored (marked so): spam is small, and scoring a 30 MiB
     /// message costs seconds (SpamAssassin's own default limit is 500 KiB).
     pub spam_max_bytes: usize,
+    /// How often the fates counted are reported to the cluster's tally.
+    pub report_every_s: u64,
     /// The MX listener.
     pub mx: ListenerScan,
     /// Submission (587 and 465); its spam score is recorded, never acted on.
@@ -167,6 +169,7 @@ impl Default for ScanSection {
             spam_action: "junk".into(),
             spam_threshold: 6.0,
             spam_max_bytes: 8 << 20,
+            report_every_s: 10,
             mx: ListenerScan::default(),
             submission: ListenerScan::default(),
         }
@@ -186,8 +189,8 @@ impl ScanSection {
                 return Err(format!("[scan.{name}] unavailable {:?}: tempfail or accept", l.unavailable));
             }
         }
-        if self.timeout_ms == 0 {
-            return Err("[scan] timeout_ms must be positive".into());
+        if self.timeout_ms == 0 || self.report_every_s == 0 {
+            return Err("[scan] timeout_ms and report_every_s must be positive".into());
         }
         Ok(())
     }
@@ -570,6 +573,12 @@ impl Config {
             Some(q) if q.groups.is_empty() => self.groups.iter().map(|g| g.name.to_ascii_lowercase()).collect(),
             Some(q) => q.groups.iter().map(|g| g.to_ascii_lowercase()).collect(),
         }
+    }
+
+    /// The group whose replicated state holds the cluster's fate tally: the first queue
+    /// group, else the first group (every front and `mailctl report` agree on it).
+    pub fn stats_group(&self) -> Option<String> {
+        self.queue_groups().into_iter().next().or_else(|| self.groups.first().map(|g| g.name.to_ascii_lowercase()))
     }
 
     /// Whether any SMTP listener is configured (they deliver over LMTP).

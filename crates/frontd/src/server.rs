@@ -59,6 +59,9 @@ pub struct Front {
     pub smtp_policy: crate::smtp::policy::Policy,
     /// The scanning stage, when a scanner is configured.
     pub scanner: Option<Arc<crate::scan::Scanner>>,
+    /// The fates it decided, until reported; with where to report them.
+    pub fates: Arc<crate::scan::fates::Tally>,
+    fate_report: Option<(Arc<crate::queue::QueueClient>, String, Duration)>,
     tls_files: Option<TlsFiles>,
     tls: RwLock<Option<Arc<Tls>>>,
     /// The storage nodes' IMAP capabilities (without TLS/AUTH items).
@@ -90,9 +93,19 @@ impl Front {
         let route_timeout = Duration::from_millis(cfg.backend.route_timeout_ms);
         let key = cfg.cluster_secret()?.map(|secret| common::rpc_channel::ClusterKey::from_secret(&secret));
         let router = Arc::new(Router::new(directory.clone(), cluster.clone(), key.clone(), route_timeout));
-        let queue = key.filter(|_| cfg.queue.is_some()).map(|key| {
+        let queue = key.clone().filter(|_| cfg.queue.is_some()).map(|key| {
             Arc::new(crate::queue::QueueClient::new(cluster.clone(), key, cfg.queue_groups(), route_timeout))
         });
+        let scanning = cfg.scan.clamd.is_some() || cfg.scan.rspamd.is_some();
+        // The fates go to the stats group over the admin protocol (keyed like the queue).
+        let fate_report = match (&key, cfg.stats_group()) {
+            (Some(key), Some(group)) if scanning => {
+                let admin =
+                    crate::queue::QueueClient::new(cluster.clone(), key.clone(), vec![group.clone()], route_timeout);
+                Some((Arc::new(admin), group, Duration::from_secs(cfg.scan.report_every_s)))
+            }
+            _ => None,
+        };
         let queue_runner = match (&queue, &cfg.queue) {
             (Some(client), Some(settings)) if settings.runner => Some(Arc::new(crate::queue::runner::Runner {
                 queue: client.clone(),
@@ -112,8 +125,9 @@ impl Front {
             queue_runner,
             smtp: cfg.smtp.clone(),
             smtp_policy: crate::smtp::policy::Policy::new(&cfg.smtp)?,
-            scanner: (cfg.scan.clamd.is_some() || cfg.scan.rspamd.is_some())
-                .then(|| Arc::new(crate::scan::Scanner::new(&cfg.scan))),
+            scanner: scanning.then(|| Arc::new(crate::scan::Scanner::new(&cfg.scan))),
+            fates: Arc::default(),
+            fate_report,
             gate: Gate::new(directory, networks, policy),
             cluster,
             proxy: ProxyCredential {
@@ -331,6 +345,13 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         Some(scanner) => tracing::info!(scanners = %scanner.describe(), "scanning stage on"),
         None if cfg.smtp_listeners() => tracing::warn!("no [scan] clamd or rspamd: SMTP mail is delivered unscanned"),
         None => {}
+    }
+    if let Some((admin, group, every)) = front.fate_report.clone() {
+        let (tally, host) = (front.fates.clone(), format!("{}-{:016x}", front.host, rand::random::<u64>()));
+        tasks.spawn(async move {
+            crate::scan::fates::report(tally, admin, group, host, every).await;
+            Ok(())
+        });
     }
     if let Some(runner) = front.queue_runner.clone() {
         tracing::info!(groups = ?front.queue.as_ref().map(|q| q.groups().to_vec()), "queue runner started");

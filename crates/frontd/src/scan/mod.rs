@@ -6,6 +6,7 @@
 //! where the listener says so.
 
 pub mod clamd;
+pub mod fates;
 pub mod headers;
 pub mod policy;
 pub mod rspamd;

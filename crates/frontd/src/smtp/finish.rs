@@ -45,6 +45,7 @@ pub async fn finish(front: &Front, client: Client<'_>, envelope: &Envelope, trac
     let outcome = scanner.scan(client.mode, &scanned, &message).await;
     let verdict = match outcome {
         Outcome::Refuse { reply, fate } => {
+            front.fates.count(&fate, 1);
             tracing::info!(from = %envelope.from, recipients = all.len(), fate = fate.name(), detail = ?fate, "message refused by the scanning stage");
             return vec![reply; all.len()];
         }
@@ -100,6 +101,7 @@ async fn file_locally(
         let fate = scan::fate(verdict, decision.as_ref());
         let folder = match fate {
             Fate::RejectedSpam => {
+                front.fates.count(&fate, 1);
                 tracing::info!(recipient = %address, fate = fate.name(), "spam refused for this recipient");
                 replies[i] = format!("550 5.7.1 <{address}> message refused as spam");
                 continue;
@@ -116,6 +118,7 @@ async fn file_locally(
         let recipients: Vec<String> = members.iter().map(|i| envelope.recipients[*i].clone()).collect();
         let answers = front.router.deliver(&envelope.from, &recipients, &[stamp.as_bytes(), message], folder).await;
         tracing::info!(from = %envelope.from, recipients = recipients.len(), fate = fate.name(), ?folder, reply = %answers[0], "SMTP message filed");
+        front.fates.count(&fate, members.len() as u64);
         for (i, answer) in members.iter().zip(answers) {
             filed += usize::from(answer.starts_with('2'));
             replies[*i] = answer;

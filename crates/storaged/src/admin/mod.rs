@@ -95,6 +95,8 @@ pub async fn handle(node: &Node, request: AdminRequest) -> AdminReply {
             return AdminReply::Items(items);
         }
         AdminRequest::UserMail { user, .. } => return user_mail(group, &user),
+        AdminRequest::Fates { .. } => return AdminReply::Fates(group.sm.store().lock().expect("store lock").fates()),
+        AdminRequest::CountFates { op_id, counts, .. } => (OpId(op_id), MailOp::CountFates { counts }),
         AdminRequest::FetchMessages { user, mailbox, uids, .. } => return fetch(&shared, &user, &mailbox, &uids),
         AdminRequest::AddNode { id, raft, .. } => return membership::add_node(group, id, raft).await,
         AdminRequest::RemoveNode { id, .. } => return membership::remove_node(group, id).await,

@@ -271,6 +271,11 @@ pub enum MailOp {
         now_s: i64,
         retention_s: u64,
     },
+    /// Fates a front's scanning stage counted: `(day, fate, detail, messages)` rows added
+    /// to the group's tally (see `fates`).
+    CountFates {
+        counts: Vec<super::fates::FateRow>,
+    },
 }
 
 /// One entry of a [`MailOp::SetMetadata`]: its name and new value (`None` removes it).

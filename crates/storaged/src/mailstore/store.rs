@@ -54,6 +54,19 @@ pub struct StoreState {
     pub user_states: Vec<(String, UserState)>,
     /// Large operations whose parts are partly applied.
     pub staging: Vec<StagedStream>,
+    /// The scanning stages' fates per day (see `fates`).
+    pub fates: Vec<super::fates::FateRow>,
+}
+
+/// The state file as written before fates were counted.
+#[derive(Deserialize)]
+struct StoreStateV4 {
+    last_applied: Option<LogId<u64>>,
+    membership: StoredMembership<u64, BasicNode>,
+    dedup: Vec<(OpId, u64, MailResponse)>,
+    queue: Vec<common::admin::QueueItem>,
+    user_states: Vec<(String, UserState)>,
+    staging: Vec<StagedStream>,
 }
 
 /// The state file as written before large operations were staged.
@@ -179,6 +192,8 @@ pub struct Store {
     pub unchecked: u64,
     /// Leases of the readers that may hold message files (see `readers`).
     readers: Readers,
+    /// The scanning stages' fates per day.
+    fates: super::fates::Fates,
 }
 
 /// Store errors (I/O on the trees; the operations themselves report `Rejected`).
@@ -244,6 +259,7 @@ impl Store {
             user_states: state.user_states.into_iter().collect(),
             unchecked: 0,
             readers,
+            fates: super::fates::Fates::from_rows(state.fates),
         };
         for (id, index, resp) in state.dedup {
             store.remember(id, index, resp);
@@ -264,6 +280,17 @@ impl Store {
                 }
                 bincode::deserialize(body)
                     .or_else(|_| {
+                        bincode::deserialize::<StoreStateV4>(body).map(|v4| StoreState {
+                            last_applied: v4.last_applied,
+                            membership: v4.membership,
+                            dedup: v4.dedup,
+                            queue: v4.queue,
+                            user_states: v4.user_states,
+                            staging: v4.staging,
+                            fates: Vec::new(),
+                        })
+                    })
+                    .or_else(|_| {
                         bincode::deserialize::<StoreStateV3>(body).map(|v3| StoreState {
                             last_applied: v3.last_applied,
                             membership: v3.membership,
@@ -271,6 +298,7 @@ impl Store {
                             queue: v3.queue,
                             user_states: v3.user_states,
                             staging: Vec::new(),
+                            fates: Vec::new(),
                         })
                     })
                     .or_else(|_| {
@@ -281,6 +309,7 @@ impl Store {
                             queue: v2.queue,
                             user_states: Vec::new(),
                             staging: Vec::new(),
+                            fates: Vec::new(),
                         })
                     })
                     .or_else(|_| {
@@ -291,6 +320,7 @@ impl Store {
                             queue: Vec::new(),
                             user_states: Vec::new(),
                             staging: Vec::new(),
+                            fates: Vec::new(),
                         })
                     })
                     .map_err(|e| StoreError::State(e.to_string()))
@@ -467,6 +497,10 @@ impl Store {
             }
             MailOp::SetMetadata { user, mailbox, entries } => self.set_metadata(user, mailbox, entries),
             MailOp::ExpireQuarantine { now_s, retention_s } => self.expire_quarantine(index, *now_s, *retention_s),
+            MailOp::CountFates { counts } => {
+                self.fates.add(counts);
+                Ok(MailResponse::Done)
+            }
             MailOp::DeleteUser { user } => {
                 let u = match UserName::parse(user) {
                     Ok(u) => u,
@@ -560,6 +594,11 @@ impl Store {
             .collect();
         out.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         out
+    }
+
+    /// The fates counted so far, per day.
+    pub fn fates(&self) -> Vec<super::fates::FateRow> {
+        self.fates.rows()
     }
 
     /// The outbound queue (envelopes; bodies through [`Queue::body_path`]).
@@ -1356,6 +1395,7 @@ impl Store {
                 v
             },
             staging: self.staging.streams(),
+            fates: self.fates.rows(),
         };
         let body = bincode::serialize(&state).map_err(|e| StoreError::State(e.to_string()))?;
         self.unchecked = 0;

@@ -56,6 +56,14 @@ enum Cmd {
         #[command(subcommand)]
         action: QueueAction,
     },
+    /// What the scanning stages did with mail: the top fates, the top viruses.
+    Report {
+        /// A front's configuration (lists the nodes and the cluster key).
+        #[arg(long, default_value = "mailctl-data/frontd.toml", global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        what: ReportWhat,
+    },
     /// What the scanning stage held back for a user (their Quarantine mailbox).
     Quarantine {
         /// A front's configuration (lists the nodes, the cluster key and the directory).
@@ -175,6 +183,32 @@ enum QueueAction {
         #[arg(required = true)]
         ids: Vec<QueueId>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum ReportWhat {
+    /// Top fates (clean, tagged, junk, quarantined, rejected, temp-failed, unscanned).
+    Fates {
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+    },
+    /// Top viruses by signature.
+    Viruses {
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
+}
+
+fn report(config: &std::path::Path, what: ReportWhat) -> anyhow::Result<()> {
+    use super::report as r;
+    let admin = Admin::open_waiting(config, std::time::Duration::from_secs(20))?;
+    let rows = runtime()?.block_on(r::tally(&admin))?;
+    let today = frontd::scan::fates::today();
+    match what {
+        ReportWhat::Fates { days } => print!("{}", r::render_fates(&rows, today, days)),
+        ReportWhat::Viruses { days } => print!("{}", r::render_viruses(&rows, today, days)),
+    }
+    Ok(())
 }
 
 #[derive(Subcommand, Debug)]
@@ -389,6 +423,7 @@ pub fn run_from(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
         }
         Cmd::Group { config, action } => group(&config, action),
         Cmd::Quarantine { config, action } => quarantine(&config, action),
+        Cmd::Report { config, what } => report(&config, what),
         Cmd::Daemon(d) => d.run(),
     }
 }

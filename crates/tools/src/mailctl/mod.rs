@@ -11,6 +11,7 @@ pub mod directory;
 pub mod layout;
 pub mod mover;
 pub mod quarantine;
+pub mod report;
 pub mod scanners;
 pub mod up;
 pub mod users;
