@@ -92,26 +92,60 @@ impl Drop for Clamd {
     }
 }
 
-/// A running rspamd and the resolver it is pointed at.
+/// A running rspamd, the resolver it is pointed at, and the Redis it learns into.
 pub struct Rspamd {
     pub files: scanners::Rspamd,
     pub dns: RefusingDns,
     child: Option<Child>,
+    redis: Option<Child>,
 }
 
 impl Rspamd {
     pub fn start(root: &Path) -> Self {
+        Self::start_opts(root, false)
+    }
+
+    /// With a Redis of its own, so it can learn (`/learnspam`, `/learnham`).
+    pub fn start_learning(root: &Path) -> Self {
+        Self::start_opts(root, true)
+    }
+
+    fn start_opts(root: &Path, learning: bool) -> Self {
         let dns = RefusingDns::start().unwrap();
+        let dir = root.join("rspamd");
+        let redis_addr = learning.then(common::testing::free_addr);
+        let redis = redis_addr.as_ref().map(|addr| {
+            std::fs::create_dir_all(dir.join("redis")).unwrap();
+            spawn(scanners::redis_command(&dir.join("redis"), addr), &dir.join("redis.out"))
+        });
         let ports = RspamdPorts {
             normal: common::testing::free_addr(),
             controller: common::testing::free_addr(),
             milter: None,
+            redis: redis_addr.clone(),
         };
-        let files =
-            scanners::Rspamd::prepare(&root.join("rspamd"), &ports, dns.addr, &hs_cache(), "controller-pw").unwrap();
-        let mut r = Self { files, dns, child: None };
+        let files = scanners::Rspamd::prepare(&dir, &ports, dns.addr, &hs_cache(), "controller-pw").unwrap();
+        if let Some(addr) = &redis_addr {
+            wait("redis", Duration::from_secs(30), || std::net::TcpStream::connect(addr).is_ok());
+        }
+        let mut r = Self { files, dns, child: None, redis };
         r.restart();
         r
+    }
+
+    /// What rspamd's controller says it learned so far (`/stat`'s `learned`).
+    pub fn learned(&self) -> u64 {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(&self.files.controller) else { return 0 };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let request = format!("GET /stat HTTP/1.0\r\nPassword: {}\r\n\r\n", self.files.password);
+        let mut reply = Vec::new();
+        if s.write_all(request.as_bytes()).is_err() || s.read_to_end(&mut reply).is_err() {
+            return 0;
+        }
+        let text = String::from_utf8_lossy(&reply);
+        let Some(at) = text.find("\"learned\":") else { return 0 };
+        text[at + 10..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap_or(0)
     }
 
     /// Whether the normal worker answers `/ping`.
@@ -133,5 +167,6 @@ impl Rspamd {
 impl Drop for Rspamd {
     fn drop(&mut self) {
         self.kill();
+        stop(&mut self.redis);
     }
 }

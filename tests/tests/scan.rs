@@ -563,3 +563,68 @@ fn the_postmaster_lists_shows_releases_once_and_deletes_held_mail_which_survives
         ok && out.contains("1 held on apollo") && out.contains("held 0")
     });
 }
+
+/// `cmds` in one IMAP session as `user` through `front`; each tagged answer must be OK.
+fn imap(front: &Front, user: &str, cmds: &[&str]) {
+    let mut c = tools::imap_client::Client::connect(&front.imap).unwrap();
+    let login = c.command(&format!("LOGIN {user} {}-pw", user.split('@').next().unwrap())).unwrap();
+    assert!(login.ok(), "{}", login.text);
+    for cmd in cmds {
+        let a = c.command(cmd).unwrap();
+        assert!(a.ok(), "{cmd}: {} {}", a.status, a.text);
+    }
+    let _ = c.command("LOGOUT");
+}
+
+#[test]
+fn moves_into_and_out_of_junk_train_rspamd_once_even_across_a_leader_kill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let rspamd = Rspamd::start_learning(root);
+    let (controller, password_file) = (rspamd.files.controller.clone(), root.join("rspamd.pw"));
+    std::fs::write(&password_file, &rspamd.files.password).unwrap();
+    let mut storage = Storage::start_tuned(root, move |c| {
+        c.training.rspamd_controller = Some(controller.clone());
+        c.training.password_file = Some(password_file.clone());
+    });
+    let slapd = Slapd::start_with(root, &scan_users());
+    let clamd = Clamd::start(root);
+    let front = scanning_front(root, &storage, &slapd, &clamd, Some(&rspamd), "tempfail");
+    // Enough words for rspamd's Bayes (it needs 11 tokens).
+    let words = "Exclusive offer for valued customers: order discounted watches and medication today, \
+                 limited stock, free worldwide shipping, satisfaction guaranteed or your money back.";
+    for k in 0..2 {
+        let (_, last) = send(&front.smtp, None, &["tom@example.edu"], &message(&format!("offer {k}"), words));
+        assert!(last.as_deref().unwrap().starts_with("250"), "{last:?}");
+    }
+    assert_eq!(rspamd.learned(), 0);
+    let learned =
+        |n: u64| wait_for(&format!("rspamd to have learned {n}"), Duration::from_secs(30), || rspamd.learned() == n);
+
+    // Into Junk: spam. Back out: ham. Into Junk again: nothing new (once per direction).
+    imap(&front, "tom@example.edu", &["SELECT INBOX", "UID MOVE 1 Junk"]);
+    learned(1);
+    imap(&front, "tom@example.edu", &["SELECT Junk", "MOVE 1 INBOX"]);
+    learned(2);
+    imap(
+        &front,
+        "tom@example.edu",
+        &["SELECT INBOX", "UID SEARCH ALL", "MOVE 1:* Junk", "SELECT Junk", "MOVE 1:* INBOX"],
+    );
+    // The second message's spam and ham are news (2 more); the first's are not.
+    learned(4);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(rspamd.learned(), 4, "no message is learned twice in one direction");
+
+    // The intent is committed with the MOVE: the leader killed right after it, the next
+    // one carries it out, once.
+    let (_, last) = send(&front.smtp, None, &["tom@example.edu"], &message("offer 2", words));
+    assert!(last.as_deref().unwrap().starts_with("250"), "{last:?}");
+    let leader = storage.leader_for("alice@example.edu");
+    imap(&front, "tom@example.edu", &["SELECT INBOX", "UID SEARCH SUBJECT \"offer 2\"", "MOVE 3 Junk"]);
+    storage.kill(leader);
+    learned(5);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(rspamd.learned(), 5);
+    storage.start_node(leader);
+}

@@ -25,6 +25,23 @@ pub fn installed() -> (bool, bool) {
     (found("/usr/sbin/clamd"), found("/usr/bin/rspamd"))
 }
 
+/// Whether Debian's `redis-server` is installed (rspamd keeps what it learns there).
+pub fn redis_installed() -> bool {
+    Path::new("/usr/bin/redis-server").exists()
+}
+
+/// `redis-server` on `addr` (loopback), in the foreground, keeping its data in `dir` (it
+/// saves on shutdown, so what rspamd learned survives a restart).
+pub fn redis_command(dir: &Path, addr: &str) -> Command {
+    let (host, port) = addr.rsplit_once(':').unwrap_or(("127.0.0.1", addr));
+    let mut cmd = Command::new("redis-server");
+    cmd.args(["--bind", host, "--port", port, "--protected-mode", "yes", "--save", "60 1", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .args(["--daemonize", "no", "--logfile", ""]);
+    cmd
+}
+
 fn hex(text: &str) -> String {
     text.bytes().map(|b| format!("{b:02x}")).collect()
 }
@@ -89,12 +106,13 @@ pub struct Rspamd {
 const REMOTE_MODULES: &[&str] =
     &["fuzzy_check", "rbl", "asn", "dcc", "url_reputation", "phishing", "maps_stats", "neural", "reputation"];
 
-/// Where rspamd listens.
+/// Where rspamd listens, and the Redis its Bayes statistics live in (none: no learning).
 #[derive(Debug, Clone)]
 pub struct RspamdPorts {
     pub normal: String,
     pub controller: String,
     pub milter: Option<String>,
+    pub redis: Option<String>,
 }
 
 impl Rspamd {
@@ -145,6 +163,9 @@ impl Rspamd {
         ];
         for (name, text) in files {
             crate::write_private(&local.join(name), &text)?;
+        }
+        if let Some(redis) = &ports.redis {
+            crate::write_private(&local.join("redis.conf"), &format!("servers = \"{redis}\";\n"))?;
         }
         for module in REMOTE_MODULES {
             crate::write_private(&local.join(format!("{module}.conf")), "enabled = false;\n")?;
@@ -213,12 +234,19 @@ mod tests {
     #[test]
     fn rspamd_resolves_only_through_the_given_server() {
         let tmp = tempfile::tempdir().unwrap();
-        let ports = RspamdPorts { normal: "127.0.0.1:1".into(), controller: "127.0.0.1:2".into(), milter: None };
+        let ports = RspamdPorts {
+            normal: "127.0.0.1:1".into(),
+            controller: "127.0.0.1:2".into(),
+            milter: None,
+            redis: Some("127.0.0.1:3".into()),
+        };
         let dns: SocketAddr = "127.0.0.1:5353".parse().unwrap();
         let r = Rspamd::prepare(tmp.path(), &ports, dns, &tmp.path().join("hs"), "pw").unwrap();
         let options = std::fs::read_to_string(r.dir.join("local.d/options.inc")).unwrap();
         assert!(options.contains("nameserver = [\"127.0.0.1:5353\"]"), "{options}");
         let fuzzy = std::fs::read_to_string(r.dir.join("local.d/fuzzy_check.conf")).unwrap();
         assert_eq!(fuzzy, "enabled = false;\n");
+        let redis = std::fs::read_to_string(r.dir.join("local.d/redis.conf")).unwrap();
+        assert_eq!(redis, "servers = \"127.0.0.1:3\";\n");
     }
 }

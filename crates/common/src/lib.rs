@@ -11,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod deflate;
 pub mod frame;
+pub mod http;
 pub mod imap_tag;
 pub mod limiter;
 pub mod line;

@@ -94,6 +94,17 @@ impl Default for QuarantineSettings {
     }
 }
 
+/// Spam training from what users do (`[training]`): the leader of each group tells
+/// rspamd's controller what moves into and out of Junk taught.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainingSettings {
+    /// rspamd's controller, `host:port`; none: intents are recorded but not carried out.
+    pub rspamd_controller: Option<String>,
+    /// The controller's password, in a file (relative to this file's directory).
+    pub password_file: Option<PathBuf>,
+}
+
 /// Raft timing and log compaction.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -187,6 +198,8 @@ pub struct Config {
     #[serde(default)]
     pub quarantine: QuarantineSettings,
     #[serde(default)]
+    pub training: TrainingSettings,
+    #[serde(default)]
     pub auth: LoginPolicy,
     #[serde(default)]
     pub proxy: ProxyConfig,
@@ -216,6 +229,7 @@ impl Config {
             limits: Limits::default(),
             raft: RaftTuning::default(),
             quarantine: QuarantineSettings::default(),
+            training: TrainingSettings::default(),
             auth: LoginPolicy::default(),
             proxy: ProxyConfig::default(),
             tls: None,
@@ -259,7 +273,8 @@ impl Config {
             toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let tls_files = cfg.tls.as_mut().map(|t| [&mut t.cert_file, &mut t.key_file]).into_iter().flatten();
-        for p in [&mut cfg.cluster_key_file, &mut cfg.users_file].into_iter().flatten().chain(tls_files) {
+        let secrets = [&mut cfg.cluster_key_file, &mut cfg.users_file, &mut cfg.training.password_file];
+        for p in secrets.into_iter().flatten().chain(tls_files) {
             if p.is_relative() {
                 *p = base.join(&*p);
             }

@@ -71,7 +71,7 @@ pub struct Storage {
     /// Admin listeners (status, outbound queue), keyed with [`CLUSTER_KEY`].
     pub admin: Vec<String>,
     /// Applied to every node's configuration.
-    tune: fn(&mut storaged::config::Config),
+    tune: std::sync::Arc<dyn Fn(&mut storaged::config::Config)>,
     children: Vec<Option<Child>>,
 }
 
@@ -84,7 +84,8 @@ impl Storage {
     }
 
     /// Three nodes, every configuration adjusted by `tune`.
-    pub fn start_tuned(root: &Path, tune: fn(&mut storaged::config::Config)) -> Self {
+    pub fn start_tuned(root: &Path, tune: impl Fn(&mut storaged::config::Config) + 'static) -> Self {
+        let tune: std::sync::Arc<dyn Fn(&mut storaged::config::Config)> = std::sync::Arc::new(tune);
         let n = 3;
         let addrs = || (0..n).map(|_| free_addr()).collect::<Vec<_>>();
         let (raft, lmtp, imap, pop3, admin) = (addrs(), addrs(), addrs(), addrs(), addrs());

@@ -10,10 +10,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::header::{HeaderName, HeaderValue};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
+use common::http::HttpError;
 use serde::Deserialize;
 
 /// Longest reply read: a check's JSON with every symbol is a few KiB.
@@ -22,12 +19,8 @@ pub const REPLY_MAX_BYTES: usize = 1 << 20;
 /// Why rspamd gave no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum RspamdError {
-    #[error("cannot connect to rspamd at {address}: {source}")]
-    Connect { address: String, source: std::io::Error },
-    #[error("rspamd HTTP exchange failed: {0}")]
-    Http(String),
-    #[error("rspamd did not answer within {0:?}")]
-    Timeout(Duration),
+    #[error("rspamd: {0}")]
+    Http(#[from] HttpError),
     #[error("rspamd answered HTTP {status}: {body}")]
     Status { status: u16, body: String },
     #[error("rspamd sent an unreadable reply: {0}")]
@@ -102,55 +95,14 @@ impl Rspamd {
         headers.extend(envelope.recipients.iter().map(|r| ("rcpt", r.clone())));
         headers.extend(envelope.helo.map(|h| ("helo", h.to_string())));
         headers.extend(envelope.user.map(|u| ("user", u.to_string())));
-        let body = post(&self.address, "/checkv2", &headers, message, self.timeout).await?;
+        let (status, body) =
+            common::http::post(&self.address, "/checkv2", &headers, message, self.timeout, REPLY_MAX_BYTES).await?;
+        if !(200..300).contains(&status) {
+            let text = String::from_utf8_lossy(&body[..body.len().min(256)]).into_owned();
+            return Err(RspamdError::Status { status, body: text });
+        }
         parse_check(&body)
     }
-}
-
-/// One POST on a fresh connection; the reply body, at most [`REPLY_MAX_BYTES`].
-pub(super) async fn post(
-    address: &str,
-    path: &str,
-    headers: &[(&'static str, String)],
-    body: Bytes,
-    timeout: Duration,
-) -> Result<Bytes, RspamdError> {
-    match tokio::time::timeout(timeout, post_unbounded(address, path, headers, body)).await {
-        Ok(result) => result,
-        Err(_) => Err(RspamdError::Timeout(timeout)),
-    }
-}
-
-async fn post_unbounded(
-    address: &str,
-    path: &str,
-    headers: &[(&'static str, String)],
-    body: Bytes,
-) -> Result<Bytes, RspamdError> {
-    let http = |e: &dyn std::fmt::Display| RspamdError::Http(e.to_string());
-    let stream = tokio::net::TcpStream::connect(address)
-        .await
-        .map_err(|source| RspamdError::Connect { address: address.to_string(), source })?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| http(&e))?;
-    let driver = tokio::spawn(connection);
-    let mut request = Request::post(path).header(hyper::header::HOST, address);
-    for (name, value) in headers {
-        // A value HTTP cannot carry (a control character) is left out, not sent broken.
-        if let Ok(value) = HeaderValue::from_str(value) {
-            request = request.header(HeaderName::from_static(name), value);
-        }
-    }
-    let request = request.body(Full::new(body)).map_err(|e| http(&e))?;
-    let response = sender.send_request(request).await.map_err(|e| http(&e))?;
-    let status = response.status();
-    let body = Limited::new(response.into_body(), REPLY_MAX_BYTES).collect().await.map_err(|e| http(&*e))?.to_bytes();
-    driver.abort();
-    if !status.is_success() {
-        let text = String::from_utf8_lossy(&body[..body.len().min(256)]).into_owned();
-        return Err(RspamdError::Status { status: status.as_u16(), body: text });
-    }
-    Ok(body)
 }
 
 fn parse_check(body: &[u8]) -> Result<SpamReport, RspamdError> {

@@ -7,6 +7,7 @@ pub mod header_cache;
 pub mod readiness;
 mod repair;
 pub mod sm;
+mod training;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,6 +38,8 @@ pub enum GroupError {
     Store { group: String, source: crate::mailstore::StoreError },
     #[error("group {group}: raft: {reason}")]
     Raft { group: String, reason: String },
+    #[error("[training] password_file {path}: {source}")]
+    TrainingPassword { path: std::path::PathBuf, source: std::io::Error },
 }
 
 /// A running group replica.
@@ -127,6 +130,9 @@ impl Group {
         });
         tokio::spawn(checkpoint_loop(group.sm.clone(), group.name.clone()));
         tokio::spawn(expire_quarantine_loop(group.clone(), cfg.quarantine.clone()));
+        if let Some(teacher) = teacher(cfg)? {
+            tokio::spawn(training::train_loop(group.clone(), teacher));
+        }
         tokio::spawn(exit_when_fatal(group.raft.clone(), group.name.clone()));
         Ok(group)
     }
@@ -218,6 +224,19 @@ async fn exit_when_fatal(raft: Raft<MailConfig>, group: String) {
             return;
         }
     }
+}
+
+/// The rspamd controller and password `[training]` names, if any.
+fn teacher(cfg: &Config) -> Result<Option<training::Teacher>, GroupError> {
+    let Some(controller) = cfg.training.rspamd_controller.clone() else { return Ok(None) };
+    let password = match &cfg.training.password_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|source| GroupError::TrainingPassword { path: path.clone(), source })?
+            .trim_end_matches(['\r', '\n'])
+            .to_string(),
+        None => String::new(),
+    };
+    Ok(Some(training::Teacher { controller, password }))
 }
 
 /// While this node leads the group, propose the quarantine's expiry every

@@ -15,6 +15,7 @@ pub mod snapshot;
 pub mod spare;
 pub mod staging;
 pub mod store;
+pub mod training;
 
 pub use names::{Layout, MailboxName, UserName};
 pub use ops::{FlagMode, FlagState, MailOp, MailRequest, MailResponse, NewMessage, OpId, UserState};

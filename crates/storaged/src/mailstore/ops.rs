@@ -276,6 +276,10 @@ pub enum MailOp {
     CountFates {
         counts: Vec<super::fates::FateRow>,
     },
+    /// Spam-training intents carried out (or whose message is gone): retired.
+    TrainingDone {
+        ids: Vec<u64>,
+    },
 }
 
 /// One entry of a [`MailOp::SetMetadata`]: its name and new value (`None` removes it).

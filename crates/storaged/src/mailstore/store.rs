@@ -56,6 +56,20 @@ pub struct StoreState {
     pub staging: Vec<StagedStream>,
     /// The scanning stages' fates per day (see `fates`).
     pub fates: Vec<super::fates::FateRow>,
+    /// Spam-training intents waiting, and what was learned (see `training`).
+    pub training: super::training::TrainingState,
+}
+
+/// The state file as written before spam training.
+#[derive(Deserialize)]
+struct StoreStateV5 {
+    last_applied: Option<LogId<u64>>,
+    membership: StoredMembership<u64, BasicNode>,
+    dedup: Vec<(OpId, u64, MailResponse)>,
+    queue: Vec<common::admin::QueueItem>,
+    user_states: Vec<(String, UserState)>,
+    staging: Vec<StagedStream>,
+    fates: Vec<super::fates::FateRow>,
 }
 
 /// The state file as written before fates were counted.
@@ -194,6 +208,8 @@ pub struct Store {
     readers: Readers,
     /// The scanning stages' fates per day.
     fates: super::fates::Fates,
+    /// Spam-training intents and what was learned.
+    training: super::training::Training,
 }
 
 /// Store errors (I/O on the trees; the operations themselves report `Rejected`).
@@ -260,6 +276,7 @@ impl Store {
             unchecked: 0,
             readers,
             fates: super::fates::Fates::from_rows(state.fates),
+            training: super::training::Training::from_state(state.training),
         };
         for (id, index, resp) in state.dedup {
             store.remember(id, index, resp);
@@ -280,6 +297,18 @@ impl Store {
                 }
                 bincode::deserialize(body)
                     .or_else(|_| {
+                        bincode::deserialize::<StoreStateV5>(body).map(|v5| StoreState {
+                            last_applied: v5.last_applied,
+                            membership: v5.membership,
+                            dedup: v5.dedup,
+                            queue: v5.queue,
+                            user_states: v5.user_states,
+                            staging: v5.staging,
+                            fates: v5.fates,
+                            training: Default::default(),
+                        })
+                    })
+                    .or_else(|_| {
                         bincode::deserialize::<StoreStateV4>(body).map(|v4| StoreState {
                             last_applied: v4.last_applied,
                             membership: v4.membership,
@@ -288,6 +317,7 @@ impl Store {
                             user_states: v4.user_states,
                             staging: v4.staging,
                             fates: Vec::new(),
+                            training: Default::default(),
                         })
                     })
                     .or_else(|_| {
@@ -299,6 +329,7 @@ impl Store {
                             user_states: v3.user_states,
                             staging: Vec::new(),
                             fates: Vec::new(),
+                            training: Default::default(),
                         })
                     })
                     .or_else(|_| {
@@ -310,6 +341,7 @@ impl Store {
                             user_states: Vec::new(),
                             staging: Vec::new(),
                             fates: Vec::new(),
+                            training: Default::default(),
                         })
                     })
                     .or_else(|_| {
@@ -321,6 +353,7 @@ impl Store {
                             user_states: Vec::new(),
                             staging: Vec::new(),
                             fates: Vec::new(),
+                            training: Default::default(),
                         })
                     })
                     .map_err(|e| StoreError::State(e.to_string()))
@@ -463,6 +496,12 @@ impl Store {
                 let (u, src) = names!(user, from);
                 let (_, dst) = names!(user, to);
                 let resp = self.copy(&u, &src, &dst, index, uids)?;
+                if let MailResponse::Copied { pairs, .. } = &resp {
+                    if matches!(op, MailOp::Move { .. }) {
+                        self.training.relocate(u.as_str(), &src, &dst, pairs);
+                    }
+                    self.record_training(&u, &src, &dst, index, pairs)?;
+                }
                 if matches!(op, MailOp::Move { .. }) {
                     if let MailResponse::Copied { pairs, .. } = &resp {
                         let moved: Vec<u32> = pairs.iter().map(|(s, _)| *s).collect();
@@ -497,6 +536,10 @@ impl Store {
             }
             MailOp::SetMetadata { user, mailbox, entries } => self.set_metadata(user, mailbox, entries),
             MailOp::ExpireQuarantine { now_s, retention_s } => self.expire_quarantine(index, *now_s, *retention_s),
+            MailOp::TrainingDone { ids } => {
+                self.training.done(ids);
+                Ok(MailResponse::Done)
+            }
             MailOp::CountFates { counts } => {
                 self.fates.add(counts);
                 Ok(MailResponse::Done)
@@ -594,6 +637,41 @@ impl Store {
             .collect();
         out.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         out
+    }
+
+    /// Spam-training intents waiting, the oldest `max`.
+    pub fn training_pending(&self, max: usize) -> Vec<(u64, super::training::Intent)> {
+        self.training.pending(max)
+    }
+
+    /// Record what a COPY/MOVE from `src` to `dst` teaches the spam filter, one intent per
+    /// copied message (ids from the log index: the same on every replica).
+    fn record_training(
+        &mut self,
+        user: &UserName,
+        src: &MailboxName,
+        dst: &MailboxName,
+        index: u64,
+        pairs: &[(u32, u32)],
+    ) -> Result<(), StoreError> {
+        let Some(spam) = super::training::direction(src, dst) else { return Ok(()) };
+        let Some(idx) = self.mailbox(user, dst)? else { return Ok(()) };
+        let uid_validity = idx.uid_validity;
+        let found: Vec<(u32, u64)> = pairs
+            .iter()
+            .filter_map(|(_, new)| idx.position(*new).map(|p| (*new, idx.messages[p].email_id(uid_validity))))
+            .collect();
+        for (k, (uid, email_id)) in found.into_iter().enumerate() {
+            let intent = super::training::Intent {
+                user: user.as_str().to_string(),
+                mailbox: dst.as_str().to_string(),
+                uid,
+                email_id,
+                spam,
+            };
+            self.training.record((index << 16) | (k as u64 & 0xffff), intent);
+        }
+        Ok(())
     }
 
     /// The fates counted so far, per day.
@@ -1396,6 +1474,7 @@ impl Store {
             },
             staging: self.staging.streams(),
             fates: self.fates.rows(),
+            training: self.training.state(),
         };
         let body = bincode::serialize(&state).map_err(|e| StoreError::State(e.to_string()))?;
         self.unchecked = 0;

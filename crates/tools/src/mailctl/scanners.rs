@@ -48,8 +48,12 @@ impl Scanning {
             None => Some(RefusingDns::start()?),
         };
         let dns = dns_servers.first().copied().or(own.as_ref().map(|d| d.addr)).expect("one of the two");
-        let ports =
-            RspamdPorts { normal: layout.rspamd_normal(), controller: layout.rspamd_controller(), milter: None };
+        let ports = RspamdPorts {
+            normal: layout.rspamd_normal(),
+            controller: layout.rspamd_controller(),
+            milter: None,
+            redis: None,
+        };
         let password = format!("{:032x}", rand::random::<u128>());
         let hs_cache = layout.dir.join("rspamd-hs-cache");
         let rspamd = scanners::Rspamd::prepare(&layout.rspamd_dir(), &ports, dns, &hs_cache, &password)?;
