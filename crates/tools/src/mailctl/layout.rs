@@ -108,6 +108,16 @@ impl Layout {
         self.addr(334)
     }
 
+    /// The Redis rspamd learns into (when redis-server is installed).
+    pub fn redis(&self) -> String {
+        self.addr(379)
+    }
+
+    /// rspamd's controller password (made on the first run).
+    pub fn rspamd_password(&self) -> anyhow::Result<String> {
+        self.secret("rspamd.pw", 24)
+    }
+
     /// clamd's directory (configuration, signatures, socket) and rspamd's.
     pub fn clamd_dir(&self) -> PathBuf {
         self.dir.join("clamd")
@@ -133,6 +143,7 @@ impl Layout {
             self.front_submissions(),
             self.rspamd_normal(),
             self.rspamd_controller(),
+            self.redis(),
         ];
         for i in 1..=NODES {
             for p in [NodePort::Raft, NodePort::Admin, NodePort::Lmtp, NodePort::Imap, NodePort::Pop3] {
@@ -192,6 +203,12 @@ impl Layout {
             cfg.cluster_key_file = Some("cluster.key".into());
             cfg.proxy.user = Some("frontd".into());
             cfg.proxy.password = Some(proxy_hash.clone());
+            if scanners.1 {
+                // The leaders teach rspamd what users move into and out of Junk.
+                self.rspamd_password()?;
+                cfg.training.rspamd_controller = Some(self.rspamd_controller());
+                cfg.training.password_file = Some("rspamd.pw".into());
+            }
             storage::write(&self.node_config(spec.id as usize), &cfg)
                 .with_context(|| format!("writing {}", self.node_config(spec.id as usize).display()))?;
         }

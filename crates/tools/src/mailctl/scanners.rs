@@ -48,13 +48,16 @@ impl Scanning {
             None => Some(RefusingDns::start()?),
         };
         let dns = dns_servers.first().copied().or(own.as_ref().map(|d| d.addr)).expect("one of the two");
-        let ports = RspamdPorts {
-            normal: layout.rspamd_normal(),
-            controller: layout.rspamd_controller(),
-            milter: None,
-            redis: None,
-        };
-        let password = format!("{:032x}", rand::random::<u128>());
+        // What rspamd learns lives in a Redis of its own, when there is one.
+        let redis = scanners::redis_installed().then(|| layout.redis());
+        if let Some(addr) = &redis {
+            let dir = layout.dir.join("redis");
+            std::fs::create_dir_all(&dir)?;
+            daemons.spawn("redis", scanners::redis_command(&dir, addr), &logs)?;
+        }
+        let ports =
+            RspamdPorts { normal: layout.rspamd_normal(), controller: layout.rspamd_controller(), milter: None, redis };
+        let password = layout.rspamd_password()?;
         let hs_cache = layout.dir.join("rspamd-hs-cache");
         let rspamd = scanners::Rspamd::prepare(&layout.rspamd_dir(), &ports, dns, &hs_cache, &password)?;
         daemons.spawn("rspamd", rspamd.command(), &logs)?;
