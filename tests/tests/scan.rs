@@ -472,8 +472,9 @@ fn quarantined_mail_expires_on_every_replica_after_its_retention() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let storage = Storage::start_tuned(root, |c| {
-        c.quarantine.retention_s = 5;
+        c.quarantine.retention_s = 8;
         c.quarantine.expire_every_s = 1;
+        c.quarantine.digest_every_s = 2;
     });
     let slapd = Slapd::start_with(root, &scan_users());
     let clamd = Clamd::start(root);
@@ -486,6 +487,20 @@ fn quarantined_mail_expires_on_every_replica_after_its_retention() {
     assert!(last.as_deref().unwrap().starts_with("250"), "{last:?}");
     wait_for("the held copy on three replicas", Duration::from_secs(20), || held_files(root, "quinn@example.edu") == 3);
     assert_eq!(count_with(&read(&front, "quinn@example.edu", "Quarantine"), "held then gone"), 1);
+    // The digest lists it, once, in quinn's INBOX.
+    let digest = "Subject: Quarantine: 1 new message held for you";
+    wait_for("the digest", Duration::from_secs(20), || {
+        count_with(&read(&front, "quinn@example.edu", "INBOX"), digest) == 1
+    });
+    let inbox = read(&front, "quinn@example.edu", "INBOX").unwrap();
+    let text = inbox.iter().find(|m| m.contains(digest)).unwrap();
+    assert!(text.contains("  15.00  Sender <sender@remote.example>\r\n         held then gone\r\n"), "{text}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        count_with(&read(&front, "quinn@example.edu", "INBOX"), "Subject: Quarantine:"),
+        1,
+        "nothing new, no digest"
+    );
     // The leaders' expiry, by the time written in the log, removes it everywhere.
     wait_for("expiry on every replica", Duration::from_secs(60), || held_files(root, "quinn@example.edu") == 0);
     assert_eq!(read(&front, "quinn@example.edu", "Quarantine").map(|m| m.len()), Some(0));

@@ -86,11 +86,13 @@ pub struct QuarantineSettings {
     pub retention_s: u64,
     /// How often each group's leader proposes the expiry.
     pub expire_every_s: u64,
+    /// How often users with newly held mail get a digest of it (0: never).
+    pub digest_every_s: u64,
 }
 
 impl Default for QuarantineSettings {
     fn default() -> Self {
-        Self { retention_s: 30 * 86_400, expire_every_s: 3600 }
+        Self { retention_s: 30 * 86_400, expire_every_s: 3600, digest_every_s: 86_400 }
     }
 }
 

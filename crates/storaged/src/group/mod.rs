@@ -240,9 +240,12 @@ fn teacher(cfg: &Config) -> Result<Option<training::Teacher>, GroupError> {
 }
 
 /// While this node leads the group, propose the quarantine's expiry every
-/// `expire_every_s`, with this node's clock as the time every replica expires by.
+/// `expire_every_s`, and its digest once `digest_every_s` have passed since the last one,
+/// with this node's clock as the time every replica goes by.
 async fn expire_quarantine_loop(group: Arc<Group>, settings: crate::config::QuarantineSettings) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(settings.expire_every_s.max(1)));
+    let every = settings.expire_every_s.clamp(1, 60);
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(every));
+    let mut last_expiry = 0i64;
     loop {
         tick.tick().await;
         if !group.is_leader(group.node_id) {
@@ -250,10 +253,28 @@ async fn expire_quarantine_loop(group: Arc<Group>, settings: crate::config::Quar
         }
         let now_s =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-        let op = MailOp::ExpireQuarantine { now_s, retention_s: settings.retention_s };
-        let op_id = OpId::digest(&[b"expire-quarantine", &now_s.to_le_bytes()]);
-        if let Err(e) = group.write(MailRequest { op_id, op }).await {
-            tracing::warn!(group = %group.name, error = %e, "quarantine expiry not committed; next round retries");
+        if now_s - last_expiry >= settings.expire_every_s as i64 {
+            let op = MailOp::ExpireQuarantine { now_s, retention_s: settings.retention_s };
+            if propose(&group, b"expire-quarantine", now_s, op).await {
+                last_expiry = now_s;
+            }
+        }
+        let last_digest = group.sm.store().lock().expect("store lock").digest_through_s();
+        if settings.digest_every_s > 0 && now_s - last_digest >= settings.digest_every_s as i64 {
+            let op = MailOp::QuarantineDigest { now_s, retention_s: settings.retention_s };
+            propose(&group, b"quarantine-digest", now_s, op).await;
+        }
+    }
+}
+
+/// Commit a timed housekeeping operation; whether it was committed.
+async fn propose(group: &Group, what: &[u8], now_s: i64, op: MailOp) -> bool {
+    let op_id = OpId::digest(&[what, &now_s.to_le_bytes()]);
+    match group.write(MailRequest { op_id, op }).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(group = %group.name, error = %e, what = %String::from_utf8_lossy(what), "not committed; next round retries");
+            false
         }
     }
 }

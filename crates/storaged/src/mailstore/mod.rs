@@ -2,6 +2,7 @@
 //! indexes, the outbound queue, and the deterministic apply that turns log entries into
 //! files.
 
+pub mod digest;
 pub mod fates;
 pub mod fileio;
 pub mod index;

@@ -280,6 +280,12 @@ pub enum MailOp {
     TrainingDone {
         ids: Vec<u64>,
     },
+    /// Send each user a digest of what was held for them since the last one (the proposing
+    /// leader's `now_s`, written in the log: every replica writes the same digests).
+    QuarantineDigest {
+        now_s: i64,
+        retention_s: u64,
+    },
 }
 
 /// One entry of a [`MailOp::SetMetadata`]: its name and new value (`None` removes it).

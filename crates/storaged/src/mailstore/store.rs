@@ -58,6 +58,21 @@ pub struct StoreState {
     pub fates: Vec<super::fates::FateRow>,
     /// Spam-training intents waiting, and what was learned (see `training`).
     pub training: super::training::TrainingState,
+    /// The time of the last quarantine digest (`0`: none yet).
+    pub digest_through_s: i64,
+}
+
+/// The state file as written before quarantine digests.
+#[derive(Deserialize)]
+struct StoreStateV6 {
+    last_applied: Option<LogId<u64>>,
+    membership: StoredMembership<u64, BasicNode>,
+    dedup: Vec<(OpId, u64, MailResponse)>,
+    queue: Vec<common::admin::QueueItem>,
+    user_states: Vec<(String, UserState)>,
+    staging: Vec<StagedStream>,
+    fates: Vec<super::fates::FateRow>,
+    training: super::training::TrainingState,
 }
 
 /// The state file as written before spam training.
@@ -210,6 +225,8 @@ pub struct Store {
     fates: super::fates::Fates,
     /// Spam-training intents and what was learned.
     training: super::training::Training,
+    /// The time of the last quarantine digest.
+    digest_through_s: i64,
 }
 
 /// Store errors (I/O on the trees; the operations themselves report `Rejected`).
@@ -245,6 +262,16 @@ fn create_maildir(dir: &Path, is_folder: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// The first `max` bytes of a file (empty if it cannot be read: a digest then shows blanks).
+fn read_prefix(path: &Path, max: usize) -> Vec<u8> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    if let Ok(f) = fs::File::open(path) {
+        let _ = f.take(max as u64).read_to_end(&mut buf);
+    }
+    buf
+}
+
 /// The Maildir base name of the `n`th message an entry at log `index` adds: the same on
 /// every replica, and how a replay finds what the first apply wrote.
 fn message_base(internal_date: i64, index: u64, n: usize, group: &str, len: usize) -> String {
@@ -277,6 +304,7 @@ impl Store {
             readers,
             fates: super::fates::Fates::from_rows(state.fates),
             training: super::training::Training::from_state(state.training),
+            digest_through_s: state.digest_through_s,
         };
         for (id, index, resp) in state.dedup {
             store.remember(id, index, resp);
@@ -297,6 +325,19 @@ impl Store {
                 }
                 bincode::deserialize(body)
                     .or_else(|_| {
+                        bincode::deserialize::<StoreStateV6>(body).map(|v6| StoreState {
+                            last_applied: v6.last_applied,
+                            membership: v6.membership,
+                            dedup: v6.dedup,
+                            queue: v6.queue,
+                            user_states: v6.user_states,
+                            staging: v6.staging,
+                            fates: v6.fates,
+                            training: v6.training,
+                            digest_through_s: 0,
+                        })
+                    })
+                    .or_else(|_| {
                         bincode::deserialize::<StoreStateV5>(body).map(|v5| StoreState {
                             last_applied: v5.last_applied,
                             membership: v5.membership,
@@ -306,6 +347,7 @@ impl Store {
                             staging: v5.staging,
                             fates: v5.fates,
                             training: Default::default(),
+                            digest_through_s: 0,
                         })
                     })
                     .or_else(|_| {
@@ -318,6 +360,7 @@ impl Store {
                             staging: v4.staging,
                             fates: Vec::new(),
                             training: Default::default(),
+                            digest_through_s: 0,
                         })
                     })
                     .or_else(|_| {
@@ -330,6 +373,7 @@ impl Store {
                             staging: Vec::new(),
                             fates: Vec::new(),
                             training: Default::default(),
+                            digest_through_s: 0,
                         })
                     })
                     .or_else(|_| {
@@ -342,6 +386,7 @@ impl Store {
                             staging: Vec::new(),
                             fates: Vec::new(),
                             training: Default::default(),
+                            digest_through_s: 0,
                         })
                     })
                     .or_else(|_| {
@@ -354,6 +399,7 @@ impl Store {
                             staging: Vec::new(),
                             fates: Vec::new(),
                             training: Default::default(),
+                            digest_through_s: 0,
                         })
                     })
                     .map_err(|e| StoreError::State(e.to_string()))
@@ -536,6 +582,7 @@ impl Store {
             }
             MailOp::SetMetadata { user, mailbox, entries } => self.set_metadata(user, mailbox, entries),
             MailOp::ExpireQuarantine { now_s, retention_s } => self.expire_quarantine(index, *now_s, *retention_s),
+            MailOp::QuarantineDigest { now_s, retention_s } => self.quarantine_digest(index, *now_s, *retention_s),
             MailOp::TrainingDone { ids } => {
                 self.training.done(ids);
                 Ok(MailResponse::Done)
@@ -732,6 +779,61 @@ impl Store {
         }
         if expired > 0 {
             tracing::info!(index, expired, cutoff, "quarantined messages past their retention expunged");
+        }
+        Ok(MailResponse::Done)
+    }
+
+    /// When the last quarantine digest went out (`0`: never).
+    pub fn digest_through_s(&self) -> i64 {
+        self.digest_through_s
+    }
+
+    /// Mail each user held messages arrived for since the last digest a list of them (into
+    /// their INBOX), then move the mark to `now_s`. The first digest covers a day. Times are
+    /// the log's (the proposer's clock and the deliveries' internal dates), never this node's.
+    fn quarantine_digest(&mut self, index: u64, now_s: i64, retention_s: u64) -> Result<MailResponse, StoreError> {
+        use super::digest::{self, Held};
+        let since = match self.digest_through_s {
+            0 => now_s - 86_400,
+            s => s,
+        };
+        if now_s <= since {
+            return Ok(MailResponse::Done);
+        }
+        self.digest_through_s = now_s;
+        let quarantine = MailboxName::parse(super::names::QUARANTINE).expect("a valid mailbox name");
+        let (inbox, mut sent) = (MailboxName::inbox(), 0);
+        for user in self.users() {
+            if self.move_refusal(user.as_str()).is_some() {
+                continue;
+            }
+            let Some(idx) = self.mailbox(&user, &quarantine)? else { continue };
+            // [since, now_s): a message of the digest's own second waits for the next one, so
+            // none is listed twice or never (times are whole seconds).
+            let new: Vec<MessageMeta> =
+                idx.messages.iter().filter(|m| m.internal_date >= since && m.internal_date < now_s).cloned().collect();
+            if new.is_empty() {
+                continue;
+            }
+            let held: Vec<Held> = new
+                .iter()
+                .map(|m| {
+                    let head = read_prefix(&self.message_path(&user, &quarantine, m), digest::HEADER_MAX_BYTES);
+                    Held {
+                        uid: m.uid,
+                        internal_date: m.internal_date,
+                        score: digest::header(&head, "X-Spam-Score"),
+                        from: digest::header(&head, "From"),
+                        subject: digest::header(&head, "Subject"),
+                    }
+                })
+                .collect();
+            let text = digest::message(user.as_str(), &held, now_s, retention_s, index);
+            self.deliver(index, &[user.as_str().to_string()], &inbox, now_s, &text)?;
+            sent += 1;
+        }
+        if sent > 0 {
+            tracing::info!(index, users = sent, "quarantine digests delivered");
         }
         Ok(MailResponse::Done)
     }
@@ -1475,6 +1577,7 @@ impl Store {
             staging: self.staging.streams(),
             fates: self.fates.rows(),
             training: self.training.state(),
+            digest_through_s: self.digest_through_s,
         };
         let body = bincode::serialize(&state).map_err(|e| StoreError::State(e.to_string()))?;
         self.unchecked = 0;

@@ -6,6 +6,7 @@
 
 use anyhow::{bail, Context};
 use common::admin::MailboxSummary;
+use storaged::mailstore::digest::header;
 use storaged::mailstore::{MailOp, MailResponse, OpId};
 
 use super::admin::Admin;
@@ -14,8 +15,6 @@ use super::directory::UserDirectory;
 const QUARANTINE: &str = "Quarantine";
 /// Messages listed at most (the newest).
 const LISTED_MAX: usize = 500;
-/// Header bytes read per listed message.
-const HEADER_MAX_BYTES: usize = 16 * 1024;
 
 /// A user's quarantine: their primary address, mailhost and the mailbox (if any).
 async fn quarantine_of(
@@ -27,30 +26,6 @@ async fn quarantine_of(
     let mail = admin.user_mail(&group, &user).await?;
     let held = mail.mailboxes.into_iter().find(|m| m.name == QUARANTINE);
     Ok((user, group, held))
-}
-
-/// A header field's value (unfolded, first occurrence) from a message's header section.
-fn header(message: &[u8], name: &str) -> String {
-    let head = &message[..message.len().min(HEADER_MAX_BYTES)];
-    let text = String::from_utf8_lossy(head);
-    let mut value: Option<String> = None;
-    for line in text.split("\r\n").take_while(|l| !l.is_empty()) {
-        match &mut value {
-            Some(v) if line.starts_with([' ', '\t']) => {
-                v.push(' ');
-                v.push_str(line.trim_start());
-            }
-            Some(_) => break,
-            None => {
-                if let Some((n, v)) = line.split_once(':') {
-                    if n.eq_ignore_ascii_case(name) {
-                        value = Some(v.trim().to_string());
-                    }
-                }
-            }
-        }
-    }
-    value.unwrap_or_default().chars().filter(|c| !c.is_control()).take(60).collect()
 }
 
 /// One line per held message: id (UID), when it arrived, its score, sender and subject.
@@ -116,18 +91,4 @@ pub async fn delete(admin: &Admin, dir: &UserDirectory, address: &str, uid: u32)
     let op = MailOp::Expunge { user: user.clone(), mailbox: QUARANTINE.into(), uids: vec![uid] };
     admin.apply_once(&group, op_id("delete", &user, &held, uid), op).await?;
     Ok(format!("deleted held message {uid} of {user}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn header_fields_are_read_unfolded_and_cleaned() {
-        let m = b"From: a@b\r\nSubject: one\r\n two\r\nX-Spam-Score: 15.00\r\nX-Evil: \x1b[2J\r\n\r\nSubject: body";
-        assert_eq!(header(m, "subject"), "one two");
-        assert_eq!(header(m, "X-Spam-Score"), "15.00");
-        assert_eq!(header(m, "x-evil"), "[2J");
-        assert_eq!(header(m, "To"), "");
-    }
 }
