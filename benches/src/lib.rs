@@ -8,6 +8,7 @@ pub mod paired;
 pub mod peers;
 pub mod procs;
 pub mod raw_log;
+pub mod scanners;
 pub mod scratch_fs;
 pub mod sinks;
 pub mod stats;

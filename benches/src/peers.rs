@@ -114,6 +114,11 @@ pub struct Postfix {
 /// Postfix+Dovecot pair. Its `250` means "in Postfix's queue" (one fsync'd copy); delivery
 /// to Dovecot follows asynchronously.
 pub fn start_postfix(dir: &Path, lmtp: &str, procs: &mut Procs) -> anyhow::Result<Postfix> {
+    start_postfix_with(dir, lmtp, "", procs)
+}
+
+/// [`start_postfix`] with more `main.cf` lines (milters, say).
+pub fn start_postfix_with(dir: &Path, lmtp: &str, extra_main: &str, procs: &mut Procs) -> anyhow::Result<Postfix> {
     let port = free_port();
     let etc = dir.join("etc");
     let queue = dir.join("queue");
@@ -144,7 +149,7 @@ pub fn start_postfix(dir: &Path, lmtp: &str, procs: &mut Procs) -> anyhow::Resul
         data = data.display(),
         d = dir.display(),
     );
-    std::fs::write(etc.join("main.cf"), main)?;
+    std::fs::write(etc.join("main.cf"), format!("{main}{extra_main}"))?;
     let services = [
         ("cleanup", "unix", "n", "-", "0"),
         ("qmgr", "unix", "n", "300", "1"),

@@ -11,6 +11,10 @@ pub struct Procs(pub Vec<Child>);
 impl Drop for Procs {
     fn drop(&mut self) {
         for c in &mut self.0 {
+            // A child that leads a process group of its own (rspamd and its workers) takes
+            // the group with it.
+            // SAFETY: signalling our own child's process group (ESRCH if it leads none).
+            unsafe { libc::kill(-(c.id() as i32), libc::SIGKILL) };
             let _ = c.kill();
             let _ = c.wait();
         }

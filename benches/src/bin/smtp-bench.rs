@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use benches::lmtp_load::{run_as, Dialect, LmtpStats};
 use benches::paired::{median_by, paired};
-use benches::peers::{frontd_binary, spawn_frontd, start_dovecot, start_postfix, start_storaged};
+use benches::peers::{frontd_binary, spawn_frontd, start_dovecot, start_postfix_with, start_storaged};
 use benches::procs::{free_port, Procs};
 use clap::Parser;
 use clusterkit::front;
@@ -39,6 +39,10 @@ struct Args {
     source_messages: usize,
     #[arg(long, default_value = "target/bench-smtp")]
     dir: PathBuf,
+    /// Both sides scan every message with the same clamd and rspamd: ours through its
+    /// scanning stage, Postfix through rspamd's milter and clamav-milter.
+    #[arg(long)]
+    scan: bool,
 }
 
 fn wait_smtp(addr: &str) -> anyhow::Result<()> {
@@ -77,6 +81,13 @@ fn main() -> anyhow::Result<()> {
     let dir = std::fs::canonicalize(&args.dir)?;
     let frontd = frontd_binary()?;
     let mut procs = Procs::default();
+    let scanners = if args.scan {
+        let d = dir.join("scanners");
+        std::fs::create_dir_all(&d)?;
+        Some(benches::scanners::start(&d, 32 << 20, &mut procs).context("starting clamd, rspamd, clamav-milter")?)
+    } else {
+        None
+    };
 
     // Ours: three storaged nodes and frontd with an LDIF directory.
     let ours_dir = dir.join("ours");
@@ -99,6 +110,10 @@ fn main() -> anyhow::Result<()> {
     cfg.listen.smtp = Some(front_smtp.clone());
     cfg.limits.connections_max = 4096;
     cfg.smtp.local_domains = vec!["example.edu".into()];
+    if let Some(s) = &scanners {
+        cfg.scan.clamd = Some(s.clamd_socket.clone());
+        cfg.scan.rspamd = Some(s.rspamd.clone());
+    }
     front::write(&ours_dir.join("frontd.toml"), &cfg)?;
     procs.0.push(spawn_frontd(&frontd, &ours_dir)?);
 
@@ -108,7 +123,13 @@ fn main() -> anyhow::Result<()> {
     let dovecot = start_dovecot(&dv_dir, &mut procs).context("starting dovecot")?;
     let pf_dir = dir.join("postfix");
     std::fs::create_dir_all(&pf_dir)?;
-    let postfix = start_postfix(&pf_dir, &dovecot.lmtp, &mut procs).context("starting postfix")?;
+    let milters = scanners.as_ref().map_or(String::new(), |s| {
+        format!(
+            "smtpd_milters = inet:{}, inet:{}\nmilter_default_action = tempfail\nmilter_protocol = 6\n",
+            s.rspamd_milter, s.clamav_milter
+        )
+    });
+    let postfix = start_postfix_with(&pf_dir, &dovecot.lmtp, &milters, &mut procs).context("starting postfix")?;
 
     wait_smtp(&front_smtp)?;
     wait_smtp(&postfix.smtp)?;
@@ -123,7 +144,11 @@ fn main() -> anyhow::Result<()> {
     let ratio = runs.ratio;
     let errors = (runs.ours.iter().map(|s| s.errors).sum::<u64>(), runs.peer.iter().map(|s| s.errors).sum::<u64>());
     let (o, p) = (median_by(runs.ours, LmtpStats::per_sec), median_by(runs.peer, LmtpStats::per_sec));
-    println!("closed-loop SMTP, {n} sessions, {size}-byte messages, {} s x {} rounds:", args.seconds, args.rounds);
+    let scanning = if args.scan { ", both scanning with clamd + rspamd" } else { "" };
+    println!(
+        "closed-loop SMTP, {n} sessions, {size}-byte messages, {} s x {} rounds{scanning}:",
+        args.seconds, args.rounds
+    );
     println!("| ours msg/s | Postfix+Dovecot msg/s | ratio | ours p50/p99 ms | peer p50/p99 ms | errors ours/peer |");
     println!("|---|---|---|---|---|---|");
     println!(
