@@ -167,6 +167,11 @@ impl Rspamd {
         if let Some(redis) = &ports.redis {
             crate::write_private(&local.join("redis.conf"), &format!("servers = \"{redis}\";\n"))?;
         }
+        // A local cluster's clients are all on loopback: check SPF and DMARC for them too
+        // (rspamd skips its local_addrs by default), so Authentication-Results says something.
+        for module in ["spf", "dmarc"] {
+            crate::write_private(&local.join(format!("{module}.conf")), "check_local = true;\n")?;
+        }
         for module in REMOTE_MODULES {
             crate::write_private(&local.join(format!("{module}.conf")), "enabled = false;\n")?;
         }
