@@ -14,6 +14,7 @@ pub mod mime;
 pub mod pop3;
 pub mod raftlog_record;
 pub mod rpc;
+pub mod scan;
 pub mod smtp;
 pub mod smtp_reply;
 
@@ -29,6 +30,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("pop3", pop3::run),
     ("raftlog_record", raftlog_record::run),
     ("rpc", rpc::run),
+    ("scan", scan::run),
     ("smtp", smtp::run),
     ("smtp_reply", smtp_reply::run),
 ];

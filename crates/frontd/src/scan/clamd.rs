@@ -147,8 +147,8 @@ async fn read_reply<S: AsyncRead + Unpin>(s: &mut S) -> std::io::Result<Vec<u8>>
     Ok(reply)
 }
 
-/// `stream: OK`, `stream: NAME FOUND`, `... ERROR`.
-fn parse_reply(reply: &[u8]) -> Result<AvVerdict, ClamdError> {
+/// clamd's reply: `stream: OK`, `stream: NAME FOUND`, `... ERROR`.
+pub fn parse_reply(reply: &[u8]) -> Result<AvVerdict, ClamdError> {
     let text = String::from_utf8_lossy(reply);
     let text = text.trim_end_matches(['\n', '\r', '\0']);
     let body = text.strip_prefix("stream: ").unwrap_or(text);

@@ -105,7 +105,8 @@ impl Rspamd {
     }
 }
 
-fn parse_check(body: &[u8]) -> Result<SpamReport, RspamdError> {
+/// A `/checkv2` reply: score, action and the symbols that fired (names checked).
+pub fn parse_check(body: &[u8]) -> Result<SpamReport, RspamdError> {
     let reply: CheckReply = serde_json::from_slice(body).map_err(|e| RspamdError::Reply(e.to_string()))?;
     if !reply.score.is_finite() {
         return Err(RspamdError::Reply(format!("score {}", reply.score)));
