@@ -14,6 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use clusterkit::scanners::{EICAR, GTUBE, TEST_MALWARE};
+use frontd::config::{GroupSection, MemberSection, QueueSection};
 use support::*;
 use tests::scanners::{Clamd, Rspamd};
 
@@ -38,6 +39,7 @@ fn scanning_front(
     clamd: &Clamd,
     rspamd: Option<&Rspamd>,
     unavailable: &'static str,
+    queued: bool,
 ) -> Front {
     std::fs::create_dir_all(root).unwrap();
     std::fs::write(root.join("ldap.pw"), LDAP_BIND_PASSWORD).unwrap();
@@ -55,7 +57,21 @@ fn scanning_front(
         cfg.smtp.body_memory_per_address_max_bytes = 128 << 20;
         cfg.smtp.body_memory_max_bytes = 256 << 20;
     });
-    let options = FrontOptions { tls: true, plaintext_loopback: true, tune: Some(tune), ..FrontOptions::default() };
+    let mut options = FrontOptions { tls: true, plaintext_loopback: true, tune: Some(tune), ..FrontOptions::default() };
+    if queued {
+        // A replicated queue on the running groups, and zed's mailhost zeus, which never runs.
+        let zeus = GroupSection {
+            name: "zeus".into(),
+            members: vec![MemberSection { id: 9, imap: None, pop3: None, lmtp: Some(free_addr()), admin: None }],
+        };
+        let scan_tune = options.tune.take().expect("set above");
+        options.tune = Some(Box::new(move |c| {
+            scan_tune(c);
+            c.groups.insert(0, zeus.clone());
+        }));
+        options.queue = Some(QueueSection { groups: vec!["hermes".into(), "apollo".into()], ..fast_queue(30) });
+        options.route_timeout_ms = Some(3000);
+    }
     let front = Front::start_opts(root, storage, ldap_directory(slapd), options);
     wait_listening(&front.smtp, "frontd SMTP");
     front
@@ -210,7 +226,7 @@ fn viruses_are_refused_everywhere_and_spam_meets_each_recipients_policy() {
     let slapd = Slapd::start_with(root, &scan_users());
     let clamd = Clamd::start(root);
     let rspamd = Rspamd::start(root);
-    let front = scanning_front(root, &storage, &slapd, &clamd, Some(&rspamd), "tempfail");
+    let front = scanning_front(root, &storage, &slapd, &clamd, Some(&rspamd), "tempfail", false);
 
     // Viruses: a plain body, a base64 attachment, inside a zip; ours too; MX and submission.
     let zip = zipped_eicar_base64();
@@ -343,8 +359,8 @@ fn a_silent_scanner_defers_mail_or_marks_it_unscanned_and_scanning_resumes() {
     let storage = Storage::start(root);
     let slapd = Slapd::start_with(root, &scan_users());
     let mut clamd = Clamd::start(root);
-    let deferring = scanning_front(root, &storage, &slapd, &clamd, None, "tempfail");
-    let accepting = scanning_front(&root.join("accepting"), &storage, &slapd, &clamd, None, "accept");
+    let deferring = scanning_front(root, &storage, &slapd, &clamd, None, "tempfail", false);
+    let accepting = scanning_front(&root.join("accepting"), &storage, &slapd, &clamd, None, "accept", false);
 
     let (_, last) = send(&deferring.smtp, None, &["dora@example.edu"], &message("before", "hello"));
     assert!(last.as_deref().unwrap().starts_with("250"), "{last:?}");
@@ -409,7 +425,7 @@ fn hostile_messages_get_a_clear_reply_and_the_stage_stays_up() {
     let slapd = Slapd::start_with(root, &scan_users());
     let clamd = Clamd::start(root);
     let rspamd = Rspamd::start(root);
-    let front = scanning_front(root, &storage, &slapd, &clamd, Some(&rspamd), "tempfail");
+    let front = scanning_front(root, &storage, &slapd, &clamd, Some(&rspamd), "tempfail", false);
 
     let broken = message(
         "broken mime",
@@ -482,7 +498,7 @@ fn quarantined_mail_expires_on_every_replica_after_its_retention() {
     let slapd = Slapd::start_with(root, &scan_users());
     let clamd = Clamd::start(root);
     let rspamd = Rspamd::start(root);
-    let front = scanning_front(root, &storage, &slapd, &clamd, Some(&rspamd), "tempfail");
+    let front = scanning_front(root, &storage, &slapd, &clamd, Some(&rspamd), "tempfail", false);
 
     let (_, last) = send(&front.smtp, None, &["quinn@example.edu"], &message("ham stays", "hello"));
     assert!(last.as_deref().unwrap().starts_with("250"), "{last:?}");
@@ -525,7 +541,7 @@ fn the_postmaster_lists_shows_releases_once_and_deletes_held_mail_which_survives
     let slapd = Slapd::start_with(root, &scan_users());
     let clamd = Clamd::start(root);
     let rspamd = Rspamd::start(root);
-    let front = scanning_front(root, &storage, &slapd, &clamd, Some(&rspamd), "tempfail");
+    let front = scanning_front(root, &storage, &slapd, &clamd, Some(&rspamd), "tempfail", false);
     for k in 0..3 {
         let (_, last) = send(&front.smtp, None, &["quinn@example.edu"], &message(&format!("held {k}"), GTUBE));
         assert!(last.as_deref().unwrap().starts_with("250"), "{last:?}");
@@ -607,7 +623,7 @@ fn moves_into_and_out_of_junk_train_rspamd_once_even_across_a_leader_kill() {
     });
     let slapd = Slapd::start_with(root, &scan_users());
     let clamd = Clamd::start(root);
-    let front = scanning_front(root, &storage, &slapd, &clamd, Some(&rspamd), "tempfail");
+    let front = scanning_front(root, &storage, &slapd, &clamd, Some(&rspamd), "tempfail", false);
     // Enough words for rspamd's Bayes (it needs 11 tokens).
     let words = "Exclusive offer for valued customers: order discounted watches and medication today, \
                  limited stock, free worldwide shipping, satisfaction guaranteed or your money back.";
@@ -645,4 +661,25 @@ fn moves_into_and_out_of_junk_train_rspamd_once_even_across_a_leader_kill() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(rspamd.learned(), 5);
     storage.start_node(leader);
+}
+
+#[test]
+fn with_scanning_a_mailhost_that_is_down_queues_the_stamped_inbox_copy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let storage = Storage::start(root);
+    let slapd = Slapd::start_with(root, &scan_users());
+    let clamd = Clamd::start(root);
+    let front = scanning_front(root, &storage, &slapd, &clamd, None, "tempfail", true);
+    let (_, last) = send(&front.smtp, None, &["zed@example.edu"], &message("for zeus", "hello"));
+    let last = last.unwrap();
+    assert!(last.starts_with("250 2.0.0 queued as "), "{last}");
+    let id = last.rsplit(' ').next().unwrap().to_string();
+    let (ok, shown) = mailctl(root, &["queue", "show", &id]);
+    assert!(ok && shown.contains("zed@example.edu") && shown.contains("X-Virus-Status: Clean"), "{shown}");
+    // A virus is still refused, never queued.
+    let (_, last) = send(&front.smtp, None, &["zed@example.edu"], &message("virus for zeus", EICAR));
+    assert!(last.as_deref().unwrap().starts_with("554 5.7.1"), "{last:?}");
+    let (ok, list) = mailctl(root, &["queue", "list"]);
+    assert!(ok && list.matches("zed@example.edu").count() == 1, "{list}");
 }

@@ -116,7 +116,13 @@ async fn file_locally(
     let mut filed = 0;
     for ((folder, stamp), (fate, members)) in classes {
         let recipients: Vec<String> = members.iter().map(|i| envelope.recipients[*i].clone()).collect();
-        let answers = front.router.deliver(&envelope.from, &recipients, &[stamp.as_bytes(), message], folder).await;
+        let mut answers = front.router.deliver(&envelope.from, &recipients, &[stamp.as_bytes(), message], folder).await;
+        if folder == Folder::Inbox && answers.iter().all(|a| a.starts_with('4')) && front.queue.is_some() {
+            // The mailhost is down: the stamped copy waits in the replicated queue (which
+            // files into INBOX only; Junk and quarantine copies are deferred instead).
+            tracing::info!(reply = %answers[0], "mailhost unavailable: queueing the scanned copy");
+            answers = enqueue(front, &envelope.from, &recipients, &[stamp.as_bytes(), message].concat()).await;
+        }
         tracing::info!(from = %envelope.from, recipients = recipients.len(), fate = fate.name(), ?folder, reply = %answers[0], "SMTP message filed");
         front.fates.count(&fate, members.len() as u64);
         for (i, answer) in members.iter().zip(answers) {
