@@ -7,16 +7,22 @@
 
 use frontd::scan::{clamd, headers, rspamd};
 
-/// Whether a field of ours starts a line of `message`'s header section.
+/// Whether a field of ours starts a line of `message`'s header section (which ends at the
+/// first empty line, CRLF or bare LF).
 fn has_our_field(message: &[u8]) -> bool {
     let text = String::from_utf8_lossy(message).to_ascii_lowercase();
-    let head = text.split("\r\n\r\n").next().unwrap_or("").split("\n\n").next().unwrap_or("");
-    head.split('\n').any(|line| {
-        let name = line.split(':').next().unwrap_or("").trim_end();
-        line.contains(':')
-            && !line.starts_with([' ', '\t'])
-            && (name == "x-spam" || name.starts_with("x-spam-") || name.starts_with("x-virus-"))
-    })
+    for line in text.split('\n') {
+        if line.is_empty() || line == "\r" {
+            return false;
+        }
+        let Some((name, _)) = line.split_once(':') else { continue };
+        let name = name.trim_end();
+        let ours = name == "x-spam" || name.starts_with("x-spam-") || name.starts_with("x-virus-");
+        if ours && !line.starts_with([' ', '\t']) {
+            return true;
+        }
+    }
+    false
 }
 
 pub fn run(data: &[u8]) {
