@@ -62,67 +62,59 @@ pub struct StoreState {
     pub digest_through_s: i64,
 }
 
-/// The state file as written before quarantine digests.
-#[derive(Deserialize)]
-struct StoreStateV6 {
-    last_applied: Option<LogId<u64>>,
-    membership: StoredMembership<u64, BasicNode>,
-    dedup: Vec<(OpId, u64, MailResponse)>,
-    queue: Vec<common::admin::QueueItem>,
-    user_states: Vec<(String, UserState)>,
-    staging: Vec<StagedStream>,
-    fates: Vec<super::fates::FateRow>,
-    training: super::training::TrainingState,
-}
-
-/// The state file as written before spam training.
-#[derive(Deserialize)]
-struct StoreStateV5 {
-    last_applied: Option<LogId<u64>>,
-    membership: StoredMembership<u64, BasicNode>,
-    dedup: Vec<(OpId, u64, MailResponse)>,
-    queue: Vec<common::admin::QueueItem>,
-    user_states: Vec<(String, UserState)>,
-    staging: Vec<StagedStream>,
-    fates: Vec<super::fates::FateRow>,
-}
-
-/// The state file as written before fates were counted.
-#[derive(Deserialize)]
-struct StoreStateV4 {
-    last_applied: Option<LogId<u64>>,
-    membership: StoredMembership<u64, BasicNode>,
-    dedup: Vec<(OpId, u64, MailResponse)>,
-    queue: Vec<common::admin::QueueItem>,
-    user_states: Vec<(String, UserState)>,
-    staging: Vec<StagedStream>,
-}
-
-/// The state file as written before large operations were staged.
-#[derive(Deserialize)]
-struct StoreStateV3 {
-    last_applied: Option<LogId<u64>>,
-    membership: StoredMembership<u64, BasicNode>,
-    dedup: Vec<(OpId, u64, MailResponse)>,
-    queue: Vec<common::admin::QueueItem>,
-    user_states: Vec<(String, UserState)>,
-}
-
-/// The state file as written before user states existed.
-#[derive(Deserialize)]
-struct StoreStateV2 {
-    last_applied: Option<LogId<u64>>,
-    membership: StoredMembership<u64, BasicNode>,
-    dedup: Vec<(OpId, u64, MailResponse)>,
-    queue: Vec<common::admin::QueueItem>,
-}
-
-/// The state file as written before the queue existed.
-#[derive(Deserialize)]
-struct StoreStateV1 {
-    last_applied: Option<LogId<u64>>,
-    membership: StoredMembership<u64, BasicNode>,
-    dedup: Vec<(OpId, u64, MailResponse)>,
+/// The state file of an earlier format: the current layout's first fields up to the one
+/// that format lacked. bincode writes fields back to back without names, so an older file
+/// decodes as a prefix of the current one (a tuple of the same fields encodes the same);
+/// the fields it lacks take their defaults. Longest first: bincode ignores trailing bytes.
+fn decode_state(body: &[u8]) -> bincode::Result<StoreState> {
+    use bincode::deserialize as de;
+    type Base = (Option<LogId<u64>>, StoredMembership<u64, BasicNode>, Vec<(OpId, u64, MailResponse)>);
+    type Queue = Vec<common::admin::QueueItem>;
+    type Users = Vec<(String, UserState)>;
+    type Staged = Vec<StagedStream>;
+    type Fates = Vec<super::fates::FateRow>;
+    type Training = super::training::TrainingState;
+    let base = |(last_applied, membership, dedup): Base| StoreState {
+        last_applied,
+        membership,
+        dedup,
+        ..StoreState::default()
+    };
+    de::<StoreState>(body)
+        .or_else(|_| {
+            de::<(Base, Queue, Users, Staged, Fates, Training)>(body).map(
+                |(b, queue, user_states, staging, fates, training)| StoreState {
+                    queue,
+                    user_states,
+                    staging,
+                    fates,
+                    training,
+                    ..base(b)
+                },
+            )
+        })
+        .or_else(|_| {
+            de::<(Base, Queue, Users, Staged, Fates)>(body).map(|(b, queue, user_states, staging, fates)| StoreState {
+                queue,
+                user_states,
+                staging,
+                fates,
+                ..base(b)
+            })
+        })
+        .or_else(|_| {
+            de::<(Base, Queue, Users, Staged)>(body).map(|(b, queue, user_states, staging)| StoreState {
+                queue,
+                user_states,
+                staging,
+                ..base(b)
+            })
+        })
+        .or_else(|_| {
+            de::<(Base, Queue, Users)>(body).map(|(b, queue, user_states)| StoreState { queue, user_states, ..base(b) })
+        })
+        .or_else(|_| de::<(Base, Queue)>(body).map(|(b, queue)| StoreState { queue, ..base(b) }))
+        .or_else(|_| de::<Base>(body).map(base))
 }
 
 type BoxKey = (UserName, MailboxName);
@@ -323,86 +315,7 @@ impl Store {
                 if crc32c::crc32c(body).to_le_bytes() != crc {
                     return Err(StoreError::State("checksum mismatch".into()));
                 }
-                bincode::deserialize(body)
-                    .or_else(|_| {
-                        bincode::deserialize::<StoreStateV6>(body).map(|v6| StoreState {
-                            last_applied: v6.last_applied,
-                            membership: v6.membership,
-                            dedup: v6.dedup,
-                            queue: v6.queue,
-                            user_states: v6.user_states,
-                            staging: v6.staging,
-                            fates: v6.fates,
-                            training: v6.training,
-                            digest_through_s: 0,
-                        })
-                    })
-                    .or_else(|_| {
-                        bincode::deserialize::<StoreStateV5>(body).map(|v5| StoreState {
-                            last_applied: v5.last_applied,
-                            membership: v5.membership,
-                            dedup: v5.dedup,
-                            queue: v5.queue,
-                            user_states: v5.user_states,
-                            staging: v5.staging,
-                            fates: v5.fates,
-                            training: Default::default(),
-                            digest_through_s: 0,
-                        })
-                    })
-                    .or_else(|_| {
-                        bincode::deserialize::<StoreStateV4>(body).map(|v4| StoreState {
-                            last_applied: v4.last_applied,
-                            membership: v4.membership,
-                            dedup: v4.dedup,
-                            queue: v4.queue,
-                            user_states: v4.user_states,
-                            staging: v4.staging,
-                            fates: Vec::new(),
-                            training: Default::default(),
-                            digest_through_s: 0,
-                        })
-                    })
-                    .or_else(|_| {
-                        bincode::deserialize::<StoreStateV3>(body).map(|v3| StoreState {
-                            last_applied: v3.last_applied,
-                            membership: v3.membership,
-                            dedup: v3.dedup,
-                            queue: v3.queue,
-                            user_states: v3.user_states,
-                            staging: Vec::new(),
-                            fates: Vec::new(),
-                            training: Default::default(),
-                            digest_through_s: 0,
-                        })
-                    })
-                    .or_else(|_| {
-                        bincode::deserialize::<StoreStateV2>(body).map(|v2| StoreState {
-                            last_applied: v2.last_applied,
-                            membership: v2.membership,
-                            dedup: v2.dedup,
-                            queue: v2.queue,
-                            user_states: Vec::new(),
-                            staging: Vec::new(),
-                            fates: Vec::new(),
-                            training: Default::default(),
-                            digest_through_s: 0,
-                        })
-                    })
-                    .or_else(|_| {
-                        bincode::deserialize::<StoreStateV1>(body).map(|v1| StoreState {
-                            last_applied: v1.last_applied,
-                            membership: v1.membership,
-                            dedup: v1.dedup,
-                            queue: Vec::new(),
-                            user_states: Vec::new(),
-                            staging: Vec::new(),
-                            fates: Vec::new(),
-                            training: Default::default(),
-                            digest_through_s: 0,
-                        })
-                    })
-                    .map_err(|e| StoreError::State(e.to_string()))
+                decode_state(body).map_err(|e| StoreError::State(e.to_string()))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(StoreState::default()),
             Err(e) => Err(io_ctx("read state")(e)),
@@ -1643,5 +1556,38 @@ impl Store {
             return Ok(None);
         }
         Ok(self.boxes.get(&key).cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_earlier_state_format_decodes_with_the_later_fields_at_their_defaults() {
+        let dedup = vec![(OpId([7; 16]), 42u64, MailResponse::Done)];
+        let membership = StoredMembership::<u64, BasicNode>::default();
+        let base = (None::<LogId<u64>>, membership, dedup.clone());
+        let users = vec![("a@example.edu".to_string(), UserState::Frozen)];
+        let fates = vec![(20_000i64, "clean".to_string(), String::new(), 3u64)];
+        let v1 = bincode::serialize(&base).unwrap();
+        let v3 = bincode::serialize(&(&base, Vec::<common::admin::QueueItem>::new(), &users)).unwrap();
+        let v5 = bincode::serialize(&(
+            &base,
+            Vec::<common::admin::QueueItem>::new(),
+            &users,
+            Vec::<StagedStream>::new(),
+            &fates,
+        ))
+        .unwrap();
+        let s1 = decode_state(&v1).unwrap();
+        assert_eq!((s1.dedup.len(), s1.user_states.len(), s1.digest_through_s), (1, 0, 0));
+        let s3 = decode_state(&v3).unwrap();
+        assert_eq!((s3.user_states.len(), s3.fates.len()), (1, 0));
+        let s5 = decode_state(&v5).unwrap();
+        assert_eq!((s5.user_states.len(), s5.fates.clone(), s5.training.0.len()), (1, fates, 0));
+        let now = StoreState { digest_through_s: 9, ..s5 };
+        assert_eq!(decode_state(&bincode::serialize(&now).unwrap()).unwrap().digest_through_s, 9);
+        assert!(decode_state(b"\x01").is_err());
     }
 }

@@ -6,7 +6,7 @@
 //! direction. Bounded: [`PENDING_MAX`] waiting (the oldest give way), [`LEARNED_MAX`]
 //! remembered. It never reads mail and never talks to rspamd itself.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +35,9 @@ pub type TrainingState = (Vec<(u64, Intent)>, Vec<(u64, bool)>);
 #[derive(Debug, Clone, Default)]
 pub struct Training {
     pending: BTreeMap<u64, Intent>,
+    /// `(email_id, spam)` of every pending intent: a MOVE of many messages checks each in
+    /// constant time, not against every waiting intent.
+    waiting: HashSet<(u64, bool)>,
     learned: BTreeSet<(u64, bool)>,
     learned_order: VecDeque<(u64, bool)>,
 }
@@ -52,6 +55,7 @@ pub fn direction(from: &MailboxName, to: &MailboxName) -> Option<bool> {
 impl Training {
     pub fn from_state((pending, learned): TrainingState) -> Self {
         let mut t = Self { pending: pending.into_iter().collect(), ..Self::default() };
+        t.waiting = t.pending.values().map(|i| (i.email_id, i.spam)).collect();
         learned.into_iter().for_each(|l| t.remember(l));
         t
     }
@@ -64,12 +68,14 @@ impl Training {
     /// was learned, or is waiting, in this direction already.
     pub fn record(&mut self, id: u64, intent: Intent) {
         let key = (intent.email_id, intent.spam);
-        if self.learned.contains(&key) || self.pending.values().any(|i| (i.email_id, i.spam) == key) {
+        if self.learned.contains(&key) || !self.waiting.insert(key) {
             return;
         }
         self.pending.insert(id, intent);
         while self.pending.len() > PENDING_MAX {
-            self.pending.pop_first();
+            if let Some((_, old)) = self.pending.pop_first() {
+                self.waiting.remove(&(old.email_id, old.spam));
+            }
         }
     }
 
@@ -77,6 +83,7 @@ impl Training {
     pub fn done(&mut self, ids: &[u64]) {
         for id in ids {
             if let Some(i) = self.pending.remove(id) {
+                self.waiting.remove(&(i.email_id, i.spam));
                 self.remember((i.email_id, i.spam));
             }
         }
