@@ -106,10 +106,9 @@ fn relation(comparator: Comparator, value: &str, key: &str, op: RelOp) -> bool {
     }
 }
 
+/// i;ascii-numeric has no substring operations (RFC 4790 §9.1.1); like Pigeonhole, :contains
+/// and :matches with it compare octets (spamtest's default comparator meets `:matches "*"`).
 fn contains(comparator: Comparator, value: &str, key: &str, budget: &mut Budget) -> Result<bool, RuntimeError> {
-    if comparator == Comparator::AsciiNumeric {
-        return Ok(false);
-    }
     let value: Vec<char> = value.chars().map(|c| fold(comparator, c)).collect();
     let key: Vec<Pat> = key.chars().map(|c| Pat::Char(fold(comparator, c))).collect();
     Ok(find(&value, 0, &key, budget)?.is_some())
@@ -166,9 +165,6 @@ fn glob(
     budget: &mut Budget,
     captures: Option<&mut Vec<String>>,
 ) -> Result<bool, RuntimeError> {
-    if comparator == Comparator::AsciiNumeric {
-        return Ok(false);
-    }
     let original: Vec<char> = value.chars().collect();
     let folded: Vec<char> = original.iter().map(|&c| fold(comparator, c)).collect();
     let segs = segments(comparator, key);

@@ -108,7 +108,11 @@ impl Instant {
             "minute" => format!("{minute:02}"),
             "second" => format!("{second:02}"),
             "time" => format!("{hour:02}:{minute:02}:{second:02}"),
-            "iso8601" => format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}{}", self.zone(true)),
+            "iso8601" => {
+                // RFC 3339's form, as Pigeonhole writes it: "Z" for UTC.
+                let zone = if self.zone_min == 0 { "Z".to_string() } else { self.zone(true) };
+                format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}{zone}")
+            }
             "std11" => {
                 const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
                 const MONTHS: [&str; 12] =

@@ -23,4 +23,4 @@ pub use limits::Limits;
 pub use message::Envelope;
 pub use program::{IncludeLocation, Program};
 pub use run::outcome::{Action, DuplicateMark, Outcome, Reply};
-pub use run::{run, Context, State};
+pub use run::{run, spamtest_from_score, Context, State};

@@ -27,6 +27,11 @@ pub struct Limits {
     pub variables: usize,
     /// The longest string one header edit may add.
     pub header_bytes: usize,
+    /// The shortest and longest vacation period a script may ask for (RFC 5230 §4.1: the
+    /// minimum is normally one day; shorter :days/:seconds are raised to it, as Pigeonhole's
+    /// `sieve_vacation_min_period` does).
+    pub vacation_min_period_s: u64,
+    pub vacation_max_period_s: u64,
 }
 
 impl Default for Limits {
@@ -43,6 +48,8 @@ impl Default for Limits {
             variable_bytes: 4096,
             variables: 255,
             header_bytes: 8192,
+            vacation_min_period_s: 86_400,
+            vacation_max_period_s: 365 * 86_400,
         }
     }
 }

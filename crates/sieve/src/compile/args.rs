@@ -61,7 +61,8 @@ impl Args {
             if args.has(spec.0) {
                 return Err(CompileError::at(*pos, format!("tag ':{name}' given twice")));
             }
-            let value = tag_value(spec.1, iter.next(), name, *pos)?;
+            let next = if spec.1 == Takes::Nothing { None } else { iter.next() };
+            let value = tag_value(spec.1, next, name, *pos)?;
             args.tags.push((spec.0, value, *pos));
         }
         Ok(args)

@@ -42,6 +42,18 @@ pub struct Context<'a> {
     pub state: &'a dyn State,
 }
 
+/// spamtest's value (1..=10) and percent (0..=100) for a scanner's `score` where `max` is
+/// "certainly spam" (RFC 5235 §3.2: 1 is "not spam", 10 "definitely spam"); the same
+/// mapping as Pigeonhole's `sieve_spamtest_status_type = score`.
+pub fn spamtest_from_score(score: f64, max: f64) -> (u8, u8) {
+    if score.is_nan() || score <= 0.0 || max <= 0.0 {
+        return (1, 0);
+    }
+    let value = (1.0 + 9.0 * score / max).floor().clamp(1.0, 10.0) as u8;
+    let percent = (score * 100.0 / max).floor().clamp(0.0, 100.0) as u8;
+    (value, percent)
+}
+
 /// Runs `program` for the message `raw` delivered to `envelope.to`.
 pub fn run(
     program: &Program,
@@ -63,7 +75,7 @@ pub fn run(
         edited: false,
         duplicates: Vec::new(),
     };
-    exec.script(0)?;
+    exec.block(&program.scripts[0].body)?;
     Ok(exec.finish())
 }
 
@@ -104,12 +116,17 @@ impl Exec<'_, '_> {
         }
     }
 
-    /// Runs one script with its own local variables; `stop` ends the whole program.
+    /// Runs an included script with its own local variables (the internal flags variable
+    /// is shared: RFC 5232 §3 keeps one per message).
     fn script(&mut self, index: usize) -> Result<Flow, RuntimeError> {
+        let flags = self.vars.get(FLAGS_VARIABLE).to_string();
         let locals = std::mem::take(&mut self.vars.locals);
         let declared = std::mem::take(&mut self.vars.declared);
+        self.vars.set(FLAGS_VARIABLE, flags);
         let flow = self.block(&self.program.scripts[index].body);
+        let flags = self.vars.get(FLAGS_VARIABLE).to_string();
         self.vars.locals = locals;
+        self.vars.set(FLAGS_VARIABLE, flags);
         self.vars.declared = declared;
         flow
     }
@@ -263,7 +280,10 @@ impl Exec<'_, '_> {
             body,
             mime: v.mime,
             handle,
-            period_s: v.period_s.unwrap_or(7 * 86_400),
+            period_s: v
+                .period_s
+                .unwrap_or(7 * 86_400)
+                .clamp(self.limits.vacation_min_period_s, self.limits.vacation_max_period_s),
             in_reply_to: self.message.fields_named("message-id").next().map(Field::value),
             suppressed: vacation::suppressed(&self.message, self.envelope, &own),
         };
