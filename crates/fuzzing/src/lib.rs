@@ -15,6 +15,7 @@ pub mod pop3;
 pub mod raftlog_record;
 pub mod rpc;
 pub mod scan;
+pub mod sieve;
 pub mod smtp;
 pub mod smtp_reply;
 
@@ -31,6 +32,8 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("raftlog_record", raftlog_record::run),
     ("rpc", rpc::run),
     ("scan", scan::run),
+    ("sieve_compile", sieve::compile),
+    ("sieve_run", sieve::run),
     ("smtp", smtp::run),
     ("smtp_reply", smtp_reply::run),
 ];

@@ -135,7 +135,12 @@ fn split_header(raw: &[u8]) -> (Vec<Field>, usize) {
     let mut at = 0;
     while at < raw.len() {
         let end = raw[at..].iter().position(|&b| b == b'\n').map_or(raw.len(), |i| at + i + 1);
-        let line = &raw[at..end];
+        // A last line without its line end gets one, so an edited header stays whole lines.
+        let line: std::borrow::Cow<[u8]> = match raw[at..end].ends_with(b"\n") {
+            true => std::borrow::Cow::Borrowed(&raw[at..end]),
+            false => std::borrow::Cow::Owned([&raw[at..end], b"\r\n"].concat()),
+        };
+        let line = &*line;
         if line == b"\r\n" || line == b"\n" {
             return (fields, end);
         }
@@ -170,6 +175,12 @@ fn body_parts(raw: &[u8]) -> Vec<BodyPart> {
         out.push(BodyPart { content_type, text });
     }
     out
+}
+
+/// The message with its header section replaced by `header` (an `Outcome::header`).
+pub fn with_header(raw: &[u8], header: &[u8]) -> Vec<u8> {
+    let body = Message::parse(raw).body_bytes();
+    [header, b"\r\n", body].concat()
 }
 
 /// The address in `text` when it is one plain address (`local@domain`, optionally in `<>`).

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::filter::{Delivery, Filtered};
 use super::session::{Action, Context, Envelope, Limits, PeerAuth, Session};
 use crate::group::access::AccessError;
 use crate::line::{read_data, read_line_within, Data, Line};
@@ -124,12 +125,30 @@ async fn deliver(node: &Node, env: Envelope) -> Vec<String> {
     }
     let internal_date =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let mut replies = vec![String::new(); env.recipients.len()];
+    // Recipients with an active Sieve script get an entry each, as their script decided.
+    let mut unfiltered = Vec::new();
+    for (k, r) in env.recipients.iter().enumerate() {
+        match sieve_filter(node, r, &env.from, &message, internal_date) {
+            None => unfiltered.push(k),
+            Some((_, Filtered::Unfiltered)) => unfiltered.push(k),
+            Some((_, Filtered::Rejected(reason))) => replies[k] = rejected_reply(&r.address, &reason),
+            Some((group, Filtered::Deliver(op))) => {
+                let parts: Vec<&[u8]> = vec![b"sieve", env.from.as_bytes(), &message, r.user.as_str().as_bytes()];
+                let result = group.write(MailRequest { op_id: OpId::digest(&parts), op }).await;
+                let user = r.user.as_str().to_string();
+                let outcome =
+                    Outcome { group: &group, group_name: &r.group, user: &user, size: message.len(), started };
+                replies[k] = outcome.reply(&result, 0, &r.address);
+            }
+        }
+    }
     // One entry per group and folder.
     let mut by_group: BTreeMap<(&str, Option<&str>), Vec<usize>> = BTreeMap::new();
-    for (k, r) in env.recipients.iter().enumerate() {
+    for k in unfiltered {
+        let r = &env.recipients[k];
         by_group.entry((r.group.as_str(), r.folder)).or_default().push(k);
     }
-    let mut replies = vec![String::new(); env.recipients.len()];
     let size = message.len();
     let groups = by_group.len();
     for (n, ((group_name, folder), idxs)) in by_group.into_iter().enumerate() {
@@ -159,45 +178,88 @@ async fn deliver(node: &Node, env: Envelope) -> Vec<String> {
         }
         let result = group.write(req).await;
         for (pos, k) in idxs.iter().enumerate() {
-            let addr = &env.recipients[*k].address;
-            replies[*k] = match &result {
-                Ok(committed) => match &committed.data {
-                    MailResponse::Delivered(rs) => match rs.get(pos) {
-                        Some(Ok((_, uid))) => {
-                            tracing::info!(
-                                user = %users[pos],
-                                group = %group_name,
-                                size,
-                                index = committed.index,
-                                latency_ms = started.elapsed().as_millis() as u64,
-                                "delivered"
-                            );
-                            format!("250 2.0.0 <{addr}> delivered (uid {uid})")
-                        }
-                        Some(Err(e)) => refusal_reply(addr, e),
-                        None => format!("451 4.3.0 <{addr}> internal error"),
-                    },
-                    other => format!("451 4.3.0 <{addr}> unexpected result {other:?}"),
-                },
-                Err(AccessError::NotLeader { leader, .. }) => {
-                    let hint = leader.and_then(|id| group.member_lmtp(id)).map_or_else(
-                        || "no leader elected yet, retry shortly".to_string(),
-                        |a| format!("leader is {a}"),
-                    );
-                    format!("451 4.3.0 <{addr}> not the leader for mailhost {group_name}; {hint}")
-                }
-                Err(AccessError::Timeout(_)) => {
-                    tracing::warn!(group = %group_name, "delivery timed out");
-                    format!("451 4.4.7 <{addr}> delivery timed out, try again later")
-                }
-                Err(e) => {
-                    tracing::warn!(group = %group_name, error = %e, "delivery failed");
-                    format!("451 4.3.0 <{addr}> temporary failure, try again later")
-                }
-            };
+            let outcome = Outcome { group: &group, group_name, user: &users[pos], size, started };
+            replies[*k] = outcome.reply(&result, pos, &env.recipients[*k].address);
         }
     }
     replies
+}
+
+/// The recipient's Sieve verdict, when the delivery is to their INBOX and this node leads
+/// their group (a follower answers "not the leader" below, without running anything).
+fn sieve_filter(
+    node: &Node,
+    r: &super::session::Recipient,
+    from: &str,
+    message: &[u8],
+    internal_date: i64,
+) -> Option<(Arc<crate::group::Group>, Filtered)> {
+    let group = node.group(&r.group)?;
+    if r.folder.is_some() || !group.is_leader(node.id) {
+        return None;
+    }
+    let delivery = Delivery { envelope_from: from, address: &r.address, message, internal_date };
+    let filtered = super::filter::filter(&group, &r.user, &delivery);
+    Some((group, filtered))
+}
+
+/// The reply for a recipient whose script rejected the message (RFC 5429 §2.1: refused in
+/// the protocol, so the sending server bounces it): one line, the script's reason.
+fn rejected_reply(addr: &str, reason: &str) -> String {
+    let reason: String = reason.chars().map(|c| if c.is_control() { ' ' } else { c }).take(400).collect();
+    let reason = reason.trim();
+    let reason = if reason.is_empty() { "message rejected by the recipient's filter" } else { reason };
+    format!("550 5.7.1 <{addr}> {reason}")
+}
+
+/// A committed (or failed) delivery entry, as LMTP replies.
+struct Outcome<'a> {
+    group: &'a crate::group::Group,
+    group_name: &'a str,
+    user: &'a str,
+    size: usize,
+    started: Instant,
+}
+
+impl Outcome<'_> {
+    /// The reply for the recipient at `pos` of the entry.
+    fn reply(&self, result: &Result<crate::group::access::Committed, AccessError>, pos: usize, addr: &str) -> String {
+        let group_name = self.group_name;
+        match result {
+            Ok(committed) => match &committed.data {
+                MailResponse::Delivered(rs) => match rs.get(pos) {
+                    Some(Ok((_, uid))) => {
+                        tracing::info!(
+                            user = %self.user,
+                            group = %group_name,
+                            size = self.size,
+                            index = committed.index,
+                            latency_ms = self.started.elapsed().as_millis() as u64,
+                            "delivered"
+                        );
+                        format!("250 2.0.0 <{addr}> delivered (uid {uid})")
+                    }
+                    Some(Err(e)) => refusal_reply(addr, e),
+                    None => format!("451 4.3.0 <{addr}> internal error"),
+                },
+                other => format!("451 4.3.0 <{addr}> unexpected result {other:?}"),
+            },
+            Err(AccessError::NotLeader { leader, .. }) => {
+                let hint = leader
+                    .and_then(|id| self.group.member_lmtp(id))
+                    .map_or_else(|| "no leader elected yet, retry shortly".to_string(), |a| format!("leader is {a}"));
+                format!("451 4.3.0 <{addr}> not the leader for mailhost {group_name}; {hint}")
+            }
+            Err(AccessError::Timeout(_)) => {
+                tracing::warn!(group = %group_name, "delivery timed out");
+                format!("451 4.4.7 <{addr}> delivery timed out, try again later")
+            }
+            Err(e) => {
+                tracing::warn!(group = %group_name, error = %e, "delivery failed");
+                format!("451 4.3.0 <{addr}> temporary failure, try again later")
+            }
+        }
+    }
 }
 
 /// The LMTP reply for one recipient the store refused.
@@ -210,6 +272,13 @@ fn refusal_reply(addr: &str, refusal: &crate::mailstore::Rejection) -> String {
             format!("550 5.1.1 <{addr}> {refusal}")
         }
         R::Limit(_) => format!("452 4.3.1 <{addr}> {refusal}"),
-        R::Malformed(_) | R::Other(_) => format!("451 4.3.0 <{addr}> {refusal}"),
+        R::Malformed(_)
+        | R::Other(_)
+        | R::NoScript(_)
+        | R::ScriptActive(_)
+        | R::ScriptExists(_)
+        | R::ScriptQuota(_) => {
+            format!("451 4.3.0 <{addr}> {refusal}")
+        }
     }
 }

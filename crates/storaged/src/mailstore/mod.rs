@@ -12,6 +12,8 @@ pub mod ops;
 pub mod queue;
 pub mod readers;
 pub mod rejection;
+pub mod scripts;
+pub mod sieve_memory;
 pub mod snapshot;
 pub mod spare;
 pub mod staging;
@@ -19,6 +21,8 @@ pub mod store;
 pub mod training;
 
 pub use names::{Layout, MailboxName, UserName};
-pub use ops::{FlagMode, FlagState, MailOp, MailRequest, MailResponse, NewMessage, OpId, UserState};
+pub use ops::{
+    FiledCopy, FlagMode, FlagState, MailOp, MailRequest, MailResponse, NewMessage, OpId, Outbound, UserState,
+};
 pub use rejection::Rejection;
 pub use store::{Store, StoreError};

@@ -43,7 +43,12 @@ impl MailOp {
             | MailOp::DeleteMailbox { user, .. }
             | MailOp::RenameMailbox { user, .. }
             | MailOp::Subscribe { user, .. }
-            | MailOp::SetMetadata { user, .. } => Some(user),
+            | MailOp::SetMetadata { user, .. }
+            | MailOp::PutScript { user, .. }
+            | MailOp::DeleteScript { user, .. }
+            | MailOp::RenameScript { user, .. }
+            | MailOp::SetActiveScript { user, .. }
+            | MailOp::DeliverFiltered { user, .. } => Some(user),
             _ => None,
         }
     }
@@ -286,6 +291,60 @@ pub enum MailOp {
         now_s: i64,
         retention_s: u64,
     },
+    /// Store or replace a Sieve script of the user (ManageSieve PUTSCRIPT; the proposer
+    /// compiled it). Files in Pigeonhole's layout: see `scripts`.
+    PutScript {
+        user: String,
+        name: String,
+        script: String,
+    },
+    DeleteScript {
+        user: String,
+        name: String,
+    },
+    RenameScript {
+        user: String,
+        from: String,
+        to: String,
+    },
+    /// Make a script the active one, or none (`name: None`).
+    SetActiveScript {
+        user: String,
+        name: Option<String>,
+    },
+    /// Deliver one message to one user as the user's Sieve script decided: the leader ran
+    /// the script before proposing, so every replica files the same copies. Each copy goes
+    /// into its mailbox with its flags (into INBOX when the mailbox is missing and not to be
+    /// created, as RFC 5228 §2.10.6 says for a failed fileinto); `outbound` (redirects and
+    /// vacation replies) goes onto the group's queue; `remember` is the vacation and
+    /// duplicate memory to keep (see `sieve_memory`). All of it, or none.
+    DeliverFiltered {
+        user: String,
+        internal_date: i64,
+        #[serde(with = "serde_bytes")]
+        message: Vec<u8>,
+        copies: Vec<FiledCopy>,
+        outbound: Vec<Outbound>,
+        remember: Vec<(String, i64)>,
+    },
+}
+
+/// One copy a Sieve script filed (see [`MailOp::DeliverFiltered`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct FiledCopy {
+    pub mailbox: String,
+    pub flags: u8,
+    pub keywords: Vec<String>,
+    pub create: bool,
+}
+
+/// A message a Sieve script sends (a redirect or a vacation reply), for the outbound queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct Outbound {
+    pub sender: String,
+    pub recipients: Vec<String>,
+    #[serde(with = "serde_bytes")]
+    pub message: Vec<u8>,
 }
 
 /// One entry of a [`MailOp::SetMetadata`]: its name and new value (`None` removes it).
@@ -380,7 +439,10 @@ impl MailRequest {
             MailOp::Deliver { recipients, .. } | MailOp::DeliverInto { recipients, .. } if recipients.len() == 1 => {
                 &recipients[0]
             }
-            MailOp::Append { user, .. } | MailOp::Store { user, .. } | MailOp::Expunge { user, .. } => user,
+            MailOp::Append { user, .. }
+            | MailOp::Store { user, .. }
+            | MailOp::Expunge { user, .. }
+            | MailOp::DeliverFiltered { user, .. } => user,
             _ => return None,
         };
         UserName::parse(user).ok()

@@ -39,6 +39,14 @@ pub enum Rejection {
     Malformed(String),
     /// A refusal recorded by an older version, in its words.
     Other(String),
+    /// No Sieve script of that name (ManageSieve NONEXISTENT).
+    NoScript(String),
+    /// The active Sieve script cannot be deleted (ManageSieve ACTIVE).
+    ScriptActive(String),
+    /// A Sieve script of that name exists already (ManageSieve ALREADYEXISTS).
+    ScriptExists(String),
+    /// A bound on the user's scripts is reached (ManageSieve QUOTA).
+    ScriptQuota(String),
 }
 
 impl Rejection {
@@ -53,6 +61,10 @@ impl Rejection {
             Self::Frozen | Self::MovedTo(_) => Some("UNAVAILABLE"),
             Self::Malformed(_) => Some("SERVERBUG"),
             Self::Other(_) => None,
+            Self::NoScript(_) => Some("NONEXISTENT"),
+            Self::ScriptActive(_) => Some("ACTIVE"),
+            Self::ScriptExists(_) => Some("ALREADYEXISTS"),
+            Self::ScriptQuota(_) => Some("QUOTA"),
         }
     }
 
@@ -73,6 +85,10 @@ impl Rejection {
             Self::MovedTo(_) => "moved",
             Self::Malformed(_) => "malformed",
             Self::Other(_) => "other",
+            Self::NoScript(_) => "no-script",
+            Self::ScriptActive(_) => "script-active",
+            Self::ScriptExists(_) => "script-exists",
+            Self::ScriptQuota(_) => "script-quota",
         }
     }
 
@@ -85,7 +101,11 @@ impl Rejection {
             | Self::Limit(s)
             | Self::MovedTo(s)
             | Self::Malformed(s)
-            | Self::Other(s) => s.clone(),
+            | Self::Other(s)
+            | Self::NoScript(s)
+            | Self::ScriptActive(s)
+            | Self::ScriptExists(s)
+            | Self::ScriptQuota(s) => s.clone(),
             Self::TooLarge(max) => max.to_string(),
             Self::Frozen => String::new(),
         }
@@ -119,6 +139,10 @@ impl std::fmt::Display for Rejection {
             Self::Frozen => f.write_str(FROZEN_REPLY),
             Self::MovedTo(target) => write!(f, "{MOVED_REPLY} {target}"),
             Self::Cannot(why) | Self::Limit(why) | Self::Malformed(why) | Self::Other(why) => f.write_str(why),
+            Self::NoScript(name) => write!(f, "no script named {name:?}"),
+            Self::ScriptActive(name) => write!(f, "script {name:?} is active"),
+            Self::ScriptExists(name) => write!(f, "a script named {name:?} exists"),
+            Self::ScriptQuota(why) => f.write_str(why),
         }
     }
 }
@@ -143,6 +167,10 @@ impl From<String> for Rejection {
             "frozen" => Self::Frozen,
             "moved" => Self::MovedTo(detail),
             "malformed" => Self::Malformed(detail),
+            "no-script" => Self::NoScript(detail),
+            "script-active" => Self::ScriptActive(detail),
+            "script-exists" => Self::ScriptExists(detail),
+            "script-quota" => Self::ScriptQuota(detail),
             _ => Self::Other(detail),
         }
     }
@@ -165,6 +193,10 @@ mod tests {
             Rejection::MovedTo("mh2".into()),
             Rejection::Malformed("batches do not nest".into()),
             Rejection::Other("anything".into()),
+            Rejection::NoScript("main".into()),
+            Rejection::ScriptActive("main".into()),
+            Rejection::ScriptExists("main".into()),
+            Rejection::ScriptQuota("at most 16 scripts".into()),
         ];
         for r in all {
             let bytes = bincode::serialize(&r).unwrap();

@@ -4,13 +4,15 @@
 //!
 //! ```text
 //! "MSSNAP01"
-//! record: kind (1 dir, 2 file, 255 end) | u16 path length | path | u64 data length | data
+//! record: kind (1 dir, 2 file, 3 symbolic link, 255 end) | u16 path length | path
+//!         | u64 data length | data (a file's bytes, a link's target)
 //!         | u32 crc32c of everything in the record before it
 //! end record: path empty, data length = number of records before it
 //! ```
 //!
 //! Install refuses any path that is absolute, has a `..`/`.` component, a NUL, or is too
-//! long, so an archive can never write outside the directory it is unpacked into.
+//! long, so an archive can never write outside the directory it is unpacked into; a link's
+//! target must be such a relative path too (the active Sieve script's `sieve/NAME.sieve`).
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -19,6 +21,7 @@ use std::path::{Component, Path, PathBuf};
 const MAGIC: &[u8; 8] = b"MSSNAP01";
 const KIND_DIR: u8 = 1;
 const KIND_FILE: u8 = 2;
+const KIND_LINK: u8 = 3;
 const KIND_END: u8 = 255;
 const PATH_MAX: usize = 4096;
 /// Largest single file in an archive.
@@ -41,7 +44,14 @@ fn invalid(msg: impl Into<String>) -> SnapshotError {
 /// Everything under `root` (relative paths), directories before their contents, sorted;
 /// never the spare files (see `spare`): they belong to no user, and a snapshot's hard link
 /// to one would be overwritten when the spare is reused.
-fn walk(root: &Path) -> io::Result<Vec<(PathBuf, bool)>> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Dir,
+    File,
+    Link,
+}
+
+fn walk(root: &Path) -> io::Result<Vec<(PathBuf, Kind)>> {
     let mut out = Vec::new();
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
@@ -53,11 +63,14 @@ fn walk(root: &Path) -> io::Result<Vec<(PathBuf, bool)>> {
             if p == Path::new(super::spare::SPARE_DIR) {
                 continue;
             }
-            if e.file_type()?.is_dir() {
-                out.push((p.clone(), true));
+            let file_type = e.file_type()?;
+            if file_type.is_dir() {
+                out.push((p.clone(), Kind::Dir));
                 dirs.push(p);
-            } else if e.file_type()?.is_file() {
-                out.push((p, false));
+            } else if file_type.is_file() {
+                out.push((p, Kind::File));
+            } else if file_type.is_symlink() {
+                out.push((p, Kind::Link));
             }
         }
         stack.extend(dirs.into_iter().rev());
@@ -78,11 +91,11 @@ fn record_header(kind: u8, path: &[u8], len: u64) -> Vec<u8> {
 /// (message files, indexes and state are replaced by rename).
 pub fn link_tree(root: &Path, dest: &Path) -> Result<(), SnapshotError> {
     fs::create_dir(dest)?;
-    for (rel, is_dir) in walk(root)? {
-        if is_dir {
-            fs::create_dir_all(dest.join(&rel))?;
-        } else {
-            fs::hard_link(root.join(&rel), dest.join(&rel))?;
+    for (rel, kind) in walk(root)? {
+        match kind {
+            Kind::Dir => fs::create_dir_all(dest.join(&rel))?,
+            Kind::File => fs::hard_link(root.join(&rel), dest.join(&rel))?,
+            Kind::Link => std::os::unix::fs::symlink(fs::read_link(root.join(&rel))?, dest.join(&rel))?,
         }
     }
     Ok(())
@@ -93,13 +106,22 @@ pub fn build(root: &Path, out: &Path) -> Result<(), SnapshotError> {
     let mut w = BufWriter::new(File::create(out)?);
     w.write_all(MAGIC)?;
     let entries = walk(root)?;
-    for (rel, is_dir) in &entries {
+    for (rel, kind) in &entries {
         let path = rel.to_str().ok_or_else(|| invalid("non-UTF-8 path in store"))?.as_bytes();
         if path.len() > PATH_MAX {
             return Err(invalid("path too long"));
         }
-        if *is_dir {
+        if *kind == Kind::Dir {
             let h = record_header(KIND_DIR, path, 0);
+            w.write_all(&h)?;
+            w.write_all(&crc32c::crc32c(&h).to_le_bytes())?;
+            continue;
+        }
+        if *kind == Kind::Link {
+            let target = fs::read_link(root.join(rel))?;
+            let target = target.to_str().ok_or_else(|| invalid("non-UTF-8 link target in store"))?.as_bytes();
+            let mut h = record_header(KIND_LINK, path, target.len() as u64);
+            h.extend_from_slice(target);
             w.write_all(&h)?;
             w.write_all(&crc32c::crc32c(&h).to_le_bytes())?;
             continue;
@@ -206,6 +228,21 @@ pub fn install(archive: &Path, dest: &Path) -> Result<(), SnapshotError> {
                     return Err(invalid(format!("checksum of {path}")));
                 }
             }
+            KIND_LINK => {
+                if len > PATH_MAX as u64 {
+                    return Err(invalid("link target too long"));
+                }
+                let mut target = vec![0u8; len as usize];
+                r.read_exact(&mut target)?;
+                crc = crc32c::crc32c_append(crc, &target);
+                let mut want = [0u8; 4];
+                r.read_exact(&mut want)?;
+                if u32::from_le_bytes(want) != crc {
+                    return Err(invalid(format!("checksum of {path}")));
+                }
+                let target = String::from_utf8(target).map_err(|_| invalid("non-UTF-8 link target"))?;
+                std::os::unix::fs::symlink(safe_relative(&target)?, dest.join(safe_relative(&path)?))?;
+            }
             other => return Err(invalid(format!("unknown record kind {other}"))),
         }
         count += 1;
@@ -244,5 +281,34 @@ mod tests {
         fs::write(&arc, &evil).unwrap();
         assert!(matches!(install(&arc, &work.path().join("out3")), Err(SnapshotError::Invalid(_))));
         assert!(!work.path().join("escaped").exists());
+    }
+
+    #[test]
+    fn links_travel_and_may_not_escape() {
+        let src = tempfile::tempdir().unwrap();
+        fs::create_dir_all(src.path().join("users/a/sieve")).unwrap();
+        fs::write(src.path().join("users/a/sieve/main.sieve"), b"keep;").unwrap();
+        std::os::unix::fs::symlink("sieve/main.sieve", src.path().join("users/a/.dovecot.sieve")).unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let arc = work.path().join("snap");
+        build(src.path(), &arc).unwrap();
+        install(&arc, &work.path().join("out")).unwrap();
+        let link = work.path().join("out/users/a/.dovecot.sieve");
+        assert_eq!(fs::read_link(&link).unwrap(), Path::new("sieve/main.sieve"));
+        assert_eq!(fs::read(&link).unwrap(), b"keep;");
+        link_tree(src.path(), &work.path().join("linked")).unwrap();
+        assert_eq!(
+            fs::read_link(work.path().join("linked/users/a/.dovecot.sieve")).unwrap(),
+            Path::new("sieve/main.sieve")
+        );
+
+        let mut evil = MAGIC.to_vec();
+        let mut h = record_header(KIND_LINK, b"l", 11);
+        h.extend_from_slice(b"/etc/passwd");
+        evil.extend_from_slice(&h);
+        evil.extend_from_slice(&crc32c::crc32c(&h).to_le_bytes());
+        fs::write(&arc, &evil).unwrap();
+        assert!(matches!(install(&arc, &work.path().join("out4")), Err(SnapshotError::Invalid(_))));
+        assert!(fs::symlink_metadata(work.path().join("out4/l")).is_err());
     }
 }

@@ -34,6 +34,9 @@ use super::rejection::Rejection;
 use super::spare::Spares;
 use super::staging::{self, PartOutcome, PartRef, StagedStream, Staging};
 
+mod filtered;
+use filtered::ScriptChange;
+
 /// Operations remembered for idempotency.
 pub const DEDUP_MAX: usize = 100_000;
 /// Largest message the store accepts.
@@ -494,6 +497,15 @@ impl Store {
                 self.subscribe(&u, &m, *subscribed)
             }
             MailOp::SetMetadata { user, mailbox, entries } => self.set_metadata(user, mailbox, entries),
+            MailOp::PutScript { user, name, script } => self.script_change(user, ScriptChange::Put { name, script }),
+            MailOp::DeleteScript { user, name } => self.script_change(user, ScriptChange::Delete { name }),
+            MailOp::RenameScript { user, from, to } => self.script_change(user, ScriptChange::Rename { from, to }),
+            MailOp::SetActiveScript { user, name } => {
+                self.script_change(user, ScriptChange::Activate { name: name.as_deref() })
+            }
+            MailOp::DeliverFiltered { user, internal_date, message, copies, outbound, remember } => {
+                self.deliver_filtered(index, user, *internal_date, message, copies, outbound, remember)
+            }
             MailOp::ExpireQuarantine { now_s, retention_s } => self.expire_quarantine(index, *now_s, *retention_s),
             MailOp::QuarantineDigest { now_s, retention_s } => self.quarantine_digest(index, *now_s, *retention_s),
             MailOp::TrainingDone { ids } => {

@@ -1,0 +1,224 @@
+//! Running a recipient's active Sieve script at delivery, on the group leader, before the
+//! delivery is proposed: the entry then carries the script's decisions (copies, outbound
+//! messages, memory), so every replica applies the same outcome. A script that does not
+//! compile or fails at run time keeps the message in INBOX and is logged (RFC 5228
+//! §2.10.6). This module must never write to the store itself: it only builds the entry.
+
+use std::path::Path;
+
+use sieve::{Action, Context, Envelope, IncludeLocation, Includes, Limits, Outcome, Reply, State};
+
+use crate::group::Group;
+use crate::mailstore::ops::flag;
+use crate::mailstore::{scripts, sieve_memory, FiledCopy, MailOp, MailboxName, Outbound, UserName};
+
+/// What the recipient's script decided.
+pub enum Filtered {
+    /// No active script, or it failed: deliver to INBOX as without one.
+    Unfiltered,
+    /// Refuse the message with this reason (reject/ereject).
+    Rejected(String),
+    /// Propose this entry.
+    Deliver(MailOp),
+}
+
+/// The delivery being filtered.
+pub struct Delivery<'a> {
+    pub envelope_from: &'a str,
+    /// The recipient's address as the client gave it.
+    pub address: &'a str,
+    pub message: &'a [u8],
+    pub internal_date: i64,
+}
+
+/// Runs `user`'s active script on the delivery.
+pub fn filter(group: &Group, user: &UserName, delivery: &Delivery) -> Filtered {
+    let dir = {
+        let store = group.sm.store();
+        let store = store.lock().expect("store lock");
+        store.layout().user_dir(user)
+    };
+    let (name, text) = match scripts::active(&dir) {
+        Ok(Some(active)) => active,
+        Ok(None) => return Filtered::Unfiltered,
+        Err(e) => {
+            tracing::warn!(user = %user.as_str(), error = %e, "cannot read the active Sieve script; kept in INBOX");
+            return Filtered::Unfiltered;
+        }
+    };
+    let limits = Limits::default();
+    let program = match sieve::compile(&text, &name, &limits, &PersonalScripts(&dir)) {
+        Ok(program) => program,
+        Err(e) => {
+            tracing::warn!(user = %user.as_str(), script = %name, error = %e, "Sieve script does not compile; kept in INBOX");
+            return Filtered::Unfiltered;
+        }
+    };
+    let envelope = Envelope { from: delivery.envelope_from.into(), to: delivery.address.into(), auth: None };
+    let state = UserState { group, user, dir: &dir, now_s: delivery.internal_date };
+    let ctx = context(delivery, &state);
+    match sieve::run(&program, delivery.message, &envelope, &ctx, &limits) {
+        Ok(outcome) => decide(user, &dir, delivery, outcome),
+        Err(e) => {
+            tracing::warn!(user = %user.as_str(), script = %name, error = %e, "Sieve script failed; kept in INBOX");
+            Filtered::Unfiltered
+        }
+    }
+}
+
+fn context<'a>(delivery: &Delivery, state: &'a UserState) -> Context<'a> {
+    let host = delivery.address.rsplit_once('@').map_or("", |(_, d)| d).to_string();
+    Context {
+        now_unix_s: delivery.internal_date,
+        zone_min: 0,
+        spam: spam_verdict(delivery.message),
+        virus: None,
+        environment: vec![
+            ("domain".into(), host),
+            ("location".into(), "MS".into()),
+            ("name".into(), "mailstore".into()),
+            ("phase".into(), "during".into()),
+            ("version".into(), env!("CARGO_PKG_VERSION").into()),
+        ],
+        own_addresses: vec![delivery.address.to_string()],
+        state,
+    }
+}
+
+/// spamtest's value from the scanning stage's stamp (`X-Spam-Score`, and the threshold in
+/// `X-Spam-Status: ... required=N`; the front removes any a sender wrote): a score at the
+/// threshold is 10, "definitely spam". None when the message was not scored.
+fn spam_verdict(message: &[u8]) -> Option<(u8, u8)> {
+    let parsed = sieve::message::Message::parse(message);
+    let score: f64 = parsed.fields_named("x-spam-score").next()?.value().parse().ok()?;
+    let status = parsed.fields_named("x-spam-status").next().map(|f| f.value()).unwrap_or_default();
+    let threshold = status
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("required="))
+        .and_then(|t| t.trim_end_matches([',', ';']).parse::<f64>().ok())
+        .filter(|t| *t > 0.0)
+        .unwrap_or(10.0);
+    Some(sieve::spamtest_from_score(score, threshold))
+}
+
+/// The outcome as the entry to propose.
+fn decide(user: &UserName, dir: &Path, delivery: &Delivery, outcome: Outcome) -> Filtered {
+    let message = match &outcome.header {
+        Some(header) => sieve::message::with_header(delivery.message, header),
+        None => delivery.message.to_vec(),
+    };
+    let looped = delivered_to(delivery.message, delivery.address);
+    let mut copies = Vec::new();
+    let mut outbound = Vec::new();
+    let mut remember: Vec<(String, i64)> = outcome
+        .duplicates
+        .iter()
+        .map(|d| (format!("duplicate\u{0}{}", d.key), delivery.internal_date.saturating_add(d.period_s as i64)))
+        .collect();
+    for action in &outcome.actions {
+        match action {
+            Action::Reject { reason, .. } => return Filtered::Rejected(reason.clone()),
+            Action::Store { mailbox, flags, create } => copies.push(filed(mailbox, flags, *create)),
+            // A message that already passed this recipient is not sent on again: kept instead.
+            Action::Redirect { .. } if looped => copies.push(filed("INBOX", &[], false)),
+            Action::Redirect { address } => outbound.push(Outbound {
+                sender: delivery.envelope_from.to_string(),
+                recipients: vec![address.clone()],
+                message: [format!("Delivered-To: {}\r\n", delivery.address).as_bytes(), &message].concat(),
+            }),
+            Action::Vacation(reply) => {
+                if let Some((out, key)) = vacation(dir, delivery, reply) {
+                    outbound.push(out);
+                    remember.push((key, delivery.internal_date.saturating_add(reply.period_s as i64)));
+                }
+            }
+        }
+    }
+    tracing::info!(user = %user.as_str(), copies = copies.len(), outbound = outbound.len(), "filtered by Sieve");
+    Filtered::Deliver(MailOp::DeliverFiltered {
+        user: user.as_str().to_string(),
+        internal_date: delivery.internal_date,
+        message,
+        copies,
+        outbound,
+        remember,
+    })
+}
+
+fn filed(mailbox: &str, flags: &[String], create: bool) -> FiledCopy {
+    let mut bits = 0;
+    let mut keywords = Vec::new();
+    for f in flags {
+        match f.to_ascii_lowercase().as_str() {
+            "\\seen" => bits |= flag::SEEN,
+            "\\answered" => bits |= flag::ANSWERED,
+            "\\flagged" => bits |= flag::FLAGGED,
+            "\\deleted" => bits |= flag::DELETED,
+            "\\draft" => bits |= flag::DRAFT,
+            _ if !f.starts_with('\\') && f.bytes().all(|b| b.is_ascii_graphic() && !b"(){%*\"]".contains(&b)) => {
+                keywords.push(f.clone())
+            }
+            _ => {}
+        }
+    }
+    let mailbox = if mailbox.eq_ignore_ascii_case("INBOX") {
+        MailboxName::inbox().as_str().to_string()
+    } else {
+        mailbox.to_string()
+    };
+    FiledCopy { mailbox, flags: bits, keywords, create }
+}
+
+/// Whether the message already carries `Delivered-To: address` (it came round a loop).
+fn delivered_to(message: &[u8], address: &str) -> bool {
+    let parsed = sieve::message::Message::parse(message);
+    let found = parsed.fields_named("delivered-to").any(|f| f.value().eq_ignore_ascii_case(address));
+    found
+}
+
+/// The reply to send and the memory key, unless RFC 3834 forbids a reply or this sender
+/// was answered within the period.
+fn vacation(dir: &Path, delivery: &Delivery, reply: &Reply) -> Option<(Outbound, String)> {
+    if let Some(why) = reply.suppressed {
+        tracing::info!(to = %reply.to, why, "vacation reply not sent");
+        return None;
+    }
+    let key = format!("vacation\u{0}{}\u{0}{}", reply.handle, reply.to.to_ascii_lowercase());
+    if sieve_memory::remembers(dir, &key, delivery.internal_date).unwrap_or(false) {
+        return None;
+    }
+    let message = crate::lmtp::vacation::reply_message(reply, delivery.address, delivery.internal_date);
+    // RFC 3834 §3.3: automatic replies go from the null sender, so they bounce nowhere.
+    Some((Outbound { sender: String::new(), recipients: vec![reply.to.clone()], message }, key))
+}
+
+/// The user's own scripts, for `include :personal`.
+struct PersonalScripts<'a>(&'a Path);
+
+impl Includes for PersonalScripts<'_> {
+    fn script(&self, location: IncludeLocation, name: &str) -> Option<String> {
+        match location {
+            IncludeLocation::Personal => scripts::read(self.0, name).ok().flatten(),
+            IncludeLocation::Global => None,
+        }
+    }
+}
+
+/// What a script may ask about the user: mailboxes and duplicate memory.
+struct UserState<'a> {
+    group: &'a Group,
+    user: &'a UserName,
+    dir: &'a Path,
+    now_s: i64,
+}
+
+impl State for UserState<'_> {
+    fn mailbox_exists(&self, name: &str) -> bool {
+        let Ok(mailbox) = MailboxName::parse(name) else { return false };
+        matches!(self.group.mailbox_index(self.user, &mailbox), Ok(Some(_)))
+    }
+
+    fn duplicate_seen(&self, key: &str) -> bool {
+        sieve_memory::remembers(self.dir, &format!("duplicate\u{0}{key}"), self.now_s).unwrap_or(false)
+    }
+}
