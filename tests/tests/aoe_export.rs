@@ -33,6 +33,7 @@ fn storaged_serves_its_configured_aoe_exports() {
         imaps: None,
         pop3s: None,
         admin: None,
+        sieve: None,
     };
     let mut cfg = storage::node_config(&node, &[storage::group("hermes", std::slice::from_ref(&node))]);
     cfg.cluster_key = Some("aoe test".into());

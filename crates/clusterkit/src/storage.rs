@@ -17,6 +17,8 @@ pub struct NodeAddrs {
     pub imaps: Option<String>,
     pub pop3s: Option<String>,
     pub admin: Option<String>,
+    /// ManageSieve (with IMAP: the same users edit their filters).
+    pub sieve: Option<String>,
 }
 
 /// Which optional listeners a node gets when its ports are picked for it.
@@ -42,6 +44,7 @@ impl NodeAddrs {
             imaps: some(listeners.implicit_tls),
             pop3s: some(listeners.implicit_tls),
             admin: some(listeners.admin),
+            sieve: some(listeners.imap),
         }
     }
 
@@ -57,6 +60,7 @@ impl NodeAddrs {
             imaps: self.imaps.clone(),
             pop3s: self.pop3s.clone(),
             admin: self.admin.clone(),
+            sieve: self.sieve.clone(),
             ..Listen::new(&self.raft, &self.lmtp)
         }
     }

@@ -35,6 +35,9 @@ pub struct Listen {
     pub pop3s: Option<String>,
     /// The admin protocol (status, outbound queue; authenticated with the cluster key).
     pub admin: Option<String>,
+    /// ManageSieve (optional; fronts proxy their clients here).
+    #[serde(default)]
+    pub sieve: Option<String>,
 }
 
 pub use common::config::{LoginPolicy, TlsFiles};
@@ -213,7 +216,16 @@ pub struct Config {
 impl Listen {
     /// The two listeners every node has; the others off.
     pub fn new(raft: impl Into<String>, lmtp: impl Into<String>) -> Self {
-        Self { raft: raft.into(), lmtp: lmtp.into(), pop3: None, imap: None, imaps: None, pop3s: None, admin: None }
+        Self {
+            raft: raft.into(),
+            lmtp: lmtp.into(),
+            pop3: None,
+            imap: None,
+            imaps: None,
+            pop3s: None,
+            admin: None,
+            sieve: None,
+        }
     }
 }
 

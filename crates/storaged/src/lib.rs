@@ -11,6 +11,7 @@ pub mod group;
 pub mod imap;
 pub mod lmtp;
 pub mod mailstore;
+pub mod managesieve;
 pub mod node;
 pub mod pop3;
 pub mod raft;

@@ -101,6 +101,7 @@ pub async fn run(mut cfg: Config) -> Result<(), NodeError> {
     let imaps_listener = bind_optional(cfg.listen.imaps.as_deref()).await?;
     let pop3s_listener = bind_optional(cfg.listen.pop3s.as_deref()).await?;
     let admin_listener = bind_optional(cfg.listen.admin.as_deref()).await?;
+    let sieve_listener = bind_optional(cfg.listen.sieve.as_deref()).await?;
     let tls = match &cfg.tls {
         Some(t) => Some(crate::tls::Tls::load(&t.cert_file, &t.key_file)?),
         None => None,
@@ -137,6 +138,7 @@ pub async fn run(mut cfg: Config) -> Result<(), NodeError> {
         tokio::spawn(serve_optional(imaps_listener, node.clone(), |l, n| crate::imap::serve(l, n, true)));
     let admin_server =
         tokio::spawn(serve_optional(admin_listener, node.clone(), move |l, n| crate::admin::serve(l, n, key)));
+    let sieve_server = tokio::spawn(serve_optional(sieve_listener, node.clone(), crate::managesieve::serve));
     // The AoE target runs its own io_uring loop on a thread of its own; it looks at
     // `aoe_stop` every 100 ms.
     let aoe_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -163,6 +165,7 @@ pub async fn run(mut cfg: Config) -> Result<(), NodeError> {
         r = imap_server => stopped("IMAP listener", r)?,
         r = pop3s_server => stopped("POP3S listener", r)?,
         r = imaps_server => stopped("IMAPS listener", r)?,
+        r = sieve_server => stopped("ManageSieve listener", r)?,
         _ = shutdown_signal() => {
             tracing::info!("shutting down: checkpointing");
             node.stopping.send_replace(true);

@@ -70,6 +70,8 @@ pub struct Storage {
     pub pop3: Vec<String>,
     /// Admin listeners (status, outbound queue), keyed with [`CLUSTER_KEY`].
     pub admin: Vec<String>,
+    /// ManageSieve listeners.
+    pub sieve: Vec<String>,
     /// Applied to every node's configuration.
     tune: std::sync::Arc<dyn Fn(&mut storaged::config::Config)>,
     children: Vec<Option<Child>>,
@@ -88,7 +90,7 @@ impl Storage {
         let tune: std::sync::Arc<dyn Fn(&mut storaged::config::Config)> = std::sync::Arc::new(tune);
         let n = 3;
         let addrs = || (0..n).map(|_| free_addr()).collect::<Vec<_>>();
-        let (raft, lmtp, imap, pop3, admin) = (addrs(), addrs(), addrs(), addrs(), addrs());
+        let (raft, lmtp, imap, pop3, admin, sieve) = (addrs(), addrs(), addrs(), addrs(), addrs(), addrs());
         std::fs::write(root.join("cluster.key"), CLUSTER_KEY).unwrap();
         // Deliveries in these tests go straight to storaged over LMTP, which needs to know
         // each recipient's group; logins come through frontd and the directory.
@@ -104,6 +106,7 @@ impl Storage {
             imap,
             pop3,
             admin,
+            sieve,
             tune,
             children: (0..n).map(|_| None).collect(),
         };
@@ -132,6 +135,7 @@ impl Storage {
                 imaps: None,
                 pop3s: None,
                 admin: Some(self.admin[k].clone()),
+                sieve: Some(self.sieve[k].clone()),
             })
             .collect()
     }
@@ -154,7 +158,7 @@ impl Storage {
     /// Configure (not start) one more node serving `groups`; its index (its id is one more).
     pub fn add_node(&mut self, groups: &[&str]) -> usize {
         let i = self.raft.len();
-        for list in [&mut self.raft, &mut self.lmtp, &mut self.imap, &mut self.pop3, &mut self.admin] {
+        for list in [&mut self.raft, &mut self.lmtp, &mut self.imap, &mut self.pop3, &mut self.admin, &mut self.sieve] {
             list.push(free_addr());
         }
         self.children.push(None);

@@ -314,8 +314,8 @@ pub enum MailOp {
     },
     /// Deliver one message to one user as the user's Sieve script decided: the leader ran
     /// the script before proposing, so every replica files the same copies. Each copy goes
-    /// into its mailbox with its flags (into INBOX when the mailbox is missing and not to be
-    /// created, as RFC 5228 §2.10.6 says for a failed fileinto); `outbound` (redirects and
+    /// into its mailbox with its flags (the mailbox made if missing; INBOX when the name is
+    /// not a valid mailbox name); `outbound` (redirects and
     /// vacation replies) goes onto the group's queue; `remember` is the vacation and
     /// duplicate memory to keep (see `sieve_memory`). All of it, or none.
     DeliverFiltered {

@@ -19,6 +19,8 @@ pub struct Cluster {
     /// Implicit-TLS ports (only with [`Cluster::start_tls`]).
     pub imaps: Vec<String>,
     pub pop3s: Vec<String>,
+    /// ManageSieve.
+    pub sieve: Vec<String>,
     children: Vec<Option<Child>>,
 }
 
@@ -85,6 +87,7 @@ impl Cluster {
             imap: all(|n| n.imap.clone()),
             imaps: all(|n| n.imaps.clone()),
             pop3s: all(|n| n.pop3s.clone()),
+            sieve: all(|n| n.sieve.clone()),
             children: (0..n).map(|_| None).collect(),
         };
         for i in 0..n {

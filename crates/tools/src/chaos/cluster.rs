@@ -129,6 +129,7 @@ impl Cluster {
                 imaps: None,
                 pop3s: None,
                 admin: Some(addr(i, ADMIN_PORT)),
+                sieve: None,
             })
             .collect();
         let groups: Vec<_> = GROUPS.iter().map(|g| storage::group(g, &specs)).collect();

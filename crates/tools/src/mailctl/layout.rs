@@ -46,6 +46,7 @@ pub enum NodePort {
     Lmtp = 2400,
     Imap = 1430,
     Pop3 = 1100,
+    Sieve = 4100,
 }
 
 impl Layout {
@@ -99,6 +100,9 @@ impl Layout {
     pub fn front_submissions(&self) -> String {
         self.addr(465)
     }
+    pub fn front_sieve(&self) -> String {
+        self.addr(4190)
+    }
 
     /// rspamd's normal worker and controller (when rspamd is installed).
     pub fn rspamd_normal(&self) -> String {
@@ -141,12 +145,14 @@ impl Layout {
             self.front_smtp(),
             self.front_submission(),
             self.front_submissions(),
+            self.front_sieve(),
             self.rspamd_normal(),
             self.rspamd_controller(),
             self.redis(),
         ];
         for i in 1..=NODES {
-            for p in [NodePort::Raft, NodePort::Admin, NodePort::Lmtp, NodePort::Imap, NodePort::Pop3] {
+            for p in [NodePort::Raft, NodePort::Admin, NodePort::Lmtp, NodePort::Imap, NodePort::Pop3, NodePort::Sieve]
+            {
                 all.push(self.node(i, p));
             }
         }
@@ -195,6 +201,7 @@ impl Layout {
                 imaps: None,
                 pop3s: None,
                 admin: Some(self.node(i, NodePort::Admin)),
+                sieve: Some(self.node(i, NodePort::Sieve)),
             })
             .collect();
         let storage_groups: Vec<_> = GROUPS.iter().map(|g| storage::group(g, &specs)).collect();

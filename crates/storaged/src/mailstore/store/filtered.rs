@@ -74,12 +74,10 @@ impl Store {
             return Ok(MailResponse::Delivered(vec![Err(refusal)]));
         }
         self.ensure_inbox(&user, index)?;
-        let targets = self.copy_targets(&user, copies)?;
+        let targets = self.copy_targets(copies)?;
         let mut first = None;
         for (k, (mailbox, copy)) in targets.iter().enumerate() {
-            if copy.create {
-                self.ensure_mailbox(&user, mailbox, index)?;
-            }
+            self.ensure_mailbox(&user, mailbox, index)?;
             match self.add_message(&user, mailbox, index, k, copy.flags, &copy.keywords, internal_date, message) {
                 Ok(uid) => {
                     first.get_or_insert(uid);
@@ -101,19 +99,14 @@ impl Store {
         Ok(MailResponse::Delivered(vec![Ok(first.unwrap_or((0, 0)))]))
     }
 
-    /// Where each copy goes: its mailbox, or INBOX when that is missing and not to be made;
-    /// two copies into one mailbox are one.
-    fn copy_targets<'c>(
-        &mut self,
-        user: &UserName,
-        copies: &'c [FiledCopy],
-    ) -> Result<Vec<(MailboxName, &'c FiledCopy)>, StoreError> {
+    /// Where each copy goes: its mailbox, made (and subscribed) when missing, as users
+    /// expect of a filter (RFC 5228 §4.1 lets a server create it; `:create` asks for it
+    /// explicitly), or INBOX when the name is not a valid mailbox name; two copies into one
+    /// mailbox are one.
+    fn copy_targets<'c>(&mut self, copies: &'c [FiledCopy]) -> Result<Vec<(MailboxName, &'c FiledCopy)>, StoreError> {
         let mut out: Vec<(MailboxName, &FiledCopy)> = Vec::new();
         for copy in copies {
-            let mailbox = match MailboxName::parse(&copy.mailbox) {
-                Ok(m) if copy.create || m.is_inbox() || self.mailbox(user, &m)?.is_some() => m,
-                _ => MailboxName::inbox(),
-            };
+            let mailbox = MailboxName::parse(&copy.mailbox).unwrap_or_else(|_| MailboxName::inbox());
             if !out.iter().any(|(m, _)| *m == mailbox) {
                 out.push((mailbox, copy));
             }

@@ -1,0 +1,111 @@
+//! ManageSieve (RFC 5804) on a storage node, over the wire: a user logs in (or the front's
+//! proxy credential for them), uploads scripts (one with an error is refused with its line),
+//! lists, activates, reads, renames and deletes them; the active script is what delivery
+//! runs, and it survives a restart of the node.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use base64::Engine;
+use support::{tree, Cluster};
+
+struct Client {
+    rd: BufReader<TcpStream>,
+    wr: TcpStream,
+}
+
+impl Client {
+    fn connect(addr: &str) -> (Client, String) {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut c = Client { rd: BufReader::new(stream.try_clone().unwrap()), wr: stream };
+        let greeting = c.response();
+        (c, greeting)
+    }
+
+    /// Lines up to and including the OK/NO/BYE that ends a response; literals read whole.
+    fn response(&mut self) -> String {
+        let mut out = String::new();
+        loop {
+            let mut line = String::new();
+            assert!(self.rd.read_line(&mut line).unwrap() > 0, "connection closed after {out:?}");
+            out.push_str(&line);
+            if let Some(n) = line.trim_end().strip_prefix('{').and_then(|l| l.strip_suffix('}')) {
+                let mut bytes = vec![0u8; n.parse().unwrap()];
+                self.rd.read_exact(&mut bytes).unwrap();
+                out.push_str(&String::from_utf8(bytes).unwrap());
+                continue;
+            }
+            if ["OK", "NO", "BYE"].iter().any(|s| line.starts_with(s)) {
+                return out;
+            }
+        }
+    }
+
+    fn cmd(&mut self, line: &str) -> String {
+        self.wr.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+        self.response()
+    }
+
+    fn put(&mut self, name: &str, script: &str) -> String {
+        self.cmd(&format!("PUTSCRIPT \"{name}\" {{{}+}}\r\n{script}", script.len()))
+    }
+
+    fn login(&mut self, authz: &str, user: &str, password: &str) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{authz}\0{user}\0{password}"));
+        self.cmd(&format!("AUTHENTICATE \"PLAIN\" \"{b64}\""))
+    }
+}
+
+#[test]
+fn rfc5804_scripts_managed_and_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = Cluster::start(tmp.path(), 1, 2);
+    c.wait_leader(Duration::from_secs(30));
+    let (mut s, greeting) = Client::connect(&c.sieve[0]);
+    assert!(greeting.contains("\"SIEVE\" \"fileinto") && greeting.contains("\"SASL\" \"PLAIN\""), "{greeting}");
+    assert!(s.cmd("LISTSCRIPTS").starts_with("NO"), "log in first");
+    assert!(s.login("", "user0@example.edu", "wrong").starts_with("NO"));
+    assert!(s.login("", "user0@example.edu", &support::password(0)).starts_with("OK"));
+
+    let refused = s.put("broken", "require \"fileinto\";\n\nfileinto \"x\"\nkeep;\n");
+    assert!(refused.starts_with("NO \"line 4:"), "{refused}");
+    let script = "require \"fileinto\";\r\nif header :contains \"subject\" \"report\" { fileinto \"Reports\"; }\r\n";
+    assert!(s.put("filters", script).starts_with("OK"));
+    assert!(s.put("spare", "keep;").starts_with("OK"));
+    assert!(s.cmd("HAVESPACE \"big\" 999999999").starts_with("NO (QUOTA/MAXSIZE)"));
+    assert!(s.cmd("HAVESPACE \"small\" 100").starts_with("OK"));
+    assert!(s.cmd("SETACTIVE \"nosuch\"").starts_with("NO (NONEXISTENT)"));
+    assert!(s.cmd("SETACTIVE \"filters\"").starts_with("OK"));
+    assert_eq!(s.cmd("LISTSCRIPTS"), "\"filters\" ACTIVE\r\n\"spare\"\r\nOK \"listscripts completed\"\r\n");
+    let got = s.cmd("GETSCRIPT \"filters\"");
+    assert_eq!(got, format!("{{{}}}\r\n{script}\r\nOK \"getscript completed\"\r\n", script.len()));
+    assert!(s.cmd("DELETESCRIPT \"filters\"").starts_with("NO (ACTIVE)"));
+    assert!(s.cmd("RENAMESCRIPT \"spare\" \"filters\"").starts_with("NO (ALREADYEXISTS)"));
+    assert!(s.cmd("CHECKSCRIPT {5+}\r\nkeep;").starts_with("OK"));
+    assert!(s.cmd("CHECKSCRIPT {4+}\r\nkeep").starts_with("NO"));
+
+    support::deliver(&c.lmtp[0], "user0@example.edu", b"Subject: weekly report\r\n\r\nnumbers\r\n");
+    let t = tree(&c.mail_dir(0));
+    assert!(t.keys().any(|k| k.starts_with("users/user0@example.edu/Maildir/.Reports/")), "filed by the active script");
+    let home = c.mail_dir(0).join("users/user0@example.edu");
+    assert_eq!(std::fs::read_link(home.join(".dovecot.sieve")).unwrap(), std::path::Path::new("sieve/filters.sieve"));
+    assert!(s.cmd("LOGOUT").starts_with("OK"));
+
+    // The front's proxy credential acts for the user; the scripts survive a restart.
+    c.stop(0);
+    c.start_node(0);
+    c.wait_leader(Duration::from_secs(30));
+    let (mut p, _) = Client::connect(&c.sieve[0]);
+    assert!(p.cmd("XCLIENT ADDR=192.0.2.7 MAILHOST=hermes").starts_with("OK"));
+    assert!(p.login("user0@example.edu", support::PROXY_USER, support::PROXY_PASSWORD).starts_with("OK"));
+    assert!(p.cmd("RENAMESCRIPT \"filters\" \"main\"").starts_with("OK"));
+    assert!(p.cmd("LISTSCRIPTS").starts_with("\"main\" ACTIVE\r\n\"spare\"\r\n"));
+    assert!(p.cmd("SETACTIVE \"\"").starts_with("OK"));
+    assert!(p.cmd("DELETESCRIPT \"main\"").starts_with("OK"));
+    assert!(p.cmd("DELETESCRIPT \"main\"").starts_with("NO (NONEXISTENT)"));
+    assert!(std::fs::symlink_metadata(home.join(".dovecot.sieve")).is_err(), "no active script");
+}
