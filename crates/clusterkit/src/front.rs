@@ -18,6 +18,7 @@ pub fn groups(names: &[&str], nodes: &[NodeAddrs]) -> Vec<GroupSection> {
             pop3: n.pop3.clone(),
             lmtp: Some(n.lmtp.clone()),
             admin: n.admin.clone(),
+            sieve: n.sieve.clone(),
         })
         .collect();
     names.iter().map(|name| GroupSection { name: name.to_string(), members: members.clone() }).collect()

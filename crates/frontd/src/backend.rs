@@ -1,6 +1,6 @@
 //! Logging in on a storage node for a user: find the group's leader (the last one seen,
 //! then the member a refusal names, then the others, for a bounded time), connect, pass
-//! the user's mailHost and address (IMAP `ID`, POP3 `XCLIENT`), and authenticate with the
+//! the user's mailHost and address (IMAP `ID`, POP3 and ManageSieve `XCLIENT`), and authenticate with the
 //! proxy credential acting for the user (SASL PLAIN authorization identity). Returns the
 //! connected stream for splicing; never falls back to another group.
 
@@ -214,6 +214,18 @@ async fn tagged(conn: &mut BufReader<TcpStream>, tag: &str) -> std::io::Result<S
     Err(std::io::Error::other("no tagged reply"))
 }
 
+/// The line that ends a ManageSieve response (`OK`, `NO` or `BYE`), after any capability
+/// or data lines before it.
+async fn sieve_response(conn: &mut BufReader<TcpStream>) -> std::io::Result<String> {
+    for _ in 0..LINES_MAX {
+        let line = read_line(conn).await?;
+        if ["OK", "NO", "BYE"].iter().any(|w| line.starts_with(w)) {
+            return Ok(line);
+        }
+    }
+    Err(std::io::Error::other("no ManageSieve status line"))
+}
+
 /// Quote an IMAP string (the values are addresses and group names: no CR/LF).
 fn quoted(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
@@ -264,18 +276,30 @@ async fn dialogue(
                 (format!("AUTH PLAIN {sasl}"), None, "login"),
             ],
         ),
-        Protocol::Lmtp | Protocol::Admin => unreachable!("only IMAP and POP3 sessions are proxied"),
+        Protocol::Sieve => (
+            "OK",
+            "OK",
+            [
+                (format!("XCLIENT ADDR={client_ip} MAILHOST={group}"), None, "XCLIENT"),
+                (format!("AUTHENTICATE \"PLAIN\" \"{sasl}\""), None, "login"),
+            ],
+        ),
+        Protocol::Lmtp | Protocol::Admin => unreachable!("only IMAP, POP3 and ManageSieve sessions are proxied"),
     };
-    let greeting = read_line(conn).await?;
+    let greeting = match protocol {
+        Protocol::Sieve => sieve_response(conn).await?,
+        _ => read_line(conn).await?,
+    };
     if !greeting.starts_with(greeting_ok) {
         return Ok(Err(Attempt::Down(format!("greeting {greeting:?}"))));
     }
     let last = steps.len() - 1;
     for (k, (command, tag, what)) in steps.into_iter().enumerate() {
         conn.get_mut().write_all(format!("{command}\r\n").as_bytes()).await?;
-        let reply = match tag {
-            Some(tag) => tagged(conn, tag).await?,
-            None => read_line(conn).await?,
+        let reply = match (tag, protocol) {
+            (Some(tag), _) => tagged(conn, tag).await?,
+            (None, Protocol::Sieve) => sieve_response(conn).await?,
+            (None, _) => read_line(conn).await?,
         };
         match (reply.starts_with(ok), k == last) {
             (true, true) => return Ok(Ok(reply)),

@@ -15,6 +15,8 @@ pub enum Protocol {
     Lmtp,
     /// The admin protocol (status, outbound queue).
     Admin,
+    /// ManageSieve (RFC 5804).
+    Sieve,
 }
 
 /// One storage node in a group.
@@ -25,6 +27,7 @@ pub struct Member {
     pub pop3: Option<String>,
     pub lmtp: Option<String>,
     pub admin: Option<String>,
+    pub sieve: Option<String>,
 }
 
 impl Member {
@@ -34,6 +37,7 @@ impl Member {
             Protocol::Pop3 => self.pop3.as_deref(),
             Protocol::Lmtp => self.lmtp.as_deref(),
             Protocol::Admin => self.admin.as_deref(),
+            Protocol::Sieve => self.sieve.as_deref(),
         }
     }
 }
@@ -59,6 +63,7 @@ impl ClusterMap {
                         pop3: m.pop3.clone(),
                         lmtp: m.lmtp.clone(),
                         admin: m.admin.clone(),
+                        sieve: m.sieve.clone(),
                     })
                     .collect();
                 (g.name.to_ascii_lowercase(), members)
@@ -118,6 +123,7 @@ mod tests {
             imap: imap.then(|| format!("127.0.0.1:{}", 1000 + id)),
             pop3: Some(format!("127.0.0.1:{}", 2000 + id)),
             lmtp: None,
+            sieve: None,
             admin: None,
         };
         ClusterMap::new(&[GroupSection {

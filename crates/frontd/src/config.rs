@@ -33,6 +33,9 @@ pub struct Listen {
     pub submission: Option<String>,
     /// Submission over implicit TLS (465 style).
     pub submissions: Option<String>,
+    /// ManageSieve (RFC 5804, port 4190 style, STARTTLS).
+    #[serde(default)]
+    pub sieve: Option<String>,
 }
 
 /// SMTP policy shared by the SMTP listeners.
@@ -273,6 +276,9 @@ pub struct MemberSection {
     pub lmtp: Option<String>,
     /// The node's admin listener (status, outbound queue).
     pub admin: Option<String>,
+    /// The node's ManageSieve listener.
+    #[serde(default)]
+    pub sieve: Option<String>,
 }
 
 /// The outbound queue: mail that cannot be delivered at once (recipients on several

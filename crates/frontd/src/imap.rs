@@ -107,8 +107,9 @@ impl PreLogin for PreAuth {
     }
 
     /// TLS is now active (after STARTTLS).
-    fn tls_started(&mut self, plaintext_auth: bool) {
+    fn tls_started(&mut self, plaintext_auth: bool) -> Vec<u8> {
         self.offer = Offer { starttls: false, plaintext_auth };
+        Vec::new()
     }
 
     /// Handle one complete command (see [`framing`]).

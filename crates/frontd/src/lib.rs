@@ -13,6 +13,7 @@ pub mod config;
 pub mod delivery;
 pub mod imap;
 pub mod login;
+pub mod managesieve;
 pub mod outbound;
 pub mod pop3;
 pub mod queue;

@@ -14,7 +14,7 @@ use common::password::PasswordHash;
 use common::sasl::PlainCredentials;
 use directory::{Account, Directory, DirectoryError, Purpose};
 
-/// What a connection allows before login (IMAP and POP3 alike).
+/// What a connection allows before login (IMAP, POP3 and ManageSieve alike).
 #[derive(Debug, Clone, Copy)]
 pub struct Offer {
     /// STARTTLS/STLS is offered (TLS is configured and not yet on).
@@ -32,7 +32,8 @@ pub enum Step {
     StartTls(Vec<u8>),
     /// Write these bytes and close.
     Close(Vec<u8>),
-    /// Write `+ ` and hand the client's next line to [`PreLogin::sasl_response`].
+    /// Write [`PreLogin::SASL_CONTINUE`] and hand the client's next line to
+    /// [`PreLogin::sasl_response`].
     SaslContinue,
     /// Check these credentials; answer with [`PreLogin::login_failed`] or
     /// [`PreLogin::login_succeeded`].
@@ -46,6 +47,8 @@ pub trait PreLogin {
     const SASL_LINE_MAX: usize;
     /// The last words to a client that sent too many commands without logging in.
     const TOO_MANY_COMMANDS: &'static [u8];
+    /// What asks the client for its SASL response (IMAP and POP3: `+ `).
+    const SASL_CONTINUE: &'static [u8] = b"+ \r\n";
     /// The first bytes the client reads.
     fn greeting(&self, host: &str) -> Vec<u8>;
     /// Handle one command as the protocol's reader framed it.
@@ -53,7 +56,8 @@ pub trait PreLogin {
     /// The client's line after [`Step::SaslContinue`]'s `+ ` (`None`: the line was too long).
     fn sasl_response(&mut self, line: Option<&[u8]>) -> Step;
     /// TLS is now active (after STARTTLS/STLS); passwords are allowed if `plaintext_auth`.
-    fn tls_started(&mut self, plaintext_auth: bool);
+    /// Returns what to send the client now (ManageSieve repeats its capabilities).
+    fn tls_started(&mut self, plaintext_auth: bool) -> Vec<u8>;
     /// The answer to the login in progress, from the storage node's success line.
     fn login_succeeded(&mut self, node_reply: &str) -> Vec<u8>;
     /// The answer to the login in progress when it was refused.

@@ -114,8 +114,9 @@ impl PreLogin for PreAuth {
         format!("+OK {host} POP3 ready\r\n").into_bytes()
     }
 
-    fn tls_started(&mut self, plaintext_auth: bool) {
+    fn tls_started(&mut self, plaintext_auth: bool) -> Vec<u8> {
         self.offer = Offer { starttls: false, plaintext_auth };
+        Vec::new()
     }
 
     /// Handle one line (without its line ending).

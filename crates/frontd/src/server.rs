@@ -20,7 +20,7 @@ use crate::delivery::Router;
 use crate::login::{Gate, Offer, PreLogin, Refusal, Step};
 use crate::sessions::{SessionCounts, Slot};
 use crate::smtp::session::Mode;
-use crate::{imap, pop3, smtp, splice};
+use crate::{imap, managesieve, pop3, smtp, splice};
 
 /// How long a client may take to log in.
 const LOGIN_TIME_MAX: Duration = Duration::from_secs(180);
@@ -261,6 +261,7 @@ async fn greeting_of(addr: &str) -> Option<String> {
 enum Service {
     Imap,
     Pop3,
+    Sieve,
     Smtp(Mode),
 }
 
@@ -269,6 +270,7 @@ impl Service {
         match self {
             Self::Imap => "IMAP",
             Self::Pop3 => "POP3",
+            Self::Sieve => "ManageSieve",
             Self::Smtp(_) => "SMTP",
         }
     }
@@ -278,6 +280,7 @@ impl Service {
         match self {
             Self::Imap => b"* BYE [UNAVAILABLE] too many connections\r\n",
             Self::Pop3 => b"-ERR [SYS/TEMP] too many connections\r\n",
+            Self::Sieve => b"BYE (TRYLATER) \"too many connections\"\r\n",
             Self::Smtp(_) => b"421 4.3.2 too many connections, try later\r\n",
         }
     }
@@ -287,6 +290,7 @@ impl Service {
         match self {
             Self::Imap => b"* BYE [UNAVAILABLE] too many connections from your address\r\n",
             Self::Pop3 => b"-ERR [SYS/TEMP] too many connections from your address\r\n",
+            Self::Sieve => b"BYE (TRYLATER) \"too many connections from your address\"\r\n",
             Self::Smtp(_) => b"421 4.7.0 too many connections from your address\r\n",
         }
     }
@@ -312,6 +316,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         (&cfg.listen.smtp, Service::Smtp(Mode::Mx), false),
         (&cfg.listen.submission, Service::Smtp(Mode::Submission), false),
         (&cfg.listen.submissions, Service::Smtp(Mode::Submission), true),
+        (&cfg.listen.sieve, Service::Sieve, false),
     ] {
         let Some(addr) = addr else { continue };
         let listener = bind(addr).await?;
@@ -335,6 +340,10 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
                     Service::Pop3 => {
                         pre_login(stream, peer, &front, implicit, Protocol::Pop3, pop3::PreAuth::new, read_pop3_line)
                             .await
+                    }
+                    Service::Sieve => {
+                        let (new, read) = (managesieve::PreAuth::new, read_sieve_command);
+                        pre_login(stream, peer, &front, implicit, Protocol::Sieve, new, read).await
                     }
                     Service::Smtp(mode) => smtp::server::connection(stream, peer, front, mode, implicit).await,
                 }
@@ -520,7 +529,7 @@ async fn pre_login<P: PreLogin>(
         };
         let mut step = session.input(&command);
         if let Step::SaslContinue = step {
-            conn.wr.write_all(b"+ \r\n").await?;
+            conn.wr.write_all(P::SASL_CONTINUE).await?;
             step = match read_line_within(&mut conn.rd, P::SASL_LINE_MAX, LOGIN_TIME_MAX).await? {
                 Line::Complete(l) => session.sasl_response(Some(&l)),
                 Line::TooLong { .. } => session.sasl_response(None),
@@ -533,7 +542,8 @@ async fn pre_login<P: PreLogin>(
             Step::StartTls(b) => {
                 let Some(upgraded) = upgrade(conn, &b, tls.as_deref()).await? else { return Ok(()) };
                 conn = upgraded;
-                session.tls_started(front.gate.plaintext_allowed(peer.ip(), true));
+                let said = session.tls_started(front.gate.plaintext_allowed(peer.ip(), true));
+                conn.wr.write_all(&said).await?;
             }
             Step::SaslContinue => unreachable!("a SASL response is answered, never continued"),
             Step::Login(creds) => match login(front, protocol, peer, conn.tls, &creds).await {
@@ -555,4 +565,30 @@ async fn read_pop3_line(conn: &mut Conn) -> std::io::Result<Option<Result<Vec<u8
         Line::TooLong { .. } => Some(Err(b"-ERR line too long\r\n".to_vec())),
         Line::Eof | Line::Idle => None,
     })
+}
+
+/// Read one ManageSieve command with its literals, framed for the pre-login machine;
+/// `None` when the client is gone.
+async fn read_sieve_command(conn: &mut Conn) -> std::io::Result<Option<Result<Vec<u8>, Vec<u8>>>> {
+    let mut reader = common::managesieve::Reader::new(managesieve::LITERAL_MAX);
+    loop {
+        let line = match read_line_within(&mut conn.rd, common::managesieve::LINE_MAX, LOGIN_TIME_MAX).await? {
+            Line::Complete(l) => l,
+            Line::TooLong { .. } => return Ok(Some(Err(b"NO \"line too long\"\r\n".to_vec()))),
+            Line::Eof | Line::Idle => return Ok(None),
+        };
+        match managesieve::frame(&mut reader, &line) {
+            Ok(common::managesieve::Next::Command(command)) => return Ok(Some(Ok(command.verb.into_bytes()))),
+            Ok(common::managesieve::Next::Literal(n)) => {
+                let mut literal = vec![0u8; n];
+                tokio::time::timeout(LOGIN_TIME_MAX, conn.rd.read_exact(&mut literal))
+                    .await
+                    .map_err(|_| std::io::Error::other("literal timed out"))??;
+                reader.literal(literal);
+            }
+            // A literal refused: its bytes follow anyway and cannot be told from commands.
+            Err(_) if line.ends_with(b"}") => return Ok(None),
+            Err(reply) => return Ok(Some(Err(reply))),
+        }
+    }
 }

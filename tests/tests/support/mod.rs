@@ -329,6 +329,8 @@ pub struct Front {
     /// Implicit-TLS listeners (only with [`Front::start_tls`]).
     pub imaps: String,
     pub pop3s: String,
+    /// ManageSieve (STARTTLS when the front has a certificate).
+    pub sieve: String,
     child: Option<Child>,
     pub log: PathBuf,
 }
@@ -403,7 +405,7 @@ impl Front {
             make_certificate(root);
         }
         let (imap, pop3, imaps, pop3s) = (free_addr(), free_addr(), free_addr(), free_addr());
-        let (smtp, submission) = (free_addr(), free_addr());
+        let (smtp, submission, sieve) = (free_addr(), free_addr(), free_addr());
         let mut backend = BackendSection::new(PROXY_USER);
         backend.proxy_password = Some(PROXY_PASSWORD.into());
         backend.route_timeout_ms = route_timeout_ms.unwrap_or(20_000);
@@ -414,6 +416,7 @@ impl Front {
         cfg.listen.pop3 = Some(pop3.clone());
         cfg.listen.smtp = Some(smtp.clone());
         cfg.listen.submission = Some(submission.clone());
+        cfg.listen.sieve = Some(sieve.clone());
         if tls {
             cfg.listen.imaps = Some(imaps.clone());
             cfg.listen.pop3s = Some(pop3s.clone());
@@ -441,7 +444,7 @@ impl Front {
         cmd.arg("--config").arg(&path).env("RUST_LOG", "info");
         let child = Some(spawn(cmd, &log));
         wait_listening(&imap, "frontd");
-        Self { imap, pop3, smtp, submission, imaps, pop3s, child, log }
+        Self { imap, pop3, smtp, submission, imaps, pop3s, sieve, child, log }
     }
 
     /// Process id of frontd.

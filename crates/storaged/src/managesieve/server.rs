@@ -11,7 +11,6 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::grammar::{Next, Reader, LINE_MAX};
 use super::session::{answer, Action, Offer, ScriptRequest, ScriptResult, Session};
 use crate::auth::LoginError;
 use crate::group::access::AccessError;
@@ -20,6 +19,7 @@ use crate::line::{read_line_within, Line};
 use crate::mailstore::{scripts, MailOp, MailResponse, OpId, Rejection, UserName};
 use crate::node::Node;
 use crate::tls::{serve_with_starttls, Conn, End};
+use common::managesieve::{Command, Next, Reader, LINE_MAX};
 
 /// RFC 5804 §1.8 leaves it to servers; like IMAP's 30 minutes.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(1800);
@@ -60,8 +60,11 @@ async fn handle(stream: TcpStream, peer: SocketAddr, node: Arc<Node>) -> std::io
 }
 
 /// The next whole command, reading literals as the line announces them.
-async fn read_command(conn: &mut Conn) -> std::io::Result<Option<Result<super::grammar::Command, String>>> {
-    let mut reader = Reader::default();
+/// Largest literal (a script, with room for a line ending).
+const LITERAL_MAX: usize = scripts::SCRIPT_MAX_BYTES + 2;
+
+async fn read_command(conn: &mut Conn) -> std::io::Result<Option<Result<Command, String>>> {
+    let mut reader = Reader::new(LITERAL_MAX);
     loop {
         let line = match read_line_within(&mut conn.rd, LINE_MAX, IDLE_TIMEOUT).await? {
             Line::Complete(line) => line,

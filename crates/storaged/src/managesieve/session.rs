@@ -10,7 +10,7 @@ use crate::auth::sasl::{self, PlainCredentials, SaslError};
 use crate::auth::ProxyHints;
 use crate::mailstore::Rejection;
 
-use super::grammar::{Arg, Command};
+use common::managesieve::{Arg, Command};
 
 /// What the server must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -397,10 +397,10 @@ pub fn answer(result: ScriptResult) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::managesieve::grammar::{Next, Reader};
+    use common::managesieve::{Next, Reader};
 
     fn run(s: &mut Session, line: &str) -> Vec<Action> {
-        let mut reader = Reader::default();
+        let mut reader = Reader::new(1 << 20);
         match reader.line(line.as_bytes()).unwrap() {
             Next::Command(c) => s.command(&c),
             Next::Literal(_) => panic!("literal"),

@@ -233,6 +233,7 @@ impl Layout {
             smtp: Some(self.front_smtp()),
             submission: Some(self.front_submission()),
             submissions: Some(self.front_submissions()),
+            sieve: Some(self.front_sieve()),
         };
         front.tls = Some(TlsFiles { cert_file: "cert.pem".into(), key_file: "key.pem".into() });
         front.auth.failure_delay_ms = 1000;

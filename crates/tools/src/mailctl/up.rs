@@ -114,6 +114,7 @@ fn cluster_map(layout: &Layout) -> ClusterMap {
             pop3: Some(layout.node(i, NodePort::Pop3)),
             lmtp: Some(layout.node(i, NodePort::Lmtp)),
             admin: Some(layout.node(i, NodePort::Admin)),
+            sieve: Some(layout.node(i, NodePort::Sieve)),
         })
         .collect();
     let groups: Vec<GroupSection> =
@@ -179,6 +180,7 @@ fn print_banner(layout: &Layout, users: &[DemoUser], scanning: &str) {
         layout.front_submission(),
         layout.front_submissions()
     );
+    println!("  ManageSieve {}  (STARTTLS; Sieve filters, vacation)", layout.front_sieve());
     println!("{scanning}");
     println!("  TLS certificate for localhost/127.0.0.1, signed by the local CA {}", ca.display());
     println!("  users (password, mailhost):");
@@ -199,6 +201,13 @@ fn print_banner(layout: &Layout, users: &[DemoUser], scanning: &str) {
             layout.front_submission(),
             u.mail,
             u.password,
+            u.mail
+        );
+        let (host, port) =
+            layout.front_sieve().rsplit_once(':').map(|(h, p)| (h.to_string(), p.to_string())).unwrap_or_default();
+        println!(
+            "    sieve-connect --server {host} --port {port} --tlscafile {} --user {} --list",
+            ca.display(),
             u.mail
         );
     }

@@ -1,12 +1,11 @@
-//! ManageSieve command lines (RFC 5804 §4): an atom, then strings (quoted, or literals
-//! `{n+}` / `{n}` whose bytes follow the line), numbers and atoms. A literal may be as large
-//! as a script may be, no larger; a line as long as `LINE_MAX`. Pure: the server hands it
-//! lines and literal bytes and gets commands back. This module must never interpret a verb.
+//! ManageSieve command lines (RFC 5804 §4), as the front (before login) and the storage
+//! node (after) both read them: an atom, then strings (quoted, or literals `{n+}` / `{n}`
+//! whose bytes follow the line), numbers and atoms. A literal may be as large as the
+//! reader's limit, no larger; a line as long as `LINE_MAX`. Pure: the server hands it lines
+//! and literal bytes and gets commands back. This module must never interpret a verb.
 
 /// Longest command line, literals excluded.
 pub const LINE_MAX: usize = 8 * 1024;
-/// Largest literal (a script, with room for a line ending).
-pub const LITERAL_MAX: usize = crate::mailstore::scripts::SCRIPT_MAX_BYTES + 2;
 /// Arguments one command may have.
 const ARGS_MAX: usize = 8;
 
@@ -36,25 +35,31 @@ pub enum Next {
 pub enum GrammarError {
     #[error("{0}")]
     Syntax(&'static str),
-    #[error("a literal may hold at most {LITERAL_MAX} bytes")]
-    LiteralTooLarge,
+    #[error("a literal may hold at most {0} bytes")]
+    LiteralTooLarge(usize),
     #[error("too many arguments")]
     TooManyArgs,
 }
 
 /// A command being read, across the lines its literals split it into.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Reader {
     verb: Option<String>,
     args: Vec<Arg>,
+    literal_max: usize,
 }
 
 impl Reader {
+    /// A reader taking literals of at most `literal_max` bytes.
+    pub fn new(literal_max: usize) -> Self {
+        Self { verb: None, args: Vec::new(), literal_max }
+    }
+
     /// One line without its CRLF: the command, or what must be read before it is whole.
     pub fn line(&mut self, line: &[u8]) -> Result<Next, GrammarError> {
         let result = self.tokens(line);
         if result.is_err() {
-            *self = Reader::default();
+            *self = Reader::new(self.literal_max);
         }
         result
     }
@@ -81,7 +86,7 @@ impl Reader {
                     at = end;
                 }
                 b'{' => {
-                    let n = literal_spec(&line[at..])?;
+                    let n = literal_spec(&line[at..], self.literal_max)?;
                     if self.verb.is_none() && self.args.is_empty() {
                         self.verb = Some(String::new());
                     }
@@ -99,7 +104,7 @@ impl Reader {
                 }
             }
         }
-        let reader = std::mem::take(self);
+        let reader = std::mem::replace(self, Reader::new(self.literal_max));
         match reader.verb {
             Some(verb) => Ok(Next::Command(Command { verb, args: reader.args })),
             None => Err(GrammarError::Syntax("empty command")),
@@ -146,7 +151,7 @@ fn quoted(line: &[u8], at: usize) -> Result<(Vec<u8>, usize), GrammarError> {
 }
 
 /// `{n+}` or `{n}` ending the line.
-fn literal_spec(rest: &[u8]) -> Result<usize, GrammarError> {
+fn literal_spec(rest: &[u8], max: usize) -> Result<usize, GrammarError> {
     let inner = rest
         .strip_prefix(b"{")
         .and_then(|r| r.strip_suffix(b"}"))
@@ -155,9 +160,10 @@ fn literal_spec(rest: &[u8]) -> Result<usize, GrammarError> {
     if digits.is_empty() || digits.len() > 10 || !digits.iter().all(u8::is_ascii_digit) {
         return Err(GrammarError::Syntax("bad literal length"));
     }
-    let n: usize = std::str::from_utf8(digits).expect("digits").parse().map_err(|_| GrammarError::LiteralTooLarge)?;
-    if n > LITERAL_MAX {
-        return Err(GrammarError::LiteralTooLarge);
+    let n: usize =
+        std::str::from_utf8(digits).expect("digits").parse().map_err(|_| GrammarError::LiteralTooLarge(max))?;
+    if n > max {
+        return Err(GrammarError::LiteralTooLarge(max));
     }
     Ok(n)
 }
@@ -168,7 +174,7 @@ mod tests {
 
     #[test]
     fn rfc5804_4_strings_literals_and_numbers() {
-        let mut r = Reader::default();
+        let mut r = Reader::new(1 << 20);
         let Ok(Next::Command(c)) = r.line(br#"havespace "my \"script\"" 1024"#) else { panic!() };
         assert_eq!(
             c,
@@ -184,9 +190,9 @@ mod tests {
 
     #[test]
     fn bad_lines_are_errors_and_reset() {
-        let mut r = Reader::default();
+        let mut r = Reader::new(1 << 20);
         assert!(r.line(b"PUTSCRIPT \"a\" {99999999999+}").is_err());
-        assert_eq!(r.line(b"PUTSCRIPT \"a\" {9999999+}"), Err(GrammarError::LiteralTooLarge));
+        assert_eq!(r.line(b"PUTSCRIPT \"a\" {9999999+}"), Err(GrammarError::LiteralTooLarge(1 << 20)));
         assert!(r.line(b"X \"unterminated").is_err());
         assert!(r.line(b"X \"bad \\n escape\"").is_err());
         assert!(r.line(b"").is_err());
