@@ -50,7 +50,14 @@ fn remote_mail_waits_for_its_server_and_arrives_once_and_refusals_bounce() {
     // dave's mailHost, zeus, has no running node: his mail must wait in the queue.
     let zeus = GroupSection {
         name: "zeus".into(),
-        members: vec![MemberSection { id: 9, imap: None, pop3: None, lmtp: Some(free_addr()), admin: None }],
+        members: vec![MemberSection {
+            id: 9,
+            imap: None,
+            pop3: None,
+            lmtp: Some(free_addr()),
+            admin: None,
+            sieve: None,
+        }],
     };
     let options = FrontOptions {
         tls: true,

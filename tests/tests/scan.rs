@@ -62,7 +62,14 @@ fn scanning_front(
         // A replicated queue on the running groups, and zed's mailhost zeus, which never runs.
         let zeus = GroupSection {
             name: "zeus".into(),
-            members: vec![MemberSection { id: 9, imap: None, pop3: None, lmtp: Some(free_addr()), admin: None }],
+            members: vec![MemberSection {
+                id: 9,
+                imap: None,
+                pop3: None,
+                lmtp: Some(free_addr()),
+                admin: None,
+                sieve: None,
+            }],
         };
         let scan_tune = options.tune.take().expect("set above");
         options.tune = Some(Box::new(move |c| {
