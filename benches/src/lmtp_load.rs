@@ -54,8 +54,13 @@ impl Conn {
     /// Whether the message was delivered (`250`).
     fn deliver(&mut self, dialect: Dialect, rcpt: &str, body: &[u8]) -> Result<bool, ClientError> {
         let recipients = [rcpt.to_string()];
-        let envelope =
-            Envelope { from: "bench@example.org", mail_params: "", recipients: &recipients, rcpt_params: "" };
+        let envelope = Envelope {
+            from: "bench@example.org",
+            mail_params: "",
+            recipients: &recipients,
+            rcpt_params: "",
+            rcpt_params_each: &[],
+        };
         let t = self.0.transaction(dialect, &envelope, &smtp_client::dot_stuff(body))?;
         let delivered = t.per_recipient(dialect).iter().all(|r| r.code == 250);
         if !delivered {

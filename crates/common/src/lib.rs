@@ -19,6 +19,7 @@ pub mod lmtp_auth;
 pub mod managesieve;
 pub mod network;
 pub mod password;
+pub mod recipient_rules;
 pub mod refusing_dns;
 pub mod rpc_channel;
 pub mod sasl;

@@ -22,6 +22,7 @@ pub const ACCOUNT_ATTRIBUTES: &[&str] = &[
     "mailSizeMax",
     "mailForwardingAddress",
     "deliveryMode",
+    "mailReplyText",
     "mailSpamPolicy",
     "mailSpamThreshold",
 ];
@@ -112,16 +113,20 @@ pub struct Account {
     pub mail_host: Option<String>,
     pub status: AccountStatus,
     pub password: Option<PasswordHash>,
-    /// `mailQuotaSize` in bytes.
+    /// `mailQuotaSize` in bytes (`None`: unlimited, also for `0`, as qmail-ldap reads it).
     pub quota_size_bytes: Option<u64>,
-    /// `mailQuotaCount` in messages.
+    /// `mailQuotaCount` in messages (`None`: unlimited, also for `0`).
     pub quota_count: Option<u64>,
-    /// `mailSizeMax`: the largest message this user accepts, in bytes.
+    /// `mailSizeMax`: the largest message this user accepts, in bytes (`None`: no limit of
+    /// the user's own, also for `0`, which qmail-ldap directories use for "unlimited").
     pub message_size_max_bytes: Option<u64>,
     /// `mailForwardingAddress` values.
     pub forwarding: Vec<String>,
-    /// `deliveryMode` values, lower case (`forwardonly`, `nombox`, `noforward`, ...).
+    /// `deliveryMode` values, lower case (`nolocal`, `noforward`, `reply`, the older
+    /// `forwardonly` and `nombox`, ...).
     pub delivery_modes: Vec<String>,
+    /// `mailReplyText`: the auto-reply sent when `deliveryMode` has `reply`.
+    pub reply_text: Option<String>,
     /// `mailSpamPolicy` and `mailSpamThreshold`.
     pub spam: SpamPolicy,
 }
@@ -162,10 +167,12 @@ impl Account {
         let lower_all = |name: &str| get(name).iter().map(|s| s.trim().to_lowercase()).collect();
         let bad =
             |attribute: &'static str, reason: String| AttributeError::Bad { dn: dn.to_string(), attribute, reason };
+        // 0 is "unlimited" for every limit qmail-ldap has: no limit at all.
         let number = |attribute: &'static str| -> Result<Option<u64>, AttributeError> {
             first(attribute)
                 .map(|v| v.parse::<u64>().map_err(|_| bad(attribute, format!("{v:?} is not a number"))))
                 .transpose()
+                .map(|n| n.filter(|n| *n > 0))
         };
         let mail =
             first("mail").map(|m| m.to_lowercase()).ok_or_else(|| AttributeError::NoMail { dn: dn.to_string() })?;
@@ -194,6 +201,7 @@ impl Account {
             message_size_max_bytes: number("mailSizeMax")?,
             forwarding: get("mailForwardingAddress").iter().map(|s| s.trim().to_string()).collect(),
             delivery_modes: lower_all("deliveryMode"),
+            reply_text: get("mailReplyText").first().map(|t| t.to_string()).filter(|t| !t.trim().is_empty()),
             spam: SpamPolicy {
                 action: first("mailSpamPolicy")
                     .map(|v| SpamAction::parse(&v).ok_or_else(|| bad("mailSpamPolicy", format!("unknown value {v:?}"))))
@@ -210,6 +218,24 @@ impl Account {
     /// Whether the account may log in to read mail.
     pub fn may_log_in(&self) -> bool {
         self.status == AccountStatus::Active
+    }
+
+    /// What the storage node must know to deliver to this account (see
+    /// [`common::recipient_rules`]): quota, forwarding, local copy, auto-reply.
+    pub fn recipient_rules(&self) -> common::recipient_rules::RecipientRules {
+        let has = |mode: &str| self.delivery_modes.iter().any(|m| m == mode);
+        let forward = if has("noforward") { Vec::new() } else { self.forwarding.clone() };
+        let rules = common::recipient_rules::RecipientRules {
+            quota_bytes: self.quota_size_bytes.unwrap_or(0),
+            quota_messages: self.quota_count.unwrap_or(0),
+            no_local: has("nolocal") || has("forwardonly") || has("nombox"),
+            reply: self.reply_text.clone().filter(|_| has("reply")),
+            forward,
+        }
+        .bounded();
+        // A mailbox that keeps no copy and forwards nowhere would lose mail: keep it.
+        let no_local = rules.no_local && !rules.forward.is_empty();
+        common::recipient_rules::RecipientRules { no_local, ..rules }
     }
 
     /// Every address that delivers to this account.
@@ -302,5 +328,34 @@ mod tests {
         }
         let r = Account::from_attributes("x", &attrs(&[("mail", "a@example.edu"), ("mailSpamPolicy", "bounce")]));
         assert!(matches!(r, Err(AttributeError::Bad { attribute: "mailSpamPolicy", .. })), "{r:?}");
+    }
+
+    #[test]
+    fn qmail_ldap_delivery_attributes_become_recipient_rules() {
+        let entry = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("mail", "u@example.edu")];
+            all.extend_from_slice(pairs);
+            Account::from_attributes("uid=u", &attrs(&all)).unwrap()
+        };
+        let unlimited = entry(&[("mailSizeMax", "0"), ("mailQuotaSize", "0"), ("mailQuotaCount", "0")]);
+        assert_eq!(
+            (unlimited.message_size_max_bytes, unlimited.quota_size_bytes, unlimited.quota_count),
+            (None, None, None)
+        );
+        assert!(unlimited.recipient_rules().is_default());
+        let forward = entry(&[("mailForwardingAddress", "a@x.org"), ("mailForwardingAddress", "b@y.org")]);
+        let rules = forward.recipient_rules();
+        assert_eq!((rules.forward.len(), rules.no_local), (2, false), "forwards are in addition to local delivery");
+        let only = entry(&[("mailForwardingAddress", "a@x.org"), ("deliveryMode", "forwardonly")]);
+        assert!(only.recipient_rules().no_local);
+        let off =
+            entry(&[("mailForwardingAddress", "a@x.org"), ("deliveryMode", "noforward"), ("deliveryMode", "nolocal")]);
+        assert_eq!(off.recipient_rules().forward.len(), 0);
+        assert!(!off.recipient_rules().no_local, "nowhere else to go: kept");
+        let reply =
+            entry(&[("deliveryMode", "reply"), ("mailReplyText", "Away until May."), ("mailQuotaSize", "1000")]);
+        let rules = reply.recipient_rules();
+        assert_eq!((rules.reply.as_deref(), rules.quota_bytes), (Some("Away until May."), 1000));
+        assert_eq!(entry(&[("mailReplyText", "x")]).recipient_rules().reply, None, "replies need deliveryMode reply");
     }
 }

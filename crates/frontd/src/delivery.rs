@@ -1,7 +1,8 @@
 //! Routing deliveries (the library the SMTP listeners use): each recipient is resolved in
 //! the directory (primary or alternate address, any case, `user+tag@` as `user@`), checked
 //! (status, `mailSizeMax`), grouped by `mailHost`, and delivered over LMTP to each group's
-//! leader as the account's primary address, with the group named (`XMAILHOST=`). The result
+//! leader as the account's primary address, with the group named (`XMAILHOST=`) and what the
+//! directory says of the account's delivery (`XUSER=`: quota, forwarding, auto-reply). The result
 //! is one SMTP-style reply per recipient, in order: `250` only once the storage group has
 //! committed the message. Never delivers to a group the directory did not name.
 
@@ -115,6 +116,8 @@ impl Router {
         let mut replies: Vec<Option<String>> = vec![None; recipients.len()];
         // group → mailbox → the recipient indexes it answers for.
         let mut by_group: BTreeMap<String, BTreeMap<String, Vec<usize>>> = BTreeMap::new();
+        // mailbox → what its storage node must know of it (`XUSER=`; empty when nothing).
+        let mut params: BTreeMap<String, String> = BTreeMap::new();
         for (i, address) in recipients.iter().enumerate() {
             match self.resolve(address).await {
                 Resolution::Refused(r) => replies[i] = Some(r),
@@ -124,6 +127,9 @@ impl Router {
                     replies[i] = Some(format!("552 5.3.4 <{address}> message too big for this recipient"));
                 }
                 Resolution::Local { account, group } => {
+                    let rules = account.recipient_rules();
+                    let param = if rules.is_default() { String::new() } else { format!(" XUSER={}", rules.to_param()) };
+                    params.insert(account.mail.clone(), param);
                     by_group.entry(group).or_default().entry(account.mail.clone()).or_default().push(i);
                 }
             }
@@ -135,7 +141,7 @@ impl Router {
         let mut moved: BTreeMap<String, BTreeMap<String, Vec<usize>>> = BTreeMap::new();
         for (group, mailboxes) in by_group {
             let boxes: Vec<String> = mailboxes.keys().cloned().collect();
-            let answers = self.deliver_to_group(&group, &boxes, parcel).await;
+            let answers = self.deliver_to_group(&group, &boxes, &params, parcel).await;
             for (mailbox, answer) in boxes.iter().zip(answers) {
                 if let Some(target) = self.moved_elsewhere(&answer, &group) {
                     moved.entry(target).or_default().insert(mailbox.clone(), mailboxes[mailbox].clone());
@@ -148,7 +154,7 @@ impl Router {
         for (group, mailboxes) in moved {
             tracing::info!(group, mailboxes = mailboxes.len(), "mailboxes moved; delivering to their new mailhost");
             let boxes: Vec<String> = mailboxes.keys().cloned().collect();
-            let answers = self.deliver_to_group(&group, &boxes, parcel).await;
+            let answers = self.deliver_to_group(&group, &boxes, &params, parcel).await;
             for (mailbox, answer) in boxes.iter().zip(answers) {
                 for i in &mailboxes[mailbox] {
                     replies[*i] = Some(answer.clone());
@@ -168,8 +174,17 @@ impl Router {
         (target != group).then_some(target)
     }
 
-    /// One LMTP transaction on `group`'s leader; one reply per mailbox.
-    async fn deliver_to_group(&self, group: &str, mailboxes: &[String], parcel: Parcel<'_>) -> Vec<String> {
+    /// One LMTP transaction on `group`'s leader; one reply per mailbox (`params`: each
+    /// mailbox's own `RCPT` parameters).
+    async fn deliver_to_group(
+        &self,
+        group: &str,
+        mailboxes: &[String],
+        params: &BTreeMap<String, String>,
+        parcel: Parcel<'_>,
+    ) -> Vec<String> {
+        let each: Vec<String> = mailboxes.iter().map(|m| params.get(m).cloned().unwrap_or_default()).collect();
+        let each = each.as_slice();
         let Some(key) = &self.key else {
             tracing::error!(
                 group,
@@ -189,7 +204,7 @@ impl Router {
                 let cluster = &self.cluster;
                 async move {
                     let addr = member.lmtp.clone().expect("candidates serve LMTP");
-                    match lmtp_transaction(&addr, key, deadlines, group, mailboxes, parcel).await {
+                    match lmtp_transaction(&addr, key, deadlines, group, (mailboxes, each), parcel).await {
                         Ok(outcome) => outcome.map_hint(|a| cluster.member_by_address(group, Protocol::Lmtp, &a)),
                         Err(e) => Attempt::Down(e.to_string()),
                     }
@@ -243,14 +258,20 @@ async fn lmtp_transaction(
     key: &ClusterKey,
     deadlines: Deadlines,
     group: &str,
-    mailboxes: &[String],
+    (mailboxes, each): (&[String], &[String]),
     parcel: Parcel<'_>,
 ) -> Result<LmtpOutcome, ClientError> {
     let (mut conn, _) = Connection::open(addr, deadlines).await?;
     conn.hello(Dialect::Lmtp, "frontd").await?;
     conn.authenticate_cluster(key).await?;
     let rcpt_params = format!(" XMAILHOST={group}{}", parcel.folder.rcpt_param());
-    let envelope = Envelope { from: parcel.from, mail_params: "", recipients: mailboxes, rcpt_params: &rcpt_params };
+    let envelope = Envelope {
+        from: parcel.from,
+        mail_params: "",
+        recipients: mailboxes,
+        rcpt_params: &rcpt_params,
+        rcpt_params_each: each,
+    };
     let t = conn.transaction(Dialect::Lmtp, &envelope, parcel.stuffed, is_not_leader).await?;
     conn.quit().await;
     if t.stopped {

@@ -27,6 +27,9 @@ pub struct Envelope<'a> {
     pub recipients: &'a [String],
     /// Appended to every `RCPT TO:<rcpt>`, e.g. ` XMAILHOST=apollo`.
     pub rcpt_params: &'a str,
+    /// Appended after `rcpt_params` to the `RCPT` of the recipient at the same position
+    /// (empty: none for any).
+    pub rcpt_params_each: &'a [String],
 }
 
 /// What the server answered, step by step.
@@ -126,8 +129,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         if !t.mail.is_positive() {
             return Ok(t);
         }
-        for rcpt in envelope.recipients {
-            let r = self.command(&rcpt_line(envelope, rcpt)).await?;
+        for (k, rcpt) in envelope.recipients.iter().enumerate() {
+            let r = self.command(&rcpt_line(envelope, k, rcpt)).await?;
             t.stopped = stop_at(&r);
             t.rcpts.push(r);
             if t.stopped {
@@ -148,8 +151,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         stop_at: &impl Fn(&Reply) -> bool,
     ) -> Result<Transcript, ClientError> {
         let mut batch = format!("{}\r\n", mail_line(envelope));
-        for rcpt in envelope.recipients {
-            batch.push_str(&rcpt_line(envelope, rcpt));
+        for (k, rcpt) in envelope.recipients.iter().enumerate() {
+            batch.push_str(&rcpt_line(envelope, k, rcpt));
             batch.push_str("\r\n");
         }
         batch.push_str("DATA\r\n");
@@ -178,8 +181,9 @@ fn mail_line(envelope: &Envelope<'_>) -> String {
     format!("MAIL FROM:<{}>{}", envelope.from, envelope.mail_params)
 }
 
-fn rcpt_line(envelope: &Envelope<'_>, rcpt: &str) -> String {
-    format!("RCPT TO:<{rcpt}>{}", envelope.rcpt_params)
+fn rcpt_line(envelope: &Envelope<'_>, k: usize, rcpt: &str) -> String {
+    let own = envelope.rcpt_params_each.get(k).map_or("", String::as_str);
+    format!("RCPT TO:<{rcpt}>{}{own}", envelope.rcpt_params)
 }
 
 impl Transcript {

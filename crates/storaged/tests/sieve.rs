@@ -99,3 +99,87 @@ fn the_active_script_decides_what_is_stored_and_sent() {
     assert!(r.starts_with("250"), "{r}");
     assert_eq!(files(&tree(&dir), &format!("{maildir}new/")).len(), inbox_before + 1, "kept in INBOX");
 }
+
+/// Delivers one message to `to` with `XUSER=` rules; the reply.
+fn send_with_rules(
+    lmtp: &str,
+    to: &str,
+    rules: &common::recipient_rules::RecipientRules,
+    headers: &str,
+    body: &str,
+) -> String {
+    let mut c = Lmtp::connect(lmtp);
+    assert!(c.cmd("LHLO test").starts_with("250"));
+    assert!(c.cmd("MAIL FROM:<bob@example.org>").starts_with("250"));
+    let r = c.cmd(&format!("RCPT TO:<{to}> XUSER={}", rules.to_param()));
+    assert!(r.starts_with("250"), "{r}");
+    assert!(c.cmd("DATA").starts_with("354"));
+    let data = format!("From: bob@example.org\r\nTo: {to}\r\n{headers}\r\n\r\n{body}\r\n.\r\n");
+    c.send(data.as_bytes());
+    c.reply_after(data.len())
+}
+
+#[test]
+fn directory_rules_forward_reply_and_quota() {
+    use common::recipient_rules::RecipientRules;
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Cluster::start(tmp.path(), 1, 3);
+    c.wait_leader(Duration::from_secs(30));
+    let dir = c.mail_dir(0);
+    let new = |user: &str| files(&tree(&dir), &format!("users/{user}/Maildir/new/")).len();
+
+    // Forwarding only (qmail-ldap nolocal/forwardonly): queued to the address, no local copy.
+    let forward =
+        RecipientRules { forward: vec!["away@example.org".into()], no_local: true, ..RecipientRules::default() };
+    let r = send_with_rules(&c.lmtp[0], "user1@example.edu", &forward, "Subject: fwd", "x");
+    assert!(r.starts_with("250"), "{r}");
+    assert_eq!(new("user1@example.edu"), 0, "no local copy");
+    let out = queued(&dir);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(out[0].starts_with("Delivered-To: user1@example.edu\r\n") && out[0].contains("Subject: fwd"));
+    // Round a loop (the message already passed this recipient): kept, not sent again.
+    let r = send_with_rules(
+        &c.lmtp[0],
+        "user1@example.edu",
+        &forward,
+        "Delivered-To: user1@example.edu\r\nSubject: loop",
+        "x",
+    );
+    assert!(r.starts_with("250"), "{r}");
+    assert_eq!((new("user1@example.edu"), queued(&dir).len()), (1, 1), "kept in INBOX, nothing queued");
+
+    // mailReplyText: one reply per sender, the message kept.
+    let reply = RecipientRules { reply: Some("I left the company.".into()), ..RecipientRules::default() };
+    for n in 0..2 {
+        let r = send_with_rules(&c.lmtp[0], "user2@example.edu", &reply, "Subject: hello", &format!("message {n}"));
+        assert!(r.starts_with("250"), "{r}");
+    }
+    let replies: Vec<String> = queued(&dir).into_iter().filter(|m| m.contains("I left the company.")).collect();
+    assert_eq!(replies.len(), 1, "answered once: {replies:?}");
+    assert!(replies[0].contains("To: <bob@example.org>"));
+    assert_eq!(new("user2@example.edu"), 2);
+
+    // A 1,000-byte, 1-message quota: the first 3 KB message is refused for now, and so
+    // is any message once one is stored.
+    let quota = RecipientRules { quota_bytes: 10_000, quota_messages: 1, ..RecipientRules::default() };
+    let big = "y".repeat(3000);
+    let r = send_with_rules(
+        &c.lmtp[0],
+        "user0@example.edu",
+        &RecipientRules { quota_bytes: 1000, ..quota.clone() },
+        "Subject: big",
+        &big,
+    );
+    assert!(r.starts_with("452 4.2.2"), "{r}");
+    let r = send_with_rules(&c.lmtp[0], "user0@example.edu", &quota, "Subject: first", &big);
+    assert!(r.starts_with("250"), "{r}");
+    let r = send_with_rules(&c.lmtp[0], "user0@example.edu", &quota, "Subject: second", &big);
+    assert!(r.starts_with("452 4.2.2"), "{r}");
+    let t = tree(&dir);
+    let inbox: Vec<String> = files(&t, &format!("{}new/", "users/user0@example.edu/Maildir/"))
+        .into_iter()
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    assert_eq!(inbox.len(), 2, "the message and the 90% warning: {inbox:?}");
+    assert!(inbox.iter().any(|m| m.contains("Subject: Your mailbox is almost full")));
+}

@@ -55,7 +55,8 @@ where
     } else {
         String::new()
     };
-    let envelope = Envelope { from: t.from, mail_params: &size, recipients: t.recipients, rcpt_params: "" };
+    let envelope =
+        Envelope { from: t.from, mail_params: &size, recipients: t.recipients, rcpt_params: "", rcpt_params_each: &[] };
     let transcript = conn.transaction(Dialect::Smtp, &envelope, &smtp_client::dot_stuff(t.message), |_| false).await?;
     conn.quit().await;
     outcome(conn.addr(), &transcript)

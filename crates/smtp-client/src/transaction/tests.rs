@@ -52,7 +52,7 @@ async fn server(stream: DuplexStream, replies: Vec<&'static str>) -> Vec<u8> {
 }
 
 fn envelope(recipients: &[String]) -> Envelope<'_> {
-    Envelope { from: "a@example.org", mail_params: "", recipients, rcpt_params: " XMAILHOST=g1" }
+    Envelope { from: "a@example.org", mail_params: "", recipients, rcpt_params: " XMAILHOST=g1", rcpt_params_each: &[] }
 }
 
 async fn run(

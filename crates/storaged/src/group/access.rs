@@ -135,6 +135,17 @@ impl Group {
         Ok(Some(self.sort_fields.insert(user.as_str(), meta, &fields)))
     }
 
+    /// How much `user`'s mail takes in every mailbox (see `mailstore::quota`). Blocking.
+    pub fn usage(&self, user: &UserName) -> Result<crate::mailstore::quota::Usage, StoreError> {
+        let store = self.sm.store();
+        let mut store = store.lock().expect("store lock");
+        let mut indexes = Vec::new();
+        for mailbox in store.mailboxes(user) {
+            indexes.extend(store.mailbox_index(user, &mailbox)?);
+        }
+        Ok(crate::mailstore::quota::Usage::of(indexes))
+    }
+
     /// Commit `op` through the group's log and return what applying it produced.
     pub async fn propose(&self, op_id: OpId, op: MailOp) -> Result<MailResponse, AccessError> {
         self.write(MailRequest { op_id, op }).await.map(|c| c.data)

@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use common::recipient_rules::RecipientRules;
 use sieve::{Action, Context, Envelope, IncludeLocation, Includes, Limits, Outcome, Reply, State};
 
 use crate::group::Group;
@@ -31,37 +32,86 @@ pub struct Delivery<'a> {
     pub internal_date: i64,
 }
 
-/// Runs `user`'s active script on the delivery.
-pub fn filter(group: &Group, user: &UserName, delivery: &Delivery) -> Filtered {
+/// Runs `user`'s active script and the directory's rules (`rules`: forwarding, no local
+/// copy, auto-reply) on the delivery.
+pub fn filter(group: &Group, user: &UserName, delivery: &Delivery, rules: &RecipientRules) -> Filtered {
     let dir = {
         let store = group.sm.store();
         let store = store.lock().expect("store lock");
         store.layout().user_dir(user)
     };
-    let (name, text) = match scripts::active(&dir) {
-        Ok(Some(active)) => active,
-        Ok(None) => return Filtered::Unfiltered,
-        Err(e) => {
-            tracing::warn!(user = %user.as_str(), error = %e, "cannot read the active Sieve script; kept in INBOX");
-            return Filtered::Unfiltered;
-        }
-    };
-    let limits = Limits::default();
-    let program = match sieve::compile(&text, &name, &limits, &PersonalScripts(&dir)) {
-        Ok(program) => program,
-        Err(e) => {
-            tracing::warn!(user = %user.as_str(), script = %name, error = %e, "Sieve script does not compile; kept in INBOX");
-            return Filtered::Unfiltered;
-        }
-    };
+    let directs = !rules.forward.is_empty() || rules.no_local || rules.reply.is_some();
+    let script = active_program(user, &dir);
+    if script.is_none() && !directs {
+        return Filtered::Unfiltered;
+    }
     let envelope = Envelope { from: delivery.envelope_from.into(), to: delivery.address.into(), auth: None };
     let state = UserState { group, user, dir: &dir, now_s: delivery.internal_date };
     let ctx = context(delivery, &state);
-    match sieve::run(&program, delivery.message, &envelope, &ctx, &limits) {
-        Ok(outcome) => decide(user, &dir, delivery, outcome),
-        Err(e) => {
+    let limits = Limits::default();
+    let mut outcome = match &script {
+        Some((name, program)) => sieve::run(program, delivery.message, &envelope, &ctx, &limits).unwrap_or_else(|e| {
             tracing::warn!(user = %user.as_str(), script = %name, error = %e, "Sieve script failed; kept in INBOX");
-            Filtered::Unfiltered
+            keep()
+        }),
+        None => keep(),
+    };
+    if let Some(text) = &rules.reply {
+        outcome.actions.extend(directory_reply(text, delivery, &envelope, &ctx, &limits));
+    }
+    decide(user, &dir, delivery, outcome, rules)
+}
+
+/// The user's active script, compiled; None when there is none or it does not compile
+/// (logged: mail is then kept in INBOX).
+fn active_program(user: &UserName, dir: &Path) -> Option<(String, sieve::Program)> {
+    let (name, text) = match scripts::active(dir) {
+        Ok(active) => active?,
+        Err(e) => {
+            tracing::warn!(user = %user.as_str(), error = %e, "cannot read the active Sieve script; kept in INBOX");
+            return None;
+        }
+    };
+    match sieve::compile(&text, &name, &Limits::default(), &PersonalScripts(dir)) {
+        Ok(program) => Some((name, program)),
+        Err(e) => {
+            tracing::warn!(user = %user.as_str(), script = %name, error = %e, "Sieve script does not compile; kept in INBOX");
+            None
+        }
+    }
+}
+
+/// What happens without a script: the implicit keep.
+fn keep() -> Outcome {
+    Outcome {
+        actions: vec![Action::Store { mailbox: "INBOX".into(), flags: Vec::new(), create: false }],
+        implicit_keep: true,
+        ..Outcome::default()
+    }
+}
+
+/// qmail-ldap's auto-reply (`deliveryMode: reply`, `mailReplyText`) as a vacation: the same
+/// RFC 3834 rules, answered once per sender per 14 days (qmail-reply's REPLY_TIMEOUT), never
+/// to mail the scanning stage marked as spam.
+fn directory_reply(
+    text: &str,
+    delivery: &Delivery,
+    envelope: &Envelope,
+    ctx: &Context,
+    limits: &Limits,
+) -> Vec<Action> {
+    let quoted = text.replace('\\', "\\\\").replace('"', "\\\"");
+    let script = format!(
+        "require \"vacation\";\nif not header :matches \"x-spam-status\" \"Yes*\" {{ vacation :days 14 :handle \"mailReplyText\" \"{quoted}\"; }}"
+    );
+    let reply = sieve::compile(&script, "mailReplyText", limits, &sieve::NoIncludes)
+        .map_err(|e| e.to_string())
+        .and_then(|program| sieve::run(&program, delivery.message, envelope, ctx, limits).map_err(|e| e.to_string()));
+    match reply {
+        Ok(outcome) => outcome.actions.into_iter().filter(|a| matches!(a, Action::Vacation(_))).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "the directory's auto-reply could not be made");
+            Vec::new()
         }
     }
 }
@@ -101,8 +151,8 @@ fn spam_verdict(message: &[u8]) -> Option<(u8, u8)> {
     Some(sieve::spamtest_from_score(score, threshold))
 }
 
-/// The outcome as the entry to propose.
-fn decide(user: &UserName, dir: &Path, delivery: &Delivery, outcome: Outcome) -> Filtered {
+/// The outcome, with the directory's forwarding and local-copy rules, as the entry to propose.
+fn decide(user: &UserName, dir: &Path, delivery: &Delivery, outcome: Outcome, rules: &RecipientRules) -> Filtered {
     let message = match &outcome.header {
         Some(header) => sieve::message::with_header(delivery.message, header),
         None => delivery.message.to_vec(),
@@ -118,6 +168,8 @@ fn decide(user: &UserName, dir: &Path, delivery: &Delivery, outcome: Outcome) ->
     for action in &outcome.actions {
         match action {
             Action::Reject { reason, .. } => return Filtered::Rejected(reason.clone()),
+            // deliveryMode nolocal: no copy in the user's own mailboxes.
+            Action::Store { .. } if rules.no_local => {}
             Action::Store { mailbox, flags, create } => copies.push(filed(mailbox, flags, *create)),
             // A message that already passed this recipient is not sent on again: kept instead.
             Action::Redirect { .. } if looped => copies.push(filed("INBOX", &[], false)),
@@ -134,7 +186,19 @@ fn decide(user: &UserName, dir: &Path, delivery: &Delivery, outcome: Outcome) ->
             }
         }
     }
-    tracing::info!(user = %user.as_str(), copies = copies.len(), outbound = outbound.len(), "filtered by Sieve");
+    if !rules.forward.is_empty() {
+        match looped {
+            // Round a loop: kept instead of forwarded again.
+            true if copies.is_empty() => copies.push(filed("INBOX", &[], false)),
+            true => {}
+            false => outbound.push(Outbound {
+                sender: delivery.envelope_from.to_string(),
+                recipients: rules.forward.clone(),
+                message: [format!("Delivered-To: {}\r\n", delivery.address).as_bytes(), &message].concat(),
+            }),
+        }
+    }
+    tracing::info!(user = %user.as_str(), copies = copies.len(), outbound = outbound.len(), "filtered");
     Filtered::Deliver(MailOp::DeliverFiltered {
         user: user.as_str().to_string(),
         internal_date: delivery.internal_date,

@@ -16,8 +16,9 @@ use crate::line::{read_data, read_line_within, Data, Line};
 use crate::mailstore::{MailOp, MailRequest, MailResponse, OpId, UserName};
 use crate::node::Node;
 
-/// Longest command line.
-const COMMAND_LINE_MAX: usize = 2048;
+/// Longest command line: an address and its parameters, `XUSER=` the largest (see
+/// `common::recipient_rules::PARAM_MAX_BYTES`).
+const COMMAND_LINE_MAX: usize = 1024 + common::recipient_rules::PARAM_MAX_BYTES;
 /// Idle time before a connection is dropped.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Read buffer per connection.
@@ -126,9 +127,19 @@ async fn deliver(node: &Node, env: Envelope) -> Vec<String> {
     let internal_date =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
     let mut replies = vec![String::new(); env.recipients.len()];
+    // Recipients under a quota: refused when full, watched for the warning line.
+    let mut watched = Vec::new();
     // Recipients with an active Sieve script get an entry each, as their script decided.
     let mut unfiltered = Vec::new();
     for (k, r) in env.recipients.iter().enumerate() {
+        match super::quota::check(node, r, message.len()) {
+            Err(reply) => {
+                replies[k] = reply;
+                continue;
+            }
+            Ok(Some(w)) => watched.push((k, w)),
+            Ok(None) => {}
+        }
         match sieve_filter(node, r, &env.from, &message, internal_date) {
             None => unfiltered.push(k),
             Some((_, Filtered::Unfiltered)) => unfiltered.push(k),
@@ -182,6 +193,11 @@ async fn deliver(node: &Node, env: Envelope) -> Vec<String> {
             replies[*k] = outcome.reply(&result, pos, &env.recipients[*k].address);
         }
     }
+    for (k, w) in watched {
+        if replies[k].starts_with("250") {
+            super::quota::warn_if_crossed(w, &env.recipients[k], size, internal_date).await;
+        }
+    }
     replies
 }
 
@@ -199,7 +215,7 @@ fn sieve_filter(
         return None;
     }
     let delivery = Delivery { envelope_from: from, address: &r.address, message, internal_date };
-    let filtered = super::filter::filter(&group, &r.user, &delivery);
+    let filtered = super::filter::filter(&group, &r.user, &delivery, &r.rules);
     Some((group, filtered))
 }
 

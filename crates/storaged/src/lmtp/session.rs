@@ -28,6 +28,9 @@ pub struct Recipient {
     /// The folder a front's scanning stage files this copy in (`RCPT ... XFOLDER=`):
     /// `Junk` or `Quarantine`; INBOX when none.
     pub folder: Option<&'static str>,
+    /// What the directory says of this recipient's delivery (`RCPT ... XUSER=`, from a
+    /// front): quota, forwarding, local copy, auto-reply.
+    pub rules: common::recipient_rules::RecipientRules,
 }
 
 /// The folders `XFOLDER=` may name: where the scanning stage files spam. Anything else is
@@ -285,6 +288,7 @@ impl Session {
             "250-8BITMIME".into(),
             "250-XMAILHOST".into(),
             "250-XFOLDER".into(),
+            "250-XUSER".into(),
             format!("250-AUTH {}", lmtp_auth::MECHANISM),
             format!("250 SIZE {}", self.limits.message_max),
         ]
@@ -334,6 +338,7 @@ impl Session {
         };
         let mut mailhost = None;
         let mut folder = None;
+        let mut rules = common::recipient_rules::RecipientRules::default();
         for p in &params {
             match p.split_once('=') {
                 Some((k, v)) if k.eq_ignore_ascii_case("XMAILHOST") && !v.is_empty() => mailhost = Some(v),
@@ -341,6 +346,12 @@ impl Session {
                     match FOLDERS.iter().find(|f| f.eq_ignore_ascii_case(v)) {
                         Some(f) => folder = Some(*f),
                         None => return reply(format!("501 5.5.4 XFOLDER names {} only", FOLDERS.join(" or "))),
+                    }
+                }
+                Some((k, v)) if k.eq_ignore_ascii_case("XUSER") => {
+                    match common::recipient_rules::RecipientRules::from_param(v) {
+                        Ok(r) => rules = r,
+                        Err(e) => return reply(format!("501 5.5.4 {e}")),
                     }
                 }
                 _ => return reply(format!("555 5.5.4 unsupported RCPT parameter {p}")),
@@ -354,7 +365,7 @@ impl Session {
                 if let Some(hint) = ctx.not_leader(&group) {
                     return reply(format!("451 4.3.0 <{addr}> not the leader for mailhost {group}; {hint}"));
                 }
-                self.recipients.push(Recipient { address: addr, user, group, folder });
+                self.recipients.push(Recipient { address: addr, user, group, folder, rules });
                 reply("250 2.1.5 recipient ok")
             }
             None => reply(format!("550 5.1.1 <{addr}> no such user here")),

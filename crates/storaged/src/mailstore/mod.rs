@@ -10,6 +10,7 @@ pub mod metadata;
 pub mod names;
 pub mod ops;
 pub mod queue;
+pub mod quota;
 pub mod readers;
 pub mod rejection;
 pub mod scripts;

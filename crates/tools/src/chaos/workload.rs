@@ -91,7 +91,13 @@ fn smtp_send(addr: &str, to: &str, id: &str) -> Result<String, ClientError> {
     let (mut c, _) = SmtpClient::open(addr, IO_DEADLINES)?;
     c.hello(Dialect::Smtp, "chaos")?;
     let recipients = [to.to_string()];
-    let envelope = Envelope { from: "chaos@example.org", mail_params: "", recipients: &recipients, rcpt_params: "" };
+    let envelope = Envelope {
+        from: "chaos@example.org",
+        mail_params: "",
+        recipients: &recipients,
+        rcpt_params: "",
+        rcpt_params_each: &[],
+    };
     let message = format!("Message-ID: <{id}>\r\nSubject: {id}\r\n\r\nchaos\r\n");
     let t = c.transaction(Dialect::Smtp, &envelope, &dot_stuff(message.as_bytes()))?;
     c.quit();
