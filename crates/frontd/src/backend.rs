@@ -145,6 +145,14 @@ where
     }
 }
 
+/// What the storage node is told about a session it serves for a front: the client's
+/// address and the directory's rules for the user (IMAP: its quota).
+#[derive(Debug, Clone)]
+pub struct SessionFacts {
+    pub client_ip: std::net::IpAddr,
+    pub rules: common::recipient_rules::RecipientRules,
+}
+
 /// Log `user` (the account's primary address) in on a leader of `group`.
 pub async fn open(
     cluster: &ClusterMap,
@@ -152,11 +160,11 @@ pub async fn open(
     protocol: Protocol,
     group: &str,
     user: &str,
-    client_ip: std::net::IpAddr,
+    facts: &SessionFacts,
 ) -> Result<Backend, RouteError> {
     with_leader(cluster, group, protocol, proxy.route_timeout, DIALOGUE_TIMEOUT, |member| async move {
         let addr = member.address(protocol).expect("candidates serve the protocol");
-        match attempt(addr, protocol, proxy, group, user, client_ip).await {
+        match attempt(addr, protocol, proxy, group, user, facts).await {
             Attempt::Ok(mut backend) => {
                 backend.member = member.id;
                 Attempt::Ok(backend)
@@ -176,7 +184,7 @@ async fn attempt(
     proxy: &ProxyCredential,
     group: &str,
     user: &str,
-    client_ip: std::net::IpAddr,
+    facts: &SessionFacts,
 ) -> Attempt<Backend> {
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
@@ -185,7 +193,7 @@ async fn attempt(
     };
     let _ = stream.set_nodelay(true);
     let mut conn = BufReader::new(stream);
-    let result = dialogue(&mut conn, protocol, proxy, group, user, client_ip).await;
+    let result = dialogue(&mut conn, protocol, proxy, group, user, facts).await;
     match result {
         Ok(Ok(reply)) => {
             let pending = conn.buffer().to_vec();
@@ -254,17 +262,21 @@ async fn dialogue(
     proxy: &ProxyCredential,
     group: &str,
     user: &str,
-    client_ip: std::net::IpAddr,
+    facts: &SessionFacts,
 ) -> std::io::Result<Result<String, Attempt<Backend>>> {
     let sasl = sasl_plain(proxy, user);
+    let client_ip = facts.client_ip;
     let (greeting_ok, ok, steps) = match protocol {
         Protocol::Imap => {
+            let (bytes, messages) = (facts.rules.quota_bytes, facts.rules.quota_messages);
             let id = format!(
-                "P1 ID ({} {} {} {})",
+                "P1 ID ({} {} {} {} {} \"{bytes}\" {} \"{messages}\")",
                 quoted("x-originating-ip"),
                 quoted(&client_ip.to_string()),
                 quoted("x-mailhost"),
-                quoted(group)
+                quoted(group),
+                quoted("x-quota-bytes"),
+                quoted("x-quota-messages"),
             );
             ("* OK", "OK", [(id, Some("P1"), "ID"), (format!("P2 AUTHENTICATE PLAIN {sasl}"), Some("P2"), "login")])
         }

@@ -205,10 +205,11 @@ impl Front {
     async fn route(
         &self,
         protocol: Protocol,
-        mail: &str,
-        mail_host: Option<&str>,
+        account: &directory::Account,
         peer: SocketAddr,
     ) -> Result<Backend, Refusal> {
+        let (mail, mail_host) = (account.mail.as_str(), account.mail_host.as_deref());
+        let session = backend::SessionFacts { client_ip: peer.ip(), rules: account.recipient_rules() };
         let temporary = || Refusal::Unavailable("your mailbox is temporarily unavailable, try again later".into());
         let Some(host) = mail_host else {
             tracing::error!(user = mail, "directory entry has no mailHost; fix the directory");
@@ -222,13 +223,13 @@ impl Front {
             );
             return Err(temporary());
         };
-        let opened = match backend::open(&self.cluster, &self.proxy, protocol, &group, mail, peer.ip()).await {
+        let opened = match backend::open(&self.cluster, &self.proxy, protocol, &group, mail, &session).await {
             // The directory answer predates a move (a cache, a replica): follow the node's
             // word once, to a mailhost of this cluster.
             Err(RouteError::Moved(target)) => match self.cluster.group_name(&target) {
                 Some(moved) if moved != group => {
                     tracing::info!(user = mail, from = group, to = moved, "the mailbox moved; following it");
-                    backend::open(&self.cluster, &self.proxy, protocol, &moved, mail, peer.ip()).await
+                    backend::open(&self.cluster, &self.proxy, protocol, &moved, mail, &session).await
                 }
                 _ => Err(RouteError::Moved(target)),
             },
@@ -431,7 +432,7 @@ async fn login(
         tracing::warn!(user = %account.mail, %peer, "session limit of the user reached");
         return Err(Refusal::TooManySessions);
     };
-    let backend = front.route(protocol, &account.mail, account.mail_host.as_deref(), peer).await?;
+    let backend = front.route(protocol, &account, peer).await?;
     Ok((backend, slot))
 }
 

@@ -63,12 +63,20 @@ pub async fn finish(front: &Front, client: Client<'_>, envelope: &Envelope, trac
     no_partial_success(replies)
 }
 
+/// Whether a delivery's reply says the mailhost could not take it now (`451`: no leader, a
+/// timeout, a node down), so the message may wait in the replicated queue instead. A
+/// mailbox's own temporary refusals (`452 4.2.2` full, `450 4.2.1` disabled) go back to the
+/// sender's server: queueing them here would only move the wait, and bounce from us.
+fn mailhost_unavailable(reply: &str) -> bool {
+    reply.starts_with("451")
+}
+
 /// No scanner: everything to INBOX, as one delivery (or the queue).
 async fn unscanned(front: &Front, envelope: &Envelope, message: &[u8]) -> Vec<String> {
     let all = envelope.all_recipients();
     if envelope.direct() {
         let replies = front.router.deliver(&envelope.from, &envelope.recipients, &[message], Folder::Inbox).await;
-        if !(replies.iter().all(|r| r.starts_with('4')) && front.queue.is_some()) {
+        if !(replies.iter().all(|r| mailhost_unavailable(r)) && front.queue.is_some()) {
             return no_partial_success(replies);
         }
         tracing::info!(group = ?envelope.group, reply = %replies[0], "mailhost unavailable: queueing the message");
@@ -117,7 +125,7 @@ async fn file_locally(
     for ((folder, stamp), (fate, members)) in classes {
         let recipients: Vec<String> = members.iter().map(|i| envelope.recipients[*i].clone()).collect();
         let mut answers = front.router.deliver(&envelope.from, &recipients, &[stamp.as_bytes(), message], folder).await;
-        if folder == Folder::Inbox && answers.iter().all(|a| a.starts_with('4')) && front.queue.is_some() {
+        if folder == Folder::Inbox && answers.iter().all(|a| mailhost_unavailable(a)) && front.queue.is_some() {
             // The mailhost is down: the stamped copy waits in the replicated queue (which
             // files into INBOX only; Junk and quarantine copies are deferred instead).
             tracing::info!(reply = %answers[0], "mailhost unavailable: queueing the scanned copy");

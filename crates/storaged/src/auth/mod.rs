@@ -52,6 +52,10 @@ pub struct ProxyHints {
     pub mailhost: Option<String>,
     /// The client's address as the front node saw it.
     pub client_ip: Option<IpAddr>,
+    /// The user's quota from the directory (qmail-ldap `mailQuotaSize`, `mailQuotaCount`;
+    /// 0 unlimited): IMAP's APPEND and COPY are held to it, GETQUOTA reports it.
+    pub quota_bytes: Option<u64>,
+    pub quota_messages: Option<u64>,
 }
 
 impl ProxyHints {
@@ -66,6 +70,8 @@ impl ProxyHints {
         match name.to_ascii_lowercase().as_str() {
             "x-mailhost" | "mailhost" => self.mailhost = Some(value.to_string()),
             "x-originating-ip" | "addr" => self.client_ip = value.parse().ok(),
+            "x-quota-bytes" => self.quota_bytes = value.parse().ok(),
+            "x-quota-messages" => self.quota_messages = value.parse().ok(),
             _ => {}
         }
     }
@@ -197,7 +203,8 @@ mod tests {
         UserDb::load(&path, &["g".to_string()], Some("g")).unwrap()
     }
 
-    const NO_HINTS: ProxyHints = ProxyHints { mailhost: None, client_ip: None };
+    const NO_HINTS: ProxyHints =
+        ProxyHints { mailhost: None, client_ip: None, quota_bytes: None, quota_messages: None };
 
     fn creds(z: &str, c: &str, p: &str) -> PlainCredentials {
         PlainCredentials { authzid: z.into(), authcid: c.into(), password: p.into() }

@@ -339,6 +339,11 @@ async fn login(
         return session.login_failed(tag, "UNAVAILABLE", &common::admin::moved_reply(&target));
     }
     state.group = Some(g.clone());
+    // Only a front may name a quota (the directory's); a user's own ID cannot.
+    if login.via_proxy {
+        let bytes = hints.quota_bytes.unwrap_or(0);
+        session.set_user_quota(crate::mailstore::quota::Limit { bytes, messages: hints.quota_messages.unwrap_or(0) });
+    }
     session.logged_in(tag, login.user, GroupBackend(g)).await
 }
 

@@ -97,6 +97,8 @@ pub struct Session<B> {
     notify_seen: cmd::notify::Seen,
     /// What a front node said in `ID` about the session it forwards.
     hints: ProxyHints,
+    /// The logged-in user's quota (unlimited unless a front named one).
+    quota: crate::mailstore::quota::Limit,
     /// Both directions are DEFLATE-compressed (RFC 4978).
     compressed: bool,
 }
@@ -241,6 +243,7 @@ impl<B: Backend> Session<B> {
             notify: None,
             notify_seen: Default::default(),
             hints: ProxyHints::default(),
+            quota: Default::default(),
             compressed: false,
         }
     }
@@ -273,7 +276,7 @@ impl<B: Backend> Session<B> {
             "PARTIAL",
         ]);
         caps.extend(["MULTIAPPEND", "CATENATE", "NOTIFY", "STATUS=DELETED", "METADATA", "METADATA-SERVER"]);
-        caps.extend(["PREVIEW", "OBJECTID"]);
+        caps.extend(["PREVIEW", "OBJECTID", "QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE"]);
         if self.user.is_some() && !self.compressed {
             caps.push("COMPRESS=DEFLATE");
         }
@@ -547,7 +550,9 @@ impl<B: Backend> Session<B> {
                 self.get_metadata(&options, &mailbox, entries.as_ref(), out)
             }
             C::SetMetadata { mailbox, entry_values } => self.set_metadata(&mailbox, entry_values.as_ref()).await,
-            other => Err(Refusal::Bad(format!("{} is not supported", other.name()))),
+            C::GetQuota { root } => self.get_quota(cmd::root_bytes(&root), out),
+            C::GetQuotaRoot { mailbox } => self.get_quota_root(&mailbox, out),
+            C::SetQuota { .. } => self.set_quota(),
         }
     }
 }

@@ -33,6 +33,7 @@ impl<B: Backend> Session<B> {
         };
         self.check_size(data.len())?;
         self.check_target(&name)?;
+        self.check_quota(data.len() as u64, 1)?;
         let (flags, keywords) = flags_of(flags);
         let op = MailOp::Append {
             user: self.user().as_str().into(),
@@ -109,6 +110,8 @@ impl<B: Backend> Session<B> {
             let data = sendable::sendable(&data).into_owned();
             messages.push(NewMessage { flags: m.flags, keywords: m.keywords.clone(), internal_date, data });
         }
+        let bytes: u64 = messages.iter().map(|m| m.data.len() as u64).sum();
+        self.check_quota(bytes, messages.len() as u64)?;
         let op = MailOp::AppendMany { user: self.user().as_str().into(), mailbox: name.as_str().into(), messages };
         let resp = self.propose(op).await?;
         self.appended_to(&name, out);

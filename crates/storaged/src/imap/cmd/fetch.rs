@@ -494,6 +494,13 @@ impl<B: Backend> Session<B> {
         if uids.is_empty() {
             return Ok((format!("{verb} completed (no messages)"), Outcome::Continue));
         }
+        if !moving {
+            let source = view.mailbox.clone();
+            let idx = self.index_of(&source)?;
+            let sizes: u64 = idx.messages.iter().filter(|m| uids.binary_search(&m.uid).is_ok()).map(|m| m.size).sum();
+            self.check_quota(sizes, uids.len() as u64)?;
+        }
+        let view = self.selected()?;
         let (user, from) = (self.user().as_str().to_string(), view.mailbox.as_str().to_string());
         let op = if moving {
             MailOp::Move { user, from, to: to.as_str().into(), uids }

@@ -13,6 +13,8 @@ mod list;
 mod mailbox;
 mod metadata;
 pub(super) mod notify;
+mod quota;
+pub(super) use quota::root_bytes;
 pub(super) mod search;
 mod select;
 mod status;

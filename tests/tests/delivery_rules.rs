@@ -1,0 +1,100 @@
+//! The directory's delivery attributes, end to end through the front with qmail-ldap's
+//! meanings: `mailForwardingAddress` with `deliveryMode: forwardonly` (forwarded, no local
+//! copy) and without (both), `deliveryMode: reply` with `mailReplyText` (answered once per
+//! sender, never to lists), `mailQuotaSize`/`mailQuotaCount` (deliveries wait with `452
+//! 4.2.2`, APPEND gets `NO [OVERQUOTA]`, GETQUOTAROOT reports what STATUS SIZE sums), and
+//! `mailSizeMax: 0` (unlimited). Remote domains are a local smtp-sink.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use support::*;
+
+fn send(front: &Front, from: &str, to: &str, subject: &str, body_bytes: usize) -> serde_json::Value {
+    let bytes = body_bytes.to_string();
+    smtplib(&["--server", &front.smtp, "--from", from, "--to", to, "--subject", subject, "--body-bytes", &bytes])
+}
+
+fn delivered(v: &serde_json::Value) -> bool {
+    v["ok"] == true && v["refused"].as_object().is_some_and(|o| o.is_empty())
+}
+
+#[test]
+fn forwarding_auto_reply_quota_and_size_from_the_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let storage = Storage::start(root);
+    std::fs::copy(fixture("delivery_rules.ldif"), root.join("users.ldif")).unwrap();
+    let remote = free_addr();
+    let sink = Sink::start(root, "remote", &remote, None);
+    let routes = BTreeMap::from([("remote.test".to_string(), remote.clone())]);
+    let options = FrontOptions { queue: Some(QueueSection { routes, ..fast_queue(30) }), ..FrontOptions::default() };
+    let front = Front::start_opts(root, &storage, ldif_directory(), options);
+    let inbox = |user: &str| {
+        client(&[
+            "read",
+            "--server",
+            &front.imap,
+            "--user",
+            user,
+            "--password",
+            &format!("{}-pw", user.split('@').next().unwrap()),
+        ])
+    };
+
+    // forwardonly: the message goes to the forwarding address, none stays here.
+    assert!(delivered(&send(&front, "sender@remote.test", "fwd@example.edu", "forward me", 0)));
+    wait_for("the forwarded copy", Duration::from_secs(30), || sink.count("forward me") == 1);
+    assert_eq!(inbox("fwd@example.edu")["exists"], 0);
+    // Forwarding without a mode: forwarded and kept.
+    assert!(delivered(&send(&front, "sender@remote.test", "both@example.edu", "copy me", 0)));
+    wait_for("the second forward", Duration::from_secs(30), || sink.count("copy me") == 1);
+    assert_eq!(inbox("both@example.edu")["exists"], 1);
+
+    // reply: one auto-reply per sender; the message is kept.
+    assert!(delivered(&send(&front, "sender@remote.test", "reply@example.edu", "question 1", 0)));
+    assert!(delivered(&send(&front, "sender@remote.test", "reply@example.edu", "question 2", 0)));
+    wait_for("the auto-reply", Duration::from_secs(30), || {
+        sink.messages().iter().filter(|m| m.contains("I am on leave until June.")).count() == 1
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let replies: Vec<String> =
+        sink.messages().into_iter().filter(|m| m.contains("I am on leave until June.")).collect();
+    assert_eq!(replies.len(), 1, "answered once: {replies:?}");
+    assert!(replies[0].contains("Auto-Submitted: auto-replied"), "{}", replies[0]);
+    assert_eq!(inbox("reply@example.edu")["exists"], 2);
+
+    // A 1,000-byte, 1-message quota: a 3 KB message waits at the sender (452 4.2.2).
+    for n in 0..3 {
+        let r = send(&front, "sender@remote.test", "tiny@example.edu", &format!("big {n}"), 3000);
+        assert_eq!(r["code"], 452, "{r}");
+    }
+    assert_eq!(inbox("tiny@example.edu")["exists"], 0);
+
+    // 100,000 bytes / 3 messages: two deliveries, one APPEND, then full both ways.
+    assert!(delivered(&send(&front, "sender@remote.test", "quota@example.edu", "q1", 2000)));
+    assert!(delivered(&send(&front, "sender@remote.test", "quota@example.edu", "q2", 2000)));
+    let q = python_json(
+        "quota_client.py",
+        &["--server", &front.imap, "--user", "quota@example.edu", "--password", "quota-pw", "--append", "2"],
+    );
+    let caps = q["capabilities"].as_str().unwrap();
+    assert!(caps.contains("QUOTA=RES-STORAGE") && caps.contains("QUOTA=RES-MESSAGE"), "{caps}");
+    let appends: Vec<&str> = q["appends"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert!(appends[0].starts_with("OK"), "{q}");
+    assert!(appends[1].starts_with("NO") && appends[1].contains("OVERQUOTA"), "{q}");
+    let r = send(&front, "sender@remote.test", "quota@example.edu", "q3", 100);
+    assert_eq!(r["code"], 452, "{r}");
+    assert_eq!(q["getquotaroot"], "OK", "{q}");
+    assert_eq!(q["quotaroot"][0], "\"INBOX\" \"\"", "{q}");
+    let total: u64 = q["status"].as_object().unwrap().values().map(|v| v[0].as_u64().unwrap()).sum();
+    let messages: u64 = q["status"].as_object().unwrap().values().map(|v| v[1].as_u64().unwrap()).sum();
+    let expected = format!("\"\" (STORAGE {} 98 MESSAGE {messages} 3)", total.div_ceil(1024));
+    assert_eq!(q["quota"][0], expected, "GETQUOTAROOT usage is what STATUS SIZE sums: {q}");
+    assert_eq!(messages, 3, "two deliveries and one APPEND: {q}");
+
+    // mailSizeMax: 0 is unlimited, not "at most 0 bytes".
+    assert!(delivered(&send(&front, "sender@remote.test", "big@example.edu", "large", 200_000)));
+}
