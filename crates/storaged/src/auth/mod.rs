@@ -250,7 +250,7 @@ mod tests {
             "no mailhost named and none listed: no mailbox is made for the name"
         );
         // The proxy's mailHost decides the group; the same hint from a user counts for nothing.
-        let hints = ProxyHints { mailhost: Some("apollo".into()), client_ip: None };
+        let hints = ProxyHints { mailhost: Some("apollo".into()), ..NO_HINTS };
         let l = a.check(&u, &hints, &creds("bob@example.edu", "frontd", "proxy-pw")).unwrap();
         assert_eq!((l.user.as_str(), l.group.as_str()), ("bob@example.edu", "apollo"));
         let l = a.check(&u, &hints, &creds("", "alice@example.edu", "alice-pw")).unwrap();
@@ -305,7 +305,7 @@ mod tests {
         let a = Authenticator::new(Some(proxy), vec!["127.0.0.0/8".parse().unwrap()], policy);
         let u = users();
         let front = IpAddr::from([127, 0, 0, 1]);
-        let hints = ProxyHints { mailhost: Some("g".into()), client_ip: None };
+        let hints = ProxyHints { mailhost: Some("g".into()), ..NO_HINTS };
         for _ in 0..20 {
             let r = a.login(&u, front, false, &hints, &creds("a/../b@example.edu", "frontd", "proxy-pw")).await;
             assert_eq!(r, Err(LoginError::Unservable));
