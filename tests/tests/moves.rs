@@ -60,6 +60,24 @@ impl LineSession {
     }
 }
 
+/// Commit `op` on `group` through the admin protocol (as mailctl does).
+fn propose(storage: &Storage, group: &str, op: storaged::mailstore::MailOp) {
+    use common::admin::{AdminReply, AdminRequest};
+    let cluster = std::sync::Arc::new(frontd::cluster::ClusterMap::new(&storage.group_sections()));
+    let client = frontd::queue::QueueClient::new(
+        cluster,
+        storage.cluster_key(),
+        vec![group.to_string()],
+        Duration::from_secs(30),
+    );
+    let request = AdminRequest::Propose { group: group.into(), op_id: rand::random(), op: common::admin::encode(&op) };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    match rt.block_on(client.call(group, request)).unwrap() {
+        AdminReply::Applied(_) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
 fn queue_is_empty(root: &Path) -> bool {
     let (ok, out) = mailctl(root, &["queue", "list"]);
     ok && out.contains("queue is empty")
@@ -86,6 +104,18 @@ fn a_user_moves_online_keeping_uids_flags_and_modseqs_and_losing_nothing() {
         std::iter::once(cmd).chain(login).chain(extra.iter().copied()).map(str::to_string).collect()
     };
     move_client(&with_login("prepare", &[]));
+    // Sieve scripts move too: one active, one not.
+    let sieve_script = "require \"fileinto\";\r\nif header :contains \"subject\" \"moved\" { fileinto \"Moved\"; }\r\n";
+    let put = |name: &str, text: &str| storaged::mailstore::MailOp::PutScript {
+        user: "alice@example.edu".into(),
+        name: name.into(),
+        script: text.into(),
+    };
+    propose(&storage, "hermes", put("main", sieve_script));
+    propose(&storage, "hermes", put("spare", "keep;"));
+    let activate =
+        storaged::mailstore::MailOp::SetActiveScript { user: "alice@example.edu".into(), name: Some("main".into()) };
+    propose(&storage, "hermes", activate);
     let before = move_client(&with_login("state", &[]));
     let inbox_uv = before["INBOX"]["uidvalidity"].as_u64().unwrap();
     let inbox_modseq = before["INBOX"]["highestmodseq"].as_u64().unwrap();
@@ -132,6 +162,12 @@ fn a_user_moves_online_keeping_uids_flags_and_modseqs_and_losing_nothing() {
         assert!(!src.exists(), "{} still exists after the grace period", src.display());
     }
     let after = move_client(&with_login("state", &[]));
+    for i in 1..=3 {
+        let home = root.join(format!("data{i}/apollo/mail/users/alice@example.edu"));
+        assert_eq!(std::fs::read_to_string(home.join("sieve/main.sieve")).unwrap(), sieve_script, "replica {i}");
+        assert_eq!(std::fs::read_to_string(home.join("sieve/spare.sieve")).unwrap(), "keep;");
+        assert_eq!(std::fs::read_link(home.join(".dovecot.sieve")).unwrap(), Path::new("sieve/main.sieve"));
+    }
 
     // METADATA entries moved, the server's and a folder's.
     assert_eq!(after["server metadata"], before["server metadata"]);

@@ -138,6 +138,9 @@ pub struct UserMail {
     pub mailboxes: Vec<MailboxSummary>,
     /// The user's server METADATA entries (RFC 5464, mailbox `""`).
     pub server_metadata: Vec<(String, serde_bytes::ByteBuf)>,
+    /// The user's Sieve scripts (name, text) and which one is active.
+    pub scripts: Vec<(String, String)>,
+    pub active_script: Option<String>,
 }
 
 /// One node's answer to [`AdminRequest::Status`].

@@ -195,7 +195,31 @@ fn user_mail(group: &Group, user: &str) -> AdminReply {
                 .collect(),
         });
     }
-    AdminReply::UserMail(UserMail { state, mailboxes, server_metadata })
+    let home = store.layout().user_dir(&user);
+    drop(store);
+    let (scripts, active_script) = match user_scripts(&home) {
+        Ok(found) => found,
+        Err(e) => return AdminReply::Failed(format!("Sieve scripts: {e}")),
+    };
+    AdminReply::UserMail(UserMail { state, mailboxes, server_metadata, scripts, active_script })
+}
+
+/// Every Sieve script of a user (a move carries them) and the active one's name.
+type Scripts = (Vec<(String, String)>, Option<String>);
+
+fn user_scripts(home: &std::path::Path) -> Result<Scripts, crate::mailstore::scripts::ScriptError> {
+    use crate::mailstore::scripts;
+    let mut out = Vec::new();
+    let mut active = None;
+    for info in scripts::list(home)? {
+        if let Some(text) = scripts::read(home, &info.name)? {
+            if info.active {
+                active = Some(info.name.clone());
+            }
+            out.push((info.name, text));
+        }
+    }
+    Ok((out, active))
 }
 
 fn fetch(group: &Arc<Group>, user: &str, mailbox: &str, uids: &[u32]) -> AdminReply {

@@ -242,11 +242,38 @@ async fn copy_round(
         sync_metadata(admin, target, user, &mb.name, &mb.metadata, theirs).await?;
     }
     sync_metadata(admin, target, user, "", &src.server_metadata, &tgt.server_metadata).await?;
+    sync_scripts(admin, target, user, (&src.scripts, &src.active_script), (&tgt.scripts, &tgt.active_script)).await?;
     // Mailboxes deleted on the source since an earlier round.
     for gone in existing.keys().filter(|n| n.as_str() != "INBOX") {
         admin.apply(target, MailOp::DeleteMailbox { user: user.into(), mailbox: gone.clone() }).await?;
     }
     Ok(copied)
+}
+
+/// Make the target's Sieve scripts and active script those of the source.
+type ScriptSet<'a> = (&'a [(String, String)], &'a Option<String>);
+
+async fn sync_scripts(
+    admin: &Admin,
+    target: &str,
+    user: &str,
+    src: ScriptSet<'_>,
+    tgt: ScriptSet<'_>,
+) -> anyhow::Result<()> {
+    for (name, text) in src.0 {
+        if !tgt.0.iter().any(|(n, t)| n == name && t == text) {
+            let op = MailOp::PutScript { user: user.into(), name: name.clone(), script: text.clone() };
+            admin.apply(target, op).await?;
+        }
+    }
+    if src.1 != tgt.1 {
+        let op = MailOp::SetActiveScript { user: user.into(), name: src.1.clone() };
+        admin.apply(target, op).await?;
+    }
+    for (gone, _) in tgt.0.iter().filter(|(n, _)| !src.0.iter().any(|(s, _)| s == n)) {
+        admin.apply(target, MailOp::DeleteScript { user: user.into(), name: gone.clone() }).await?;
+    }
+    Ok(())
 }
 
 /// Make the target's METADATA entries of `mailbox` (`""`: the user's server) equal the
