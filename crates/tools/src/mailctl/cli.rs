@@ -144,6 +144,35 @@ enum UserAction {
     Disable { address: String },
     /// Undo `disable`.
     Enable { address: String },
+    /// Forward the user's mail (`mailForwardingAddress`); no --to: stop forwarding.
+    Forward {
+        address: String,
+        #[arg(long = "to")]
+        to: Vec<String>,
+        /// Keep no copy in the user's own mailbox (`deliveryMode: nolocal`).
+        #[arg(long)]
+        only: bool,
+    },
+    /// Answer mail automatically (`mailReplyText`, `deliveryMode: reply`), once per sender
+    /// per 14 days; --off stops it.
+    Reply {
+        address: String,
+        #[arg(long, conflicts_with = "off", required_unless_present = "off")]
+        text: Option<String>,
+        #[arg(long)]
+        off: bool,
+    },
+    /// Quota (`mailQuotaSize` bytes, `mailQuotaCount` messages) and largest message
+    /// (`mailSizeMax`); 0 is unlimited.
+    Quota {
+        address: String,
+        #[arg(long)]
+        size: Option<u64>,
+        #[arg(long)]
+        count: Option<u64>,
+        #[arg(long = "size-max")]
+        size_max: Option<u64>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -384,6 +413,11 @@ fn user(ldif: &std::path::Path, print_ldif: bool, action: UserAction) -> anyhow:
         UserAction::Passwd { address, password } => users::passwd(ldif, &address, password.as_deref(), write)?,
         UserAction::Disable { address } => users::set_status(ldif, &address, "disabled", write)?,
         UserAction::Enable { address } => users::set_status(ldif, &address, "active", write)?,
+        UserAction::Forward { address, to, only } => users::forward(ldif, &address, &to, only, write)?,
+        UserAction::Reply { address, text, .. } => users::reply(ldif, &address, text.as_deref(), write)?,
+        UserAction::Quota { address, size, count, size_max } => {
+            users::quota(ldif, &address, (size, count, size_max), write)?
+        }
     };
     if print_ldif {
         print!("{}", change.ldif);

@@ -1,4 +1,4 @@
-//! `mailctl user add|passwd|show|disable|enable|list`: users of an LDIF directory, edited in
+//! `mailctl user add|passwd|show|disable|enable|list|forward|reply|quota`: users of an LDIF directory, edited in
 //! place (written to a temporary file and renamed, so a reading frontd sees the old file or
 //! the new one, never half of one; frontd re-reads it within a second). With `--print-ldif`
 //! nothing is written and the change is printed as LDIF for an LDAP server (`ldapmodify`).
@@ -161,6 +161,101 @@ fn modify(path: &Path, address: &str, attribute: &str, value: &str, write: bool)
     Ok(format!("dn: {dn}\nchangetype: modify\nreplace: {attribute}\n{attribute}: {value}\n-\n"))
 }
 
+/// Replace every value of several attributes of a user at once (an empty list removes
+/// the attribute); the LDIF change for LDAP names each.
+fn modify_values(path: &Path, address: &str, changes: &[(&str, Vec<String>)], write: bool) -> anyhow::Result<String> {
+    let mut records = load(path)?;
+    let record = find(&mut records, address)?;
+    for (attribute, values) in changes {
+        match values.is_empty() {
+            true => record.attrs.remove(&attribute.to_ascii_lowercase()),
+            false => record.attrs.insert(attribute.to_ascii_lowercase(), values.clone()),
+        };
+    }
+    Account::from_attributes(&record.dn, &record.attrs)?;
+    let dn = record.dn.clone();
+    if write {
+        store(path, &records)?;
+    }
+    let mut out = format!("dn: {dn}\nchangetype: modify\n");
+    for (attribute, values) in changes {
+        out.push_str(&format!("replace: {attribute}\n"));
+        for value in values {
+            out.push_str(&ldif_line(attribute, value));
+        }
+        out.push_str("-\n");
+    }
+    Ok(out)
+}
+
+/// `name: value`, or `name:: base64` for what LDIF cannot carry plainly (RFC 2849).
+fn ldif_line(name: &str, value: &str) -> String {
+    use base64::Engine;
+    let plain = !(value.starts_with([' ', ':', '<']) || value.ends_with(' '))
+        && value.chars().all(|c| c.is_ascii() && !c.is_control());
+    match plain {
+        true => format!("{name}: {value}\n"),
+        false => format!("{name}:: {}\n", base64::engine::general_purpose::STANDARD.encode(value)),
+    }
+}
+
+/// The user's `deliveryMode` values with `add` present (or absent when false).
+fn modes_with(path: &Path, address: &str, mode: &str, add: bool) -> anyhow::Result<Vec<String>> {
+    let mut records = load(path)?;
+    let record = find(&mut records, address)?;
+    let mut modes: Vec<String> = record.attrs.get("deliverymode").cloned().unwrap_or_default();
+    // The older names of "no local copy" go with it.
+    modes.retain(|m| {
+        !m.eq_ignore_ascii_case(mode)
+            && !(mode == "nolocal" && ["forwardonly", "nombox"].contains(&m.to_ascii_lowercase().as_str()))
+    });
+    if add {
+        modes.push(mode.to_string());
+    }
+    Ok(modes)
+}
+
+/// Forwarding (qmail-ldap `mailForwardingAddress`): `to` replaces the addresses (none
+/// removes forwarding); `only` keeps no local copy (`deliveryMode: nolocal`).
+pub fn forward(path: &Path, address: &str, to: &[String], only: bool, write: bool) -> anyhow::Result<Change> {
+    for a in to {
+        common::address::validate(a).with_context(|| format!("forwarding address {a:?}"))?;
+    }
+    let modes = modes_with(path, address, "nolocal", only && !to.is_empty())?;
+    let changes = [("mailForwardingAddress", to.to_vec()), ("deliveryMode", modes)];
+    Ok(Change { ldif: modify_values(path, address, &changes, write)?, generated_password: None })
+}
+
+/// The auto-reply (`mailReplyText` with `deliveryMode: reply`); `None` turns it off.
+pub fn reply(path: &Path, address: &str, text: Option<&str>, write: bool) -> anyhow::Result<Change> {
+    if text.is_some_and(|t| t.len() > common::recipient_rules::REPLY_MAX_BYTES) {
+        bail!("the reply text may hold at most {} bytes", common::recipient_rules::REPLY_MAX_BYTES);
+    }
+    let modes = modes_with(path, address, "reply", text.is_some())?;
+    let changes = [("mailReplyText", text.map(|t| vec![t.to_string()]).unwrap_or_default()), ("deliveryMode", modes)];
+    Ok(Change { ldif: modify_values(path, address, &changes, write)?, generated_password: None })
+}
+
+/// Quota (`mailQuotaSize` bytes, `mailQuotaCount` messages; 0 is unlimited) and the
+/// largest message (`mailSizeMax`); what is `None` stays as it is.
+pub fn quota(
+    path: &Path,
+    address: &str,
+    (bytes, messages, size_max): (Option<u64>, Option<u64>, Option<u64>),
+    write: bool,
+) -> anyhow::Result<Change> {
+    let mut changes = Vec::new();
+    for (attribute, value) in [("mailQuotaSize", bytes), ("mailQuotaCount", messages), ("mailSizeMax", size_max)] {
+        if let Some(v) = value {
+            changes.push((attribute, vec![v.to_string()]));
+        }
+    }
+    if changes.is_empty() {
+        bail!("give --size, --count or --size-max");
+    }
+    Ok(Change { ldif: modify_values(path, address, &changes, write)?, generated_password: None })
+}
+
 /// Set a user's password (generated when `password` is `None`).
 pub fn passwd(path: &Path, address: &str, password: Option<&str>, write: bool) -> anyhow::Result<Change> {
     let (password, generated_password) = password_or_generated(password);
@@ -227,5 +322,28 @@ mod tests {
         let change = set_status(&path, "dana", "active", false).unwrap();
         assert!(change.ldif.contains("changetype: modify\nreplace: accountStatus\naccountStatus: active"));
         assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn forwarding_reply_and_quota_are_edited_as_qmail_ldap_reads_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("users.ldif");
+        std::fs::write(&path, "").unwrap();
+        add(&path, "eve@example.edu", "hermes", &[], Some("pw"), "dc=example,dc=edu", true).unwrap();
+        let account = || LdifDirectory::open(&path).unwrap().lookup("eve@example.edu", Purpose::Delivery).unwrap();
+        forward(&path, "eve@example.edu", &["eve@elsewhere.org".into()], true, true).unwrap();
+        let rules = account().recipient_rules();
+        assert_eq!((rules.forward.clone(), rules.no_local), (vec!["eve@elsewhere.org".to_string()], true));
+        assert!(forward(&path, "eve@example.edu", &["not an address".into()], false, true).is_err());
+        let change = reply(&path, "eve@example.edu", Some("Away.\nBack in May."), true).unwrap();
+        assert!(change.ldif.contains("mailReplyText:: "), "multi-line text in base64: {}", change.ldif);
+        assert_eq!(account().recipient_rules().reply.as_deref(), Some("Away.\nBack in May."));
+        quota(&path, "eve@example.edu", (Some(1000), Some(0), Some(0)), true).unwrap();
+        let a = account();
+        assert_eq!((a.quota_size_bytes, a.quota_count, a.message_size_max_bytes), (Some(1000), None, None));
+        forward(&path, "eve@example.edu", &[], false, true).unwrap();
+        reply(&path, "eve@example.edu", None, true).unwrap();
+        let rules = account().recipient_rules();
+        assert!(rules.forward.is_empty() && !rules.no_local && rules.reply.is_none());
     }
 }
