@@ -205,10 +205,11 @@ fn modes_with(path: &Path, address: &str, mode: &str, add: bool) -> anyhow::Resu
     let record = find(&mut records, address)?;
     let mut modes: Vec<String> = record.attrs.get("deliverymode").cloned().unwrap_or_default();
     // The older names of "no local copy" go with it.
-    modes.retain(|m| {
-        !m.eq_ignore_ascii_case(mode)
-            && !(mode == "nolocal" && ["forwardonly", "nombox"].contains(&m.to_ascii_lowercase().as_str()))
-    });
+    let same = |m: &str| {
+        let m = m.to_ascii_lowercase();
+        m == mode || (mode == "nolocal" && (m == "forwardonly" || m == "nombox"))
+    };
+    modes.retain(|m| !same(m));
     if add {
         modes.push(mode.to_string());
     }
