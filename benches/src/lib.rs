@@ -10,5 +10,6 @@ pub mod procs;
 pub mod raw_log;
 pub mod scanners;
 pub mod scratch_fs;
+pub mod sieve_rules;
 pub mod sinks;
 pub mod stats;

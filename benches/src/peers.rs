@@ -76,6 +76,11 @@ pub struct Dovecot {
 /// Start Dovecot (Debian's 2.3) with LMTP and IMAP into one Maildir per user, default
 /// fsync settings, every user with [`PASSWORD`].
 pub fn start_dovecot(dir: &Path, procs: &mut Procs) -> anyhow::Result<Dovecot> {
+    start_dovecot_with(dir, "", procs)
+}
+
+/// [`start_dovecot`] with more configuration (Pigeonhole's Sieve, say).
+pub fn start_dovecot_with(dir: &Path, extra: &str, procs: &mut Procs) -> anyhow::Result<Dovecot> {
     let (lmtp_port, imap_port) = (free_port(), free_port());
     let mail = dir.join("mail");
     std::fs::create_dir_all(&mail)?;
@@ -93,7 +98,7 @@ pub fn start_dovecot(dir: &Path, procs: &mut Procs) -> anyhow::Result<Dovecot> {
          service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {imap_port}\n  }}\n  \
            inet_listener imaps {{\n    port = 0\n  }}\n  service_count = 0\n  process_min_avail = 2\n}}\n\
          service imap {{\n  process_limit = 2000\n}}\nprotocol imap {{\n  mail_max_userip_connections = 2000\n}}\n\
-         service anvil {{\n  chroot =\n}}\n",
+         service anvil {{\n  chroot =\n}}\n{extra}",
         d = dir.display(),
         m = mail.display()
     );

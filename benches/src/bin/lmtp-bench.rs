@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use benches::lmtp_load::{run, LmtpStats};
 use benches::paired::{median_by, paired};
-use benches::peers::{start_dovecot, start_storaged};
+use benches::peers::{start_dovecot_with, start_storaged};
 use benches::procs::Procs;
 use clap::Parser;
 
@@ -34,6 +34,9 @@ struct Args {
     /// Run in `dir` as it is instead of on a fresh scratch filesystem mounted there.
     #[arg(long)]
     plain_dir: bool,
+    /// Every user has a 30-rule Sieve script active (`benches::sieve_rules`), on both sides.
+    #[arg(long)]
+    sieve: bool,
 }
 
 /// Wait for an LMTP server that accepts a delivery (for our group: the leader).
@@ -65,10 +68,23 @@ fn main() -> anyhow::Result<()> {
     let lmtp: Vec<String> = nodes.iter().map(|n| n.lmtp.clone()).collect();
     let dv_dir = dir.join("dovecot");
     std::fs::create_dir_all(&dv_dir)?;
-    let dovecot = start_dovecot(&dv_dir, &mut procs).context("starting dovecot")?.lmtp;
+    let extra = if args.sieve { benches::sieve_rules::DOVECOT_SIEVE } else { "" };
+    let dovecot = start_dovecot_with(&dv_dir, extra, &mut procs).context("starting dovecot")?.lmtp;
+    if args.sieve {
+        for u in 0..args.users {
+            let user = format!("user{u}@example.edu");
+            for n in 1..=nodes.len() {
+                benches::sieve_rules::install(&ours_dir.join(format!("data{n}/bench/mail/users/{user}")), None)?;
+            }
+            benches::sieve_rules::install(&dv_dir.join("mail").join(&user), Some("mail:mail"))?;
+        }
+    }
     let leader = wait_ready(&lmtp)?;
     wait_ready(std::slice::from_ref(&dovecot))?;
     let duration = Duration::from_secs_f64(args.seconds);
+    if args.sieve {
+        println!("each user's 30-rule Sieve script active on both sides");
+    }
     println!("| message | senders | ours deliveries/s | Dovecot deliveries/s | ratio | ours p50/p99 ms | Dovecot p50/p99 ms | errors ours/Dovecot |");
     println!("|---|---|---|---|---|---|---|---|");
     for &size in &args.sizes {
