@@ -98,3 +98,31 @@ fn forwarding_auto_reply_quota_and_size_from_the_directory() {
     // mailSizeMax: 0 is unlimited, not "at most 0 bytes".
     assert!(delivered(&send(&front, "sender@remote.test", "big@example.edu", "large", 200_000)));
 }
+
+/// A delivery that triggers an auto-reply, then the leader of the user's mailhost killed at
+/// once: the reply is committed with the delivery (one entry), so the new leader's queue
+/// sends it exactly once, and the message is stored once.
+#[test]
+fn an_auto_reply_is_sent_exactly_once_across_a_leader_kill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let mut storage = Storage::start(root);
+    std::fs::copy(fixture("delivery_rules.ldif"), root.join("users.ldif")).unwrap();
+    let remote = free_addr();
+    let sink = Sink::start(root, "remote", &remote, None);
+    let routes = BTreeMap::from([("remote.test".to_string(), remote.clone())]);
+    let options = FrontOptions { queue: Some(QueueSection { routes, ..fast_queue(10) }), ..FrontOptions::default() };
+    let front = Front::start_opts(root, &storage, ldif_directory(), options);
+    // reply@ lives on hermes, as alice does: her RCPT finds the group's leader.
+    let leader = storage.leader_for("alice@example.edu");
+    assert!(delivered(&send(&front, "sender@remote.test", "reply@example.edu", "are you there", 0)));
+    storage.kill(leader);
+    let replies = || sink.messages().iter().filter(|m| m.contains("I am on leave until June.")).count();
+    wait_for("the auto-reply from the new leader", Duration::from_secs(60), || replies() >= 1);
+    storage.start_node(leader);
+    // Past a queue lease (10 s): a reply claimed before the kill would have come again by now.
+    std::thread::sleep(Duration::from_secs(15));
+    assert_eq!(replies(), 1, "exactly one auto-reply");
+    let inbox = client(&["read", "--server", &front.imap, "--user", "reply@example.edu", "--password", "reply-pw"]);
+    assert_eq!(inbox["exists"], 1, "stored once: {inbox}");
+}

@@ -9,6 +9,7 @@ mod support;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use support::*;
 
@@ -105,4 +106,100 @@ fn sieve_connect_manages_scripts_through_the_front() {
     // A wrong password is refused and nothing leaks of whether the user exists.
     let (ok, _) = sieve_connect(&front, root, "alice@example.edu", "wrong", &["--list"]);
     assert!(!ok);
+}
+
+/// A script uploaded through the front acting on mail that arrives over SMTP: reject
+/// answered to the sending client, redirect delivered once through the queue (and kept
+/// when the message already passed this user: a loop), vacation once per sender and never
+/// to the null sender or to a list.
+#[test]
+fn sieve_actions_over_smtp() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let storage = Storage::start(root);
+    std::fs::write(root.join("users.ldif"), std::fs::read_to_string(fixture("users.ldif")).unwrap()).unwrap();
+    let remote = free_addr();
+    let sink = Sink::start(root, "remote", &remote, None);
+    let routes = std::collections::BTreeMap::from([("remote.test".to_string(), remote.clone())]);
+    let options = FrontOptions {
+        tls: true,
+        plaintext_loopback: true,
+        queue: Some(QueueSection { routes, ..fast_queue(30) }),
+        ..FrontOptions::default()
+    };
+    let front = Front::start_opts(root, &storage, ldif_directory(), options);
+    let script = "require [\"reject\", \"vacation\"];\r\n\
+        if header :contains \"subject\" \"reject me\" { reject \"No thanks.\"; stop; }\r\n\
+        if header :contains \"subject\" \"pass on\" { redirect \"archive@remote.test\"; stop; }\r\n\
+        vacation :days 1 :subject \"Away\" \"Back next week.\";\r\n";
+    let put = format!("PUTSCRIPT \"main\" {{{}+}}\\r\\n{script}", script.len());
+    let args = [
+        "--server",
+        &front.sieve,
+        "--ca",
+        &root.join("cert.pem").display().to_string(),
+        "--user",
+        "alice@example.edu",
+        "--password",
+        "alice-pw",
+        &put,
+        "SETACTIVE \"main\"",
+    ]
+    .map(String::from);
+    let out = python_json("managesieve.py", &args);
+    assert!(out["responses"].as_array().unwrap().iter().all(|r| r.as_str().unwrap().starts_with("OK")), "{out}");
+
+    let send = |from: &str, subject: &str| {
+        smtplib(&["--server", &front.smtp, "--from", from, "--to", "alice@example.edu", "--subject", subject])
+    };
+    let raw = |from: &str, name: &str, text: &str| {
+        let file = root.join(name);
+        std::fs::write(&file, text.replace('\n', "\r\n")).unwrap();
+        smtplib(&[
+            "--server",
+            &front.smtp,
+            "--from",
+            from,
+            "--to",
+            "alice@example.edu",
+            "--subject",
+            "-",
+            "--message-file",
+            file.to_str().unwrap(),
+        ])
+    };
+    let r = send("pest@remote.test", "please reject me");
+    assert_eq!(r["code"], 550, "{r}");
+    assert!(r["error"].as_str().unwrap().contains("No thanks."), "{r}");
+
+    assert_eq!(send("bob@remote.test", "pass on this")["ok"], true);
+    wait_for("the redirect", Duration::from_secs(30), || sink.count("pass on this") == 1);
+    let looped = "From: bob@remote.test\nTo: alice@example.edu\nDelivered-To: alice@example.edu\nSubject: pass on again\n\nround and round\n";
+    assert_eq!(raw("bob@remote.test", "loop.eml", looped)["ok"], true);
+
+    assert_eq!(send("carol@remote.test", "hello 1")["ok"], true);
+    assert_eq!(send("carol@remote.test", "hello 2")["ok"], true);
+    assert_eq!(send("", "from the null sender")["ok"], true);
+    let list =
+        "From: list@remote.test\nTo: alice@example.edu\nList-Id: <l.remote.test>\nSubject: list post\n\nposted\n";
+    assert_eq!(raw("list-bounces@remote.test", "list.eml", list)["ok"], true);
+    wait_for("the vacation reply", Duration::from_secs(30), || sink.count("Away") == 1);
+    std::thread::sleep(Duration::from_secs(3));
+    let messages = sink.messages();
+    let replies: Vec<&String> = messages.iter().filter(|m| m.contains("Back next week.")).collect();
+    assert_eq!(replies.len(), 1, "once per sender, never to <> or a list: {replies:?}");
+    assert!(replies[0].contains("carol@remote.test"), "{}", replies[0]);
+    assert_eq!(sink.count("pass on this"), 1, "redirected once");
+    assert_eq!(sink.count("pass on again"), 0, "a loop stops");
+    let inbox = client(&["read", "--server", &front.imap, "--user", "alice@example.edu", "--password", "alice-pw"]);
+    let subjects: Vec<String> =
+        inbox["messages"].as_array().unwrap().iter().map(|m| m.as_str().unwrap().to_string()).collect();
+    for kept in ["pass on again", "hello 1", "hello 2", "from the null sender", "list post"] {
+        assert_eq!(
+            subjects.iter().filter(|m| m.contains(&format!("Subject: {kept}"))).count(),
+            1,
+            "{kept}: {subjects:?}"
+        );
+    }
+    assert!(!subjects.iter().any(|m| m.contains("reject me") || m.contains("Subject: pass on this")));
 }
