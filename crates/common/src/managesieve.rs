@@ -16,6 +16,23 @@ pub enum Arg {
     Atom(String),
 }
 
+impl Arg {
+    /// The argument as text, when it is a string of UTF-8.
+    pub fn text(arg: Option<&Arg>) -> Option<String> {
+        match arg {
+            Some(Arg::Str(bytes)) => String::from_utf8(bytes.clone()).ok(),
+            _ => None,
+        }
+    }
+}
+
+/// `text` as a quoted string (RFC 5804 §4); a server's texts never hold CR or LF, so
+/// those become spaces.
+pub fn quote(text: &str) -> String {
+    let clean: String = text.chars().map(|c| if c == '\r' || c == '\n' { ' ' } else { c }).collect();
+    format!("\"{}\"", clean.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
 /// A whole command: its verb (upper-case; empty for a bare SASL response string) and args.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Command {

@@ -3,7 +3,7 @@
 //! replies and actions out. Commands arrive framed by [`frame`] (literals read, strings
 //! quoted again); everything after a successful login is the storage node's.
 
-use common::managesieve::{Arg, Command, Next, Reader};
+use common::managesieve::{quote, Arg, Command, Next, Reader};
 use common::sasl;
 
 pub use crate::login::{Offer, Step};
@@ -28,11 +28,6 @@ const COMMANDS: &[(&str, Handler)] = &[
     ("LOGOUT", PreAuth::logout),
 ];
 
-fn quote(text: &str) -> String {
-    let clean: String = text.chars().map(|c| if c == '\r' || c == '\n' { ' ' } else { c }).collect();
-    format!("\"{}\"", clean.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
 fn status(word: &str, code: Option<&str>, text: &str) -> Vec<u8> {
     let code = code.map(|c| format!(" ({c})")).unwrap_or_default();
     format!("{word}{code} {}\r\n", quote(text)).into_bytes()
@@ -40,13 +35,6 @@ fn status(word: &str, code: Option<&str>, text: &str) -> Vec<u8> {
 
 fn no(code: Option<&str>, text: &str) -> Step {
     Step::Reply(status("NO", code, text))
-}
-
-fn text(arg: Option<&Arg>) -> Option<String> {
-    match arg {
-        Some(Arg::Str(bytes)) => String::from_utf8(bytes.clone()).ok(),
-        _ => None,
-    }
 }
 
 /// One command from the lines and literals read so far: `line` is fed to `reader`; the
@@ -102,13 +90,13 @@ impl PreAuth {
     }
 
     fn authenticate(&mut self, args: &[Arg]) -> Step {
-        if !text(args.first()).is_some_and(|m| m.eq_ignore_ascii_case("PLAIN")) {
+        if !Arg::text(args.first()).is_some_and(|m| m.eq_ignore_ascii_case("PLAIN")) {
             return no(None, "unsupported mechanism; use PLAIN");
         }
         if !self.offer.plaintext_auth {
             return no(Some("ENCRYPT-NEEDED"), "use STARTTLS before authenticating");
         }
-        match text(args.get(1)) {
+        match Arg::text(args.get(1)) {
             None => Step::SaslContinue,
             Some(initial) => match sasl::decode_plain(&initial) {
                 Ok(creds) => Step::Login(creds),
@@ -118,7 +106,7 @@ impl PreAuth {
     }
 
     fn noop(&mut self, args: &[Arg]) -> Step {
-        match text(args.first()) {
+        match Arg::text(args.first()) {
             Some(tag) => Step::Reply(status("OK", Some(&format!("TAG {}", quote(&tag))), "done")),
             None => Step::Reply(status("OK", None, "done")),
         }
@@ -157,7 +145,7 @@ impl PreLogin for PreAuth {
         let Some(line) = line else { return no(None, "SASL response too long") };
         let parsed = Reader::new(0).line(line);
         let response = match &parsed {
-            Ok(Next::Command(Command { verb, args })) if verb.is_empty() => text(args.first()),
+            Ok(Next::Command(Command { verb, args })) if verb.is_empty() => Arg::text(args.first()),
             _ => None,
         };
         match response.map(|r| sasl::decode_plain(&r)) {

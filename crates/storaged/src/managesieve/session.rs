@@ -10,7 +10,7 @@ use crate::auth::sasl::{self, PlainCredentials, SaslError};
 use crate::auth::ProxyHints;
 use crate::mailstore::Rejection;
 
-use common::managesieve::{Arg, Command};
+use common::managesieve::{quote, Arg, Command};
 
 /// What the server must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,12 +94,6 @@ const COMMANDS: &[(&str, bool, Handler)] = &[
     ("HAVESPACE", true, Session::havespace),
 ];
 
-/// A quoted string (RFC 5804 §4); texts the server writes never hold CR or LF.
-pub fn quote(text: &str) -> String {
-    let clean: String = text.chars().map(|c| if c == '\r' || c == '\n' { ' ' } else { c }).collect();
-    format!("\"{}\"", clean.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
 fn reply(status: &str, code: Option<&str>, text: &str) -> Vec<Action> {
     let code = code.map(|c| format!(" ({c})")).unwrap_or_default();
     vec![Action::Reply(format!("{status}{code} {}\r\n", quote(text)).into_bytes())]
@@ -111,14 +105,6 @@ fn ok(text: &str) -> Vec<Action> {
 
 fn no(code: Option<&str>, text: &str) -> Vec<Action> {
     reply("NO", code, text)
-}
-
-/// One string argument as text.
-fn text(arg: Option<&Arg>) -> Option<String> {
-    match arg {
-        Some(Arg::Str(bytes)) => String::from_utf8(bytes.clone()).ok(),
-        _ => None,
-    }
 }
 
 impl Session {
@@ -217,14 +203,14 @@ impl Session {
     }
 
     fn authenticate(&mut self, args: &[Arg]) -> Vec<Action> {
-        let mechanism = text(args.first()).unwrap_or_default();
+        let mechanism = Arg::text(args.first()).unwrap_or_default();
         if !mechanism.eq_ignore_ascii_case("PLAIN") {
             return no(None, "unsupported mechanism; use PLAIN");
         }
         if !self.offer.plaintext_auth {
             return no(Some("ENCRYPT-NEEDED"), "use STARTTLS before authenticating");
         }
-        match text(args.get(1)) {
+        match Arg::text(args.get(1)) {
             None => {
                 self.phase = Phase::SaslPlain;
                 vec![Action::Reply(b"\"\"\r\n".to_vec())]
@@ -235,7 +221,7 @@ impl Session {
 
     fn sasl_response(&mut self, command: &Command) -> Vec<Action> {
         self.phase = Phase::NotAuthenticated;
-        match (command.verb.as_str(), text(command.args.first())) {
+        match (command.verb.as_str(), Arg::text(command.args.first())) {
             ("", Some(response)) => self.decode(&response),
             _ => no(None, "authentication cancelled"),
         }
@@ -267,7 +253,7 @@ impl Session {
     }
 
     fn noop(&mut self, args: &[Arg]) -> Vec<Action> {
-        match text(args.first()) {
+        match Arg::text(args.first()) {
             Some(tag) => reply("OK", Some(&format!("TAG {}", quote(&tag))), "done"),
             None => ok("done"),
         }
@@ -290,14 +276,14 @@ impl Session {
     }
 
     fn getscript(&mut self, args: &[Arg]) -> Vec<Action> {
-        match text(args.first()) {
+        match Arg::text(args.first()) {
             Some(name) => vec![Action::Script(ScriptRequest::Get(name))],
             None => no(None, "GETSCRIPT needs a script name"),
         }
     }
 
     fn putscript(&mut self, args: &[Arg]) -> Vec<Action> {
-        let (Some(name), Some(script)) = (text(args.first()), text(args.get(1))) else {
+        let (Some(name), Some(script)) = (Arg::text(args.first()), Arg::text(args.get(1))) else {
             return no(None, "PUTSCRIPT needs a name and a script (UTF-8)");
         };
         match check(&script) {
@@ -307,14 +293,14 @@ impl Session {
     }
 
     fn checkscript(&mut self, args: &[Arg]) -> Vec<Action> {
-        match text(args.first()) {
+        match Arg::text(args.first()) {
             Some(script) => check(&script).map_or_else(|refusal| refusal, |()| ok("script is valid")),
             None => no(None, "CHECKSCRIPT needs a script (UTF-8)"),
         }
     }
 
     fn setactive(&mut self, args: &[Arg]) -> Vec<Action> {
-        match text(args.first()) {
+        match Arg::text(args.first()) {
             Some(name) if name.is_empty() => vec![Action::Script(ScriptRequest::SetActive(None))],
             Some(name) => vec![Action::Script(ScriptRequest::SetActive(Some(name)))],
             None => no(None, "SETACTIVE needs a script name"),
@@ -322,21 +308,21 @@ impl Session {
     }
 
     fn deletescript(&mut self, args: &[Arg]) -> Vec<Action> {
-        match text(args.first()) {
+        match Arg::text(args.first()) {
             Some(name) => vec![Action::Script(ScriptRequest::Delete(name))],
             None => no(None, "DELETESCRIPT needs a script name"),
         }
     }
 
     fn renamescript(&mut self, args: &[Arg]) -> Vec<Action> {
-        match (text(args.first()), text(args.get(1))) {
+        match (Arg::text(args.first()), Arg::text(args.get(1))) {
             (Some(from), Some(to)) => vec![Action::Script(ScriptRequest::Rename(from, to))],
             _ => no(None, "RENAMESCRIPT needs two script names"),
         }
     }
 
     fn havespace(&mut self, args: &[Arg]) -> Vec<Action> {
-        match (text(args.first()), args.get(1)) {
+        match (Arg::text(args.first()), args.get(1)) {
             (Some(name), Some(Arg::Number(size))) => vec![Action::Script(ScriptRequest::HaveSpace(name, *size))],
             _ => no(None, "HAVESPACE needs a script name and a size"),
         }
