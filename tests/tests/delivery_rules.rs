@@ -48,6 +48,21 @@ fn forwarding_auto_reply_quota_and_size_from_the_directory() {
     assert!(delivered(&send(&front, "sender@remote.test", "fwd@example.edu", "forward me", 0)));
     wait_for("the forwarded copy", Duration::from_secs(30), || sink.count("forward me") == 1);
     assert_eq!(inbox("fwd@example.edu")["exists"], 0);
+    // Sent from an SRS address of ours (SPF at the destination judges example.edu), and a
+    // bounce to that address goes home to the original sender; a forged one finds nobody.
+    let forwarded = sink.messages().into_iter().find(|m| m.contains("forward me")).unwrap();
+    let srs =
+        forwarded.lines().find_map(|l| l.strip_prefix("X-Mail-Args: <")).map(|a| a.trim_end_matches('>').to_string());
+    let srs = srs.expect("the envelope sender");
+    assert!(srs.starts_with("SRS0=") && srs.ends_with("=remote.test=sender@example.edu"), "{srs}");
+    let bounce = smtplib(&["--server", &front.smtp, "--from", "", "--to", &srs, "--subject", "bounce of forward me"]);
+    assert!(delivered(&bounce), "{bounce}");
+    wait_for("the bounce at the original sender", Duration::from_secs(30), || sink.count("bounce of forward me") == 1);
+    let home = sink.messages().into_iter().find(|m| m.contains("bounce of forward me")).unwrap();
+    assert!(home.contains("X-Rcpt-Args: <sender@remote.test>"), "{home}");
+    let forged = srs.replacen("remote.test", "victim.test", 1);
+    let refused = smtplib(&["--server", &front.smtp, "--from", "", "--to", &forged, "--subject", "forged"]);
+    assert!(refused["refused"].to_string().contains("550"), "{refused}");
     // Forwarding without a mode: forwarded and kept.
     assert!(delivered(&send(&front, "sender@remote.test", "both@example.edu", "copy me", 0)));
     wait_for("the second forward", Duration::from_secs(30), || sink.count("copy me") == 1);

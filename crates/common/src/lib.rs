@@ -23,5 +23,6 @@ pub mod recipient_rules;
 pub mod refusing_dns;
 pub mod rpc_channel;
 pub mod sasl;
+pub mod srs;
 pub mod testing;
 pub mod tls;

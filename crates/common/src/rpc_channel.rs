@@ -42,6 +42,12 @@ impl ClusterKey {
     pub fn lmtp_key(&self) -> [u8; 32] {
         blake3::keyed_hash(&self.0, b"mailstore lmtp auth key").into()
     }
+
+    /// The key that signs SRS addresses (`crate::srs`): fronts and storage nodes share it,
+    /// so a bounce to an address a storage node rewrote is recognised by any front.
+    pub fn srs_key(&self) -> [u8; 32] {
+        blake3::keyed_hash(&self.0, b"mailstore srs key").into()
+    }
 }
 
 /// Which end of a channel we are; each direction has its own sequence numbers.

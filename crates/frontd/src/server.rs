@@ -57,6 +57,8 @@ pub struct Front {
     queue_runner: Option<Arc<crate::queue::runner::Runner>>,
     pub smtp: SmtpSection,
     pub smtp_policy: crate::smtp::policy::Policy,
+    /// Reverses SRS addresses of forwarded mail (with the cluster key).
+    pub srs: Option<common::srs::Srs>,
     /// The scanning stage, when a scanner is configured.
     pub scanner: Option<Arc<crate::scan::Scanner>>,
     /// The fates it decided, until reported; with where to report them.
@@ -118,8 +120,10 @@ impl Front {
             })),
             _ => None,
         };
+        let srs = key.as_ref().map(|key| common::srs::Srs::new(key.srs_key()));
         Ok(Self {
             host: cfg.host.clone(),
+            srs,
             router,
             queue,
             queue_runner,

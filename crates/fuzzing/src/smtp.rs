@@ -43,6 +43,7 @@ fn smtp(data: &[u8]) {
         queue: data.len().is_multiple_of(3),
         relay: false,
         postmaster: None,
+        srs: Some((common::srs::Srs::new([1; 32]), 1_780_000_000)),
         // The smallest budget there is, shared by nobody else: its refusals are reachable.
         memory: Some((
             frontd::smtp::memory::BodyMemory::new(frontd::smtp::memory::Limits {

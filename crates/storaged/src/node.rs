@@ -59,6 +59,14 @@ fn stopped(service: &'static str, end: Result<io::Result<()>, tokio::task::JoinE
     end.map_err(|source| NodeError::Task { service, source })?.map_err(|source| NodeError::Stopped { service, source })
 }
 
+impl Node {
+    /// The sender rewriting of mail users' filters forward (shared with the fronts through
+    /// the cluster key).
+    pub fn srs(&self) -> common::srs::Srs {
+        common::srs::Srs::new(self.key.srs_key())
+    }
+}
+
 /// What connection handlers need.
 pub struct Node {
     pub id: u64,

@@ -100,6 +100,10 @@ fn settings(front: &Front, mode: Mode, relay: bool, peer: std::net::IpAddr) -> S
         relay,
         postmaster: smtp.postmaster.clone(),
         memory: Some((front.body_memory.clone(), peer)),
+        srs: front.srs.clone().map(|srs| {
+            let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            (srs, now_s)
+        }),
     }
 }
 

@@ -54,6 +54,9 @@ pub struct Settings {
     /// The memory bodies are held in, and the client's address it is shared by (none:
     /// bounded by `message_max_bytes` alone, as in tests of the protocol).
     pub memory: Option<(std::sync::Arc<BodyMemory>, std::net::IpAddr)>,
+    /// Reverses the addresses forwarded mail went out from (SRS), with the clock to judge
+    /// their age: a bounce to one goes on to the original sender through the queue.
+    pub srs: Option<(common::srs::Srs, u64)>,
 }
 
 /// What the server must do next.
@@ -474,6 +477,9 @@ impl Session {
         let address = self.canonical(&to.address);
         let address = self.postmaster(&address).unwrap_or(address);
         let domain = address.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();
+        if let Some(step) = self.srs_bounce(&address, &domain) {
+            return step;
+        }
         if !self.settings.local_domains.contains(&domain) {
             // Relaying: only for authenticated users and clients an IP rule trusts, and only
             // through the queue. Never an open relay.
@@ -487,6 +493,26 @@ impl Session {
             return reply("250 2.1.5 recipient ok (remote, will be queued)");
         }
         Step::Resolve(address)
+    }
+
+    /// A recipient that is an SRS address of ours (`SRS0=...@local-domain`, what forwarded
+    /// mail went out from): valid and young, the original sender is queued for (the bounce
+    /// goes home); anything else with that prefix is nobody.
+    fn srs_bounce(&mut self, address: &str, domain: &str) -> Option<Step> {
+        let local = address.rsplit_once('@')?.0;
+        if !self.settings.local_domains.iter().any(|d| d == domain) || !local.get(..5)?.eq_ignore_ascii_case("SRS0=") {
+            return None;
+        }
+        let original = self.settings.srs.as_ref().and_then(|(srs, now_s)| srs.reverse(address, *now_s));
+        match original {
+            Some(original) if self.settings.queue => {
+                if !self.remote.iter().any(|r| r.eq_ignore_ascii_case(&original)) {
+                    self.remote.push(original);
+                }
+                Some(reply("250 2.1.5 recipient ok (returned to the original sender)"))
+            }
+            _ => Some(reply(format!("550 5.1.1 <{address}> no such user"))),
+        }
     }
 
     /// The outcome of [`Step::Resolve`].
@@ -680,6 +706,7 @@ mod tests {
             queue: false,
             relay: false,
             postmaster: None,
+            srs: Some((common::srs::Srs::new([3; 32]), 1_780_000_000)),
             memory: None,
         }
     }
@@ -841,5 +868,27 @@ mod tests {
         for junk in [&b"\xff\xfe\r\n"[..], b"MAIL FROM:<<<\r\n", b"RCPT\r\n", b"\r\n", b"BDAT x\r\n"] {
             assert!(text(s.command(junk)).starts_with('5'), "{junk:?}");
         }
+    }
+
+    #[test]
+    fn srs_bounces_go_home_through_the_queue_and_forgeries_find_nobody() {
+        let srs = common::srs::Srs::new([3; 32]);
+        let ours = srs.forward("bob@remote.org", "example.edu", 1_780_000_000);
+        let mut s = Session::new(Settings { queue: true, ..settings(Mode::Mx) }, true);
+        s.command(b"EHLO x\r\n");
+        s.command(b"MAIL FROM:<>\r\n");
+        let r = text(s.command(format!("RCPT TO:<{ours}>\r\n").as_bytes()));
+        assert!(r.starts_with("250"), "{r}");
+        let forged = ours.replacen("remote.org", "victim.org", 1);
+        assert!(text(s.command(format!("RCPT TO:<{forged}>\r\n").as_bytes())).starts_with("550 5.1.1"));
+        let other = "SRS0=abcd=aa=remote.org=bob@elsewhere.test";
+        assert!(
+            text(s.command(format!("RCPT TO:<{other}>\r\n").as_bytes())).starts_with("554 5.7.1"),
+            "not ours: relaying"
+        );
+        s.command(b"DATA\r\n");
+        s.data_line(b"Subject: bounce\r\n");
+        assert_eq!(s.data_line(b".\r\n"), Some(Step::Deliver));
+        assert_eq!(s.envelope().remote, vec!["bob@remote.org".to_string()]);
     }
 }

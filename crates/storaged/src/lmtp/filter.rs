@@ -26,6 +26,9 @@ pub enum Filtered {
 /// The delivery being filtered.
 pub struct Delivery<'a> {
     pub envelope_from: &'a str,
+    /// Rewrites the envelope sender of what is forwarded (SRS), so SPF at the destination
+    /// judges our domain.
+    pub srs: &'a common::srs::Srs,
     /// The recipient's address as the client gave it.
     pub address: &'a str,
     pub message: &'a [u8],
@@ -158,6 +161,8 @@ fn decide(user: &UserName, dir: &Path, delivery: &Delivery, outcome: Outcome, ru
         None => delivery.message.to_vec(),
     };
     let looped = delivered_to(delivery.message, delivery.address);
+    let domain = delivery.address.rsplit_once('@').map_or("", |(_, d)| d);
+    let sender = delivery.srs.forward(delivery.envelope_from, domain, delivery.internal_date.max(0) as u64);
     let mut copies = Vec::new();
     let mut outbound = Vec::new();
     let mut remember: Vec<(String, i64)> = outcome
@@ -174,7 +179,7 @@ fn decide(user: &UserName, dir: &Path, delivery: &Delivery, outcome: Outcome, ru
             // A message that already passed this recipient is not sent on again: kept instead.
             Action::Redirect { .. } if looped => copies.push(filed("INBOX", &[], false)),
             Action::Redirect { address } => outbound.push(Outbound {
-                sender: delivery.envelope_from.to_string(),
+                sender: sender.clone(),
                 recipients: vec![address.clone()],
                 message: [format!("Delivered-To: {}\r\n", delivery.address).as_bytes(), &message].concat(),
             }),
@@ -192,7 +197,7 @@ fn decide(user: &UserName, dir: &Path, delivery: &Delivery, outcome: Outcome, ru
             true if copies.is_empty() => copies.push(filed("INBOX", &[], false)),
             true => {}
             false => outbound.push(Outbound {
-                sender: delivery.envelope_from.to_string(),
+                sender,
                 recipients: rules.forward.clone(),
                 message: [format!("Delivered-To: {}\r\n", delivery.address).as_bytes(), &message].concat(),
             }),

@@ -214,7 +214,8 @@ fn sieve_filter(
     if r.folder.is_some() || !group.is_leader(node.id) {
         return None;
     }
-    let delivery = Delivery { envelope_from: from, address: &r.address, message, internal_date };
+    let srs = node.srs();
+    let delivery = Delivery { envelope_from: from, srs: &srs, address: &r.address, message, internal_date };
     let filtered = super::filter::filter(&group, &r.user, &delivery, &r.rules);
     Some((group, filtered))
 }
