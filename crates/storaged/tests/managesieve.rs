@@ -107,5 +107,12 @@ fn rfc5804_scripts_managed_and_run() {
     assert!(p.cmd("SETACTIVE \"\"").starts_with("OK"));
     assert!(p.cmd("DELETESCRIPT \"main\"").starts_with("OK"));
     assert!(p.cmd("DELETESCRIPT \"main\"").starts_with("NO (NONEXISTENT)"));
+    // A 1 MiB script: refused before its bytes are read, and the connection closed (its
+    // bytes could not be told from commands).
+    let big = format!("# {}\r\nkeep;\r\n", "x".repeat(1 << 20));
+    p.wr.write_all(format!("PUTSCRIPT \"big\" {{{}+}}\r\n", big.len()).as_bytes()).unwrap();
+    let _ = p.wr.write_all(big.as_bytes());
+    let bye = p.response();
+    assert!(bye.starts_with("BYE (QUOTA/MAXSIZE)"), "{bye}");
     assert!(std::fs::symlink_metadata(home.join(".dovecot.sieve")).is_err(), "no active script");
 }

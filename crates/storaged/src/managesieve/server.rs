@@ -19,7 +19,7 @@ use crate::line::{read_line_within, Line};
 use crate::mailstore::{scripts, MailOp, MailResponse, OpId, Rejection, UserName};
 use crate::node::Node;
 use crate::tls::{serve_with_starttls, Conn, End};
-use common::managesieve::{Command, Next, Reader, LINE_MAX};
+use common::managesieve::{quote, Command, Next, Reader, LINE_MAX};
 
 /// RFC 5804 §1.8 leaves it to servers; like IMAP's 30 minutes.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(1800);
@@ -77,6 +77,11 @@ async fn read_command(conn: &mut Conn) -> std::io::Result<Option<Result<Command,
                 let mut bytes = vec![0u8; n];
                 conn.rd.read_exact(&mut bytes).await?;
                 reader.literal(bytes);
+            }
+            // A refused literal's bytes follow anyway and cannot be told from commands.
+            Err(e @ common::managesieve::GrammarError::LiteralTooLarge(_)) => {
+                conn.wr.write_all(format!("BYE (QUOTA/MAXSIZE) {}\r\n", quote(&e.to_string())).as_bytes()).await?;
+                return Ok(None);
             }
             Err(e) => return Ok(Some(Err(e.to_string()))),
         }
