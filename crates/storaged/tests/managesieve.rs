@@ -94,6 +94,7 @@ fn rfc5804_scripts_managed_and_run() {
     let home = c.mail_dir(0).join("users/user0@example.edu");
     assert_eq!(std::fs::read_link(home.join(".dovecot.sieve")).unwrap(), std::path::Path::new("sieve/filters.sieve"));
     assert!(s.cmd("LOGOUT").starts_with("OK"));
+    pigeonhole_runs_the_active_script(&home);
 
     // The front's proxy credential acts for the user; the scripts survive a restart.
     c.stop(0);
@@ -115,4 +116,31 @@ fn rfc5804_scripts_managed_and_run() {
     let bye = p.response();
     assert!(bye.starts_with("BYE (QUOTA/MAXSIZE)"), "{bye}");
     assert!(std::fs::symlink_metadata(home.join(".dovecot.sieve")).is_err(), "no active script");
+}
+
+/// Dovecot's Pigeonhole reading a copy of the replica's user directory (owned by the
+/// unprivileged user it runs as) runs the active script through the link.
+fn pigeonhole_runs_the_active_script(home: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = tmp.path().join("home");
+    assert!(std::process::Command::new("cp").arg("-a").arg(home).arg(&copy).status().unwrap().success());
+    assert!(std::process::Command::new("chown").args(["-R", "nobody:nogroup"]).arg(&copy).status().unwrap().success());
+    let conf = format!(
+        "mail_uid = nobody\nmail_gid = nogroup\nlog_path = /dev/stderr\nbase_dir = {0}/run\nmail_location = maildir:{0}/mail\n",
+        tmp.path().display()
+    );
+    std::fs::write(tmp.path().join("dovecot.conf"), conf).unwrap();
+    std::fs::write(tmp.path().join("m.eml"), "From: a@b.org\r\nSubject: monthly report\r\n\r\nx\r\n").unwrap();
+    let out = std::process::Command::new("sieve-test")
+        .arg("-c")
+        .arg(tmp.path().join("dovecot.conf"))
+        .arg(copy.join(".dovecot.sieve"))
+        .arg(tmp.path().join("m.eml"))
+        .env("HOME", tmp.path())
+        .output()
+        .expect("sieve-test runs (Debian package dovecot-sieve)");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("store message in folder: Reports"), "{text}");
 }
