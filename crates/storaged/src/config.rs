@@ -184,6 +184,15 @@ pub struct AoeExport {
     pub direct: bool,
 }
 
+/// Site-wide Sieve (`[sieve]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SieveSettings {
+    /// Where `include :global "NAME"` finds `NAME.sieve` (RFC 6609 §3.2); unset: global
+    /// includes are missing (`:optional` ones are skipped, others keep mail in INBOX).
+    pub global_dir: Option<PathBuf>,
+}
+
 /// The whole file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -204,6 +213,8 @@ pub struct Config {
     pub quarantine: QuarantineSettings,
     #[serde(default)]
     pub training: TrainingSettings,
+    #[serde(default)]
+    pub sieve: SieveSettings,
     #[serde(default)]
     pub auth: LoginPolicy,
     #[serde(default)]
@@ -244,6 +255,7 @@ impl Config {
             raft: RaftTuning::default(),
             quarantine: QuarantineSettings::default(),
             training: TrainingSettings::default(),
+            sieve: SieveSettings::default(),
             auth: LoginPolicy::default(),
             proxy: ProxyConfig::default(),
             tls: None,
@@ -287,7 +299,12 @@ impl Config {
             toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let tls_files = cfg.tls.as_mut().map(|t| [&mut t.cert_file, &mut t.key_file]).into_iter().flatten();
-        let secrets = [&mut cfg.cluster_key_file, &mut cfg.users_file, &mut cfg.training.password_file];
+        let secrets = [
+            &mut cfg.cluster_key_file,
+            &mut cfg.users_file,
+            &mut cfg.training.password_file,
+            &mut cfg.sieve.global_dir,
+        ];
         for p in secrets.into_iter().flatten().chain(tls_files) {
             if p.is_relative() {
                 *p = base.join(&*p);

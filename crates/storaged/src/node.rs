@@ -65,6 +65,11 @@ impl Node {
     pub fn srs(&self) -> common::srs::Srs {
         common::srs::Srs::new(self.key.srs_key())
     }
+
+    /// Where `include :global` scripts are (`[sieve] global_dir`).
+    pub fn sieve_global_dir(&self) -> Option<&std::path::Path> {
+        self.cfg.sieve.global_dir.as_deref()
+    }
 }
 
 /// What connection handlers need.

@@ -183,3 +183,25 @@ fn directory_rules_forward_reply_and_quota() {
     assert_eq!(inbox.len(), 2, "the message and the 90% warning: {inbox:?}");
     assert!(inbox.iter().any(|m| m.contains("Subject: Your mailbox is almost full")));
 }
+
+/// `include :global` (RFC 6609) finds the site's scripts in `[sieve] global_dir`.
+#[test]
+fn rfc6609_global_includes_come_from_the_site_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let global = tmp.path().join("global-sieve");
+    std::fs::create_dir_all(&global).unwrap();
+    std::fs::write(
+        global.join("spam.sieve"),
+        "require \"fileinto\";\nif header :contains \"subject\" \"[SPAM]\" { fileinto \"Junk\"; stop; }\n",
+    )
+    .unwrap();
+    let dir = global.clone();
+    let c = Cluster::start_tuned(tmp.path(), 1, 2, move |cfg| cfg.sieve.global_dir = Some(dir.clone()));
+    c.wait_leader(Duration::from_secs(30));
+    install(&c, "require [\"include\"];\ninclude :global \"spam\";\ninclude :global :optional \"missing\";\n");
+    assert!(send(&c.lmtp[0], "x@example.org", "Subject: [SPAM] cheap").starts_with("250"));
+    assert!(send(&c.lmtp[0], "x@example.org", "Subject: hello").starts_with("250"));
+    let t = tree(&c.mail_dir(0));
+    assert_eq!(files(&t, &format!("users/{USER}/Maildir/.Junk/new/")).len(), 1, "filed by the site's script");
+    assert_eq!(files(&t, &format!("users/{USER}/Maildir/new/")).len(), 1, "the rest kept");
+}

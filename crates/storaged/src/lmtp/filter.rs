@@ -29,6 +29,8 @@ pub struct Delivery<'a> {
     /// Rewrites the envelope sender of what is forwarded (SRS), so SPF at the destination
     /// judges our domain.
     pub srs: &'a common::srs::Srs,
+    /// Where `include :global` scripts are.
+    pub global_dir: Option<&'a Path>,
     /// The recipient's address as the client gave it.
     pub address: &'a str,
     pub message: &'a [u8],
@@ -44,7 +46,7 @@ pub fn filter(group: &Group, user: &UserName, delivery: &Delivery, rules: &Recip
         store.layout().user_dir(user)
     };
     let directs = !rules.forward.is_empty() || rules.no_local || rules.reply.is_some();
-    let script = active_program(user, &dir);
+    let script = active_program(user, &dir, delivery.global_dir);
     if script.is_none() && !directs {
         return Filtered::Unfiltered;
     }
@@ -67,7 +69,7 @@ pub fn filter(group: &Group, user: &UserName, delivery: &Delivery, rules: &Recip
 
 /// The user's active script, compiled; None when there is none or it does not compile
 /// (logged: mail is then kept in INBOX).
-fn active_program(user: &UserName, dir: &Path) -> Option<(String, sieve::Program)> {
+fn active_program(user: &UserName, dir: &Path, global: Option<&Path>) -> Option<(String, sieve::Program)> {
     let (name, text) = match scripts::active(dir) {
         Ok(active) => active?,
         Err(e) => {
@@ -75,7 +77,7 @@ fn active_program(user: &UserName, dir: &Path) -> Option<(String, sieve::Program
             return None;
         }
     };
-    match sieve::compile(&text, &name, &Limits::default(), &PersonalScripts(dir)) {
+    match sieve::compile(&text, &name, &Limits::default(), &ScriptDirs { personal: dir, global }) {
         Ok(program) => Some((name, program)),
         Err(e) => {
             tracing::warn!(user = %user.as_str(), script = %name, error = %e, "Sieve script does not compile; kept in INBOX");
@@ -261,14 +263,21 @@ fn vacation(dir: &Path, delivery: &Delivery, reply: &Reply) -> Option<(Outbound,
     Some((Outbound { sender: String::new(), recipients: vec![reply.to.clone()], message }, key))
 }
 
-/// The user's own scripts, for `include :personal`.
-struct PersonalScripts<'a>(&'a Path);
+/// The user's own scripts (`include :personal`) and the site's (`include :global`).
+struct ScriptDirs<'a> {
+    personal: &'a Path,
+    global: Option<&'a Path>,
+}
 
-impl Includes for PersonalScripts<'_> {
+impl Includes for ScriptDirs<'_> {
     fn script(&self, location: IncludeLocation, name: &str) -> Option<String> {
+        scripts::check_name(name).ok()?;
         match location {
-            IncludeLocation::Personal => scripts::read(self.0, name).ok().flatten(),
-            IncludeLocation::Global => None,
+            IncludeLocation::Personal => scripts::read(self.personal, name).ok().flatten(),
+            IncludeLocation::Global => {
+                let bytes = std::fs::read(self.global?.join(format!("{name}.sieve"))).ok()?;
+                (bytes.len() <= scripts::SCRIPT_MAX_BYTES).then(|| String::from_utf8_lossy(&bytes).into_owned())
+            }
         }
     }
 }

@@ -215,7 +215,8 @@ fn sieve_filter(
         return None;
     }
     let srs = node.srs();
-    let delivery = Delivery { envelope_from: from, srs: &srs, address: &r.address, message, internal_date };
+    let global_dir = node.sieve_global_dir();
+    let delivery = Delivery { envelope_from: from, srs: &srs, global_dir, address: &r.address, message, internal_date };
     let filtered = super::filter::filter(&group, &r.user, &delivery, &r.rules);
     Some((group, filtered))
 }
