@@ -89,6 +89,8 @@ pub struct Node {
     pub tls: Option<crate::tls::Tls>,
     /// Set when the node begins to shut down; long-lived sessions say BYE.
     pub stopping: tokio::sync::watch::Sender<bool>,
+    /// Users' Sieve scripts, compiled (see `lmtp::filter`).
+    pub sieve_programs: crate::lmtp::filter::ProgramCache,
 }
 
 /// Start everything the configuration describes and serve until a listener fails.
@@ -139,6 +141,7 @@ pub async fn run(mut cfg: Config) -> Result<(), NodeError> {
         limits: cfg.limits.clone(),
         tls,
         stopping: tokio::sync::watch::Sender::new(false),
+        sieve_programs: Default::default(),
     });
     let raft_server = tokio::spawn(crate::raft::serve(raft_listener, node.rafts.clone(), key.clone(), node.clone()));
     tokio::spawn(reload_users_on_hangup(hangups, cfg.clone(), node.clone()));

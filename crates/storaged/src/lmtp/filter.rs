@@ -4,7 +4,9 @@
 //! compile or fails at run time keeps the message in INBOX and is logged (RFC 5228
 //! §2.10.6). This module must never write to the store itself: it only builds the entry.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use common::recipient_rules::RecipientRules;
 use sieve::{Action, Context, Envelope, IncludeLocation, Includes, Limits, Outcome, Reply, State};
@@ -31,6 +33,8 @@ pub struct Delivery<'a> {
     pub srs: &'a common::srs::Srs,
     /// Where `include :global` scripts are.
     pub global_dir: Option<&'a Path>,
+    /// Programs compiled before, by their text.
+    pub programs: &'a ProgramCache,
     /// The recipient's address as the client gave it.
     pub address: &'a str,
     pub message: &'a [u8],
@@ -46,7 +50,7 @@ pub fn filter(group: &Group, user: &UserName, delivery: &Delivery, rules: &Recip
         store.layout().user_dir(user)
     };
     let directs = !rules.forward.is_empty() || rules.no_local || rules.reply.is_some();
-    let script = active_program(user, &dir, delivery.global_dir);
+    let script = active_program(user, &dir, delivery);
     if script.is_none() && !directs {
         return Filtered::Unfiltered;
     }
@@ -55,10 +59,11 @@ pub fn filter(group: &Group, user: &UserName, delivery: &Delivery, rules: &Recip
     let ctx = context(delivery, &state);
     let limits = Limits::default();
     let mut outcome = match &script {
-        Some((name, program)) => sieve::run(program, delivery.message, &envelope, &ctx, &limits).unwrap_or_else(|e| {
-            tracing::warn!(user = %user.as_str(), script = %name, error = %e, "Sieve script failed; kept in INBOX");
-            keep()
-        }),
+        Some((name, program)) => sieve::run(program.as_ref(), delivery.message, &envelope, &ctx, &limits)
+            .unwrap_or_else(|e| {
+                tracing::warn!(user = %user.as_str(), script = %name, error = %e, "Sieve script failed; kept in INBOX");
+                keep()
+            }),
         None => keep(),
     };
     if let Some(text) = &rules.reply {
@@ -69,7 +74,7 @@ pub fn filter(group: &Group, user: &UserName, delivery: &Delivery, rules: &Recip
 
 /// The user's active script, compiled; None when there is none or it does not compile
 /// (logged: mail is then kept in INBOX).
-fn active_program(user: &UserName, dir: &Path, global: Option<&Path>) -> Option<(String, sieve::Program)> {
+fn active_program(user: &UserName, dir: &Path, delivery: &Delivery) -> Option<(String, Arc<sieve::Program>)> {
     let (name, text) = match scripts::active(dir) {
         Ok(active) => active?,
         Err(e) => {
@@ -77,12 +82,53 @@ fn active_program(user: &UserName, dir: &Path, global: Option<&Path>) -> Option<
             return None;
         }
     };
-    match sieve::compile(&text, &name, &Limits::default(), &ScriptDirs { personal: dir, global }) {
-        Ok(program) => Some((name, program)),
+    if let Some(program) = delivery.programs.get(&name, &text) {
+        return Some((name, program));
+    }
+    let dirs = ScriptDirs { personal: dir, global: delivery.global_dir };
+    match sieve::compile(&text, &name, &Limits::default(), &dirs) {
+        Ok(program) => Some((name.clone(), delivery.programs.insert(&name, &text, program))),
         Err(e) => {
             tracing::warn!(user = %user.as_str(), script = %name, error = %e, "Sieve script does not compile; kept in INBOX");
             None
         }
+    }
+}
+
+/// Compiled programs by script name and text, so a script is compiled once, not at every
+/// delivery. A program that includes other scripts is not kept (they may change on their
+/// own). Bounded: emptied when full.
+#[derive(Default)]
+pub struct ProgramCache(Mutex<HashMap<[u8; 32], Arc<sieve::Program>>>);
+
+/// Programs kept at most (a few KiB each).
+const PROGRAMS_MAX: usize = 10_000;
+
+impl ProgramCache {
+    fn key(name: &str, text: &str) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::new()
+            .chain_update(name.as_bytes())
+            .chain_update([0])
+            .chain_update(text.as_bytes())
+            .finalize()
+            .into()
+    }
+
+    fn get(&self, name: &str, text: &str) -> Option<Arc<sieve::Program>> {
+        self.0.lock().expect("program cache").get(&Self::key(name, text)).cloned()
+    }
+
+    fn insert(&self, name: &str, text: &str, program: sieve::Program) -> Arc<sieve::Program> {
+        let program = Arc::new(program);
+        if program.scripts.len() == 1 {
+            let mut map = self.0.lock().expect("program cache");
+            if map.len() >= PROGRAMS_MAX {
+                map.clear();
+            }
+            map.insert(Self::key(name, text), program.clone());
+        }
+        program
     }
 }
 

@@ -216,7 +216,9 @@ fn sieve_filter(
     }
     let srs = node.srs();
     let global_dir = node.sieve_global_dir();
-    let delivery = Delivery { envelope_from: from, srs: &srs, global_dir, address: &r.address, message, internal_date };
+    let programs = &node.sieve_programs;
+    let delivery =
+        Delivery { envelope_from: from, srs: &srs, global_dir, programs, address: &r.address, message, internal_date };
     let filtered = super::filter::filter(&group, &r.user, &delivery, &r.rules);
     Some((group, filtered))
 }
