@@ -39,61 +39,72 @@ impl Exec<'_, '_> {
                 let values = self.body_values(transform)?;
                 self.matches(*spec, &values, keys)
             }
-            Test::String { spec, sources, keys } => {
-                let values: Vec<String> = sources.iter().map(|s| self.vars.expand(s)).collect();
-                let values = match spec.kind {
-                    MatchKind::Count(_) => values.into_iter().filter(|v| !v.is_empty()).collect(),
-                    _ => values,
-                };
-                self.matches(*spec, &values, keys)
-            }
-            Test::HasFlag { spec, variables, keys } => {
-                let lists: Vec<String> = match variables.is_empty() {
-                    true => vec![self.vars.get(FLAGS_VARIABLE).to_string()],
-                    false => variables
-                        .iter()
-                        .map(|v| self.vars.get(&self.vars.expand(v).to_ascii_lowercase()).to_string())
-                        .collect(),
-                };
-                let values = super::flag_set(lists.iter().map(String::as_str));
-                self.matches(*spec, &values, keys)
-            }
+            Test::String { spec, sources, keys } => self.string(*spec, sources, keys),
+            Test::HasFlag { spec, variables, keys } => self.hasflag(*spec, variables, keys),
             Test::Date { spec, index, zone, header, part, keys } => self.date(*spec, *index, zone, header, part, keys),
-            Test::CurrentDate { spec, zone, part, keys } => {
-                let now = crate::date::Instant { unix_s: self.ctx.now_unix_s, zone_min: self.ctx.zone_min };
-                let value = self.zoned(now, zone).and_then(|d| d.part(&self.vars.expand(part)));
-                self.matches(*spec, &value.into_iter().collect::<Vec<_>>(), keys)
-            }
+            Test::CurrentDate { spec, zone, part, keys } => self.currentdate(*spec, zone, part, keys),
             Test::Duplicate { handle, id, period_s, last } => Ok(self.duplicate(handle.as_ref(), id, *period_s, *last)),
-            Test::SpamTest { spec, percent, keys } => {
-                let value = match self.ctx.spam {
-                    None => "0".to_string(),
-                    Some((value, pct)) => {
-                        if *percent {
-                            pct.to_string()
-                        } else {
-                            value.to_string()
-                        }
-                    }
-                };
-                self.matches(*spec, &[value], keys)
-            }
+            Test::SpamTest { spec, percent, keys } => self.spamtest(*spec, *percent, keys),
             Test::VirusTest { spec, keys } => {
                 let value = self.ctx.virus.map_or_else(|| "0".to_string(), |v| v.to_string());
                 self.matches(*spec, &[value], keys)
             }
-            Test::Environment { spec, name, keys } => {
-                let name = self.vars.expand(name).to_ascii_lowercase();
-                let value = self.ctx.environment.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
-                match value {
-                    Some(value) => self.matches(*spec, &[value], keys),
-                    None => Ok(false),
-                }
-            }
+            Test::Environment { spec, name, keys } => self.environment(*spec, name, keys),
             Test::MailboxExists(names) => Ok(names.iter().all(|n| {
                 let name = self.vars.expand(n);
                 name.eq_ignore_ascii_case("inbox") || self.ctx.state.mailbox_exists(&name)
             })),
+        }
+    }
+
+    fn string(&mut self, spec: MatchSpec, sources: &[Str], keys: &[Str]) -> Result<bool, RuntimeError> {
+        let values: Vec<String> = sources.iter().map(|s| self.vars.expand(s)).collect();
+        // RFC 5229 §5: :count counts the sources that are not empty.
+        let values = match spec.kind {
+            MatchKind::Count(_) => values.into_iter().filter(|v| !v.is_empty()).collect(),
+            _ => values,
+        };
+        self.matches(spec, &values, keys)
+    }
+
+    fn hasflag(&mut self, spec: MatchSpec, variables: &[Str], keys: &[Str]) -> Result<bool, RuntimeError> {
+        let lists: Vec<String> = match variables.is_empty() {
+            true => vec![self.vars.get(FLAGS_VARIABLE).to_string()],
+            false => {
+                variables.iter().map(|v| self.vars.get(&self.vars.expand(v).to_ascii_lowercase()).to_string()).collect()
+            }
+        };
+        let values = super::flag_set(lists.iter().map(String::as_str));
+        self.matches(spec, &values, keys)
+    }
+
+    fn currentdate(&mut self, spec: MatchSpec, zone: &Zone, part: &Str, keys: &[Str]) -> Result<bool, RuntimeError> {
+        let now = crate::date::Instant { unix_s: self.ctx.now_unix_s, zone_min: self.ctx.zone_min };
+        let value = self.zoned(now, zone).and_then(|d| d.part(&self.vars.expand(part)));
+        self.matches(spec, &value.into_iter().collect::<Vec<_>>(), keys)
+    }
+
+    fn spamtest(&mut self, spec: MatchSpec, percent: bool, keys: &[Str]) -> Result<bool, RuntimeError> {
+        let value = match self.ctx.spam {
+            None => "0".to_string(),
+            Some((value, pct)) => {
+                if percent {
+                    pct.to_string()
+                } else {
+                    value.to_string()
+                }
+            }
+        };
+        self.matches(spec, &[value], keys)
+    }
+
+    /// RFC 5183 §4: an item the implementation does not know fails the test.
+    fn environment(&mut self, spec: MatchSpec, name: &Str, keys: &[Str]) -> Result<bool, RuntimeError> {
+        let name = self.vars.expand(name).to_ascii_lowercase();
+        let value = self.ctx.environment.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
+        match value {
+            Some(value) => self.matches(spec, &[value], keys),
+            None => Ok(false),
         }
     }
 

@@ -127,33 +127,7 @@ async fn deliver(node: &Node, env: Envelope) -> Vec<String> {
     let internal_date =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
     let mut replies = vec![String::new(); env.recipients.len()];
-    // Recipients under a quota: refused when full, watched for the warning line.
-    let mut watched = Vec::new();
-    // Recipients with an active Sieve script get an entry each, as their script decided.
-    let mut unfiltered = Vec::new();
-    for (k, r) in env.recipients.iter().enumerate() {
-        match super::quota::check(node, r, message.len()) {
-            Err(reply) => {
-                replies[k] = reply;
-                continue;
-            }
-            Ok(Some(w)) => watched.push((k, w)),
-            Ok(None) => {}
-        }
-        match sieve_filter(node, r, &env.from, &message, internal_date) {
-            None => unfiltered.push(k),
-            Some((_, Filtered::Unfiltered)) => unfiltered.push(k),
-            Some((_, Filtered::Rejected(reason))) => replies[k] = rejected_reply(&r.address, &reason),
-            Some((group, Filtered::Deliver(op))) => {
-                let parts: Vec<&[u8]> = vec![b"sieve", env.from.as_bytes(), &message, r.user.as_str().as_bytes()];
-                let result = group.write(MailRequest { op_id: OpId::digest(&parts), op }).await;
-                let user = r.user.as_str().to_string();
-                let outcome =
-                    Outcome { group: &group, group_name: &r.group, user: &user, size: message.len(), started };
-                replies[k] = outcome.reply(&result, 0, &r.address);
-            }
-        }
-    }
+    let (unfiltered, watched) = per_recipient(node, &env, &message, internal_date, started, &mut replies).await;
     // One entry per group and folder.
     let mut by_group: BTreeMap<(&str, Option<&str>), Vec<usize>> = BTreeMap::new();
     for k in unfiltered {
@@ -199,6 +173,44 @@ async fn deliver(node: &Node, env: Envelope) -> Vec<String> {
         }
     }
     replies
+}
+
+/// What each recipient's quota and filter decide, before the shared entries: refusals and
+/// each filtered recipient's own entry answered in `replies`; returns the recipients left
+/// for the shared entries, and those whose quota's warning line to check afterwards.
+async fn per_recipient(
+    node: &Node,
+    env: &Envelope,
+    message: &[u8],
+    internal_date: i64,
+    started: Instant,
+    replies: &mut [String],
+) -> (Vec<usize>, Vec<(usize, super::quota::Watched)>) {
+    let mut watched = Vec::new();
+    let mut unfiltered = Vec::new();
+    for (k, r) in env.recipients.iter().enumerate() {
+        match super::quota::check(node, r, message.len()) {
+            Err(reply) => {
+                replies[k] = reply;
+                continue;
+            }
+            Ok(Some(w)) => watched.push((k, w)),
+            Ok(None) => {}
+        }
+        match sieve_filter(node, r, &env.from, message, internal_date) {
+            None | Some((_, Filtered::Unfiltered)) => unfiltered.push(k),
+            Some((_, Filtered::Rejected(reason))) => replies[k] = rejected_reply(&r.address, &reason),
+            Some((group, Filtered::Deliver(op))) => {
+                let parts: Vec<&[u8]> = vec![b"sieve", env.from.as_bytes(), message, r.user.as_str().as_bytes()];
+                let result = group.write(MailRequest { op_id: OpId::digest(&parts), op }).await;
+                let user = r.user.as_str().to_string();
+                let outcome =
+                    Outcome { group: &group, group_name: &r.group, user: &user, size: message.len(), started };
+                replies[k] = outcome.reply(&result, 0, &r.address);
+            }
+        }
+    }
+    (unfiltered, watched)
 }
 
 /// The recipient's Sieve verdict, when the delivery is to their INBOX and this node leads
