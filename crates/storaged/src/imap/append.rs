@@ -138,14 +138,10 @@ fn flags_of(atoms: &[&[u8]]) -> Result<(u8, Vec<String>), String> {
     let mut keywords = Vec::new();
     for a in atoms {
         let text = String::from_utf8_lossy(a).into_owned();
-        match text.to_ascii_lowercase().as_str() {
-            "\\seen" => bits |= flag::SEEN,
-            "\\answered" => bits |= flag::ANSWERED,
-            "\\flagged" => bits |= flag::FLAGGED,
-            "\\deleted" => bits |= flag::DELETED,
-            "\\draft" => bits |= flag::DRAFT,
-            t if t.starts_with('\\') => return Err(format!("flag {text} cannot be set")),
-            _ => keywords.push(text),
+        match flag::system(&text) {
+            Some(bit) => bits |= bit,
+            None if text.starts_with('\\') => return Err(format!("flag {text} cannot be set")),
+            None => keywords.push(text),
         }
     }
     Ok((bits, keywords))

@@ -56,7 +56,10 @@ pub fn filter(group: &Group, user: &UserName, delivery: &Delivery, rules: &Recip
     }
     let envelope = Envelope { from: delivery.envelope_from.into(), to: delivery.address.into(), auth: None };
     let state = UserState { group, user, dir: &dir, now_s: delivery.internal_date };
-    let ctx = context(delivery, &state);
+    // The header fields read here, parsed once (the engine reads its own copy).
+    let header = sieve::message::Message::parse(delivery.message);
+    let ctx = context(delivery, &state, spam_verdict(&header));
+    let looped = delivered_to(&header, delivery.address);
     let limits = Limits::default();
     let mut outcome = match &script {
         Some((name, program)) => sieve::run(program.as_ref(), delivery.message, &envelope, &ctx, &limits)
@@ -69,7 +72,7 @@ pub fn filter(group: &Group, user: &UserName, delivery: &Delivery, rules: &Recip
     if let Some(text) = &rules.reply {
         outcome.actions.extend(directory_reply(text, delivery, &envelope, &ctx, &limits));
     }
-    decide(user, &dir, delivery, outcome, rules)
+    decide(user, &dir, delivery, (outcome, looped), rules)
 }
 
 /// The user's active script, compiled; None when there is none or it does not compile
@@ -167,12 +170,12 @@ fn directory_reply(
     }
 }
 
-fn context<'a>(delivery: &Delivery, state: &'a UserState) -> Context<'a> {
+fn context<'a>(delivery: &Delivery, state: &'a UserState, spam: Option<(u8, u8)>) -> Context<'a> {
     let host = delivery.address.rsplit_once('@').map_or("", |(_, d)| d).to_string();
     Context {
         now_unix_s: delivery.internal_date,
         zone_min: 0,
-        spam: spam_verdict(delivery.message),
+        spam,
         virus: None,
         environment: vec![
             ("domain".into(), host),
@@ -189,8 +192,7 @@ fn context<'a>(delivery: &Delivery, state: &'a UserState) -> Context<'a> {
 /// spamtest's value from the scanning stage's stamp (`X-Spam-Score`, and the threshold in
 /// `X-Spam-Status: ... required=N`; the front removes any a sender wrote): a score at the
 /// threshold is 10, "definitely spam". None when the message was not scored.
-fn spam_verdict(message: &[u8]) -> Option<(u8, u8)> {
-    let parsed = sieve::message::Message::parse(message);
+fn spam_verdict(parsed: &sieve::message::Message) -> Option<(u8, u8)> {
     let score: f64 = parsed.fields_named("x-spam-score").next()?.value().parse().ok()?;
     let status = parsed.fields_named("x-spam-status").next().map(|f| f.value()).unwrap_or_default();
     let threshold = status
@@ -202,13 +204,19 @@ fn spam_verdict(message: &[u8]) -> Option<(u8, u8)> {
     Some(sieve::spamtest_from_score(score, threshold))
 }
 
-/// The outcome, with the directory's forwarding and local-copy rules, as the entry to propose.
-fn decide(user: &UserName, dir: &Path, delivery: &Delivery, outcome: Outcome, rules: &RecipientRules) -> Filtered {
+/// The outcome, with the directory's forwarding and local-copy rules, as the entry to propose
+/// (`looped`: the message already passed this recipient).
+fn decide(
+    user: &UserName,
+    dir: &Path,
+    delivery: &Delivery,
+    (outcome, looped): (Outcome, bool),
+    rules: &RecipientRules,
+) -> Filtered {
     let message = match &outcome.header {
         Some(header) => sieve::message::with_header(delivery.message, header),
         None => delivery.message.to_vec(),
     };
-    let looped = delivered_to(delivery.message, delivery.address);
     let domain = delivery.address.rsplit_once('@').map_or("", |(_, d)| d);
     let sender = delivery.srs.forward(delivery.envelope_from, domain, delivery.internal_date.max(0) as u64);
     let mut copies = Vec::new();
@@ -266,16 +274,12 @@ fn filed(mailbox: &str, flags: &[String], create: bool) -> FiledCopy {
     let mut bits = 0;
     let mut keywords = Vec::new();
     for f in flags {
-        match f.to_ascii_lowercase().as_str() {
-            "\\seen" => bits |= flag::SEEN,
-            "\\answered" => bits |= flag::ANSWERED,
-            "\\flagged" => bits |= flag::FLAGGED,
-            "\\deleted" => bits |= flag::DELETED,
-            "\\draft" => bits |= flag::DRAFT,
-            _ if !f.starts_with('\\') && f.bytes().all(|b| b.is_ascii_graphic() && !b"(){%*\"]".contains(&b)) => {
+        match flag::system(f) {
+            Some(bit) => bits |= bit,
+            None if !f.starts_with('\\') && f.bytes().all(|b| b.is_ascii_graphic() && !b"(){%*\"]".contains(&b)) => {
                 keywords.push(f.clone())
             }
-            _ => {}
+            None => {}
         }
     }
     let mailbox = if mailbox.eq_ignore_ascii_case("INBOX") {
@@ -287,10 +291,8 @@ fn filed(mailbox: &str, flags: &[String], create: bool) -> FiledCopy {
 }
 
 /// Whether the message already carries `Delivered-To: address` (it came round a loop).
-fn delivered_to(message: &[u8], address: &str) -> bool {
-    let parsed = sieve::message::Message::parse(message);
-    let found = parsed.fields_named("delivered-to").any(|f| f.value().eq_ignore_ascii_case(address));
-    found
+fn delivered_to(parsed: &sieve::message::Message, address: &str) -> bool {
+    parsed.fields_named("delivered-to").any(|f| f.value().eq_ignore_ascii_case(address))
 }
 
 /// The reply to send and the memory key, unless RFC 3834 forbids a reply or this sender

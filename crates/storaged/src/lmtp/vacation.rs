@@ -14,7 +14,7 @@ pub fn reply_message(reply: &Reply, recipient: &str, now_s: i64) -> Vec<u8> {
          Message-ID: <vacation.{now_s}.{hash:016x}@{domain}>\r\nAuto-Submitted: auto-replied (vacation)\r\n",
         to = clean(&reply.to),
         subject = encode(&clean(&reply.subject)),
-        hash = fnv(reply.handle.as_bytes()) ^ fnv(reply.to.as_bytes()),
+        hash = id_hash(&reply.handle, &reply.to),
     );
     if let Some(id) = &reply.in_reply_to {
         let id = clean(id);
@@ -52,8 +52,13 @@ fn crlf(body: &str) -> Vec<u8> {
     out.into_bytes()
 }
 
-fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+/// 64 bits of SHA-256 of the vacation's handle and the sender: a Message-ID part that
+/// tells one reply from another.
+fn id_hash(handle: &str, to: &str) -> u64 {
+    use sha2::Digest;
+    let digest =
+        sha2::Sha256::new().chain_update(handle.as_bytes()).chain_update([0]).chain_update(to.as_bytes()).finalize();
+    u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
 #[cfg(test)]

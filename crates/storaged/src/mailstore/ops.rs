@@ -79,6 +79,19 @@ pub mod flag {
     pub const DRAFT: u8 = 16;
     /// All flags with their Maildir info letters, in the order Maildir requires (ASCII).
     pub const LETTERS: [(u8, char); 5] = [(DRAFT, 'D'), (FLAGGED, 'F'), (ANSWERED, 'R'), (SEEN, 'S'), (DELETED, 'T')];
+
+    /// The bit of a system flag named as IMAP writes it (`\Seen`, any case); `None` for
+    /// anything else (keywords, `\Recent`, unknown backslash names).
+    pub fn system(name: &str) -> Option<u8> {
+        match name.to_ascii_lowercase().as_str() {
+            "\\seen" => Some(SEEN),
+            "\\answered" => Some(ANSWERED),
+            "\\flagged" => Some(FLAGGED),
+            "\\deleted" => Some(DELETED),
+            "\\draft" => Some(DRAFT),
+            _ => None,
+        }
+    }
 }
 
 /// How a STORE changes flags.

@@ -74,7 +74,7 @@ impl Store {
             return Ok(MailResponse::Delivered(vec![Err(refusal)]));
         }
         self.ensure_inbox(&user, index)?;
-        let targets = self.copy_targets(copies)?;
+        let targets = copy_targets(copies);
         let mut first = None;
         for (k, (mailbox, copy)) in targets.iter().enumerate() {
             self.ensure_mailbox(&user, mailbox, index)?;
@@ -99,21 +99,6 @@ impl Store {
         Ok(MailResponse::Delivered(vec![Ok(first.unwrap_or((0, 0)))]))
     }
 
-    /// Where each copy goes: its mailbox, made (and subscribed) when missing, as users
-    /// expect of a filter (RFC 5228 §4.1 lets a server create it; `:create` asks for it
-    /// explicitly), or INBOX when the name is not a valid mailbox name; two copies into one
-    /// mailbox are one.
-    fn copy_targets<'c>(&mut self, copies: &'c [FiledCopy]) -> Result<Vec<(MailboxName, &'c FiledCopy)>, StoreError> {
-        let mut out: Vec<(MailboxName, &FiledCopy)> = Vec::new();
-        for copy in copies {
-            let mailbox = MailboxName::parse(&copy.mailbox).unwrap_or_else(|_| MailboxName::inbox());
-            if !out.iter().any(|(m, _)| *m == mailbox) {
-                out.push((mailbox, copy));
-            }
-        }
-        Ok(out)
-    }
-
     fn outbound_refusal(&self, outbound: &[Outbound]) -> Option<Rejection> {
         if outbound.len() > OUTBOUND_MAX {
             return Some(Rejection::Malformed(format!("more than {OUTBOUND_MAX} outbound messages")));
@@ -126,4 +111,18 @@ impl Store {
             _ => None,
         }
     }
+}
+
+/// Where each copy goes: its mailbox, made (and subscribed) when missing, as users expect of
+/// a filter (RFC 5228 §4.1 lets a server create it; `:create` asks for it explicitly), or
+/// INBOX when the name is not a valid mailbox name; two copies into one mailbox are one.
+fn copy_targets(copies: &[FiledCopy]) -> Vec<(MailboxName, &FiledCopy)> {
+    let mut out: Vec<(MailboxName, &FiledCopy)> = Vec::new();
+    for copy in copies {
+        let mailbox = MailboxName::parse(&copy.mailbox).unwrap_or_else(|_| MailboxName::inbox());
+        if !out.iter().any(|(m, _)| *m == mailbox) {
+            out.push((mailbox, copy));
+        }
+    }
+    out
 }
