@@ -10,6 +10,7 @@ mod harness;
 pub mod imap;
 pub mod input;
 pub mod ldif;
+pub mod managesieve;
 pub mod mime;
 pub mod pop3;
 pub mod raftlog_record;
@@ -27,6 +28,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("aoe_codec", aoe_codec::run),
     ("imap", imap::run),
     ("ldif", ldif::run),
+    ("managesieve", managesieve::run),
     ("mime", mime::run),
     ("pop3", pop3::run),
     ("raftlog_record", raftlog_record::run),
