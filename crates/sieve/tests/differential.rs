@@ -16,7 +16,7 @@ const ENVELOPE_FROM: &str = "alice+lists@ext.example.org";
 const ENVELOPE_TO: &str = "me+work@example.edu";
 /// Pigeonhole's default `sieve_vacation_min_period`.
 /// spamtest reads X-Spam-Score as a score out of 10, as our deliverer maps a scanner's score.
-const CONFIG: &str = "mail_uid = nobody\nmail_gid = nogroup\nlog_path = /dev/stderr\n\
+const CONFIG: &str = "mail_uid = nobody\nmail_gid = nogroup\nlog_path = /dev/stderr\nhostname = localhost\n\
     plugin {\n  sieve_extensions = +vacation-seconds +editheader +spamtest +spamtestplus\n\
     sieve_spamtest_status_type = score\n  sieve_spamtest_status_header = X-Spam-Score\n\
     sieve_spamtest_max_value = 10\n}\n";

@@ -128,7 +128,7 @@ fn pigeonhole_runs_the_active_script(home: &std::path::Path) {
     assert!(std::process::Command::new("cp").arg("-a").arg(home).arg(&copy).status().unwrap().success());
     assert!(std::process::Command::new("chown").args(["-R", "nobody:nogroup"]).arg(&copy).status().unwrap().success());
     let conf = format!(
-        "mail_uid = nobody\nmail_gid = nogroup\nlog_path = /dev/stderr\nbase_dir = {0}/run\nmail_location = maildir:{0}/mail\n",
+        "mail_uid = nobody\nmail_gid = nogroup\nlog_path = /dev/stderr\nhostname = localhost\nbase_dir = {0}/run\nmail_location = maildir:{0}/mail\n",
         tmp.path().display()
     );
     std::fs::write(tmp.path().join("dovecot.conf"), conf).unwrap();
