@@ -26,9 +26,14 @@ pub struct LoginPolicy {
     pub plaintext_networks: Vec<String>,
     /// Delay before answering a failed login.
     pub failure_delay_ms: u64,
-    /// Failed logins per client address and minute before it is refused (per account:
-    /// three times as many).
+    /// Failed logins per account from one client address and minute before that pair is
+    /// refused (a success clears only the pair's own failures).
     pub failures_max: u32,
+    /// Failed logins per client address and minute, whatever accounts it tries.
+    pub address_failures_max: u32,
+    /// Failed logins per account and minute from addresses it has not logged in from
+    /// before; its usual addresses stay open (a stranger cannot lock the owner out).
+    pub account_failures_max: u32,
 }
 
 impl Default for LoginPolicy {
@@ -37,6 +42,8 @@ impl Default for LoginPolicy {
             plaintext_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
             failure_delay_ms: 2000,
             failures_max: 10,
+            address_failures_max: 30,
+            account_failures_max: 100,
         }
     }
 }
@@ -55,6 +62,8 @@ impl LoginPolicy {
         Policy {
             failure_delay: Duration::from_millis(self.failure_delay_ms),
             failures_max: self.failures_max,
+            address_failures_max: self.address_failures_max,
+            account_failures_max: self.account_failures_max,
             window: FAILURE_WINDOW,
         }
     }

@@ -25,4 +25,5 @@ pub mod rpc_channel;
 pub mod sasl;
 pub mod srs;
 pub mod testing;
+pub mod throttle;
 pub mod tls;

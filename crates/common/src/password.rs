@@ -174,6 +174,102 @@ impl PasswordHash {
     }
 }
 
+impl PasswordHash {
+    /// What checking against this hash costs: its scheme and work parameters, never the
+    /// hash or the salt. Two hashes of one cost take the same time to check.
+    pub fn cost(&self) -> String {
+        match self {
+            Self::Plain(_) => "plain".into(),
+            Self::Crypt(c) => {
+                let mut f = c.split('$').skip(1);
+                let id = f.next().unwrap_or("");
+                let rounds = f.next().and_then(|r| r.strip_prefix("rounds=")).unwrap_or("5000");
+                format!("crypt ${id}$ rounds={rounds}")
+            }
+            Self::Salted { digest, salt, .. } => format!("salted {digest:?} salt={}", salt.len()),
+            Self::Argon2(a) => {
+                let phc = argon2::password_hash::PasswordHash::new(a).ok();
+                let params = phc.as_ref().map(|p| (p.algorithm.to_string(), p.version, p.params.to_string()));
+                format!("argon2 {params:?}")
+            }
+        }
+    }
+
+    /// A hash of a random password with this hash's scheme and cost: what an unknown
+    /// user's login is checked against, so it takes as long as a known user's.
+    pub fn decoy_like(&self) -> Self {
+        let password = format!("{:032x}", rand::random::<u128>());
+        match self {
+            Self::Plain(_) => Self::Plain(password),
+            Self::Crypt(c) => {
+                let mut f = c.split('$').skip(1);
+                let id = f.next().unwrap_or("6");
+                let rounds = f.next().and_then(|r| r.strip_prefix("rounds=")).and_then(|r| r.parse().ok());
+                let rounds = rounds.unwrap_or(5000usize);
+                let made = match id {
+                    "5" => sha_crypt::Sha256Params::new(rounds)
+                        .ok()
+                        .and_then(|p| sha_crypt::sha256_simple(&password, &p).ok()),
+                    _ => sha_crypt::Sha512Params::new(rounds)
+                        .ok()
+                        .and_then(|p| sha_crypt::sha512_simple(&password, &p).ok()),
+                };
+                made.map_or_else(|| Self::sha512_crypt(&password), Self::Crypt)
+            }
+            Self::Salted { digest, salt, .. } => {
+                let salt: Vec<u8> = (0..salt.len()).map(|_| rand::random()).collect();
+                Self::Salted { digest: *digest, hash: digest.hash(password.as_bytes(), &salt), salt }
+            }
+            Self::Argon2(a) => argon2_like(a, &password).map_or_else(|| Self::sha512_crypt(&password), Self::Argon2),
+        }
+    }
+}
+
+/// The hash an unknown user's password is checked against, kept at the scheme and cost
+/// of the last real hash checked: both answers then take the same time.
+#[derive(Debug)]
+pub struct Decoy(std::sync::RwLock<PasswordHash>);
+
+impl Default for Decoy {
+    fn default() -> Self {
+        Self(std::sync::RwLock::new(PasswordHash::sha512_crypt("decoy")))
+    }
+}
+
+impl Decoy {
+    /// The decoy hash now.
+    pub fn hash(&self) -> PasswordHash {
+        self.0.read().expect("decoy lock").clone()
+    }
+
+    /// Check `password` against the decoy (always false; blocking, like any check).
+    pub fn verify(&self, password: &str) -> bool {
+        self.hash().verify(password);
+        false
+    }
+
+    /// Take `real`'s scheme and cost if the decoy has another (blocking: it hashes once).
+    pub fn follow(&self, real: &PasswordHash) {
+        let cost = real.cost();
+        if self.0.read().expect("decoy lock").cost() != cost {
+            let decoy = real.decoy_like();
+            *self.0.write().expect("decoy lock") = decoy;
+        }
+    }
+}
+
+/// `password` hashed with the algorithm, version and parameters of the PHC string `model`.
+fn argon2_like(model: &str, password: &str) -> Option<String> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let phc = argon2::password_hash::PasswordHash::new(model).ok()?;
+    let algorithm = argon2::Algorithm::try_from(phc.algorithm).ok()?;
+    let version = phc.version.and_then(|v| argon2::Version::try_from(v).ok()).unwrap_or_default();
+    let params = argon2::Params::try_from(&phc).ok()?;
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).ok()?;
+    let hasher = argon2::Argon2::new(algorithm, version, params);
+    Some(hasher.hash_password(password.as_bytes(), &salt).ok()?.to_string())
+}
+
 /// The SHA-crypt (`$5$`/`$6$`) check, done by encoding the computed hash and comparing
 /// text, never by decoding the stored hash: sha-crypt 0.5's `sha256_check` panics on a
 /// stored hash that is not valid crypt base64 (found by fuzzing the directory inputs).
@@ -273,6 +369,34 @@ mod tests {
         )
         .unwrap();
         assert!(a.verify("password") && !a.verify("passwort"));
+    }
+
+    /// An unknown user's login is checked against a decoy of the same scheme and cost as
+    /// the real users' hashes, so its answer takes as long (no oracle for who exists).
+    #[test]
+    fn decoys_have_the_scheme_and_cost_of_their_model() {
+        let models = [
+            PasswordHash::parse("{PLAIN}x").unwrap(),
+            PasswordHash::sha512_crypt("x"),
+            PasswordHash::parse(&format!(
+                "{{CRYPT}}{}",
+                sha_crypt::sha256_simple("x", &sha_crypt::Sha256Params::new(20_000).unwrap()).unwrap()
+            ))
+            .unwrap(),
+            PasswordHash::salted(Digest::Sha256, "x"),
+            PasswordHash::parse(
+                "{ARGON2ID}$argon2id$v=19$m=4096,t=3,p=1$c29tZXNhbHRzYWx0$Zt72hmN2tp7WAUKEVrazetzpi/UbMW3ckl5gMwyN5Eg",
+            )
+            .unwrap(),
+        ];
+        for model in models {
+            let decoy = model.decoy_like();
+            assert_eq!(decoy.cost(), model.cost(), "{model:?}");
+            assert_ne!(decoy, model);
+            assert!(!decoy.verify("x"));
+            assert!(PasswordHash::parse(&decoy.to_stored()).is_ok(), "{}", decoy.cost());
+        }
+        assert_ne!(PasswordHash::sha512_crypt("x").cost(), PasswordHash::salted(Digest::Sha512, "x").cost());
     }
 
     #[test]

@@ -13,6 +13,8 @@ mod ldif;
 
 use std::sync::Arc;
 
+use common::password::Decoy;
+
 pub use account::{Account, AccountStatus, AttributeError, Attributes, SpamAction, SpamPolicy};
 pub use cache::TtlCache;
 pub use ldap::{LdapConfig, LdapDirectory};
@@ -88,6 +90,20 @@ impl Directory {
                 tokio::task::spawn_blocking(move || hash.verify(&password))
                     .await
                     .map_err(|e| DirectoryError::Unavailable(format!("password check failed: {e}")))
+            }
+        }
+    }
+
+    /// Check `password` as [`Self::verify_password`] would for an account that does not
+    /// exist, against `decoy` (a hash like the real users'), or by binding as nobody.
+    /// Always false; it only takes the time a real check takes.
+    pub async fn verify_nobody(&self, decoy: &Decoy, password: &str) -> Result<bool, DirectoryError> {
+        match self {
+            Self::Ldap(d) if d.bind_auth() => d.bind_nobody(password).await,
+            _ => {
+                let (decoy, password) = (decoy.hash(), password.to_string());
+                let _ = tokio::task::spawn_blocking(move || decoy.verify(&password)).await;
+                Ok(false)
             }
         }
     }

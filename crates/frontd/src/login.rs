@@ -6,13 +6,14 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use common::limiter::{Limiter, Policy};
+use common::limiter::Policy;
 use common::network::Network;
-use common::password::PasswordHash;
+use common::password::Decoy;
 use common::sasl::PlainCredentials;
-use directory::{Account, Directory, DirectoryError, Purpose};
+use common::throttle::{self, Throttle};
+use directory::{lookup_key, Account, Directory, DirectoryError, Purpose};
 
 /// What a connection allows before login (IMAP, POP3 and ManageSieve alike).
 #[derive(Debug, Clone, Copy)]
@@ -87,24 +88,14 @@ pub enum Refusal {
 pub struct Gate {
     directory: Directory,
     plaintext_networks: Vec<Network>,
-    addresses: Limiter,
-    accounts: Limiter<String>,
-    failure_delay: Duration,
+    throttle: Throttle,
     /// Verified against when the user is unknown, so timing does not reveal it.
-    decoy: PasswordHash,
+    decoy: Decoy,
 }
 
 impl Gate {
     pub fn new(directory: Directory, plaintext_networks: Vec<Network>, policy: Policy) -> Self {
-        let account_policy = Policy { failures_max: policy.failures_max.saturating_mul(3), ..policy };
-        Self {
-            directory,
-            plaintext_networks,
-            addresses: Limiter::new(policy),
-            accounts: Limiter::new(account_policy),
-            failure_delay: policy.failure_delay,
-            decoy: PasswordHash::sha512_crypt("decoy"),
-        }
+        Self { directory, plaintext_networks, throttle: Throttle::new(policy), decoy: Decoy::default() }
     }
 
     pub fn directory(&self) -> &Directory {
@@ -121,70 +112,132 @@ impl Gate {
         if !self.plaintext_allowed(peer, tls) {
             return Err(Refusal::NeedsTls);
         }
-        let account_key = creds.authcid.to_lowercase();
-        let now = Instant::now();
-        if !self.addresses.allowed(&peer, now) || !self.accounts.allowed(&account_key, now) {
-            tokio::time::sleep(self.failure_delay).await;
-            return Err(Refusal::Throttled);
+        if self.throttle.address_refused(peer, Instant::now()) {
+            return self.throttled(peer, creds, throttle::Refused::Address).await;
         }
-        let result = self.check(creds).await;
+        let found = match self.directory.lookup(&creds.authcid, Purpose::Login).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(authcid = %log_safe(&creds.authcid), %peer, error = %e, "login not possible now");
+                return Err(Refusal::Unavailable(format!("{e}; try again later")));
+            }
+        };
+        // Failures count against the account, whatever name was typed for it.
+        let account_key = match &found {
+            Some(account) => account.mail.clone(),
+            None => lookup_key(&creds.authcid, Purpose::Login).unwrap_or_default(),
+        };
+        let attempt = match self.throttle.begin(&account_key, peer, Instant::now()) {
+            Ok(attempt) => attempt,
+            Err(why) => return self.throttled(peer, creds, why).await,
+        };
+        let result = self.check(found, creds).await;
         match &result {
             Ok(account) => {
-                self.addresses.succeeded(&peer);
-                self.accounts.succeeded(&account_key);
+                attempt.succeeded();
                 tracing::info!(user = %account.mail, %peer, "login accepted");
             }
             Err(Refusal::Unavailable(why)) => {
-                tracing::warn!(authcid = %creds.authcid, %peer, why, "login not possible now");
+                attempt.void();
+                tracing::warn!(authcid = %log_safe(&creds.authcid), %peer, why, "login not possible now");
             }
             Err(refusal) => {
-                self.addresses.failed(&peer, Instant::now());
-                self.accounts.failed(&account_key, Instant::now());
-                tracing::info!(authcid = %creds.authcid, %peer, %refusal, "login refused");
-                tokio::time::sleep(self.failure_delay).await;
+                attempt.failed();
+                tracing::info!(authcid = %log_safe(&creds.authcid), %peer, %refusal, "login refused");
+                self.failure_pause().await;
             }
         }
         result
     }
 
-    async fn check(&self, creds: &PlainCredentials) -> Result<Arc<Account>, Refusal> {
+    async fn throttled(
+        &self,
+        peer: IpAddr,
+        creds: &PlainCredentials,
+        why: throttle::Refused,
+    ) -> Result<Arc<Account>, Refusal> {
+        tracing::info!(authcid = %log_safe(&creds.authcid), %peer, %why, "login throttled");
+        self.failure_pause().await;
+        Err(Refusal::Throttled)
+    }
+
+    async fn check(&self, found: Option<Arc<Account>>, creds: &PlainCredentials) -> Result<Arc<Account>, Refusal> {
         let unavailable = |e: DirectoryError| Refusal::Unavailable(format!("{e}; try again later"));
         // Clients log in as themselves; acting for another user is the front's privilege.
         if !creds.authzid.is_empty() && !creds.authzid.eq_ignore_ascii_case(&creds.authcid) {
             return Err(Refusal::Failed);
         }
-        let Some(account) = self.directory.lookup(&creds.authcid, Purpose::Login).await.map_err(unavailable)? else {
-            let (decoy, password) = (self.decoy.clone(), creds.password.clone());
-            let _ = tokio::task::spawn_blocking(move || decoy.verify(&password)).await;
+        let Some(account) = found else {
+            self.directory.verify_nobody(&self.decoy, &creds.password).await.map_err(unavailable)?;
             return Err(Refusal::Failed);
         };
         if !self.directory.verify_password(&account, &creds.password).await.map_err(unavailable)? {
+            self.follow_cost(&account);
             return Err(Refusal::Failed);
         }
+        self.follow_cost(&account);
         if !account.may_log_in() {
             return Err(Refusal::Disabled);
         }
         Ok(account)
     }
+
+    /// Make the decoy cost what `account`'s hash costs, if it does not already.
+    fn follow_cost(&self, account: &Account) {
+        if let Some(hash) = &account.password {
+            tokio::task::block_in_place(|| self.decoy.follow(hash));
+        }
+    }
+
+    /// The wait before a failure's answer (none when the policy says zero).
+    async fn failure_pause(&self) {
+        let delay = self.throttle.policy().failure_delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Keys the throttle tracks now (its tables are bounded).
+    pub fn throttle_tracked(&self) -> usize {
+        self.throttle.tracked()
+    }
+}
+
+/// A typed login name as it may appear in a log line: printable, at most 64 characters.
+fn log_safe(name: &str) -> String {
+    name.chars().take(64).map(|c| if c.is_control() { '?' } else { c }).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use directory::LdifDirectory;
+    use std::time::Duration;
+
+    const POLICY: Policy = Policy {
+        failure_delay: Duration::ZERO,
+        failures_max: 2,
+        address_failures_max: 6,
+        account_failures_max: 4,
+        window: Duration::from_secs(60),
+    };
 
     fn gate(dir: &std::path::Path) -> Gate {
+        gate_with(dir, "{PLAIN}alice-pw", POLICY)
+    }
+
+    fn gate_with(dir: &std::path::Path, alice_hash: &str, policy: Policy) -> Gate {
         let path = dir.join("users.ldif");
-        std::fs::write(
-            &path,
+        let ldif = format!(
             "dn: uid=alice,dc=e\nobjectClass: qmailUser\nuid: alice\nmail: alice@example.edu\nmailHost: hermes\n\
-             userPassword: {PLAIN}alice-pw\n\n\
+             userPassword: {alice_hash}\n\n\
              dn: uid=bob,dc=e\nobjectClass: qmailUser\nmail: bob@example.edu\nmailHost: hermes\n\
-             userPassword: {PLAIN}bob-pw\naccountStatus: disabled\n",
-        )
-        .unwrap();
+             userPassword: {{PLAIN}}bob-pw\naccountStatus: disabled\n\n\
+             dn: uid=carol,dc=e\nobjectClass: qmailUser\nuid: carol\nmail: carol@example.edu\nmailHost: hermes\n\
+             userPassword: {{PLAIN}}carol-pw\n"
+        );
+        std::fs::write(&path, ldif).unwrap();
         let directory = Directory::Ldif(Arc::new(LdifDirectory::open(&path).unwrap()));
-        let policy = Policy { failure_delay: Duration::ZERO, failures_max: 2, window: Duration::from_secs(60) };
         Gate::new(directory, vec!["127.0.0.0/8".parse().unwrap()], policy)
     }
 
@@ -226,5 +279,105 @@ mod tests {
             assert_eq!(g.login(ip, false, &creds("", "alice", "wrong")).await, Err(Refusal::Failed));
         }
         assert_eq!(g.login(ip, false, &creds("", "alice", "alice-pw")).await, Err(Refusal::Throttled));
+    }
+
+    /// Hole: the attacker's own successful login reset the address's failures, so one
+    /// address could guess a victim's password without end (9 wrong + 1 right, repeated).
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_attackers_own_login_does_not_reset_the_guesses() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = gate(dir.path());
+        let ip = IpAddr::from([127, 0, 0, 3]);
+        for _ in 0..2 {
+            assert_eq!(g.login(ip, false, &creds("", "alice", "guess")).await, Err(Refusal::Failed));
+            assert!(g.login(ip, false, &creds("", "carol", "carol-pw")).await.is_ok());
+        }
+        assert_eq!(g.login(ip, false, &creds("", "alice", "alice-pw")).await, Err(Refusal::Throttled));
+        let home = IpAddr::from([127, 0, 0, 4]);
+        assert!(g.login(home, false, &creds("", "alice", "alice-pw")).await.is_ok(), "only that pair waits");
+    }
+
+    /// Hole: failures from three addresses locked the owner out from everywhere.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn strangers_cannot_lock_the_owner_out_of_their_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = gate(dir.path());
+        let home = IpAddr::from([127, 0, 1, 1]);
+        assert!(g.login(home, false, &creds("", "alice", "alice-pw")).await.is_ok());
+        for k in 2..=3 {
+            let stranger = IpAddr::from([127, 0, 1, k]);
+            for _ in 0..2 {
+                assert_eq!(g.login(stranger, false, &creds("", "alice", "guess")).await, Err(Refusal::Failed));
+            }
+        }
+        let elsewhere = IpAddr::from([127, 0, 1, 9]);
+        assert_eq!(g.login(elsewhere, false, &creds("", "alice", "alice-pw")).await, Err(Refusal::Throttled));
+        assert!(g.login(home, false, &creds("", "alice", "alice-pw")).await.is_ok(), "the owner's address is open");
+    }
+
+    /// Hole: `alice` and `alice@example.edu` had a failure budget each.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn every_name_of_an_account_shares_its_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = gate(dir.path());
+        let ip = IpAddr::from([127, 0, 2, 1]);
+        assert_eq!(g.login(ip, false, &creds("", "alice", "guess")).await, Err(Refusal::Failed));
+        assert_eq!(g.login(ip, false, &creds("", "ALICE@example.edu", "guess")).await, Err(Refusal::Failed));
+        assert_eq!(g.login(ip, false, &creds("", "alice@example.edu", "guess")).await, Err(Refusal::Throttled));
+    }
+
+    /// Hole: an unknown user was checked against a SHA512-CRYPT decoy whatever the real
+    /// users' scheme, so it answered at another speed than a known user (who exists?).
+    #[tokio::test(flavor = "multi_thread")]
+    async fn unknown_users_are_checked_at_the_real_users_cost() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = common::password::PasswordHash::salted(common::password::Digest::Sha512, "alice-pw");
+        let g = gate_with(dir.path(), &real.to_stored(), POLICY);
+        assert_ne!(g.decoy.hash().cost(), real.cost());
+        let ip = IpAddr::from([127, 0, 3, 1]);
+        assert!(g.login(ip, false, &creds("", "alice", "alice-pw")).await.is_ok());
+        assert_eq!(g.decoy.hash().cost(), real.cost(), "the decoy follows the users' scheme");
+        assert_eq!(g.login(ip, false, &creds("", "nobody", "x")).await, Err(Refusal::Failed));
+    }
+
+    /// Hole: parallel attempts were all checked before any failure was counted.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn parallel_guesses_are_counted_before_their_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        // A slow hash, so every attempt is in flight before the first one's answer.
+        let slow = sha_crypt::sha512_simple("alice-pw", &sha_crypt::Sha512Params::new(50_000).unwrap()).unwrap();
+        let g = Arc::new(gate_with(dir.path(), &format!("{{CRYPT}}{slow}"), POLICY));
+        let ip = IpAddr::from([127, 0, 4, 1]);
+        let tries: Vec<_> = (0..12)
+            .map(|_| {
+                let g = g.clone();
+                tokio::spawn(async move { g.login(ip, false, &creds("", "alice", "guess")).await })
+            })
+            .collect();
+        let mut checked = 0;
+        for t in tries {
+            if t.await.unwrap() == Err(Refusal::Failed) {
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, POLICY.failures_max, "only the allowed number of guesses were checked");
+    }
+
+    /// Bad input: 10,000 attempts from 1,000 addresses keep the tables bounded, and the
+    /// owner still logs in from their address.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_flood_of_guesses_stays_bounded_and_the_owner_gets_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = Policy { failures_max: 10, address_failures_max: 30, account_failures_max: 100, ..POLICY };
+        let g = gate_with(dir.path(), "{PLAIN}alice-pw", policy);
+        let home = IpAddr::from([127, 9, 9, 9]);
+        assert!(g.login(home, false, &creds("", "alice", "alice-pw")).await.is_ok());
+        for k in 0..10_000u32 {
+            let ip = IpAddr::from([127, 1, (k % 1000 / 250) as u8, (k % 250) as u8]);
+            let name = if k % 2 == 0 { "alice".to_string() } else { format!("user{k}@example.edu") };
+            let _ = g.login(ip, false, &creds("", &name, "guess")).await;
+        }
+        assert!(g.throttle_tracked() <= common::limiter::TRACKED_MAX);
+        assert!(g.login(home, false, &creds("", "alice@example.edu", "alice-pw")).await.is_ok());
     }
 }

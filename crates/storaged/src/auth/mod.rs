@@ -10,7 +10,9 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 pub use common::network::Network;
-pub use limiter::{Limiter, Policy};
+use common::password::Decoy;
+use common::throttle::Throttle;
+pub use limiter::Policy;
 pub use password::{PasswordError, PasswordHash};
 pub use sasl::{PlainCredentials, SaslError};
 
@@ -89,25 +91,15 @@ pub struct ProxyCredential {
 pub struct Authenticator {
     proxy: Option<ProxyCredential>,
     plaintext_networks: Vec<Network>,
-    limiter: Limiter,
-    /// Failures per account name, with a window of their own.
-    accounts: Limiter<String>,
+    /// Failures per address, per account and per (account, address).
+    throttle: Throttle,
     /// Verified against when the user is unknown, so timing does not reveal it.
-    decoy: PasswordHash,
+    decoy: Decoy,
 }
 
 impl Authenticator {
     pub fn new(proxy: Option<ProxyCredential>, plaintext_networks: Vec<Network>, policy: Policy) -> Self {
-        // An account may see more failures than one address (its user mistyping on several
-        // devices) before it is locked for the window.
-        let account_policy = Policy { failures_max: policy.failures_max.saturating_mul(3), ..policy };
-        Self {
-            proxy,
-            plaintext_networks,
-            limiter: Limiter::new(policy),
-            accounts: Limiter::new(account_policy),
-            decoy: PasswordHash::sha512_crypt("decoy"),
-        }
+        Self { proxy, plaintext_networks, throttle: Throttle::new(policy), decoy: Decoy::default() }
     }
 
     /// Whether a client at `peer` may send a password on a connection without TLS.
@@ -136,8 +128,15 @@ impl Authenticator {
         }
         let found = users.resolve(&creds.authcid).and_then(|(u, g)| users.password(&u).map(|p| (u, g, p.clone())));
         match found {
-            Some((user, group, hash)) if hash.verify(&creds.password) => Ok(Login { user, group, via_proxy: false }),
-            Some(_) => Err(LoginError::Failed),
+            Some((user, group, hash)) => {
+                let right = hash.verify(&creds.password);
+                self.decoy.follow(&hash);
+                if right {
+                    Ok(Login { user, group, via_proxy: false })
+                } else {
+                    Err(LoginError::Failed)
+                }
+            }
             None => {
                 self.decoy.verify(&creds.password);
                 Err(LoginError::Failed)
@@ -157,31 +156,35 @@ impl Authenticator {
         if !self.plaintext_allowed(peer, tls) {
             return Err(LoginError::NeedsTls);
         }
-        // The account being logged into: the authorization identity of a proxy login (so a
-        // failing proxy attempt never locks the proxy identity itself), else the user.
-        let target = if creds.authzid.is_empty() { &creds.authcid } else { &creds.authzid };
-        let account = target.to_ascii_lowercase();
-        if !self.limiter.allowed(&peer, Instant::now()) || !self.accounts.allowed(&account, Instant::now()) {
-            tokio::time::sleep(self.limiter.policy().failure_delay).await;
+        if self.throttle.address_refused(peer, Instant::now()) {
+            tokio::time::sleep(self.throttle.policy().failure_delay).await;
             return Err(LoginError::Throttled);
         }
+        // The account being logged into, by its canonical name whatever was typed: the
+        // authorization identity of a proxy login (so a failing proxy attempt never locks
+        // the proxy identity itself), else the user.
+        let target = if creds.authzid.is_empty() { &creds.authcid } else { &creds.authzid };
+        let account = users.resolve(target).map_or_else(|| target.to_ascii_lowercase(), |(u, _)| u.as_str().into());
+        let Ok(attempt) = self.throttle.begin(&account, peer, Instant::now()) else {
+            tokio::time::sleep(self.throttle.policy().failure_delay).await;
+            return Err(LoginError::Throttled);
+        };
         let result = tokio::task::block_in_place(|| self.check(users, hints, creds));
         match &result {
             // The proxy proved itself: nothing was guessed, so nothing is counted or delayed.
             Err(LoginError::Unservable) => {
+                attempt.void();
                 tracing::warn!(account = %target, %peer, "proxy login for an account this node cannot serve");
             }
             Ok(login) => {
-                self.limiter.succeeded(&peer);
-                self.accounts.succeeded(&account);
+                attempt.succeeded();
                 let client = if login.via_proxy { hints.client_ip } else { None };
                 tracing::info!(user = %login.user.as_str(), %peer, proxy = login.via_proxy, client = ?client, "login");
             }
             Err(_) => {
-                self.limiter.failed(&peer, Instant::now());
-                self.accounts.failed(&account, Instant::now());
+                attempt.failed();
                 tracing::info!(authcid = %creds.authcid, %peer, "login failed");
-                tokio::time::sleep(self.limiter.policy().failure_delay).await;
+                tokio::time::sleep(self.throttle.policy().failure_delay).await;
             }
         }
         result
@@ -268,6 +271,8 @@ mod tests {
         let policy = Policy {
             failure_delay: std::time::Duration::ZERO,
             failures_max: 1,
+            address_failures_max: 10,
+            account_failures_max: 3,
             window: std::time::Duration::from_secs(60),
         };
         let a = Authenticator::new(None, vec!["0.0.0.0/0".parse().unwrap()], policy);
@@ -298,6 +303,8 @@ mod tests {
         let policy = Policy {
             failure_delay: std::time::Duration::ZERO,
             failures_max: 2,
+            address_failures_max: 6,
+            account_failures_max: 6,
             window: std::time::Duration::from_secs(60),
         };
         let proxy =
