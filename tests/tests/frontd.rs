@@ -526,3 +526,74 @@ fn a_front_started_before_its_storage_nodes_still_offers_their_capabilities() {
     let greeting = String::from_utf8_lossy(&greeting[..n]);
     assert!(greeting.contains(" IDLE ") && greeting.contains(" MOVE "), "the nodes' list, not a short one: {greeting}");
 }
+
+/// The first line a client at `source` reads from `server`.
+fn first_line_from(source: &str, server: &str) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let stream = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        socket.connect(server.parse().unwrap()).await.unwrap().into_std().unwrap()
+    });
+    stream.set_nonblocking(false).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut line = String::new();
+    let _ = BufReader::new(stream).read_line(&mut line);
+    line
+}
+
+/// Hole: IP rules guarded port 25 only (a denied address was served on submission) and
+/// were read only at start. Now every listener a rule names refuses the address, and a
+/// changed file, or SIGHUP, applies new rules without a restart.
+#[test]
+fn ip_rules_guard_every_listener_and_reload_on_change_and_sighup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let storage = Storage::start(root);
+    std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
+    let tune: Tune = Box::new(|c| c.smtp.rules.push(rule("127.0.0.5", "deny", None, false)));
+    let front =
+        Front::start_opts(root, &storage, ldif_directory(), FrontOptions { tune: Some(tune), ..Default::default() });
+    let listeners = [
+        (&front.smtp, "554 "),
+        (&front.submission, "554 "),
+        (&front.imap, "* BYE"),
+        (&front.pop3, "-ERR"),
+        (&front.sieve, "BYE"),
+    ];
+    for (addr, refusal) in listeners {
+        let line = first_line_from("127.0.0.5", addr);
+        assert!(line.starts_with(refusal) && line.contains("denied"), "{addr}: {line:?}");
+        let line = first_line_from("127.0.0.6", addr);
+        assert!(!line.contains("denied") && !line.is_empty(), "{addr}: {line:?}");
+    }
+
+    // A rule added to the file for IMAP only applies within seconds, to IMAP only.
+    let path = root.join("frontd.toml");
+    let mut cfg = frontd::config::Config::load(&path).unwrap();
+    let imap_only =
+        frontd::config::RuleSection { listeners: Some(vec!["imap".into()]), ..rule("127.0.0.6", "deny", None, false) };
+    cfg.smtp.rules.insert(0, imap_only);
+    clusterkit::front::write(&path, &cfg).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !first_line_from("127.0.0.6", &front.imap).contains("denied") {
+        assert!(std::time::Instant::now() < deadline, "the changed rules were not applied");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(first_line_from("127.0.0.6", &front.pop3).starts_with("+OK"));
+
+    // The rule removed with the file's time kept: only SIGHUP makes it count.
+    let stamp = std::fs::metadata(&path).unwrap().modified().unwrap();
+    cfg.smtp.rules.remove(0);
+    clusterkit::front::write(&path, &cfg).unwrap();
+    std::fs::File::options().write(true).open(&path).unwrap().set_modified(stamp).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(first_line_from("127.0.0.6", &front.imap).contains("denied"), "not reloaded without a change");
+    front.signal(libc::SIGHUP);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while first_line_from("127.0.0.6", &front.imap).contains("denied") {
+        assert!(std::time::Instant::now() < deadline, "SIGHUP did not reload the rules");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(first_line_from("127.0.0.5", &front.imap).contains("denied"), "the other rule stays");
+}

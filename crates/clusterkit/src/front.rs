@@ -57,6 +57,7 @@ mod tests {
             skip_dnsbl: false,
             greet_delay_ms: Some(0),
             relay: true,
+            listeners: None,
         });
         cfg.queue = Some(QueueSection { cluster_key_file: "cluster.key".into(), ..QueueSection::default() });
         cfg.queue.as_mut().unwrap().routes.insert("remote.test".into(), "127.0.0.1:2526".into());

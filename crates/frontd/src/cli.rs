@@ -13,7 +13,7 @@ impl common::daemon::Daemon for Frontd {
 
     fn run(config: &Path) -> anyhow::Result<()> {
         let cfg = crate::config::Config::load(config)?;
-        common::daemon::runtime()?.block_on(crate::server::run(cfg))?;
+        common::daemon::runtime()?.block_on(crate::server::run(cfg, Some(config.to_path_buf())))?;
         Ok(())
     }
 }

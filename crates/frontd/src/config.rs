@@ -59,7 +59,8 @@ pub struct SmtpSection {
     pub helo_deny: Vec<String>,
     /// MX only: envelope senders refused (`*` wildcards).
     pub mail_from_deny: Vec<String>,
-    /// MX only: per-network rules; the first whose network holds the client decides.
+    /// Per-network rules for the listeners each names; the first whose network holds the
+    /// client decides (reloaded when the file changes or on SIGHUP).
     pub rules: Vec<RuleSection>,
     /// The mailbox `postmaster` and `postmaster@` each local domain are delivered to
     /// (RFC 5321 §4.5.1); by default `postmaster@` the first local domain.
@@ -94,6 +95,10 @@ pub struct RuleSection {
     /// These clients may send to remote domains without AUTH (needs `[queue]`).
     #[serde(default)]
     pub relay: bool,
+    /// The listeners the rule guards (`smtp`, `submission`, `imap`, `pop3`, `sieve`); all
+    /// of them when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listeners: Option<Vec<String>>,
 }
 
 impl Default for SmtpSection {

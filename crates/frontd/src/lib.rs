@@ -6,6 +6,7 @@
 //! needed behind one name. Mail that cannot be delivered at once goes onto a storage
 //! group's replicated queue, which any front's runner delivers (locally or outbound).
 
+pub mod access;
 pub mod backend;
 pub mod cli;
 pub mod cluster;

@@ -13,6 +13,7 @@ use directory::{Directory, LdapDirectory, LdifDirectory};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::access::{Access, Listener};
 use crate::backend::{self, Backend, ProxyCredential, RouteError};
 use crate::cluster::{ClusterMap, Protocol};
 use crate::config::{Config, ConfigError, SmtpSection, TlsFiles};
@@ -56,6 +57,8 @@ pub struct Front {
     pub queue: Option<Arc<crate::queue::QueueClient>>,
     queue_runner: Option<Arc<crate::queue::runner::Runner>>,
     pub smtp: SmtpSection,
+    /// The IP rules of every listener, reloaded when the configuration file changes.
+    pub access: Arc<Access>,
     pub smtp_policy: crate::smtp::policy::Policy,
     /// Reverses SRS addresses of forwarded mail (with the cluster key).
     pub srs: Option<common::srs::Srs>,
@@ -75,7 +78,8 @@ pub struct Front {
 }
 
 impl Front {
-    pub fn new(cfg: &Config) -> Result<Self, StartError> {
+    /// A front for `cfg`; its IP rules are reloaded from `path` when it changes.
+    pub fn new(cfg: &Config, path: Option<std::path::PathBuf>) -> Result<Self, StartError> {
         let directory = match (&cfg.directory.ldif, cfg.ldap()?) {
             (Some(path), _) => {
                 Directory::Ldif(Arc::new(LdifDirectory::open(path).map_err(|e| StartError::Directory(e.to_string()))?))
@@ -128,6 +132,7 @@ impl Front {
             queue,
             queue_runner,
             smtp: cfg.smtp.clone(),
+            access: Arc::new(Access::new(cfg, path)?),
             smtp_policy: crate::smtp::policy::Policy::new(&cfg.smtp)?,
             scanner: scanning.then(|| Arc::new(crate::scan::Scanner::new(&cfg.scan))),
             fates: Arc::default(),
@@ -280,6 +285,27 @@ impl Service {
         }
     }
 
+    /// The listener kind IP rules name.
+    fn listener(self) -> Listener {
+        match self {
+            Self::Imap => Listener::Imap,
+            Self::Pop3 => Listener::Pop3,
+            Self::Sieve => Listener::Sieve,
+            Self::Smtp(Mode::Mx) => Listener::Mx,
+            Self::Smtp(Mode::Submission) => Listener::Submission,
+        }
+    }
+
+    /// The line for a client whose address a rule denies.
+    fn denied_line(self) -> &'static [u8] {
+        match self {
+            Self::Imap => b"* BYE access from your address is denied\r\n",
+            Self::Pop3 => b"-ERR access from your address is denied\r\n",
+            Self::Sieve => b"BYE \"access from your address is denied\"\r\n",
+            Self::Smtp(_) => b"554 5.7.1 access from your address is denied\r\n",
+        }
+    }
+
     /// The line for a client over the listener's connection limit.
     fn busy_line(self) -> &'static [u8] {
         match self {
@@ -302,8 +328,8 @@ impl Service {
 }
 
 /// Start every configured listener and serve until SIGTERM or SIGINT.
-pub async fn run(cfg: Config) -> Result<(), StartError> {
-    let front = Arc::new(Front::new(&cfg)?);
+pub async fn run(cfg: Config, path: Option<std::path::PathBuf>) -> Result<(), StartError> {
+    let front = Arc::new(Front::new(&cfg, path)?);
     let max = cfg.limits.connections_max;
     let bind = |addr: &String| {
         let addr = addr.clone();
@@ -330,6 +356,15 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         tasks.spawn(common::accept::serve(listener, max, service.name(), service.busy_line(), move |stream, peer| {
             let front = front.clone();
             async move {
+                if front.access.admission(peer.ip(), service.listener()).denied {
+                    tracing::info!(%peer, listener = service.listener().name(), "client denied by an IP rule");
+                    let mut stream = stream;
+                    // With implicit TLS a plain line would be noise to the client: just close.
+                    if !implicit {
+                        let _ = stream.write_all(service.denied_line()).await;
+                    }
+                    return Ok(());
+                }
                 let Some(_address_slot) = front.per_address.try_acquire(peer.ip()) else {
                     tracing::warn!(%peer, "connection limit of the address reached");
                     let mut stream = stream;
@@ -374,6 +409,13 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
             Ok(())
         });
     }
+    tasks.spawn({
+        let access = front.access.clone();
+        async move {
+            access.watch().await;
+            Ok(())
+        }
+    });
     let refresher = front.clone();
     tasks.spawn(async move {
         let mut known = refresher.learn_capabilities().await;
@@ -385,7 +427,10 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     });
     loop {
         tokio::select! {
-            _ = hup.recv() => front.reload_tls(),
+            _ = hup.recv() => {
+                front.reload_tls();
+                front.access.reload();
+            }
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
             Some(done) = tasks.join_next() => {

@@ -366,6 +366,7 @@ pub fn rule(network: &str, action: &str, greet_delay_ms: Option<u64>, relay: boo
         skip_dnsbl: false,
         greet_delay_ms,
         relay,
+        listeners: None,
     }
 }
 
@@ -433,6 +434,8 @@ impl Front {
         cfg.smtp.domain_aliases.insert("mail.example.edu".into(), "example.edu".into());
         cfg.auth.failure_delay_ms = 50;
         cfg.auth.failures_max = 50;
+        cfg.auth.address_failures_max = 150;
+        cfg.auth.account_failures_max = 500;
         cfg.queue = queue.map(|q| QueueSection { cluster_key_file: storage.key_file(), ..q });
         if let Some(tune) = tune {
             tune(&mut cfg);

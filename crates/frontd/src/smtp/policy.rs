@@ -1,15 +1,12 @@
-//! Who may talk to the MX and what they may say, in the spirit of tcpserver's rules file
-//! and the RBL checks of the campus exchangers: IP rules (the first rule whose network
-//! holds the client decides: deny, or allow with its own greet delay, DNSBL skip and
-//! relay permission), DNS
-//! blocklists looked up with hickory (a listed client is refused with the list's reason),
-//! and HELO and MAIL FROM deny patterns (`*` wildcards). A blocklist that cannot be asked
+//! What the MX asks about its clients, in the spirit of the RBL checks of the campus
+//! exchangers (the IP rules of every listener are `crate::access`): DNS blocklists looked
+//! up with hickory (a listed client is refused with the list's reason), and HELO and MAIL
+//! FROM deny patterns (`*` wildcards). A blocklist that cannot be asked
 //! does not refuse anyone (it is logged): a DNS outage must not stop mail.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
-use common::network::Network;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::TokioResolver;
@@ -19,38 +16,15 @@ use crate::config::{ConfigError, SmtpSection};
 /// How long one blocklist may take to answer.
 const DNSBL_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// One IP rule.
-#[derive(Debug, Clone)]
-pub struct Rule {
-    pub network: Network,
-    pub deny: bool,
-    pub skip_dnsbl: bool,
-    pub greet_delay: Option<Duration>,
-    pub relay: bool,
-}
-
-/// What the rules say about a client address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Admission {
-    /// `Some(reply)`: refuse the connection with it.
-    pub refuse: Option<String>,
-    pub greet_delay: Duration,
-    pub check_dnsbl: bool,
-    /// The client may send to remote domains without AUTH.
-    pub relay: bool,
-}
-
-/// The MX policy.
+/// The MX's blocklists.
 pub struct Policy {
-    rules: Vec<Rule>,
-    greet_delay: Duration,
     zones: Vec<String>,
     resolver: Option<TokioResolver>,
 }
 
 impl std::fmt::Debug for Policy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Policy").field("rules", &self.rules).field("zones", &self.zones).finish_non_exhaustive()
+        f.debug_struct("Policy").field("zones", &self.zones).finish_non_exhaustive()
     }
 }
 
@@ -97,42 +71,8 @@ pub fn dnsbl_name(ip: IpAddr, zone: &str) -> String {
 
 impl Policy {
     pub fn new(smtp: &SmtpSection) -> Result<Self, ConfigError> {
-        let rules = smtp
-            .rules
-            .iter()
-            .map(|r| {
-                let deny = match r.action.as_str() {
-                    "deny" => true,
-                    "allow" => false,
-                    other => return Err(ConfigError::Invalid(format!("smtp rule action {other:?}: allow or deny"))),
-                };
-                Ok(Rule {
-                    network: r.network.parse().map_err(ConfigError::Invalid)?,
-                    deny,
-                    skip_dnsbl: r.skip_dnsbl,
-                    greet_delay: r.greet_delay_ms.map(Duration::from_millis),
-                    relay: r.relay && !deny,
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         let resolver = if smtp.dnsbl_zones.is_empty() { None } else { Some(resolver(&smtp.dns_servers)?) };
-        Ok(Self {
-            rules,
-            greet_delay: Duration::from_millis(smtp.greet_delay_ms),
-            zones: smtp.dnsbl_zones.clone(),
-            resolver,
-        })
-    }
-
-    /// What the IP rules say about `ip`.
-    pub fn admission(&self, ip: IpAddr) -> Admission {
-        let rule = self.rules.iter().find(|r| r.network.contains(ip));
-        Admission {
-            refuse: rule.filter(|r| r.deny).map(|_| format!("554 5.7.1 access from [{ip}] is denied")),
-            greet_delay: rule.and_then(|r| r.greet_delay).unwrap_or(self.greet_delay),
-            check_dnsbl: !rule.is_some_and(|r| r.skip_dnsbl),
-            relay: rule.is_some_and(|r| r.relay),
-        }
+        Ok(Self { zones: smtp.dnsbl_zones.clone(), resolver })
     }
 
     /// The refusal for a client on a blocklist, if it is on one.
@@ -193,7 +133,6 @@ pub(crate) fn resolver(servers: &[String]) -> Result<TokioResolver, ConfigError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::RuleSection;
 
     #[test]
     fn wildcards() {
@@ -211,32 +150,5 @@ mod tests {
         assert_eq!(dnsbl_name("192.0.2.99".parse().unwrap(), "zen.example"), "99.2.0.192.zen.example.");
         let v6 = dnsbl_name("2001:db8::1".parse().unwrap(), "bl.example.");
         assert!(v6.starts_with("1.0.0.0.0.0.0.0.") && v6.ends_with(".8.b.d.0.1.0.0.2.bl.example."), "{v6}");
-    }
-
-    #[test]
-    fn the_first_matching_rule_decides() {
-        let rule = |network: &str, action: &str, skip: bool, delay: Option<u64>| RuleSection {
-            network: network.into(),
-            action: action.into(),
-            skip_dnsbl: skip,
-            greet_delay_ms: delay,
-            relay: false,
-        };
-        let smtp = SmtpSection {
-            greet_delay_ms: 500,
-            rules: vec![rule("10.1.0.0/16", "allow", true, Some(0)), rule("10.0.0.0/8", "deny", false, None)],
-            ..SmtpSection::default()
-        };
-        let p = Policy::new(&smtp).unwrap();
-        let a = p.admission("10.1.2.3".parse().unwrap());
-        assert_eq!((a.refuse, a.greet_delay, a.check_dnsbl), (None, Duration::ZERO, false));
-        assert!(p.admission("10.2.0.1".parse().unwrap()).refuse.unwrap().starts_with("554 5.7.1"));
-        let other = p.admission("192.0.2.1".parse().unwrap());
-        assert_eq!((other.refuse, other.greet_delay, other.check_dnsbl), (None, Duration::from_millis(500), true));
-        assert!(Policy::new(&SmtpSection {
-            rules: vec![rule("10.0.0.0/8", "maybe", false, None)],
-            ..SmtpSection::default()
-        })
-        .is_err());
     }
 }

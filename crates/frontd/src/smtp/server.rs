@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use super::finish::{finish, Client};
 use super::pace::{self, Pace};
 use super::session::{Mode, Session, Settings, Step};
+use crate::access::Listener;
 use crate::server::Front;
 
 /// RFC 5321 4.5.3.2: a server waits at least 5 minutes for a command.
@@ -136,14 +137,10 @@ pub async fn connection(
 ) -> std::io::Result<()> {
     let tls = front.tls();
     let mut conn = Conn::open(stream, tls.as_deref(), implicit_tls).await?;
-    let admission = front.smtp_policy.admission(peer.ip());
-    if mode == Mode::Mx {
-        let refusal = match admission.refuse {
-            Some(r) => Some(r),
-            None if admission.check_dnsbl => front.smtp_policy.dnsbl(peer.ip()).await,
-            None => None,
-        };
-        if let Some(reply) = refusal {
+    let listener = if mode == Mode::Mx { Listener::Mx } else { Listener::Submission };
+    let admission = front.access.admission(peer.ip(), listener);
+    if mode == Mode::Mx && admission.check_dnsbl {
+        if let Some(reply) = front.smtp_policy.dnsbl(peer.ip()).await {
             tracing::info!(%peer, reply, "SMTP client refused");
             return conn.wr.write_all(format!("{reply}\r\n").as_bytes()).await;
         }
