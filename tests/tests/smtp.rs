@@ -1,8 +1,9 @@
 //! SMTP through frontd into a real storaged cluster, with independent clients (swaks,
 //! Python's smtplib) and raw sockets: every `250` message is readable over IMAP exactly
 //! once; no relaying without a local recipient; an authenticated user cannot forge another
-//! sender; smuggling variants give one message or a refusal, never two; early talkers are
-//! dropped.
+//! sender (envelope or From) and what they send is DKIM-signed, as an independent verifier
+//! (dkimpy) finds with the key a loopback DNS server publishes; smuggling variants give one
+//! message or a refusal, never two; early talkers are dropped.
 
 mod support;
 
@@ -360,4 +361,113 @@ fn blocklists_ip_rules_and_deny_patterns_guard_the_mx() {
     // A denied sender pattern.
     assert_eq!(send("127.0.0.2", "bulk@SPAM.example", "spam")["code"], 550);
     assert_eq!(inbox_subjects(&front, "alice", "alice-pw"), ["from a clean host", "from an allowed network"]);
+}
+
+/// A DNS server on loopback (`tests/py/dns_txt.py`, dnslib) publishing TXT records.
+struct TxtServer {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl TxtServer {
+    fn start(records: &[(&str, &str)]) -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/dns_txt.py");
+        let mut cmd = Command::new("/usr/bin/python3");
+        cmd.arg(script).stdout(std::process::Stdio::piped());
+        for (name, text) in records {
+            cmd.args([name, text]);
+        }
+        let mut child = cmd.spawn().expect("python3-dnslib (scripts/install-test-deps)");
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+        let port = serde_json::from_str::<serde_json::Value>(&line).expect("the DNS server's port")["port"].clone();
+        Self { child, addr: format!("127.0.0.1:{port}") }
+    }
+}
+
+impl Drop for TxtServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Submission hygiene: the From field must be one of the user's addresses (a forged one is
+/// refused), `Received` names the authenticated user, and what leaves for a remote domain
+/// carries a DKIM signature that dkimpy verifies with the key `mailctl dkim keygen` made
+/// and a DNS server on loopback publishes.
+#[test]
+fn submissions_name_their_user_refuse_forged_authors_and_are_dkim_signed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let key = tools::mailctl::dkim::keygen("example.edu", "s2026", &root.join("dkim"), 2048).unwrap();
+    let dns = TxtServer::start(&[(key.name.as_str(), key.text.as_str())]);
+    let storage = Storage::start(root);
+    std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
+    let remote = free_addr();
+    let sink = Sink::start(root, "remote", &remote, None);
+    let key_file = key.key_file.clone();
+    let tune: Tune = Box::new(move |c| {
+        c.dkim.keys.push(frontd::config::DkimKeySection {
+            domain: "example.edu".into(),
+            selector: "s2026".into(),
+            key_file: key_file.clone(),
+        })
+    });
+    let queue = QueueSection { routes: [("remote.test".to_string(), remote.clone())].into(), ..fast_queue(30) };
+    let options = FrontOptions {
+        tls: true,
+        plaintext_loopback: true,
+        tune: Some(tune),
+        queue: Some(queue),
+        ..Default::default()
+    };
+    let front = Front::start_opts(root, &storage, ldif_directory(), options);
+    wait_listening(&front.submission, "frontd submission");
+    let ca = root.join("cert.pem");
+    let submit = |header_from: &str, to: &str, subject: &str| {
+        smtplib(&[
+            "--server",
+            &front.submission,
+            "--starttls",
+            "--ca",
+            ca.to_str().unwrap(),
+            "--user",
+            "alice@example.edu",
+            "--password",
+            "alice-pw",
+            "--from",
+            "alice@example.edu",
+            "--header-from",
+            header_from,
+            "--to",
+            to,
+            "--subject",
+            subject,
+        ])
+    };
+
+    let r = submit("Alice <alice@example.edu>", "friend@remote.test", "signed outbound");
+    assert_eq!(r["ok"], true, "{r}");
+    wait_for("the message at the remote sink", Duration::from_secs(30), || sink.count("signed outbound") == 1);
+    let sent = sink.messages().concat();
+    assert!(sent.contains("(authenticated as alice@example.edu)"), "Received names the user: {sent}");
+    let file = root.join("outbound.eml");
+    std::fs::write(&file, &sent).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/dkim_verify.py");
+    let out = Command::new("/usr/bin/python3").arg(script).args(["--dns", &dns.addr]).arg(&file).output().unwrap();
+    let verdict: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("dkimpy: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(verdict["ok"], true, "dkimpy verifies the signature: {verdict} {sent}");
+    assert_eq!((verdict["domain"].as_str(), verdict["selector"].as_str()), (Some("example.edu"), Some("s2026")));
+
+    // Another local user's name as the author is refused; nothing is delivered or sent.
+    let r = submit("Bob <bob@example.edu>", "bob@example.edu", "forged author");
+    assert_eq!(r["code"], 550, "{r}");
+    assert!(r["error"].as_str().unwrap().contains("not one of your addresses"), "{r}");
+    let r = submit("Bank <bank@example.com>", "friend@remote.test", "phish");
+    assert_eq!(r["code"], 550, "{r}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!inbox_subjects(&front, "bob", "bob-pw").contains(&"forged author".to_string()));
+    assert_eq!(sink.count("phish"), 0);
 }

@@ -77,6 +77,10 @@ pub struct SmtpSection {
     /// Slowest a transfer may be on average once `data_rate_grace_s` have passed.
     pub data_rate_min_bytes_per_s: u64,
     pub data_rate_grace_s: u64,
+    /// Submission: what to do with a message whose From (or Sender) is not one of the
+    /// authenticated user's addresses: `refuse` (`550 5.7.1`) or `sender` (send it with a
+    /// `Sender:` field naming the user).
+    pub submission_from: String,
 }
 
 /// One IP rule of the MX.
@@ -121,6 +125,7 @@ impl Default for SmtpSection {
             data_time_max_s: 900,
             data_rate_min_bytes_per_s: 1024,
             data_rate_grace_s: 60,
+            submission_from: "refuse".into(),
         }
     }
 }
@@ -202,6 +207,25 @@ impl ScanSection {
         }
         Ok(())
     }
+}
+
+/// DKIM signing of submitted mail (`[dkim]`): a key per domain of the From address.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DkimSection {
+    pub keys: Vec<DkimKeySection>,
+}
+
+/// One signing key (`[[dkim.keys]]`), as `mailctl dkim keygen` makes it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DkimKeySection {
+    /// The signing domain (`d=`); mail whose From address is in it is signed.
+    pub domain: String,
+    /// The selector (`s=`): the key is published at `SELECTOR._domainkey.DOMAIN`.
+    pub selector: String,
+    /// The RSA private key, PEM (PKCS#1 or PKCS#8).
+    pub key_file: PathBuf,
 }
 
 /// The certificate clients see (STARTTLS, STLS, implicit TLS); re-read on SIGHUP.
@@ -379,12 +403,20 @@ pub struct Config {
     pub smtp: SmtpSection,
     #[serde(default)]
     pub scan: ScanSection,
+    #[serde(default, skip_serializing_if = "DkimSection::is_empty")]
+    pub dkim: DkimSection,
     pub queue: Option<QueueSection>,
     pub groups: Vec<GroupSection>,
 }
 
 fn default_host() -> String {
     "frontd".into()
+}
+
+impl DkimSection {
+    fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
 }
 
 impl DirectorySection {
@@ -440,6 +472,7 @@ impl Config {
             limits: Limits::default(),
             smtp: SmtpSection::default(),
             scan: ScanSection::default(),
+            dkim: DkimSection::default(),
             queue: None,
             groups,
         }
@@ -486,6 +519,7 @@ impl Config {
             l.ca_file.iter_mut().for_each(fix);
         }
         self.backend.proxy_password_file.iter_mut().for_each(fix);
+        self.dkim.keys.iter_mut().for_each(|k| fix(&mut k.key_file));
         self.backend.cluster_key_file.iter_mut().for_each(fix);
         if let Some(q) = &mut self.queue {
             if !q.cluster_key_file.as_os_str().is_empty() {
@@ -525,6 +559,9 @@ impl Config {
             );
         }
         self.scan.validate().map_err(ConfigError::Invalid)?;
+        if !matches!(smtp.submission_from.as_str(), "refuse" | "sender") {
+            return invalid(format!("[smtp] submission_from {:?}: refuse or sender", smtp.submission_from));
+        }
         if self.groups.is_empty() {
             return invalid("no [[groups]]: frontd has nowhere to route users".into());
         }

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod delivery;
+pub mod dkim;
 pub mod imap;
 pub mod login;
 pub mod managesieve;

@@ -60,6 +60,10 @@ pub struct Front {
     /// The IP rules of every listener, reloaded when the configuration file changes.
     pub access: Arc<Access>,
     pub smtp_policy: crate::smtp::policy::Policy,
+    /// What a submitted message's From may say.
+    pub from_policy: crate::smtp::submission::FromPolicy,
+    /// DKIM keys for submitted mail.
+    pub dkim: crate::dkim::Signers,
     /// Reverses SRS addresses of forwarded mail (with the cluster key).
     pub srs: Option<common::srs::Srs>,
     /// The scanning stage, when a scanner is configured.
@@ -134,6 +138,8 @@ impl Front {
             smtp: cfg.smtp.clone(),
             access: Arc::new(Access::new(cfg, path)?),
             smtp_policy: crate::smtp::policy::Policy::new(&cfg.smtp)?,
+            from_policy: crate::smtp::submission::FromPolicy::parse(&cfg.smtp.submission_from),
+            dkim: crate::dkim::Signers::load(&cfg.dkim)?,
             scanner: scanning.then(|| Arc::new(crate::scan::Scanner::new(&cfg.scan))),
             fates: Arc::default(),
             fate_report,

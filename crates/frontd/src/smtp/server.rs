@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use super::finish::{finish, Client};
 use super::pace::{self, Pace};
 use super::session::{Mode, Session, Settings, Step};
+use super::submission;
 use crate::access::Listener;
 use crate::server::Front;
 
@@ -108,7 +109,27 @@ fn settings(front: &Front, mode: Mode, relay: bool, peer: std::net::IpAddr) -> S
     }
 }
 
-/// The `Received:` header for a message.
+/// A submitted message as it goes on: its author checked against the user's addresses
+/// (refused, or a `Sender:` added) and DKIM-signed for the From domain; the MX's as it came.
+fn submitted<'m>(
+    front: &Front,
+    account: Option<&directory::Account>,
+    message: &'m [u8],
+) -> Result<std::borrow::Cow<'m, [u8]>, String> {
+    let Some(account) = account else { return Ok(message.into()) };
+    let own: Vec<String> = account.addresses().map(str::to_string).collect();
+    let message: std::borrow::Cow<'m, [u8]> = match submission::check(message, &own, front.from_policy) {
+        submission::Decision::AsIs => message.into(),
+        submission::Decision::Rewritten(m) => m.into(),
+        submission::Decision::Refuse(reply) => return Err(reply),
+    };
+    Ok(match front.dkim.sign(&message) {
+        Some(signature) => [signature.as_bytes(), &message].concat().into(),
+        None => message,
+    })
+}
+
+/// The `Received:` header for a message; it names the authenticated user, if any.
 fn received(session: &Session, peer: SocketAddr, conn: &Conn, host: &str, recipients: &[String]) -> String {
     let helo = session.helo().unwrap_or("unknown").replace(|c: char| c.is_control() || c == '(' || c == ')', "");
     let protocol = match (conn.tls, session.account().is_some()) {
@@ -118,11 +139,12 @@ fn received(session: &Session, peer: SocketAddr, conn: &Conn, host: &str, recipi
         (false, false) => "ESMTP",
     };
     let tls = conn.tls_info.as_ref().map(|t| format!("\r\n\t(using {t})")).unwrap_or_default();
+    let user = session.account().map(|a| format!("\r\n\t(authenticated as {})", a.mail)).unwrap_or_default();
     let id: u64 = rand::random();
     let to = if recipients.len() == 1 { format!("\r\n\tfor <{}>", recipients[0]) } else { String::new() };
     let date = chrono::Utc::now().to_rfc2822();
     format!(
-        "Received: from {helo} ([{}]){tls}\r\n\tby {host} (frontd) with {protocol} id {id:016x}{to};\r\n\t{date}\r\n",
+        "Received: from {helo} ([{}]){tls}{user}\r\n\tby {host} (frontd) with {protocol} id {id:016x}{to};\r\n\t{date}\r\n",
         peer.ip()
     )
 }
@@ -277,7 +299,13 @@ pub async fn connection(
                         user: session.account().map(|a| a.mail.as_str()),
                     };
                     let message = body.as_deref().unwrap_or(&envelope.message);
-                    let replies = finish(&front, client, &envelope, &header, message).await;
+                    let replies = match submitted(&front, session.account(), message) {
+                        Ok(message) => finish(&front, client, &envelope, &header, &message).await,
+                        Err(refusal) => {
+                            tracing::info!(%peer, user = ?client.user, refusal, "submission refused");
+                            vec![refusal; all.len()]
+                        }
+                    };
                     drop(body);
                     tracing::info!(%peer, from = %envelope.from, recipients = all.len(), group = ?envelope.group, reply = %replies.first().map(String::as_str).unwrap_or(""), "SMTP message");
                     session.delivered(&replies)

@@ -110,9 +110,44 @@ enum Cmd {
         #[command(subcommand)]
         action: GroupAction,
     },
+    /// DKIM signing keys for submitted mail.
+    Dkim {
+        #[command(subcommand)]
+        action: DkimAction,
+    },
     /// The daemons `up` starts (`mailctl storaged|frontd --config FILE`).
     #[command(flatten)]
     Daemon(crate::daemons::Daemon),
+}
+
+#[derive(Subcommand, Debug)]
+enum DkimAction {
+    /// Make an RSA key for DOMAIN, print the DNS TXT record to publish and the
+    /// `[[dkim.keys]]` lines for frontd.toml.
+    Keygen {
+        domain: String,
+        /// The selector: the record is published at SELECTOR._domainkey.DOMAIN.
+        #[arg(long, default_value = "mail")]
+        selector: String,
+        /// Where the key file goes (0600).
+        #[arg(long, default_value = "mailctl-data/dkim")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 2048)]
+        bits: usize,
+    },
+}
+
+fn dkim(action: DkimAction) -> anyhow::Result<()> {
+    let DkimAction::Keygen { domain, selector, dir, bits } = action;
+    let made = super::dkim::keygen(&domain, &selector, &dir, bits)?;
+    println!("key written to {} (0600)", made.key_file.display());
+    println!("\npublish this DNS record:\n{}", made.zone_line());
+    println!(
+        "\nand sign with it (frontd.toml):\n[[dkim.keys]]\ndomain = \"{}\"\nselector = \"{selector}\"\nkey_file = \"{}\"",
+        domain.to_ascii_lowercase(),
+        made.key_file.display()
+    );
+    Ok(())
 }
 
 #[derive(Subcommand, Debug)]
@@ -458,6 +493,7 @@ pub fn run_from(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
         Cmd::Group { config, action } => group(&config, action),
         Cmd::Quarantine { config, action } => quarantine(&config, action),
         Cmd::Report { config, what } => report(&config, what),
+        Cmd::Dkim { action } => dkim(action),
         Cmd::Daemon(d) => d.run(),
     }
 }

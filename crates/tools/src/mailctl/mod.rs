@@ -3,11 +3,13 @@
 //! directory with demo users, a private CA and certificate) using the real daemons as
 //! separate processes (`mailctl storaged ...` and `mailctl frontd ...` run their code).
 //! `user` manages the users of an LDIF directory (or prints the LDIF for an LDAP one);
-//! `status` and `queue` ask the storage nodes over their admin protocol.
+//! `status` and `queue` ask the storage nodes over their admin protocol; `dkim keygen`
+//! makes a signing key and prints its DNS record.
 
 pub mod admin;
 pub mod cli;
 pub mod directory;
+pub mod dkim;
 pub mod layout;
 pub mod mover;
 pub mod quarantine;
