@@ -245,6 +245,19 @@ pub enum AdminRequest {
     Fates {
         group: String,
     },
+    /// Record a successful login of `user` (a user of the group) and answer with the
+    /// user's whole history, this login included (`Logins`).
+    RecordLogin {
+        group: String,
+        user: String,
+        op_id: [u8; 16],
+        record: crate::logins::LoginRecord,
+    },
+    /// The user's login history (answered with `Logins`).
+    Logins {
+        group: String,
+        user: String,
+    },
 }
 
 /// A member of a group being created: its node id, Raft and LMTP addresses.
@@ -273,7 +286,9 @@ impl AdminRequest {
             | AdminRequest::AddNode { group, .. }
             | AdminRequest::RemoveNode { group, .. }
             | AdminRequest::CountFates { group, .. }
-            | AdminRequest::Fates { group } => Some(group),
+            | AdminRequest::Fates { group }
+            | AdminRequest::RecordLogin { group, .. }
+            | AdminRequest::Logins { group, .. } => Some(group),
         }
     }
 }
@@ -304,6 +319,8 @@ pub enum AdminReply {
     Failed(String),
     /// `(day, fate, detail, messages)` rows of the fate tally.
     Fates(Vec<(i64, String, String, u64)>),
+    /// A user's login history, oldest first.
+    Logins(Vec<crate::logins::LoginRecord>),
 }
 
 /// Admin client errors.

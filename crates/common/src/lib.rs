@@ -16,6 +16,7 @@ pub mod imap_tag;
 pub mod limiter;
 pub mod line;
 pub mod lmtp_auth;
+pub mod logins;
 pub mod managesieve;
 pub mod network;
 pub mod password;

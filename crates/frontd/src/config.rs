@@ -209,6 +209,66 @@ impl ScanSection {
     }
 }
 
+/// Compromised-account defence (`[phish]`): the login history, the rules that find a
+/// phished account, and what is done then. Every rule is on by default.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PhishSection {
+    /// Record every successful login in the user's group (their history, `lastlogin`).
+    pub record_logins: bool,
+    /// A MaxMind-format country or city database (GeoLite2, DB-IP); none: no geo rules.
+    pub geo_database: Option<PathBuf>,
+    /// Where users are at home: these continents (MaxMind codes) and these countries.
+    pub home_continents: Vec<String>,
+    pub home_countries: Vec<String>,
+    /// A login away from home within this many hours of one at home trips the rule.
+    pub window_h: u64,
+    pub geo_velocity: bool,
+    /// Two logins further apart than this speed allows (km/h; needs a city database).
+    pub travel_kmh_max: u32,
+    pub impossible_travel: bool,
+    /// Submission: envelope sender not the From address, to more recipients than this in
+    /// one message or in an hour.
+    pub bulk_recipients_max: usize,
+    pub bulk_spoofing: bool,
+    /// Submission: messages per user per hour.
+    pub outbound_per_hour_max: u64,
+    pub outbound_volume: bool,
+    /// Submission: the scanning stage's spam score at or above this.
+    pub outbound_spam_score: f64,
+    pub outbound_spam: bool,
+    /// How long the source address of a snag stays blocked on every listener.
+    pub block_days: u64,
+    /// POSTed a JSON ticket for every snag, if set (`http://host:port/path`).
+    pub webhook: Option<String>,
+    /// Mailed a ticket for every snag, if set (default: postmaster of the first domain).
+    pub notify: Option<String>,
+}
+
+impl Default for PhishSection {
+    fn default() -> Self {
+        Self {
+            record_logins: true,
+            geo_database: None,
+            home_continents: vec!["NA".into()],
+            home_countries: Vec::new(),
+            window_h: 8,
+            geo_velocity: true,
+            travel_kmh_max: 1000,
+            impossible_travel: true,
+            bulk_recipients_max: 100,
+            bulk_spoofing: true,
+            outbound_per_hour_max: 1000,
+            outbound_volume: true,
+            outbound_spam_score: 15.0,
+            outbound_spam: true,
+            block_days: 30,
+            webhook: None,
+            notify: None,
+        }
+    }
+}
+
 /// DKIM signing of submitted mail (`[dkim]`): a key per domain of the From address.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -405,6 +465,8 @@ pub struct Config {
     pub scan: ScanSection,
     #[serde(default, skip_serializing_if = "DkimSection::is_empty")]
     pub dkim: DkimSection,
+    #[serde(default)]
+    pub phish: PhishSection,
     pub queue: Option<QueueSection>,
     pub groups: Vec<GroupSection>,
 }
@@ -473,6 +535,7 @@ impl Config {
             smtp: SmtpSection::default(),
             scan: ScanSection::default(),
             dkim: DkimSection::default(),
+            phish: PhishSection::default(),
             queue: None,
             groups,
         }
@@ -520,6 +583,7 @@ impl Config {
         }
         self.backend.proxy_password_file.iter_mut().for_each(fix);
         self.dkim.keys.iter_mut().for_each(|k| fix(&mut k.key_file));
+        self.phish.geo_database.iter_mut().for_each(fix);
         self.backend.cluster_key_file.iter_mut().for_each(fix);
         if let Some(q) = &mut self.queue {
             if !q.cluster_key_file.as_os_str().is_empty() {

@@ -17,6 +17,7 @@ pub mod imap;
 pub mod login;
 pub mod managesieve;
 pub mod outbound;
+pub mod phish;
 pub mod pop3;
 pub mod queue;
 pub mod scan;

@@ -62,6 +62,16 @@ async fn serve_conn(stream: TcpStream, node: &Node, key: &ClusterKey) -> Result<
     }
 }
 
+/// `user`'s login history on this replica.
+fn logins(group: &Group, user: &str) -> AdminReply {
+    let Ok(user) = UserName::parse(user) else { return AdminReply::Refused("not a user name".into()) };
+    let dir = group.sm.store().lock().expect("store lock").layout().user_dir(&user);
+    match crate::mailstore::logins::load(&dir) {
+        Ok(history) => AdminReply::Logins(history),
+        Err(e) => AdminReply::Failed(format!("login history: {e}")),
+    }
+}
+
 fn now_s() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
@@ -97,6 +107,26 @@ pub async fn handle(node: &Node, request: AdminRequest) -> AdminReply {
         AdminRequest::UserMail { user, .. } => return user_mail(group, &user),
         AdminRequest::Fates { .. } => return AdminReply::Fates(group.sm.store().lock().expect("store lock").fates()),
         AdminRequest::CountFates { op_id, counts, .. } => (OpId(op_id), MailOp::CountFates { counts }),
+        AdminRequest::Logins { user, .. } => return logins(group, &user),
+        AdminRequest::RecordLogin { user, op_id, record, .. } => {
+            let record = record.bounded();
+            let op = MailOp::RecordLogin {
+                user: user.clone(),
+                at_s: record.at_s,
+                protocol: record.protocol,
+                ip: record.ip.to_string(),
+                country: record.country,
+                continent: record.continent,
+                location: record.location,
+                front: record.front,
+            };
+            return match group.propose(OpId(op_id), op).await {
+                Ok(MailResponse::Rejected(why)) => AdminReply::Refused(why.to_string()),
+                Ok(_) => logins(group, &user),
+                Err(AccessError::NotLeader { leader, .. }) => AdminReply::NotLeader { leader },
+                Err(e) => AdminReply::Failed(e.to_string()),
+            };
+        }
         AdminRequest::FetchMessages { user, mailbox, uids, .. } => return fetch(&shared, &user, &mailbox, &uids),
         AdminRequest::AddNode { id, raft, .. } => return membership::add_node(group, id, raft).await,
         AdminRequest::RemoveNode { id, .. } => return membership::remove_node(group, id).await,

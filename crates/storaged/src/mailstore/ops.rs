@@ -340,6 +340,18 @@ pub enum MailOp {
         outbound: Vec<Outbound>,
         remember: Vec<(String, i64)>,
     },
+    /// A successful login of the user, as a front saw it (see `logins`): the front's time,
+    /// protocol, client address and its country, continent and location (1e-4 degrees).
+    RecordLogin {
+        user: String,
+        at_s: i64,
+        protocol: String,
+        ip: String,
+        country: Option<String>,
+        continent: Option<String>,
+        location: Option<(i32, i32)>,
+        front: String,
+    },
 }
 
 /// One copy a Sieve script filed (see [`MailOp::DeliverFiltered`]).

@@ -516,6 +516,22 @@ impl Store {
                 self.fates.add(counts);
                 Ok(MailResponse::Done)
             }
+            MailOp::RecordLogin { user, at_s, protocol, ip, country, continent, location, front } => {
+                let (Ok(u), Ok(ip)) = (UserName::parse(user), ip.parse()) else {
+                    return Ok(MailResponse::Rejected(Rejection::Cannot("bad login record".into())));
+                };
+                let record = common::logins::LoginRecord {
+                    at_s: *at_s,
+                    protocol: protocol.clone(),
+                    ip,
+                    country: country.clone(),
+                    continent: continent.clone(),
+                    location: *location,
+                    front: front.clone(),
+                };
+                super::logins::record(&self.layout.user_dir(&u), record).map_err(io_ctx("record a login"))?;
+                Ok(MailResponse::Done)
+            }
             MailOp::DeleteUser { user } => {
                 let u = match UserName::parse(user) {
                     Ok(u) => u,

@@ -7,6 +7,7 @@ use super::admin::{Admin, QueueId};
 use super::directory::{LdapAdmin, UserDirectory};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use common::admin::{AdminReply, AdminRequest};
 
 #[derive(Parser, Debug)]
 #[command(version, about = "run and administer a mailstore cluster")]
@@ -155,7 +156,12 @@ enum UserAction {
     /// Every user: address, mailhost, status, aliases.
     List,
     /// One user's entry (the password hash hidden).
-    Show { address: String },
+    Show {
+        address: String,
+        /// A front's configuration, to ask the user's mailhost for the login history.
+        #[arg(long, default_value = "mailctl-data/frontd.toml")]
+        config: PathBuf,
+    },
     /// A new user; a password is generated and shown unless --password is given.
     Add {
         address: String,
@@ -342,7 +348,6 @@ fn queue(config: &std::path::Path, action: QueueAction) -> anyhow::Result<()> {
 }
 
 fn group(config: &std::path::Path, action: GroupAction) -> anyhow::Result<()> {
-    use common::admin::{AdminReply, AdminRequest};
     let admin = Admin::open(config)?;
     if let GroupAction::Add { name, members } = &action {
         let members = members
@@ -438,8 +443,21 @@ fn user(ldif: &std::path::Path, print_ldif: bool, action: UserAction) -> anyhow:
             users::list(ldif)?.iter().for_each(|l| println!("{l}"));
             return Ok(());
         }
-        UserAction::Show { address } => {
+        UserAction::Show { address, config } => {
             print!("{}", users::show(ldif, &address)?);
+            let history = users::mailhost_of(ldif, &address).and_then(|(mail, host)| {
+                let admin = Admin::open(&config)?;
+                let reply =
+                    runtime()?.block_on(admin.call(&host, AdminRequest::Logins { group: host.clone(), user: mail }))?;
+                match reply {
+                    AdminReply::Logins(h) => Ok(h),
+                    other => anyhow::bail!("{other:?}"),
+                }
+            });
+            match history {
+                Ok(h) => print!("{}", users::render_logins(&h)),
+                Err(e) => println!("login history: unavailable ({e:#})"),
+            }
             return Ok(());
         }
         UserAction::Add { address, mailhost, aliases, password, base } => {

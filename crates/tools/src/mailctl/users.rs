@@ -90,6 +90,33 @@ pub fn show(path: &Path, address: &str) -> anyhow::Result<String> {
     Ok(write_ldif(&[record]))
 }
 
+/// The address and mailhost of the user `address` names.
+pub fn mailhost_of(path: &Path, address: &str) -> anyhow::Result<(String, String)> {
+    let mut records = load(path)?;
+    let record = find(&mut records, address)?;
+    let get = |name: &str| record.attrs.get(name).and_then(|v| v.first()).cloned();
+    match (get("mail"), get("mailhost")) {
+        (Some(mail), Some(host)) => Ok((mail.to_ascii_lowercase(), host.to_ascii_lowercase())),
+        _ => anyhow::bail!("{address} has no mail address or mailHost"),
+    }
+}
+
+/// A login history as `user show` prints it: `lastlogin`, then one line per login, newest
+/// first.
+pub fn render_logins(history: &[common::logins::LoginRecord]) -> String {
+    let when = |at_s: i64| {
+        chrono::DateTime::from_timestamp(at_s, 0)
+            .map_or_else(|| at_s.to_string(), |t| t.format("%Y-%m-%d %H:%M:%SZ").to_string())
+    };
+    let Some(last) = common::logins::last(history) else { return "lastlogin: never\n".into() };
+    let mut out = format!("lastlogin: {}\nlogins (newest first):\n", when(last.at_s));
+    for r in history.iter().rev() {
+        let country = r.country.as_deref().unwrap_or("??");
+        out += &format!("  {}  {:<11}  {:<39}  {country}  via {}\n", when(r.at_s), r.protocol, r.ip, r.front);
+    }
+    out
+}
+
 /// What a change did: the LDIF that expresses it, and a generated password to show.
 pub struct Change {
     pub ldif: String,
