@@ -11,6 +11,8 @@ and report what the session saw, as one JSON line.
         whole; {"ok", "subscribed", "exists", "messages"} (exists -1: no such mailbox).
   hold: log in over IMAP, print "ready", then wait (bounded) until the server ends the
         session; {"ended": how, "waited_ms"}.
+  wait: as hold, but silent after SELECT: reads until the server closes the connection by
+        itself; {"ended": "closed" or "timeout", "said": what it sent, "waited_ms"}.
 """
 import argparse
 import base64
@@ -110,9 +112,33 @@ def hold(args):
     return {"ended": how, "waited_ms": int((time.monotonic() - start) * 1000)}
 
 
+def wait(args):
+    host, port = args.server.rsplit(":", 1)
+    c = imaplib.IMAP4(host, int(port), timeout=60)
+    c.login(args.user, args.password)
+    c.select("INBOX")
+    print("ready", flush=True)
+    start = time.monotonic()
+    said, how = b"", "timeout"
+    c.sock.settimeout(1.0)
+    while time.monotonic() - start < 50:
+        try:
+            data = c.sock.recv(4096)
+        except TimeoutError:
+            continue
+        except OSError:
+            how = "closed"
+            break
+        if not data:
+            how = "closed"
+            break
+        said += data
+    return {"ended": how, "said": said.decode(errors="replace"), "waited_ms": int((time.monotonic() - start) * 1000)}
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["imap", "pop3", "hold", "read"])
+    p.add_argument("mode", choices=["imap", "pop3", "hold", "read", "wait"])
     p.add_argument("--server", required=True)
     p.add_argument("--user", required=True)
     p.add_argument("--password", required=True)
@@ -120,7 +146,7 @@ def main():
     p.add_argument("--mailbox", default="INBOX")
     p.add_argument("--authzid", default="", help="with --sasl: log in as USER on this user's behalf")
     args = p.parse_args()
-    result = {"imap": imap, "pop3": pop3, "hold": hold, "read": read}[args.mode](args)
+    result = {"imap": imap, "pop3": pop3, "hold": hold, "read": read, "wait": wait}[args.mode](args)
     print(json.dumps(result))
 
 

@@ -258,6 +258,31 @@ pub enum AdminRequest {
         group: String,
         user: String,
     },
+    /// Change the group's defence records (blocks, tickets, locks); an opened ticket is
+    /// answered with `Opened`.
+    Security {
+        group: String,
+        op_id: [u8; 16],
+        change: crate::security::SecurityChange,
+    },
+    /// The networks blocked now (answered with `Blocks`).
+    Blocks {
+        group: String,
+    },
+    /// Every ticket kept (answered with `Tickets`).
+    Tickets {
+        group: String,
+    },
+    /// Queue a message held for review (answered with `Queued`).
+    EnqueueHeld {
+        group: String,
+        op_id: [u8; 16],
+        sender: String,
+        recipients: Vec<String>,
+        #[serde(with = "serde_bytes")]
+        message: Vec<u8>,
+        reason: String,
+    },
 }
 
 /// A member of a group being created: its node id, Raft and LMTP addresses.
@@ -288,7 +313,11 @@ impl AdminRequest {
             | AdminRequest::CountFates { group, .. }
             | AdminRequest::Fates { group }
             | AdminRequest::RecordLogin { group, .. }
-            | AdminRequest::Logins { group, .. } => Some(group),
+            | AdminRequest::Logins { group, .. }
+            | AdminRequest::Security { group, .. }
+            | AdminRequest::Blocks { group }
+            | AdminRequest::Tickets { group }
+            | AdminRequest::EnqueueHeld { group, .. } => Some(group),
         }
     }
 }
@@ -321,6 +350,12 @@ pub enum AdminReply {
     Fates(Vec<(i64, String, String, u64)>),
     /// A user's login history, oldest first.
     Logins(Vec<crate::logins::LoginRecord>),
+    Blocks(Vec<crate::security::BlockEntry>),
+    Tickets(Vec<crate::security::Ticket>),
+    /// A ticket opened with this id.
+    Opened {
+        id: u64,
+    },
 }
 
 /// Admin client errors.
@@ -335,6 +370,9 @@ pub enum AdminError {
     #[error("{addr}: no answer within {timeout_ms} ms")]
     Timeout { addr: String, timeout_ms: u64 },
 }
+
+/// What a storage node tells a locked account's login (fronts show it as it is).
+pub const LOCKED_TEXT: &str = "account locked; contact your administrator";
 
 /// Encode a message for a frame.
 pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {

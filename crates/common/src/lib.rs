@@ -24,6 +24,7 @@ pub mod recipient_rules;
 pub mod refusing_dns;
 pub mod rpc_channel;
 pub mod sasl;
+pub mod security;
 pub mod srs;
 pub mod testing;
 pub mod throttle;

@@ -9,6 +9,10 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+/// The protocol of the record `mailctl phish release` writes: logins before it are not held
+/// against the account any more (the postmaster looked at them).
+pub const RELEASED: &str = "(released)";
+
 /// Newest logins kept whatever their country.
 pub const RECENT_MAX: usize = 32;
 /// Countries whose newest login is kept beyond the recent ones.
@@ -81,9 +85,17 @@ pub fn add(history: &mut Vec<LoginRecord>, record: LoginRecord) {
     debug_assert!(history.len() <= RECENT_MAX + COUNTRIES_MAX);
 }
 
+/// The records since the newest release (all of them if never released).
+pub fn since_release(history: &[LoginRecord]) -> &[LoginRecord] {
+    match history.iter().rposition(|r| r.protocol == RELEASED) {
+        Some(i) => &history[i + 1..],
+        None => history,
+    }
+}
+
 /// The newest login of `history`.
 pub fn last(history: &[LoginRecord]) -> Option<&LoginRecord> {
-    history.iter().max_by_key(|r| r.at_s)
+    history.iter().filter(|r| r.protocol != RELEASED).max_by_key(|r| r.at_s)
 }
 
 #[cfg(test)]

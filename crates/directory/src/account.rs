@@ -25,6 +25,7 @@ pub const ACCOUNT_ATTRIBUTES: &[&str] = &[
     "mailReplyText",
     "mailSpamPolicy",
     "mailSpamThreshold",
+    "mailPhishLock",
 ];
 
 /// qmail-ldap `accountStatus`.
@@ -129,6 +130,9 @@ pub struct Account {
     pub reply_text: Option<String>,
     /// `mailSpamPolicy` and `mailSpamThreshold`.
     pub spam: SpamPolicy,
+    /// `mailPhishLock`: why the account was locked as compromised (time, rule, ticket),
+    /// the helpdesk's marker; absent on accounts never locked or released.
+    pub phish_lock: Option<String>,
 }
 
 impl std::fmt::Debug for Account {
@@ -202,6 +206,7 @@ impl Account {
             forwarding: get("mailForwardingAddress").iter().map(|s| s.trim().to_string()).collect(),
             delivery_modes: lower_all("deliveryMode"),
             reply_text: get("mailReplyText").first().map(|t| t.to_string()).filter(|t| !t.trim().is_empty()),
+            phish_lock: get("mailPhishLock").first().map(|t| t.to_string()).filter(|t| !t.trim().is_empty()),
             spam: SpamPolicy {
                 action: first("mailSpamPolicy")
                     .map(|v| SpamAction::parse(&v).ok_or_else(|| bad("mailSpamPolicy", format!("unknown value {v:?}"))))

@@ -289,6 +289,42 @@ impl LdapDirectory {
     }
 }
 
+impl LdapDirectory {
+    /// Change attributes of entry `dn`, bound as `admin_dn` on a fresh connection: each
+    /// `(name, Some(value))` replaces every value of `name`, each `(name, None)` removes
+    /// it; `object_class` is added first when given (an auxiliary class the new attributes
+    /// need; already there is fine).
+    pub async fn modify_attributes(
+        &self,
+        (admin_dn, admin_password): (&str, &str),
+        dn: &str,
+        object_class: Option<&str>,
+        changes: &[(&str, Option<&str>)],
+    ) -> Result<(), DirectoryError> {
+        let mut ldap = self.connect().await?;
+        let result = async {
+            ldap.simple_bind(admin_dn, admin_password).await?.success()?;
+            if let Some(class) = object_class {
+                let added =
+                    ldap.modify(dn, vec![Mod::Add("objectClass", std::collections::HashSet::from([class]))]).await?;
+                // 20: attributeOrValueExists (the entry has the class already).
+                if added.rc != 0 && added.rc != 20 {
+                    added.success()?;
+                }
+            }
+            let mods =
+                changes.iter().map(|(name, value)| Mod::Replace(*name, value.iter().copied().collect())).collect();
+            ldap.modify(dn, mods).await?.success()?;
+            Ok::<_, ldap3::LdapError>(())
+        }
+        .await;
+        let _ = ldap.unbind().await;
+        result.map_err(|e| unavailable(&format!("modify {dn}"), e))?;
+        self.cache.clear();
+        Ok(())
+    }
+}
+
 /// The account an entry describes.
 fn account_of(entry: &SearchEntry) -> Result<Account, DirectoryError> {
     let mut attrs: Attributes = entry.attrs.clone();

@@ -194,6 +194,46 @@ fn stamp(path: &Path) -> std::io::Result<Stamp> {
     Ok((meta.modified().ok(), meta.len(), meta.ino()))
 }
 
+/// Write `records` to `path` atomically (a new file renamed over the old), owner-only
+/// from the moment it exists: it holds password hashes.
+pub fn write_file(path: &Path, records: &[LdifRecord]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("ldif.tmp");
+    let text =
+        format!("# edited by mailctl or frontd; frontd re-reads this file when it changes\n{}", write_ldif(records));
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Change attributes of the entry `dn` in the file at `path`: each `(name, Some(value))`
+/// replaces every value of `name`, each `(name, None)` removes it. The entry must stay a
+/// usable account.
+pub fn modify_entry(path: &Path, dn: &str, changes: &[(&str, Option<&str>)]) -> Result<(), LdifError> {
+    let io = |source| LdifError::Io { path: path.display().to_string(), source };
+    let text = std::fs::read_to_string(path).map_err(io)?;
+    let mut records = parse_ldif(&text)?;
+    let Some(record) = records.iter_mut().find(|r| r.dn.eq_ignore_ascii_case(dn)) else {
+        return Err(syntax(0, format!("no entry {dn}")));
+    };
+    for (name, value) in changes {
+        let key = name.to_ascii_lowercase();
+        match value {
+            Some(v) => {
+                record.attrs.insert(key, vec![v.to_string()]);
+            }
+            None => {
+                record.attrs.remove(&key);
+            }
+        }
+    }
+    Account::from_attributes(&record.dn, &record.attrs)?;
+    write_file(path, &records).map_err(io)
+}
+
 /// A directory read from an LDIF file.
 #[derive(Debug)]
 pub struct LdifDirectory {
@@ -249,6 +289,16 @@ impl LdifDirectory {
                 tracing::error!(path = %self.path.display(), error = %e, "directory file unreadable; keeping the previous one")
             }
         }
+    }
+
+    /// Change the entry `dn` in the file (see [`modify_entry`]) and read the file again
+    /// at once, so this process sees the change at its next lookup.
+    pub fn modify(&self, dn: &str, changes: &[(&str, Option<&str>)]) -> Result<(), LdifError> {
+        modify_entry(&self.path, dn, changes)?;
+        let (index, stamp) = Self::read(&self.path)?;
+        *self.index.write().expect("ldif lock") = Arc::new(index);
+        *self.checked.lock().expect("ldif lock") = (Instant::now(), stamp);
+        Ok(())
     }
 
     /// Every account, once each, in address order.

@@ -9,7 +9,7 @@
 mod account;
 mod cache;
 mod ldap;
-mod ldif;
+pub mod ldif;
 
 use std::sync::Arc;
 
@@ -90,6 +90,24 @@ impl Directory {
                 tokio::task::spawn_blocking(move || hash.verify(&password))
                     .await
                     .map_err(|e| DirectoryError::Unavailable(format!("password check failed: {e}")))
+            }
+        }
+    }
+
+    /// Change attributes of `account`'s entry (see [`ldif::modify_entry`] and
+    /// [`LdapDirectory::modify_attributes`]); an LDAP directory is written as `writer`
+    /// (DN and password), which must be given.
+    pub async fn modify(
+        &self,
+        account: &Account,
+        writer: Option<(&str, &str)>,
+        changes: &[(&str, Option<&str>)],
+    ) -> Result<(), DirectoryError> {
+        match self {
+            Self::Ldif(d) => d.modify(&account.dn, changes).map_err(|e| DirectoryError::Unavailable(e.to_string())),
+            Self::Ldap(d) => {
+                let writer = writer.ok_or_else(|| DirectoryError::Unavailable("no identity to write with".into()))?;
+                d.modify_attributes(writer, &account.dn, Some("mailstoreUser"), changes).await
             }
         }
     }

@@ -3,8 +3,10 @@
 //! names none). For one listener the first rule whose network holds the client decides:
 //! deny, or allow with the MX's own greet delay, blocklist skip and relay permission. The
 //! rules in force are replaced whole when the configuration file changes or on SIGHUP; a
-//! file that does not load keeps the old rules. What this must never do: serve a denied
-//! address on any listener a rule names, or fall back to no rules on a bad reload.
+//! file that does not load keeps the old rules. The cluster's replicated block list
+//! (addresses of snagged accounts, `mailctl block`) is refused on every listener. What
+//! this must never do: serve a denied address on any listener a rule names, or fall back
+//! to no rules on a bad reload.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -131,6 +133,9 @@ impl Rules {
 pub struct Access {
     path: Option<PathBuf>,
     rules: RwLock<Arc<Rules>>,
+    /// The cluster's block list (snagged accounts' addresses, `mailctl block`): each
+    /// network until when (unix seconds); refused on every listener.
+    blocked: RwLock<Arc<Vec<(Network, i64)>>>,
     /// The file's modification time when it was last read.
     seen: Mutex<Option<SystemTime>>,
 }
@@ -139,7 +144,12 @@ impl Access {
     /// Rules from `cfg`, reloaded from `path` (the file `cfg` came from) when it changes.
     pub fn new(cfg: &Config, path: Option<PathBuf>) -> Result<Self, ConfigError> {
         let seen = path.as_deref().and_then(modified);
-        Ok(Self { path, rules: RwLock::new(Arc::new(Rules::new(&cfg.smtp)?)), seen: Mutex::new(seen) })
+        Ok(Self {
+            path,
+            rules: RwLock::new(Arc::new(Rules::new(&cfg.smtp)?)),
+            blocked: RwLock::default(),
+            seen: Mutex::new(seen),
+        })
     }
 
     /// The rules in force now.
@@ -147,9 +157,24 @@ impl Access {
         self.rules.read().expect("rules lock").clone()
     }
 
-    /// What the rules in force say about `ip` on `listener`.
+    /// What the rules in force and the block list say about `ip` on `listener`.
     pub fn admission(&self, ip: IpAddr, listener: Listener) -> Admission {
-        self.rules().admission(ip, listener)
+        let mut admission = self.rules().admission(ip, listener);
+        admission.denied |= self.is_blocked(ip);
+        admission
+    }
+
+    /// Whether the block list holds `ip` now.
+    pub fn is_blocked(&self, ip: IpAddr) -> bool {
+        let now_s = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        self.blocked.read().expect("blocks lock").iter().any(|(n, until_s)| *until_s > now_s && n.contains(ip))
+    }
+
+    /// Replace the block list with `entries` (entries that do not parse are skipped).
+    pub fn set_blocks(&self, entries: &[common::security::BlockEntry]) {
+        let parsed: Vec<(Network, i64)> =
+            entries.iter().filter_map(|b| Some((b.network.parse().ok()?, b.until_s))).collect();
+        *self.blocked.write().expect("blocks lock") = Arc::new(parsed);
     }
 
     /// Read the file again (SIGHUP); a file that does not load keeps the old rules.
@@ -233,6 +258,31 @@ mod tests {
             assert!(p.admission("192.0.2.9".parse().unwrap(), l).denied, "{l:?}");
             let named = l == Listener::Imap;
             assert_eq!(p.admission("198.51.100.9".parse().unwrap(), l).denied, named, "{l:?}");
+        }
+    }
+
+    #[test]
+    fn blocked_addresses_are_refused_everywhere_until_their_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("frontd.toml");
+        std::fs::write(
+            &path,
+            "[directory]\nldif = \"u.ldif\"\n[backend]\nproxy_user = \"f\"\nproxy_password = \"p\"\n\
+             [[groups]]\nname = \"g\"\nmembers = [{ id = 1 }]\n",
+        )
+        .unwrap();
+        let access = Access::new(&Config::load(&path).unwrap(), None).unwrap();
+        let entry = |network: &str, until_s| common::security::BlockEntry {
+            network: network.into(),
+            since_s: 0,
+            until_s,
+            reason: "phish".into(),
+        };
+        access.set_blocks(&[entry("192.0.2.9/32", i64::MAX), entry("198.51.100.0/24", 1), entry("nonsense", i64::MAX)]);
+        for l in Listener::ALL {
+            assert!(access.admission("192.0.2.9".parse().unwrap(), l).denied);
+            assert!(!access.admission("192.0.2.10".parse().unwrap(), l).denied);
+            assert!(!access.admission("198.51.100.1".parse().unwrap(), l).denied, "expired");
         }
     }
 

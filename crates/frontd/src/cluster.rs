@@ -19,6 +19,19 @@ pub enum Protocol {
     Sieve,
 }
 
+impl Protocol {
+    /// The name logs and login histories give it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Imap => "IMAP",
+            Self::Pop3 => "POP3",
+            Self::Lmtp => "LMTP",
+            Self::Admin => "admin",
+            Self::Sieve => "ManageSieve",
+        }
+    }
+}
+
 /// One storage node in a group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {

@@ -241,8 +241,14 @@ pub struct PhishSection {
     pub block_days: u64,
     /// POSTed a JSON ticket for every snag, if set (`http://host:port/path`).
     pub webhook: Option<String>,
-    /// Mailed a ticket for every snag, if set (default: postmaster of the first domain).
+    /// Mailed a ticket for every snag (through the queue), if set.
     pub notify: Option<String>,
+    /// With an LDAP directory: the identity that may lock accounts, and its password in a
+    /// file (default: the directory's own bind identity).
+    pub ldap_admin_dn: Option<String>,
+    pub ldap_admin_password_file: Option<PathBuf>,
+    /// How often the cluster's block list is read.
+    pub blocks_poll_ms: u64,
 }
 
 impl Default for PhishSection {
@@ -265,6 +271,9 @@ impl Default for PhishSection {
             block_days: 30,
             webhook: None,
             notify: None,
+            ldap_admin_dn: None,
+            ldap_admin_password_file: None,
+            blocks_poll_ms: 500,
         }
     }
 }
@@ -584,6 +593,7 @@ impl Config {
         self.backend.proxy_password_file.iter_mut().for_each(fix);
         self.dkim.keys.iter_mut().for_each(|k| fix(&mut k.key_file));
         self.phish.geo_database.iter_mut().for_each(fix);
+        self.phish.ldap_admin_password_file.iter_mut().for_each(fix);
         self.backend.cluster_key_file.iter_mut().for_each(fix);
         if let Some(q) = &mut self.queue {
             if !q.cluster_key_file.as_os_str().is_empty() {
@@ -667,6 +677,20 @@ impl Config {
             n.parse::<common::network::Network>().map_err(ConfigError::Invalid)?;
         }
         Ok(())
+    }
+
+    /// The identity snags write the LDAP directory as: `[phish]`'s, else the directory's
+    /// own bind identity; none for an LDIF directory.
+    pub fn phish_writer(&self) -> Result<Option<(String, String)>, ConfigError> {
+        let Some(ldap) = &self.directory.ldap else { return Ok(None) };
+        let (dn, file) = match (&self.phish.ldap_admin_dn, &self.phish.ldap_admin_password_file) {
+            (Some(dn), Some(file)) => (dn.clone(), file.clone()),
+            _ => match (&ldap.bind_dn, &ldap.bind_password_file) {
+                (Some(dn), Some(file)) => (dn.clone(), file.clone()),
+                _ => return Ok(None),
+            },
+        };
+        Ok(Some((dn, read_secret(&file)?)))
     }
 
     /// The proxy password, from the file if configured there.

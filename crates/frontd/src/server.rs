@@ -64,6 +64,9 @@ pub struct Front {
     pub from_policy: crate::smtp::submission::FromPolicy,
     /// DKIM keys for submitted mail.
     pub dkim: crate::dkim::Signers,
+    /// Login history, phish rules and snags (with a cluster key).
+    pub phish: Option<Arc<crate::phish::Watch>>,
+    blocks_poll: Duration,
     /// Reverses SRS addresses of forwarded mail (with the cluster key).
     pub srs: Option<common::srs::Srs>,
     /// The scanning stage, when a scanner is configured.
@@ -129,6 +132,10 @@ impl Front {
             _ => None,
         };
         let srs = key.as_ref().map(|key| common::srs::Srs::new(key.srs_key()));
+        let phish = match &key {
+            Some(key) => Some(Arc::new(phish_watch(cfg, &directory, &cluster, key, route_timeout)?)),
+            None => None,
+        };
         Ok(Self {
             host: cfg.host.clone(),
             srs,
@@ -140,6 +147,8 @@ impl Front {
             smtp_policy: crate::smtp::policy::Policy::new(&cfg.smtp)?,
             from_policy: crate::smtp::submission::FromPolicy::parse(&cfg.smtp.submission_from),
             dkim: crate::dkim::Signers::load(&cfg.dkim)?,
+            phish,
+            blocks_poll: Duration::from_millis(cfg.phish.blocks_poll_ms.max(100)),
             scanner: scanning.then(|| Arc::new(crate::scan::Scanner::new(&cfg.scan))),
             fates: Arc::default(),
             fate_report,
@@ -254,6 +263,46 @@ impl Front {
             tracing::error!(user = mail, group, error = %e, "cannot open the user's mailhost");
             temporary()
         })
+    }
+}
+
+/// The front's watch over its users, writing the records to the stats group.
+fn phish_watch(
+    cfg: &Config,
+    directory: &Directory,
+    cluster: &Arc<ClusterMap>,
+    key: &common::rpc_channel::ClusterKey,
+    route_timeout: Duration,
+) -> Result<crate::phish::Watch, StartError> {
+    let mut groups = cfg.queue_groups();
+    if groups.is_empty() {
+        groups = cfg.groups.iter().map(|g| g.name.to_ascii_lowercase()).collect();
+    }
+    let admin = Arc::new(crate::queue::QueueClient::new(cluster.clone(), key.clone(), groups, route_timeout));
+    let snagger = crate::phish::snag::Snagger {
+        admin,
+        directory: directory.clone(),
+        writer: cfg.phish_writer()?,
+        records_group: cfg.stats_group().unwrap_or_default(),
+        block_for: Duration::from_secs(cfg.phish.block_days.saturating_mul(86_400)),
+        host: cfg.host.clone(),
+        webhook: cfg.phish.webhook.clone(),
+        notify: cfg.phish.notify.clone(),
+    };
+    crate::phish::Watch::new(&cfg.phish, &cfg.host, cluster.clone(), snagger)
+        .map_err(|e| ConfigError::Invalid(format!("[phish] geo_database {e}")).into())
+}
+
+/// Keep the listeners' block list in step with the cluster's, every `every`.
+async fn poll_blocks(front: Arc<Front>, watch: Arc<crate::phish::Watch>, every: Duration) {
+    let snagger = watch.snagger();
+    let group = snagger.records_group.clone();
+    loop {
+        match snagger.admin.call(&group, common::admin::AdminRequest::Blocks { group: group.clone() }).await {
+            Ok(common::admin::AdminReply::Blocks(entries)) => front.access.set_blocks(&entries),
+            other => tracing::debug!(group, ?other, "block list not read"),
+        }
+        tokio::time::sleep(every).await;
     }
 }
 
@@ -415,6 +464,13 @@ pub async fn run(cfg: Config, path: Option<std::path::PathBuf>) -> Result<(), St
             Ok(())
         });
     }
+    if let Some(watch) = front.phish.clone() {
+        let (front_for_blocks, every) = (front.clone(), front.blocks_poll);
+        tasks.spawn(async move {
+            poll_blocks(front_for_blocks, watch, every).await;
+            Ok(())
+        });
+    }
     tasks.spawn({
         let access = front.access.clone();
         async move {
@@ -488,6 +544,9 @@ async fn login(
         return Err(Refusal::TooManySessions);
     };
     let backend = front.route(protocol, &account, peer).await?;
+    if let Some(watch) = &front.phish {
+        watch.logged_in(account.clone(), protocol.name(), peer.ip());
+    }
     Ok((backend, slot))
 }
 

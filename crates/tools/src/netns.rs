@@ -1,6 +1,8 @@
-//! Two network namespaces joined by a veth pair, for AoE tests and benchmarks: `aoe-t` in
-//! the target's namespace, `aoe-i` in the initiator's, both up; removed on drop. Needs
-//! root and iproute2. Never touches the host's own interfaces.
+//! Network namespaces for tests and benchmarks: two joined by a veth pair (AoE: `aoe-t` in
+//! the target's namespace, `aoe-i` in the initiator's), or one joined to the host by a
+//! routed veth pair (`Site`: clients at addresses of their own, as if elsewhere on the
+//! Internet). Removed on drop. Needs root and iproute2. Never touches the host's own
+//! interfaces beyond the veth ends it makes.
 
 use std::process::Command;
 
@@ -34,6 +36,42 @@ impl Wire {
             ip(&["-n", ns, "link", "set", dev, "up"])?;
         }
         Ok(w)
+    }
+}
+
+/// A namespace whose `eth0` is `10.77.K.2/24`, joined to the host's `10.77.K.1` by a veth
+/// pair: a client there reaches the host's listeners at `10.77.K.1` and is seen as
+/// `10.77.K.2`.
+#[derive(Debug)]
+pub struct Site {
+    pub ns: String,
+    /// The host's end (`10.77.K.1`), where the site's clients connect.
+    pub host_ip: String,
+    /// The site's own address, as servers see it.
+    pub client_ip: String,
+}
+
+impl Site {
+    pub fn new(name: &str, k: u8) -> std::io::Result<Self> {
+        let ns = format!("site-{name}");
+        let host_dev = format!("site{k}h");
+        let (host_ip, client_ip) = (format!("10.77.{k}.1"), format!("10.77.{k}.2"));
+        let _ = Command::new("ip").args(["netns", "del", &ns]).stderr(std::process::Stdio::null()).status();
+        ip(&["netns", "add", &ns])?;
+        ip(&["link", "add", &host_dev, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
+        ip(&["addr", "add", &format!("{host_ip}/24"), "dev", &host_dev])?;
+        ip(&["link", "set", &host_dev, "up"])?;
+        ip(&["-n", &ns, "addr", "add", &format!("{client_ip}/24"), "dev", "eth0"])?;
+        ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+        ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+        Ok(Self { ns, host_ip, client_ip })
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes its veth end, and with it the host's.
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
     }
 }
 

@@ -1,9 +1,218 @@
 //! Compromised-account defence at the front: every successful login is recorded in the
 //! user's group (`common::logins`), the rules (`rules`) look at the history and at what
-//! users submit, and an alarm snags the account (`snag`). Geo lookups are `geo`'s.
+//! users submit, and an alarm snags the account (`snag`). Geo lookups are `geo`'s; the
+//! replicated block list every listener enforces is polled into `crate::access`.
 //! Recording never delays a login: it runs after the client is answered, so an unreachable
 //! group costs the history one entry, never a login. What this must never do: block or
 //! lock on a guess the rules did not make.
 
 pub mod geo;
 pub mod rules;
+pub mod snag;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::admin::{AdminReply, AdminRequest};
+use common::logins::LoginRecord;
+use directory::Account;
+
+use crate::cluster::ClusterMap;
+use crate::config::PhishSection;
+use rules::{Alarm, Rules, Submission};
+use snag::{Incident, Snagger};
+
+/// Users whose submissions are counted at once (the least recently seen go first).
+const COUNTED_USERS_MAX: usize = 16_384;
+/// A user snagged this recently is not snagged again (one incident, one ticket).
+const SNAG_QUIET: Duration = Duration::from_secs(300);
+
+/// One user's submissions in the last hour: when, and how many spoofed recipients.
+#[derive(Debug, Default)]
+struct Hour {
+    sent: VecDeque<(Instant, usize)>,
+}
+
+impl Hour {
+    const SENT_MAX: usize = 100_000;
+
+    fn add(&mut self, now: Instant, spoofed: usize) -> (u64, usize) {
+        while self.sent.front().is_some_and(|(t, _)| now.saturating_duration_since(*t) >= Duration::from_secs(3600)) {
+            self.sent.pop_front();
+        }
+        if self.sent.len() >= Self::SENT_MAX {
+            self.sent.pop_front();
+        }
+        self.sent.push_back((now, spoofed));
+        (self.sent.len() as u64, self.sent.iter().map(|(_, s)| s).sum())
+    }
+}
+
+/// The front's watch over its users.
+#[derive(Debug)]
+pub struct Watch {
+    host: String,
+    record: bool,
+    rules: Rules,
+    geo: Option<geo::Geo>,
+    cluster: Arc<ClusterMap>,
+    snagger: Snagger,
+    counts: Mutex<(HashMap<String, Hour>, VecDeque<String>)>,
+    recent_snags: Mutex<HashMap<String, Instant>>,
+}
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+impl Watch {
+    pub fn new(cfg: &PhishSection, host: &str, cluster: Arc<ClusterMap>, snagger: Snagger) -> Result<Self, String> {
+        let geo = cfg.geo_database.as_deref().map(geo::Geo::open).transpose()?;
+        Ok(Self {
+            host: host.to_string(),
+            record: cfg.record_logins,
+            rules: Rules::new(cfg),
+            geo,
+            cluster,
+            snagger,
+            counts: Mutex::new((HashMap::new(), VecDeque::new())),
+            recent_snags: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The group `account` lives in.
+    fn group_of(&self, account: &Account) -> Option<String> {
+        self.cluster.group_name(account.mail_host.as_deref()?)
+    }
+
+    /// A successful login: record it and judge it, after the caller has answered the client.
+    pub fn logged_in(self: &Arc<Self>, account: Arc<Account>, protocol: &'static str, ip: IpAddr) {
+        if !self.record {
+            return;
+        }
+        let watch = self.clone();
+        tokio::spawn(async move { watch.record_and_judge(account, protocol, ip).await });
+    }
+
+    async fn record_and_judge(&self, account: Arc<Account>, protocol: &'static str, ip: IpAddr) {
+        let Some(group) = self.group_of(&account) else { return };
+        let place = self.geo.as_ref().map(|g| g.locate(ip)).unwrap_or_default();
+        let record = LoginRecord {
+            at_s: now_s(),
+            protocol: protocol.into(),
+            ip,
+            country: place.country,
+            continent: place.continent,
+            location: place.location.map(|(lat, lon)| ((lat * 1e4) as i32, (lon * 1e4) as i32)),
+            front: self.host.clone(),
+        };
+        let request = AdminRequest::RecordLogin {
+            group: group.clone(),
+            user: account.mail.clone(),
+            op_id: rand::random(),
+            record: record.clone(),
+        };
+        let history = match self.snagger.admin.call(&group, request).await {
+            Ok(AdminReply::Logins(history)) => history,
+            other => {
+                tracing::warn!(user = account.mail, group, ?other, "login not recorded");
+                return;
+            }
+        };
+        if let Some(alarm) = self.rules.login(&history, &record) {
+            self.snag(Incident { account, group, alarm, ip, message: None }).await;
+        }
+    }
+
+    /// Judge a submitted message before it goes anywhere; `Some(alarm)` when it tripped a
+    /// rule: the message is then held and the account snagged (the caller refuses it).
+    pub async fn submission(
+        &self,
+        account: &Arc<Account>,
+        ip: IpAddr,
+        envelope_from: &str,
+        recipients: &[String],
+        message: &[u8],
+    ) -> Option<Alarm> {
+        let header_from = rules_header_from(message);
+        let spoofed = header_from.iter().any(|a| !a.eq_ignore_ascii_case(envelope_from));
+        let (messages_hour, spoofed_hour) = self.count(&account.mail, if spoofed { recipients.len() } else { 0 });
+        let submission = Submission {
+            envelope_from,
+            header_from: &header_from,
+            recipients: recipients.len(),
+            spoofed_recipients_hour: spoofed_hour,
+            messages_hour,
+        };
+        let alarm = self.rules.submission(&submission)?;
+        let group = self.group_of(account)?;
+        let held = (envelope_from.to_string(), recipients.to_vec(), message.to_vec());
+        let incident = Incident { account: account.clone(), group, alarm: alarm.clone(), ip, message: Some(held) };
+        self.snag(incident).await;
+        Some(alarm)
+    }
+
+    /// The spam score the scanning stage gave a message `user` submitted: `Some(alarm)`
+    /// when it trips the rule; the message is then held and the account snagged.
+    pub async fn spam_score(
+        &self,
+        user: &str,
+        ip: IpAddr,
+        score: f64,
+        (sender, recipients, message): (&str, &[String], &[u8]),
+    ) -> Option<Alarm> {
+        let alarm = self.rules.spam_score(score)?;
+        let account = self.snagger.directory.lookup(user, directory::Purpose::Login).await.ok().flatten()?;
+        let group = self.group_of(&account)?;
+        let held = Some((sender.to_string(), recipients.to_vec(), message.to_vec()));
+        self.snag(Incident { account, group, alarm: alarm.clone(), ip, message: held }).await;
+        Some(alarm)
+    }
+
+    fn count(&self, user: &str, spoofed: usize) -> (u64, usize) {
+        let mut guard = self.counts.lock().expect("counts lock");
+        let (map, order) = &mut *guard;
+        if !map.contains_key(user) {
+            if order.len() >= COUNTED_USERS_MAX {
+                if let Some(old) = order.pop_front() {
+                    map.remove(&old);
+                }
+            }
+            order.push_back(user.to_string());
+        }
+        map.entry(user.to_string()).or_default().add(Instant::now(), spoofed)
+    }
+
+    async fn snag(&self, incident: Incident) {
+        {
+            let mut recent = self.recent_snags.lock().expect("snags lock");
+            let now = Instant::now();
+            recent.retain(|_, at| now.saturating_duration_since(*at) < SNAG_QUIET);
+            if recent.contains_key(&incident.account.mail) {
+                return;
+            }
+            recent.insert(incident.account.mail.clone(), now);
+        }
+        self.snagger.snag(incident).await;
+    }
+
+    /// The snagger (for the block list's group and client).
+    pub fn snagger(&self) -> &Snagger {
+        &self.snagger
+    }
+}
+
+/// The From field's addresses, lower case.
+fn rules_header_from(message: &[u8]) -> Vec<String> {
+    let header_end = message.windows(4).position(|w| w == b"\r\n\r\n").map_or(message.len(), |p| p + 2);
+    let Some(parsed) = mail_parser::MessageParser::new().parse_headers(&message[..header_end]) else {
+        return Vec::new();
+    };
+    parsed
+        .header_values(mail_parser::HeaderName::From)
+        .filter_map(|v| v.as_address())
+        .flat_map(|a| a.iter().filter_map(|x| x.address.as_deref().map(str::to_ascii_lowercase)).collect::<Vec<_>>())
+        .collect()
+}

@@ -121,8 +121,10 @@ impl Rules {
         }
     }
 
-    /// The alarm a new login `new` raises against the user's `history` (which may hold it).
+    /// The alarm a new login `new` raises against the user's `history` (which may hold it);
+    /// logins before the account's last release do not count.
     pub fn login(&self, history: &[LoginRecord], new: &LoginRecord) -> Option<Alarm> {
+        let history = common::logins::since_release(history);
         let others = || history.iter().filter(move |r| *r != new);
         if self.cfg.geo_velocity {
             let window_s = self.cfg.window_h.saturating_mul(3600) as i64;
@@ -235,6 +237,10 @@ mod tests {
         assert!(rules.login(&[home.clone(), away.clone()], &home).is_some(), "either order");
         let later = login(9 * 3600, "NG", "AF", None);
         assert_eq!(rules.login(&[home.clone(), later.clone()], &later), None, "outside the 8 h window");
+        let mut released = login(2 * 3600, "", "", None);
+        released.protocol = common::logins::RELEASED.into();
+        let after = login(4 * 3600, "NG", "AF", None);
+        assert_eq!(rules.login(&[home.clone(), released, after.clone()], &after), None, "released: forgiven");
         let unknown = login(3600, "", "", None);
         assert_eq!(rules.login(&[home.clone(), unknown.clone()], &unknown), None, "unknown is not away");
         let canada = login(3600, "CA", "NA", None);

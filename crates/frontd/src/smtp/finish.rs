@@ -53,6 +53,13 @@ pub async fn finish(front: &Front, client: Client<'_>, envelope: &Envelope, trac
     };
     if let scan::SpamResult::Scored(report) = &verdict.spam {
         tracing::info!(from = %envelope.from, user = client.user.unwrap_or(""), score = report.score, action = %report.action, "spam score");
+        if let (Mode::Submission, Some(user), Some(watch)) = (client.mode, client.user, &front.phish) {
+            let held = (envelope.from.as_str(), all.as_slice(), &message[..]);
+            if let Some(alarm) = watch.spam_score(user, client.ip, report.score, held).await {
+                let reply = format!("554 5.7.1 message held for review ({}); your account is locked", alarm.rule());
+                return vec![reply; all.len()];
+            }
+        }
     }
     let mut replies = vec![String::new(); all.len()];
     let local = file_locally(front, scanner, envelope, &verdict, &message, &mut replies).await;

@@ -109,6 +109,33 @@ fn settings(front: &Front, mode: Mode, relay: bool, peer: std::net::IpAddr) -> S
     }
 }
 
+/// The phish rules' word on a submitted message, and whether its account may still send
+/// (an account locked since its session began may not): `Err(reply)` refuses it.
+async fn judge(
+    front: &Front,
+    account: Option<&std::sync::Arc<directory::Account>>,
+    ip: std::net::IpAddr,
+    from: &str,
+    recipients: &[String],
+    message: &[u8],
+) -> Result<(), String> {
+    let Some(account) = account else { return Ok(()) };
+    let now = front.gate.directory().lookup(&account.mail, directory::Purpose::Login).await;
+    if let Ok(Some(now)) = now {
+        if !now.may_log_in() {
+            return Err("554 5.7.1 your account is locked; contact your administrator".into());
+        }
+    }
+    let Some(watch) = &front.phish else { return Ok(()) };
+    match watch.submission(account, ip, from, recipients, message).await {
+        Some(alarm) => {
+            tracing::warn!(user = account.mail, %ip, rule = alarm.rule(), "submission held; account snagged");
+            Err(format!("554 5.7.1 message held for review ({}); your account is locked", alarm.rule()))
+        }
+        None => Ok(()),
+    }
+}
+
 /// A submitted message as it goes on: its author checked against the user's addresses
 /// (refused, or a `Sender:` added) and DKIM-signed for the From domain; the MX's as it came.
 fn submitted<'m>(
@@ -231,6 +258,9 @@ pub async fn connection(
                 }
                 Step::Authenticate(creds) => {
                     let result = front.gate.login(peer.ip(), conn.tls, &creds).await;
+                    if let (Ok(account), Some(watch)) = (&result, &front.phish) {
+                        watch.logged_in(account.clone(), "SMTP", peer.ip());
+                    }
                     session.authenticated(result)
                 }
                 Step::Resolve(address) => {
@@ -299,7 +329,8 @@ pub async fn connection(
                         user: session.account().map(|a| a.mail.as_str()),
                     };
                     let message = body.as_deref().unwrap_or(&envelope.message);
-                    let replies = match submitted(&front, session.account(), message) {
+                    let judged = judge(&front, session.account_arc(), peer.ip(), &envelope.from, &all, message).await;
+                    let replies = match judged.and_then(|()| submitted(&front, session.account(), message)) {
                         Ok(message) => finish(&front, client, &envelope, &header, &message).await,
                         Err(refusal) => {
                             tracing::info!(%peer, user = ?client.user, refusal, "submission refused");

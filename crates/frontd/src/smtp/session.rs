@@ -187,6 +187,11 @@ impl Session {
         self.account.as_deref()
     }
 
+    /// The authenticated account, shared.
+    pub fn account_arc(&self) -> Option<&std::sync::Arc<Account>> {
+        self.account.as_ref()
+    }
+
     /// TLS is now active: the session starts over (RFC 3207 4.2).
     pub fn tls_started(&mut self) {
         let settings = self.settings.clone();

@@ -108,6 +108,16 @@ pub async fn handle(node: &Node, request: AdminRequest) -> AdminReply {
         AdminRequest::Fates { .. } => return AdminReply::Fates(group.sm.store().lock().expect("store lock").fates()),
         AdminRequest::CountFates { op_id, counts, .. } => (OpId(op_id), MailOp::CountFates { counts }),
         AdminRequest::Logins { user, .. } => return logins(group, &user),
+        AdminRequest::Blocks { .. } => {
+            return AdminReply::Blocks(group.sm.store().lock().expect("store lock").security().blocks_at(now_s()))
+        }
+        AdminRequest::Tickets { .. } => {
+            return AdminReply::Tickets(group.sm.store().lock().expect("store lock").security().tickets.clone())
+        }
+        AdminRequest::Security { op_id, change, .. } => (OpId(op_id), MailOp::Security { change, now_s: now_s() }),
+        AdminRequest::EnqueueHeld { op_id, sender, recipients, message, reason, .. } => {
+            (OpId(op_id), MailOp::EnqueueHeld { sender, recipients, created_s: now_s(), message, reason })
+        }
         AdminRequest::RecordLogin { user, op_id, record, .. } => {
             let record = record.bounded();
             let op = MailOp::RecordLogin {
@@ -163,6 +173,7 @@ pub async fn handle(node: &Node, request: AdminRequest) -> AdminReply {
     match group.propose(op_id, op).await {
         Ok(resp) if raw => AdminReply::Applied(admin::encode(&resp)),
         Ok(MailResponse::Queued { id }) => AdminReply::Queued { id },
+        Ok(MailResponse::Opened { id }) => AdminReply::Opened { id },
         Ok(MailResponse::Claimed(items)) => AdminReply::Items(items),
         Ok(MailResponse::Rejected(why)) => AdminReply::Refused(why.to_string()),
         Ok(_) => AdminReply::Done,

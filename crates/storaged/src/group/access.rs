@@ -212,6 +212,32 @@ impl Group {
 
     /// The mailhost `user`'s mail moved to, if it did (sessions must end: `BYE`; logins are
     /// refused with the target named, so a front can go there at once).
+    /// Why `user` is locked as compromised, if they are (their sessions end, their logins
+    /// are refused).
+    pub fn lock_of(&self, user: &UserName) -> Option<String> {
+        self.sm.store().lock().expect("store lock").lock_of(user.as_str()).map(str::to_string)
+    }
+
+    /// Resolves once `user` is locked (waits on every applied entry).
+    pub async fn until_locked(&self, user: &UserName) {
+        let mut changes = self.sm.subscribe();
+        while self.lock_of(user).is_none() {
+            if changes.changed().await.is_err() {
+                // The state machine is gone: this future never resolves; the session ends otherwise.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// `read`'s output, unless `user` is locked first (`None` then): how a session waiting
+    /// for its client's next command ends at once when its account is locked.
+    pub async fn unless_locked<T>(&self, user: &UserName, read: impl std::future::Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            out = read => Some(out),
+            () = self.until_locked(user) => None,
+        }
+    }
+
     pub fn moved_to(&self, user: &UserName) -> Option<String> {
         let store = self.sm.store();
         let store = store.lock().expect("store lock");

@@ -234,7 +234,17 @@ async fn command_loop<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin>(
             append: node.limits.message_max_bytes + COMMAND_LINE_MAX,
             other: SMALL_COMMAND_MAX,
         };
-        let bytes = match read_command(rd, wr, &limits).await? {
+        let user = state.session.logged_in_user().cloned();
+        let read = read_command(rd, wr, &limits);
+        let input = match (&state.group, user) {
+            (Some(g), Some(user)) => g.unless_locked(&user, read).await.transpose()?,
+            _ => Some(read.await?),
+        };
+        let Some(input) = input else {
+            send(wr, LOCKED_BYE).await?;
+            return Ok(LoopEnd::Closed);
+        };
+        let bytes = match input {
             Input::Closed => return Ok(LoopEnd::Closed),
             Input::Refused(reply) => {
                 send(wr, &reply).await?;
@@ -338,6 +348,9 @@ async fn login(
     if let Some(target) = g.moved_to(&login.user) {
         return session.login_failed(tag, "UNAVAILABLE", &common::admin::moved_reply(&target));
     }
+    if g.lock_of(&login.user).is_some() {
+        return session.login_failed(tag, "CONTACTADMIN", common::admin::LOCKED_TEXT);
+    }
     state.group = Some(g.clone());
     // Only a front may name a quota (the directory's); a user's own ID cannot.
     if login.via_proxy {
@@ -353,11 +366,17 @@ fn gone_away(group: &Group, node: &Node, user: Option<&crate::mailstore::UserNam
     if !group.is_leader(node.id) {
         return Some(b"* BYE [UNAVAILABLE] the mailhost moved to another node; reconnect\r\n");
     }
+    if group.lock_of(user?).is_some() {
+        return Some(LOCKED_BYE);
+    }
     group
         .moved_to(user?)
         .is_some()
         .then_some(b"* BYE [UNAVAILABLE] your mailbox moved to another mailhost; reconnect\r\n")
 }
+
+/// The last words to a session whose account was locked as compromised.
+const LOCKED_BYE: &[u8] = b"* BYE [ALERT] your account is locked; contact your administrator\r\n";
 
 /// Run IDLE until `DONE`; `Ok(false)` if the connection must close.
 async fn idle<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin>(

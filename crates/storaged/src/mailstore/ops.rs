@@ -352,6 +352,22 @@ pub enum MailOp {
         location: Option<(i32, i32)>,
         front: String,
     },
+    /// A change to the group's defence records (`common::security`) at the proposer's
+    /// `now_s`.
+    Security {
+        change: common::security::SecurityChange,
+        now_s: i64,
+    },
+    /// Queue a message held for review (a snagged account's): never attempted until a
+    /// flush releases it.
+    EnqueueHeld {
+        sender: String,
+        recipients: Vec<String>,
+        created_s: i64,
+        #[serde(with = "serde_bytes")]
+        message: Vec<u8>,
+        reason: String,
+    },
 }
 
 /// One copy a Sieve script filed (see [`MailOp::DeliverFiltered`]).
@@ -561,6 +577,8 @@ pub enum MailResponse {
     Staged,
     /// Per request of a [`MailOp::Batch`], in order.
     Batch(Vec<MailResponse>),
+    /// A ticket was opened with this id (the log index).
+    Opened { id: u64 },
 }
 
 /// Render system flags as Maildir info letters (`DFRST` order).

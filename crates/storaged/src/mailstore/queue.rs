@@ -24,6 +24,8 @@ pub const CLAIM_MAX: u32 = 256;
 pub const LEASE_MAX_S: u32 = 3600;
 /// Longest error text kept per message.
 const ERROR_MAX_BYTES: usize = 512;
+/// The next attempt of a held message: never, until a flush releases it.
+pub const HELD: i64 = i64::MAX;
 
 /// The queue of one group: envelopes in memory, bodies on disk.
 pub struct Queue {
@@ -200,6 +202,14 @@ impl Queue {
     }
 
     /// Make messages (all if `ids` is empty) due at `now_s`, leases dropped.
+    /// Hold message `id` until a flush: it is never due, and says why.
+    pub fn hold(&mut self, id: u64, reason: &str) {
+        if let Some(item) = self.items.get_mut(&id) {
+            item.next_attempt_s = HELD;
+            item.last_error = Some(format!("held: {}", common::security::bounded(reason)));
+        }
+    }
+
     pub fn flush(&mut self, ids: &[u64], now_s: i64) {
         for item in self.items.values_mut().filter(|i| ids.is_empty() || ids.contains(&i.id)) {
             item.next_attempt_s = item.next_attempt_s.min(now_s);

@@ -63,6 +63,8 @@ pub struct StoreState {
     pub training: super::training::TrainingState,
     /// The time of the last quarantine digest (`0`: none yet).
     pub digest_through_s: i64,
+    /// Blocked networks, tickets of snagged accounts, locked users (`common::security`).
+    pub security: common::security::SecurityState,
 }
 
 /// The state file of an earlier format: the current layout's first fields up to the one
@@ -83,7 +85,21 @@ fn decode_state(body: &[u8]) -> bincode::Result<StoreState> {
         dedup,
         ..StoreState::default()
     };
+    type Digest = i64;
     de::<StoreState>(body)
+        .or_else(|_| {
+            de::<(Base, Queue, Users, Staged, Fates, Training, Digest)>(body).map(
+                |(b, queue, user_states, staging, fates, training, digest_through_s)| StoreState {
+                    queue,
+                    user_states,
+                    staging,
+                    fates,
+                    training,
+                    digest_through_s,
+                    ..base(b)
+                },
+            )
+        })
         .or_else(|_| {
             de::<(Base, Queue, Users, Staged, Fates, Training)>(body).map(
                 |(b, queue, user_states, staging, fates, training)| StoreState {
@@ -222,6 +238,8 @@ pub struct Store {
     training: super::training::Training,
     /// The time of the last quarantine digest.
     digest_through_s: i64,
+    /// Blocked networks, tickets, locked users.
+    security: common::security::SecurityState,
 }
 
 /// Store errors (I/O on the trees; the operations themselves report `Rejected`).
@@ -300,6 +318,7 @@ impl Store {
             fates: super::fates::Fates::from_rows(state.fates),
             training: super::training::Training::from_state(state.training),
             digest_through_s: state.digest_through_s,
+            security: state.security,
         };
         for (id, index, resp) in state.dedup {
             store.remember(id, index, resp);
@@ -516,6 +535,25 @@ impl Store {
                 self.fates.add(counts);
                 Ok(MailResponse::Done)
             }
+            MailOp::Security { change, now_s } => {
+                let opened = matches!(change, common::security::SecurityChange::OpenTicket { .. });
+                self.security.apply(change, index, *now_s);
+                Ok(if opened { MailResponse::Opened { id: index } } else { MailResponse::Done })
+            }
+            MailOp::EnqueueHeld { sender, recipients, created_s, message, reason } => {
+                if message.len() > MESSAGE_MAX {
+                    return Ok(MailResponse::Rejected(Rejection::TooLarge(MESSAGE_MAX as u64)));
+                }
+                Ok(
+                    match self.queue.enqueue(index, sender, recipients, *created_s, message).map_err(io_ctx("queue"))? {
+                        Ok(id) => {
+                            self.queue.hold(id, reason);
+                            MailResponse::Queued { id }
+                        }
+                        Err(refusal) => MailResponse::Rejected(Rejection::Limit(refusal.to_string())),
+                    },
+                )
+            }
             MailOp::RecordLogin { user, at_s, protocol, ip, country, continent, location, front } => {
                 let (Ok(u), Ok(ip)) = (UserName::parse(user), ip.parse()) else {
                     return Ok(MailResponse::Rejected(Rejection::Cannot("bad login record".into())));
@@ -603,6 +641,16 @@ impl Store {
             UserState::Frozen => Some(Rejection::Frozen),
             UserState::MovedTo(group) => Some(Rejection::MovedTo(group.clone())),
         }
+    }
+
+    /// Why `user` is locked as compromised, if they are.
+    pub fn lock_of(&self, user: &str) -> Option<&str> {
+        self.security.lock_of(user)
+    }
+
+    /// Blocked networks, tickets and locks of this group.
+    pub fn security(&self) -> &common::security::SecurityState {
+        &self.security
     }
 
     /// A user's state here.
@@ -1519,6 +1567,7 @@ impl Store {
             fates: self.fates.rows(),
             training: self.training.state(),
             digest_through_s: self.digest_through_s,
+            security: self.security.clone(),
         };
         let body = bincode::serialize(&state).map_err(|e| StoreError::State(e.to_string()))?;
         self.unchecked = 0;

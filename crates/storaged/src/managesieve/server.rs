@@ -94,7 +94,16 @@ async fn commands(conn: &mut Conn, state: &mut State) -> std::io::Result<End> {
         write_actions(conn, state.session.tls_started(plaintext)).await?;
     }
     loop {
-        let actions = match read_command(conn).await? {
+        let user = state.user.as_ref().map(|u| (u.group.clone(), u.user.clone()));
+        let read = match &user {
+            Some((group, name)) => group.unless_locked(name, read_command(conn)).await.transpose()?,
+            None => Some(read_command(conn).await?),
+        };
+        let Some(read) = read else {
+            conn.wr.write_all(b"BYE \"your account is locked; contact your administrator\"\r\n").await?;
+            return Ok(End::Closed);
+        };
+        let actions = match read {
             None => return Ok(End::Closed),
             Some(Err(why)) => state.session.bad_line(&why),
             Some(Ok(command)) => state.session.command(&command),
@@ -151,6 +160,9 @@ async fn login(tls: bool, state: &mut State, creds: &crate::auth::PlainCredentia
     }
     if let Some(target) = group.moved_to(&login.user) {
         return state.session.login_failed(Some("TRYLATER"), &common::admin::moved_reply(&target));
+    }
+    if group.lock_of(&login.user).is_some() {
+        return state.session.login_failed(None, common::admin::LOCKED_TEXT);
     }
     state.user = Some(User { group, user: login.user });
     state.session.logged_in()

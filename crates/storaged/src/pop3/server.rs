@@ -62,13 +62,25 @@ async fn handle(stream: TcpStream, peer: SocketAddr, node: Arc<Node>, implicit_t
     serve_with_starttls(conn, node.tls.as_ref(), &mut state, commands, |state| state.session.tls_started()).await
 }
 
+/// The last words to a session whose account was locked as compromised.
+const LOCKED_ERR: &[u8] = b"-ERR [AUTH] your account is locked; contact your administrator\r\n";
+
 /// Read and answer commands until the connection ends or asks for TLS.
 async fn commands(conn: &mut Conn, state: &mut State) -> std::io::Result<End> {
     let (peer, node) = (state.peer, Arc::clone(&state.node));
     let node = &*node;
     let (rd, wr) = (&mut conn.rd, &mut conn.wr);
     loop {
-        let line = match read_line_within(rd, COMMAND_LINE_MAX, IDLE_TIMEOUT).await? {
+        let read = read_line_within(rd, COMMAND_LINE_MAX, IDLE_TIMEOUT);
+        let read = match &state.mailbox {
+            Some(m) => m.group.unless_locked(&m.user, read).await.transpose()?,
+            None => Some(read.await?),
+        };
+        let Some(read) = read else {
+            wr.write_all(LOCKED_ERR).await?;
+            return Ok(End::Closed);
+        };
+        let line = match read {
             Line::Idle => {
                 wr.write_all(b"-ERR autologout: idle too long\r\n").await?;
                 return Ok(End::Closed);
@@ -88,6 +100,10 @@ async fn commands(conn: &mut Conn, state: &mut State) -> std::io::Result<End> {
             }
             // A move flipped the user away: this maildrop is a stale copy (deletions would be
             // refused anyway); the client reconnects through the front to the new mailhost.
+            if m.group.lock_of(&m.user).is_some() {
+                wr.write_all(LOCKED_ERR).await?;
+                return Ok(End::Closed);
+            }
             if m.group.moved_to(&m.user).is_some() {
                 wr.write_all(b"-ERR [SYS/TEMP] your mailbox moved to another mailhost; reconnect\r\n").await?;
                 return Ok(End::Closed);
@@ -176,6 +192,9 @@ async fn login(
     }
     if let Some(target) = group.moved_to(&login.user) {
         return Err(("SYS/TEMP", common::admin::moved_reply(&target)));
+    }
+    if group.lock_of(&login.user).is_some() {
+        return Err(("AUTH", common::admin::LOCKED_TEXT.into()));
     }
     let index = group.mailbox_index(&login.user, &MailboxName::inbox());
     let entries = match index {

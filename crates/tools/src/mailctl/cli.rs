@@ -111,6 +111,22 @@ enum Cmd {
         #[command(subcommand)]
         action: GroupAction,
     },
+    /// Accounts the phish rules snagged: tickets, and release.
+    Phish {
+        /// A front's configuration (lists the nodes, the cluster key and the directory).
+        #[arg(long, default_value = "mailctl-data/frontd.toml", global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: PhishAction,
+    },
+    /// The cluster's block list, refused on every listener of every front.
+    Block {
+        /// A front's configuration (lists the nodes and the cluster key).
+        #[arg(long, default_value = "mailctl-data/frontd.toml", global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: BlockAction,
+    },
     /// DKIM signing keys for submitted mail.
     Dkim {
         #[command(subcommand)]
@@ -119,6 +135,71 @@ enum Cmd {
     /// The daemons `up` starts (`mailctl storaged|frontd --config FILE`).
     #[command(flatten)]
     Daemon(crate::daemons::Daemon),
+}
+
+#[derive(Subcommand, Debug)]
+enum PhishAction {
+    /// Every ticket: id, time, open or closed, user, rule, address.
+    List,
+    /// A user's tickets in full.
+    Show { user: String },
+    /// Unlock USER with a new password (printed), send their held mail on (or delete it
+    /// with --delete-held) and close their tickets.
+    Release {
+        user: String,
+        #[arg(long)]
+        delete_held: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BlockAction {
+    /// Block a network (`192.0.2.7`, `198.51.100.0/24`) on every listener of every front.
+    Add {
+        network: String,
+        #[arg(long, default_value_t = 30)]
+        days: u64,
+        #[arg(long, default_value = "blocked by the postmaster")]
+        reason: String,
+    },
+    List,
+    Remove {
+        network: String,
+    },
+}
+
+fn phish(config: &std::path::Path, action: PhishAction) -> anyhow::Result<()> {
+    use super::phish as p;
+    let admin = Admin::open_waiting(config, std::time::Duration::from_secs(20))?;
+    let rt = runtime()?;
+    match action {
+        PhishAction::List => print!("{}", p::render_tickets(&rt.block_on(p::tickets(&admin))?)),
+        PhishAction::Show { user } => print!("{}", p::render_user(&rt.block_on(p::tickets(&admin))?, &user)),
+        PhishAction::Release { user, delete_held } => {
+            let dir = UserDirectory::of_front(admin.front_config(), None)?;
+            let password = rt.block_on(p::release(&admin, &dir, &user, delete_held))?;
+            println!("{user} released; new password: {password}");
+        }
+    }
+    Ok(())
+}
+
+fn block(config: &std::path::Path, action: BlockAction) -> anyhow::Result<()> {
+    use super::phish as p;
+    let admin = Admin::open_waiting(config, std::time::Duration::from_secs(20))?;
+    let rt = runtime()?;
+    match action {
+        BlockAction::Add { network, days, reason } => {
+            rt.block_on(p::block(&admin, &network, days, &reason))?;
+            println!("{network} blocked for {days} days");
+        }
+        BlockAction::List => print!("{}", p::render_blocks(&rt.block_on(p::blocks(&admin))?)),
+        BlockAction::Remove { network } => {
+            rt.block_on(p::unblock(&admin, &network))?;
+            println!("{network} unblocked");
+        }
+    }
+    Ok(())
 }
 
 #[derive(Subcommand, Debug)]
@@ -512,6 +593,8 @@ pub fn run_from(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
         Cmd::Quarantine { config, action } => quarantine(&config, action),
         Cmd::Report { config, what } => report(&config, what),
         Cmd::Dkim { action } => dkim(action),
+        Cmd::Phish { config, action } => phish(&config, action),
+        Cmd::Block { config, action } => block(&config, action),
         Cmd::Daemon(d) => d.run(),
     }
 }

@@ -81,6 +81,22 @@ impl UserDirectory {
         }
     }
 
+    /// Change attributes of `user`'s entry (`None` removes one): a snag's lock and its
+    /// release.
+    pub async fn modify(&self, user: &str, changes: &[(&str, Option<&str>)]) -> anyhow::Result<()> {
+        let account = self.account(user).await?;
+        match self {
+            Self::Ldif(path) => directory::ldif::modify_entry(path, &account.dn, changes)
+                .with_context(|| format!("changing {} in {}", account.dn, path.display())),
+            Self::Ldap { dir, admin } => {
+                let admin = admin.as_ref().context("changing LDAP entries needs an identity that may write")?;
+                dir.modify_attributes((&admin.dn, &admin.password), &account.dn, Some("mailstoreUser"), changes)
+                    .await
+                    .with_context(|| format!("changing {} as {}", account.dn, admin.dn))
+            }
+        }
+    }
+
     /// Every user the directory lists.
     pub async fn accounts(&self) -> anyhow::Result<Vec<Account>> {
         match self {

@@ -4,7 +4,8 @@
 //! separate processes (`mailctl storaged ...` and `mailctl frontd ...` run their code).
 //! `user` manages the users of an LDIF directory (or prints the LDIF for an LDAP one);
 //! `status` and `queue` ask the storage nodes over their admin protocol; `dkim keygen`
-//! makes a signing key and prints its DNS record.
+//! makes a signing key and prints its DNS record; `phish` and `block` show and undo what
+//! the fronts' phish rules did.
 
 pub mod admin;
 pub mod cli;
@@ -12,6 +13,7 @@ pub mod directory;
 pub mod dkim;
 pub mod layout;
 pub mod mover;
+pub mod phish;
 pub mod quarantine;
 pub mod report;
 pub mod scanners;

@@ -4,8 +4,6 @@
 //! nothing is written and the change is printed as LDIF for an LDAP server (`ldapmodify`).
 //! Passwords are stored as `{SSHA512}` hashes and shown only when generated.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::{bail, Context};
@@ -19,22 +17,9 @@ pub fn load(path: &Path) -> anyhow::Result<Vec<LdifRecord>> {
     Ok(parse_ldif(&text)?)
 }
 
-/// Write `records` to `path` atomically.
+/// Write `records` to `path` atomically (owner-only: it holds password hashes).
 pub fn store(path: &Path, records: &[LdifRecord]) -> anyhow::Result<()> {
-    let tmp = path.with_extension("ldif.tmp");
-    let text = format!("# edited by mailctl; frontd re-reads this file when it changes\n{}", write_ldif(records));
-    // Password hashes: owner only, whatever the caller's umask, from the moment it exists.
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
-    file.write_all(text.as_bytes()).with_context(|| format!("writing {}", tmp.display()))?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+    directory::ldif::write_file(path, records).with_context(|| format!("writing {}", path.display()))
 }
 
 fn is_user(r: &LdifRecord) -> bool {
