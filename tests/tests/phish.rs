@@ -189,3 +189,143 @@ fn a_login_from_abroad_hours_after_one_at_home_snags_the_account_everywhere() {
     let (_, tickets) = mailctl(&root.join("f1"), &["phish", "list"]);
     assert!(tickets.contains("closed"), "{tickets}");
 }
+
+/// A one-shot HTTP server: the body of the first POST it gets (answered `200`).
+fn webhook_receiver() -> (String, std::sync::mpsc::Receiver<String>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let Ok((mut s, _)) = listener.accept() else { return };
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got).to_string();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+                    let _ = tx.send(body.to_string());
+                    return;
+                }
+            }
+        }
+    });
+    (addr, rx)
+}
+
+/// The attributes of alice's LDAP entry, as ldapsearch prints them.
+fn alice_in_ldap(slapd: &Slapd) -> String {
+    let out = Command::new("ldapsearch")
+        .args(["-x", "-LLL", "-H", &slapd.url, "-b", "dc=example,dc=edu", "-D", "cn=admin,dc=example,dc=edu"])
+        .args(["-w", "admin-pw", "(uid=alice)", "accountStatus", "mailPhishLock"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A submission with envelope alice, `From: bank@…` and 101 recipients is held and snags
+/// alice (locked in LDAP, ticket by webhook and by mail); 99 recipients are sent. Release
+/// sends the held message on.
+#[test]
+fn a_spoofed_bulk_submission_is_held_and_snags_its_sender() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let slapd = Slapd::start(root);
+    let storage = Storage::start(root);
+    let remote = free_addr();
+    let sink = Sink::start(root, "remote", &remote, None);
+    let (hook, hooked) = webhook_receiver();
+    std::fs::write(root.join("ldap.pw"), format!("{LDAP_BIND_PASSWORD}\n")).unwrap();
+    std::fs::write(root.join("admin.pw"), "admin-pw\n").unwrap();
+    let ldap = frontd::config::LdapSection {
+        bind_dn: Some(LDAP_BIND_DN.into()),
+        bind_password_file: Some("ldap.pw".into()),
+        cache_ttl_s: 1,
+        ..frontd::config::LdapSection::new(slapd.url.clone(), "dc=example,dc=edu")
+    };
+    let directory = frontd::config::DirectorySection { ldif: None, ldap: Some(ldap) };
+    let tune: Tune = Box::new(move |c| {
+        c.smtp.recipients_max = 200;
+        c.smtp.submission_from = "sender".into();
+        c.phish.ldap_admin_dn = Some("cn=admin,dc=example,dc=edu".into());
+        c.phish.ldap_admin_password_file = Some("admin.pw".into());
+        c.phish.webhook = Some(format!("http://{hook}/phish"));
+        c.phish.notify = Some("bob@example.edu".into());
+    });
+    let queue = QueueSection { routes: [("remote.test".to_string(), remote.clone())].into(), ..fast_queue(30) };
+    let options = FrontOptions {
+        tls: true,
+        plaintext_loopback: true,
+        tune: Some(tune),
+        queue: Some(queue),
+        ..Default::default()
+    };
+    let front = Front::start_opts(root, &storage, directory, options);
+    wait_listening(&front.submission, "frontd submission");
+    storage.leader_for("alice@example.edu");
+    let ca = root.join("cert.pem");
+    let send = |count: usize, subject: &str| {
+        // From an address of its own: the snag blocks it (127.0.0.1 is a relay, never blocked).
+        let mut args: Vec<String> =
+            ["--server", &front.submission, "--source", "127.0.0.9", "--starttls", "--ca", ca.to_str().unwrap()]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        for a in ["--user", "alice@example.edu", "--password", "alice-pw", "--from", "alice@example.edu"] {
+            args.push(a.into());
+        }
+        for a in ["--header-from", "Your Bank <bank@example.com>", "--subject", subject] {
+            args.push(a.into());
+        }
+        for k in 0..count {
+            args.push("--to".into());
+            args.push(format!("customer{k}@remote.test"));
+        }
+        smtplib(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+
+    let r = send(99, "account notice one");
+    assert_eq!(r["ok"], true, "99 recipients are sent: {r}");
+    wait_for("the 99-recipient message at the sink", Duration::from_secs(30), || sink.count("account notice one") == 1);
+    assert!(!alice_in_ldap(&slapd).contains("mailPhishLock"));
+
+    let r = send(101, "account notice two");
+    assert_eq!(r["code"], 554, "{r}");
+    assert!(r["error"].as_str().unwrap().contains("held"), "{r}");
+    let entry = alice_in_ldap(&slapd);
+    assert!(entry.contains("accountStatus: disabled") && entry.contains("mailPhishLock:"), "{entry}");
+    assert!(entry.contains("bulk-spoofing"), "{entry}");
+    let ticket: serde_json::Value =
+        serde_json::from_str(&hooked.recv_timeout(Duration::from_secs(10)).unwrap()).unwrap();
+    assert_eq!((ticket["user"].as_str(), ticket["rule"].as_str()), (Some("alice@example.edu"), Some("bulk-spoofing")));
+    let (_, queue) = mailctl(root, &["queue", "list"]);
+    assert!(queue.contains("held"), "{queue}");
+    wait_for("the ticket mailed to bob", Duration::from_secs(30), || {
+        inbox_subjects(&front, "bob", "bob-pw").iter().any(|s| s.contains("phish: alice@example.edu locked"))
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(sink.count("account notice two"), 0, "the held message is not sent");
+    assert_eq!(imap_login(&front.imap, "alice", "alice-pw")["ok"], false, "the password is scrambled");
+    wait_for("the sending address blocked", Duration::from_secs(10), || {
+        send(1, "after the block")["error"].as_str().unwrap_or_default().contains("denied")
+    });
+
+    // Released: the held message goes out, alice logs in with her new password.
+    let (ok, released) = mailctl(root, &["phish", "release", "alice@example.edu"]);
+    assert!(ok, "{released}");
+    let password = released.trim().rsplit(' ').next().unwrap().to_string();
+    wait_for("the held message at the sink", Duration::from_secs(30), || sink.count("account notice two") == 1);
+    wait_for("alice back in", Duration::from_secs(10), || imap_login(&front.imap, "alice", &password)["ok"] == true);
+    assert!(!alice_in_ldap(&slapd).contains("mailPhishLock"));
+}

@@ -249,6 +249,9 @@ pub struct PhishSection {
     pub ldap_admin_password_file: Option<PathBuf>,
     /// How often the cluster's block list is read.
     pub blocks_poll_ms: u64,
+    /// Addresses a snag never blocks: the site's own relays (webmail, list servers), whose
+    /// block would shut out every user behind them. The account is still locked.
+    pub never_block: Vec<String>,
 }
 
 impl Default for PhishSection {
@@ -274,6 +277,7 @@ impl Default for PhishSection {
             ldap_admin_dn: None,
             ldap_admin_password_file: None,
             blocks_poll_ms: 500,
+            never_block: vec!["127.0.0.1/32".into(), "::1/128".into()],
         }
     }
 }
@@ -673,7 +677,7 @@ impl Config {
         } else if self.smtp.rules.iter().any(|r| r.relay) {
             return invalid("[smtp] rules with relay = true need a [queue]".into());
         }
-        for n in &self.auth.plaintext_networks {
+        for n in self.auth.plaintext_networks.iter().chain(&self.phish.never_block) {
             n.parse::<common::network::Network>().map_err(ConfigError::Invalid)?;
         }
         Ok(())

@@ -284,6 +284,7 @@ fn phish_watch(
         directory: directory.clone(),
         writer: cfg.phish_writer()?,
         records_group: cfg.stats_group().unwrap_or_default(),
+        never_block: cfg.phish.never_block.iter().filter_map(|n| n.parse().ok()).collect(),
         block_for: Duration::from_secs(cfg.phish.block_days.saturating_mul(86_400)),
         host: cfg.host.clone(),
         webhook: cfg.phish.webhook.clone(),

@@ -42,6 +42,8 @@ pub struct Snagger {
     pub writer: Option<(String, String)>,
     /// The group holding blocks and tickets.
     pub records_group: String,
+    /// Addresses never blocked (the site's relays).
+    pub never_block: Vec<common::network::Network>,
     pub block_for: Duration,
     pub host: String,
     pub webhook: Option<String>,
@@ -137,8 +139,13 @@ impl Snagger {
         }
     }
 
-    /// Block `ip` on every front, through the replicated block list.
+    /// Block `ip` on every front, through the replicated block list (unless it is one of
+    /// the site's relays).
     pub async fn block(&self, ip: IpAddr, reason: &str) {
+        if self.never_block.iter().any(|n| n.contains(ip)) {
+            tracing::warn!(%ip, "phish: the address is a relay of the site; not blocked");
+            return;
+        }
         let network = match ip {
             IpAddr::V4(_) => format!("{ip}/32"),
             IpAddr::V6(_) => format!("{ip}/128"),

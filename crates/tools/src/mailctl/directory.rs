@@ -31,8 +31,12 @@ impl UserDirectory {
         // Every lookup asks the server: a move must see the current mailHost.
         ldap.cache_ttl = std::time::Duration::ZERO;
         ldap.connections = 1;
-        let admin =
-            admin.or_else(|| Some(LdapAdmin { dn: ldap.bind_dn.clone()?, password: ldap.bind_password.clone()? }));
+        // Given on the command line, else the one the fronts lock accounts with, else
+        // the front's own bind identity.
+        let phish = cfg.phish_writer()?.map(|(dn, password)| LdapAdmin { dn, password });
+        let admin = admin
+            .or(phish)
+            .or_else(|| Some(LdapAdmin { dn: ldap.bind_dn.clone()?, password: ldap.bind_password.clone()? }));
         Ok(Self::Ldap { dir: Box::new(LdapDirectory::new(ldap)?), admin })
     }
 
