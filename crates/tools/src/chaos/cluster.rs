@@ -184,6 +184,8 @@ impl Cluster {
             cfg.listen.imap = Some(imap.clone());
             cfg.auth.failure_delay_ms = 10;
             cfg.auth.failures_max = 100_000;
+            cfg.auth.address_failures_max = 100_000;
+            cfg.auth.account_failures_max = 100_000;
             cfg.limits.sessions_per_user_max = 1000;
             cfg.smtp.local_domains = vec!["chaos.test".into()];
             cfg.queue = Some(QueueSection {
