@@ -144,6 +144,7 @@ fn a_user_moves_online_keeping_uids_flags_and_modseqs_and_losing_nothing() {
     });
     std::thread::sleep(Duration::from_millis(500));
 
+    let move_started_s = chrono::Utc::now().timestamp();
     let (ok, report) = mailctl(root, &["move", "alice@example.edu", "apollo", "--grace-s", "2"]);
     assert!(ok, "mailctl move: {report}");
     eprintln!("{report}");
@@ -167,6 +168,11 @@ fn a_user_moves_online_keeping_uids_flags_and_modseqs_and_losing_nothing() {
         assert_eq!(std::fs::read_to_string(home.join("sieve/main.sieve")).unwrap(), sieve_script, "replica {i}");
         assert_eq!(std::fs::read_to_string(home.join("sieve/spare.sieve")).unwrap(), "keep;");
         assert_eq!(std::fs::read_link(home.join(".dovecot.sieve")).unwrap(), Path::new("sieve/main.sieve"));
+        let history = storaged::mailstore::logins::load(&home).unwrap();
+        assert!(
+            history.iter().any(|r| r.protocol == "IMAP" && r.at_s < move_started_s),
+            "replica {i}: the logins before the move moved too: {history:?}"
+        );
     }
 
     // METADATA entries moved, the server's and a folder's.

@@ -62,7 +62,12 @@ impl LoginRecord {
 /// newest [`RECENT_MAX`], only the newest record of each country stays, for the
 /// [`COUNTRIES_MAX`] most recently seen countries.
 pub fn add(history: &mut Vec<LoginRecord>, record: LoginRecord) {
-    history.push(record.bounded());
+    let record = record.bounded();
+    // A record copied again (a move's next round) is kept once.
+    if history.contains(&record) {
+        return;
+    }
+    history.push(record);
     history.sort_by_key(|r| r.at_s);
     if history.len() <= RECENT_MAX {
         return;

@@ -19,6 +19,7 @@ pub mod scan;
 pub mod sieve;
 pub mod smtp;
 pub mod smtp_reply;
+pub mod submission;
 
 /// A target's body.
 pub type Body = fn(&[u8]);
@@ -38,4 +39,5 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("sieve_run", sieve::run),
     ("smtp", smtp::run),
     ("smtp_reply", smtp_reply::run),
+    ("submission", submission::run),
 ];

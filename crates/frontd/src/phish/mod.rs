@@ -136,7 +136,7 @@ impl Watch {
         recipients: &[String],
         message: &[u8],
     ) -> Option<Alarm> {
-        let header_from = rules_header_from(message);
+        let header_from = header_from(message);
         let spoofed = header_from.iter().any(|a| !a.eq_ignore_ascii_case(envelope_from));
         let (messages_hour, spoofed_hour) = self.count(&account.mail, if spoofed { recipients.len() } else { 0 });
         let submission = Submission {
@@ -204,8 +204,8 @@ impl Watch {
     }
 }
 
-/// The From field's addresses, lower case.
-fn rules_header_from(message: &[u8]) -> Vec<String> {
+/// The From field's addresses, lower case (what the bulk-spoofing rule compares).
+pub fn header_from(message: &[u8]) -> Vec<String> {
     let header_end = message.windows(4).position(|w| w == b"\r\n\r\n").map_or(message.len(), |p| p + 2);
     let Some(parsed) = mail_parser::MessageParser::new().parse_headers(&message[..header_end]) else {
         return Vec::new();

@@ -243,11 +243,39 @@ async fn copy_round(
     }
     sync_metadata(admin, target, user, "", &src.server_metadata, &tgt.server_metadata).await?;
     sync_scripts(admin, target, user, (&src.scripts, &src.active_script), (&tgt.scripts, &tgt.active_script)).await?;
+    sync_logins(admin, source, target, user).await?;
     // Mailboxes deleted on the source since an earlier round.
     for gone in existing.keys().filter(|n| n.as_str() != "INBOX") {
         admin.apply(target, MailOp::DeleteMailbox { user: user.into(), mailbox: gone.clone() }).await?;
     }
     Ok(copied)
+}
+
+/// `user`'s login history on `group`.
+async fn logins(admin: &Admin, group: &str, user: &str) -> anyhow::Result<Vec<common::logins::LoginRecord>> {
+    let request = AdminRequest::Logins { group: group.to_string(), user: user.to_string() };
+    match admin.call(group, request).await? {
+        AdminReply::Logins(h) => Ok(h),
+        other => anyhow::bail!("login history on {group}: {other:?}"),
+    }
+}
+
+/// Give the target the source's login history (records it has already are kept once).
+async fn sync_logins(admin: &Admin, source: &str, target: &str, user: &str) -> anyhow::Result<()> {
+    let theirs = logins(admin, target, user).await?;
+    for record in logins(admin, source, user).await?.into_iter().filter(|r| !theirs.contains(r)) {
+        let request = AdminRequest::RecordLogin {
+            group: target.to_string(),
+            user: user.to_string(),
+            op_id: rand::random(),
+            record,
+        };
+        match admin.call(target, request).await? {
+            AdminReply::Logins(_) => {}
+            other => anyhow::bail!("login history on {target}: {other:?}"),
+        }
+    }
+    Ok(())
 }
 
 /// Make the target's Sieve scripts and active script those of the source.
