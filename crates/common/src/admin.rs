@@ -265,7 +265,7 @@ pub enum AdminRequest {
         op_id: [u8; 16],
         change: crate::security::SecurityChange,
     },
-    /// The networks blocked now (answered with `Blocks`).
+    /// The networks blocked now and the users locked cluster-wide (answered with `Blocks`).
     Blocks {
         group: String,
     },
@@ -350,7 +350,11 @@ pub enum AdminReply {
     Fates(Vec<(i64, String, String, u64)>),
     /// A user's login history, oldest first.
     Logins(Vec<crate::logins::LoginRecord>),
-    Blocks(Vec<crate::security::BlockEntry>),
+    Blocks {
+        blocks: Vec<crate::security::BlockEntry>,
+        /// Users snagged and not released: every front refuses their logins and mail.
+        locked: Vec<String>,
+    },
     Tickets(Vec<crate::security::Ticket>),
     /// A ticket opened with this id.
     Opened {

@@ -184,7 +184,9 @@ impl Gate {
 
     /// Make the decoy cost what `account`'s hash costs, if it does not already.
     fn follow_cost(&self, account: &Account) {
-        if let Some(hash) = &account.password {
+        let Some(hash) = &account.password else { return };
+        // Hashing a new decoy is slow: only when the scheme or cost changed, off the worker.
+        if self.decoy.hash().cost() != hash.cost() {
             tokio::task::block_in_place(|| self.decoy.follow(hash));
         }
     }

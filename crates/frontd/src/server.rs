@@ -87,21 +87,10 @@ pub struct Front {
 impl Front {
     /// A front for `cfg`; its IP rules are reloaded from `path` when it changes.
     pub fn new(cfg: &Config, path: Option<std::path::PathBuf>) -> Result<Self, StartError> {
-        let directory = match (&cfg.directory.ldif, cfg.ldap()?) {
-            (Some(path), _) => {
-                Directory::Ldif(Arc::new(LdifDirectory::open(path).map_err(|e| StartError::Directory(e.to_string()))?))
-            }
-            (None, Some(ldap)) => {
-                Directory::Ldap(Arc::new(LdapDirectory::new(ldap).map_err(|e| StartError::Directory(e.to_string()))?))
-            }
-            (None, None) => unreachable!("validated: one directory"),
-        };
-        let networks = cfg.auth.networks().map_err(ConfigError::Invalid)?;
-        let policy = cfg.auth.throttling();
-        let tls = match &cfg.tls {
-            Some(files) => Some(Arc::new(Tls::load(&files.cert_file, &files.key_file)?)),
-            None => None,
-        };
+        let directory = open_directory(cfg)?;
+        let gate =
+            Gate::new(directory.clone(), cfg.auth.networks().map_err(ConfigError::Invalid)?, cfg.auth.throttling());
+        let tls = cfg.tls.as_ref().map(|f| Tls::load(&f.cert_file, &f.key_file).map(Arc::new)).transpose()?;
         let cluster = Arc::new(ClusterMap::new(&cfg.groups));
         let route_timeout = Duration::from_millis(cfg.backend.route_timeout_ms);
         let key = cfg.cluster_secret()?.map(|secret| common::rpc_channel::ClusterKey::from_secret(&secret));
@@ -132,10 +121,8 @@ impl Front {
             _ => None,
         };
         let srs = key.as_ref().map(|key| common::srs::Srs::new(key.srs_key()));
-        let phish = match &key {
-            Some(key) => Some(Arc::new(phish_watch(cfg, &directory, &cluster, key, route_timeout)?)),
-            None => None,
-        };
+        let phish = key.as_ref().map(|k| phish_watch(cfg, &directory, &cluster, k, route_timeout).map(Arc::new));
+        let phish = phish.transpose()?;
         Ok(Self {
             host: cfg.host.clone(),
             srs,
@@ -152,7 +139,7 @@ impl Front {
             scanner: scanning.then(|| Arc::new(crate::scan::Scanner::new(&cfg.scan))),
             fates: Arc::default(),
             fate_report,
-            gate: Gate::new(directory, networks, policy),
+            gate,
             cluster,
             proxy: ProxyCredential {
                 user: cfg.backend.proxy_user.clone(),
@@ -163,11 +150,7 @@ impl Front {
             tls: RwLock::new(tls),
             node_capabilities: RwLock::new(String::new()),
             per_address: SessionCounts::new(cfg.limits.connections_per_address_max.max(1)),
-            body_memory: crate::smtp::memory::BodyMemory::new(crate::smtp::memory::Limits {
-                total_max_bytes: cfg.smtp.body_memory_max_bytes,
-                per_address_max_bytes: cfg.smtp.body_memory_per_address_max_bytes,
-                transactions_per_address_max: cfg.smtp.transactions_per_address_max,
-            }),
+            body_memory: crate::smtp::memory::BodyMemory::new(body_limits(&cfg.smtp)),
             per_user: SessionCounts::new(cfg.limits.sessions_per_user_max.max(1)),
         })
     }
@@ -225,6 +208,22 @@ impl Front {
         self.node_capabilities.read().expect("caps lock").clone()
     }
 
+    /// Check a login: the gate's word, and no account the phish records say is locked
+    /// (whatever a directory cache still says).
+    pub async fn check_login(
+        &self,
+        ip: IpAddr,
+        tls: bool,
+        creds: &PlainCredentials,
+    ) -> Result<Arc<directory::Account>, Refusal> {
+        let account = self.gate.login(ip, tls, creds).await?;
+        if self.phish.as_ref().is_some_and(|w| w.is_locked(&account.mail)) {
+            tracing::warn!(user = %account.mail, %ip, "login of a locked account refused");
+            return Err(Refusal::Disabled);
+        }
+        Ok(account)
+    }
+
     /// Route a checked account: its group's leader, logged in for it.
     async fn route(
         &self,
@@ -266,6 +265,25 @@ impl Front {
     }
 }
 
+/// How much SMTP bodies may hold in memory, all connections and per client address.
+fn body_limits(smtp: &SmtpSection) -> crate::smtp::memory::Limits {
+    crate::smtp::memory::Limits {
+        total_max_bytes: smtp.body_memory_max_bytes,
+        per_address_max_bytes: smtp.body_memory_per_address_max_bytes,
+        transactions_per_address_max: smtp.transactions_per_address_max,
+    }
+}
+
+/// The directory `cfg` names: its LDIF file or its LDAP server.
+fn open_directory(cfg: &Config) -> Result<Directory, StartError> {
+    let unusable = |e: &dyn std::fmt::Display| StartError::Directory(e.to_string());
+    Ok(match (&cfg.directory.ldif, cfg.ldap()?) {
+        (Some(path), _) => Directory::Ldif(Arc::new(LdifDirectory::open(path).map_err(|e| unusable(&e))?)),
+        (None, Some(ldap)) => Directory::Ldap(Arc::new(LdapDirectory::new(ldap).map_err(|e| unusable(&e))?)),
+        (None, None) => unreachable!("validated: one directory"),
+    })
+}
+
 /// The front's watch over its users, writing the records to the stats group.
 fn phish_watch(
     cfg: &Config,
@@ -300,7 +318,10 @@ async fn poll_blocks(front: Arc<Front>, watch: Arc<crate::phish::Watch>, every: 
     let group = snagger.records_group.clone();
     loop {
         match snagger.admin.call(&group, common::admin::AdminRequest::Blocks { group: group.clone() }).await {
-            Ok(common::admin::AdminReply::Blocks(entries)) => front.access.set_blocks(&entries),
+            Ok(common::admin::AdminReply::Blocks { blocks, locked }) => {
+                front.access.set_blocks(&blocks);
+                watch.set_locked(locked);
+            }
             other => tracing::debug!(group, ?other, "block list not read"),
         }
         tokio::time::sleep(every).await;
@@ -539,7 +560,7 @@ async fn login(
     tls: bool,
     creds: &PlainCredentials,
 ) -> Result<(Backend, Slot<String>), Refusal> {
-    let account = front.gate.login(peer.ip(), tls, creds).await?;
+    let account = front.check_login(peer.ip(), tls, creds).await?;
     let Some(slot) = front.per_user.try_acquire(account.mail.clone()) else {
         tracing::warn!(user = %account.mail, %peer, "session limit of the user reached");
         return Err(Refusal::TooManySessions);

@@ -61,6 +61,8 @@ pub struct Watch {
     snagger: Snagger,
     counts: Mutex<(HashMap<String, Hour>, VecDeque<String>)>,
     recent_snags: Mutex<HashMap<String, Instant>>,
+    /// Users locked cluster-wide (from the records, or snagged here).
+    locked: std::sync::RwLock<std::collections::HashSet<String>>,
 }
 
 fn now_s() -> i64 {
@@ -79,6 +81,7 @@ impl Watch {
             snagger,
             counts: Mutex::new((HashMap::new(), VecDeque::new())),
             recent_snags: Mutex::new(HashMap::new()),
+            locked: Default::default(),
         })
     }
 
@@ -195,7 +198,18 @@ impl Watch {
             }
             recent.insert(incident.account.mail.clone(), now);
         }
+        self.locked.write().expect("locked lock").insert(incident.account.mail.clone());
         self.snagger.snag(incident).await;
+    }
+
+    /// Whether `user` (their address) is locked cluster-wide.
+    pub fn is_locked(&self, user: &str) -> bool {
+        self.locked.read().expect("locked lock").contains(user)
+    }
+
+    /// The users locked cluster-wide, as the records say now.
+    pub fn set_locked(&self, users: Vec<String>) {
+        *self.locked.write().expect("locked lock") = users.into_iter().collect();
     }
 
     /// The snagger (for the block list's group and client).

@@ -94,9 +94,16 @@ impl Snagger {
             incident.alarm.rule(),
             ticket.map_or_else(|| "-".into(), |t| t.to_string())
         );
-        let lock = SecurityChange::Lock { user: user.clone(), reason: Some(marker.clone()) };
-        if let Err(why) = self.change(&incident.group, lock).await {
-            tracing::error!(user, group = incident.group, why, "phish: the account could not be locked in its group");
+        // In the user's group (its sessions end) and in the records every front reads (its
+        // logins and mail are refused at once, whatever a directory cache still says).
+        for group in [&incident.group, &self.records_group] {
+            let lock = SecurityChange::Lock { user: user.clone(), reason: Some(marker.clone()) };
+            if let Err(why) = self.change(group, lock).await {
+                tracing::error!(user, group, why, "phish: the account could not be locked");
+            }
+            if incident.group == self.records_group {
+                break;
+            }
         }
         self.lock_in_directory(&incident.account, &marker).await;
         self.block(incident.ip, &format!("phish {user}: {}", incident.alarm.rule())).await;

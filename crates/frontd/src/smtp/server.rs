@@ -120,10 +120,14 @@ async fn judge(
     message: &[u8],
 ) -> Result<(), String> {
     let Some(account) = account else { return Ok(()) };
+    let locked = "554 5.7.1 your account is locked; contact your administrator";
+    if front.phish.as_ref().is_some_and(|w| w.is_locked(&account.mail)) {
+        return Err(locked.into());
+    }
     let now = front.gate.directory().lookup(&account.mail, directory::Purpose::Login).await;
     if let Ok(Some(now)) = now {
         if !now.may_log_in() {
-            return Err("554 5.7.1 your account is locked; contact your administrator".into());
+            return Err(locked.into());
         }
     }
     let Some(watch) = &front.phish else { return Ok(()) };
@@ -260,7 +264,7 @@ pub async fn connection(
                     session.auth_line(&line)
                 }
                 Step::Authenticate(creds) => {
-                    let result = front.gate.login(peer.ip(), conn.tls, &creds).await;
+                    let result = front.check_login(peer.ip(), conn.tls, &creds).await;
                     if let (Ok(account), Some(watch)) = (&result, &front.phish) {
                         watch.logged_in(account.clone(), "SMTP", peer.ip());
                     }

@@ -109,7 +109,11 @@ pub async fn handle(node: &Node, request: AdminRequest) -> AdminReply {
         AdminRequest::CountFates { op_id, counts, .. } => (OpId(op_id), MailOp::CountFates { counts }),
         AdminRequest::Logins { user, .. } => return logins(group, &user),
         AdminRequest::Blocks { .. } => {
-            return AdminReply::Blocks(group.sm.store().lock().expect("store lock").security().blocks_at(now_s()))
+            let store = group.sm.store();
+            let store = store.lock().expect("store lock");
+            let security = store.security();
+            let locked = security.locked.iter().map(|(u, _)| u.clone()).collect();
+            return AdminReply::Blocks { blocks: security.blocks_at(now_s()), locked };
         }
         AdminRequest::Tickets { .. } => {
             return AdminReply::Tickets(group.sm.store().lock().expect("store lock").security().tickets.clone())

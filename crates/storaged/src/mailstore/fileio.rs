@@ -15,6 +15,20 @@ use io_uring::{opcode, types, IoUring};
 
 use super::spare::Spares;
 
+/// Replace the small file `dir/name` with `bytes` (a user's scripts, memories, history):
+/// written to a temporary name, owner-only from the moment it exists, then renamed over the
+/// old one, so a reader (or a snapshot's hard link) never sees half a file.
+pub fn replace_private(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    io::Write::write_all(&mut file, bytes)?;
+    // A temporary left by a crash may predate the mode above.
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::rename(&tmp, dir.join(name))
+}
+
 /// Files written per ring submission, at most.
 const BATCH_MAX: usize = 128;
 

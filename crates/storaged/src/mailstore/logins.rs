@@ -5,7 +5,6 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use common::logins::LoginRecord;
@@ -47,11 +46,7 @@ pub fn record(user_dir: &Path, record: LoginRecord) -> io::Result<()> {
     let mut bytes = MAGIC.to_vec();
     bytes.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
     bytes.extend_from_slice(&body);
-    fs::create_dir_all(user_dir)?;
-    let tmp = user_dir.join(format!("{FILE}.tmp"));
-    let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-    io::Write::write_all(&mut file, &bytes)?;
-    fs::rename(&tmp, user_dir.join(FILE))
+    super::fileio::replace_private(user_dir, FILE, &bytes)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+
 use std::path::{Path, PathBuf};
 
 /// Directory of a user's scripts, in the user's directory.
@@ -135,13 +135,9 @@ pub fn have_space(user_dir: &Path, name: &str, bytes: usize) -> Result<(), Scrip
 /// Stores (or replaces) a script.
 pub fn put(user_dir: &Path, name: &str, text: &str) -> Result<(), ScriptError> {
     have_space(user_dir, name, text.len())?;
-    let dir = user_dir.join(SCRIPT_DIR);
-    fs::create_dir_all(&dir)?;
-    let tmp = dir.join(format!(".{name}{SUFFIX}.tmp"));
-    let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-    io::Write::write_all(&mut file, text.as_bytes())?;
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))?;
-    fs::rename(&tmp, script_path(user_dir, name))?;
+    let file = script_path(user_dir, name);
+    let file_name = file.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+    super::fileio::replace_private(&user_dir.join(SCRIPT_DIR), &file_name, text.as_bytes())?;
     Ok(())
 }
 
@@ -204,6 +200,7 @@ fn link_active(user_dir: &Path, name: Option<&str>) -> Result<(), ScriptError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn rfc5804_script_lifecycle_in_pigeonholes_layout() {

@@ -9,7 +9,6 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use sha2::Digest;
@@ -71,11 +70,7 @@ pub fn remember(user_dir: &Path, entries: &[(String, i64)], now_s: i64) -> io::R
         bytes.extend_from_slice(d);
         bytes.extend_from_slice(&expires_s.to_le_bytes());
     }
-    fs::create_dir_all(user_dir)?;
-    let tmp = user_dir.join(format!("{FILE}.tmp"));
-    let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-    io::Write::write_all(&mut file, &bytes)?;
-    fs::rename(&tmp, user_dir.join(FILE))
+    super::fileio::replace_private(user_dir, FILE, &bytes)
 }
 
 #[cfg(test)]

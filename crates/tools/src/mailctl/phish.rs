@@ -84,7 +84,9 @@ pub async fn release(admin: &Admin, dir: &UserDirectory, user: &str, delete_held
     let hash = PasswordHash::salted(Digest::Sha512, &password).to_stored();
     dir.modify(&mail, &[("accountStatus", Some("active")), ("mailPhishLock", None), ("userPassword", Some(&hash))])
         .await?;
-    change(admin, &group, SecurityChange::Lock { user: mail.clone(), reason: None }).await?;
+    for g in [&group, &records_group(admin)?] {
+        change(admin, g, SecurityChange::Lock { user: mail.clone(), reason: None }).await?;
+    }
     // Logins before now no longer count against the account.
     let marker = common::logins::LoginRecord {
         at_s: chrono::Utc::now().timestamp(),
@@ -120,7 +122,7 @@ pub async fn release(admin: &Admin, dir: &UserDirectory, user: &str, delete_held
 pub async fn blocks(admin: &Admin) -> anyhow::Result<Vec<BlockEntry>> {
     let group = records_group(admin)?;
     match admin.call(&group, AdminRequest::Blocks { group: group.clone() }).await? {
-        AdminReply::Blocks(b) => Ok(b),
+        AdminReply::Blocks { blocks, .. } => Ok(blocks),
         other => anyhow::bail!("{group}: {other:?}"),
     }
 }
