@@ -41,6 +41,20 @@ fn scanning_front(
     unavailable: &'static str,
     queued: bool,
 ) -> Front {
+    scanning_front_with(root, storage, slapd, clamd, rspamd, (unavailable, queued), false)
+}
+
+/// As [`scanning_front`]; `spam_snags`: the phish rule on submitted spam is on (the other
+/// tests look at the scanning stage alone, whose submission score is only logged).
+fn scanning_front_with(
+    root: &Path,
+    storage: &Storage,
+    slapd: &Slapd,
+    clamd: &Clamd,
+    rspamd: Option<&Rspamd>,
+    (unavailable, queued): (&'static str, bool),
+    spam_snags: bool,
+) -> Front {
     std::fs::create_dir_all(root).unwrap();
     std::fs::write(root.join("ldap.pw"), LDAP_BIND_PASSWORD).unwrap();
     let (socket, normal) = (clamd.socket(), rspamd.map(|r| r.files.normal.clone()));
@@ -56,6 +70,7 @@ fn scanning_front(
         cfg.smtp.message_max_bytes = 40 << 20;
         cfg.smtp.body_memory_per_address_max_bytes = 128 << 20;
         cfg.smtp.body_memory_max_bytes = 256 << 20;
+        cfg.phish.outbound_spam = spam_snags;
     });
     let mut options = FrontOptions { tls: true, plaintext_loopback: true, tune: Some(tune), ..FrontOptions::default() };
     if queued {
@@ -136,7 +151,9 @@ fn send(server: &str, auth: Option<(&str, &str)>, to: &[&str], message: &str) ->
 fn submit(front: &Front, root: &Path, user: &str, to: &str, text: &str) -> String {
     std::fs::create_dir_all(root.join("outbox")).unwrap();
     let file = root.join("outbox").join(format!("{}.eml", rand::random::<u32>()));
-    std::fs::write(&file, text).unwrap();
+    // A user submits as themselves (a From of someone else is refused: `smtp::submission`).
+    std::fs::write(&file, text.replacen("From: Sender <sender@remote.example>", &format!("From: <{user}>"), 1))
+        .unwrap();
     let password = format!("{}-pw", user.split('@').next().unwrap());
     let ca = root.join("cert.pem");
     let args = ["--server", &front.submission, "--from", user, "--to", to, "--subject", "-", "--starttls"];
@@ -689,4 +706,25 @@ fn with_scanning_a_mailhost_that_is_down_queues_the_stamped_inbox_copy() {
     assert!(last.as_deref().unwrap().starts_with("554 5.7.1"), "{last:?}");
     let (ok, list) = mailctl(root, &["queue", "list"]);
     assert!(ok && list.matches("zed@example.edu").count() == 1, "{list}");
+}
+
+/// Spam a user submits (at or above `[phish] outbound_spam_score`) is held, not sent, and
+/// snags the account: its next login is refused and a ticket names the rule.
+#[test]
+fn spam_a_user_submits_is_held_and_snags_the_account() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let storage = Storage::start(root);
+    let slapd = Slapd::start_with(root, &scan_users());
+    let clamd = Clamd::start(root);
+    let rspamd = Rspamd::start(root);
+    let front = scanning_front_with(root, &storage, &slapd, &clamd, Some(&rspamd), ("tempfail", false), true);
+    let last = submit(&front, root, "tom@example.edu", "dora@example.edu", &message("gtube out", GTUBE));
+    assert!(last.starts_with("554 5.7.1 message held") && last.contains("outbound-spam"), "{last}");
+    let again = submit(&front, root, "tom@example.edu", "dora@example.edu", &message("after the snag", "hello"));
+    assert!(!again.starts_with("250"), "tom is locked: {again}");
+    let dora = read(&front, "dora@example.edu", "INBOX");
+    assert_eq!(count_with(&dora, "gtube out") + count_with(&dora, "after the snag"), 0);
+    let (ok, tickets) = mailctl(root, &["phish", "list"]);
+    assert!(ok && tickets.contains("tom@example.edu") && tickets.contains("outbound-spam"), "{tickets}");
 }

@@ -45,6 +45,8 @@ pub struct Backend {
     /// The success line without its tag: `OK [CAPABILITY ...] ...` or `+OK ...`.
     pub reply: String,
     pub member: u64,
+    /// The group whose leader this is (after following a move, the new one).
+    pub group: String,
 }
 
 /// Why no backend session could be made.
@@ -167,6 +169,7 @@ pub async fn open(
         match attempt(addr, protocol, proxy, group, user, facts).await {
             Attempt::Ok(mut backend) => {
                 backend.member = member.id;
+                backend.group = group.to_string();
                 Attempt::Ok(backend)
             }
             Attempt::NotLeader(h) => Attempt::NotLeader(h),
@@ -197,7 +200,7 @@ async fn attempt(
     match result {
         Ok(Ok(reply)) => {
             let pending = conn.buffer().to_vec();
-            Attempt::Ok(Backend { stream: conn.into_inner(), pending, reply, member: 0 })
+            Attempt::Ok(Backend { stream: conn.into_inner(), pending, reply, member: 0, group: String::new() })
         }
         Ok(Err(refusal)) => refusal,
         Err(e) => Attempt::Down(e.to_string()),

@@ -567,7 +567,7 @@ async fn login(
     };
     let backend = front.route(protocol, &account, peer).await?;
     if let Some(watch) = &front.phish {
-        watch.logged_in(account.clone(), protocol.name(), peer.ip());
+        watch.logged_in(account.clone(), Some(backend.group.clone()), protocol.name(), peer.ip());
     }
     Ok((backend, slot))
 }

@@ -90,17 +90,24 @@ impl Watch {
         self.cluster.group_name(account.mail_host.as_deref()?)
     }
 
-    /// A successful login: record it and judge it, after the caller has answered the client.
-    pub fn logged_in(self: &Arc<Self>, account: Arc<Account>, protocol: &'static str, ip: IpAddr) {
+    /// A successful login: record it (in `group`, the one the session was handed to; by
+    /// default the directory's) and judge it, after the caller has answered the client.
+    pub fn logged_in(
+        self: &Arc<Self>,
+        account: Arc<Account>,
+        group: Option<String>,
+        protocol: &'static str,
+        ip: IpAddr,
+    ) {
         if !self.record {
             return;
         }
+        let Some(group) = group.filter(|g| !g.is_empty()).or_else(|| self.group_of(&account)) else { return };
         let watch = self.clone();
-        tokio::spawn(async move { watch.record_and_judge(account, protocol, ip).await });
+        tokio::spawn(async move { watch.record_and_judge(account, group, protocol, ip).await });
     }
 
-    async fn record_and_judge(&self, account: Arc<Account>, protocol: &'static str, ip: IpAddr) {
-        let Some(group) = self.group_of(&account) else { return };
+    async fn record_and_judge(&self, account: Arc<Account>, group: String, protocol: &'static str, ip: IpAddr) {
         let place = self.geo.as_ref().map(|g| g.locate(ip)).unwrap_or_default();
         let record = LoginRecord {
             at_s: now_s(),

@@ -266,7 +266,7 @@ pub async fn connection(
                 Step::Authenticate(creds) => {
                     let result = front.check_login(peer.ip(), conn.tls, &creds).await;
                     if let (Ok(account), Some(watch)) = (&result, &front.phish) {
-                        watch.logged_in(account.clone(), "SMTP", peer.ip());
+                        watch.logged_in(account.clone(), None, "SMTP", peer.ip());
                     }
                     session.authenticated(result)
                 }

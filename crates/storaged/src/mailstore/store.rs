@@ -558,6 +558,10 @@ impl Store {
                 let (Ok(u), Ok(ip)) = (UserName::parse(user), ip.parse()) else {
                     return Ok(MailResponse::Rejected(Rejection::Cannot("bad login record".into())));
                 };
+                // A user who moved away has no directory here any more: never make one.
+                if let UserState::MovedTo(target) = self.user_state(user) {
+                    return Ok(MailResponse::Rejected(Rejection::MovedTo(target)));
+                }
                 let record = common::logins::LoginRecord {
                     at_s: *at_s,
                     protocol: protocol.clone(),
