@@ -164,6 +164,7 @@ fn a_login_name_cannot_forge_a_log_line() {
     let log = front.log_text();
     assert!(!log.lines().any(|l| l.starts_with("FORGED")), "a forged line:\n{log}");
     assert!(log.contains("mallory\\r\\nFORGED"), "the name is logged, escaped:\n{log}");
+    assert!(!log.contains('\u{1b}'), "a log file gets no colour codes:\n{log}");
 }
 
 /// EXISTS, UIDNEXT and HIGHESTMODSEQ of `mailbox`, as SELECT (CONDSTORE) reports them.

@@ -15,6 +15,9 @@ struct DaemonArgs {
     /// Path of the TOML configuration.
     #[arg(long, short)]
     config: PathBuf,
+    /// `text` (one line per event; colours only on a terminal) or `json` (one object per line).
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 /// What a daemon brings to the shared entry points: its `--help` line, its default log
@@ -56,7 +59,7 @@ where
 {
     let matches = DaemonArgs::command().about(about).get_matches_from(args);
     let args = DaemonArgs::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    init_logging(log_filter);
+    init_logging_as(log_filter, args.log_format == "json");
     private_files();
     return_large_buffers();
     args.config
@@ -66,8 +69,19 @@ where
 /// is written through [`escape_controls`]: a login name, an envelope address or a remote
 /// server's reply is the stranger's text, and must never start a forged line of its own.
 pub fn init_logging(default_filter: &str) {
+    init_logging_as(default_filter, false)
+}
+
+/// As [`init_logging`]; `json`: one JSON object per event (fields JSON-escaped). Text has
+/// colour codes only when stderr is a terminal: a log file or journal gets plain lines.
+pub fn init_logging_as(default_filter: &str, json: bool) {
+    use std::io::IsTerminal;
     use tracing_subscriber::field::MakeExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into());
+    if json {
+        tracing_subscriber::fmt().json().with_writer(std::io::stderr).with_env_filter(filter).init();
+        return;
+    }
     let fields = tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
         let raw = format!("{value:?}");
         let text = escape_controls(&raw);
@@ -78,7 +92,13 @@ pub fn init_logging(default_filter: &str) {
         }
     })
     .delimited(" ");
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).fmt_fields(fields).init();
+    let ansi = std::io::stderr().is_terminal();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_env_filter(filter)
+        .fmt_fields(fields)
+        .init();
 }
 
 /// `text` with every control character (line breaks, escape sequences, NUL) written as a

@@ -40,6 +40,10 @@ enum Cmd {
         /// Print the change as LDIF (for ldapmodify) instead of editing the file.
         #[arg(long, global = true)]
         print_ldif: bool,
+        /// A front's configuration: the mailhosts `add` may name, and where `show` asks for
+        /// the login history.
+        #[arg(long, default_value = "mailctl-data/frontd.toml", global = true)]
+        config: PathBuf,
         #[command(subcommand)]
         action: UserAction,
     },
@@ -237,12 +241,7 @@ enum UserAction {
     /// Every user: address, mailhost, status, aliases.
     List,
     /// One user's entry (the password hash hidden).
-    Show {
-        address: String,
-        /// A front's configuration, to ask the user's mailhost for the login history.
-        #[arg(long, default_value = "mailctl-data/frontd.toml")]
-        config: PathBuf,
-    },
+    Show { address: String },
     /// A new user; a password is generated and shown unless --password is given.
     Add {
         address: String,
@@ -516,7 +515,7 @@ fn move_user(config: &std::path::Path, a: MoveArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn user(ldif: &std::path::Path, print_ldif: bool, action: UserAction) -> anyhow::Result<()> {
+fn user(ldif: &std::path::Path, config: &std::path::Path, print_ldif: bool, action: UserAction) -> anyhow::Result<()> {
     use super::users;
     let write = !print_ldif;
     let change = match action {
@@ -524,10 +523,10 @@ fn user(ldif: &std::path::Path, print_ldif: bool, action: UserAction) -> anyhow:
             users::list(ldif)?.iter().for_each(|l| println!("{l}"));
             return Ok(());
         }
-        UserAction::Show { address, config } => {
+        UserAction::Show { address } => {
             print!("{}", users::show(ldif, &address)?);
             let history = users::mailhost_of(ldif, &address).and_then(|(mail, host)| {
-                let admin = Admin::open(&config)?;
+                let admin = Admin::open(config)?;
                 let reply =
                     runtime()?.block_on(admin.call(&host, AdminRequest::Logins { group: host.clone(), user: mail }))?;
                 match reply {
@@ -542,6 +541,7 @@ fn user(ldif: &std::path::Path, print_ldif: bool, action: UserAction) -> anyhow:
             return Ok(());
         }
         UserAction::Add { address, mailhost, aliases, password, base } => {
+            users::check_mailhost(config, &mailhost)?;
             users::add(ldif, &address, &mailhost, &aliases, password.as_deref(), &base, write)?
         }
         UserAction::Passwd { address, password } => users::passwd(ldif, &address, password.as_deref(), write)?,
@@ -567,7 +567,7 @@ fn user(ldif: &std::path::Path, print_ldif: bool, action: UserAction) -> anyhow:
 /// Parse `args` (the program name first) and run the command.
 pub fn run_from(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
     match Args::parse_from(args).command {
-        Cmd::User { ldif, print_ldif, action } => user(&ldif, print_ldif, action),
+        Cmd::User { ldif, print_ldif, config, action } => user(&ldif, &config, print_ldif, action),
         Cmd::Up { dir, port_base, dns_servers } => super::up::run(&dir, port_base, &dns_servers),
         Cmd::Status { config } => status(&config),
         Cmd::Queue { config, action } => queue(&config, action),

@@ -75,6 +75,27 @@ pub fn show(path: &Path, address: &str) -> anyhow::Result<String> {
     Ok(write_ldif(&[record]))
 }
 
+/// Refuse a mailhost that is no group of the cluster `config` describes (its users would get
+/// `451` forever); without a readable configuration, say that it was not checked.
+pub fn check_mailhost(config: &Path, mailhost: &str) -> anyhow::Result<()> {
+    let cfg = match frontd::config::Config::load(config) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("warning: mailhost {mailhost} not checked against the cluster ({e})");
+            return Ok(());
+        }
+    };
+    if frontd::cluster::ClusterMap::new(&cfg.groups).group_name(mailhost).is_some() {
+        return Ok(());
+    }
+    let names: Vec<&str> = cfg.groups.iter().map(|g| g.name.as_str()).collect();
+    anyhow::bail!(
+        "mailhost {mailhost} is not a group of this cluster ({}); the groups are: {} (or make it: mailctl group add)",
+        config.display(),
+        names.join(", ")
+    )
+}
+
 /// The address and mailhost of the user `address` names.
 pub fn mailhost_of(path: &Path, address: &str) -> anyhow::Result<(String, String)> {
     let mut records = load(path)?;
@@ -358,5 +379,23 @@ mod tests {
         reply(&path, "eve@example.edu", None, true).unwrap();
         let rules = account().recipient_rules();
         assert!(rules.forward.is_empty() && !rules.no_local && rules.reply.is_none());
+    }
+
+    /// Hole (issue 24): `user add --mailhost zeus` accepted a mailhost no group serves.
+    #[test]
+    fn an_unknown_mailhost_is_refused_naming_the_groups() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = tmp.path().join("frontd.toml");
+        std::fs::write(tmp.path().join("users.ldif"), "").unwrap();
+        std::fs::write(
+            &config,
+            "[directory]\nldif = \"users.ldif\"\n[backend]\nproxy_user = \"f\"\nproxy_password = \"p\"\n\
+             [[groups]]\nname = \"hermes\"\nmembers = [{ id = 1 }]\n[[groups]]\nname = \"apollo\"\nmembers = [{ id = 2 }]\n",
+        )
+        .unwrap();
+        assert!(check_mailhost(&config, "Hermes").is_ok());
+        let refused = check_mailhost(&config, "zeus").unwrap_err().to_string();
+        assert!(refused.contains("zeus") && refused.contains("hermes, apollo"), "{refused}");
+        assert!(check_mailhost(&tmp.path().join("missing.toml"), "zeus").is_ok(), "no cluster to ask: a warning");
     }
 }
