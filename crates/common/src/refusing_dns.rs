@@ -2,7 +2,7 @@
 //! scanners and outbound queue resolve through (`mailctl up`, tests, benchmarks), so no
 //! query leaves the machine and remote lookups fail at once instead of timing out. It
 //! counts the queries it was asked, answers only well-formed ones, and never resolves
-//! anything.
+//! anything. For tests, it can answer NXDOMAIN instead (no name exists).
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +18,15 @@ pub struct RefusingDns {
 impl RefusingDns {
     /// Serve on a free UDP port of 127.0.0.1, from a thread of its own.
     pub fn start() -> std::io::Result<Self> {
+        Self::start_answering(RCODE_REFUSED)
+    }
+
+    /// As [`Self::start`], answering every query NXDOMAIN.
+    pub fn start_nxdomain() -> std::io::Result<Self> {
+        Self::start_answering(RCODE_NXDOMAIN)
+    }
+
+    fn start_answering(rcode: u8) -> std::io::Result<Self> {
         let socket = UdpSocket::bind("127.0.0.1:0")?;
         let addr = socket.local_addr()?;
         let queries = Arc::new(AtomicU64::new(0));
@@ -26,7 +35,7 @@ impl RefusingDns {
             let mut buf = [0u8; 1500];
             while let Ok((n, from)) = socket.recv_from(&mut buf) {
                 counted.fetch_add(1, Ordering::Relaxed);
-                if let Some(answer) = refused(&buf[..n]) {
+                if let Some(answer) = answer(&buf[..n], rcode) {
                     let _ = socket.send_to(&answer, from);
                 }
             }
@@ -40,9 +49,12 @@ impl RefusingDns {
     }
 }
 
-/// The REFUSED answer to `query`: its header (QR, RD, RA set, RCODE 5) and question only;
+const RCODE_REFUSED: u8 = 5;
+const RCODE_NXDOMAIN: u8 = 3;
+
+/// The answer to `query` with `rcode`: its header (QR, RD, RA set) and question only;
 /// `None` for a datagram that is not a query with one question.
-fn refused(query: &[u8]) -> Option<Vec<u8>> {
+fn answer(query: &[u8], rcode: u8) -> Option<Vec<u8>> {
     let mut end = 12;
     while *query.get(end)? != 0 {
         end += 1 + usize::from(query[end]);
@@ -50,7 +62,7 @@ fn refused(query: &[u8]) -> Option<Vec<u8>> {
     let end = end + 1 + 4;
     let mut answer = query.get(..end)?.to_vec();
     answer[2] = 0x80 | (query[2] & 0x01);
-    answer[3] = 0x85;
+    answer[3] = 0x80 | rcode;
     answer[6..12].fill(0);
     Some(answer)
 }

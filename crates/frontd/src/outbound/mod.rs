@@ -44,6 +44,11 @@ impl std::fmt::Debug for Outbound {
     }
 }
 
+/// The permanent failure for a domain DNS says does not exist (RFC 3463 X.1.2).
+fn no_such_domain(domain: &str) -> String {
+    format!("550 5.1.2 {domain} does not exist (no such domain in DNS)")
+}
+
 /// `host:port` → the host part (brackets of an IPv6 literal removed).
 fn host_of(addr: &str) -> String {
     let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
@@ -92,6 +97,8 @@ impl Outbound {
                     return Ok(records.iter().take(HOPS_MAX).map(|(_, h)| hop(h)).collect());
                 }
             }
+            // The domain does not exist: no retry will make it (a bounce now, not in 5 days).
+            Err(e) if e.is_nx_domain() => return Err(no_such_domain(&domain)),
             Err(e) => tracing::debug!(domain, error = %e, "no MX records; trying the domain itself"),
         }
         match self.resolver.lookup_ip(format!("{domain}.").as_str()).await {
@@ -100,6 +107,7 @@ impl Outbound {
                 .take(HOPS_MAX)
                 .map(|ip| Hop { addr: std::net::SocketAddr::new(ip, port).to_string(), host: domain.clone() })
                 .collect()),
+            Err(e) if e.is_nx_domain() => Err(no_such_domain(&domain)),
             Err(e) => Err(format!("451 4.4.3 cannot find a mail server for {domain}: {e}")),
         }
     }
@@ -157,5 +165,18 @@ mod tests {
         let q = QueueSection { routes: [("*".to_string(), "[::1]:25".to_string())].into_iter().collect(), ..q };
         let out = Outbound::new("front", &q, &["127.0.0.1:1".into()]).unwrap();
         assert_eq!(out.hops("any.example").await.unwrap()[0].host, "::1");
+    }
+
+    /// Hole (issue 24): a domain that does not exist was retried for days as a temporary
+    /// failure; DNS that cannot answer is still temporary.
+    #[tokio::test]
+    async fn a_domain_that_does_not_exist_fails_for_good_and_a_dns_outage_for_now() {
+        let nx = common::refusing_dns::RefusingDns::start_nxdomain().unwrap();
+        let out = Outbound::new("front", &QueueSection::default(), &[nx.addr.to_string()]).unwrap();
+        let refusal = out.hops("nowhere.invalid").await.unwrap_err();
+        assert!(refusal.starts_with("550 5.1.2 nowhere.invalid does not exist"), "{refusal}");
+        let refusing = common::refusing_dns::RefusingDns::start().unwrap();
+        let out = Outbound::new("front", &QueueSection::default(), &[refusing.addr.to_string()]).unwrap();
+        assert!(out.hops("example.org").await.unwrap_err().starts_with("451 4.4.3"));
     }
 }
