@@ -167,20 +167,29 @@ fn wait_listening(addr: &str, deadline: Instant) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An address as clients should be told it: `localhost` rather than `127.0.0.1`, the name
+/// the demo certificate names that every client checks (isync ignores IP addresses in it).
+fn client(addr: String) -> String {
+    match addr.strip_prefix("127.0.0.1:") {
+        Some(port) => format!("localhost:{port}"),
+        None => addr,
+    }
+}
+
 fn print_banner(layout: &Layout, users: &[DemoUser], scanning: &str) {
     let ca = layout.ca_file();
     println!("mailstore is up: 3 storage nodes serving mailhosts {}, 1 front node", GROUPS.join(" and "));
     println!("  data and configs: {}", layout.dir.display());
     println!("  logs:             {}", layout.log_dir().display());
-    println!("  IMAP  {}  (STARTTLS)     IMAPS {}", layout.front_imap(), layout.front_imaps());
-    println!("  POP3  {}  (STLS)         POP3S {}", layout.front_pop3(), layout.front_pop3s());
+    println!("  IMAP  {}  (STARTTLS)     IMAPS {}", client(layout.front_imap()), client(layout.front_imaps()));
+    println!("  POP3  {}  (STLS)         POP3S {}", client(layout.front_pop3()), client(layout.front_pop3s()));
     println!(
         "  SMTP  {}  (MX, no AUTH)   submission {} (STARTTLS)   submissions {}",
-        layout.front_smtp(),
-        layout.front_submission(),
-        layout.front_submissions()
+        client(layout.front_smtp()),
+        client(layout.front_submission()),
+        client(layout.front_submissions())
     );
-    println!("  ManageSieve {}  (STARTTLS; Sieve filters, vacation)", layout.front_sieve());
+    println!("  ManageSieve {}  (STARTTLS; Sieve filters, vacation)", client(layout.front_sieve()));
     println!("{scanning}");
     println!("  TLS certificate for localhost/127.0.0.1, signed by the local CA {}", ca.display());
     println!("  users (password, mailhost):");
@@ -194,17 +203,19 @@ fn print_banner(layout: &Layout, users: &[DemoUser], scanning: &str) {
             ca.display(),
             u.mail,
             u.password,
-            layout.front_imaps()
+            client(layout.front_imaps())
         );
         println!(
             "    swaks --server {} --tls --auth PLAIN --auth-user {} --auth-password '{}' --from {} --to bob@example.edu",
-            layout.front_submission(),
+            client(layout.front_submission()),
             u.mail,
             u.password,
             u.mail
         );
-        let (host, port) =
-            layout.front_sieve().rsplit_once(':').map(|(h, p)| (h.to_string(), p.to_string())).unwrap_or_default();
+        let (host, port) = client(layout.front_sieve())
+            .rsplit_once(':')
+            .map(|(h, p)| (h.to_string(), p.to_string()))
+            .unwrap_or_default();
         println!(
             "    sieve-connect --server {host} --port {port} --tlscafile {} --user {} --list",
             ca.display(),
