@@ -243,6 +243,8 @@ impl Layout {
         front.queue = Some(QueueSection { cluster_key_file: "cluster.key".into(), ..QueueSection::default() });
         front.scan.clamd = scanners.0.then(|| self.clamd_dir().join("clamd.sock").display().to_string());
         front.scan.rspamd = scanners.1.then(|| self.rspamd_normal());
+        let added = added_groups(&self.front_config(), &front.groups);
+        front.groups.extend(added);
         front::write(&self.front_config(), &front)
             .with_context(|| format!("writing {}", self.front_config().display()))?;
         Ok(users)
@@ -311,6 +313,13 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The groups an operator listed in the front's configuration at `path` besides `demo`'s (a
+/// mailhost `mailctl group add` created): `up` keeps them when it writes the file again.
+fn added_groups(path: &Path, demo: &[frontd::config::GroupSection]) -> Vec<frontd::config::GroupSection> {
+    let Ok(old) = frontd::config::Config::load(path) else { return Vec::new() };
+    old.groups.into_iter().filter(|g| !demo.iter().any(|d| d.name.eq_ignore_ascii_case(&g.name))).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,5 +344,23 @@ mod tests {
         let mode = std::fs::metadata(tmp.path().join("proxy.pw")).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "secrets are private");
         assert!(Layout::open(&tmp.path().join("x"), 65000).is_err());
+    }
+
+    /// Hole (issue 24): `up` wrote the front's configuration afresh at every start, so a
+    /// mailhost made with `mailctl group add` and listed there was lost at the next `up`.
+    #[test]
+    fn up_keeps_the_groups_an_operator_added() {
+        let tmp = tempfile::tempdir().unwrap();
+        let l = Layout::open(tmp.path(), 20000).unwrap();
+        l.prepare(&[], (false, false)).unwrap();
+        let mut cfg = frontd::config::Config::load(&l.front_config()).unwrap();
+        let mut zeus = cfg.groups[0].clone();
+        zeus.name = "zeus".into();
+        cfg.groups.push(zeus);
+        front::write(&l.front_config(), &cfg).unwrap();
+        l.prepare(&[], (false, false)).unwrap();
+        let names: Vec<String> =
+            frontd::config::Config::load(&l.front_config()).unwrap().groups.into_iter().map(|g| g.name).collect();
+        assert_eq!(names, [GROUPS.iter().map(|g| g.to_string()).collect::<Vec<_>>(), vec!["zeus".into()]].concat());
     }
 }
