@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use mail_auth::common::crypto::{RsaKey, Sha256};
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::{Canonicalization, DkimSigner, Done};
-use mail_parser::MessageParser;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::PrivateKeyDer;
 
@@ -86,9 +85,7 @@ impl Signers {
         if self.by_domain.is_empty() {
             return None;
         }
-        let header_end = message.windows(4).position(|w| w == b"\r\n\r\n").map_or(message.len(), |p| p + 2);
-        let parsed = MessageParser::new().parse_headers(&message[..header_end])?;
-        let from = parsed.from()?.first()?.address.as_deref()?.to_ascii_lowercase();
+        let from = crate::smtp::submission::from_addresses(message).into_iter().next()?;
         let signer = self.for_domain(from.rsplit_once('@')?.1)?;
         match signer.sign(message) {
             Ok(signature) => Some(signature.to_header()),

@@ -24,7 +24,7 @@ pub fn run(data: &[u8]) {
             }
         }
     }
-    for a in frontd::phish::header_from(data) {
+    for a in frontd::smtp::submission::from_addresses(data) {
         assert_eq!(a, a.to_ascii_lowercase());
     }
 }

@@ -146,7 +146,7 @@ impl Watch {
         recipients: &[String],
         message: &[u8],
     ) -> Option<Alarm> {
-        let header_from = header_from(message);
+        let header_from = crate::smtp::submission::from_addresses(message);
         let spoofed = header_from.iter().any(|a| !a.eq_ignore_ascii_case(envelope_from));
         let (messages_hour, spoofed_hour) = self.count(&account.mail, if spoofed { recipients.len() } else { 0 });
         let submission = Submission {
@@ -223,17 +223,4 @@ impl Watch {
     pub fn snagger(&self) -> &Snagger {
         &self.snagger
     }
-}
-
-/// The From field's addresses, lower case (what the bulk-spoofing rule compares).
-pub fn header_from(message: &[u8]) -> Vec<String> {
-    let header_end = message.windows(4).position(|w| w == b"\r\n\r\n").map_or(message.len(), |p| p + 2);
-    let Some(parsed) = mail_parser::MessageParser::new().parse_headers(&message[..header_end]) else {
-        return Vec::new();
-    };
-    parsed
-        .header_values(mail_parser::HeaderName::From)
-        .filter_map(|v| v.as_address())
-        .flat_map(|a| a.iter().filter_map(|x| x.address.as_deref().map(str::to_ascii_lowercase)).collect::<Vec<_>>())
-        .collect()
 }

@@ -58,11 +58,25 @@ fn field_addresses(message: &mail_parser::Message<'_>, name: HeaderName<'_>) -> 
     (found, unusable)
 }
 
+/// Where `message`'s header section ends (after its last field's CRLF).
+fn header_end(message: &[u8]) -> usize {
+    message.windows(4).position(|w| w == b"\r\n\r\n").map_or(message.len(), |p| p + 2)
+}
+
+/// The addresses of `message`'s From fields, lower case: what the phish rules compare with
+/// the envelope and what DKIM signs for (one parse of the header section, shared).
+pub fn from_addresses(message: &[u8]) -> Vec<String> {
+    MessageParser::new()
+        .parse_headers(&message[..header_end(message)])
+        .map(|parsed| field_addresses(&parsed, HeaderName::From).0)
+        .unwrap_or_default()
+}
+
 /// Decide on `message` (CRLF lines) submitted by the user whose addresses are `own`
 /// (lower case; the first is the one named in added fields).
 pub fn check(message: &[u8], own: &[String], policy: FromPolicy) -> Decision {
     debug_assert!(!own.is_empty(), "a user has at least their own address");
-    let header_end = message.windows(4).position(|w| w == b"\r\n\r\n").map_or(message.len(), |p| p + 2);
+    let header_end = header_end(message);
     let Some(parsed) = MessageParser::new().parse_headers(&message[..header_end]) else {
         return Decision::Refuse("554 5.6.0 the message header cannot be read".into());
     };
