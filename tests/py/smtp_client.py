@@ -4,7 +4,7 @@ JSON line: {"ok": bool, "refused": {rcpt: [code, text]}, "error": str, "code": i
 
   --server HOST:PORT  --from ADDR  --to ADDR [--to ADDR ...]  --subject TEXT
   [--starttls --ca FILE] [--user U --password P] [--body-bytes N | --message-file F]
-  [--header-from TEXT]
+  [--header-from TEXT] [--message-id ID]
 
 With --body-bytes the body is N bytes of numbered lines "<subject> line <k> xxx...", so a
 receiver can check that the last line arrived.
@@ -29,6 +29,7 @@ def main():
     p.add_argument("--password")
     p.add_argument("--source", help="local address to connect from (127.0.0.2, ...)")
     p.add_argument("--header-from", help="the From field, if not the envelope sender")
+    p.add_argument("--message-id", help="a Message-ID field")
     p.add_argument("--body-bytes", type=int, default=0)
     p.add_argument("--message-file", help="send these bytes as they are (--subject unused)")
     a = p.parse_args()
@@ -37,6 +38,8 @@ def main():
     msg["From"] = a.header_from or a.sender
     msg["To"] = ", ".join(a.to)
     msg["Subject"] = a.subject
+    if a.message_id:
+        msg["Message-ID"] = a.message_id
     if a.body_bytes:
         line_len = 76
         lines = [f"{a.subject} line {k:09d} ".ljust(line_len, "x") for k in range(a.body_bytes // (line_len + 1))]

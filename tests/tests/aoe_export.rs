@@ -34,6 +34,7 @@ fn storaged_serves_its_configured_aoe_exports() {
         pop3s: None,
         admin: None,
         sieve: None,
+        metrics: None,
     };
     let mut cfg = storage::node_config(&node, &[storage::group("hermes", std::slice::from_ref(&node))]);
     cfg.cluster_key = Some("aoe test".into());

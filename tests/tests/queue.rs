@@ -65,6 +65,7 @@ fn remote_mail_waits_for_its_server_and_arrives_once_and_refusals_bounce() {
         queue: Some(QueueSection { groups: vec!["hermes".into(), "apollo".into()], ..queue_settings(&routes) }),
         route_timeout_ms: Some(3000),
         tune: Some(Box::new(move |c| c.groups.insert(0, zeus.clone()))),
+        json_logs: false,
     };
     let front = Front::start_opts(root, &storage, ldif_directory(), options);
     wait_listening(&front.submission, "frontd submission");

@@ -19,6 +19,8 @@ pub struct NodeAddrs {
     pub admin: Option<String>,
     /// ManageSieve (with IMAP: the same users edit their filters).
     pub sieve: Option<String>,
+    /// Prometheus `/metrics`.
+    pub metrics: Option<String>,
 }
 
 /// Which optional listeners a node gets when its ports are picked for it.
@@ -28,6 +30,7 @@ pub struct Listeners {
     pub pop3: bool,
     pub implicit_tls: bool,
     pub admin: bool,
+    pub metrics: bool,
 }
 
 impl NodeAddrs {
@@ -45,6 +48,7 @@ impl NodeAddrs {
             pop3s: some(listeners.implicit_tls),
             admin: some(listeners.admin),
             sieve: some(listeners.imap),
+            metrics: some(listeners.metrics),
         }
     }
 
@@ -75,7 +79,9 @@ pub fn group(name: &str, nodes: &[NodeAddrs]) -> GroupConfig {
 /// The configuration of `node`, keeping its data in `data{id}` (relative to the file) and
 /// serving `groups`.
 pub fn node_config(node: &NodeAddrs, groups: &[GroupConfig]) -> Config {
-    Config::new(node.id, format!("data{}", node.id), node.listen(), groups.to_vec())
+    let mut cfg = Config::new(node.id, format!("data{}", node.id), node.listen(), groups.to_vec());
+    cfg.metrics.listen = node.metrics.clone();
+    cfg
 }
 
 /// `node{id}.toml`, the conventional file name of node `id`'s configuration.

@@ -81,3 +81,36 @@ mod tests {
         assert_eq!(LoginPolicy::default().throttling().failures_max, 10);
     }
 }
+
+/// The Prometheus endpoint (`[metrics]`): `GET /metrics` on `listen` (off when unset;
+/// keep it on loopback or an operations network), with a bearer token when
+/// `token_file` names one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    pub listen: Option<String>,
+    pub token_file: Option<PathBuf>,
+}
+
+impl MetricsSection {
+    /// Whether the endpoint is off (nothing to write in a generated file).
+    pub fn is_off(&self) -> bool {
+        self.listen.is_none() && self.token_file.is_none()
+    }
+
+    /// The bearer token scrapers must present, if one is configured.
+    pub fn token(&self) -> std::io::Result<Option<String>> {
+        let Some(path) = &self.token_file else { return Ok(None) };
+        let token = std::fs::read_to_string(path)?.trim().to_string();
+        if token.is_empty() {
+            return Err(std::io::Error::other(format!("{}: the metrics token is empty", path.display())));
+        }
+        Ok(Some(token))
+    }
+
+    /// Serve `registry` as configured: nothing when `listen` is unset.
+    pub async fn start(&self, registry: crate::metrics::Registry) -> std::io::Result<()> {
+        let Some(listen) = &self.listen else { return Ok(()) };
+        crate::metrics::endpoint::start(listen, registry, self.token()?).await
+    }
+}

@@ -18,6 +18,8 @@ pub mod line;
 pub mod lmtp_auth;
 pub mod logins;
 pub mod managesieve;
+pub mod message_log;
+pub mod metrics;
 pub mod network;
 pub mod password;
 pub mod recipient_rules;

@@ -302,7 +302,7 @@ pub struct DkimKeySection {
 }
 
 /// The certificate clients see (STARTTLS, STLS, implicit TLS); re-read on SIGHUP.
-pub use common::config::TlsFiles;
+pub use common::config::{MetricsSection, TlsFiles};
 
 /// An LDAP directory.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -480,6 +480,8 @@ pub struct Config {
     pub dkim: DkimSection,
     #[serde(default)]
     pub phish: PhishSection,
+    #[serde(default, skip_serializing_if = "MetricsSection::is_off")]
+    pub metrics: MetricsSection,
     pub queue: Option<QueueSection>,
     pub groups: Vec<GroupSection>,
 }
@@ -549,6 +551,7 @@ impl Config {
             scan: ScanSection::default(),
             dkim: DkimSection::default(),
             phish: PhishSection::default(),
+            metrics: MetricsSection::default(),
             queue: None,
             groups,
         }
@@ -598,6 +601,7 @@ impl Config {
         self.dkim.keys.iter_mut().for_each(|k| fix(&mut k.key_file));
         self.phish.geo_database.iter_mut().for_each(fix);
         self.phish.ldap_admin_password_file.iter_mut().for_each(fix);
+        self.metrics.token_file.iter_mut().for_each(fix);
         self.backend.cluster_key_file.iter_mut().for_each(fix);
         if let Some(q) = &mut self.queue {
             if !q.cluster_key_file.as_os_str().is_empty() {

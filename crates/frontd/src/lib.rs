@@ -16,6 +16,7 @@ pub mod dkim;
 pub mod imap;
 pub mod login;
 pub mod managesieve;
+pub mod metrics;
 pub mod outbound;
 pub mod phish;
 pub mod pop3;

@@ -43,6 +43,8 @@ pub enum StartError {
     Tls(#[from] common::tls::TlsError),
     #[error("listen on {addr}: {source}")]
     Listen { addr: String, source: std::io::Error },
+    #[error("the /metrics endpoint: {0}")]
+    Metrics(std::io::Error),
 }
 
 /// Everything a connection needs.
@@ -82,6 +84,8 @@ pub struct Front {
     /// The memory SMTP bodies are held in, shared by every connection.
     pub body_memory: Arc<crate::smtp::memory::BodyMemory>,
     per_user: Arc<SessionCounts<String>>,
+    /// What `/metrics` reports.
+    pub metrics: Arc<crate::metrics::FrontMetrics>,
 }
 
 impl Front {
@@ -108,6 +112,7 @@ impl Front {
             }
             _ => None,
         };
+        let metrics = Arc::new(crate::metrics::FrontMetrics::default());
         let queue_runner = match (&queue, &cfg.queue) {
             (Some(client), Some(settings)) if settings.runner => Some(Arc::new(crate::queue::runner::Runner {
                 queue: client.clone(),
@@ -117,6 +122,7 @@ impl Front {
                 local_domains: cfg.smtp.local_domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
                 host: cfg.host.clone(),
                 holder: format!("{}-{:08x}", cfg.host, rand::random::<u32>()),
+                metrics: metrics.clone(),
             })),
             _ => None,
         };
@@ -124,6 +130,7 @@ impl Front {
         let phish = key.as_ref().map(|k| phish_watch(cfg, &directory, &cluster, k, route_timeout).map(Arc::new));
         let phish = phish.transpose()?;
         Ok(Self {
+            metrics,
             host: cfg.host.clone(),
             srs,
             router,
@@ -212,16 +219,20 @@ impl Front {
     /// (whatever a directory cache still says).
     pub async fn check_login(
         &self,
+        listener: Listener,
         ip: IpAddr,
         tls: bool,
         creds: &PlainCredentials,
     ) -> Result<Arc<directory::Account>, Refusal> {
-        let account = self.gate.login(ip, tls, creds).await?;
-        if self.phish.as_ref().is_some_and(|w| w.is_locked(&account.mail)) {
-            tracing::warn!(user = %account.mail, %ip, "login of a locked account refused");
-            return Err(Refusal::Disabled);
-        }
-        Ok(account)
+        let checked = self.gate.login(ip, tls, creds).await.and_then(|account| {
+            if self.phish.as_ref().is_some_and(|w| w.is_locked(&account.mail)) {
+                tracing::warn!(user = %account.mail, %ip, "login of a locked account refused");
+                return Err(Refusal::Disabled);
+            }
+            Ok(account)
+        });
+        self.metrics.logins.count(listener.name(), checked.is_ok());
+        checked
     }
 
     /// Route a checked account: its group's leader, logged in for it.
@@ -407,6 +418,7 @@ impl Service {
 /// Start every configured listener and serve until SIGTERM or SIGINT.
 pub async fn run(cfg: Config, path: Option<std::path::PathBuf>) -> Result<(), StartError> {
     let front = Arc::new(Front::new(&cfg, path)?);
+    cfg.metrics.start(front.metrics.registry()).await.map_err(StartError::Metrics)?;
     let max = cfg.limits.connections_max;
     let bind = |addr: &String| {
         let addr = addr.clone();
@@ -433,8 +445,10 @@ pub async fn run(cfg: Config, path: Option<std::path::PathBuf>) -> Result<(), St
         tasks.spawn(common::accept::serve(listener, max, service.name(), service.busy_line(), move |stream, peer| {
             let front = front.clone();
             async move {
+                let listener = service.listener().name();
                 if front.access.admission(peer.ip(), service.listener()).denied {
-                    tracing::info!(%peer, listener = service.listener().name(), "client denied by an IP rule");
+                    tracing::info!(%peer, listener, "client denied by an IP rule");
+                    front.metrics.refused(listener, "ip-rule");
                     let mut stream = stream;
                     // With implicit TLS a plain line would be noise to the client: just close.
                     if !implicit {
@@ -444,10 +458,12 @@ pub async fn run(cfg: Config, path: Option<std::path::PathBuf>) -> Result<(), St
                 }
                 let Some(_address_slot) = front.per_address.try_acquire(peer.ip()) else {
                     tracing::warn!(%peer, "connection limit of the address reached");
+                    front.metrics.refused(listener, "address-limit");
                     let mut stream = stream;
                     let _ = stream.write_all(service.busy_address_line()).await;
                     return Ok(());
                 };
+                front.metrics.sessions.opened(listener);
                 match service {
                     Service::Imap => {
                         let caps = front.node_capabilities().await;
@@ -560,7 +576,12 @@ async fn login(
     tls: bool,
     creds: &PlainCredentials,
 ) -> Result<(Backend, Slot<String>), Refusal> {
-    let account = front.check_login(peer.ip(), tls, creds).await?;
+    let listener = match protocol {
+        Protocol::Pop3 => Listener::Pop3,
+        Protocol::Sieve => Listener::Sieve,
+        _ => Listener::Imap,
+    };
+    let account = front.check_login(listener, peer.ip(), tls, creds).await?;
     let Some(slot) = front.per_user.try_acquire(account.mail.clone()) else {
         tracing::warn!(user = %account.mail, %peer, "session limit of the user reached");
         return Err(Refusal::TooManySessions);

@@ -38,5 +38,5 @@ pub use payload::{LogPayload, PayloadError};
 pub use record::{EntryKind, RecordId};
 pub use recovery::OpenReport;
 pub use shared::Record;
-pub use store::{RaftLogStore, RaftLogStoreReader};
+pub use store::{AppendObserver, RaftLogStore, RaftLogStoreReader};
 pub use writer::{DurableCallback, EntryIn};

@@ -9,6 +9,7 @@ use std::fmt::Debug;
 use std::io;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
@@ -118,7 +119,17 @@ pub struct RaftLogStore<C> {
     committed: Option<RecordId>,
     /// The state machine's durable point (see [`RaftLogStore::with_purge_gate`]).
     purge_gate: Option<tokio::sync::watch::Receiver<u64>>,
+    /// Told how long each append took (see [`AppendObserver`]).
+    observer: Option<Arc<dyn AppendObserver>>,
     _config: PhantomData<C>,
+}
+
+/// Told the time of every append: from the call until its entries are written (in the
+/// page cache, readable) and until they are durable (fdatasync done). For metrics; it
+/// is called on the log's completion path and must return at once.
+pub trait AppendObserver: Send + Sync + 'static {
+    fn written(&self, elapsed: std::time::Duration);
+    fn durable(&self, elapsed: std::time::Duration);
 }
 
 /// Longest a purge waits for the state machine to make the purged entries durable; past
@@ -127,7 +138,13 @@ pub const PURGE_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(6
 
 impl<C> RaftLogStore<C> {
     pub fn new(log: Log) -> Self {
-        Self { log, committed: None, purge_gate: None, _config: PhantomData }
+        Self { log, committed: None, purge_gate: None, observer: None, _config: PhantomData }
+    }
+
+    /// Report each append's latency to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn AppendObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Hold every purge until `durable` (the highest log index the state machine has made
@@ -242,8 +259,18 @@ where
         for entry in entries {
             batch.push(encode_entry::<C>(&entry).map_err(|e| StorageIOError::write_log_entry(entry.log_id, &e))?);
         }
-        let durable = Box::new(move |r: io::Result<()>| callback.log_io_completed(r));
+        let started = std::time::Instant::now();
+        let observer = self.observer.clone();
+        let durable = Box::new(move |r: io::Result<()>| {
+            if let Some(o) = observer {
+                o.durable(started.elapsed());
+            }
+            callback.log_io_completed(r)
+        });
         self.log.append(batch, durable).await.map_err(|e| StorageIOError::write_logs(&e))?;
+        if let Some(o) = &self.observer {
+            o.written(started.elapsed());
+        }
         Ok(())
     }
 

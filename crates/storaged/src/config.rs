@@ -40,7 +40,7 @@ pub struct Listen {
     pub sieve: Option<String>,
 }
 
-pub use common::config::{LoginPolicy, TlsFiles};
+pub use common::config::{LoginPolicy, MetricsSection, TlsFiles};
 
 /// The identity front nodes log in with on behalf of users (`[proxy]`): SASL PLAIN with the
 /// user as authorization identity, Dovecot's master-user pattern.
@@ -219,6 +219,8 @@ pub struct Config {
     pub auth: LoginPolicy,
     #[serde(default)]
     pub proxy: ProxyConfig,
+    #[serde(default)]
+    pub metrics: MetricsSection,
     pub tls: Option<TlsFiles>,
     pub groups: Vec<GroupConfig>,
     pub aoe: Option<AoeConfig>,
@@ -258,6 +260,7 @@ impl Config {
             sieve: SieveSettings::default(),
             auth: LoginPolicy::default(),
             proxy: ProxyConfig::default(),
+            metrics: MetricsSection::default(),
             tls: None,
             groups,
             aoe: None,
@@ -304,6 +307,7 @@ impl Config {
             &mut cfg.users_file,
             &mut cfg.training.password_file,
             &mut cfg.sieve.global_dir,
+            &mut cfg.metrics.token_file,
         ];
         for p in secrets.into_iter().flatten().chain(tls_files) {
             if p.is_relative() {

@@ -12,6 +12,7 @@ pub mod imap;
 pub mod lmtp;
 pub mod mailstore;
 pub mod managesieve;
+pub mod metrics;
 pub mod node;
 pub mod pop3;
 pub mod raft;

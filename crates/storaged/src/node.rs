@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use crate::auth::{Authenticator, Login, LoginError, PlainCredentials, ProxyHints};
 use crate::config::{Config, ConfigError, GroupConfig, Limits};
 use crate::group::{Group, GroupError};
+use crate::metrics::NodeMetrics;
 use crate::raft::Groups;
 use crate::users::{UserDb, UserDbError};
 
@@ -48,6 +49,8 @@ pub enum NodeError {
     NotAMember { node: u64, group: String },
     #[error("a member id is listed twice")]
     DuplicateMember,
+    #[error("the /metrics endpoint: {0}")]
+    Metrics(String),
     #[error("{service} stopped: {source}")]
     Stopped { service: &'static str, source: io::Error },
     #[error("{service} task failed: {source}")]
@@ -91,6 +94,8 @@ pub struct Node {
     pub stopping: tokio::sync::watch::Sender<bool>,
     /// Users' Sieve scripts, compiled (see `lmtp::filter`).
     pub sieve_programs: crate::lmtp::filter::ProgramCache,
+    /// What `/metrics` reports.
+    pub metrics: Arc<NodeMetrics>,
 }
 
 /// Start everything the configuration describes and serve until a listener fails.
@@ -121,10 +126,11 @@ pub async fn run(mut cfg: Config) -> Result<(), NodeError> {
         Some(t) => Some(crate::tls::Tls::load(&t.cert_file, &t.key_file)?),
         None => None,
     };
+    let metrics = Arc::new(NodeMetrics::default());
     let mut groups = HashMap::new();
     let mut rafts = HashMap::new();
     for gcfg in &cfg.groups {
-        let g = Group::open(&cfg, gcfg, key.clone()).await?;
+        let g = Group::open(&cfg, gcfg, key.clone(), metrics.clone()).await?;
         rafts.insert(g.name.clone(), g.raft.clone());
         groups.insert(g.name.clone(), g);
     }
@@ -142,7 +148,10 @@ pub async fn run(mut cfg: Config) -> Result<(), NodeError> {
         tls,
         stopping: tokio::sync::watch::Sender::new(false),
         sieve_programs: Default::default(),
+        metrics: metrics.clone(),
     });
+    let registry = metrics.registry(Arc::downgrade(&node), cfg.data_dir.clone());
+    cfg.metrics.start(registry).await.map_err(|e| NodeError::Metrics(e.to_string()))?;
     let raft_server = tokio::spawn(crate::raft::serve(raft_listener, node.rafts.clone(), key.clone(), node.clone()));
     tokio::spawn(reload_users_on_hangup(hangups, cfg.clone(), node.clone()));
     let lmtp_server = tokio::spawn(crate::lmtp::serve(lmtp_listener, node.clone()));
@@ -259,7 +268,7 @@ impl Node {
             added.push(gcfg.clone());
             save_added_groups(&self.cfg, added)?;
         }
-        let group = Group::open(&self.cfg, &gcfg, self.key.clone()).await?;
+        let group = Group::open(&self.cfg, &gcfg, self.key.clone(), self.metrics.clone()).await?;
         tracing::info!(group = %gcfg.name, members = ?ids, "group created");
         self.rafts.write().expect("groups lock").insert(group.name.clone(), group.raft.clone());
         self.groups.write().expect("groups lock").insert(group.name.clone(), group);
@@ -271,6 +280,7 @@ impl Node {
     /// at the node) is served from the one group here that holds the user's mail.
     pub async fn authenticate(
         &self,
+        protocol: &'static str,
         peer: std::net::IpAddr,
         tls: bool,
         hints: &ProxyHints,
@@ -281,7 +291,9 @@ impl Node {
         if hints.mailhost.is_none() && !creds.authzid.is_empty() && users.resolve(&creds.authzid).is_none() {
             hints.mailhost = self.mailhost_holding(&creds.authzid);
         }
-        self.auth.login(&users, peer, tls, &hints, creds).await
+        let login = self.auth.login(&users, peer, tls, &hints, creds).await;
+        self.metrics.logins.count(protocol, login.is_ok());
+        login
     }
 
     /// The one group served here that holds `user`'s mail, if exactly one does.

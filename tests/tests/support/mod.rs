@@ -72,6 +72,8 @@ pub struct Storage {
     pub admin: Vec<String>,
     /// ManageSieve listeners.
     pub sieve: Vec<String>,
+    /// Prometheus `/metrics` listeners.
+    pub metrics: Vec<String>,
     /// Applied to every node's configuration.
     tune: std::sync::Arc<dyn Fn(&mut storaged::config::Config)>,
     children: Vec<Option<Child>>,
@@ -91,6 +93,7 @@ impl Storage {
         let n = 3;
         let addrs = || (0..n).map(|_| free_addr()).collect::<Vec<_>>();
         let (raft, lmtp, imap, pop3, admin, sieve) = (addrs(), addrs(), addrs(), addrs(), addrs(), addrs());
+        let metrics = addrs();
         std::fs::write(root.join("cluster.key"), CLUSTER_KEY).unwrap();
         // Deliveries in these tests go straight to storaged over LMTP, which needs to know
         // each recipient's group; logins come through frontd and the directory.
@@ -107,6 +110,7 @@ impl Storage {
             pop3,
             admin,
             sieve,
+            metrics,
             tune,
             children: (0..n).map(|_| None).collect(),
         };
@@ -136,6 +140,7 @@ impl Storage {
                 pop3s: None,
                 admin: Some(self.admin[k].clone()),
                 sieve: Some(self.sieve[k].clone()),
+                metrics: Some(self.metrics[k].clone()),
             })
             .collect()
     }
@@ -356,6 +361,8 @@ pub struct FrontOptions {
     pub queue: Option<QueueSection>,
     /// `[backend] route_timeout_ms` (20 s if not given).
     pub route_timeout_ms: Option<u64>,
+    /// Log JSON (`--log-format json`).
+    pub json_logs: bool,
 }
 
 /// An SMTP rule for clients in `network`.
@@ -401,7 +408,7 @@ impl Front {
     }
 
     pub fn start_opts(root: &Path, storage: &Storage, directory: DirectorySection, options: FrontOptions) -> Self {
-        let FrontOptions { tls, plaintext_loopback, tune, queue, route_timeout_ms } = options;
+        let FrontOptions { tls, plaintext_loopback, tune, queue, route_timeout_ms, json_logs } = options;
         if tls {
             make_certificate(root);
         }
@@ -445,6 +452,9 @@ impl Front {
         let log = root.join("frontd.log");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sys-frontd"));
         cmd.arg("--config").arg(&path).env("RUST_LOG", "info");
+        if json_logs {
+            cmd.args(["--log-format", "json"]);
+        }
         let child = Some(spawn(cmd, &log));
         wait_listening(&imap, "frontd");
         Self { imap, pop3, smtp, submission, imaps, pop3s, sieve, child, log }

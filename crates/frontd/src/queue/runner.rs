@@ -30,6 +30,7 @@ pub struct Runner {
     pub host: String,
     /// This runner's name in leases.
     pub holder: String,
+    pub metrics: Arc<crate::metrics::FrontMetrics>,
 }
 
 fn now_s() -> i64 {
@@ -119,10 +120,32 @@ impl Runner {
         let mut outcome = AttemptOutcome { delivered: Vec::new(), failed: Vec::new(), retry_at_s: 0, error: None };
         let mut later: Vec<(String, String)> = Vec::new();
         let mut remote: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        let mut file = |rcpt: String, reply: String, outcome: &mut AttemptOutcome| match verdict(&reply) {
-            Verdict::Delivered => outcome.delivered.push(rcpt),
-            Verdict::Failed => outcome.failed.push((rcpt, reply)),
-            Verdict::Later => later.push((rcpt, reply)),
+        let (queue_id, message_id, started) =
+            (format!("{group}/{}", item.id), common::message_log::message_id(&body), std::time::Instant::now());
+        let mut file = |rcpt: String, reply: String, outcome: &mut AttemptOutcome| {
+            common::message_log::MessageLine {
+                hop: "queue",
+                peer: None,
+                message_id: message_id.as_deref(),
+                queue_id: &queue_id,
+                from: &item.sender,
+                to: &rcpt,
+                size_bytes: body.len(),
+                reply: &reply,
+                latency: started.elapsed(),
+            }
+            .log();
+            let verdict = verdict(&reply);
+            self.metrics.outbound(match verdict {
+                Verdict::Delivered => "sent",
+                Verdict::Failed => "bounced",
+                Verdict::Later => "deferred",
+            });
+            match verdict {
+                Verdict::Delivered => outcome.delivered.push(rcpt),
+                Verdict::Failed => outcome.failed.push((rcpt, reply)),
+                Verdict::Later => later.push((rcpt, reply)),
+            }
         };
         for rcpt in pending {
             let domain = rcpt.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::message_log::MessageLine;
 use common::tls::Conn;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -164,7 +165,7 @@ fn submitted<'m>(
 }
 
 /// The `Received:` header for a message; it names the authenticated user, if any.
-fn received(session: &Session, peer: SocketAddr, conn: &Conn, host: &str, recipients: &[String]) -> String {
+fn received(session: &Session, peer: SocketAddr, conn: &Conn, host: &str, id: &str, recipients: &[String]) -> String {
     let helo = session.helo().unwrap_or("unknown").replace(|c: char| c.is_control() || c == '(' || c == ')', "");
     let protocol = match (conn.tls, session.account().is_some()) {
         (true, true) => "ESMTPSA",
@@ -174,11 +175,10 @@ fn received(session: &Session, peer: SocketAddr, conn: &Conn, host: &str, recipi
     };
     let tls = conn.tls_info.as_ref().map(|t| format!("\r\n\t(using {t})")).unwrap_or_default();
     let user = session.account().map(|a| format!("\r\n\t(authenticated as {})", a.mail)).unwrap_or_default();
-    let id: u64 = rand::random();
     let to = if recipients.len() == 1 { format!("\r\n\tfor <{}>", recipients[0]) } else { String::new() };
     let date = chrono::Utc::now().to_rfc2822();
     format!(
-        "Received: from {helo} ([{}]){tls}{user}\r\n\tby {host} (frontd) with {protocol} id {id:016x}{to};\r\n\t{date}\r\n",
+        "Received: from {helo} ([{}]){tls}{user}\r\n\tby {host} (frontd) with {protocol} id {id}{to};\r\n\t{date}\r\n",
         peer.ip()
     )
 }
@@ -198,6 +198,7 @@ pub async fn connection(
     if mode == Mode::Mx && admission.check_dnsbl {
         if let Some(reply) = front.smtp_policy.dnsbl(peer.ip()).await {
             tracing::info!(%peer, reply, "SMTP client refused");
+            front.metrics.refused(listener.name(), "dnsbl");
             return conn.wr.write_all(format!("{reply}\r\n").as_bytes()).await;
         }
     }
@@ -207,6 +208,7 @@ pub async fn connection(
         if let Ok(Ok(early)) = tokio::time::timeout(greet_delay, conn.rd.fill_buf()).await {
             if !early.is_empty() {
                 tracing::info!(%peer, "SMTP client talked before the greeting");
+                front.metrics.refused(listener.name(), "early-talker");
                 return conn.wr.write_all(b"554 5.5.0 you talked before the greeting\r\n").await;
             }
             return Ok(());
@@ -264,7 +266,7 @@ pub async fn connection(
                     session.auth_line(&line)
                 }
                 Step::Authenticate(creds) => {
-                    let result = front.check_login(peer.ip(), conn.tls, &creds).await;
+                    let result = front.check_login(listener, peer.ip(), conn.tls, &creds).await;
                     if let (Ok(account), Some(watch)) = (&result, &front.phish) {
                         watch.logged_in(account.clone(), None, "SMTP", peer.ip());
                     }
@@ -325,8 +327,9 @@ pub async fn connection(
                             continue;
                         }
                     };
-                    let all = envelope.all_recipients();
-                    let header = received(&session, peer, &conn, &front.host, &all);
+                    let (all, data_end) = (envelope.all_recipients(), Instant::now());
+                    let queue_id = format!("{:016x}", rand::random::<u64>());
+                    let header = received(&session, peer, &conn, &front.host, &queue_id, &all);
                     let aliases = &session.settings().domain_aliases;
                     let body = super::rewrite::collapse_aliases(&envelope.message, aliases);
                     let client = Client {
@@ -345,7 +348,14 @@ pub async fn connection(
                         }
                     };
                     drop(body);
-                    tracing::info!(%peer, from = %envelope.from, recipients = all.len(), group = ?envelope.group, reply = %replies.first().map(String::as_str).unwrap_or(""), "SMTP message");
+                    let (hop, size_bytes, latency) = (listener.name(), envelope.message.len(), data_end.elapsed());
+                    let message_id = common::message_log::message_id(&envelope.message);
+                    for (to, reply) in all.iter().zip(&replies) {
+                        let (message_id, queue_id, from) = (message_id.as_deref(), &queue_id, &envelope.from);
+                        let peer = Some(peer.ip());
+                        MessageLine { hop, peer, message_id, queue_id, from, to, size_bytes, reply, latency }.log();
+                    }
+                    front.metrics.smtp_message(hop, size_bytes, &replies, latency);
                     session.delivered(&replies)
                 }
             };

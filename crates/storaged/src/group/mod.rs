@@ -67,7 +67,12 @@ pub struct Group {
 
 impl Group {
     /// Open (or create) this node's replica of `gcfg` under `cfg.data_dir`, and start Raft.
-    pub async fn open(cfg: &Config, gcfg: &GroupConfig, key: ClusterKey) -> Result<Arc<Self>, GroupError> {
+    pub async fn open(
+        cfg: &Config,
+        gcfg: &GroupConfig,
+        key: ClusterKey,
+        log_observer: Arc<dyn raftlog::AppendObserver>,
+    ) -> Result<Arc<Self>, GroupError> {
         let name = gcfg.name.clone();
         let dir = cfg.data_dir.join(&name);
         let log = Log::open(dir.join("raft"), Options::default())
@@ -98,7 +103,7 @@ impl Group {
             cfg.node_id,
             Arc::new(raft_cfg),
             network,
-            RaftLogStore::<MailConfig>::new(log).with_purge_gate(sm.durable()),
+            RaftLogStore::<MailConfig>::new(log).with_purge_gate(sm.durable()).with_observer(log_observer),
             sm.clone(),
         )
         .await

@@ -176,6 +176,11 @@ impl MailStateMachine {
         Ok(())
     }
 
+    /// Size of the current snapshot's archive, if there is one.
+    pub fn snapshot_bytes(&self) -> Option<u64> {
+        std::fs::metadata(self.snap_path()).ok().map(|m| m.len())
+    }
+
     fn snap_path(&self) -> PathBuf {
         self.group_dir.join("snapshots").join("current.snap")
     }

@@ -136,6 +136,7 @@ struct State {
 }
 
 async fn handle(stream: TcpStream, peer: SocketAddr, node: Arc<Node>, implicit_tls: bool) -> std::io::Result<()> {
+    node.metrics.sessions.opened("imap");
     let mut conn = Conn::open(stream, node.tls.as_ref(), implicit_tls).await?;
     let append_limit = u32::try_from(node.limits.message_max_bytes).unwrap_or(u32::MAX);
     let offer = Offer {
@@ -258,7 +259,9 @@ async fn command_loop<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin>(
                 return Ok(LoopEnd::Closed);
             }
         }
+        let started = std::time::Instant::now();
         let (out, outcome) = state.session.input(&bytes).await;
+        node.metrics.imap_command(&bytes, &out, started.elapsed());
         send(wr, &out).await?;
         let mut outcome = outcome;
         // Follow-ups (login checks, SASL continuation) may chain.
@@ -327,7 +330,7 @@ async fn login(
 ) -> (Vec<u8>, Outcome) {
     let hints = state.session.proxy_hints().clone();
     let session = &mut state.session;
-    let login = match node.authenticate(peer.ip(), tls, &hints, creds).await {
+    let login = match node.authenticate("imap", peer.ip(), tls, &hints, creds).await {
         Ok(l) => l,
         Err(e) => {
             let code = match e {

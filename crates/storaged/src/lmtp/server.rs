@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::message_log::MessageLine;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -58,6 +59,7 @@ impl Context for ConnContext<'_> {
 }
 
 async fn handle(stream: TcpStream, node: Arc<Node>) -> std::io::Result<()> {
+    node.metrics.sessions.opened("lmtp");
     stream.set_nodelay(true)?;
     let (rd, mut wr) = stream.into_split();
     // Message bodies arrive in large pieces; LMTP connections are few (the fronts').
@@ -115,6 +117,9 @@ async fn handle(stream: TcpStream, node: Arc<Node>) -> std::io::Result<()> {
     }
 }
 
+/// Where a recipient's copy was committed: its group and log index.
+type Committed<'e> = Option<(&'e str, u64)>;
+
 /// Deliver `env` through each recipient's group; one reply line per recipient, in order.
 async fn deliver(node: &Node, env: Envelope) -> Vec<String> {
     let started = Instant::now();
@@ -124,17 +129,19 @@ async fn deliver(node: &Node, env: Envelope) -> Vec<String> {
     if let std::borrow::Cow::Owned(fixed) = crate::imap::sendable::sendable(&message) {
         message = fixed;
     }
+    let size = message.len();
     let internal_date =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let message_id = common::message_log::message_id(&message);
     let mut replies = vec![String::new(); env.recipients.len()];
-    let (unfiltered, watched) = per_recipient(node, &env, &message, internal_date, started, &mut replies).await;
+    let mut indexes = vec![None; env.recipients.len()];
+    let (unfiltered, watched) = per_recipient(node, &env, &message, internal_date, (&mut replies, &mut indexes)).await;
     // One entry per group and folder.
     let mut by_group: BTreeMap<(&str, Option<&str>), Vec<usize>> = BTreeMap::new();
     for k in unfiltered {
         let r = &env.recipients[k];
         by_group.entry((r.group.as_str(), r.folder)).or_default().push(k);
     }
-    let size = message.len();
     let groups = by_group.len();
     for (n, ((group_name, folder), idxs)) in by_group.into_iter().enumerate() {
         let users: Vec<String> = idxs.iter().map(|k| env.recipients[*k].user.as_str().to_string()).collect();
@@ -163,7 +170,8 @@ async fn deliver(node: &Node, env: Envelope) -> Vec<String> {
         }
         let result = group.write(req).await;
         for (pos, k) in idxs.iter().enumerate() {
-            let outcome = Outcome { group: &group, group_name, user: &users[pos], size, started };
+            indexes[*k] = result.as_ref().ok().map(|c| (group_name, c.index));
+            let outcome = Outcome { group: &group, group_name };
             replies[*k] = outcome.reply(&result, pos, &env.recipients[*k].address);
         }
     }
@@ -172,19 +180,36 @@ async fn deliver(node: &Node, env: Envelope) -> Vec<String> {
             super::quota::warn_if_crossed(w, &env.recipients[k], size, internal_date).await;
         }
     }
+    for ((reply, r), index) in replies.iter().zip(&env.recipients).zip(&indexes) {
+        let queue_id = index.map(|(g, i)| format!("{g}@{i}")).unwrap_or_else(|| r.group.clone());
+        let latency = started.elapsed();
+        let (from, to, message_id) = (&env.from, &r.address, message_id.as_deref());
+        let line = MessageLine {
+            hop: "lmtp",
+            peer: None,
+            message_id,
+            queue_id: &queue_id,
+            from,
+            to,
+            size_bytes: size,
+            reply,
+            latency,
+        };
+        line.log();
+        node.metrics.lmtp_recipient(reply, size, latency);
+    }
     replies
 }
 
 /// What each recipient's quota and filter decide, before the shared entries: refusals and
 /// each filtered recipient's own entry answered in `replies`; returns the recipients left
 /// for the shared entries, and those whose quota's warning line to check afterwards.
-async fn per_recipient(
+async fn per_recipient<'e>(
     node: &Node,
-    env: &Envelope,
+    env: &'e Envelope,
     message: &[u8],
     internal_date: i64,
-    started: Instant,
-    replies: &mut [String],
+    (replies, indexes): (&mut [String], &mut [Committed<'e>]),
 ) -> (Vec<usize>, Vec<(usize, super::quota::Watched)>) {
     let mut watched = Vec::new();
     let mut unfiltered = Vec::new();
@@ -203,9 +228,8 @@ async fn per_recipient(
             Some((group, Filtered::Deliver(op))) => {
                 let parts: Vec<&[u8]> = vec![b"sieve", env.from.as_bytes(), message, r.user.as_str().as_bytes()];
                 let result = group.write(MailRequest { op_id: OpId::digest(&parts), op }).await;
-                let user = r.user.as_str().to_string();
-                let outcome =
-                    Outcome { group: &group, group_name: &r.group, user: &user, size: message.len(), started };
+                indexes[k] = result.as_ref().ok().map(|c| (r.group.as_str(), c.index));
+                let outcome = Outcome { group: &group, group_name: &r.group };
                 replies[k] = outcome.reply(&result, 0, &r.address);
             }
         }
@@ -248,9 +272,6 @@ fn rejected_reply(addr: &str, reason: &str) -> String {
 struct Outcome<'a> {
     group: &'a crate::group::Group,
     group_name: &'a str,
-    user: &'a str,
-    size: usize,
-    started: Instant,
 }
 
 impl Outcome<'_> {
@@ -260,17 +281,7 @@ impl Outcome<'_> {
         match result {
             Ok(committed) => match &committed.data {
                 MailResponse::Delivered(rs) => match rs.get(pos) {
-                    Some(Ok((_, uid))) => {
-                        tracing::info!(
-                            user = %self.user,
-                            group = %group_name,
-                            size = self.size,
-                            index = committed.index,
-                            latency_ms = self.started.elapsed().as_millis() as u64,
-                            "delivered"
-                        );
-                        format!("250 2.0.0 <{addr}> delivered (uid {uid})")
-                    }
+                    Some(Ok((_, uid))) => format!("250 2.0.0 <{addr}> delivered (uid {uid})"),
                     Some(Err(e)) => refusal_reply(addr, e),
                     None => format!("451 4.3.0 <{addr}> internal error"),
                 },

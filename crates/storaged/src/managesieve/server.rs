@@ -51,6 +51,7 @@ struct State {
 }
 
 async fn handle(stream: TcpStream, peer: SocketAddr, node: Arc<Node>) -> std::io::Result<()> {
+    node.metrics.sessions.opened("sieve");
     let mut conn = Conn::open(stream, node.tls.as_ref(), false).await?;
     let offer = Offer { starttls: node.tls.is_some(), plaintext_auth: node.auth.plaintext_allowed(peer.ip(), false) };
     let session = Session::new(offer);
@@ -144,7 +145,7 @@ async fn write_actions(conn: &mut Conn, actions: Vec<Action>) -> std::io::Result
 async fn login(tls: bool, state: &mut State, creds: &crate::auth::PlainCredentials) -> Vec<Action> {
     let node = Arc::clone(&state.node);
     let hints = state.session.proxy_hints().clone();
-    let login = match node.authenticate(state.peer.ip(), tls, &hints, creds).await {
+    let login = match node.authenticate("sieve", state.peer.ip(), tls, &hints, creds).await {
         Ok(login) => login,
         Err(e @ (LoginError::Failed | LoginError::NeedsTls | LoginError::Unservable)) => {
             return state.session.login_failed(None, &e.to_string());

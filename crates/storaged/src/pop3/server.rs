@@ -51,6 +51,7 @@ struct State {
 }
 
 async fn handle(stream: TcpStream, peer: SocketAddr, node: Arc<Node>, implicit_tls: bool) -> std::io::Result<()> {
+    node.metrics.sessions.opened("pop3");
     let mut conn = Conn::open(stream, node.tls.as_ref(), implicit_tls).await?;
     let offer = Offer {
         starttls: node.tls.is_some() && !conn.tls,
@@ -179,7 +180,7 @@ async fn login(
     hints: &ProxyHints,
     creds: &PlainCredentials,
 ) -> Result<(Mailbox, Vec<DropEntry>), (&'static str, String)> {
-    let login = node.authenticate(peer.ip(), tls, hints, creds).await.map_err(|e| match e {
+    let login = node.authenticate("pop3", peer.ip(), tls, hints, creds).await.map_err(|e| match e {
         LoginError::Failed | LoginError::NeedsTls => ("AUTH", e.to_string()),
         LoginError::Throttled => ("LOGIN-DELAY", e.to_string()),
         LoginError::Unservable => ("SYS/PERM", e.to_string()),

@@ -59,7 +59,7 @@ impl Cluster {
     }
 
     fn start_opts(root: &Path, n: usize, users: usize, tune: impl Fn(&mut Config), tls: bool) -> Self {
-        let listeners = Listeners { imap: true, pop3: true, implicit_tls: tls, admin: false };
+        let listeners = Listeners { imap: true, pop3: true, implicit_tls: tls, admin: false, metrics: false };
         let nodes = NodeAddrs::cluster_on_free_ports(n, listeners);
         let groups = [storage::group("hermes", &nodes)];
         let users_txt: String = (0..users).map(|u| format!("user{u}@example.edu {{PLAIN}}{}\n", password(u))).collect();

@@ -130,6 +130,7 @@ impl Cluster {
                 pop3s: None,
                 admin: Some(addr(i, ADMIN_PORT)),
                 sieve: None,
+                metrics: None,
             })
             .collect();
         let groups: Vec<_> = GROUPS.iter().map(|g| storage::group(g, &specs)).collect();

@@ -17,6 +17,9 @@ use frontd::queue::QueueClient;
 
 /// How long to wait for one node.
 const NODE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `status` waits for a node: one that has not answered by then is reported as
+/// not answering (a paused node's kernel still accepts the connection).
+const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a call waits for its group to have a leader (an election takes a few seconds).
 const ROUTE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Header bytes of a queued message `queue show` prints at most.
@@ -125,18 +128,27 @@ impl Admin {
             .collect();
         nodes.sort();
         nodes.dedup();
-        let mut out = Vec::new();
-        for (id, addr) in nodes {
-            let answer = async {
-                let mut c = AdminClient::connect(&addr, &self.key, NODE_TIMEOUT).await.map_err(|e| e.to_string())?;
-                match c.call(&AdminRequest::Status, NODE_TIMEOUT).await.map_err(|e| e.to_string())? {
-                    AdminReply::Status(s) => Ok(s),
-                    other => Err(format!("unexpected answer {other:?}")),
+        // Asked at once: a paused node costs one timeout, not one per node.
+        let asks = nodes.into_iter().map(|(id, addr)| {
+            let key = self.key.clone();
+            async move {
+                let answer = async {
+                    let mut c = AdminClient::connect(&addr, &key, STATUS_TIMEOUT).await.map_err(|e| e.to_string())?;
+                    match c.call(&AdminRequest::Status, STATUS_TIMEOUT).await.map_err(|e| e.to_string())? {
+                        AdminReply::Status(s) => Ok(s),
+                        _ => Err("answered something other than its status (a different version?)".to_string()),
+                    }
                 }
+                .await;
+                (id, addr, answer)
             }
-            .await;
-            out.push((id, addr, answer));
+        });
+        let mut tasks: tokio::task::JoinSet<_> = asks.collect();
+        let mut out = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            out.extend(done.ok());
         }
+        out.sort_by_key(|(id, _, _)| *id);
         out
     }
 
@@ -236,6 +248,47 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
+/// A group's leader: a node that answered and says it leads (the highest term, if two do),
+/// never one only others name, which may be paused or gone. Else the node others name.
+pub fn group_leader(views: &[(u64, &common::admin::GroupStatus)]) -> (Option<u64>, Option<u64>) {
+    let leader = views.iter().filter(|(id, g)| g.leader == Some(*id)).max_by_key(|(_, g)| g.term).map(|(id, _)| *id);
+    let named = views.iter().max_by_key(|(_, g)| g.term).and_then(|(_, g)| g.leader);
+    (leader, if leader.is_none() { named } else { None })
+}
+
+/// The status as JSON (`status --json`): each node's answer or why it gave none, and per
+/// group the leader as [`group_leader`] finds it.
+pub fn status_json(nodes: &[(u64, String, Result<NodeStatus, String>)]) -> serde_json::Value {
+    let mut names: Vec<&str> = nodes
+        .iter()
+        .filter_map(|(_, _, s)| s.as_ref().ok())
+        .flat_map(|s| s.groups.iter().map(|g| g.name.as_str()))
+        .collect();
+    names.sort();
+    names.dedup();
+    let groups: Vec<serde_json::Value> = names
+        .iter()
+        .map(|name| {
+            let views: Vec<(u64, &common::admin::GroupStatus)> = nodes
+                .iter()
+                .filter_map(|(id, _, s)| s.as_ref().ok()?.groups.iter().find(|g| g.name == *name).map(|g| (*id, g)))
+                .collect();
+            let (leader, named) = group_leader(&views);
+            let members: Vec<serde_json::Value> =
+                views.iter().map(|(id, g)| serde_json::json!({ "node": id, "view": g })).collect();
+            serde_json::json!({ "name": name, "leader": leader, "named_leader_not_answering": named, "members": members })
+        })
+        .collect();
+    let nodes: Vec<serde_json::Value> = nodes
+        .iter()
+        .map(|(id, addr, s)| match s {
+            Ok(_) => serde_json::json!({ "node": id, "admin": addr, "answered": true }),
+            Err(e) => serde_json::json!({ "node": id, "admin": addr, "answered": false, "error": e }),
+        })
+        .collect();
+    serde_json::json!({ "nodes": nodes, "groups": groups })
+}
+
 /// The status table: per group, its leader and each member's view.
 pub fn render_status(nodes: &[(u64, String, Result<NodeStatus, String>)]) -> String {
     let mut out = String::new();
@@ -258,13 +311,17 @@ pub fn render_status(nodes: &[(u64, String, Result<NodeStatus, String>)]) -> Str
                 s.as_ref().ok().and_then(|s| s.groups.iter().find(|g| g.name == name)).map(|g| (*id, g))
             })
             .collect();
-        let leader = views.iter().find_map(|(_, g)| g.leader);
+        let (leader, named) = group_leader(&views);
         let leader_view = views.iter().find(|(id, _)| Some(*id) == leader).map(|(_, g)| *g);
         let head = leader_view.and_then(|g| g.last_log_index).unwrap_or(0);
         let _ = writeln!(
             out,
             "group {name}: leader {}  term {}  voters {:?}{}  users {}  queued {}",
-            leader.map_or("none".to_string(), |l| format!("node {l}")),
+            match (leader, named) {
+                (Some(l), _) => format!("node {l}"),
+                (None, Some(n)) => format!("none answering (node {n} is named but does not answer)"),
+                (None, None) => "none".to_string(),
+            },
             views.iter().map(|(_, g)| g.term).max().unwrap_or(0),
             leader_view.map(|g| g.voters.clone()).unwrap_or_default(),
             leader_view

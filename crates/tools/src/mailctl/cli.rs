@@ -52,6 +52,9 @@ enum Cmd {
         /// A front's configuration (lists the nodes and the cluster key).
         #[arg(long, default_value = "mailctl-data/frontd.toml")]
         config: PathBuf,
+        /// Print JSON for scripts instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// The outbound queue.
     Queue {
@@ -394,12 +397,28 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }
 
-fn status(config: &std::path::Path) -> anyhow::Result<()> {
+fn status(config: &std::path::Path, json: bool) -> anyhow::Result<()> {
     let admin = Admin::open(config)?;
     let nodes = runtime()?.block_on(admin.status());
-    print!("{}", super::admin::render_status(&nodes));
+    let restarts = config.parent().map(|d| d.join("logs").join(super::up::RESTARTS_FILE));
+    let restarts = restarts.and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
+    if json {
+        let mut report = super::admin::status_json(&nodes);
+        let counts: serde_json::Map<String, serde_json::Value> = restarts
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .filter_map(|(name, n)| Some((name.to_string(), n.trim().parse::<u64>().ok()?.into())))
+            .collect();
+        report["restarts"] = counts.into();
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", super::admin::render_status(&nodes));
+        if !restarts.is_empty() {
+            println!("restarts under mailctl up: {}", restarts.lines().collect::<Vec<_>>().join(", "));
+        }
+    }
     if nodes.iter().all(|(_, _, s)| s.is_err()) {
-        anyhow::bail!("no storage node answered");
+        anyhow::bail!("no storage node answered: are they running? (mailctl up, or systemctl status storaged)");
     }
     Ok(())
 }
@@ -569,7 +588,7 @@ pub fn run_from(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
     match Args::parse_from(args).command {
         Cmd::User { ldif, print_ldif, config, action } => user(&ldif, &config, print_ldif, action),
         Cmd::Up { dir, port_base, dns_servers } => super::up::run(&dir, port_base, &dns_servers),
-        Cmd::Status { config } => status(&config),
+        Cmd::Status { config, json } => status(&config, json),
         Cmd::Queue { config, action } => queue(&config, action),
         Cmd::Move {
             user,

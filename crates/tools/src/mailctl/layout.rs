@@ -47,6 +47,7 @@ pub enum NodePort {
     Imap = 1430,
     Pop3 = 1100,
     Sieve = 4100,
+    Metrics = 9100,
 }
 
 impl Layout {
@@ -103,6 +104,10 @@ impl Layout {
     pub fn front_sieve(&self) -> String {
         self.addr(4190)
     }
+    /// The front's Prometheus `/metrics` (the nodes' are [`NodePort::Metrics`]).
+    pub fn front_metrics(&self) -> String {
+        self.addr(9100)
+    }
 
     /// rspamd's normal worker and controller (when rspamd is installed).
     pub fn rspamd_normal(&self) -> String {
@@ -149,10 +154,18 @@ impl Layout {
             self.rspamd_normal(),
             self.rspamd_controller(),
             self.redis(),
+            self.front_metrics(),
         ];
         for i in 1..=NODES {
-            for p in [NodePort::Raft, NodePort::Admin, NodePort::Lmtp, NodePort::Imap, NodePort::Pop3, NodePort::Sieve]
-            {
+            for p in [
+                NodePort::Raft,
+                NodePort::Admin,
+                NodePort::Lmtp,
+                NodePort::Imap,
+                NodePort::Pop3,
+                NodePort::Sieve,
+                NodePort::Metrics,
+            ] {
                 all.push(self.node(i, p));
             }
         }
@@ -202,6 +215,7 @@ impl Layout {
                 pop3s: None,
                 admin: Some(self.node(i, NodePort::Admin)),
                 sieve: Some(self.node(i, NodePort::Sieve)),
+                metrics: Some(self.node(i, NodePort::Metrics)),
             })
             .collect();
         let storage_groups: Vec<_> = GROUPS.iter().map(|g| storage::group(g, &specs)).collect();
@@ -236,6 +250,7 @@ impl Layout {
             sieve: Some(self.front_sieve()),
         };
         front.tls = Some(TlsFiles { cert_file: "cert.pem".into(), key_file: "key.pem".into() });
+        front.metrics.listen = Some(self.front_metrics());
         front.auth.failure_delay_ms = 1000;
         front.smtp.local_domains = vec!["example.edu".into()];
         front.smtp.postmaster = Some("alice@example.edu".into());

@@ -34,11 +34,10 @@ impl Scanning {
         layout: &Layout,
         dns_servers: &[std::net::SocketAddr],
     ) -> anyhow::Result<Option<RefusingDns>> {
-        let logs = layout.log_dir();
         if self.clamd {
             let clamd = scanners::Clamd::prepare(&layout.clamd_dir(), 32 << 20)?;
             let _ = std::fs::remove_file(&clamd.socket);
-            daemons.spawn("clamd", clamd.command(), &logs)?;
+            daemons.spawn("clamd", clamd.command())?;
         }
         if !self.rspamd {
             return Ok(None);
@@ -53,14 +52,14 @@ impl Scanning {
         if let Some(addr) = &redis {
             let dir = layout.dir.join("redis");
             std::fs::create_dir_all(&dir)?;
-            daemons.spawn("redis", scanners::redis_command(&dir, addr), &logs)?;
+            daemons.spawn("redis", scanners::redis_command(&dir, addr))?;
         }
         let ports =
             RspamdPorts { normal: layout.rspamd_normal(), controller: layout.rspamd_controller(), milter: None, redis };
         let password = layout.rspamd_password()?;
         let hs_cache = layout.dir.join("rspamd-hs-cache");
         let rspamd = scanners::Rspamd::prepare(&layout.rspamd_dir(), &ports, dns, &hs_cache, &password)?;
-        daemons.spawn("rspamd", rspamd.command(), &logs)?;
+        daemons.spawn("rspamd", rspamd.command())?;
         Ok(own)
     }
 

@@ -2,7 +2,9 @@
 //! processes (this same binary, `mailctl storaged|frontd --config ...`), wait until every
 //! mailhost has a leader, deliver a welcome message to each demo user on the first run,
 //! print how to connect, and on Ctrl-C (or SIGTERM) stop the daemons cleanly (SIGTERM,
-//! then SIGKILL after a grace period). A daemon that dies is reported, not restarted.
+//! then SIGKILL after a grace period). A daemon that dies is restarted with backoff (from
+//! half a second, doubling per quick failure up to 30 s) and its restarts are counted in
+//! `logs/restarts`.
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -23,64 +25,179 @@ const READY_TIME_MAX: Duration = Duration::from_secs(90);
 /// How long daemons get to stop after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(15);
 
-/// A daemon this command started.
+/// A daemon this command started, and how to start it again.
 struct Daemon {
     name: String,
+    program: std::ffi::OsString,
+    args: Vec<std::ffi::OsString>,
+    envs: Vec<(std::ffi::OsString, Option<std::ffi::OsString>)>,
+    dir: Option<PathBuf>,
     child: Child,
+    started: Instant,
+    /// Set while it is down: when it is started again.
+    restart_at: Option<Instant>,
+    restarts: u32,
     exited: bool,
 }
 
+/// The first restart waits this long; each quick failure doubles it up to
+/// [`RESTART_DELAY_MAX`]. A daemon that ran [`RESTART_RESET`] starts over at the first.
+const RESTART_DELAY_MIN: Duration = Duration::from_millis(500);
+const RESTART_DELAY_MAX: Duration = Duration::from_secs(30);
+const RESTART_RESET: Duration = Duration::from_secs(60);
+
+/// Where `up` records restarts, in its log directory.
+pub(super) const RESTARTS_FILE: &str = "restarts";
+
+/// How often the supervisor looks at its daemons.
+const SUPERVISE_EVERY: Duration = Duration::from_millis(250);
+
 /// The daemons; whatever happens, they are stopped when this is dropped.
-pub(super) struct Daemons(Vec<Daemon>);
+pub(super) struct Daemons {
+    all: Vec<Daemon>,
+    logs: PathBuf,
+}
+
+/// Start `cmd` with its output appended to `logs/NAME.log`, in a process group of its own
+/// (the terminal's Ctrl-C reaches mailctl only, which then stops the daemons in order) and
+/// killed if mailctl dies.
+fn launch(name: &str, cmd: &mut Command, logs: &std::path::Path) -> anyhow::Result<Child> {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(logs.join(format!("{name}.log")))?;
+    cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    cmd.process_group(0);
+    // SAFETY: prctl is async-signal-safe and only sets this child's death signal.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn().with_context(|| format!("starting {name}"))
+}
+
+impl Daemon {
+    /// The command it was started with, made again.
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args);
+        for (key, value) in &self.envs {
+            match value {
+                Some(v) => cmd.env(key, v),
+                None => cmd.env_remove(key),
+            };
+        }
+        if let Some(dir) = &self.dir {
+            cmd.current_dir(dir);
+        }
+        cmd
+    }
+
+    /// The wait before the next restart: doubled per quick failure, from the minimum again
+    /// after a long run.
+    fn restart_delay(&self) -> Duration {
+        if self.started.elapsed() >= RESTART_RESET {
+            return RESTART_DELAY_MIN;
+        }
+        RESTART_DELAY_MIN.saturating_mul(1 << self.restarts.min(6)).min(RESTART_DELAY_MAX)
+    }
+}
 
 impl Daemons {
+    pub(super) fn new(logs: PathBuf) -> Self {
+        Self { all: Vec::new(), logs }
+    }
+
     /// One of ours: this binary's `kind` subcommand.
-    fn start(&mut self, name: &str, kind: &str, config: PathBuf, logs: &std::path::Path) -> anyhow::Result<()> {
+    fn start(&mut self, name: &str, kind: &str, config: PathBuf) -> anyhow::Result<()> {
         let mut cmd = Command::new(std::env::current_exe()?);
         cmd.arg(kind).arg("--config").arg(config);
-        self.spawn(name, cmd, logs)
+        self.spawn(name, cmd)
     }
 
     /// Any daemon that stays in the foreground; its output goes to `logs/NAME.log`.
-    pub(super) fn spawn(&mut self, name: &str, mut cmd: Command, logs: &std::path::Path) -> anyhow::Result<()> {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(logs.join(format!("{name}.log")))?;
-        cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
-        // Own process group: the terminal's Ctrl-C reaches mailctl only, which then stops
-        // the daemons in order. PDEATHSIG: they die with mailctl if it is killed.
-        cmd.process_group(0);
-        // SAFETY: prctl is async-signal-safe and only sets this child's death signal.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().with_context(|| format!("starting {name}"))?;
-        self.0.push(Daemon { name: name.to_string(), child, exited: false });
+    pub(super) fn spawn(&mut self, name: &str, mut cmd: Command) -> anyhow::Result<()> {
+        let child = launch(name, &mut cmd, &self.logs)?;
+        self.all.push(Daemon {
+            name: name.to_string(),
+            program: cmd.get_program().to_owned(),
+            args: cmd.get_args().map(ToOwned::to_owned).collect(),
+            envs: cmd.get_envs().map(|(k, v)| (k.to_owned(), v.map(ToOwned::to_owned))).collect(),
+            dir: cmd.get_current_dir().map(ToOwned::to_owned),
+            child,
+            started: Instant::now(),
+            restart_at: None,
+            restarts: 0,
+            exited: false,
+        });
         Ok(())
     }
 
-    /// Report daemons that exited since the last look.
-    fn reap(&mut self) {
-        for d in self.0.iter_mut().filter(|d| !d.exited) {
-            if let Ok(Some(status)) = d.child.try_wait() {
-                d.exited = true;
-                eprintln!("mailctl: {} exited ({status}); see its log", d.name);
+    /// Restart daemons that exited, with backoff, saying so.
+    fn supervise(&mut self) {
+        let mut restarted = false;
+        for d in self.all.iter_mut() {
+            if d.restart_at.is_none() {
+                if let Ok(Some(status)) = d.child.try_wait() {
+                    let delay = d.restart_delay();
+                    if d.started.elapsed() >= RESTART_RESET {
+                        d.restarts = 0;
+                    }
+                    eprintln!(
+                        "mailctl: {} exited ({status}); restarting it in {} ms; see logs/{}.log",
+                        d.name,
+                        delay.as_millis(),
+                        d.name
+                    );
+                    d.restart_at = Some(Instant::now() + delay);
+                }
+                continue;
             }
+            if d.restart_at.is_some_and(|at| Instant::now() >= at) {
+                let mut cmd = d.command();
+                match launch(&d.name, &mut cmd, &self.logs) {
+                    Ok(child) => {
+                        d.child = child;
+                        d.restarts += 1;
+                        d.restart_at = None;
+                        d.started = Instant::now();
+                        eprintln!("mailctl: {} restarted (restart {} since up)", d.name, d.restarts);
+                        restarted = true;
+                    }
+                    Err(e) => {
+                        eprintln!("mailctl: {} cannot be restarted: {e:#}; trying again", d.name);
+                        d.restart_at = Some(Instant::now() + RESTART_DELAY_MAX);
+                    }
+                }
+            }
+        }
+        if restarted {
+            self.write_restarts();
+        }
+    }
+
+    /// `logs/restarts`: each daemon's restarts since `up` (what `mailctl status` shows).
+    fn write_restarts(&self) {
+        let text: String = self.all.iter().map(|d| format!("{} {}\n", d.name, d.restarts)).collect();
+        if let Err(e) = std::fs::write(self.logs.join(RESTARTS_FILE), text) {
+            eprintln!("mailctl: cannot record restarts: {e}");
         }
     }
 
     /// SIGTERM to all, wait, SIGKILL what is left.
     fn stop(&mut self) {
-        for d in self.0.iter().filter(|d| !d.exited) {
+        for d in self.all.iter().filter(|d| !d.exited && d.restart_at.is_none()) {
             // The whole process group: a daemon with workers of its own (rspamd) stops them.
             // SAFETY: signalling the process group our own child leads.
             unsafe { libc::kill(-(d.child.id() as i32), libc::SIGTERM) };
         }
         let deadline = Instant::now() + STOP_GRACE;
-        for d in self.0.iter_mut().filter(|d| !d.exited) {
+        for d in self.all.iter_mut().filter(|d| !d.exited) {
+            if d.restart_at.take().is_some() {
+                d.exited = true;
+                continue;
+            }
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = d.child.try_wait() {
                     break;
@@ -192,6 +309,10 @@ fn print_banner(layout: &Layout, users: &[DemoUser], scanning: &str) {
     println!("  ManageSieve {}  (STARTTLS; Sieve filters, vacation)", client(layout.front_sieve()));
     println!("{scanning}");
     println!("  TLS certificate for localhost/127.0.0.1, signed by the local CA {}", ca.display());
+    let nodes: Vec<String> =
+        (1..=NODES).map(|i| format!("http://{}/metrics", layout.node(i, NodePort::Metrics))).collect();
+    println!("  metrics (Prometheus): front http://{}/metrics", layout.front_metrics());
+    println!("                        storage {}", nodes.join(" "));
     println!("  users (password, mailhost):");
     for u in users {
         println!("    {:<20} {:<14} {}", u.mail, u.password, u.mail_host);
@@ -233,11 +354,12 @@ pub fn run(dir: &std::path::Path, port_base: u16, dns_servers: &[std::net::Socke
     if let Some(busy) = layout.all_addresses().into_iter().find(|a| std::net::TcpListener::bind(a).is_err()) {
         bail!("{busy} is in use (another mailctl up?); stop it or choose another --port-base");
     }
-    let mut daemons = Daemons(Vec::new());
+    let mut daemons = Daemons::new(layout.log_dir());
+    let _ = std::fs::remove_file(layout.log_dir().join(RESTARTS_FILE));
     for i in 1..=NODES {
-        daemons.start(&format!("storaged{i}"), "storaged", layout.node_config(i), &layout.log_dir())?;
+        daemons.start(&format!("storaged{i}"), "storaged", layout.node_config(i))?;
     }
-    daemons.start("frontd", "frontd", layout.front_config(), &layout.log_dir())?;
+    daemons.start("frontd", "frontd", layout.front_config())?;
     // Kept to the end: rspamd may resolve through it.
     let _resolver = scanning.start(&mut daemons, &layout, dns_servers)?;
 
@@ -254,12 +376,12 @@ pub fn run(dir: &std::path::Path, port_base: u16, dns_servers: &[std::net::Socke
 
     runtime.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut tick = tokio::time::interval(SUPERVISE_EVERY);
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
                 _ = term.recv() => break,
-                _ = tick.tick() => daemons.reap(),
+                _ = tick.tick() => daemons.supervise(),
             }
         }
         anyhow::Ok(())
