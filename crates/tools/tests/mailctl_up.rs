@@ -37,6 +37,25 @@ fn readable_by_others(dir: &std::path::Path) -> Vec<String> {
     String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect()
 }
 
+/// The process whose command line has `argument`, if one runs.
+fn pid_with_argument(argument: &str) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        cmdline.split(|b| *b == 0).any(|a| a == argument.as_bytes()).then_some(pid)
+    })
+}
+
+/// `GET /metrics`-style plain HTTP: the body.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    answer
+}
+
 #[test]
 fn up_serves_the_welcome_message_and_stops_on_ctrl_c() {
     let tmp = tempfile::tempdir().unwrap();
@@ -150,6 +169,30 @@ fn up_serves_the_welcome_message_and_stops_on_ctrl_c() {
     }
     mailctl(&["queue", "delete", &id]);
     assert_eq!(mailctl(&["queue", "list"]), "queue is empty\n");
+
+    // Every daemon serves /metrics, and the banner says where.
+    assert!(lines.iter().any(|l| l.contains(&format!("http://{}/metrics", layout.front_metrics()))), "{lines:#?}");
+    let metrics = http_get(&layout.front_metrics(), "/metrics");
+    assert!(metrics.contains("mail_smtp_messages_total{listener=\"submission\",fate=\"accepted\"}"), "{metrics}");
+
+    // A storage node killed under `up` is restarted, and `status` counts it.
+    let node2 = dir.join("node2.toml");
+    let pid = pid_with_argument(node2.to_str().unwrap()).expect("storaged2 runs");
+    // SAFETY: signalling a process of this test's own mailctl.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let node2_imap = layout.node(2, tools::mailctl::layout::NodePort::Imap);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pid_with_argument(node2.to_str().unwrap()).is_none_or(|p| p == pid)
+        || std::net::TcpStream::connect(&node2_imap).is_err()
+    {
+        assert!(Instant::now() < deadline, "storaged2 was not restarted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = mailctl(&["status"]);
+    assert!(status.contains("restarts under mailctl up:") && status.contains("storaged2 1"), "{status}");
+    let json: serde_json::Value = serde_json::from_str(&mailctl(&["status", "--json"])).unwrap();
+    assert_eq!(json["restarts"]["storaged2"], 1, "{json}");
+    assert_eq!(json["restarts"]["storaged1"], 0, "{json}");
 
     interrupt(child);
     assert!(std::net::TcpStream::connect(layout.front_imap()).is_err(), "frontd still listens after Ctrl-C");
