@@ -18,6 +18,10 @@ const LINE_MAX: usize = 16 * 1024;
 /// Lines read while waiting for one tagged reply (untagged data before it is skipped).
 const LINES_MAX: usize = 64;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a storage node has for its greeting and for each reply before the commit: a
+/// live node answers in milliseconds; a paused one (whose kernel still completes the TCP
+/// handshake) never does, and is then skipped for [`crate::cluster::SUSPECT_FOR`].
+pub const GREETING_TIMEOUT: Duration = Duration::from_secs(2);
 const DIALOGUE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause between rounds over all members while a group elects a leader.
 const ROUND_PAUSE: Duration = Duration::from_millis(250);
@@ -125,13 +129,20 @@ where
                 }
                 Attempt::Refused(why) => return Err(RouteError::Refused(why)),
                 Attempt::Moved(target) => return Err(RouteError::Moved(target)),
-                Attempt::NotLeader(Some(leader)) if leader != id && hint != Some(leader) => {
+                // A member that just failed to answer is not followed (it may be paused,
+                // named by followers that have not noticed yet).
+                Attempt::NotLeader(Some(leader))
+                    if leader != id && hint != Some(leader) && !cluster.is_suspect(group, leader) =>
+                {
                     hint = Some(leader);
                     redirected = true;
                     break;
                 }
                 Attempt::NotLeader(_) => last_problem = format!("node {id} is not the leader"),
-                Attempt::Down(why) => last_problem = format!("node {id}: {why}"),
+                Attempt::Down(why) => {
+                    cluster.mark_down(group, id);
+                    last_problem = format!("node {id}: {why}");
+                }
             }
             if Instant::now() >= deadline {
                 break;
@@ -301,10 +312,16 @@ async fn dialogue(
         ),
         Protocol::Lmtp | Protocol::Admin => unreachable!("only IMAP, POP3 and ManageSieve sessions are proxied"),
     };
-    let greeting = match protocol {
-        Protocol::Sieve => sieve_response(conn).await?,
-        _ => read_line(conn).await?,
+    let greeting = async {
+        match protocol {
+            Protocol::Sieve => sieve_response(conn).await,
+            _ => read_line(conn).await,
+        }
     };
+    let Ok(greeting) = tokio::time::timeout(GREETING_TIMEOUT, greeting).await else {
+        return Ok(Err(Attempt::Down(format!("no greeting within {GREETING_TIMEOUT:?}"))));
+    };
+    let greeting = greeting?;
     if !greeting.starts_with(greeting_ok) {
         return Ok(Err(Attempt::Down(format!("greeting {greeting:?}"))));
     }

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::config::GroupSection;
 
@@ -55,11 +56,19 @@ impl Member {
     }
 }
 
-/// Groups by (lower-case) name, with the last leader seen for each.
+/// How long a member that did not answer in time is tried last, and a refusal that names
+/// it as the leader is not followed: about an election's length, so a paused or dead
+/// leader costs one timeout, not one per delivery, while its group elects another.
+pub const SUSPECT_FOR: Duration = Duration::from_secs(5);
+
+/// Groups by (lower-case) name, with the last leader seen for each and the members that
+/// recently did not answer.
 #[derive(Debug)]
 pub struct ClusterMap {
     groups: HashMap<String, Vec<Member>>,
     leaders: Mutex<HashMap<String, u64>>,
+    /// (group, member) → when it last failed to answer.
+    suspects: Mutex<HashMap<(String, u64), Instant>>,
 }
 
 impl ClusterMap {
@@ -82,7 +91,7 @@ impl ClusterMap {
                 (g.name.to_ascii_lowercase(), members)
             })
             .collect();
-        Self { groups, leaders: Mutex::new(HashMap::new()) }
+        Self { groups, leaders: Mutex::new(HashMap::new()), suspects: Mutex::new(HashMap::new()) }
     }
 
     /// The canonical name of a group, if the map has it.
@@ -92,11 +101,16 @@ impl ClusterMap {
     }
 
     /// The members of `group` that serve `protocol`, in the order to try them: the hinted
-    /// member, then the last leader seen, then the rest in configuration order.
+    /// member, then the last leader seen, then the rest in configuration order. Members
+    /// that recently did not answer (see [`SUSPECT_FOR`]) are left out while another is
+    /// left: each try of a silent member costs a whole greeting timeout.
     pub fn candidates(&self, group: &str, protocol: Protocol, hint: Option<u64>) -> Vec<Member> {
         let Some(members) = self.groups.get(group) else { return Vec::new() };
         let leader = self.leaders.lock().expect("leaders lock").get(group).copied();
         let mut ordered: Vec<Member> = members.iter().filter(|m| m.address(protocol).is_some()).cloned().collect();
+        if ordered.iter().any(|m| !self.is_suspect(group, m.id)) {
+            ordered.retain(|m| !self.is_suspect(group, m.id));
+        }
         let rank = |m: &Member| {
             if Some(m.id) == hint {
                 0
@@ -110,9 +124,23 @@ impl ClusterMap {
         ordered
     }
 
-    /// Remember that `id` leads `group` now.
+    /// Remember that `id` leads `group` now (and answers).
     pub fn set_leader(&self, group: &str, id: u64) {
         self.leaders.lock().expect("leaders lock").insert(group.to_string(), id);
+        self.suspects.lock().expect("suspects lock").remove(&(group.to_string(), id));
+    }
+
+    /// Remember that `id` of `group` did not answer in time.
+    pub fn mark_down(&self, group: &str, id: u64) {
+        let mut suspects = self.suspects.lock().expect("suspects lock");
+        suspects.retain(|_, since| since.elapsed() < SUSPECT_FOR);
+        suspects.insert((group.to_string(), id), Instant::now());
+    }
+
+    /// Whether `id` of `group` failed to answer within the last [`SUSPECT_FOR`].
+    pub fn is_suspect(&self, group: &str, id: u64) -> bool {
+        let suspects = self.suspects.lock().expect("suspects lock");
+        suspects.get(&(group.to_string(), id)).is_some_and(|since| since.elapsed() < SUSPECT_FOR)
     }
 
     /// The member of `group` whose `protocol` address is `addr`.
@@ -157,5 +185,22 @@ mod tests {
         assert_eq!(ids(m.candidates("hermes", Protocol::Pop3, Some(2))), [2, 3, 1]);
         assert!(m.candidates("apollo", Protocol::Imap, None).is_empty());
         assert!(m.candidates("hermes", Protocol::Lmtp, None).is_empty());
+    }
+
+    #[test]
+    fn a_member_that_did_not_answer_is_skipped_until_it_answers_again() {
+        let m = map();
+        let ids = |v: Vec<Member>| v.into_iter().map(|m| m.id).collect::<Vec<_>>();
+        m.set_leader("hermes", 3);
+        m.mark_down("hermes", 3);
+        assert!(m.is_suspect("hermes", 3));
+        assert_eq!(ids(m.candidates("hermes", Protocol::Pop3, None)), [1, 2], "the silent leader is skipped");
+        assert_eq!(ids(m.candidates("hermes", Protocol::Pop3, Some(3))), [1, 2], "even when named");
+        m.mark_down("hermes", 1);
+        m.mark_down("hermes", 2);
+        assert_eq!(ids(m.candidates("hermes", Protocol::Pop3, None)), [3, 1, 2], "all silent: all are tried");
+        m.set_leader("hermes", 3);
+        assert!(!m.is_suspect("hermes", 3));
+        assert_eq!(ids(m.candidates("hermes", Protocol::Pop3, None)), [3], "3 answered again; 1 and 2 did not yet");
     }
 }

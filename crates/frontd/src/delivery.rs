@@ -17,8 +17,16 @@ use smtp_client::{dot_stuff_parts, ClientError, Connection, Deadlines, Dialect, 
 use crate::backend::{self, Attempt, RouteError};
 use crate::cluster::{ClusterMap, Protocol};
 
-/// Longest wait for a storage node's reply to one command.
-const LMTP_REPLY_WAIT: Duration = Duration::from_secs(30);
+/// Longest wait for the replies that end the data (the group's commit), besides the time to
+/// send the message: a leader silent that long is presumed paused or gone, and the same
+/// transaction goes to the group again (the same bytes and key: the group's operation ids
+/// make it one delivery however many times it arrives).
+const COMMIT_WAIT: Duration = Duration::from_secs(8);
+/// How long a delivery whose outcome is unknown (the body went out, no answer came) keeps
+/// trying the group before the client hears `451`: a client told `451` retries, and a
+/// message that did commit would then arrive twice. RFC 5321 §4.5.3.2.6 gives the client
+/// 10 minutes for this answer.
+const UNKNOWN_OUTCOME_PATIENCE: Duration = Duration::from_secs(120);
 
 /// Where a recipient's mail goes, or the reply that refuses it.
 #[derive(Debug, Clone)]
@@ -48,13 +56,15 @@ impl Folder {
     }
 }
 
-/// One message on its way to a group: the envelope sender, where it is filed, and the
-/// dot-stuffed body.
+/// One message on its way to a group: the envelope sender, where it is filed, the
+/// dot-stuffed body, and the `MAIL` parameters (` XMSGKEY=`: what makes a client's retry the
+/// same delivery).
 #[derive(Clone, Copy)]
 struct Parcel<'a> {
     from: &'a str,
     folder: Folder,
     stuffed: &'a [u8],
+    mail_params: &'a str,
 }
 
 /// Delivers messages to the storage groups.
@@ -112,6 +122,19 @@ impl Router {
     /// The message is `parts` one after the other (a header block and the rest, say): they
     /// are joined only in the dot-stuffed copy the LMTP client sends.
     pub async fn deliver(&self, from: &str, recipients: &[String], parts: &[&[u8]], folder: Folder) -> Vec<String> {
+        self.deliver_keyed(from, recipients, parts, folder, None).await
+    }
+
+    /// [`Router::deliver`] of a message a client may send again: with `key` (see
+    /// `smtp::session::Envelope::retry_key`) the storage groups recognise the repeat.
+    pub async fn deliver_keyed(
+        &self,
+        from: &str,
+        recipients: &[String],
+        parts: &[&[u8]],
+        folder: Folder,
+        key: Option<[u8; 16]>,
+    ) -> Vec<String> {
         let size: usize = parts.iter().map(|p| p.len()).sum();
         let mut replies: Vec<Option<String>> = vec![None; recipients.len()];
         // group → mailbox → the recipient indexes it answers for.
@@ -135,7 +158,8 @@ impl Router {
             }
         }
         let stuffed = dot_stuff_parts(parts);
-        let parcel = Parcel { from, folder, stuffed: &stuffed };
+        let mail_params = key.map(|k| format!(" XMSGKEY={}", hex(&k))).unwrap_or_default();
+        let parcel = Parcel { from, folder, stuffed: &stuffed, mail_params: &mail_params };
         // Mailboxes whose group said they moved (the directory answer was stale): tried once
         // more on the group named, so the mail does not wait for a retry.
         let mut moved: BTreeMap<String, BTreeMap<String, Vec<usize>>> = BTreeMap::new();
@@ -196,21 +220,34 @@ impl Router {
             ];
         };
         // Time to move the message at a modest 1 MB/s, plus the commit.
-        let attempt_timeout = LMTP_REPLY_WAIT + Duration::from_micros(parcel.stuffed.len() as u64);
-        let deadlines =
-            Deadlines { connect: backend::CONNECT_TIMEOUT, reply: LMTP_REPLY_WAIT, data_end: attempt_timeout };
-        let result =
-            backend::with_leader(&self.cluster, group, Protocol::Lmtp, self.route_timeout, attempt_timeout, |member| {
-                let cluster = &self.cluster;
+        let data_end = COMMIT_WAIT + Duration::from_micros(parcel.stuffed.len() as u64);
+        let reply = backend::GREETING_TIMEOUT;
+        let deadlines = Deadlines { connect: backend::CONNECT_TIMEOUT, reply, data_end };
+        let attempt_timeout = backend::CONNECT_TIMEOUT + 6 * reply + data_end;
+        let unknown = std::sync::atomic::AtomicBool::new(false);
+        let route = |timeout| {
+            backend::with_leader(&self.cluster, group, Protocol::Lmtp, timeout, attempt_timeout, |member| {
+                let (cluster, unknown) = (&self.cluster, &unknown);
                 async move {
                     let addr = member.lmtp.clone().expect("candidates serve LMTP");
                     match lmtp_transaction(&addr, key, deadlines, group, (mailboxes, each), parcel).await {
                         Ok(outcome) => outcome.map_hint(|a| cluster.member_by_address(group, Protocol::Lmtp, &a)),
-                        Err(e) => Attempt::Down(e.to_string()),
+                        Err(Failed { error, outcome_unknown }) => {
+                            if outcome_unknown {
+                                unknown.store(true, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            Attempt::Down(error.to_string())
+                        }
                     }
                 }
             })
-            .await;
+        };
+        let mut result = route(self.route_timeout).await;
+        if result.is_err() && unknown.load(std::sync::atomic::Ordering::Relaxed) {
+            // Answering 451 now could make the client deliver a committed message again.
+            tracing::warn!(group, "a delivery's outcome is unknown; waiting for the group to answer");
+            result = route(UNKNOWN_OUTCOME_PATIENCE).await;
+        }
         match result {
             Ok(replies) => replies,
             Err(e) => {
@@ -252,6 +289,17 @@ fn leader_address(reply: &str) -> Option<String> {
     (!addr.is_empty()).then_some(addr)
 }
 
+/// Why an LMTP transaction gave no answer, and whether the message may have been
+/// delivered all the same (it failed once the transaction had begun).
+struct Failed {
+    error: ClientError,
+    outcome_unknown: bool,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// One LMTP transaction with the storage node at `addr`, as a cluster member.
 async fn lmtp_transaction(
     addr: &str,
@@ -260,19 +308,25 @@ async fn lmtp_transaction(
     group: &str,
     (mailboxes, each): (&[String], &[String]),
     parcel: Parcel<'_>,
-) -> Result<LmtpOutcome, ClientError> {
-    let (mut conn, _) = Connection::open(addr, deadlines).await?;
-    conn.hello(Dialect::Lmtp, "frontd").await?;
-    conn.authenticate_cluster(key).await?;
+) -> Result<LmtpOutcome, Failed> {
+    let before = |error| Failed { error, outcome_unknown: false };
+    let (mut conn, _) = Connection::open(addr, deadlines).await.map_err(before)?;
+    let extensions = conn.hello(Dialect::Lmtp, "frontd").await.map_err(before)?;
+    // A node of an older version does not know the key: it would refuse the parameter.
+    let keyed = extensions.iter().any(|e| e == "XMSGKEY");
+    conn.authenticate_cluster(key).await.map_err(before)?;
     let rcpt_params = format!(" XMAILHOST={group}{}", parcel.folder.rcpt_param());
     let envelope = Envelope {
         from: parcel.from,
-        mail_params: "",
+        mail_params: if keyed { parcel.mail_params } else { "" },
         recipients: mailboxes,
         rcpt_params: &rcpt_params,
         rcpt_params_each: each,
     };
-    let t = conn.transaction(Dialect::Lmtp, &envelope, parcel.stuffed, is_not_leader).await?;
+    let t = conn
+        .transaction(Dialect::Lmtp, &envelope, parcel.stuffed, is_not_leader)
+        .await
+        .map_err(|error| Failed { error, outcome_unknown: true })?;
     conn.quit().await;
     if t.stopped {
         let refusal = t.rcpts.last().expect("stopped at a RCPT");

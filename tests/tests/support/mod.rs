@@ -163,7 +163,16 @@ impl Storage {
     /// Configure (not start) one more node serving `groups`; its index (its id is one more).
     pub fn add_node(&mut self, groups: &[&str]) -> usize {
         let i = self.raft.len();
-        for list in [&mut self.raft, &mut self.lmtp, &mut self.imap, &mut self.pop3, &mut self.admin, &mut self.sieve] {
+        let lists = [
+            &mut self.raft,
+            &mut self.lmtp,
+            &mut self.imap,
+            &mut self.pop3,
+            &mut self.admin,
+            &mut self.sieve,
+            &mut self.metrics,
+        ];
+        for list in lists {
             list.push(free_addr());
         }
         self.children.push(None);
@@ -338,6 +347,8 @@ pub struct Front {
     pub sieve: String,
     child: Option<Child>,
     pub log: PathBuf,
+    /// How it was started (for [`Front::restart`]).
+    command: (PathBuf, bool),
 }
 
 /// Make a self-signed certificate for 127.0.0.1 at `root/cert.pem` and `root/key.pem`.
@@ -450,14 +461,30 @@ impl Front {
         let path = root.join("frontd.toml");
         clusterkit::front::write(&path, &cfg).unwrap();
         let log = root.join("frontd.log");
+        let child = Some(Self::spawn(&path, json_logs, &log));
+        wait_listening(&imap, "frontd");
+        Self { imap, pop3, smtp, submission, imaps, pop3s, sieve, child, log, command: (path, json_logs) }
+    }
+
+    fn spawn(config: &Path, json_logs: bool, log: &Path) -> Child {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sys-frontd"));
-        cmd.arg("--config").arg(&path).env("RUST_LOG", "info");
+        cmd.arg("--config").arg(config).env("RUST_LOG", "info");
         if json_logs {
             cmd.args(["--log-format", "json"]);
         }
-        let child = Some(spawn(cmd, &log));
-        wait_listening(&imap, "frontd");
-        Self { imap, pop3, smtp, submission, imaps, pop3s, sieve, child, log }
+        spawn(cmd, log)
+    }
+
+    /// Kill frontd (SIGKILL).
+    pub fn kill(&mut self) {
+        stop(&mut self.child);
+    }
+
+    /// Start frontd again with the same configuration (after [`Front::kill`]).
+    pub fn restart(&mut self) {
+        stop(&mut self.child);
+        self.child = Some(Self::spawn(&self.command.0, self.command.1, &self.log));
+        wait_listening(&self.imap, "frontd");
     }
 
     /// Process id of frontd.

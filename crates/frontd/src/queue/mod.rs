@@ -100,7 +100,33 @@ impl QueueClient {
         recipients: &[String],
         message: &[u8],
     ) -> Result<(String, u64), QueueError> {
-        let op_id: [u8; 16] = rand::random();
+        self.enqueue_keyed(sender, recipients, message, None).await
+    }
+
+    /// [`QueueClient::enqueue`] of a message a client may send again: with `key` (see
+    /// `smtp::session::Envelope::retry_key`) a repeat that reaches the same queue group is
+    /// recognised there and queued once.
+    pub async fn enqueue_keyed(
+        &self,
+        sender: &str,
+        recipients: &[String],
+        message: &[u8],
+        key: Option<[u8; 16]>,
+    ) -> Result<(String, u64), QueueError> {
+        let op_id: [u8; 16] = match key {
+            Some(key) => {
+                use sha2::Digest;
+                let mut hash = sha2::Sha256::new();
+                hash.update(b"queue-retry-key");
+                hash.update(key);
+                for r in recipients {
+                    hash.update((r.len() as u64).to_le_bytes());
+                    hash.update(r.as_bytes());
+                }
+                hash.finalize()[..16].try_into().expect("16 bytes")
+            }
+            None => rand::random(),
+        };
         let mut last = QueueError::Unavailable { group: String::new(), reason: "no queue group".into() };
         for group in &self.groups {
             let request = AdminRequest::Enqueue {

@@ -82,13 +82,14 @@ fn mailhost_unavailable(reply: &str) -> bool {
 async fn unscanned(front: &Front, envelope: &Envelope, message: &[u8]) -> Vec<String> {
     let all = envelope.all_recipients();
     if envelope.direct() {
-        let replies = front.router.deliver(&envelope.from, &envelope.recipients, &[message], Folder::Inbox).await;
+        let (to, key) = (&envelope.recipients, envelope.retry_key());
+        let replies = front.router.deliver_keyed(&envelope.from, to, &[message], Folder::Inbox, key).await;
         if !(replies.iter().all(|r| mailhost_unavailable(r)) && front.queue.is_some()) {
             return no_partial_success(replies);
         }
         tracing::info!(group = ?envelope.group, reply = %replies[0], "mailhost unavailable: queueing the message");
     }
-    enqueue(front, &envelope.from, &all, message).await
+    enqueue(front, envelope, &all, message).await
 }
 
 /// One class of local recipients: the same stamp, filed in the same folder.
@@ -131,12 +132,14 @@ async fn file_locally(
     let mut filed = 0;
     for ((folder, stamp), (fate, members)) in classes {
         let recipients: Vec<String> = members.iter().map(|i| envelope.recipients[*i].clone()).collect();
-        let mut answers = front.router.deliver(&envelope.from, &recipients, &[stamp.as_bytes(), message], folder).await;
+        let parts = [stamp.as_bytes(), message];
+        let key = envelope.retry_key();
+        let mut answers = front.router.deliver_keyed(&envelope.from, &recipients, &parts, folder, key).await;
         if folder == Folder::Inbox && answers.iter().all(|a| mailhost_unavailable(a)) && front.queue.is_some() {
             // The mailhost is down: the stamped copy waits in the replicated queue (which
             // files into INBOX only; Junk and quarantine copies are deferred instead).
             tracing::info!(reply = %answers[0], "mailhost unavailable: queueing the scanned copy");
-            answers = enqueue(front, &envelope.from, &recipients, &[stamp.as_bytes(), message].concat()).await;
+            answers = enqueue(front, envelope, &recipients, &parts.concat()).await;
         }
         tracing::info!(from = %envelope.from, recipients = recipients.len(), fate = fate.name(), ?folder, reply = %answers[0], "SMTP message filed");
         front.fates.count(&fate, members.len() as u64);
@@ -150,18 +153,18 @@ async fn file_locally(
 
 /// Remote recipients (relaying clients only) onto the queue, unstamped.
 async fn queue_remote(front: &Front, envelope: &Envelope, message: &[u8], replies: &mut [String]) {
-    let answers = enqueue(front, &envelope.from, &envelope.remote, message).await;
+    let answers = enqueue(front, envelope, &envelope.remote, message).await;
     for (reply, answer) in replies.iter_mut().zip(answers) {
         *reply = answer;
     }
 }
 
-async fn enqueue(front: &Front, from: &str, recipients: &[String], message: &[u8]) -> Vec<String> {
+async fn enqueue(front: &Front, envelope: &Envelope, recipients: &[String], message: &[u8]) -> Vec<String> {
     let Some(queue) = &front.queue else {
         // The session accepts several mailhosts or remote recipients only with a queue.
         return vec!["451 4.3.0 no queue for this message, try again later".into(); recipients.len()];
     };
-    match queue.enqueue(from, recipients, message).await {
+    match queue.enqueue_keyed(&envelope.from, recipients, message, envelope.retry_key()).await {
         Ok((group, id)) => vec![format!("250 2.0.0 queued as {group}/{id}"); recipients.len()],
         Err(e @ crate::queue::QueueError::Refused { .. }) => {
             tracing::warn!(error = %e, "queue refused a message");

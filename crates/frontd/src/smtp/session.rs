@@ -106,6 +106,25 @@ impl Envelope {
     pub fn all_recipients(&self) -> Vec<String> {
         self.recipients.iter().chain(&self.remote).cloned().collect()
     }
+
+    /// What makes a client's retry of this transaction recognisable (its earlier attempt
+    /// may have been committed though the client never got the answer): the sender, the
+    /// Message-ID and the bytes the client sent, hashed. Our own trace header and scanning
+    /// stamps differ per attempt and are not part of it. `None` without a Message-ID:
+    /// two identical messages without one are two messages.
+    pub fn retry_key(&self) -> Option<[u8; 16]> {
+        use sha2::Digest;
+        let message_id = common::message_log::message_id(&self.message)?;
+        let mut hash = sha2::Sha256::new();
+        for part in [b"smtp-retry-key".as_slice(), self.from.as_bytes(), message_id.as_bytes()] {
+            hash.update((part.len() as u64).to_le_bytes());
+            hash.update(part);
+        }
+        hash.update(sha2::Sha256::digest(&self.message));
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&hash.finalize()[..16]);
+        Some(key)
+    }
 }
 
 #[derive(Debug)]
@@ -895,5 +914,23 @@ mod tests {
         s.data_line(b"Subject: bounce\r\n");
         assert_eq!(s.data_line(b".\r\n"), Some(Step::Deliver));
         assert_eq!(s.envelope().remote, vec!["bob@remote.org".to_string()]);
+    }
+
+    #[test]
+    fn a_retry_of_the_same_message_has_the_same_key_and_another_message_another() {
+        let envelope = |from: &str, message: &[u8]| Envelope {
+            from: from.into(),
+            recipients: vec!["bob@example.edu".into()],
+            group: Some("hermes".into()),
+            remote: Vec::new(),
+            message: message.to_vec(),
+        };
+        let message = b"Message-ID: <1@x>\r\nSubject: hi\r\n\r\nbody\r\n";
+        let key = envelope("a@x", message).retry_key().expect("a Message-ID makes a key");
+        assert_eq!(envelope("a@x", message).retry_key(), Some(key), "a retry");
+        assert_ne!(envelope("b@x", message).retry_key(), Some(key), "another sender");
+        let edited = b"Message-ID: <1@x>\r\nSubject: hi\r\n\r\nbody!\r\n";
+        assert_ne!(envelope("a@x", edited).retry_key(), Some(key), "other bytes");
+        assert_eq!(envelope("a@x", b"Subject: hi\r\n\r\nbody\r\n").retry_key(), None, "no Message-ID, no key");
     }
 }

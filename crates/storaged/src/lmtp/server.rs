@@ -145,7 +145,10 @@ async fn deliver(node: &Node, env: Envelope) -> Vec<String> {
     let groups = by_group.len();
     for (n, ((group_name, folder), idxs)) in by_group.into_iter().enumerate() {
         let users: Vec<String> = idxs.iter().map(|k| env.recipients[*k].user.as_str().to_string()).collect();
-        let mut parts: Vec<&[u8]> = vec![env.from.as_bytes(), &message];
+        let mut parts: Vec<&[u8]> = match &env.message_key {
+            Some(key) => vec![b"key", key],
+            None => vec![env.from.as_bytes(), &message],
+        };
         parts.extend(users.iter().map(|u| u.as_bytes()));
         parts.extend(folder.map(str::as_bytes));
         let op_id = OpId::digest(&parts);
@@ -226,7 +229,11 @@ async fn per_recipient<'e>(
             None | Some((_, Filtered::Unfiltered)) => unfiltered.push(k),
             Some((_, Filtered::Rejected(reason))) => replies[k] = rejected_reply(&r.address, &reason),
             Some((group, Filtered::Deliver(op))) => {
-                let parts: Vec<&[u8]> = vec![b"sieve", env.from.as_bytes(), message, r.user.as_str().as_bytes()];
+                let user = r.user.as_str().as_bytes();
+                let parts: Vec<&[u8]> = match &env.message_key {
+                    Some(key) => vec![b"sieve-key", key, user],
+                    None => vec![b"sieve", env.from.as_bytes(), message, user],
+                };
                 let result = group.write(MailRequest { op_id: OpId::digest(&parts), op }).await;
                 indexes[k] = result.as_ref().ok().map(|c| (r.group.as_str(), c.index));
                 let outcome = Outcome { group: &group, group_name: &r.group };

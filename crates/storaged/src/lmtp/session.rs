@@ -43,6 +43,10 @@ pub struct Envelope {
     pub from: String,
     pub recipients: Vec<Recipient>,
     pub data: Vec<u8>,
+    /// What the front says makes this message the same as an earlier one (`MAIL ...
+    /// XMSGKEY=`, 32 hex digits: the client's retry of a transaction whose answer it never
+    /// got); the delivery's operation ids derive from it instead of from the bytes.
+    pub message_key: Option<[u8; 16]>,
 }
 
 /// What the server must do.
@@ -99,12 +103,25 @@ pub struct Session {
     authenticated: bool,
     auth_failures: u32,
     from: Option<String>,
+    message_key: Option<[u8; 16]>,
     recipients: Vec<Recipient>,
     data: Vec<u8>,
     oversize: bool,
 }
 
 type Handler = fn(&mut Session, &str, &dyn Context) -> Vec<Action>;
+
+/// `XMSGKEY`'s value: 32 hex digits.
+fn message_key(hex: &str) -> Option<[u8; 16]> {
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut key = [0u8; 16];
+    for (k, byte) in key.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * k..2 * k + 2)?, 16).ok()?;
+    }
+    Some(key)
+}
 
 /// The command table: verb → handler.
 const COMMANDS: &[(&str, Handler)] = &[
@@ -149,6 +166,7 @@ impl Session {
             authenticated: false,
             auth_failures: 0,
             from: None,
+            message_key: None,
             recipients: Vec::new(),
             data: Vec::new(),
             oversize: false,
@@ -251,6 +269,7 @@ impl Session {
             let recipients = std::mem::take(&mut self.recipients);
             let data = std::mem::take(&mut self.data);
             let from = self.from.take().unwrap_or_default();
+            let message_key = self.message_key.take();
             if std::mem::take(&mut self.oversize) {
                 return recipients
                     .iter()
@@ -262,7 +281,7 @@ impl Session {
                     })
                     .collect();
             }
-            return vec![Action::Deliver(Envelope { from, recipients, data })];
+            return vec![Action::Deliver(Envelope { from, recipients, data, message_key })];
         }
         let line = line.strip_prefix(b".").filter(|_| line.starts_with(b"..")).unwrap_or(line);
         if self.oversize || self.data.len() + line.len() + 2 > self.limits.message_max {
@@ -289,6 +308,7 @@ impl Session {
             "250-XMAILHOST".into(),
             "250-XFOLDER".into(),
             "250-XUSER".into(),
+            "250-XMSGKEY".into(),
             format!("250-AUTH {}", lmtp_auth::MECHANISM),
             format!("250 SIZE {}", self.limits.message_max),
         ]
@@ -320,6 +340,11 @@ impl Session {
             } else if k.eq_ignore_ascii_case("BODY") {
                 if !(v.eq_ignore_ascii_case("8BITMIME") || v.eq_ignore_ascii_case("7BIT")) {
                     return reply("501 5.5.4 bad BODY");
+                }
+            } else if k.eq_ignore_ascii_case("XMSGKEY") {
+                match message_key(v) {
+                    Some(key) => self.message_key = Some(key),
+                    None => return reply("501 5.5.4 XMSGKEY takes 32 hex digits"),
                 }
             } else {
                 return reply(format!("555 5.5.4 unsupported parameter {k}"));
@@ -386,6 +411,7 @@ impl Session {
 
     fn reset(&mut self) {
         self.from = None;
+        self.message_key = None;
         self.recipients.clear();
         self.data.clear();
         self.oversize = false;
@@ -474,6 +500,30 @@ mod tests {
         let Action::Deliver(env) = &out[0] else { panic!("{out:?}") };
         let folders: Vec<_> = env.recipients.iter().map(|r| r.folder).collect();
         assert_eq!(folders, [Some("Junk"), Some("Quarantine"), None]);
+    }
+
+    #[test]
+    fn a_front_names_a_message_key_for_one_transaction_only() {
+        let ctx = Ctx { leader: true };
+        let mut s = authenticated(Limits { message_max: 1000, recipients_max: 5 }, &ctx);
+        assert!(replies(&s.command(b"LHLO client", &ctx)).contains(&"250-XMSGKEY".to_string()));
+        for bad in ["XMSGKEY=00", "XMSGKEY=zz112233445566778899aabbccddeeff", "XMSGKEY="] {
+            let line = format!("MAIL FROM:<a@b> {bad}");
+            assert_eq!(first_code(&s.command(line.as_bytes(), &ctx)), "501", "{bad}");
+        }
+        let line = b"MAIL FROM:<a@b> XMSGKEY=00112233445566778899AABBCCDDEEFF";
+        assert_eq!(first_code(&s.command(line, &ctx)), "250");
+        let deliver = |s: &mut Session| {
+            assert_eq!(first_code(&s.command(b"RCPT TO:<user1@x>", &ctx)), "250");
+            assert_eq!(first_code(&s.command(b"DATA", &ctx)), "354");
+            let out = s.data_line(b".");
+            let Action::Deliver(env) = &out[0] else { panic!("{out:?}") };
+            env.message_key
+        };
+        let key = [0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff];
+        assert_eq!(deliver(&mut s), Some(key));
+        assert_eq!(first_code(&s.command(b"MAIL FROM:<a@b>", &ctx)), "250");
+        assert_eq!(deliver(&mut s), None, "the next transaction has no key of its own");
     }
 
     #[test]
