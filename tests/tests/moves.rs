@@ -276,6 +276,17 @@ fn a_dead_node_is_replaced_by_remove_node_and_add_node_while_the_group_serves() 
     // More entries than one purge batch (256): the log's head is gone by the time node 4 asks.
     batch(&storage, 0, 300);
 
+    // With every node up, removing any one would leave no spare voter, and the leader
+    // answers: both refused unless forced.
+    let leader = storage.leader_for("alice@example.edu") + 1;
+    let follower = (1..=3).find(|n| *n != leader).unwrap();
+    let (ok, out) = mailctl(root, &["group", "remove-node", "hermes", &leader.to_string()]);
+    assert!(!ok && out.contains("leads hermes and answers"), "removing the leader: {out}");
+    let (ok, out) = mailctl(root, &["group", "remove-node", "hermes", &follower.to_string()]);
+    assert!(!ok && out.contains("one more failure"), "removing a healthy follower: {out}");
+    let (ok, status) = mailctl(root, &["status"]);
+    assert!(ok && status.contains("voters [1, 2, 3]"), "nothing was removed: {status}");
+
     // Node 3 dies for good; the group goes on with two of three, then drops it.
     storage.kill(2);
     batch(&storage, 300, 50);

@@ -223,10 +223,12 @@ pub enum AdminRequest {
         id: u64,
         raft: String,
     },
-    /// Remove node `id` from the group's voters (and learners).
+    /// Remove node `id` from the group's voters (and learners); refused when it would
+    /// leave the group without a spare voter or take its answering leader, unless `force`.
     RemoveNode {
         group: String,
         id: u64,
+        force: bool,
     },
     /// Start serving a new group on this node (sent to every member); the lowest-numbered
     /// member initializes it. Remembered across restarts.

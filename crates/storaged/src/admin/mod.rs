@@ -143,7 +143,7 @@ pub async fn handle(node: &Node, request: AdminRequest) -> AdminReply {
         }
         AdminRequest::FetchMessages { user, mailbox, uids, .. } => return fetch(&shared, &user, &mailbox, &uids),
         AdminRequest::AddNode { id, raft, .. } => return membership::add_node(group, id, raft).await,
-        AdminRequest::RemoveNode { id, .. } => return membership::remove_node(group, id).await,
+        AdminRequest::RemoveNode { id, force, .. } => return membership::remove_node(group, id, force).await,
         AdminRequest::Propose { op_id, op, .. } => match admin::decode::<MailOp>(&op) {
             Ok(op) => (OpId(op_id), op),
             Err(e) => return AdminReply::Refused(format!("not a mail operation: {e}")),

@@ -319,8 +319,15 @@ enum GroupAction {
         #[arg(long)]
         raft: String,
     },
-    /// Take node ID out of the group's voters (a dead node, or one being retired).
-    RemoveNode { group: String, id: u64 },
+    /// Take node ID out of the group's voters (a dead node, or one being retired). Refused
+    /// when the group would be left unable to survive one more failure, or when ID is its
+    /// answering leader, unless --force.
+    RemoveNode {
+        group: String,
+        id: u64,
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -470,9 +477,9 @@ fn group(config: &std::path::Path, action: GroupAction) -> anyhow::Result<()> {
             let g = group.to_ascii_lowercase();
             (group, AdminRequest::AddNode { group: g, id, raft })
         }
-        GroupAction::RemoveNode { group, id } => {
+        GroupAction::RemoveNode { group, id, force } => {
             let g = group.to_ascii_lowercase();
-            (group, AdminRequest::RemoveNode { group: g, id })
+            (group, AdminRequest::RemoveNode { group: g, id, force })
         }
     };
     match runtime()?.block_on(admin.call(&group.to_ascii_lowercase(), request))? {
@@ -480,7 +487,9 @@ fn group(config: &std::path::Path, action: GroupAction) -> anyhow::Result<()> {
             println!("group {group}: membership changed");
             Ok(())
         }
-        other => anyhow::bail!("group {group}: {other:?}"),
+        AdminReply::Refused(why) => anyhow::bail!("group {group}: refused: {why}"),
+        AdminReply::Failed(why) => anyhow::bail!("group {group}: failed: {why}"),
+        _ => anyhow::bail!("group {group}: the node gave an unexpected answer (a different version?)"),
     }
 }
 
