@@ -150,6 +150,34 @@ pub struct NodeStatus {
     pub groups: Vec<GroupStatus>,
 }
 
+/// An answer as an operator reads it: refusals and failures in the node's words, the
+/// rest by kind (never Rust's debug text of its data).
+impl std::fmt::Display for AdminReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self {
+            Self::Refused(why) => return write!(f, "refused: {why}"),
+            Self::Failed(why) => return write!(f, "failed: {why}"),
+            Self::NotLeader { leader: Some(l) } => return write!(f, "not the leader (node {l} is)"),
+            Self::NotLeader { leader: None } => return write!(f, "not the leader (none elected yet; try again)"),
+            Self::NoSuchGroup => return write!(f, "no such group on that node"),
+            Self::Done => "done",
+            Self::Status(_) => "a status",
+            Self::Queued { .. } => "a queue id",
+            Self::Items(_) => "queue items",
+            Self::Message(_) => "a message",
+            Self::Applied(_) => "an applied operation",
+            Self::UserMail(_) => "a user's mail",
+            Self::Messages(_) => "messages",
+            Self::Fates(_) => "fate counts",
+            Self::Logins(_) => "login records",
+            Self::Blocks { .. } => "blocks",
+            Self::Tickets(_) => "tickets",
+            Self::Opened { .. } => "an opened ticket",
+        };
+        write!(f, "an unexpected answer ({kind}): is every node and mailctl the same version?")
+    }
+}
+
 /// A request to a storage node. Queue requests name the group whose queue they touch and
 /// must reach its leader.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

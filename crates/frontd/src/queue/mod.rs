@@ -139,9 +139,7 @@ impl QueueClient {
             match self.call(group, request).await {
                 Ok(AdminReply::Queued { id }) => return Ok((group.clone(), id)),
                 Ok(AdminReply::Refused(reason)) => last = QueueError::Refused { group: group.clone(), reason },
-                Ok(other) => {
-                    last = QueueError::Unavailable { group: group.clone(), reason: format!("unexpected {other:?}") }
-                }
+                Ok(other) => last = QueueError::Unavailable { group: group.clone(), reason: other.to_string() },
                 Err(e) => last = e,
             }
             tracing::warn!(group, error = %last, "queue unavailable; trying the next queue group");

@@ -83,7 +83,10 @@ async fn answering_voters(group: &Group, leader: u64) -> BTreeSet<u64> {
         let m = group.raft.metrics().borrow().clone();
         let matched = |v: &u64| {
             *v == leader
-                || m.replication.as_ref().and_then(|r| r.get(v).copied().flatten()).is_some_and(|l| l.index >= committed.index)
+                || m.replication
+                    .as_ref()
+                    .and_then(|r| r.get(v).copied().flatten())
+                    .is_some_and(|l| l.index >= committed.index)
         };
         let voters: BTreeSet<u64> = m.membership_config.voter_ids().collect();
         let answering: BTreeSet<u64> = voters.iter().copied().filter(matched).collect();
@@ -101,7 +104,13 @@ fn failures_tolerated(voters: &BTreeSet<u64>, answering: &BTreeSet<u64>) -> i64 
 }
 
 /// Why removing `id` must not happen unforced, if it must not.
-fn removal_refusal(group: &str, id: u64, leader: u64, voters: &BTreeSet<u64>, answering: &BTreeSet<u64>) -> Option<String> {
+fn removal_refusal(
+    group: &str,
+    id: u64,
+    leader: u64,
+    voters: &BTreeSet<u64>,
+    answering: &BTreeSet<u64>,
+) -> Option<String> {
     let mut after = voters.clone();
     after.remove(&id);
     let (before_ok, after_ok) = (failures_tolerated(voters, answering), failures_tolerated(&after, answering));

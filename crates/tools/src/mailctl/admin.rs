@@ -99,7 +99,7 @@ impl Admin {
                 .with_context(|| format!("node {} has no admin address in the front's map", m.id))?;
             match self.call_node(&addr, &request).await? {
                 AdminReply::Done => {}
-                other => bail!("node {}: {other:?}", m.id),
+                other => bail!("node {}: {other}", m.id),
             }
         }
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -158,7 +158,7 @@ impl Admin {
         for group in self.queue.groups() {
             match self.queue.call(group, AdminRequest::List { group: group.clone() }).await? {
                 AdminReply::Items(items) => all.extend(items.into_iter().map(|i| (group.clone(), i))),
-                other => bail!("queue of {group}: unexpected answer {other:?}"),
+                other => bail!("queue of {group}: {other}"),
             }
         }
         Ok(all)
@@ -175,7 +175,7 @@ impl Admin {
             .with_context(|| format!("no queued message {id}"))?;
         let body = match self.queue.call(&id.group, AdminRequest::Read { group: id.group.clone(), id: id.id }).await? {
             AdminReply::Message(m) => m,
-            other => bail!("unexpected answer {other:?}"),
+            other => bail!("{other}"),
         };
         Ok((item, body))
     }
@@ -206,7 +206,7 @@ impl Admin {
     async fn expect_done(&self, group: &str, request: AdminRequest) -> anyhow::Result<()> {
         match self.queue.call(group, request).await? {
             AdminReply::Done => Ok(()),
-            other => bail!("queue of {group}: unexpected answer {other:?}"),
+            other => bail!("queue of {group}: {other}"),
         }
     }
 }

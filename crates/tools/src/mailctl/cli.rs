@@ -559,7 +559,7 @@ fn user(ldif: &std::path::Path, config: &std::path::Path, print_ldif: bool, acti
                     runtime()?.block_on(admin.call(&host, AdminRequest::Logins { group: host.clone(), user: mail }))?;
                 match reply {
                     AdminReply::Logins(h) => Ok(h),
-                    other => anyhow::bail!("{other:?}"),
+                    other => anyhow::bail!("{other}"),
                 }
             });
             match history {

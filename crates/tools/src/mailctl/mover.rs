@@ -87,7 +87,7 @@ impl Admin {
     pub(super) async fn user_mail(&self, group: &str, user: &str) -> anyhow::Result<UserMail> {
         match self.call(group, AdminRequest::UserMail { group: group.into(), user: user.into() }).await? {
             AdminReply::UserMail(m) => Ok(m),
-            other => bail!("{group}: unexpected answer {other:?}"),
+            other => bail!("{group}: {other}"),
         }
     }
 
@@ -106,7 +106,7 @@ impl Admin {
                 resp => Ok(resp),
             },
             AdminReply::Refused(why) => bail!("{group} refused {}: {why}", op_name(&op)),
-            other => bail!("{group}: unexpected answer {other:?}"),
+            other => bail!("{group}: {other}"),
         }
     }
 
@@ -127,7 +127,7 @@ impl Admin {
             AdminReply::Messages(m) if !m.is_empty() || uids.is_empty() => {
                 Ok(m.into_iter().map(|(uid, b)| (uid, b.map(serde_bytes::ByteBuf::into_vec))).collect())
             }
-            other => bail!("{group}: unexpected answer {other:?}"),
+            other => bail!("{group}: {other}"),
         }
     }
 }
@@ -256,7 +256,7 @@ async fn logins(admin: &Admin, group: &str, user: &str) -> anyhow::Result<Vec<co
     let request = AdminRequest::Logins { group: group.to_string(), user: user.to_string() };
     match admin.call(group, request).await? {
         AdminReply::Logins(h) => Ok(h),
-        other => anyhow::bail!("login history on {group}: {other:?}"),
+        other => anyhow::bail!("login history on {group}: {other}"),
     }
 }
 
@@ -272,7 +272,7 @@ async fn sync_logins(admin: &Admin, source: &str, target: &str, user: &str) -> a
         };
         match admin.call(target, request).await? {
             AdminReply::Logins(_) => {}
-            other => anyhow::bail!("login history on {target}: {other:?}"),
+            other => anyhow::bail!("login history on {target}: {other}"),
         }
     }
     Ok(())

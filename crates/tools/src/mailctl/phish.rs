@@ -33,7 +33,7 @@ pub async fn tickets(admin: &Admin) -> anyhow::Result<Vec<Ticket>> {
     let group = records_group(admin)?;
     match admin.call(&group, AdminRequest::Tickets { group: group.clone() }).await? {
         AdminReply::Tickets(t) => Ok(t),
-        other => anyhow::bail!("{group}: {other:?}"),
+        other => anyhow::bail!("{group}: {other}"),
     }
 }
 
@@ -123,7 +123,7 @@ pub async fn blocks(admin: &Admin) -> anyhow::Result<Vec<BlockEntry>> {
     let group = records_group(admin)?;
     match admin.call(&group, AdminRequest::Blocks { group: group.clone() }).await? {
         AdminReply::Blocks { blocks, .. } => Ok(blocks),
-        other => anyhow::bail!("{group}: {other:?}"),
+        other => anyhow::bail!("{group}: {other}"),
     }
 }
 

@@ -78,7 +78,8 @@ pub async fn release(admin: &Admin, dir: &UserDirectory, address: &str, uid: u32
             Some((_, new)) => Ok(format!("released {uid} to {user}'s INBOX (uid {new})")),
             None => bail!("{user} has no held message {uid}"),
         },
-        other => bail!("unexpected answer {other:?}"),
+        MailResponse::Rejected(why) => bail!("refused: {why}"),
+        _ => bail!("the node gave an unexpected answer: is every node and mailctl the same version?"),
     }
 }
 

@@ -17,7 +17,7 @@ pub async fn tally(admin: &Admin) -> anyhow::Result<Vec<(i64, String, String, u6
     let group = admin.front_config().stats_group().context("the configuration names no group")?;
     match admin.call(&group, AdminRequest::Fates { group: group.clone() }).await? {
         AdminReply::Fates(rows) => Ok(rows),
-        other => bail!("{group}: unexpected answer {other:?}"),
+        other => bail!("{group}: {other}"),
     }
 }
 
