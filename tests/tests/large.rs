@@ -95,10 +95,17 @@ fn a_message_near_the_size_limit_is_delivered_relayed_through_the_queue_and_move
     assert_whole("the relayed copy", &relayed, subject);
 
     // Moving alice carries the message to apollo whole, with its UID.
-    let (ok, report) = mailctl(root, &["move", "alice@example.edu", "apollo", "--grace-s", "1"]);
+    // The command returns at the flip; the source copy waits for `--finish`.
+    let (ok, report) = mailctl(root, &["move", "alice@example.edu", "apollo", "--grace-s", "600"]);
     assert!(ok, "mailctl move: {report}");
+    assert!(report.contains("source copy kept") && report.contains("mailctl move --finish"), "{report}");
     assert!(std::fs::read_to_string(root.join("users.ldif")).unwrap().contains("mailHost: apollo"));
     assert_whole("alice's copy after the move", &fetch(&front, 1), subject);
+    let source = |i: usize| root.join(format!("data{i}/hermes/mail/users/alice@example.edu"));
+    assert!((1..=3).any(|i| source(i).exists()), "the source copy is kept");
+    let (ok, out) = mailctl(root, &["move", "--finish", "alice@example.edu", "hermes"]);
+    assert!(ok, "mailctl move --finish: {out}");
+    wait_for("the source copy to go", Duration::from_secs(30), || (1..=3).all(|i| !source(i).exists()));
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(sink.count(subject), 1, "relayed exactly once");
 }

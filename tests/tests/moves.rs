@@ -2,7 +2,7 @@
 //! client (Python's imaplib, through frontd) keeps changing flags. Afterwards every
 //! acknowledged message and flag change is on the target exactly once, UIDVALIDITY and
 //! UIDs are unchanged, a QRESYNC client that synced before the move is told only of real
-//! changes, and the source copy is gone after the grace period. Also: `mailctl group
+//! changes, and with `--wait` the source copy is gone after the grace period. Also: `mailctl group
 //! remove-node` / `add-node` replace a dead node while the group keeps serving.
 
 mod support;
@@ -156,7 +156,7 @@ fn a_user_moves_online_keeping_uids_flags_and_modseqs_and_losing_nothing() {
     };
     wait_for("the logins so far recorded on hermes", Duration::from_secs(10), || !source_history().is_empty());
     let before_move = source_history();
-    let (ok, report) = mailctl(root, &["move", "alice@example.edu", "apollo", "--grace-s", "2"]);
+    let (ok, report) = mailctl(root, &["move", "alice@example.edu", "apollo", "--grace-s", "2", "--wait"]);
     assert!(ok, "mailctl move: {report}");
     eprintln!("{report}");
     assert!(report.contains("freeze window") && report.contains("source copy deleted"), "{report}");
@@ -511,7 +511,7 @@ fn with_an_ldap_directory_the_move_flips_mail_host_on_the_ldap_server() {
 
     // Run again with an identity that may write: the move finishes and the flip is in LDAP.
     let admin_pw = root.join("admin.pw");
-    let args = ["move", "alice", "apollo", "--grace-s", "1", "--ldap-admin-dn", "cn=admin,dc=example,dc=edu"];
+    let args = ["move", "alice", "apollo", "--grace-s", "1", "--wait", "--ldap-admin-dn", "cn=admin,dc=example,dc=edu"];
     let (ok, report) =
         mailctl(root, &[&args[..], &["--ldap-admin-password-file", admin_pw.to_str().unwrap()]].concat());
     assert!(ok && report.contains("source copy deleted"), "{report}");

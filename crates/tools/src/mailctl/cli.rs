@@ -89,16 +89,21 @@ enum Cmd {
         /// A front's configuration (lists the nodes, the cluster key and the LDIF directory).
         #[arg(long, default_value = "mailctl-data/frontd.toml")]
         config: PathBuf,
-        /// Keep the source copy this long after the flip, then delete it.
+        /// How long the source copy is kept after the flip (0: deleted at once). The command
+        /// returns at the flip; see --wait and --finish.
         #[arg(long, default_value_t = 3600)]
         grace_s: u64,
+        /// Wait out the grace period after the flip, then delete the source copy.
+        #[arg(long)]
+        wait: bool,
         /// Undo an unfinished move: unfreeze the source, delete the partial copy on TARGET.
         #[arg(long)]
         rollback: bool,
-        /// Finish an interrupted move's last step: delete the source copy on mailhost TARGET
-        /// (the old one) of a user the directory already places elsewhere.
-        #[arg(long)]
-        cleanup: bool,
+        /// Finish a move after its grace period (or an interrupted one): delete the source
+        /// copy on mailhost TARGET (the old one) of a user the directory already places
+        /// elsewhere.
+        #[arg(long, visible_alias = "cleanup")]
+        finish: bool,
         /// Print bytes per mailhost and the moves that would even them out; move nothing.
         #[arg(long)]
         plan: bool,
@@ -498,8 +503,9 @@ struct MoveArgs {
     user: Option<String>,
     target: Option<String>,
     grace_s: u64,
+    wait: bool,
     rollback: bool,
-    cleanup: bool,
+    finish: bool,
     plan: bool,
     ldap_admin: Option<(String, PathBuf)>,
 }
@@ -532,13 +538,23 @@ fn move_user(config: &std::path::Path, a: MoveArgs) -> anyhow::Result<()> {
     if a.rollback {
         rt.block_on(mover::rollback(&admin, &dir, &user, &target))?;
         println!("rolled back: {user} stays where the directory says; the copy on {target} is deleted");
-    } else if a.cleanup {
+    } else if a.finish {
         let report = rt.block_on(mover::cleanup_moved(&admin, &dir, &user, &target))?;
         println!("{report}");
     } else {
         let grace = std::time::Duration::from_secs(a.grace_s);
-        let report = rt.block_on(mover::move_user(&admin, &dir, &user, &target, grace))?;
+        let report = rt.block_on(mover::move_user(&admin, &dir, &user, &target, (grace, a.wait)))?;
         println!("{report}");
+        if !report.source_deleted {
+            let after = chrono::Local::now() + chrono::Duration::seconds(a.grace_s as i64);
+            println!(
+                "the copy on {} is kept for the grace period: after {} run `mailctl move --finish {} {}` to delete it",
+                report.source,
+                after.format("%Y-%m-%d %H:%M"),
+                report.user,
+                report.source
+            );
+        }
     }
     Ok(())
 }
@@ -604,8 +620,9 @@ pub fn run_from(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
             target,
             config,
             grace_s,
+            wait,
             rollback,
-            cleanup,
+            finish,
             plan,
             ldap_admin_dn,
             ldap_admin_password_file,
@@ -615,7 +632,7 @@ pub fn run_from(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
                 (None, None) => None,
                 _ => anyhow::bail!("--ldap-admin-dn and --ldap-admin-password-file go together"),
             };
-            move_user(&config, MoveArgs { user, target, grace_s, rollback, cleanup, plan, ldap_admin })
+            move_user(&config, MoveArgs { user, target, grace_s, wait, rollback, finish, plan, ldap_admin })
         }
         Cmd::Group { config, action } => group(&config, action),
         Cmd::Quarantine { config, action } => quarantine(&config, action),

@@ -9,7 +9,9 @@
 //!    catch-up, then the **flip**: the target is made active, the directory's `mailHost`
 //!    names the target, and the source marks the user moved (open sessions get `BYE`
 //!    and reconnect through the front to the target).
-//! 4. After the **grace period** the source copy is deleted.
+//! 4. The command returns at the flip, saying so. The source copy is kept for a **grace
+//!    period** (sessions still open there finish); `--wait` waits it out and deletes the
+//!    copy, `--finish USER OLD` deletes it later, and a grace of 0 deletes it at once.
 //!
 //! Every step is idempotent, so an interrupted move is resumed by running it again;
 //! `--rollback` before the flip unfreezes the source and deletes the partial copy. It
@@ -74,6 +76,13 @@ impl std::fmt::Display for MoveReport {
             if self.source_deleted { "deleted" } else { "kept" }
         )
     }
+}
+
+/// Before the flip, the copy shows bytes; once it is done, a spinner says what happens.
+fn spinner(bar: &ProgressBar, message: String) {
+    bar.set_style(ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("valid template"));
+    bar.set_message(message);
+    bar.enable_steady_tick(Duration::from_millis(200));
 }
 
 /// Counts of one copy round.
@@ -371,12 +380,14 @@ impl HasSize for common::admin::MessageSummary {
 }
 
 /// Move `address` to mailhost `target`, flipping its `mailHost` in `dir`.
+/// Move the user at `address` to `target`; returns at the flip, or with `wait` once the
+/// source copy was kept for `grace` and deleted (at once when `grace` is zero).
 pub async fn move_user(
     admin: &Admin,
     dir: &UserDirectory,
     address: &str,
     target: &str,
-    grace: Duration,
+    (grace, wait): (Duration, bool),
 ) -> anyhow::Result<MoveReport> {
     let target = target.to_lowercase();
     let (user, source) = dir.locate(address).await?;
@@ -407,6 +418,7 @@ pub async fn move_user(
         }
     }
     // Freeze, last catch-up, flip.
+    spinner(&bar, format!("{user} is frozen on {source}: last catch-up and flip to {target}"));
     admin.apply(&source, MailOp::SetUserState { user: user.clone(), state: UserState::Frozen }).await?;
     let frozen = Instant::now();
     let flip = async {
@@ -430,9 +442,17 @@ pub async fn move_user(
     bar.finish_and_clear();
     report.messages = copied.messages;
     report.bytes = copied.bytes;
-    tokio::time::sleep(grace).await;
-    cleanup(admin, &user, &source, &target).await?;
-    report.source_deleted = true;
+    if grace.is_zero() || wait {
+        if !grace.is_zero() {
+            let bar = ProgressBar::new_spinner();
+            let why = format!("flipped; keeping the copy on {source} for {} s, then deleting it", grace.as_secs());
+            spinner(&bar, format!("{why} (Ctrl-C keeps it: `mailctl move --finish {user} {source}` later)"));
+            tokio::time::sleep(grace).await;
+            bar.finish_and_clear();
+        }
+        cleanup(admin, &user, &source, &target).await?;
+        report.source_deleted = true;
+    }
     Ok(report)
 }
 
