@@ -516,6 +516,7 @@ pub async fn run(cfg: Config, path: Option<std::path::PathBuf>) -> Result<(), St
             Ok(())
         }
     });
+    common::daemon::ready();
     let refresher = front.clone();
     tasks.spawn(async move {
         let mut known = refresher.learn_capabilities().await;
@@ -541,6 +542,7 @@ pub async fn run(cfg: Config, path: Option<std::path::PathBuf>) -> Result<(), St
         }
     }
     tracing::info!("frontd stopping");
+    common::daemon::stopping();
     Ok(())
 }
 

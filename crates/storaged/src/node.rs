@@ -181,6 +181,7 @@ pub async fn run(mut cfg: Config) -> Result<(), NodeError> {
             None => std::future::pending().await,
         }
     };
+    common::daemon::ready();
     tokio::select! {
         r = aoe_server => stopped("AoE target", r)?,
         r = raft_server => stopped("Raft listener", r)?,
@@ -193,6 +194,7 @@ pub async fn run(mut cfg: Config) -> Result<(), NodeError> {
         r = sieve_server => stopped("ManageSieve listener", r)?,
         _ = shutdown_signal() => {
             tracing::info!("shutting down: checkpointing");
+            common::daemon::stopping();
             node.stopping.send_replace(true);
             aoe_stop.store(true, std::sync::atomic::Ordering::Relaxed);
             for g in node.all_groups() {
