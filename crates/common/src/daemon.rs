@@ -187,6 +187,32 @@ pub fn tighten_tree(dir: &Path) -> std::io::Result<usize> {
     Ok(changed)
 }
 
+/// Tell a service manager (systemd's `Type=notify`) that the daemon serves: every listener
+/// is bound. With `WatchdogSec=` it also starts pinging the watchdog at half its interval
+/// from the daemon's runtime, so a wedged runtime gets the daemon restarted. Without
+/// `NOTIFY_SOCKET` (not under systemd) this does nothing. Call it inside the runtime.
+pub fn ready() {
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        tracing::warn!(error = %e, "cannot tell the service manager we are ready");
+    }
+    let Some(interval) = sd_notify::watchdog_enabled() else { return };
+    tracing::info!(interval_ms = interval.as_millis() as u64, "pinging the service manager's watchdog");
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval / 2);
+        loop {
+            tick.tick().await;
+            if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]) {
+                tracing::warn!(error = %e, "watchdog ping failed");
+            }
+        }
+    });
+}
+
+/// Tell a service manager the daemon is stopping (nothing without `NOTIFY_SOCKET`).
+pub fn stopping() {
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,30 +243,4 @@ mod tests {
         assert_eq!(tighten_tree(&root).unwrap(), 0, "a tight tree is not walked again");
         assert_eq!(tighten_tree(&tmp.path().join("missing")).unwrap(), 0);
     }
-}
-
-/// Tell a service manager (systemd's `Type=notify`) that the daemon serves: every listener
-/// is bound. With `WatchdogSec=` it also starts pinging the watchdog at half its interval
-/// from the daemon's runtime, so a wedged runtime gets the daemon restarted. Without
-/// `NOTIFY_SOCKET` (not under systemd) this does nothing. Call it inside the runtime.
-pub fn ready() {
-    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
-        tracing::warn!(error = %e, "cannot tell the service manager we are ready");
-    }
-    let Some(interval) = sd_notify::watchdog_enabled() else { return };
-    tracing::info!(interval_ms = interval.as_millis() as u64, "pinging the service manager's watchdog");
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval / 2);
-        loop {
-            tick.tick().await;
-            if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]) {
-                tracing::warn!(error = %e, "watchdog ping failed");
-            }
-        }
-    });
-}
-
-/// Tell a service manager the daemon is stopping (nothing without `NOTIFY_SOCKET`).
-pub fn stopping() {
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
 }
