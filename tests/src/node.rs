@@ -141,11 +141,16 @@ async fn write_many(node: &Node, first_key: u64, count: u64, value_len: usize, c
     ControlReply::Written { last_index }
 }
 
-/// The test cluster keeps key-value pairs, not mail: a peer asking for a message gets none.
+/// The test cluster keeps key-value pairs, not mail: a peer asking for a message gets none,
+/// and its disk always has room.
 struct NoMail;
 
 impl storaged::raft::MessageFiles for NoMail {
     fn read(&self, _: &str, _: &str, _: &str, _: u32) -> Result<Option<Vec<u8>>, storaged::raft::server::ReadError> {
         Ok(None)
+    }
+
+    fn disk_room(&self) -> bool {
+        true
     }
 }

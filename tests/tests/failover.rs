@@ -18,38 +18,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use smtp_client::blocking::Client as SmtpClient;
-use smtp_client::{dot_stuff, Deadlines, Dialect, Envelope};
 use support::*;
 
 const CLIENTS: usize = 8;
-/// A client's own patience per attempt (RFC 5321 allows minutes for the end of data).
-const CLIENT_DEADLINES: Deadlines =
-    Deadlines { connect: Duration::from_secs(5), reply: Duration::from_secs(300), data_end: Duration::from_secs(300) };
 
 /// What the clients saw: each message's id, whether it was acknowledged, and when.
 #[derive(Default)]
 struct Record {
     acked: Vec<(Instant, String)>,
     unacked: Vec<String>,
-}
-
-/// One SMTP attempt of message `id` to alice; the reply to the end of data, if any.
-fn attempt(smtp: &str, id: &str) -> Option<String> {
-    let (mut c, _) = SmtpClient::open(smtp, CLIENT_DEADLINES).ok()?;
-    c.hello(Dialect::Smtp, "failover.example.org").ok()?;
-    let recipients = ["alice@example.edu".to_string()];
-    let envelope = Envelope {
-        from: "ann@example.org",
-        mail_params: "",
-        recipients: &recipients,
-        rcpt_params: "",
-        rcpt_params_each: &[],
-    };
-    let message = format!("Message-ID: <{id}>\r\nSubject: {id}\r\nFrom: ann@example.org\r\n\r\nfailover\r\n");
-    let t = c.transaction(Dialect::Smtp, &envelope, &dot_stuff(message.as_bytes())).ok()?;
-    c.quit();
-    Some(t.per_recipient(Dialect::Smtp)[0].last_line())
 }
 
 /// Client `k`: new messages until `stop`, each retried until acknowledged (for at most
@@ -61,7 +38,7 @@ fn client(smtp: String, k: usize, stop: Arc<AtomicBool>, record: Arc<Mutex<Recor
         n += 1;
         let give_up = Instant::now() + Duration::from_secs(120);
         loop {
-            if attempt(&smtp, &id).is_some_and(|r| r.starts_with("250")) {
+            if smtp_once(&smtp, "alice@example.edu", &id).is_some_and(|r| r.starts_with("250")) {
                 record.lock().unwrap().acked.push((Instant::now(), id));
                 break;
             }
@@ -90,21 +67,6 @@ fn under_load(smtp: &str, fault: impl FnOnce()) -> Record {
         t.join().unwrap();
     }
     Arc::try_unwrap(record).ok().unwrap().into_inner().unwrap()
-}
-
-/// How many copies of each Message-ID alice's INBOX holds (read through the front).
-fn inbox_ids(front: &Front) -> BTreeMap<String, usize> {
-    let mut c = tools::imap_client::Client::connect(&front.imap).unwrap();
-    assert!(c.command("LOGIN alice alice-pw").unwrap().ok());
-    assert!(c.command("SELECT INBOX").unwrap().ok());
-    let fetched = c.command("FETCH 1:* (BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])").unwrap();
-    let mut ids = BTreeMap::new();
-    for line in String::from_utf8_lossy(&fetched.data).lines() {
-        if let Some(id) = line.strip_prefix("Message-ID: <").and_then(|l| l.strip_suffix('>')) {
-            *ids.entry(id.to_string()).or_insert(0) += 1;
-        }
-    }
-    ids
 }
 
 /// Every acknowledged message is there once; no message is there twice.
@@ -162,7 +124,7 @@ fn a_paused_leader_holds_deliveries_up_for_about_an_election_and_loses_none() {
     eprintln!("largest gap between 250s after the pause: {largest:?} ({} acknowledged)", times.len());
     assert!(largest <= bound, "no 250 for {largest:?} (bound {bound:?}); {} acknowledged", times.len());
     assert!(times.len() > 50, "deliveries went on while the leader was paused: {}", times.len());
-    assert_exactly_once(&record, &inbox_ids(&front));
+    assert_exactly_once(&record, &inbox_message_ids(&front, "alice", "alice-pw"));
 }
 
 #[test]
@@ -188,5 +150,5 @@ fn every_node_killed_mid_burst_loses_nothing_acknowledged_and_delivers_nothing_t
         std::thread::sleep(Duration::from_secs(8));
     });
     assert!(record.acked.len() > 20, "deliveries resumed after the restart: {}", record.acked.len());
-    assert_exactly_once(&record, &inbox_ids(&front));
+    assert_exactly_once(&record, &inbox_message_ids(&front, "alice", "alice-pw"));
 }

@@ -104,6 +104,8 @@ pub struct GroupStatus {
     pub disk_bytes: u64,
     pub users: u64,
     pub queued: u64,
+    /// Whether the group takes new mail (a majority of its voters' disks above their reserve).
+    pub has_room: bool,
 }
 
 /// One message of a mailbox as a move copies it (its bytes are fetched separately).
@@ -148,6 +150,9 @@ pub struct UserMail {
 pub struct NodeStatus {
     pub node_id: u64,
     pub groups: Vec<GroupStatus>,
+    /// The data directory's disk is below its reserve.
+    pub disk_low: bool,
+    pub disk_free_bytes: u64,
 }
 
 /// An answer as an operator reads it: refusals and failures in the node's words, the

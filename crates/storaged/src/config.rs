@@ -67,6 +67,10 @@ pub struct Limits {
     /// Memory per group for the header fields SORT and THREAD read (0: none): about 450
     /// bytes a message, so the default keeps a 100,000-message mailbox's whole.
     pub sort_cache_bytes: usize,
+    /// Space kept free on the data directory's disk: below it (on a majority of a group's
+    /// voters) new mail and appends are refused for now (`452 4.3.1`, `NO [LIMIT]`) while
+    /// reads, expunges and deletions go on; above it and a quarter they are taken again.
+    pub disk_reserve_bytes: u64,
 }
 
 impl Default for Limits {
@@ -77,6 +81,7 @@ impl Default for Limits {
             connections_max: 1024,
             header_cache_bytes: 64 << 20,
             sort_cache_bytes: 64 << 20,
+            disk_reserve_bytes: 512 << 20,
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod disk;
 pub mod group;
 pub mod imap;
 pub mod lmtp;

@@ -222,7 +222,7 @@ struct GroupFigures {
 }
 
 /// The per-group gauges, in the order of [`GroupFigures::gauges`].
-const GAUGES: [(&str, &str); 8] = [
+const GAUGES: [(&str, &str); 9] = [
     ("mail_raft_term", "The group's current Raft term"),
     ("mail_raft_leader_id", "The node id of the group's leader as this node sees it (0: none)"),
     ("mail_raft_is_leader", "1 if this node leads the group"),
@@ -231,6 +231,7 @@ const GAUGES: [(&str, &str); 8] = [
     ("mail_raft_snapshot_bytes", "Size of this node's current snapshot of the group"),
     ("mail_queue_messages", "Messages in the group's outbound queue"),
     ("mail_queue_oldest_age_seconds", "Age of the oldest message in the group's outbound queue (0: empty)"),
+    ("mail_group_has_room", "1 if the group takes new mail (a majority of its disks above their reserve)"),
 ];
 
 /// The groups of a node, read at scrape time.
@@ -264,6 +265,7 @@ fn figures(group: &crate::group::Group, node_id: u64, now_s: i64) -> GroupFigure
         group.sm.snapshot_bytes().unwrap_or(0) as f64,
         queued as f64,
         oldest_s as f64,
+        f64::from(u8::from(group.has_room())),
     ];
     GroupFigures { labels: GroupLabels { group: group.name.clone() }, gauges, lag }
 }

@@ -96,6 +96,8 @@ pub struct Node {
     pub sieve_programs: crate::lmtp::filter::ProgramCache,
     /// What `/metrics` reports.
     pub metrics: Arc<NodeMetrics>,
+    /// Whether the data directory's disk has room.
+    pub disk: Arc<crate::disk::DiskWatch>,
 }
 
 /// Start everything the configuration describes and serve until a listener fails.
@@ -127,10 +129,12 @@ pub async fn run(mut cfg: Config) -> Result<(), NodeError> {
         None => None,
     };
     let metrics = Arc::new(NodeMetrics::default());
+    let disk = Arc::new(crate::disk::DiskWatch::default());
+    tokio::spawn(crate::disk::watch(disk.clone(), cfg.data_dir.clone(), cfg.limits.disk_reserve_bytes));
     let mut groups = HashMap::new();
     let mut rafts = HashMap::new();
     for gcfg in &cfg.groups {
-        let g = Group::open(&cfg, gcfg, key.clone(), metrics.clone()).await?;
+        let g = Group::open(&cfg, gcfg, key.clone(), (metrics.clone(), disk.clone())).await?;
         rafts.insert(g.name.clone(), g.raft.clone());
         groups.insert(g.name.clone(), g);
     }
@@ -149,6 +153,7 @@ pub async fn run(mut cfg: Config) -> Result<(), NodeError> {
         stopping: tokio::sync::watch::Sender::new(false),
         sieve_programs: Default::default(),
         metrics: metrics.clone(),
+        disk,
     });
     let registry = metrics.registry(Arc::downgrade(&node), cfg.data_dir.clone());
     cfg.metrics.start(registry).await.map_err(|e| NodeError::Metrics(e.to_string()))?;
@@ -225,6 +230,10 @@ impl crate::raft::MessageFiles for Node {
         let mailbox = crate::mailstore::MailboxName::parse(mailbox).map_err(|e| ReadError::BadName(e.to_string()))?;
         Ok(group.read_message(&user, &mailbox, uid)?)
     }
+
+    fn disk_room(&self) -> bool {
+        !self.disk.low()
+    }
 }
 
 impl Node {
@@ -270,7 +279,7 @@ impl Node {
             added.push(gcfg.clone());
             save_added_groups(&self.cfg, added)?;
         }
-        let group = Group::open(&self.cfg, &gcfg, self.key.clone(), self.metrics.clone()).await?;
+        let group = Group::open(&self.cfg, &gcfg, self.key.clone(), (self.metrics.clone(), self.disk.clone())).await?;
         tracing::info!(group = %gcfg.name, members = ?ids, "group created");
         self.rafts.write().expect("groups lock").insert(group.name.clone(), group.raft.clone());
         self.groups.write().expect("groups lock").insert(group.name.clone(), group);

@@ -658,3 +658,45 @@ pub fn peak_rss_bytes(pid: u32) -> u64 {
         .expect("VmHWM in /proc/PID/status");
     kib * 1024
 }
+
+/// One SMTP transaction from `ann@example.org` to `to` through `smtp` of a small message with
+/// Message-ID `<id>`: the reply to the end of data (or the refusal before it), if the
+/// conversation got that far. A client's own patience: minutes for the end of data.
+pub fn smtp_once(smtp: &str, to: &str, id: &str) -> Option<String> {
+    use smtp_client::blocking::Client;
+    use smtp_client::{dot_stuff, Deadlines, Dialect, Envelope};
+    let deadlines = Deadlines {
+        connect: Duration::from_secs(5),
+        reply: Duration::from_secs(300),
+        data_end: Duration::from_secs(300),
+    };
+    let (mut c, _) = Client::open(smtp, deadlines).ok()?;
+    c.hello(Dialect::Smtp, "client.example.org").ok()?;
+    let recipients = [to.to_string()];
+    let envelope = Envelope {
+        from: "ann@example.org",
+        mail_params: "",
+        recipients: &recipients,
+        rcpt_params: "",
+        rcpt_params_each: &[],
+    };
+    let message = format!("Message-ID: <{id}>\r\nSubject: {id}\r\nFrom: ann@example.org\r\n\r\nhello\r\n");
+    let t = c.transaction(Dialect::Smtp, &envelope, &dot_stuff(message.as_bytes())).ok()?;
+    c.quit();
+    Some(t.per_recipient(Dialect::Smtp)[0].last_line())
+}
+
+/// How many copies of each Message-ID `user`'s INBOX holds (read over IMAP through `front`).
+pub fn inbox_message_ids(front: &Front, user: &str, password: &str) -> std::collections::BTreeMap<String, usize> {
+    let mut c = tools::imap_client::Client::connect(&front.imap).unwrap();
+    assert!(c.command(&format!("LOGIN {user} {password}")).unwrap().ok());
+    assert!(c.command("SELECT INBOX").unwrap().ok());
+    let fetched = c.command("FETCH 1:* (BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])").unwrap();
+    let mut ids = std::collections::BTreeMap::new();
+    for line in String::from_utf8_lossy(&fetched.data).lines() {
+        if let Some(id) = line.strip_prefix("Message-ID: <").and_then(|l| l.strip_suffix('>')) {
+            *ids.entry(id.to_string()).or_insert(0) += 1;
+        }
+    }
+    ids
+}

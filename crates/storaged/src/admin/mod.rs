@@ -337,9 +337,10 @@ async fn status(node: &Node) -> NodeStatus {
             disk_bytes,
             users,
             queued,
+            has_room: g.has_room(),
         });
     }
-    NodeStatus { node_id: node.id, groups }
+    NodeStatus { node_id: node.id, groups, disk_low: node.disk.low(), disk_free_bytes: node.disk.free_bytes() }
 }
 
 /// Bytes of the regular files under `dir` (bounded walk).

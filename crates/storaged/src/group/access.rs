@@ -38,6 +38,9 @@ pub enum AccessError {
     Raft(String),
     #[error("operation not committed within {0:?}")]
     Timeout(Duration),
+    /// A majority of the group's disks are below their reserve (see `group::room`).
+    #[error("the group's disks are below their reserve")]
+    NoRoom,
 }
 
 /// What a committed entry produced.
@@ -156,6 +159,9 @@ impl Group {
     /// with other users' (see `batch`). Returns the log index that applied it and what
     /// applying it produced.
     pub async fn write(&self, req: MailRequest) -> Result<Committed, AccessError> {
+        if req.op.grows_store() && !self.has_room() {
+            return Err(AccessError::NoRoom);
+        }
         match tokio::time::timeout(COMMIT_TIMEOUT, self.write_entries(req)).await {
             Ok(r) => r,
             Err(_) => Err(AccessError::Timeout(COMMIT_TIMEOUT)),

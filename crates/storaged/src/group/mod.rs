@@ -6,6 +6,7 @@ mod batch;
 pub mod header_cache;
 pub mod readiness;
 mod repair;
+pub mod room;
 pub mod sm;
 mod training;
 
@@ -63,6 +64,9 @@ pub struct Group {
     batcher: batch::Batcher,
     /// What this node must have applied before it serves reads as leader.
     barrier: readiness::Barrier,
+    /// This node's disk, and what the other voters said of theirs (`room`).
+    disk: Arc<crate::disk::DiskWatch>,
+    peer_room: room::PeerRoom,
 }
 
 impl Group {
@@ -71,7 +75,7 @@ impl Group {
         cfg: &Config,
         gcfg: &GroupConfig,
         key: ClusterKey,
-        log_observer: Arc<dyn raftlog::AppendObserver>,
+        (log_observer, disk): (Arc<dyn raftlog::AppendObserver>, Arc<crate::disk::DiskWatch>),
     ) -> Result<Arc<Self>, GroupError> {
         let name = gcfg.name.clone();
         let dir = cfg.data_dir.join(&name);
@@ -132,7 +136,10 @@ impl Group {
             sort_fields: header_cache::HeaderCache::new(cfg.limits.sort_cache_bytes),
             batcher,
             barrier: readiness::Barrier::default(),
+            disk,
+            peer_room: room::PeerRoom::default(),
         });
+        tokio::spawn(room::ask_peers(Arc::downgrade(&group)));
         tokio::spawn(checkpoint_loop(group.sm.clone(), group.name.clone()));
         tokio::spawn(expire_quarantine_loop(group.clone(), cfg.quarantine.clone()));
         if let Some(teacher) = teacher(cfg)? {

@@ -23,6 +23,9 @@ pub enum BackendError {
     /// A transient failure (a commit that timed out, a store I/O error): try again.
     #[error("{0}")]
     Unavailable(String),
+    /// The group's disks are below their reserve: nothing that grows the store is taken.
+    #[error("the mail system's storage is full; try again later")]
+    NoRoom,
 }
 
 impl From<AccessError> for BackendError {
@@ -30,6 +33,7 @@ impl From<AccessError> for BackendError {
         match e {
             AccessError::NotLeader { leader, .. } => Self::NotLeader { leader },
             AccessError::Corrupt { uid, .. } => Self::Corrupt { uid },
+            AccessError::NoRoom => Self::NoRoom,
             other => Self::Unavailable(other.to_string()),
         }
     }

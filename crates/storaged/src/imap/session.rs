@@ -661,6 +661,7 @@ impl From<BackendError> for Refusal {
                 "[SERVERBUG] message UID {uid} cannot be read (the server log says why); nothing of it was sent"
             )),
             BackendError::Unavailable(why) => Refusal::No(format!("[UNAVAILABLE] {why}")),
+            e @ BackendError::NoRoom => Refusal::No(format!("[LIMIT] {e}")),
         }
     }
 }

@@ -300,6 +300,9 @@ impl Outcome<'_> {
                     .map_or_else(|| "no leader elected yet, retry shortly".to_string(), |a| format!("leader is {a}"));
                 format!("451 4.3.0 <{addr}> not the leader for mailhost {group_name}; {hint}")
             }
+            Err(AccessError::NoRoom) => {
+                format!("452 4.3.1 <{addr}> the mail system's storage is full, try again later")
+            }
             Err(AccessError::Timeout(_)) => {
                 tracing::warn!(group = %group_name, "delivery timed out");
                 format!("451 4.4.7 <{addr}> delivery timed out, try again later")

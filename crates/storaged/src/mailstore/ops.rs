@@ -52,6 +52,25 @@ impl MailOp {
             _ => None,
         }
     }
+
+    /// Whether the operation adds data to the store (new messages, copies, queued mail,
+    /// imports, scripts): refused while the group's disks are below their reserve. Flag
+    /// changes, expunges, deletions and the rest are small or free space, and go on.
+    pub fn grows_store(&self) -> bool {
+        matches!(
+            self,
+            MailOp::Deliver { .. }
+                | MailOp::DeliverInto { .. }
+                | MailOp::DeliverFiltered { .. }
+                | MailOp::Append { .. }
+                | MailOp::AppendMany { .. }
+                | MailOp::Copy { .. }
+                | MailOp::Enqueue { .. }
+                | MailOp::EnqueueHeld { .. }
+                | MailOp::ImportMessages { .. }
+                | MailOp::PutScript { .. }
+        )
+    }
 }
 
 impl OpId {

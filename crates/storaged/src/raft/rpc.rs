@@ -27,6 +27,8 @@ pub enum RaftRequest<C: RaftTypeConfig> {
         mailbox: String,
         uid: u32,
     },
+    /// Not Raft: whether this node's disk has room (see `group::room`).
+    DiskRoom,
 }
 
 /// A request addressed to one Raft group of the receiving node.
@@ -57,6 +59,8 @@ pub enum RaftReply<C: RaftTypeConfig> {
     NoSuchGroup(String),
     /// The answer to [`RaftRequest::ReadMessage`]: `None` if this replica does not hold it.
     Message(Result<Option<serde_bytes::ByteBuf>, String>),
+    /// The answer to [`RaftRequest::DiskRoom`].
+    DiskRoom(bool),
 }
 
 /// The answer to the [`GroupRequest`] with the same `seq`. The sender checks `seq`, so a

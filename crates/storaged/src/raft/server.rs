@@ -21,6 +21,8 @@ pub type Groups<C> = Arc<std::sync::RwLock<HashMap<String, Raft<C>>>>;
 pub trait MessageFiles: Send + Sync + 'static {
     /// The bytes of message `uid` of this replica, checked against its checksum.
     fn read(&self, group: &str, user: &str, mailbox: &str, uid: u32) -> Result<Option<Vec<u8>>, ReadError>;
+    /// Whether this node's disk has room (above its reserve).
+    fn disk_room(&self) -> bool;
 }
 
 /// Why this replica gave no copy to a peer (sent to it as text: the wire is shared by nodes
@@ -138,6 +140,7 @@ where
                     let read = read.unwrap_or_else(|e| Err(ReadError::Task(e.to_string())));
                     RaftReply::Message(read.map(|m| m.map(serde_bytes::ByteBuf::from)).map_err(|e| e.to_string()))
                 }
+                RaftRequest::DiskRoom => RaftReply::DiskRoom(files.disk_room()),
             },
         };
         drop(last);

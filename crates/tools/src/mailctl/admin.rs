@@ -300,8 +300,15 @@ pub fn render_status(nodes: &[(u64, String, Result<NodeStatus, String>)]) -> Str
     groups.sort();
     groups.dedup();
     for (id, addr, s) in nodes {
-        if let Err(e) = s {
-            let _ = writeln!(out, "node {id} ({addr}): DOWN: {e}");
+        match s {
+            Err(e) => {
+                let _ = writeln!(out, "node {id} ({addr}): DOWN: {e}");
+            }
+            Ok(s) if s.disk_low => {
+                let free = human_bytes(s.disk_free_bytes);
+                let _ = writeln!(out, "node {id} ({addr}): DISK LOW ({free} free, below its reserve)");
+            }
+            Ok(_) => {}
         }
     }
     for name in groups {
@@ -331,6 +338,9 @@ pub fn render_status(nodes: &[(u64, String, Result<NodeStatus, String>)]) -> Str
             leader_view.map_or(0, |g| g.users),
             leader_view.map_or(0, |g| g.queued),
         );
+        if leader_view.is_some_and(|g| !g.has_room) {
+            let _ = writeln!(out, "  NEW MAIL REFUSED: a majority of {name}'s disks are below their reserve");
+        }
         let _ = writeln!(
             out,
             "  {:<6} {:>10} {:>10} {:>10} {:>8} {:>10}",
