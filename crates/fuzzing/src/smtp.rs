@@ -1,7 +1,8 @@
 //! SMTP and LMTP from a client: the front's SMTP session (MX and submission, with AUTH,
 //! DATA and BDAT) and the storage node's LMTP session. Every reply is one or more lines
 //! starting with a three-digit code; a delivery never carries more recipients or bytes
-//! than the limits allow.
+//! than the limits allow; the Message-ID the logs and the retry key read from a message
+//! is bounded and free of control characters.
 
 use std::sync::Arc;
 
@@ -121,6 +122,11 @@ fn smtp(data: &[u8]) {
                         "message of {}",
                         envelope.message.len()
                     );
+                    // What the log and the retry key read of the stranger's header.
+                    let id = common::message_log::message_id(&envelope.message);
+                    assert!(id.as_ref().is_none_or(|i| i.chars().count() <= common::message_log::FIELD_MAX_CHARS));
+                    assert!(id.as_ref().is_none_or(|i| !i.chars().any(char::is_control)), "{id:?}");
+                    assert_eq!(envelope.retry_key().is_some(), id.is_some());
                     let replies: Vec<String> = envelope.recipients.iter().map(|_| "250 2.0.0 ok".to_string()).collect();
                     s.delivered(&replies)
                 }
