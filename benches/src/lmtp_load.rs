@@ -163,3 +163,17 @@ pub fn run_as(
     let (p50_us, p99_us) = crate::stats::p50_p99(&mut lat);
     LmtpStats { delivered: lat.len() as u64, errors, elapsed, p50_us, p99_us }
 }
+
+/// Wait for an LMTP server among `addrs` that accepts a delivery (for a group: its leader).
+pub fn wait_ready(addrs: &[String]) -> anyhow::Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        for a in addrs {
+            if run(a, 1, 1, 1024, Duration::from_millis(300)).delivered > 0 {
+                return Ok(a.clone());
+            }
+        }
+        anyhow::ensure!(Instant::now() < deadline, "no LMTP server ready among {addrs:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}

@@ -8,10 +8,10 @@
 //! prints deliveries/s, p50/p99 latency and the median of the per-pair ratios ours/Dovecot.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Context};
-use benches::lmtp_load::{run, LmtpStats};
+use anyhow::Context;
+use benches::lmtp_load::{run, wait_ready, LmtpStats};
 use benches::paired::{median_by, paired};
 use benches::peers::{start_dovecot_with, start_storaged};
 use benches::procs::Procs;
@@ -37,23 +37,6 @@ struct Args {
     /// Every user has a 30-rule Sieve script active (`benches::sieve_rules`), on both sides.
     #[arg(long)]
     sieve: bool,
-}
-
-/// Wait for an LMTP server that accepts a delivery (for our group: the leader).
-fn wait_ready(addrs: &[String]) -> anyhow::Result<String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        for a in addrs {
-            let probe = run(a, 1, 1, 1024, Duration::from_millis(300));
-            if probe.delivered > 0 {
-                return Ok(a.clone());
-            }
-        }
-        if Instant::now() > deadline {
-            bail!("no LMTP server ready among {addrs:?}");
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
 }
 
 fn main() -> anyhow::Result<()> {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use benches::lmtp_load::{fill, run as lmtp_run, LmtpStats};
+use benches::lmtp_load::{fill, run as lmtp_run, wait_ready, LmtpStats};
 use benches::paired::paired;
 use benches::peers::{imap_ready, start_storaged_with, Node, PASSWORD};
 use benches::procs::Procs;
@@ -35,20 +35,6 @@ struct Args {
     /// Run in `dir` as it is instead of on a fresh scratch filesystem mounted there.
     #[arg(long)]
     plain_dir: bool,
-}
-
-/// The leader's LMTP address (the first that accepts a delivery).
-fn lmtp_leader(nodes: &[Node]) -> anyhow::Result<String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        for n in nodes {
-            if lmtp_run(&n.lmtp, 1, 1, 1024, Duration::from_millis(300)).delivered > 0 {
-                return Ok(n.lmtp.clone());
-            }
-        }
-        anyhow::ensure!(Instant::now() < deadline, "no leader");
-        std::thread::sleep(Duration::from_millis(300));
-    }
 }
 
 /// GET /metrics from each of `addrs` every second until `stop`; the bytes read.
@@ -103,7 +89,8 @@ fn main() -> anyhow::Result<()> {
     let tune_on = |c: &mut storaged::config::Config| c.metrics.listen = next.lock().unwrap().next();
     let on = start_storaged_with(&on_dir, args.users, tune_on, &mut procs).context("storaged with metrics")?;
     let off = start_storaged_with(&off_dir, args.users, |_| {}, &mut procs).context("storaged without")?;
-    let (on_lmtp, off_lmtp) = (lmtp_leader(&on)?, lmtp_leader(&off)?);
+    let lmtp_of = |nodes: &[Node]| wait_ready(&nodes.iter().map(|n| n.lmtp.clone()).collect::<Vec<_>>());
+    let (on_lmtp, off_lmtp) = (lmtp_of(&on)?, lmtp_of(&off)?);
     for lmtp in [&on_lmtp, &off_lmtp] {
         fill(lmtp, args.users, 100, 4096)?;
     }
