@@ -11,14 +11,41 @@ pub struct Paired<T> {
 /// Run `ours` then `peer`, `rounds` times; `rate` is the figure compared (higher is better).
 pub fn paired<T>(
     rounds: usize,
+    ours: impl FnMut() -> T,
+    peer: impl FnMut() -> T,
+    rate: impl Fn(&T) -> f64,
+) -> Paired<T> {
+    pairs(rounds, ours, peer, rate, false)
+}
+
+/// As [`paired`], but every other pair runs the peer first: when the two sides are the
+/// same software (an A/B of one setting), the one that runs second in a pair must not always
+/// be the same (a warmer page cache, a log that just compacted).
+pub fn paired_alternating<T>(
+    rounds: usize,
+    ours: impl FnMut() -> T,
+    peer: impl FnMut() -> T,
+    rate: impl Fn(&T) -> f64,
+) -> Paired<T> {
+    pairs(rounds, ours, peer, rate, true)
+}
+
+fn pairs<T>(
+    rounds: usize,
     mut ours: impl FnMut() -> T,
     mut peer: impl FnMut() -> T,
     rate: impl Fn(&T) -> f64,
+    alternate: bool,
 ) -> Paired<T> {
     let (mut o_runs, mut p_runs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..rounds.max(1) {
-        let o = ours();
-        let p = peer();
+    for k in 0..rounds.max(1) {
+        let (o, p) = if alternate && k % 2 == 1 {
+            let p = peer();
+            (ours(), p)
+        } else {
+            let o = ours();
+            (o, peer())
+        };
         ratios.push(rate(&o) / rate(&p));
         o_runs.push(o);
         p_runs.push(p);

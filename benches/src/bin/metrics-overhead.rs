@@ -1,7 +1,7 @@
 //! What `/metrics` costs: two 3-node storaged groups side by side, one with `[metrics]` on
 //! and scraped every second (as Prometheus would), one without; LMTP deliveries and an IMAP
-//! client mix run against each in turn (`--rounds` pairs), and the median of the per-pair
-//! ratios on/off is printed. Also the cost of one counted event, in nanoseconds.
+//! client mix run against each in turn (`--rounds` pairs, every other pair the other way
+//! round), and the median of the per-pair ratios on/off is printed. Also the cost of one counted event, in nanoseconds.
 //!
 //! `cargo build --release -p storaged -p benches && target/release/metrics-overhead`
 
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use benches::lmtp_load::{fill, run as lmtp_run, wait_ready, LmtpStats};
-use benches::paired::paired;
+use benches::paired::paired_alternating;
 use benches::peers::{imap_ready, start_storaged_with, Node, PASSWORD};
 use benches::procs::Procs;
 use clap::Parser;
@@ -22,7 +22,7 @@ use tools::imap_load::{run as imap_run, Load, Profile};
 struct Args {
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 6)]
     rounds: usize,
     #[arg(long, default_value_t = 32)]
     senders: usize,
@@ -102,7 +102,7 @@ fn main() -> anyhow::Result<()> {
         std::thread::spawn(move || scrape(metrics, stop, scraped))
     };
     let duration = Duration::from_secs_f64(args.seconds);
-    let lmtp = paired(
+    let lmtp = paired_alternating(
         args.rounds,
         || lmtp_run(&on_lmtp, args.senders, args.users, 4096, duration),
         || lmtp_run(&off_lmtp, args.senders, args.users, 4096, duration),
@@ -115,7 +115,12 @@ fn main() -> anyhow::Result<()> {
         append_bytes: 4096,
         profile: Profile::Mixed,
     };
-    let imap = paired(args.rounds, || imap_run(&load(&on_imap)), || imap_run(&load(&off_imap)), |s| s.commands_per_sec);
+    let imap = paired_alternating(
+        args.rounds,
+        || imap_run(&load(&on_imap)),
+        || imap_run(&load(&off_imap)),
+        |s| s.commands_per_sec,
+    );
     stop.store(true, Ordering::Relaxed);
     scraper.join().expect("scraper");
     println!("| load | on/off ratios per pair | median ratio |");
