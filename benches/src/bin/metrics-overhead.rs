@@ -136,6 +136,10 @@ fn main() -> anyhow::Result<()> {
         imap.peer.iter().map(|s| s.commands_per_sec).collect(),
     );
     println!("| IMAP mixed, {} sessions (commands/s) | {} | {:.3} |", args.sessions, pairs(io, iff), imap.ratio);
+    let failures = |runs: &[tools::imap_load::LoadStats]| {
+        runs.iter().map(|s| format!("{}/{}", s.errors, s.failed_sessions)).collect::<Vec<_>>().join(" ")
+    };
+    println!("IMAP errors/failed sessions per run: on {} | off {}", failures(&imap.ours), failures(&imap.peer));
     println!("scraped {} KiB of metrics meanwhile", scraped.load(Ordering::Relaxed) / 1024);
     Ok(())
 }
