@@ -194,6 +194,13 @@ fn up_serves_the_welcome_message_and_stops_on_ctrl_c() {
     assert_eq!(json["restarts"]["storaged2"], 1, "{json}");
     assert_eq!(json["restarts"]["storaged1"], 0, "{json}");
 
+    // A new mailhost on the running nodes; `group add` lists it in the front's configuration.
+    use tools::mailctl::layout::NodePort;
+    let member = |i: usize| format!("{i},{},{}", layout.node(i, NodePort::Raft), layout.node(i, NodePort::Lmtp));
+    let added =
+        mailctl(&["group", "add", "zeus", "--member", &member(1), "--member", &member(2), "--member", &member(3)]);
+    assert!(added.contains("group zeus created") && added.contains("[[groups]]"), "{added}");
+
     interrupt(child);
     assert!(std::net::TcpStream::connect(layout.front_imap()).is_err(), "frontd still listens after Ctrl-C");
     for i in 1..=3 {
@@ -205,8 +212,27 @@ fn up_serves_the_welcome_message_and_stops_on_ctrl_c() {
     // owner's alone (the issue found them 0644 in 0755 directories).
     assert_eq!(readable_by_others(&dir), Vec::<String>::new());
 
-    // Again on the same directory: the same mail, no second welcome.
+    // Again on the same directory: the same mail, no second welcome; and the new mailhost
+    // serves a new user.
     let (child, _) = up(&dir, base);
     assert_eq!(imaplib_subjects(&layout.front_imaps(), &ca, "alice@example.edu", &alice), "Welcome to your mailstore");
+    let out = Command::new(env!("CARGO_BIN_EXE_mailctl"))
+        .args(["user", "add", "zed@example.edu", "--mailhost", "zeus", "--password", "zed-pw", "--ldif"])
+        .arg(dir.join("users.ldif"))
+        .arg("--config")
+        .arg(&front_config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "user add on zeus: {}", String::from_utf8_lossy(&out.stderr));
+    std::thread::sleep(Duration::from_millis(1200));
+    let out = Command::new("swaks")
+        .args(["--server", &layout.front_smtp(), "--from", "x@remote.example", "--to", "zed@example.edu"])
+        .args(["--header", "Subject: hello zeus", "--timeout", "30"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "swaks to zed: {}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(imaplib_subjects(&layout.front_imaps(), &ca, "zed", "zed-pw"), "hello zeus");
+    let status = mailctl(&["status"]);
+    assert!(status.contains("group zeus: leader node "), "{status}");
     interrupt(child);
 }

@@ -472,8 +472,18 @@ fn group(config: &std::path::Path, action: GroupAction) -> anyhow::Result<()> {
                 Ok(common::admin::GroupMember { id, raft: raft.into(), lmtp: lmtp.into() })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let leader = runtime()?.block_on(admin.create_group(&name.to_ascii_lowercase(), &members))?;
+        let name = name.to_ascii_lowercase();
+        let leader = runtime()?.block_on(admin.create_group(&name, &members))?;
         println!("group {name} created; node {leader} leads it");
+        let ids: Vec<u64> = members.iter().map(|m| m.id).collect();
+        match super::layout::add_front_group(config, &name, &ids) {
+            Ok(true) => println!(
+                "added to {}'s [[groups]]: restart that front (or mailctl up) to route users there",
+                config.display()
+            ),
+            Ok(false) => println!("{} already lists {name}", config.display()),
+            Err(e) => println!("list {name} in the fronts' [[groups]] by hand ({}: {e:#})", config.display()),
+        }
         return Ok(());
     }
     let (group, request) = match action {

@@ -328,6 +328,37 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// List group `name` with members `ids` in the front configuration at `path` (each
+/// member's addresses as another group of that file lists the same node); whether it was
+/// added (false: already there). The file is edited as TOML, every other key kept as is.
+pub fn add_front_group(path: &Path, name: &str, ids: &[u64]) -> anyhow::Result<bool> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut doc: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let groups = doc.entry("groups").or_insert_with(|| toml::Value::Array(Vec::new()));
+    let toml::Value::Array(groups) = groups else { bail!("{}: groups is not a list", path.display()) };
+    let known = |g: &toml::Value| g.get("name").and_then(toml::Value::as_str).map(str::to_ascii_lowercase);
+    if groups.iter().any(|g| known(g).as_deref() == Some(name)) {
+        return Ok(false);
+    }
+    let member_of = |id: u64| {
+        groups
+            .iter()
+            .filter_map(|g| g.get("members")?.as_array())
+            .flatten()
+            .find(|m| m.get("id").and_then(toml::Value::as_integer) == Some(id as i64))
+    };
+    let members = ids
+        .iter()
+        .map(|id| member_of(*id).cloned().with_context(|| format!("node {id} is in no group of {}", path.display())))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut group = toml::Table::new();
+    group.insert("name".into(), name.into());
+    group.insert("members".into(), toml::Value::Array(members));
+    groups.push(toml::Value::Table(group));
+    write_private(path, &toml::to_string(&doc)?)?;
+    Ok(true)
+}
+
 /// The groups an operator listed in the front's configuration at `path` besides `demo`'s (a
 /// mailhost `mailctl group add` created): `up` keeps them when it writes the file again.
 fn added_groups(path: &Path, demo: &[frontd::config::GroupSection]) -> Vec<frontd::config::GroupSection> {
@@ -368,11 +399,14 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let l = Layout::open(tmp.path(), 20000).unwrap();
         l.prepare(&[], (false, false)).unwrap();
-        let mut cfg = frontd::config::Config::load(&l.front_config()).unwrap();
-        let mut zeus = cfg.groups[0].clone();
-        zeus.name = "zeus".into();
-        cfg.groups.push(zeus);
-        front::write(&l.front_config(), &cfg).unwrap();
+        // What `mailctl group add zeus --member 1,... --member 2,... --member 3,...` writes.
+        assert!(add_front_group(&l.front_config(), "zeus", &[1, 2, 3]).unwrap());
+        assert!(!add_front_group(&l.front_config(), "zeus", &[1, 2, 3]).unwrap(), "listed once");
+        assert!(add_front_group(&l.front_config(), "hera", &[9]).is_err(), "node 9 is unknown");
+        let cfg = frontd::config::Config::load(&l.front_config()).unwrap();
+        let zeus = cfg.groups.iter().find(|g| g.name == "zeus").unwrap();
+        assert_eq!(zeus.members.len(), 3);
+        assert_eq!(zeus.members[1].imap.as_deref(), Some(l.node(2, NodePort::Imap).as_str()));
         l.prepare(&[], (false, false)).unwrap();
         let names: Vec<String> =
             frontd::config::Config::load(&l.front_config()).unwrap().groups.into_iter().map(|g| g.name).collect();
