@@ -118,14 +118,27 @@ where
         };
         let msg: GroupRequest<C> =
             rpc::decode(&body).map_err(|e| FrameError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
-        let slot = order.lock().expect("order lock").stream((msg.group.clone(), msg.from, msg.session));
-        let mut last = slot.lock().await;
-        if msg.seq <= *last {
-            // Abandoned by its sender and overtaken by a later request: never apply it.
-            tracing::debug!(group = %msg.group, from = msg.from, seq = msg.seq, "dropping stale raft request");
-            return Ok(());
+        // Only Raft's own requests change state and need their order kept; the queries
+        // (a message's bytes, the disk's room) are answered as they come and take no slot
+        // in the bounded order table (a probe every half second would churn it).
+        let raft_request = matches!(
+            msg.request,
+            RaftRequest::AppendEntries(_) | RaftRequest::Vote(_) | RaftRequest::InstallSnapshot(_)
+        );
+        let slot =
+            raft_request.then(|| order.lock().expect("order lock").stream((msg.group.clone(), msg.from, msg.session)));
+        let mut last = match &slot {
+            Some(slot) => Some(slot.lock().await),
+            None => None,
+        };
+        if let Some(last) = &mut last {
+            if msg.seq <= **last {
+                // Abandoned by its sender and overtaken by a later request: never apply it.
+                tracing::debug!(group = %msg.group, from = msg.from, seq = msg.seq, "dropping stale raft request");
+                return Ok(());
+            }
+            **last = msg.seq;
         }
-        *last = msg.seq;
         let raft = groups.read().expect("groups lock").get(&msg.group).cloned();
         let reply: RaftReply<C> = match raft {
             None => RaftReply::NoSuchGroup(msg.group),
