@@ -76,14 +76,16 @@ const IMAP_COMMANDS: &[&str] = &[
 pub fn imap_command_name(line: &[u8]) -> &'static str {
     let mut words = line.split(|b| *b == b' ' || *b == b'\r' || *b == b'\n').filter(|w| !w.is_empty()).skip(1);
     let Some(verb) = words.next() else { return "other" };
-    let verb = String::from_utf8_lossy(verb).to_ascii_uppercase();
-    let name = if verb == "UID" {
-        let next = words.next().map(|w| String::from_utf8_lossy(w).to_ascii_uppercase()).unwrap_or_default();
-        format!("UID {next}")
-    } else {
-        verb
+    // Matched in place: this runs for every command, and needs no copy of the line.
+    let (verb, uid) = match verb.eq_ignore_ascii_case(b"UID") {
+        true => (words.next().unwrap_or_default(), true),
+        false => (verb, false),
     };
-    IMAP_COMMANDS.iter().find(|c| **c == name).copied().unwrap_or("other")
+    let named = |c: &&&str| match c.strip_prefix("UID ") {
+        Some(rest) => uid && rest.as_bytes().eq_ignore_ascii_case(verb),
+        None => !uid && c.as_bytes().eq_ignore_ascii_case(verb),
+    };
+    IMAP_COMMANDS.iter().find(named).copied().unwrap_or("other")
 }
 
 /// The status of the tagged answer to the command tagged like `line`'s, in `out`: `OK`,

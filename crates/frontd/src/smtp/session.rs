@@ -94,6 +94,9 @@ pub struct Envelope {
     /// Recipients in remote domains (only accepted where relaying is allowed).
     pub remote: Vec<String>,
     pub message: Vec<u8>,
+    /// [`Envelope::retry_key`], hashed once: a transaction asks for it per delivery class
+    /// and queue entry, and hashing a 32 MiB message takes tens of milliseconds.
+    pub retry_key: std::sync::OnceLock<Option<[u8; 16]>>,
 }
 
 impl Envelope {
@@ -113,6 +116,10 @@ impl Envelope {
     /// stamps differ per attempt and are not part of it. `None` without a Message-ID:
     /// two identical messages without one are two messages.
     pub fn retry_key(&self) -> Option<[u8; 16]> {
+        *self.retry_key.get_or_init(|| self.hash_retry_key())
+    }
+
+    fn hash_retry_key(&self) -> Option<[u8; 16]> {
         use sha2::Digest;
         let message_id = common::message_log::message_id(&self.message)?;
         let mut hash = sha2::Sha256::new();
@@ -681,6 +688,7 @@ impl Session {
             group: self.group.clone().flatten(),
             remote: self.remote.clone(),
             message: self.message.take().unwrap_or_default(),
+            retry_key: std::sync::OnceLock::new(),
         }
     }
 
@@ -924,6 +932,7 @@ mod tests {
             group: Some("hermes".into()),
             remote: Vec::new(),
             message: message.to_vec(),
+            retry_key: Default::default(),
         };
         let message = b"Message-ID: <1@x>\r\nSubject: hi\r\n\r\nbody\r\n";
         let key = envelope("a@x", message).retry_key().expect("a Message-ID makes a key");
