@@ -86,6 +86,17 @@ pub struct AttemptOutcome {
     pub retry_at_s: i64,
     /// Why the pending ones were not delivered.
     pub error: Option<String>,
+    /// Each recipient tried, where it went and the reply (for message tracking).
+    pub tried: Vec<TriedRecipient>,
+}
+
+/// One recipient of a queue attempt: the host or mailhost it was handed to (empty if none
+/// answered) and the reply that decided its fate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct TriedRecipient {
+    pub address: String,
+    pub via: String,
+    pub reply: String,
 }
 
 /// One Raft group as a node sees it.
@@ -178,6 +189,7 @@ impl std::fmt::Display for AdminReply {
             Self::Blocks { .. } => "blocks",
             Self::Tickets(_) => "tickets",
             Self::Opened { .. } => "an opened ticket",
+            Self::Trace { .. } => "tracking records",
         };
         write!(f, "an unexpected answer ({kind}): is every node and mailctl the same version?")
     }
@@ -318,6 +330,9 @@ pub enum AdminRequest {
         message: Vec<u8>,
         reason: String,
     },
+    /// The message-tracking records of every group this node holds that `query` selects
+    /// (any replica answers: each keeps its own copy).
+    Trace(crate::tracking::TraceQuery),
 }
 
 /// A member of a group being created: its node id, Raft and LMTP addresses.
@@ -332,7 +347,7 @@ impl AdminRequest {
     /// The existing group a request is about (`None`: the node itself).
     pub fn group(&self) -> Option<&str> {
         match self {
-            AdminRequest::Status | AdminRequest::CreateGroup { .. } => None,
+            AdminRequest::Status | AdminRequest::CreateGroup { .. } | AdminRequest::Trace(_) => None,
             AdminRequest::Enqueue { group, .. }
             | AdminRequest::Claim { group, .. }
             | AdminRequest::Read { group, .. }
@@ -394,6 +409,11 @@ pub enum AdminReply {
     /// A ticket opened with this id.
     Opened {
         id: u64,
+    },
+    /// Tracking records, and whether more matched than one answer holds.
+    Trace {
+        records: Vec<crate::tracking::TrackRecord>,
+        truncated: bool,
     },
 }
 

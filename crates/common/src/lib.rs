@@ -31,3 +31,4 @@ pub mod srs;
 pub mod testing;
 pub mod throttle;
 pub mod tls;
+pub mod tracking;

@@ -19,24 +19,29 @@ pub fn clean(value: &str) -> String {
 
 /// The Message-ID field's value of `message` (its header section only, unfolded), if any.
 pub fn message_id(message: &[u8]) -> Option<String> {
+    header_fields(message)
+        .find(|(name, _)| name.eq_ignore_ascii_case(b"message-id"))
+        .map(|(_, value)| clean(value.trim()))
+        .filter(|v| !v.is_empty())
+}
+
+/// The fields of `message`'s header section, in order, each value unfolded (lossy UTF-8,
+/// untrimmed); scans at most the first 64 KiB. Lines without a colon are skipped.
+pub fn header_fields(message: &[u8]) -> impl Iterator<Item = (&[u8], String)> {
     let head = &message[..message.len().min(HEADER_SCAN_MAX_BYTES)];
     let mut lines = head.split(|b| *b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l)).peekable();
-    while let Some(line) = lines.next() {
+    std::iter::from_fn(move || loop {
+        let line = lines.next()?;
         if line.is_empty() {
             return None;
         }
         let Some(colon) = line.iter().position(|b| *b == b':') else { continue };
-        if !line[..colon].trim_ascii().eq_ignore_ascii_case(b"message-id") {
-            continue;
-        }
         let mut value = String::from_utf8_lossy(&line[colon + 1..]).into_owned();
         while let Some(next) = lines.next_if(|l| l.first().is_some_and(|b| *b == b' ' || *b == b'\t')) {
             value.push_str(&String::from_utf8_lossy(next));
         }
-        let value = value.trim();
-        return (!value.is_empty()).then(|| clean(value));
-    }
-    None
+        return Some((line[..colon].trim_ascii(), value));
+    })
 }
 
 /// One recipient's outcome at one hop.

@@ -226,6 +226,9 @@ pub struct Config {
     pub proxy: ProxyConfig,
     #[serde(default)]
     pub metrics: MetricsSection,
+    /// Message tracking records kept per group (`mailctl trace`).
+    #[serde(default)]
+    pub tracking: crate::tracking::TrackingSettings,
     pub tls: Option<TlsFiles>,
     pub groups: Vec<GroupConfig>,
     pub aoe: Option<AoeConfig>,
@@ -262,6 +265,7 @@ impl Config {
             raft: RaftTuning::default(),
             quarantine: QuarantineSettings::default(),
             training: TrainingSettings::default(),
+            tracking: Default::default(),
             sieve: SieveSettings::default(),
             auth: LoginPolicy::default(),
             proxy: ProxyConfig::default(),
@@ -354,6 +358,9 @@ impl Config {
         }
         if self.cluster_key.is_none() == self.cluster_key_file.is_none() {
             return bad("set exactly one of cluster_key and cluster_key_file".into());
+        }
+        if let Err(why) = self.tracking.validate() {
+            return bad(why);
         }
         if self.limits.message_max_bytes > crate::mailstore::store::MESSAGE_MAX {
             return bad(format!("limits.message_max_bytes above {}", crate::mailstore::store::MESSAGE_MAX));

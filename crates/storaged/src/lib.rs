@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod node;
 pub mod pop3;
 pub mod raft;
+pub mod tracking;
 pub mod users;
 
 pub use common::{accept, line, tls};

@@ -27,6 +27,24 @@ pub struct Hop {
     pub host: String,
 }
 
+impl std::fmt::Display for Hop {
+    /// `host [addr]`, or the address alone when the host is its own IP.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.addr.starts_with(&self.host) || self.addr.starts_with(&format!("[{}]", self.host)) {
+            write!(f, "{}", self.addr)
+        } else {
+            write!(f, "{} [{}]", self.host, self.addr)
+        }
+    }
+}
+
+/// The replies of one transaction and the hop that gave them (empty when none answered).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    pub via: String,
+    pub replies: Vec<String>,
+}
+
 /// Sends queued mail to other mail systems.
 pub struct Outbound {
     helo: String,
@@ -121,13 +139,14 @@ impl Outbound {
         map.entry(domain.to_string()).or_insert_with(|| Arc::new(Semaphore::new(self.domain_connections_max))).clone()
     }
 
-    /// Send `message` from `from` to `recipients` (all in `domain`); one reply each.
-    pub async fn send(&self, domain: &str, from: &str, recipients: &[String], message: &[u8]) -> Vec<String> {
+    /// Send `message` from `from` to `recipients` (all in `domain`): one reply each, and
+    /// the hop that gave them.
+    pub async fn send(&self, domain: &str, from: &str, recipients: &[String], message: &[u8]) -> Sent {
         let slots = self.domain_slots(&domain.to_ascii_lowercase());
         let _slot = slots.acquire().await.expect("semaphore never closed");
         let hops = match self.hops(domain).await {
             Ok(h) => h,
-            Err(reply) => return vec![reply; recipients.len()],
+            Err(reply) => return Sent { via: String::new(), replies: vec![reply; recipients.len()] },
         };
         let t = client::Transaction { helo: &self.helo, from, recipients, message };
         let mut last = String::from("no mail server answered");
@@ -135,7 +154,7 @@ impl Outbound {
             match client::deliver(&hop.addr, &hop.host, &self.tls, &t).await {
                 Ok(replies) => {
                     tracing::info!(domain, hop = %hop.addr, recipients = recipients.len(), first = %replies.first().map(String::as_str).unwrap_or(""), "outbound attempt");
-                    return replies;
+                    return Sent { via: hop.to_string(), replies };
                 }
                 Err(e) => {
                     tracing::info!(domain, error = %e, "next hop failed");
@@ -143,7 +162,7 @@ impl Outbound {
                 }
             }
         }
-        vec![format!("451 4.4.1 {last}"); recipients.len()]
+        Sent { via: String::new(), replies: vec![format!("451 4.4.1 {last}"); recipients.len()] }
     }
 }
 

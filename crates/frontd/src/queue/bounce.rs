@@ -46,6 +46,15 @@ pub struct Bounce<'a> {
     pub token: u64,
 }
 
+/// A `References:` field naming the original, so mail readers thread the bounce with it
+/// and `mailctl trace` finds the bounce from the original's Message-ID.
+fn references(original: &[u8]) -> String {
+    common::message_log::message_id(original)
+        .filter(|id| id.starts_with('<') && id.ends_with('>') && !id[1..id.len() - 1].contains(['<', '>']))
+        .map(|id| format!("References: {id}\r\n"))
+        .unwrap_or_default()
+}
+
 impl Bounce<'_> {
     /// The bounce message, CRLF line endings.
     pub fn render(&self) -> Vec<u8> {
@@ -54,10 +63,11 @@ impl Bounce<'_> {
         let host = self.reporting_host;
         let _ = write!(
             m,
-            "From: Mail Delivery System <MAILER-DAEMON@{host}>\r\nTo: <{}>\r\nSubject: Undelivered Mail Returned to Sender\r\nDate: {}\r\nMessage-ID: <bounce.{:016x}@{host}>\r\nAuto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"{boundary}\"\r\n\r\n",
+            "From: Mail Delivery System <MAILER-DAEMON@{host}>\r\nTo: <{}>\r\nSubject: Undelivered Mail Returned to Sender\r\nDate: {}\r\nMessage-ID: <bounce.{:016x}@{host}>\r\n{}Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"{boundary}\"\r\n\r\n",
             self.to,
             self.now.to_rfc2822(),
             self.token,
+            references(self.original),
         );
         let _ = write!(
             m,
@@ -107,7 +117,7 @@ mod tests {
     #[test]
     fn a_bounce_is_a_delivery_status_report_that_mail_parser_reads() {
         let now = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
-        let original = b"Subject: hello\r\nFrom: a@x\r\n\r\nsecret body\r\n";
+        let original = b"Subject: hello\r\nFrom: a@x\r\nMessage-ID: <m1@x>\r\n\r\nsecret body\r\n";
         let b = Bounce {
             reporting_host: "mx.example.edu",
             to: "a@x",
@@ -123,6 +133,11 @@ mod tests {
         assert!(text.contains("Final-Recipient: rfc822; nobody@remote.test\r\nAction: failed\r\nStatus: 5.1.1"));
         assert!(text.contains("Subject: hello"), "the original's header is returned");
         assert!(!text.contains("secret body"), "its body is not");
+        let facts = common::tracking::MessageFacts::of(&b);
+        assert_eq!(
+            (facts.message_id.as_str(), facts.answers.as_str()),
+            ("<bounce.000000000000002a@mx.example.edu>", "<m1@x>")
+        );
         assert!(!b.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'), "CRLF only");
     }
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::admin::{AdminReply, AdminRequest, AttemptOutcome, QueueItem};
+use common::admin::{AdminReply, AdminRequest, AttemptOutcome, QueueItem, TriedRecipient};
 
 use super::bounce::Bounce;
 use super::QueueClient;
@@ -117,12 +117,13 @@ impl Runner {
             }
         };
         let pending: Vec<String> = item.pending().map(str::to_string).collect();
-        let mut outcome = AttemptOutcome { delivered: Vec::new(), failed: Vec::new(), retry_at_s: 0, error: None };
+        let mut outcome =
+            AttemptOutcome { delivered: Vec::new(), failed: Vec::new(), retry_at_s: 0, error: None, tried: Vec::new() };
         let mut later: Vec<(String, String)> = Vec::new();
         let mut remote: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let (queue_id, message_id, started) =
             (format!("{group}/{}", item.id), common::message_log::message_id(&body), std::time::Instant::now());
-        let mut file = |rcpt: String, reply: String, outcome: &mut AttemptOutcome| {
+        let mut file = |rcpt: String, via: &str, reply: String, outcome: &mut AttemptOutcome| {
             common::message_log::MessageLine {
                 hop: "queue",
                 peer: None,
@@ -136,6 +137,11 @@ impl Runner {
             }
             .log();
             let verdict = verdict(&reply);
+            outcome.tried.push(TriedRecipient {
+                address: common::message_log::clean(&rcpt),
+                via: via.to_string(),
+                reply: common::message_log::clean(&reply),
+            });
             self.metrics.outbound(match verdict {
                 Verdict::Delivered => "sent",
                 Verdict::Failed => "bounced",
@@ -152,15 +158,15 @@ impl Runner {
             if self.local_domains.contains(&domain) {
                 let reply =
                     self.router.deliver(&item.sender, std::slice::from_ref(&rcpt), &[&body], Folder::Inbox).await;
-                file(rcpt, reply.into_iter().next().unwrap_or_default(), &mut outcome);
+                file(rcpt, "lmtp", reply.into_iter().next().unwrap_or_default(), &mut outcome);
             } else {
                 remote.entry(domain).or_default().push(rcpt);
             }
         }
         for (domain, rcpts) in remote {
-            let replies = self.outbound.send(&domain, &item.sender, &rcpts, &body).await;
-            for (rcpt, reply) in rcpts.into_iter().zip(replies) {
-                file(rcpt, reply, &mut outcome);
+            let sent = self.outbound.send(&domain, &item.sender, &rcpts, &body).await;
+            for (rcpt, reply) in rcpts.into_iter().zip(sent.replies) {
+                file(rcpt, &sent.via, reply, &mut outcome);
             }
         }
         let now = now_s();

@@ -173,14 +173,18 @@ fn received(session: &Session, peer: SocketAddr, conn: &Conn, host: &str, id: &s
         (false, true) => "ESMTPA",
         (false, false) => "ESMTP",
     };
-    let tls = conn.tls_info.as_ref().map(|t| format!("\r\n\t(using {t})")).unwrap_or_default();
-    let user = session.account().map(|a| format!("\r\n\t(authenticated as {})", a.mail)).unwrap_or_default();
-    let to = if recipients.len() == 1 { format!("\r\n\tfor <{}>", recipients[0]) } else { String::new() };
-    let date = chrono::Utc::now().to_rfc2822();
-    format!(
-        "Received: from {helo} ([{}]){tls}{user}\r\n\tby {host} (frontd) with {protocol} id {id}{to};\r\n\t{date}\r\n",
-        peer.ip()
-    )
+    let mut comments = Vec::new();
+    comments.extend(conn.tls_info.as_ref().map(|t| format!("using {t}")));
+    comments.extend(session.account().map(|a| format!("authenticated as {}", a.mail)));
+    let hop = common::tracking::FrontHop {
+        helo,
+        ip: peer.ip().to_string(),
+        host: host.to_string(),
+        protocol: protocol.to_string(),
+        id: id.to_string(),
+    };
+    let to = (recipients.len() == 1).then(|| recipients[0].as_str());
+    hop.header(&comments, to, &chrono::Utc::now().to_rfc2822())
 }
 
 /// Serve one SMTP connection on a listener of `mode`.

@@ -72,6 +72,30 @@ fn logins(group: &Group, user: &str) -> AdminReply {
     }
 }
 
+/// The tracking records of every group on this node that `query` selects.
+async fn trace(node: &Node, query: common::tracking::TraceQuery) -> AdminReply {
+    let dirs: Vec<_> = node.all_groups().iter().map(|g| g.sm.tracking_dir()).collect();
+    let searched = tokio::task::spawn_blocking(move || {
+        let (mut records, mut truncated) = (Vec::new(), false);
+        for dir in dirs {
+            let (found, more) = crate::tracking::search(&dir, &query)?;
+            records.extend(found);
+            truncated |= more;
+        }
+        if records.len() > common::tracking::RESULTS_MAX {
+            records.truncate(common::tracking::RESULTS_MAX);
+            truncated = true;
+        }
+        Ok::<_, std::io::Error>((records, truncated))
+    })
+    .await;
+    match searched {
+        Ok(Ok((records, truncated))) => AdminReply::Trace { records, truncated },
+        Ok(Err(e)) => AdminReply::Failed(format!("reading tracking records: {e}")),
+        Err(e) => AdminReply::Failed(format!("tracking search: {e}")),
+    }
+}
+
 fn now_s() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
@@ -86,6 +110,9 @@ pub async fn handle(node: &Node, request: AdminRequest) -> AdminReply {
             Err(why) => AdminReply::Refused(why.to_string()),
         };
     }
+    if let AdminRequest::Trace(query) = request {
+        return trace(node, query.bounded()).await;
+    }
     let Some(group_name) = request.group().map(str::to_string) else {
         return AdminReply::Status(status(node).await);
     };
@@ -97,7 +124,9 @@ pub async fn handle(node: &Node, request: AdminRequest) -> AdminReply {
     // A proposed operation is answered with the store's whole response.
     let raw = matches!(request, AdminRequest::Propose { .. });
     let (op_id, op) = match request {
-        AdminRequest::Status | AdminRequest::CreateGroup { .. } => unreachable!("answered above"),
+        AdminRequest::Status | AdminRequest::CreateGroup { .. } | AdminRequest::Trace(_) => {
+            unreachable!("answered above")
+        }
         AdminRequest::Read { id, .. } => return read_body(group, id).await,
         AdminRequest::List { .. } => {
             let store = group.sm.store();
@@ -162,13 +191,15 @@ pub async fn handle(node: &Node, request: AdminRequest) -> AdminReply {
         }
         AdminRequest::Record { id, holder, outcome, .. } => (
             OpId(rand::random()),
-            MailOp::QueueRecord {
+            MailOp::QueueAttempt {
                 id,
                 holder,
+                at_s: now_s(),
                 delivered: outcome.delivered,
                 failed: outcome.failed,
                 retry_at_s: outcome.retry_at_s,
                 error: outcome.error,
+                tried: outcome.tried,
             },
         ),
         AdminRequest::Delete { ids, .. } => (OpId(rand::random()), MailOp::QueueDelete { ids }),

@@ -22,6 +22,7 @@ use tokio::fs::File;
 
 use crate::mailstore::snapshot;
 use crate::mailstore::{MailRequest, MailResponse, Store};
+use crate::tracking::{Tracker, TrackingSettings};
 
 openraft::declare_raft_types!(
     /// Raft types of a mailhost group.
@@ -61,6 +62,8 @@ pub struct MailStateMachine {
     /// whose files never reached the disk, so nothing may be checkpointed or snapshotted
     /// from it again. Raft stops on the error; the node exits and restarts from disk.
     failed: Arc<std::sync::atomic::AtomicBool>,
+    /// The message-tracking records of this replica (`crate::tracking`).
+    tracker: Arc<Mutex<Tracker>>,
 }
 
 fn sm_err(e: impl std::fmt::Display) -> StorageError<u64> {
@@ -72,8 +75,18 @@ fn snap_err(e: impl std::fmt::Display) -> StorageError<u64> {
 }
 
 impl MailStateMachine {
-    /// Open the state machine of group `group` under `group_dir`.
+    /// Open the state machine of group `group` under `group_dir`, tracking as by default.
     pub fn open(group_dir: &Path, group: &str) -> Result<Self, crate::mailstore::StoreError> {
+        Self::open_tracking(group_dir, group, TrackingSettings::default())
+    }
+
+    /// Open the state machine of group `group` under `group_dir`, keeping its tracking
+    /// records in `group_dir/tracking` as `tracking` says.
+    pub fn open_tracking(
+        group_dir: &Path,
+        group: &str,
+        tracking: TrackingSettings,
+    ) -> Result<Self, crate::mailstore::StoreError> {
         let mail = group_dir.join("mail");
         let old = group_dir.join("mail.old");
         // An install interrupted between its two renames left the old tree aside.
@@ -86,6 +99,8 @@ impl MailStateMachine {
             .map_err(|source| crate::mailstore::StoreError::Io { context: "snapshots dir".into(), source })?;
         let store = Store::open(&mail, group)?;
         let durable = store.last_applied.map_or(0, |l| l.index);
+        let tracker = Tracker::open(group_dir.join("tracking"), tracking)
+            .map_err(|source| crate::mailstore::StoreError::Io { context: "tracking dir".into(), source })?;
         Ok(Self {
             store: Arc::new(Mutex::new(store)),
             checkpointing: Arc::new(Mutex::new(())),
@@ -96,7 +111,24 @@ impl MailStateMachine {
             changes: Arc::new(tokio::sync::watch::Sender::new(0)),
             durable: Arc::new(tokio::sync::watch::Sender::new(durable)),
             failed: Arc::default(),
+            tracker: Arc::new(Mutex::new(tracker)),
         })
+    }
+
+    /// Where this replica keeps the group's tracking records.
+    pub fn tracking_dir(&self) -> PathBuf {
+        self.tracker.lock().expect("tracker lock").dir().to_path_buf()
+    }
+
+    /// Write down the tracking records of what was just applied. A failure costs records,
+    /// never the replica: it is logged and the entries stay applied.
+    fn write_tracked(&self, records: Vec<common::tracking::TrackRecord>) {
+        if records.is_empty() {
+            return;
+        }
+        if let Err(e) = self.tracker.lock().expect("tracker lock").append(&records) {
+            tracing::warn!(group = %self.group, error = %e, lost = records.len(), "message tracking records not written");
+        }
     }
 
     /// Make sure the current snapshot covers the log's purged prefix (`purged`, from the
@@ -159,6 +191,9 @@ impl MailStateMachine {
             }
             (store.prepare_checkpoint()?, store.last_applied)
         };
+        if let Err(e) = self.tracker.lock().expect("tracker lock").sync() {
+            tracing::warn!(group = %self.group, error = %e, "message tracking records not synced");
+        }
         let result = pending.finish();
         match &result {
             Ok(()) => self.made_durable(applied),
@@ -277,6 +312,9 @@ impl RaftStateMachine<MailConfig> for MailStateMachine {
             }
             store.flush_files().map_err(sm_err)?;
             self.changes.send_replace(store.last_applied.map_or(0, |l| l.index));
+            // Written before the store is released, so no checkpoint can record these
+            // entries as durable before their records are on their way to disk.
+            self.write_tracked(store.take_tracked());
             Ok(out)
         });
         if let Err(e) = &applied {

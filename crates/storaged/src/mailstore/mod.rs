@@ -20,6 +20,7 @@ pub mod snapshot;
 pub mod spare;
 pub mod staging;
 pub mod store;
+pub mod tracked;
 pub mod training;
 
 pub use names::{Layout, MailboxName, UserName};

@@ -387,6 +387,19 @@ pub enum MailOp {
         message: Vec<u8>,
         reason: String,
     },
+    /// Record a delivery attempt of a queued message, as [`MailOp::QueueRecord`] (which
+    /// entries already in logs keep), with the runner's clock and each recipient tried:
+    /// where it went and the reply, for message tracking.
+    QueueAttempt {
+        id: u64,
+        holder: String,
+        at_s: i64,
+        delivered: Vec<String>,
+        failed: Vec<(String, String)>,
+        retry_at_s: i64,
+        error: Option<String>,
+        tried: Vec<common::admin::TriedRecipient>,
+    },
 }
 
 /// One copy a Sieve script filed (see [`MailOp::DeliverFiltered`]).

@@ -240,6 +240,18 @@ pub struct Store {
     digest_through_s: i64,
     /// Blocked networks, tickets, locked users.
     security: common::security::SecurityState,
+    /// Message-tracking records of the entries applied since the state machine last took
+    /// them (`tracked`); at most [`TRACKED_PENDING_MAX`].
+    tracked: Vec<common::tracking::TrackRecord>,
+}
+
+/// Tracking records held for the state machine at most: one that never takes them (a
+/// test's bare store) must not grow without bound.
+const TRACKED_PENDING_MAX: usize = 100_000;
+
+/// The queue id of outbound message `k` of filtered delivery `index` (see `filtered`).
+pub(crate) fn outbound_queue_id(index: u64, k: usize) -> u64 {
+    filtered::OUTBOUND_ID_BIT | (index << 4) | k as u64
 }
 
 /// Store errors (I/O on the trees; the operations themselves report `Rejected`).
@@ -319,6 +331,7 @@ impl Store {
             training: super::training::Training::from_state(state.training),
             digest_through_s: state.digest_through_s,
             security: state.security,
+            tracked: Vec::new(),
         };
         for (id, index, resp) in state.dedup {
             store.remember(id, index, resp);
@@ -382,7 +395,11 @@ impl Store {
         if let Some((_, resp)) = self.dedup.get(&req.op_id) {
             return Ok(resp.clone());
         }
+        let queued = super::tracked::QueuedFacts::read(&self.queue, &req.op);
         let resp = self.apply_op(index, &req.op)?;
+        if self.tracked.len() < TRACKED_PENDING_MAX {
+            super::tracked::derive(&self.group, index, &req.op, &resp, queued, &mut self.tracked);
+        }
         self.remember(req.op_id, index, resp.clone());
         self.unchecked += 1;
         Ok(resp)
@@ -406,6 +423,11 @@ impl Store {
         Ok(MailResponse::Batch(out))
     }
 
+    /// The tracking records of the entries applied since the last call.
+    pub fn take_tracked(&mut self) -> Vec<common::tracking::TrackRecord> {
+        std::mem::take(&mut self.tracked)
+    }
+
     /// Make every queued message file visible. Call before answering clients.
     pub fn flush_files(&mut self) -> Result<(), StoreError> {
         self.files.flush().map_err(io_ctx("write message files"))
@@ -422,6 +444,7 @@ impl Store {
                 | MailOp::Enqueue { .. }
                 | MailOp::QueueClaim { .. }
                 | MailOp::QueueRecord { .. }
+                | MailOp::QueueAttempt { .. }
                 | MailOp::QueueFlush { .. }
                 | MailOp::QueueDelete { .. }
                 | MailOp::SetUserState { .. }
@@ -616,7 +639,8 @@ impl Store {
             MailOp::QueueClaim { holder, now_s, lease_s, max } => {
                 Ok(MailResponse::Claimed(self.queue.claim(holder, *now_s, *lease_s, *max)))
             }
-            MailOp::QueueRecord { id, holder, delivered, failed, retry_at_s, error } => {
+            MailOp::QueueRecord { id, holder, delivered, failed, retry_at_s, error }
+            | MailOp::QueueAttempt { id, holder, delivered, failed, retry_at_s, error, .. } => {
                 self.queue
                     .record(*id, holder, delivered, failed, *retry_at_s, error.as_deref())
                     .map_err(io_ctx("queue"))?;

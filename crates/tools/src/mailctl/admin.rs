@@ -118,8 +118,8 @@ impl Admin {
         }
     }
 
-    /// Every node's status (a node that does not answer is reported as such).
-    pub async fn status(&self) -> Vec<(u64, String, Result<NodeStatus, String>)> {
+    /// Every storage node of the front's map with an admin address: `(id, address)`.
+    pub fn node_addrs(&self) -> Vec<(u64, String)> {
         let mut nodes: Vec<(u64, String)> = self
             .cfg
             .groups
@@ -128,8 +128,18 @@ impl Admin {
             .collect();
         nodes.sort();
         nodes.dedup();
+        nodes
+    }
+
+    /// The cluster key the admin protocol needs.
+    pub fn key(&self) -> &ClusterKey {
+        &self.key
+    }
+
+    /// Every node's status (a node that does not answer is reported as such).
+    pub async fn status(&self) -> Vec<(u64, String, Result<NodeStatus, String>)> {
         // Asked at once: a paused node costs one timeout, not one per node.
-        let asks = nodes.into_iter().map(|(id, addr)| {
+        let asks = self.node_addrs().into_iter().map(|(id, addr)| {
             let key = self.key.clone();
             async move {
                 let answer = async {

@@ -56,6 +56,29 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Where messages went: the front that received each, every recipient's fate, the
+    /// group and log index that committed it, the queue, the remote hosts' replies,
+    /// bounces. Give at least one of --message-id, --from, --to.
+    Trace {
+        /// A front's configuration (lists the nodes and the cluster key).
+        #[arg(long, default_value = "mailctl-data/frontd.toml")]
+        config: PathBuf,
+        /// The message's Message-ID (with or without angle brackets); repeatable.
+        #[arg(long = "message-id", value_name = "ID")]
+        message_ids: Vec<String>,
+        /// The sender contains this.
+        #[arg(long)]
+        from: Option<String>,
+        /// A recipient contains this.
+        #[arg(long)]
+        to: Option<String>,
+        /// Only records since: a date (2026-12-06), a time (RFC 3339) or an age (90m, 6h, 2d).
+        #[arg(long)]
+        since: Option<String>,
+        /// Print the records as JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
     /// The outbound queue.
     Queue {
         /// A front's configuration (lists the nodes and the cluster key).
@@ -435,6 +458,43 @@ fn status(config: &std::path::Path, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+struct TraceArgs {
+    message_ids: Vec<String>,
+    from: Option<String>,
+    to: Option<String>,
+    since: Option<String>,
+    json: bool,
+}
+
+fn trace(config: &std::path::Path, args: TraceArgs) -> anyhow::Result<()> {
+    use super::trace::{parse_since, render, trace};
+    if args.message_ids.is_empty() && args.from.is_none() && args.to.is_none() {
+        anyhow::bail!("say which messages: --message-id ID, --from ADDRESS or --to ADDRESS (and --since to narrow)");
+    }
+    let now_s = chrono::Utc::now().timestamp();
+    let since_s = args.since.as_deref().map(|s| parse_since(s, now_s)).transpose()?.unwrap_or(0);
+    let message_ids =
+        args.message_ids.iter().map(|id| if id.starts_with('<') { id.clone() } else { format!("<{id}>") }).collect();
+    let query = common::tracking::TraceQuery { message_ids, from: args.from, to: args.to, since_s }.bounded();
+    let admin = Admin::open(config)?;
+    let traced = runtime()?.block_on(trace(&admin, query));
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&traced.records)?);
+    } else {
+        print!("{}", render(&traced));
+    }
+    for (id, why) in &traced.silent {
+        eprintln!("node {id} did not answer ({why}): records only it holds are missing");
+    }
+    if traced.truncated {
+        eprintln!("more records matched than one trace shows: narrow it with --since or --message-id");
+    }
+    if !traced.silent.is_empty() && traced.silent.len() == admin.node_addrs().len() {
+        anyhow::bail!("no storage node answered: are they running? (mailctl status)");
+    }
+    Ok(())
+}
+
 fn queue(config: &std::path::Path, action: QueueAction) -> anyhow::Result<()> {
     use super::admin::{render_item, render_queue};
     let admin = Admin::open(config)?;
@@ -624,6 +684,9 @@ pub fn run_from(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
         Cmd::User { ldif, print_ldif, config, action } => user(&ldif, &config, print_ldif, action),
         Cmd::Up { dir, port_base, dns_servers } => super::up::run(&dir, port_base, &dns_servers),
         Cmd::Status { config, json } => status(&config, json),
+        Cmd::Trace { config, message_ids, from, to, since, json } => {
+            trace(&config, TraceArgs { message_ids, from, to, since, json })
+        }
         Cmd::Queue { config, action } => queue(&config, action),
         Cmd::Move {
             user,

@@ -5,7 +5,7 @@
 //! `user` manages the users of an LDIF directory (or prints the LDIF for an LDAP one);
 //! `status` and `queue` ask the storage nodes over their admin protocol; `dkim keygen`
 //! makes a signing key and prints its DNS record; `phish` and `block` show and undo what
-//! the fronts' phish rules did.
+//! the fronts' phish rules did; `trace` tells where messages went.
 
 pub mod admin;
 pub mod cli;
@@ -17,5 +17,6 @@ pub mod phish;
 pub mod quarantine;
 pub mod report;
 pub mod scanners;
+pub mod trace;
 pub mod up;
 pub mod users;

@@ -10,7 +10,7 @@ use crate::mailstore::{sieve_memory, MailboxName, Rejection, UserName};
 
 /// Queue ids of a filtered delivery's outbound messages: apart from the log indexes plain
 /// `Enqueue` entries use, one per message of the entry.
-const OUTBOUND_ID_BIT: u64 = 1 << 63;
+pub(super) const OUTBOUND_ID_BIT: u64 = 1 << 63;
 /// Outbound messages one filtered delivery may queue (redirects and a vacation reply).
 pub const OUTBOUND_MAX: usize = 15;
 
@@ -87,7 +87,7 @@ impl Store {
             }
         }
         for (k, out) in outbound.iter().enumerate() {
-            let id = OUTBOUND_ID_BIT | (index << 4) | k as u64;
+            let id = super::outbound_queue_id(index, k);
             let queued = self.queue.enqueue(id, &out.sender, &out.recipients, internal_date, &out.message);
             if let Err(refusal) = queued.map_err(io_ctx("queue"))? {
                 tracing::warn!(%id, %refusal, "a filtered delivery's outbound message was refused by the queue");

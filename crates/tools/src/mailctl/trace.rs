@@ -1,0 +1,176 @@
+//! `mailctl trace`: where messages went, from the tracking records every storage replica
+//! keeps (`common::tracking`). Asks every node at once (any replica of a group answers for
+//! it; a node that does not answer is named, and its peers usually hold the same records),
+//! merges the copies, then asks again for the whole story of each message found: every
+//! hop of the Message-IDs the first answer named, and the bounces and automatic replies
+//! that answer them. Prints a timeline per message, or JSON.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+use std::time::Duration;
+
+use common::admin::{AdminClient, AdminReply, AdminRequest};
+use common::tracking::{TraceQuery, TrackEvent, TrackRecord, QUERY_IDS_MAX};
+
+use super::admin::Admin;
+
+/// How long one node may take to search its records.
+const NODE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What the nodes said.
+#[derive(Debug, Default)]
+pub struct Traced {
+    /// Every record once, in time order.
+    pub records: Vec<TrackRecord>,
+    /// Nodes that did not answer, with why.
+    pub silent: Vec<(u64, String)>,
+    /// Some node had more matching records than one answer holds, or more messages
+    /// matched than one trace follows.
+    pub truncated: bool,
+}
+
+/// Parse `--since`: a date (`2026-12-06`), a time (RFC 3339), or an age (`90m`, `6h`, `2d`).
+pub fn parse_since(text: &str, now_s: i64) -> anyhow::Result<i64> {
+    let text = text.trim();
+    if let Some(unit_at) = text.find(|c: char| !c.is_ascii_digit()).filter(|k| *k > 0) {
+        let (n, unit) = text.split_at(unit_at);
+        let n: i64 = n.parse()?;
+        let seconds = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ => 0,
+        };
+        if seconds > 0 {
+            return Ok(now_s - n.saturating_mul(seconds));
+        }
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.timestamp());
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp());
+    }
+    anyhow::bail!("--since {text:?}: give a date (2026-12-06), a time (2026-12-06T10:00:00Z) or an age (90m, 6h, 2d)")
+}
+
+/// Ask every node for `query`'s records; each record once.
+async fn ask_all(admin: &Admin, query: &TraceQuery) -> Traced {
+    let request = AdminRequest::Trace(query.clone());
+    let asks = admin.node_addrs().into_iter().map(|(id, addr)| {
+        let (key, request) = (admin.key().clone(), request.clone());
+        async move {
+            let answer = async {
+                let mut c =
+                    AdminClient::connect(&addr, &key, Duration::from_secs(3)).await.map_err(|e| e.to_string())?;
+                c.call(&request, NODE_TIMEOUT).await.map_err(|e| e.to_string())
+            }
+            .await;
+            (id, answer)
+        }
+    });
+    let mut tasks: tokio::task::JoinSet<_> = asks.collect();
+    let mut traced = Traced::default();
+    let mut seen = BTreeSet::new();
+    while let Some(done) = tasks.join_next().await {
+        let Ok((id, answer)) = done else { continue };
+        match answer {
+            Ok(AdminReply::Trace { records, truncated }) => {
+                traced.truncated |= truncated;
+                for r in records {
+                    let key = format!("{:?}", r.key());
+                    if seen.insert(key) {
+                        traced.records.push(r);
+                    }
+                }
+            }
+            Ok(other) => traced.silent.push((id, other.to_string())),
+            Err(e) => traced.silent.push((id, e)),
+        }
+    }
+    traced.records.sort_by(|a, b| (a.at_s, &a.group, a.index, a.event).cmp(&(b.at_s, &b.group, b.index, b.event)));
+    traced.silent.sort();
+    traced
+}
+
+/// The records of every message `query` selects, with all their hops.
+pub async fn trace(admin: &Admin, query: TraceQuery) -> Traced {
+    let first = ask_all(admin, &query).await;
+    let mut ids: Vec<String> = Vec::new();
+    for r in &first.records {
+        for id in [&r.message_id, &r.answers] {
+            if !id.is_empty() && !ids.contains(id) {
+                ids.push(id.clone());
+            }
+        }
+    }
+    if ids.is_empty() {
+        return first;
+    }
+    let truncated = first.truncated || ids.len() > QUERY_IDS_MAX;
+    ids.truncate(QUERY_IDS_MAX);
+    let whole = TraceQuery { message_ids: ids, from: None, to: None, since_s: query.since_s };
+    let mut all = ask_all(admin, &whole).await;
+    // Records without a Message-ID are only found by the first question.
+    all.records.extend(first.records.into_iter().filter(|r| r.message_id.is_empty()));
+    all.records.sort_by(|a, b| (a.at_s, &a.group, a.index, a.event).cmp(&(b.at_s, &b.group, b.index, b.event)));
+    all.truncated |= truncated;
+    all.silent = first.silent;
+    all
+}
+
+/// The message a record belongs to in the printout: the one it answers (a bounce shows
+/// under the message that bounced), else its own.
+fn story_of(r: &TrackRecord) -> String {
+    if !r.answers.is_empty() {
+        r.answers.clone()
+    } else if !r.message_id.is_empty() {
+        r.message_id.clone()
+    } else if !r.queue_id.is_empty() {
+        format!("(no Message-ID, queued as {})", r.queue_id)
+    } else {
+        format!("(no Message-ID, {}@{})", r.group, r.index)
+    }
+}
+
+fn when(at_s: i64) -> String {
+    chrono::DateTime::from_timestamp(at_s, 0).map_or_else(|| at_s.to_string(), |t| t.format("%F %T").to_string())
+}
+
+/// The timeline of each message, for people.
+pub fn render(traced: &Traced) -> String {
+    let mut stories: BTreeMap<String, Vec<&TrackRecord>> = BTreeMap::new();
+    for r in &traced.records {
+        stories.entry(story_of(r)).or_default().push(r);
+    }
+    let mut out = String::new();
+    for (id, records) in &stories {
+        let from = records.iter().find(|r| r.answers.is_empty() && !r.from.is_empty()).map_or("", |r| r.from.as_str());
+        let _ = writeln!(out, "Message {id}  from <{from}>");
+        let mut fronts = BTreeSet::new();
+        for r in records {
+            // Each group that holds a copy read the same Received field: say it once.
+            if r.event == TrackEvent::Received && !fronts.insert((&r.message_id, &r.detail)) {
+                continue;
+            }
+            let place = if r.queue_id.is_empty() { format!("{}@{}", r.group, r.index) } else { r.queue_id.clone() };
+            let to = if r.to.is_empty() { String::new() } else { format!("<{}>", r.to) };
+            let answer = if r.answers.is_empty() { String::new() } else { format!("[{}] ", r.message_id) };
+            let _ = writeln!(
+                out,
+                "  {}  {:<9} {:<28} {:<14} {answer}{}",
+                when(r.at_s),
+                r.event.as_str(),
+                to,
+                place,
+                r.detail
+            );
+        }
+        out.push('\n');
+    }
+    if stories.is_empty() {
+        out.push_str("no tracking records match (records are kept [tracking] days, 30 by default)\n");
+    }
+    out
+}
