@@ -288,19 +288,28 @@ fn a_dead_node_is_replaced_by_remove_node_and_add_node_while_the_group_serves() 
     assert!(ok && status.contains("voters [1, 2, 3]"), "nothing was removed: {status}");
 
     // Node 3 dies for good; the group goes on with two of three, then drops it.
+    // Each membership change runs while mail arrives (every message is counted below).
     storage.kill(2);
     batch(&storage, 300, 50);
-    let (ok, out) = mailctl(root, &["group", "remove-node", "hermes", "3"]);
+    let (ok, out) = std::thread::scope(|s| {
+        let deliveries = s.spawn(|| batch(&storage, 350, 50));
+        let removed = mailctl(root, &["group", "remove-node", "hermes", "3"]);
+        deliveries.join().unwrap();
+        removed
+    });
     assert!(ok, "remove-node: {out}");
-    batch(&storage, 350, 50);
 
     // A fresh node 4 joins: learner, snapshot, voter.
     let fresh = storage.add_node(&GROUPS);
     storage.start_node(fresh);
     let raft = storage.raft[fresh].clone();
-    let (ok, out) = mailctl(root, &["group", "add-node", "hermes", "4", "--raft", &raft]);
+    let (ok, out) = std::thread::scope(|s| {
+        let deliveries = s.spawn(|| batch(&storage, 400, 50));
+        let added = mailctl(root, &["group", "add-node", "hermes", "4", "--raft", &raft]);
+        deliveries.join().unwrap();
+        added
+    });
     assert!(ok, "add-node: {out}");
-    batch(&storage, 400, 50);
     let (ok, status) = mailctl(root, &["status"]);
     assert!(ok && status.contains("voters [1, 2, 4]"), "{status}");
     let log = std::fs::read_to_string(root.join("node4.log")).unwrap();

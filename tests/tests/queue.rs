@@ -204,3 +204,108 @@ fn killing_the_queue_leader_during_a_burst_loses_and_duplicates_nothing() {
         }
     }
 }
+
+/// `mailctl trace` (issue 24): one message to three local users on two mailhosts, a remote
+/// recipient a sink takes and one a sink refuses. Every hop is in the trace: the front and
+/// the client address it came from, each local delivery with the group and log index that
+/// committed it, the queue, the sink's host and reply, the refusal and the bounce that came
+/// back to the sender; found by Message-ID, by one recipient, and still after a user moved.
+#[test]
+fn trace_tells_where_every_recipient_of_a_message_went() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let storage = Storage::start(root);
+    // A third local user, on apollo beside bob.
+    let erin = "\ndn: uid=erin,ou=people,dc=example,dc=edu\nobjectClass: inetOrgPerson\nobjectClass: qmailUser\n\
+                uid: erin\ncn: Erin\nsn: Erin\nmail: erin@example.edu\nmailHost: apollo\n";
+    let ldif = std::fs::read_to_string(fixture("users.ldif")).unwrap();
+    std::fs::write(root.join("users.ldif"), format!("{}\n{erin}", ldif.trim_end())).unwrap();
+    let (remote, refusing) = (free_addr(), free_addr());
+    let sink = Sink::start(root, "remote", &remote, None);
+    let _refusing = Sink::start(root, "refusing", &refusing, Some("550 5.1.1 no such user here"));
+    let routes = BTreeMap::from([("remote.test", remote.clone()), ("bounce.test", refusing.clone())]);
+    let options = FrontOptions {
+        tls: true,
+        plaintext_loopback: true,
+        queue: Some(QueueSection { groups: vec!["hermes".into(), "apollo".into()], ..queue_settings(&routes) }),
+        ..FrontOptions::default()
+    };
+    let front = Front::start_opts(root, &storage, ldif_directory(), options);
+    wait_listening(&front.submission, "frontd submission");
+    let ca = root.join("cert.pem");
+    let to = ["alice@example.edu", "bob@example.edu", "erin@example.edu", "friend@remote.test", "ghost@bounce.test"];
+    let mut args = vec!["--server", front.submission.as_str(), "--source", "127.0.0.2", "--from", "alice@example.edu"];
+    for t in to {
+        args.extend(["--to", t]);
+    }
+    args.extend(["--subject", "traced", "--message-id", "<trace-1@example.edu>", "--starttls"]);
+    args.extend(["--ca", ca.to_str().unwrap(), "--user", "alice@example.edu", "--password", "alice-pw"]);
+    let r = smtplib(&args);
+    assert_eq!((r["ok"].as_bool(), r["refused"].as_object().map(|o| o.len())), (Some(true), Some(0)), "{r}");
+
+    let trace = |args: &[&str]| -> Vec<serde_json::Value> {
+        let mut all = vec!["trace", "--json"];
+        all.extend(args);
+        let (ok, out) = mailctl(root, &all);
+        assert!(ok, "mailctl trace: {out}");
+        let json = out.find('[').map_or("[]", |k| &out[k..]);
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    let has = |records: &[serde_json::Value], event: &str, to: &str, detail: &str| {
+        records.iter().any(|r| r["event"] == event && r["to"] == to && r["detail"].as_str().unwrap().contains(detail))
+    };
+    let by_id = || trace(&["--message-id", "trace-1@example.edu"]);
+    let everything = |r: &[serde_json::Value]| {
+        has(r, "sent", "friend@remote.test", "250")
+            && has(r, "bounced", "ghost@bounce.test", "550 5.1.1")
+            && ["alice", "bob", "erin"].iter().all(|u| has(r, "delivered", &format!("{u}@example.edu"), "INBOX"))
+            && r.iter().any(|x| x["answers"] == "<trace-1@example.edu>" && x["event"] == "delivered")
+    };
+    wait_for("every hop in the trace", Duration::from_secs(60), || everything(&by_id()));
+    let records = by_id();
+    eprintln!("{}", serde_json::to_string_pretty(&records).unwrap());
+    assert_eq!(sink.count("traced"), 1);
+
+    // The front, and the client address it took the message from.
+    assert!(
+        records.iter().any(|r| r["event"] == "received"
+            && r["detail"].as_str().unwrap().contains("from 127.0.0.2")
+            && r["detail"].as_str().unwrap().contains("with ESMTPSA")),
+        "no received hop from the client"
+    );
+    // Each local user's copy was committed by their own mailhost, at a log index.
+    for (user, group) in [("alice", "hermes"), ("bob", "apollo"), ("erin", "apollo")] {
+        let rcpt = format!("{user}@example.edu");
+        let delivered = records.iter().find(|r| r["event"] == "delivered" && r["to"] == rcpt.as_str()).unwrap();
+        assert_eq!((delivered["group"].as_str(), delivered["from"].as_str()), (Some(group), Some("alice@example.edu")));
+        assert!(delivered["index"].as_u64().unwrap() > 0);
+    }
+    // The queue, the sink's address, and the bounce back to the sender.
+    for rcpt in ["friend@remote.test", "ghost@bounce.test"] {
+        assert!(has(&records, "queued", rcpt, ""), "{rcpt} was not queued");
+    }
+    assert!(has(&records, "sent", "friend@remote.test", &format!("via {remote}")), "the sink's address");
+    let bounce = records.iter().find(|r| r["answers"] == "<trace-1@example.edu>").unwrap();
+    assert!(bounce["message_id"].as_str().unwrap().starts_with("<bounce."), "{bounce}");
+
+    // One recipient finds the whole message; the printout names every hop.
+    let by_recipient = trace(&["--to", "ghost@bounce.test"]);
+    assert!(everything(&by_recipient), "{by_recipient:?}");
+    let (ok, text) = mailctl(root, &["trace", "--message-id", "<trace-1@example.edu>"]);
+    assert!(ok, "{text}");
+    eprintln!("{text}");
+    for word in
+        ["Message <trace-1@example.edu>", "received", "delivered", "queued", "sent", "bounced", "<bob@example.edu>"]
+    {
+        assert!(text.contains(word), "{word:?} missing from:\n{text}");
+    }
+
+    // Bob moves to hermes: his copy on apollo goes, its record stays.
+    let (ok, report) = mailctl(root, &["move", "bob@example.edu", "hermes", "--grace-s", "0", "--wait"]);
+    assert!(ok, "mailctl move: {report}");
+    let after = by_id();
+    assert!(everything(&after), "{after:?}");
+    assert!(after.iter().any(|r| r["event"] == "delivered" && r["to"] == "bob@example.edu" && r["group"] == "apollo"));
+    let (ok, out) = mailctl(root, &["trace", "--to", "nobody-at-all@example.edu"]);
+    assert!(ok && out.contains("no tracking records match"), "{out}");
+}

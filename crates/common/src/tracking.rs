@@ -52,7 +52,8 @@ impl TrackEvent {
     }
 }
 
-/// One hop of one message for one recipient, as a group's log committed it.
+/// One hop of one message for one recipient, as a group's log committed it. Every field
+/// is always encoded: the admin protocol's bincode is positional.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrackRecord {
     /// When (unix seconds, the proposer's clock written in the entry).
@@ -64,10 +65,8 @@ pub struct TrackRecord {
     /// The message's Message-ID field (empty if it has none).
     pub message_id: String,
     /// For an automatic message (a bounce, a vacation reply): the Message-ID it answers.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub answers: String,
     /// `GROUP/ID` of the queued message, for queue events.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub queue_id: String,
     pub from: String,
     /// The recipient (empty for a `received` record).

@@ -127,6 +127,7 @@ fn smtp(data: &[u8]) {
                     assert!(id.as_ref().is_none_or(|i| i.chars().count() <= common::message_log::FIELD_MAX_CHARS));
                     assert!(id.as_ref().is_none_or(|i| !i.chars().any(char::is_control)), "{id:?}");
                     assert_eq!(envelope.retry_key().is_some(), id.is_some());
+                    tracking_facts(&envelope.message);
                     let replies: Vec<String> = envelope.recipients.iter().map(|_| "250 2.0.0 ok".to_string()).collect();
                     s.delivered(&replies)
                 }
@@ -184,4 +185,16 @@ fn lmtp(data: &[u8]) {
 pub fn run(data: &[u8]) {
     smtp(data);
     lmtp(data);
+}
+
+/// What a storage replica's tracking record reads of the stranger's header: every field
+/// bounded and free of control characters (so a record line cannot be forged or split).
+fn tracking_facts(message: &[u8]) {
+    let facts = common::tracking::MessageFacts::of(message);
+    let front = facts.front.iter().flat_map(|h| [&h.helo, &h.ip, &h.host, &h.protocol, &h.id]);
+    let fields = [&facts.message_id, &facts.answers].into_iter().chain(facts.return_path.as_ref()).chain(front);
+    for field in fields {
+        assert!(field.chars().count() <= common::message_log::FIELD_MAX_CHARS, "{field:?}");
+        assert!(!field.chars().any(char::is_control), "{field:?}");
+    }
 }

@@ -75,7 +75,7 @@ pub struct Storage {
     /// Prometheus `/metrics` listeners.
     pub metrics: Vec<String>,
     /// Applied to every node's configuration.
-    tune: std::sync::Arc<dyn Fn(&mut storaged::config::Config)>,
+    tune: std::sync::Arc<dyn Fn(&mut storaged::config::Config) + Send + Sync>,
     children: Vec<Option<Child>>,
 }
 
@@ -88,8 +88,8 @@ impl Storage {
     }
 
     /// Three nodes, every configuration adjusted by `tune`.
-    pub fn start_tuned(root: &Path, tune: impl Fn(&mut storaged::config::Config) + 'static) -> Self {
-        let tune: std::sync::Arc<dyn Fn(&mut storaged::config::Config)> = std::sync::Arc::new(tune);
+    pub fn start_tuned(root: &Path, tune: impl Fn(&mut storaged::config::Config) + Send + Sync + 'static) -> Self {
+        let tune: std::sync::Arc<dyn Fn(&mut storaged::config::Config) + Send + Sync> = std::sync::Arc::new(tune);
         let n = 3;
         let addrs = || (0..n).map(|_| free_addr()).collect::<Vec<_>>();
         let (raft, lmtp, imap, pop3, admin, sieve) = (addrs(), addrs(), addrs(), addrs(), addrs(), addrs());

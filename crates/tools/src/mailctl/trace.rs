@@ -144,6 +144,10 @@ pub fn render(traced: &Traced) -> String {
     for r in &traced.records {
         stories.entry(story_of(r)).or_default().push(r);
     }
+    // Within a second the groups' order is unknown; the front's hop comes first anyway.
+    stories
+        .values_mut()
+        .for_each(|s| s.sort_by_key(|r| (r.event != TrackEvent::Received || !r.answers.is_empty(), r.at_s)));
     let mut out = String::new();
     for (id, records) in &stories {
         let from = records.iter().find(|r| r.answers.is_empty() && !r.from.is_empty()).map_or("", |r| r.from.as_str());
@@ -173,4 +177,55 @@ pub fn render(traced: &Traced) -> String {
         out.push_str("no tracking records match (records are kept [tracking] days, 30 by default)\n");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_dates_times_and_ages() {
+        let now = 1_796_000_000;
+        assert_eq!(parse_since("90m", now).unwrap(), now - 5400);
+        assert_eq!(parse_since("2d", now).unwrap(), now - 172_800);
+        assert_eq!(parse_since("2026-12-06", now).unwrap(), 1_796_515_200);
+        assert_eq!(parse_since("2026-12-06T01:00:00Z", now).unwrap(), 1_796_518_800);
+        assert!(parse_since("yesterday", now).is_err());
+        assert!(parse_since("5w", now).is_err());
+    }
+
+    fn record(event: TrackEvent, index: u64, to: &str, answers: &str) -> TrackRecord {
+        TrackRecord {
+            at_s: 1_796_515_200 + index as i64,
+            group: "hermes".into(),
+            index,
+            event,
+            message_id: if answers.is_empty() { "<m@x>".into() } else { "<bounce.1@f>".into() },
+            answers: answers.into(),
+            queue_id: String::new(),
+            from: "alice@example.edu".into(),
+            to: to.into(),
+            detail: "by front1 from 192.0.2.1".into(),
+        }
+    }
+
+    #[test]
+    fn a_bounce_is_told_under_the_message_it_answers_and_the_front_once() {
+        let traced = Traced {
+            records: vec![
+                record(TrackEvent::Delivered, 1, "bob@example.edu", ""),
+                record(TrackEvent::Received, 1, "", ""),
+                record(TrackEvent::Received, 2, "", ""),
+                record(TrackEvent::Delivered, 3, "alice@example.edu", "<m@x>"),
+            ],
+            ..Traced::default()
+        };
+        let text = render(&traced);
+        assert!(text.starts_with("Message <m@x>  from <alice@example.edu>\n"), "{text}");
+        assert_eq!(text.matches("received").count(), 1, "{text}");
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].contains("received") && lines[2].contains("<bob@example.edu>"), "{text}");
+        assert!(lines[3].contains("[<bounce.1@f>]") && lines[3].contains("<alice@example.edu>"), "{text}");
+        assert!(render(&Traced::default()).starts_with("no tracking records match"));
+    }
 }
