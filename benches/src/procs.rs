@@ -73,3 +73,15 @@ pub fn process_tree(pid: u32) -> Vec<u32> {
 pub fn tree_pss_kib(pid: u32) -> u64 {
     process_tree(pid).into_iter().map(pss_kib).sum()
 }
+
+/// CPU time (user and system) process `pid` has used, in seconds; 0 if it is gone.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // utime and stime are fields 14 and 15; the fields after the parenthesized command
+    // name start at field 3.
+    let after: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks: u64 = [11, 12].iter().filter_map(|k| after.get(*k)?.parse::<u64>().ok()).sum();
+    // SAFETY: sysconf reads a constant of the running system; it takes no pointers.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    ticks as f64 / per_second.max(1) as f64
+}

@@ -1,7 +1,9 @@
 //! What `/metrics` costs: two 3-node storaged groups side by side, one with `[metrics]` on
 //! and scraped every second (as Prometheus would), one without; LMTP deliveries and an IMAP
 //! client mix run against each in turn (`--rounds` pairs, every other pair the other way
-//! round), and the median of the per-pair ratios on/off is printed. Also the cost of one counted event, in nanoseconds.
+//! round), and the median of the per-pair ratios on/off is printed, of throughput and of the
+//! CPU time the group's processes used per operation. Also the cost of one counted event,
+//! and of the message-tracking records of one delivery, in nanoseconds.
 //!
 //! `cargo build --release -p storaged -p benches && target/release/metrics-overhead`
 
@@ -35,6 +37,13 @@ struct Args {
     /// Run in `dir` as it is instead of on a fresh scratch filesystem mounted there.
     #[arg(long)]
     plain_dir: bool,
+}
+
+/// The median of the per-pair ratios `on[k] / off[k]`.
+fn median_ratio(on: Vec<f64>, off: Vec<f64>) -> f64 {
+    let mut ratios: Vec<f64> = on.iter().zip(&off).map(|(a, b)| a / b).collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// GET /metrics from each of `addrs` every second until `stop`; the bytes read.
@@ -74,9 +83,51 @@ fn micro() {
     println!("per event: LMTP recipient {lmtp:.0} ns, IMAP command {imap:.0} ns (one thread, no contention)");
 }
 
+/// What message tracking adds to applying one delivery: reading the header's facts,
+/// building the records and appending them to the day file (page cache; synced at the
+/// checkpoint like the store).
+fn tracking_micro(dir: &std::path::Path) -> anyhow::Result<()> {
+    use storaged::mailstore::{tracked, MailOp, MailResponse};
+    let mut header = String::from("Return-Path: <ann@example.org>\r\nReceived: from client.example ([192.0.2.7])\r\n\t(using TLSv1.3)\r\n\tby front1.example.edu (frontd) with ESMTPS id 0123456789abcdef;\r\n\tSun, 6 Dec 2026 20:00:00 +0000\r\n");
+    for k in 0..12 {
+        header.push_str(&format!("X-Header-{k}: a typical header field of a message from a mailing list\r\n"));
+    }
+    header.push_str("Message-ID: <0123456789@example.org>\r\nSubject: tracking cost\r\n\r\n");
+    let mut message = header.into_bytes();
+    message.resize(4096, b'x');
+    let tracking_dir = dir.join("tracking-micro");
+    let _ = std::fs::remove_dir_all(&tracking_dir);
+    let mut tracker = storaged::tracking::Tracker::open(tracking_dir.clone(), Default::default())?;
+    let resp = MailResponse::Delivered(vec![Ok((1, 1))]);
+    let mut failed = None;
+    let ns = ns_per_call(200_000, |k| {
+        let op = MailOp::Deliver {
+            recipients: vec!["alice@example.edu".into()],
+            internal_date: 1_796_515_200,
+            message: message.clone(),
+        };
+        let mut records = Vec::new();
+        tracked::derive("hermes", u64::from(k) + 1, &op, &resp, None, &mut records);
+        if let Err(e) = tracker.append(&records) {
+            failed = Some(e);
+        }
+    });
+    let copy_ns = ns_per_call(200_000, |_| {
+        std::hint::black_box(message.clone());
+    });
+    let _ = std::fs::remove_dir_all(&tracking_dir);
+    if let Some(e) = failed {
+        anyhow::bail!("tracking append: {e}");
+    }
+    println!("per delivery: message tracking {:.0} ns (one recipient, 4 KiB message; the message copy of the bench loop, {copy_ns:.0} ns, included)", ns);
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     micro();
+    std::fs::create_dir_all(&args.dir)?;
+    tracking_micro(&args.dir)?;
     // Dropped after every process below has been stopped (declared first, dropped last).
     let _scratch = benches::scratch_fs::prepare(&args.dir, args.plain_dir)?;
     let dir = std::fs::canonicalize(&args.dir)?;
@@ -102,11 +153,19 @@ fn main() -> anyhow::Result<()> {
         std::thread::spawn(move || scrape(metrics, stop, scraped))
     };
     let duration = Duration::from_secs_f64(args.seconds);
+    // Each run also measures the CPU its group's three processes used: CPU per operation
+    // does not depend on how the two cores were shared, as throughput does.
+    let cpu = |nodes: &[Node]| nodes.iter().map(|n| benches::procs::cpu_seconds(n.pid)).sum::<f64>();
+    fn measured<T>(cpu: impl Fn() -> f64, run: impl FnOnce() -> T) -> (T, f64) {
+        let before = cpu();
+        let out = run();
+        (out, cpu() - before)
+    }
     let lmtp = paired_alternating(
         args.rounds,
-        || lmtp_run(&on_lmtp, args.senders, args.users, 4096, duration),
-        || lmtp_run(&off_lmtp, args.senders, args.users, 4096, duration),
-        LmtpStats::per_sec,
+        || measured(|| cpu(&on), || lmtp_run(&on_lmtp, args.senders, args.users, 4096, duration)),
+        || measured(|| cpu(&off), || lmtp_run(&off_lmtp, args.senders, args.users, 4096, duration)),
+        |(s, _)| s.per_sec(),
     );
     let load = |server: &str| Load {
         server: server.to_string(),
@@ -117,9 +176,9 @@ fn main() -> anyhow::Result<()> {
     };
     let imap = paired_alternating(
         args.rounds,
-        || imap_run(&load(&on_imap)),
-        || imap_run(&load(&off_imap)),
-        |s| s.commands_per_sec,
+        || measured(|| cpu(&on), || imap_run(&load(&on_imap))),
+        || measured(|| cpu(&off), || imap_run(&load(&off_imap))),
+        |(s, _)| s.commands_per_sec,
     );
     stop.store(true, Ordering::Relaxed);
     scraper.join().expect("scraper");
@@ -128,18 +187,39 @@ fn main() -> anyhow::Result<()> {
     let pairs = |on: Vec<f64>, off: Vec<f64>| {
         on.iter().zip(&off).map(|(a, b)| format!("{:.3}", a / b)).collect::<Vec<_>>().join(", ")
     };
-    let (lo, lf): (Vec<f64>, Vec<f64>) =
-        (lmtp.ours.iter().map(LmtpStats::per_sec).collect(), lmtp.peer.iter().map(LmtpStats::per_sec).collect());
-    println!("| LMTP 4 KiB, {} senders (deliveries/s) | {} | {:.3} |", args.senders, pairs(lo, lf), lmtp.ratio);
-    let (io, iff): (Vec<f64>, Vec<f64>) = (
-        imap.ours.iter().map(|s| s.commands_per_sec).collect(),
-        imap.peer.iter().map(|s| s.commands_per_sec).collect(),
+    let (lmtp_on, lmtp_off) = (&lmtp.ours, &lmtp.peer);
+    let rates = |runs: &[(LmtpStats, f64)]| runs.iter().map(|(s, _)| s.per_sec()).collect::<Vec<_>>();
+    println!(
+        "| LMTP 4 KiB, {} senders (deliveries/s) | {} | {:.3} |",
+        args.senders,
+        pairs(rates(lmtp_on), rates(lmtp_off)),
+        lmtp.ratio
     );
-    println!("| IMAP mixed, {} sessions (commands/s) | {} | {:.3} |", args.sessions, pairs(io, iff), imap.ratio);
-    let failures = |runs: &[tools::imap_load::LoadStats]| {
-        runs.iter().map(|s| format!("{}/{}", s.errors, s.failed_sessions)).collect::<Vec<_>>().join(" ")
+    let lmtp_cpu = |runs: &[(LmtpStats, f64)]| runs.iter().map(|(s, c)| c / s.delivered.max(1) as f64).collect();
+    println!(
+        "| LMTP CPU per delivery, on/off | {} | {:.3} |",
+        pairs(lmtp_cpu(lmtp_on), lmtp_cpu(lmtp_off)),
+        median_ratio(lmtp_cpu(lmtp_on), lmtp_cpu(lmtp_off))
+    );
+    let (imap_on, imap_off) = (&imap.ours, &imap.peer);
+    let rates = |runs: &[(tools::imap_load::LoadStats, f64)]| runs.iter().map(|(s, _)| s.commands_per_sec).collect();
+    println!(
+        "| IMAP mixed, {} sessions (commands/s) | {} | {:.3} |",
+        args.sessions,
+        pairs(rates(imap_on), rates(imap_off)),
+        imap.ratio
+    );
+    let imap_cpu =
+        |runs: &[(tools::imap_load::LoadStats, f64)]| runs.iter().map(|(s, c)| c / s.commands.max(1) as f64).collect();
+    println!(
+        "| IMAP CPU per command, on/off | {} | {:.3} |",
+        pairs(imap_cpu(imap_on), imap_cpu(imap_off)),
+        median_ratio(imap_cpu(imap_on), imap_cpu(imap_off))
+    );
+    let failures = |runs: &[(tools::imap_load::LoadStats, f64)]| {
+        runs.iter().map(|(s, _)| format!("{}/{}", s.errors, s.failed_sessions)).collect::<Vec<_>>().join(" ")
     };
-    println!("IMAP errors/failed sessions per run: on {} | off {}", failures(&imap.ours), failures(&imap.peer));
+    println!("IMAP errors/failed sessions per run: on {} | off {}", failures(imap_on), failures(imap_off));
     println!("scraped {} KiB of metrics meanwhile", scraped.load(Ordering::Relaxed) / 1024);
     Ok(())
 }
