@@ -42,12 +42,26 @@ impl Admin {
     /// As [`Admin::open`], for work that runs long enough to see leaders change: a call waits
     /// up to `route_timeout` for its group to have a leader again.
     pub fn open_waiting(front_config: &Path, route_timeout: Duration) -> anyhow::Result<Self> {
+        if !front_config.exists() {
+            bail!(
+                "no front configuration at {}: run `mailctl up` first (it writes mailctl-data/frontd.toml), \
+                 or name a front's configuration with --config",
+                front_config.display()
+            );
+        }
         let cfg = Config::load(front_config).with_context(|| format!("reading {}", front_config.display()))?;
         let secret = match cfg.cluster_secret()? {
             Some(s) => s,
             None => {
                 let path = front_config.parent().unwrap_or(Path::new(".")).join("cluster.key");
-                std::fs::read_to_string(&path).with_context(|| format!("no [queue] and no {}", path.display()))?
+                std::fs::read_to_string(&path).with_context(|| {
+                    format!(
+                        "{} has no [queue] key file and there is no {}: mailctl needs the cluster key \
+                         (copy it there, or use a front configuration whose [queue] names it)",
+                        front_config.display(),
+                        path.display()
+                    )
+                })?
             }
         };
         let key = ClusterKey::from_secret(&secret);
@@ -62,7 +76,13 @@ impl Admin {
 
     /// Send `request` to `group`'s leader.
     pub async fn call(&self, group: &str, request: AdminRequest) -> anyhow::Result<AdminReply> {
-        Ok(self.queue.call(group, request).await?)
+        self.queue.call(group, request).await.map_err(|e| match e {
+            frontd::queue::QueueError::Unavailable { group, reason } => anyhow::anyhow!(
+                "mailhost {group} did not answer ({reason}): are a majority of its nodes running? \
+                 `mailctl status` shows which answer"
+            ),
+            other => other.into(),
+        })
     }
 
     pub fn has_group(&self, group: &str) -> bool {
@@ -112,7 +132,10 @@ impl Admin {
                 }
             }
             if std::time::Instant::now() >= deadline {
-                bail!("group {name} elected no leader within 30 s");
+                bail!(
+                    "group {name} elected no leader within 30 s: do a majority of its members run and reach \
+                     each other's raft addresses? (`mailctl status`, and their logs)"
+                );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

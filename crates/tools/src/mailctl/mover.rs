@@ -394,7 +394,10 @@ pub async fn move_user(
     let mut report =
         MoveReport { user: user.clone(), source: source.clone(), target: target.clone(), ..MoveReport::default() };
     if !admin.has_group(&target) {
-        bail!("no mailhost {target} in the cluster map");
+        bail!(
+            "no mailhost {target} in the cluster map; the mailhosts are {} (mailctl group add makes a new one)",
+            admin.group_names().join(", ")
+        );
     }
     if source == target {
         bail!("{user} already lives on {target} (to finish an interrupted move's cleanup, run `mailctl move --cleanup {user} OLD_MAILHOST`)");
