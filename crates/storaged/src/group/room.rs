@@ -1,6 +1,6 @@
 //! Whether a group may take writes that grow its store: a majority of its voters must have
 //! disk room. The leader asks each other voter every [`ASK_EVERY`] (`RaftRequest::DiskRoom`)
-//! and remembers who said it is low; a voter that does not answer counts as having room (it
+//! over a connection kept per peer, and remembers who said it is low; a voter that does not answer counts as having room (it
 //! takes no appends while down, and a node of an older version does not know the question).
 //! A refusal is answered at once (`452 4.3.1`, `NO [LIMIT]`) instead of a commit that
 //! would wait for replicas that cannot write; reads, and writes that free space (expunges,
@@ -64,36 +64,57 @@ impl Group {
         majority_has_room(&voters, &low)
     }
 
-    /// Ask one peer at `raft` whether its disk has room (`None`: no answer).
-    async fn ask_room(&self, raft: &str) -> Option<bool> {
+    /// Ask one peer at `raft` whether its disk has room (`None`: no answer), over `link`
+    /// (made if missing; dropped when an exchange fails, which may leave it mid-frame).
+    async fn ask_room(&self, link: &mut Option<PeerLink>, raft: &str) -> Option<bool> {
         let ask = async {
-            let mut stream = BufReader::new(TcpStream::connect(raft).await.ok()?);
-            let mut ch = common::rpc_channel::Channel::connect(&mut stream, &self.key).await.ok()?;
+            if link.as_ref().is_none_or(|l| l.addr != raft) {
+                let mut stream = BufReader::new(TcpStream::connect(raft).await.ok()?);
+                let ch = common::rpc_channel::Channel::connect(&mut stream, &self.key).await.ok()?;
+                *link = Some(PeerLink { addr: raft.to_string(), stream, ch, session: rand::random(), seq: 0 });
+            }
+            let l = link.as_mut()?;
+            l.seq += 1;
             let request: GroupRequest<MailConfig> = GroupRequest {
                 group: self.name.clone(),
                 from: self.node_id,
-                session: rand::random(),
-                seq: 1,
+                session: l.session,
+                seq: l.seq,
                 request: RaftRequest::DiskRoom,
             };
-            ch.write(&mut stream, &rpc::encode(&request).ok()?).await.ok()?;
-            let reply = ch.read(&mut stream, MAX_FRAME_BYTES).await.ok()?;
+            l.ch.write(&mut l.stream, &rpc::encode(&request).ok()?).await.ok()?;
+            let reply = l.ch.read(&mut l.stream, MAX_FRAME_BYTES).await.ok()?;
             match rpc::decode::<GroupReply<MailConfig>>(&reply).ok()?.reply {
                 RaftReply::DiskRoom(room) => Some(room),
                 _ => None,
             }
         };
-        tokio::time::timeout(ASK_TIMEOUT, ask).await.ok().flatten()
+        let answer = tokio::time::timeout(ASK_TIMEOUT, ask).await.ok().flatten();
+        if answer.is_none() {
+            *link = None;
+        }
+        answer
     }
+}
+
+/// A connection to one peer, kept from one question to the next.
+struct PeerLink {
+    addr: String,
+    stream: BufReader<TcpStream>,
+    ch: common::rpc_channel::Channel,
+    session: u64,
+    seq: u64,
 }
 
 /// While the group lives: as its leader, ask every other voter about its disk.
 pub async fn ask_peers(group: Weak<Group>) {
     let mut tick = tokio::time::interval(ASK_EVERY);
+    let mut links: BTreeMap<u64, Option<PeerLink>> = BTreeMap::new();
     loop {
         tick.tick().await;
         let Some(g) = group.upgrade() else { return };
         if !g.is_leader(g.node_id) {
+            links.clear();
             continue;
         }
         let membership = g.raft.metrics().borrow().membership_config.clone();
@@ -103,8 +124,9 @@ pub async fn ask_peers(group: Weak<Group>) {
             .filter(|(id, _)| **id != g.node_id)
             .map(|(id, node)| (*id, node.addr.clone()))
             .collect();
+        links.retain(|id, _| peers.iter().any(|(p, _)| p == id));
         for (id, raft) in peers {
-            match g.ask_room(&raft).await {
+            match g.ask_room(links.entry(id).or_default(), &raft).await {
                 Some(room) => g.peer_room.set(id, !room),
                 None => g.peer_room.set(id, false),
             }
