@@ -21,27 +21,39 @@ pub fn clean(value: &str) -> String {
 pub fn message_id(message: &[u8]) -> Option<String> {
     header_fields(message)
         .find(|(name, _)| name.eq_ignore_ascii_case(b"message-id"))
-        .map(|(_, value)| clean(value.trim()))
+        .map(|(_, raw)| clean(unfold(raw).trim()))
         .filter(|v| !v.is_empty())
 }
 
-/// The fields of `message`'s header section, in order, each value unfolded (lossy UTF-8,
-/// untrimmed); scans at most the first 64 KiB. Lines without a colon are skipped.
-pub fn header_fields(message: &[u8]) -> impl Iterator<Item = (&[u8], String)> {
+/// The fields of `message`'s header section, in order: each name (trimmed) and its raw
+/// value, continuation lines included (see [`unfold`]); nothing is copied. Scans at most
+/// the first 64 KiB; lines without a colon are skipped.
+pub fn header_fields(message: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     let head = &message[..message.len().min(HEADER_SCAN_MAX_BYTES)];
-    let mut lines = head.split(|b| *b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l)).peekable();
+    let mut at = 0;
     std::iter::from_fn(move || loop {
-        let line = lines.next()?;
-        if line.is_empty() {
+        if at >= head.len() {
             return None;
         }
-        let Some(colon) = line.iter().position(|b| *b == b':') else { continue };
-        let mut value = String::from_utf8_lossy(&line[colon + 1..]).into_owned();
-        while let Some(next) = lines.next_if(|l| l.first().is_some_and(|b| *b == b' ' || *b == b'\t')) {
-            value.push_str(&String::from_utf8_lossy(next));
+        let line_end = |from: usize| head[from..].iter().position(|b| *b == b'\n').map_or(head.len(), |k| from + k + 1);
+        let start = at;
+        let mut end = line_end(start);
+        let line = head[start..end].strip_suffix(b"\n").unwrap_or(&head[start..end]);
+        if line.strip_suffix(b"\r").unwrap_or(line).is_empty() {
+            return None;
         }
-        return Some((line[..colon].trim_ascii(), value));
+        while end < head.len() && matches!(head[end], b' ' | b'\t') {
+            end = line_end(end);
+        }
+        at = end;
+        let Some(colon) = head[start..end].iter().position(|b| *b == b':') else { continue };
+        return Some((head[start..start + colon].trim_ascii(), &head[start + colon + 1..end]));
     })
+}
+
+/// A raw field value as one line: line breaks removed (lossy UTF-8, untrimmed).
+pub fn unfold(raw: &[u8]) -> String {
+    String::from_utf8_lossy(raw).chars().filter(|c| *c != '\r' && *c != '\n').collect()
 }
 
 /// One recipient's outcome at one hop.

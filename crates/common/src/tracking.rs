@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::message_log::{clean, header_fields};
+use crate::message_log::{clean, header_fields, unfold};
 
 /// Records one query returns at most (per node; `mailctl trace` merges nodes).
 pub const RESULTS_MAX: usize = 2000;
@@ -196,8 +196,13 @@ impl MessageFacts {
     pub fn of(message: &[u8]) -> Self {
         let mut facts = Self::default();
         let (mut automatic, mut in_reply_to, mut references) = (false, None, None);
-        for (name, value) in header_fields(message) {
+        for (name, raw) in header_fields(message) {
             let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+            let wanted = ["message-id", "return-path", "received", "auto-submitted", "in-reply-to", "references"];
+            if !wanted.iter().any(|n| is(n)) {
+                continue;
+            }
+            let value = unfold(raw);
             if is("message-id") && facts.message_id.is_empty() {
                 facts.message_id = clean(value.trim());
             } else if is("return-path") && facts.return_path.is_none() {
