@@ -190,6 +190,7 @@ impl std::fmt::Display for AdminReply {
             Self::Tickets(_) => "tickets",
             Self::Opened { .. } => "an opened ticket",
             Self::Trace { .. } => "tracking records",
+            Self::Kept { .. } => "kept messages",
         };
         write!(f, "an unexpected answer ({kind}): is every node and mailctl the same version?")
     }
@@ -330,9 +331,36 @@ pub enum AdminRequest {
         message: Vec<u8>,
         reason: String,
     },
+    /// A user's kept mail (expunged messages, deleted folders) that may be restored.
+    Kept {
+        group: String,
+        user: String,
+    },
     /// The message-tracking records of every group this node holds that `query` selects
     /// (any replica answers: each keeps its own copy).
     Trace(crate::tracking::TraceQuery),
+}
+
+/// One kept message, as `mailctl restore` chooses among them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptItem {
+    /// Its set (the entry that removed it) and file, which a restore names.
+    pub set: String,
+    pub file: String,
+    /// The folder it was in, and whether the folder was deleted (else: expunged).
+    pub mailbox: String,
+    pub folder_deleted: bool,
+    /// When the retention clock started for it (`None`: not yet, it was removed since the
+    /// last purge).
+    pub kept_since_s: Option<i64>,
+    pub flags: u8,
+    pub keywords: Vec<String>,
+    pub internal_date: i64,
+    pub size: u64,
+    pub message_id: String,
+    pub subject: String,
+    /// Filed again already by an earlier restore.
+    pub restored: bool,
 }
 
 /// A member of a group being created: its node id, Raft and LMTP addresses.
@@ -367,7 +395,8 @@ impl AdminRequest {
             | AdminRequest::Security { group, .. }
             | AdminRequest::Blocks { group }
             | AdminRequest::Tickets { group }
-            | AdminRequest::EnqueueHeld { group, .. } => Some(group),
+            | AdminRequest::EnqueueHeld { group, .. }
+            | AdminRequest::Kept { group, .. } => Some(group),
         }
     }
 }
@@ -409,6 +438,11 @@ pub enum AdminReply {
     /// A ticket opened with this id.
     Opened {
         id: u64,
+    },
+    /// A user's kept messages, oldest set first, and whether more were left out.
+    Kept {
+        items: Vec<KeptItem>,
+        truncated: bool,
     },
     /// Tracking records, and whether more matched than one answer holds.
     Trace {

@@ -104,6 +104,23 @@ impl Default for QuarantineSettings {
     }
 }
 
+/// How long expunged messages and deleted folders are kept for `mailctl restore`
+/// (`[retention]`; see `mailstore::kept`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSettings {
+    /// Seconds a kept message stays restorable (0: until the next purge).
+    pub keep_s: u64,
+    /// How often each group's leader proposes the purge (and stamps new sets).
+    pub purge_every_s: u64,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self { keep_s: 30 * 86_400, purge_every_s: 3600 }
+    }
+}
+
 /// Spam training from what users do (`[training]`): the leader of each group tells
 /// rspamd's controller what moves into and out of Junk taught.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -226,6 +243,8 @@ pub struct Config {
     pub proxy: ProxyConfig,
     #[serde(default)]
     pub metrics: MetricsSection,
+    #[serde(default)]
+    pub retention: RetentionSettings,
     /// Message tracking records kept per group (`mailctl trace`).
     #[serde(default)]
     pub tracking: crate::tracking::TrackingSettings,
@@ -266,6 +285,7 @@ impl Config {
             quarantine: QuarantineSettings::default(),
             training: TrainingSettings::default(),
             tracking: Default::default(),
+            retention: RetentionSettings::default(),
             sieve: SieveSettings::default(),
             auth: LoginPolicy::default(),
             proxy: ProxyConfig::default(),
@@ -358,6 +378,9 @@ impl Config {
         }
         if self.cluster_key.is_none() == self.cluster_key_file.is_none() {
             return bad("set exactly one of cluster_key and cluster_key_file".into());
+        }
+        if self.retention.purge_every_s == 0 {
+            return bad("retention.purge_every_s must be at least 1".into());
         }
         if let Err(why) = self.tracking.validate() {
             return bad(why);

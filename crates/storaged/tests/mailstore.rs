@@ -462,3 +462,85 @@ fn a_batch_applies_each_users_request_as_if_alone_and_refuses_a_second_one_of_a_
     let r = apply_all(&mut s, &[nested], 40);
     assert!(matches!(&r[0], MailResponse::Batch(v) if v.iter().all(|x| matches!(x, MailResponse::Rejected(_)))));
 }
+
+/// Retention (issue 25): an expunge and a folder's deletion keep the messages out of the
+/// mailboxes; a restore files them again once (a replay after a crash files them the same
+/// way, a second restore finds them restored); purges stamp sets, then remove them once
+/// the stamp is older than the retention — all by the times in the log.
+#[test]
+fn kept_mail_is_restored_once_replays_cleanly_and_is_purged_by_the_logs_clock() {
+    use storaged::mailstore::kept;
+    let u = |s: &str| s.to_string();
+    let mut ops: Vec<MailRequest> = (1..=5).map(|n| deliver(n, &["alice"])).collect();
+    ops.push(req(10, MailOp::CreateMailbox { user: u("alice"), mailbox: u("Archive") }));
+    ops.push(req(11, MailOp::Copy { user: u("alice"), from: u("INBOX"), to: u("Archive"), uids: vec![1, 2] }));
+    let seen = MailOp::Store {
+        user: u("alice"),
+        mailbox: u("INBOX"),
+        uids: vec![3],
+        mode: FlagMode::Add,
+        flags: flag::SEEN,
+        keywords: vec![u("$Label1")],
+        unchanged_since: None,
+    };
+    ops.push(req(12, seen));
+    ops.push(req(13, MailOp::Expunge { user: u("alice"), mailbox: u("INBOX"), uids: vec![3, 4] }));
+    ops.push(req(14, MailOp::DeleteMailbox { user: u("alice"), mailbox: u("Archive") }));
+    let reference = tempfile::tempdir().unwrap();
+    let mut s = Store::open(reference.path(), "hermes").unwrap();
+    apply_all(&mut s, &ops, 10);
+    let alice = UserName::parse("alice").unwrap();
+    let inbox = |s: &mut Store| s.mailbox_index(&alice, &MailboxName::inbox()).unwrap().unwrap().messages.len();
+    assert_eq!(inbox(&mut s), 3);
+    let (items, _) = kept::list(&s.layout().user_dir(&alice), 100).unwrap();
+    assert_eq!(items.iter().filter(|i| !i.folder_deleted).count(), 2);
+    assert_eq!(items.iter().filter(|i| i.folder_deleted && i.mailbox == "Archive").count(), 2);
+    let three = items.iter().find(|i| i.subject == "3").unwrap();
+    assert_eq!((three.flags, three.keywords.clone()), (flag::SEEN, vec![u("$Label1")]));
+
+    let restore = MailOp::RestoreKept {
+        user: u("alice"),
+        items: items.iter().map(|i| (i.set.clone(), i.file.clone())).collect(),
+        into: None,
+    };
+    let at = 10 + ops.len() as u64;
+    s.checkpoint().unwrap();
+    assert_eq!(s.apply(at, &req(20, restore.clone())).unwrap(), MailResponse::Restored { count: 4 });
+    s.flush_files().unwrap();
+    assert_eq!(inbox(&mut s), 5);
+    let archive = MailboxName::parse("Archive").unwrap();
+    assert_eq!(s.mailbox_index(&alice, &archive).unwrap().unwrap().messages.len(), 2, "the folder is back");
+    let restored = s.mailbox_index(&alice, &MailboxName::inbox()).unwrap().unwrap().messages.clone();
+    assert!(restored.iter().any(|m| m.flags == flag::SEEN && m.keywords == [u("$Label1")]));
+    // The same restore again (a new operation): everything is restored already.
+    assert_eq!(s.apply(at + 1, &req(21, restore.clone())).unwrap(), MailResponse::Restored { count: 0 });
+    s.checkpoint().unwrap();
+    let reference_tree = tree(reference.path());
+
+    // A crash after the restore was applied but before its checkpoint: replayed, same tree.
+    let dir = tempfile::tempdir().unwrap();
+    let mut crashed = Store::open(dir.path(), "hermes").unwrap();
+    apply_all(&mut crashed, &ops, 10);
+    crashed.checkpoint().unwrap();
+    let restores = [req(20, restore.clone()), req(21, restore)];
+    apply_all(&mut crashed, &restores, at);
+    drop(crashed);
+    let mut replayed = Store::open(dir.path(), "hermes").unwrap();
+    let answers = apply_all(&mut replayed, &restores, at);
+    assert_eq!(answers, [MailResponse::Restored { count: 4 }, MailResponse::Restored { count: 0 }]);
+    replayed.checkpoint().unwrap();
+    assert_eq!(tree(dir.path()), reference_tree);
+
+    // Purges: the first stamps, a later one within the retention keeps, then they go.
+    let purge = |s: &mut Store, n: u64, now_s: i64| {
+        s.apply(at + n, &req(30 + n, MailOp::PurgeKept { now_s, retention_s: 10 })).unwrap();
+    };
+    let sets = |s: &Store| kept::sets(&s.layout().user_dir(&alice)).unwrap();
+    purge(&mut s, 2, 1000);
+    assert!(sets(&s).iter().all(|(n, _)| n.stamp_s == Some(1000)) && sets(&s).len() == 2);
+    purge(&mut s, 3, 1010);
+    assert_eq!(sets(&s).len(), 2, "kept for the whole retention");
+    purge(&mut s, 4, 1011);
+    assert!(sets(&s).is_empty(), "purged after it");
+    assert_eq!(inbox(&mut s), 5, "the purge leaves the mailboxes alone");
+}

@@ -240,6 +240,34 @@ impl Storage {
     }
 
     /// Deliver one message per subject to `to`, over one LMTP session.
+    /// Commit `op` on `group` through the admin protocol (as mailctl does); its response.
+    pub fn commit(&self, group: &str, op: storaged::mailstore::MailOp) -> storaged::mailstore::MailResponse {
+        match self.admin_call(
+            group,
+            common::admin::AdminRequest::Propose {
+                group: group.into(),
+                op_id: rand::random(),
+                op: common::admin::encode(&op),
+            },
+        ) {
+            common::admin::AdminReply::Applied(bytes) => common::admin::decode(&bytes).unwrap(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Send `request` to `group`'s leader over the admin protocol.
+    pub fn admin_call(&self, group: &str, request: common::admin::AdminRequest) -> common::admin::AdminReply {
+        let cluster = std::sync::Arc::new(frontd::cluster::ClusterMap::new(&self.group_sections()));
+        let client = frontd::queue::QueueClient::new(
+            cluster,
+            self.cluster_key(),
+            vec![group.to_string()],
+            Duration::from_secs(30),
+        );
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(client.call(group, request)).unwrap()
+    }
+
     pub fn deliver_many(&self, to: &str, subjects: &[String]) {
         self.deliver_sized(to, subjects, 0);
     }

@@ -72,6 +72,21 @@ fn logins(group: &Group, user: &str) -> AdminReply {
     }
 }
 
+/// Kept messages listed at most per answer.
+const KEPT_LIST_MAX: usize = 100_000;
+
+/// `user`'s kept mail on this replica, with each message's Message-ID and Subject.
+async fn kept(group: &Group, user: String) -> AdminReply {
+    let Ok(user) = UserName::parse(&user) else { return AdminReply::Refused("not a user name".into()) };
+    let user_dir = group.sm.store().lock().expect("store lock").layout().user_dir(&user);
+    let listed = tokio::task::spawn_blocking(move || crate::mailstore::kept::list(&user_dir, KEPT_LIST_MAX)).await;
+    match listed {
+        Ok(Ok((items, truncated))) => AdminReply::Kept { items, truncated },
+        Ok(Err(e)) => AdminReply::Failed(format!("kept mail: {e}")),
+        Err(e) => AdminReply::Failed(format!("kept mail: {e}")),
+    }
+}
+
 /// The tracking records of every group on this node that `query` selects.
 async fn trace(node: &Node, query: common::tracking::TraceQuery) -> AdminReply {
     let dirs: Vec<_> = node.all_groups().iter().map(|g| g.sm.tracking_dir()).collect();
@@ -137,6 +152,7 @@ pub async fn handle(node: &Node, request: AdminRequest) -> AdminReply {
         AdminRequest::Fates { .. } => return AdminReply::Fates(group.sm.store().lock().expect("store lock").fates()),
         AdminRequest::CountFates { op_id, counts, .. } => (OpId(op_id), MailOp::CountFates { counts }),
         AdminRequest::Logins { user, .. } => return logins(group, &user),
+        AdminRequest::Kept { user, .. } => return kept(group, user).await,
         AdminRequest::Blocks { .. } => {
             let store = group.sm.store();
             let store = store.lock().expect("store lock");

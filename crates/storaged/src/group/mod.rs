@@ -142,6 +142,7 @@ impl Group {
         tokio::spawn(room::ask_peers(Arc::downgrade(&group)));
         tokio::spawn(checkpoint_loop(group.sm.clone(), group.name.clone()));
         tokio::spawn(expire_quarantine_loop(group.clone(), cfg.quarantine.clone()));
+        tokio::spawn(purge_kept_loop(group.clone(), cfg.retention.clone()));
         if let Some(teacher) = teacher(cfg)? {
             tokio::spawn(training::train_loop(group.clone(), teacher));
         }
@@ -275,6 +276,20 @@ async fn expire_quarantine_loop(group: Arc<Group>, settings: crate::config::Quar
         if settings.digest_every_s > 0 && now_s - last_digest >= settings.digest_every_s as i64 {
             let op = MailOp::QuarantineDigest { now_s, retention_s: settings.retention_s };
             propose(&group, b"quarantine-digest", now_s, op).await;
+        }
+    }
+}
+
+/// While this node leads the group, propose the purge of kept mail every `purge_every_s`
+/// with this node's clock as the time every replica goes by.
+async fn purge_kept_loop(group: Arc<Group>, settings: crate::config::RetentionSettings) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(settings.purge_every_s.max(1)));
+    loop {
+        tick.tick().await;
+        if group.is_leader(group.node_id) {
+            let now_s =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+            propose(&group, b"purge-kept", now_s, MailOp::PurgeKept { now_s, retention_s: settings.keep_s }).await;
         }
     }
 }

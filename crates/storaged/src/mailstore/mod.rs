@@ -6,6 +6,7 @@ pub mod digest;
 pub mod fates;
 pub mod fileio;
 pub mod index;
+pub mod kept;
 pub mod logins;
 pub mod metadata;
 pub mod names;

@@ -48,7 +48,8 @@ impl MailOp {
             | MailOp::DeleteScript { user, .. }
             | MailOp::RenameScript { user, .. }
             | MailOp::SetActiveScript { user, .. }
-            | MailOp::DeliverFiltered { user, .. } => Some(user),
+            | MailOp::DeliverFiltered { user, .. }
+            | MailOp::RestoreKept { user, .. } => Some(user),
             _ => None,
         }
     }
@@ -69,6 +70,7 @@ impl MailOp {
                 | MailOp::EnqueueHeld { .. }
                 | MailOp::ImportMessages { .. }
                 | MailOp::PutScript { .. }
+                | MailOp::RestoreKept { .. }
         )
     }
 }
@@ -400,6 +402,20 @@ pub enum MailOp {
         error: Option<String>,
         tried: Vec<common::admin::TriedRecipient>,
     },
+    /// Stamp the kept sets (expunged messages, deleted folders) made since the last purge
+    /// with `now_s`, the proposer's clock, and remove those stamped more than `retention_s`
+    /// before it (see `kept`).
+    PurgeKept {
+        now_s: i64,
+        retention_s: u64,
+    },
+    /// File kept messages of `user` again (`(set, file)` each, as the kept listing names
+    /// them): into the folder each came from (made if deleted), or into `into`.
+    RestoreKept {
+        user: String,
+        items: Vec<(String, String)>,
+        into: Option<String>,
+    },
 }
 
 /// One copy a Sieve script filed (see [`MailOp::DeliverFiltered`]).
@@ -611,6 +627,8 @@ pub enum MailResponse {
     Batch(Vec<MailResponse>),
     /// A ticket was opened with this id (the log index).
     Opened { id: u64 },
+    /// RestoreKept: how many kept messages were filed again.
+    Restored { count: u32 },
 }
 
 /// Render system flags as Maildir info letters (`DFRST` order).

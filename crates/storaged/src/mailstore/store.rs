@@ -35,6 +35,7 @@ use super::spare::Spares;
 use super::staging::{self, PartOutcome, PartRef, StagedStream, Staging};
 
 mod filtered;
+mod kept;
 use filtered::ScriptChange;
 
 /// Operations remembered for idempotency.
@@ -494,7 +495,7 @@ impl Store {
             }
             MailOp::Expunge { user, mailbox, uids } => {
                 let (u, m) = names!(user, mailbox);
-                self.expunge(&u, &m, index, uids)
+                self.expunge_keeping(&u, &m, index, uids, true)
             }
             MailOp::Copy { user, from, to, uids } | MailOp::Move { user, from, to, uids } => {
                 let (u, src) = names!(user, from);
@@ -520,7 +521,7 @@ impl Store {
             }
             MailOp::DeleteMailbox { user, mailbox } => {
                 let (u, m) = names!(user, mailbox);
-                self.delete_mailbox(&u, &m)
+                self.delete_mailbox(&u, &m, index)
             }
             MailOp::RenameMailbox { user, from, to } => {
                 let (u, src) = names!(user, from);
@@ -650,6 +651,8 @@ impl Store {
                 self.queue.delete(ids).map_err(io_ctx("queue"))?;
                 Ok(MailResponse::Done)
             }
+            MailOp::PurgeKept { now_s, retention_s } => self.purge_kept(*now_s, *retention_s),
+            MailOp::RestoreKept { user, items, into } => self.restore_kept(index, user, items, into.as_deref()),
             MailOp::QueueFlush { ids, now_s } => {
                 self.queue.flush(ids, *now_s);
                 Ok(MailResponse::Done)
@@ -1157,12 +1160,25 @@ impl Store {
         Ok(MailResponse::Done)
     }
 
+    /// Remove messages for good (a move's source, expired quarantine, an undone append).
     fn expunge(
         &mut self,
         user: &UserName,
         mailbox: &MailboxName,
         index: u64,
         uids: &[u32],
+    ) -> Result<MailResponse, StoreError> {
+        self.expunge_keeping(user, mailbox, index, uids, false)
+    }
+
+    /// Remove messages; with `keep`, a user's expunge, they wait in a kept set (`kept`).
+    fn expunge_keeping(
+        &mut self,
+        user: &UserName,
+        mailbox: &MailboxName,
+        index: u64,
+        uids: &[u32],
+        keep: bool,
     ) -> Result<MailResponse, StoreError> {
         let dir = self.layout.mailbox_dir(user, mailbox);
         let Some(idx) = self.mailbox(user, mailbox)? else {
@@ -1182,7 +1198,11 @@ impl Store {
             idx.record_vanished(gone.iter().map(|m| m.uid), modseq);
         }
         self.dirty.insert((user.clone(), mailbox.clone()));
-        self.remove_files(user, mailbox, &dir, gone)?;
+        if keep {
+            self.keep_files(user, mailbox, index, gone, super::kept::KeptReason::Expunged)?;
+        } else {
+            self.remove_files(user, mailbox, &dir, gone)?;
+        }
         Ok(MailResponse::Done)
     }
 
@@ -1271,13 +1291,21 @@ impl Store {
         Ok(MailResponse::Done)
     }
 
-    fn delete_mailbox(&mut self, user: &UserName, mailbox: &MailboxName) -> Result<MailResponse, StoreError> {
+    fn delete_mailbox(
+        &mut self,
+        user: &UserName,
+        mailbox: &MailboxName,
+        index: u64,
+    ) -> Result<MailResponse, StoreError> {
         if mailbox.is_inbox() {
             return Ok(MailResponse::Rejected(Rejection::Cannot("INBOX cannot be deleted".into())));
         }
-        if self.mailbox(user, mailbox)?.is_none() {
+        let Some(idx) = self.mailbox(user, mailbox)? else {
             return Ok(MailResponse::Rejected(Rejection::NoMailbox(mailbox.to_string())));
-        }
+        };
+        // Its messages are kept (see `kept`) before the folder goes.
+        let messages = idx.messages.clone();
+        self.keep_files(user, mailbox, index, messages, super::kept::KeptReason::FolderDeleted)?;
         let key = (user.clone(), mailbox.clone());
         self.boxes.remove(&key);
         self.dirty.remove(&key);

@@ -79,6 +79,30 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Bring back messages a user expunged or a folder they deleted (kept `[retention]
+    /// keep_s`, 30 days by default): the same bytes and flags, new UIDs.
+    Restore {
+        /// The user (address or uid).
+        user: String,
+        /// A front's configuration (lists the nodes, the cluster key and the directory).
+        #[arg(long, default_value = "mailctl-data/frontd.toml")]
+        config: PathBuf,
+        /// Only messages that were in this folder.
+        #[arg(long)]
+        folder: Option<String>,
+        /// Only messages removed since: a date (2026-12-06), a time (RFC 3339) or an age (90m, 6h, 2d).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only the message with this Message-ID.
+        #[arg(long = "message-id", value_name = "ID")]
+        message_id: Option<String>,
+        /// File them into this folder (made if missing) instead of where each was.
+        #[arg(long, value_name = "FOLDER")]
+        into: Option<String>,
+        /// List the kept messages; restore nothing.
+        #[arg(long)]
+        list: bool,
+    },
     /// The outbound queue.
     Queue {
         /// A front's configuration (lists the nodes and the cluster key).
@@ -458,6 +482,35 @@ fn status(config: &std::path::Path, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+struct RestoreArgs {
+    folder: Option<String>,
+    since: Option<String>,
+    message_id: Option<String>,
+    into: Option<String>,
+    list: bool,
+}
+
+fn restore(config: &std::path::Path, user: &str, args: RestoreArgs) -> anyhow::Result<()> {
+    use super::restore as r;
+    let admin = Admin::open_waiting(config, std::time::Duration::from_secs(20))?;
+    let dir = UserDirectory::of_front(admin.front_config(), None)?;
+    let rt = runtime()?;
+    if args.list {
+        let (_, _, items) = rt.block_on(r::kept(&admin, &dir, user))?;
+        print!("{}", r::render(&items));
+        if items.is_empty() {
+            println!("{user} has no kept mail");
+        }
+        return Ok(());
+    }
+    let now_s = chrono::Utc::now().timestamp();
+    let since_s = args.since.as_deref().map(|s| super::trace::parse_since(s, now_s)).transpose()?;
+    let choice = r::Choice { folder: args.folder, since_s, message_id: args.message_id };
+    let restored = rt.block_on(r::restore(&admin, &dir, user, &choice, args.into.as_deref()))?;
+    println!("restored {restored} messages of {user}");
+    Ok(())
+}
+
 struct TraceArgs {
     message_ids: Vec<String>,
     from: Option<String>,
@@ -684,6 +737,9 @@ pub fn run_from(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
         Cmd::User { ldif, print_ldif, config, action } => user(&ldif, &config, print_ldif, action),
         Cmd::Up { dir, port_base, dns_servers } => super::up::run(&dir, port_base, &dns_servers),
         Cmd::Status { config, json } => status(&config, json),
+        Cmd::Restore { user, config, folder, since, message_id, into, list } => {
+            restore(&config, &user, RestoreArgs { folder, since, message_id, into, list })
+        }
         Cmd::Trace { config, message_ids, from, to, since, json } => {
             trace(&config, TraceArgs { message_ids, from, to, since, json })
         }

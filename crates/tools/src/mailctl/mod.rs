@@ -5,7 +5,8 @@
 //! `user` manages the users of an LDIF directory (or prints the LDIF for an LDAP one);
 //! `status` and `queue` ask the storage nodes over their admin protocol; `dkim keygen`
 //! makes a signing key and prints its DNS record; `phish` and `block` show and undo what
-//! the fronts' phish rules did; `trace` tells where messages went.
+//! the fronts' phish rules did; `trace` tells where messages went; `restore` brings
+//! back what users expunged or deleted.
 
 pub mod admin;
 pub mod cli;
@@ -16,6 +17,7 @@ pub mod mover;
 pub mod phish;
 pub mod quarantine;
 pub mod report;
+pub mod restore;
 pub mod scanners;
 pub mod trace;
 pub mod up;

@@ -1,0 +1,208 @@
+//! Where expunged messages and deleted folders wait before they are purged: one set per
+//! log entry that removed mail, `USER/kept/INDEX[.STAMP]/`, holding the message files
+//! (renamed there, byte for byte) and `meta`, a checksummed list of what each was (its
+//! folder, flags, keywords, internal date). A set is stamped with the time of the first
+//! purge after it was made (the directory renamed `INDEX.STAMP`, the proposer's clock
+//! written in the log) and removed once that stamp is older than the retention, so every
+//! replica keeps and purges the same mail whatever its own clock says; retention is at
+//! least the configured time and at most one purge interval more.
+//!
+//! Kept mail is invisible to IMAP and POP3 (it is outside the Maildir) and does not count
+//! against quota. This module owns the layout and the meta format; what goes in and comes
+//! back out is the store's (`store::kept`).
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The directory of a user's kept sets, under the user's directory.
+pub const DIR: &str = "kept";
+const META: &str = "meta";
+const MAGIC: &[u8; 8] = b"MSKEPT01";
+/// Largest meta file read back (a set holds one mailbox's messages: far below this).
+const META_MAX_BYTES: u64 = 64 << 20;
+
+/// Why a set was kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeptReason {
+    Expunged,
+    FolderDeleted,
+}
+
+/// One kept message: its file in the set and what it was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptMessage {
+    /// The file's name in the set (the Maildir base name it had).
+    pub file: String,
+    pub flags: u8,
+    pub keywords: Vec<String>,
+    pub internal_date: i64,
+    pub size: u64,
+    /// The log index of the restore that filed it again (it stays until the set is purged).
+    pub restored_by: Option<u64>,
+}
+
+/// The mail one entry removed from one folder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptSet {
+    pub mailbox: String,
+    pub reason: KeptReason,
+    pub messages: Vec<KeptMessage>,
+}
+
+/// A set's directory name: its log index, and the stamp once a purge gave it one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SetName {
+    pub index: u64,
+    pub stamp_s: Option<i64>,
+}
+
+impl SetName {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.split_once('.') {
+            None => Some(Self { index: name.parse().ok()?, stamp_s: None }),
+            Some((index, stamp)) => Some(Self { index: index.parse().ok()?, stamp_s: Some(stamp.parse().ok()?) }),
+        }
+    }
+}
+
+impl std::fmt::Display for SetName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.stamp_s {
+            None => write!(f, "{}", self.index),
+            Some(s) => write!(f, "{}.{s}", self.index),
+        }
+    }
+}
+
+/// `USER/kept`.
+pub fn dir(user_dir: &Path) -> PathBuf {
+    user_dir.join(DIR)
+}
+
+/// The sets of a user, oldest first, with their directories.
+pub fn sets(user_dir: &Path) -> io::Result<Vec<(SetName, PathBuf)>> {
+    let mut out: Vec<(SetName, PathBuf)> = match fs::read_dir(dir(user_dir)) {
+        Ok(entries) => {
+            entries.flatten().filter_map(|e| Some((SetName::parse(e.file_name().to_str()?)?, e.path()))).collect()
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    out.sort();
+    Ok(out)
+}
+
+/// The set in `set_dir`.
+pub fn load(set_dir: &Path) -> io::Result<KeptSet> {
+    let path = set_dir.join(META);
+    if fs::metadata(&path)?.len() > META_MAX_BYTES {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "kept set meta too large"));
+    }
+    let bytes = fs::read(&path)?;
+    let bad = |why: &str| io::Error::new(io::ErrorKind::InvalidData, format!("kept set {}: {why}", set_dir.display()));
+    let body = bytes.strip_prefix(MAGIC.as_slice()).ok_or_else(|| bad("bad magic"))?;
+    let (crc, body) = body.split_at_checked(4).ok_or_else(|| bad("truncated"))?;
+    if crc32c::crc32c(body).to_le_bytes() != crc {
+        return Err(bad("checksum mismatch"));
+    }
+    bincode::deserialize(body).map_err(|e| bad(&e.to_string()))
+}
+
+/// Write `set`'s meta into `set_dir` (replaced by rename: snapshots hard-link the tree).
+pub fn save(set_dir: &Path, set: &KeptSet) -> io::Result<()> {
+    let body = bincode::serialize(set).map_err(io::Error::other)?;
+    let mut bytes = MAGIC.to_vec();
+    bytes.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+    bytes.extend_from_slice(&body);
+    super::fileio::replace_private(set_dir, META, &bytes)
+}
+
+/// Header bytes read of a kept message for its Message-ID and Subject.
+const LIST_HEADER_MAX_BYTES: u64 = 16 * 1024;
+
+/// A user's kept messages for a listing, oldest set first: at most `max`, and whether
+/// more were left out. A set whose meta cannot be read is skipped (and logged).
+pub fn list(user_dir: &Path, max: usize) -> io::Result<(Vec<common::admin::KeptItem>, bool)> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    for (name, set_dir) in sets(user_dir)? {
+        let set = match load(&set_dir) {
+            Ok(set) => set,
+            Err(e) => {
+                tracing::warn!(set = %set_dir.display(), error = %e, "unreadable kept set left out of a listing");
+                continue;
+            }
+        };
+        for m in set.messages {
+            if out.len() == max {
+                return Ok((out, true));
+            }
+            let mut head = Vec::new();
+            if let Ok(file) = fs::File::open(set_dir.join(&m.file)) {
+                let _ = file.take(LIST_HEADER_MAX_BYTES).read_to_end(&mut head);
+            }
+            let field = |wanted: &str| {
+                common::message_log::header_fields(&head)
+                    .find(|(n, _)| n.eq_ignore_ascii_case(wanted.as_bytes()))
+                    .map(|(_, raw)| common::message_log::clean(common::message_log::unfold(raw).trim()))
+                    .unwrap_or_default()
+            };
+            out.push(common::admin::KeptItem {
+                set: name.to_string(),
+                file: m.file.clone(),
+                mailbox: set.mailbox.clone(),
+                folder_deleted: set.reason == KeptReason::FolderDeleted,
+                kept_since_s: name.stamp_s,
+                flags: m.flags,
+                keywords: m.keywords,
+                internal_date: m.internal_date,
+                size: m.size,
+                message_id: field("message-id"),
+                subject: field("subject"),
+                restored: m.restored_by.is_some(),
+            });
+        }
+    }
+    Ok((out, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_names_carry_the_index_and_the_stamp() {
+        assert_eq!(SetName::parse("42"), Some(SetName { index: 42, stamp_s: None }));
+        assert_eq!(SetName::parse("42.1796515200"), Some(SetName { index: 42, stamp_s: Some(1_796_515_200) }));
+        for bad in ["", "x", "4.x", "meta", ".5"] {
+            assert_eq!(SetName::parse(bad), None, "{bad}");
+        }
+        assert_eq!(SetName { index: 7, stamp_s: Some(9) }.to_string(), "7.9");
+    }
+
+    #[test]
+    fn a_set_reads_back_and_damage_is_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let set = KeptSet {
+            mailbox: "Projects".into(),
+            reason: KeptReason::FolderDeleted,
+            messages: vec![KeptMessage {
+                file: "1.R5_0.hermes,S=3".into(),
+                flags: 1,
+                keywords: vec!["$Label1".into()],
+                internal_date: 5,
+                size: 3,
+                restored_by: None,
+            }],
+        };
+        save(dir.path(), &set).unwrap();
+        assert_eq!(load(dir.path()).unwrap(), set);
+        let mut bytes = fs::read(dir.path().join(META)).unwrap();
+        *bytes.last_mut().unwrap() ^= 1;
+        fs::write(dir.path().join(META), bytes).unwrap();
+        assert!(load(dir.path()).is_err());
+    }
+}

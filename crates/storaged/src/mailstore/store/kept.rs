@@ -1,0 +1,155 @@
+//! Applying retention (`mailstore::kept`): an expunge or a folder's deletion moves the
+//! messages into a kept set instead of removing them; a purge stamps new sets and removes
+//! those past the retention; a restore files kept messages again as new messages (new
+//! UIDs, the same bytes, flags and internal date). Deterministic like the rest of apply:
+//! times come from the entries, and re-applying any of these after a crash changes
+//! nothing twice. This module never decides which mail to restore (mailctl does).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::PathBuf;
+
+use super::{io_ctx, Store, StoreError};
+use crate::mailstore::index::MessageMeta;
+use crate::mailstore::kept::{self, KeptMessage, KeptReason, KeptSet, SetName};
+use crate::mailstore::ops::MailResponse;
+use crate::mailstore::{MailboxName, Rejection, UserName};
+
+impl Store {
+    /// Move `gone` (just taken out of `mailbox`'s index by entry `index`) into the user's
+    /// kept set of that entry.
+    pub(super) fn keep_files(
+        &mut self,
+        user: &UserName,
+        mailbox: &MailboxName,
+        index: u64,
+        gone: Vec<MessageMeta>,
+        reason: KeptReason,
+    ) -> Result<(), StoreError> {
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let user_dir = self.layout.user_dir(user);
+        let existing = kept::sets(&user_dir).map_err(io_ctx("kept sets"))?.into_iter().find(|(n, _)| n.index == index);
+        let (set_dir, mut set) = match existing {
+            // Re-applied after a crash: go on with what the set holds.
+            Some((_, dir)) => {
+                let set = kept::load(&dir).unwrap_or_else(|_| KeptSet::new(mailbox, reason));
+                (dir, set)
+            }
+            None => (kept::dir(&user_dir).join(index.to_string()), KeptSet::new(mailbox, reason)),
+        };
+        fs::create_dir_all(&set_dir).map_err(io_ctx("kept set"))?;
+        let mailbox_dir = self.layout.mailbox_dir(user, mailbox);
+        for m in gone {
+            let kept_path = set_dir.join(&m.base);
+            let path = self.message_path(user, mailbox, &m);
+            let src = Some(path).filter(|p| p.exists()).or_else(|| Self::find_by_base(&mailbox_dir, &m.base));
+            match src {
+                // Re-applied after a crash: the kept copy is there, and the replayed
+                // delivery wrote the same message into the mailbox again.
+                Some(src) if kept_path.exists() => fs::remove_file(&src).map_err(io_ctx("expunge a replayed copy"))?,
+                Some(src) => fs::rename(&src, &kept_path).map_err(io_ctx("keep an expunged message"))?,
+                None if kept_path.exists() => {}
+                // Already gone (a replica that lost it): nothing to keep.
+                None => continue,
+            }
+            if set.messages.iter().any(|k| k.file == m.base) {
+                continue;
+            }
+            set.messages.push(KeptMessage {
+                file: m.base,
+                flags: m.flags,
+                keywords: m.keywords,
+                internal_date: m.internal_date,
+                size: m.size,
+                restored_by: None,
+            });
+        }
+        kept::save(&set_dir, &set).map_err(io_ctx("kept set meta"))
+    }
+
+    /// Stamp the sets made since the last purge with `now_s`; remove those stamped more
+    /// than `retention_s` before it.
+    pub(super) fn purge_kept(&mut self, now_s: i64, retention_s: u64) -> Result<MailResponse, StoreError> {
+        let cutoff = now_s.saturating_sub(i64::try_from(retention_s).unwrap_or(i64::MAX));
+        let mut purged = 0usize;
+        for user in self.users() {
+            let user_dir = self.layout.user_dir(&user);
+            for (name, path) in kept::sets(&user_dir).map_err(io_ctx("kept sets"))? {
+                match name.stamp_s {
+                    None => {
+                        let stamped = SetName { index: name.index, stamp_s: Some(now_s) };
+                        fs::rename(&path, kept::dir(&user_dir).join(stamped.to_string()))
+                            .map_err(io_ctx("stamp a kept set"))?;
+                    }
+                    Some(stamp) if stamp < cutoff => {
+                        fs::remove_dir_all(&path).map_err(io_ctx("purge a kept set"))?;
+                        purged += 1;
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        if purged > 0 {
+            tracing::info!(group = %self.group, purged, cutoff, "kept mail past its retention purged");
+        }
+        Ok(MailResponse::Done)
+    }
+
+    /// File the kept messages `items` (`(set, file)`) of `user` again, each into its own
+    /// folder (made if it was deleted) or into `into`. A restored message stays in its set,
+    /// marked with this entry's index, until the set is purged: a second restore skips it,
+    /// and a replay of this entry after a crash files it again the same way.
+    pub(super) fn restore_kept(
+        &mut self,
+        index: u64,
+        user: &str,
+        items: &[(String, String)],
+        into: Option<&str>,
+    ) -> Result<MailResponse, StoreError> {
+        let (user, into) = match (UserName::parse(user), into.map(MailboxName::parse).transpose()) {
+            (Ok(u), Ok(into)) => (u, into),
+            (Err(e), _) | (_, Err(e)) => return Ok(MailResponse::Rejected(Rejection::Cannot(e.to_string()))),
+        };
+        let user_dir = self.layout.user_dir(&user);
+        let dirs: BTreeMap<String, PathBuf> =
+            kept::sets(&user_dir).map_err(io_ctx("kept sets"))?.into_iter().map(|(n, p)| (n.to_string(), p)).collect();
+        let mut sets: BTreeMap<String, KeptSet> = BTreeMap::new();
+        let mut restored = 0u32;
+        for (n, (set_name, file)) in items.iter().enumerate() {
+            let Some(set_dir) = dirs.get(set_name) else { continue };
+            if !sets.contains_key(set_name) {
+                let Ok(set) = kept::load(set_dir) else { continue };
+                sets.insert(set_name.clone(), set);
+            }
+            let set = &sets[set_name];
+            let Some(msg) = set.messages.iter().find(|m| m.file == *file).cloned() else { continue };
+            if msg.restored_by.is_some_and(|by| by != index) {
+                continue;
+            }
+            let Ok(bytes) = fs::read(set_dir.join(&msg.file)) else { continue };
+            let target = match (&into, MailboxName::parse(&set.mailbox)) {
+                (Some(into), _) => into.clone(),
+                (None, Ok(original)) => original,
+                (None, Err(_)) => MailboxName::inbox(),
+            };
+            self.ensure_mailbox(&user, &target, index)?;
+            if self.add_message(&user, &target, index, n, msg.flags, &msg.keywords, msg.internal_date, &bytes).is_ok() {
+                restored += 1;
+                let set = sets.get_mut(set_name).expect("loaded above");
+                set.messages.iter_mut().filter(|m| m.file == *file).for_each(|m| m.restored_by = Some(index));
+            }
+        }
+        for (name, set) in &sets {
+            kept::save(&dirs[name], set).map_err(io_ctx("kept set meta"))?;
+        }
+        Ok(MailResponse::Restored { count: restored })
+    }
+}
+
+impl KeptSet {
+    fn new(mailbox: &MailboxName, reason: KeptReason) -> Self {
+        Self { mailbox: mailbox.to_string(), reason, messages: Vec::new() }
+    }
+}

@@ -1,0 +1,152 @@
+//! Retention (issue 25): what a user expunges and the folders they delete are kept, out of
+//! IMAP's sight, for `[retention] keep_s`; `mailctl restore` brings them back byte for byte
+//! with their flags and keywords (new UIDs, a deleted folder made again); after the
+//! retention they are gone from every replica's store. Three real storaged processes and a
+//! front for the directory; the short retention (15 s) is this test's setting.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use common::admin::{AdminReply, AdminRequest};
+use storaged::mailstore::{FlagMode, MailOp};
+use support::*;
+
+const KEEP_S: u64 = 15;
+const ALICE: &str = "alice@example.edu";
+
+/// `(bytes, Maildir info letters)` of every message file of a mailbox on replica `i`.
+fn files(root: &Path, i: usize, dir: &str) -> Vec<(Vec<u8>, String)> {
+    let maildir = root.join(format!("data{i}/hermes/mail/users/{ALICE}/Maildir")).join(dir);
+    let mut out: Vec<(Vec<u8>, String)> = ["new", "cur"]
+        .iter()
+        .flat_map(|sub| std::fs::read_dir(maildir.join(sub)).into_iter().flatten().flatten())
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let info = name.split_once(":2,").map_or(String::new(), |(_, i)| i.to_string());
+            (std::fs::read(e.path()).unwrap(), info)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Every file under replica `i`'s store of hermes.
+fn store_files(root: &Path, i: usize) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.join(format!("data{i}/hermes/mail"))];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(t) if t.is_file() => out.push(std::fs::read(e.path()).unwrap_or_default()),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// The keywords of each message of `mailbox`, by size and internal date (unique here).
+fn keywords(storage: &Storage, mailbox: &str) -> Vec<Vec<String>> {
+    let AdminReply::UserMail(mail) =
+        storage.admin_call("hermes", AdminRequest::UserMail { group: "hermes".into(), user: ALICE.into() })
+    else {
+        panic!("no user mail")
+    };
+    let mb = mail.mailboxes.iter().find(|m| m.name == mailbox).unwrap();
+    let mut out: Vec<Vec<String>> = mb.messages.iter().map(|m| m.keywords.clone()).collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn expunged_mail_and_a_deleted_folder_are_restored_and_purged_after_the_retention() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let storage = Storage::start_tuned(root, |c| {
+        c.retention.keep_s = KEEP_S;
+        c.retention.purge_every_s = 1;
+    });
+    std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
+    let _front = Front::start(root, &storage, ldif_directory());
+
+    let subjects: Vec<String> = (0..120).map(|k| format!("kept {k}")).collect();
+    storage.deliver_many(ALICE, &subjects);
+    let store = |uids: Vec<u32>, flags: u8, keywords: &[&str]| MailOp::Store {
+        user: ALICE.into(),
+        mailbox: "INBOX".into(),
+        uids,
+        mode: FlagMode::Add,
+        flags,
+        keywords: keywords.iter().map(|k| k.to_string()).collect(),
+        unchanged_since: None,
+    };
+    use storaged::mailstore::ops::flag::{FLAGGED, SEEN};
+    storage.commit("hermes", store((1..=120).step_by(2).collect(), SEEN, &[]));
+    storage.commit("hermes", store((1..=10).collect(), FLAGGED, &["$Label1"]));
+    storage.commit("hermes", MailOp::CreateMailbox { user: ALICE.into(), mailbox: "Projects".into() });
+    let copy =
+        MailOp::Copy { user: ALICE.into(), from: "INBOX".into(), to: "Projects".into(), uids: (101..=110).collect() };
+    storage.commit("hermes", copy);
+    let inbox_before = files(root, 1, "");
+    let projects_before = files(root, 1, ".Projects");
+    let keywords_before = keywords(&storage, "INBOX");
+    assert_eq!((inbox_before.len(), projects_before.len()), (120, 10));
+    assert_eq!(inbox_before.iter().filter(|(_, info)| info.contains('F')).count(), 10);
+
+    // Expunge 100, delete the folder: gone from the mailboxes on every replica.
+    storage
+        .commit("hermes", MailOp::Expunge { user: ALICE.into(), mailbox: "INBOX".into(), uids: (1..=100).collect() });
+    storage.commit("hermes", MailOp::DeleteMailbox { user: ALICE.into(), mailbox: "Projects".into() });
+    for i in 1..=3 {
+        wait_for("the expunge on every replica", Duration::from_secs(20), || files(root, i, "").len() == 20);
+        assert!(files(root, i, ".Projects").is_empty());
+    }
+    let (ok, listing) = mailctl(root, &["restore", ALICE, "--list"]);
+    assert!(ok, "{listing}");
+    assert_eq!(listing.lines().filter(|l| l.contains("expunged")).count(), 100, "{listing}");
+    assert_eq!(listing.lines().filter(|l| l.contains("folder deleted")).count(), 10, "{listing}");
+    assert!(listing.contains("kept 42"), "subjects are listed: {listing}");
+
+    // Restore both: the same bytes and flags on every replica, the folder made again.
+    let (ok, out) = mailctl(root, &["restore", ALICE, "--folder", "INBOX"]);
+    assert!(ok && out.contains("restored 100 messages"), "{out}");
+    let (ok, out) = mailctl(root, &["restore", ALICE, "--folder", "Projects"]);
+    assert!(ok && out.contains("restored 10 messages"), "{out}");
+    for i in 1..=3 {
+        wait_for("the restore on every replica", Duration::from_secs(20), || files(root, i, "").len() == 120);
+        assert_eq!(files(root, i, ""), inbox_before, "replica {i}: INBOX bytes and flags");
+        wait_for("the folder on every replica", Duration::from_secs(20), || files(root, i, ".Projects").len() == 10);
+        assert_eq!(files(root, i, ".Projects"), projects_before, "replica {i}: Projects");
+    }
+    assert_eq!(keywords(&storage, "INBOX"), keywords_before, "keywords kept");
+    let (ok, out) = mailctl(root, &["restore", ALICE]);
+    assert!(!ok && out.contains("nothing of"), "a second restore finds nothing left: {out}");
+
+    // Expunge five for good: after the retention no replica's store holds them.
+    let AdminReply::UserMail(mail) =
+        storage.admin_call("hermes", AdminRequest::UserMail { group: "hermes".into(), user: ALICE.into() })
+    else {
+        panic!("no user mail")
+    };
+    let inbox = mail.mailboxes.iter().find(|m| m.name == "INBOX").unwrap();
+    let last: Vec<u32> = inbox.messages.iter().rev().take(5).map(|m| m.uid).collect();
+    let before: BTreeMap<Vec<u8>, ()> = files(root, 1, "").into_iter().map(|(b, _)| (b, ())).collect();
+    storage.commit("hermes", MailOp::Expunge { user: ALICE.into(), mailbox: "INBOX".into(), uids: last });
+    wait_for("the expunge", Duration::from_secs(20), || files(root, 1, "").len() == 115);
+    let after: BTreeMap<Vec<u8>, ()> = files(root, 1, "").into_iter().map(|(b, _)| (b, ())).collect();
+    let expunged: Vec<&Vec<u8>> = before.keys().filter(|b| !after.contains_key(*b)).collect();
+    assert_eq!(expunged.len(), 5);
+    for i in 1..=3 {
+        let kept = root.join(format!("data{i}/hermes/mail/users/{ALICE}/kept"));
+        wait_for("the purge", Duration::from_secs(KEEP_S * 3), || {
+            std::fs::read_dir(&kept).map_or(true, |mut d| d.next().is_none())
+        });
+        let left = store_files(root, i);
+        assert!(expunged.iter().all(|b| !left.contains(b)), "replica {i} still holds an expunged message");
+    }
+    assert_eq!(files(root, 1, "").len(), 115, "the purge touched only kept mail");
+}
