@@ -60,24 +60,6 @@ impl LineSession {
     }
 }
 
-/// Commit `op` on `group` through the admin protocol (as mailctl does).
-fn propose(storage: &Storage, group: &str, op: storaged::mailstore::MailOp) {
-    use common::admin::{AdminReply, AdminRequest};
-    let cluster = std::sync::Arc::new(frontd::cluster::ClusterMap::new(&storage.group_sections()));
-    let client = frontd::queue::QueueClient::new(
-        cluster,
-        storage.cluster_key(),
-        vec![group.to_string()],
-        Duration::from_secs(30),
-    );
-    let request = AdminRequest::Propose { group: group.into(), op_id: rand::random(), op: common::admin::encode(&op) };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    match rt.block_on(client.call(group, request)).unwrap() {
-        AdminReply::Applied(_) => {}
-        other => panic!("{other:?}"),
-    }
-}
-
 fn queue_is_empty(root: &Path) -> bool {
     let (ok, out) = mailctl(root, &["queue", "list"]);
     ok && out.contains("queue is empty")
@@ -111,11 +93,11 @@ fn a_user_moves_online_keeping_uids_flags_and_modseqs_and_losing_nothing() {
         name: name.into(),
         script: text.into(),
     };
-    propose(&storage, "hermes", put("main", sieve_script));
-    propose(&storage, "hermes", put("spare", "keep;"));
+    storage.commit("hermes", put("main", sieve_script));
+    storage.commit("hermes", put("spare", "keep;"));
     let activate =
         storaged::mailstore::MailOp::SetActiveScript { user: "alice@example.edu".into(), name: Some("main".into()) };
-    propose(&storage, "hermes", activate);
+    storage.commit("hermes", activate);
     let before = move_client(&with_login("state", &[]));
     let inbox_uv = before["INBOX"]["uidvalidity"].as_u64().unwrap();
     let inbox_modseq = before["INBOX"]["highestmodseq"].as_u64().unwrap();
