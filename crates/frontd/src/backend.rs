@@ -111,8 +111,6 @@ where
     let deadline = Instant::now() + timeout;
     let mut hint = None;
     let mut last_problem = String::new();
-    // Members that failed during this call: a refusal naming one of them is not followed.
-    let mut failed_here: Vec<u64> = Vec::new();
     loop {
         let candidates = cluster.candidates(group, protocol, hint);
         if candidates.is_empty() {
@@ -131,13 +129,10 @@ where
                 }
                 Attempt::Refused(why) => return Err(RouteError::Refused(why)),
                 Attempt::Moved(target) => return Err(RouteError::Moved(target)),
-                // A member that failed during this call is not followed (it may be paused,
-                // named by followers that have not noticed yet). One suspected by an
-                // earlier call is: a new leader may have failed a delivery while it was
-                // being elected, and only the followers' word leads to it (the candidates
-                // leave suspects out) until its suspicion ends.
+                // A member that just failed to answer is not followed (it may be paused,
+                // named by followers that have not noticed yet).
                 Attempt::NotLeader(Some(leader))
-                    if leader != id && hint != Some(leader) && !failed_here.contains(&leader) =>
+                    if leader != id && hint != Some(leader) && !cluster.is_suspect(group, leader) =>
                 {
                     hint = Some(leader);
                     redirected = true;
@@ -146,10 +141,6 @@ where
                 Attempt::NotLeader(_) => last_problem = format!("node {id} is not the leader"),
                 Attempt::Down(why) => {
                     cluster.mark_down(group, id);
-                    failed_here.push(id);
-                    if hint == Some(id) {
-                        hint = None;
-                    }
                     last_problem = format!("node {id}: {why}");
                 }
             }
@@ -356,60 +347,6 @@ async fn dialogue(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{GroupSection, MemberSection};
-
-    /// Hole (issue 24): a new leader that failed a delivery while it was being elected was
-    /// suspected, and the followers naming it were not believed until the suspicion ended:
-    /// deliveries stopped for the whole 5 s. The paused old leader, named by a follower that
-    /// has not noticed yet, is tried once per call, not in a loop.
-    #[tokio::test]
-    async fn a_suspected_member_the_followers_name_is_followed_and_a_silent_one_once() {
-        let member = |id| MemberSection {
-            id,
-            imap: None,
-            pop3: None,
-            lmtp: Some(format!("127.0.0.1:{}", 3000 + id)),
-            sieve: None,
-            admin: None,
-        };
-        let map =
-            ClusterMap::new(&[GroupSection { name: "hermes".into(), members: vec![member(1), member(2), member(3)] }]);
-        map.set_leader("hermes", 1);
-        map.mark_down("hermes", 1);
-        map.mark_down("hermes", 2);
-        let tries = std::sync::Mutex::new(Vec::new());
-        let started = Instant::now();
-        let found = with_leader(&map, "hermes", Protocol::Lmtp, Duration::from_secs(3), Duration::from_secs(1), |m| {
-            tries.lock().unwrap().push(m.id);
-            async move {
-                match m.id {
-                    2 => Attempt::Ok(2),
-                    _ => Attempt::NotLeader(Some(2)),
-                }
-            }
-        })
-        .await;
-        assert_eq!(found.unwrap(), 2);
-        assert!(started.elapsed() < Duration::from_secs(1), "no waiting out the suspicion");
-        assert_eq!(*tries.lock().unwrap(), [3, 2]);
-
-        // Node 1 is paused: named by a follower that has not noticed, tried once, then not.
-        map.mark_down("hermes", 1);
-        let tries = std::sync::Mutex::new(Vec::new());
-        let result =
-            with_leader(&map, "hermes", Protocol::Lmtp, Duration::from_millis(1500), Duration::from_secs(1), |m| {
-                tries.lock().unwrap().push(m.id);
-                async move {
-                    match m.id {
-                        1 => Attempt::<u64>::Down("no greeting".into()),
-                        _ => Attempt::NotLeader(Some(1)),
-                    }
-                }
-            })
-            .await;
-        assert!(result.is_err());
-        assert_eq!(tries.lock().unwrap().iter().filter(|id| **id == 1).count(), 1, "{:?}", tries.lock().unwrap());
-    }
 
     #[test]
     fn refusals_name_the_leader() {

@@ -103,14 +103,13 @@ impl ClusterMap {
     /// The members of `group` that serve `protocol`, in the order to try them: the hinted
     /// member, then the last leader seen, then the rest in configuration order. Members
     /// that recently did not answer (see [`SUSPECT_FOR`]) are left out while another is
-    /// left, unless hinted: each try of a silent member costs a whole greeting timeout,
-    /// but a member the others name as their leader is worth one.
+    /// left: each try of a silent member costs a whole greeting timeout.
     pub fn candidates(&self, group: &str, protocol: Protocol, hint: Option<u64>) -> Vec<Member> {
         let Some(members) = self.groups.get(group) else { return Vec::new() };
         let leader = self.leaders.lock().expect("leaders lock").get(group).copied();
         let mut ordered: Vec<Member> = members.iter().filter(|m| m.address(protocol).is_some()).cloned().collect();
         if ordered.iter().any(|m| !self.is_suspect(group, m.id)) {
-            ordered.retain(|m| Some(m.id) == hint || !self.is_suspect(group, m.id));
+            ordered.retain(|m| !self.is_suspect(group, m.id));
         }
         let rank = |m: &Member| {
             if Some(m.id) == hint {
@@ -196,7 +195,7 @@ mod tests {
         m.mark_down("hermes", 3);
         assert!(m.is_suspect("hermes", 3));
         assert_eq!(ids(m.candidates("hermes", Protocol::Pop3, None)), [1, 2], "the silent leader is skipped");
-        assert_eq!(ids(m.candidates("hermes", Protocol::Pop3, Some(3))), [3, 1, 2], "unless a refusal names it");
+        assert_eq!(ids(m.candidates("hermes", Protocol::Pop3, Some(3))), [1, 2], "even when named");
         m.mark_down("hermes", 1);
         m.mark_down("hermes", 2);
         assert_eq!(ids(m.candidates("hermes", Protocol::Pop3, None)), [3, 1, 2], "all silent: all are tried");
