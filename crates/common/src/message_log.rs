@@ -19,8 +19,14 @@ pub fn clean(value: &str) -> String {
 
 /// The Message-ID field's value of `message` (its header section only, unfolded), if any.
 pub fn message_id(message: &[u8]) -> Option<String> {
+    header_field(message, "message-id")
+}
+
+/// The first `name` field's value of `message` (header section only, unfolded, trimmed,
+/// cleaned like a log field); `None` if absent or empty.
+pub fn header_field(message: &[u8], name: &str) -> Option<String> {
     header_fields(message)
-        .find(|(name, _)| name.eq_ignore_ascii_case(b"message-id"))
+        .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
         .map(|(_, raw)| clean(unfold(raw).trim()))
         .filter(|v| !v.is_empty())
 }

@@ -144,12 +144,7 @@ pub fn list(user_dir: &Path, max: usize) -> io::Result<(Vec<common::admin::KeptI
             if let Ok(file) = fs::File::open(set_dir.join(&m.file)) {
                 let _ = file.take(LIST_HEADER_MAX_BYTES).read_to_end(&mut head);
             }
-            let field = |wanted: &str| {
-                common::message_log::header_fields(&head)
-                    .find(|(n, _)| n.eq_ignore_ascii_case(wanted.as_bytes()))
-                    .map(|(_, raw)| common::message_log::clean(common::message_log::unfold(raw).trim()))
-                    .unwrap_or_default()
-            };
+            let field = |name| common::message_log::header_field(&head, name).unwrap_or_default();
             out.push(common::admin::KeptItem {
                 set: name.to_string(),
                 file: m.file.clone(),

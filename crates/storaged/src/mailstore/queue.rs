@@ -79,6 +79,11 @@ impl Queue {
         self.items.is_empty()
     }
 
+    /// The envelope of queued message `id`.
+    pub fn item(&self, id: u64) -> Option<&QueueItem> {
+        self.items.get(&id)
+    }
+
     /// Where the body of message `id` is (it may be gone by the time it is opened).
     pub fn body_path(&self, id: u64) -> Option<PathBuf> {
         self.items.contains_key(&id).then(|| self.file(id))

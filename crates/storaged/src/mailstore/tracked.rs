@@ -28,7 +28,7 @@ impl QueuedFacts {
     /// The facts of the message an operation reports on (queue attempts only).
     pub fn read(queue: &Queue, op: &MailOp) -> Option<Self> {
         let MailOp::QueueAttempt { id, .. } = op else { return None };
-        let sender = queue.items().find(|i| i.id == *id)?.sender.clone();
+        let sender = queue.item(*id)?.sender.clone();
         let mut head = Vec::new();
         if let Some(file) = queue.body_path(*id).and_then(|p| std::fs::File::open(p).ok()) {
             // A body that cannot be read leaves the facts empty; the records still say

@@ -79,7 +79,9 @@ async fn ask_all(admin: &Admin, query: &TraceQuery) -> Traced {
             Ok(AdminReply::Trace { records, truncated }) => {
                 traced.truncated |= truncated;
                 for r in records {
-                    let key = format!("{:?}", r.key());
+                    let (group, index, event, to, queue_id, detail) = r.key();
+                    let key =
+                        (group.to_string(), index, event, to.to_string(), queue_id.to_string(), detail.to_string());
                     if seen.insert(key) {
                         traced.records.push(r);
                     }
@@ -89,9 +91,14 @@ async fn ask_all(admin: &Admin, query: &TraceQuery) -> Traced {
             Err(e) => traced.silent.push((id, e)),
         }
     }
-    traced.records.sort_by(|a, b| (a.at_s, &a.group, a.index, a.event).cmp(&(b.at_s, &b.group, b.index, b.event)));
+    in_time_order(&mut traced.records);
     traced.silent.sort();
     traced
+}
+
+/// Sort records by time, then by group and log index (the order within a second).
+fn in_time_order(records: &mut [TrackRecord]) {
+    records.sort_by(|a, b| (a.at_s, &a.group, a.index, a.event).cmp(&(b.at_s, &b.group, b.index, b.event)));
 }
 
 /// The records of every message `query` selects, with all their hops.
@@ -114,7 +121,7 @@ pub async fn trace(admin: &Admin, query: TraceQuery) -> Traced {
     let mut all = ask_all(admin, &whole).await;
     // Records without a Message-ID are only found by the first question.
     all.records.extend(first.records.into_iter().filter(|r| r.message_id.is_empty()));
-    all.records.sort_by(|a, b| (a.at_s, &a.group, a.index, a.event).cmp(&(b.at_s, &b.group, b.index, b.event)));
+    in_time_order(&mut all.records);
     all.truncated |= truncated;
     all.silent = first.silent;
     all
