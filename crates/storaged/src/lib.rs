@@ -10,6 +10,7 @@ pub mod config;
 pub mod disk;
 pub mod group;
 pub mod imap;
+pub mod interchange;
 pub mod lmtp;
 pub mod mailstore;
 pub mod managesieve;

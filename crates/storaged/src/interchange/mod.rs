@@ -1,0 +1,48 @@
+//! Maildir interchange: the files other IMAP servers keep beside a Maildir++ tree, so mail
+//! moves in and out with its UIDs, flags and keywords — Dovecot's `dovecot-uidlist`,
+//! `dovecot-keywords` and `subscriptions`, Courier's `courierimapuiddb` and
+//! `courierimapsubscribed` — and Maildir file names. Parsing and writing only, and the plan
+//! of one folder's import ([`plan`]); reading and writing the tree is the caller's
+//! (`mailctl import` / `export`).
+//!
+//! Every parser takes bytes from a foreign disk: it is bounded, never panics and turns each
+//! line it cannot read into a [`Problem`] naming it, never into a silent skip.
+
+pub mod filename;
+pub mod keywords;
+pub mod plan;
+pub mod subscriptions;
+pub mod uidlist;
+
+/// Something in the source that was not imported as it stood, said by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The file (or `file:line`) it is about.
+    pub what: String,
+    pub why: String,
+}
+
+impl Problem {
+    pub fn new(what: impl Into<String>, why: impl Into<String>) -> Self {
+        Self { what: what.into(), why: why.into() }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", crate::interchange::printable(&self.what), self.why)
+    }
+}
+
+/// A name from a foreign disk made safe to print: control characters escaped, at most
+/// [`PRINT_MAX_CHARS`] characters.
+pub fn printable(name: &str) -> String {
+    let mut out: String = name.chars().take(PRINT_MAX_CHARS).flat_map(char::escape_default).collect();
+    if name.chars().count() > PRINT_MAX_CHARS {
+        out.push('…');
+    }
+    out
+}
+
+/// Longest name printed in a problem.
+pub const PRINT_MAX_CHARS: usize = 200;
