@@ -544,3 +544,27 @@ fn kept_mail_is_restored_once_replays_cleanly_and_is_purged_by_the_logs_clock() 
     assert!(sets(&s).is_empty(), "purged after it");
     assert_eq!(inbox(&mut s), 5, "the purge leaves the mailboxes alone");
 }
+
+#[test]
+fn an_emptied_mailbox_takes_an_imported_uidvalidity_with_its_low_uids() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open(dir.path(), "g").unwrap();
+    let u = |s: &str| s.to_string();
+    for n in 1..=4u64 {
+        let message = format!("Subject: {n}\r\n\r\nfirst life\r\n").into_bytes();
+        s.apply(n, &req(n, MailOp::Deliver { recipients: vec![u("dan")], internal_date: 1, message })).unwrap();
+    }
+    s.apply(5, &req(5, MailOp::Expunge { user: u("dan"), mailbox: u("INBOX"), uids: vec![1, 2, 3, 4] })).unwrap();
+    let op = MailOp::ImportMessages {
+        user: u("dan"),
+        mailbox: u("INBOX"),
+        uid_validity: 1234,
+        messages: vec![imported(1, flag::SEEN, "x"), imported(2, 0, "y")],
+    };
+    assert_eq!(s.apply(6, &req(6, op)).unwrap(), MailResponse::Imported { uid_validity: 1234, count: 2 });
+    let dan = UserName::parse("dan").unwrap();
+    let inbox = s.mailbox_index(&dan, &MailboxName::inbox()).unwrap().unwrap();
+    assert_eq!((inbox.uid_validity, inbox.uid_next), (1234, 3));
+    assert_eq!(inbox.messages.iter().map(|m| m.uid).collect::<Vec<_>>(), vec![1, 2]);
+    assert!(inbox.vanished.is_empty(), "no tombstone of the old UIDVALIDITY survives");
+}

@@ -14,6 +14,24 @@ pub mod plan;
 pub mod subscriptions;
 pub mod uidlist;
 
+/// A message with every bare LF made CRLF, as IMAP carries it: Dovecot and Courier keep
+/// Maildir files with LF line ends and add the CR when they serve them. Unchanged (and not
+/// copied) when it has no bare LF.
+pub fn crlf(data: Vec<u8>) -> Vec<u8> {
+    let bare = data.iter().enumerate().filter(|(i, b)| **b == b'\n' && (*i == 0 || data[i - 1] != b'\r')).count();
+    if bare == 0 {
+        return data;
+    }
+    let mut out = Vec::with_capacity(data.len() + bare);
+    for (i, b) in data.iter().enumerate() {
+        if *b == b'\n' && (i == 0 || data[i - 1] != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(*b);
+    }
+    out
+}
+
 /// Something in the source that was not imported as it stood, said by name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -46,3 +64,14 @@ pub fn printable(name: &str) -> String {
 
 /// Longest name printed in a problem.
 pub const PRINT_MAX_CHARS: usize = 200;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bare_line_feeds_become_crlf() {
+        assert_eq!(super::crlf(b"a\nb\r\nc\n".to_vec()), b"a\r\nb\r\nc\r\n");
+        assert_eq!(super::crlf(b"\n".to_vec()), b"\r\n");
+        assert_eq!(super::crlf(b"a\r\n\r\nb".to_vec()), b"a\r\n\r\nb");
+        assert_eq!(super::crlf(b"lone\rcr".to_vec()), b"lone\rcr", "a lone CR is left alone");
+    }
+}

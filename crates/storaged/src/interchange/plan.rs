@@ -97,7 +97,9 @@ pub fn plan(folder: &SourceFolder, fresh_uid_validity: u32) -> FolderPlan {
             None => unlisted.push(m),
         }
     }
-    let listed_max = messages.iter().map(|m| m.uid).max().unwrap_or(0);
+    // Listed UIDs whose files are gone were expunged: they stay used (Dovecot appends to
+    // its list without rewriting the header, so the header's next UID may be behind).
+    let listed_max = list.and_then(|l| l.entries.last()).map_or(0, |e| e.uid);
     let mut next_uid = list.map_or(1, |l| l.next_uid).max(listed_max.saturating_add(1)).max(1);
     unlisted.sort_by(|a, b| {
         (a.internal_date, &folder.files[a.file].name).cmp(&(b.internal_date, &folder.files[b.file].name))

@@ -1438,8 +1438,13 @@ impl Store {
             if !idx.messages.is_empty() {
                 return Ok(MailResponse::Rejected(Rejection::UidValidityDiffers(mailbox.to_string())));
             }
-            // An empty mailbox (say, an INBOX made by a first login) takes the imported one.
+            // An empty mailbox (say, an INBOX made by a first login) takes the imported one,
+            // and with it a fresh UID space: UIDs and expunges of the old UIDVALIDITY mean
+            // nothing under the new one (UIDNEXT left high would skip the imported mail).
             idx.uid_validity = uid_validity;
+            idx.uid_next = 1;
+            idx.vanished.clear();
+            idx.vanished_floor = 0;
         }
         idx.applied_index = index;
         let mut files = Vec::new();

@@ -103,6 +103,31 @@ enum Cmd {
         #[arg(long)]
         list: bool,
     },
+    /// Write a user's mail as a Maildir++ tree with Dovecot's dovecot-uidlist, dovecot-keywords
+    /// and subscriptions, so a Dovecot serves it with the same UIDs (the state at one log
+    /// index; the user keeps working).
+    Export {
+        /// The user (address or uid).
+        user: String,
+        /// A new (or empty) directory to write the Maildir into.
+        dir: PathBuf,
+        /// A front's configuration (lists the nodes, the cluster key and the directory).
+        #[arg(long, default_value = "mailctl-data/frontd.toml")]
+        config: PathBuf,
+    },
+    /// Import an existing Maildir++ tree (Dovecot's or Courier's) into a user's mailhost,
+    /// keeping UIDVALIDITY, UIDs, flags, keywords, internal dates and subscriptions.
+    /// Resumable: run it again after an interruption. Exits non-zero if anything was not
+    /// imported as it stood (each named).
+    Import {
+        /// The user (address or uid).
+        user: String,
+        /// The Maildir to read (the directory holding cur/, new/ and the .Folder directories).
+        src: PathBuf,
+        /// A front's configuration (lists the nodes, the cluster key and the directory).
+        #[arg(long, default_value = "mailctl-data/frontd.toml")]
+        config: PathBuf,
+    },
     /// The outbound queue.
     Queue {
         /// A front's configuration (lists the nodes and the cluster key).
@@ -511,6 +536,22 @@ fn restore(config: &std::path::Path, user: &str, args: RestoreArgs) -> anyhow::R
     Ok(())
 }
 
+fn export(config: &std::path::Path, user: &str, dest: &std::path::Path) -> anyhow::Result<()> {
+    let admin = Admin::open_waiting(config, std::time::Duration::from_secs(20))?;
+    let dir = UserDirectory::of_front(admin.front_config(), None)?;
+    let report = runtime()?.block_on(super::export::export(&admin, &dir, user, dest))?;
+    println!("{report}");
+    Ok(())
+}
+
+fn import(config: &std::path::Path, user: &str, src: &std::path::Path) -> anyhow::Result<()> {
+    let admin = Admin::open_waiting(config, std::time::Duration::from_secs(20))?;
+    let dir = UserDirectory::of_front(admin.front_config(), None)?;
+    let report = runtime()?.block_on(super::import::import(&admin, &dir, user, src))?;
+    println!("{report}");
+    super::import::verdict(&report)
+}
+
 struct TraceArgs {
     message_ids: Vec<String>,
     from: Option<String>,
@@ -740,6 +781,8 @@ pub fn run_from(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
         Cmd::Restore { user, config, folder, since, message_id, into, list } => {
             restore(&config, &user, RestoreArgs { folder, since, message_id, into, list })
         }
+        Cmd::Export { user, dir, config } => export(&config, &user, &dir),
+        Cmd::Import { user, src, config } => import(&config, &user, &src),
         Cmd::Trace { config, message_ids, from, to, since, json } => {
             trace(&config, TraceArgs { message_ids, from, to, since, json })
         }

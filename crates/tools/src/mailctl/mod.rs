@@ -6,13 +6,17 @@
 //! `status` and `queue` ask the storage nodes over their admin protocol; `dkim keygen`
 //! makes a signing key and prints its DNS record; `phish` and `block` show and undo what
 //! the fronts' phish rules did; `trace` tells where messages went; `restore` brings
-//! back what users expunged or deleted.
+//! back what users expunged or deleted; `export` and `import` write and read Maildir++
+//! trees with Dovecot's and Courier's UID lists.
 
 pub mod admin;
 pub mod cli;
 pub mod directory;
 pub mod dkim;
+pub mod export;
+pub mod import;
 pub mod layout;
+pub mod maildir_tree;
 pub mod mover;
 pub mod phish;
 pub mod quarantine;

