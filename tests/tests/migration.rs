@@ -178,3 +178,95 @@ fn a_dovecot_maildir_moves_in_with_its_uids_and_out_again() {
     };
     assert!(bob.mailboxes.iter().any(|m| m.name == "Empty" && m.messages.is_empty()), "empty folders travel too");
 }
+
+/// Write `data` at `path` with mtime `mtime_s`.
+fn put(path: &Path, data: &[u8], mtime_s: u64) {
+    std::fs::write(path, data).unwrap();
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime_s);
+    std::fs::File::options().write(true).open(path).unwrap().set_modified(at).unwrap();
+}
+
+fn message(k: usize) -> Vec<u8> {
+    format!("Subject: damaged {k}\r\nMessage-ID: <dmg{k}@example.org>\r\n\r\nbody {k}\r\n").into_bytes()
+}
+
+#[test]
+fn a_damaged_maildir_is_imported_with_every_problem_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let src = root.join("damaged");
+    for dir in ["cur", "new", "tmp", ".Courier/cur", ".Courier/new", ".bad..name/cur", "cur/adir"] {
+        std::fs::create_dir_all(src.join(dir)).unwrap();
+    }
+    // A duplicate UID and a list cut off in its last line.
+    std::fs::write(src.join("dovecot-uidlist"), "3 V555 N20 G00\n1 :good1\n2 :good2\n2 :dupe\n5 :big\n6 :goo").unwrap();
+    std::fs::write(src.join("dovecot-keywords"), "0 Work\n").unwrap();
+    put(&src.join("cur/good1:2,Sa"), &message(1), 1_600_000_001);
+    put(&src.join("cur/good2:2,F"), &message(2), 1_600_000_002);
+    put(&src.join("cur/dupe:2,"), &message(3), 1_600_000_003);
+    let line = b"0123456789012345678901234567890123456789012345678901234567890123456789012345\r\n";
+    let mut big = message(4);
+    while big.len() < 40 << 20 {
+        big.extend_from_slice(line);
+    }
+    put(&src.join("cur/big:2,S"), &big, 1_600_000_004);
+    put(&src.join("new/good3"), &message(5), 1_600_000_005);
+    put(&src.join("cur/odd:1,xyz"), &message(6), 1_600_000_006);
+    put(&src.join("cur/bad\u{1}name"), &message(7), 1_600_000_007);
+    std::os::unix::fs::symlink("/nonexistent/message", src.join("cur/gone:2,S")).unwrap();
+    put(&src.join("cur/empty"), b"", 1_600_000_008);
+    // Courier's list in a folder; a folder whose name the store does not take.
+    std::fs::write(src.join(".Courier/courierimapuiddb"), "1 777 9\n1 c1\n3 c3\n").unwrap();
+    put(&src.join(".Courier/cur/c1:2,S"), &message(8), 1_600_000_009);
+    put(&src.join(".Courier/cur/c3:2,RS"), &message(9), 1_600_000_010);
+    put(&src.join(".bad..name/cur/x"), &message(10), 1_600_000_011);
+
+    let storage = Storage::start(root);
+    std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
+    let _front = Front::start(root, &storage, ldif_directory());
+    let (ok, out) = mailctl(root, &["import", "bob@example.edu", src.to_str().unwrap()]);
+    assert!(!ok, "problems make the exit status say so:\n{out}");
+    for named in [
+        "dovecot-uidlist:4",
+        "dovecot-uidlist: last line has no newline",
+        "cur/odd:1,xyz",
+        "cur/bad\\u{1}name",
+        "cur/gone:2,S: cannot be read",
+        "cur/adir: not a regular file",
+        "cur/empty: empty file",
+        ".bad..name: not a mailbox name",
+    ] {
+        assert!(out.contains(named), "{named:?} not named in:\n{out}");
+    }
+    assert!(out.contains("imported 9 messages") && out.contains("8 problems"), "{out}");
+
+    let AdminReply::UserMail(mail) =
+        storage.admin_call("apollo", AdminRequest::UserMail { group: "apollo".into(), user: "bob@example.edu".into() })
+    else {
+        panic!("no user mail")
+    };
+    let inbox = mail.mailboxes.iter().find(|m| m.name == "INBOX").unwrap();
+    let uids: Vec<u32> = inbox.messages.iter().map(|m| m.uid).collect();
+    // Listed UIDs kept; the repeated one, the new one and the odd names after N20, by date.
+    assert_eq!((inbox.uid_validity, uids), (555, vec![1, 2, 5, 20, 21, 22, 23]));
+    assert_eq!(inbox.messages[0].keywords, vec!["Work".to_string()]);
+    assert_eq!(inbox.messages[2].size_bytes, big.len() as u64, "the 40 MiB message whole");
+    let courier = mail.mailboxes.iter().find(|m| m.name == "Courier").unwrap();
+    let uids: Vec<u32> = courier.messages.iter().map(|m| m.uid).collect();
+    assert_eq!((courier.uid_validity, courier.uid_next, uids), (777, 9, vec![1, 3]));
+    let fetched = storage.admin_call(
+        "apollo",
+        AdminRequest::FetchMessages {
+            group: "apollo".into(),
+            user: "bob@example.edu".into(),
+            mailbox: "INBOX".into(),
+            uids: vec![5],
+        },
+    );
+    let AdminReply::Messages(got) = fetched else { panic!("{fetched:?}") };
+    assert!(got[0].1.as_ref().map(|b| b.as_slice()) == Some(&big[..]), "the big message byte for byte");
+
+    // Run again: nothing twice, the same problems named.
+    let (ok, again) = mailctl(root, &["import", "bob@example.edu", src.to_str().unwrap()]);
+    assert!(!ok && again.contains("imported 0 messages") && again.contains("9 already there"), "{again}");
+}
