@@ -10,6 +10,7 @@ mod harness;
 pub mod imap;
 pub mod input;
 pub mod ldif;
+pub mod maildir;
 pub mod managesieve;
 pub mod mime;
 pub mod pop3;
@@ -29,6 +30,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("aoe_codec", aoe_codec::run),
     ("imap", imap::run),
     ("ldif", ldif::run),
+    ("maildir", maildir::run),
     ("managesieve", managesieve::run),
     ("mime", mime::run),
     ("pop3", pop3::run),
