@@ -49,6 +49,10 @@ pub fn run(data: &[u8]) {
     for f in &files {
         if let Ok(n) = filename::parse(&f.name) {
             let again = filename::format(n.base, n.flags, &n.keywords);
+            if again.len() > filename::NAME_MAX_BYTES {
+                // `:2,` made a name at the limit too long: no file system holds it.
+                continue;
+            }
             let re = filename::parse(&again).expect("a formatted name parses");
             assert_eq!((re.base, re.flags, &re.keywords), (n.base, n.flags, &n.keywords));
         }
