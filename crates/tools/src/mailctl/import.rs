@@ -18,7 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use storaged::interchange::plan::{plan, FolderPlan, Planned};
 use storaged::interchange::Problem;
 use storaged::mailstore::ops::ImportedMessage;
-use storaged::mailstore::{MailOp, OpId};
+use storaged::mailstore::{MailOp, MailResponse, OpId};
 
 use super::admin::Admin;
 use super::directory::UserDirectory;
@@ -154,16 +154,29 @@ async fn import_folder(
             }
             bar.inc(m.len_bytes);
         }
-        let op_id = batch_id(user, &folder.name, p.uid_validity, batch);
-        let count = messages.len() as u64;
+        let op_id = batch_id(b"import", user, &folder.name, p.uid_validity, batch);
+        let sent = messages.len() as u64;
         let op = MailOp::ImportMessages {
             user: user.into(),
             mailbox: folder.name.clone(),
             uid_validity: p.uid_validity,
             messages,
         };
-        admin.apply_once(group, op_id, op).await?;
-        report.messages += count;
+        let imported = match admin.apply_once(group, op_id, op).await? {
+            MailResponse::Imported { count, .. } => u64::from(count),
+            other => bail!("{group} answered an import with {other:?}: is every node and mailctl the same version?"),
+        };
+        // The store skips UIDs below the mailbox's UIDNEXT: mail delivered meanwhile took them.
+        if imported < sent {
+            let why = format!(
+                "{} of {sent} messages up to UID {} not imported: the mailbox took new mail meanwhile \
+                 (import before mail is delivered here)",
+                sent - imported,
+                batch.last().map_or(0, |m| m.uid)
+            );
+            report.problems.push(Problem::new(folder.dir.display().to_string(), why));
+        }
+        report.messages += imported;
     }
     let sync = MailOp::SyncMailbox {
         user: user.into(),
@@ -174,7 +187,7 @@ async fn import_folder(
         states: Vec::new(),
         expunged: Vec::new(),
     };
-    admin.apply_once(group, batch_id(user, &folder.name, p.uid_validity, &[]).map(|b| !b), sync).await?;
+    admin.apply_once(group, batch_id(b"uidnext", user, &folder.name, p.uid_validity, &[]), sync).await?;
     Ok(())
 }
 
@@ -206,11 +219,11 @@ fn batches_of<'a>(items: &'a [&'a Planned]) -> Vec<&'a [&'a Planned]> {
 }
 
 /// The operation id of one batch: a retried batch is the same operation.
-fn batch_id(user: &str, mailbox: &str, uid_validity: u32, batch: &[&Planned]) -> [u8; 16] {
+fn batch_id(kind: &[u8], user: &str, mailbox: &str, uid_validity: u32, batch: &[&Planned]) -> [u8; 16] {
     let first = batch.first().map_or(0, |m| m.uid);
     let last = batch.last().map_or(0, |m| m.uid);
     OpId::digest(&[
-        b"import",
+        kind,
         user.as_bytes(),
         mailbox.as_bytes(),
         &uid_validity.to_le_bytes(),
