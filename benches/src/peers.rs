@@ -42,7 +42,8 @@ pub fn start_storaged_with(
     if !bin.exists() {
         bail!("{} missing: cargo build --release -p storaged", bin.display());
     }
-    let specs = NodeAddrs::cluster_on_free_ports(3, Listeners { imap: true, ..Listeners::default() });
+    // The admin listener lets benchmarks drive `mailctl` against the group.
+    let specs = NodeAddrs::cluster_on_free_ports(3, Listeners { imap: true, admin: true, ..Listeners::default() });
     let groups = [storage::group("bench", &specs)];
     let users_txt: String = (0..users).map(|u| format!("user{u}@example.edu {{PLAIN}}{PASSWORD}\n")).collect();
     std::fs::write(dir.join("users.txt"), users_txt)?;

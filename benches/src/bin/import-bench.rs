@@ -2,7 +2,8 @@
 //! Dovecot's `doveadm backup -R` (dsync, which also keeps UIDVALIDITY and UIDs) of the same
 //! Maildir into a Dovecot user, same machine, same source. The source is written the way
 //! Dovecot writes a Maildir (LF line ends, `,S=` sizes, `dovecot-uidlist`, flags in the
-//! names, four folders). Each round imports into a fresh user on each side, in alternating
+//! names, four folders; Dovecot reads it with `INDEX=MEMORY`, so it keeps no index there
+//! that would speed up its later rounds). Each round imports into a fresh user on each side, in alternating
 //! order; the median of the per-round throughput ratios ours/peer is printed.
 //!
 //! Then restore: 10,000 messages of the first user's INBOX are expunged over IMAP and
@@ -45,7 +46,8 @@ fn make_source(root: &Path, n: usize, size: usize) -> anyhow::Result<u64> {
         for sub in ["cur", "new", "tmp"] {
             std::fs::create_dir_all(dir.join(sub))?;
         }
-        let mut list = format!("3 V{} N{} G{:032x}\n", 1_700_000_000 + f, n / FOLDERS.len() + 1, f);
+        let guid = 0x5eed_0000_0000_u64 + f as u64 + 1;
+        let mut list = format!("3 V{} N{} G{guid:032x}\n", 1_700_000_000 + f, n / FOLDERS.len() + 1);
         for k in (0..n).filter(|k| k % FOLDERS.len() == f) {
             let uid = k / FOLDERS.len() + 1;
             let mut msg = format!(
@@ -102,11 +104,10 @@ fn main() -> anyhow::Result<()> {
     std::fs::write(ours_dir.join("users.ldif"), ldif)?;
     std::fs::write(ours_dir.join("cluster.key"), CLUSTER_SECRET)?;
     let directory = frontd::config::DirectorySection::ldif("users.ldif");
-    let cfg = frontd::config::Config::new(
-        directory,
-        frontd::config::BackendSection::new("frontd"),
-        front::groups(&["bench"], &addrs),
-    );
+    let mut backend = frontd::config::BackendSection::new("frontd");
+    // Never used: mailctl reads only the cluster map and the directory.
+    backend.proxy_password = Some("unused".into());
+    let cfg = frontd::config::Config::new(directory, backend, front::groups(&["bench"], &addrs));
     front::write(&ours_dir.join("frontd.toml"), &cfg)?;
     let dovecot_dir = dir.join("dovecot");
     std::fs::create_dir_all(&dovecot_dir)?;
@@ -133,7 +134,8 @@ fn main() -> anyhow::Result<()> {
                 .arg("-c")
                 .arg(dovecot_dir.join("dovecot.conf"))
                 .args(["backup", "-R", "-u", &format!("user{u}@example.edu")])
-                .arg(format!("maildir:{}", src.display())),
+                // No index kept in the source: every round reads it as the first did.
+                .arg(format!("maildir:{}:INDEX=MEMORY", src.display())),
         )
     };
     let mut ratios = Vec::new();
@@ -163,7 +165,7 @@ fn main() -> anyhow::Result<()> {
     ratios.sort_by(f64::total_cmp);
     println!("median ratio ours/peer: {:.2}", ratios[ratios.len() / 2]);
     let imap = nodes.iter().map(|n| n.imap.as_str()).collect::<Vec<_>>();
-    let expunged = expunge_inbox(&imap, RESTORE_MESSAGES)?;
+    let expunged = expunge_inbox(&imap, RESTORE_MESSAGES.min(args.messages / FOLDERS.len()))?;
     let took = timed(
         Command::new(&mailctl)
             .args(["restore", "user0@example.edu", "--folder", "INBOX", "--config"])
