@@ -339,6 +339,18 @@ pub enum AdminRequest {
     /// The message-tracking records of every group this node holds that `query` selects
     /// (any replica answers: each keeps its own copy).
     Trace(crate::tracking::TraceQuery),
+    /// Add node `id` (reached at `raft`) as a backup: a learner that copies the group's log
+    /// and never votes; it may keep expunged mail longer (`[retention] backup_keep_s`).
+    /// Removed with `RemoveNode`.
+    AddBackup {
+        group: String,
+        id: u64,
+        raft: String,
+    },
+    /// A read answered from the receiving node's own replica of the group, leader or not
+    /// (a backup's copy, when the voters lost theirs): `UserMail`, `FetchMessages`, `Kept`
+    /// and `Logins` only.
+    FromReplica(Box<AdminRequest>),
 }
 
 /// One kept message, as `mailctl restore` chooses among them.
@@ -396,7 +408,9 @@ impl AdminRequest {
             | AdminRequest::Blocks { group }
             | AdminRequest::Tickets { group }
             | AdminRequest::EnqueueHeld { group, .. }
-            | AdminRequest::Kept { group, .. } => Some(group),
+            | AdminRequest::Kept { group, .. }
+            | AdminRequest::AddBackup { group, .. } => Some(group),
+            AdminRequest::FromReplica(inner) => inner.group(),
         }
     }
 }

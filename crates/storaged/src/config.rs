@@ -113,11 +113,17 @@ pub struct RetentionSettings {
     pub keep_s: u64,
     /// How often each group's leader proposes the purge (and stamps new sets).
     pub purge_every_s: u64,
+    /// On a backup node only (a learner `mailctl backup add-node` added): kept mail stays
+    /// here at least this long, whatever the voters' `keep_s` (the purge entry's own
+    /// retention applies when it is longer). Never set it on a voter: its replica would
+    /// then keep what the others purge.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup_keep_s: Option<u64>,
 }
 
 impl Default for RetentionSettings {
     fn default() -> Self {
-        Self { keep_s: 30 * 86_400, purge_every_s: 3600 }
+        Self { keep_s: 30 * 86_400, purge_every_s: 3600, backup_keep_s: None }
     }
 }
 

@@ -71,6 +71,19 @@ pub async fn add_node(group: &Group, id: u64, raft: String) -> AdminReply {
     }
 }
 
+/// Add node `id` as a backup: a learner that copies the log and never votes (nor is
+/// promoted), catching up by snapshot if it must. A voter is not made a backup.
+pub async fn add_backup(group: &Group, id: u64, raft: String) -> AdminReply {
+    if voters(group).contains(&id) {
+        return AdminReply::Refused(format!("node {id} is a voter of {}: remove it first", group.name));
+    }
+    tracing::info!(group = %group.name, node = id, %raft, "adding a backup learner");
+    match group.raft.add_learner(id, BasicNode { addr: raft }, false).await {
+        Ok(_) => AdminReply::Done,
+        Err(e) => failed("add learner", e),
+    }
+}
+
 /// How long voters have to acknowledge the no-op entry that shows they answer.
 const PROBE_WAIT: Duration = Duration::from_secs(2);
 
@@ -133,7 +146,7 @@ fn removal_refusal(
 pub async fn remove_node(group: &Group, id: u64, force: bool) -> AdminReply {
     let mut wanted = voters(group);
     if !wanted.contains(&id) {
-        return AdminReply::Done;
+        return remove_learner(group, id).await;
     }
     if wanted.len() == 1 {
         return AdminReply::Refused("a group keeps at least one voter".into());
@@ -156,6 +169,19 @@ pub async fn remove_node(group: &Group, id: u64, force: bool) -> AdminReply {
     wanted.remove(&id);
     tracing::info!(group = %group.name, node = id, "removing a voter");
     match group.raft.change_membership(wanted, false).await {
+        Ok(_) => AdminReply::Done,
+        Err(e) => failed("change membership", e),
+    }
+}
+
+/// Take learner `id` (a backup, or a node that never caught up) out of the group.
+async fn remove_learner(group: &Group, id: u64) -> AdminReply {
+    let learners: BTreeSet<u64> = group.raft.metrics().borrow().membership_config.membership().learner_ids().collect();
+    if !learners.contains(&id) {
+        return AdminReply::Done;
+    }
+    tracing::info!(group = %group.name, node = id, "removing a learner");
+    match group.raft.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false).await {
         Ok(_) => AdminReply::Done,
         Err(e) => failed("change membership", e),
     }

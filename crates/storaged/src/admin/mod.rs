@@ -115,6 +115,20 @@ fn now_s() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
+/// Answer a read from this node's own replica of its group, whoever leads (see
+/// [`AdminRequest::FromReplica`]); nothing else is answered this way.
+async fn from_replica(node: &Node, request: AdminRequest) -> AdminReply {
+    let Some(shared) = request.group().and_then(|g| node.group(g)) else { return AdminReply::NoSuchGroup };
+    let group = &*shared;
+    match request {
+        AdminRequest::UserMail { user, .. } => user_mail(group, &user),
+        AdminRequest::FetchMessages { user, mailbox, uids, .. } => fetch(&shared, &user, &mailbox, &uids),
+        AdminRequest::Kept { user, .. } => kept(group, user).await,
+        AdminRequest::Logins { user, .. } => logins(group, &user),
+        _ => AdminReply::Refused("a replica answers only UserMail, FetchMessages, Kept and Logins".into()),
+    }
+}
+
 /// Answer one request.
 pub async fn handle(node: &Node, request: AdminRequest) -> AdminReply {
     if let AdminRequest::CreateGroup { group, members } = request {
@@ -128,6 +142,9 @@ pub async fn handle(node: &Node, request: AdminRequest) -> AdminReply {
     if let AdminRequest::Trace(query) = request {
         return trace(node, query.bounded()).await;
     }
+    if let AdminRequest::FromReplica(inner) = request {
+        return from_replica(node, *inner).await;
+    }
     let Some(group_name) = request.group().map(str::to_string) else {
         return AdminReply::Status(status(node).await);
     };
@@ -139,9 +156,13 @@ pub async fn handle(node: &Node, request: AdminRequest) -> AdminReply {
     // A proposed operation is answered with the store's whole response.
     let raw = matches!(request, AdminRequest::Propose { .. });
     let (op_id, op) = match request {
-        AdminRequest::Status | AdminRequest::CreateGroup { .. } | AdminRequest::Trace(_) => {
+        AdminRequest::Status
+        | AdminRequest::CreateGroup { .. }
+        | AdminRequest::Trace(_)
+        | AdminRequest::FromReplica(_) => {
             unreachable!("answered above")
         }
+        AdminRequest::AddBackup { id, raft, .. } => return membership::add_backup(group, id, raft).await,
         AdminRequest::Read { id, .. } => return read_body(group, id).await,
         AdminRequest::List { .. } => {
             let store = group.sm.store();

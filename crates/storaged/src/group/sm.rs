@@ -64,6 +64,9 @@ pub struct MailStateMachine {
     failed: Arc<std::sync::atomic::AtomicBool>,
     /// The message-tracking records of this replica (`crate::tracking`).
     tracker: Arc<Mutex<Tracker>>,
+    /// A backup's own retention of kept mail (`Store::set_keep_floor`), kept across
+    /// snapshot installs.
+    keep_floor_s: u64,
 }
 
 fn sm_err(e: impl std::fmt::Display) -> StorageError<u64> {
@@ -112,7 +115,16 @@ impl MailStateMachine {
             durable: Arc::new(tokio::sync::watch::Sender::new(durable)),
             failed: Arc::default(),
             tracker: Arc::new(Mutex::new(tracker)),
+            keep_floor_s: 0,
         })
+    }
+
+    /// Keep kept mail on this replica at least `keep_s` (a backup node's
+    /// `[retention] backup_keep_s`).
+    pub fn with_keep_floor(mut self, keep_s: u64) -> Self {
+        self.keep_floor_s = keep_s;
+        self.store.lock().expect("store lock").set_keep_floor(keep_s);
+        self
     }
 
     /// Where this replica keeps the group's tracking records.
@@ -362,6 +374,7 @@ impl RaftStateMachine<MailConfig> for MailStateMachine {
             std::fs::rename(&mail, &old).map_err(snap_err)?;
             std::fs::rename(&staged, &mail).map_err(snap_err)?;
             let mut fresh = Store::open(&mail, &self.group).map_err(snap_err)?;
+            fresh.set_keep_floor(self.keep_floor_s);
             fresh.last_applied = meta.last_log_id;
             fresh.membership = meta.last_membership.clone();
             fresh.checkpoint().map_err(snap_err)?;

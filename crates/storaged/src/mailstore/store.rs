@@ -244,6 +244,9 @@ pub struct Store {
     /// Message-tracking records of the entries applied since the state machine last took
     /// them (`tracked`); at most [`TRACKED_PENDING_MAX`].
     tracked: Vec<common::tracking::TrackRecord>,
+    /// Kept mail stays at least this long on this replica (a backup's own retention, see
+    /// [`Store::set_keep_floor`]); 0 elsewhere.
+    keep_floor_s: u64,
 }
 
 /// Tracking records held for the state machine at most: one that never takes them (a
@@ -333,6 +336,7 @@ impl Store {
             digest_through_s: state.digest_through_s,
             security: state.security,
             tracked: Vec::new(),
+            keep_floor_s: 0,
         };
         for (id, index, resp) in state.dedup {
             store.remember(id, index, resp);
@@ -356,6 +360,13 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(StoreState::default()),
             Err(e) => Err(io_ctx("read state")(e)),
         }
+    }
+
+    /// Make this replica keep kept mail at least `keep_s` seconds whatever a purge entry
+    /// says: a backup (a learner) keeps what the voters purge. The only per-replica rule
+    /// of the store; it changes which kept sets exist here, never a mailbox.
+    pub fn set_keep_floor(&mut self, keep_s: u64) {
+        self.keep_floor_s = keep_s;
     }
 
     pub fn layout(&self) -> &Layout {

@@ -390,7 +390,64 @@ pub fn render_status(nodes: &[(u64, String, Result<NodeStatus, String>)]) -> Str
                 g.snapshot_index.map_or("-".into(), |i| i.to_string()),
                 head.saturating_sub(applied),
                 human_bytes(g.disk_bytes),
-                if Some(*id) == leader { "  (leader)" } else { "" }
+                if Some(*id) == leader {
+                    "  (leader)"
+                } else if leader_view.is_some_and(|l| l.learners.contains(id)) {
+                    "  (backup)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    out
+}
+
+/// `mailctl backup status`: every group's backups (its leader's learners), how far each
+/// has applied and how far that lags behind the leader's log.
+pub async fn backup_status(admin: &Admin) -> anyhow::Result<String> {
+    let nodes = admin.status().await;
+    if nodes.iter().all(|(_, _, s)| s.is_err()) {
+        bail!("no storage node answered: are they running? (mailctl up, or systemctl status storaged)");
+    }
+    Ok(render_backups(&nodes))
+}
+
+/// The backup table (see [`backup_status`]).
+pub fn render_backups(nodes: &[(u64, String, Result<NodeStatus, String>)]) -> String {
+    let mut out = String::new();
+    let mut names: Vec<String> = nodes
+        .iter()
+        .filter_map(|(_, _, s)| s.as_ref().ok())
+        .flat_map(|s| s.groups.iter().map(|g| g.name.clone()))
+        .collect();
+    names.sort();
+    names.dedup();
+    for name in names {
+        let views: Vec<(u64, &common::admin::GroupStatus)> = nodes
+            .iter()
+            .filter_map(|(id, _, s)| s.as_ref().ok()?.groups.iter().find(|g| g.name == name).map(|g| (*id, g)))
+            .collect();
+        let (leader, _) = group_leader(&views);
+        let Some(lead) = views.iter().find(|(id, _)| Some(*id) == leader).map(|(_, g)| *g) else {
+            let _ = writeln!(out, "group {name}: no leader answers, backups unknown");
+            continue;
+        };
+        if lead.learners.is_empty() {
+            let _ = writeln!(out, "group {name}: no backup");
+            continue;
+        }
+        let head = lead.last_log_index.unwrap_or(0);
+        for id in &lead.learners {
+            let matched = lead.replication.iter().find(|(n, _)| n == id).and_then(|(_, m)| *m);
+            let own = views.iter().find(|(n, _)| n == id).and_then(|(_, g)| g.applied_index);
+            let applied = own.or(matched);
+            let lag = applied.map_or("unknown".to_string(), |a| head.saturating_sub(a).to_string());
+            let answered = if own.is_some() { "" } else { "  (does not answer; from the leader's view)" };
+            let _ = writeln!(
+                out,
+                "group {name}: backup node {id}  applied {}  leader's log {head}  lag {lag}{answered}",
+                applied.map_or("-".into(), |a| a.to_string()),
             );
         }
     }

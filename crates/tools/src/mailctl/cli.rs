@@ -102,6 +102,19 @@ enum Cmd {
         /// List the kept messages; restore nothing.
         #[arg(long)]
         list: bool,
+        /// Restore the user's whole mail (or with --list, list the kept mail) from this
+        /// backup node's replica: for when the voters lost their data.
+        #[arg(long, value_name = "NODE")]
+        from_backup: Option<u64>,
+    },
+    /// Backup nodes: learners that copy a group's log without voting and may keep expunged
+    /// mail longer (`[retention] backup_keep_s` in their configuration).
+    Backup {
+        /// A front's configuration (lists the nodes and the cluster key).
+        #[arg(long, default_value = "mailctl-data/frontd.toml", global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: BackupAction,
     },
     /// Write a user's mail as a Maildir++ tree with Dovecot's dovecot-uidlist, dovecot-keywords
     /// and subscriptions, so a Dovecot serves it with the same UIDs (the state at one log
@@ -408,6 +421,22 @@ enum GroupAction {
 }
 
 #[derive(Subcommand, Debug)]
+enum BackupAction {
+    /// Make node ID (its storaged running with GROUP in its configuration) a backup of GROUP.
+    AddNode {
+        group: String,
+        id: u64,
+        /// The node's Raft address.
+        #[arg(long)]
+        raft: String,
+    },
+    /// Stop node ID backing up GROUP.
+    RemoveNode { group: String, id: u64 },
+    /// Each group's backups and how far each lags behind its leader.
+    Status,
+}
+
+#[derive(Subcommand, Debug)]
 enum QueueAction {
     /// Every queued message: id, size, age, attempts, sender, pending recipients.
     List,
@@ -513,6 +542,7 @@ struct RestoreArgs {
     message_id: Option<String>,
     into: Option<String>,
     list: bool,
+    from_backup: Option<u64>,
 }
 
 fn restore(config: &std::path::Path, user: &str, args: RestoreArgs) -> anyhow::Result<()> {
@@ -520,6 +550,9 @@ fn restore(config: &std::path::Path, user: &str, args: RestoreArgs) -> anyhow::R
     let admin = Admin::open_waiting(config, std::time::Duration::from_secs(20))?;
     let dir = UserDirectory::of_front(admin.front_config(), None)?;
     let rt = runtime()?;
+    if let Some(node) = args.from_backup {
+        return restore_from_backup(&admin, &dir, user, node, args.list);
+    }
     if args.list {
         let (_, _, items) = rt.block_on(r::kept(&admin, &dir, user))?;
         print!("{}", r::render(&items));
@@ -550,6 +583,54 @@ fn import(config: &std::path::Path, user: &str, src: &std::path::Path) -> anyhow
     let report = runtime()?.block_on(super::import::import(&admin, &dir, user, src))?;
     println!("{report}");
     super::import::verdict(&report)
+}
+
+fn restore_from_backup(admin: &Admin, dir: &UserDirectory, user: &str, node: u64, list: bool) -> anyhow::Result<()> {
+    use super::restore as r;
+    let rt = runtime()?;
+    if list {
+        let (user, items) = rt.block_on(r::kept_on_backup(admin, dir, user, node))?;
+        print!("{}", r::render(&items));
+        if items.is_empty() {
+            println!("backup node {node} keeps no kept mail of {user}");
+        }
+        return Ok(());
+    }
+    let copied = rt.block_on(r::from_backup(admin, dir, user, node))?;
+    for name in &copied.skipped {
+        println!(
+            "{name}: left alone, the group holds other mail under it now (restore it --into another folder by hand)"
+        );
+    }
+    println!("restored {} messages ({} bytes) of {user} from backup node {node}", copied.messages, copied.bytes);
+    Ok(())
+}
+
+fn backup(config: &std::path::Path, action: BackupAction) -> anyhow::Result<()> {
+    let admin = Admin::open(config)?;
+    let rt = runtime()?;
+    let (group, request) = match action {
+        BackupAction::Status => {
+            print!("{}", rt.block_on(super::admin::backup_status(&admin))?);
+            return Ok(());
+        }
+        BackupAction::AddNode { group, id, raft } => {
+            (group.to_ascii_lowercase(), AdminRequest::AddBackup { group: group.to_ascii_lowercase(), id, raft })
+        }
+        BackupAction::RemoveNode { group, id } => (
+            group.to_ascii_lowercase(),
+            AdminRequest::RemoveNode { group: group.to_ascii_lowercase(), id, force: false },
+        ),
+    };
+    match rt.block_on(admin.call(&group, request))? {
+        AdminReply::Done => {
+            println!("group {group}: backups changed (mailctl backup status shows them)");
+            Ok(())
+        }
+        AdminReply::Refused(why) => anyhow::bail!("group {group}: refused: {why}"),
+        AdminReply::Failed(why) => anyhow::bail!("group {group}: failed: {why}"),
+        other => anyhow::bail!("group {group}: unexpected answer {other} (a different version?)"),
+    }
 }
 
 struct TraceArgs {
@@ -778,9 +859,10 @@ pub fn run_from(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
         Cmd::User { ldif, print_ldif, config, action } => user(&ldif, &config, print_ldif, action),
         Cmd::Up { dir, port_base, dns_servers } => super::up::run(&dir, port_base, &dns_servers),
         Cmd::Status { config, json } => status(&config, json),
-        Cmd::Restore { user, config, folder, since, message_id, into, list } => {
-            restore(&config, &user, RestoreArgs { folder, since, message_id, into, list })
+        Cmd::Restore { user, config, folder, since, message_id, into, list, from_backup } => {
+            restore(&config, &user, RestoreArgs { folder, since, message_id, into, list, from_backup })
         }
+        Cmd::Backup { config, action } => backup(&config, action),
         Cmd::Export { user, dir, config } => export(&config, &user, &dir),
         Cmd::Import { user, src, config } => import(&config, &user, &src),
         Cmd::Trace { config, message_ids, from, to, since, json } => {

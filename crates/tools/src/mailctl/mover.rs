@@ -86,17 +86,70 @@ fn spinner(bar: &ProgressBar, message: String) {
 }
 
 /// Counts of one copy round.
-#[derive(Debug, Default, Clone, Copy)]
-struct Copied {
-    messages: u64,
-    bytes: u64,
+#[derive(Debug, Default, Clone)]
+pub struct Copied {
+    pub messages: u64,
+    pub bytes: u64,
+    /// Mailboxes a filling copy left alone: the target holds other mail under them.
+    pub skipped: Vec<String>,
+}
+
+/// Where a copy reads a user's mail: a group (its leader answers), or one node's own
+/// replica of a group (a backup's copy, for `mailctl restore --from-backup`).
+#[derive(Debug, Clone)]
+pub(super) enum Source {
+    Group(String),
+    Replica { group: String, node_admin: String },
+}
+
+impl Source {
+    fn group(&self) -> &str {
+        match self {
+            Source::Group(g) | Source::Replica { group: g, .. } => g,
+        }
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Group(g) => f.write_str(g),
+            Source::Replica { group, node_admin } => write!(f, "{group} on {node_admin}"),
+        }
+    }
+}
+
+/// What a copy may do to the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CopyMode {
+    /// Make the target the source's copy: replace a mailbox made again, expunge and
+    /// delete what the source no longer has (a move).
+    Mirror,
+    /// Add what the target lacks and never remove anything (a restore into a group that
+    /// may already hold new mail).
+    Fill,
 }
 
 impl Admin {
+    /// Ask `source` (a group's leader, or one node's replica) a read.
+    async fn read(&self, source: &Source, request: AdminRequest) -> anyhow::Result<AdminReply> {
+        match source {
+            Source::Group(g) => self.call(g, request).await,
+            Source::Replica { node_admin, .. } => {
+                self.call_node(node_admin, &AdminRequest::FromReplica(Box::new(request))).await
+            }
+        }
+    }
+
     pub(super) async fn user_mail(&self, group: &str, user: &str) -> anyhow::Result<UserMail> {
-        match self.call(group, AdminRequest::UserMail { group: group.into(), user: user.into() }).await? {
+        self.user_mail_from(&Source::Group(group.into()), user).await
+    }
+
+    pub(super) async fn user_mail_from(&self, source: &Source, user: &str) -> anyhow::Result<UserMail> {
+        let request = AdminRequest::UserMail { group: source.group().into(), user: user.into() };
+        match self.read(source, request).await? {
             AdminReply::UserMail(m) => Ok(m),
-            other => bail!("{group}: {other}"),
+            other => bail!("{source}: {other}"),
         }
     }
 
@@ -126,17 +179,27 @@ impl Admin {
         mailbox: &str,
         uids: &[u32],
     ) -> anyhow::Result<Vec<(u32, Option<Vec<u8>>)>> {
+        self.fetch_from(&Source::Group(group.into()), user, mailbox, uids).await
+    }
+
+    async fn fetch_from(
+        &self,
+        source: &Source,
+        user: &str,
+        mailbox: &str,
+        uids: &[u32],
+    ) -> anyhow::Result<Vec<(u32, Option<Vec<u8>>)>> {
         let request = AdminRequest::FetchMessages {
-            group: group.into(),
+            group: source.group().into(),
             user: user.into(),
             mailbox: mailbox.into(),
             uids: uids.to_vec(),
         };
-        match self.call(group, request).await? {
+        match self.read(source, request).await? {
             AdminReply::Messages(m) if !m.is_empty() || uids.is_empty() => {
                 Ok(m.into_iter().map(|(uid, b)| (uid, b.map(serde_bytes::ByteBuf::into_vec))).collect())
             }
-            other => bail!("{group}: {other}"),
+            other => bail!("{source}: {other}"),
         }
     }
 }
@@ -152,15 +215,16 @@ fn op_name(op: &MailOp) -> &'static str {
     }
 }
 
-/// One round: copy what the target lacks, then make every mailbox's state match.
-async fn copy_round(
+/// One round: copy what the target lacks, then make every mailbox's state match (in
+/// `Fill` mode: add, never remove).
+pub(super) async fn copy_round(
     admin: &Admin,
     user: &str,
-    source: &str,
-    target: &str,
+    (source, target): (&Source, &str),
+    mode: CopyMode,
     bar: &ProgressBar,
 ) -> anyhow::Result<Copied> {
-    let src = admin.user_mail(source, user).await?;
+    let src = admin.user_mail_from(source, user).await?;
     let tgt = admin.user_mail(target, user).await?;
     let mut existing: BTreeMap<String, MailboxSummary> =
         tgt.mailboxes.into_iter().map(|m| (m.name.clone(), m)).collect();
@@ -168,6 +232,10 @@ async fn copy_round(
     for mb in &src.mailboxes {
         let mut have = existing.remove(&mb.name);
         if have.as_ref().is_some_and(|t| t.uid_validity != mb.uid_validity && !t.messages.is_empty()) {
+            if mode == CopyMode::Fill {
+                copied.skipped.push(mb.name.clone());
+                continue;
+            }
             // Deleted and created again on the source since the last round.
             admin.apply(target, MailOp::DeleteMailbox { user: user.into(), mailbox: mb.name.clone() }).await?;
             have = None;
@@ -184,7 +252,7 @@ async fn copy_round(
             let mut bodies = BTreeMap::new();
             let mut left = uids.as_slice();
             while !left.is_empty() {
-                let got = admin.fetch(source, user, &mb.name, left).await?;
+                let got = admin.fetch_from(source, user, &mb.name, left).await?;
                 let n = got.len();
                 bodies.extend(got);
                 left = &left[n..];
@@ -227,8 +295,12 @@ async fn copy_round(
             }
         };
         let present: std::collections::BTreeSet<u32> = mb.messages.iter().map(|m| m.uid).collect();
-        let expunged: Vec<u32> =
-            have.iter().flat_map(|t| t.messages.iter().map(|m| m.uid)).filter(|u| !present.contains(u)).collect();
+        let expunged: Vec<u32> = match mode {
+            CopyMode::Mirror => {
+                have.iter().flat_map(|t| t.messages.iter().map(|m| m.uid)).filter(|u| !present.contains(u)).collect()
+            }
+            CopyMode::Fill => Vec::new(),
+        };
         admin
             .apply(
                 target,
@@ -251,8 +323,12 @@ async fn copy_round(
         sync_metadata(admin, target, user, &mb.name, &mb.metadata, theirs).await?;
     }
     sync_metadata(admin, target, user, "", &src.server_metadata, &tgt.server_metadata).await?;
-    sync_scripts(admin, target, user, (&src.scripts, &src.active_script), (&tgt.scripts, &tgt.active_script)).await?;
+    let scripts = (&src.scripts[..], &src.active_script);
+    sync_scripts(admin, target, user, scripts, (&tgt.scripts, &tgt.active_script), mode).await?;
     sync_logins(admin, source, target, user).await?;
+    if mode == CopyMode::Fill {
+        return Ok(copied);
+    }
     // Mailboxes deleted on the source since an earlier round.
     for gone in existing.keys().filter(|n| n.as_str() != "INBOX") {
         admin.apply(target, MailOp::DeleteMailbox { user: user.into(), mailbox: gone.clone() }).await?;
@@ -260,18 +336,18 @@ async fn copy_round(
     Ok(copied)
 }
 
-/// `user`'s login history on `group`.
-async fn logins(admin: &Admin, group: &str, user: &str) -> anyhow::Result<Vec<common::logins::LoginRecord>> {
-    let request = AdminRequest::Logins { group: group.to_string(), user: user.to_string() };
-    match admin.call(group, request).await? {
+/// `user`'s login history on `source`.
+async fn logins(admin: &Admin, source: &Source, user: &str) -> anyhow::Result<Vec<common::logins::LoginRecord>> {
+    let request = AdminRequest::Logins { group: source.group().to_string(), user: user.to_string() };
+    match admin.read(source, request).await? {
         AdminReply::Logins(h) => Ok(h),
-        other => anyhow::bail!("login history on {group}: {other}"),
+        other => anyhow::bail!("login history on {source}: {other}"),
     }
 }
 
 /// Give the target the source's login history (records it has already are kept once).
-async fn sync_logins(admin: &Admin, source: &str, target: &str, user: &str) -> anyhow::Result<()> {
-    let theirs = logins(admin, target, user).await?;
+async fn sync_logins(admin: &Admin, source: &Source, target: &str, user: &str) -> anyhow::Result<()> {
+    let theirs = logins(admin, &Source::Group(target.into()), user).await?;
     for record in logins(admin, source, user).await?.into_iter().filter(|r| !theirs.contains(r)) {
         let request = AdminRequest::RecordLogin {
             group: target.to_string(),
@@ -296,6 +372,7 @@ async fn sync_scripts(
     user: &str,
     src: ScriptSet<'_>,
     tgt: ScriptSet<'_>,
+    mode: CopyMode,
 ) -> anyhow::Result<()> {
     for (name, text) in src.0 {
         if !tgt.0.iter().any(|(n, t)| n == name && t == text) {
@@ -303,9 +380,12 @@ async fn sync_scripts(
             admin.apply(target, op).await?;
         }
     }
-    if src.1 != tgt.1 {
+    if src.1 != tgt.1 && (mode == CopyMode::Mirror || tgt.1.is_none()) {
         let op = MailOp::SetActiveScript { user: user.into(), name: src.1.clone() };
         admin.apply(target, op).await?;
+    }
+    if mode == CopyMode::Fill {
+        return Ok(());
     }
     for (gone, _) in tgt.0.iter().filter(|(n, _)| !src.0.iter().any(|(s, _)| s == n)) {
         admin.apply(target, MailOp::DeleteScript { user: user.into(), name: gone.clone() }).await?;
@@ -407,13 +487,14 @@ pub async fn move_user(
         ProgressStyle::with_template("{spinner} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}")
             .expect("valid template"),
     );
+    let from = Source::Group(source.clone());
     let started = Instant::now();
-    let mut copied = copy_round(admin, &user, &source, &target, &bar).await?;
+    let mut copied = copy_round(admin, &user, (&from, &target), CopyMode::Mirror, &bar).await?;
     report.bulk = started.elapsed();
     (report.bulk_messages, report.bulk_bytes) = (copied.messages, copied.bytes);
     for round in 1..=CATCH_UP_ROUNDS_MAX {
         report.catch_up_rounds = round;
-        let c = copy_round(admin, &user, &source, &target, &bar).await?;
+        let c = copy_round(admin, &user, (&from, &target), CopyMode::Mirror, &bar).await?;
         copied.messages += c.messages;
         copied.bytes += c.bytes;
         if c.messages < CALM_MESSAGES {
@@ -425,7 +506,7 @@ pub async fn move_user(
     admin.apply(&source, MailOp::SetUserState { user: user.clone(), state: UserState::Frozen }).await?;
     let frozen = Instant::now();
     let flip = async {
-        let c = copy_round(admin, &user, &source, &target, &bar).await?;
+        let c = copy_round(admin, &user, (&from, &target), CopyMode::Mirror, &bar).await?;
         copied.messages += c.messages;
         copied.bytes += c.bytes;
         admin.apply(&target, MailOp::SetUserState { user: user.clone(), state: UserState::Active }).await?;

@@ -4,6 +4,11 @@
 //! batches (each a `RestoreKept` entry with an id derived from the batch, so a retried
 //! batch is filed once), with progress. Restored messages get new UIDs in their folder (or
 //! the one `--into` names), the same bytes, flags, keywords and internal date.
+//!
+//! `--from-backup NODE` restores a user's whole mail from a backup node's replica (a
+//! learner, `mailctl backup add-node`) when the voters lost theirs: every mailbox with its
+//! UIDVALIDITY, UIDs, flags and bytes, added to what the group holds now, never replacing
+//! it (a mailbox the group holds again under another UIDVALIDITY is left alone and named).
 
 use anyhow::bail;
 use common::admin::{AdminReply, AdminRequest, KeptItem};
@@ -12,6 +17,7 @@ use storaged::mailstore::{MailOp, MailResponse};
 
 use super::admin::Admin;
 use super::directory::UserDirectory;
+use super::mover::{copy_round, Copied, CopyMode, Source};
 
 /// Messages per restore entry.
 const BATCH: usize = 200;
@@ -102,6 +108,40 @@ pub async fn restore(
     }
     bar.finish_and_clear();
     Ok(restored)
+}
+
+/// The admin address of backup node `node`, from the cluster map.
+fn backup_admin(admin: &Admin, node: u64) -> anyhow::Result<String> {
+    admin.node_admin(node).ok_or_else(|| {
+        anyhow::anyhow!("node {node} is not in the front's cluster map: list it (with its admin address) in [[groups]]")
+    })
+}
+
+/// The user's kept messages as backup node `node`'s replica holds them.
+pub async fn kept_on_backup(
+    admin: &Admin,
+    dir: &UserDirectory,
+    address: &str,
+    node: u64,
+) -> anyhow::Result<(String, Vec<KeptItem>)> {
+    let (user, group) = dir.locate(address).await?;
+    let request = AdminRequest::FromReplica(Box::new(AdminRequest::Kept { group: group.clone(), user: user.clone() }));
+    match admin.call_node(&backup_admin(admin, node)?, &request).await? {
+        AdminReply::Kept { items, .. } => Ok((user, items)),
+        other => bail!("node {node}: {other}"),
+    }
+}
+
+/// Copy the user's mail from backup node `node`'s replica into their group, adding what
+/// the group lacks.
+pub async fn from_backup(admin: &Admin, dir: &UserDirectory, address: &str, node: u64) -> anyhow::Result<Copied> {
+    let (user, group) = dir.locate(address).await?;
+    let source = Source::Replica { group: group.clone(), node_admin: backup_admin(admin, node)? };
+    let bar = ProgressBar::new(0);
+    bar.set_style(ProgressStyle::with_template("{spinner} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}")?);
+    let copied = copy_round(admin, &user, (&source, &group), CopyMode::Fill, &bar).await?;
+    bar.finish_and_clear();
+    Ok(copied)
 }
 
 /// The operation id of one batch: a retried batch is the same operation.

@@ -72,6 +72,8 @@ impl Store {
     /// Stamp the sets made since the last purge with `now_s`; remove those stamped more
     /// than `retention_s` before it.
     pub(super) fn purge_kept(&mut self, now_s: i64, retention_s: u64) -> Result<MailResponse, StoreError> {
+        // A backup keeps kept mail at least its own (longer) retention.
+        let retention_s = retention_s.max(self.keep_floor_s);
         let cutoff = now_s.saturating_sub(i64::try_from(retention_s).unwrap_or(i64::MAX));
         let mut purged = 0usize;
         for user in self.users() {
