@@ -270,3 +270,31 @@ fn a_damaged_maildir_is_imported_with_every_problem_named() {
     let (ok, again) = mailctl(root, &["import", "bob@example.edu", src.to_str().unwrap()]);
     assert!(!ok && again.contains("imported 0 messages") && again.contains("9 already there"), "{again}");
 }
+
+#[test]
+fn a_live_imap_server_is_imported_read_only_with_its_uids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let old = Dovecot::start(&root.join("dovecot-old"), &root.join("old-mail"));
+    let fill = ["fill", "--server", &old.imap, "--user", "alice", "--password", dovecot::PASSWORD, "--messages", "600"];
+    python_json("migration_client.py", &fill);
+    let before = record(&old.imap, "alice", dovecot::PASSWORD);
+
+    let storage = Storage::start(root);
+    std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
+    let front = Front::start(root, &storage, ldif_directory());
+    let password = root.join("old.pw");
+    std::fs::write(&password, format!("{}\n", dovecot::PASSWORD)).unwrap();
+    let url = format!("imap://alice@{}", old.imap);
+    let args = ["import", "alice@example.edu", "--from-imap", &url, "--password-file", password.to_str().unwrap()];
+    let (ok, out) = mailctl(root, &args);
+    assert!(ok && out.contains("0 problems"), "{out}");
+    let diff = differences(&before, &record(&front.imap, "alice", "alice-pw"));
+    assert!(diff.is_empty(), "imported from IMAP, not the same:\n{}", diff.join("\n"));
+    let diff = differences(&before, &record(&old.imap, "alice", dovecot::PASSWORD));
+    assert!(diff.is_empty(), "the old server was changed (\\Seen set?):\n{}", diff.join("\n"));
+    let (ok, again) = mailctl(root, &args);
+    assert!(ok && again.contains("imported 0 messages"), "resumable:\n{again}");
+    let (ok, wrong) = mailctl(root, &["import", "bob@example.edu", "--from-imap", &url]);
+    assert!(!ok && wrong.contains("--password-file"), "no password on the command line:\n{wrong}");
+}

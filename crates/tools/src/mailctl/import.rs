@@ -22,6 +22,7 @@ use storaged::mailstore::{MailOp, MailResponse, OpId};
 
 use super::admin::Admin;
 use super::directory::UserDirectory;
+use super::imap_source::{ImapSource, ImapUrl, SourceMailbox};
 use super::maildir_tree::{self, TreeFolder};
 
 /// Messages per import entry at most, and bytes (one larger message goes alone).
@@ -67,56 +68,182 @@ impl std::fmt::Display for ImportReport {
     }
 }
 
+/// One folder to import, whatever the source: its mailbox, where problems point, its
+/// UIDVALIDITY and UIDNEXT, and its messages in UID order.
+struct FolderJob {
+    name: String,
+    shown: String,
+    uid_validity: u32,
+    next_uid: u32,
+    messages: Vec<Planned>,
+    /// The first UID the target lacks.
+    from_uid: u32,
+}
+
+/// Where the messages' bytes come from.
+trait Bodies {
+    /// The bytes of `batch` of folder `job` (its index among the jobs), or why not, each.
+    fn read(&mut self, job: usize, batch: &[&Planned]) -> Vec<Result<Vec<u8>, (String, String)>>;
+}
+
+/// Files of a Maildir tree, read from disk.
+struct MaildirBodies<'a>(&'a [&'a TreeFolder]);
+
+impl Bodies for MaildirBodies<'_> {
+    fn read(&mut self, job: usize, batch: &[&Planned]) -> Vec<Result<Vec<u8>, (String, String)>> {
+        let folder = self.0[job];
+        let read = |m: &&Planned| {
+            read_message(&folder.paths[m.file]).map_err(|why| (folder.source.files[m.file].path.clone(), why))
+        };
+        batch.iter().map(read).collect()
+    }
+}
+
+/// Messages of a live IMAP server, fetched a batch at a time.
+struct ImapBodies<'a> {
+    source: &'a mut ImapSource,
+    mailboxes: Vec<SourceMailbox>,
+    selected: Option<usize>,
+}
+
+impl Bodies for ImapBodies<'_> {
+    fn read(&mut self, job: usize, batch: &[&Planned]) -> Vec<Result<Vec<u8>, (String, String)>> {
+        let mb = &self.mailboxes[job];
+        let what = |uid: u32| format!("{} UID {uid}", mb.wire);
+        let fetched = if self.selected == Some(job) {
+            self.source.bodies(&batch.iter().map(|m| m.uid).collect::<Vec<_>>())
+        } else {
+            self.selected = Some(job);
+            self.source.select(mb).and_then(|()| self.source.bodies(&batch.iter().map(|m| m.uid).collect::<Vec<_>>()))
+        };
+        let mut fetched = match fetched {
+            Ok(f) => f,
+            Err(e) => return batch.iter().map(|m| Err((what(m.uid), format!("not fetched: {e:#}")))).collect(),
+        };
+        batch
+            .iter()
+            .map(|m| match fetched.remove(&m.uid).map(storaged::interchange::crlf) {
+                Some(d) if !d.is_empty() && d.len() <= storaged::mailstore::store::MESSAGE_MAX => Ok(d),
+                Some(d) => Err((what(m.uid), format!("{} bytes: skipped", d.len()))),
+                None => Err((what(m.uid), "expunged on the old server meanwhile: skipped".into())),
+            })
+            .collect()
+    }
+}
+
 /// Import the tree at `src` for `address`.
 pub async fn import(admin: &Admin, dir: &UserDirectory, address: &str, src: &Path) -> anyhow::Result<ImportReport> {
     let started = Instant::now();
     let (user, group) = dir.locate(address).await?;
     let (folders, problems) = maildir_tree::folders(src)?;
-    let target = admin.user_mail(&group, &user).await?;
     let mut report = ImportReport { user: user.clone(), group: group.clone(), problems, ..Default::default() };
     let fresh = chrono::Utc::now().timestamp() as u32;
-    let mut work = Vec::new();
+    let mut jobs = Vec::new();
     for (k, folder) in folders.iter().enumerate() {
         let p = plan(&folder.source, fresh.wrapping_add(k as u32).max(1));
         report.problems.extend(p.problems.iter().cloned());
-        let have = target.mailboxes.iter().find(|m| m.name == folder.name);
-        if let Some(have) = have.filter(|h| h.uid_validity != p.uid_validity && !h.messages.is_empty()) {
-            report.problems.push(Problem::new(
-                folder.dir.display().to_string(),
-                format!(
-                    "{user}'s {} already holds {} messages under UIDVALIDITY {} (the source has {}): folder not imported",
-                    folder.name,
-                    have.messages.len(),
-                    have.uid_validity,
-                    p.uid_validity
-                ),
-            ));
+        report.new_uids += p.new_uids;
+        let FolderPlan { uid_validity, next_uid, messages, .. } = p;
+        let shown = folder.dir.display().to_string();
+        jobs.push(FolderJob { name: folder.name.clone(), shown, uid_validity, next_uid, messages, from_uid: 1 });
+    }
+    let refs: Vec<&TreeFolder> = folders.iter().collect();
+    let imported = run_jobs(admin, (&user, &group), jobs, &mut MaildirBodies(&refs), &mut report).await?;
+    let mut names = maildir_tree::subscribed(src).unwrap_or_else(|p| {
+        report.problems.push(p);
+        Vec::new()
+    });
+    // Every account here has the standard folders subscribed from its first login, and a
+    // Dovecot that made them (`auto = subscribe`) lists them so without writing its file.
+    let standard = storaged::imap::session::SPECIAL_USE.iter().map(|(n, _)| n.to_string());
+    names.extend(standard.filter(|n| imported.contains(n)));
+    subscribe(admin, (&user, &group), names, &mut report).await?;
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+/// Import a live IMAP server's mailboxes for `address` (the old server's login and
+/// password given), keeping UIDVALIDITY and UIDs wherever the target folder is new or
+/// empty, with flags, keywords, internal dates and subscriptions.
+pub async fn import_imap(
+    admin: &Admin,
+    dir: &UserDirectory,
+    address: &str,
+    url: &ImapUrl,
+    password: &str,
+) -> anyhow::Result<ImportReport> {
+    let started = Instant::now();
+    let (user, group) = dir.locate(address).await?;
+    let mut source = ImapSource::connect(url, password)?;
+    let mailboxes = source.mailboxes()?;
+    let mut report = ImportReport { user: user.clone(), group: group.clone(), ..Default::default() };
+    let (mut jobs, mut kept) = (Vec::new(), Vec::new());
+    for mb in mailboxes {
+        if storaged::mailstore::MailboxName::parse(&mb.name).is_err() {
+            report.problems.push(Problem::new(&mb.wire, "not a mailbox name the store takes: skipped"));
             continue;
         }
-        let from_uid = have.filter(|h| h.uid_validity == p.uid_validity).map_or(1, |h| h.uid_next);
-        report.already += p.messages.iter().filter(|m| m.uid < from_uid).count() as u64;
-        report.new_uids += p.new_uids;
-        work.push((folder, p, from_uid));
+        let (uid_validity, next_uid, messages) = source.listing(&mb)?;
+        jobs.push(FolderJob {
+            name: mb.name.clone(),
+            shown: mb.wire.clone(),
+            uid_validity,
+            next_uid,
+            messages,
+            from_uid: 1,
+        });
+        kept.push(mb);
     }
-    let total: u64 = work
-        .iter()
-        .flat_map(|(_, p, from)| p.messages.iter().filter(move |m| m.uid >= *from))
-        .map(|m| m.len_bytes)
-        .sum();
+    let subscribed = source.subscribed()?;
+    let mut bodies = ImapBodies { source: &mut source, mailboxes: kept, selected: None };
+    run_jobs(admin, (&user, &group), jobs, &mut bodies, &mut report).await?;
+    subscribe(admin, (&user, &group), subscribed, &mut report).await?;
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+/// Check each job against what the target holds, then commit them with progress; the
+/// names of the folders imported.
+async fn run_jobs(
+    admin: &Admin,
+    (user, group): (&str, &str),
+    mut jobs: Vec<FolderJob>,
+    bodies: &mut impl Bodies,
+    report: &mut ImportReport,
+) -> anyhow::Result<Vec<String>> {
+    let target = admin.user_mail(group, user).await?;
+    for job in &mut jobs {
+        let have = target.mailboxes.iter().find(|m| m.name == job.name);
+        if let Some(have) = have.filter(|h| h.uid_validity != job.uid_validity && !h.messages.is_empty()) {
+            let why = format!(
+                "{user}'s {} already holds {} messages under UIDVALIDITY {} (the source has {}): folder not imported",
+                job.name,
+                have.messages.len(),
+                have.uid_validity,
+                job.uid_validity
+            );
+            report.problems.push(Problem::new(&job.shown, why));
+            job.from_uid = u32::MAX;
+            continue;
+        }
+        job.from_uid = have.filter(|h| h.uid_validity == job.uid_validity).map_or(1, |h| h.uid_next);
+        report.already += job.messages.iter().filter(|m| m.uid < job.from_uid).count() as u64;
+    }
+    let total: u64 =
+        jobs.iter().flat_map(|j| j.messages.iter().filter(|m| m.uid >= j.from_uid)).map(|m| m.len_bytes).sum();
     let bar = ProgressBar::new(total);
     bar.set_style(
         ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} ({eta})")?.progress_chars("=> "),
     );
-    for (folder, p, from_uid) in &work {
-        bar.set_message(format!("importing {}", folder.name));
-        import_folder(admin, (&user, &group), folder, p, *from_uid, &bar, &mut report).await?;
+    let mut imported = Vec::new();
+    for (k, job) in jobs.iter().enumerate().filter(|(_, j)| j.from_uid != u32::MAX) {
+        bar.set_message(format!("importing {}", job.name));
+        import_folder(admin, (user, group), (k, job), bodies, &bar, report).await?;
         report.folders += 1;
+        imported.push(job.name.clone());
     }
     bar.finish_and_clear();
-    let imported: Vec<String> = work.iter().map(|(f, _, _)| f.name.clone()).collect();
-    subscribe(admin, (&user, &group), src, &imported, &mut report).await?;
-    report.elapsed = started.elapsed();
-    Ok(report)
+    Ok(imported)
 }
 
 /// Commit one folder: its mailbox (with the source's UIDVALIDITY), its messages from
@@ -124,42 +251,34 @@ pub async fn import(admin: &Admin, dir: &UserDirectory, address: &str, src: &Pat
 async fn import_folder(
     admin: &Admin,
     (user, group): (&str, &str),
-    folder: &TreeFolder,
-    p: &FolderPlan,
-    from_uid: u32,
+    (k, job): (usize, &FolderJob),
+    bodies: &mut impl Bodies,
     bar: &ProgressBar,
     report: &mut ImportReport,
 ) -> anyhow::Result<()> {
-    let todo: Vec<&Planned> = p.messages.iter().filter(|m| m.uid >= from_uid).collect();
+    let todo: Vec<&Planned> = job.messages.iter().filter(|m| m.uid >= job.from_uid).collect();
     // An empty first batch makes the mailbox with the source's UIDVALIDITY.
     let mut batches: Vec<&[&Planned]> = vec![&[]];
     batches.extend(batches_of(&todo));
     for batch in batches {
         let mut messages = Vec::with_capacity(batch.len());
-        for m in batch {
-            let file = &folder.source.files[m.file];
-            match read_message(&folder.paths[m.file]) {
+        for (m, read) in batch.iter().zip(bodies.read(k, batch)) {
+            match read {
                 Ok(data) => {
                     report.bytes += data.len() as u64;
-                    messages.push(ImportedMessage {
-                        uid: m.uid,
-                        flags: m.flags,
-                        keywords: m.keywords.clone(),
-                        internal_date: m.internal_date,
-                        modseq: 0,
-                        data,
-                    });
+                    let (flags, keywords, internal_date) = (m.flags, m.keywords.clone(), m.internal_date);
+                    messages.push(ImportedMessage { uid: m.uid, flags, keywords, internal_date, modseq: 0, data });
                 }
-                Err(why) => report.problems.push(Problem::new(&file.path, why)),
+                Err((what, why)) => report.problems.push(Problem::new(what, why)),
             }
             bar.inc(m.len_bytes);
         }
-        let op_id = batch_id(b"import", user, &folder.name, p.uid_validity, batch);
+        let op_id = batch_id(b"import", user, &job.name, job.uid_validity, batch);
         let sent = messages.len() as u64;
         let op = MailOp::ImportMessages {
             user: user.into(),
-            mailbox: folder.name.clone(),
-            uid_validity: p.uid_validity,
+            mailbox: job.name.clone(),
+            uid_validity: job.uid_validity,
             messages,
         };
         let imported = match admin.apply_once(group, op_id, op).await? {
@@ -174,20 +293,20 @@ async fn import_folder(
                 sent - imported,
                 batch.last().map_or(0, |m| m.uid)
             );
-            report.problems.push(Problem::new(folder.dir.display().to_string(), why));
+            report.problems.push(Problem::new(&job.shown, why));
         }
         report.messages += imported;
     }
     let sync = MailOp::SyncMailbox {
         user: user.into(),
-        mailbox: folder.name.clone(),
-        uid_validity: p.uid_validity,
-        uid_next: p.next_uid,
+        mailbox: job.name.clone(),
+        uid_validity: job.uid_validity,
+        uid_next: job.next_uid,
         highest_modseq: 0,
         states: Vec::new(),
         expunged: Vec::new(),
     };
-    admin.apply_once(group, batch_id(b"uidnext", user, &folder.name, p.uid_validity, &[]), sync).await?;
+    admin.apply_once(group, batch_id(b"uidnext", user, &job.name, job.uid_validity, &[]), sync).await?;
     Ok(())
 }
 
@@ -233,23 +352,13 @@ fn batch_id(kind: &[u8], user: &str, mailbox: &str, uid_validity: u32, batch: &[
     .0
 }
 
-/// Subscribe the user to what the tree's subscription file names, and to the standard
-/// folders it has (Sent, Drafts, Trash, Junk, Archive): every account here has those
-/// subscribed from its first login, and a Dovecot that made them (`auto = subscribe`) lists
-/// them subscribed without writing them to its file.
+/// Subscribe the user to `names` (store form), each one the store takes.
 async fn subscribe(
     admin: &Admin,
     (user, group): (&str, &str),
-    src: &Path,
-    folders: &[String],
+    mut names: Vec<String>,
     report: &mut ImportReport,
 ) -> anyhow::Result<()> {
-    let mut names = maildir_tree::subscribed(src).unwrap_or_else(|p| {
-        report.problems.push(p);
-        Vec::new()
-    });
-    let standard = storaged::imap::session::SPECIAL_USE.iter().map(|(n, _)| n.to_string());
-    names.extend(standard.filter(|n| folders.contains(n)));
     names.sort();
     names.dedup();
     for name in names {

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod directory;
 pub mod dkim;
 pub mod export;
+pub mod imap_source;
 pub mod import;
 pub mod layout;
 pub mod maildir_tree;
