@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::admin::{AdminReply, AdminRequest, UserMail};
-use storaged::mailstore::{FlagMode, MailOp};
+use storaged::mailstore::MailOp;
 use support::*;
 
 const ALICE: &str = "alice@example.edu";
@@ -60,15 +60,7 @@ fn a_user_is_restored_from_the_backup_after_the_voters_lost_their_data() {
 
     let subjects: Vec<String> = (0..60).map(|k| format!("backed up {k}")).collect();
     storage.deliver_many(ALICE, &subjects);
-    let store = |uids: Vec<u32>, flags: u8, keywords: &[&str]| MailOp::Store {
-        user: ALICE.into(),
-        mailbox: "INBOX".into(),
-        uids,
-        mode: FlagMode::Add,
-        flags,
-        keywords: keywords.iter().map(|k| k.to_string()).collect(),
-        unchanged_since: None,
-    };
+    let store = |uids: Vec<u32>, flags: u8, keywords: &[&str]| add_flags(ALICE, uids, flags, keywords);
     use storaged::mailstore::ops::flag::{FLAGGED, SEEN};
     storage.commit("hermes", store((1..=60).step_by(3).collect(), SEEN, &[]));
     storage.commit("hermes", store((5..=9).collect(), FLAGGED, &["$Label2"]));

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::admin::{AdminReply, AdminRequest};
-use storaged::mailstore::{FlagMode, MailOp};
+use storaged::mailstore::MailOp;
 use support::*;
 
 const KEEP_S: u64 = 15;
@@ -75,15 +75,7 @@ fn expunged_mail_and_a_deleted_folder_are_restored_and_purged_after_the_retentio
 
     let subjects: Vec<String> = (0..120).map(|k| format!("kept {k}")).collect();
     storage.deliver_many(ALICE, &subjects);
-    let store = |uids: Vec<u32>, flags: u8, keywords: &[&str]| MailOp::Store {
-        user: ALICE.into(),
-        mailbox: "INBOX".into(),
-        uids,
-        mode: FlagMode::Add,
-        flags,
-        keywords: keywords.iter().map(|k| k.to_string()).collect(),
-        unchanged_since: None,
-    };
+    let store = |uids: Vec<u32>, flags: u8, keywords: &[&str]| add_flags(ALICE, uids, flags, keywords);
     use storaged::mailstore::ops::flag::{FLAGGED, SEEN};
     storage.commit("hermes", store((1..=120).step_by(2).collect(), SEEN, &[]));
     storage.commit("hermes", store((1..=10).collect(), FLAGGED, &["$Label1"]));

@@ -568,6 +568,20 @@ pub fn mx_send(smtp: &str, to: &str, subject: &str) -> bool {
     r["ok"] == true && r["refused"].as_object().is_some_and(|o| o.is_empty())
 }
 
+/// A STORE that adds `flags` and `keywords` to `uids` of `user`'s INBOX (for
+/// [`Storage::commit`]).
+pub fn add_flags(user: &str, uids: Vec<u32>, flags: u8, keywords: &[&str]) -> storaged::mailstore::MailOp {
+    storaged::mailstore::MailOp::Store {
+        user: user.into(),
+        mailbox: "INBOX".into(),
+        uids,
+        mode: storaged::mailstore::FlagMode::Add,
+        flags,
+        keywords: keywords.iter().map(|k| k.to_string()).collect(),
+        unchanged_since: None,
+    }
+}
+
 /// Wait (bounded) until `done` holds.
 pub fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
