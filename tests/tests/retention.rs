@@ -1,8 +1,9 @@
 //! Retention (issue 25): what a user expunges and the folders they delete are kept, out of
 //! IMAP's sight, for `[retention] keep_s`; `mailctl restore` brings them back byte for byte
 //! with their flags and keywords (new UIDs, a deleted folder made again); after the
-//! retention they are gone from every replica's store. Three real storaged processes and a
-//! front for the directory; the short retention (15 s) is this test's setting.
+//! retention they are gone from every replica's store; a user's own retention is set and
+//! shown. Three real storaged processes and a front for the directory; the short retention
+//! (15 s) is this test's setting.
 
 mod support;
 
@@ -143,4 +144,16 @@ fn expunged_mail_and_a_deleted_folder_are_restored_and_purged_after_the_retentio
         });
     }
     assert_eq!(files(root, 1, "").len(), 115, "the purge touched only kept mail");
+
+    // A user's own retention, set and shown by mailctl (the purge by it: the store's tests).
+    let (ok, out) = mailctl(root, &["retention", ALICE, "90d"]);
+    assert!(ok, "{out}");
+    let (ok, out) = mailctl(root, &["retention", ALICE]);
+    assert!(ok && out.contains("90 days"), "{out}");
+    let (ok, out) = mailctl(root, &["retention", ALICE, "default"]);
+    assert!(ok, "{out}");
+    let (ok, out) = mailctl(root, &["retention", ALICE]);
+    assert!(ok && out.contains("the site's retention"), "{out}");
+    let (ok, out) = mailctl(root, &["retention", ALICE, "forever"]);
+    assert!(!ok && out.contains("give a duration"), "{out}");
 }

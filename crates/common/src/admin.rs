@@ -154,6 +154,8 @@ pub struct UserMail {
     /// The user's Sieve scripts (name, text) and which one is active.
     pub scripts: Vec<(String, String)>,
     pub active_script: Option<String>,
+    /// The user's own retention of kept mail in seconds, if one was set.
+    pub retention_s: Option<u64>,
 }
 
 /// One node's answer to [`AdminRequest::Status`].

@@ -568,3 +568,38 @@ fn an_emptied_mailbox_takes_an_imported_uidvalidity_with_its_low_uids() {
     assert_eq!(inbox.messages.iter().map(|m| m.uid).collect::<Vec<_>>(), vec![1, 2]);
     assert!(inbox.vanished.is_empty(), "no tombstone of the old UIDVALIDITY survives");
 }
+
+#[test]
+fn a_users_own_retention_outlasts_or_undercuts_the_sites() {
+    use storaged::mailstore::kept;
+    let u = |s: &str| s.to_string();
+    let mut ops: Vec<MailRequest> = (1..=2).map(|n| deliver(n, &["alice", "bob"])).collect();
+    ops.push(req(10, MailOp::SetRetention { user: u("alice"), keep_s: Some(100) }));
+    ops.push(req(11, MailOp::SetRetention { user: u("carol"), keep_s: Some(5) }));
+    for (n, user) in [(12, "alice"), (13, "bob")] {
+        ops.push(req(n, MailOp::Expunge { user: u(user), mailbox: u("INBOX"), uids: vec![1] }));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open(dir.path(), "hermes").unwrap();
+    apply_all(&mut s, &ops, 10);
+    let too_long = MailOp::SetRetention { user: u("bob"), keep_s: Some(kept::RETENTION_MAX_S + 1) };
+    assert!(matches!(s.apply(100, &req(16, too_long)).unwrap(), MailResponse::Rejected(_)));
+    let sets =
+        |s: &Store, user: &str| kept::list(&s.layout().user_dir(&UserName::parse(user).unwrap()), 100).unwrap().0.len();
+    let purge = |s: &mut Store, index: u64, now_s: i64| {
+        s.apply(index, &req(index, MailOp::PurgeKept { now_s, retention_s: 10 })).unwrap();
+    };
+    assert_eq!((sets(&s, "alice"), sets(&s, "bob")), (1, 1));
+    purge(&mut s, 101, 1_000); // stamps the sets
+    purge(&mut s, 102, 1_050);
+    assert_eq!((sets(&s, "alice"), sets(&s, "bob")), (1, 0), "bob has the site's 10 s, alice her 100 s");
+    purge(&mut s, 103, 1_200);
+    assert_eq!(sets(&s, "alice"), 0, "and then hers ran out too");
+    // Back to the site's retention.
+    s.apply(104, &req(14, MailOp::SetRetention { user: u("alice"), keep_s: None })).unwrap();
+    s.apply(105, &req(15, MailOp::Expunge { user: u("alice"), mailbox: u("INBOX"), uids: vec![2] })).unwrap();
+    assert_eq!(sets(&s, "alice"), 1);
+    purge(&mut s, 106, 2_000);
+    purge(&mut s, 107, 2_050);
+    assert_eq!(sets(&s, "alice"), 0, "the site's 10 s again");
+}

@@ -310,11 +310,12 @@ fn user_mail(group: &Group, user: &str) -> AdminReply {
     }
     let home = store.layout().user_dir(&user);
     drop(store);
+    let retention_s = crate::mailstore::kept::user_retention(&home);
     let (scripts, active_script) = match user_scripts(&home) {
         Ok(found) => found,
         Err(e) => return AdminReply::Failed(format!("Sieve scripts: {e}")),
     };
-    AdminReply::UserMail(UserMail { state, mailboxes, server_metadata, scripts, active_script })
+    AdminReply::UserMail(UserMail { state, mailboxes, server_metadata, scripts, active_script, retention_s })
 }
 
 /// Every Sieve script of a user (a move carries them) and the active one's name.

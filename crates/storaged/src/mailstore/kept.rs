@@ -19,6 +19,34 @@ use serde::{Deserialize, Serialize};
 
 /// The directory of a user's kept sets, under the user's directory.
 pub const DIR: &str = "kept";
+/// The file of a user's own retention (seconds, decimal), under the user's directory.
+const RETENTION: &str = "retention";
+/// Longest retention a user may be given: ten years.
+pub const RETENTION_MAX_S: u64 = 10 * 366 * 86_400;
+
+/// The user's own retention, if one was set (a damaged file counts as none).
+pub fn user_retention(user_dir: &Path) -> Option<u64> {
+    let text = fs::read_to_string(user_dir.join(RETENTION)).ok()?;
+    text.trim().parse().ok().filter(|s| *s <= RETENTION_MAX_S)
+}
+
+/// Set (or with `None` remove) the user's own retention; replaced by rename, never
+/// rewritten in place (snapshots hard-link the tree).
+pub fn set_user_retention(user_dir: &Path, keep_s: Option<u64>) -> io::Result<()> {
+    let path = user_dir.join(RETENTION);
+    match keep_s {
+        None => match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        },
+        Some(s) => {
+            fs::create_dir_all(user_dir)?;
+            let tmp = user_dir.join(format!("{RETENTION}.tmp"));
+            fs::write(&tmp, format!("{s}\n"))?;
+            fs::rename(&tmp, &path)
+        }
+    }
+}
 const META: &str = "meta";
 const MAGIC: &[u8; 8] = b"MSKEPT01";
 /// Largest meta file read back (a set holds one mailbox's messages: far below this).

@@ -49,7 +49,8 @@ impl MailOp {
             | MailOp::RenameScript { user, .. }
             | MailOp::SetActiveScript { user, .. }
             | MailOp::DeliverFiltered { user, .. }
-            | MailOp::RestoreKept { user, .. } => Some(user),
+            | MailOp::RestoreKept { user, .. }
+            | MailOp::SetRetention { user, .. } => Some(user),
             _ => None,
         }
     }
@@ -415,6 +416,12 @@ pub enum MailOp {
         user: String,
         items: Vec<(String, String)>,
         into: Option<String>,
+    },
+    /// Keep what `user` expunges and deletes `keep_s` seconds instead of the site's
+    /// `[retention] keep_s` (`None`: the site's again).
+    SetRetention {
+        user: String,
+        keep_s: Option<u64>,
     },
 }
 

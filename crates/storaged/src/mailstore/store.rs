@@ -664,6 +664,10 @@ impl Store {
             }
             MailOp::PurgeKept { now_s, retention_s } => self.purge_kept(*now_s, *retention_s),
             MailOp::RestoreKept { user, items, into } => self.restore_kept(index, user, items, into.as_deref()),
+            MailOp::SetRetention { user, keep_s } => match UserName::parse(user) {
+                Ok(u) => self.set_retention(&u, *keep_s),
+                Err(e) => Ok(MailResponse::Rejected(Rejection::Cannot(e.to_string()))),
+            },
             MailOp::QueueFlush { ids, now_s } => {
                 self.queue.flush(ids, *now_s);
                 Ok(MailResponse::Done)

@@ -107,6 +107,17 @@ enum Cmd {
         #[arg(long, value_name = "NODE")]
         from_backup: Option<u64>,
     },
+    /// A user's own retention of expunged mail and deleted folders: show it, or set it
+    /// (90d, 12h, ...; `default`: the site's `[retention] keep_s` again).
+    Retention {
+        /// The user (address or uid).
+        user: String,
+        /// The new retention; none: show the current one.
+        keep: Option<String>,
+        /// A front's configuration (lists the nodes, the cluster key and the directory).
+        #[arg(long, default_value = "mailctl-data/frontd.toml")]
+        config: PathBuf,
+    },
     /// Backup nodes: learners that copy a group's log without voting and may keep expunged
     /// mail longer (`[retention] backup_keep_s` in their configuration).
     Backup {
@@ -614,6 +625,37 @@ fn restore_from_backup(admin: &Admin, dir: &UserDirectory, user: &str, node: u64
     Ok(())
 }
 
+fn retention(config: &std::path::Path, address: &str, keep: Option<&str>) -> anyhow::Result<()> {
+    use storaged::mailstore::{MailOp, MailResponse};
+    let admin = Admin::open(config)?;
+    let dir = UserDirectory::of_front(admin.front_config(), None)?;
+    let rt = runtime()?;
+    let (user, group) = rt.block_on(dir.locate(address))?;
+    let Some(keep) = keep else {
+        let mail = rt.block_on(admin.user_mail(&group, &user))?;
+        match mail.retention_s {
+            Some(s) => println!("{user} keeps expunged and deleted mail {} days ({s} s)", s / 86_400),
+            None => println!("{user} has the site's retention ([retention] keep_s of the storage nodes)"),
+        }
+        return Ok(());
+    };
+    let keep_s = match keep {
+        "default" => None,
+        other => Some(
+            super::trace::parse_age_s(other)
+                .ok_or_else(|| anyhow::anyhow!("retention {other:?}: give a duration (90d, 12h, 30m) or `default`"))?,
+        ),
+    };
+    let op = MailOp::SetRetention { user: user.clone(), keep_s };
+    match rt.block_on(admin.apply_once(&group, rand::random(), op))? {
+        MailResponse::Done => {
+            println!("{user}: retention {}", keep_s.map_or("the site's".to_string(), |s| format!("{s} s")));
+            Ok(())
+        }
+        other => anyhow::bail!("{group} answered {other:?}"),
+    }
+}
+
 fn backup(config: &std::path::Path, action: BackupAction) -> anyhow::Result<()> {
     let admin = Admin::open(config)?;
     let rt = runtime()?;
@@ -883,6 +925,7 @@ pub fn run_from(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
             restore(&config, &user, RestoreArgs { folder, since, message_id, into, list, from_backup })
         }
         Cmd::Backup { config, action } => backup(&config, action),
+        Cmd::Retention { user, keep, config } => retention(&config, &user, keep.as_deref()),
         Cmd::Export { user, dir, config } => export(&config, &user, &dir),
         Cmd::Import { user, src, from_imap, password_file, config } => match (src, from_imap, password_file) {
             (Some(src), _, _) => import(&config, &user, &src),

@@ -326,6 +326,9 @@ pub(super) async fn copy_round(
     let scripts = (&src.scripts[..], &src.active_script);
     sync_scripts(admin, target, user, scripts, (&tgt.scripts, &tgt.active_script), mode).await?;
     sync_logins(admin, source, target, user).await?;
+    if src.retention_s != tgt.retention_s && (mode == CopyMode::Mirror || tgt.retention_s.is_none()) {
+        admin.apply(target, MailOp::SetRetention { user: user.into(), keep_s: src.retention_s }).await?;
+    }
     if mode == CopyMode::Fill {
         return Ok(copied);
     }

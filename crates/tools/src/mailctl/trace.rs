@@ -32,19 +32,8 @@ pub struct Traced {
 /// Parse `--since`: a date (`2026-12-06`), a time (RFC 3339), or an age (`90m`, `6h`, `2d`).
 pub fn parse_since(text: &str, now_s: i64) -> anyhow::Result<i64> {
     let text = text.trim();
-    if let Some(unit_at) = text.find(|c: char| !c.is_ascii_digit()).filter(|k| *k > 0) {
-        let (n, unit) = text.split_at(unit_at);
-        let n: i64 = n.parse()?;
-        let seconds = match unit {
-            "s" => 1,
-            "m" => 60,
-            "h" => 3600,
-            "d" => 86_400,
-            _ => 0,
-        };
-        if seconds > 0 {
-            return Ok(now_s - n.saturating_mul(seconds));
-        }
+    if let Some(age) = parse_age_s(text) {
+        return Ok(now_s.saturating_sub(i64::try_from(age).unwrap_or(i64::MAX)));
     }
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
         return Ok(t.timestamp());
@@ -53,6 +42,20 @@ pub fn parse_since(text: &str, now_s: i64) -> anyhow::Result<i64> {
         return Ok(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp());
     }
     anyhow::bail!("--since {text:?}: give a date (2026-12-06), a time (2026-12-06T10:00:00Z) or an age (90m, 6h, 2d)")
+}
+
+/// Seconds of an age or a duration: `90s`, `90m`, `6h`, `2d`; `None` for anything else.
+pub fn parse_age_s(text: &str) -> Option<u64> {
+    let unit_at = text.find(|c: char| !c.is_ascii_digit()).filter(|k| *k > 0)?;
+    let (n, unit) = text.split_at(unit_at);
+    let seconds: u64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.parse::<u64>().ok().map(|n| n.saturating_mul(seconds))
 }
 
 /// Ask every node for `query`'s records; each record once.

@@ -72,12 +72,12 @@ impl Store {
     /// Stamp the sets made since the last purge with `now_s`; remove those stamped more
     /// than `retention_s` before it.
     pub(super) fn purge_kept(&mut self, now_s: i64, retention_s: u64) -> Result<MailResponse, StoreError> {
-        // A backup keeps kept mail at least its own (longer) retention.
-        let retention_s = retention_s.max(self.keep_floor_s);
-        let cutoff = now_s.saturating_sub(i64::try_from(retention_s).unwrap_or(i64::MAX));
         let mut purged = 0usize;
         for user in self.users() {
             let user_dir = self.layout.user_dir(&user);
+            // The user's own retention if set; a backup keeps at least its own (longer).
+            let keep_s = kept::user_retention(&user_dir).unwrap_or(retention_s).max(self.keep_floor_s);
+            let cutoff = now_s.saturating_sub(i64::try_from(keep_s).unwrap_or(i64::MAX));
             for (name, path) in kept::sets(&user_dir).map_err(io_ctx("kept sets"))? {
                 match name.stamp_s {
                     None => {
@@ -94,8 +94,20 @@ impl Store {
             }
         }
         if purged > 0 {
-            tracing::info!(group = %self.group, purged, cutoff, "kept mail past its retention purged");
+            tracing::info!(group = %self.group, purged, "kept mail past its retention purged");
         }
+        Ok(MailResponse::Done)
+    }
+
+    /// Give `user` their own retention of kept mail (see [`MailOp::SetRetention`]).
+    pub(super) fn set_retention(&mut self, user: &UserName, keep_s: Option<u64>) -> Result<MailResponse, StoreError> {
+        if keep_s.is_some_and(|s| s > kept::RETENTION_MAX_S) {
+            return Ok(MailResponse::Rejected(Rejection::Malformed(format!(
+                "a retention above {} days",
+                kept::RETENTION_MAX_S / 86_400
+            ))));
+        }
+        kept::set_user_retention(&self.layout.user_dir(user), keep_s).map_err(io_ctx("set a retention"))?;
         Ok(MailResponse::Done)
     }
 
