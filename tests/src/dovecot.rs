@@ -20,6 +20,8 @@ pub const SPECIAL_USE: &[(&str, &str)] =
 /// A running Dovecot.
 pub struct Dovecot {
     pub imap: String,
+    /// Implicit TLS, when started with a certificate.
+    pub imaps: Option<String>,
     /// `ROOT`: user `u`'s Maildir is `ROOT/u/Maildir`.
     pub mail_root: PathBuf,
     pub log: PathBuf,
@@ -30,6 +32,11 @@ impl Dovecot {
     /// Serve the Maildirs under `mail_root` (made if missing and given to `mail`), with
     /// Dovecot's own run state under `state`.
     pub fn start(state: &Path, mail_root: &Path) -> Self {
+        Self::start_with(state, mail_root, None)
+    }
+
+    /// As [`Dovecot::start`], also serving implicit TLS with `(cert, key)` (PEM files).
+    pub fn start_with(state: &Path, mail_root: &Path, tls: Option<(&Path, &Path)>) -> Self {
         let bin = Path::new("/usr/sbin/dovecot");
         assert!(bin.exists(), "dovecot is not installed: run scripts/install-test-deps");
         std::fs::create_dir_all(state.join("run")).unwrap();
@@ -37,16 +44,28 @@ impl Dovecot {
         chown_mail(mail_root);
         let addr = common::testing::free_addr();
         let port = addr.rsplit_once(':').unwrap().1;
+        let imaps = tls.map(|_| common::testing::free_addr());
+        let ssl = match (tls, &imaps) {
+            (Some((cert, key)), Some(a)) => format!(
+                "ssl = yes\nssl_cert = <{}\nssl_key = <{}\n",
+                cert.display(),
+                key.display()
+            ) + &format!(
+                "service imap-login {{\n  inet_listener imaps {{\n    address = 127.0.0.1\n    port = {}\n  }}\n}}\n",
+                a.rsplit_once(':').unwrap().1
+            ),
+            _ => "ssl = no\n".to_string(),
+        };
         let log = state.join("dovecot.log");
         let conf = format!(
             "protocols = imap\nlisten = 127.0.0.1\nbase_dir = {d}/run\nstate_dir = {d}/state\nlog_path = {log}\n\
-             ssl = no\ndisable_plaintext_auth = no\nauth_mechanisms = plain\nfirst_valid_uid = 8\n\
+             disable_plaintext_auth = no\nauth_mechanisms = plain\nfirst_valid_uid = 8\n\
              mail_location = maildir:{m}/%u/Maildir\n\
              namespace inbox {{\n  separator = /\n  inbox = yes\n{special}}}\n\
              userdb {{\n  driver = static\n  args = uid=mail gid=mail home={m}/%u\n}}\n\
              passdb {{\n  driver = static\n  args = password={PASSWORD}\n}}\n\
              service imap-login {{\n  chroot =\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
-             service anvil {{\n  chroot =\n}}\n",
+             service anvil {{\n  chroot =\n}}\n{ssl}",
             d = state.display(),
             m = mail_root.display(),
             log = log.display(),
@@ -69,7 +88,13 @@ impl Dovecot {
             assert!(Instant::now() < deadline, "dovecot does not listen on {addr}");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Self { imap: addr, mail_root: mail_root.to_path_buf(), log, child }
+        for a in imaps.iter() {
+            while TcpStream::connect(a).is_err() {
+                assert!(Instant::now() < deadline, "dovecot does not listen on {a}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Self { imap: addr, imaps, mail_root: mail_root.to_path_buf(), log, child }
     }
 
     /// User `user`'s Maildir.

@@ -272,10 +272,14 @@ fn a_damaged_maildir_is_imported_with_every_problem_named() {
 }
 
 #[test]
-fn a_live_imap_server_is_imported_read_only_with_its_uids() {
+fn a_live_imap_server_is_imported_over_tls_read_only_with_its_uids() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let old = Dovecot::start(&root.join("dovecot-old"), &root.join("old-mail"));
+    let certs = root.join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    clusterkit::certs::self_signed(&certs, &["127.0.0.1"]).unwrap();
+    let (cert, key) = (certs.join("cert.pem"), certs.join("key.pem"));
+    let old = Dovecot::start_with(&root.join("dovecot-old"), &root.join("old-mail"), Some((&cert, &key)));
     let fill = ["fill", "--server", &old.imap, "--user", "alice", "--password", dovecot::PASSWORD, "--messages", "600"];
     python_json("migration_client.py", &fill);
     let before = record(&old.imap, "alice", dovecot::PASSWORD);
@@ -285,10 +289,16 @@ fn a_live_imap_server_is_imported_read_only_with_its_uids() {
     let front = Front::start(root, &storage, ldif_directory());
     let password = root.join("old.pw");
     std::fs::write(&password, format!("{}\n", dovecot::PASSWORD)).unwrap();
-    let url = format!("imap://alice@{}", old.imap);
-    let args = ["import", "alice@example.edu", "--from-imap", &url, "--password-file", password.to_str().unwrap()];
-    let (ok, out) = mailctl(root, &args);
+    let pw = password.to_str().unwrap();
+    // Over TLS: refused with the system's roots (a self-signed certificate), taken with its CA.
+    let url = format!("imaps://alice@{}", old.imaps.as_deref().unwrap());
+    let (ok, out) = mailctl(root, &["import", "alice@example.edu", "--from-imap", &url, "--password-file", pw]);
+    assert!(!ok && out.contains("connecting to"), "an unknown certificate is refused:\n{out}");
+    let tls = ["--from-imap", &url, "--password-file", pw, "--ca-file", cert.to_str().unwrap()];
+    let (ok, out) = mailctl(root, &[&["import", "alice@example.edu"][..], &tls].concat());
     assert!(ok && out.contains("0 problems"), "{out}");
+    let url = format!("imap://alice@{}", old.imap);
+    let args = ["import", "alice@example.edu", "--from-imap", &url, "--password-file", pw];
     let diff = differences(&before, &record(&front.imap, "alice", "alice-pw"));
     assert!(diff.is_empty(), "imported from IMAP, not the same:\n{}", diff.join("\n"));
     let diff = differences(&before, &record(&old.imap, "alice", dovecot::PASSWORD));

@@ -1,6 +1,7 @@
-//! A minimal blocking IMAP client for load generation: send a tagged command, read
-//! untagged data (including literals) up to the tagged status. Every read is bounded by a
-//! timeout and every literal by a size limit.
+//! A minimal blocking IMAP client for load generation and `mailctl import --from-imap`:
+//! send a tagged command, read untagged data (including literals) up to the tagged status,
+//! over plain TCP or TLS. Every read is bounded by a timeout and every literal by a size
+//! limit.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -11,9 +12,40 @@ const LITERAL_MAX: usize = 64 << 20;
 
 /// One connection.
 pub struct Client {
-    r: BufReader<TcpStream>,
-    w: TcpStream,
+    /// Reads are buffered; writes go to the stream underneath (`get_mut`).
+    r: BufReader<Stream>,
     tag: u64,
+}
+
+/// The connection: plain TCP, or TLS over it.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
 }
 
 /// A command's result: the tagged status (`OK`/`NO`/`BAD`) and the bytes before it.
@@ -33,17 +65,44 @@ impl Answer {
 impl Client {
     /// Connect and read the greeting.
     pub fn connect(addr: &str) -> std::io::Result<Self> {
+        Self::greeted(Stream::Plain(Self::tcp(addr)?))
+    }
+
+    /// Connect with implicit TLS (imaps), checking the server's certificate for
+    /// `server_name` against `config`'s roots, and read the greeting.
+    pub fn connect_tls(
+        addr: &str,
+        server_name: &str,
+        config: std::sync::Arc<rustls::ClientConfig>,
+    ) -> std::io::Result<Self> {
+        let name = rustls::pki_types::ServerName::try_from(server_name.to_string())
+            .map_err(|e| std::io::Error::other(format!("server name {server_name:?}: {e}")))?;
+        let conn = rustls::ClientConnection::new(config, name).map_err(std::io::Error::other)?;
+        Self::greeted(Stream::Tls(Box::new(rustls::StreamOwned::new(conn, Self::tcp(addr)?))))
+    }
+
+    fn tcp(addr: &str) -> std::io::Result<TcpStream> {
         let s = TcpStream::connect(addr)?;
         s.set_nodelay(true)?;
         s.set_read_timeout(Some(Duration::from_secs(60)))?;
-        let w = s.try_clone()?;
-        let mut c = Self { r: BufReader::new(s), w, tag: 0 };
+        Ok(s)
+    }
+
+    fn greeted(stream: Stream) -> std::io::Result<Self> {
+        let mut c = Self { r: BufReader::new(stream), tag: 0 };
         let mut greeting = String::new();
         c.r.read_line(&mut greeting)?;
         if !greeting.starts_with("* OK") {
             return Err(std::io::Error::other(format!("greeting: {greeting}")));
         }
         Ok(c)
+    }
+
+    /// Write `bytes` and push them out (TLS buffers what it is given).
+    fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let stream = self.r.get_mut();
+        stream.write_all(bytes)?;
+        stream.flush()
     }
 
     fn read_response(&mut self, tag: &str) -> std::io::Result<Answer> {
@@ -78,7 +137,7 @@ impl Client {
     pub fn command(&mut self, cmd: &str) -> std::io::Result<Answer> {
         self.tag += 1;
         let tag = format!("t{}", self.tag);
-        self.w.write_all(format!("{tag} {cmd}\r\n").as_bytes())?;
+        self.send(format!("{tag} {cmd}\r\n").as_bytes())?;
         self.read_response(&tag)
     }
 
@@ -86,22 +145,22 @@ impl Client {
     pub fn append(&mut self, mailbox: &str, flags: &str, message: &[u8]) -> std::io::Result<Answer> {
         self.tag += 1;
         let tag = format!("t{}", self.tag);
-        self.w.write_all(format!("{tag} APPEND {mailbox} ({flags}) {{{}}}\r\n", message.len()).as_bytes())?;
+        self.send(format!("{tag} APPEND {mailbox} ({flags}) {{{}}}\r\n", message.len()).as_bytes())?;
         let mut line = String::new();
         self.r.read_line(&mut line)?;
         if !line.starts_with('+') {
             let status = line.split_whitespace().nth(1).unwrap_or("BAD").to_string();
             return Ok(Answer { status, text: line.trim_end().to_string(), data: vec![] });
         }
-        self.w.write_all(message)?;
-        self.w.write_all(b"\r\n")?;
+        self.send(message)?;
+        self.send(b"\r\n")?;
         self.read_response(&tag)
     }
 
     /// Start IDLE; returns once the server sent its continuation.
     pub fn idle(&mut self) -> std::io::Result<()> {
         self.tag += 1;
-        self.w.write_all(format!("t{} IDLE\r\n", self.tag).as_bytes())?;
+        self.send(format!("t{} IDLE\r\n", self.tag).as_bytes())?;
         let mut line = String::new();
         self.r.read_line(&mut line)?;
         if line.starts_with('+') {

@@ -149,13 +149,16 @@ enum Cmd {
         /// The Maildir to read (the directory holding cur/, new/ and the .Folder directories).
         #[arg(required_unless_present = "from_imap", conflicts_with = "from_imap")]
         src: Option<PathBuf>,
-        /// Read a live IMAP server instead: imap://LOGIN@HOST[:PORT] (read-only; the password
-        /// from --password-file).
+        /// Read a live IMAP server instead: imap[s]://LOGIN@HOST[:PORT] (read-only; the
+        /// password from --password-file).
         #[arg(long, value_name = "URL", requires = "password_file")]
         from_imap: Option<String>,
         /// A file holding the old server's password (never given on the command line).
         #[arg(long, value_name = "FILE")]
         password_file: Option<PathBuf>,
+        /// The CA certificates (PEM) an imaps:// server's certificate is checked against.
+        #[arg(long, value_name = "FILE", default_value = "/etc/ssl/certs/ca-certificates.crt")]
+        ca_file: PathBuf,
         /// A front's configuration (lists the nodes, the cluster key and the directory).
         #[arg(long, default_value = "mailctl-data/frontd.toml")]
         config: PathBuf,
@@ -683,14 +686,20 @@ fn backup(config: &std::path::Path, action: BackupAction) -> anyhow::Result<()> 
     }
 }
 
-fn import_imap(config: &std::path::Path, user: &str, url: &str, password_file: &std::path::Path) -> anyhow::Result<()> {
+fn import_imap(
+    config: &std::path::Path,
+    user: &str,
+    url: &str,
+    (password_file, ca_file): (&std::path::Path, &std::path::Path),
+) -> anyhow::Result<()> {
     use anyhow::Context;
     let url = super::imap_source::ImapUrl::parse(url)?;
     let password = std::fs::read_to_string(password_file)
         .with_context(|| format!("reading the password file {}", password_file.display()))?;
     let admin = Admin::open_waiting(config, std::time::Duration::from_secs(20))?;
     let dir = UserDirectory::of_front(admin.front_config(), None)?;
-    let report = runtime()?.block_on(super::import::import_imap(&admin, &dir, user, &url, password.trim_end()))?;
+    let source = (&url, password.trim_end(), ca_file);
+    let report = runtime()?.block_on(super::import::import_imap(&admin, &dir, user, source))?;
     println!("{report}");
     super::import::verdict(&report)
 }
@@ -927,9 +936,9 @@ pub fn run_from(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
         Cmd::Backup { config, action } => backup(&config, action),
         Cmd::Retention { user, keep, config } => retention(&config, &user, keep.as_deref()),
         Cmd::Export { user, dir, config } => export(&config, &user, &dir),
-        Cmd::Import { user, src, from_imap, password_file, config } => match (src, from_imap, password_file) {
+        Cmd::Import { user, src, from_imap, password_file, ca_file, config } => match (src, from_imap, password_file) {
             (Some(src), _, _) => import(&config, &user, &src),
-            (None, Some(url), Some(file)) => import_imap(&config, &user, &url, &file),
+            (None, Some(url), Some(file)) => import_imap(&config, &user, &url, (&file, &ca_file)),
             _ => anyhow::bail!("name a Maildir, or --from-imap URL with --password-file FILE"),
         },
         Cmd::Trace { config, message_ids, from, to, since, json } => {

@@ -1,4 +1,5 @@
-//! Reading a live IMAP server for `mailctl import --from-imap`: log in, list the mailboxes
+//! Reading a live IMAP server for `mailctl import --from-imap`: connect (implicit TLS for
+//! `imaps://`, the certificate checked against a CA file), log in, list the mailboxes
 //! and subscriptions, and per mailbox its UIDVALIDITY, UIDNEXT and each message's UID,
 //! flags, keywords, internal date and size, then the bytes of the messages asked for. Read
 //! only (EXAMINE, `BODY.PEEK`): the old server's `\Seen` flags stay as they were. Responses
@@ -26,31 +27,52 @@ pub struct SourceMailbox {
     pub name: String,
 }
 
-/// Where to read: `imap://LOGIN@HOST:PORT`.
+/// Where to read: `imap://LOGIN@HOST[:PORT]`, or `imaps://` for implicit TLS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImapUrl {
     pub login: String,
+    /// The host name the certificate must name.
+    pub host: String,
     pub addr: String,
+    pub tls: bool,
 }
 
 impl ImapUrl {
     pub fn parse(url: &str) -> anyhow::Result<Self> {
-        if url.starts_with("imaps://") {
-            bail!("imaps:// is not supported yet: reach the old server over imap:// on a trusted network (or a TLS tunnel)");
-        }
-        let rest = url.strip_prefix("imap://").context("the source URL is imap://LOGIN@HOST[:PORT]")?;
-        let rest = rest.trim_end_matches('/');
-        let (login, host) = rest.rsplit_once('@').context("the source URL names no login: imap://LOGIN@HOST[:PORT]")?;
-        if login.is_empty() || host.is_empty() {
-            bail!("the source URL is imap://LOGIN@HOST[:PORT]");
-        }
-        let addr = if host.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
-            host.to_string()
-        } else {
-            format!("{host}:143")
+        const FORM: &str = "the source URL is imap[s]://LOGIN@HOST[:PORT]";
+        let (tls, rest) = match (url.strip_prefix("imaps://"), url.strip_prefix("imap://")) {
+            (Some(rest), _) => (true, rest),
+            (None, Some(rest)) => (false, rest),
+            _ => bail!(FORM),
         };
-        Ok(Self { login: percent_decode(login), addr })
+        let (login, authority) = rest.trim_end_matches('/').rsplit_once('@').context(FORM)?;
+        if login.is_empty() || authority.is_empty() {
+            bail!(FORM);
+        }
+        let (host, addr) = match authority.rsplit_once(':').filter(|(_, p)| p.parse::<u16>().is_ok()) {
+            Some((host, _)) => (host, authority.to_string()),
+            None => (authority, format!("{authority}:{}", if tls { 993 } else { 143 })),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        Ok(Self { login: percent_decode(login), host, addr, tls })
     }
+}
+
+/// A TLS client trusting the CA certificates of `ca_file` (PEM).
+fn tls_config(ca_file: &std::path::Path) -> anyhow::Result<std::sync::Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject;
+    let certs = rustls::pki_types::CertificateDer::pem_file_iter(ca_file)
+        .with_context(|| format!("reading CA certificates from {}", ca_file.display()))?;
+    for cert in certs {
+        roots.add(cert.with_context(|| format!("a certificate of {}", ca_file.display()))?)?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(std::sync::Arc::new(config))
 }
 
 /// `%40` and the like in a URL's login.
@@ -88,8 +110,14 @@ pub struct ImapSource {
 }
 
 impl ImapSource {
-    pub fn connect(url: &ImapUrl, password: &str) -> anyhow::Result<Self> {
-        let mut client = Client::connect(&url.addr).with_context(|| format!("connecting to {}", url.addr))?;
+    /// Log in at `url` (over TLS checked against `ca_file` for `imaps://`).
+    pub fn connect(url: &ImapUrl, password: &str, ca_file: &std::path::Path) -> anyhow::Result<Self> {
+        let client = if url.tls {
+            Client::connect_tls(&url.addr, &url.host, tls_config(ca_file)?)
+        } else {
+            Client::connect(&url.addr)
+        };
+        let mut client = client.with_context(|| format!("connecting to {}", url.addr))?;
         let login = client.command(&format!("LOGIN {} {}", quoted(&url.login), quoted(password)))?;
         if !login.ok() {
             bail!("{} refused the login of {}: {}", url.addr, url.login, login.text);
@@ -244,9 +272,12 @@ mod tests {
     #[test]
     fn urls_name_login_and_address() {
         let u = ImapUrl::parse("imap://alice%40example.edu@old.example.edu").unwrap();
-        assert_eq!((u.login.as_str(), u.addr.as_str()), ("alice@example.edu", "old.example.edu:143"));
+        assert_eq!((u.login.as_str(), u.addr.as_str(), u.tls), ("alice@example.edu", "old.example.edu:143", false));
         assert_eq!(ImapUrl::parse("imap://bob@127.0.0.1:1143/").unwrap().addr, "127.0.0.1:1143");
-        for bad in ["http://x@y", "imap://nohost@", "imap://host-only", "imaps://a@b"] {
+        let s = ImapUrl::parse("imaps://bob@mail.example.edu").unwrap();
+        assert_eq!((s.host.as_str(), s.addr.as_str(), s.tls), ("mail.example.edu", "mail.example.edu:993", true));
+        assert_eq!(ImapUrl::parse("imaps://bob@[::1]:9993").unwrap().host, "::1");
+        for bad in ["http://x@y", "imap://nohost@", "imap://host-only", "imaps://@b"] {
             assert!(ImapUrl::parse(bad).is_err(), "{bad}");
         }
     }

@@ -169,12 +169,11 @@ pub async fn import_imap(
     admin: &Admin,
     dir: &UserDirectory,
     address: &str,
-    url: &ImapUrl,
-    password: &str,
+    (url, password, ca_file): (&ImapUrl, &str, &Path),
 ) -> anyhow::Result<ImportReport> {
     let started = Instant::now();
     let (user, group) = dir.locate(address).await?;
-    let mut source = ImapSource::connect(url, password)?;
+    let mut source = ImapSource::connect(url, password, ca_file)?;
     let mailboxes = source.mailboxes()?;
     let mut report = ImportReport { user: user.clone(), group: group.clone(), ..Default::default() };
     let (mut jobs, mut kept) = (Vec::new(), Vec::new());
