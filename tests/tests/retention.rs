@@ -2,7 +2,7 @@
 //! IMAP's sight, for `[retention] keep_s`; `mailctl restore` brings them back byte for byte
 //! with their flags and keywords (new UIDs, a deleted folder made again); after the
 //! retention they are gone from every replica's store; a user's own retention is set and
-//! shown. Three real storaged processes and a front for the directory; the short retention
+//! shown; a deleted user's every folder is kept and restored once the user is back. Three real storaged processes and a front for the directory; the short retention
 //! (15 s) is this test's setting.
 
 mod support;
@@ -156,4 +156,33 @@ fn expunged_mail_and_a_deleted_folder_are_restored_and_purged_after_the_retentio
     assert!(ok && out.contains("the site's retention"), "{out}");
     let (ok, out) = mailctl(root, &["retention", ALICE, "forever"]);
     assert!(!ok && out.contains("give a duration"), "{out}");
+
+    // A deleted user: every folder kept (a day, their own retention), restored once the
+    // user is added again.
+    let ldif = root.join("users.ldif");
+    let ldif = ldif.to_str().unwrap();
+    assert!(mailctl(root, &["retention", ALICE, "1d"]).0);
+    let (ok, out) = mailctl(root, &["user", "delete", ALICE, "--ldif", ldif]);
+    assert!(ok && out.contains("kept for the retention"), "{out}");
+    for i in 1..=3 {
+        wait_for("the deletion on every replica", Duration::from_secs(20), || {
+            !root.join(format!("data{i}/hermes/mail/users/{ALICE}/Maildir")).exists()
+        });
+    }
+    let (ok, out) = mailctl(root, &["restore", ALICE, "--list"]);
+    assert!(!ok && out.contains("no user"), "a deleted user is not in the directory: {out}");
+    let (ok, out) = mailctl(root, &["user", "add", ALICE, "--mailhost", "hermes", "--ldif", ldif]);
+    assert!(ok, "{out}");
+    wait_for("the front to see alice again", Duration::from_secs(10), || {
+        mailctl(root, &["restore", ALICE, "--list"]).0
+    });
+    let (ok, listing) = mailctl(root, &["restore", ALICE, "--list"]);
+    assert!(ok && listing.lines().filter(|l| l.contains("user deleted")).count() == 125, "{listing}");
+    let (ok, out) = mailctl(root, &["restore", ALICE]);
+    assert!(ok && out.contains("restored 125 messages"), "{out}");
+    for i in 1..=3 {
+        wait_for("the restored user on every replica", Duration::from_secs(20), || {
+            files(root, i, "").len() == 115 && files(root, i, ".Projects").len() == 10
+        });
+    }
 }

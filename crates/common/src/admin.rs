@@ -364,6 +364,8 @@ pub struct KeptItem {
     /// The folder it was in, and whether the folder was deleted (else: expunged).
     pub mailbox: String,
     pub folder_deleted: bool,
+    /// The whole user was deleted (every folder of theirs is kept together).
+    pub user_deleted: bool,
     /// When the retention clock started for it (`None`: not yet, it was removed since the
     /// last purge).
     pub kept_since_s: Option<i64>,

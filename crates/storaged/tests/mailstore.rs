@@ -603,3 +603,58 @@ fn a_users_own_retention_outlasts_or_undercuts_the_sites() {
     purge(&mut s, 107, 2_050);
     assert_eq!(sets(&s, "alice"), 0, "the site's 10 s again");
 }
+
+#[test]
+fn a_deleted_user_is_kept_whole_restored_folder_by_folder_and_purged_without_a_trace() {
+    use storaged::mailstore::kept;
+    let u = |s: &str| s.to_string();
+    let mut ops: Vec<MailRequest> = (1..=3).map(|n| deliver(n, &["alice", "bob"])).collect();
+    ops.push(req(10, MailOp::CreateMailbox { user: u("alice"), mailbox: u("Archive/2026") }));
+    ops.push(req(11, MailOp::Copy { user: u("alice"), from: u("INBOX"), to: u("Archive/2026"), uids: vec![1, 2] }));
+    let seen = MailOp::Store {
+        user: u("alice"),
+        mailbox: u("Archive/2026"),
+        uids: vec![2],
+        mode: FlagMode::Add,
+        flags: flag::SEEN,
+        keywords: vec![u("$Label1")],
+        unchanged_since: None,
+    };
+    ops.push(req(12, seen));
+    ops.push(req(13, MailOp::RetireUser { user: u("alice") }));
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut s = Store::open(a.path(), "hermes").unwrap();
+    apply_all(&mut s, &ops, 10);
+    let mut other = Store::open(b.path(), "hermes").unwrap();
+    apply_all(&mut other, &ops, 10);
+    s.checkpoint().unwrap();
+    other.checkpoint().unwrap();
+    assert_eq!(tree(a.path()), tree(b.path()), "every replica deletes the same way");
+    let alice = UserName::parse("alice").unwrap();
+    assert!(s.mailboxes(&alice).is_empty() && !s.holds(&alice), "alice is gone");
+    assert!(s.holds(&UserName::parse("bob").unwrap()), "bob is not");
+    let (items, _) = kept::list(&s.layout().user_dir(&alice), 100).unwrap();
+    let mut folders: Vec<&str> = items.iter().map(|i| i.mailbox.as_str()).collect();
+    folders.sort();
+    assert_eq!(folders, ["Archive/2026", "Archive/2026", "INBOX", "INBOX", "INBOX"]);
+
+    let restore = MailOp::RestoreKept {
+        user: u("alice"),
+        items: items.iter().map(|i| (i.set.clone(), i.file.clone())).collect(),
+        into: None,
+    };
+    assert_eq!(s.apply(30, &req(30, restore)).unwrap(), MailResponse::Restored { count: 5 });
+    s.flush_files().unwrap();
+    let archive = s.mailbox_index(&alice, &MailboxName::parse("Archive/2026").unwrap()).unwrap().unwrap();
+    assert_eq!(archive.messages.len(), 2);
+    assert_eq!(archive.messages.iter().filter(|m| m.flags == flag::SEEN).count(), 1, "flags come back");
+    assert_eq!(s.mailbox_index(&alice, &MailboxName::inbox()).unwrap().unwrap().messages.len(), 3);
+
+    // Retired for good: after the retention nothing of the user is left.
+    let retire = |n| req(n, MailOp::RetireUser { user: u("alice") });
+    s.apply(31, &retire(31)).unwrap();
+    for (k, now_s) in [(32, 1_000), (33, 2_000)] {
+        s.apply(k, &req(k, MailOp::PurgeKept { now_s, retention_s: 10 })).unwrap();
+    }
+    assert!(!s.layout().user_dir(&alice).exists(), "no trace of alice");
+}

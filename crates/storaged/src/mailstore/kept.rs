@@ -21,6 +21,12 @@ use serde::{Deserialize, Serialize};
 pub const DIR: &str = "kept";
 /// The file of a user's own retention (seconds, decimal), under the user's directory.
 const RETENTION: &str = "retention";
+/// Whether a user directory's entry `name` stays when the user is deleted: the kept
+/// sets and the retention that governs them.
+pub fn survives_retirement(name: &str) -> bool {
+    name == DIR || name == RETENTION
+}
+
 /// Longest retention a user may be given: ten years.
 pub const RETENTION_MAX_S: u64 = 10 * 366 * 86_400;
 
@@ -48,7 +54,9 @@ pub fn set_user_retention(user_dir: &Path, keep_s: Option<u64>) -> io::Result<()
     }
 }
 const META: &str = "meta";
-const MAGIC: &[u8; 8] = b"MSKEPT01";
+const MAGIC: &[u8; 8] = b"MSKEPT02";
+/// The format before a message could name its own folder; still read.
+const MAGIC_V1: &[u8; 8] = b"MSKEPT01";
 /// Largest meta file read back (a set holds one mailbox's messages: far below this).
 const META_MAX_BYTES: u64 = 64 << 20;
 
@@ -57,6 +65,8 @@ const META_MAX_BYTES: u64 = 64 << 20;
 pub enum KeptReason {
     Expunged,
     FolderDeleted,
+    /// The whole user was deleted: every folder, INBOX too.
+    UserDeleted,
 }
 
 /// One kept message: its file in the set and what it was.
@@ -70,14 +80,60 @@ pub struct KeptMessage {
     pub size: u64,
     /// The log index of the restore that filed it again (it stays until the set is purged).
     pub restored_by: Option<u64>,
+    /// The folder it was in, when not the set's (a deleted user's set holds every folder).
+    pub mailbox: Option<String>,
 }
 
-/// The mail one entry removed from one folder.
+/// The mail one entry removed: from one folder, or (a deleted user) from several.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeptSet {
     pub mailbox: String,
     pub reason: KeptReason,
     pub messages: Vec<KeptMessage>,
+}
+
+impl KeptSet {
+    /// The folder message `m` of this set was in.
+    pub fn folder_of<'a>(&'a self, m: &'a KeptMessage) -> &'a str {
+        m.mailbox.as_deref().unwrap_or(&self.mailbox)
+    }
+}
+
+/// [`KeptSet`] as `MSKEPT01` wrote it (no per-message folder).
+#[derive(Deserialize)]
+struct KeptSetV1 {
+    mailbox: String,
+    reason: KeptReason,
+    messages: Vec<KeptMessageV1>,
+}
+
+#[derive(Deserialize)]
+struct KeptMessageV1 {
+    file: String,
+    flags: u8,
+    keywords: Vec<String>,
+    internal_date: i64,
+    size: u64,
+    restored_by: Option<u64>,
+}
+
+impl From<KeptSetV1> for KeptSet {
+    fn from(v: KeptSetV1) -> Self {
+        let messages = v
+            .messages
+            .into_iter()
+            .map(|m| KeptMessage {
+                file: m.file,
+                flags: m.flags,
+                keywords: m.keywords,
+                internal_date: m.internal_date,
+                size: m.size,
+                restored_by: m.restored_by,
+                mailbox: None,
+            })
+            .collect();
+        Self { mailbox: v.mailbox, reason: v.reason, messages }
+    }
 }
 
 /// A set's directory name: its log index, and the stamp once a purge gave it one.
@@ -131,10 +187,17 @@ pub fn load(set_dir: &Path) -> io::Result<KeptSet> {
     }
     let bytes = fs::read(&path)?;
     let bad = |why: &str| io::Error::new(io::ErrorKind::InvalidData, format!("kept set {}: {why}", set_dir.display()));
-    let body = bytes.strip_prefix(MAGIC.as_slice()).ok_or_else(|| bad("bad magic"))?;
+    let (v1, body) = match (bytes.strip_prefix(MAGIC.as_slice()), bytes.strip_prefix(MAGIC_V1.as_slice())) {
+        (Some(body), _) => (false, body),
+        (None, Some(body)) => (true, body),
+        (None, None) => return Err(bad("bad magic")),
+    };
     let (crc, body) = body.split_at_checked(4).ok_or_else(|| bad("truncated"))?;
     if crc32c::crc32c(body).to_le_bytes() != crc {
         return Err(bad("checksum mismatch"));
+    }
+    if v1 {
+        return bincode::deserialize::<KeptSetV1>(body).map(KeptSet::from).map_err(|e| bad(&e.to_string()));
     }
     bincode::deserialize(body).map_err(|e| bad(&e.to_string()))
 }
@@ -164,7 +227,7 @@ pub fn list(user_dir: &Path, max: usize) -> io::Result<(Vec<common::admin::KeptI
                 continue;
             }
         };
-        for m in set.messages {
+        for m in &set.messages {
             if out.len() == max {
                 return Ok((out, true));
             }
@@ -176,11 +239,12 @@ pub fn list(user_dir: &Path, max: usize) -> io::Result<(Vec<common::admin::KeptI
             out.push(common::admin::KeptItem {
                 set: name.to_string(),
                 file: m.file.clone(),
-                mailbox: set.mailbox.clone(),
-                folder_deleted: set.reason == KeptReason::FolderDeleted,
+                mailbox: set.folder_of(m).to_string(),
+                folder_deleted: set.reason != KeptReason::Expunged,
+                user_deleted: set.reason == KeptReason::UserDeleted,
                 kept_since_s: name.stamp_s,
                 flags: m.flags,
-                keywords: m.keywords,
+                keywords: m.keywords.clone(),
                 internal_date: m.internal_date,
                 size: m.size,
                 message_id: field("message-id"),
@@ -219,6 +283,7 @@ mod tests {
                 internal_date: 5,
                 size: 3,
                 restored_by: None,
+                mailbox: Some("Projects/Old".into()),
             }],
         };
         save(dir.path(), &set).unwrap();
@@ -227,5 +292,33 @@ mod tests {
         *bytes.last_mut().unwrap() ^= 1;
         fs::write(dir.path().join(META), bytes).unwrap();
         assert!(load(dir.path()).is_err());
+    }
+
+    #[test]
+    fn a_set_of_the_first_format_still_reads() {
+        /// A message as `MSKEPT01` laid it out: file, flags, keywords, date, size, restored by.
+        type MessageV1 = (String, u8, Vec<String>, i64, u64, Option<u64>);
+        #[derive(Serialize)]
+        struct V1 {
+            mailbox: String,
+            reason: KeptReason,
+            messages: Vec<MessageV1>,
+        }
+        let v1 = V1 {
+            mailbox: "INBOX".into(),
+            reason: KeptReason::Expunged,
+            messages: vec![("f".into(), 2, vec![], 7, 9, Some(3))],
+        };
+        let body = bincode::serialize(&v1).unwrap();
+        let mut bytes = MAGIC_V1.to_vec();
+        bytes.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+        bytes.extend_from_slice(&body);
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(META), bytes).unwrap();
+        let set = load(dir.path()).unwrap();
+        assert_eq!((set.mailbox.as_str(), set.messages.len()), ("INBOX", 1));
+        let m = &set.messages[0];
+        assert_eq!((m.file.as_str(), m.flags, m.restored_by, m.mailbox.as_deref()), ("f", 2, Some(3), None));
+        assert_eq!(set.folder_of(m), "INBOX");
     }
 }

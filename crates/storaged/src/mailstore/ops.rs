@@ -50,7 +50,8 @@ impl MailOp {
             | MailOp::SetActiveScript { user, .. }
             | MailOp::DeliverFiltered { user, .. }
             | MailOp::RestoreKept { user, .. }
-            | MailOp::SetRetention { user, .. } => Some(user),
+            | MailOp::SetRetention { user, .. }
+            | MailOp::RetireUser { user } => Some(user),
             _ => None,
         }
     }
@@ -422,6 +423,12 @@ pub enum MailOp {
     SetRetention {
         user: String,
         keep_s: Option<u64>,
+    },
+    /// Delete a user (the account is gone): every folder, INBOX too, goes into one kept set
+    /// and the rest of the user's state is removed; `RestoreKept` brings the mail back
+    /// until the retention purges it.
+    RetireUser {
+        user: String,
     },
 }
 

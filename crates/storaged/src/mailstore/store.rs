@@ -664,6 +664,10 @@ impl Store {
             }
             MailOp::PurgeKept { now_s, retention_s } => self.purge_kept(*now_s, *retention_s),
             MailOp::RestoreKept { user, items, into } => self.restore_kept(index, user, items, into.as_deref()),
+            MailOp::RetireUser { user } => match UserName::parse(user) {
+                Ok(u) => self.retire_user(index, &u),
+                Err(e) => Ok(MailResponse::Rejected(Rejection::Cannot(e.to_string()))),
+            },
             MailOp::SetRetention { user, keep_s } => match UserName::parse(user) {
                 Ok(u) => self.set_retention(&u, *keep_s),
                 Err(e) => Ok(MailResponse::Rejected(Rejection::Cannot(e.to_string()))),

@@ -376,6 +376,10 @@ enum UserAction {
         #[arg(long)]
         password: Option<String>,
     },
+    /// Delete a user: their entry leaves the directory and their mail (every folder) is
+    /// kept on their mailhost for the retention, restorable with `mailctl restore` once
+    /// the user is added again with the same mailhost.
+    Delete { address: String },
     /// Refuse logins and deliveries (temporarily) for a user.
     Disable { address: String },
     /// Undo `disable`.
@@ -905,6 +909,15 @@ fn user(ldif: &std::path::Path, config: &std::path::Path, print_ldif: bool, acti
             users::add(ldif, &address, &mailhost, &aliases, password.as_deref(), &base, write)?
         }
         UserAction::Passwd { address, password } => users::passwd(ldif, &address, password.as_deref(), write)?,
+        UserAction::Delete { address } => {
+            // The mail first: a user whose entry is gone cannot be found again.
+            let (mail, host) = users::mailhost_of(ldif, &address)?;
+            let admin = Admin::open(config)?;
+            let op = storaged::mailstore::MailOp::RetireUser { user: mail.clone() };
+            runtime()?.block_on(admin.apply_once(&host, rand::random(), op))?;
+            println!("{mail}'s mail on {host} is kept for the retention (mailctl restore {mail} --list)");
+            users::delete(ldif, &address, write)?
+        }
         UserAction::Disable { address } => users::set_status(ldif, &address, "disabled", write)?,
         UserAction::Enable { address } => users::set_status(ldif, &address, "active", write)?,
         UserAction::Forward { address, to, only } => users::forward(ldif, &address, &to, only, write)?,

@@ -68,7 +68,11 @@ pub fn render(items: &[KeptItem]) -> String {
     for i in items {
         let since = i.kept_since_s.and_then(|s| chrono::DateTime::from_timestamp(s, 0));
         let since = since.map_or_else(|| "just now".to_string(), |t| t.format("%F %T").to_string());
-        let how = if i.folder_deleted { "folder deleted" } else { "expunged" };
+        let how = match (i.user_deleted, i.folder_deleted) {
+            (true, _) => "user deleted",
+            (false, true) => "folder deleted",
+            (false, false) => "expunged",
+        };
         let restored = if i.restored { " (restored)" } else { "" };
         let _ = writeln!(
             out,
@@ -164,6 +168,7 @@ mod tests {
             file: "f".into(),
             mailbox: mailbox.into(),
             folder_deleted: false,
+            user_deleted: false,
             kept_since_s: since,
             flags: 0,
             keywords: vec![],

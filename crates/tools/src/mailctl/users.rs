@@ -1,4 +1,4 @@
-//! `mailctl user add|passwd|show|disable|enable|list|forward|reply|quota`: users of an LDIF directory, edited in
+//! `mailctl user add|passwd|show|disable|enable|list|forward|reply|quota|delete`: users of an LDIF directory, edited in
 //! place (written to a temporary file and renamed, so a reading frontd sees the old file or
 //! the new one, never half of one; frontd re-reads it within a second). With `--print-ldif`
 //! nothing is written and the change is printed as LDIF for an LDAP server (`ldapmodify`).
@@ -192,6 +192,18 @@ fn modify(path: &Path, address: &str, attribute: &str, value: &str, write: bool)
         store(path, &records)?;
     }
     Ok(format!("dn: {dn}\nchangetype: modify\nreplace: {attribute}\n{attribute}: {value}\n-\n"))
+}
+
+/// Remove the user `address` names from the directory (the LDIF change for LDAP: a
+/// delete of their entry).
+pub fn delete(path: &Path, address: &str, write: bool) -> anyhow::Result<Change> {
+    let mut records = load(path)?;
+    let dn = find(&mut records, address)?.dn.clone();
+    records.retain(|r| r.dn != dn);
+    if write {
+        store(path, &records)?;
+    }
+    Ok(Change { ldif: format!("dn: {dn}\nchangetype: delete\n"), generated_password: None })
 }
 
 /// Replace every value of several attributes of a user at once (an empty list removes

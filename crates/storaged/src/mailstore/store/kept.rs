@@ -41,8 +41,13 @@ impl Store {
         };
         fs::create_dir_all(&set_dir).map_err(io_ctx("kept set"))?;
         let mailbox_dir = self.layout.mailbox_dir(user, mailbox);
+        // A deleted user's set holds every folder: names stay apart by a folder tag (the
+        // same on every replica and replay).
+        let tag =
+            (set.mailbox != mailbox.as_str()).then(|| format!("{:08x}-", crc32c::crc32c(mailbox.as_str().as_bytes())));
         for m in gone {
-            let kept_path = set_dir.join(&m.base);
+            let file = format!("{}{}", tag.as_deref().unwrap_or(""), m.base);
+            let kept_path = set_dir.join(&file);
             let path = self.message_path(user, mailbox, &m);
             let src = Some(path).filter(|p| p.exists()).or_else(|| Self::find_by_base(&mailbox_dir, &m.base));
             match src {
@@ -54,16 +59,17 @@ impl Store {
                 // Already gone (a replica that lost it): nothing to keep.
                 None => continue,
             }
-            if set.messages.iter().any(|k| k.file == m.base) {
+            if set.messages.iter().any(|k| k.file == file) {
                 continue;
             }
             set.messages.push(KeptMessage {
-                file: m.base,
+                file,
                 flags: m.flags,
                 keywords: m.keywords,
                 internal_date: m.internal_date,
                 size: m.size,
                 restored_by: None,
+                mailbox: tag.is_some().then(|| mailbox.to_string()),
             });
         }
         kept::save(&set_dir, &set).map_err(io_ctx("kept set meta"))
@@ -92,9 +98,47 @@ impl Store {
                     Some(_) => {}
                 }
             }
+            // A deleted user whose kept mail is all purged leaves nothing behind (a user
+            // with anything else, a retention set ahead of their first mail say, stays).
+            let only_kept =
+                fs::read_dir(&user_dir).is_ok_and(|mut d| d.all(|e| e.is_ok_and(|e| e.file_name() == kept::DIR)));
+            if only_kept && kept::sets(&user_dir).is_ok_and(|s| s.is_empty()) {
+                fs::remove_dir_all(&user_dir).map_err(io_ctx("remove a deleted user"))?;
+            }
         }
         if purged > 0 {
             tracing::info!(group = %self.group, purged, "kept mail past its retention purged");
+        }
+        Ok(MailResponse::Done)
+    }
+
+    /// Delete `user`: every folder's messages into the kept set of this entry (INBOX's
+    /// first: the set is named for it), then everything else of the user but the kept
+    /// sets and their own retention (see [`MailOp::RetireUser`]).
+    pub(super) fn retire_user(&mut self, index: u64, user: &UserName) -> Result<MailResponse, StoreError> {
+        self.flush_files()?;
+        let mut folders = self.mailboxes(user);
+        folders.sort_by_key(|m| !m.is_inbox());
+        for mailbox in folders {
+            let Some(idx) = self.mailbox(user, &mailbox)? else { continue };
+            let messages = idx.messages.clone();
+            self.keep_files(user, &mailbox, index, messages, KeptReason::UserDeleted)?;
+        }
+        self.boxes.retain(|(u, _), _| u != user);
+        self.dirty.retain(|(u, _)| u != user);
+        let user_dir = self.layout.user_dir(user);
+        let entries = match fs::read_dir(&user_dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(MailResponse::Done),
+            Err(e) => return Err(io_ctx("retire a user")(e)),
+        };
+        for e in entries.flatten() {
+            if kept::survives_retirement(&e.file_name().to_string_lossy()) {
+                continue;
+            }
+            let path = e.path();
+            let gone = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+            gone.map_err(io_ctx("retire a user"))?;
         }
         Ok(MailResponse::Done)
     }
@@ -143,7 +187,7 @@ impl Store {
                 continue;
             }
             let Ok(bytes) = fs::read(set_dir.join(&msg.file)) else { continue };
-            let target = match (&into, MailboxName::parse(&set.mailbox)) {
+            let target = match (&into, MailboxName::parse(set.folder_of(&msg))) {
                 (Some(into), _) => into.clone(),
                 (None, Ok(original)) => original,
                 (None, Err(_)) => MailboxName::inbox(),
