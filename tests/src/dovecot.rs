@@ -46,14 +46,12 @@ impl Dovecot {
         let port = addr.rsplit_once(':').unwrap().1;
         let imaps = tls.map(|_| common::testing::free_addr());
         let ssl = match (tls, &imaps) {
-            (Some((cert, key)), Some(a)) => format!(
-                "ssl = yes\nssl_cert = <{}\nssl_key = <{}\n",
-                cert.display(),
-                key.display()
-            ) + &format!(
-                "service imap-login {{\n  inet_listener imaps {{\n    address = 127.0.0.1\n    port = {}\n  }}\n}}\n",
-                a.rsplit_once(':').unwrap().1
-            ),
+            (Some((cert, key)), Some(a)) => {
+                let port = a.rsplit_once(':').unwrap().1;
+                let listener = format!("  inet_listener imaps {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n");
+                let files = format!("ssl_cert = <{}\nssl_key = <{}\n", cert.display(), key.display());
+                format!("ssl = yes\n{files}service imap-login {{\n{listener}}}\n")
+            }
             _ => "ssl = no\n".to_string(),
         };
         let log = state.join("dovecot.log");
