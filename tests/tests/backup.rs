@@ -4,7 +4,8 @@
 //! expunge after their short retention while the backup still lists it; then the three
 //! voters' data directories are destroyed and the nodes start empty, and
 //! `mailctl restore --from-backup 4` brings the user back from the backup: every mailbox
-//! with its UIDVALIDITY, UIDs, flags, keywords and every message byte for byte.
+//! with its UIDVALIDITY, UIDs, flags, keywords and every message byte for byte; and the
+//! expunged mail only the backup still keeps, with `--kept`.
 
 mod support;
 
@@ -124,4 +125,15 @@ fn a_user_is_restored_from_the_backup_after_the_voters_lost_their_data() {
     // Run again: nothing added twice.
     let (ok, again) = mailctl(root, &["restore", ALICE, "--from-backup", "4"]);
     assert!(ok && again.contains("restored 0 messages"), "{again}");
+
+    // And what the voters had purged comes back from the backup's kept sets too.
+    let (ok, out) = mailctl(root, &["restore", ALICE, "--from-backup", "4", "--kept"]);
+    assert!(ok && out.contains("restored 5 kept messages"), "{out}");
+    let inbox = &alice_mail(&storage)["INBOX"].1;
+    assert_eq!(inbox.len(), 60);
+    for k in 55..60 {
+        let subject = format!("Subject: backed up {k}\r\n");
+        let found = inbox.values().any(|(_, _, bytes)| bytes.windows(subject.len()).any(|w| w == subject.as_bytes()));
+        assert!(found, "{subject:?} restored");
+    }
 }

@@ -193,6 +193,7 @@ impl std::fmt::Display for AdminReply {
             Self::Opened { .. } => "an opened ticket",
             Self::Trace { .. } => "tracking records",
             Self::Kept { .. } => "kept messages",
+            Self::KeptFiles(_) => "kept message files",
         };
         write!(f, "an unexpected answer ({kind}): is every node and mailctl the same version?")
     }
@@ -350,9 +351,30 @@ pub enum AdminRequest {
         raft: String,
     },
     /// A read answered from the receiving node's own replica of the group, leader or not
-    /// (a backup's copy, when the voters lost theirs): `UserMail`, `FetchMessages`, `Kept`
-    /// and `Logins` only.
+    /// (a backup's copy, when the voters lost theirs): `UserMail`, `FetchMessages`, `Kept`,
+    /// `KeptFiles` and `Logins` only.
     FromReplica(Box<AdminRequest>),
+    /// The bytes and flags of kept messages `(set, file)` of a user (a restore from a
+    /// backup, whose sets the voters no longer have); the answer may stop early (a size
+    /// bound): ask again for the rest.
+    KeptFiles {
+        group: String,
+        user: String,
+        items: Vec<(String, String)>,
+    },
+}
+
+/// One kept message with its bytes (see [`AdminRequest::KeptFiles`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptFile {
+    pub set: String,
+    pub file: String,
+    pub mailbox: String,
+    pub flags: u8,
+    pub keywords: Vec<String>,
+    pub internal_date: i64,
+    /// `None`: the set or the file is gone (purged meanwhile).
+    pub bytes: Option<serde_bytes::ByteBuf>,
 }
 
 /// One kept message, as `mailctl restore` chooses among them.
@@ -413,7 +435,8 @@ impl AdminRequest {
             | AdminRequest::Tickets { group }
             | AdminRequest::EnqueueHeld { group, .. }
             | AdminRequest::Kept { group, .. }
-            | AdminRequest::AddBackup { group, .. } => Some(group),
+            | AdminRequest::AddBackup { group, .. }
+            | AdminRequest::KeptFiles { group, .. } => Some(group),
             AdminRequest::FromReplica(inner) => inner.group(),
         }
     }
@@ -462,6 +485,8 @@ pub enum AdminReply {
         items: Vec<KeptItem>,
         truncated: bool,
     },
+    /// Kept messages with their bytes, in the order asked (perhaps fewer).
+    KeptFiles(Vec<KeptFile>),
     /// Tracking records, and whether more matched than one answer holds.
     Trace {
         records: Vec<crate::tracking::TrackRecord>,

@@ -87,6 +87,19 @@ async fn kept(group: &Group, user: String) -> AdminReply {
     }
 }
 
+/// Kept messages `items` of `user` with their bytes, stopping after [`FETCH_BYTES_MAX`].
+async fn kept_files(group: &Group, user: String, items: Vec<(String, String)>) -> AdminReply {
+    let Ok(user) = UserName::parse(&user) else { return AdminReply::Refused("not a user name".into()) };
+    let user_dir = group.sm.store().lock().expect("store lock").layout().user_dir(&user);
+    let read =
+        tokio::task::spawn_blocking(move || crate::mailstore::kept::read_files(&user_dir, &items, FETCH_BYTES_MAX));
+    match read.await {
+        Ok(Ok(files)) => AdminReply::KeptFiles(files),
+        Ok(Err(e)) => AdminReply::Failed(format!("kept mail: {e}")),
+        Err(e) => AdminReply::Failed(format!("kept mail: {e}")),
+    }
+}
+
 /// The tracking records of every group on this node that `query` selects.
 async fn trace(node: &Node, query: common::tracking::TraceQuery) -> AdminReply {
     let dirs: Vec<_> = node.all_groups().iter().map(|g| g.sm.tracking_dir()).collect();
@@ -124,8 +137,9 @@ async fn from_replica(node: &Node, request: AdminRequest) -> AdminReply {
         AdminRequest::UserMail { user, .. } => user_mail(group, &user),
         AdminRequest::FetchMessages { user, mailbox, uids, .. } => fetch(&shared, &user, &mailbox, &uids),
         AdminRequest::Kept { user, .. } => kept(group, user).await,
+        AdminRequest::KeptFiles { user, items, .. } => kept_files(group, user, items).await,
         AdminRequest::Logins { user, .. } => logins(group, &user),
-        _ => AdminReply::Refused("a replica answers only UserMail, FetchMessages, Kept and Logins".into()),
+        _ => AdminReply::Refused("a replica answers only UserMail, FetchMessages, Kept, KeptFiles and Logins".into()),
     }
 }
 
@@ -174,6 +188,7 @@ pub async fn handle(node: &Node, request: AdminRequest) -> AdminReply {
         AdminRequest::CountFates { op_id, counts, .. } => (OpId(op_id), MailOp::CountFates { counts }),
         AdminRequest::Logins { user, .. } => return logins(group, &user),
         AdminRequest::Kept { user, .. } => return kept(group, user).await,
+        AdminRequest::KeptFiles { user, items, .. } => return kept_files(group, user, items).await,
         AdminRequest::Blocks { .. } => {
             let store = group.sm.store();
             let store = store.lock().expect("store lock");

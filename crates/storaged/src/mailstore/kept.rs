@@ -211,6 +211,52 @@ pub fn save(set_dir: &Path, set: &KeptSet) -> io::Result<()> {
     super::fileio::replace_private(set_dir, META, &bytes)
 }
 
+/// Kept messages `items` (`(set, file)`) of the user at `user_dir` with their bytes, in
+/// order, stopping once `bytes_max` were read (the rest is asked for again); a message
+/// whose set or file is gone comes back without bytes.
+pub fn read_files(
+    user_dir: &Path,
+    items: &[(String, String)],
+    bytes_max: u64,
+) -> io::Result<Vec<common::admin::KeptFile>> {
+    let dirs: std::collections::BTreeMap<String, PathBuf> =
+        sets(user_dir)?.into_iter().map(|(n, p)| (n.to_string(), p)).collect();
+    let mut loaded: std::collections::BTreeMap<&str, Option<KeptSet>> = std::collections::BTreeMap::new();
+    let (mut out, mut bytes) = (Vec::new(), 0u64);
+    for (set_name, file) in items {
+        if bytes >= bytes_max {
+            break;
+        }
+        let set = loaded.entry(set_name).or_insert_with(|| dirs.get(set_name).and_then(|d| load(d).ok()));
+        let found = set.as_ref().and_then(|s| Some((s, s.messages.iter().find(|m| m.file == *file)?)));
+        let Some((set, m)) = found else {
+            let gone = common::admin::KeptFile {
+                set: set_name.clone(),
+                file: file.clone(),
+                mailbox: String::new(),
+                flags: 0,
+                keywords: Vec::new(),
+                internal_date: 0,
+                bytes: None,
+            };
+            out.push(gone);
+            continue;
+        };
+        let data = fs::read(dirs[set_name.as_str()].join(&m.file)).ok();
+        bytes += data.as_ref().map_or(0, |d| d.len() as u64);
+        out.push(common::admin::KeptFile {
+            set: set_name.clone(),
+            file: file.clone(),
+            mailbox: set.folder_of(m).to_string(),
+            flags: m.flags,
+            keywords: m.keywords.clone(),
+            internal_date: m.internal_date,
+            bytes: data.map(serde_bytes::ByteBuf::from),
+        });
+    }
+    Ok(out)
+}
+
 /// Header bytes read of a kept message for its Message-ID and Subject.
 const LIST_HEADER_MAX_BYTES: u64 = 16 * 1024;
 

@@ -102,10 +102,15 @@ enum Cmd {
         /// List the kept messages; restore nothing.
         #[arg(long)]
         list: bool,
-        /// Restore the user's whole mail (or with --list, list the kept mail) from this
-        /// backup node's replica: for when the voters lost their data.
+        /// Restore the user's whole mail (or with --list, list the kept mail; with --kept,
+        /// restore kept mail) from this backup node's replica: for when the voters lost
+        /// their data or purged it.
         #[arg(long, value_name = "NODE")]
         from_backup: Option<u64>,
+        /// With --from-backup: restore the backup's kept (expunged, deleted) mail that
+        /// --folder, --since and --message-id choose, instead of the whole mail.
+        #[arg(long, requires = "from_backup")]
+        kept: bool,
     },
     /// A user's own retention of expunged mail and deleted folders: show it, or set it
     /// (90d, 12h, ...; `default`: the site's `[retention] keep_s` again).
@@ -569,6 +574,7 @@ struct RestoreArgs {
     into: Option<String>,
     list: bool,
     from_backup: Option<u64>,
+    kept: bool,
 }
 
 fn restore(config: &std::path::Path, user: &str, args: RestoreArgs) -> anyhow::Result<()> {
@@ -576,7 +582,7 @@ fn restore(config: &std::path::Path, user: &str, args: RestoreArgs) -> anyhow::R
     let admin = Admin::open_waiting(config, std::time::Duration::from_secs(20))?;
     let dir = UserDirectory::of_front(admin.front_config(), None)?;
     let rt = runtime()?;
-    if let Some(node) = args.from_backup {
+    if let (Some(node), false) = (args.from_backup, args.kept) {
         return restore_from_backup(&admin, &dir, user, node, args.list);
     }
     if args.list {
@@ -590,6 +596,11 @@ fn restore(config: &std::path::Path, user: &str, args: RestoreArgs) -> anyhow::R
     let now_s = chrono::Utc::now().timestamp();
     let since_s = args.since.as_deref().map(|s| super::trace::parse_since(s, now_s)).transpose()?;
     let choice = r::Choice { folder: args.folder, since_s, message_id: args.message_id };
+    if let Some(node) = args.from_backup {
+        let restored = rt.block_on(r::kept_from_backup(&admin, &dir, (user, node), &choice, args.into.as_deref()))?;
+        println!("restored {restored} kept messages of {user} from backup node {node}");
+        return Ok(());
+    }
     let restored = rt.block_on(r::restore(&admin, &dir, user, &choice, args.into.as_deref()))?;
     println!("restored {restored} messages of {user}");
     Ok(())
@@ -943,8 +954,8 @@ pub fn run_from(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
         Cmd::User { ldif, print_ldif, config, action } => user(&ldif, &config, print_ldif, action),
         Cmd::Up { dir, port_base, dns_servers } => super::up::run(&dir, port_base, &dns_servers),
         Cmd::Status { config, json } => status(&config, json),
-        Cmd::Restore { user, config, folder, since, message_id, into, list, from_backup } => {
-            restore(&config, &user, RestoreArgs { folder, since, message_id, into, list, from_backup })
+        Cmd::Restore { user, config, folder, since, message_id, into, list, from_backup, kept } => {
+            restore(&config, &user, RestoreArgs { folder, since, message_id, into, list, from_backup, kept })
         }
         Cmd::Backup { config, action } => backup(&config, action),
         Cmd::Retention { user, keep, config } => retention(&config, &user, keep.as_deref()),

@@ -13,6 +13,7 @@
 use anyhow::bail;
 use common::admin::{AdminReply, AdminRequest, KeptItem};
 use indicatif::{ProgressBar, ProgressStyle};
+use storaged::mailstore::ops::NewMessage;
 use storaged::mailstore::{MailOp, MailResponse};
 
 use super::admin::Admin;
@@ -134,6 +135,76 @@ pub async fn kept_on_backup(
         AdminReply::Kept { items, .. } => Ok((user, items)),
         other => bail!("node {node}: {other}"),
     }
+}
+
+/// Restore kept messages `choice` selects from backup node `node`'s sets (mail the
+/// voters purged or lost): each appended with its flags, keywords and date to its folder
+/// (made if missing) or `into`, with new UIDs. The backup is read only, so it cannot mark
+/// them restored: a second run files them again. How many were filed.
+pub async fn kept_from_backup(
+    admin: &Admin,
+    dir: &UserDirectory,
+    (address, node): (&str, u64),
+    choice: &Choice,
+    into: Option<&str>,
+) -> anyhow::Result<u32> {
+    let (user, items) = kept_on_backup(admin, dir, address, node).await?;
+    let (_, group) = dir.locate(address).await?;
+    let chosen: Vec<(String, String)> =
+        items.iter().filter(|i| choice.takes(i)).map(|i| (i.set.clone(), i.file.clone())).collect();
+    if chosen.is_empty() {
+        bail!("nothing of {user}'s kept mail on backup node {node} matches (--list --from-backup {node} shows it)");
+    }
+    let node_admin = backup_admin(admin, node)?;
+    let mut folders: std::collections::BTreeSet<String> =
+        admin.user_mail(&group, &user).await?.mailboxes.into_iter().map(|m| m.name).collect();
+    let bar = ProgressBar::new(chosen.len() as u64);
+    bar.set_style(ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({eta})")?.progress_chars("=> "));
+    bar.set_message(format!("restoring {user} from backup node {node}"));
+    let (mut restored, mut pending) = (0u32, chosen.as_slice());
+    while !pending.is_empty() {
+        let batch = &pending[..pending.len().min(BATCH)];
+        let request = AdminRequest::KeptFiles { group: group.clone(), user: user.clone(), items: batch.to_vec() };
+        let files = match admin.call_node(&node_admin, &AdminRequest::FromReplica(Box::new(request))).await? {
+            AdminReply::KeptFiles(files) if !files.is_empty() => files,
+            other => bail!("backup node {node}: {other}"),
+        };
+        let answered = files.len();
+        let mut by_folder: std::collections::BTreeMap<String, Vec<NewMessage>> = Default::default();
+        for f in files {
+            let Some(data) = f.bytes else { continue };
+            let folder =
+                into.map_or_else(|| if f.mailbox.is_empty() { "INBOX".into() } else { f.mailbox }, str::to_string);
+            let message = NewMessage {
+                flags: f.flags,
+                keywords: f.keywords,
+                internal_date: f.internal_date,
+                data: data.into_vec(),
+            };
+            by_folder.entry(folder).or_default().push(message);
+        }
+        for (folder, messages) in by_folder {
+            if folders.insert(folder.clone()) {
+                admin
+                    .apply_once(
+                        &group,
+                        rand::random(),
+                        MailOp::CreateMailbox { user: user.clone(), mailbox: folder.clone() },
+                    )
+                    .await?;
+            }
+            let count = messages.len() as u32;
+            let op_id = batch_id(&format!("backup {user}"), &batch[..answered], Some(&folder));
+            admin
+                .apply_once(&group, op_id, MailOp::AppendMany { user: user.clone(), mailbox: folder, messages })
+                .await?;
+            restored += count;
+        }
+        bar.inc(answered as u64);
+        pending = &pending[answered..];
+    }
+    bar.finish_and_clear();
+    Ok(restored)
 }
 
 /// Copy the user's mail from backup node `node`'s replica into their group, adding what
