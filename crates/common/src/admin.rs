@@ -351,9 +351,8 @@ pub enum AdminRequest {
         raft: String,
     },
     /// A read answered from the receiving node's own replica of the group, leader or not
-    /// (a backup's copy, when the voters lost theirs): `UserMail`, `FetchMessages`, `Kept`,
-    /// `KeptFiles` and `Logins` only.
-    FromReplica(Box<AdminRequest>),
+    /// (a backup's copy, when the voters lost theirs).
+    FromReplica(ReplicaRead),
     /// The bytes and flags of kept messages `(set, file)` of a user (a restore from a
     /// backup, whose sets the voters no longer have); the answer may stop early (a size
     /// bound): ask again for the rest.
@@ -362,6 +361,56 @@ pub enum AdminRequest {
         user: String,
         items: Vec<(String, String)>,
     },
+}
+
+/// The reads one node answers from its own replica ([`AdminRequest::FromReplica`]): a
+/// type of its own, not a boxed request, so a frame cannot nest requests without bound.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReplicaRead {
+    UserMail { group: String, user: String },
+    FetchMessages { group: String, user: String, mailbox: String, uids: Vec<u32> },
+    Kept { group: String, user: String },
+    KeptFiles { group: String, user: String, items: Vec<(String, String)> },
+    Logins { group: String, user: String },
+}
+
+impl ReplicaRead {
+    /// The replica read `request` is, if it is one of them.
+    pub fn of(request: AdminRequest) -> Option<Self> {
+        Some(match request {
+            AdminRequest::UserMail { group, user } => Self::UserMail { group, user },
+            AdminRequest::FetchMessages { group, user, mailbox, uids } => {
+                Self::FetchMessages { group, user, mailbox, uids }
+            }
+            AdminRequest::Kept { group, user } => Self::Kept { group, user },
+            AdminRequest::KeptFiles { group, user, items } => Self::KeptFiles { group, user, items },
+            AdminRequest::Logins { group, user } => Self::Logins { group, user },
+            _ => return None,
+        })
+    }
+
+    /// The same read as an ordinary request.
+    pub fn into_request(self) -> AdminRequest {
+        match self {
+            Self::UserMail { group, user } => AdminRequest::UserMail { group, user },
+            Self::FetchMessages { group, user, mailbox, uids } => {
+                AdminRequest::FetchMessages { group, user, mailbox, uids }
+            }
+            Self::Kept { group, user } => AdminRequest::Kept { group, user },
+            Self::KeptFiles { group, user, items } => AdminRequest::KeptFiles { group, user, items },
+            Self::Logins { group, user } => AdminRequest::Logins { group, user },
+        }
+    }
+
+    pub fn group(&self) -> &str {
+        match self {
+            Self::UserMail { group, .. }
+            | Self::FetchMessages { group, .. }
+            | Self::Kept { group, .. }
+            | Self::KeptFiles { group, .. }
+            | Self::Logins { group, .. } => group,
+        }
+    }
 }
 
 /// One kept message with its bytes (see [`AdminRequest::KeptFiles`]).
@@ -437,7 +486,7 @@ impl AdminRequest {
             | AdminRequest::Kept { group, .. }
             | AdminRequest::AddBackup { group, .. }
             | AdminRequest::KeptFiles { group, .. } => Some(group),
-            AdminRequest::FromReplica(inner) => inner.group(),
+            AdminRequest::FromReplica(read) => Some(read.group()),
         }
     }
 }
@@ -579,6 +628,18 @@ mod tests {
         assert_eq!(moved_target("451 4.3.0 temporary failure"), None);
     }
     use super::*;
+
+    #[test]
+    fn replica_reads_are_the_reads_and_nothing_else() {
+        let read = AdminRequest::Kept { group: "hermes".into(), user: "a@b".into() };
+        let r = ReplicaRead::of(read.clone()).unwrap();
+        assert_eq!((r.group(), r.clone().into_request()), ("hermes", read));
+        let wrapped = AdminRequest::FromReplica(r);
+        assert_eq!(decode::<AdminRequest>(&encode(&wrapped)).unwrap(), wrapped);
+        assert_eq!(wrapped.group(), Some("hermes"));
+        let write = AdminRequest::RemoveNode { group: "hermes".into(), id: 2, force: true };
+        assert_eq!(ReplicaRead::of(write), None, "a write is never a replica read");
+    }
 
     #[test]
     fn requests_roundtrip_and_garbage_is_an_error() {

@@ -156,8 +156,8 @@ pub async fn handle(node: &Node, request: AdminRequest) -> AdminReply {
     if let AdminRequest::Trace(query) = request {
         return trace(node, query.bounded()).await;
     }
-    if let AdminRequest::FromReplica(inner) = request {
-        return from_replica(node, *inner).await;
+    if let AdminRequest::FromReplica(read) = request {
+        return from_replica(node, read.into_request()).await;
     }
     let Some(group_name) = request.group().map(str::to_string) else {
         return AdminReply::Status(status(node).await);

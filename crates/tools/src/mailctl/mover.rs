@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use common::admin::{AdminReply, AdminRequest, MailboxSummary, UserMail};
+use common::admin::{AdminReply, AdminRequest, MailboxSummary, ReplicaRead, UserMail};
 use indicatif::{ProgressBar, ProgressStyle};
 use storaged::mailstore::ops::{ImportedMessage, MetadataChange};
 use storaged::mailstore::{FlagState, MailOp, MailResponse, UserState};
@@ -136,7 +136,8 @@ impl Admin {
         match source {
             Source::Group(g) => self.call(g, request).await,
             Source::Replica { node_admin, .. } => {
-                self.call_node(node_admin, &AdminRequest::FromReplica(Box::new(request))).await
+                let read = ReplicaRead::of(request).ok_or_else(|| anyhow::anyhow!("not a read a replica answers"))?;
+                self.call_node(node_admin, &AdminRequest::FromReplica(read)).await
             }
         }
     }

@@ -11,7 +11,7 @@
 //! it (a mailbox the group holds again under another UIDVALIDITY is left alone and named).
 
 use anyhow::bail;
-use common::admin::{AdminReply, AdminRequest, KeptItem};
+use common::admin::{AdminReply, AdminRequest, KeptItem, ReplicaRead};
 use indicatif::{ProgressBar, ProgressStyle};
 use storaged::mailstore::ops::NewMessage;
 use storaged::mailstore::{MailOp, MailResponse};
@@ -130,7 +130,7 @@ pub async fn kept_on_backup(
     node: u64,
 ) -> anyhow::Result<(String, Vec<KeptItem>)> {
     let (user, group) = dir.locate(address).await?;
-    let request = AdminRequest::FromReplica(Box::new(AdminRequest::Kept { group: group.clone(), user: user.clone() }));
+    let request = AdminRequest::FromReplica(ReplicaRead::Kept { group: group.clone(), user: user.clone() });
     match admin.call_node(&backup_admin(admin, node)?, &request).await? {
         AdminReply::Kept { items, .. } => Ok((user, items)),
         other => bail!("node {node}: {other}"),
@@ -164,8 +164,8 @@ pub async fn kept_from_backup(
     let (mut restored, mut pending) = (0u32, chosen.as_slice());
     while !pending.is_empty() {
         let batch = &pending[..pending.len().min(BATCH)];
-        let request = AdminRequest::KeptFiles { group: group.clone(), user: user.clone(), items: batch.to_vec() };
-        let files = match admin.call_node(&node_admin, &AdminRequest::FromReplica(Box::new(request))).await? {
+        let request = ReplicaRead::KeptFiles { group: group.clone(), user: user.clone(), items: batch.to_vec() };
+        let files = match admin.call_node(&node_admin, &AdminRequest::FromReplica(request)).await? {
             AdminReply::KeptFiles(files) if !files.is_empty() => files,
             other => bail!("backup node {node}: {other}"),
         };
