@@ -371,6 +371,11 @@ impl RaftStateMachine<MailConfig> for MailStateMachine {
             let mut store = self.store.lock().expect("store lock");
             let mail = self.group_dir.join("mail");
             let old = self.group_dir.join("mail.old");
+            // A backup keeps the kept sets its longer retention still holds.
+            if self.keep_floor_s > 0 {
+                let carried = crate::mailstore::kept::carry_sets(&mail, &staged).map_err(snap_err)?;
+                tracing::info!(group = %self.group, carried, "kept sets carried into the installed snapshot");
+            }
             std::fs::rename(&mail, &old).map_err(snap_err)?;
             std::fs::rename(&staged, &mail).map_err(snap_err)?;
             let mut fresh = Store::open(&mail, &self.group).map_err(snap_err)?;

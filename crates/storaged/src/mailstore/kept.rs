@@ -211,6 +211,31 @@ pub fn save(set_dir: &Path, set: &KeptSet) -> io::Result<()> {
     super::fileio::replace_private(set_dir, META, &bytes)
 }
 
+/// Move the kept sets of the store tree at `old_root` that the tree at `new_root` lacks
+/// into it (a backup installing a snapshot from the voters, whose shorter retention
+/// already purged sets the backup keeps longer). How many sets were carried over.
+pub fn carry_sets(old_root: &Path, new_root: &Path) -> io::Result<usize> {
+    let mut carried = 0;
+    let users = match fs::read_dir(old_root.join("users")) {
+        Ok(users) => users,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    for user in users.flatten() {
+        let new_user = new_root.join("users").join(user.file_name());
+        let have: std::collections::BTreeSet<u64> = sets(&new_user)?.into_iter().map(|(n, _)| n.index).collect();
+        for (name, path) in sets(&user.path())? {
+            if have.contains(&name.index) {
+                continue;
+            }
+            fs::create_dir_all(dir(&new_user))?;
+            fs::rename(&path, dir(&new_user).join(name.to_string()))?;
+            carried += 1;
+        }
+    }
+    Ok(carried)
+}
+
 /// Kept messages `items` (`(set, file)`) of the user at `user_dir` with their bytes, in
 /// order, stopping once `bytes_max` were read (the rest is asked for again); a message
 /// whose set or file is gone comes back without bytes.
@@ -338,6 +363,30 @@ mod tests {
         *bytes.last_mut().unwrap() ^= 1;
         fs::write(dir.path().join(META), bytes).unwrap();
         assert!(load(dir.path()).is_err());
+    }
+
+    #[test]
+    fn a_backup_carries_its_longer_kept_sets_into_an_installed_snapshot() {
+        let (old, new) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        for (root, sets) in [(old.path(), &["5.100", "9.200", "12"][..]), (new.path(), &["9.200", "30"][..])] {
+            for set in sets {
+                fs::create_dir_all(root.join("users/alice").join(DIR).join(set)).unwrap();
+                fs::write(root.join("users/alice").join(DIR).join(set).join("f"), set.as_bytes()).unwrap();
+            }
+        }
+        fs::create_dir_all(old.path().join("users/bob/kept/7")).unwrap();
+        assert_eq!(carry_sets(old.path(), new.path()).unwrap(), 3, "5, 12 and bob's 7; 9 is there already");
+        let names = |user: &str| -> Vec<String> {
+            sets(&new.path().join("users").join(user)).unwrap().into_iter().map(|(n, _)| n.to_string()).collect()
+        };
+        assert_eq!(names("alice"), ["5.100", "9.200", "12", "30"]);
+        assert_eq!(names("bob"), ["7"]);
+        assert_eq!(
+            fs::read(new.path().join("users/alice/kept/9.200/f")).unwrap(),
+            b"9.200",
+            "the new tree's own set stays"
+        );
+        assert_eq!(carry_sets(old.path(), new.path()).unwrap(), 0);
     }
 
     #[test]
