@@ -45,12 +45,7 @@ pub fn set_user_retention(user_dir: &Path, keep_s: Option<u64>) -> io::Result<()
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         },
-        Some(s) => {
-            fs::create_dir_all(user_dir)?;
-            let tmp = user_dir.join(format!("{RETENTION}.tmp"));
-            fs::write(&tmp, format!("{s}\n"))?;
-            fs::rename(&tmp, &path)
-        }
+        Some(s) => super::fileio::replace_private(user_dir, RETENTION, format!("{s}\n").as_bytes()),
     }
 }
 const META: &str = "meta";

@@ -110,12 +110,12 @@ impl Bodies for ImapBodies<'_> {
     fn read(&mut self, job: usize, batch: &[&Planned]) -> Vec<Result<Vec<u8>, (String, String)>> {
         let mb = &self.mailboxes[job];
         let what = |uid: u32| format!("{} UID {uid}", mb.wire);
-        let fetched = if self.selected == Some(job) {
-            self.source.bodies(&batch.iter().map(|m| m.uid).collect::<Vec<_>>())
-        } else {
-            self.selected = Some(job);
-            self.source.select(mb).and_then(|()| self.source.bodies(&batch.iter().map(|m| m.uid).collect::<Vec<_>>()))
+        let uids: Vec<u32> = batch.iter().map(|m| m.uid).collect();
+        let opened = match self.selected {
+            Some(open) if open == job => Ok(()),
+            _ => self.source.select(mb).map(|()| self.selected = Some(job)),
         };
+        let fetched = opened.and_then(|()| self.source.bodies(&uids));
         let mut fetched = match fetched {
             Ok(f) => f,
             Err(e) => return batch.iter().map(|m| Err((what(m.uid), format!("not fetched: {e:#}")))).collect(),

@@ -130,9 +130,15 @@ pub async fn kept_on_backup(
     node: u64,
 ) -> anyhow::Result<(String, Vec<KeptItem>)> {
     let (user, group) = dir.locate(address).await?;
-    let request = AdminRequest::FromReplica(ReplicaRead::Kept { group: group.clone(), user: user.clone() });
+    let items = kept_on_node(admin, (&user, &group), node).await?;
+    Ok((user, items))
+}
+
+/// The kept messages of `user` of `group` on node `node`'s own replica.
+async fn kept_on_node(admin: &Admin, (user, group): (&str, &str), node: u64) -> anyhow::Result<Vec<KeptItem>> {
+    let request = AdminRequest::FromReplica(ReplicaRead::Kept { group: group.into(), user: user.into() });
     match admin.call_node(&backup_admin(admin, node)?, &request).await? {
-        AdminReply::Kept { items, .. } => Ok((user, items)),
+        AdminReply::Kept { items, .. } => Ok(items),
         other => bail!("node {node}: {other}"),
     }
 }
@@ -148,8 +154,8 @@ pub async fn kept_from_backup(
     choice: &Choice,
     into: Option<&str>,
 ) -> anyhow::Result<u32> {
-    let (user, items) = kept_on_backup(admin, dir, address, node).await?;
-    let (_, group) = dir.locate(address).await?;
+    let (user, group) = dir.locate(address).await?;
+    let items = kept_on_node(admin, (&user, &group), node).await?;
     let chosen: Vec<(String, String)> =
         items.iter().filter(|i| choice.takes(i)).map(|i| (i.set.clone(), i.file.clone())).collect();
     if chosen.is_empty() {
