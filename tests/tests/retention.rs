@@ -1,7 +1,7 @@
 //! Retention (issue 25): what a user expunges and the folders they delete are kept, out of
 //! IMAP's sight, for `[retention] keep_s`; `mailctl restore` brings them back byte for byte
 //! with their flags and keywords (new UIDs, a deleted folder made again); after the
-//! retention they are gone from every replica's store; a user's own retention is set and
+//! retention they are gone from every file of every replica (store, Raft log, snapshot); a user's own retention is set and
 //! shown; a deleted user's every folder is kept and restored once the user is back. Three real storaged processes and a front for the directory; the short retention
 //! (15 s) is this test's setting.
 
@@ -50,6 +50,35 @@ fn store_files(root: &Path, i: usize) -> Vec<Vec<u8>> {
     out
 }
 
+/// The paths of the files under replica `i`'s group directory (store, Raft log, snapshots
+/// and all) that hold any of `needles`.
+fn files_holding(root: &Path, i: usize, needles: &[Vec<u8>]) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.join(format!("data{i}/hermes"))];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(t) if t.is_file() => {
+                    let bytes = std::fs::read(e.path()).unwrap_or_default();
+                    if needles.iter().any(|n| memchr::memmem::find(&bytes, n).is_some()) {
+                        out.push(e.path());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// The `Subject:` line of a message, with its line end: unique per message here.
+fn subject_line(message: &[u8]) -> Vec<u8> {
+    let at = message.windows(9).position(|w| w == b"Subject: ").expect("a Subject field");
+    let end = message[at..].windows(2).position(|w| w == b"\r\n").expect("a line end");
+    message[at..at + end + 2].to_vec()
+}
+
 /// The keywords of each message of `mailbox`, by size and internal date (unique here).
 fn keywords(storage: &Storage, mailbox: &str) -> Vec<Vec<String>> {
     let AdminReply::UserMail(mail) =
@@ -70,6 +99,7 @@ fn expunged_mail_and_a_deleted_folder_are_restored_and_purged_after_the_retentio
     let storage = Storage::start_tuned(root, |c| {
         c.retention.keep_s = KEEP_S;
         c.retention.purge_every_s = 1;
+        c.retention.scrub_every_s = 1;
     });
     std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
     let _front = Front::start(root, &storage, ldif_directory());
@@ -134,6 +164,11 @@ fn expunged_mail_and_a_deleted_folder_are_restored_and_purged_after_the_retentio
     let after: BTreeMap<Vec<u8>, ()> = files(root, 1, "").into_iter().map(|(b, _)| (b, ())).collect();
     let expunged: Vec<&Vec<u8>> = before.keys().filter(|b| !after.contains_key(*b)).collect();
     assert_eq!(expunged.len(), 5);
+    let subjects: Vec<Vec<u8>> = expunged.iter().map(|m| subject_line(m)).collect();
+    for i in 1..=3 {
+        let holding = files_holding(root, i, &subjects);
+        assert!(holding.iter().any(|p| p.to_string_lossy().contains("/raft/")), "the log holds them: {holding:?}");
+    }
     for i in 1..=3 {
         let kept = root.join(format!("data{i}/hermes/mail/users/{ALICE}/kept"));
         // Each replica applies the expunge and the purges in its own time.
@@ -144,6 +179,13 @@ fn expunged_mail_and_a_deleted_folder_are_restored_and_purged_after_the_retentio
         });
     }
     assert_eq!(files(root, 1, "").len(), 115, "the purge touched only kept mail");
+    // Nor any other file: the log segments that carried them are scrubbed, the snapshot
+    // rebuilt without them.
+    for i in 1..=3 {
+        wait_for("the expunged bytes gone from every file of the replica", Duration::from_secs(60), || {
+            files_holding(root, i, &subjects).is_empty()
+        });
+    }
 
     // A user's own retention, set and shown by mailctl (the purge by it: the store's tests).
     let (ok, out) = mailctl(root, &["retention", ALICE, "90d"]);

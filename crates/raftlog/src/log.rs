@@ -78,7 +78,7 @@ impl Log {
         let next_index = rec.report.last.map(|l| l.index + 1);
         let index = Index { segments: rec.segments.into(), purged: rec.meta.purged, last: rec.report.last };
         let shared = Arc::new(Shared { dir: dir.clone(), opts: opts.clone(), index: RwLock::new(index) });
-        let mut slots = SlotPool::new(rec.files, rec.free, rec.next_seq);
+        let mut slots = SlotPool::new(rec.files, rec.free, rec.dirty, rec.next_seq);
         slots.start_preparer(dir.clone(), opts.segment_bytes).map_err(|e| Error::io(&dir, e))?;
         slots.prepare_ahead();
         let efd = Arc::new(EventFd::new().map_err(|e| Error::io(&dir, e))?);
@@ -164,6 +164,16 @@ impl Log {
         rx.await.map_err(|_| Error::Stopped)??;
         self.inner.meta.write().expect("meta lock").purged = Some(id);
         Ok(())
+    }
+
+    /// Start a new segment for the entries to come; returns the last index the older
+    /// segments hold (`None`: nothing to roll). Once the log is purged up to it, every
+    /// segment that held an entry until now is freed and scrubbed (see `slots`): how a
+    /// purge of mail is made to reach the log's files.
+    pub async fn roll(&self) -> Result<Option<u64>, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Request::Roll { done: tx })?;
+        rx.await.map_err(|_| Error::Stopped)?
     }
 
     /// A read-only view for concurrent readers.

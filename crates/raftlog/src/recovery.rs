@@ -21,7 +21,7 @@ use crate::index::Seg;
 use crate::meta::{self, Meta, MetaState, META_SLOT_LEN};
 use crate::options::Options;
 use crate::record::{self, EntryKind, Invalid, RecordId, RECORD_ALIGN};
-use crate::segment::{parse_slot_file_name, slot_file_name, SegmentHeader, SEGMENT_HEADER_LEN};
+use crate::segment::{self, parse_slot_file_name, slot_file_name, SegmentHeader, SEGMENT_HEADER_LEN};
 use crate::uring;
 
 /// Sequence numbers reserved per open: a log never rolls over this many segments between
@@ -43,7 +43,10 @@ pub struct OpenReport {
 
 pub(crate) struct Recovered {
     pub files: HashMap<u32, Arc<File>>,
+    /// Free slots marked clean.
     pub free: Vec<u32>,
+    /// Free slots that may hold bytes of an earlier life: scrubbed before reuse.
+    pub dirty: Vec<u32>,
     pub segments: Vec<Seg>,
     pub next_seq: u64,
     pub meta: Meta,
@@ -189,6 +192,7 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered, Error> {
 
     let mut files = HashMap::new();
     let mut free = Vec::new();
+    let mut dirty = Vec::new();
     let mut live: Vec<(u32, SegmentHeader)> = Vec::new();
     let entries = fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     for entry in entries {
@@ -202,7 +206,8 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered, Error> {
         let n = file.read_at(&mut block, 0).map_err(|e| Error::io(&path, e))?;
         match SegmentHeader::decode(&block[..n]) {
             Some(h) => live.push((slot, h)),
-            None => free.push(slot),
+            None if segment::is_clean(&block[..n]) => free.push(slot),
+            None => dirty.push(slot),
         }
         files.insert(slot, Arc::new(file));
     }
@@ -288,7 +293,7 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered, Error> {
     let zeros = vec![0u8; SEGMENT_HEADER_LEN];
     for slot in &to_free {
         uring::write_and_sync(&mut ring, &files[slot], &[(0, &zeros)]).map_err(|e| Error::io(path_of(*slot), e))?;
-        free.push(*slot);
+        dirty.push(*slot);
     }
     // What we recovered may sit only in the page cache after a process crash: make it
     // durable before new records claim it is.
@@ -321,5 +326,5 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered, Error> {
         })
         .collect();
     let report = OpenReport { last, purged: meta.purged, torn_tail, live_segments: segments.len() };
-    Ok(Recovered { files, free, segments, next_seq, meta, meta_seq, meta_file, report })
+    Ok(Recovered { files, free, dirty, segments, next_seq, meta, meta_seq, meta_file, report })
 }

@@ -14,11 +14,32 @@
 //! 24..32   index of the first record in this segment
 //! 32..64   reserved, zero
 //! ```
+//!
+//! A slot that holds no segment starts with [`CLEAN_MAGIC`] when every byte after it is
+//! zero (made fresh, or scrubbed after its segment was freed); any other non-header block
+//! means the slot may still hold bytes of an earlier life and must be scrubbed before
+//! reuse, so purged entries (message bodies) never stay on disk in a free slot.
 
 /// Bytes reserved for the header; records start at this offset.
 pub const SEGMENT_HEADER_LEN: usize = 4096;
 const MAGIC: &[u8; 8] = b"RLSEG001";
 const VERSION: u32 = 1;
+/// First bytes of a free slot known to be all zeros after them.
+pub const CLEAN_MAGIC: &[u8; 8] = b"RLCLEAN1";
+
+/// The header block of a clean free slot.
+pub fn clean_block() -> Vec<u8> {
+    let mut block = vec![0u8; SEGMENT_HEADER_LEN];
+    block[..8].copy_from_slice(CLEAN_MAGIC);
+    block
+}
+
+/// Whether `block` (a slot's first bytes) marks a clean free slot.
+pub fn is_clean(block: &[u8]) -> bool {
+    block.len() >= SEGMENT_HEADER_LEN
+        && &block[..8] == CLEAN_MAGIC
+        && block[8..SEGMENT_HEADER_LEN].iter().all(|b| *b == 0)
+}
 
 /// The header of one live segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,5 +105,8 @@ mod tests {
         assert_eq!(SegmentHeader::decode(&[0u8; 4096]), None);
         assert_eq!(parse_slot_file_name(&slot_file_name(42)), Some(42));
         assert_eq!(parse_slot_file_name("meta"), None);
+        assert!(is_clean(&clean_block()));
+        assert_eq!(SegmentHeader::decode(&clean_block()), None, "a clean slot holds no segment");
+        assert!(!is_clean(&block) && !is_clean(&[0u8; 4096]));
     }
 }

@@ -1,24 +1,28 @@
-//! Segment slot files: which exist, which are free, and preparing new ones ahead of need.
+//! Segment slot files: which exist, which are free, and preparing them ahead of need.
 //!
 //! A new slot file is created at full size and zero-filled with io_uring writes, then
 //! fdatasync'ed together with its directory, so appends into it never change file metadata
 //! (an fdatasync after an append then writes only data). A background thread prepares the
-//! next slot while the current one fills, so rolling over rarely waits. Freed slots (after
-//! purge or truncation) are reused as they are: their old records carry an old sequence
-//! number and never validate again.
+//! next slot while the current one fills, so rolling over rarely waits.
+//!
+//! A freed slot (after purge or truncation) is scrubbed on that thread before it is used
+//! again: zeroed whole, then marked clean ([`segment::CLEAN_MAGIC`]). Purged entries carry
+//! message bodies, and a mail system that has purged a message must not keep its bytes in a
+//! free slot for the next life of the file to cover only in part. Slots found free but not
+//! clean at open (an interrupted scrub, an older log) are scrubbed first.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::thread;
 
 use io_uring::{opcode, types, IoUring};
 
-use crate::segment::slot_file_name;
+use crate::segment::{self, slot_file_name, SEGMENT_HEADER_LEN};
 use crate::shared::Shared;
 use crate::uring;
 
@@ -29,62 +33,87 @@ pub(crate) struct SpareSegment {
 
 /// Bytes per zero-fill write.
 const FILL_CHUNK: usize = 1 << 20;
+/// Zero-fill writes in flight when making a slot the writer waits for.
+const CREATE_IN_FLIGHT: usize = 16;
+/// Zero-fill writes in flight when scrubbing: gentler, appends share the disk.
+const SCRUB_IN_FLIGHT: usize = 4;
+
+/// Work for the preparer thread.
+enum Job {
+    Create(u32),
+    Scrub(u32, Arc<File>),
+}
+
+/// What the preparer thread finished.
+enum Done {
+    Created(u32, io::Result<File>),
+    Scrubbed(u32, io::Result<()>),
+}
 
 /// All slot files of one log directory.
 pub(crate) struct SlotPool {
     files: HashMap<u32, Arc<File>>,
+    /// Clean slots, ready for a new segment.
     free: Vec<u32>,
+    /// Free slots to scrub once the preparer runs.
+    dirty: Vec<u32>,
     next_slot: u32,
     next_seq: u64,
-    prep_tx: Option<Sender<u32>>,
-    prep_rx: Option<Receiver<(u32, io::Result<File>)>>,
-    prep_outstanding: bool,
+    jobs: Option<Sender<Job>>,
+    done: Option<Receiver<Done>>,
+    creating: bool,
+    scrubbing: usize,
 }
 
 impl SlotPool {
-    /// `files`: every slot file found; `free`: those not holding a live segment;
-    /// `next_seq`: one above the highest segment sequence ever seen.
-    pub fn new(files: HashMap<u32, Arc<File>>, free: Vec<u32>, next_seq: u64) -> Self {
+    /// `files`: every slot file found; `free`: clean slots holding no live segment;
+    /// `dirty`: free slots that may hold old bytes; `next_seq`: one above the highest
+    /// segment sequence ever seen.
+    pub fn new(files: HashMap<u32, Arc<File>>, free: Vec<u32>, dirty: Vec<u32>, next_seq: u64) -> Self {
         let next_slot = files.keys().max().map_or(0, |m| m + 1);
-        Self { files, free, next_slot, next_seq, prep_tx: None, prep_rx: None, prep_outstanding: false }
+        Self { files, free, dirty, next_slot, next_seq, jobs: None, done: None, creating: false, scrubbing: 0 }
     }
 
-    /// Start the background preparer for `dir`.
+    /// Start the background preparer for `dir`, and scrub the slots found dirty.
     pub fn start_preparer(&mut self, dir: PathBuf, segment_bytes: u64) -> io::Result<()> {
-        let (tx, rx_req) = mpsc::channel::<u32>();
+        let (tx, rx_jobs) = mpsc::channel::<Job>();
         let (tx_done, rx) = mpsc::channel();
         thread::Builder::new().name("raftlog-prep".into()).spawn(move || {
-            let mut ring = match IoUring::new(8) {
-                Ok(r) => r,
-                Err(e) => {
-                    for slot in rx_req {
-                        let _ = tx_done.send((slot, Err(io::Error::new(e.kind(), e.to_string()))));
+            let mut ring = IoUring::new(8);
+            for job in rx_jobs {
+                let done = match job {
+                    Job::Create(slot) => Done::Created(
+                        slot,
+                        ring_or_err(&mut ring).and_then(|r| create_slot(r, &dir, slot, segment_bytes)),
+                    ),
+                    Job::Scrub(slot, file) => {
+                        Done::Scrubbed(slot, ring_or_err(&mut ring).and_then(|r| scrub_slot(r, &file, segment_bytes)))
                     }
-                    return;
-                }
-            };
-            for slot in rx_req {
-                let r = create_slot(&mut ring, &dir, slot, segment_bytes);
-                if tx_done.send((slot, r)).is_err() {
+                };
+                if tx_done.send(done).is_err() {
                     return;
                 }
             }
         })?;
-        self.prep_tx = Some(tx);
-        self.prep_rx = Some(rx);
+        self.jobs = Some(tx);
+        self.done = Some(rx);
+        for slot in std::mem::take(&mut self.dirty) {
+            self.release(slot);
+        }
         Ok(())
     }
 
-    /// Ask the preparer for a spare now if no free slot is waiting, so the first rollover
-    /// (or the first append of a fresh log) does not wait for a zero-fill.
+    /// Ask the preparer for a new slot now if none is free or on its way, so the first
+    /// rollover (or the first append of a fresh log) does not wait for a zero-fill.
     pub fn prepare_ahead(&mut self) {
-        if self.free.is_empty() && !self.prep_outstanding {
-            if let Some(tx) = &self.prep_tx {
-                let next = self.next_slot;
-                self.next_slot += 1;
-                if tx.send(next).is_ok() {
-                    self.prep_outstanding = true;
-                }
+        if !self.free.is_empty() || self.creating || self.scrubbing > 0 {
+            return;
+        }
+        if let Some(tx) = &self.jobs {
+            let next = self.next_slot;
+            self.next_slot += 1;
+            if tx.send(Job::Create(next)).is_ok() {
+                self.creating = true;
             }
         }
     }
@@ -101,56 +130,106 @@ impl SlotPool {
         s
     }
 
-    /// Return `slot` to the free list.
+    /// Give `slot` back: it is scrubbed, then free again.
     pub fn release(&mut self, slot: u32) {
         debug_assert!(!self.free.contains(&slot), "slot freed twice");
-        self.free.push(slot);
+        let Some(tx) = &self.jobs else {
+            self.dirty.push(slot);
+            return;
+        };
+        if tx.send(Job::Scrub(slot, self.file(slot))).is_ok() {
+            self.scrubbing += 1;
+        } else {
+            tracing::error!(slot, "segment preparer stopped: freed slot left unused");
+        }
     }
 
-    /// A slot for a new segment: a free one, the prepared spare, or one made now.
+    /// A slot for a new segment: a free one, one the preparer is making or scrubbing, or
+    /// one made now.
     pub fn take(&mut self, shared: &Shared) -> io::Result<SpareSegment> {
-        let slot = if let Some(slot) = self.free.pop() {
-            slot
-        } else if self.prep_outstanding {
-            self.prep_outstanding = false;
-            let (slot, file) = self
-                .prep_rx
-                .as_ref()
-                .expect("preparer running")
-                .recv()
-                .map_err(|_| io::Error::other("segment preparer stopped"))?;
-            self.files.insert(slot, Arc::new(file?));
-            slot
-        } else {
+        self.collect()?;
+        let slot = loop {
+            if let Some(slot) = self.free.pop() {
+                break slot;
+            }
+            if self.creating || self.scrubbing > 0 {
+                self.wait_one()?;
+                continue;
+            }
             let slot = self.next_slot;
             self.next_slot += 1;
             let mut ring = IoUring::new(8)?;
             let file = create_slot(&mut ring, &shared.dir, slot, shared.opts.segment_bytes)?;
             self.files.insert(slot, Arc::new(file));
-            slot
+            break slot;
         };
         self.prepare_ahead();
         Ok(SpareSegment { slot })
     }
+
+    /// Take in what the preparer finished, without waiting.
+    fn collect(&mut self) -> io::Result<()> {
+        loop {
+            let Some(rx) = &self.done else { return Ok(()) };
+            match rx.try_recv() {
+                Ok(done) => self.finish(done)?,
+                Err(TryRecvError::Empty) => return Ok(()),
+                Err(TryRecvError::Disconnected) => return self.preparer_stopped(),
+            }
+        }
+    }
+
+    /// Wait for the preparer's next result.
+    fn wait_one(&mut self) -> io::Result<()> {
+        match self.done.as_ref().map(Receiver::recv) {
+            Some(Ok(done)) => self.finish(done),
+            _ => self.preparer_stopped(),
+        }
+    }
+
+    fn preparer_stopped(&mut self) -> io::Result<()> {
+        self.creating = false;
+        self.scrubbing = 0;
+        self.done = None;
+        self.jobs = None;
+        Err(io::Error::other("segment preparer stopped"))
+    }
+
+    fn finish(&mut self, done: Done) -> io::Result<()> {
+        match done {
+            Done::Created(slot, file) => {
+                self.creating = false;
+                self.files.insert(slot, Arc::new(file?));
+                self.free.push(slot);
+            }
+            Done::Scrubbed(slot, Ok(())) => {
+                self.scrubbing -= 1;
+                self.free.push(slot);
+            }
+            Done::Scrubbed(slot, Err(e)) => {
+                // Never reused: its old bytes stay, but no new segment lands on them.
+                self.scrubbing -= 1;
+                tracing::error!(slot, error = %e, "scrubbing a freed segment failed: slot left unused");
+            }
+        }
+        Ok(())
+    }
 }
 
-/// Create slot file `slot` at full size, zero-filled and durable, including its name.
-pub(crate) fn create_slot(ring: &mut IoUring, dir: &Path, slot: u32, segment_bytes: u64) -> io::Result<File> {
-    let path = dir.join(slot_file_name(slot));
-    let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
+fn ring_or_err(ring: &mut io::Result<IoUring>) -> io::Result<&mut IoUring> {
+    ring.as_mut().map_err(|e| io::Error::new(e.kind(), e.to_string()))
+}
+
+/// Write zeros over `from..to` of `file`, `in_flight` chunks at a time.
+fn fill_zeros(ring: &mut IoUring, file: &File, from: u64, to: u64, in_flight: usize) -> io::Result<()> {
     let fd = types::Fd(file.as_raw_fd());
-    let alloc = opcode::Fallocate::new(fd, segment_bytes).build().user_data(0);
-    let mut others = Vec::new();
-    // SAFETY: fallocate references no user memory.
-    let res = unsafe { uring::run(ring, 0, &[alloc], &mut others)? };
-    uring::check_ok(res[0])?;
     let zeros = vec![0u8; FILL_CHUNK];
-    let mut at = 0u64;
-    // Fill in batches of up to 16 writes in flight.
-    while at < segment_bytes {
-        let mut chunks = Vec::with_capacity(16);
-        while at < segment_bytes && chunks.len() < 16 {
-            let n = ((segment_bytes - at) as usize).min(FILL_CHUNK);
+    let mut others = Vec::new();
+    let mut at = from;
+    while at < to {
+        let mut chunks = Vec::with_capacity(in_flight);
+        while at < to && chunks.len() < in_flight {
+            let n = ((to - at) as usize).min(FILL_CHUNK);
             chunks.push((at, &zeros[..n]));
             at += n as u64;
         }
@@ -167,7 +246,30 @@ pub(crate) fn create_slot(ring: &mut IoUring, dir: &Path, slot: u32, segment_byt
             uring::check_full_write(res, data.len())?;
         }
     }
-    uring::sync(ring, &file)?;
+    Ok(())
+}
+
+/// Zero a freed slot whole and mark it clean. The zeros are durable before the mark, so
+/// a crash in between leaves a slot that is scrubbed again at open.
+fn scrub_slot(ring: &mut IoUring, file: &File, segment_bytes: u64) -> io::Result<()> {
+    fill_zeros(ring, file, SEGMENT_HEADER_LEN as u64, segment_bytes, SCRUB_IN_FLIGHT)?;
+    uring::sync(ring, file)?;
+    uring::write_and_sync(ring, file, &[(0, &segment::clean_block())])
+}
+
+/// Create slot file `slot` at full size, zero-filled, marked clean and durable, including
+/// its name.
+pub(crate) fn create_slot(ring: &mut IoUring, dir: &Path, slot: u32, segment_bytes: u64) -> io::Result<File> {
+    let path = dir.join(slot_file_name(slot));
+    let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
+    let fd = types::Fd(file.as_raw_fd());
+    let alloc = opcode::Fallocate::new(fd, segment_bytes).build().user_data(0);
+    let mut others = Vec::new();
+    // SAFETY: fallocate references no user memory.
+    let res = unsafe { uring::run(ring, 0, &[alloc], &mut others)? };
+    uring::check_ok(res[0])?;
+    fill_zeros(ring, &file, SEGMENT_HEADER_LEN as u64, segment_bytes, CREATE_IN_FLIGHT)?;
+    uring::write_and_sync(ring, &file, &[(0, &segment::clean_block())])?;
     let dir_file = File::open(dir)?;
     let entry = opcode::Fsync::new(types::Fd(dir_file.as_raw_fd())).build().user_data(0);
     // SAFETY: fsync references no user memory.

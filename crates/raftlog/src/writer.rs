@@ -8,7 +8,7 @@
 //! their durability callbacks fire when those syncs complete. A sync only covers writes that
 //! had completed before it was submitted, so ordering holds without linked entries.
 //!
-//! Control operations (save meta, truncate, purge) run only when no append I/O is in flight,
+//! Control operations (save meta, truncate, purge, roll) run only when no append I/O is in flight,
 //! so every write reaches the disk in request order, as openraft requires. Any I/O error
 //! poisons the log: after a failed fdatasync the page cache state is unknown, so nothing is
 //! retried and every later request fails.
@@ -50,6 +50,7 @@ pub(crate) enum Request {
     SaveMeta { update: Box<dyn FnOnce(&mut Meta) + Send>, done: oneshot::Sender<Result<(), Error>> },
     Truncate { index: u64, done: oneshot::Sender<Result<(), Error>> },
     Purge { id: RecordId, done: oneshot::Sender<Result<(), Error>> },
+    Roll { done: oneshot::Sender<Result<Option<u64>, Error>> },
 }
 
 const TAG_SHIFT: u32 = 56;
@@ -300,6 +301,10 @@ impl Writer {
                 }
                 Request::Purge { id, done } => {
                     let r = self.purge(id);
+                    let _ = done.send(r);
+                }
+                Request::Roll { done } => {
+                    let r = self.roll();
                     let _ = done.send(r);
                 }
             }
@@ -845,6 +850,43 @@ impl Writer {
     }
 }
 
+impl Writer {
+    /// Start a new, empty segment now, so that a purge up to the last index frees every
+    /// segment holding an entry (the newest segment is never freed). Returns that last
+    /// index, or `None` when there was nothing to roll away from (no entry, or the newest
+    /// segment is already empty).
+    fn roll(&mut self) -> Result<Option<u64>, Error> {
+        self.check_poisoned()?;
+        let (Some(active), Some(next_index)) = (self.active, self.next_index) else {
+            return Ok(None);
+        };
+        if active.pos == SEGMENT_HEADER_LEN as u64 {
+            return Ok(None);
+        }
+        debug_assert_eq!(active.next_index, next_index, "the active segment ends the log");
+        let SpareSegment { slot } = match self.slots.take(&self.shared) {
+            Ok(spare) => spare,
+            Err(e) => {
+                self.poison(format!("cannot prepare a segment: {e}"));
+                return Err(Error::Poisoned(e.to_string()));
+            }
+        };
+        let seq = self.slots.next_seq();
+        let header = SegmentHeader { seq, first_index: next_index }.encode();
+        let file = self.slots.file(slot);
+        let fd = types::Fd(file.as_raw_fd());
+        if let Err(e) = self.run_control(&[(fd, 0, &header)], &[fd]) {
+            self.poison(format!("segment header write failed: {e}"));
+            return Err(Error::io(self.path_of(slot), e));
+        }
+        let end = SEGMENT_HEADER_LEN as u64;
+        let seg = Seg { slot, file, seq, first_index: next_index, offsets: Vec::new(), end };
+        self.shared.index.write().expect("index lock").segments.push_back(seg);
+        self.active = Some(Active { slot, seq, next_index, pos: end });
+        Ok(Some(next_index - 1))
+    }
+}
+
 /// Fail a request that will never run.
 pub(crate) fn fail_request(req: Request, why: &str) {
     match req {
@@ -853,6 +895,9 @@ pub(crate) fn fail_request(req: Request, why: &str) {
             durable(Err(io::Error::other(why.to_string())));
         }
         Request::SaveMeta { done, .. } | Request::Truncate { done, .. } | Request::Purge { done, .. } => {
+            let _ = done.send(Err(Error::Poisoned(why.to_string())));
+        }
+        Request::Roll { done } => {
             let _ = done.send(Err(Error::Poisoned(why.to_string())));
         }
     }

@@ -113,6 +113,10 @@ pub struct RetentionSettings {
     pub keep_s: u64,
     /// How often each group's leader proposes the purge (and stamps new sets).
     pub purge_every_s: u64,
+    /// After a purge erased mail, each replica rolls its Raft log, snapshots and purges
+    /// the log so the bytes leave the log and snapshot too (`group::scrub`) — at most this
+    /// often: a snapshot reads the whole store.
+    pub scrub_every_s: u64,
     /// On a backup node only (a learner `mailctl backup add-node` added): kept mail stays
     /// here at least this long, whatever the voters' `keep_s` (the purge entry's own
     /// retention applies when it is longer). Never set it on a voter: its replica would
@@ -123,7 +127,7 @@ pub struct RetentionSettings {
 
 impl Default for RetentionSettings {
     fn default() -> Self {
-        Self { keep_s: 30 * 86_400, purge_every_s: 3600, backup_keep_s: None }
+        Self { keep_s: 30 * 86_400, purge_every_s: 3600, scrub_every_s: 86_400, backup_keep_s: None }
     }
 }
 

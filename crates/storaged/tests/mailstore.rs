@@ -545,6 +545,32 @@ fn kept_mail_is_restored_once_replays_cleanly_and_is_purged_by_the_logs_clock() 
     assert_eq!(inbox(&mut s), 5, "the purge leaves the mailboxes alone");
 }
 
+/// A purge round stamps (renames) kept sets; a restore listed before it still finds them,
+/// and a purge that erases mail is reported once (the log and snapshot scrub follows it).
+#[test]
+fn a_restore_listed_before_a_purge_stamped_the_sets_still_restores_and_erasures_are_reported() {
+    use storaged::mailstore::kept;
+    let u = |s: &str| s.to_string();
+    let mut ops: Vec<MailRequest> = (1..=3).map(|n| deliver(n, &["alice"])).collect();
+    ops.push(req(10, MailOp::Expunge { user: u("alice"), mailbox: u("INBOX"), uids: vec![1, 2, 3] }));
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open(dir.path(), "hermes").unwrap();
+    apply_all(&mut s, &ops, 10);
+    let alice = UserName::parse("alice").unwrap();
+    let (items, _) = kept::list(&s.layout().user_dir(&alice), 100).unwrap();
+    assert_eq!(items.len(), 3);
+    s.apply(20, &req(20, MailOp::PurgeKept { now_s: 1000, retention_s: 10 })).unwrap();
+    assert!(!s.take_erased(), "stamping erases nothing");
+    let listed: Vec<(String, String)> = items.iter().map(|i| (i.set.clone(), i.file.clone())).collect();
+    let files = kept::read_files(&s.layout().user_dir(&alice), &listed, 1 << 20).unwrap();
+    assert!(files.iter().all(|f| f.bytes.is_some()), "read by the names listed before the stamp");
+    let restore = MailOp::RestoreKept { user: u("alice"), items: listed[..2].to_vec(), into: None };
+    assert_eq!(s.apply(21, &req(21, restore)).unwrap(), MailResponse::Restored { count: 2 });
+    s.apply(22, &req(22, MailOp::PurgeKept { now_s: 1011, retention_s: 10 })).unwrap();
+    assert!(s.take_erased(), "the purge of the third message is an erasure");
+    assert!(!s.take_erased(), "reported once");
+}
+
 #[test]
 fn an_emptied_mailbox_takes_an_imported_uidvalidity_with_its_low_uids() {
     let dir = tempfile::tempdir().unwrap();

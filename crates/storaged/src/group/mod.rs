@@ -7,6 +7,7 @@ pub mod header_cache;
 pub mod readiness;
 mod repair;
 pub mod room;
+mod scrub;
 pub mod sm;
 mod training;
 
@@ -104,6 +105,7 @@ impl Group {
         .validate()
         .map_err(|e| GroupError::Raft { group: name.clone(), reason: e.to_string() })?;
         let network = TcpNetworkFactory::new(&name, cfg.node_id, key.clone());
+        let scrub_log = log.clone();
         let raft = Raft::new(
             cfg.node_id,
             Arc::new(raft_cfg),
@@ -144,6 +146,8 @@ impl Group {
         tokio::spawn(checkpoint_loop(group.sm.clone(), group.name.clone()));
         tokio::spawn(expire_quarantine_loop(group.clone(), cfg.quarantine.clone()));
         tokio::spawn(purge_kept_loop(group.clone(), cfg.retention.clone()));
+        let scrub_every = Duration::from_secs(cfg.retention.scrub_every_s);
+        tokio::spawn(scrub::scrub_loop(group.clone(), scrub_log, scrub_every));
         if let Some(teacher) = teacher(cfg)? {
             tokio::spawn(training::train_loop(group.clone(), teacher));
         }

@@ -62,6 +62,9 @@ pub struct MailStateMachine {
     /// whose files never reached the disk, so nothing may be checkpointed or snapshotted
     /// from it again. Raft stops on the error; the node exits and restarts from disk.
     failed: Arc<std::sync::atomic::AtomicBool>,
+    /// The last index whose entry erased mail for good (`Store::take_erased`): the group's
+    /// scrub task then makes those bytes leave the log and snapshot (`group::scrub`).
+    erased: Arc<tokio::sync::watch::Sender<u64>>,
     /// The message-tracking records of this replica (`crate::tracking`).
     tracker: Arc<Mutex<Tracker>>,
     /// A backup's own retention of kept mail (`Store::set_keep_floor`), kept across
@@ -114,6 +117,7 @@ impl MailStateMachine {
             changes: Arc::new(tokio::sync::watch::Sender::new(0)),
             durable: Arc::new(tokio::sync::watch::Sender::new(durable)),
             failed: Arc::default(),
+            erased: Arc::new(tokio::sync::watch::Sender::new(0)),
             tracker: Arc::new(Mutex::new(tracker)),
             keep_floor_s: 0,
         })
@@ -184,6 +188,11 @@ impl MailStateMachine {
     /// A receiver that sees every change of the applied state (for IMAP IDLE).
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changes.subscribe()
+    }
+
+    /// A receiver that sees each applied entry that erased mail for good (its index).
+    pub fn erasures(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.erased.subscribe()
     }
 
     /// The store, for readers (IMAP, tests) and the checkpoint task.
@@ -324,6 +333,9 @@ impl RaftStateMachine<MailConfig> for MailStateMachine {
             }
             store.flush_files().map_err(sm_err)?;
             self.changes.send_replace(store.last_applied.map_or(0, |l| l.index));
+            if store.take_erased() {
+                self.erased.send_replace(store.last_applied.map_or(0, |l| l.index));
+            }
             // Written before the store is released, so no checkpoint can record these
             // entries as durable before their records are on their way to disk.
             self.write_tracked(store.take_tracked());

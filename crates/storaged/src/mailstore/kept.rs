@@ -161,6 +161,13 @@ pub fn dir(user_dir: &Path) -> PathBuf {
     user_dir.join(DIR)
 }
 
+/// The directory of each set of a user by its index, and the index a caller's set name
+/// (from an earlier listing) names. By index, not name: a purge round stamps (renames) a
+/// set between a listing and the request that uses it.
+pub fn sets_by_index(user_dir: &Path) -> io::Result<std::collections::BTreeMap<u64, PathBuf>> {
+    Ok(sets(user_dir)?.into_iter().map(|(n, p)| (n.index, p)).collect())
+}
+
 /// The sets of a user, oldest first, with their directories.
 pub fn sets(user_dir: &Path) -> io::Result<Vec<(SetName, PathBuf)>> {
     let mut out: Vec<(SetName, PathBuf)> = match fs::read_dir(dir(user_dir)) {
@@ -239,15 +246,15 @@ pub fn read_files(
     items: &[(String, String)],
     bytes_max: u64,
 ) -> io::Result<Vec<common::admin::KeptFile>> {
-    let dirs: std::collections::BTreeMap<String, PathBuf> =
-        sets(user_dir)?.into_iter().map(|(n, p)| (n.to_string(), p)).collect();
-    let mut loaded: std::collections::BTreeMap<&str, Option<KeptSet>> = std::collections::BTreeMap::new();
+    let dirs = sets_by_index(user_dir)?;
+    let mut loaded: std::collections::BTreeMap<u64, Option<KeptSet>> = std::collections::BTreeMap::new();
     let (mut out, mut bytes) = (Vec::new(), 0u64);
     for (set_name, file) in items {
         if bytes >= bytes_max {
             break;
         }
-        let set = loaded.entry(set_name).or_insert_with(|| dirs.get(set_name).and_then(|d| load(d).ok()));
+        let index = SetName::parse(set_name).map_or(u64::MAX, |n| n.index);
+        let set = loaded.entry(index).or_insert_with(|| dirs.get(&index).and_then(|d| load(d).ok()));
         let found = set.as_ref().and_then(|s| Some((s, s.messages.iter().find(|m| m.file == *file)?)));
         let Some((set, m)) = found else {
             let gone = common::admin::KeptFile {
@@ -262,7 +269,7 @@ pub fn read_files(
             out.push(gone);
             continue;
         };
-        let data = fs::read(dirs[set_name.as_str()].join(&m.file)).ok();
+        let data = fs::read(dirs[&index].join(&m.file)).ok();
         bytes += data.as_ref().map_or(0, |d| d.len() as u64);
         out.push(common::admin::KeptFile {
             set: set_name.clone(),

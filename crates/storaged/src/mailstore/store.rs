@@ -247,6 +247,9 @@ pub struct Store {
     /// Kept mail stays at least this long on this replica (a backup's own retention, see
     /// [`Store::set_keep_floor`]); 0 elsewhere.
     keep_floor_s: u64,
+    /// An applied entry erased mail for good (a purge of kept mail) since the state
+    /// machine last asked (`take_erased`): its bytes must leave the log and snapshot too.
+    erased: bool,
 }
 
 /// Tracking records held for the state machine at most: one that never takes them (a
@@ -337,6 +340,7 @@ impl Store {
             security: state.security,
             tracked: Vec::new(),
             keep_floor_s: 0,
+            erased: false,
         };
         for (id, index, resp) in state.dedup {
             store.remember(id, index, resp);
@@ -436,6 +440,11 @@ impl Store {
     }
 
     /// The tracking records of the entries applied since the last call.
+    /// Whether an entry applied since the last call erased mail for good.
+    pub fn take_erased(&mut self) -> bool {
+        std::mem::take(&mut self.erased)
+    }
+
     pub fn take_tracked(&mut self) -> Vec<common::tracking::TrackRecord> {
         std::mem::take(&mut self.tracked)
     }
@@ -817,6 +826,8 @@ impl Store {
             }
         }
         if expired > 0 {
+            // Quarantined mail is not kept: its expiry erases it for good.
+            self.erased = true;
             tracing::info!(index, expired, cutoff, "quarantined messages past their retention expunged");
         }
         Ok(MailResponse::Done)

@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::PathBuf;
 
 use super::{io_ctx, Store, StoreError};
 use crate::mailstore::index::MessageMeta;
@@ -107,6 +106,7 @@ impl Store {
             }
         }
         if purged > 0 {
+            self.erased = true;
             tracing::info!(group = %self.group, purged, "kept mail past its retention purged");
         }
         Ok(MailResponse::Done)
@@ -171,17 +171,19 @@ impl Store {
             (Err(e), _) | (_, Err(e)) => return Ok(MailResponse::Rejected(Rejection::Cannot(e.to_string()))),
         };
         let user_dir = self.layout.user_dir(&user);
-        let dirs: BTreeMap<String, PathBuf> =
-            kept::sets(&user_dir).map_err(io_ctx("kept sets"))?.into_iter().map(|(n, p)| (n.to_string(), p)).collect();
-        let mut sets: BTreeMap<String, KeptSet> = BTreeMap::new();
+        // By the set's index: a purge round may have stamped (renamed) a set since the
+        // caller listed it.
+        let dirs = kept::sets_by_index(&user_dir).map_err(io_ctx("kept sets"))?;
+        let mut sets: BTreeMap<u64, KeptSet> = BTreeMap::new();
         let mut restored = 0u32;
         for (n, (set_name, file)) in items.iter().enumerate() {
-            let Some(set_dir) = dirs.get(set_name) else { continue };
-            if !sets.contains_key(set_name) {
+            let Some(set_index) = SetName::parse(set_name).map(|s| s.index) else { continue };
+            let Some(set_dir) = dirs.get(&set_index) else { continue };
+            if let std::collections::btree_map::Entry::Vacant(slot) = sets.entry(set_index) {
                 let Ok(set) = kept::load(set_dir) else { continue };
-                sets.insert(set_name.clone(), set);
+                slot.insert(set);
             }
-            let set = &sets[set_name];
+            let set = &sets[&set_index];
             let Some(msg) = set.messages.iter().find(|m| m.file == *file).cloned() else { continue };
             if msg.restored_by.is_some_and(|by| by != index) {
                 continue;
@@ -195,7 +197,7 @@ impl Store {
             self.ensure_mailbox(&user, &target, index)?;
             if self.add_message(&user, &target, index, n, msg.flags, &msg.keywords, msg.internal_date, &bytes).is_ok() {
                 restored += 1;
-                let set = sets.get_mut(set_name).expect("loaded above");
+                let set = sets.get_mut(&set_index).expect("loaded above");
                 set.messages.iter_mut().filter(|m| m.file == *file).for_each(|m| m.restored_by = Some(index));
             }
         }

@@ -1,0 +1,121 @@
+//! Purged entries leave the disk: after `roll` and a purge up to the index it returned,
+//! no file of the log directory holds a purged payload, free slots are zeroed and marked
+//! clean, and slots left dirty by an interrupted scrub are scrubbed at the next open.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use raftlog::{EntryIn, EntryKind, Log, Options, RecordId};
+
+fn opts() -> Options {
+    Options { segment_bytes: 128 << 10, max_payload_bytes: 32 << 10, ..Options::default() }
+}
+
+/// A payload that names its index, so it can be looked for in the files.
+fn payload(index: u64) -> Vec<u8> {
+    format!("secret body of entry {index:06} ").repeat(40).into_bytes()
+}
+
+fn entry(index: u64) -> EntryIn {
+    EntryIn { id: RecordId { term: 1, node: 1, index }, kind: EntryKind::Normal, payload: payload(index) }
+}
+
+fn append_durable(log: &Log, range: std::ops::Range<u64>) {
+    let entries: Vec<u64> = range.collect();
+    for chunk in entries.chunks(5) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        log.append_blocking(chunk.iter().map(|i| entry(*i)).collect(), Box::new(move |r| tx.send(r).unwrap())).unwrap();
+        rx.recv().unwrap().unwrap();
+    }
+}
+
+/// Which of `indexes` still have their payload's words in some file of `dir`.
+fn found_on_disk(dir: &Path, indexes: std::ops::Range<u64>) -> Vec<u64> {
+    let files: Vec<Vec<u8>> =
+        std::fs::read_dir(dir).unwrap().map(|e| std::fs::read(e.unwrap().path()).unwrap()).collect();
+    indexes
+        .filter(|i| {
+            let needle = format!("secret body of entry {i:06}").into_bytes();
+            files.iter().any(|f| f.windows(needle.len()).any(|w| w == needle.as_slice()))
+        })
+        .collect()
+}
+
+fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_roll_then_a_purge_leaves_no_purged_payload_in_any_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let log = Log::open(dir.path(), opts()).unwrap();
+    append_durable(&log, 0..120);
+    assert_eq!(found_on_disk(dir.path(), 0..120).len(), 120, "the check sees what is there");
+
+    let last = rt.block_on(log.roll()).unwrap();
+    assert_eq!(last, Some(119));
+    assert_eq!(rt.block_on(log.roll()).unwrap(), None, "an empty newest segment is not rolled again");
+    rt.block_on(log.purge(RecordId { term: 1, node: 1, index: 119 })).unwrap();
+    wait_until("the freed segments scrubbed", || found_on_disk(dir.path(), 0..120).is_empty());
+
+    // The log goes on in the new segment and over the scrubbed slots, and reopens.
+    append_durable(&log, 120..260);
+    drop(log);
+    let log = Log::open(dir.path(), opts()).unwrap();
+    assert_eq!(log.bounds(), (120, Some(entry(259).id)));
+    for i in 120..260 {
+        assert_eq!(log.read(i).unwrap().unwrap().payload(), payload(i).as_slice());
+    }
+    assert!(found_on_disk(dir.path(), 0..120).is_empty());
+}
+
+#[test]
+fn a_roll_with_nothing_after_it_reopens_at_the_purge_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let log = Log::open(dir.path(), opts()).unwrap();
+    assert_eq!(rt.block_on(log.roll()).unwrap(), None, "an empty log has nothing to roll");
+    append_durable(&log, 0..10);
+    assert_eq!(rt.block_on(log.roll()).unwrap(), Some(9));
+    drop(log);
+    // Reopened before the purge: the empty newest segment is dropped, the entries stay.
+    let log = Log::open(dir.path(), opts()).unwrap();
+    assert_eq!(log.bounds(), (0, Some(entry(9).id)));
+    assert_eq!(rt.block_on(log.roll()).unwrap(), Some(9));
+    rt.block_on(log.purge(RecordId { term: 1, node: 1, index: 9 })).unwrap();
+    drop(log);
+    let log = Log::open(dir.path(), opts()).unwrap();
+    assert_eq!(log.bounds(), (10, Some(entry(9).id)));
+    append_durable(&log, 10..20);
+    wait_until("every purged payload gone", || found_on_disk(dir.path(), 0..10).is_empty());
+}
+
+#[test]
+fn a_free_slot_left_dirty_is_scrubbed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let log = Log::open(dir.path(), opts()).unwrap();
+    append_durable(&log, 0..120);
+    rt.block_on(log.roll()).unwrap();
+    rt.block_on(log.purge(RecordId { term: 1, node: 1, index: 119 })).unwrap();
+    wait_until("the scrub", || found_on_disk(dir.path(), 0..120).is_empty());
+    drop(log);
+    // A scrub cut short: a free slot with old bytes and no clean mark.
+    let free = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| std::fs::read(p).unwrap().starts_with(raftlog::segment::CLEAN_MAGIC))
+        .expect("a clean free slot");
+    let mut bytes = vec![0u8; 8192];
+    bytes[4096..4096 + payload(7).len()].copy_from_slice(&payload(7));
+    std::fs::write(&free, [bytes, vec![0u8; (128 << 10) - 8192]].concat()).unwrap();
+    assert_eq!(found_on_disk(dir.path(), 7..8), vec![7]);
+    let _log = Log::open(dir.path(), opts()).unwrap();
+    wait_until("the dirty slot scrubbed", || found_on_disk(dir.path(), 7..8).is_empty());
+    wait_until("the slot marked clean", || std::fs::read(&free).unwrap().starts_with(raftlog::segment::CLEAN_MAGIC));
+}
