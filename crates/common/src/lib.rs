@@ -28,6 +28,7 @@ pub mod rpc_channel;
 pub mod sasl;
 pub mod security;
 pub mod srs;
+pub mod tcp;
 pub mod testing;
 pub mod throttle;
 pub mod tls;

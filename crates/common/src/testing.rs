@@ -34,3 +34,30 @@ pub fn free_port() -> u16 {
 pub fn free_addr() -> String {
     format!("127.0.0.1:{}", free_port())
 }
+
+/// Bytes the socket `fd` has sent that its peer has not acknowledged yet (`TCP_INFO`):
+/// whether a server acknowledged a read at once (`crate::tcp::quick_ack`).
+pub fn tcp_unacked(fd: std::os::fd::RawFd) -> std::io::Result<u32> {
+    // SAFETY: an all-zero `tcp_info` is a valid value of this plain C struct.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    let out = (&mut info as *mut libc::tcp_info).cast();
+    // SAFETY: `info` and `len` are live for the call and `len` holds the size of `info`.
+    if unsafe { libc::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, out, &mut len) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(info.tcpi_unacked)
+}
+
+/// Wait up to 20 ms (the delayed-ACK timer is 40 ms or more) for everything `fd` sent to
+/// be acknowledged; whether it was.
+pub fn acknowledged_soon(fd: std::os::fd::RawFd) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(20);
+    loop {
+        match tcp_unacked(fd) {
+            Ok(0) => return true,
+            Ok(_) if std::time::Instant::now() < deadline => std::thread::sleep(std::time::Duration::from_millis(1)),
+            _ => return false,
+        }
+    }
+}

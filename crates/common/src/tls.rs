@@ -3,6 +3,7 @@
 //! encrypted and can be upgraded in place (STARTTLS/STLS). Never logs key material.
 
 use std::io;
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -76,11 +77,20 @@ impl Stream {
 }
 
 impl AsyncRead for Stream {
+    /// Every read that returns data acknowledges it at once (`tcp::quick_ack`).
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        let before = buf.filled().len();
+        let (polled, fd) = match self.get_mut() {
+            Self::Plain(s) => (Pin::new(&mut *s).poll_read(cx, buf), s.as_raw_fd()),
+            Self::Tls(s) => {
+                let fd = s.get_ref().0.as_raw_fd();
+                (Pin::new(s.as_mut()).poll_read(cx, buf), fd)
+            }
+        };
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            crate::tcp::quick_ack(fd);
         }
+        polled
     }
 }
 

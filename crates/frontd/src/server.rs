@@ -559,7 +559,7 @@ async fn hand_over(conn: Conn, backend: Backend) -> std::io::Result<()> {
             }
             splice::splice(client, node).await?;
         }
-        Stream::Tls(mut client) => {
+        mut client @ Stream::Tls(_) => {
             if !node_pending.is_empty() {
                 client.write_all(&node_pending).await?;
             }

@@ -11,7 +11,8 @@ use tokio::net::TcpStream;
 /// Bytes moved per splice call (the default pipe capacity).
 const CHUNK_BYTES: usize = 64 * 1024;
 
-/// Copy both ways between any client stream and the backend (used for TLS clients).
+/// Copy both ways between any client stream and the backend (used for TLS clients; the
+/// client's `common::tls::Stream` acknowledges each read at once itself).
 pub async fn copy<C: AsyncRead + AsyncWrite + Unpin>(
     client: &mut C,
     backend: &mut TcpStream,
@@ -86,6 +87,7 @@ async fn one_way(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
                 Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break,
                 Err(e) => return Err(e),
             };
+        common::tcp::quick_ack(from.as_raw_fd());
         // Drain the pipe completely before reading again, so it never fills.
         let mut left = got;
         while left > 0 {
@@ -145,5 +147,27 @@ mod tests {
         backend.shutdown().await.unwrap();
         assert_eq!(writer.await.unwrap(), b"* BYE done\r\n");
         assert_eq!(proxy.await.unwrap().unwrap(), (3_000_000, 12));
+    }
+
+    /// A client that holds a command's last bytes until the first are acknowledged
+    /// (imaplib's APPEND, see `common::tcp::quick_ack`) is not left to the delayed-ACK
+    /// timer by the splice.
+    #[tokio::test]
+    async fn what_the_splice_reads_is_acknowledged_at_once() {
+        let (mut client, client_side) = pair().await;
+        let (backend_side, mut backend) = pair().await;
+        let _proxy = tokio::spawn(splice(client_side, backend_side));
+        let mut buf = vec![0u8; 8192];
+        for k in 0..20 {
+            let line = format!("a{k} NOOP\r\n");
+            client.write_all(line.as_bytes()).await.unwrap();
+            backend.read_exact(&mut buf[..line.len()]).await.unwrap();
+            backend.write_all(&buf[..line.len()]).await.unwrap();
+            client.read_exact(&mut buf[..line.len()]).await.unwrap();
+        }
+        client.write_all(&[b'x'; 3000]).await.unwrap();
+        backend.read_exact(&mut buf[..3000]).await.unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&client);
+        assert!(common::testing::acknowledged_soon(fd), "the literal was left for the delayed-ACK timer");
     }
 }
