@@ -3,6 +3,7 @@
 //! absolute figures on shared machines are noise.
 
 pub mod closed_loop;
+pub mod front;
 pub mod lmtp_load;
 pub mod paired;
 pub mod peers;

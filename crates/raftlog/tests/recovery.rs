@@ -1,6 +1,8 @@
 //! Recovery from damage: corruption before the tail is reported with file and offset and
 //! the log refuses to open; a torn tail is cut off and the log stays usable.
 
+mod support;
+
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -20,14 +22,8 @@ fn entry(index: u64) -> EntryIn {
     EntryIn { id: RecordId { term: 1 + index / 50, node: 1, index }, kind: EntryKind::Normal, payload: payload(index) }
 }
 
-/// Append `range` in batches of 5, waiting for durability of each batch.
 fn append_durable(log: &Log, range: std::ops::Range<u64>) {
-    let entries: Vec<u64> = range.collect();
-    for chunk in entries.chunks(5) {
-        let (tx, rx) = std::sync::mpsc::channel();
-        log.append_blocking(chunk.iter().map(|i| entry(*i)).collect(), Box::new(move |r| tx.send(r).unwrap())).unwrap();
-        rx.recv().unwrap().unwrap();
-    }
+    support::append_durable_with(log, range, entry);
 }
 
 fn assert_entries(log: &Log, range: std::ops::Range<u64>) {

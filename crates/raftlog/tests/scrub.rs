@@ -2,6 +2,8 @@
 //! no file of the log directory holds a purged payload, free slots are zeroed and marked
 //! clean, and slots left dirty by an interrupted scrub are scrubbed at the next open.
 
+mod support;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -21,12 +23,7 @@ fn entry(index: u64) -> EntryIn {
 }
 
 fn append_durable(log: &Log, range: std::ops::Range<u64>) {
-    let entries: Vec<u64> = range.collect();
-    for chunk in entries.chunks(5) {
-        let (tx, rx) = std::sync::mpsc::channel();
-        log.append_blocking(chunk.iter().map(|i| entry(*i)).collect(), Box::new(move |r| tx.send(r).unwrap())).unwrap();
-        rx.recv().unwrap().unwrap();
-    }
+    support::append_durable_with(log, range, entry);
 }
 
 /// Which of `indexes` still have their payload's words in some file of `dir`.
