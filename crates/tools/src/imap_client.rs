@@ -9,6 +9,12 @@ use std::time::Duration;
 
 /// Largest literal accepted in a response.
 const LITERAL_MAX: usize = 64 << 20;
+/// Longest response line outside literals (a SEARCH of a large mailbox is the long one).
+const LINE_MAX: u64 = 16 << 20;
+/// Most bytes one command's untagged data may add up to (the flags and sizes of a
+/// mailbox of a few million messages): a server that never sends its tagged status
+/// cannot make the client buffer without end.
+const RESPONSE_MAX: usize = 512 << 20;
 
 /// One connection.
 pub struct Client {
@@ -109,8 +115,12 @@ impl Client {
         let mut data = Vec::new();
         loop {
             let mut line = Vec::new();
-            if self.r.read_until(b'\n', &mut line)? == 0 {
+            if (&mut self.r).take(LINE_MAX).read_until(b'\n', &mut line)? == 0 {
                 return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            if !line.ends_with(b"\n") {
+                let why = if line.len() as u64 >= LINE_MAX { "a response line too long" } else { "a cut-off line" };
+                return Err(std::io::Error::other(why));
             }
             if line.starts_with(tag.as_bytes()) && line.get(tag.len()) == Some(&b' ') {
                 let rest = String::from_utf8_lossy(&line[tag.len() + 1..]).into_owned();
@@ -119,6 +129,9 @@ impl Client {
             }
             // A line ending in {n} announces n bytes of literal data.
             let trimmed = line.strip_suffix(b"\r\n").unwrap_or(&line);
+            if data.len() + line.len() > RESPONSE_MAX {
+                return Err(std::io::Error::other("a response too large"));
+            }
             data.extend_from_slice(&line);
             if let Some(open) = trimmed.strip_suffix(b"}").and_then(|t| t.iter().rposition(|b| *b == b'{')) {
                 let n: usize = std::str::from_utf8(&trimmed[open + 1..trimmed.len() - 1])
@@ -126,6 +139,9 @@ impl Client {
                     .and_then(|s| s.parse().ok())
                     .filter(|n| *n <= LITERAL_MAX)
                     .ok_or_else(|| std::io::Error::other("bad literal"))?;
+                if data.len() + n > RESPONSE_MAX {
+                    return Err(std::io::Error::other("a response too large"));
+                }
                 let start = data.len();
                 data.resize(start + n, 0);
                 self.r.read_exact(&mut data[start..])?;
@@ -168,5 +184,48 @@ impl Client {
         } else {
             Err(std::io::Error::other(format!("IDLE refused: {line}")))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server that greets, then answers the first command with `answer`.
+    fn server(answer: Vec<u8>) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.write_all(b"* OK ready\r\n").unwrap();
+            let mut line = Vec::new();
+            BufReader::new(s.try_clone().unwrap()).read_until(b'\n', &mut line).unwrap();
+            let _ = s.write_all(&answer);
+        });
+        addr
+    }
+
+    #[test]
+    fn untagged_data_with_literals_comes_back_whole() {
+        let addr = server(b"* 1 FETCH (UID 7 BODY[] {5}\r\nhello)\r\nt1 OK done\r\n".to_vec());
+        let answer = Client::connect(&addr).unwrap().command("UID FETCH 7 BODY[]").unwrap();
+        assert!(answer.ok());
+        assert_eq!(answer.data, b"* 1 FETCH (UID 7 BODY[] {5}\r\nhello)\r\n");
+    }
+
+    #[test]
+    fn a_line_without_end_is_refused_not_buffered() {
+        let mut endless = b"* SEARCH".to_vec();
+        endless.resize(LINE_MAX as usize + 1024, b'7');
+        let addr = server(endless);
+        let err = Client::connect(&addr).unwrap().command("SEARCH ALL").err().expect("refused");
+        assert!(err.to_string().contains("too long"), "{err}");
+    }
+
+    #[test]
+    fn an_oversized_literal_is_refused() {
+        let addr = server(format!("* 1 FETCH (BODY[] {{{}}}\r\n", LITERAL_MAX + 1).into_bytes());
+        let err = Client::connect(&addr).unwrap().command("FETCH 1 BODY[]").err().expect("refused");
+        assert!(err.to_string().contains("bad literal"), "{err}");
     }
 }
