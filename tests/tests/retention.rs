@@ -20,7 +20,12 @@ const ALICE: &str = "alice@example.edu";
 
 /// `(bytes, Maildir info letters)` of every message file of a mailbox on replica `i`.
 fn files(root: &Path, i: usize, dir: &str) -> Vec<(Vec<u8>, String)> {
-    let maildir = root.join(format!("data{i}/hermes/mail/users/{ALICE}/Maildir")).join(dir);
+    files_in(root, i, "hermes", dir)
+}
+
+/// [`files`] of `group`'s replica.
+fn files_in(root: &Path, i: usize, group: &str, dir: &str) -> Vec<(Vec<u8>, String)> {
+    let maildir = root.join(format!("data{i}/{group}/mail/users/{ALICE}/Maildir")).join(dir);
     let mut out: Vec<(Vec<u8>, String)> = ["new", "cur"]
         .iter()
         .flat_map(|sub| std::fs::read_dir(maildir.join(sub)).into_iter().flatten().flatten())
@@ -226,5 +231,89 @@ fn expunged_mail_and_a_deleted_folder_are_restored_and_purged_after_the_retentio
         wait_for("the restored user on every replica", Duration::from_secs(20), || {
             files(root, i, "").len() == 115 && files(root, i, ".Projects").len() == 10
         });
+    }
+}
+
+/// The bytes of every kept message file of alice on replica `i` of `group`.
+fn kept_bytes(root: &Path, i: usize, group: &str) -> Vec<Vec<u8>> {
+    let kept = root.join(format!("data{i}/{group}/mail/users/{ALICE}/kept"));
+    let mut out: Vec<Vec<u8>> = std::fs::read_dir(kept)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|set| std::fs::read_dir(set.path()).into_iter().flatten().flatten())
+        .filter(|f| f.file_name() != "meta" && f.file_name() != "origin")
+        .map(|f| std::fs::read(f.path()).unwrap())
+        .collect();
+    out.sort();
+    out
+}
+
+/// `(file, kept since)` of alice's kept messages on `group`.
+fn kept_listing(storage: &Storage, group: &str) -> Vec<(String, Option<i64>)> {
+    let request = AdminRequest::Kept { group: group.into(), user: ALICE.into() };
+    let AdminReply::Kept { items, .. } = storage.admin_call(group, request) else { panic!("no kept listing") };
+    let mut out: Vec<_> = items.into_iter().map(|i| (i.file, i.kept_since_s)).collect();
+    out.sort();
+    out
+}
+
+/// A move takes the user's kept mail along: after `mailctl move` the same messages are
+/// restorable on the new mailhost, with the retention running from when they were removed,
+/// and restore byte for byte with their flags; nothing of the user stays on the old one.
+#[test]
+fn kept_mail_moves_with_the_user_and_is_restored_on_the_new_mailhost() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let storage = Storage::start_tuned(root, |c| c.retention.purge_every_s = 1);
+    std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
+    let _front = Front::start(root, &storage, ldif_directory());
+    let subjects: Vec<String> = (0..20).map(|k| format!("moving {k}")).collect();
+    storage.deliver_many(ALICE, &subjects);
+    use storaged::mailstore::ops::flag::SEEN;
+    storage.commit("hermes", add_flags(ALICE, (1..=5).collect(), SEEN, &["$Label1"]));
+    wait_for("the flags", Duration::from_secs(20), || {
+        files(root, 1, "").iter().filter(|(_, i)| i.contains('S')).count() == 5
+    });
+    // UIDs 1–5, the ones just flagged \\Seen.
+    let expunged: BTreeMap<Vec<u8>, ()> =
+        files(root, 1, "").into_iter().filter(|(_, info)| info.contains('S')).map(|(b, _)| (b, ())).collect();
+    storage.commit("hermes", MailOp::Expunge { user: ALICE.into(), mailbox: "INBOX".into(), uids: (1..=5).collect() });
+    storage.commit("hermes", MailOp::CreateMailbox { user: ALICE.into(), mailbox: "Old".into() });
+    let copy = MailOp::Copy { user: ALICE.into(), from: "INBOX".into(), to: "Old".into(), uids: (6..=8).collect() };
+    storage.commit("hermes", copy);
+    storage.commit("hermes", MailOp::DeleteMailbox { user: ALICE.into(), mailbox: "Old".into() });
+    wait_for("both sets stamped by a purge round", Duration::from_secs(20), || {
+        let l = kept_listing(&storage, "hermes");
+        l.len() == 8 && l.iter().all(|(_, since)| since.is_some())
+    });
+    let before_listing = kept_listing(&storage, "hermes");
+    let before_bytes = kept_bytes(root, 1, "hermes");
+    assert_eq!(before_bytes.len(), 8);
+
+    let (ok, out) = mailctl(root, &["move", ALICE, "apollo", "--grace-s", "0"]);
+    assert!(ok && out.contains("8 kept messages"), "{out}");
+    assert_eq!(kept_listing(&storage, "apollo"), before_listing, "the same messages, kept since the same time");
+    for i in 1..=3 {
+        wait_for("the kept mail on every apollo replica", Duration::from_secs(20), || {
+            kept_bytes(root, i, "apollo") == before_bytes
+        });
+        wait_for("nothing left on hermes", Duration::from_secs(20), || {
+            !root.join(format!("data{i}/hermes/mail/users/{ALICE}")).exists()
+        });
+    }
+    let (ok, listing) = mailctl(root, &["restore", ALICE, "--list"]);
+    assert!(ok && listing.lines().filter(|l| l.contains("expunged")).count() == 5, "{listing}");
+    assert_eq!(listing.lines().filter(|l| l.contains("folder deleted")).count(), 3, "{listing}");
+    let (ok, out) = mailctl(root, &["restore", ALICE]);
+    assert!(ok && out.contains("restored 8 messages"), "{out}");
+    for i in 1..=3 {
+        wait_for("the restore on every apollo replica", Duration::from_secs(20), || {
+            files_in(root, i, "apollo", "").len() == 20 && files_in(root, i, "apollo", ".Old").len() == 3
+        });
+        let inbox = files_in(root, i, "apollo", "");
+        let back: Vec<_> = inbox.iter().filter(|(b, _)| expunged.contains_key(b)).collect();
+        assert_eq!(back.len(), 5, "replica {i}: the expunged five, byte for byte");
+        assert!(back.iter().all(|(_, info)| info.contains('S')), "replica {i}: with their flags");
     }
 }

@@ -431,6 +431,8 @@ pub struct KeptFile {
 pub struct KeptItem {
     /// Its set (the entry that removed it) and file, which a restore names.
     pub set: String,
+    /// `GROUP/INDEX` of the set a move brought this set from (none: removed here).
+    pub origin: Option<String>,
     pub file: String,
     /// The folder it was in, and whether the folder was deleted (else: expunged).
     pub mailbox: String,

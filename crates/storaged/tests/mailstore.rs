@@ -571,6 +571,62 @@ fn a_restore_listed_before_a_purge_stamped_the_sets_still_restores_and_erasures_
     assert!(!s.take_erased(), "reported once");
 }
 
+/// A move's kept-mail import: one set per origin (a second batch and a replay add to it,
+/// never twice), the old stamp kept, a file name that could leave the set refused, and
+/// the imported mail restored like any kept mail.
+#[test]
+fn kept_mail_a_move_imports_joins_its_origin_set_once_and_restores() {
+    use storaged::mailstore::kept::{self, KeptReason};
+    use storaged::mailstore::ops::{ImportedKept, ImportedKeptSet};
+    let u = |s: &str| s.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open(dir.path(), "apollo").unwrap();
+    apply_all(&mut s, &[deliver(1, &["alice"])], 1);
+    let set = ImportedKeptSet {
+        origin: u("hermes/77"),
+        mailbox: u("Old"),
+        reason: KeptReason::FolderDeleted,
+        stamp_s: Some(1000),
+    };
+    let message = |file: &str, data: &[u8]| ImportedKept {
+        file: u(file),
+        mailbox: u("Old"),
+        flags: flag::SEEN,
+        keywords: vec![u("$Label1")],
+        internal_date: 1_600_000_000,
+        data: data.to_vec(),
+    };
+    let import = |messages: Vec<ImportedKept>| MailOp::ImportKept { user: u("alice"), set: set.clone(), messages };
+    let first =
+        import(vec![message("a:2,S", b"Subject: a\r\n\r\na\r\n"), message("b:2,S", b"Subject: b\r\n\r\nb\r\n")]);
+    assert_eq!(s.apply(10, &req(10, first.clone())).unwrap(), MailResponse::KeptImported { count: 2 });
+    let second =
+        import(vec![message("b:2,S", b"Subject: b\r\n\r\nb\r\n"), message("c:2,S", b"Subject: c\r\n\r\nc\r\n")]);
+    assert_eq!(s.apply(11, &req(11, second)).unwrap(), MailResponse::KeptImported { count: 1 });
+    assert_eq!(s.apply(12, &req(12, first)).unwrap(), MailResponse::KeptImported { count: 0 }, "a replay adds nothing");
+    for bad in ["../x", "meta", "origin", ".hidden", ""] {
+        let r = s.apply(13, &req(13, import(vec![message(bad, b"x")]))).unwrap();
+        assert!(matches!(r, MailResponse::Rejected(_)), "{bad:?} refused: {r:?}");
+    }
+    let alice = UserName::parse("alice").unwrap();
+    let sets = kept::sets(&s.layout().user_dir(&alice)).unwrap();
+    assert_eq!(sets.len(), 1, "one set for the origin");
+    assert_eq!(sets[0].0.stamp_s, Some(1000), "the retention runs on from the old stamp");
+    let (items, _) = kept::list(&s.layout().user_dir(&alice), 100).unwrap();
+    assert_eq!(items.len(), 3);
+    assert!(items.iter().all(|i| i.folder_deleted && i.mailbox == "Old" && i.origin.as_deref() == Some("hermes/77")));
+    let restore = MailOp::RestoreKept {
+        user: u("alice"),
+        items: items.iter().map(|i| (i.set.clone(), i.file.clone())).collect(),
+        into: None,
+    };
+    assert_eq!(s.apply(14, &req(14, restore)).unwrap(), MailResponse::Restored { count: 3 });
+    s.flush_files().unwrap();
+    let old = s.mailbox_index(&alice, &MailboxName::parse("Old").unwrap()).unwrap().unwrap().messages.clone();
+    assert_eq!(old.len(), 3);
+    assert!(old.iter().all(|m| m.flags == flag::SEEN && m.keywords == [u("$Label1")]));
+}
+
 #[test]
 fn an_emptied_mailbox_takes_an_imported_uidvalidity_with_its_low_uids() {
     let dir = tempfile::tempdir().unwrap();

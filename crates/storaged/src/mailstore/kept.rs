@@ -49,6 +49,11 @@ pub fn set_user_retention(user_dir: &Path, keep_s: Option<u64>) -> io::Result<()
     }
 }
 const META: &str = "meta";
+/// In a set a move brought from another mailhost: `GROUP/INDEX` of the set it came from,
+/// so the move's next round adds to it rather than making another.
+const ORIGIN: &str = "origin";
+/// Longest origin read back.
+const ORIGIN_MAX_BYTES: u64 = 256;
 const MAGIC: &[u8; 8] = b"MSKEPT02";
 /// The format before a message could name its own folder; still read.
 const MAGIC_V1: &[u8; 8] = b"MSKEPT01";
@@ -56,7 +61,9 @@ const MAGIC_V1: &[u8; 8] = b"MSKEPT01";
 const META_MAX_BYTES: u64 = 64 << 20;
 
 /// Why a set was kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
 pub enum KeptReason {
     Expunged,
     FolderDeleted,
@@ -204,6 +211,30 @@ pub fn load(set_dir: &Path) -> io::Result<KeptSet> {
     bincode::deserialize(body).map_err(|e| bad(&e.to_string()))
 }
 
+/// The set a move brought `set_dir` from, if one did.
+pub fn origin(set_dir: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    fs::File::open(set_dir.join(ORIGIN)).ok()?.take(ORIGIN_MAX_BYTES).read_to_string(&mut text).ok()?;
+    Some(text.trim_end().to_string()).filter(|t| !t.is_empty())
+}
+
+/// Record the set `set_dir` was brought from.
+pub fn set_origin(set_dir: &Path, origin: &str) -> io::Result<()> {
+    super::fileio::replace_private(set_dir, ORIGIN, format!("{origin}\n").as_bytes())
+}
+
+/// Whether `name` may be the file of a kept message: one plain path component that is not
+/// hidden and not one of the set's own files (a move's import names its files).
+pub fn valid_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with('.')
+        && !name.contains(['/', '\0'])
+        && name != META
+        && name != ORIGIN
+}
+
 /// Write `set`'s meta into `set_dir` (replaced by rename: snapshots hard-link the tree).
 pub fn save(set_dir: &Path, set: &KeptSet) -> io::Result<()> {
     let body = bincode::serialize(set).map_err(io::Error::other)?;
@@ -300,6 +331,7 @@ pub fn list(user_dir: &Path, max: usize) -> io::Result<(Vec<common::admin::KeptI
                 continue;
             }
         };
+        let origin = origin(&set_dir);
         for m in &set.messages {
             if out.len() == max {
                 return Ok((out, true));
@@ -311,6 +343,7 @@ pub fn list(user_dir: &Path, max: usize) -> io::Result<(Vec<common::admin::KeptI
             let field = |name| common::message_log::header_field(&head, name).unwrap_or_default();
             out.push(common::admin::KeptItem {
                 set: name.to_string(),
+                origin: origin.clone(),
                 file: m.file.clone(),
                 mailbox: set.folder_of(m).to_string(),
                 folder_deleted: set.reason != KeptReason::Expunged,

@@ -73,6 +73,7 @@ impl MailOp {
                 | MailOp::ImportMessages { .. }
                 | MailOp::PutScript { .. }
                 | MailOp::RestoreKept { .. }
+                | MailOp::ImportKept { .. }
         )
     }
 }
@@ -430,6 +431,41 @@ pub enum MailOp {
     RetireUser {
         user: String,
     },
+    /// Kept mail a move brings from the user's old mailhost (`mailctl move`): the messages
+    /// go into the user's set that came from `set.origin` (made if missing, with the old
+    /// set's stamp, so the retention runs on from when the mail was removed); files the
+    /// set holds already are skipped, so a move's rounds and a replay add nothing twice.
+    ImportKept {
+        user: String,
+        set: ImportedKeptSet,
+        messages: Vec<ImportedKept>,
+    },
+}
+
+/// Which kept set an [`MailOp::ImportKept`] fills.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct ImportedKeptSet {
+    /// `GROUP/INDEX` of the set on the old mailhost.
+    pub origin: String,
+    /// The set's folder, and why it was kept.
+    pub mailbox: String,
+    pub reason: super::kept::KeptReason,
+    /// When its retention started there (`None`: not yet; the next purge here stamps it).
+    pub stamp_s: Option<i64>,
+}
+
+/// One message of an [`MailOp::ImportKept`]: a kept message and its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct ImportedKept {
+    /// Its file name in the set (the Maildir base name it had).
+    pub file: String,
+    /// The folder it was in.
+    pub mailbox: String,
+    pub flags: u8,
+    pub keywords: Vec<String>,
+    pub internal_date: i64,
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
 }
 
 /// One copy a Sieve script filed (see [`MailOp::DeliverFiltered`]).
@@ -643,6 +679,8 @@ pub enum MailResponse {
     Opened { id: u64 },
     /// RestoreKept: how many kept messages were filed again.
     Restored { count: u32 },
+    /// ImportKept: how many kept messages the set did not hold yet.
+    KeptImported { count: u32 },
 }
 
 /// Render system flags as Maildir info letters (`DFRST` order).

@@ -673,6 +673,7 @@ impl Store {
             }
             MailOp::PurgeKept { now_s, retention_s } => self.purge_kept(*now_s, *retention_s),
             MailOp::RestoreKept { user, items, into } => self.restore_kept(index, user, items, into.as_deref()),
+            MailOp::ImportKept { user, set, messages } => self.import_kept(index, user, set, messages),
             MailOp::RetireUser { user } => match UserName::parse(user) {
                 Ok(u) => self.retire_user(index, &u),
                 Err(e) => Ok(MailResponse::Rejected(Rejection::Cannot(e.to_string()))),

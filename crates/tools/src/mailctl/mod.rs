@@ -16,6 +16,7 @@ pub mod dkim;
 pub mod export;
 pub mod imap_source;
 pub mod import;
+mod kept_copy;
 pub mod layout;
 pub mod maildir_tree;
 pub mod mover;

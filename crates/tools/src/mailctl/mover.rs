@@ -49,6 +49,8 @@ pub struct MoveReport {
     pub target: String,
     pub messages: u64,
     pub bytes: u64,
+    /// Kept messages copied (restorable on the target as they were on the source).
+    pub kept: u64,
     pub bulk: Duration,
     /// Of those, copied by the bulk copy (the first round).
     pub bulk_messages: u64,
@@ -64,12 +66,13 @@ impl std::fmt::Display for MoveReport {
         let (rate, per_s) = (self.bulk_bytes as f64 / secs / 1e6, self.bulk_messages as f64 / secs);
         write!(
             f,
-            "moved {} from {} to {}: {} messages, {} bytes; bulk copy {:.2} s ({rate:.2} MB/s, {per_s:.0} messages/s); {} catch-up round(s); freeze window {} ms; source copy {}",
+            "moved {} from {} to {}: {} messages, {} bytes, {} kept messages; bulk copy {:.2} s ({rate:.2} MB/s, {per_s:.0} messages/s); {} catch-up round(s); freeze window {} ms; source copy {}",
             self.user,
             self.source,
             self.target,
             self.messages,
             self.bytes,
+            self.kept,
             secs,
             self.catch_up_rounds,
             self.freeze.as_millis(),
@@ -90,6 +93,8 @@ fn spinner(bar: &ProgressBar, message: String) {
 pub struct Copied {
     pub messages: u64,
     pub bytes: u64,
+    /// Kept messages (expunged, in deleted folders) a move copied.
+    pub kept: u64,
     /// Mailboxes a filling copy left alone: the target holds other mail under them.
     pub skipped: Vec<String>,
 }
@@ -212,6 +217,7 @@ fn op_name(op: &MailOp) -> &'static str {
         MailOp::SetUserState { .. } => "a user state change",
         MailOp::DeleteUser { .. } => "the deletion",
         MailOp::DeleteMailbox { .. } => "a mailbox deletion",
+        MailOp::ImportKept { .. } => "a kept-mail import",
         _ => "an operation",
     }
 }
@@ -332,6 +338,9 @@ pub(super) async fn copy_round(
     }
     if mode == CopyMode::Fill {
         return Ok(copied);
+    }
+    if let Source::Group(group) = source {
+        copied.kept = super::kept_copy::copy_kept(admin, user, (group, target)).await?;
     }
     // Mailboxes deleted on the source since an earlier round.
     for gone in existing.keys().filter(|n| n.as_str() != "INBOX") {
@@ -501,6 +510,7 @@ pub async fn move_user(
         let c = copy_round(admin, &user, (&from, &target), CopyMode::Mirror, &bar).await?;
         copied.messages += c.messages;
         copied.bytes += c.bytes;
+        copied.kept += c.kept;
         if c.messages < CALM_MESSAGES {
             break;
         }
@@ -513,6 +523,7 @@ pub async fn move_user(
         let c = copy_round(admin, &user, (&from, &target), CopyMode::Mirror, &bar).await?;
         copied.messages += c.messages;
         copied.bytes += c.bytes;
+        copied.kept += c.kept;
         admin.apply(&target, MailOp::SetUserState { user: user.clone(), state: UserState::Active }).await?;
         dir.set_mail_host(&user, &target).await?;
         admin
@@ -530,6 +541,7 @@ pub async fn move_user(
     bar.finish_and_clear();
     report.messages = copied.messages;
     report.bytes = copied.bytes;
+    report.kept = copied.kept;
     if grace.is_zero() || wait {
         if !grace.is_zero() {
             let bar = ProgressBar::new_spinner();

@@ -241,6 +241,7 @@ mod tests {
 
     fn item(mailbox: &str, since: Option<i64>, id: &str, restored: bool) -> KeptItem {
         KeptItem {
+            origin: None,
             set: "5".into(),
             file: "f".into(),
             mailbox: mailbox.into(),

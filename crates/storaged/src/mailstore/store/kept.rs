@@ -11,7 +11,7 @@ use std::fs;
 use super::{io_ctx, Store, StoreError};
 use crate::mailstore::index::MessageMeta;
 use crate::mailstore::kept::{self, KeptMessage, KeptReason, KeptSet, SetName};
-use crate::mailstore::ops::MailResponse;
+use crate::mailstore::ops::{ImportedKept, ImportedKeptSet, MailResponse};
 use crate::mailstore::{MailboxName, Rejection, UserName};
 
 impl Store {
@@ -205,6 +205,63 @@ impl Store {
             kept::save(&dirs[name], set).map_err(io_ctx("kept set meta"))?;
         }
         Ok(MailResponse::Restored { count: restored })
+    }
+}
+
+impl Store {
+    /// File kept messages a move brought (see [`MailOp::ImportKept`]) into the set that
+    /// came from `set.origin`, made (named for this entry, with the old stamp) if missing.
+    /// A file the set lists already is skipped; one whose name could leave the set is
+    /// refused. Written file first, meta last, so a replay after a crash completes it.
+    pub(super) fn import_kept(
+        &mut self,
+        index: u64,
+        user: &str,
+        set: &ImportedKeptSet,
+        messages: &[ImportedKept],
+    ) -> Result<MailResponse, StoreError> {
+        let user = match UserName::parse(user) {
+            Ok(u) => u,
+            Err(e) => return Ok(MailResponse::Rejected(Rejection::Cannot(e.to_string()))),
+        };
+        if let Some(bad) = messages.iter().find(|m| !kept::valid_file_name(&m.file)) {
+            return Ok(MailResponse::Rejected(Rejection::Cannot(format!("not a kept file name: {:?}", bad.file))));
+        }
+        let user_dir = self.layout.user_dir(&user);
+        let sets = kept::sets(&user_dir).map_err(io_ctx("kept sets"))?;
+        let found = sets.into_iter().map(|(_, p)| p).find(|p| kept::origin(p).as_deref() == Some(set.origin.as_str()));
+        let (set_dir, mut kept_set) = match found {
+            Some(dir) => {
+                let loaded = kept::load(&dir).map_err(io_ctx("kept set meta"))?;
+                (dir, loaded)
+            }
+            None => {
+                let name = SetName { index, stamp_s: set.stamp_s };
+                let dir = kept::dir(&user_dir).join(name.to_string());
+                fs::create_dir_all(&dir).map_err(io_ctx("kept set"))?;
+                kept::set_origin(&dir, &set.origin).map_err(io_ctx("kept set origin"))?;
+                (dir, KeptSet { mailbox: set.mailbox.clone(), reason: set.reason, messages: Vec::new() })
+            }
+        };
+        let mut count = 0u32;
+        for m in messages {
+            if kept_set.messages.iter().any(|k| k.file == m.file) {
+                continue;
+            }
+            crate::mailstore::fileio::replace_private(&set_dir, &m.file, &m.data).map_err(io_ctx("kept file"))?;
+            kept_set.messages.push(KeptMessage {
+                file: m.file.clone(),
+                flags: m.flags,
+                keywords: m.keywords.clone(),
+                internal_date: m.internal_date,
+                size: m.data.len() as u64,
+                restored_by: None,
+                mailbox: (m.mailbox != kept_set.mailbox).then(|| m.mailbox.clone()),
+            });
+            count += 1;
+        }
+        kept::save(&set_dir, &kept_set).map_err(io_ctx("kept set meta"))?;
+        Ok(MailResponse::KeptImported { count })
     }
 }
 
