@@ -12,7 +12,7 @@ use frontd::config::{BackendSection, DirectorySection, LdapSection};
 use tests::slapd::{Slapd, LDAP_BIND_DN, LDAP_BIND_PASSWORD};
 use tools::imap_client::Client;
 
-use crate::lmtp_load::fill;
+use crate::lmtp_load::fill_any;
 use crate::peers::{frontd_binary, spawn_frontd, start_storaged_with, Node, PASSWORD};
 use crate::procs::{free_port, Procs};
 
@@ -66,17 +66,8 @@ impl FrontCluster {
         let front = spawn_frontd(&frontd, dir)?;
 
         eprintln!("filling {filled} mailboxes with {messages} messages each");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let leader = loop {
-            if let Some(k) = nodes.iter().position(|n| fill(&n.lmtp, 1, 0, message_bytes).is_ok()) {
-                break k;
-            }
-            if Instant::now() > deadline {
-                bail!("no storaged leader");
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        };
-        fill(&nodes[leader].lmtp, filled, messages, message_bytes)?;
+        let lmtp: Vec<String> = nodes.iter().map(|n| n.lmtp.clone()).collect();
+        let leader = fill_any(&lmtp, filled, messages, message_bytes)?;
         wait_ready(&nodes[leader].imap)?;
         wait_ready(&front_imap)?;
         Ok(Self { nodes, leader, front_imap, front, slapd, frontd, dir: dir.to_path_buf() })

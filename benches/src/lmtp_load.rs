@@ -71,6 +71,23 @@ impl Conn {
     }
 }
 
+/// [`fill`] through the first of `addrs` that accepts deliveries (our group's leader, or
+/// a server still starting), trying for up to a minute; which address it was.
+pub fn fill_any(addrs: &[String], users: usize, per_user: usize, size: usize) -> anyhow::Result<usize> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        for (k, a) in addrs.iter().enumerate() {
+            if fill(a, 1, 0, size).is_ok() && fill(a, users, per_user, size).is_ok() {
+                return Ok(k);
+            }
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("cannot fill mailboxes through {addrs:?}");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 /// Deliver `per_user` messages of about `size` bytes to each of `users` users, one
 /// connection; the subjects are `message {k}`. Fails on the first refused delivery.
 pub fn fill(addr: &str, users: usize, per_user: usize, size: usize) -> std::io::Result<()> {

@@ -69,7 +69,7 @@ fn main() -> anyhow::Result<()> {
     let mut procs = Procs::default();
     let cluster = FrontCluster::start(&dir, 1, (1, 10, args.message_bytes), &mut procs)?;
     let dovecot = start_dovecot(&dir.join("dovecot"), &mut procs)?;
-    benches::lmtp_load::fill(&dovecot.lmtp, 1, 10, args.message_bytes)?;
+    benches::lmtp_load::fill_any(std::slice::from_ref(&dovecot.lmtp), 1, 10, args.message_bytes)?;
     benches::front::wait_ready(&dovecot.imap)?;
     let runs = paired(
         args.rounds,

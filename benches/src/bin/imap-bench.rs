@@ -11,10 +11,10 @@
 //! (PSS: storaged's leader process; Dovecot's master and all its children) per connection.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Context};
-use benches::lmtp_load::fill;
+use anyhow::Context;
+use benches::lmtp_load::fill_any;
 use benches::paired::{median_by, paired};
 use benches::peers::{imap_ready, start_dovecot, start_storaged, PASSWORD};
 use benches::procs::{pss_kib, tree_pss_kib, Procs};
@@ -55,22 +55,6 @@ fn raise_open_file_limit() {
             lim.rlim_cur = lim.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
-    }
-}
-
-/// Fill through the first address that accepts deliveries (our leader's LMTP).
-fn fill_any(addrs: &[String], users: usize, per_user: usize, size: usize) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        for a in addrs {
-            if fill(a, 1, 0, size).is_ok() && fill(a, users, per_user, size).is_ok() {
-                return Ok(());
-            }
-        }
-        if Instant::now() > deadline {
-            bail!("cannot fill mailboxes through {addrs:?}");
-        }
-        std::thread::sleep(Duration::from_millis(300));
     }
 }
 
