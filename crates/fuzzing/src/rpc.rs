@@ -55,6 +55,9 @@ async fn peer(data: &[u8]) {
     let _ = decode::<GroupReply<MailConfig>>(&got);
     let _ = admin_decode::<AdminRequest>(&got);
     let _ = admin_decode::<AdminReply>(&got);
+    // The operation an admin `Propose` carries (a move's `ImportKept` among them).
+    let _ = admin_decode::<storaged::mailstore::MailRequest>(&got);
+    let _ = admin_decode::<storaged::mailstore::MailOp>(&got);
 }
 
 pub fn run(data: &[u8]) {
