@@ -297,8 +297,12 @@ fn a_live_imap_server_is_imported_over_tls_read_only_with_its_uids() {
     let tls = ["--from-imap", &url, "--password-file", pw, "--ca-file", cert.to_str().unwrap()];
     let (ok, out) = mailctl(root, &[&["import", "alice@example.edu"][..], &tls].concat());
     assert!(ok && out.contains("0 problems"), "{out}");
+    // imap:// with STARTTLS (Dovecot offers it): the certificate is checked as well.
     let url = format!("imap://alice@{}", old.imap);
-    let args = ["import", "alice@example.edu", "--from-imap", &url, "--password-file", pw];
+    let (ok, out) = mailctl(root, &["import", "alice@example.edu", "--from-imap", &url, "--password-file", pw]);
+    assert!(!ok && out.contains("STARTTLS with"), "STARTTLS, and an unknown certificate refused:\n{out}");
+    let ca = cert.to_str().unwrap();
+    let args = ["import", "alice@example.edu", "--from-imap", &url, "--password-file", pw, "--ca-file", ca];
     let diff = differences(&before, &record(&front.imap, "alice", "alice-pw"));
     assert!(diff.is_empty(), "imported from IMAP, not the same:\n{}", diff.join("\n"));
     let diff = differences(&before, &record(&old.imap, "alice", dovecot::PASSWORD));

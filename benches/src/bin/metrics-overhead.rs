@@ -37,6 +37,11 @@ struct Args {
     /// Run in `dir` as it is instead of on a fresh scratch filesystem mounted there.
     #[arg(long)]
     plain_dir: bool,
+    /// The IMAP command mix: `mixed` writes (each run changes the mailboxes the next one
+    /// reads, and its checkpoints land in the next run), `sort-thread` only reads, so its
+    /// runs are alike and the A/B resolves small differences.
+    #[arg(long, value_enum, default_value_t = Profile::Mixed)]
+    imap_profile: Profile,
 }
 
 /// The median of the per-pair ratios `on[k] / off[k]`.
@@ -172,7 +177,7 @@ fn main() -> anyhow::Result<()> {
         logins: (0..args.sessions).map(|k| (format!("user{}@example.edu", k % args.users), PASSWORD.into())).collect(),
         duration,
         append_bytes: 4096,
-        profile: Profile::Mixed,
+        profile: args.imap_profile,
     };
     let imap = paired_alternating(
         args.rounds,

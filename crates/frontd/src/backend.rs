@@ -140,6 +140,7 @@ where
                 }
                 Attempt::NotLeader(_) => last_problem = format!("node {id} is not the leader"),
                 Attempt::Down(why) => {
+                    tracing::info!(group, member = id, %why, "member did not answer; tried last for a while");
                     cluster.mark_down(group, id);
                     last_problem = format!("node {id}: {why}");
                 }

@@ -54,6 +54,18 @@ impl Write for Stream {
     }
 }
 
+/// Finish the TLS handshake now, so a certificate the roots do not vouch for fails the
+/// connection rather than the first command.
+fn handshake(
+    mut conn: rustls::ClientConnection,
+    mut tcp: TcpStream,
+) -> std::io::Result<Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>> {
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp)?;
+    }
+    Ok(Box::new(rustls::StreamOwned::new(conn, tcp)))
+}
+
 /// A command's result: the tagged status (`OK`/`NO`/`BAD`) and the bytes before it.
 pub struct Answer {
     pub status: String,
@@ -84,7 +96,32 @@ impl Client {
         let name = rustls::pki_types::ServerName::try_from(server_name.to_string())
             .map_err(|e| std::io::Error::other(format!("server name {server_name:?}: {e}")))?;
         let conn = rustls::ClientConnection::new(config, name).map_err(std::io::Error::other)?;
-        Self::greeted(Stream::Tls(Box::new(rustls::StreamOwned::new(conn, Self::tcp(addr)?))))
+        Self::greeted(Stream::Tls(handshake(conn, Self::tcp(addr)?)?))
+    }
+
+    /// Upgrade a plain connection with STARTTLS, checking the certificate as
+    /// [`Client::connect_tls`] does. Refused when the server sent anything after its OK
+    /// (bytes written before the handshake must not be read as protected).
+    pub fn start_tls(
+        mut self,
+        server_name: &str,
+        config: std::sync::Arc<rustls::ClientConfig>,
+    ) -> std::io::Result<Self> {
+        let answer = self.command("STARTTLS")?;
+        if !answer.ok() {
+            return Err(std::io::Error::other(format!("STARTTLS refused: {}", answer.text)));
+        }
+        if !self.r.buffer().is_empty() {
+            return Err(std::io::Error::other("the server sent data after its STARTTLS answer"));
+        }
+        let Stream::Plain(tcp) = self.r.into_inner() else {
+            return Err(std::io::Error::other("TLS is already active"));
+        };
+        let name = rustls::pki_types::ServerName::try_from(server_name.to_string())
+            .map_err(|e| std::io::Error::other(format!("server name {server_name:?}: {e}")))?;
+        let conn = rustls::ClientConnection::new(config, name).map_err(std::io::Error::other)?;
+        let stream = Stream::Tls(handshake(conn, tcp)?);
+        Ok(Self { r: BufReader::new(stream), tag: self.tag })
     }
 
     fn tcp(addr: &str) -> std::io::Result<TcpStream> {

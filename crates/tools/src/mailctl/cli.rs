@@ -155,13 +155,14 @@ enum Cmd {
         #[arg(required_unless_present = "from_imap", conflicts_with = "from_imap")]
         src: Option<PathBuf>,
         /// Read a live IMAP server instead: imap[s]://LOGIN@HOST[:PORT] (read-only; the
-        /// password from --password-file).
+        /// password from --password-file; imaps:// is implicit TLS, imap:// STARTTLS, in the
+        /// clear only to a loopback server that offers no STARTTLS).
         #[arg(long, value_name = "URL", requires = "password_file")]
         from_imap: Option<String>,
         /// A file holding the old server's password (never given on the command line).
         #[arg(long, value_name = "FILE")]
         password_file: Option<PathBuf>,
-        /// The CA certificates (PEM) an imaps:// server's certificate is checked against.
+        /// The CA certificates (PEM) the old server's certificate is checked against.
         #[arg(long, value_name = "FILE", default_value = "/etc/ssl/certs/ca-certificates.crt")]
         ca_file: PathBuf,
         /// A front's configuration (lists the nodes, the cluster key and the directory).

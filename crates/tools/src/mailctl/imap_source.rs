@@ -58,6 +58,11 @@ impl ImapUrl {
     }
 }
 
+/// Whether `host` is this machine (where a password in the clear stays).
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// A TLS client trusting the CA certificates of `ca_file` (PEM).
 fn tls_config(ca_file: &std::path::Path) -> anyhow::Result<std::sync::Arc<rustls::ClientConfig>> {
     let mut roots = rustls::RootCertStore::empty();
@@ -110,14 +115,32 @@ pub struct ImapSource {
 }
 
 impl ImapSource {
-    /// Log in at `url` (over TLS checked against `ca_file` for `imaps://`).
+    /// Log in at `url` over TLS checked against `ca_file`: implicit for `imaps://`,
+    /// STARTTLS for `imap://`. The password goes in the clear only to a server on this
+    /// machine (a loopback address) that offers no STARTTLS.
     pub fn connect(url: &ImapUrl, password: &str, ca_file: &std::path::Path) -> anyhow::Result<Self> {
-        let client = if url.tls {
-            Client::connect_tls(&url.addr, &url.host, tls_config(ca_file)?)
+        let connecting = || format!("connecting to {}", url.addr);
+        let mut client = if url.tls {
+            Client::connect_tls(&url.addr, &url.host, tls_config(ca_file)?).with_context(connecting)?
         } else {
-            Client::connect(&url.addr)
+            let mut plain = Client::connect(&url.addr).with_context(connecting)?;
+            let caps = plain.command("CAPABILITY").with_context(connecting)?;
+            let offers_tls = String::from_utf8_lossy(&caps.data)
+                .split_ascii_whitespace()
+                .any(|c| c.eq_ignore_ascii_case("STARTTLS"));
+            if offers_tls {
+                plain
+                    .start_tls(&url.host, tls_config(ca_file)?)
+                    .with_context(|| format!("STARTTLS with {}", url.addr))?
+            } else if is_loopback(&url.host) {
+                plain
+            } else {
+                bail!(
+                    "{} offers no STARTTLS: the password would go in the clear (use imaps:// if it has implicit TLS)",
+                    url.addr
+                );
+            }
         };
-        let mut client = client.with_context(|| format!("connecting to {}", url.addr))?;
         let login = client.command(&format!("LOGIN {} {}", quoted(&url.login), quoted(password)))?;
         if !login.ok() {
             bail!("{} refused the login of {}: {}", url.addr, url.login, login.text);
@@ -268,6 +291,16 @@ fn body_of(d: Data<'static>) -> Option<(u32, Vec<u8>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_this_machine_may_get_a_password_in_the_clear() {
+        for host in ["127.0.0.1", "127.8.9.1", "::1", "localhost", "LocalHost"] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in ["10.0.0.1", "mail.example.edu", "localhost.example.edu", "::ffff:10.0.0.1"] {
+            assert!(!is_loopback(host), "{host}");
+        }
+    }
 
     #[test]
     fn urls_name_login_and_address() {
