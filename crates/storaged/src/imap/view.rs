@@ -23,6 +23,9 @@ pub struct View {
     known: HashMap<u32, (u8, Vec<String>)>,
     /// The mailbox's `applied_index` when last synced: unchanged means nothing to report.
     seen_applied: u64,
+    /// The mailbox's `highest_modseq` when last synced: every flag change since gave its
+    /// message a higher MODSEQ, so only those messages are compared (see [`View::sync`]).
+    seen_modseq: u64,
     /// Expunges seen but not yet reported.
     held_back: bool,
     /// Report MODSEQ with flag changes (CONDSTORE enabled).
@@ -88,6 +91,7 @@ impl View {
             uids,
             known,
             seen_applied: index.applied_index,
+            seen_modseq: index.highest_modseq,
             held_back: false,
             condstore: false,
             qresync: false,
@@ -129,6 +133,13 @@ impl View {
 
     /// Bring the view up to date with `index`, returning the untagged responses. New
     /// messages from UID `recent_from` up are recent in this session.
+    ///
+    /// Work is proportional to what changed, not to the mailbox: every store change gives
+    /// the message a MODSEQ above the mailbox's highest, so flags are compared only for
+    /// messages above the MODSEQ of the last sync, and expunges are looked for only when the
+    /// index holds fewer messages up to the last known UID than the view. A change that did
+    /// not raise the highest MODSEQ (a move's `SyncMailbox` writes the source's) is found by
+    /// comparing every message, as before.
     pub fn sync(&mut self, index: &MailboxIndex, mode: Sync, recent_from: u32) -> Vec<String> {
         let mut out = Vec::new();
         // Every change to a mailbox moves its applied index (and our own changes are
@@ -136,64 +147,90 @@ impl View {
         if index.applied_index == self.seen_applied && index.uid_validity == self.uid_validity && !self.held_back {
             return out;
         }
-        // Messages are in UID order: look them up by binary search, no per-sync table.
-        let live = |uid: &u32| index.position(*uid).map(|p| &index.messages[p]);
-        if mode == Sync::Full {
-            let mut vanished = Vec::new();
-            // Highest first, so each number is still valid when announced.
-            for seq in (1..=self.uids.len()).rev() {
-                let uid = self.uids[seq - 1];
-                if live(&uid).is_none() {
-                    if self.qresync {
-                        vanished.push(uid);
-                    } else {
-                        out.push(format!("* {seq} EXPUNGE"));
-                    }
-                    self.uids.remove(seq - 1);
-                    self.known.remove(&uid);
-                    self.recent.remove(&uid);
-                }
-            }
-            if !vanished.is_empty() {
-                vanished.reverse();
-                out.push(format!("* VANISHED {}", encode::uid_set(&vanished)));
-            }
-        }
-        for (pos, uid) in self.uids.iter().enumerate() {
-            let Some(m) = live(uid) else { continue };
-            let now = (m.flags, m.keywords.clone());
-            if self.known.get(uid) != Some(&now) {
-                out.extend(announce(&mut self.announced, self.read_only, &m.keywords));
-                let modseq = if self.condstore { format!(" MODSEQ ({})", m.modseq) } else { String::new() };
-                out.push(format!(
-                    "* {} FETCH (UID {uid} FLAGS {}{modseq})",
-                    pos + 1,
-                    encode::flags_recent(m.flags, &m.keywords, self.recent_flag && self.recent.contains(uid))
-                ));
-                self.known.insert(*uid, now);
-            }
-        }
         let last = self.uids.last().copied().unwrap_or(0);
-        let new: Vec<&MessageMeta> = index.messages.iter().filter(|m| m.uid > last).collect();
-        if !new.is_empty() {
-            out.extend(announce(&mut self.announced, self.read_only, new.iter().flat_map(|m| &m.keywords)));
-            for m in new {
-                self.uids.push(m.uid);
-                self.known.insert(m.uid, (m.flags, m.keywords.clone()));
-                if m.uid >= recent_from {
-                    self.recent.insert(m.uid);
-                }
-            }
-            out.push(format!("* {} EXISTS", self.uids.len()));
-            if self.recent_flag {
-                out.push(format!("* {} RECENT", self.recent.len()));
-            }
+        let known_live = index.messages.partition_point(|m| m.uid <= last);
+        if mode == Sync::Full && known_live != self.uids.len() {
+            self.report_expunges(index, &mut out);
         }
+        if index.highest_modseq > self.seen_modseq {
+            let changed: Vec<&MessageMeta> =
+                index.messages[..known_live].iter().filter(|m| m.modseq > self.seen_modseq).collect();
+            self.report_flags(changed, &mut out);
+        } else {
+            let all: Vec<&MessageMeta> = index.messages[..known_live].iter().collect();
+            self.report_flags(all, &mut out);
+        }
+        self.report_new(&index.messages[known_live..], recent_from, &mut out);
         self.uid_next = index.uid_next;
         self.seen_applied = index.applied_index;
+        self.seen_modseq = index.highest_modseq;
         // Expunges held back now must be reported at the next full sync.
-        self.held_back = mode == Sync::NoExpunge && self.uids.iter().any(|u| live(u).is_none());
+        let last = self.uids.last().copied().unwrap_or(0);
+        self.held_back =
+            mode == Sync::NoExpunge && index.messages.partition_point(|m| m.uid <= last) != self.uids.len();
         out
+    }
+
+    /// `EXPUNGE` (highest first, so each number is still valid when announced) or
+    /// `VANISHED` for every known UID the index no longer holds.
+    fn report_expunges(&mut self, index: &MailboxIndex, out: &mut Vec<String>) {
+        let mut vanished = Vec::new();
+        for seq in (1..=self.uids.len()).rev() {
+            let uid = self.uids[seq - 1];
+            if index.position(uid).is_none() {
+                if self.qresync {
+                    vanished.push(uid);
+                } else {
+                    out.push(format!("* {seq} EXPUNGE"));
+                }
+                self.uids.remove(seq - 1);
+                self.known.remove(&uid);
+                self.recent.remove(&uid);
+            }
+        }
+        if !vanished.is_empty() {
+            vanished.reverse();
+            out.push(format!("* VANISHED {}", encode::uid_set(&vanished)));
+        }
+    }
+
+    /// A `FETCH (FLAGS)` for each of `candidates` (in UID order) whose flags differ from
+    /// what the client last heard.
+    fn report_flags(&mut self, candidates: Vec<&MessageMeta>, out: &mut Vec<String>) {
+        for m in candidates {
+            let Some(seq) = self.seq_of(m.uid) else { continue };
+            if self.known.get(&m.uid).is_some_and(|(f, k)| *f == m.flags && *k == m.keywords) {
+                continue;
+            }
+            out.extend(announce(&mut self.announced, self.read_only, &m.keywords));
+            let modseq = if self.condstore { format!(" MODSEQ ({})", m.modseq) } else { String::new() };
+            let recent = self.recent_flag && self.recent.contains(&m.uid);
+            out.push(format!(
+                "* {seq} FETCH (UID {} FLAGS {}{modseq})",
+                m.uid,
+                encode::flags_recent(m.flags, &m.keywords, recent)
+            ));
+            self.known.insert(m.uid, (m.flags, m.keywords.clone()));
+        }
+    }
+
+    /// `EXISTS` (and `RECENT`) for messages above the last known UID.
+    fn report_new(&mut self, new: &[MessageMeta], recent_from: u32, out: &mut Vec<String>) {
+        if new.is_empty() {
+            return;
+        }
+        out.extend(announce(&mut self.announced, self.read_only, new.iter().flat_map(|m| &m.keywords)));
+        for m in new {
+            self.uids.push(m.uid);
+            self.known.insert(m.uid, (m.flags, m.keywords.clone()));
+            if m.uid >= recent_from {
+                self.recent.insert(m.uid);
+            }
+        }
+        out.push(format!("* {} EXISTS", self.uids.len()));
+        if self.recent_flag {
+            out.push(format!("* {} RECENT", self.recent.len()));
+        }
     }
 
     /// Record that flags of `uid` were just reported to the client (by FETCH/STORE).
@@ -252,11 +289,13 @@ mod tests {
                 keywords: vec![],
                 size: 10,
                 internal_date: 0,
-                modseq: 1,
+                // As the store does: a message's flags change with its MODSEQ.
+                modseq: 1 + u64::from(*uid) + 1000 * u64::from(*flags),
                 crc32c: 0,
                 email_id: 0,
             });
         }
+        idx.highest_modseq = idx.messages.iter().map(|m| m.modseq).max().unwrap_or(0) + 1;
         idx.uid_next = uids.last().map_or(1, |u| u.0 + 1);
         // As the store does: every different content comes with a different applied index.
         idx.applied_index = uids.iter().map(|(u, f)| u64::from(*u) * 31 + u64::from(*f)).sum();
@@ -298,10 +337,40 @@ mod tests {
         let mut changed = idx.clone();
         changed.messages[0].keywords = vec!["$Old".into(), "$New".into()];
         changed.applied_index += 1;
+        changed.highest_modseq += 1;
+        changed.messages[0].modseq = changed.highest_modseq;
         let out = v.sync(&changed, Sync::NoExpunge, 2);
         assert_eq!(out[0], "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $New $Old)");
         assert!(out[1].starts_with("* OK [PERMANENTFLAGS (") && out[1].contains("$New $Old \\*)"), "{out:?}");
         assert!(out[2].starts_with("* 1 FETCH (UID 1 FLAGS ("), "{out:?}");
         assert!(v.announce(&vec!["$New".to_string()]).is_empty(), "announced once");
+    }
+
+    /// The incremental path (MODSEQ above the last sync) and the full comparison (a change
+    /// that wrote a lower MODSEQ, as a move's sync does) report the same, once.
+    #[test]
+    fn flag_changes_are_found_by_modseq_and_without_it() {
+        let many: Vec<(u32, u8)> = (1..=1000).map(|u| (u, 0)).collect();
+        let (mut v, _) = View::open(MailboxName::inbox(), false, &index(&many), 2000);
+        let mut changed = index(&many);
+        changed.messages[499].flags = crate::mailstore::ops::flag::SEEN;
+        changed.highest_modseq += 1;
+        changed.messages[499].modseq = changed.highest_modseq;
+        changed.applied_index += 1;
+        assert_eq!(v.sync(&changed, Sync::NoExpunge, 2000), vec!["* 500 FETCH (UID 500 FLAGS (\\Seen))"]);
+        // A flag written with an older MODSEQ: the highest did not move, every message is compared.
+        let mut lowered = changed.clone();
+        lowered.messages[9].flags = crate::mailstore::ops::flag::FLAGGED;
+        lowered.messages[9].modseq = 2;
+        lowered.applied_index += 1;
+        assert_eq!(v.sync(&lowered, Sync::Full, 2000), vec!["* 10 FETCH (UID 10 FLAGS (\\Flagged))"]);
+        assert!(v.sync(&lowered, Sync::Full, 2000).is_empty());
+        // An expunge among them and a new message, in one sync.
+        let mut next = lowered.clone();
+        next.messages.remove(0);
+        next.messages.push(MessageMeta { uid: 1001, modseq: next.highest_modseq + 1, ..next.messages[0].clone() });
+        next.highest_modseq += 2;
+        next.applied_index += 1;
+        assert_eq!(v.sync(&next, Sync::Full, 2000), vec!["* 1 EXPUNGE", "* 1000 EXISTS", "* 0 RECENT"]);
     }
 }
