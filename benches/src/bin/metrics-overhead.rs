@@ -209,7 +209,8 @@ fn main() -> anyhow::Result<()> {
     let (imap_on, imap_off) = (&imap.ours, &imap.peer);
     let rates = |runs: &[(tools::imap_load::LoadStats, f64)]| runs.iter().map(|(s, _)| s.commands_per_sec).collect();
     println!(
-        "| IMAP mixed, {} sessions (commands/s) | {} | {:.3} |",
+        "| IMAP {:?}, {} sessions (commands/s) | {} | {:.3} |",
+        args.imap_profile,
         args.sessions,
         pairs(rates(imap_on), rates(imap_off)),
         imap.ratio
