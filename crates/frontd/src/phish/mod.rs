@@ -63,6 +63,10 @@ pub struct Watch {
     recent_snags: Mutex<HashMap<String, Instant>>,
     /// Users locked cluster-wide (from the records, or snagged here).
     locked: std::sync::RwLock<std::collections::HashSet<String>>,
+    /// Users this front snagged whose lock the records did not show yet, and since when:
+    /// a poll of the records that started before the lock was committed must not unlock
+    /// them (see [`Watch::set_locked`]).
+    snagged_here: Mutex<HashMap<String, Instant>>,
 }
 
 fn now_s() -> i64 {
@@ -82,6 +86,7 @@ impl Watch {
             counts: Mutex::new((HashMap::new(), VecDeque::new())),
             recent_snags: Mutex::new(HashMap::new()),
             locked: Default::default(),
+            snagged_here: Default::default(),
         })
     }
 
@@ -205,6 +210,7 @@ impl Watch {
             }
             recent.insert(incident.account.mail.clone(), now);
         }
+        self.snagged_here.lock().expect("snagged lock").insert(incident.account.mail.clone(), Instant::now());
         self.locked.write().expect("locked lock").insert(incident.account.mail.clone());
         self.snagger.snag(incident).await;
     }
@@ -214,13 +220,52 @@ impl Watch {
         self.locked.read().expect("locked lock").contains(user)
     }
 
-    /// The users locked cluster-wide, as the records say now.
+    /// The users locked cluster-wide, as the records say now, and those this front snagged
+    /// that the records do not show yet (a poll may have read them before the lock was
+    /// committed), for at most [`SNAG_QUIET`] if the lock never lands.
     pub fn set_locked(&self, users: Vec<String>) {
-        *self.locked.write().expect("locked lock") = users.into_iter().collect();
+        let locked = merge_locks(users, &mut self.snagged_here.lock().expect("snagged lock"), SNAG_QUIET);
+        *self.locked.write().expect("locked lock") = locked;
     }
 
     /// The snagger (for the block list's group and client).
     pub fn snagger(&self) -> &Snagger {
         &self.snagger
+    }
+}
+
+/// The locked users: those of the `records`, and those snagged `here` that the records do
+/// not show yet, for at most `hold`; a snag the records show is forgotten here, so a later
+/// unlock in the records unlocks.
+fn merge_locks(
+    records: Vec<String>,
+    here: &mut HashMap<String, Instant>,
+    hold: Duration,
+) -> std::collections::HashSet<String> {
+    let mut locked: std::collections::HashSet<String> = records.into_iter().collect();
+    here.retain(|user, at| !locked.contains(user) && at.elapsed() < hold);
+    locked.extend(here.keys().cloned());
+    locked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A poll of the records that read them before this front's lock was committed does
+    /// not unlock the user; once the records show the lock, they alone decide.
+    #[test]
+    fn a_stale_poll_does_not_undo_a_snag_and_the_records_decide_after() {
+        let mut here = HashMap::from([("tom@example.edu".to_string(), Instant::now())]);
+        let hold = Duration::from_secs(300);
+        assert!(merge_locks(vec![], &mut here, hold).contains("tom@example.edu"), "stale poll");
+        assert!(merge_locks(vec!["tom@example.edu".into()], &mut here, hold).contains("tom@example.edu"));
+        assert!(here.is_empty(), "confirmed by the records");
+        assert!(merge_locks(vec![], &mut here, hold).is_empty(), "an unlock in the records unlocks");
+        let mut old = HashMap::from([("eve@example.edu".to_string(), Instant::now())]);
+        assert!(
+            merge_locks(vec![], &mut old, Duration::ZERO).is_empty(),
+            "a lock that never landed is held only so long"
+        );
     }
 }
