@@ -166,14 +166,23 @@ impl Log {
         Ok(())
     }
 
-    /// Start a new segment for the entries to come; returns the last index the older
-    /// segments hold (`None`: nothing to roll). Once the log is purged up to it, every
-    /// segment that held an entry until now is freed and scrubbed (see `slots`): how a
-    /// purge of mail is made to reach the log's files.
+    /// Start a new segment, in a slot that holds nothing old, for the entries to come;
+    /// returns the last index the older segments hold (`None`: nothing to roll). Then purge
+    /// up to it and [`Log::scrub`]: every segment that held an entry until the roll is
+    /// zeroed — how a purge of mail is made to reach the log's files. Until the scrub, no
+    /// freed slot is reused (see `slots`).
     pub async fn roll(&self) -> Result<Option<u64>, Error> {
         let (tx, rx) = oneshot::channel();
         self.send(Request::Roll { done: tx })?;
         rx.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// Zero every freed segment slot (they keep their old bytes otherwise, and are reused
+    /// as they are); returns once they are zero on disk.
+    pub async fn scrub(&self) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Request::Scrub { done: tx })?;
+        rx.await.map_err(|_| Error::Stopped)
     }
 
     /// A read-only view for concurrent readers.

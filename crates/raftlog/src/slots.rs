@@ -5,11 +5,14 @@
 //! (an fdatasync after an append then writes only data). A background thread prepares the
 //! next slot while the current one fills, so rolling over rarely waits.
 //!
-//! A freed slot (after purge or truncation) is scrubbed on that thread before it is used
-//! again: zeroed whole, then marked clean ([`segment::CLEAN_MAGIC`]). Purged entries carry
-//! message bodies, and a mail system that has purged a message must not keep its bytes in a
-//! free slot for the next life of the file to cover only in part. Slots found free but not
-//! clean at open (an interrupted scrub, an older log) are scrubbed first.
+//! A freed slot (after purge or truncation) is *dirty*: it still holds the purged entries'
+//! bytes, which may be message bodies. It is reused as it is (its old records carry an old
+//! sequence number and never validate again), so the log writes nothing extra in normal
+//! running. When a purge must reach the disk (mail erased for good), [`SlotPool::scrub`]
+//! zeroes every dirty slot on the background thread and marks it clean
+//! ([`segment::CLEAN_MAGIC`]), and [`SlotPool::take_clean`] gives a roll a slot that holds
+//! nothing old, so after a roll, a purge and a scrub no byte of a purged entry is left in
+//! any slot file.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -21,6 +24,7 @@ use std::sync::Arc;
 use std::thread;
 
 use io_uring::{opcode, types, IoUring};
+use tokio::sync::oneshot;
 
 use crate::segment::{self, slot_file_name, SEGMENT_HEADER_LEN};
 use crate::shared::Shared;
@@ -38,10 +42,15 @@ const CREATE_IN_FLIGHT: usize = 16;
 /// Zero-fill writes in flight when scrubbing: gentler, appends share the disk.
 const SCRUB_IN_FLIGHT: usize = 4;
 
+/// Called once every scrub asked for so far has finished (or failed).
+pub(crate) type ScrubDone = oneshot::Sender<()>;
+
 /// Work for the preparer thread.
 enum Job {
     Create(u32),
     Scrub(u32, Arc<File>),
+    /// Tell the waiter: every job before this one is done.
+    Notify(ScrubDone),
 }
 
 /// What the preparer thread finished.
@@ -53,9 +62,9 @@ enum Done {
 /// All slot files of one log directory.
 pub(crate) struct SlotPool {
     files: HashMap<u32, Arc<File>>,
-    /// Clean slots, ready for a new segment.
+    /// Clean slots: all zero, ready for a new segment.
     free: Vec<u32>,
-    /// Free slots to scrub once the preparer runs.
+    /// Free slots that may hold bytes of an earlier life.
     dirty: Vec<u32>,
     next_slot: u32,
     next_seq: u64,
@@ -63,6 +72,10 @@ pub(crate) struct SlotPool {
     done: Option<Receiver<Done>>,
     creating: bool,
     scrubbing: usize,
+    /// Set by [`SlotPool::take_clean`] (a roll ahead of a purge that must reach the disk)
+    /// until the next [`SlotPool::scrub`]: meanwhile no dirty slot is reused, so the slots
+    /// the purge frees are all still free, and scrubbed, when the scrub comes.
+    hold_dirty: bool,
 }
 
 impl SlotPool {
@@ -71,10 +84,21 @@ impl SlotPool {
     /// segment sequence ever seen.
     pub fn new(files: HashMap<u32, Arc<File>>, free: Vec<u32>, dirty: Vec<u32>, next_seq: u64) -> Self {
         let next_slot = files.keys().max().map_or(0, |m| m + 1);
-        Self { files, free, dirty, next_slot, next_seq, jobs: None, done: None, creating: false, scrubbing: 0 }
+        Self {
+            files,
+            free,
+            dirty,
+            next_slot,
+            next_seq,
+            jobs: None,
+            done: None,
+            creating: false,
+            scrubbing: 0,
+            hold_dirty: false,
+        }
     }
 
-    /// Start the background preparer for `dir`, and scrub the slots found dirty.
+    /// Start the background preparer for `dir`.
     pub fn start_preparer(&mut self, dir: PathBuf, segment_bytes: u64) -> io::Result<()> {
         let (tx, rx_jobs) = mpsc::channel::<Job>();
         let (tx_done, rx) = mpsc::channel();
@@ -89,6 +113,10 @@ impl SlotPool {
                     Job::Scrub(slot, file) => {
                         Done::Scrubbed(slot, ring_or_err(&mut ring).and_then(|r| scrub_slot(r, &file, segment_bytes)))
                     }
+                    Job::Notify(waiter) => {
+                        let _ = waiter.send(());
+                        continue;
+                    }
                 };
                 if tx_done.send(done).is_err() {
                     return;
@@ -97,16 +125,14 @@ impl SlotPool {
         })?;
         self.jobs = Some(tx);
         self.done = Some(rx);
-        for slot in std::mem::take(&mut self.dirty) {
-            self.release(slot);
-        }
         Ok(())
     }
 
     /// Ask the preparer for a new slot now if none is free or on its way, so the first
     /// rollover (or the first append of a fresh log) does not wait for a zero-fill.
     pub fn prepare_ahead(&mut self) {
-        if !self.free.is_empty() || self.creating || self.scrubbing > 0 {
+        let dirty_usable = !self.hold_dirty && !self.dirty.is_empty();
+        if !self.free.is_empty() || dirty_usable || self.creating || self.scrubbing > 0 {
             return;
         }
         if let Some(tx) = &self.jobs {
@@ -130,23 +156,54 @@ impl SlotPool {
         s
     }
 
-    /// Give `slot` back: it is scrubbed, then free again.
+    /// Give `slot` back; it is dirty until a scrub.
     pub fn release(&mut self, slot: u32) {
-        debug_assert!(!self.free.contains(&slot), "slot freed twice");
-        let Some(tx) = &self.jobs else {
-            self.dirty.push(slot);
-            return;
-        };
-        if tx.send(Job::Scrub(slot, self.file(slot))).is_ok() {
-            self.scrubbing += 1;
-        } else {
-            tracing::error!(slot, "segment preparer stopped: freed slot left unused");
-        }
+        debug_assert!(!self.free.contains(&slot) && !self.dirty.contains(&slot), "slot freed twice");
+        self.dirty.push(slot);
     }
 
-    /// A slot for a new segment: a free one, one the preparer is making or scrubbing, or
-    /// one made now.
+    /// Zero every dirty slot in the background; `waiter` is told once they are clean (or
+    /// their scrub failed: such a slot is left out of use). How many were sent.
+    pub fn scrub(&mut self, waiter: ScrubDone) -> usize {
+        self.hold_dirty = false;
+        let Some(tx) = &self.jobs else {
+            return 0;
+        };
+        let mut sent = 0;
+        for slot in std::mem::take(&mut self.dirty) {
+            let file = self.files.get(&slot).expect("slot file is open").clone();
+            if tx.send(Job::Scrub(slot, file)).is_ok() {
+                self.scrubbing += 1;
+                sent += 1;
+            } else {
+                tracing::error!(slot, "segment preparer stopped: freed slot left unused");
+            }
+        }
+        let _ = tx.send(Job::Notify(waiter));
+        sent
+    }
+
+    /// A slot for a new segment: a clean one, a dirty one (its old bytes never validate),
+    /// one the preparer is making or scrubbing, or one made now.
     pub fn take(&mut self, shared: &Shared) -> io::Result<SpareSegment> {
+        self.collect()?;
+        if self.free.is_empty() && !self.hold_dirty {
+            if let Some(slot) = self.dirty.pop() {
+                self.prepare_ahead();
+                return Ok(SpareSegment { slot });
+            }
+        }
+        self.clean_slot(shared)
+    }
+
+    /// A slot that holds nothing of an earlier life (for a roll that a purge must reach);
+    /// dirty slots are held back until the next scrub.
+    pub fn take_clean(&mut self, shared: &Shared) -> io::Result<SpareSegment> {
+        self.hold_dirty = true;
+        self.clean_slot(shared)
+    }
+
+    fn clean_slot(&mut self, shared: &Shared) -> io::Result<SpareSegment> {
         self.collect()?;
         let slot = loop {
             if let Some(slot) = self.free.pop() {

@@ -51,6 +51,7 @@ pub(crate) enum Request {
     Truncate { index: u64, done: oneshot::Sender<Result<(), Error>> },
     Purge { id: RecordId, done: oneshot::Sender<Result<(), Error>> },
     Roll { done: oneshot::Sender<Result<Option<u64>, Error>> },
+    Scrub { done: crate::slots::ScrubDone },
 }
 
 const TAG_SHIFT: u32 = 56;
@@ -306,6 +307,9 @@ impl Writer {
                 Request::Roll { done } => {
                     let r = self.roll();
                     let _ = done.send(r);
+                }
+                Request::Scrub { done } => {
+                    self.slots.scrub(done);
                 }
             }
         }
@@ -864,7 +868,7 @@ impl Writer {
             return Ok(None);
         }
         debug_assert_eq!(active.next_index, next_index, "the active segment ends the log");
-        let SpareSegment { slot } = match self.slots.take(&self.shared) {
+        let SpareSegment { slot } = match self.slots.take_clean(&self.shared) {
             Ok(spare) => spare,
             Err(e) => {
                 self.poison(format!("cannot prepare a segment: {e}"));
@@ -900,5 +904,7 @@ pub(crate) fn fail_request(req: Request, why: &str) {
         Request::Roll { done } => {
             let _ = done.send(Err(Error::Poisoned(why.to_string())));
         }
+        // Dropping the waiter tells the caller the scrub did not happen.
+        Request::Scrub { .. } => {}
     }
 }

@@ -5,8 +5,9 @@
 //! mail past its retention removes the first; this task removes the other two, on each
 //! replica for itself, once per `[retention] scrub_every_s` at most: it rolls the log to a
 //! new segment, waits for the store to apply past the roll, builds a snapshot there (which
-//! replaces the archive that still held the purged files), and purges the log up to it; the
-//! log scrubs every freed segment before reuse (`raftlog`'s `slots`).
+//! replaces the archive that still held the purged files), purges the log up to it, and has
+//! the log zero every freed segment (`raftlog`'s `slots`: freed slots are otherwise reused
+//! as they are, so normal running writes nothing extra).
 //!
 //! It must never purge the log past what a snapshot covers (openraft refuses, and the purge
 //! gate holds anything not yet durable in the store), and never hold up the group: each wait
@@ -56,6 +57,14 @@ async fn scrub_once(group: &Group, log: &raftlog::Log) -> Result<Option<u64>, St
             None => return Ok(None),
         },
     };
+    let purged = snapshot_and_purge(group, upto).await;
+    // Whatever happened, zero what is free now (and let the log reuse freed slots again).
+    log.scrub().await.map_err(|e| format!("scrub: {e}"))?;
+    purged.map(|()| Some(upto))
+}
+
+/// Snapshot at or past `upto` and purge the log to it.
+async fn snapshot_and_purge(group: &Group, upto: u64) -> Result<(), String> {
     let mut applied = group.sm.subscribe();
     wait(&mut applied, "apply", |a| *a >= upto).await?;
     group.raft.trigger().snapshot().await.map_err(|e| format!("snapshot: {e}"))?;
@@ -63,8 +72,7 @@ async fn scrub_once(group: &Group, log: &raftlog::Log) -> Result<Option<u64>, St
     let covered = |m: &openraft::RaftMetrics<u64, openraft::BasicNode>| m.snapshot.is_some_and(|s| s.index >= upto);
     wait(&mut metrics, "snapshot", covered).await?;
     group.raft.trigger().purge_log(upto).await.map_err(|e| format!("purge: {e}"))?;
-    wait(&mut metrics, "purge", |m| m.purged.is_some_and(|p| p.index >= upto)).await?;
-    Ok(Some(upto))
+    wait(&mut metrics, "purge", |m| m.purged.is_some_and(|p| p.index >= upto)).await
 }
 
 /// Wait (at most [`STEP_MAX`]) until `ok` holds for the watched value.
