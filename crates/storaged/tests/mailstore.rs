@@ -703,6 +703,7 @@ fn a_deleted_user_is_kept_whole_restored_folder_by_folder_and_purged_without_a_t
         unchanged_since: None,
     };
     ops.push(req(12, seen));
+    ops.push(req(14, MailOp::CreateMailbox { user: u("alice"), mailbox: u("Empty") }));
     ops.push(req(13, MailOp::RetireUser { user: u("alice") }));
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut s = Store::open(a.path(), "hermes").unwrap();
@@ -731,6 +732,8 @@ fn a_deleted_user_is_kept_whole_restored_folder_by_folder_and_purged_without_a_t
     assert_eq!(archive.messages.len(), 2);
     assert_eq!(archive.messages.iter().filter(|m| m.flags == flag::SEEN).count(), 1, "flags come back");
     assert_eq!(s.mailbox_index(&alice, &MailboxName::inbox()).unwrap().unwrap().messages.len(), 3);
+    let empty = s.mailbox_index(&alice, &MailboxName::parse("Empty").unwrap()).unwrap();
+    assert!(empty.is_some_and(|e| e.messages.is_empty()), "the empty folder comes back too");
 
     // Retired for good: after the retention nothing of the user is left.
     let retire = |n| req(n, MailOp::RetireUser { user: u("alice") });

@@ -54,6 +54,11 @@ const META: &str = "meta";
 const ORIGIN: &str = "origin";
 /// Longest origin read back.
 const ORIGIN_MAX_BYTES: u64 = 256;
+/// In a deleted user's set: the folders they had that held no message, one per line, made
+/// again by a restore from the set (a folder with messages comes back with them).
+const EMPTY_FOLDERS: &str = "empty-folders";
+/// Most bytes of that list read back.
+const EMPTY_FOLDERS_MAX_BYTES: u64 = 1 << 20;
 const MAGIC: &[u8; 8] = b"MSKEPT02";
 /// The format before a message could name its own folder; still read.
 const MAGIC_V1: &[u8; 8] = b"MSKEPT01";
@@ -224,6 +229,23 @@ pub fn set_origin(set_dir: &Path, origin: &str) -> io::Result<()> {
     super::fileio::replace_private(set_dir, ORIGIN, format!("{origin}\n").as_bytes())
 }
 
+/// Record the empty folders of a deleted user's set.
+pub fn set_empty_folders(set_dir: &Path, folders: &[String]) -> io::Result<()> {
+    let text: String = folders.iter().map(|f| format!("{f}\n")).collect();
+    super::fileio::replace_private(set_dir, EMPTY_FOLDERS, text.as_bytes())
+}
+
+/// The empty folders a deleted user's set recorded (none for other sets).
+pub fn empty_folders(set_dir: &Path) -> Vec<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    let Ok(file) = fs::File::open(set_dir.join(EMPTY_FOLDERS)) else { return Vec::new() };
+    if file.take(EMPTY_FOLDERS_MAX_BYTES).read_to_string(&mut text).is_err() {
+        return Vec::new();
+    }
+    text.lines().filter(|l| !l.is_empty()).map(str::to_string).collect()
+}
+
 /// Whether `name` may be the file of a kept message: one plain path component that is not
 /// hidden and not one of the set's own files (a move's import names its files).
 pub fn valid_file_name(name: &str) -> bool {
@@ -233,6 +255,7 @@ pub fn valid_file_name(name: &str) -> bool {
         && !name.contains(['/', '\0'])
         && name != META
         && name != ORIGIN
+        && name != EMPTY_FOLDERS
 }
 
 /// Write `set`'s meta into `set_dir` (replaced by rename: snapshots hard-link the tree).

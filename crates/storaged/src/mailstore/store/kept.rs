@@ -119,10 +119,22 @@ impl Store {
         self.flush_files()?;
         let mut folders = self.mailboxes(user);
         folders.sort_by_key(|m| !m.is_inbox());
+        let mut empty = Vec::new();
         for mailbox in folders {
             let Some(idx) = self.mailbox(user, &mailbox)? else { continue };
             let messages = idx.messages.clone();
+            if messages.is_empty() && !mailbox.is_inbox() {
+                empty.push(mailbox.to_string());
+            }
             self.keep_files(user, &mailbox, index, messages, KeptReason::UserDeleted)?;
+        }
+        // The empty folders go with the set (a user with no message at all has none).
+        let set = kept::sets(&self.layout.user_dir(user))
+            .map_err(io_ctx("kept sets"))?
+            .into_iter()
+            .find(|(n, _)| n.index == index);
+        if let (Some((_, set_dir)), false) = (set, empty.is_empty()) {
+            kept::set_empty_folders(&set_dir, &empty).map_err(io_ctx("kept empty folders"))?;
         }
         self.boxes.retain(|(u, _), _| u != user);
         self.dirty.retain(|(u, _)| u != user);
@@ -182,6 +194,12 @@ impl Store {
             if let std::collections::btree_map::Entry::Vacant(slot) = sets.entry(set_index) {
                 let Ok(set) = kept::load(set_dir) else { continue };
                 slot.insert(set);
+                // A deleted user's empty folders come back with any restore from the set.
+                for folder in kept::empty_folders(set_dir) {
+                    if let Ok(name) = MailboxName::parse(&folder) {
+                        self.ensure_mailbox(&user, &name, index)?;
+                    }
+                }
             }
             let set = &sets[&set_index];
             let Some(msg) = set.messages.iter().find(|m| m.file == *file).cloned() else { continue };
