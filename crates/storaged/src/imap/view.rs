@@ -134,12 +134,14 @@ impl View {
     /// Bring the view up to date with `index`, returning the untagged responses. New
     /// messages from UID `recent_from` up are recent in this session.
     ///
-    /// Work is proportional to what changed, not to the mailbox: every store change gives
-    /// the message a MODSEQ above the mailbox's highest, so flags are compared only for
-    /// messages above the MODSEQ of the last sync, and expunges are looked for only when the
-    /// index holds fewer messages up to the last known UID than the view. A change that did
-    /// not raise the highest MODSEQ (a move's `SyncMailbox` writes the source's) is found by
-    /// comparing every message, as before.
+    /// Work is proportional to what changed, not to the mailbox: flags are compared only
+    /// for the messages the mailbox's change log names since the last sync, and expunges
+    /// are looked for only when the index holds fewer messages up to the last known UID
+    /// than the view. When the log does not reach back that far (an index just read from
+    /// its file, or more than `CHANGES_MAX` changes since), the messages above the last
+    /// sync's MODSEQ are compared (every store change gives its message a MODSEQ above the
+    /// mailbox's highest); a change that did not raise the highest MODSEQ (a move's
+    /// `SyncMailbox` writes the source's) makes it compare every message.
     pub fn sync(&mut self, index: &MailboxIndex, mode: Sync, recent_from: u32) -> Vec<String> {
         let mut out = Vec::new();
         // Every change to a mailbox moves its applied index (and our own changes are
@@ -152,14 +154,15 @@ impl View {
         if mode == Sync::Full && known_live != self.uids.len() {
             self.report_expunges(index, &mut out);
         }
-        if index.highest_modseq > self.seen_modseq {
-            let changed: Vec<&MessageMeta> =
-                index.messages[..known_live].iter().filter(|m| m.modseq > self.seen_modseq).collect();
-            self.report_flags(changed, &mut out);
-        } else {
-            let all: Vec<&MessageMeta> = index.messages[..known_live].iter().collect();
-            self.report_flags(all, &mut out);
-        }
+        let known = &index.messages[..known_live];
+        let candidates: Vec<&MessageMeta> = match index.changes.changed_since(self.seen_applied) {
+            Some(uids) => uids.into_iter().filter_map(|u| index.position(u).map(|p| &index.messages[p])).collect(),
+            None if index.highest_modseq > self.seen_modseq => {
+                known.iter().filter(|m| m.modseq > self.seen_modseq).collect()
+            }
+            None => known.iter().collect(),
+        };
+        self.report_flags(candidates.into_iter().filter(|m| m.uid <= last).collect(), &mut out);
         self.report_new(&index.messages[known_live..], recent_from, &mut out);
         self.uid_next = index.uid_next;
         self.seen_applied = index.applied_index;
@@ -297,6 +300,8 @@ mod tests {
         }
         idx.highest_modseq = idx.messages.iter().map(|m| m.modseq).max().unwrap_or(0) + 1;
         idx.uid_next = uids.last().map_or(1, |u| u.0 + 1);
+        // Built by hand, not by the store: no change log (the scans are what is tested).
+        idx.changes = Default::default();
         // As the store does: every different content comes with a different applied index.
         idx.applied_index = uids.iter().map(|(u, f)| u64::from(*u) * 31 + u64::from(*f)).sum();
         idx
@@ -372,5 +377,25 @@ mod tests {
         next.highest_modseq += 2;
         next.applied_index += 1;
         assert_eq!(v.sync(&next, Sync::Full, 2000), vec!["* 1 EXPUNGE", "* 1000 EXISTS", "* 0 RECENT"]);
+    }
+
+    /// With the store's change log, only the messages it names are compared: a change the
+    /// log does not name is not seen (which is why only the store writes it), one it names
+    /// is reported once.
+    #[test]
+    fn the_change_log_names_what_to_compare() {
+        let many: Vec<(u32, u8)> = (1..=100).map(|u| (u, 0)).collect();
+        let mut idx = index(&many);
+        idx.changes = crate::mailstore::index::ChangeLog::complete_after(idx.applied_index);
+        let (mut v, _) = View::open(MailboxName::inbox(), false, &idx, 200);
+        let before = idx.applied_index;
+        idx.applied_index += 1;
+        idx.highest_modseq += 1;
+        idx.messages[41].flags = crate::mailstore::ops::flag::SEEN;
+        idx.messages[41].modseq = idx.highest_modseq;
+        idx.messages[7].flags = crate::mailstore::ops::flag::FLAGGED; // not in the log
+        idx.changes.record(idx.applied_index, before, [42]);
+        assert_eq!(v.sync(&idx, Sync::Full, 200), vec!["* 42 FETCH (UID 42 FLAGS (\\Seen))"]);
+        assert!(v.sync(&idx, Sync::Full, 200).is_empty());
     }
 }

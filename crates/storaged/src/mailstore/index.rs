@@ -146,6 +146,62 @@ pub struct MailboxIndex {
     /// Highest modseq of tombstones dropped for the bound: a client that last synced
     /// before it cannot be told precisely and gets every UID that is not present.
     pub vanished_floor: u64,
+    /// Recent flag changes, in memory only (not in the file).
+    #[rkyv(with = rkyv::with::Skip)]
+    pub changes: ChangeLog,
+}
+
+/// Flag changes kept per mailbox at most.
+pub const CHANGES_MAX: usize = 4096;
+
+/// The flag changes of messages already in a mailbox, by the log index that made them, so
+/// a session's view finds what changed since its last sync without looking at every
+/// message (`imap::view`). A cache, not content: kept in memory only, and two logs are
+/// always equal (two indexes are the same mailbox whatever each remembers of its past).
+#[derive(Debug, Clone, Default)]
+pub struct ChangeLog {
+    /// `(log index, uid)`, oldest first, at most [`CHANGES_MAX`].
+    entries: std::collections::VecDeque<(u64, u32)>,
+    /// Every change by an entry above this log index is in `entries`; `None`: not known
+    /// (an index just read from its file, until its next change).
+    since: Option<u64>,
+}
+
+impl PartialEq for ChangeLog {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for ChangeLog {}
+
+impl ChangeLog {
+    /// A log that knows every change after log index `applied` (a new mailbox).
+    pub fn complete_after(applied: u64) -> Self {
+        Self { entries: Default::default(), since: Some(applied) }
+    }
+
+    /// Entry `index` changed the flags of `uids`; `before` is the mailbox's applied index
+    /// before it.
+    pub fn record(&mut self, index: u64, before: u64, uids: impl IntoIterator<Item = u32>) {
+        let mut uids = uids.into_iter().peekable();
+        if uids.peek().is_none() {
+            return;
+        }
+        self.since.get_or_insert(before);
+        self.entries.extend(uids.map(|u| (index, u)));
+        while self.entries.len() > CHANGES_MAX {
+            let (dropped, _) = self.entries.pop_front().expect("over the bound, not empty");
+            self.since = Some(dropped);
+        }
+    }
+
+    /// The UIDs whose flags changed after log index `applied`, in UID order; `None` when
+    /// this log does not know all of them.
+    pub fn changed_since(&self, applied: u64) -> Option<std::collections::BTreeSet<u32>> {
+        let since = self.since?;
+        (since <= applied).then(|| self.entries.iter().filter(|(i, _)| *i > applied).map(|(_, u)| *u).collect())
+    }
 }
 
 /// The version-1 layout (no tombstones), for reading old index files.
@@ -204,6 +260,7 @@ impl MailboxIndex {
             messages: Vec::new(),
             vanished: Vec::new(),
             vanished_floor: 0,
+            changes: ChangeLog::complete_after(index.saturating_sub(1)),
         }
     }
 
@@ -275,6 +332,7 @@ impl MailboxIndex {
                 vanished: Vec::new(),
                 // Nothing is known about earlier expunges.
                 vanished_floor: v1.highest_modseq,
+                changes: ChangeLog::default(),
             });
         }
         if magic == MAGIC_V2 {
@@ -287,6 +345,7 @@ impl MailboxIndex {
                 messages: v2.messages.into_iter().map(MessageMeta::from).collect(),
                 vanished: v2.vanished,
                 vanished_floor: v2.vanished_floor,
+                changes: ChangeLog::default(),
             });
         }
         if magic == MAGIC_V3 {
@@ -299,6 +358,7 @@ impl MailboxIndex {
                 messages: v3.messages.into_iter().map(MessageMeta::from).collect(),
                 vanished: v3.vanished,
                 vanished_floor: v3.vanished_floor,
+                changes: ChangeLog::default(),
             });
         }
         rkyv::from_bytes::<Self, rancor::Error>(archive).map_err(|e| corrupt(&e.to_string()))
@@ -334,6 +394,26 @@ fn checked_archive(file: &[u8]) -> Result<(&[u8], &[u8]), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_change_log_knows_what_it_holds_and_no_more() {
+        let mut log = ChangeLog::default();
+        assert_eq!(log.changed_since(0), None, "read from a file: unknown");
+        log.record(11, 10, [5, 6]);
+        assert_eq!(log.changed_since(10), Some([5, 6].into()), "complete from the first change on");
+        assert_eq!(log.changed_since(9), None, "not before it");
+        assert_eq!(log.changed_since(11), Some(Default::default()));
+        for k in 0..CHANGES_MAX as u64 {
+            log.record(12 + k, 11 + k, [7]);
+        }
+        assert_eq!(log.changed_since(10), None, "the oldest were dropped for the bound");
+        assert_eq!(log.changed_since(12), Some([7].into()));
+        let (mut a, b) = (MailboxIndex::new(1, 1), MailboxIndex::new(1, 1));
+        a.changes.record(3, 2, [1]);
+        assert_eq!(a, b, "a cache, not content");
+        let decoded = MailboxIndex::decode(&a.encode(), "x").unwrap();
+        assert_eq!(decoded.changes.changed_since(2), None, "not in the file");
+    }
 
     #[test]
     fn roundtrip_and_corruption() {

@@ -1046,7 +1046,7 @@ impl Store {
         if idx.applied_index >= index {
             return Ok(MailResponse::Stored { changed: Vec::new(), skipped: Vec::new() });
         }
-        idx.applied_index = index;
+        let before = std::mem::replace(&mut idx.applied_index, index);
         let (mut changed, mut skipped, mut renames) = (Vec::new(), Vec::new(), Vec::new());
         let mut modseq = idx.highest_modseq;
         for uid in uids {
@@ -1081,6 +1081,7 @@ impl Store {
             changed.push(*uid);
         }
         idx.highest_modseq = modseq;
+        idx.changes.record(index, before, changed.iter().copied());
         self.dirty.insert((user.clone(), mailbox.clone()));
         self.rename_files(user, mailbox, &dir, renames)?;
         Ok(MailResponse::Stored { changed, skipped })
@@ -1158,7 +1159,7 @@ impl Store {
         if idx.applied_index >= index {
             return Ok(MailResponse::Done);
         }
-        idx.applied_index = index;
+        let before = std::mem::replace(&mut idx.applied_index, index);
         let mut renames = Vec::new();
         for s in states {
             let Some(pos) = idx.position(s.uid) else { continue };
@@ -1176,6 +1177,7 @@ impl Store {
             m.modseq = s.modseq;
             renames.push((old, m.clone()));
         }
+        idx.changes.record(index, before, renames.iter().map(|(old, _)| old.uid));
         let wanted: BTreeSet<u32> = expunged.iter().copied().collect();
         let (gone, kept): (Vec<MessageMeta>, Vec<MessageMeta>) =
             idx.messages.drain(..).partition(|m| wanted.contains(&m.uid));
