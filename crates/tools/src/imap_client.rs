@@ -54,12 +54,16 @@ impl Write for Stream {
     }
 }
 
-/// Finish the TLS handshake now, so a certificate the roots do not vouch for fails the
-/// connection rather than the first command.
+/// TLS over `tcp` for `server_name`, the handshake finished now, so a certificate the
+/// roots do not vouch for fails the connection rather than the first command.
 fn handshake(
-    mut conn: rustls::ClientConnection,
+    server_name: &str,
+    config: std::sync::Arc<rustls::ClientConfig>,
     mut tcp: TcpStream,
 ) -> std::io::Result<Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>> {
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_string())
+        .map_err(|e| std::io::Error::other(format!("server name {server_name:?}: {e}")))?;
+    let mut conn = rustls::ClientConnection::new(config, name).map_err(std::io::Error::other)?;
     while conn.is_handshaking() {
         conn.complete_io(&mut tcp)?;
     }
@@ -93,10 +97,7 @@ impl Client {
         server_name: &str,
         config: std::sync::Arc<rustls::ClientConfig>,
     ) -> std::io::Result<Self> {
-        let name = rustls::pki_types::ServerName::try_from(server_name.to_string())
-            .map_err(|e| std::io::Error::other(format!("server name {server_name:?}: {e}")))?;
-        let conn = rustls::ClientConnection::new(config, name).map_err(std::io::Error::other)?;
-        Self::greeted(Stream::Tls(handshake(conn, Self::tcp(addr)?)?))
+        Self::greeted(Stream::Tls(handshake(server_name, config, Self::tcp(addr)?)?))
     }
 
     /// Upgrade a plain connection with STARTTLS, checking the certificate as
@@ -117,10 +118,7 @@ impl Client {
         let Stream::Plain(tcp) = self.r.into_inner() else {
             return Err(std::io::Error::other("TLS is already active"));
         };
-        let name = rustls::pki_types::ServerName::try_from(server_name.to_string())
-            .map_err(|e| std::io::Error::other(format!("server name {server_name:?}: {e}")))?;
-        let conn = rustls::ClientConnection::new(config, name).map_err(std::io::Error::other)?;
-        let stream = Stream::Tls(handshake(conn, tcp)?);
+        let stream = Stream::Tls(handshake(server_name, config, tcp)?);
         Ok(Self { r: BufReader::new(stream), tag: self.tag })
     }
 

@@ -155,14 +155,17 @@ impl View {
             self.report_expunges(index, &mut out);
         }
         let known = &index.messages[..known_live];
-        let candidates: Vec<&MessageMeta> = match index.changes.changed_since(self.seen_applied) {
-            Some(uids) => uids.into_iter().filter_map(|u| index.position(u).map(|p| &index.messages[p])).collect(),
-            None if index.highest_modseq > self.seen_modseq => {
-                known.iter().filter(|m| m.modseq > self.seen_modseq).collect()
+        match index.changes.changed_since(self.seen_applied) {
+            Some(uids) => {
+                let named = uids.into_iter().filter(|u| *u <= last).filter_map(|u| index.position(u));
+                self.report_flags(named.map(|p| &index.messages[p]), &mut out);
             }
-            None => known.iter().collect(),
-        };
-        self.report_flags(candidates.into_iter().filter(|m| m.uid <= last).collect(), &mut out);
+            None if index.highest_modseq > self.seen_modseq => {
+                let seen = self.seen_modseq;
+                self.report_flags(known.iter().filter(|m| m.modseq > seen), &mut out);
+            }
+            None => self.report_flags(known, &mut out),
+        }
         self.report_new(&index.messages[known_live..], recent_from, &mut out);
         self.uid_next = index.uid_next;
         self.seen_applied = index.applied_index;
@@ -199,7 +202,7 @@ impl View {
 
     /// A `FETCH (FLAGS)` for each of `candidates` (in UID order) whose flags differ from
     /// what the client last heard.
-    fn report_flags(&mut self, candidates: Vec<&MessageMeta>, out: &mut Vec<String>) {
+    fn report_flags<'m>(&mut self, candidates: impl IntoIterator<Item = &'m MessageMeta>, out: &mut Vec<String>) {
         for m in candidates {
             let Some(seq) = self.seq_of(m.uid) else { continue };
             if self.known.get(&m.uid).is_some_and(|(f, k)| *f == m.flags && *k == m.keywords) {

@@ -32,8 +32,20 @@ pub const RETENTION_MAX_S: u64 = 10 * 366 * 86_400;
 
 /// The user's own retention, if one was set (a damaged file counts as none).
 pub fn user_retention(user_dir: &Path) -> Option<u64> {
-    let text = fs::read_to_string(user_dir.join(RETENTION)).ok()?;
+    let text = read_small(&user_dir.join(RETENTION), SMALL_FILE_MAX_BYTES)?;
     text.trim().parse().ok().filter(|s| *s <= RETENTION_MAX_S)
+}
+
+/// Longest retention or origin file read back.
+const SMALL_FILE_MAX_BYTES: u64 = 256;
+
+/// The text of one of the small files beside the sets, at most `max` bytes of it; `None`
+/// when it is missing or unreadable.
+fn read_small(path: &Path, max: u64) -> Option<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    fs::File::open(path).ok()?.take(max).read_to_string(&mut text).ok()?;
+    Some(text)
 }
 
 /// Set (or with `None` remove) the user's own retention; replaced by rename, never
@@ -52,8 +64,6 @@ const META: &str = "meta";
 /// In a set a move brought from another mailhost: `GROUP/INDEX` of the set it came from,
 /// so the move's next round adds to it rather than making another.
 const ORIGIN: &str = "origin";
-/// Longest origin read back.
-const ORIGIN_MAX_BYTES: u64 = 256;
 /// In a deleted user's set: the folders they had that held no message, one per line, made
 /// again by a restore from the set (a folder with messages comes back with them).
 const EMPTY_FOLDERS: &str = "empty-folders";
@@ -218,9 +228,7 @@ pub fn load(set_dir: &Path) -> io::Result<KeptSet> {
 
 /// The set a move brought `set_dir` from, if one did.
 pub fn origin(set_dir: &Path) -> Option<String> {
-    use std::io::Read;
-    let mut text = String::new();
-    fs::File::open(set_dir.join(ORIGIN)).ok()?.take(ORIGIN_MAX_BYTES).read_to_string(&mut text).ok()?;
+    let text = read_small(&set_dir.join(ORIGIN), SMALL_FILE_MAX_BYTES)?;
     Some(text.trim_end().to_string()).filter(|t| !t.is_empty())
 }
 
@@ -237,12 +245,7 @@ pub fn set_empty_folders(set_dir: &Path, folders: &[String]) -> io::Result<()> {
 
 /// The empty folders a deleted user's set recorded (none for other sets).
 pub fn empty_folders(set_dir: &Path) -> Vec<String> {
-    use std::io::Read;
-    let mut text = String::new();
-    let Ok(file) = fs::File::open(set_dir.join(EMPTY_FOLDERS)) else { return Vec::new() };
-    if file.take(EMPTY_FOLDERS_MAX_BYTES).read_to_string(&mut text).is_err() {
-        return Vec::new();
-    }
+    let text = read_small(&set_dir.join(EMPTY_FOLDERS), EMPTY_FOLDERS_MAX_BYTES).unwrap_or_default();
     text.lines().filter(|l| !l.is_empty()).map(str::to_string).collect()
 }
 
