@@ -37,11 +37,15 @@ def parse_fetch(data):
         uid = re.search(r"UID (\d+)", text)
         flags = re.search(r"FLAGS \(([^)]*)\)", text)
         modseq = re.search(r"MODSEQ \((\d+)\)", text)
+        email_id = re.search(r"EMAILID \(([^)]*)\)", text)
+        saved = re.search(r'SAVEDATE (NIL|"[^"]*")', text)
         if uid:
             # \Recent belongs to the session that saw a message first, not to the mailbox.
             kept = [f for f in (flags.group(1) if flags else "").split() if f != "\\Recent"]
             out.append([int(uid.group(1)), sorted(kept),
-                        int(modseq.group(1)) if modseq else 0])
+                        int(modseq.group(1)) if modseq else 0,
+                        email_id.group(1) if email_id else None,
+                        saved.group(1) if saved else None])
     return sorted(out)
 
 
@@ -92,7 +96,7 @@ def state(a):
         assert typ == "OK", name
         uv = int(c.response("UIDVALIDITY")[1][0])
         hm = c.response("HIGHESTMODSEQ")[1]
-        typ, data = c.uid("FETCH", "1:*", "(FLAGS MODSEQ)")
+        typ, data = c.uid("FETCH", "1:*", "(FLAGS MODSEQ EMAILID SAVEDATE)")
         msgs = parse_fetch(data) if typ == "OK" and data != [None] else []
         entry = {"uidvalidity": uv, "highestmodseq": int(hm[0]) if hm and hm[0] else 0, "messages": msgs}
         if name == "INBOX":

@@ -71,6 +71,7 @@ fn a_user_is_restored_from_the_backup_after_the_voters_lost_their_data() {
         from: "INBOX".into(),
         to: "Projects/2026".into(),
         uids: (20..=29).collect(),
+        now_s: common::clock::now_s(),
     };
     storage.commit("hermes", copy);
 

@@ -182,6 +182,16 @@ fn a_user_moves_online_keeping_uids_flags_and_modseqs_and_losing_nothing() {
         if name != "INBOX" {
             assert_eq!(a["messages"], b["messages"], "{name}: untouched folder, same flags and MODSEQs");
         }
+        // EMAILID (RFC 8474 §5.1: it never changes) and the save date (RFC 8514) move too.
+        let ids = |v: &Value| -> BTreeMap<u64, (Value, Value)> {
+            let messages = v["messages"].as_array().unwrap().iter();
+            messages.map(|m| (m[0].as_u64().unwrap(), (m[3].clone(), m[4].clone()))).collect()
+        };
+        let (ids_before, ids_after) = (ids(b), ids(a));
+        for (uid, id) in &ids_before {
+            assert!(id.0.is_string() && id.1.is_string(), "{name} {uid}: an EMAILID and a SAVEDATE: {id:?}");
+            assert_eq!(ids_after.get(uid), Some(id), "{name} {uid}: the EMAILID and SAVEDATE it had");
+        }
     }
     // Every acknowledged message exactly once.
     let inbox_subjects: Vec<String> =

@@ -116,8 +116,13 @@ fn expunged_mail_and_a_deleted_folder_are_restored_and_purged_after_the_retentio
     storage.commit("hermes", store((1..=120).step_by(2).collect(), SEEN, &[]));
     storage.commit("hermes", store((1..=10).collect(), FLAGGED, &["$Label1"]));
     storage.commit("hermes", MailOp::CreateMailbox { user: ALICE.into(), mailbox: "Projects".into() });
-    let copy =
-        MailOp::Copy { user: ALICE.into(), from: "INBOX".into(), to: "Projects".into(), uids: (101..=110).collect() };
+    let copy = MailOp::Copy {
+        user: ALICE.into(),
+        from: "INBOX".into(),
+        to: "Projects".into(),
+        uids: (101..=110).collect(),
+        now_s: common::clock::now_s(),
+    };
     storage.commit("hermes", copy);
     let inbox_before = files(root, 1, "");
     let projects_before = files(root, 1, ".Projects");
@@ -280,7 +285,13 @@ fn kept_mail_moves_with_the_user_and_is_restored_on_the_new_mailhost() {
         files(root, 1, "").into_iter().filter(|(_, info)| info.contains('S')).map(|(b, _)| (b, ())).collect();
     storage.commit("hermes", MailOp::Expunge { user: ALICE.into(), mailbox: "INBOX".into(), uids: (1..=5).collect() });
     storage.commit("hermes", MailOp::CreateMailbox { user: ALICE.into(), mailbox: "Old".into() });
-    let copy = MailOp::Copy { user: ALICE.into(), from: "INBOX".into(), to: "Old".into(), uids: (6..=8).collect() };
+    let copy = MailOp::Copy {
+        user: ALICE.into(),
+        from: "INBOX".into(),
+        to: "Old".into(),
+        uids: (6..=8).collect(),
+        now_s: common::clock::now_s(),
+    };
     storage.commit("hermes", copy);
     storage.commit("hermes", MailOp::DeleteMailbox { user: ALICE.into(), mailbox: "Old".into() });
     wait_for("both sets stamped by a purge round", Duration::from_secs(20), || {

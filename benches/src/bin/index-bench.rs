@@ -62,7 +62,8 @@ fn mailbox(n: u32) -> MailboxIndex {
             internal_date: 1_700_000_000 + i64::from(uid) * 37,
             modseq: u64::from(uid) + 1,
             crc32c: uid.wrapping_mul(2_654_435_761),
-            email_id: storaged::mailstore::index::new_email_id(u64::from(uid) * 3, 0),
+            email_id: storaged::mailstore::index::new_email_id("bench", u64::from(uid) * 3, 0),
+            saved_s: 1_790_000_000,
         })
         .collect();
     idx.uid_next = n + 1;

@@ -38,6 +38,7 @@ fn mailbox(n: u32) -> MailboxIndex {
             modseq: u64::from(uid),
             crc32c: 0,
             email_id: 0,
+            saved_s: 0,
         });
     }
     idx.highest_modseq = u64::from(n);

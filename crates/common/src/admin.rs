@@ -128,6 +128,10 @@ pub struct MessageSummary {
     pub internal_date: i64,
     pub modseq: u64,
     pub size_bytes: u64,
+    /// Its EMAILID (RFC 8474), which a move keeps.
+    pub email_id: u64,
+    /// Its save date (RFC 8514), which a move keeps; 0: not known.
+    pub saved_s: i64,
 }
 
 /// One mailbox of a user, everything a move must preserve but the bytes.

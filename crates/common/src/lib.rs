@@ -7,6 +7,7 @@
 pub mod accept;
 pub mod address;
 pub mod admin;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod deflate;

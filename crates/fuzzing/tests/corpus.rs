@@ -40,6 +40,7 @@ fn real_seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             keywords: vec!["$Label1".into()],
             internal_date: 1_700_000_000,
             message: b"Subject: hi\r\n\r\nbody\r\n".to_vec(),
+            now_s: 1_700_000_001,
         },
     };
     let mut payload = Vec::new();

@@ -67,7 +67,7 @@ fn dovecot_reads_a_replica_maildir_with_the_same_messages_and_flags() {
             unchanged_since: None,
         },
         MailOp::CreateMailbox { user: u("bob"), mailbox: u("Archive") },
-        MailOp::Move { user: u("bob"), from: u("INBOX"), to: u("Archive"), uids: vec![2, 3] },
+        MailOp::Move { user: u("bob"), from: u("INBOX"), to: u("Archive"), uids: vec![2, 3], now_s: 1_790_000_000 },
         MailOp::Store {
             user: u("bob"),
             mailbox: u("INBOX"),

@@ -7,6 +7,9 @@ use std::path::Path;
 use storaged::mailstore::ops::flag;
 use storaged::mailstore::{FlagMode, MailOp, MailRequest, MailResponse, MailboxName, OpId, Store, UserName};
 
+/// The proposer's clock in the operations that carry one (a save date).
+const SAVED_S: i64 = 1_790_000_000;
+
 fn req(n: u64, op: MailOp) -> MailRequest {
     MailRequest { op_id: OpId::digest(&[&n.to_le_bytes()]), op }
 }
@@ -62,8 +65,14 @@ fn workload() -> Vec<MailRequest> {
             unchanged_since: None,
         },
     ));
-    ops.push(req(102, MailOp::Copy { user: u("alice"), from: u("INBOX"), to: u("Archive/2024"), uids: vec![2, 4] }));
-    ops.push(req(103, MailOp::Move { user: u("alice"), from: u("INBOX"), to: u("Archive/2024"), uids: vec![5] }));
+    ops.push(req(
+        102,
+        MailOp::Copy { user: u("alice"), from: u("INBOX"), to: u("Archive/2024"), uids: vec![2, 4], now_s: SAVED_S },
+    ));
+    ops.push(req(
+        103,
+        MailOp::Move { user: u("alice"), from: u("INBOX"), to: u("Archive/2024"), uids: vec![5], now_s: SAVED_S },
+    ));
     ops.push(req(104, MailOp::Expunge { user: u("bob"), mailbox: u("INBOX"), uids: vec![1, 7] }));
     ops.push(req(105, MailOp::Subscribe { user: u("alice"), mailbox: u("Archive/2024"), subscribed: true }));
     ops.push(deliver(200, &["alice"]));
@@ -236,6 +245,7 @@ fn hostile_names_never_touch_paths_outside_the_users_maildir() {
                         keywords: vec![],
                         internal_date: 0,
                         message: b"x".to_vec(),
+                        now_s: SAVED_S,
                     },
                 ),
             )
@@ -278,6 +288,8 @@ fn imported(uid: u32, flags: u8, text: &str) -> storaged::mailstore::ops::Import
         keywords: vec!["$Moved".into()],
         internal_date: 1_600_000_000 + i64::from(uid),
         modseq: 0,
+        email_id: 0,
+        saved_s: 0,
         data: format!("Message-ID: <{text}@old-host>\r\n\r\n{text}\r\n").into_bytes(),
     }
 }
@@ -353,6 +365,8 @@ fn a_moved_mailbox_keeps_its_modseqs_and_a_frozen_user_gets_temporary_refusals()
         keywords: vec![],
         internal_date: 1_600_000_000,
         modseq,
+        email_id: 0,
+        saved_s: 0,
         data: format!("Subject: {uid}\r\n\r\nx\r\n").into_bytes(),
     };
     let import = MailOp::ImportMessages {
@@ -390,6 +404,7 @@ fn a_moved_mailbox_keeps_its_modseqs_and_a_frozen_user_gets_temporary_refusals()
                 keywords: vec![],
                 internal_date: 1,
                 message: b"x".to_vec(),
+                now_s: SAVED_S,
             },
         )
     };
@@ -473,7 +488,10 @@ fn kept_mail_is_restored_once_replays_cleanly_and_is_purged_by_the_logs_clock() 
     let u = |s: &str| s.to_string();
     let mut ops: Vec<MailRequest> = (1..=5).map(|n| deliver(n, &["alice"])).collect();
     ops.push(req(10, MailOp::CreateMailbox { user: u("alice"), mailbox: u("Archive") }));
-    ops.push(req(11, MailOp::Copy { user: u("alice"), from: u("INBOX"), to: u("Archive"), uids: vec![1, 2] }));
+    ops.push(req(
+        11,
+        MailOp::Copy { user: u("alice"), from: u("INBOX"), to: u("Archive"), uids: vec![1, 2], now_s: SAVED_S },
+    ));
     let seen = MailOp::Store {
         user: u("alice"),
         mailbox: u("INBOX"),
@@ -502,6 +520,7 @@ fn kept_mail_is_restored_once_replays_cleanly_and_is_purged_by_the_logs_clock() 
         user: u("alice"),
         items: items.iter().map(|i| (i.set.clone(), i.file.clone())).collect(),
         into: None,
+        now_s: SAVED_S,
     };
     let at = 10 + ops.len() as u64;
     s.checkpoint().unwrap();
@@ -564,7 +583,7 @@ fn a_restore_listed_before_a_purge_stamped_the_sets_still_restores_and_erasures_
     let listed: Vec<(String, String)> = items.iter().map(|i| (i.set.clone(), i.file.clone())).collect();
     let files = kept::read_files(&s.layout().user_dir(&alice), &listed, 1 << 20).unwrap();
     assert!(files.iter().all(|f| f.bytes.is_some()), "read by the names listed before the stamp");
-    let restore = MailOp::RestoreKept { user: u("alice"), items: listed[..2].to_vec(), into: None };
+    let restore = MailOp::RestoreKept { user: u("alice"), items: listed[..2].to_vec(), into: None, now_s: SAVED_S };
     assert_eq!(s.apply(21, &req(21, restore)).unwrap(), MailResponse::Restored { count: 2 });
     s.apply(22, &req(22, MailOp::PurgeKept { now_s: 1011, retention_s: 10 })).unwrap();
     assert!(s.take_erased(), "the purge of the third message is an erasure");
@@ -619,6 +638,7 @@ fn kept_mail_a_move_imports_joins_its_origin_set_once_and_restores() {
         user: u("alice"),
         items: items.iter().map(|i| (i.set.clone(), i.file.clone())).collect(),
         into: None,
+        now_s: SAVED_S,
     };
     assert_eq!(s.apply(14, &req(14, restore)).unwrap(), MailResponse::Restored { count: 3 });
     s.flush_files().unwrap();
@@ -692,7 +712,10 @@ fn a_deleted_user_is_kept_whole_restored_folder_by_folder_and_purged_without_a_t
     let u = |s: &str| s.to_string();
     let mut ops: Vec<MailRequest> = (1..=3).map(|n| deliver(n, &["alice", "bob"])).collect();
     ops.push(req(10, MailOp::CreateMailbox { user: u("alice"), mailbox: u("Archive/2026") }));
-    ops.push(req(11, MailOp::Copy { user: u("alice"), from: u("INBOX"), to: u("Archive/2026"), uids: vec![1, 2] }));
+    ops.push(req(
+        11,
+        MailOp::Copy { user: u("alice"), from: u("INBOX"), to: u("Archive/2026"), uids: vec![1, 2], now_s: SAVED_S },
+    ));
     let seen = MailOp::Store {
         user: u("alice"),
         mailbox: u("Archive/2026"),
@@ -725,6 +748,7 @@ fn a_deleted_user_is_kept_whole_restored_folder_by_folder_and_purged_without_a_t
         user: u("alice"),
         items: items.iter().map(|i| (i.set.clone(), i.file.clone())).collect(),
         into: None,
+        now_s: SAVED_S,
     };
     assert_eq!(s.apply(30, &req(30, restore)).unwrap(), MailResponse::Restored { count: 5 });
     s.flush_files().unwrap();

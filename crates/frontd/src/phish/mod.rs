@@ -10,6 +10,7 @@ pub mod geo;
 pub mod rules;
 pub mod snag;
 
+use common::clock::now_s;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -67,10 +68,6 @@ pub struct Watch {
     /// a poll of the records that started before the lock was committed must not unlock
     /// them (see [`Watch::set_locked`]).
     snagged_here: Mutex<HashMap<String, Instant>>,
-}
-
-fn now_s() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 impl Watch {

@@ -6,6 +6,7 @@
 //! tried even when an earlier one failed, and every failure is logged: a half-snagged
 //! account is better than a free one. What this must never do: log a password.
 
+use common::clock::now_s;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,10 +54,6 @@ pub struct Snagger {
 
 fn op_id() -> [u8; 16] {
     rand::random()
-}
-
-fn now_s() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 impl Snagger {

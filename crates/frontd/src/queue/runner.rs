@@ -5,6 +5,7 @@
 //! the outcome with the next retry time (exponential backoff). Any number of fronts may
 //! run it: a lease keeps a message with one runner at a time.
 
+use common::clock::now_s;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,10 +32,6 @@ pub struct Runner {
     /// This runner's name in leases.
     pub holder: String,
     pub metrics: Arc<crate::metrics::FrontMetrics>,
-}
-
-fn now_s() -> i64 {
-    chrono::Utc::now().timestamp()
 }
 
 /// Seconds to wait before attempt `attempts + 1`: `retry_min_s · 2^(attempts-1)`, capped.

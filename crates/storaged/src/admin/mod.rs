@@ -5,6 +5,7 @@
 //! store's files except to read a queued body. Requests are answered one at a time per
 //! connection; a frame that fails authentication or decoding closes the connection.
 
+use common::clock::now_s;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -122,10 +123,6 @@ async fn trace(node: &Node, query: common::tracking::TraceQuery) -> AdminReply {
         Ok(Err(e)) => AdminReply::Failed(format!("reading tracking records: {e}")),
         Err(e) => AdminReply::Failed(format!("tracking search: {e}")),
     }
-}
-
-fn now_s() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Answer a read from this node's own replica of its group, whoever leads (see
@@ -319,6 +316,8 @@ fn user_mail(group: &Group, user: &str) -> AdminReply {
                     internal_date: m.internal_date,
                     modseq: m.modseq,
                     size_bytes: m.size,
+                    email_id: m.email_id(idx.uid_validity),
+                    saved_s: m.saved_s,
                 })
                 .collect(),
         });

@@ -126,6 +126,7 @@ mod tests {
             modseq: 1,
             crc32c,
             email_id: 0,
+            saved_s: 0,
         }
     }
 

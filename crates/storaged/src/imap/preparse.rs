@@ -47,6 +47,8 @@ pub enum FetchExtra {
     EmailId,
     /// `THREADID` (RFC 8474).
     ThreadId,
+    /// `SAVEDATE` (RFC 8514).
+    SaveDate,
 }
 
 /// The FETCH data items of [`FetchExtra`] taken out of a `[UID] FETCH` command: the command
@@ -79,11 +81,10 @@ pub fn split_fetch_extras(bytes: &[u8]) -> Option<(Vec<u8>, Vec<FetchExtra>)> {
             k = end + 1;
             continue;
         }
-        let id = if is(k, "EMAILID") {
-            Some(FetchExtra::EmailId)
-        } else {
-            is(k, "THREADID").then_some(FetchExtra::ThreadId)
-        };
+        let id =
+            [("EMAILID", FetchExtra::EmailId), ("THREADID", FetchExtra::ThreadId), ("SAVEDATE", FetchExtra::SaveDate)]
+                .into_iter()
+                .find_map(|(word, item)| is(k, word).then_some(item));
         if let Some(id) = id.filter(|_| top) {
             extras.push(id);
             cut.push(toks[k]);
@@ -144,10 +145,24 @@ pub fn split_status_mailboxid(bytes: &[u8]) -> Option<(Vec<u8>, bool)> {
     Some((cmd, alone))
 }
 
-/// A SEARCH (or SORT, THREAD) with `EMAILID id` or `THREADID id` keys (RFC 8474 §6), each
-/// replaced by `UID set`, the set `uids_of(kind, id)` gives (`kind` is `EMAILID` or
-/// `THREADID`, upper case). `None` if the command uses neither key.
-pub fn substitute_object_ids(bytes: &[u8], uids_of: impl Fn(&str, &str) -> String) -> Option<Vec<u8>> {
+/// A SEARCH key of a later extension that imap-codec does not parse, for the session to
+/// resolve into the UIDs of the selected mailbox it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchExtra<'a> {
+    /// `EMAILID id` and `THREADID id` (RFC 8474 §6).
+    EmailId(&'a str),
+    ThreadId(&'a str),
+    /// `SAVEDBEFORE`, `SAVEDON`, `SAVEDSINCE date` (RFC 8514 §4.3).
+    SavedBefore(chrono::NaiveDate),
+    SavedOn(chrono::NaiveDate),
+    SavedSince(chrono::NaiveDate),
+}
+
+/// A SEARCH (or SORT, THREAD) with [`SearchExtra`] keys, each replaced by `UID set`, the
+/// set `uids_of` gives, and `SAVEDATESUPPORTED` (RFC 8514 §4.3) by `ALL`: every mailbox
+/// here records save dates. `None` if the command uses none of them; a SAVED* key whose
+/// date is not an IMAP date is left for the parser to refuse.
+pub fn substitute_search_extras(bytes: &[u8], uids_of: impl Fn(SearchExtra<'_>) -> String) -> Option<Vec<u8>> {
     if !verb_is(bytes, &["SEARCH", "SORT", "THREAD", "UID"]) {
         return None;
     }
@@ -161,7 +176,7 @@ pub fn substitute_object_ids(bytes: &[u8], uids_of: impl Fn(&str, &str) -> Strin
     let mut out = Vec::with_capacity(bytes.len());
     let mut at = 0;
     let mut k = verb + 1;
-    while k + 1 < toks.len() {
+    while k < toks.len() {
         // A string argument is not a key (`SUBJECT EMAILID`).
         if STRING_KEYS.iter().any(|w| is(k, w)) {
             k += 2;
@@ -171,22 +186,45 @@ pub fn substitute_object_ids(bytes: &[u8], uids_of: impl Fn(&str, &str) -> Strin
             k += 3;
             continue;
         }
-        let kind = ["EMAILID", "THREADID"].into_iter().find(|w| is(k, w));
-        if let Some(kind) = kind {
-            let (a, b) = toks[k + 1];
-            let id = String::from_utf8_lossy(&bytes[a..b]).trim_matches('"').to_string();
-            out.extend_from_slice(&bytes[at..toks[k].0]);
-            out.extend_from_slice(format!("UID {}", uids_of(kind, &id)).as_bytes());
-            at = b;
-            k += 2;
+        let arg = toks.get(k + 1).map(|&(a, b)| std::str::from_utf8(&bytes[a..b]).unwrap_or("").trim_matches('"'));
+        let key = if is(k, "SAVEDATESUPPORTED") {
+            Some(("ALL".to_string(), k + 1))
         } else {
-            k += 1;
+            search_extra(&is, k, arg).map(|key| (format!("UID {}", uids_of(key)), k + 2))
+        };
+        match key {
+            Some((text, next)) => {
+                out.extend_from_slice(&bytes[at..toks[k].0]);
+                out.extend_from_slice(text.as_bytes());
+                at = toks[next - 1].1;
+                k = next;
+            }
+            None => k += 1,
         }
     }
     (at > 0).then(|| {
         out.extend_from_slice(&bytes[at..]);
         out
     })
+}
+
+/// The [`SearchExtra`] at token `k` whose argument is `arg`, if it is one.
+fn search_extra<'a>(is: &impl Fn(usize, &str) -> bool, k: usize, arg: Option<&'a str>) -> Option<SearchExtra<'a>> {
+    let arg = arg?;
+    let date = || chrono::NaiveDate::parse_from_str(arg, "%d-%b-%Y").ok();
+    if is(k, "EMAILID") {
+        Some(SearchExtra::EmailId(arg))
+    } else if is(k, "THREADID") {
+        Some(SearchExtra::ThreadId(arg))
+    } else if is(k, "SAVEDBEFORE") {
+        date().map(SearchExtra::SavedBefore)
+    } else if is(k, "SAVEDON") {
+        date().map(SearchExtra::SavedOn)
+    } else if is(k, "SAVEDSINCE") {
+        date().map(SearchExtra::SavedSince)
+    } else {
+        None
+    }
 }
 
 /// A message number no mailbox reaches: what `$` becomes when the saved result is empty,
@@ -505,8 +543,12 @@ mod tests {
         assert_eq!(status("a STATUS \"x y\" (MAILBOXID)\r\n"), Some(("a STATUS \"x y\" (UIDNEXT)\r\n".into(), true)));
         assert_eq!(status("a STATUS INBOX (MESSAGES)\r\n"), None);
         let sub = |c: &str| {
-            substitute_object_ids(c.as_bytes(), |kind, id| format!("{}{id}", &kind[..1]))
-                .map(|c| String::from_utf8(c).unwrap())
+            substitute_search_extras(c.as_bytes(), |key| match key {
+                SearchExtra::EmailId(id) => format!("E{id}"),
+                SearchExtra::ThreadId(id) => format!("T{id}"),
+                other => format!("{other:?}"),
+            })
+            .map(|c| String::from_utf8(c).unwrap())
         };
         assert_eq!(sub("a SEARCH EMAILID M12 SEEN\r\n"), Some("a SEARCH UID EM12 SEEN\r\n".into()));
         assert_eq!(
@@ -517,6 +559,29 @@ mod tests {
         assert_eq!(sub("a SEARCH SUBJECT EMAILID SEEN\r\n"), None, "a string argument is no key");
         assert_eq!(sub("a FETCH 1 EMAILID\r\n"), None);
         assert_eq!(sub("a UID FETCH 1:* (EMAILID)\r\n"), None);
+    }
+
+    #[test]
+    fn rfc8514_save_date_keys_become_uid_sets() {
+        let sub = |c: &str| {
+            substitute_search_extras(c.as_bytes(), |key| match key {
+                SearchExtra::SavedBefore(d) => format!("B{}", d.format("%F")),
+                SearchExtra::SavedOn(d) => format!("O{}", d.format("%F")),
+                SearchExtra::SavedSince(d) => format!("S{}", d.format("%F")),
+                other => format!("{other:?}"),
+            })
+            .map(|c| String::from_utf8(c).unwrap())
+        };
+        assert_eq!(
+            sub("a SEARCH SAVEDSINCE 1-Feb-2026 NOT SAVEDBEFORE \"07-dec-2026\"\r\n"),
+            Some("a SEARCH UID S2026-02-01 NOT UID B2026-12-07\r\n".into())
+        );
+        assert_eq!(sub("a UID SEARCH savedon 3-Mar-2025\r\n"), Some("a UID SEARCH UID O2025-03-03\r\n".into()));
+        assert_eq!(sub("a SEARCH SAVEDATESUPPORTED\r\n"), Some("a SEARCH ALL\r\n".into()));
+        assert_eq!(sub("a SEARCH SEEN SAVEDATESUPPORTED UNSEEN\r\n"), Some("a SEARCH SEEN ALL UNSEEN\r\n".into()));
+        assert_eq!(sub("a SEARCH SAVEDON 31-Feb-2026\r\n"), None, "not a date: the parser refuses it");
+        assert_eq!(sub("a SEARCH SAVEDON\r\n"), None, "a key needs its argument");
+        assert_eq!(sub("a SEARCH SUBJECT SAVEDATESUPPORTED\r\n"), None, "a string argument is no key");
     }
 
     #[test]

@@ -70,6 +70,7 @@ mod tests {
                 modseq: 1,
                 crc32c: 0,
                 email_id: 0,
+                saved_s: 0,
             });
         }
         idx.uid_next = uid_next;

@@ -122,6 +122,12 @@ fn date_of(secs: i64) -> chrono::NaiveDate {
     chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default().date_naive()
 }
 
+/// The day a message was saved into its mailbox (RFC 8514 §4.3 compares days, as
+/// INTERNALDATE's keys do); its internal date where the save date is not known.
+pub fn saved_date(m: &MessageMeta) -> chrono::NaiveDate {
+    date_of(if m.saved_s != 0 { m.saved_s } else { m.internal_date })
+}
+
 /// The day the `Date:` header names, as written there: RFC 3501 §6.4.4 compares SENTBEFORE,
 /// SENTON and SENTSINCE "disregarding time and timezone", so 23:00 +0200 on the 24th is the
 /// 24th, though it is the 24th at 21:00 in UTC.
@@ -232,6 +238,7 @@ mod tests {
             modseq: 1,
             crc32c: 0,
             email_id: 0,
+            saved_s: 0,
         }
     }
 

@@ -276,7 +276,7 @@ impl<B: Backend> Session<B> {
             "PARTIAL",
         ]);
         caps.extend(["MULTIAPPEND", "CATENATE", "NOTIFY", "STATUS=DELETED", "METADATA", "METADATA-SERVER"]);
-        caps.extend(["PREVIEW", "OBJECTID", "QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE"]);
+        caps.extend(["PREVIEW", "OBJECTID", "SAVEDATE", "QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE"]);
         if self.user.is_some() && !self.compressed {
             caps.push("COMPRESS=DEFLATE");
         }
@@ -386,7 +386,7 @@ impl<B: Backend> Session<B> {
             extras.status_mailboxid = Some(alone);
             cmd = Cow::Owned(rest);
         }
-        if let Some(rest) = self.substitute_object_ids(&cmd) {
+        if let Some(rest) = self.substitute_search_extras(&cmd) {
             cmd = Cow::Owned(rest);
         }
         if let Some((rest, items)) = preparse::split_fetch_extras(&cmd) {
@@ -598,21 +598,25 @@ impl<B: Backend> Session<B> {
         super::preparse::substitute_saved(bytes, &uids, &seqs)
     }
 
-    /// The command with SEARCH keys `EMAILID id` and `THREADID id` (RFC 8474 §6) turned into
-    /// the UIDs of the selected mailbox they name (none for a THREADID: threads have no id).
-    fn substitute_object_ids(&self, bytes: &[u8]) -> Option<Vec<u8>> {
+    /// The command with the SEARCH keys imap-codec does not parse (EMAILID, THREADID, the
+    /// save-date keys; see [`super::preparse::SearchExtra`]) turned into the UIDs of the
+    /// selected mailbox they match (none for a THREADID: threads have no id here).
+    fn substitute_search_extras(&self, bytes: &[u8]) -> Option<Vec<u8>> {
+        use super::preparse::SearchExtra;
         let view = self.view.as_ref()?;
         if !super::preparse::verb_is(bytes, &["SEARCH", "SORT", "THREAD", "UID"]) {
             return None;
         }
         let idx = self.backend().index(self.user(), &view.mailbox).ok().flatten()?;
-        super::preparse::substitute_object_ids(bytes, |kind, id| {
-            let uids: Vec<u32> = idx
-                .messages
-                .iter()
-                .filter(|m| kind == "EMAILID" && cmd::email_id(m.email_id(idx.uid_validity)) == id)
-                .map(|m| m.uid)
-                .collect();
+        super::preparse::substitute_search_extras(bytes, |key| {
+            let matches = |m: &crate::mailstore::index::MessageMeta| match key {
+                SearchExtra::EmailId(id) => cmd::email_id(m.email_id(idx.uid_validity)) == id,
+                SearchExtra::ThreadId(_) => false,
+                SearchExtra::SavedBefore(d) => search::saved_date(m) < d,
+                SearchExtra::SavedOn(d) => search::saved_date(m) == d,
+                SearchExtra::SavedSince(d) => search::saved_date(m) >= d,
+            };
+            let uids: Vec<u32> = idx.messages.iter().filter(|m| matches(m)).map(|m| m.uid).collect();
             if uids.is_empty() {
                 super::preparse::SAVED_NOTHING.to_string()
             } else {

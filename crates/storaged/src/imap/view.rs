@@ -299,6 +299,7 @@ mod tests {
                 modseq: 1 + u64::from(*uid) + 1000 * u64::from(*flags),
                 crc32c: 0,
                 email_id: 0,
+                saved_s: 0,
             });
         }
         idx.highest_modseq = idx.messages.iter().map(|m| m.modseq).max().unwrap_or(0) + 1;

@@ -15,7 +15,9 @@ use rkyv::rancor;
 
 /// File name of the index inside a mailbox directory.
 pub const INDEX_FILE: &str = "mailstore.index";
-const MAGIC: &[u8; 8] = b"MSIDX004";
+const MAGIC: &[u8; 8] = b"MSIDX005";
+/// The format before save dates; still read, written as the current format.
+const MAGIC_V4: &[u8; 8] = b"MSIDX004";
 /// The format before EMAILIDs; still read, written as the current format.
 const MAGIC_V3: &[u8; 8] = b"MSIDX003";
 /// The format before message checksums; still read, written as the current format.
@@ -47,12 +49,28 @@ pub struct MessageMeta {
     /// given when it is first stored ([`new_email_id`]), kept by copies; 0 for messages
     /// indexed before (see [`MessageMeta::email_id`]).
     pub email_id: u64,
+    /// When the message was saved into this mailbox (RFC 8514's save date), in seconds since
+    /// the epoch, by the proposer's clock written in the log entry: every replica agrees. 0:
+    /// not known (messages indexed before save dates, and imports without one).
+    pub saved_s: i64,
 }
 
-/// The EMAILID of the `n`th message stored by log entry `index`: unique within the group,
-/// the top bit clear.
-pub fn new_email_id(index: u64, n: usize) -> u64 {
-    ((index & ((1 << 43) - 1)) << 20) | (n as u64 & ((1 << 20) - 1))
+/// The EMAILID of the `n`th message stored by log entry `index` of `group`: a digest of the
+/// three, top bit clear and never 0, so ids made by different groups do not meet. A move
+/// keeps a message's id (RFC 8474 §5.1: an EMAILID never changes), so the ids of mail
+/// imported from another group share a mailbox with this group's own; ids of the earlier
+/// scheme (`index << 20 | n`, group-local) stay as they were stored.
+pub fn new_email_id(group: &str, index: u64, n: usize) -> u64 {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(b"emailid\0");
+    h.update((group.len() as u64).to_le_bytes());
+    h.update(group.as_bytes());
+    h.update(index.to_le_bytes());
+    h.update((n as u64).to_le_bytes());
+    let d = h.finalize();
+    let id = u64::from_le_bytes(d[..8].try_into().expect("8 bytes")) & !(1 << 63);
+    id.max(1)
 }
 
 impl MessageMeta {
@@ -63,6 +81,40 @@ impl MessageMeta {
             return self.email_id;
         }
         (1 << 63) | (u64::from(uid_validity) << 32) | u64::from(self.uid)
+    }
+}
+
+/// [`MessageMeta`] of index version 4 (no save date).
+#[derive(Debug, Clone, rkyv::Archive, rkyv::Deserialize)]
+#[cfg_attr(test, derive(rkyv::Serialize))]
+struct MessageMetaV4 {
+    uid: u32,
+    base: String,
+    in_cur: bool,
+    flags: u8,
+    keywords: Vec<String>,
+    size: u64,
+    internal_date: i64,
+    modseq: u64,
+    crc32c: u32,
+    email_id: u64,
+}
+
+impl From<MessageMetaV4> for MessageMeta {
+    fn from(m: MessageMetaV4) -> Self {
+        Self {
+            uid: m.uid,
+            base: m.base,
+            in_cur: m.in_cur,
+            flags: m.flags,
+            keywords: m.keywords,
+            size: m.size,
+            internal_date: m.internal_date,
+            modseq: m.modseq,
+            crc32c: m.crc32c,
+            email_id: m.email_id,
+            saved_s: 0,
+        }
     }
 }
 
@@ -94,6 +146,7 @@ impl From<MessageMetaV3> for MessageMeta {
             modseq: m.modseq,
             crc32c: m.crc32c,
             email_id: 0,
+            saved_s: 0,
         }
     }
 }
@@ -125,6 +178,7 @@ impl From<MessageMetaV2> for MessageMeta {
             modseq: m.modseq,
             crc32c: 0,
             email_id: 0,
+            saved_s: 0,
         }
     }
 }
@@ -239,6 +293,57 @@ struct MailboxIndexV3 {
     vanished_floor: u64,
 }
 
+/// The version-4 layout (no save dates), for reading old index files.
+#[derive(rkyv::Archive, rkyv::Deserialize)]
+#[cfg_attr(test, derive(rkyv::Serialize))]
+struct MailboxIndexV4 {
+    uid_validity: u32,
+    uid_next: u32,
+    highest_modseq: u64,
+    applied_index: u64,
+    messages: Vec<MessageMetaV4>,
+    vanished: Vec<(u32, u64)>,
+    vanished_floor: u64,
+}
+
+impl From<MailboxIndexV1> for MailboxIndex {
+    fn from(v1: MailboxIndexV1) -> Self {
+        Self {
+            uid_validity: v1.uid_validity,
+            uid_next: v1.uid_next,
+            highest_modseq: v1.highest_modseq,
+            applied_index: v1.applied_index,
+            messages: v1.messages.into_iter().map(MessageMeta::from).collect(),
+            vanished: Vec::new(),
+            // Nothing is known about earlier expunges.
+            vanished_floor: v1.highest_modseq,
+            changes: ChangeLog::default(),
+        }
+    }
+}
+
+/// Layouts 2 to 4 differ from the current one in their messages alone.
+macro_rules! upgrade_index {
+    ($($old:ty),*) => {$(
+        impl From<$old> for MailboxIndex {
+            fn from(old: $old) -> Self {
+                Self {
+                    uid_validity: old.uid_validity,
+                    uid_next: old.uid_next,
+                    highest_modseq: old.highest_modseq,
+                    applied_index: old.applied_index,
+                    messages: old.messages.into_iter().map(MessageMeta::from).collect(),
+                    vanished: old.vanished,
+                    vanished_floor: old.vanished_floor,
+                    changes: ChangeLog::default(),
+                }
+            }
+        }
+    )*};
+}
+
+upgrade_index!(MailboxIndexV2, MailboxIndexV3, MailboxIndexV4);
+
 /// Index errors.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -321,47 +426,14 @@ impl MailboxIndex {
     pub fn decode(file: &[u8], name: &str) -> Result<Self, IndexError> {
         let corrupt = |reason: &str| IndexError::Corrupt { path: name.to_string(), reason: reason.into() };
         let (magic, archive) = checked_archive(file).map_err(|e| corrupt(&e))?;
-        if magic == MAGIC_V1 {
-            let v1 = rkyv::from_bytes::<MailboxIndexV1, rancor::Error>(archive).map_err(|e| corrupt(&e.to_string()))?;
-            return Ok(Self {
-                uid_validity: v1.uid_validity,
-                uid_next: v1.uid_next,
-                highest_modseq: v1.highest_modseq,
-                applied_index: v1.applied_index,
-                messages: v1.messages.into_iter().map(MessageMeta::from).collect(),
-                vanished: Vec::new(),
-                // Nothing is known about earlier expunges.
-                vanished_floor: v1.highest_modseq,
-                changes: ChangeLog::default(),
-            });
-        }
-        if magic == MAGIC_V2 {
-            let v2 = rkyv::from_bytes::<MailboxIndexV2, rancor::Error>(archive).map_err(|e| corrupt(&e.to_string()))?;
-            return Ok(Self {
-                uid_validity: v2.uid_validity,
-                uid_next: v2.uid_next,
-                highest_modseq: v2.highest_modseq,
-                applied_index: v2.applied_index,
-                messages: v2.messages.into_iter().map(MessageMeta::from).collect(),
-                vanished: v2.vanished,
-                vanished_floor: v2.vanished_floor,
-                changes: ChangeLog::default(),
-            });
-        }
-        if magic == MAGIC_V3 {
-            let v3 = rkyv::from_bytes::<MailboxIndexV3, rancor::Error>(archive).map_err(|e| corrupt(&e.to_string()))?;
-            return Ok(Self {
-                uid_validity: v3.uid_validity,
-                uid_next: v3.uid_next,
-                highest_modseq: v3.highest_modseq,
-                applied_index: v3.applied_index,
-                messages: v3.messages.into_iter().map(MessageMeta::from).collect(),
-                vanished: v3.vanished,
-                vanished_floor: v3.vanished_floor,
-                changes: ChangeLog::default(),
-            });
-        }
-        rkyv::from_bytes::<Self, rancor::Error>(archive).map_err(|e| corrupt(&e.to_string()))
+        let decoded = match magic {
+            m if m == MAGIC_V1 => rkyv::from_bytes::<MailboxIndexV1, rancor::Error>(archive).map(Self::from),
+            m if m == MAGIC_V2 => rkyv::from_bytes::<MailboxIndexV2, rancor::Error>(archive).map(Self::from),
+            m if m == MAGIC_V3 => rkyv::from_bytes::<MailboxIndexV3, rancor::Error>(archive).map(Self::from),
+            m if m == MAGIC_V4 => rkyv::from_bytes::<MailboxIndexV4, rancor::Error>(archive).map(Self::from),
+            _ => rkyv::from_bytes::<Self, rancor::Error>(archive),
+        };
+        decoded.map_err(|e| corrupt(&e.to_string()))
     }
 
     /// The current-format index in `file`, validated but not deserialized: what serving a
@@ -380,7 +452,7 @@ impl MailboxIndex {
 /// the file's bytes are: the prefix is 16 bytes).
 fn checked_archive(file: &[u8]) -> Result<(&[u8], &[u8]), String> {
     let magic = file.get(..8).unwrap_or_default();
-    if file.len() < PREFIX_LEN || ![MAGIC, MAGIC_V3, MAGIC_V2, MAGIC_V1].iter().any(|m| magic == *m) {
+    if file.len() < PREFIX_LEN || ![MAGIC, MAGIC_V4, MAGIC_V3, MAGIC_V2, MAGIC_V1].iter().any(|m| magic == *m) {
         return Err("bad magic".into());
     }
     let archive = &file[PREFIX_LEN..];
@@ -429,7 +501,8 @@ mod tests {
             internal_date: 1,
             modseq: 2,
             crc32c: 7,
-            email_id: new_email_id(3, 0),
+            email_id: new_email_id("g", 3, 0),
+            saved_s: 1_780_000_000,
         });
         let path = dir.path().join(INDEX_FILE);
         std::fs::write(&path, idx.encode()).unwrap();
@@ -485,7 +558,44 @@ mod tests {
         assert_eq!((idx.messages[1].uid, idx.messages[1].crc32c, idx.messages[1].email_id), (2, 9, 0));
         let ids: Vec<u64> = idx.messages.iter().map(|m| m.email_id(idx.uid_validity)).collect();
         assert!(ids[0] != ids[1] && ids.iter().all(|i| *i >= 1 << 63), "{ids:?}");
-        assert!(new_email_id(u64::MAX >> 20, (1 << 20) - 1) < 1 << 63, "stored ids never look legacy");
+        let made: std::collections::BTreeSet<u64> =
+            (0..1000).flat_map(|i| ["a", "b"].map(|g| new_email_id(g, i, (i % 3) as usize))).collect();
+        assert_eq!(made.len(), 2000, "two groups' ids do not meet");
+        assert!(made.iter().all(|i| *i != 0 && *i < 1 << 63), "stored ids never look legacy");
+    }
+
+    #[test]
+    fn version_4_files_load_with_their_email_ids_and_no_save_date() {
+        let v4 = MailboxIndexV4 {
+            uid_validity: 9,
+            uid_next: 2,
+            highest_modseq: 8,
+            applied_index: 3,
+            messages: vec![MessageMetaV4 {
+                uid: 1,
+                base: "b1".into(),
+                in_cur: true,
+                flags: 1,
+                keywords: vec!["$Work".into()],
+                size: 5,
+                internal_date: 77,
+                modseq: 6,
+                crc32c: 9,
+                email_id: 4242,
+            }],
+            vanished: vec![(5, 7)],
+            vanished_floor: 0,
+        };
+        let archive = rkyv::to_bytes::<rancor::Error>(&v4).unwrap();
+        let mut bytes = MAGIC_V4.to_vec();
+        bytes.extend_from_slice(&crc32c::crc32c(&archive).to_le_bytes());
+        bytes.extend_from_slice(&[0u8; 4]);
+        bytes.extend_from_slice(&archive);
+        let idx = MailboxIndex::decode(&bytes, "v4").unwrap();
+        let m = &idx.messages[0];
+        assert_eq!((m.email_id, m.saved_s, m.internal_date, m.keywords.len()), (4242, 0, 77, 1));
+        assert_eq!(idx.vanished, vec![(5, 7)]);
+        assert_eq!(&idx.encode()[..8], MAGIC, "written as the current format");
     }
 
     #[test]

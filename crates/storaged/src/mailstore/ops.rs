@@ -138,7 +138,8 @@ pub enum MailOp {
         #[serde(with = "serde_bytes")]
         message: Vec<u8>,
     },
-    /// Add a message to a mailbox (IMAP APPEND).
+    /// Add a message to a mailbox (IMAP APPEND). `now_s` (the proposer's clock) is its
+    /// save date; `internal_date` is the client's to choose.
     Append {
         user: String,
         mailbox: String,
@@ -147,6 +148,7 @@ pub enum MailOp {
         internal_date: i64,
         #[serde(with = "serde_bytes")]
         message: Vec<u8>,
+        now_s: i64,
     },
     /// Change flags of messages; with `unchanged_since`, messages modified later are left
     /// alone (CONDSTORE).
@@ -165,19 +167,22 @@ pub enum MailOp {
         mailbox: String,
         uids: Vec<u32>,
     },
-    /// Copy messages to another mailbox of the same user.
+    /// Copy messages to another mailbox of the same user; `now_s` (the proposer's clock) is
+    /// the copies' save date.
     Copy {
         user: String,
         from: String,
         to: String,
         uids: Vec<u32>,
+        now_s: i64,
     },
-    /// Move messages to another mailbox of the same user.
+    /// Move messages to another mailbox of the same user (saved there at `now_s`).
     Move {
         user: String,
         from: String,
         to: String,
         uids: Vec<u32>,
+        now_s: i64,
     },
     CreateMailbox {
         user: String,
@@ -288,6 +293,8 @@ pub enum MailOp {
         user: String,
         mailbox: String,
         messages: Vec<NewMessage>,
+        /// The proposer's clock: the messages' save date.
+        now_s: i64,
     },
     /// Set or remove METADATA entries (RFC 5464) of a mailbox, or of the user's server when
     /// `mailbox` is empty: all of them, or none if a name is invalid or a bound is reached.
@@ -418,6 +425,8 @@ pub enum MailOp {
         user: String,
         items: Vec<(String, String)>,
         into: Option<String>,
+        /// The proposer's clock: the restored messages' save date.
+        now_s: i64,
     },
     /// Keep what `user` expunges and deletes `keep_s` seconds instead of the site's
     /// `[retention] keep_s` (`None`: the site's again).
@@ -523,6 +532,10 @@ pub struct ImportedMessage {
     pub internal_date: i64,
     /// The MODSEQ it had at the source (0: give it a new one).
     pub modseq: u64,
+    /// Its EMAILID at the source, kept (a move; RFC 8474 §5.1); 0: give it a new one.
+    pub email_id: u64,
+    /// Its save date at the source (a move); 0: not known.
+    pub saved_s: i64,
     #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
 }

@@ -306,6 +306,23 @@ fn read_prefix(path: &Path, max: usize) -> Vec<u8> {
 
 /// The Maildir base name of the `n`th message an entry at log `index` adds: the same on
 /// every replica, and how a replay finds what the first apply wrote.
+/// A new message as an operation describes it, for [`Store::add_message`].
+struct Incoming<'a> {
+    flags: u8,
+    keywords: &'a [String],
+    internal_date: i64,
+    /// Its save date (RFC 8514): the proposer's clock, from the log entry.
+    saved_s: i64,
+    message: &'a [u8],
+}
+
+impl<'a> Incoming<'a> {
+    /// A delivery: no flags, saved when it arrived.
+    fn delivered(internal_date: i64, message: &'a [u8]) -> Self {
+        Self { flags: 0, keywords: &[], internal_date, saved_s: internal_date, message }
+    }
+}
+
 fn message_base(internal_date: i64, index: u64, n: usize, group: &str, len: usize) -> String {
     format!("{internal_date}.R{index}_{n}.{group},S={len}")
 }
@@ -492,22 +509,24 @@ impl Store {
                 Ok(m) => self.deliver(index, recipients, &m, *internal_date, message),
                 Err(e) => Ok(MailResponse::Rejected(Rejection::Cannot(e.to_string()))),
             },
-            MailOp::Append { user, mailbox, flags, keywords, internal_date, message } => {
+            MailOp::Append { user, mailbox, flags, keywords, internal_date, message, now_s } => {
                 let (u, m) = names!(user, mailbox);
                 if m.is_inbox() {
                     self.ensure_inbox(&u, index)?;
                 }
-                Ok(match self.add_message(&u, &m, index, 0, *flags, keywords, *internal_date, message) {
+                let incoming =
+                    Incoming { flags: *flags, keywords, internal_date: *internal_date, saved_s: *now_s, message };
+                Ok(match self.add_message(&u, &m, index, 0, incoming) {
                     Ok((uid_validity, uid)) => MailResponse::Appended { uid_validity, uid },
                     Err(e) => MailResponse::Rejected(e),
                 })
             }
-            MailOp::AppendMany { user, mailbox, messages } => {
+            MailOp::AppendMany { user, mailbox, messages, now_s } => {
                 let (u, m) = names!(user, mailbox);
                 if m.is_inbox() {
                     self.ensure_inbox(&u, index)?;
                 }
-                self.append_many(&u, &m, index, messages)
+                self.append_many(&u, &m, index, messages, *now_s)
             }
             MailOp::Store { user, mailbox, uids, mode, flags, keywords, unchanged_since } => {
                 let (u, m) = names!(user, mailbox);
@@ -517,10 +536,10 @@ impl Store {
                 let (u, m) = names!(user, mailbox);
                 self.expunge_keeping(&u, &m, index, uids, true)
             }
-            MailOp::Copy { user, from, to, uids } | MailOp::Move { user, from, to, uids } => {
+            MailOp::Copy { user, from, to, uids, now_s } | MailOp::Move { user, from, to, uids, now_s } => {
                 let (u, src) = names!(user, from);
                 let (_, dst) = names!(user, to);
-                let resp = self.copy(&u, &src, &dst, index, uids)?;
+                let resp = self.copy(&u, &src, &dst, index, uids, Some(*now_s))?;
                 if let MailResponse::Copied { pairs, .. } = &resp {
                     if matches!(op, MailOp::Move { .. }) {
                         self.training.relocate(u.as_str(), &src, &dst, pairs);
@@ -672,7 +691,9 @@ impl Store {
                 Ok(MailResponse::Done)
             }
             MailOp::PurgeKept { now_s, retention_s } => self.purge_kept(*now_s, *retention_s),
-            MailOp::RestoreKept { user, items, into } => self.restore_kept(index, user, items, into.as_deref()),
+            MailOp::RestoreKept { user, items, into, now_s } => {
+                self.restore_kept(index, user, items, into.as_deref(), *now_s)
+            }
             MailOp::ImportKept { user, set, messages } => self.import_kept(index, user, set, messages),
             MailOp::RetireUser { user } => match UserName::parse(user) {
                 Ok(u) => self.retire_user(index, &u),
@@ -911,7 +932,7 @@ impl Store {
                         r.clone()
                     } else {
                         self.ensure_mailbox(&user, mailbox, index)?;
-                        let r = self.add_message(&user, mailbox, index, k, 0, &[], internal_date, message);
+                        let r = self.add_message(&user, mailbox, index, k, Incoming::delivered(internal_date, message));
                         done.insert(user, r.clone());
                         r
                     }
@@ -970,18 +991,18 @@ impl Store {
         None
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Store the `n`th new message of entry `index` in `mailbox`: its UID and the mailbox's
+    /// UIDVALIDITY, or why not.
     fn add_message(
         &mut self,
         user: &UserName,
         mailbox: &MailboxName,
         index: u64,
         n: usize,
-        flags: u8,
-        keywords: &[String],
-        internal_date: i64,
-        message: &[u8],
+        incoming: Incoming<'_>,
     ) -> Result<(u32, u32), Rejection> {
+        let Incoming { flags, keywords, internal_date, saved_s, message } = incoming;
+        let email_id = new_email_id(&self.group, index, n);
         if message.len() > MESSAGE_MAX {
             return Err(Rejection::TooLarge(MESSAGE_MAX as u64));
         }
@@ -1017,7 +1038,8 @@ impl Store {
             internal_date,
             modseq: idx.highest_modseq,
             crc32c: crc32c::crc32c(message),
-            email_id: new_email_id(index, n),
+            email_id,
+            saved_s,
         };
         let uid_validity = idx.uid_validity;
         idx.messages.push(meta.clone());
@@ -1246,6 +1268,7 @@ impl Store {
         dst: &MailboxName,
         index: u64,
         uids: &[u32],
+        saved_s: Option<i64>,
     ) -> Result<MailResponse, StoreError> {
         let Some(src_idx) = self.mailbox(user, src)? else {
             return Ok(MailResponse::Rejected(Rejection::NoMailbox(src.to_string())));
@@ -1287,6 +1310,8 @@ impl Store {
             copy.base = format!("{}.R{index}_{k}.{group},S={}", m.internal_date, m.size);
             copy.in_cur = true;
             copy.modseq = dst_idx.highest_modseq;
+            // Saved into `dst` now; a renamed INBOX's messages keep theirs (`None`).
+            copy.saved_s = saved_s.unwrap_or(m.saved_s);
             dst_idx.messages.push(copy.clone());
             pairs.push((m.uid, uid));
             links.push((from, m.base.clone(), copy));
@@ -1395,6 +1420,7 @@ impl Store {
         mailbox: &MailboxName,
         index: u64,
         messages: &[super::ops::NewMessage],
+        now_s: i64,
     ) -> Result<MailResponse, StoreError> {
         // A replay after a crash answers from what the first apply left, and changes nothing
         // (a rolled-back apply left none of its messages).
@@ -1416,7 +1442,14 @@ impl Store {
         let mut uids = Vec::with_capacity(messages.len());
         let mut validity = 0;
         for (k, m) in messages.iter().enumerate() {
-            match self.add_message(user, mailbox, index, k, m.flags, &m.keywords, m.internal_date, &m.data) {
+            let incoming = Incoming {
+                flags: m.flags,
+                keywords: &m.keywords,
+                internal_date: m.internal_date,
+                saved_s: now_s,
+                message: &m.data,
+            };
+            match self.add_message(user, mailbox, index, k, incoming) {
                 Ok((v, uid)) => {
                     validity = v;
                     uids.push(uid);
@@ -1502,7 +1535,9 @@ impl Store {
                 internal_date: m.internal_date,
                 modseq,
                 crc32c: crc32c::crc32c(&m.data),
-                email_id: new_email_id(index, k),
+                // A move keeps the message's identity; a plain import gives it one.
+                email_id: if m.email_id != 0 { m.email_id } else { new_email_id(&group, index, k) },
+                saved_s: m.saved_s,
             };
             idx.uid_next = m.uid + 1;
             idx.messages.push(meta.clone());
@@ -1537,7 +1572,7 @@ impl Store {
                 }
             }
         }
-        if let MailResponse::Copied { pairs, .. } = self.copy(user, &inbox, dst, index, &uids)? {
+        if let MailResponse::Copied { pairs, .. } = self.copy(user, &inbox, dst, index, &uids, None)? {
             let moved: Vec<u32> = pairs.iter().map(|(s, _)| *s).collect();
             self.expunge(user, &inbox, index, &moved)?;
         }

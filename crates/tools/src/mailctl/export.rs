@@ -236,6 +236,8 @@ mod tests {
             internal_date: 0,
             modseq: 1,
             size_bytes: 10,
+            email_id: u64::from(uid),
+            saved_s: 0,
         }
     }
 

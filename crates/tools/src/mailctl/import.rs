@@ -266,7 +266,17 @@ async fn import_folder(
                 Ok(data) => {
                     report.bytes += data.len() as u64;
                     let (flags, keywords, internal_date) = (m.flags, m.keywords.clone(), m.internal_date);
-                    messages.push(ImportedMessage { uid: m.uid, flags, keywords, internal_date, modseq: 0, data });
+                    // A new EMAILID; the save date Dovecot kept is in its own index, not read.
+                    messages.push(ImportedMessage {
+                        uid: m.uid,
+                        flags,
+                        keywords,
+                        internal_date,
+                        modseq: 0,
+                        email_id: 0,
+                        saved_s: 0,
+                        data,
+                    });
                 }
                 Err((what, why)) => report.problems.push(Problem::new(what, why)),
             }

@@ -274,6 +274,8 @@ pub(super) async fn copy_round(
                         keywords: m.keywords.clone(),
                         internal_date: m.internal_date,
                         modseq: m.modseq,
+                        email_id: m.email_id,
+                        saved_s: m.saved_s,
                         data,
                     })
                 })

@@ -72,7 +72,13 @@ fn op_id(what: &str, user: &str, held: &MailboxSummary, uid: u32) -> [u8; 16] {
 pub async fn release(admin: &Admin, dir: &UserDirectory, address: &str, uid: u32) -> anyhow::Result<String> {
     let (user, group, held) = quarantine_of(admin, dir, address).await?;
     let Some(held) = held else { bail!("{user} has no quarantine") };
-    let op = MailOp::Move { user: user.clone(), from: QUARANTINE.into(), to: "INBOX".into(), uids: vec![uid] };
+    let op = MailOp::Move {
+        user: user.clone(),
+        from: QUARANTINE.into(),
+        to: "INBOX".into(),
+        uids: vec![uid],
+        now_s: common::clock::now_s(),
+    };
     match admin.apply_once(&group, op_id("release", &user, &held, uid), op).await? {
         MailResponse::Copied { pairs, .. } => match pairs.first() {
             Some((_, new)) => Ok(format!("released {uid} to {user}'s INBOX (uid {new})")),

@@ -104,7 +104,12 @@ pub async fn restore(
     let mut restored = 0;
     for batch in chosen.chunks(BATCH) {
         let op_id = batch_id(&user, batch, into);
-        let op = MailOp::RestoreKept { user: user.clone(), items: batch.to_vec(), into: into.map(str::to_string) };
+        let op = MailOp::RestoreKept {
+            user: user.clone(),
+            items: batch.to_vec(),
+            into: into.map(str::to_string),
+            now_s: common::clock::now_s(),
+        };
         match admin.apply_once(&group, op_id, op).await? {
             MailResponse::Restored { count } => restored += count,
             other => bail!("{group} answered a restore with {other:?}: is every node and mailctl the same version?"),
@@ -202,7 +207,11 @@ pub async fn kept_from_backup(
             let count = messages.len() as u32;
             let op_id = batch_id(&format!("backup {user}"), &batch[..answered], Some(&folder));
             admin
-                .apply_once(&group, op_id, MailOp::AppendMany { user: user.clone(), mailbox: folder, messages })
+                .apply_once(
+                    &group,
+                    op_id,
+                    MailOp::AppendMany { user: user.clone(), mailbox: folder, messages, now_s: common::clock::now_s() },
+                )
                 .await?;
             restored += count;
         }

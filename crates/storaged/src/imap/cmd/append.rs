@@ -11,6 +11,7 @@ use crate::imap::append::{self, Append, Piece};
 use crate::imap::backend::Backend;
 use crate::imap::{encode, fetch, sendable};
 use crate::mailstore::{MailOp, MailResponse, NewMessage};
+use common::clock::now_s;
 use imap_codec::imap_types::datetime::DateTime;
 use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_codec::imap_types::flag::Flag;
@@ -42,6 +43,7 @@ impl<B: Backend> Session<B> {
             keywords,
             internal_date: date.map_or_else(now_s, |d| d.as_ref().timestamp()),
             message: sendable::sendable(data).into_owned(),
+            now_s: now_s(),
         };
         let resp = self.propose(op).await?;
         self.appended_to(&name, out);
@@ -112,7 +114,12 @@ impl<B: Backend> Session<B> {
         }
         let bytes: u64 = messages.iter().map(|m| m.data.len() as u64).sum();
         self.check_quota(bytes, messages.len() as u64)?;
-        let op = MailOp::AppendMany { user: self.user().as_str().into(), mailbox: name.as_str().into(), messages };
+        let op = MailOp::AppendMany {
+            user: self.user().as_str().into(),
+            mailbox: name.as_str().into(),
+            messages,
+            now_s: now_s(),
+        };
         let resp = self.propose(op).await?;
         self.appended_to(&name, out);
         match resp {
@@ -144,10 +151,6 @@ impl<B: Backend> Session<B> {
 /// An APPEND date-time (RFC 3501 `date-time`, the day possibly space-padded) as seconds.
 fn parse_date(d: &str) -> Option<i64> {
     chrono::DateTime::parse_from_str(d.trim(), "%d-%b-%Y %H:%M:%S %z").ok().map(|t| t.timestamp())
-}
-
-fn now_s() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 #[cfg(test)]

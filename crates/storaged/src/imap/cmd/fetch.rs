@@ -11,6 +11,7 @@ use crate::imap::search::{self};
 use crate::imap::view::Sync;
 use crate::mailstore::ops::flag;
 use crate::mailstore::{FlagMode, MailOp, MailResponse};
+use common::clock::now_s;
 use imap_codec::imap_types::command::{FetchModifier, StoreModifier};
 use imap_codec::imap_types::fetch::{Macro, MacroOrMessageDataItemNames, MessageDataItemName};
 use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
@@ -42,6 +43,8 @@ enum Item {
     /// EMAILID and THREADID (RFC 8474); threads have no id here (NIL).
     EmailId,
     ThreadId,
+    /// SAVEDATE (RFC 8514): when the message was saved into this mailbox, NIL if not known.
+    SaveDate,
     /// `BODY[...]`/`BINARY`-less sections; `label` is what the response repeats.
     Section {
         section: Section,
@@ -69,7 +72,8 @@ impl Item {
             | Item::Size
             | Item::ModSeq
             | Item::EmailId
-            | Item::ThreadId => Need::Nothing,
+            | Item::ThreadId
+            | Item::SaveDate => Need::Nothing,
             Item::Envelope => Need::Header,
             Item::Section { section: Section::Header(p) | Section::HeaderFields { part: p, .. }, .. }
                 if p.is_empty() =>
@@ -201,6 +205,7 @@ impl<B: Backend> Session<B> {
             FetchExtra::Preview { .. } => Item::Preview,
             FetchExtra::EmailId => Item::EmailId,
             FetchExtra::ThreadId => Item::ThreadId,
+            FetchExtra::SaveDate => Item::SaveDate,
         }));
         self.fetch(set, items, uid, changed_since, out).await
     }
@@ -356,6 +361,10 @@ impl<B: Backend> Session<B> {
                         format!("EMAILID ({})", email_id(meta.email_id(idx.uid_validity))).as_bytes(),
                     ),
                     Item::ThreadId => resp.extend_from_slice(b"THREADID NIL"),
+                    Item::SaveDate if meta.saved_s == 0 => resp.extend_from_slice(b"SAVEDATE NIL"),
+                    Item::SaveDate => {
+                        resp.extend_from_slice(format!("SAVEDATE {}", encode::internal_date(meta.saved_s)).as_bytes())
+                    }
                     Item::Preview => {
                         resp.extend_from_slice(b"PREVIEW ");
                         encode::string(&mut resp, crate::imap::preview::preview(text).as_bytes());
@@ -503,9 +512,9 @@ impl<B: Backend> Session<B> {
         let view = self.selected()?;
         let (user, from) = (self.user().as_str().to_string(), view.mailbox.as_str().to_string());
         let op = if moving {
-            MailOp::Move { user, from, to: to.as_str().into(), uids }
+            MailOp::Move { user, from, to: to.as_str().into(), uids, now_s: now_s() }
         } else {
-            MailOp::Copy { user, from, to: to.as_str().into(), uids }
+            MailOp::Copy { user, from, to: to.as_str().into(), uids, now_s: now_s() }
         };
         let resp = self.propose(op).await?;
         let code = match resp {

@@ -67,6 +67,7 @@ fn beyond_grammar(out: &str) -> bool {
         || out.contains(" PREVIEW ")
         || (out.contains("BINARY[") && out.contains("]<"))
         || out.contains("EMAILID (")
+        || out.contains("SAVEDATE ")
         || (out.contains("* STATUS") && out.contains("MAILBOXID ("))
 }
 
@@ -124,6 +125,7 @@ mod rfc5465;
 mod rfc5530;
 mod rfc7162;
 mod rfc8474;
+mod rfc8514;
 mod rfc8970;
 mod rfc9051;
 mod search;

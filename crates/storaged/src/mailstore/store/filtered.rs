@@ -3,7 +3,7 @@
 //! mailboxes and time come from the entry. This module must never run a script (the leader
 //! did, before proposing).
 
-use super::{io_ctx, Store, StoreError};
+use super::{io_ctx, Incoming, Store, StoreError};
 use crate::mailstore::ops::{FiledCopy, MailResponse, Outbound};
 use crate::mailstore::scripts::{self, ScriptError};
 use crate::mailstore::{sieve_memory, MailboxName, Rejection, UserName};
@@ -78,7 +78,14 @@ impl Store {
         let mut first = None;
         for (k, (mailbox, copy)) in targets.iter().enumerate() {
             self.ensure_mailbox(&user, mailbox, index)?;
-            match self.add_message(&user, mailbox, index, k, copy.flags, &copy.keywords, internal_date, message) {
+            let incoming = Incoming {
+                flags: copy.flags,
+                keywords: &copy.keywords,
+                internal_date,
+                saved_s: internal_date,
+                message,
+            };
+            match self.add_message(&user, mailbox, index, k, incoming) {
                 Ok(uid) => {
                     first.get_or_insert(uid);
                 }

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 
-use super::{io_ctx, Store, StoreError};
+use super::{io_ctx, Incoming, Store, StoreError};
 use crate::mailstore::index::MessageMeta;
 use crate::mailstore::kept::{self, KeptMessage, KeptReason, KeptSet, SetName};
 use crate::mailstore::ops::{ImportedKept, ImportedKeptSet, MailResponse};
@@ -177,6 +177,7 @@ impl Store {
         user: &str,
         items: &[(String, String)],
         into: Option<&str>,
+        now_s: i64,
     ) -> Result<MailResponse, StoreError> {
         let (user, into) = match (UserName::parse(user), into.map(MailboxName::parse).transpose()) {
             (Ok(u), Ok(into)) => (u, into),
@@ -213,7 +214,14 @@ impl Store {
                 (None, Err(_)) => MailboxName::inbox(),
             };
             self.ensure_mailbox(&user, &target, index)?;
-            if self.add_message(&user, &target, index, n, msg.flags, &msg.keywords, msg.internal_date, &bytes).is_ok() {
+            let incoming = Incoming {
+                flags: msg.flags,
+                keywords: &msg.keywords,
+                internal_date: msg.internal_date,
+                saved_s: now_s,
+                message: &bytes,
+            };
+            if self.add_message(&user, &target, index, n, incoming).is_ok() {
                 restored += 1;
                 let set = sets.get_mut(&set_index).expect("loaded above");
                 set.messages.iter_mut().filter(|m| m.file == *file).for_each(|m| m.restored_by = Some(index));
