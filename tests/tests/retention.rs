@@ -107,7 +107,7 @@ fn expunged_mail_and_a_deleted_folder_are_restored_and_purged_after_the_retentio
         c.retention.scrub_every_s = 1;
     });
     std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
-    let _front = Front::start(root, &storage, ldif_directory());
+    let front = Front::start(root, &storage, ldif_directory());
 
     let subjects: Vec<String> = (0..120).map(|k| format!("kept {k}")).collect();
     storage.deliver_many(ALICE, &subjects);
@@ -169,6 +169,17 @@ fn expunged_mail_and_a_deleted_folder_are_restored_and_purged_after_the_retentio
     let inbox = mail.mailboxes.iter().find(|m| m.name == "INBOX").unwrap();
     let last: Vec<u32> = inbox.messages.iter().rev().take(5).map(|m| m.uid).collect();
     let before: BTreeMap<Vec<u8>, ()> = files(root, 1, "").into_iter().map(|(b, _)| (b, ())).collect();
+    // A SORT on the leader keeps the subjects on its disk too (the sort fields): the scrub
+    // must take them away with the rest.
+    let lines: [&[u8]; 4] =
+        [b"a LOGIN alice alice-pw\r\n", b"b SELECT INBOX\r\n", b"c UID SORT (SUBJECT) UTF-8 ALL\r\n", b"d LOGOUT\r\n"];
+    let sorted = raw(&front.imap, &lines);
+    assert!(sorted.contains("* SORT ") && sorted.contains("c OK"), "{sorted}");
+    let fields_files = || {
+        let path = |i| root.join(format!("data{i}/hermes/mail/users/{ALICE}/Maildir/mailstore.fields"));
+        (1..=3).filter(|i| path(*i).exists()).count()
+    };
+    assert_eq!(fields_files(), 1, "the leader kept the fields it sorted on");
     storage.commit("hermes", MailOp::Expunge { user: ALICE.into(), mailbox: "INBOX".into(), uids: last });
     wait_for("the expunge", Duration::from_secs(20), || files(root, 1, "").len() == 115);
     let after: BTreeMap<Vec<u8>, ()> = files(root, 1, "").into_iter().map(|(b, _)| (b, ())).collect();
@@ -196,6 +207,7 @@ fn expunged_mail_and_a_deleted_folder_are_restored_and_purged_after_the_retentio
             files_holding(root, i, &subjects).is_empty()
         });
     }
+    assert_eq!(fields_files(), 0, "the scrub removed the kept sort fields");
 
     // A user's own retention, set and shown by mailctl (the purge by it: the store's tests).
     let (ok, out) = mailctl(root, &["retention", ALICE, "90d"]);

@@ -39,6 +39,16 @@ fn maildir_files(dir: &Path) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
+/// Flip a bit near the end of each file: a read of it fails its checksum.
+fn damage(files: &[std::path::PathBuf]) {
+    for p in files {
+        let mut bytes = std::fs::read(p).unwrap();
+        let last = bytes.len() - 3;
+        bytes[last] ^= 0x20;
+        std::fs::write(p, bytes).unwrap();
+    }
+}
+
 fn message_id(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap();
     text.lines().find_map(|l| l.strip_prefix("Message-ID: ")).unwrap_or_else(|| panic!("{path:?}")).trim().to_string()
@@ -200,13 +210,57 @@ fn mbsync_and_curl_interoperate() {
     assert!(threads.starts_with("* THREAD ("), "{threads}");
     let damaged = maildir_files(&c.mail_dir(leader).join(format!("users/{user}/Maildir")));
     assert_eq!(damaged.len(), MESSAGES);
-    for p in &damaged {
-        let mut bytes = std::fs::read(p).unwrap();
-        let last = bytes.len() - 3;
-        bytes[last] ^= 0x20;
-        std::fs::write(p, bytes).unwrap();
-    }
+    damage(&damaged);
     assert_eq!(sort(&mut imap), (sorted, threads), "from the sort cache, not the files");
     assert!(imap.command("UID FETCH 5 (BODY[])").contains("NO [SERVERBUG]"), "the files are damaged indeed");
     c.kill(leader);
+}
+
+#[test]
+fn sort_fields_kept_on_disk_answer_sort_thread_and_search_after_a_restart() {
+    const N: usize = 300;
+    let tmp = tempfile::tempdir().unwrap();
+    // No whole headers and no sort fields kept in memory: all of it comes from the disk.
+    let mut c = Cluster::start_tuned(tmp.path(), 1, 2, |cfg| {
+        cfg.limits.header_cache_bytes = 0;
+        cfg.limits.sort_cache_bytes = 0;
+    });
+    let node = c.wait_leader(Duration::from_secs(30));
+    let user = "user1@example.edu";
+    deliver_many(&c.lmtp[node], user, N);
+    let ask = |imap: &mut RawImap| {
+        let first = |out: String| out.lines().next().unwrap_or_default().to_string();
+        [
+            first(imap.command("UID SORT (SUBJECT REVERSE DATE) UTF-8 ALL")),
+            first(imap.command("UID THREAD REFERENCES UTF-8 ALL")),
+            first(imap.command("UID SEARCH FROM sender@example.org SUBJECT \"message 7\"")),
+            first(imap.command("UID SEARCH HEADER Message-ID <m12@example.org>")),
+        ]
+    };
+    let mut imap = RawImap::login(&c.imap[node], user, &password(1));
+    let before = ask(&mut imap);
+    assert_eq!(before[0].split_whitespace().count() - 2, N, "{}", before[0]);
+    assert!(before[1].starts_with("* THREAD ("), "{}", before[1]);
+    let sevens: Vec<&str> = before[2].split_whitespace().skip(2).collect();
+    assert_eq!(sevens.len(), 11, "message 7 and 70 to 79: {}", before[2]);
+    assert_eq!(before[3], "* SEARCH 13", "UIDs start at 1");
+    drop(imap);
+
+    let kept = c.mail_dir(node).join(format!("users/{user}/Maildir/mailstore.fields"));
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&kept).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "{}", kept.display());
+    c.kill(node);
+    c.start_node(node);
+    let node = c.wait_leader(Duration::from_secs(30));
+    // Logged in and selected, the node has replayed its log (which rewrites the message
+    // files of entries after its last checkpoint). Then every message file is damaged (a
+    // read fails its checksum): the answers must come from the kept fields.
+    let mut imap = RawImap::login(&c.imap[node], user, &password(1));
+    let files = maildir_files(&c.mail_dir(node).join(format!("users/{user}/Maildir")));
+    assert_eq!(files.len(), N);
+    damage(&files);
+    assert_eq!(ask(&mut imap), before, "from the kept fields, not the files");
+    let fetched = imap.command("UID FETCH 5 (BODY[])");
+    assert!(fetched.contains("NO [SERVERBUG]"), "the files are damaged indeed: {fetched}");
+    c.kill(node);
 }

@@ -122,20 +122,64 @@ impl Group {
         Ok(Some(self.headers.insert(user.as_str(), meta, header)))
     }
 
-    /// The header fields SORT and THREAD read of `meta` (see [`crate::imap::header::SORT_FIELDS`]):
-    /// kept apart from whole headers, so sorting a mailbox again reads no message file.
+    /// The header fields SORT and THREAD read (see [`crate::imap::header::SORT_FIELDS`]) of
+    /// each of `metas`, messages of `idx`: from memory, else from the mailbox's fields file
+    /// (`fields_file`), else cut from the message's header and added to both. `None` for a
+    /// message expunged meanwhile. Blocking on a miss.
     pub fn read_sort_fields(
         self: &Arc<Self>,
         user: &UserName,
         mailbox: &MailboxName,
-        meta: &MessageMeta,
-    ) -> Result<Option<Arc<[u8]>>, AccessError> {
-        if let Some(fields) = self.sort_fields.get(user.as_str(), meta) {
-            return Ok(Some(fields));
+        idx: &MailboxIndex,
+        metas: &[&MessageMeta],
+    ) -> Result<Vec<Option<Arc<[u8]>>>, AccessError> {
+        use super::fields_file::{self, FileKey};
+        let mut out: Vec<_> = metas.iter().map(|m| self.sort_fields.get(user.as_str(), m)).collect();
+        if out.iter().all(Option::is_some) {
+            return Ok(out);
         }
-        let Some(header) = self.read_header(user, mailbox, meta)? else { return Ok(None) };
-        let fields = crate::imap::header::only_fields(&header, &crate::imap::header::SORT_FIELDS);
-        Ok(Some(self.sort_fields.insert(user.as_str(), meta, &fields)))
+        let path = self.sm.store().lock().expect("store lock").layout().mailbox_dir(user, mailbox);
+        let path = path.join(fields_file::FIELDS_FILE);
+        let (on_disk, records) = {
+            let _file = self.fields_file.lock().expect("fields file lock");
+            fields_file::load(&path)
+        };
+        let mut fresh = Vec::new();
+        for (slot, meta) in out.iter_mut().zip(metas).filter(|(slot, _)| slot.is_none()) {
+            let key = FileKey::of(meta);
+            if let Some(fields) = on_disk.get(&key) {
+                *slot = Some(self.sort_fields.insert(user.as_str(), meta, fields));
+                continue;
+            }
+            let Some(header) = self.read_header(user, mailbox, meta)? else { continue };
+            let fields = crate::imap::header::only_fields(&header, &crate::imap::header::SORT_FIELDS);
+            *slot = Some(self.sort_fields.insert(user.as_str(), meta, &fields));
+            fresh.push((key, fields));
+        }
+        if let Err(e) = self.keep_fields(&path, idx, (on_disk, records), &fresh) {
+            tracing::warn!(group = %self.name, path = %path.display(), error = %e, "sort fields not kept on disk");
+        }
+        Ok(out)
+    }
+
+    /// Add `fresh` to the fields file at `path`, which held `on_disk` in `records` records:
+    /// appended, or the whole file rewritten with only `idx`'s messages once most are dead.
+    fn keep_fields(
+        &self,
+        path: &std::path::Path,
+        idx: &MailboxIndex,
+        (on_disk, records): (std::collections::HashMap<super::fields_file::FileKey, Vec<u8>>, usize),
+        fresh: &[(super::fields_file::FileKey, Vec<u8>)],
+    ) -> std::io::Result<()> {
+        use super::fields_file::{self, FileKey};
+        let _file = self.fields_file.lock().expect("fields file lock");
+        if !fields_file::mostly_dead(records + fresh.len(), idx.messages.len()) {
+            let appended: Vec<(FileKey, &[u8])> = fresh.iter().map(|(k, f)| (k.clone(), &f[..])).collect();
+            return fields_file::append(path, &appended);
+        }
+        let live: std::collections::HashSet<FileKey> = idx.messages.iter().map(FileKey::of).collect();
+        let kept = on_disk.iter().filter(|(k, _)| live.contains(*k)).map(|(k, f)| (k, &f[..]));
+        fields_file::rewrite(path, kept.chain(fresh.iter().map(|(k, f)| (k, &f[..]))))
     }
 
     /// How much `user`'s mail takes in every mailbox (see `mailstore::quota`). Blocking.

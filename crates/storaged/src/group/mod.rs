@@ -3,6 +3,7 @@
 
 pub mod access;
 mod batch;
+pub mod fields_file;
 pub mod header_cache;
 pub mod readiness;
 mod repair;
@@ -61,6 +62,8 @@ pub struct Group {
     /// The fields of those headers SORT and THREAD read (`imap::header::SORT_FIELDS`): a
     /// fifth of the bytes, so a large mailbox's fit where its whole headers would not.
     sort_fields: header_cache::HeaderCache,
+    /// Serializes reads and writes of the mailboxes' fields files (`fields_file`).
+    fields_file: std::sync::Mutex<()>,
     /// Where small single-user writes wait to share a log entry.
     batcher: batch::Batcher,
     /// What this node must have applied before it serves reads as leader.
@@ -137,6 +140,7 @@ impl Group {
             recent: Default::default(),
             headers: header_cache::HeaderCache::new(cfg.limits.header_cache_bytes),
             sort_fields: header_cache::HeaderCache::new(cfg.limits.sort_cache_bytes),
+            fields_file: std::sync::Mutex::new(()),
             batcher,
             barrier: readiness::Barrier::default(),
             disk,

@@ -58,8 +58,17 @@ async fn scrub_once(group: &Group, log: &raftlog::Log) -> Result<Option<u64>, St
         },
     };
     let purged = snapshot_and_purge(group, upto).await;
+    // The sort fields this node kept of its mailboxes hold subjects and senders of purged
+    // mail too; they are a cache, so all of them go (the next SORT cuts them again).
+    let users = group.sm.store().lock().expect("store lock").layout().root().join("users");
+    let fields = tokio::task::spawn_blocking(move || super::fields_file::remove_all(&users)).await;
     // Whatever happened, zero what is free now (and let the log reuse freed slots again).
     log.scrub().await.map_err(|e| format!("scrub: {e}"))?;
+    match fields {
+        Ok(Ok(n)) => tracing::debug!(group = %group.name, files = n, "sort fields files removed"),
+        Ok(Err(e)) => return Err(format!("sort fields files: {e}")),
+        Err(e) => return Err(format!("sort fields files: {e}")),
+    }
     purged.map(|()| Some(upto))
 }
 

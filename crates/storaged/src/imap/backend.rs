@@ -66,16 +66,18 @@ pub trait Backend {
     /// The METADATA entries of `mailbox` (the user's server when empty); `None` if the
     /// mailbox does not exist.
     fn metadata(&self, user: &UserName, mailbox: &str) -> Result<Option<Entries>, BackendError>;
-    /// The header fields of `meta` that SORT and THREAD read ([`super::header::SORT_FIELDS`]),
-    /// as a header: any field of them reads the same as in the whole header.
+    /// The header fields that SORT and THREAD read ([`super::header::SORT_FIELDS`]) of each
+    /// of `metas`, messages of `idx`, as headers: any field of them reads the same as in the
+    /// whole header. `None` for a message expunged meanwhile.
     fn sort_fields(
         &self,
         user: &UserName,
         mailbox: &MailboxName,
-        meta: &MessageMeta,
-    ) -> Result<Option<Arc<[u8]>>, BackendError> {
-        let header = self.header(user, mailbox, meta)?;
-        Ok(header.map(|h| Arc::from(super::header::only_fields(&h, &super::header::SORT_FIELDS))))
+        _idx: &MailboxIndex,
+        metas: &[&MessageMeta],
+    ) -> Result<Vec<Option<Arc<[u8]>>>, BackendError> {
+        let cut = |h: Arc<[u8]>| Arc::from(super::header::only_fields(&h, &super::header::SORT_FIELDS));
+        metas.iter().map(|meta| Ok(self.header(user, mailbox, meta)?.map(cut))).collect()
     }
     /// Commit `op`; `Err` means it was not (or may not have been) applied.
     async fn propose(&self, op_id: OpId, op: MailOp) -> Result<MailResponse, BackendError>;
@@ -129,9 +131,10 @@ impl Backend for GroupBackend {
         &self,
         user: &UserName,
         mailbox: &MailboxName,
-        meta: &MessageMeta,
-    ) -> Result<Option<Arc<[u8]>>, BackendError> {
-        Ok(self.0.read_sort_fields(user, mailbox, meta)?)
+        idx: &MailboxIndex,
+        metas: &[&MessageMeta],
+    ) -> Result<Vec<Option<Arc<[u8]>>>, BackendError> {
+        Ok(self.0.read_sort_fields(user, mailbox, idx, metas)?)
     }
     async fn propose(&self, op_id: OpId, op: MailOp) -> Result<MailResponse, BackendError> {
         Ok(self.0.propose(op_id, op).await?)

@@ -148,6 +148,38 @@ pub fn uses_modseq(key: &SearchKey<'_>) -> bool {
     }
 }
 
+/// What of the message header a search reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum HeaderNeed {
+    /// Nothing: flags, dates, sizes and the rest of the index suffice.
+    None,
+    /// Only fields SORT keeps ([`super::header::SORT_FIELDS`]): FROM, TO, CC, SUBJECT, the
+    /// SENT* keys and HEADER of one of those fields, read from the kept sort fields.
+    SortFields,
+    /// The whole header (BCC, HEADER of another field) or the text (BODY, TEXT).
+    Whole,
+}
+
+/// What of the header `key` reads.
+pub fn header_need(key: &SearchKey<'_>) -> HeaderNeed {
+    let kept = |name: &[u8]| super::header::SORT_FIELDS.iter().any(|f| f.eq_ignore_ascii_case(name));
+    match key {
+        SearchKey::From(_)
+        | SearchKey::To(_)
+        | SearchKey::Cc(_)
+        | SearchKey::Subject(_)
+        | SearchKey::SentBefore(_)
+        | SearchKey::SentOn(_)
+        | SearchKey::SentSince(_) => HeaderNeed::SortFields,
+        SearchKey::Header(name, _) if kept(name.as_ref()) => HeaderNeed::SortFields,
+        SearchKey::Header(..) | SearchKey::Bcc(_) | SearchKey::Body(_) | SearchKey::Text(_) => HeaderNeed::Whole,
+        SearchKey::And(keys) => keys.as_ref().iter().map(header_need).max().unwrap_or(HeaderNeed::None),
+        SearchKey::Or(a, b) => header_need(a).max(header_need(b)),
+        SearchKey::Not(k) => header_need(k),
+        _ => HeaderNeed::None,
+    }
+}
+
 /// Whether message `c` matches `key`.
 pub fn matches(key: &SearchKey<'_>, c: &Candidate<'_>, text: &mut Text<'_>) -> bool {
     let m = c.meta;
@@ -212,6 +244,26 @@ mod tests {
 
     fn v(n: u32) -> SeqOrUid {
         SeqOrUid::Value(NonZeroU32::new(n).unwrap())
+    }
+
+    #[test]
+    fn header_keys_of_kept_fields_read_only_those() {
+        let a = |s: &str| imap_codec::imap_types::core::AString::try_from(s.to_string()).unwrap();
+        let need = |k: &SearchKey<'_>| header_need(k);
+        assert_eq!(need(&SearchKey::Seen), HeaderNeed::None);
+        assert_eq!(need(&SearchKey::From(a("x"))), HeaderNeed::SortFields);
+        assert_eq!(need(&SearchKey::Header(a("message-id"), a("x"))), HeaderNeed::SortFields);
+        assert_eq!(need(&SearchKey::Header(a("X-Spam"), a("x"))), HeaderNeed::Whole);
+        assert_eq!(need(&SearchKey::Bcc(a("x"))), HeaderNeed::Whole);
+        let either = SearchKey::Or(Box::new(SearchKey::Subject(a("x"))), Box::new(SearchKey::Body(a("y"))));
+        assert_eq!(need(&either), HeaderNeed::Whole, "the strongest need wins");
+        assert_eq!(need(&SearchKey::Not(Box::new(SearchKey::Cc(a("x"))))), HeaderNeed::SortFields);
+        // What the kept fields answer is what the whole header answers.
+        let header = b"Received: x\r\nFrom: Ann <ann@example.org>\r\nX-Other: q\r\nSubject: Quarterly\r\n\r\n";
+        let kept = super::super::header::only_fields(header, &super::super::header::SORT_FIELDS);
+        for value in ["ann@example", "Ann", "nobody"] {
+            assert_eq!(address_has(&kept, b"From", value.as_bytes()), address_has(header, b"From", value.as_bytes()));
+        }
     }
 
     #[test]

@@ -27,6 +27,10 @@ const PATH_MAX: usize = 4096;
 /// Largest single file in an archive.
 const FILE_MAX: u64 = 1 << 32;
 const COPY_CHUNK: usize = 1 << 16;
+/// The name (and, with a suffix, the temporaries) of a node's own cache file in a mailbox
+/// directory (the sort fields `group::fields_file` keeps): never in a snapshot, because it
+/// is no part of the replicated state and is appended to in place.
+pub const NODE_LOCAL_FILE: &str = "mailstore.fields";
 
 /// Snapshot archive errors.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +47,8 @@ fn invalid(msg: impl Into<String>) -> SnapshotError {
 
 /// Everything under `root` (relative paths), directories before their contents, sorted;
 /// never the spare files (see `spare`): they belong to no user, and a snapshot's hard link
-/// to one would be overwritten when the spare is reused.
+/// to one would be overwritten when the spare is reused; never a node's own cache files
+/// ([`NODE_LOCAL_FILE`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Dir,
@@ -60,7 +65,8 @@ fn walk(root: &Path) -> io::Result<Vec<(PathBuf, Kind)>> {
         let mut dirs = Vec::new();
         for e in entries {
             let p = rel.join(e.file_name());
-            if p == Path::new(super::spare::SPARE_DIR) {
+            let node_local = e.file_name().to_str().is_some_and(|n| n.starts_with(NODE_LOCAL_FILE));
+            if p == Path::new(super::spare::SPARE_DIR) || node_local {
                 continue;
             }
             let file_type = e.file_type()?;
@@ -259,12 +265,16 @@ mod tests {
         fs::create_dir_all(src.path().join("users/a/Maildir/cur")).unwrap();
         fs::write(src.path().join("users/a/Maildir/cur/1:2,S"), b"hello").unwrap();
         fs::write(src.path().join("sm.state"), vec![7u8; 100_000]).unwrap();
+        fs::write(src.path().join("users/a/Maildir").join(NODE_LOCAL_FILE), b"cache").unwrap();
         let work = tempfile::tempdir().unwrap();
         let arc = work.path().join("snap");
         build(src.path(), &arc).unwrap();
         install(&arc, &work.path().join("out")).unwrap();
         assert_eq!(fs::read(work.path().join("out/users/a/Maildir/cur/1:2,S")).unwrap(), b"hello");
         assert_eq!(fs::read(work.path().join("out/sm.state")).unwrap().len(), 100_000);
+        assert!(!work.path().join("out/users/a/Maildir").join(NODE_LOCAL_FILE).exists(), "a node's own cache");
+        link_tree(src.path(), &work.path().join("linked")).unwrap();
+        assert!(!work.path().join("linked/users/a/Maildir").join(NODE_LOCAL_FILE).exists());
 
         let mut bytes = fs::read(&arc).unwrap();
         let at = bytes.len() / 2;

@@ -7,7 +7,7 @@ use crate::imap::backend::Backend;
 use crate::imap::encode;
 use crate::imap::search::{self, Candidate, Text};
 use crate::imap::view::Sync;
-use crate::mailstore::index::MailboxIndex;
+use crate::mailstore::index::{MailboxIndex, MessageMeta};
 use imap_codec::imap_types::core::Charset;
 use imap_codec::imap_types::extensions::sort::SortCriterion;
 use imap_codec::imap_types::extensions::thread::ThreadingAlgorithm;
@@ -120,13 +120,26 @@ impl<B: Backend> Session<B> {
         let max_seq = view.exists() as u32;
         let max_uid = view.uids().last().copied().unwrap_or(0);
         let (user, mbox, backend) = (self.user(), &view.mailbox, self.backend());
+        // Header keys of fields SORT keeps read those (kept on disk too), not the headers.
+        let need = criteria.iter().map(search::header_need).max().unwrap_or(search::HeaderNeed::None);
+        let fields = if need == search::HeaderNeed::SortFields {
+            let metas: Vec<&MessageMeta> =
+                view.uids().iter().filter_map(|u| idx.position(*u).map(|p| &idx.messages[p])).collect();
+            let found = backend.sort_fields(user, mbox, idx, &metas)?;
+            metas.iter().map(|m| m.uid).zip(found).collect()
+        } else {
+            std::collections::HashMap::new()
+        };
         let mut hits = Vec::new();
         for (i, u) in view.uids().iter().enumerate() {
             // Expunged meanwhile (not yet announced): it matches nothing.
             let Some(meta) = idx.position(*u).map(|p| &idx.messages[p]) else { continue };
             let c = Candidate { seq: i as u32 + 1, meta, max_seq, max_uid, recent: view.is_recent(*u) };
             let failed = std::cell::RefCell::new(None);
-            let mut load_header = || keep_read(&failed, backend.header(user, mbox, meta));
+            let mut load_header = || match fields.get(u) {
+                Some(kept) => kept.clone(),
+                None => keep_read(&failed, backend.header(user, mbox, meta)),
+            };
             let mut load_full = || keep_read(&failed, backend.message(user, mbox, *u));
             let mut text = Text::new(&mut load_header, &mut load_full);
             let matched = criteria.iter().all(|k| search::matches(k, &c, &mut text));
@@ -226,23 +239,26 @@ impl<B: Backend> Session<B> {
     ) -> Result<Vec<Hit>, Refusal> {
         let view = self.selected()?;
         let hits = self.matching(search_criteria, idx)?;
-        let with_header = crate::imap::sort::needs_header(criteria);
-        let mut keys = Vec::with_capacity(hits.len());
-        for h in &hits {
-            let Some(meta) = idx.position(h.uid).map(|p| &idx.messages[p]) else { continue };
-            let header = if with_header {
-                self.backend()
-                    .sort_fields(self.user(), &view.mailbox, meta)?
-                    .unwrap_or_else(|| std::sync::Arc::from(&b""[..]))
-            } else {
-                std::sync::Arc::from(&b""[..])
-            };
-            let size = meta.size;
-            keys.push(
-                criteria.iter().map(|c| crate::imap::sort::key_of(&c.key, &header, size, meta.internal_date)).collect(),
-            );
-        }
-        Ok(crate::imap::sort::order(criteria, &keys).into_iter().map(|i| hits[i]).collect())
+        let metas: Vec<&MessageMeta> =
+            hits.iter().filter_map(|h| idx.position(h.uid).map(|p| &idx.messages[p])).collect();
+        let empty: Arc<[u8]> = Arc::from(&b""[..]);
+        let headers = if crate::imap::sort::needs_header(criteria) {
+            self.backend().sort_fields(self.user(), &view.mailbox, idx, &metas)?
+        } else {
+            vec![None; metas.len()]
+        };
+        let keys: Vec<_> = metas
+            .iter()
+            .zip(headers)
+            .map(|(meta, header)| {
+                let header = header.unwrap_or_else(|| empty.clone());
+                let key = |c: &SortCriterion| crate::imap::sort::key_of(&c.key, &header, meta.size, meta.internal_date);
+                criteria.iter().map(key).collect()
+            })
+            .collect();
+        // A message expunged meanwhile has no place in `metas` and none in the answer.
+        let present: Vec<Hit> = hits.into_iter().filter(|h| idx.position(h.uid).is_some()).collect();
+        Ok(crate::imap::sort::order(criteria, &keys).into_iter().map(|i| present[i]).collect())
     }
 
     /// Keep a search or sort up to date (RFC 5267 §4.1); the `[NOUPDATE]` code if it cannot be.
@@ -285,11 +301,13 @@ impl<B: Backend> Session<B> {
         let view = self.selected()?;
         let idx = self.index_of(&view.mailbox)?;
         let hits = self.matching(search_criteria, &idx)?;
+        let found: Vec<(&Hit, &MessageMeta)> =
+            hits.iter().filter_map(|h| idx.position(h.uid).map(|p| (h, &idx.messages[p]))).collect();
+        let metas: Vec<&MessageMeta> = found.iter().map(|(_, m)| *m).collect();
+        let headers = self.backend().sort_fields(self.user(), &view.mailbox, &idx, &metas)?;
         let mut messages = Vec::with_capacity(hits.len());
-        for h in &hits {
-            let Some(meta) = idx.position(h.uid).map(|p| &idx.messages[p]) else { continue };
-            let header =
-                self.backend().sort_fields(self.user(), &view.mailbox, meta)?.unwrap_or_else(|| Arc::from(&b""[..]));
+        for ((h, meta), header) in found.into_iter().zip(headers) {
+            let header = header.unwrap_or_else(|| Arc::from(&b""[..]));
             let field = |name: &[u8]| crate::imap::header::values(&header, name).into_iter().next().unwrap_or_default();
             let mut refs = message_ids(&field(b"References"));
             if refs.is_empty() {
