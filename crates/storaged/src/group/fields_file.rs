@@ -54,8 +54,13 @@ pub fn load(path: &Path) -> (HashMap<FileKey, Vec<u8>>, usize) {
     if read.is_err() || bytes.len() as u64 > FILE_MAX_BYTES {
         return (HashMap::new(), 0);
     }
+    decode(&bytes)
+}
+
+/// The records of a fields file's bytes that check out (see [`load`]).
+pub fn decode(bytes: &[u8]) -> (HashMap<FileKey, Vec<u8>>, usize) {
     let (mut out, mut records) = (HashMap::new(), 0);
-    let mut rest = bytes.as_slice();
+    let mut rest = bytes;
     while let Some((key, fields, after)) = decode_record(rest) {
         out.insert(key, fields.to_vec());
         records += 1;
