@@ -96,7 +96,10 @@ fn start(root: &std::path::Path) -> (Storage, Front) {
 fn a_paused_leader_holds_deliveries_up_for_about_an_election_and_loses_none() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
-    let (storage, front) = start(tmp.path());
+    // FAILOVER_KEEP=1 keeps the nodes' logs of a run.
+    let root = if std::env::var_os("FAILOVER_KEEP").is_some() { tmp.keep() } else { tmp.path().to_path_buf() };
+    eprintln!("nodes' logs under {}", root.display());
+    let (storage, front) = start(&root);
     let leader = storage.leader_for("alice@example.edu");
     let pid = storage.pid(leader).unwrap() as i32;
     let mut paused_at = Instant::now();
@@ -115,12 +118,12 @@ fn a_paused_leader_holds_deliveries_up_for_about_an_election_and_loses_none() {
     let gaps = times.windows(2).map(|w| w[1] - w[0]);
     let first = times.first().map(|t| *t - paused_at).unwrap_or(Duration::MAX);
     let largest = gaps.chain([first]).max().unwrap();
-    // An election ends between one and two election timeouts after the last heartbeat
-    // (openraft's followers refuse votes for a lease of one timeout, so a candidate whose
-    // timer fires first asks again a timeout later); the front finds the new leader in its
-    // next round (250 ms). One second on top for a loaded test machine.
+    // A follower with the longest log stands as soon as the leader's lease (one election
+    // timeout) has run out (`group::prompt_election`), and the front finds the new leader
+    // in its next round: the acceptance's bound is twice the election timeout (typically
+    // 2.3-2.5 s here; openraft's own timer alone took 3-4 s).
     let election_max = Duration::from_millis(storaged::config::RaftTuning::default().election_max_ms);
-    let bound = 2 * election_max + Duration::from_secs(1);
+    let bound = 2 * election_max;
     eprintln!("largest gap between 250s after the pause: {largest:?} ({} acknowledged)", times.len());
     assert!(largest <= bound, "no 250 for {largest:?} (bound {bound:?}); {} acknowledged", times.len());
     assert!(times.len() > 50, "deliveries went on while the leader was paused: {}", times.len());

@@ -91,7 +91,7 @@ fn extension_parsers(data: &[u8]) {
     // A fields file of any bytes: records only where they check out, never more than fit.
     let (fields, records) = storaged::group::fields_file::decode(data);
     assert!(fields.len() <= records && records <= data.len() / 8, "{records} records in {} bytes", data.len());
-        let p = preview::preview(data);
+    let p = preview::preview(data);
     assert!(p.chars().count() <= preview::PREVIEW_CHARS_MAX && !p.contains(['\r', '\n']));
     if let Ok(mut e) = storaged::mailstore::metadata::entry_name(&String::from_utf8_lossy(data)) {
         e.push('/');

@@ -5,6 +5,8 @@ pub mod access;
 mod batch;
 pub mod fields_file;
 pub mod header_cache;
+mod peer_query;
+mod prompt_election;
 pub mod readiness;
 mod repair;
 pub mod room;
@@ -147,6 +149,9 @@ impl Group {
             peer_room: room::PeerRoom::default(),
         });
         tokio::spawn(room::ask_peers(Arc::downgrade(&group)));
+        // openraft 0.9's leader lease is election_timeout_max.
+        let lease = Duration::from_millis(cfg.raft.election_max_ms);
+        tokio::spawn(prompt_election::prompt_elections(Arc::downgrade(&group), lease));
         tokio::spawn(checkpoint_loop(group.sm.clone(), group.name.clone()));
         tokio::spawn(expire_quarantine_loop(group.clone(), cfg.quarantine.clone()));
         tokio::spawn(purge_kept_loop(group.clone(), cfg.retention.clone()));

@@ -10,11 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use tokio::io::BufReader;
-use tokio::net::TcpStream;
-
-use super::{Group, MailConfig};
-use crate::raft::rpc::{self, GroupReply, GroupRequest, RaftReply, RaftRequest, MAX_FRAME_BYTES};
+use super::peer_query::PeerLink;
+use super::Group;
+use crate::raft::rpc::{RaftReply, RaftRequest};
 
 /// How often the leader asks its peers.
 pub const ASK_EVERY: Duration = Duration::from_millis(500);
@@ -64,46 +62,13 @@ impl Group {
         majority_has_room(&voters, &low)
     }
 
-    /// Ask one peer at `raft` whether its disk has room (`None`: no answer), over `link`
-    /// (made if missing; dropped when an exchange fails, which may leave it mid-frame).
+    /// Ask one peer at `raft` whether its disk has room (`None`: no answer), over `link`.
     async fn ask_room(&self, link: &mut Option<PeerLink>, raft: &str) -> Option<bool> {
-        let ask = async {
-            if link.as_ref().is_none_or(|l| l.addr != raft) {
-                let mut stream = BufReader::new(TcpStream::connect(raft).await.ok()?);
-                let ch = common::rpc_channel::Channel::connect(&mut stream, &self.key).await.ok()?;
-                *link = Some(PeerLink { addr: raft.to_string(), stream, ch, session: rand::random(), seq: 0 });
-            }
-            let l = link.as_mut()?;
-            l.seq += 1;
-            let request: GroupRequest<MailConfig> = GroupRequest {
-                group: self.name.clone(),
-                from: self.node_id,
-                session: l.session,
-                seq: l.seq,
-                request: RaftRequest::DiskRoom,
-            };
-            l.ch.write(&mut l.stream, &rpc::encode(&request).ok()?).await.ok()?;
-            let reply = l.ch.read(&mut l.stream, MAX_FRAME_BYTES).await.ok()?;
-            match rpc::decode::<GroupReply<MailConfig>>(&reply).ok()?.reply {
-                RaftReply::DiskRoom(room) => Some(room),
-                _ => None,
-            }
-        };
-        let answer = tokio::time::timeout(ASK_TIMEOUT, ask).await.ok().flatten();
-        if answer.is_none() {
-            *link = None;
+        match self.ask_peer(link, raft, RaftRequest::DiskRoom, ASK_TIMEOUT).await? {
+            RaftReply::DiskRoom(room) => Some(room),
+            _ => None,
         }
-        answer
     }
-}
-
-/// A connection to one peer, kept from one question to the next.
-struct PeerLink {
-    addr: String,
-    stream: BufReader<TcpStream>,
-    ch: common::rpc_channel::Channel,
-    session: u64,
-    seq: u64,
 }
 
 /// While the group lives: as its leader, ask every other voter about its disk.

@@ -29,6 +29,10 @@ pub enum RaftRequest<C: RaftTypeConfig> {
     },
     /// Not Raft: whether this node's disk has room (see `group::room`).
     DiskRoom,
+    /// Not Raft: the index of the last entry this node holds, asked by a follower that would
+    /// stand for election (see `group::prompt_election`). Last among the variants: older
+    /// nodes decode the others as before.
+    LastLogIndex,
 }
 
 /// A request addressed to one Raft group of the receiving node.
@@ -61,6 +65,8 @@ pub enum RaftReply<C: RaftTypeConfig> {
     Message(Result<Option<serde_bytes::ByteBuf>, String>),
     /// The answer to [`RaftRequest::DiskRoom`].
     DiskRoom(bool),
+    /// The answer to [`RaftRequest::LastLogIndex`].
+    LastLogIndex(Option<u64>),
 }
 
 /// The answer to the [`GroupRequest`] with the same `seq`. The sender checks `seq`, so a

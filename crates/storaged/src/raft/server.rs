@@ -154,6 +154,7 @@ where
                     RaftReply::Message(read.map(|m| m.map(serde_bytes::ByteBuf::from)).map_err(|e| e.to_string()))
                 }
                 RaftRequest::DiskRoom => RaftReply::DiskRoom(files.disk_room()),
+                RaftRequest::LastLogIndex => RaftReply::LastLogIndex(raft.metrics().borrow().last_log_index),
             },
         };
         drop(last);

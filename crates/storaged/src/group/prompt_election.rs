@@ -1,0 +1,115 @@
+//! Elections as soon as a silent leader's lease runs out, not a whole election timeout
+//! later.
+//!
+//! openraft 0.9 has a follower that hears nothing from its leader wait the leader's lease
+//! (`election_timeout_max`: no voter grants a vote before it ends) *plus* a random election
+//! timeout before it stands, so a paused or partitioned leader leaves its group without one
+//! for `max + [min, max]` — 3 to 4 s with the defaults, every write refused meanwhile. This
+//! task watches, on each voter that follows, when it last heard from the leader, and asks
+//! openraft for an election a short random moment after the lease: the earliest an election
+//! can succeed. Only a voter whose log is as long as any other's can win (the others refuse
+//! a shorter log without taking its term, and two candidates of one term split the vote),
+//! so before standing it asks the other voters for their last log index
+//! (`RaftRequest::LastLogIndex`) and lets one with a longer log stand first, for at most
+//! [`DEFER_MAX`]. The random moment (up to [`JITTER_MAX`]) keeps equals from standing at
+//! once. openraft's own timer stays as it was, the fallback.
+//!
+//! It must never stand while the lease runs (that election would fail and only bump the
+//! term), nor on a learner, a candidate or the leader.
+
+use std::collections::BTreeMap;
+use std::sync::Weak;
+use std::time::Duration;
+
+use openraft::ServerState;
+
+use super::peer_query::PeerLink;
+use super::Group;
+use crate::raft::rpc::{RaftReply, RaftRequest};
+
+/// How often the watch looks.
+const TICK: Duration = Duration::from_millis(50);
+/// The random wait after the lease, at most.
+const JITTER_MAX: Duration = Duration::from_millis(300);
+/// How long a voter waits for a peer with a longer log to stand, at most.
+const DEFER_MAX: Duration = Duration::from_millis(600);
+/// How long a peer has to say how long its log is.
+const ASK_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// Watch `group` (until it is dropped) and prompt an election once its leader has been
+/// silent for `lease` and a random moment.
+pub(super) async fn prompt_elections(group: Weak<Group>, lease: Duration) {
+    let mut patience = lease + jitter();
+    let mut links: BTreeMap<u64, Option<PeerLink>> = BTreeMap::new();
+    loop {
+        tokio::time::sleep(TICK).await;
+        let Some(group) = group.upgrade() else { return };
+        let Some(peers) = voting_peers(&group) else { continue };
+        let heard = group.raft.with_raft_state(|st| st.vote_last_modified().map(|at| at.elapsed())).await;
+        let Ok(Some(silent)) = heard else { continue };
+        if silent < patience {
+            continue;
+        }
+        let mine = group.raft.metrics().borrow().last_log_index;
+        if silent < lease + DEFER_MAX && group.longer_log_among(&peers, mine, &mut links).await {
+            continue;
+        }
+        tracing::info!(group = %group.name, silent_ms = silent.as_millis() as u64, "leader silent past its lease: standing");
+        if let Err(e) = group.raft.trigger().elect().await {
+            tracing::warn!(group = %group.name, error = %e, "election not started");
+        }
+        // Standing updates the vote's time; the next chance comes a lease later.
+        patience = lease + jitter();
+    }
+}
+
+/// The other voters of `group` (id, Raft address) if this node is a voter that follows.
+fn voting_peers(group: &Group) -> Option<Vec<(u64, String)>> {
+    let metrics = group.raft.metrics();
+    let m = metrics.borrow();
+    let membership = m.membership_config.membership();
+    if m.state != ServerState::Follower || !membership.voter_ids().any(|id| id == group.node_id) {
+        return None;
+    }
+    let voters: Vec<u64> = membership.voter_ids().filter(|id| *id != group.node_id).collect();
+    Some(membership.nodes().filter(|(id, _)| voters.contains(id)).map(|(id, n)| (*id, n.addr.clone())).collect())
+}
+
+impl Group {
+    /// Whether a peer that answers holds a longer log than `mine` (the last index here).
+    async fn longer_log_among(
+        &self,
+        peers: &[(u64, String)],
+        mine: Option<u64>,
+        links: &mut BTreeMap<u64, Option<PeerLink>>,
+    ) -> bool {
+        for (id, raft) in peers {
+            let link = links.entry(*id).or_default();
+            if let Some(RaftReply::LastLogIndex(theirs)) =
+                self.ask_peer(link, raft, RaftRequest::LastLogIndex, ASK_TIMEOUT).await
+            {
+                if theirs > mine {
+                    tracing::debug!(group = %self.name, peer = id, ?theirs, ?mine, "a longer log stands first");
+                    return true;
+                }
+            }
+        }
+        false
+    }
+}
+
+fn jitter() -> Duration {
+    JITTER_MAX.mul_f64(rand::random::<f64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wait_after_the_lease_is_bounded_and_varies() {
+        let waits: Vec<Duration> = (0..64).map(|_| jitter()).collect();
+        assert!(waits.iter().all(|w| *w <= JITTER_MAX));
+        assert!(waits.iter().any(|w| *w != waits[0]), "two followers must not wait alike");
+    }
+}
