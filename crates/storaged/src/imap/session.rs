@@ -600,7 +600,7 @@ impl<B: Backend> Session<B> {
 
     /// The command with the SEARCH keys imap-codec does not parse (EMAILID, THREADID, the
     /// save-date keys; see [`super::preparse::SearchExtra`]) turned into the UIDs of the
-    /// selected mailbox they match (none for a THREADID: threads have no id here).
+    /// selected mailbox they match.
     fn substitute_search_extras(&self, bytes: &[u8]) -> Option<Vec<u8>> {
         use super::preparse::SearchExtra;
         let view = self.view.as_ref()?;
@@ -608,10 +608,16 @@ impl<B: Backend> Session<B> {
             return None;
         }
         let idx = self.backend().index(self.user(), &view.mailbox).ok().flatten()?;
+        let threads = std::cell::OnceCell::new();
         super::preparse::substitute_search_extras(bytes, |key| {
+            let thread_of = |uid: u32| {
+                let all = threads
+                    .get_or_init(|| self.thread_ids(&idx, idx.messages.iter().map(|m| m.uid)).unwrap_or_default());
+                all.get(&uid).cloned()
+            };
             let matches = |m: &crate::mailstore::index::MessageMeta| match key {
                 SearchExtra::EmailId(id) => cmd::email_id(m.email_id(idx.uid_validity)) == id,
-                SearchExtra::ThreadId(_) => false,
+                SearchExtra::ThreadId(id) => thread_of(m.uid).is_some_and(|t| t == id),
                 SearchExtra::SavedBefore(d) => search::saved_date(m) < d,
                 SearchExtra::SavedOn(d) => search::saved_date(m) == d,
                 SearchExtra::SavedSince(d) => search::saved_date(m) >= d,

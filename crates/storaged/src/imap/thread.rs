@@ -30,6 +30,24 @@ pub struct Message {
     pub sent: i64,
 }
 
+/// The THREADID of a message (RFC 8474 §5.2) from its sort fields (`header::SORT_FIELDS`):
+/// the thread's root is the first of its References, else its In-Reply-To, else its own
+/// Message-ID, and every message naming the same root shares the id, in every mailbox; a
+/// message with none of them is a thread of its own, named by its EMAILID. An objectid:
+/// `T` and 16 hex digits.
+pub fn thread_id(fields: &[u8], email_id: u64) -> String {
+    let first = |name: &[u8]| {
+        let value = super::header::values(fields, name).into_iter().next().unwrap_or_default();
+        message_ids(&value).into_iter().next()
+    };
+    let root = first(b"References").or_else(|| first(b"In-Reply-To")).or_else(|| first(b"Message-ID"));
+    let Some(root) = root else { return format!("T{email_id:016x}") };
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(root.as_bytes());
+    let id = u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"));
+    format!("T{id:016x}")
+}
+
 /// The message ids in a header value (`<id>` tokens), in order.
 pub fn message_ids(value: &[u8]) -> Vec<String> {
     let text = String::from_utf8_lossy(value);
@@ -377,6 +395,19 @@ fn render(f: &Forest<'_>, roots: &[usize]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc8474_5_2_a_thread_shares_its_root_s_id() {
+        let root = thread_id(b"Message-ID: <root@x>\r\n\r\n", 1);
+        let reply = thread_id(b"Message-ID: <r1@x>\r\nIn-Reply-To: <root@x>\r\nReferences: <root@x>\r\n\r\n", 2);
+        let deeper = thread_id(b"Message-ID: <r2@x>\r\nReferences: <root@x>\r\n <r1@x>\r\n\r\n", 3);
+        let parent_only = thread_id(b"Message-ID: <r3@x>\r\nIn-Reply-To: <root@x>\r\n\r\n", 4);
+        assert!(root == reply && reply == deeper && deeper == parent_only, "{root} {reply} {deeper} {parent_only}");
+        assert_ne!(thread_id(b"Message-ID: <other@x>\r\n\r\n", 5), root);
+        let alone = thread_id(b"Subject: no ids\r\n\r\n", 6);
+        assert_eq!(alone, "T0000000000000006", "a thread of its own, by EMAILID");
+        assert!(root.len() == 17 && root.starts_with('T') && root[1..].bytes().all(|b| b.is_ascii_hexdigit()));
+    }
 
     fn msg(number: u32, id: &str, refs: &str, subject: &str, sent: i64) -> Message {
         Message {

@@ -9,6 +9,7 @@ use crate::imap::fetch::{self, Section};
 use crate::imap::preparse::FetchExtra;
 use crate::imap::search::{self};
 use crate::imap::view::Sync;
+use crate::mailstore::index::{MailboxIndex, MessageMeta};
 use crate::mailstore::ops::flag;
 use crate::mailstore::{FlagMode, MailOp, MailResponse};
 use common::clock::now_s;
@@ -17,6 +18,7 @@ use imap_codec::imap_types::fetch::{Macro, MacroOrMessageDataItemNames, MessageD
 use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
 use imap_codec::imap_types::mailbox::Mailbox;
 use imap_codec::imap_types::sequence::SequenceSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// One FETCH data item, resolved from imap-codec's names.
@@ -40,7 +42,7 @@ enum Item {
     Structure(bool),
     /// PREVIEW (RFC 8970); computed from the text even when LAZY.
     Preview,
-    /// EMAILID and THREADID (RFC 8474); threads have no id here (NIL).
+    /// EMAILID and THREADID (RFC 8474); a thread is named by its root (`thread::thread_id`).
     EmailId,
     ThreadId,
     /// SAVEDATE (RFC 8514): when the message was saved into this mailbox, NIL if not known.
@@ -271,6 +273,11 @@ impl<B: Backend> Session<B> {
                 line(out, &l);
             }
         }
+        let threads = if items.iter().any(|i| matches!(i, Item::ThreadId)) {
+            self.thread_ids(&idx, targets.iter().map(|(_, u)| *u))?
+        } else {
+            HashMap::new()
+        };
         let view = self.selected()?;
         let mut missing = false;
         let mut unreadable: Option<Refusal> = None;
@@ -360,7 +367,10 @@ impl<B: Backend> Session<B> {
                     Item::EmailId => resp.extend_from_slice(
                         format!("EMAILID ({})", email_id(meta.email_id(idx.uid_validity))).as_bytes(),
                     ),
-                    Item::ThreadId => resp.extend_from_slice(b"THREADID NIL"),
+                    Item::ThreadId => match threads.get(&u) {
+                        Some(id) => resp.extend_from_slice(format!("THREADID ({id})").as_bytes()),
+                        None => resp.extend_from_slice(b"THREADID NIL"),
+                    },
                     Item::SaveDate if meta.saved_s == 0 => resp.extend_from_slice(b"SAVEDATE NIL"),
                     Item::SaveDate => {
                         resp.extend_from_slice(format!("SAVEDATE {}", encode::internal_date(meta.saved_s)).as_bytes())
@@ -535,6 +545,23 @@ impl<B: Backend> Session<B> {
         }
         self.sync(out, if uid { Sync::Full } else { Sync::NoExpunge });
         Ok((format!("{code}COPY completed"), Outcome::Continue))
+    }
+}
+
+impl<B: Backend> Session<B> {
+    /// The THREADIDs (RFC 8474 §5.2) of messages `uids` of the selected mailbox, from their
+    /// sort fields (`imap::thread::thread_id`); none for a message expunged meanwhile.
+    pub(in crate::imap::session) fn thread_ids(
+        &self,
+        idx: &MailboxIndex,
+        uids: impl Iterator<Item = u32>,
+    ) -> Result<HashMap<u32, String>, Refusal> {
+        let view = self.selected()?;
+        let metas: Vec<&MessageMeta> = uids.filter_map(|u| idx.position(u).map(|p| &idx.messages[p])).collect();
+        let fields = self.backend().sort_fields(self.user(), &view.mailbox, idx, &metas)?;
+        let id =
+            |m: &MessageMeta, f: Arc<[u8]>| (m.uid, crate::imap::thread::thread_id(&f, m.email_id(idx.uid_validity)));
+        Ok(metas.iter().zip(fields).filter_map(|(m, f)| f.map(|f| id(m, f))).collect())
     }
 }
 

@@ -67,6 +67,7 @@ fn beyond_grammar(out: &str) -> bool {
         || out.contains(" PREVIEW ")
         || (out.contains("BINARY[") && out.contains("]<"))
         || out.contains("EMAILID (")
+        || out.contains("THREADID (")
         || out.contains("SAVEDATE ")
         || (out.contains("* STATUS") && out.contains("MAILBOXID ("))
 }

@@ -8,11 +8,23 @@ fn mailbox_id_in(out: &str) -> String {
     out[at..at + out[at..].find(')').unwrap()].to_string()
 }
 
-/// The EMAILIDs in FETCH responses of `out`, in order.
-fn email_ids_in(out: &str) -> Vec<String> {
-    out.match_indices("EMAILID (")
-        .map(|(at, _)| out[at + 9..at + 9 + out[at + 9..].find(')').unwrap()].to_string())
+/// The objectids of `item` (`EMAILID`, `THREADID`) in FETCH responses of `out`, in order.
+fn object_ids_in(out: &str, item: &str) -> Vec<String> {
+    let open = format!("{item} (");
+    out.match_indices(&open)
+        .map(|(at, _)| {
+            let from = at + open.len();
+            out[from..from + out[from..].find(')').unwrap()].to_string()
+        })
         .collect()
+}
+
+fn email_ids_in(out: &str) -> Vec<String> {
+    object_ids_in(out, "EMAILID")
+}
+
+fn thread_ids_in(out: &str) -> Vec<String> {
+    object_ids_in(out, "THREADID")
 }
 
 #[tokio::test]
@@ -49,15 +61,38 @@ async fn rfc8474_5_emailid_survives_copy_and_move_and_finds_the_message() {
     let out = run(&mut s, "e2 FETCH 1:2 (EMAILID THREADID)").await;
     let ids = email_ids_in(&out);
     assert!(ids.len() == 2 && ids[0] != ids[1], "{out}");
-    assert!(out.contains("THREADID NIL"), "no thread ids here: {out}");
+    let threads = thread_ids_in(&out);
+    assert!(threads.len() == 2 && threads[0] != threads[1], "two threads: {out}");
     run(&mut s, "e3 COPY 1 Keep").await;
     run(&mut s, "e4 MOVE 2 Keep").await;
     let out = run(&mut s, &format!("e5 SEARCH EMAILID {}", ids[0])).await;
     assert!(out.contains("* SEARCH 1\r\n"), "{out}");
-    assert!(run(&mut s, "e6 SEARCH THREADID T1").await.contains("* SEARCH\r\n"), "no message has a thread id");
+    assert!(run(&mut s, "e6 SEARCH THREADID T1").await.contains("* SEARCH\r\n"), "no such thread");
     run(&mut s, "e7 SELECT Keep").await;
     let out = run(&mut s, "e8 UID FETCH 1:* (EMAILID)").await;
     assert_eq!(email_ids_in(&out), ids, "COPY and MOVE keep EMAILIDs: {out}");
     let out = run(&mut s, &format!("e9 UID SEARCH EMAILID {} SUBJECT two", ids[1])).await;
     assert!(out.contains("* SEARCH 2\r\n"), "{out}");
+}
+
+#[tokio::test]
+async fn rfc8474_5_2_threadid_names_a_thread_in_every_mailbox() {
+    let h = harness();
+    h.deliver("Message-ID: <root@x>\r\nSubject: plan\r\n\r\n1\r\n").await;
+    h.deliver("Message-ID: <r1@x>\r\nIn-Reply-To: <root@x>\r\nReferences: <root@x>\r\nSubject: Re: plan\r\n\r\n2\r\n")
+        .await;
+    h.deliver("Message-ID: <other@x>\r\nSubject: lunch\r\n\r\n3\r\n").await;
+    h.deliver("Message-ID: <r2@x>\r\nReferences: <root@x> <r1@x>\r\nSubject: Re: plan\r\n\r\n4\r\n").await;
+    let mut s = h.session().await;
+    run(&mut s, "t0 CREATE Keep").await;
+    run(&mut s, "t1 SELECT INBOX").await;
+    let threads = thread_ids_in(&run(&mut s, "t2 FETCH 1:4 THREADID").await);
+    assert_eq!(threads.len(), 4);
+    assert!(threads[0] == threads[1] && threads[1] == threads[3] && threads[2] != threads[0], "{threads:?}");
+    let out = run(&mut s, &format!("t3 UID SEARCH THREADID {}", threads[0])).await;
+    assert!(out.contains("* SEARCH 1 2 4\r\n"), "{out}");
+    run(&mut s, "t4 UID COPY 4 Keep").await;
+    run(&mut s, "t5 SELECT Keep").await;
+    let copied = thread_ids_in(&run(&mut s, "t6 FETCH 1 THREADID").await);
+    assert_eq!(copied, vec![threads[0].clone()], "the same thread in another mailbox");
 }
