@@ -140,10 +140,10 @@ impl Group {
         }
         let path = self.sm.store().lock().expect("store lock").layout().mailbox_dir(user, mailbox);
         let path = path.join(fields_file::FIELDS_FILE);
-        let (on_disk, records) = {
-            let _file = self.fields_file.lock().expect("fields file lock");
-            fields_file::load(&path)
-        };
+        // One miss path at a time per group: a file's records are in memory once, whatever
+        // the number of sessions sorting (the global bound on what this costs).
+        let _file = self.fields_file.lock().expect("fields file lock");
+        let (on_disk, records) = fields_file::load(&path);
         let mut fresh = Vec::new();
         for (slot, meta) in out.iter_mut().zip(metas).filter(|(slot, _)| slot.is_none()) {
             let key = FileKey::of(meta);
@@ -164,6 +164,7 @@ impl Group {
 
     /// Add `fresh` to the fields file at `path`, which held `on_disk` in `records` records:
     /// appended, or the whole file rewritten with only `idx`'s messages once most are dead.
+    /// The caller holds `fields_file`.
     fn keep_fields(
         &self,
         path: &std::path::Path,
@@ -172,7 +173,6 @@ impl Group {
         fresh: &[(super::fields_file::FileKey, Vec<u8>)],
     ) -> std::io::Result<()> {
         use super::fields_file::{self, FileKey};
-        let _file = self.fields_file.lock().expect("fields file lock");
         if !fields_file::mostly_dead(records + fresh.len(), idx.messages.len()) {
             let appended: Vec<(FileKey, &[u8])> = fresh.iter().map(|(k, f)| (k.clone(), &f[..])).collect();
             return fields_file::append(path, &appended);
