@@ -75,7 +75,13 @@ pub enum Attempt<T> {
     Ok(T),
     /// Not the leader; maybe the refusal named the member that is.
     NotLeader(Option<u64>),
+    /// Silent: no connection or no answer in time (a paused or unreachable node). Skipped
+    /// for [`crate::cluster::SUSPECT_FOR`].
     Down(String),
+    /// It answered, but with a failure (a refused connection, a closed one, a refusal of a
+    /// step): the next member is tried, and this one is not suspected, since it may be
+    /// the leader a moment later (a node just elected refuses until it is ready).
+    Failed(String),
     Refused(String),
     /// The user's mail moved to this mailhost.
     Moved(String),
@@ -144,6 +150,10 @@ where
                     cluster.mark_down(group, id);
                     last_problem = format!("node {id}: {why}");
                 }
+                Attempt::Failed(why) => {
+                    tracing::debug!(group, member = id, %why, "member answered with a failure");
+                    last_problem = format!("node {id}: {why}");
+                }
             }
             if Instant::now() >= deadline {
                 break;
@@ -186,6 +196,7 @@ pub async fn open(
             }
             Attempt::NotLeader(h) => Attempt::NotLeader(h),
             Attempt::Down(why) => Attempt::Down(format!("{addr}: {why}")),
+            Attempt::Failed(why) => Attempt::Failed(format!("{addr}: {why}")),
             Attempt::Refused(why) => Attempt::Refused(why),
             Attempt::Moved(target) => Attempt::Moved(target),
         }
@@ -203,7 +214,7 @@ async fn attempt(
 ) -> Attempt<Backend> {
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Attempt::Down(e.to_string()),
+        Ok(Err(e)) => return Attempt::Failed(e.to_string()),
         Err(_) => return Attempt::Down("connect timed out".into()),
     };
     let _ = stream.set_nodelay(true);
@@ -215,7 +226,7 @@ async fn attempt(
             Attempt::Ok(Backend { stream: conn.into_inner(), pending, reply, member: 0, group: String::new() })
         }
         Ok(Err(refusal)) => refusal,
-        Err(e) => Attempt::Down(e.to_string()),
+        Err(e) => Attempt::Failed(e.to_string()),
     }
 }
 
@@ -324,7 +335,7 @@ async fn dialogue(
     };
     let greeting = greeting?;
     if !greeting.starts_with(greeting_ok) {
-        return Ok(Err(Attempt::Down(format!("greeting {greeting:?}"))));
+        return Ok(Err(Attempt::Failed(format!("greeting {greeting:?}"))));
     }
     let last = steps.len() - 1;
     for (k, (command, tag, what)) in steps.into_iter().enumerate() {
@@ -339,7 +350,7 @@ async fn dialogue(
             (true, false) => continue,
             // A refused login says why (moved, not the leader, bad proxy credential).
             (false, true) => return Ok(Err(refusal(&reply))),
-            (false, false) => return Ok(Err(Attempt::Down(format!("{what} refused: {reply}")))),
+            (false, false) => return Ok(Err(Attempt::Failed(format!("{what} refused: {reply}")))),
         }
     }
     unreachable!("the last step returns")
@@ -348,6 +359,40 @@ async fn dialogue(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn only_a_silent_member_is_suspected_and_a_refusing_one_is_followed_once_it_leads() {
+        use crate::config::{GroupSection, MemberSection};
+        let member = |id| MemberSection {
+            id,
+            imap: Some(format!("127.0.0.1:{}", 1000 + id)),
+            pop3: None,
+            lmtp: None,
+            sieve: None,
+            admin: None,
+        };
+        let cluster =
+            ClusterMap::new(&[GroupSection { name: "hermes".into(), members: vec![member(1), member(2), member(3)] }]);
+        // Node 1 is silent; node 2 refuses (just elected, not ready); node 3 names node 2.
+        let round = std::sync::atomic::AtomicUsize::new(0);
+        let found =
+            with_leader(&cluster, "hermes", Protocol::Imap, Duration::from_secs(5), Duration::from_secs(1), |m| {
+                let round = &round;
+                async move {
+                    let n = round.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    match (m.id, n) {
+                        (1, _) => Attempt::Down("no greeting".into()),
+                        (2, n) if n < 4 => Attempt::Failed("greeting \"* BYE not ready\"".into()),
+                        (2, _) => Attempt::Ok(2),
+                        _ => Attempt::NotLeader(Some(2)),
+                    }
+                }
+            })
+            .await;
+        assert_eq!(found, Ok(2), "the refusing node is tried again, and leads");
+        assert!(cluster.is_suspect("hermes", 1), "silence is suspected");
+        assert!(!cluster.is_suspect("hermes", 2), "an answer with a failure is not");
+    }
 
     #[test]
     fn refusals_name_the_leader() {

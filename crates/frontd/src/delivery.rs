@@ -230,13 +230,26 @@ impl Router {
                 let (cluster, unknown) = (&self.cluster, &unknown);
                 async move {
                     let addr = member.lmtp.clone().expect("candidates serve LMTP");
-                    match lmtp_transaction(&addr, key, deadlines, group, (mailboxes, each), parcel).await {
+                    let transaction = lmtp_transaction(&addr, key, deadlines, group, (mailboxes, each), parcel);
+                    let stalled = stalled_member(cluster, group, member.id, &addr);
+                    let done = tokio::select! {
+                        done = transaction => done,
+                        () = stalled => {
+                            unknown.store(true, std::sync::atomic::Ordering::Relaxed);
+                            return Attempt::Down(format!("{addr}: stopped answering mid-transaction"));
+                        }
+                    };
+                    match done {
                         Ok(outcome) => outcome.map_hint(|a| cluster.member_by_address(group, Protocol::Lmtp, &a)),
                         Err(Failed { error, outcome_unknown }) => {
                             if outcome_unknown {
                                 unknown.store(true, std::sync::atomic::Ordering::Relaxed);
                             }
-                            Attempt::Down(error.to_string())
+                            // Only silence makes a member suspect (see `Attempt::Failed`).
+                            match error {
+                                ClientError::Timeout { .. } => Attempt::Down(error.to_string()),
+                                _ => Attempt::Failed(error.to_string()),
+                            }
                         }
                     }
                 }
@@ -258,6 +271,34 @@ impl Router {
                 vec![text; mailboxes.len()]
             }
         }
+    }
+}
+
+/// How long a transaction may wait on its member before the member is checked: a commit
+/// takes milliseconds, an election about two seconds.
+const STALL_CHECK_AFTER: Duration = backend::GREETING_TIMEOUT;
+/// How often a stalled member is checked again.
+const STALL_CHECK_EVERY: Duration = Duration::from_millis(500);
+
+/// Resolves once member `id` of `group`, at LMTP address `addr`, that a transaction is
+/// waiting on has gone silent: another attempt found it silent (it is suspect), or it does
+/// not greet a new connection in time (its process is paused or gone while its kernel still
+/// holds the connection open). Never resolves while it answers. A paused leader's
+/// transactions are then retried elsewhere at once (their outcome unknown, so by retry
+/// key) instead of after the whole data deadline; without it every client caught in DATA
+/// with the paused leader waited 8 s.
+async fn stalled_member(cluster: &crate::cluster::ClusterMap, group: &str, id: u64, addr: &str) {
+    tokio::time::sleep(STALL_CHECK_AFTER).await;
+    loop {
+        if cluster.is_suspect(group, id) {
+            return;
+        }
+        let probe = Deadlines::all(backend::GREETING_TIMEOUT);
+        if let Err(ClientError::Timeout { .. }) = Connection::open(addr, probe).await {
+            cluster.mark_down(group, id);
+            return;
+        }
+        tokio::time::sleep(STALL_CHECK_EVERY).await;
     }
 }
 

@@ -82,7 +82,7 @@ impl QueueClient {
                         Ok(AdminReply::NoSuchGroup) => {
                             Attempt::Refused(format!("node {} does not serve it", member.id))
                         }
-                        Ok(AdminReply::Failed(why)) => Attempt::Down(why),
+                        Ok(AdminReply::Failed(why)) => Attempt::Failed(why),
                         Ok(reply) => Attempt::Ok(reply),
                         Err(e) => Attempt::Down(e.to_string()),
                     }
