@@ -558,7 +558,17 @@ impl<B: Backend> Session<B> {
     ) -> Result<HashMap<u32, String>, Refusal> {
         let view = self.selected()?;
         let metas: Vec<&MessageMeta> = uids.filter_map(|u| idx.position(u).map(|p| &idx.messages[p])).collect();
-        let fields = self.backend().sort_fields(self.user(), &view.mailbox, idx, &metas)?;
+        let backend = self.backend();
+        let fields = match backend.sort_fields(self.user(), &view.mailbox, idx, &metas) {
+            Ok(fields) => fields,
+            // One unreadable message fails the batch: read them one by one, and that one
+            // has no THREADID (NIL), as FETCH leaves out only what it cannot read.
+            Err(e) => {
+                tracing::warn!(error = %e, "THREADID: a message's fields are unreadable");
+                let one = |m: &MessageMeta| backend.sort_fields(self.user(), &view.mailbox, idx, &[m]).ok();
+                metas.iter().map(|m| one(m).and_then(|f| f.into_iter().next().flatten())).collect()
+            }
+        };
         let id =
             |m: &MessageMeta, f: Arc<[u8]>| (m.uid, crate::imap::thread::thread_id(&f, m.email_id(idx.uid_validity)));
         Ok(metas.iter().zip(fields).filter_map(|(m, f)| f.map(|f| id(m, f))).collect())

@@ -96,3 +96,26 @@ async fn rfc8474_5_2_threadid_names_a_thread_in_every_mailbox() {
     let copied = thread_ids_in(&run(&mut s, "t6 FETCH 1 THREADID").await);
     assert_eq!(copied, vec![threads[0].clone()], "the same thread in another mailbox");
 }
+
+#[tokio::test]
+async fn rfc8474_5_2_an_unreadable_message_has_no_threadid_and_the_others_keep_theirs() {
+    let h = harness();
+    h.deliver("Message-ID: <root@x>\r\nSubject: plan\r\n\r\n1\r\n").await;
+    h.deliver("Message-ID: <r1@x>\r\nReferences: <root@x>\r\nSubject: Re: plan\r\n\r\n2\r\n").await;
+    let inbox = h._dir.path().join(format!("mail/users/{USER}/Maildir"));
+    let files: Vec<_> = ["new", "cur"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(inbox.join(d)).into_iter().flatten().flatten().map(|e| e.path()))
+        .collect();
+    let root = files.iter().find(|p| std::fs::read(p).unwrap().starts_with(b"Message-ID: <root@x>")).unwrap();
+    let mut bytes = std::fs::read(root).unwrap();
+    let last = bytes.len() - 3;
+    bytes[last] ^= 0x20;
+    std::fs::write(root, bytes).unwrap();
+    let mut s = h.session().await;
+    run(&mut s, "u1 SELECT INBOX").await;
+    let out = run(&mut s, "u2 FETCH 1:2 THREADID").await;
+    assert!(out.contains("* 1 FETCH (UID 1 THREADID NIL)"), "{out}");
+    assert_eq!(thread_ids_in(&out).len(), 1, "the readable one keeps its id: {out}");
+    assert!(out.contains("u2 OK"), "{out}");
+}
