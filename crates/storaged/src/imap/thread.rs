@@ -42,8 +42,7 @@ pub fn thread_id(fields: &[u8], email_id: u64) -> String {
     };
     let root = first(b"References").or_else(|| first(b"In-Reply-To")).or_else(|| first(b"Message-ID"));
     let Some(root) = root else { return format!("T{email_id:016x}") };
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(root.as_bytes());
+    let digest = crate::mailstore::OpId::digest(&[b"thread", root.as_bytes()]).0;
     let id = u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"));
     format!("T{id:016x}")
 }

@@ -61,15 +61,9 @@ pub struct MessageMeta {
 /// imported from another group share a mailbox with this group's own; ids of the earlier
 /// scheme (`index << 20 | n`, group-local) stay as they were stored.
 pub fn new_email_id(group: &str, index: u64, n: usize) -> u64 {
-    use sha2::Digest;
-    let mut h = sha2::Sha256::new();
-    h.update(b"emailid\0");
-    h.update((group.len() as u64).to_le_bytes());
-    h.update(group.as_bytes());
-    h.update(index.to_le_bytes());
-    h.update((n as u64).to_le_bytes());
-    let d = h.finalize();
-    let id = u64::from_le_bytes(d[..8].try_into().expect("8 bytes")) & !(1 << 63);
+    let parts: [&[u8]; 4] = [b"emailid", group.as_bytes(), &index.to_le_bytes(), &(n as u64).to_le_bytes()];
+    let digest = super::ops::OpId::digest(&parts).0;
+    let id = u64::from_le_bytes(digest[..8].try_into().expect("8 bytes")) & !(1 << 63);
     id.max(1)
 }
 
