@@ -15,6 +15,13 @@ impl common::daemon::Daemon for Storaged {
         // Storage-fault tests name fail points in FAILPOINTS; a build without the `failpoints`
         // feature of `fail` (every release build) has none, and this does nothing.
         let _failpoints = fail::FailScenario::setup();
+        if let Ok(points) = std::env::var("FAILPOINTS") {
+            if fail::has_failpoints() {
+                tracing::warn!(%points, "fail points configured: storage faults will be injected");
+            } else {
+                tracing::warn!("FAILPOINTS is set, but this build has no fail points: ignored");
+            }
+        }
         raise_open_file_limit();
         let cfg = crate::config::Config::load(config)?;
         let tightened = common::daemon::tighten_tree(&cfg.data_dir)?;

@@ -32,6 +32,13 @@ fn survive(failpoints: &str, ending: Ending) -> String {
     c.stop(faulty);
     c.start_node_env(faulty, &[("FAILPOINTS", failpoints)]);
     c.wait_leader(Duration::from_secs(30));
+    // A `cargo build` of storaged replaces the binary these tests run with one whose fail
+    // points compile to nothing; the fault would never fire.
+    let log = c.node_log(faulty);
+    assert!(
+        log.contains("fail points configured"),
+        "the storaged binary has no fail points (rebuild it with `cargo test -p storaged --no-run`):\n{log}"
+    );
     let acked = run_load(&c.lmtp, 0, MESSAGES, 4, |_| {});
     let status = c.wait_exit(faulty, Duration::from_secs(60)).unwrap_or_else(|| {
         panic!("node {} still runs after its fault ({failpoints}):\n{}", faulty + 1, c.node_log(faulty))
