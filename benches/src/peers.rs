@@ -38,33 +38,108 @@ pub fn start_storaged_with(
     tune: impl Fn(&mut storaged::config::Config),
     procs: &mut Procs,
 ) -> anyhow::Result<Vec<Node>> {
-    let bin = std::env::current_exe()?.with_file_name("storaged");
-    if !bin.exists() {
-        bail!("{} missing: cargo build --release -p storaged", bin.display());
+    let mut group = StoragedGroup::start(dir, users, Listeners::default(), tune)?;
+    procs.0.append(&mut group.children);
+    Ok(std::mem::take(&mut group.nodes))
+}
+
+/// A 3-node storaged group "bench" that can be restarted on the same data and ports with
+/// another configuration (an A/B of one setting on the same replicas). Its processes are
+/// killed when it is dropped.
+pub struct StoragedGroup {
+    dir: std::path::PathBuf,
+    specs: Vec<NodeAddrs>,
+    pub nodes: Vec<Node>,
+    children: Vec<std::process::Child>,
+}
+
+impl StoragedGroup {
+    /// Start the group in `dir` serving `users` users, with IMAP, admin and the optional
+    /// listeners `extra` asks for, every node's configuration adjusted by `tune`.
+    pub fn start(
+        dir: &Path,
+        users: usize,
+        extra: Listeners,
+        tune: impl Fn(&mut storaged::config::Config),
+    ) -> anyhow::Result<Self> {
+        if !storaged_binary()?.exists() {
+            bail!("{} missing: cargo build --release -p storaged", storaged_binary()?.display());
+        }
+        // The admin listener lets benchmarks drive `mailctl` against the group.
+        let specs = NodeAddrs::cluster_on_free_ports(3, Listeners { imap: true, admin: true, ..extra });
+        let users_txt: String = (0..users).map(|u| format!("user{u}@example.edu {{PLAIN}}{PASSWORD}\n")).collect();
+        std::fs::write(dir.join("users.txt"), users_txt)?;
+        let mut group = Self { dir: dir.to_path_buf(), specs, nodes: Vec::new(), children: Vec::new() };
+        group.spawn(tune)?;
+        Ok(group)
     }
-    // The admin listener lets benchmarks drive `mailctl` against the group.
-    let specs = NodeAddrs::cluster_on_free_ports(3, Listeners { imap: true, admin: true, ..Listeners::default() });
-    let groups = [storage::group("bench", &specs)];
-    let users_txt: String = (0..users).map(|u| format!("user{u}@example.edu {{PLAIN}}{PASSWORD}\n")).collect();
-    std::fs::write(dir.join("users.txt"), users_txt)?;
-    let mut nodes = Vec::new();
-    for (i, spec) in specs.iter().enumerate() {
-        let mut cfg = storage::node_config(spec, &groups);
-        cfg.cluster_key = Some(CLUSTER_SECRET.into());
-        cfg.users_file = Some("users.txt".into());
-        cfg.limits.connections_max = 4096;
-        tune(&mut cfg);
-        let path = dir.join(storage::file_name(spec.id));
-        storage::write(&path, &cfg)?;
-        let log = std::fs::File::create(dir.join(format!("node{}.log", i + 1)))?;
-        let child = spawn(
-            Command::new(&bin).arg("--config").arg(&path).env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(log),
-        )?;
-        let imap = spec.imap.clone().expect("an IMAP listener");
-        nodes.push(Node { pid: child.id(), lmtp: spec.lmtp.clone(), imap, addrs: spec.clone() });
-        procs.0.push(child);
+
+    /// Stop every node (SIGTERM: each checkpoints first) and start them again on the same
+    /// data and ports, with their configuration adjusted by `tune` instead.
+    pub fn restart(&mut self, tune: impl Fn(&mut storaged::config::Config)) -> anyhow::Result<()> {
+        for c in &mut self.children {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        }
+        for mut c in self.children.drain(..) {
+            wait_or_kill(&mut c, Duration::from_secs(30));
+        }
+        self.nodes.clear();
+        self.spawn(tune)
     }
-    Ok(nodes)
+
+    fn spawn(&mut self, tune: impl Fn(&mut storaged::config::Config)) -> anyhow::Result<()> {
+        let groups = [storage::group("bench", &self.specs)];
+        for (i, spec) in self.specs.iter().enumerate() {
+            let mut cfg = storage::node_config(spec, &groups);
+            cfg.cluster_key = Some(CLUSTER_SECRET.into());
+            cfg.users_file = Some("users.txt".into());
+            cfg.limits.connections_max = 4096;
+            tune(&mut cfg);
+            let path = self.dir.join(storage::file_name(spec.id));
+            storage::write(&path, &cfg)?;
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.join(format!("node{}.log", i + 1)))?;
+            let child = spawn(
+                Command::new(storaged_binary()?)
+                    .arg("--config")
+                    .arg(&path)
+                    .env("RUST_LOG", "warn")
+                    .stdout(Stdio::null())
+                    .stderr(log),
+            )?;
+            let imap = spec.imap.clone().expect("an IMAP listener");
+            self.nodes.push(Node { pid: child.id(), lmtp: spec.lmtp.clone(), imap, addrs: spec.clone() });
+            self.children.push(child);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for StoragedGroup {
+    fn drop(&mut self) {
+        drop(Procs(std::mem::take(&mut self.children)));
+    }
+}
+
+/// Wait (at most `within`) for `child` to exit, then kill it.
+fn wait_or_kill(child: &mut std::process::Child, within: Duration) {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if !matches!(child.try_wait(), Ok(None)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The release `storaged` beside this benchmark's binary.
+fn storaged_binary() -> anyhow::Result<std::path::PathBuf> {
+    Ok(std::env::current_exe()?.with_file_name("storaged"))
 }
 
 /// A running Dovecot.

@@ -1,9 +1,12 @@
 //! What `/metrics` costs: two 3-node storaged groups side by side, one with `[metrics]` on
 //! and scraped every second (as Prometheus would), one without; LMTP deliveries and an IMAP
 //! client mix run against each in turn (`--rounds` pairs, every other pair the other way
-//! round), and the median of the per-pair ratios on/off is printed, of throughput and of the
-//! CPU time the group's processes used per operation. Also the cost of one counted event,
-//! and of the message-tracking records of one delivery, in nanoseconds.
+//! round), of throughput and of the CPU time the group's processes used per operation.
+//! Halfway both groups are restarted on the same data with the setting swapped (a
+//! crossover): two groups differ by a few per cent by themselves (where their files landed,
+//! which one the scheduler favours), and the geometric mean of the two halves' median ratios
+//! cancels that difference, leaving what the setting costs. Also the cost of one counted
+//! event, and of the message-tracking records of one delivery, in nanoseconds.
 //!
 //! `cargo build --release -p storaged -p benches && target/release/metrics-overhead`
 
@@ -14,9 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use benches::lmtp_load::{fill, run as lmtp_run, wait_ready, LmtpStats};
-use benches::paired::paired_alternating;
-use benches::peers::{imap_ready, start_storaged_with, Node, PASSWORD};
-use benches::procs::Procs;
+use benches::paired::{paired_alternating, Paired};
+use benches::peers::{imap_ready, Node, StoragedGroup, PASSWORD};
 use clap::Parser;
 use tools::imap_load::{run as imap_run, Load, Profile};
 
@@ -24,7 +26,8 @@ use tools::imap_load::{run as imap_run, Load, Profile};
 struct Args {
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
-    #[arg(long, default_value_t = 6)]
+    /// Pairs per half (the setting is swapped between the halves).
+    #[arg(long, default_value_t = 3)]
     rounds: usize,
     #[arg(long, default_value_t = 32)]
     senders: usize,
@@ -45,10 +48,16 @@ struct Args {
 }
 
 /// The median of the per-pair ratios `on[k] / off[k]`.
-fn median_ratio(on: Vec<f64>, off: Vec<f64>) -> f64 {
-    let mut ratios: Vec<f64> = on.iter().zip(&off).map(|(a, b)| a / b).collect();
+fn median_ratio(on: &[f64], off: &[f64]) -> f64 {
+    let mut ratios: Vec<f64> = on.iter().zip(off).map(|(a, b)| a / b).collect();
     ratios.sort_by(f64::total_cmp);
     ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// The geometric mean of the two halves' median ratios: a factor by which one group is
+/// faster than the other by itself appears once in each direction and cancels.
+fn crossover_ratio(halves: &[(Vec<f64>, Vec<f64>); 2]) -> f64 {
+    (median_ratio(&halves[0].0, &halves[0].1) * median_ratio(&halves[1].0, &halves[1].1)).sqrt()
 }
 
 /// GET /metrics from each of `addrs` every second until `stop`; the bytes read.
@@ -128,35 +137,18 @@ fn tracking_micro(dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    micro();
-    std::fs::create_dir_all(&args.dir)?;
-    tracking_micro(&args.dir)?;
-    // Dropped after every process below has been stopped (declared first, dropped last).
-    let _scratch = benches::scratch_fs::prepare(&args.dir, args.plain_dir)?;
-    let dir = std::fs::canonicalize(&args.dir)?;
-    let mut procs = Procs::default();
-    let (on_dir, off_dir) = (dir.join("on"), dir.join("off"));
-    std::fs::create_dir_all(&on_dir)?;
-    std::fs::create_dir_all(&off_dir)?;
-    let metrics: Vec<String> = (0..3).map(|_| common::testing::free_addr()).collect();
-    let next = std::sync::Mutex::new(metrics.clone().into_iter());
-    let tune_on = |c: &mut storaged::config::Config| c.metrics.listen = next.lock().unwrap().next();
-    let on = start_storaged_with(&on_dir, args.users, tune_on, &mut procs).context("storaged with metrics")?;
-    let off = start_storaged_with(&off_dir, args.users, |_| {}, &mut procs).context("storaged without")?;
+/// One half of the crossover: the figures of each run, metrics on and off.
+struct Half {
+    lmtp: Paired<(LmtpStats, f64)>,
+    imap: Paired<(tools::imap_load::LoadStats, f64)>,
+}
+
+/// `rounds` alternating pairs of LMTP runs, then of IMAP runs, against `on` and `off`.
+fn measure_half(args: &Args, on: &[Node], off: &[Node]) -> anyhow::Result<Half> {
     let lmtp_of = |nodes: &[Node]| wait_ready(&nodes.iter().map(|n| n.lmtp.clone()).collect::<Vec<_>>());
-    let (on_lmtp, off_lmtp) = (lmtp_of(&on)?, lmtp_of(&off)?);
-    for lmtp in [&on_lmtp, &off_lmtp] {
-        fill(lmtp, args.users, 100, 4096)?;
-    }
+    let (on_lmtp, off_lmtp) = (lmtp_of(on)?, lmtp_of(off)?);
     let imap = |nodes: &[Node]| imap_ready(&nodes.iter().map(|n| n.imap.clone()).collect::<Vec<_>>());
-    let (on_imap, off_imap) = (imap(&on)?, imap(&off)?);
-    let (stop, scraped) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
-    let scraper = {
-        let (stop, scraped) = (stop.clone(), scraped.clone());
-        std::thread::spawn(move || scrape(metrics, stop, scraped))
-    };
+    let (on_imap, off_imap) = (imap(on)?, imap(off)?);
     let duration = Duration::from_secs_f64(args.seconds);
     // Each run also measures the CPU its group's three processes used: CPU per operation
     // does not depend on how the two cores were shared, as throughput does.
@@ -168,8 +160,8 @@ fn main() -> anyhow::Result<()> {
     }
     let lmtp = paired_alternating(
         args.rounds,
-        || measured(|| cpu(&on), || lmtp_run(&on_lmtp, args.senders, args.users, 4096, duration)),
-        || measured(|| cpu(&off), || lmtp_run(&off_lmtp, args.senders, args.users, 4096, duration)),
+        || measured(|| cpu(on), || lmtp_run(&on_lmtp, args.senders, args.users, 4096, duration)),
+        || measured(|| cpu(off), || lmtp_run(&off_lmtp, args.senders, args.users, 4096, duration)),
         |(s, _)| s.per_sec(),
     );
     let load = |server: &str| Load {
@@ -181,51 +173,81 @@ fn main() -> anyhow::Result<()> {
     };
     let imap = paired_alternating(
         args.rounds,
-        || measured(|| cpu(&on), || imap_run(&load(&on_imap))),
-        || measured(|| cpu(&off), || imap_run(&load(&off_imap))),
+        || measured(|| cpu(on), || imap_run(&load(&on_imap))),
+        || measured(|| cpu(off), || imap_run(&load(&off_imap))),
         |(s, _)| s.commands_per_sec,
     );
+    Ok(Half { lmtp, imap })
+}
+
+/// Print one figure's row: every pair's ratio by half, and the crossover ratio.
+fn row<T>(name: &str, halves: &[Paired<T>; 2], figure: impl Fn(&T) -> f64) {
+    let runs = |p: &Paired<T>| (p.ours.iter().map(&figure).collect(), p.peer.iter().map(&figure).collect());
+    let split: [(Vec<f64>, Vec<f64>); 2] = [runs(&halves[0]), runs(&halves[1])];
+    let pairs = |(on, off): &(Vec<f64>, Vec<f64>)| {
+        on.iter().zip(off).map(|(a, b)| format!("{:.3}", a / b)).collect::<Vec<_>>().join(", ")
+    };
+    println!("| {name} | {} | {} | {:.3} |", pairs(&split[0]), pairs(&split[1]), crossover_ratio(&split));
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    micro();
+    std::fs::create_dir_all(&args.dir)?;
+    tracking_micro(&args.dir)?;
+    // Dropped after every process below has been stopped (declared first, dropped last).
+    let _scratch = benches::scratch_fs::prepare(&args.dir, args.plain_dir)?;
+    let dir = std::fs::canonicalize(&args.dir)?;
+    let (a_dir, b_dir) = (dir.join("a"), dir.join("b"));
+    std::fs::create_dir_all(&a_dir)?;
+    std::fs::create_dir_all(&b_dir)?;
+    // Every node of both groups has a metrics address; `off` takes it away.
+    let listeners = clusterkit::storage::Listeners { metrics: true, ..Default::default() };
+    let on = |_: &mut storaged::config::Config| {};
+    let off = |c: &mut storaged::config::Config| c.metrics.listen = None;
+    let mut a = StoragedGroup::start(&a_dir, args.users, listeners, on).context("group a")?;
+    let mut b = StoragedGroup::start(&b_dir, args.users, listeners, off).context("group b")?;
+    for g in [&a, &b] {
+        fill(&wait_ready(&g.nodes.iter().map(|n| n.lmtp.clone()).collect::<Vec<_>>())?, args.users, 100, 4096)?;
+    }
+    let metrics: Vec<String> =
+        [&a, &b].iter().flat_map(|g| g.nodes.iter().filter_map(|n| n.addrs.metrics.clone())).collect();
+    let (stop, scraped) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+    let scraper = {
+        let (stop, scraped) = (stop.clone(), scraped.clone());
+        std::thread::spawn(move || scrape(metrics, stop, scraped))
+    };
+    let first = measure_half(&args, &a.nodes, &b.nodes)?;
+    a.restart(off).context("restarting group a")?;
+    b.restart(on).context("restarting group b")?;
+    let second = measure_half(&args, &b.nodes, &a.nodes)?;
     stop.store(true, Ordering::Relaxed);
     scraper.join().expect("scraper");
-    println!("| load | on/off ratios per pair | median ratio |");
-    println!("|---|---|---|");
-    let pairs = |on: Vec<f64>, off: Vec<f64>| {
-        on.iter().zip(&off).map(|(a, b)| format!("{:.3}", a / b)).collect::<Vec<_>>().join(", ")
-    };
-    let (lmtp_on, lmtp_off) = (&lmtp.ours, &lmtp.peer);
-    let rates = |runs: &[(LmtpStats, f64)]| runs.iter().map(|(s, _)| s.per_sec()).collect::<Vec<_>>();
-    println!(
-        "| LMTP 4 KiB, {} senders (deliveries/s) | {} | {:.3} |",
-        args.senders,
-        pairs(rates(lmtp_on), rates(lmtp_off)),
-        lmtp.ratio
-    );
-    let lmtp_cpu = |runs: &[(LmtpStats, f64)]| runs.iter().map(|(s, c)| c / s.delivered.max(1) as f64).collect();
-    println!(
-        "| LMTP CPU per delivery, on/off | {} | {:.3} |",
-        pairs(lmtp_cpu(lmtp_on), lmtp_cpu(lmtp_off)),
-        median_ratio(lmtp_cpu(lmtp_on), lmtp_cpu(lmtp_off))
-    );
-    let (imap_on, imap_off) = (&imap.ours, &imap.peer);
-    let rates = |runs: &[(tools::imap_load::LoadStats, f64)]| runs.iter().map(|(s, _)| s.commands_per_sec).collect();
-    println!(
-        "| IMAP {:?}, {} sessions (commands/s) | {} | {:.3} |",
-        args.imap_profile,
-        args.sessions,
-        pairs(rates(imap_on), rates(imap_off)),
-        imap.ratio
-    );
-    let imap_cpu =
-        |runs: &[(tools::imap_load::LoadStats, f64)]| runs.iter().map(|(s, c)| c / s.commands.max(1) as f64).collect();
-    println!(
-        "| IMAP CPU per command, on/off | {} | {:.3} |",
-        pairs(imap_cpu(imap_on), imap_cpu(imap_off)),
-        median_ratio(imap_cpu(imap_on), imap_cpu(imap_off))
-    );
+    report(&args, [first, second]);
+    println!("scraped {} KiB of metrics meanwhile", scraped.load(Ordering::Relaxed) / 1024);
+    Ok(())
+}
+
+fn report(args: &Args, [first, second]: [Half; 2]) {
+    println!("| load | on/off per pair, a on | on/off per pair, b on | crossover ratio |");
+    println!("|---|---|---|---|");
+    let lmtp = [first.lmtp, second.lmtp];
+    row(&format!("LMTP 4 KiB, {} senders (deliveries/s)", args.senders), &lmtp, |(s, _)| s.per_sec());
+    row("LMTP CPU per delivery", &lmtp, |(s, c)| c / s.delivered.max(1) as f64);
+    let imap = [first.imap, second.imap];
+    row(&format!("IMAP {:?}, {} sessions (commands/s)", args.imap_profile, args.sessions), &imap, |(s, _)| {
+        s.commands_per_sec
+    });
+    row("IMAP CPU per command", &imap, |(s, c)| c / s.commands.max(1) as f64);
     let failures = |runs: &[(tools::imap_load::LoadStats, f64)]| {
         runs.iter().map(|(s, _)| format!("{}/{}", s.errors, s.failed_sessions)).collect::<Vec<_>>().join(" ")
     };
-    println!("IMAP errors/failed sessions per run: on {} | off {}", failures(imap_on), failures(imap_off));
-    println!("scraped {} KiB of metrics meanwhile", scraped.load(Ordering::Relaxed) / 1024);
-    Ok(())
+    for (k, half) in imap.iter().enumerate() {
+        println!(
+            "IMAP errors/failed sessions per run, half {}: on {} | off {}",
+            k + 1,
+            failures(&half.ours),
+            failures(&half.peer)
+        );
+    }
 }
