@@ -46,7 +46,13 @@ fn remote_mail_waits_for_its_server_and_arrives_once_and_refusals_bounce() {
     std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
     let (remote, refusing) = (free_addr(), free_addr());
     let _refusing = Sink::start(root, "refusing", &refusing, Some("550 5.1.1 no such user here"));
-    let routes = BTreeMap::from([("remote.test", remote.clone()), ("bounce.test", refusing.clone())]);
+    let deferring = free_addr();
+    let _deferring = Sink::start(root, "deferring", &deferring, Some("451 4.2.0 come back later"));
+    let routes = BTreeMap::from([
+        ("remote.test", remote.clone()),
+        ("bounce.test", refusing.clone()),
+        ("later.test", deferring.clone()),
+    ]);
     // dave's mailHost, zeus, has no running node: his mail must wait in the queue.
     let zeus = GroupSection {
         name: "zeus".into(),
@@ -206,10 +212,13 @@ fn killing_the_queue_leader_during_a_burst_loses_and_duplicates_nothing() {
 }
 
 /// `mailctl trace` (issue 24): one message to three local users on two mailhosts, a remote
-/// recipient a sink takes and one a sink refuses. Every hop is in the trace: the front and
-/// the client address it came from, each local delivery with the group and log index that
-/// committed it, the queue, the sink's host and reply, the refusal and the bounce that came
-/// back to the sender; found by Message-ID, by one recipient, and still after a user moved.
+/// recipient a sink takes, one a sink refuses and one a sink defers. Every hop is in the
+/// trace: the front and the client address it came from, each local delivery with the
+/// group and log index that committed it, the queue, the sink's host and reply, the refusal
+/// and the bounce that came back to the sender, the deferred copy the postmaster deletes;
+/// found by Message-ID, by one recipient, and still after a user moved. Mail the front
+/// refuses itself (an unknown user and relaying at RCPT, a forged From at the end of DATA)
+/// is found too.
 #[test]
 fn trace_tells_where_every_recipient_of_a_message_went() {
     let tmp = tempfile::tempdir().unwrap();
@@ -223,7 +232,13 @@ fn trace_tells_where_every_recipient_of_a_message_went() {
     let (remote, refusing) = (free_addr(), free_addr());
     let sink = Sink::start(root, "remote", &remote, None);
     let _refusing = Sink::start(root, "refusing", &refusing, Some("550 5.1.1 no such user here"));
-    let routes = BTreeMap::from([("remote.test", remote.clone()), ("bounce.test", refusing.clone())]);
+    let deferring = free_addr();
+    let _deferring = Sink::start(root, "deferring", &deferring, Some("451 4.2.0 come back later"));
+    let routes = BTreeMap::from([
+        ("remote.test", remote.clone()),
+        ("bounce.test", refusing.clone()),
+        ("later.test", deferring.clone()),
+    ]);
     let options = FrontOptions {
         tls: true,
         plaintext_loopback: true,
@@ -233,7 +248,14 @@ fn trace_tells_where_every_recipient_of_a_message_went() {
     let front = Front::start_opts(root, &storage, ldif_directory(), options);
     wait_listening(&front.submission, "frontd submission");
     let ca = root.join("cert.pem");
-    let to = ["alice@example.edu", "bob@example.edu", "erin@example.edu", "friend@remote.test", "ghost@bounce.test"];
+    let to = [
+        "alice@example.edu",
+        "bob@example.edu",
+        "erin@example.edu",
+        "friend@remote.test",
+        "ghost@bounce.test",
+        "slow@later.test",
+    ];
     let mut args = vec!["--server", front.submission.as_str(), "--source", "127.0.0.2", "--from", "alice@example.edu"];
     for t in to {
         args.extend(["--to", t]);
@@ -258,6 +280,7 @@ fn trace_tells_where_every_recipient_of_a_message_went() {
     let everything = |r: &[serde_json::Value]| {
         has(r, "sent", "friend@remote.test", "250")
             && has(r, "bounced", "ghost@bounce.test", "550 5.1.1")
+            && has(r, "deferred", "slow@later.test", "451 4.2.0")
             && ["alice", "bob", "erin"].iter().all(|u| has(r, "delivered", &format!("{u}@example.edu"), "INBOX"))
             && r.iter().any(|x| x["answers"] == "<trace-1@example.edu>" && x["event"] == "delivered")
     };
@@ -308,4 +331,71 @@ fn trace_tells_where_every_recipient_of_a_message_went() {
     assert!(after.iter().any(|r| r["event"] == "delivered" && r["to"] == "bob@example.edu" && r["group"] == "apollo"));
     let (ok, out) = mailctl(root, &["trace", "--to", "nobody-at-all@example.edu"]);
     assert!(ok && out.contains("no tracking records match"), "{out}");
+
+    // The postmaster deletes the deferred copy: who never got it is in the trace.
+    let queued = after.iter().find(|r| r["event"] == "queued" && r["to"] == "slow@later.test").unwrap();
+    let (ok, out) = mailctl(root, &["queue", "delete", queued["queue_id"].as_str().unwrap()]);
+    assert!(ok, "mailctl queue delete: {out}");
+    wait_for("the deletion in the trace", Duration::from_secs(30), || {
+        has(&by_id(), "deleted", "slow@later.test", "by the postmaster")
+    });
+
+    // What the front refused itself, before any mailhost saw it.
+    let r = smtplib(&[
+        "--server",
+        &front.smtp,
+        "--source",
+        "127.0.0.3",
+        "--from",
+        "ann@example.org",
+        "--to",
+        "nobody@example.edu",
+        "--to",
+        "someone@remote.test",
+        "--to",
+        "alice@example.edu",
+        "--subject",
+        "partly refused",
+    ]);
+    assert_eq!(r["refused"].as_object().map(|o| o.len()), Some(2), "{r}");
+    let forged = smtplib(&[
+        "--server",
+        front.submission.as_str(),
+        "--starttls",
+        "--ca",
+        ca.to_str().unwrap(),
+        "--user",
+        "alice@example.edu",
+        "--password",
+        "alice-pw",
+        "--from",
+        "alice@example.edu",
+        "--header-from",
+        "The Bank <bank@example.com>",
+        "--message-id",
+        "<forged-1@example.edu>",
+        "--to",
+        "bob@example.edu",
+        "--subject",
+        "forged",
+    ]);
+    assert_ne!(forged["ok"], true, "{forged}");
+    let refused = |args: &[&str], to: &str, reply: &str| {
+        let records = trace(args);
+        records.iter().any(|r| {
+            let detail = r["detail"].as_str().unwrap_or_default();
+            r["event"] == "refused" && r["to"] == to && detail.contains(reply) && detail.starts_with("by ")
+        })
+    };
+    wait_for("the front's refusals in the trace", Duration::from_secs(30), || {
+        refused(&["--to", "nobody@example.edu"], "nobody@example.edu", "5.1.1")
+    });
+    let unknown = trace(&["--to", "nobody@example.edu"]);
+    let detail = unknown[0]["detail"].as_str().unwrap();
+    assert!(detail.contains("to client 127.0.0.3") && unknown[0]["from"] == "ann@example.org", "{unknown:?}");
+    assert!(refused(&["--to", "someone@remote.test"], "someone@remote.test", "relay access denied"));
+    assert!(refused(&["--message-id", "<forged-1@example.edu>"], "bob@example.edu", "5"));
+    let (ok, text) = mailctl(root, &["trace", "--from", "ann@example.org"]);
+    eprintln!("{text}");
+    assert!(ok && text.contains("refused") && text.contains("<nobody@example.edu>"), "{text}");
 }

@@ -365,6 +365,13 @@ pub enum AdminRequest {
         user: String,
         items: Vec<(String, String)>,
     },
+    /// Recipients a front refused before any mailhost took the message, to be tracked; a
+    /// retried batch carries the same `op_id` and is recorded once.
+    FrontRefusals {
+        group: String,
+        op_id: [u8; 16],
+        refusals: Vec<crate::tracking::FrontRefusal>,
+    },
 }
 
 /// The reads one node answers from its own replica ([`AdminRequest::FromReplica`]): a
@@ -491,7 +498,8 @@ impl AdminRequest {
             | AdminRequest::EnqueueHeld { group, .. }
             | AdminRequest::Kept { group, .. }
             | AdminRequest::AddBackup { group, .. }
-            | AdminRequest::KeptFiles { group, .. } => Some(group),
+            | AdminRequest::KeptFiles { group, .. }
+            | AdminRequest::FrontRefusals { group, .. } => Some(group),
             AdminRequest::FromReplica(read) => Some(read.group()),
         }
     }

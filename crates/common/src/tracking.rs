@@ -23,7 +23,8 @@ pub enum TrackEvent {
     Received,
     /// Committed into a mailbox of a local user.
     Delivered,
-    /// A mailhost refused it for this recipient (moved user, size, full disk, …).
+    /// A mailhost refused it for this recipient (moved user, size, full disk, …), or a
+    /// front did before any mailhost saw it (unknown user, relaying, a virus, a policy).
     Refused,
     /// Put on a group's outbound queue.
     Queued,
@@ -35,6 +36,8 @@ pub enum TrackEvent {
     Deferred,
     /// Refused for good (or expired): a bounce goes to the sender.
     Bounced,
+    /// Removed from the queue undelivered by the postmaster (`mailctl queue delete`).
+    Deleted,
 }
 
 impl TrackEvent {
@@ -48,6 +51,7 @@ impl TrackEvent {
             TrackEvent::Sent => "sent",
             TrackEvent::Deferred => "deferred",
             TrackEvent::Bounced => "bounced",
+            TrackEvent::Deleted => "deleted",
         }
     }
 }
@@ -79,6 +83,67 @@ impl TrackRecord {
     /// What identifies a record across replicas (each replica writes its own copy).
     pub fn key(&self) -> (&str, u64, TrackEvent, &str, &str, &str) {
         (&self.group, self.index, self.event, &self.to, &self.queue_id, &self.detail)
+    }
+}
+
+/// A recipient a front refused before any mailhost took the message (at `RCPT`, or at
+/// the end of `DATA` by policy or scanning), as the front reports it to be tracked. Every
+/// field is cleaned and cut like a log field by [`FrontRefusal::new`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct FrontRefusal {
+    /// When (unix seconds, the front's clock).
+    pub at_s: i64,
+    /// The front's host name and the client's address.
+    pub front: String,
+    pub peer: String,
+    /// The message's Message-ID (empty when refused before its data).
+    pub message_id: String,
+    /// The front's id of the transaction (empty when refused before its data).
+    pub queue_id: String,
+    pub from: String,
+    pub to: String,
+    /// The reply the client got for this recipient.
+    pub reply: String,
+}
+
+impl FrontRefusal {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        at_s: i64,
+        front: &str,
+        peer: &str,
+        message_id: &str,
+        queue_id: &str,
+        from: &str,
+        to: &str,
+        reply: &str,
+    ) -> Self {
+        Self {
+            at_s,
+            front: clean(front),
+            peer: clean(peer),
+            message_id: clean(message_id),
+            queue_id: clean(queue_id),
+            from: clean(from),
+            to: clean(to),
+            reply: clean(reply),
+        }
+    }
+
+    /// Its record, as entry `index` of `group` committed it.
+    pub fn record(&self, group: &str, index: u64) -> TrackRecord {
+        TrackRecord {
+            at_s: self.at_s,
+            group: group.to_string(),
+            index,
+            event: TrackEvent::Refused,
+            message_id: self.message_id.clone(),
+            answers: String::new(),
+            queue_id: self.queue_id.clone(),
+            from: self.from.clone(),
+            to: self.to.clone(),
+            detail: format!("by {} to client {}: {}", self.front, self.peer, self.reply),
+        }
     }
 }
 

@@ -21,6 +21,7 @@ pub mod outbound;
 pub mod phish;
 pub mod pop3;
 pub mod queue;
+pub mod reports;
 pub mod scan;
 pub mod server;
 pub mod sessions;

@@ -73,9 +73,14 @@ pub struct Front {
     pub srs: Option<common::srs::Srs>,
     /// The scanning stage, when a scanner is configured.
     pub scanner: Option<Arc<crate::scan::Scanner>>,
-    /// The fates it decided, until reported; with where to report them.
+    /// The fates it decided, until reported.
     pub fates: Arc<crate::scan::fates::Tally>,
-    fate_report: Option<(Arc<crate::queue::QueueClient>, String, Duration)>,
+    /// The recipients its SMTP listeners refused, until reported.
+    pub refusals: Arc<crate::smtp::refusals::Refusals>,
+    /// Where fates and refusals are reported: the stats group, over the admin protocol
+    /// (with a cluster key).
+    stats: Option<(Arc<crate::queue::QueueClient>, String)>,
+    report_fates_every: Duration,
     tls_files: Option<TlsFiles>,
     tls: RwLock<Option<Arc<Tls>>>,
     /// The storage nodes' IMAP capabilities (without TLS/AUTH items).
@@ -103,12 +108,13 @@ impl Front {
             Arc::new(crate::queue::QueueClient::new(cluster.clone(), key, cfg.queue_groups(), route_timeout))
         });
         let scanning = cfg.scan.clamd.is_some() || cfg.scan.rspamd.is_some();
-        // The fates go to the stats group over the admin protocol (keyed like the queue).
-        let fate_report = match (&key, cfg.stats_group()) {
-            (Some(key), Some(group)) if scanning => {
+        // Fates and refusals go to the stats group over the admin protocol (keyed like the
+        // queue).
+        let stats = match (&key, cfg.stats_group()) {
+            (Some(key), Some(group)) => {
                 let admin =
                     crate::queue::QueueClient::new(cluster.clone(), key.clone(), vec![group.clone()], route_timeout);
-                Some((Arc::new(admin), group, Duration::from_secs(cfg.scan.report_every_s)))
+                Some((Arc::new(admin), group))
             }
             _ => None,
         };
@@ -145,7 +151,9 @@ impl Front {
             blocks_poll: Duration::from_millis(cfg.phish.blocks_poll_ms.max(100)),
             scanner: scanning.then(|| Arc::new(crate::scan::Scanner::new(&cfg.scan))),
             fates: Arc::default(),
-            fate_report,
+            refusals: Arc::default(),
+            stats,
+            report_fates_every: Duration::from_secs(cfg.scan.report_every_s),
             gate,
             cluster,
             proxy: ProxyCredential {
@@ -488,12 +496,26 @@ pub async fn run(cfg: Config, path: Option<std::path::PathBuf>) -> Result<(), St
         None if cfg.smtp_listeners() => tracing::warn!("no [scan] clamd or rspamd: SMTP mail is delivered unscanned"),
         None => {}
     }
-    if let Some((admin, group, every)) = front.fate_report.clone() {
-        let (tally, host) = (front.fates.clone(), format!("{}-{:016x}", front.host, rand::random::<u64>()));
-        tasks.spawn(async move {
-            crate::scan::fates::report(tally, admin, group, host, every).await;
-            Ok(())
-        });
+    if let Some((admin, group)) = front.stats.clone() {
+        let front_run = format!("{}-{:016x}", front.host, rand::random::<u64>());
+        let reporter = crate::reports::Reporter { admin, group, front: front_run, every: front.report_fates_every };
+        if front.scanner.is_some() {
+            let (tally, reporter) = (front.fates.clone(), reporter.clone());
+            tasks.spawn(async move {
+                crate::scan::fates::report(tally, reporter).await;
+                Ok(())
+            });
+        }
+        if cfg.smtp_listeners() {
+            let refusals = front.refusals.clone();
+            let reporter = crate::reports::Reporter { every: crate::smtp::refusals::REPORT_EVERY, ..reporter };
+            let request =
+                |group, op_id, refusals| common::admin::AdminRequest::FrontRefusals { group, op_id, refusals };
+            tasks.spawn(async move {
+                reporter.run("refusals", || refusals.take(), request).await;
+                Ok(())
+            });
+        }
     }
     if let Some(runner) = front.queue_runner.clone() {
         tracing::info!(groups = ?front.queue.as_ref().map(|q| q.groups().to_vec()), "queue runner started");

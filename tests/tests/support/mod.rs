@@ -645,7 +645,9 @@ impl Sink {
         let mut cmd = Command::new("smtp-sink");
         cmd.args(["-u", "nobody", "-d"]).arg(format!("{}/%M.", dir.display()));
         if let Some(reply) = refuse {
-            cmd.args(["-f", "RCPT", "-B", reply]);
+            // -f RCPT refuses for good with the -B reply, -r RCPT for now with the -b one.
+            let (commands, reply_flag) = if reply.starts_with('4') { ("-r", "-b") } else { ("-f", "-B") };
+            cmd.args([commands, "RCPT", reply_flag, reply]);
         }
         cmd.args([addr, "64"]);
         let child = spawn(cmd, &root.join(format!("{name}.log")));

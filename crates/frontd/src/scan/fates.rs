@@ -1,17 +1,14 @@
 //! The fates this front's scanning stage decided, counted per UTC day and reported to the
-//! cluster's tally (a storage group's replicated state, read by `mailctl report`). Each
-//! batch is sent under one operation id until its group commits it, so a retry after a
-//! failover never counts it twice; counts made meanwhile wait for the next batch. Bounded:
-//! at most [`ROWS_MAX`] distinct rows wait (beyond, details fold into `other`).
+//! cluster's tally (a storage group's replicated state, read by `mailctl report`) by
+//! `crate::reports`, which never counts a batch twice. Bounded: at most [`ROWS_MAX`]
+//! distinct rows wait (beyond, details fold into `other`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use common::admin::{AdminReply, AdminRequest};
+use common::admin::AdminRequest;
 
 use super::policy::Fate;
-use crate::queue::QueueClient;
 
 /// Distinct `(day, fate, detail)` rows held between reports.
 pub const ROWS_MAX: usize = 10_000;
@@ -57,37 +54,10 @@ impl Tally {
     }
 }
 
-/// Report the tally to `group` every `every`, forever.
-pub async fn report(tally: Arc<Tally>, admin: Arc<QueueClient>, group: String, front: String, every: Duration) {
-    let mut tick = tokio::time::interval(every);
-    let mut batch: Option<([u8; 16], Rows)> = None;
-    for seq in 0u64.. {
-        tick.tick().await;
-        let (op_id, rows) = batch.get_or_insert_with(|| {
-            let id = batch_id(&front, seq);
-            (id, tally.take())
-        });
-        if rows.is_empty() {
-            batch = None;
-            continue;
-        }
-        let request = AdminRequest::CountFates { group: group.clone(), op_id: *op_id, counts: rows.clone() };
-        match admin.call(&group, request).await {
-            Ok(AdminReply::Done) => batch = None,
-            Ok(other) => {
-                tracing::warn!(%group, reply = ?other, "fate counts refused; keeping them for the next report")
-            }
-            Err(e) => tracing::warn!(%group, error = %e, "fate counts not reported yet"),
-        }
-    }
-}
-
-/// A batch's operation id: this front and its sequence number (random per start, so two
-/// runs of one front never share ids).
-fn batch_id(front: &str, seq: u64) -> [u8; 16] {
-    use sha2::Digest;
-    let digest = sha2::Sha256::new().chain_update(front.as_bytes()).chain_update(seq.to_le_bytes()).finalize();
-    digest[..16].try_into().expect("16 bytes")
+/// Report the tally through `reporter`, forever.
+pub async fn report(tally: Arc<Tally>, reporter: crate::reports::Reporter) {
+    let request = |group, op_id, counts| AdminRequest::CountFates { group, op_id, counts };
+    reporter.run("fates", || tally.take(), request).await
 }
 
 #[cfg(test)]

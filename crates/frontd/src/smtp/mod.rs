@@ -12,6 +12,7 @@ pub mod finish;
 pub mod memory;
 pub mod pace;
 pub mod policy;
+pub mod refusals;
 pub mod rewrite;
 pub mod server;
 pub mod session;

@@ -7,17 +7,29 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::clock::now_s;
 use common::message_log::MessageLine;
 use common::tls::Conn;
+use common::tracking::FrontRefusal;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::finish::{finish, Client};
 use super::pace::{self, Pace};
+use super::refusals;
 use super::session::{Mode, Session, Settings, Step};
 use super::submission;
 use crate::access::Listener;
 use crate::server::Front;
+
+/// Hand the recipients `session` refused at `RCPT` to message tracking, each under an id
+/// of its own (there is no message yet to name it).
+fn track_refused(front: &Front, peer: SocketAddr, session: &mut Session) {
+    for r in session.take_refused() {
+        let (ip, id) = (peer.ip().to_string(), format!("{}/{:016x}", front.host, rand::random::<u64>()));
+        front.refusals.record(FrontRefusal::new(now_s(), &front.host, &ip, "", &id, &r.from, &r.to, &r.reply));
+    }
+}
 
 /// RFC 5321 4.5.3.2: a server waits at least 5 minutes for a command.
 const COMMAND_IDLE: Duration = Duration::from_secs(300);
@@ -250,6 +262,7 @@ pub async fn connection(
         loop {
             step = match step {
                 Step::Reply(text) => {
+                    track_refused(&front, peer, &mut session);
                     conn.wr.write_all(format!("{text}\r\n").as_bytes()).await?;
                     break;
                 }
@@ -356,6 +369,12 @@ pub async fn connection(
                     let message_id = common::message_log::message_id(&envelope.message);
                     for (to, reply) in all.iter().zip(&replies) {
                         let (message_id, queue_id, from) = (message_id.as_deref(), &queue_id, &envelope.from);
+                        if refusals::refuses(reply) {
+                            let txn = format!("{}/{queue_id}", front.host);
+                            let (mid, ip) = (message_id.unwrap_or_default(), peer.ip().to_string());
+                            let r = FrontRefusal::new(now_s(), &front.host, &ip, mid, &txn, from, to, reply);
+                            front.refusals.record(r);
+                        }
                         let peer = Some(peer.ip());
                         MessageLine { hop, peer, message_id, queue_id, from, to, size_bytes, reply, latency }.log();
                     }

@@ -164,7 +164,22 @@ pub struct Session {
     chunk_refusal: Option<String>,
     message: Option<Vec<u8>>,
     auth: AuthState,
+    /// Recipients refused at `RCPT` since the caller last took them (for tracking).
+    refused: Vec<RcptRefusal>,
 }
+
+/// A recipient refused at `RCPT`: the sender, the recipient as the client gave it, and the
+/// reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RcptRefusal {
+    pub from: String,
+    pub to: String,
+    pub reply: String,
+}
+
+/// Refusals held between two [`Session::take_refused`] calls (the caller takes them after
+/// every command, so one is the most it sees).
+const REFUSED_HELD_MAX: usize = 16;
 
 /// The reply when the body memory budget has no room (`super::memory`).
 fn no_room(why: super::memory::NoRoom) -> String {
@@ -192,7 +207,23 @@ impl Session {
             chunk_refusal: None,
             message: None,
             auth: AuthState::None,
+            refused: Vec::new(),
         }
+    }
+
+    /// The recipients refused at `RCPT` since the last call.
+    pub fn take_refused(&mut self) -> Vec<RcptRefusal> {
+        std::mem::take(&mut self.refused)
+    }
+
+    /// Note `step` if it refuses recipient `to` of the transaction under way.
+    fn note_rcpt(&mut self, to: &str, step: Step) -> Step {
+        if let (Step::Reply(text), Some(from)) = (&step, &self.from) {
+            if super::refusals::refuses(text) && self.refused.len() < REFUSED_HELD_MAX {
+                self.refused.push(RcptRefusal { from: from.clone(), to: to.to_string(), reply: text.clone() });
+            }
+        }
+        step
     }
 
     pub fn settings(&self) -> &Settings {
@@ -288,7 +319,11 @@ impl Session {
             Request::StartTls => self.starttls(),
             Request::Auth { mechanism, initial_response } => self.auth(mechanism, initial_response),
             Request::Mail { from } => self.mail(from),
-            Request::Rcpt { to } => self.rcpt(to),
+            Request::Rcpt { to } => {
+                let address = to.address.to_string();
+                let step = self.rcpt(to);
+                self.note_rcpt(&address, step)
+            }
             Request::Data => self.data(),
             Request::Bdat { chunk_size, is_last } => self.bdat(chunk_size, is_last),
             Request::Rset => {
@@ -548,6 +583,11 @@ impl Session {
 
     /// The outcome of [`Step::Resolve`].
     pub fn resolved(&mut self, address: &str, resolution: Resolution) -> Step {
+        let step = self.resolution_reply(address, resolution);
+        self.note_rcpt(address, step)
+    }
+
+    fn resolution_reply(&mut self, address: &str, resolution: Resolution) -> Step {
         match resolution {
             Resolution::Refused(text) => reply(text),
             Resolution::Local { account, .. }
@@ -799,6 +839,26 @@ mod tests {
         assert!(text(s.delivered(&["250 2.1.5 ok".into()])).starts_with("250"));
         assert!(text(s.command(b"RCPT TO:<alice@example.edu>\r\n")).starts_with("503"), "transaction over");
         assert!(matches!(s.command(b"QUIT\r\n"), Step::Close(_)));
+    }
+
+    #[test]
+    fn recipients_refused_at_rcpt_are_kept_for_tracking_until_taken() {
+        let mut s = Session::new(settings(Mode::Mx), false);
+        text(s.command(b"EHLO client.example.org\r\n"));
+        assert!(text(s.command(b"RCPT TO:<x@remote.org>\r\n")).starts_with("503"));
+        assert!(s.take_refused().is_empty(), "no transaction, nothing to track");
+        text(s.command(b"MAIL FROM:<a@b.org>\r\n"));
+        text(s.command(b"RCPT TO:<x@remote.org>\r\n"));
+        assert_eq!(s.command(b"RCPT TO:<nobody@example.edu>\r\n"), Step::Resolve("nobody@example.edu".into()));
+        let unknown = Resolution::Refused("550 5.1.1 <nobody@example.edu> no such user".into());
+        assert!(text(s.resolved("nobody@example.edu", unknown)).starts_with("550"));
+        s.command(b"RCPT TO:<alice@example.edu>\r\n");
+        assert!(text(s.resolved("alice@example.edu", local("hermes"))).starts_with("250"));
+        let refused = s.take_refused();
+        let got: Vec<(&str, &str, &str)> =
+            refused.iter().map(|r| (r.from.as_str(), r.to.as_str(), &r.reply[..3])).collect();
+        assert_eq!(got, [("a@b.org", "x@remote.org", "554"), ("a@b.org", "nobody@example.edu", "550")]);
+        assert!(s.take_refused().is_empty(), "taken once");
     }
 
     #[test]

@@ -251,7 +251,8 @@ pub async fn handle(node: &Node, request: AdminRequest) -> AdminReply {
                 tried: outcome.tried,
             },
         ),
-        AdminRequest::Delete { ids, .. } => (OpId(rand::random()), MailOp::QueueDelete { ids }),
+        AdminRequest::Delete { ids, .. } => (OpId(rand::random()), MailOp::QueueDrop { ids, at_s: now_s() }),
+        AdminRequest::FrontRefusals { op_id, refusals, .. } => (OpId(op_id), MailOp::FrontRefusals { refusals }),
         AdminRequest::Flush { ids, .. } => (OpId(rand::random()), MailOp::QueueFlush { ids, now_s: now_s() }),
     };
     match group.propose(op_id, op).await {

@@ -449,6 +449,17 @@ pub enum MailOp {
         set: ImportedKeptSet,
         messages: Vec<ImportedKept>,
     },
+    /// Drop queued messages undelivered, as [`MailOp::QueueDelete`] (which entries already
+    /// in logs keep), with the proposer's clock, for message tracking.
+    QueueDrop {
+        ids: Vec<u64>,
+        at_s: i64,
+    },
+    /// Recipients fronts refused before any mailhost took the message, reported in
+    /// batches for message tracking (`tracked`); changes nothing else.
+    FrontRefusals {
+        refusals: Vec<common::tracking::FrontRefusal>,
+    },
 }
 
 /// Which kept set an [`MailOp::ImportKept`] fills.

@@ -485,6 +485,8 @@ impl Store {
                 | MailOp::QueueAttempt { .. }
                 | MailOp::QueueFlush { .. }
                 | MailOp::QueueDelete { .. }
+                | MailOp::QueueDrop { .. }
+                | MailOp::FrontRefusals { .. }
                 | MailOp::SetUserState { .. }
         );
         if touches_files {
@@ -686,10 +688,11 @@ impl Store {
                     .map_err(io_ctx("queue"))?;
                 Ok(MailResponse::Done)
             }
-            MailOp::QueueDelete { ids } => {
+            MailOp::QueueDelete { ids } | MailOp::QueueDrop { ids, .. } => {
                 self.queue.delete(ids).map_err(io_ctx("queue"))?;
                 Ok(MailResponse::Done)
             }
+            MailOp::FrontRefusals { .. } => Ok(MailResponse::Done),
             MailOp::PurgeKept { now_s, retention_s } => self.purge_kept(*now_s, *retention_s),
             MailOp::RestoreKept { user, items, into, now_s } => {
                 self.restore_kept(index, user, items, into.as_deref(), *now_s)

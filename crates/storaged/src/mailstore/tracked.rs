@@ -2,8 +2,8 @@
 //! recipient per hop, from the operation, its response and the message's header. Pure:
 //! the records depend only on the log (times are the proposer's, written in the entry),
 //! so every replica derives the same ones. Writing them down is `crate::tracking`'s job;
-//! nothing here touches a file except [`QueuedFacts::read`], which reads the header of a
-//! queued message before an attempt's record may remove it.
+//! nothing here touches a file except [`QueuedFacts::read`], which reads the headers of
+//! queued messages before an attempt's record or a delete may remove them.
 
 use std::io::Read;
 
@@ -17,25 +17,50 @@ use super::queue::Queue;
 /// Header bytes of a queued message read for its facts.
 const QUEUED_HEADER_MAX_BYTES: u64 = 64 * 1024;
 
-/// What a queue attempt's records need of the queued message, read before it is applied.
+/// Queued messages one operation drops at most that get a record each (a postmaster's
+/// delete names few; beyond, the rest go untracked rather than read a header each).
+const DROPPED_TRACKED_MAX: usize = 1000;
+
+/// What a queue operation's records need of the queued messages it reports on, read
+/// before it is applied (an attempt's record may remove the message, a delete does).
 #[derive(Debug, Default)]
-pub struct QueuedFacts {
+pub struct QueuedFacts(Vec<Queued>);
+
+#[derive(Debug, Default)]
+struct Queued {
+    id: u64,
     sender: String,
+    pending: Vec<String>,
     facts: MessageFacts,
 }
 
 impl QueuedFacts {
-    /// The facts of the message an operation reports on (queue attempts only).
+    /// The facts of the messages an operation reports on (queue attempts and drops only).
     pub fn read(queue: &Queue, op: &MailOp) -> Option<Self> {
-        let MailOp::QueueAttempt { id, .. } = op else { return None };
-        let sender = queue.item(*id)?.sender.clone();
+        let ids = match op {
+            MailOp::QueueAttempt { id, .. } => std::slice::from_ref(id),
+            MailOp::QueueDrop { ids, .. } => &ids[..ids.len().min(DROPPED_TRACKED_MAX)],
+            _ => return None,
+        };
+        Some(Self(ids.iter().filter_map(|id| Queued::read(queue, *id)).collect()))
+    }
+
+    fn get(&self, id: u64) -> Option<&Queued> {
+        self.0.iter().find(|q| q.id == id)
+    }
+}
+
+impl Queued {
+    fn read(queue: &Queue, id: u64) -> Option<Self> {
+        let item = queue.item(id)?;
         let mut head = Vec::new();
-        if let Some(file) = queue.body_path(*id).and_then(|p| std::fs::File::open(p).ok()) {
+        if let Some(file) = queue.body_path(id).and_then(|p| std::fs::File::open(p).ok()) {
             // A body that cannot be read leaves the facts empty; the records still say
             // what happened to whom.
             let _ = file.take(QUEUED_HEADER_MAX_BYTES).read_to_end(&mut head);
         }
-        Some(Self { sender, facts: MessageFacts::of(&head) })
+        let pending = item.pending().map(str::to_string).collect();
+        Some(Self { id, sender: item.sender.clone(), pending, facts: MessageFacts::of(&head) })
     }
 }
 
@@ -122,7 +147,7 @@ pub fn derive(
             out.extend(recipients.iter().map(|r| e.record(event, r, queue_id.clone(), detail.clone())));
         }
         MailOp::QueueAttempt { id, at_s, delivered, failed, tried, .. } => {
-            let Some(queued) = queued else { return };
+            let Some(queued) = queued.as_ref().and_then(|q| q.get(*id)) else { return };
             let e = Entry { group, index, at_s: *at_s, facts: &queued.facts, from: &queued.sender };
             let queue_id = format!("{group}/{id}");
             for t in tried {
@@ -131,6 +156,15 @@ pub fn derive(
                 out.push(e.record(event, &t.address, queue_id.clone(), detail));
             }
         }
+        MailOp::QueueDrop { at_s, .. } => {
+            for q in queued.iter().flat_map(|q| &q.0) {
+                let e = Entry { group, index, at_s: *at_s, facts: &q.facts, from: &q.sender };
+                let queue_id = format!("{group}/{}", q.id);
+                let detail = "removed from the queue undelivered by the postmaster";
+                out.extend(q.pending.iter().map(|r| e.record(TrackEvent::Deleted, r, queue_id.clone(), detail.into())));
+            }
+        }
+        MailOp::FrontRefusals { refusals } => out.extend(refusals.iter().map(|r| r.record(group, index))),
         _ => {}
     }
 }
@@ -250,7 +284,12 @@ mod tests {
                 tried("d@r", "451 busy"),
             ],
         };
-        let queued = QueuedFacts { sender: "ann@example.org".into(), facts: MessageFacts::of(MESSAGE) };
+        let queued = QueuedFacts(vec![super::Queued {
+            id: 9,
+            sender: "ann@example.org".into(),
+            pending: Vec::new(),
+            facts: MessageFacts::of(MESSAGE),
+        }]);
         let mut out = Vec::new();
         derive("apollo", 50, &op, &MailResponse::Done, Some(queued), &mut out);
         let events: Vec<TrackEvent> = out.iter().map(|r| r.event).collect();
@@ -258,5 +297,59 @@ mod tests {
         assert_eq!(events, [Sent, Bounced, Bounced, Deferred]);
         assert_eq!(out[2].detail, "via mx [127.0.0.1:25]: 554 5.4.7 expired");
         assert!(out.iter().all(|r| r.queue_id == "apollo/9" && r.message_id == "<m@x>" && r.at_s == 2000));
+    }
+
+    #[test]
+    fn a_dropped_message_says_who_never_got_it() {
+        let queued = |id, pending: &[&str]| Queued {
+            id,
+            sender: "ann@example.org".into(),
+            pending: pending.iter().map(|p| p.to_string()).collect(),
+            facts: MessageFacts::of(MESSAGE),
+        };
+        let facts = QueuedFacts(vec![queued(7, &["x@r", "y@r"]), queued(8, &["z@r"])]);
+        let op = MailOp::QueueDrop { ids: vec![7, 8, 99], at_s: 3000 };
+        let mut out = Vec::new();
+        derive("apollo", 60, &op, &MailResponse::Done, Some(facts), &mut out);
+        let got: Vec<(&str, &str)> = out.iter().map(|r| (r.to.as_str(), r.queue_id.as_str())).collect();
+        assert_eq!(got, [("x@r", "apollo/7"), ("y@r", "apollo/7"), ("z@r", "apollo/8")]);
+        assert!(out.iter().all(|r| r.event == TrackEvent::Deleted && r.at_s == 3000 && r.message_id == "<m@x>"));
+    }
+
+    #[test]
+    fn a_fronts_refusals_are_recorded_as_it_reported_them() {
+        use common::tracking::FrontRefusal;
+        let refusals = vec![
+            FrontRefusal::new(
+                4000,
+                "mx1",
+                "192.0.2.7",
+                "",
+                "",
+                "spam@x",
+                "nobody@example.edu",
+                "550 5.1.1 no such user",
+            ),
+            FrontRefusal::new(
+                4001,
+                "mx1",
+                "192.0.2.7",
+                "<v@x>",
+                "mx1/ab",
+                "a@x",
+                "b@example.edu",
+                "554 5.7.1 virus\r\n",
+            ),
+        ];
+        let mut out = Vec::new();
+        derive("hermes", 70, &MailOp::FrontRefusals { refusals }, &MailResponse::Done, None, &mut out);
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|r| r.event == TrackEvent::Refused && r.group == "hermes" && r.index == 70));
+        assert_eq!(
+            (out[0].to.as_str(), out[0].detail.as_str()),
+            ("nobody@example.edu", "by mx1 to client 192.0.2.7: 550 5.1.1 no such user")
+        );
+        assert_eq!((out[1].message_id.as_str(), out[1].queue_id.as_str()), ("<v@x>", "mx1/ab"));
+        assert!(!out[1].detail.contains('\r'), "cleaned like a log field: {}", out[1].detail);
     }
 }

@@ -137,6 +137,9 @@ fn story_of(r: &TrackRecord) -> String {
         r.answers.clone()
     } else if !r.message_id.is_empty() {
         r.message_id.clone()
+    } else if !r.queue_id.is_empty() && r.event == TrackEvent::Refused {
+        // A front's refusal before any data: its own id.
+        format!("(no Message-ID, refused as {})", r.queue_id)
     } else if !r.queue_id.is_empty() {
         format!("(no Message-ID, queued as {})", r.queue_id)
     } else {
