@@ -91,7 +91,8 @@ impl Group {
         let fresh = log.bounds().1.is_none() && log.meta().vote.is_none();
         let sm = MailStateMachine::open_tracking(&dir, &name, cfg.tracking.clone())
             .map_err(|source| GroupError::Store { group: name.clone(), source })?
-            .with_keep_floor(cfg.retention.backup_keep_s.unwrap_or(0));
+            .with_keep_floor(cfg.retention.backup_keep_s.unwrap_or(0))
+            .with_disk(disk.clone());
         let purged = log.open_report().purged.map(|r| r.index);
         sm.reconcile_snapshot(purged).map_err(|source| GroupError::Store { group: name.clone(), source })?;
         let raft_cfg = RaftConfig {

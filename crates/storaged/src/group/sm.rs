@@ -70,6 +70,11 @@ pub struct MailStateMachine {
     /// A backup's own retention of kept mail (`Store::set_keep_floor`), kept across
     /// snapshot installs.
     keep_floor_s: u64,
+    /// This node's disk: while it is below its reserve, no new snapshot is built (one
+    /// holds every message a second time and would eat the reserve; Raft stops on the
+    /// error if it runs out). Checkpoints go on: they are small, and they let the log be
+    /// purged, which frees space.
+    disk: Option<Arc<crate::disk::DiskWatch>>,
 }
 
 fn sm_err(e: impl std::fmt::Display) -> StorageError<u64> {
@@ -120,11 +125,18 @@ impl MailStateMachine {
             erased: Arc::new(tokio::sync::watch::Sender::new(0)),
             tracker: Arc::new(Mutex::new(tracker)),
             keep_floor_s: 0,
+            disk: None,
         })
     }
 
     /// Keep kept mail on this replica at least `keep_s` (a backup node's
     /// `[retention] backup_keep_s`).
+    /// Defer snapshots while `disk` is below its reserve.
+    pub fn with_disk(mut self, disk: Arc<crate::disk::DiskWatch>) -> Self {
+        self.disk = Some(disk);
+        self
+    }
+
     pub fn with_keep_floor(mut self, keep_s: u64) -> Self {
         self.keep_floor_s = keep_s;
         self.store.lock().expect("store lock").set_keep_floor(keep_s);
@@ -289,6 +301,14 @@ impl MailStateMachine {
 
 impl RaftSnapshotBuilder<MailConfig> for MailStateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<MailConfig>, StorageError<u64>> {
+        if self.disk.as_ref().is_some_and(|d| d.low()) {
+            // openraft ignores a snapshot no newer than the one it has, and asks again
+            // after later entries: the first one built once the disk has room wins.
+            if let Some(current) = self.get_current_snapshot().await? {
+                tracing::warn!(group = %self.group, snapshot = %current.meta.snapshot_id, "disk below its reserve: snapshot deferred, the last one stands");
+                return Ok(current);
+            }
+        }
         let (meta, path) = tokio::task::block_in_place(|| self.build_current())?;
         tracing::info!(group = %self.group, snapshot = %meta.snapshot_id, "snapshot built");
         let file = File::open(path).await.map_err(snap_err)?;
@@ -414,5 +434,32 @@ impl RaftStateMachine<MailConfig> for MailStateMachine {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(snap_err(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::CommittedLeaderId;
+
+    fn blank(index: u64) -> Entry<MailConfig> {
+        Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload: EntryPayload::Blank }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn no_snapshot_is_built_while_the_disk_is_below_its_reserve() {
+        let tmp = tempfile::tempdir().unwrap();
+        let disk = Arc::new(crate::disk::DiskWatch::default());
+        let mut sm = MailStateMachine::open(tmp.path(), "hermes").unwrap().with_disk(disk.clone());
+        sm.apply(vec![blank(1)]).await.unwrap();
+        assert_eq!(sm.build_snapshot().await.unwrap().meta.snapshot_id, "hermes-1");
+        sm.apply(vec![blank(2)]).await.unwrap();
+        disk.observe(10, 1000);
+        assert!(disk.low());
+        let deferred = sm.build_snapshot().await.unwrap();
+        assert_eq!(deferred.meta.snapshot_id, "hermes-1", "the last one stands");
+        assert_eq!(sm.load_current_meta().unwrap().snapshot_id, "hermes-1");
+        disk.observe(1 << 30, 1000);
+        assert_eq!(sm.build_snapshot().await.unwrap().meta.snapshot_id, "hermes-2", "built once there is room");
     }
 }
