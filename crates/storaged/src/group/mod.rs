@@ -12,6 +12,7 @@ mod repair;
 pub mod room;
 mod scrub;
 pub mod sm;
+mod snapshot_schedule;
 mod training;
 
 use std::collections::BTreeMap;
@@ -100,7 +101,8 @@ impl Group {
             heartbeat_interval: cfg.raft.heartbeat_ms,
             election_timeout_min: cfg.raft.election_min_ms,
             election_timeout_max: cfg.raft.election_max_ms,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.raft.snapshot_every),
+            // `snapshot_schedule` asks for builds, one replica at a time.
+            snapshot_policy: SnapshotPolicy::Never,
             max_in_snapshot_log_to_keep: cfg.raft.keep_logs,
             purge_batch_size: 256,
             // Installing a snapshot unpacks the whole tree when the last chunk arrives.
@@ -153,6 +155,7 @@ impl Group {
         // openraft 0.9's leader lease is election_timeout_max.
         let lease = Duration::from_millis(cfg.raft.election_max_ms);
         tokio::spawn(prompt_election::prompt_elections(Arc::downgrade(&group), lease));
+        tokio::spawn(snapshot_schedule::schedule(Arc::downgrade(&group), cfg.raft.snapshot_every));
         tokio::spawn(checkpoint_loop(group.sm.clone(), group.name.clone()));
         tokio::spawn(expire_quarantine_loop(group.clone(), cfg.quarantine.clone()));
         tokio::spawn(purge_kept_loop(group.clone(), cfg.retention.clone()));
