@@ -106,7 +106,7 @@ impl StoragedGroup {
                 Command::new(storaged_binary()?)
                     .arg("--config")
                     .arg(&path)
-                    .env("RUST_LOG", "warn")
+                    .env("RUST_LOG", std::env::var("BENCH_NODE_LOG").unwrap_or_else(|_| "warn".into()))
                     .stdout(Stdio::null())
                     .stderr(log),
             )?;
