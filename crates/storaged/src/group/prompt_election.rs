@@ -15,7 +15,11 @@
 //! once. openraft's own timer stays as it was, the fallback.
 //!
 //! It must never stand while the lease runs (that election would fail and only bump the
-//! term), nor on a learner, a candidate or the leader.
+//! term), nor on a learner, a candidate or the leader, nor when another voter heard from
+//! the leader within the lease (`RaftRequest::LeaderContact`): the silence is then this
+//! node's own (its Raft stalled behind a busy disk, or only its link is down) and an
+//! election would depose a leader that works — a pre-vote of sorts, which openraft 0.9
+//! lacks.
 
 use std::collections::BTreeMap;
 use std::sync::Weak;
@@ -51,8 +55,10 @@ pub(super) async fn prompt_elections(group: Weak<Group>, lease: Duration) {
             continue;
         }
         let mine = group.raft.metrics().borrow().last_log_index;
-        if silent < lease + DEFER_MAX && group.longer_log_among(&peers, mine, &mut links).await {
-            continue;
+        match group.objection_among(&peers, mine, lease, &mut links).await {
+            Some(Objection::LongerLog) if silent < lease + DEFER_MAX => continue,
+            Some(Objection::LeaderHeard) => continue,
+            _ => {}
         }
         tracing::info!(group = %group.name, silent_ms = silent.as_millis() as u64, "leader silent past its lease: standing");
         if let Err(e) = group.raft.trigger().elect().await {
@@ -75,26 +81,48 @@ fn voting_peers(group: &Group) -> Option<Vec<(u64, String)>> {
     Some(membership.nodes().filter(|(id, _)| voters.contains(id)).map(|(id, n)| (*id, n.addr.clone())).collect())
 }
 
+/// Why a follower that finds its leader silent does not stand yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Objection {
+    /// A peer holds a longer log: it stands first (for at most [`DEFER_MAX`]).
+    LongerLog,
+    /// A peer heard from the leader within its lease (or is the leader): the leader lives,
+    /// and the silence is this node's own (its Raft was stalled, or only its link is down).
+    /// An election now would only depose a working leader.
+    LeaderHeard,
+}
+
 impl Group {
-    /// Whether a peer that answers holds a longer log than `mine` (the last index here).
-    async fn longer_log_among(
+    /// What the peers that answer say against standing now (`mine`: the last index here).
+    async fn objection_among(
         &self,
         peers: &[(u64, String)],
         mine: Option<u64>,
+        lease: Duration,
         links: &mut BTreeMap<u64, Option<PeerLink>>,
-    ) -> bool {
+    ) -> Option<Objection> {
         for (id, raft) in peers {
             let link = links.entry(*id).or_default();
-            if let Some(RaftReply::LastLogIndex(theirs)) =
+            let Some(RaftReply::LastLogIndex(theirs)) =
                 self.ask_peer(link, raft, RaftRequest::LastLogIndex, ASK_TIMEOUT).await
+            else {
+                // Silent or dead: no objection from it.
+                continue;
+            };
+            if theirs > mine {
+                tracing::debug!(group = %self.name, peer = id, ?theirs, ?mine, "a longer log stands first");
+                return Some(Objection::LongerLog);
+            }
+            if let Some(RaftReply::LeaderContact(Some(ms))) =
+                self.ask_peer(link, raft, RaftRequest::LeaderContact, ASK_TIMEOUT).await
             {
-                if theirs > mine {
-                    tracing::debug!(group = %self.name, peer = id, ?theirs, ?mine, "a longer log stands first");
-                    return true;
+                if Duration::from_millis(ms) < lease {
+                    tracing::info!(group = %self.name, peer = id, heard_ms = ms, "the leader is silent here only: not standing");
+                    return Some(Objection::LeaderHeard);
                 }
             }
         }
-        false
+        None
     }
 }
 

@@ -30,9 +30,13 @@ pub enum RaftRequest<C: RaftTypeConfig> {
     /// Not Raft: whether this node's disk has room (see `group::room`).
     DiskRoom,
     /// Not Raft: the index of the last entry this node holds, asked by a follower that would
-    /// stand for election (see `group::prompt_election`). Last among the variants: older
-    /// nodes decode the others as before.
+    /// stand for election (see `group::prompt_election`). Older nodes decode the variants
+    /// above as before.
     LastLogIndex,
+    /// Not Raft: how long ago this node last heard from its leader (as the leader: now),
+    /// asked by a follower that would stand (see `group::prompt_election`). Last among the
+    /// variants.
+    LeaderContact,
 }
 
 /// A request addressed to one Raft group of the receiving node.
@@ -67,6 +71,9 @@ pub enum RaftReply<C: RaftTypeConfig> {
     DiskRoom(bool),
     /// The answer to [`RaftRequest::LastLogIndex`].
     LastLogIndex(Option<u64>),
+    /// The answer to [`RaftRequest::LeaderContact`], in milliseconds; `None` if this node
+    /// knows of no leader or its Raft did not answer at once.
+    LeaderContact(Option<u64>),
 }
 
 /// The answer to the [`GroupRequest`] with the same `seq`. The sender checks `seq`, so a

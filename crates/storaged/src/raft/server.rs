@@ -97,6 +97,24 @@ where
     }
 }
 
+/// How long [`leader_contact_ms`] waits for Raft's answer: a node whose Raft cannot answer
+/// that quickly is no evidence that the leader lives.
+const CONTACT_ANSWER_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Milliseconds since this node last heard from its leader (0 on the leader itself), if it
+/// knows one and its Raft answers within [`CONTACT_ANSWER_WAIT`].
+async fn leader_contact_ms<C>(raft: &Raft<C>) -> Option<u64>
+where
+    C: RaftTypeConfig<NodeId = u64, Node = BasicNode>,
+{
+    use openraft::Instant;
+    let ask = raft.with_raft_state(|st| match st.server_state {
+        openraft::ServerState::Leader => Some(0),
+        _ => st.vote_last_modified().map(|at| at.elapsed().as_millis() as u64),
+    });
+    tokio::time::timeout(CONTACT_ANSWER_WAIT, ask).await.ok()?.ok()?
+}
+
 async fn serve_conn<C>(
     stream: TcpStream,
     groups: Groups<C>,
@@ -155,6 +173,7 @@ where
                 }
                 RaftRequest::DiskRoom => RaftReply::DiskRoom(files.disk_room()),
                 RaftRequest::LastLogIndex => RaftReply::LastLogIndex(raft.metrics().borrow().last_log_index),
+                RaftRequest::LeaderContact => RaftReply::LeaderContact(leader_contact_ms(&raft).await),
             },
         };
         drop(last);
