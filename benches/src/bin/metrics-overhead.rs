@@ -152,10 +152,13 @@ struct Half {
 
 /// `rounds` alternating pairs of LMTP runs, then of IMAP runs, against `on` and `off`.
 fn measure_half(args: &Args, on: &[Node], off: &[Node]) -> anyhow::Result<Half> {
+    // The leader is looked up before every run: a group may elect another one meanwhile
+    // (the leader's own snapshot build can silence it past its lease), and sessions on a
+    // node that no longer leads are told to reconnect.
     let lmtp_of = |nodes: &[Node]| wait_ready(&nodes.iter().map(|n| n.lmtp.clone()).collect::<Vec<_>>());
-    let (on_lmtp, off_lmtp) = (lmtp_of(on)?, lmtp_of(off)?);
-    let imap = |nodes: &[Node]| imap_ready(&nodes.iter().map(|n| n.imap.clone()).collect::<Vec<_>>());
-    let (on_imap, off_imap) = (imap(on)?, imap(off)?);
+    let imap_of = |nodes: &[Node]| imap_ready(&nodes.iter().map(|n| n.imap.clone()).collect::<Vec<_>>());
+    let lmtp_at = |nodes: &[Node]| lmtp_of(nodes).expect("an LMTP leader");
+    let imap_at = |nodes: &[Node]| imap_of(nodes).expect("an IMAP server");
     let duration = Duration::from_secs_f64(args.seconds);
     // Each run also measures the CPU its group's three processes used: CPU per operation
     // does not depend on how the two cores were shared, as throughput does.
@@ -167,8 +170,14 @@ fn measure_half(args: &Args, on: &[Node], off: &[Node]) -> anyhow::Result<Half> 
     }
     let lmtp = paired_alternating(
         args.rounds,
-        || measured(|| cpu(on), || lmtp_run(&on_lmtp, args.senders, args.users, 4096, duration)),
-        || measured(|| cpu(off), || lmtp_run(&off_lmtp, args.senders, args.users, 4096, duration)),
+        || {
+            let at = lmtp_at(on);
+            measured(|| cpu(on), || lmtp_run(&at, args.senders, args.users, 4096, duration))
+        },
+        || {
+            let at = lmtp_at(off);
+            measured(|| cpu(off), || lmtp_run(&at, args.senders, args.users, 4096, duration))
+        },
         |(s, _)| s.per_sec(),
     );
     let load = |server: &str| Load {
@@ -180,8 +189,14 @@ fn measure_half(args: &Args, on: &[Node], off: &[Node]) -> anyhow::Result<Half> 
     };
     let imap = paired_alternating(
         args.rounds,
-        || measured(|| cpu(on), || imap_run(&load(&on_imap))),
-        || measured(|| cpu(off), || imap_run(&load(&off_imap))),
+        || {
+            let at = imap_at(on);
+            measured(|| cpu(on), || imap_run(&load(&at)))
+        },
+        || {
+            let at = imap_at(off);
+            measured(|| cpu(off), || imap_run(&load(&at)))
+        },
         |(s, _)| s.commands_per_sec,
     );
     Ok(Half { lmtp, imap })
