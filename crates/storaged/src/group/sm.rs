@@ -302,8 +302,8 @@ impl MailStateMachine {
 impl RaftSnapshotBuilder<MailConfig> for MailStateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<MailConfig>, StorageError<u64>> {
         if self.disk.as_ref().is_some_and(|d| d.low()) {
-            // openraft ignores a snapshot no newer than the one it has, and asks again
-            // after later entries: the first one built once the disk has room wins.
+            // openraft ignores a snapshot no newer than the one it has; the schedule
+            // (`snapshot_schedule`) asks again once the disk has room.
             if let Some(current) = self.get_current_snapshot().await? {
                 tracing::warn!(group = %self.group, snapshot = %current.meta.snapshot_id, "disk below its reserve: snapshot deferred, the last one stands");
                 return Ok(current);

@@ -13,8 +13,9 @@
 //! builds anyway (its log must not grow without end); so does one without a slot (a new
 //! member before the configuration names it).
 //!
-//! It must never build on its own timer alone (only on applied entries), nor ask for a
-//! build while one it asked for can still be running.
+//! It must never build on its own timer alone (only on applied entries), nor while this
+//! node's disk is below its reserve (`MailStateMachine::build_snapshot` would only hand back
+//! the last one). A request while a build runs is ignored by openraft.
 
 use std::sync::Weak;
 use std::time::Duration;
@@ -49,7 +50,6 @@ pub(super) fn due(applied: u64, last: u64, every: u64, slot: Option<(u64, u64)>)
 
 /// Watch `group` (until it is dropped) and trigger a snapshot when [`due`].
 pub(super) async fn schedule(group: Weak<Group>, every: u64) {
-    let mut asked_at: Option<u64> = None;
     loop {
         tokio::time::sleep(TICK).await;
         let Some(group) = group.upgrade() else { return };
@@ -59,18 +59,11 @@ pub(super) async fn schedule(group: Weak<Group>, every: u64) {
             let applied = m.last_applied.map_or(0, |l| l.index);
             (applied, m.snapshot.map_or(0, |l| l.index))
         };
-        // A build asked for is running until the snapshot index moves past where it was.
-        if asked_at.is_some_and(|at| last < at) {
-            continue;
-        }
-        asked_at = None;
         let members: Vec<u64> = group.members.keys().copied().collect();
-        if due(applied, last, every, slot_of(&members, group.node_id)) {
+        if !group.disk.low() && due(applied, last, every, slot_of(&members, group.node_id)) {
             if let Err(e) = group.raft.trigger().snapshot().await {
                 tracing::warn!(group = %group.name, error = %e, "snapshot not started");
-                continue;
             }
-            asked_at = Some(applied);
         }
     }
 }
