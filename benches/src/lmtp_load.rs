@@ -181,6 +181,52 @@ pub fn run_as(
     LmtpStats { delivered: lat.len() as u64, errors, elapsed, p50_us, p99_us }
 }
 
+/// Deliver `count` messages of about `size` bytes to `rcpt` over LMTP from `senders`
+/// connections. A refused or failed delivery is tried again (an election answers `451`
+/// for a moment), up to a minute per message; then this fails.
+pub fn deliver_count(addr: &str, rcpt: &str, count: usize, size: usize, senders: usize) -> anyhow::Result<()> {
+    let threads: Vec<_> = (0..senders)
+        .map(|t| {
+            let (addr, rcpt) = (addr.to_string(), rcpt.to_string());
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                let mut conn = None;
+                for n in (t..count).step_by(senders) {
+                    let body = message(n as u64, size);
+                    let deadline = Instant::now() + Duration::from_secs(60);
+                    loop {
+                        let delivered = match conn.as_mut() {
+                            None => {
+                                conn = Conn::open_as(&addr, Dialect::Lmtp).ok();
+                                if conn.is_some() {
+                                    continue;
+                                }
+                                false
+                            }
+                            Some(c) => match c.deliver(Dialect::Lmtp, &rcpt, &body) {
+                                Ok(ok) => ok,
+                                Err(_) => {
+                                    conn = None;
+                                    false
+                                }
+                            },
+                        };
+                        if delivered {
+                            break;
+                        }
+                        anyhow::ensure!(Instant::now() < deadline, "message {n} to {rcpt} not delivered in a minute");
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().map_err(|_| anyhow::anyhow!("sender thread panicked"))??;
+    }
+    Ok(())
+}
+
 /// Wait for an LMTP server among `addrs` that accepts a delivery (for a group: its leader).
 pub fn wait_ready(addrs: &[String]) -> anyhow::Result<String> {
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -12,7 +12,9 @@ mod repair;
 pub mod room;
 mod scrub;
 pub mod sm;
+mod snapshot_data;
 mod snapshot_schedule;
+mod snapshots;
 mod training;
 
 use std::collections::BTreeMap;

@@ -1,9 +1,10 @@
 //! The openraft state machine of a mailhost group: applies committed entries to the
 //! [`Store`], checkpoints, and builds/installs snapshots as archive files.
 //!
-//! Directory layout of a group: `mail/` (the store tree), `snapshots/` (`current.snap`
-//! and `current.meta` for the newest built or installed snapshot, `incoming-*.snap` while
-//! receiving). Store I/O is blocking and runs under `block_in_place`.
+//! Directory layout of a group: `mail/` (the store tree), `snapshots/` (see
+//! `group::snapshots`: the current snapshot as a hard-link mirror of the store,
+//! `incoming-*.snap` archives while receiving). Store I/O is blocking and runs under
+//! `block_in_place`.
 
 // openraft's StorageError is large; it is the trait's error type, not ours to box.
 #![allow(clippy::result_large_err)]
@@ -17,9 +18,10 @@ use openraft::{
     BasicNode, Entry, EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError,
     StoredMembership,
 };
-use serde::{Deserialize, Serialize};
 use tokio::fs::File;
 
+use super::snapshot_data::{SnapshotData, TreeStream};
+use super::snapshots::{Current, Snapshots};
 use crate::mailstore::snapshot;
 use crate::mailstore::{MailRequest, MailResponse, Store};
 use crate::tracking::{Tracker, TrackingSettings};
@@ -32,14 +34,9 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = BasicNode,
         Entry = Entry<MailConfig>,
-        SnapshotData = File,
+        SnapshotData = SnapshotData,
         AsyncRuntime = openraft::TokioRuntime,
 );
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct StoredSnapshotMeta {
-    meta: SnapshotMeta<u64, BasicNode>,
-}
 
 /// Shared handle on a group's store.
 #[derive(Clone)]
@@ -49,6 +46,8 @@ pub struct MailStateMachine {
     checkpointing: Arc<Mutex<()>>,
     group_dir: PathBuf,
     group: String,
+    /// The current snapshot (a link tree of the store) and its directory.
+    snapshots: Arc<Snapshots>,
     incoming_seq: Arc<AtomicU64>,
     /// The file each snapshot being received is written to, by its descriptor: transfers
     /// may overlap (a retransmission), and each install must read its own archive.
@@ -70,10 +69,10 @@ pub struct MailStateMachine {
     /// A backup's own retention of kept mail (`Store::set_keep_floor`), kept across
     /// snapshot installs.
     keep_floor_s: u64,
-    /// This node's disk: while it is below its reserve, no new snapshot is built (one
-    /// holds every message a second time and would eat the reserve; Raft stops on the
-    /// error if it runs out). Checkpoints go on: they are small, and they let the log be
-    /// purged, which frees space.
+    /// This node's disk: while it is below its reserve, no new snapshot is built (its
+    /// directories and links take some space, and Raft stops on the error if it runs
+    /// out). Checkpoints go on: they are small, and they let the log be purged, which
+    /// frees space.
     disk: Option<Arc<crate::disk::DiskWatch>>,
 }
 
@@ -106,7 +105,7 @@ impl MailStateMachine {
         }
         let _ = std::fs::remove_dir_all(&old);
         let _ = std::fs::remove_dir_all(group_dir.join("mail.incoming"));
-        std::fs::create_dir_all(group_dir.join("snapshots"))
+        let snapshots = Snapshots::open(&group_dir.join("snapshots"))
             .map_err(|source| crate::mailstore::StoreError::Io { context: "snapshots dir".into(), source })?;
         let store = Store::open(&mail, group)?;
         let durable = store.last_applied.map_or(0, |l| l.index);
@@ -117,6 +116,7 @@ impl MailStateMachine {
             checkpointing: Arc::new(Mutex::new(())),
             group_dir: group_dir.to_path_buf(),
             group: group.to_string(),
+            snapshots: Arc::new(snapshots),
             incoming_seq: Arc::new(AtomicU64::new(0)),
             incoming: Arc::default(),
             changes: Arc::new(tokio::sync::watch::Sender::new(0)),
@@ -167,7 +167,7 @@ impl MailStateMachine {
     /// Blocking; call before Raft starts.
     pub fn reconcile_snapshot(&self, purged: Option<u64>) -> Result<(), crate::mailstore::StoreError> {
         let Some(purged) = purged else { return Ok(()) };
-        let current = self.load_current_meta().and_then(|m| m.last_log_id).map(|l| l.index);
+        let current = self.snapshots.meta().and_then(|m| m.last_log_id).map(|l| l.index);
         if current.is_some_and(|c| c >= purged) {
             return Ok(());
         }
@@ -244,31 +244,14 @@ impl MailStateMachine {
         Ok(())
     }
 
-    /// Size of the current snapshot's archive, if there is one.
+    /// Size of the current snapshot's archive (what a new replica is sent), if there is one.
     pub fn snapshot_bytes(&self) -> Option<u64> {
-        std::fs::metadata(self.snap_path()).ok().map(|m| m.len())
+        self.snapshots.archive_bytes()
     }
 
-    fn snap_path(&self) -> PathBuf {
-        self.group_dir.join("snapshots").join("current.snap")
-    }
-
-    fn meta_path(&self) -> PathBuf {
-        self.group_dir.join("snapshots").join("current.meta")
-    }
-
-    fn save_current(&self, meta: &SnapshotMeta<u64, BasicNode>, archive: &Path) -> std::io::Result<()> {
-        std::fs::rename(archive, self.snap_path())?;
-        let bytes = bincode::serialize(&StoredSnapshotMeta { meta: meta.clone() }).map_err(std::io::Error::other)?;
-        let tmp = self.meta_path().with_extension("tmp");
-        std::fs::write(&tmp, bytes)?;
-        std::fs::File::open(&tmp)?.sync_all()?;
-        std::fs::rename(tmp, self.meta_path())?;
-        std::fs::File::open(self.group_dir.join("snapshots"))?.sync_all()
-    }
-
-    /// Checkpoint the store and archive it as the current snapshot. Blocking.
-    fn build_current(&self) -> Result<(SnapshotMeta<u64, BasicNode>, PathBuf), StorageError<u64>> {
+    /// Checkpoint the store and make it the current snapshot: a hard-link mirror, linked
+    /// while the store is held (so it is one state) and made durable after. Blocking.
+    fn build_current(&self) -> Result<SnapshotMeta<u64, BasicNode>, StorageError<u64>> {
         let _order = self.checkpointing.lock().expect("checkpoint lock");
         self.refuse_if_failed().map_err(sm_err)?;
         let mut store = self.store.lock().expect("store lock");
@@ -280,22 +263,25 @@ impl MailStateMachine {
             last_membership: store.membership.clone(),
             snapshot_id: format!("{}-{}", self.group, last.map_or(0, |l| l.index)),
         };
-        // Only the hard-link mirror is made under the lock; archiving it (which reads
-        // every byte) happens while the store keeps applying.
-        let staging = self.group_dir.join("snapshots").join("staging");
-        let _ = std::fs::remove_dir_all(&staging);
-        snapshot::link_tree(store.layout().root(), &staging).map_err(sm_err)?;
+        let staged = self.snapshots.stage(meta.clone(), store.layout().root()).map_err(sm_err)?;
         drop(store);
-        let tmp = self.group_dir.join("snapshots").join("building.snap");
-        snapshot::build(&staging, &tmp).map_err(sm_err)?;
-        let _ = std::fs::remove_dir_all(&staging);
-        self.save_current(&meta, &tmp).map_err(sm_err)?;
-        Ok((meta, self.snap_path()))
+        self.snapshots.publish(staged).map_err(sm_err)?;
+        Ok(meta)
     }
 
-    fn load_current_meta(&self) -> Option<SnapshotMeta<u64, BasicNode>> {
-        let bytes = std::fs::read(self.meta_path()).ok()?;
-        bincode::deserialize::<StoredSnapshotMeta>(&bytes).ok().map(|s| s.meta)
+    /// The current snapshot, for openraft.
+    fn current_snapshot(&self) -> Result<Option<Snapshot<MailConfig>>, StorageError<u64>> {
+        match self.snapshots.current() {
+            None => Ok(None),
+            Some(Current::Tree(dir)) => Ok(Some(Snapshot {
+                meta: dir.meta().clone(),
+                snapshot: Box::new(SnapshotData::Tree(TreeStream::new(dir))),
+            })),
+            Some(Current::Archive { meta, path }) => {
+                let file = std::fs::File::open(path).map_err(snap_err)?;
+                Ok(Some(Snapshot { meta, snapshot: Box::new(SnapshotData::File(File::from_std(file))) }))
+            }
+        }
     }
 }
 
@@ -309,10 +295,9 @@ impl RaftSnapshotBuilder<MailConfig> for MailStateMachine {
                 return Ok(current);
             }
         }
-        let (meta, path) = tokio::task::block_in_place(|| self.build_current())?;
+        let meta = tokio::task::block_in_place(|| self.build_current())?;
         tracing::info!(group = %self.group, snapshot = %meta.snapshot_id, "snapshot built");
-        let file = File::open(path).await.map_err(snap_err)?;
-        Ok(Snapshot { meta, snapshot: Box::new(file) })
+        self.current_snapshot()?.ok_or_else(|| snap_err("the snapshot just built is gone"))
     }
 }
 
@@ -372,25 +357,27 @@ impl RaftStateMachine<MailConfig> for MailStateMachine {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<File>, StorageError<u64>> {
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>, StorageError<u64>> {
         let n = self.incoming_seq.fetch_add(1, Ordering::Relaxed);
         let path = self.group_dir.join("snapshots").join(format!("incoming-{n}.snap"));
         let file =
             File::options().read(true).write(true).create(true).truncate(true).open(&path).await.map_err(snap_err)?;
         self.incoming.lock().expect("incoming lock").insert(std::os::fd::AsRawFd::as_raw_fd(&file), path);
-        Ok(Box::new(file))
+        Ok(Box::new(SnapshotData::File(file)))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<u64, BasicNode>,
-        snapshot: Box<File>,
+        snapshot: Box<SnapshotData>,
     ) -> Result<(), StorageError<u64>> {
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&*snapshot);
+        let SnapshotData::File(mut file) = *snapshot else {
+            return Err(snap_err(format!("snapshot {} is not a received archive", meta.snapshot_id)));
+        };
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
         let incoming = self.incoming.lock().expect("incoming lock").remove(&fd).ok_or_else(|| {
             snap_err(format!("snapshot {} was not received through this state machine", meta.snapshot_id))
         })?;
-        let mut file = *snapshot;
         tokio::io::AsyncWriteExt::flush(&mut file).await.map_err(snap_err)?;
         file.sync_all().await.map_err(snap_err)?;
         drop(file);
@@ -417,10 +404,12 @@ impl RaftStateMachine<MailConfig> for MailStateMachine {
             fresh.checkpoint().map_err(snap_err)?;
             *store = fresh;
             self.made_durable(meta.last_log_id);
+            let staged = self.snapshots.stage(meta.clone(), store.layout().root()).map_err(snap_err)?;
             drop(store);
             let _ = std::fs::remove_dir_all(&old);
             self.changes.send_replace(meta.last_log_id.map_or(0, |l| l.index));
-            self.save_current(meta, &incoming).map_err(snap_err)?;
+            self.snapshots.publish(staged).map_err(snap_err)?;
+            let _ = std::fs::remove_file(&incoming);
             Ok(())
         })?;
         tracing::info!(group = %self.group, snapshot = %meta.snapshot_id, "snapshot installed");
@@ -428,12 +417,7 @@ impl RaftStateMachine<MailConfig> for MailStateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<MailConfig>>, StorageError<u64>> {
-        let Some(meta) = self.load_current_meta() else { return Ok(None) };
-        match File::open(self.snap_path()).await {
-            Ok(file) => Ok(Some(Snapshot { meta, snapshot: Box::new(file) })),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(snap_err(e)),
-        }
+        self.current_snapshot()
     }
 }
 
@@ -458,7 +442,7 @@ mod tests {
         assert!(disk.low());
         let deferred = sm.build_snapshot().await.unwrap();
         assert_eq!(deferred.meta.snapshot_id, "hermes-1", "the last one stands");
-        assert_eq!(sm.load_current_meta().unwrap().snapshot_id, "hermes-1");
+        assert_eq!(sm.snapshots.meta().unwrap().snapshot_id, "hermes-1");
         disk.observe(1 << 30, 1000);
         assert_eq!(sm.build_snapshot().await.unwrap().meta.snapshot_id, "hermes-2", "built once there is room");
     }

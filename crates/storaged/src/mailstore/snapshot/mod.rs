@@ -1,6 +1,11 @@
 //! Snapshot archives of a store tree: a stream of checksummed records, one per directory
-//! or file, written in sorted order (so equal trees give equal archives) and verified
-//! record by record on install.
+//! or file, in sorted order (so equal trees give equal archives), verified record by record
+//! on install (`install`).
+//!
+//! A snapshot is kept as a hard-link mirror of the store (`link_tree`), which costs no copy
+//! of the mail because the store never writes a file in place; the archive is produced from
+//! that mirror only while it is being sent (`archive`), and is written to a file only on the
+//! receiving side.
 //!
 //! ```text
 //! "MSSNAP01"
@@ -14,9 +19,15 @@
 //! long, so an archive can never write outside the directory it is unpacked into; a link's
 //! target must be such a relative path too (the active Sieve script's `sieve/NAME.sieve`).
 
+mod archive;
+mod install;
+
 use std::fs::{self, File};
-use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::path::{Component, Path, PathBuf};
+use std::io::{self, BufWriter};
+use std::path::{Path, PathBuf};
+
+pub use archive::{Manifest, TreeArchive};
+pub use install::install;
 
 const MAGIC: &[u8; 8] = b"MSSNAP01";
 const KIND_DIR: u8 = 1;
@@ -26,7 +37,6 @@ const KIND_END: u8 = 255;
 const PATH_MAX: usize = 4096;
 /// Largest single file in an archive.
 const FILE_MAX: u64 = 1 << 32;
-const COPY_CHUNK: usize = 1 << 16;
 /// The name (and, with a suffix, the temporaries) of a node's own cache file in a mailbox
 /// directory (the sort fields `group::fields_file` keeps): never in a snapshot, because it
 /// is no part of the replicated state and is appended to in place.
@@ -107,152 +117,16 @@ pub fn link_tree(root: &Path, dest: &Path) -> Result<(), SnapshotError> {
     Ok(())
 }
 
-/// Write an archive of everything under `root` to `out`.
+/// Write an archive of everything under `root` to `out` (what a receiving replica holds
+/// once a snapshot has been sent; for tests and tools: a node sends its snapshot from its
+/// link tree, see [`TreeArchive`]).
 pub fn build(root: &Path, out: &Path) -> Result<(), SnapshotError> {
+    let mut archive = TreeArchive::new(root.to_path_buf());
     let mut w = BufWriter::new(File::create(out)?);
-    w.write_all(MAGIC)?;
-    let entries = walk(root)?;
-    for (rel, kind) in &entries {
-        let path = rel.to_str().ok_or_else(|| invalid("non-UTF-8 path in store"))?.as_bytes();
-        if path.len() > PATH_MAX {
-            return Err(invalid("path too long"));
-        }
-        if *kind == Kind::Dir {
-            let h = record_header(KIND_DIR, path, 0);
-            w.write_all(&h)?;
-            w.write_all(&crc32c::crc32c(&h).to_le_bytes())?;
-            continue;
-        }
-        if *kind == Kind::Link {
-            let target = fs::read_link(root.join(rel))?;
-            let target = target.to_str().ok_or_else(|| invalid("non-UTF-8 link target in store"))?.as_bytes();
-            let mut h = record_header(KIND_LINK, path, target.len() as u64);
-            h.extend_from_slice(target);
-            w.write_all(&h)?;
-            w.write_all(&crc32c::crc32c(&h).to_le_bytes())?;
-            continue;
-        }
-        let mut f = File::open(root.join(rel))?;
-        let len = f.metadata()?.len();
-        let h = record_header(KIND_FILE, path, len);
-        w.write_all(&h)?;
-        let mut crc = crc32c::crc32c(&h);
-        let mut buf = vec![0u8; COPY_CHUNK];
-        let mut left = len;
-        while left > 0 {
-            let n = f.read(&mut buf[..(left.min(COPY_CHUNK as u64) as usize)])?;
-            if n == 0 {
-                return Err(invalid("file shrank while archiving"));
-            }
-            crc = crc32c::crc32c_append(crc, &buf[..n]);
-            w.write_all(&buf[..n])?;
-            left -= n as u64;
-        }
-        w.write_all(&crc.to_le_bytes())?;
-    }
-    let h = record_header(KIND_END, b"", entries.len() as u64);
-    w.write_all(&h)?;
-    w.write_all(&crc32c::crc32c(&h).to_le_bytes())?;
+    io::copy(&mut archive, &mut w)?;
     let f = w.into_inner().map_err(|e| e.into_error())?;
     f.sync_all()?;
     Ok(())
-}
-
-fn safe_relative(path: &str) -> Result<PathBuf, SnapshotError> {
-    if path.is_empty() || path.len() > PATH_MAX || path.contains('\0') {
-        return Err(invalid(format!("bad path {path:?}")));
-    }
-    let p = PathBuf::from(path);
-    if !p.components().all(|c| matches!(c, Component::Normal(_))) {
-        return Err(invalid(format!("path {path:?} escapes the store")));
-    }
-    Ok(p)
-}
-
-/// Verify `archive` and unpack it into `dest` (which must not exist yet).
-pub fn install(archive: &Path, dest: &Path) -> Result<(), SnapshotError> {
-    let mut r = BufReader::new(File::open(archive)?);
-    let mut magic = [0u8; 8];
-    r.read_exact(&mut magic)?;
-    if &magic != MAGIC {
-        return Err(invalid("bad magic"));
-    }
-    fs::create_dir(dest)?;
-    let mut count = 0u64;
-    loop {
-        let mut kind = [0u8; 1];
-        r.read_exact(&mut kind)?;
-        let mut plen = [0u8; 2];
-        r.read_exact(&mut plen)?;
-        let plen = u16::from_le_bytes(plen) as usize;
-        if plen > PATH_MAX {
-            return Err(invalid("path too long"));
-        }
-        let mut path = vec![0u8; plen];
-        r.read_exact(&mut path)?;
-        let mut len = [0u8; 8];
-        r.read_exact(&mut len)?;
-        let len = u64::from_le_bytes(len);
-        let mut crc = crc32c::crc32c(&record_header(kind[0], &path, len));
-        let path = String::from_utf8(path).map_err(|_| invalid("non-UTF-8 path"))?;
-        match kind[0] {
-            KIND_END => {
-                let mut want = [0u8; 4];
-                r.read_exact(&mut want)?;
-                if u32::from_le_bytes(want) != crc || len != count {
-                    return Err(invalid("bad end record"));
-                }
-                return Ok(());
-            }
-            KIND_DIR => {
-                let mut want = [0u8; 4];
-                r.read_exact(&mut want)?;
-                if u32::from_le_bytes(want) != crc {
-                    return Err(invalid(format!("checksum of {path}")));
-                }
-                fs::create_dir_all(dest.join(safe_relative(&path)?))?;
-            }
-            KIND_FILE => {
-                if len > FILE_MAX {
-                    return Err(invalid("file too large"));
-                }
-                let target = dest.join(safe_relative(&path)?);
-                let mut f = BufWriter::new(File::create(&target)?);
-                let mut buf = vec![0u8; COPY_CHUNK];
-                let mut left = len;
-                while left > 0 {
-                    let n = left.min(COPY_CHUNK as u64) as usize;
-                    r.read_exact(&mut buf[..n])?;
-                    crc = crc32c::crc32c_append(crc, &buf[..n]);
-                    f.write_all(&buf[..n])?;
-                    left -= n as u64;
-                }
-                f.flush()?;
-                let mut want = [0u8; 4];
-                r.read_exact(&mut want)?;
-                if u32::from_le_bytes(want) != crc {
-                    return Err(invalid(format!("checksum of {path}")));
-                }
-            }
-            KIND_LINK => {
-                if len > PATH_MAX as u64 {
-                    return Err(invalid("link target too long"));
-                }
-                let mut target = vec![0u8; len as usize];
-                r.read_exact(&mut target)?;
-                crc = crc32c::crc32c_append(crc, &target);
-                let mut want = [0u8; 4];
-                r.read_exact(&mut want)?;
-                if u32::from_le_bytes(want) != crc {
-                    return Err(invalid(format!("checksum of {path}")));
-                }
-                let target = String::from_utf8(target).map_err(|_| invalid("non-UTF-8 link target"))?;
-                std::os::unix::fs::symlink(safe_relative(&target)?, dest.join(safe_relative(&path)?))?;
-            }
-            other => return Err(invalid(format!("unknown record kind {other}"))),
-        }
-        count += 1;
-    }
 }
 
 #[cfg(test)]
