@@ -13,4 +13,5 @@ pub mod scanners;
 pub mod scratch_fs;
 pub mod sieve_rules;
 pub mod sinks;
+pub mod stages;
 pub mod stats;

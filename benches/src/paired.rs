@@ -18,9 +18,11 @@ pub fn paired<T>(
     pairs(rounds, ours, peer, rate, false)
 }
 
-/// As [`paired`], but every other pair runs the peer first: when the two sides are the
-/// same software (an A/B of one setting), the one that runs second in a pair must not always
-/// be the same (a warmer page cache, a log that just compacted).
+/// As [`paired`], but half the pairs, chosen at random, run the peer first: when the two
+/// sides are the same software (an A/B of one setting), the one that runs second in a pair
+/// must not always be the same (a warmer page cache, a log that just compacted), and a
+/// fixed alternation can fall in step with the server's own periodic work (snapshots every
+/// so many entries), which made an A/A control of `metrics-overhead` read 1.19.
 pub fn paired_alternating<T>(
     rounds: usize,
     ours: impl FnMut() -> T,
@@ -38,8 +40,9 @@ fn pairs<T>(
     alternate: bool,
 ) -> Paired<T> {
     let (mut o_runs, mut p_runs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for k in 0..rounds.max(1) {
-        let (o, p) = if alternate && k % 2 == 1 {
+    let peer_first = balanced_order(rounds.max(1));
+    for peer_first in peer_first {
+        let (o, p) = if alternate && peer_first {
             let p = peer();
             (ours(), p)
         } else {
@@ -52,6 +55,22 @@ fn pairs<T>(
     }
     ratios.sort_by(f64::total_cmp);
     Paired { ours: o_runs, peer: p_runs, ratio: ratios[ratios.len() / 2] }
+}
+
+/// `n` flags, half of them set (one fewer for odd `n`), in a random order (seeded from the
+/// clock: no two runs of a benchmark share their order).
+fn balanced_order(n: usize) -> Vec<bool> {
+    let mut order: Vec<bool> = (0..n).map(|k| k < n / 2).collect();
+    let mut state =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;
+    for k in (1..n).rev() {
+        // xorshift64: plenty for shuffling a handful of pairs.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        order.swap(k, (state % (k as u64 + 1)) as usize);
+    }
+    order
 }
 
 /// The run with the median `rate`.

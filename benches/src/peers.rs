@@ -38,7 +38,8 @@ pub fn start_storaged_with(
     tune: impl Fn(&mut storaged::config::Config),
     procs: &mut Procs,
 ) -> anyhow::Result<Vec<Node>> {
-    let mut group = StoragedGroup::start(dir, users, Listeners::default(), tune)?;
+    // `/metrics` on every node: benchmarks print where the time went (`stages`).
+    let mut group = StoragedGroup::start(dir, users, Listeners { metrics: true, ..Default::default() }, tune)?;
     procs.0.append(&mut group.children);
     Ok(std::mem::take(&mut group.nodes))
 }

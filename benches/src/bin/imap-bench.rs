@@ -102,7 +102,10 @@ fn main() -> anyhow::Result<()> {
         append_bytes: args.message_bytes,
         profile: args.profile,
     };
+    let leader_metrics = nodes.iter().find(|n| n.imap == ours).and_then(|n| n.addrs.metrics.clone());
+    let watch = leader_metrics.as_deref().map(benches::stages::Watch::start).transpose()?;
     let runs = paired(args.rounds, || run(&load(&ours)), || run(&load(&dovecot.imap)), |s| s.commands_per_sec);
+    let stages = watch.map(|w| w.finish()).unwrap_or_default();
     let ratio = runs.ratio;
     let errors = (runs.ours.iter().map(|s| s.errors).sum::<u64>(), runs.peer.iter().map(|s| s.errors).sum::<u64>());
     let rate = |s: &LoadStats| s.commands_per_sec;
@@ -122,6 +125,7 @@ fn main() -> anyhow::Result<()> {
         errors.0,
         errors.1
     );
+    println!("\nours, mean per stage on the leader over every run: {stages}");
     println!("\nper command (median run), p50/p99 ms ours | Dovecot:");
     for (k, s) in &o.by_command {
         let d = p.by_command.get(k).cloned().unwrap_or_default();

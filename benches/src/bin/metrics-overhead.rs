@@ -1,12 +1,20 @@
-//! What `/metrics` costs: two 3-node storaged groups side by side, one with `[metrics]` on
-//! and scraped every second (as Prometheus would), one without; LMTP deliveries and an IMAP
-//! client mix run against each in turn (`--rounds` pairs, every other pair the other way
-//! round), of throughput and of the CPU time the group's processes used per operation.
-//! Halfway both groups are restarted on the same data with the setting swapped (a
-//! crossover): two groups differ by a few per cent by themselves (where their files landed,
-//! which one the scheduler favours), and the geometric mean of the two halves' median ratios
-//! cancels that difference, leaving what the setting costs. Also the cost of one counted
-//! event, and of the message-tracking records of one delivery, in nanoseconds.
+//! What `/metrics` costs. A node keeps its counters whether or not `[metrics]` gives them
+//! an endpoint (an increment per event; the cost of one counted event, and of the
+//! message-tracking records of one delivery, is measured first, in nanoseconds); what the
+//! setting adds is the listener and the scrapes.
+//!
+//! `--mode alternate` (the default): one 3-node group with `/metrics` on; LMTP deliveries
+//! and an IMAP client mix run in `--rounds` pairs of runs, one while the group is scraped
+//! every second (as Prometheus would), one while nobody scrapes it, every other pair the
+//! other way round; the ratio is the median of the pairs' ratios, of throughput and of the
+//! CPU time the group's processes used per operation. The same processes on the same files
+//! on both sides of every pair: nothing but the scraping differs.
+//!
+//! `--mode crossover`: two groups side by side, one with `[metrics]` on and scraped, one
+//! without; halfway both are restarted on the same data with the setting swapped, and the
+//! geometric mean of the two halves' median ratios cancels what the groups differ by
+//! themselves (where their files landed, which one the scheduler favours: 5–25 % here,
+//! which this cancels only to about ±5 %).
 //!
 //! `cargo build --release -p storaged -p benches && target/release/metrics-overhead`
 
@@ -22,14 +30,26 @@ use benches::peers::{imap_ready, Node, StoragedGroup, PASSWORD};
 use clap::Parser;
 use tools::imap_load::{run as imap_run, Load, Profile};
 
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Mode {
+    Alternate,
+    Crossover,
+}
+
 #[derive(Parser, Debug)]
 struct Args {
+    #[arg(long, value_enum, default_value_t = Mode::Alternate)]
+    mode: Mode,
+    /// An A/A control of `--mode alternate`: neither side is scraped, so the ratios show
+    /// what the alternation itself resolves.
+    #[arg(long)]
+    control: bool,
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
-    /// Pairs per half (the setting is swapped between the halves). Even, so that each
-    /// side runs first in as many pairs as the other: the run right after another one
-    /// pays for its writeback, by up to 15 % here.
-    #[arg(long, default_value_t = 4)]
+    /// Pairs of runs per load (per half in a crossover). Even, so that each side runs
+    /// first in as many pairs as the other: the run right after another one pays for its
+    /// writeback, by up to 15 % here.
+    #[arg(long, default_value_t = 8)]
     rounds: usize,
     #[arg(long, default_value_t = 32)]
     senders: usize,
@@ -67,11 +87,12 @@ fn crossover_ratio(halves: &[(Vec<f64>, Vec<f64>); 2]) -> f64 {
     (median_ratio(&halves[0].0, &halves[0].1) * median_ratio(&halves[1].0, &halves[1].1)).sqrt()
 }
 
-/// GET /metrics from each of `addrs` every second until `stop`; the bytes read.
-fn scrape(addrs: Vec<String>, stop: Arc<AtomicBool>, bytes: Arc<AtomicU64>) {
+/// GET /metrics from each of `addrs` every second while `scraping`, until `stop`; the
+/// bytes read.
+fn scrape(addrs: Vec<String>, scraping: Arc<AtomicBool>, stop: Arc<AtomicBool>, bytes: Arc<AtomicU64>) {
     use std::io::{Read, Write};
     while !stop.load(Ordering::Relaxed) {
-        for a in &addrs {
+        for a in addrs.iter().filter(|_| scraping.load(Ordering::Relaxed)) {
             if let Ok(mut s) = std::net::TcpStream::connect(a) {
                 let _ = write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
                 let mut body = Vec::new();
@@ -150,8 +171,9 @@ struct Half {
     imap: Paired<(tools::imap_load::LoadStats, f64)>,
 }
 
-/// `rounds` alternating pairs of LMTP runs, then of IMAP runs, against `on` and `off`.
-fn measure_half(args: &Args, on: &[Node], off: &[Node]) -> anyhow::Result<Half> {
+/// `rounds` alternating pairs of LMTP runs, then of IMAP runs, against `on` and `off`;
+/// `set(true)` is called before every run of the `on` side, `set(false)` before the others.
+fn measure_half(args: &Args, on: &[Node], off: &[Node], set: &dyn Fn(bool)) -> anyhow::Result<Half> {
     // The leader is looked up before every run: a group may elect another one meanwhile
     // (the leader's own snapshot build can silence it past its lease), and sessions on a
     // node that no longer leads are told to reconnect.
@@ -172,10 +194,12 @@ fn measure_half(args: &Args, on: &[Node], off: &[Node]) -> anyhow::Result<Half> 
         args.rounds,
         || {
             let at = lmtp_at(on);
+            set(true);
             measured(|| cpu(on), || lmtp_run(&at, args.senders, args.users, 4096, duration))
         },
         || {
             let at = lmtp_at(off);
+            set(false);
             measured(|| cpu(off), || lmtp_run(&at, args.senders, args.users, 4096, duration))
         },
         |(s, _)| s.per_sec(),
@@ -191,10 +215,12 @@ fn measure_half(args: &Args, on: &[Node], off: &[Node]) -> anyhow::Result<Half> 
         args.rounds,
         || {
             let at = imap_at(on);
+            set(true);
             measured(|| cpu(on), || imap_run(&load(&at)))
         },
         || {
             let at = imap_at(off);
+            set(false);
             measured(|| cpu(off), || imap_run(&load(&at)))
         },
         |(s, _)| s.commands_per_sec,
@@ -221,33 +247,105 @@ fn main() -> anyhow::Result<()> {
     // Dropped after every process below has been stopped (declared first, dropped last).
     let _scratch = benches::scratch_fs::prepare(&args.dir, args.plain_dir)?;
     let dir = std::fs::canonicalize(&args.dir)?;
-    let (a_dir, b_dir) = (dir.join("a"), dir.join("b"));
-    std::fs::create_dir_all(&a_dir)?;
-    std::fs::create_dir_all(&b_dir)?;
-    // Every node of both groups has a metrics address; `off` takes it away.
+    match args.mode {
+        Mode::Alternate => alternate(&args, &dir),
+        Mode::Crossover => crossover(&args, &dir),
+    }
+}
+
+/// A group with `/metrics` on, filled; and a scraper of `groups`' endpoints, scraping
+/// while its flag is set, stopped by the other.
+struct Scraper {
+    scraping: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    scraped: Arc<AtomicU64>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Scraper {
+    fn start(groups: &[&StoragedGroup], scraping: bool) -> Self {
+        let metrics: Vec<String> =
+            groups.iter().flat_map(|g| g.nodes.iter().filter_map(|n| n.addrs.metrics.clone())).collect();
+        let (scraping, stop) = (Arc::new(AtomicBool::new(scraping)), Arc::new(AtomicBool::new(false)));
+        let scraped = Arc::new(AtomicU64::new(0));
+        let thread = {
+            let (scraping, stop, scraped) = (scraping.clone(), stop.clone(), scraped.clone());
+            std::thread::spawn(move || scrape(metrics, scraping, stop, scraped))
+        };
+        Self { scraping, stop, scraped, thread }
+    }
+
+    /// Stop; the KiB scraped.
+    fn finish(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("scraper");
+        self.scraped.load(Ordering::Relaxed) / 1024
+    }
+}
+
+fn start_filled(
+    dir: &std::path::Path,
+    args: &Args,
+    tune: impl Fn(&mut storaged::config::Config),
+) -> anyhow::Result<StoragedGroup> {
+    std::fs::create_dir_all(dir)?;
     let listeners = clusterkit::storage::Listeners { metrics: true, ..Default::default() };
+    let g = StoragedGroup::start(dir, args.users, listeners, tune)?;
+    fill(&wait_ready(&g.nodes.iter().map(|n| n.lmtp.clone()).collect::<Vec<_>>())?, args.users, 100, 4096)?;
+    Ok(g)
+}
+
+/// One group, scraped in every other run.
+fn alternate(args: &Args, dir: &std::path::Path) -> anyhow::Result<()> {
+    let group = start_filled(&dir.join("a"), args, |_| {}).context("group a")?;
+    let scraper = Scraper::start(&[&group], false);
+    let set = |on: bool| scraper.scraping.store(on && !args.control, Ordering::Relaxed);
+    if args.control {
+        println!("A/A control: neither side is scraped");
+    }
+    let runs = measure_half(args, &group.nodes, &group.nodes, &set)?;
+    println!("| load | scraped/not per pair | median |");
+    println!("|---|---|---|");
+    let row = |name: &str, p: &dyn Fn(usize) -> (f64, f64), n: usize| {
+        let ratios: Vec<f64> = (0..n).map(|k| p(k).0 / p(k).1).collect();
+        let (on, off): (Vec<f64>, Vec<f64>) = (0..n).map(p).unzip();
+        let shown = ratios.iter().map(|r| format!("{r:.3}")).collect::<Vec<_>>().join(", ");
+        println!("| {name} | {shown} | {:.3} |", median_ratio(&on, &off));
+    };
+    let (l, i) = (&runs.lmtp, &runs.imap);
+    row(
+        &format!("LMTP 4 KiB, {} senders (deliveries/s)", args.senders),
+        &|k| (l.ours[k].0.per_sec(), l.peer[k].0.per_sec()),
+        l.ours.len(),
+    );
+    let per_delivery = |(s, c): &(LmtpStats, f64)| c / s.delivered.max(1) as f64;
+    row("LMTP CPU per delivery", &|k| (per_delivery(&l.ours[k]), per_delivery(&l.peer[k])), l.ours.len());
+    let name = format!("IMAP {:?}, {} sessions (commands/s)", args.imap_profile, args.sessions);
+    row(&name, &|k| (i.ours[k].0.commands_per_sec, i.peer[k].0.commands_per_sec), i.ours.len());
+    let per_command = |(s, c): &(tools::imap_load::LoadStats, f64)| c / s.commands.max(1) as f64;
+    row("IMAP CPU per command", &|k| (per_command(&i.ours[k]), per_command(&i.peer[k])), i.ours.len());
+    let errors = |runs: &[(tools::imap_load::LoadStats, f64)]| {
+        runs.iter().map(|(s, _)| s.errors + s.failed_sessions).sum::<u64>()
+    };
+    println!("IMAP errors and failed sessions: scraped {} | not {}", errors(&i.ours), errors(&i.peer));
+    println!("scraped {} KiB of metrics meanwhile", scraper.finish());
+    Ok(())
+}
+
+/// Two groups, the setting swapped halfway.
+fn crossover(args: &Args, dir: &std::path::Path) -> anyhow::Result<()> {
+    // Every node of both groups has a metrics address; `off` takes it away.
     let on = |_: &mut storaged::config::Config| {};
     let off = |c: &mut storaged::config::Config| c.metrics.listen = None;
-    let mut a = StoragedGroup::start(&a_dir, args.users, listeners, on).context("group a")?;
-    let mut b = StoragedGroup::start(&b_dir, args.users, listeners, off).context("group b")?;
-    for g in [&a, &b] {
-        fill(&wait_ready(&g.nodes.iter().map(|n| n.lmtp.clone()).collect::<Vec<_>>())?, args.users, 100, 4096)?;
-    }
-    let metrics: Vec<String> =
-        [&a, &b].iter().flat_map(|g| g.nodes.iter().filter_map(|n| n.addrs.metrics.clone())).collect();
-    let (stop, scraped) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
-    let scraper = {
-        let (stop, scraped) = (stop.clone(), scraped.clone());
-        std::thread::spawn(move || scrape(metrics, stop, scraped))
-    };
-    let first = measure_half(&args, &a.nodes, &b.nodes)?;
+    let mut a = start_filled(&dir.join("a"), args, on).context("group a")?;
+    let mut b = start_filled(&dir.join("b"), args, off).context("group b")?;
+    let scraper = Scraper::start(&[&a, &b], true);
+    let first = measure_half(args, &a.nodes, &b.nodes, &|_| {})?;
     a.restart(off).context("restarting group a")?;
     b.restart(on).context("restarting group b")?;
-    let second = measure_half(&args, &b.nodes, &a.nodes)?;
-    stop.store(true, Ordering::Relaxed);
-    scraper.join().expect("scraper");
-    report(&args, [first, second]);
-    println!("scraped {} KiB of metrics meanwhile", scraped.load(Ordering::Relaxed) / 1024);
+    let second = measure_half(args, &b.nodes, &a.nodes, &|_| {})?;
+    report(args, [first, second]);
+    println!("scraped {} KiB of metrics meanwhile", scraper.finish());
     Ok(())
 }
 

@@ -132,6 +132,9 @@ pub struct NodeMetrics {
     imap_command_seconds: HistogramFamily<CommandLabels>,
     log_written_seconds: Histogram,
     log_durable_seconds: Histogram,
+    write_queue_seconds: Histogram,
+    write_commit_seconds: Histogram,
+    apply_seconds: Histogram,
 }
 
 impl Default for NodeMetrics {
@@ -146,6 +149,9 @@ impl Default for NodeMetrics {
             imap_command_seconds: Family::new_with_constructor(latency_histogram),
             log_written_seconds: latency_histogram(),
             log_durable_seconds: latency_histogram(),
+            write_queue_seconds: latency_histogram(),
+            write_commit_seconds: latency_histogram(),
+            apply_seconds: latency_histogram(),
         }
     }
 }
@@ -170,6 +176,23 @@ impl NodeMetrics {
         self.imap_command_seconds.get_or_create(&CommandLabels { command }).observe(elapsed.as_secs_f64());
     }
 
+    /// A write on the leader waited `elapsed` for its Raft entry: in the batcher's queue
+    /// and for one of the entries allowed in flight.
+    pub fn write_queued(&self, elapsed: Duration) {
+        self.write_queue_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    /// An entry took `elapsed` from its proposal to its outcome on the leader: the log
+    /// append and fsync, replication to a quorum and apply.
+    pub fn write_committed(&self, elapsed: Duration) {
+        self.write_commit_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    /// The state machine applied a run of committed entries in `elapsed` (every replica).
+    pub fn applied(&self, elapsed: Duration) {
+        self.apply_seconds.observe(elapsed.as_secs_f64());
+    }
+
     /// Everything, registered for `/metrics`: these counters, the groups of `node` read at
     /// scrape time, the process and the data directory's disk.
     pub fn registry(self: &Arc<Self>, node: Weak<Node>, data_dir: PathBuf) -> Registry {
@@ -187,6 +210,17 @@ impl NodeMetrics {
         r.register("mail_imap_command_seconds", "IMAP command latency", self.imap_command_seconds.clone());
         r.register("mail_raftlog_written_seconds", "Raft log append until written", self.log_written_seconds.clone());
         r.register("mail_raftlog_durable_seconds", "Raft log append until fsynced", self.log_durable_seconds.clone());
+        r.register(
+            "mail_write_queue_seconds",
+            "A write's wait for its Raft entry on the leader (batching, entries in flight)",
+            self.write_queue_seconds.clone(),
+        );
+        r.register(
+            "mail_write_commit_seconds",
+            "From proposing an entry to its outcome on the leader (log, replication, apply)",
+            self.write_commit_seconds.clone(),
+        );
+        r.register("mail_raft_apply_seconds", "Applying a run of committed entries", self.apply_seconds.clone());
         r.register_collector(Box::new(Groups(node)));
         r.register_collector(Box::new(common::metrics::system::Process::default()));
         r.register_collector(Box::new(common::metrics::system::Disks::new(vec![data_dir])));

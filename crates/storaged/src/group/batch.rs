@@ -14,6 +14,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Instant;
 
 use openraft::error::ClientWriteError;
 use openraft::Raft;
@@ -22,6 +23,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use super::access::{AccessError, Committed};
 use super::MailConfig;
 use crate::mailstore::{MailRequest, MailResponse, UserName};
+use crate::metrics::NodeMetrics;
 
 /// Entries of batched requests uncommitted at once: one replicating while the one before
 /// it is applied.
@@ -40,6 +42,7 @@ struct Waiting {
     req: MailRequest,
     user: UserName,
     reply: Reply,
+    since: Instant,
 }
 
 /// The encoded size of a request, without encoding it (byte fields count as one length).
@@ -54,9 +57,9 @@ pub struct Batcher {
 
 impl Batcher {
     /// Start batching for `raft` (group `group`) on the current runtime.
-    pub fn start(raft: Raft<MailConfig>, group: String) -> Self {
+    pub fn start(raft: Raft<MailConfig>, group: String, metrics: Arc<NodeMetrics>) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE_MAX);
-        tokio::spawn(run(raft, group, rx));
+        tokio::spawn(run(raft, group, rx, metrics));
         Self { tx }
     }
 
@@ -64,12 +67,12 @@ impl Batcher {
     pub async fn commit(&self, req: MailRequest, user: UserName) -> Result<Committed, AccessError> {
         let (reply, answer) = oneshot::channel();
         let stopped = || AccessError::Raft("the group is shutting down".into());
-        self.tx.send(Waiting { req, user, reply }).await.map_err(|_| stopped())?;
+        self.tx.send(Waiting { req, user, reply, since: Instant::now() }).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 }
 
-async fn run(raft: Raft<MailConfig>, group: String, mut rx: mpsc::Receiver<Waiting>) {
+async fn run(raft: Raft<MailConfig>, group: String, mut rx: mpsc::Receiver<Waiting>, metrics: Arc<NodeMetrics>) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT_MAX));
     // A request of a user already in the batch being gathered starts the next one.
     let mut carried: Option<Waiting> = None;
@@ -104,6 +107,10 @@ async fn run(raft: Raft<MailConfig>, group: String, mut rx: mpsc::Receiver<Waiti
             bytes += size;
             batch.push(w);
         }
+        let proposed = Instant::now();
+        for w in &batch {
+            metrics.write_queued(proposed.duration_since(w.since));
+        }
         let (mut requests, replies): (Vec<MailRequest>, Vec<Reply>) =
             batch.into_iter().map(|w| (w.req, w.reply)).unzip();
         let entry =
@@ -111,12 +118,13 @@ async fn run(raft: Raft<MailConfig>, group: String, mut rx: mpsc::Receiver<Waiti
         // Handed to Raft here, in order; committed in a task of its own so the next batch
         // can gather meanwhile.
         let committed = raft.client_write_ff(entry).await;
-        let group = group.clone();
+        let (group, metrics) = (group.clone(), metrics.clone());
         tokio::spawn(async move {
             let outcome = match committed {
                 Ok(rx) => rx.await.map_err(|e| AccessError::Raft(format!("raft stopped: {e}"))),
                 Err(fatal) => Err(AccessError::Raft(format!("raft stopped: {fatal}"))),
             };
+            metrics.write_committed(proposed.elapsed());
             answer(&group, outcome, replies);
             drop(slot);
         });

@@ -84,7 +84,7 @@ impl Group {
         cfg: &Config,
         gcfg: &GroupConfig,
         key: ClusterKey,
-        (log_observer, disk): (Arc<dyn raftlog::AppendObserver>, Arc<crate::disk::DiskWatch>),
+        (metrics, disk): (Arc<crate::metrics::NodeMetrics>, Arc<crate::disk::DiskWatch>),
     ) -> Result<Arc<Self>, GroupError> {
         let name = gcfg.name.clone();
         let dir = cfg.data_dir.join(&name);
@@ -95,7 +95,8 @@ impl Group {
         let sm = MailStateMachine::open_tracking(&dir, &name, cfg.tracking.clone())
             .map_err(|source| GroupError::Store { group: name.clone(), source })?
             .with_keep_floor(cfg.retention.backup_keep_s.unwrap_or(0))
-            .with_disk(disk.clone());
+            .with_disk(disk.clone())
+            .with_metrics(metrics.clone());
         let purged = log.open_report().purged.map(|r| r.index);
         sm.reconcile_snapshot(purged).map_err(|source| GroupError::Store { group: name.clone(), source })?;
         let raft_cfg = RaftConfig {
@@ -120,7 +121,7 @@ impl Group {
             cfg.node_id,
             Arc::new(raft_cfg),
             network,
-            RaftLogStore::<MailConfig>::new(log).with_purge_gate(sm.durable()).with_observer(log_observer),
+            RaftLogStore::<MailConfig>::new(log).with_purge_gate(sm.durable()).with_observer(metrics.clone()),
             sm.clone(),
         )
         .await
@@ -135,7 +136,7 @@ impl Group {
             }
         }
         let repairs = repair::Repairs::default();
-        let batcher = batch::Batcher::start(raft.clone(), name.clone());
+        let batcher = batch::Batcher::start(raft.clone(), name.clone(), metrics);
         let group = Arc::new(Self {
             name,
             raft,

@@ -74,6 +74,8 @@ pub struct MailStateMachine {
     /// out). Checkpoints go on: they are small, and they let the log be purged, which
     /// frees space.
     disk: Option<Arc<crate::disk::DiskWatch>>,
+    /// Where apply times are counted.
+    metrics: Option<Arc<crate::metrics::NodeMetrics>>,
 }
 
 fn sm_err(e: impl std::fmt::Display) -> StorageError<u64> {
@@ -126,6 +128,7 @@ impl MailStateMachine {
             tracker: Arc::new(Mutex::new(tracker)),
             keep_floor_s: 0,
             disk: None,
+            metrics: None,
         })
     }
 
@@ -134,6 +137,12 @@ impl MailStateMachine {
     /// Defer snapshots while `disk` is below its reserve.
     pub fn with_disk(mut self, disk: Arc<crate::disk::DiskWatch>) -> Self {
         self.disk = Some(disk);
+        self
+    }
+
+    /// Count apply times in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::NodeMetrics>) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -263,9 +272,13 @@ impl MailStateMachine {
             last_membership: store.membership.clone(),
             snapshot_id: format!("{}-{}", self.group, last.map_or(0, |l| l.index)),
         };
+        let started = std::time::Instant::now();
         let staged = self.snapshots.stage(meta.clone(), store.layout().root()).map_err(sm_err)?;
         drop(store);
+        let linked = started.elapsed();
         self.snapshots.publish(staged).map_err(sm_err)?;
+        let (link_ms, publish_ms) = (linked.as_millis(), (started.elapsed() - linked).as_millis());
+        tracing::info!(group = %self.group, snapshot = %meta.snapshot_id, link_ms, publish_ms, "snapshot built");
         Ok(meta)
     }
 
@@ -295,8 +308,7 @@ impl RaftSnapshotBuilder<MailConfig> for MailStateMachine {
                 return Ok(current);
             }
         }
-        let meta = tokio::task::block_in_place(|| self.build_current())?;
-        tracing::info!(group = %self.group, snapshot = %meta.snapshot_id, "snapshot built");
+        tokio::task::block_in_place(|| self.build_current())?;
         self.current_snapshot()?.ok_or_else(|| snap_err("the snapshot just built is gone"))
     }
 }
@@ -316,6 +328,7 @@ impl RaftStateMachine<MailConfig> for MailStateMachine {
         I: IntoIterator<Item = Entry<MailConfig>> + Send,
     {
         let entries: Vec<_> = entries.into_iter().collect();
+        let started = std::time::Instant::now();
         let applied = tokio::task::block_in_place(|| {
             let mut store = self.store.lock().expect("store lock");
             let mut out = Vec::with_capacity(entries.len());
@@ -346,6 +359,9 @@ impl RaftStateMachine<MailConfig> for MailStateMachine {
             self.write_tracked(store.take_tracked());
             Ok(out)
         });
+        if let Some(m) = &self.metrics {
+            m.applied(started.elapsed());
+        }
         if let Err(e) = &applied {
             self.failed.store(true, Ordering::SeqCst);
             tracing::error!(group = %self.group, error = %e, "apply failed; this replica stops");

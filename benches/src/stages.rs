@@ -1,0 +1,105 @@
+//! Where a run's write time went on our side, from the leader's `/metrics` read before and
+//! after it: the mean of each stage's latency histogram over the run (the histograms'
+//! `_sum` and `_count` differences, so exact whatever the buckets).
+//!
+//! The stages of a write on the leader, in order: waiting for its Raft entry (`queue`),
+//! the log append until written and until fsynced (`log write`, `log fsync`, every
+//! append), replication to a quorum, apply and the reply to the proposer, together
+//! `commit`; `apply` is timed on its own (every replica). LMTP's own figure (end of DATA
+//! to the commit) and IMAP commands are shown when the run had any.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+/// (metric, label shown) of each stage, in the order a write meets them.
+const STAGES: [(&str, &str); 7] = [
+    ("mail_write_queue_seconds", "queue"),
+    ("mail_write_commit_seconds", "commit"),
+    ("mail_raftlog_written_seconds", "log write"),
+    ("mail_raftlog_durable_seconds", "log fsync"),
+    ("mail_raft_apply_seconds", "apply"),
+    ("mail_lmtp_commit_seconds", "LMTP DATA→commit"),
+    ("mail_imap_command_seconds", "IMAP command"),
+];
+
+/// The `_sum` and `_count` of every histogram of one scrape (families summed over labels).
+#[derive(Debug, Default, Clone)]
+pub struct Scrape(BTreeMap<String, (f64, f64)>);
+
+/// GET `/metrics` from `addr`.
+pub fn scrape(addr: &str) -> anyhow::Result<Scrape> {
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)?;
+    Ok(parse(&body))
+}
+
+fn parse(text: &str) -> Scrape {
+    let mut out: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((name, value)) = line.rsplit_once(' ') else { continue };
+        let Ok(value) = value.parse::<f64>() else { continue };
+        let name = name.split('{').next().unwrap_or(name);
+        if let Some(base) = name.strip_suffix("_sum") {
+            out.entry(base.to_string()).or_default().0 += value;
+        } else if let Some(base) = name.strip_suffix("_count") {
+            out.entry(base.to_string()).or_default().1 += value;
+        }
+    }
+    Scrape(out)
+}
+
+/// A run being watched on one node: its scrape at the start.
+pub struct Watch {
+    addr: String,
+    before: Scrape,
+}
+
+impl Watch {
+    /// Start watching the node whose `/metrics` is at `addr`.
+    pub fn start(addr: &str) -> anyhow::Result<Self> {
+        Ok(Self { addr: addr.to_string(), before: scrape(addr)? })
+    }
+
+    /// The line of means since the start (or why there is none).
+    pub fn finish(&self) -> String {
+        match scrape(&self.addr) {
+            Ok(after) => breakdown(&self.before, &after),
+            Err(e) => format!("no breakdown: {e}"),
+        }
+    }
+}
+
+/// The mean of each stage between `before` and `after`, as one line:
+/// `queue 0.41 ms, commit 2.30 ms, ...` (stages the run never reached are left out).
+pub fn breakdown(before: &Scrape, after: &Scrape) -> String {
+    let mut parts = Vec::new();
+    for (metric, label) in STAGES {
+        let (s1, c1) = after.0.get(metric).copied().unwrap_or_default();
+        let (s0, c0) = before.0.get(metric).copied().unwrap_or_default();
+        let count = c1 - c0;
+        if count >= 1.0 {
+            parts.push(format!("{label} {:.2} ms ×{count:.0}", (s1 - s0) / count * 1e3));
+        }
+    }
+    parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn means_over_the_run_with_families_summed() {
+        let before = parse("# HELP x\nmail_write_queue_seconds_sum 1.0\nmail_write_queue_seconds_count 10\n");
+        let after = parse(
+            "mail_write_queue_seconds_sum 1.5\nmail_write_queue_seconds_count 20\n\
+             mail_imap_command_seconds_sum{command=\"FETCH\"} 0.2\nmail_imap_command_seconds_count{command=\"FETCH\"} 100\n\
+             mail_imap_command_seconds_sum{command=\"SORT\"} 0.8\nmail_imap_command_seconds_count{command=\"SORT\"} 100\n",
+        );
+        assert_eq!(breakdown(&before, &after), "queue 50.00 ms ×10, IMAP command 5.00 ms ×200");
+    }
+}
