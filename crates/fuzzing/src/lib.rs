@@ -20,6 +20,7 @@ pub mod scan;
 pub mod sieve;
 pub mod smtp;
 pub mod smtp_reply;
+pub mod snapshot_archive;
 pub mod submission;
 
 /// A target's body.
@@ -41,5 +42,6 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("sieve_run", sieve::run),
     ("smtp", smtp::run),
     ("smtp_reply", smtp_reply::run),
+    ("snapshot_archive", snapshot_archive::run),
     ("submission", submission::run),
 ];

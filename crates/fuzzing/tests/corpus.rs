@@ -58,10 +58,28 @@ fn real_seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         )),
     };
     let admin = common::admin::encode(&common::admin::AdminRequest::Status);
+    // A store's tree as a snapshot archive: a Maildir message, state, an active Sieve
+    // script's link; then the same archive cut short and with a flipped byte.
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tree.path().join("users/u@example.edu/Maildir/cur")).unwrap();
+    std::fs::create_dir_all(tree.path().join("users/u@example.edu/sieve")).unwrap();
+    std::fs::write(tree.path().join("users/u@example.edu/Maildir/cur/1.M1:2,S"), b"Subject: hi\r\n\r\nbody\r\n")
+        .unwrap();
+    std::fs::write(tree.path().join("users/u@example.edu/sieve/main.sieve"), b"keep;\r\n").unwrap();
+    std::os::unix::fs::symlink("sieve/main.sieve", tree.path().join("users/u@example.edu/.dovecot.sieve")).unwrap();
+    std::fs::write(tree.path().join("sm.state"), [3u8; 64]).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    storaged::mailstore::snapshot::build(tree.path(), &out.path().join("a.snap")).unwrap();
+    let archive = std::fs::read(out.path().join("a.snap")).unwrap();
+    let mut flipped = archive.clone();
+    flipped[archive.len() / 2] ^= 0x20;
     vec![
         ("raftlog_record", "append-record", record),
         ("rpc", "vote-request", storaged::raft::rpc::encode(&vote).unwrap()),
         ("rpc", "admin-status", admin),
+        ("snapshot_archive", "tree", archive.clone()),
+        ("snapshot_archive", "tree-cut", archive[..archive.len() * 2 / 3].to_vec()),
+        ("snapshot_archive", "tree-flipped", flipped),
     ]
 }
 
