@@ -71,6 +71,7 @@ fn main() -> anyhow::Result<()> {
     let dovecot = start_dovecot(&dir.join("dovecot"), &mut procs)?;
     benches::lmtp_load::fill_any(std::slice::from_ref(&dovecot.lmtp), 1, 10, args.message_bytes)?;
     benches::front::wait_ready(&dovecot.imap)?;
+    let watch = benches::stages::Watch::start(&cluster.nodes);
     let runs = paired(
         args.rounds,
         || session(&script, &cluster.front_imap, &args),
@@ -100,6 +101,7 @@ fn main() -> anyhow::Result<()> {
             median(ratios)
         );
     }
+    println!("\nours, mean per stage on the leader over every run: {}", watch.finish());
     drop(cluster);
     Ok(())
 }

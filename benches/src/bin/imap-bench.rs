@@ -102,10 +102,9 @@ fn main() -> anyhow::Result<()> {
         append_bytes: args.message_bytes,
         profile: args.profile,
     };
-    let leader_metrics = nodes.iter().find(|n| n.imap == ours).and_then(|n| n.addrs.metrics.clone());
-    let watch = leader_metrics.as_deref().map(benches::stages::Watch::start).transpose()?;
+    let watch = benches::stages::Watch::start(&nodes);
     let runs = paired(args.rounds, || run(&load(&ours)), || run(&load(&dovecot.imap)), |s| s.commands_per_sec);
-    let stages = watch.map(|w| w.finish()).unwrap_or_default();
+    let stages = watch.finish();
     let ratio = runs.ratio;
     let errors = (runs.ours.iter().map(|s| s.errors).sum::<u64>(), runs.peer.iter().map(|s| s.errors).sum::<u64>());
     let rate = |s: &LoadStats| s.commands_per_sec;

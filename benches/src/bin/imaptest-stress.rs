@@ -112,7 +112,9 @@ fn main() -> anyhow::Result<()> {
             errors: vec![format!("Error: the imaptest run failed: {e:#}")],
         })
     };
+    let watch = benches::stages::Watch::start(&nodes);
     let runs = paired(args.rounds, || run(&ours), || run(&dovecot.imap), |s| s.per_sec);
+    let stages = watch.finish();
     let errors = |r: &[Stress]| r.iter().map(|s| s.errors.len()).sum::<usize>();
     let (e_o, e_p) = (errors(&runs.ours), errors(&runs.peer));
     let first_error = runs.ours.iter().flat_map(|s| s.errors.first()).next().cloned();
@@ -127,6 +129,7 @@ fn main() -> anyhow::Result<()> {
         println!("first error line of ours: {e}");
     }
     println!("commands in the median runs: ours {}, Dovecot {}", o.commands, p.commands);
+    println!("ours, mean per stage on the leader over every run: {stages}");
     Ok(())
 }
 

@@ -70,17 +70,16 @@ fn main() -> anyhow::Result<()> {
     }
     println!("| message | senders | ours deliveries/s | Dovecot deliveries/s | ratio | ours p50/p99 ms | Dovecot p50/p99 ms | errors ours/Dovecot |");
     println!("|---|---|---|---|---|---|---|---|");
-    let leader_metrics = nodes.iter().find(|n| n.lmtp == leader).and_then(|n| n.addrs.metrics.clone());
     let mut stages = Vec::new();
     for &size in &args.sizes {
-        let watch = leader_metrics.as_deref().map(benches::stages::Watch::start).transpose()?;
+        let watch = benches::stages::Watch::start(&nodes);
         let runs = paired(
             args.rounds,
             || run(&leader, args.senders, args.users, size, duration),
             || run(&dovecot, args.senders, args.users, size, duration),
             LmtpStats::per_sec,
         );
-        stages.push((size, watch.map(|w| w.finish()).unwrap_or_default()));
+        stages.push((size, watch.finish()));
         let ratio = runs.ratio;
         let errs = (runs.ours.iter().map(|s| s.errors).sum::<u64>(), runs.peer.iter().map(|s| s.errors).sum::<u64>());
         let (o, p) = (median_by(runs.ours, LmtpStats::per_sec), median_by(runs.peer, LmtpStats::per_sec));

@@ -135,6 +135,7 @@ fn main() -> anyhow::Result<()> {
     wait_smtp(&postfix.smtp)?;
     let secs = Duration::from_secs_f64(args.seconds);
     let (n, users, size) = (args.sessions, args.users, args.message_bytes);
+    let watch = benches::stages::Watch::start(&nodes);
     let runs = paired(
         args.rounds,
         || run_as(&front_smtp, Dialect::Smtp, n, users, size, secs),
@@ -163,6 +164,7 @@ fn main() -> anyhow::Result<()> {
         errors.0,
         errors.1
     );
+    println!("\nours, mean per stage on the leader over every run: {}", watch.finish());
     if args.source_messages > 0 {
         let m = args.source_messages;
         let ours = smtp_source(&front_smtp, n, m, size)?;
