@@ -88,6 +88,25 @@ impl ScratchFs {
 /// Size of a scratch filesystem: sparse, so only what a benchmark writes takes disk space.
 pub const SCRATCH_BYTES: u64 = 24 << 30;
 
+/// The directories of a side-by-side benchmark: ours and the peer's, made under a
+/// [`prepare`]d, canonical `dir`. Keep it until every process has stopped (the scratch
+/// filesystem is unmounted when it drops).
+pub struct Sides {
+    pub scratch: Option<ScratchFs>,
+    pub ours: std::path::PathBuf,
+    pub peer: std::path::PathBuf,
+}
+
+/// [`prepare`] `dir` and make `storaged/` and `peer` in it.
+pub fn sides(dir: &Path, plain: bool, peer: &str) -> anyhow::Result<Sides> {
+    let scratch = prepare(dir, plain)?;
+    let dir = std::fs::canonicalize(dir)?;
+    let (ours, peer) = (dir.join("storaged"), dir.join(peer));
+    std::fs::create_dir_all(&ours)?;
+    std::fs::create_dir_all(&peer)?;
+    Ok(Sides { scratch, ours, peer })
+}
+
 /// An empty `dir` for a benchmark: a fresh scratch filesystem mounted there unless `plain`
 /// (or unless one cannot be made), else the directory emptied.
 pub fn prepare(dir: &Path, plain: bool) -> anyhow::Result<Option<ScratchFs>> {

@@ -27,14 +27,19 @@ const STAGES: [(&str, &str); 7] = [
 #[derive(Debug, Default, Clone)]
 pub struct Scrape(BTreeMap<String, (f64, f64)>);
 
-/// GET `/metrics` from `addr`.
-pub fn scrape(addr: &str) -> anyhow::Result<Scrape> {
+/// The response (header and body) to `GET /metrics` at `addr`.
+pub fn get(addr: &str) -> std::io::Result<String> {
     let mut s = std::net::TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(s, "GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")?;
     let mut body = String::new();
     s.read_to_string(&mut body)?;
-    Ok(parse(&body))
+    Ok(body)
+}
+
+/// GET `/metrics` from `addr`, its histograms' sums and counts.
+pub fn scrape(addr: &str) -> anyhow::Result<Scrape> {
+    Ok(parse(&get(addr)?))
 }
 
 fn parse(text: &str) -> Scrape {

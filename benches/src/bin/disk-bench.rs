@@ -68,17 +68,14 @@ fn du_parts(path: &Path) -> anyhow::Result<Vec<(String, u64)>> {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let _scratch = benches::scratch_fs::prepare(&args.dir, args.plain_dir)?;
-    let dir = std::fs::canonicalize(&args.dir)?;
+    // Dropped after every process below has been stopped (declared first, dropped last).
+    let sides = benches::scratch_fs::sides(&args.dir, args.plain_dir, "dovecot")?;
+    let (ours_dir, dv_dir) = (&sides.ours, &sides.peer);
     let mut procs = Procs::default();
-    let ours_dir = dir.join("storaged");
-    std::fs::create_dir_all(&ours_dir)?;
     let every = args.snapshot_every;
-    let nodes = start_storaged_with(&ours_dir, 1, |c| c.raft.snapshot_every = every, &mut procs)?;
+    let nodes = start_storaged_with(ours_dir, 1, |c| c.raft.snapshot_every = every, &mut procs)?;
     let lmtp: Vec<String> = nodes.iter().map(|n| n.lmtp.clone()).collect();
-    let dv_dir = dir.join("dovecot");
-    std::fs::create_dir_all(&dv_dir)?;
-    let dovecot = start_dovecot(&dv_dir, &mut procs).context("starting dovecot")?.lmtp;
+    let dovecot = start_dovecot(dv_dir, &mut procs).context("starting dovecot")?.lmtp;
     let leader = wait_ready(&lmtp)?;
     wait_ready(std::slice::from_ref(&dovecot))?;
     // `wait_ready` delivered a message to each side: the counts stay equal.

@@ -42,17 +42,13 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     // Dropped after every process below has been stopped (declared first, dropped last).
-    let _scratch = benches::scratch_fs::prepare(&args.dir, args.plain_dir)?;
-    let dir = std::fs::canonicalize(&args.dir)?;
+    let sides = benches::scratch_fs::sides(&args.dir, args.plain_dir, "dovecot")?;
+    let (ours_dir, dv_dir) = (&sides.ours, &sides.peer);
     let mut procs = Procs::default();
-    let ours_dir = dir.join("storaged");
-    std::fs::create_dir_all(&ours_dir)?;
-    let nodes = start_storaged(&ours_dir, args.users, &mut procs).context("starting storaged")?;
+    let nodes = start_storaged(ours_dir, args.users, &mut procs).context("starting storaged")?;
     let lmtp: Vec<String> = nodes.iter().map(|n| n.lmtp.clone()).collect();
-    let dv_dir = dir.join("dovecot");
-    std::fs::create_dir_all(&dv_dir)?;
     let extra = if args.sieve { benches::sieve_rules::DOVECOT_SIEVE } else { "" };
-    let dovecot = start_dovecot_with(&dv_dir, extra, &mut procs).context("starting dovecot")?.lmtp;
+    let dovecot = start_dovecot_with(dv_dir, extra, &mut procs).context("starting dovecot")?.lmtp;
     if args.sieve {
         for u in 0..args.users {
             let user = format!("user{u}@example.edu");

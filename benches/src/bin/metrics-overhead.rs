@@ -90,14 +90,10 @@ fn crossover_ratio(halves: &[(Vec<f64>, Vec<f64>); 2]) -> f64 {
 /// GET /metrics from each of `addrs` every second while `scraping`, until `stop`; the
 /// bytes read.
 fn scrape(addrs: Vec<String>, scraping: Arc<AtomicBool>, stop: Arc<AtomicBool>, bytes: Arc<AtomicU64>) {
-    use std::io::{Read, Write};
     while !stop.load(Ordering::Relaxed) {
         for a in addrs.iter().filter(|_| scraping.load(Ordering::Relaxed)) {
-            if let Ok(mut s) = std::net::TcpStream::connect(a) {
-                let _ = write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-                let mut body = Vec::new();
-                let _ = s.read_to_end(&mut body);
-                bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+            if let Ok(response) = benches::stages::get(a) {
+                bytes.fetch_add(response.len() as u64, Ordering::Relaxed);
             }
         }
         std::thread::sleep(Duration::from_secs(1));
