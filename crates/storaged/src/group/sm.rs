@@ -259,10 +259,15 @@ impl MailStateMachine {
     }
 
     /// Checkpoint the store and make it the current snapshot: a hard-link mirror, linked
-    /// while the store is held (so it is one state) and made durable after. Blocking.
+    /// while the store applies, settled to the checkpointed state while the store is held
+    /// (so it is one state), and made durable after. Blocking.
     fn build_current(&self) -> Result<SnapshotMeta<u64, BasicNode>, StorageError<u64>> {
         let _order = self.checkpointing.lock().expect("checkpoint lock");
         self.refuse_if_failed().map_err(sm_err)?;
+        let started = std::time::Instant::now();
+        let root = self.store.lock().expect("store lock").layout().root().to_path_buf();
+        let draft = self.snapshots.draft(&root).map_err(sm_err)?;
+        let drafted = started.elapsed();
         let mut store = self.store.lock().expect("store lock");
         store.checkpoint().map_err(sm_err)?;
         let last = store.last_applied;
@@ -272,13 +277,21 @@ impl MailStateMachine {
             last_membership: store.membership.clone(),
             snapshot_id: format!("{}-{}", self.group, last.map_or(0, |l| l.index)),
         };
-        let started = std::time::Instant::now();
-        let staged = self.snapshots.stage(meta.clone(), store.layout().root()).map_err(sm_err)?;
+        let (staged, settled) = self.snapshots.settle(draft, meta.clone(), &root).map_err(sm_err)?;
         drop(store);
-        let linked = started.elapsed();
+        let settled_at = started.elapsed();
         self.snapshots.publish(staged).map_err(sm_err)?;
-        let (link_ms, publish_ms) = (linked.as_millis(), (started.elapsed() - linked).as_millis());
-        tracing::info!(group = %self.group, snapshot = %meta.snapshot_id, link_ms, publish_ms, "snapshot built");
+        tracing::info!(
+            group = %self.group,
+            snapshot = %meta.snapshot_id,
+            link_ms = drafted.as_millis(),
+            held_ms = (settled_at - drafted).as_millis(),
+            settled_added = settled.added,
+            settled_removed = settled.removed,
+            settled_dirs = settled.dirs,
+            publish_ms = (started.elapsed() - settled_at).as_millis(),
+            "snapshot built"
+        );
         Ok(meta)
     }
 
@@ -401,6 +414,8 @@ impl RaftStateMachine<MailConfig> for MailStateMachine {
             let staged = self.group_dir.join("mail.incoming");
             let _ = std::fs::remove_dir_all(&staged);
             snapshot::install(&incoming, &staged).map_err(snap_err)?;
+            // Linked before the store is held: the installed tree becomes the store as is.
+            let draft = self.snapshots.draft(&staged).map_err(snap_err)?;
             // No checkpoint of the old tree may finish into the new one.
             let _order = self.checkpointing.lock().expect("checkpoint lock");
             let mut store = self.store.lock().expect("store lock");
@@ -420,7 +435,7 @@ impl RaftStateMachine<MailConfig> for MailStateMachine {
             fresh.checkpoint().map_err(snap_err)?;
             *store = fresh;
             self.made_durable(meta.last_log_id);
-            let staged = self.snapshots.stage(meta.clone(), store.layout().root()).map_err(snap_err)?;
+            let (staged, _) = self.snapshots.settle(draft, meta.clone(), store.layout().root()).map_err(snap_err)?;
             drop(store);
             let _ = std::fs::remove_dir_all(&old);
             self.changes.send_replace(meta.last_log_id.map_or(0, |l| l.index));
@@ -444,6 +459,80 @@ mod tests {
 
     fn blank(index: u64) -> Entry<MailConfig> {
         Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload: EntryPayload::Blank }
+    }
+
+    /// Entry `index` of a busy group: deliveries to three users, flag changes (renames) and
+    /// expunges (removals), so files come, change name and go.
+    fn mail(index: u64) -> Entry<MailConfig> {
+        use crate::mailstore::{FlagMode, MailOp, MailRequest, OpId};
+        let user = format!("u{}", index % 3);
+        let uid = (index / 4) as u32;
+        let op = match index % 5 {
+            0 => MailOp::Store {
+                user,
+                mailbox: "INBOX".into(),
+                uids: vec![uid],
+                mode: FlagMode::Add,
+                flags: 1,
+                keywords: vec![],
+                unchanged_since: None,
+            },
+            1 => MailOp::Expunge { user, mailbox: "INBOX".into(), uids: vec![uid / 2] },
+            _ => MailOp::Deliver {
+                recipients: vec![user],
+                internal_date: index as i64,
+                message: format!("Subject: {index}\r\n\r\nbody {index}\r\n").into_bytes(),
+            },
+        };
+        let mut op_id = [0; 16];
+        op_id[..8].copy_from_slice(&index.to_le_bytes());
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(MailRequest { op_id: OpId(op_id), op }),
+        }
+    }
+
+    async fn archive_of(snapshot: Snapshot<MailConfig>) -> Vec<u8> {
+        let (mut data, mut bytes) = (snapshot.snapshot, Vec::new());
+        tokio::io::AsyncReadExt::read_to_end(&mut *data, &mut bytes).await.unwrap();
+        bytes
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_snapshot_linked_while_the_store_applies_is_the_store_at_its_index() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut sm = MailStateMachine::open(&tmp.path().join("busy"), "hermes").unwrap();
+        sm.apply((1..=3000).map(mail).collect::<Vec<_>>()).await.unwrap();
+        let mut builder = sm.get_snapshot_builder().await;
+        let applier = tokio::spawn(async move {
+            for index in 3001..=9000 {
+                sm.apply(vec![mail(index)]).await.unwrap();
+            }
+        });
+        let mut snapshots = Vec::new();
+        for _ in 0..4 {
+            snapshots.push(builder.build_snapshot().await.unwrap());
+        }
+        applier.await.unwrap();
+
+        // The same entries applied by a replica that builds while nothing else runs.
+        let mut quiet = MailStateMachine::open(&tmp.path().join("quiet"), "hermes").unwrap();
+        let mut applied = 0;
+        for snapshot in snapshots {
+            let index = snapshot.meta.last_log_id.unwrap().index;
+            assert!(index >= applied, "snapshots go forward");
+            quiet.apply((applied + 1..=index).map(mail).collect::<Vec<_>>()).await.unwrap();
+            applied = index;
+            let reference = quiet.build_snapshot().await.unwrap();
+            assert_eq!(reference.meta.last_log_id, snapshot.meta.last_log_id);
+            let (ours, theirs) = (archive_of(snapshot).await, archive_of(reference).await);
+            assert!(
+                ours == theirs,
+                "the snapshot at {index} is the store at {index} ({} vs {} bytes)",
+                ours.len(),
+                theirs.len()
+            );
+        }
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -8,6 +8,7 @@
 //!                              replaced by rename (so it always names a whole one)
 //! snapshots/snap-INDEX-N/meta  openraft's meta of the snapshot (bincode)
 //! snapshots/snap-INDEX-N/tree/ the store at INDEX, hard-linked
+//! snapshots/snap-draft-N/      a snapshot being linked while the store runs
 //! snapshots/incoming-N.snap    archives being received from the leader
 //! snapshots/current.snap/.meta an archive written by an older release: served until the
 //!                              first snapshot of this one replaces it
@@ -28,11 +29,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 use openraft::{BasicNode, SnapshotMeta};
 use serde::{Deserialize, Serialize};
 
-use crate::mailstore::snapshot::{self, Manifest, SnapshotError};
+use crate::mailstore::snapshot::{self, Manifest, Settled, SnapshotError};
 
 const CURRENT: &str = "current";
 const META: &str = "meta";
 const TREE: &str = "tree";
+/// What settling a draft took out of its tree, removed before the snapshot is published.
+const DISCARD: &str = "discard";
 const LEGACY_ARCHIVE: &str = "current.snap";
 const LEGACY_META: &str = "current.meta";
 
@@ -123,6 +126,9 @@ impl Current {
     }
 }
 
+/// A snapshot being linked while the store runs (removed if dropped).
+pub struct Draft(SnapDir);
+
 /// A snapshot linked but not yet current.
 pub struct Staged(SnapDir);
 
@@ -184,17 +190,38 @@ impl Snapshots {
         self.current().map(|c| c.meta().clone())
     }
 
-    /// Mirror the store tree at `root` as a snapshot with `meta`, not yet current. Run it
-    /// while the store is held, so the tree is one state.
-    pub fn stage(&self, meta: Meta, root: &Path) -> Result<Staged, SnapshotError> {
-        let index = meta.last_log_id.map_or(0, |l| l.index);
-        let name = format!("snap-{index}-{}", self.seq.fetch_add(1, Ordering::Relaxed));
-        let path = self.dir.join(name);
+    /// Start a snapshot of the store tree at `root` while the store keeps applying: a link
+    /// pass that is no one state until [`Snapshots::settle`] makes it the store's.
+    pub fn draft(&self, root: &Path) -> Result<Draft, SnapshotError> {
+        let path = self.dir.join(format!("snap-draft-{}", self.seq.fetch_add(1, Ordering::Relaxed)));
         fs::create_dir(&path)?;
-        let dir = SnapDir { path, meta, archive_bytes: OnceLock::new(), retired: AtomicBool::new(true) };
-        snapshot::link_tree(root, &dir.tree())?;
+        let dir =
+            SnapDir { path, meta: Meta::default(), archive_bytes: OnceLock::new(), retired: AtomicBool::new(true) };
+        snapshot::link_live(root, &dir.tree())?;
+        Ok(Draft(dir))
+    }
+
+    /// Make `draft` the store at `root` as of `meta`, not yet current. Run it while the
+    /// store is held, so the tree is one state: it costs a listing of every directory and
+    /// a link or removal per entry that changed since the draft.
+    pub fn settle(&self, draft: Draft, meta: Meta, root: &Path) -> Result<(Staged, Settled), SnapshotError> {
+        let Draft(mut dir) = draft;
+        let settled = snapshot::settle(root, &dir.tree(), &dir.path.join(DISCARD))?;
+        let name = dir.path.file_name().and_then(|n| n.to_str()).expect("a draft's name");
+        let index = meta.last_log_id.map_or(0, |l| l.index);
+        let path = self.dir.join(format!("snap-{index}-{}", sequence_of(name)));
+        fs::rename(&dir.path, &path)?;
+        dir.path = path;
+        dir.meta = meta;
         write_meta(&dir.path.join(META), &dir.meta)?;
-        Ok(Staged(dir))
+        Ok((Staged(dir), settled))
+    }
+
+    /// [`Snapshots::draft`] and [`Snapshots::settle`] at once, the store held throughout.
+    #[cfg(test)]
+    pub fn stage(&self, meta: Meta, root: &Path) -> Result<Staged, SnapshotError> {
+        let draft = self.draft(root)?;
+        Ok(self.settle(draft, meta, root)?.0)
     }
 
     /// Make `staged` durable and current; the snapshot it replaces is removed once no
@@ -202,6 +229,10 @@ impl Snapshots {
     pub fn publish(&self, staged: Staged) -> io::Result<()> {
         let Staged(dir) = staged;
         let name = dir.path.file_name().expect("a snapshot directory has a name").to_owned();
+        match fs::remove_dir_all(dir.path.join(DISCARD)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         // The tree's directories, the links' inode counts and the meta, in one flush
         // (one fsync per directory costs seconds on a store of many users).
         sync_filesystem(&dir.path)?;

@@ -21,6 +21,7 @@
 
 mod archive;
 mod install;
+mod link;
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter};
@@ -28,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 pub use archive::{Manifest, TreeArchive};
 pub use install::install;
+pub use link::{link_live, settle, Settled};
 
 const MAGIC: &[u8; 8] = b"MSSNAP01";
 const KIND_DIR: u8 = 1;
@@ -74,11 +76,10 @@ fn walk(root: &Path) -> io::Result<Vec<(PathBuf, Kind)>> {
         entries.sort_by_key(|e| e.file_name());
         let mut dirs = Vec::new();
         for e in entries {
-            let p = rel.join(e.file_name());
-            let node_local = e.file_name().to_str().is_some_and(|n| n.starts_with(NODE_LOCAL_FILE));
-            if p == Path::new(super::spare::SPARE_DIR) || node_local {
+            if excluded(&rel, &e.file_name()) {
                 continue;
             }
+            let p = rel.join(e.file_name());
             let file_type = e.file_type()?;
             if file_type.is_dir() {
                 out.push((p.clone(), Kind::Dir));
@@ -94,6 +95,13 @@ fn walk(root: &Path) -> io::Result<Vec<(PathBuf, Kind)>> {
     Ok(out)
 }
 
+/// Whether the entry `name` of the directory `rel` (relative to the store root) stays out
+/// of snapshots: the spare files' directory and a node's own cache files.
+fn excluded(rel: &Path, name: &std::ffi::OsStr) -> bool {
+    let node_local = name.to_str().is_some_and(|n| n.starts_with(NODE_LOCAL_FILE));
+    node_local || (rel.as_os_str().is_empty() && name == super::spare::SPARE_DIR)
+}
+
 fn record_header(kind: u8, path: &[u8], len: u64) -> Vec<u8> {
     let mut h = vec![kind];
     h.extend_from_slice(&(path.len() as u16).to_le_bytes());
@@ -102,18 +110,14 @@ fn record_header(kind: u8, path: &[u8], len: u64) -> Vec<u8> {
     h
 }
 
-/// Mirror the tree under `root` into `dest` (which must not exist) with hard links: cheap
-/// (no data is copied) and a stable view, because the store never modifies a file in place
-/// (message files, indexes and state are replaced by rename).
+/// Mirror the tree under `root` into `dest` (which must not exist) with hard links, `root`
+/// held still: cheap (no data is copied) and a stable view, because the store never
+/// modifies a file in place (message files, indexes and state are replaced by rename).
+/// A store that keeps running links with [`link_live`] and holds still only for [`settle`].
 pub fn link_tree(root: &Path, dest: &Path) -> Result<(), SnapshotError> {
-    fs::create_dir(dest)?;
-    for (rel, kind) in walk(root)? {
-        match kind {
-            Kind::Dir => fs::create_dir_all(dest.join(&rel))?,
-            Kind::File => fs::hard_link(root.join(&rel), dest.join(&rel))?,
-            Kind::Link => std::os::unix::fs::symlink(fs::read_link(root.join(&rel))?, dest.join(&rel))?,
-        }
-    }
+    link_live(root, dest)?;
+    let settled = settle(root, dest, &dest.with_extension("discard"))?;
+    debug_assert_eq!(settled.added + settled.removed, 0, "nothing moved while {} was linked", root.display());
     Ok(())
 }
 

@@ -1,0 +1,253 @@
+//! Hard-link mirrors of a store tree, made in two passes so the store is held only briefly.
+//!
+//! [`link_live`] mirrors the tree while the store keeps applying: it links what it finds and
+//! shrugs at what vanishes under it, so its result is no one state. [`settle`], run while the
+//! store is held, then makes the mirror exactly the store: it lists every directory of both
+//! trees (names, types and inode numbers, no `stat`) and relinks only what differs. That is
+//! sound because the store never writes a file in place: a changed file is a new inode under
+//! its name, and an inode the mirror links cannot be freed and reused under another file
+//! while the mirror holds it, so an equal inode number is the same bytes.
+//!
+//! Symbolic links are hard-linked too (Linux `linkat` without `AT_SYMLINK_FOLLOW` links the
+//! link itself), so an unchanged one compares equal by inode like a file.
+//!
+//! What this must never do: leave the mirror differing from the store after [`settle`], or
+//! write anything outside `dest`.
+
+use std::ffi::OsString;
+use std::fs;
+use std::io;
+use std::os::unix::fs::DirEntryExt;
+use std::path::{Path, PathBuf};
+
+use super::{excluded, Kind};
+
+/// What [`settle`] changed in a mirror.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Settled {
+    /// Entries linked or made (files, links, directories).
+    pub added: u64,
+    /// Entries taken out (a directory counts once).
+    pub removed: u64,
+    /// Directories listed on each side.
+    pub dirs: u64,
+}
+
+/// Mirror `root` into `dest` (which must not exist) with hard links while the store may be
+/// changing: an entry that vanishes before it is linked is skipped, and the result is made
+/// exact by [`settle`].
+pub fn link_live(root: &Path, dest: &Path) -> io::Result<()> {
+    fs::create_dir(dest)?;
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for (name, _, kind) in listing_if_there(&root.join(&rel), &rel)? {
+            let p = rel.join(&name);
+            let made = match kind {
+                Kind::Dir => fs::create_dir(dest.join(&p)),
+                Kind::File | Kind::Link => fs::hard_link(root.join(&p), dest.join(&p)),
+            };
+            match made {
+                Ok(()) if kind == Kind::Dir => stack.push(p),
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Make the mirror `dest` exactly the tree under `root` (run while the store is held).
+/// Directories that no longer belong are moved into `discard` (a directory on the same
+/// filesystem outside `dest`, made if needed) for the caller to remove without the store.
+pub fn settle(root: &Path, dest: &Path, discard: &Path) -> io::Result<Settled> {
+    let mut settled = Settled::default();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let want = listing(&root.join(&rel), &rel)?;
+        let have = listing(&dest.join(&rel), &rel)?;
+        settled.dirs += 1;
+        let (mut w, mut h) = (want.into_iter().peekable(), have.into_iter().peekable());
+        loop {
+            let order = match (w.peek(), h.peek()) {
+                (None, None) => break,
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some(a), Some(b)) => a.0.cmp(&b.0),
+            };
+            let same = |a: &Entry, b: &Entry| a.2 == b.2 && (a.2 == Kind::Dir || a.1 == b.1);
+            match order {
+                std::cmp::Ordering::Equal => {
+                    let (a, b) = (w.next().expect("peeked"), h.next().expect("peeked"));
+                    if same(&a, &b) {
+                        if a.2 == Kind::Dir {
+                            stack.push(rel.join(&a.0));
+                        }
+                        continue;
+                    }
+                    take_out(&dest.join(&rel).join(&b.0), b.2, discard, &mut settled)?;
+                    add(root, dest, &rel, a, &mut stack, &mut settled)?;
+                }
+                std::cmp::Ordering::Less => add(root, dest, &rel, w.next().expect("peeked"), &mut stack, &mut settled)?,
+                std::cmp::Ordering::Greater => {
+                    let b = h.next().expect("peeked");
+                    take_out(&dest.join(&rel).join(&b.0), b.2, discard, &mut settled)?;
+                }
+            }
+        }
+    }
+    Ok(settled)
+}
+
+/// A directory entry: name, inode number, kind.
+type Entry = (OsString, u64, Kind);
+
+/// The entries of `dir` (at `rel` under its tree's root) a mirror holds, sorted by name.
+fn listing(dir: &Path, rel: &Path) -> io::Result<Vec<Entry>> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir)? {
+        let e = e?;
+        let name = e.file_name();
+        if excluded(rel, &name) {
+            continue;
+        }
+        let file_type = e.file_type()?;
+        let kind = if file_type.is_dir() {
+            Kind::Dir
+        } else if file_type.is_file() {
+            Kind::File
+        } else if file_type.is_symlink() {
+            Kind::Link
+        } else {
+            continue;
+        };
+        out.push((name, e.ino(), kind));
+    }
+    out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// [`listing`], or nothing if the directory is gone (removed while a live pass ran).
+fn listing_if_there(dir: &Path, rel: &Path) -> io::Result<Vec<Entry>> {
+    match listing(dir, rel) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        other => other,
+    }
+}
+
+/// Link (or make, for a directory, whose contents the walk then adds) `entry` of `rel`.
+fn add(
+    root: &Path,
+    dest: &Path,
+    rel: &Path,
+    entry: Entry,
+    stack: &mut Vec<PathBuf>,
+    settled: &mut Settled,
+) -> io::Result<()> {
+    let p = rel.join(&entry.0);
+    match entry.2 {
+        Kind::Dir => {
+            fs::create_dir(dest.join(&p))?;
+            stack.push(p);
+        }
+        Kind::File | Kind::Link => fs::hard_link(root.join(&p), dest.join(&p))?,
+    }
+    settled.added += 1;
+    Ok(())
+}
+
+/// Remove a mirror entry; a directory (possibly large) is moved into `discard` instead.
+fn take_out(path: &Path, kind: Kind, discard: &Path, settled: &mut Settled) -> io::Result<()> {
+    settled.removed += 1;
+    if kind != Kind::Dir {
+        return fs::remove_file(path);
+    }
+    fs::create_dir_all(discard)?;
+    fs::rename(path, discard.join(settled.removed.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn ino(p: &Path) -> u64 {
+        fs::symlink_metadata(p).unwrap().ino()
+    }
+
+    /// Every entry of `a` is in `b` with the same kind and (files, links) the same inode,
+    /// and the other way round.
+    fn assert_mirror(a: &Path, b: &Path, rel: &Path) {
+        let (la, lb) = (listing(&a.join(rel), rel).unwrap(), listing(&b.join(rel), rel).unwrap());
+        let names = |l: &[Entry]| l.iter().map(|e| (e.0.clone(), e.2)).collect::<Vec<_>>();
+        assert_eq!(names(&la), names(&lb), "at {}", rel.display());
+        for (ea, eb) in la.iter().zip(&lb) {
+            match ea.2 {
+                Kind::Dir => assert_mirror(a, b, &rel.join(&ea.0)),
+                _ => assert_eq!(ea.1, eb.1, "{:?}", ea.0),
+            }
+        }
+    }
+
+    #[test]
+    fn settle_makes_a_stale_mirror_exact_and_touches_only_what_changed() {
+        let work = tempfile::tempdir().unwrap();
+        let (root, dest, discard) = (work.path().join("mail"), work.path().join("tree"), work.path().join("discard"));
+        let cur = root.join("users/a/Maildir/cur");
+        fs::create_dir_all(&cur).unwrap();
+        for i in 0..50 {
+            fs::write(cur.join(format!("{i}:2,")), format!("message {i}")).unwrap();
+        }
+        fs::create_dir_all(root.join("users/b/Maildir/.Old/cur")).unwrap();
+        fs::write(root.join("users/b/Maildir/.Old/cur/1:2,S"), b"old").unwrap();
+        fs::create_dir_all(root.join("users/a/sieve")).unwrap();
+        fs::write(root.join("users/a/sieve/main.sieve"), b"keep;").unwrap();
+        std::os::unix::fs::symlink("sieve/main.sieve", root.join("users/a/.dovecot.sieve")).unwrap();
+        fs::write(root.join("sm.state"), b"state 1").unwrap();
+        link_live(&root, &dest).unwrap();
+        assert_mirror(&root, &dest, Path::new(""));
+        assert_eq!(ino(&root.join("users/a/.dovecot.sieve")), ino(&dest.join("users/a/.dovecot.sieve")));
+        assert!(fs::symlink_metadata(dest.join("users/a/.dovecot.sieve")).unwrap().file_type().is_symlink());
+
+        // What the store does while the live pass runs: deliver, expunge, change flags
+        // (rename), replace a file (rename over it), delete a mailbox, make a new user.
+        fs::write(cur.join("50:2,"), b"new").unwrap();
+        fs::remove_file(cur.join("3:2,")).unwrap();
+        fs::rename(cur.join("4:2,"), cur.join("4:2,S")).unwrap();
+        fs::write(root.join("sm.tmp"), b"state 2").unwrap();
+        fs::rename(root.join("sm.tmp"), root.join("sm.state")).unwrap();
+        fs::remove_dir_all(root.join("users/b/Maildir/.Old")).unwrap();
+        fs::create_dir_all(root.join("users/c/Maildir/new")).unwrap();
+        fs::write(root.join("users/c/Maildir/new/9"), b"hello c").unwrap();
+        std::os::unix::fs::symlink("sieve/other.sieve", root.join("users/a/.tmp-link")).unwrap();
+        fs::rename(root.join("users/a/.tmp-link"), root.join("users/a/.dovecot.sieve")).unwrap();
+
+        let settled = settle(&root, &dest, &discard).unwrap();
+        assert_mirror(&root, &dest, Path::new(""));
+        assert_eq!(fs::read(dest.join("sm.state")).unwrap(), b"state 2");
+        assert_eq!(fs::read_link(dest.join("users/a/.dovecot.sieve")).unwrap(), Path::new("sieve/other.sieve"));
+        // Added: 50, 4:2,S, sm.state, users/c, its Maildir, new, 9, the link. Removed: 3, 4,
+        // the old sm.state, .Old (once, moved aside), the old link.
+        assert_eq!((settled.added, settled.removed), (8, 5), "{settled:?}");
+        let aside: Vec<_> = fs::read_dir(&discard).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_eq!(aside.len(), 1);
+        assert_eq!(fs::read(aside[0].join("cur/1:2,S")).unwrap(), b"old", "the dropped mailbox waits in discard");
+        let again = settle(&root, &dest, &discard).unwrap();
+        assert_eq!((again.added, again.removed), (0, 0), "a settled mirror needs nothing");
+    }
+
+    #[test]
+    fn the_mirror_leaves_out_spares_and_node_local_files() {
+        let work = tempfile::tempdir().unwrap();
+        let root = work.path().join("mail");
+        fs::create_dir_all(root.join(crate::mailstore::spare::SPARE_DIR)).unwrap();
+        fs::write(root.join(crate::mailstore::spare::SPARE_DIR).join("s1"), b"").unwrap();
+        fs::create_dir_all(root.join("users/a/Maildir")).unwrap();
+        fs::write(root.join("users/a/Maildir").join(super::super::NODE_LOCAL_FILE), b"cache").unwrap();
+        let dest = work.path().join("tree");
+        link_live(&root, &dest).unwrap();
+        assert!(!dest.join(crate::mailstore::spare::SPARE_DIR).exists());
+        assert!(!dest.join("users/a/Maildir").join(super::super::NODE_LOCAL_FILE).exists());
+        assert_eq!(settle(&root, &dest, &work.path().join("d")).unwrap().added, 0);
+    }
+}
