@@ -259,8 +259,9 @@ impl MailStateMachine {
     }
 
     /// Checkpoint the store and make it the current snapshot: a hard-link mirror, linked
-    /// while the store applies, settled to the checkpointed state while the store is held
-    /// (so it is one state), and made durable after. Blocking.
+    /// while the store applies and settled to the checkpointed state while the store is
+    /// held (so it is one state); the checkpoint's sync and state file, and the snapshot's
+    /// own sync, come after, without the store. Blocking.
     fn build_current(&self) -> Result<SnapshotMeta<u64, BasicNode>, StorageError<u64>> {
         let _order = self.checkpointing.lock().expect("checkpoint lock");
         self.refuse_if_failed().map_err(sm_err)?;
@@ -268,28 +269,39 @@ impl MailStateMachine {
         let root = self.store.lock().expect("store lock").layout().root().to_path_buf();
         let draft = self.snapshots.draft(&root).map_err(sm_err)?;
         let drafted = started.elapsed();
-        let mut store = self.store.lock().expect("store lock");
-        store.checkpoint().map_err(sm_err)?;
-        let last = store.last_applied;
-        self.made_durable(last);
-        let meta = SnapshotMeta {
-            last_log_id: last,
-            last_membership: store.membership.clone(),
-            snapshot_id: format!("{}-{}", self.group, last.map_or(0, |l| l.index)),
+        let (pending, meta, staged, settled) = {
+            let mut store = self.store.lock().expect("store lock");
+            let pending = store.prepare_checkpoint().map_err(sm_err)?;
+            let last = store.last_applied;
+            let meta = SnapshotMeta {
+                last_log_id: last,
+                last_membership: store.membership.clone(),
+                snapshot_id: format!("{}-{}", self.group, last.map_or(0, |l| l.index)),
+            };
+            let (staged, settled) = self.snapshots.settle(draft, meta.clone(), &root).map_err(sm_err)?;
+            (pending, meta, staged, settled)
         };
-        let (staged, settled) = self.snapshots.settle(draft, meta.clone(), &root).map_err(sm_err)?;
-        drop(store);
-        let settled_at = started.elapsed();
+        let held = started.elapsed() - drafted;
+        let changes = pending.changes();
+        if let Err(e) = pending.finish() {
+            // Try again at the next checkpoint.
+            self.store.lock().expect("store lock").unchecked += 1;
+            return Err(sm_err(e));
+        }
+        self.made_durable(meta.last_log_id);
+        staged.refresh(&root, &changes).map_err(sm_err)?;
+        let finished_at = started.elapsed();
         self.snapshots.publish(staged).map_err(sm_err)?;
         tracing::info!(
             group = %self.group,
             snapshot = %meta.snapshot_id,
             link_ms = drafted.as_millis(),
-            held_ms = (settled_at - drafted).as_millis(),
+            held_ms = held.as_millis(),
             settled_added = settled.added,
             settled_removed = settled.removed,
             settled_dirs = settled.dirs,
-            publish_ms = (started.elapsed() - settled_at).as_millis(),
+            checkpoint_ms = (finished_at - drafted - held).as_millis(),
+            publish_ms = (started.elapsed() - finished_at).as_millis(),
             "snapshot built"
         );
         Ok(meta)

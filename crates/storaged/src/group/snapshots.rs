@@ -132,6 +132,14 @@ pub struct Draft(SnapDir);
 /// A snapshot linked but not yet current.
 pub struct Staged(SnapDir);
 
+impl Staged {
+    /// Bring `rels` (paths relative to the store root) of the tree to what they are under
+    /// `root` now (see `mailstore::snapshot::refresh`).
+    pub fn refresh(&self, root: &Path, rels: &[PathBuf]) -> io::Result<()> {
+        snapshot::refresh(root, &self.0.tree(), rels)
+    }
+}
+
 /// A group's `snapshots/` directory.
 #[derive(Debug)]
 pub struct Snapshots {

@@ -148,6 +148,13 @@ pub struct PendingCheckpoint {
 }
 
 impl PendingCheckpoint {
+    /// What [`PendingCheckpoint::finish`] replaces or removes under the store root, as
+    /// paths relative to it: the state file and the finished streams' staged parts.
+    pub fn changes(&self) -> Vec<PathBuf> {
+        let parts = self.finished_parts.iter().filter_map(|p| p.strip_prefix(&self.root).ok());
+        std::iter::once(Path::new(STATE_FILE)).chain(parts).map(Path::to_path_buf).collect()
+    }
+
     /// Sync the filesystem, then durably record the captured state as the restart point.
     /// Checkpoints must finish in the order they were prepared (callers serialize them).
     pub fn finish(self) -> Result<(), StoreError> {

@@ -99,6 +99,34 @@ pub fn settle(root: &Path, dest: &Path, discard: &Path) -> io::Result<Settled> {
     Ok(settled)
 }
 
+/// Make each of `rels` (paths relative to both roots) in the mirror `dest` what it is under
+/// `root` now: linked anew if it is there, removed if not. For the few files a store
+/// replaces after its mirror was settled as part of the same state (a checkpoint's state
+/// file, written once the filesystem is synced).
+pub fn refresh(root: &Path, dest: &Path, rels: &[PathBuf]) -> io::Result<()> {
+    for rel in rels {
+        assert!(rel.is_relative() && rel.file_name().is_some(), "a path inside the tree: {}", rel.display());
+        let (from, to) = (root.join(rel), dest.join(rel));
+        match fs::symlink_metadata(&from) {
+            Ok(meta) if meta.is_dir() => return Err(io::Error::other(format!("{} is a directory", rel.display()))),
+            Ok(_) => {
+                let tmp = to.with_file_name(".refresh.tmp");
+                let _ = fs::remove_file(&tmp);
+                fs::hard_link(&from, &tmp)?;
+                fs::rename(&tmp, &to)?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::symlink_metadata(&to) {
+                Ok(meta) if meta.is_dir() => fs::remove_dir_all(&to)?,
+                Ok(_) => fs::remove_file(&to)?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            },
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// A directory entry: name, inode number, kind.
 type Entry = (OsString, u64, Kind);
 
@@ -234,6 +262,22 @@ mod tests {
         assert_eq!(fs::read(aside[0].join("cur/1:2,S")).unwrap(), b"old", "the dropped mailbox waits in discard");
         let again = settle(&root, &dest, &discard).unwrap();
         assert_eq!((again.added, again.removed), (0, 0), "a settled mirror needs nothing");
+    }
+
+    #[test]
+    fn refresh_relinks_a_replaced_file_and_drops_a_removed_one() {
+        let work = tempfile::tempdir().unwrap();
+        let (root, dest) = (work.path().join("mail"), work.path().join("tree"));
+        fs::create_dir_all(root.join("staging/7")).unwrap();
+        fs::write(root.join("staging/7/0"), b"part").unwrap();
+        fs::write(root.join("sm.state"), b"state 1").unwrap();
+        link_live(&root, &dest).unwrap();
+        fs::write(root.join("sm.tmp"), b"state 2").unwrap();
+        fs::rename(root.join("sm.tmp"), root.join("sm.state")).unwrap();
+        fs::remove_dir_all(root.join("staging/7")).unwrap();
+        refresh(&root, &dest, &["sm.state".into(), "staging/7".into(), "never/was".into()]).unwrap();
+        assert_mirror(&root, &dest, Path::new(""));
+        assert_eq!(fs::read(dest.join("sm.state")).unwrap(), b"state 2");
     }
 
     #[test]

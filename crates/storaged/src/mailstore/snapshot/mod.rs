@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 
 pub use archive::{Manifest, TreeArchive};
 pub use install::install;
-pub use link::{link_live, settle, Settled};
+pub use link::{link_live, refresh, settle, Settled};
 
 const MAGIC: &[u8; 8] = b"MSSNAP01";
 const KIND_DIR: u8 = 1;
