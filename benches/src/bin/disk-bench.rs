@@ -26,11 +26,11 @@ struct Args {
     size: usize,
     #[arg(long, default_value_t = 16)]
     senders: usize,
-    /// Raft entries between a replica's snapshots (the default is 20,000; lower, so a run
-    /// of this size goes through several snapshots and log purges, as a long-lived group
-    /// has).
-    #[arg(long, default_value_t = 2_000)]
-    snapshot_every: u64,
+    /// Raft entries between a replica's snapshots, instead of the node's default (20,000, or
+    /// fewer once they hold `snapshot_log_bytes`, 16 MiB: a run of this size goes through
+    /// several snapshots and log purges, as a long-lived group has).
+    #[arg(long)]
+    snapshot_every: Option<u64>,
     /// Seconds to let the group settle (snapshot, purge) before measuring.
     #[arg(long, default_value_t = 20)]
     settle_s: u64,
@@ -73,7 +73,12 @@ fn main() -> anyhow::Result<()> {
     let (ours_dir, dv_dir) = (&sides.ours, &sides.peer);
     let mut procs = Procs::default();
     let every = args.snapshot_every;
-    let nodes = start_storaged_with(ours_dir, 1, |c| c.raft.snapshot_every = every, &mut procs)?;
+    let nodes = start_storaged_with(
+        ours_dir,
+        1,
+        |c| c.raft.snapshot_every = every.unwrap_or(c.raft.snapshot_every),
+        &mut procs,
+    )?;
     let lmtp: Vec<String> = nodes.iter().map(|n| n.lmtp.clone()).collect();
     let dovecot = start_dovecot(dv_dir, &mut procs).context("starting dovecot")?.lmtp;
     let leader = wait_ready(&lmtp)?;

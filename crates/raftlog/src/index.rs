@@ -63,10 +63,87 @@ impl Index {
         (index < self.segments[k].next_index()).then_some(k)
     }
 
+    /// Bytes of the records after `index` (of every readable record, if `index` is below
+    /// them).
+    pub fn bytes_after(&self, index: u64) -> u64 {
+        let from = index.saturating_add(1).max(self.first_readable());
+        let tail = |s: &Seg| {
+            let k = usize::try_from(from.saturating_sub(s.first_index)).unwrap_or(usize::MAX);
+            s.offsets.get(k).map_or(0, |o| s.end - u64::from(*o))
+        };
+        self.segments.iter().map(tail).sum()
+    }
+
+    /// The highest index a purge may reach so the records after it hold at most `bytes`:
+    /// `None` if the readable records already do.
+    pub fn purge_point_keeping(&self, bytes: u64) -> Option<u64> {
+        let mut later = 0u64;
+        for s in self.segments.iter().rev() {
+            // Records k.. of this segment, through the end of the log, hold this much.
+            let k = s.offsets.partition_point(|o| s.end - u64::from(*o) + later > bytes);
+            if k > 0 {
+                let first_kept = s.first_index + k as u64;
+                return (first_kept > self.first_readable()).then(|| first_kept - 1);
+            }
+            later += s.offsets.first().map_or(0, |o| s.end - u64::from(*o));
+        }
+        None
+    }
+
     /// `(file, offset, len, seq)` of the record at `index`.
     pub fn locate(&self, index: u64) -> Option<(Arc<File>, u64, usize, u64, u32)> {
         let seg = &self.segments[self.find(index)?];
         let (off, len) = seg.locate(index)?;
         Some((seg.file.clone(), off, len, seg.seq, seg.slot))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two segments: indexes 10..13 at offsets 100, 200, 300 (end 400) and 13..15 at 100,
+    /// 150 (end 250): records of 100 bytes, then of 50 and 100.
+    fn index(purged: Option<u64>) -> Index {
+        let file = Arc::new(tempfile::tempfile().unwrap());
+        let seg = |first_index, offsets: Vec<u32>, end| Seg {
+            slot: 0,
+            file: file.clone(),
+            seq: 1,
+            first_index,
+            offsets,
+            end,
+        };
+        Index {
+            segments: [seg(10, vec![100, 200, 300], 400), seg(13, vec![100, 150], 250)].into(),
+            purged: purged.map(|index| RecordId { term: 1, node: 1, index }),
+            last: Some(RecordId { term: 1, node: 1, index: 14 }),
+        }
+    }
+
+    #[test]
+    fn bytes_after_an_index_and_the_purge_point_that_keeps_a_budget() {
+        let idx = index(Some(9));
+        assert_eq!(idx.bytes_after(9), 450);
+        assert_eq!(idx.bytes_after(0), 450, "below the log: every readable record");
+        assert_eq!(
+            (idx.bytes_after(11), idx.bytes_after(12), idx.bytes_after(13), idx.bytes_after(14)),
+            (250, 150, 100, 0)
+        );
+        assert_eq!(index(Some(11)).bytes_after(0), 250, "purged records are not counted");
+
+        assert_eq!(idx.purge_point_keeping(450), None, "the log is within the budget");
+        assert_eq!(idx.purge_point_keeping(449), Some(10));
+        assert_eq!(idx.purge_point_keeping(250), Some(11));
+        assert_eq!(idx.purge_point_keeping(249), Some(12));
+        assert_eq!(idx.purge_point_keeping(150), Some(12));
+        assert_eq!(idx.purge_point_keeping(100), Some(13));
+        assert_eq!(idx.purge_point_keeping(0), Some(14));
+        assert_eq!(index(Some(12)).purge_point_keeping(249), None, "already purged that far");
+        for budget in 0..500 {
+            if let Some(p) = idx.purge_point_keeping(budget) {
+                assert!(idx.bytes_after(p) <= budget && (p == 9 || idx.bytes_after(p - 1) > budget), "{budget}");
+            }
+        }
     }
 }

@@ -73,13 +73,14 @@ impl Log {
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Self, Error> {
         opts.validate().map_err(Error::Invalid)?;
         let dir = dir.as_ref().to_path_buf();
-        let rec = recovery::recover(&dir, &opts)?;
+        let rec = recovery::recover(&dir)?;
         let active = rec.segments.last().map(|s| (s.slot, s.seq, s.next_index(), s.end));
         let next_index = rec.report.last.map(|l| l.index + 1);
         let index = Index { segments: rec.segments.into(), purged: rec.meta.purged, last: rec.report.last };
         let shared = Arc::new(Shared { dir: dir.clone(), opts: opts.clone(), index: RwLock::new(index) });
-        let mut slots = SlotPool::new(rec.files, rec.free, rec.dirty, rec.next_seq);
-        slots.start_preparer(dir.clone(), opts.segment_bytes).map_err(|e| Error::io(&dir, e))?;
+        let mut slots = SlotPool::new(dir.clone(), rec.files, rec.free, rec.dirty, rec.next_seq, opts.segment_bytes)
+            .map_err(|e| Error::io(&dir, e))?;
+        slots.start_preparer().map_err(|e| Error::io(&dir, e))?;
         slots.prepare_ahead();
         let efd = Arc::new(EventFd::new().map_err(|e| Error::io(&dir, e))?);
         let (tx, rx) = mpsc::channel();
@@ -198,6 +199,18 @@ impl Log {
     /// `(first readable index, last id)`.
     pub fn bounds(&self) -> (u64, Option<RecordId>) {
         self.view().bounds()
+    }
+
+    /// Bytes of the records after `index` (framing included): what a snapshot at `index`
+    /// leaves in the log.
+    pub fn bytes_after(&self, index: u64) -> u64 {
+        self.inner.shared.index.read().expect("index lock").bytes_after(index)
+    }
+
+    /// The highest index a purge may reach so the records after it hold at most `bytes`;
+    /// `None` if the readable records already do.
+    pub fn purge_point_keeping(&self, bytes: u64) -> Option<u64> {
+        self.inner.shared.index.read().expect("index lock").purge_point_keeping(bytes)
     }
 
     /// Where the record of `index` lives: `(segment file, byte offset, frame length)`.

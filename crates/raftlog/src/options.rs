@@ -3,7 +3,8 @@
 /// How a log is laid out and driven.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Size of each preallocated segment file.
+    /// Size of each preallocated segment file made from now on. A log made with another
+    /// size keeps its segments at that size until they are freed (see `slots`).
     pub segment_bytes: u64,
     /// Largest payload one entry may carry.
     pub max_payload_bytes: u32,

@@ -131,6 +131,11 @@ fn u64_at(buf: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(buf[at..at + 8].try_into().expect("8 bytes"))
 }
 
+/// The length bound for reading records back: whatever was written under an earlier,
+/// larger `max_payload_bytes` still reads (the segment's bytes bound the length, and the
+/// checksum the rest); the option limits what is appended now.
+pub const ANY_PAYLOAD: u32 = u32::MAX;
+
 /// Validate the record at the start of `buf`, which holds the rest of the segment.
 ///
 /// `segment_seq` is the owner segment's sequence number; `max_payload` bounds the length

@@ -19,7 +19,6 @@ use io_uring::IoUring;
 use crate::error::Error;
 use crate::index::Seg;
 use crate::meta::{self, Meta, MetaState, META_SLOT_LEN};
-use crate::options::Options;
 use crate::record::{self, EntryKind, Invalid, RecordId, RECORD_ALIGN};
 use crate::segment::{self, parse_slot_file_name, slot_file_name, SegmentHeader, SEGMENT_HEADER_LEN};
 use crate::uring;
@@ -81,7 +80,7 @@ fn read_all(path: &Path) -> Result<Vec<u8>, Error> {
     Ok(buf)
 }
 
-fn scan(slot: u32, header: SegmentHeader, buf: &[u8], opts: &Options) -> Scan {
+fn scan(slot: u32, header: SegmentHeader, buf: &[u8]) -> Scan {
     let mut s = Scan {
         slot,
         header,
@@ -96,7 +95,7 @@ fn scan(slot: u32, header: SegmentHeader, buf: &[u8], opts: &Options) -> Scan {
     // Bounded: every iteration advances `pos` by at least one header.
     loop {
         let expected = s.next_index();
-        match record::decode(&buf[pos.min(buf.len())..], header.seq, opts.max_payload_bytes) {
+        match record::decode(&buf[pos.min(buf.len())..], header.seq, record::ANY_PAYLOAD) {
             Ok(h) if h.kind == EntryKind::Marker && h.id.index == expected => {
                 s.max_hint = s.max_hint.max(h.durable_hint);
                 s.stop_reason = "end of data (marker)".into();
@@ -127,11 +126,11 @@ fn scan(slot: u32, header: SegmentHeader, buf: &[u8], opts: &Options) -> Scan {
 }
 
 /// A valid record after `from` in this segment whose hint proves index `index` was durable.
-fn later_proof_in(buf: &[u8], from: usize, seq: u64, index: u64, opts: &Options) -> Option<usize> {
+fn later_proof_in(buf: &[u8], from: usize, seq: u64, index: u64) -> Option<usize> {
     let mut q = from + RECORD_ALIGN;
     while q + record::HEADER_LEN <= buf.len() {
         if record::looks_like_record(&buf[q..], seq) {
-            if let Ok(h) = record::decode(&buf[q..], seq, opts.max_payload_bytes) {
+            if let Ok(h) = record::decode(&buf[q..], seq, record::ANY_PAYLOAD) {
                 if h.durable_hint > index {
                     return Some(q);
                 }
@@ -144,13 +143,13 @@ fn later_proof_in(buf: &[u8], from: usize, seq: u64, index: u64, opts: &Options)
 
 /// End of the bytes after `stop` that belong to this life of the segment (a torn record or
 /// records of an unacknowledged batch). Records of earlier lives never validate and stay.
-fn same_life_garbage_end(buf: &[u8], stop: usize, seq: u64, clean_marker: bool, opts: &Options) -> usize {
+fn same_life_garbage_end(buf: &[u8], stop: usize, seq: u64, clean_marker: bool) -> usize {
     let mut end = 0;
     if clean_marker {
         // A valid marker at the stop is the tail's own evidence, not garbage.
     } else if let Some(head) = buf.get(stop..stop + record::HEADER_LEN) {
         let dirty = head.iter().any(|b| *b != 0);
-        let stale = matches!(record::decode(&buf[stop..], seq, opts.max_payload_bytes), Err(Invalid::StaleSegment));
+        let stale = matches!(record::decode(&buf[stop..], seq, record::ANY_PAYLOAD), Err(Invalid::StaleSegment));
         if dirty && !stale {
             end = stop + record::HEADER_LEN;
         }
@@ -165,7 +164,7 @@ fn same_life_garbage_end(buf: &[u8], stop: usize, seq: u64, clean_marker: bool, 
     end
 }
 
-pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered, Error> {
+pub(crate) fn recover(dir: &Path) -> Result<Recovered, Error> {
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let mut ring = IoUring::new(8).map_err(|e| Error::io(dir, e))?;
     let meta_path = dir.join("meta");
@@ -218,7 +217,7 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered, Error> {
     let mut scans: Vec<Scan> = Vec::with_capacity(live.len());
     for (slot, header) in &live {
         let buf = read_all(&path_of(*slot))?;
-        scans.push(scan(*slot, *header, &buf, opts));
+        scans.push(scan(*slot, *header, &buf));
     }
 
     // Segments entirely below the purge point are free.
@@ -249,7 +248,7 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered, Error> {
         let path = path_of(scans[k].slot);
         let buf = read_all(&path)?;
         let stop = scans[k].stop as usize;
-        let proof = later_proof_in(&buf, stop, scans[k].header.seq, expected, opts)
+        let proof = later_proof_in(&buf, stop, scans[k].header.seq, expected)
             .map(|q| (path.clone(), q as u64))
             .or_else(|| scans[k + 1..].iter().find(|s| s.max_hint > expected).map(|s| (path_of(s.slot), 0)));
         if let Some((proof_path, proof_at)) = proof {
@@ -264,7 +263,7 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered, Error> {
             });
         }
         // Torn tail: zero whatever garbage follows, free later segments.
-        let garbage_end = same_life_garbage_end(&buf, stop, scans[k].header.seq, scans[k].clean_marker, opts);
+        let garbage_end = same_life_garbage_end(&buf, stop, scans[k].header.seq, scans[k].clean_marker);
         if garbage_end > stop {
             torn_tail = Some((path.clone(), stop as u64));
             zero_tail = Some((scans[k].slot, stop as u64, garbage_end as u64));

@@ -50,7 +50,7 @@ impl Shared {
         let mut buf = AlignedVec::<16>::with_capacity(len);
         buf.resize(len, 0);
         file.read_exact_at(&mut buf, off).map_err(|e| Error::io(self.segment_path(slot), e))?;
-        match record::decode(&buf, seq, self.opts.max_payload_bytes) {
+        match record::decode(&buf, seq, record::ANY_PAYLOAD) {
             Ok(header) if header.id.index == index => Ok(Some(Record { header, buf })),
             outcome => {
                 // A concurrent purge or truncation may have moved the record away: only

@@ -13,6 +13,12 @@
 //! ([`segment::CLEAN_MAGIC`]), and [`SlotPool::take_clean`] gives a roll a slot that holds
 //! nothing old, so after a roll, a purge and a scrub no byte of a purged entry is left in
 //! any slot file.
+//!
+//! Slot files have the size [`Options::segment_bytes`](crate::Options) had when they were
+//! made. A log opened with another size keeps its live segments at the size they have (each
+//! slot's capacity is its file's length) and removes every free slot of another size,
+//! then each old segment once it is freed: the log comes to the new size as it turns over,
+//! and no record is ever placed past the end its file was made with.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -61,7 +67,12 @@ enum Done {
 
 /// All slot files of one log directory.
 pub(crate) struct SlotPool {
+    dir: PathBuf,
     files: HashMap<u32, Arc<File>>,
+    /// Bytes each slot file holds (its length when found, or the size it was made with).
+    capacity: HashMap<u32, u64>,
+    /// The size of slots made now; free slots of another size are removed.
+    segment_bytes: u64,
     /// Clean slots: all zero, ready for a new segment.
     free: Vec<u32>,
     /// Free slots that may hold bytes of an earlier life.
@@ -79,15 +90,29 @@ pub(crate) struct SlotPool {
 }
 
 impl SlotPool {
-    /// `files`: every slot file found; `free`: clean slots holding no live segment;
+    /// `files`: every slot file found in `dir`; `free`: clean slots holding no live segment;
     /// `dirty`: free slots that may hold old bytes; `next_seq`: one above the highest
-    /// segment sequence ever seen.
-    pub fn new(files: HashMap<u32, Arc<File>>, free: Vec<u32>, dirty: Vec<u32>, next_seq: u64) -> Self {
+    /// segment sequence ever seen. Free slots whose size is not `segment_bytes` are removed.
+    pub fn new(
+        dir: PathBuf,
+        files: HashMap<u32, Arc<File>>,
+        free: Vec<u32>,
+        dirty: Vec<u32>,
+        next_seq: u64,
+        segment_bytes: u64,
+    ) -> io::Result<Self> {
         let next_slot = files.keys().max().map_or(0, |m| m + 1);
-        Self {
+        let mut capacity = HashMap::with_capacity(files.len());
+        for (slot, file) in &files {
+            capacity.insert(*slot, file.metadata()?.len());
+        }
+        let mut pool = Self {
+            dir,
             files,
-            free,
-            dirty,
+            capacity,
+            segment_bytes,
+            free: Vec::new(),
+            dirty: Vec::new(),
             next_slot,
             next_seq,
             jobs: None,
@@ -95,11 +120,42 @@ impl SlotPool {
             creating: false,
             scrubbing: 0,
             hold_dirty: false,
+        };
+        for slot in free {
+            if pool.keep_if_sized(slot)? {
+                pool.free.push(slot);
+            }
+        }
+        for slot in dirty {
+            if pool.keep_if_sized(slot)? {
+                pool.dirty.push(slot);
+            }
+        }
+        Ok(pool)
+    }
+
+    /// Whether free `slot` has the size of new slots; if not, its file is removed (it holds
+    /// no live entry; a removal a crash undoes is done again at the next open).
+    fn keep_if_sized(&mut self, slot: u32) -> io::Result<bool> {
+        if self.capacity.get(&slot) == Some(&self.segment_bytes) {
+            return Ok(true);
+        }
+        self.files.remove(&slot);
+        self.capacity.remove(&slot);
+        match std::fs::remove_file(self.dir.join(slot_file_name(slot))) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(false),
         }
     }
 
+    /// The bytes slot `slot` holds: where a segment in it must end.
+    pub fn capacity(&self, slot: u32) -> u64 {
+        *self.capacity.get(&slot).expect("slot file is open")
+    }
+
     /// Start the background preparer for `dir`.
-    pub fn start_preparer(&mut self, dir: PathBuf, segment_bytes: u64) -> io::Result<()> {
+    pub fn start_preparer(&mut self) -> io::Result<()> {
+        let (dir, segment_bytes) = (self.dir.clone(), self.segment_bytes);
         let (tx, rx_jobs) = mpsc::channel::<Job>();
         let (tx_done, rx) = mpsc::channel();
         thread::Builder::new().name("raftlog-prep".into()).spawn(move || {
@@ -156,10 +212,15 @@ impl SlotPool {
         s
     }
 
-    /// Give `slot` back; it is dirty until a scrub.
+    /// Give `slot` back; it is dirty until a scrub (or removed, if it is of another size
+    /// than new slots: a removal that fails leaves the file to the next open).
     pub fn release(&mut self, slot: u32) {
         debug_assert!(!self.free.contains(&slot) && !self.dirty.contains(&slot), "slot freed twice");
-        self.dirty.push(slot);
+        match self.keep_if_sized(slot) {
+            Ok(true) => self.dirty.push(slot),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(slot, error = %e, "a freed segment of an older size was not removed"),
+        }
     }
 
     /// Zero every dirty slot in the background; `waiter` is told once they are clean (or
@@ -216,8 +277,9 @@ impl SlotPool {
             let slot = self.next_slot;
             self.next_slot += 1;
             let mut ring = IoUring::new(8)?;
-            let file = create_slot(&mut ring, &shared.dir, slot, shared.opts.segment_bytes)?;
+            let file = create_slot(&mut ring, &shared.dir, slot, self.segment_bytes)?;
             self.files.insert(slot, Arc::new(file));
+            self.capacity.insert(slot, self.segment_bytes);
             break slot;
         };
         self.prepare_ahead();
@@ -257,6 +319,7 @@ impl SlotPool {
             Done::Created(slot, file) => {
                 self.creating = false;
                 self.files.insert(slot, Arc::new(file?));
+                self.capacity.insert(slot, self.segment_bytes);
                 self.free.push(slot);
             }
             Done::Scrubbed(slot, Ok(())) => {

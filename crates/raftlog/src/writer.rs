@@ -352,12 +352,11 @@ impl Writer {
         self.next_append += 1;
         let mut pieces: Vec<(u32, u64, Vec<u8>)> = Vec::new();
         let mut placements = Vec::with_capacity(entries.len());
-        let seg_bytes = self.shared.opts.segment_bytes;
         for e in &entries {
             let flen = record::frame_len(e.payload.len()) as u64;
             let needs_new = match self.active {
                 None => true,
-                Some(a) => a.pos + flen > seg_bytes || a.next_index != e.id.index,
+                Some(a) => a.pos + flen > self.slots.capacity(a.slot) || a.next_index != e.id.index,
             };
             let mut new_segment = false;
             if needs_new {
@@ -637,7 +636,7 @@ impl Writer {
             return;
         }
         let Some(a) = self.active else { return };
-        if a.next_index != self.durable_next || a.pos + record::HEADER_LEN as u64 > self.shared.opts.segment_bytes {
+        if a.next_index != self.durable_next || a.pos + record::HEADER_LEN as u64 > self.slots.capacity(a.slot) {
             return;
         }
         if !fired && !self.shutdown {
@@ -772,7 +771,7 @@ impl Writer {
             } else {
                 let (off, _) = seg.locate(index).expect("located");
                 // Include a marker that may sit just past the last record.
-                let marker_end = (seg.end + record::HEADER_LEN as u64).min(self.shared.opts.segment_bytes);
+                let marker_end = (seg.end + record::HEADER_LEN as u64).min(self.slots.capacity(seg.slot));
                 zero_ranges.push((seg.slot, off, marker_end));
             }
             let new_last = if index == 0 || index <= idx.first_readable() {

@@ -149,10 +149,15 @@ pub struct RaftTuning {
     pub heartbeat_ms: u64,
     pub election_min_ms: u64,
     pub election_max_ms: u64,
-    /// Build a snapshot after this many entries since the last one.
+    /// Build a snapshot after this many entries since the last one...
     pub snapshot_every: u64,
-    /// Entries kept in the log behind a snapshot (for followers that lag a little).
+    /// ...or once the entries since the last one hold this many bytes, whichever comes
+    /// first: the log's size is bounded in bytes whatever the mail's size.
+    pub snapshot_log_bytes: u64,
+    /// Entries kept in the log behind a snapshot (for followers that lag a little)...
     pub keep_logs: u64,
+    /// ...but never more bytes of them than this.
+    pub keep_log_bytes: u64,
 }
 
 impl Default for RaftTuning {
@@ -162,7 +167,9 @@ impl Default for RaftTuning {
             election_min_ms: 1000,
             election_max_ms: 2000,
             snapshot_every: 20_000,
+            snapshot_log_bytes: 16 << 20,
             keep_logs: 2_000,
+            keep_log_bytes: 8 << 20,
         }
     }
 }

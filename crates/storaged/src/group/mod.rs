@@ -88,7 +88,7 @@ impl Group {
     ) -> Result<Arc<Self>, GroupError> {
         let name = gcfg.name.clone();
         let dir = cfg.data_dir.join(&name);
-        let log = Log::open(dir.join("raft"), Options::default())
+        let log = Log::open(dir.join("raft"), log_options())
             .map_err(|source| GroupError::Log { group: name.clone(), source })?;
         tracing::info!(group = %name, report = ?log.open_report(), "raft log opened");
         let fresh = log.bounds().1.is_none() && log.meta().vote.is_none();
@@ -158,7 +158,7 @@ impl Group {
         // openraft 0.9's leader lease is election_timeout_max.
         let lease = Duration::from_millis(cfg.raft.election_max_ms);
         tokio::spawn(prompt_election::prompt_elections(Arc::downgrade(&group), lease));
-        tokio::spawn(snapshot_schedule::schedule(Arc::downgrade(&group), cfg.raft.snapshot_every));
+        tokio::spawn(snapshot_schedule::schedule(Arc::downgrade(&group), scrub_log.clone(), cfg.raft.clone()));
         tokio::spawn(checkpoint_loop(group.sm.clone(), group.name.clone()));
         tokio::spawn(expire_quarantine_loop(group.clone(), cfg.quarantine.clone()));
         tokio::spawn(purge_kept_loop(group.clone(), cfg.retention.clone()));
@@ -236,6 +236,22 @@ impl Group {
 
 /// The exit status of a node whose group stopped on a storage error (`EX_IOERR`).
 pub const EXIT_GROUP_FAILED: i32 = 74;
+
+/// Size of a group log's segment files. A log holds a few (the one being written, those
+/// behind it that a purge has not freed yet, one made ahead), and each is preallocated
+/// whole, so they are a fixed cost of every group on every replica: small, but many times
+/// the largest entry.
+const LOG_SEGMENT_BYTES: u64 = 8 << 20;
+/// Largest entry a group appends: a batch holds at most `batch::BATCH_BYTES_MAX` of
+/// requests and a request above `staging::PART_BYTES` is cut into parts, so entries stay
+/// near 1 MiB; this leaves room for encoding and never refuses one of those.
+const LOG_ENTRY_MAX_BYTES: u32 = 4 << 20;
+
+fn log_options() -> Options {
+    const _: () =
+        assert!(batch::BATCH_BYTES_MAX + crate::mailstore::staging::PART_BYTES as u64 * 2 < LOG_ENTRY_MAX_BYTES as u64);
+    Options { segment_bytes: LOG_SEGMENT_BYTES, max_payload_bytes: LOG_ENTRY_MAX_BYTES, ..Options::default() }
+}
 
 /// A group whose Raft stopped on a fatal error (a storage error: disk full, EIO, a corrupt
 /// record) takes the node down, loudly: a node that goes on serving its other groups while

@@ -13,6 +13,11 @@
 //! builds anyway (its log must not grow without end); so does one without a slot (a new
 //! member before the configuration names it).
 //!
+//! The interval is `snapshot_every` entries, or fewer when entries of the size the log has
+//! seen since the last snapshot would reach `snapshot_log_bytes` sooner, so the log's size is
+//! bounded in bytes. After a snapshot, openraft keeps `keep_logs` entries behind it; this
+//! task purges further when those hold more than `keep_log_bytes`.
+//!
 //! It must never build on its own timer alone (only on applied entries), nor while this
 //! node's disk is below its reserve (`MailStateMachine::build_snapshot` would only hand back
 //! the last one). A request while a build runs is ignored by openraft.
@@ -20,7 +25,10 @@
 use std::sync::Weak;
 use std::time::Duration;
 
+use raftlog::Log;
+
 use super::Group;
+use crate::config::RaftTuning;
 
 /// How often the schedule looks at the applied index.
 const TICK: Duration = Duration::from_millis(500);
@@ -48,8 +56,21 @@ pub(super) fn due(applied: u64, last: u64, every: u64, slot: Option<(u64, u64)>)
     phase * n / every.max(1) == k
 }
 
-/// Watch `group` (until it is dropped) and trigger a snapshot when [`due`].
-pub(super) async fn schedule(group: Weak<Group>, every: u64) {
+/// Entries between snapshots: `snapshot_every`, or fewer if entries of the average size of
+/// those since the last snapshot (`entries_since` of them in `bytes_since` bytes) would
+/// hold `snapshot_log_bytes` sooner.
+pub(super) fn interval(entries_since: u64, bytes_since: u64, tuning: &RaftTuning) -> u64 {
+    let every = tuning.snapshot_every.max(1);
+    if entries_since == 0 || bytes_since == 0 {
+        return every;
+    }
+    let per_entry = (bytes_since / entries_since).max(1);
+    (tuning.snapshot_log_bytes / per_entry).clamp(1, every)
+}
+
+/// Watch `group` (until it is dropped) and trigger a snapshot when [`due`]; purge the log
+/// behind the snapshot down to `keep_log_bytes`.
+pub(super) async fn schedule(group: Weak<Group>, log: Log, tuning: RaftTuning) {
     loop {
         tokio::time::sleep(TICK).await;
         let Some(group) = group.upgrade() else { return };
@@ -60,9 +81,18 @@ pub(super) async fn schedule(group: Weak<Group>, every: u64) {
             (applied, m.snapshot.map_or(0, |l| l.index))
         };
         let members: Vec<u64> = group.members.keys().copied().collect();
+        let since = log.bytes_after(last);
+        let every = interval(applied.saturating_sub(last), since, &tuning);
         if !group.disk.low() && due(applied, last, every, slot_of(&members, group.node_id)) {
             if let Err(e) = group.raft.trigger().snapshot().await {
                 tracing::warn!(group = %group.name, error = %e, "snapshot not started");
+            }
+        }
+        // Never past the snapshot: what follows it is not in any snapshot yet.
+        let purge = log.purge_point_keeping(since.saturating_add(tuning.keep_log_bytes)).map(|p| p.min(last));
+        if let Some(upto) = purge.filter(|upto| *upto >= log.bounds().0) {
+            if let Err(e) = group.raft.trigger().purge_log(upto).await {
+                tracing::warn!(group = %group.name, error = %e, "log purge not started");
             }
         }
     }
@@ -91,5 +121,15 @@ mod tests {
         assert!(due(600, 0, every, slot(3)) && due(650, 0, every, slot(1)));
         // Not a member (yet): as openraft's policy would.
         assert!(due(300, 0, every, None));
+    }
+
+    #[test]
+    fn the_interval_shrinks_so_the_log_since_a_snapshot_stays_within_its_bytes() {
+        let tuning = RaftTuning { snapshot_every: 20_000, snapshot_log_bytes: 16 << 20, ..RaftTuning::default() };
+        assert_eq!(interval(0, 0, &tuning), 20_000, "nothing seen yet");
+        assert_eq!(interval(1000, 100_000, &tuning), 20_000, "small entries: the entry count comes first");
+        // 16 KiB entries: 1,024 of them hold 16 MiB.
+        assert_eq!(interval(500, 500 * (16 << 10), &tuning), 1024);
+        assert_eq!(interval(10, 10 * (64 << 20), &tuning), 1, "entries above the budget: every one");
     }
 }
