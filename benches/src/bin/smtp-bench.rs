@@ -59,18 +59,32 @@ fn wait_smtp(addr: &str) -> anyhow::Result<()> {
     }
 }
 
-/// Wall-clock messages/s of one smtp-source run.
-fn smtp_source(addr: &str, sessions: usize, messages: usize, size: usize) -> anyhow::Result<f64> {
+/// Wall-clock messages/s of smtp-source sending `messages` over `sessions` connections
+/// (one per message) to `users` recipients: one smtp-source per user, all at once, each with
+/// its share of the sessions and messages (one user is smtp-source's own shape: every
+/// message to `user0`).
+fn smtp_source(addr: &str, sessions: usize, messages: usize, size: usize, users: usize) -> anyhow::Result<f64> {
+    let users = users.clamp(1, sessions.max(1));
     let start = Instant::now();
-    let out = Command::new("smtp-source")
-        .args(["-s", &sessions.to_string(), "-m", &messages.to_string(), "-l", &size.to_string()])
-        .args(["-f", "bench@example.org", "-t", "user0@example.edu", addr])
-        .stdout(Stdio::null())
-        .output()
-        .context("smtp-source (postfix)")?;
-    if !out.status.success() || !out.stderr.is_empty() {
-        bail!("smtp-source against {addr}: {}", String::from_utf8_lossy(&out.stderr));
+    let runs: Vec<_> = (0..users)
+        .map(|k| {
+            let (s, m) = (sessions / users, messages / users);
+            Command::new("smtp-source")
+                .args(["-s", &s.to_string(), "-m", &m.to_string(), "-l", &size.to_string()])
+                .args(["-f", "bench@example.org", "-t", &format!("user{k}@example.edu"), addr])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .context("smtp-source (postfix)")
+        })
+        .collect::<anyhow::Result<_>>()?;
+    for run in runs {
+        let out = run.wait_with_output()?;
+        if !out.status.success() || !out.stderr.is_empty() {
+            bail!("smtp-source against {addr}: {}", String::from_utf8_lossy(&out.stderr));
+        }
     }
+    let messages = messages / users * users;
     Ok(messages as f64 / start.elapsed().as_secs_f64())
 }
 
@@ -167,12 +181,14 @@ fn main() -> anyhow::Result<()> {
     println!("\nours, mean per stage on the leader over every run: {}", watch.finish());
     if args.source_messages > 0 {
         let m = args.source_messages;
-        let ours = smtp_source(&front_smtp, n, m, size)?;
-        let peer = smtp_source(&postfix.smtp, n, m, size)?;
-        println!(
-            "\nsmtp-source -s {n} -m {m} -l {size}: ours {ours:.0} msg/s, Postfix+Dovecot {peer:.0} msg/s, ratio {:.2}",
-            ours / peer
-        );
+        for users in [1, args.users] {
+            let ours = smtp_source(&front_smtp, n, m, size, users)?;
+            let peer = smtp_source(&postfix.smtp, n, m, size, users)?;
+            println!(
+                "\nsmtp-source -s {n} -m {m} -l {size}, {users} recipient(s): ours {ours:.0} msg/s, Postfix+Dovecot {peer:.0} msg/s, ratio {:.2}",
+                ours / peer
+            );
+        }
     }
     Ok(())
 }

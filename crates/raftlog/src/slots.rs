@@ -41,6 +41,10 @@ pub(crate) struct SpareSegment {
     pub slot: u32,
 }
 
+/// Free slots kept for reuse at most (clean, dirty or being scrubbed); a slot freed beyond
+/// them is removed, so the log's files follow what it holds rather than the most it ever
+/// held (a burst, a follower that held purges back). Two: the next segment and one more.
+pub(crate) const FREE_SLOTS_MAX: usize = 2;
 /// Bytes per zero-fill write.
 const FILL_CHUNK: usize = 1 << 20;
 /// Zero-fill writes in flight when making a slot the writer waits for.
@@ -122,22 +126,24 @@ impl SlotPool {
             hold_dirty: false,
         };
         for slot in free {
-            if pool.keep_if_sized(slot)? {
+            if pool.keep_if_wanted(slot)? {
                 pool.free.push(slot);
             }
         }
         for slot in dirty {
-            if pool.keep_if_sized(slot)? {
+            if pool.keep_if_wanted(slot)? {
                 pool.dirty.push(slot);
             }
         }
         Ok(pool)
     }
 
-    /// Whether free `slot` has the size of new slots; if not, its file is removed (it holds
-    /// no live entry; a removal a crash undoes is done again at the next open).
-    fn keep_if_sized(&mut self, slot: u32) -> io::Result<bool> {
-        if self.capacity.get(&slot) == Some(&self.segment_bytes) {
+    /// Whether free `slot` is kept for reuse: it has the size of new slots and fewer than
+    /// [`FREE_SLOTS_MAX`] others are free. If not, its file is removed (it holds no live
+    /// entry; a removal a crash undoes is done again at the next open).
+    fn keep_if_wanted(&mut self, slot: u32) -> io::Result<bool> {
+        let spare = self.free.len() + self.dirty.len() + self.scrubbing + usize::from(self.creating);
+        if self.capacity.get(&slot) == Some(&self.segment_bytes) && spare < FREE_SLOTS_MAX {
             return Ok(true);
         }
         self.files.remove(&slot);
@@ -213,13 +219,14 @@ impl SlotPool {
     }
 
     /// Give `slot` back; it is dirty until a scrub (or removed, if it is of another size
-    /// than new slots: a removal that fails leaves the file to the next open).
+    /// than new slots or enough are free: a removal that fails leaves the file to the next
+    /// open).
     pub fn release(&mut self, slot: u32) {
         debug_assert!(!self.free.contains(&slot) && !self.dirty.contains(&slot), "slot freed twice");
-        match self.keep_if_sized(slot) {
+        match self.keep_if_wanted(slot) {
             Ok(true) => self.dirty.push(slot),
             Ok(false) => {}
-            Err(e) => tracing::warn!(slot, error = %e, "a freed segment of an older size was not removed"),
+            Err(e) => tracing::warn!(slot, error = %e, "a freed segment was not removed"),
         }
     }
 

@@ -110,3 +110,24 @@ fn records_above_a_lowered_payload_limit_still_read_back() {
     let refused = log.append_blocking(vec![entry(20)], Box::new(move |r| drop(tx.send(r))));
     assert!(refused.is_err() || rx.recv().unwrap().is_err(), "a new one above the limit is refused");
 }
+
+#[test]
+fn freed_segments_beyond_a_few_spares_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let log = Log::open(dir.path(), opts(128 << 10)).unwrap();
+    // About twenty segments' worth, all live (nothing purged yet).
+    support::append_durable_with(&log, 0..500, entry);
+    let held = slot_sizes(dir.path()).len();
+    assert!(held >= 15, "{held} segment files");
+    let last = rt.block_on(log.roll()).unwrap().unwrap();
+    rt.block_on(log.purge(RecordId { term: 1, node: 1, index: last })).unwrap();
+    support::append_durable_with(&log, 500..510, entry);
+    // One live segment, two spares kept, one the preparer may be making.
+    let left = slot_sizes(dir.path()).len();
+    assert!(left <= 4, "{left} segment files after the purge (were {held})");
+    drop(log);
+    let log = Log::open(dir.path(), opts(128 << 10)).unwrap();
+    assert_eq!(log.bounds(), (500, Some(entry(509).id)));
+    assert_reads(&log, 500..510);
+}

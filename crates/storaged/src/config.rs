@@ -169,7 +169,7 @@ impl Default for RaftTuning {
             snapshot_every: 20_000,
             snapshot_log_bytes: 16 << 20,
             keep_logs: 2_000,
-            keep_log_bytes: 8 << 20,
+            keep_log_bytes: 4 << 20,
         }
     }
 }

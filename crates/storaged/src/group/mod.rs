@@ -241,11 +241,11 @@ pub const EXIT_GROUP_FAILED: i32 = 74;
 /// behind it that a purge has not freed yet, one made ahead), and each is preallocated
 /// whole, so they are a fixed cost of every group on every replica: small, but many times
 /// the largest entry.
-const LOG_SEGMENT_BYTES: u64 = 8 << 20;
+const LOG_SEGMENT_BYTES: u64 = 4 << 20;
 /// Largest entry a group appends: a batch holds at most `batch::BATCH_BYTES_MAX` of
 /// requests and a request above `staging::PART_BYTES` is cut into parts, so entries stay
 /// near 1 MiB; this leaves room for encoding and never refuses one of those.
-const LOG_ENTRY_MAX_BYTES: u32 = 4 << 20;
+const LOG_ENTRY_MAX_BYTES: u32 = 2 << 20;
 
 fn log_options() -> Options {
     const _: () =
