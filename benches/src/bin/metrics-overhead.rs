@@ -145,7 +145,7 @@ fn tracking_micro(dir: &std::path::Path) -> anyhow::Result<()> {
             message: message.clone(),
         };
         let mut records = Vec::new();
-        tracked::derive("hermes", u64::from(k) + 1, &op, &resp, None, &mut records);
+        tracked::derive("hermes", (u64::from(k) + 1, 0), &op, &resp, None, &mut records);
         if let Err(e) = tracker.append(&records) {
             failed = Some(e);
         }

@@ -478,6 +478,54 @@ fn a_batch_applies_each_users_request_as_if_alone_and_refuses_a_second_one_of_a_
     assert!(matches!(&r[0], MailResponse::Batch(v) if v.iter().all(|x| matches!(x, MailResponse::Rejected(_)))));
 }
 
+/// Two users' filtered deliveries in one entry, each redirecting its message: both outbound
+/// messages are queued, each with its own recipients and bytes (they once shared a queue id,
+/// and the second replaced the first).
+#[test]
+fn outbound_messages_of_two_users_in_one_entry_are_both_queued() {
+    use storaged::mailstore::{FiledCopy, Outbound};
+    let filtered = |n: u64, user: &str, forward_to: &str| {
+        let message = format!("Subject: for {user}\r\n\r\nbody {n}\r\n").into_bytes();
+        let copy = FiledCopy { mailbox: "INBOX".into(), flags: 0, keywords: vec![], create: false };
+        let out = Outbound {
+            sender: format!("{user}@example.edu"),
+            recipients: vec![forward_to.into()],
+            message: message.clone(),
+        };
+        req(
+            n,
+            MailOp::DeliverFiltered {
+                user: user.into(),
+                internal_date: 1_700_000_000,
+                message,
+                copies: vec![copy],
+                outbound: vec![out],
+                remember: vec![],
+            },
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open(dir.path(), "hermes").unwrap();
+    let entry = MailRequest::batch(&[filtered(1, "alice", "a@remote.example"), filtered(2, "bob", "b@remote.example")]);
+    let r = apply_all(&mut s, std::slice::from_ref(&entry), 10);
+    let MailResponse::Batch(each) = &r[0] else { panic!("{:?}", r[0]) };
+    assert!(each.iter().all(|r| matches!(r, MailResponse::Delivered(v) if v[0].is_ok())), "{each:?}");
+    let mut queued: Vec<(String, Vec<u8>)> = s
+        .queue()
+        .items()
+        .map(|i| (i.recipients[0].address.clone(), std::fs::read(s.queue().body_path(i.id).unwrap()).unwrap()))
+        .collect();
+    queued.sort();
+    assert_eq!(queued.len(), 2, "one outbound message per user: {queued:?}");
+    assert_eq!(queued[0].0, "a@remote.example");
+    assert!(queued[0].1.ends_with(b"body 1\r\n"));
+    assert_eq!(queued[1].0, "b@remote.example");
+    assert!(queued[1].1.ends_with(b"body 2\r\n"));
+    // A replayed entry (after a crash) queues nothing more.
+    apply_all(&mut s, &[entry], 10);
+    assert_eq!(s.queue().len(), 2);
+}
+
 /// Retention (issue 25): an expunge and a folder's deletion keep the messages out of the
 /// mailboxes; a restore files them again once (a replay after a crash files them the same
 /// way, a second restore finds them restored); purges stamp sets, then remove them once

@@ -596,7 +596,8 @@ impl MailRequest {
     /// The one user whose mail this request changes, if it may share an entry with other
     /// users' requests: a single-mailbox change (STORE, APPEND, EXPUNGE) or a delivery to one
     /// recipient. Two requests of one entry never touch the same user, so each still owns
-    /// its mailboxes' per-entry bookkeeping (UIDs, applied index, file names).
+    /// its mailboxes' per-entry bookkeeping (UIDs, applied index, file names); what the
+    /// group shares (outbound queue ids) also carries the request's position in the entry.
     pub fn batch_user(&self) -> Option<UserName> {
         let user = match &self.op {
             MailOp::Deliver { recipients, .. } | MailOp::DeliverInto { recipients, .. } if recipients.len() == 1 => {

@@ -90,10 +90,16 @@ impl Queue {
     }
 
     fn file(&self, id: u64) -> PathBuf {
-        self.dir.join(format!("{id:020}.eml"))
+        self.dir.join(Self::file_name(id))
     }
 
-    /// Queue `message` as entry `id` (the log index). Re-applying writes the same file.
+    fn file_name(id: u64) -> String {
+        format!("{id:020}.eml")
+    }
+
+    /// Queue `message` as entry `id` (the log index). Re-applying writes the same file, by a
+    /// new file renamed over it: a queued body is never written in place (a snapshot may
+    /// link it).
     pub fn enqueue(
         &mut self,
         id: u64,
@@ -116,7 +122,7 @@ impl Queue {
         if self.items.len() >= QUEUE_MAX && !self.items.contains_key(&id) {
             return Ok(Err(QueueRefusal::Full));
         }
-        fs::write(self.file(id), message)?;
+        super::fileio::replace_private(&self.dir, &Self::file_name(id), message)?;
         let mut seen = std::collections::BTreeSet::new();
         let recipients = recipients
             .iter()

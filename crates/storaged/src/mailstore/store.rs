@@ -257,15 +257,21 @@ pub struct Store {
     /// An applied entry erased mail for good (a purge of kept mail) since the state
     /// machine last asked (`take_erased`): its bytes must leave the log and snapshot too.
     erased: bool,
+    /// The position of the request being applied within its entry (0 but in a batch): what
+    /// tells apart ids two requests of one entry would otherwise share (outbound queue ids).
+    entry_slot: usize,
 }
 
 /// Tracking records held for the state machine at most: one that never takes them (a
 /// test's bare store) must not grow without bound.
 const TRACKED_PENDING_MAX: usize = 100_000;
 
-/// The queue id of outbound message `k` of filtered delivery `index` (see `filtered`).
-pub(crate) fn outbound_queue_id(index: u64, k: usize) -> u64 {
-    filtered::OUTBOUND_ID_BIT | (index << 4) | k as u64
+/// The queue id of outbound message `k` of the filtered delivery at position `slot` of entry
+/// `index` (see `filtered`): the flag bit, the slot in bits 52..58, the index in bits 4..52,
+/// `k` below. A request alone in its entry (slot 0) has the id it always had.
+pub(crate) fn outbound_queue_id(index: u64, slot: usize, k: usize) -> u64 {
+    assert!(index < 1 << 48 && slot < 64 && k <= filtered::OUTBOUND_MAX, "outbound id fields in range");
+    filtered::OUTBOUND_ID_BIT | ((slot as u64) << 52) | (index << 4) | k as u64
 }
 
 /// Store errors (I/O on the trees; the operations themselves report `Rejected`).
@@ -365,6 +371,7 @@ impl Store {
             tracked: Vec::new(),
             keep_floor_s: 0,
             erased: false,
+            entry_slot: 0,
         };
         for (id, index, resp) in state.dedup {
             store.remember(id, index, resp);
@@ -438,7 +445,8 @@ impl Store {
         let queued = super::tracked::QueuedFacts::read(&self.queue, &req.op);
         let resp = self.apply_op(index, &req.op)?;
         if self.tracked.len() < TRACKED_PENDING_MAX {
-            super::tracked::derive(&self.group, index, &req.op, &resp, queued, &mut self.tracked);
+            let at = (index, self.entry_slot);
+            super::tracked::derive(&self.group, at, &req.op, &resp, queued, &mut self.tracked);
         }
         self.remember(req.op_id, index, resp.clone());
         self.unchecked += 1;
@@ -447,13 +455,20 @@ impl Store {
 
     /// Apply the requests of one entry in order. Only requests of distinct users may share
     /// an entry ([`MailRequest::batch_user`]); any other is refused, on every replica alike,
-    /// rather than applied under an entry index another request already used.
+    /// rather than applied under an entry index another request already used. Each is
+    /// applied at its position in the entry (`entry_slot`), for the ids the entry's requests
+    /// would otherwise share.
     fn apply_batch(&mut self, index: u64, requests: &[Vec<u8>]) -> Result<MailResponse, StoreError> {
         let mut users = BTreeSet::new();
         let mut out = Vec::with_capacity(requests.len());
-        for bytes in requests {
+        for (slot, bytes) in requests.iter().enumerate() {
             let resp = match MailRequest::decode_batched(bytes) {
-                Some(req) if req.batch_user().is_some_and(|user| users.insert(user)) => self.apply(index, &req)?,
+                Some(req) if req.batch_user().is_some_and(|user| users.insert(user)) => {
+                    self.entry_slot = slot;
+                    let applied = self.apply(index, &req);
+                    self.entry_slot = 0;
+                    applied?
+                }
                 _ => MailResponse::Rejected(Rejection::Malformed(
                     "operation cannot share a log entry with the others".into(),
                 )),

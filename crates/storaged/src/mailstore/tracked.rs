@@ -97,10 +97,11 @@ impl Entry<'_> {
     }
 }
 
-/// The records of operation `op` of entry `index` of `group`, which answered `resp`.
+/// The records of operation `op` at position `slot` of entry `index` of `group`, which
+/// answered `resp`.
 pub fn derive(
     group: &str,
-    index: u64,
+    (index, slot): (u64, usize),
     op: &MailOp,
     resp: &MailResponse,
     queued: Option<QueuedFacts>,
@@ -127,7 +128,7 @@ pub fn derive(
                 _ => e.record(TrackEvent::Delivered, user, String::new(), filed_detail(copies)),
             });
             if filed {
-                sieve_outbound(group, index, *internal_date, outbound, out);
+                sieve_outbound(group, (index, slot), *internal_date, outbound, out);
             }
         }
         MailOp::Enqueue { sender, recipients, created_s, message }
@@ -225,11 +226,17 @@ fn filed_detail(copies: &[FiledCopy]) -> String {
 }
 
 /// The redirects and vacation replies a filtered delivery queued.
-fn sieve_outbound(group: &str, index: u64, at_s: i64, outbound: &[Outbound], out: &mut Vec<TrackRecord>) {
+fn sieve_outbound(
+    group: &str,
+    (index, slot): (u64, usize),
+    at_s: i64,
+    outbound: &[Outbound],
+    out: &mut Vec<TrackRecord>,
+) {
     for (k, o) in outbound.iter().enumerate() {
         let facts = MessageFacts::of(&o.message);
         let e = Entry { group, index, at_s, facts: &facts, from: &o.sender };
-        let queue_id = format!("{group}/{}", super::store::outbound_queue_id(index, k));
+        let queue_id = format!("{group}/{}", super::store::outbound_queue_id(index, slot, k));
         let detail = if o.sender.is_empty() { "sent by Sieve" } else { "redirected by Sieve" };
         out.extend(o.recipients.iter().map(|r| e.record(TrackEvent::Queued, r, queue_id.clone(), detail.into())));
     }
@@ -251,7 +258,7 @@ mod tests {
         };
         let resp = MailResponse::Delivered(vec![Ok((1, 5)), Err(Rejection::Frozen)]);
         let mut out = Vec::new();
-        derive("hermes", 42, &op, &resp, None, &mut out);
+        derive("hermes", (42, 0), &op, &resp, None, &mut out);
         let got: Vec<(TrackEvent, &str, &str)> =
             out.iter().map(|r| (r.event, r.to.as_str(), r.detail.as_str())).collect();
         assert_eq!(got[0].0, TrackEvent::Received);
@@ -291,7 +298,7 @@ mod tests {
             facts: MessageFacts::of(MESSAGE),
         }]);
         let mut out = Vec::new();
-        derive("apollo", 50, &op, &MailResponse::Done, Some(queued), &mut out);
+        derive("apollo", (50, 0), &op, &MailResponse::Done, Some(queued), &mut out);
         let events: Vec<TrackEvent> = out.iter().map(|r| r.event).collect();
         use TrackEvent::*;
         assert_eq!(events, [Sent, Bounced, Bounced, Deferred]);
@@ -310,7 +317,7 @@ mod tests {
         let facts = QueuedFacts(vec![queued(7, &["x@r", "y@r"]), queued(8, &["z@r"])]);
         let op = MailOp::QueueDrop { ids: vec![7, 8, 99], at_s: 3000 };
         let mut out = Vec::new();
-        derive("apollo", 60, &op, &MailResponse::Done, Some(facts), &mut out);
+        derive("apollo", (60, 0), &op, &MailResponse::Done, Some(facts), &mut out);
         let got: Vec<(&str, &str)> = out.iter().map(|r| (r.to.as_str(), r.queue_id.as_str())).collect();
         assert_eq!(got, [("x@r", "apollo/7"), ("y@r", "apollo/7"), ("z@r", "apollo/8")]);
         assert!(out.iter().all(|r| r.event == TrackEvent::Deleted && r.at_s == 3000 && r.message_id == "<m@x>"));
@@ -342,7 +349,7 @@ mod tests {
             ),
         ];
         let mut out = Vec::new();
-        derive("hermes", 70, &MailOp::FrontRefusals { refusals }, &MailResponse::Done, None, &mut out);
+        derive("hermes", (70, 0), &MailOp::FrontRefusals { refusals }, &MailResponse::Done, None, &mut out);
         assert_eq!(out.len(), 2);
         assert!(out.iter().all(|r| r.event == TrackEvent::Refused && r.group == "hermes" && r.index == 70));
         assert_eq!(

@@ -94,7 +94,7 @@ impl Store {
             }
         }
         for (k, out) in outbound.iter().enumerate() {
-            let id = super::outbound_queue_id(index, k);
+            let id = super::outbound_queue_id(index, self.entry_slot, k);
             let queued = self.queue.enqueue(id, &out.sender, &out.recipients, internal_date, &out.message);
             if let Err(refusal) = queued.map_err(io_ctx("queue"))? {
                 tracing::warn!(%id, %refusal, "a filtered delivery's outbound message was refused by the queue");
