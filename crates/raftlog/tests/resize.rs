@@ -33,6 +33,14 @@ fn slot_sizes(dir: &Path) -> Vec<u64> {
     sizes
 }
 
+/// The log in `dir` opened again with `opts`: it holds `range` and reads it back.
+fn reopened(dir: &Path, opts: Options, range: std::ops::Range<u64>) -> Log {
+    let log = Log::open(dir, opts).unwrap();
+    assert_eq!(log.bounds(), (range.start, Some(entry(range.end - 1).id)));
+    assert_reads(&log, range);
+    log
+}
+
 fn assert_reads(log: &Log, range: std::ops::Range<u64>) {
     for i in range {
         assert_eq!(log.read(i).unwrap().unwrap().payload(), payload(i).as_slice(), "entry {i}");
@@ -69,9 +77,7 @@ fn a_log_reopened_smaller_keeps_its_segments_until_freed_then_turns_over_to_the_
     );
     assert_reads(&log, 600..700);
     drop(log);
-    let log = Log::open(dir.path(), opts(small)).unwrap();
-    assert_eq!(log.bounds(), (600, Some(entry(699).id)));
-    assert_reads(&log, 600..700);
+    reopened(dir.path(), opts(small), 600..700);
 }
 
 #[test]
@@ -91,9 +97,7 @@ fn a_log_reopened_larger_never_writes_past_an_old_segments_end() {
         "no file grew: {:?}",
         slot_sizes(dir.path())
     );
-    let log = Log::open(dir.path(), opts(big)).unwrap();
-    assert_eq!(log.bounds(), (0, Some(entry(399).id)));
-    assert_reads(&log, 0..400);
+    reopened(dir.path(), opts(big), 0..400);
 }
 
 #[test]
@@ -103,9 +107,8 @@ fn records_above_a_lowered_payload_limit_still_read_back() {
     support::append_durable_with(&log, 0..20, entry);
     drop(log);
     let lowered = Options { segment_bytes: 512 << 10, max_payload_bytes: 1 << 10, ..Options::default() };
-    let log = Log::open(dir.path(), lowered).unwrap();
-    assert_eq!(log.bounds(), (0, Some(entry(19).id)), "nothing cut at open");
-    assert_reads(&log, 0..20);
+    // Nothing cut at open.
+    let log = reopened(dir.path(), lowered, 0..20);
     let (tx, rx) = std::sync::mpsc::channel();
     let refused = log.append_blocking(vec![entry(20)], Box::new(move |r| drop(tx.send(r))));
     assert!(refused.is_err() || rx.recv().unwrap().is_err(), "a new one above the limit is refused");
@@ -127,7 +130,5 @@ fn freed_segments_beyond_a_few_spares_are_removed() {
     let left = slot_sizes(dir.path()).len();
     assert!(left <= 4, "{left} segment files after the purge (were {held})");
     drop(log);
-    let log = Log::open(dir.path(), opts(128 << 10)).unwrap();
-    assert_eq!(log.bounds(), (500, Some(entry(509).id)));
-    assert_reads(&log, 500..510);
+    reopened(dir.path(), opts(128 << 10), 500..510);
 }

@@ -114,6 +114,7 @@ fn record_header(kind: u8, path: &[u8], len: u64) -> Vec<u8> {
 /// held still: cheap (no data is copied) and a stable view, because the store never
 /// modifies a file in place (message files, indexes and state are replaced by rename).
 /// A store that keeps running links with [`link_live`] and holds still only for [`settle`].
+#[cfg(test)]
 pub fn link_tree(root: &Path, dest: &Path) -> Result<(), SnapshotError> {
     link_live(root, dest)?;
     let settled = settle(root, dest, &dest.with_extension("discard"))?;
