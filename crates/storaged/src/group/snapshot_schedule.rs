@@ -16,7 +16,8 @@
 //! The interval is `snapshot_every` entries, or fewer when entries of the size the log has
 //! seen since the last snapshot would reach `snapshot_log_bytes` sooner, so the log's size is
 //! bounded in bytes. After a snapshot, openraft keeps `keep_logs` entries behind it; this
-//! task purges further when those hold more than `keep_log_bytes`.
+//! task purges further when those hold more than `keep_log_bytes` — on a leader, never past
+//! what its slowest follower holds (openraft's `keep_logs` bound still applies to that one).
 //!
 //! It must never build on its own timer alone (only on applied entries), nor while this
 //! node's disk is below its reserve (`MailStateMachine::build_snapshot` would only hand back
@@ -74,11 +75,15 @@ pub(super) async fn schedule(group: Weak<Group>, log: Log, tuning: RaftTuning) {
     loop {
         tokio::time::sleep(TICK).await;
         let Some(group) = group.upgrade() else { return };
-        let (applied, last) = {
+        let (applied, last, slowest) = {
             let m = group.raft.metrics();
             let m = m.borrow();
             let applied = m.last_applied.map_or(0, |l| l.index);
-            (applied, m.snapshot.map_or(0, |l| l.index))
+            // On a leader, what its slowest follower holds: a byte purge never goes past it,
+            // or a follower merely slow (taking a large message) would need a whole snapshot.
+            let slowest =
+                m.replication.as_ref().map(|r| r.values().map(|l| l.map_or(0, |l| l.index)).min().unwrap_or(0));
+            (applied, m.snapshot.map_or(0, |l| l.index), slowest)
         };
         let members: Vec<u64> = group.members.keys().copied().collect();
         let since = log.bytes_after(last);
@@ -89,7 +94,9 @@ pub(super) async fn schedule(group: Weak<Group>, log: Log, tuning: RaftTuning) {
             }
         }
         // Never past the snapshot: what follows it is not in any snapshot yet.
-        let purge = log.purge_point_keeping(since.saturating_add(tuning.keep_log_bytes)).map(|p| p.min(last));
+        let purge = log
+            .purge_point_keeping(since.saturating_add(tuning.keep_log_bytes))
+            .map(|p| p.min(last).min(slowest.unwrap_or(u64::MAX)));
         if let Some(upto) = purge.filter(|upto| *upto >= log.bounds().0) {
             if let Err(e) = group.raft.trigger().purge_log(upto).await {
                 tracing::warn!(group = %group.name, error = %e, "log purge not started");
