@@ -205,6 +205,49 @@ fn killing_the_queue_leader_during_a_burst_loses_and_duplicates_nothing() {
     }
 }
 
+/// A front queues a message its own attempt failed to deliver, but the failure may be only
+/// the answer's: a leader that dies right after committing the message answers nothing, and
+/// the group commits it under the next leader. The queued copy keeps the client's retry key
+/// and the runner delivers with it, so the group recognises what it already holds: one
+/// copy, not two (chaos seed 111 found the second: a leader's disk filled during delivery).
+#[test]
+fn a_message_queued_after_an_attempt_that_was_committed_after_all_arrives_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let storage = Storage::start(root);
+    std::fs::copy(fixture("users.ldif"), root.join("users.ldif")).unwrap();
+    let key = [0x5a_u8; 16];
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let message = "From: sender@example.org\r\nTo: alice@example.edu\r\nSubject: committed once\r\n\
+                   Message-ID: <once@example.org>\r\n\r\nhello\r\n";
+    // The front's own attempt, keyed as a front sends it; committed.
+    let mut c = Lmtp::connect(&storage.lmtp[storage.leader_for("alice@example.edu")]);
+    assert!(c.cmd(&format!("MAIL FROM:<sender@example.org> XMSGKEY={hex}")).starts_with("250"));
+    assert!(c.cmd("RCPT TO:<alice@example.edu>").starts_with("250"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(format!("{message}.\r\n").as_bytes());
+    let r = c.reply();
+    assert!(r.starts_with("250"), "{r}");
+    // The front saw no answer and queued the message with the same key.
+    let queued_reply = storage.admin_call(
+        "hermes",
+        AdminRequest::Enqueue {
+            group: "hermes".into(),
+            op_id: rand::random(),
+            sender: "sender@example.org".into(),
+            recipients: vec!["alice@example.edu".into()],
+            message: message.as_bytes().to_vec(),
+            key: Some(key),
+        },
+    );
+    assert!(matches!(queued_reply, AdminReply::Queued { .. }), "{queued_reply:?}");
+    let options = FrontOptions { queue: Some(fast_queue(30)), ..FrontOptions::default() };
+    let front = Front::start_opts(root, &storage, ldif_directory(), options);
+    wait_for("the runner to take the queued message", Duration::from_secs(60), || queued(&storage).is_empty());
+    let ids = inbox_message_ids(&front, "alice", "alice-pw");
+    assert_eq!(ids.get("once@example.org"), Some(&1), "alice's INBOX by Message-ID: {ids:?}");
+}
+
 /// `mailctl trace` (issue 24): one message to three local users on two mailhosts, a remote
 /// recipient a sink takes, one a sink refuses and one a sink defers. Every hop is in the
 /// trace: the front and the client address it came from, each local delivery with the

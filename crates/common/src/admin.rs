@@ -198,6 +198,7 @@ impl std::fmt::Display for AdminReply {
             Self::Trace { .. } => "tracking records",
             Self::Kept { .. } => "kept messages",
             Self::KeptFiles(_) => "kept message files",
+            Self::KeyedMessage { .. } => "a message",
         };
         write!(f, "an unexpected answer ({kind}): is every node and mailctl the same version?")
     }
@@ -208,7 +209,9 @@ impl std::fmt::Display for AdminReply {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AdminRequest {
     Status,
-    /// Queue a message; the reply comes once the queue entry is committed.
+    /// Queue a message; the reply comes once the queue entry is committed. `key`: the
+    /// client's retry key a front's own delivery attempt of it carried (`XMSGKEY`), which
+    /// the queue's runner delivers with (see [`AdminReply::KeyedMessage`]).
     Enqueue {
         group: String,
         op_id: [u8; 16],
@@ -216,6 +219,7 @@ pub enum AdminRequest {
         recipients: Vec<String>,
         #[serde(with = "serde_bytes")]
         message: Vec<u8>,
+        key: Option<[u8; 16]>,
     },
     /// Lease up to `max` messages that are due, for `lease_s` seconds, to `holder`.
     Claim {
@@ -555,6 +559,12 @@ pub enum AdminReply {
         records: Vec<crate::tracking::TrackRecord>,
         truncated: bool,
     },
+    /// The body of a queued message that was queued with a retry key (see
+    /// [`AdminRequest::Enqueue`]); [`AdminReply::Message`] for the others.
+    KeyedMessage {
+        body: serde_bytes::ByteBuf,
+        key: [u8; 16],
+    },
 }
 
 /// Admin client errors.
@@ -663,6 +673,7 @@ mod tests {
             sender: "a@b".into(),
             recipients: vec!["c@d".into()],
             message: b"x".to_vec(),
+            key: Some([9; 16]),
         };
         assert_eq!(decode::<AdminRequest>(&encode(&r)).unwrap(), r);
         assert!(decode::<AdminRequest>(&[0xff; 3]).is_err());

@@ -135,6 +135,7 @@ impl QueueClient {
                 sender: sender.to_string(),
                 recipients: recipients.to_vec(),
                 message: message.to_vec(),
+                key,
             };
             match self.call(group, request).await {
                 Ok(AdminReply::Queued { id }) => return Ok((group.clone(), id)),

@@ -105,8 +105,13 @@ impl Runner {
 
     /// Try the pending recipients of one leased message and record what happened.
     async fn attempt(&self, group: &str, item: QueueItem) {
-        let body = match self.queue.call(group, AdminRequest::Read { group: group.to_string(), id: item.id }).await {
-            Ok(AdminReply::Message(Some(body))) => body,
+        let (body, key) = match self
+            .queue
+            .call(group, AdminRequest::Read { group: group.to_string(), id: item.id })
+            .await
+        {
+            Ok(AdminReply::Message(Some(body))) => (body, None),
+            Ok(AdminReply::KeyedMessage { body, key }) => (body.into_vec(), Some(key)),
             Ok(AdminReply::Message(None)) => return,
             other => {
                 tracing::warn!(group, id = item.id, reply = ?other, "cannot read a queued message; it waits for its lease to end");
@@ -150,14 +155,21 @@ impl Runner {
                 Verdict::Later => later.push((rcpt, reply)),
             }
         };
+        let mut local = Vec::new();
         for rcpt in pending {
             let domain = rcpt.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();
             if self.local_domains.contains(&domain) {
-                let reply =
-                    self.router.deliver(&item.sender, std::slice::from_ref(&rcpt), &[&body], Folder::Inbox).await;
-                file(rcpt, "lmtp", reply.into_iter().next().unwrap_or_default(), &mut outcome);
+                local.push(rcpt);
             } else {
                 remote.entry(domain).or_default().push(rcpt);
+            }
+        }
+        // All local recipients in one delivery: with a retry key, each group then sees the
+        // same mailboxes as the front's own attempt did, and so the same operation.
+        if !local.is_empty() {
+            let replies = self.router.deliver_keyed(&item.sender, &local, &[&body], Folder::Inbox, key).await;
+            for (rcpt, reply) in local.into_iter().zip(replies) {
+                file(rcpt, "lmtp", reply, &mut outcome);
             }
         }
         for (domain, rcpts) in remote {
@@ -224,6 +236,7 @@ impl Runner {
             sender: String::new(),
             recipients: vec![item.sender.clone()],
             message,
+            key: None,
         };
         match self.queue.call(group, request).await {
             Ok(AdminReply::Queued { id }) => {

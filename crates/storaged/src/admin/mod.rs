@@ -226,8 +226,11 @@ pub async fn handle(node: &Node, request: AdminRequest) -> AdminReply {
             Ok(op) => (OpId(op_id), op),
             Err(e) => return AdminReply::Refused(format!("not a mail operation: {e}")),
         },
-        AdminRequest::Enqueue { op_id, sender, recipients, message, .. } => {
+        AdminRequest::Enqueue { op_id, sender, recipients, message, key: None, .. } => {
             (OpId(op_id), MailOp::Enqueue { sender, recipients, created_s: now_s(), message })
+        }
+        AdminRequest::Enqueue { op_id, sender, recipients, message, key: Some(key), .. } => {
+            (OpId(op_id), MailOp::EnqueueKeyed { sender, recipients, created_s: now_s(), key, message })
         }
         // A claim is a fresh decision each time: never deduplicated. Nothing due: no entry
         // (runners poll every second; an idle queue must not grow the log).
@@ -374,14 +377,17 @@ fn fetch(group: &Arc<Group>, user: &str, mailbox: &str, uids: &[u32]) -> AdminRe
 }
 
 async fn read_body(group: &Group, id: u64) -> AdminReply {
-    let path = {
+    let (path, key) = {
         let store = group.sm.store();
         let store = store.lock().expect("store lock");
-        store.queue().body_path(id)
+        (store.queue().body_path(id), store.queue().key(id))
     };
     let Some(path) = path else { return AdminReply::Message(None) };
     match tokio::fs::read(&path).await {
-        Ok(bytes) => AdminReply::Message(Some(bytes)),
+        Ok(bytes) => match key {
+            Some(key) => AdminReply::KeyedMessage { body: serde_bytes::ByteBuf::from(bytes), key },
+            None => AdminReply::Message(Some(bytes)),
+        },
         // Delivered and removed since the lookup.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => AdminReply::Message(None),
         Err(e) => AdminReply::Failed(format!("queued message {id}: {e}")),

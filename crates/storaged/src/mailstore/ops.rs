@@ -69,6 +69,7 @@ impl MailOp {
                 | MailOp::AppendMany { .. }
                 | MailOp::Copy { .. }
                 | MailOp::Enqueue { .. }
+                | MailOp::EnqueueKeyed { .. }
                 | MailOp::EnqueueHeld { .. }
                 | MailOp::ImportMessages { .. }
                 | MailOp::PutScript { .. }
@@ -459,6 +460,18 @@ pub enum MailOp {
     /// batches for message tracking (`tracked`); changes nothing else.
     FrontRefusals {
         refusals: Vec<common::tracking::FrontRefusal>,
+    },
+    /// [`MailOp::Enqueue`] of a message a front first tried to deliver itself, with the
+    /// client's retry key that attempt carried (`XMSGKEY`): the queue's runner delivers
+    /// with the same key, so an attempt that was committed after all (its answer lost to
+    /// a failing leader) is recognised rather than delivered twice.
+    EnqueueKeyed {
+        sender: String,
+        recipients: Vec<String>,
+        created_s: i64,
+        key: [u8; 16],
+        #[serde(with = "serde_bytes")]
+        message: Vec<u8>,
     },
 }
 

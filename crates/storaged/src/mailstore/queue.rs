@@ -31,6 +31,10 @@ pub const HELD: i64 = i64::MAX;
 pub struct Queue {
     dir: PathBuf,
     items: BTreeMap<u64, QueueItem>,
+    /// The client's retry key of messages a front queued after its own attempt to deliver
+    /// them failed (`XMSGKEY`): a runner delivers with it, so that if that first attempt
+    /// was committed after all, the storage group recognises the second as the same.
+    keys: BTreeMap<u64, [u8; 16]>,
 }
 
 /// Why a queue operation was refused; nothing changed.
@@ -59,16 +63,36 @@ fn truncated(s: &str) -> String {
 }
 
 impl Queue {
-    /// The queue kept under `root/queue`, with the envelopes of the last checkpoint.
-    pub fn open(root: &Path, items: Vec<QueueItem>) -> io::Result<Self> {
+    /// The queue kept under `root/queue`, with the envelopes and retry keys of the last
+    /// checkpoint.
+    pub fn open(root: &Path, items: Vec<QueueItem>, keys: Vec<(u64, [u8; 16])>) -> io::Result<Self> {
         let dir = root.join("queue");
         fs::create_dir_all(&dir)?;
-        Ok(Self { dir, items: items.into_iter().map(|i| (i.id, i)).collect() })
+        let items: BTreeMap<u64, QueueItem> = items.into_iter().map(|i| (i.id, i)).collect();
+        let keys = keys.into_iter().filter(|(id, _)| items.contains_key(id)).collect();
+        Ok(Self { dir, items, keys })
     }
 
     /// The envelopes to checkpoint.
     pub fn items(&self) -> impl Iterator<Item = &QueueItem> {
         self.items.values()
+    }
+
+    /// The retry keys to checkpoint.
+    pub fn keys(&self) -> impl Iterator<Item = (u64, [u8; 16])> + '_ {
+        self.keys.iter().map(|(id, key)| (*id, *key))
+    }
+
+    /// The retry key message `id` was queued with, if any.
+    pub fn key(&self, id: u64) -> Option<[u8; 16]> {
+        self.keys.get(&id).copied()
+    }
+
+    /// Give queued message `id` the retry key of the delivery attempt that preceded it.
+    pub fn set_key(&mut self, id: u64, key: [u8; 16]) {
+        if self.items.contains_key(&id) {
+            self.keys.insert(id, key);
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -230,6 +254,7 @@ impl Queue {
 
     fn remove(&mut self, id: u64) -> io::Result<()> {
         self.items.remove(&id);
+        self.keys.remove(&id);
         match fs::remove_file(self.file(id)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
@@ -246,9 +271,25 @@ mod tests {
     }
 
     #[test]
+    fn a_retry_key_stays_with_its_message_and_leaves_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut q = Queue::open(dir.path(), vec![], vec![]).unwrap();
+        q.enqueue(3, "a@x", &rcpts(&["b@y"]), 100, b"hi").unwrap().unwrap();
+        q.set_key(3, [9; 16]);
+        q.set_key(4, [8; 16]);
+        assert_eq!((q.key(3), q.key(4)), (Some([9; 16]), None), "only a queued message takes a key");
+        let reopened = Queue::open(dir.path(), q.items().cloned().collect(), q.keys().collect()).unwrap();
+        assert_eq!(reopened.key(3), Some([9; 16]), "checkpointed with the envelopes");
+        q.record(3, "r", &rcpts(&["b@y"]), &[], 0, None).unwrap();
+        assert_eq!((q.key(3), q.keys().count()), (None, 0), "delivered: the key goes too");
+        let stale = Queue::open(dir.path(), vec![], vec![(3, [9; 16])]).unwrap();
+        assert_eq!(stale.keys().count(), 0, "a key without its message is dropped on open");
+    }
+
+    #[test]
     fn a_message_is_leased_once_retried_and_leaves_when_done() {
         let dir = tempfile::tempdir().unwrap();
-        let mut q = Queue::open(dir.path(), vec![]).unwrap();
+        let mut q = Queue::open(dir.path(), vec![], vec![]).unwrap();
         assert_eq!(q.enqueue(7, "a@x", &rcpts(&["b@y", "c@z", "B@y"]), 100, b"hi").unwrap(), Ok(7));
         assert_eq!(q.items().next().unwrap().recipients.len(), 2, "one copy per address, any case");
         assert_eq!(fs::read(q.body_path(7).unwrap()).unwrap(), b"hi");
@@ -272,7 +313,7 @@ mod tests {
     #[test]
     fn expired_leases_are_taken_over_and_flush_makes_messages_due() {
         let dir = tempfile::tempdir().unwrap();
-        let mut q = Queue::open(dir.path(), vec![]).unwrap();
+        let mut q = Queue::open(dir.path(), vec![], vec![]).unwrap();
         q.enqueue(1, "", &rcpts(&["b@y"]), 0, b"x").unwrap().unwrap();
         assert_eq!(q.claim("r1", 0, 30, 1).len(), 1);
         assert_eq!(q.claim("r2", 30, 30, 1)[0].lease.as_ref().unwrap().0, "r2", "expired lease taken over");
@@ -284,7 +325,7 @@ mod tests {
     #[test]
     fn bad_envelopes_and_a_full_queue_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let mut q = Queue::open(dir.path(), vec![]).unwrap();
+        let mut q = Queue::open(dir.path(), vec![], vec![]).unwrap();
         assert_eq!(q.enqueue(1, "a@x", &[], 0, b"").unwrap(), Err(QueueRefusal::Recipients));
         assert!(matches!(q.enqueue(1, "a b@x", &rcpts(&["c@d"]), 0, b"").unwrap(), Err(QueueRefusal::Address(_))));
         assert!(matches!(q.enqueue(1, "", &rcpts(&["<c@d>"]), 0, b"").unwrap(), Err(QueueRefusal::Address(_))));

@@ -66,6 +66,8 @@ pub struct StoreState {
     pub digest_through_s: i64,
     /// Blocked networks, tickets of snagged accounts, locked users (`common::security`).
     pub security: common::security::SecurityState,
+    /// Retry keys of queued messages, by queue id (see `Queue::key`).
+    pub queue_keys: Vec<(u64, [u8; 16])>,
 }
 
 /// The state file of an earlier format: the current layout's first fields up to the one
@@ -87,7 +89,22 @@ fn decode_state(body: &[u8]) -> bincode::Result<StoreState> {
         ..StoreState::default()
     };
     type Digest = i64;
+    type Security = common::security::SecurityState;
     de::<StoreState>(body)
+        .or_else(|_| {
+            de::<(Base, Queue, Users, Staged, Fates, Training, Digest, Security)>(body).map(
+                |(b, queue, user_states, staging, fates, training, digest_through_s, security)| StoreState {
+                    queue,
+                    user_states,
+                    staging,
+                    fates,
+                    training,
+                    digest_through_s,
+                    security,
+                    ..base(b)
+                },
+            )
+        })
         .or_else(|_| {
             de::<(Base, Queue, Users, Staged, Fates, Training, Digest)>(body).map(
                 |(b, queue, user_states, staging, fates, training, digest_through_s)| StoreState {
@@ -359,7 +376,7 @@ impl Store {
             membership: state.membership,
             files: FileWriter::new(Spares::open(spare_dir, readers.clone()).map_err(io_ctx("open spare files"))?)
                 .map_err(io_ctx("io_uring"))?,
-            queue: Queue::open(&root, state.queue).map_err(io_ctx("open queue"))?,
+            queue: Queue::open(&root, state.queue, state.queue_keys).map_err(io_ctx("open queue"))?,
             staging: Staging::open(&root, state.staging).map_err(io_ctx("open staging"))?,
             user_states: state.user_states.into_iter().collect(),
             unchecked: 0,
@@ -417,6 +434,29 @@ impl Store {
                 self.dedup.remove(&old);
             }
         }
+    }
+
+    /// Queue `message` as entry `index`, with the retry key of the attempt before, if any.
+    fn enqueue(
+        &mut self,
+        index: u64,
+        (sender, recipients): (&str, &[String]),
+        created_s: i64,
+        message: &[u8],
+        key: Option<[u8; 16]>,
+    ) -> Result<MailResponse, StoreError> {
+        if message.len() > MESSAGE_MAX {
+            return Ok(MailResponse::Rejected(Rejection::TooLarge(MESSAGE_MAX as u64)));
+        }
+        Ok(match self.queue.enqueue(index, sender, recipients, created_s, message).map_err(io_ctx("queue"))? {
+            Ok(id) => {
+                if let Some(key) = key {
+                    self.queue.set_key(id, key);
+                }
+                MailResponse::Queued { id }
+            }
+            Err(refusal) => MailResponse::Rejected(Rejection::Limit(refusal.to_string())),
+        })
     }
 
     /// Apply the operation of log entry `index`.
@@ -502,6 +542,7 @@ impl Store {
                 | MailOp::Append { .. }
                 | MailOp::AppendMany { .. }
                 | MailOp::Enqueue { .. }
+                | MailOp::EnqueueKeyed { .. }
                 | MailOp::QueueClaim { .. }
                 | MailOp::QueueRecord { .. }
                 | MailOp::QueueAttempt { .. }
@@ -690,15 +731,10 @@ impl Store {
                 Ok(MailResponse::Done)
             }
             MailOp::Enqueue { sender, recipients, created_s, message } => {
-                if message.len() > MESSAGE_MAX {
-                    return Ok(MailResponse::Rejected(Rejection::TooLarge(MESSAGE_MAX as u64)));
-                }
-                Ok(
-                    match self.queue.enqueue(index, sender, recipients, *created_s, message).map_err(io_ctx("queue"))? {
-                        Ok(id) => MailResponse::Queued { id },
-                        Err(refusal) => MailResponse::Rejected(Rejection::Limit(refusal.to_string())),
-                    },
-                )
+                self.enqueue(index, (sender, recipients), *created_s, message, None)
+            }
+            MailOp::EnqueueKeyed { sender, recipients, created_s, key, message } => {
+                self.enqueue(index, (sender, recipients), *created_s, message, Some(*key))
             }
             MailOp::QueueClaim { holder, now_s, lease_s, max } => {
                 Ok(MailResponse::Claimed(self.queue.claim(holder, *now_s, *lease_s, *max)))
@@ -1722,6 +1758,7 @@ impl Store {
             training: self.training.state(),
             digest_through_s: self.digest_through_s,
             security: self.security.clone(),
+            queue_keys: self.queue.keys().collect(),
         };
         let body = bincode::serialize(&state).map_err(|e| StoreError::State(e.to_string()))?;
         self.unchecked = 0;
@@ -1816,9 +1853,27 @@ mod tests {
         let s3 = decode_state(&v3).unwrap();
         assert_eq!((s3.user_states.len(), s3.fates.len()), (1, 0));
         let s5 = decode_state(&v5).unwrap();
-        assert_eq!((s5.user_states.len(), s5.fates.clone(), s5.training.0.len()), (1, fates, 0));
-        let now = StoreState { digest_through_s: 9, ..s5 };
-        assert_eq!(decode_state(&bincode::serialize(&now).unwrap()).unwrap().digest_through_s, 9);
+        assert_eq!((s5.user_states.len(), s5.fates.clone(), s5.training.0.len()), (1, fates.clone(), 0));
+        let security = common::security::SecurityState {
+            locked: vec![("a@example.edu".into(), "snagged".into())],
+            ..Default::default()
+        };
+        let v8 = bincode::serialize(&(
+            &base,
+            Vec::<common::admin::QueueItem>::new(),
+            &users,
+            Vec::<StagedStream>::new(),
+            &fates,
+            super::super::training::TrainingState::default(),
+            9i64,
+            &security,
+        ))
+        .unwrap();
+        let s8 = decode_state(&v8).unwrap();
+        assert_eq!((s8.digest_through_s, s8.security.locked.len(), s8.queue_keys.len()), (9, 1, 0));
+        let now = StoreState { queue_keys: vec![(5, [1; 16])], ..s8 };
+        let again = decode_state(&bincode::serialize(&now).unwrap()).unwrap();
+        assert_eq!((again.digest_through_s, again.security.locked.len(), again.queue_keys), (9, 1, vec![(5, [1; 16])]));
         assert!(decode_state(b"\x01").is_err());
     }
 }

@@ -132,6 +132,7 @@ pub fn derive(
             }
         }
         MailOp::Enqueue { sender, recipients, created_s, message }
+        | MailOp::EnqueueKeyed { sender, recipients, created_s, message, .. }
         | MailOp::EnqueueHeld { sender, recipients, created_s, message, .. } => {
             let facts = MessageFacts::of(message);
             let e = Entry { group, index, at_s: *created_s, facts: &facts, from: sender };

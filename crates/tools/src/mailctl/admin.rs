@@ -208,6 +208,7 @@ impl Admin {
             .with_context(|| format!("no queued message {id}"))?;
         let body = match self.queue.call(&id.group, AdminRequest::Read { group: id.group.clone(), id: id.id }).await? {
             AdminReply::Message(m) => m,
+            AdminReply::KeyedMessage { body, .. } => Some(body.into_vec()),
             other => bail!("{other}"),
         };
         Ok((item, body))
