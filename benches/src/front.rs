@@ -16,6 +16,9 @@ use crate::lmtp_load::fill_any;
 use crate::peers::{frontd_binary, spawn_frontd, start_storaged_with, Node, PASSWORD};
 use crate::procs::{free_port, Procs};
 
+/// Client connections the front and the nodes take (`idle-bench` opens 10,000 at once).
+const CONNECTIONS_MAX: usize = 65_536;
+
 /// The running pieces; dropping it stops slapd (the caller's `Procs` holds the rest).
 pub struct FrontCluster {
     pub nodes: Vec<Node>,
@@ -44,6 +47,7 @@ impl FrontCluster {
         let proxy = |c: &mut storaged::config::Config| {
             c.proxy.user = Some("frontd".into());
             c.proxy.password = Some("{PLAIN}proxy-pw".into());
+            c.limits.imap_connections_max = CONNECTIONS_MAX;
         };
         let nodes = start_storaged_with(dir, users, proxy, procs).context("starting storaged")?;
         std::fs::write(dir.join("ldap.pw"), LDAP_BIND_PASSWORD)?;
@@ -61,7 +65,9 @@ impl FrontCluster {
         let directory = DirectorySection { ldif: None, ldap: Some(ldap) };
         let mut cfg = frontd::config::Config::new(directory, backend, front::groups(&["bench"], &addrs));
         cfg.listen.imap = Some(front_imap.clone());
-        cfg.limits.connections_max = 4096;
+        // Every client of a benchmark comes from 127.0.0.1.
+        cfg.limits.connections_max = CONNECTIONS_MAX;
+        cfg.limits.connections_per_address_max = CONNECTIONS_MAX;
         front::write(&dir.join("frontd.toml"), &cfg)?;
         let front = spawn_frontd(&frontd, dir)?;
 

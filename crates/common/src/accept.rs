@@ -30,7 +30,10 @@ where
             let _ = stream.write_all(busy_line).await;
             continue;
         };
-        let conn = handle(stream, peer);
+        // Boxed: a future moved into an async block is stored twice in the task (as the
+        // block's capture and again while awaited), and a connection's task lives as
+        // long as the client stays connected, idle or not.
+        let conn = Box::pin(handle(stream, peer));
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, protocol, error = %e, "connection ended");

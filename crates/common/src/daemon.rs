@@ -62,7 +62,25 @@ where
     init_logging_as(log_filter, args.log_format == "json");
     private_files();
     return_large_buffers();
+    raise_open_file_limit();
+    trim_freed_memory_periodically();
     args.config
+}
+
+/// Every connection is a file descriptor (two at a front: the client's and the node's):
+/// take the hard limit, not the soft one (often 1,024), so the daemons' own connection
+/// limits are what refuses a client.
+pub fn raise_open_file_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                tracing::warn!("cannot raise the open file limit");
+            }
+        }
+    }
 }
 
 /// Log to stderr, filtered by `RUST_LOG`, else by `default_filter`. Every field and message
@@ -149,6 +167,37 @@ pub fn return_large_buffers() {
     // called at start, before the runtime's threads exist, and a refusal (0) is harmless.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
+    }
+}
+
+/// How often the heap is checked for freed memory to give back.
+const TRIM_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+/// Free bytes inside the heap's arenas below which a check does nothing: a trim walks every
+/// arena under its lock, which is only worth it for a burst's worth of memory.
+const TRIM_FREE_MIN_BYTES: usize = 4 << 20;
+
+/// Give freed heap memory back to the kernel every [`TRIM_INTERVAL`] once at least
+/// [`TRIM_FREE_MIN_BYTES`] of it accumulated. glibc returns only the top of each arena by
+/// itself, and a burst of logins leaves its temporaries freed between long-lived session
+/// state: after 1,000 first logins through a front, `malloc_trim` took the leader from 58 to
+/// 19 MiB and the front from 29 to 14 MiB with every session still open (`idle-bench`).
+/// A no-op on other C libraries.
+fn trim_freed_memory_periodically() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let spawned = std::thread::Builder::new().name("heap-trim".into()).spawn(|| loop {
+            std::thread::sleep(TRIM_INTERVAL);
+            // SAFETY: mallinfo2 and malloc_trim take glibc's arena locks themselves and
+            // touch no memory of ours; both are safe to call from any thread at any time.
+            unsafe {
+                if libc::mallinfo2().fordblks >= TRIM_FREE_MIN_BYTES {
+                    libc::malloc_trim(0);
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the heap trimmer");
+        }
     }
 }
 

@@ -125,19 +125,43 @@ pub struct Conn {
     /// The negotiated TLS version and cipher suite (`TLSv1_3 TLS13_AES_256_GCM_SHA384`),
     /// for trace headers and logs.
     pub tls_info: Option<String>,
+    /// Capacity of `rd`'s buffer (kept across a STARTTLS upgrade).
+    read_buffer_bytes: usize,
 }
+
+/// The read buffer of a connection that carries message bodies (SMTP, LMTP): fewer reads
+/// per message.
+pub const READ_BUFFER_BYTES: usize = 8 * 1024;
+/// The read buffer of a session that sits idle most of its life (IMAP IDLE, all day): it is
+/// held for the whole session, and a read larger than it (a literal) bypasses it anyway.
+pub const SESSION_READ_BUFFER_BYTES: usize = 1024;
 
 impl Conn {
     /// A fresh connection: with `implicit_tls` and a certificate, after the handshake.
     pub async fn open(tcp: TcpStream, tls: Option<&Tls>, implicit_tls: bool) -> io::Result<Self> {
+        Self::open_buffered(tcp, tls, implicit_tls, READ_BUFFER_BYTES).await
+    }
+
+    /// [`Conn::open`] with a read buffer of `read_buffer_bytes`.
+    pub async fn open_buffered(
+        tcp: TcpStream,
+        tls: Option<&Tls>,
+        implicit_tls: bool,
+        read_buffer_bytes: usize,
+    ) -> io::Result<Self> {
         tcp.set_nodelay(true)?;
-        Ok(Self::new(match (tls, implicit_tls) {
+        let stream = match (tls, implicit_tls) {
             (Some(tls), true) => tls.accept(tcp).await?,
             _ => Stream::Plain(tcp),
-        }))
+        };
+        Ok(Self::new_buffered(stream, read_buffer_bytes))
     }
 
     pub fn new(stream: Stream) -> Self {
+        Self::new_buffered(stream, READ_BUFFER_BYTES)
+    }
+
+    fn new_buffered(stream: Stream, read_buffer_bytes: usize) -> Self {
         let tls = stream.is_tls();
         let tls_info = match &stream {
             Stream::Tls(s) => {
@@ -149,7 +173,7 @@ impl Conn {
             Stream::Plain(_) => None,
         };
         let (r, w) = tokio::io::split(stream);
-        Self { rd: BufReader::new(r), wr: w, tls, tls_info }
+        Self { rd: BufReader::with_capacity(read_buffer_bytes, r), wr: w, tls, tls_info, read_buffer_bytes }
     }
 
     /// The whole stream again, with the bytes read ahead but not yet consumed (a client's
@@ -166,8 +190,9 @@ impl Conn {
         if !self.rd.buffer().is_empty() {
             return Ok(None);
         }
+        let read_buffer_bytes = self.read_buffer_bytes;
         match self.rd.into_inner().unsplit(self.wr) {
-            Stream::Plain(tcp) => Ok(Some(Self::new(tls.accept(tcp).await?))),
+            Stream::Plain(tcp) => Ok(Some(Self::new_buffered(tls.accept(tcp).await?, read_buffer_bytes))),
             Stream::Tls(_) => Err(io::Error::other("TLS is already active")),
         }
     }

@@ -475,18 +475,25 @@ pub async fn run(cfg: Config, path: Option<std::path::PathBuf>) -> Result<(), St
                 match service {
                     Service::Imap => {
                         let caps = front.node_capabilities().await;
-                        let session = |offer| imap::PreAuth::new(offer, &caps);
-                        pre_login(stream, peer, &front, implicit, Protocol::Imap, session, read_imap_command).await
+                        // Moved in: the login phase frees it; the session never needs it.
+                        let session = move |offer| imap::PreAuth::new(offer, &caps);
+                        let client = Accepted { stream, peer, implicit_tls: implicit, protocol: Protocol::Imap };
+                        proxied(client, &front, session, read_imap_command).await
                     }
                     Service::Pop3 => {
-                        pre_login(stream, peer, &front, implicit, Protocol::Pop3, pop3::PreAuth::new, read_pop3_line)
-                            .await
+                        let client = Accepted { stream, peer, implicit_tls: implicit, protocol: Protocol::Pop3 };
+                        proxied(client, &front, pop3::PreAuth::new, read_pop3_line).await
                     }
                     Service::Sieve => {
                         let (new, read) = (managesieve::PreAuth::new, read_sieve_command);
-                        pre_login(stream, peer, &front, implicit, Protocol::Sieve, new, read).await
+                        let client = Accepted { stream, peer, implicit_tls: implicit, protocol: Protocol::Sieve };
+                        proxied(client, &front, new, read).await
                     }
-                    Service::Smtp(mode) => smtp::server::connection(stream, peer, front, mode, implicit).await,
+                    // Boxed: an SMTP session's state is large, and every idle IMAP
+                    // connection's task would otherwise be as large as it.
+                    Service::Smtp(mode) => {
+                        Box::pin(smtp::server::connection(stream, peer, front, mode, implicit)).await
+                    }
                 }
             }
         }));
@@ -685,24 +692,48 @@ async fn upgrade(mut conn: Conn, reply: &[u8], tls: Option<&Tls>) -> std::io::Re
     conn.start_tls(tls).await
 }
 
-/// An IMAP or POP3 client from its greeting to the hand-over after login: `read` frames the
-/// protocol's commands, the machine `new_session` makes for the connection's offer answers
-/// them; a login that succeeds hands the connection over to the storage node.
-async fn pre_login<P: PreLogin>(
+/// A client of a proxied protocol (IMAP, POP3, ManageSieve): [`pre_login`] until a login
+/// succeeds, then the hand-over to the storage node for the rest of the session. The login
+/// phase runs boxed and is freed before the hand-over, so a proxied session, idle for hours
+/// with most clients, holds its two sockets and little else (`idle-bench`).
+async fn proxied<P: PreLogin>(
+    client: Accepted,
+    front: &Front,
+    new_session: impl FnOnce(Offer) -> P,
+    read: impl AsyncFnMut(&mut Conn) -> std::io::Result<Option<Result<Vec<u8>, Vec<u8>>>>,
+) -> std::io::Result<()> {
+    let login = Box::pin(pre_login(client, front, new_session, read)).await?;
+    let Some((conn, backend, _user_slot)) = login else { return Ok(()) };
+    hand_over(conn, backend).await
+}
+
+/// The connection, its storage node and the user's session slot after a login.
+type LoggedIn = (Conn, Backend, Slot<String>);
+
+/// A client connection as accepted, and the protocol its listener speaks.
+struct Accepted {
     stream: TcpStream,
     peer: SocketAddr,
-    front: &Front,
     implicit_tls: bool,
     protocol: Protocol,
+}
+
+/// An IMAP or POP3 client from its greeting to a successful login: `read` frames the
+/// protocol's commands, the machine `new_session` makes for the connection's offer answers
+/// them. `None` when the client left (or was told to) without logging in.
+async fn pre_login<P: PreLogin>(
+    client: Accepted,
+    front: &Front,
     new_session: impl FnOnce(Offer) -> P,
     mut read: impl AsyncFnMut(&mut Conn) -> std::io::Result<Option<Result<Vec<u8>, Vec<u8>>>>,
-) -> std::io::Result<()> {
+) -> std::io::Result<Option<LoggedIn>> {
+    let Accepted { stream, peer, implicit_tls, protocol } = client;
     let (mut conn, tls, offer) = open(stream, peer, front, implicit_tls).await?;
     let mut session = new_session(offer);
     conn.wr.write_all(&session.greeting(&front.host)).await?;
     for _ in 0..PREAUTH_COMMANDS_MAX {
         let command = match read(&mut conn).await? {
-            None => return Ok(()),
+            None => return Ok(None),
             Some(Err(reply)) => {
                 conn.wr.write_all(&reply).await?;
                 continue;
@@ -715,29 +746,29 @@ async fn pre_login<P: PreLogin>(
             step = match read_line_within(&mut conn.rd, P::SASL_LINE_MAX, LOGIN_TIME_MAX).await? {
                 Line::Complete(l) => session.sasl_response(Some(&l)),
                 Line::TooLong { .. } => session.sasl_response(None),
-                Line::Eof | Line::Idle => return Ok(()),
+                Line::Eof | Line::Idle => return Ok(None),
             };
         }
         match step {
             Step::Reply(b) => conn.wr.write_all(&b).await?,
-            Step::Close(b) => return conn.wr.write_all(&b).await,
+            Step::Close(b) => return conn.wr.write_all(&b).await.map(|()| None),
             Step::StartTls(b) => {
-                let Some(upgraded) = upgrade(conn, &b, tls.as_deref()).await? else { return Ok(()) };
+                let Some(upgraded) = upgrade(conn, &b, tls.as_deref()).await? else { return Ok(None) };
                 conn = upgraded;
                 let said = session.tls_started(front.gate.plaintext_allowed(peer.ip(), true));
                 conn.wr.write_all(&said).await?;
             }
             Step::SaslContinue => unreachable!("a SASL response is answered, never continued"),
             Step::Login(creds) => match login(front, protocol, peer, conn.tls, &creds).await {
-                Ok((backend, _user_slot)) => {
+                Ok((backend, user_slot)) => {
                     conn.wr.write_all(&session.login_succeeded(&backend.reply)).await?;
-                    return hand_over(conn, backend).await;
+                    return Ok(Some((conn, backend, user_slot)));
                 }
                 Err(refusal) => conn.wr.write_all(&session.login_failed(&refusal)).await?,
             },
         }
     }
-    conn.wr.write_all(P::TOO_MANY_COMMANDS).await
+    conn.wr.write_all(P::TOO_MANY_COMMANDS).await.map(|()| None)
 }
 
 /// Read one POP3 command line; `None` when the client is gone.

@@ -52,6 +52,44 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
+/// Empty pipes kept for the next transfer, across all sessions.
+const SPARE_PIPES_MAX: usize = 64;
+static SPARE_PIPES: std::sync::Mutex<Vec<(OwnedFd, OwnedFd)>> = std::sync::Mutex::new(Vec::new());
+
+/// A pipe lent to one transfer. Sessions take one only while bytes move (most proxied
+/// sessions sit idle for hours: a pipe each would be four descriptors and a pipe's kernel
+/// buffers per session, and the descriptors alone would cap a front at a third of the
+/// sessions its limit allows). Given back by [`PipeLease::release_empty`] only once drained;
+/// dropped otherwise (an error mid-transfer), so no session ever reads another's bytes.
+struct PipeLease(Option<(OwnedFd, OwnedFd)>);
+
+impl PipeLease {
+    fn take() -> io::Result<Self> {
+        let spare = SPARE_PIPES.lock().expect("spare pipes lock").pop();
+        Ok(Self(Some(match spare {
+            Some(p) => p,
+            None => pipe()?,
+        })))
+    }
+
+    fn read_end(&self) -> RawFd {
+        self.0.as_ref().expect("leased").0.as_raw_fd()
+    }
+
+    fn write_end(&self) -> RawFd {
+        self.0.as_ref().expect("leased").1.as_raw_fd()
+    }
+
+    /// Give the pipe back; the caller has moved every byte it put in out again.
+    fn release_empty(mut self) {
+        let pipe = self.0.take().expect("leased");
+        let mut spares = SPARE_PIPES.lock().expect("spare pipes lock");
+        if spares.len() < SPARE_PIPES_MAX {
+            spares.push(pipe);
+        }
+    }
+}
+
 /// One splice(2) call without blocking.
 fn splice_once(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
     // SAFETY: both descriptors are open for the duration of the call (borrowed from
@@ -75,29 +113,33 @@ fn splice_once(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
 
 /// Move bytes from `from` to `to` until `from` ends; then end `to`'s sending side.
 async fn one_way(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
-    let (pipe_rd, pipe_wr) = pipe()?;
     let mut total = 0u64;
     loop {
         from.readable().await?;
-        let got =
-            match from.try_io(Interest::READABLE, || splice_once(from.as_raw_fd(), pipe_wr.as_raw_fd(), CHUNK_BYTES)) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break,
-                Err(e) => return Err(e),
-            };
+        let pipe = PipeLease::take()?;
+        let got = match from.try_io(Interest::READABLE, || splice_once(from.as_raw_fd(), pipe.write_end(), CHUNK_BYTES))
+        {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                pipe.release_empty();
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break,
+            Err(e) => return Err(e),
+        };
         common::tcp::quick_ack(from.as_raw_fd());
         // Drain the pipe completely before reading again, so it never fills.
         let mut left = got;
         while left > 0 {
             to.writable().await?;
-            match to.try_io(Interest::WRITABLE, || splice_once(pipe_rd.as_raw_fd(), to.as_raw_fd(), left)) {
+            match to.try_io(Interest::WRITABLE, || splice_once(pipe.read_end(), to.as_raw_fd(), left)) {
                 Ok(n) => left -= n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e),
             }
         }
+        pipe.release_empty();
         total += got as u64;
     }
     // SAFETY: shutting down the write side of a socket we borrow; it stays open.
@@ -169,5 +211,39 @@ mod tests {
         backend.read_exact(&mut buf[..3000]).await.unwrap();
         let fd = std::os::fd::AsRawFd::as_raw_fd(&client);
         assert!(common::testing::acknowledged_soon(fd), "the literal was left for the delayed-ACK timer");
+    }
+
+    fn open_pipe_ends() -> usize {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .flatten()
+            .filter(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().starts_with("pipe:")))
+            .count()
+    }
+
+    /// Idle sessions hold no pipe: after 200 sessions each moved bytes both ways, the pipes
+    /// open are the shared spares (not four descriptors a session), and every session still
+    /// gets its own bytes.
+    #[tokio::test]
+    async fn idle_sessions_hold_no_pipes_and_never_see_each_others_bytes() {
+        let before = open_pipe_ends();
+        let mut ends = Vec::new();
+        for k in 0..200u32 {
+            let (mut client, client_side) = pair().await;
+            let (backend_side, mut backend) = pair().await;
+            tokio::spawn(splice(client_side, backend_side));
+            let (up, down) = (format!("a{k} NOOP\r\n"), format!("a{k} OK done\r\n"));
+            client.write_all(up.as_bytes()).await.unwrap();
+            let mut got = vec![0u8; up.len()];
+            backend.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, up.as_bytes());
+            backend.write_all(down.as_bytes()).await.unwrap();
+            let mut got = vec![0u8; down.len()];
+            client.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, down.as_bytes());
+            ends.push((client, backend));
+        }
+        let held = open_pipe_ends().saturating_sub(before);
+        assert!(held <= 2 * SPARE_PIPES_MAX, "{held} pipe ends open for 200 idle sessions");
     }
 }

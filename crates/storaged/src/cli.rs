@@ -22,26 +22,11 @@ impl common::daemon::Daemon for Storaged {
                 tracing::warn!("FAILPOINTS is set, but this build has no fail points: ignored");
             }
         }
-        raise_open_file_limit();
         let cfg = crate::config::Config::load(config)?;
         let tightened = common::daemon::tighten_tree(&cfg.data_dir)?;
         if tightened > 0 {
             tracing::warn!(entries = tightened, dir = %cfg.data_dir.display(), "data was readable by others; now owner-only");
         }
         Ok(common::daemon::runtime()?.block_on(crate::node::run(cfg))?)
-    }
-}
-
-/// Every connection is a file descriptor: use the hard limit, not the (often 1024) soft one.
-fn raise_open_file_limit() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                tracing::warn!("cannot raise the open file limit");
-            }
-        }
     }
 }

@@ -60,8 +60,12 @@ pub struct Limits {
     /// limit (32 MiB) plus room for the headers the front adds.
     pub message_max_bytes: usize,
     pub recipients_max: usize,
-    /// Concurrent LMTP connections.
+    /// Concurrent connections per listener of LMTP, POP3 and ManageSieve.
     pub connections_max: usize,
+    /// Concurrent IMAP connections: mail clients keep one or more open all day (IDLE),
+    /// and a front passes every user of the node's groups here, so this is far above
+    /// `connections_max`; an idle session costs a few KiB (`idle-bench`).
+    pub imap_connections_max: usize,
     /// Memory for message headers kept per group for IMAP SEARCH and FETCH (0: none).
     pub header_cache_bytes: usize,
     /// Memory per group for the header fields SORT and THREAD read (0: none): about 450
@@ -79,6 +83,7 @@ impl Default for Limits {
             message_max_bytes: 34 << 20,
             recipients_max: 100,
             connections_max: 1024,
+            imap_connections_max: 20_000,
             header_cache_bytes: 64 << 20,
             sort_cache_bytes: 64 << 20,
             disk_reserve_bytes: 512 << 20,

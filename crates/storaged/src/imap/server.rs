@@ -19,7 +19,7 @@ use crate::auth::{LoginError, PlainCredentials};
 use crate::group::Group;
 use crate::line::{read_line_within, Line};
 use crate::node::Node;
-use crate::tls::{serve_with_starttls, Conn, End};
+use crate::tls::{serve_with_starttls, Conn, End, SESSION_READ_BUFFER_BYTES};
 use common::deflate::{is_bomb, Deflate, Expansion, Inflate};
 
 /// Longest command line between literals.
@@ -32,7 +32,7 @@ const LEADER_CHECK: Duration = Duration::from_secs(1);
 /// Serve IMAP on `listener` until it fails; with `implicit_tls` (port 993 style) every
 /// connection starts with a TLS handshake.
 pub async fn serve(listener: TcpListener, node: Arc<Node>, implicit_tls: bool) -> std::io::Result<()> {
-    let max = node.limits.connections_max;
+    let max = node.limits.imap_connections_max;
     crate::accept::serve(listener, max, "IMAP", b"* BYE [UNAVAILABLE] too many connections\r\n", move |stream, peer| {
         handle(stream, peer, node.clone(), implicit_tls)
     })
@@ -102,15 +102,12 @@ async fn read_command<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin>(
         let Some((n, non_sync)) = literal_suffix(&line) else { return Ok(Input::Command(buf)) };
         if buf.len() as u64 + n > limit as u64 {
             if non_sync {
-                // The client sends it anyway: read and drop it, bounded by its announced size.
-                let mut rest = n;
-                let mut sink = [0u8; 8192];
-                while rest > 0 {
-                    let k = rd.read(&mut sink[..rest.min(8192) as usize]).await?;
-                    if k == 0 {
-                        return Ok(Input::Closed);
-                    }
-                    rest -= k as u64;
+                // The client sends it anyway: read and drop it, bounded by its announced size
+                // (through `copy`'s own buffer: one on this future's stack would be part of
+                // every idle session's memory).
+                let dropped = tokio::io::copy(&mut (&mut *rd).take(n), &mut tokio::io::sink()).await?;
+                if dropped < n {
+                    return Ok(Input::Closed);
                 }
                 // What follows the literal belongs to the refused command.
                 let _ = read_line_within(rd, COMMAND_LINE_MAX, IDLE_TIMEOUT).await?;
@@ -137,7 +134,7 @@ struct State {
 
 async fn handle(stream: TcpStream, peer: SocketAddr, node: Arc<Node>, implicit_tls: bool) -> std::io::Result<()> {
     node.metrics.sessions.opened("imap");
-    let mut conn = Conn::open(stream, node.tls.as_ref(), implicit_tls).await?;
+    let mut conn = Conn::open_buffered(stream, node.tls.as_ref(), implicit_tls, SESSION_READ_BUFFER_BYTES).await?;
     let append_limit = u32::try_from(node.limits.message_max_bytes).unwrap_or(u32::MAX);
     let offer = Offer {
         starttls: node.tls.is_some() && !conn.tls,
@@ -260,7 +257,9 @@ async fn command_loop<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin>(
             }
         }
         let started = std::time::Instant::now();
-        let (out, outcome) = state.session.input(&bytes).await;
+        // Boxed, like the login below: a command's future (every command's state, about
+        // 5 KiB) would otherwise be part of this loop's, which a session holds all its life.
+        let (out, outcome) = Box::pin(state.session.input(&bytes)).await;
         node.metrics.imap_command(&bytes, &out, started.elapsed());
         send(wr, &out).await?;
         let mut outcome = outcome;
@@ -298,7 +297,7 @@ async fn command_loop<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin>(
                     outcome = reply.1;
                 }
                 Outcome::Login { tag, creds } => {
-                    let (bytes, next) = login(node, peer, tls, state, &tag, &creds).await;
+                    let (bytes, next) = Box::pin(login(node, peer, tls, state, &tag, &creds)).await;
                     send(wr, &bytes).await?;
                     outcome = next;
                 }

@@ -18,7 +18,7 @@ use crate::group::Group;
 use crate::line::{read_line_within, Line};
 use crate::mailstore::{scripts, MailOp, MailResponse, OpId, Rejection, UserName};
 use crate::node::Node;
-use crate::tls::{serve_with_starttls, Conn, End};
+use crate::tls::{serve_with_starttls, Conn, End, SESSION_READ_BUFFER_BYTES};
 use common::managesieve::{quote, Command, Next, Reader, LINE_MAX};
 
 /// RFC 5804 §1.8 leaves it to servers; like IMAP's 30 minutes.
@@ -52,7 +52,7 @@ struct State {
 
 async fn handle(stream: TcpStream, peer: SocketAddr, node: Arc<Node>) -> std::io::Result<()> {
     node.metrics.sessions.opened("sieve");
-    let mut conn = Conn::open(stream, node.tls.as_ref(), false).await?;
+    let mut conn = Conn::open_buffered(stream, node.tls.as_ref(), false, SESSION_READ_BUFFER_BYTES).await?;
     let offer = Offer { starttls: node.tls.is_some(), plaintext_auth: node.auth.plaintext_allowed(peer.ip(), false) };
     let session = Session::new(offer);
     conn.wr.write_all(&session.greeting()).await?;

@@ -16,7 +16,7 @@ use crate::group::Group;
 use crate::line::{read_line_within, Line};
 use crate::mailstore::{MailOp, MailResponse, MailboxName, OpId, UserName};
 use crate::node::Node;
-use crate::tls::{serve_with_starttls, Conn, End};
+use crate::tls::{serve_with_starttls, Conn, End, SESSION_READ_BUFFER_BYTES};
 
 /// RFC 1939 §3: the autologout timer is at least 10 minutes.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -52,7 +52,7 @@ struct State {
 
 async fn handle(stream: TcpStream, peer: SocketAddr, node: Arc<Node>, implicit_tls: bool) -> std::io::Result<()> {
     node.metrics.sessions.opened("pop3");
-    let mut conn = Conn::open(stream, node.tls.as_ref(), implicit_tls).await?;
+    let mut conn = Conn::open_buffered(stream, node.tls.as_ref(), implicit_tls, SESSION_READ_BUFFER_BYTES).await?;
     let offer = Offer {
         starttls: node.tls.is_some() && !conn.tls,
         plaintext_auth: node.auth.plaintext_allowed(peer.ip(), conn.tls),

@@ -1,0 +1,143 @@
+//! Memory per idle IMAP connection through frontd: clients each `LOGIN`, `SELECT INBOX` and
+//! `IDLE` through the front (OpenLDAP directory, the 3-node "bench" group behind it). Two
+//! waves, both kept open to the end so neither runs in memory the other freed: `--first`
+//! users logging in for the first time ever (the node creates their mailboxes and loads
+//! their state, the front caches their directory entry), then `--warm` users who logged in
+//! and out once before the waves. The figure is the growth of proportional set size (PSS)
+//! per connection of the front, the leader and each follower over the wave, measured after
+//! the daemons' periodic heap trim (`--settle-s`).
+//!
+//! `cargo build --release -p storaged -p frontd -p benches && target/release/idle-bench`
+//! (root: it raises its open-file limit for the clients and the daemons it starts).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::bail;
+use benches::front::FrontCluster;
+use benches::peers::PASSWORD;
+use benches::procs::{pss_kib, Procs};
+use clap::Parser;
+use tools::imap_load::idle_connections;
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// Connections of users who logged in and out once before (each a different user).
+    #[arg(long, default_value_t = 6_000)]
+    warm: usize,
+    /// Connections of users logging in for the first time (each a different user).
+    #[arg(long, default_value_t = 3_000)]
+    first: usize,
+    /// Seconds between a wave's last login and its figure: longer than the daemons' heap
+    /// trim interval (10 s), as a long-lived server would be measured.
+    #[arg(long, default_value_t = 15)]
+    settle_s: u64,
+    /// Messages in each user's INBOX before the waves (delivered over LMTP).
+    #[arg(long, default_value_t = 10)]
+    messages: usize,
+    /// Seconds to wait before the first wave and with every connection still open after the
+    /// figures (time to attach a profiler to the printed process ids).
+    #[arg(long, default_value_t = 0)]
+    hold_s: u64,
+    #[arg(long, default_value = "target/bench-idle")]
+    dir: PathBuf,
+}
+
+/// Take the hard open-file limit (children inherit it). A front holds two descriptors per
+/// connection (the client's and the node's), so the limit bounds the connections a wave
+/// can open: 20,000 on the machines these figures come from (and no `CAP_SYS_RESOURCE` to
+/// raise it), hence a default just below 10,000.
+fn raise_open_file_limit() -> u64 {
+    common::daemon::raise_open_file_limit();
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes only into `lim`, a valid rlimit we own.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    lim.rlim_cur
+}
+
+/// PSS in KiB of each process measured: the front, then the nodes (leader first).
+fn sample(pids: &[u32]) -> Vec<u64> {
+    pids.iter().map(|p| pss_kib(*p)).collect()
+}
+
+fn logins(users: std::ops::Range<usize>) -> Vec<(String, String)> {
+    users.map(|u| (format!("user{u}@example.edu"), PASSWORD.to_string())).collect()
+}
+
+/// Log `users` in (creating their mailboxes) and out again, from 8 threads.
+fn warm_up(front: &str, users: std::ops::Range<usize>) -> anyhow::Result<()> {
+    let all = logins(users);
+    let failed: usize = std::thread::scope(|s| {
+        let workers: Vec<_> = all
+            .chunks(all.len().div_ceil(8).max(1))
+            .map(|chunk| {
+                s.spawn(move || {
+                    let (clients, ready) = idle_connections(front, chunk);
+                    drop(clients);
+                    chunk.len() - ready
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().expect("warm-up thread")).sum()
+    });
+    if failed > 0 {
+        bail!("{failed} warm-up logins failed");
+    }
+    Ok(())
+}
+
+/// Open a wave of idle connections for `users`; the clients (kept open by the caller) and
+/// KiB per connection for each process.
+fn wave(
+    front: &str,
+    users: std::ops::Range<usize>,
+    pids: &[u32],
+    settle: Duration,
+) -> anyhow::Result<(Vec<tools::imap_client::Client>, Vec<f64>)> {
+    let n = users.len();
+    std::thread::sleep(settle);
+    let before = sample(pids);
+    let (clients, ready) = idle_connections(front, &logins(users));
+    if ready < n {
+        bail!("only {ready} of {n} connections reached IDLE");
+    }
+    std::thread::sleep(settle);
+    let after = sample(pids);
+    let per_conn = before.iter().zip(&after).map(|(b, a)| a.saturating_sub(*b) as f64 / ready as f64).collect();
+    Ok((clients, per_conn))
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let open_files = raise_open_file_limit();
+    let n = args.warm + args.first;
+    if n as u64 * 2 + 1000 > open_files {
+        bail!("{n} connections need about {} open files at the front; the limit is {open_files}", n * 2 + 1000);
+    }
+    let _ = std::fs::remove_dir_all(&args.dir);
+    std::fs::create_dir_all(&args.dir)?;
+    let dir = std::fs::canonicalize(&args.dir)?;
+    let mut procs = Procs::default();
+    let cluster = FrontCluster::start(&dir, n, (1, args.messages, 2048), &mut procs)?;
+    let mut pids = vec![cluster.front.id(), cluster.nodes[cluster.leader].pid];
+    pids.extend(cluster.nodes.iter().enumerate().filter(|(k, _)| *k != cluster.leader).map(|(_, node)| node.pid));
+    let front = cluster.front_imap.as_str();
+    warm_up(front, 0..args.warm)?;
+    let hold = Duration::from_secs(args.hold_s);
+    if args.hold_s > 0 {
+        eprintln!("front pid {}, node pids (leader first) {:?}; waiting {hold:?}", pids[0], &pids[1..]);
+        std::thread::sleep(hold);
+    }
+    let settle = Duration::from_secs(args.settle_s);
+    let (_first, first) = wave(front, args.warm..n, &pids, settle)?;
+    let (_warm, warm) = wave(front, 0..args.warm, &pids, settle)?;
+    println!("idle IMAP connections through frontd (LOGIN + SELECT INBOX + IDLE), PSS growth per connection:");
+    println!("| wave | connections | front KiB | leader KiB | follower KiB | front + leader KiB |");
+    println!("|---|---|---|---|---|---|");
+    for (name, count, kib) in [("first logins", args.first, first), ("warm", args.warm, warm)] {
+        let followers = kib[2..].iter().map(|k| format!("{k:.1}")).collect::<Vec<_>>().join(" / ");
+        println!("| {name} | {count} | {:.1} | {:.1} | {followers} | {:.1} |", kib[0], kib[1], kib[0] + kib[1]);
+    }
+    std::thread::sleep(hold);
+    Ok(())
+}
