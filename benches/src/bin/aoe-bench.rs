@@ -1,7 +1,8 @@
 //! AoE: our target (`aoe-target`, io_uring) vs. vblade, one at a time on the same veth pair
 //! between two namespaces and the same backing file, driven by the same initiator
 //! (`aoectl bench`): sequential 128 KiB reads and writes (MB/s) and random 4 KiB reads and
-//! writes (IOPS) at queue depth 32, paired rounds, median ratios ours/vblade. Two cache
+//! writes (IOPS) at queue depth 32, paired rounds, median ratios ours/vblade, with each
+//! side's block latency (p50/p99/p99.9, medians over the rounds). Two cache
 //! modes: `page` (both targets use the page cache; the file is cached, so this measures the
 //! network path) and `direct` (both open the file with `O_DIRECT`, vblade's `-d`: every
 //! request goes to the disk, as on a volume larger than memory).
@@ -35,6 +36,9 @@ struct Args {
     /// Cache modes to run: `page`, `direct` (O_DIRECT for both targets), or both.
     #[arg(long, value_delimiter = ',', default_value = "page,direct")]
     modes: Vec<String>,
+    /// Workloads to run, by name: `read-seq`, `write-seq`, `read-rand`, `write-rand`.
+    #[arg(long, value_delimiter = ',', default_value = "read-seq,write-seq,read-rand,write-rand")]
+    workloads: Vec<String>,
 }
 
 const WORKLOADS: [(&str, &str, u32); 4] =
@@ -77,15 +81,17 @@ fn start(
     Ok(Target(child))
 }
 
-/// One `aoectl bench` run: (MB/s, IOPS).
-fn bench(
-    wire: &Wire,
-    bin: &std::path::Path,
-    args: &Args,
-    op: &str,
-    pattern: &str,
-    block: u32,
-) -> anyhow::Result<(f64, f64)> {
+/// What one `aoectl bench` run reports.
+struct Run {
+    mb_per_sec: f64,
+    iops: f64,
+    retransmits: f64,
+    /// Block latency p50, p99, p99.9 in microseconds.
+    latency_us: [f64; 3],
+}
+
+/// One `aoectl bench` run.
+fn bench(wire: &Wire, bin: &std::path::Path, args: &Args, op: &str, pattern: &str, block: u32) -> anyhow::Result<Run> {
     let out = Command::new("ip")
         .args(["netns", "exec", &wire.initiator_ns])
         .arg(bin)
@@ -100,7 +106,12 @@ fn bench(
         let rest = line.split(&format!("\"{name}\": ")).nth(1).context("bench output")?;
         Ok(rest.split([',', '}']).next().unwrap_or_default().trim().parse()?)
     };
-    Ok((field("mb_per_sec")?, field("iops")?))
+    Ok(Run {
+        mb_per_sec: field("mb_per_sec")?,
+        iops: field("iops")?,
+        retransmits: field("retransmits")?,
+        latency_us: [field("p50_us")?, field("p99_us")?, field("p999_us")?],
+    })
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -135,31 +146,41 @@ fn main() -> anyhow::Result<()> {
             "AoE, veth MTU {}, {} MiB file, {mode} I/O, depth {}, {} s runs, {} rounds",
             args.mtu, args.disk_mib, args.depth, args.seconds, args.rounds
         );
-        println!("| workload | ours | vblade | ratio |");
-        println!("|---|---|---|---|");
+        println!("| workload | ours | vblade | ratio | ours p50/p99/p99.9 µs | vblade p50/p99/p99.9 µs | retransmits ours/vblade |");
+        println!("|---|---|---|---|---|---|---|");
         for (op, pattern, block) in WORKLOADS {
-            let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+            if !args.workloads.iter().any(|w| *w == format!("{op}-{pattern}")) {
+                continue;
+            }
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
             for _ in 0..args.rounds {
-                let o = {
+                ours.push({
                     let _t = start(true, direct, &wire, &disk, &aoectl)?;
                     bench(&wire, &aoectl, &args, op, pattern, block)?
-                };
-                let v = {
+                });
+                theirs.push({
                     let _t = start(false, direct, &wire, &disk, &aoectl)?;
                     bench(&wire, &aoectl, &args, op, pattern, block)?
-                };
-                let pick = |x: (f64, f64)| if pattern == "seq" { x.0 } else { x.1 };
-                ours.push(pick(o));
-                theirs.push(pick(v));
-                ratios.push(pick(o) / pick(v));
+                });
             }
+            let rate = |r: &Run| if pattern == "seq" { r.mb_per_sec } else { r.iops };
+            let ratios = ours.iter().zip(&theirs).map(|(o, v)| rate(o) / rate(v)).collect();
             let unit = if pattern == "seq" { "MB/s" } else { "IOPS" };
+            let med = |runs: &[Run], f: &dyn Fn(&Run) -> f64| median(runs.iter().map(f).collect());
+            let lat = |runs: &[Run]| {
+                let p = |i: usize| med(runs, &|r: &Run| r.latency_us[i]);
+                format!("{:.0}/{:.0}/{:.0}", p(0), p(1), p(2))
+            };
             println!(
-                "| {op} {pattern} {} KiB | {:.0} {unit} | {:.0} {unit} | {:.2} |",
+                "| {op} {pattern} {} KiB | {:.0} {unit} | {:.0} {unit} | {:.2} | {} | {} | {:.0}/{:.0} |",
                 block / 1024,
-                median(ours),
-                median(theirs),
-                median(ratios)
+                med(&ours, &rate),
+                med(&theirs, &rate),
+                median(ratios),
+                lat(&ours),
+                lat(&theirs),
+                med(&ours, &|r: &Run| r.retransmits),
+                med(&theirs, &|r: &Run| r.retransmits),
             );
         }
     }

@@ -64,6 +64,23 @@ pub struct BenchStats {
     pub blocks: u64,
     pub elapsed: Duration,
     pub retransmits: u64,
+    /// Latency of a whole block, from its first command sent to its last answer, in
+    /// microseconds: p50, p99 and p99.9 over the blocks completed (the first
+    /// [`LATENCY_SAMPLES_MAX`] of them).
+    pub latency_us: [u64; 3],
+}
+
+/// Block latencies one bench keeps at most (4 bytes each): a bound on its memory.
+pub const LATENCY_SAMPLES_MAX: usize = 1 << 22;
+
+/// p50, p99 and p99.9 of `samples` (zeros when empty); reorders them.
+fn percentiles(samples: &mut [u32]) -> [u64; 3] {
+    if samples.is_empty() {
+        return [0; 3];
+    }
+    samples.sort_unstable();
+    let at = |per_mille: usize| u64::from(samples[(samples.len() - 1) * per_mille / 1000]);
+    [at(500), at(990), at(999)]
 }
 
 impl BenchStats {
@@ -368,7 +385,9 @@ impl<'s> Initiator<'s> {
         let mut next_block = 0u64;
         // Commands of blocks not yet sent: (block id, lba, sectors).
         let mut queue: std::collections::VecDeque<(u64, u64, u8)> = std::collections::VecDeque::new();
-        let mut remaining: HashMap<u64, u32> = HashMap::new();
+        // Per block: commands not yet answered, when its first command went out.
+        let mut remaining: HashMap<u64, (u32, Instant)> = HashMap::new();
+        let mut latencies_us: Vec<u32> = Vec::new();
         let mut flight: HashMap<u32, (u64, u64, u8, Instant, u32)> = HashMap::new();
         let (mut bytes, mut blocks, mut retransmits) = (0u64, 0u64, 0u64);
         let start = Instant::now();
@@ -404,7 +423,7 @@ impl<'s> Initiator<'s> {
                         off += n;
                         parts += 1;
                     }
-                    remaining.insert(id, parts);
+                    remaining.insert(id, (parts, Instant::now()));
                 }
                 let (id, lba, n) = queue.pop_front().expect("queued");
                 let tag = self.send(&request(lba, n))?;
@@ -443,14 +462,18 @@ impl<'s> Initiator<'s> {
                 _ => return Err(InitiatorError::Protocol("answer is not ATA".into())),
             }
             bytes += u64::from(n) * SECTOR_BYTES as u64;
-            let left = remaining.get_mut(&id).expect("block counted");
+            let (left, first_sent) = remaining.get_mut(&id).expect("block counted");
             *left -= 1;
             if *left == 0 {
+                if latencies_us.len() < LATENCY_SAMPLES_MAX {
+                    latencies_us.push(u32::try_from(first_sent.elapsed().as_micros()).unwrap_or(u32::MAX));
+                }
                 remaining.remove(&id);
                 blocks += 1;
             }
         }
-        Ok(BenchStats { bytes, blocks, elapsed: start.elapsed(), retransmits })
+        let latency_us = percentiles(&mut latencies_us);
+        Ok(BenchStats { bytes, blocks, elapsed: start.elapsed(), retransmits, latency_us })
     }
 
     /// FLUSH CACHE EXT (FLUSH CACHE for targets that abort the EXT form, as vblade does):

@@ -159,17 +159,23 @@ fn main() -> anyhow::Result<()> {
             bar.finish_and_clear();
             if json {
                 println!(
-                    "{{\"mb_per_sec\": {:.3}, \"iops\": {:.1}, \"retransmits\": {}}}",
+                    "{{\"mb_per_sec\": {:.3}, \"iops\": {:.1}, \"retransmits\": {}, \"p50_us\": {}, \"p99_us\": {}, \"p999_us\": {}}}",
                     stats.mb_per_sec(),
                     stats.blocks_per_sec(),
-                    stats.retransmits
+                    stats.retransmits,
+                    stats.latency_us[0],
+                    stats.latency_us[1],
+                    stats.latency_us[2]
                 );
             } else {
                 println!(
-                    "{op} {pattern} {block_bytes} B: {:.1} MB/s, {:.0} IOPS, {} retransmits",
+                    "{op} {pattern} {block_bytes} B: {:.1} MB/s, {:.0} IOPS, {} retransmits, latency p50/p99/p99.9 {}/{}/{} µs",
                     stats.mb_per_sec(),
                     stats.blocks_per_sec(),
-                    stats.retransmits
+                    stats.retransmits,
+                    stats.latency_us[0],
+                    stats.latency_us[1],
+                    stats.latency_us[2]
                 );
             }
         }
