@@ -47,17 +47,6 @@ struct Args {
     plain_dir: bool,
 }
 
-fn raise_open_file_limit() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
-}
-
 fn logins(n: usize, users: usize) -> Vec<(String, String)> {
     (0..n).map(|k| (format!("user{}@example.edu", k % users), PASSWORD.to_string())).collect()
 }
@@ -73,7 +62,7 @@ fn idle_kib_per_conn(server: &str, users: usize, n: usize, measure: impl Fn() ->
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    raise_open_file_limit();
+    common::daemon::raise_open_file_limit();
     // Dropped after every process below has been stopped (declared first, dropped last).
     let _scratch = benches::scratch_fs::prepare(&args.dir, args.plain_dir)?;
     let dir = std::fs::canonicalize(&args.dir)?;
