@@ -55,7 +55,12 @@ fn deliveries_survive_leader_kill_and_a_lagging_replica_catches_up_by_snapshot()
 
     // Snapshots built, sent and installed, logs purged: every data file is still the
     // owner's alone (0600 files in 0700 directories; a symbolic link's own mode is always
-    // 0777 and never consulted, so links are left out).
+    // 0777 and never consulted, so links are left out). The nodes are stopped first: a
+    // live node removes old snapshots and log segments, and a file that vanishes under
+    // `find` makes it fail.
+    for i in 0..3 {
+        c.kill(i);
+    }
     for i in 1..=3 {
         let data = tmp_path.join(format!("data{i}"));
         let out = std::process::Command::new("find")
@@ -63,7 +68,7 @@ fn deliveries_survive_leader_kill_and_a_lagging_replica_catches_up_by_snapshot()
             .args(["!", "-type", "l", "-perm", "/077", "-print"])
             .output()
             .unwrap();
-        assert!(out.status.success());
+        assert!(out.status.success(), "find under {}: {}", data.display(), String::from_utf8_lossy(&out.stderr));
         let open = String::from_utf8_lossy(&out.stdout);
         assert!(open.trim().is_empty(), "open to others under {}:\n{open}", data.display());
     }

@@ -33,7 +33,7 @@ fn imaplib_subjects(addr: &str, ca: &std::path::Path, user: &str, password: &str
 /// Files and directories under `dir` that group or others may read, write or enter.
 fn readable_by_others(dir: &std::path::Path) -> Vec<String> {
     let out = Command::new("find").arg(dir).args(["-perm", "/077", "-print"]).output().unwrap();
-    assert!(out.status.success());
+    assert!(out.status.success(), "find: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect()
 }
 
