@@ -81,6 +81,7 @@ fn our_target_serves_our_initiator_correctly_and_survives_hostile_frames() {
         &["--export", &format!("7.3={}", disk.display()), "--export", &format!("7.4={}:ro", ro.display())],
     );
     let ns = wire.initiator_ns.clone();
+    let ro_path = ro.clone();
 
     // tshark watches the first exchanges.
     let capture = tmp.path().join("aoe.pcapng");
@@ -170,6 +171,20 @@ fn our_target_serves_our_initiator_correctly_and_survives_hostile_frames() {
             &Frame { header: request(&sock, target, 3, 0, 8), body: ata(op::IDENTIFY_DEVICE, 0, 1, &[]) },
         );
         assert!(r.is_some(), "the target stopped answering");
+        // The read-only export's file shrinks under the running target: a read of what is
+        // left is served, a read of sectors that are gone is an ATA abort (not zeros).
+        std::fs::OpenOptions::new().write(true).open(&ro_path).unwrap().set_len(512 << 10).unwrap();
+        let r = exchange(
+            &sock,
+            &Frame { header: request(&sock, target, 4, 0, 12), body: ata(op::READ_SECTORS_EXT, 1, 2, &[]) },
+        )
+        .expect("a read of what is left is answered");
+        let Body::Ata(a) = Frame::parse(&r).unwrap().body else { panic!() };
+        assert!(a.cmd_status & status::ERR == 0 && a.data == &pattern(1 << 20, 3)[512..1536], "{a:?}");
+        expect_ata_error(
+            Frame { header: request(&sock, target, 4, 0, 13), body: ata(op::READ_SECTORS_EXT, 1500, 1, &[]) },
+            status::ABRT,
+        );
         // A mask list without us: no more answers for us.
         let other = MacAddr([2, 0, 0, 0, 0, 0x77]);
         let edit = MaskCmd {
