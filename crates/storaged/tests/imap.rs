@@ -1,8 +1,8 @@
 //! IMAP against real storaged processes, driven by Python's imaplib: the interop
 //! scenario (folders, APPEND with flags, SEARCH, FETCH of parts, STORE, COPY, MOVE,
 //! EXPUNGE, bad input, isolation between users), IDLE woken by an LMTP delivery, and
-//! leader failover: the idling client gets BYE, and the next leader shows the same
-//! UIDVALIDITY, UIDs and flags.
+//! leader failover: the idling client gets BYE (when its node stops leading and when it
+//! stops), and the next leader shows the same UIDVALIDITY, UIDs and flags.
 
 mod support;
 
@@ -84,6 +84,18 @@ fn imaplib_scenario_idle_and_failover() {
     deliver(&c.lmtp[leader], user, b"From: a@example.org\r\nSubject: second\r\n\r\nhello\r\n");
     let before = imap_client(&["state", "--server", &c.imap[leader], "--user", user, "--password", &pw]);
     assert_eq!(before["uids"].as_array().unwrap().len(), 2);
+
+    // The leader is paused past an election and resumed: it finds a newer term and stops
+    // leading, and its idling client hears at once that the mailhost moved (no session
+    // polls for that: the leader change, or the new leader's first entry applied here,
+    // wakes it).
+    let (child, out) = start_idle("bye", &c.imap[leader], user, &pw);
+    c.signal(leader, libc::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(5));
+    c.signal(leader, libc::SIGCONT);
+    let bye = finish(child, out);
+    assert!(bye["line"].as_str().is_some_and(|l| l.contains("moved to another node")), "{bye}");
+    let leader = c.wait_leader(Duration::from_secs(30));
 
     // The leader stops: its idling client hears BYE; the next leader shows the same state.
     let (child, out) = start_idle("bye", &c.imap[leader], user, &pw);

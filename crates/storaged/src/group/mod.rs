@@ -5,6 +5,7 @@ pub mod access;
 mod batch;
 pub mod fields_file;
 pub mod header_cache;
+mod leader_watch;
 mod peer_query;
 mod prompt_election;
 pub mod readiness;
@@ -76,6 +77,8 @@ pub struct Group {
     /// This node's disk, and what the other voters said of theirs (`room`).
     disk: Arc<crate::disk::DiskWatch>,
     peer_room: room::PeerRoom,
+    /// The leader's id, moving only when it changes (`leader_watch`).
+    leader: tokio::sync::watch::Receiver<Option<u64>>,
 }
 
 impl Group {
@@ -137,6 +140,7 @@ impl Group {
         }
         let repairs = repair::Repairs::default();
         let batcher = batch::Batcher::start(raft.clone(), name.clone(), metrics);
+        let leader = leader_watch::follow(raft.metrics(), |m| m.current_leader);
         let group = Arc::new(Self {
             name,
             raft,
@@ -153,6 +157,7 @@ impl Group {
             barrier: readiness::Barrier::default(),
             disk,
             peer_room: room::PeerRoom::default(),
+            leader,
         });
         tokio::spawn(room::ask_peers(Arc::downgrade(&group)));
         // openraft 0.9's leader lease is election_timeout_max.
@@ -174,6 +179,12 @@ impl Group {
     /// Whether node `id` (this node) is the group's leader right now.
     pub fn is_leader(&self, id: u64) -> bool {
         self.leader() == Some(id)
+    }
+
+    /// A watch that moves whenever the group's leader changes (and only then); it ends
+    /// when Raft stops.
+    pub fn leader_changes(&self) -> tokio::sync::watch::Receiver<Option<u64>> {
+        self.leader.clone()
     }
 
     /// Whether this node may serve reads now (see `readiness`).

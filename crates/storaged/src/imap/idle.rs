@@ -1,10 +1,13 @@
 //! The IDLE wait (RFC 2177): after `+ idling`, the server sends what other sessions change as
-//! it happens and waits for the client's `DONE`. One loop over four events: input (read
+//! it happens and waits for the client's `DONE`. One loop over five events: input (read
 //! cancel-safely, so a `DONE` split across packets is kept whole), a change to the mailbox
-//! (the caller's `poll` turns it into untagged responses), the node stopping, and a periodic
-//! check that this node still serves the user (the caller's `gone`). One deadline for the
-//! whole IDLE: after `timeout` without `DONE` the client is logged out (RFC 2177 expects the
-//! server to drop a client idle for 30 minutes at least; ours waits 31).
+//! (the caller's `poll` turns it into untagged responses), a change of the group's leader,
+//! the node stopping, and the deadline. At the start and after a change or a new leader the
+//! caller's `gone` says whether this node still serves the user (a lock or a move arrives as a change).
+//! Nothing wakes an idle session but these: no periodic check, so ten thousand idling
+//! clients cost no CPU while nothing happens. One deadline for the whole IDLE: after
+//! `timeout` without `DONE` the client is logged out (RFC 2177 expects the server to drop a
+//! client idle for 30 minutes at least; ours waits 31).
 //!
 //! No socket, no group, no clock of its own: tested with in-memory pipes and paused time.
 
@@ -29,34 +32,37 @@ pub enum IdleEnd {
 }
 
 /// What an idling session listens to besides the client.
-pub struct Events<'a, T, P, G> {
+pub struct Events<'a, T, L, P, G> {
     /// Moves whenever the mailbox store applies a change.
     pub changes: &'a mut watch::Receiver<T>,
+    /// Moves whenever the group's leader changes; ends when the group stops.
+    pub leader: &'a mut watch::Receiver<L>,
     /// Becomes true when the node begins to shut down.
     pub stopping: &'a mut watch::Receiver<bool>,
     /// The untagged responses for what changed since the last call.
     pub poll: P,
     /// A BYE line if this node no longer serves the session.
     pub gone: G,
-    /// How often `gone` is asked.
-    pub check_every: Duration,
     /// The autologout: how long an IDLE may last without `DONE`.
     pub timeout: Duration,
 }
 
 /// Wait for `DONE`, sending changes as they come. The caller has sent `+ idling`.
-pub async fn wait<R, W, T, P, G>(rd: &mut R, wr: &mut W, ev: Events<'_, T, P, G>) -> std::io::Result<IdleEnd>
+pub async fn wait<R, W, T, L, P, G>(rd: &mut R, wr: &mut W, ev: Events<'_, T, L, P, G>) -> std::io::Result<IdleEnd>
 where
     R: AsyncBufRead + Unpin,
     W: AsyncWrite + Unpin,
     P: FnMut() -> Vec<u8>,
     G: FnMut() -> Option<&'static [u8]>,
 {
-    let Events { changes, stopping, mut poll, mut gone, check_every, timeout } = ev;
+    let Events { changes, leader, stopping, mut poll, mut gone, timeout } = ev;
     let mut line = PartialLine::new(DONE_LINE_MAX);
     let autologout = tokio::time::sleep(timeout);
     tokio::pin!(autologout);
-    let mut check = tokio::time::interval(check_every);
+    // The leader may have changed between the last command and this IDLE.
+    if let Some(bye) = gone() {
+        return say_bye(wr, bye).await;
+    }
     loop {
         tokio::select! {
             got = line.read(rd) => match got? {
@@ -69,20 +75,21 @@ where
                 if changed.is_err() {
                     return Ok(IdleEnd::Closed);
                 }
+                if let Some(bye) = gone() {
+                    return say_bye(wr, bye).await;
+                }
                 wr.write_all(&poll()).await?;
                 wr.flush().await?;
             }
+            changed = leader.changed() => match (changed, gone()) {
+                (_, Some(bye)) => return say_bye(wr, bye).await,
+                (Err(_), None) => return say_bye(wr, GROUP_STOPPED_BYE).await,
+                (Ok(()), None) => {}
+            },
             _ = stopping.changed() => {
                 wr.write_all(b"* BYE [UNAVAILABLE] server shutting down\r\n").await?;
                 wr.flush().await?;
                 return Ok(IdleEnd::Closed);
-            }
-            _ = check.tick() => {
-                if let Some(bye) = gone() {
-                    wr.write_all(bye).await?;
-                    wr.flush().await?;
-                    return Ok(IdleEnd::Closed);
-                }
             }
             () = &mut autologout => {
                 wr.write_all(b"* BYE autologout: idle too long\r\n").await?;
@@ -91,6 +98,15 @@ where
             }
         }
     }
+}
+
+/// The last words when the group's Raft stopped under an idling session.
+const GROUP_STOPPED_BYE: &[u8] = b"* BYE [UNAVAILABLE] the mailhost stopped here; reconnect\r\n";
+
+async fn say_bye<W: AsyncWrite + Unpin>(wr: &mut W, bye: &[u8]) -> std::io::Result<IdleEnd> {
+    wr.write_all(bye).await?;
+    wr.flush().await?;
+    Ok(IdleEnd::Closed)
 }
 
 #[cfg(test)]
@@ -104,6 +120,7 @@ mod tests {
     struct Idler {
         client: tokio::io::DuplexStream,
         changes: watch::Sender<u64>,
+        leader: watch::Sender<u64>,
         stopping: watch::Sender<bool>,
         task: tokio::task::JoinHandle<std::io::Result<IdleEnd>>,
     }
@@ -111,6 +128,7 @@ mod tests {
     fn idle(gone_after_checks: Option<u32>) -> Idler {
         let (client, server) = tokio::io::duplex(4096);
         let (changes, mut changes_rx) = watch::channel(0u64);
+        let (leader, mut leader_rx) = watch::channel(1u64);
         let (stopping, mut stopping_rx) = watch::channel(false);
         let task = tokio::spawn(async move {
             let (rd, mut wr) = tokio::io::split(server);
@@ -119,6 +137,7 @@ mod tests {
             let mut checks = 0;
             let ev = Events {
                 changes: &mut changes_rx,
+                leader: &mut leader_rx,
                 stopping: &mut stopping_rx,
                 poll: || {
                     polls += 1;
@@ -128,12 +147,11 @@ mod tests {
                     checks += 1;
                     gone_after_checks.filter(|n| checks > *n).map(|_| &b"* BYE [UNAVAILABLE] moved\r\n"[..])
                 },
-                check_every: Duration::from_secs(1),
                 timeout: TIMEOUT,
             };
             wait(&mut rd, &mut wr, ev).await
         });
-        Idler { client, changes, stopping, task }
+        Idler { client, changes, leader, stopping, task }
     }
 
     async fn read_some(client: &mut tokio::io::DuplexStream) -> String {
@@ -147,7 +165,7 @@ mod tests {
         let mut i = idle(None);
         use tokio::io::AsyncWriteExt;
         i.client.write_all(b"DO").await.unwrap();
-        // Several leader checks and a change go by between the two halves.
+        // Time and a change go by between the two halves.
         tokio::time::sleep(Duration::from_secs(5)).await;
         i.changes.send(1).unwrap();
         assert_eq!(read_some(&mut i.client).await, "* 1 EXISTS\r\n", "another session's change reaches the idler");
@@ -181,13 +199,49 @@ mod tests {
         assert_eq!(read_some(&mut i.client).await, "* BYE [UNAVAILABLE] server shutting down\r\n");
         assert_eq!(i.task.await.unwrap().unwrap(), IdleEnd::Closed);
 
-        let mut i = idle(Some(3));
+        // Gone already when the IDLE starts.
+        let mut i = idle(Some(0));
         assert_eq!(read_some(&mut i.client).await, "* BYE [UNAVAILABLE] moved\r\n");
+        assert_eq!(i.task.await.unwrap().unwrap(), IdleEnd::Closed);
+
+        // This node stops leading: the idler is told to reconnect at once.
+        let mut i = idle(Some(1));
+        i.leader.send(2).unwrap();
+        assert_eq!(read_some(&mut i.client).await, "* BYE [UNAVAILABLE] moved\r\n");
+        assert_eq!(i.task.await.unwrap().unwrap(), IdleEnd::Closed);
+
+        // A lock or a move arrives as a change: the BYE comes instead of the change.
+        let mut i = idle(Some(1));
+        i.changes.send(1).unwrap();
+        assert_eq!(read_some(&mut i.client).await, "* BYE [UNAVAILABLE] moved\r\n");
+        assert_eq!(i.task.await.unwrap().unwrap(), IdleEnd::Closed);
+
+        // A new leader that leaves this node serving changes nothing; Raft stopping does.
+        let mut i = idle(Some(2));
+        i.leader.send(2).unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        i.changes.send(1).unwrap();
+        assert_eq!(read_some(&mut i.client).await, "* BYE [UNAVAILABLE] moved\r\n", "the second look says gone");
+        assert_eq!(i.task.await.unwrap().unwrap(), IdleEnd::Closed);
+        let mut i = idle(None);
+        drop(i.leader);
+        assert_eq!(read_some(&mut i.client).await, "* BYE [UNAVAILABLE] the mailhost stopped here; reconnect\r\n");
         assert_eq!(i.task.await.unwrap().unwrap(), IdleEnd::Closed);
 
         let i = idle(None);
         drop(i.client);
         assert_eq!(i.task.await.unwrap().unwrap(), IdleEnd::Closed);
         drop(i.changes);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nothing_wakes_an_idle_session_while_nothing_happens() {
+        // `gone` is asked once at the start and would end the IDLE the next time: ten quiet
+        // minutes must not ask it (no periodic check), and DONE still ends the IDLE normally.
+        let mut i = idle(Some(1));
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        use tokio::io::AsyncWriteExt;
+        i.client.write_all(b"DONE\r\n").await.unwrap();
+        assert_eq!(i.task.await.unwrap().unwrap(), IdleEnd::Done);
     }
 }

@@ -26,8 +26,6 @@ use common::deflate::{is_bomb, Deflate, Expansion, Inflate};
 const COMMAND_LINE_MAX: usize = 64 * 1024;
 /// RFC 3501 §5.4: the autologout timer is at least 30 minutes.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(31 * 60);
-/// How often an idling session checks that its node still leads the mailhost.
-const LEADER_CHECK: Duration = Duration::from_secs(1);
 
 /// Serve IMAP on `listener` until it fails; with `implicit_tls` (port 993 style) every
 /// connection starts with a TLS handshake.
@@ -391,6 +389,8 @@ async fn idle<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin>(
 ) -> std::io::Result<bool> {
     let mut changes = group.sm.subscribe();
     changes.mark_unchanged();
+    let mut leader = group.leader_changes();
+    leader.mark_unchanged();
     let mut stopping = node.stopping.subscribe();
     if *stopping.borrow_and_update() {
         send(wr, b"* BYE [UNAVAILABLE] server shutting down\r\n").await?;
@@ -401,10 +401,10 @@ async fn idle<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin>(
     let user = session.logged_in_user().cloned();
     let events = super::idle::Events {
         changes: &mut changes,
+        leader: &mut leader,
         stopping: &mut stopping,
         poll: || session.poll(),
         gone: || gone_away(group, node, user.as_ref()),
-        check_every: LEADER_CHECK,
         timeout: IDLE_TIMEOUT,
     };
     match super::idle::wait(rd, wr, events).await? {
