@@ -29,6 +29,8 @@ pub struct FrontCluster {
     pub slapd: Slapd,
     frontd: std::path::PathBuf,
     dir: std::path::PathBuf,
+    /// The front's configuration, for [`FrontCluster::add_front`].
+    config: frontd::config::Config,
 }
 
 impl FrontCluster {
@@ -70,13 +72,29 @@ impl FrontCluster {
         cfg.limits.connections_per_address_max = CONNECTIONS_MAX;
         front::write(&dir.join("frontd.toml"), &cfg)?;
         let front = spawn_frontd(&frontd, dir)?;
+        let config = cfg;
 
         eprintln!("filling {filled} mailboxes with {messages} messages each");
         let lmtp: Vec<String> = nodes.iter().map(|n| n.lmtp.clone()).collect();
         let leader = fill_any(&lmtp, filled, messages, message_bytes)?;
         wait_ready(&nodes[leader].imap)?;
         wait_ready(&front_imap)?;
-        Ok(Self { nodes, leader, front_imap, front, slapd, frontd, dir: dir.to_path_buf() })
+        Ok(Self { nodes, leader, front_imap, front, slapd, frontd, dir: dir.to_path_buf(), config })
+    }
+
+    /// Start another front like the first (same directory and group, its own IMAP port and
+    /// files under `front{n}/`): the child and its IMAP address, ready for logins.
+    pub fn add_front(&self, n: usize) -> anyhow::Result<(std::process::Child, String)> {
+        let dir = self.dir.join(format!("front{n}"));
+        std::fs::create_dir_all(&dir)?;
+        std::fs::copy(self.dir.join("ldap.pw"), dir.join("ldap.pw"))?;
+        let imap = format!("127.0.0.1:{}", free_port());
+        let mut cfg = self.config.clone();
+        cfg.listen.imap = Some(imap.clone());
+        front::write(&dir.join("frontd.toml"), &cfg)?;
+        let child = spawn_frontd(&self.frontd, &dir)?;
+        wait_ready(&imap)?;
+        Ok((child, imap))
     }
 
     /// Stop frontd and start a fresh one (an empty directory cache).

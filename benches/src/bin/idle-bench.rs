@@ -40,6 +40,12 @@ struct Args {
     /// figures (time to attach a profiler to the printed process ids).
     #[arg(long, default_value_t = 0)]
     hold_s: u64,
+    /// Fronts sharing the connections (user `n` goes to front `n % fronts`). A front holds
+    /// two descriptors per connection, so past about 9,500 connections one front would
+    /// need more than this machine's 20,000 open files; the front figure is then the
+    /// growth of all fronts together per connection.
+    #[arg(long, default_value_t = 1)]
+    fronts: usize,
     #[arg(long, default_value = "target/bench-idle")]
     dir: PathBuf,
 }
@@ -71,15 +77,23 @@ fn sockets(pid: u32) -> usize {
         .count()
 }
 
-fn logins(users: std::ops::Range<usize>) -> Vec<(String, String)> {
-    users.map(|u| (format!("user{u}@example.edu"), PASSWORD.to_string())).collect()
+type Login = (String, String);
+
+/// The logins of `users`, by front: user `n` goes to `fronts[n % fronts.len()]`.
+fn by_front(fronts: &[String], users: std::ops::Range<usize>) -> Vec<(&str, Vec<Login>)> {
+    let login = |u: usize| (format!("user{u}@example.edu"), PASSWORD.to_string());
+    let k = fronts.len();
+    fronts
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.as_str(), users.clone().filter(|u| u % k == i).map(login).collect()))
+        .collect()
 }
 
 /// Log `users` in (creating their mailboxes) and out again, from 8 threads; a login that
 /// failed (a busy machine's timeout) is tried once more on its own.
-fn warm_up(front: &str, users: std::ops::Range<usize>) -> anyhow::Result<()> {
-    let all = logins(users);
-    let failed: Vec<(String, String)> = std::thread::scope(|s| {
+fn warm_up(front: &str, all: Vec<Login>) -> anyhow::Result<()> {
+    let failed: Vec<Login> = std::thread::scope(|s| {
         let workers: Vec<_> = all
             .chunks(all.len().div_ceil(8).max(1))
             .map(|chunk| {
@@ -101,10 +115,10 @@ fn warm_up(front: &str, users: std::ops::Range<usize>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Open a wave of idle connections for `users`; the clients (kept open by the caller) and
-/// KiB per connection for each process.
+/// Open a wave of idle connections for `users` through `fronts`; the clients (kept open by
+/// the caller) and KiB per connection for each process.
 fn wave(
-    front: &str,
+    fronts: &[String],
     users: std::ops::Range<usize>,
     pids: &[u32],
     settle: Duration,
@@ -112,7 +126,12 @@ fn wave(
     let n = users.len();
     std::thread::sleep(settle);
     let before = sample(pids);
-    let (clients, ready) = idle_connections(front, &logins(users));
+    let (mut clients, mut ready) = (Vec::new(), 0);
+    for (front, logins) in by_front(fronts, users) {
+        let (opened, idle) = idle_connections(front, &logins);
+        clients.extend(opened);
+        ready += idle;
+    }
     if ready < n {
         // A node that stops leading closes its sessions: an election under this load (the
         // nodes' logs tell) makes the figure meaningless, so none is given.
@@ -128,8 +147,13 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let open_files = raise_open_file_limit();
     let n = args.warm + args.first;
-    if n as u64 * 2 + 1000 > open_files {
-        bail!("{n} connections need about {} open files at the front; the limit is {open_files}", n * 2 + 1000);
+    let fronts_count = args.fronts.max(1);
+    let per_front = n.div_ceil(fronts_count);
+    if per_front as u64 * 2 + 1000 > open_files {
+        bail!(
+            "{per_front} connections a front need about {} open files; the limit is {open_files}",
+            per_front * 2 + 1000
+        );
     }
     let _ = std::fs::remove_dir_all(&args.dir);
     std::fs::create_dir_all(&args.dir)?;
@@ -137,25 +161,36 @@ fn main() -> anyhow::Result<()> {
     let mut procs = Procs::default();
     let cluster = FrontCluster::start(&dir, n, (1, args.messages, 2048), &mut procs)?;
     let mut pids = vec![cluster.front.id()];
+    let mut fronts = vec![cluster.front_imap.clone()];
+    for k in 1..fronts_count {
+        let (child, imap) = cluster.add_front(k + 1)?;
+        pids.push(child.id());
+        procs.0.push(child);
+        fronts.push(imap);
+    }
     pids.extend(cluster.nodes.iter().map(|node| node.pid));
-    let front = cluster.front_imap.as_str();
-    warm_up(front, 0..args.warm)?;
+    for (front, logins) in by_front(&fronts, 0..args.warm) {
+        warm_up(front, logins)?;
+    }
     let hold = Duration::from_secs(args.hold_s);
     if args.hold_s > 0 {
-        eprintln!("front pid {}, node pids {:?}; waiting {hold:?}", pids[0], &pids[1..]);
+        eprintln!("front pids {:?}, node pids {:?}; waiting {hold:?}", &pids[..fronts_count], &pids[fronts_count..]);
         std::thread::sleep(hold);
     }
     let settle = Duration::from_secs(args.settle_s);
-    let (_first, first) = wave(front, args.warm..n, &pids, settle)?;
-    let (_warm, warm) = wave(front, 0..args.warm, &pids, settle)?;
+    let (_first, first) = wave(&fronts, args.warm..n, &pids, settle)?;
+    let (_warm, warm) = wave(&fronts, 0..args.warm, &pids, settle)?;
     // The node serving the sessions holds a socket for each.
-    let serving = (1..pids.len()).max_by_key(|k| sockets(pids[*k])).expect("three nodes");
-    println!("idle IMAP connections through frontd (LOGIN + SELECT INBOX + IDLE), PSS growth per connection:");
+    let serving = (fronts_count..pids.len()).max_by_key(|k| sockets(pids[*k])).expect("three nodes");
+    println!(
+        "idle IMAP connections through {fronts_count} frontd (LOGIN + SELECT INBOX + IDLE), PSS growth per connection:"
+    );
     println!("| wave | connections | front KiB | serving node KiB | other nodes KiB | front + serving node KiB |");
     println!("|---|---|---|---|---|---|");
     for (name, count, kib) in [("first logins", args.first, first), ("warm", args.warm, warm)] {
-        let others: Vec<String> = (1..kib.len()).filter(|k| *k != serving).map(|k| format!("{:.1}", kib[k])).collect();
-        let (f, s) = (kib[0], kib[serving]);
+        let others: Vec<String> =
+            (fronts_count..kib.len()).filter(|k| *k != serving).map(|k| format!("{:.1}", kib[k])).collect();
+        let (f, s) = (kib[..fronts_count].iter().sum::<f64>(), kib[serving]);
         println!("| {name} | {count} | {f:.1} | {s:.1} | {} | {:.1} |", others.join(" / "), f + s);
     }
     std::thread::sleep(hold);
