@@ -815,3 +815,41 @@ fn a_deleted_user_is_kept_whole_restored_folder_by_folder_and_purged_without_a_t
     }
     assert!(!s.layout().user_dir(&alice).exists(), "no trace of alice");
 }
+
+/// A first login's standard mailboxes in one entry: made and subscribed, what already exists
+/// left as it is (its mail stays), a replay harmless, hostile names and too many refused.
+#[test]
+fn provision_makes_and_subscribes_the_standard_mailboxes_in_one_entry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = Store::open(tmp.path(), "hermes").unwrap();
+    let names = |v: &[&str]| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let standard = names(&["INBOX", "Sent", "Drafts", "Trash", "Junk", "Archive"]);
+    // Mail already in INBOX (a delivery came first) and a Sent folder the user made.
+    s.apply(1, &deliver(1, &["erin"])).unwrap();
+    s.apply(2, &req(2, MailOp::CreateMailbox { user: "erin".into(), mailbox: "Sent".into() })).unwrap();
+    let provision =
+        req(3, MailOp::Provision { user: "erin".into(), create: standard.clone(), subscribe: standard.clone() });
+    assert_eq!(s.apply(3, &provision).unwrap(), MailResponse::Done);
+    let erin = UserName::parse("erin").unwrap();
+    let mut have: Vec<String> = s.mailboxes(&erin).iter().map(|m| m.as_str().to_string()).collect();
+    have.sort();
+    let mut want = standard.clone();
+    want.sort();
+    assert_eq!(have, want);
+    let mut subscribed = s.subscriptions(&erin);
+    subscribed.sort();
+    assert_eq!(subscribed, want);
+    let inbox = s.mailbox_index(&erin, &MailboxName::inbox()).unwrap().unwrap();
+    assert_eq!(inbox.messages.len(), 1, "the delivery made before stays");
+    let before = tree(tmp.path());
+    assert_eq!(s.apply(3, &provision).unwrap(), MailResponse::Done, "a replay is harmless");
+    assert_eq!(tree(tmp.path()), before, "a replay changes nothing");
+
+    let hostile = req(4, MailOp::Provision { user: "erin".into(), create: names(&["ok", "../x"]), subscribe: vec![] });
+    assert!(matches!(s.apply(4, &hostile).unwrap(), MailResponse::Rejected(_)));
+    assert!(!s.mailboxes(&erin).iter().any(|m| m.as_str() == "ok"), "names are checked before anything is made");
+    let many: Vec<String> = (0..100).map(|k| format!("f{k}")).collect();
+    let flood = req(5, MailOp::Provision { user: "erin".into(), create: many, subscribe: vec![] });
+    assert!(matches!(s.apply(5, &flood).unwrap(), MailResponse::Rejected(_)));
+    assert_eq!(s.mailboxes(&erin).len(), 6);
+}

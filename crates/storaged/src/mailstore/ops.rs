@@ -40,6 +40,7 @@ impl MailOp {
             | MailOp::Copy { user, .. }
             | MailOp::Move { user, .. }
             | MailOp::CreateMailbox { user, .. }
+            | MailOp::Provision { user, .. }
             | MailOp::DeleteMailbox { user, .. }
             | MailOp::RenameMailbox { user, .. }
             | MailOp::Subscribe { user, .. }
@@ -472,6 +473,15 @@ pub enum MailOp {
         key: [u8; 16],
         #[serde(with = "serde_bytes")]
         message: Vec<u8>,
+    },
+    /// A user's standard mailboxes at first login, in one entry (it was one Raft round per
+    /// mailbox and per subscription: twelve for INBOX and the five special-use folders):
+    /// `create` those missing (one that exists by then is left as it is), then subscribe
+    /// `subscribe`.
+    Provision {
+        user: String,
+        create: Vec<String>,
+        subscribe: Vec<String>,
     },
 }
 

@@ -45,6 +45,9 @@ pub const MESSAGE_MAX: usize = 64 << 20;
 /// Mailbox indexes kept in memory when clean; dirty ones stay until the next checkpoint.
 const CLEAN_CACHE_MAX: usize = 4096;
 const STATE_FILE: &str = "sm.state";
+/// Names one [`MailOp::Provision`] may carry, created and subscribed together (a first
+/// login sends twelve).
+const PROVISION_NAMES_MAX: usize = 64;
 
 /// What the store persists besides the trees, written at each checkpoint.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -641,8 +644,9 @@ impl Store {
             }
             MailOp::Subscribe { user, mailbox, subscribed } => {
                 let (u, m) = names!(user, mailbox);
-                self.subscribe(&u, &m, *subscribed)
+                self.subscribe(&u, &[m], *subscribed)
             }
+            MailOp::Provision { user, create, subscribe } => self.provision(index, user, create, subscribe),
             MailOp::SetMetadata { user, mailbox, entries } => self.set_metadata(user, mailbox, entries),
             MailOp::PutScript { user, name, script } => self.script_change(user, ScriptChange::Put { name, script }),
             MailOp::DeleteScript { user, name } => self.script_change(user, ScriptChange::Delete { name }),
@@ -1012,7 +1016,7 @@ impl Store {
             return Ok(());
         }
         self.create_mailbox(user, mailbox, index)?;
-        self.subscribe(user, mailbox, true)?;
+        self.subscribe(user, std::slice::from_ref(mailbox), true)?;
         Ok(())
     }
 
@@ -1640,14 +1644,47 @@ impl Store {
         Ok(MailResponse::Done)
     }
 
-    fn subscribe(&mut self, user: &UserName, mailbox: &MailboxName, on: bool) -> Result<MailResponse, StoreError> {
+    /// [`MailOp::Provision`]: the first rejection other than "exists" ends it (what was
+    /// created before stays, alike on every replica).
+    fn provision(
+        &mut self,
+        index: u64,
+        user: &str,
+        create: &[String],
+        subscribe: &[String],
+    ) -> Result<MailResponse, StoreError> {
+        let parse = |names: &[String]| names.iter().map(|n| MailboxName::parse(n)).collect::<Result<Vec<_>, _>>();
+        let (u, create, subscribe) = match (UserName::parse(user), parse(create), parse(subscribe)) {
+            (Ok(u), Ok(c), Ok(s)) => (u, c, s),
+            (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => {
+                return Ok(MailResponse::Rejected(Rejection::Cannot(e.to_string())))
+            }
+        };
+        if create.len() + subscribe.len() > PROVISION_NAMES_MAX {
+            return Ok(MailResponse::Rejected(Rejection::Cannot("too many mailboxes at once".into())));
+        }
+        for m in &create {
+            match self.create_mailbox(&u, m, index)? {
+                MailResponse::Done | MailResponse::Rejected(Rejection::MailboxExists(_)) => {}
+                refused => return Ok(refused),
+            }
+        }
+        if subscribe.is_empty() {
+            return Ok(MailResponse::Done);
+        }
+        self.subscribe(&u, &subscribe, true)
+    }
+
+    fn subscribe(&mut self, user: &UserName, mailboxes: &[MailboxName], on: bool) -> Result<MailResponse, StoreError> {
         let path = self.layout.maildir(user).join("subscriptions");
         let current = fs::read_to_string(&path).unwrap_or_default();
         let mut names: BTreeSet<String> = current.lines().filter(|l| !l.is_empty()).map(str::to_string).collect();
-        if on {
-            names.insert(mailbox.as_str().to_string());
-        } else {
-            names.remove(mailbox.as_str());
+        for mailbox in mailboxes {
+            if on {
+                names.insert(mailbox.as_str().to_string());
+            } else {
+                names.remove(mailbox.as_str());
+            }
         }
         fs::create_dir_all(self.layout.maildir(user)).map_err(io_ctx("subscriptions"))?;
         let body: String = names.into_iter().map(|n| n + "\n").collect();

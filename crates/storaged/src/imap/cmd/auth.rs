@@ -84,18 +84,19 @@ impl<B: Backend> Session<B> {
         // A user who never subscribed to anything (an account made before first logins
         // subscribed, or whose INBOX a delivery made) gets the standard folders subscribed.
         let never_subscribed = backend.subscriptions(&user).is_empty();
-        let mut ops = Vec::new();
+        let (mut create, mut subscribe) = (Vec::new(), Vec::new());
         for name in std::iter::once("INBOX").chain(SPECIAL_USE.iter().map(|(n, _)| *n)) {
-            let (u, mailbox) = (user.as_str().to_string(), name.to_string());
             let missing = !existing.iter().any(|m| m.as_str() == name);
             if missing {
-                ops.push(MailOp::CreateMailbox { user: u.clone(), mailbox: mailbox.clone() });
+                create.push(name.to_string());
             }
             if missing || never_subscribed {
-                ops.push(MailOp::Subscribe { user: u, mailbox, subscribed: true });
+                subscribe.push(name.to_string());
             }
         }
-        for op in ops {
+        if !create.is_empty() || !subscribe.is_empty() {
+            // One entry for all of them: a first login costs one Raft round, not twelve.
+            let op = MailOp::Provision { user: user.as_str().to_string(), create, subscribe };
             if let Err(e) = backend.propose(self.op_id(), op).await {
                 return tagged(tag, "NO", &format!("[UNAVAILABLE] cannot prepare mailboxes: {e}"));
             }
