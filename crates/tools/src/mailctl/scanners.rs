@@ -13,6 +13,9 @@ use common::refusing_dns::RefusingDns;
 use super::layout::Layout;
 use super::up::Daemons;
 
+/// Lines of a scanner's log shown when it never answered.
+const LOG_TAIL_LINES: usize = 20;
+
 /// Which scanners this machine has.
 #[derive(Debug, Clone, Copy)]
 pub struct Scanning {
@@ -74,7 +77,14 @@ impl Scanning {
         }
         while self.rspamd && !scanners::rspamd_answers(&layout.rspamd_normal()) {
             if Instant::now() > deadline {
-                bail!("rspamd does not answer on {}; see logs/rspamd.log", layout.rspamd_normal());
+                let log = std::fs::read_to_string(layout.log_dir().join("rspamd.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(LOG_TAIL_LINES).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                bail!(
+                    "rspamd does not answer on {}; the end of logs/rspamd.log:\n{}",
+                    layout.rspamd_normal(),
+                    tail.join("\n")
+                );
             }
             std::thread::sleep(Duration::from_millis(200));
         }

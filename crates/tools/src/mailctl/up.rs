@@ -20,8 +20,10 @@ use frontd::delivery::Router;
 
 use super::layout::{DemoUser, Layout, NodePort, GROUPS, NODES};
 
-/// How long the cluster may take to elect leaders and accept mail.
-const READY_TIME_MAX: Duration = Duration::from_secs(90);
+/// How long the cluster may take to elect leaders and accept mail, and the scanners to
+/// answer: rspamd's first start compiles its rules, which on a busy two-core machine once
+/// took longer than 90 s.
+const READY_TIME_MAX: Duration = Duration::from_secs(180);
 /// How long daemons get to stop after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(15);
 

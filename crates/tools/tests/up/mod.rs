@@ -56,7 +56,8 @@ pub fn up(dir: &std::path::Path, base: u16) -> (Mailctl, Vec<String>) {
             let _ = tx.send(line);
         }
     });
-    let deadline = Instant::now() + Duration::from_secs(120);
+    // Longer than mailctl up's own wait for the cluster and the scanners (180 s).
+    let deadline = Instant::now() + Duration::from_secs(240);
     let mut lines = Vec::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
