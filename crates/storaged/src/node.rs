@@ -135,7 +135,7 @@ pub async fn run(mut cfg: Config) -> Result<(), NodeError> {
     let mut rafts = HashMap::new();
     for gcfg in &cfg.groups {
         let g = Group::open(&cfg, gcfg, key.clone(), (metrics.clone(), disk.clone())).await?;
-        rafts.insert(g.name.clone(), g.raft.clone());
+        rafts.insert(g.name.clone(), g.served());
         groups.insert(g.name.clone(), g);
     }
     let rafts: Groups<crate::group::MailConfig> = Arc::new(RwLock::new(rafts));
@@ -281,7 +281,7 @@ impl Node {
         }
         let group = Group::open(&self.cfg, &gcfg, self.key.clone(), (self.metrics.clone(), self.disk.clone())).await?;
         tracing::info!(group = %gcfg.name, members = ?ids, "group created");
-        self.rafts.write().expect("groups lock").insert(group.name.clone(), group.raft.clone());
+        self.rafts.write().expect("groups lock").insert(group.name.clone(), group.served());
         self.groups.write().expect("groups lock").insert(group.name.clone(), group);
         Ok(())
     }

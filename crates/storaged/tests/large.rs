@@ -1,6 +1,9 @@
 //! Messages near the size limit on a three-replica group: a message of almost
 //! `message_max_bytes` is committed (LMTP `250` only after it is on a quorum), reaches every
-//! replica byte for byte, and survives a SIGKILL of the leader right after the `250`.
+//! replica byte for byte, and survives a SIGKILL of the leader right after the `250`. A
+//! replica brought back by a snapshot that takes longer to send than the leader's lease
+//! takes it without standing for election (which would depose the leader sending it and
+//! start the transfer over, forever).
 
 mod support;
 
@@ -70,11 +73,23 @@ fn wait_inbox(c: &Cluster, nodes: &[usize], user: &str, want: &[Vec<u8>], within
                 got.len(),
                 got.iter().map(Vec::len).collect::<Vec<_>>(),
                 want.iter().map(Vec::len).collect::<Vec<_>>(),
-                c.node_log(*i).lines().rev().take(20).collect::<Vec<_>>().join("\n")
+                logs_tail(c, 60)
             );
             std::thread::sleep(Duration::from_millis(300));
         }
     }
+}
+
+/// The last `lines` lines of every node's log.
+fn logs_tail(c: &Cluster, lines: usize) -> String {
+    (0..3)
+        .map(|n| {
+            let log = c.node_log(n);
+            let tail: Vec<&str> = log.lines().rev().take(lines).collect();
+            format!("=== node {} ===\n{}", n + 1, tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[test]
@@ -105,4 +120,45 @@ fn a_message_near_the_size_limit_reaches_every_replica_and_survives_a_leader_kil
     c.start_node(leader);
     wait_inbox(&c, &[0, 1, 2], "user0@example.edu", &sent, Duration::from_secs(120));
     wait_inbox(&c, &[0, 1, 2], "user1@example.edu", std::slice::from_ref(&third), Duration::from_secs(120));
+}
+
+#[test]
+fn a_replica_taking_a_snapshot_slower_than_the_lease_catches_up_without_an_election() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = Cluster::start(tmp.path(), 3, 2);
+    let first = c.wait_leader(Duration::from_secs(30));
+    let (ahead, behind) = ((first + 1) % 3, (first + 2) % 3);
+    c.stop(behind);
+
+    // 24 MiB while it is down: past `snapshot_log_bytes` and `keep_log_bytes`, so the
+    // follower left snapshots and drops the log the stopped replica would need (a leader
+    // keeps it for its followers; a follower cannot know who needs it).
+    let sent: Vec<Vec<u8>> = (10..13).map(|seed| big_message(seed, 8 << 20)).collect();
+    for m in &sent {
+        let r = deliver(&c.lmtp[first], "user0@example.edu", m);
+        assert!(r.starts_with("250 2.0.0"), "8 MiB message: {r}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !c.node_log(ahead).contains("snapshot built") {
+        assert!(Instant::now() < deadline, "the follower never snapshotted:\n{}", logs_tail(&c, 40));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Its schedule purges on its next tick.
+    std::thread::sleep(Duration::from_secs(2));
+
+    // The leader goes; the one it leaves must send the stopped replica a snapshot, each
+    // 1 MiB chunk held 400 ms: the transfer takes several times the 2 s lease.
+    c.stop(first);
+    c.start_node_env(behind, &[("FAILPOINTS", "raft::slow-snapshot-chunk=return(400)")]);
+    wait_inbox(&c, &[behind], "user0@example.edu", &sent, Duration::from_secs(120));
+    let log = c.node_log(behind);
+    let Some(receiving) = log.find("election timer held while a snapshot streams in") else {
+        panic!("the replica took no snapshot (the test would prove nothing):\n{}", logs_tail(&c, 40));
+    };
+    assert!(
+        !log[receiving..].contains("standing"),
+        "the replica stood for election mid-transfer:\n{}",
+        logs_tail(&c, 40)
+    );
+    assert_eq!(c.find_leader(), Some(ahead), "the leader changed:\n{}", logs_tail(&c, 40));
 }

@@ -30,7 +30,8 @@ pub use sm::{MailConfig, MailStateMachine};
 
 use crate::config::{Config, GroupConfig, Member};
 use crate::mailstore::{MailOp, MailRequest, OpId};
-use crate::raft::TcpNetworkFactory;
+use crate::raft::snapshot_receipt::SnapshotReceipt;
+use crate::raft::{Served, TcpNetworkFactory};
 
 /// How long a login waits for a leader still applying its log before it is refused
 /// (`[UNAVAILABLE]`, `-ERR [SYS/TEMP]`; the front tries again within its route timeout).
@@ -79,6 +80,8 @@ pub struct Group {
     peer_room: room::PeerRoom,
     /// The leader's id, moving only when it changes (`leader_watch`).
     leader: tokio::sync::watch::Receiver<Option<u64>>,
+    /// Snapshot chunks taken from the leader (contact with it, for elections).
+    snapshot_receipt: Arc<SnapshotReceipt>,
 }
 
 impl Group {
@@ -158,6 +161,7 @@ impl Group {
             disk,
             peer_room: room::PeerRoom::default(),
             leader,
+            snapshot_receipt: Arc::default(),
         });
         tokio::spawn(room::ask_peers(Arc::downgrade(&group)));
         // openraft 0.9's leader lease is election_timeout_max.
@@ -174,6 +178,11 @@ impl Group {
         }
         tokio::spawn(exit_when_fatal(group.raft.clone(), group.name.clone()));
         Ok(group)
+    }
+
+    /// This group as the Raft RPC server serves it.
+    pub fn served(&self) -> Served<MailConfig> {
+        Served { raft: self.raft.clone(), receipt: self.snapshot_receipt.clone() }
     }
 
     /// Whether node `id` (this node) is the group's leader right now.

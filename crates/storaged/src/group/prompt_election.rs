@@ -14,6 +14,13 @@
 //! [`DEFER_MAX`]. The random moment (up to [`JITTER_MAX`]) keeps equals from standing at
 //! once. openraft's own timer stays as it was, the fallback.
 //!
+//! A snapshot chunk from the leader counts as hearing from it (`raft::snapshot_receipt`),
+//! and while chunks stream in this task also holds openraft's own election timer, which
+//! knows only the vote's time: a follower taking a snapshot that outlasts the lease would
+//! otherwise stand with a log it cannot win on, depose the leader sending it, and have the
+//! next one start the transfer over, for good. A peer that is the leader or heard from it
+//! outweighs a peer's longer log, for the same reason.
+//!
 //! It must never stand while the lease runs (that election would fail and only bump the
 //! term), nor on a learner, a candidate or the leader, nor when another voter heard from
 //! the leader within the lease (`RaftRequest::LeaderContact`): the silence is then this
@@ -30,6 +37,7 @@ use openraft::ServerState;
 use super::peer_query::PeerLink;
 use super::Group;
 use crate::raft::rpc::{RaftReply, RaftRequest};
+use crate::raft::snapshot_receipt::leader_silence;
 
 /// How often the watch looks.
 const TICK: Duration = Duration::from_millis(50);
@@ -45,19 +53,30 @@ const ASK_TIMEOUT: Duration = Duration::from_millis(100);
 pub(super) async fn prompt_elections(group: Weak<Group>, lease: Duration) {
     let mut patience = lease + jitter();
     let mut links: BTreeMap<u64, Option<PeerLink>> = BTreeMap::new();
+    let mut timer_on = true;
+    let mut told_leader_heard = false;
     loop {
         tokio::time::sleep(TICK).await;
         let Some(group) = group.upgrade() else { return };
+        timer_on = group.gate_election_timer(lease, timer_on);
         let Some(peers) = voting_peers(&group) else { continue };
         let heard = group.raft.with_raft_state(|st| st.vote_last_modified().map(|at| at.elapsed())).await;
-        let Ok(Some(silent)) = heard else { continue };
+        let Ok(vote) = heard else { continue };
+        let Some(silent) = leader_silence(vote, &group.snapshot_receipt) else { continue };
         if silent < patience {
+            told_leader_heard = false;
             continue;
         }
         let mine = group.raft.metrics().borrow().last_log_index;
         match group.objection_among(&peers, mine, lease, &mut links).await {
             Some(Objection::LongerLog) if silent < lease + DEFER_MAX => continue,
-            Some(Objection::LeaderHeard) => continue,
+            Some(Objection::LeaderHeard(peer, heard_ms)) => {
+                // Once per silence, not every tick.
+                if !std::mem::replace(&mut told_leader_heard, true) {
+                    tracing::info!(group = %group.name, peer, heard_ms, "the leader is silent here only: not standing");
+                }
+                continue;
+            }
             _ => {}
         }
         tracing::info!(group = %group.name, silent_ms = silent.as_millis() as u64, "leader silent past its lease: standing");
@@ -88,12 +107,27 @@ enum Objection {
     LongerLog,
     /// A peer heard from the leader within its lease (or is the leader): the leader lives,
     /// and the silence is this node's own (its Raft was stalled, or only its link is down).
-    /// An election now would only depose a working leader.
-    LeaderHeard,
+    /// An election now would only depose a working leader. (The peer, how many ms ago.)
+    LeaderHeard(u64, u64),
 }
 
 impl Group {
+    /// Keep openraft's own election timer off while a snapshot from the leader streams in
+    /// (`snapshot_receipt`: openraft would take the transfer for silence), on otherwise.
+    /// Returns whether it is on now (`on`: whether it was).
+    fn gate_election_timer(&self, lease: Duration, on: bool) -> bool {
+        let receiving = self.snapshot_receipt.since().is_some_and(|since| since < lease);
+        if receiving == on {
+            tracing::info!(group = %self.name, receiving, "election timer {}", if receiving { "held while a snapshot streams in" } else { "back on" });
+            self.raft.runtime_config().elect(!receiving);
+        }
+        !receiving
+    }
+
     /// What the peers that answer say against standing now (`mine`: the last index here).
+    /// A peer that is the leader or heard from it within the lease outweighs one with a
+    /// longer log: after [`DEFER_MAX`] a longer log no longer holds this node back, a live
+    /// leader always does (it may be sending this node a snapshot).
     async fn objection_among(
         &self,
         peers: &[(u64, String)],
@@ -101,28 +135,27 @@ impl Group {
         lease: Duration,
         links: &mut BTreeMap<u64, Option<PeerLink>>,
     ) -> Option<Objection> {
+        let mut objection = None;
         for (id, raft) in peers {
             let link = links.entry(*id).or_default();
-            let Some(RaftReply::LastLogIndex(theirs)) =
-                self.ask_peer(link, raft, RaftRequest::LastLogIndex, ASK_TIMEOUT).await
-            else {
-                // Silent or dead: no objection from it.
-                continue;
-            };
-            if theirs > mine {
-                tracing::debug!(group = %self.name, peer = id, ?theirs, ?mine, "a longer log stands first");
-                return Some(Objection::LongerLog);
-            }
             if let Some(RaftReply::LeaderContact(Some(ms))) =
                 self.ask_peer(link, raft, RaftRequest::LeaderContact, ASK_TIMEOUT).await
             {
                 if Duration::from_millis(ms) < lease {
-                    tracing::info!(group = %self.name, peer = id, heard_ms = ms, "the leader is silent here only: not standing");
-                    return Some(Objection::LeaderHeard);
+                    return Some(Objection::LeaderHeard(*id, ms));
+                }
+            }
+            // Silent or dead: no objection from it.
+            if let Some(RaftReply::LastLogIndex(theirs)) =
+                self.ask_peer(link, raft, RaftRequest::LastLogIndex, ASK_TIMEOUT).await
+            {
+                if theirs > mine {
+                    tracing::debug!(group = %self.name, peer = id, ?theirs, ?mine, "a longer log stands first");
+                    objection = Some(Objection::LongerLog);
                 }
             }
         }
-        None
+        objection
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod rpc;
 pub mod server;
+pub mod snapshot_receipt;
 
 pub use client::{TcpNetwork, TcpNetworkFactory};
-pub use server::{serve, Groups, MessageFiles};
+pub use server::{serve, Groups, MessageFiles, Served};

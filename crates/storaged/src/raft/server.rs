@@ -13,9 +13,23 @@ use tokio::io::BufReader;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::rpc::{self, GroupReply, GroupRequest, RaftReply, RaftRequest, MAX_FRAME_BYTES};
+use super::snapshot_receipt::{leader_silence, SnapshotReceipt};
 
 /// The groups this node serves, by name (a group created at runtime is added here).
-pub type Groups<C> = Arc<std::sync::RwLock<HashMap<String, Raft<C>>>>;
+pub type Groups<C> = Arc<std::sync::RwLock<HashMap<String, Served<C>>>>;
+
+/// One group as the RPC server sees it.
+pub struct Served<C: RaftTypeConfig> {
+    pub raft: Raft<C>,
+    /// Where snapshot chunks from the leader are recorded (see `snapshot_receipt`).
+    pub receipt: Arc<SnapshotReceipt>,
+}
+
+impl<C: RaftTypeConfig> Clone for Served<C> {
+    fn clone(&self) -> Self {
+        Self { raft: self.raft.clone(), receipt: self.receipt.clone() }
+    }
+}
 
 /// Where a peer's request for a message's bytes is answered (a repair of its copy).
 pub trait MessageFiles: Send + Sync + 'static {
@@ -101,18 +115,49 @@ where
 /// that quickly is no evidence that the leader lives.
 const CONTACT_ANSWER_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// Milliseconds since this node last heard from its leader (0 on the leader itself), if it
-/// knows one and its Raft answers within [`CONTACT_ANSWER_WAIT`].
-async fn leader_contact_ms<C>(raft: &Raft<C>) -> Option<u64>
+/// Milliseconds since this node last heard from its leader (0 on the leader itself; a
+/// snapshot chunk counts), if it knows one and its Raft answers within
+/// [`CONTACT_ANSWER_WAIT`].
+async fn leader_contact_ms<C>(served: &Served<C>) -> Option<u64>
 where
     C: RaftTypeConfig<NodeId = u64, Node = BasicNode>,
 {
     use openraft::Instant;
-    let ask = raft.with_raft_state(|st| match st.server_state {
-        openraft::ServerState::Leader => Some(0),
-        _ => st.vote_last_modified().map(|at| at.elapsed().as_millis() as u64),
+    let ask = served.raft.with_raft_state(|st| match st.server_state {
+        openraft::ServerState::Leader => Some(Some(std::time::Duration::ZERO)),
+        _ => Some(st.vote_last_modified().map(|at| at.elapsed())),
     });
-    tokio::time::timeout(CONTACT_ANSWER_WAIT, ask).await.ok()?.ok()?
+    let vote = tokio::time::timeout(CONTACT_ANSWER_WAIT, ask).await.ok()?.ok()??;
+    leader_silence(vote, &served.receipt).map(|d| d.as_millis() as u64)
+}
+
+/// A test fault (`FAILPOINTS=raft::slow-snapshot-chunk=return(MS)`): each snapshot chunk is
+/// held that long before Raft sees it, as on a busy disk or a slow link. Nothing without the
+/// `failpoints` feature.
+fn slow_chunk_fault() -> std::time::Duration {
+    fail::fail_point!("raft::slow-snapshot-chunk", |ms| {
+        std::time::Duration::from_millis(ms.and_then(|ms| ms.parse().ok()).unwrap_or(0))
+    });
+    std::time::Duration::ZERO
+}
+
+/// Hand a snapshot chunk to Raft, recording it as contact with the leader if taken.
+async fn install_chunk<C>(served: &Served<C>, req: openraft::raft::InstallSnapshotRequest<C>) -> RaftReply<C>
+where
+    C: RaftTypeConfig<NodeId = u64, Node = BasicNode>,
+{
+    let mut receiving = served.receipt.begin();
+    let sender = req.vote;
+    let delay = slow_chunk_fault();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let reply = served.raft.install_snapshot(req).await;
+    // openraft answers with this replica's vote; a sender at least that has been obeyed.
+    if reply.as_ref().is_ok_and(|r| sender >= r.vote) {
+        receiving.accepted();
+    }
+    RaftReply::InstallSnapshot(reply)
 }
 
 async fn serve_conn<C>(
@@ -157,13 +202,13 @@ where
             }
             **last = msg.seq;
         }
-        let raft = groups.read().expect("groups lock").get(&msg.group).cloned();
-        let reply: RaftReply<C> = match raft {
+        let served = groups.read().expect("groups lock").get(&msg.group).cloned();
+        let reply: RaftReply<C> = match served {
             None => RaftReply::NoSuchGroup(msg.group),
-            Some(raft) => match msg.request {
-                RaftRequest::AppendEntries(r) => RaftReply::AppendEntries(raft.append_entries(r).await),
-                RaftRequest::Vote(r) => RaftReply::Vote(raft.vote(r).await),
-                RaftRequest::InstallSnapshot(r) => RaftReply::InstallSnapshot(raft.install_snapshot(r).await),
+            Some(served) => match msg.request {
+                RaftRequest::AppendEntries(r) => RaftReply::AppendEntries(served.raft.append_entries(r).await),
+                RaftRequest::Vote(r) => RaftReply::Vote(served.raft.vote(r).await),
+                RaftRequest::InstallSnapshot(r) => install_chunk(&served, r).await,
                 RaftRequest::ReadMessage { user, mailbox, uid } => {
                     let files = files.clone();
                     let group = msg.group.clone();
@@ -172,8 +217,8 @@ where
                     RaftReply::Message(read.map(|m| m.map(serde_bytes::ByteBuf::from)).map_err(|e| e.to_string()))
                 }
                 RaftRequest::DiskRoom => RaftReply::DiskRoom(files.disk_room()),
-                RaftRequest::LastLogIndex => RaftReply::LastLogIndex(raft.metrics().borrow().last_log_index),
-                RaftRequest::LeaderContact => RaftReply::LeaderContact(leader_contact_ms(&raft).await),
+                RaftRequest::LastLogIndex => RaftReply::LastLogIndex(served.raft.metrics().borrow().last_log_index),
+                RaftRequest::LeaderContact => RaftReply::LeaderContact(leader_contact_ms(&served).await),
             },
         };
         drop(last);
