@@ -157,7 +157,8 @@ impl Group {
 
 /// Replace the file of message `uid` by `bytes` (already checked against `crc32c`). The
 /// new file is written and synced first; the rename happens under the store lock, which
-/// applies hold too, so a flag change can neither rename the file in between nor be undone.
+/// applies hold too, so a flag change can neither rename the file in between nor be undone,
+/// and with the tree held (`MailStateMachine::hold_tree`), so no snapshot settles across it.
 fn place(
     sm: &super::MailStateMachine,
     user: &UserName,
@@ -180,6 +181,7 @@ fn place(
         let _ = std::fs::remove_file(&tmp);
         return Err(e.into());
     }
+    let _writing = sm.hold_tree();
     let mut store = store.lock().expect("store lock");
     let renamed = lookup(&mut store).and_then(|path| Ok(std::fs::rename(&tmp, path)?));
     if renamed.is_err() {

@@ -44,6 +44,13 @@ pub struct MailStateMachine {
     store: Arc<Mutex<Store>>,
     /// Serializes checkpoints so they finish in the order they were prepared.
     checkpointing: Arc<Mutex<()>>,
+    /// Held by whatever writes the store's tree (applying entries, a repair's rename) and
+    /// by a snapshot's settle, which needs the tree still. The store lock is not what
+    /// holds the tree still: settling lists every directory (seconds on a store of ten
+    /// thousand users), and sessions that read the store from the runtime's threads would
+    /// wait that long, starving Raft's heartbeats into an election. Order: this, then the
+    /// store.
+    tree: Arc<Mutex<()>>,
     group_dir: PathBuf,
     group: String,
     /// The current snapshot (a link tree of the store) and its directory.
@@ -116,6 +123,7 @@ impl MailStateMachine {
         Ok(Self {
             store: Arc::new(Mutex::new(store)),
             checkpointing: Arc::new(Mutex::new(())),
+            tree: Arc::new(Mutex::new(())),
             group_dir: group_dir.to_path_buf(),
             group: group.to_string(),
             snapshots: Arc::new(snapshots),
@@ -221,6 +229,12 @@ impl MailStateMachine {
         self.store.clone()
     }
 
+    /// Hold the store's tree still (see `tree`): take it before the store lock to write
+    /// into the tree outside an apply. Blocking.
+    pub fn hold_tree(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.tree.lock().expect("tree lock")
+    }
+
     /// Checkpoint if anything was applied since the last one; the filesystem sync runs
     /// without holding the store. Blocking.
     pub fn checkpoint_if_dirty(&self) -> Result<(), crate::mailstore::StoreError> {
@@ -259,9 +273,10 @@ impl MailStateMachine {
     }
 
     /// Checkpoint the store and make it the current snapshot: a hard-link mirror, linked
-    /// while the store applies and settled to the checkpointed state while the store is
-    /// held (so it is one state); the checkpoint's sync and state file, and the snapshot's
-    /// own sync, come after, without the store. Blocking.
+    /// while the store applies and settled to the checkpointed state while no entry applies
+    /// (the tree held still, so it is one state; the store lock is held only to prepare
+    /// the checkpoint, and sessions go on reading meanwhile); the checkpoint's sync and
+    /// state file, and the snapshot's own sync, come after. Blocking.
     fn build_current(&self) -> Result<SnapshotMeta<u64, BasicNode>, StorageError<u64>> {
         let _order = self.checkpointing.lock().expect("checkpoint lock");
         self.refuse_if_failed().map_err(sm_err)?;
@@ -270,13 +285,17 @@ impl MailStateMachine {
         let draft = self.snapshots.draft(&root).map_err(sm_err)?;
         let drafted = started.elapsed();
         let (pending, meta, staged, settled) = {
-            let mut store = self.store.lock().expect("store lock");
-            let pending = store.prepare_checkpoint().map_err(sm_err)?;
-            let last = store.last_applied;
-            let meta = SnapshotMeta {
-                last_log_id: last,
-                last_membership: store.membership.clone(),
-                snapshot_id: format!("{}-{}", self.group, last.map_or(0, |l| l.index)),
+            let _still = self.hold_tree();
+            let (pending, meta) = {
+                let mut store = self.store.lock().expect("store lock");
+                let pending = store.prepare_checkpoint().map_err(sm_err)?;
+                let last = store.last_applied;
+                let meta = SnapshotMeta {
+                    last_log_id: last,
+                    last_membership: store.membership.clone(),
+                    snapshot_id: format!("{}-{}", self.group, last.map_or(0, |l| l.index)),
+                };
+                (pending, meta)
             };
             let (staged, settled) = self.snapshots.settle(draft, meta.clone(), &root).map_err(sm_err)?;
             (pending, meta, staged, settled)
@@ -355,6 +374,7 @@ impl RaftStateMachine<MailConfig> for MailStateMachine {
         let entries: Vec<_> = entries.into_iter().collect();
         let started = std::time::Instant::now();
         let applied = tokio::task::block_in_place(|| {
+            let _writing = self.hold_tree();
             let mut store = self.store.lock().expect("store lock");
             let mut out = Vec::with_capacity(entries.len());
             for entry in entries {
@@ -430,6 +450,7 @@ impl RaftStateMachine<MailConfig> for MailStateMachine {
             let draft = self.snapshots.draft(&staged).map_err(snap_err)?;
             // No checkpoint of the old tree may finish into the new one.
             let _order = self.checkpointing.lock().expect("checkpoint lock");
+            let _replacing = self.hold_tree();
             let mut store = self.store.lock().expect("store lock");
             let mail = self.group_dir.join("mail");
             let old = self.group_dir.join("mail.old");
@@ -545,6 +566,41 @@ mod tests {
                 theirs.len()
             );
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tree_held_still_stops_applies_but_not_readers() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut sm = MailStateMachine::open(tmp.path(), "hermes").unwrap();
+        sm.apply((1..=30).map(mail).collect::<Vec<_>>()).await.unwrap();
+        // What a snapshot's settle holds while it lists every directory, from a thread of
+        // its own as a snapshot build does.
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let (held, holding) = std::sync::mpsc::channel();
+        let holder = {
+            let sm = sm.clone();
+            std::thread::spawn(move || {
+                let _still = sm.hold_tree();
+                held.send(()).unwrap();
+                released.recv().unwrap();
+            })
+        };
+        holding.recv().unwrap();
+        assert!(sm.store().try_lock().is_ok(), "readers must get the store while the tree is held");
+        let mut writer = sm.clone();
+        let (done, applied) = std::sync::mpsc::channel();
+        let applier = tokio::spawn(async move {
+            writer.apply(vec![mail(31)]).await.unwrap();
+            done.send(()).unwrap();
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(applied.try_recv().is_err(), "an entry was applied while the tree was held still");
+        assert!(sm.store().try_lock().is_ok(), "a waiting apply must not hold the store");
+        release.send(()).unwrap();
+        holder.join().unwrap();
+        applier.await.unwrap();
+        assert!(applied.try_recv().is_ok());
+        assert_eq!(sm.store().lock().unwrap().last_applied.map(|l| l.index), Some(31));
     }
 
     #[tokio::test(flavor = "multi_thread")]
