@@ -12,7 +12,7 @@ use common::frame;
 use common::rpc_channel::ClusterKey;
 use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
 use raftlog::{Log, Options, RaftLogStore};
-use storaged::raft::{serve, TcpNetworkFactory};
+use storaged::raft::{serve, Served, TcpNetworkFactory};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The one Raft group of a test cluster.
@@ -69,7 +69,10 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let network = TcpNetworkFactory::new(GROUP, args.id, key.clone());
     let raft = Raft::new(args.id, Arc::new(config), network, RaftLogStore::<KvConfig>::new(log), sm.clone()).await?;
     let raft_listener = TcpListener::bind(&args.raft).await?;
-    let groups = Arc::new(std::sync::RwLock::new(std::collections::HashMap::from([(GROUP.to_string(), raft.clone())])));
+    let groups = Arc::new(std::sync::RwLock::new(std::collections::HashMap::from([(
+        GROUP.to_string(),
+        Served::new(raft.clone()),
+    )])));
     tokio::spawn(serve(raft_listener, groups, key, Arc::new(NoMail)));
     let node = Arc::new(Node { id: args.id, raft, sm, members });
     let control = TcpListener::bind(&args.control).await?;

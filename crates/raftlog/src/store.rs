@@ -97,15 +97,50 @@ where
         Bound::Included(e) => e.saturating_add(1),
         Bound::Excluded(e) => *e,
         Bound::Unbounded => u64::MAX,
-    }
-    .min(last.index.saturating_add(1))
-    .min(start.saturating_add(max));
+    };
+    read_span(view, start, end.min(last.index.saturating_add(1)).min(start.saturating_add(max)), Gap::Skip)
+}
+
+/// The entries from `start` on (up to `end`, exclusive, and at most `max`) that follow one
+/// another without a gap: none if `start` was purged. openraft's replication sends what this
+/// returns as the entries right after `start - 1`; a leader that has just stepped down may
+/// still be reading while its log is purged as a follower's, and entries from a later index
+/// would be appended by the follower in the wrong places (openraft 0.9 only `debug_assert`s
+/// that they follow). Given nothing, it sends a heartbeat instead.
+#[allow(clippy::result_large_err)]
+fn read_following<C>(view: &LogView, start: u64, end: u64, max: u64) -> Result<Vec<Entry<C>>, StorageError<u64>>
+where
+    C: RaftTypeConfig<NodeId = u64>,
+    C::D: LogPayload,
+{
+    let (first, last) = view.bounds();
+    let Some(last) = last.filter(|_| start >= first) else {
+        return Ok(Vec::new());
+    };
+    read_span(view, start, end.min(last.index.saturating_add(1)).min(start.saturating_add(max)), Gap::Stop)
+}
+
+/// What [`read_span`] does at an index the log does not hold.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Gap {
+    Skip,
+    Stop,
+}
+
+/// The entries at `start..end`.
+#[allow(clippy::result_large_err)]
+fn read_span<C>(view: &LogView, start: u64, end: u64, gap: Gap) -> Result<Vec<Entry<C>>, StorageError<u64>>
+where
+    C: RaftTypeConfig<NodeId = u64>,
+    C::D: LogPayload,
+{
     let mut out = Vec::with_capacity(end.saturating_sub(start) as usize);
     for index in start..end {
         match view.read(index) {
             Ok(Some(rec)) => {
                 out.push(decode_entry::<C>(&rec).map_err(|e| StorageIOError::read_log_at_index(index, &e))?)
             }
+            Ok(None) if gap == Gap::Stop => break,
             Ok(None) => {}
             Err(e) => return Err(StorageIOError::read_log_at_index(index, &e).into()),
         }
@@ -188,7 +223,7 @@ where
     }
 
     async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> Result<Vec<C::Entry>, StorageError<u64>> {
-        read_range::<C>(&self.view, start..end, READ_BATCH_MAX)
+        read_following::<C>(&self.view, start, end, READ_BATCH_MAX)
     }
 }
 

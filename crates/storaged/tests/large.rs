@@ -80,13 +80,15 @@ fn wait_inbox(c: &Cluster, nodes: &[usize], user: &str, want: &[Vec<u8>], within
     }
 }
 
-/// The last `lines` lines of every node's log.
+/// The last `lines` lines of every node's log, after any panic it holds (message included).
 fn logs_tail(c: &Cluster, lines: usize) -> String {
     (0..3)
         .map(|n| {
             let log = c.node_log(n);
-            let tail: Vec<&str> = log.lines().rev().take(lines).collect();
-            format!("=== node {} ===\n{}", n + 1, tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+            let all: Vec<&str> = log.lines().collect();
+            let panics = all.windows(2).filter(|w| w[0].contains("panicked at")).map(|w| w.join("\n"));
+            let tail = &all[all.len().saturating_sub(lines)..];
+            format!("=== node {} ===\n{}\n{}", n + 1, panics.collect::<Vec<_>>().join("\n"), tail.join("\n"))
         })
         .collect::<Vec<_>>()
         .join("\n")

@@ -25,6 +25,13 @@ pub struct Served<C: RaftTypeConfig> {
     pub receipt: Arc<SnapshotReceipt>,
 }
 
+impl<C: RaftTypeConfig> Served<C> {
+    /// `raft`, with no snapshot chunk taken yet.
+    pub fn new(raft: Raft<C>) -> Self {
+        Self { raft, receipt: Arc::default() }
+    }
+}
+
 impl<C: RaftTypeConfig> Clone for Served<C> {
     fn clone(&self) -> Self {
         Self { raft: self.raft.clone(), receipt: self.receipt.clone() }
