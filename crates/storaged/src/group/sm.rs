@@ -319,6 +319,7 @@ impl MailStateMachine {
             settled_added = settled.added,
             settled_removed = settled.removed,
             settled_dirs = settled.dirs,
+            checked_dirs = settled.checked,
             checkpoint_ms = (finished_at - drafted - held).as_millis(),
             publish_ms = (started.elapsed() - finished_at).as_millis(),
             "snapshot built"

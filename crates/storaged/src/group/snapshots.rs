@@ -127,7 +127,7 @@ impl Current {
 }
 
 /// A snapshot being linked while the store runs (removed if dropped).
-pub struct Draft(SnapDir);
+pub struct Draft(SnapDir, snapshot::LivePass);
 
 /// A snapshot linked but not yet current.
 pub struct Staged(SnapDir);
@@ -205,16 +205,17 @@ impl Snapshots {
         fs::create_dir(&path)?;
         let dir =
             SnapDir { path, meta: Meta::default(), archive_bytes: OnceLock::new(), retired: AtomicBool::new(true) };
-        snapshot::link_live(root, &dir.tree())?;
-        Ok(Draft(dir))
+        let pass = snapshot::link_live(root, &dir.tree())?;
+        Ok(Draft(dir, pass))
     }
 
     /// Make `draft` the store at `root` as of `meta`, not yet current. Run it while the
-    /// store is held, so the tree is one state: it costs a listing of every directory and
-    /// a link or removal per entry that changed since the draft.
+    /// tree is held still, so it is one state: it costs a `stat` of every directory, a
+    /// listing of each that changed since the draft, and a link or removal per entry that
+    /// changed.
     pub fn settle(&self, draft: Draft, meta: Meta, root: &Path) -> Result<(Staged, Settled), SnapshotError> {
-        let Draft(mut dir) = draft;
-        let settled = snapshot::settle(root, &dir.tree(), &dir.path.join(DISCARD))?;
+        let Draft(mut dir, pass) = draft;
+        let settled = snapshot::settle(root, &dir.tree(), &dir.path.join(DISCARD), &pass)?;
         let name = dir.path.file_name().and_then(|n| n.to_str()).expect("a draft's name");
         let index = meta.last_log_id.map_or(0, |l| l.index);
         let path = self.dir.join(format!("snap-{index}-{}", sequence_of(name)));

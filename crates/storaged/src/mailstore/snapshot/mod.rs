@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 
 pub use archive::{Manifest, TreeArchive};
 pub use install::install;
-pub use link::{link_live, refresh, settle, Settled};
+pub use link::{link_live, refresh, settle, LivePass, Settled};
 
 const MAGIC: &[u8; 8] = b"MSSNAP01";
 const KIND_DIR: u8 = 1;
@@ -116,8 +116,8 @@ fn record_header(kind: u8, path: &[u8], len: u64) -> Vec<u8> {
 /// A store that keeps running links with [`link_live`] and holds still only for [`settle`].
 #[cfg(test)]
 pub fn link_tree(root: &Path, dest: &Path) -> Result<(), SnapshotError> {
-    link_live(root, dest)?;
-    let settled = settle(root, dest, &dest.with_extension("discard"))?;
+    let pass = link_live(root, dest)?;
+    let settled = settle(root, dest, &dest.with_extension("discard"), &pass)?;
     debug_assert_eq!(settled.added + settled.removed, 0, "nothing moved while {} was linked", root.display());
     Ok(())
 }
