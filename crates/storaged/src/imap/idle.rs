@@ -86,16 +86,8 @@ where
                 (Err(_), None) => return say_bye(wr, GROUP_STOPPED_BYE).await,
                 (Ok(()), None) => {}
             },
-            _ = stopping.changed() => {
-                wr.write_all(b"* BYE [UNAVAILABLE] server shutting down\r\n").await?;
-                wr.flush().await?;
-                return Ok(IdleEnd::Closed);
-            }
-            () = &mut autologout => {
-                wr.write_all(b"* BYE autologout: idle too long\r\n").await?;
-                wr.flush().await?;
-                return Ok(IdleEnd::Closed);
-            }
+            _ = stopping.changed() => return say_bye(wr, b"* BYE [UNAVAILABLE] server shutting down\r\n").await,
+            () = &mut autologout => return say_bye(wr, b"* BYE autologout: idle too long\r\n").await,
         }
     }
 }
