@@ -12,7 +12,8 @@
 //! so before standing it asks the other voters for their last log index
 //! (`RaftRequest::LastLogIndex`) and lets one with a longer log stand first, for at most
 //! [`DEFER_MAX`]. The random moment (up to [`JITTER_MAX`]) keeps equals from standing at
-//! once. openraft's own timer stays as it was, the fallback.
+//! once. openraft's own timer stays as it was, the fallback (held only while a snapshot
+//! streams in, below).
 //!
 //! A snapshot chunk from the leader counts as hearing from it (`raft::snapshot_receipt`),
 //! and while chunks stream in this task also holds openraft's own election timer, which
