@@ -258,12 +258,14 @@ struct GroupFigures {
 }
 
 /// The per-group gauges, in the order of [`GroupFigures::gauges`].
-const GAUGES: [(&str, &str); 9] = [
+const GAUGES: [(&str, &str); 11] = [
     ("mail_raft_term", "The group's current Raft term"),
     ("mail_raft_leader_id", "The node id of the group's leader as this node sees it (0: none)"),
     ("mail_raft_is_leader", "1 if this node leads the group"),
     ("mail_raft_last_log_index", "The last index in this node's log of the group"),
     ("mail_raft_applied_index", "The last index this node applied"),
+    ("mail_raft_snapshot_index", "The last index in this node's current snapshot of the group"),
+    ("mail_raft_purged_index", "The last index purged from this node's log (a replica behind it needs a snapshot)"),
     ("mail_raft_snapshot_bytes", "Size of this node's current snapshot of the group"),
     ("mail_queue_messages", "Messages in the group's outbound queue"),
     ("mail_queue_oldest_age_seconds", "Age of the oldest message in the group's outbound queue (0: empty)"),
@@ -298,6 +300,8 @@ fn figures(group: &crate::group::Group, node_id: u64, now_s: i64) -> GroupFigure
         f64::from(u8::from(m.current_leader == Some(node_id))),
         last as f64,
         m.last_applied.map_or(0, |l| l.index) as f64,
+        m.snapshot.map_or(0, |l| l.index) as f64,
+        m.purged.map_or(0, |l| l.index) as f64,
         group.sm.snapshot_bytes().unwrap_or(0) as f64,
         queued as f64,
         oldest_s as f64,

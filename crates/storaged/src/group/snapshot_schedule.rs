@@ -17,14 +17,18 @@
 //! seen since the last snapshot would reach `snapshot_log_bytes` sooner, so the log's size is
 //! bounded in bytes. After a snapshot, openraft keeps `keep_logs` entries behind it; this
 //! task purges further when those hold more than `keep_log_bytes` — on a leader, never past
-//! what its slowest follower holds (openraft's `keep_logs` bound still applies to that one).
+//! what its slowest live follower holds (openraft's `keep_logs` bound still applies to that
+//! one). A follower whose matched index has not moved for [`STALLED_AFTER`] while behind is
+//! down or cut off, not slow: it does not hold the log (a replica down for a day would pin
+//! a day of mail in the leader's log); it takes a snapshot when it is back.
 //!
 //! It must never build on its own timer alone (only on applied entries), nor while this
 //! node's disk is below its reserve (`MailStateMachine::build_snapshot` would only hand back
 //! the last one). A request while a build runs is ignored by openraft.
 
+use std::collections::HashMap;
 use std::sync::Weak;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use raftlog::Log;
 
@@ -33,6 +37,49 @@ use crate::config::RaftTuning;
 
 /// How often the schedule looks at the applied index.
 const TICK: Duration = Duration::from_millis(500);
+
+/// How long a follower behind the leader's log may go without its matched index moving
+/// before the byte purge stops keeping the log for it: several election timeouts, far
+/// longer than a live follower takes to store one large entry.
+const STALLED_AFTER: Duration = Duration::from_secs(10);
+
+/// On a leader, when each follower's matched index last moved: which followers are live
+/// enough to keep the log for.
+#[derive(Debug, Default)]
+pub(super) struct FollowerWatch {
+    /// Per follower: its matched index and since when it has been behind at that index
+    /// (a follower holding the leader's whole log is never behind, however long it waits).
+    seen: HashMap<u64, (u64, Instant)>,
+}
+
+impl FollowerWatch {
+    /// Record the leader's replication figures at `now` (`last`: the leader's last log
+    /// index) and answer the lowest matched index among followers not stalled (`None` on a
+    /// follower, or when every follower is stalled).
+    pub(super) fn slowest_live(&mut self, matched: &[(u64, u64)], last: u64, now: Instant) -> Option<u64> {
+        self.seen.retain(|id, _| matched.iter().any(|(m, _)| m == id));
+        let mut slowest = None;
+        for &(id, index) in matched {
+            let since = match self.seen.get(&id) {
+                Some(&(was, since)) if was == index && index < last => since,
+                _ => {
+                    self.seen.insert(id, (index, now));
+                    now
+                }
+            };
+            let stalled = index < last && now.saturating_duration_since(since) >= STALLED_AFTER;
+            if !stalled {
+                slowest = Some(slowest.map_or(index, |s: u64| s.min(index)));
+            }
+        }
+        slowest
+    }
+
+    /// Forget every follower (this replica is not leading).
+    pub(super) fn clear(&mut self) {
+        self.seen.clear();
+    }
+}
 
 /// Which member of how many this replica is, in node id order (`None` if not a member).
 pub(super) fn slot_of(members: &[u64], me: u64) -> Option<(u64, u64)> {
@@ -72,6 +119,7 @@ pub(super) fn interval(entries_since: u64, bytes_since: u64, tuning: &RaftTuning
 /// Watch `group` (until it is dropped) and trigger a snapshot when [`due`]; purge the log
 /// behind the snapshot down to `keep_log_bytes`.
 pub(super) async fn schedule(group: Weak<Group>, log: Log, tuning: RaftTuning) {
+    let mut followers = FollowerWatch::default();
     loop {
         tokio::time::sleep(TICK).await;
         let Some(group) = group.upgrade() else { return };
@@ -79,10 +127,23 @@ pub(super) async fn schedule(group: Weak<Group>, log: Log, tuning: RaftTuning) {
             let m = group.raft.metrics();
             let m = m.borrow();
             let applied = m.last_applied.map_or(0, |l| l.index);
-            // On a leader, what its slowest follower holds: a byte purge never goes past it,
-            // or a follower merely slow (taking a large message) would need a whole snapshot.
-            let slowest =
-                m.replication.as_ref().map(|r| r.values().map(|l| l.map_or(0, |l| l.index)).min().unwrap_or(0));
+            // On a leader, what its slowest live follower holds: a byte purge never goes
+            // past it, or a follower merely slow (taking a large message) would need a whole
+            // snapshot.
+            let slowest = match m.replication.as_ref() {
+                Some(r) => {
+                    let matched: Vec<(u64, u64)> = r
+                        .iter()
+                        .filter(|(id, _)| **id != group.node_id)
+                        .map(|(id, l)| (*id, l.map_or(0, |l| l.index)))
+                        .collect();
+                    followers.slowest_live(&matched, m.last_log_index.unwrap_or(0), Instant::now())
+                }
+                None => {
+                    followers.clear();
+                    None
+                }
+            };
             (applied, m.snapshot.map_or(0, |l| l.index), slowest)
         };
         let members: Vec<u64> = group.members.keys().copied().collect();
@@ -128,6 +189,29 @@ mod tests {
         assert!(due(600, 0, every, slot(3)) && due(650, 0, every, slot(1)));
         // Not a member (yet): as openraft's policy would.
         assert!(due(300, 0, every, None));
+    }
+
+    #[test]
+    fn a_follower_whose_matched_index_stands_still_behind_stops_holding_the_log() {
+        let mut watch = FollowerWatch::default();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        // Node 2 keeps up, node 3 is behind at 40.
+        assert_eq!(watch.slowest_live(&[(2, 100), (3, 40)], 100, at(0)), Some(40));
+        assert_eq!(watch.slowest_live(&[(2, 150), (3, 40)], 150, at(9)), Some(40), "slow, not yet stalled");
+        assert_eq!(watch.slowest_live(&[(2, 200), (3, 40)], 200, at(10)), Some(200), "stalled: not waited for");
+        // It moves again: waited for again.
+        assert_eq!(watch.slowest_live(&[(2, 200), (3, 41)], 200, at(11)), Some(41));
+        // A follower caught up with an idle leader is never stalled, however long, nor the
+        // moment the leader appends again.
+        assert_eq!(watch.slowest_live(&[(2, 200), (3, 41)], 200, at(12)), Some(41));
+        assert_eq!(watch.slowest_live(&[(2, 200), (3, 200)], 200, at(100)), Some(200));
+        assert_eq!(watch.slowest_live(&[(2, 200), (3, 200)], 250, at(101)), Some(200));
+        // Every follower stalled: nothing holds the log.
+        assert_eq!(watch.slowest_live(&[(2, 200), (3, 200)], 300, at(111)), None);
+        // A follower gone from the figures is forgotten: back later, it starts afresh.
+        assert_eq!(watch.slowest_live(&[(2, 300)], 300, at(112)), Some(300));
+        assert_eq!(watch.slowest_live(&[(2, 300), (3, 200)], 300, at(200)), Some(200));
     }
 
     #[test]

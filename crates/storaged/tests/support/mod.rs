@@ -21,6 +21,8 @@ pub struct Cluster {
     pub pop3s: Vec<String>,
     /// ManageSieve.
     pub sieve: Vec<String>,
+    /// Prometheus `/metrics` (no token: the test's own loopback ports).
+    pub metrics: Vec<String>,
     children: Vec<Option<Child>>,
 }
 
@@ -59,7 +61,7 @@ impl Cluster {
     }
 
     fn start_opts(root: &Path, n: usize, users: usize, tune: impl Fn(&mut Config), tls: bool) -> Self {
-        let listeners = Listeners { imap: true, pop3: true, implicit_tls: tls, admin: false, metrics: false };
+        let listeners = Listeners { imap: true, pop3: true, implicit_tls: tls, admin: false, metrics: true };
         let nodes = NodeAddrs::cluster_on_free_ports(n, listeners);
         let groups = [storage::group("hermes", &nodes)];
         let users_txt: String = (0..users).map(|u| format!("user{u}@example.edu {{PLAIN}}{}\n", password(u))).collect();
@@ -88,6 +90,7 @@ impl Cluster {
             imaps: all(|n| n.imaps.clone()),
             pop3s: all(|n| n.pop3s.clone()),
             sieve: all(|n| n.sieve.clone()),
+            metrics: all(|n| n.metrics.clone()),
             children: (0..n).map(|_| None).collect(),
         };
         for i in 0..n {
@@ -168,6 +171,17 @@ impl Cluster {
 
     pub fn node_log(&self, i: usize) -> String {
         std::fs::read_to_string(self.root.join(format!("node{}.log", i + 1))).unwrap_or_default()
+    }
+
+    /// Node `i`'s gauge `name` of group "hermes" from its `/metrics`, if it answers.
+    pub fn gauge(&self, i: usize, name: &str) -> Option<f64> {
+        let mut s = TcpStream::connect(&self.metrics[i]).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: test\r\n\r\n").ok()?;
+        let mut body = String::new();
+        std::io::Read::read_to_string(&mut s, &mut body).ok()?;
+        let prefix = format!("{name}{{group=\"hermes\"}} ");
+        body.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.trim().parse().ok())
     }
 
     /// Index of the node whose LMTP accepts a recipient now (the leader), if any.
