@@ -14,6 +14,7 @@ pub mod deflate;
 pub mod frame;
 pub mod http;
 pub mod imap_tag;
+pub mod lazy_read;
 pub mod limiter;
 pub mod line;
 pub mod lmtp_auth;

@@ -11,10 +11,12 @@ use std::task::{Context, Poll};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::{AsyncRead, AsyncWrite, BufReader, ReadBuf, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
+
+use crate::lazy_read::LazyBufReader;
 
 /// Why the TLS configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -117,9 +119,11 @@ impl AsyncWrite for Stream {
     }
 }
 
-/// A connection split for reading (buffered) and writing at once, as IDLE needs.
+/// A connection split for reading (buffered) and writing at once, as IDLE needs. The read
+/// buffer exists only while bytes move ([`LazyBufReader`]): a session waiting for its
+/// client holds none.
 pub struct Conn {
-    pub rd: BufReader<ReadHalf<Stream>>,
+    pub rd: LazyBufReader<ReadHalf<Stream>>,
     pub wr: WriteHalf<Stream>,
     pub tls: bool,
     /// The negotiated TLS version and cipher suite (`TLSv1_3 TLS13_AES_256_GCM_SHA384`),
@@ -132,8 +136,8 @@ pub struct Conn {
 /// The read buffer of a connection that carries message bodies (SMTP, LMTP): fewer reads
 /// per message.
 pub const READ_BUFFER_BYTES: usize = 8 * 1024;
-/// The read buffer of a session that sits idle most of its life (IMAP IDLE, all day): it is
-/// held for the whole session, and a read larger than it (a literal) bypasses it anyway.
+/// The read buffer of a session that sits idle most of its life (IMAP IDLE, all day): a
+/// command line fits, and a read larger than it (a literal) bypasses it anyway.
 pub const SESSION_READ_BUFFER_BYTES: usize = 1024;
 
 impl Conn {
@@ -173,7 +177,7 @@ impl Conn {
             Stream::Plain(_) => None,
         };
         let (r, w) = tokio::io::split(stream);
-        Self { rd: BufReader::with_capacity(read_buffer_bytes, r), wr: w, tls, tls_info, read_buffer_bytes }
+        Self { rd: LazyBufReader::with_capacity(read_buffer_bytes, r), wr: w, tls, tls_info, read_buffer_bytes }
     }
 
     /// The whole stream again, with the bytes read ahead but not yet consumed (a client's
