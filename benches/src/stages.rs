@@ -5,19 +5,22 @@
 //! The stages of a write on the leader, in order: waiting for its Raft entry (`queue`),
 //! the log append until written and until fsynced (`log write`, `log fsync`, every
 //! append), replication to a quorum, apply and the reply to the proposer, together
-//! `commit`; `apply` is timed on its own (every replica). LMTP's own figure (end of DATA
-//! to the commit) and IMAP commands are shown when the run had any.
+//! `commit`; `replicate` is one AppendEntries round to a follower as the leader sees it,
+//! `follower append` the part of it spent in the follower's Raft (its log write and fsync;
+//! from the other nodes' figures), `apply` is timed on its own (every replica). LMTP's own
+//! figure (end of DATA to the commit) and IMAP commands are shown when the run had any.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::time::Duration;
 
 /// (metric, label shown) of each stage, in the order a write meets them.
-const STAGES: [(&str, &str); 7] = [
+const STAGES: [(&str, &str); 8] = [
     ("mail_write_queue_seconds", "queue"),
     ("mail_write_commit_seconds", "commit"),
     ("mail_raftlog_written_seconds", "log write"),
     ("mail_raftlog_durable_seconds", "log fsync"),
+    ("mail_raft_replicate_seconds", "replicate"),
     ("mail_raft_apply_seconds", "apply"),
     ("mail_lmtp_commit_seconds", "LMTP DATA→commit"),
     ("mail_imap_command_seconds", "IMAP command"),
@@ -65,6 +68,9 @@ pub struct Watch {
 /// The metric that tells which node led: only a leader proposes entries.
 const LEADER_WORK: &str = "mail_write_commit_seconds";
 
+/// The followers' stage, summed over every node but the leader.
+const FOLLOWER_STAGE: (&str, &str) = ("mail_raft_follower_append_seconds", "follower append");
+
 impl Watch {
     /// Start watching `nodes` (those with a `/metrics` address that answers).
     pub fn start(nodes: &[crate::peers::Node]) -> Self {
@@ -73,18 +79,28 @@ impl Watch {
     }
 
     /// The line of means since the start on the node that committed the most entries
-    /// meanwhile (the leader, also after an election), or why there is none.
+    /// meanwhile (the leader, also after an election) and the followers' stage over the
+    /// others, or why there is none.
     pub fn finish(&self) -> String {
         let count = |s: &Scrape| s.0.get(LEADER_WORK).map_or(0.0, |(_, c)| *c);
-        let mut best: Option<(f64, String)> = None;
-        for (addr, before) in &self.before {
-            let Ok(after) = scrape(addr) else { continue };
-            let proposed = count(&after) - count(before);
-            if best.as_ref().is_none_or(|(n, _)| proposed > *n) {
-                best = Some((proposed, breakdown(before, &after)));
-            }
+        let runs: Vec<(&Scrape, Scrape)> =
+            self.before.iter().filter_map(|(addr, before)| Some((before, scrape(addr).ok()?))).collect();
+        let leader = (0..runs.len()).max_by(|a, b| {
+            let proposed = |k: usize| count(&runs[k].1) - count(runs[k].0);
+            proposed(*a).total_cmp(&proposed(*b))
+        });
+        let Some(leader) = leader else { return "no breakdown: no node's /metrics answered".into() };
+        let mut line = breakdown(runs[leader].0, &runs[leader].1);
+        let (mut sum, mut n) = (0.0, 0.0);
+        for (_, (before, after)) in runs.iter().enumerate().filter(|(k, _)| *k != leader) {
+            let (s1, c1) = after.0.get(FOLLOWER_STAGE.0).copied().unwrap_or_default();
+            let (s0, c0) = before.0.get(FOLLOWER_STAGE.0).copied().unwrap_or_default();
+            (sum, n) = (sum + s1 - s0, n + c1 - c0);
         }
-        best.map_or_else(|| "no breakdown: no node's /metrics answered".into(), |(_, line)| line)
+        if n >= 1.0 {
+            line.push_str(&format!(", {} {:.2} ms ×{n:.0}", FOLLOWER_STAGE.1, sum / n * 1e3));
+        }
+        line
     }
 }
 

@@ -12,7 +12,7 @@ use common::frame;
 use common::rpc_channel::ClusterKey;
 use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
 use raftlog::{Log, Options, RaftLogStore};
-use storaged::raft::{serve, Served, TcpNetworkFactory};
+use storaged::raft::{serve, Served, TcpNetworkFactory, Untimed};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The one Raft group of a test cluster.
@@ -73,7 +73,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         GROUP.to_string(),
         Served::new(raft.clone()),
     )])));
-    tokio::spawn(serve(raft_listener, groups, key, Arc::new(NoMail)));
+    tokio::spawn(serve(raft_listener, groups, key, Arc::new(NoMail), Arc::new(Untimed)));
     let node = Arc::new(Node { id: args.id, raft, sm, members });
     let control = TcpListener::bind(&args.control).await?;
     loop {

@@ -189,6 +189,10 @@ fn prometheus_counts_what_the_workload_did_and_promtool_accepts_metrics_and_rule
         ("sum(mail_raft_is_leader{job=\"storage\"})", 2.0),
         ("count(mail_disk_free_bytes{job=\"storage\"} > 0)", 3.0),
         ("sum(mail_raftlog_durable_seconds_count{job=\"storage\"}) > bool 0", 1.0),
+        // Leaders time their AppendEntries rounds, followers their part of them.
+        ("sum(mail_raft_replicate_seconds_count{job=\"storage\"}) > bool 0", 1.0),
+        ("sum(mail_raft_follower_append_seconds_count{job=\"storage\"}) > bool 0", 1.0),
+        ("count(mail_raft_purged_index{job=\"storage\"}) == bool count(mail_raft_term{job=\"storage\"})", 1.0),
     ];
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {

@@ -135,6 +135,8 @@ pub struct NodeMetrics {
     write_queue_seconds: Histogram,
     write_commit_seconds: Histogram,
     apply_seconds: Histogram,
+    replicate_seconds: Histogram,
+    follower_append_seconds: Histogram,
 }
 
 impl Default for NodeMetrics {
@@ -152,6 +154,8 @@ impl Default for NodeMetrics {
             write_queue_seconds: latency_histogram(),
             write_commit_seconds: latency_histogram(),
             apply_seconds: latency_histogram(),
+            replicate_seconds: latency_histogram(),
+            follower_append_seconds: latency_histogram(),
         }
     }
 }
@@ -221,10 +225,30 @@ impl NodeMetrics {
             self.write_commit_seconds.clone(),
         );
         r.register("mail_raft_apply_seconds", "Applying a run of committed entries", self.apply_seconds.clone());
+        r.register(
+            "mail_raft_replicate_seconds",
+            "On the leader: an AppendEntries with entries, from sending it to the follower's answer",
+            self.replicate_seconds.clone(),
+        );
+        r.register(
+            "mail_raft_follower_append_seconds",
+            "On a follower: taking an AppendEntries with entries (log write and fsync through Raft)",
+            self.follower_append_seconds.clone(),
+        );
         r.register_collector(Box::new(Groups(node)));
         r.register_collector(Box::new(common::metrics::system::Process::default()));
         r.register_collector(Box::new(common::metrics::system::Disks::new(vec![data_dir])));
         r
+    }
+}
+
+impl crate::raft::RpcTiming for NodeMetrics {
+    fn replicated(&self, elapsed: Duration) {
+        self.replicate_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    fn follower_appended(&self, elapsed: Duration) {
+        self.follower_append_seconds.observe(elapsed.as_secs_f64());
     }
 }
 

@@ -157,7 +157,8 @@ pub async fn run(mut cfg: Config) -> Result<(), NodeError> {
     });
     let registry = metrics.registry(Arc::downgrade(&node), cfg.data_dir.clone());
     cfg.metrics.start(registry).await.map_err(|e| NodeError::Metrics(e.to_string()))?;
-    let raft_server = tokio::spawn(crate::raft::serve(raft_listener, node.rafts.clone(), key.clone(), node.clone()));
+    let raft_server =
+        tokio::spawn(crate::raft::serve(raft_listener, node.rafts.clone(), key.clone(), node.clone(), metrics.clone()));
     tokio::spawn(reload_users_on_hangup(hangups, cfg.clone(), node.clone()));
     let lmtp_server = tokio::spawn(crate::lmtp::serve(lmtp_listener, node.clone()));
     let pop3_server = tokio::spawn(serve_optional(pop3_listener, node.clone(), |l, n| crate::pop3::serve(l, n, false)));

@@ -121,7 +121,7 @@ impl Group {
         }
         .validate()
         .map_err(|e| GroupError::Raft { group: name.clone(), reason: e.to_string() })?;
-        let network = TcpNetworkFactory::new(&name, cfg.node_id, key.clone());
+        let network = TcpNetworkFactory::new(&name, cfg.node_id, key.clone()).with_timing(metrics.clone());
         let scrub_log = log.clone();
         let raft = Raft::new(
             cfg.node_id,

@@ -2,6 +2,7 @@
 //! target node and group. A failed exchange drops the connection; the next RPC reconnects.
 //! Every exchange is bounded by openraft's per-RPC time limit.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::rpc_channel::{Channel, ClusterKey};
@@ -16,20 +17,28 @@ use tokio::io::BufReader;
 use tokio::net::TcpStream;
 
 use super::rpc::{self, GroupReply, GroupRequest, RaftReply, RaftRequest, MAX_FRAME_BYTES};
+use super::timing::{RpcTiming, Untimed};
 
 /// Makes one [`TcpNetwork`] per target, addressed by the node's `BasicNode::addr`, for
 /// the Raft group `group`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TcpNetworkFactory {
     group: String,
     from: u64,
     key: ClusterKey,
+    timing: Arc<dyn RpcTiming>,
 }
 
 impl TcpNetworkFactory {
     /// Client side for group `group` on node `from`.
     pub fn new(group: impl Into<String>, from: u64, key: ClusterKey) -> Self {
-        Self { group: group.into(), from, key }
+        Self { group: group.into(), from, key, timing: Arc::new(Untimed) }
+    }
+
+    /// Report each AppendEntries round that carried entries to `timing`.
+    pub fn with_timing(mut self, timing: Arc<dyn RpcTiming>) -> Self {
+        self.timing = timing;
+        self
     }
 }
 
@@ -52,6 +61,7 @@ where
             stream: None,
             append_budget_bytes: APPEND_BYTES_BUDGET,
             append_unfinished: false,
+            timing: self.timing.clone(),
         }
     }
 }
@@ -66,6 +76,8 @@ pub struct TcpNetwork {
     seq: u64,
     key: ClusterKey,
     stream: Option<(BufReader<TcpStream>, Channel)>,
+    /// Where AppendEntries rounds are reported.
+    timing: Arc<dyn RpcTiming>,
     /// Bytes of entries the next AppendEntries may carry: halved after one that did not
     /// finish in time (a slow or overloaded follower would otherwise be sent the same
     /// too-large batch forever), doubled back after each that did.
@@ -181,7 +193,12 @@ where
             self.append_budget_bytes = (self.append_budget_bytes / 2).max(APPEND_BYTES_BUDGET_MIN);
         }
         let (req, truncated_at) = bounded(req, self.append_budget_bytes);
+        let carries_entries = !req.entries.is_empty();
+        let started = std::time::Instant::now();
         let result = self.exchange::<C>(RaftRequest::AppendEntries(req), option.hard_ttl()).await;
+        if carries_entries && result.is_ok() {
+            self.timing.replicated(started.elapsed());
+        }
         self.append_unfinished = false;
         self.append_budget_bytes = match &result {
             Err(ExchangeError::Network(_)) => (self.append_budget_bytes / 2).max(APPEND_BYTES_BUDGET_MIN),

@@ -14,6 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::rpc::{self, GroupReply, GroupRequest, RaftReply, RaftRequest, MAX_FRAME_BYTES};
 use super::snapshot_receipt::{leader_silence, SnapshotReceipt};
+use super::timing::RpcTiming;
 
 /// The groups this node serves, by name (a group created at runtime is added here).
 pub type Groups<C> = Arc<std::sync::RwLock<HashMap<String, Served<C>>>>;
@@ -95,6 +96,7 @@ pub async fn serve<C>(
     groups: Groups<C>,
     key: ClusterKey,
     files: Arc<dyn MessageFiles>,
+    timing: Arc<dyn RpcTiming>,
 ) -> std::io::Result<()>
 where
     C: RaftTypeConfig<NodeId = u64, Node = BasicNode>,
@@ -105,9 +107,9 @@ where
         let groups = groups.clone();
         let key = key.clone();
         let order = order.clone();
-        let files = files.clone();
+        let (files, timing) = (files.clone(), timing.clone());
         tokio::spawn(async move {
-            match serve_conn(stream, groups, key, order, files).await {
+            match serve_conn(stream, groups, key, order, files, timing).await {
                 Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                     tracing::warn!(%peer, error = %e, "refused raft rpc connection");
                 }
@@ -173,6 +175,7 @@ async fn serve_conn<C>(
     key: ClusterKey,
     order: SharedOrder,
     files: Arc<dyn MessageFiles>,
+    timing: Arc<dyn RpcTiming>,
 ) -> Result<(), FrameError>
 where
     C: RaftTypeConfig<NodeId = u64, Node = BasicNode>,
@@ -213,7 +216,14 @@ where
         let reply: RaftReply<C> = match served {
             None => RaftReply::NoSuchGroup(msg.group),
             Some(served) => match msg.request {
-                RaftRequest::AppendEntries(r) => RaftReply::AppendEntries(served.raft.append_entries(r).await),
+                RaftRequest::AppendEntries(r) => {
+                    let (carries_entries, started) = (!r.entries.is_empty(), std::time::Instant::now());
+                    let reply = served.raft.append_entries(r).await;
+                    if carries_entries {
+                        timing.follower_appended(started.elapsed());
+                    }
+                    RaftReply::AppendEntries(reply)
+                }
                 RaftRequest::Vote(r) => RaftReply::Vote(served.raft.vote(r).await),
                 RaftRequest::InstallSnapshot(r) => install_chunk(&served, r).await,
                 RaftRequest::ReadMessage { user, mailbox, uid } => {
