@@ -169,6 +169,40 @@ where
     RaftReply::InstallSnapshot(reply)
 }
 
+/// The answer of group `group`'s replica `served` to `request`.
+async fn answer<C>(
+    served: &Served<C>,
+    request: RaftRequest<C>,
+    group: &str,
+    files: &Arc<dyn MessageFiles>,
+    timing: &dyn RpcTiming,
+) -> RaftReply<C>
+where
+    C: RaftTypeConfig<NodeId = u64, Node = BasicNode>,
+{
+    match request {
+        RaftRequest::AppendEntries(r) => {
+            let (carries_entries, started) = (!r.entries.is_empty(), std::time::Instant::now());
+            let reply = served.raft.append_entries(r).await;
+            if carries_entries {
+                timing.follower_appended(started.elapsed());
+            }
+            RaftReply::AppendEntries(reply)
+        }
+        RaftRequest::Vote(r) => RaftReply::Vote(served.raft.vote(r).await),
+        RaftRequest::InstallSnapshot(r) => install_chunk(served, r).await,
+        RaftRequest::ReadMessage { user, mailbox, uid } => {
+            let (files, group) = (files.clone(), group.to_string());
+            let read = tokio::task::spawn_blocking(move || files.read(&group, &user, &mailbox, uid)).await;
+            let read = read.unwrap_or_else(|e| Err(ReadError::Task(e.to_string())));
+            RaftReply::Message(read.map(|m| m.map(serde_bytes::ByteBuf::from)).map_err(|e| e.to_string()))
+        }
+        RaftRequest::DiskRoom => RaftReply::DiskRoom(files.disk_room()),
+        RaftRequest::LastLogIndex => RaftReply::LastLogIndex(served.raft.metrics().borrow().last_log_index),
+        RaftRequest::LeaderContact => RaftReply::LeaderContact(leader_contact_ms(served).await),
+    }
+}
+
 async fn serve_conn<C>(
     stream: TcpStream,
     groups: Groups<C>,
@@ -215,28 +249,7 @@ where
         let served = groups.read().expect("groups lock").get(&msg.group).cloned();
         let reply: RaftReply<C> = match served {
             None => RaftReply::NoSuchGroup(msg.group),
-            Some(served) => match msg.request {
-                RaftRequest::AppendEntries(r) => {
-                    let (carries_entries, started) = (!r.entries.is_empty(), std::time::Instant::now());
-                    let reply = served.raft.append_entries(r).await;
-                    if carries_entries {
-                        timing.follower_appended(started.elapsed());
-                    }
-                    RaftReply::AppendEntries(reply)
-                }
-                RaftRequest::Vote(r) => RaftReply::Vote(served.raft.vote(r).await),
-                RaftRequest::InstallSnapshot(r) => install_chunk(&served, r).await,
-                RaftRequest::ReadMessage { user, mailbox, uid } => {
-                    let files = files.clone();
-                    let group = msg.group.clone();
-                    let read = tokio::task::spawn_blocking(move || files.read(&group, &user, &mailbox, uid)).await;
-                    let read = read.unwrap_or_else(|e| Err(ReadError::Task(e.to_string())));
-                    RaftReply::Message(read.map(|m| m.map(serde_bytes::ByteBuf::from)).map_err(|e| e.to_string()))
-                }
-                RaftRequest::DiskRoom => RaftReply::DiskRoom(files.disk_room()),
-                RaftRequest::LastLogIndex => RaftReply::LastLogIndex(served.raft.metrics().borrow().last_log_index),
-                RaftRequest::LeaderContact => RaftReply::LeaderContact(leader_contact_ms(&served).await),
-            },
+            Some(served) => answer(&served, msg.request, &msg.group, &files, &*timing).await,
         };
         drop(last);
         let out =
